@@ -1,0 +1,16 @@
+# The two commands of the README. Each bootstraps what it needs (scripts/bootstrap.sh).
+.PHONY: demo test lint bootstrap
+
+bootstrap:
+	@bash scripts/bootstrap.sh
+
+demo: bootstrap
+	.venv/bin/chenilles demo
+
+test: bootstrap
+	.venv/bin/python -m pytest -n 2 --dist loadgroup
+
+lint: bootstrap
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy

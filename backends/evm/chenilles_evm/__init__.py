@@ -1,0 +1,1 @@
+"""The EVM backend of the Chenilles hub (a plugin: see plugin.py)."""

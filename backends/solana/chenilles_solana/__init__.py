@@ -1,0 +1,1 @@
+"""The Solana backend of the Chenilles hub (a plugin: see plugin.py)."""

@@ -1,0 +1,212 @@
+"""What a chain backend is: the duties DESIGN.md section 4 lists, as a typed protocol.
+
+The node talks to chains only through this protocol, and finds implementations only
+through the plugin manager (``chenilles_hub.plugins``), so a backend installed from PyPI by
+a third party is indistinguishable from a built-in one. Backends may import this module
+and ``chenilles_hub.core``, never ``chenilles_hub.node``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import msgspec
+
+from .core import Asset, ChannelParams, Htlc, SignedState, StateAuthority
+
+
+class TimeModel(msgspec.Struct, frozen=True):
+    """How a chain keeps time, from the point of view of someone enforcing a claim on it.
+
+    All durations are seconds (``block_interval_ms`` aside, as Solana slots are sub-second).
+    ``timelock_horizon`` is how far ahead the chain's own timelocks can be trusted to fire
+    near the intended unix time (height-based locks drift with hash rate).
+    """
+
+    block_interval_ms: int
+    finality_depth: int
+    inclusion_delay: int
+    timelock_horizon: int
+    safety_margin: int = 600
+
+    def enforcement_time(self, challenge_duration: int) -> int:
+        """Seconds needed to enforce a claim on this chain against a silent or lying peer:
+        get a dispute transaction included and final, sit out the challenge period, then get
+        the resolving transaction included and final, plus a margin."""
+        finality = (self.finality_depth * self.block_interval_ms + 999) // 1000
+        return 2 * (self.inclusion_delay + finality) + challenge_duration + self.safety_margin
+
+
+class BackendInfo(msgspec.Struct, frozen=True):
+    name: str
+    version: str
+    family: str
+    chains: tuple[str, ...]
+    description: str = ""
+
+
+class TxReceipt(msgspec.Struct, frozen=True):
+    """What an on-chain action cost and where it landed."""
+
+    operation: str
+    txid: str
+    fee: int
+    fee_asset: Asset
+    cost: int  # gas (EVM), weight units (Bitcoin), compute units (Solana)
+    cost_unit: str
+    block: int | None = None
+
+
+# --- chain events the watcher follows ------------------------------------------------------
+
+
+class Funded(msgspec.Struct, frozen=True, tag="funded"):
+    channel_id: bytes
+    asset: Asset
+    participant: int
+    amount: int
+
+
+class Registered(msgspec.Struct, frozen=True, tag="registered"):
+    channel_id: bytes
+    version: int
+    timeout: int
+
+
+class Concluded(msgspec.Struct, frozen=True, tag="concluded"):
+    channel_id: bytes
+    version: int
+
+
+class PreimageRevealed(msgspec.Struct, frozen=True, tag="preimage_revealed"):
+    payment_hash: bytes
+    preimage: bytes
+    at: int
+
+
+class NewBlock(msgspec.Struct, frozen=True, tag="new_block"):
+    height: int
+    time: int
+
+
+class Reorged(msgspec.Struct, frozen=True, tag="reorged"):
+    """Transactions that were confirmed are not any more; the watcher re-checks its duties."""
+
+    depth: int
+    txids: tuple[str, ...]
+
+
+ChainEvent = Funded | Registered | Concluded | PreimageRevealed | NewBlock | Reorged
+
+
+class LedgerError(Exception):
+    """The ledger refused an action (reverted, rejected by consensus). ``reason`` is its word."""
+
+    def __init__(self, operation: str, reason: str) -> None:
+        super().__init__(f"{operation}: {reason}")
+        self.operation = operation
+        self.reason = reason
+
+
+class Account(Protocol):
+    """A key on one chain. ``chain_key`` is its public form, as ChannelParams carry it."""
+
+    @property
+    def chain_key(self) -> str: ...
+
+
+@runtime_checkable
+class ChainBackend(Protocol):
+    """One ledger, as the node sees it."""
+
+    info: BackendInfo
+    chain: str
+
+    def time_model(self) -> TimeModel:
+        """Block time, finality, worst inclusion delay and timelock horizon of this chain."""
+        ...
+
+    def assets(self) -> Sequence[Asset]:
+        """Assets this ledger instance can hold in channels."""
+        ...
+
+    def now(self) -> int:
+        """The ledger's own notion of the current unix time (latest block time)."""
+        ...
+
+    def create_account(self, fund: bool = True) -> Account:
+        """A new key; on an embedded ledger, funded with every asset for tests and demos."""
+        ...
+
+    def balance(self, account: Account, asset: Asset) -> int: ...
+
+    def channel_id(self, params: ChannelParams) -> bytes:
+        """A channel id that cannot collide on this chain (includes chain and deployment)."""
+        ...
+
+    def authority(self, params: ChannelParams, account: Account, me: int) -> StateAuthority:
+        """Signs and verifies state bundles (and revocations, where used) for one channel."""
+        ...
+
+    def native_expiry(self, expiry: int) -> int:
+        """The chain-native image of unix time ``expiry``, never later than it."""
+        ...
+
+    def estimate_fee(self, operation: str) -> int:
+        """Expected fee of ``operation`` in the chain's native asset base unit."""
+        ...
+
+    def fund(
+        self, params: ChannelParams, me: int, account: Account, asset: Asset, amount: int
+    ) -> TxReceipt: ...
+
+    def close_cooperative(
+        self, params: ChannelParams, signed: SignedState, account: Account
+    ) -> TxReceipt: ...
+
+    def register(self, params: ChannelParams, signed: SignedState, account: Account) -> TxReceipt:
+        """Start a dispute with the latest state this side holds."""
+        ...
+
+    def challenge(self, params: ChannelParams, signed: SignedState, account: Account) -> TxReceipt:
+        """Answer a registered stale state: refute with a newer one, or punish a revoked one."""
+        ...
+
+    def conclude(self, params: ChannelParams, account: Account) -> TxReceipt: ...
+
+    def withdraw(
+        self, params: ChannelParams, me: int, account: Account, asset: Asset
+    ) -> TxReceipt: ...
+
+    def claim_htlc(
+        self, params: ChannelParams, htlc: Htlc, preimage: bytes, account: Account
+    ) -> TxReceipt:
+        """Enforce an HTLC on-chain with its preimage, before its native expiry."""
+        ...
+
+    def refund_htlc(self, params: ChannelParams, htlc: Htlc, account: Account) -> TxReceipt:
+        """Take back an expired HTLC on-chain."""
+        ...
+
+    def poll_events(self) -> list[ChainEvent]:
+        """Chain events since the last call, oldest first."""
+        ...
+
+    def advance_time(self, seconds: int) -> None:
+        """Embedded ledgers only: move the ledger's clock (challenge periods, expiries)."""
+        ...
+
+
+class BackendFactory(Protocol):
+    """What a plugin registers: metadata, plus a way to build ledger instances."""
+
+    info: BackendInfo
+
+    def embedded(self, **options: Any) -> ChainBackend:
+        """A backend on the embedded default ledger (tests, demo)."""
+        ...
+
+    def connect(self, url: str, **options: Any) -> ChainBackend:
+        """A backend on a real node at ``url``."""
+        ...

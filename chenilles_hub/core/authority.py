@@ -1,0 +1,43 @@
+"""The hook through which a backend gives the core its signatures.
+
+The core decides *when* to sign and what must have been persisted first; the backend
+decides *what* a signature bundle is (one ECDSA signature over an EIP-712 digest on EVM, an
+ed25519 signature on Solana, commitment + HTLC signatures and a per-commitment point on
+Bitcoin) and what a revocation is (nothing on EVM and Solana, where a newer version simply
+wins; the previous per-commitment secret on Bitcoin).
+
+Implementations must be pure computation (no I/O): they hold this participant's secret and
+whatever per-channel data signing needs.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from .model import ChannelParams, ChannelState
+
+
+class StateAuthority(Protocol):
+    def sign(self, params: ChannelParams, state: ChannelState) -> bytes:
+        """This participant's signature bundle on ``state``."""
+        ...
+
+    def verify(
+        self, params: ChannelParams, state: ChannelState, signer: int, bundle: bytes
+    ) -> bool:
+        """Whether ``bundle`` is participant ``signer``'s valid bundle on ``state``."""
+        ...
+
+    def revoke(self, params: ChannelParams, state: ChannelState) -> bytes | None:
+        """Give up this participant's right to use ``state`` on-chain; ``None`` if unused."""
+        ...
+
+    def verify_revocation(
+        self, params: ChannelParams, state: ChannelState, signer: int, revocation: bytes | None
+    ) -> bool:
+        """Whether ``revocation`` really revokes ``signer``'s copy of ``state``."""
+        ...
+
+    def native_expiry_ok(self, expiry: int, native_expiry: int) -> bool:
+        """Whether ``native_expiry`` is a conservative image of unix time ``expiry``."""
+        ...

@@ -1,0 +1,381 @@
+"""The two-party update machine: propose -> accept -> ack, sans-IO.
+
+Events go in (``open``, ``propose``, ``receive``, ``reestablish``), a list of effects comes
+out, and nothing else happens: no clock (``now`` is an argument), no sockets, no disk.
+
+Safety rules the machine enforces by the order of the effects it returns:
+
+* a ``Persist`` of a state comes before any ``Send`` that carries our signature on it;
+* a revocation of the previous state is only sent after the newer state is persisted.
+
+Every method either returns effects and commits the new machine state, or raises a
+:class:`~chenilles_hub.core.errors.ChannelError` and changes nothing: the next state is
+built from immutable values and assigned in one step at the very end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import msgspec
+
+from .authority import StateAuthority
+from .effects import (
+    ChannelSnapshot,
+    Effect,
+    PendingProposal,
+    Persist,
+    ProposalRejected,
+    RevocationReceived,
+    Send,
+    SubmitToLedger,
+    UpdateCompleted,
+    WakeAt,
+)
+from .errors import (
+    ChannelError,
+    ChannelNotOpen,
+    Diverged,
+    InvalidRevocation,
+    InvalidSignature,
+    ProposalConflict,
+    ProposalPending,
+    StaleVersion,
+    StateMismatch,
+    UnexpectedMessage,
+    WrongChannel,
+)
+from .invariants import check_params, check_state, check_successor
+from .messages import Accept, Ack, ChannelMessage, Propose, Reestablish, Reject
+from .model import ChannelParams, ChannelState, SignedState
+from .updates import App, HtlcPolicy, Update, UpdateContext, apply_updates
+
+
+class _Core(msgspec.Struct, frozen=True):
+    """The machine's mutable part as one immutable value, swapped atomically."""
+
+    latest: SignedState | None = None
+    previous: ChannelState | None = None
+    pending: PendingProposal | None = None
+    awaiting_ack: int | None = None
+    last_reply: ChannelMessage | None = None
+
+
+class ChannelMachine:
+    """One participant's view of one channel."""
+
+    def __init__(
+        self,
+        params: ChannelParams,
+        channel_id: bytes,
+        me: int,
+        authority: StateAuthority,
+        initial: ChannelState,
+        *,
+        policy: HtlcPolicy | None = None,
+        apps: Mapping[str, App] | None = None,
+    ) -> None:
+        check_params(params)
+        check_state(params, channel_id, initial)
+        if initial.version != 0 or initial.htlcs or initial.final:
+            raise StateMismatch("the initial state is version 0 with no HTLCs, not final")
+        if me not in (0, 1):
+            raise ValueError("participant index must be 0 or 1")
+        self.params = params
+        self.channel_id = channel_id
+        self.me = me
+        self.peer_index = 1 - me
+        self.peer = params.participants[self.peer_index].node_id
+        self.initial = initial
+        self._authority = authority
+        self._policy = policy or HtlcPolicy()
+        self._apps = dict(apps or {})
+        self._core = _Core()
+
+    # --- inspection -----------------------------------------------------------------------
+
+    @property
+    def latest(self) -> SignedState | None:
+        """The newest state both participants signed, or ``None`` before opening."""
+        return self._core.latest
+
+    @property
+    def state(self) -> ChannelState:
+        return self._core.latest.state if self._core.latest else self.initial
+
+    @property
+    def pending(self) -> PendingProposal | None:
+        return self._core.pending
+
+    @property
+    def awaiting_ack(self) -> int | None:
+        return self._core.awaiting_ack
+
+    @property
+    def is_open(self) -> bool:
+        return self._core.latest is not None
+
+    def snapshot(self) -> ChannelSnapshot:
+        c = self._core
+        return ChannelSnapshot(
+            self.channel_id, c.latest, c.previous, c.pending, c.awaiting_ack, c.last_reply
+        )
+
+    def restore(self, snapshot: ChannelSnapshot) -> None:
+        """Resume from a persisted snapshot (after a restart)."""
+        if snapshot.channel_id != self.channel_id:
+            raise WrongChannel("snapshot belongs to another channel")
+        if snapshot.latest is not None:
+            check_state(self.params, self.channel_id, snapshot.latest.state)
+        self._core = _Core(
+            snapshot.latest,
+            snapshot.previous,
+            snapshot.pending,
+            snapshot.awaiting_ack,
+            snapshot.last_reply,
+        )
+
+    # --- our side ---------------------------------------------------------------------------
+
+    def open(self) -> list[Effect]:
+        """Propose the initial state (version 0); funds move on-chain only once it is signed."""
+        if self._core.latest is not None:
+            raise UnexpectedMessage("the channel is already open")
+        return self._propose_state((), self.initial)
+
+    def propose(self, updates: tuple[Update, ...], now: int) -> list[Effect]:
+        latest = self._core.latest
+        if latest is None:
+            raise ChannelNotOpen("the initial state is not signed by both participants yet")
+        new = apply_updates(latest.state, updates, self._context(self.me, now))
+        check_successor(self.params, self.channel_id, latest.state, new)
+        return self._propose_state(updates, new)
+
+    def _propose_state(self, updates: tuple[Update, ...], new: ChannelState) -> list[Effect]:
+        core = self._core
+        if core.pending is not None:
+            raise ProposalPending(f"version {core.pending.signed.state.version} awaits an answer")
+        if core.awaiting_ack is not None:
+            raise ProposalPending(f"waiting for the peer's ack of version {core.awaiting_ack}")
+        signature = self._authority.sign(self.params, new)
+        message = Propose(self.channel_id, updates, new, signature)
+        signed = SignedState(new, self._signatures(mine=signature))
+        return self._commit(
+            msgspec.structs.replace(core, pending=PendingProposal(message, signed)),
+            [Send(self.peer, message)],
+        )
+
+    def force_close(self) -> list[Effect]:
+        """Breakdown: put the latest signed state on the ledger and start the dispute."""
+        latest = self._core.latest
+        if latest is None:
+            raise ChannelNotOpen("nothing signed to register")
+        return [SubmitToLedger("register", latest)]
+
+    def reestablish(self) -> list[Effect]:
+        """After a reconnect or restart: tell the peer what we hold."""
+        core = self._core
+        return [
+            Send(
+                self.peer,
+                Reestablish(
+                    self.channel_id,
+                    core.latest.state.version if core.latest else -1,
+                    core.pending.signed.state.version if core.pending else None,
+                ),
+            )
+        ]
+
+    # --- the peer's messages ----------------------------------------------------------------
+
+    def receive(self, message: ChannelMessage, now: int) -> list[Effect]:
+        if message.channel_id != self.channel_id:
+            raise WrongChannel(
+                f"message for channel {message.channel_id.hex()}, this is {self.channel_id.hex()}"
+            )
+        if isinstance(message, Propose):
+            return self._on_propose(message, now)
+        if isinstance(message, Accept):
+            return self._on_accept(message)
+        if isinstance(message, Ack):
+            return self._on_ack(message)
+        if isinstance(message, Reject):
+            return self._on_reject(message)
+        return self._on_reestablish(message)
+
+    def rejection(self, message: ChannelMessage, error: ChannelError) -> list[Effect]:
+        """What to tell the peer when ``receive`` refused ``message``: proposals get a Reject."""
+        if not isinstance(message, Propose) or message.channel_id != self.channel_id:
+            return []
+        reject = Reject(self.channel_id, message.state.version, error.code, str(error)[:500])
+        return [Send(self.peer, reject)]
+
+    def _on_propose(self, msg: Propose, now: int) -> list[Effect]:
+        core = self._core
+        version = msg.state.version
+        latest = core.latest
+        if latest is not None and version <= latest.version:
+            reply = core.last_reply
+            if (
+                version == latest.state.version
+                and msg.state == latest.state
+                and isinstance(reply, Accept)
+                and reply.version == version
+            ):
+                return [Send(self.peer, reply)]  # a duplicate: answer it again, idempotently
+            raise StaleVersion(f"version {version} is not newer than {latest.state.version}")
+        dropped: list[Effect] = []
+        if core.pending is not None:
+            ours = core.pending.signed.state.version
+            if ours != version:
+                raise UnexpectedMessage(f"proposal of version {version} while ours is {ours}")
+            if self.me < self.peer_index:
+                raise ProposalConflict(f"both proposed version {version}; ours takes precedence")
+            dropped = [ProposalRejected(ours, ProposalConflict.code, "the peer's proposal won")]
+        if core.awaiting_ack is not None:
+            raise UnexpectedMessage(f"waiting for the peer's ack of version {core.awaiting_ack}")
+        if latest is None:
+            if version != 0 or msg.updates or msg.state != self.initial:
+                raise StateMismatch("the opening proposal must be exactly the agreed initial state")
+        else:
+            if version != latest.state.version + 1:
+                raise UnexpectedMessage(
+                    f"version {version} skips ahead of {latest.state.version}: reestablish first"
+                )
+            expected = apply_updates(latest.state, msg.updates, self._context(self.peer_index, now))
+            check_successor(self.params, self.channel_id, latest.state, expected)
+            if expected != msg.state:
+                raise StateMismatch("the proposed state is not what its updates produce")
+        if not self._authority.verify(self.params, msg.state, self.peer_index, msg.signature):
+            raise InvalidSignature(f"the peer's signature on version {version} does not verify")
+        signature = self._authority.sign(self.params, msg.state)
+        revocation = self._authority.revoke(self.params, latest.state) if latest else None
+        signed = SignedState(msg.state, self._signatures(mine=signature, theirs=msg.signature))
+        accept = Accept(self.channel_id, version, signature, revocation)
+        new_core = _Core(
+            latest=signed,
+            previous=latest.state if latest else None,
+            pending=None,
+            awaiting_ack=version,
+            last_reply=accept,
+        )
+        effects: list[Effect] = [*dropped, Send(self.peer, accept), UpdateCompleted(signed)]
+        return self._commit(new_core, effects + self._deadlines(latest, signed))
+
+    def _on_accept(self, msg: Accept) -> list[Effect]:
+        core = self._core
+        pending = core.pending
+        if pending is None or pending.signed.state.version != msg.version:
+            reply = core.last_reply
+            if isinstance(reply, Ack) and reply.version == msg.version:
+                return [Send(self.peer, reply)]  # our ack was lost: send it again
+            raise UnexpectedMessage(f"no proposal of version {msg.version} is pending")
+        state = pending.signed.state
+        if not self._authority.verify(self.params, state, self.peer_index, msg.signature):
+            raise InvalidSignature(f"the peer's signature on version {msg.version} does not verify")
+        latest = core.latest
+        effects: list[Effect] = []
+        revocation: bytes | None = None
+        if latest is not None:
+            if not self._authority.verify_revocation(
+                self.params, latest.state, self.peer_index, msg.revocation
+            ):
+                raise InvalidRevocation(f"the peer did not revoke version {latest.state.version}")
+            if msg.revocation is not None:
+                effects.append(RevocationReceived(latest.state.version, msg.revocation))
+            revocation = self._authority.revoke(self.params, latest.state)
+        signed = SignedState(
+            state, self._signatures(mine=pending.signed.signatures[self.me], theirs=msg.signature)
+        )
+        ack = Ack(self.channel_id, msg.version, revocation)
+        new_core = _Core(
+            latest=signed,
+            previous=latest.state if latest else None,
+            pending=None,
+            awaiting_ack=None,
+            last_reply=ack,
+        )
+        effects += [Send(self.peer, ack), UpdateCompleted(signed)]
+        if state.final:
+            effects.append(SubmitToLedger("conclude_cooperative", signed))
+        return self._commit(new_core, effects + self._deadlines(latest, signed))
+
+    def _on_ack(self, msg: Ack) -> list[Effect]:
+        core = self._core
+        if core.awaiting_ack != msg.version:
+            latest_version = core.latest.state.version if core.latest else -1
+            if msg.version <= latest_version:
+                return []  # a duplicate of an ack already taken
+            raise UnexpectedMessage(f"no accepted version {msg.version} awaits an ack")
+        effects: list[Effect] = []
+        if core.previous is not None:
+            if not self._authority.verify_revocation(
+                self.params, core.previous, self.peer_index, msg.revocation
+            ):
+                raise InvalidRevocation(f"the peer did not revoke version {core.previous.version}")
+            if msg.revocation is not None:
+                effects.append(RevocationReceived(core.previous.version, msg.revocation))
+        return self._commit(msgspec.structs.replace(core, awaiting_ack=None), effects)
+
+    def _on_reject(self, msg: Reject) -> list[Effect]:
+        core = self._core
+        if core.pending is None or core.pending.signed.state.version != msg.version:
+            return []  # about a proposal we already dropped: nothing to undo
+        rejected = ProposalRejected(msg.version, msg.code, msg.reason)
+        return self._commit(msgspec.structs.replace(core, pending=None), [rejected])
+
+    def _on_reestablish(self, msg: Reestablish) -> list[Effect]:
+        core = self._core
+        mine = core.latest.state.version if core.latest else -1
+        reply = core.last_reply
+        effects: list[Effect] = []
+        if msg.latest == mine - 1:
+            # We accepted ``mine`` but the peer never saw our Accept.
+            if isinstance(reply, Accept) and reply.version == mine:
+                effects.append(Send(self.peer, reply))
+            else:
+                raise Diverged(f"peer is at {msg.latest}, we are at {mine} without having accepted")
+        elif msg.latest == mine:
+            if isinstance(reply, Ack) and reply.version == mine:
+                effects.append(Send(self.peer, reply))
+            if core.pending is not None:
+                effects.append(Send(self.peer, core.pending.message))
+        elif msg.latest == mine + 1:
+            if core.pending is None or core.pending.signed.state.version != msg.latest:
+                raise Diverged(f"peer holds version {msg.latest} that we never proposed")
+            # The peer accepted our proposal; its Accept will be retransmitted.
+        else:
+            raise Diverged(f"peer is at version {msg.latest}, we are at {mine}")
+        return effects
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _context(self, proposer: int, now: int) -> UpdateContext:
+        return UpdateContext(
+            params=self.params,
+            proposer=proposer,
+            now=now,
+            policy=self._policy,
+            apps=self._apps,
+            native_expiry_ok=self._authority.native_expiry_ok,
+        )
+
+    def _signatures(self, *, mine: bytes, theirs: bytes = b"") -> tuple[bytes, ...]:
+        sigs = [b"", b""]
+        sigs[self.me] = mine
+        sigs[self.peer_index] = theirs
+        return tuple(sigs)
+
+    def _deadlines(self, before: SignedState | None, after: SignedState) -> list[Effect]:
+        known = {h.id for h in before.state.htlcs} if before else set()
+        return [
+            WakeAt(h.expiry, f"HTLC {h.id} expires") for h in after.state.htlcs if h.id not in known
+        ]
+
+    def _commit(self, core: _Core, effects: list[Effect]) -> list[Effect]:
+        """Swap in the new machine state; persistence goes first, before any send."""
+        self._core = core
+        return [Persist(self.snapshot()), *effects]
+
+
+__all__ = ["ChannelMachine", "ChannelSnapshot"]

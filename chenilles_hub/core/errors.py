@@ -1,0 +1,171 @@
+"""Every way the core can refuse something.
+
+Each rejection is its own class so callers (the node, tests, a peer reading a ``Reject``
+message) can tell *what* was wrong without parsing prose. Every core operation that raises
+one of these leaves the channel exactly as it was: the machines compute the next state on a
+copy and only commit it once every check has passed.
+"""
+
+from __future__ import annotations
+
+
+class ChannelError(Exception):
+    """Base of all core rejections. ``code`` is stable and travels in ``Reject`` messages."""
+
+    code = "channel_error"
+
+
+# --- decoding -------------------------------------------------------------------------------
+
+
+class DecodeError(ChannelError):
+    code = "malformed"
+
+
+class MessageTooLarge(DecodeError):
+    code = "too_large"
+
+
+# --- addressing and ordering ----------------------------------------------------------------
+
+
+class WrongChannel(ChannelError):
+    code = "wrong_channel"
+
+
+class StaleVersion(ChannelError):
+    code = "stale_version"
+
+
+class UnexpectedMessage(ChannelError):
+    """A well-formed message that the protocol does not allow at this point."""
+
+    code = "unexpected_message"
+
+
+class ProposalPending(ChannelError):
+    """One update at a time: a second proposal would fork the version sequence."""
+
+    code = "proposal_pending"
+
+
+class ProposalConflict(ChannelError):
+    """Both sides proposed the same version; the lower participant index wins."""
+
+    code = "proposal_conflict"
+
+
+class ChannelFinal(ChannelError):
+    code = "channel_final"
+
+
+class ChannelNotOpen(ChannelError):
+    code = "channel_not_open"
+
+
+class Diverged(ChannelError):
+    """The peer claims a history this side cannot reconcile: only the ledger can decide now."""
+
+    code = "diverged"
+
+
+# --- signatures -----------------------------------------------------------------------------
+
+
+class InvalidSignature(ChannelError):
+    code = "invalid_signature"
+
+
+class InvalidRevocation(ChannelError):
+    code = "invalid_revocation"
+
+
+# --- money and invariants -------------------------------------------------------------------
+
+
+class InvariantViolation(ChannelError):
+    """A state that breaks one of the rules every state must keep."""
+
+    code = "invariant"
+
+
+class NonConserving(InvariantViolation):
+    code = "non_conserving"
+
+
+class NegativeAmount(InvariantViolation):
+    code = "negative_amount"
+
+
+class AmountOutOfRange(InvariantViolation):
+    code = "amount_out_of_range"
+
+
+class UnknownAsset(InvariantViolation):
+    code = "unknown_asset"
+
+
+class InsufficientBalance(ChannelError):
+    code = "insufficient_balance"
+
+
+class StateMismatch(ChannelError):
+    """The state a peer signed is not what its declared updates produce."""
+
+    code = "state_mismatch"
+
+
+class NotPermitted(ChannelError):
+    """An update that would move the acceptor's money without its say-so."""
+
+    code = "not_permitted"
+
+
+class InvalidParams(ChannelError):
+    code = "invalid_params"
+
+
+# --- HTLCs ----------------------------------------------------------------------------------
+
+
+class HtlcError(ChannelError):
+    code = "htlc"
+
+
+class UnknownHtlc(HtlcError):
+    code = "unknown_htlc"
+
+
+class DuplicateHtlc(HtlcError):
+    code = "duplicate_htlc"
+
+
+class TooManyHtlcs(HtlcError):
+    code = "too_many_htlcs"
+
+
+class BadPreimage(HtlcError):
+    code = "bad_preimage"
+
+
+class UnsafeTimelock(HtlcError):
+    """An expiry too close (no time to enforce on-chain) or too far (capital locked too long)."""
+
+    code = "unsafe_timelock"
+
+
+class HtlcNotExpired(HtlcError):
+    code = "htlc_not_expired"
+
+
+# --- apps -----------------------------------------------------------------------------------
+
+
+class InvalidTransition(ChannelError):
+    """An app rejected the transition of its app data."""
+
+    code = "invalid_transition"
+
+
+class UnknownApp(ChannelError):
+    code = "unknown_app"

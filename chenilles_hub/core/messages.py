@@ -1,0 +1,95 @@
+"""Wire messages of the update protocol and their strict, size-limited codec.
+
+The flow is the same on every chain (DESIGN.md section 3):
+
+    proposer                         acceptor
+       | -- Propose(updates, state, sig) -> |   acceptor persists, then signs
+       | <- Accept(sig, revocation of v-1) -- |
+       | -- Ack(revocation of v-1) ---------> |   proposer persists before revoking
+
+``Reestablish`` is sent after a reconnect or restart; it tells the peer what this side holds
+so both can retransmit what the other missed. ``Reject`` tells a proposer why its proposal
+was refused, so it can drop it instead of waiting.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from .errors import DecodeError, MessageTooLarge
+from .model import Bytes32, ChannelState, Version
+from .updates import Update
+
+#: Hard cap on one encoded message. A full state (8 assets, 32 HTLCs) with a Bitcoin
+#: signature bundle is ~25 KiB in JSON; anything larger is hostile or broken.
+MAX_MESSAGE_BYTES = 64 * 1024
+MAX_UPDATES_PER_PROPOSAL = 64
+Bundle = Annotated[bytes, msgspec.Meta(min_length=1, max_length=16 * 1024)]
+
+
+class Propose(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="propose"):
+    channel_id: Bytes32
+    updates: Annotated[tuple[Update, ...], msgspec.Meta(max_length=MAX_UPDATES_PER_PROPOSAL)]
+    state: ChannelState
+    signature: Bundle
+
+
+class Accept(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="accept"):
+    channel_id: Bytes32
+    version: Version
+    signature: Bundle
+    revocation: Bundle | None = None
+
+
+class Ack(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="ack"):
+    channel_id: Bytes32
+    version: Version
+    revocation: Bundle | None = None
+
+
+class Reject(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="reject"):
+    channel_id: Bytes32
+    version: Version
+    code: Annotated[str, msgspec.Meta(max_length=64)]
+    reason: Annotated[str, msgspec.Meta(max_length=500)] = ""
+
+
+class Reestablish(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="reestablish"):
+    """``latest`` is the newest fully signed version held (-1: none yet)."""
+
+    channel_id: Bytes32
+    latest: Annotated[int, msgspec.Meta(ge=-1, le=2**63 - 1)]
+    pending: Version | None = None
+
+
+ChannelMessage = Propose | Accept | Ack | Reject | Reestablish
+
+_encoder = msgspec.json.Encoder()
+_decoder: msgspec.json.Decoder[ChannelMessage] = msgspec.json.Decoder(ChannelMessage)
+
+
+def encode_message(message: ChannelMessage) -> bytes:
+    data = _encoder.encode(message)
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise MessageTooLarge(f"message is {len(data)} bytes, limit {MAX_MESSAGE_BYTES}")
+    return data
+
+
+def decode_message(data: bytes) -> ChannelMessage:
+    """Strict: unknown fields, wrong types, floats for amounts and bad lengths are refused."""
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise MessageTooLarge(f"message is {len(data)} bytes, limit {MAX_MESSAGE_BYTES}")
+    try:
+        return _decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise DecodeError(f"malformed channel message: {exc}") from None
+
+
+_state_encoder = msgspec.json.Encoder()
+
+
+def canonical_state_bytes(state: ChannelState) -> bytes:
+    """The canonical encoding of a state, for backends that sign a generic digest."""
+    return _state_encoder.encode(state)

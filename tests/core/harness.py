@@ -1,0 +1,234 @@
+"""Two channel machines wired through an in-memory exchange that can lose, duplicate and
+reorder messages, with a "disk" that records every Persist and checks the safety rule that a
+state is persisted before any signature on it leaves the process."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, field
+
+import nacl.exceptions
+import nacl.signing
+
+from chenilles_hub.core import (
+    Accept,
+    Asset,
+    ChannelError,
+    ChannelMachine,
+    ChannelMessage,
+    ChannelParams,
+    ChannelState,
+    Effect,
+    HtlcPolicy,
+    Participant,
+    Persist,
+    Propose,
+    Send,
+    decode_message,
+    encode_message,
+    initial_state,
+)
+from chenilles_hub.signing import Ed25519Authority, state_digest
+
+CHAIN = "test:ledger"
+ETH = Asset(CHAIN, "native")
+TOKEN = Asset(CHAIN, "token-1")
+NOW = 1_700_000_000
+
+
+class RevokingAuthority(Ed25519Authority):
+    """Ed25519 signatures plus revocations (a signature over "revoke" + the state digest),
+    standing in for backends like Bitcoin that revoke old states."""
+
+    def revoke(self, params: ChannelParams, state: ChannelState) -> bytes | None:
+        return self._key.sign(b"revoke" + state_digest(params, state)).signature
+
+    def verify_revocation(
+        self, params: ChannelParams, state: ChannelState, signer: int, revocation: bytes | None
+    ) -> bool:
+        if revocation is None:
+            return False
+        try:
+            key = nacl.signing.VerifyKey(bytes.fromhex(params.participants[signer].chain_key))
+            key.verify(b"revoke" + state_digest(params, state), revocation)
+        except (ValueError, nacl.exceptions.BadSignatureError):
+            return False
+        return True
+
+
+def make_keys(seed: int) -> tuple[nacl.signing.SigningKey, nacl.signing.SigningKey]:
+    def key(tag: bytes) -> nacl.signing.SigningKey:
+        return nacl.signing.SigningKey(hashlib.sha256(tag + seed.to_bytes(8, "big")).digest())
+
+    return key(b"alice"), key(b"bob")
+
+
+def make_params(keys: tuple[nacl.signing.SigningKey, ...], app: str = "") -> ChannelParams:
+    return ChannelParams(
+        chain=CHAIN,
+        participants=tuple(
+            Participant(k.verify_key.encode().hex(), hashlib.sha256(bytes(k)).digest())
+            for k in keys
+        ),
+        assets=(ETH, TOKEN),
+        challenge_duration=3600,
+        nonce=b"\x01" * 32,
+        app=app,
+    )
+
+
+CHANNEL_ID = hashlib.sha256(b"test channel").digest()
+
+
+@dataclass
+class Side:
+    machine: ChannelMachine
+    disk: list[bytes] = field(default_factory=list)  # encoded snapshots, in order
+    errors: list[ChannelError] = field(default_factory=list)
+    events: list[Effect] = field(default_factory=list)
+
+
+@dataclass
+class Pair:
+    """Alice (participant 0) and Bob (participant 1) and the wire between them."""
+
+    alice: Side
+    bob: Side
+    wire: list[tuple[int, bytes]] = field(default_factory=list)  # (recipient index, bytes)
+
+    @classmethod
+    def create(
+        cls,
+        seed: int = 0,
+        deposits: tuple[int, int] = (1000, 1000),
+        revoking: bool = False,
+        policy: HtlcPolicy | None = None,
+        apps: dict | None = None,
+        app: str = "",
+    ) -> Pair:
+        keys = make_keys(seed)
+        params = make_params(keys, app=app)
+        initial = initial_state(CHANNEL_ID, params.assets, {ETH: deposits, TOKEN: (50, 0)})
+        authority = RevokingAuthority if revoking else Ed25519Authority
+        sides = [
+            Side(
+                ChannelMachine(
+                    params, CHANNEL_ID, i, authority(keys[i]), initial, policy=policy, apps=apps
+                )
+            )
+            for i in (0, 1)
+        ]
+        return cls(sides[0], sides[1])
+
+    def side(self, index: int) -> Side:
+        return self.alice if index == 0 else self.bob
+
+    def run_effects(self, index: int, effects: list[Effect]) -> None:
+        """Carry effects out as a node would, checking the persist-before-send rule."""
+        side = self.side(index)
+        persisted_versions: set[int] = set()
+        for effect in effects:
+            if isinstance(effect, Persist):
+                from chenilles_hub.core import encode_snapshot
+
+                side.disk.append(encode_snapshot(effect.snapshot))
+                snap = effect.snapshot
+                if snap.latest is not None:
+                    persisted_versions.add(snap.latest.state.version)
+                if snap.pending is not None:
+                    persisted_versions.add(snap.pending.signed.state.version)
+            elif isinstance(effect, Send):
+                msg = effect.message
+                signed_version = _signed_version(msg)
+                if signed_version is not None:
+                    assert signed_version in persisted_versions or _already_on_disk(
+                        side, signed_version
+                    ), f"signature on version {signed_version} sent before it was persisted"
+                self.wire.append((1 - index, encode_message(msg)))
+            else:
+                side.events.append(effect)
+
+    def act(self, index: int, effects_fn) -> None:  # type: ignore[no-untyped-def]
+        self.run_effects(index, effects_fn(self.side(index).machine))
+
+    def deliver_one(self, position: int = 0, now: int = NOW) -> None:
+        recipient, data = self.wire.pop(position)
+        side = self.side(recipient)
+        message = decode_message(data)
+        try:
+            effects = side.machine.receive(message, now)
+        except ChannelError as error:
+            side.errors.append(error)
+            effects = side.machine.rejection(message, error)
+        self.run_effects(recipient, effects)
+
+    def deliver_all(self, now: int = NOW, limit: int = 1000) -> None:
+        for _ in range(limit):
+            if not self.wire:
+                return
+            self.deliver_one(0, now)
+        raise AssertionError("message storm: the exchange does not quiesce")
+
+    def deliver_chaotically(self, rng: random.Random, now: int = NOW, limit: int = 1000) -> None:
+        """Lose, duplicate and reorder messages until none are left in flight."""
+        for _ in range(limit):
+            if not self.wire:
+                return
+            roll = rng.random()
+            position = rng.randrange(len(self.wire))
+            if roll < 0.2:
+                self.wire.pop(position)  # lost
+            elif roll < 0.35:
+                self.wire.append(self.wire[position])  # duplicated
+                self.deliver_one(position, now)
+            else:
+                self.deliver_one(position, now)  # delivered, maybe out of order
+        raise AssertionError("message storm: the exchange does not quiesce")
+
+    def reestablish(self, now: int = NOW) -> None:
+        """Both sides reconnect over a reliable link and exchange what the other missed."""
+        for _ in range(5):
+            self.act(0, lambda m: m.reestablish())
+            self.act(1, lambda m: m.reestablish())
+            self.deliver_all(now)
+            if self.settled():
+                return
+
+    def settled(self) -> bool:
+        a, b = self.alice.machine, self.bob.machine
+        return (
+            a.latest == b.latest
+            and a.pending is None
+            and b.pending is None
+            and a.awaiting_ack is None
+            and b.awaiting_ack is None
+        )
+
+
+def _signed_version(message: ChannelMessage) -> int | None:
+    if isinstance(message, Propose):
+        return message.state.version
+    if isinstance(message, Accept):
+        return message.version
+    return None
+
+
+def _already_on_disk(side: Side, version: int) -> bool:
+    from chenilles_hub.core import decode_snapshot
+
+    for raw in side.disk:
+        snap = decode_snapshot(raw)
+        if snap.latest is not None and snap.latest.state.version >= version:
+            return True
+        if snap.pending is not None and snap.pending.signed.state.version == version:
+            return True
+    return False
+
+
+def opened(**kwargs) -> Pair:  # type: ignore[no-untyped-def]
+    pair = Pair.create(**kwargs)
+    pair.act(0, lambda m: m.open())
+    pair.deliver_all()
+    assert pair.settled(), "opening did not complete"
+    return pair

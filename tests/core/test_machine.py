@@ -1,0 +1,302 @@
+"""The propose / accept / ack machine between two parties."""
+
+from __future__ import annotations
+
+import hashlib
+
+import msgspec
+import nacl.signing
+import pytest
+
+from chenilles_hub.core import (
+    Accept,
+    Ack,
+    AddHtlc,
+    Close,
+    Htlc,
+    Persist,
+    ProposalRejected,
+    Propose,
+    Reestablish,
+    RevocationReceived,
+    Send,
+    SettleHtlc,
+    SubmitToLedger,
+    Transfer,
+    UpdateCompleted,
+    WakeAt,
+    decode_message,
+)
+from chenilles_hub.core.errors import (
+    ChannelNotOpen,
+    Diverged,
+    InvalidRevocation,
+    InvalidSignature,
+    ProposalConflict,
+    ProposalPending,
+    StaleVersion,
+    StateMismatch,
+    UnexpectedMessage,
+    WrongChannel,
+)
+from chenilles_hub.signing import Ed25519Authority
+
+from .harness import ETH, NOW, Pair, opened
+
+pytestmark = pytest.mark.core
+
+PREIMAGE = b"\x07" * 32
+HASH = hashlib.sha256(PREIMAGE).digest()
+
+
+def pay(pair: Pair, payer: int, amount: int) -> None:
+    pair.act(payer, lambda m: m.propose((Transfer(ETH, amount),), NOW))
+    pair.deliver_all()
+
+
+def test_open_signs_version_zero_on_both_sides() -> None:
+    pair = opened()
+    for side in (pair.alice, pair.bob):
+        assert side.machine.latest is not None
+        assert side.machine.latest.state.version == 0
+        assert side.machine.latest.complete
+
+
+def test_updates_before_opening_are_refused() -> None:
+    pair = Pair.create()
+    with pytest.raises(ChannelNotOpen):
+        pair.alice.machine.propose((Transfer(ETH, 1),), NOW)
+
+
+def test_payments_in_both_directions_end_on_the_same_state() -> None:
+    pair = opened()
+    pay(pair, 0, 300)
+    pay(pair, 1, 50)
+    assert pair.settled()
+    assert pair.alice.machine.state.free(ETH) == (750, 1250)
+    assert pair.alice.machine.state.version == 2
+
+
+def test_persist_comes_before_the_signature_leaves() -> None:
+    pair = opened()
+    effects = pair.alice.machine.propose((Transfer(ETH, 1),), NOW)
+    assert isinstance(effects[0], Persist)
+    assert effects[0].snapshot.pending is not None
+    assert any(isinstance(e, Send) for e in effects[1:])
+    accept_effects = pair.bob.machine.receive(effects[1].message, NOW)
+    kinds = [type(e) for e in accept_effects]
+    assert kinds.index(Persist) < kinds.index(Send)
+
+
+def test_htlc_add_then_settle_and_deadline_effect() -> None:
+    pair = opened()
+    htlc = Htlc(1, 0, ETH, 100, HASH, NOW + 7200, NOW + 7000)
+    pair.act(0, lambda m: m.propose((AddHtlc(htlc),), NOW))
+    pair.deliver_all()
+    assert any(isinstance(e, WakeAt) and e.at == NOW + 7200 for e in pair.alice.events)
+    assert pair.bob.machine.state.locked(ETH) == 100
+    pair.act(1, lambda m: m.propose((SettleHtlc(1, PREIMAGE),), NOW))
+    pair.deliver_all()
+    assert pair.settled()
+    assert pair.alice.machine.state.free(ETH) == (900, 1100)
+
+
+def test_a_bad_signature_is_refused_and_changes_nothing() -> None:
+    pair = opened()
+    effects = pair.alice.machine.propose((Transfer(ETH, 10),), NOW)
+    propose = effects[1].message
+    forged = msgspec.structs.replace(propose, signature=b"\x00" * 64)
+    before = pair.bob.machine.snapshot()
+    with pytest.raises(InvalidSignature):
+        pair.bob.machine.receive(forged, NOW)
+    assert pair.bob.machine.snapshot() == before
+
+
+def test_a_signature_by_the_wrong_key_is_refused() -> None:
+    pair = opened()
+    effects = pair.alice.machine.propose((Transfer(ETH, 10),), NOW)
+    propose = effects[1].message
+    mallory = Ed25519Authority(nacl.signing.SigningKey(b"m" * 32))
+    resigned = msgspec.structs.replace(
+        propose, signature=mallory.sign(pair.bob.machine.params, propose.state)
+    )
+    with pytest.raises(InvalidSignature):
+        pair.bob.machine.receive(resigned, NOW)
+
+
+def test_a_message_for_another_channel_is_refused() -> None:
+    pair = opened()
+    with pytest.raises(WrongChannel):
+        pair.bob.machine.receive(Ack(b"\x09" * 32, 1), NOW)
+
+
+def test_a_state_that_its_updates_do_not_explain_is_refused() -> None:
+    pair = opened()
+    effects = pair.alice.machine.propose((Transfer(ETH, 10),), NOW)
+    propose = effects[1].message
+    # Alice claims a transfer of 10 but signs a state where Bob lost 500.
+    greedy_state = msgspec.structs.replace(
+        propose.state,
+        balances=(
+            msgspec.structs.replace(propose.state.balances[0], amounts=(1490, 510)),
+            propose.state.balances[1],
+        ),
+    )
+    alice_key = pair.alice.machine._authority  # the real key: a validly signed lie
+    lie = msgspec.structs.replace(
+        propose,
+        state=greedy_state,
+        signature=alice_key.sign(pair.alice.machine.params, greedy_state),
+    )
+    before = pair.bob.machine.snapshot()
+    with pytest.raises(StateMismatch):
+        pair.bob.machine.receive(lie, NOW)
+    assert pair.bob.machine.snapshot() == before
+
+
+def test_a_replayed_old_proposal_is_refused() -> None:
+    pair = opened()
+    first = pair.alice.machine.propose((Transfer(ETH, 10),), NOW)[1].message
+    pair.run_effects(0, [])
+    pair.wire.append((1, __import__("chenilles_hub.core", fromlist=["x"]).encode_message(first)))
+    pair.deliver_all()
+    pay(pair, 0, 20)
+    with pytest.raises(StaleVersion):
+        pair.bob.machine.receive(first, NOW)
+
+
+def test_a_duplicate_of_the_latest_proposal_is_answered_again() -> None:
+    pair = opened()
+    propose = pair.alice.machine.propose((Transfer(ETH, 10),), NOW)[1].message
+    first = pair.bob.machine.receive(propose, NOW)
+    again = pair.bob.machine.receive(propose, NOW)
+    accept_first = next(e.message for e in first if isinstance(e, Send))
+    assert again == [Send(pair.bob.machine.peer, accept_first)]
+
+
+def test_one_proposal_at_a_time() -> None:
+    pair = opened()
+    pair.alice.machine.propose((Transfer(ETH, 1),), NOW)
+    with pytest.raises(ProposalPending):
+        pair.alice.machine.propose((Transfer(ETH, 1),), NOW)
+
+
+def test_concurrent_proposals_resolve_to_participant_zero() -> None:
+    pair = opened()
+    pair.act(0, lambda m: m.propose((Transfer(ETH, 5),), NOW))
+    pair.act(1, lambda m: m.propose((Transfer(ETH, 7),), NOW))
+    pair.deliver_all()
+    assert pair.settled()
+    assert pair.alice.machine.state.free(ETH) == (995, 1005)
+    assert any(isinstance(e, ProposalConflict) for e in pair.alice.errors)
+    assert any(isinstance(e, ProposalRejected) for e in pair.bob.events)
+
+
+def test_a_refused_proposal_is_dropped_by_its_proposer() -> None:
+    pair = opened()
+    htlc = Htlc(1, 0, ETH, 100, HASH, NOW + 7200, NOW + 7000)
+    pair.act(0, lambda m: m.propose((AddHtlc(htlc),), NOW))
+    pair.wire.clear()
+    # Bob sees the proposal only a day later, when the HTLC no longer leaves him enough time.
+    pending = pair.alice.machine.pending
+    assert pending is not None
+    pair.wire.append(
+        (1, __import__("chenilles_hub.core", fromlist=["x"]).encode_message(pending.message))
+    )
+    pair.deliver_all(now=NOW + 86400)
+    assert pair.alice.machine.pending is None
+    rejected = [e for e in pair.alice.events if isinstance(e, ProposalRejected)]
+    assert rejected and rejected[0].code == "unsafe_timelock"
+    pay(pair, 0, 1)  # the channel goes on
+    assert pair.settled()
+
+
+def test_cooperative_close_asks_the_ledger_to_conclude() -> None:
+    pair = opened()
+    pay(pair, 0, 100)
+    pair.act(0, lambda m: m.propose((Close(),), NOW))
+    pair.deliver_all()
+    assert pair.alice.machine.state.final
+    submits = [e for e in pair.alice.events if isinstance(e, SubmitToLedger)]
+    assert [s.action for s in submits] == ["conclude_cooperative"]
+    assert submits[0].signed.complete
+
+
+def test_force_close_registers_the_latest_signed_state() -> None:
+    pair = opened()
+    pay(pair, 1, 10)
+    (effect,) = pair.alice.machine.force_close()
+    assert isinstance(effect, SubmitToLedger) and effect.action == "register"
+    assert effect.signed.state.version == 1 and effect.signed.complete
+
+
+def test_revocations_flow_both_ways() -> None:
+    pair = opened(revoking=True)
+    pay(pair, 0, 10)
+    pay(pair, 1, 3)
+    for side in (pair.alice, pair.bob):
+        revoked = sorted(e.version for e in side.events if isinstance(e, RevocationReceived))
+        assert revoked == [0, 1]
+
+
+def test_a_missing_revocation_is_refused() -> None:
+    pair = opened(revoking=True)
+    propose = pair.alice.machine.propose((Transfer(ETH, 10),), NOW)[1].message
+    accept = next(e.message for e in pair.bob.machine.receive(propose, NOW) if isinstance(e, Send))
+    assert isinstance(accept, Accept) and accept.revocation
+    before = pair.alice.machine.snapshot()
+    with pytest.raises(InvalidRevocation):
+        pair.alice.machine.receive(msgspec.structs.replace(accept, revocation=None), NOW)
+    assert pair.alice.machine.snapshot() == before
+    with pytest.raises(InvalidRevocation):
+        pair.alice.machine.receive(msgspec.structs.replace(accept, revocation=b"x" * 64), NOW)
+    pair.alice.machine.receive(accept, NOW)  # the real one is taken
+
+
+def test_unexpected_messages_are_refused() -> None:
+    pair = opened()
+    cid = pair.alice.machine.channel_id
+    with pytest.raises(UnexpectedMessage):
+        pair.alice.machine.receive(Accept(cid, 5, b"s"), NOW)
+    with pytest.raises(UnexpectedMessage):
+        pair.alice.machine.receive(Ack(cid, 5), NOW)
+
+
+def test_a_restart_resumes_from_the_last_persisted_snapshot() -> None:
+    pair = opened(revoking=True)
+    pair.act(0, lambda m: m.propose((Transfer(ETH, 10),), NOW))
+    pair.deliver_one()  # Bob accepted; his Accept is in flight
+    # Alice crashes now and restarts from her disk.
+    from chenilles_hub.core import ChannelMachine, decode_snapshot
+
+    old = pair.alice.machine
+    fresh = ChannelMachine(old.params, old.channel_id, 0, old._authority, old.initial)
+    fresh.restore(decode_snapshot(pair.alice.disk[-1]))
+    pair.alice.machine = fresh
+    pair.deliver_all()
+    assert pair.settled()
+    assert fresh.state.free(ETH) == (990, 1010)
+
+
+def test_reestablish_retransmits_a_lost_accept() -> None:
+    pair = opened()
+    pair.act(0, lambda m: m.propose((Transfer(ETH, 10),), NOW))
+    pair.deliver_one()  # Bob accepts
+    pair.wire.clear()  # ...and the Accept is lost
+    assert not pair.settled()
+    pair.reestablish()
+    assert pair.settled()
+
+
+def test_reestablish_with_an_impossible_peer_is_diverged() -> None:
+    pair = opened()
+    with pytest.raises(Diverged):
+        pair.alice.machine.receive(Reestablish(pair.alice.machine.channel_id, 9), NOW)
+
+
+def test_effects_name_the_completed_state() -> None:
+    pair = opened()
+    pay(pair, 0, 1)
+    completed = [e for e in pair.alice.events if isinstance(e, UpdateCompleted)]
+    assert completed[-1].signed.state.version == 1
+    assert isinstance(decode_message, object) and Propose
