@@ -14,28 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 import msgspec
 
 from .core import Asset, ChannelParams, Htlc, SignedState, StateAuthority
-
-
-class TimeModel(msgspec.Struct, frozen=True):
-    """How a chain keeps time, from the point of view of someone enforcing a claim on it.
-
-    All durations are seconds (``block_interval_ms`` aside, as Solana slots are sub-second).
-    ``timelock_horizon`` is how far ahead the chain's own timelocks can be trusted to fire
-    near the intended unix time (height-based locks drift with hash rate).
-    """
-
-    block_interval_ms: int
-    finality_depth: int
-    inclusion_delay: int
-    timelock_horizon: int
-    safety_margin: int = 600
-
-    def enforcement_time(self, challenge_duration: int) -> int:
-        """Seconds needed to enforce a claim on this chain against a silent or lying peer:
-        get a dispute transaction included and final, sit out the challenge period, then get
-        the resolving transaction included and final, plus a margin."""
-        finality = (self.finality_depth * self.block_interval_ms + 999) // 1000
-        return 2 * (self.inclusion_delay + finality) + challenge_duration + self.safety_margin
+from .core.timing import TimeModel
 
 
 class BackendInfo(msgspec.Struct, frozen=True):

@@ -48,6 +48,7 @@ from .model import (
     initial_state,
     payment_hash,
 )
+from .timing import TimeModel
 from .updates import (
     AddHtlc,
     App,
@@ -99,6 +100,7 @@ __all__ = [
     "SignedState",
     "StateAuthority",
     "SubmitToLedger",
+    "TimeModel",
     "Transfer",
     "Update",
     "UpdateCompleted",
