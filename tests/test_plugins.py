@@ -35,9 +35,7 @@ def test_builtin_backends_are_listed_by_the_cli() -> None:
 
 
 def test_human_readable_table() -> None:
-    out = subprocess.run(
-        [CHENILLES, "backends"], check=True, capture_output=True, text=True
-    ).stdout
+    out = subprocess.run([CHENILLES, "backends"], check=True, capture_output=True, text=True).stdout
     lines = out.splitlines()
     assert lines[0].split()[:3] == ["NAME", "FAMILY", "VERSION"]
     assert {line.split()[0] for line in lines[1:]} >= {"evm", "bitcoin", "solana"}

@@ -16,8 +16,7 @@ class BitcoinBackendFactory:
         family="Bitcoin",
         chains=("bip122:regtest", "bip122:signet", "bip122:mainnet"),
         description=(
-            "BOLT 3 channels; embedded regtest validated by libbitcoinkernel, or "
-            "bitcoind JSON-RPC"
+            "BOLT 3 channels; embedded regtest validated by libbitcoinkernel, or bitcoind JSON-RPC"
         ),
     )
 

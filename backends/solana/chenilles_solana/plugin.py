@@ -15,10 +15,7 @@ class SolanaBackendFactory:
         version=metadata.version("chenilles-solana"),
         family="Solana",
         chains=("solana:localnet", "solana:devnet", "solana:mainnet"),
-        description=(
-            "Chenilles channel program; embedded LiteSVM or any Solana JSON-RPC "
-            "cluster"
-        ),
+        description=("Chenilles channel program; embedded LiteSVM or any Solana JSON-RPC cluster"),
     )
 
     def embedded(self, **options: Any) -> ChainBackend:
