@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh Debian machine, idempotently:
-#   - Debian packages: clang/lld (to build the Solana program from source), nodejs/npm;
+#   - Debian packages: clang-14 (to build the Solana program from source), nodejs/npm;
 #   - npm tools pinned in package-lock.json (solc-js, anvil) into ./node_modules;
 #   - a Python 3.11 venv in ./.venv with the hub, the three backends (as plugins, installed
 #     exactly like third-party ones) and the dev tools, pinned by constraints.txt.
@@ -14,8 +14,6 @@ say() { printf '\033[1m[bootstrap]\033[0m %s\n' "$*"; }
 
 need_apt=()
 command -v clang-14 >/dev/null 2>&1 || need_apt+=(clang-14)
-command -v ld.lld-14 >/dev/null 2>&1 || need_apt+=(lld-14)
-command -v llvm-objdump-14 >/dev/null 2>&1 || need_apt+=(llvm-14)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -1,0 +1,151 @@
+"""The ledger interface the Bitcoin backend talks to, and its shared types.
+
+A *ledger* is a chain seen by its clients as one centralized process (DESIGN.md, section 1).
+Two implementations share this interface: `KernelChain`, an embedded regtest chain whose every
+block is validated by Bitcoin Core's consensus library, and `BitcoindRpcLedger`, a client of a
+real bitcoind. The backend and the watcher must not be able to tell them apart.
+
+Identifiers are display hex strings (as bitcoind prints them): txids and block hashes.
+Amounts are int satoshi. Heights are ints; the genesis block is height 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import NamedTuple, Protocol, runtime_checkable
+
+
+class OutPoint(NamedTuple):
+    """A reference to a transaction output: (txid in display hex, output index)."""
+
+    txid: str
+    vout: int
+
+    def __str__(self) -> str:
+        return f"{self.txid}:{self.vout}"
+
+
+class Utxo(NamedTuple):
+    """An unspent output on the active chain: value, scriptPubKey and confirmation height."""
+
+    value: int
+    script_pubkey: bytes
+    height: int
+
+
+class LedgerError(Exception):
+    """Base class of the errors a ledger raises."""
+
+
+class TransactionRejected(LedgerError):
+    """A transaction was refused: at broadcast (obviously invalid) or by the kernel in a block.
+
+    `reason` is the text the ledger (or Bitcoin Core) gave; `txid` names the transaction when
+    it is known.
+    """
+
+    def __init__(self, reason: str, txid: str | None = None) -> None:
+        self.reason = reason
+        self.txid = txid
+        super().__init__(f"transaction {txid or '?'} rejected: {reason}")
+
+
+class BlockRejected(LedgerError):
+    """The kernel refused a block; the tip did not move. `reason` is Bitcoin Core's text."""
+
+    def __init__(self, reason: str, block_hash: str | None = None) -> None:
+        self.reason = reason
+        self.block_hash = block_hash
+        super().__init__(f"block {block_hash or '?'} rejected: {reason}")
+
+
+class EventKind(Enum):
+    """What happened on the ledger."""
+
+    BLOCK_CONNECTED = "block_connected"
+    BLOCK_DISCONNECTED = "block_disconnected"
+    TX_CONFIRMED = "tx_confirmed"
+    TX_UNCONFIRMED = "tx_unconfirmed"  # its block left the active chain (reorg)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEvent:
+    """One ledger event. `txid` is set for TX_* events; `height` and `block_hash` always."""
+
+    kind: EventKind
+    height: int
+    block_hash: str
+    txid: str | None = None
+
+
+EventCallback = Callable[[LedgerEvent], None]
+
+
+@runtime_checkable
+class BitcoinLedger(Protocol):
+    """What the Bitcoin backend and its watcher need from a chain.
+
+    Timelocks: the embedded chain cannot move the wall clock (Bitcoin Core's kernel reads
+    it; there is no mocktime), so Chenilles uses height-based CLTV and CSV throughout.
+    """
+
+    def tip_height(self) -> int:
+        """Height of the active chain's tip."""
+        ...
+
+    def tip_hash(self) -> str:
+        """Hash of the active chain's tip."""
+        ...
+
+    def tip_time(self) -> int:
+        """nTime of the tip block (unix seconds)."""
+        ...
+
+    def median_time_past(self) -> int:
+        """Median nTime of the last 11 blocks: what time-based locks are compared with."""
+        ...
+
+    def broadcast(self, raw_tx: bytes) -> str:
+        """Submit a transaction for the next block; return its txid.
+
+        Raises `TransactionRejected` for obviously invalid transactions (unparsable, coinbase,
+        spending an output already spent by a queued or confirmed transaction, unknown inputs).
+        """
+        ...
+
+    def mine(self, n: int = 1, to_script: bytes | None = None) -> list[str]:
+        """Mine `n` blocks (regtest), paying the coinbase to `to_script`; return their hashes."""
+        ...
+
+    def get_tx_confirmations(self, txid: str) -> int | None:
+        """Confirmations of `txid` on the active chain; None when unknown or unconfirmed."""
+        ...
+
+    def get_block_txids(self, block_hash: str) -> list[str]:
+        """Txids of a known block, coinbase first."""
+        ...
+
+    def get_raw_tx(self, txid: str) -> bytes | None:
+        """Serialized transaction if the ledger knows it (confirmed or queued)."""
+        ...
+
+    def get_utxo(self, outpoint: OutPoint) -> Utxo | None:
+        """The unspent output at `outpoint` on the active chain, or None."""
+        ...
+
+    def find_spending_tx(self, outpoint: OutPoint) -> bytes | None:
+        """The confirmed transaction on the active chain that spent `outpoint`, or None.
+
+        A watcher uses it to learn HTLC preimages and to spot revoked commitments.
+        """
+        ...
+
+    def poll_events(self) -> list[LedgerEvent]:
+        """Events since the last poll, oldest first."""
+        ...
+
+    def subscribe(self, callback: EventCallback) -> None:
+        """Call `callback` for every future event, synchronously, in order."""
+        ...

@@ -1,0 +1,299 @@
+"""`BitcoinLedger` over a real bitcoind's JSON-RPC (regtest, signet, testnet or mainnet).
+
+Standard library only (urllib, json). Amounts come back from bitcoind as decimal BTC; they are
+parsed as `Decimal` and converted to int satoshi exactly, never through float.
+
+bitcoind has no index of spends, so `find_spending_tx` and the event stream come from a scan
+of recent blocks (`scan_depth`, default 1000) kept up to date on every poll; it follows reorgs
+by walking back until the stored hash at a height matches the node's. `get_tx_confirmations`
+for transactions not in the node's wallet needs bitcoind started with `-txindex`, except for
+transactions seen in the scanned window.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import urllib.error
+import urllib.request
+from decimal import ROUND_CEILING, Decimal
+from pathlib import Path
+from typing import Any
+
+from .interface import (
+    EventCallback,
+    EventKind,
+    LedgerError,
+    LedgerEvent,
+    OutPoint,
+    TransactionRejected,
+    Utxo,
+)
+
+COIN = Decimal(100_000_000)
+RPC_INVALID_ADDRESS_OR_KEY = -5  # "No such mempool or blockchain transaction", unknown block
+RPC_VERIFY_ERRORS = (-25, -26, -27)  # verify error, rejected, already in chain
+
+
+class RpcError(LedgerError):
+    """bitcoind answered with a JSON-RPC error (or an HTTP error without one)."""
+
+    def __init__(self, code: int, message: str, method: str = "") -> None:
+        self.code = code
+        self.message = message
+        self.method = method
+        super().__init__(f"{method}: error {code}: {message}")
+
+
+def btc_to_sat(value: Decimal | int | str) -> int:
+    """Exact conversion of a bitcoind amount (decimal BTC) to satoshi."""
+    sat = Decimal(value) * COIN
+    if sat != sat.to_integral_value():
+        raise ValueError(f"amount {value} is not a whole number of satoshi")
+    return int(sat)
+
+
+class BitcoindRpcLedger:
+    """A bitcoind node seen through the `BitcoinLedger` interface."""
+
+    def __init__(
+        self,
+        url: str = "http://127.0.0.1:18443",
+        user: str | None = None,
+        password: str | None = None,
+        *,
+        cookie_file: str | Path | None = None,
+        timeout: float = 30.0,
+        scan_depth: int = 1000,
+    ) -> None:
+        """Connect to `url`; authenticate with user/password or bitcoind's `.cookie` file."""
+        self.url = url
+        self.timeout = timeout
+        self.scan_depth = scan_depth
+        if cookie_file is not None:
+            user, password = Path(cookie_file).read_text().strip().split(":", 1)
+        self._auth = (
+            "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+            if user is not None
+            else None
+        )
+        self._ids = itertools.count(1)
+        self._scanned: dict[int, str] = {}  # height -> hash of the blocks we indexed
+        self._block_spends: dict[str, list[OutPoint]] = {}
+        self._block_txids: dict[str, list[str]] = {}
+        self._spends: dict[OutPoint, tuple[str, bytes]] = {}  # outpoint -> (txid, raw)
+        self._tx_heights: dict[str, int] = {}
+        self._events: list[LedgerEvent] = []
+        self._subscribers: list[EventCallback] = []
+        self._synced = False
+
+    # -- transport ------------------------------------------------------------------------
+
+    def request_body(self, method: str, params: list[Any]) -> bytes:
+        """The JSON-RPC 1.0 request bitcoind expects (its default dialect)."""
+        return json.dumps(
+            {"jsonrpc": "1.0", "id": next(self._ids), "method": method, "params": params}
+        ).encode()
+
+    def call(self, method: str, *params: Any) -> Any:
+        """One RPC call; returns `result` or raises `RpcError`."""
+        req = urllib.request.Request(
+            self.url, data=self.request_body(method, list(params)), method="POST"
+        )
+        req.add_header("Content-Type", "application/json")
+        if self._auth:
+            req.add_header("Authorization", self._auth)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                body = resp.read()
+        except urllib.error.HTTPError as exc:
+            # bitcoind answers RPC errors with HTTP 500 (404 for unknown method) and a body
+            body = exc.read()
+            if not body:
+                raise RpcError(exc.code, f"HTTP {exc.code} {exc.reason}", method) from exc
+        except urllib.error.URLError as exc:
+            raise RpcError(
+                -1, f"cannot reach bitcoind at {self.url}: {exc.reason}", method
+            ) from exc
+        return self.parse_response(method, body)
+
+    @staticmethod
+    def parse_response(method: str, body: bytes) -> Any:
+        """Decode a JSON-RPC response; amounts stay exact (`Decimal`)."""
+        try:
+            doc = json.loads(body, parse_float=Decimal)
+        except ValueError as exc:
+            raise RpcError(-1, f"invalid JSON from bitcoind: {body[:200]!r}", method) from exc
+        err = doc.get("error")
+        if err:
+            raise RpcError(int(err.get("code", -1)), str(err.get("message", err)), method)
+        return doc.get("result")
+
+    # -- reading --------------------------------------------------------------------------
+
+    def tip_height(self) -> int:
+        """getblockcount."""
+        return int(self.call("getblockcount"))
+
+    def tip_hash(self) -> str:
+        """getbestblockhash."""
+        return str(self.call("getbestblockhash"))
+
+    def tip_time(self) -> int:
+        """nTime of the tip (getblockheader)."""
+        return int(self.call("getblockheader", self.tip_hash())["time"])
+
+    def median_time_past(self) -> int:
+        """Median time past of the tip (getblockheader mediantime)."""
+        return int(self.call("getblockheader", self.tip_hash())["mediantime"])
+
+    def get_block_txids(self, block_hash: str) -> list[str]:
+        """getblock verbosity 1."""
+        return [str(t) for t in self.call("getblock", block_hash, 1)["tx"]]
+
+    def get_raw_tx(self, txid: str) -> bytes | None:
+        """getrawtransaction (mempool, wallet, or any tx with -txindex)."""
+        try:
+            return bytes.fromhex(self.call("getrawtransaction", txid, False))
+        except RpcError as exc:
+            if exc.code == RPC_INVALID_ADDRESS_OR_KEY:
+                return None
+            raise
+
+    def get_tx_confirmations(self, txid: str) -> int | None:
+        """getrawtransaction verbose: `confirmations`, None if absent or unconfirmed."""
+        try:
+            info = self.call("getrawtransaction", txid, True)
+        except RpcError as exc:
+            if exc.code != RPC_INVALID_ADDRESS_OR_KEY:
+                raise
+            height = self._tx_heights.get(txid)
+            return None if height is None else self.tip_height() - height + 1
+        conf = info.get("confirmations")
+        return int(conf) if conf else None
+
+    def get_utxo(self, outpoint: OutPoint) -> Utxo | None:
+        """gettxout excluding the mempool (confirmed outputs only, like the embedded chain)."""
+        txid, vout = outpoint
+        info = self.call("gettxout", txid, vout, False)
+        if info is None:
+            return None
+        if "bestblock" in info:  # confirmations are counted from this block
+            tip = int(self.call("getblockheader", info["bestblock"])["height"])
+        else:
+            tip = self.tip_height()
+        height = tip - int(info["confirmations"]) + 1
+        return Utxo(btc_to_sat(info["value"]), bytes.fromhex(info["scriptPubKey"]["hex"]), height)
+
+    def find_spending_tx(self, outpoint: OutPoint) -> bytes | None:
+        """A confirmed spend of `outpoint` within the last `scan_depth` blocks."""
+        self.sync()
+        found = self._spends.get(OutPoint(*outpoint))
+        return None if found is None else found[1]
+
+    def estimate_fee_rate(self, conf_target: int = 6, fallback_sat_vb: int = 2) -> int:
+        """estimatesmartfee as int sat/vB (rounded up); the fallback when the node has none."""
+        res = self.call("estimatesmartfee", conf_target)
+        rate = res.get("feerate") if isinstance(res, dict) else None
+        if rate is None:
+            return fallback_sat_vb
+        sat_per_kvb = int((Decimal(rate) * COIN).to_integral_value(rounding=ROUND_CEILING))
+        return max(1, -(-sat_per_kvb // 1000))
+
+    # -- writing --------------------------------------------------------------------------
+
+    def broadcast(self, raw_tx: bytes) -> str:
+        """sendrawtransaction; bitcoind's policy/consensus refusals become TransactionRejected."""
+        try:
+            return str(self.call("sendrawtransaction", bytes(raw_tx).hex()))
+        except RpcError as exc:
+            if exc.code in RPC_VERIFY_ERRORS:
+                raise TransactionRejected(exc.message) from exc
+            raise
+
+    def mine(self, n: int = 1, to_script: bytes | None = None) -> list[str]:
+        """Regtest only: generatetodescriptor with raw(<script>) (OP_TRUE by default)."""
+        script = b"\x51" if to_script is None else to_script
+        desc = self._with_checksum(f"raw({script.hex()})")
+        hashes = [str(h) for h in self.call("generatetodescriptor", n, desc)]
+        self.sync()
+        return hashes
+
+    def _with_checksum(self, desc: str) -> str:
+        return str(self.call("getdescriptorinfo", desc)["descriptor"])
+
+    # -- events ---------------------------------------------------------------------------
+
+    def sync(self) -> None:
+        """Bring the block scan up to the node's tip, emitting events (reorg-aware)."""
+        tip = self.tip_height()
+        first = not self._synced
+        self._synced = True
+        lowest = max(0, tip - self.scan_depth + 1)
+        # walk back from the tip to the highest height where our view agrees with the node
+        fork = tip
+        new: list[tuple[int, str]] = []
+        while fork >= lowest:
+            h = str(self.call("getblockhash", fork))
+            if self._scanned.get(fork) == h:
+                break
+            new.append((fork, h))
+            fork -= 1
+        # disconnect what we hold above the agreement point, newest first
+        for height in sorted((h for h in self._scanned if h > fork), reverse=True):
+            self._disconnect(height, self._scanned.pop(height))
+        for height, block_hash in reversed(new):
+            self._connect(height, block_hash, emit=not first)
+        for height in [h for h in self._scanned if h < lowest]:
+            self._forget(self._scanned.pop(height))
+
+    def _connect(self, height: int, block_hash: str, *, emit: bool) -> None:
+        block = self.call("getblock", block_hash, 2)
+        spends: list[OutPoint] = []
+        txids: list[str] = []
+        for tx in block["tx"]:
+            txids.append(tx["txid"])
+            self._tx_heights[tx["txid"]] = height
+            raw = bytes.fromhex(tx["hex"])
+            for vin in tx["vin"]:
+                if "coinbase" in vin:
+                    continue
+                op = OutPoint(vin["txid"], int(vin["vout"]))
+                self._spends[op] = (tx["txid"], raw)
+                spends.append(op)
+        self._scanned[height] = block_hash
+        self._block_spends[block_hash] = spends
+        self._block_txids[block_hash] = txids
+        if emit:
+            self._emit(LedgerEvent(EventKind.BLOCK_CONNECTED, height, block_hash))
+            for txid in txids:
+                self._emit(LedgerEvent(EventKind.TX_CONFIRMED, height, block_hash, txid))
+
+    def _disconnect(self, height: int, block_hash: str) -> None:
+        txids = self._block_txids.get(block_hash, [])
+        self._forget(block_hash)
+        self._emit(LedgerEvent(EventKind.BLOCK_DISCONNECTED, height, block_hash))
+        for txid in txids:
+            self._emit(LedgerEvent(EventKind.TX_UNCONFIRMED, height, block_hash, txid))
+
+    def _forget(self, block_hash: str) -> None:
+        for op in self._block_spends.pop(block_hash, []):
+            self._spends.pop(op, None)
+        for txid in self._block_txids.pop(block_hash, []):
+            self._tx_heights.pop(txid, None)
+
+    def _emit(self, event: LedgerEvent) -> None:
+        self._events.append(event)
+        for cb in self._subscribers:
+            cb(event)
+
+    def poll_events(self) -> list[LedgerEvent]:
+        """Sync with the node, then return the events since the last poll."""
+        self.sync()
+        events, self._events = self._events, []
+        return events
+
+    def subscribe(self, callback: EventCallback) -> None:
+        """Call `callback` for every event found by later syncs."""
+        self._subscribers.append(callback)

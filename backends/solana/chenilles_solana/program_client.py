@@ -1,0 +1,411 @@
+"""Client side of the Chenilles Solana channel program (contracts/solana/chenilles_channel.c).
+
+Instruction builders, account layouts, the signed state message and PDA derivations, on
+solders types. Nothing here imitates the program: it only encodes what the program reads
+and decodes what it writes. Keep the constants in sync with the C source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from solders.instruction import AccountMeta, Instruction
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+
+SYSTEM_PROGRAM_ID = Pubkey.from_string("11111111111111111111111111111111")
+ED25519_PROGRAM_ID = Pubkey.from_string("Ed25519SigVerify111111111111111111111111111")
+INSTRUCTIONS_SYSVAR_ID = Pubkey.from_string("Sysvar1nstructions1111111111111111111111111")
+NATIVE_MINT = bytes(32)  # "mint" of the native asset (lamports) in state messages
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+PROGRAM_SO = REPO_ROOT / "contracts" / "solana" / "build" / "chenilles_channel.so"
+
+MSG_MAGIC = b"CHENILLES-SOL-v1"
+CHANNEL_ID_DOMAIN = b"CHENILLES-SOL-CHANNEL"
+SEED_CHANNEL = b"channel"
+SEED_PREIMAGE = b"preimage"
+MAX_HTLCS = 8
+
+# Instruction tags
+IX_OPEN, IX_DEPOSIT, IX_COOP_CLOSE, IX_REGISTER, IX_CONCLUDE, IX_WITHDRAW, IX_REVEAL = range(7)
+
+# Channel status
+ST_OPEN, ST_DISPUTE, ST_CONCLUDED, ST_CLOSED = range(4)
+
+# Custom program error codes (InstructionError::Custom(code))
+ERRORS = {
+    1: "BAD_INSTRUCTION",
+    2: "NOT_ENOUGH_ACCOUNTS",
+    3: "WRONG_CHANNEL_ACCOUNT",
+    4: "BAD_PDA",
+    5: "NOT_SIGNER",
+    6: "NOT_WRITABLE",
+    7: "BAD_SYSVAR",
+    8: "MISSING_SIGNATURE",
+    9: "BAD_SIGNATURE_IX",
+    10: "BAD_SIGNER",
+    11: "BAD_MESSAGE",
+    12: "WRONG_PROGRAM",
+    13: "WRONG_CHANNEL",
+    14: "BAD_ASSET",
+    15: "NOT_CONSERVING",
+    16: "STALE_VERSION",
+    17: "NOT_FINAL",
+    18: "BAD_STATUS",
+    19: "CHALLENGE_PERIOD_OVER",
+    20: "CHALLENGE_PERIOD_ACTIVE",
+    21: "NOT_CONCLUDED",
+    22: "ALREADY_WITHDRAWN",
+    23: "WRONG_PARTICIPANT_ACCOUNT",
+    24: "HTLC_UNRESOLVED",
+    25: "ALREADY_REVEALED",
+    26: "OVERFLOW",
+    27: "HTLCS_IN_FINAL",
+    28: "TOO_MANY_HTLCS",
+    29: "BAD_PARTICIPANTS",
+    30: "WRONG_SYSTEM_PROGRAM",
+}
+ERROR_CODES = {name: code for code, name in ERRORS.items()}
+
+CHANNEL_ACCOUNT_SIZE = 704
+PREIMAGE_RECORD_SIZE = 88
+
+
+def load_program() -> bytes:
+    """The built program (scripts/build_solana_program.py writes it)."""
+    if not PROGRAM_SO.exists():
+        raise FileNotFoundError(
+            f"{PROGRAM_SO} is missing: run `python scripts/build_solana_program.py`"
+        )
+    return PROGRAM_SO.read_bytes()
+
+
+# ---------------------------------------------------------------------------------------
+# Identifiers and PDAs
+# ---------------------------------------------------------------------------------------
+
+
+def channel_id(
+    program_id: Pubkey, a: Pubkey, b: Pubkey, challenge_duration: int, nonce: int
+) -> bytes:
+    """sha256("CHENILLES-SOL-CHANNEL" || program_id || A || B || duration u64 || nonce u64)."""
+    return hashlib.sha256(
+        CHANNEL_ID_DOMAIN
+        + bytes(program_id)
+        + bytes(a)
+        + bytes(b)
+        + struct.pack("<QQ", challenge_duration, nonce)
+    ).digest()
+
+
+def channel_pda(program_id: Pubkey, cid: bytes) -> tuple[Pubkey, int]:
+    return Pubkey.find_program_address([SEED_CHANNEL, cid], program_id)
+
+
+def preimage_pda(program_id: Pubkey, payment_hash: bytes) -> tuple[Pubkey, int]:
+    return Pubkey.find_program_address([SEED_PREIMAGE, payment_hash], program_id)
+
+
+# ---------------------------------------------------------------------------------------
+# State message
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HtlcTerms:
+    id: int
+    payer: int  # 0: A pays B, 1: B pays A
+    amount: int
+    payment_hash: bytes
+    expiry: int  # unix seconds, compared with the Clock sysvar
+    asset: int = 0
+
+
+@dataclass(frozen=True)
+class AssetBalances:
+    mint: bytes  # 32 bytes; NATIVE_MINT for lamports
+    amount_a: int
+    amount_b: int
+
+
+@dataclass(frozen=True)
+class ChannelStateMsg:
+    program_id: Pubkey
+    channel_id: bytes
+    version: int
+    final: bool
+    assets: tuple[AssetBalances, ...]
+    htlcs: tuple[HtlcTerms, ...] = ()
+
+    def encode(self) -> bytes:
+        return encode_state_message(self)
+
+
+def encode_state_message(st: ChannelStateMsg) -> bytes:
+    """The exact bytes both participants sign (see the layout in chenilles_channel.c)."""
+    if len(st.channel_id) != 32:
+        raise ValueError("channel id must be 32 bytes")
+    out = bytearray(MSG_MAGIC)
+    out += bytes(st.program_id) + st.channel_id
+    out += struct.pack("<QBB", st.version, 1 if st.final else 0, len(st.assets))
+    for a in st.assets:
+        if len(a.mint) != 32:
+            raise ValueError("mint must be 32 bytes")
+        out += a.mint + struct.pack("<QQ", a.amount_a, a.amount_b)
+    out += struct.pack("<B", len(st.htlcs))
+    for h in st.htlcs:
+        if len(h.payment_hash) != 32:
+            raise ValueError("payment hash must be 32 bytes")
+        out += struct.pack("<QBBQ", h.id, h.payer, h.asset, h.amount) + h.payment_hash
+        out += struct.pack("<q", h.expiry)
+    return bytes(out)
+
+
+def decode_state_message(msg: bytes) -> ChannelStateMsg:
+    if msg[:16] != MSG_MAGIC:
+        raise ValueError("not a Chenilles Solana state message")
+    pid, cid = Pubkey.from_bytes(msg[16:48]), msg[48:80]
+    version, final, n_assets = struct.unpack_from("<QBB", msg, 80)
+    p = 90
+    assets = []
+    for _ in range(n_assets):
+        a, b = struct.unpack_from("<QQ", msg, p + 32)
+        assets.append(AssetBalances(msg[p : p + 32], a, b))
+        p += 48
+    n_htlcs = msg[p]
+    p += 1
+    htlcs = []
+    for _ in range(n_htlcs):
+        hid, payer, asset, amount = struct.unpack_from("<QBBQ", msg, p)
+        (expiry,) = struct.unpack_from("<q", msg, p + 50)
+        htlcs.append(HtlcTerms(hid, payer, amount, msg[p + 18 : p + 50], expiry, asset))
+        p += 58
+    if p != len(msg):
+        raise ValueError("trailing bytes in state message")
+    return ChannelStateMsg(pid, cid, version, bool(final), tuple(assets), tuple(htlcs))
+
+
+# ---------------------------------------------------------------------------------------
+# Account layouts
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChannelAccount:
+    channel_id: bytes
+    participants: tuple[Pubkey, Pubkey]
+    challenge_duration: int
+    nonce: int
+    status: int
+    bump: int
+    withdrawn: int
+    final: bool
+    deposits: tuple[int, int]
+    version: int
+    deadline: int
+    balances: tuple[int, int]
+    payout: tuple[int, int]
+    htlcs: tuple[HtlcTerms, ...] = field(default=())
+
+    @classmethod
+    def decode(cls, data: bytes) -> ChannelAccount:
+        if len(data) < CHANNEL_ACCOUNT_SIZE or data[:8] != b"CHNLSOL1":
+            raise ValueError("not a Chenilles channel account")
+        cid = data[8:40]
+        a, b = Pubkey.from_bytes(data[40:72]), Pubkey.from_bytes(data[72:104])
+        dur, nonce = struct.unpack_from("<QQ", data, 104)
+        status, bump, withdrawn, final, n_htlcs = struct.unpack_from("<5B", data, 120)
+        d0, d1, version, deadline, b0, b1, p0, p1 = struct.unpack_from("<QQQqQQQQ", data, 128)
+        htlcs = []
+        for k in range(n_htlcs):
+            o = 192 + 64 * k
+            hid, payer, asset = struct.unpack_from("<QBB", data, o)
+            (amount,) = struct.unpack_from("<Q", data, o + 16)
+            (expiry,) = struct.unpack_from("<q", data, o + 56)
+            htlcs.append(HtlcTerms(hid, payer, amount, data[o + 24 : o + 56], expiry, asset))
+        return cls(
+            cid,
+            (a, b),
+            dur,
+            nonce,
+            status,
+            bump,
+            withdrawn,
+            bool(final),
+            (d0, d1),
+            version,
+            deadline,
+            (b0, b1),
+            (p0, p1),
+            tuple(htlcs),
+        )
+
+
+@dataclass(frozen=True)
+class PreimageRecord:
+    payment_hash: bytes
+    preimage: bytes
+    revealed_at: int
+    slot: int
+
+    @classmethod
+    def decode(cls, data: bytes) -> PreimageRecord:
+        if len(data) < PREIMAGE_RECORD_SIZE or data[:8] != b"PREIMAG1":
+            raise ValueError("not a Chenilles preimage record")
+        revealed_at, slot = struct.unpack_from("<qQ", data, 72)
+        return cls(data[8:40], data[40:72], revealed_at, slot)
+
+
+# ---------------------------------------------------------------------------------------
+# Instructions
+# ---------------------------------------------------------------------------------------
+
+
+def ed25519_verify_ix(message: bytes, signers: Sequence[tuple[bytes, bytes]]) -> Instruction:
+    """Ed25519 precompile instruction: one message, one (pubkey, signature) per signer, every
+    offset pointing into this instruction (instruction index 0xFFFF)."""
+    n = len(signers)
+    head = 2 + 14 * n
+    body = bytearray()
+    offsets = bytearray()
+    for pk, sig in signers:
+        if len(pk) != 32 or len(sig) != 64:
+            raise ValueError("pubkey must be 32 bytes and signature 64 bytes")
+        pk_off = head + len(body)
+        body += pk
+        sig_off = head + len(body)
+        body += sig
+        offsets += struct.pack("<7H", sig_off, 0xFFFF, pk_off, 0xFFFF, 0, len(message), 0xFFFF)
+    msg_off = head + len(body)
+    # patch the message offset into every entry
+    for i in range(n):
+        struct.pack_into("<H", offsets, 14 * i + 8, msg_off)
+    data = bytes([n, 0]) + bytes(offsets) + bytes(body) + message
+    return Instruction(ED25519_PROGRAM_ID, data, [])
+
+
+def sign_state(message: bytes, a: Keypair, b: Keypair) -> Instruction:
+    """The Ed25519 instruction carrying both participants' signatures (A first, then B)."""
+    return ed25519_verify_ix(
+        message,
+        [
+            (bytes(a.pubkey()), bytes(a.sign_message(message))),
+            (bytes(b.pubkey()), bytes(b.sign_message(message))),
+        ],
+    )
+
+
+def open_ix(
+    program_id: Pubkey,
+    payer: Pubkey,
+    a: Pubkey,
+    b: Pubkey,
+    challenge_duration: int,
+    nonce: int,
+    rent_lamports: int,
+) -> tuple[Instruction, bytes, Pubkey]:
+    cid = channel_id(program_id, a, b, challenge_duration, nonce)
+    pda, bump = channel_pda(program_id, cid)
+    data = (
+        bytes([IX_OPEN])
+        + bytes(a)
+        + bytes(b)
+        + struct.pack("<QQBQ", challenge_duration, nonce, bump, rent_lamports)
+    )
+    ix = Instruction(
+        program_id,
+        data,
+        [
+            AccountMeta(payer, True, True),
+            AccountMeta(pda, False, True),
+            AccountMeta(SYSTEM_PROGRAM_ID, False, False),
+        ],
+    )
+    return ix, cid, pda
+
+
+def deposit_ix(
+    program_id: Pubkey, funder: Pubkey, channel: Pubkey, participant: int, amount: int
+) -> Instruction:
+    return Instruction(
+        program_id,
+        struct.pack("<BBQ", IX_DEPOSIT, participant, amount),
+        [
+            AccountMeta(funder, True, True),
+            AccountMeta(channel, False, True),
+            AccountMeta(SYSTEM_PROGRAM_ID, False, False),
+        ],
+    )
+
+
+def coop_close_ix(
+    program_id: Pubkey, channel: Pubkey, a: Pubkey, b: Pubkey, ed25519_ix_index: int = 0
+) -> Instruction:
+    return Instruction(
+        program_id,
+        bytes([IX_COOP_CLOSE, ed25519_ix_index]),
+        [
+            AccountMeta(channel, False, True),
+            AccountMeta(a, False, True),
+            AccountMeta(b, False, True),
+            AccountMeta(INSTRUCTIONS_SYSVAR_ID, False, False),
+        ],
+    )
+
+
+def register_ix(program_id: Pubkey, channel: Pubkey, ed25519_ix_index: int = 0) -> Instruction:
+    return Instruction(
+        program_id,
+        bytes([IX_REGISTER, ed25519_ix_index]),
+        [
+            AccountMeta(channel, False, True),
+            AccountMeta(INSTRUCTIONS_SYSVAR_ID, False, False),
+        ],
+    )
+
+
+def conclude_ix(
+    program_id: Pubkey, channel: Pubkey, payment_hashes: Iterable[bytes] = ()
+) -> Instruction:
+    """`payment_hashes`: those of the registered state's HTLCs, in order."""
+    metas = [AccountMeta(channel, False, True)]
+    bumps = bytearray()
+    for h in payment_hashes:
+        pda, bump = preimage_pda(program_id, h)
+        metas.append(AccountMeta(pda, False, False))
+        bumps.append(bump)
+    return Instruction(program_id, bytes([IX_CONCLUDE]) + bytes(bumps), metas)
+
+
+def withdraw_ix(program_id: Pubkey, channel: Pubkey, participant: int, to: Pubkey) -> Instruction:
+    return Instruction(
+        program_id,
+        bytes([IX_WITHDRAW, participant]),
+        [
+            AccountMeta(channel, False, True),
+            AccountMeta(to, False, True),
+        ],
+    )
+
+
+def reveal_ix(
+    program_id: Pubkey, payer: Pubkey, preimage: bytes, rent_lamports: int
+) -> tuple[Instruction, Pubkey]:
+    if len(preimage) != 32:
+        raise ValueError("preimage must be 32 bytes")
+    pda, bump = preimage_pda(program_id, hashlib.sha256(preimage).digest())
+    data = bytes([IX_REVEAL]) + preimage + struct.pack("<BQ", bump, rent_lamports)
+    return Instruction(
+        program_id,
+        data,
+        [
+            AccountMeta(payer, True, True),
+            AccountMeta(pda, False, True),
+            AccountMeta(SYSTEM_PROGRAM_ID, False, False),
+        ],
+    ), pda
