@@ -8,12 +8,12 @@ and ``chenilles_hub.core``, never ``chenilles_hub.node``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
-from .core import Asset, ChannelParams, Htlc, SignedState, StateAuthority
+from .core import Asset, ChannelParams, Htlc, Participant, SignedState, StateAuthority
 from .core.timing import TimeModel
 
 
@@ -119,6 +119,22 @@ class ChainBackend(Protocol):
         ...
 
     def balance(self, account: Account, asset: Asset) -> int: ...
+
+    def participant_key(self, account: Account, nonce: bytes) -> str:
+        """What goes into ``Participant.chain_key`` for ``account`` in a channel with this
+        nonce: an address (EVM), a public key (Solana), or the funding key and first
+        per-commitment point (Bitcoin)."""
+        ...
+
+    def new_nonce(
+        self,
+        participants: Sequence[Participant],
+        deposits: Mapping[Asset, Sequence[int]],
+        account: Account,
+    ) -> bytes:
+        """The opener's channel nonce. Random on account-based chains; on Bitcoin the txid
+        of the funding transaction the opener prepares (so the channel id commits to it)."""
+        ...
 
     def channel_id(self, params: ChannelParams) -> bytes:
         """A channel id that cannot collide on this chain (includes chain and deployment)."""

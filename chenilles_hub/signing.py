@@ -14,7 +14,7 @@ import hashlib
 import nacl.exceptions
 import nacl.signing
 
-from .core import ChannelParams, ChannelState, canonical_state_bytes
+from .core import ChannelParams, ChannelState, SignedState, canonical_state_bytes
 
 _DOMAIN = b"chenilles/state/v1\x00"
 
@@ -36,11 +36,18 @@ class Ed25519Authority:
     def public_key_hex(self) -> str:
         return self._key.verify_key.encode().hex()
 
-    def sign(self, params: ChannelParams, state: ChannelState) -> bytes:
+    def sign(
+        self, params: ChannelParams, state: ChannelState, previous: SignedState | None = None
+    ) -> bytes:
         return self._key.sign(state_digest(params, state)).signature
 
     def verify(
-        self, params: ChannelParams, state: ChannelState, signer: int, bundle: bytes
+        self,
+        params: ChannelParams,
+        state: ChannelState,
+        signer: int,
+        bundle: bytes,
+        previous: SignedState | None = None,
     ) -> bool:
         try:
             key = nacl.signing.VerifyKey(bytes.fromhex(params.participants[signer].chain_key))
@@ -49,11 +56,11 @@ class Ed25519Authority:
             return False
         return True
 
-    def revoke(self, params: ChannelParams, state: ChannelState) -> bytes | None:
+    def revoke(self, params: ChannelParams, signed: SignedState) -> bytes | None:
         return None
 
     def verify_revocation(
-        self, params: ChannelParams, state: ChannelState, signer: int, revocation: bytes | None
+        self, params: ChannelParams, signed: SignedState, signer: int, revocation: bytes | None
     ) -> bool:
         return revocation is None
 

@@ -8,6 +8,7 @@ from .channel import ChannelMachine
 from .effects import (
     ChannelSnapshot,
     Effect,
+    Irrevocable,
     PendingProposal,
     Persist,
     ProposalRejected,
@@ -87,6 +88,7 @@ __all__ = [
     "FailHtlc",
     "Htlc",
     "HtlcPolicy",
+    "Irrevocable",
     "Participant",
     "PendingProposal",
     "Persist",

@@ -14,28 +14,39 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .model import ChannelParams, ChannelState
+from .model import ChannelParams, ChannelState, SignedState
 
 
 class StateAuthority(Protocol):
-    def sign(self, params: ChannelParams, state: ChannelState) -> bytes:
+    """``previous`` is the fully signed state that ``state`` follows (``None`` for version
+    0): backends whose bundles chain from one version to the next (Bitcoin sends its next
+    per-commitment point with each bundle) read what they need from its bundles."""
+
+    def sign(
+        self, params: ChannelParams, state: ChannelState, previous: SignedState | None
+    ) -> bytes:
         """This participant's signature bundle on ``state``."""
         ...
 
     def verify(
-        self, params: ChannelParams, state: ChannelState, signer: int, bundle: bytes
+        self,
+        params: ChannelParams,
+        state: ChannelState,
+        signer: int,
+        bundle: bytes,
+        previous: SignedState | None,
     ) -> bool:
         """Whether ``bundle`` is participant ``signer``'s valid bundle on ``state``."""
         ...
 
-    def revoke(self, params: ChannelParams, state: ChannelState) -> bytes | None:
-        """Give up this participant's right to use ``state`` on-chain; ``None`` if unused."""
+    def revoke(self, params: ChannelParams, signed: SignedState) -> bytes | None:
+        """Give up this participant's right to use ``signed`` on-chain; ``None`` if unused."""
         ...
 
     def verify_revocation(
-        self, params: ChannelParams, state: ChannelState, signer: int, revocation: bytes | None
+        self, params: ChannelParams, signed: SignedState, signer: int, revocation: bytes | None
     ) -> bool:
-        """Whether ``revocation`` really revokes ``signer``'s copy of ``state``."""
+        """Whether ``revocation`` really revokes ``signer``'s copy of ``signed``."""
         ...
 
     def native_expiry_ok(self, expiry: int, native_expiry: int) -> bool:

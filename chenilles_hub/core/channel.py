@@ -23,6 +23,7 @@ from .authority import StateAuthority
 from .effects import (
     ChannelSnapshot,
     Effect,
+    Irrevocable,
     PendingProposal,
     Persist,
     ProposalRejected,
@@ -55,10 +56,11 @@ class _Core(msgspec.Struct, frozen=True):
     """The machine's mutable part as one immutable value, swapped atomically."""
 
     latest: SignedState | None = None
-    previous: ChannelState | None = None
+    previous: SignedState | None = None
     pending: PendingProposal | None = None
     awaiting_ack: int | None = None
     last_reply: ChannelMessage | None = None
+    latest_updates: tuple[Update, ...] = ()
 
 
 class ChannelMachine:
@@ -118,7 +120,13 @@ class ChannelMachine:
     def snapshot(self) -> ChannelSnapshot:
         c = self._core
         return ChannelSnapshot(
-            self.channel_id, c.latest, c.previous, c.pending, c.awaiting_ack, c.last_reply
+            self.channel_id,
+            c.latest,
+            c.previous,
+            c.pending,
+            c.awaiting_ack,
+            c.last_reply,
+            c.latest_updates,
         )
 
     def restore(self, snapshot: ChannelSnapshot) -> None:
@@ -133,6 +141,7 @@ class ChannelMachine:
             snapshot.pending,
             snapshot.awaiting_ack,
             snapshot.last_reply,
+            snapshot.latest_updates,
         )
 
     # --- our side ---------------------------------------------------------------------------
@@ -157,7 +166,7 @@ class ChannelMachine:
             raise ProposalPending(f"version {core.pending.signed.state.version} awaits an answer")
         if core.awaiting_ack is not None:
             raise ProposalPending(f"waiting for the peer's ack of version {core.awaiting_ack}")
-        signature = self._authority.sign(self.params, new)
+        signature = self._authority.sign(self.params, new, core.latest)
         message = Propose(self.channel_id, updates, new, signature)
         signed = SignedState(new, self._signatures(mine=signature))
         return self._commit(
@@ -246,18 +255,21 @@ class ChannelMachine:
             check_successor(self.params, self.channel_id, latest.state, expected)
             if expected != msg.state:
                 raise StateMismatch("the proposed state is not what its updates produce")
-        if not self._authority.verify(self.params, msg.state, self.peer_index, msg.signature):
+        if not self._authority.verify(
+            self.params, msg.state, self.peer_index, msg.signature, latest
+        ):
             raise InvalidSignature(f"the peer's signature on version {version} does not verify")
-        signature = self._authority.sign(self.params, msg.state)
-        revocation = self._authority.revoke(self.params, latest.state) if latest else None
+        signature = self._authority.sign(self.params, msg.state, latest)
+        revocation = self._authority.revoke(self.params, latest) if latest else None
         signed = SignedState(msg.state, self._signatures(mine=signature, theirs=msg.signature))
         accept = Accept(self.channel_id, version, signature, revocation)
         new_core = _Core(
             latest=signed,
-            previous=latest.state if latest else None,
+            previous=latest,
             pending=None,
             awaiting_ack=version,
             last_reply=accept,
+            latest_updates=msg.updates,
         )
         effects: list[Effect] = [*dropped, Send(self.peer, accept), UpdateCompleted(signed)]
         return self._commit(new_core, effects + self._deadlines(latest, signed))
@@ -271,31 +283,36 @@ class ChannelMachine:
                 return [Send(self.peer, reply)]  # our ack was lost: send it again
             raise UnexpectedMessage(f"no proposal of version {msg.version} is pending")
         state = pending.signed.state
-        if not self._authority.verify(self.params, state, self.peer_index, msg.signature):
-            raise InvalidSignature(f"the peer's signature on version {msg.version} does not verify")
         latest = core.latest
+        if not self._authority.verify(self.params, state, self.peer_index, msg.signature, latest):
+            raise InvalidSignature(f"the peer's signature on version {msg.version} does not verify")
         effects: list[Effect] = []
         revocation: bytes | None = None
         if latest is not None:
             if not self._authority.verify_revocation(
-                self.params, latest.state, self.peer_index, msg.revocation
+                self.params, latest, self.peer_index, msg.revocation
             ):
                 raise InvalidRevocation(f"the peer did not revoke version {latest.state.version}")
             if msg.revocation is not None:
                 effects.append(RevocationReceived(latest.state.version, msg.revocation))
-            revocation = self._authority.revoke(self.params, latest.state)
+            revocation = self._authority.revoke(self.params, latest)
         signed = SignedState(
             state, self._signatures(mine=pending.signed.signatures[self.me], theirs=msg.signature)
         )
         ack = Ack(self.channel_id, msg.version, revocation)
         new_core = _Core(
             latest=signed,
-            previous=latest.state if latest else None,
+            previous=latest,
             pending=None,
             awaiting_ack=None,
             last_reply=ack,
+            latest_updates=pending.message.updates if isinstance(pending.message, Propose) else (),
         )
-        effects += [Send(self.peer, ack), UpdateCompleted(signed)]
+        effects += [
+            Send(self.peer, ack),
+            UpdateCompleted(signed),
+            Irrevocable(signed, new_core.latest_updates),
+        ]
         if state.final:
             effects.append(SubmitToLedger("conclude_cooperative", signed))
         return self._commit(new_core, effects + self._deadlines(latest, signed))
@@ -315,6 +332,8 @@ class ChannelMachine:
                 raise InvalidRevocation(f"the peer did not revoke version {core.previous.version}")
             if msg.revocation is not None:
                 effects.append(RevocationReceived(core.previous.version, msg.revocation))
+        if core.latest is not None:
+            effects.append(Irrevocable(core.latest, core.latest_updates))
         return self._commit(msgspec.structs.replace(core, awaiting_ack=None), effects)
 
     def _on_reject(self, msg: Reject) -> list[Effect]:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import msgspec
 
 from .messages import ChannelMessage
-from .model import Bytes32, ChannelState, SignedState
+from .model import Bytes32, SignedState
+from .updates import Update
 
 
 class Send(msgspec.Struct, frozen=True):
@@ -45,6 +46,14 @@ class UpdateCompleted(msgspec.Struct, frozen=True):
     signed: SignedState
 
 
+class Irrevocable(msgspec.Struct, frozen=True):
+    """``signed`` can no longer be undone: both sides hold it and both revoked its
+    predecessor. Only now may a hub act on its HTLCs (forward an incoming one)."""
+
+    signed: SignedState
+    updates: tuple[Update, ...]
+
+
 class ProposalRejected(msgspec.Struct, frozen=True):
     version: int
     code: str
@@ -68,10 +77,11 @@ class ChannelSnapshot(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     channel_id: Bytes32
     latest: SignedState | None
-    previous: ChannelState | None
+    previous: SignedState | None
     pending: PendingProposal | None
     awaiting_ack: int | None
     last_reply: ChannelMessage | None
+    latest_updates: tuple[Update, ...] = ()
 
 
 class PendingProposal(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -87,6 +97,7 @@ Effect = (
     | SubmitToLedger
     | WakeAt
     | UpdateCompleted
+    | Irrevocable
     | ProposalRejected
     | RevocationReceived
 )

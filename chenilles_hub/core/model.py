@@ -31,6 +31,8 @@ MAX_ASSETS = 8
 MAX_HTLCS = 32
 MAX_APP_DATA = 4096
 PREIMAGE_LENGTH = 32
+#: Bound on the sealed routing instructions an HTLC carries (20 hops of ~300 bytes).
+MAX_ONION = 8192
 
 
 class Asset(msgspec.Struct, frozen=True, forbid_unknown_fields=True, order=True):

@@ -32,6 +32,7 @@ from .errors import (
 )
 from .model import (
     MAX_APP_DATA,
+    MAX_ONION,
     PREIMAGE_LENGTH,
     Asset,
     AssetBalances,
@@ -50,7 +51,11 @@ class Transfer(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="tra
 
 
 class AddHtlc(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="add_htlc"):
+    """Offer an HTLC. ``onion`` carries the routing instructions for the payee's node (sealed
+    to it layer by layer); it travels with the update but is not part of the signed state."""
+
     htlc: Htlc
+    onion: Annotated[bytes, msgspec.Meta(max_length=MAX_ONION)] = b""
 
 
 class SettleHtlc(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="settle_htlc"):

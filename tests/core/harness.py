@@ -18,13 +18,13 @@ from chenilles_hub.core import (
     ChannelMachine,
     ChannelMessage,
     ChannelParams,
-    ChannelState,
     Effect,
     HtlcPolicy,
     Participant,
     Persist,
     Propose,
     Send,
+    SignedState,
     decode_message,
     encode_message,
     initial_state,
@@ -41,12 +41,13 @@ class RevokingAuthority(Ed25519Authority):
     """Ed25519 signatures plus revocations (a signature over "revoke" + the state digest),
     standing in for backends like Bitcoin that revoke old states."""
 
-    def revoke(self, params: ChannelParams, state: ChannelState) -> bytes | None:
-        return self._key.sign(b"revoke" + state_digest(params, state)).signature
+    def revoke(self, params: ChannelParams, signed: SignedState) -> bytes | None:
+        return self._key.sign(b"revoke" + state_digest(params, signed.state)).signature
 
     def verify_revocation(
-        self, params: ChannelParams, state: ChannelState, signer: int, revocation: bytes | None
+        self, params: ChannelParams, signed: SignedState, signer: int, revocation: bytes | None
     ) -> bool:
+        state = signed.state
         if revocation is None:
             return False
         try:

@@ -300,3 +300,18 @@ def test_effects_name_the_completed_state() -> None:
     completed = [e for e in pair.alice.events if isinstance(e, UpdateCompleted)]
     assert completed[-1].signed.state.version == 1
     assert isinstance(decode_message, object) and Propose
+
+
+def test_an_htlc_becomes_irrevocable_for_the_acceptor_only_after_the_ack() -> None:
+    from chenilles_hub.core import Irrevocable
+
+    pair = opened(revoking=True)
+    htlc = Htlc(1, 0, ETH, 100, HASH, NOW + 7200, NOW + 7000)
+    pair.act(0, lambda m: m.propose((AddHtlc(htlc, onion=b"route"),), NOW))
+    pair.deliver_one()  # Bob accepts: committed, but Alice has not revoked version 0 yet
+    assert not [e for e in pair.bob.events if isinstance(e, Irrevocable) and e.signed.version == 1]
+    pair.deliver_one()  # Alice takes the Accept: irrevocable for her
+    assert [e for e in pair.alice.events if isinstance(e, Irrevocable) and e.signed.version == 1]
+    pair.deliver_one()  # Bob takes the Ack with Alice's revocation
+    (event,) = [e for e in pair.bob.events if isinstance(e, Irrevocable) and e.signed.version == 1]
+    assert event.updates == (AddHtlc(htlc, onion=b"route"),)
