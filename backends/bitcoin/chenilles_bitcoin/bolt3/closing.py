@@ -1,0 +1,135 @@
+"""Cooperative close transaction (BOLT 3 "Closing Transaction").
+
+Spends the funding output straight to each side's ``shutdown`` scriptpubkey, with
+no delays: both sides agree, so nothing needs to be punishable.  The fee comes
+out of the funder's output; outputs below the dust limit are removed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bitcoin.core import CMutableTransaction, CMutableTxIn, CMutableTxOut, CTransaction
+from bitcoin.core.script import CScript
+
+from .errors import FeeTooHighError, UnaffordableFeeError
+from .scripts import funding_script, funding_witness
+from .signing import check_input_signature, sign_input, with_sighash
+from .txutil import TX_VERSION, OutPoint, fee_for_weight, set_witness, txid_of
+
+#: Witness of a 2-of-2 spend with 73-byte signatures: count, nil, 2 sigs, script.
+_FUNDING_WITNESS_BYTES = 1 + 1 + 2 * (1 + 73) + 1 + 71
+
+
+def closing_weight(local_script_pubkey: bytes | None, remote_script_pubkey: bytes | None) -> int:
+    """Expected weight of a closing tx with the given outputs (73-byte signatures)."""
+    outs = [s for s in (local_script_pubkey, remote_script_pubkey) if s is not None]
+    base = 4 + 1 + 41 + 1 + sum(8 + 1 + len(s) for s in outs) + 4
+    return 4 * base + 2 + _FUNDING_WITNESS_BYTES
+
+
+def closing_fee(
+    feerate_per_kw: int, local_script_pubkey: bytes | None, remote_script_pubkey: bytes | None
+) -> int:
+    """Fee proposal for ``closing_signed`` at ``feerate_per_kw``."""
+    return fee_for_weight(feerate_per_kw, closing_weight(local_script_pubkey, remote_script_pubkey))
+
+
+@dataclass
+class ClosingTx:
+    """An unsigned closing transaction."""
+
+    tx: CMutableTransaction
+    funding_amount_sat: int
+    local_funding_pubkey: bytes
+    remote_funding_pubkey: bytes
+    fee_sat: int
+
+    @property
+    def funding_script(self) -> bytes:
+        return bytes(funding_script(self.local_funding_pubkey, self.remote_funding_pubkey))
+
+    @property
+    def txid(self) -> str:
+        return txid_of(self.tx)
+
+    def sign(self, funding_privkey: bytes) -> bytes:
+        return sign_input(funding_privkey, self.tx, 0, self.funding_script, self.funding_amount_sat)
+
+    def check_signature(self, pubkey: bytes, der_sig: bytes) -> None:
+        check_input_signature(
+            pubkey, self.tx, 0, self.funding_script, self.funding_amount_sat, der_sig
+        )
+
+    def finalize(self, local_sig: bytes, remote_sig: bytes, *, verify: bool = True) -> CTransaction:
+        if verify:
+            self.check_signature(self.local_funding_pubkey, local_sig)
+            self.check_signature(self.remote_funding_pubkey, remote_sig)
+        tx = CMutableTransaction.from_tx(self.tx)
+        set_witness(
+            tx,
+            0,
+            funding_witness(
+                with_sighash(local_sig),
+                self.local_funding_pubkey,
+                with_sighash(remote_sig),
+                self.remote_funding_pubkey,
+            ),
+        )
+        return CTransaction.from_tx(tx)
+
+
+def build_closing_tx(
+    *,
+    funding_outpoint: OutPoint,
+    funding_amount_sat: int,
+    local_funding_pubkey: bytes,
+    remote_funding_pubkey: bytes,
+    local_script_pubkey: bytes,
+    remote_script_pubkey: bytes,
+    to_local_msat: int,
+    to_remote_msat: int,
+    local_is_funder: bool,
+    fee_sat: int,
+    dust_limit_sat: int,
+    max_fee_sat: int | None = None,
+) -> ClosingTx:
+    """Closing transaction paying final balances (rounded down) minus the funder's fee.
+
+    Raises :class:`FeeTooHighError` if ``fee_sat`` exceeds ``max_fee_sat`` and
+    :class:`UnaffordableFeeError` if the funder's balance cannot cover it.
+    """
+    if fee_sat < 0 or to_local_msat < 0 or to_remote_msat < 0:
+        raise ValueError("amounts must not be negative")
+    if to_local_msat + to_remote_msat > funding_amount_sat * 1000:
+        raise ValueError("balances exceed the funding amount")
+    if max_fee_sat is not None and fee_sat > max_fee_sat:
+        raise FeeTooHighError(f"closing fee {fee_sat} sat exceeds the limit {max_fee_sat} sat")
+    local_sat, remote_sat = to_local_msat // 1000, to_remote_msat // 1000
+    if local_is_funder:
+        if local_sat < fee_sat:
+            raise UnaffordableFeeError(f"funder has {local_sat} sat, closing fee is {fee_sat} sat")
+        local_sat -= fee_sat
+    else:
+        if remote_sat < fee_sat:
+            raise UnaffordableFeeError(f"funder has {remote_sat} sat, closing fee is {fee_sat} sat")
+        remote_sat -= fee_sat
+    outs = [
+        (amount, spk)
+        for amount, spk in ((local_sat, local_script_pubkey), (remote_sat, remote_script_pubkey))
+        if amount >= dust_limit_sat
+    ]
+    outs.sort()
+    tx = CMutableTransaction(
+        [CMutableTxIn(funding_outpoint.to_core(), nSequence=0xFFFFFFFF)],
+        [CMutableTxOut(a, CScript(s)) for a, s in outs],
+        nLockTime=0,
+        nVersion=TX_VERSION,
+    )
+    return ClosingTx(
+        tx=tx,
+        funding_amount_sat=funding_amount_sat,
+        local_funding_pubkey=local_funding_pubkey,
+        remote_funding_pubkey=remote_funding_pubkey,
+        fee_sat=funding_amount_sat - sum(a for a, _ in outs),
+    )

@@ -1,0 +1,480 @@
+"""Commitment transactions and second-stage HTLC transactions (BOLT 3, legacy format).
+
+A commitment transaction is always described from its owner's side ("local"):
+its ``to_local`` and HTLC-success/timeout outputs are delayed by
+``to_self_delay`` so the counterparty can punish a revoked commitment.  The
+builder follows "Commitment Transaction Construction" step by step: trim HTLCs,
+compute the base fee from the expected weight (724 + 172 per untrimmed HTLC),
+take it from the funder, drop dust, sort per BIP 69 with the CLTV tiebreak.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from bitcoin.core import CMutableTransaction, CMutableTxIn, CMutableTxOut, CTransaction
+from bitcoin.core.script import CScript
+
+from . import keys as _keys
+from .errors import (
+    Bolt3Error,
+    DustOutputError,
+    FeeTooHighError,
+    InvalidPreimageError,
+    UnaffordableFeeError,
+)
+from .scripts import (
+    check_preimage,
+    funding_script,
+    funding_witness,
+    htlc_success_witness,
+    htlc_timeout_witness,
+    offered_htlc_script,
+    p2wsh,
+    received_htlc_script,
+    to_local_script,
+    to_remote_script,
+)
+from .signing import check_input_signature, sign_input, with_sighash
+from .txutil import TX_VERSION, OutPoint, set_witness, txid_of
+
+#: Expected weights from BOLT 3 "Fee Calculation" (73-byte signatures assumed).
+COMMITMENT_BASE_WEIGHT = 724
+COMMITMENT_WEIGHT_PER_HTLC = 172
+HTLC_TIMEOUT_WEIGHT = 663
+HTLC_SUCCESS_WEIGHT = 703
+
+_OBSCURE_MASK = (1 << 48) - 1
+
+
+class OutputKind(StrEnum):
+    """What a commitment output pays, from the commitment owner's view."""
+
+    TO_LOCAL = "to_local"
+    TO_REMOTE = "to_remote"
+    OFFERED_HTLC = "offered_htlc"
+    RECEIVED_HTLC = "received_htlc"
+
+
+@dataclass(frozen=True)
+class Htlc:
+    """An HTLC as seen by the commitment owner.
+
+    ``offered`` is True for HTLCs the owner offered (local->remote: resolved by
+    HTLC-timeout), False for HTLCs it received (remote->local: HTLC-success).
+    """
+
+    offered: bool
+    amount_msat: int
+    payment_hash: bytes
+    cltv_expiry: int
+    htlc_id: int = 0
+
+    @property
+    def amount_sat(self) -> int:
+        return self.amount_msat // 1000
+
+
+@dataclass(frozen=True)
+class CommitmentKeys:
+    """The five keys of one commitment, from its owner's side (BOLT 3 "Keys")."""
+
+    revocation_pubkey: bytes
+    local_delayed_pubkey: bytes
+    local_htlc_pubkey: bytes
+    remote_htlc_pubkey: bytes
+    remote_pubkey: bytes
+
+    @classmethod
+    def derive(
+        cls,
+        per_commitment_point: bytes,
+        *,
+        local_delayed_payment_basepoint: bytes,
+        local_htlc_basepoint: bytes,
+        remote_htlc_basepoint: bytes,
+        remote_revocation_basepoint: bytes,
+        remote_payment_basepoint: bytes,
+        static_remotekey: bool = False,
+    ) -> CommitmentKeys:
+        """Derive the keys of the commitment owned by the holder of ``per_commitment_point``.
+
+        With ``static_remotekey`` the ``to_remote`` key is the remote payment basepoint
+        itself (option_static_remotekey); otherwise it is tweaked like the others.
+        """
+        d = _keys.derive_pubkey
+        return cls(
+            revocation_pubkey=_keys.derive_revocation_pubkey(
+                remote_revocation_basepoint, per_commitment_point
+            ),
+            local_delayed_pubkey=d(local_delayed_payment_basepoint, per_commitment_point),
+            local_htlc_pubkey=d(local_htlc_basepoint, per_commitment_point),
+            remote_htlc_pubkey=d(remote_htlc_basepoint, per_commitment_point),
+            remote_pubkey=(
+                remote_payment_basepoint
+                if static_remotekey
+                else d(remote_payment_basepoint, per_commitment_point)
+            ),
+        )
+
+
+# --- fees and trimming ---------------------------------------------------------------
+
+
+def commitment_weight(num_untrimmed_htlcs: int) -> int:
+    """Expected commitment weight: 724 + 172 per untrimmed HTLC output."""
+    return COMMITMENT_BASE_WEIGHT + COMMITMENT_WEIGHT_PER_HTLC * num_untrimmed_htlcs
+
+
+def commitment_fee(feerate_per_kw: int, num_untrimmed_htlcs: int) -> int:
+    """Base commitment fee in satoshis (rounded down)."""
+    return feerate_per_kw * commitment_weight(num_untrimmed_htlcs) // 1000
+
+
+def htlc_timeout_fee(feerate_per_kw: int) -> int:
+    """HTLC-timeout fee: feerate * 663 / 1000, rounded down."""
+    return feerate_per_kw * HTLC_TIMEOUT_WEIGHT // 1000
+
+
+def htlc_success_fee(feerate_per_kw: int) -> int:
+    """HTLC-success fee: feerate * 703 / 1000, rounded down."""
+    return feerate_per_kw * HTLC_SUCCESS_WEIGHT // 1000
+
+
+def htlc_tx_fee(htlc: Htlc, feerate_per_kw: int) -> int:
+    """Fee of the second-stage transaction that resolves ``htlc`` on its owner's side."""
+    return htlc_timeout_fee(feerate_per_kw) if htlc.offered else htlc_success_fee(feerate_per_kw)
+
+
+def is_trimmed(htlc: Htlc, feerate_per_kw: int, dust_limit_sat: int) -> bool:
+    """True if the HTLC output is not produced: its second stage would be dust."""
+    return htlc.amount_sat < dust_limit_sat + htlc_tx_fee(htlc, feerate_per_kw)
+
+
+def obscuring_factor(opener_payment_basepoint: bytes, accepter_payment_basepoint: bytes) -> int:
+    """Lower 48 bits of SHA256(opener payment_basepoint || accepter payment_basepoint)."""
+    digest = hashlib.sha256(opener_payment_basepoint + accepter_payment_basepoint).digest()
+    return int.from_bytes(digest[-6:], "big")
+
+
+def encode_commitment_number(commitment_number: int, factor: int) -> tuple[int, int]:
+    """(nLockTime, nSequence) carrying the obscured 48-bit commitment number."""
+    if not 0 <= commitment_number <= _OBSCURE_MASK:
+        raise ValueError("commitment number must fit in 48 bits")
+    obscured = (commitment_number ^ factor) & _OBSCURE_MASK
+    locktime = (0x20 << 24) | (obscured & 0xFFFFFF)
+    sequence = (0x80 << 24) | (obscured >> 24)
+    return locktime, sequence
+
+
+def decode_commitment_number(locktime: int, sequence: int, factor: int) -> int:
+    """Recover the commitment number of a commitment seen on chain (watchers need it)."""
+    if locktime >> 24 != 0x20 or sequence >> 24 != 0x80:
+        raise Bolt3Error("not a BOLT 3 commitment transaction")
+    obscured = ((sequence & 0xFFFFFF) << 24) | (locktime & 0xFFFFFF)
+    return obscured ^ (factor & _OBSCURE_MASK)
+
+
+# --- commitment transaction ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CommitmentOutput:
+    """One output of a commitment, with what is needed to spend it later."""
+
+    kind: OutputKind
+    amount_sat: int
+    script_pubkey: bytes
+    witness_script: bytes | None  # None for the P2WPKH to_remote
+    htlc: Htlc | None = None
+
+    def sort_key(self) -> tuple[int, bytes, int]:
+        """BIP 69 (amount, scriptPubKey) with the BOLT 3 tiebreak on cltv_expiry."""
+        return (self.amount_sat, self.script_pubkey, self.htlc.cltv_expiry if self.htlc else 0)
+
+
+@dataclass
+class CommitmentTx:
+    """An unsigned commitment transaction and everything needed to sign and spend it."""
+
+    tx: CMutableTransaction
+    outputs: list[CommitmentOutput]
+    funding_outpoint: OutPoint
+    funding_amount_sat: int
+    local_funding_pubkey: bytes
+    remote_funding_pubkey: bytes
+    commitment_number: int
+    feerate_per_kw: int
+    dust_limit_sat: int
+    to_self_delay: int
+    keys: CommitmentKeys
+    base_fee_sat: int
+    trimmed_htlcs: list[Htlc] = field(default_factory=list)
+
+    @property
+    def funding_script(self) -> bytes:
+        return bytes(funding_script(self.local_funding_pubkey, self.remote_funding_pubkey))
+
+    @property
+    def txid(self) -> str:
+        return txid_of(self.tx)
+
+    @property
+    def actual_fee_sat(self) -> int:
+        """Funding amount minus outputs: base fee plus trimmed amounts and rounding."""
+        return self.funding_amount_sat - sum(o.amount_sat for o in self.outputs)
+
+    def htlc_output_indexes(self) -> list[int]:
+        """Indexes of HTLC outputs, in transaction order (the order of HTLC signatures)."""
+        return [i for i, o in enumerate(self.outputs) if o.htlc is not None]
+
+    def sign(self, funding_privkey: bytes) -> bytes:
+        """Our DER signature of the commitment (funding input, SIGHASH_ALL)."""
+        return sign_input(funding_privkey, self.tx, 0, self.funding_script, self.funding_amount_sat)
+
+    def check_signature(self, pubkey: bytes, der_sig: bytes) -> None:
+        """Raise :class:`InvalidSignatureError` unless ``der_sig`` is valid for ``pubkey``."""
+        check_input_signature(
+            pubkey, self.tx, 0, self.funding_script, self.funding_amount_sat, der_sig
+        )
+
+    def finalize(self, local_sig: bytes, remote_sig: bytes, *, verify: bool = True) -> CTransaction:
+        """Fully signed commitment; signatures are placed by funding-key order.
+
+        With ``verify`` both signatures are checked first, so a bad one from the
+        peer is reported as :class:`InvalidSignatureError`, not as a rejected broadcast.
+        """
+        if verify:
+            self.check_signature(self.local_funding_pubkey, local_sig)
+            self.check_signature(self.remote_funding_pubkey, remote_sig)
+        tx = CMutableTransaction.from_tx(self.tx)
+        set_witness(
+            tx,
+            0,
+            funding_witness(
+                with_sighash(local_sig),
+                self.local_funding_pubkey,
+                with_sighash(remote_sig),
+                self.remote_funding_pubkey,
+            ),
+        )
+        return CTransaction.from_tx(tx)
+
+    def htlc_txs(self) -> list[HtlcTx]:
+        """Second-stage HTLC transactions, in commitment output order."""
+        return [build_htlc_tx(self, i) for i in self.htlc_output_indexes()]
+
+
+def build_commitment_tx(
+    *,
+    funding_outpoint: OutPoint,
+    funding_amount_sat: int,
+    local_funding_pubkey: bytes,
+    remote_funding_pubkey: bytes,
+    commitment_number: int,
+    obscuring_factor: int,
+    to_local_msat: int,
+    to_remote_msat: int,
+    local_is_funder: bool,
+    feerate_per_kw: int,
+    dust_limit_sat: int,
+    to_self_delay: int,
+    keys: CommitmentKeys,
+    htlcs: Sequence[Htlc] = (),
+    max_fee_sat: int | None = None,
+    require_affordable: bool = False,
+) -> CommitmentTx:
+    """Build the owner's commitment transaction (unsigned), per BOLT 3.
+
+    The spec lets the funder's output shrink to zero when the fee exceeds it (the
+    "fee greater than funder amount" vector); a channel proposing such a state
+    should refuse it, so ``require_affordable`` raises :class:`UnaffordableFeeError`
+    instead, and ``max_fee_sat`` raises :class:`FeeTooHighError` above a cap.
+    """
+    if min(to_local_msat, to_remote_msat, feerate_per_kw, dust_limit_sat) < 0:
+        raise ValueError("amounts, feerate and dust limit must not be negative")
+    if any(h.amount_msat <= 0 for h in htlcs):
+        raise ValueError("HTLC amounts must be positive")
+    total_msat = to_local_msat + to_remote_msat + sum(h.amount_msat for h in htlcs)
+    if total_msat > funding_amount_sat * 1000:
+        raise ValueError(
+            f"balances and HTLCs ({total_msat} msat) exceed the funding amount "
+            f"({funding_amount_sat} sat)"
+        )
+
+    untrimmed = [h for h in htlcs if not is_trimmed(h, feerate_per_kw, dust_limit_sat)]
+    trimmed = [h for h in htlcs if is_trimmed(h, feerate_per_kw, dust_limit_sat)]
+    base_fee = commitment_fee(feerate_per_kw, len(untrimmed))
+    if max_fee_sat is not None and base_fee > max_fee_sat:
+        raise FeeTooHighError(f"commitment fee {base_fee} sat exceeds the limit {max_fee_sat} sat")
+
+    funder_msat = to_local_msat if local_is_funder else to_remote_msat
+    if require_affordable and funder_msat < base_fee * 1000:
+        raise UnaffordableFeeError(
+            f"funder has {funder_msat // 1000} sat, commitment fee is {base_fee} sat"
+        )
+    if local_is_funder:
+        to_local_msat = max(0, to_local_msat - base_fee * 1000)
+    else:
+        to_remote_msat = max(0, to_remote_msat - base_fee * 1000)
+
+    outputs: list[CommitmentOutput] = []
+    for h in untrimmed:
+        if h.offered:
+            ws = offered_htlc_script(
+                keys.revocation_pubkey,
+                keys.local_htlc_pubkey,
+                keys.remote_htlc_pubkey,
+                h.payment_hash,
+            )
+            kind = OutputKind.OFFERED_HTLC
+        else:
+            ws = received_htlc_script(
+                keys.revocation_pubkey,
+                keys.local_htlc_pubkey,
+                keys.remote_htlc_pubkey,
+                h.payment_hash,
+                h.cltv_expiry,
+            )
+            kind = OutputKind.RECEIVED_HTLC
+        outputs.append(CommitmentOutput(kind, h.amount_sat, bytes(p2wsh(ws)), bytes(ws), h))
+    if to_local_msat // 1000 >= dust_limit_sat:
+        ws = to_local_script(keys.revocation_pubkey, to_self_delay, keys.local_delayed_pubkey)
+        outputs.append(
+            CommitmentOutput(
+                OutputKind.TO_LOCAL, to_local_msat // 1000, bytes(p2wsh(ws)), bytes(ws)
+            )
+        )
+    if to_remote_msat // 1000 >= dust_limit_sat:
+        spk = bytes(to_remote_script(keys.remote_pubkey))
+        outputs.append(CommitmentOutput(OutputKind.TO_REMOTE, to_remote_msat // 1000, spk, None))
+    outputs.sort(key=CommitmentOutput.sort_key)
+
+    locktime, sequence = encode_commitment_number(commitment_number, obscuring_factor)
+    tx = CMutableTransaction(
+        [CMutableTxIn(funding_outpoint.to_core(), nSequence=sequence)],
+        [CMutableTxOut(o.amount_sat, CScript(o.script_pubkey)) for o in outputs],
+        nLockTime=locktime,
+        nVersion=TX_VERSION,
+    )
+    return CommitmentTx(
+        tx=tx,
+        outputs=outputs,
+        funding_outpoint=funding_outpoint,
+        funding_amount_sat=funding_amount_sat,
+        local_funding_pubkey=local_funding_pubkey,
+        remote_funding_pubkey=remote_funding_pubkey,
+        commitment_number=commitment_number,
+        feerate_per_kw=feerate_per_kw,
+        dust_limit_sat=dust_limit_sat,
+        to_self_delay=to_self_delay,
+        keys=keys,
+        base_fee_sat=base_fee,
+        trimmed_htlcs=trimmed,
+    )
+
+
+# --- HTLC-success / HTLC-timeout -----------------------------------------------------
+
+
+@dataclass
+class HtlcTx:
+    """An unsigned second-stage HTLC transaction spending one commitment HTLC output."""
+
+    tx: CMutableTransaction
+    htlc: Htlc
+    input_witness_script: bytes  # the commitment's HTLC script
+    input_amount_sat: int
+    output_witness_script: bytes  # to_local-style script, revocable, CSV-delayed
+    keys: CommitmentKeys
+    to_self_delay: int
+
+    @property
+    def is_timeout(self) -> bool:
+        return self.htlc.offered
+
+    @property
+    def txid(self) -> str:
+        return txid_of(self.tx)
+
+    @property
+    def output_amount_sat(self) -> int:
+        return int(self.tx.vout[0].nValue)
+
+    def sign(self, htlc_privkey: bytes) -> bytes:
+        """DER signature with an HTLC key (local or remote) over the single input."""
+        return sign_input(
+            htlc_privkey, self.tx, 0, self.input_witness_script, self.input_amount_sat
+        )
+
+    def check_signature(self, pubkey: bytes, der_sig: bytes) -> None:
+        """Raise :class:`InvalidSignatureError` unless the signature is valid for ``pubkey``."""
+        check_input_signature(
+            pubkey, self.tx, 0, self.input_witness_script, self.input_amount_sat, der_sig
+        )
+
+    def finalize(
+        self,
+        remote_sig: bytes,
+        local_sig: bytes,
+        preimage: bytes | None = None,
+        *,
+        verify: bool = True,
+    ) -> CTransaction:
+        """Signed HTLC-timeout (no preimage) or HTLC-success (with the 32-byte preimage)."""
+        if verify:
+            self.check_signature(self.keys.remote_htlc_pubkey, remote_sig)
+            self.check_signature(self.keys.local_htlc_pubkey, local_sig)
+        tx = CMutableTransaction.from_tx(self.tx)
+        rs, ls = with_sighash(remote_sig), with_sighash(local_sig)
+        if self.is_timeout:
+            if preimage is not None:
+                raise InvalidPreimageError("an HTLC-timeout transaction takes no preimage")
+            stack = htlc_timeout_witness(rs, ls, self.input_witness_script)
+        else:
+            if preimage is None:
+                raise InvalidPreimageError("an HTLC-success transaction needs the preimage")
+            check_preimage(preimage, self.htlc.payment_hash)
+            stack = htlc_success_witness(rs, ls, preimage, self.input_witness_script)
+        set_witness(tx, 0, stack)
+        return CTransaction.from_tx(tx)
+
+
+def build_htlc_tx(commitment: CommitmentTx, output_index: int) -> HtlcTx:
+    """HTLC-timeout (offered) or HTLC-success (received) tx for one commitment output.
+
+    Raises :class:`DustOutputError` if its output would be below the dust limit: such
+    an HTLC must have been trimmed from the commitment.
+    """
+    out = commitment.outputs[output_index]
+    if out.htlc is None or out.witness_script is None:
+        raise Bolt3Error(f"commitment output {output_index} is not an HTLC output")
+    htlc = out.htlc
+    amount = out.amount_sat - htlc_tx_fee(htlc, commitment.feerate_per_kw)
+    if amount < commitment.dust_limit_sat:
+        raise DustOutputError(
+            f"second-stage output of {amount} sat is below the dust limit "
+            f"{commitment.dust_limit_sat} sat; the HTLC should have been trimmed"
+        )
+    keys = commitment.keys
+    out_ws = bytes(
+        to_local_script(keys.revocation_pubkey, commitment.to_self_delay, keys.local_delayed_pubkey)
+    )
+    tx = CMutableTransaction(
+        [CMutableTxIn(OutPoint(commitment.txid, output_index).to_core(), nSequence=0)],
+        [CMutableTxOut(amount, p2wsh(out_ws))],
+        nLockTime=htlc.cltv_expiry if htlc.offered else 0,
+        nVersion=TX_VERSION,
+    )
+    return HtlcTx(
+        tx=tx,
+        htlc=htlc,
+        input_witness_script=out.witness_script,
+        input_amount_sat=out.amount_sat,
+        output_witness_script=out_ws,
+        keys=keys,
+        to_self_delay=commitment.to_self_delay,
+    )
