@@ -59,8 +59,10 @@ fi
 if [ -f package-lock.json ]; then
   npm_digest=$(digest package.json package-lock.json)
   if ! stamp_ok npm "$npm_digest" || [ ! -d node_modules ]; then
-    say "installing npm tools (npm ci)"
-    npm ci --no-audit --no-fund --loglevel=error
+    # Not `npm ci`: the registry serves only the linux-amd64 build of anvil, so the lock file
+    # cannot list the other platforms' optional packages; `npm install` honours the lock.
+    say "installing npm tools (npm install from package-lock.json)"
+    npm install --no-audit --no-fund --loglevel=error
     echo "$npm_digest" > "$STAMPS/npm"
   fi
 fi

@@ -1,0 +1,269 @@
+"""Channel types, channel ids and EIP-712 state signatures, exactly as
+``contracts/evm/Adjudicator.sol`` computes them.
+
+- ``channel_id = keccak256(abi.encode(chainId, adjudicator, params))``
+- the signed digest is EIP-712 over ``State`` (with nested ``Htlc[]`` and
+  ``uint256[][]``), domain ``{name: "Chenilles", version: "1", chainId,
+  verifyingContract}``; eth-account's ``encode_typed_data`` builds it.
+- signatures are 65 bytes ``r || s || v`` with low ``s`` and ``v`` in {27, 28}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eth_abi.abi import encode as abi_encode
+from eth_account.messages import encode_typed_data
+from eth_keys.datatypes import PrivateKey, Signature
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
+
+ETH = "0x0000000000000000000000000000000000000000"
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+HALF_N = SECP256K1_N // 2
+
+DOMAIN_NAME = "Chenilles"
+DOMAIN_VERSION = "1"
+
+EIP712_TYPES: dict[str, list[dict[str, str]]] = {
+    "EIP712Domain": [
+        {"name": "name", "type": "string"},
+        {"name": "version", "type": "string"},
+        {"name": "chainId", "type": "uint256"},
+        {"name": "verifyingContract", "type": "address"},
+    ],
+    "State": [
+        {"name": "channelId", "type": "bytes32"},
+        {"name": "version", "type": "uint64"},
+        {"name": "assets", "type": "address[]"},
+        {"name": "balances", "type": "uint256[][]"},
+        {"name": "htlcs", "type": "Htlc[]"},
+        {"name": "appData", "type": "bytes"},
+        {"name": "isFinal", "type": "bool"},
+    ],
+    "Htlc": [
+        {"name": "id", "type": "uint64"},
+        {"name": "payer", "type": "uint8"},
+        {"name": "asset", "type": "address"},
+        {"name": "amount", "type": "uint256"},
+        {"name": "paymentHash", "type": "bytes32"},
+        {"name": "expiry", "type": "uint64"},
+    ],
+}
+
+PARAMS_ABI = "(address[],uint64,bytes32,address)"
+HTLC_ABI = "(uint64,uint8,address,uint256,bytes32,uint64)"
+STATE_ABI = f"(bytes32,uint64,address[],uint256[][],{HTLC_ABI}[],bytes,bool)"
+
+
+@dataclass(frozen=True)
+class Params:
+    """Fixed channel parameters; ``app`` is ``ETH`` (zero address) for payment channels."""
+
+    participants: tuple[str, str]
+    challenge_duration: int
+    nonce: bytes
+    app: str = ETH
+
+    def to_abi(self) -> tuple[Any, ...]:
+        return (
+            [to_checksum_address(p) for p in self.participants],
+            self.challenge_duration,
+            _b32(self.nonce),
+            to_checksum_address(self.app),
+        )
+
+
+@dataclass(frozen=True)
+class Htlc:
+    id: int
+    payer: int  # 0 or 1; payee = 1 - payer
+    asset: str
+    amount: int
+    payment_hash: bytes  # sha256(preimage), 32 bytes
+    expiry: int  # block timestamp (unix seconds)
+
+    @property
+    def payee(self) -> int:
+        return 1 - self.payer
+
+    def to_abi(self) -> tuple[Any, ...]:
+        return (
+            self.id,
+            self.payer,
+            to_checksum_address(self.asset),
+            self.amount,
+            _b32(self.payment_hash),
+            self.expiry,
+        )
+
+    def to_message(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "payer": self.payer,
+            "asset": to_checksum_address(self.asset),
+            "amount": self.amount,
+            "paymentHash": _b32(self.payment_hash),
+            "expiry": self.expiry,
+        }
+
+
+@dataclass(frozen=True)
+class State:
+    """``balances[i][p]``: amount of ``assets[i]`` owned by participant ``p``."""
+
+    channel_id: bytes
+    version: int
+    assets: tuple[str, ...]
+    balances: tuple[tuple[int, int], ...]
+    htlcs: tuple[Htlc, ...] = ()
+    app_data: bytes = b""
+    is_final: bool = False
+
+    def to_abi(self) -> tuple[Any, ...]:
+        return (
+            _b32(self.channel_id),
+            self.version,
+            [to_checksum_address(a) for a in self.assets],
+            [list(b) for b in self.balances],
+            [h.to_abi() for h in self.htlcs],
+            bytes(self.app_data),
+            self.is_final,
+        )
+
+    def to_message(self) -> dict[str, Any]:
+        return {
+            "channelId": _b32(self.channel_id),
+            "version": self.version,
+            "assets": [to_checksum_address(a) for a in self.assets],
+            "balances": [list(b) for b in self.balances],
+            "htlcs": [h.to_message() for h in self.htlcs],
+            "appData": bytes(self.app_data),
+            "isFinal": self.is_final,
+        }
+
+    def abi_hash(self) -> bytes:
+        """``keccak256(abi.encode(state))``: what the contract stores for a registered state."""
+        return keccak(abi_encode([STATE_ABI], [self.to_abi()]))
+
+    @classmethod
+    def from_abi(cls, t: Sequence[Any]) -> State:
+        return cls(
+            channel_id=bytes(t[0]),
+            version=int(t[1]),
+            assets=tuple(to_checksum_address(a) for a in t[2]),
+            balances=tuple((int(b[0]), int(b[1])) for b in t[3]),
+            htlcs=tuple(
+                Htlc(
+                    int(h[0]),
+                    int(h[1]),
+                    to_checksum_address(h[2]),
+                    int(h[3]),
+                    bytes(h[4]),
+                    int(h[5]),
+                )
+                for h in t[4]
+            ),
+            app_data=bytes(t[5]),
+            is_final=bool(t[6]),
+        )
+
+    def replace(self, **changes: Any) -> State:
+        from dataclasses import replace
+
+        return replace(self, **changes)
+
+
+def _b32(b: bytes) -> bytes:
+    b = bytes(b)
+    if len(b) != 32:
+        raise ValueError(f"expected 32 bytes, got {len(b)}")
+    return b
+
+
+def channel_id(chain_id: int, adjudicator: str, params: Params) -> bytes:
+    """``keccak256(abi.encode(block.chainid, address(this), params))``."""
+    return keccak(
+        abi_encode(
+            ["uint256", "address", PARAMS_ABI],
+            [chain_id, to_checksum_address(adjudicator), params.to_abi()],
+        )
+    )
+
+
+def typed_data(state: State, chain_id: int, adjudicator: str) -> dict[str, Any]:
+    """The full EIP-712 message (usable with any wallet's ``eth_signTypedData_v4``)."""
+    return {
+        "types": EIP712_TYPES,
+        "primaryType": "State",
+        "domain": {
+            "name": DOMAIN_NAME,
+            "version": DOMAIN_VERSION,
+            "chainId": chain_id,
+            "verifyingContract": to_checksum_address(adjudicator),
+        },
+        "message": state.to_message(),
+    }
+
+
+def state_digest(state: State, chain_id: int, adjudicator: str) -> bytes:
+    """The 32-byte digest the contract's ``hashState`` returns and participants sign."""
+    m = encode_typed_data(full_message=typed_data(state, chain_id, adjudicator))
+    return bytes(keccak(b"\x19" + bytes(m.version) + bytes(m.header) + bytes(m.body)))
+
+
+def sign_digest(digest: bytes, private_key: bytes) -> bytes:
+    """65-byte ``r || s || v`` signature with low ``s`` and ``v`` in {27, 28}."""
+    sig = PrivateKey(bytes(private_key)).sign_msg_hash(bytes(digest))
+    r, s, v = int(sig.r), int(sig.s), int(sig.v)
+    if s > HALF_N:  # eth-keys already signs low-s; keep the guarantee explicit
+        s = SECP256K1_N - s
+        v ^= 1
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([27 + v])
+
+
+def sign_state(state: State, private_key: bytes, chain_id: int, adjudicator: str) -> bytes:
+    return sign_digest(state_digest(state, chain_id, adjudicator), private_key)
+
+
+def recover_signer(digest: bytes, signature: bytes) -> str | None:
+    """The contract's strict recovery: ``None`` where the contract would reject."""
+    if len(signature) != 65:
+        return None
+    r = int.from_bytes(signature[:32], "big")
+    s = int.from_bytes(signature[32:64], "big")
+    v = signature[64]
+    if r == 0 or s == 0 or s > HALF_N or v not in (27, 28):
+        return None
+    if r >= SECP256K1_N:
+        return None
+    try:
+        pub = Signature(vrs=(v - 27, r, s)).recover_public_key_from_msg_hash(bytes(digest))
+        return pub.to_checksum_address()
+    except Exception:
+        return None
+
+
+def verify_state_signature(
+    state: State, signature: bytes, signer: str, chain_id: int, adjudicator: str
+) -> bool:
+    got = recover_signer(state_digest(state, chain_id, adjudicator), signature)
+    return got is not None and got.lower() == signer.lower()
+
+
+__all__ = [
+    "EIP712_TYPES",
+    "ETH",
+    "Htlc",
+    "Params",
+    "State",
+    "channel_id",
+    "recover_signer",
+    "sign_digest",
+    "sign_state",
+    "state_digest",
+    "typed_data",
+    "verify_state_signature",
+]
