@@ -152,6 +152,21 @@ class ChannelMachine:
             raise UnexpectedMessage("the channel is already open")
         return self._propose_state((), self.initial)
 
+    def check(self, updates: tuple[Update, ...], now: int) -> ChannelState:
+        """The state ``updates`` would produce if we proposed them now (nothing changes):
+        lets a caller with a batch find the update that would be refused."""
+        latest = self._core.latest
+        if latest is None:
+            raise ChannelNotOpen("the initial state is not signed by both participants yet")
+        new = apply_updates(latest.state, updates, self._context(self.me, now))
+        check_successor(self.params, self.channel_id, latest.state, new)
+        return new
+
+    @property
+    def idle(self) -> bool:
+        """No proposal of ours awaits an answer and we owe no ack wait: a proposal may start."""
+        return self._core.pending is None and self._core.awaiting_ack is None
+
     def propose(self, updates: tuple[Update, ...], now: int) -> list[Effect]:
         latest = self._core.latest
         if latest is None:

@@ -169,3 +169,65 @@ class InvalidTransition(ChannelError):
 
 class UnknownApp(ChannelError):
     code = "unknown_app"
+
+
+# --- routing (multi-hop, cross-chain, cross-asset circuits) --------------------------------
+
+
+class RoutingError(ChannelError):
+    """A route or a forward that a hop must refuse; the subclass says which rule it breaks."""
+
+    code = "routing"
+
+
+class NoRoute(RoutingError):
+    code = "no_route"
+
+
+class InvalidRoute(RoutingError):
+    """A route that is not a circuit at all: empty, broken, looping, or for another payment."""
+
+    code = "invalid_route"
+
+
+class InsufficientCapacity(RoutingError):
+    code = "insufficient_capacity"
+
+
+class InsufficientFee(RoutingError):
+    """The incoming HTLC does not cover the outgoing amount plus the forwarding node's fee."""
+
+    code = "insufficient_fee"
+
+
+class WrongAsset(RoutingError):
+    """Hop assets do not connect: an HTLC in another asset than its channel, or a change of
+    asset at a node that quotes no (unexpired) rate for that pair."""
+
+    code = "wrong_asset"
+
+
+class RateExpired(WrongAsset):
+    code = "rate_expired"
+
+
+class NoTimeModel(RoutingError):
+    """A channel on a chain whose clock we cannot reason about cannot carry a timelock."""
+
+    code = "no_time_model"
+
+
+class TimelockDeltaViolation(RoutingError, UnsafeTimelock):
+    """The upstream expiry leaves the forwarding node too little time to enforce upstream."""
+
+    code = "timelock_delta"
+
+
+class LockTooLong(RoutingError, UnsafeTimelock):
+    """The payer's HTLC would lock funds for longer than the caller accepts."""
+
+    code = "lock_too_long"
+
+
+class RouteTooLong(RoutingError):
+    code = "route_too_long"

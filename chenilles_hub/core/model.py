@@ -13,6 +13,7 @@ invariants module, because msgspec cannot express bounds past 64 bits.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from typing import Annotated
 
 import msgspec
@@ -147,7 +148,7 @@ def payment_hash(preimage: bytes) -> bytes:
 
 
 def initial_state(
-    channel_id: bytes, assets: tuple[Asset, ...], deposits: dict[Asset, tuple[int, ...]]
+    channel_id: bytes, assets: tuple[Asset, ...], deposits: Mapping[Asset, tuple[int, ...]]
 ) -> ChannelState:
     """Version 0: what each participant will fund. Signed before any funds move."""
     return ChannelState(

@@ -1,0 +1,88 @@
+"""Sealed per-hop routing instructions ("onion"): each node on a circuit can read only its
+own instruction (where to forward, how much, in which asset, until when) and an opaque
+blob for the next node.
+
+Layers are sealed with libsodium sealed boxes to each node's X25519 image of its ed25519
+id, and encoded with msgpack (binary, so nesting does not inflate like base64 would).
+Unlike Lightning's Sphinx packets, layers are not padded to a fixed size: a node can guess
+its distance to the payee from the blob's size. That is a known privacy limitation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated
+
+import msgspec
+import nacl.exceptions
+
+from ..core.model import MAX_ONION, Asset
+from ..identity import NodeIdentity, seal_to
+from .errors import BadOnion
+
+
+class HopPayload(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """For a forwarding node: the HTLC to offer next. For the payee (``final``): what the
+    incoming HTLC must carry. Amounts are 32-byte big-endian (msgpack ints stop at 64 bits)."""
+
+    final: bool
+    amount: Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+    asset: Asset
+    expiry: int
+    next_channel: Annotated[bytes, msgspec.Meta(max_length=32)] = b""
+    quote_id: Annotated[bytes, msgspec.Meta(max_length=32)] = b""
+    inner: Annotated[bytes, msgspec.Meta(max_length=MAX_ONION)] = b""
+
+    @property
+    def amount_int(self) -> int:
+        return int.from_bytes(self.amount, "big")
+
+
+class OnionHop(msgspec.Struct, frozen=True):
+    """One hop as the payer plans it: the node that receives the HTLC on ``channel``."""
+
+    node: bytes
+    channel: bytes
+    amount: int
+    asset: Asset
+    expiry: int
+    quote_id: bytes = b""
+
+
+_decoder = msgspec.msgpack.Decoder(HopPayload)
+
+
+def build_onion(hops: Sequence[OnionHop]) -> bytes:
+    """The blob the payer attaches to its first HTLC (``hops[0]``). Each receiving node's
+    layer tells it the next hop; the last node's layer tells it what it should receive."""
+    if not hops:
+        raise ValueError("a circuit has at least one hop")
+    last = hops[-1]
+    layer = seal_to(
+        last.node,
+        msgspec.msgpack.encode(
+            HopPayload(True, last.amount.to_bytes(32, "big"), last.asset, last.expiry)
+        ),
+    )
+    for receiver, nxt in zip(reversed(hops[:-1]), reversed(hops[1:]), strict=True):
+        payload = HopPayload(
+            final=False,
+            amount=nxt.amount.to_bytes(32, "big"),
+            asset=nxt.asset,
+            expiry=nxt.expiry,
+            next_channel=nxt.channel,
+            quote_id=nxt.quote_id,
+            inner=layer,
+        )
+        layer = seal_to(receiver.node, msgspec.msgpack.encode(payload))
+    if len(layer) > MAX_ONION:
+        raise ValueError(f"route too long for the onion limit ({len(layer)} > {MAX_ONION})")
+    return layer
+
+
+def peel(identity: NodeIdentity, onion: bytes) -> HopPayload:
+    """This node's instruction; raises BadOnion if the layer is not for us or tampered."""
+    try:
+        return _decoder.decode(identity.unseal(onion))
+    except (nacl.exceptions.CryptoError, msgspec.DecodeError, ValueError) as exc:
+        raise BadOnion(f"cannot open the routing instructions: {exc}") from None

@@ -1,0 +1,306 @@
+"""The channel graph, indexed once for fast queries and patched in place on updates.
+
+Search runs over *states* ``(node, asset)``: "this node receives this asset". A channel edge
+in asset ``a`` joins ``(u, a)`` to ``(v, a)``; a rate at ``u`` joins ``(u, c)`` to ``(u, a)``.
+The index keeps two views of the same graph:
+
+- Python lists (edge endpoints, capacities, fees, deltas; in-edges per state) for the exact
+  integer search, because indexing a list is far cheaper than indexing a numpy array from
+  Python;
+- a CSR matrix structure (numpy) of the forward state graph, whose weights are recomputed
+  per query in a few vector operations, for the lower-bound pass in scipy.
+
+Capacity and fee changes (every payment changes capacities) patch both views in O(1);
+adding or removing channels or rates marks the index stale and it is rebuilt lazily.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from fractions import Fraction
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import InvalidParams, NoTimeModel
+from ..model import Asset
+from ..timing import TimeModel
+from .model import AssetRate, ChannelEdge, RateKey, rate_book
+from .rules import hop_delta
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int32]
+
+#: (from-state of the conversion's input asset, N, D, valid_until or None)
+Conversion = tuple[int, int, int, int | None]
+
+
+def reference_prices(
+    assets: Iterable[Asset], rates: Iterable[AssetRate]
+) -> tuple[dict[Asset, Fraction], bool]:
+    """A value for one base unit of every asset, under which no quote creates value.
+
+    Routes paying in different assets are compared by value; and the search needs value to
+    never decrease from the payee back to the payer (the label-setting argument). Both hold
+    if, for every rate, ``price(in) >= price(out) * N / D``. Prices start from each rate's
+    mid (a breadth-first walk over the quotes, one root asset per connected group priced 1),
+    then are lowered until every quote satisfies the inequality (Bellman-Ford on products).
+    If that never settles, some cycle of quotes is an arbitrage; the second value is then
+    ``False`` and routes stay valid but are no longer guaranteed cheapest.
+    """
+    rates = list(rates)
+    universe = sorted(set(assets) | {r.asset_in for r in rates} | {r.asset_out for r in rates})
+    links: dict[Asset, list[tuple[Asset, Fraction]]] = {a: [] for a in universe}
+    for r in rates:
+        mid = Fraction(r.num, r.den)  # out per in
+        links[r.asset_in].append((r.asset_out, 1 / mid))
+        links[r.asset_out].append((r.asset_in, mid))
+    prices: dict[Asset, Fraction] = {}
+    for root in universe:
+        if root in prices:
+            continue
+        prices[root] = Fraction(1)
+        queue = [root]
+        while queue:
+            a = queue.pop()
+            for b, factor in links[a]:
+                if b not in prices:
+                    prices[b] = prices[a] * factor
+                    queue.append(b)
+    bounds = [(r.asset_in, r.asset_out, Fraction(r.effective[1], r.effective[0])) for r in rates]
+    for _ in range(len(universe) + 1):
+        changed = False
+        for a_in, a_out, d_over_n in bounds:
+            cap = prices[a_in] * d_over_n
+            if prices[a_out] > cap:
+                prices[a_out] = cap
+                changed = True
+        if not changed:
+            return prices, True
+    return prices, False
+
+
+class _Index:
+    """Everything a query needs, derived from the graph's edges, rates and time models."""
+
+    def __init__(
+        self,
+        edges: list[ChannelEdge],
+        rates: Mapping[RateKey, AssetRate],
+        time_models: Mapping[str, TimeModel],
+    ) -> None:
+        node_index: dict[bytes, int] = {}
+        for e in edges:
+            node_index.setdefault(e.source, len(node_index))
+            node_index.setdefault(e.target, len(node_index))
+        self.nodes = list(node_index)
+        self.node_index = node_index
+        prices, self.arbitrage_free = reference_prices(
+            (e.asset for e in edges), rates.values()
+        )
+        self.assets = sorted(prices)
+        self.asset_index = {a: i for i, a in enumerate(self.assets)}
+        self.prices = [prices[a] for a in self.assets]
+        self.price_f = [float(p) for p in self.prices]
+
+        n_edges = len(edges)
+        self.e_src = [0] * n_edges
+        self.e_dst = [0] * n_edges
+        self.e_asset = [0] * n_edges
+        self.e_cap = [0] * n_edges
+        self.e_base = [0] * n_edges
+        self.e_ppm = [0] * n_edges
+        self.e_delta = [0] * n_edges
+        state_index: dict[tuple[int, int], int] = {}
+        e_from = [0] * n_edges
+        e_to = [0] * n_edges
+        delta_cache: dict[tuple[str, int], int] = {}
+        for i, e in enumerate(edges):
+            u, v, a = node_index[e.source], node_index[e.target], self.asset_index[e.asset]
+            self.e_src[i], self.e_dst[i], self.e_asset[i] = u, v, a
+            self.e_cap[i], self.e_base[i], self.e_ppm[i] = e.capacity, e.fee_base, e.fee_ppm
+            key = (e.chain, e.challenge_duration)
+            delta = delta_cache.get(key)
+            if delta is None:
+                delta = delta_cache[key] = hop_delta(e, time_models)
+            self.e_delta[i] = delta
+            e_from[i] = state_index.setdefault((u, a), len(state_index))
+            e_to[i] = state_index.setdefault((v, a), len(state_index))
+        self.state_index = state_index
+        n_states = len(state_index)
+        self.state_node = [0] * n_states
+        self.state_asset = [0] * n_states
+        for (u, a), s in state_index.items():
+            self.state_node[s], self.state_asset[s] = u, a
+        self.e_to = e_to
+        self.in_edges: list[list[int]] = [[] for _ in range(n_states)]
+        self.out_edges: list[list[int]] = [[] for _ in range(len(self.nodes))]
+        for i in range(n_edges):
+            self.in_edges[e_to[i]].append(i)
+            self.out_edges[self.e_src[i]].append(i)
+        node_assets: list[set[int]] = [set() for _ in self.nodes]
+        for u, a in state_index:
+            node_assets[u].add(a)
+        #: Nodes that touch several assets: the only ones whose revisit can make a dominated
+        #: label necessary (see docs/routing.md), so labels remember which they went through.
+        self.multi = [len(s) > 1 for s in node_assets]
+
+        # Conversions usable by the search: at u, input c -> output a, both states present.
+        self.conv_into: list[list[Conversion]] = [[] for _ in range(n_states)]
+        conv_from: list[int] = []
+        conv_to: list[int] = []
+        conv_loss: list[float] = []
+        conv_until: list[float] = []
+        for (node, a_in, a_out), r in sorted(rates.items(), key=lambda kv: _rate_order(kv[1])):
+            u_opt = node_index.get(node)
+            if u_opt is None:
+                continue
+            s_in = state_index.get((u_opt, self.asset_index[a_in]))
+            s_out = state_index.get((u_opt, self.asset_index[a_out]))
+            if s_in is None or s_out is None:
+                continue
+            n_eff, d_eff = r.effective
+            self.conv_into[s_out].append((s_in, n_eff, d_eff, r.valid_until))
+            conv_from.append(s_in)
+            conv_to.append(s_out)
+            # Least relative value lost per unit of value converted; >= 0 without arbitrage.
+            loss = float(
+                self.prices[self.asset_index[a_in]]
+                * d_eff
+                / (n_eff * self.prices[self.asset_index[a_out]])
+                - 1
+            )
+            conv_loss.append(max(loss, 0.0))
+            conv_until.append(np.inf if r.valid_until is None else float(r.valid_until))
+
+        # Forward CSR over states; entries [0, n_edges) are channel edges, the rest rates.
+        rows = np.array(e_from + conv_from, dtype=np.int64)
+        cols = np.array(e_to + conv_to, dtype=np.int32)
+        order = np.argsort(rows, kind="stable")
+        self.csr_indices: IntArray = cols[order]
+        self.csr_indptr: IntArray = np.searchsorted(
+            rows[order], np.arange(n_states + 1)
+        ).astype(np.int32)
+        n_conv = len(conv_from)
+        price_of_edge = np.array([self.price_f[a] for a in self.e_asset], dtype=np.float64)
+        self._price_of_edge = price_of_edge
+        w_base = np.concatenate([np.array(self.e_base, dtype=np.float64) * price_of_edge,
+                                 np.zeros(n_conv)])
+        w_ppm = np.concatenate([np.array(self.e_ppm, dtype=np.float64) / 1e6,
+                                np.array(conv_loss, dtype=np.float64)])
+        cap_value = np.concatenate([np.array(self.e_cap, dtype=np.float64) * price_of_edge,
+                                    np.full(n_conv, np.inf)])
+        until = np.concatenate([np.full(n_edges, np.inf), np.array(conv_until, dtype=np.float64)])
+        self.w_base: FloatArray = w_base[order]
+        self.w_ppm: FloatArray = w_ppm[order]
+        self.cap_value: FloatArray = cap_value[order]
+        self.valid_until: FloatArray = until[order]
+        #: Where each channel edge sits in the CSR arrays, for O(1) patches.
+        position = np.empty(len(order), dtype=np.int64)
+        position[order] = np.arange(len(order))
+        self.edge_pos = position[:n_edges].tolist()
+        self.has_rates = n_conv > 0
+
+    def patch_edge(self, i: int, edge: ChannelEdge) -> None:
+        self.e_cap[i], self.e_base[i], self.e_ppm[i] = edge.capacity, edge.fee_base, edge.fee_ppm
+        pos, price = self.edge_pos[i], self.price_f[self.e_asset[i]]
+        self.cap_value[pos] = edge.capacity * price
+        self.w_base[pos] = edge.fee_base * price
+        self.w_ppm[pos] = edge.fee_ppm / 1e6
+
+
+def _rate_order(r: AssetRate) -> tuple[bytes, Asset, Asset]:
+    return (r.node, r.asset_in, r.asset_out)
+
+
+class RoutingGraph:
+    """The router's view of the network: channel edges, hubs' rates, chains' clocks.
+
+    One directed edge per channel direction, identified by ``(channel_id, source)``.
+    """
+
+    def __init__(
+        self,
+        edges: Iterable[ChannelEdge] = (),
+        rates: Iterable[AssetRate] = (),
+        time_models: Mapping[str, TimeModel] | None = None,
+    ) -> None:
+        self.time_models: dict[str, TimeModel] = dict(time_models or {})
+        self._edges: list[ChannelEdge] = []
+        self._position: dict[tuple[bytes, bytes], int] = {}
+        self._rates: dict[RateKey, AssetRate] = rate_book(rates)
+        self._index: _Index | None = None
+        for edge in edges:
+            self.add_edge(edge)
+
+    # --- reading ---------------------------------------------------------------------------
+
+    @property
+    def edges(self) -> tuple[ChannelEdge, ...]:
+        return tuple(self._edges)
+
+    @property
+    def rates(self) -> Mapping[RateKey, AssetRate]:
+        return self._rates
+
+    def edge(self, channel_id: bytes, source: bytes) -> ChannelEdge:
+        return self._edges[self._position[(channel_id, source)]]
+
+    def prices(self) -> dict[Asset, Fraction]:
+        """The reference valuation routes are compared in (see :func:`reference_prices`)."""
+        index = self.index()
+        return dict(zip(index.assets, index.prices, strict=True))
+
+    def value(self, asset: Asset, amount: int) -> Fraction:
+        index = self.index()
+        return amount * index.prices[index.asset_index[asset]]
+
+    def index(self) -> _Index:
+        if self._index is None:
+            self._index = _Index(self._edges, self._rates, self.time_models)
+        return self._index
+
+    # --- updating --------------------------------------------------------------------------
+
+    def add_edge(self, edge: ChannelEdge) -> None:
+        """Add a channel direction, or replace it (same channel id and source)."""
+        if edge.chain not in self.time_models:
+            raise NoTimeModel(f"no time model for chain {edge.chain}")
+        key = (edge.channel_id, edge.source)
+        i = self._position.get(key)
+        if i is None:
+            self._position[key] = len(self._edges)
+            self._edges.append(edge)
+            self._index = None
+            return
+        old = self._edges[i]
+        self._edges[i] = edge
+        if self._index is not None:
+            if (old.target, old.asset, old.challenge_duration) == (
+                edge.target,
+                edge.asset,
+                edge.challenge_duration,
+            ):
+                self._index.patch_edge(i, edge)
+            else:
+                self._index = None
+
+    def set_capacity(self, channel_id: bytes, source: bytes, capacity: int) -> None:
+        """What every settled or failed HTLC does to a channel direction: O(1)."""
+        if capacity < 0:
+            raise InvalidParams("capacity is non-negative")
+        self.add_edge(msgspec.structs.replace(self.edge(channel_id, source), capacity=capacity))
+
+    def set_fee(self, channel_id: bytes, source: bytes, fee_base: int, fee_ppm: int) -> None:
+        edge = self.edge(channel_id, source)
+        self.add_edge(msgspec.structs.replace(edge, fee_base=fee_base, fee_ppm=fee_ppm))
+
+    def add_rate(self, rate: AssetRate) -> None:
+        """A new or refreshed quote. Quotes change the reference prices: rebuilds lazily."""
+        self._rates[(rate.node, rate.asset_in, rate.asset_out)] = rate
+        self._index = None
+
+    def remove_rate(self, node: bytes, asset_in: Asset, asset_out: Asset) -> None:
+        if self._rates.pop((node, asset_in, asset_out), None) is not None:
+            self._index = None

@@ -1,0 +1,723 @@
+"""A Chenilles node: its channels on every chain, payments, forwarding and the watcher.
+
+This is the node's logic without its event loop: messages come in through ``receive``,
+chain events through ``on_chain_events``, time through ``tick``; what must be sent waits in
+``outbox``. The asyncio server (TCP transport) and the single-process demo (an in-memory
+network) both drive this same object, so they cannot drift apart.
+
+Rules it keeps:
+
+* effects of the core are carried out in order, so a state is persisted before its
+  signature is sent;
+* an incoming HTLC is forwarded only once it is irrevocable (both sides revoked the state
+  before it);
+* a preimage learnt downstream, off-chain or on any chain, is passed upstream at once, and
+  the watcher claims on-chain before the upstream expiry if the peer does not cooperate.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..backend import (
+    Account,
+    ChainBackend,
+    ChainEvent,
+    Concluded,
+    LedgerError,
+    PreimageRevealed,
+    Registered,
+    TxReceipt,
+)
+from ..circuit.errors import (
+    CircuitError,
+    InvoiceAlreadyPaid,
+    UnknownPaymentHash,
+    WrongAmount,
+)
+from ..circuit.invoice import Invoice, check_payable, create_invoice
+from ..circuit.onion import HopPayload, OnionHop, build_onion, peel
+from ..core import (
+    AddHtlc,
+    Asset,
+    ChannelError,
+    ChannelMachine,
+    ChannelParams,
+    Close,
+    Effect,
+    FailHtlc,
+    Htlc,
+    HtlcPolicy,
+    Irrevocable,
+    Participant,
+    Persist,
+    ProposalRejected,
+    RevocationReceived,
+    Send,
+    SettleHtlc,
+    SubmitToLedger,
+    Transfer,
+    Update,
+    initial_state,
+)
+from ..core.errors import ProposalConflict, UnsafeTimelock, WrongChannel
+from ..core.messages import Accept, Ack, Propose, Reestablish, Reject
+from ..core.watcher import (
+    Action,
+    ClaimIncoming,
+    ClaimOnChain,
+    ConcludeAndWithdraw,
+    ForceClose,
+    GuardChannel,
+    PreimageLearned,
+    RefundOnChain,
+    RefundOutgoing,
+    Refute,
+    Watcher,
+)
+from ..identity import NodeIdentity
+from . import wire
+from .forwarding import ForwardingPolicy, check_forward, enforcement_delta
+from .records import Channel, ForwardLink, Payment
+
+log = logging.getLogger("chenilles.node")
+
+
+class SnapshotSink(Protocol):
+    """Where channel snapshots go before any signature on them leaves (the node's store)."""
+
+    def save_snapshot(self, channel_id: bytes, snapshot: object) -> None: ...
+
+
+@dataclass
+class PendingOpen:
+    peer: bytes
+    chain: str
+    assets: tuple[Asset, ...]
+    deposits: dict[Asset, tuple[int, int]]
+    challenge_duration: int
+    salt: bytes
+    opener_key: str
+    opener: bool
+
+
+@dataclass
+class Node:
+    identity: NodeIdentity
+    backends: Mapping[str, ChainBackend]
+    accounts: Mapping[str, Account]
+    clock: Callable[[], int]
+    name: str = "node"
+    policy: ForwardingPolicy = field(default_factory=ForwardingPolicy)
+    store: SnapshotSink | None = None
+    #: Extra seconds an outgoing HTLC may stay locked past its expiry before we go on-chain.
+    refund_grace: int = 0
+
+    def __post_init__(self) -> None:
+        self.outbox: list[tuple[bytes, bytes]] = []
+        self.channels: dict[bytes, Channel] = {}
+        self.pending_opens: dict[bytes, PendingOpen] = {}
+        self.invoices: dict[bytes, tuple[Invoice, bytes]] = {}
+        self.paid_invoices: set[bytes] = set()
+        self.payments: dict[bytes, Payment] = {}
+        self.preimages: dict[bytes, bytes] = {}
+        self.htlcs: dict[tuple[bytes, int], Htlc] = {}
+        self.links_by_out: dict[tuple[bytes, int], ForwardLink] = {}
+        self.origin: dict[tuple[bytes, int], bytes] = {}  # our own payments' first hops
+        self.watcher = Watcher()
+        self.journal: list[str] = []
+        self.errors: list[Exception] = []
+
+    @property
+    def node_id(self) -> bytes:
+        return self.identity.node_id
+
+    def note(self, text: str) -> None:
+        self.journal.append(text)
+        log.info("%s: %s", self.name, text)
+
+    # === opening ==============================================================================
+
+    def open_channel(
+        self,
+        peer: bytes,
+        chain: str,
+        deposits: Mapping[Asset, tuple[int, int]],
+        challenge_duration: int,
+    ) -> bytes:
+        """Ask ``peer`` for a channel on ``chain``; (ours, theirs) per asset. Returns the
+        temporary id; the channel id is known once the peer accepts."""
+        backend = self.backends[chain]
+        account = self.accounts[chain]
+        temp_id = secrets.token_bytes(32)
+        salt = secrets.token_bytes(32)
+        assets = tuple(deposits)
+        pending = PendingOpen(
+            peer,
+            chain,
+            assets,
+            dict(deposits),
+            challenge_duration,
+            salt,
+            backend.participant_key(account, salt),
+            True,
+        )
+        self.pending_opens[temp_id] = pending
+        self._send(
+            peer,
+            wire.OpenRequest(
+                temp_id,
+                chain,
+                assets,
+                tuple(deposits[a] for a in assets),
+                challenge_duration,
+                salt,
+                pending.opener_key,
+            ),
+        )
+        return temp_id
+
+    def _on_open_request(self, peer: bytes, msg: wire.OpenRequest) -> None:
+        backend = self.backends.get(msg.chain)
+        if backend is None or msg.chain not in self.accounts:
+            self._send(peer, wire.OpenRefused(msg.temp_id, f"no backend for {msg.chain}"))
+            return
+        unknown = [a for a in msg.assets if a not in backend.assets()]
+        if unknown or len(msg.deposits) != len(msg.assets):
+            self._send(peer, wire.OpenRefused(msg.temp_id, f"unknown assets {unknown}"))
+            return
+        account = self.accounts[msg.chain]
+        key = backend.participant_key(account, msg.salt)
+        # Deposits arrive as (opener's, acceptor's); keep them from our point of view.
+        deposits = {a: (d[1], d[0]) for a, d in zip(msg.assets, msg.deposits, strict=True)}
+        self.pending_opens[msg.temp_id] = PendingOpen(
+            peer,
+            msg.chain,
+            msg.assets,
+            deposits,
+            msg.challenge_duration,
+            msg.salt,
+            msg.opener_key,
+            False,
+        )
+        self._send(peer, wire.OpenAccept(msg.temp_id, key))
+
+    def _on_open_accept(self, peer: bytes, msg: wire.OpenAccept) -> None:
+        pending = self.pending_opens.get(msg.temp_id)
+        if pending is None or not pending.opener or pending.peer != peer:
+            raise WrongChannel("an open_accept for no open request of ours")
+        backend = self.backends[pending.chain]
+        account = self.accounts[pending.chain]
+        participants = (
+            Participant(pending.opener_key, self.node_id),
+            Participant(msg.acceptor_key, peer),
+        )
+        nonce = backend.new_nonce(participants, pending.deposits, account)
+        params = ChannelParams(
+            chain=pending.chain,
+            participants=participants,
+            assets=pending.assets,
+            challenge_duration=pending.challenge_duration,
+            nonce=nonce,
+        )
+        del self.pending_opens[msg.temp_id]
+        channel = self._create_channel(params, 0, pending.deposits)
+        self._send(peer, wire.OpenChannel(msg.temp_id, params))
+        self._run(channel, channel.machine.open())
+
+    def _on_open_channel(self, peer: bytes, msg: wire.OpenChannel) -> None:
+        pending = self.pending_opens.pop(msg.temp_id, None)
+        if pending is None or pending.opener or pending.peer != peer:
+            raise WrongChannel("an open_channel for no request we accepted")
+        params = msg.params
+        expected = (pending.opener_key, pending.chain, pending.assets, pending.challenge_duration)
+        got = (
+            params.participants[0].chain_key,
+            params.chain,
+            params.assets,
+            params.challenge_duration,
+        )
+        if expected != got or params.participants[1].node_id != self.node_id:
+            raise WrongChannel("the channel params differ from what was requested")
+        self._create_channel(params, 1, pending.deposits)
+
+    def _create_channel(
+        self, params: ChannelParams, me: int, deposits: dict[Asset, tuple[int, int]]
+    ) -> Channel:
+        backend = self.backends[params.chain]
+        account = self.accounts[params.chain]
+        channel_id = backend.channel_id(params)
+        ordered = {a: (d if me == 0 else (d[1], d[0])) for a, d in deposits.items()}
+        initial = initial_state(channel_id, params.assets, ordered)
+        machine = ChannelMachine(
+            params,
+            channel_id,
+            me,
+            backend.authority(params, account, me),
+            initial,
+            policy=HtlcPolicy(min_lead=self._min_lead(backend, params)),
+        )
+        channel = Channel(
+            params,
+            channel_id,
+            me,
+            machine,
+            backend,
+            account,
+            params.participants[1 - me].node_id,
+            deposits,
+        )
+        self.channels[channel_id] = channel
+        self.watcher.add(GuardChannel(channel_id))
+        self.note(f"channel {channel_id.hex()[:8]} on {params.chain} created (participant {me})")
+        return channel
+
+    def _min_lead(self, backend: ChainBackend, params: ChannelParams) -> int:
+        """An HTLC in this channel must leave at least the time to enforce it on-chain."""
+        return enforcement_delta(backend.time_model(), params.challenge_duration)
+
+    def _fund(self, channel: Channel) -> None:
+        txids: list[str] = []
+        for asset, (mine, _theirs) in channel.deposits.items():
+            if mine > 0:
+                receipt = channel.backend.fund(
+                    channel.params, channel.me, channel.account, asset, mine
+                )
+                channel.receipts.append(receipt)
+                txids.append(receipt.txid)
+                self.note(f"funded {mine} {asset} into {channel.channel_id.hex()[:8]}")
+        channel.funded_by_me = True
+        self._send(channel.peer, wire.FundingDone(channel.channel_id, tuple(txids)))
+        self._maybe_activate(channel)
+
+    def _maybe_activate(self, channel: Channel) -> None:
+        if channel.funded_by_me and channel.funded_by_peer and channel.status == "opening":
+            channel.status = "active"
+            self.note(f"channel {channel.channel_id.hex()[:8]} is active")
+
+    # === messages =============================================================================
+
+    def receive(self, peer: bytes, data: bytes) -> None:
+        """One message from ``peer``. Bad input is refused and logged; nothing else changes."""
+        try:
+            message = wire.decode(data)
+            self._dispatch(peer, message)
+        except ChannelError as error:
+            self.errors.append(error)
+            log.warning("%s: refused a message from %s: %s", self.name, peer.hex()[:8], error)
+        self.flush()
+
+    def _dispatch(self, peer: bytes, message: wire.NodeMessage) -> None:
+        if isinstance(message, wire.OpenRequest):
+            self._on_open_request(peer, message)
+        elif isinstance(message, wire.OpenAccept):
+            self._on_open_accept(peer, message)
+        elif isinstance(message, wire.OpenRefused):
+            self.pending_opens.pop(message.temp_id, None)
+            self.note(f"channel refused: {message.reason}")
+        elif isinstance(message, wire.OpenChannel):
+            self._on_open_channel(peer, message)
+        elif isinstance(message, wire.FundingDone):
+            channel = self._channel_of(peer, message.channel_id)
+            channel.funded_by_peer = True
+            self._maybe_activate(channel)
+        else:
+            self._on_channel_message(peer, message)
+
+    def _channel_of(self, peer: bytes, channel_id: bytes) -> Channel:
+        channel = self.channels.get(channel_id)
+        if channel is None:
+            raise WrongChannel(f"no channel {channel_id.hex()[:16]}")
+        if channel.peer != peer:
+            raise WrongChannel("message from a node that is not this channel's peer")
+        return channel
+
+    def _on_channel_message(
+        self, peer: bytes, message: Propose | Accept | Ack | Reject | Reestablish
+    ) -> None:
+        channel = self._channel_of(peer, message.channel_id)
+        try:
+            effects = channel.machine.receive(message, self.clock())
+        except ChannelError as error:
+            self._run(channel, channel.machine.rejection(message, error))
+            raise
+        self._run(channel, effects)
+
+    def reestablish(self, peer: bytes) -> None:
+        """After a reconnect: tell the peer where each of our channels with it stands."""
+        for channel in self.channels.values():
+            if channel.peer == peer:
+                self._run(channel, channel.machine.reestablish())
+
+    # === effects ==============================================================================
+
+    def _run(self, channel: Channel, effects: list[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, Persist):
+                if self.store is not None:
+                    self.store.save_snapshot(channel.channel_id, effect.snapshot)
+            elif isinstance(effect, Send):
+                self._send(effect.peer, effect.message)
+            elif isinstance(effect, Irrevocable):
+                self._on_irrevocable(channel, effect)
+            elif isinstance(effect, ProposalRejected):
+                self._on_rejected(channel, effect)
+            elif isinstance(effect, SubmitToLedger):
+                self._submit(channel, effect)
+            elif isinstance(effect, RevocationReceived):
+                pass  # the backend's authority verified and keeps it (Bitcoin penalties)
+
+    def _send(self, peer: bytes, message: wire.NodeMessage) -> None:
+        self.outbox.append((peer, wire.encode(message)))
+
+    def _submit(self, channel: Channel, effect: SubmitToLedger) -> None:
+        if effect.action == "conclude_cooperative":
+            receipt = channel.backend.close_cooperative(
+                channel.params, effect.signed, channel.account
+            )
+            channel.receipts.append(receipt)
+            channel.status = "closing"
+            self.note(f"channel {channel.channel_id.hex()[:8]} closed cooperatively")
+            self._withdraw_all(channel)
+
+    def _withdraw_all(self, channel: Channel) -> None:
+        for asset in channel.params.assets:
+            try:
+                channel.receipts.append(
+                    channel.backend.withdraw(channel.params, channel.me, channel.account, asset)
+                )
+            except LedgerError as error:
+                self.note(f"withdraw {asset} from {channel.channel_id.hex()[:8]}: {error}")
+        channel.status = "closed"
+
+    def _on_rejected(self, channel: Channel, effect: ProposalRejected) -> None:
+        dropped, channel.in_flight = channel.in_flight, ()
+        if effect.code == ProposalConflict.code:
+            channel.queue[:0] = list(dropped)  # the peer's proposal won: ours goes again
+            return
+        self.note(f"peer refused our update on {channel.channel_id.hex()[:8]}: {effect.reason}")
+        for update in dropped:
+            self._update_failed(channel, update, f"{effect.code}: {effect.reason}")
+
+    # === HTLC life cycle ======================================================================
+
+    def _on_irrevocable(self, channel: Channel, effect: Irrevocable) -> None:
+        state = effect.signed.state
+        if state.version == 0:
+            self._fund(channel)
+            return
+        if channel.machine.pending is None:
+            channel.in_flight = ()
+        for update in effect.updates:
+            if isinstance(update, AddHtlc):
+                self._on_htlc_added(channel, update)
+            elif isinstance(update, SettleHtlc):
+                self._on_htlc_settled(channel, update)
+            elif isinstance(update, FailHtlc):
+                self._on_htlc_failed(channel, update.htlc_id, update.reason)
+
+    def _on_htlc_added(self, channel: Channel, update: AddHtlc) -> None:
+        htlc = update.htlc
+        self.htlcs[(channel.channel_id, htlc.id)] = htlc
+        if htlc.payer == channel.me:
+            self.watcher.add(
+                RefundOutgoing(channel.channel_id, htlc.id, htlc.expiry + self.refund_grace)
+            )
+            return
+        try:
+            payload = peel(self.identity, update.onion)
+            if payload.final:
+                self._receive_payment(channel, htlc, payload)
+            else:
+                self._forward(channel, htlc, payload)
+        except (ChannelError, LedgerError) as error:
+            self.note(f"failing incoming HTLC {htlc.id}: {error}")
+            self._queue(channel, FailHtlc(htlc.id, str(error)[:200]))
+
+    def _receive_payment(self, channel: Channel, htlc: Htlc, payload: HopPayload) -> None:
+        entry = self.invoices.get(htlc.payment_hash)
+        if entry is None:
+            raise UnknownPaymentHash("no invoice of ours has this payment hash")
+        invoice, preimage = entry
+        if htlc.payment_hash in self.paid_invoices:
+            raise InvoiceAlreadyPaid("this invoice was already paid")
+        check_payable(invoice, self.clock())
+        if htlc.asset != invoice.asset or htlc.amount < invoice.amount:
+            raise WrongAmount(
+                f"received {htlc.amount} {htlc.asset}, invoice asks {invoice.amount} "
+                f"{invoice.asset}"
+            )
+        if payload.amount_int != htlc.amount or payload.asset != htlc.asset:
+            raise WrongAmount("the HTLC differs from what the payer's instructions say")
+        if htlc.expiry < self.clock() + invoice.final_lead:
+            raise UnsafeTimelock("the final HTLC leaves less than the invoice's final lead")
+        self.paid_invoices.add(htlc.payment_hash)
+        self._settle_incoming(channel, htlc, preimage)
+        self.note(f"received {htlc.amount} {htlc.asset} for invoice {htlc.payment_hash.hex()[:8]}")
+
+    def _forward(self, incoming: Channel, htlc: Htlc, payload: HopPayload) -> None:
+        out = self.channels.get(payload.next_channel)
+        if out is None or not out.active:
+            raise WrongChannel("the next channel is unknown or not active")
+        if payload.asset not in out.params.assets:
+            raise WrongAmount(f"{payload.asset} is not an asset of the next channel")
+        now = self.clock()
+        check_forward(
+            self.policy,
+            htlc,
+            incoming.backend.time_model(),
+            incoming.params.challenge_duration,
+            payload.amount_int,
+            payload.asset,
+            payload.expiry,
+            now,
+        )
+        outgoing = Htlc(
+            id=out.allocate_htlc_id(),
+            payer=out.me,
+            asset=payload.asset,
+            amount=payload.amount_int,
+            payment_hash=htlc.payment_hash,
+            expiry=payload.expiry,
+            native_expiry=out.backend.native_expiry(payload.expiry),
+        )
+        link = ForwardLink(incoming.channel_id, htlc.id, out.channel_id, outgoing.id)
+        self.links_by_out[(out.channel_id, outgoing.id)] = link
+        self._queue(out, AddHtlc(outgoing, onion=payload.inner))
+        self.note(f"forwarding {htlc.amount} {htlc.asset} -> {outgoing.amount} {outgoing.asset}")
+
+    def _settle_incoming(self, channel: Channel, htlc: Htlc, preimage: bytes) -> None:
+        """We know the preimage of an HTLC paid to us: settle off-chain, and make sure the
+        watcher claims it on-chain in time should the peer stop cooperating."""
+        self.preimages[htlc.payment_hash] = preimage
+        self._queue(channel, SettleHtlc(htlc.id, preimage))
+        model = channel.backend.time_model()
+        deadline = htlc.expiry - model.inclusion_delay - model.finality_time() - model.safety_margin
+        self.watcher.add(ClaimIncoming(channel.channel_id, htlc.id, preimage, deadline))
+
+    def _on_htlc_settled(self, channel: Channel, update: SettleHtlc) -> None:
+        key = (channel.channel_id, update.htlc_id)
+        htlc = self.htlcs.get(key)
+        self.watcher.resolved(*key)
+        if htlc is None or htlc.payer != channel.me:
+            return  # our own settle of an incoming HTLC completed
+        self._preimage_known(htlc.payment_hash, update.preimage)
+
+    def _preimage_known(self, payment_hash: bytes, preimage: bytes) -> None:
+        """A preimage learnt downstream (off-chain or on-chain): pass it upstream."""
+        self.preimages[payment_hash] = preimage
+        for (out_channel, out_htlc), link in list(self.links_by_out.items()):
+            out = self.htlcs.get((out_channel, out_htlc))
+            if out is None or out.payment_hash != payment_hash:
+                continue
+            del self.links_by_out[(out_channel, out_htlc)]
+            incoming = self.channels[link.in_channel]
+            in_htlc = self.htlcs[(link.in_channel, link.in_htlc)]
+            if incoming.machine.state.htlc(link.in_htlc) is not None:
+                self._settle_incoming(incoming, in_htlc, preimage)
+        payment = self.payments.get(payment_hash)
+        if payment is not None and payment.status == "pending":
+            payment.status, payment.preimage = "succeeded", preimage
+            self.note(f"payment {payment_hash.hex()[:8]} succeeded")
+
+    def _on_htlc_failed(self, channel: Channel, htlc_id: int, reason: str) -> None:
+        key = (channel.channel_id, htlc_id)
+        htlc = self.htlcs.get(key)
+        self.watcher.resolved(*key)
+        if htlc is None or htlc.payer != channel.me:
+            return
+        link = self.links_by_out.pop(key, None)
+        if link is not None:
+            upstream = self.channels[link.in_channel]
+            self._queue(upstream, FailHtlc(link.in_htlc, reason))
+            self.note(f"failing upstream HTLC {link.in_htlc}: {reason}")
+            return
+        payment = self.payments.get(htlc.payment_hash)
+        if payment is not None and payment.status == "pending":
+            payment.status, payment.reason = "failed", reason
+            self.note(f"payment {htlc.payment_hash.hex()[:8]} failed: {reason}")
+
+    def _update_failed(self, channel: Channel, update: Update, reason: str) -> None:
+        """An update of ours could not be proposed or was refused by the peer."""
+        if isinstance(update, AddHtlc):
+            key = (channel.channel_id, update.htlc.id)
+            self.htlcs[key] = update.htlc
+            self._on_htlc_failed(channel, update.htlc.id, reason)
+
+    # === proposing ============================================================================
+
+    def _queue(self, channel: Channel, update: Update) -> None:
+        channel.queue.append(update)
+
+    def flush(self) -> None:
+        """Propose every channel's queued updates as one batch where the machine is idle."""
+        now = self.clock()
+        for channel in self.channels.values():
+            if not channel.queue or not channel.machine.idle:
+                continue
+            if channel.status not in ("active", "closing"):
+                continue
+            good: list[Update] = []
+            for update in channel.queue:
+                try:
+                    channel.machine.check((*good, update), now)
+                    good.append(update)
+                except ChannelError as error:
+                    self._update_failed(channel, update, f"{error.code}: {error}")
+            channel.queue = []
+            if good:
+                channel.in_flight = tuple(good)
+                self._run(channel, channel.machine.propose(tuple(good), now))
+
+    # === the operator's requests ==============================================================
+
+    def pay_direct(self, channel_id: bytes, asset: Asset, amount: int) -> None:
+        self._queue(self.channels[channel_id], Transfer(asset, amount))
+        self.flush()
+
+    def close(self, channel_id: bytes) -> None:
+        """Cooperative close: propose a final state; the ledger pays out once it is signed."""
+        self._queue(self.channels[channel_id], Close())
+        self.flush()
+
+    def invoice(
+        self, amount: int, asset: Asset, *, ttl: int = 3600, description: str = ""
+    ) -> Invoice:
+        backend = self.backends[asset.chain]
+        model = backend.time_model()
+        final_lead = model.inclusion_delay + model.finality_time() + model.safety_margin
+        invoice, preimage = create_invoice(
+            self.identity,
+            amount,
+            asset,
+            self.clock(),
+            ttl=ttl,
+            final_lead=final_lead,
+            description=description,
+        )
+        self.invoices[invoice.payment_hash] = (invoice, preimage)
+        return invoice
+
+    def pay_route(self, invoice: Invoice, hops: list[OnionHop]) -> Payment:
+        """Pay ``invoice`` along ``hops`` (hops[0] is the HTLC we offer in our channel)."""
+        check_payable(invoice, self.clock())
+        if invoice.payment_hash in self.payments:
+            raise InvoiceAlreadyPaid("this invoice was already paid from this node")
+        last = hops[-1]
+        if last.node != invoice.payee or last.asset != invoice.asset:
+            raise CircuitError("the route does not end at the invoice's payee and asset")
+        if last.amount != invoice.amount:
+            raise WrongAmount("the route delivers a different amount than the invoice asks")
+        first = hops[0]
+        channel = self.channels[first.channel]
+        if not channel.active:
+            raise WrongChannel("the first channel of the route is not active")
+        htlc = Htlc(
+            id=channel.allocate_htlc_id(),
+            payer=channel.me,
+            asset=first.asset,
+            amount=first.amount,
+            payment_hash=invoice.payment_hash,
+            expiry=first.expiry,
+            native_expiry=channel.backend.native_expiry(first.expiry),
+        )
+        payment = Payment(
+            invoice.payment_hash, invoice.amount, invoice.asset, first.amount, first.asset
+        )
+        self.payments[invoice.payment_hash] = payment
+        self.htlcs[(channel.channel_id, htlc.id)] = htlc
+        self._queue(
+            channel,
+            AddHtlc(htlc, onion=build_onion(hops)),
+        )
+        self.flush()
+        return payment
+
+    def force_close(self, channel_id: bytes) -> TxReceipt:
+        channel = self.channels[channel_id]
+        latest = channel.machine.latest
+        if latest is None:
+            raise WrongChannel("nothing signed to register")
+        receipt = channel.backend.register(channel.params, latest, channel.account)
+        channel.receipts.append(receipt)
+        channel.status = "disputed"
+        return receipt
+
+    # === the watcher ==========================================================================
+
+    def on_chain_events(self, chain: str, events: list[ChainEvent]) -> None:
+        for event in events:
+            actions: list[Action] = []
+            if isinstance(event, Registered) and event.channel_id in self.channels:
+                channel = self.channels[event.channel_id]
+                latest = channel.machine.latest
+                actions = self.watcher.on_registered(
+                    event.channel_id,
+                    event.version,
+                    event.timeout,
+                    latest.version if latest else None,
+                )
+                if channel.status in ("active", "closing"):
+                    channel.status = "disputed"
+                self.note(
+                    f"{chain}: version {event.version} of {event.channel_id.hex()[:8]} registered"
+                )
+            elif isinstance(event, Concluded) and event.channel_id in self.channels:
+                self.watcher.on_concluded(event.channel_id)
+            elif isinstance(event, PreimageRevealed):
+                actions = self.watcher.on_preimage(event.payment_hash, event.preimage)
+            self._act(actions)
+        self.flush()
+
+    def tick(self) -> None:
+        self._act(self.watcher.tick(self.clock()))
+        self.flush()
+
+    def _act(self, actions: list[Action]) -> None:
+        for action in actions:
+            try:
+                self._act_one(action)
+            except LedgerError as error:
+                self.note(f"watcher action {type(action).__name__} failed: {error}")
+                if isinstance(action, ConcludeAndWithdraw):
+                    self.watcher.postpone(action.channel_id, self.clock() + 60)
+
+    def _act_one(self, action: Action) -> None:
+        if isinstance(action, PreimageLearned):
+            if action.payment_hash not in self.preimages:
+                self.note(f"learnt preimage {action.payment_hash.hex()[:8]} on-chain")
+            self._preimage_known(action.payment_hash, action.preimage)
+            return
+        channel = self.channels[action.channel_id]
+        latest = channel.machine.latest
+        if isinstance(action, Refute) and latest is not None:
+            channel.receipts.append(
+                channel.backend.challenge(channel.params, latest, channel.account)
+            )
+            self.note(f"refuted stale version {action.registered_version} with {latest.version}")
+        elif isinstance(action, ForceClose):
+            self.force_close(action.channel_id)
+            self.note(f"force-closed {action.channel_id.hex()[:8]}: {action.reason}")
+        elif isinstance(action, ClaimOnChain):
+            htlc = self.htlcs[(action.channel_id, action.htlc_id)]
+            channel.receipts.append(
+                channel.backend.claim_htlc(channel.params, htlc, action.preimage, channel.account)
+            )
+            self.note(f"claimed HTLC {action.htlc_id} on {channel.params.chain}")
+        elif isinstance(action, RefundOnChain):
+            htlc = self.htlcs[(action.channel_id, action.htlc_id)]
+            try:
+                channel.receipts.append(
+                    channel.backend.refund_htlc(channel.params, htlc, channel.account)
+                )
+            except LedgerError as error:
+                self.note(f"refund of HTLC {action.htlc_id} waits for conclusion: {error.reason}")
+        elif isinstance(action, ConcludeAndWithdraw):
+            channel.receipts.append(channel.backend.conclude(channel.params, channel.account))
+            self.watcher.on_concluded(channel.channel_id)
+            self._withdraw_all(channel)
+            self.note(f"concluded {channel.channel_id.hex()[:8]} on-chain and withdrew")

@@ -1,0 +1,63 @@
+"""What a node keeps per channel and per payment, beside the core's channel machine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..backend import Account, ChainBackend, TxReceipt
+from ..core import Asset, ChannelMachine, ChannelParams, Update
+
+
+@dataclass
+class Channel:
+    params: ChannelParams
+    channel_id: bytes
+    me: int
+    machine: ChannelMachine
+    backend: ChainBackend
+    account: Account
+    peer: bytes
+    deposits: dict[Asset, tuple[int, int]]
+    #: Updates waiting for the machine to become idle; proposed together as one batch.
+    queue: list[Update] = field(default_factory=list)
+    #: The updates of our proposal now in flight (re-queued if the peer's proposal won).
+    in_flight: tuple[Update, ...] = ()
+    next_htlc_seq: int = 0
+    funded_by_me: bool = False
+    funded_by_peer: bool = False
+    status: str = "opening"  # opening, active, closing, disputed, closed
+    receipts: list[TxReceipt] = field(default_factory=list)
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active"
+
+    def allocate_htlc_id(self) -> int:
+        """Participant 0 uses even ids, participant 1 odd ones: concurrent offers never clash."""
+        htlc_id = 2 * self.next_htlc_seq + self.me
+        self.next_htlc_seq += 1
+        return htlc_id
+
+
+@dataclass
+class Payment:
+    """An outgoing payment this node started."""
+
+    payment_hash: bytes
+    amount: int
+    asset: Asset
+    sent: int
+    sent_asset: Asset
+    status: str = "pending"  # pending, succeeded, failed
+    preimage: bytes | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ForwardLink:
+    """An incoming HTLC and the outgoing HTLC it became: settle and fail flow back along it."""
+
+    in_channel: bytes
+    in_htlc: int
+    out_channel: bytes
+    out_htlc: int

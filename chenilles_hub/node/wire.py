@@ -1,0 +1,84 @@
+"""Node-to-node messages: channel opening, funding notices, and the core's channel messages.
+
+One strict decoder for everything a peer can send, with the core's size limit: anything
+else is a protocol violation and the peer is disconnected.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from ..core.errors import DecodeError, MessageTooLarge
+from ..core.messages import MAX_MESSAGE_BYTES, Accept, Ack, Propose, Reestablish, Reject
+from ..core.model import Amount, Asset, Bytes32, ChannelParams
+
+ShortKey = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class OpenRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="open_request"):
+    """The opener proposes a channel; ``salt`` lets each side derive per-channel keys."""
+
+    temp_id: Bytes32
+    chain: Annotated[str, msgspec.Meta(max_length=96)]
+    assets: Annotated[tuple[Asset, ...], msgspec.Meta(min_length=1, max_length=8)]
+    deposits: Annotated[tuple[tuple[Amount, Amount], ...], msgspec.Meta(max_length=8)]
+    challenge_duration: Annotated[int, msgspec.Meta(ge=1)]
+    salt: Bytes32
+    opener_key: ShortKey
+
+
+class OpenAccept(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="open_accept"):
+    temp_id: Bytes32
+    acceptor_key: ShortKey
+
+
+class OpenRefused(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="open_refused"):
+    temp_id: Bytes32
+    reason: Annotated[str, msgspec.Meta(max_length=300)]
+
+
+class OpenChannel(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="open_channel"):
+    """The final params (the opener chose the nonce through its backend)."""
+
+    temp_id: Bytes32
+    params: ChannelParams
+
+
+class FundingDone(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="funding_done"):
+    channel_id: Bytes32
+    txids: tuple[Annotated[str, msgspec.Meta(max_length=128)], ...]
+
+
+NodeMessage = (
+    OpenRequest
+    | OpenAccept
+    | OpenRefused
+    | OpenChannel
+    | FundingDone
+    | Propose
+    | Accept
+    | Ack
+    | Reject
+    | Reestablish
+)
+
+_decoder: msgspec.json.Decoder[NodeMessage] = msgspec.json.Decoder(NodeMessage)
+_encoder = msgspec.json.Encoder()
+
+
+def encode(message: NodeMessage) -> bytes:
+    data = _encoder.encode(message)
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise MessageTooLarge(f"message is {len(data)} bytes, limit {MAX_MESSAGE_BYTES}")
+    return data
+
+
+def decode(data: bytes) -> NodeMessage:
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise MessageTooLarge(f"message is {len(data)} bytes, limit {MAX_MESSAGE_BYTES}")
+    try:
+        return _decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise DecodeError(f"malformed node message: {exc}") from None
