@@ -8,6 +8,7 @@ demo: bootstrap
 	.venv/bin/chenilles demo
 
 test: bootstrap
+	@bash scripts/ensure_postgres.sh
 	.venv/bin/python -m pytest -n 2 --dist loadgroup
 
 lint: bootstrap

@@ -47,6 +47,7 @@ from ..core import (
     ChannelError,
     ChannelMachine,
     ChannelParams,
+    ChannelSnapshot,
     Close,
     Effect,
     FailHtlc,
@@ -90,7 +91,7 @@ log = logging.getLogger("chenilles.node")
 class SnapshotSink(Protocol):
     """Where channel snapshots go before any signature on them leaves (the node's store)."""
 
-    def save_snapshot(self, channel_id: bytes, snapshot: object) -> None: ...
+    def save_snapshot(self, channel_id: bytes, snapshot: ChannelSnapshot) -> None: ...
 
 
 @dataclass

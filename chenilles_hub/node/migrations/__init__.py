@@ -1,0 +1,33 @@
+"""Ordered schema migrations, one list for both SQL backends.
+
+Each migration has a version, a name and its statements per dialect (the tables are the
+same; only column types and identity syntax differ). A store applies, at open and in one
+transaction per migration, every migration newer than the database, records it in
+``schema_migrations``, and refuses a database whose recorded history is not a prefix of
+this list (a newer program wrote it, or the history was edited): running old code on a
+newer schema is how data gets silently dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import v0001_initial
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sqlite: tuple[str, ...]
+    postgres: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial", v0001_initial.SQLITE, v0001_initial.POSTGRES),
+)
+
+BOOTSTRAP = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+    " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
+)

@@ -1,0 +1,653 @@
+"""The node's persistent store: one interface, SQLite by default, PostgreSQL for failover.
+
+The node writes a channel's snapshot *before* it sends any signature on that state (the
+core's Persist-before-Send rule), so ``save_snapshot`` returns only once the write is
+durable and atomic: after a crash the store holds either the old or the new snapshot,
+never a mix. Everything else the node must not forget across restarts lives here too:
+channels, the peer's revocations (to punish a revoked state), watcher duties, payments,
+invoices and settings.
+
+The API is synchronous on purpose: writes are small and a single writer serialises them;
+the asyncio node calls it directly or from a worker thread.
+
+``SqlStore`` holds the SQL both backends share (written with ``?`` placeholders); the
+backends add connection handling, durability settings and, for PostgreSQL, fencing.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import hashlib
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal, Protocol, Self
+
+import msgspec
+
+from chenilles_hub.core import ChannelSnapshot, decode_snapshot, encode_snapshot
+from chenilles_hub.core.model import Asset, Bytes32, ChannelParams, ChannelState
+
+from .migrations import BOOTSTRAP, Migration
+
+ChannelStatus = Literal["open", "closing", "closed"]
+DutyStatus = Literal["pending", "done", "cancelled"]
+Direction = Literal["in", "out"]
+PaymentStatus = Literal["pending", "succeeded", "failed"]
+InvoiceStatus = Literal["open", "paid", "cancelled"]
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+class StoreError(Exception):
+    """Base class of the store's own errors."""
+
+
+class NotFound(StoreError):
+    pass
+
+
+class Conflict(StoreError):
+    """A uniqueness or reference constraint refused the write (duplicate, unknown channel)."""
+
+
+class InvalidTransition(StoreError):
+    """A status change the lifecycle forbids (e.g. failing a payment that succeeded)."""
+
+
+class SchemaError(StoreError):
+    """The database's schema history is not one this program knows (newer, or edited)."""
+
+
+class StoreLocked(StoreError):
+    """Another process (or store object) already writes this SQLite file."""
+
+
+class NotLeader(StoreError):
+    """PostgreSQL: this store does not hold a live leader lease, so it may not write."""
+
+
+# --- records -----------------------------------------------------------------------------------
+
+
+class ChannelRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What a ``ChannelMachine`` is rebuilt from, next to its latest snapshot."""
+
+    channel_id: Bytes32
+    params: ChannelParams
+    me: int
+    initial: ChannelState
+    status: ChannelStatus = "open"
+
+
+class _ChannelData(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    params: ChannelParams
+    initial: ChannelState
+
+
+class Duty(msgspec.Struct, frozen=True):
+    """A watcher's obligation with a deadline; ``payload`` is the watcher's own encoding."""
+
+    id: int
+    kind: str
+    channel_id: bytes
+    deadline: int
+    status: DutyStatus
+    payload: bytes
+    key: str = ""
+
+
+class Payment(msgspec.Struct, frozen=True):
+    """One leg of a payment as this node sees it; a forwarded payment has an in and an out."""
+
+    payment_hash: Bytes32
+    direction: Direction
+    amount: int
+    asset: Asset
+    created_at: int
+    status: PaymentStatus = "pending"
+    preimage: bytes | None = None
+    failure: str = ""
+    updated_at: int = 0
+
+
+class Invoice(msgspec.Struct, frozen=True):
+    payment_hash: Bytes32
+    amount: int
+    asset: Asset
+    description: str
+    created_at: int
+    expires_at: int
+    preimage: bytes | None = None
+    status: InvoiceStatus = "open"
+    paid_at: int | None = None
+
+
+def snapshot_version(snapshot: ChannelSnapshot) -> int:
+    """The newest fully signed version in a snapshot, -1 before the channel opened."""
+    return snapshot.latest.state.version if snapshot.latest is not None else -1
+
+
+# --- the interface ---------------------------------------------------------------------------
+
+
+class Store(abc.ABC):
+    """Everything a node persists. Every write is one durable transaction."""
+
+    # lifecycle
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    @abc.abstractmethod
+    def schema_version(self) -> int: ...
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # channels and their state
+    @abc.abstractmethod
+    def add_channel(self, record: ChannelRecord) -> None:
+        """Register a channel (``Conflict`` if it exists); do it before its first Persist."""
+
+    @abc.abstractmethod
+    def get_channel(self, channel_id: bytes) -> ChannelRecord | None: ...
+
+    @abc.abstractmethod
+    def list_channels(self, status: ChannelStatus | None = None) -> list[ChannelRecord]: ...
+
+    @abc.abstractmethod
+    def set_channel_status(self, channel_id: bytes, status: ChannelStatus) -> None: ...
+
+    def save_snapshot(self, channel_id: bytes, snapshot: ChannelSnapshot) -> None:
+        """Replace the channel's snapshot atomically; durable when this returns."""
+        if snapshot.channel_id != channel_id:
+            raise ValueError("the snapshot belongs to another channel")
+        self.save_snapshots([snapshot])
+
+    @abc.abstractmethod
+    def save_snapshots(self, snapshots: Sequence[ChannelSnapshot]) -> None:
+        """Save several channels' snapshots in one transaction (group commit): all or none."""
+
+    @abc.abstractmethod
+    def load_snapshot(self, channel_id: bytes) -> ChannelSnapshot | None: ...
+
+    @abc.abstractmethod
+    def add_revocation(self, channel_id: bytes, version: int, revocation: bytes) -> None:
+        """Keep the peer's revocation of ``version`` (idempotent: the first one is kept)."""
+
+    @abc.abstractmethod
+    def list_revocations(self, channel_id: bytes) -> list[tuple[int, bytes]]:
+        """``(version, revocation)`` pairs, by version."""
+
+    # watcher duties
+    @abc.abstractmethod
+    def add_duty(
+        self, kind: str, channel_id: bytes, deadline: int, payload: bytes, *, key: str = ""
+    ) -> int:
+        """Record a duty and return its id; adding the same (channel, kind, key) again
+        returns the existing id, so a watcher can re-derive duties after a restart."""
+
+    @abc.abstractmethod
+    def list_due(self, now: int, limit: int | None = None) -> list[Duty]:
+        """Pending duties with ``deadline <= now``, earliest deadline first."""
+
+    @abc.abstractmethod
+    def list_duties(
+        self, *, channel_id: bytes | None = None, status: DutyStatus | None = None
+    ) -> list[Duty]: ...
+
+    @abc.abstractmethod
+    def complete_duty(self, duty_id: int, status: DutyStatus = "done") -> None:
+        """Close a pending duty (``done`` or ``cancelled``); repeating the same is a no-op."""
+
+    # payments and invoices
+    @abc.abstractmethod
+    def add_payment(self, payment: Payment) -> None: ...
+
+    @abc.abstractmethod
+    def get_payment(self, payment_hash: bytes, direction: Direction) -> Payment | None: ...
+
+    @abc.abstractmethod
+    def list_payments(
+        self, *, status: PaymentStatus | None = None, direction: Direction | None = None
+    ) -> list[Payment]: ...
+
+    @abc.abstractmethod
+    def settle_payment(
+        self, payment_hash: bytes, direction: Direction, preimage: bytes, now: int
+    ) -> Payment:
+        """pending -> succeeded; the preimage must hash to the payment hash."""
+
+    @abc.abstractmethod
+    def fail_payment(
+        self, payment_hash: bytes, direction: Direction, reason: str, now: int
+    ) -> Payment:
+        """pending -> failed. A succeeded payment can never fail (``InvalidTransition``)."""
+
+    @abc.abstractmethod
+    def add_invoice(self, invoice: Invoice) -> None: ...
+
+    @abc.abstractmethod
+    def get_invoice(self, payment_hash: bytes) -> Invoice | None: ...
+
+    @abc.abstractmethod
+    def list_invoices(self, status: InvoiceStatus | None = None) -> list[Invoice]: ...
+
+    @abc.abstractmethod
+    def mark_invoice_paid(self, payment_hash: bytes, now: int) -> Invoice: ...
+
+    @abc.abstractmethod
+    def cancel_invoice(self, payment_hash: bytes) -> Invoice: ...
+
+    # settings
+    @abc.abstractmethod
+    def get_setting(self, key: str) -> bytes | None: ...
+
+    @abc.abstractmethod
+    def set_setting(self, key: str, value: bytes) -> None: ...
+
+
+# --- the shared SQL implementation -----------------------------------------------------------
+
+
+class Cursor(Protocol):
+    """The DB-API subset both drivers offer (``?`` placeholders; PostgreSQL adapts them)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Any: ...
+
+    def executemany(self, sql: str, params: Sequence[Sequence[Any]], /) -> Any: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+_channel_data = msgspec.json.Decoder(_ChannelData)
+_UPSERT_SNAPSHOT = (
+    "INSERT INTO snapshots (channel_id, version, data, fence) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (channel_id) DO UPDATE SET "
+    "version = excluded.version, data = excluded.data, fence = excluded.fence"
+)
+_PAYMENT_COLUMNS = (
+    "payment_hash, direction, amount, asset_chain, asset_token, status, preimage, failure, "
+    "created_at, updated_at"
+)
+_INVOICE_COLUMNS = (
+    "payment_hash, amount, asset_chain, asset_token, description, preimage, status, "
+    "created_at, expires_at, paid_at"
+)
+_DUTY_COLUMNS = "id, kind, channel_id, deadline, status, payload, dedupe_key"
+
+
+def _payment(row: Sequence[Any]) -> Payment:
+    h, d, amount, chain, token, status, preimage, failure, created, updated = row
+    return Payment(
+        bytes(h), d, int(amount), Asset(chain, token), created, status,
+        bytes(preimage) if preimage is not None else None, failure, updated,
+    )  # fmt: skip
+
+
+def _invoice(row: Sequence[Any]) -> Invoice:
+    h, amount, chain, token, description, preimage, status, created, expires, paid = row
+    return Invoice(
+        bytes(h), int(amount), Asset(chain, token), description, created, expires,
+        bytes(preimage) if preimage is not None else None, status, paid,
+    )  # fmt: skip
+
+
+def _duty(row: Sequence[Any]) -> Duty:
+    duty_id, kind, channel_id, deadline, status, payload, key = row
+    return Duty(duty_id, kind, bytes(channel_id), deadline, status, bytes(payload), key)
+
+
+def _check_amount(amount: int) -> str:
+    if amount < 0 or amount >= 2**256:
+        raise ValueError("an amount is an integer in [0, 2**256)")
+    return str(amount)
+
+
+class SqlStore(Store):
+    """The store over a DB-API connection; subclasses supply transactions and dialect."""
+
+    dialect: Literal["sqlite", "postgres"]
+    _integrity_errors: tuple[type[Exception], ...] = ()
+    #: Written into ``snapshots.fence``: the writer's fencing token (PostgreSQL only).
+    _fence: int | None = None
+
+    @abc.abstractmethod
+    def _transaction(self, *, write: bool) -> contextlib.AbstractContextManager[Cursor]:
+        """One transaction; commit on normal exit, roll back on an exception."""
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Cursor]:
+        try:
+            with self._transaction(write=True) as cur:
+                yield cur
+        except self._integrity_errors as exc:
+            raise Conflict(str(exc).strip()) from exc
+
+    def _read(self) -> contextlib.AbstractContextManager[Cursor]:
+        return self._transaction(write=False)
+
+    # migrations
+    def _migrate(self, cur: Cursor, migrations: Sequence[Migration], now: int) -> None:
+        """Apply pending migrations in order; refuse an unknown history. Caller locks."""
+        cur.execute(BOOTSTRAP)
+        cur.execute("SELECT version, name FROM schema_migrations ORDER BY version")
+        applied = [(int(v), str(n)) for v, n in cur.fetchall()]
+        known = [(m.version, m.name) for m in migrations]
+        if applied != known[: len(applied)]:
+            raise SchemaError(
+                f"database schema history {applied} is not a prefix of this program's {known}"
+            )
+        for migration in migrations[len(applied) :]:
+            statements = migration.sqlite if self.dialect == "sqlite" else migration.postgres
+            for statement in statements:
+                cur.execute(statement)
+            cur.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (migration.version, migration.name, now),
+            )
+
+    def schema_version(self) -> int:
+        with self._read() as cur:
+            cur.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+            return int(cur.fetchone()[0])
+
+    # channels
+    def add_channel(self, record: ChannelRecord) -> None:
+        data = msgspec.json.encode(_ChannelData(record.params, record.initial))
+        with self._write() as cur:
+            cur.execute(
+                "INSERT INTO channels (channel_id, me, status, data) VALUES (?, ?, ?, ?)",
+                (record.channel_id, record.me, record.status, data),
+            )
+
+    def _channels(self, where: str, params: Sequence[Any]) -> list[ChannelRecord]:
+        with self._read() as cur:
+            cur.execute(f"SELECT channel_id, me, status, data FROM channels {where}", params)
+            rows = cur.fetchall()
+        records = []
+        for channel_id, me, status, data in rows:
+            inner = _channel_data.decode(bytes(data))
+            records.append(
+                ChannelRecord(bytes(channel_id), inner.params, me, inner.initial, status)
+            )
+        return records
+
+    def get_channel(self, channel_id: bytes) -> ChannelRecord | None:
+        found = self._channels("WHERE channel_id = ?", (channel_id,))
+        return found[0] if found else None
+
+    def list_channels(self, status: ChannelStatus | None = None) -> list[ChannelRecord]:
+        if status is None:
+            return self._channels("ORDER BY channel_id", ())
+        return self._channels("WHERE status = ? ORDER BY channel_id", (status,))
+
+    def set_channel_status(self, channel_id: bytes, status: ChannelStatus) -> None:
+        with self._write() as cur:
+            cur.execute("UPDATE channels SET status = ? WHERE channel_id = ?", (status, channel_id))
+            if cur.rowcount == 0:
+                raise NotFound(f"no channel {channel_id.hex()}")
+
+    # snapshots and revocations
+    def save_snapshots(self, snapshots: Sequence[ChannelSnapshot]) -> None:
+        rows = [
+            (s.channel_id, snapshot_version(s), encode_snapshot(s), self._fence) for s in snapshots
+        ]
+        if len({row[0] for row in rows}) != len(rows):
+            raise ValueError("one snapshot per channel per batch")
+        with self._write() as cur:
+            cur.executemany(_UPSERT_SNAPSHOT, rows)
+
+    def load_snapshot(self, channel_id: bytes) -> ChannelSnapshot | None:
+        with self._read() as cur:
+            cur.execute("SELECT data FROM snapshots WHERE channel_id = ?", (channel_id,))
+            row = cur.fetchone()
+        return decode_snapshot(bytes(row[0])) if row is not None else None
+
+    def add_revocation(self, channel_id: bytes, version: int, revocation: bytes) -> None:
+        with self._write() as cur:
+            cur.execute(
+                "INSERT INTO revocations (channel_id, version, revocation) VALUES (?, ?, ?) "
+                "ON CONFLICT (channel_id, version) DO NOTHING",
+                (channel_id, version, revocation),
+            )
+
+    def list_revocations(self, channel_id: bytes) -> list[tuple[int, bytes]]:
+        with self._read() as cur:
+            cur.execute(
+                "SELECT version, revocation FROM revocations WHERE channel_id = ? ORDER BY version",
+                (channel_id,),
+            )
+            return [(int(v), bytes(r)) for v, r in cur.fetchall()]
+
+    # duties
+    def add_duty(
+        self, kind: str, channel_id: bytes, deadline: int, payload: bytes, *, key: str = ""
+    ) -> int:
+        with self._write() as cur:
+            cur.execute(
+                "INSERT INTO duties (kind, channel_id, dedupe_key, deadline, status, payload) "
+                "VALUES (?, ?, ?, ?, 'pending', ?) "
+                "ON CONFLICT (channel_id, kind, dedupe_key) DO NOTHING",
+                (kind, channel_id, key, deadline, payload),
+            )
+            cur.execute(
+                "SELECT id FROM duties WHERE channel_id = ? AND kind = ? AND dedupe_key = ?",
+                (channel_id, kind, key),
+            )
+            return int(cur.fetchone()[0])
+
+    def list_due(self, now: int, limit: int | None = None) -> list[Duty]:
+        sql = (
+            f"SELECT {_DUTY_COLUMNS} FROM duties WHERE status = 'pending' AND deadline <= ? "
+            "ORDER BY deadline, id"
+        )
+        params: tuple[Any, ...] = (now,)
+        if limit is not None:
+            sql += " LIMIT ?"
+            params += (limit,)
+        with self._read() as cur:
+            cur.execute(sql, params)
+            return [_duty(row) for row in cur.fetchall()]
+
+    def list_duties(
+        self, *, channel_id: bytes | None = None, status: DutyStatus | None = None
+    ) -> list[Duty]:
+        clauses: list[str] = ["1 = 1"]
+        params: list[Any] = []
+        if channel_id is not None:
+            clauses.append("channel_id = ?")
+            params.append(channel_id)
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status)
+        where = " AND ".join(clauses)
+        with self._read() as cur:
+            cur.execute(
+                f"SELECT {_DUTY_COLUMNS} FROM duties WHERE {where} ORDER BY deadline, id", params
+            )
+            return [_duty(row) for row in cur.fetchall()]
+
+    def complete_duty(self, duty_id: int, status: DutyStatus = "done") -> None:
+        if status == "pending":
+            raise ValueError("complete a duty as done or cancelled")
+        with self._write() as cur:
+            cur.execute(
+                "UPDATE duties SET status = ? WHERE id = ? AND status = 'pending'",
+                (status, duty_id),
+            )
+            if cur.rowcount == 1:
+                return
+            cur.execute("SELECT status FROM duties WHERE id = ?", (duty_id,))
+            row = cur.fetchone()
+        if row is None:
+            raise NotFound(f"no duty {duty_id}")
+        if row[0] != status:
+            raise InvalidTransition(f"duty {duty_id} is already {row[0]}")
+
+    # payments
+    def add_payment(self, payment: Payment) -> None:
+        if payment.status != "pending":
+            raise InvalidTransition("a payment starts pending")
+        with self._write() as cur:
+            cur.execute(
+                f"INSERT INTO payments ({_PAYMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    payment.payment_hash, payment.direction, _check_amount(payment.amount),
+                    payment.asset.chain, payment.asset.token, payment.status, payment.preimage,
+                    payment.failure, payment.created_at, payment.updated_at or payment.created_at,
+                ),
+            )  # fmt: skip
+
+    def get_payment(self, payment_hash: bytes, direction: Direction) -> Payment | None:
+        with self._read() as cur:
+            return self._get_payment(cur, payment_hash, direction)
+
+    @staticmethod
+    def _get_payment(cur: Cursor, payment_hash: bytes, direction: Direction) -> Payment | None:
+        cur.execute(
+            f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE payment_hash = ? AND direction = ?",
+            (payment_hash, direction),
+        )
+        row = cur.fetchone()
+        return _payment(row) if row is not None else None
+
+    def list_payments(
+        self, *, status: PaymentStatus | None = None, direction: Direction | None = None
+    ) -> list[Payment]:
+        clauses: list[str] = ["1 = 1"]
+        params: list[Any] = []
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status)
+        if direction is not None:
+            clauses.append("direction = ?")
+            params.append(direction)
+        where = " AND ".join(clauses)
+        with self._read() as cur:
+            cur.execute(
+                f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE {where} "
+                "ORDER BY created_at, payment_hash, direction",
+                params,
+            )
+            return [_payment(row) for row in cur.fetchall()]
+
+    def _finish_payment(
+        self,
+        payment_hash: bytes,
+        direction: Direction,
+        status: PaymentStatus,
+        now: int,
+        preimage: bytes | None = None,
+        reason: str = "",
+    ) -> Payment:
+        # A conditional UPDATE is the portable compare-and-set: under PostgreSQL's READ
+        # COMMITTED two racing finishers cannot both see "pending".
+        with self._write() as cur:
+            cur.execute(
+                "UPDATE payments SET status = ?, preimage = COALESCE(?, preimage), failure = ?, "
+                "updated_at = ? WHERE payment_hash = ? AND direction = ? AND status = 'pending'",
+                (status, preimage, reason, now, payment_hash, direction),
+            )
+            payment = self._get_payment(cur, payment_hash, direction)
+        if payment is None:
+            raise NotFound(f"no {direction} payment {payment_hash.hex()}")
+        same = payment.status == status and (preimage is None or payment.preimage == preimage)
+        if not same:
+            raise InvalidTransition(f"the {direction} payment is already {payment.status}")
+        return payment
+
+    def settle_payment(
+        self, payment_hash: bytes, direction: Direction, preimage: bytes, now: int
+    ) -> Payment:
+        if hashlib.sha256(preimage).digest() != payment_hash:
+            raise ValueError("the preimage does not match the payment hash")
+        return self._finish_payment(payment_hash, direction, "succeeded", now, preimage=preimage)
+
+    def fail_payment(
+        self, payment_hash: bytes, direction: Direction, reason: str, now: int
+    ) -> Payment:
+        return self._finish_payment(payment_hash, direction, "failed", now, reason=reason)
+
+    # invoices
+    def add_invoice(self, invoice: Invoice) -> None:
+        if invoice.preimage is not None and (
+            hashlib.sha256(invoice.preimage).digest() != invoice.payment_hash
+        ):
+            raise ValueError("the preimage does not match the payment hash")
+        with self._write() as cur:
+            cur.execute(
+                f"INSERT INTO invoices ({_INVOICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    invoice.payment_hash, _check_amount(invoice.amount), invoice.asset.chain,
+                    invoice.asset.token, invoice.description, invoice.preimage, invoice.status,
+                    invoice.created_at, invoice.expires_at, invoice.paid_at,
+                ),
+            )  # fmt: skip
+
+    @staticmethod
+    def _get_invoice(cur: Cursor, payment_hash: bytes) -> Invoice | None:
+        cur.execute(
+            f"SELECT {_INVOICE_COLUMNS} FROM invoices WHERE payment_hash = ?", (payment_hash,)
+        )
+        row = cur.fetchone()
+        return _invoice(row) if row is not None else None
+
+    def get_invoice(self, payment_hash: bytes) -> Invoice | None:
+        with self._read() as cur:
+            return self._get_invoice(cur, payment_hash)
+
+    def list_invoices(self, status: InvoiceStatus | None = None) -> list[Invoice]:
+        where, params = ("WHERE status = ?", (status,)) if status else ("", ())
+        with self._read() as cur:
+            cur.execute(
+                f"SELECT {_INVOICE_COLUMNS} FROM invoices {where} "
+                "ORDER BY created_at, payment_hash",
+                params,
+            )
+            return [_invoice(row) for row in cur.fetchall()]
+
+    def _finish_invoice(
+        self, payment_hash: bytes, status: InvoiceStatus, paid_at: int | None
+    ) -> Invoice:
+        with self._write() as cur:
+            cur.execute(
+                "UPDATE invoices SET status = ?, paid_at = ? "
+                "WHERE payment_hash = ? AND status = 'open'",
+                (status, paid_at, payment_hash),
+            )
+            invoice = self._get_invoice(cur, payment_hash)
+        if invoice is None:
+            raise NotFound(f"no invoice {payment_hash.hex()}")
+        if invoice.status != status:
+            raise InvalidTransition(f"the invoice is already {invoice.status}")
+        return invoice
+
+    def mark_invoice_paid(self, payment_hash: bytes, now: int) -> Invoice:
+        return self._finish_invoice(payment_hash, "paid", now)
+
+    def cancel_invoice(self, payment_hash: bytes) -> Invoice:
+        return self._finish_invoice(payment_hash, "cancelled", None)
+
+    # settings
+    def get_setting(self, key: str) -> bytes | None:
+        with self._read() as cur:
+            cur.execute("SELECT value FROM settings WHERE key = ?", (key,))
+            row = cur.fetchone()
+        return bytes(row[0]) if row is not None else None
+
+    def set_setting(self, key: str, value: bytes) -> None:
+        with self._write() as cur:
+            cur.execute(
+                "INSERT INTO settings (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )

@@ -1,0 +1,323 @@
+"""One behavioural suite for both stores: SQLite (a file) and PostgreSQL (a fresh schema)."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from chenilles_hub.core import decode_snapshot, encode_snapshot
+from chenilles_hub.core.model import Asset
+from chenilles_hub.node.migrations import MIGRATIONS, Migration
+from chenilles_hub.node.store import (
+    Conflict,
+    InvalidTransition,
+    Invoice,
+    NotFound,
+    Payment,
+    SchemaError,
+    SqlStore,
+    StoreLocked,
+)
+from chenilles_hub.node.store_sqlite import SQLiteStore
+from tests.core.harness import ETH, NOW, TOKEN
+
+from . import channel_record, machine_run, postgres_schema, require_postgres, synthetic_snapshot
+
+pytestmark = pytest.mark.node
+
+Opener = Callable[..., SqlStore]
+
+EXTRA = Migration(
+    2,
+    "test extra table",
+    ("CREATE TABLE extra_test (x INTEGER)",),
+    ("CREATE TABLE extra_test (x INTEGER)",),
+)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+    """Opens (and re-opens, to simulate a restart) the same store; PostgreSQL stores take
+    the leader lease as a restarted node would (``close`` released it)."""
+    opened: list[SqlStore] = []
+    if request.param == "sqlite":
+
+        def open_sqlite(migrations: Sequence[Migration] = MIGRATIONS) -> SqlStore:
+            store = SQLiteStore(tmp_path / "node.sqlite", migrations=migrations)
+            opened.append(store)
+            return store
+
+        yield open_sqlite
+    else:
+        from chenilles_hub.node.store_postgres import PostgresStore
+
+        dsn = require_postgres()
+        schemas = postgres_schema()
+        schema = next(schemas)
+
+        def open_postgres(migrations: Sequence[Migration] = MIGRATIONS) -> SqlStore:
+            store = PostgresStore(dsn, schema=schema, migrations=migrations)
+            opened.append(store)
+            assert store.acquire_lease("node", uuid.uuid4().hex, ttl=60)
+            return store
+
+        yield open_postgres
+    for store in opened:
+        store.close()
+    if request.param == "postgres":
+        schemas.close()  # drops the schema
+
+
+@pytest.fixture
+def store(opener: Opener) -> SqlStore:
+    return opener()
+
+
+CID = hashlib.sha256(b"store test channel").digest()
+
+
+def h(preimage: bytes) -> bytes:
+    return hashlib.sha256(preimage).digest()
+
+
+# --- channels and snapshots -------------------------------------------------------------------
+
+
+def test_snapshots_round_trip_exactly(store: SqlStore) -> None:
+    record, disk = machine_run()
+    store.add_channel(record)
+    assert store.get_channel(record.channel_id) == record
+    assert store.load_snapshot(record.channel_id) is None
+    assert len(disk) > 10
+    for raw in disk:
+        snapshot = decode_snapshot(raw)
+        store.save_snapshot(record.channel_id, snapshot)
+        loaded = store.load_snapshot(record.channel_id)
+        assert loaded == snapshot
+        assert loaded is not None and encode_snapshot(loaded) == raw
+
+
+def test_restart_reads_back_everything(opener: Opener) -> None:
+    record, disk = machine_run()
+    first = opener()
+    first.add_channel(record)
+    first.save_snapshot(record.channel_id, decode_snapshot(disk[-1]))
+    first.add_revocation(record.channel_id, 3, b"rev3")
+    duty = first.add_duty("dispute", record.channel_id, NOW + 10, b"payload")
+    first.set_setting("alias", b"hub-1")
+    first.close()
+    second = opener()
+    assert second.get_channel(record.channel_id) == record
+    loaded = second.load_snapshot(record.channel_id)
+    assert loaded is not None and encode_snapshot(loaded) == disk[-1]
+    assert second.list_revocations(record.channel_id) == [(3, b"rev3")]
+    assert [d.id for d in second.list_due(NOW + 10)] == [duty]
+    assert second.get_setting("alias") == b"hub-1"
+    assert second.schema_version() == MIGRATIONS[-1].version
+
+
+def test_migrations_are_applied_once_and_checked(opener: Opener) -> None:
+    opener().close()
+    extended = (*MIGRATIONS, EXTRA)
+    store = opener(extended)  # applies only the new one (re-running 1 would fail)
+    assert store.schema_version() == 2
+    store.close()
+    store = opener(extended)  # nothing to apply (re-running 2 would fail: table exists)
+    with store._read() as cur:
+        cur.execute("SELECT version, name FROM schema_migrations ORDER BY version")
+        assert [tuple(r) for r in cur.fetchall()] == [(1, "initial"), (2, "test extra table")]
+    store.close()
+    with pytest.raises(SchemaError):
+        opener(MIGRATIONS)  # a database newer than the program
+    renamed = (*MIGRATIONS, Migration(2, "something else", (), ()))
+    with pytest.raises(SchemaError):
+        opener(renamed)  # an edited history
+
+
+def test_channel_registry(store: SqlStore) -> None:
+    other = hashlib.sha256(b"other").digest()
+    store.add_channel(channel_record(CID))
+    store.add_channel(channel_record(other))
+    with pytest.raises(Conflict):
+        store.add_channel(channel_record(CID))
+    assert {r.channel_id for r in store.list_channels()} == {CID, other}
+    store.set_channel_status(CID, "closing")
+    assert [r.channel_id for r in store.list_channels("closing")] == [CID]
+    assert store.get_channel(CID) == channel_record(CID).__replace__(status="closing")
+    with pytest.raises(NotFound):
+        store.set_channel_status(b"\x00" * 32, "closed")
+    assert store.get_channel(b"\x00" * 32) is None
+
+
+def test_snapshot_needs_a_registered_channel(store: SqlStore) -> None:
+    with pytest.raises(Conflict):
+        store.save_snapshot(CID, synthetic_snapshot(CID, 1))
+    store.add_channel(channel_record(CID))
+    with pytest.raises(ValueError):
+        store.save_snapshot(b"\x01" * 32, synthetic_snapshot(CID, 1))
+
+
+def test_batched_snapshots_are_all_or_nothing(store: SqlStore) -> None:
+    ids = [hashlib.sha256(b"%d" % i).digest() for i in range(10)]
+    for cid in ids:
+        store.add_channel(channel_record(cid))
+    store.save_snapshots([synthetic_snapshot(cid, 5) for cid in ids])
+    assert all(store.load_snapshot(cid) == synthetic_snapshot(cid, 5) for cid in ids)
+    unknown = hashlib.sha256(b"unknown").digest()
+    batch = [synthetic_snapshot(cid, 6) for cid in ids] + [synthetic_snapshot(unknown, 6)]
+    with pytest.raises(Conflict):
+        store.save_snapshots(batch)
+    assert all(store.load_snapshot(cid) == synthetic_snapshot(cid, 5) for cid in ids)
+    with pytest.raises(ValueError):
+        store.save_snapshots([synthetic_snapshot(ids[0], 7), synthetic_snapshot(ids[0], 8)])
+
+
+def test_revocations_append_idempotently(store: SqlStore) -> None:
+    store.add_channel(channel_record(CID))
+    for version in (2, 0, 1):
+        store.add_revocation(CID, version, b"rev%d" % version)
+    store.add_revocation(CID, 1, b"a different one")  # the first is kept
+    assert store.list_revocations(CID) == [(0, b"rev0"), (1, b"rev1"), (2, b"rev2")]
+    assert store.list_revocations(b"\x00" * 32) == []
+    with pytest.raises(Conflict):
+        store.add_revocation(b"\x00" * 32, 0, b"x")
+
+
+# --- watcher duties ---------------------------------------------------------------------------
+
+
+def test_duties_come_due_in_deadline_order(store: SqlStore) -> None:
+    other = b"\x02" * 32
+    late = store.add_duty("refund", CID, NOW + 300, b"late")
+    early = store.add_duty("claim", CID, NOW + 100, b"early", key="htlc-1")
+    tie = store.add_duty("claim", other, NOW + 100, b"tie")
+    future = store.add_duty("dispute", other, NOW + 10_000, b"future")
+    assert store.add_duty("claim", CID, NOW + 999, b"again", key="htlc-1") == early
+    assert store.list_due(NOW) == []
+    assert [d.id for d in store.list_due(NOW + 100)] == [early, tie]
+    assert [d.id for d in store.list_due(NOW + 500)] == [early, tie, late]
+    assert [d.id for d in store.list_due(NOW + 500, limit=1)] == [early]
+    due = store.list_due(NOW + 100)[0]
+    assert (due.kind, due.channel_id, due.deadline, due.payload, due.key) == (
+        "claim", CID, NOW + 100, b"early", "htlc-1",
+    )  # fmt: skip
+    store.complete_duty(early)
+    store.complete_duty(early)  # idempotent
+    store.complete_duty(late, "cancelled")
+    with pytest.raises(InvalidTransition):
+        store.complete_duty(early, "cancelled")
+    with pytest.raises(NotFound):
+        store.complete_duty(123456)
+    assert [d.id for d in store.list_due(NOW + 10_000)] == [tie, future]
+    assert [d.id for d in store.list_duties(channel_id=CID)] == [early, late]
+    assert [d.id for d in store.list_duties(status="done")] == [early]
+    assert [d.id for d in store.list_duties(channel_id=other, status="pending")] == [tie, future]
+
+
+# --- payments, invoices, settings -------------------------------------------------------------
+
+
+def test_payment_lifecycle(store: SqlStore) -> None:
+    preimage = b"\x05" * 32
+    big = 2**256 - 1
+    incoming = Payment(h(preimage), "in", big, ETH, created_at=NOW)
+    outgoing = Payment(h(preimage), "out", 990, TOKEN, created_at=NOW + 1)
+    store.add_payment(incoming)
+    store.add_payment(outgoing)
+    with pytest.raises(Conflict):
+        store.add_payment(incoming)
+    assert store.get_payment(h(preimage), "in") == incoming.__replace__(updated_at=NOW)
+    assert [p.direction for p in store.list_payments(status="pending")] == ["in", "out"]
+
+    with pytest.raises(ValueError):
+        store.settle_payment(h(preimage), "out", b"\x06" * 32, NOW + 2)
+    settled = store.settle_payment(h(preimage), "out", preimage, NOW + 2)
+    assert (settled.status, settled.preimage, settled.updated_at) == (
+        "succeeded",
+        preimage,
+        NOW + 2,
+    )
+    assert store.settle_payment(h(preimage), "out", preimage, NOW + 3) == settled  # idempotent
+    with pytest.raises(InvalidTransition):
+        store.fail_payment(h(preimage), "out", "too late", NOW + 3)  # money already moved
+
+    store.settle_payment(h(preimage), "in", preimage, NOW + 4)
+    got = store.get_payment(h(preimage), "in")
+    assert got is not None and got.amount == big and got.asset == ETH
+
+    other = b"\x09" * 32
+    store.add_payment(Payment(h(other), "out", 5, Asset("eip155:1", "0xabc"), created_at=NOW))
+    failed = store.fail_payment(h(other), "out", "no route", NOW + 5)
+    assert (failed.status, failed.failure, failed.preimage) == ("failed", "no route", None)
+    with pytest.raises(InvalidTransition):
+        store.settle_payment(h(other), "out", other, NOW + 6)
+    with pytest.raises(NotFound):
+        store.fail_payment(h(other), "in", "x", NOW)
+    assert [p.status for p in store.list_payments(direction="out")] == ["failed", "succeeded"]
+    with pytest.raises(InvalidTransition):
+        store.add_payment(Payment(h(b"x"), "in", 1, ETH, created_at=NOW, status="succeeded"))
+    with pytest.raises(ValueError):
+        store.add_payment(Payment(h(b"x"), "in", 2**256, ETH, created_at=NOW))
+
+
+def test_invoice_lifecycle(store: SqlStore) -> None:
+    preimage = b"\x0a" * 32
+    invoice = Invoice(h(preimage), 42, ETH, "coffee", NOW, NOW + 600, preimage=preimage)
+    store.add_invoice(invoice)
+    with pytest.raises(Conflict):
+        store.add_invoice(invoice)
+    with pytest.raises(ValueError):
+        store.add_invoice(Invoice(h(b"y"), 1, ETH, "", NOW, NOW, preimage=b"z"))
+    assert store.get_invoice(h(preimage)) == invoice
+    paid = store.mark_invoice_paid(h(preimage), NOW + 5)
+    assert (paid.status, paid.paid_at) == ("paid", NOW + 5)
+    with pytest.raises(InvalidTransition):
+        store.cancel_invoice(h(preimage))
+    second = Invoice(h(b"q"), 7, TOKEN, "tea", NOW + 1, NOW + 60)
+    store.add_invoice(second)
+    assert store.cancel_invoice(h(b"q")).status == "cancelled"
+    with pytest.raises(InvalidTransition):
+        store.mark_invoice_paid(h(b"q"), NOW + 9)
+    with pytest.raises(NotFound):
+        store.mark_invoice_paid(h(b"nope"), NOW)
+    assert [i.description for i in store.list_invoices()] == ["coffee", "tea"]
+    assert [i.description for i in store.list_invoices("cancelled")] == ["tea"]
+
+
+def test_settings(store: SqlStore) -> None:
+    assert store.get_setting("fee_ppm") is None
+    store.set_setting("fee_ppm", b"100")
+    store.set_setting("fee_ppm", b"250")
+    store.set_setting("blob", bytes(range(256)))
+    assert store.get_setting("fee_ppm") == b"250"
+    assert store.get_setting("blob") == bytes(range(256))
+
+
+# --- SQLite specifics ---------------------------------------------------------------------------
+
+
+def test_sqlite_is_wal_full_and_single_writer(tmp_path: Path) -> None:
+    path = tmp_path / "node.sqlite"
+    with SQLiteStore(path) as store:
+        with store._read() as cur:
+            cur.execute("PRAGMA journal_mode")
+            assert cur.fetchone()[0] == "wal"
+            cur.execute("PRAGMA synchronous")
+            assert cur.fetchone()[0] == 2  # FULL
+        with pytest.raises(StoreLocked):
+            SQLiteStore(path)
+    SQLiteStore(path).close()  # the lock went with the first store
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_sqlite_in_memory(tmp_path: Path) -> None:
+    with SQLiteStore(":memory:") as store:
+        store.add_channel(channel_record(CID))
+        store.save_snapshot(CID, synthetic_snapshot(CID, 3))
+        assert store.load_snapshot(CID) == synthetic_snapshot(CID, 3)
