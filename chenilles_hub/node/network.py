@@ -8,7 +8,7 @@ embedded ledger each see every event.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ..backend import ChainBackend
 from .hub import Node
@@ -36,6 +36,28 @@ class InProcessNetwork:
                 node.reestablish(peer)
                 self.nodes[peer].reestablish(node.node_id)
         self.run()
+
+    def run_until(self, condition: Callable[[], bool], limit: int = 100_000) -> bool:
+        """Deliver one message at a time until ``condition()`` holds (True) or nothing is
+        left to deliver (False): lets a test stop the world at an exact protocol step."""
+        for _ in range(limit):
+            if condition():
+                return True
+            if not self._deliver_one():
+                return condition()
+        raise RuntimeError("message storm: the network does not quiesce")
+
+    def _deliver_one(self) -> bool:
+        for sender in self.nodes.values():
+            while sender.outbox:
+                peer, data = sender.outbox.pop(0)
+                target = self.nodes.get(peer)
+                if sender.node_id in self.silent or peer in self.silent or target is None:
+                    continue
+                target.receive(sender.node_id, data)
+                self.delivered += 1
+                return True
+        return False
 
     def run(self, limit: int = 100_000) -> int:
         """Deliver until no node has anything to send; returns the messages delivered."""

@@ -1,0 +1,152 @@
+"""Hubs on a real EVM (eth-tester / py-evm): multi-hop payments, failures, a silent peer."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+from chenilles_evm.backend import embedded_backend
+
+from chenilles_hub.core import Asset
+from chenilles_hub.node.forwarding import FeePolicy, ForwardingPolicy
+
+from .world import World, plan
+
+pytestmark = pytest.mark.circuit
+
+ETH = 10**18
+
+
+@pytest.fixture
+def world():
+    backend = embedded_backend()
+    yield World({backend.chain: backend}, backend)
+    backend.close()
+
+
+def native(world: World) -> Asset:
+    (backend,) = world.backends.values()
+    return Asset(backend.chain, "native")
+
+
+def test_two_hop_payment_with_fees_settles_every_hop_exactly(world: World) -> None:
+    eth = native(world)
+    chain = eth.chain
+    alice = world.node("alice", [chain])
+    hub = world.node("hub", [chain], ForwardingPolicy(fees={eth: FeePolicy(base=1000, ppm=100)}))
+    bob = world.node("bob", [chain])
+    c1 = world.open(alice, hub, chain, {eth: (ETH, 0)})
+    c2 = world.open(hub, bob, chain, {eth: (ETH, 0)})
+    invoice = bob.invoice(10**17, eth)
+    hops = plan(world, alice, [(hub, c1), (bob, c2)], invoice.amount, eth, invoice.final_lead)
+    fee = 1000 + -(-(10**17) * 100 // 10**6)
+    assert hops[0].amount == 10**17 + fee
+    payment = alice.pay_route(invoice, hops)
+    world.network.run()
+    assert payment.status == "succeeded" and payment.preimage is not None
+    assert alice.channels[c1].machine.state.free(eth) == (ETH - 10**17 - fee, 10**17 + fee)
+    assert hub.channels[c2].machine.state.free(eth) == (ETH - 10**17, 10**17)
+    assert not alice.channels[c1].machine.state.htlcs
+    assert not hub.channels[c2].machine.state.htlcs
+
+
+def three_nodes(world: World, fee: FeePolicy | None = None):
+    eth = native(world)
+    chain = eth.chain
+    alice = world.node("alice", [chain])
+    hub = world.node("hub", [chain], ForwardingPolicy(fees={eth: fee or FeePolicy()}))
+    bob = world.node("bob", [chain])
+    c1 = world.open(alice, hub, chain, {eth: (ETH, 0)})
+    c2 = world.open(hub, bob, chain, {eth: (ETH, 0)})
+    return eth, alice, hub, bob, c1, c2
+
+
+def test_a_payment_the_payee_cannot_accept_is_refunded_on_every_hop(world: World) -> None:
+    eth, alice, hub, bob, c1, c2 = three_nodes(world)
+    invoice = bob.invoice(10**17, eth)
+    del bob.invoices[invoice.payment_hash]  # bob forgot the invoice: unknown payment hash
+    hops = plan(world, alice, [(hub, c1), (bob, c2)], invoice.amount, eth, invoice.final_lead)
+    payment = alice.pay_route(invoice, hops)
+    world.network.run()
+    assert payment.status == "failed" and "payment hash" in payment.reason
+    assert alice.channels[c1].machine.state.free(eth) == (ETH, 0)
+    assert hub.channels[c2].machine.state.free(eth) == (ETH, 0)
+    assert not alice.channels[c1].machine.state.htlcs and not hub.channels[c2].machine.state.htlcs
+
+
+def test_a_forward_that_underpays_the_hub_is_refused_and_refunded(world: World) -> None:
+    eth, alice, hub, bob, c1, c2 = three_nodes(world, FeePolicy(base=5000))
+    invoice = bob.invoice(10**17, eth)
+    hops = plan(world, alice, [(hub, c1), (bob, c2)], invoice.amount, eth, invoice.final_lead)
+    cheap = [msgspec.structs.replace(hops[0], amount=hops[0].amount - 1), hops[1]]
+    payment = alice.pay_route(invoice, cheap)
+    world.network.run()
+    assert payment.status == "failed" and "does not cover" in payment.reason
+    assert alice.channels[c1].machine.state.free(eth) == (ETH, 0)
+
+
+def test_cooperative_close_pays_out_exact_balances_on_chain(world: World) -> None:
+    eth, alice, hub, bob, c1, c2 = three_nodes(world)
+    backend = world.clock_backend
+    invoice = bob.invoice(3 * 10**17, eth)
+    alice.pay_route(
+        invoice, plan(world, alice, [(hub, c1), (bob, c2)], invoice.amount, eth, invoice.final_lead)
+    )
+    world.network.run()
+    bob_before = backend.balance(bob.accounts[eth.chain], eth)
+    hub.close(c2)
+    world.network.run()
+    assert hub.channels[c2].status == "closed"
+    # Bob withdraws his side himself once the channel is concluded.
+    bob.channels[c2].receipts.append(
+        backend.withdraw(bob.channels[c2].params, 1, bob.accounts[eth.chain], eth)
+    )
+    fees = sum(r.fee for r in bob.channels[c2].receipts)
+    assert backend.balance(bob.accounts[eth.chain], eth) == bob_before + 3 * 10**17 - fees
+
+
+def test_silent_upstream_peer_hub_claims_on_chain_and_is_made_whole(world: World) -> None:
+    """Bob settles with the hub; Alice goes silent before settling with it. The hub's
+    watcher registers the latest state, reveals the preimage on-chain before the HTLC
+    expires, concludes after the challenge period and withdraws: paid in full."""
+    eth, alice, hub, bob, c1, c2 = three_nodes(world)
+    backend = world.clock_backend
+    invoice = bob.invoice(2 * 10**17, eth)
+    hops = plan(world, alice, [(hub, c1), (bob, c2)], invoice.amount, eth, invoice.final_lead)
+    alice.pay_route(invoice, hops)
+    # Alice goes silent right after her HTLC to the hub became irrevocable.
+    assert world.network.run_until(
+        lambda: bool(hub.channels[c2].queue or hub.channels[c2].machine.pending)
+    )
+    world.network.silence(alice)
+    world.network.run()
+    assert hub.channels[c2].machine.state.free(eth) == (ETH - 2 * 10**17, 2 * 10**17)
+    assert hub.channels[c1].machine.state.htlcs, "Alice never settled off-chain"
+    hub_before = backend.balance(hub.accounts[eth.chain], eth)
+    # Time passes until the claim deadline; the hub's watcher acts; the dispute runs out.
+    for _ in range(12):
+        world.advance(300)
+    journal = "\n".join(hub.journal)
+    assert "claimed HTLC" in journal and "concluded" in journal
+    fees = sum(r.fee for r in hub.channels[c1].receipts)
+    assert backend.balance(hub.accounts[eth.chain], eth) == hub_before + 2 * 10**17 - fees
+
+
+def test_a_stale_registration_is_refuted_by_the_watcher(world: World) -> None:
+    eth, alice, hub, bob, c1, c2 = three_nodes(world)
+    backend = world.clock_backend
+    old = alice.channels[c1].machine.latest
+    alice.pay_direct(c1, eth, 4 * 10**17)
+    world.network.run()
+    assert hub.channels[c1].machine.state.free(eth) == (6 * 10**17, 4 * 10**17)
+    # Alice cheats: she registers version 0, where she still had everything (and her own
+    # node, which would refute her, is kept out of it).
+    world.network.silence(alice)
+    backend.register(alice.channels[c1].params, old, alice.accounts[eth.chain])
+    world.sync()
+    assert any("refuted stale version 0" in line for line in hub.journal)
+    hub_before = backend.balance(hub.accounts[eth.chain], eth)
+    paid_so_far = len(hub.channels[c1].receipts)
+    for _ in range(4):
+        world.advance(300)
+    fees = sum(r.fee for r in hub.channels[c1].receipts[paid_so_far:])
+    assert backend.balance(hub.accounts[eth.chain], eth) == hub_before + 4 * 10**17 - fees

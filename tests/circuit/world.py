@@ -1,0 +1,98 @@
+"""A small world of nodes on real embedded ledgers, wired through the in-process network."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from chenilles_hub.backend import ChainBackend
+from chenilles_hub.circuit.onion import OnionHop
+from chenilles_hub.core import Asset
+from chenilles_hub.identity import NodeIdentity
+from chenilles_hub.node.forwarding import ForwardingPolicy, enforcement_delta
+from chenilles_hub.node.hub import Node
+from chenilles_hub.node.network import InProcessNetwork
+
+
+@dataclass
+class World:
+    backends: dict[str, ChainBackend]
+    clock_backend: ChainBackend
+    network: InProcessNetwork = field(default_factory=InProcessNetwork)
+
+    def now(self) -> int:
+        return self.clock_backend.now()
+
+    def node(self, name: str, chains: list[str], policy: ForwardingPolicy | None = None) -> Node:
+        node = Node(
+            identity=NodeIdentity(),
+            backends={c: self.backends[c] for c in chains},
+            accounts={c: self.backends[c].create_account(fund=True) for c in chains},
+            clock=self.now,
+            name=name,
+            policy=policy or ForwardingPolicy(),
+        )
+        self.network.add(node)
+        return node
+
+    def open(
+        self,
+        a: Node,
+        b: Node,
+        chain: str,
+        deposits: Mapping[Asset, tuple[int, int]],
+        challenge: int = 600,
+    ) -> bytes:
+        before = set(a.channels)
+        a.open_channel(b.node_id, chain, deposits, challenge)
+        self.network.run()
+        (channel_id,) = set(a.channels) - before
+        assert a.channels[channel_id].active and b.channels[channel_id].active
+        return channel_id
+
+    def advance(self, seconds: int) -> None:
+        for backend in self.backends.values():
+            backend.advance_time(seconds)
+        self.network.sync_chains(self.backends.values())
+
+    def sync(self) -> None:
+        self.network.sync_chains(self.backends.values())
+
+
+def plan(
+    world: World,
+    payer: Node,
+    path: list[tuple[Node, bytes]],
+    amount: int,
+    asset: Asset,
+    final_lead: int,
+) -> list[OnionHop]:
+    """Hops backwards from the payee: amounts with each forwarder's fee/rate, expiries with
+    each incoming chain's enforcement delta. ``path``: (receiver, channel) per hop."""
+    hops: list[OnionHop] = []
+    now = world.now()
+    amount_out, asset_out = amount, asset
+    sender_chain_min = 0
+    expiry = 0
+    for index in range(len(path) - 1, -1, -1):
+        receiver, channel_id = path[index]
+        sender = payer if index == 0 else path[index - 1][0]
+        channel = sender.channels[channel_id]
+        model = channel.backend.time_model()
+        min_lead = enforcement_delta(model, channel.params.challenge_duration)
+        if index == len(path) - 1:
+            expiry = now + max(final_lead, min_lead) + 120
+        else:
+            expiry = hops[0].expiry + max(min_lead, sender_chain_min)
+        hop_asset = (
+            channel.params.assets[0] if asset_out not in channel.params.assets else asset_out
+        )
+        if index < len(path) - 1:
+            # receiver forwards: it needs amount_out + fee, converted into this hop's asset
+            hop_amount = receiver.policy.required_incoming(hop_asset, asset_out, amount_out)
+        else:
+            hop_amount = amount_out
+        hops.insert(0, OnionHop(receiver.node_id, channel_id, hop_amount, hop_asset, expiry))
+        amount_out, asset_out = hop_amount, hop_asset
+        sender_chain_min = min_lead
+    return hops
