@@ -132,7 +132,7 @@ def test_silent_upstream_peer_hub_claims_on_chain_and_is_made_whole(world: World
 
 
 def test_a_stale_registration_is_refuted_by_the_watcher(world: World) -> None:
-    eth, alice, hub, bob, c1, c2 = three_nodes(world)
+    eth, alice, hub, _bob, c1, _c2 = three_nodes(world)
     backend = world.clock_backend
     old = alice.channels[c1].machine.latest
     alice.pay_direct(c1, eth, 4 * 10**17)
