@@ -21,7 +21,6 @@ import logging
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from ..backend import (
     Account,
@@ -83,15 +82,11 @@ from ..core.watcher import (
 from ..identity import NodeIdentity
 from . import wire
 from .forwarding import ForwardingPolicy, check_forward, enforcement_delta
+from .journal import NODE_STATE_KEY, ChannelMeta, NodeStateV1, decode_node_state, encode_node_state
 from .records import Channel, ForwardLink, Payment
+from .store import ChannelRecord, Store
 
 log = logging.getLogger("chenilles.node")
-
-
-class SnapshotSink(Protocol):
-    """Where channel snapshots go before any signature on them leaves (the node's store)."""
-
-    def save_snapshot(self, channel_id: bytes, snapshot: ChannelSnapshot) -> None: ...
 
 
 @dataclass
@@ -114,7 +109,7 @@ class Node:
     clock: Callable[[], int]
     name: str = "node"
     policy: ForwardingPolicy = field(default_factory=ForwardingPolicy)
-    store: SnapshotSink | None = None
+    store: Store | None = None
     #: Extra seconds an outgoing HTLC may stay locked past its expiry before we go on-chain.
     refund_grace: int = 0
 
@@ -132,6 +127,7 @@ class Node:
         self.watcher = Watcher()
         self.journal: list[str] = []
         self.errors: list[Exception] = []
+        self._dirty: dict[bytes, ChannelSnapshot] = {}
 
     @property
     def node_id(self) -> bytes:
@@ -229,6 +225,7 @@ class Node:
         channel = self._create_channel(params, 0, pending.deposits)
         self._send(peer, wire.OpenChannel(msg.temp_id, params))
         self._run(channel, channel.machine.open())
+        self.checkpoint()
 
     def _on_open_channel(self, peer: bytes, msg: wire.OpenChannel) -> None:
         pending = self.pending_opens.pop(msg.temp_id, None)
@@ -273,6 +270,8 @@ class Node:
             deposits,
         )
         self.channels[channel_id] = channel
+        if self.store is not None:
+            self.store.add_channel(ChannelRecord(channel_id, params, me, initial))
         self.watcher.add(GuardChannel(channel_id))
         self.note(f"channel {channel_id.hex()[:8]} on {params.chain} created (participant {me})")
         return channel
@@ -311,6 +310,7 @@ class Node:
             self.errors.append(error)
             log.warning("%s: refused a message from %s: %s", self.name, peer.hex()[:8], error)
         self.flush()
+        self.checkpoint()
 
     def _dispatch(self, peer: bytes, message: wire.NodeMessage) -> None:
         if isinstance(message, wire.OpenRequest):
@@ -353,14 +353,16 @@ class Node:
         for channel in self.channels.values():
             if channel.peer == peer:
                 self._run(channel, channel.machine.reestablish())
+        self.checkpoint()
 
     # === effects ==============================================================================
 
     def _run(self, channel: Channel, effects: list[Effect]) -> None:
         for effect in effects:
             if isinstance(effect, Persist):
-                if self.store is not None:
-                    self.store.save_snapshot(channel.channel_id, effect.snapshot)
+                # Written by ``checkpoint`` with everything else this event changed, before
+                # the outbox (and so any signature on this state) is released.
+                self._dirty[channel.channel_id] = effect.snapshot
             elif isinstance(effect, Send):
                 self._send(effect.peer, effect.message)
             elif isinstance(effect, Irrevocable):
@@ -579,11 +581,13 @@ class Node:
     def pay_direct(self, channel_id: bytes, asset: Asset, amount: int) -> None:
         self._queue(self.channels[channel_id], Transfer(asset, amount))
         self.flush()
+        self.checkpoint()
 
     def close(self, channel_id: bytes) -> None:
         """Cooperative close: propose a final state; the ledger pays out once it is signed."""
         self._queue(self.channels[channel_id], Close())
         self.flush()
+        self.checkpoint()
 
     def invoice(
         self, amount: int, asset: Asset, *, ttl: int = 3600, description: str = ""
@@ -601,6 +605,7 @@ class Node:
             description=description,
         )
         self.invoices[invoice.payment_hash] = (invoice, preimage)
+        self.checkpoint()
         return invoice
 
     def pay_route(self, invoice: Invoice, hops: list[OnionHop]) -> Payment:
@@ -636,6 +641,7 @@ class Node:
             AddHtlc(htlc, onion=build_onion(hops)),
         )
         self.flush()
+        self.checkpoint()
         return payment
 
     def force_close(self, channel_id: bytes) -> TxReceipt:
@@ -646,6 +652,7 @@ class Node:
         receipt = channel.backend.register(channel.params, latest, channel.account)
         channel.receipts.append(receipt)
         channel.status = "disputed"
+        self.checkpoint()
         return receipt
 
     # === the watcher ==========================================================================
@@ -673,10 +680,12 @@ class Node:
                 actions = self.watcher.on_preimage(event.payment_hash, event.preimage)
             self._act(actions)
         self.flush()
+        self.checkpoint()
 
     def tick(self) -> None:
         self._act(self.watcher.tick(self.clock()))
         self.flush()
+        self.checkpoint()
 
     def _act(self, actions: list[Action]) -> None:
         for action in actions:
@@ -722,3 +731,89 @@ class Node:
             self.watcher.on_concluded(channel.channel_id)
             self._withdraw_all(channel)
             self.note(f"concluded {channel.channel_id.hex()[:8]} on-chain and withdrew")
+
+    # === persistence ==========================================================================
+
+    def checkpoint(self) -> None:
+        """Write every snapshot this event changed and the node's own state in one
+        transaction. Drivers call it after each event and before releasing ``outbox``."""
+        if self.store is None:
+            self._dirty.clear()
+            return
+        snapshots = list(self._dirty.values())
+        self._dirty.clear()
+        self.store.save_checkpoint(snapshots, {NODE_STATE_KEY: encode_node_state(self._state())})
+
+    def _state(self) -> NodeStateV1:
+        return NodeStateV1(
+            channels=tuple(
+                ChannelMeta(
+                    c.channel_id,
+                    tuple(c.deposits.items()),
+                    tuple(c.queue),
+                    c.in_flight,
+                    c.next_htlc_seq,
+                    c.funded_by_me,
+                    c.funded_by_peer,
+                    c.status,
+                )
+                for c in self.channels.values()
+            ),
+            invoices=tuple(self.invoices.values()),
+            paid_invoices=tuple(self.paid_invoices),
+            payments=tuple(self.payments.values()),
+            preimages=tuple(self.preimages.items()),
+            htlcs=tuple((cid, htlc) for (cid, _), htlc in self.htlcs.items()),
+            links=tuple(self.links_by_out.values()),
+            watcher=self.watcher.state,
+        )
+
+    def restore(self) -> None:
+        """Rebuild channels, payments, links and watcher duties from the store (restart)."""
+        if self.store is None:
+            return
+        raw = self.store.get_setting(NODE_STATE_KEY)
+        state = decode_node_state(raw) if raw is not None else NodeStateV1()
+        metas = {m.channel_id: m for m in state.channels}
+        for record in self.store.list_channels():
+            meta = metas.get(record.channel_id)
+            if meta is None:
+                continue  # created but never checkpointed: nothing was signed or sent
+            backend = self.backends[record.params.chain]
+            account = self.accounts[record.params.chain]
+            machine = ChannelMachine(
+                record.params,
+                record.channel_id,
+                record.me,
+                backend.authority(record.params, account, record.me),
+                record.initial,
+                policy=HtlcPolicy(min_lead=self._min_lead(backend, record.params)),
+            )
+            snapshot = self.store.load_snapshot(record.channel_id)
+            if snapshot is not None:
+                machine.restore(snapshot)
+            self.channels[record.channel_id] = Channel(
+                record.params,
+                record.channel_id,
+                record.me,
+                machine,
+                backend,
+                account,
+                record.params.participants[1 - record.me].node_id,
+                dict(meta.deposits),
+                queue=list(meta.queue),
+                in_flight=meta.in_flight,
+                next_htlc_seq=meta.next_htlc_seq,
+                funded_by_me=meta.funded_by_me,
+                funded_by_peer=meta.funded_by_peer,
+                status=meta.status,
+            )
+        self.invoices = {inv.payment_hash: (inv, pre) for inv, pre in state.invoices}
+        self.paid_invoices = set(state.paid_invoices)
+        self.payments = {p.payment_hash: p for p in state.payments}
+        self.preimages = dict(state.preimages)
+        self.htlcs = {(cid, htlc.id): htlc for cid, htlc in state.htlcs}
+        self.links_by_out = {(link.out_channel, link.out_htlc): link for link in state.links}
+        self.watcher = Watcher(state.watcher)
+        # A proposal of ours in flight was persisted; if the peer never answered, it is
+        # retransmitted by reestablish. Updates still queued are proposed as usual.

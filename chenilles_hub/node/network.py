@@ -19,11 +19,15 @@ class InProcessNetwork:
         self.nodes: dict[bytes, Node] = {}
         self.silent: set[bytes] = set()
         self.delivered = 0
+        self._received: dict[bytes, int] = {}
         for node in nodes:
             self.add(node)
 
     def add(self, node: Node) -> None:
         self.nodes[node.node_id] = node
+
+    def received_by(self, node: Node) -> int:
+        return self._received.get(node.node_id, 0)
 
     def silence(self, node: Node) -> None:
         self.silent.add(node.node_id)
@@ -56,6 +60,7 @@ class InProcessNetwork:
                     continue
                 target.receive(sender.node_id, data)
                 self.delivered += 1
+                self._received[peer] = self._received.get(peer, 0) + 1
                 return True
         return False
 
@@ -73,6 +78,7 @@ class InProcessNetwork:
                     if target is None:
                         continue
                     target.receive(sender.node_id, data)
+                    self._received[peer] = self._received.get(peer, 0) + 1
                     count += 1
                     moved = True
                     if count > limit:

@@ -249,8 +249,20 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def set_setting(self, key: str, value: bytes) -> None: ...
 
+    @abc.abstractmethod
+    def save_checkpoint(
+        self, snapshots: Sequence[ChannelSnapshot], settings: dict[str, bytes]
+    ) -> None:
+        """Snapshots and settings in one transaction: the node writes everything one event
+        changed at once, before any message that event produced leaves (group commit)."""
+
 
 # --- the shared SQL implementation -----------------------------------------------------------
+
+_UPSERT_SETTING = (
+    "INSERT INTO settings (key, value) VALUES (?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
 
 
 class Cursor(Protocol):
@@ -646,8 +658,18 @@ class SqlStore(Store):
 
     def set_setting(self, key: str, value: bytes) -> None:
         with self._write() as cur:
-            cur.execute(
-                "INSERT INTO settings (key, value) VALUES (?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
+            cur.execute(_UPSERT_SETTING, (key, value))
+
+    def save_checkpoint(
+        self, snapshots: Sequence[ChannelSnapshot], settings: dict[str, bytes]
+    ) -> None:
+        rows = [
+            (s.channel_id, snapshot_version(s), encode_snapshot(s), self._fence) for s in snapshots
+        ]
+        if len({row[0] for row in rows}) != len(rows):
+            raise ValueError("one snapshot per channel per batch")
+        with self._write() as cur:
+            if rows:
+                cur.executemany(_UPSERT_SNAPSHOT, rows)
+            if settings:
+                cur.executemany(_UPSERT_SETTING, list(settings.items()))

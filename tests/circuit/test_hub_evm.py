@@ -8,6 +8,7 @@ from chenilles_evm.backend import embedded_backend
 
 from chenilles_hub.core import Asset
 from chenilles_hub.node.forwarding import FeePolicy, ForwardingPolicy
+from chenilles_hub.node.store_sqlite import SQLiteStore
 
 from .world import World, plan
 
@@ -150,3 +151,40 @@ def test_a_stale_registration_is_refuted_by_the_watcher(world: World) -> None:
         world.advance(300)
     fees = sum(r.fee for r in hub.channels[c1].receipts[paid_so_far:])
     assert backend.balance(hub.accounts[eth.chain], eth) == hub_before + 4 * 10**17 - fees
+
+
+@pytest.mark.parametrize("crash_after", [1, 2, 3, 4, 5, 6, 7, 8])
+def test_a_hub_restarted_mid_payment_completes_it(world: World, tmp_path, crash_after) -> None:
+    """The hub crashes after its n-th message of a payment (what it had not sent is lost)
+    and restarts from its SQLite store: the payment completes, every balance exact."""
+    eth = native(world)
+    chain = eth.chain
+    store = SQLiteStore(tmp_path / "hub.sqlite")
+    alice = world.node("alice", [chain])
+    hub = world.node("hub", [chain], store=store)
+    bob = world.node("bob", [chain])
+    c1 = world.open(alice, hub, chain, {eth: (ETH, 0)})
+    c2 = world.open(hub, bob, chain, {eth: (ETH, 0)})
+    invoice = bob.invoice(10**17, eth)
+    hops = plan(world, alice, [(hub, c1), (bob, c2)], invoice.amount, eth, invoice.final_lead)
+    payment = alice.pay_route(invoice, hops)
+    received = 0
+
+    def hub_received_enough() -> bool:
+        return world.network.received_by(hub) >= crash_after
+
+    world.network.run_until(hub_received_enough)
+    received = world.network.received_by(hub)
+    hub.outbox.clear()  # the crash: nothing more leaves the old process
+    store.close()
+    world.network.silence(hub)
+    store = SQLiteStore(tmp_path / "hub.sqlite")
+    hub = world.restart(hub, store)
+    world.network.run()
+    assert received >= 1
+    assert payment.status == "succeeded"
+    assert alice.channels[c1].machine.state.free(eth) == (ETH - 10**17, 10**17)
+    assert hub.channels[c1].machine.state == alice.channels[c1].machine.state
+    assert hub.channels[c2].machine.state.free(eth) == (ETH - 10**17, 10**17)
+    assert bob.channels[c2].machine.state == hub.channels[c2].machine.state
+    store.close()

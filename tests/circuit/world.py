@@ -12,6 +12,7 @@ from chenilles_hub.identity import NodeIdentity
 from chenilles_hub.node.forwarding import ForwardingPolicy, enforcement_delta
 from chenilles_hub.node.hub import Node
 from chenilles_hub.node.network import InProcessNetwork
+from chenilles_hub.node.store import Store
 
 
 @dataclass
@@ -23,7 +24,13 @@ class World:
     def now(self) -> int:
         return self.clock_backend.now()
 
-    def node(self, name: str, chains: list[str], policy: ForwardingPolicy | None = None) -> Node:
+    def node(
+        self,
+        name: str,
+        chains: list[str],
+        policy: ForwardingPolicy | None = None,
+        store: Store | None = None,
+    ) -> Node:
         node = Node(
             identity=NodeIdentity(),
             backends={c: self.backends[c] for c in chains},
@@ -31,9 +38,26 @@ class World:
             clock=self.now,
             name=name,
             policy=policy or ForwardingPolicy(),
+            store=store,
         )
         self.network.add(node)
         return node
+
+    def restart(self, node: Node, store: Store) -> Node:
+        """Kill ``node`` (what it had not sent is lost) and start it again from ``store``."""
+        reborn = Node(
+            identity=node.identity,
+            backends=node.backends,
+            accounts=node.accounts,
+            clock=self.now,
+            name=node.name,
+            policy=node.policy,
+            store=store,
+        )
+        reborn.restore()
+        self.network.add(reborn)
+        self.network.revive(reborn)
+        return reborn
 
     def open(
         self,

@@ -1,0 +1,50 @@
+"""What a node must remember besides its channels' snapshots, in one versioned value.
+
+The node writes this value and every snapshot an event changed in one transaction
+(``Store.save_checkpoint``) before any message the event produced leaves: after a crash it
+resumes from a consistent pair, never from a snapshot that its forwarding links, watcher
+duties or payments do not know about.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from ..circuit.invoice import Invoice
+from ..core import Asset, Htlc, Update
+from ..core.watcher import WatcherState
+from .records import ForwardLink, Payment
+
+
+class ChannelMeta(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    channel_id: bytes
+    deposits: tuple[tuple[Asset, tuple[int, int]], ...]
+    queue: tuple[Update, ...]
+    in_flight: tuple[Update, ...]
+    next_htlc_seq: int
+    funded_by_me: bool
+    funded_by_peer: bool
+    status: str
+
+
+class NodeStateV1(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    channels: tuple[ChannelMeta, ...] = ()
+    invoices: tuple[tuple[Invoice, bytes], ...] = ()
+    paid_invoices: tuple[bytes, ...] = ()
+    payments: tuple[Payment, ...] = ()
+    preimages: tuple[tuple[bytes, bytes], ...] = ()
+    htlcs: tuple[tuple[bytes, Htlc], ...] = ()
+    links: tuple[ForwardLink, ...] = ()
+    watcher: WatcherState = WatcherState()
+
+
+NODE_STATE_KEY = "node-state/v1"
+_decoder = msgspec.json.Decoder(NodeStateV1)
+
+
+def encode_node_state(state: NodeStateV1) -> bytes:
+    return msgspec.json.encode(state)
+
+
+def decode_node_state(data: bytes) -> NodeStateV1:
+    return _decoder.decode(data)
