@@ -1,9 +1,17 @@
-/* Chenilles channel adjudicator for Solana (2-party channels, native SOL).
+/* Chenilles channel adjudicator for Solana: 2-party channels over SOL and SPL tokens.
  *
- * One program holds the lamports of many channels: one channel account per channel, a
- * PDA of seeds ["channel", channel_id], owned by this program, whose lamports are the
- * channel's vault (rent reserve + deposits). Preimages revealed on chain live in a global
- * registry: one PDA per payment hash, seeds ["preimage", sha256(preimage)].
+ * One program holds the assets of many channels. Per channel:
+ *   - a channel account, PDA ["channel", channel_id], owned by this program: the channel's
+ *     record, and its lamports are the SOL vault (rent reserve + SOL deposits);
+ *   - per SPL mint, a vault token account, PDA ["vault", channel account, mint], created by
+ *     OPEN, owned by the SPL Token program, whose token authority is the channel account
+ *     (so only this program, signing with the channel seeds, can move the tokens).
+ * Preimages revealed on chain live in a global registry: one PDA per payment hash, seeds
+ * ["preimage", sha256(preimage)].
+ *
+ * The channel id commits to everything OPEN stores:
+ *   sha256("CHENILLES-SOL-CHANNEL" | program_id | A | B | challenge_duration u64 | nonce 32 |
+ *          n_assets u8 | mint 32 * n_assets)          (mint = 32 zero bytes: SOL)
  *
  * Signed states are checked through the Ed25519 signature-verify precompile: the caller
  * puts one Ed25519 instruction with exactly two signatures (participant A then B) over the
@@ -15,11 +23,22 @@
  *   n_assets u8 | n_assets * (mint 32 | amount_a u64 | amount_b u64) | n_htlcs u8 |
  *   n_htlcs * (id u64 | payer u8 | asset u8 | amount u64 | payment_hash 32 | expiry i64)
  *
- * Only the native asset (mint = 32 zero bytes, amounts in lamports) is supported here.
+ * Money rule, per asset: free balances + locked HTLCs == what was deposited. A state that
+ * breaks it is refused (NOT_CONSERVING), with one exception: version 0 without HTLCs (the
+ * funding agreement) may be registered when the channel is under- or over-funded, and then
+ * every participant gets back exactly what it deposited of that asset. Deposits are made
+ * once per (participant, asset), by the participant itself, while the channel is open.
+ *
+ * Events are logged with sol_log_data (one field: tag byte + payload, see EV_*), so any
+ * client can follow a channel from transaction logs alone.
  * Error codes are the ERR_* below (InstructionError::Custom(code)); on any error the
- * runtime discards every change of the transaction, so no lamports move.
+ * runtime discards every change of the transaction, so no lamports and no tokens move.
  */
 #include "sol_abi.h"
+
+/* Each instruction and helper keeps its own stack frame (inlined, they would share one
+ * frame and exceed the 512-byte limit). */
+#define NOINLINE __attribute__((noinline))
 
 /* ---- error codes (keep in sync with program_client.py) ---- */
 #define ERR_BAD_INSTRUCTION 1
@@ -52,6 +71,12 @@
 #define ERR_TOO_MANY_HTLCS 28
 #define ERR_BAD_PARTICIPANTS 29
 #define ERR_WRONG_SYSTEM_PROGRAM 30
+#define ERR_WRONG_TOKEN_PROGRAM 31
+#define ERR_BAD_VAULT 32
+#define ERR_BAD_TOKEN_ACCOUNT 33
+#define ERR_BAD_MINT 34
+#define ERR_ALREADY_FUNDED 35
+#define ERR_NOT_PARTICIPANT 36
 
 /* ---- instructions ---- */
 #define IX_OPEN 0
@@ -68,13 +93,23 @@
 #define ST_CONCLUDED 2
 #define ST_CLOSED 3
 
+/* ---- event tags (first byte of each sol_log_data field) ---- */
+#define EV_OPENED 0    /* channel_id 32 */
+#define EV_FUNDED 1    /* channel_id 32 | asset u8 | participant u8 | amount u64 */
+#define EV_REGISTERED 2 /* channel_id 32 | version u64 | deadline i64 */
+#define EV_CONCLUDED 3 /* channel_id 32 | version u64 | cooperative u8 */
+#define EV_WITHDRAWN 4 /* channel_id 32 | asset u8 | participant u8 | amount u64 */
+#define EV_REVEALED 5  /* payment_hash 32 | preimage 32 | unix time i64 | slot u64 */
+
+#define MAX_ASSETS 4
 #define MAX_HTLCS 8
-#define MAX_ACCOUNTS 16
+#define MAX_ACCOUNTS 20
+#define TOKEN_ACCOUNT_LEN 165
 
 typedef struct {
     u64 id;
     u8 payer; /* 0 = A pays B, 1 = B pays A */
-    u8 asset;
+    u8 asset; /* index into the channel's assets */
     u8 pad[6];
     u64 amount;
     u8 payment_hash[32];
@@ -82,24 +117,28 @@ typedef struct {
 } Htlc;       /* 64 bytes */
 
 typedef struct {
-    u8 magic[8]; /* "CHNLSOL1" */
+    u8 magic[8]; /* "CHNLSOL2" */
     u8 channel_id[32];
     Pubkey parts[2];
+    u8 nonce[32];
     u64 challenge_duration;
-    u64 nonce;
     u8 status;
     u8 bump;
-    u8 withdrawn; /* bit i: participant i has withdrawn */
     u8 final_flag;
     u8 n_htlcs;
-    u8 pad[3];
-    u64 deposits[2];
+    u8 n_assets;
+    u8 withdrawn; /* bit 2*asset + participant */
+    u8 pad[2];
     u64 version;
     i64 deadline;
-    u64 balances[2]; /* of the registered state */
-    u64 payout[2];   /* after conclusion */
+    Pubkey mints[MAX_ASSETS]; /* zero: SOL */
+    u8 vault_bumps[MAX_ASSETS];
+    u8 pad2[4];
+    u64 deposits[MAX_ASSETS][2];
+    u64 balances[MAX_ASSETS][2]; /* of the registered state */
+    u64 payout[MAX_ASSETS][2];   /* after conclusion */
     Htlc htlcs[MAX_HTLCS];
-} Channel; /* 704 bytes */
+} Channel; /* 1008 bytes */
 
 typedef struct {
     u8 magic[8]; /* "PREIMAG1" */
@@ -110,14 +149,15 @@ typedef struct {
 } PreimageRecord; /* 88 bytes */
 
 _Static_assert(sizeof(Htlc) == 64, "Htlc layout");
-_Static_assert(sizeof(Channel) == 704, "Channel layout");
+_Static_assert(sizeof(Channel) == 1008, "Channel layout");
 _Static_assert(sizeof(PreimageRecord) == 88, "PreimageRecord layout");
 
-static const u8 CHANNEL_MAGIC[8] = "CHNLSOL1";
+static const u8 CHANNEL_MAGIC[8] = "CHNLSOL2";
 static const u8 PREIMAGE_MAGIC[8] = "PREIMAG1";
 static const u8 MSG_MAGIC[16] = "CHENILLES-SOL-v1";
 static const u8 CHANNEL_ID_DOMAIN[21] = "CHENILLES-SOL-CHANNEL";
 static const u8 SEED_CHANNEL[7] = "channel";
+static const u8 SEED_VAULT[5] = "vault";
 static const u8 SEED_PREIMAGE[8] = "preimage";
 
 static const Pubkey ED25519_PROGRAM_ID = {{
@@ -126,6 +166,10 @@ static const Pubkey ED25519_PROGRAM_ID = {{
 static const Pubkey INSTRUCTIONS_SYSVAR_ID = {{
     0x06, 0xa7, 0xd5, 0x17, 0x18, 0x7b, 0xd1, 0x66, 0x35, 0xda, 0xd4, 0x04, 0x55, 0xfd, 0xc2, 0xc0,
     0xc1, 0x24, 0xc6, 0x8f, 0x21, 0x56, 0x75, 0xa5, 0xdb, 0xba, 0xcb, 0x5f, 0x08, 0x00, 0x00, 0x00}};
+/* TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA */
+static const Pubkey TOKEN_PROGRAM_ID = {{
+    0x06, 0xdd, 0xf6, 0xe1, 0xd7, 0x65, 0xa1, 0x93, 0xd9, 0xcb, 0xe1, 0x46, 0xce, 0xeb, 0x79, 0xac,
+    0x1c, 0xb4, 0x85, 0xed, 0x5f, 0x5b, 0x37, 0x91, 0x3a, 0x8c, 0xf5, 0x85, 0x7e, 0xff, 0x00, 0xa9}};
 
 #define MSG_HEADER_LEN (16 + 32 + 32 + 8 + 1 + 1)
 #define MSG_ASSET_LEN (32 + 8 + 8)
@@ -138,14 +182,17 @@ typedef struct {
     u64 version;
     u8 final_flag;
     u8 n_htlcs;
-    u64 balances[2];
+    u8 pad[6];
+    u64 balances[MAX_ASSETS][2];
     Htlc htlcs[MAX_HTLCS];
 } State;
 
 typedef struct {
     AccountInfo infos[MAX_ACCOUNTS];
+    AccountInfo cpi[3];
     State state;
     u8 scratch[256];
+    u8 event[128];
 } Heap;
 
 static inline Heap *heap(void) { return (Heap *)MM_HEAP_START; }
@@ -159,6 +206,22 @@ static inline u64 now_unix(void) {
 static int is_zero32(const u8 *p) {
     const u64 *q = (const u64 *)p;
     return (q[0] | q[1] | q[2] | q[3]) == 0;
+}
+
+static inline void wr64(u8 *p, u64 v) { *(u64 *)(void *)p = v; }
+
+/* Logs heap()->event[0..len) as one "Program data:" field. */
+static void emit(u64 len) {
+    SignerSeed field = {heap()->event, len};
+    sol_log_data(&field, 1);
+}
+
+/* Event with the common prefix tag | channel_id; returns where the payload starts. */
+static u8 *event_start(u8 tag, const Channel *ch) {
+    u8 *e = heap()->event;
+    e[0] = tag;
+    sol_memcpy_(e + 1, ch->channel_id, 32);
+    return e + 33;
 }
 
 /* Checks that `acc` is an initialized channel account of this program. */
@@ -182,60 +245,229 @@ static u64 move_lamports(AccountInfo *from, AccountInfo *to, u64 amount) {
     return 0;
 }
 
-/* CPI: system_program::create_account(payer -> new_acc) signed by the PDA seeds. */
-typedef struct {
-    u64 lamports;
-    u64 space;
-    const SignerSeeds *signer;
-} CreateArgs;
-
-static u64 create_pda_account(const Input *in, AccountInfo *payer, AccountInfo *new_acc,
-                              AccountInfo *system, const CreateArgs *args) {
-    u64 lamports = args->lamports, space = args->space;
-    const SignerSeeds *signer = args->signer;
-    u8 *d = heap()->scratch;
-    AccountMeta metas[2] = {{payer->key, 1, 1}, {new_acc->key, 1, 1}};
-    *(u32 *)(d + 0) = 0; /* CreateAccount */
-    *(u64 *)(d + 4) = lamports;
-    *(u64 *)(d + 12) = space;
-    sol_memcpy_(d + 20, in->program_id, 32);
-    Instruction ix = {system->key, metas, 2, d, 52};
-    AccountInfo *infos = heap()->infos + MAX_ACCOUNTS - 2; /* spare slots */
-    infos[0] = *payer;
-    infos[1] = *new_acc;
-    return sol_invoke_signed_c(&ix, infos, 2, signer, 1);
-}
-
 static u64 check_system_program(const AccountInfo *a) {
     return is_zero32(a->key->x) ? 0 : ERR_WRONG_SYSTEM_PROGRAM;
 }
 
-/* ---- OPEN: [0][A 32][B 32][challenge_duration u64][nonce u64][bump u8][lamports u64]
- * accounts: payer (signer, writable), channel PDA (writable), system program */
-static u64 ix_open(const Input *in) {
-    if (in->data_len != 1 + 32 + 32 + 8 + 8 + 1 + 8)
+static u64 check_token_program(const AccountInfo *a) {
+    return key_eq(a->key, &TOKEN_PROGRAM_ID) && a->executable ? 0 : ERR_WRONG_TOKEN_PROGRAM;
+}
+
+/* CPI: system_program::create_account(payer -> new_acc, owned by `owner`), signed by the
+ * new account's PDA seeds. */
+typedef struct {
+    u64 lamports;
+    u64 space;
+    const Pubkey *owner;
+    const SignerSeeds *signer;
+} CreateArgs;
+
+NOINLINE static u64 create_pda_account(AccountInfo *payer, AccountInfo *new_acc, AccountInfo *system,
+                              const CreateArgs *args) {
+    u8 *d = heap()->scratch;
+    AccountMeta metas[2] = {{payer->key, 1, 1}, {new_acc->key, 1, 1}};
+    *(u32 *)(d + 0) = 0; /* CreateAccount */
+    wr64(d + 4, args->lamports);
+    wr64(d + 12, args->space);
+    sol_memcpy_(d + 20, args->owner, 32);
+    Instruction ix = {system->key, metas, 2, d, 52};
+    AccountInfo *infos = heap()->cpi;
+    infos[0] = *payer;
+    infos[1] = *new_acc;
+    u64 err = sol_invoke_signed_c(&ix, infos, 2, args->signer, 1);
+    /* the runtime updated the serialized length (8 bytes before the data); our copy of the
+     * account info must follow, or a later CPI would ask to shrink the account back */
+    new_acc->data_len = *(u64 *)(new_acc->data - 8);
+    return err;
+}
+
+/* The channel account's signer seeds ["channel", channel_id, bump] (the vaults' authority).
+ * `seeds` must have room for 3 entries and outlive the CPI. */
+static void channel_seeds(const Channel *ch, SignerSeed *seeds) {
+    seeds[0].addr = SEED_CHANNEL;
+    seeds[0].len = sizeof(SEED_CHANNEL);
+    seeds[1].addr = ch->channel_id;
+    seeds[1].len = 32;
+    seeds[2].addr = &ch->bump;
+    seeds[2].len = 1;
+}
+
+/* Checks that `vault` is the vault of asset `k`: the PDA ["vault", channel, mint, bump], a
+ * token account of the SPL Token program for that mint, whose authority is the channel. */
+NOINLINE static u64 check_vault(const Input *in, const AccountInfo *chan, const Channel *ch, u64 k,
+                       const AccountInfo *vault) {
+    SignerSeed seeds[4] = {{SEED_VAULT, sizeof(SEED_VAULT)},
+                           {chan->key->x, 32},
+                           {ch->mints[k].x, 32},
+                           {&ch->vault_bumps[k], 1}};
+    Pubkey expected;
+    if (sol_create_program_address(seeds, 4, in->program_id, &expected) != 0 ||
+        !key_eq(&expected, vault->key))
+        return ERR_BAD_VAULT;
+    if (!key_eq(vault->owner, &TOKEN_PROGRAM_ID) || vault->data_len != TOKEN_ACCOUNT_LEN ||
+        !key_eq((const Pubkey *)vault->data, &ch->mints[k]) ||
+        !key_eq((const Pubkey *)(vault->data + 32), chan->key))
+        return ERR_BAD_VAULT;
+    if (!vault->is_writable)
+        return ERR_NOT_WRITABLE;
+    return 0;
+}
+
+/* Checks that `acc` is an initialized token account of mint `k` owned by participant `who`. */
+NOINLINE static u64 check_receiver(const Channel *ch, u64 k, u64 who, const AccountInfo *acc) {
+    if (!key_eq(acc->owner, &TOKEN_PROGRAM_ID) || acc->data_len != TOKEN_ACCOUNT_LEN ||
+        !key_eq((const Pubkey *)acc->data, &ch->mints[k]) ||
+        !key_eq((const Pubkey *)(acc->data + 32), &ch->parts[who]) || acc->data[108] != 1)
+        return ERR_BAD_TOKEN_ACCOUNT;
+    if (!acc->is_writable)
+        return ERR_NOT_WRITABLE;
+    return 0;
+}
+
+/* CPI spl_token::transfer(from -> to, amount) by `authority`, signed with `signer` (or by
+ * the transaction's own signature when `signer` is NULL). */
+typedef struct {
+    AccountInfo *token;
+    AccountInfo *from;
+    AccountInfo *to;
+    AccountInfo *authority;
+    const SignerSeeds *signer;
+    u64 amount;
+} TokenTransfer;
+
+NOINLINE static u64 token_transfer(const TokenTransfer *t) {
+    u8 *d = heap()->scratch;
+    d[0] = 3; /* Transfer */
+    wr64(d + 1, t->amount);
+    AccountMeta metas[3] = {{t->from->key, 1, 0}, {t->to->key, 1, 0}, {t->authority->key, 0, 1}};
+    Instruction ix = {t->token->key, metas, 3, d, 9};
+    AccountInfo *infos = heap()->cpi;
+    infos[0] = *t->from;
+    infos[1] = *t->to;
+    infos[2] = *t->authority;
+    return sol_invoke_signed_c(&ix, infos, 3, t->signer, t->signer ? 1 : 0);
+}
+
+/* Pays `amount` of asset `k` to participant `who` out of the channel. SOL: lamports from the
+ * channel account to `dest` (must be the participant's own account). Token: from `vault`
+ * to `dest` (the participant's token account of that mint), signed by the channel PDA. */
+typedef struct {
+    AccountInfo *chan;
+    AccountInfo *dest;
+    AccountInfo *vault;
+    AccountInfo *token;
+    u64 asset;
+    u64 who;
+    u64 amount;
+} Payment;
+
+NOINLINE static u64 pay(const Input *in, const Channel *ch, const Payment *p) {
+    u64 k = p->asset, who = p->who;
+    if (is_zero32(ch->mints[k].x)) {
+        if (!key_eq(p->dest->key, &ch->parts[who]))
+            return ERR_WRONG_PARTICIPANT_ACCOUNT;
+        return move_lamports(p->chan, p->dest, p->amount);
+    }
+    if (p->amount == 0)
+        return 0;
+    u64 err;
+    if ((err = check_token_program(p->token)) || (err = check_vault(in, p->chan, ch, k, p->vault)) ||
+        (err = check_receiver(ch, k, who, p->dest)))
+        return err;
+    SignerSeed seeds[3];
+    channel_seeds(ch, seeds);
+    SignerSeeds signer = {seeds, 3};
+    TokenTransfer t = {p->token, p->vault, p->dest, p->chan, &signer, p->amount};
+    return token_transfer(&t);
+}
+
+/* OPEN, per SPL asset k: checks the mint, creates the vault PDA ["vault", channel, mint]
+ * and initializes it as a token account of that mint whose authority is the channel.
+ * `mv` points at the mint's and the vault's account infos. */
+NOINLINE static u64 open_vault(const Input *in, AccountInfo *chan, u64 k, AccountInfo *mv,
+                               u8 vault_bump) {
+    Channel *ch = (Channel *)chan->data;
+    AccountInfo *payer = &in->accounts[0], *system = &in->accounts[2];
+    AccountInfo *token = &in->accounts[3], *mint = &mv[0], *vault = &mv[1];
+    u64 vault_lamports = rd64(in->data + 1 + 113);
+    if (!key_eq(mint->key, &ch->mints[k]) || !key_eq(mint->owner, &TOKEN_PROGRAM_ID))
+        return ERR_BAD_MINT;
+    ch->vault_bumps[k] = vault_bump;
+    SignerSeed vseeds[4] = {{SEED_VAULT, sizeof(SEED_VAULT)},
+                            {chan->key->x, 32},
+                            {ch->mints[k].x, 32},
+                            {&ch->vault_bumps[k], 1}};
+    Pubkey expected;
+    if (sol_create_program_address(vseeds, 4, in->program_id, &expected) != 0 ||
+        !key_eq(&expected, vault->key))
+        return ERR_BAD_VAULT;
+    SignerSeeds vsigner = {vseeds, 4};
+    CreateArgs vargs = {vault_lamports, TOKEN_ACCOUNT_LEN, &TOKEN_PROGRAM_ID, &vsigner};
+    u64 err = create_pda_account(payer, vault, system, &vargs);
+    if (err)
+        return err;
+    /* spl_token::initialize_account3(vault, mint, owner = channel account) */
+    u8 *s = heap()->scratch;
+    s[0] = 18;
+    sol_memcpy_(s + 1, chan->key, 32);
+    AccountMeta metas[2] = {{vault->key, 1, 0}, {mint->key, 0, 0}};
+    Instruction ix = {token->key, metas, 2, s, 33};
+    AccountInfo *infos = heap()->cpi;
+    infos[0] = *vault;
+    infos[1] = *mint;
+    return sol_invoke_signed_c(&ix, infos, 2, NULL, 0);
+}
+
+/* ---- OPEN: [0][A 32][B 32][challenge_duration u64][nonce 32][bump u8][lamports u64]
+ *           [vault_lamports u64][n_assets u8][mint 32 * n][vault bump u8 * n]
+ * accounts: payer (signer, writable), channel PDA (writable), system program, token program,
+ *           then for each SPL asset in order: mint, vault PDA (writable).
+ * Creates the channel account and one vault token account per mint. */
+#define OPEN_FIXED (1 + 32 + 32 + 8 + 32 + 1 + 8 + 8 + 1)
+NOINLINE static u64 ix_open(const Input *in) {
+    if (in->data_len < OPEN_FIXED)
         return ERR_BAD_INSTRUCTION;
-    if (in->n_accounts < 3)
+    const u8 *d = in->data + 1;
+    u64 n_assets = d[OPEN_FIXED - 2];
+    if (n_assets == 0 || n_assets > MAX_ASSETS)
+        return ERR_BAD_ASSET;
+    if (in->data_len != OPEN_FIXED + 33 * n_assets)
+        return ERR_BAD_INSTRUCTION;
+    const u8 *mints = d + OPEN_FIXED - 1, *vault_bumps = mints + 32 * n_assets;
+    if (in->n_accounts < 4)
         return ERR_NOT_ENOUGH_ACCOUNTS;
     AccountInfo *payer = &in->accounts[0], *chan = &in->accounts[1];
-    u64 err = check_system_program(&in->accounts[2]);
+    AccountInfo *system = &in->accounts[2], *token = &in->accounts[3];
+    u64 err = check_system_program(system);
     if (err)
         return err;
     if (!payer->is_signer)
         return ERR_NOT_SIGNER;
-    const u8 *d = in->data + 1;
     if (key_eq((const Pubkey *)d, (const Pubkey *)(d + 32)))
         return ERR_BAD_PARTICIPANTS;
-    u8 bump = d[80];
-    u64 lamports = rd64(d + 81);
+    u64 n_tokens = 0;
+    for (u64 k = 0; k < n_assets; k++) {
+        for (u64 j = 0; j < k; j++)
+            if (key_eq((const Pubkey *)(mints + 32 * k), (const Pubkey *)(mints + 32 * j)))
+                return ERR_BAD_ASSET;
+        if (!is_zero32(mints + 32 * k))
+            n_tokens++;
+    }
+    if (n_tokens && (err = check_token_program(token)))
+        return err;
+    if (in->n_accounts < 4 + 2 * n_tokens)
+        return ERR_NOT_ENOUGH_ACCOUNTS;
+    u8 bump = d[104];
+    u64 lamports = rd64(d + 105);
 
     u8 channel_id[32];
-    SignerSeed parts[3] = {
+    SignerSeed parts[4] = {
         {CHANNEL_ID_DOMAIN, sizeof(CHANNEL_ID_DOMAIN)},
         {in->program_id->x, 32},
-        {d, 80}, /* A | B | challenge_duration | nonce */
+        {d, 104}, /* A | B | challenge_duration | nonce */
+        {d + 121, 1 + 32 * n_assets}, /* n_assets | mints */
     };
-    sol_sha256(parts, 3, channel_id);
+    sol_sha256(parts, 4, channel_id);
 
     SignerSeed seeds[3] = {{SEED_CHANNEL, sizeof(SEED_CHANNEL)}, {channel_id, 32}, {&bump, 1}};
     Pubkey expected;
@@ -245,65 +477,101 @@ static u64 ix_open(const Input *in) {
     if (key_eq(chan->owner, in->program_id))
         return ERR_WRONG_CHANNEL_ACCOUNT; /* already initialized */
     SignerSeeds signer = {seeds, 3};
-    CreateArgs args = {lamports, sizeof(Channel), &signer};
-    err = create_pda_account(in, payer, chan, &in->accounts[2], &args);
-    if (err)
+    CreateArgs args = {lamports, sizeof(Channel), in->program_id, &signer};
+    if ((err = create_pda_account(payer, chan, system, &args)))
         return err;
     Channel *ch = (Channel *)chan->data;
     sol_memcpy_(ch->magic, CHANNEL_MAGIC, 8);
     sol_memcpy_(ch->channel_id, channel_id, 32);
     sol_memcpy_(ch->parts, d, 64);
     ch->challenge_duration = rd64(d + 64);
-    ch->nonce = rd64(d + 72);
+    sol_memcpy_(ch->nonce, d + 72, 32);
     ch->bump = bump;
     ch->status = ST_OPEN;
+    ch->n_assets = (u8)n_assets;
+    sol_memcpy_(ch->mints, mints, 32 * n_assets);
+
+    u64 next = 4;
+    for (u64 k = 0; k < n_assets; k++) {
+        if (is_zero32(mints + 32 * k))
+            continue;
+        if ((err = open_vault(in, chan, k, &in->accounts[next], vault_bumps[k])))
+            return err;
+        next += 2;
+    }
+    event_start(EV_OPENED, ch);
+    emit(33);
     return 0;
 }
 
-/* ---- DEPOSIT: [1][participant u8][amount u64]
- * accounts: funder (signer, writable), channel (writable), system program */
-static u64 ix_deposit(const Input *in) {
-    if (in->data_len != 1 + 1 + 8)
+/* ---- DEPOSIT: [1][participant u8][asset u8][amount u64]
+ * accounts: funder = the participant (signer, writable), channel (writable),
+ *           system program (SOL) or token program (SPL), then for SPL: the funder's token
+ *           account (writable), the asset's vault (writable).
+ * Each participant deposits each asset at most once (a retried deposit cannot double). */
+NOINLINE static u64 ix_deposit(const Input *in) {
+    if (in->data_len != 1 + 1 + 1 + 8)
         return ERR_BAD_INSTRUCTION;
     if (in->n_accounts < 3)
         return ERR_NOT_ENOUGH_ACCOUNTS;
     AccountInfo *funder = &in->accounts[0], *chan = &in->accounts[1];
+    AccountInfo *prog = &in->accounts[2];
     Channel *ch;
     u64 err = load_channel(in, chan, &ch);
     if (err)
         return err;
-    if ((err = check_system_program(&in->accounts[2])))
-        return err;
-    u8 who = in->data[1];
-    u64 amount = rd64(in->data + 2);
-    if (who > 1)
+    u8 who = in->data[1], k = in->data[2];
+    u64 amount = rd64(in->data + 3);
+    if (who > 1 || amount == 0)
         return ERR_BAD_INSTRUCTION;
+    if (k >= ch->n_assets)
+        return ERR_BAD_ASSET;
     if (ch->status != ST_OPEN)
         return ERR_BAD_STATUS;
     if (!funder->is_signer)
         return ERR_NOT_SIGNER;
-    if (ch->deposits[who] + amount < amount)
-        return ERR_OVERFLOW;
-    /* CPI system_program::transfer(funder -> channel, amount) */
-    u8 *d = heap()->scratch;
-    *(u32 *)d = 2; /* Transfer */
-    *(u64 *)(d + 4) = amount;
-    AccountMeta metas[2] = {{funder->key, 1, 1}, {chan->key, 1, 0}};
-    Instruction ix = {in->accounts[2].key, metas, 2, d, 12};
-    AccountInfo *infos = heap()->infos + MAX_ACCOUNTS - 2;
-    infos[0] = *funder;
-    infos[1] = *chan;
-    err = sol_invoke_signed_c(&ix, infos, 2, NULL, 0);
-    if (err)
-        return err;
-    ch->deposits[who] += amount;
+    if (!key_eq(funder->key, &ch->parts[who]))
+        return ERR_NOT_PARTICIPANT;
+    if (ch->deposits[k][who] != 0)
+        return ERR_ALREADY_FUNDED;
+    if (is_zero32(ch->mints[k].x)) {
+        if ((err = check_system_program(prog)))
+            return err;
+        /* CPI system_program::transfer(funder -> channel, amount) */
+        u8 *d = heap()->scratch;
+        *(u32 *)d = 2; /* Transfer */
+        wr64(d + 4, amount);
+        AccountMeta metas[2] = {{funder->key, 1, 1}, {chan->key, 1, 0}};
+        Instruction ix = {prog->key, metas, 2, d, 12};
+        AccountInfo *infos = heap()->cpi;
+        infos[0] = *funder;
+        infos[1] = *chan;
+        if ((err = sol_invoke_signed_c(&ix, infos, 2, NULL, 0)))
+            return err;
+    } else {
+        if (in->n_accounts < 5)
+            return ERR_NOT_ENOUGH_ACCOUNTS;
+        AccountInfo *source = &in->accounts[3], *vault = &in->accounts[4];
+        if ((err = check_token_program(prog)) || (err = check_vault(in, chan, ch, k, vault)))
+            return err;
+        /* the token program checks the source's mint and that the funder may spend it */
+        TokenTransfer t = {prog, source, vault, funder, NULL, amount};
+        if ((err = token_transfer(&t)))
+            return err;
+    }
+    ch->deposits[k][who] = amount;
+    u8 *e = event_start(EV_FUNDED, ch);
+    e[0] = k;
+    e[1] = who;
+    wr64(e + 2, amount);
+    emit(33 + 10);
     return 0;
 }
 
 /* Reads the Ed25519 instruction at `ed_index` from the Instructions sysvar, checks that it
  * carries exactly two self-contained signatures over one message by participants A and B,
  * then parses and validates the message into heap()->state. */
-static u64 load_signed_state(const Input *in, const AccountInfo *sysvar, u8 ed_index,
+NOINLINE static u64 load_signed_state(const Input *in, const AccountInfo *sysvar, u8 ed_index,
                              const Channel *ch) {
     if (!key_eq(sysvar->key, &INSTRUCTIONS_SYSVAR_ID))
         return ERR_BAD_SYSVAR;
@@ -351,7 +619,7 @@ static u64 load_signed_state(const Input *in, const AccountInfo *sysvar, u8 ed_i
     }
 
     /* ---- parse the state message ---- */
-    if (msg_len < MSG_HEADER_LEN + MSG_ASSET_LEN + 1 || !mem_eq(msg, MSG_MAGIC, 16))
+    if (msg_len < MSG_HEADER_LEN + 1 || !mem_eq(msg, MSG_MAGIC, 16))
         return ERR_BAD_MESSAGE;
     if (!mem_eq(msg + 16, in->program_id, 32))
         return ERR_WRONG_PROGRAM;
@@ -362,25 +630,31 @@ static u64 load_signed_state(const Input *in, const AccountInfo *sysvar, u8 ed_i
     st->final_flag = msg[88];
     if (st->final_flag > 1)
         return ERR_BAD_MESSAGE;
-    if (msg[89] != 1)
+    u64 n_assets = msg[89];
+    if (n_assets != ch->n_assets)
         return ERR_BAD_ASSET;
+    if (msg_len < MSG_HEADER_LEN + MSG_ASSET_LEN * n_assets + 1)
+        return ERR_BAD_MESSAGE;
+    u64 total[MAX_ASSETS];
     const u8 *a = msg + MSG_HEADER_LEN;
-    if (!is_zero32(a))
-        return ERR_BAD_ASSET;
-    st->balances[0] = rd64(a + 32);
-    st->balances[1] = rd64(a + 40);
-    u64 n_htlcs = a[48];
+    for (u64 k = 0; k < n_assets; k++, a += MSG_ASSET_LEN) {
+        if (!key_eq((const Pubkey *)a, &ch->mints[k]))
+            return ERR_BAD_ASSET;
+        st->balances[k][0] = rd64(a + 32);
+        st->balances[k][1] = rd64(a + 40);
+        total[k] = st->balances[k][0] + st->balances[k][1];
+        if (total[k] < st->balances[k][0])
+            return ERR_OVERFLOW;
+    }
+    u64 n_htlcs = a[0];
     if (n_htlcs > MAX_HTLCS)
         return ERR_TOO_MANY_HTLCS;
-    if (msg_len != MSG_HEADER_LEN + MSG_ASSET_LEN + 1 + MSG_HTLC_LEN * n_htlcs)
+    if (msg_len != MSG_HEADER_LEN + MSG_ASSET_LEN * n_assets + 1 + MSG_HTLC_LEN * n_htlcs)
         return ERR_BAD_MESSAGE;
     st->n_htlcs = (u8)n_htlcs;
-    u64 total = st->balances[0] + st->balances[1];
-    if (total < st->balances[0])
-        return ERR_OVERFLOW;
-    const u8 *h = a + MSG_ASSET_LEN + 1;
-    for (u64 k = 0; k < n_htlcs; k++, h += MSG_HTLC_LEN) {
-        Htlc *x = &st->htlcs[k];
+    const u8 *h = a + 1;
+    for (u64 j = 0; j < n_htlcs; j++, h += MSG_HTLC_LEN) {
+        Htlc *x = &st->htlcs[j];
         x->id = rd64(h);
         x->payer = h[8];
         x->asset = h[9];
@@ -389,23 +663,53 @@ static u64 load_signed_state(const Input *in, const AccountInfo *sysvar, u8 ed_i
         x->expiry = (i64)rd64(h + 50);
         if (x->payer > 1)
             return ERR_BAD_MESSAGE;
-        if (x->asset != 0)
+        if (x->asset >= n_assets)
             return ERR_BAD_ASSET;
-        if (total + x->amount < total)
+        if (total[x->asset] + x->amount < total[x->asset])
             return ERR_OVERFLOW;
-        total += x->amount;
+        total[x->asset] += x->amount;
     }
-    u64 deposited = ch->deposits[0] + ch->deposits[1];
-    if (deposited < ch->deposits[0])
-        return ERR_OVERFLOW;
-    if (total != deposited)
-        return ERR_NOT_CONSERVING;
+    for (u64 k = 0; k < n_assets; k++) {
+        u64 deposited = ch->deposits[k][0] + ch->deposits[k][1];
+        if (deposited < ch->deposits[k][0])
+            return ERR_OVERFLOW;
+        /* version 0 without HTLCs is the funding agreement: it may disagree with what was
+         * really deposited (someone never funded), and then settles as a refund */
+        if (total[k] != deposited && (st->version != 0 || n_htlcs != 0))
+            return ERR_NOT_CONSERVING;
+    }
     return 0;
 }
 
+/* Free balances + HTLCs of asset k in the registered state == deposits of asset k? */
+static int conserves(const Channel *ch, u64 k) {
+    u64 t = ch->balances[k][0] + ch->balances[k][1];
+    for (u64 j = 0; j < ch->n_htlcs; j++)
+        if (ch->htlcs[j].asset == k)
+            t += ch->htlcs[j].amount;
+    return t == ch->deposits[k][0] + ch->deposits[k][1];
+}
+
+static void record_state(Channel *ch, const State *st) {
+    ch->version = st->version;
+    ch->final_flag = st->final_flag;
+    sol_memcpy_(ch->balances, st->balances, sizeof(st->balances));
+    ch->n_htlcs = st->n_htlcs;
+    sol_memcpy_(ch->htlcs, st->htlcs, sizeof(Htlc) * st->n_htlcs);
+}
+
+static void emit_concluded(const Channel *ch, u8 cooperative) {
+    u8 *e = event_start(EV_CONCLUDED, ch);
+    wr64(e, ch->version);
+    e[8] = cooperative;
+    emit(33 + 9);
+}
+
 /* ---- COOP_CLOSE: [2][ed25519 instruction index u8]
- * accounts: channel (writable), A (writable), B (writable), Instructions sysvar */
-static u64 ix_coop_close(const Input *in) {
+ * accounts: channel (writable), A (writable), B (writable), Instructions sysvar, then if the
+ * channel holds SPL assets: token program, and per SPL asset in order: vault (writable),
+ * A's token account (writable), B's token account (writable). Pays out every asset. */
+NOINLINE static u64 ix_coop_close(const Input *in) {
     if (in->data_len != 2)
         return ERR_BAD_INSTRUCTION;
     if (in->n_accounts < 4)
@@ -426,19 +730,32 @@ static u64 ix_coop_close(const Input *in) {
         return ERR_HTLCS_IN_FINAL;
     if (ch->status == ST_DISPUTE && st->version < ch->version)
         return ERR_STALE_VERSION;
-    for (u64 i = 0; i < 2; i++)
-        if (!key_eq(acc[1 + i].key, &ch->parts[i]))
-            return ERR_WRONG_PARTICIPANT_ACCOUNT;
-    for (u64 i = 0; i < 2; i++)
-        if ((err = move_lamports(&acc[0], &acc[1 + i], st->balances[i])))
-            return err;
-    ch->version = st->version;
-    ch->final_flag = 1;
-    ch->balances[0] = ch->payout[0] = st->balances[0];
-    ch->balances[1] = ch->payout[1] = st->balances[1];
-    ch->n_htlcs = 0;
-    ch->withdrawn = 3;
+    record_state(ch, st);
+    /* Two passes: token CPIs first, SOL last. The runtime checks, at each CPI, that the
+     * lamports of this instruction's accounts still add up as it last saw them; a SOL
+     * payout made before a CPI would trip that check. */
+    for (u64 pass = 0; pass < 2; pass++) {
+        u64 next = 5;
+        for (u64 k = 0; k < ch->n_assets; k++) {
+            int native = is_zero32(ch->mints[k].x);
+            if (!native && in->n_accounts < next + 3)
+                return ERR_NOT_ENOUGH_ACCOUNTS;
+            int ok = conserves(ch, k);
+            for (u64 i = 0; i < 2 && native == (int)pass; i++) {
+                u64 amount = ok ? ch->balances[k][i] : ch->deposits[k][i];
+                ch->payout[k][i] = amount;
+                Payment p = {&acc[0], native ? &acc[1 + i] : &acc[next + 1 + i], &acc[next],
+                             &acc[4], k, i, amount};
+                if ((err = pay(in, ch, &p)))
+                    return err;
+            }
+            if (!native)
+                next += 3;
+        }
+    }
+    ch->withdrawn = 0xFF;
     ch->status = ST_CLOSED;
+    emit_concluded(ch, 1);
     return 0;
 }
 
@@ -446,7 +763,7 @@ static u64 ix_coop_close(const Input *in) {
  * accounts: channel (writable), Instructions sysvar.
  * Registers a state and starts the challenge period, or, during the period, replaces the
  * registered state by a newer one. A final state ends the period at once. */
-static u64 ix_register(const Input *in) {
+NOINLINE static u64 ix_register(const Input *in) {
     if (in->data_len != 2)
         return ERR_BAD_INSTRUCTION;
     if (in->n_accounts < 2)
@@ -472,12 +789,11 @@ static u64 ix_register(const Input *in) {
     }
     if (st->final_flag)
         ch->deadline = (i64)now;
-    ch->version = st->version;
-    ch->final_flag = st->final_flag;
-    ch->balances[0] = st->balances[0];
-    ch->balances[1] = st->balances[1];
-    ch->n_htlcs = st->n_htlcs;
-    sol_memcpy_(ch->htlcs, st->htlcs, sizeof(Htlc) * st->n_htlcs);
+    record_state(ch, st);
+    u8 *e = event_start(EV_REGISTERED, ch);
+    wr64(e, ch->version);
+    wr64(e + 8, (u64)ch->deadline);
+    emit(33 + 16);
     return 0;
 }
 
@@ -486,7 +802,7 @@ static u64 ix_register(const Input *in) {
  * order (the account may not exist: then the preimage was not revealed).
  * An HTLC pays its payee if the preimage was revealed on chain at or before its expiry,
  * and refunds its payer once the expiry has passed without a reveal. */
-static u64 ix_conclude(const Input *in) {
+NOINLINE static u64 ix_conclude(const Input *in) {
     if (in->n_accounts < 1)
         return ERR_NOT_ENOUGH_ACCOUNTS;
     Channel *ch;
@@ -503,11 +819,16 @@ static u64 ix_conclude(const Input *in) {
     u64 now = now_unix();
     if (now < (u64)ch->deadline)
         return ERR_CHALLENGE_PERIOD_ACTIVE;
-    u64 pay[2] = {ch->balances[0], ch->balances[1]};
-    for (u64 k = 0; k < n; k++) {
-        const Htlc *h = &ch->htlcs[k];
-        const AccountInfo *rec = &in->accounts[1 + k];
-        u8 bump = in->data[1 + k];
+    u64 (*pay_out)[2] = ch->payout;
+    for (u64 k = 0; k < ch->n_assets; k++) {
+        int ok = conserves(ch, k);
+        pay_out[k][0] = ok ? ch->balances[k][0] : ch->deposits[k][0];
+        pay_out[k][1] = ok ? ch->balances[k][1] : ch->deposits[k][1];
+    }
+    for (u64 j = 0; j < n; j++) {
+        const Htlc *h = &ch->htlcs[j];
+        const AccountInfo *rec = &in->accounts[1 + j];
+        u8 bump = in->data[1 + j];
         SignerSeed seeds[3] = {
             {SEED_PREIMAGE, sizeof(SEED_PREIMAGE)}, {h->payment_hash, 32}, {&bump, 1}};
         Pubkey expected;
@@ -528,20 +849,22 @@ static u64 ix_conclude(const Input *in) {
             to = h->payer;
         else
             return ERR_HTLC_UNRESOLVED;
-        if (pay[to] + h->amount < pay[to])
+        u64 *slot = &pay_out[h->asset][to];
+        if (*slot + h->amount < *slot)
             return ERR_OVERFLOW;
-        pay[to] += h->amount;
+        *slot += h->amount;
     }
-    ch->payout[0] = pay[0];
-    ch->payout[1] = pay[1];
     ch->status = ST_CONCLUDED;
+    emit_concluded(ch, 0);
     return 0;
 }
 
-/* ---- WITHDRAW: [5][participant u8]
- * accounts: channel (writable), the participant's account (writable) */
-static u64 ix_withdraw(const Input *in) {
-    if (in->data_len != 2 || in->data[1] > 1)
+/* ---- WITHDRAW: [5][participant u8][asset u8]
+ * accounts: channel (writable), receiver (writable: the participant's own account for SOL,
+ *           its token account of the mint for SPL), then for SPL: vault (writable), token
+ *           program. Anyone may send it: the money can only go to the participant. */
+NOINLINE static u64 ix_withdraw(const Input *in) {
+    if (in->data_len != 3 || in->data[1] > 1)
         return ERR_BAD_INSTRUCTION;
     if (in->n_accounts < 2)
         return ERR_NOT_ENOUGH_ACCOUNTS;
@@ -549,23 +872,38 @@ static u64 ix_withdraw(const Input *in) {
     u64 err = load_channel(in, &in->accounts[0], &ch);
     if (err)
         return err;
-    u8 who = in->data[1];
+    u8 who = in->data[1], k = in->data[2];
+    if (k >= ch->n_assets)
+        return ERR_BAD_ASSET;
     if (ch->status != ST_CONCLUDED)
         return ERR_NOT_CONCLUDED;
-    if (ch->withdrawn & (1u << who))
+    u8 bit = (u8)(1u << (2 * k + who));
+    if (ch->withdrawn & bit)
         return ERR_ALREADY_WITHDRAWN;
-    if (!key_eq(in->accounts[1].key, &ch->parts[who]))
-        return ERR_WRONG_PARTICIPANT_ACCOUNT;
-    if ((err = move_lamports(&in->accounts[0], &in->accounts[1], ch->payout[who])))
+    int native = is_zero32(ch->mints[k].x);
+    if (!native && in->n_accounts < 4)
+        return ERR_NOT_ENOUGH_ACCOUNTS;
+    AccountInfo *acc = in->accounts;
+    u64 amount = ch->payout[k][who];
+    Payment p = {&acc[0], &acc[1], native ? NULL : &acc[2], native ? NULL : &acc[3],
+                 k, who, amount};
+    if (!native && amount == 0 && (err = check_receiver(ch, k, who, &acc[1])))
+        return err; /* nothing to move, but a wrong receiver is still an error */
+    if ((err = pay(in, ch, &p)))
         return err;
-    ch->withdrawn |= (u8)(1u << who);
+    ch->withdrawn |= bit;
+    u8 *e = event_start(EV_WITHDRAWN, ch);
+    e[0] = k;
+    e[1] = who;
+    wr64(e + 2, amount);
+    emit(33 + 10);
     return 0;
 }
 
 /* ---- REVEAL: [6][preimage 32][bump u8][lamports u64]
  * accounts: payer (signer, writable), preimage-record PDA (writable), system program.
  * Records sha256(preimage), the preimage and the reveal time in a global registry. */
-static u64 ix_reveal(const Input *in) {
+NOINLINE static u64 ix_reveal(const Input *in) {
     if (in->data_len != 1 + 32 + 1 + 8)
         return ERR_BAD_INSTRUCTION;
     if (in->n_accounts < 3)
@@ -590,8 +928,8 @@ static u64 ix_reveal(const Input *in) {
     if (key_eq(rec->owner, in->program_id))
         return ERR_ALREADY_REVEALED;
     SignerSeeds signer = {seeds, 3};
-    CreateArgs args = {lamports, sizeof(PreimageRecord), &signer};
-    if ((err = create_pda_account(in, payer, rec, &in->accounts[2], &args)))
+    CreateArgs args = {lamports, sizeof(PreimageRecord), in->program_id, &signer};
+    if ((err = create_pda_account(payer, rec, &in->accounts[2], &args)))
         return err;
     PreimageRecord *r = (PreimageRecord *)rec->data;
     Clock c;
@@ -601,12 +939,19 @@ static u64 ix_reveal(const Input *in) {
     sol_memcpy_(r->preimage, preimage, 32);
     r->revealed_at = c.unix_timestamp;
     r->slot = c.slot;
+    u8 *e = heap()->event;
+    e[0] = EV_REVEALED;
+    sol_memcpy_(e + 1, hash, 32);
+    sol_memcpy_(e + 33, preimage, 32);
+    wr64(e + 65, (u64)c.unix_timestamp);
+    wr64(e + 73, c.slot);
+    emit(81);
     return 0;
 }
 
 u64 entrypoint(u8 *input) {
     Input in;
-    deserialize(input, heap()->infos, MAX_ACCOUNTS - 2, &in);
+    deserialize(input, heap()->infos, MAX_ACCOUNTS, &in);
     if (in.data_len < 1)
         return ERR_BAD_INSTRUCTION;
     switch (in.data[0]) {

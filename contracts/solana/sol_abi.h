@@ -85,6 +85,8 @@ typedef struct {
 /* ---- syscalls (resolved by the loader by name) ---- */
 extern void sol_log_(const char *msg, u64 len);
 extern void sol_log_64_(u64, u64, u64, u64, u64);
+/* "Program data: <base64>..." log line, one base64 field per element of `fields`. */
+extern void sol_log_data(const SignerSeed *fields, u64 n);
 extern u64 sol_sha256(const SignerSeed *vals, u64 n, u8 *out32);
 extern u64 sol_create_program_address(const SignerSeed *seeds, u64 n, const Pubkey *program_id,
                                       Pubkey *out);

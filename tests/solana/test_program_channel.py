@@ -109,6 +109,10 @@ class Env:
         return self.svm.get_balance(kp.pubkey())
 
 
+def n32(nonce: int) -> bytes:
+    return nonce.to_bytes(32, "little")
+
+
 def make_env(deposit_a=1 * SOL, deposit_b=2 * SOL, nonce=7) -> Env:
     svm = LiteSVM()
     pid = Pubkey.new_unique()
@@ -120,7 +124,9 @@ def make_env(deposit_a=1 * SOL, deposit_b=2 * SOL, nonce=7) -> Env:
     c.unix_timestamp = T0
     svm.set_clock(c)
     rent = svm.minimum_balance_for_rent_exemption(pc.CHANNEL_ACCOUNT_SIZE)
-    ix, cid, chan = pc.open_ix(pid, relayer.pubkey(), a.pubkey(), b.pubkey(), DURATION, nonce, rent)
+    ix, cid, chan = pc.open_ix(
+        pid, relayer.pubkey(), a.pubkey(), b.pubkey(), DURATION, n32(nonce), rent
+    )
     env = Env(svm, pid, relayer, a, b, cid, chan)
     env.ok([ix])
     if deposit_a:
@@ -151,9 +157,11 @@ def reveal(env: Env, preimage: bytes):
 
 def test_open_and_deposit(env):
     acct = env.account()
-    assert acct.channel_id == pc.channel_id(env.pid, env.a.pubkey(), env.b.pubkey(), DURATION, 7)
+    assert acct.channel_id == pc.channel_id(
+        env.pid, env.a.pubkey(), env.b.pubkey(), DURATION, n32(7)
+    )
     assert acct.participants == (env.a.pubkey(), env.b.pubkey())
-    assert acct.deposits == (1 * SOL, 2 * SOL)
+    assert acct.deposits == ((1 * SOL, 2 * SOL),)
     assert acct.status == pc.ST_OPEN
     rent = env.svm.minimum_balance_for_rent_exemption(pc.CHANNEL_ACCOUNT_SIZE)
     assert env.svm.get_balance(env.chan) == rent + 3 * SOL
@@ -205,7 +213,7 @@ def test_register_refute_conclude_withdraw(env):
     env.fails([env.signed(v6), pc.register_ix(env.pid, env.chan)], "CHALLENGE_PERIOD_OVER")
     env.ok([pc.conclude_ix(env.pid, env.chan)])
     acct = env.account()
-    assert acct.status == pc.ST_CONCLUDED and acct.payout == (SOL // 4, 11 * SOL // 4)
+    assert acct.status == pc.ST_CONCLUDED and acct.payout == ((SOL // 4, 11 * SOL // 4),)
     a0, b0 = env.balance(env.a), env.balance(env.b)
     env.fails([pc.withdraw_ix(env.pid, env.chan, 0, env.b.pubkey())], "WRONG_PARTICIPANT_ACCOUNT")
     env.ok([pc.withdraw_ix(env.pid, env.chan, 0, env.a.pubkey())])
@@ -222,7 +230,7 @@ def test_register_refute_conclude_withdraw(env):
 def test_final_state_registered_concludes_at_once(env):
     env.register(env.state(4, SOL, 2 * SOL, final=True))
     env.ok([pc.conclude_ix(env.pid, env.chan)])
-    assert env.account().payout == (SOL, 2 * SOL)
+    assert env.account().payout == ((SOL, 2 * SOL),)
 
 
 def test_htlc_claim_and_refund(env):
@@ -248,7 +256,9 @@ def test_htlc_claim_and_refund(env):
     env.fails([bad], "BAD_PDA")
     env.set_time(T0 + 801)
     env.ok([pc.conclude_ix(env.pid, env.chan, [h1, h2])])
-    assert env.account().payout == (7 * SOL // 10, 18 * SOL // 10 + 3 * SOL // 10 + 2 * SOL // 10)
+    assert env.account().payout == (
+        (7 * SOL // 10, 18 * SOL // 10 + 3 * SOL // 10 + 2 * SOL // 10),
+    )
 
 
 def test_htlc_revealed_after_expiry_is_refunded(env):
@@ -259,7 +269,7 @@ def test_htlc_revealed_after_expiry_is_refunded(env):
     ix, _ = reveal(env, pre)
     env.ok([ix])  # the record exists, but it is too late for this HTLC
     env.ok([pc.conclude_ix(env.pid, env.chan, [h])])
-    assert env.account().payout == (SOL, 2 * SOL)
+    assert env.account().payout == ((SOL, 2 * SOL),)
 
 
 def test_htlc_revealed_before_registration_pays(env):
@@ -270,7 +280,7 @@ def test_htlc_revealed_before_registration_pays(env):
     env.register(env.state(2, 0, 2 * SOL, htlcs=htlcs))
     env.set_time(T0 + DURATION)
     env.ok([pc.conclude_ix(env.pid, env.chan, [h])])
-    assert env.account().payout == (0, 3 * SOL)
+    assert env.account().payout == ((0, 3 * SOL),)
 
 
 # ---- rejections ------------------------------------------------------------------------
@@ -296,7 +306,7 @@ def test_signature_by_non_participant(env):
 
 
 def test_wrong_channel_and_program(env):
-    other = pc.channel_id(env.pid, env.a.pubkey(), env.b.pubkey(), DURATION, 8)
+    other = pc.channel_id(env.pid, env.a.pubkey(), env.b.pubkey(), DURATION, n32(8))
     env.fails(
         [env.signed(env.state(1, SOL, 2 * SOL, cid=other)), pc.register_ix(env.pid, env.chan)],
         "WRONG_CHANNEL",
@@ -315,8 +325,8 @@ def test_wrong_channel_and_program(env):
         env.a.pubkey(),
         env.b.pubkey(),
         DURATION,
-        8,
-        env.svm.minimum_balance_for_rent_exemption(704),
+        n32(8),
+        env.svm.minimum_balance_for_rent_exemption(pc.CHANNEL_ACCOUNT_SIZE),
     )
     env.ok([env2_ix])
     msg2 = env.state(1, 0, 0, final=True, cid=cid2)
@@ -396,14 +406,14 @@ def test_wrong_accounts(env):
     )
     # open at an address that is not the channel PDA
     ix, _, _ = pc.open_ix(
-        env.pid, env.relayer.pubkey(), env.a.pubkey(), env.b.pubkey(), DURATION, 9, 10**7
+        env.pid, env.relayer.pubkey(), env.a.pubkey(), env.b.pubkey(), DURATION, n32(9), 10**7
     )
     metas = list(ix.accounts)
     metas[1] = type(metas[1])(Pubkey.new_unique(), False, True)
     env.fails([Instruction(env.pid, ix.data, metas)], "BAD_PDA")
     # the same participant twice
     ix, _, _ = pc.open_ix(
-        env.pid, env.relayer.pubkey(), env.a.pubkey(), env.a.pubkey(), DURATION, 9, 10**7
+        env.pid, env.relayer.pubkey(), env.a.pubkey(), env.a.pubkey(), DURATION, n32(9), 10**7
     )
     env.fails([ix], "BAD_PARTICIPANTS")
     # unknown instruction
@@ -472,7 +482,7 @@ def test_report_compute_units_and_sizes(capsys):
     env = make_env(0, 0)
     rent = env.svm.minimum_balance_for_rent_exemption(pc.CHANNEL_ACCOUNT_SIZE)
     ix, _, _ = pc.open_ix(
-        env.pid, env.relayer.pubkey(), env.a.pubkey(), env.b.pubkey(), DURATION, 99, rent
+        env.pid, env.relayer.pubkey(), env.a.pubkey(), env.b.pubkey(), DURATION, n32(99), rent
     )
     measure(env, "open", [ix])
     measure(env, "deposit", [pc.deposit_ix(env.pid, env.a.pubkey(), env.chan, 0, SOL)], [env.a])

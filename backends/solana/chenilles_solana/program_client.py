@@ -1,12 +1,14 @@
 """Client side of the Chenilles Solana channel program (contracts/solana/chenilles_channel.c).
 
-Instruction builders, account layouts, the signed state message and PDA derivations, on
-solders types. Nothing here imitates the program: it only encodes what the program reads
-and decodes what it writes. Keep the constants in sync with the C source.
+Instruction builders, account layouts, the signed state message, PDA derivations and the
+program's log events, on solders types. Nothing here imitates the program: it only encodes
+what the program reads and decodes what it writes. Keep the constants in sync with the C
+source.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import struct
 from collections.abc import Iterable, Sequence
@@ -16,6 +18,8 @@ from pathlib import Path
 from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
+
+from .spl_token import TOKEN_PROGRAM_ID
 
 SYSTEM_PROGRAM_ID = Pubkey.from_string("11111111111111111111111111111111")
 ED25519_PROGRAM_ID = Pubkey.from_string("Ed25519SigVerify111111111111111111111111111")
@@ -28,8 +32,10 @@ PROGRAM_SO = REPO_ROOT / "contracts" / "solana" / "build" / "chenilles_channel.s
 MSG_MAGIC = b"CHENILLES-SOL-v1"
 CHANNEL_ID_DOMAIN = b"CHENILLES-SOL-CHANNEL"
 SEED_CHANNEL = b"channel"
+SEED_VAULT = b"vault"
 SEED_PREIMAGE = b"preimage"
 MAX_HTLCS = 8
+MAX_ASSETS = 4  # SOL and/or up to 4 SPL mints per channel
 
 # Instruction tags
 IX_OPEN, IX_DEPOSIT, IX_COOP_CLOSE, IX_REGISTER, IX_CONCLUDE, IX_WITHDRAW, IX_REVEAL = range(7)
@@ -69,10 +75,16 @@ ERRORS = {
     28: "TOO_MANY_HTLCS",
     29: "BAD_PARTICIPANTS",
     30: "WRONG_SYSTEM_PROGRAM",
+    31: "WRONG_TOKEN_PROGRAM",
+    32: "BAD_VAULT",
+    33: "BAD_TOKEN_ACCOUNT",
+    34: "BAD_MINT",
+    35: "ALREADY_FUNDED",
+    36: "NOT_PARTICIPANT",
 }
 ERROR_CODES = {name: code for code, name in ERRORS.items()}
 
-CHANNEL_ACCOUNT_SIZE = 704
+CHANNEL_ACCOUNT_SIZE = 1008
 PREIMAGE_RECORD_SIZE = 88
 
 
@@ -91,20 +103,39 @@ def load_program() -> bytes:
 
 
 def channel_id(
-    program_id: Pubkey, a: Pubkey, b: Pubkey, challenge_duration: int, nonce: int
+    program_id: Pubkey,
+    a: Pubkey,
+    b: Pubkey,
+    challenge_duration: int,
+    nonce: bytes,
+    mints: Sequence[bytes] = (NATIVE_MINT,),
 ) -> bytes:
-    """sha256("CHENILLES-SOL-CHANNEL" || program_id || A || B || duration u64 || nonce u64)."""
+    """sha256("CHENILLES-SOL-CHANNEL" | program_id | A | B | duration u64 | nonce 32 |
+    n_assets u8 | mints): commits to every parameter OPEN stores, so two channels with
+    different assets or terms can never share an id (nor a channel account)."""
+    if len(nonce) != 32:
+        raise ValueError("nonce must be 32 bytes")
+    if not 1 <= len(mints) <= MAX_ASSETS or any(len(m) != 32 for m in mints):
+        raise ValueError(f"1 to {MAX_ASSETS} mints of 32 bytes expected")
     return hashlib.sha256(
         CHANNEL_ID_DOMAIN
         + bytes(program_id)
         + bytes(a)
         + bytes(b)
-        + struct.pack("<QQ", challenge_duration, nonce)
+        + struct.pack("<Q", challenge_duration)
+        + nonce
+        + bytes([len(mints)])
+        + b"".join(mints)
     ).digest()
 
 
 def channel_pda(program_id: Pubkey, cid: bytes) -> tuple[Pubkey, int]:
     return Pubkey.find_program_address([SEED_CHANNEL, cid], program_id)
+
+
+def vault_pda(program_id: Pubkey, channel: Pubkey, mint: Pubkey) -> tuple[Pubkey, int]:
+    """The token vault of ``mint`` for the channel account ``channel``."""
+    return Pubkey.find_program_address([SEED_VAULT, bytes(channel), bytes(mint)], program_id)
 
 
 def preimage_pda(program_id: Pubkey, payment_hash: bytes) -> tuple[Pubkey, int]:
@@ -123,7 +154,7 @@ class HtlcTerms:
     amount: int
     payment_hash: bytes
     expiry: int  # unix seconds, compared with the Clock sysvar
-    asset: int = 0
+    asset: int = 0  # index into the channel's assets
 
 
 @dataclass(frozen=True)
@@ -199,31 +230,40 @@ def decode_state_message(msg: bytes) -> ChannelStateMsg:
 class ChannelAccount:
     channel_id: bytes
     participants: tuple[Pubkey, Pubkey]
+    nonce: bytes
     challenge_duration: int
-    nonce: int
     status: int
     bump: int
-    withdrawn: int
     final: bool
-    deposits: tuple[int, int]
+    withdrawn: int  # bit 2*asset + participant
     version: int
     deadline: int
-    balances: tuple[int, int]
-    payout: tuple[int, int]
+    mints: tuple[bytes, ...]
+    vault_bumps: tuple[int, ...]
+    deposits: tuple[tuple[int, int], ...]
+    balances: tuple[tuple[int, int], ...]
+    payout: tuple[tuple[int, int], ...]
     htlcs: tuple[HtlcTerms, ...] = field(default=())
 
     @classmethod
     def decode(cls, data: bytes) -> ChannelAccount:
-        if len(data) < CHANNEL_ACCOUNT_SIZE or data[:8] != b"CHNLSOL1":
+        if len(data) < CHANNEL_ACCOUNT_SIZE or data[:8] != b"CHNLSOL2":
             raise ValueError("not a Chenilles channel account")
         cid = data[8:40]
         a, b = Pubkey.from_bytes(data[40:72]), Pubkey.from_bytes(data[72:104])
-        dur, nonce = struct.unpack_from("<QQ", data, 104)
-        status, bump, withdrawn, final, n_htlcs = struct.unpack_from("<5B", data, 120)
-        d0, d1, version, deadline, b0, b1, p0, p1 = struct.unpack_from("<QQQqQQQQ", data, 128)
+        nonce = data[104:136]
+        (dur,) = struct.unpack_from("<Q", data, 136)
+        status, bump, final, n_htlcs, n_assets, withdrawn = struct.unpack_from("<6B", data, 144)
+        version, deadline = struct.unpack_from("<Qq", data, 152)
+        mints = tuple(data[168 + 32 * k : 200 + 32 * k] for k in range(n_assets))
+        bumps = tuple(data[296 : 296 + n_assets])
+
+        def pairs(offset: int) -> tuple[tuple[int, int], ...]:
+            return tuple(struct.unpack_from("<QQ", data, offset + 16 * k) for k in range(n_assets))
+
         htlcs = []
-        for k in range(n_htlcs):
-            o = 192 + 64 * k
+        for j in range(n_htlcs):
+            o = 496 + 64 * j
             hid, payer, asset = struct.unpack_from("<QBB", data, o)
             (amount,) = struct.unpack_from("<Q", data, o + 16)
             (expiry,) = struct.unpack_from("<q", data, o + 56)
@@ -231,17 +271,19 @@ class ChannelAccount:
         return cls(
             cid,
             (a, b),
-            dur,
             nonce,
+            dur,
             status,
             bump,
-            withdrawn,
             bool(final),
-            (d0, d1),
+            withdrawn,
             version,
             deadline,
-            (b0, b1),
-            (p0, p1),
+            mints,
+            bumps,
+            pairs(304),
+            pairs(368),
+            pairs(432),
             tuple(htlcs),
         )
 
@@ -306,56 +348,105 @@ def open_ix(
     a: Pubkey,
     b: Pubkey,
     challenge_duration: int,
-    nonce: int,
+    nonce: bytes,
     rent_lamports: int,
+    *,
+    mints: Sequence[bytes] = (NATIVE_MINT,),
+    vault_rent_lamports: int = 0,
 ) -> tuple[Instruction, bytes, Pubkey]:
-    cid = channel_id(program_id, a, b, challenge_duration, nonce)
+    """Creates the channel account and a vault per SPL mint (``vault_rent_lamports`` each)."""
+    cid = channel_id(program_id, a, b, challenge_duration, nonce, mints)
     pda, bump = channel_pda(program_id, cid)
+    metas = [
+        AccountMeta(payer, True, True),
+        AccountMeta(pda, False, True),
+        AccountMeta(SYSTEM_PROGRAM_ID, False, False),
+        AccountMeta(TOKEN_PROGRAM_ID, False, False),
+    ]
+    bumps = bytearray()
+    for m in mints:
+        if m == NATIVE_MINT:
+            bumps.append(0)
+            continue
+        mint = Pubkey.from_bytes(m)
+        vault, vbump = vault_pda(program_id, pda, mint)
+        metas += [AccountMeta(mint, False, False), AccountMeta(vault, False, True)]
+        bumps.append(vbump)
     data = (
         bytes([IX_OPEN])
         + bytes(a)
         + bytes(b)
-        + struct.pack("<QQBQ", challenge_duration, nonce, bump, rent_lamports)
+        + struct.pack("<Q", challenge_duration)
+        + nonce
+        + struct.pack("<BQQB", bump, rent_lamports, vault_rent_lamports, len(mints))
+        + b"".join(mints)
+        + bytes(bumps)
     )
-    ix = Instruction(
-        program_id,
-        data,
-        [
-            AccountMeta(payer, True, True),
-            AccountMeta(pda, False, True),
-            AccountMeta(SYSTEM_PROGRAM_ID, False, False),
-        ],
-    )
-    return ix, cid, pda
+    return Instruction(program_id, data, metas), cid, pda
 
 
 def deposit_ix(
-    program_id: Pubkey, funder: Pubkey, channel: Pubkey, participant: int, amount: int
+    program_id: Pubkey,
+    funder: Pubkey,
+    channel: Pubkey,
+    participant: int,
+    amount: int,
+    *,
+    asset: int = 0,
+    mint: Pubkey | None = None,
+    source: Pubkey | None = None,
 ) -> Instruction:
+    """SOL (``mint`` None) or SPL: ``source`` is the funder's token account of ``mint``."""
+    metas = [AccountMeta(funder, True, True), AccountMeta(channel, False, True)]
+    if mint is None:
+        metas.append(AccountMeta(SYSTEM_PROGRAM_ID, False, False))
+    else:
+        if source is None:
+            raise ValueError("an SPL deposit needs the funder's token account")
+        vault, _ = vault_pda(program_id, channel, mint)
+        metas += [
+            AccountMeta(TOKEN_PROGRAM_ID, False, False),
+            AccountMeta(source, False, True),
+            AccountMeta(vault, False, True),
+        ]
     return Instruction(
-        program_id,
-        struct.pack("<BBQ", IX_DEPOSIT, participant, amount),
-        [
-            AccountMeta(funder, True, True),
-            AccountMeta(channel, False, True),
-            AccountMeta(SYSTEM_PROGRAM_ID, False, False),
-        ],
+        program_id, struct.pack("<BBBQ", IX_DEPOSIT, participant, asset, amount), metas
     )
+
+
+@dataclass(frozen=True)
+class TokenLeg:
+    """The accounts one SPL asset needs in a cooperative close."""
+
+    vault: Pubkey
+    to_a: Pubkey
+    to_b: Pubkey
 
 
 def coop_close_ix(
-    program_id: Pubkey, channel: Pubkey, a: Pubkey, b: Pubkey, ed25519_ix_index: int = 0
+    program_id: Pubkey,
+    channel: Pubkey,
+    a: Pubkey,
+    b: Pubkey,
+    ed25519_ix_index: int = 0,
+    tokens: Sequence[TokenLeg] = (),
 ) -> Instruction:
-    return Instruction(
-        program_id,
-        bytes([IX_COOP_CLOSE, ed25519_ix_index]),
-        [
-            AccountMeta(channel, False, True),
-            AccountMeta(a, False, True),
-            AccountMeta(b, False, True),
-            AccountMeta(INSTRUCTIONS_SYSVAR_ID, False, False),
-        ],
-    )
+    """``tokens``: one leg per SPL asset of the channel, in asset order."""
+    metas = [
+        AccountMeta(channel, False, True),
+        AccountMeta(a, False, True),
+        AccountMeta(b, False, True),
+        AccountMeta(INSTRUCTIONS_SYSVAR_ID, False, False),
+    ]
+    if tokens:
+        metas.append(AccountMeta(TOKEN_PROGRAM_ID, False, False))
+    for leg in tokens:
+        metas += [
+            AccountMeta(leg.vault, False, True),
+            AccountMeta(leg.to_a, False, True),
+            AccountMeta(leg.to_b, False, True),
+        ]
+    return Instruction(program_id, bytes([IX_COOP_CLOSE, ed25519_ix_index]), metas)
 
 
 def register_ix(program_id: Pubkey, channel: Pubkey, ed25519_ix_index: int = 0) -> Instruction:
@@ -382,15 +473,20 @@ def conclude_ix(
     return Instruction(program_id, bytes([IX_CONCLUDE]) + bytes(bumps), metas)
 
 
-def withdraw_ix(program_id: Pubkey, channel: Pubkey, participant: int, to: Pubkey) -> Instruction:
-    return Instruction(
-        program_id,
-        bytes([IX_WITHDRAW, participant]),
-        [
-            AccountMeta(channel, False, True),
-            AccountMeta(to, False, True),
-        ],
-    )
+def withdraw_ix(
+    program_id: Pubkey,
+    channel: Pubkey,
+    participant: int,
+    to: Pubkey,
+    *,
+    asset: int = 0,
+    vault: Pubkey | None = None,
+) -> Instruction:
+    """``to``: the participant's own account (SOL) or its token account (SPL, with ``vault``)."""
+    metas = [AccountMeta(channel, False, True), AccountMeta(to, False, True)]
+    if vault is not None:
+        metas += [AccountMeta(vault, False, True), AccountMeta(TOKEN_PROGRAM_ID, False, False)]
+    return Instruction(program_id, bytes([IX_WITHDRAW, participant, asset]), metas)
 
 
 def reveal_ix(
@@ -409,3 +505,71 @@ def reveal_ix(
             AccountMeta(SYSTEM_PROGRAM_ID, False, False),
         ],
     ), pda
+
+
+# ---------------------------------------------------------------------------------------
+# Events (sol_log_data lines "Program data: <base64>")
+# ---------------------------------------------------------------------------------------
+
+EV_OPENED, EV_FUNDED, EV_REGISTERED, EV_CONCLUDED, EV_WITHDRAWN, EV_REVEALED = range(6)
+
+
+@dataclass(frozen=True)
+class ProgramEvent:
+    """One event the program logged. Fields not carried by an event's kind are zero."""
+
+    kind: int
+    channel_id: bytes = b""
+    asset: int = 0
+    participant: int = 0
+    amount: int = 0
+    version: int = 0
+    deadline: int = 0
+    cooperative: bool = False
+    payment_hash: bytes = b""
+    preimage: bytes = b""
+    time: int = 0
+    slot: int = 0
+
+
+def decode_event(blob: bytes) -> ProgramEvent | None:
+    """The event in one log field; ``None`` for anything this program does not log."""
+    if not blob:
+        return None
+    kind, cid = blob[0], blob[1:33]
+    if kind == EV_OPENED and len(blob) == 33:
+        return ProgramEvent(kind, cid)
+    if kind in (EV_FUNDED, EV_WITHDRAWN) and len(blob) == 43:
+        asset, who, amount = struct.unpack_from("<BBQ", blob, 33)
+        return ProgramEvent(kind, cid, asset=asset, participant=who, amount=amount)
+    if kind == EV_REGISTERED and len(blob) == 49:
+        version, deadline = struct.unpack_from("<Qq", blob, 33)
+        return ProgramEvent(kind, cid, version=version, deadline=deadline)
+    if kind == EV_CONCLUDED and len(blob) == 42:
+        (version,) = struct.unpack_from("<Q", blob, 33)
+        return ProgramEvent(kind, cid, version=version, cooperative=bool(blob[41]))
+    if kind == EV_REVEALED and len(blob) == 81:
+        at, slot = struct.unpack_from("<qQ", blob, 65)
+        return ProgramEvent(kind, payment_hash=cid, preimage=blob[33:65], time=at, slot=slot)
+    return None
+
+
+def events_from_logs(program_id: Pubkey, logs: Iterable[str]) -> list[ProgramEvent]:
+    """Events logged by ``program_id`` itself (not by programs it invoked, nor by others)."""
+    stack: list[str] = []
+    me = str(program_id)
+    out: list[ProgramEvent] = []
+    for line in logs:
+        parts = line.split()
+        if len(parts) < 3 or parts[0] != "Program" or parts[1].endswith(":"):
+            pass  # "Program log: ...", "Program data: ...", "Program return: ..."
+        elif parts[2] == "invoke":
+            stack.append(parts[1])
+        elif parts[2] in ("success", "failed:") and stack:
+            stack.pop()
+        if line.startswith("Program data: ") and stack and stack[-1] == me:
+            for field_b64 in line[len("Program data: ") :].split():
+                event = decode_event(base64.b64decode(field_b64))
+                if event is not None:
+                    out.append(event)
+    return out

@@ -44,6 +44,7 @@ import io
 import struct
 import sys
 from dataclasses import dataclass, field
+from typing import Any
 
 from elftools.elf.elffile import ELFFile
 
@@ -82,7 +83,7 @@ def _align(n: int, a: int) -> int:
 @dataclass
 class _StrTab:
     data: bytearray = field(default_factory=lambda: bytearray(b"\0"))
-    index: dict = field(default_factory=dict)
+    index: dict[str, int] = field(default_factory=dict)
 
     def add(self, name: str) -> int:
         if name not in self.index:
@@ -141,18 +142,18 @@ def link(obj: bytes, entry: str = "entrypoint") -> bytes:
     off += len(rodata)
 
     # ---- symbols ------------------------------------------------------------------------
-    symtab = elf.get_section_by_name(".symtab")
+    symtab: Any = elf.get_section_by_name(".symtab")
     if symtab is None:
         raise LinkError("input has no .symtab")
     syms = list(symtab.iter_symbols())
 
-    def sym_addr(sym) -> int | None:
+    def sym_addr(sym: Any) -> int | None:
         shndx = sym["st_shndx"]
         if shndx == "SHN_UNDEF":
             return None
         if not isinstance(shndx, int) or shndx not in sec_base:
             raise LinkError(f"symbol {sym.name!r} lives in a section we do not load ({shndx})")
-        return sec_base[shndx] + sym["st_value"]
+        return int(sec_base[shndx] + sym["st_value"])
 
     entry_sym = next((s for s in syms if s.name == entry), None)
     if entry_sym is None or sym_addr(entry_sym) is None:
@@ -173,6 +174,7 @@ def link(obj: bytes, entry: str = "entrypoint") -> bytes:
     # ---- apply relocations ------------------------------------------------------------
     out_data = {text_idx: text}
     rodata_views = {i: (sec_base[i] - rodata_off) for i in rodata_idx}
+    rsec: Any
     for rsec in sections:
         if rsec["sh_type"] == "SHT_RELA":
             raise LinkError(
@@ -246,8 +248,8 @@ def link(obj: bytes, entry: str = "entrypoint") -> bytes:
     off += dynamic_size
     dynsym_off = off = _align(off, 8)
     dynsym = bytearray(24)  # index 0: the null symbol
-    for name, info, shndx, value, size in dynsyms:
-        dynsym += struct.pack("<IBBHQQ", name, info, 0, shndx, value, size)
+    for name_off, info, shndx, value, size in dynsyms:
+        dynsym += struct.pack("<IBBHQQ", name_off, info, 0, shndx, value, size)
     off += len(dynsym)
     dynstr_off = off
     off += len(dynstr.data)
@@ -282,7 +284,18 @@ def link(obj: bytes, entry: str = "entrypoint") -> bytes:
     # ---- section headers --------------------------------------------------------------
     shdrs = [struct.pack("<IIQQQQIIQQ", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)]
 
-    def shdr(name, typ, flags, addr, offset, size, link=0, info=0, align=1, entsize=0):
+    def shdr(
+        name: str,
+        typ: int,
+        flags: int,
+        addr: int,
+        offset: int,
+        size: int,
+        link: int = 0,
+        info: int = 0,
+        align: int = 1,
+        entsize: int = 0,
+    ) -> int:
         shdrs.append(
             struct.pack(
                 "<IIQQQQIIQQ",
@@ -343,7 +356,7 @@ def link(obj: bytes, entry: str = "entrypoint") -> bytes:
     shstrndx = shdr(".shstrtab", SHT_STRTAB, 0, 0, shstrtab_off, len(shstr.data))
 
     # ---- program headers --------------------------------------------------------------
-    def phdr(typ, flags, offset, size, align):
+    def phdr(typ: int, flags: int, offset: int, size: int, align: int) -> bytes:
         return struct.pack("<IIQQQQQQ", typ, flags, offset, offset, offset, size, size, align)
 
     ro_end = rodata_off + len(rodata) if rodata else text_off + len(text)
@@ -389,7 +402,7 @@ def link(obj: bytes, entry: str = "entrypoint") -> bytes:
 def syscalls_of(so: bytes) -> list[str]:
     """Names of the syscalls a linked program imports (for reports and tests)."""
     elf = ELFFile(io.BytesIO(so))
-    dynsym = elf.get_section_by_name(".dynsym")
+    dynsym: Any = elf.get_section_by_name(".dynsym")
     return sorted({s.name for s in dynsym.iter_symbols() if s.name})
 
 

@@ -1,0 +1,534 @@
+"""The Solana ChainBackend: the Chenilles channel program through a ``Ledger``.
+
+``embedded_backend()`` deploys the committed program (contracts/solana/build) into an
+in-process LiteSVM, with the SPL Token program, a test mint, and a clock that
+``advance_time`` moves. ``connect_backend(url, program_id=...)`` talks to a cluster where
+the program is deployed, through solana-py; both share every transaction builder below.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+from solders.instruction import Instruction
+from solders.keypair import Keypair
+from solders.litesvm import LiteSVM
+from solders.pubkey import Pubkey
+
+from chenilles_hub.backend import (
+    BackendInfo,
+    ChainEvent,
+    Concluded,
+    Funded,
+    LedgerError,
+    NewBlock,
+    PreimageRevealed,
+    Registered,
+    TxReceipt,
+)
+from chenilles_hub.core import (
+    Asset,
+    ChannelParams,
+    Htlc,
+    Participant,
+    SignedState,
+    StateAuthority,
+    payment_hash,
+)
+from chenilles_hub.core.errors import AmountOutOfRange, BadPreimage, UnknownAsset
+from chenilles_hub.core.timing import TimeModel
+
+from . import program_client as pc
+from . import spl_token as spl
+from .authority import (
+    CLOCK_MARGIN,
+    NATIVE,
+    U64_MAX,
+    SolanaAuthority,
+    mint_of,
+    mints_of,
+    participant_keys,
+    state_message,
+)
+from .ledger import Ledger, LiteSVMLedger, RpcLedger, Sent
+
+LAMPORTS_PER_SOL = 1_000_000_000
+SIGNATURE_FEE = 5000  # lamports per signature, payer's and the Ed25519 precompile's alike
+EMBEDDED_CHAIN = "solana:localnet"
+#: Where the embedded ledger deploys the program (any address works; a fixed one keeps
+#: channel ids reproducible across runs).
+EMBEDDED_PROGRAM_ID = Pubkey.from_bytes(hashlib.sha256(b"chenilles/solana/program").digest())
+TEST_TOKENS = 10**12  # base units of the test mint given to each funded account
+TEST_SOL = 100 * LAMPORTS_PER_SOL
+
+#: Signatures per operation (fee payer + the two state signatures the precompile checks).
+_SIGNATURES = {"register": 3, "challenge": 3, "close_cooperative": 3}
+
+INFO = BackendInfo(
+    name="solana",
+    version=metadata.version("chenilles-solana"),
+    family="Solana",
+    chains=("solana:localnet", "solana:devnet", "solana:mainnet"),
+    description="Chenilles channel program; embedded LiteSVM or any Solana JSON-RPC cluster",
+)
+
+
+@dataclass(frozen=True)
+class SolanaAccount:
+    """A Solana key; ``chain_key`` is its base58 public key."""
+
+    keypair: Keypair
+
+    @property
+    def pubkey(self) -> Pubkey:
+        return self.keypair.pubkey()
+
+    @property
+    def chain_key(self) -> str:
+        return str(self.keypair.pubkey())
+
+
+@dataclass(frozen=True)
+class _Channel:
+    """What the backend derives from the params: addresses and the program's view of assets."""
+
+    cid: bytes
+    address: Pubkey
+    parts: tuple[Pubkey, Pubkey]
+    mints: tuple[bytes, ...]
+
+    def asset_index(self, asset: Asset) -> int:
+        try:
+            return self.mints.index(mint_of(asset))
+        except ValueError:
+            raise UnknownAsset(f"{asset} is not an asset of this channel") from None
+
+
+def _keypair(account: Any) -> Keypair:
+    if isinstance(account, SolanaAccount):
+        return account.keypair
+    if isinstance(account, Keypair):
+        return account
+    raise TypeError(f"not a Solana account: {account!r}")
+
+
+class SolanaBackend:
+    """One Solana ledger as the node sees it (see chenilles_hub.backend.ChainBackend)."""
+
+    info = INFO
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        chain: str,
+        *,
+        test_mint: Pubkey | None = None,
+        mint_authority: Keypair | None = None,
+        faucet: Keypair | None = None,
+        mints: Sequence[Pubkey] = (),
+    ) -> None:
+        self.ledger = ledger
+        self.chain = chain
+        self.program_id = ledger.program_id
+        self.test_mint = test_mint
+        self._mint_authority = mint_authority
+        self._faucet = faucet
+        self._mints = [*([test_mint] if test_mint else []), *mints]
+        self._cursor: str | None = None
+        self._last_slot = -1
+        self._channel_mints: dict[bytes, tuple[bytes, ...]] = {}
+        self.last_sent: Sent | None = None  # for cost reports (scripts/solana_costs.py)
+
+    # --- describing the chain -------------------------------------------------------------
+
+    def time_model(self) -> TimeModel:
+        return TimeModel(
+            block_interval_ms=400,
+            finality_depth=32,
+            inclusion_delay=60,
+            timelock_horizon=30 * 86400,
+            safety_margin=600,
+        )
+
+    def assets(self) -> Sequence[Asset]:
+        return [Asset(self.chain, NATIVE), *(Asset(self.chain, str(m)) for m in self._mints)]
+
+    def now(self) -> int:
+        return self.ledger.clock().unix_timestamp
+
+    def native_expiry(self, expiry: int) -> int:
+        return expiry - CLOCK_MARGIN
+
+    def estimate_fee(self, operation: str) -> int:
+        """Signature fees only (no priority fee); rent deposits (channel account, vaults,
+        preimage records) are extra and refundable only by closing those accounts."""
+        return SIGNATURE_FEE * _SIGNATURES.get(operation, 1)
+
+    # --- accounts ---------------------------------------------------------------------------
+
+    def create_account(self, fund: bool = True) -> SolanaAccount:
+        account = SolanaAccount(Keypair())
+        if fund:
+            self.ledger.airdrop(account.pubkey, TEST_SOL)
+            if self.test_mint is not None and self._mint_authority and self._faucet:
+                ata = spl.associated_token_address(account.pubkey, self.test_mint)
+                self._send(
+                    "create_account",
+                    [
+                        spl.create_ata_idempotent_ix(
+                            self._faucet.pubkey(), account.pubkey, self.test_mint
+                        ),
+                        spl.mint_to_ix(
+                            self.test_mint, ata, self._mint_authority.pubkey(), TEST_TOKENS
+                        ),
+                    ],
+                    [self._faucet, self._mint_authority],
+                )
+        return account
+
+    def balance(self, account: Any, asset: Asset) -> int:
+        owner = _keypair(account).pubkey()
+        if asset.token == NATIVE:
+            view = self.ledger.account(owner)
+            return view.lamports if view else 0
+        view = self.ledger.account(
+            spl.associated_token_address(owner, Pubkey.from_bytes(mint_of(asset)))
+        )
+        return spl.TokenAccountData.decode(view.data).amount if view else 0
+
+    def participant_key(self, account: Any, nonce: bytes) -> str:
+        return str(_keypair(account).pubkey())
+
+    def new_nonce(
+        self,
+        participants: Sequence[Participant],
+        deposits: Mapping[Asset, Sequence[int]],
+        account: Any,
+    ) -> bytes:
+        return os.urandom(32)
+
+    # --- channels ---------------------------------------------------------------------------
+
+    def _channel(self, params: ChannelParams) -> _Channel:
+        a, b = participant_keys(params)
+        mints = tuple(mints_of(params))
+        cid = pc.channel_id(self.program_id, a, b, params.challenge_duration, params.nonce, mints)
+        return _Channel(cid, pc.channel_pda(self.program_id, cid)[0], (a, b), mints)
+
+    def channel_id(self, params: ChannelParams) -> bytes:
+        return self._channel(params).cid
+
+    def channel_account(self, params: ChannelParams) -> pc.ChannelAccount | None:
+        view = self.ledger.account(self._channel(params).address)
+        return pc.ChannelAccount.decode(view.data) if view else None
+
+    def authority(self, params: ChannelParams, account: Any, me: int) -> StateAuthority:
+        keypair = _keypair(account)
+        if participant_keys(params)[me] != keypair.pubkey():
+            raise ValueError(f"account {keypair.pubkey()} is not participant {me}")
+        return SolanaAuthority(self.program_id, keypair)
+
+    # --- sending ----------------------------------------------------------------------------
+
+    def _send(
+        self, operation: str, instructions: Sequence[Instruction], signers: Sequence[Keypair]
+    ) -> TxReceipt:
+        sent = self.ledger.send(operation, instructions, signers)
+        self.last_sent = sent
+        return TxReceipt(
+            operation=operation,
+            txid=sent.signature,
+            fee=sent.fee,
+            fee_asset=Asset(self.chain, NATIVE),
+            cost=sent.compute_units,
+            cost_unit="CU",
+            block=sent.slot,
+        )
+
+    def _signed_state_ix(self, params: ChannelParams, signed: SignedState) -> Instruction:
+        """The Ed25519 precompile instruction carrying both signatures over the state."""
+        if len(signed.signatures) != 2 or not all(signed.signatures):
+            raise ValueError("a state needs both participants' signatures on-chain")
+        message = state_message(self.program_id, params, signed.state)
+        keys = participant_keys(params)
+        return pc.ed25519_verify_ix(
+            message, [(bytes(k), sig) for k, sig in zip(keys, signed.signatures, strict=True)]
+        )
+
+    def _ata_ready(self, payer: Pubkey, owner: Pubkey, mint: Pubkey) -> list[Instruction]:
+        """Creates ``owner``'s token account for ``mint`` first if it does not exist yet."""
+        if self.ledger.account(spl.associated_token_address(owner, mint)) is not None:
+            return []
+        return [spl.create_ata_idempotent_ix(payer, owner, mint)]
+
+    # --- funding and closing ----------------------------------------------------------------
+
+    def fund(
+        self, params: ChannelParams, me: int, account: Any, asset: Asset, amount: int
+    ) -> TxReceipt:
+        """Deposits ``amount`` of ``asset`` for participant ``me`` (once per asset), opening
+        the channel account and its vaults first if nobody has yet. A zero amount only opens."""
+        if not 0 <= amount <= U64_MAX:
+            raise AmountOutOfRange(f"deposit {amount} does not fit a Solana u64")
+        ch = self._channel(params)
+        k = ch.asset_index(asset)
+        keypair = _keypair(account)
+        ixs: list[Instruction] = []
+        if self.ledger.account(ch.address) is None:
+            open_ix, _, _ = pc.open_ix(
+                self.program_id,
+                keypair.pubkey(),
+                ch.parts[0],
+                ch.parts[1],
+                params.challenge_duration,
+                params.nonce,
+                self.ledger.rent(pc.CHANNEL_ACCOUNT_SIZE),
+                mints=ch.mints,
+                vault_rent_lamports=self.ledger.rent(spl.TOKEN_ACCOUNT_SIZE),
+            )
+            ixs.append(open_ix)
+        if amount:
+            if ch.mints[k] == pc.NATIVE_MINT:
+                ixs.append(pc.deposit_ix(self.program_id, keypair.pubkey(), ch.address, me, amount))
+            else:
+                mint = Pubkey.from_bytes(ch.mints[k])
+                ixs.append(
+                    pc.deposit_ix(
+                        self.program_id,
+                        keypair.pubkey(),
+                        ch.address,
+                        me,
+                        amount,
+                        asset=k,
+                        mint=mint,
+                        source=spl.associated_token_address(keypair.pubkey(), mint),
+                    )
+                )
+        if not ixs:
+            return TxReceipt("fund", "", 0, Asset(self.chain, NATIVE), 0, "CU", None)
+        return self._send("fund", ixs, [keypair])
+
+    def close_cooperative(
+        self, params: ChannelParams, signed: SignedState, account: Any
+    ) -> TxReceipt:
+        ch = self._channel(params)
+        payer = _keypair(account)
+        prelude: list[Instruction] = []
+        legs = []
+        for m in ch.mints:
+            if m == pc.NATIVE_MINT:
+                continue
+            mint = Pubkey.from_bytes(m)
+            for owner in ch.parts:
+                prelude += self._ata_ready(payer.pubkey(), owner, mint)
+            legs.append(
+                pc.TokenLeg(
+                    pc.vault_pda(self.program_id, ch.address, mint)[0],
+                    spl.associated_token_address(ch.parts[0], mint),
+                    spl.associated_token_address(ch.parts[1], mint),
+                )
+            )
+        ed_index = len(prelude)
+        close = pc.coop_close_ix(
+            self.program_id, ch.address, ch.parts[0], ch.parts[1], ed_index, legs
+        )
+        return self._send(
+            "close_cooperative",
+            [*prelude, self._signed_state_ix(params, signed), close],
+            [payer],
+        )
+
+    # --- disputes ---------------------------------------------------------------------------
+
+    def register(self, params: ChannelParams, signed: SignedState, account: Any) -> TxReceipt:
+        return self._register("register", params, signed, account)
+
+    def challenge(self, params: ChannelParams, signed: SignedState, account: Any) -> TxReceipt:
+        """Refutes a registered state with a newer one (no revocation to punish on Solana)."""
+        return self._register("challenge", params, signed, account)
+
+    def _register(
+        self, operation: str, params: ChannelParams, signed: SignedState, account: Any
+    ) -> TxReceipt:
+        ch = self._channel(params)
+        return self._send(
+            operation,
+            [
+                self._signed_state_ix(params, signed),
+                pc.register_ix(self.program_id, ch.address, 0),
+            ],
+            [_keypair(account)],
+        )
+
+    def conclude(self, params: ChannelParams, account: Any) -> TxReceipt:
+        return self._conclude("conclude", params, account)
+
+    def _conclude(self, operation: str, params: ChannelParams, account: Any) -> TxReceipt:
+        ch = self._channel(params)
+        view = self.ledger.account(ch.address)
+        hashes = [h.payment_hash for h in pc.ChannelAccount.decode(view.data).htlcs] if view else []
+        return self._send(
+            operation,
+            [pc.conclude_ix(self.program_id, ch.address, hashes)],
+            [_keypair(account)],
+        )
+
+    def withdraw(self, params: ChannelParams, me: int, account: Any, asset: Asset) -> TxReceipt:
+        ch = self._channel(params)
+        k = ch.asset_index(asset)
+        payer = _keypair(account)
+        owner = ch.parts[me]
+        if ch.mints[k] == pc.NATIVE_MINT:
+            ixs = [pc.withdraw_ix(self.program_id, ch.address, me, owner, asset=k)]
+        else:
+            mint = Pubkey.from_bytes(ch.mints[k])
+            ixs = [
+                *self._ata_ready(payer.pubkey(), owner, mint),
+                pc.withdraw_ix(
+                    self.program_id,
+                    ch.address,
+                    me,
+                    spl.associated_token_address(owner, mint),
+                    asset=k,
+                    vault=pc.vault_pda(self.program_id, ch.address, mint)[0],
+                ),
+            ]
+        return self._send("withdraw", ixs, [payer])
+
+    # --- HTLCs ------------------------------------------------------------------------------
+
+    def claim_htlc(
+        self, params: ChannelParams, htlc: Htlc, preimage: bytes, account: Any
+    ) -> TxReceipt:
+        """Reveals the preimage in the program's global registry, timestamped by the chain.
+        A conclusion then pays every registered HTLC with that hash whose expiry is not
+        earlier than the reveal (whichever channel it is in, and whenever it concludes)."""
+        if payment_hash(preimage) != htlc.payment_hash:
+            raise BadPreimage(f"preimage does not hash to HTLC {htlc.id}'s payment hash")
+        payer = _keypair(account)
+        ix, _ = pc.reveal_ix(
+            self.program_id, payer.pubkey(), preimage, self.ledger.rent(pc.PREIMAGE_RECORD_SIZE)
+        )
+        return self._send("claim_htlc", [ix], [payer])
+
+    def refund_htlc(self, params: ChannelParams, htlc: Htlc, account: Any) -> TxReceipt:
+        """There is no per-HTLC refund on Solana: the conclusion of a registered state pays
+        each expired, unrevealed HTLC back to its payer. So this concludes the dispute (after
+        both the challenge period and the HTLC's expiry); the refunded amount is then part
+        of the payer's ``withdraw``. The channel must have been registered first."""
+        state = self.channel_account(params)
+        if state is None or state.status != pc.ST_DISPUTE:
+            status = "no channel account" if state is None else f"status {state.status}"
+            raise LedgerError(
+                "refund_htlc",
+                f"BAD_STATUS ({status}): register the latest state first, the conclusion "
+                "refunds expired HTLCs",
+            )
+        return self._conclude("refund_htlc", params, account)
+
+    # --- events and time --------------------------------------------------------------------
+
+    def _asset_of(self, cid: bytes, index: int) -> Asset:
+        mints = self._channel_mints.get(cid)
+        if mints is None:
+            view = self.ledger.account(pc.channel_pda(self.program_id, cid)[0])
+            mints = pc.ChannelAccount.decode(view.data).mints if view else ()
+            self._channel_mints[cid] = mints
+        if index >= len(mints):
+            return Asset(self.chain, f"asset#{index}")
+        m = mints[index]
+        return Asset(self.chain, NATIVE if m == pc.NATIVE_MINT else str(Pubkey.from_bytes(m)))
+
+    def poll_events(self) -> list[ChainEvent]:
+        """Chain events from the program's own log lines, oldest first, then a NewBlock if
+        the ledger's slot moved since the last poll."""
+        self._cursor, batches = self.ledger.program_logs(self._cursor)
+        events: list[ChainEvent] = []
+        for _slot, logs in batches:
+            for ev in pc.events_from_logs(self.program_id, logs):
+                if ev.kind == pc.EV_FUNDED:
+                    asset = self._asset_of(ev.channel_id, ev.asset)
+                    events.append(Funded(ev.channel_id, asset, ev.participant, ev.amount))
+                elif ev.kind == pc.EV_REGISTERED:
+                    events.append(Registered(ev.channel_id, ev.version, ev.deadline))
+                elif ev.kind == pc.EV_CONCLUDED:
+                    events.append(Concluded(ev.channel_id, ev.version))
+                elif ev.kind == pc.EV_REVEALED:
+                    events.append(PreimageRevealed(ev.payment_hash, ev.preimage, ev.time))
+        clock = self.ledger.clock()
+        if clock.slot != self._last_slot:
+            self._last_slot = clock.slot
+            events.append(NewBlock(clock.slot, clock.unix_timestamp))
+        return events
+
+    def advance_time(self, seconds: int) -> None:
+        """Embedded only: moves the Clock sysvar's unix time, and the slot at 400 ms each."""
+        if not isinstance(self.ledger, LiteSVMLedger):
+            raise NotImplementedError("a real cluster's clock cannot be moved")
+        if seconds < 0:
+            raise ValueError("time only moves forward")
+        clock = self.ledger.clock()
+        clock.unix_timestamp = clock.unix_timestamp + seconds
+        clock.slot = clock.slot + seconds * 1000 // 400
+        self.ledger.set_clock(clock)
+
+
+def _create_test_mint(ledger: LiteSVMLedger, faucet: Keypair) -> tuple[Pubkey, Keypair]:
+    mint, authority = Keypair(), Keypair()
+    ledger.send(
+        "create_test_mint",
+        [
+            spl.create_account_ix(
+                faucet.pubkey(), mint.pubkey(), ledger.rent(spl.MINT_SIZE), spl.MINT_SIZE
+            ),
+            spl.initialize_mint2_ix(mint.pubkey(), authority.pubkey(), 6),
+        ],
+        [faucet, mint],
+    )
+    return mint.pubkey(), authority
+
+
+def embedded_backend(
+    *, start_time: int | None = None, test_mint: bool = True, **_options: Any
+) -> SolanaBackend:
+    """A fresh LiteSVM with the committed program deployed, the SPL Token program (LiteSVM's
+    default programs), a test mint (6 decimals) and the clock set to ``start_time`` (default:
+    now)."""
+    svm = LiteSVM()
+    svm.add_program(EMBEDDED_PROGRAM_ID, pc.load_program())
+    clock = svm.get_clock()
+    clock.unix_timestamp = int(time.time()) if start_time is None else start_time
+    svm.set_clock(clock)
+    ledger = LiteSVMLedger(svm, EMBEDDED_PROGRAM_ID)
+    faucet = Keypair()
+    ledger.airdrop(faucet.pubkey(), 1000 * LAMPORTS_PER_SOL)
+    mint: Pubkey | None = None
+    authority: Keypair | None = None
+    if test_mint:
+        mint, authority = _create_test_mint(ledger, faucet)
+    return SolanaBackend(
+        ledger, EMBEDDED_CHAIN, test_mint=mint, mint_authority=authority, faucet=faucet
+    )
+
+
+def connect_backend(
+    url: str,
+    *,
+    program_id: str,
+    chain: str = "solana:devnet",
+    mints: Sequence[str] = (),
+    commitment: str = "confirmed",
+    **_options: Any,
+) -> SolanaBackend:
+    """A cluster at ``url`` where the program is deployed at ``program_id`` (deploy the
+    committed contracts/solana/build/chenilles_channel.so with ``solana program deploy``).
+    ``mints``: SPL mints (base58) offered as channel assets. ``create_account(fund=True)``
+    only airdrops SOL (localnet/devnet faucets); there is no test mint."""
+    ledger = RpcLedger(url, Pubkey.from_string(program_id), commitment)
+    return SolanaBackend(ledger, chain, mints=[Pubkey.from_string(m) for m in mints])
