@@ -1,0 +1,157 @@
+"""The Bitcoin ``StateAuthority``: core states in, BOLT 3 signatures and revocations out.
+
+Signing version ``v`` means signing the *peer's* commitment ``v``, which is built under the
+peer's per-commitment point for ``v``: the point in the peer's participant key for ``v = 0``,
+else the ``next_point`` of the peer's bundle on ``v - 1`` (found in ``previous``). Verifying
+means rebuilding *our* commitment ``v`` from the state and checking the peer's signatures
+on it and on our HTLC transactions; any mismatch between what the peer signed and the
+agreed state therefore fails verification.
+
+A revocation is our per-commitment secret of the revoked version; the peer's is checked
+against the point its bundle announced and kept in the channel's shachain store, where the
+watcher finds it to punish a revoked commitment.
+
+Pure computation apart from one read: ``expiry_image`` (the backend's unix -> height map).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from coincurve import PublicKey
+
+from chenilles_hub.core import ChannelParams, ChannelState, SignedState
+from chenilles_hub.core.errors import StateMismatch
+
+from .bolt3 import (
+    Bolt3Error,
+    InvalidKeyError,
+    derive_privkey,
+    per_commitment_point,
+)
+from .bundle import Bundle, BundleError, decode_bundle, encode_bundle
+from .channel_keys import ChannelSecrets
+from .commitments import ChannelView, check_amounts
+from .record import ChannelRecord
+
+#: How many blocks earlier than the exact image a peer's native expiry may be.
+EXPIRY_TOLERANCE = 6
+
+
+class BitcoinAuthority:
+    def __init__(
+        self,
+        view: ChannelView,
+        secrets: ChannelSecrets,
+        me: int,
+        record: ChannelRecord,
+        expiry_image: Callable[[int], int],
+    ) -> None:
+        self.view = view
+        self.secrets = secrets
+        self.me = me
+        self.peer = 1 - me
+        self.record = record
+        self._expiry_image = expiry_image
+
+    # --- points -------------------------------------------------------------------------
+
+    def _point_of(self, who: int, version: int, previous: SignedState | None) -> bytes:
+        """Participant ``who``'s per-commitment point for ``version``."""
+        if who == self.me:
+            return self.secrets.commitment_point(version)
+        if version == 0:
+            return self.view.keys[who].first_point
+        if previous is None or previous.version != version - 1 or not previous.signatures[who]:
+            raise StateMismatch(
+                f"the peer's point for version {version} comes from its bundle on {version - 1}"
+            )
+        return decode_bundle(previous.signatures[who]).next_point
+
+    # --- StateAuthority -----------------------------------------------------------------
+
+    def sign(
+        self, params: ChannelParams, state: ChannelState, previous: SignedState | None
+    ) -> bytes:
+        check_amounts(state)
+        peer_point = self._point_of(self.peer, state.version, previous)
+        self.view.commitment(self.me, state, self.secrets.commitment_point(state.version))
+        theirs = self.view.commitment(self.peer, state, peer_point)
+        htlc_key = derive_privkey(self.secrets.htlc_secret, peer_point)
+        closing_sig = (
+            self.view.closing(state).sign(self.secrets.funding_secret) if state.final else b""
+        )
+        self.record.note_state(state)
+        return encode_bundle(
+            Bundle(
+                commitment_sig=theirs.sign(self.secrets.funding_secret),
+                htlc_sigs=tuple(tx.sign(htlc_key) for tx in theirs.htlc_txs()),
+                point=self.secrets.commitment_point(state.version),
+                next_point=self.secrets.commitment_point(state.version + 1),
+                closing_sig=closing_sig,
+            )
+        )
+
+    def verify(
+        self,
+        params: ChannelParams,
+        state: ChannelState,
+        signer: int,
+        bundle: bytes,
+        previous: SignedState | None,
+    ) -> bool:
+        check_amounts(state)  # out-of-range amounts are an error, not a bad signature
+        if signer == self.me:
+            return bundle == self.sign(params, state, previous)
+        try:
+            b = decode_bundle(bundle)
+            if b.point != self._point_of(signer, state.version, previous):
+                return False
+            ours = self.view.commitment(
+                self.me, state, self.secrets.commitment_point(state.version)
+            )
+            ours.check_signature(self.view.keys[signer].funding_pubkey, b.commitment_sig)
+            htlc_txs = ours.htlc_txs()
+            if len(htlc_txs) != len(b.htlc_sigs):
+                return False
+            for tx, sig in zip(htlc_txs, b.htlc_sigs, strict=True):
+                tx.check_signature(ours.keys.remote_htlc_pubkey, sig)
+            if state.final:
+                self.view.closing(state).check_signature(
+                    self.view.keys[signer].funding_pubkey, b.closing_sig
+                )
+            elif b.closing_sig:
+                return False
+            PublicKey(b.point)  # both points must be on the curve
+            PublicKey(b.next_point)
+        except (BundleError, Bolt3Error, StateMismatch, ValueError, TypeError):
+            return False
+        self.record.note_state(state)
+        self.record.note_peer_points(state.version, b.point, b.next_point)
+        return True
+
+    def revoke(self, params: ChannelParams, signed: SignedState) -> bytes | None:
+        return self.secrets.commitment_secret(signed.version)
+
+    def verify_revocation(
+        self, params: ChannelParams, signed: SignedState, signer: int, revocation: bytes | None
+    ) -> bool:
+        if revocation is None or len(revocation) != 32:
+            return False
+        if signer == self.me:
+            return revocation == self.secrets.commitment_secret(signed.version)
+        try:
+            announced = decode_bundle(signed.signatures[signer]).point
+            if per_commitment_point(revocation) != announced:
+                return False
+            self.record.add_revocation(signed.version, revocation)
+        except (BundleError, InvalidKeyError, Bolt3Error):
+            return False
+        return True
+
+    def native_expiry_ok(self, expiry: int, native_expiry: int) -> bool:
+        image = self._expiry_image(expiry)
+        return image - EXPIRY_TOLERANCE <= native_expiry <= image
+
+
+__all__ = ["EXPIRY_TOLERANCE", "BitcoinAuthority"]

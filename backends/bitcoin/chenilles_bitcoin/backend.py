@@ -1,0 +1,600 @@
+"""The Bitcoin ``ChainBackend``: BOLT 3 channels on a ``BitcoinLedger``.
+
+``embedded_backend()`` runs on a :class:`KernelChain` (regtest, every block validated by
+libbitcoinkernel) and, by default, mines one block after each on-chain action so that the
+action's fate (accepted, or rejected with Bitcoin Core's reason) is known when it returns.
+``connect_backend(url)`` talks to bitcoind and leaves mining to the network.
+
+Time: heights are what Bitcoin's timelocks use. On the embedded ledger the kernel refuses
+block times past now + 2 h, so the backend keeps a *height clock*: ``now()`` is the time at
+which the backend started plus 600 s per block mined since; ``advance_time`` mines blocks.
+Against bitcoind ``now()`` is the tip's block time.
+
+See docs/bitcoin.md for the design (keys, bundle, fees, duties, events).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import msgspec
+from bitcoin.core import CTransaction
+
+from chenilles_hub.backend import (
+    Account,
+    BackendInfo,
+    ChainEvent,
+    Concluded,
+    Funded,
+    LedgerError,
+    NewBlock,
+    PreimageRevealed,
+    Registered,
+    Reorged,
+    TxReceipt,
+)
+from chenilles_hub.core import (
+    Asset,
+    ChannelParams,
+    Htlc,
+    Participant,
+    SignedState,
+    StateAuthority,
+    TimeModel,
+    payment_hash,
+)
+from chenilles_hub.core.errors import AmountOutOfRange, InvalidParams
+
+from . import ledger as btc
+from .accounts import BitcoinAccount
+from .authority import BitcoinAuthority
+from .bolt3 import OutPoint as Bolt3OutPoint
+from .bolt3 import closing_weight, commitment_weight, funding_script, p2wsh, txid_of, weight
+from .bolt3.commitment import HTLC_SUCCESS_WEIGHT, HTLC_TIMEOUT_WEIGHT
+from .channel_keys import derivation_tag, derive_secrets, parse_chain_key, secrets_for
+from .commitments import BLOCK_INTERVAL, MAX_SAT, NATIVE_TOKEN, ChannelPolicy, ChannelView
+from .duties import (
+    ChannelContext,
+    DutyError,
+    Signed,
+    delayed_sweep,
+    direct_htlc_spend,
+    payout_sweep,
+    penalty,
+    second_stage,
+    signed_closing,
+    signed_commitment,
+)
+from .ledger.miner import COINBASE_MATURITY
+from .record import ChannelRecord
+from .watch import SeenCommitment, commitment_version, parse_tx, revealed_preimages
+
+REGTEST = "bip122:regtest"
+#: Blocks taken off a native HTLC expiry, so it fires before the unix expiry it images.
+EXPIRY_MARGIN = 2
+FINALITY_DEPTH = 6
+INCLUSION_DELAY_BLOCKS = 3
+TIMELOCK_HORIZON = 14 * 86400
+#: Fee basis of a funding transaction: one P2WPKH input and change weigh 609 WU (measured),
+#: rounded up for a second input's share.
+FUNDING_WEIGHT = 690
+SWEEP_WEIGHT = 500  # one-input sweep, the common case; penalties grow by ~400 WU per input
+
+try:
+    from importlib.metadata import version as _dist_version
+
+    _VERSION = _dist_version("chenilles-bitcoin")
+except Exception:  # pragma: no cover - not installed as a distribution
+    _VERSION = "0.0.0"
+
+
+class BitcoinBackend:
+    """One Bitcoin ledger as the hub sees it."""
+
+    def __init__(
+        self,
+        ledger: btc.BitcoinLedger,
+        *,
+        chain: str = REGTEST,
+        policy: ChannelPolicy | None = None,
+        auto_mine: bool = False,
+        height_clock: bool = False,
+    ) -> None:
+        self.ledger = ledger
+        self.chain = chain
+        self.info = BackendInfo(
+            name="bitcoin",
+            version=_VERSION,
+            family="Bitcoin",
+            chains=(chain,),
+            description="BOLT 3 channels (legacy format, static remotekey)",
+        )
+        self.policy = policy or ChannelPolicy()
+        self.auto_mine = auto_mine
+        self.height_clock = height_clock
+        self.asset = Asset(chain, NATIVE_TOKEN)
+        self._anchor = (ledger.tip_height(), max(ledger.tip_time(), int(time.time())))
+        self._contexts: dict[tuple[bytes, int], ChannelContext] = {}
+        self._views: dict[bytes, ChannelView] = {}
+        self._by_funding: dict[str, bytes] = {}  # funding txid -> channel id
+        self._prepared: dict[str, bytes] = {}  # funding txid -> signed, unbroadcast funding tx
+        self._sent: dict[str, bytes] = {}  # txid -> raw, every tx this backend broadcast
+        self.rebroadcast: dict[str, str] = {}  # txid -> "ok" or the reason it failed
+        self._events_seen: set[str] = set()
+
+    # --- describing the chain ------------------------------------------------------------
+
+    def time_model(self) -> TimeModel:
+        return TimeModel(
+            block_interval_ms=BLOCK_INTERVAL * 1000,
+            finality_depth=FINALITY_DEPTH,
+            inclusion_delay=INCLUSION_DELAY_BLOCKS * BLOCK_INTERVAL,
+            timelock_horizon=TIMELOCK_HORIZON,
+            safety_margin=EXPIRY_MARGIN * BLOCK_INTERVAL,
+        )
+
+    def assets(self) -> Sequence[Asset]:
+        return (self.asset,)
+
+    def _time_at(self, height: int) -> int:
+        if self.height_clock:
+            anchor_height, anchor_time = self._anchor
+            return anchor_time + (height - anchor_height) * BLOCK_INTERVAL
+        return self.ledger.tip_time()
+
+    def now(self) -> int:
+        return self._time_at(self.ledger.tip_height())
+
+    def native_expiry(self, expiry: int) -> int:
+        """``tip + floor((expiry - now) / 600) - margin``: a height reached before ``expiry``."""
+        return max(
+            0, self.ledger.tip_height() + (expiry - self.now()) // BLOCK_INTERVAL - EXPIRY_MARGIN
+        )
+
+    def estimate_fee(self, operation: str) -> int:
+        weights = {
+            "fund": FUNDING_WEIGHT,
+            "close_cooperative": closing_weight(b"\x00" * 22, b"\x00" * 22),
+            "register": commitment_weight(0),
+            "challenge": SWEEP_WEIGHT + 400,
+            "conclude": SWEEP_WEIGHT,
+            "withdraw": SWEEP_WEIGHT - 60,
+            "claim_htlc": HTLC_SUCCESS_WEIGHT,
+            "refund_htlc": HTLC_TIMEOUT_WEIGHT,
+        }
+        if operation not in weights:
+            raise ValueError(f"unknown operation {operation!r}")
+        return self.policy.feerate_per_kw * weights[operation] // 1000
+
+    # --- accounts --------------------------------------------------------------------------
+
+    def create_account(self, fund: bool = True, secret: bytes | None = None) -> BitcoinAccount:
+        """A new key; ``fund`` mines a coinbase to it and matures it (regtest only)."""
+        account = BitcoinAccount(self.ledger, secret or secrets.token_bytes(32))
+        if fund:
+            account.wallet.mine_to_self(1)
+            self.ledger.mine(COINBASE_MATURITY)
+        return account
+
+    def balance(self, account: Account, asset: Asset) -> int:
+        """What the account's wallet can spend (channel payouts count once withdrawn)."""
+        self._check_asset(asset)
+        return _account(account).wallet.balance()
+
+    def advance_time(self, seconds: int) -> None:
+        """Mine one block per started 600 s (heights are what timelocks see)."""
+        if seconds > 0:
+            self.ledger.mine(math.ceil(seconds / BLOCK_INTERVAL))
+
+    def mine(self, blocks: int = 1) -> None:
+        self.ledger.mine(blocks)
+
+    # --- channels ----------------------------------------------------------------------------
+
+    def participant_key(self, account: Account, nonce: bytes) -> str:
+        """``"<funding pubkey>:<point 0>:<tag>"``; ``nonce`` is the node's opening salt."""
+        return derive_secrets(_account(account).secret, derivation_tag(nonce)).public.chain_key
+
+    def new_nonce(
+        self,
+        participants: Sequence[Participant],
+        deposits: Mapping[Asset, Sequence[int]],
+        account: Account,
+    ) -> bytes:
+        """Build (not broadcast) participant 0's funding transaction; its txid is the nonce."""
+        acct = _account(account)
+        if secrets_for(acct.secret, participants[0].chain_key) is None:
+            raise InvalidParams("the opener (participant 0) funds a Bitcoin channel")
+        amounts = deposits.get(self.asset)
+        if amounts is None or set(deposits) != {self.asset}:
+            raise InvalidParams(f"a Bitcoin channel holds exactly {self.asset}")
+        total = sum(amounts)
+        if total > MAX_SAT:
+            raise AmountOutOfRange(f"{total} sat exceeds 21e14 sat")
+        keys = [parse_chain_key(p.chain_key).funding_pubkey for p in participants]
+        spk = bytes(p2wsh(bytes(funding_script(keys[0], keys[1]))))
+        fee = self.policy.feerate_per_kw * FUNDING_WEIGHT // 1000
+        try:
+            raw = acct.wallet.build_payment([(spk, total)], fee=fee)
+        except btc.LedgerError as exc:
+            raise LedgerError("fund", str(exc)) from exc
+        txid = txid_of(parse_tx(raw))
+        self._prepared[txid] = raw
+        return bytes.fromhex(txid)
+
+    def channel_id(self, params: ChannelParams) -> bytes:
+        """sha256("chenilles/bitcoin" || nonce || canonical params): the funding txid is unique."""
+        channel_id = hashlib.sha256(
+            b"chenilles/bitcoin" + params.nonce + msgspec.json.encode(params)
+        ).digest()
+        if channel_id not in self._views:
+            self._views[channel_id] = ChannelView(params, self.policy)
+            self._by_funding[params.nonce.hex()] = channel_id
+        return channel_id
+
+    def _view(self, params: ChannelParams) -> tuple[bytes, ChannelView]:
+        channel_id = self.channel_id(params)
+        return channel_id, self._views[channel_id]
+
+    def context(self, params: ChannelParams, me: int, account: Account) -> ChannelContext:
+        channel_id, view = self._view(params)
+        key = (channel_id, me)
+        if key not in self._contexts:
+            secrets_ = secrets_for(_account(account).secret, params.participants[me].chain_key)
+            if secrets_ is None:
+                raise InvalidParams(f"the account does not hold participant {me}'s key")
+            self._contexts[key] = ChannelContext(view, secrets_, me, ChannelRecord(me))
+        return self._contexts[key]
+
+    def _my_context(
+        self, operation: str, params: ChannelParams, account: Account
+    ) -> ChannelContext:
+        secret = _account(account).secret
+        for me, participant in enumerate(params.participants):
+            if secrets_for(secret, participant.chain_key) is not None:
+                return self.context(params, me, account)
+        raise LedgerError(operation, "the account is not a participant of this channel")
+
+    def authority(self, params: ChannelParams, account: Account, me: int) -> StateAuthority:
+        ctx = self.context(params, me, account)
+        return BitcoinAuthority(ctx.view, ctx.secrets, me, ctx.record, self.native_expiry)
+
+    def export_record(self, params: ChannelParams, me: int, account: Account) -> bytes:
+        """What the node persists to punish and enforce after a restart (see record.py)."""
+        return self.context(params, me, account).record.export()
+
+    def restore_record(self, params: ChannelParams, me: int, account: Account, data: bytes) -> None:
+        self.context(params, me, account).record = ChannelRecord.restore(data)
+
+    # --- submitting ----------------------------------------------------------------------------
+
+    def _submit(
+        self, operation: str, signed: Signed, pays: BitcoinAccount | None = None
+    ) -> TxReceipt:
+        raw = bytes(signed.tx.serialize())
+        try:
+            txid = self.ledger.broadcast(raw)
+        except btc.TransactionRejected as exc:
+            raise LedgerError(operation, exc.reason) from exc
+        except btc.LedgerError as exc:
+            raise LedgerError(operation, str(exc)) from exc
+        self._sent[txid] = raw
+        block = None
+        if self.auto_mine:
+            try:
+                self.ledger.mine(1)
+            except btc.TransactionRejected as exc:
+                self._sent.pop(txid, None)
+                raise LedgerError(operation, exc.reason) from exc
+            except btc.LedgerError as exc:
+                self._sent.pop(txid, None)
+                raise LedgerError(operation, str(exc)) from exc
+            block = self.ledger.tip_height()
+        if pays is not None:
+            pays.wallet.receive(btc.OutPoint(txid, 0))
+        fee = signed.input_total - sum(int(o.nValue) for o in signed.tx.vout)
+        return TxReceipt(operation, txid, fee, self.asset, weight(signed.tx), "WU", block)
+
+    def _noop(self, operation: str) -> TxReceipt:
+        return TxReceipt(operation, "", 0, self.asset, 0, "WU", None)
+
+    def _spender_of(self, outpoint: Bolt3OutPoint) -> CTransaction | None:
+        raw = self.ledger.find_spending_tx(btc.OutPoint(outpoint.txid, outpoint.index))
+        return None if raw is None else parse_tx(raw)
+
+    def _confirmations(self, txid: str) -> int | None:
+        return self.ledger.get_tx_confirmations(txid)
+
+    def _closing_spend(self, ctx: ChannelContext) -> CTransaction | None:
+        """The confirmed transaction spending the funding output, if any."""
+        return self._spender_of(ctx.view.funding_outpoint)
+
+    def commitment_on_chain(self, params: ChannelParams, account: Account) -> SeenCommitment:
+        """The channel's commitment on-chain, read from ``account``'s side (watchers, tests)."""
+        ctx = self._my_context("commitment_on_chain", params, account)
+        return self._onchain_commitment("commitment_on_chain", ctx)
+
+    def _onchain_commitment(self, operation: str, ctx: ChannelContext) -> SeenCommitment:
+        tx = self._closing_spend(ctx)
+        if tx is None:
+            raise LedgerError(
+                operation, "no commitment of this channel is on-chain: register first"
+            )
+        version = commitment_version(ctx.view, tx)
+        if version is None:
+            raise LedgerError(operation, "the channel was closed cooperatively")
+        seen = ctx.read_commitment(tx, version)
+        if seen is None:
+            raise LedgerError(operation, f"commitment {version} on-chain is not recognised")
+        return seen
+
+    # --- funding and closing -------------------------------------------------------------------
+
+    def fund(
+        self, params: ChannelParams, me: int, account: Account, asset: Asset, amount: int
+    ) -> TxReceipt:
+        """Broadcast participant 0's prepared funding transaction (single-funded channels)."""
+        self._check_asset(asset)
+        if me != 0:
+            raise LedgerError("fund", "single-funded: participant 0 funds the whole channel")
+        self._view(params)
+        txid = params.nonce.hex()
+        raw = self._prepared.get(txid)
+        if raw is None:
+            raise LedgerError("fund", f"no funding transaction {txid} was prepared by new_nonce")
+        tx = parse_tx(raw)
+        if amount > int(tx.vout[0].nValue):
+            raise LedgerError("fund", f"{amount} sat exceeds the funding output")
+        inputs = 0
+        for txin in tx.vin:
+            utxo = self.ledger.get_utxo(btc.OutPoint(txid_of_prevout(txin), txin.prevout.n))
+            inputs += utxo.value if utxo is not None else 0
+        receipt = self._submit("fund", Signed(tx, inputs))
+        self._prepared.pop(txid, None)
+        return receipt
+
+    def close_cooperative(
+        self, params: ChannelParams, signed: SignedState, account: Account
+    ) -> TxReceipt:
+        ctx = self._my_context("close_cooperative", params, account)
+        try:
+            closing = signed_closing(ctx, signed)
+        except DutyError as exc:
+            raise LedgerError("close_cooperative", str(exc)) from exc
+        return self._submit("close_cooperative", closing)
+
+    # --- the dispute ---------------------------------------------------------------------------
+
+    def register(self, params: ChannelParams, signed: SignedState, account: Account) -> TxReceipt:
+        """Unilateral close: broadcast our commitment of ``signed``."""
+        ctx = self._my_context("register", params, account)
+        try:
+            commitment = signed_commitment(ctx, signed)
+        except DutyError as exc:
+            raise LedgerError("register", str(exc)) from exc
+        ctx.record.registered = signed
+        ctx.record.note_state(signed.state)
+        return self._submit("register", commitment)
+
+    def challenge(self, params: ChannelParams, signed: SignedState, account: Account) -> TxReceipt:
+        """Punish a revoked commitment of the peer: one justice transaction takes it all."""
+        ctx = self._my_context("challenge", params, account)
+        seen = self._onchain_commitment("challenge", ctx)
+        if seen.owner == ctx.me:
+            raise LedgerError("challenge", "the commitment on-chain is ours")
+        try:
+            tx = penalty(ctx, seen, self._spender_of, _account(account).script_pubkey)
+        except DutyError as exc:
+            raise LedgerError("challenge", str(exc)) from exc
+        return self._submit("challenge", tx, pays=_account(account))
+
+    def conclude(self, params: ChannelParams, account: Account) -> TxReceipt:
+        """Sweep our to_local and second-stage HTLC outputs after ``to_self_delay``."""
+        ctx = self._my_context("conclude", params, account)
+        seen = self._onchain_commitment("conclude", ctx)
+        if seen.owner != ctx.me:
+            return self._noop("conclude")  # the peer's commitment pays us via to_remote
+        try:
+            tx = delayed_sweep(
+                ctx, seen, self._spender_of, self._confirmations, _account(account).script_pubkey
+            )
+        except DutyError as exc:
+            raise LedgerError("conclude", str(exc)) from exc
+        if tx is None:
+            return self._noop("conclude")
+        return self._submit("conclude", tx, pays=_account(account))
+
+    def withdraw(self, params: ChannelParams, me: int, account: Account, asset: Asset) -> TxReceipt:
+        """Sweep what the closing tx or the peer's commitment paid our payment basepoint."""
+        self._check_asset(asset)
+        ctx = self.context(params, me, account)
+        tx = self._closing_spend(ctx)
+        if tx is None:
+            raise LedgerError("withdraw", "the channel is not closed on-chain")
+        try:
+            sweep = payout_sweep(ctx, tx, self._spender_of, _account(account).script_pubkey)
+        except DutyError as exc:
+            raise LedgerError("withdraw", str(exc)) from exc
+        if sweep is None:
+            return self._noop("withdraw")
+        return self._submit("withdraw", sweep, pays=_account(account))
+
+    # --- HTLCs ------------------------------------------------------------------------------
+
+    def claim_htlc(
+        self, params: ChannelParams, htlc: Htlc, preimage: bytes, account: Account
+    ) -> TxReceipt:
+        """HTLC-success on our commitment, or a direct preimage spend on the peer's."""
+        ctx = self._my_context("claim_htlc", params, account)
+        if htlc.payee != ctx.me:
+            raise LedgerError("claim_htlc", f"we are not the payee of HTLC {htlc.id}")
+        if len(preimage) != 32 or payment_hash(preimage) != htlc.payment_hash:
+            raise LedgerError("claim_htlc", "preimage does not hash to the payment hash")
+        return self._resolve_htlc("claim_htlc", ctx, htlc, preimage, _account(account))
+
+    def refund_htlc(self, params: ChannelParams, htlc: Htlc, account: Account) -> TxReceipt:
+        """HTLC-timeout on our commitment, or a direct timeout spend on the peer's."""
+        ctx = self._my_context("refund_htlc", params, account)
+        if htlc.payer != ctx.me:
+            raise LedgerError("refund_htlc", f"we are not the payer of HTLC {htlc.id}")
+        return self._resolve_htlc("refund_htlc", ctx, htlc, None, _account(account))
+
+    def _resolve_htlc(
+        self,
+        operation: str,
+        ctx: ChannelContext,
+        htlc: Htlc,
+        preimage: bytes | None,
+        account: BitcoinAccount,
+    ) -> TxReceipt:
+        seen = self._onchain_commitment(operation, ctx)
+        try:
+            if seen.owner == ctx.me:
+                return self._submit(operation, second_stage(ctx, seen, htlc, preimage))
+            if ctx.record.revocation_secret(seen.version) is not None:
+                raise DutyError("the peer's commitment on-chain is revoked: challenge it instead")
+            spend = direct_htlc_spend(ctx, seen, htlc, preimage, account.script_pubkey)
+        except DutyError as exc:
+            raise LedgerError(operation, str(exc)) from exc
+        return self._submit(operation, spend, pays=account)
+
+    # --- events ------------------------------------------------------------------------------
+
+    def poll_events(self) -> list[ChainEvent]:
+        """Ledger events as hub events; transactions lost in a reorg are broadcast again."""
+        out: list[ChainEvent] = []
+        status: dict[str, bool] = {}
+        disconnected = 0
+        reorg_at: int | None = None
+        for event in self.ledger.poll_events():
+            kind = event.kind
+            if kind is btc.EventKind.BLOCK_CONNECTED:
+                out.append(NewBlock(event.height, self._time_at(event.height)))
+            elif kind is btc.EventKind.BLOCK_DISCONNECTED:
+                disconnected += 1
+                reorg_at = len(out) if reorg_at is None else reorg_at
+            elif kind is btc.EventKind.TX_UNCONFIRMED and event.txid:
+                status[event.txid] = False
+                reorg_at = len(out) if reorg_at is None else reorg_at
+            elif kind is btc.EventKind.TX_CONFIRMED and event.txid:
+                status[event.txid] = True
+                out.extend(self._tx_events(event.txid, event.height))
+        # Coinbases of orphaned blocks never come back: report what can (ours or queued).
+        lost = tuple(
+            t
+            for t, confirmed in status.items()
+            if not confirmed and (t in self._sent or self.ledger.get_raw_tx(t) is not None)
+        )
+        if reorg_at is not None:
+            out.insert(reorg_at, Reorged(disconnected, lost))
+            for txid in lost:
+                self._rebroadcast(txid)
+        return out
+
+    def _rebroadcast(self, txid: str) -> None:
+        raw = self._sent.get(txid)
+        if raw is None:
+            return
+        try:
+            self.ledger.broadcast(raw)
+            self.rebroadcast[txid] = "ok"
+        except btc.TransactionRejected as exc:
+            self.rebroadcast[txid] = exc.reason
+        except btc.LedgerError as exc:
+            self.rebroadcast[txid] = str(exc)
+
+    def _tx_events(self, txid: str, height: int) -> list[ChainEvent]:
+        raw = self.ledger.get_raw_tx(txid)
+        if raw is None:
+            return []
+        tx = parse_tx(raw)
+        events: list[ChainEvent] = []
+        channel_id = self._by_funding.get(txid)
+        if channel_id is not None:
+            events.append(Funded(channel_id, self.asset, 0, int(tx.vout[0].nValue)))
+        for txin in tx.vin:
+            spent = self._by_funding.get(txid_of_prevout(txin))
+            if spent is None or txin.prevout.n != 0:
+                continue
+            view = self._views[spent]
+            version = commitment_version(view, tx)
+            if version is None:
+                final = [
+                    c.record.final_version for (cid, _), c in self._contexts.items() if cid == spent
+                ]
+                known = [v for v in final if v is not None]
+                events.append(Concluded(spent, known[0] if known else -1))
+            else:
+                timeout = self._time_at(height + view.to_self_delay)
+                events.append(Registered(spent, version, timeout))
+        wanted: set[bytes] = set()
+        for ctx in self._contexts.values():
+            wanted |= ctx.record.known_payment_hashes()
+        for digest, preimage in revealed_preimages(tx, wanted):
+            events.append(PreimageRevealed(digest, preimage, self._time_at(height)))
+        return events
+
+    def _check_asset(self, asset: Asset) -> None:
+        if asset != self.asset:
+            raise LedgerError("asset", f"{asset} is not held by this ledger ({self.asset})")
+
+
+def txid_of_prevout(txin: Any) -> str:
+    return bytes(txin.prevout.hash[::-1]).hex()
+
+
+def _account(account: Account) -> BitcoinAccount:
+    if not isinstance(account, BitcoinAccount):
+        raise TypeError(f"not a Bitcoin account: {account!r}")
+    return account
+
+
+def embedded_backend(**options: Any) -> BitcoinBackend:
+    """A backend on a fresh in-process regtest chain validated by libbitcoinkernel.
+
+    Options: ``datadir`` (default: a temporary directory), ``auto_mine`` (default True: each
+    on-chain action is mined at once and a kernel rejection raises ``LedgerError``),
+    ``feerate_per_kw``, ``dust_limit_sat``, ``max_fee_sat``.
+    """
+    chain = btc.KernelChain(options.pop("datadir", None))
+    return BitcoinBackend(
+        chain,
+        chain=REGTEST,
+        policy=_policy(options),
+        auto_mine=options.pop("auto_mine", True),
+        height_clock=True,
+    )
+
+
+def connect_backend(url: str, **options: Any) -> BitcoinBackend:
+    """A backend on bitcoind's JSON-RPC at ``url`` (options: ``user``, ``password``,
+    ``cookie_file``, ``chain`` (CAIP-2, default ``bip122:regtest``), fee policy)."""
+    ledger = btc.BitcoindRpcLedger(
+        url,
+        options.pop("user", None),
+        options.pop("password", None),
+        cookie_file=options.pop("cookie_file", None),
+    )
+    return BitcoinBackend(
+        ledger,
+        chain=options.pop("chain", REGTEST),
+        policy=_policy(options),
+        auto_mine=options.pop("auto_mine", False),
+    )
+
+
+def _policy(options: dict[str, Any]) -> ChannelPolicy:
+    default = ChannelPolicy()
+    return ChannelPolicy(
+        feerate_per_kw=options.pop("feerate_per_kw", default.feerate_per_kw),
+        dust_limit_sat=options.pop("dust_limit_sat", default.dust_limit_sat),
+        max_fee_sat=options.pop("max_fee_sat", default.max_fee_sat),
+    )
+
+
+__all__ = ["BitcoinBackend", "connect_backend", "embedded_backend"]

@@ -1,0 +1,239 @@
+"""Core channel states -> BOLT 3 transactions, deterministically, from either side.
+
+Both participants must build byte-identical transactions from the same ``ChannelState``,
+or the signatures they exchange are worthless. Everything here is therefore a pure function
+of the channel params (both participant keys, the funding txid in ``params.nonce``), the
+state, a per-commitment point and the backend's fixed :class:`ChannelPolicy`.
+
+Mapping (see docs/bitcoin.md):
+
+* commitment number = state version; participant 0 is the funder (pays every fee);
+* core amounts are satoshi, BOLT 3 amounts msat = sat * 1000;
+* a core HTLC is *offered* in the commitment of its payer, *received* in the payee's, with
+  ``cltv_expiry = native_expiry`` (a block height);
+* to_remote pays the static payment basepoint (``option_static_remotekey``), so a payout
+  needs no per-commitment data to be swept;
+* the cooperative closing transaction pays each side's payment basepoint (P2WPKH), fee from
+  the funder at the channel feerate.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from chenilles_hub.core import Asset, ChannelParams, ChannelState, Htlc
+from chenilles_hub.core.errors import AmountOutOfRange, InsufficientBalance, InvalidParams
+
+from .bolt3 import (
+    ClosingTx,
+    CommitmentKeys,
+    CommitmentTx,
+    FeeTooHighError,
+    OutPoint,
+    UnaffordableFeeError,
+    build_closing_tx,
+    build_commitment_tx,
+    closing_fee,
+    funding_script,
+    obscuring_factor,
+    offered_htlc_script,
+    p2wpkh,
+    p2wsh,
+    received_htlc_script,
+    to_local_script,
+)
+from .bolt3 import Htlc as Bolt3Htlc
+from .channel_keys import ChannelPublicKeys, parse_chain_key
+
+#: 21 million BTC in satoshi: no Bitcoin amount can be larger.
+MAX_SAT = 21_000_000 * 100_000_000
+BLOCK_INTERVAL = 600
+MIN_TO_SELF_DELAY = 6
+NATIVE_TOKEN = "native"
+FUNDING_OUTPUT = 0
+
+
+class CommitmentFeeError(InsufficientBalance):
+    """The funder cannot pay the commitment fee, or the fee is above the backend's limit."""
+
+    code = "commitment_fee"
+
+
+@dataclass(frozen=True)
+class ChannelPolicy:
+    """Backend constants both sides must share (there is no update_fee)."""
+
+    feerate_per_kw: int = 1000
+    dust_limit_sat: int = 546
+    max_fee_sat: int = 50_000
+
+
+def to_self_delay(params: ChannelParams) -> int:
+    """CSV delay in blocks: the challenge duration at 600 s a block, at least 6 blocks."""
+    return max(MIN_TO_SELF_DELAY, math.ceil(params.challenge_duration / BLOCK_INTERVAL))
+
+
+def check_amounts(state: ChannelState) -> None:
+    """Refuse amounts no Bitcoin output can hold (core amounts go up to 2**256-1)."""
+    for entry in state.balances:
+        for amount in entry.amounts:
+            if amount > MAX_SAT:
+                raise AmountOutOfRange(f"{amount} sat exceeds the 21e14 sat of all bitcoin")
+    for htlc in state.htlcs:
+        if htlc.amount > MAX_SAT:
+            raise AmountOutOfRange(f"HTLC {htlc.id}: {htlc.amount} sat exceeds 21e14 sat")
+    for entry in state.balances:
+        if state.total(entry.asset) > MAX_SAT:
+            raise AmountOutOfRange(f"channel total exceeds 21e14 sat of {entry.asset}")
+
+
+class ChannelView:
+    """Both participants' public keys and the funding outpoint of one channel."""
+
+    def __init__(self, params: ChannelParams, policy: ChannelPolicy) -> None:
+        if len(params.assets) != 1 or params.assets[0] != Asset(params.chain, NATIVE_TOKEN):
+            raise InvalidParams(f"a Bitcoin channel holds exactly {NATIVE_TOKEN}@{params.chain}")
+        try:
+            self.keys: tuple[ChannelPublicKeys, ChannelPublicKeys] = (
+                parse_chain_key(params.participants[0].chain_key),
+                parse_chain_key(params.participants[1].chain_key),
+            )
+        except ValueError as exc:
+            raise InvalidParams(f"bad Bitcoin participant key: {exc}") from exc
+        self.params = params
+        self.policy = policy
+        self.asset = params.assets[0]
+        self.funding_txid = params.nonce.hex()
+        self.funding_outpoint = OutPoint(self.funding_txid, FUNDING_OUTPUT)
+        self.to_self_delay = to_self_delay(params)
+        self.funding_script = bytes(
+            funding_script(self.keys[0].funding_pubkey, self.keys[1].funding_pubkey)
+        )
+        self.funding_spk = bytes(p2wsh(self.funding_script))
+        self.obscuring = obscuring_factor(
+            self.keys[0].payment_basepoint, self.keys[1].payment_basepoint
+        )
+
+    # --- scripts ------------------------------------------------------------------------
+
+    def payout_spk(self, index: int) -> bytes:
+        """Where closing outputs and to_remote pay participant ``index``."""
+        return bytes(p2wpkh(self.keys[index].payment_basepoint))
+
+    def commitment_keys(self, owner: int, point: bytes) -> CommitmentKeys:
+        mine, theirs = self.keys[owner], self.keys[1 - owner]
+        return CommitmentKeys.derive(
+            point,
+            local_delayed_payment_basepoint=mine.delayed_payment_basepoint,
+            local_htlc_basepoint=mine.htlc_basepoint,
+            remote_htlc_basepoint=theirs.htlc_basepoint,
+            remote_revocation_basepoint=theirs.revocation_basepoint,
+            remote_payment_basepoint=theirs.payment_basepoint,
+            static_remotekey=True,
+        )
+
+    def to_local_script(self, owner: int, point: bytes) -> bytes:
+        keys = self.commitment_keys(owner, point)
+        return bytes(
+            to_local_script(keys.revocation_pubkey, self.to_self_delay, keys.local_delayed_pubkey)
+        )
+
+    def htlc_script(self, owner: int, point: bytes, htlc: Htlc) -> bytes:
+        keys = self.commitment_keys(owner, point)
+        if htlc.payer == owner:
+            return bytes(
+                offered_htlc_script(
+                    keys.revocation_pubkey,
+                    keys.local_htlc_pubkey,
+                    keys.remote_htlc_pubkey,
+                    htlc.payment_hash,
+                )
+            )
+        return bytes(
+            received_htlc_script(
+                keys.revocation_pubkey,
+                keys.local_htlc_pubkey,
+                keys.remote_htlc_pubkey,
+                htlc.payment_hash,
+                htlc.native_expiry,
+            )
+        )
+
+    # --- transactions -------------------------------------------------------------------
+
+    def funding_amount(self, state: ChannelState) -> int:
+        return state.total(self.asset)
+
+    def bolt3_htlcs(self, owner: int, state: ChannelState) -> list[Bolt3Htlc]:
+        return [
+            Bolt3Htlc(
+                offered=h.payer == owner,
+                amount_msat=h.amount * 1000,
+                payment_hash=h.payment_hash,
+                cltv_expiry=h.native_expiry,
+                htlc_id=h.id,
+            )
+            for h in state.htlcs
+            if h.asset == self.asset
+        ]
+
+    def commitment(self, owner: int, state: ChannelState, point: bytes) -> CommitmentTx:
+        """``owner``'s commitment for ``state`` under its per-commitment ``point``."""
+        check_amounts(state)
+        free = state.free(self.asset)
+        try:
+            return build_commitment_tx(
+                funding_outpoint=self.funding_outpoint,
+                funding_amount_sat=self.funding_amount(state),
+                local_funding_pubkey=self.keys[owner].funding_pubkey,
+                remote_funding_pubkey=self.keys[1 - owner].funding_pubkey,
+                commitment_number=state.version,
+                obscuring_factor=self.obscuring,
+                to_local_msat=free[owner] * 1000,
+                to_remote_msat=free[1 - owner] * 1000,
+                local_is_funder=owner == 0,
+                feerate_per_kw=self.policy.feerate_per_kw,
+                dust_limit_sat=self.policy.dust_limit_sat,
+                to_self_delay=self.to_self_delay,
+                keys=self.commitment_keys(owner, point),
+                htlcs=self.bolt3_htlcs(owner, state),
+                max_fee_sat=self.policy.max_fee_sat,
+                require_affordable=True,
+            )
+        except (FeeTooHighError, UnaffordableFeeError) as exc:
+            raise CommitmentFeeError(f"version {state.version}: {exc}") from exc
+
+    def closing(self, state: ChannelState) -> ClosingTx:
+        """The one cooperative closing transaction of a final ``state`` (participant 0's view)."""
+        check_amounts(state)
+        free = state.free(self.asset)
+        spk0, spk1 = self.payout_spk(0), self.payout_spk(1)
+        try:
+            return build_closing_tx(
+                funding_outpoint=self.funding_outpoint,
+                funding_amount_sat=self.funding_amount(state),
+                local_funding_pubkey=self.keys[0].funding_pubkey,
+                remote_funding_pubkey=self.keys[1].funding_pubkey,
+                local_script_pubkey=spk0,
+                remote_script_pubkey=spk1,
+                to_local_msat=free[0] * 1000,
+                to_remote_msat=free[1] * 1000,
+                local_is_funder=True,
+                fee_sat=closing_fee(self.policy.feerate_per_kw, spk0, spk1),
+                dust_limit_sat=self.policy.dust_limit_sat,
+                max_fee_sat=self.policy.max_fee_sat,
+            )
+        except (FeeTooHighError, UnaffordableFeeError) as exc:
+            raise CommitmentFeeError(f"closing version {state.version}: {exc}") from exc
+
+
+__all__ = [
+    "BLOCK_INTERVAL",
+    "MAX_SAT",
+    "ChannelPolicy",
+    "ChannelView",
+    "CommitmentFeeError",
+    "check_amounts",
+    "to_self_delay",
+]
