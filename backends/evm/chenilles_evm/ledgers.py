@@ -87,7 +87,9 @@ def ethtester_ledger() -> Ledger:
     accounts = [Account.from_key(k.to_bytes()) for k in backend.account_keys]
 
     def travel(ts: int) -> None:
-        tester.time_travel(ts)  # mines a block with this timestamp
+        # py-evm's time_travel mines a block stamped ``ts - 1`` (the pending header's
+        # timestamp, which it sets one below the target): aim one past to get ``ts`` exactly
+        tester.time_travel(ts + 1)
 
     ledger = Ledger("ethtester", w3, accounts, travel)
     ledger.tester = tester  # type: ignore[attr-defined]

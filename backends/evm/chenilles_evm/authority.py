@@ -1,0 +1,114 @@
+"""The EVM :class:`~chenilles_hub.core.StateAuthority`: what a signature bundle is on EVM.
+
+A bundle is one 65-byte ECDSA signature (``r || s || v``, low ``s``, ``v`` in {27, 28})
+over the EIP-712 digest the adjudicator's ``hashState`` computes, with the domain
+``{name "Chenilles", version "1", chainId, verifyingContract}``. Binding chain id, adjudicator
+address and channel id into the digest is what makes a signature useless on another chain,
+deployment or channel. ``verify`` applies the contract's own strict recovery rules, so a
+bundle accepted off-chain is a bundle the contract accepts.
+
+There are no revocations on EVM: a newer version simply wins a dispute, so ``revoke``
+returns ``None`` and ``verify_revocation`` accepts only ``None``.
+
+Pure computation (no RPC, no clock), as the core requires: everything the digest needs
+(chain id, adjudicator address) is fixed when the authority is built.
+"""
+
+from __future__ import annotations
+
+from chenilles_hub.core import ChannelParams, ChannelState, SignedState
+
+from .eip712 import channel_id, recover_signer, sign_digest, state_digest
+from .mapping import checksum, to_params, to_state
+
+#: Seconds between an HTLC's unix expiry and its on-chain (block timestamp) expiry. The
+#: contract pays the payee only for a preimage revealed at a block timestamp <= the native
+#: expiry; block producers may skew timestamps by a few seconds and a node's clock may lag,
+#: so the payee's on-chain deadline ends a minute before the time the core reasons with.
+DEFAULT_EXPIRY_MARGIN = 60
+
+__all__ = ["DEFAULT_EXPIRY_MARGIN", "EvmAuthority"]
+
+
+class EvmAuthority:
+    """Signs with one participant's secp256k1 key; verifies any participant's bundle.
+
+    ``private_key`` may be ``None`` for a verify-only authority (a watchtower).
+    """
+
+    def __init__(
+        self,
+        chain_id: int,
+        adjudicator: str,
+        private_key: bytes | None,
+        *,
+        margin: int = DEFAULT_EXPIRY_MARGIN,
+    ) -> None:
+        self.chain_id = chain_id
+        self.adjudicator = checksum(adjudicator)
+        self._key = private_key
+        self.margin = margin
+
+    def channel_id(self, params: ChannelParams) -> bytes:
+        return channel_id(self.chain_id, self.adjudicator, to_params(params))
+
+    def digest(self, params: ChannelParams, state: ChannelState) -> bytes:
+        """The contract's ``hashState`` of ``state``: what both participants sign."""
+        return state_digest(to_state(params, state), self.chain_id, self.adjudicator)
+
+    # --- StateAuthority -----------------------------------------------------------------
+
+    def sign(
+        self, params: ChannelParams, state: ChannelState, previous: SignedState | None = None
+    ) -> bytes:
+        if self._key is None:
+            raise ValueError("this authority holds no key: it can only verify")
+        if state.channel_id != self.channel_id(params):
+            # Never let a signature leave for a state the contract would file elsewhere.
+            raise ValueError("the state's channel id is not the one these params derive")
+        return sign_digest(self.digest(params, state), self._key)
+
+    def verify(
+        self,
+        params: ChannelParams,
+        state: ChannelState,
+        signer: int,
+        bundle: bytes,
+        previous: SignedState | None = None,
+    ) -> bool:
+        if signer not in (0, 1):
+            return False
+        try:
+            if state.channel_id != self.channel_id(params):
+                return False
+            expected = checksum(params.participants[signer].chain_key)
+            got = recover_signer(self.digest(params, state), bundle)
+        except (ValueError, KeyError):  # unmappable params or state: the contract refuses too
+            return False
+        return got is not None and got == expected
+
+    def revoke(self, params: ChannelParams, signed: SignedState) -> bytes | None:
+        return None
+
+    def verify_revocation(
+        self, params: ChannelParams, signed: SignedState, signer: int, revocation: bytes | None
+    ) -> bool:
+        return revocation is None
+
+    def native_expiry(self, expiry: int) -> int:
+        """The block timestamp by which a preimage must be revealed on-chain."""
+        native = expiry - self.margin
+        if native <= 0:
+            raise ValueError(f"expiry {expiry} is not after the {self.margin}s margin")
+        return native
+
+    def native_expiry_ok(self, expiry: int, native_expiry: int) -> bool:
+        """Only the exact image ``expiry - margin`` is safe to accept.
+
+        An earlier native expiry is not "more conservative" for everyone: the contract pays
+        the payee only for a reveal at or before it, and refunds the payer right after it,
+        so a payer proposing ``native_expiry = 1`` could take the HTLC back at once. The
+        image is a deterministic function of ``expiry`` and the protocol margin, so both
+        sides compute it and compare.
+        """
+        return native_expiry > 0 and native_expiry == expiry - self.margin

@@ -1,0 +1,710 @@
+"""The EVM :class:`~chenilles_hub.backend.ChainBackend`: one adjudicator on one EVM ledger.
+
+``embedded_backend()`` runs eth-tester (py-evm) in process and deploys the adjudicator and a
+test ERC-20; ``connect_backend(url)`` talks JSON-RPC to any EVM node (anvil in the tests),
+deploying both when no adjudicator address is given (a development node).
+
+Every transaction is signed locally with the acting account's key and sent raw, so the
+same code path works on eth-tester, anvil and a production node (which unlocks nothing).
+Reverts surface as :class:`~chenilles_hub.backend.LedgerError` whose ``reason`` is the
+contract's custom error with its arguments, e.g. ``StaleVersion(5, 3)``.
+
+What the contract does not store, the backend recovers from the chain: the adjudicator
+keeps only the hash of a registered state, so ``conclude`` uses the state this backend
+registered or, failing that, decodes it from the input of the ``register`` transaction
+that the latest ``Registered`` log points to (or from a ``Progressed`` log).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any, cast
+
+from eth_account import Account as EthAccount
+from eth_account.signers.local import LocalAccount
+from eth_utils.address import is_address, to_checksum_address
+from eth_utils.exceptions import ValidationError as _EthInvalid
+from hexbytes import HexBytes
+from web3 import Web3
+from web3.contract import Contract
+from web3.exceptions import Web3Exception
+from web3.types import RPCEndpoint, TxParams
+
+from chenilles_hub.backend import (
+    Account,
+    BackendInfo,
+    ChainEvent,
+    LedgerError,
+    NewBlock,
+    TxReceipt,
+)
+from chenilles_hub.core import (
+    Asset,
+    ChannelParams,
+    Htlc,
+    Participant,
+    SignedState,
+    StateAuthority,
+    TimeModel,
+)
+
+from .adjudicator import (
+    AdjudicatorClient,
+    ContractReverted,
+    Erc20,
+    Phase,
+    State,
+    _send,
+    _state_from_event,
+    load_artifact,
+)
+from .authority import DEFAULT_EXPIRY_MARGIN, EvmAuthority
+from .eip712 import ETH, Params
+from .events import to_chain_events
+from .ledgers import ANVIL_MNEMONIC, Ledger, ethtester_ledger
+from .mapping import NATIVE, asset_address, caip2, checksum, to_params, to_state
+
+try:  # eth-tester rejects some transactions before execution (e.g. insufficient funds)
+    from eth_tester.exceptions import ValidationError as _EthTesterInvalid
+except ImportError:  # pragma: no cover
+
+    class _EthTesterInvalid(Exception):  # type: ignore[no-redef]
+        pass
+
+
+__all__ = [
+    "GAS_ESTIMATES",
+    "EvmAccount",
+    "EvmBackend",
+    "connect_backend",
+    "embedded_backend",
+]
+
+#: Gas per backend operation, the larger of eth-tester's and anvil's figures from
+#: ``scripts/evm_gas_table.py`` for the costliest common case (``fund``: ERC-20 approve +
+#: first deposit; ``register`` and ``conclude``: one HTLC). States with more HTLCs or assets
+#: cost more (about 7k gas per HTLC to register, 8k to conclude).
+GAS_ESTIMATES: Mapping[str, int] = {
+    "fund": 133_000,
+    "close_cooperative": 105_000,
+    "register": 109_000,
+    "challenge": 109_000,
+    "conclude": 78_000,
+    "withdraw": 68_000,
+    "claim_htlc": 48_000,
+    "refund_htlc": 78_000,
+}
+
+#: What ``create_account(fund=True)`` gives a new account on a development ledger.
+DEFAULT_FUND_ETH = 100 * 10**18
+DEFAULT_FUND_TOKENS = 10**24
+
+#: Development chains whose blocks are final at once in practice; any other chain id gets
+#: the mainnet finality depth (two epochs of 32 slots: ~12.8 minutes) unless told otherwise.
+_DEV_CHAIN_IDS = frozenset({31337, 1337, 131277322940537})
+MAINNET_FINALITY_DEPTH = 64
+DEV_FINALITY_DEPTH = 2
+
+
+@dataclass(frozen=True)
+class EvmAccount:
+    """A locally held secp256k1 key; ``chain_key`` is its checksummed address."""
+
+    local: LocalAccount
+
+    @property
+    def chain_key(self) -> str:
+        return str(self.local.address)
+
+    @property
+    def address(self) -> str:
+        return str(self.local.address)
+
+    @property
+    def key(self) -> bytes:
+        return bytes(self.local.key)
+
+    @classmethod
+    def from_key(cls, private_key: bytes | str) -> EvmAccount:
+        return cls(EthAccount.from_key(private_key))
+
+    def __repr__(self) -> str:  # never print the key
+        return f"EvmAccount({self.address})"
+
+
+def _format_arg(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, str) and is_address(value):
+        return to_checksum_address(value)  # eth-abi decodes addresses in lower case
+    return str(value)
+
+
+def _reason(exc: ContractReverted) -> str:
+    """``Name(arg, ...)``: the custom error as Solidity would print it."""
+    return f"{exc.error_name}({', '.join(_format_arg(a) for a in exc.error_args)})"
+
+
+class EvmBackend:
+    """One adjudicator deployment on one EVM ledger, as the hub's ``ChainBackend``.
+
+    Build it with :func:`embedded_backend` or :func:`connect_backend`. ``funders`` are
+    accounts whose ETH (and, for ``mintable`` test tokens, minting) ``create_account``
+    spends; ``time_travel`` moves an embedded ledger's clock (JSON-RPC nodes use
+    ``evm_increaseTime``).
+    """
+
+    def __init__(
+        self,
+        w3: Web3,
+        adjudicator: str,
+        *,
+        tokens: Sequence[str] = (),
+        mintable: Sequence[str] = (),
+        funders: Sequence[LocalAccount] = (),
+        ledger: Ledger | None = None,
+        finality_depth: int | None = None,
+        margin: int = DEFAULT_EXPIRY_MARGIN,
+        from_block: int | None = None,
+        fund_eth: int = DEFAULT_FUND_ETH,
+        fund_tokens: int = DEFAULT_FUND_TOKENS,
+        owns_ledger: bool = False,
+    ) -> None:
+        self.w3 = w3
+        self.adjudicator = AdjudicatorClient(w3, adjudicator)
+        self.chain_id = self.adjudicator.chain_id
+        self.chain = caip2(self.chain_id)
+        self.native = Asset(self.chain, NATIVE)
+        self._tokens: dict[str, Erc20] = {checksum(t): Erc20(w3, t) for t in tokens}
+        self._mintable: set[str] = {checksum(t) for t in mintable}
+        self._funders = list(funders)
+        self._ledger = ledger
+        self._owns_ledger = owns_ledger
+        if finality_depth is None:
+            dev = self.chain_id in _DEV_CHAIN_IDS
+            finality_depth = DEV_FINALITY_DEPTH if dev else MAINNET_FINALITY_DEPTH
+        self.finality_depth = finality_depth
+        self.margin = margin
+        self._verifier = EvmAuthority(self.chain_id, self.adjudicator.address, None, margin=margin)
+        head = int(w3.eth.block_number)
+        #: the first block whose logs ``poll_events`` has not reported yet
+        self._cursor = head + 1 if from_block is None else from_block
+        #: where to search for registrations this backend did not make itself
+        self._origin_block = 0 if from_block is None else from_block
+        self._fund_eth = fund_eth
+        self._fund_tokens = fund_tokens
+        #: the last registered state this backend submitted or recovered, per channel
+        self._registered: dict[bytes, State] = {}
+        self.info = BackendInfo(
+            name="evm",
+            version=metadata.version("chenilles-evm"),
+            family="EVM",
+            chains=(self.chain,),
+            description=f"Chenilles adjudicator {self.adjudicator.address} on {self.chain}",
+        )
+
+    # --- the chain ------------------------------------------------------------------------
+
+    def time_model(self) -> TimeModel:
+        """Block timestamps are the contract's clock, so a timelock fires exactly at its
+        timestamp however far ahead (the horizon is only bounded by ``uint64``): what costs
+        time is getting a transaction in (a 60 s worst-case inclusion delay under normal
+        fee bidding) and waiting for finality (12 s blocks)."""
+        return TimeModel(
+            block_interval_ms=12_000,
+            finality_depth=self.finality_depth,
+            inclusion_delay=60,
+            timelock_horizon=10 * 365 * 86400,
+        )
+
+    def assets(self) -> Sequence[Asset]:
+        return [self.native, *(Asset(self.chain, t) for t in self._tokens)]
+
+    def now(self) -> int:
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    def close(self) -> None:
+        """Stop the ledger this backend started itself (nothing for eth-tester)."""
+        if self._owns_ledger and self._ledger is not None:
+            self._ledger.stop()
+
+    # --- accounts ---------------------------------------------------------------------------
+
+    def create_account(self, fund: bool = True) -> EvmAccount:
+        """A fresh key; with ``fund``, given ETH and every mintable test token from the
+        ledger's funded accounts (development ledgers only)."""
+        account = EvmAccount(EthAccount.create())
+        if fund:
+            self.faucet(account, self.native, self._fund_eth)
+            for token in sorted(self._mintable):
+                self.faucet(account, Asset(self.chain, token), self._fund_tokens)
+        return account
+
+    def faucet(self, account: Account, asset: Asset, amount: int) -> TxReceipt:
+        """Development ledgers: send ``amount`` of ETH from a funded account, or mint a test
+        token, to ``account``."""
+        if not self._funders:
+            raise LedgerError("faucet", "no funded account on this ledger")
+        funder = self._funders[0]
+        to = checksum(account.chain_key)
+        token = asset_address(asset, self.chain)
+        if token == ETH:
+            return self._submit(
+                "faucet", funder, lambda tx: {**tx, "to": to, "value": amount, "gas": 21_000}
+            )
+        if token not in self._mintable:
+            raise LedgerError("faucet", f"{token} is not a mintable test token")
+        fn = self._erc20(token).contract.functions.mint(to, amount)
+        return self._submit_call("faucet", funder, fn)
+
+    def account_from_key(self, private_key: bytes | str) -> EvmAccount:
+        return EvmAccount.from_key(private_key)
+
+    def balance(self, account: Account, asset: Asset) -> int:
+        address = checksum(account.chain_key)
+        token = asset_address(asset, self.chain)
+        if token == ETH:
+            return int(self.w3.eth.get_balance(address))
+        return self._erc20(token).balance_of(address)
+
+    def participant_key(self, account: Account, nonce: bytes) -> str:
+        """The account's checksummed address (the same in every channel: EVM needs no
+        per-channel key, the nonce is unused)."""
+        return checksum(account.chain_key)
+
+    def new_nonce(
+        self,
+        participants: Sequence[Participant],
+        deposits: Mapping[Asset, Sequence[int]],
+        account: Account,
+    ) -> bytes:
+        return secrets.token_bytes(32)
+
+    # --- channels and signatures --------------------------------------------------------------
+
+    def channel_id(self, params: ChannelParams) -> bytes:
+        self._check_chain(params)
+        return self._verifier.channel_id(params)
+
+    def authority(self, params: ChannelParams, account: Account, me: int) -> StateAuthority:
+        self._check_chain(params)
+        local = self._local(account)
+        if checksum(params.participants[me].chain_key) != local.address:
+            raise ValueError(f"account {local.address} is not participant {me} of this channel")
+        return EvmAuthority(
+            self.chain_id, self.adjudicator.address, bytes(local.key), margin=self.margin
+        )
+
+    def native_expiry(self, expiry: int) -> int:
+        """``expiry - margin`` (60 s by default), a block timestamp."""
+        return self._verifier.native_expiry(expiry)
+
+    def estimate_fee(self, operation: str) -> int:
+        """``GAS_ESTIMATES[operation]`` times the node's current gas price, in wei."""
+        try:
+            gas = GAS_ESTIMATES[operation]
+        except KeyError:
+            raise ValueError(
+                f"unknown operation {operation!r}; one of {sorted(GAS_ESTIMATES)}"
+            ) from None
+        return gas * int(self.w3.eth.gas_price)
+
+    # --- funding and closing ----------------------------------------------------------------
+
+    def fund(
+        self, params: ChannelParams, me: int, account: Account, asset: Asset, amount: int
+    ) -> TxReceipt:
+        """Deposit ``amount`` for participant ``me``: ETH as value, an ERC-20 by approve +
+        deposit (the receipt is the deposit's, with both transactions' fee and gas)."""
+        p = self._params(params)
+        local = self._local(account)
+        token = asset_address(asset, self.chain)
+        fn = self.adjudicator.contract.functions.deposit(p.to_abi(), token, me, amount)
+        if token == ETH:
+            return self._submit_call("fund", local, fn, value=amount)
+        erc20 = self._erc20(token)
+        approved = self._submit_call(
+            "fund", local, erc20.contract.functions.approve(self.adjudicator.address, amount)
+        )
+        deposited = self._submit_call("fund", local, fn)
+        return TxReceipt(
+            operation="fund",
+            txid=deposited.txid,
+            fee=approved.fee + deposited.fee,
+            fee_asset=self.native,
+            cost=approved.cost + deposited.cost,
+            cost_unit="gas",
+            block=deposited.block,
+        )
+
+    def close_cooperative(
+        self, params: ChannelParams, signed: SignedState, account: Account
+    ) -> TxReceipt:
+        """``concludeCooperative`` with a final state both signed; then each participant
+        ``withdraw``s its share per asset."""
+        p = self._params(params)
+        state = to_state(params, signed.state)
+        fn = self.adjudicator.contract.functions.concludeCooperative(
+            p.to_abi(), state.to_abi(), list(signed.signatures)
+        )
+        return self._submit_call("close_cooperative", self._local(account), fn)
+
+    # --- disputes -----------------------------------------------------------------------------
+
+    def register(self, params: ChannelParams, signed: SignedState, account: Account) -> TxReceipt:
+        return self._register("register", params, signed, account)
+
+    def challenge(self, params: ChannelParams, signed: SignedState, account: Account) -> TxReceipt:
+        """On EVM a challenge is a registration of a strictly newer state during the period:
+        it replaces the registered one and restarts the challenge period."""
+        return self._register("challenge", params, signed, account)
+
+    def _register(
+        self, operation: str, params: ChannelParams, signed: SignedState, account: Account
+    ) -> TxReceipt:
+        p = self._params(params)
+        state = to_state(params, signed.state)
+        fn = self.adjudicator.contract.functions.register(
+            p.to_abi(), state.to_abi(), list(signed.signatures)
+        )
+        receipt = self._submit_call(operation, self._local(account), fn)
+        self._registered[state.channel_id] = state
+        return receipt
+
+    def conclude(self, params: ChannelParams, account: Account) -> TxReceipt:
+        """Conclude a dispute once its period is over: HTLCs revealed in time pay the payee,
+        expired ones refund the payer; one neither revealed nor expired makes it revert
+        with ``HtlcNotResolvable(id)`` (try again after that HTLC's native expiry)."""
+        return self._conclude("conclude", params, account)
+
+    def _conclude(self, operation: str, params: ChannelParams, account: Account) -> TxReceipt:
+        p = self._params(params)
+        state = self.registered_state(params, operation)
+        fn = self.adjudicator.contract.functions.conclude(p.to_abi(), state.to_abi())
+        return self._submit_call(operation, self._local(account), fn)
+
+    def withdraw(self, params: ChannelParams, me: int, account: Account, asset: Asset) -> TxReceipt:
+        """Pull participant ``me``'s payout of ``asset`` to ``account`` (which must be that
+        participant: the contract lets nobody else withdraw its share)."""
+        p = self._params(params)
+        local = self._local(account)
+        fn = self.adjudicator.contract.functions.withdraw(
+            p.to_abi(), me, asset_address(asset, self.chain), local.address
+        )
+        return self._submit_call("withdraw", local, fn)
+
+    def registered_state(self, params: ChannelParams, operation: str = "conclude") -> State:
+        """The contract state registered for the channel (the contract keeps only its hash).
+
+        Uses the state this backend last registered when it still matches, else rebuilds it
+        from the chain: a ``Progressed`` log carries the state; a ``Registered`` log points
+        to the ``register`` transaction whose input carries it.
+        """
+        cid = self.channel_id(params)
+        info = self.adjudicator.dispute(cid)
+        if info.phase == Phase.NONE:
+            raise LedgerError(operation, "NotRegistered()")
+        if info.phase == Phase.CONCLUDED:
+            raise LedgerError(operation, "AlreadyConcluded()")
+        cached = self._registered.get(cid)
+        if cached is not None and cached.abi_hash() == info.state_hash:
+            return cached
+        logs = self.w3.eth.get_logs(
+            {
+                "address": self.adjudicator.address,
+                "fromBlock": self._origin_block,
+                "toBlock": "latest",
+                "topics": [None, Web3.to_hex(cid)],
+            }
+        )
+        for event in reversed(self.adjudicator.decode_logs(logs)):
+            candidate: State | None = None
+            if event.name == "Progressed":
+                candidate = cast(State, event.args["state"])
+            elif event.name == "Registered":
+                candidate = self._state_from_register_tx(event.tx_hash)
+            if candidate is not None and candidate.abi_hash() == info.state_hash:
+                self._registered[cid] = candidate
+                return candidate
+        raise LedgerError(
+            operation,
+            f"StateUnknown(0x{cid.hex()}): the registered state was not found in logs since "
+            f"block {self._origin_block}",
+        )
+
+    def _state_from_register_tx(self, tx_hash: bytes) -> State | None:
+        tx = self.w3.eth.get_transaction(HexBytes(tx_hash))
+        if tx.get("to") is None or checksum(str(tx["to"])) != self.adjudicator.address:
+            return None  # registered through another contract: its input is not ours to read
+        try:
+            fn, args = self.adjudicator.contract.decode_function_input(tx["input"])
+        except ValueError:
+            return None
+        if fn.fn_name != "register":
+            return None
+        return _state_from_event(args["state"])
+
+    # --- HTLCs on-chain -------------------------------------------------------------------------
+
+    def claim_htlc(
+        self, params: ChannelParams, htlc: Htlc, preimage: bytes, account: Account
+    ) -> TxReceipt:
+        """Reveal the preimage on the adjudicator's registry (``revealPreimage``). The payee
+        is paid when the registered state containing the HTLC is concluded: the reveal must
+        land at a block timestamp <= the HTLC's native expiry."""
+        if hashlib.sha256(preimage).digest() != htlc.payment_hash:
+            raise LedgerError("claim_htlc", f"BadPreimage({htlc.id})")
+        now = self.now()
+        if now >= htlc.native_expiry:
+            raise LedgerError(
+                "claim_htlc",
+                f"HtlcExpired({htlc.id}, {htlc.native_expiry}): a reveal in the next block "
+                f"(after {now}) would come too late to pay the payee",
+            )
+        fn = self.adjudicator.contract.functions.revealPreimage(bytes(preimage))
+        return self._submit_call("claim_htlc", self._local(account), fn)
+
+    def refund_htlc(self, params: ChannelParams, htlc: Htlc, account: Account) -> TxReceipt:
+        """There is no per-HTLC refund on EVM: concluding the registered state refunds every
+        expired, unrevealed HTLC in it. So this concludes the channel, and refuses (without
+        spending gas) while the HTLC can still be claimed: before its native expiry, or if
+        its preimage was revealed in time. The channel must be registered (``register``)
+        and its challenge period over, else the contract's ``NotRegistered()`` or
+        ``ChallengePeriodActive(timeout)`` comes back."""
+        revealed = self.adjudicator.revealed_at(htlc.payment_hash)
+        if revealed and revealed <= htlc.native_expiry:
+            raise LedgerError(
+                "refund_htlc", f"HtlcClaimed({htlc.id}, {revealed}): the preimage was revealed"
+            )
+        now = self.now()
+        if now <= htlc.native_expiry:
+            # Wait for a block past the expiry rather than bet on the next block's timestamp:
+            # nodes estimate gas against the latest block's time, so the refund must already
+            # be valid there.
+            raise LedgerError(
+                "refund_htlc",
+                f"HtlcNotExpired({htlc.id}, {htlc.native_expiry}): refundable by concluding "
+                f"once a block is past timestamp {htlc.native_expiry} (latest {now})",
+            )
+        return self._conclude("refund_htlc", params, account)
+
+    # --- events and time --------------------------------------------------------------------------
+
+    def poll_events(self) -> list[ChainEvent]:
+        """Adjudicator events in the blocks mined since the last poll (since this backend
+        was built, or ``from_block``, on the first), then one ``NewBlock`` for the tip.
+
+        Reorgs are not detected (``Reorged`` is never reported): poll only blocks at least
+        ``finality_depth`` deep on a chain that reorganizes.
+        """
+        head = int(self.w3.eth.block_number)
+        if head < self._cursor:
+            return []
+        logs = self.adjudicator.events(self._cursor, head)
+        self._cursor = head + 1
+        events = to_chain_events(self.chain, logs)
+        block = self.w3.eth.get_block(head)
+        events.append(NewBlock(head, int(block["timestamp"])))
+        return events
+
+    def advance_time(self, seconds: int) -> None:
+        """Mine a block at least ``seconds`` later (development ledgers only)."""
+        if self._ledger is not None:
+            self._ledger.advance(seconds)
+            return
+        for method, args in (("evm_increaseTime", [seconds]), ("evm_mine", [])):
+            response = self.w3.provider.make_request(RPCEndpoint(method), args)
+            if "error" in response:
+                raise LedgerError("advance_time", f"{method}: {response['error']}")
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _check_chain(self, params: ChannelParams) -> None:
+        if params.chain != self.chain:
+            raise ValueError(f"channel is on {params.chain}, this backend on {self.chain}")
+
+    def _params(self, params: ChannelParams) -> Params:
+        self._check_chain(params)
+        return to_params(params)
+
+    def _erc20(self, token: str) -> Erc20:
+        erc20 = self._tokens.get(token)
+        if erc20 is None:
+            erc20 = self._tokens[token] = Erc20(self.w3, token)
+        return erc20
+
+    @staticmethod
+    def _local(account: Account) -> LocalAccount:
+        if isinstance(account, EvmAccount):
+            return account.local
+        if isinstance(account, LocalAccount):
+            return account
+        raise TypeError(f"an EVM backend acts with an EvmAccount, not {type(account).__name__}")
+
+    def _fees(self) -> dict[str, int]:
+        return _fees(self.w3)
+
+    def _submit_call(
+        self, operation: str, sender: LocalAccount, fn: Any, value: int = 0
+    ) -> TxReceipt:
+        """Estimate (a revert surfaces here, before any gas is spent), sign, send, wait."""
+
+        def build(tx: dict[str, Any]) -> dict[str, Any]:
+            tx = {**tx, "value": value}
+            gas = int(_send(self.w3, lambda: fn.estimate_gas(cast(TxParams, tx))))
+            tx["gas"] = gas + gas // 5  # headroom: state may change between estimate and block
+            return cast(dict[str, Any], fn.build_transaction(cast(TxParams, tx)))
+
+        return self._submit(operation, sender, build)
+
+    def _submit(
+        self,
+        operation: str,
+        sender: LocalAccount,
+        build: Callable[[dict[str, Any]], dict[str, Any]],
+    ) -> TxReceipt:
+        w3 = self.w3
+        base: dict[str, Any] = {
+            "from": sender.address,
+            "nonce": w3.eth.get_transaction_count(sender.address, "pending"),
+            "chainId": self.chain_id,
+            **self._fees(),
+        }
+        try:
+            tx = build(base)
+            tx_hash = w3.eth.send_raw_transaction(sender.sign_transaction(tx).raw_transaction)
+            receipt = w3.eth.wait_for_transaction_receipt(tx_hash)
+            if receipt["status"] != 1:
+                # mined but reverted (the state changed since estimation): replay for the reason
+                call = {k: tx[k] for k in ("from", "to", "data", "value") if k in tx}
+                _send(w3, lambda: w3.eth.call(cast(TxParams, call), receipt["blockNumber"] - 1))
+                raise ContractReverted("Unknown", ())
+        except ContractReverted as exc:
+            raise LedgerError(operation, _reason(exc)) from exc
+        except (Web3Exception, _EthTesterInvalid, _EthInvalid, ValueError) as exc:
+            # rejected before execution: insufficient funds, nonce, fee cap, node errors
+            raise LedgerError(operation, f"{type(exc).__name__}: {exc}") from exc
+        gas = int(receipt["gasUsed"])
+        return TxReceipt(
+            operation=operation,
+            txid=Web3.to_hex(tx_hash),
+            fee=gas * int(receipt["effectiveGasPrice"]),
+            fee_asset=self.native,
+            cost=gas,
+            cost_unit="gas",
+            block=int(receipt["blockNumber"]),
+        )
+
+
+def _fees(w3: Web3) -> dict[str, int]:
+    """EIP-1559 fees: the node's suggested tip, and a cap of twice the base fee plus the tip
+    (room for several full blocks of base-fee growth before the transaction would stall)."""
+    base = int(w3.eth.get_block("latest").get("baseFeePerGas", 0) or 0)
+    tip = int(w3.eth.max_priority_fee)
+    return {"maxPriorityFeePerGas": tip, "maxFeePerGas": 2 * base + tip}
+
+
+def _deploy(
+    w3: Web3,
+    chain_id: int,
+    name: str,
+    args: Sequence[Any],
+    sender: LocalAccount,
+    fees: Mapping[str, int],
+) -> Contract:
+    """Deploy artifact ``name`` with a locally signed transaction (no unlocked account)."""
+    art = load_artifact(name)
+    factory = w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
+    tx: dict[str, Any] = {
+        "from": sender.address,
+        "nonce": w3.eth.get_transaction_count(sender.address, "pending"),
+        "chainId": chain_id,
+        **fees,
+    }
+    try:
+        built = _send(w3, lambda: factory.constructor(*args).build_transaction(cast(TxParams, tx)))
+        tx_hash = w3.eth.send_raw_transaction(sender.sign_transaction(built).raw_transaction)
+    except ContractReverted as exc:
+        raise LedgerError("deploy", _reason(exc)) from exc
+    receipt = w3.eth.wait_for_transaction_receipt(tx_hash)
+    if receipt["status"] != 1 or receipt["contractAddress"] is None:
+        raise LedgerError("deploy", f"{name} deployment failed")
+    return w3.eth.contract(address=receipt["contractAddress"], abi=art["abi"])
+
+
+def _deploy_dev_contracts(
+    w3: Web3, deployer: LocalAccount, with_token: bool
+) -> tuple[str, list[str], int]:
+    """Adjudicator (and a test ERC-20): their addresses and the adjudicator's block."""
+    chain_id = int(w3.eth.chain_id)
+    adjudicator = _deploy(w3, chain_id, "Adjudicator", (), deployer, _fees(w3))
+    origin = int(w3.eth.block_number)
+    tokens: list[str] = []
+    if with_token:
+        token = _deploy(w3, chain_id, "TestToken", ("Test", "TST"), deployer, _fees(w3))
+        tokens.append(to_checksum_address(token.address))
+    return to_checksum_address(adjudicator.address), tokens, origin
+
+
+def embedded_backend(**options: Any) -> EvmBackend:
+    """eth-tester (py-evm) in process, with a fresh adjudicator and test ERC-20.
+
+    Options: ``ledger`` (an existing eth-tester :class:`Ledger` to share, e.g. in tests),
+    ``finality_depth`` (default 2), ``margin`` (HTLC expiry margin, default 60 s),
+    ``fund_eth`` / ``fund_tokens`` (what ``create_account`` gives).
+    """
+    ledger = options.pop("ledger", None)
+    owns = ledger is None
+    if ledger is None:
+        ledger = ethtester_ledger()
+    funder = ledger.accounts[-1]
+    adjudicator, tokens, origin = _deploy_dev_contracts(ledger.w3, funder, with_token=True)
+    return EvmBackend(
+        ledger.w3,
+        adjudicator,
+        tokens=tokens,
+        mintable=tokens,
+        funders=[funder],
+        ledger=ledger,
+        from_block=origin,
+        owns_ledger=owns,
+        **options,
+    )
+
+
+def connect_backend(url: str, adjudicator: str | None = None, **options: Any) -> EvmBackend:
+    """A backend on the JSON-RPC node at ``url``.
+
+    With ``adjudicator=None`` (a development node such as anvil) it deploys the adjudicator
+    and a test ERC-20 from the first funder. Options: ``funder_keys`` (private keys of
+    funded accounts; default: anvil's well-known development mnemonic), ``tokens``
+    (ERC-20 addresses offered as assets), ``mintable`` (those of them anyone may mint),
+    ``from_block`` (where to look for past registrations and start ``poll_events``),
+    ``finality_depth``, ``margin``, ``fund_eth``, ``fund_tokens``, ``timeout`` (seconds
+    per request).
+    """
+    timeout = options.pop("timeout", 30)
+    w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": timeout}))
+    keys = options.pop("funder_keys", None)
+    if keys is None:
+        EthAccount.enable_unaudited_hdwallet_features()
+        funders = [
+            EthAccount.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}")
+            for i in (9,)  # the last of anvil's ten: tests drive the first ones directly
+        ]
+    else:
+        funders = [EthAccount.from_key(k) for k in keys]
+    tokens: list[str] = [checksum(t) for t in options.pop("tokens", ())]
+    mintable: list[str] = [checksum(t) for t in options.pop("mintable", ())]
+    if adjudicator is None:
+        adjudicator, deployed, origin = _deploy_dev_contracts(w3, funders[0], with_token=True)
+        tokens += deployed
+        mintable += deployed
+        options.setdefault("from_block", origin)
+    elif not w3.eth.get_code(checksum(adjudicator)):
+        raise ValueError(f"no contract at {adjudicator} on {url}")
+    return EvmBackend(w3, adjudicator, tokens=tokens, mintable=mintable, funders=funders, **options)
