@@ -559,22 +559,26 @@ class Node:
     def flush(self) -> None:
         """Propose every channel's queued updates as one batch where the machine is idle."""
         now = self.clock()
-        for channel in self.channels.values():
-            if not channel.queue or not channel.machine.idle:
-                continue
-            if channel.status not in ("active", "closing"):
-                continue
-            good: list[Update] = []
-            for update in channel.queue:
-                try:
-                    channel.machine.check((*good, update), now)
-                    good.append(update)
-                except ChannelError as error:
-                    self._update_failed(channel, update, f"{error.code}: {error}")
-            channel.queue = []
-            if good:
-                channel.in_flight = tuple(good)
-                self._run(channel, channel.machine.propose(tuple(good), now))
+        progress = True
+        while progress:  # a refused update may queue a fail on a channel already visited
+            progress = False
+            for channel in self.channels.values():
+                if not channel.queue or not channel.machine.idle:
+                    continue
+                if channel.status not in ("active", "closing"):
+                    continue
+                progress = True
+                good: list[Update] = []
+                for update in channel.queue:
+                    try:
+                        channel.machine.check((*good, update), now)
+                        good.append(update)
+                    except ChannelError as error:
+                        self._update_failed(channel, update, f"{error.code}: {error}")
+                channel.queue = []
+                if good:
+                    channel.in_flight = tuple(good)
+                    self._run(channel, channel.machine.propose(tuple(good), now))
 
     # === the operator's requests ==============================================================
 
@@ -592,9 +596,7 @@ class Node:
     def invoice(
         self, amount: int, asset: Asset, *, ttl: int = 3600, description: str = ""
     ) -> Invoice:
-        backend = self.backends[asset.chain]
-        model = backend.time_model()
-        final_lead = model.inclusion_delay + model.finality_time() + model.safety_margin
+        final_lead = self.final_lead(asset)
         invoice, preimage = create_invoice(
             self.identity,
             amount,
@@ -607,6 +609,20 @@ class Node:
         self.invoices[invoice.payment_hash] = (invoice, preimage)
         self.checkpoint()
         return invoice
+
+    def final_lead(self, asset: Asset) -> int:
+        """How far ahead the last HTLC to us must expire: the time to enforce it on-chain in
+        our slowest channel on that chain (what our channels' HTLC policy demands), plus a
+        block interval of slack for the time the payment takes to arrive."""
+        backend = self.backends[asset.chain]
+        model = backend.time_model()
+        challenges = [
+            c.params.challenge_duration
+            for c in self.channels.values()
+            if c.params.chain == asset.chain
+        ] or [0]
+        slack = (model.block_interval_ms + 999) // 1000
+        return max(enforcement_delta(model, c) for c in challenges) + slack
 
     def pay_route(self, invoice: Invoice, hops: list[OnionHop]) -> Payment:
         """Pay ``invoice`` along ``hops`` (hops[0] is the HTLC we offer in our channel)."""
