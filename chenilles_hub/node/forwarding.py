@@ -1,52 +1,40 @@
-"""A hub's forwarding policy: what it charges, at which rates it converts, and the check
-an incoming HTLC must pass before the hub offers the next one.
+"""A hub's forwarding policy (its fees and conversion rates) and the check an incoming HTLC
+must pass before the hub offers the next one.
 
-The check is the hub's own safety: whatever the payer's router computed, the hub only
-forwards if (a) what it receives covers what it sends plus its fee, at its own rate, and
-(b) the incoming HTLC outlives the outgoing one by at least the time the hub needs to
-enforce its claim on the incoming chain.
+The rule itself lives in the core router (:func:`chenilles_hub.core.routing.check_forward`),
+so the payer's route planning and the hub's acceptance can never disagree: this module
+only describes the hub's own channels and book in the router's terms.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..circuit.errors import CircuitError, WrongAmount
 from ..circuit.quote import Rate
 from ..core import Asset, Htlc, TimeModel
-from ..core.errors import UnsafeTimelock
-
-
-class NoRate(CircuitError):
-    code = "no_rate"
+from ..core.routing import AssetRate, ChannelEdge, check_forward, rate_book
+from .records import Channel
 
 
 @dataclass(frozen=True)
 class FeePolicy:
+    """What the hub charges for sending on one of its channels: base + proportional (ppm)."""
+
     base: int = 0
     ppm: int = 0
-
-    def fee(self, amount_out: int) -> int:
-        return self.base + -(-amount_out * self.ppm // 1_000_000)
 
 
 @dataclass
 class ForwardingPolicy:
     fees: dict[Asset, FeePolicy] = field(default_factory=dict)
+    #: (asset received, asset sent) -> rate: the hub's standing book.
     rates: dict[tuple[Asset, Asset], Rate] = field(default_factory=dict)
 
-    def fee(self, asset_out: Asset, amount_out: int) -> int:
-        return self.fees.get(asset_out, FeePolicy()).fee(amount_out)
-
-    def required_incoming(self, asset_in: Asset, asset_out: Asset, amount_out: int) -> int:
-        """The least incoming amount that pays ``amount_out`` plus the fee."""
-        gross = amount_out + self.fee(asset_out, amount_out)
-        if asset_in == asset_out:
-            return gross
-        rate = self.rates.get((asset_in, asset_out))
-        if rate is None:
-            raise NoRate(f"this hub does not convert {asset_in} into {asset_out}")
-        return rate.required_input(gross)
+    def asset_rates(self, node_id: bytes) -> list[AssetRate]:
+        return [
+            AssetRate(node_id, asset_in, asset_out, rate.numerator, rate.denominator)
+            for (asset_in, asset_out), rate in self.rates.items()
+        ]
 
 
 def enforcement_delta(model: TimeModel, challenge_duration: int) -> int:
@@ -54,29 +42,49 @@ def enforcement_delta(model: TimeModel, challenge_duration: int) -> int:
     return model.enforcement_time(challenge_duration)
 
 
-def check_forward(
+def channel_edge(
+    channel: Channel, asset: Asset, policy: ForwardingPolicy, node_id: bytes, outgoing: bool
+) -> ChannelEdge:
+    """``channel`` as a router edge: ``outgoing`` from ``node_id`` to its peer (capacity =
+    our free balance, our fees), or incoming from the peer to us (the peer's side)."""
+    free = channel.machine.state.free(asset)
+    fee = policy.fees.get(asset, FeePolicy()) if outgoing else FeePolicy()
+    return ChannelEdge(
+        channel_id=channel.channel_id,
+        chain=channel.params.chain,
+        asset=asset,
+        source=node_id if outgoing else channel.peer,
+        target=channel.peer if outgoing else node_id,
+        capacity=free[channel.me] if outgoing else free[1 - channel.me],
+        fee_base=fee.base,
+        fee_ppm=fee.ppm,
+        challenge_duration=channel.params.challenge_duration,
+    )
+
+
+def check_incoming_forward(
     policy: ForwardingPolicy,
-    incoming: Htlc,
-    incoming_model: TimeModel,
-    incoming_challenge: int,
+    node_id: bytes,
+    incoming: Channel,
+    htlc: Htlc,
+    outgoing: Channel,
     amount_out: int,
     asset_out: Asset,
     expiry_out: int,
     now: int,
 ) -> None:
-    """Raise unless forwarding ``incoming`` as (amount_out, asset_out, expiry_out) is safe
-    and paid for."""
-    needed = policy.required_incoming(incoming.asset, asset_out, amount_out)
-    if incoming.amount < needed:
-        raise WrongAmount(
-            f"incoming {incoming.amount} {incoming.asset} does not cover {amount_out} "
-            f"{asset_out} plus fees (needs {needed})"
-        )
-    delta = enforcement_delta(incoming_model, incoming_challenge)
-    if incoming.expiry - expiry_out < delta:
-        raise UnsafeTimelock(
-            f"incoming HTLC expires {incoming.expiry - expiry_out}s after the outgoing one; "
-            f"enforcing on {incoming.asset.chain} needs {delta}s"
-        )
-    if expiry_out <= now:
-        raise UnsafeTimelock("the outgoing expiry is already past")
+    """Raise unless forwarding ``htlc`` as (amount_out, asset_out, expiry_out) on
+    ``outgoing`` pays the hub's fee at its rate and leaves it time to enforce upstream."""
+    check_forward(
+        htlc.amount,
+        htlc.asset,
+        htlc.expiry,
+        channel_edge(incoming, htlc.asset, policy, node_id, outgoing=False),
+        amount_out,
+        asset_out,
+        expiry_out,
+        channel_edge(outgoing, asset_out, policy, node_id, outgoing=True),
+        rates=rate_book(policy.asset_rates(node_id)),
+        time_models={incoming.params.chain: incoming.backend.time_model()},
+        now=now,
+    )

@@ -81,7 +81,7 @@ from ..core.watcher import (
 )
 from ..identity import NodeIdentity
 from . import wire
-from .forwarding import ForwardingPolicy, check_forward, enforcement_delta
+from .forwarding import ForwardingPolicy, check_incoming_forward, enforcement_delta
 from .journal import NODE_STATE_KEY, ChannelMeta, NodeStateV1, decode_node_state, encode_node_state
 from .records import Channel, ForwardLink, Payment
 from .store import ChannelRecord, Store
@@ -438,8 +438,9 @@ class Node:
             else:
                 self._forward(channel, htlc, payload)
         except (ChannelError, LedgerError) as error:
-            self.note(f"failing incoming HTLC {htlc.id}: {error}")
-            self._queue(channel, FailHtlc(htlc.id, str(error)[:200]))
+            reason = f"{getattr(error, 'code', 'ledger')}: {error}"[:200]
+            self.note(f"failing incoming HTLC {htlc.id}: {reason}")
+            self._queue(channel, FailHtlc(htlc.id, reason))
 
     def _receive_payment(self, channel: Channel, htlc: Htlc, payload: HopPayload) -> None:
         entry = self.invoices.get(htlc.payment_hash)
@@ -468,16 +469,16 @@ class Node:
             raise WrongChannel("the next channel is unknown or not active")
         if payload.asset not in out.params.assets:
             raise WrongAmount(f"{payload.asset} is not an asset of the next channel")
-        now = self.clock()
-        check_forward(
+        check_incoming_forward(
             self.policy,
+            self.node_id,
+            incoming,
             htlc,
-            incoming.backend.time_model(),
-            incoming.params.challenge_duration,
+            out,
             payload.amount_int,
             payload.asset,
             payload.expiry,
-            now,
+            self.clock(),
         )
         outgoing = Htlc(
             id=out.allocate_htlc_id(),

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from ..circuit.onion import OnionHop
 from ..core import TimeModel
 from ..core.routing import AssetRate, ChannelEdge, Route, RoutingGraph
+from .forwarding import channel_edge
 from .hub import Node
 
 
@@ -24,26 +25,11 @@ def routing_graph(nodes: Iterable[Node]) -> RoutingGraph:
             if not channel.active:
                 continue
             models[channel.params.chain] = channel.backend.time_model()
-            state = channel.machine.state
-            for asset in channel.params.assets:
-                fee = node.policy.fees.get(asset)
-                edges.append(
-                    ChannelEdge(
-                        channel_id=channel.channel_id,
-                        chain=channel.params.chain,
-                        asset=asset,
-                        source=node.node_id,
-                        target=channel.peer,
-                        capacity=state.free(asset)[channel.me],
-                        fee_base=fee.base if fee else 0,
-                        fee_ppm=fee.ppm if fee else 0,
-                        challenge_duration=channel.params.challenge_duration,
-                    )
-                )
-        for (asset_in, asset_out), rate in node.policy.rates.items():
-            rates.append(
-                AssetRate(node.node_id, asset_in, asset_out, rate.numerator, rate.denominator)
-            )
+            edges += [
+                channel_edge(channel, asset, node.policy, node.node_id, outgoing=True)
+                for asset in channel.params.assets
+            ]
+        rates += node.policy.asset_rates(node.node_id)
     return RoutingGraph(_one_edge_per_direction(edges), rates, models)
 
 

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from chenilles_hub.backend import ChainBackend
 from chenilles_hub.circuit.onion import OnionHop
 from chenilles_hub.core import Asset
+from chenilles_hub.core.routing import rate_book, required_incoming
 from chenilles_hub.identity import NodeIdentity
-from chenilles_hub.node.forwarding import ForwardingPolicy, enforcement_delta
+from chenilles_hub.node.forwarding import ForwardingPolicy, channel_edge, enforcement_delta
 from chenilles_hub.node.hub import Node
 from chenilles_hub.node.network import InProcessNetwork
 from chenilles_hub.node.store import Store
@@ -113,7 +114,10 @@ def plan(
         )
         if index < len(path) - 1:
             # receiver forwards: it needs amount_out + fee, converted into this hop's asset
-            hop_amount = receiver.policy.required_incoming(hop_asset, asset_out, amount_out)
+            out_channel = receiver.channels[path[index + 1][1]]
+            edge = channel_edge(out_channel, asset_out, receiver.policy, receiver.node_id, True)
+            rates = rate_book(receiver.policy.asset_rates(receiver.node_id))
+            hop_amount = required_incoming(amount_out, edge, hop_asset, rates)
         else:
             hop_amount = amount_out
         hops.insert(0, OnionHop(receiver.node_id, channel_id, hop_amount, hop_asset, expiry))
