@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 from chenilles_bitcoin.backend import BitcoinBackend
-from test_backend_harness import BTC, fresh_backend, opened
+from .test_backend_harness import BTC, fresh_backend, opened
 
 from chenilles_hub.backend import TxReceipt
 from chenilles_hub.core import Close, Transfer
