@@ -6,10 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 from chenilles_bitcoin.backend import BitcoinBackend
-from .test_backend_harness import BTC, Channel, fresh_backend
 
 from chenilles_hub.backend import ChainBackend, Concluded, Funded, NewBlock
 from chenilles_hub.core import Close, FailHtlc, SettleHtlc, Transfer
+
+from .test_backend_harness import BTC, Channel, fresh_backend
 
 pytestmark = pytest.mark.bitcoin
 

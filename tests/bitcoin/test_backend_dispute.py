@@ -8,10 +8,11 @@ import pytest
 from chenilles_bitcoin.backend import BitcoinBackend
 from chenilles_bitcoin.ledger import OutPoint
 from chenilles_bitcoin.watch import parse_tx
-from .test_backend_harness import BTC, fresh_backend, opened
 
 from chenilles_hub.backend import LedgerError, Registered
 from chenilles_hub.core import Transfer
+
+from .test_backend_harness import BTC, fresh_backend, opened
 
 pytestmark = pytest.mark.bitcoin
 

@@ -9,7 +9,6 @@ import pytest
 from chenilles_bitcoin.backend import BitcoinBackend
 from chenilles_bitcoin.bundle import decode_bundle, encode_bundle
 from chenilles_bitcoin.commitments import CommitmentFeeError
-from .test_backend_harness import BTC, Channel, fresh_backend, opened
 
 from chenilles_hub.backend import LedgerError
 from chenilles_hub.core import (
@@ -26,6 +25,8 @@ from chenilles_hub.core.errors import (
     InvalidRevocation,
     InvalidSignature,
 )
+
+from .test_backend_harness import BTC, Channel, fresh_backend, opened
 
 pytestmark = pytest.mark.bitcoin
 

@@ -10,10 +10,11 @@ from chenilles_bitcoin.backend import BitcoinBackend
 from chenilles_bitcoin.bolt3.txutil import set_witness
 from chenilles_bitcoin.duties import direct_htlc_spend
 from chenilles_bitcoin.ledger import TransactionRejected
-from .test_backend_harness import BTC, Channel, fresh_backend, opened
 
 from chenilles_hub.backend import LedgerError, PreimageRevealed
 from chenilles_hub.core import Htlc, Transfer
+
+from .test_backend_harness import BTC, Channel, fresh_backend, opened
 
 pytestmark = pytest.mark.bitcoin
 

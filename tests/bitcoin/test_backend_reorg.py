@@ -7,10 +7,11 @@ from collections.abc import Iterator
 import pytest
 from chenilles_bitcoin.backend import BitcoinBackend
 from chenilles_bitcoin.ledger import KernelChain
-from .test_backend_harness import BTC, fresh_backend, opened
 
 from chenilles_hub.backend import Concluded, Funded, NewBlock, Reorged
 from chenilles_hub.core import Close, Transfer
+
+from .test_backend_harness import BTC, fresh_backend, opened
 
 pytestmark = pytest.mark.bitcoin
 

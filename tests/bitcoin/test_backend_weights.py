@@ -11,10 +11,11 @@ from collections.abc import Iterator
 
 import pytest
 from chenilles_bitcoin.backend import BitcoinBackend
-from .test_backend_harness import BTC, fresh_backend, opened
 
 from chenilles_hub.backend import TxReceipt
 from chenilles_hub.core import Close, Transfer
+
+from .test_backend_harness import BTC, fresh_backend, opened
 
 pytestmark = pytest.mark.bitcoin
 

@@ -10,7 +10,6 @@ from chenilles_evm.authority import EvmAuthority
 from chenilles_evm.backend import GAS_ESTIMATES, EvmBackend
 from chenilles_evm.mapping import to_params, to_state
 from chenilles_evm.plugin import EvmBackendFactory
-from .test_backend_channel import ETH, backend, open_channel  # noqa: F401  (fixture)
 
 from chenilles_hub.backend import ChainBackend, LedgerError
 from chenilles_hub.core import (
@@ -28,6 +27,8 @@ from chenilles_hub.core import (
     initial_state,
 )
 from chenilles_hub.core.errors import InvalidSignature
+
+from .test_backend_channel import ETH, backend, open_channel  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.evm
 
