@@ -14,7 +14,7 @@ was refused, so it can drop it instead of waiting.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 
@@ -26,6 +26,7 @@ from .updates import Update
 #: signature bundle is ~25 KiB in JSON; anything larger is hostile or broken.
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_UPDATES_PER_PROPOSAL = 64
+M = TypeVar("M")
 Bundle = Annotated[bytes, msgspec.Meta(min_length=1, max_length=16 * 1024)]
 
 
@@ -66,25 +67,36 @@ class Reestablish(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="
 
 ChannelMessage = Propose | Accept | Ack | Reject | Reestablish
 
-_encoder = msgspec.json.Encoder()
-_decoder: msgspec.json.Decoder[ChannelMessage] = msgspec.json.Decoder(ChannelMessage)
+
+class BoundedCodec(Generic[M]):
+    """Canonical JSON with a hard size limit on both sides and a strict typed decoder: one
+    codec for every message family that crosses a process boundary."""
+
+    def __init__(self, kind: Any, what: str, limit: int = MAX_MESSAGE_BYTES) -> None:
+        self._encoder = msgspec.json.Encoder()
+        self._decoder: msgspec.json.Decoder[M] = msgspec.json.Decoder(kind)
+        self._what = what
+        self._limit = limit
+
+    def encode(self, message: M) -> bytes:
+        data = self._encoder.encode(message)
+        if len(data) > self._limit:
+            raise MessageTooLarge(f"{self._what} is {len(data)} bytes, limit {self._limit}")
+        return data
+
+    def decode(self, data: bytes) -> M:
+        """Strict: unknown fields, wrong types, floats for amounts, bad lengths are refused."""
+        if len(data) > self._limit:
+            raise MessageTooLarge(f"{self._what} is {len(data)} bytes, limit {self._limit}")
+        try:
+            return self._decoder.decode(data)
+        except msgspec.DecodeError as exc:
+            raise DecodeError(f"malformed {self._what}: {exc}") from None
 
 
-def encode_message(message: ChannelMessage) -> bytes:
-    data = _encoder.encode(message)
-    if len(data) > MAX_MESSAGE_BYTES:
-        raise MessageTooLarge(f"message is {len(data)} bytes, limit {MAX_MESSAGE_BYTES}")
-    return data
-
-
-def decode_message(data: bytes) -> ChannelMessage:
-    """Strict: unknown fields, wrong types, floats for amounts and bad lengths are refused."""
-    if len(data) > MAX_MESSAGE_BYTES:
-        raise MessageTooLarge(f"message is {len(data)} bytes, limit {MAX_MESSAGE_BYTES}")
-    try:
-        return _decoder.decode(data)
-    except msgspec.DecodeError as exc:
-        raise DecodeError(f"malformed channel message: {exc}") from None
+_codec: BoundedCodec[ChannelMessage] = BoundedCodec(ChannelMessage, "channel message")
+encode_message = _codec.encode
+decode_message = _codec.decode
 
 
 _state_encoder = msgspec.json.Encoder()

@@ -10,8 +10,7 @@ from typing import Annotated
 
 import msgspec
 
-from ..core.errors import DecodeError, MessageTooLarge
-from ..core.messages import MAX_MESSAGE_BYTES, Accept, Ack, Propose, Reestablish, Reject
+from ..core.messages import Accept, Ack, BoundedCodec, Propose, Reestablish, Reject
 from ..core.model import Amount, Asset, Bytes32, ChannelParams
 
 ShortKey = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -64,21 +63,6 @@ NodeMessage = (
     | Reestablish
 )
 
-_decoder: msgspec.json.Decoder[NodeMessage] = msgspec.json.Decoder(NodeMessage)
-_encoder = msgspec.json.Encoder()
-
-
-def encode(message: NodeMessage) -> bytes:
-    data = _encoder.encode(message)
-    if len(data) > MAX_MESSAGE_BYTES:
-        raise MessageTooLarge(f"message is {len(data)} bytes, limit {MAX_MESSAGE_BYTES}")
-    return data
-
-
-def decode(data: bytes) -> NodeMessage:
-    if len(data) > MAX_MESSAGE_BYTES:
-        raise MessageTooLarge(f"message is {len(data)} bytes, limit {MAX_MESSAGE_BYTES}")
-    try:
-        return _decoder.decode(data)
-    except msgspec.DecodeError as exc:
-        raise DecodeError(f"malformed node message: {exc}") from None
+_codec: BoundedCodec[NodeMessage] = BoundedCodec(NodeMessage, "node message")
+encode = _codec.encode
+decode = _codec.decode
