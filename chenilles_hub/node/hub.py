@@ -128,6 +128,11 @@ class Node:
         self.journal: list[str] = []
         self.errors: list[Exception] = []
         self._dirty: dict[bytes, ChannelSnapshot] = {}
+        #: What became of our open requests (temp id -> channel id, or the peer's refusal),
+        #: so an operator who asked for a channel can follow it (not persisted).
+        self.open_results: dict[bytes, bytes | str] = {}
+        #: Event counters since this process started (exported as metrics by the server).
+        self.counters: dict[str, int] = {}
 
     @property
     def node_id(self) -> bytes:
@@ -136,6 +141,9 @@ class Node:
     def note(self, text: str) -> None:
         self.journal.append(text)
         log.info("%s: %s", self.name, text)
+
+    def count(self, key: str) -> None:
+        self.counters[key] = self.counters.get(key, 0) + 1
 
     # === opening ==============================================================================
 
@@ -223,6 +231,7 @@ class Node:
         )
         del self.pending_opens[msg.temp_id]
         channel = self._create_channel(params, 0, pending.deposits)
+        self.open_results[msg.temp_id] = channel.channel_id
         self._send(peer, wire.OpenChannel(msg.temp_id, params))
         self._run(channel, channel.machine.open())
         self.checkpoint()
@@ -318,7 +327,10 @@ class Node:
         elif isinstance(message, wire.OpenAccept):
             self._on_open_accept(peer, message)
         elif isinstance(message, wire.OpenRefused):
-            self.pending_opens.pop(message.temp_id, None)
+            pending = self.pending_opens.get(message.temp_id)
+            if pending is not None and pending.peer == peer and pending.opener:
+                del self.pending_opens[message.temp_id]
+                self.open_results[message.temp_id] = message.reason or "refused"
             self.note(f"channel refused: {message.reason}")
         elif isinstance(message, wire.OpenChannel):
             self._on_open_channel(peer, message)
@@ -352,6 +364,10 @@ class Node:
         """After a reconnect: tell the peer where each of our channels with it stands."""
         for channel in self.channels.values():
             if channel.peer == peer:
+                if channel.funded_by_me and channel.status == "opening":
+                    # Our funding notice may have been lost with the connection (or a crash);
+                    # it is idempotent, so say it again.
+                    self._send(peer, wire.FundingDone(channel.channel_id, ()))
                 self._run(channel, channel.machine.reestablish())
         self.checkpoint()
 
@@ -440,6 +456,7 @@ class Node:
         except (ChannelError, LedgerError) as error:
             reason = f"{getattr(error, 'code', 'ledger')}: {error}"[:200]
             self.note(f"failing incoming HTLC {htlc.id}: {reason}")
+            self.count("htlc_refused")
             self._queue(channel, FailHtlc(htlc.id, reason))
 
     def _receive_payment(self, channel: Channel, htlc: Htlc, payload: HopPayload) -> None:
@@ -538,6 +555,7 @@ class Node:
         if link is not None:
             upstream = self.channels[link.in_channel]
             self._queue(upstream, FailHtlc(link.in_htlc, reason))
+            self.count("forward_failed_downstream")
             self.note(f"failing upstream HTLC {link.in_htlc}: {reason}")
             return
         payment = self.payments.get(htlc.payment_hash)
@@ -693,6 +711,12 @@ class Node:
                 )
             elif isinstance(event, Concluded) and event.channel_id in self.channels:
                 self.watcher.on_concluded(event.channel_id)
+                channel = self.channels[event.channel_id]
+                if channel.status != "closed":
+                    # The peer concluded (a cooperative close it submitted, or the end of a
+                    # dispute): our side is only paid out once we withdraw it.
+                    self.note(f"{chain}: {event.channel_id.hex()[:8]} concluded; withdrawing")
+                    self._withdraw_all(channel)
             elif isinstance(event, PreimageRevealed):
                 actions = self.watcher.on_preimage(event.payment_hash, event.preimage)
             self._act(actions)
@@ -706,6 +730,7 @@ class Node:
 
     def _act(self, actions: list[Action]) -> None:
         for action in actions:
+            self.count(f"watcher_{type(action).__name__}")
             try:
                 self._act_one(action)
             except LedgerError as error:

@@ -1,0 +1,154 @@
+"""Turning a config into the node's parts: identity, API token, chains and store.
+
+Kept apart from the server so that each piece can be built (and tested) without an event
+loop, and so the server never names a backend: chains come from the plugin manager.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import plugins
+from ..backend import Account, ChainBackend
+from ..circuit.quote import Rate
+from ..core import Asset
+from ..identity import NodeIdentity
+from .config import ConfigError, NodeConfig, write_secret
+from .forwarding import FeePolicy, ForwardingPolicy
+from .store import Store
+
+log = logging.getLogger("chenilles.node")
+
+
+def _check_private(path: Path) -> None:
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        log.warning("%s is readable by others (mode %o): chmod 600 it", path, mode)
+
+
+def load_identity(path: Path) -> NodeIdentity:
+    """The node's ed25519 identity; the seed file is created (mode 0600) on first start."""
+    if path.exists():
+        _check_private(path)
+        text = path.read_text().strip()
+        try:
+            seed = bytes.fromhex(text)
+        except ValueError:
+            raise ConfigError(f"{path}: the identity seed must be 64 hex digits") from None
+        if len(seed) != 32:
+            raise ConfigError(f"{path}: the identity seed must be 32 bytes")
+        return NodeIdentity.from_seed(seed)
+    identity = NodeIdentity()
+    write_secret(path, identity.seed.hex().encode() + b"\n")
+    log.info("created a new node identity in %s", path)
+    return identity
+
+
+def load_token(path: Path) -> str:
+    """The API bearer token; created (mode 0600, 256 random bits) on first start."""
+    if path.exists():
+        _check_private(path)
+        token = path.read_text().strip()
+        if len(token) < 16:
+            raise ConfigError(f"{path}: the API token is too short (16 characters at least)")
+        return token
+    token = secrets.token_urlsafe(32)
+    write_secret(path, token.encode() + b"\n")
+    return token
+
+
+def parse_asset(text: str) -> Asset:
+    """``token@chain`` (how ``Asset`` prints), e.g. ``native@eip155:31337``."""
+    token, sep, chain = text.rpartition("@")
+    if not sep or not token or not chain:
+        raise ValueError(f"an asset is written token@chain (e.g. native@eip155:1), not {text!r}")
+    return Asset(chain, token)
+
+
+def build_policy(config: NodeConfig) -> ForwardingPolicy:
+    try:
+        fees = {parse_asset(f.asset): FeePolicy(f.base, f.ppm) for f in config.fees}
+        rates = {
+            (parse_asset(r.asset_in), parse_asset(r.asset_out)): Rate(r.numerator, r.denominator)
+            for r in config.rates
+        }
+    except ValueError as exc:
+        raise ConfigError(f"[policy]: {exc}") from None
+    return ForwardingPolicy(fees=fees, rates=rates)
+
+
+@dataclass
+class Chains:
+    backends: dict[str, ChainBackend]
+    accounts: dict[str, Account]
+    #: backend name (as configured) -> chain id
+    names: dict[str, str]
+
+    def close(self) -> None:
+        for backend in self.backends.values():
+            close: Callable[[], None] | None = getattr(backend, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:  # a closing ledger must not stop the others closing
+                    log.exception("closing the %s backend failed", backend.chain)
+
+
+def build_chains(config: NodeConfig, store: Store | None = None) -> Chains:
+    """Connect every configured backend and load its account.
+
+    A chain reached by URL resumes its event feed at the block remembered in the store
+    (``chain-origin/<name>``) unless ``from_block`` is configured, so events that happened
+    while the node was down are still seen by the watcher.
+    """
+    backends: dict[str, ChainBackend] = {}
+    accounts: dict[str, Account] = {}
+    names: dict[str, str] = {}
+    for chain in config.chains:
+        try:
+            factory = plugins.backend(chain.backend)
+        except plugins.UnknownBackend as exc:
+            raise ConfigError(f"[chains.{chain.backend}]: {exc}") from None
+        options: dict[str, Any] = dict(chain.options)
+        if chain.embedded:
+            backend = factory.embedded(**options)
+        else:
+            assert chain.url is not None
+            origin = store.get_setting(f"chain-origin/{chain.backend}") if store else None
+            if origin is not None and "from_block" not in options:
+                options["from_block"] = int(origin)
+            backend = factory.connect(chain.url, **options)
+        if chain.account_key:
+            from_key = getattr(backend, "account_from_key", None)
+            if from_key is None:
+                raise ConfigError(f"the {chain.backend} backend cannot load an account key")
+            accounts[backend.chain] = from_key(chain.account_key)
+        else:
+            accounts[backend.chain] = backend.create_account(fund=True)
+        backends[backend.chain] = backend
+        names[chain.backend] = backend.chain
+    return Chains(backends, accounts, names)
+
+
+def open_store(config: NodeConfig) -> Store:
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    if config.store == "postgres":
+        from .store_postgres import PostgresStore  # imports psycopg: only when configured
+
+        assert config.postgres_dsn is not None
+        return PostgresStore(config.postgres_dsn, schema=config.postgres_schema)
+    from .store_sqlite import SQLiteStore
+
+    return SQLiteStore(config.sqlite_path)
+
+
+def holder_id() -> str:
+    """Who holds a leader lease: host, process and a random part (a restart is a new holder)."""
+    return f"{os.uname().nodename}/{os.getpid()}/{secrets.token_hex(4)}"

@@ -1,0 +1,264 @@
+"""The node's configuration file (TOML), parsed once into typed, validated values.
+
+Everything an operator sets lives in one file so a node can be rebuilt from it and its data
+directory alone. Relative paths are taken relative to the file, so a config and its data
+directory can be moved together. Secrets (the identity seed, the API token, chain keys) are
+never written in the config itself by default: they live in files with mode 0600.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_LISTEN = ("127.0.0.1", 9735)
+DEFAULT_API = ("127.0.0.1", 9736)
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing, unreadable or invalid (the message says where)."""
+
+
+@dataclass(frozen=True)
+class PeerConfig:
+    node_id: bytes
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class ChainConfig:
+    """One backend: embedded (a ledger inside this process) or a node reached by ``url``."""
+
+    backend: str
+    embedded: bool
+    url: str | None
+    #: the account's private key (hex), or None: an embedded ledger funds a fresh account
+    account_key: str | None
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FeeConfig:
+    asset: str
+    base: int
+    ppm: int
+
+
+@dataclass(frozen=True)
+class RateConfig:
+    asset_in: str
+    asset_out: str
+    numerator: int
+    denominator: int
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    path: Path
+    name: str
+    data_dir: Path
+    listen_host: str
+    listen_port: int
+    api_host: str
+    api_port: int
+    token_file: Path
+    identity_file: Path
+    store: str  # "sqlite" or "postgres"
+    postgres_dsn: str | None
+    postgres_schema: str | None
+    lease_ttl: float
+    peers: tuple[PeerConfig, ...]
+    chains: tuple[ChainConfig, ...]
+    fees: tuple[FeeConfig, ...] = ()
+    rates: tuple[RateConfig, ...] = ()
+    tick_interval: float = 1.0
+    announce_interval: float = 2.0
+    reconnect_min: float = 0.1
+    reconnect_max: float = 5.0
+    accept_unknown_peers: bool = True
+    log_format: str = "text"
+    log_level: str = "INFO"
+    log_file: Path | None = None
+    max_lock: int = 3 * 86400
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "node.pid"
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "node.sqlite"
+
+    @property
+    def api_url(self) -> str:
+        host = self.api_host if ":" not in self.api_host else f"[{self.api_host}]"
+        return f"http://{host}:{self.api_port}"
+
+    def read_token(self) -> str:
+        try:
+            return self.token_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the API token {self.token_file}: {exc}") from None
+
+
+def parse_address(text: str, where: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` for IPv6)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(f"{where}: expected host:port, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def _table(raw: dict[str, Any], key: str) -> dict[str, Any]:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"[{key}] must be a table")
+    return value
+
+
+def _get(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    value = table.get(key)
+    if value is not None and not isinstance(value, kind):
+        raise ConfigError(f"{where}.{key}: wrong type {type(value).__name__}")
+    return value
+
+
+def load_config(path: str | os.PathLike[str]) -> NodeConfig:
+    config_path = Path(path).resolve()
+    try:
+        raw = tomllib.loads(config_path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read {config_path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{config_path}: {exc}") from None
+    base = config_path.parent
+
+    def resolve(value: str | None, default: Path) -> Path:
+        return default if value is None else (base / value).resolve()
+
+    node = _table(raw, "node")
+    known = {"node", "api", "store", "peers", "chains", "policy", "log"}
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"unknown section(s) {sorted(unknown)} (known: {sorted(known)})")
+    name = _get(node, "name", str, "node") or config_path.stem
+    data_dir = resolve(_get(node, "data_dir", str, "node"), base / "data")
+    listen = parse_address(_get(node, "listen", str, "node") or "127.0.0.1:9735", "node.listen")
+    identity_file = resolve(_get(node, "identity_file", str, "node"), data_dir / "identity.seed")
+
+    api = _table(raw, "api")
+    api_addr = parse_address(_get(api, "listen", str, "api") or "127.0.0.1:9736", "api.listen")
+    token_file = resolve(_get(api, "token_file", str, "api"), data_dir / "api.token")
+
+    store = _table(raw, "store")
+    kind = _get(store, "kind", str, "store") or "sqlite"
+    if kind not in ("sqlite", "postgres"):
+        raise ConfigError(f"store.kind must be sqlite or postgres, not {kind!r}")
+    dsn = _get(store, "dsn", str, "store")
+    if kind == "postgres" and not dsn:
+        raise ConfigError("store.kind = postgres needs store.dsn")
+
+    peers: list[PeerConfig] = []
+    raw_peers = raw.get("peers", [])
+    if not isinstance(raw_peers, list):
+        raise ConfigError("peers must be an array of tables ([[peers]])")
+    for index, peer in enumerate(raw_peers):
+        where = f"peers[{index}]"
+        node_hex = _get(peer, "node_id", str, where)
+        address = _get(peer, "address", str, where)
+        if not node_hex or not address:
+            raise ConfigError(f"{where}: node_id and address are required")
+        try:
+            node_id = bytes.fromhex(node_hex)
+        except ValueError:
+            raise ConfigError(f"{where}.node_id is not hex") from None
+        if len(node_id) != 32:
+            raise ConfigError(f"{where}.node_id must be 32 bytes (64 hex digits)")
+        host, port = parse_address(address, f"{where}.address")
+        peers.append(PeerConfig(node_id, host, port))
+
+    chains: list[ChainConfig] = []
+    for backend, table in _table(raw, "chains").items():
+        where = f"chains.{backend}"
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{where}] must be a table")
+        table = dict(table)
+        url = table.pop("url", None)
+        embedded = table.pop("embedded", url is None)
+        key = table.pop("account_key", None)
+        key_file = table.pop("account_key_file", None)
+        if key_file is not None:
+            try:
+                key = (base / str(key_file)).read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"{where}.account_key_file: {exc}") from None
+        if not embedded and not url:
+            raise ConfigError(f"{where}: set url = ... or embedded = true")
+        if not embedded and not key:
+            raise ConfigError(f"{where}: a chain reached by url needs account_key(_file)")
+        chains.append(ChainConfig(backend, bool(embedded), url, key, table))
+
+    policy = _table(raw, "policy")
+    fees = tuple(
+        FeeConfig(str(f["asset"]), int(f.get("base", 0)), int(f.get("ppm", 0)))
+        for f in policy.get("fees", [])
+    )
+    rates = tuple(
+        RateConfig(
+            str(r["asset_in"]), str(r["asset_out"]), int(r["numerator"]), int(r["denominator"])
+        )
+        for r in policy.get("rates", [])
+    )
+
+    log = _table(raw, "log")
+    log_format = _get(log, "format", str, "log") or "text"
+    if log_format not in ("text", "json"):
+        raise ConfigError("log.format must be text or json")
+    log_file = _get(log, "file", str, "log")
+
+    return NodeConfig(
+        path=config_path,
+        name=name,
+        data_dir=data_dir,
+        listen_host=listen[0],
+        listen_port=listen[1],
+        api_host=api_addr[0],
+        api_port=api_addr[1],
+        token_file=token_file,
+        identity_file=identity_file,
+        store=kind,
+        postgres_dsn=dsn,
+        postgres_schema=_get(store, "schema", str, "store"),
+        lease_ttl=float(_get(store, "lease_ttl", (int, float), "store") or 10.0),
+        peers=tuple(peers),
+        chains=tuple(chains),
+        fees=fees,
+        rates=rates,
+        tick_interval=float(_get(node, "tick_interval", (int, float), "node") or 1.0),
+        announce_interval=float(_get(node, "announce_interval", (int, float), "node") or 2.0),
+        reconnect_min=float(_get(node, "reconnect_min", (int, float), "node") or 0.1),
+        reconnect_max=float(_get(node, "reconnect_max", (int, float), "node") or 5.0),
+        accept_unknown_peers=bool(node.get("accept_unknown_peers", True)),
+        log_format=log_format,
+        log_level=(_get(log, "level", str, "log") or "INFO").upper(),
+        log_file=resolve(log_file, Path()) if log_file else None,
+        max_lock=int(_get(node, "max_lock", int, "node") or 3 * 86400),
+    )
+
+
+def write_secret(path: Path, data: bytes) -> None:
+    """Create ``path`` with mode 0600 atomically (never readable by others, even briefly)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)

@@ -1,0 +1,143 @@
+"""Prometheus metrics in the text exposition format (version 0.0.4), rendered on demand.
+
+Written by hand rather than with ``prometheus-client``: every value is read from the node at
+scrape time (no registry to keep in sync), and the node needs no extra dependency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from .hub import Node
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+CHANNEL_STATUSES = ("opening", "active", "closing", "disputed", "closed")
+PAYMENT_STATUSES = ("pending", "succeeded", "failed")
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(labels: Mapping[str, str]) -> str:
+    if not labels:
+        return ""
+    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
+    return "{" + inner + "}"
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def family(
+        self, name: str, kind: str, help_text: str, samples: Iterable[tuple[dict[str, str], float]]
+    ) -> None:
+        self.lines.append(f"# HELP {name} {help_text}")
+        self.lines.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            self.lines.append(
+                f"{name}{_labels(labels)} {value:g}"
+                if isinstance(value, float)
+                else f"{name}{_labels(labels)} {value}"
+            )
+
+
+def render(node: Node | None, server_stats: Mapping[str, int], peers: int, role: str) -> str:
+    """Every metric of this node; ``node`` is None while a standby waits for the lease."""
+    out = _Writer()
+    out.family(
+        "chenilles_node_leader",
+        "gauge",
+        "1 when this process holds the lease and runs the node.",
+        [({"role": role}, 1 if role == "leader" else 0)],
+    )
+    out.family("chenilles_peers_connected", "gauge", "Peers connected now.", [({}, peers)])
+    for key, help_text in (
+        ("messages_received", "Frames received from peers."),
+        ("messages_sent", "Messages sent to peers."),
+        ("messages_malformed", "Frames that did not decode (the peer was disconnected)."),
+        ("peers_dropped", "Peers disconnected for a protocol violation."),
+        ("connections", "Peer connections set up."),
+        ("chain_poll_errors", "Failed polls of a chain."),
+    ):
+        out.family(f"chenilles_{key}_total", "counter", help_text, [({}, server_stats.get(key, 0))])
+    if node is None:
+        return "\n".join(out.lines) + "\n"
+
+    by_status = dict.fromkeys(CHANNEL_STATUSES, 0)
+    balances: dict[tuple[str, str], int] = {}
+    locked: dict[str, int] = {}
+    for channel in node.channels.values():
+        by_status[channel.status] = by_status.get(channel.status, 0) + 1
+        if channel.status == "closed":
+            continue
+        state = channel.machine.state
+        for asset in channel.params.assets:
+            free = state.free(asset)
+            for side, amount in (("local", free[channel.me]), ("remote", free[1 - channel.me])):
+                balances[(str(asset), side)] = balances.get((str(asset), side), 0) + amount
+        for htlc in state.htlcs:
+            locked[str(htlc.asset)] = locked.get(str(htlc.asset), 0) + htlc.amount
+    out.family(
+        "chenilles_channels",
+        "gauge",
+        "Channels by status.",
+        [({"status": s}, n) for s, n in sorted(by_status.items())],
+    )
+    out.family(
+        "chenilles_channel_balance",
+        "gauge",
+        "Free channel balances in base units, per asset and side (open channels).",
+        [({"asset": a, "side": s}, v) for (a, s), v in sorted(balances.items())],
+    )
+    out.family(
+        "chenilles_htlc_locked",
+        "gauge",
+        "Amount locked in HTLCs of open channels, per asset (base units).",
+        [({"asset": a}, v) for a, v in sorted(locked.items())],
+    )
+    payments = dict.fromkeys(PAYMENT_STATUSES, 0)
+    for payment in node.payments.values():
+        payments[payment.status] = payments.get(payment.status, 0) + 1
+    out.family(
+        "chenilles_payments",
+        "gauge",
+        "Payments this node started, by status.",
+        [({"status": s}, n) for s, n in sorted(payments.items())],
+    )
+    out.family(
+        "chenilles_invoices",
+        "gauge",
+        "Invoices issued by this node, by state.",
+        [
+            ({"state": "paid"}, len(node.paid_invoices)),
+            ({"state": "open"}, len(set(node.invoices) - node.paid_invoices)),
+        ],
+    )
+    out.family(
+        "chenilles_forwarding_failures_total",
+        "counter",
+        "HTLCs refused on arrival or failed downstream, since start.",
+        [
+            ({"kind": "refused"}, node.counters.get("htlc_refused", 0)),
+            ({"kind": "downstream"}, node.counters.get("forward_failed_downstream", 0)),
+        ],
+    )
+    out.family(
+        "chenilles_forwards_pending",
+        "gauge",
+        "HTLCs forwarded and not yet settled or failed.",
+        [({}, len(node.links_by_out))],
+    )
+    actions = {
+        k[len("watcher_") :]: v for k, v in node.counters.items() if k.startswith("watcher_")
+    }
+    out.family(
+        "chenilles_watcher_actions_total",
+        "counter",
+        "On-chain actions the watcher took, by kind, since start.",
+        [({"action": a}, n) for a, n in sorted(actions.items())],
+    )
+    return "\n".join(out.lines) + "\n"

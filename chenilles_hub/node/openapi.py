@@ -1,0 +1,200 @@
+"""The OpenAPI 3 description of the node API (served at ``/openapi.json``).
+
+Written as data next to the handlers rather than generated: the API is small, and an
+explicit document is what client authors read. ``tests/node/test_api.py`` checks that every
+route the app serves is described here and the other way round.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_AMOUNT = {"type": "integer", "minimum": 0, "description": "base units (wei, sat, lamport)"}
+_ASSET = {"type": "string", "example": "native@eip155:31337", "description": "token@chain"}
+_HEX32 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+
+
+def _obj(required: list[str], **props: Any) -> dict[str, Any]:
+    return {"type": "object", "required": required, "properties": props}
+
+
+def _op(
+    summary: str,
+    body: dict[str, Any] | None = None,
+    ok: str = "200",
+    errors: tuple[str, ...] = ("401",),
+    params: tuple[str, ...] = (),
+    auth: bool = True,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "responses": {
+            ok: {"description": "success", "content": {"application/json": {}}},
+            **{code: {"$ref": f"#/components/responses/E{code}"} for code in errors},
+        },
+    }
+    if body is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": body}},
+        }
+    if params:
+        op["parameters"] = [
+            {"name": p, "in": "path", "required": True, "schema": _HEX32} for p in params
+        ]
+    if not auth:
+        op["security"] = []
+    return op
+
+
+_ROUTE_BODY = _obj(
+    ["invoice"],
+    invoice={"type": "string", "description": "an encoded invoice (chenilles invoice)"},
+    max_lock={"type": "integer", "description": "longest the payer's funds may be locked (s)"},
+    source_asset=_ASSET,
+)
+
+
+def openapi_document() -> dict[str, Any]:
+    bad = ("400", "401", "503")
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Chenilles hub node API",
+            "version": "1",
+            "description": "Local operator API of one node. Amounts are integers in base "
+            "units; assets are written token@chain.",
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/health": {"get": _op("liveness and role (no token needed)", errors=(), auth=False)},
+            "/openapi.json": {"get": _op("this document")},
+            "/metrics": {"get": _op("Prometheus metrics (text format)")},
+            "/v1/info": {"get": _op("node id, addresses, chains, counts", errors=("401", "503"))},
+            "/v1/peers": {
+                "get": _op("configured and connected peers"),
+                "post": _op(
+                    "dial a peer (not persisted: add it to the config to keep it)",
+                    _obj(["node_id", "address"], node_id=_HEX32, address={"type": "string"}),
+                    ok="201",
+                    errors=bad,
+                ),
+            },
+            "/v1/channels": {
+                "get": _op("channels with balances and HTLCs (?status=active ...)"),
+                "post": _op(
+                    "open a channel with a connected peer; follow it at "
+                    "/v1/channels/opening/{temp_id}",
+                    _obj(
+                        ["peer", "asset", "amount"],
+                        peer=_HEX32,
+                        asset=_ASSET,
+                        amount=_AMOUNT,
+                        remote_amount=_AMOUNT,
+                        challenge_duration={"type": "integer", "minimum": 1},
+                    ),
+                    ok="202",
+                    errors=(*bad, "409"),
+                ),
+            },
+            "/v1/channels/opening/{temp_id}": {
+                "get": _op(
+                    "progress of an opening: negotiating, opening, active, refused",
+                    errors=("400", "401", "404"),
+                    params=("temp_id",),
+                )
+            },
+            "/v1/channels/{channel_id}": {
+                "get": _op("one channel", errors=("400", "401", "404"), params=("channel_id",))
+            },
+            "/v1/channels/{channel_id}/close": {
+                "post": _op(
+                    "close cooperatively, or with force=true register on-chain",
+                    _obj([], force={"type": "boolean"}),
+                    ok="202",
+                    errors=("400", "401", "404", "409"),
+                    params=("channel_id",),
+                )
+            },
+            "/v1/invoices": {
+                "get": _op("invoices this node issued"),
+                "post": _op(
+                    "create an invoice",
+                    _obj(
+                        ["amount", "asset"],
+                        amount=_AMOUNT,
+                        asset=_ASSET,
+                        ttl={"type": "integer", "minimum": 1},
+                        description={"type": "string", "maxLength": 200},
+                    ),
+                    ok="201",
+                    errors=bad,
+                ),
+            },
+            "/v1/payments": {
+                "get": _op("payments this node started (?status=pending ...)"),
+                "post": _op(
+                    "pay an invoice along the cheapest route",
+                    _ROUTE_BODY,
+                    ok="202",
+                    errors=(*bad, "409", "422"),
+                ),
+            },
+            "/v1/payments/{payment_hash}": {
+                "get": _op("one payment", errors=("400", "401", "404"), params=("payment_hash",))
+            },
+            "/v1/route": {
+                "post": _op(
+                    "find a route for an invoice (dry run)", _ROUTE_BODY, errors=(*bad, "422")
+                )
+            },
+            "/v1/quote": {
+                "post": _op(
+                    "a signed, short-lived rate quote from this hub",
+                    _obj(
+                        ["asset_in", "asset_out", "amount_out"],
+                        asset_in=_ASSET,
+                        asset_out=_ASSET,
+                        amount_out=_AMOUNT,
+                    ),
+                    errors=(*bad, "422"),
+                )
+            },
+            "/v1/backends": {"get": _op("chains: backend, account, balances")},
+            "/v1/graph": {
+                "get": _op("the routing graph this node knows (edges, rates)"),
+                "post": _op(
+                    "give extra edges and rates (replaces the previous operator graph)",
+                    _obj([], edges={"type": "array"}, rates={"type": "array"}),
+                    errors=bad,
+                ),
+            },
+            "/v1/stop": {"post": _op("stop the node gracefully", ok="202")},
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": _obj(
+                    ["error", "message"],
+                    error={"type": "string"},
+                    message={"type": "string"},
+                )
+            },
+            "responses": {
+                f"E{code}": {
+                    "description": text,
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                    },
+                }
+                for code, text in (
+                    ("400", "bad input"),
+                    ("401", "missing or wrong bearer token"),
+                    ("404", "unknown channel, payment or opening"),
+                    ("409", "conflict with the current state"),
+                    ("422", "valid input the node cannot act on (no route, no rate)"),
+                    ("503", "standby: this process does not hold the leader lease"),
+                )
+            },
+        },
+    }

@@ -1,0 +1,244 @@
+"""What the operator can ask of a node, as plain functions over a :class:`~.hub.Node`.
+
+The API validates requests and calls these on the node's thread; they return JSON-ready
+dicts. Keeping them free of HTTP means the same views serve the API, the CLI's ``--json``
+output and tests. Amounts are integers in base units (wei, sat, lamport) everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..backend import ChainBackend
+from ..circuit.invoice import Invoice, decode_invoice
+from ..circuit.quote import make_quote
+from ..core import Asset
+from ..core.errors import ChannelError
+from ..core.routing import Route, find_route
+from .gossip import GraphView
+from .hub import Node
+from .records import Channel, Payment
+from .routing_view import onion_hops
+
+#: Seconds added to the invoice's final lead when routing: the payment takes time to
+#: arrive, and the payee checks the lead against its own clock on arrival.
+ROUTE_SLACK = 120
+
+
+class ApiError(Exception):
+    """An error the API reports as ``{"error": code, "message": ...}`` with ``status``."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def asset_text(asset: Asset) -> str:
+    return str(asset)
+
+
+def channel_view(node: Node, channel: Channel) -> dict[str, Any]:
+    state = channel.machine.state
+    me = channel.me
+    balances = []
+    for asset in channel.params.assets:
+        free = state.free(asset)
+        locked_out = sum(h.amount for h in state.htlcs if h.asset == asset and h.payer == me)
+        locked_in = sum(h.amount for h in state.htlcs if h.asset == asset and h.payer != me)
+        balances.append(
+            {
+                "asset": asset_text(asset),
+                "local": free[me],
+                "remote": free[1 - me],
+                "htlc_out": locked_out,
+                "htlc_in": locked_in,
+                "deposit_local": channel.deposits.get(asset, (0, 0))[0],
+                "deposit_remote": channel.deposits.get(asset, (0, 0))[1],
+            }
+        )
+    return {
+        "channel_id": channel.channel_id.hex(),
+        "peer": channel.peer.hex(),
+        "chain": channel.params.chain,
+        "status": channel.status,
+        "participant": me,
+        "version": state.version,
+        "final": state.final,
+        "idle": channel.machine.idle,
+        "challenge_duration": channel.params.challenge_duration,
+        "balances": balances,
+        "htlcs": [
+            {
+                "id": h.id,
+                "direction": "out" if h.payer == me else "in",
+                "asset": asset_text(h.asset),
+                "amount": h.amount,
+                "payment_hash": h.payment_hash.hex(),
+                "expiry": h.expiry,
+            }
+            for h in state.htlcs
+        ],
+        "receipts": [
+            {"operation": r.operation, "txid": r.txid, "fee": r.fee} for r in channel.receipts
+        ],
+    }
+
+
+def find_channel(node: Node, channel_hex: str) -> Channel:
+    try:
+        channel_id = bytes.fromhex(channel_hex)
+    except ValueError:
+        raise ApiError(400, "bad_channel_id", "a channel id is 64 hex digits") from None
+    channel = node.channels.get(channel_id)
+    if channel is None:
+        raise ApiError(404, "unknown_channel", f"no channel {channel_hex}")
+    return channel
+
+
+def open_status(node: Node, temp_hex: str) -> dict[str, Any]:
+    try:
+        temp_id = bytes.fromhex(temp_hex)
+    except ValueError:
+        raise ApiError(400, "bad_temp_id", "a temporary channel id is 64 hex digits") from None
+    result = node.open_results.get(temp_id)
+    if isinstance(result, bytes):
+        channel = node.channels[result]
+        return {"temp_id": temp_hex, "status": channel.status, "channel_id": result.hex()}
+    if isinstance(result, str):
+        return {"temp_id": temp_hex, "status": "refused", "reason": result}
+    if temp_id in node.pending_opens:
+        return {"temp_id": temp_hex, "status": "negotiating"}
+    raise ApiError(404, "unknown_open", f"no channel opening {temp_hex}")
+
+
+def payment_view(payment: Payment) -> dict[str, Any]:
+    return {
+        "payment_hash": payment.payment_hash.hex(),
+        "status": payment.status,
+        "amount": payment.amount,
+        "asset": asset_text(payment.asset),
+        "sent": payment.sent,
+        "sent_asset": asset_text(payment.sent_asset),
+        "fee": payment.sent - payment.amount if payment.asset == payment.sent_asset else None,
+        "preimage": payment.preimage.hex() if payment.preimage else None,
+        "reason": payment.reason,
+    }
+
+
+def invoice_view(node: Node, invoice: Invoice) -> dict[str, Any]:
+    return {
+        "invoice": invoice.encode(),
+        "payment_hash": invoice.payment_hash.hex(),
+        "amount": invoice.amount,
+        "asset": asset_text(invoice.asset),
+        "expires_at": invoice.expires_at,
+        "paid": invoice.payment_hash in node.paid_invoices,
+        "description": invoice.description,
+    }
+
+
+def parse_invoice(text: str) -> Invoice:
+    try:
+        return decode_invoice(text)
+    except ChannelError as exc:
+        raise ApiError(400, "bad_invoice", str(exc)) from None
+
+
+def plan_route(
+    node: Node,
+    graph: GraphView,
+    invoice: Invoice,
+    max_lock: int,
+    source_asset: Asset | None = None,
+) -> Route:
+    try:
+        return find_route(
+            graph.graph(node),
+            node.node_id,
+            invoice.payee,
+            invoice.amount,
+            invoice.asset,
+            now=node.clock(),
+            final_lead=invoice.final_lead + ROUTE_SLACK,
+            max_lock=max_lock,
+            source_asset=source_asset,
+        )
+    except ChannelError as exc:
+        raise ApiError(422, getattr(exc, "code", "no_route"), str(exc)) from None
+
+
+def route_view(route: Route, now: int) -> dict[str, Any]:
+    hops = [
+        {
+            "channel_id": hop.edge.channel_id.hex(),
+            "from": hop.edge.source.hex(),
+            "to": hop.edge.target.hex(),
+            "chain": hop.edge.chain,
+            "asset": asset_text(hop.edge.asset),
+            "amount": hop.amount,
+            "expiry": hop.expiry,
+            "lock_seconds": hop.expiry - now,
+        }
+        for hop in route
+    ]
+    return {"hops": hops, "sent": route[0].amount, "sent_asset": asset_text(route[0].edge.asset)}
+
+
+def pay(
+    node: Node, graph: GraphView, invoice: Invoice, max_lock: int, source_asset: Asset | None
+) -> dict[str, Any]:
+    if invoice.payment_hash in node.payments:
+        raise ApiError(409, "already_paid", "this invoice was already paid from this node")
+    if invoice.payee == node.node_id:
+        raise ApiError(400, "own_invoice", "this invoice is payable to this node itself")
+    route = plan_route(node, graph, invoice, max_lock, source_asset)
+    try:
+        payment = node.pay_route(invoice, onion_hops(route))
+    except ChannelError as exc:
+        raise ApiError(422, getattr(exc, "code", "payment_refused"), str(exc)) from None
+    return {**payment_view(payment), "route": route_view(route, node.clock())}
+
+
+def quote(node: Node, asset_in: Asset, asset_out: Asset, amount_out: int) -> dict[str, Any]:
+    rate = node.policy.rates.get((asset_in, asset_out))
+    if rate is None:
+        raise ApiError(422, "no_rate", f"this hub does not convert {asset_in} into {asset_out}")
+    fee_policy = node.policy.fees.get(asset_out)
+    fee = 0
+    if fee_policy is not None:
+        fee = fee_policy.base + (amount_out * fee_policy.ppm + 999_999) // 1_000_000
+    signed = make_quote(node.identity, asset_in, asset_out, amount_out, rate, fee, node.clock())
+    return {
+        "quote_id": signed.quote_id.hex(),
+        "hub": signed.hub.hex(),
+        "asset_in": asset_text(signed.asset_in),
+        "asset_out": asset_text(signed.asset_out),
+        "amount_in": signed.amount_in,
+        "amount_out": signed.amount_out,
+        "rate": {"numerator": rate.numerator, "denominator": rate.denominator},
+        "fee": signed.fee,
+        "expires_at": signed.expires_at,
+        "signature": signed.signature.hex(),
+    }
+
+
+def backend_view(node: Node, backend: ChainBackend) -> dict[str, Any]:
+    account = node.accounts[backend.chain]
+    balances: dict[str, int | None] = {}
+    for asset in backend.assets():
+        try:
+            balances[asset_text(asset)] = backend.balance(account, asset)
+        except Exception:  # an unreachable ledger: report what we can
+            balances[asset_text(asset)] = None
+    return {
+        "name": backend.info.name,
+        "family": backend.info.family,
+        "version": backend.info.version,
+        "chain": backend.chain,
+        "description": backend.info.description,
+        "account": account.chain_key,
+        "assets": [asset_text(a) for a in backend.assets()],
+        "balances": balances,
+    }

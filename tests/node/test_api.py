@@ -1,0 +1,231 @@
+"""The node's HTTP API: the token, the OpenAPI document, errors for bad input, metrics."""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from chenilles_hub.circuit.quote import Quote, Rate, check_quote
+from chenilles_hub.core import Asset
+from chenilles_hub.node.api import build_app
+from chenilles_hub.node.client import ApiCallError, NodeClient
+from chenilles_hub.node.openapi import openapi_document
+
+from .test_server_harness import (
+    CHAIN,
+    NATIVE,
+    NodeProc,
+    anvil,
+    channel_pair,
+    pay,
+)
+
+pytestmark = [pytest.mark.node, pytest.mark.xdist_group("node-processes")]
+__all__ = ["anvil", "channel_pair"]
+
+Pair = tuple[NodeProc, NodeProc, str]
+
+
+def _raw(node: NodeProc, method: str, path: str, headers: dict[str, str]) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{node.api_port}{path}",
+        method=method,
+        headers=headers,
+        data=b"{}" if method == "POST" else None,
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _concrete(path: str) -> str:
+    return (
+        path.replace("{channel_id}", "00" * 32)
+        .replace("{temp_id}", "00" * 32)
+        .replace("{payment_hash}", "00" * 32)
+    )
+
+
+def test_every_endpoint_but_health_needs_the_token(channel_pair: Pair) -> None:
+    alice, _, _ = channel_pair
+    checked = 0
+    for path, methods in openapi_document()["paths"].items():
+        for method in methods:
+            for headers in (
+                {},
+                {"Authorization": "Bearer wrong-token-xxxxxxxx"},
+                {"Authorization": "Basic abc"},
+            ):
+                status, body = _raw(alice, method.upper(), _concrete(path), headers)
+                if path == "/health":
+                    assert status == 200
+                    continue
+                assert status == 401, (method, path, headers)
+                assert body == {"error": "unauthorized", "message": "missing or wrong bearer token"}
+                checked += 1
+    assert checked >= 3 * 20
+
+
+def test_the_openapi_document_describes_every_route() -> None:
+    app = build_app(object())  # type: ignore[arg-type]
+    served = {
+        (route.method.lower(), route.resource.canonical)
+        for route in app.router.routes()
+        if route.resource is not None and route.method != "HEAD"
+    }
+    document = openapi_document()
+    described = {(m, p) for p, ops in document["paths"].items() for m in ops}
+    assert served == described
+    assert document["openapi"].startswith("3.")
+
+
+BAD_INPUTS: list[tuple[str, str, Any, int, str]] = [
+    ("POST", "/v1/channels", None, 400, "missing_field"),
+    ("POST", "/v1/channels", {"peer": "zz", "asset": NATIVE, "amount": 1}, 400, "bad_node_id"),
+    ("POST", "/v1/channels", {"peer": "ab" * 32, "asset": "eth", "amount": 1}, 400, "bad_asset"),
+    ("POST", "/v1/channels", {"peer": "ab" * 32, "asset": NATIVE, "amount": -5}, 400, "bad_amount"),
+    (
+        "POST",
+        "/v1/channels",
+        {"peer": "ab" * 32, "asset": NATIVE, "amount": 1.5},
+        400,
+        "bad_amount",
+    ),
+    ("POST", "/v1/channels", {"peer": "ab" * 32, "asset": NATIVE, "amount": 0}, 400, "bad_amount"),
+    (
+        "POST",
+        "/v1/channels",
+        {"peer": "ab" * 32, "asset": "native@eip155:9", "amount": 1},
+        400,
+        "unknown_chain",
+    ),
+    (
+        "POST",
+        "/v1/channels",
+        {"peer": "ab" * 32, "asset": NATIVE, "amount": 1},
+        409,
+        "peer_not_connected",
+    ),
+    ("GET", "/v1/channels/" + "00" * 32, None, 404, "unknown_channel"),
+    ("GET", "/v1/channels/xyz", None, 400, "bad_channel_id"),
+    ("POST", "/v1/channels/" + "00" * 32 + "/close", {}, 404, "unknown_channel"),
+    ("GET", "/v1/channels/opening/" + "00" * 32, None, 404, "unknown_open"),
+    ("POST", "/v1/invoices", {"amount": 0, "asset": NATIVE}, 400, "bad_amount"),
+    ("POST", "/v1/invoices", {"amount": 5}, 400, "missing_field"),
+    ("POST", "/v1/invoices", {"amount": 5, "asset": "native@eip155:1"}, 400, "unknown_asset"),
+    ("POST", "/v1/invoices", {"amount": "12x", "asset": NATIVE}, 400, "bad_amount"),
+    ("POST", "/v1/payments", {"invoice": "garbage"}, 400, "bad_invoice"),
+    ("POST", "/v1/payments", {}, 400, "missing_field"),
+    ("GET", "/v1/payments/" + "00" * 32, None, 404, "unknown_payment"),
+    ("GET", "/v1/payments/nothex", None, 400, "bad_payment_hash"),
+    ("POST", "/v1/route", {"invoice": 42}, 400, "bad_field"),
+    ("POST", "/v1/quote", {"asset_in": NATIVE, "asset_out": NATIVE}, 400, "missing_field"),
+    (
+        "POST",
+        "/v1/quote",
+        {"asset_in": NATIVE, "asset_out": "x@" + CHAIN, "amount_out": 5},
+        422,
+        "no_rate",
+    ),
+    ("POST", "/v1/peers", {"node_id": "ab" * 32, "address": "nowhere"}, 400, "bad_address"),
+    ("POST", "/v1/graph", {"edges": "no"}, 400, "bad_graph"),
+    ("GET", "/v1/nothing", None, 404, "not_found"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "code"), BAD_INPUTS)
+def test_bad_input_gets_a_4xx_with_a_clear_message(
+    channel_pair: Pair, method: str, path: str, body: Any, status: int, code: str
+) -> None:
+    alice, _, _ = channel_pair
+    with pytest.raises(ApiCallError) as caught:
+        alice.api.request(method, path, body)
+    assert (caught.value.status, caught.value.code) == (status, code)
+    assert caught.value.message
+
+
+def test_a_body_that_is_not_json_is_refused(channel_pair: Pair) -> None:
+    alice, _, _ = channel_pair
+    token = (alice.data_dir / "api.token").read_text().strip()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{alice.api_port}/v1/invoices",
+        method="POST",
+        data=b"{nope",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=10)
+    assert caught.value.code == 400
+    assert json.loads(caught.value.read())["error"] == "bad_json"
+
+
+def test_info_channels_route_pay_and_metrics(channel_pair: Pair) -> None:
+    alice, bob, channel_id = channel_pair
+    info = alice.api.get("/v1/info")
+    assert info["node_id"] == alice.node_id and info["chains"] == [CHAIN]
+    listed = alice.api.get("/v1/channels?status=active")
+    assert [c["channel_id"] for c in listed] == [channel_id]
+    invoice = bob.api.post("/v1/invoices", {"amount": 12345, "asset": NATIVE})
+    route = alice.api.post("/v1/route", {"invoice": invoice["invoice"]})
+    assert route["sent"] == 12345 and route["hops"][0]["channel_id"] == channel_id
+    assert pay(alice, bob, 777)["status"] == "succeeded"
+    with pytest.raises(ApiCallError) as caught:  # an invoice is paid once
+        alice.api.post("/v1/payments", {"invoice": invoice["invoice"]})
+        alice.api.post("/v1/payments", {"invoice": invoice["invoice"]})
+    assert caught.value.status == 409
+    metrics = alice.api.get("/metrics")
+    assert 'chenilles_channels{status="active"} 1' in metrics
+    assert 'chenilles_payments{status="succeeded"}' in metrics
+    assert f'chenilles_channel_balance{{asset="{NATIVE}",side="local"}}' in metrics
+    assert "chenilles_forwarding_failures_total" in metrics
+    assert "chenilles_watcher_actions_total" in metrics
+    assert "chenilles_peers_connected 1" in metrics
+    backends = alice.api.get("/v1/backends")
+    assert backends[0]["chain"] == CHAIN and backends[0]["balances"][NATIVE] > 0
+    graph = alice.api.get("/v1/graph")  # the wire format: bytes are base64
+    assert {base64.b64decode(e["channel_id"]).hex() for e in graph["edges"]} == {channel_id}
+    # The same document is accepted back (an operator copies one node's graph to another).
+    assert alice.api.post("/v1/graph", graph)["edges"] == len(graph["edges"])
+
+
+def test_quote_is_signed_by_the_hub(channel_pair: Pair, anvil: Any) -> None:
+    alice, _, _ = channel_pair
+    token = f"{anvil.token}@{CHAIN}"
+    quote = alice.api.post(
+        "/v1/quote", {"asset_in": NATIVE, "asset_out": token, "amount_out": 4000}
+    )
+    assert quote["hub"] == alice.node_id and quote["amount_in"] == 2
+    check_quote(
+        Quote(
+            quote_id=bytes.fromhex(quote["quote_id"]),
+            hub=bytes.fromhex(quote["hub"]),
+            asset_in=Asset(CHAIN, "native"),
+            asset_out=Asset(CHAIN, anvil.token),
+            amount_out=4000,
+            amount_in=2,
+            rate=Rate(quote["rate"]["numerator"], quote["rate"]["denominator"]),
+            fee=0,
+            expires_at=quote["expires_at"],
+            signature=bytes.fromhex(quote["signature"]),
+        ),
+        quote["expires_at"] - 1,
+    )
+
+
+def test_a_wrong_token_or_an_unreachable_node_is_explained(channel_pair: Pair) -> None:
+    alice, _, _ = channel_pair
+    client = NodeClient(f"http://127.0.0.1:{alice.api_port}", "x" * 40)
+    with pytest.raises(ApiCallError) as caught:
+        client.get("/v1/info")
+    assert caught.value.status == 401
+    unreachable = NodeClient("http://127.0.0.1:1", "x", timeout=2)
+    with pytest.raises(ApiCallError) as caught:
+        unreachable.get("/health")
+    assert caught.value.status == 0 and "unreachable" in caught.value.code
