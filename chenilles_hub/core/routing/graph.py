@@ -32,6 +32,17 @@ from .rules import hop_delta
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int32]
 
+InArrays = tuple[
+    npt.NDArray[np.int64],
+    FloatArray,
+    FloatArray,
+    FloatArray,
+    FloatArray,
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+]
+
 #: (from-state of the conversion's input asset, N, D, valid_until or None)
 Conversion = tuple[int, int, int, int | None]
 
@@ -96,9 +107,7 @@ class _Index:
             node_index.setdefault(e.target, len(node_index))
         self.nodes = list(node_index)
         self.node_index = node_index
-        prices, self.arbitrage_free = reference_prices(
-            (e.asset for e in edges), rates.values()
-        )
+        prices, self.arbitrage_free = reference_prices((e.asset for e in edges), rates.values())
         self.assets = sorted(prices)
         self.asset_index = {a: i for i, a in enumerate(self.assets)}
         self.prices = [prices[a] for a in self.assets]
@@ -134,6 +143,7 @@ class _Index:
         for (u, a), s in state_index.items():
             self.state_node[s], self.state_asset[s] = u, a
         self.e_to = e_to
+        self.e_from = e_from
         self.in_edges: list[list[int]] = [[] for _ in range(n_states)]
         self.out_edges: list[list[int]] = [[] for _ in range(len(self.nodes))]
         for i in range(n_edges):
@@ -179,21 +189,27 @@ class _Index:
         cols = np.array(e_to + conv_to, dtype=np.int32)
         order = np.argsort(rows, kind="stable")
         self.csr_indices: IntArray = cols[order]
-        self.csr_indptr: IntArray = np.searchsorted(
-            rows[order], np.arange(n_states + 1)
-        ).astype(np.int32)
+        self.csr_indptr: IntArray = np.searchsorted(rows[order], np.arange(n_states + 1)).astype(
+            np.int32
+        )
         n_conv = len(conv_from)
         price_of_edge = np.array([self.price_f[a] for a in self.e_asset], dtype=np.float64)
-        self._price_of_edge = price_of_edge
-        w_base = np.concatenate([np.array(self.e_base, dtype=np.float64) * price_of_edge,
-                                 np.zeros(n_conv)])
-        w_ppm = np.concatenate([np.array(self.e_ppm, dtype=np.float64) / 1e6,
-                                np.array(conv_loss, dtype=np.float64)])
-        cap_value = np.concatenate([np.array(self.e_cap, dtype=np.float64) * price_of_edge,
-                                    np.full(n_conv, np.inf)])
+        # Per CSR entry: fee base (base units), fee ppm (fraction), price of the entry's
+        # asset (1 for rates), conversion loss (0 for channel edges), channel-edge mask.
+        w_base = np.concatenate([np.array(self.e_base, dtype=np.float64), np.zeros(n_conv)])
+        w_ppm = np.concatenate([np.array(self.e_ppm, dtype=np.float64) / 1e6, np.zeros(n_conv)])
+        w_price = np.concatenate([price_of_edge, np.ones(n_conv)])
+        w_loss = np.concatenate([np.zeros(n_edges), np.array(conv_loss, dtype=np.float64)])
+        w_edge = np.concatenate([np.ones(n_edges), np.zeros(n_conv)])
+        cap_value = np.concatenate(
+            [np.array(self.e_cap, dtype=np.float64) * price_of_edge, np.full(n_conv, np.inf)]
+        )
         until = np.concatenate([np.full(n_edges, np.inf), np.array(conv_until, dtype=np.float64)])
         self.w_base: FloatArray = w_base[order]
         self.w_ppm: FloatArray = w_ppm[order]
+        self.w_price: FloatArray = w_price[order]
+        self.w_loss: FloatArray = w_loss[order]
+        self.w_edge: FloatArray = w_edge[order]
         self.cap_value: FloatArray = cap_value[order]
         self.valid_until: FloatArray = until[order]
         #: Where each channel edge sits in the CSR arrays, for O(1) patches.
@@ -201,12 +217,35 @@ class _Index:
         position[order] = np.arange(len(order))
         self.edge_pos = position[:n_edges].tolist()
         self.has_rates = n_conv > 0
+        self._in_arrays: dict[int, InArrays] = {}
+
+    def in_arrays(self, st: int) -> InArrays:
+        """Numpy views of a state's in-edges (built on first use, dropped on patches)."""
+        arrays = self._in_arrays.get(st)
+        if arrays is None:
+            edges = np.array(self.in_edges[st], dtype=np.int64)
+            asset_price = np.array(self.price_f, dtype=np.float64)
+            arrays = (
+                edges,
+                np.array([float(self.e_cap[e]) for e in self.in_edges[st]], dtype=np.float64),
+                np.array([float(self.e_base[e]) for e in self.in_edges[st]], dtype=np.float64),
+                np.array([self.e_ppm[e] / 1e6 for e in self.in_edges[st]], dtype=np.float64),
+                asset_price[np.array([self.e_asset[e] for e in self.in_edges[st]], dtype=np.int64)]
+                if len(edges)
+                else np.zeros(0),
+                np.array([self.e_from[e] for e in self.in_edges[st]], dtype=np.int64),
+                np.array([self.e_src[e] for e in self.in_edges[st]], dtype=np.int64),
+                np.array([self.e_delta[e] for e in self.in_edges[st]], dtype=np.int64),
+            )
+            self._in_arrays[st] = arrays
+        return arrays
 
     def patch_edge(self, i: int, edge: ChannelEdge) -> None:
+        self._in_arrays.pop(self.e_to[i], None)
         self.e_cap[i], self.e_base[i], self.e_ppm[i] = edge.capacity, edge.fee_base, edge.fee_ppm
         pos, price = self.edge_pos[i], self.price_f[self.e_asset[i]]
         self.cap_value[pos] = edge.capacity * price
-        self.w_base[pos] = edge.fee_base * price
+        self.w_base[pos] = float(edge.fee_base)
         self.w_ppm[pos] = edge.fee_ppm / 1e6
 
 
@@ -243,6 +282,9 @@ class RoutingGraph:
     @property
     def rates(self) -> Mapping[RateKey, AssetRate]:
         return self._rates
+
+    def edge_at(self, position: int) -> ChannelEdge:
+        return self._edges[position]
 
     def edge(self, channel_id: bytes, source: bytes) -> ChannelEdge:
         return self._edges[self._position[(channel_id, source)]]
