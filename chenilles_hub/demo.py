@@ -18,7 +18,7 @@ import click
 
 from . import plugins
 from .backend import ChainBackend, TxReceipt
-from .circuit.invoice import Invoice
+from .circuit.invoice import ROUTE_SLACK, Invoice
 from .circuit.quote import Rate
 from .core import Asset
 from .core.routing import find_route
@@ -152,7 +152,7 @@ class Demo:
             invoice.amount,
             invoice.asset,
             now=self.ledgers.now(),
-            final_lead=invoice.final_lead,
+            final_lead=invoice.final_lead + ROUTE_SLACK,
             max_lock=MAX_LOCK,
             source_asset=payer_asset,
         )
@@ -397,7 +397,7 @@ def demo_pay_then_silence(
         invoice.amount,
         invoice.asset,
         now=demo.ledgers.now(),
-        final_lead=invoice.final_lead,
+        final_lead=invoice.final_lead + ROUTE_SLACK,
         max_lock=MAX_LOCK,
         source_asset=demo.eth,
     )

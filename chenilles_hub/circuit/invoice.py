@@ -19,6 +19,9 @@ from ..identity import NodeIdentity, verify_signature
 from .errors import InvalidInvoice, InvoiceExpired
 
 PREFIX = "chinv1"
+#: Seconds a payer adds to the invoice's final lead when routing: the payment takes time to
+#: arrive, and the payee checks the lead against its own clock on arrival.
+ROUTE_SLACK = 120
 _DOMAIN = b"chenilles/invoice/v1\x00"
 
 

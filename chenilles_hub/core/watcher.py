@@ -117,7 +117,10 @@ class Watcher:
             for d in self.state.duties
             if isinstance(d, GuardChannel) or (d.channel_id, d.htlc_id) != (channel_id, htlc_id)
         )
-        self.state = msgspec.structs.replace(self.state, duties=remaining)
+        fired = tuple(
+            f for f in self.state.fired if f[0] == "conclude" or f[1:] != (channel_id, htlc_id)
+        )
+        self.state = msgspec.structs.replace(self.state, duties=remaining, fired=fired)
 
     def duties_of(self, channel_id: bytes) -> tuple[Duty, ...]:
         return tuple(d for d in self.state.duties if d.channel_id == channel_id)

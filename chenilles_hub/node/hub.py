@@ -82,7 +82,19 @@ from ..core.watcher import (
 from ..identity import NodeIdentity
 from . import wire
 from .forwarding import ForwardingPolicy, check_incoming_forward, enforcement_delta
-from .journal import NODE_STATE_KEY, ChannelMeta, NodeStateV1, decode_node_state, encode_node_state
+from .journal import (
+    CHANNEL_PREFIX,
+    INVOICE_PREFIX,
+    NODE_STATE_KEY,
+    PAYMENT_PREFIX,
+    ChannelMeta,
+    InvoiceRecord,
+    NodeStateV1,
+    decode_node_state,
+    decode_record,
+    encode_node_state,
+    encode_record,
+)
 from .records import Channel, ForwardLink, Payment
 from .store import ChannelRecord, Store
 
@@ -128,6 +140,7 @@ class Node:
         self.journal: list[str] = []
         self.errors: list[Exception] = []
         self._dirty: dict[bytes, ChannelSnapshot] = {}
+        self._dirty_records: dict[str, bytes] = {}
         #: What became of our open requests (temp id -> channel id, or the peer's refusal),
         #: so an operator who asked for a channel can follow it (not persisted).
         self.open_results: dict[bytes, bytes | str] = {}
@@ -416,7 +429,7 @@ class Node:
     def _on_rejected(self, channel: Channel, effect: ProposalRejected) -> None:
         dropped, channel.in_flight = channel.in_flight, ()
         if effect.code == ProposalConflict.code:
-            channel.queue[:0] = list(dropped)  # the peer's proposal won: ours goes again
+            channel.queue = [*dropped, *channel.queue]  # the peer's proposal won: ours again
             return
         self.note(f"peer refused our update on {channel.channel_id.hex()[:8]}: {effect.reason}")
         for update in dropped:
@@ -477,6 +490,7 @@ class Node:
         if htlc.expiry < self.clock() + invoice.final_lead:
             raise UnsafeTimelock("the final HTLC leaves less than the invoice's final lead")
         self.paid_invoices.add(htlc.payment_hash)
+        self._record_invoice(htlc.payment_hash)
         self._settle_incoming(channel, htlc, preimage)
         self.note(f"received {htlc.amount} {htlc.asset} for invoice {htlc.payment_hash.hex()[:8]}")
 
@@ -524,9 +538,9 @@ class Node:
         key = (channel.channel_id, update.htlc_id)
         htlc = self.htlcs.get(key)
         self.watcher.resolved(*key)
-        if htlc is None or htlc.payer != channel.me:
-            return  # our own settle of an incoming HTLC completed
-        self._preimage_known(htlc.payment_hash, update.preimage)
+        if htlc is not None and htlc.payer == channel.me:
+            self._preimage_known(htlc.payment_hash, update.preimage)
+        self._forget(key)  # settled for good: nothing left to enforce or pass on
 
     def _preimage_known(self, payment_hash: bytes, preimage: bytes) -> None:
         """A preimage learnt downstream (off-chain or on-chain): pass it upstream."""
@@ -537,18 +551,20 @@ class Node:
                 continue
             del self.links_by_out[(out_channel, out_htlc)]
             incoming = self.channels[link.in_channel]
-            in_htlc = self.htlcs[(link.in_channel, link.in_htlc)]
-            if incoming.machine.state.htlc(link.in_htlc) is not None:
+            in_htlc = self.htlcs.get((link.in_channel, link.in_htlc))
+            if in_htlc is not None and incoming.machine.state.htlc(link.in_htlc) is not None:
                 self._settle_incoming(incoming, in_htlc, preimage)
         payment = self.payments.get(payment_hash)
         if payment is not None and payment.status == "pending":
             payment.status, payment.preimage = "succeeded", preimage
+            self._record_payment(payment)
             self.note(f"payment {payment_hash.hex()[:8]} succeeded")
 
     def _on_htlc_failed(self, channel: Channel, htlc_id: int, reason: str) -> None:
         key = (channel.channel_id, htlc_id)
         htlc = self.htlcs.get(key)
         self.watcher.resolved(*key)
+        self._forget(key)
         if htlc is None or htlc.payer != channel.me:
             return
         link = self.links_by_out.pop(key, None)
@@ -561,7 +577,17 @@ class Node:
         payment = self.payments.get(htlc.payment_hash)
         if payment is not None and payment.status == "pending":
             payment.status, payment.reason = "failed", reason
+            self._record_payment(payment)
             self.note(f"payment {htlc.payment_hash.hex()[:8]} failed: {reason}")
+
+    def _forget(self, key: tuple[bytes, int]) -> None:
+        """Drop a resolved HTLC (and its preimage once no live HTLC shares the hash), so
+        what the node checkpoints stays bounded by what is in flight."""
+        htlc = self.htlcs.pop(key, None)
+        if htlc is not None and not any(
+            h.payment_hash == htlc.payment_hash for h in self.htlcs.values()
+        ):
+            self.preimages.pop(htlc.payment_hash, None)
 
     def _update_failed(self, channel: Channel, update: Update, reason: str) -> None:
         """An update of ours could not be proposed or was refused by the peer."""
@@ -573,7 +599,7 @@ class Node:
     # === proposing ============================================================================
 
     def _queue(self, channel: Channel, update: Update) -> None:
-        channel.queue.append(update)
+        channel.queue = [*channel.queue, update]
 
     def flush(self) -> None:
         """Propose every channel's queued updates as one batch where the machine is idle."""
@@ -626,6 +652,7 @@ class Node:
             description=description,
         )
         self.invoices[invoice.payment_hash] = (invoice, preimage)
+        self._record_invoice(invoice.payment_hash)
         self.checkpoint()
         return invoice
 
@@ -670,6 +697,7 @@ class Node:
             invoice.payment_hash, invoice.amount, invoice.asset, first.amount, first.asset
         )
         self.payments[invoice.payment_hash] = payment
+        self._record_payment(payment)
         self.htlcs[(channel.channel_id, htlc.id)] = htlc
         self._queue(
             channel,
@@ -784,26 +812,39 @@ class Node:
             return
         snapshots = list(self._dirty.values())
         self._dirty.clear()
-        self.store.save_checkpoint(snapshots, {NODE_STATE_KEY: encode_node_state(self._state())})
+        records, self._dirty_records = self._dirty_records, {}
+        for channel in self.channels.values():
+            if channel.meta_dirty:
+                records[CHANNEL_PREFIX + channel.channel_id.hex()] = encode_record(
+                    ChannelMeta(
+                        channel.channel_id,
+                        tuple(channel.deposits.items()),
+                        tuple(channel.queue),
+                        channel.in_flight,
+                        channel.next_htlc_seq,
+                        channel.funded_by_me,
+                        channel.funded_by_peer,
+                        channel.status,
+                    )
+                )
+                channel.meta_dirty = False
+        records[NODE_STATE_KEY] = encode_node_state(self._state())
+        self.store.save_checkpoint(snapshots, records)
+
+    def _record_payment(self, payment: Payment) -> None:
+        self._dirty_records[PAYMENT_PREFIX + payment.payment_hash.hex()] = encode_record(payment)
+
+    def _record_invoice(self, payment_hash: bytes) -> None:
+        invoice, preimage = self.invoices[payment_hash]
+        paid = payment_hash in self.paid_invoices
+        self._dirty_records[INVOICE_PREFIX + payment_hash.hex()] = encode_record(
+            InvoiceRecord(invoice, preimage, paid)
+        )
 
     def _state(self) -> NodeStateV1:
+        """What is in flight: bounded by open HTLCs, not by history (channels, payments and
+        invoices are records of their own, written only when they change)."""
         return NodeStateV1(
-            channels=tuple(
-                ChannelMeta(
-                    c.channel_id,
-                    tuple(c.deposits.items()),
-                    tuple(c.queue),
-                    c.in_flight,
-                    c.next_htlc_seq,
-                    c.funded_by_me,
-                    c.funded_by_peer,
-                    c.status,
-                )
-                for c in self.channels.values()
-            ),
-            invoices=tuple(self.invoices.values()),
-            paid_invoices=tuple(self.paid_invoices),
-            payments=tuple(self.payments.values()),
             preimages=tuple(self.preimages.items()),
             htlcs=tuple((cid, htlc) for (cid, _), htlc in self.htlcs.items()),
             links=tuple(self.links_by_out.values()),
@@ -816,7 +857,11 @@ class Node:
             return
         raw = self.store.get_setting(NODE_STATE_KEY)
         state = decode_node_state(raw) if raw is not None else NodeStateV1()
-        metas = {m.channel_id: m for m in state.channels}
+        metas = {
+            meta.channel_id: meta
+            for _, value in self.store.settings_with_prefix(CHANNEL_PREFIX)
+            for meta in (decode_record(value, ChannelMeta),)
+        }
         for record in self.store.list_channels():
             meta = metas.get(record.channel_id)
             if meta is None:
@@ -850,9 +895,14 @@ class Node:
                 funded_by_peer=meta.funded_by_peer,
                 status=meta.status,
             )
-        self.invoices = {inv.payment_hash: (inv, pre) for inv, pre in state.invoices}
-        self.paid_invoices = set(state.paid_invoices)
-        self.payments = {p.payment_hash: p for p in state.payments}
+        for _, value in self.store.settings_with_prefix(INVOICE_PREFIX):
+            stored = decode_record(value, InvoiceRecord)
+            self.invoices[stored.invoice.payment_hash] = (stored.invoice, stored.preimage)
+            if stored.paid:
+                self.paid_invoices.add(stored.invoice.payment_hash)
+        for _, value in self.store.settings_with_prefix(PAYMENT_PREFIX):
+            payment = decode_record(value, Payment)
+            self.payments[payment.payment_hash] = payment
         self.preimages = dict(state.preimages)
         self.htlcs = {(cid, htlc.id): htlc for cid, htlc in state.htlcs}
         self.links_by_out = {(link.out_channel, link.out_htlc): link for link in state.links}

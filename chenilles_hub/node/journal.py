@@ -8,12 +8,14 @@ duties or payments do not know about.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import msgspec
 
 from ..circuit.invoice import Invoice
 from ..core import Asset, Htlc, Update
 from ..core.watcher import WatcherState
-from .records import ForwardLink, Payment
+from .records import ForwardLink
 
 
 class ChannelMeta(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -27,11 +29,16 @@ class ChannelMeta(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     status: str
 
 
+class InvoiceRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    invoice: Invoice
+    preimage: bytes
+    paid: bool
+
+
 class NodeStateV1(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    channels: tuple[ChannelMeta, ...] = ()
-    invoices: tuple[tuple[Invoice, bytes], ...] = ()
-    paid_invoices: tuple[bytes, ...] = ()
-    payments: tuple[Payment, ...] = ()
+    """What is in flight. Channels, payments and invoices are records of their own (below),
+    written only when they change, so a checkpoint costs what the event changed."""
+
     preimages: tuple[tuple[bytes, bytes], ...] = ()
     htlcs: tuple[tuple[bytes, Htlc], ...] = ()
     links: tuple[ForwardLink, ...] = ()
@@ -39,6 +46,10 @@ class NodeStateV1(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 NODE_STATE_KEY = "node-state/v1"
+CHANNEL_PREFIX = "channel/"
+PAYMENT_PREFIX = "payment/"
+INVOICE_PREFIX = "invoice/"
+T = TypeVar("T")
 _decoder = msgspec.json.Decoder(NodeStateV1)
 
 
@@ -48,3 +59,11 @@ def encode_node_state(state: NodeStateV1) -> bytes:
 
 def decode_node_state(data: bytes) -> NodeStateV1:
     return _decoder.decode(data)
+
+
+def encode_record(record: object) -> bytes:
+    return msgspec.json.encode(record)
+
+
+def decode_record(data: bytes, kind: type[T]) -> T:
+    return msgspec.json.decode(data, type=kind)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..backend import ChainBackend
-from ..circuit.invoice import Invoice, decode_invoice
+from ..circuit.invoice import ROUTE_SLACK, Invoice, decode_invoice
 from ..circuit.quote import make_quote
 from ..core import Asset
 from ..core.errors import ChannelError
@@ -19,10 +19,6 @@ from .gossip import GraphView
 from .hub import Node
 from .records import Channel, Payment
 from .routing_view import onion_hops
-
-#: Seconds added to the invoice's final lead when routing: the payment takes time to
-#: arrive, and the payee checks the lead against its own clock on arrival.
-ROUTE_SLACK = 120
 
 
 class ApiError(Exception):

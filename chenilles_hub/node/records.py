@@ -27,6 +27,14 @@ class Channel:
     funded_by_peer: bool = False
     status: str = "opening"  # opening, active, closing, disputed, closed
     receipts: list[TxReceipt] = field(default_factory=list)
+    meta_dirty: bool = True
+
+    def __setattr__(self, name: str, value: object) -> None:
+        # Any change to what the node persists per channel marks it for the next checkpoint
+        # (lists are replaced, never mutated in place, so this sees every change).
+        if name in _PERSISTED:
+            object.__setattr__(self, "meta_dirty", True)
+        object.__setattr__(self, name, value)
 
     @property
     def active(self) -> bool:
@@ -37,6 +45,11 @@ class Channel:
         htlc_id = 2 * self.next_htlc_seq + self.me
         self.next_htlc_seq += 1
         return htlc_id
+
+
+_PERSISTED = frozenset(
+    {"queue", "in_flight", "next_htlc_seq", "funded_by_me", "funded_by_peer", "status"}
+)
 
 
 @dataclass

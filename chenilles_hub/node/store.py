@@ -250,6 +250,10 @@ class Store(abc.ABC):
     def set_setting(self, key: str, value: bytes) -> None: ...
 
     @abc.abstractmethod
+    def settings_with_prefix(self, prefix: str) -> list[tuple[str, bytes]]:
+        """Every setting whose key starts with ``prefix`` (records the node keeps per item)."""
+
+    @abc.abstractmethod
     def save_checkpoint(
         self, snapshots: Sequence[ChannelSnapshot], settings: dict[str, bytes]
     ) -> None:
@@ -659,6 +663,14 @@ class SqlStore(Store):
     def set_setting(self, key: str, value: bytes) -> None:
         with self._write() as cur:
             cur.execute(_UPSERT_SETTING, (key, value))
+
+    def settings_with_prefix(self, prefix: str) -> list[tuple[str, bytes]]:
+        with self._read() as cur:
+            cur.execute(
+                "SELECT key, value FROM settings WHERE substr(key, 1, ?) = ? ORDER BY key",
+                (len(prefix), prefix),
+            )
+            return [(str(k), bytes(v)) for k, v in cur.fetchall()]
 
     def save_checkpoint(
         self, snapshots: Sequence[ChannelSnapshot], settings: dict[str, bytes]
