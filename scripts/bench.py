@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""Measure what a hub does, against its anchors, in one run.
+
+Sections (each in its own process, so memory and start-up figures stay clean):
+
+1. updates   signed channel updates/s with persistence on, beside the signature bound
+2. payments  multi-hop payment latency and payments/s through hubs (EVM, EVM -> Bitcoin)
+3. routing   path finding on a 20k-node / 100k-channel graph (scripts/bench_routing.py)
+4. costs     gas, weight, compute units per on-chain operation (the backends' own scripts)
+5. scale     memory per open channel; restart with 100k channels (quick: 10k)
+
+    .venv/bin/python scripts/bench.py            # full run, writes docs/bench/results.json
+    .venv/bin/python scripts/bench.py --quick    # < 60 s, writes docs/bench/results-quick.json
+    .venv/bin/python scripts/bench.py --only updates,payments
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import bench_common
+
+SCRIPTS = Path(__file__).resolve().parent
+ROOT = SCRIPTS.parent
+SECTIONS = ("updates", "payments", "routing", "costs", "scale")
+
+
+def run_section(name: str, quick: bool) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="chenilles-bench-") as tmp:
+        out = Path(tmp) / f"{name}.json"
+        if name == "routing":
+            cmd = [sys.executable, str(SCRIPTS / "bench_routing.py"), "--out", str(out)]
+            # Full: the 20k-node / 100k-channel graph. The pure-Python Dijkstra baseline is
+            # slow (seconds, on some pairs minutes, per route), so it runs on few pairs.
+            cmd += ["--quick", "--baseline-pairs", "3"] if quick else ["--baseline-pairs", "5"]
+        else:
+            cmd = [sys.executable, str(SCRIPTS / f"bench_{name}.py"), "--json", str(out)]
+            cmd += ["--quick"] if quick else []
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
+        seconds = round(time.perf_counter() - t0, 1)
+        tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+        if not out.exists():
+            return {"error": f"exit {proc.returncode}: {tail}", "seconds": seconds}
+        result: dict[str, Any] = json.loads(out.read_text())
+        if proc.returncode != 0:  # the JSON was written, the script failed afterwards
+            result["warning"] = f"exit {proc.returncode} after writing its JSON: {tail}"
+        result["seconds"] = seconds
+        return result
+
+
+def _g(d: Any, *path: Any, default: Any = "-") -> Any:
+    for key in path:
+        try:
+            d = d[key]
+        except (KeyError, IndexError, TypeError):
+            return default
+    return d
+
+
+def table(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(measurement, value, anchor or target) rows for the console."""
+    rows: list[tuple[str, str, str]] = []
+    u = results.get("updates", {})
+    for kind, bound in _g(u, "signature_bound", default={}).items():
+        rows.append(
+            (
+                f"sign+verify per side, {kind}",
+                f"{bound['sign_us']['p50']:.0f}+{bound['verify_us']['p50']:.0f} us "
+                f"-> {bound['bound_updates_per_s_per_side']:,}/s per side",
+                "signature bound",
+            )
+        )
+    for r in _g(u, "machines", default=[]):
+        rows.append(
+            (
+                f"machines+SQLite, {r['authority']}, {r['transfers_per_proposal']}/proposal",
+                f"{r['updates_per_s']:,} updates/s ({r['signed_states_per_s']:,} states/s)",
+                ">= 2,000 updates/s",
+            )
+        )
+    for r in _g(u, "group_commit", default=[]):
+        rows.append(
+            (
+                f"group commit, {r['channels']} channels, {r['authority']}",
+                f"{r['updates_per_s']:,} updates/s (1 transfer per state)",
+                ">= 2,000 updates/s",
+            )
+        )
+    for r in _g(u, "nodes", default=[]):
+        rows.append(
+            (
+                f"2 Nodes+SQLite, EVM, {r['transfers_queued_per_round']} queued",
+                f"{r['updates_per_s']:,} updates/s ({r['signed_states_per_s']:,} states/s)",
+                ">= 2,000 updates/s",
+            )
+        )
+    for name, r in _g(results, "payments", "configs", default={}).items():
+        lat = r["latency_ms"]
+        rows.append(
+            (
+                f"payment {name}",
+                f"p50 {lat['p50']} ms, p99 {lat['p99']} ms; "
+                f"{r['sequential_payments_per_s']}/s seq, "
+                f"{r['concurrent_8_payments_per_s']['p50']}/s 8 in flight",
+                "3-hop x-chain p50 < 25 ms; lnd 33-48/s; Eclair 75 ms",
+            )
+        )
+    rt = results.get("routing", {})
+    if "fast" in rt:
+        rows.append(
+            (
+                f"route, {rt['params']['nodes']:,} nodes / {rt['params']['channels']:,} channels",
+                f"p50 {rt['fast']['p50_ms']} ms, p99 {rt['fast']['p99_ms']} ms "
+                f"(Dijkstra baseline p50 {_g(rt, 'baseline_dijkstra', 'p50_ms')} ms)",
+                "p50 < 15 ms; LDK 35-49 ms",
+            )
+        )
+    c = results.get("costs", {})
+    evm = _g(c, "evm_gas", "ethtester", default={})
+    for op, anchor in (
+        ("deposit ETH (first)", "Nitro 46.5k, Raiden 57k"),
+        ("register", "Nitro challenge 113k, Raiden close 123k"),
+        ("refute (register newer)", "Nitro checkpoint 74k"),
+        ("conclude", "Raiden settle 116k"),
+        ("= cooperative exit (close + 2 withdraw)", "Nitro 112k"),
+        ("= non-coop exit (reg + concl + 2 wd)", "Nitro 195k"),
+    ):
+        if op in evm:
+            anvil = _g(c, "evm_gas", "anvil", op)
+            rows.append((f"gas {op}", f"{evm[op]:,} (anvil {anvil:,})", anchor))
+    for name, w in _g(c, "bitcoin_weight", default={}).items():
+        if "bolt3_expected_wu" in w:
+            rows.append(
+                (f"weight {name}", f"{w['weight_wu']} WU", f"BOLT 3 {w['bolt3_expected_wu']}")
+            )
+    for name, op in _g(c, "solana", "operations", default={}).items():
+        if name.startswith(("register", "conclude (8", "close_cooperative", "fund (open")):
+            rows.append(
+                (
+                    f"solana {name}",
+                    f"{op['compute_units']:,} CU, {op['tx_bytes']} B",
+                    "tx <= 1232 B",
+                )
+            )
+    s = results.get("scale", {})
+    if "memory" in s:
+        m = s["memory"]
+        rows.append(
+            (
+                f"memory per channel ({m['channels']:,} machines)",
+                f"{m['tracemalloc_kib_per_channel']} KiB traced, "
+                f"{m['rss_kib_per_channel']} KiB RSS",
+                "<= 20 KiB",
+            )
+        )
+    if "restart" in s:
+        r = s["restart"]
+        rows.append(
+            (
+                f"restore {r['channels']:,} channels",
+                f"{r['restore_s']} s; first checkpoint {r['first_checkpoint_ms']} ms",
+                "-",
+            )
+        )
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes, < 60 s in total")
+    ap.add_argument("--only", help=f"comma-separated subset of {','.join(SECTIONS)}")
+    ap.add_argument("--out", help="JSON output (default docs/bench/results[-quick].json)")
+    args = ap.parse_args()
+    chosen = args.only.split(",") if args.only else list(SECTIONS)
+    unknown = set(chosen) - set(SECTIONS)
+    if unknown:
+        ap.error(f"unknown sections {sorted(unknown)}")
+    default = "results-quick.json" if args.quick else "results.json"
+    out = Path(args.out) if args.out else ROOT / "docs" / "bench" / default
+    t0 = time.perf_counter()
+    results: dict[str, Any] = {
+        "mode": "quick" if args.quick else "full",
+        "machine": bench_common.machine(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    for name in chosen:
+        print(f"[{name}] ...", end="", flush=True)
+        results[name] = run_section(name, args.quick)
+        problem = results[name].get("error") or results[name].get("warning")
+        print(f" {results[name].get('seconds')} s" + (" (see below)" if problem else ""))
+        if problem:
+            print(f"    {problem}")
+    results["total_seconds"] = round(time.perf_counter() - t0, 1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+
+    m = results["machine"]
+    print(
+        f"\nmachine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, "
+        f"Python {m['python']}, SQLite {m['sqlite']} ({results['mode']} mode, "
+        f"{results['total_seconds']} s)"
+    )
+    rows = table(results)
+    w0 = max((len(r[0]) for r in rows), default=10)
+    w1 = max((len(r[1]) for r in rows), default=10)
+    print(f"{'measurement':<{w0}}  {'value':<{w1}}  anchor / target")
+    for a, b, c in rows:
+        print(f"{a:<{w0}}  {b:<{w1}}  {c}")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

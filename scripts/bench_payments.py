@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""Multi-hop payment latency and throughput through hubs (section 2 of scripts/bench.py).
+
+The demo's set-up (``chenilles_hub.demo``: the three embedded ledgers, nodes on the
+in-process network, routes from ``find_route``), with a SQLite store (WAL, synchronous
+FULL) for every node. Latency is the time from ``pay_route`` to the payment's status
+``succeeded`` (every hop settled, the preimage back at the payer); the route is computed
+before the clock starts and reported apart.
+
+    .venv/bin/python scripts/bench_payments.py [--quick] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import bench_common
+
+from chenilles_hub.circuit.quote import Rate
+from chenilles_hub.core import Asset
+from chenilles_hub.core.routing import find_route
+from chenilles_hub.demo import MAX_LOCK, SAT, WEI, Demo, Ledgers, _start_ledgers
+from chenilles_hub.identity import NodeIdentity
+from chenilles_hub.node.forwarding import FeePolicy, ForwardingPolicy
+from chenilles_hub.node.hub import Node
+from chenilles_hub.node.journal import NODE_STATE_KEY
+from chenilles_hub.node.routing_view import onion_hops, routing_graph
+from chenilles_hub.node.store_sqlite import SQLiteStore
+
+#: (name, chain of each hop's channel as "evm" / "bitcoin")
+CONFIGS = [
+    ("evm->evm, 2 hops", ("evm", "evm")),
+    ("evm->btc, 2 hops", ("evm", "bitcoin")),
+    ("evm->evm, 3 hops", ("evm", "evm", "evm")),
+    ("evm->btc, 3 hops", ("evm", "evm", "bitcoin")),
+]
+
+ANCHORS = {
+    "lnd_payments_per_s": "33-48 (Bottlepay benchmark)",
+    "eclair_ms_per_multihop_payment": 75,
+    "go_nitro_ms_to_first_payment_disk_sync": 247,
+    "target_3hop_crosschain_p50_ms": 25,
+}
+
+
+#: Seconds the payer adds to the invoice's final lead. The router sets the last expiry to
+#: exactly ``now + final_lead`` and the payee demands exactly that on arrival, so with a clock
+#: that ticks (wall time, unlike the demo's frozen ledger clock) a payment that crosses a
+#: second boundary would be refused without it.
+FINAL_SLACK = 60
+
+
+def wall_clock(ledgers: Ledgers) -> Callable[[], int]:
+    """Wall time anchored at the ledgers' time: what a node server uses. (The demo's clock,
+    ``Ledgers.now``, queries three ledgers per call; it is measured apart.)"""
+    base, wall0 = ledgers.now(), time.time()
+    return lambda: base + int(time.time() - wall0)
+
+
+def build(
+    demo: Demo, chains: tuple[str, ...], directory: Path, tag: str, clock: Callable[[], int]
+) -> tuple[list[Node], Asset, Asset]:
+    ledgers = demo.ledgers
+    by_name = {"evm": ledgers.evm, "bitcoin": ledgers.bitcoin}
+    eth, btc = demo.eth, demo.btc
+    asset = {"evm": eth, "bitcoin": btc}
+    policy = ForwardingPolicy(
+        fees={eth: FeePolicy(base=1000, ppm=100), btc: FeePolicy(base=100, ppm=1000)},
+        rates={(eth, btc): Rate(SAT, 20 * WEI)},
+    )
+    nodes: list[Node] = []
+    for i in range(len(chains) + 1):
+        names = {chains[j] for j in (i - 1, i) if 0 <= j < len(chains)}
+        backends = [by_name[n] for n in sorted(names)]
+        node = Node(
+            identity=NodeIdentity(),
+            backends={b.chain: b for b in backends},
+            accounts={b.chain: b.create_account(fund=True) for b in backends},
+            clock=clock,
+            name=f"{tag}-{i}",
+            policy=policy if 0 < i < len(chains) else ForwardingPolicy(),
+            store=SQLiteStore(directory / f"{tag}-{i}.sqlite"),
+        )
+        demo.network.add(node)
+        nodes.append(node)
+    for i, chain in enumerate(chains):
+        a = asset[chain]
+        amount = 50 * WEI if chain == "evm" else 2 * SAT
+        demo.open(nodes[i], nodes[i + 1], by_name[chain].chain, {a: (amount, 0)})
+    return nodes, eth, asset[chains[-1]]
+
+
+def one_config(
+    demo: Demo,
+    name: str,
+    chains: tuple[str, ...],
+    sequential: int,
+    concurrent_rounds: int,
+    directory: Path,
+    clock: Callable[[], int],
+) -> dict[str, Any]:
+    nodes, source, target = build(demo, chains, directory, name.replace(" ", ""), clock)
+    payer, payee = nodes[0], nodes[-1]
+    amount = SAT // 10_000 if target == demo.btc else 10**15  # 10k sat / 0.001 ETH
+
+    def route_for(invoice: Any) -> tuple[list[Any], float]:
+        t0 = time.perf_counter()
+        graph = routing_graph(demo.network.nodes.values())
+        route = find_route(
+            graph,
+            payer.node_id,
+            invoice.payee,
+            invoice.amount,
+            invoice.asset,
+            now=clock(),
+            final_lead=invoice.final_lead + FINAL_SLACK,
+            max_lock=MAX_LOCK,
+            source_asset=source,
+        )
+        return onion_hops(route), (time.perf_counter() - t0) * 1e3
+
+    latencies, route_ms = [], []
+    for _ in range(3):  # warm-up
+        invoice = payee.invoice(amount, target)
+        hops, _ = route_for(invoice)
+        payer.pay_route(invoice, hops)
+        demo.network.run()
+    for _ in range(sequential):
+        invoice = payee.invoice(amount, target)
+        hops, r_ms = route_for(invoice)
+        route_ms.append(r_ms)
+        t0 = time.perf_counter()
+        payment = payer.pay_route(invoice, hops)
+        demo.network.run()
+        latencies.append((time.perf_counter() - t0) * 1e3)
+        if payment.status != "succeeded":
+            raise RuntimeError(f"{name}: payment {payment.status}: {payment.reason}")
+    assert len(hops) == len(chains)
+    batch = 8
+    throughput = []
+    for _ in range(concurrent_rounds):
+        todo = []
+        for _ in range(batch):
+            invoice = payee.invoice(amount, target)
+            todo.append((invoice, route_for(invoice)[0]))
+        t0 = time.perf_counter()
+        payments = [payer.pay_route(inv, hops) for inv, hops in todo]
+        demo.network.run()
+        throughput.append(batch / (time.perf_counter() - t0))
+        assert all(p.status == "succeeded" for p in payments)
+    quarter = max(1, len(latencies) // 4)
+    hub = nodes[1]
+    assert hub.store is not None
+    state = hub.store.get_setting(NODE_STATE_KEY) or b""
+    result = {
+        "hops": len(chains),
+        "chains": list(chains),
+        "latency_ms": bench_common.summary(latencies, 2),
+        "latency_first_quarter_p50_ms": round(bench_common.pct(latencies[:quarter], 50), 2),
+        "latency_last_quarter_p50_ms": round(bench_common.pct(latencies[-quarter:], 50), 2),
+        "sequential_payments_per_s": round(1e3 / bench_common.pct(latencies, 50), 1),
+        "concurrent_8_payments_per_s": bench_common.summary(throughput, 1),
+        "route_ms": bench_common.summary(route_ms, 2),
+        "hub_node_state_bytes_at_end": len(state),
+        "payments_made": 3 + sequential + batch * concurrent_rounds,
+    }
+    for node in nodes:
+        assert node.store is not None
+        node.store.close()
+    return result
+
+
+def demo_clock_cost(ledgers: Ledgers, calls: int = 200) -> float:
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        ledgers.now()
+    return round((time.perf_counter() - t0) / calls * 1e6, 1)
+
+
+def run(quick: bool) -> dict[str, Any]:
+    sequential = 40 if quick else 300
+    rounds = 3 if quick else 20
+    ledgers = _start_ledgers(lambda _line: None)
+    if ledgers is None:
+        return {"error": "the EVM, Bitcoin and Solana backends are needed"}
+    out: dict[str, Any] = {"machine": bench_common.machine(), "anchors": ANCHORS}
+    try:
+        demo = Demo(ledgers, lambda _line: None)
+        clock = wall_clock(ledgers)
+        with tempfile.TemporaryDirectory(prefix="chenilles-bench-") as tmp:
+            out["configs"] = {
+                name: one_config(demo, name, chains, sequential, rounds, Path(tmp), clock)
+                for name, chains in CONFIGS
+                if not quick or len(chains) == 3 or chains == ("evm", "evm")
+            }
+        out["demo_clock_us_per_call"] = demo_clock_cost(ledgers)
+    finally:
+        for backend in ledgers.all:
+            close = getattr(backend, "close", None)
+            if callable(close):
+                close()
+    return out
+
+
+if __name__ == "__main__":
+    bench_common.section_main(run, __doc__)

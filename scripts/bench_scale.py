@@ -1,0 +1,285 @@
+#!/usr/bin/env python3
+"""Hub scale: memory per open channel and restart time with many channels (section 5 of
+scripts/bench.py).
+
+* Memory: N ChannelMachines (EVM authority each, as a node builds them) restored from
+  realistic snapshots: a state at version ~1000 with two locked HTLCs, the previous state,
+  both signed (65-byte signatures), the last Accept and the updates of the last proposal
+  (an AddHtlc with a 1,300-byte onion, what a 3-hop payment carries). Measured with
+  tracemalloc (Python allocations) and as an RSS delta.
+* Restart: a SQLite store (WAL, synchronous FULL) holding N channel records and snapshots,
+  written through the store API (``add_channel``, ``save_snapshots``, ``set_setting`` with
+  the node's state), then a fresh ``Node`` on the embedded EVM ledger runs ``restore()``.
+  Filling the store uses ``synchronous=OFF`` (it is set-up, not what is measured); the
+  restore runs with the store's own settings. A cProfile run on a subset says where the
+  time goes.
+
+    .venv/bin/python scripts/bench_scale.py [--quick] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import cProfile
+import gc
+import hashlib
+import os
+import pstats
+import random
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import bench_common
+from chenilles_evm.authority import EvmAuthority
+from eth_account import Account
+
+from chenilles_hub.core import (
+    AddHtlc,
+    Asset,
+    AssetBalances,
+    ChannelMachine,
+    ChannelParams,
+    ChannelSnapshot,
+    ChannelState,
+    Htlc,
+    HtlcPolicy,
+    Participant,
+    SignedState,
+    initial_state,
+)
+from chenilles_hub.core.messages import Accept
+
+ADJUDICATOR = "0x" + "5a" * 20
+NOW = 1_700_000_000
+TARGET_KIB_PER_CHANNEL = 20
+
+
+def channel_data(
+    i: int, chain: str, me: int, my_key: str, rng: random.Random
+) -> tuple[ChannelParams, bytes, ChannelState, ChannelSnapshot]:
+    """Distinct params, channel id, initial state and a realistic snapshot for channel i."""
+    eth = Asset(chain, "native")
+    peer_key = "0x" + rng.randbytes(20).hex()
+    keys = [my_key, peer_key] if me == 0 else [peer_key, my_key]
+    params = ChannelParams(
+        chain=chain,
+        participants=tuple(Participant(k, rng.randbytes(32)) for k in keys),
+        assets=(eth,),
+        challenge_duration=3600,
+        nonce=rng.randbytes(32),
+    )
+    channel_id = rng.randbytes(32)
+    deposits = (10**18 + rng.randrange(10**17), 10**18)
+    initial = initial_state(channel_id, params.assets, {eth: deposits})
+    version = 1000 + rng.randrange(100)
+
+    def htlc(n: int) -> Htlc:
+        return Htlc(n, n % 2, eth, 10**15 + n, rng.randbytes(32), NOW + 7200, NOW + 7140)
+
+    def state(v: int, htlcs: tuple[Htlc, ...]) -> ChannelState:
+        locked = sum(h.amount for h in htlcs)
+        a = deposits[0] - locked - v
+        return ChannelState(channel_id, v, (AssetBalances(eth, (a, deposits[1] + v)),), htlcs)
+
+    h1, h2 = htlc(2 * version), htlc(2 * version + 1)
+    prev = SignedState(state(version - 1, (h1,)), (rng.randbytes(65), rng.randbytes(65)))
+    latest = SignedState(state(version, (h1, h2)), (rng.randbytes(65), rng.randbytes(65)))
+    snapshot = ChannelSnapshot(
+        channel_id,
+        latest,
+        prev,
+        None,
+        None,
+        Accept(channel_id, version, rng.randbytes(65)),
+        (AddHtlc(h2, onion=rng.randbytes(1300)),),
+    )
+    return params, channel_id, initial, snapshot
+
+
+def memory_per_channel(n: int) -> dict[str, Any]:
+    rng = random.Random(1)
+    me_key = Account.from_key(hashlib.sha256(b"hub").digest())
+    chain = "eip155:1337"
+    data = [channel_data(i, chain, i % 2, me_key.address, rng) for i in range(n)]
+    # What the machines hold is built here; the inputs above are kept alive, so the delta
+    # is the machines themselves plus the snapshot values they reference (decoded copies in
+    # a real node: we copy through the codec to not share objects with ``data``).
+    from chenilles_hub.core import decode_snapshot, encode_snapshot
+
+    encoded = [encode_snapshot(d[3]) for d in data]
+
+    def build() -> list[ChannelMachine]:
+        machines = []
+        for (params, channel_id, initial, _), raw in zip(data, encoded, strict=True):
+            machine = ChannelMachine(
+                params,
+                channel_id,
+                0 if params.participants[0].chain_key == me_key.address else 1,
+                EvmAuthority(1337, ADJUDICATOR, bytes(me_key.key)),
+                initial,
+                policy=HtlcPolicy(min_lead=3600),
+            )
+            machine.restore(decode_snapshot(raw))
+            machines.append(machine)
+        return machines
+
+    gc.collect()
+    rss0 = bench_common.rss_kib()
+    machines = build()
+    gc.collect()
+    rss1 = bench_common.rss_kib()
+    assert len(machines) == n
+    del machines
+    gc.collect()
+    tracemalloc.start()
+    machines = build()
+    traced, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    del machines
+    snapshot_bytes = sum(len(e) for e in encoded) / n
+    return {
+        "channels": n,
+        "tracemalloc_kib_per_channel": round(traced / n / 1024, 2),
+        "rss_kib_per_channel": round((rss1 - rss0) / n, 2),
+        "encoded_snapshot_bytes": round(snapshot_bytes),
+        "target_kib_per_channel": TARGET_KIB_PER_CHANNEL,
+        "note": "params, both states, last Accept and the last AddHtlc (1.3 KB onion) per "
+        "channel; tracemalloc counts Python allocations only (not the tracemalloc overhead)",
+    }
+
+
+def fill_store(path: Path, n: int, chain: str, my_key: str) -> dict[str, float]:
+    from chenilles_hub.node.journal import (
+        NODE_STATE_KEY,
+        ChannelMeta,
+        NodeStateV1,
+        encode_node_state,
+    )
+    from chenilles_hub.node.store import ChannelRecord
+    from chenilles_hub.node.store_sqlite import SQLiteStore
+
+    rng = random.Random(2)
+    store = SQLiteStore(path)
+    store._conn.execute("PRAGMA synchronous = OFF")  # type: ignore[union-attr]
+    t0 = time.perf_counter()
+    metas = []
+    batch: list[ChannelSnapshot] = []
+    for i in range(n):
+        me = i % 2
+        params, channel_id, initial, snapshot = channel_data(i, chain, me, my_key, rng)
+        store.add_channel(ChannelRecord(channel_id, params, me, initial))
+        batch.append(snapshot)
+        if len(batch) == 1000:
+            store.save_snapshots(batch)
+            batch = []
+        eth = params.assets[0]
+        metas.append(
+            ChannelMeta(channel_id, ((eth, (10**18, 10**18)),), (), (), 600, True, True, "active")
+        )
+    if batch:
+        store.save_snapshots(batch)
+    state = encode_node_state(NodeStateV1(channels=tuple(metas)))
+    store.set_setting(NODE_STATE_KEY, state)
+    store.close()
+    return {
+        "fill_s": round(time.perf_counter() - t0, 1),
+        "db_mib": round(os.path.getsize(path) / 2**20, 1),
+        "node_state_mib": round(len(state) / 2**20, 2),
+    }
+
+
+def restart(n: int, directory: Path, profile_n: int) -> dict[str, Any]:
+    from chenilles_evm.backend import embedded_backend
+
+    from chenilles_hub.identity import NodeIdentity
+    from chenilles_hub.node.hub import Node
+    from chenilles_hub.node.store_sqlite import SQLiteStore
+
+    backend = embedded_backend()
+    try:
+        account = backend.create_account(fund=False)
+        out: dict[str, Any] = {"channels": n}
+
+        def node(path: Path) -> Node:
+            return Node(
+                identity=NodeIdentity(),
+                backends={backend.chain: backend},
+                accounts={backend.chain: account},
+                clock=lambda: NOW,
+                store=SQLiteStore(path),
+            )
+
+        path = directory / "restart.sqlite"
+        out.update(fill_store(path, n, backend.chain, account.chain_key))
+        gc.collect()
+        rss0 = bench_common.rss_kib()
+        hub = node(path)
+        t0 = time.perf_counter()
+        hub.restore()
+        out["restore_s"] = round(time.perf_counter() - t0, 2)
+        gc.collect()
+        out["rss_kib_per_channel_after_restore"] = round((bench_common.rss_kib() - rss0) / n, 2)
+        assert len(hub.channels) == n
+        t0 = time.perf_counter()
+        hub.checkpoint()
+        out["first_checkpoint_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
+        assert hub.store is not None
+        hub.store.close()
+        del hub
+        gc.collect()
+
+        # Where the time goes, on a subset under cProfile (inflates Python-heavy parts).
+        small = directory / "profile.sqlite"
+        fill_store(small, profile_n, backend.chain, account.chain_key)
+        hub = node(small)
+        profiler = cProfile.Profile()
+        profiler.enable()
+        hub.restore()
+        profiler.disable()
+        assert hub.store is not None
+        hub.store.close()
+        stats = pstats.Stats(profiler)
+        total = max(stats.total_tt, 1e-9)  # type: ignore[attr-defined]
+        parts = {
+            "store.list_channels (SELECT + decode records)": "list_channels",
+            "store.load_snapshot (one SELECT + decode per channel)": "load_snapshot",
+            "backend.authority (EvmAuthority per channel)": "authority",
+            "ChannelMachine.__init__ (check_params, check_state)": "__init__",
+            "ChannelMachine.restore (check_state)": "restore",
+            "decode node state": "decode_node_state",
+        }
+        shares = {}
+        for label, func in parts.items():
+            cum = 0.0
+            for (filename, _, name), row in stats.stats.items():  # type: ignore[attr-defined]
+                if name != func:
+                    continue
+                if func == "__init__" and not filename.endswith("core/channel.py"):
+                    continue
+                if func == "restore" and not filename.endswith("core/channel.py"):
+                    continue
+                if func == "authority" and "chenilles_evm" not in filename:
+                    continue
+                cum += row[3]
+            shares[label] = round(cum / total, 3)
+        out["profile_channels"] = profile_n
+        out["time_share_under_cprofile"] = shares
+        return out
+    finally:
+        backend.close()
+
+
+def run(quick: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"machine": bench_common.machine()}
+    out["memory"] = memory_per_channel(2_000 if quick else 20_000)
+    with tempfile.TemporaryDirectory(prefix="chenilles-bench-") as tmp:
+        out["restart"] = restart(
+            10_000 if quick else 100_000, Path(tmp), 2_000 if quick else 10_000
+        )
+    return out
+
+
+if __name__ == "__main__":
+    bench_common.section_main(run, __doc__)
