@@ -313,3 +313,20 @@ def test_txparse_matches_python_bitcoinlib(chain: KernelChain, wallet: Wallet) -
     assert [(o.value, o.script_pubkey) for o in ours.outputs] == [
         (o.nValue, bytes(o.scriptPubKey)) for o in theirs.vout
     ]
+
+
+def test_rejection_reasons_stay_right_after_the_log_buffer_is_trimmed(
+    chain: KernelChain, wallet: Wallet
+) -> None:
+    """The kernel's log is process-wide and trimmed when long: a rejection must quote its
+    own block's reason, not an older block's (regression: CI once reported a stale
+    script failure for a double spend)."""
+    from chenilles_bitcoin.ledger.kernel_chain import _KernelLog
+
+    log = _KernelLog.get()
+    # Leave the buffer one line short of a trim, so the block's own lines trigger one.
+    while len(log.lines) != 999:
+        log._on_log(
+            "ConnectBlock " + "ab" * 32 + " failed, block-script-verify-flag-failed (stale)"
+        )
+    test_kernel_rejects_in_block_double_spend(chain, wallet)

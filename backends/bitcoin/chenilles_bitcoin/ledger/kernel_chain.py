@@ -60,12 +60,16 @@ class _KernelLog:
 
     def __init__(self) -> None:
         self.lines: list[str] = []
+        #: Lines dropped from the front so far: marks are absolute positions, so trimming
+        #: the buffer never makes ``since`` return another block's (older) lines.
+        self._dropped = 0
         self._conn = pbk.LoggingConnection(self._on_log)
 
     def _on_log(self, message: str) -> None:
         self.lines.append(message.rstrip("\n"))
         if len(self.lines) > 1000:
             del self.lines[:500]
+            self._dropped += 500
 
     @classmethod
     def get(cls) -> _KernelLog:
@@ -75,10 +79,10 @@ class _KernelLog:
             return cls._instance
 
     def mark(self) -> int:
-        return len(self.lines)
+        return self._dropped + len(self.lines)
 
     def since(self, mark: int) -> list[str]:
-        return self.lines[mark:] if mark <= len(self.lines) else list(self.lines)
+        return self.lines[max(0, mark - self._dropped) :]
 
 
 def rejection_reason(lines: Iterable[str]) -> str:
