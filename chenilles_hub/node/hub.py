@@ -796,11 +796,26 @@ class Node:
                 )
             except LedgerError as error:
                 self.note(f"refund of HTLC {action.htlc_id} waits for conclusion: {error.reason}")
+                return
+            self._refunded_on_chain(channel, htlc)
         elif isinstance(action, ConcludeAndWithdraw):
+            latest = channel.machine.latest
             channel.receipts.append(channel.backend.conclude(channel.params, channel.account))
             self.watcher.on_concluded(channel.channel_id)
             self._withdraw_all(channel)
             self.note(f"concluded {channel.channel_id.hex()[:8]} on-chain and withdrew")
+            for htlc in latest.state.htlcs if latest else ():
+                if htlc.payer == channel.me and htlc.payment_hash not in self.preimages:
+                    self._refunded_on_chain(channel, htlc)
+
+    def _refunded_on_chain(self, channel: Channel, htlc: Htlc) -> None:
+        """Our outgoing HTLC came back on-chain after its expiry (no preimage was revealed in
+        time, so the payee can no longer take it): fail the HTLC it was forwarded for
+        upstream off-chain, while the upstream expiry is still a full delta away, instead of
+        pushing the upstream channel on-chain too; or mark our own payment failed."""
+        if (channel.channel_id, htlc.id) not in self.htlcs:
+            return
+        self._on_htlc_failed(channel, htlc.id, "expired downstream; refunded on-chain")
 
     # === persistence ==========================================================================
 

@@ -6,8 +6,12 @@ import msgspec
 import pytest
 from chenilles_evm.backend import embedded_backend
 
+from chenilles_hub.circuit.errors import CircuitError, InvoiceAlreadyPaid, WrongAmount
 from chenilles_hub.core import Asset
+from chenilles_hub.core.errors import NoRoute
+from chenilles_hub.core.routing import AssetRate, RoutingGraph, find_route
 from chenilles_hub.node.forwarding import FeePolicy, ForwardingPolicy
+from chenilles_hub.node.routing_view import routing_graph
 from chenilles_hub.node.store_sqlite import SQLiteStore
 
 from .world import World, plan
@@ -188,3 +192,79 @@ def test_a_hub_restarted_mid_payment_completes_it(world: World, tmp_path, crash_
     assert hub.channels[c2].machine.state.free(eth) == (ETH - 10**17, 10**17)
     assert bob.channels[c2].machine.state == hub.channels[c2].machine.state
     store.close()
+
+
+def _locked(node, channel_id) -> int:  # type: ignore[no-untyped-def]
+    return len(node.channels[channel_id].machine.state.htlcs)
+
+
+def test_a_replayed_invoice_is_refused_before_anything_is_locked(world: World) -> None:
+    eth, alice, hub, bob, c1, c2 = three_nodes(world)
+    invoice = bob.invoice(10**16, eth)
+    hops = plan(world, alice, [(hub, c1), (bob, c2)], invoice.amount, eth, invoice.final_lead)
+    alice.pay_route(invoice, hops)
+    world.network.run()
+    before = alice.channels[c1].machine.state
+    with pytest.raises(InvoiceAlreadyPaid):
+        alice.pay_route(invoice, hops)
+    assert alice.channels[c1].machine.state == before and _locked(alice, c1) == 0
+
+
+def test_a_route_that_does_not_deliver_the_invoice_is_refused(world: World) -> None:
+    eth, alice, hub, bob, c1, c2 = three_nodes(world)
+    invoice = bob.invoice(10**16, eth)
+    hops = plan(world, alice, [(hub, c1), (bob, c2)], invoice.amount, eth, invoice.final_lead)
+    short = [hops[0], msgspec.structs.replace(hops[1], amount=invoice.amount - 1)]
+    with pytest.raises(WrongAmount):
+        alice.pay_route(invoice, short)
+    wrong_asset = Asset(eth.chain, "0x" + "11" * 20)
+    with pytest.raises(CircuitError):
+        alice.pay_route(invoice, [hops[0], msgspec.structs.replace(hops[1], asset=wrong_asset)])
+    assert _locked(alice, c1) == 0
+
+
+def test_a_hop_without_its_timelock_delta_is_refused_and_refunded(world: World) -> None:
+    eth, alice, hub, bob, c1, c2 = three_nodes(world)
+    invoice = bob.invoice(10**16, eth)
+    hops = plan(world, alice, [(hub, c1), (bob, c2)], invoice.amount, eth, invoice.final_lead)
+    squeezed = [msgspec.structs.replace(hops[0], expiry=hops[1].expiry + 60), hops[1]]
+    payment = alice.pay_route(invoice, squeezed)
+    world.network.run()
+    assert payment.status == "failed" and payment.reason.startswith("timelock_delta")
+    assert _locked(alice, c1) == 0 and _locked(hub, c2) == 0
+
+
+def test_insufficient_capacity_and_expired_rates_find_no_route(world: World) -> None:
+    eth, alice, hub, bob, c1, _c2 = three_nodes(world)
+    graph = routing_graph(world.network.nodes.values())
+    with pytest.raises(NoRoute):
+        find_route(
+            graph,
+            alice.node_id,
+            bob.node_id,
+            2 * ETH,
+            eth,
+            now=world.now(),
+            final_lead=3600,
+            max_lock=86400,
+        )
+    # A quote (a rate with a deadline) that has expired is not usable by the router.
+    other = Asset(eth.chain, "0x" + "22" * 20)
+    quoted = RoutingGraph(
+        graph.edges,
+        [AssetRate(hub.node_id, eth, other, 1, 1, valid_until=world.now() - 1)],
+        graph.time_models,
+    )
+    with pytest.raises(NoRoute):
+        find_route(
+            quoted,
+            alice.node_id,
+            bob.node_id,
+            10,
+            other,
+            now=world.now(),
+            final_lead=3600,
+            max_lock=86400,
+            source_asset=eth,
+        )
+    assert _locked(alice, c1) == 0
