@@ -152,10 +152,12 @@ def memory_per_channel(n: int) -> dict[str, Any]:
 
 def fill_store(path: Path, n: int, chain: str, my_key: str) -> dict[str, float]:
     from chenilles_hub.node.journal import (
+        CHANNEL_PREFIX,
         NODE_STATE_KEY,
         ChannelMeta,
         NodeStateV1,
         encode_node_state,
+        encode_record,
     )
     from chenilles_hub.node.store import ChannelRecord
     from chenilles_hub.node.store_sqlite import SQLiteStore
@@ -164,29 +166,28 @@ def fill_store(path: Path, n: int, chain: str, my_key: str) -> dict[str, float]:
     store = SQLiteStore(path)
     store._conn.execute("PRAGMA synchronous = OFF")  # type: ignore[union-attr]
     t0 = time.perf_counter()
-    metas = []
     batch: list[ChannelSnapshot] = []
+    records: dict[str, bytes] = {}
     for i in range(n):
         me = i % 2
         params, channel_id, initial, snapshot = channel_data(i, chain, me, my_key, rng)
         store.add_channel(ChannelRecord(channel_id, params, me, initial))
         batch.append(snapshot)
-        if len(batch) == 1000:
-            store.save_snapshots(batch)
-            batch = []
         eth = params.assets[0]
-        metas.append(
-            ChannelMeta(channel_id, ((eth, (10**18, 10**18)),), (), (), 600, True, True, "active")
+        meta = ChannelMeta(
+            channel_id, ((eth, (10**18, 10**18)),), (), (), 600, True, True, "active"
         )
-    if batch:
-        store.save_snapshots(batch)
-    state = encode_node_state(NodeStateV1(channels=tuple(metas)))
-    store.set_setting(NODE_STATE_KEY, state)
+        records[CHANNEL_PREFIX + channel_id.hex()] = encode_record(meta)
+        if len(batch) == 1000:
+            store.save_checkpoint(batch, records)
+            batch, records = [], {}
+    state = encode_node_state(NodeStateV1())
+    store.save_checkpoint(batch, {**records, NODE_STATE_KEY: state})
     store.close()
     return {
         "fill_s": round(time.perf_counter() - t0, 1),
         "db_mib": round(os.path.getsize(path) / 2**20, 1),
-        "node_state_mib": round(len(state) / 2**20, 2),
+        "node_state_kib": round(len(state) / 2**10, 2),
     }
 
 

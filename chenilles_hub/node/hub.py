@@ -894,7 +894,7 @@ class Node:
             snapshot = self.store.load_snapshot(record.channel_id)
             if snapshot is not None:
                 machine.restore(snapshot)
-            self.channels[record.channel_id] = Channel(
+            self.channels[record.channel_id] = restored = Channel(
                 record.params,
                 record.channel_id,
                 record.me,
@@ -910,6 +910,7 @@ class Node:
                 funded_by_peer=meta.funded_by_peer,
                 status=meta.status,
             )
+            restored.meta_dirty = False  # just read from the store: nothing to write back
         for _, value in self.store.settings_with_prefix(INVOICE_PREFIX):
             stored = decode_record(value, InvoiceRecord)
             self.invoices[stored.invoice.payment_hash] = (stored.invoice, stored.preimage)
