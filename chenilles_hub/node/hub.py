@@ -124,6 +124,9 @@ class Node:
     store: Store | None = None
     #: Extra seconds an outgoing HTLC may stay locked past its expiry before we go on-chain.
     refund_grace: int = 0
+    #: Checkpoint at the end of every event (the default). A driver that handles a batch of
+    #: messages and then checkpoints once (group commit) turns this off.
+    autocommit: bool = True
 
     def __post_init__(self) -> None:
         self.outbox: list[tuple[bytes, bytes]] = []
@@ -141,6 +144,7 @@ class Node:
         self.errors: list[Exception] = []
         self._dirty: dict[bytes, ChannelSnapshot] = {}
         self._dirty_records: dict[str, bytes] = {}
+        self._written_state = b""
         #: What became of our open requests (temp id -> channel id, or the peer's refusal),
         #: so an operator who asked for a channel can follow it (not persisted).
         self.open_results: dict[bytes, bytes | str] = {}
@@ -247,7 +251,7 @@ class Node:
         self.open_results[msg.temp_id] = channel.channel_id
         self._send(peer, wire.OpenChannel(msg.temp_id, params))
         self._run(channel, channel.machine.open())
-        self.checkpoint()
+        self._commit_point()
 
     def _on_open_channel(self, peer: bytes, msg: wire.OpenChannel) -> None:
         pending = self.pending_opens.pop(msg.temp_id, None)
@@ -332,7 +336,7 @@ class Node:
             self.errors.append(error)
             log.warning("%s: refused a message from %s: %s", self.name, peer.hex()[:8], error)
         self.flush()
-        self.checkpoint()
+        self._commit_point()
 
     def _dispatch(self, peer: bytes, message: wire.NodeMessage) -> None:
         if isinstance(message, wire.OpenRequest):
@@ -382,7 +386,7 @@ class Node:
                     # it is idempotent, so say it again.
                     self._send(peer, wire.FundingDone(channel.channel_id, ()))
                 self._run(channel, channel.machine.reestablish())
-        self.checkpoint()
+        self._commit_point()
 
     # === effects ==============================================================================
 
@@ -630,13 +634,13 @@ class Node:
     def pay_direct(self, channel_id: bytes, asset: Asset, amount: int) -> None:
         self._queue(self.channels[channel_id], Transfer(asset, amount))
         self.flush()
-        self.checkpoint()
+        self._commit_point()
 
     def close(self, channel_id: bytes) -> None:
         """Cooperative close: propose a final state; the ledger pays out once it is signed."""
         self._queue(self.channels[channel_id], Close())
         self.flush()
-        self.checkpoint()
+        self._commit_point()
 
     def invoice(
         self, amount: int, asset: Asset, *, ttl: int = 3600, description: str = ""
@@ -653,7 +657,7 @@ class Node:
         )
         self.invoices[invoice.payment_hash] = (invoice, preimage)
         self._record_invoice(invoice.payment_hash)
-        self.checkpoint()
+        self._commit_point()
         return invoice
 
     def final_lead(self, asset: Asset) -> int:
@@ -704,7 +708,7 @@ class Node:
             AddHtlc(htlc, onion=build_onion(hops)),
         )
         self.flush()
-        self.checkpoint()
+        self._commit_point()
         return payment
 
     def force_close(self, channel_id: bytes) -> TxReceipt:
@@ -715,7 +719,7 @@ class Node:
         receipt = channel.backend.register(channel.params, latest, channel.account)
         channel.receipts.append(receipt)
         channel.status = "disputed"
-        self.checkpoint()
+        self._commit_point()
         return receipt
 
     # === the watcher ==========================================================================
@@ -749,12 +753,12 @@ class Node:
                 actions = self.watcher.on_preimage(event.payment_hash, event.preimage)
             self._act(actions)
         self.flush()
-        self.checkpoint()
+        self._commit_point()
 
     def tick(self) -> None:
         self._act(self.watcher.tick(self.clock()))
         self.flush()
-        self.checkpoint()
+        self._commit_point()
 
     def _act(self, actions: list[Action]) -> None:
         for action in actions:
@@ -819,6 +823,13 @@ class Node:
 
     # === persistence ==========================================================================
 
+    def _commit_point(self) -> None:
+        """End of an event: checkpoint now, unless the driver groups several events into
+        one commit (``autocommit = False``; it then calls :meth:`checkpoint` itself before
+        releasing the outbox)."""
+        if self.autocommit:
+            self.checkpoint()
+
     def checkpoint(self) -> None:
         """Write every snapshot this event changed and the node's own state in one
         transaction. Drivers call it after each event and before releasing ``outbox``."""
@@ -843,8 +854,13 @@ class Node:
                     )
                 )
                 channel.meta_dirty = False
-        records[NODE_STATE_KEY] = encode_node_state(self._state())
+        state = encode_node_state(self._state())
+        if state != self._written_state:
+            records[NODE_STATE_KEY] = state
+        if not snapshots and not records:
+            return  # nothing changed (a read): no transaction, no fsync
         self.store.save_checkpoint(snapshots, records)
+        self._written_state = state
 
     def _record_payment(self, payment: Payment) -> None:
         self._dirty_records[PAYMENT_PREFIX + payment.payment_hash.hex()] = encode_record(payment)
