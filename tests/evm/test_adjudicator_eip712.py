@@ -62,3 +62,33 @@ def test_channel_id_matches_contract(
 ) -> None:
     p = Params((a, b), dur, nonce, app)
     assert adj.channel_id(p) == adj.contract_channel_id(p)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    version=st.integers(0, 2**64 - 1),
+    amounts=st.lists(st.integers(0, 2**256 - 1), min_size=2, max_size=2),
+    n_htlcs=st.integers(0, 3),
+    app_data=st.binary(max_size=40),
+    final=st.booleans(),
+)
+def test_the_direct_digest_equals_eth_accounts_typed_data_digest(
+    version: int, amounts: list[int], n_htlcs: int, app_data: bytes, final: bool
+) -> None:
+    from chenilles_evm.eip712 import Htlc, State, state_digest, typed_data_digest
+
+    token = "0x" + "ab" * 20
+    htlcs = tuple(
+        Htlc(k, k % 2, token, 10**k + 1, bytes([k]) * 32, 1_700_000_000 + k) for k in range(n_htlcs)
+    )
+    state = State(
+        b"\x07" * 32,
+        version,
+        ("0x" + "00" * 20, token),
+        (tuple(amounts), (1, 2)),
+        htlcs,
+        app_data,
+        final,
+    )
+    adjudicator = "0x" + "5c" * 20
+    assert state_digest(state, 31337, adjudicator) == typed_data_digest(state, 31337, adjudicator)

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -208,8 +209,77 @@ def typed_data(state: State, chain_id: int, adjudicator: str) -> dict[str, Any]:
     }
 
 
+_HTLC_TYPE = (
+    "Htlc(uint64 id,uint8 payer,address asset,uint256 amount,bytes32 paymentHash,uint64 expiry)"
+)
+_STATE_TYPE = (
+    "State(bytes32 channelId,uint64 version,address[] assets,uint256[][] balances,"
+    "Htlc[] htlcs,bytes appData,bool isFinal)" + _HTLC_TYPE
+)
+_DOMAIN_TYPE = "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+_HTLC_TYPEHASH = keccak(text=_HTLC_TYPE)
+_STATE_TYPEHASH = keccak(text=_STATE_TYPE)
+
+
+def _word(value: int) -> bytes:
+    return value.to_bytes(32, "big")
+
+
+def _address_word(address: str) -> bytes:
+    raw = bytes.fromhex(address[2:] if address.startswith("0x") else address)
+    if len(raw) != 20:
+        raise ValueError(f"not an address: {address}")
+    return bytes(12) + raw
+
+
+@functools.lru_cache(maxsize=64)
+def domain_separator(chain_id: int, adjudicator: str) -> bytes:
+    return keccak(
+        keccak(text=_DOMAIN_TYPE)
+        + keccak(text=DOMAIN_NAME)
+        + keccak(text=DOMAIN_VERSION)
+        + _word(chain_id)
+        + _address_word(adjudicator)
+    )
+
+
 def state_digest(state: State, chain_id: int, adjudicator: str) -> bytes:
-    """The 32-byte digest the contract's ``hashState`` returns and participants sign."""
+    """The 32-byte digest the contract's ``hashState`` returns and participants sign.
+
+    Computed the way the contract computes it (typehashes, ``abi.encode`` words, the
+    domain separator cached per deployment) rather than through eth-account's generic
+    typed-data encoder, which costs about half a millisecond per state.
+    ``typed_data`` gives the same digest for wallets (a test checks both against the
+    contract).
+    """
+    htlcs = b"".join(
+        keccak(
+            _HTLC_TYPEHASH
+            + _word(h.id)
+            + _word(h.payer)
+            + _address_word(h.asset)
+            + _word(h.amount)
+            + _b32(h.payment_hash)
+            + _word(h.expiry)
+        )
+        for h in state.htlcs
+    )
+    balances = b"".join(keccak(b"".join(_word(x) for x in row)) for row in state.balances)
+    struct_hash = keccak(
+        _STATE_TYPEHASH
+        + _b32(state.channel_id)
+        + _word(state.version)
+        + keccak(b"".join(_address_word(a) for a in state.assets))
+        + keccak(balances)
+        + keccak(htlcs)
+        + keccak(bytes(state.app_data))
+        + _word(int(state.is_final))
+    )
+    return keccak(b"\x19\x01" + domain_separator(chain_id, adjudicator.lower()) + struct_hash)
+
+
+def typed_data_digest(state: State, chain_id: int, adjudicator: str) -> bytes:
+    """The same digest through eth-account's EIP-712 encoder (what a wallet signs)."""
     m = encode_typed_data(full_message=typed_data(state, chain_id, adjudicator))
     return bytes(keccak(b"\x19" + bytes(m.version) + bytes(m.header) + bytes(m.body)))
 
