@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bitcoin.core import CMutableTransaction, CMutableTxIn, CMutableTxOut, CTransaction
+from bitcoin.core import CMutableTransaction, CMutableTxIn, CMutableTxOut
 from bitcoin.core.script import CScript
 
 from .errors import FeeTooHighError, UnaffordableFeeError
-from .scripts import funding_script, funding_witness
-from .signing import check_input_signature, sign_input, with_sighash
-from .txutil import TX_VERSION, OutPoint, fee_for_weight, set_witness, txid_of
+from .funding_spend import FundingSpend
+from .txutil import TX_VERSION, OutPoint, fee_for_weight
 
 #: Witness of a 2-of-2 spend with 73-byte signatures: count, nil, 2 sigs, script.
 _FUNDING_WITNESS_BYTES = 1 + 1 + 2 * (1 + 73) + 1 + 71
@@ -36,7 +35,7 @@ def closing_fee(
 
 
 @dataclass
-class ClosingTx:
+class ClosingTx(FundingSpend):
     """An unsigned closing transaction."""
 
     tx: CMutableTransaction
@@ -44,39 +43,6 @@ class ClosingTx:
     local_funding_pubkey: bytes
     remote_funding_pubkey: bytes
     fee_sat: int
-
-    @property
-    def funding_script(self) -> bytes:
-        return bytes(funding_script(self.local_funding_pubkey, self.remote_funding_pubkey))
-
-    @property
-    def txid(self) -> str:
-        return txid_of(self.tx)
-
-    def sign(self, funding_privkey: bytes) -> bytes:
-        return sign_input(funding_privkey, self.tx, 0, self.funding_script, self.funding_amount_sat)
-
-    def check_signature(self, pubkey: bytes, der_sig: bytes) -> None:
-        check_input_signature(
-            pubkey, self.tx, 0, self.funding_script, self.funding_amount_sat, der_sig
-        )
-
-    def finalize(self, local_sig: bytes, remote_sig: bytes, *, verify: bool = True) -> CTransaction:
-        if verify:
-            self.check_signature(self.local_funding_pubkey, local_sig)
-            self.check_signature(self.remote_funding_pubkey, remote_sig)
-        tx = CMutableTransaction.from_tx(self.tx)
-        set_witness(
-            tx,
-            0,
-            funding_witness(
-                with_sighash(local_sig),
-                self.local_funding_pubkey,
-                with_sighash(remote_sig),
-                self.remote_funding_pubkey,
-            ),
-        )
-        return CTransaction.from_tx(tx)
 
 
 def build_closing_tx(

@@ -26,10 +26,9 @@ from .errors import (
     InvalidPreimageError,
     UnaffordableFeeError,
 )
+from .funding_spend import FundingSpend
 from .scripts import (
     check_preimage,
-    funding_script,
-    funding_witness,
     htlc_success_witness,
     htlc_timeout_witness,
     offered_htlc_script,
@@ -197,7 +196,7 @@ class CommitmentOutput:
 
 
 @dataclass
-class CommitmentTx:
+class CommitmentTx(FundingSpend):
     """An unsigned commitment transaction and everything needed to sign and spend it."""
 
     tx: CMutableTransaction
@@ -215,14 +214,6 @@ class CommitmentTx:
     trimmed_htlcs: list[Htlc] = field(default_factory=list)
 
     @property
-    def funding_script(self) -> bytes:
-        return bytes(funding_script(self.local_funding_pubkey, self.remote_funding_pubkey))
-
-    @property
-    def txid(self) -> str:
-        return txid_of(self.tx)
-
-    @property
     def actual_fee_sat(self) -> int:
         """Funding amount minus outputs: base fee plus trimmed amounts and rounding."""
         return self.funding_amount_sat - sum(o.amount_sat for o in self.outputs)
@@ -230,38 +221,6 @@ class CommitmentTx:
     def htlc_output_indexes(self) -> list[int]:
         """Indexes of HTLC outputs, in transaction order (the order of HTLC signatures)."""
         return [i for i, o in enumerate(self.outputs) if o.htlc is not None]
-
-    def sign(self, funding_privkey: bytes) -> bytes:
-        """Our DER signature of the commitment (funding input, SIGHASH_ALL)."""
-        return sign_input(funding_privkey, self.tx, 0, self.funding_script, self.funding_amount_sat)
-
-    def check_signature(self, pubkey: bytes, der_sig: bytes) -> None:
-        """Raise :class:`InvalidSignatureError` unless ``der_sig`` is valid for ``pubkey``."""
-        check_input_signature(
-            pubkey, self.tx, 0, self.funding_script, self.funding_amount_sat, der_sig
-        )
-
-    def finalize(self, local_sig: bytes, remote_sig: bytes, *, verify: bool = True) -> CTransaction:
-        """Fully signed commitment; signatures are placed by funding-key order.
-
-        With ``verify`` both signatures are checked first, so a bad one from the
-        peer is reported as :class:`InvalidSignatureError`, not as a rejected broadcast.
-        """
-        if verify:
-            self.check_signature(self.local_funding_pubkey, local_sig)
-            self.check_signature(self.remote_funding_pubkey, remote_sig)
-        tx = CMutableTransaction.from_tx(self.tx)
-        set_witness(
-            tx,
-            0,
-            funding_witness(
-                with_sighash(local_sig),
-                self.local_funding_pubkey,
-                with_sighash(remote_sig),
-                self.remote_funding_pubkey,
-            ),
-        )
-        return CTransaction.from_tx(tx)
 
     def htlc_txs(self) -> list[HtlcTx]:
         """Second-stage HTLC transactions, in commitment output order."""
