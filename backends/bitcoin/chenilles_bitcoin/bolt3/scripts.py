@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 
-from bitcoin.core import Hash160
 from bitcoin.core.script import (
     OP_0,
     OP_2,
@@ -45,10 +44,19 @@ def _check_pubkey(pubkey: bytes) -> None:
 
 
 def _ripemd160(data: bytes) -> bytes:
-    # hashlib's ripemd160 may be missing with OpenSSL 3; Hash160 = RIPEMD160(SHA256(x)).
-    from bitcoin.core.contrib.ripemd160 import ripemd160  # pure-Python fallback
+    """OpenSSL's RIPEMD-160 where hashlib offers it (OpenSSL 3 may not: then the pure-Python
+    one python-bitcoinlib ships, which is ~50x slower and showed up in payment profiles)."""
+    try:
+        return hashlib.new("ripemd160", data).digest()
+    except ValueError:
+        from bitcoin.core.contrib.ripemd160 import ripemd160
 
-    return bytes(ripemd160(data))
+        return bytes(ripemd160(data))
+
+
+def _hash160(data: bytes) -> bytes:
+    """RIPEMD160(SHA256(data)), as OP_HASH160 computes it."""
+    return _ripemd160(hashlib.sha256(data).digest())
 
 
 def p2wsh(witness_script: bytes) -> CScript:
@@ -59,7 +67,7 @@ def p2wsh(witness_script: bytes) -> CScript:
 def p2wpkh(pubkey: bytes) -> CScript:
     """``OP_0 <HASH160(pubkey)>``."""
     _check_pubkey(pubkey)
-    return CScript([OP_0, Hash160(pubkey)])
+    return CScript([OP_0, _hash160(pubkey)])
 
 
 def sort_funding_pubkeys(pubkey_a: bytes, pubkey_b: bytes) -> tuple[bytes, bytes]:
@@ -116,7 +124,7 @@ def offered_htlc_script(
         raise ValueError("payment hash must be 32 bytes")
     return CScript(
         [
-            OP_DUP, OP_HASH160, Hash160(revocation_pubkey), OP_EQUAL,
+            OP_DUP, OP_HASH160, _hash160(revocation_pubkey), OP_EQUAL,
             OP_IF,
                 OP_CHECKSIG,
             OP_ELSE,
@@ -148,7 +156,7 @@ def received_htlc_script(
         raise ValueError("cltv_expiry must be a block height")
     return CScript(
         [
-            OP_DUP, OP_HASH160, Hash160(revocation_pubkey), OP_EQUAL,
+            OP_DUP, OP_HASH160, _hash160(revocation_pubkey), OP_EQUAL,
             OP_IF,
                 OP_CHECKSIG,
             OP_ELSE,
