@@ -263,6 +263,13 @@ class Store(abc.ABC):
 
 # --- the shared SQL implementation -----------------------------------------------------------
 
+def _where(**filters: object) -> tuple[str, list[Any]]:
+    """``col = ?`` for every filter given (not ``None``), ANDed; ``1 = 1`` when none is."""
+    given = {column: value for column, value in filters.items() if value is not None}
+    clauses = " AND ".join(f"{column} = ?" for column in given) or "1 = 1"
+    return clauses, list(given.values())
+
+
 _UPSERT_SETTING = (
     "INSERT INTO settings (key, value) VALUES (?, ?) "
     "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
@@ -477,15 +484,7 @@ class SqlStore(Store):
     def list_duties(
         self, *, channel_id: bytes | None = None, status: DutyStatus | None = None
     ) -> list[Duty]:
-        clauses: list[str] = ["1 = 1"]
-        params: list[Any] = []
-        if channel_id is not None:
-            clauses.append("channel_id = ?")
-            params.append(channel_id)
-        if status is not None:
-            clauses.append("status = ?")
-            params.append(status)
-        where = " AND ".join(clauses)
+        where, params = _where(channel_id=channel_id, status=status)
         with self._read() as cur:
             cur.execute(
                 f"SELECT {_DUTY_COLUMNS} FROM duties WHERE {where} ORDER BY deadline, id", params
@@ -539,15 +538,7 @@ class SqlStore(Store):
     def list_payments(
         self, *, status: PaymentStatus | None = None, direction: Direction | None = None
     ) -> list[Payment]:
-        clauses: list[str] = ["1 = 1"]
-        params: list[Any] = []
-        if status is not None:
-            clauses.append("status = ?")
-            params.append(status)
-        if direction is not None:
-            clauses.append("direction = ?")
-            params.append(direction)
-        where = " AND ".join(clauses)
+        where, params = _where(status=status, direction=direction)
         with self._read() as cur:
             cur.execute(
                 f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE {where} "
