@@ -145,6 +145,7 @@ class Node:
         self._dirty: dict[bytes, ChannelSnapshot] = {}
         self._dirty_records: dict[str, bytes] = {}
         self._written_state = b""
+        self._dirty_channels: set[bytes] = set()
         #: What became of our open requests (temp id -> channel id, or the peer's refusal),
         #: so an operator who asked for a channel can follow it (not persisted).
         self.open_results: dict[bytes, bytes | str] = {}
@@ -296,6 +297,8 @@ class Node:
             deposits,
         )
         self.channels[channel_id] = channel
+        channel.dirty_sink = self._dirty_channels
+        self._dirty_channels.add(channel_id)
         if self.store is not None:
             self.store.add_channel(ChannelRecord(channel_id, params, me, initial))
         self.watcher.add(GuardChannel(channel_id))
@@ -835,12 +838,16 @@ class Node:
         transaction. Drivers call it after each event and before releasing ``outbox``."""
         if self.store is None:
             self._dirty.clear()
+            self._dirty_channels.clear()
             return
         snapshots = list(self._dirty.values())
         self._dirty.clear()
         records, self._dirty_records = self._dirty_records, {}
-        for channel in self.channels.values():
-            if channel.meta_dirty:
+        touched = set(self._dirty_channels)  # the same set object stays every channel's sink
+        self._dirty_channels.clear()
+        for channel_id in touched:
+            channel = self.channels.get(channel_id)
+            if channel is not None:
                 records[CHANNEL_PREFIX + channel.channel_id.hex()] = encode_record(
                     ChannelMeta(
                         channel.channel_id,
@@ -853,7 +860,6 @@ class Node:
                         channel.status,
                     )
                 )
-                channel.meta_dirty = False
         state = encode_node_state(self._state())
         if state != self._written_state:
             records[NODE_STATE_KEY] = state
@@ -926,7 +932,7 @@ class Node:
                 funded_by_peer=meta.funded_by_peer,
                 status=meta.status,
             )
-            restored.meta_dirty = False  # just read from the store: nothing to write back
+            restored.dirty_sink = self._dirty_channels  # just read: nothing to write back
         for _, value in self.store.settings_with_prefix(INVOICE_PREFIX):
             stored = decode_record(value, InvoiceRecord)
             self.invoices[stored.invoice.payment_hash] = (stored.invoice, stored.preimage)

@@ -27,14 +27,18 @@ class Channel:
     funded_by_peer: bool = False
     status: str = "opening"  # opening, active, closing, disputed, closed
     receipts: list[TxReceipt] = field(default_factory=list)
-    meta_dirty: bool = True
+    #: The node's set of channels to write at the next checkpoint (set by the node).
+    dirty_sink: set[bytes] | None = field(default=None, repr=False, compare=False)
 
     def __setattr__(self, name: str, value: object) -> None:
-        # Any change to what the node persists per channel marks it for the next checkpoint
-        # (lists are replaced, never mutated in place, so this sees every change).
-        if name in _PERSISTED:
-            object.__setattr__(self, "meta_dirty", True)
+        # Any change to what the node persists per channel queues the channel for the next
+        # checkpoint (lists are replaced, never mutated in place, so this sees every change),
+        # so a checkpoint visits only the channels an event touched, not all of them.
         object.__setattr__(self, name, value)
+        if name in _PERSISTED:
+            sink = getattr(self, "dirty_sink", None)
+            if sink is not None:
+                sink.add(self.channel_id)
 
     @property
     def active(self) -> bool:
