@@ -263,6 +263,7 @@ class Store(abc.ABC):
 
 # --- the shared SQL implementation -----------------------------------------------------------
 
+
 def _where(**filters: object) -> tuple[str, list[Any]]:
     """``col = ?`` for every filter given (not ``None``), ANDed; ``1 = 1`` when none is."""
     given = {column: value for column, value in filters.items() if value is not None}
