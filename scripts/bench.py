@@ -4,6 +4,8 @@
 Sections (each in its own process, so memory and start-up figures stay clean):
 
 1. updates   signed channel updates/s with persistence on, beside the signature bound
+   nodes     the same between two node processes over TCP (anvil), and payments through
+             their API (scripts/bench_nodes.py)
 2. payments  multi-hop payment latency and payments/s through hubs (EVM, EVM -> Bitcoin)
 3. routing   path finding on a 20k-node / 100k-channel graph (scripts/bench_routing.py)
 4. costs     gas, weight, compute units per on-chain operation (the backends' own scripts)
@@ -11,7 +13,7 @@ Sections (each in its own process, so memory and start-up figures stay clean):
 
     .venv/bin/python scripts/bench.py            # full run, writes docs/bench/results.json
     .venv/bin/python scripts/bench.py --quick    # < 60 s, writes docs/bench/results-quick.json
-    .venv/bin/python scripts/bench.py --only updates,payments
+    .venv/bin/python scripts/bench.py --only updates,payments   # merged into the file
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import bench_common
 
 SCRIPTS = Path(__file__).resolve().parent
 ROOT = SCRIPTS.parent
-SECTIONS = ("updates", "payments", "routing", "costs", "scale")
+SECTIONS = ("updates", "nodes", "payments", "routing", "costs", "scale")
 
 
 def run_section(name: str, quick: bool) -> dict[str, Any]:
@@ -100,6 +102,34 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 f"2 Nodes+SQLite, EVM, {r['transfers_queued_per_round']} queued",
                 f"{r['updates_per_s']:,} updates/s ({r['signed_states_per_s']:,} states/s)",
                 ">= 2,000 updates/s",
+            )
+        )
+    n = results.get("nodes", {})
+    if "transfer_throughput" in n:
+        bound = n["signature_bound_evm"]
+        rows.append(
+            (
+                "2 node processes, EVM: sign+verify per side (same run)",
+                f"{bound['sign_us']['p50']:.0f}+{bound['verify_us']['p50']:.0f} us "
+                f"-> {bound['bound_updates_per_s_per_side']:,}/s per side",
+                "signature bound",
+            )
+        )
+        for r in n["transfer_throughput"]:
+            rows.append(
+                (
+                    f"2 node processes, {r['channels']} channels, {r['in_flight']} in flight",
+                    f"{r['signed_states_per_s']:,} signed states/s, "
+                    f"{r['transfers_per_s']:,} transfers/s",
+                    ">= 2,000 updates/s",
+                )
+            )
+        rows.append(
+            (
+                "2 node processes: transfer / payment latency p50",
+                f"{n['transfer_latency_ms']['p50']} ms / {n['payment_latency_ms']['p50']} ms; "
+                f"{n['payments_8_in_flight']['payments_per_s']} payments/s 8 in flight",
+                "go-nitro 247 ms first payment",
             )
         )
     for name, r in _g(results, "payments", "configs", default={}).items():
@@ -186,11 +216,17 @@ def main() -> None:
     default = "results-quick.json" if args.quick else "results.json"
     out = Path(args.out) if args.out else ROOT / "docs" / "bench" / default
     t0 = time.perf_counter()
-    results: dict[str, Any] = {
-        "mode": "quick" if args.quick else "full",
-        "machine": bench_common.machine(),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    results: dict[str, Any] = {}
+    if args.only and out.exists():
+        # A subset updates its sections of the last run and keeps the others.
+        results = json.loads(out.read_text())
+    results.update(
+        {
+            "mode": "quick" if args.quick else "full",
+            "machine": bench_common.machine(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+    )
     for name in chosen:
         print(f"[{name}] ...", end="", flush=True)
         results[name] = run_section(name, args.quick)

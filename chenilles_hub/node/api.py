@@ -10,6 +10,7 @@ a standby waits for the leader lease. The OpenAPI 3 description is at ``/openapi
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 from collections.abc import Awaitable, Callable
@@ -28,6 +29,7 @@ from .gossip import Announcement
 from .metrics import CONTENT_TYPE, render
 from .openapi import openapi_document
 from .operations import ApiError
+from .server import TransferFailed
 
 if TYPE_CHECKING:
     from .hub import Node
@@ -35,6 +37,10 @@ if TYPE_CHECKING:
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_BODY = 256 * 1024
+#: Seconds a transfer request waits for the peer's signature before answering 504.
+TRANSFER_TIMEOUT = 30.0
+#: Seconds a payment request with ``"wait": true`` waits for the outcome.
+PAYMENT_WAIT = 60.0
 SERVER_KEY = web.AppKey("server", object)
 _graph_codec: BoundedCodec[Announcement] = BoundedCodec(Announcement, "graph", MAX_BODY)
 
@@ -318,6 +324,36 @@ async def close_channel(request: web.Request) -> web.Response:
     return _json({"channel_id": channel.channel_id.hex(), "status": "closing"}, 202)
 
 
+async def transfer(request: web.Request) -> web.Response:
+    """Pay the channel's peer directly and answer once the signed state carrying it is held
+    by both sides (the keysend of a direct channel: no invoice, no HTLC)."""
+    server = _server(request)
+    node = _node(request)
+    data = await _body(request)
+    amount = _positive(data, "amount")
+    channel = await server._in_worker(ops.find_channel, node, request.match_info["channel_id"])
+    asset = _asset(data, "asset", required=False)
+    if asset is None:
+        if len(channel.params.assets) != 1:
+            raise ApiError(400, "missing_field", "asset is required: the channel holds several")
+        asset = channel.params.assets[0]
+    if asset not in channel.params.assets:
+        raise ApiError(400, "unknown_asset", f"the channel does not hold {asset}")
+    if channel.status != "active":
+        raise ApiError(409, "channel_not_active", f"the channel is {channel.status}")
+    try:
+        version = await asyncio.wait_for(
+            server.transfer(channel.channel_id, asset, amount), TRANSFER_TIMEOUT
+        )
+    except TransferFailed as exc:
+        raise ApiError(422, "transfer_refused", str(exc)) from None
+    except TimeoutError:
+        raise ApiError(
+            504, "transfer_pending", "not signed by the peer yet; the transfer stays queued"
+        ) from None
+    return _json({"channel_id": channel.channel_id.hex(), "amount": amount, "version": version})
+
+
 async def list_invoices(request: web.Request) -> web.Response:
     server = _server(request)
     node = _node(request)
@@ -365,11 +401,27 @@ async def route(request: web.Request) -> web.Response:
 
 
 async def pay(request: web.Request) -> web.Response:
+    """Start paying an invoice (202, follow it at /v1/payments/{hash}); with ``"wait": true``
+    answer only once it succeeded or failed (200), or with its pending view after
+    ``PAYMENT_WAIT`` seconds (202)."""
     server = _server(request)
     node = _node(request)
-    invoice, max_lock, source_asset = _route_args(node, server, await _body(request))
-    result = await server.call(ops.pay, node, server.graph, invoice, max_lock, source_asset)
-    return _json(result, 202)
+    data = await _body(request)
+    wait = data.get("wait", False)
+    if not isinstance(wait, bool):
+        raise ApiError(400, "bad_field", "wait must be true or false")
+    invoice, max_lock, source_asset = _route_args(node, server, data)
+    with server.payment_outcome(invoice.payment_hash) as outcome:
+        result = await server.call(ops.pay, node, server.graph, invoice, max_lock, source_asset)
+        if not wait:
+            return _json(result, 202)
+        try:
+            await asyncio.wait_for(asyncio.shield(outcome), PAYMENT_WAIT)
+        except TimeoutError:
+            return _json(result, 202)
+    payment = node.payments[invoice.payment_hash]
+    view = await server._in_worker(ops.payment_view, payment)
+    return _json({**view, "route": result["route"]}, 200)
 
 
 async def list_payments(request: web.Request) -> web.Response:
@@ -459,6 +511,7 @@ def build_app(server: HubServer) -> web.Application:
     app.router.add_get("/v1/channels/opening/{temp_id}", open_progress)
     app.router.add_get("/v1/channels/{channel_id}", get_channel)
     app.router.add_post("/v1/channels/{channel_id}/close", close_channel)
+    app.router.add_post("/v1/channels/{channel_id}/transfers", transfer)
     app.router.add_get("/v1/invoices", list_invoices)
     app.router.add_post("/v1/invoices", create_invoice)
     app.router.add_get("/v1/payments", list_payments)

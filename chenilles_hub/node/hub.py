@@ -151,6 +151,14 @@ class Node:
         self.open_results: dict[bytes, bytes | str] = {}
         #: Event counters since this process started (exported as metrics by the server).
         self.counters: dict[str, int] = {}
+        #: Direct transfers somebody waits for (an API request): the update object's id ->
+        #: (the update, the caller's ticket); not persisted (a restart answers no one).
+        self._tickets: dict[int, tuple[Update, int]] = {}
+        #: (ticket, signed version or None, failure reason or None) of transfers that became
+        #: irrevocable or failed; the driver takes them after the checkpoint, like the outbox.
+        self.ticket_outcomes: list[tuple[int, int | None, str | None]] = []
+        #: Hashes of our payments that succeeded or failed since the driver last took them.
+        self.finished_payments: list[bytes] = []
 
     @property
     def node_id(self) -> bytes:
@@ -452,6 +460,8 @@ class Node:
         if channel.machine.pending is None:
             channel.in_flight = ()
         for update in effect.updates:
+            if self._tickets:
+                self._resolve_ticket(update, state.version, None)
             if isinstance(update, AddHtlc):
                 self._on_htlc_added(channel, update)
             elif isinstance(update, SettleHtlc):
@@ -598,6 +608,7 @@ class Node:
 
     def _update_failed(self, channel: Channel, update: Update, reason: str) -> None:
         """An update of ours could not be proposed or was refused by the peer."""
+        self._resolve_ticket(update, None, reason)
         if isinstance(update, AddHtlc):
             key = (channel.channel_id, update.htlc.id)
             self.htlcs[key] = update.htlc
@@ -620,24 +631,50 @@ class Node:
                 if channel.status not in ("active", "closing"):
                     continue
                 progress = True
-                good: list[Update] = []
-                for update in channel.queue:
-                    try:
-                        channel.machine.check((*good, update), now)
-                        good.append(update)
-                    except ChannelError as error:
-                        self._update_failed(channel, update, f"{error.code}: {error}")
+                good = self._acceptable(channel, now)
                 channel.queue = []
                 if good:
                     channel.in_flight = tuple(good)
                     self._run(channel, channel.machine.propose(tuple(good), now))
 
+    def _acceptable(self, channel: Channel, now: int) -> list[Update]:
+        """The queued updates that can go out together; the others fail, each with its own
+        reason. The whole queue is checked at once first (one pass, the common case); only
+        when that fails is each update checked on top of the good ones before it."""
+        try:
+            channel.machine.check(tuple(channel.queue), now)
+            return list(channel.queue)
+        except ChannelError:
+            pass
+        good: list[Update] = []
+        for update in channel.queue:
+            try:
+                channel.machine.check((*good, update), now)
+                good.append(update)
+            except ChannelError as error:
+                self._update_failed(channel, update, f"{error.code}: {error}")
+        return good
+
     # === the operator's requests ==============================================================
 
-    def pay_direct(self, channel_id: bytes, asset: Asset, amount: int) -> None:
-        self._queue(self.channels[channel_id], Transfer(asset, amount))
+    def pay_direct(
+        self, channel_id: bytes, asset: Asset, amount: int, ticket: int | None = None
+    ) -> None:
+        """Pay the channel's peer directly. Transfers queued while a proposal is in flight
+        go out together in the next state. With a ``ticket``, the outcome (the version that
+        made it irrevocable, or why it failed) is reported in :attr:`ticket_outcomes`."""
+        update = Transfer(asset, amount)
+        if ticket is not None:
+            self._tickets[id(update)] = (update, ticket)
+        self._queue(self.channels[channel_id], update)
         self.flush()
         self._commit_point()
+
+    def _resolve_ticket(self, update: Update, version: int | None, reason: str | None) -> None:
+        waiting = self._tickets.get(id(update))
+        if waiting is not None and waiting[0] is update:
+            del self._tickets[id(update)]
+            self.ticket_outcomes.append((waiting[1], version, reason))
 
     def close(self, channel_id: bytes) -> None:
         """Cooperative close: propose a final state; the ledger pays out once it is signed."""
@@ -836,10 +873,20 @@ class Node:
     def checkpoint(self) -> None:
         """Write every snapshot this event changed and the node's own state in one
         transaction. Drivers call it after each event and before releasing ``outbox``."""
+        write = self.take_checkpoint()
+        if write is not None and self.store is not None:
+            self.store.save_checkpoint(*write)
+
+    def take_checkpoint(self) -> tuple[list[ChannelSnapshot], dict[str, bytes]] | None:
+        """What :meth:`checkpoint` would write (snapshots, records), or ``None`` if nothing
+        changed, handed to the caller to write: a server writes it on another thread while
+        the node goes on with the next events, and releases this event's outbox only once
+        it is written. The node counts it as written from now on: if the write fails the
+        process must stop (memory would be ahead of disk)."""
         if self.store is None:
             self._dirty.clear()
             self._dirty_channels.clear()
-            return
+            return None
         snapshots = list(self._dirty.values())
         self._dirty.clear()
         records, self._dirty_records = self._dirty_records, {}
@@ -863,13 +910,15 @@ class Node:
         state = encode_node_state(self._state())
         if state != self._written_state:
             records[NODE_STATE_KEY] = state
+            self._written_state = state
         if not snapshots and not records:
-            return  # nothing changed (a read): no transaction, no fsync
-        self.store.save_checkpoint(snapshots, records)
-        self._written_state = state
+            return None  # nothing changed (a read): no transaction, no fsync
+        return snapshots, records
 
     def _record_payment(self, payment: Payment) -> None:
         self._dirty_records[PAYMENT_PREFIX + payment.payment_hash.hex()] = encode_record(payment)
+        if payment.status != "pending":
+            self.finished_payments.append(payment.payment_hash)
 
     def _record_invoice(self, payment_hash: bytes) -> None:
         invoice, preimage = self.invoices[payment_hash]

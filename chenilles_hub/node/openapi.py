@@ -53,6 +53,17 @@ _ROUTE_BODY = _obj(
     max_lock={"type": "integer", "description": "longest the payer's funds may be locked (s)"},
     source_asset=_ASSET,
 )
+_PAY_BODY = {
+    **_ROUTE_BODY,
+    "properties": {
+        **_ROUTE_BODY["properties"],
+        "wait": {
+            "type": "boolean",
+            "description": "answer 200 once the payment succeeded or failed (202 if still "
+            "pending after 60 s)",
+        },
+    },
+}
 
 
 def openapi_document() -> dict[str, Any]:
@@ -116,6 +127,15 @@ def openapi_document() -> dict[str, Any]:
                     params=("channel_id",),
                 )
             },
+            "/v1/channels/{channel_id}/transfers": {
+                "post": _op(
+                    "pay the channel's peer directly; answers with the version of the signed"
+                    " state that carries the transfer (422 refused, 504 not signed within 30 s)",
+                    _obj(["amount"], amount=_AMOUNT, asset=_ASSET),
+                    errors=("400", "401", "404", "409", "422", "504"),
+                    params=("channel_id",),
+                )
+            },
             "/v1/invoices": {
                 "get": _op("invoices this node issued"),
                 "post": _op(
@@ -134,8 +154,8 @@ def openapi_document() -> dict[str, Any]:
             "/v1/payments": {
                 "get": _op("payments this node started (?status=pending ...)"),
                 "post": _op(
-                    "pay an invoice along the cheapest route",
-                    _ROUTE_BODY,
+                    "pay an invoice along the cheapest route (202: follow it; 200 with wait)",
+                    _PAY_BODY,
                     ok="202",
                     errors=(*bad, "409", "422"),
                 ),
@@ -194,6 +214,7 @@ def openapi_document() -> dict[str, Any]:
                     ("409", "conflict with the current state"),
                     ("422", "valid input the node cannot act on (no route, no rate)"),
                     ("503", "standby: this process does not hold the leader lease"),
+                    ("504", "the peer did not sign in time; the request stays queued"),
                 )
             },
         },

@@ -1,11 +1,15 @@
 """The node process: the asyncio shell that drives a :class:`~.hub.Node`.
 
-The node's logic has no event loop; this module gives it one. Everything that touches the
-``Node`` (peer messages, API requests, timer ticks, chain polling) runs on **one worker
-thread**, one call at a time: the node never sees two events at once, and the event loop
-stays free to read sockets and answer the API while a call waits for a chain. After each
-call the outbox is taken *after* the call returned (the node checkpointed by then) and
-only then sent, so nothing signed leaves before it is durable.
+The node's logic has no event loop; this module gives it one. Everything that changes the
+``Node`` (peer messages, API requests, timer ticks, chain polling) goes through **one work
+queue** and runs on **one worker thread**: the node never sees two events at once, and the
+event loop stays free to read sockets and answer the API while a job waits for a chain.
+Whatever queued up while the worker was busy runs as one job, in arrival order, followed by
+one checkpoint (group commit); only then is the job's outbox sent and are its callers
+answered, so nothing signed leaves before it is durable, and under load one durable commit
+serves many messages and requests. Frames from one connection are read ahead without waiting
+for the previous one to be handled (the queue is bounded, so a flood blocks the socket, not
+memory): a connection's messages pipeline into the same commits.
 
 Connections: we dial every configured peer (with exponential backoff) and accept any
 authenticated peer (unless ``accept_unknown_peers = false``). When two connections to one
@@ -28,12 +32,13 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ..backend import NewBlock
+from ..core import Asset, ChannelSnapshot
 from ..core.errors import DecodeError
 from . import wire
 from .bootstrap import (
@@ -67,8 +72,12 @@ MAX_PENDING_PER_PEER = 64
 _CHANNEL_MESSAGE_TYPES = ("propose", "accept", "ack", "reject", "reestablish")
 
 
-#: Most channel messages handled in one worker job and one durable commit.
+#: Most work items (messages and calls) handled in one worker job and one durable commit.
 RECEIVE_BATCH = 64
+#: Work items waiting for the worker before readers and callers block (backpressure).
+WORK_QUEUE_BOUND = 1024
+#: Handled jobs waiting for the writer before the worker waits for the disk.
+WRITES_IN_FLIGHT = 4
 
 
 @dataclass
@@ -77,6 +86,44 @@ class _Link:
     initiator: bytes
     started: float = field(default_factory=time.monotonic)
     send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: Set once a frame from this connection failed to decode: frames it sent after that
+    #: one are not handled, and the connection is dropped.
+    violated: bool = False
+    dropped: bool = False
+
+
+@dataclass
+class _Frame:
+    """A frame read from a peer, waiting for the worker."""
+
+    peer: bytes
+    data: bytes
+    link: _Link
+
+
+@dataclass
+class _Done:
+    """A handled job waiting for the writer: what to write, then what to release."""
+
+    batch: list[_Frame | _Call]
+    #: Per item: a call's (result, error), or a frame's decode error (or None).
+    outcomes: list[Any]
+    write: tuple[list[ChannelSnapshot], dict[str, bytes]] | None
+    outbox: list[tuple[bytes, bytes]]
+    settled: list[tuple[int, int | None, str | None]] = field(default_factory=list)
+    paid: list[bytes] = field(default_factory=list)
+
+
+@dataclass
+class _Call:
+    """A function to run on the node (an API request, a timer tick), and who waits for it."""
+
+    fn: Callable[[], Any]
+    answer: asyncio.Future[Any]
+
+
+class TransferFailed(Exception):
+    """A direct transfer was refused (by our channel's checks or by the peer)."""
 
 
 class HubServer:
@@ -115,8 +162,17 @@ class HubServer:
         self.exit_code = 0
         self._stop = asyncio.Event()
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="node")
-        #: Channel messages waiting for the receive loop: (peer, frame, answer).
-        self._inbox: asyncio.Queue[tuple[bytes, bytes, asyncio.Future[BaseException | None]]]
+        #: Writes checkpoints while the worker handles the next job.
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="writer")
+        #: Handled jobs waiting for their checkpoint to be written, in order.
+        self._written: asyncio.Queue[_Done]
+        #: Frames and calls waiting for the worker, in arrival order.
+        self._work: asyncio.Queue[_Frame | _Call]
+        #: Callers waiting for a direct transfer to become irrevocable, by ticket.
+        self._tickets: dict[int, asyncio.Future[int]] = {}
+        #: Callers waiting for a payment of ours to succeed or fail, by payment hash.
+        self._payment_waiters: dict[bytes, list[asyncio.Future[None]]] = {}
+        self._next_ticket = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._listener: Listener | None = None
         self._api_runner: Any = None
@@ -190,8 +246,10 @@ class HubServer:
         lap("chains")
         await self._in_worker(self.node.restore)
         self.node.autocommit = False  # the receive loop and ``call`` checkpoint per job
-        self._inbox = asyncio.Queue()
-        self._spawn(self._receive_loop())
+        self._work = asyncio.Queue(WORK_QUEUE_BOUND)
+        self._written = asyncio.Queue(WRITES_IN_FLIGHT)
+        self._spawn(self._work_loop())
+        self._spawn(self._write_loop())
         lap("restore")
         self._listener = await self.transport.serve(
             self.config.listen_host, self.config.listen_port, self._on_incoming, allow=self._allow
@@ -223,8 +281,10 @@ class HubServer:
             await link.conn.close()
         if self._api_runner is not None:
             await self._api_runner.cleanup()
-        # Let the call in progress finish (it is atomic for the store), then close.
+        # Let the job and the write in progress finish (a write is atomic), then close. Jobs
+        # handled but not written are dropped with their outbox: nothing of them left.
         await asyncio.get_running_loop().run_in_executor(None, self._worker.shutdown, True)
+        await asyncio.get_running_loop().run_in_executor(None, self._writer.shutdown, True)
         if self.chains is not None and self._given_chains is None:
             self.chains.close()
         if self.store is not None and self._given_store is None:
@@ -285,23 +345,41 @@ class HubServer:
         return await loop.run_in_executor(self._worker, functools.partial(fn, *args))
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` on the node's thread, then send what it queued."""
+        """Run ``fn(*args)`` on the node's thread in the next group commit; return its result
+        (or raise its error) once what it queued is durable and sent."""
+        answer: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        await self._work.put(_Call(functools.partial(fn, *args), answer))
+        return await answer
 
-        def job() -> tuple[T | None, BaseException | None, list[tuple[bytes, bytes]]]:
-            assert self.node is not None
-            try:
-                result, error = fn(*args), None
-            except Exception as exc:  # reported to the caller, after the outbox is handled
-                result, error = None, exc
-            self.node.checkpoint()  # durable before anything the call queued is sent
-            outbox, self.node.outbox = self.node.outbox, []
-            return result, error, outbox
+    async def transfer(self, channel_id: bytes, asset: Asset, amount: int) -> int:
+        """Pay the channel's peer ``amount`` directly; return the version of the signed state
+        that carries it once both sides hold it (raises :class:`TransferFailed` if the
+        channel or the peer refused it)."""
+        assert self.node is not None
+        self._next_ticket += 1
+        ticket = self._next_ticket
+        outcome: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._tickets[ticket] = outcome
+        try:
+            await self.call(self.node.pay_direct, channel_id, asset, amount, ticket)
+            return await outcome
+        finally:
+            self._tickets.pop(ticket, None)
 
-        result, error, outbox = await self._in_worker(job)
-        await self._send_all(outbox)
-        if error is not None:
-            raise error
-        return result  # type: ignore[return-value]
+    @contextlib.contextmanager
+    def payment_outcome(self, payment_hash: bytes) -> Iterator[asyncio.Future[None]]:
+        """A future done once our payment ``payment_hash`` succeeded or failed (after the
+        checkpoint that recorded it). Enter before starting the payment: it may finish in
+        the very job that starts it."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters = self._payment_waiters.setdefault(payment_hash, [])
+        waiters.append(done)
+        try:
+            yield done
+        finally:
+            waiters.remove(done)
+            if not waiters:
+                del self._payment_waiters[payment_hash]
 
     async def _send_all(self, outbox: list[tuple[bytes, bytes]]) -> None:
         for peer, data in outbox:
@@ -382,11 +460,10 @@ class HubServer:
                     await conn.send(data)
             await self.call(self.node.reestablish, peer)
             await self._announce_to(link, force=True)
-            while True:
+            while not link.violated:
                 data = await conn.recv()
-                if not await self._on_frame(peer, data):
-                    self.count("peers_dropped")
-                    log.warning("disconnecting %s: protocol violation", peer.hex()[:16])
+                if not await self._on_frame(peer, data, link):
+                    self._drop(link, peer)
                     break
         except TransportError as exc:
             log.info("peer %s disconnected: %s", peer.hex()[:16], exc)
@@ -395,8 +472,10 @@ class HubServer:
                 del self.links[peer]
             await conn.close()
 
-    async def _on_frame(self, peer: bytes, data: bytes) -> bool:
-        """Handle one frame; ``False`` if the peer must be disconnected."""
+    async def _on_frame(self, peer: bytes, data: bytes, link: _Link) -> bool:
+        """Queue one frame for the worker; ``False`` if the peer must be disconnected now.
+        (A channel message that does not decode is found by the worker, which drops the
+        link then.)"""
         assert self.node is not None
         self.count("messages_received")
         if data.startswith(GOSSIP_PREFIX):
@@ -408,54 +487,117 @@ class HubServer:
                 return False
             self.graph.accept(peer, announcement)
             return True
-        done: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
-        await self._inbox.put((peer, data, done))
-        malformed = await done
-        if malformed is not None:
-            self.count("messages_malformed")
-            log.warning("malformed message from %s: %s", peer.hex()[:16], malformed)
-            return False
+        await self._work.put(_Frame(peer, data, link))
         return True
 
-    async def _receive_loop(self) -> None:
-        """Group commit: take every channel message that arrived while the node was busy,
-        handle them in one worker job, checkpoint once, then send what they produced.
-        Under load this turns one durable commit per message into one per batch; an idle
-        node still answers a lone message at once."""
+    def _drop(self, link: _Link, peer: bytes) -> None:
+        link.violated = True
+        if not link.dropped:
+            link.dropped = True
+            self.count("peers_dropped")
+            log.warning("disconnecting %s: protocol violation", peer.hex()[:16])
+            self._spawn(link.conn.close())
+
+    async def _work_loop(self) -> None:
+        """Group commit, pipelined: take every frame and call that arrived while the node was
+        busy, handle them in one worker job in arrival order and take one checkpoint of what
+        they changed; the writer stage writes it (on its own thread) and only then sends what
+        the job produced and answers its callers. Meanwhile the worker goes on with the next
+        job, so the node computes while the disk syncs. Jobs are written and released in
+        order, so nothing leaves before the state it depends on is durable. An idle node
+        still handles a lone item at once."""
         assert self.node is not None
         node = self.node
         while True:
-            batch = [await self._inbox.get()]
-            while len(batch) < RECEIVE_BATCH and not self._inbox.empty():
-                batch.append(self._inbox.get_nowait())
+            batch = [await self._work.get()]
+            while len(batch) < RECEIVE_BATCH and not self._work.empty():
+                batch.append(self._work.get_nowait())
 
-            def job(
-                batch: list[tuple[bytes, bytes, Any]] = batch,
-            ) -> tuple[list[BaseException | None], list[tuple[bytes, bytes]]]:
-                results: list[BaseException | None] = []
-                for peer, data, _ in batch:
+            def job(batch: list[_Frame | _Call] = batch) -> _Done:
+                outcomes: list[Any] = []
+                for item in batch:
+                    if isinstance(item, _Call):
+                        try:
+                            outcomes.append((item.fn(), None))
+                        except Exception as exc:  # reported to the caller after the write
+                            outcomes.append((None, exc))
+                        continue
+                    if item.link.violated:
+                        outcomes.append(None)  # sent after a malformed frame: ignored
+                        continue
                     before = len(node.errors)
-                    node.receive(peer, data)
+                    node.receive(item.peer, item.data)
                     new = node.errors[before:]
-                    results.append(next((e for e in new if isinstance(e, DecodeError)), None))
+                    malformed = next((e for e in new if isinstance(e, DecodeError)), None)
+                    if malformed is not None:
+                        item.link.violated = True  # later frames of this link: ignored
+                    outcomes.append(malformed)
                 del node.errors[:-100]  # keep memory bounded on a long-running node
-                node.checkpoint()
-                outbox, node.outbox = node.outbox, []
-                return results, outbox
+                done = _Done(batch, outcomes, node.take_checkpoint(), node.outbox)
+                node.outbox = []
+                done.settled, node.ticket_outcomes = node.ticket_outcomes, []
+                done.paid, node.finished_payments = node.finished_payments, []
+                return done
 
             try:
-                results, outbox = await self._in_worker(job)
-            except Exception as exc:  # the node's own bug: fail these frames, keep serving
-                log.exception("receiving a batch failed")
-                for _, _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
+                done = await self._in_worker(job)
+            except Exception as exc:  # the node's own bug: fail the job's callers
+                log.exception("a worker job failed")
+                for item in batch:
+                    if isinstance(item, _Call) and not item.answer.done():
+                        item.answer.set_exception(exc)
                 continue
             self.count("receive_batches")
-            await self._send_all(outbox)
-            for (_, _, done), result in zip(batch, results, strict=True):
-                if not done.done():
-                    done.set_result(result)
+            await self._written.put(done)  # bounded: the worker waits for a slow disk
+
+    async def _write_loop(self) -> None:
+        """The writer stage of :meth:`_work_loop`: write each job's checkpoint, in order, then
+        release its outbox and answers. A failed write stops the node: what it remembers
+        would be ahead of what it could recover, so it must not sign anything more."""
+        assert self.store is not None
+        store = self.store
+        loop = asyncio.get_running_loop()
+        while True:
+            done = await self._written.get()
+            if done.write is not None:
+                try:
+                    await loop.run_in_executor(self._writer, store.save_checkpoint, *done.write)
+                except Exception as exc:
+                    log.critical("writing a checkpoint failed: stopping", exc_info=exc)
+                    for item in done.batch:
+                        if isinstance(item, _Call) and not item.answer.done():
+                            item.answer.set_exception(exc)
+                    self.request_stop(f"the store failed: {exc!r}", exit_code=1)
+                    return
+            await self._send_all(done.outbox)
+            self._answer(done)
+
+    def _answer(self, done: _Done) -> None:
+        for item, outcome in zip(done.batch, done.outcomes, strict=True):
+            if isinstance(item, _Call):
+                result, error = outcome
+                if item.answer.done():
+                    continue  # the caller went away (a cancelled API request)
+                if error is not None:
+                    item.answer.set_exception(error)
+                else:
+                    item.answer.set_result(result)
+            elif outcome is not None:
+                self.count("messages_malformed")
+                log.warning("malformed message from %s: %s", item.peer.hex()[:16], outcome)
+                self._drop(item.link, item.peer)
+        for ticket, version, reason in done.settled:
+            waiter = self._tickets.get(ticket)
+            if waiter is None or waiter.done():
+                continue
+            if version is not None:
+                waiter.set_result(version)
+            else:
+                waiter.set_exception(TransferFailed(reason or "refused"))
+        for payment_hash in done.paid:
+            for paid in self._payment_waiters.get(payment_hash, ()):
+                if not paid.done():
+                    paid.set_result(None)
 
     async def _announce_to(self, link: _Link, force: bool = False) -> None:
         if self.node is None:

@@ -6,6 +6,7 @@ import base64
 import json
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -20,7 +21,9 @@ from .test_server_harness import (
     CHAIN,
     NATIVE,
     NodeProc,
+    agreed,
     anvil,
+    channel,
     channel_pair,
     pay,
 )
@@ -116,6 +119,8 @@ BAD_INPUTS: list[tuple[str, str, Any, int, str]] = [
     ("GET", "/v1/channels/" + "00" * 32, None, 404, "unknown_channel"),
     ("GET", "/v1/channels/xyz", None, 400, "bad_channel_id"),
     ("POST", "/v1/channels/" + "00" * 32 + "/close", {}, 404, "unknown_channel"),
+    ("POST", "/v1/channels/" + "00" * 32 + "/transfers", {"amount": 5}, 404, "unknown_channel"),
+    ("POST", "/v1/channels/xyz/transfers", {"amount": 5}, 400, "bad_channel_id"),
     ("GET", "/v1/channels/opening/" + "00" * 32, None, 404, "unknown_open"),
     ("POST", "/v1/invoices", {"amount": 0, "asset": NATIVE}, 400, "bad_amount"),
     ("POST", "/v1/invoices", {"amount": 5}, 400, "missing_field"),
@@ -123,6 +128,7 @@ BAD_INPUTS: list[tuple[str, str, Any, int, str]] = [
     ("POST", "/v1/invoices", {"amount": "12x", "asset": NATIVE}, 400, "bad_amount"),
     ("POST", "/v1/payments", {"invoice": "garbage"}, 400, "bad_invoice"),
     ("POST", "/v1/payments", {}, 400, "missing_field"),
+    ("POST", "/v1/payments", {"invoice": "x", "wait": "yes"}, 400, "bad_field"),
     ("GET", "/v1/payments/" + "00" * 32, None, 404, "unknown_payment"),
     ("GET", "/v1/payments/nothex", None, 400, "bad_payment_hash"),
     ("POST", "/v1/route", {"invoice": 42}, 400, "bad_field"),
@@ -193,6 +199,45 @@ def test_info_channels_route_pay_and_metrics(channel_pair: Pair) -> None:
     assert {base64.b64decode(e["channel_id"]).hex() for e in graph["edges"]} == {channel_id}
     # The same document is accepted back (an operator copies one node's graph to another).
     assert alice.api.post("/v1/graph", graph)["edges"] == len(graph["edges"])
+
+
+def test_direct_transfers_answer_with_the_signed_version(channel_pair: Pair) -> None:
+    alice, bob, channel_id = channel_pair
+    path = f"/v1/channels/{channel_id}/transfers"
+    before_a, before_b = agreed(alice, bob, channel_id)
+    local = before_a["balances"][0]["local"]
+
+    # Bad input changes nothing: zero, negative, not an integer, more than we hold, an
+    # asset the channel does not hold.
+    for body, status, code in (
+        ({"amount": 0}, 400, "bad_amount"),
+        ({"amount": -1}, 400, "bad_amount"),
+        ({"amount": 1.5}, 400, "bad_amount"),
+        ({}, 400, "missing_field"),
+        ({"amount": 1, "asset": f"0x{'ab' * 20}@{CHAIN}"}, 400, "unknown_asset"),
+        ({"amount": local + 1}, 422, "transfer_refused"),
+    ):
+        with pytest.raises(ApiCallError) as caught:
+            alice.api.post(path, body)
+        assert (caught.value.status, caught.value.code) == (status, code), body
+    assert agreed(alice, bob, channel_id)[0]["version"] == before_a["version"]
+
+    first = alice.api.post(path, {"amount": 1000})
+    assert first == {"channel_id": channel_id, "amount": 1000, "version": before_a["version"] + 1}
+    # The answer comes once both sides hold the state: the peer already shows it.
+    assert channel(bob, channel_id)["version"] >= first["version"]
+
+    # Concurrent transfers: each answered with the version that carries it; those queued
+    # behind a proposal in flight share the next state.
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda n: alice.api.post(path, {"amount": n}), range(1, 33)))
+    versions = [a["version"] for a in answers]
+    assert min(versions) > first["version"]
+    after_a, after_b = agreed(alice, bob, channel_id)
+    assert after_a["version"] == max(versions)
+    sent = 1000 + sum(range(1, 33))
+    assert after_a["balances"][0]["local"] == local - sent
+    assert after_b["balances"][0]["local"] == before_b["balances"][0]["local"] + sent
 
 
 def test_quote_is_signed_by_the_hub(channel_pair: Pair, anvil: Any) -> None:

@@ -82,6 +82,8 @@ class NodeProc:
     extra: str = ""
     #: TOML appended after the peers (e.g. a [[policy.fees]] table)
     tail: str = ""
+    #: How often the node polls its chain and announces itself: often, so tests are quick.
+    timing: str = "tick_interval = 0.2\nannounce_interval = 0.3"
     process: subprocess.Popen[bytes] | None = None
     log_handle: Any = None
 
@@ -108,8 +110,7 @@ class NodeProc:
 name = "{self.name}"
 data_dir = "data"
 listen = "127.0.0.1:{self.listen_port}"
-tick_interval = 0.2
-announce_interval = 0.3
+{self.timing}
 reconnect_min = 0.05
 reconnect_max = 0.3
 {self.extra}
@@ -283,8 +284,11 @@ def agreed(a: NodeProc, b: NodeProc, channel_id: str) -> tuple[dict[str, Any], d
 
 
 def pay(payer: NodeProc, payee: NodeProc, amount: int) -> dict[str, Any]:
+    """Pay through the API; the node answers once the payment succeeded or failed."""
     invoice = payee.api.post("/v1/invoices", {"amount": amount, "asset": NATIVE})
-    started = payer.api.post("/v1/payments", {"invoice": invoice["invoice"]})
+    started = payer.api.post("/v1/payments", {"invoice": invoice["invoice"], "wait": True})
+    if started["status"] != "pending":
+        return started
     result: dict[str, Any] = wait_for(
         lambda: (
             (p := payer.api.get(f"/v1/payments/{started['payment_hash']}"))["status"] != "pending"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from chenilles_hub.core import ChannelParams, ChannelState, SignedState
 
-from .eip712 import channel_id, recover_signer, sign_digest, state_digest
+from .eip712 import DigestSigner, channel_id, recover_address, state_digest
 from .mapping import checksum, to_params, to_state
 
 #: Seconds between an HTLC's unix expiry and its on-chain (block timestamp) expiry. The
@@ -46,11 +46,14 @@ class EvmAuthority:
     ) -> None:
         self.chain_id = chain_id
         self.adjudicator = checksum(adjudicator)
-        self._key = private_key
+        self._signer = None if private_key is None else DigestSigner(private_key)
         self.margin = margin
         #: params -> channel id: deriving it hashes the ABI-encoded params, about a quarter
         #: of a signature's cost, and an authority serves one channel for thousands of states.
         self._channel_ids: dict[ChannelParams, bytes] = {}
+        #: The last state digested and its digest: each side digests every state twice (sign
+        #: and verify the peer's signature on it), and states are immutable.
+        self._last_digest: tuple[ChannelParams, ChannelState, bytes] | None = None
 
     def channel_id(self, params: ChannelParams) -> bytes:
         cached = self._channel_ids.get(params)
@@ -62,19 +65,24 @@ class EvmAuthority:
 
     def digest(self, params: ChannelParams, state: ChannelState) -> bytes:
         """The contract's ``hashState`` of ``state``: what both participants sign."""
-        return state_digest(to_state(params, state), self.chain_id, self.adjudicator)
+        last = self._last_digest
+        if last is not None and last[1] is state and last[0] is params:
+            return last[2]
+        digest = state_digest(to_state(params, state), self.chain_id, self.adjudicator)
+        self._last_digest = (params, state, digest)
+        return digest
 
     # --- StateAuthority -----------------------------------------------------------------
 
     def sign(
         self, params: ChannelParams, state: ChannelState, previous: SignedState | None = None
     ) -> bytes:
-        if self._key is None:
+        if self._signer is None:
             raise ValueError("this authority holds no key: it can only verify")
         if state.channel_id != self.channel_id(params):
             # Never let a signature leave for a state the contract would file elsewhere.
             raise ValueError("the state's channel id is not the one these params derive")
-        return sign_digest(self.digest(params, state), self._key)
+        return self._signer.sign(self.digest(params, state))
 
     def verify(
         self,
@@ -89,8 +97,8 @@ class EvmAuthority:
         try:
             if state.channel_id != self.channel_id(params):
                 return False
-            expected = checksum(params.participants[signer].chain_key)
-            got = recover_signer(self.digest(params, state), bundle)
+            expected = _address_bytes(params.participants[signer].chain_key)
+            got = recover_address(self.digest(params, state), bundle)
         except (ValueError, KeyError):  # unmappable params or state: the contract refuses too
             return False
         return got is not None and got == expected
@@ -120,3 +128,12 @@ class EvmAuthority:
         sides compute it and compare.
         """
         return native_expiry > 0 and native_expiry == expiry - self.margin
+
+
+def _address_bytes(address: str) -> bytes:
+    """The 20 bytes of a hex address (checksum not required: the key is ours or the peer's
+    as agreed at opening, never user-typed here)."""
+    raw = bytes.fromhex(address[2:] if address.startswith(("0x", "0X")) else address)
+    if len(raw) != 20:
+        raise ValueError(f"not an EVM address: {address!r}")
+    return raw

@@ -15,13 +15,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import coincurve
 from eth_abi.abi import encode as abi_encode
 from eth_account.messages import encode_typed_data
-from eth_keys.datatypes import PrivateKey, Signature
 from eth_utils.address import to_checksum_address
-from eth_utils.crypto import keccak
+from sha3 import keccak_256
 
 ETH = "0x0000000000000000000000000000000000000000"
+
+
+def keccak(data: bytes = b"", *, text: str | None = None) -> bytes:
+    """Keccak-256 (Ethereum's, not SHA3-256) in safe-pysha3's C code: eth-utils' default
+    backend (pycryptodome) costs ~9 us a call, ~60 of the ~70 us a state digest took."""
+    digest: bytes = keccak_256(text.encode() if text is not None else bytes(data)).digest()
+    return digest
+
+
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 HALF_N = SECP256K1_N // 2
 
@@ -284,36 +293,61 @@ def typed_data_digest(state: State, chain_id: int, adjudicator: str) -> bytes:
     return bytes(keccak(b"\x19" + bytes(m.version) + bytes(m.header) + bytes(m.body)))
 
 
+class DigestSigner:
+    """One secp256k1 key, parsed once, that signs 32-byte digests the contract's way.
+
+    libsecp256k1 (through coincurve) signs with RFC 6979 nonces and always low ``s``; it
+    is about five times faster than eth-keys' wrapper, and a channel signs every state.
+    """
+
+    def __init__(self, private_key: bytes) -> None:
+        self._key = coincurve.PrivateKey(bytes(private_key))
+
+    def sign(self, digest: bytes) -> bytes:
+        """65-byte ``r || s || v`` signature with low ``s`` and ``v`` in {27, 28}."""
+        if len(digest) != 32:
+            raise ValueError(f"a digest is 32 bytes, got {len(digest)}")
+        rsv = self._key.sign_recoverable(bytes(digest), hasher=None)
+        recovery_id = rsv[64]
+        if recovery_id > 1 or int.from_bytes(rsv[32:64], "big") > HALF_N:
+            # r >= n (probability ~2**-127) or a high s: the contract would refuse both.
+            raise ValueError("libsecp256k1 returned a signature the adjudicator refuses")
+        return rsv[:64] + bytes([27 + recovery_id])
+
+
 def sign_digest(digest: bytes, private_key: bytes) -> bytes:
     """65-byte ``r || s || v`` signature with low ``s`` and ``v`` in {27, 28}."""
-    sig = PrivateKey(bytes(private_key)).sign_msg_hash(bytes(digest))
-    r, s, v = int(sig.r), int(sig.s), int(sig.v)
-    if s > HALF_N:  # eth-keys already signs low-s; keep the guarantee explicit
-        s = SECP256K1_N - s
-        v ^= 1
-    return r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([27 + v])
+    return DigestSigner(private_key).sign(digest)
 
 
 def sign_state(state: State, private_key: bytes, chain_id: int, adjudicator: str) -> bytes:
     return sign_digest(state_digest(state, chain_id, adjudicator), private_key)
 
 
-def recover_signer(digest: bytes, signature: bytes) -> str | None:
-    """The contract's strict recovery: ``None`` where the contract would reject."""
-    if len(signature) != 65:
+def recover_address(digest: bytes, signature: bytes) -> bytes | None:
+    """The contract's strict ``ecrecover``: the signer's 20 address bytes, or ``None`` where
+    the contract would reject (wrong length, ``r`` or ``s`` out of range, high ``s``, ``v``
+    not 27/28)."""
+    if len(signature) != 65 or len(digest) != 32:
         return None
     r = int.from_bytes(signature[:32], "big")
     s = int.from_bytes(signature[32:64], "big")
     v = signature[64]
-    if r == 0 or s == 0 or s > HALF_N or v not in (27, 28):
-        return None
-    if r >= SECP256K1_N:
+    if r == 0 or s == 0 or s > HALF_N or v not in (27, 28) or r >= SECP256K1_N:
         return None
     try:
-        pub = Signature(vrs=(v - 27, r, s)).recover_public_key_from_msg_hash(bytes(digest))
-        return pub.to_checksum_address()
-    except Exception:
+        public = coincurve.PublicKey.from_signature_and_message(
+            bytes(signature[:64]) + bytes([v - 27]), bytes(digest), hasher=None
+        )
+    except ValueError:  # no point on the curve has this r
         return None
+    return keccak(public.format(compressed=False)[1:])[12:]
+
+
+def recover_signer(digest: bytes, signature: bytes) -> str | None:
+    """:func:`recover_address` as a checksummed address."""
+    address = recover_address(digest, signature)
+    return None if address is None else to_checksum_address(address)
 
 
 def verify_state_signature(
@@ -326,10 +360,12 @@ def verify_state_signature(
 __all__ = [
     "EIP712_TYPES",
     "ETH",
+    "DigestSigner",
     "Htlc",
     "Params",
     "State",
     "channel_id",
+    "recover_address",
     "recover_signer",
     "sign_digest",
     "sign_state",
