@@ -118,7 +118,8 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         for r in n["transfer_throughput"]:
             rows.append(
                 (
-                    f"2 node processes, {r['channels']} channels, {r['in_flight']} in flight",
+                    f"2 node processes, {r['channels']} channels, "
+                    f"{r['requests_in_flight']}x{r['transfers_per_request']} in flight",
                     f"{r['signed_states_per_s']:,} signed states/s, "
                     f"{r['transfers_per_s']:,} transfers/s",
                     ">= 2,000 updates/s",

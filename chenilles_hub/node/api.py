@@ -39,6 +39,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_BODY = 256 * 1024
 #: Seconds a transfer request waits for the peer's signature before answering 504.
 TRANSFER_TIMEOUT = 30.0
+#: Most transfers in one ``POST /v1/transfers``.
+MAX_TRANSFERS = 1000
 #: Seconds a payment request with ``"wait": true`` waits for the outcome.
 PAYMENT_WAIT = 60.0
 SERVER_KEY = web.AppKey("server", object)
@@ -324,14 +326,10 @@ async def close_channel(request: web.Request) -> web.Response:
     return _json({"channel_id": channel.channel_id.hex(), "status": "closing"}, 202)
 
 
-async def transfer(request: web.Request) -> web.Response:
-    """Pay the channel's peer directly and answer once the signed state carrying it is held
-    by both sides (the keysend of a direct channel: no invoice, no HTLC)."""
-    server = _server(request)
-    node = _node(request)
-    data = await _body(request)
+def _transfer_item(node: Node, data: dict[str, Any], channel_hex: str) -> tuple[Any, Asset, int]:
+    """A checked direct transfer: (channel, asset, amount); ``ApiError`` if it is not one."""
     amount = _positive(data, "amount")
-    channel = await server._in_worker(ops.find_channel, node, request.match_info["channel_id"])
+    channel = ops.find_channel(node, channel_hex)
     asset = _asset(data, "asset", required=False)
     if asset is None:
         if len(channel.params.assets) != 1:
@@ -341,6 +339,18 @@ async def transfer(request: web.Request) -> web.Response:
         raise ApiError(400, "unknown_asset", f"the channel does not hold {asset}")
     if channel.status != "active":
         raise ApiError(409, "channel_not_active", f"the channel is {channel.status}")
+    return channel, asset, amount
+
+
+async def transfer(request: web.Request) -> web.Response:
+    """Pay the channel's peer directly and answer once the signed state carrying it is held
+    by both sides (the keysend of a direct channel: no invoice, no HTLC)."""
+    server = _server(request)
+    node = _node(request)
+    data = await _body(request)
+    channel, asset, amount = await server._in_worker(
+        _transfer_item, node, data, request.match_info["channel_id"]
+    )
     try:
         version = await asyncio.wait_for(
             server.transfer(channel.channel_id, asset, amount), TRANSFER_TIMEOUT
@@ -352,6 +362,48 @@ async def transfer(request: web.Request) -> web.Response:
             504, "transfer_pending", "not signed by the peer yet; the transfer stays queued"
         ) from None
     return _json({"channel_id": channel.channel_id.hex(), "amount": amount, "version": version})
+
+
+async def transfers(request: web.Request) -> web.Response:
+    """Many direct transfers in one request (payouts to many peers): every item is checked
+    before any is queued (one bad item: 400 naming it, nothing queued); the answer lists,
+    in order, each transfer's signed version or why it failed."""
+    server = _server(request)
+    node = _node(request)
+    data = await _body(request)
+    raw = data.get("transfers")
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_TRANSFERS:
+        raise ApiError(400, "bad_field", f"transfers: a list of 1 to {MAX_TRANSFERS} items")
+
+    def check_all() -> list[tuple[Any, Asset, int]]:
+        checked = []
+        for index, item in enumerate(raw):
+            if not isinstance(item, dict):
+                raise ApiError(400, "bad_field", f"transfers[{index}] must be an object")
+            try:
+                checked.append(_transfer_item(node, item, _text(item, "channel_id", limit=64)))
+            except ApiError as exc:
+                raise ApiError(exc.status, exc.code, f"transfers[{index}]: {exc.message}") from None
+        return checked
+
+    checked = await server._in_worker(check_all)
+    try:
+        outcomes = await asyncio.wait_for(
+            server.transfers([(c.channel_id, a, n) for c, a, n in checked]), TRANSFER_TIMEOUT
+        )
+    except TimeoutError:
+        raise ApiError(
+            504, "transfer_pending", "not all signed by the peers yet; they stay queued"
+        ) from None
+    return _json(
+        {
+            "transfers": [
+                {"channel_id": c.channel_id.hex(), "amount": n}
+                | ({"version": o} if isinstance(o, int) else {"error": str(o)})
+                for (c, _, n), o in zip(checked, outcomes, strict=True)
+            ]
+        }
+    )
 
 
 async def list_invoices(request: web.Request) -> web.Response:
@@ -512,6 +564,7 @@ def build_app(server: HubServer) -> web.Application:
     app.router.add_get("/v1/channels/{channel_id}", get_channel)
     app.router.add_post("/v1/channels/{channel_id}/close", close_channel)
     app.router.add_post("/v1/channels/{channel_id}/transfers", transfer)
+    app.router.add_post("/v1/transfers", transfers)
     app.router.add_get("/v1/invoices", list_invoices)
     app.router.add_post("/v1/invoices", create_invoice)
     app.router.add_get("/v1/payments", list_payments)

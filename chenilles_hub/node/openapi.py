@@ -136,6 +136,27 @@ def openapi_document() -> dict[str, Any]:
                     params=("channel_id",),
                 )
             },
+            "/v1/transfers": {
+                "post": _op(
+                    "many direct transfers at once (1 to 1000); each item checked before any"
+                    " is queued; answers each one's signed version or why it failed",
+                    _obj(
+                        ["transfers"],
+                        transfers={
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": 1000,
+                            "items": _obj(
+                                ["channel_id", "amount"],
+                                channel_id=_HEX32,
+                                amount=_AMOUNT,
+                                asset=_ASSET,
+                            ),
+                        },
+                    ),
+                    errors=("400", "401", "404", "409", "504"),
+                )
+            },
             "/v1/invoices": {
                 "get": _op("invoices this node issued"),
                 "post": _op(

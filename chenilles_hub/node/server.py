@@ -77,7 +77,7 @@ RECEIVE_BATCH = 64
 #: Work items waiting for the worker before readers and callers block (backpressure).
 WORK_QUEUE_BOUND = 1024
 #: Handled jobs waiting for the writer before the worker waits for the disk.
-WRITES_IN_FLIGHT = 4
+WRITES_IN_FLIGHT = 256
 
 
 @dataclass
@@ -355,16 +355,43 @@ class HubServer:
         """Pay the channel's peer ``amount`` directly; return the version of the signed state
         that carries it once both sides hold it (raises :class:`TransferFailed` if the
         channel or the peer refused it)."""
+        (outcome,) = await self.transfers([(channel_id, asset, amount)])
+        if isinstance(outcome, TransferFailed):
+            raise outcome
+        return outcome
+
+    async def transfers(self, items: list[tuple[bytes, Asset, int]]) -> list[int | TransferFailed]:
+        """Several direct transfers queued in one job (one per item, in order, each its own
+        update; those on one channel go out together where they fit in one state). Per item:
+        the version that carries it, or why it failed."""
         assert self.node is not None
-        self._next_ticket += 1
-        ticket = self._next_ticket
-        outcome: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._tickets[ticket] = outcome
+        node = self.node
+        loop = asyncio.get_running_loop()
+        tickets: list[int] = []
+        for _ in items:
+            self._next_ticket += 1
+            tickets.append(self._next_ticket)
+            self._tickets[self._next_ticket] = loop.create_future()
+
+        def queue_all() -> None:
+            for (channel_id, asset, amount), ticket in zip(items, tickets, strict=True):
+                node.pay_direct(channel_id, asset, amount, ticket)
+
         try:
-            await self.call(self.node.pay_direct, channel_id, asset, amount, ticket)
-            return await outcome
+            await self.call(queue_all)
+            outcomes = await asyncio.gather(
+                *(self._tickets[t] for t in tickets), return_exceptions=True
+            )
         finally:
-            self._tickets.pop(ticket, None)
+            for ticket in tickets:
+                self._tickets.pop(ticket, None)
+        results: list[int | TransferFailed] = []
+        for outcome in outcomes:
+            if isinstance(outcome, TransferFailed | int):
+                results.append(outcome)
+            else:
+                raise outcome  # cancelled, or the node's own bug
+        return results
 
     @contextlib.contextmanager
     def payment_outcome(self, payment_hash: bytes) -> Iterator[asyncio.Future[None]]:
@@ -551,26 +578,43 @@ class HubServer:
             await self._written.put(done)  # bounded: the worker waits for a slow disk
 
     async def _write_loop(self) -> None:
-        """The writer stage of :meth:`_work_loop`: write each job's checkpoint, in order, then
-        release its outbox and answers. A failed write stops the node: what it remembers
-        would be ahead of what it could recover, so it must not sign anything more."""
+        """The writer stage of :meth:`_work_loop`: write the checkpoints of every job handled
+        since the last write in one transaction (a channel's newest snapshot and each
+        record's newest value win), then release those jobs' outboxes and answers in order.
+        While a write syncs, the worker handles more jobs and the next write takes them all:
+        one fsync serves whatever the node did in the meantime.
+        A failed write stops the node: what it remembers would be ahead of what it could
+        recover, so it must not sign anything more."""
         assert self.store is not None
         store = self.store
         loop = asyncio.get_running_loop()
         while True:
-            done = await self._written.get()
-            if done.write is not None:
+            jobs = [await self._written.get()]
+            while not self._written.empty():
+                jobs.append(self._written.get_nowait())
+            snapshots: dict[bytes, ChannelSnapshot] = {}
+            records: dict[str, bytes] = {}
+            for done in jobs:
+                if done.write is not None:
+                    snapshots.update((s.channel_id, s) for s in done.write[0])
+                    records.update(done.write[1])
+            if snapshots or records:
                 try:
-                    await loop.run_in_executor(self._writer, store.save_checkpoint, *done.write)
+                    await loop.run_in_executor(
+                        self._writer, store.save_checkpoint, list(snapshots.values()), records
+                    )
                 except Exception as exc:
                     log.critical("writing a checkpoint failed: stopping", exc_info=exc)
-                    for item in done.batch:
-                        if isinstance(item, _Call) and not item.answer.done():
-                            item.answer.set_exception(exc)
+                    for done in jobs:
+                        for item in done.batch:
+                            if isinstance(item, _Call) and not item.answer.done():
+                                item.answer.set_exception(exc)
                     self.request_stop(f"the store failed: {exc!r}", exit_code=1)
                     return
-            await self._send_all(done.outbox)
-            self._answer(done)
+                self.count("checkpoint_writes")
+            for done in jobs:
+                await self._send_all(done.outbox)
+                self._answer(done)
 
     def _answer(self, done: _Done) -> None:
         for item, outcome in zip(done.batch, done.outcomes, strict=True):

@@ -121,6 +121,17 @@ BAD_INPUTS: list[tuple[str, str, Any, int, str]] = [
     ("POST", "/v1/channels/" + "00" * 32 + "/close", {}, 404, "unknown_channel"),
     ("POST", "/v1/channels/" + "00" * 32 + "/transfers", {"amount": 5}, 404, "unknown_channel"),
     ("POST", "/v1/channels/xyz/transfers", {"amount": 5}, 400, "bad_channel_id"),
+    ("POST", "/v1/transfers", {}, 400, "bad_field"),
+    ("POST", "/v1/transfers", {"transfers": []}, 400, "bad_field"),
+    ("POST", "/v1/transfers", {"transfers": [7]}, 400, "bad_field"),
+    ("POST", "/v1/transfers", {"transfers": [{"amount": 1}]}, 400, "missing_field"),
+    (
+        "POST",
+        "/v1/transfers",
+        {"transfers": [{"channel_id": "00" * 32, "amount": 1}]},
+        404,
+        "unknown_channel",
+    ),
     ("GET", "/v1/channels/opening/" + "00" * 32, None, 404, "unknown_open"),
     ("POST", "/v1/invoices", {"amount": 0, "asset": NATIVE}, 400, "bad_amount"),
     ("POST", "/v1/invoices", {"amount": 5}, 400, "missing_field"),
@@ -238,6 +249,34 @@ def test_direct_transfers_answer_with_the_signed_version(channel_pair: Pair) -> 
     sent = 1000 + sum(range(1, 33))
     assert after_a["balances"][0]["local"] == local - sent
     assert after_b["balances"][0]["local"] == before_b["balances"][0]["local"] + sent
+
+
+def test_many_transfers_in_one_request(channel_pair: Pair) -> None:
+    alice, bob, channel_id = channel_pair
+    before_a, before_b = agreed(alice, bob, channel_id)
+    local = before_a["balances"][0]["local"]
+
+    # One bad item refuses the whole request, naming it, and queues nothing.
+    with pytest.raises(ApiCallError) as caught:
+        alice.api.post(
+            "/v1/transfers",
+            {"transfers": [{"channel_id": channel_id, "amount": 5}, {"channel_id": channel_id}]},
+        )
+    assert (caught.value.status, caught.value.code) == (400, "missing_field")
+    assert "transfers[1]" in caught.value.message
+    assert agreed(alice, bob, channel_id)[0]["version"] == before_a["version"]
+
+    # Valid items each get an answer; one the channel cannot carry (more than the free
+    # balance once the others are paid) fails alone.
+    items = [{"channel_id": channel_id, "amount": n} for n in (10, 20, 30)]
+    items.insert(1, {"channel_id": channel_id, "amount": local})
+    answer = alice.api.post("/v1/transfers", {"transfers": items})["transfers"]
+    assert [a["amount"] for a in answer] == [10, local, 20, 30]
+    assert "error" in answer[1] and "version" not in answer[1]
+    assert all(a["version"] > before_a["version"] for a in (answer[0], answer[2], answer[3]))
+    after_a, after_b = agreed(alice, bob, channel_id)
+    assert after_a["balances"][0]["local"] == local - 60
+    assert after_b["balances"][0]["local"] == before_b["balances"][0]["local"] + 60
 
 
 def test_quote_is_signed_by_the_hub(channel_pair: Pair, anvil: Any) -> None:
