@@ -7,6 +7,7 @@ from chenilles_bitcoin.bolt3 import (
     START_INDEX,
     RevocationSecretMismatchError,
     RevocationStore,
+    ShachainCursor,
     ShachainError,
     UnknownRevocationSecretError,
     generate_from_seed,
@@ -176,3 +177,53 @@ def test_store_is_compact_and_derives_everything(seed: bytes, count: int) -> Non
     restored = RevocationStore.from_entries(store.to_entries())
     assert restored.next_index == store.next_index
     assert restored.get_commitment_secret(count - 1) == per_commitment_secret(seed, count - 1)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    seed=st.binary(min_size=32, max_size=32),
+    indexes=st.lists(
+        st.one_of(
+            st.integers(min_value=0, max_value=START_INDEX),
+            st.integers(min_value=START_INDEX - 70, max_value=START_INDEX),
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+)
+def test_cursor_matches_generate_from_seed(seed: bytes, indexes: list[int]) -> None:
+    """The incremental cursor gives generate_from_seed's secret for any index sequence."""
+    cursor = ShachainCursor(seed)
+    for index in indexes:
+        assert cursor.secret(index) == generate_from_seed(seed, index)
+    for n in range(40):  # commitment numbers one after the other, as the channel uses them
+        assert cursor.commitment_secret(n) == per_commitment_secret(seed, n)
+    with pytest.raises(ShachainError):
+        cursor.secret(START_INDEX + 1)
+
+
+def test_cursor_matches_the_appendix_vectors() -> None:
+    for seed, index, output in [
+        (
+            "00" * 32,
+            281474976710655,
+            "02a40c85b6f28da08dfdbe0926c53fab2de6d28c10301f8f7c4073d5e42e3148",
+        ),
+        (
+            "ff" * 32,
+            281474976710655,
+            "7cc854b54e3e0dcdb010d7a3fee464a9687be6e8db3be6854c475621e007a5dc",
+        ),
+        (
+            "ff" * 32,
+            0xAAAAAAAAAAA,
+            "56f4008fb007ca9acf0e15b054d5c9fd12ee06cea347914ddbaed70d1c13a528",
+        ),
+        (
+            "ff" * 32,
+            0x555555555555,
+            "9015daaeb06dba4ccc05b91b2f73bd54405f2be9f217fbacd3c5ac2e62327d31",
+        ),
+        ("01" * 32, 1, "915c75942a26bb3a433a8ce2cb0427c29ec6c1775cfc78328b57f6ba7bfeaa9c"),
+    ]:
+        assert ShachainCursor(H(seed)).secret(index) == H(output)

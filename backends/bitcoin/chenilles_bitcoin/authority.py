@@ -18,14 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from coincurve import PublicKey
-
 from chenilles_hub.core import ChannelParams, ChannelState, SignedState
 from chenilles_hub.core.errors import StateMismatch
 
 from .bolt3 import (
     Bolt3Error,
+    CommitmentTx,
     InvalidKeyError,
+    check_point,
     derive_privkey,
     per_commitment_point,
 )
@@ -36,6 +36,8 @@ from .record import ChannelRecord
 
 #: How many blocks earlier than the exact image a peer's native expiry may be.
 EXPIRY_TOLERANCE = 6
+#: Commitments an authority remembers (see ``_commitment``).
+_KEEP_COMMITMENTS = 4
 
 
 class BitcoinAuthority:
@@ -53,6 +55,26 @@ class BitcoinAuthority:
         self.peer = 1 - me
         self.record = record
         self._expiry_image = expiry_image
+        self._commitments: dict[tuple[int, int, bytes], tuple[ChannelState, CommitmentTx]] = {}
+
+    def _commitment(self, owner: int, state: ChannelState, point: bytes) -> CommitmentTx:
+        """``owner``'s commitment of ``state`` under ``point``, built once per participant.
+
+        Each side needs its own commitment of a version twice (``sign`` checks that it can be
+        built, ``verify`` checks the peer's signatures on it), so the last few are kept. The
+        cache is this participant's alone: two authorities never share work, as two nodes on
+        two machines could not.
+        """
+        key = (owner, state.version, point)
+        hit = self._commitments.get(key)
+        if hit is not None and hit[0] == state:
+            return hit[1]
+        tx = self.view.commitment(owner, state, point, self.secrets)
+        self._commitments.pop(key, None)
+        if len(self._commitments) >= _KEEP_COMMITMENTS:
+            del self._commitments[next(iter(self._commitments))]
+        self._commitments[key] = (state, tx)
+        return tx
 
     # --- points -------------------------------------------------------------------------
 
@@ -75,9 +97,11 @@ class BitcoinAuthority:
     ) -> bytes:
         check_amounts(state)
         peer_point = self._point_of(self.peer, state.version, previous)
-        self.view.commitment(self.me, state, self.secrets.commitment_point(state.version))
-        theirs = self.view.commitment(self.peer, state, peer_point)
-        htlc_key = derive_privkey(self.secrets.htlc_secret, peer_point)
+        self._commitment(self.me, state, self.secrets.commitment_point(state.version))
+        theirs = self._commitment(self.peer, state, peer_point)
+        htlc_key = derive_privkey(
+            self.secrets.htlc_secret, peer_point, self.secrets.public.htlc_basepoint
+        )
         closing_sig = (
             self.view.closing(state).sign(self.secrets.funding_secret) if state.final else b""
         )
@@ -107,9 +131,7 @@ class BitcoinAuthority:
             b = decode_bundle(bundle)
             if b.point != self._point_of(signer, state.version, previous):
                 return False
-            ours = self.view.commitment(
-                self.me, state, self.secrets.commitment_point(state.version)
-            )
+            ours = self._commitment(self.me, state, self.secrets.commitment_point(state.version))
             ours.check_signature(self.view.keys[signer].funding_pubkey, b.commitment_sig)
             htlc_txs = ours.htlc_txs()
             if len(htlc_txs) != len(b.htlc_sigs):
@@ -122,8 +144,8 @@ class BitcoinAuthority:
                 )
             elif b.closing_sig:
                 return False
-            PublicKey(b.point)  # both points must be on the curve
-            PublicKey(b.next_point)
+            # b.point equals a point already known to be valid; the next one must be too.
+            check_point(b.next_point)
         except (BundleError, Bolt3Error, StateMismatch, ValueError, TypeError):
             return False
         self.record.note_state(state)

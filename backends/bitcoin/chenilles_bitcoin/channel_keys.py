@@ -18,17 +18,26 @@ account never share a key or a per-commitment seed.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from coincurve import PublicKey
 
-from .bolt3 import InvalidKeyError, per_commitment_point, per_commitment_secret, pubkey_from_secret
+from .bolt3 import (
+    InvalidKeyError,
+    ShachainCursor,
+    per_commitment_point,
+    per_commitment_secret,
+    pubkey_from_secret,
+)
 from .bolt3.keys import CURVE_ORDER
 
 TAG_BYTES = 16
 MAX_VERSION = (1 << 48) - 2  # shachain: 2**48 indexes, and each bundle carries point v + 1
 BASEPOINTS = ("revocation", "payment", "delayed_payment", "htlc")
+#: Per-commitment (secret, point) pairs a ChannelSecrets remembers: a state's point is
+#: announced as ``next_point`` one version earlier, signed and verified with, then revoked.
+_KEEP_COMMITMENTS = 8
 _DOMAIN = b"chenilles/bitcoin/"
 
 
@@ -125,6 +134,13 @@ class ChannelSecrets:
     funding_secret: bytes
     seed: bytes
     public: ChannelPublicKeys
+    _commitments: dict[int, tuple[bytes, bytes]] = field(
+        default_factory=dict, init=False, compare=False, hash=False, repr=False
+    )
+    _cursor: ShachainCursor = field(init=False, compare=False, hash=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_cursor", ShachainCursor(self.seed))
 
     def basepoint_secret(self, name: str) -> bytes:
         return _add_scalars(self.funding_secret, _tweak(name, self.public.funding_pubkey))
@@ -145,14 +161,31 @@ class ChannelSecrets:
     def htlc_secret(self) -> bytes:
         return self.basepoint_secret("htlc")
 
+    def _commitment(self, version: int) -> tuple[bytes, bytes]:
+        """(secret, point) of commitment ``version``, remembered for the last few versions:
+        every state needs its version's point several times (in the previous bundle, to
+        sign, to verify) and its secret once more (to revoke), and each point costs a
+        multiplication. Secrets come from a shachain cursor: consecutive versions cost about
+        two SHA-256 instead of up to 48."""
+        cached = self._commitments.get(version)
+        if cached is None:
+            if not 0 <= version <= MAX_VERSION + 1:
+                raise InvalidKeyError(
+                    f"version {version} is beyond the 2**48 commitments of BOLT 3"
+                )
+            secret = self._cursor.commitment_secret(version)
+            cached = (secret, per_commitment_point(secret))
+            if len(self._commitments) >= _KEEP_COMMITMENTS:
+                del self._commitments[min(self._commitments)]
+            self._commitments[version] = cached
+        return cached
+
     def commitment_secret(self, version: int) -> bytes:
         """Per-commitment secret of commitment number ``version`` (shachain index 2**48-1-v)."""
-        if not 0 <= version <= MAX_VERSION + 1:
-            raise InvalidKeyError(f"version {version} is beyond the 2**48 commitments of BOLT 3")
-        return per_commitment_secret(self.seed, version)
+        return self._commitment(version)[0]
 
     def commitment_point(self, version: int) -> bytes:
-        return per_commitment_point(self.commitment_secret(version))
+        return self._commitment(version)[1]
 
 
 def derive_secrets(account_secret: bytes, tag: bytes) -> ChannelSecrets:

@@ -15,6 +15,7 @@ from .commitment import (
     CommitmentTx,
     Htlc,
     HtlcTx,
+    KeySecrets,
     OutputKind,
     build_commitment_tx,
     build_htlc_tx,
@@ -41,6 +42,7 @@ from .errors import (
     UnknownRevocationSecretError,
 )
 from .keys import (
+    check_point,
     derive_privkey,
     derive_pubkey,
     derive_revocation_privkey,
@@ -66,6 +68,7 @@ from .scripts import (
 from .shachain import (
     START_INDEX,
     RevocationStore,
+    ShachainCursor,
     generate_from_seed,
     per_commitment_secret,
 )
@@ -97,10 +100,12 @@ __all__ = [
     "InvalidKeyError",
     "InvalidPreimageError",
     "InvalidSignatureError",
+    "KeySecrets",
     "OutPoint",
     "OutputKind",
     "RevocationSecretMismatchError",
     "RevocationStore",
+    "ShachainCursor",
     "ShachainError",
     "SpendPath",
     "SpendableOutput",
@@ -112,6 +117,7 @@ __all__ = [
     "build_penalty_tx",
     "build_sweep_tx",
     "check_input_signature",
+    "check_point",
     "closing_fee",
     "closing_weight",
     "commitment_fee",

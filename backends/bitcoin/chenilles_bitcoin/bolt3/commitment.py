@@ -14,6 +14,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 
 from bitcoin.core import CMutableTransaction, CMutableTxIn, CMutableTxOut, CTransaction
 from bitcoin.core.script import CScript
@@ -37,8 +38,8 @@ from .scripts import (
     to_local_script,
     to_remote_script,
 )
-from .signing import check_input_signature, sign_input, with_sighash
-from .txutil import TX_VERSION, OutPoint, set_witness, txid_of
+from .signing import check_digest_signature, sign_digest, with_sighash
+from .txutil import TX_VERSION, OutPoint, SegwitV0Sighash, set_witness, txid_of
 
 #: Expected weights from BOLT 3 "Fee Calculation" (73-byte signatures assumed).
 COMMITMENT_BASE_WEIGHT = 724
@@ -98,26 +99,56 @@ class CommitmentKeys:
         remote_revocation_basepoint: bytes,
         remote_payment_basepoint: bytes,
         static_remotekey: bool = False,
+        secrets: KeySecrets | None = None,
     ) -> CommitmentKeys:
         """Derive the keys of the commitment owned by the holder of ``per_commitment_point``.
 
         With ``static_remotekey`` the ``to_remote`` key is the remote payment basepoint
         itself (option_static_remotekey); otherwise it is tweaked like the others.
+        ``secrets`` are whichever secrets behind these points the caller holds: the keys
+        are the same, computed with cheaper (fixed-base) multiplications.
         """
+        s = secrets or KeySecrets()
         d = _keys.derive_pubkey
         return cls(
             revocation_pubkey=_keys.derive_revocation_pubkey(
-                remote_revocation_basepoint, per_commitment_point
+                remote_revocation_basepoint,
+                per_commitment_point,
+                revocation_basepoint_secret=s.remote_revocation_basepoint_secret,
+                per_commitment_secret=s.per_commitment_secret,
             ),
-            local_delayed_pubkey=d(local_delayed_payment_basepoint, per_commitment_point),
-            local_htlc_pubkey=d(local_htlc_basepoint, per_commitment_point),
-            remote_htlc_pubkey=d(remote_htlc_basepoint, per_commitment_point),
+            local_delayed_pubkey=d(
+                local_delayed_payment_basepoint,
+                per_commitment_point,
+                s.local_delayed_payment_basepoint_secret,
+            ),
+            local_htlc_pubkey=d(
+                local_htlc_basepoint, per_commitment_point, s.local_htlc_basepoint_secret
+            ),
+            remote_htlc_pubkey=d(
+                remote_htlc_basepoint, per_commitment_point, s.remote_htlc_basepoint_secret
+            ),
             remote_pubkey=(
                 remote_payment_basepoint
                 if static_remotekey
                 else d(remote_payment_basepoint, per_commitment_point)
             ),
         )
+
+
+@dataclass(frozen=True)
+class KeySecrets:
+    """Secrets a participant holds behind the points of one commitment (each optional).
+
+    The commitment's owner knows its per-commitment secret and its own delayed-payment and
+    HTLC basepoint secrets; the other side knows its revocation and HTLC basepoint secrets.
+    """
+
+    per_commitment_secret: bytes | None = None
+    local_delayed_payment_basepoint_secret: bytes | None = None
+    local_htlc_basepoint_secret: bytes | None = None
+    remote_htlc_basepoint_secret: bytes | None = None
+    remote_revocation_basepoint_secret: bytes | None = None
 
 
 # --- fees and trimming ---------------------------------------------------------------
@@ -221,6 +252,15 @@ class CommitmentTx(FundingSpend):
     def htlc_output_indexes(self) -> list[int]:
         """Indexes of HTLC outputs, in transaction order (the order of HTLC signatures)."""
         return [i for i, o in enumerate(self.outputs) if o.htlc is not None]
+
+    @cached_property
+    def second_stage_script(self) -> bytes:
+        """The to_local-style witness script every HTLC-success/timeout output pays."""
+        return bytes(
+            to_local_script(
+                self.keys.revocation_pubkey, self.to_self_delay, self.keys.local_delayed_pubkey
+            )
+        )
 
     def htlc_txs(self) -> list[HtlcTx]:
         """Second-stage HTLC transactions, in commitment output order."""
@@ -363,17 +403,18 @@ class HtlcTx:
     def output_amount_sat(self) -> int:
         return int(self.tx.vout[0].nValue)
 
+    @cached_property
+    def digest(self) -> bytes:
+        """The BIP 143 digest both HTLC keys sign (the single input, SIGHASH_ALL)."""
+        return SegwitV0Sighash(self.tx).digest(0, self.input_witness_script, self.input_amount_sat)
+
     def sign(self, htlc_privkey: bytes) -> bytes:
         """DER signature with an HTLC key (local or remote) over the single input."""
-        return sign_input(
-            htlc_privkey, self.tx, 0, self.input_witness_script, self.input_amount_sat
-        )
+        return sign_digest(htlc_privkey, self.digest)
 
     def check_signature(self, pubkey: bytes, der_sig: bytes) -> None:
         """Raise :class:`InvalidSignatureError` unless the signature is valid for ``pubkey``."""
-        check_input_signature(
-            pubkey, self.tx, 0, self.input_witness_script, self.input_amount_sat, der_sig
-        )
+        check_digest_signature(pubkey, self.digest, der_sig, "input 0")
 
     def finalize(
         self,
@@ -419,9 +460,7 @@ def build_htlc_tx(commitment: CommitmentTx, output_index: int) -> HtlcTx:
             f"{commitment.dust_limit_sat} sat; the HTLC should have been trimmed"
         )
     keys = commitment.keys
-    out_ws = bytes(
-        to_local_script(keys.revocation_pubkey, commitment.to_self_delay, keys.local_delayed_pubkey)
-    )
+    out_ws = commitment.second_stage_script
     tx = CMutableTransaction(
         [CMutableTxIn(OutPoint(commitment.txid, output_index).to_core(), nSequence=0)],
         [CMutableTxOut(amount, p2wsh(out_ws))],

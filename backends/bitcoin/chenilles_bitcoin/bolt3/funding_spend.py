@@ -3,15 +3,20 @@
 Both are signed the same way (one SIGHASH_ALL signature per funding key over input 0) and
 completed the same way (the funding witness, signatures in funding-key order), so the
 logic lives here once.
+
+The txid and the digest both signers sign are computed once per transaction: a built
+transaction is treated as immutable (nothing may change ``tx``, the amount or the keys).
 """
 
 from __future__ import annotations
 
+from functools import cached_property
+
 from bitcoin.core import CMutableTransaction, CTransaction
 
 from .scripts import funding_script, funding_witness
-from .signing import check_input_signature, sign_input, with_sighash
-from .txutil import set_witness, txid_of
+from .signing import check_digest_signature, sign_digest, with_sighash
+from .txutil import SegwitV0Sighash, set_witness, txid_of
 
 
 class FundingSpend:
@@ -22,21 +27,24 @@ class FundingSpend:
     local_funding_pubkey: bytes
     remote_funding_pubkey: bytes
 
-    @property
+    @cached_property
     def funding_script(self) -> bytes:
         return bytes(funding_script(self.local_funding_pubkey, self.remote_funding_pubkey))
 
-    @property
+    @cached_property
     def txid(self) -> str:
         return txid_of(self.tx)
 
+    @cached_property
+    def funding_digest(self) -> bytes:
+        """The BIP 143 digest both funding keys sign (input 0, SIGHASH_ALL)."""
+        return SegwitV0Sighash(self.tx).digest(0, self.funding_script, self.funding_amount_sat)
+
     def sign(self, funding_privkey: bytes) -> bytes:
-        return sign_input(funding_privkey, self.tx, 0, self.funding_script, self.funding_amount_sat)
+        return sign_digest(funding_privkey, self.funding_digest)
 
     def check_signature(self, pubkey: bytes, der_sig: bytes) -> None:
-        check_input_signature(
-            pubkey, self.tx, 0, self.funding_script, self.funding_amount_sat, der_sig
-        )
+        check_digest_signature(pubkey, self.funding_digest, der_sig, "input 0")
 
     def finalize(self, local_sig: bytes, remote_sig: bytes, *, verify: bool = True) -> CTransaction:
         """Fully signed transaction; signatures are placed by funding-key order.

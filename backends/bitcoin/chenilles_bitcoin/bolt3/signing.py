@@ -10,30 +10,41 @@ without its sighash byte; in a witness it carries ``0x01`` (SIGHASH_ALL).
 from __future__ import annotations
 
 from bitcoin.core import CTransaction
-from bitcoin.core.script import SIGHASH_ALL, SIGVERSION_WITNESS_V0, CScript, SignatureHash
-from coincurve import PrivateKey, PublicKey
+from bitcoin.core.script import SIGHASH_ALL
+from coincurve._libsecp256k1 import ffi, lib
+from coincurve.context import GLOBAL_CONTEXT
+from coincurve.ecdsa import cdata_to_der
 
 from .errors import InvalidKeyError, InvalidSignatureError
-from .keys import CURVE_ORDER
+from .keys import CURVE_ORDER, _pub
+from .txutil import SegwitV0Sighash
 
 _HALF_ORDER = CURVE_ORDER // 2
 
 
 def sighash_all(tx: CTransaction, input_index: int, witness_script: bytes, amount: int) -> bytes:
-    """BIP 143 digest of ``tx`` input ``input_index`` spending ``amount`` sat."""
-    if not 0 <= input_index < len(tx.vin):
-        raise IndexError(f"transaction has no input {input_index}")
-    digest = SignatureHash(
-        CScript(witness_script), tx, input_index, SIGHASH_ALL, amount, SIGVERSION_WITNESS_V0
-    )
-    return bytes(digest)
+    """BIP 143 digest of ``tx`` input ``input_index`` spending ``amount`` sat.
+
+    For several digests of one transaction, keep a :class:`SegwitV0Sighash` instead.
+    """
+    return SegwitV0Sighash(tx).digest(input_index, bytes(witness_script), amount)
 
 
 def sign_digest(privkey: bytes, digest: bytes) -> bytes:
-    """DER signature (low-s, RFC 6979) of a 32-byte digest, without sighash byte."""
+    """DER signature (low-s, RFC 6979) of a 32-byte digest, without sighash byte.
+
+    libsecp256k1's ``secp256k1_ecdsa_sign`` with its default nonce function (RFC 6979), as
+    ``coincurve.PrivateKey.sign`` calls it, minus the two public-key multiplications that
+    building a ``PrivateKey`` costs (a key is used once per commitment here).
+    """
     if len(privkey) != 32:
         raise InvalidKeyError("private key must be 32 bytes")
-    return PrivateKey(privkey).sign(digest, hasher=None)
+    if len(digest) != 32:
+        raise ValueError("the digest must be 32 bytes")
+    sig = ffi.new("secp256k1_ecdsa_signature *")
+    if not lib.secp256k1_ecdsa_sign(GLOBAL_CONTEXT.ctx, sig, digest, privkey, ffi.NULL, ffi.NULL):
+        raise InvalidKeyError("private key is out of range for secp256k1")
+    return bytes(cdata_to_der(sig))
 
 
 def sign_input(
@@ -74,7 +85,7 @@ def verify_digest(pubkey: bytes, digest: bytes, der_sig: bytes) -> bool:
     if not (0 < r < CURVE_ORDER and 0 < s <= _HALF_ORDER):
         return False
     try:
-        return PublicKey(pubkey).verify(der_sig, digest, hasher=None)
+        return bool(_pub(pubkey).verify(der_sig, digest, hasher=None))
     except Exception:
         return False
 
@@ -89,6 +100,12 @@ def verify_input(
 ) -> bool:
     """True if ``der_sig`` (no sighash byte) signs input ``input_index`` for ``pubkey``."""
     return verify_digest(pubkey, sighash_all(tx, input_index, witness_script, amount), der_sig)
+
+
+def check_digest_signature(pubkey: bytes, digest: bytes, der_sig: bytes, what: str) -> None:
+    """Raise :class:`InvalidSignatureError` unless ``der_sig`` signs ``digest`` for ``pubkey``."""
+    if not verify_digest(pubkey, digest, der_sig):
+        raise InvalidSignatureError(f"invalid signature for {what} by {pubkey.hex()}")
 
 
 def check_input_signature(

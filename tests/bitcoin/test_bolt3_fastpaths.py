@@ -1,0 +1,230 @@
+"""The fast paths of the BOLT 3 library give the slow paths' bytes exactly.
+
+Scripts are assembled from templates, txids and BIP 143 digests are hashed from the
+transaction's fields: each is compared here with python-bitcoinlib's own ``CScript`` list
+coercion, ``GetTxid`` and ``SignatureHash`` on random inputs. Keys derived with the secrets
+a side holds are compared with the public derivation. (The BOLT 3 vectors and the kernel
+tests check the same paths on the spec's values and on-chain.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from bitcoin.core import (
+    CMutableTransaction,
+    CMutableTxIn,
+    CMutableTxOut,
+    COutPoint,
+    CScriptWitness,
+    CTxInWitness,
+    CTxWitness,
+    b2lx,
+)
+from bitcoin.core.script import (
+    OP_0,
+    OP_2,
+    OP_CHECKLOCKTIMEVERIFY,
+    OP_CHECKMULTISIG,
+    OP_CHECKSEQUENCEVERIFY,
+    OP_CHECKSIG,
+    OP_DROP,
+    OP_DUP,
+    OP_ELSE,
+    OP_ENDIF,
+    OP_EQUAL,
+    OP_EQUALVERIFY,
+    OP_HASH160,
+    OP_IF,
+    OP_NOTIF,
+    OP_SIZE,
+    OP_SWAP,
+    SIGHASH_ALL,
+    SIGVERSION_WITNESS_V0,
+    CScript,
+    SignatureHash,
+)
+from chenilles_bitcoin.bolt3 import (
+    CommitmentKeys,
+    KeySecrets,
+    derive_privkey,
+    derive_pubkey,
+    derive_revocation_pubkey,
+    funding_script,
+    offered_htlc_script,
+    p2wpkh,
+    p2wsh,
+    pubkey_from_secret,
+    received_htlc_script,
+    sighash_all,
+    to_local_script,
+    txid_of,
+)
+from chenilles_bitcoin.bolt3.scripts import _hash160, _number, _push, _ripemd160
+from chenilles_bitcoin.bolt3.txutil import SegwitV0Sighash, compact_size
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+pytestmark = pytest.mark.bitcoin
+
+_secrets = st.integers(min_value=1, max_value=2**255).map(lambda n: n.to_bytes(32, "big"))
+_pubkeys = _secrets.map(pubkey_from_secret)
+_hashes = st.binary(min_size=32, max_size=32)
+
+
+@given(n=st.integers(min_value=-(2**40), max_value=2**40))
+def test_numbers_encode_as_cscript_does(n: int) -> None:
+    assert _number(n) == bytes(CScript([n]))
+
+
+@given(data=st.binary(max_size=300))
+def test_pushes_encode_as_cscript_does(data: bytes) -> None:
+    assert _push(data) == bytes(CScript([data]))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    keys=st.lists(_pubkeys, min_size=3, max_size=3),
+    payment_hash=_hashes,
+    delay=st.integers(min_value=0, max_value=0xFFFF),
+    cltv=st.integers(min_value=0, max_value=499_999_999),
+)
+def test_scripts_match_cscript_lists(
+    keys: list[bytes], payment_hash: bytes, delay: int, cltv: int
+) -> None:
+    rev, local, remote = keys
+    assert to_local_script(rev, delay, local) == CScript(
+        [OP_IF, rev, OP_ELSE, delay, OP_CHECKSEQUENCEVERIFY, OP_DROP, local, OP_ENDIF, OP_CHECKSIG]
+    )
+    assert offered_htlc_script(rev, local, remote, payment_hash) == CScript(
+        [
+            OP_DUP, OP_HASH160, _hash160(rev), OP_EQUAL,
+            OP_IF,
+                OP_CHECKSIG,
+            OP_ELSE,
+                remote, OP_SWAP, OP_SIZE, 32, OP_EQUAL,
+                OP_NOTIF,
+                    OP_DROP, 2, OP_SWAP, local, 2, OP_CHECKMULTISIG,
+                OP_ELSE,
+                    OP_HASH160, _ripemd160(payment_hash), OP_EQUALVERIFY,
+                    OP_CHECKSIG,
+                OP_ENDIF,
+            OP_ENDIF,
+        ]
+    )  # fmt: skip
+    assert received_htlc_script(rev, local, remote, payment_hash, cltv) == CScript(
+        [
+            OP_DUP, OP_HASH160, _hash160(rev), OP_EQUAL,
+            OP_IF,
+                OP_CHECKSIG,
+            OP_ELSE,
+                remote, OP_SWAP, OP_SIZE, 32, OP_EQUAL,
+                OP_IF,
+                    OP_HASH160, _ripemd160(payment_hash), OP_EQUALVERIFY,
+                    2, OP_SWAP, local, 2, OP_CHECKMULTISIG,
+                OP_ELSE,
+                    OP_DROP, cltv, OP_CHECKLOCKTIMEVERIFY, OP_DROP,
+                    OP_CHECKSIG,
+                OP_ENDIF,
+            OP_ENDIF,
+        ]
+    )  # fmt: skip
+    k1, k2 = sorted((local, remote))
+    assert funding_script(local, remote) == CScript([OP_2, k1, k2, OP_2, OP_CHECKMULTISIG])
+    ws = bytes(to_local_script(rev, delay, local))
+    assert p2wsh(ws) == CScript([OP_0, hashlib.sha256(ws).digest()])
+    assert p2wpkh(local) == CScript([OP_0, _hash160(local)])
+    assert isinstance(p2wsh(ws), CScript)
+
+
+_amounts = st.integers(min_value=0, max_value=21_000_000 * 100_000_000)
+_u32 = st.integers(min_value=0, max_value=0xFFFFFFFF)
+
+
+@st.composite
+def _transactions(draw: st.DrawFn) -> CMutableTransaction:
+    n_in = draw(st.integers(min_value=1, max_value=3))
+    n_out = draw(st.integers(min_value=0, max_value=4))
+    vin = [
+        CMutableTxIn(
+            COutPoint(draw(_hashes), draw(_u32)),
+            CScript(draw(st.binary(max_size=5))),
+            nSequence=draw(_u32),
+        )
+        for _ in range(n_in)
+    ]
+    vout = [
+        CMutableTxOut(draw(_amounts), CScript(draw(st.binary(max_size=300)))) for _ in range(n_out)
+    ]
+    tx = CMutableTransaction(
+        vin,
+        vout,
+        nLockTime=draw(st.integers(min_value=0, max_value=0x7FFFFFFF)),
+        nVersion=draw(st.integers(min_value=1, max_value=2)),
+    )
+    if draw(st.booleans()):  # a witness must not change the txid
+        tx.wit = CTxWitness([CTxInWitness(CScriptWitness([b"\x01" * 72])) for _ in vin])
+    return tx
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    tx=_transactions(),
+    script=st.binary(max_size=300),
+    amount=_amounts,
+    data=st.data(),
+)
+def test_txid_and_bip143_digest_match_python_bitcoinlib(
+    tx: CMutableTransaction, script: bytes, amount: int, data: st.DataObject
+) -> None:
+    assert txid_of(tx) == b2lx(tx.GetTxid())
+    index = data.draw(st.integers(min_value=0, max_value=len(tx.vin) - 1))
+    expected = bytes(
+        SignatureHash(CScript(script), tx, index, SIGHASH_ALL, amount, SIGVERSION_WITNESS_V0)
+    )
+    assert SegwitV0Sighash(tx).digest(index, script, amount) == expected
+    assert sighash_all(tx, index, script, amount) == expected
+    with pytest.raises(IndexError):
+        SegwitV0Sighash(tx).digest(len(tx.vin), script, amount)
+
+
+@pytest.mark.parametrize("n", [0, 1, 0xFC, 0xFD, 0xFFFF, 0x10000, 0xFFFFFFFF, 0x100000000])
+def test_compact_size(n: int) -> None:
+    from bitcoin.core.serialize import VarIntSerializer
+
+    assert compact_size(n) == VarIntSerializer.serialize(n)
+
+
+@settings(max_examples=30, deadline=None)
+@given(secrets=st.lists(_secrets, min_size=6, max_size=6))
+def test_keys_derived_with_secrets_equal_the_public_derivation(secrets: list[bytes]) -> None:
+    """Each side derives with the secrets it holds; both must get the peer's exact keys."""
+    pcs, delayed, local_htlc, remote_htlc, revocation, payment = secrets
+    pcp = pubkey_from_secret(pcs)
+    bases = {
+        "local_delayed_payment_basepoint": pubkey_from_secret(delayed),
+        "local_htlc_basepoint": pubkey_from_secret(local_htlc),
+        "remote_htlc_basepoint": pubkey_from_secret(remote_htlc),
+        "remote_revocation_basepoint": pubkey_from_secret(revocation),
+        "remote_payment_basepoint": pubkey_from_secret(payment),
+    }
+    public = CommitmentKeys.derive(pcp, static_remotekey=True, **bases)
+    owner = KeySecrets(
+        per_commitment_secret=pcs,
+        local_delayed_payment_basepoint_secret=delayed,
+        local_htlc_basepoint_secret=local_htlc,
+    )
+    other = KeySecrets(
+        remote_htlc_basepoint_secret=remote_htlc,
+        remote_revocation_basepoint_secret=revocation,
+    )
+    assert CommitmentKeys.derive(pcp, static_remotekey=True, secrets=owner, **bases) == public
+    assert CommitmentKeys.derive(pcp, static_remotekey=True, secrets=other, **bases) == public
+    base = bases["local_htlc_basepoint"]
+    assert derive_pubkey(base, pcp, local_htlc) == derive_pubkey(base, pcp)
+    assert pubkey_from_secret(derive_privkey(local_htlc, pcp, base)) == derive_pubkey(base, pcp)
+    rb = bases["remote_revocation_basepoint"]
+    assert derive_revocation_pubkey(rb, pcp, per_commitment_secret=pcs) == (
+        derive_revocation_pubkey(rb, pcp, revocation_basepoint_secret=revocation)
+    )
