@@ -948,6 +948,7 @@ class Node:
             for _, value in self.store.settings_with_prefix(CHANNEL_PREFIX)
             for meta in (decode_record(value, ChannelMeta),)
         }
+        snapshots = self.store.load_snapshots()
         for record in self.store.list_channels():
             meta = metas.get(record.channel_id)
             if meta is None:
@@ -962,7 +963,7 @@ class Node:
                 record.initial,
                 policy=HtlcPolicy(min_lead=self._min_lead(backend, record.params)),
             )
-            snapshot = self.store.load_snapshot(record.channel_id)
+            snapshot = snapshots.pop(record.channel_id, None)
             if snapshot is not None:
                 machine.restore(snapshot)
             self.channels[record.channel_id] = restored = Channel(

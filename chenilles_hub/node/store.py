@@ -174,6 +174,15 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def load_snapshot(self, channel_id: bytes) -> ChannelSnapshot | None: ...
 
+    def load_snapshots(self) -> dict[bytes, ChannelSnapshot]:
+        """Every channel's snapshot by channel id (a restart reads them all at once)."""
+        found = {}
+        for record in self.list_channels():
+            snapshot = self.load_snapshot(record.channel_id)
+            if snapshot is not None:
+                found[record.channel_id] = snapshot
+        return found
+
     @abc.abstractmethod
     def add_revocation(self, channel_id: bytes, version: int, revocation: bytes) -> None:
         """Keep the peer's revocation of ``version`` (idempotent: the first one is kept)."""
@@ -435,6 +444,14 @@ class SqlStore(Store):
             cur.execute("SELECT data FROM snapshots WHERE channel_id = ?", (channel_id,))
             row = cur.fetchone()
         return decode_snapshot(bytes(row[0])) if row is not None else None
+
+    def load_snapshots(self) -> dict[bytes, ChannelSnapshot]:
+        """One query instead of one per channel: restoring 100,000 channels spent a third
+        of its time in per-channel SELECTs."""
+        with self._read() as cur:
+            cur.execute("SELECT channel_id, data FROM snapshots")
+            rows = cur.fetchall()
+        return {bytes(cid): decode_snapshot(bytes(data)) for cid, data in rows}
 
     def add_revocation(self, channel_id: bytes, version: int, revocation: bytes) -> None:
         with self._write() as cur:

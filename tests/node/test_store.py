@@ -177,6 +177,17 @@ def test_batched_snapshots_are_all_or_nothing(store: SqlStore) -> None:
         store.save_snapshots([synthetic_snapshot(ids[0], 7), synthetic_snapshot(ids[0], 8)])
 
 
+def test_all_snapshots_load_at_once_as_one_by_one(store: SqlStore) -> None:
+    ids = [hashlib.sha256(b"all %d" % i).digest() for i in range(6)]
+    for cid in ids:
+        store.add_channel(channel_record(cid))
+    store.save_snapshots([synthetic_snapshot(cid, 3 + i) for i, cid in enumerate(ids[:5])])
+    loaded = store.load_snapshots()
+    assert set(loaded) == set(ids[:5])  # the sixth channel has no snapshot yet
+    assert all(loaded[cid] == store.load_snapshot(cid) for cid in ids[:5])
+    assert loaded == super(SqlStore, store).load_snapshots()  # the generic definition
+
+
 def test_revocations_append_idempotently(store: SqlStore) -> None:
     store.add_channel(channel_record(CID))
     for version in (2, 0, 1):
