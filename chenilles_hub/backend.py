@@ -170,9 +170,14 @@ class ChainBackend(Protocol):
 
     def conclude(self, params: ChannelParams, account: Account) -> TxReceipt: ...
 
-    def withdraw(
-        self, params: ChannelParams, me: int, account: Account, asset: Asset
-    ) -> TxReceipt: ...
+    def withdraw(self, params: ChannelParams, me: int, account: Account, asset: Asset) -> TxReceipt:
+        """Make sure our payout of ``asset`` from the concluded channel reached ``account``.
+
+        Where the conclusion itself paid both sides (EVM), this sends nothing and returns a
+        receipt with an empty txid and no fee, unless the payout had to be credited (the
+        receiver refused it) and is pulled now; where payouts are claimed (Bitcoin sweeps,
+        Solana vaults), this claims it. Refused (``LedgerError``) before the conclusion."""
+        ...
 
     def claim_htlc(
         self, params: ChannelParams, htlc: Htlc, preimage: bytes, account: Account

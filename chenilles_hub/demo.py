@@ -325,6 +325,8 @@ def scenario(demo: Demo) -> None:
     demo.expect("hub's incoming HTLC from Alice still locked", len(locked), 1)
     hub_account = hub.accounts[ledgers.evm.chain]
     hub_before = ledgers.evm.balance(hub_account, eth)
+    alice_account = alice.accounts[ledgers.evm.chain]
+    alice_before = ledgers.evm.balance(alice_account, eth)  # silent from here: spends nothing
     receipts_before = len(hub.channels[c_alice].receipts)
     for _ in range(80):
         ledgers.advance(600)
@@ -344,10 +346,8 @@ def scenario(demo: Demo) -> None:
         hub_free + route_payment + 0 - spent,
     )
 
-    out("\n   Alice comes back online and withdraws what the concluded state gives her")
+    out("\n   Alice comes back online: the hub's conclusion already paid her share")
     alice_channel = alice.channels[c_alice]
-    alice_account = alice.accounts[ledgers.evm.chain]
-    alice_before = ledgers.evm.balance(alice_account, eth)
     receipt = ledgers.evm.withdraw(alice_channel.params, 0, alice_account, eth)
     demo.receipts.append(("alice: withdraw after dispute", receipt))
     demo.expect(

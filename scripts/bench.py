@@ -161,8 +161,8 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("register", "Nitro challenge 113k, Raiden close 123k"),
         ("refute (register newer)", "Nitro checkpoint 74k"),
         ("conclude", "Raiden settle 116k"),
-        ("= cooperative exit (close + 2 withdraw)", "Nitro 112k"),
-        ("= non-coop exit (reg + concl + 2 wd)", "Nitro 195k"),
+        ("= cooperative exit (close, pays both)", "Nitro 112k"),
+        ("= non-coop exit (reg + concl, pays both)", "Nitro 195k"),
     ):
         if op in evm:
             anvil = _g(c, "evm_gas", "anvil", op)

@@ -28,8 +28,8 @@ EVM_ANCHORS = {
     "register": {"nitro_challenge": 113_000, "raiden_close": 123_000},
     "refute (register newer)": {"nitro_checkpoint": 74_000},
     "conclude": {"raiden_settle": 116_000},
-    "= cooperative exit (close + 2 withdraw)": {"nitro_cooperative_exit": 112_000},
-    "= non-coop exit (reg + concl + 2 wd)": {"nitro_noncooperative_exit": 195_000},
+    "= cooperative exit (close, pays both)": {"nitro_cooperative_exit": 112_000},
+    "= non-coop exit (reg + concl, pays both)": {"nitro_noncooperative_exit": 195_000},
 }
 
 
@@ -48,7 +48,7 @@ def _table_rows(text: str) -> list[list[str]]:
 
 def evm_gas() -> dict[str, Any]:
     import evm_gas_table
-    from chenilles_evm.ledgers import anvil_binary, make_ledger
+    from chenilles_evm.ledgers import anvil_binary, anvil_ledger, make_ledger
 
     out: dict[str, Any] = {"anchors": EVM_ANCHORS}
     kinds = ["ethtester"]
@@ -58,7 +58,9 @@ def evm_gas() -> dict[str, Any]:
     except Exception as error:
         out["anvil"] = f"not measured: {error}"
     for kind in kinds:
-        with make_ledger(kind) as ledger:
+        # anvil on Prague like py-evm, as evm_gas_table.py does (EIP-7702 receivers)
+        ledger = anvil_ledger(hardfork="prague") if kind == "anvil" else make_ledger(kind)
+        with ledger:
             out[kind] = evm_gas_table.measure(ledger)
     return out
 

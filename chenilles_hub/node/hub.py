@@ -786,7 +786,9 @@ class Node:
                 channel = self.channels[event.channel_id]
                 if channel.status != "closed":
                     # The peer concluded (a cooperative close it submitted, or the end of a
-                    # dispute): our side is only paid out once we withdraw it.
+                    # dispute). Chains that pay out in the conclusion (EVM) answer withdraw
+                    # with an "already paid" receipt, or pull a payout they had to credit;
+                    # on others (Bitcoin sweeps, Solana) this is where our side is paid.
                     self.note(f"{chain}: {event.channel_id.hex()[:8]} concluded; withdrawing")
                     self._withdraw_all(channel)
             elif isinstance(event, PreimageRevealed):

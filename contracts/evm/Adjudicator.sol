@@ -57,6 +57,7 @@ interface IApp {
 ///     actually received is credited, so fee-on-transfer tokens are safe).
 ///  2. Happy path: `concludeCooperative` with a final state signed by both
 ///     participants, no locked HTLCs, and per-asset sums equal to the holdings.
+///     It pays both participants in the same transaction.
 ///  3. Dispute: `register` a state signed by both; during the challenge period
 ///     anyone may `register` a strictly newer one (a refutation), which restarts
 ///     the period. For app channels, once the period is over, `progress` accepts
@@ -64,11 +65,16 @@ interface IApp {
 ///     a new period of `challengeDuration` for the next move.
 ///     `conclude(params, state)` with the registered state, once the last period
 ///     is over, resolves every HTLC (revealed in time -> payee; expired -> payer;
-///     otherwise it reverts with HtlcNotResolvable) and records the payouts.
-///  4. `withdraw`: each participant pulls its payout once per asset (a second
-///     call, or one for an asset the state does not hold, is AlreadyWithdrawn).
-///     At conclusion the holdings become the payouts (holdingOf then reads what
-///     is still to be withdrawn).
+///     otherwise it reverts with HtlcNotResolvable) and pays both participants.
+///  4. Payouts: a conclusion sends each participant its share of every asset to
+///     its participant address (ETH by a call forwarding at most PAYOUT_GAS_ETH,
+///     ERC-20 by `transfer` with at most PAYOUT_GAS_TOKEN), logged as `Withdrawn`.
+///     A payout that fails (a receiver that reverts or needs more gas, a token
+///     that refuses the transfer) is credited instead (`PayoutCredited`) and the
+///     other payouts go on: one participant can never block the other's. A
+///     credited payout is pulled with `withdraw` (only by that participant, to
+///     any receiver, with all the gas it brings), once; `withdraw` of anything
+///     else is AlreadyWithdrawn.
 ///
 /// Storage keeps only the hash of the registered state (callers pass the state
 /// back; watchers get forced-move states from the `Progressed` event).
@@ -77,20 +83,29 @@ interface IApp {
 /// the holdings for a cooperative close, and must not exceed them for a dispute
 /// (a state that is not fully funded is never enforced). Holdings above the
 /// registered state's total (an on-chain top-up that no signed state accounts
-/// for yet) stay locked in the channel: agree on the state that credits a top-up
-/// before depositing it.
+/// for yet, or an asset the state does not list) stay locked in the channel:
+/// agree on the state that credits a top-up before depositing it.
 ///
 /// Signatures: 65-byte (r, s, v) ECDSA over the EIP-712 digest of `State`,
 /// domain {name "Chenilles", version "1", chainId, verifyingContract}; s must be
 /// in the lower half order, v in {27, 28}, the recovered address non-zero.
 ///
-/// Bounds: at most MAX_ASSETS assets and MAX_HTLCS HTLCs per state. External
-/// calls (token transfers, ETH sends) happen after all effects, under a
-/// transient-storage reentrancy lock.
+/// Bounds: at most MAX_ASSETS assets and MAX_HTLCS HTLCs per state. Every
+/// function that transfers (deposit, the conclusions, withdraw) runs under one
+/// transient-storage reentrancy lock and makes its external calls after its
+/// effects, but for two writes that must follow a call: a token deposit credits
+/// what the transfer delivered, and a failed payout is credited.
 contract Adjudicator {
     // ---------------------------------------------------------------- constants
     uint256 public constant MAX_ASSETS = 8;
     uint256 public constant MAX_HTLCS = 32;
+    /// Gas a payout forwards: an account without code needs none; a contract (or
+    /// EIP-7702 delegated) receiver that needs more is credited instead.
+    uint256 public constant PAYOUT_GAS_ETH = 30_000;
+    uint256 public constant PAYOUT_GAS_TOKEN = 100_000;
+    /// Gas kept besides the forwarded amount when checking that a payout gets all
+    /// of it: the call's own cost (cold account, value transfer, new account).
+    uint256 private constant PAYOUT_CALL_OVERHEAD = 40_000;
     uint256 private constant HALF_ORDER = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0;
 
     bytes32 public constant DOMAIN_TYPEHASH =
@@ -113,20 +128,24 @@ contract Adjudicator {
         uint64 timeout;
         uint64 version;
         uint8 phase;
+        /// The channel's ETH holdings, in the slot every operation reads anyway (all
+        /// the ETH there is fits in 87 bits); tokens' are in `_holdings`.
+        uint120 ethHeld;
         bytes32 stateHash; // keccak256(abi.encode(state)) of the registered state
     }
 
     mapping(bytes32 => Dispute) internal _disputes;
-    /// Before conclusion: the channel's holdings of an asset. After conclusion the
-    /// same slot holds participant 0's payout + 1 and `_payout1` participant 1's
-    /// payout + 1 (0 = withdrawn or never owed): reusing the slot saves a fresh
-    /// SSTORE per asset, and a withdrawal clears its slot (a refund) with no flag.
+    /// The channel's holdings of a token (ETH: `Dispute.ethHeld`). A conclusion pays
+    /// the holdings out and leaves only what no state accounts for (locked for good).
     mapping(bytes32 => mapping(address => uint256)) internal _holdings;
-    mapping(bytes32 => mapping(address => uint256)) internal _payout1;
+    /// After conclusion: payouts that could not be sent, per asset and
+    /// participant, until `withdraw` pulls them.
+    mapping(bytes32 => mapping(address => uint256[2])) internal _credits;
     /// sha256(preimage) => block timestamp of the first reveal
     mapping(bytes32 => uint64) public revealedAt;
 
-    bool private transient _locked;
+    /// The reentrancy lock (a full word: no read-modify-write of a packed slot).
+    uint256 private transient _locked;
 
     // ------------------------------------------------------------------- events
     event Deposited(
@@ -140,6 +159,7 @@ contract Adjudicator {
     event Withdrawn(
         bytes32 indexed channelId, address indexed asset, uint8 participant, address receiver, uint256 amount
     );
+    event PayoutCredited(bytes32 indexed channelId, address indexed asset, uint8 participant, uint256 amount);
     event PreimageRevealed(bytes32 indexed paymentHash, bytes32 preimage, uint64 time);
 
     // ------------------------------------------------------------------- errors
@@ -172,12 +192,13 @@ contract Adjudicator {
     error InvalidAmount();
     error TransferFailed(address asset);
     error Reentrancy();
+    error InsufficientGas();
 
     modifier nonReentrant() {
-        if (_locked) revert Reentrancy();
-        _locked = true;
+        if (_locked != 0) revert Reentrancy();
+        _locked = 1;
         _;
-        _locked = false;
+        _locked = 0;
     }
 
     // ================================================================== funding
@@ -191,12 +212,12 @@ contract Adjudicator {
     {
         bytes32 cid = _checkedChannelId(params);
         if (participantIndex > 1) revert InvalidParticipant(participantIndex);
-        if (_disputes[cid].phase == PHASE_CONCLUDED) revert AlreadyConcluded();
+        Dispute storage d = _disputes[cid];
+        if (d.phase == PHASE_CONCLUDED) revert AlreadyConcluded();
         uint256 received;
         if (asset == address(0)) {
             if (msg.value != amount || amount == 0) revert InvalidAmount();
             received = amount;
-            _holdings[cid][asset] += received;
         } else {
             if (msg.value != 0 || amount == 0) revert InvalidAmount();
             // interaction before effect is unavoidable to measure what arrived;
@@ -205,36 +226,51 @@ contract Adjudicator {
             _callToken(asset, abi.encodeWithSelector(0x23b872dd, msg.sender, address(this), amount));
             received = _balanceOf(asset) - before;
             if (received == 0) revert InvalidAmount();
-            _holdings[cid][asset] += received;
         }
-        emit Deposited(cid, asset, participantIndex, received, _holdings[cid][asset]);
+        uint256 held = _heldOf(cid, d, asset) + received;
+        if (asset == address(0) && held > type(uint120).max) revert InvalidAmount();
+        _setHeld(cid, d, asset, held);
+        emit Deposited(cid, asset, participantIndex, received, held);
     }
 
     // ========================================================== cooperative close
 
-    function concludeCooperative(Params calldata params, State calldata state, bytes[2] calldata sigs) external {
+    /// @notice Close with a final state signed by both (no HTLCs, sums equal to the
+    ///         holdings), even during a dispute if it is not older than the
+    ///         registered state, and pay both participants.
+    function concludeCooperative(Params calldata params, State calldata state, bytes[2] calldata sigs)
+        external
+        nonReentrant
+    {
         bytes32 cid = _checkedChannelId(params);
         _checkState(cid, state);
         if (!state.isFinal) revert NotFinal();
         if (state.htlcs.length != 0) revert HtlcsLocked(state.htlcs.length);
         Dispute storage d = _disputes[cid];
-        if (d.phase == PHASE_CONCLUDED) revert AlreadyConcluded();
-        if (d.phase != PHASE_NONE && state.version < d.version) revert StaleVersion(d.version, state.version);
+        uint8 phase = d.phase;
+        if (phase == PHASE_CONCLUDED) revert AlreadyConcluded();
+        if (phase != PHASE_NONE && state.version < d.version) revert StaleVersion(d.version, state.version);
         _checkSignatures(params, state, sigs);
-        for (uint256 i = 0; i < state.assets.length; i++) {
+        uint256 n = state.assets.length;
+        for (uint256 i = 0; i < n; i++) {
             address a = state.assets[i];
-            uint256 b0 = state.balances[i][0];
-            uint256 b1 = state.balances[i][1];
-            uint256 held = _holdings[cid][a];
-            if (b0 + b1 != held) revert NonConserving(a, b0 + b1, held);
-            _holdings[cid][a] = b0 + 1;
-            _payout1[cid][a] = b1 + 1;
+            uint256 total = state.balances[i][0] + state.balances[i][1];
+            uint256 held = _heldOf(cid, d, a);
+            if (total != held) revert NonConserving(a, total, held);
+            if (held != 0) _setHeld(cid, d, a, 0); // the payouts below own the funds
         }
         d.phase = PHASE_CONCLUDED;
         d.version = state.version;
         d.timeout = uint64(block.timestamp);
-        d.stateHash = bytes32(0);
+        if (phase != PHASE_NONE) d.stateHash = bytes32(0);
         emit ConcludedCooperatively(cid, state.version);
+        address p0 = params.participants[0];
+        address p1 = params.participants[1];
+        for (uint256 i = 0; i < n; i++) {
+            address a = state.assets[i];
+            _payOut(cid, a, 0, p0, state.balances[i][0]);
+            _payOut(cid, a, 1, p1, state.balances[i][1]);
+        }
     }
 
     // ================================================================= disputes
@@ -253,7 +289,7 @@ contract Adjudicator {
             if (state.version <= d.version) revert StaleVersion(d.version, state.version);
         }
         _checkSignatures(params, state, sigs);
-        _checkFunded(cid, state);
+        _checkFunded(cid, d, state);
         uint64 timeout = uint64(block.timestamp) + params.challengeDuration;
         d.timeout = timeout;
         d.version = state.version;
@@ -308,8 +344,8 @@ contract Adjudicator {
     }
 
     /// @notice Conclude a dispute with the registered `state` once it can no
-    ///         longer change, resolving its HTLCs, and record the payouts.
-    function conclude(Params calldata params, State calldata state) external {
+    ///         longer change, resolving its HTLCs, and pay both participants.
+    function conclude(Params calldata params, State calldata state) external nonReentrant {
         bytes32 cid = _checkedChannelId(params);
         Dispute storage d = _disputes[cid];
         uint8 phase = d.phase;
@@ -339,19 +375,28 @@ contract Adjudicator {
         }
         for (uint256 i = 0; i < n; i++) {
             address a = state.assets[i];
-            // the payouts now own the funds; a surplus over the state's total stays locked
-            _holdings[cid][a] = pay[i][0] + 1;
-            _payout1[cid][a] = pay[i][1] + 1;
+            // the payouts below own the funds; a surplus over the state's total stays
+            // locked (registration checked that the holdings cover the total, and
+            // holdings only grow until conclusion)
+            _setHeld(cid, d, a, _heldOf(cid, d, a) - (pay[i][0] + pay[i][1]));
         }
         d.phase = PHASE_CONCLUDED;
         d.stateHash = bytes32(0);
         emit Concluded(cid, state.version);
+        address p0 = params.participants[0];
+        address p1 = params.participants[1];
+        for (uint256 i = 0; i < n; i++) {
+            address a = state.assets[i];
+            _payOut(cid, a, 0, p0, pay[i][0]);
+            _payOut(cid, a, 1, p1, pay[i][1]);
+        }
     }
 
     // ================================================================= payouts
 
-    /// @notice Pay participant `participantIndex`'s share of `asset` to
-    ///         `receiver`. Only that participant may call it, once per asset.
+    /// @notice Pull participant `participantIndex`'s credited payout of `asset` (one
+    ///         the conclusion could not send) to `receiver`. Only that participant
+    ///         may call it; once paid, or if nothing was credited, AlreadyWithdrawn.
     function withdraw(Params calldata params, uint8 participantIndex, address asset, address payable receiver)
         external
         nonReentrant
@@ -360,19 +405,19 @@ contract Adjudicator {
         if (participantIndex > 1) revert InvalidParticipant(participantIndex);
         if (msg.sender != params.participants[participantIndex]) revert Unauthorized(msg.sender);
         if (_disputes[cid].phase != PHASE_CONCLUDED) revert NotConcluded();
-        mapping(address => uint256) storage payouts = participantIndex == 0 ? _holdings[cid] : _payout1[cid];
-        uint256 slot = payouts[asset];
-        if (slot == 0) revert AlreadyWithdrawn(participantIndex, asset);
-        payouts[asset] = 0;
-        uint256 amount = slot - 1;
+        uint256[2] storage credit = _credits[cid][asset];
+        uint256 amount = credit[participantIndex];
+        if (amount == 0) revert AlreadyWithdrawn(participantIndex, asset);
+        credit[participantIndex] = 0;
         emit Withdrawn(cid, asset, participantIndex, receiver, amount);
-        if (amount != 0) {
-            if (asset == address(0)) {
-                (bool ok,) = receiver.call{value: amount}("");
-                if (!ok) revert TransferFailed(asset);
-            } else {
-                _callToken(asset, abi.encodeWithSelector(0xa9059cbb, receiver, amount));
+        if (asset == address(0)) {
+            bool ok;
+            assembly ("memory-safe") {
+                ok := call(gas(), receiver, amount, 0, 0, 0, 0)
             }
+            if (!ok) revert TransferFailed(asset);
+        } else {
+            _callToken(asset, abi.encodeWithSelector(0xa9059cbb, receiver, amount));
         }
     }
 
@@ -401,21 +446,22 @@ contract Adjudicator {
     }
 
     /// @return what the contract holds for the channel in `asset` (after
-    ///         conclusion: the payouts not yet withdrawn)
+    ///         conclusion: the credited payouts not yet withdrawn, plus what
+    ///         no state accounted for, which stays locked)
     function holdingOf(bytes32 cid, address asset) external view returns (uint256) {
-        if (_disputes[cid].phase != PHASE_CONCLUDED) return _holdings[cid][asset];
-        (uint256 p0,) = payoutOf(cid, asset, 0);
-        (uint256 p1,) = payoutOf(cid, asset, 1);
-        return p0 + p1;
+        Dispute storage d = _disputes[cid];
+        uint256 held = _heldOf(cid, d, asset);
+        if (d.phase != PHASE_CONCLUDED) return held;
+        uint256[2] storage credit = _credits[cid][asset];
+        return held + credit[0] + credit[1];
     }
 
     /// @return amount still to withdraw, and whether nothing is left to withdraw
-    ///         after conclusion (withdrawn already, or never owed)
+    ///         after conclusion (paid out, withdrawn already, or never owed)
     function payoutOf(bytes32 cid, address asset, uint8 participantIndex) public view returns (uint256, bool) {
         if (_disputes[cid].phase != PHASE_CONCLUDED) return (0, false);
-        uint256 slot = participantIndex == 0 ? _holdings[cid][asset] : _payout1[cid][asset];
-        if (slot != 0) return (slot - 1, false);
-        return (0, true);
+        uint256 amount = _credits[cid][asset][participantIndex];
+        return (amount, amount == 0);
     }
 
     function domainSeparator() public view returns (bytes32) {
@@ -452,14 +498,34 @@ contract Adjudicator {
 
     // ================================================================ internal
 
-    function _checkedChannelId(Params calldata params) internal view returns (bytes32) {
+    /// The channel id of two-party `params` after checking them; the same value as
+    /// `channelId(params)`, hashed from a hand-laid `abi.encode` (the generic
+    /// encoder of a calldata struct costs about 1k gas more).
+    function _checkedChannelId(Params calldata params) internal view returns (bytes32 id) {
         if (params.participants.length != 2) revert InvalidParams();
         address p0 = params.participants[0];
         address p1 = params.participants[1];
-        if (p0 == address(0) || p1 == address(0) || p0 == p1 || params.challengeDuration == 0) {
-            revert InvalidParams();
+        uint64 duration = params.challengeDuration;
+        if (p0 == address(0) || p1 == address(0) || p0 == p1 || duration == 0) revert InvalidParams();
+        bytes32 nonce = params.nonce;
+        address app = params.app;
+        assembly ("memory-safe") {
+            // abi.encode(block.chainid, address(this), params): two static words, the
+            // offset of the params tuple (0x60), then the tuple: offset of its
+            // participants array (0x80), challengeDuration, nonce, app, the array
+            let m := mload(0x40)
+            mstore(m, chainid())
+            mstore(add(m, 0x20), address())
+            mstore(add(m, 0x40), 0x60)
+            mstore(add(m, 0x60), 0x80)
+            mstore(add(m, 0x80), duration)
+            mstore(add(m, 0xa0), nonce)
+            mstore(add(m, 0xc0), app)
+            mstore(add(m, 0xe0), 2)
+            mstore(add(m, 0x100), p0)
+            mstore(add(m, 0x120), p1)
+            id := keccak256(m, 0x140)
         }
-        return channelId(params);
     }
 
     function _checkState(bytes32 cid, State calldata s) internal pure {
@@ -492,8 +558,18 @@ contract Adjudicator {
         revert InvalidState(); // unreachable for a checked state
     }
 
+    function _heldOf(bytes32 cid, Dispute storage d, address asset) internal view returns (uint256) {
+        return asset == address(0) ? d.ethHeld : _holdings[cid][asset];
+    }
+
+    /// `amount` fits: a deposit checks it, a conclusion only lowers the holdings.
+    function _setHeld(bytes32 cid, Dispute storage d, address asset, uint256 amount) internal {
+        if (asset == address(0)) d.ethHeld = uint120(amount);
+        else _holdings[cid][asset] = amount;
+    }
+
     /// Every asset's total (balances + locked HTLCs) must be covered by the holdings.
-    function _checkFunded(bytes32 cid, State calldata s) internal view {
+    function _checkFunded(bytes32 cid, Dispute storage d, State calldata s) internal view {
         uint256 n = s.assets.length;
         uint256[] memory total = new uint256[](n);
         for (uint256 i = 0; i < n; i++) {
@@ -503,7 +579,7 @@ contract Adjudicator {
             total[_assetIndex(s.assets, s.htlcs[k].asset)] += s.htlcs[k].amount;
         }
         for (uint256 i = 0; i < n; i++) {
-            uint256 held = _holdings[cid][s.assets[i]];
+            uint256 held = _heldOf(cid, d, s.assets[i]);
             if (total[i] > held) revert NonConserving(s.assets[i], total[i], held);
         }
     }
@@ -528,6 +604,49 @@ contract Adjudicator {
         if (uint256(s) > HALF_ORDER || uint256(s) == 0 || uint256(r) == 0) return address(0);
         if (v != 27 && v != 28) return address(0);
         return ecrecover(digest, v, r, s);
+    }
+
+    /// Send participant `p` (at `to`) `amount` of `asset` from a concluded channel;
+    /// credit it for `withdraw` if the transfer fails. The caller must provide the
+    /// gas a payout may forward (else InsufficientGas, never a forced credit).
+    /// Return data is never copied (a receiver cannot make the payer pay for it).
+    function _payOut(bytes32 cid, address asset, uint8 p, address to, uint256 amount) internal {
+        if (amount == 0) return;
+        bool ok;
+        if (asset == address(0)) {
+            if (gasleft() < PAYOUT_GAS_ETH + PAYOUT_GAS_ETH / 63 + PAYOUT_CALL_OVERHEAD) revert InsufficientGas();
+            assembly ("memory-safe") {
+                ok := call(PAYOUT_GAS_ETH, to, amount, 0, 0, 0, 0)
+            }
+        } else {
+            if (gasleft() < PAYOUT_GAS_TOKEN + PAYOUT_GAS_TOKEN / 63 + PAYOUT_CALL_OVERHEAD) {
+                revert InsufficientGas();
+            }
+            ok = _tryTransfer(asset, to, amount);
+        }
+        if (ok) {
+            emit Withdrawn(cid, asset, p, to, amount);
+        } else {
+            _credits[cid][asset][p] += amount;
+            emit PayoutCredited(cid, asset, p, amount);
+        }
+    }
+
+    /// `token.transfer(to, amount)` with PAYOUT_GAS_TOKEN gas; true iff it did not
+    /// revert and returned true (32 bytes, == 1) or, from an account with code,
+    /// nothing (USDT-like tokens): the rule `_callToken` applies.
+    function _tryTransfer(address token, address to, uint256 amount) internal returns (bool ok) {
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            mstore(m, shl(224, 0xa9059cbb))
+            mstore(add(m, 0x04), to)
+            mstore(add(m, 0x24), amount)
+            mstore(0, 0)
+            ok := call(PAYOUT_GAS_TOKEN, token, 0, m, 0x44, 0, 0x20)
+            switch returndatasize()
+            case 0 { ok := and(ok, gt(extcodesize(token), 0)) }
+            default { ok := and(ok, and(gt(returndatasize(), 0x1f), eq(mload(0), 1))) }
+        }
     }
 
     function _balanceOf(address token) internal view returns (uint256) {

@@ -30,7 +30,7 @@ contract TestToken {
         return true;
     }
 
-    function transfer(address to, uint256 value) external returns (bool) {
+    function transfer(address to, uint256 value) external virtual returns (bool) {
         _move(msg.sender, to, value);
         return true;
     }
@@ -42,10 +42,39 @@ contract TestToken {
         return true;
     }
 
-    function _move(address from, address to, uint256 value) internal {
+    function _move(address from, address to, uint256 value) internal virtual {
         balanceOf[from] -= value;
         balanceOf[to] += value;
         emit Transfer(from, to, value);
+    }
+}
+
+/// @title TestToken whose transfers to a blocked address revert (like a USDC
+///        blacklist), or with `quiet` return false (like some early tokens); for
+///        payout tests only.
+contract BlocklistToken is TestToken {
+    mapping(address => bool) public blocked;
+    bool public quiet;
+
+    constructor() TestToken("Blocklist", "BLK") {}
+
+    function setBlocked(address who, bool value) external {
+        blocked[who] = value;
+    }
+
+    function setQuiet(bool value) external {
+        quiet = value;
+    }
+
+    function transfer(address to, uint256 value) external override returns (bool) {
+        if (quiet && blocked[to]) return false;
+        _move(msg.sender, to, value);
+        return true;
+    }
+
+    function _move(address from, address to, uint256 value) internal override {
+        require(!blocked[to], "blocked");
+        super._move(from, to, value);
     }
 }
 

@@ -9,9 +9,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from chenilles_evm.adjudicator import AdjudicatorClient, Erc20, Params, State
+from chenilles_evm.adjudicator import AdjudicatorClient, Erc20, Params, State, TxResult
 from chenilles_evm.eip712 import ETH
 from chenilles_evm.ledgers import Ledger, anvil_binary, make_ledger
+from eth_utils.address import to_checksum_address
 
 LEDGER_KINDS = ("ethtester", "anvil")
 
@@ -112,6 +113,72 @@ class Env:
         cid = self.adj.channel_id(params or self.params)
         return State(cid, version, assets, balances, tuple(htlcs), app_data, is_final)
 
+    def wallets(self, asset: str = ETH) -> tuple[int, int]:
+        """The participants' own on-chain balances of ``asset``."""
+        if asset == ETH:
+            return (
+                self.w3.eth.get_balance(self.a.address),
+                self.w3.eth.get_balance(self.b.address),
+            )
+        token = Erc20(self.w3, asset)
+        return (token.balance_of(self.a.address), token.balance_of(self.b.address))
+
+    def held(self, asset: str = ETH) -> int:
+        """What the adjudicator contract owns of ``asset`` (all channels)."""
+        if asset == ETH:
+            return int(self.w3.eth.get_balance(self.adj.address))
+        return Erc20(self.w3, asset).balance_of(self.adj.address)
+
+    def fee(self, result: TxResult) -> int:
+        """What the sender of ``result`` paid for it, in wei."""
+        receipt = self.w3.eth.get_transaction_receipt(result.tx_hash)
+        return int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
+
+    def expect_paid(
+        self,
+        result: TxResult,
+        paid: dict[str, tuple[int, int]],
+        params: Params | None = None,
+        credited: dict[str, tuple[int, int]] | None = None,
+    ) -> None:
+        """``result`` (a conclusion) sent each participant exactly ``paid[asset]``: one
+        ``Withdrawn`` to the participant's own address per nonzero payout, and credited
+        exactly ``credited[asset]`` (nothing by default), which is then all that is left
+        to withdraw."""
+        p = params or self.params
+        cid = self.adj.channel_id(p)
+        got: dict[tuple[str, int], int] = {}
+        got_credit: dict[tuple[str, int], int] = {}
+        for e in result.events:
+            if e.name not in ("Withdrawn", "PayoutCredited"):
+                continue
+            a = e.args
+            assert a["channelId"] == cid
+            key = (to_checksum_address(a["asset"]), int(a["participant"]))
+            if e.name == "Withdrawn":
+                assert a["receiver"] == to_checksum_address(p.participants[key[1]])
+                assert key not in got, "paid twice"
+                got[key] = int(a["amount"])
+            else:
+                assert key not in got_credit, "credited twice"
+                got_credit[key] = int(a["amount"])
+        credited = credited or {}
+
+        def nonzero(table: dict[str, tuple[int, int]]) -> dict[tuple[str, int], int]:
+            return {
+                (to_checksum_address(x), i): v
+                for x, vs in table.items()
+                for i, v in enumerate(vs)
+                if v
+            }
+
+        assert got == nonzero(paid)
+        assert got_credit == nonzero(credited)
+        for asset in {*paid, *credited}:
+            for i in (0, 1):
+                owed = credited.get(asset, (0, 0))[i]
+                assert self.adj.payout(cid, asset, i) == (owed, owed == 0)
+
     def snapshot(self, params: Params | None = None, assets: tuple[str, ...] = (ETH,)) -> tuple:
         cid = self.adj.channel_id(params or self.params)
         return (
@@ -121,8 +188,7 @@ class Env:
         )
 
 
-@pytest.fixture
-def env(ledger: Ledger) -> Env:
+def make_env(ledger: Ledger) -> Env:
     deployer = ledger.accounts[3].address
     adj = AdjudicatorClient.deploy(ledger.w3, deployer)
     token = Erc20.deploy_test_token(ledger.w3, deployer)
@@ -130,6 +196,11 @@ def env(ledger: Ledger) -> Env:
         (ledger.accounts[0].address, ledger.accounts[1].address), 100, secrets.token_bytes(32)
     )
     return Env(ledger, adj, token, params)
+
+
+@pytest.fixture
+def env(ledger: Ledger) -> Env:
+    return make_env(ledger)
 
 
 @pytest.fixture

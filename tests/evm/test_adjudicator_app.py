@@ -102,9 +102,8 @@ def test_escrow_release_by_forced_move(env: Env) -> None:
     assert ev["state"] == s2 and ev["mover"] == 0 and ev["version"] == 2
     assert env.adj.dispute(cid).phase == Phase.FORCEEXEC
     _expect("StateMismatch", env.adj.conclude, params, s1, env.b.address)
-    env.adj.conclude(params, s2, env.b.address)  # final move: no further period
-    assert env.adj.payout(cid, ETH, 0) == (60, False)
-    assert env.adj.payout(cid, ETH, 1) == (40, False)
+    c = env.adj.conclude(params, s2, env.b.address)  # final move: no further period
+    env.expect_paid(c, {ETH: (60, 40)}, params)
 
 
 def test_escrow_refund_after_deadline_and_silence(env: Env) -> None:
@@ -120,8 +119,9 @@ def test_escrow_refund_after_deadline_and_silence(env: Env) -> None:
     env.adj.progress(
         params, s1, s2, 0, env.adj.sign(s2, env.a.key), env.a.address
     )  # buyer, after deadline
-    env.adj.conclude(params, s2, env.a.address)
-    assert env.adj.payout(cid, ETH, 0) == (100, False)
+    c = env.adj.conclude(params, s2, env.a.address)
+    env.expect_paid(c, {ETH: (100, 0)}, params)
+    assert env.adj.holding(cid, ETH) == 0
 
 
 def test_app_channel_without_moves_concludes_after_two_periods(env: Env) -> None:
@@ -142,8 +142,8 @@ def test_app_channel_without_moves_concludes_after_two_periods(env: Env) -> None
         env.adj.sign(s2, env.b.key),
         env.b.address,
     )
-    env.adj.conclude(params, s1, env.a.address)
-    assert env.adj.payout(env.adj.channel_id(params), ETH, 0) == (100, False)
+    c = env.adj.conclude(params, s1, env.a.address)
+    env.expect_paid(c, {ETH: (100, 0)}, params)
 
 
 # ------------------------------------------------------ mirror vs contract (hypothesis)

@@ -1,4 +1,4 @@
-"""Disputes: register, refute, wait, conclude, withdraw."""
+"""Disputes: register, refute, wait, conclude (which pays both participants)."""
 
 from __future__ import annotations
 
@@ -45,9 +45,8 @@ def test_cheater_registers_old_state_honest_refutes(env: Env) -> None:
     with pytest.raises(ContractReverted) as e:  # concluding needs the registered state
         env.adj.conclude(env.params, old, env.b.address)
     assert e.value.error_name == "StateMismatch"
-    env.adj.conclude(env.params, latest, env.b.address)
-    assert env.adj.payout(env.cid, ETH, 0) == (60, False)
-    assert env.adj.payout(env.cid, ETH, 1) == (140, False)
+    c = env.adj.conclude(env.params, latest, env.b.address)
+    env.expect_paid(c, {ETH: (60, 140)})  # the latest state, not the cheater's
 
 
 def test_silent_peer_register_wait_conclude_withdraw(env: Env) -> None:
@@ -64,14 +63,18 @@ def test_silent_peer_register_wait_conclude_withdraw(env: Env) -> None:
         newer = env.state(4, ((0, 10**18),))
         env.adj.register(env.params, newer, env.sign_both(newer), env.b.address)
     assert e.value.error_name == "ChallengePeriodOver"
+    before = env.wallets()
     c = env.adj.conclude(env.params, s, env.b.address)
     assert c.event("Concluded").args["version"] == 3
+    env.expect_paid(c, {ETH: (4 * 10**17, 6 * 10**17)})
+    # the silent peer is paid without lifting a finger; the concluder net of its fee
+    assert env.wallets() == (before[0] + 4 * 10**17, before[1] + 6 * 10**17 - env.fee(c))
     with pytest.raises(ContractReverted) as e:
         env.adj.conclude(env.params, s, env.b.address)
     assert e.value.error_name == "AlreadyConcluded"
-    before = env.w3.eth.get_balance(env.watcher.address)
-    env.adj.withdraw(env.params, 1, ETH, env.watcher.address, env.b.address)
-    assert env.w3.eth.get_balance(env.watcher.address) == before + 6 * 10**17
+    with pytest.raises(ContractReverted) as e:  # and no second payout by withdrawing
+        env.adj.withdraw(env.params, 1, ETH, env.watcher.address, env.b.address)
+    assert e.value.error_name == "AlreadyWithdrawn"
 
 
 def test_register_erc20_and_eth_channel(env: Env) -> None:
@@ -80,10 +83,9 @@ def test_register_erc20_and_eth_channel(env: Env) -> None:
     s = env.state(1, ((1, 4), (9, 0)), assets=(ETH, env.token.address))
     env.adj.register(env.params, s, env.sign_both(s), env.a.address)
     env.ledger.advance(101)
-    env.adj.conclude(env.params, s, env.a.address)
-    env.adj.withdraw(env.params, 0, env.token.address, env.a.address, env.a.address)
+    c = env.adj.conclude(env.params, s, env.a.address)
+    env.expect_paid(c, {ETH: (1, 4), env.token.address: (9, 0)})
     assert env.token.balance_of(env.a.address) == 9
-    assert env.adj.payout(env.cid, ETH, 1) == (4, False)
 
 
 def test_cooperative_close_overrides_a_dispute(env: Env) -> None:
@@ -95,5 +97,6 @@ def test_cooperative_close_overrides_a_dispute(env: Env) -> None:
         env.adj.conclude_cooperative(env.params, stale, env.sign_both(stale), env.b.address)
     assert e.value.error_name == "StaleVersion"
     final = env.state(5, ((12, 8),), is_final=True)
-    env.adj.conclude_cooperative(env.params, final, env.sign_both(final), env.b.address)
-    assert env.adj.payout(env.cid, ETH, 0) == (12, False)
+    r = env.adj.conclude_cooperative(env.params, final, env.sign_both(final), env.b.address)
+    env.expect_paid(r, {ETH: (12, 8)})
+    assert env.adj.dispute(env.cid).state_hash == b"\x00" * 32

@@ -37,22 +37,22 @@ def test_eth_funding_and_cooperative_close(env: Env) -> None:
     assert r0.event("Deposited").args["holdings"] == 3 * E
     env.adj.deposit(env.params, 1, ETH, 2 * E, env.b.address)
     assert env.adj.holding(env.cid, ETH) == 5 * E
+    before, contract_before = env.wallets(), env.held()
 
     final = env.state(12, ((1 * E, 4 * E),), is_final=True)
     r = env.adj.conclude_cooperative(env.params, final, env.sign_both(final), env.watcher.address)
     assert r.event("ConcludedCooperatively").args["version"] == 12
     assert env.adj.dispute(env.cid).phase == Phase.CONCLUDED
-    assert env.adj.payout(env.cid, ETH, 0) == (1 * E, False)
-
-    before = env.w3.eth.get_balance(env.b.address)
-    w = env.adj.withdraw(env.params, 1, ETH, env.b.address, env.b.address)
-    fee = w.gas_used * env.w3.eth.get_transaction(w.tx_hash)["gasPrice"]
-    assert env.w3.eth.get_balance(env.b.address) == before + 4 * E - fee
-    # a withdraws to another receiver
-    rb = env.w3.eth.get_balance(env.watcher.address)
-    env.adj.withdraw(env.params, 0, ETH, env.watcher.address, env.a.address)
-    assert env.w3.eth.get_balance(env.watcher.address) == rb + 1 * E
-    assert env.adj.payout(env.cid, ETH, 0) == (0, True)
+    # the close paid both, to the wei, in its own transaction (sent by a third party)
+    env.expect_paid(r, {ETH: (1 * E, 4 * E)})
+    assert env.wallets() == (before[0] + 1 * E, before[1] + 4 * E)
+    assert env.held() == contract_before - 5 * E
+    assert env.adj.holding(env.cid, ETH) == 0
+    # nothing is left to withdraw, for either participant
+    for i, who in enumerate((env.a, env.b)):
+        with pytest.raises(ContractReverted) as e:
+            env.adj.withdraw(env.params, i, ETH, who.address, who.address)
+        assert e.value.error_name == "AlreadyWithdrawn"
     # a concluded channel takes no deposits
     with pytest.raises(ContractReverted) as e:
         env.adj.deposit(env.params, 0, ETH, 1, env.a.address)
@@ -69,14 +69,12 @@ def test_erc20_funding_and_cooperative_close(env: Env) -> None:
     final = env.state(
         3, ((400, 600), (50, 0)), assets=(env.token.address, usdt.address), is_final=True
     )
-    env.adj.conclude_cooperative(env.params, final, env.sign_both(final), env.a.address)
-    env.adj.withdraw(env.params, 0, env.token.address, env.a.address, env.a.address)
-    env.adj.withdraw(env.params, 1, env.token.address, env.b.address, env.b.address)
-    env.adj.withdraw(env.params, 0, usdt.address, env.a.address, env.a.address)
+    r = env.adj.conclude_cooperative(env.params, final, env.sign_both(final), env.a.address)
+    env.expect_paid(r, {env.token.address: (400, 600), usdt.address: (50, 0)})
     assert env.token.balance_of(env.a.address) == 400
     assert env.token.balance_of(env.b.address) == 600
-    assert usdt.balance_of(env.a.address) == 50
-    assert env.token.balance_of(env.adj.address) == 0
+    assert usdt.balance_of(env.a.address) == 50  # a token that returns nothing is paid too
+    assert env.token.balance_of(env.adj.address) == 0 == usdt.balance_of(env.adj.address)
 
 
 def test_deposit_rejections(env: Env) -> None:

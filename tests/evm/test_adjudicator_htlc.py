@@ -39,8 +39,7 @@ def test_htlc_revealed_before_expiry_pays_payee(env: Env) -> None:
     env.ledger.time_travel(timeout)
     c = env.adj.conclude(env.params, s, env.a.address)  # before expiry: resolved by the reveal
     assert c.event("HtlcResolved").args["paidToPayee"] is True
-    assert env.adj.payout(env.cid, ETH, 0) == (70, False)
-    assert env.adj.payout(env.cid, ETH, 1) == (130, False)
+    env.expect_paid(c, {ETH: (70, 130)})
 
 
 def test_htlc_revealed_after_expiry_refunds_payer(env: Env) -> None:
@@ -51,8 +50,7 @@ def test_htlc_revealed_after_expiry_refunds_payer(env: Env) -> None:
     env.ledger.time_travel(max(timeout, h.expiry + 2))
     c = env.adj.conclude(env.params, s, env.a.address)
     assert c.event("HtlcResolved").args["paidToPayee"] is False
-    assert env.adj.payout(env.cid, ETH, 1) == (100, False)  # payer 1 refunded
-    assert env.adj.payout(env.cid, ETH, 0) == (100, False)
+    env.expect_paid(c, {ETH: (100, 100)})  # payer 1 refunded
 
 
 def test_htlc_wrong_preimage_refunds_and_unresolved_blocks_conclude(env: Env) -> None:
@@ -64,8 +62,8 @@ def test_htlc_wrong_preimage_refunds_and_unresolved_blocks_conclude(env: Env) ->
         env.adj.conclude(env.params, s, env.a.address)
     assert e.value.error_name == "HtlcNotResolvable" and e.value.error_args == (1,)
     env.ledger.time_travel(h.expiry + 1)
-    env.adj.conclude(env.params, s, env.a.address)
-    assert env.adj.payout(env.cid, ETH, 0) == (100, False)
+    c = env.adj.conclude(env.params, s, env.a.address)
+    env.expect_paid(c, {ETH: (100, 100)})
 
 
 @pytest.mark.parametrize("length", [0, 31, 33, 64])
@@ -101,6 +99,7 @@ def test_htlc_in_erc20_with_several_locks(env: Env) -> None:
     env.adj.reveal_preimage(pre[0], env.b.address)
     env.adj.reveal_preimage(pre[2], env.a.address)
     env.ledger.time_travel(now + 301)
-    env.adj.conclude(env.params, s, env.b.address)
-    assert env.adj.payout(env.cid, tok, 0) == (95, False)
-    assert env.adj.payout(env.cid, tok, 1) == (105, False)
+    c = env.adj.conclude(env.params, s, env.b.address)
+    env.expect_paid(c, {tok: (95, 105)})
+    assert (env.token.balance_of(env.a.address), env.token.balance_of(env.b.address)) == (95, 105)
+    assert env.token.balance_of(env.adj.address) == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
-from chenilles_evm.adjudicator import AdjudicatorClient, ContractReverted
+from chenilles_evm.adjudicator import AdjudicatorClient, ContractReverted, Erc20
 from chenilles_evm.eip712 import ETH, HALF_N, SECP256K1_N, Htlc, sign_state
 
 if TYPE_CHECKING:  # the fixture `env` gives an Env (tests/evm has no package)
@@ -157,27 +157,32 @@ def test_malformed_states(env: Env) -> None:
 
 
 def test_withdraw_twice_and_by_others(env: Env) -> None:
-    env.fund_eth((10, 10))
-    final = env.state(2, ((5, 15),), is_final=True)
-    env.adj.conclude_cooperative(env.params, final, env.sign_both(final), env.a.address)
+    # b's receiver refuses the token: the close credits b's share, to be pulled by b only
+    tok = Erc20.deploy_blocklist_token(env.w3, env.watcher.address)
+    env.fund_token((10, 10), token=tok)
+    tok.set_blocked(env.b.address, True, env.watcher.address)
+    final = env.state(2, ((5, 15),), assets=(tok.address,), is_final=True)
+    r = env.adj.conclude_cooperative(env.params, final, env.sign_both(final), env.a.address)
+    env.expect_paid(r, {tok.address: (5, 0)}, credited={tok.address: (0, 15)})
+    w = tok.address
     _expect(
-        "Unauthorized",
-        env.adj.withdraw,
-        env.params,
-        1,
-        ETH,
-        env.watcher.address,
-        env.watcher.address,
+        "Unauthorized", env.adj.withdraw, env.params, 1, w, env.watcher.address, env.watcher.address
     )
-    _expect("Unauthorized", env.adj.withdraw, env.params, 1, ETH, env.a.address, env.a.address)
-    env.adj.withdraw(env.params, 1, ETH, env.b.address, env.b.address)
-    snap = env.snapshot()
-    bal = env.w3.eth.get_balance(env.adj.address)
-    err = _expect(
-        "AlreadyWithdrawn", env.adj.withdraw, env.params, 1, ETH, env.b.address, env.b.address
-    )
-    assert err.error_args == (1, ETH)
-    assert env.snapshot() == snap and env.w3.eth.get_balance(env.adj.address) == bal == 5
+    _expect("Unauthorized", env.adj.withdraw, env.params, 1, w, env.a.address, env.a.address)
+    snap = env.snapshot(assets=(w,))
+    # a failed pull reverts as a whole: the credit stays
+    _expect("TransferFailed", env.adj.withdraw, env.params, 1, w, env.b.address, env.b.address)
+    assert env.snapshot(assets=(w,)) == snap
+    r = env.adj.withdraw(env.params, 1, w, env.watcher.address, env.b.address)
+    assert r.event("Withdrawn").args["amount"] == 15
+    assert tok.balance_of(env.watcher.address) == 15
+    snap = env.snapshot(assets=(w,))
+    for i, who in ((1, env.b), (0, env.a)):  # withdrawn, and paid at the close
+        err = _expect(
+            "AlreadyWithdrawn", env.adj.withdraw, env.params, i, w, who.address, who.address
+        )
+        assert err.error_args == (i, w.lower())
+    assert env.snapshot(assets=(w,)) == snap and tok.balance_of(env.adj.address) == 0
 
 
 def test_withdraw_before_conclude(env: Env) -> None:

@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from chenilles_evm.backend import EvmAccount, EvmBackend, connect_backend, embedded_backend
+from chenilles_evm.adjudicator import Erc20
+from chenilles_evm.backend import (
+    WITHDRAW_ALREADY_PAID,
+    EvmAccount,
+    EvmBackend,
+    connect_backend,
+    embedded_backend,
+)
 from chenilles_evm.ledgers import Ledger
 
 from chenilles_hub.backend import (
@@ -122,9 +129,17 @@ class Channel:
         return self.backend.balance(self.accounts[who], self.token) - self.start_token[who]
 
     def withdraw_all(self) -> None:
+        """Each participant's withdraw duty after a conclusion, which already paid both:
+        no transaction, no fee, a receipt that says so."""
         for who in (0, 1):
             for asset in self.params.assets:
-                self.tx(who, self.backend.withdraw(self.params, who, self.accounts[who], asset))
+                receipt = self.backend.withdraw(self.params, who, self.accounts[who], asset)
+                assert receipt == already_paid(self.backend)
+
+
+def already_paid(backend: EvmBackend) -> TxReceipt:
+    """What ``withdraw`` returns when the conclusion already paid the participant."""
+    return TxReceipt(WITHDRAW_ALREADY_PAID, "", 0, backend.assets()[0], 0, "gas", None)
 
 
 def open_channel(
@@ -132,14 +147,18 @@ def open_channel(
     deposits: dict[Asset, tuple[int, int]],
     challenge: int = CHALLENGE,
     extra_tokens: int = 0,
+    prepare: Callable[[EvmAccount], object] | None = None,
 ) -> Channel:
-    """Two fresh accounts (given ``extra_tokens`` more test tokens each), a signed version
-    0, then the deposits."""
+    """Two fresh accounts (given ``extra_tokens`` more test tokens each, and whatever
+    ``prepare(account)`` gives them), a signed version 0, then the deposits."""
     a, b = backend.create_account(), backend.create_account()
     eth, token = backend.assets()[0], backend.assets()[1]
     if extra_tokens:
         for acct in (a, b):
             backend.faucet(acct, token, extra_tokens)
+    if prepare is not None:
+        for acct in (a, b):
+            prepare(acct)
     start_eth = (backend.balance(a, eth), backend.balance(b, eth))
     start_token = (backend.balance(a, token), backend.balance(b, token))
     nonce = backend.new_nonce((), deposits, a)
@@ -315,7 +334,7 @@ def test_htlc_claimed_on_chain_then_conclude_pays_payee_and_events(backend: EvmB
     assert [e for e in backend.poll_events() if not isinstance(e, NewBlock)] == []
 
 
-def test_expired_htlc_refunded_by_concluding(backend: EvmBackend) -> None:
+def test_expired_htlc_refunded_by_concluding(backend: EvmBackend, ledger: Ledger) -> None:
     eth = backend.assets()[0]
     ch = open_channel(backend, {eth: (ETH, ETH)})
     ch.update(1, Transfer(eth, 10))
@@ -330,7 +349,9 @@ def test_expired_htlc_refunded_by_concluding(backend: EvmBackend) -> None:
         backend.conclude(ch.params, ch.accounts[1])
     assert err.value.reason == f"HtlcNotResolvable({htlc.id})"
 
-    backend.advance_time(htlc.native_expiry - backend.now())  # at the expiry: not yet
+    # a block exactly at the expiry (not yet refundable); stamped by the ledger, since a
+    # relative advance on anvil lands a second late when the wall clock ticks meanwhile
+    ledger.time_travel(htlc.native_expiry)
     with pytest.raises(LedgerError) as err:
         backend.refund_htlc(ch.params, htlc, ch.accounts[0])
     assert err.value.reason.startswith("HtlcNotExpired(")
@@ -343,3 +364,42 @@ def test_expired_htlc_refunded_by_concluding(backend: EvmBackend) -> None:
     ch.withdraw_all()
     assert ch.eth_delta(0) == 10 - ch.fees[0]
     assert ch.eth_delta(1) == -10 - ch.fees[1]
+
+
+# ------------------------------------------------------------------ credited payouts
+
+
+def test_a_refused_payout_is_credited_and_pulled_by_the_withdraw_duty(
+    backend: EvmBackend, ledger: Ledger
+) -> None:
+    """b's token receiver refuses (a USDC-like blocklist): the close pays a and credits b;
+    b's withdraw duty fails while the block lasts (the credit stays), then pulls it."""
+    deployer = ledger.accounts[3].address
+    blk = Erc20.deploy_blocklist_token(backend.w3, deployer)
+    asset = Asset(backend.chain, blk.address)
+    ch = open_channel(
+        backend, {asset: (600, 400)}, prepare=lambda acct: blk.mint(acct.address, 1000, deployer)
+    )
+    ch.update(0, Transfer(asset, 100))
+    final = ch.update(1, Close())
+    blk.set_blocked(ch.accounts[1].address, True, deployer)
+    ch.tx(0, backend.close_cooperative(ch.params, final, ch.accounts[0]))
+    assert blk.balance_of(ch.accounts[0].address) == 1000 - 600 + 500
+    assert backend.withdraw(ch.params, 0, ch.accounts[0], asset) == already_paid(backend)
+    assert backend.adjudicator.payout(ch.cid, blk.address, 1) == (500, False)
+
+    with pytest.raises(LedgerError) as err:
+        backend.withdraw(ch.params, 1, ch.accounts[1], asset)
+    assert err.value.reason == f"TransferFailed({blk.address})"
+    assert backend.adjudicator.payout(ch.cid, blk.address, 1) == (500, False)
+    with pytest.raises(LedgerError) as err:  # nobody else may pull it
+        backend.withdraw(ch.params, 1, ch.accounts[0], asset)
+    assert err.value.reason == f"Unauthorized({ch.accounts[0].address})"
+
+    blk.set_blocked(ch.accounts[1].address, False, deployer)
+    receipt = ch.tx(1, backend.withdraw(ch.params, 1, ch.accounts[1], asset))
+    assert receipt.operation == "withdraw"
+    assert blk.balance_of(ch.accounts[1].address) == 1000 - 400 + 500
+    assert backend.withdraw(ch.params, 1, ch.accounts[1], asset) == already_paid(backend)
+    assert blk.balance_of(backend.adjudicator.address) == 0
+    assert ch.eth_delta(0) == -ch.fees[0] and ch.eth_delta(1) == -ch.fees[1]

@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any, cast
 
 from eth_abi.abi import decode as abi_decode
+from eth_account.signers.local import LocalAccount
 from eth_utils.abi import function_signature_to_4byte_selector
 from eth_utils.address import to_checksum_address
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
-from web3.exceptions import ContractLogicError
+from web3.exceptions import ContractLogicError, Web3Exception
 from web3.types import BlockIdentifier, TxParams
 
 from .eip712 import ETH, Htlc, Params, State, channel_id, sign_state, state_digest
@@ -61,6 +62,7 @@ __all__ = [
     "State",
     "TxResult",
     "decode_revert",
+    "delegate_code",
     "deploy_contract",
     "load_artifact",
 ]
@@ -396,10 +398,14 @@ class AdjudicatorClient:
         return DisputeInfo(int(t), int(v), Phase(p), bytes(h))
 
     def holding(self, cid: bytes, asset: str) -> int:
+        """What the adjudicator holds for the channel in ``asset``; after conclusion, the
+        credited payouts not yet withdrawn plus whatever no state accounted for."""
         return int(self._call(self.contract.functions.holdingOf(cid, to_checksum_address(asset))))
 
     def payout(self, cid: bytes, asset: str, participant_index: int) -> tuple[int, bool]:
-        """(amount still to withdraw, already withdrawn)."""
+        """(credited amount still to withdraw, nothing left to withdraw). A conclusion pays
+        both participants at once: only a payout it could not send stays to withdraw.
+        ``(0, False)`` before conclusion."""
         a, w = self._call(
             self.contract.functions.payoutOf(cid, to_checksum_address(asset), participant_index)
         )
@@ -466,6 +472,20 @@ class Erc20:
     def deploy_no_return_token(cls, w3: Web3, sender: str) -> Erc20:
         return cls(w3, deploy_contract(w3, "NoReturnToken", sender=sender).address, "NoReturnToken")
 
+    @classmethod
+    def deploy_blocklist_token(cls, w3: Web3, sender: str) -> Erc20:
+        """A test token whose transfers to a blocked address revert (``set_blocked``)."""
+        address = deploy_contract(w3, "BlocklistToken", sender=sender).address
+        return cls(w3, address, "BlocklistToken")
+
+    def set_blocked(self, who: str, blocked: bool, sender: str) -> int:
+        fn = self.contract.functions.setBlocked(to_checksum_address(who), blocked)
+        return self._tx(fn, sender)
+
+    def set_quiet(self, quiet: bool, sender: str) -> int:
+        """BlocklistToken: ``transfer`` to a blocked address returns false, not reverts."""
+        return self._tx(self.contract.functions.setQuiet(quiet), sender)
+
     def _tx(self, fn: Any, sender: str) -> int:
         h = _send(self.w3, lambda: fn.transact({"from": sender}))
         r = self.w3.eth.wait_for_transaction_receipt(h)
@@ -487,3 +507,41 @@ class Erc20:
                 self.w3, lambda: self.contract.functions.balanceOf(to_checksum_address(who)).call()
             )
         )
+
+
+# -------------------------------------------------------------- EIP-7702 (test ledgers)
+
+
+def delegate_code(w3: Web3, account: LocalAccount, delegate: str, data: bytes | str = b"") -> int:
+    """Make ``account`` (a key-holding EOA) run ``delegate``'s code (EIP-7702, Prague and
+    later) with one type-4 transaction to itself carrying ``data`` (e.g. a configuration
+    call, which then runs as the delegate with ``msg.sender == account``); return its gas.
+    ``delegate = ETH`` removes the delegation. Tests use it to give a channel participant,
+    who must still sign with its key, a receiver that rejects or burns gas."""
+    chain_id = int(w3.eth.chain_id)
+    nonce = int(w3.eth.get_transaction_count(account.address))
+    auth = account.sign_authorization(
+        {"chainId": chain_id, "address": to_checksum_address(delegate), "nonce": nonce + 1}
+    )
+    base = int(w3.eth.get_block("latest").get("baseFeePerGas", 0) or 0)
+    tx: dict[str, Any] = {
+        "type": 4,
+        "chainId": chain_id,
+        "nonce": nonce,
+        "to": account.address,
+        "value": 0,
+        "gas": 200_000,
+        "maxFeePerGas": 2 * base + 10**9,
+        "maxPriorityFeePerGas": 10**9,
+        "data": HexBytes(data),
+        "authorizationList": [auth],
+    }
+    signed = account.sign_transaction(tx)
+    try:
+        tx_hash = _send(w3, lambda: w3.eth.send_raw_transaction(signed.raw_transaction))
+    except (Web3Exception, ValueError) as exc:  # a ledger before Prague refuses type 4
+        raise ContractReverted("DelegationRefused", (str(exc),)) from exc
+    receipt = w3.eth.wait_for_transaction_receipt(tx_hash)
+    if receipt["status"] != 1:
+        raise ContractReverted("DelegationFailed", ())
+    return int(receipt["gasUsed"])

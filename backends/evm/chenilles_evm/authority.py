@@ -27,6 +27,9 @@ from .mapping import checksum, to_params, to_state
 #: so the payee's on-chain deadline ends a minute before the time the core reasons with.
 DEFAULT_EXPIRY_MARGIN = 60
 
+#: Channel ids an authority remembers (one authority serves all channels of a key).
+CHANNEL_ID_CACHE = 4096
+
 __all__ = ["DEFAULT_EXPIRY_MARGIN", "EvmAuthority"]
 
 
@@ -49,7 +52,7 @@ class EvmAuthority:
         self._signer = None if private_key is None else DigestSigner(private_key)
         self.margin = margin
         #: params -> channel id: deriving it hashes the ABI-encoded params, about a quarter
-        #: of a signature's cost, and an authority serves one channel for thousands of states.
+        #: of a signature's cost, and each channel signs thousands of states.
         self._channel_ids: dict[ChannelParams, bytes] = {}
         #: The last state digested and its digest: each side digests every state twice (sign
         #: and verify the peer's signature on it), and states are immutable.
@@ -59,8 +62,9 @@ class EvmAuthority:
         cached = self._channel_ids.get(params)
         if cached is None:
             cached = channel_id(self.chain_id, self.adjudicator, to_params(params))
-            if len(self._channel_ids) < 1024:
-                self._channel_ids[params] = cached
+            if len(self._channel_ids) >= CHANNEL_ID_CACHE:
+                del self._channel_ids[next(iter(self._channel_ids))]  # the oldest entry
+            self._channel_ids[params] = cached
         return cached
 
     def digest(self, params: ChannelParams, state: ChannelState) -> bytes:

@@ -13,7 +13,10 @@ Progressed (app move)     Registered(channel, version, timeout): a forced move
 Concluded,                Concluded(channel, version)
 ConcludedCooperatively
 PreimageRevealed          PreimageRevealed(payment hash, preimage, block timestamp)
-HtlcResolved, Withdrawn   (not reported: consequences of Concluded / of our own calls)
+HtlcResolved, Withdrawn,  (not reported: consequences of Concluded, which pays both
+PayoutCredited            participants, or of a ``withdraw`` call; a payout the
+                          conclusion could not send is credited, and the owner's
+                          ``withdraw`` duty pulls it)
 ========================  =========================================================
 """
 
