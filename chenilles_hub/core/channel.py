@@ -39,15 +39,26 @@ from .errors import (
     Diverged,
     InvalidRevocation,
     InvalidSignature,
+    MessageTooLarge,
     ProposalConflict,
     ProposalPending,
+    ProposalTooLarge,
     StaleVersion,
     StateMismatch,
     UnexpectedMessage,
     WrongChannel,
 )
 from .invariants import check_params, check_state, check_successor
-from .messages import Accept, Ack, ChannelMessage, Propose, Reestablish, Reject
+from .messages import (
+    MAX_UPDATES_PER_PROPOSAL,
+    Accept,
+    Ack,
+    ChannelMessage,
+    Propose,
+    Reestablish,
+    Reject,
+    encode_message,
+)
 from .model import ChannelParams, ChannelState, SignedState
 from .updates import App, HtlcPolicy, Update, UpdateContext, apply_updates
 
@@ -158,6 +169,7 @@ class ChannelMachine:
         latest = self._core.latest
         if latest is None:
             raise ChannelNotOpen("the initial state is not signed by both participants yet")
+        _check_count(updates)
         new = apply_updates(latest.state, updates, self._context(self.me, now))
         check_successor(self.params, self.channel_id, latest.state, new)
         return new
@@ -171,6 +183,7 @@ class ChannelMachine:
         latest = self._core.latest
         if latest is None:
             raise ChannelNotOpen("the initial state is not signed by both participants yet")
+        _check_count(updates)
         new = apply_updates(latest.state, updates, self._context(self.me, now))
         check_successor(self.params, self.channel_id, latest.state, new)
         return self._propose_state(updates, new)
@@ -183,6 +196,10 @@ class ChannelMachine:
             raise ProposalPending(f"waiting for the peer's ack of version {core.awaiting_ack}")
         signature = self._authority.sign(self.params, new, core.latest)
         message = Propose(self.channel_id, updates, new, signature)
+        try:
+            encode_message(message)  # the peer decodes within the same limit
+        except MessageTooLarge as exc:
+            raise ProposalTooLarge(f"this proposal would not fit in a message: {exc}") from None
         signed = SignedState(new, self._signatures(mine=signature))
         return self._commit(
             msgspec.structs.replace(core, pending=PendingProposal(message, signed)),
@@ -413,3 +430,10 @@ class ChannelMachine:
 
 
 __all__ = ["ChannelMachine", "ChannelSnapshot"]
+
+
+def _check_count(updates: tuple[Update, ...]) -> None:
+    if len(updates) > MAX_UPDATES_PER_PROPOSAL:
+        raise ProposalTooLarge(
+            f"{len(updates)} updates; a proposal carries at most {MAX_UPDATES_PER_PROPOSAL}"
+        )

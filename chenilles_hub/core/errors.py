@@ -49,6 +49,14 @@ class ProposalPending(ChannelError):
     code = "proposal_pending"
 
 
+class ProposalTooLarge(ChannelError):
+    """More updates than one proposal may carry, or a proposal that would not encode within
+    the message limit: the peer's decoder would refuse it, and a refused proposal that was
+    persisted would be retransmitted forever. Propose fewer at once."""
+
+    code = "proposal_too_large"
+
+
 class ProposalConflict(ChannelError):
     """Both sides proposed the same version; the lower participant index wins."""
 

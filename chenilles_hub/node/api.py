@@ -105,7 +105,7 @@ def _amount(data: dict[str, Any], key: str, *, required: bool = True, default: i
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ApiError(400, "bad_amount", f"{key} must be an integer (base units)")
     if isinstance(value, str):
-        if not value.isdigit():
+        if not (value.isascii() and value.isdigit()):
             raise ApiError(400, "bad_amount", f"{key} must be a non-negative integer")
         value = int(value)
     if value < 0 or value >= 2**256:
@@ -180,7 +180,7 @@ async def metrics(request: web.Request) -> web.Response:
     def scrape() -> str:
         return render(server.node, dict(server.stats), len(server.links), server.role)
 
-    text = await server._in_worker(scrape) if server.node is not None else scrape()
+    text = await server.read(scrape) if server.node is not None else scrape()
     return web.Response(text=text, headers={"Content-Type": CONTENT_TYPE})
 
 
@@ -205,7 +205,7 @@ async def info(request: web.Request) -> web.Response:
             "uptime": round(__import__("time").time() - server.started_at, 1),
         }
 
-    return _json(await server._in_worker(view))
+    return _json(await server.read(view))
 
 
 async def peers(request: web.Request) -> web.Response:
@@ -254,7 +254,7 @@ async def list_channels(request: web.Request) -> web.Response:
             if status is None or c.status == status
         ]
 
-    return _json(await server._in_worker(view))
+    return _json(await server.read(view))
 
 
 async def get_channel(request: web.Request) -> web.Response:
@@ -262,7 +262,7 @@ async def get_channel(request: web.Request) -> web.Response:
     node = _node(request)
     channel_hex = request.match_info["channel_id"]
     return _json(
-        await server._in_worker(lambda: ops.channel_view(node, ops.find_channel(node, channel_hex)))
+        await server.read(lambda: ops.channel_view(node, ops.find_channel(node, channel_hex)))
     )
 
 
@@ -299,7 +299,7 @@ async def open_progress(request: web.Request) -> web.Response:
     server = _server(request)
     node = _node(request)
     temp_hex = request.match_info["temp_id"]
-    return _json(await server._in_worker(ops.open_status, node, temp_hex))
+    return _json(await server.read(ops.open_status, node, temp_hex))
 
 
 async def close_channel(request: web.Request) -> web.Response:
@@ -410,7 +410,7 @@ async def list_invoices(request: web.Request) -> web.Response:
     server = _server(request)
     node = _node(request)
     return _json(
-        await server._in_worker(
+        await server.read(
             lambda: [ops.invoice_view(node, inv) for inv, _ in node.invoices.values()]
         )
     )
@@ -481,7 +481,7 @@ async def list_payments(request: web.Request) -> web.Response:
     node = _node(request)
     status = request.query.get("status")
     return _json(
-        await server._in_worker(
+        await server.read(
             lambda: [
                 ops.payment_view(p)
                 for p in node.payments.values()
@@ -502,7 +502,7 @@ async def get_payment(request: web.Request) -> web.Response:
     payment = node.payments.get(payment_hash)
     if payment is None:
         raise ApiError(404, "unknown_payment", f"no payment {text}")
-    return _json(await server._in_worker(ops.payment_view, payment))
+    return _json(await server.read(ops.payment_view, payment))
 
 
 async def quote(request: web.Request) -> web.Response:
@@ -519,7 +519,7 @@ async def backends(request: web.Request) -> web.Response:
     server = _server(request)
     node = _node(request)
     return _json(
-        await server._in_worker(lambda: [ops.backend_view(node, b) for b in node.backends.values()])
+        await server.read(lambda: [ops.backend_view(node, b) for b in node.backends.values()])
     )
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..backend import (
@@ -64,8 +64,16 @@ from ..core import (
     Update,
     initial_state,
 )
-from ..core.errors import ProposalConflict, UnsafeTimelock, WrongChannel
-from ..core.messages import Accept, Ack, Propose, Reestablish, Reject
+from ..core.errors import (
+    AmountOutOfRange,
+    ChannelNotOpen,
+    ProposalConflict,
+    ProposalTooLarge,
+    UnknownAsset,
+    UnsafeTimelock,
+    WrongChannel,
+)
+from ..core.messages import MAX_UPDATES_PER_PROPOSAL, Accept, Ack, Propose, Reestablish, Reject
 from ..core.watcher import (
     Action,
     ClaimIncoming,
@@ -127,6 +135,9 @@ class Node:
     #: Checkpoint at the end of every event (the default). A driver that handles a batch of
     #: messages and then checkpoints once (group commit) turns this off.
     autocommit: bool = True
+    #: Collect :attr:`ticket_outcomes` and :attr:`finished_payments` for a driver that
+    #: answers callers waiting for them (and takes them after each job).
+    report_outcomes: bool = False
 
     def __post_init__(self) -> None:
         self.outbox: list[tuple[bytes, bytes]] = []
@@ -620,34 +631,57 @@ class Node:
         channel.queue = [*channel.queue, update]
 
     def flush(self) -> None:
-        """Propose every channel's queued updates as one batch where the machine is idle."""
+        """Propose each channel's queued updates, as many as one proposal carries, where the
+        machine is idle; fail those queued on a channel that went on-chain or closed."""
         now = self.clock()
         progress = True
         while progress:  # a refused update may queue a fail on a channel already visited
             progress = False
             for channel in self.channels.values():
-                if not channel.queue or not channel.machine.idle:
+                if not channel.queue:
                     continue
-                if channel.status not in ("active", "closing"):
+                if channel.status in ("disputed", "closed"):
+                    stranded, channel.queue = channel.queue, []
+                    for update in stranded:
+                        self._update_failed(channel, update, f"the channel is {channel.status}")
+                    progress = True
+                    continue
+                if not channel.machine.idle or channel.status not in ("active", "closing"):
                     continue
                 progress = True
-                good = self._acceptable(channel, now)
-                channel.queue = []
-                if good:
-                    channel.in_flight = tuple(good)
-                    self._run(channel, channel.machine.propose(tuple(good), now))
+                self._propose_queued(channel, now)
 
-    def _acceptable(self, channel: Channel, now: int) -> list[Update]:
-        """The queued updates that can go out together; the others fail, each with its own
-        reason. The whole queue is checked at once first (one pass, the common case); only
-        when that fails is each update checked on top of the good ones before it."""
+    def _propose_queued(self, channel: Channel, now: int) -> None:
+        """Propose the longest acceptable prefix of the queue that fits in one proposal; the
+        rest stays queued for the next one."""
+        batch = channel.queue[:MAX_UPDATES_PER_PROPOSAL]
+        channel.queue = channel.queue[MAX_UPDATES_PER_PROPOSAL:]
+        good = self._acceptable(channel, batch, now)
+        while good:
+            try:
+                effects = channel.machine.propose(tuple(good), now)
+            except ProposalTooLarge as error:  # big onions: halve until it fits
+                if len(good) == 1:
+                    self._update_failed(channel, good[0], f"{error.code}: {error}")
+                    return
+                half = len(good) // 2
+                good, channel.queue = good[:half], [*good[half:], *channel.queue]
+                continue
+            channel.in_flight = tuple(good)
+            self._run(channel, effects)
+            return
+
+    def _acceptable(self, channel: Channel, batch: list[Update], now: int) -> list[Update]:
+        """The updates of ``batch`` that can go out together; the others fail, each with its
+        own reason. The whole batch is checked at once first (one pass, the common case);
+        only when that fails is each update checked on top of the good ones before it."""
         try:
-            channel.machine.check(tuple(channel.queue), now)
-            return list(channel.queue)
+            channel.machine.check(tuple(batch), now)
+            return list(batch)
         except ChannelError:
             pass
         good: list[Update] = []
-        for update in channel.queue:
+        for update in batch:
             try:
                 channel.machine.check((*good, update), now)
                 good.append(update)
@@ -663,10 +697,28 @@ class Node:
         """Pay the channel's peer directly. Transfers queued while a proposal is in flight
         go out together in the next state. With a ``ticket``, the outcome (the version that
         made it irrevocable, or why it failed) is reported in :attr:`ticket_outcomes`."""
-        update = Transfer(asset, amount)
-        if ticket is not None:
-            self._tickets[id(update)] = (update, ticket)
-        self._queue(self.channels[channel_id], update)
+        self.transfer_many([(channel_id, asset, amount, ticket)])
+
+    def transfer_many(self, items: Sequence[tuple[bytes, Asset, int, int | None]]) -> None:
+        """Queue several direct transfers (channel, asset, amount, ticket), all or none: each
+        is checked before any is queued; then one flush proposes them, as many per channel
+        as a proposal carries."""
+        for index, (channel_id, asset, amount, _) in enumerate(items):
+            channel = self.channels.get(channel_id)
+            where = f"transfer {index}"
+            if channel is None:
+                raise WrongChannel(f"{where}: no channel {channel_id.hex()}")
+            if channel.status != "active":
+                raise ChannelNotOpen(f"{where}: the channel is {channel.status}")
+            if asset not in channel.params.assets:
+                raise UnknownAsset(f"{where}: the channel does not hold {asset}")
+            if not 0 < amount < 2**256:
+                raise AmountOutOfRange(f"{where}: amount {amount} is not 1 to 2**256-1")
+        for channel_id, asset, amount, ticket in items:
+            update = Transfer(asset, amount)
+            if ticket is not None:
+                self._tickets[id(update)] = (update, ticket)
+            self._queue(self.channels[channel_id], update)
         self.flush()
         self._commit_point()
 
@@ -674,7 +726,8 @@ class Node:
         waiting = self._tickets.get(id(update))
         if waiting is not None and waiting[0] is update:
             del self._tickets[id(update)]
-            self.ticket_outcomes.append((waiting[1], version, reason))
+            if self.report_outcomes:
+                self.ticket_outcomes.append((waiting[1], version, reason))
 
     def close(self, channel_id: bytes) -> None:
         """Cooperative close: propose a final state; the ledger pays out once it is signed."""
@@ -877,7 +930,11 @@ class Node:
         transaction. Drivers call it after each event and before releasing ``outbox``."""
         write = self.take_checkpoint()
         if write is not None and self.store is not None:
-            self.store.save_checkpoint(*write)
+            try:
+                self.store.save_checkpoint(*write)
+            except BaseException:
+                self._written_state = b""  # rewrite the node's state with the next checkpoint
+                raise
 
     def take_checkpoint(self) -> tuple[list[ChannelSnapshot], dict[str, bytes]] | None:
         """What :meth:`checkpoint` would write (snapshots, records), or ``None`` if nothing
@@ -919,7 +976,7 @@ class Node:
 
     def _record_payment(self, payment: Payment) -> None:
         self._dirty_records[PAYMENT_PREFIX + payment.payment_hash.hex()] = encode_record(payment)
-        if payment.status != "pending":
+        if payment.status != "pending" and self.report_outcomes:
             self.finished_payments.append(payment.payment_hash)
 
     def _record_invoice(self, payment_hash: bytes) -> None:

@@ -78,6 +78,12 @@ RECEIVE_BATCH = 64
 WORK_QUEUE_BOUND = 1024
 #: Handled jobs waiting for the writer before the worker waits for the disk.
 WRITES_IN_FLIGHT = 256
+#: Messages waiting to be sent to one peer: a peer that lets more pile up (it does not read)
+#: is dropped rather than allowed to stall the node; channel messages come back with
+#: reestablish when it reconnects.
+LINK_OUTBOX_BOUND = 4096
+#: Seconds one message may take to leave before the peer counts as not reading.
+SEND_TIMEOUT = 30.0
 
 
 @dataclass
@@ -85,7 +91,8 @@ class _Link:
     conn: PeerConnection
     initiator: bytes
     started: float = field(default_factory=time.monotonic)
-    send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: What to send, in order; only the link's sender task writes to the connection.
+    outbox: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(LINK_OUTBOX_BOUND))
     #: Set once a frame from this connection failed to decode: frames it sent after that
     #: one are not handled, and the connection is dropped.
     violated: bool = False
@@ -165,9 +172,11 @@ class HubServer:
         #: Writes checkpoints while the worker handles the next job.
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="writer")
         #: Handled jobs waiting for their checkpoint to be written, in order.
-        self._written: asyncio.Queue[_Done]
+        self._written: asyncio.Queue[_Done] = asyncio.Queue(WRITES_IN_FLIGHT)
         #: Frames and calls waiting for the worker, in arrival order.
-        self._work: asyncio.Queue[_Frame | _Call]
+        self._work: asyncio.Queue[_Frame | _Call] = asyncio.Queue(WORK_QUEUE_BOUND)
+        #: Set when a checkpoint could not be written: the node then handles nothing more.
+        self._store_failed: Exception | None = None
         #: Callers waiting for a direct transfer to become irrevocable, by ticket.
         self._tickets: dict[int, asyncio.Future[int]] = {}
         #: Callers waiting for a payment of ours to succeed or fail, by payment hash.
@@ -246,8 +255,7 @@ class HubServer:
         lap("chains")
         await self._in_worker(self.node.restore)
         self.node.autocommit = False  # the receive loop and ``call`` checkpoint per job
-        self._work = asyncio.Queue(WORK_QUEUE_BOUND)
-        self._written = asyncio.Queue(WRITES_IN_FLIGHT)
+        self.node.report_outcomes = True  # transfers and payments callers wait for
         self._spawn(self._work_loop())
         self._spawn(self._write_loop())
         lap("restore")
@@ -344,6 +352,11 @@ class HubServer:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._worker, functools.partial(fn, *args))
 
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a read of the node's state (an API view) in the work queue: it is answered
+        after the write of its job, so it never shows anything a crash could take back."""
+        return await self.call(fn, *args)
+
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the node's thread in the next group commit; return its result
         (or raise its error) once what it queued is durable and sent."""
@@ -373,9 +386,8 @@ class HubServer:
             tickets.append(self._next_ticket)
             self._tickets[self._next_ticket] = loop.create_future()
 
-        def queue_all() -> None:
-            for (channel_id, asset, amount), ticket in zip(items, tickets, strict=True):
-                node.pay_direct(channel_id, asset, amount, ticket)
+        def queue_all() -> None:  # checked again here: the channel may have changed since
+            node.transfer_many([(c, a, n, t) for (c, a, n), t in zip(items, tickets, strict=True)])
 
         try:
             await self.call(queue_all)
@@ -408,19 +420,42 @@ class HubServer:
             if not waiters:
                 del self._payment_waiters[payment_hash]
 
-    async def _send_all(self, outbox: list[tuple[bytes, bytes]]) -> None:
+    def _send_all(self, outbox: list[tuple[bytes, bytes]]) -> None:
+        """Hand each message to its peer's sender without waiting for the network: a slow
+        or silent peer must never hold up the node (the writer releases every job's
+        outbox through here)."""
         for peer, data in outbox:
             link = self.links.get(peer)
             if link is not None and not link.conn.closed:
                 try:
-                    async with link.send_lock:
-                        await link.conn.send(data)
-                    self.count("messages_sent")
+                    link.outbox.put_nowait(data)
                     continue
-                except TransportError as exc:
-                    log.info("send to %s failed: %s", peer.hex()[:16], exc)
-                    await link.conn.close()
+                except asyncio.QueueFull:
+                    self.count("peers_not_reading")
+                    log.warning("peer %s does not read: dropping the link", peer.hex()[:16])
+                    link.conn.abort()
             self._keep_for_later(peer, data)
+
+    async def _send_loop(self, link: _Link, peer: bytes) -> None:
+        """The link's sender: writes its outbox in order; a send that fails or takes longer
+        than ``SEND_TIMEOUT`` ends the link. What was not sent is kept for the next
+        connection where it is not regenerated by reestablish."""
+        data = b""
+        try:
+            while True:
+                data = await link.outbox.get()
+                await asyncio.wait_for(link.conn.send(data), SEND_TIMEOUT)
+                self.count("messages_sent")
+                data = b""
+        except (TransportError, TimeoutError) as exc:
+            log.info("sending to %s failed: %s", peer.hex()[:16], exc or "timeout")
+            link.conn.abort()
+        finally:
+            unsent = [data] if data else []
+            while not link.outbox.empty():
+                unsent.append(link.outbox.get_nowait())
+            for message in unsent:
+                self._keep_for_later(peer, message)
 
     def _keep_for_later(self, peer: bytes, data: bytes) -> None:
         try:
@@ -481,10 +516,9 @@ class HubServer:
         self.links[peer] = link
         self.count("connections")
         log.info("peer %s connected", peer.hex()[:16])
+        sender = asyncio.get_running_loop().create_task(self._send_loop(link, peer))
         try:
-            for data in self.pending.pop(peer, []):
-                async with link.send_lock:
-                    await conn.send(data)
+            self._send_all([(peer, data) for data in self.pending.pop(peer, [])])
             await self.call(self.node.reestablish, peer)
             await self._announce_to(link, force=True)
             while not link.violated:
@@ -498,6 +532,9 @@ class HubServer:
             if self.links.get(peer) is link:
                 del self.links[peer]
             await conn.close()
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
 
     async def _on_frame(self, peer: bytes, data: bytes, link: _Link) -> bool:
         """Queue one frame for the worker; ``False`` if the peer must be disconnected now.
@@ -539,6 +576,11 @@ class HubServer:
             batch = [await self._work.get()]
             while len(batch) < RECEIVE_BATCH and not self._work.empty():
                 batch.append(self._work.get_nowait())
+            if self._store_failed is not None:  # memory is ahead of disk: do nothing more
+                for item in batch:
+                    if isinstance(item, _Call) and not item.answer.done():
+                        item.answer.set_exception(self._store_failed)
+                continue
 
             def job(batch: list[_Frame | _Call] = batch) -> _Done:
                 outcomes: list[Any] = []
@@ -553,7 +595,8 @@ class HubServer:
                         outcomes.append(None)  # sent after a malformed frame: ignored
                         continue
                     before = len(node.errors)
-                    node.receive(item.peer, item.data)
+                    data, item.data = item.data, b""  # not kept while the job awaits its write
+                    node.receive(item.peer, data)
                     new = node.errors[before:]
                     malformed = next((e for e in new if isinstance(e, DecodeError)), None)
                     if malformed is not None:
@@ -604,6 +647,7 @@ class HubServer:
                         self._writer, store.save_checkpoint, list(snapshots.values()), records
                     )
                 except Exception as exc:
+                    self._store_failed = exc
                     log.critical("writing a checkpoint failed: stopping", exc_info=exc)
                     for done in jobs:
                         for item in done.batch:
@@ -613,7 +657,7 @@ class HubServer:
                     return
                 self.count("checkpoint_writes")
             for done in jobs:
-                await self._send_all(done.outbox)
+                self._send_all(done.outbox)
                 self._answer(done)
 
     def _answer(self, done: _Done) -> None:
@@ -647,11 +691,7 @@ class HubServer:
         if self.node is None:
             return
         announcement = await self._in_worker(own_announcement, self.node)
-        try:
-            async with link.send_lock:
-                await link.conn.send(encode_announcement(announcement))
-        except TransportError:
-            await link.conn.close()
+        self._send_all([(link.conn.peer_id, encode_announcement(announcement))])
 
     async def _announce_all(self) -> None:
         assert self.node is not None
@@ -662,12 +702,7 @@ class HubServer:
             return
         self._last_announcement, self._last_announced_at = announcement, now
         frame = encode_announcement(announcement)
-        for link in list(self.links.values()):
-            try:
-                async with link.send_lock:
-                    await link.conn.send(frame)
-            except TransportError:
-                await link.conn.close()
+        self._send_all([(peer, frame) for peer in list(self.links)])
 
     def add_peer(self, peer: PeerConfig) -> None:
         """A peer added at run time (API): dialled like a configured one (not persisted)."""

@@ -92,6 +92,11 @@ class PeerConnection(abc.ABC):
     async def close(self) -> None:
         """Close (idempotent); a pending ``recv`` on either side raises ``ConnectionClosed``."""
 
+    @abc.abstractmethod
+    def abort(self) -> None:
+        """Drop the connection at once without flushing what is unsent (a peer that does
+        not read, or a hostile one); a pending ``send`` or ``recv`` fails."""
+
     @property
     @abc.abstractmethod
     def closed(self) -> bool: ...
@@ -175,7 +180,7 @@ class TcpPeerConnection(PeerConnection):
             async with self._drain_lock:
                 await self._writer.drain()
         except OSError as exc:
-            self._abort()
+            self.abort()
             raise ConnectionClosed(f"connection lost: {exc}") from None
 
     async def recv(self) -> bytes:
@@ -188,11 +193,10 @@ class TcpPeerConnection(PeerConnection):
             except TransportError as exc:
                 if not isinstance(exc, ConnectionClosed):
                     log.warning("dropping peer %s: %s", self.peer_id.hex()[:16], exc)
-                self._abort()
+                self.abort()
                 raise
 
-    def _abort(self) -> None:
-        """Drop the connection at once, without flushing: the peer is broken or hostile."""
+    def abort(self) -> None:
         self._closed = True
         self._writer.transport.abort()
 
@@ -327,6 +331,9 @@ class _MemoryPeerConnection(PeerConnection):
         return item
 
     async def close(self) -> None:
+        self.abort()
+
+    def abort(self) -> None:
         if self._closed:
             return
         self._closed = True

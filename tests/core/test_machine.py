@@ -34,6 +34,7 @@ from chenilles_hub.core.errors import (
     InvalidSignature,
     ProposalConflict,
     ProposalPending,
+    ProposalTooLarge,
     StaleVersion,
     StateMismatch,
     UnexpectedMessage,
@@ -179,6 +180,33 @@ def test_one_proposal_at_a_time() -> None:
     pair.alice.machine.propose((Transfer(ETH, 1),), NOW)
     with pytest.raises(ProposalPending):
         pair.alice.machine.propose((Transfer(ETH, 1),), NOW)
+
+
+def test_a_proposal_the_peer_could_not_decode_is_never_made() -> None:
+    """The peer's decoder takes at most 64 updates and 64 KiB: a bigger proposal, once
+    persisted, would be retransmitted and refused forever. It is refused here instead, and
+    nothing changes."""
+    pair = opened()
+    before = pair.alice.machine.snapshot()
+    too_many = tuple(Transfer(ETH, 1) for _ in range(65))
+    for attempt in (
+        lambda m: m.check(too_many, NOW),
+        lambda m: m.propose(too_many, NOW),
+        # nine HTLCs with 8 KiB onions: under 64 updates, over 64 KiB once encoded
+        lambda m: m.propose(
+            tuple(
+                AddHtlc(Htlc(i, 0, ETH, 1, HASH, NOW + 7200, NOW + 7000), onion=bytes(8192))
+                for i in range(1, 10)
+            ),
+            NOW,
+        ),
+    ):
+        with pytest.raises(ProposalTooLarge):
+            attempt(pair.alice.machine)
+        assert pair.alice.machine.snapshot() == before and pair.alice.machine.idle
+    pair.act(0, lambda m: m.propose(too_many[:64], NOW))  # the limit itself is fine
+    pair.deliver_all()
+    assert pair.settled() and pair.alice.machine.state.free(ETH) == (936, 1064)
 
 
 def test_concurrent_proposals_resolve_to_participant_zero() -> None:

@@ -140,6 +140,7 @@ BAD_INPUTS: list[tuple[str, str, Any, int, str]] = [
     ("POST", "/v1/payments", {"invoice": "garbage"}, 400, "bad_invoice"),
     ("POST", "/v1/payments", {}, 400, "missing_field"),
     ("POST", "/v1/payments", {"invoice": "x", "wait": "yes"}, 400, "bad_field"),
+    ("POST", "/v1/invoices", {"amount": "\u00b2", "asset": NATIVE}, 400, "bad_amount"),
     ("GET", "/v1/payments/" + "00" * 32, None, 404, "unknown_payment"),
     ("GET", "/v1/payments/nothex", None, 400, "bad_payment_hash"),
     ("POST", "/v1/route", {"invoice": 42}, 400, "bad_field"),
@@ -277,6 +278,16 @@ def test_many_transfers_in_one_request(channel_pair: Pair) -> None:
     after_a, after_b = agreed(alice, bob, channel_id)
     assert after_a["balances"][0]["local"] == local - 60
     assert after_b["balances"][0]["local"] == before_b["balances"][0]["local"] + 60
+
+    # More transfers on one channel than one proposal carries (64): they go out in several
+    # states, none is lost, and the peer never sees an oversized proposal.
+    many = [{"channel_id": channel_id, "amount": 1} for _ in range(150)]
+    answer = alice.api.post("/v1/transfers", {"transfers": many})["transfers"]
+    versions = sorted({a["version"] for a in answer})
+    assert len(answer) == 150 and len(versions) >= 3
+    final_a, final_b = agreed(alice, bob, channel_id)
+    assert final_a["version"] == versions[-1]
+    assert final_b["balances"][0]["local"] == after_b["balances"][0]["local"] + 150
 
 
 def test_quote_is_signed_by_the_hub(channel_pair: Pair, anvil: Any) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -255,3 +256,34 @@ def test_a_configured_peer_with_another_identity_is_never_linked(
         assert json.dumps(alice.stats)  # still serving
 
     run(with_pair(tmp_path, anvil, impostor))
+
+
+def test_a_peer_that_never_reads_is_dropped_and_stalls_nothing(
+    anvil: AnvilChain, tmp_path: Path
+) -> None:
+    """A peer floods requests that each get an answer, and never reads the answers. Its
+    messages pile up in its own outbox only: the node drops it once that is full, keeps
+    answering its API and its honest peer, and never blocks on the silent socket."""
+
+    async def attack(pair: Pair) -> None:
+        bob = pair.bob
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", bob.listen_port))
+        sock.setblocking(False)
+        reader, writer = await asyncio.open_connection(sock=sock)
+        key = nacl.signing.SigningKey.generate()
+        session = await handshake.initiate(reader, writer, handshake.as_signer(key), bob.node_id)
+        unknown = Asset("eip155:1", "native")  # a chain bob does not serve: refused each time
+        for i in range(20_000):
+            request = wire.OpenRequest(
+                os.urandom(32), "x" * 96, (unknown,), ((1, 1),), 600, os.urandom(32), "k" * 20
+            )
+            writer.write(encode_frame(session.send.encrypt(wire.encode(request)), MAX_FRAME_BYTES))
+            if i % 500 == 0:
+                await asyncio.sleep(0)
+        await _until(lambda: bob.stats.get("peers_not_reading", 0) >= 1, timeout=30)
+        assert await asyncio.wait_for(bob.call(lambda: 42), 5) == 42
+        writer.transport.abort()
+
+    run(with_pair(tmp_path, anvil, attack))
