@@ -167,11 +167,13 @@ def _throughput(
 def run(quick: bool) -> dict[str, Any]:
     sequential = 30 if quick else 200
     payments = 40 if quick else 300
-    #: (channels, requests in flight, transfers per request)
+    #: (channels, requests in flight, transfers per request): one transfer per request on
+    #: one channel, then many channels with one transfer per channel per bulk request,
+    #: with more requests in flight so that queued transfers share states.
     loads = (
-        [(1, 1, 1), (8, 16, 1), (16, 2, 16), (16, 8, 16)]
+        [(1, 1, 1), (8, 16, 1), (32, 2, 32), (32, 8, 32)]
         if quick
-        else [(1, 1, 1), (16, 32, 1), (64, 2, 64), (64, 4, 64), (64, 16, 64)]
+        else [(1, 1, 1), (16, 32, 1), (128, 2, 128), (128, 4, 128), (128, 16, 128)]
     )
     per_load = 800 if quick else 8000
     bound = signature_bound("evm_secp256k1", 300 if quick else 2000)

@@ -102,3 +102,43 @@ contract NoReturnToken {
         balanceOf[to] += value;
     }
 }
+
+/// @title TestToken whose `transfer` reverts when it gets less than `minGas` (a token
+///        that needs more gas than a plain ERC-20, and fails cheaply without it);
+///        `transferFrom` (deposits) is unaffected. For payout tests only.
+contract StingyGasToken is TestToken {
+    uint256 public immutable minGas;
+
+    constructor(uint256 minGas_) TestToken("Stingy", "STG") {
+        minGas = minGas_;
+    }
+
+    function transfer(address to, uint256 value) external override returns (bool) {
+        require(gasleft() >= minGas, "stingy");
+        _move(msg.sender, to, value);
+        return true;
+    }
+}
+
+/// @notice The sender hook HookToken calls (ERC-777 `tokensToSend`, without ERC-1820).
+interface ITokensSender {
+    function tokensToSend(address operator, address from, address to, uint256 amount) external;
+}
+
+/// @title TestToken that, like an ERC-777 token, calls the `tokensToSend` hook of a
+///        sender that registered one (`setHook`) before it moves the sender's tokens,
+///        in `transfer` and `transferFrom`. For reentrancy tests only.
+contract HookToken is TestToken {
+    mapping(address => bool) public hooked;
+
+    constructor() TestToken("Hook", "HOOK") {}
+
+    function setHook(bool on) external {
+        hooked[msg.sender] = on;
+    }
+
+    function _move(address from, address to, uint256 value) internal override {
+        if (hooked[from]) ITokensSender(from).tokensToSend(msg.sender, from, to, value);
+        super._move(from, to, value);
+    }
+}

@@ -2,9 +2,10 @@
 
 A payout the receiver refuses (an EIP-7702 account whose code rejects ETH or burns gas, a
 token that blocks the receiver) is credited for that participant's ``withdraw`` and never
-blocks the other payouts. Reentrancy from a receiver hits the lock. Tests that need an
-account with code that still signs with its key run on Prague: py-evm already does, and
-anvil is started with ``--hardfork prague`` for them.
+blocks the other payouts, but a concluder can never force a credit by starving a payout of
+gas. Reentrancy from a receiver or a token hook hits the lock. Tests that need an account
+with code that still signs with its key run on Prague: py-evm already does, and anvil is
+started with ``--hardfork prague`` for them.
 """
 
 from __future__ import annotations
@@ -34,7 +35,11 @@ pytestmark = pytest.mark.evm
 
 E = 10**18
 #: TestWallet modes (contracts/evm/TestWallet.sol)
-ACCEPT, REJECT, BURN, REENTER = 0, 1, 2, 3
+ACCEPT, REJECT, BURN, REENTER, STINGY = 0, 1, 2, 3, 4
+#: StingyGasToken: ``transfer`` reverts with less gas left than this (of the 100,000 a
+#: token payout forwards)
+TOKEN_MIN_GAS = 60_000
+REENTRANCY = function_signature_to_4byte_selector("Reentrancy()")
 
 
 def _expect(err: str, fn, *args) -> ContractReverted:
@@ -60,17 +65,24 @@ def penv(prague: Ledger) -> Env:
 
 
 @pytest.fixture
-def delegate(penv: Env) -> Iterator[Callable[[LocalAccount, int], None]]:
+def delegate(penv: Env) -> Iterator[Callable[..., None]]:
     """``delegate(account, mode)``: from now on ``account`` runs TestWallet in ``mode``
-    when paid ETH (REENTER targets the adjudicator). Undone after the test: the ledger
+    when paid ETH; ``delegate(account, REENTER, calldata)``: it sends ``calldata`` to the
+    adjudicator when paid ETH or hooked by HookToken. Undone after the test: the ledger
     and its accounts are shared."""
     wallet = deploy_contract(penv.w3, "TestWallet", sender=penv.watcher.address)
     touched: list[LocalAccount] = []
 
-    def set_mode(account: LocalAccount, mode: int) -> None:
+    def set_mode(account: LocalAccount, mode: int, reentry: bytes | str | None = None) -> None:
         data = wallet.encode_abi("configure", [mode, penv.adj.address])
         delegate_code(penv.w3, account, wallet.address, data)
         touched.append(account)
+        if reentry is not None:  # stores the calldata as a contract's code: more gas
+            assert mode == REENTER
+            data = wallet.encode_abi("configureReentry", [penv.adj.address, reentry])
+            tx = {"from": account.address, "to": account.address, "data": data, "gas": 2_000_000}
+            receipt = penv.w3.eth.wait_for_transaction_receipt(penv.w3.eth.send_transaction(tx))
+            assert receipt["status"] == 1
 
     yield set_mode
     for account in touched:
@@ -293,48 +305,147 @@ def test_a_gas_burning_receiver_costs_the_concluder_a_bounded_amount(penv: Env, 
     assert c.gas_used < 75_000 + cap + 30_000, c.gas_used
 
 
-def test_a_reentering_receiver_hits_the_lock(penv: Env, delegate) -> None:
+@pytest.mark.parametrize("reentry", ["concludeCooperative", "conclude", "withdraw"])
+def test_a_receiver_reentering_with_the_channels_own_calls_hits_the_lock(
+    penv: Env, delegate, reentry: str
+) -> None:
+    """When paid, b re-enters with a real call of this very channel (its params, the
+    state being concluded and its signatures): the lock refuses it, b's payout is sent
+    once, and exactly the channel's holdings leave the contract."""
     env = penv
     env.fund_eth((10, 0))
-    delegate(env.b, REENTER)  # when paid, b calls withdraw on the adjudicator
-    final = env.state(3, ((4, 6),), is_final=True)
-    contract = env.held()
-    r = env.adj.conclude_cooperative(env.params, final, env.sign_both(final), env.a.address)
+    encode = env.adj.contract.encode_abi
+    p = env.params.to_abi()
+    if reentry == "conclude":
+        s = env.state(3, ((4, 6),))
+        r = env.adj.register(env.params, s, env.sign_both(s), env.a.address)
+        env.ledger.time_travel(r.event("Registered").args["timeout"])
+        again = encode("conclude", [p, s.to_abi()])
+
+        def outer() -> TxResult:
+            return env.adj.conclude(env.params, s, env.watcher.address)
+
+    else:
+        final = env.state(3, ((4, 6),), is_final=True)
+        sigs = env.sign_both(final)
+        if reentry == "concludeCooperative":
+            again = encode("concludeCooperative", [p, final.to_abi(), sigs])
+        else:  # b pulls its own payout while it is being sent
+            again = encode("withdraw", [p, 1, ETH, env.b.address])
+
+        def outer() -> TxResult:
+            return env.adj.conclude_cooperative(env.params, final, sigs, env.watcher.address)
+
+    delegate(env.b, REENTER, again)
+    before, contract = env.wallets(), env.held()
+    r = outer()
     reentered = _wallet_events(env, r, env.b.address, "Reentered")
-    selector = function_signature_to_4byte_selector("Reentrancy()")
-    assert [(e["ok"], e["selector"]) for e in reentered] == [(False, selector)]
+    assert [(e["ok"], e["selector"]) for e in reentered] == [(False, REENTRANCY)]
     env.expect_paid(r, {ETH: (4, 6)})  # b's receive returned normally: paid once
-    assert env.held() == contract - 10
+    assert env.wallets() == (before[0] + 4, before[1] + 6)
+    assert env.held() == contract - 10 and env.adj.holding(env.cid, ETH) == 0
 
 
-def test_a_stingy_concluder_cannot_force_a_credit(penv: Env, delegate) -> None:
-    """Whatever gas limit the concluder picks, the transaction either fails as a whole or
-    pays a receiver that needs more than the 2,300 stipend: the payout always gets its
-    forwarded gas."""
+def test_a_token_hook_cannot_deposit_twice_into_one_balance_difference(penv: Env, delegate) -> None:
+    """A deposit credits the adjudicator's token balance difference across transferFrom.
+    With an ERC-777-style token, the depositor's hook runs inside that window: b's hook
+    deposits again into the same channel, which without the lock would be counted twice
+    (once by itself, once in the outer difference): b would then cash out half as much
+    again as it deposited, taken from the other channel's tokens. The lock refuses the
+    inner deposit: b gets back exactly what it put in, the other channel's tokens stay."""
     env = penv
-    env.fund_eth((10, 10))
-    delegate(env.b, ACCEPT)  # receive() reads storage and logs: more than the stipend
-    final = env.state(1, ((8, 12),), is_final=True)
-    fn = env.adj.contract.functions.concludeCooperative(
-        env.params.to_abi(), final.to_abi(), env.sign_both(final)
+    w3, x = env.w3, 1_000
+    address = deploy_contract(w3, "HookToken", sender=env.watcher.address).address
+    hook = Erc20(w3, address, "HookToken")
+    other = env.new_params()  # another channel with the same token: what could be stolen
+    env.fund_token((x, 0), params=other, token=hook)
+    b = env.b.address
+    hook.mint(b, 2 * x, b)
+    hook.approve(env.adj.address, 2 * x, b)
+    w3.eth.wait_for_transaction_receipt(hook.contract.functions.setHook(True).transact({"from": b}))
+    again = env.adj.contract.encode_abi("deposit", [env.params.to_abi(), hook.address, 1, x])
+    delegate(env.b, REENTER, again)
+
+    d = env.adj.deposit(env.params, 1, hook.address, x, b)
+    held = env.adj.holding(env.cid, hook.address)
+    # a agrees (or is b's other key): b takes whatever the channel holds
+    final = env.state(1, ((0, held),), assets=(hook.address,), is_final=True)
+    c = env.adj.conclude_cooperative(env.params, final, env.sign_both(final), b)
+    env.expect_paid(c, {hook.address: (0, held)})
+    assert hook.balance_of(b) == 2 * x  # the deposit came back, nothing more
+    assert (
+        hook.balance_of(env.adj.address)
+        == x
+        == env.adj.holding(env.adj.channel_id(other), hook.address)
     )
-    sender = env.watcher.address
-    for gas in range(60_000, 200_000, 2_500):
+    assert held == x and [e.args["amount"] for e in d.events if e.name == "Deposited"] == [x]
+    reentered = _wallet_events(env, d, b, "Reentered")
+    assert [(e["ok"], e["selector"]) for e in reentered] == [(False, REENTRANCY)]
+
+
+def _sweep_gas(env: Env, fn, asset: str, lo: int, step: int) -> tuple[int, TxResult]:
+    """Send ``fn`` (a conclusion) from the watcher with gas limits ``lo``, ``lo + step``...
+    until one succeeds. Every transaction before it must have failed as a whole (nothing
+    concluded, paid or credited), none may credit a payout; return the gas limit that
+    succeeded and its result."""
+    snap = env.snapshot(assets=(asset,))
+    for gas in range(lo, 400_000, step):
         try:
-            tx_hash = fn.transact({"from": sender, "gas": gas})
-        except Exception:  # refused before mining: nothing happened
+            tx_hash = fn.transact({"from": env.watcher.address, "gas": gas})
+        except Exception:  # refused before mining
+            assert env.snapshot(assets=(asset,)) == snap
             continue
         receipt = env.w3.eth.wait_for_transaction_receipt(tx_hash)
+        events = env.adj.decode_logs(receipt["logs"])
+        assert not [e for e in events if e.name == "PayoutCredited"], (gas, events)
         if receipt["status"] == 1:
-            break
-        assert env.adj.dispute(env.cid).phase == 0 and env.adj.holding(env.cid, ETH) == 20
+            assert gas > lo, "the sweep starts too high to test anything"
+            return gas, TxResult(bytes(tx_hash), int(receipt["gasUsed"]), 0, 0, tuple(events))
+        assert env.snapshot(assets=(asset,)) == snap, gas
+    pytest.fail("no gas limit concluded")
+
+
+@pytest.mark.parametrize("path", ["cooperative", "dispute"])
+@pytest.mark.parametrize("kind", ["eth", "token"])
+def test_a_stingy_concluder_cannot_force_a_credit(
+    penv: Env, delegate, kind: str, path: str
+) -> None:
+    """Whatever gas limit the concluder picks, the transaction either fails as a whole or
+    pays both participants in full: a receiver that needs (nearly) all the gas a payout
+    forwards always gets it. The receivers fail cheaply with less (a TestWallet in STINGY
+    mode for ETH, StingyGasToken for a token), so a payout starved of gas would leave the
+    conclusion enough gas to credit it: without the contract's InsufficientGas check,
+    some gas limits of this sweep conclude with the payouts credited."""
+    env = penv
+    if kind == "eth":
+        asset, step = ETH, 2_000  # a forced credit would need a limit in a ~4k-wide band
+        for who in (env.a, env.b):
+            delegate(who, STINGY)
+        env.fund_eth((10, 10))
     else:
-        pytest.fail("no gas limit concluded")
-    result = TxResult(
-        bytes(tx_hash), int(receipt["gasUsed"]), 0, 0, tuple(env.adj.decode_logs(receipt["logs"]))
-    )
-    env.expect_paid(result, {ETH: (8, 12)})
-    assert [e["amount"] for e in _wallet_events(env, result, env.b.address, "Received")] == [12]
+        step = 4_000  # bands of over 12k
+        token = deploy_contract(env.w3, "StingyGasToken", TOKEN_MIN_GAS, sender=env.a.address)
+        stingy = Erc20(env.w3, token.address, "StingyGasToken")
+        asset = stingy.address
+        env.fund_token((10, 10), token=stingy)
+    fns = env.adj.contract.functions
+    if path == "cooperative":
+        final = env.state(1, ((8, 12),), assets=(asset,), is_final=True)
+        fn = fns.concludeCooperative(env.params.to_abi(), final.to_abi(), env.sign_both(final))
+    else:
+        s = env.state(1, ((8, 12),), assets=(asset,))
+        r = env.adj.register(env.params, s, env.sign_both(s), env.a.address)
+        env.ledger.time_travel(r.event("Registered").args["timeout"])
+        fn = fns.conclude(env.params.to_abi(), s.to_abi())
+    before = env.wallets(asset)
+    gas, result = _sweep_gas(env, fn, asset, 80_000, step)
+    env.expect_paid(result, {asset: (8, 12)})  # no PayoutCredited, nothing to withdraw
+    assert env.wallets(asset) == (before[0] + 8, before[1] + 12), gas
+    assert env.adj.holding(env.cid, asset) == 0
+    if kind == "eth":
+        for who, amount in ((env.a, 8), (env.b, 12)):
+            received = _wallet_events(env, result, who.address, "Received")
+            assert [e["amount"] for e in received] == [amount]
 
 
 def test_a_state_without_payouts_is_concluded_too(env: Env) -> None:
