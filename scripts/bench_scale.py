@@ -245,8 +245,8 @@ def restart(n: int, directory: Path, profile_n: int) -> dict[str, Any]:
         total = max(stats.total_tt, 1e-9)  # type: ignore[attr-defined]
         parts = {
             "store.list_channels (SELECT + decode records)": "list_channels",
-            "store.load_snapshot (one SELECT + decode per channel)": "load_snapshot",
-            "backend.authority (EvmAuthority per channel)": "authority",
+            "store.load_snapshots (one SELECT, decode every snapshot)": "load_snapshots",
+            "backend.authority (one EvmAuthority per key, checked per channel)": "authority",
             "ChannelMachine.__init__ (check_params, check_state)": "__init__",
             "ChannelMachine.restore (check_state)": "restore",
             "decode node state": "decode_node_state",
@@ -262,6 +262,8 @@ def restart(n: int, directory: Path, profile_n: int) -> dict[str, Any]:
                 if func == "restore" and not filename.endswith("core/channel.py"):
                     continue
                 if func == "authority" and "chenilles_evm" not in filename:
+                    continue
+                if func == "load_snapshots" and not filename.endswith("node/store.py"):
                     continue
                 cum += row[3]
             shares[label] = round(cum / total, 3)
