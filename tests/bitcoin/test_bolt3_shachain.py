@@ -21,31 +21,35 @@ pytestmark = pytest.mark.bitcoin
 H = bytes.fromhex
 
 
+#: BOLT 3 Appendix D, generation tests: (seed, index, secret).
+GENERATION_VECTORS = [
+    (
+        "00" * 32,
+        281474976710655,
+        "02a40c85b6f28da08dfdbe0926c53fab2de6d28c10301f8f7c4073d5e42e3148",
+    ),
+    (
+        "ff" * 32,
+        281474976710655,
+        "7cc854b54e3e0dcdb010d7a3fee464a9687be6e8db3be6854c475621e007a5dc",
+    ),
+    (
+        "ff" * 32,
+        0xAAAAAAAAAAA,
+        "56f4008fb007ca9acf0e15b054d5c9fd12ee06cea347914ddbaed70d1c13a528",
+    ),
+    (
+        "ff" * 32,
+        0x555555555555,
+        "9015daaeb06dba4ccc05b91b2f73bd54405f2be9f217fbacd3c5ac2e62327d31",
+    ),
+    ("01" * 32, 1, "915c75942a26bb3a433a8ce2cb0427c29ec6c1775cfc78328b57f6ba7bfeaa9c"),
+]
+
+
 @pytest.mark.parametrize(
     ("seed", "index", "output"),
-    [
-        (
-            "00" * 32,
-            281474976710655,
-            "02a40c85b6f28da08dfdbe0926c53fab2de6d28c10301f8f7c4073d5e42e3148",
-        ),
-        (
-            "ff" * 32,
-            281474976710655,
-            "7cc854b54e3e0dcdb010d7a3fee464a9687be6e8db3be6854c475621e007a5dc",
-        ),
-        (
-            "ff" * 32,
-            0xAAAAAAAAAAA,
-            "56f4008fb007ca9acf0e15b054d5c9fd12ee06cea347914ddbaed70d1c13a528",
-        ),
-        (
-            "ff" * 32,
-            0x555555555555,
-            "9015daaeb06dba4ccc05b91b2f73bd54405f2be9f217fbacd3c5ac2e62327d31",
-        ),
-        ("01" * 32, 1, "915c75942a26bb3a433a8ce2cb0427c29ec6c1775cfc78328b57f6ba7bfeaa9c"),
-    ],
+    GENERATION_VECTORS,
     ids=["0-final", "FF-final", "FF-alt1", "FF-alt2", "01-last-nontrivial"],
 )
 def test_generate_from_seed(seed: str, index: int, output: str) -> None:
@@ -203,27 +207,5 @@ def test_cursor_matches_generate_from_seed(seed: bytes, indexes: list[int]) -> N
 
 
 def test_cursor_matches_the_appendix_vectors() -> None:
-    for seed, index, output in [
-        (
-            "00" * 32,
-            281474976710655,
-            "02a40c85b6f28da08dfdbe0926c53fab2de6d28c10301f8f7c4073d5e42e3148",
-        ),
-        (
-            "ff" * 32,
-            281474976710655,
-            "7cc854b54e3e0dcdb010d7a3fee464a9687be6e8db3be6854c475621e007a5dc",
-        ),
-        (
-            "ff" * 32,
-            0xAAAAAAAAAAA,
-            "56f4008fb007ca9acf0e15b054d5c9fd12ee06cea347914ddbaed70d1c13a528",
-        ),
-        (
-            "ff" * 32,
-            0x555555555555,
-            "9015daaeb06dba4ccc05b91b2f73bd54405f2be9f217fbacd3c5ac2e62327d31",
-        ),
-        ("01" * 32, 1, "915c75942a26bb3a433a8ce2cb0427c29ec6c1775cfc78328b57f6ba7bfeaa9c"),
-    ]:
+    for seed, index, output in GENERATION_VECTORS:
         assert ShachainCursor(H(seed)).secret(index) == H(output)
