@@ -82,6 +82,8 @@ WRITES_IN_FLIGHT = 256
 #: is dropped rather than allowed to stall the node; channel messages come back with
 #: reestablish when it reconnects.
 LINK_OUTBOX_BOUND = 4096
+#: Frames one peer may have waiting for the worker before its connection is not read.
+LINK_FRAMES_QUEUED = 256
 #: Seconds one message may take to leave before the peer counts as not reading.
 SEND_TIMEOUT = 30.0
 
@@ -91,6 +93,9 @@ class _Link:
     conn: PeerConnection
     initiator: bytes
     started: float = field(default_factory=time.monotonic)
+    #: Frames of this link waiting for (or in) the worker: one peer's flood cannot take the
+    #: whole work queue from the API and the other peers.
+    queued: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(LINK_FRAMES_QUEUED))
     #: What to send, in order; only the link's sender task writes to the connection.
     outbox: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(LINK_OUTBOX_BOUND))
     #: Set once a frame from this connection failed to decode: frames it sent after that
@@ -554,6 +559,7 @@ class HubServer:
                 return False
             self.graph.accept(peer, announcement)
             return True
+        await link.queued.acquire()  # released once the worker handled the frame
         await self._work.put(_Frame(peer, data, link))
         return True
 
@@ -583,6 +589,7 @@ class HubServer:
                 for item in batch:
                     if isinstance(item, _Call) and not item.answer.done():
                         item.answer.set_exception(self._store_failed)
+                _release_frames(batch)
                 continue
 
             def job(batch: list[_Frame | _Call] = batch) -> _Done:
@@ -620,6 +627,8 @@ class HubServer:
                     if isinstance(item, _Call) and not item.answer.done():
                         item.answer.set_exception(exc)
                 continue
+            finally:
+                _release_frames(batch)
             self.count("receive_batches")
             await self._written.put(done)  # bounded: the worker waits for a slow disk
 
@@ -745,3 +754,9 @@ class HubServer:
                 # first block seen, so nothing between connecting and polling is missed.
                 self.store.set_setting(key, str(max(0, heights[0] - 64)).encode())
         self.node.tick()
+
+
+def _release_frames(batch: list[_Frame | _Call]) -> None:
+    for item in batch:
+        if isinstance(item, _Frame):
+            item.link.queued.release()
