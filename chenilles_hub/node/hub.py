@@ -27,6 +27,7 @@ from ..backend import (
     ChainBackend,
     ChainEvent,
     Concluded,
+    Funded,
     LedgerError,
     PreimageRevealed,
     Registered,
@@ -92,6 +93,7 @@ from . import wire
 from .forwarding import ForwardingPolicy, check_incoming_forward, enforcement_delta
 from .journal import (
     CHANNEL_PREFIX,
+    FUNDING_PREFIX,
     INVOICE_PREFIX,
     NODE_STATE_KEY,
     PAYMENT_PREFIX,
@@ -329,18 +331,64 @@ class Node:
         return enforcement_delta(backend.time_model(), params.challenge_duration)
 
     def _fund(self, channel: Channel) -> None:
+        """Send our deposits to the chain, each at most once, ever.
+
+        A deposit leaves the process in a chain transaction, before the checkpoint that
+        records it. So a durable marker is written *before* each one is sent: after a crash
+        the node finds the marker, does not send it again (a second deposit would be locked
+        in the channel for good) and waits for the chain to report it (:class:`Funded`)."""
         txids: list[str] = []
+        waiting = False
         for asset, (mine, _theirs) in channel.deposits.items():
-            if mine > 0:
-                receipt = channel.backend.fund(
-                    channel.params, channel.me, channel.account, asset, mine
-                )
-                channel.receipts.append(receipt)
-                txids.append(receipt.txid)
-                self.note(f"funded {mine} {asset} into {channel.channel_id.hex()[:8]}")
+            if mine <= 0:
+                continue
+            key = _funding_key(channel.channel_id, asset)
+            if self.store is not None:
+                if self.store.get_setting(key) is not None:
+                    waiting = True  # sent before a crash: the chain will tell
+                    self.note(
+                        f"deposit of {asset} into {channel.channel_id.hex()[:8]} was "
+                        "sent before a restart: waiting for the chain to report it"
+                    )
+                    continue
+                self.store.set_setting(key, b"submitted")  # durable before it is sent
+            receipt = channel.backend.fund(channel.params, channel.me, channel.account, asset, mine)
+            channel.receipts.append(receipt)
+            txids.append(receipt.txid)
+            self.note(f"funded {mine} {asset} into {channel.channel_id.hex()[:8]}")
+        if waiting and not self._deposits_confirmed(channel):
+            return
+        self._funded_by_me(channel, tuple(txids))
+
+    def _funded_by_me(self, channel: Channel, txids: tuple[str, ...]) -> None:
         channel.funded_by_me = True
-        self._send(channel.peer, wire.FundingDone(channel.channel_id, tuple(txids)))
+        self._send(channel.peer, wire.FundingDone(channel.channel_id, txids))
         self._maybe_activate(channel)
+
+    def _deposits_confirmed(self, channel: Channel) -> bool:
+        """Whether the chain reported every deposit of ours (only asked after a restart)."""
+        assert self.store is not None
+        return all(
+            self.store.get_setting(_funding_key(channel.channel_id, asset)) == b"confirmed"
+            for asset, (mine, _theirs) in channel.deposits.items()
+            if mine > 0
+        )
+
+    def _on_funded(self, event: Funded) -> None:
+        """The chain reports a deposit. It matters only for a deposit of ours sent before a
+        crash that forgot it: it is confirmed now, and the channel can open."""
+        channel = self.channels.get(event.channel_id)
+        if channel is None or channel.funded_by_me or event.participant != channel.me:
+            return
+        if self.store is None or channel.deposits.get(event.asset, (0, 0))[0] <= 0:
+            return
+        key = _funding_key(channel.channel_id, event.asset)
+        if self.store.get_setting(key) is None:
+            return  # not sent by us (yet): someone else deposited for us
+        self.store.set_setting(key, b"confirmed")
+        if channel.machine.latest is not None and self._deposits_confirmed(channel):
+            self.note(f"the chain confirms our deposits into {channel.channel_id.hex()[:8]}")
+            self._funded_by_me(channel, ())
 
     def _maybe_activate(self, channel: Channel) -> None:
         if channel.funded_by_me and channel.funded_by_peer and channel.status == "opening":
@@ -820,7 +868,9 @@ class Node:
     def on_chain_events(self, chain: str, events: list[ChainEvent]) -> None:
         for event in events:
             actions: list[Action] = []
-            if isinstance(event, Registered) and event.channel_id in self.channels:
+            if isinstance(event, Funded):
+                self._on_funded(event)
+            elif isinstance(event, Registered) and event.channel_id in self.channels:
                 channel = self.channels[event.channel_id]
                 latest = channel.machine.latest
                 actions = self.watcher.on_registered(
@@ -1056,3 +1106,7 @@ class Node:
         self.watcher = Watcher(state.watcher)
         # A proposal of ours in flight was persisted; if the peer never answered, it is
         # retransmitted by reestablish. Updates still queued are proposed as usual.
+
+
+def _funding_key(channel_id: bytes, asset: Asset) -> str:
+    return f"{FUNDING_PREFIX}{channel_id.hex()}/{asset.chain}/{asset.token}"

@@ -49,6 +49,9 @@ NODE_STATE_KEY = "node-state/v1"
 CHANNEL_PREFIX = "channel/"
 PAYMENT_PREFIX = "payment/"
 INVOICE_PREFIX = "invoice/"
+#: ``funding/<channel id hex>/<asset>``: b"submitted" once we sent our deposit of that asset
+#: to the chain (written before sending it), b"confirmed" once the chain reported it.
+FUNDING_PREFIX = "funding/"
 T = TypeVar("T")
 _decoder = msgspec.json.Decoder(NodeStateV1)
 
