@@ -29,7 +29,7 @@ from .gossip import Announcement
 from .metrics import CONTENT_TYPE, render
 from .openapi import openapi_document
 from .operations import ApiError
-from .server import TransferFailed
+from .work import TransferFailed
 
 if TYPE_CHECKING:
     from .hub import Node

@@ -34,7 +34,6 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ..backend import NewBlock
@@ -62,6 +61,18 @@ from .gossip import (
 from .hub import Node
 from .store import Store
 from .transport import Listener, PeerConnection, TcpTransport, Transport, TransportError
+from .work import (
+    RECEIVE_BATCH,
+    SEND_TIMEOUT,
+    WORK_QUEUE_BOUND,
+    WRITES_IN_FLIGHT,
+    Call,
+    Done,
+    Frame,
+    Link,
+    TransferFailed,
+    release_frames,
+)
 
 log = logging.getLogger("chenilles.server")
 T = TypeVar("T")
@@ -70,72 +81,6 @@ T = TypeVar("T")
 #: are not kept: ``reestablish`` regenerates them on reconnection).
 MAX_PENDING_PER_PEER = 64
 _CHANNEL_MESSAGE_TYPES = ("propose", "accept", "ack", "reject", "reestablish")
-
-
-#: Most work items (messages and calls) handled in one worker job and one durable commit.
-RECEIVE_BATCH = 64
-#: Work items waiting for the worker before readers and callers block (backpressure).
-WORK_QUEUE_BOUND = 1024
-#: Handled jobs waiting for the writer before the worker waits for the disk.
-WRITES_IN_FLIGHT = 256
-#: Messages waiting to be sent to one peer: a peer that lets more pile up (it does not read)
-#: is dropped rather than allowed to stall the node; channel messages come back with
-#: reestablish when it reconnects.
-LINK_OUTBOX_BOUND = 4096
-#: Frames one peer may have waiting for the worker before its connection is not read.
-LINK_FRAMES_QUEUED = 256
-#: Seconds one message may take to leave before the peer counts as not reading.
-SEND_TIMEOUT = 30.0
-
-
-@dataclass
-class _Link:
-    conn: PeerConnection
-    initiator: bytes
-    started: float = field(default_factory=time.monotonic)
-    #: Frames of this link waiting for (or in) the worker: one peer's flood cannot take the
-    #: whole work queue from the API and the other peers.
-    queued: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(LINK_FRAMES_QUEUED))
-    #: What to send, in order; only the link's sender task writes to the connection.
-    outbox: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(LINK_OUTBOX_BOUND))
-    #: Set once a frame from this connection failed to decode: frames it sent after that
-    #: one are not handled, and the connection is dropped.
-    violated: bool = False
-    dropped: bool = False
-
-
-@dataclass
-class _Frame:
-    """A frame read from a peer, waiting for the worker."""
-
-    peer: bytes
-    data: bytes
-    link: _Link
-
-
-@dataclass
-class _Done:
-    """A handled job waiting for the writer: what to write, then what to release."""
-
-    batch: list[_Frame | _Call]
-    #: Per item: a call's (result, error), or a frame's decode error (or None).
-    outcomes: list[Any]
-    write: tuple[list[ChannelSnapshot], dict[str, bytes]] | None
-    outbox: list[tuple[bytes, bytes]]
-    settled: list[tuple[int, int | None, str | None]] = field(default_factory=list)
-    paid: list[bytes] = field(default_factory=list)
-
-
-@dataclass
-class _Call:
-    """A function to run on the node (an API request, a timer tick), and who waits for it."""
-
-    fn: Callable[[], Any]
-    answer: asyncio.Future[Any]
-
-
-class TransferFailed(Exception):
-    """A direct transfer was refused (by our channel's checks or by the peer)."""
 
 
 class HubServer:
@@ -165,7 +110,7 @@ class HubServer:
         self.chains: Chains | None = None
         self.store: Store | None = None
         self.graph = GraphView()
-        self.links: dict[bytes, _Link] = {}
+        self.links: dict[bytes, Link] = {}
         self.pending: dict[bytes, list[bytes]] = {}
         self.peers: dict[bytes, PeerConfig] = {p.node_id: p for p in config.peers}
         self.role = "starting"  # starting, standby, leader, stopping
@@ -177,9 +122,9 @@ class HubServer:
         #: Writes checkpoints while the worker handles the next job.
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="writer")
         #: Handled jobs waiting for their checkpoint to be written, in order.
-        self._written: asyncio.Queue[_Done] = asyncio.Queue(WRITES_IN_FLIGHT)
+        self._written: asyncio.Queue[Done] = asyncio.Queue(WRITES_IN_FLIGHT)
         #: Frames and calls waiting for the worker, in arrival order.
-        self._work: asyncio.Queue[_Frame | _Call] = asyncio.Queue(WORK_QUEUE_BOUND)
+        self._work: asyncio.Queue[Frame | Call] = asyncio.Queue(WORK_QUEUE_BOUND)
         #: Set when a checkpoint could not be written: the node then handles nothing more.
         self._store_failed: Exception | None = None
         #: Callers waiting for a direct transfer to become irrevocable, by ticket.
@@ -366,7 +311,7 @@ class HubServer:
         """Run ``fn(*args)`` on the node's thread in the next group commit; return its result
         (or raise its error) once what it queued is durable and sent."""
         answer: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        await self._work.put(_Call(functools.partial(fn, *args), answer))
+        await self._work.put(Call(functools.partial(fn, *args), answer))
         return await answer
 
     async def transfer(self, channel_id: bytes, asset: Asset, amount: int) -> int:
@@ -441,7 +386,7 @@ class HubServer:
                     link.conn.abort()
             self._keep_for_later(peer, data)
 
-    async def _send_loop(self, link: _Link, peer: bytes) -> None:
+    async def _send_loop(self, link: Link, peer: bytes) -> None:
         """The link's sender: writes its outbox in order; a send that fails or takes longer
         than ``SEND_TIMEOUT`` ends the link. What was not sent is kept for the next
         connection where it is not regenerated by reestablish."""
@@ -502,7 +447,7 @@ class HubServer:
             await self._serve_peer(conn, initiator=self.node_id)
             await asyncio.sleep(self.config.reconnect_min)
 
-    def _prefer_existing(self, existing: _Link, initiator: bytes) -> bool:
+    def _prefer_existing(self, existing: Link, initiator: bytes) -> bool:
         if existing.conn.closed:
             return False
         if existing.initiator == initiator:
@@ -520,7 +465,7 @@ class HubServer:
                 await conn.close()
                 return
             await existing.conn.close()
-        link = _Link(conn, initiator)
+        link = Link(conn, initiator)
         self.links[peer] = link
         self.count("connections")
         log.info("peer %s connected", peer.hex()[:16])
@@ -544,7 +489,7 @@ class HubServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await sender
 
-    async def _on_frame(self, peer: bytes, data: bytes, link: _Link) -> bool:
+    async def _on_frame(self, peer: bytes, data: bytes, link: Link) -> bool:
         """Queue one frame for the worker; ``False`` if the peer must be disconnected now.
         (A channel message that does not decode is found by the worker, which drops the
         link then.)"""
@@ -560,10 +505,10 @@ class HubServer:
             self.graph.accept(peer, announcement)
             return True
         await link.queued.acquire()  # released once the worker handled the frame
-        await self._work.put(_Frame(peer, data, link))
+        await self._work.put(Frame(peer, data, link))
         return True
 
-    def _drop(self, link: _Link, peer: bytes) -> None:
+    def _drop(self, link: Link, peer: bytes) -> None:
         link.violated = True
         if not link.dropped:
             link.dropped = True
@@ -587,15 +532,15 @@ class HubServer:
                 batch.append(self._work.get_nowait())
             if self._store_failed is not None:  # memory is ahead of disk: do nothing more
                 for item in batch:
-                    if isinstance(item, _Call) and not item.answer.done():
+                    if isinstance(item, Call) and not item.answer.done():
                         item.answer.set_exception(self._store_failed)
-                _release_frames(batch)
+                release_frames(batch)
                 continue
 
-            def job(batch: list[_Frame | _Call] = batch) -> _Done:
+            def job(batch: list[Frame | Call] = batch) -> Done:
                 outcomes: list[Any] = []
                 for item in batch:
-                    if isinstance(item, _Call):
+                    if isinstance(item, Call):
                         try:
                             outcomes.append((item.fn(), None))
                         except Exception as exc:  # reported to the caller after the write
@@ -613,7 +558,7 @@ class HubServer:
                         item.link.violated = True  # later frames of this link: ignored
                     outcomes.append(malformed)
                 del node.errors[:-100]  # keep memory bounded on a long-running node
-                done = _Done(batch, outcomes, node.take_checkpoint(), node.outbox)
+                done = Done(batch, outcomes, node.take_checkpoint(), node.outbox)
                 node.outbox = []
                 done.settled, node.ticket_outcomes = node.ticket_outcomes, []
                 done.paid, node.finished_payments = node.finished_payments, []
@@ -624,11 +569,11 @@ class HubServer:
             except Exception as exc:  # the node's own bug: fail the job's callers
                 log.exception("a worker job failed")
                 for item in batch:
-                    if isinstance(item, _Call) and not item.answer.done():
+                    if isinstance(item, Call) and not item.answer.done():
                         item.answer.set_exception(exc)
                 continue
             finally:
-                _release_frames(batch)
+                release_frames(batch)
             self.count("receive_batches")
             await self._written.put(done)  # bounded: the worker waits for a slow disk
 
@@ -663,7 +608,7 @@ class HubServer:
                     log.critical("writing a checkpoint failed: stopping", exc_info=exc)
                     for done in jobs:
                         for item in done.batch:
-                            if isinstance(item, _Call) and not item.answer.done():
+                            if isinstance(item, Call) and not item.answer.done():
                                 item.answer.set_exception(exc)
                     self.request_stop(f"the store failed: {exc!r}", exit_code=1)
                     return
@@ -672,9 +617,9 @@ class HubServer:
                 self._send_all(done.outbox)
                 self._answer(done)
 
-    def _answer(self, done: _Done) -> None:
+    def _answer(self, done: Done) -> None:
         for item, outcome in zip(done.batch, done.outcomes, strict=True):
-            if isinstance(item, _Call):
+            if isinstance(item, Call):
                 result, error = outcome
                 if item.answer.done():
                     continue  # the caller went away (a cancelled API request)
@@ -699,7 +644,7 @@ class HubServer:
                 if not paid.done():
                     paid.set_result(None)
 
-    async def _announce_to(self, link: _Link, force: bool = False) -> None:
+    async def _announce_to(self, link: Link, force: bool = False) -> None:
         if self.node is None:
             return
         announcement = await self._in_worker(own_announcement, self.node)
@@ -754,9 +699,3 @@ class HubServer:
                 # first block seen, so nothing between connecting and polling is missed.
                 self.store.set_setting(key, str(max(0, heights[0] - 64)).encode())
         self.node.tick()
-
-
-def _release_frames(batch: list[_Frame | _Call]) -> None:
-    for item in batch:
-        if isinstance(item, _Frame):
-            item.link.queued.release()
