@@ -59,6 +59,9 @@ def render(node: Node | None, server_stats: Mapping[str, int], peers: int, role:
         ("messages_sent", "Messages sent to peers."),
         ("messages_malformed", "Frames that did not decode (the peer was disconnected)."),
         ("peers_dropped", "Peers disconnected for a protocol violation."),
+        ("peers_not_reading", "Peers disconnected because they did not read what we sent."),
+        ("receive_batches", "Worker jobs (frames and API calls handled together)."),
+        ("checkpoint_writes", "Durable store transactions (each covers one or more jobs)."),
         ("connections", "Peer connections set up."),
         ("chain_poll_errors", "Failed polls of a chain."),
     ):

@@ -205,6 +205,14 @@ def test_info_channels_route_pay_and_metrics(channel_pair: Pair) -> None:
     assert "chenilles_forwarding_failures_total" in metrics
     assert "chenilles_watcher_actions_total" in metrics
     assert "chenilles_peers_connected 1" in metrics
+    totals = {
+        line.split()[0]: int(line.split()[1])
+        for line in metrics.splitlines()
+        if line.startswith(("chenilles_checkpoint_writes_total", "chenilles_receive_batches_total"))
+    }
+    # Every payment was written durably; never more transactions than worker jobs.
+    assert totals["chenilles_checkpoint_writes_total"] > 0
+    assert totals["chenilles_checkpoint_writes_total"] <= totals["chenilles_receive_batches_total"]
     backends = alice.api.get("/v1/backends")
     assert backends[0]["chain"] == CHAIN and backends[0]["balances"][NATIVE] > 0
     graph = alice.api.get("/v1/graph")  # the wire format: bytes are base64
