@@ -159,6 +159,8 @@ class Node:
         self._dirty_records: dict[str, bytes] = {}
         self._written_state = b""
         self._dirty_channels: set[bytes] = set()
+        #: Channels whose queue may hold updates (``Channel.queued_sink``), oldest first.
+        self._queued: dict[bytes, None] = {}
         #: What became of our open requests (temp id -> channel id, or the peer's refusal),
         #: so an operator who asked for a channel can follow it (not persisted).
         self.open_results: dict[bytes, bytes | str] = {}
@@ -319,6 +321,7 @@ class Node:
         )
         self.channels[channel_id] = channel
         channel.dirty_sink = self._dirty_channels
+        channel.queued_sink = self._queued
         self._dirty_channels.add(channel_id)
         if self.store is not None:
             self.store.add_channel(ChannelRecord(channel_id, params, me, initial))
@@ -685,8 +688,10 @@ class Node:
         progress = True
         while progress:  # a refused update may queue a fail on a channel already visited
             progress = False
-            for channel in self.channels.values():
+            for channel_id in list(self._queued):
+                channel = self.channels[channel_id]
                 if not channel.queue:
+                    del self._queued[channel_id]
                     continue
                 if channel.status in ("disputed", "closed"):
                     stranded, channel.queue = channel.queue, []
@@ -1092,6 +1097,9 @@ class Node:
                 status=meta.status,
             )
             restored.dirty_sink = self._dirty_channels  # just read: nothing to write back
+            restored.queued_sink = self._queued
+            if restored.queue:
+                self._queued[record.channel_id] = None
         for _, value in self.store.settings_with_prefix(INVOICE_PREFIX):
             stored = decode_record(value, InvoiceRecord)
             self.invoices[stored.invoice.payment_hash] = (stored.invoice, stored.preimage)

@@ -29,6 +29,9 @@ class Channel:
     receipts: list[TxReceipt] = field(default_factory=list)
     #: The node's set of channels to write at the next checkpoint (set by the node).
     dirty_sink: set[bytes] | None = field(default=None, repr=False, compare=False)
+    #: The node's channels with queued updates, in the order they got them (set by the
+    #: node): ``flush`` visits these, not every channel, after each event.
+    queued_sink: dict[bytes, None] | None = field(default=None, repr=False, compare=False)
 
     def __setattr__(self, name: str, value: object) -> None:
         # Any change to what the node persists per channel queues the channel for the next
@@ -39,6 +42,10 @@ class Channel:
             sink = getattr(self, "dirty_sink", None)
             if sink is not None:
                 sink.add(self.channel_id)
+            if name == "queue" and value:
+                queued = getattr(self, "queued_sink", None)
+                if queued is not None:
+                    queued[self.channel_id] = None
 
     @property
     def active(self) -> bool:
