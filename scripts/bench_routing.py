@@ -16,18 +16,16 @@ import argparse
 import gc
 import heapq
 import json
-import os
-import platform
 import random
 import resource
 import statistics
-import subprocess
 import sys
 import time
 import tracemalloc
 from fractions import Fraction
 from pathlib import Path
 
+import bench_common
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -178,29 +176,11 @@ def plain_dijkstra(
     return found
 
 
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    return s[min(len(s) - 1, int(q / 100 * len(s)))]
-
-
-def machine() -> dict[str, str]:
-    cpu = ""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        cpu = next(
-            (ln.split(":", 1)[1].strip() for ln in out.splitlines() if "Model name" in ln), ""
-        )
-    except OSError:
-        pass
+def machine() -> dict[str, object]:
     return {
-        "cpu": cpu or platform.processor(),
-        "nproc": str(os.cpu_count()),
-        "python": platform.python_version(),
+        **bench_common.machine(),
         "numpy": np.__version__,
         "scipy": __import__("scipy").__version__,
-        "platform": platform.platform(),
     }
 
 
@@ -311,18 +291,18 @@ def main() -> None:
         "index_mem_mb": round(mem_index / 2**20, 1),
         "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "fast": {
-            "p50_ms": round(pct(fast_ms, 50), 2),
-            "p90_ms": round(pct(fast_ms, 90), 2),
-            "p99_ms": round(pct(fast_ms, 99), 2),
+            "p50_ms": round(bench_common.pct(fast_ms, 50), 2),
+            "p90_ms": round(bench_common.pct(fast_ms, 90), 2),
+            "p99_ms": round(bench_common.pct(fast_ms, 99), 2),
             "mean_ms": round(statistics.fmean(fast_ms), 2),
             "success": round(len(found) / len(pairs), 3),
             "mean_hops": round(statistics.fmean(hop_counts), 2) if hop_counts else None,
             "cross_asset_routes": cross,
         },
         "baseline_dijkstra": {
-            "p50_ms": round(pct(base_ms, 50), 2),
-            "p90_ms": round(pct(base_ms, 90), 2),
-            "p99_ms": round(pct(base_ms, 99), 2),
+            "p50_ms": round(bench_common.pct(base_ms, 50), 2),
+            "p90_ms": round(bench_common.pct(base_ms, 90), 2),
+            "p99_ms": round(bench_common.pct(base_ms, 99), 2),
             "mean_ms": round(statistics.fmean(base_ms), 2) if base_ms else None,
             "success": round(sum(c is not None for c in base_costs) / max(1, len(base_todo)), 3),
             "same_cost_as_fast": same,
@@ -341,7 +321,7 @@ def main() -> None:
         f"{len(index.state_node)} states, {len(rates)} rates"
     )
     print(
-        f"machine: {report['machine']['cpu']} x{report['machine']['nproc']}, "  # type: ignore[index]
+        f"machine: {report['machine']['cpu']} x{report['machine']['cores']}, "  # type: ignore[index]
         f"Python {report['machine']['python']}"  # type: ignore[index]
     )
     print(

@@ -120,6 +120,13 @@ def _positive(data: dict[str, Any], key: str, *, required: bool = True, default:
     return value
 
 
+def _flag(data: dict[str, Any], key: str) -> bool:
+    value = data.get(key, False)
+    if not isinstance(value, bool):
+        raise ApiError(400, "bad_field", f"{key} must be true or false")
+    return value
+
+
 def _text(data: dict[str, Any], key: str, *, required: bool = True, limit: int = 4096) -> str:
     value = data.get(key)
     if value is None and not required:
@@ -306,9 +313,7 @@ async def close_channel(request: web.Request) -> web.Response:
     server = _server(request)
     node = _node(request)
     data = await _body(request)
-    force = data.get("force", False)
-    if not isinstance(force, bool):
-        raise ApiError(400, "bad_field", "force must be true or false")
+    force = _flag(data, "force")
     channel = await server._in_worker(ops.find_channel, node, request.match_info["channel_id"])
     if channel.status in ("closed", "closing"):
         raise ApiError(409, "channel_closed", f"the channel is already {channel.status}")
@@ -459,9 +464,7 @@ async def pay(request: web.Request) -> web.Response:
     server = _server(request)
     node = _node(request)
     data = await _body(request)
-    wait = data.get("wait", False)
-    if not isinstance(wait, bool):
-        raise ApiError(400, "bad_field", "wait must be true or false")
+    wait = _flag(data, "wait")
     invoice, max_lock, source_asset = _route_args(node, server, data)
     with server.payment_outcome(invoice.payment_hash) as outcome:
         result = await server.call(ops.pay, node, server.graph, invoice, max_lock, source_asset)

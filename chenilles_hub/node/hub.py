@@ -590,14 +590,8 @@ class Node:
             payload.expiry,
             self.clock(),
         )
-        outgoing = Htlc(
-            id=out.allocate_htlc_id(),
-            payer=out.me,
-            asset=payload.asset,
-            amount=payload.amount_int,
-            payment_hash=htlc.payment_hash,
-            expiry=payload.expiry,
-            native_expiry=out.backend.native_expiry(payload.expiry),
+        outgoing = out.offer_htlc(
+            payload.asset, payload.amount_int, htlc.payment_hash, payload.expiry
         )
         link = ForwardLink(incoming.channel_id, htlc.id, out.channel_id, outgoing.id)
         self.links_by_out[(out.channel_id, outgoing.id)] = link
@@ -834,15 +828,7 @@ class Node:
         channel = self.channels[first.channel]
         if not channel.active:
             raise WrongChannel("the first channel of the route is not active")
-        htlc = Htlc(
-            id=channel.allocate_htlc_id(),
-            payer=channel.me,
-            asset=first.asset,
-            amount=first.amount,
-            payment_hash=invoice.payment_hash,
-            expiry=first.expiry,
-            native_expiry=channel.backend.native_expiry(first.expiry),
-        )
+        htlc = channel.offer_htlc(first.asset, first.amount, invoice.payment_hash, first.expiry)
         payment = Payment(
             invoice.payment_hash, invoice.amount, invoice.asset, first.amount, first.asset
         )

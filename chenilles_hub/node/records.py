@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..backend import Account, ChainBackend, TxReceipt
-from ..core import Asset, ChannelMachine, ChannelParams, Update
+from ..core import Asset, ChannelMachine, ChannelParams, Htlc, Update
 
 
 @dataclass
@@ -56,6 +56,18 @@ class Channel:
         htlc_id = 2 * self.next_htlc_seq + self.me
         self.next_htlc_seq += 1
         return htlc_id
+
+    def offer_htlc(self, asset: Asset, amount: int, payment_hash: bytes, expiry: int) -> Htlc:
+        """A new HTLC we pay into, with a fresh id and the chain's image of its expiry."""
+        return Htlc(
+            id=self.allocate_htlc_id(),
+            payer=self.me,
+            asset=asset,
+            amount=amount,
+            payment_hash=payment_hash,
+            expiry=expiry,
+            native_expiry=self.backend.native_expiry(expiry),
+        )
 
 
 _PERSISTED = frozenset(
