@@ -92,6 +92,13 @@ class Party:
 
 
 LOCAL, REMOTE = Party("alice"), Party("bob")
+#: The funding output every commitment and closing transaction here spends.
+FUNDING_KW = {
+    "funding_outpoint": FUNDING,
+    "funding_amount_sat": FUNDING_AMOUNT,
+    "local_funding_pubkey": LOCAL.point("funding"),
+    "remote_funding_pubkey": REMOTE.point("funding"),
+}
 PREIMAGES = [bytes([i + 1]) * 32 for i in range(4)]
 HASHES = [hashlib.sha256(p).digest() for p in PREIMAGES]
 
@@ -144,10 +151,7 @@ def make_scenario(
         ]
     to_remote = FUNDING_AMOUNT * 1000 - to_local_msat - sum(h.amount_msat for h in htlcs)
     c = build_commitment_tx(
-        funding_outpoint=FUNDING,
-        funding_amount_sat=FUNDING_AMOUNT,
-        local_funding_pubkey=LOCAL.point("funding"),
-        remote_funding_pubkey=REMOTE.point("funding"),
+        **FUNDING_KW,
         commitment_number=commitment_number,
         obscuring_factor=obscuring_factor(LOCAL.point("payment"), REMOTE.point("payment")),
         to_local_msat=to_local_msat,
@@ -452,10 +456,7 @@ def test_closing_tx() -> None:
     )
     fee = closing_fee(FEERATE, local_spk, remote_spk)
     ct = build_closing_tx(
-        funding_outpoint=FUNDING,
-        funding_amount_sat=FUNDING_AMOUNT,
-        local_funding_pubkey=LOCAL.point("funding"),
-        remote_funding_pubkey=REMOTE.point("funding"),
+        **FUNDING_KW,
         local_script_pubkey=local_spk,
         remote_script_pubkey=remote_spk,
         to_local_msat=7_000_000_000,
@@ -475,10 +476,7 @@ def test_closing_tx() -> None:
 
 def test_closing_tx_drops_dust_and_checks_fee() -> None:
     kw = dict(
-        funding_outpoint=FUNDING,
-        funding_amount_sat=FUNDING_AMOUNT,
-        local_funding_pubkey=LOCAL.point("funding"),
-        remote_funding_pubkey=REMOTE.point("funding"),
+        **FUNDING_KW,
         local_script_pubkey=bytes(p2wpkh(LOCAL.point("c"))),
         remote_script_pubkey=bytes(p2wpkh(REMOTE.point("c"))),
         local_is_funder=True,
@@ -504,10 +502,7 @@ def test_closing_tx_drops_dust_and_checks_fee() -> None:
 def test_commitment_fee_errors_and_dust() -> None:
     with pytest.raises(FeeTooHighError):
         build_commitment_tx(
-            funding_outpoint=FUNDING,
-            funding_amount_sat=FUNDING_AMOUNT,
-            local_funding_pubkey=LOCAL.point("funding"),
-            remote_funding_pubkey=REMOTE.point("funding"),
+            **FUNDING_KW,
             commitment_number=1,
             obscuring_factor=0,
             to_local_msat=6_000_000_000,
@@ -521,10 +516,7 @@ def test_commitment_fee_errors_and_dust() -> None:
         )
     with pytest.raises(UnaffordableFeeError):
         build_commitment_tx(
-            funding_outpoint=FUNDING,
-            funding_amount_sat=FUNDING_AMOUNT,
-            local_funding_pubkey=LOCAL.point("funding"),
-            remote_funding_pubkey=REMOTE.point("funding"),
+            **FUNDING_KW,
             commitment_number=1,
             obscuring_factor=0,
             to_local_msat=1_000_000,
@@ -584,10 +576,7 @@ def measure_weights() -> dict[str, tuple[int, int]]:
         out.setdefault(name, (weight(tx), vsize(tx)))
     local_spk, remote_spk = bytes(p2wpkh(LOCAL.point("c"))), bytes(p2wpkh(REMOTE.point("c")))
     ct = build_closing_tx(
-        funding_outpoint=FUNDING,
-        funding_amount_sat=FUNDING_AMOUNT,
-        local_funding_pubkey=LOCAL.point("funding"),
-        remote_funding_pubkey=REMOTE.point("funding"),
+        **FUNDING_KW,
         local_script_pubkey=local_spk,
         remote_script_pubkey=remote_spk,
         to_local_msat=7_000_000_000,
