@@ -138,7 +138,7 @@ def _short(value: str | None, n: int = 16) -> str:
 
 
 def _client(config_path: str | None, api_url: str | None, token_file: str | None) -> Any:
-    from .node.client import NodeClient
+    from .node.api.client import NodeClient
     from .node.config import ConfigError, load_config
 
     if api_url and token_file:
@@ -168,7 +168,7 @@ def api_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _call(fn: Callable[[], Any]) -> Any:
-    from .node.client import ApiCallError
+    from .node.api.client import ApiCallError
 
     try:
         return fn()
@@ -217,8 +217,8 @@ def node_start(config_path: str, log_format: str | None) -> None:
     import asyncio
 
     from .node.config import ConfigError, load_config
-    from .node.logs import setup_logging
-    from .node.server import HubServer
+    from .node.runtime.logs import setup_logging
+    from .node.runtime.server import HubServer
 
     try:
         config = load_config(config_path)
@@ -247,7 +247,7 @@ def node_start(config_path: str, log_format: str | None) -> None:
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait.")
 def node_stop(config_path: str, timeout: float) -> None:
     """Stop a running node: through its API, else SIGTERM to the pid in its data dir."""
-    from .node.client import ApiCallError, NodeClient
+    from .node.api.client import ApiCallError, NodeClient
     from .node.config import ConfigError, load_config
 
     config = load_config(config_path)

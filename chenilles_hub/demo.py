@@ -23,11 +23,11 @@ from .circuit.quote import Rate
 from .core import Asset
 from .core.routing import find_route
 from .identity import NodeIdentity
-from .node.forwarding import FeePolicy, ForwardingPolicy
-from .node.hub import Node
-from .node.network import InProcessNetwork
-from .node.records import Payment
-from .node.routing_view import onion_hops, routing_graph
+from .node.hub.forwarding import FeePolicy, ForwardingPolicy
+from .node.hub.network import InProcessNetwork
+from .node.hub.node import Node
+from .node.hub.records import Payment
+from .node.hub.routing_view import onion_hops, routing_graph
 
 WEI, SAT, LAMPORT = 10**18, 10**8, 10**9  # base units per ETH, BTC, SOL
 TOKEN_UNIT = 10**6  # the SPL test token has 6 decimals

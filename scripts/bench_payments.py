@@ -25,11 +25,11 @@ from chenilles_hub.core import Asset
 from chenilles_hub.core.routing import find_route
 from chenilles_hub.demo import MAX_LOCK, SAT, WEI, Demo, Ledgers, _start_ledgers
 from chenilles_hub.identity import NodeIdentity
-from chenilles_hub.node.forwarding import FeePolicy, ForwardingPolicy
-from chenilles_hub.node.hub import Node
-from chenilles_hub.node.journal import NODE_STATE_KEY
-from chenilles_hub.node.routing_view import onion_hops, routing_graph
-from chenilles_hub.node.store_sqlite import SQLiteStore
+from chenilles_hub.node.hub.forwarding import FeePolicy, ForwardingPolicy
+from chenilles_hub.node.hub.journal import NODE_STATE_KEY
+from chenilles_hub.node.hub.node import Node
+from chenilles_hub.node.hub.routing_view import onion_hops, routing_graph
+from chenilles_hub.node.store.sqlite import SQLiteStore
 
 #: (name, chain of each hop's channel as "evm" / "bitcoin")
 CONFIGS = [

@@ -151,7 +151,7 @@ def memory_per_channel(n: int) -> dict[str, Any]:
 
 
 def fill_store(path: Path, n: int, chain: str, my_key: str) -> dict[str, float]:
-    from chenilles_hub.node.journal import (
+    from chenilles_hub.node.hub.journal import (
         CHANNEL_PREFIX,
         NODE_STATE_KEY,
         ChannelMeta,
@@ -159,8 +159,8 @@ def fill_store(path: Path, n: int, chain: str, my_key: str) -> dict[str, float]:
         encode_node_state,
         encode_record,
     )
-    from chenilles_hub.node.store import ChannelRecord
-    from chenilles_hub.node.store_sqlite import SQLiteStore
+    from chenilles_hub.node.store.base import ChannelRecord
+    from chenilles_hub.node.store.sqlite import SQLiteStore
 
     rng = random.Random(2)
     store = SQLiteStore(path)
@@ -195,8 +195,8 @@ def restart(n: int, directory: Path, profile_n: int) -> dict[str, Any]:
     from chenilles_evm.backend import embedded_backend
 
     from chenilles_hub.identity import NodeIdentity
-    from chenilles_hub.node.hub import Node
-    from chenilles_hub.node.store_sqlite import SQLiteStore
+    from chenilles_hub.node.hub.node import Node
+    from chenilles_hub.node.store.sqlite import SQLiteStore
 
     backend = embedded_backend()
     try:

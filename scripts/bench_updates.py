@@ -50,8 +50,8 @@ from chenilles_hub.core import (
     initial_state,
 )
 from chenilles_hub.core.messages import decode_message, encode_message
-from chenilles_hub.node.store import ChannelRecord
-from chenilles_hub.node.store_sqlite import SQLiteStore
+from chenilles_hub.node.store.base import ChannelRecord
+from chenilles_hub.node.store.sqlite import SQLiteStore
 from chenilles_hub.signing import Ed25519Authority
 
 EVM_CHAIN = "eip155:1337"
@@ -351,11 +351,11 @@ def nodes_bench(updates: int, batches: tuple[int, ...], directory: Path) -> list
     from chenilles_evm.backend import embedded_backend
 
     from chenilles_hub.identity import NodeIdentity
-    from chenilles_hub.node import hub as hub_module
-    from chenilles_hub.node import store as store_module
-    from chenilles_hub.node import wire
-    from chenilles_hub.node.hub import Node
-    from chenilles_hub.node.network import InProcessNetwork
+    from chenilles_hub.node.hub import persistence as persistence_module
+    from chenilles_hub.node.hub.network import InProcessNetwork
+    from chenilles_hub.node.hub.node import Node
+    from chenilles_hub.node.net import wire
+    from chenilles_hub.node.store import base as store_module
 
     clock = Clock()
 
@@ -369,7 +369,9 @@ def nodes_bench(updates: int, batches: tuple[int, ...], directory: Path) -> list
     # Bench-only instrumentation: count time in the node's codecs and in the store.
     wire.encode = timed(wire.encode, "encoding")  # type: ignore[assignment]
     wire.decode = timed(wire.decode, "encoding")  # type: ignore[assignment]
-    hub_module.encode_node_state = timed(hub_module.encode_node_state, "encoding (node state)")
+    persistence_module.encode_node_state = timed(  # type: ignore[assignment]
+        persistence_module.encode_node_state, "encoding (node state)"
+    )
     store_module.encode_snapshot = timed(store_module.encode_snapshot, "encoding (snapshots)")
 
     class TimedStore(SQLiteStore):

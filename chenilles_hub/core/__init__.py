@@ -47,6 +47,7 @@ from .model import (
     Participant,
     SignedState,
     initial_state,
+    parse_asset,
     payment_hash,
 )
 from .timing import TimeModel
@@ -118,5 +119,6 @@ __all__ = [
     "encode_message",
     "encode_snapshot",
     "initial_state",
+    "parse_asset",
     "payment_hash",
 ]

@@ -50,6 +50,14 @@ class Asset(msgspec.Struct, frozen=True, forbid_unknown_fields=True, order=True)
         return f"{self.token}@{self.chain}"
 
 
+def parse_asset(text: str) -> Asset:
+    """The inverse of ``str(asset)``: ``token@chain``, e.g. ``native@eip155:31337``."""
+    token, sep, chain = text.rpartition("@")
+    if not sep or not token or not chain:
+        raise ValueError(f"an asset is written token@chain (e.g. native@eip155:1), not {text!r}")
+    return Asset(chain, token)
+
+
 class Participant(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A channel member: its key on the channel's chain and the node that speaks for it."""
 

@@ -1,13 +1,26 @@
 """The node's I/O shell around the pure core: transport, store (and, later, the rest).
 
 Importing this package stays cheap and needs no optional dependency: the PostgreSQL store
-lives in :mod:`chenilles_hub.node.store_postgres` (it imports psycopg) and is imported
+lives in :mod:`chenilles_hub.node.store.postgres` (it imports psycopg) and is imported
 only by operators who configure it.
 """
 
 from __future__ import annotations
 
-from .store import (
+from .net.transport import (
+    ConnectionClosed,
+    HandshakeError,
+    Listener,
+    MemoryNetwork,
+    MemoryTransport,
+    PeerConnection,
+    TcpTransport,
+    Transport,
+    TransportError,
+    WrongPeerIdentity,
+    node_id_of,
+)
+from .store.base import (
     ChannelRecord,
     Conflict,
     Duty,
@@ -21,20 +34,7 @@ from .store import (
     StoreError,
     StoreLocked,
 )
-from .store_sqlite import SQLiteStore
-from .transport import (
-    ConnectionClosed,
-    HandshakeError,
-    Listener,
-    MemoryNetwork,
-    MemoryTransport,
-    PeerConnection,
-    TcpTransport,
-    Transport,
-    TransportError,
-    WrongPeerIdentity,
-    node_id_of,
-)
+from .store.sqlite import SQLiteStore
 
 __all__ = [
     "ChannelRecord",

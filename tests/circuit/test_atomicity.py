@@ -18,10 +18,10 @@ from chenilles_hub.core import Asset
 from chenilles_hub.core.routing import find_route
 from chenilles_hub.demo import Ledgers
 from chenilles_hub.identity import NodeIdentity
-from chenilles_hub.node.forwarding import FeePolicy, ForwardingPolicy
-from chenilles_hub.node.hub import Node
-from chenilles_hub.node.network import InProcessNetwork
-from chenilles_hub.node.routing_view import onion_hops, routing_graph
+from chenilles_hub.node.hub.forwarding import FeePolicy, ForwardingPolicy
+from chenilles_hub.node.hub.network import InProcessNetwork
+from chenilles_hub.node.hub.node import Node
+from chenilles_hub.node.hub.routing_view import onion_hops, routing_graph
 
 pytestmark = pytest.mark.circuit
 

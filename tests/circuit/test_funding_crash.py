@@ -11,7 +11,7 @@ from chenilles_evm.backend import embedded_backend
 from chenilles_evm.mapping import asset_address
 
 from chenilles_hub.core import Asset
-from chenilles_hub.node.store_sqlite import SQLiteStore
+from chenilles_hub.node.store.sqlite import SQLiteStore
 
 from .world import World
 

@@ -10,9 +10,9 @@ from chenilles_hub.circuit.errors import CircuitError, InvoiceAlreadyPaid, Wrong
 from chenilles_hub.core import Asset
 from chenilles_hub.core.errors import NoRoute
 from chenilles_hub.core.routing import AssetRate, RoutingGraph, find_route
-from chenilles_hub.node.forwarding import FeePolicy, ForwardingPolicy
-from chenilles_hub.node.routing_view import routing_graph
-from chenilles_hub.node.store_sqlite import SQLiteStore
+from chenilles_hub.node.hub.forwarding import FeePolicy, ForwardingPolicy
+from chenilles_hub.node.hub.routing_view import routing_graph
+from chenilles_hub.node.store.sqlite import SQLiteStore
 
 from .world import World, plan
 

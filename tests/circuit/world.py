@@ -10,10 +10,10 @@ from chenilles_hub.circuit.onion import OnionHop
 from chenilles_hub.core import Asset
 from chenilles_hub.core.routing import rate_book, required_incoming
 from chenilles_hub.identity import NodeIdentity
-from chenilles_hub.node.forwarding import ForwardingPolicy, channel_edge, enforcement_delta
-from chenilles_hub.node.hub import Node
-from chenilles_hub.node.network import InProcessNetwork
-from chenilles_hub.node.store import Store
+from chenilles_hub.node.hub.forwarding import ForwardingPolicy, channel_edge, enforcement_delta
+from chenilles_hub.node.hub.network import InProcessNetwork
+from chenilles_hub.node.hub.node import Node
+from chenilles_hub.node.store.base import Store
 
 
 @dataclass

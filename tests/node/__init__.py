@@ -21,7 +21,7 @@ from chenilles_hub.core import (
     Transfer,
     initial_state,
 )
-from chenilles_hub.node.store import ChannelRecord
+from chenilles_hub.node.store.base import ChannelRecord
 from tests.core.harness import ETH, NOW, TOKEN, Pair, make_keys, make_params
 
 PG_DSN = os.environ.get(

@@ -13,9 +13,9 @@ import pytest
 
 from chenilles_hub.circuit.quote import Quote, Rate, check_quote
 from chenilles_hub.core import Asset
-from chenilles_hub.node.api import build_app
-from chenilles_hub.node.client import ApiCallError, NodeClient
-from chenilles_hub.node.openapi import openapi_document
+from chenilles_hub.node.api.client import ApiCallError, NodeClient
+from chenilles_hub.node.api.http import build_app
+from chenilles_hub.node.api.openapi import openapi_document
 
 from .test_server_harness import (
     CHAIN,

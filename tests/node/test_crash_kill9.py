@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from chenilles_hub.node.client import ApiCallError
+from chenilles_hub.node.api.client import ApiCallError
 
 from .test_server_harness import (
     ETH,

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from chenilles_hub.identity import NodeIdentity
-from chenilles_hub.node.client import ApiCallError, NodeClient
+from chenilles_hub.node.api.client import ApiCallError, NodeClient
 
 REPO = Path(__file__).resolve().parents[2]
 CHENILLES = [sys.executable, "-m", "chenilles_hub.cli"]

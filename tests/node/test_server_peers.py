@@ -21,15 +21,15 @@ import pytest
 from chenilles_hub.circuit.invoice import Invoice
 from chenilles_hub.core import Asset
 from chenilles_hub.identity import NodeIdentity
-from chenilles_hub.node import handshake, wire
 from chenilles_hub.node.config import load_config
-from chenilles_hub.node.framing import HEADER, MAX_FRAME_BYTES, encode_frame
-from chenilles_hub.node.server import HubServer
-from chenilles_hub.node.transport import (
+from chenilles_hub.node.net import handshake, wire
+from chenilles_hub.node.net.framing import HEADER, MAX_FRAME_BYTES, encode_frame
+from chenilles_hub.node.net.transport import (
     TcpTransport,
     TransportError,
     WrongPeerIdentity,
 )
+from chenilles_hub.node.runtime.server import HubServer
 
 from .test_server_harness import ETH, AnvilChain, anvil, free_port
 
@@ -80,7 +80,7 @@ class Pair:
 
     async def pay(self, amount: int) -> str:
         assert self.alice.node is not None and self.bob.node is not None
-        from chenilles_hub.node import operations as ops
+        from chenilles_hub.node.api import operations as ops
 
         chain = self.alice.node.channels[self.channel_id].params.chain
         invoice: Invoice = await self.bob.call(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from chenilles_hub.node.client import NodeClient
+from chenilles_hub.node.api.client import NodeClient
 
 from . import postgres_schema, require_postgres
 from .test_server_harness import AnvilChain, NodeProc, anvil, free_port, make_node, wait_for

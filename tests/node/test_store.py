@@ -12,18 +12,18 @@ import pytest
 
 from chenilles_hub.core import decode_snapshot, encode_snapshot
 from chenilles_hub.core.model import Asset
-from chenilles_hub.node.migrations import MIGRATIONS, Migration
-from chenilles_hub.node.store import (
+from chenilles_hub.node.store.base import (
     Conflict,
     InvalidTransition,
     Invoice,
     NotFound,
     Payment,
     SchemaError,
-    SqlStore,
     StoreLocked,
 )
-from chenilles_hub.node.store_sqlite import SQLiteStore
+from chenilles_hub.node.store.migrations import MIGRATIONS, Migration
+from chenilles_hub.node.store.sql import SqlStore
+from chenilles_hub.node.store.sqlite import SQLiteStore
 from tests.core.harness import ETH, NOW, TOKEN
 
 from . import channel_record, machine_run, postgres_schema, require_postgres, synthetic_snapshot
@@ -54,7 +54,7 @@ def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
 
         yield open_sqlite
     else:
-        from chenilles_hub.node.store_postgres import PostgresStore
+        from chenilles_hub.node.store.postgres import PostgresStore
 
         dsn = require_postgres()
         schemas = postgres_schema()

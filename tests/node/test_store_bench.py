@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from chenilles_hub.node.store import SqlStore
-from chenilles_hub.node.store_sqlite import SQLiteStore
+from chenilles_hub.node.store.sql import SqlStore
+from chenilles_hub.node.store.sqlite import SQLiteStore
 
 from . import channel_record, postgres_schema, require_postgres, synthetic_snapshot
 
@@ -49,7 +49,7 @@ def bench_sqlite(directory: Path, writes: int) -> dict[int, float]:
 
 
 def bench_postgres(dsn: str, schema: str, writes: int) -> dict[int, float]:
-    from chenilles_hub.node.store_postgres import PostgresStore
+    from chenilles_hub.node.store.postgres import PostgresStore
 
     with PostgresStore(dsn, schema=schema) as store:
         assert store.acquire_lease("bench", uuid.uuid4().hex, ttl=600)

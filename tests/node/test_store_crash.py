@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from chenilles_hub.node.store import snapshot_version
-from chenilles_hub.node.store_sqlite import SQLiteStore
+from chenilles_hub.node.store.base import snapshot_version
+from chenilles_hub.node.store.sqlite import SQLiteStore
 
 from . import synthetic_snapshot
 
@@ -32,7 +32,7 @@ KILLS = 25
 
 CHILD = """
 import sys
-from chenilles_hub.node.store_sqlite import SQLiteStore
+from chenilles_hub.node.store.sqlite import SQLiteStore
 from tests.node import channel_record, synthetic_snapshot
 
 path, version = sys.argv[1], int(sys.argv[2])

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from chenilles_hub.node.store import NotLeader, snapshot_version
+from chenilles_hub.node.store.base import NotLeader, snapshot_version
 
 from . import channel_record, postgres_schema, require_postgres, synthetic_snapshot
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.node
 CID = b"\x42" * 32
 
 try:
-    from chenilles_hub.node.store_postgres import PostgresStore
+    from chenilles_hub.node.store.postgres import PostgresStore
 except ImportError:  # psycopg missing: require_postgres() skips (or fails) with the reason
     PostgresStore = None  # type: ignore[assignment,misc]
 

@@ -14,9 +14,9 @@ from typing import Any
 import nacl.signing
 import pytest
 
-from chenilles_hub.node import handshake
-from chenilles_hub.node.framing import HEADER, MAX_FRAME_BYTES
-from chenilles_hub.node.transport import (
+from chenilles_hub.node.net import handshake
+from chenilles_hub.node.net.framing import HEADER, MAX_FRAME_BYTES
+from chenilles_hub.node.net.transport import (
     MAX_MESSAGE_BYTES,
     AuthenticationFailed,
     ConnectionClosed,

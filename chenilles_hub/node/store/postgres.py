@@ -25,8 +25,9 @@ from typing import Any, Literal
 import psycopg
 import psycopg.errors
 
+from .base import NotLeader, StoreError
 from .migrations import MIGRATIONS, Migration
-from .store import Cursor, NotLeader, SqlStore, StoreError
+from .sql import Cursor, SqlStore
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 

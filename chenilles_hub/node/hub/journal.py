@@ -12,9 +12,10 @@ from typing import TypeVar
 
 import msgspec
 
-from ..circuit.invoice import Invoice
-from ..core import Asset, Htlc, Update
-from ..core.watcher import WatcherState
+from chenilles_hub.circuit.invoice import Invoice
+from chenilles_hub.core import Asset, Htlc, Update
+from chenilles_hub.core.watcher import WatcherState
+
 from .records import ForwardLink
 
 

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..backend import ChainBackend
-from ..circuit.invoice import ROUTE_SLACK, Invoice, decode_invoice
-from ..circuit.quote import make_quote
-from ..core import Asset
-from ..core.errors import ChannelError
-from ..core.routing import Route, find_route
-from .gossip import GraphView
-from .hub import Node
-from .records import Channel, Payment
-from .routing_view import onion_hops
+from chenilles_hub.backend import ChainBackend
+from chenilles_hub.circuit.invoice import ROUTE_SLACK, Invoice, decode_invoice
+from chenilles_hub.circuit.quote import make_quote
+from chenilles_hub.core import Asset
+from chenilles_hub.core.errors import ChannelError
+from chenilles_hub.core.routing import Route, find_route
+
+from ..hub.gossip import GraphView
+from ..hub.node import Node
+from ..hub.records import Channel, Payment
+from ..hub.routing_view import onion_hops
 
 
 class ApiError(Exception):

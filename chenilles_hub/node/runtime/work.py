@@ -10,8 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core import ChannelSnapshot
-from .transport import PeerConnection
+from chenilles_hub.core import ChannelSnapshot
+
+from ..net.transport import PeerConnection
 
 #: Most work items (messages and calls) handled in one worker job and one durable commit.
 RECEIVE_BATCH = 64
@@ -75,10 +76,6 @@ class Call:
 
     fn: Callable[[], Any]
     answer: asyncio.Future[Any]
-
-
-class TransferFailed(Exception):
-    """A direct transfer was refused (by our channel's checks or by the peer)."""
 
 
 def release_frames(batch: list[Frame | Call]) -> None:

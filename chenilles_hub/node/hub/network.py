@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from ..backend import ChainBackend
-from .hub import Node
+from chenilles_hub.backend import ChainBackend
+
+from .node import Node
 
 
 class InProcessNetwork:

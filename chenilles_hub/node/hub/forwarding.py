@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..circuit.quote import Rate
-from ..core import Asset, Htlc, TimeModel
-from ..core.routing import AssetRate, ChannelEdge, check_forward, rate_book
+from chenilles_hub.circuit.quote import Rate
+from chenilles_hub.core import Asset, Htlc, TimeModel
+from chenilles_hub.core.routing import AssetRate, ChannelEdge, check_forward, rate_book
+
 from .records import Channel
 
 

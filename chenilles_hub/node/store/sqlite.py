@@ -20,8 +20,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Literal
 
+from .base import StoreError, StoreLocked
 from .migrations import MIGRATIONS, Migration
-from .store import Cursor, SqlStore, StoreError, StoreLocked
+from .sql import Cursor, SqlStore
 
 
 class SQLiteStore(SqlStore):

@@ -10,8 +10,8 @@ from typing import Annotated
 
 import msgspec
 
-from ..core.messages import Accept, Ack, BoundedCodec, Propose, Reestablish, Reject
-from ..core.model import Amount, Asset, Bytes32, ChannelParams
+from chenilles_hub.core.messages import Accept, Ack, BoundedCodec, Propose, Reestablish, Reject
+from chenilles_hub.core.model import Amount, Asset, Bytes32, ChannelParams
 
 ShortKey = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 

@@ -15,14 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import plugins
-from ..backend import Account, ChainBackend
-from ..circuit.quote import Rate
-from ..core import Asset
-from ..identity import NodeIdentity
-from .config import ConfigError, NodeConfig, write_secret
-from .forwarding import FeePolicy, ForwardingPolicy
-from .store import Store
+from chenilles_hub import plugins
+from chenilles_hub.backend import Account, ChainBackend
+from chenilles_hub.circuit.quote import Rate
+from chenilles_hub.core import parse_asset
+from chenilles_hub.identity import NodeIdentity
+
+from ..config import ConfigError, NodeConfig, write_secret
+from ..hub.forwarding import FeePolicy, ForwardingPolicy
+from ..store.base import Store
 
 log = logging.getLogger("chenilles.node")
 
@@ -62,14 +63,6 @@ def load_token(path: Path) -> str:
     token = secrets.token_urlsafe(32)
     write_secret(path, token.encode() + b"\n")
     return token
-
-
-def parse_asset(text: str) -> Asset:
-    """``token@chain`` (how ``Asset`` prints), e.g. ``native@eip155:31337``."""
-    token, sep, chain = text.rpartition("@")
-    if not sep or not token or not chain:
-        raise ValueError(f"an asset is written token@chain (e.g. native@eip155:1), not {text!r}")
-    return Asset(chain, token)
 
 
 def build_policy(config: NodeConfig) -> ForwardingPolicy:
@@ -140,11 +133,11 @@ def build_chains(config: NodeConfig, store: Store | None = None) -> Chains:
 def open_store(config: NodeConfig) -> Store:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     if config.store == "postgres":
-        from .store_postgres import PostgresStore  # imports psycopg: only when configured
+        from ..store.postgres import PostgresStore  # imports psycopg: only when configured
 
         assert config.postgres_dsn is not None
         return PostgresStore(config.postgres_dsn, schema=config.postgres_schema)
-    from .store_sqlite import SQLiteStore
+    from ..store.sqlite import SQLiteStore
 
     return SQLiteStore(config.sqlite_path)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..backend import Account, ChainBackend, TxReceipt
-from ..core import Asset, ChannelMachine, ChannelParams, Htlc, Update
+from chenilles_hub.backend import Account, ChainBackend, TxReceipt
+from chenilles_hub.core import Asset, ChannelMachine, ChannelParams, Htlc, Update
 
 
 @dataclass

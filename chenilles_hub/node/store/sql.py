@@ -1,18 +1,5 @@
-"""The node's persistent store: one interface, SQLite by default, PostgreSQL for failover.
-
-The node writes a channel's snapshot *before* it sends any signature on that state (the
-core's Persist-before-Send rule), so ``save_snapshot`` returns only once the write is
-durable and atomic: after a crash the store holds either the old or the new snapshot,
-never a mix. Everything else the node must not forget across restarts lives here too:
-channels, the peer's revocations (to punish a revoked state), watcher duties, payments,
-invoices and settings.
-
-The API is synchronous on purpose: writes are small and a single writer serialises them;
-the asyncio node calls it directly or from a worker thread.
-
-``SqlStore`` holds the SQL both backends share (written with ``?`` placeholders); the
-backends add connection handling, durability settings and, for PostgreSQL, fencing.
-"""
+"""The SQL both store backends share (written with ``?`` placeholders; the PostgreSQL
+store adapts them), over any DB-API connection that supplies transactions and a dialect."""
 
 from __future__ import annotations
 
@@ -20,257 +7,32 @@ import abc
 import contextlib
 import hashlib
 from collections.abc import Iterator, Sequence
-from typing import Any, Literal, Protocol, Self
+from typing import Any, Literal, Protocol
 
 import msgspec
 
 from chenilles_hub.core import ChannelSnapshot, decode_snapshot, encode_snapshot
-from chenilles_hub.core.model import Asset, Bytes32, ChannelParams, ChannelState
+from chenilles_hub.core.model import Asset
 
+from .base import (
+    ChannelRecord,
+    ChannelStatus,
+    Conflict,
+    Direction,
+    Duty,
+    DutyStatus,
+    InvalidTransition,
+    Invoice,
+    InvoiceStatus,
+    NotFound,
+    Payment,
+    PaymentStatus,
+    SchemaError,
+    Store,
+    _ChannelData,
+    snapshot_version,
+)
 from .migrations import BOOTSTRAP, Migration
-
-ChannelStatus = Literal["open", "closing", "closed"]
-DutyStatus = Literal["pending", "done", "cancelled"]
-Direction = Literal["in", "out"]
-PaymentStatus = Literal["pending", "succeeded", "failed"]
-InvoiceStatus = Literal["open", "paid", "cancelled"]
-
-
-# --- errors ---------------------------------------------------------------------------------
-
-
-class StoreError(Exception):
-    """Base class of the store's own errors."""
-
-
-class NotFound(StoreError):
-    pass
-
-
-class Conflict(StoreError):
-    """A uniqueness or reference constraint refused the write (duplicate, unknown channel)."""
-
-
-class InvalidTransition(StoreError):
-    """A status change the lifecycle forbids (e.g. failing a payment that succeeded)."""
-
-
-class SchemaError(StoreError):
-    """The database's schema history is not one this program knows (newer, or edited)."""
-
-
-class StoreLocked(StoreError):
-    """Another process (or store object) already writes this SQLite file."""
-
-
-class NotLeader(StoreError):
-    """PostgreSQL: this store does not hold a live leader lease, so it may not write."""
-
-
-# --- records -----------------------------------------------------------------------------------
-
-
-class ChannelRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """What a ``ChannelMachine`` is rebuilt from, next to its latest snapshot."""
-
-    channel_id: Bytes32
-    params: ChannelParams
-    me: int
-    initial: ChannelState
-    status: ChannelStatus = "open"
-
-
-class _ChannelData(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    params: ChannelParams
-    initial: ChannelState
-
-
-class Duty(msgspec.Struct, frozen=True):
-    """A watcher's obligation with a deadline; ``payload`` is the watcher's own encoding."""
-
-    id: int
-    kind: str
-    channel_id: bytes
-    deadline: int
-    status: DutyStatus
-    payload: bytes
-    key: str = ""
-
-
-class Payment(msgspec.Struct, frozen=True):
-    """One leg of a payment as this node sees it; a forwarded payment has an in and an out."""
-
-    payment_hash: Bytes32
-    direction: Direction
-    amount: int
-    asset: Asset
-    created_at: int
-    status: PaymentStatus = "pending"
-    preimage: bytes | None = None
-    failure: str = ""
-    updated_at: int = 0
-
-
-class Invoice(msgspec.Struct, frozen=True):
-    payment_hash: Bytes32
-    amount: int
-    asset: Asset
-    description: str
-    created_at: int
-    expires_at: int
-    preimage: bytes | None = None
-    status: InvoiceStatus = "open"
-    paid_at: int | None = None
-
-
-def snapshot_version(snapshot: ChannelSnapshot) -> int:
-    """The newest fully signed version in a snapshot, -1 before the channel opened."""
-    return snapshot.latest.state.version if snapshot.latest is not None else -1
-
-
-# --- the interface ---------------------------------------------------------------------------
-
-
-class Store(abc.ABC):
-    """Everything a node persists. Every write is one durable transaction."""
-
-    # lifecycle
-    @abc.abstractmethod
-    def close(self) -> None: ...
-
-    @abc.abstractmethod
-    def schema_version(self) -> int: ...
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # channels and their state
-    @abc.abstractmethod
-    def add_channel(self, record: ChannelRecord) -> None:
-        """Register a channel (``Conflict`` if it exists); do it before its first Persist."""
-
-    @abc.abstractmethod
-    def get_channel(self, channel_id: bytes) -> ChannelRecord | None: ...
-
-    @abc.abstractmethod
-    def list_channels(self, status: ChannelStatus | None = None) -> list[ChannelRecord]: ...
-
-    @abc.abstractmethod
-    def set_channel_status(self, channel_id: bytes, status: ChannelStatus) -> None: ...
-
-    def save_snapshot(self, channel_id: bytes, snapshot: ChannelSnapshot) -> None:
-        """Replace the channel's snapshot atomically; durable when this returns."""
-        if snapshot.channel_id != channel_id:
-            raise ValueError("the snapshot belongs to another channel")
-        self.save_snapshots([snapshot])
-
-    @abc.abstractmethod
-    def save_snapshots(self, snapshots: Sequence[ChannelSnapshot]) -> None:
-        """Save several channels' snapshots in one transaction (group commit): all or none."""
-
-    @abc.abstractmethod
-    def load_snapshot(self, channel_id: bytes) -> ChannelSnapshot | None: ...
-
-    def load_snapshots(self) -> dict[bytes, ChannelSnapshot]:
-        """Every channel's snapshot by channel id (a restart reads them all at once)."""
-        found = {}
-        for record in self.list_channels():
-            snapshot = self.load_snapshot(record.channel_id)
-            if snapshot is not None:
-                found[record.channel_id] = snapshot
-        return found
-
-    @abc.abstractmethod
-    def add_revocation(self, channel_id: bytes, version: int, revocation: bytes) -> None:
-        """Keep the peer's revocation of ``version`` (idempotent: the first one is kept)."""
-
-    @abc.abstractmethod
-    def list_revocations(self, channel_id: bytes) -> list[tuple[int, bytes]]:
-        """``(version, revocation)`` pairs, by version."""
-
-    # watcher duties
-    @abc.abstractmethod
-    def add_duty(
-        self, kind: str, channel_id: bytes, deadline: int, payload: bytes, *, key: str = ""
-    ) -> int:
-        """Record a duty and return its id; adding the same (channel, kind, key) again
-        returns the existing id, so a watcher can re-derive duties after a restart."""
-
-    @abc.abstractmethod
-    def list_due(self, now: int, limit: int | None = None) -> list[Duty]:
-        """Pending duties with ``deadline <= now``, earliest deadline first."""
-
-    @abc.abstractmethod
-    def list_duties(
-        self, *, channel_id: bytes | None = None, status: DutyStatus | None = None
-    ) -> list[Duty]: ...
-
-    @abc.abstractmethod
-    def complete_duty(self, duty_id: int, status: DutyStatus = "done") -> None:
-        """Close a pending duty (``done`` or ``cancelled``); repeating the same is a no-op."""
-
-    # payments and invoices
-    @abc.abstractmethod
-    def add_payment(self, payment: Payment) -> None: ...
-
-    @abc.abstractmethod
-    def get_payment(self, payment_hash: bytes, direction: Direction) -> Payment | None: ...
-
-    @abc.abstractmethod
-    def list_payments(
-        self, *, status: PaymentStatus | None = None, direction: Direction | None = None
-    ) -> list[Payment]: ...
-
-    @abc.abstractmethod
-    def settle_payment(
-        self, payment_hash: bytes, direction: Direction, preimage: bytes, now: int
-    ) -> Payment:
-        """pending -> succeeded; the preimage must hash to the payment hash."""
-
-    @abc.abstractmethod
-    def fail_payment(
-        self, payment_hash: bytes, direction: Direction, reason: str, now: int
-    ) -> Payment:
-        """pending -> failed. A succeeded payment can never fail (``InvalidTransition``)."""
-
-    @abc.abstractmethod
-    def add_invoice(self, invoice: Invoice) -> None: ...
-
-    @abc.abstractmethod
-    def get_invoice(self, payment_hash: bytes) -> Invoice | None: ...
-
-    @abc.abstractmethod
-    def list_invoices(self, status: InvoiceStatus | None = None) -> list[Invoice]: ...
-
-    @abc.abstractmethod
-    def mark_invoice_paid(self, payment_hash: bytes, now: int) -> Invoice: ...
-
-    @abc.abstractmethod
-    def cancel_invoice(self, payment_hash: bytes) -> Invoice: ...
-
-    # settings
-    @abc.abstractmethod
-    def get_setting(self, key: str) -> bytes | None: ...
-
-    @abc.abstractmethod
-    def set_setting(self, key: str, value: bytes) -> None: ...
-
-    @abc.abstractmethod
-    def settings_with_prefix(self, prefix: str) -> list[tuple[str, bytes]]:
-        """Every setting whose key starts with ``prefix`` (records the node keeps per item)."""
-
-    @abc.abstractmethod
-    def save_checkpoint(
-        self, snapshots: Sequence[ChannelSnapshot], settings: dict[str, bytes]
-    ) -> None:
-        """Snapshots and settings in one transaction: the node writes everything one event
-        changed at once, before any message that event produced leaves (group commit)."""
-
-
-# --- the shared SQL implementation -----------------------------------------------------------
 
 
 def _where(**filters: object) -> tuple[str, list[Any]]:

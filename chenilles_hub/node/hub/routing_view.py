@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ..circuit.onion import OnionHop
-from ..core import TimeModel
-from ..core.routing import AssetRate, ChannelEdge, Route, RoutingGraph
+from chenilles_hub.circuit.onion import OnionHop
+from chenilles_hub.core import TimeModel
+from chenilles_hub.core.routing import AssetRate, ChannelEdge, Route, RoutingGraph
+
 from .forwarding import channel_edge
-from .hub import Node
+from .node import Node
 
 
 def routing_graph(nodes: Iterable[Node]) -> RoutingGraph:

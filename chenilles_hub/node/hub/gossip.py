@@ -21,10 +21,11 @@ from typing import Annotated
 
 import msgspec
 
-from ..core import TimeModel
-from ..core.messages import BoundedCodec
-from ..core.routing import AssetRate, ChannelEdge, RoutingGraph
-from .hub import Node
+from chenilles_hub.core import TimeModel
+from chenilles_hub.core.messages import BoundedCodec
+from chenilles_hub.core.routing import AssetRate, ChannelEdge, RoutingGraph
+
+from .node import Node
 from .routing_view import routing_graph
 
 GOSSIP_PREFIX = b"\x01"

@@ -1,0 +1,120 @@
+"""Reading requests and writing answers for the API handlers: JSON bodies with size
+limits, fields checked one by one (amounts are integers in base units), and errors as
+``{"error": code, "message": text}``. A field that fails a check answers 4xx and changes
+nothing."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from chenilles_hub.core import Asset, parse_asset
+
+from .operations import ApiError
+from .service import NodeService
+
+if TYPE_CHECKING:
+    from ..hub.node import Node
+
+MAX_BODY = 256 * 1024
+SERVER_KEY = web.AppKey("server", object)
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, indent=1))
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    return json_response({"error": code, "message": message}, status)
+
+
+async def read_body(request: web.Request) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise ApiError(413, "too_large", f"request body over {MAX_BODY} bytes")
+    raw = await request.read()
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise ApiError(400, "bad_json", f"the body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "bad_json", "the body must be a JSON object")
+    return data
+
+
+def amount_field(data: dict[str, Any], key: str, *, required: bool = True, default: int = 0) -> int:
+    value = data.get(key)
+    if value is None:
+        if required:
+            raise ApiError(400, "missing_field", f"{key} is required")
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ApiError(400, "bad_amount", f"{key} must be an integer (base units)")
+    if isinstance(value, str):
+        if not (value.isascii() and value.isdigit()):
+            raise ApiError(400, "bad_amount", f"{key} must be a non-negative integer")
+        value = int(value)
+    if value < 0 or value >= 2**256:
+        raise ApiError(400, "bad_amount", f"{key} is out of range")
+    return value
+
+
+def positive_field(
+    data: dict[str, Any], key: str, *, required: bool = True, default: int = 0
+) -> int:
+    value = amount_field(data, key, required=required, default=default)
+    if value <= 0 and (required or key in data):
+        raise ApiError(400, "bad_amount", f"{key} must be positive")
+    return value
+
+
+def flag_field(data: dict[str, Any], key: str) -> bool:
+    value = data.get(key, False)
+    if not isinstance(value, bool):
+        raise ApiError(400, "bad_field", f"{key} must be true or false")
+    return value
+
+
+def text_field(data: dict[str, Any], key: str, *, required: bool = True, limit: int = 4096) -> str:
+    value = data.get(key)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value):
+        raise ApiError(400, "missing_field" if value is None else "bad_field", f"{key}: a string")
+    if len(value) > limit:
+        raise ApiError(400, "bad_field", f"{key} is longer than {limit} characters")
+    return value
+
+
+def asset_field(data: dict[str, Any], key: str, *, required: bool = True) -> Asset | None:
+    text = text_field(data, key, required=required)
+    if not text:
+        return None
+    try:
+        return parse_asset(text)
+    except ValueError as exc:
+        raise ApiError(400, "bad_asset", str(exc)) from None
+
+
+def node_id_field(text: str, key: str = "node_id") -> bytes:
+    try:
+        value = bytes.fromhex(text)
+    except ValueError:
+        raise ApiError(400, "bad_node_id", f"{key} must be hex") from None
+    if len(value) != 32:
+        raise ApiError(400, "bad_node_id", f"{key} must be 32 bytes (64 hex digits)")
+    return value
+
+
+def service(request: web.Request) -> NodeService:
+    return request.app[SERVER_KEY]  # type: ignore[return-value]
+
+
+def node_of(request: web.Request) -> Node:
+    node = service(request).node
+    if node is None:
+        raise ApiError(503, "not_leader", "this process is a standby waiting for the lease")
+    return node

@@ -1,0 +1,111 @@
+"""API handlers about the node itself: info, peers, backends, the routing graph, stop."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from chenilles_hub.core.errors import ChannelError
+from chenilles_hub.core.messages import BoundedCodec
+
+from ..config import ConfigError, PeerConfig, parse_address
+from ..hub.gossip import Announcement
+from . import operations as ops
+from .inputs import MAX_BODY, json_response, node_id_field, node_of, read_body, service, text_field
+from .operations import ApiError
+
+_graph_codec: BoundedCodec[Announcement] = BoundedCodec(Announcement, "graph", MAX_BODY)
+
+
+async def info(request: web.Request) -> web.Response:
+    server = service(request)
+    node = node_of(request)
+
+    def view() -> dict[str, Any]:
+        by_status: dict[str, int] = {}
+        for channel in node.channels.values():
+            by_status[channel.status] = by_status.get(channel.status, 0) + 1
+        return {
+            "node_id": server.node_id.hex(),
+            "name": server.config.name,
+            "role": server.role,
+            "listen": f"{server.config.listen_host}:{server.listen_port}",
+            "api": f"{server.config.api_host}:{server.api_port}",
+            "chains": sorted(node.backends),
+            "channels": by_status,
+            "peers_connected": len(server.connections()),
+            "payments": len(node.payments),
+            "uptime": round(time.time() - server.started_at, 1),
+        }
+
+    return json_response(await server.read(view))
+
+
+async def peers(request: web.Request) -> web.Response:
+    server = service(request)
+    connected = server.connections()
+    rows = []
+    for peer in sorted(set(server.peers) | set(connected)):
+        config = server.peers.get(peer)
+        rows.append(
+            {
+                "node_id": peer.hex(),
+                "address": f"{config.host}:{config.port}" if config else None,
+                "connected": peer in connected,
+                "inbound": connected.get(peer, False),
+                "announced_edges": len(server.graph.announced.get(peer, Announcement()).edges),
+            }
+        )
+    return json_response(rows)
+
+
+async def add_peer(request: web.Request) -> web.Response:
+    server = service(request)
+    node_of(request)
+    data = await read_body(request)
+    node_id = node_id_field(text_field(data, "node_id"))
+    try:
+        host, port = parse_address(text_field(data, "address"), "address")
+    except ConfigError as exc:
+        raise ApiError(400, "bad_address", str(exc)) from None
+    if node_id == server.node_id:
+        raise ApiError(400, "bad_node_id", "that is this node's own id")
+    server.add_peer(PeerConfig(node_id, host, port))
+    return json_response({"node_id": node_id.hex(), "address": f"{host}:{port}"}, 201)
+
+
+async def backends(request: web.Request) -> web.Response:
+    server = service(request)
+    node = node_of(request)
+    return json_response(
+        await server.read(lambda: [ops.backend_view(node, b) for b in node.backends.values()])
+    )
+
+
+async def get_graph(request: web.Request) -> web.Response:
+    server = service(request)
+    node = node_of(request)
+    graph = await server.in_worker(server.graph.graph, node)
+    announcement = Announcement(graph.edges, tuple(graph.rates.values()))
+    return web.Response(body=msgspec.json.encode(announcement), content_type="application/json")
+
+
+async def set_graph(request: web.Request) -> web.Response:
+    server = service(request)
+    node_of(request)
+    raw = await request.read()
+    try:
+        announcement = _graph_codec.decode(raw)
+    except ChannelError as exc:
+        raise ApiError(400, "bad_graph", str(exc)) from None
+    server.graph.operator = announcement
+    return json_response({"edges": len(announcement.edges), "rates": len(announcement.rates)})
+
+
+async def stop(request: web.Request) -> web.Response:
+    server = service(request)
+    server.request_stop("stop requested through the API")
+    return json_response({"status": "stopping"}, 202)

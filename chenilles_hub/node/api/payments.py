@@ -1,0 +1,135 @@
+"""API handlers about payments: invoices, routes, quotes, paying and following payments."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from . import operations as ops
+from .inputs import (
+    asset_field,
+    flag_field,
+    json_response,
+    node_of,
+    positive_field,
+    read_body,
+    service,
+    text_field,
+)
+from .operations import ApiError
+from .service import NodeService
+
+if TYPE_CHECKING:
+    from ..hub.node import Node
+
+#: Seconds a payment request with ``"wait": true`` waits for the outcome.
+PAYMENT_WAIT = 60.0
+
+
+async def list_invoices(request: web.Request) -> web.Response:
+    server = service(request)
+    node = node_of(request)
+    return json_response(
+        await server.read(
+            lambda: [ops.invoice_view(node, inv) for inv, _ in node.invoices.values()]
+        )
+    )
+
+
+async def create_invoice(request: web.Request) -> web.Response:
+    server = service(request)
+    node = node_of(request)
+    data = await read_body(request)
+    amount = positive_field(data, "amount")
+    asset = asset_field(data, "asset")
+    assert asset is not None
+    ttl = positive_field(data, "ttl", required=False, default=3600)
+    description = text_field(data, "description", required=False, limit=200)
+    if asset.chain not in node.backends or asset not in node.backends[asset.chain].assets():
+        raise ApiError(400, "unknown_asset", f"this node cannot receive {asset}")
+    invoice = await server.call(
+        lambda: node.invoice(amount, asset, ttl=ttl, description=description)
+    )
+    return json_response(await server.in_worker(ops.invoice_view, node, invoice), 201)
+
+
+def _route_args(node: Node, server: NodeService, data: dict[str, Any]) -> tuple[Any, int, Any]:
+    invoice = ops.parse_invoice(text_field(data, "invoice", limit=8192))
+    max_lock = positive_field(data, "max_lock", required=False, default=server.config.max_lock)
+    source_asset = asset_field(data, "source_asset", required=False)
+    return invoice, max_lock, source_asset
+
+
+async def route(request: web.Request) -> web.Response:
+    server = service(request)
+    node = node_of(request)
+    invoice, max_lock, source_asset = _route_args(node, server, await read_body(request))
+
+    def plan() -> dict[str, Any]:
+        found = ops.plan_route(node, server.graph, invoice, max_lock, source_asset)
+        return ops.route_view(found, node.clock())
+
+    return json_response(await server.in_worker(plan))
+
+
+async def pay(request: web.Request) -> web.Response:
+    """Start paying an invoice (202, follow it at /v1/payments/{hash}); with ``"wait": true``
+    answer only once it succeeded or failed (200), or with its pending view after
+    ``PAYMENT_WAIT`` seconds (202)."""
+    server = service(request)
+    node = node_of(request)
+    data = await read_body(request)
+    wait = flag_field(data, "wait")
+    invoice, max_lock, source_asset = _route_args(node, server, data)
+    with server.payment_outcome(invoice.payment_hash) as outcome:
+        result = await server.call(ops.pay, node, server.graph, invoice, max_lock, source_asset)
+        if not wait:
+            return json_response(result, 202)
+        try:
+            await asyncio.wait_for(asyncio.shield(outcome), PAYMENT_WAIT)
+        except TimeoutError:
+            return json_response(result, 202)
+    payment = node.payments[invoice.payment_hash]
+    view = await server.in_worker(ops.payment_view, payment)
+    return json_response({**view, "route": result["route"]}, 200)
+
+
+async def list_payments(request: web.Request) -> web.Response:
+    server = service(request)
+    node = node_of(request)
+    status = request.query.get("status")
+    return json_response(
+        await server.read(
+            lambda: [
+                ops.payment_view(p)
+                for p in node.payments.values()
+                if status is None or p.status == status
+            ]
+        )
+    )
+
+
+async def get_payment(request: web.Request) -> web.Response:
+    server = service(request)
+    node = node_of(request)
+    text = request.match_info["payment_hash"]
+    try:
+        payment_hash = bytes.fromhex(text)
+    except ValueError:
+        raise ApiError(400, "bad_payment_hash", "a payment hash is 64 hex digits") from None
+    payment = node.payments.get(payment_hash)
+    if payment is None:
+        raise ApiError(404, "unknown_payment", f"no payment {text}")
+    return json_response(await server.read(ops.payment_view, payment))
+
+
+async def quote(request: web.Request) -> web.Response:
+    server = service(request)
+    node = node_of(request)
+    data = await read_body(request)
+    asset_in, asset_out = asset_field(data, "asset_in"), asset_field(data, "asset_out")
+    assert asset_in is not None and asset_out is not None
+    amount_out = positive_field(data, "amount_out")
+    return json_response(await server.in_worker(ops.quote, node, asset_in, asset_out, amount_out))

@@ -1,0 +1,83 @@
+"""What every part of a node shares: who it is, its chains, its channels, and what it must
+write and send at the end of the current event.
+
+The collaborators of :class:`~.node.Node` (opening, proposals, payments, chain actions,
+persistence) each own their own state and reach the rest of the node only through this
+context and the narrow callbacks they are given, so each can be read on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from ...backend import Account, ChainBackend
+from ...core import ChannelSnapshot
+from ...core.watcher import Watcher
+from ...identity import NodeIdentity
+from ..net import wire
+from ..store.base import Store
+from .records import Channel
+
+log = logging.getLogger("chenilles.node")
+
+
+@dataclass
+class PendingWrites:
+    """What the current event changed, written by the next checkpoint before its outbox
+    may leave (persist before send, extended to everything the node remembers)."""
+
+    #: Channel snapshots (the core's ``Persist`` effects), newest per channel.
+    snapshots: dict[bytes, ChannelSnapshot] = field(default_factory=dict)
+    #: Records by store key (payments, invoices), newest value per key.
+    records: dict[str, bytes] = field(default_factory=dict)
+    #: Channels whose node-side record (queue, status, funding flags) changed. The same set
+    #: object stays every channel's ``dirty_sink``: it is cleared, never replaced.
+    channels: set[bytes] = field(default_factory=set)
+
+
+@dataclass
+class NodeContext:
+    identity: NodeIdentity
+    backends: Mapping[str, ChainBackend]
+    accounts: Mapping[str, Account]
+    clock: Callable[[], int]
+    name: str
+    store: Store | None
+    channels: dict[bytes, Channel] = field(default_factory=dict)
+    watcher: Watcher = field(default_factory=Watcher)
+    #: (peer, frame) to send once the event's checkpoint is written.
+    outbox: list[tuple[bytes, bytes]] = field(default_factory=list)
+    pending: PendingWrites = field(default_factory=PendingWrites)
+    #: Channels whose queue may hold updates (``Channel.queued_sink``), oldest first.
+    queued: dict[bytes, None] = field(default_factory=dict)
+    #: What the node did, in words (tests and the demo read it; the log has it too).
+    journal: list[str] = field(default_factory=list)
+    #: Refused peer messages (bounded by the server).
+    errors: list[Exception] = field(default_factory=list)
+    #: Event counters since this process started (exported as metrics by the server).
+    counters: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def node_id(self) -> bytes:
+        return self.identity.node_id
+
+    def note(self, text: str) -> None:
+        self.journal.append(text)
+        log.info("%s: %s", self.name, text)
+
+    def count(self, key: str) -> None:
+        self.counters[key] = self.counters.get(key, 0) + 1
+
+    def send(self, peer: bytes, message: wire.NodeMessage) -> None:
+        self.outbox.append((peer, wire.encode(message)))
+
+    def adopt(self, channel: Channel) -> None:
+        """Make ``channel`` one of the node's: its changes are checkpointed and its queue
+        is proposed by ``flush``."""
+        self.channels[channel.channel_id] = channel
+        channel.dirty_sink = self.pending.channels
+        channel.queued_sink = self.queued
+        if channel.queue:
+            self.queued[channel.channel_id] = None

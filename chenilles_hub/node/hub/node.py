@@ -1,0 +1,357 @@
+"""A Chenilles node: its channels on every chain, payments, forwarding and the watcher.
+
+This is the node's logic without its event loop, as one small facade over its
+collaborators: messages come in through ``receive``, chain events through
+``on_chain_events``, time through ``tick``, and the operator's requests through the methods
+below; what must be sent waits in ``outbox``. The asyncio server (TCP transport) and the
+single-process network (tests, demo) both drive this same object, so they cannot drift
+apart.
+
+Each entry point ends with the effects of the core carried out in order (a state is
+persisted before its signature is sent), queued updates proposed (``flush``) and, unless a
+driver groups events into one commit, a checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ...backend import Account, ChainBackend, ChainEvent, TxReceipt
+from ...circuit.invoice import Invoice
+from ...circuit.onion import OnionHop
+from ...core import (
+    Asset,
+    ChannelError,
+    Close,
+    Effect,
+    Htlc,
+    Irrevocable,
+    Persist,
+    ProposalRejected,
+    RevocationReceived,
+    Send,
+    SubmitToLedger,
+    Update,
+)
+from ...core.errors import WrongChannel
+from ...core.messages import Accept, Ack, Propose, Reestablish, Reject
+from ...identity import NodeIdentity
+from ..net import wire
+from ..store.base import Store
+from .chain_actions import ChainActions
+from .context import NodeContext
+from .forwarding import ForwardingPolicy
+from .opening import Opening
+from .payments import Payments
+from .persistence import Checkpoint, Persistence
+from .proposals import Proposals
+from .records import Channel, Payment
+
+if TYPE_CHECKING:
+    from ...core.watcher import Watcher
+    from .opening import PendingOpen
+    from .records import ForwardLink
+
+log = logging.getLogger("chenilles.node")
+_CONTEXT_FIELDS = frozenset({"identity", "backends", "accounts", "clock", "name", "store"})
+_PAYMENT_SETTINGS = frozenset({"policy", "refund_grace", "report_outcomes"})
+
+
+@dataclass
+class Node:
+    identity: NodeIdentity
+    backends: Mapping[str, ChainBackend]
+    accounts: Mapping[str, Account]
+    clock: Callable[[], int]
+    name: str = "node"
+    policy: ForwardingPolicy = field(default_factory=ForwardingPolicy)
+    store: Store | None = None
+    #: Extra seconds an outgoing HTLC may stay locked past its expiry before we go on-chain.
+    refund_grace: int = 0
+    #: Checkpoint at the end of every event (the default). A driver that handles a batch of
+    #: messages and then checkpoints once (group commit) turns this off.
+    autocommit: bool = True
+    #: Collect ``ticket_outcomes`` and ``finished_payments`` for a driver that answers
+    #: callers waiting for them (and takes them after each job).
+    report_outcomes: bool = False
+
+    def __post_init__(self) -> None:
+        self.ctx = NodeContext(
+            self.identity, self.backends, self.accounts, self.clock, self.name, self.store
+        )
+        self.proposals = Proposals(self.ctx, self._run, self._update_failed)
+        self.payment_flow = Payments(self.ctx, self.proposals, self.policy, self.refund_grace)
+        self.opening = Opening(self.ctx, self._run)
+        self.chain_actions = ChainActions(self.ctx, self.opening, self.payment_flow)
+        self.persistence = Persistence(self.ctx, self.payment_flow)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        # The node's fields stay the one place to change what its parts share: a new policy
+        # at run time, a driver asking for outcomes, a test wrapping a backend.
+        object.__setattr__(self, name, value)
+        if name in _CONTEXT_FIELDS and "ctx" in self.__dict__:
+            setattr(self.ctx, name, value)
+        if name in _PAYMENT_SETTINGS and "payment_flow" in self.__dict__:
+            setattr(self.payment_flow, name, value)
+
+    # --- what drivers and operators read ----------------------------------------------------
+
+    @property
+    def node_id(self) -> bytes:
+        return self.identity.node_id
+
+    @property
+    def channels(self) -> dict[bytes, Channel]:
+        return self.ctx.channels
+
+    @property
+    def outbox(self) -> list[tuple[bytes, bytes]]:
+        return self.ctx.outbox
+
+    @outbox.setter
+    def outbox(self, value: list[tuple[bytes, bytes]]) -> None:
+        self.ctx.outbox = value
+
+    @property
+    def watcher(self) -> Watcher:
+        return self.ctx.watcher
+
+    @property
+    def journal(self) -> list[str]:
+        return self.ctx.journal
+
+    @property
+    def errors(self) -> list[Exception]:
+        return self.ctx.errors
+
+    @property
+    def counters(self) -> dict[str, int]:
+        return self.ctx.counters
+
+    @property
+    def pending_opens(self) -> dict[bytes, PendingOpen]:
+        return self.opening.pending_opens
+
+    @property
+    def open_results(self) -> dict[bytes, bytes | str]:
+        return self.opening.open_results
+
+    @property
+    def invoices(self) -> dict[bytes, tuple[Invoice, bytes]]:
+        return self.payment_flow.invoices
+
+    @property
+    def paid_invoices(self) -> set[bytes]:
+        return self.payment_flow.paid_invoices
+
+    @property
+    def payments(self) -> dict[bytes, Payment]:
+        """Our own payments by payment hash."""
+        return self.payment_flow.payments
+
+    @property
+    def preimages(self) -> dict[bytes, bytes]:
+        return self.payment_flow.preimages
+
+    @property
+    def htlcs(self) -> dict[tuple[bytes, int], Htlc]:
+        return self.payment_flow.htlcs
+
+    @property
+    def links_by_out(self) -> dict[tuple[bytes, int], ForwardLink]:
+        return self.payment_flow.links_by_out
+
+    @property
+    def ticket_outcomes(self) -> list[tuple[int, int | None, str | None]]:
+        return self.payment_flow.ticket_outcomes
+
+    @ticket_outcomes.setter
+    def ticket_outcomes(self, value: list[tuple[int, int | None, str | None]]) -> None:
+        self.payment_flow.ticket_outcomes = value
+
+    @property
+    def finished_payments(self) -> list[bytes]:
+        return self.payment_flow.finished_payments
+
+    @finished_payments.setter
+    def finished_payments(self, value: list[bytes]) -> None:
+        self.payment_flow.finished_payments = value
+
+    def note(self, text: str) -> None:
+        self.ctx.note(text)
+
+    def count(self, key: str) -> None:
+        self.ctx.count(key)
+
+    # --- events -----------------------------------------------------------------------------
+
+    def receive(self, peer: bytes, data: bytes) -> None:
+        """One message from ``peer``. Bad input is refused and logged; nothing else changes."""
+        try:
+            self._dispatch(peer, wire.decode(data))
+        except ChannelError as error:
+            self.ctx.errors.append(error)
+            log.warning("%s: refused a message from %s: %s", self.name, peer.hex()[:8], error)
+        self._end_of_event()
+
+    def _dispatch(self, peer: bytes, message: wire.NodeMessage) -> None:
+        opening = self.opening
+        if isinstance(message, wire.OpenRequest):
+            opening.on_open_request(peer, message)
+        elif isinstance(message, wire.OpenAccept):
+            opening.on_open_accept(peer, message)
+        elif isinstance(message, wire.OpenRefused):
+            opening.on_open_refused(peer, message)
+        elif isinstance(message, wire.OpenChannel):
+            opening.on_open_channel(peer, message)
+        elif isinstance(message, wire.FundingDone):
+            opening.on_funding_done(self._channel_of(peer, message.channel_id))
+        else:
+            self._on_channel_message(peer, message)
+
+    def _channel_of(self, peer: bytes, channel_id: bytes) -> Channel:
+        channel = self.ctx.channels.get(channel_id)
+        if channel is None:
+            raise WrongChannel(f"no channel {channel_id.hex()[:16]}")
+        if channel.peer != peer:
+            raise WrongChannel("message from a node that is not this channel's peer")
+        return channel
+
+    def _on_channel_message(
+        self, peer: bytes, message: Propose | Accept | Ack | Reject | Reestablish
+    ) -> None:
+        channel = self._channel_of(peer, message.channel_id)
+        try:
+            effects = channel.machine.receive(message, self.clock())
+        except ChannelError as error:
+            self._run(channel, channel.machine.rejection(message, error))
+            raise
+        self._run(channel, effects)
+
+    def reestablish(self, peer: bytes) -> None:
+        """After a reconnect: tell the peer where each of our channels with it stands."""
+        for channel in self.ctx.channels.values():
+            if channel.peer == peer:
+                self.opening.reestablish(channel)
+                self._run(channel, channel.machine.reestablish())
+        self._commit_point()
+
+    def on_chain_events(self, chain: str, events: list[ChainEvent]) -> None:
+        self.chain_actions.on_chain_events(chain, events)
+        self._end_of_event()
+
+    def tick(self) -> None:
+        self.chain_actions.tick()
+        self._end_of_event()
+
+    # --- the operator's requests ------------------------------------------------------------
+
+    def open_channel(
+        self,
+        peer: bytes,
+        chain: str,
+        deposits: Mapping[Asset, tuple[int, int]],
+        challenge_duration: int,
+    ) -> bytes:
+        """Ask ``peer`` for a channel on ``chain``; (ours, theirs) per asset. Returns the
+        temporary id; the channel id is known once the peer accepts."""
+        return self.opening.open_channel(peer, chain, deposits, challenge_duration)
+
+    def pay_route(self, invoice: Invoice, hops: list[OnionHop]) -> Payment:
+        """Pay ``invoice`` along ``hops`` (hops[0] is the HTLC we offer in our channel)."""
+        payment = self.payment_flow.pay_route(invoice, hops)
+        self._end_of_event()
+        return payment
+
+    def pay_direct(
+        self, channel_id: bytes, asset: Asset, amount: int, ticket: int | None = None
+    ) -> None:
+        """Pay the channel's peer directly. Transfers queued while a proposal is in flight
+        go out together in the next state. With a ``ticket``, the outcome (the version that
+        made it irrevocable, or why it failed) is reported in ``ticket_outcomes``."""
+        self.transfer_many([(channel_id, asset, amount, ticket)])
+
+    def transfer_many(self, items: Sequence[tuple[bytes, Asset, int, int | None]]) -> None:
+        """Queue several direct transfers (channel, asset, amount, ticket), all or none: each
+        is checked before any is queued; then one flush proposes them, as many per channel
+        as a proposal carries."""
+        self.payment_flow.transfer_many(items)
+        self._end_of_event()
+
+    def close(self, channel_id: bytes) -> None:
+        """Cooperative close: propose a final state; the ledger pays out once it is signed."""
+        self.proposals.queue(self.ctx.channels[channel_id], Close())
+        self._end_of_event()
+
+    def force_close(self, channel_id: bytes) -> TxReceipt:
+        """Register our latest signed state on-chain (a dispute)."""
+        receipt = self.chain_actions.force_close(channel_id)
+        self._commit_point()
+        return receipt
+
+    def invoice(
+        self, amount: int, asset: Asset, *, ttl: int = 3600, description: str = ""
+    ) -> Invoice:
+        invoice = self.payment_flow.invoice(amount, asset, ttl=ttl, description=description)
+        self._commit_point()
+        return invoice
+
+    def final_lead(self, asset: Asset) -> int:
+        return self.payment_flow.final_lead(asset)
+
+    # --- effects, proposals and commits -----------------------------------------------------
+
+    def _run(self, channel: Channel, effects: list[Effect]) -> None:
+        """Carry out the core's effects in order."""
+        for effect in effects:
+            if isinstance(effect, Persist):
+                # Written by ``checkpoint`` with everything else this event changed, before
+                # the outbox (and so any signature on this state) is released.
+                self.ctx.pending.snapshots[channel.channel_id] = effect.snapshot
+            elif isinstance(effect, Send):
+                self.ctx.send(effect.peer, effect.message)
+            elif isinstance(effect, Irrevocable):
+                if effect.signed.state.version == 0:
+                    self.opening.fund(channel)
+                else:
+                    self.proposals.on_irrevocable(channel)
+                    self.payment_flow.on_irrevocable(
+                        channel, effect.updates, effect.signed.state.version
+                    )
+            elif isinstance(effect, ProposalRejected):
+                self.proposals.on_rejected(channel, effect)
+            elif isinstance(effect, SubmitToLedger):
+                self.chain_actions.submit(channel, effect)
+            elif isinstance(effect, RevocationReceived):
+                pass  # the backend's authority verified and keeps it (Bitcoin penalties)
+
+    def _update_failed(self, channel: Channel, update: Update, reason: str) -> None:
+        self.payment_flow.update_failed(channel, update, reason)
+
+    def flush(self) -> None:
+        """Propose each channel's queued updates where its machine is idle."""
+        self.proposals.flush()
+
+    def _end_of_event(self) -> None:
+        self.proposals.flush()
+        self._commit_point()
+
+    def _commit_point(self) -> None:
+        """End of an event: checkpoint now, unless the driver groups several events into
+        one commit (``autocommit = False``; it then calls :meth:`checkpoint` itself before
+        releasing the outbox)."""
+        if self.autocommit:
+            self.persistence.checkpoint()
+
+    def checkpoint(self) -> None:
+        self.persistence.checkpoint()
+
+    def take_checkpoint(self) -> Checkpoint | None:
+        return self.persistence.take_checkpoint()
+
+    def restore(self) -> None:
+        """Rebuild channels, payments, links and watcher duties from the store (restart)."""
+        self.persistence.restore()

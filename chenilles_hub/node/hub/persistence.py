@@ -1,0 +1,172 @@
+"""Checkpoints and restore: what a node writes at the end of each event, and how it is
+rebuilt from the store after a restart.
+
+A checkpoint is one transaction with every channel snapshot the event changed, the
+node-side record of every channel it touched, the payments and invoices it changed, and the
+node's in-flight state (preimages, HTLCs, forward links, watcher duties). It is written
+before the event's outbox may leave, so after a crash the node resumes from a consistent
+whole: never a snapshot its forwarding links or watcher duties do not know about.
+"""
+
+from __future__ import annotations
+
+from ...core import ChannelSnapshot
+from ...core.watcher import Watcher
+from ..store.base import Store
+from .context import NodeContext
+from .journal import (
+    CHANNEL_PREFIX,
+    INVOICE_PREFIX,
+    NODE_STATE_KEY,
+    PAYMENT_PREFIX,
+    ChannelMeta,
+    InvoiceRecord,
+    NodeStateV1,
+    decode_node_state,
+    decode_record,
+    encode_node_state,
+    encode_record,
+)
+from .opening import new_machine
+from .payments import Payments
+from .records import Channel, Payment
+
+Checkpoint = tuple[list[ChannelSnapshot], dict[str, bytes]]
+
+
+class Persistence:
+    def __init__(self, ctx: NodeContext, payments: Payments) -> None:
+        self.ctx = ctx
+        self.payments = payments
+        #: The node state last handed out to be written (unchanged state is not rewritten).
+        self._written_state = b""
+
+    def checkpoint(self) -> None:
+        """Write every snapshot this event changed and the node's own state in one
+        transaction. Drivers call it after each event and before releasing the outbox."""
+        write = self.take_checkpoint()
+        if write is not None and self.ctx.store is not None:
+            try:
+                self.ctx.store.save_checkpoint(*write)
+            except BaseException:
+                self._written_state = b""  # rewrite the node's state with the next checkpoint
+                raise
+
+    def take_checkpoint(self) -> Checkpoint | None:
+        """What :meth:`checkpoint` would write (snapshots, records), or ``None`` if nothing
+        changed, handed to the caller to write: a server writes it on another thread while
+        the node goes on with the next events, and releases this event's outbox only once
+        it is written. The node counts it as written from now on: if the write fails the
+        process must stop (memory would be ahead of disk)."""
+        pending = self.ctx.pending
+        if self.ctx.store is None:
+            pending.snapshots.clear()
+            pending.records.clear()
+            pending.channels.clear()
+            return None
+        snapshots = list(pending.snapshots.values())
+        pending.snapshots.clear()
+        records = dict(pending.records)
+        pending.records.clear()
+        touched = set(pending.channels)  # the same set object stays every channel's sink
+        pending.channels.clear()
+        for channel_id in touched:
+            channel = self.ctx.channels.get(channel_id)
+            if channel is not None:
+                records[CHANNEL_PREFIX + channel.channel_id.hex()] = _channel_meta(channel)
+        state = encode_node_state(self._state())
+        if state != self._written_state:
+            records[NODE_STATE_KEY] = state
+            self._written_state = state
+        if not snapshots and not records:
+            return None  # nothing changed (a read): no transaction, no fsync
+        return snapshots, records
+
+    def _state(self) -> NodeStateV1:
+        """What is in flight: bounded by open HTLCs, not by history (channels, payments and
+        invoices are records of their own, written only when they change)."""
+        payments = self.payments
+        return NodeStateV1(
+            preimages=tuple(payments.preimages.items()),
+            htlcs=tuple((cid, htlc) for (cid, _), htlc in payments.htlcs.items()),
+            links=tuple(payments.links_by_out.values()),
+            watcher=self.ctx.watcher.state,
+        )
+
+    def restore(self) -> None:
+        """Rebuild channels, payments, links and watcher duties from the store (restart)."""
+        store = self.ctx.store
+        if store is None:
+            return
+        raw = store.get_setting(NODE_STATE_KEY)
+        state = decode_node_state(raw) if raw is not None else NodeStateV1()
+        self._restore_channels(store)
+        payments = self.payments
+        for _, value in store.settings_with_prefix(INVOICE_PREFIX):
+            stored = decode_record(value, InvoiceRecord)
+            payments.invoices[stored.invoice.payment_hash] = (stored.invoice, stored.preimage)
+            if stored.paid:
+                payments.paid_invoices.add(stored.invoice.payment_hash)
+        for _, value in store.settings_with_prefix(PAYMENT_PREFIX):
+            payment = decode_record(value, Payment)
+            payments.payments[payment.payment_hash] = payment
+        payments.preimages = dict(state.preimages)
+        payments.htlcs = {(cid, htlc.id): htlc for cid, htlc in state.htlcs}
+        payments.links_by_out = {(link.out_channel, link.out_htlc): link for link in state.links}
+        self.ctx.watcher = Watcher(state.watcher)
+        # A proposal of ours in flight was persisted; if the peer never answered, it is
+        # retransmitted by reestablish. Updates still queued are proposed as usual.
+
+    def _restore_channels(self, store: Store) -> None:
+        metas = {
+            meta.channel_id: meta
+            for _, value in store.settings_with_prefix(CHANNEL_PREFIX)
+            for meta in (decode_record(value, ChannelMeta),)
+        }
+        snapshots = store.load_snapshots()
+        for record in store.list_channels():
+            meta = metas.get(record.channel_id)
+            if meta is None:
+                continue  # created but never checkpointed: nothing was signed or sent
+            backend = self.ctx.backends[record.params.chain]
+            account = self.ctx.accounts[record.params.chain]
+            machine = new_machine(
+                backend, account, record.params, record.channel_id, record.me, record.initial
+            )
+            snapshot = snapshots.pop(record.channel_id, None)
+            if snapshot is not None:
+                machine.restore(snapshot)
+            # Adopted after its fields are set: just read, nothing to write back.
+            self.ctx.adopt(
+                Channel(
+                    record.params,
+                    record.channel_id,
+                    record.me,
+                    machine,
+                    backend,
+                    account,
+                    record.params.participants[1 - record.me].node_id,
+                    dict(meta.deposits),
+                    queue=list(meta.queue),
+                    in_flight=meta.in_flight,
+                    next_htlc_seq=meta.next_htlc_seq,
+                    funded_by_me=meta.funded_by_me,
+                    funded_by_peer=meta.funded_by_peer,
+                    status=meta.status,
+                )
+            )
+
+
+def _channel_meta(channel: Channel) -> bytes:
+    return encode_record(
+        ChannelMeta(
+            channel.channel_id,
+            tuple(channel.deposits.items()),
+            tuple(channel.queue),
+            channel.in_flight,
+            channel.next_htlc_seq,
+            channel.funded_by_me,
+            channel.funded_by_peer,
+            channel.status,
+        )
+    )

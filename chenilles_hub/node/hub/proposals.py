@@ -1,0 +1,108 @@
+"""Turning queued updates into proposals: one proposal in flight per channel, as many
+updates per proposal as the peer decodes, refused updates failed one by one.
+
+Updates (transfers, HTLC adds, settles, fails, a close) are queued on their channel by the
+rest of the node; ``flush`` proposes them wherever the channel's machine is idle. Under load
+many updates share one signed state, which is where the node's throughput comes from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ...core import ChannelError, Effect, ProposalRejected, Update
+from ...core.errors import ProposalConflict, ProposalTooLarge
+from ...core.messages import MAX_UPDATES_PER_PROPOSAL
+from .context import NodeContext
+from .records import Channel
+
+RunEffects = Callable[[Channel, list[Effect]], None]
+#: Called for an update of ours that could not be proposed or that the peer refused.
+UpdateFailed = Callable[[Channel, Update, str], None]
+
+
+class Proposals:
+    def __init__(self, ctx: NodeContext, run: RunEffects, failed: UpdateFailed) -> None:
+        self.ctx = ctx
+        self.run = run
+        self.failed = failed
+
+    def queue(self, channel: Channel, update: Update) -> None:
+        channel.queue = [*channel.queue, update]
+
+    def flush(self) -> None:
+        """Propose each channel's queued updates, as many as one proposal carries, where the
+        machine is idle; fail those queued on a channel that went on-chain or closed."""
+        now = self.ctx.clock()
+        queued = self.ctx.queued
+        progress = True
+        while progress:  # a refused update may queue a fail on a channel already visited
+            progress = False
+            for channel_id in list(queued):
+                channel = self.ctx.channels[channel_id]
+                if not channel.queue:
+                    del queued[channel_id]
+                    continue
+                if channel.status in ("disputed", "closed"):
+                    stranded, channel.queue = channel.queue, []
+                    for update in stranded:
+                        self.failed(channel, update, f"the channel is {channel.status}")
+                    progress = True
+                    continue
+                if not channel.machine.idle or channel.status not in ("active", "closing"):
+                    continue
+                progress = True
+                self._propose_queued(channel, now)
+
+    def _propose_queued(self, channel: Channel, now: int) -> None:
+        """Propose the longest acceptable prefix of the queue that fits in one proposal; the
+        rest stays queued for the next one."""
+        batch = channel.queue[:MAX_UPDATES_PER_PROPOSAL]
+        channel.queue = channel.queue[MAX_UPDATES_PER_PROPOSAL:]
+        good = self._acceptable(channel, batch, now)
+        while good:
+            try:
+                effects = channel.machine.propose(tuple(good), now)
+            except ProposalTooLarge as error:  # big onions: halve until it fits
+                if len(good) == 1:
+                    self.failed(channel, good[0], f"{error.code}: {error}")
+                    return
+                half = len(good) // 2
+                good, channel.queue = good[:half], [*good[half:], *channel.queue]
+                continue
+            channel.in_flight = tuple(good)
+            self.run(channel, effects)
+            return
+
+    def _acceptable(self, channel: Channel, batch: list[Update], now: int) -> list[Update]:
+        """The updates of ``batch`` that can go out together; the others fail, each with its
+        own reason. The whole batch is checked at once first (one pass, the common case);
+        only when that fails is each update checked on top of the good ones before it."""
+        try:
+            channel.machine.check(tuple(batch), now)
+            return list(batch)
+        except ChannelError:
+            pass
+        good: list[Update] = []
+        for update in batch:
+            try:
+                channel.machine.check((*good, update), now)
+                good.append(update)
+            except ChannelError as error:
+                self.failed(channel, update, f"{error.code}: {error}")
+        return good
+
+    def on_rejected(self, channel: Channel, effect: ProposalRejected) -> None:
+        dropped, channel.in_flight = channel.in_flight, ()
+        if effect.code == ProposalConflict.code:
+            channel.queue = [*dropped, *channel.queue]  # the peer's proposal won: ours again
+            return
+        self.ctx.note(f"peer refused our update on {channel.channel_id.hex()[:8]}: {effect.reason}")
+        for update in dropped:
+            self.failed(channel, update, f"{effect.code}: {effect.reason}")
+
+    def on_irrevocable(self, channel: Channel) -> None:
+        """Our proposal (or the peer's) became irrevocable: nothing of ours is in flight
+        unless the machine already holds the next proposal."""
+        if channel.machine.pending is None:
+            channel.in_flight = ()

@@ -1,0 +1,327 @@
+"""The node process: the asyncio shell that drives a :class:`~..hub.Node`.
+
+The node's logic has no event loop; this module gives it one. A :class:`HubServer` starts
+the API, opens the store (taking the leader lease on PostgreSQL), connects the chains,
+restores the node and then runs three collaborators: the work pipeline (``pipeline``: one
+work queue, group commits, nothing leaves before it is durable), the peer links (``peers``)
+and the timers that poll the chains and let time pass for the watcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from chenilles_hub.backend import NewBlock
+from chenilles_hub.core import Asset
+
+from ..api.service import TransferFailed
+from ..config import NodeConfig, PeerConfig
+from ..hub.gossip import GraphView
+from ..hub.node import Node
+from ..net.transport import Listener, TcpTransport, Transport
+from ..store.base import Store
+from .bootstrap import (
+    Chains,
+    build_chains,
+    build_policy,
+    holder_id,
+    load_identity,
+    load_token,
+    open_store,
+)
+from .peers import Peers
+from .pipeline import Pipeline
+from .work import Link
+
+log = logging.getLogger("chenilles.server")
+T = TypeVar("T")
+
+
+class HubServer:
+    """One running node: transport, API, timers and the store, from a :class:`NodeConfig`.
+
+    ``chains``/``store``/``transport`` may be given (in-process tests); otherwise they are
+    built from the config. ``clock`` defaults to wall-clock unix seconds.
+    """
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        *,
+        chains: Chains | None = None,
+        store: Store | None = None,
+        transport: Transport | None = None,
+        clock: Callable[[], int] | None = None,
+    ) -> None:
+        self.config = config
+        self.identity = load_identity(config.identity_file)
+        self.token = load_token(config.token_file)
+        self._given_chains = chains
+        self._given_store = store
+        self.transport = transport or TcpTransport(self.identity)
+        self.clock = clock or (lambda: int(time.time()))
+        self.node: Node | None = None
+        self.chains: Chains | None = None
+        self.store: Store | None = None
+        self.graph = GraphView()
+        self.role = "starting"  # starting, standby, leader, stopping
+        self.started_at = time.time()
+        self.stats: dict[str, int] = {}
+        self.exit_code = 0
+        self._stop = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._listener: Listener | None = None
+        self._api_runner: Any = None
+        self.listen_port = config.listen_port
+        self.api_port = config.api_port
+        self.pipeline = Pipeline(
+            self.count,
+            lambda outbox: self.peer_links.send_all(outbox),
+            lambda link, peer: self.peer_links.drop(link, peer),
+            self.request_stop,
+        )
+        self.peer_links = Peers(
+            config, self.node_id, self.transport, self.graph, self.pipeline, self._spawn, self.count
+        )
+
+    # === life cycle ==========================================================================
+
+    @property
+    def node_id(self) -> bytes:
+        return self.identity.node_id
+
+    @property
+    def links(self) -> dict[bytes, Link]:
+        return self.peer_links.links
+
+    @property
+    def peers(self) -> dict[bytes, PeerConfig]:
+        return self.peer_links.configured
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.stats[key] = self.stats.get(key, 0) + n
+
+    def request_stop(self, reason: str = "requested", exit_code: int = 0) -> None:
+        if not self._stop.is_set():
+            log.info("stopping: %s", reason)
+            self.exit_code = exit_code
+            self._stop.set()
+
+    async def run(self, *, install_signals: bool = True) -> int:
+        """Serve until stopped (SIGTERM/SIGINT, ``POST /v1/stop``, a lost lease)."""
+        loop = asyncio.get_running_loop()
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.request_stop, signal.Signals(sig).name)
+        try:
+            await self.start()
+            await self._stop.wait()
+        finally:
+            await self.shutdown()
+        return self.exit_code
+
+    async def start(self) -> None:
+        from ..api.http import start_api  # aiohttp is only needed by a running node
+
+        phase = time.monotonic()
+        timings: dict[str, float] = {}
+
+        def lap(name: str) -> None:
+            nonlocal phase
+            now = time.monotonic()
+            timings[name] = round(now - phase, 3)
+            phase = now
+
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        self._write_pid()
+        self._api_runner, self.api_port = await start_api(self)
+        self.store = self._given_store or await self.in_worker(open_store, self.config)
+        lap("api_and_store")
+        await self._acquire_lease()
+        if self._stop.is_set():
+            return
+        lap("lease")
+        chains = self._given_chains
+        if chains is None:
+            chains = await self.in_worker(build_chains, self.config, self.store)
+        self.chains = chains
+        self.node = Node(
+            identity=self.identity,
+            backends=chains.backends,
+            accounts=chains.accounts,
+            clock=self.clock,
+            name=self.config.name,
+            policy=build_policy(self.config),
+            store=self.store,
+        )
+        lap("chains")
+        self.pipeline.node, self.pipeline.store = self.node, self.store
+        await self.in_worker(self.node.restore)
+        self.node.autocommit = False  # the receive loop and ``call`` checkpoint per job
+        self.node.report_outcomes = True  # transfers and payments callers wait for
+        self._spawn(self.pipeline.work_loop())
+        self._spawn(self.pipeline.write_loop())
+        lap("restore")
+        self._listener = await self.transport.serve(
+            self.config.listen_host,
+            self.config.listen_port,
+            self.peer_links.on_incoming,
+            allow=self.peer_links.allow,
+        )
+        self.listen_port = self._listener.port
+        self.role = "leader"
+        for peer in self.config.peers:
+            self._spawn(self.peer_links.dial_loop(peer))
+        self._spawn(self._timer_loop())
+        log.info("start-up phases (s): %s", timings, extra={"phases": timings})
+        log.info(
+            "node %s (%s) serving peers on %s:%d, API on %s:%d",
+            self.config.name,
+            self.node_id.hex(),
+            self.config.listen_host,
+            self.listen_port,
+            self.config.api_host,
+            self.api_port,
+        )
+
+    async def shutdown(self) -> None:
+        self.role = "stopping"
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._listener is not None:
+            await self._listener.close()
+        await self.peer_links.close_all()
+        if self._api_runner is not None:
+            await self._api_runner.cleanup()
+        await self.pipeline.shutdown()
+        if self.chains is not None and self._given_chains is None:
+            self.chains.close()
+        if self.store is not None and self._given_store is None:
+            self.store.close()
+        with contextlib.suppress(OSError):
+            if self.config.pid_file.read_text().strip() == str(os.getpid()):
+                self.config.pid_file.unlink()
+        log.info("node %s stopped", self.config.name)
+
+    def _write_pid(self) -> None:
+        self.config.pid_file.write_text(f"{os.getpid()}\n")
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a node task failed", exc_info=task.exception())
+            self.request_stop(f"internal error: {task.exception()!r}", exit_code=1)
+
+    # === the leader lease (PostgreSQL) =======================================================
+
+    async def _acquire_lease(self) -> None:
+        acquire = getattr(self.store, "acquire_lease", None)
+        if acquire is None:
+            return  # SQLite: the file lock already makes this process the only writer
+        holder = holder_id()
+        ttl = self.config.lease_ttl
+        self.role = "standby"
+        while not self._stop.is_set():
+            if await self.in_worker(acquire, self.config.name, holder, ttl):
+                log.info("holding the leader lease for %s as %s", self.config.name, holder)
+                self._spawn(self._lease_loop())
+                return
+            log.info("standby: the lease on %s is held by another process", self.config.name)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), ttl / 3)
+
+    async def _lease_loop(self) -> None:
+        renew = self.store.renew_lease  # type: ignore[union-attr]
+        while True:
+            await asyncio.sleep(self.config.lease_ttl / 3)
+            ok = await asyncio.get_running_loop().run_in_executor(None, renew)
+            if not ok:
+                # Someone else may be writing already: stop at once, sign nothing more.
+                log.critical("lost the leader lease: stopping")
+                self.request_stop("lost the leader lease", exit_code=3)
+                return
+
+    # === calling the node (the API's NodeService) ===========================================
+
+    def connections(self) -> dict[bytes, bool]:
+        return self.peer_links.connections()
+
+    async def in_worker(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self.pipeline.in_worker(fn, *args)
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a read of the node's state (an API view) in the work queue: it is answered
+        after the write of its job, so it never shows anything a crash could take back."""
+        return await self.pipeline.call(fn, *args)
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the node's thread in the next group commit; return its result
+        (or raise its error) once what it queued is durable and sent."""
+        return await self.pipeline.call(fn, *args)
+
+    async def transfer(self, channel_id: bytes, asset: Asset, amount: int) -> int:
+        """Pay the channel's peer ``amount`` directly; return the version of the signed state
+        that carries it once both sides hold it (raises :class:`TransferFailed` if the
+        channel or the peer refused it)."""
+        (outcome,) = await self.pipeline.transfers([(channel_id, asset, amount)])
+        if isinstance(outcome, TransferFailed):
+            raise outcome
+        return outcome
+
+    async def transfers(self, items: list[tuple[bytes, Asset, int]]) -> list[int | TransferFailed]:
+        return await self.pipeline.transfers(items)
+
+    @contextlib.contextmanager
+    def payment_outcome(self, payment_hash: bytes) -> Iterator[asyncio.Future[None]]:
+        with self.pipeline.payment_outcome(payment_hash) as done:
+            yield done
+
+    def add_peer(self, peer: PeerConfig) -> None:
+        """A peer added at run time (API): dialled like a configured one (not persisted)."""
+        self.peer_links.add(peer)
+
+    # === time and chains =====================================================================
+
+    async def _timer_loop(self) -> None:
+        last_announce = 0.0
+        while True:
+            await asyncio.sleep(self.config.tick_interval)
+            await self.call(self._chain_tick)
+            if time.monotonic() - last_announce >= self.config.announce_interval:
+                last_announce = time.monotonic()
+                await self.peer_links.announce_all()
+
+    def _chain_tick(self) -> None:
+        """Poll every chain, hand the events to the watcher, then let time pass."""
+        assert self.node is not None and self.chains is not None and self.store is not None
+        for name, chain in self.chains.names.items():
+            backend = self.chains.backends[chain]
+            try:
+                events = backend.poll_events()
+            except Exception as exc:  # an unreachable chain must not stop the others
+                self.count("chain_poll_errors")
+                log.warning("polling %s failed: %s", chain, exc)
+                continue
+            if events:
+                self.node.on_chain_events(chain, events)
+            key = f"chain-origin/{name}"
+            heights = [e.height for e in events if isinstance(e, NewBlock)]
+            if heights and self.store.get_setting(key) is None:
+                # Where to resume the event feed after a restart: a little before the
+                # first block seen, so nothing between connecting and polling is missed.
+                self.store.set_setting(key, str(max(0, heights[0] - 64)).encode())
+        self.node.tick()
