@@ -49,7 +49,8 @@ if ! stamp_ok python "$py_digest"; then
   say "installing Python packages into .venv"
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade "pip>=24" 2>&1 \
     | grep -v '^WARNING: Location' || true
-  .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt \
+  # -qq: quiet unless something fails (setuptools' informational warnings are not ours).
+  .venv/bin/python -m pip install -qq --disable-pip-version-check -c constraints.txt \
     -e ".[dev]" -e backends/evm -e backends/bitcoin -e backends/solana 2>&1 \
     | grep -v '^WARNING: Location' || true
   .venv/bin/python -c 'import chenilles_hub, chenilles_evm, chenilles_bitcoin, chenilles_solana'
@@ -59,10 +60,10 @@ fi
 if [ -f package-lock.json ]; then
   npm_digest=$(digest package.json package-lock.json)
   if ! stamp_ok npm "$npm_digest" || [ ! -d node_modules ]; then
-    # Not `npm ci`: the registry serves only the linux-amd64 build of anvil, so the lock file
-    # cannot list the other platforms' optional packages; `npm install` honours the lock.
-    say "installing npm tools (npm install from package-lock.json)"
-    npm install --no-audit --no-fund --loglevel=error
+    # `npm ci` installs exactly what the lock lists (every platform's anvil build is listed;
+    # only this platform's is fetched) and never rewrites the tracked lock file.
+    say "installing npm tools (npm ci from package-lock.json)"
+    npm ci --no-audit --no-fund --loglevel=error
     echo "$npm_digest" > "$STAMPS/npm"
   fi
 fi
