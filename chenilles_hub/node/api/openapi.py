@@ -15,7 +15,11 @@ _HEX32 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 
 
 def _obj(required: list[str], **props: Any) -> dict[str, Any]:
-    return {"type": "object", "required": required, "properties": props}
+    # OpenAPI 3.0 (JSON Schema draft 4/5) wants a non-empty ``required`` or none at all.
+    schema: dict[str, Any] = {"type": "object", "properties": props}
+    if required:
+        schema["required"] = required
+    return schema
 
 
 def _op(
