@@ -1,4 +1,4 @@
-"""What a chain backend is: the duties DESIGN.md section 4 lists, as a typed protocol.
+"""What a chain backend is: the duties docs/design.md section 4 lists, as a typed protocol.
 
 The node talks to chains only through this protocol, and finds implementations only
 through the plugin manager (``chenilles_hub.plugins``), so a backend installed from PyPI by

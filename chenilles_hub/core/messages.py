@@ -1,6 +1,6 @@
 """Wire messages of the update protocol and their strict, size-limited codec.
 
-The flow is the same on every chain (DESIGN.md section 3):
+The flow is the same on every chain (docs/design.md, section 3):
 
     proposer                         acceptor
        | -- Propose(updates, state, sig) -> |   acceptor persists, then signs

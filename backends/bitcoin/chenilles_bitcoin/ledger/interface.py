@@ -1,6 +1,6 @@
 """The ledger interface the Bitcoin backend talks to, and its shared types.
 
-A *ledger* is a chain seen by its clients as one centralized process (DESIGN.md, section 1).
+A *ledger* is a chain seen by its clients as one centralized process (docs/design.md, section 1).
 Two implementations share this interface: `KernelChain`, an embedded regtest chain whose every
 block is validated by Bitcoin Core's consensus library, and `BitcoindRpcLedger`, a client of a
 real bitcoind. The backend and the watcher must not be able to tell them apart.
