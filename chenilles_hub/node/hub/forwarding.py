@@ -39,7 +39,7 @@ class ForwardingPolicy:
 
 
 def enforcement_delta(model: TimeModel, challenge_duration: int) -> int:
-    """Seconds a hub needs between an incoming and an outgoing expiry (docs/design.md, section 5)."""
+    """Seconds a hub needs between an incoming and an outgoing expiry (design.md, section 5)."""
     return model.enforcement_time(challenge_duration)
 
 
