@@ -88,6 +88,17 @@ def demo_command() -> None:
     sys.exit(run_demo())
 
 
+def _register_tools() -> None:
+    from .deploy import deploy_command
+    from .devnet.cli import devnet
+
+    main.add_command(deploy_command)
+    main.add_command(devnet)
+
+
+_register_tools()
+
+
 # === output helpers ============================================================================
 
 Column = tuple[str, "str | Callable[[dict[str, Any]], object]"]

@@ -54,7 +54,7 @@ def _anvil() -> AnvilChain:
 
     ledger = anvil_ledger()
     url = ledger.url  # type: ignore[attr-defined]
-    deployer = connect_backend(url)
+    deployer = connect_backend(url, deploy=True)
     keys = ["0x" + bytes(a.key).hex() for a in ledger.accounts]
     token = next(a.token for a in deployer.assets() if a.token != "native")
     return AnvilChain(

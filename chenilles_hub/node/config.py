@@ -31,8 +31,13 @@ class PeerConfig:
 
 @dataclass(frozen=True)
 class ChainConfig:
-    """One backend: embedded (a ledger inside this process) or a node reached by ``url``."""
+    """One chain: embedded (a ledger inside this process) or a node reached by ``url``.
 
+    ``name`` is the table's name (``[chains.NAME]``); ``backend`` the plugin that serves it
+    (``backend = "evm"``; by default the name itself), so one node can have several chains of
+    one family (two EVM networks, say)."""
+
+    name: str
     backend: str
     embedded: bool
     url: str | None
@@ -183,11 +188,14 @@ def load_config(path: str | os.PathLike[str]) -> NodeConfig:
         peers.append(PeerConfig(node_id, host, port))
 
     chains: list[ChainConfig] = []
-    for backend, table in _table(raw, "chains").items():
-        where = f"chains.{backend}"
+    for chain_name, table in _table(raw, "chains").items():
+        where = f"chains.{chain_name}"
         if not isinstance(table, dict):
             raise ConfigError(f"[{where}] must be a table")
         table = dict(table)
+        backend = table.pop("backend", chain_name)
+        if not isinstance(backend, str) or not backend:
+            raise ConfigError(f"{where}.backend: the name of an installed backend")
         url = table.pop("url", None)
         embedded = table.pop("embedded", url is None)
         key = table.pop("account_key", None)
@@ -201,7 +209,7 @@ def load_config(path: str | os.PathLike[str]) -> NodeConfig:
             raise ConfigError(f"{where}: set url = ... or embedded = true")
         if not embedded and not key:
             raise ConfigError(f"{where}: a chain reached by url needs account_key(_file)")
-        chains.append(ChainConfig(backend, bool(embedded), url, key, table))
+        chains.append(ChainConfig(chain_name, backend, bool(embedded), url, key, table))
 
     policy = _table(raw, "policy")
     fees = tuple(

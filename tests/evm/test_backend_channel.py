@@ -63,7 +63,7 @@ def backend(ledger: Ledger) -> Iterator[EvmBackend]:
     if ledger.kind == "ethtester":
         b = embedded_backend(ledger=ledger)
     else:
-        b = connect_backend(ledger.url)  # type: ignore[attr-defined]
+        b = connect_backend(ledger.url, deploy=True)  # type: ignore[attr-defined]
     yield b
     b.close()
 

@@ -58,7 +58,7 @@ def anvil() -> Iterator[AnvilChain]:
     ledger = anvil_ledger()
     try:
         url = ledger.url  # type: ignore[attr-defined]
-        deployer = connect_backend(url)  # deploys the adjudicator once for every node
+        deployer = connect_backend(url, deploy=True)  # deploys the adjudicator once for every node
         address = deployer.adjudicator.address
         keys = ["0x" + bytes(a.key).hex() for a in ledger.accounts]
         token = next(a.token for a in deployer.assets() if a.token != "native")

@@ -1,8 +1,8 @@
 """The EVM :class:`~chenilles_hub.backend.ChainBackend`: one adjudicator on one EVM ledger.
 
 ``embedded_backend()`` runs eth-tester (py-evm) in process and deploys the adjudicator and a
-test ERC-20; ``connect_backend(url)`` talks JSON-RPC to any EVM node (anvil in the tests),
-deploying both when no adjudicator address is given (a development node).
+test ERC-20; ``connect_backend(url, adjudicator)`` talks JSON-RPC to any EVM node (anvil in
+the tests) and uses the adjudicator the operator pinned (see ``devnet.deploy_contracts``).
 
 Every transaction is signed locally with the acting account's key and sent raw, so the
 same code path works on eth-tester, anvil and a production node (which unlocks nothing).
@@ -251,10 +251,14 @@ class EvmBackend:
         ledger's funded accounts (development ledgers only)."""
         account = EvmAccount(EthAccount.create())
         if fund:
-            self.faucet(account, self.native, self._fund_eth)
-            for token in sorted(self._mintable):
-                self.faucet(account, Asset(self.chain, token), self._fund_tokens)
+            self.fund_account(account)
         return account
+
+    def fund_account(self, account: Account) -> None:
+        """Development ledgers: give ``account`` ETH and every mintable test token."""
+        self.faucet(account, self.native, self._fund_eth)
+        for token in sorted(self._mintable):
+            self.faucet(account, Asset(self.chain, token), self._fund_tokens)
 
     def faucet(self, account: Account, asset: Asset, amount: int) -> TxReceipt:
         """Development ledgers: send ``amount`` of ETH from a funded account, or mint a test
@@ -718,16 +722,21 @@ def embedded_backend(**options: Any) -> EvmBackend:
     )
 
 
-def connect_backend(url: str, adjudicator: str | None = None, **options: Any) -> EvmBackend:
-    """A backend on the JSON-RPC node at ``url``.
+def connect_backend(
+    url: str, adjudicator: str | None = None, *, deploy: bool = False, **options: Any
+) -> EvmBackend:
+    """A backend on the JSON-RPC node at ``url``, using the adjudicator at ``adjudicator``.
 
-    With ``adjudicator=None`` (a development node such as anvil) it deploys the adjudicator
-    and a test ERC-20 from the first funder. Options: ``funder_keys`` (private keys of
-    funded accounts; default: anvil's well-known development mnemonic), ``tokens``
-    (ERC-20 addresses offered as assets), ``mintable`` (those of them anyone may mint),
+    The adjudicator is pinned by the operator (``chenilles deploy evm`` prints one): a node
+    that deployed its own on every start would sign channels no peer's node knows, and close
+    them against a contract that is not the one its channels were opened on. Only with
+    ``deploy=True`` (tests on a throw-away anvil) is a fresh adjudicator and test ERC-20
+    deployed from the first funder. Options: ``funder_keys`` (private keys of funded
+    accounts; default: anvil's well-known development mnemonic), ``tokens`` (ERC-20
+    addresses offered as assets), ``mintable`` (those of them anyone may mint),
     ``from_block`` (where to look for past registrations and start ``poll_events``),
-    ``finality_depth``, ``margin``, ``fund_eth``, ``fund_tokens``, ``timeout`` (seconds
-    per request).
+    ``finality_depth``, ``margin``, ``fund_eth``, ``fund_tokens``, ``timeout`` (seconds per
+    request).
     """
     timeout = options.pop("timeout", 30)
     w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": timeout}))
@@ -743,10 +752,17 @@ def connect_backend(url: str, adjudicator: str | None = None, **options: Any) ->
     tokens: list[str] = [checksum(t) for t in options.pop("tokens", ())]
     mintable: list[str] = [checksum(t) for t in options.pop("mintable", ())]
     if adjudicator is None:
+        if not deploy:
+            raise ValueError(
+                f"no adjudicator pinned for {url}: deploy one with `chenilles deploy evm --url "
+                f'{url} --key-file KEY` and set adjudicator = "0x..." in the chain\'s config'
+            )
         adjudicator, deployed, origin = _deploy_dev_contracts(w3, funders[0], with_token=True)
         tokens += deployed
         mintable += deployed
         options.setdefault("from_block", origin)
+    elif not is_address(adjudicator):
+        raise ValueError(f"adjudicator {adjudicator!r} is not an address")
     elif not w3.eth.get_code(checksum(adjudicator)):
-        raise ValueError(f"no contract at {adjudicator} on {url}")
+        raise ValueError(f"no contract at {adjudicator} on {url}: wrong adjudicator or chain")
     return EvmBackend(w3, adjudicator, tokens=tokens, mintable=mintable, funders=funders, **options)

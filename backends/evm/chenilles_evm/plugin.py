@@ -6,6 +6,7 @@ from importlib import metadata
 from typing import Any
 
 from chenilles_hub.backend import BackendInfo, ChainBackend
+from chenilles_hub.devnet.role import DevnetChain
 from chenilles_hub.hookspecs import hookimpl
 
 
@@ -30,6 +31,44 @@ class EvmBackendFactory:
         from .backend import connect_backend
 
         return connect_backend(url, **options)
+
+    def deploy(self, url: str, key: str, **options: Any) -> dict[str, Any]:
+        """Deploy the adjudicator (and, with ``token=True``, a test ERC-20) from ``key``."""
+        from eth_account import Account
+
+        from .devnet import deploy_contracts
+
+        deployed = deploy_contracts(url, Account.from_key(key), token=options.get("token", False))
+        return {k: v for k, v in deployed.items() if k != "chain"}
+
+    # --- the devnet role (chenilles_hub.devnet.role.DevnetRole) ------------------------------
+
+    def devnet_command(
+        self, datadir: str, host: str, port: int, block_time: float, index: int = 0
+    ) -> list[str]:
+        from .devnet import anvil_command
+
+        return anvil_command(datadir, host, port, block_time, index)
+
+    def devnet_ready(self, url: str) -> bool:
+        from .devnet import ready
+
+        return ready(url)
+
+    def devnet_provision(self, url: str, datadir: str, accounts: int) -> DevnetChain:
+        from .devnet import provision
+
+        return provision(url, datadir, accounts)
+
+    def devnet_mine(self, url: str, blocks: int) -> None:
+        from .devnet import mine
+
+        mine(url, blocks)
+
+    def devnet_advance(self, url: str, seconds: int) -> None:
+        from .devnet import advance
+
+        advance(url, seconds)
 
 
 @hookimpl

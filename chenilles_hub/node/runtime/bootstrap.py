@@ -81,7 +81,7 @@ def build_policy(config: NodeConfig) -> ForwardingPolicy:
 class Chains:
     backends: dict[str, ChainBackend]
     accounts: dict[str, Account]
-    #: backend name (as configured) -> chain id
+    #: chain name (``[chains.NAME]``) -> chain id
     names: dict[str, str]
 
     def close(self) -> None:
@@ -108,26 +108,58 @@ def build_chains(config: NodeConfig, store: Store | None = None) -> Chains:
         try:
             factory = plugins.backend(chain.backend)
         except plugins.UnknownBackend as exc:
-            raise ConfigError(f"[chains.{chain.backend}]: {exc}") from None
+            raise ConfigError(f"[chains.{chain.name}]: {exc}") from None
         options: dict[str, Any] = dict(chain.options)
-        if chain.embedded:
-            backend = factory.embedded(**options)
-        else:
-            assert chain.url is not None
-            origin = store.get_setting(f"chain-origin/{chain.backend}") if store else None
-            if origin is not None and "from_block" not in options:
-                options["from_block"] = int(origin)
-            backend = factory.connect(chain.url, **options)
+        try:
+            if chain.embedded:
+                backend = factory.embedded(**options)
+            else:
+                assert chain.url is not None
+                origin = store.get_setting(f"chain-origin/{chain.name}") if store else None
+                if origin is not None and "from_block" not in options:
+                    options["from_block"] = int(origin)
+                backend = factory.connect(chain.url, **options)
+        except ConfigError:
+            raise
+        except Exception as exc:  # the backend's own words: a wrong option, the RPC down...
+            where = "the embedded ledger" if chain.embedded else chain.url
+            raise ConfigError(f"[chains.{chain.name}]: cannot use {where}: {_reason(exc)}") from exc
         if chain.account_key:
             from_key = getattr(backend, "account_from_key", None)
             if from_key is None:
-                raise ConfigError(f"the {chain.backend} backend cannot load an account key")
-            accounts[backend.chain] = from_key(chain.account_key)
+                raise ConfigError(
+                    f"[chains.{chain.name}]: the {chain.backend} backend cannot load an account key"
+                )
+            try:
+                accounts[backend.chain] = from_key(chain.account_key)
+            except Exception as exc:
+                raise ConfigError(
+                    f"[chains.{chain.name}]: the account key is not one: {_reason(exc)}"
+                ) from exc
         else:
             accounts[backend.chain] = backend.create_account(fund=True)
+        if backend.chain in backends:
+            other = next(n for n, c in names.items() if c == backend.chain)
+            raise ConfigError(
+                f"[chains.{chain.name}] and [chains.{other}] are the same chain "
+                f"({backend.chain}): a node keeps one connection per chain"
+            )
         backends[backend.chain] = backend
-        names[chain.backend] = backend.chain
+        names[chain.name] = backend.chain
     return Chains(backends, accounts, names)
+
+
+def _reason(exc: BaseException) -> str:
+    """One line for the operator: the innermost cause's message (a connection refused deep
+    inside an HTTP library says more than the wrapper around it)."""
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        inner = exc.__cause__ or exc.__context__
+        assert inner is not None
+        if not str(inner):
+            break
+        exc = inner
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:300]
 
 
 def open_store(config: NodeConfig) -> Store:
