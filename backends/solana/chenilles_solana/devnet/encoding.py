@@ -53,10 +53,10 @@ def ui_account(
             + ", ".join(ACCOUNT_ENCODINGS)
         )
     return {
-        "data": encoded,
-        "executable": account.executable,
         "lamports": account.lamports,
+        "data": encoded,
         "owner": str(account.owner),
+        "executable": account.executable,
         "rentEpoch": account.rent_epoch,
         "space": len(full),
     }

@@ -144,7 +144,7 @@ class DevnetRpc:
         return slot
 
     def with_context(self, slot: int, value: Any) -> dict[str, Any]:
-        return {"context": {"apiVersion": SOLANA_CORE_VERSION, "slot": slot}, "value": value}
+        return {"context": {"slot": slot, "apiVersion": SOLANA_CORE_VERSION}, "value": value}
 
     def simulation_json(self, sim: Simulation, inner: bool) -> dict[str, Any]:
         """An RpcSimulateTransactionResult without ``accounts`` (the caller adds them)."""
@@ -258,11 +258,11 @@ def get_epoch_info(rpc: DevnetRpc, p: Params) -> dict[str, Any]:
     schedule = rpc.chain.svm.get_epoch_schedule()
     epoch, index = schedule.get_epoch_and_slot_index(slot)
     return {
-        "absoluteSlot": slot,
-        "blockHeight": slot,
         "epoch": epoch,
         "slotIndex": index,
         "slotsInEpoch": schedule.get_slots_in_epoch(epoch),
+        "absoluteSlot": slot,
+        "blockHeight": slot,
         "transactionCount": len(rpc.chain.history),
     }
 
