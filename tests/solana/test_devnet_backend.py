@@ -269,3 +269,25 @@ def test_event_feed_from_a_slot(backend, dn):
             everything.close()
     finally:
         fresh.close()
+
+
+def test_event_feed_pages_back_through_bursts(backend, dn):
+    """More program transactions between two polls than one getSignaturesForAddress page
+    holds: the feed pages back with ``before`` and loses none (pages of 2 here)."""
+    watcher = connect(dn)
+    try:
+        watcher.poll_events()
+        assert isinstance(watcher.ledger, RpcLedger)
+        watcher.ledger.PAGE = 2
+        pairs = [Pair(backend) for _ in range(2)]
+        for pair in pairs:
+            pair.open_and_fund()
+        funded = [e for e in watcher.poll_events() if isinstance(e, Funded)]
+        assert [(e.channel_id, e.participant, e.amount) for e in funded] == [
+            (pair.cid, i, amount)
+            for pair in pairs
+            for i, amount in ((0, 2 * SOL), (0, 500), (1, SOL))
+        ]
+        assert not [e for e in watcher.poll_events() if isinstance(e, Funded)]
+    finally:
+        watcher.close()

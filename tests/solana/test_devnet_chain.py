@@ -323,3 +323,24 @@ def test_bad_keys_are_refused_without_echoing_them():
         assert secret not in str(exc.value)
     with pytest.raises(TypeError):
         keypair_from_secret(12345)  # type: ignore[arg-type]
+
+
+def test_devnet_command_is_the_module_with_its_options():
+    from chenilles_solana.plugin import SolanaBackendFactory
+
+    argv = SolanaBackendFactory().devnet_command("/d", "127.0.0.1", 8899, 0.4)
+    assert argv[1:] == [
+        "-m",
+        "chenilles_solana.devnet",
+        "--datadir",
+        "/d",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "8899",
+        "--slot-ms",
+        "400",
+    ]
+    for bad in (0, -1.0, float("nan")):
+        with pytest.raises(ValueError):
+            SolanaBackendFactory().devnet_command("/d", "127.0.0.1", 8899, bad)

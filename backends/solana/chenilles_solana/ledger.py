@@ -201,8 +201,13 @@ class RpcLedger:
         self._runner = _LoopThread()
         self._client = AsyncClient(url, commitment=self._commitment, timeout=timeout)
         self._sent_with: dict[Signature, Hash] = {}  # our recent transactions' blockhashes
+        self._closed = False
 
     def close(self) -> None:
+        """Closes the HTTP client and its thread; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         self._runner.run(self._client.close())
         self._runner.stop()
 

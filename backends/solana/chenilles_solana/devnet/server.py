@@ -159,12 +159,12 @@ async def serve(chain: DevnetChain, host: str, port: int) -> int:
         "slot_ms": chain.clock.slot_ms,
         "pid": os.getpid(),
     }
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before anyone can know our pid
+        loop.add_signal_handler(sig, stop.set)
     line = json.dumps(ready)
     _write_atomically(chain.datadir / READY_FILE, line + "\n")
     print(line, flush=True)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
     finally:
