@@ -344,3 +344,38 @@ def test_devnet_command_is_the_module_with_its_options():
     for bad in (0, -1.0, float("nan")):
         with pytest.raises(ValueError):
             SolanaBackendFactory().devnet_command("/d", "127.0.0.1", 8899, bad)
+
+
+def test_a_journal_that_cannot_be_written_stops_the_server(tmp_path, program, monkeypatch):
+    """LiteSVM already executed the transaction; the disk did not take it. Nothing may be
+    answered from that state: the request fails, and so does every later one, while the
+    server stops."""
+    from chenilles_solana.devnet.server import JsonRpcHandler
+
+    now = FakeTime()
+    chain = open_chain(tmp_path / "dn", program, now)
+    stopped = []
+    handler = JsonRpcHandler(DevnetRpc(chain), lambda: stopped.append(True))
+    alice = Keypair()
+
+    def disk_full(record):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(chain.journal, "append", disk_full)
+    request = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "requestAirdrop",
+        "params": [str(alice.pubkey()), SOL],
+    }
+    response = handler.one(request)
+    assert response == {
+        "jsonrpc": "2.0",
+        "error": {"code": -32603, "message": "Internal error"},
+        "id": 1,
+    }
+    assert stopped == [True]
+    later = handler.one(
+        {"jsonrpc": "2.0", "id": 2, "method": "getBalance", "params": [str(alice.pubkey())]}
+    )
+    assert later["error"]["code"] == -32603

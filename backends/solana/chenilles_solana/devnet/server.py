@@ -60,6 +60,9 @@ class JsonRpcHandler:
     def __init__(self, rpc: DevnetRpc, on_fatal: Any) -> None:
         self.rpc = rpc
         self.on_fatal = on_fatal
+        #: Set when the journal failed: LiteSVM may hold effects the disk does not, so no
+        #: answer may be given from it any more (the server is stopping).
+        self.dead = False
 
     def one(self, request: Any) -> dict[str, Any] | None:
         """The response to one request object (None for a notification: no ``id``)."""
@@ -77,12 +80,15 @@ class JsonRpcHandler:
             rid = request_id if valid_id else None
             return _envelope(rid, error=RpcError(INVALID_REQUEST, "Invalid request"))
         try:
+            if self.dead:
+                raise RpcError(INTERNAL_ERROR, "Internal error")
             result = self.rpc.call(request["method"], request.get("params"))
             response = _envelope(request_id, result=result)
         except RpcError as exc:
             response = _envelope(request_id, error=exc)
         except DevnetError as exc:
             log.error("fatal: %s", exc)
+            self.dead = True
             self.on_fatal()
             response = _envelope(request_id, error=RpcError(INTERNAL_ERROR, "Internal error"))
         except Exception:
