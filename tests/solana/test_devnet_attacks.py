@@ -20,7 +20,12 @@ from solders.transaction import VersionedTransaction
 
 from .devnet_harness import DevnetProc
 
-pytestmark = [pytest.mark.solana, pytest.mark.devnet]
+# One worker per module under xdist, so the module's one server serves all its tests.
+pytestmark = [
+    pytest.mark.solana,
+    pytest.mark.devnet,
+    pytest.mark.xdist_group("solana-devnet-attacks"),
+]
 
 SOL = 1_000_000_000
 

@@ -45,7 +45,12 @@ from chenilles_hub.core import (
 
 from .devnet_harness import DevnetProc
 
-pytestmark = [pytest.mark.solana, pytest.mark.devnet]
+# One worker per module under xdist, so the module's one server serves all its tests.
+pytestmark = [
+    pytest.mark.solana,
+    pytest.mark.devnet,
+    pytest.mark.xdist_group("solana-devnet-backend"),
+]
 
 SOL = 1_000_000_000
 DURATION = 2  # seconds of challenge period

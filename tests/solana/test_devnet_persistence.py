@@ -19,7 +19,12 @@ from solders.transaction import VersionedTransaction
 
 from .devnet_harness import DevnetProc
 
-pytestmark = [pytest.mark.solana, pytest.mark.devnet]
+# Process-heavy: one xdist worker for the module.
+pytestmark = [
+    pytest.mark.solana,
+    pytest.mark.devnet,
+    pytest.mark.xdist_group("solana-devnet-persistence"),
+]
 
 SOL = 1_000_000_000
 

@@ -48,7 +48,8 @@ from solders.transaction_status import TransactionConfirmationStatus
 
 from .devnet_harness import DevnetProc
 
-pytestmark = [pytest.mark.solana, pytest.mark.devnet]
+# One worker per module under xdist, so the module's one server serves all its tests.
+pytestmark = [pytest.mark.solana, pytest.mark.devnet, pytest.mark.xdist_group("solana-devnet-rpc")]
 
 SOL = 1_000_000_000
 
