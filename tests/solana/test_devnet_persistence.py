@@ -112,3 +112,11 @@ def test_sigterm_lock_and_slot_time_change(tmp_path):
         assert slow.call("getSlot") >= slot
     finally:
         assert slow.stop() == 0
+    # a damaged record (not a torn tail): the server refuses to start rather than forget it
+    journal = datadir / "ledger.journal"
+    data = bytearray(journal.read_bytes())
+    first_line_end = data.index(b"\n")
+    data[first_line_end + 20] ^= 0x01
+    journal.write_bytes(bytes(data))
+    with pytest.raises(RuntimeError, match="record 2 is damaged"):
+        DevnetProc(datadir, slot_ms=50)

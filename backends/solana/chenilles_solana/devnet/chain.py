@@ -182,19 +182,24 @@ class DevnetChain:
         program_sha = hashlib.sha256(program).hexdigest()
         segments: list[Segment] = []
         seed: bytes | None = None
-        for record in self.journal.records():
+        for number, record in enumerate(self.journal.records(), 1):
             kind = record.get("t")
-            if kind == "genesis":
-                seed = self._check_genesis(record, program_sha)
-                segments.append(Segment(0, record["genesis_ms"], record["slot_ms"]))
-            elif seed is None:
-                raise DevnetError(f"{self.journal.path}: the first record is not the genesis")
-            elif kind == "clock":
-                segments.append(Segment(record["slot"], record["ms"], record["slot_ms"]))
-            elif kind == "tx":
-                self._replay(record)
-            else:
-                raise DevnetError(f"{self.journal.path}: unknown record kind {kind!r}")
+            try:
+                if kind == "genesis":
+                    seed = self._check_genesis(record, program_sha)
+                    segments.append(Segment(0, record["genesis_ms"], record["slot_ms"]))
+                elif seed is None:
+                    raise DevnetError(f"{self.journal.path}: the first record is not the genesis")
+                elif kind == "clock":
+                    segments.append(Segment(record["slot"], record["ms"], record["slot_ms"]))
+                elif kind == "tx":
+                    self._replay(record)
+                else:
+                    raise DevnetError(f"{self.journal.path}: unknown record kind {kind!r}")
+            except (KeyError, TypeError, ValueError) as exc:  # checksummed, yet not ours
+                raise DevnetError(
+                    f"{self.journal.path}: record {number} does not read back ({exc!r})"
+                ) from exc
         if seed is None:  # a new datadir
             seed = os.urandom(32)
             genesis_ms = now_ms()

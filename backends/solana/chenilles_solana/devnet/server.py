@@ -32,6 +32,7 @@ from ..program_client import load_program
 from . import genesis
 from .chain import DevnetChain, DevnetError
 from .errors import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, RpcError
+from .journal import JournalCorrupt
 from .rpc import DevnetRpc
 
 log = logging.getLogger("chenilles_solana.devnet")
@@ -213,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     (datadir / READY_FILE).unlink(missing_ok=True)
     try:
         chain = DevnetChain(datadir, load_program(), args.slot_ms)
-    except (DevnetError, FileNotFoundError) as exc:
+    except (DevnetError, JournalCorrupt, OSError) as exc:
         print(f"devnet: {exc}", file=sys.stderr)
         return 2
     try:
