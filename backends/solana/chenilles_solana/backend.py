@@ -8,7 +8,6 @@ the program is deployed, through solana-py; both share every transaction builder
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -56,14 +55,15 @@ from .authority import (
     participant_keys,
     state_message,
 )
+from .keys import keypair_from_secret
 from .ledger import Ledger, LiteSVMLedger, RpcLedger, Sent
 
 LAMPORTS_PER_SOL = 1_000_000_000
 SIGNATURE_FEE = 5000  # lamports per signature, payer's and the Ed25519 precompile's alike
 EMBEDDED_CHAIN = "solana:localnet"
 #: Where the embedded ledger deploys the program (any address works; a fixed one keeps
-#: channel ids reproducible across runs).
-EMBEDDED_PROGRAM_ID = Pubkey.from_bytes(hashlib.sha256(b"chenilles/solana/program").digest())
+#: channel ids reproducible across runs). The devnet server uses the same one.
+EMBEDDED_PROGRAM_ID = pc.DEFAULT_PROGRAM_ID
 TEST_TOKENS = 10**12  # base units of the test mint given to each funded account
 TEST_SOL = 100 * LAMPORTS_PER_SOL
 
@@ -173,24 +173,32 @@ class SolanaBackend:
     # --- accounts ---------------------------------------------------------------------------
 
     def create_account(self, fund: bool = True) -> SolanaAccount:
+        """A new key; funded with test SOL (an airdrop) and, where the backend holds a test
+        mint's authority, test tokens in its associated token account."""
         account = SolanaAccount(Keypair())
         if fund:
             self.ledger.airdrop(account.pubkey, TEST_SOL)
-            if self.test_mint is not None and self._mint_authority and self._faucet:
+            if self.test_mint is not None and self._mint_authority:
+                payer = self._faucet or account.keypair  # on a cluster: the airdropped SOL
                 ata = spl.associated_token_address(account.pubkey, self.test_mint)
                 self._send(
                     "create_account",
                     [
                         spl.create_ata_idempotent_ix(
-                            self._faucet.pubkey(), account.pubkey, self.test_mint
+                            payer.pubkey(), account.pubkey, self.test_mint
                         ),
                         spl.mint_to_ix(
                             self.test_mint, ata, self._mint_authority.pubkey(), TEST_TOKENS
                         ),
                     ],
-                    [self._faucet, self._mint_authority],
+                    [payer, self._mint_authority],
                 )
         return account
+
+    def account_from_key(self, key: bytes | str) -> SolanaAccount:
+        """The account of a configured secret key: a 32-byte seed or a 64-byte keypair, as
+        bytes, hex, base58 or a solana-keygen JSON array (see :mod:`.keys`)."""
+        return SolanaAccount(keypair_from_secret(key))
 
     def balance(self, account: Any, asset: Asset) -> int:
         owner = _keypair(account).pubkey()
@@ -473,6 +481,12 @@ class SolanaBackend:
             events.append(NewBlock(clock.slot, clock.unix_timestamp))
         return events
 
+    def close(self) -> None:
+        """Stops the RPC client's thread (the embedded ledger has nothing to close)."""
+        close = getattr(self.ledger, "close", None)
+        if close is not None:
+            close()
+
     def advance_time(self, seconds: int) -> None:
         """Embedded only: moves the Clock sysvar's unix time, and the slot at 400 ms each."""
         if not isinstance(self.ledger, LiteSVMLedger):
@@ -526,15 +540,52 @@ def embedded_backend(
 def connect_backend(
     url: str,
     *,
-    program_id: str,
+    program_id: str | None = None,
     chain: str = "solana:devnet",
     mints: Sequence[str] = (),
+    test_mint: str | None = None,
+    mint_authority: bytes | str | None = None,
     commitment: str = "confirmed",
+    from_block: int | None = None,
+    timeout: float = 30.0,
     **_options: Any,
 ) -> SolanaBackend:
-    """A cluster at ``url`` where the program is deployed at ``program_id`` (deploy the
-    committed contracts/solana/build/chenilles_channel.so with ``solana program deploy``).
-    ``mints``: SPL mints (base58) offered as channel assets. ``create_account(fund=True)``
-    only airdrops SOL (localnet/devnet faucets); there is no test mint."""
-    ledger = RpcLedger(url, Pubkey.from_string(program_id), commitment)
-    return SolanaBackend(ledger, chain, mints=[Pubkey.from_string(m) for m in mints])
+    """A cluster at ``url`` where the program is deployed at ``program_id``.
+
+    The program id is required and checked (an executable account must be there): this
+    backend never deploys, silently or otherwise. On a devnet server (python -m
+    chenilles_solana.devnet) it is :data:`chenilles_solana.devnet.PROGRAM_ID`; elsewhere
+    deploy the committed contracts/solana/build/chenilles_channel.so with ``solana program
+    deploy`` and name its address.
+
+    ``mints``: SPL mints (base58) offered as channel assets. ``test_mint`` with its
+    ``mint_authority`` (a secret key, as ``account_from_key`` reads them): a mint this
+    backend may mint test tokens of, offered too; ``create_account(fund=True)`` then gives
+    each new account test tokens besides its airdropped SOL (the devnet server's ready line
+    names both). ``from_block``: the slot the event feed starts at (a restarted node passes
+    where it was). ``commitment``: of every read and confirmation.
+    """
+    if not program_id:
+        raise ValueError(
+            "a Solana chain reached by URL needs program_id: the address where the Chenilles "
+            "program is deployed (this backend never deploys it)"
+        )
+    if (test_mint is None) != (mint_authority is None):
+        raise ValueError("test_mint and mint_authority go together")
+    ledger = RpcLedger(
+        url, Pubkey.from_string(program_id), commitment, from_slot=from_block, timeout=timeout
+    )
+    try:
+        program = ledger.account(ledger.program_id)
+        if program is None or not program.executable:
+            raise ValueError(f"no program at {program_id} on {url}")
+    except BaseException:
+        ledger.close()
+        raise
+    return SolanaBackend(
+        ledger,
+        chain,
+        test_mint=Pubkey.from_string(test_mint) if test_mint else None,
+        mint_authority=keypair_from_secret(mint_authority) if mint_authority else None,
+        mints=[Pubkey.from_string(m) for m in mints],
+    )

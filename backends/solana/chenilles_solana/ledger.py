@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from solders.clock import Clock
+from solders.hash import Hash
 from solders.instruction import Instruction
 from solders.keypair import Keypair
 from solders.litesvm import LiteSVM
@@ -53,6 +54,7 @@ class AccountView:
     lamports: int
     owner: Pubkey
     data: bytes
+    executable: bool = False
 
 
 class Ledger(Protocol):
@@ -125,7 +127,7 @@ class LiteSVMLedger:
         raw = self.svm.get_account(key)
         if raw is None or (raw.lamports == 0 and not raw.data):
             return None
-        return AccountView(raw.lamports, raw.owner, bytes(raw.data))
+        return AccountView(raw.lamports, raw.owner, bytes(raw.data), raw.executable)
 
     def clock(self) -> Clock:
         return self.svm.get_clock()
@@ -156,56 +158,130 @@ class _LoopThread:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        self.loop.close()
+
 
 class RpcLedger:
-    """A real cluster (solana-test-validator, devnet, mainnet) over JSON-RPC.
+    """A Solana cluster over JSON-RPC: the devnet server (chenilles_solana.devnet),
+    solana-test-validator, devnet, mainnet. Shares every transaction builder with the
+    embedded ledger; tests run it against the devnet server as a separate process.
 
-    Not exercised by the test suite (no cluster is reachable here); it shares every
-    instruction and transaction builder with the embedded ledger.
+    ``from_slot``: the event feed starts at this slot (older program transactions are
+    skipped), so a restarted node resumes where it was instead of re-reading history.
     """
 
-    def __init__(self, url: str, program_id: Pubkey, commitment: str = "confirmed") -> None:
+    #: getSignaturesForAddress answers at most this many per call; the feed pages back.
+    PAGE = 1000
+
+    def __init__(
+        self,
+        url: str,
+        program_id: Pubkey,
+        commitment: str = "confirmed",
+        *,
+        from_slot: int | None = None,
+        timeout: float = 30.0,
+    ) -> None:
         from solana.rpc.async_api import AsyncClient
         from solana.rpc.commitment import Commitment
 
+        self.url = url
         self.program_id = program_id
+        self.from_slot = from_slot
         self._commitment = Commitment(commitment)
         self._runner = _LoopThread()
-        self._client = AsyncClient(url, commitment=self._commitment)
+        self._client = AsyncClient(url, commitment=self._commitment, timeout=timeout)
+        self._sent_with: dict[Signature, Hash] = {}  # our recent transactions' blockhashes
+        self._closed = False
+
+    def close(self) -> None:
+        """Closes the HTTP client and its thread; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._runner.run(self._client.close())
+        self._runner.stop()
+
+    def _blockhash(self, fresh_from: Hash | None) -> tuple[Hash, int]:
+        """The latest blockhash (and its last valid height); a different one than
+        ``fresh_from`` if given, waiting for the next slot (up to ~10 s)."""
+        for _ in range(100):
+            value = self._runner.run(self._client.get_latest_blockhash()).value
+            if value.blockhash != fresh_from:
+                return value.blockhash, value.last_valid_block_height
+            time.sleep(0.1)
+        raise LedgerError("send", "the cluster's blockhash did not change for 10 s")
 
     def send(
         self, operation: str, instructions: Sequence[Instruction], signers: Sequence[Keypair]
     ) -> Sent:
         from solana.rpc.core import RPCException
 
-        client = self._client
-        blockhash = self._runner.run(client.get_latest_blockhash()).value.blockhash
-        tx = Transaction(list(signers), Message(list(instructions), signers[0].pubkey()), blockhash)
+        message = Message(list(instructions), signers[0].pubkey())
+        blockhash, last_valid = self._blockhash(None)
+        tx = Transaction(list(signers), message, blockhash)
+        if self._sent_with.get(tx.signatures[0]) == blockhash:
+            # The very same transaction again (a retried withdraw, say): under the same
+            # blockhash it has the same signature and the cluster would drop it as already
+            # processed. Like the embedded ledger, make it a new one with a new blockhash.
+            blockhash, last_valid = self._blockhash(blockhash)
+            tx = Transaction(list(signers), message, blockhash)
         size = len(bytes(tx))
         if size > MAX_TRANSACTION_SIZE:
             raise LedgerError(operation, f"transaction too large ({size} > 1232 bytes)")
         try:
-            sig = self._runner.run(client.send_raw_transaction(bytes(tx))).value
-            self._runner.run(client.confirm_transaction(sig, self._commitment))
-        except RPCException as exc:  # preflight simulation refused it
-            data = getattr(exc.args[0], "data", None) if exc.args else None
-            err = getattr(data, "err", None)
-            logs = list(getattr(data, "logs", None) or [])
-            reason = (
-                describe(err, logs, self.program_id, _programs_of(instructions))
-                if isinstance(err, TransactionErrorInstructionError)
-                else str(exc)
-            )
-            raise LedgerError(operation, reason) from exc
-        return self._fetch(operation, sig, size)
+            sig = self._runner.run(self._client.send_raw_transaction(bytes(tx))).value
+        except RPCException as exc:  # refused by the preflight checks
+            raise LedgerError(operation, self._refusal(exc, instructions)) from exc
+        self._remember(sig, blockhash)
+        self._confirm(operation, sig, last_valid)
+        return self._fetch(operation, sig, size, instructions)
 
-    def _fetch(self, operation: str, sig: Signature, size: int) -> Sent:
-        for _ in range(20):
+    def _refusal(self, exc: Exception, instructions: Sequence[Instruction]) -> str:
+        """A readable reason for a refused send: the program's error name if the
+        preflight simulation failed in an instruction, else the RPC's message."""
+        error = exc.args[0] if exc.args else None
+        data = getattr(error, "data", None)
+        err = getattr(data, "err", None)
+        logs = list(getattr(data, "logs", None) or [])
+        if isinstance(err, TransactionErrorInstructionError):
+            return describe(err, logs, self.program_id, _programs_of(instructions))
+        return str(getattr(error, "message", None) or exc)
+
+    def _remember(self, sig: Signature, blockhash: Hash) -> None:
+        self._sent_with[sig] = blockhash
+        if len(self._sent_with) > 1000:
+            for old in list(self._sent_with)[:500]:
+                del self._sent_with[old]
+
+    def _confirm(self, operation: str, sig: Signature, last_valid: int) -> None:
+        from solana.rpc.core import TransactionExpiredBlockheightExceededError
+
+        try:
+            self._runner.run(
+                self._client.confirm_transaction(
+                    sig, self._commitment, sleep_seconds=0.2, last_valid_block_height=last_valid
+                ),
+                timeout=120,
+            )
+        except TransactionExpiredBlockheightExceededError as exc:
+            raise LedgerError(
+                operation, f"transaction {sig} expired before the cluster processed it"
+            ) from exc
+
+    def _fetch(
+        self, operation: str, sig: Signature, size: int, instructions: Sequence[Instruction]
+    ) -> Sent:
+        for _ in range(50):
             resp = self._runner.run(
                 self._client.get_transaction(
                     sig, commitment=self._commitment, max_supported_transaction_version=0
@@ -214,8 +290,11 @@ class RpcLedger:
             if resp.value is not None:
                 meta = resp.value.transaction.meta
                 logs = list(meta.log_messages or []) if meta else []
-                if meta is not None and meta.err is not None:
-                    raise LedgerError(operation, describe(meta.err, logs, self.program_id))
+                if meta is not None and meta.err is not None:  # landed, failed, fee paid
+                    raise LedgerError(
+                        operation,
+                        describe(meta.err, logs, self.program_id, _programs_of(instructions)),
+                    )
                 cu = meta.compute_units_consumed if meta else None
                 return Sent(
                     str(sig),
@@ -225,14 +304,14 @@ class RpcLedger:
                     size,
                     tuple(logs),
                 )
-            time.sleep(0.5)
+            time.sleep(0.2)
         raise LedgerError(operation, f"transaction {sig} confirmed but not retrievable")
 
     def account(self, key: Pubkey) -> AccountView | None:
         value = self._runner.run(self._client.get_account_info(key)).value
         if value is None:
             return None
-        return AccountView(value.lamports, value.owner, bytes(value.data))
+        return AccountView(value.lamports, value.owner, bytes(value.data), value.executable)
 
     def clock(self) -> Clock:
         view = self.account(CLOCK)
@@ -244,17 +323,45 @@ class RpcLedger:
         return self._runner.run(self._client.get_minimum_balance_for_rent_exemption(size)).value
 
     def airdrop(self, key: Pubkey, lamports: int) -> None:
-        sig = self._runner.run(self._client.request_airdrop(key, lamports)).value
-        self._runner.run(self._client.confirm_transaction(sig, self._commitment))
+        from solana.rpc.core import RPCException
+
+        try:
+            sig = self._runner.run(self._client.request_airdrop(key, lamports)).value
+        except RPCException as exc:
+            raise LedgerError("airdrop", self._refusal(exc, [])) from exc
+        _, last_valid = self._blockhash(None)
+        self._confirm("airdrop", sig, last_valid)
 
     def program_logs(self, cursor: str | None) -> tuple[str | None, list[tuple[int, list[str]]]]:
+        """Logs of the program's successful transactions after ``cursor`` (a signature),
+        oldest first. The RPC lists newest first, a page at a time: page back with
+        ``before`` until the cursor (or ``from_slot``) is reached, so a burst of more than
+        one page between two polls loses nothing."""
         until = Signature.from_string(cursor) if cursor else None
-        infos = self._runner.run(
-            self._client.get_signatures_for_address(self.program_id, until=until, limit=1000)
-        ).value
+        infos: list[Any] = []
+        before: Signature | None = None
+        while True:
+            page = self._runner.run(
+                self._client.get_signatures_for_address(
+                    self.program_id,
+                    before=before,
+                    until=until,
+                    limit=self.PAGE,
+                    commitment=self._commitment,
+                )
+            ).value
+            infos += page
+            if len(page) < self.PAGE:
+                break
+            if self.from_slot is not None and page[-1].slot < self.from_slot:
+                break
+            before = page[-1].signature
+        new_cursor = str(infos[0].signature) if infos else cursor
         out: list[tuple[int, list[str]]] = []
-        for info in reversed(infos):  # the RPC lists newest first
-            if info.err is not None:
+        for info in reversed(infos):
+            if info.err is not None:  # failed: its effects (and events) were rolled back
+                continue
+            if self.from_slot is not None and info.slot < self.from_slot:
                 continue
             resp = self._runner.run(
                 self._client.get_transaction(
@@ -265,5 +372,4 @@ class RpcLedger:
             )
             meta = resp.value.transaction.meta if resp.value else None
             out.append((info.slot, list(meta.log_messages or []) if meta else []))
-        new_cursor = str(infos[0].signature) if infos else cursor
         return new_cursor, out

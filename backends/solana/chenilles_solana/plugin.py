@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from importlib import metadata
 from typing import Any
 
@@ -27,6 +28,28 @@ class SolanaBackendFactory:
         from .backend import connect_backend
 
         return connect_backend(url, **options)
+
+    def devnet_command(self, datadir: str, host: str, port: int, block_time: float) -> list[str]:
+        """The argv of a devnet server for this chain (python -m chenilles_solana.devnet):
+        Solana's JSON-RPC over LiteSVM, state in ``datadir``, one slot per ``block_time``
+        seconds. It prints one JSON line when ready (url, program_id, test_mint, ...) and
+        writes it to ``datadir/ready.json``; SIGTERM stops it."""
+        if not block_time > 0:
+            raise ValueError(f"block_time must be positive, not {block_time}")
+        slot_ms = max(1, round(block_time * 1000))
+        return [
+            sys.executable,
+            "-m",
+            "chenilles_solana.devnet",
+            "--datadir",
+            datadir,
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--slot-ms",
+            str(slot_ms),
+        ]
 
 
 @hookimpl

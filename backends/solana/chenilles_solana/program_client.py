@@ -87,6 +87,12 @@ ERROR_CODES = {name: code for code, name in ERRORS.items()}
 CHANNEL_ACCOUNT_SIZE = 1008
 PREIMAGE_RECORD_SIZE = 88
 
+#: Where our own ledgers (the embedded LiteSVM, the devnet server) deploy the program:
+#: sha256("chenilles/solana/program") taken as an address. No keypair exists for it (none
+#: is needed: these ledgers load the program directly), and a fixed id keeps channel ids
+#: and PDAs reproducible across runs. On a real cluster the id is wherever it was deployed.
+DEFAULT_PROGRAM_ID = Pubkey.from_bytes(hashlib.sha256(b"chenilles/solana/program").digest())
+
 
 def load_program() -> bytes:
     """The built program (scripts/build_solana_program.py writes it)."""
