@@ -18,10 +18,12 @@ import json
 import urllib.error
 import urllib.request
 from decimal import ROUND_CEILING, Decimal
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .interface import (
+    Coin,
     EventCallback,
     EventKind,
     LedgerError,
@@ -52,6 +54,12 @@ def btc_to_sat(value: Decimal | int | str) -> int:
     if sat != sat.to_integral_value():
         raise ValueError(f"amount {value} is not a whole number of satoshi")
     return int(sat)
+
+
+def _is_coinbase(raw: bytes) -> bool:
+    from .txparse import parse_tx
+
+    return parse_tx(raw).is_coinbase
 
 
 class BitcoindRpcLedger:
@@ -192,14 +200,41 @@ class BitcoindRpcLedger:
         found = self._spends.get(OutPoint(*outpoint))
         return None if found is None else found[1]
 
-    def estimate_fee_rate(self, conf_target: int = 6, fallback_sat_vb: int = 2) -> int:
-        """estimatesmartfee as int sat/vB (rounded up); the fallback when the node has none."""
+    def estimate_fee_rate(self, conf_target: int = 6) -> int | None:
+        """estimatesmartfee in sat/kvB (rounded up), or None when the node has no estimate."""
         res = self.call("estimatesmartfee", conf_target)
         rate = res.get("feerate") if isinstance(res, dict) else None
         if rate is None:
-            return fallback_sat_vb
-        sat_per_kvb = int((Decimal(rate) * COIN).to_integral_value(rounding=ROUND_CEILING))
-        return max(1, -(-sat_per_kvb // 1000))
+            return None
+        return int((Decimal(rate) * COIN).to_integral_value(rounding=ROUND_CEILING))
+
+    def scan_utxos(self, scripts: Sequence[bytes]) -> list[Coin]:
+        """scantxoutset with one ``raw(<script>)`` descriptor per script (confirmed UTXOs).
+
+        Bitcoin Core scans its whole UTXO set: instant on regtest and signet, minutes on
+        mainnet. Nodes that predate the ``coinbase`` field are asked for the transaction.
+        """
+        if not scripts:
+            return []
+        descriptors = [f"raw({bytes(s).hex()})" for s in dict.fromkeys(bytes(s) for s in scripts)]
+        res = self.call("scantxoutset", "start", descriptors)
+        coins = []
+        for u in res.get("unspents", []):
+            op = OutPoint(str(u["txid"]), int(u["vout"]))
+            coinbase = u.get("coinbase")
+            if coinbase is None:
+                raw = self.get_raw_tx(op.txid)
+                coinbase = raw is not None and _is_coinbase(raw)
+            coins.append(
+                Coin(
+                    op,
+                    btc_to_sat(u["amount"]),
+                    bytes.fromhex(u["scriptPubKey"]),
+                    int(u["height"]),
+                    bool(coinbase),
+                )
+            )
+        return sorted(coins, key=lambda c: c.outpoint)
 
     # -- writing --------------------------------------------------------------------------
 
