@@ -40,7 +40,7 @@ from .interface import (
     TransactionRejected,
     Utxo,
 )
-from .miner import DEFAULT_COINBASE_SCRIPT, build_block
+from .miner import DEFAULT_COINBASE_SCRIPT, BuiltBlock, build_block
 from .txparse import (
     ParsedTx,
     TxParseError,
@@ -581,11 +581,19 @@ class KernelChain:
                 total += max(0, value_in - sum(o.value for o in tx.outputs))
         return total
 
-    def submit_block(self, raw_block: bytes, txs: tuple[ParsedTx, ...] | None = None) -> str:
+    def submit_block(
+        self,
+        raw_block: bytes,
+        txs: tuple[ParsedTx, ...] | None = None,
+        *,
+        side_ok: bool = False,
+    ) -> str:
         """Give a serialized block to the kernel; return its hash if it became the tip.
 
         Raises BlockRejected with Bitcoin Core's reason otherwise (the tip did not move, or,
-        for a side branch, the block did not make its branch the active chain).
+        for a side branch, the block did not make its branch the active chain). With
+        `side_ok`, a block the kernel stored on a side branch without finding it invalid
+        (nothing logged, not connected: less work than the tip) is returned, not refused.
         """
         chainman = self._require_open()
         block = pbk.Block(raw_block)
@@ -608,6 +616,10 @@ class KernelChain:
         self._known_blocks.pop(block_hash, None)
         if self._hashes[-1] != block_hash:
             lines = self._log.since(mark)
+            if side_ok and not lines and self._last_checked is None:
+                if self._journal is not None:
+                    self._journal.append(bytes(raw_block))
+                return block_hash
             if not lines and self._last_checked is not None:
                 mode, result = self._last_checked
                 lines = [f"block_checked: {mode.name} {result.name}"]
@@ -616,14 +628,15 @@ class KernelChain:
             self._journal.append(bytes(raw_block))
         return block_hash
 
-    def mine_block(self, raw_txs: Sequence[bytes], to_script: bytes | None = None) -> str:
-        """Mine one block on the tip holding exactly `raw_txs` (in this order); the queue is
-        left alone. Returns its hash; raises BlockRejected with the kernel's reason."""
+    def build_next_block(self, raw_txs: Sequence[bytes], to_script: bytes | None = None) -> BuiltBlock:
+        """A solved block on the tip holding exactly `raw_txs` (in this order), not submitted.
+
+        The coinbase claims the subsidy and the fees it can price from the index."""
         try:
             txs = [parse_tx(bytes(raw)) for raw in raw_txs]
         except (TxParseError, KeyError) as exc:
             raise TransactionRejected(f"unparsable transaction: {exc}") from exc
-        built = build_block(
+        return build_block(
             hex_to_hash(self.tip_hash()),
             self.tip_height() + 1,
             self._next_block_time(),
@@ -632,6 +645,11 @@ class KernelChain:
             DEFAULT_COINBASE_SCRIPT if to_script is None else to_script,
             extra_nonce=len(self._hashes),
         )
+
+    def mine_block(self, raw_txs: Sequence[bytes], to_script: bytes | None = None) -> str:
+        """Mine one block on the tip holding exactly `raw_txs` (in this order); the queue is
+        left alone. Returns its hash; raises BlockRejected with the kernel's reason."""
+        built = self.build_next_block(raw_txs, to_script)
         return self.submit_block(built.raw, built.txs)
 
     def mine(self, n: int = 1, to_script: bytes | None = None) -> list[str]:
