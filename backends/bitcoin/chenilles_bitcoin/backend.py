@@ -126,6 +126,8 @@ class BitcoinBackend:
         self._sent: dict[str, bytes] = {}  # txid -> raw, every tx this backend broadcast
         self.rebroadcast: dict[str, str] = {}  # txid -> "ok" or the reason it failed
         self._events_seen: set[str] = set()
+        #: the tip's time, read once per poll_events on a ledger without a height clock
+        self._poll_time: int | None = None
 
     # --- describing the chain ------------------------------------------------------------
 
@@ -145,6 +147,8 @@ class BitcoinBackend:
         if self.height_clock:
             anchor_height, anchor_time = self._anchor
             return anchor_time + (height - anchor_height) * BLOCK_INTERVAL
+        if self._poll_time is not None:
+            return self._poll_time
         return self.ledger.tip_time()
 
     def now(self) -> int:
@@ -472,11 +476,20 @@ class BitcoinBackend:
 
     def poll_events(self) -> list[ChainEvent]:
         """Ledger events as hub events; transactions lost in a reorg are broadcast again."""
+        events = self.ledger.poll_events()
+        if events and not self.height_clock:
+            self._poll_time = self.ledger.tip_time()  # one read per poll, not two per block
+        try:
+            return self._hub_events(events)
+        finally:
+            self._poll_time = None
+
+    def _hub_events(self, events: list[btc.LedgerEvent]) -> list[ChainEvent]:
         out: list[ChainEvent] = []
         status: dict[str, bool] = {}
         disconnected = 0
         reorg_at: int | None = None
-        for event in self.ledger.poll_events():
+        for event in events:
             kind = event.kind
             if kind is btc.EventKind.BLOCK_CONNECTED:
                 out.append(NewBlock(event.height, self._time_at(event.height)))
