@@ -84,8 +84,12 @@ class Devnet:
         return self.ledger().call(method, *params)
 
     def post(
-        self, body: bytes | str, auth: str | None = "cookie", headers: dict[str, str] | None = None,
-        path: str = "/", method: str = "POST",
+        self,
+        body: bytes | str,
+        auth: str | None = "cookie",
+        headers: dict[str, str] | None = None,
+        path: str = "/",
+        method: str = "POST",
     ) -> tuple[int, dict[str, str], bytes]:
         """A raw HTTP request: (status, headers, body)."""
         host, port = self.ready["host"], self.ready["port"]
@@ -150,7 +154,9 @@ def spend(
     code = bytes(CScript([OP_DUP, OP_HASH160, hash160(pub), OP_EQUALVERIFY, OP_CHECKSIG]))
     tx.wit = CTxWitness(
         [
-            CTxInWitness(CScriptWitness([sign_digest(key, segwit_v0_sighash(tx, i, code, c.value)), pub]))
+            CTxInWitness(
+                CScriptWitness([sign_digest(key, segwit_v0_sighash(tx, i, code, c.value)), pub])
+            )
             for i, c in enumerate(coins)
         ]
     )

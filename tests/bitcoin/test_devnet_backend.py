@@ -71,7 +71,9 @@ def test_cooperative_close_over_rpc(devnet: Devnet) -> None:
     backend.mine(1)
     balances = final.state.free(BTC)
     assert balances == (800_000, 200_000)
-    assert backend.balance(alice, BTC) == a0 - 1_000_000 - fund.fee + balances[0] - close.fee - wa.fee
+    assert (
+        backend.balance(alice, BTC) == a0 - 1_000_000 - fund.fee + balances[0] - close.fee - wa.fee
+    )
     assert backend.balance(bob, BTC) == b0 + balances[1] - wb.fee
     # the same account reloaded from its key (a node restart) sees the same coins
     again = backend.account_from_key(alice.secret.hex())
@@ -93,9 +95,7 @@ def test_revoked_commitment_punished_over_rpc(devnet: Devnet) -> None:
     backend.poll_events()
     # bob broadcasts version 1, which he revoked; the devnet accepts it (valid signatures)
     cheat = backend.register(channel.params, revoked, bob)
-    assert any(
-        isinstance(e, Registered) and e.version == 1 for e in backend.poll_events()
-    )
+    assert any(isinstance(e, Registered) and e.version == 1 for e in backend.poll_events())
     commitment = parse_tx(backend.ledger.get_raw_tx(cheat.txid) or b"")
     before = backend.balance(alice, BTC)
     justice = backend.challenge(channel.params, channel.latest(), alice)

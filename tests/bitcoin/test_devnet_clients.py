@@ -111,7 +111,9 @@ def test_python_bitcoinlib_proxy(devnet: Devnet, proxy: bitcoin.rpc.Proxy) -> No
 
 
 def test_raw_proxy_and_batches(devnet: Devnet, proxy: bitcoin.rpc.Proxy) -> None:
-    raw = bitcoin.rpc.RawProxy(service_url=f"http://{devnet.cookie()}@127.0.0.1:{devnet.ready['port']}")
+    raw = bitcoin.rpc.RawProxy(
+        service_url=f"http://{devnet.cookie()}@127.0.0.1:{devnet.ready['port']}"
+    )
     info = raw.getblockchaininfo()
     assert info["blocks"] == proxy.getblockcount()
     replies = raw._batch(

@@ -14,7 +14,7 @@ from chenilles_bitcoin.devnet.addresses import script_to_address
 from chenilles_bitcoin.ledger import Coin, OutPoint, RpcError
 from chenilles_bitcoin.ledger.txparse import parse_tx
 
-from .devnet_harness import KEY, SPK, Devnet, running, spend
+from .devnet_harness import SPK, Devnet, running, spend
 
 pytestmark = [pytest.mark.bitcoin, pytest.mark.devnet]
 
@@ -64,25 +64,39 @@ def test_reject_reasons(devnet: Devnet, funds: Funds) -> None:
     assert rejected(devnet, spend([coin], [(SPK, 100)])) == (-26, "dust")
     assert rejected(devnet, spend([coin], [(SPK, v)])) == (-26, "min relay fee not met, 0 < 110")
     tip = devnet.rpc("getblockcount")
-    assert rejected(devnet, spend([coin], [(SPK, v - 1000)], locktime=tip + 5)) == (-26, "non-final")
+    assert rejected(devnet, spend([coin], [(SPK, v - 1000)], locktime=tip + 5)) == (
+        -26,
+        "non-final",
+    )
     ghost = Coin(OutPoint("ab" * 32, 0), 10_000, SPK, 1, False)
-    assert rejected(devnet, spend([ghost], [(SPK, 9_000)])) == (-25, "bad-txns-inputs-missingorspent")
+    assert rejected(devnet, spend([ghost], [(SPK, 9_000)])) == (
+        -25,
+        "bad-txns-inputs-missingorspent",
+    )
     assert rejected(devnet, spend([coin], [(SPK, v + 1)])) == (
         -26,
         "bad-txns-in-belowout, value in (50.00) < value out (50.00000001)",
     )
     assert rejected(devnet, spend([coin], [(OP_TRUE, v - 1000)])) == (-26, "scriptpubkey")
     big_data = b"\x6a\x4c\x51" + b"\x00" * 81  # OP_RETURN with 84 bytes in all
-    assert rejected(devnet, spend([coin], [(SPK, v - 1000), (big_data, 0)])) == (-26, "scriptpubkey")
+    assert rejected(devnet, spend([coin], [(SPK, v - 1000), (big_data, 0)])) == (
+        -26,
+        "scriptpubkey",
+    )
     assert rejected(devnet, spend([coin], [(SPK, v - 1000)], version=4)) == (-26, "version")
     young = funds.young[0]
     code, message = rejected(devnet, spend([young], [(SPK, young.value - 1000)]))
-    assert code == -26 and message.startswith("bad-txns-premature-spend-of-coinbase, tried to spend")
+    assert code == -26 and message.startswith(
+        "bad-txns-premature-spend-of-coinbase, tried to spend"
+    )
     # a signature by the wrong key: the kernel's script verifier refuses it
     code, message = rejected(devnet, spend([coin], [(SPK, v - 1000)], key=b"\x01" * 32))
     assert code == -26 and message.startswith("mandatory-script-verify-flag-failed (")
     # BIP 68: a relative lock of 200 blocks on a coin not that deep
-    assert rejected(devnet, spend([coin], [(SPK, v - 1000)], sequence=200)) == (-26, "non-BIP68-final")
+    assert rejected(devnet, spend([coin], [(SPK, v - 1000)], sequence=200)) == (
+        -26,
+        "non-BIP68-final",
+    )
     # a fee above maxfeerate (0.10 BTC/kvB by default): -25 and Core's message
     code, message = rejected(devnet, spend([coin], [(SPK, v - 50_000_000)]))
     assert code == -25 and message.startswith("Fee exceeds maximum configured by user")
@@ -145,7 +159,10 @@ def test_package_and_chain_limit(devnet: Devnet, funds: Funds) -> None:
     coin = funds.take()
     parent = spend([coin], [(SPK, coin.value - 1_000)])
     ptx = parse_tx(parent)
-    child = spend([Coin(OutPoint(ptx.txid, 0), coin.value - 1_000, SPK, 0, False)], [(SPK, coin.value - 2_000)])
+    child = spend(
+        [Coin(OutPoint(ptx.txid, 0), coin.value - 1_000, SPK, 0, False)],
+        [(SPK, coin.value - 2_000)],
+    )
     res = devnet.rpc("testmempoolaccept", [parent.hex(), child.hex()])
     assert [r["allowed"] for r in res] == [True, True]
     assert devnet.rpc("getrawmempool") == []  # a test only
@@ -170,7 +187,9 @@ def test_reorg_reinstates_and_evicts(devnet: Devnet, funds: Funds) -> None:
     a = spend([a_coin], [(SPK, a_coin.value - 1_000)])
     aid = devnet.rpc("sendrawtransaction", a.hex())
     devnet.rpc("generatetoaddress", 1, ADDRESS)
-    b = spend([Coin(OutPoint(aid, 0), a_coin.value - 1_000, SPK, 0, False)], [(SPK, a_coin.value - 2_000)])
+    b = spend(
+        [Coin(OutPoint(aid, 0), a_coin.value - 1_000, SPK, 0, False)], [(SPK, a_coin.value - 2_000)]
+    )
     bid = devnet.rpc("sendrawtransaction", b.hex())
     # the block holding A is replaced: A returns to the mempool, its child B stays
     tip = devnet.rpc("getblockcount")
@@ -217,7 +236,9 @@ def test_submitblock_and_generateblock(devnet: Devnet, funds: Funds) -> None:
     in_pool = spend([coin], [(SPK, coin.value - 1_000)])
     txid = devnet.rpc("sendrawtransaction", in_pool.hex())
     other = funds.take()
-    nonstandard = spend([other], [(OP_TRUE, other.value - 1_000)])  # relay policy: no; consensus: yes
+    nonstandard = spend(
+        [other], [(OP_TRUE, other.value - 1_000)]
+    )  # relay policy: no; consensus: yes
     block = devnet.rpc("generateblock", ADDRESS, [txid, nonstandard.hex()])
     assert devnet.rpc("getblock", block["hash"])["tx"][1:] == [txid, parse_tx(nonstandard).txid]
     assert devnet.rpc("getrawmempool") == []
@@ -227,12 +248,16 @@ def test_submitblock_and_generateblock(devnet: Devnet, funds: Funds) -> None:
     assert info.value.code == -25 and info.value.message.startswith("TestBlockValidity failed")
 
 
-def test_unconfirmed_spend_of_evicted_parent_is_not_left_behind(devnet: Devnet, funds: Funds) -> None:
+def test_unconfirmed_spend_of_evicted_parent_is_not_left_behind(
+    devnet: Devnet, funds: Funds
+) -> None:
     """A block that spends a mempool tx's input (from outside) evicts it and its children."""
     coin = funds.take()
     mine = spend([coin], [(SPK, coin.value - 1_000)])
     mid = devnet.rpc("sendrawtransaction", mine.hex())
-    kid = spend([Coin(OutPoint(mid, 0), coin.value - 1_000, SPK, 0, False)], [(SPK, coin.value - 2_000)])
+    kid = spend(
+        [Coin(OutPoint(mid, 0), coin.value - 1_000, SPK, 0, False)], [(SPK, coin.value - 2_000)]
+    )
     devnet.rpc("sendrawtransaction", kid.hex())
     rival = spend([coin], [(OTHER, coin.value - 3_000)])
     devnet.rpc("generateblock", ADDRESS, [rival.hex()])

@@ -48,7 +48,9 @@ def test_json_rpc_1_0_and_2_0_replies(devnet: Devnet) -> None:
         {"jsonrpc": "2.0", "result": 0, "id": "a"},
     )
     # python-bitcoinlib sends {"version": "1.1"} without "jsonrpc": the legacy dialect
-    assert call(devnet, {"version": "1.1", "id": 1, "method": "getblockcount", "params": []})[1] == {
+    assert call(devnet, {"version": "1.1", "id": 1, "method": "getblockcount", "params": []})[
+        1
+    ] == {
         "result": 0,
         "error": None,
         "id": 1,
@@ -129,8 +131,12 @@ def test_auth(devnet: Devnet) -> None:
     assert time.monotonic() - t0 >= 0.2  # Core's delay against guessing
     assert devnet.post('{"method":"getblockcount"}', auth="alice:wrong")[0] == 401
     assert devnet.post('{"method":"getblockcount"}', auth="alice:s3cret")[0] == 200
-    assert devnet.post('{"method":"x"}', headers={"Authorization": "Bearer abc"}, auth=None)[0] == 401
-    assert devnet.post('{"method":"x"}', headers={"Authorization": "Basic !!!"}, auth=None)[0] == 401
+    assert (
+        devnet.post('{"method":"x"}', headers={"Authorization": "Bearer abc"}, auth=None)[0] == 401
+    )
+    assert (
+        devnet.post('{"method":"x"}', headers={"Authorization": "Basic !!!"}, auth=None)[0] == 401
+    )
     cookie = devnet.cookie()
     assert cookie.startswith("__cookie__:") and len(cookie.split(":")[1]) == 64
     assert devnet.cookie_file.stat().st_mode & 0o077 == 0
@@ -160,7 +166,10 @@ def test_argument_checks(devnet: Devnet) -> None:
     assert error("getrawtransaction", "00" * 32)[0] == -5
     assert error("gettxout", "00" * 32, "x")[0] == -3
     status, doc = call(devnet, {"id": 1, "method": "getblockhash", "params": {"heigth": 0}})
-    assert status == 500 and doc["error"] == {"code": -8, "message": "Unknown named parameter heigth"}
+    assert status == 500 and doc["error"] == {
+        "code": -8,
+        "message": "Unknown named parameter heigth",
+    }
     assert error("estimatesmartfee", 0)[0] == -8
     assert error("estimatesmartfee", 2, "fast")[0] == -8
     assert error("scantxoutset", "begin", [])[0] == -8
@@ -178,7 +187,9 @@ def test_chain_reads(devnet: Devnet) -> None:
     hashes = devnet.rpc("generatetoaddress", 3, ADDRESS)
     assert len(hashes) == 3 and devnet.rpc("getbestblockhash") == hashes[-1]
     info = devnet.rpc("getblockchaininfo")
-    assert info["chain"] == "regtest" and info["blocks"] == 3 and info["bestblockhash"] == hashes[-1]
+    assert (
+        info["chain"] == "regtest" and info["blocks"] == 3 and info["bestblockhash"] == hashes[-1]
+    )
     assert info["chainwork"] == f"{8:064x}"
     header = devnet.rpc("getblockheader", hashes[1])
     assert header["height"] == 2 and header["confirmations"] == 2
@@ -209,7 +220,9 @@ def test_chain_reads(devnet: Devnet) -> None:
     assert ledger.get_utxo(ledger_outpoint(block["tx"][0])) == (5_000_000_000, SPK, 2)
     assert devnet.rpc("gettxout", block["tx"][0], 5) is None
     # the raw reply carries the amount as Core prints it: 8 decimals, no float
-    status, _, data = devnet.post(json.dumps({"id": 1, "method": "gettxout", "params": [block["tx"][0], 0]}))
+    _, _, data = devnet.post(
+        json.dumps({"id": 1, "method": "gettxout", "params": [block["tx"][0], 0]})
+    )
     assert b'"value":50.00000000' in data
 
 

@@ -113,7 +113,10 @@ def test_events_spends_and_reorg(devnet: Devnet, rpc: BitcoindRpcLedger) -> None
     devnet.rpc("chenilles_reorg", 1, 2, [thief.hex()])
     events = rpc.poll_events()
     kinds = [e.kind for e in events]
-    assert kinds.count(EventKind.BLOCK_DISCONNECTED) == 1 and kinds.count(EventKind.BLOCK_CONNECTED) == 2
+    assert (
+        kinds.count(EventKind.BLOCK_DISCONNECTED) == 1
+        and kinds.count(EventKind.BLOCK_CONNECTED) == 2
+    )
     assert any(e.kind is EventKind.TX_UNCONFIRMED and e.txid == txid for e in events)
     assert rpc.find_spending_tx(coin.outpoint) == thief
     assert rpc.get_tx_confirmations(txid) is None

@@ -37,7 +37,9 @@ def parse_secret(key: bytes | str) -> bytes:
     try:
         coincurve.PrivateKey(secret)
     except ValueError:
-        raise ValueError("not a valid secp256k1 secret key (zero or above the group order)") from None
+        raise ValueError(
+            "not a valid secp256k1 secret key (zero or above the group order)"
+        ) from None
     return secret
 
 

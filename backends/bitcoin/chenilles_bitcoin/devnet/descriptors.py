@@ -18,7 +18,7 @@ from .addresses import AddressError, address_to_script
 INPUT_CHARSET = (
     "0123456789()[],'/*abcdefgh@:$%{}"
     "IJKLMNOPQRSTUVWXYZ&+-.;<=>?!^_|~"
-    "ijklmnopqrstuvwxyzABCDEFGH`#\"\\ "
+    'ijklmnopqrstuvwxyzABCDEFGH`#"\\ '
 )
 CHECKSUM_CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 _GENERATOR = (0xF5DEE51989, 0xA9FDCA3312, 0x1BAB10E32D, 0x3706B1677A, 0x644D626FFD)
@@ -97,7 +97,9 @@ def split_checksum(desc: str, require: bool = False) -> str:
 def _pubkey(text: str, compressed_only: bool) -> bytes:
     if re.fullmatch(r"[0-9a-fA-F]+", text) is None:
         if text[:4] in ("xpub", "tpub", "xprv", "tprv") or "/" in text or "[" in text:
-            raise DescriptorError(f"key '{text}' is not supported here: extended keys need a wallet")
+            raise DescriptorError(
+                f"key '{text}' is not supported here: extended keys need a wallet"
+            )
         raise DescriptorError(f"key '{text}' is not valid")
     key = bytes.fromhex(text)
     if len(key) == 33 and key[0] in (2, 3):

@@ -21,7 +21,7 @@ from pathlib import Path
 from ..ledger.interface import BlockRejected, EventKind, LedgerError, LedgerEvent
 from ..ledger.kernel_chain import KernelChain
 from ..ledger.miner import DEFAULT_COINBASE_SCRIPT
-from ..ledger.txparse import parse_block_txs
+from ..ledger.txparse import hash_to_hex, parse_block_txs, sha256d
 from . import persist
 from .fees import FeeEstimator
 from .mempool import DecodeError, Entry, Mempool
@@ -142,12 +142,9 @@ class DevnetNode:
         return built.block_hash, built.raw
 
     def submit_block(self, raw: bytes) -> str | None:
-        """Core's submitblock: None when accepted, else "duplicate", "inconclusive" or the
-        kernel's reason."""
-        header = raw[:80]
-        from ..ledger.txparse import hash_to_hex, sha256d
-
-        block_hash = hash_to_hex(sha256d(header))
+        """Core's submitblock: None when accepted, else "duplicate", "inconclusive" (stored
+        on a side branch with less work) or the kernel's reason."""
+        block_hash = hash_to_hex(sha256d(raw[:80]))
         try:
             self.chain.block_info(block_hash)
             return "duplicate"
@@ -158,8 +155,6 @@ class DevnetNode:
         except BlockRejected as exc:
             self._after_chain_change()
             return exc.reason
-        finally:
-            pass
         info = self.chain.block_info(block_hash)
         self._after_chain_change()
         return None if info.in_active_chain else "inconclusive"

@@ -6,6 +6,7 @@ at any instruction leaves either the old or the new content, never a torn one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -62,7 +63,5 @@ def write_ready(datadir: Path, info: dict[str, Any]) -> str:
 
 
 def remove(path: Path) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         path.unlink()
-    except FileNotFoundError:
-        pass

@@ -87,7 +87,9 @@ def format_money(sat: int) -> str:
 
 
 def tx_weight(tx: CTransaction, raw_size: int) -> int:
-    stripped = len(tx.serialize(params={"include_witness": False})) if tx.has_witness() else raw_size
+    stripped = (
+        len(tx.serialize(params={"include_witness": False})) if tx.has_witness() else raw_size
+    )
     return stripped * 3 + raw_size
 
 
@@ -238,9 +240,9 @@ def check_inputs_standard(tx: CTransaction, spent: Sequence[Spent]) -> None:
                 raise Reject("bad-witness-nonstandard", f"input {i}: too many witness items")
             if any(len(item) > MAX_STANDARD_P2WSH_STACK_ITEM_SIZE for item in items):
                 raise Reject("bad-witness-nonstandard", f"input {i}: witness item too large")
-        if version == 1 and len(prog) == 32 and len(witness) >= 2:
-            if witness[-1][:1] == bytes([_TAPROOT_ANNEX_TAG]):
-                raise Reject("bad-witness-nonstandard", f"input {i}: taproot annex")
+        annex = len(witness) >= 2 and witness[-1][:1] == bytes([_TAPROOT_ANNEX_TAG])
+        if version == 1 and len(prog) == 32 and annex:
+            raise Reject("bad-witness-nonstandard", f"input {i}: taproot annex")
 
 
 def _witness_stack(tx: CTransaction, index: int) -> list[bytes]:
@@ -279,4 +281,4 @@ def check_tx_inputs(tx: CTransaction, spent: Sequence[Spent], next_height: int) 
             "bad-txns-in-belowout",
             f"value in ({format_money(value_in)}) < value out ({format_money(value_out)})",
         )
-    return value_in - value_out
+    return int(value_in - value_out)

@@ -19,7 +19,7 @@ from typing import Any
 import pbk
 
 from ..ledger.interface import BlockRejected, LedgerError, OutPoint, TransactionRejected
-from ..ledger.txparse import TxParseError, hash_to_hex, parse_block_txs, sha256d
+from ..ledger.txparse import TxParseError, parse_block_txs
 from . import errors as E
 from .addresses import AddressError, address_to_script, script_to_address, witness_program
 from .amounts import Amount, FeeRate, amount_from_json, feerate_from_json
@@ -204,7 +204,9 @@ def _max_fee_rate(value: Any) -> int:
         return DEFAULT_MAX_FEE_RATE
     rate = feerate_from_json(value)
     if rate >= 100_000_000:
-        raise RpcError(E.RPC_TYPE_ERROR, "Fee rates larger than or equal to 1BTC/kvB are not accepted")
+        raise RpcError(
+            E.RPC_TYPE_ERROR, "Fee rates larger than or equal to 1BTC/kvB are not accepted"
+        )
     return rate
 
 
@@ -378,7 +380,9 @@ def _scantxoutset(ctx: Context, a: dict[str, Any]) -> Any:
         elif isinstance(obj, str):
             text = obj
         else:
-            raise RpcError(E.RPC_INVALID_PARAMETER, "Scan object needs to be either a string or an object")
+            raise RpcError(
+                E.RPC_INVALID_PARAMETER, "Scan object needs to be either a string or an object"
+            )
         try:
             desc = parse(text)
         except DescriptorError as exc:
@@ -420,18 +424,25 @@ def _scantxoutset(ctx: Context, a: dict[str, Any]) -> Any:
 def _decode_tx(text: str) -> bytes:
     raw = parse_hex(text)
     if raw is None:
-        raise RpcError(E.RPC_DESERIALIZATION_ERROR, "TX decode failed. Make sure the tx has at least one input.")
+        raise RpcError(
+            E.RPC_DESERIALIZATION_ERROR,
+            "TX decode failed. Make sure the tx has at least one input.",
+        )
     try:
         decode(raw)
     except DecodeError:
         raise RpcError(
-            E.RPC_DESERIALIZATION_ERROR, "TX decode failed. Make sure the tx has at least one input."
+            E.RPC_DESERIALIZATION_ERROR,
+            "TX decode failed. Make sure the tx has at least one input.",
         ) from None
     return raw
 
 
 @method(
-    "getrawtransaction", Arg("txid", "str"), Arg("verbose", "any", True), Arg("blockhash", "str", True)
+    "getrawtransaction",
+    Arg("txid", "str"),
+    Arg("verbose", "any", True),
+    Arg("blockhash", "str", True),
 )
 def _getrawtransaction(ctx: Context, a: dict[str, Any]) -> Any:
     """Return the raw transaction data (mempool, or any block: this devnet indexes all)."""
@@ -548,7 +559,8 @@ def _sendrawtransaction(ctx: Context, a: dict[str, Any]) -> Any:
         raise RpcError(code, exc.text) from None
     if max_rate and entry.fee > max_rate * entry.vsize // 1000:
         raise RpcError(
-            E.RPC_VERIFY_ERROR, "Fee exceeds maximum configured by user (e.g. -maxtxfee, maxfeerate)"
+            E.RPC_VERIFY_ERROR,
+            "Fee exceeds maximum configured by user (e.g. -maxtxfee, maxfeerate)",
         )
     node.mempool.add(entry)
     node._save_mempool()
@@ -566,7 +578,9 @@ def _testmempoolaccept(ctx: Context, a: dict[str, Any]) -> Any:
     raws = []
     for item in rawtxs:
         if not isinstance(item, str):
-            raise RpcError(E.RPC_TYPE_ERROR, "JSON value of type number is not of expected type string")
+            raise RpcError(
+                E.RPC_TYPE_ERROR, "JSON value of type number is not of expected type string"
+            )
         raw = parse_hex(item)
         try:
             if raw is None:
@@ -592,7 +606,9 @@ def _testmempoolaccept(ctx: Context, a: dict[str, Any]) -> Any:
             entry = node.mempool.check(raw, int(time.time()), extra=package)
         except Reject as exc:
             failed = True
-            results.append(result | {"allowed": False, "reject-reason": exc.reason, "reject-details": exc.text})
+            results.append(
+                result | {"allowed": False, "reject-reason": exc.reason, "reject-details": exc.text}
+            )
             continue
         if max_rate and entry.fee > max_rate * entry.vsize // 1000:
             failed = True
@@ -676,7 +692,8 @@ def _estimatesmartfee(ctx: Context, a: dict[str, Any]) -> Any:
     if mode not in ("unset", "economical", "conservative"):
         raise RpcError(
             E.RPC_INVALID_PARAMETER,
-            'Invalid estimate_mode parameter, must be one of: "unset", "economical", "conservative"',
+            "Invalid estimate_mode parameter, must be one of: "
+            '"unset", "economical", "conservative"',
         )
     rate = ctx.node.fees.estimate()
     if rate is None:
@@ -687,7 +704,9 @@ def _estimatesmartfee(ctx: Context, a: dict[str, Any]) -> Any:
 # -- mining ---------------------------------------------------------------------------------
 
 
-@method("generatetoaddress", Arg("nblocks", "num"), Arg("address", "str"), Arg("maxtries", "num", True))
+@method(
+    "generatetoaddress", Arg("nblocks", "num"), Arg("address", "str"), Arg("maxtries", "num", True)
+)
 def _generatetoaddress(ctx: Context, a: dict[str, Any]) -> Any:
     """Mine blocks immediately to a specified address (the mempool goes in the first)."""
     n = _blocks(a["nblocks"])
@@ -696,7 +715,10 @@ def _generatetoaddress(ctx: Context, a: dict[str, Any]) -> Any:
 
 
 @method(
-    "generatetodescriptor", Arg("num_blocks", "num"), Arg("descriptor", "str"), Arg("maxtries", "num", True)
+    "generatetodescriptor",
+    Arg("num_blocks", "num"),
+    Arg("descriptor", "str"),
+    Arg("maxtries", "num", True),
 )
 def _generatetodescriptor(ctx: Context, a: dict[str, Any]) -> Any:
     """Mine to a specified descriptor and return the block hashes."""
@@ -715,7 +737,9 @@ def _mine(ctx: Context, n: int, script: bytes) -> list[str]:
         raise RpcError(E.RPC_MISC_ERROR, f"block rejected: {exc}") from None
 
 
-@method("generateblock", Arg("output", "str"), Arg("transactions", "arr"), Arg("submit", "bool", True))
+@method(
+    "generateblock", Arg("output", "str"), Arg("transactions", "arr"), Arg("submit", "bool", True)
+)
 def _generateblock(ctx: Context, a: dict[str, Any]) -> Any:
     """Mine a set of ordered transactions (mempool txids or raw hex) to an address or
     descriptor. Relay policy does not apply; the kernel judges the block. With submit
@@ -878,7 +902,9 @@ def _help(ctx: Context, a: dict[str, Any]) -> Any:
     """List all commands, or get help for a specified command."""
     name = a.get("command")
     if name is None:
-        return "\n".join(m.usage().splitlines()[0] for m in sorted(METHODS.values(), key=lambda m: m.name))
+        return "\n".join(
+            m.usage().splitlines()[0] for m in sorted(METHODS.values(), key=lambda m: m.name)
+        )
     m = METHODS.get(name)
     return m.usage() if m is not None else f"help: unknown command: {name}"
 
@@ -923,7 +949,3 @@ def _chenilles_reorg(ctx: Context, a: dict[str, Any]) -> Any:
         "reinstated": change.reinstated,
         "evicted": [{"txid": t, "reason": r} for t, r in change.evicted],
     }
-
-
-def block_hash_of(raw: bytes) -> str:
-    return hash_to_hex(sha256d(raw[:80]))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from bitcoin.core.script import OPCODE_NAMES, CScriptOp
+from bitcoin.core.script import OPCODE_NAMES
 
 from .addresses import witness_program
 
@@ -86,9 +86,9 @@ def script_type(script: bytes) -> str:
         return "witness_unknown"
     if script[:1] == bytes([OP_RETURN]) and is_push_only(script[1:]):
         return "nulldata"
-    if len(script) in (35, 67) and script[0] == len(script) - 2 and script[-1] == OP_CHECKSIG:
-        if _is_pubkey(script[1:-1]):
-            return "pubkey"
+    p2pk = len(script) in (35, 67) and script[0] == len(script) - 2 and script[-1] == OP_CHECKSIG
+    if p2pk and _is_pubkey(script[1:-1]):
+        return "pubkey"
     if _multisig(script) is not None:
         return "multisig"
     return "nonstandard"
@@ -160,6 +160,3 @@ def to_asm(script: bytes, sighash_decode: bool = False) -> str:
     except ScriptParseError:
         words.append("[error]")
     return " ".join(words)
-
-
-__all__ = ["CScriptOp", "is_push_only", "script_type", "to_asm"]

@@ -19,6 +19,7 @@ from .descriptors import infer
 from .mempool import Entry, Mempool
 from .scripts import script_type, to_asm
 
+
 def difficulty(bits: int) -> float:
     """Core's GetDifficulty: mainnet's easiest target over this one (16 digits, as Core)."""
     return float(f"{float(0xFFFF * 2**208) / target_from_bits(bits):.16g}")
@@ -85,7 +86,11 @@ def tx_json(
         vin.append(item)
     out["vin"] = vin
     out["vout"] = [
-        {"value": Amount(o.nValue), "n": n, "scriptPubKey": script_pubkey_json(bytes(o.scriptPubKey))}
+        {
+            "value": Amount(o.nValue),
+            "n": n,
+            "scriptPubKey": script_pubkey_json(bytes(o.scriptPubKey)),
+        }
         for n, o in enumerate(tx.vout)
     ]
     if spent is not None and not tx.is_coinbase():
@@ -143,7 +148,9 @@ def block_json(chain: KernelChain, info: BlockInfo, verbosity: int) -> dict[str,
     raw = chain.raw_block(info.block_hash)
     txs = parse_block_txs(raw)
     out = header_json(chain, info)
-    stripped = 80 + (len(raw) - 80 - sum(len(t.raw) for t in txs)) + sum(t.stripped_size for t in txs)
+    stripped = (
+        80 + (len(raw) - 80 - sum(len(t.raw) for t in txs)) + sum(t.stripped_size for t in txs)
+    )
     out["strippedsize"] = stripped
     out["size"] = len(raw)
     out["weight"] = 3 * stripped + len(raw)

@@ -628,7 +628,9 @@ class KernelChain:
             self._journal.append(bytes(raw_block))
         return block_hash
 
-    def build_next_block(self, raw_txs: Sequence[bytes], to_script: bytes | None = None) -> BuiltBlock:
+    def build_next_block(
+        self, raw_txs: Sequence[bytes], to_script: bytes | None = None
+    ) -> BuiltBlock:
         """A solved block on the tip holding exactly `raw_txs` (in this order), not submitted.
 
         The coinbase claims the subsidy and the fees it can price from the index."""
@@ -810,8 +812,7 @@ class KernelChain:
             self._submit_side(built.raw, built.txs)
         if self._hashes[-1] != fork[-1]:
             raise BlockRejected(
-                "the kernel did not switch to the fork: "
-                + rejection_reason(self._log.since(mark)),
+                "the kernel did not switch to the fork: " + rejection_reason(self._log.since(mark)),
                 fork[-1],
             )
         return fork

@@ -13,13 +13,13 @@ transactions seen in the scanned window.
 from __future__ import annotations
 
 import base64
+import http.client
 import itertools
 import json
-import http.client
 import threading
 import urllib.parse
-from decimal import ROUND_CEILING, Decimal
 from collections.abc import Sequence
+from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +155,9 @@ class BitcoindRpcLedger:
 
     def call(self, method: str, *params: Any) -> Any:
         """One RPC call; returns `result` or raises `RpcError`."""
-        return self.parse_response(method, self._post(self.request_body(method, list(params)), method))
+        return self.parse_response(
+            method, self._post(self.request_body(method, list(params)), method)
+        )
 
     def batch(self, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
         """Several calls in one JSON-RPC batch (one round trip); results in order.

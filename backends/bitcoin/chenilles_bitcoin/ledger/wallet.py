@@ -227,8 +227,10 @@ class Wallet:
         if change >= P2WPKH_DUST:
             vout.append(CTxOut(change, CScript(self.script_pubkey)))
         tx = CMutableTransaction(
-            [CTxIn(COutPoint(lx(c.outpoint.txid), c.outpoint.vout), nSequence=0xFFFFFFFE)
-             for c in chosen],
+            [
+                CTxIn(COutPoint(lx(c.outpoint.txid), c.outpoint.vout), nSequence=0xFFFFFFFE)
+                for c in chosen
+            ],
             vout,
             nLockTime=locktime,
             nVersion=2,
