@@ -334,3 +334,32 @@ def test_rejection_reasons_stay_right_after_the_log_buffer_is_trimmed(
             "ConnectBlock " + "ab" * 32 + " failed, block-script-verify-flag-failed (stale)"
         )
     test_kernel_rejects_in_block_double_spend(chain, wallet)
+
+
+def test_wallet_finds_its_coins_across_reorgs_and_reloads(chain: KernelChain, wallet: Wallet) -> None:
+    """The wallet keeps no coin list: a reorg that drops a payment to it, or a fresh Wallet
+    on the same key (a restart), sees exactly the chain's UTXO set."""
+    other = Wallet(chain, secret=KEY)
+    assert other.balance() == 0
+    op = wallet.fund_output(other.script_pubkey, 70_000)
+    spent = parse_tx(chain.get_raw_tx(op.txid) or b"").inputs[0].prevout
+    chain.mine(1)
+    assert spent not in {c.outpoint for c in wallet.coins()}
+    assert other.balance() == 70_000 and Wallet(chain, secret=KEY).balance() == 70_000
+    chain.reorg(1, exclude=[op.txid])  # the payment's block is replaced without it
+    assert other.balance() == 0 and Wallet(chain, secret=KEY).coins() == []
+    assert spent in {c.outpoint for c in wallet.spendable()}  # back, and not reserved
+    with pytest.raises(LedgerError, match="wallet has 0 sat spendable"):
+        other.build_payment([(wallet.script_pubkey, 1_000)])
+
+
+def test_account_keys_are_checked() -> None:
+    from chenilles_bitcoin.accounts import parse_secret
+
+    assert parse_secret(KEY.hex()) == KEY == parse_secret("0x" + KEY.hex()) == parse_secret(KEY)
+    for bad in ("", "zz" * 32, KEY.hex()[:-2], "00" * 32, "ff" * 32, b"\x01" * 31):
+        with pytest.raises(ValueError) as info:
+            parse_secret(bad)
+        assert KEY.hex() not in str(info.value)
+    with pytest.raises(TypeError):
+        parse_secret(123)  # type: ignore[arg-type]
