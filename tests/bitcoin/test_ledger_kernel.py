@@ -336,7 +336,9 @@ def test_rejection_reasons_stay_right_after_the_log_buffer_is_trimmed(
     test_kernel_rejects_in_block_double_spend(chain, wallet)
 
 
-def test_wallet_finds_its_coins_across_reorgs_and_reloads(chain: KernelChain, wallet: Wallet) -> None:
+def test_wallet_finds_its_coins_across_reorgs_and_reloads(
+    chain: KernelChain, wallet: Wallet
+) -> None:
     """The wallet keeps no coin list: a reorg that drops a payment to it, or a fresh Wallet
     on the same key (a restart), sees exactly the chain's UTXO set."""
     other = Wallet(chain, secret=KEY)
