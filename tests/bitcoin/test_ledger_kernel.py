@@ -34,6 +34,7 @@ from chenilles_bitcoin.ledger import (
 )
 from chenilles_bitcoin.ledger.miner import block_subsidy
 from chenilles_bitcoin.ledger.txparse import parse_tx
+from chenilles_bitcoin.ledger.wallet import FALLBACK_FEE_RATE, fee_for, payment_weight
 
 pytestmark = pytest.mark.bitcoin
 
@@ -98,16 +99,19 @@ def test_mine_and_fund(chain: KernelChain, wallet: Wallet) -> None:
     assert chain.get_utxo(op) == (123_456, dest, 105)
     chain.mine(2)
     assert chain.get_tx_confirmations(op.txid) == 3
-    # the coinbase claimed the fee: subsidy + 1000 sat
+    # no estimate on the embedded chain: the wallet pays its fallback rate on the tx's size
+    # (one input, two outputs: 141 vB at 2 sat/vB), and the coinbase claimed that fee
+    fee = fee_for(payment_weight(1, [dest, wallet.script_pubkey]), FALLBACK_FEE_RATE)
+    assert fee == 282
     cb = parse_tx(chain.get_raw_tx(chain.get_block_txids(chain.block_hash(105))[0]) or b"")
-    assert cb.outputs[0].value == block_subsidy(105) + 1_000
+    assert cb.outputs[0].value == block_subsidy(105) + fee
 
 
 def test_spend_p2wpkh_output_is_accepted(chain: KernelChain, wallet: Wallet) -> None:
     other = Wallet(chain, secret=KEY)
     op = wallet.fund_output(other.script_pubkey, 50_000)
     chain.mine(1)
-    other._coins.append(op)
+    assert [c.outpoint for c in other.coins()] == [op]  # found on the chain, not told
     raw = other.build_payment([(wallet.script_pubkey, 40_000)])
     txid = chain.broadcast(raw)
     chain.mine(1)
@@ -118,7 +122,7 @@ def test_spend_p2wpkh_output_is_accepted(chain: KernelChain, wallet: Wallet) -> 
 
 def test_bad_signature_rejected_by_kernel_tip_unchanged(chain: KernelChain, wallet: Wallet) -> None:
     raw = bytearray(wallet.build_payment([(p2wpkh_script(PUB), 10_000)]))
-    sig_at = raw.rfind(b"\x30\x44")
+    sig_at = max(raw.rfind(b"\x30\x44"), raw.rfind(b"\x30\x45"))  # DER, 32 or 33-byte r
     assert sig_at > 0
     raw[sig_at + 8] ^= 0x01  # flip a bit inside r
     txid = chain.broadcast(bytes(raw))  # broadcast does not judge scripts: the kernel does
@@ -135,9 +139,9 @@ def test_bad_signature_rejected_by_kernel_tip_unchanged(chain: KernelChain, wall
 
 
 def test_double_spend_rejected(chain: KernelChain, wallet: Wallet) -> None:
-    coin = wallet._spendable()[0]
+    coin = wallet.spendable()[0].outpoint
     first = wallet.build_payment([(p2wpkh_script(PUB), 1_000)])
-    wallet._reserved.clear()
+    wallet.reserved.clear()
     second = wallet.build_payment([(p2wpkh_script(PUB), 2_000)])
     assert parse_tx(first).inputs[0].prevout == parse_tx(second).inputs[0].prevout == coin
     chain.broadcast(first)
@@ -158,7 +162,7 @@ def test_kernel_rejects_in_block_double_spend(chain: KernelChain, wallet: Wallet
     from chenilles_bitcoin.ledger.txparse import hex_to_hash
 
     first = wallet.build_payment([(p2wpkh_script(PUB), 1_000)])
-    wallet._reserved.clear()
+    wallet.reserved.clear()
     second = wallet.build_payment([(p2wpkh_script(PUB), 2_000)])
     built = build_block(
         hex_to_hash(chain.tip_hash()),
@@ -241,7 +245,7 @@ def test_watcher_learns_preimage_from_spend(chain: KernelChain, wallet: Wallet) 
 
 
 def test_reorg_unconfirms_tx(chain: KernelChain, wallet: Wallet) -> None:
-    coin = wallet._spendable()[0]
+    coin = wallet.spendable()[0].outpoint
     dropped = wallet.fund_output(p2wpkh_script(PUB), 10_000)
     chain.mine(1)
     kept = wallet.fund_output(p2wpkh_script(PUB), 11_000)
@@ -330,3 +334,34 @@ def test_rejection_reasons_stay_right_after_the_log_buffer_is_trimmed(
             "ConnectBlock " + "ab" * 32 + " failed, block-script-verify-flag-failed (stale)"
         )
     test_kernel_rejects_in_block_double_spend(chain, wallet)
+
+
+def test_wallet_finds_its_coins_across_reorgs_and_reloads(
+    chain: KernelChain, wallet: Wallet
+) -> None:
+    """The wallet keeps no coin list: a reorg that drops a payment to it, or a fresh Wallet
+    on the same key (a restart), sees exactly the chain's UTXO set."""
+    other = Wallet(chain, secret=KEY)
+    assert other.balance() == 0
+    op = wallet.fund_output(other.script_pubkey, 70_000)
+    spent = parse_tx(chain.get_raw_tx(op.txid) or b"").inputs[0].prevout
+    chain.mine(1)
+    assert spent not in {c.outpoint for c in wallet.coins()}
+    assert other.balance() == 70_000 and Wallet(chain, secret=KEY).balance() == 70_000
+    chain.reorg(1, exclude=[op.txid])  # the payment's block is replaced without it
+    assert other.balance() == 0 and Wallet(chain, secret=KEY).coins() == []
+    assert spent in {c.outpoint for c in wallet.spendable()}  # back, and not reserved
+    with pytest.raises(LedgerError, match="wallet has 0 sat spendable"):
+        other.build_payment([(wallet.script_pubkey, 1_000)])
+
+
+def test_account_keys_are_checked() -> None:
+    from chenilles_bitcoin.accounts import parse_secret
+
+    assert parse_secret(KEY.hex()) == KEY == parse_secret("0x" + KEY.hex()) == parse_secret(KEY)
+    for bad in ("", "zz" * 32, KEY.hex()[:-2], "00" * 32, "ff" * 32, b"\x01" * 31):
+        with pytest.raises(ValueError) as info:
+            parse_secret(bad)
+        assert KEY.hex() not in str(info.value)
+    with pytest.raises(TypeError):
+        parse_secret(123)  # type: ignore[arg-type]

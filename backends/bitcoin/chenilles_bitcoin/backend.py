@@ -51,7 +51,7 @@ from chenilles_hub.core import (
 from chenilles_hub.core.errors import AmountOutOfRange, InvalidParams
 
 from . import ledger as btc
-from .accounts import BitcoinAccount
+from .accounts import BitcoinAccount, parse_secret
 from .authority import BitcoinAuthority
 from .bolt3 import OutPoint as Bolt3OutPoint
 from .bolt3 import closing_weight, commitment_weight, funding_script, p2wsh, txid_of, weight
@@ -126,6 +126,8 @@ class BitcoinBackend:
         self._sent: dict[str, bytes] = {}  # txid -> raw, every tx this backend broadcast
         self.rebroadcast: dict[str, str] = {}  # txid -> "ok" or the reason it failed
         self._events_seen: set[str] = set()
+        #: the tip's time, read once per poll_events on a ledger without a height clock
+        self._poll_time: int | None = None
 
     # --- describing the chain ------------------------------------------------------------
 
@@ -145,6 +147,8 @@ class BitcoinBackend:
         if self.height_clock:
             anchor_height, anchor_time = self._anchor
             return anchor_time + (height - anchor_height) * BLOCK_INTERVAL
+        if self._poll_time is not None:
+            return self._poll_time
         return self.ledger.tip_time()
 
     def now(self) -> int:
@@ -180,6 +184,14 @@ class BitcoinBackend:
             account.wallet.mine_to_self(1)
             self.ledger.mine(COINBASE_MATURITY)
         return account
+
+    def account_from_key(self, key: bytes | str) -> BitcoinAccount:
+        """The account of a secret given as 32 bytes or 64 hex digits (the node's config).
+
+        Its wallet finds its coins on the ledger (``scan_utxos``), so an account reloaded
+        after a restart sees what it owns; nothing is mined for it.
+        """
+        return BitcoinAccount(self.ledger, parse_secret(key))
 
     def balance(self, account: Account, asset: Asset) -> int:
         """What the account's wallet can spend (channel payouts count once withdrawn)."""
@@ -218,9 +230,10 @@ class BitcoinBackend:
             raise AmountOutOfRange(f"{total} sat exceeds 21e14 sat")
         keys = [parse_chain_key(p.chain_key).funding_pubkey for p in participants]
         spk = bytes(p2wsh(bytes(funding_script(keys[0], keys[1]))))
+        # the channel's own rate, or more when the ledger's estimate is higher
         fee = self.policy.feerate_per_kw * FUNDING_WEIGHT // 1000
         try:
-            raw = acct.wallet.build_payment([(spk, total)], fee=fee)
+            raw = acct.wallet.build_payment([(spk, total)], min_fee=fee)
         except btc.LedgerError as exc:
             raise LedgerError("fund", str(exc)) from exc
         txid = txid_of(parse_tx(raw))
@@ -273,9 +286,7 @@ class BitcoinBackend:
 
     # --- submitting ----------------------------------------------------------------------------
 
-    def _submit(
-        self, operation: str, signed: Signed, pays: BitcoinAccount | None = None
-    ) -> TxReceipt:
+    def _submit(self, operation: str, signed: Signed) -> TxReceipt:
         raw = bytes(signed.tx.serialize())
         try:
             txid = self.ledger.broadcast(raw)
@@ -295,8 +306,6 @@ class BitcoinBackend:
                 self._sent.pop(txid, None)
                 raise LedgerError(operation, str(exc)) from exc
             block = self.ledger.tip_height()
-        if pays is not None:
-            pays.wallet.receive(btc.OutPoint(txid, 0))
         fee = signed.input_total - sum(int(o.nValue) for o in signed.tx.vout)
         return TxReceipt(operation, txid, fee, self.asset, weight(signed.tx), "WU", block)
 
@@ -391,7 +400,7 @@ class BitcoinBackend:
             tx = penalty(ctx, seen, self._spender_of, _account(account).script_pubkey)
         except DutyError as exc:
             raise LedgerError("challenge", str(exc)) from exc
-        return self._submit("challenge", tx, pays=_account(account))
+        return self._submit("challenge", tx)
 
     def conclude(self, params: ChannelParams, account: Account) -> TxReceipt:
         """Sweep our to_local and second-stage HTLC outputs after ``to_self_delay``."""
@@ -407,7 +416,7 @@ class BitcoinBackend:
             raise LedgerError("conclude", str(exc)) from exc
         if tx is None:
             return self._noop("conclude")
-        return self._submit("conclude", tx, pays=_account(account))
+        return self._submit("conclude", tx)
 
     def withdraw(self, params: ChannelParams, me: int, account: Account, asset: Asset) -> TxReceipt:
         """Sweep what the closing tx or the peer's commitment paid our payment basepoint."""
@@ -422,7 +431,7 @@ class BitcoinBackend:
             raise LedgerError("withdraw", str(exc)) from exc
         if sweep is None:
             return self._noop("withdraw")
-        return self._submit("withdraw", sweep, pays=_account(account))
+        return self._submit("withdraw", sweep)
 
     # --- HTLCs ------------------------------------------------------------------------------
 
@@ -461,17 +470,26 @@ class BitcoinBackend:
             spend = direct_htlc_spend(ctx, seen, htlc, preimage, account.script_pubkey)
         except DutyError as exc:
             raise LedgerError(operation, str(exc)) from exc
-        return self._submit(operation, spend, pays=account)
+        return self._submit(operation, spend)
 
     # --- events ------------------------------------------------------------------------------
 
     def poll_events(self) -> list[ChainEvent]:
         """Ledger events as hub events; transactions lost in a reorg are broadcast again."""
+        events = self.ledger.poll_events()
+        if events and not self.height_clock:
+            self._poll_time = self.ledger.tip_time()  # one read per poll, not two per block
+        try:
+            return self._hub_events(events)
+        finally:
+            self._poll_time = None
+
+    def _hub_events(self, events: list[btc.LedgerEvent]) -> list[ChainEvent]:
         out: list[ChainEvent] = []
         status: dict[str, bool] = {}
         disconnected = 0
         reorg_at: int | None = None
-        for event in self.ledger.poll_events():
+        for event in events:
             kind = event.kind
             if kind is btc.EventKind.BLOCK_CONNECTED:
                 out.append(NewBlock(event.height, self._time_at(event.height)))

@@ -30,6 +30,16 @@ class BitcoinBackendFactory:
 
         return connect_backend(url, **options)
 
+    def devnet_command(self, datadir: str, host: str, port: int, block_time: float) -> list[str]:
+        """The argv of a devnet server speaking bitcoind's JSON-RPC (``chenilles devnet``).
+
+        It prints ``{"ready": true, "url": ...}`` on stdout (and writes DIR/ready.json) when
+        it serves; connect with ``connect(url, cookie_file=DIR/.cookie)``.
+        """
+        from .devnet import command
+
+        return command(datadir, host, port, block_time)
+
 
 @hookimpl
 def chenilles_backends() -> list[BitcoinBackendFactory]:

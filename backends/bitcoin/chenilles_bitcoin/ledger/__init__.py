@@ -5,6 +5,7 @@ both behind the `BitcoinLedger` interface."""
 from .interface import (
     BitcoinLedger,
     BlockRejected,
+    Coin,
     EventKind,
     LedgerError,
     LedgerEvent,
@@ -20,6 +21,7 @@ __all__ = [
     "BitcoinLedger",
     "BitcoindRpcLedger",
     "BlockRejected",
+    "Coin",
     "EventKind",
     "KernelChain",
     "LedgerError",

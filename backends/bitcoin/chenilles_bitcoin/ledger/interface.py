@@ -11,7 +11,7 @@ Amounts are int satoshi. Heights are ints; the genesis block is height 0.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import NamedTuple, Protocol, runtime_checkable
@@ -33,6 +33,19 @@ class Utxo(NamedTuple):
     value: int
     script_pubkey: bytes
     height: int
+
+
+class Coin(NamedTuple):
+    """An unspent output found by `scan_utxos`: where it is, what it holds, how it was made.
+
+    `coinbase` matters to wallets: a coinbase output is spendable only 100 blocks deep.
+    """
+
+    outpoint: OutPoint
+    value: int
+    script_pubkey: bytes
+    height: int
+    coinbase: bool
 
 
 class LedgerError(Exception):
@@ -140,6 +153,19 @@ class BitcoinLedger(Protocol):
 
         A watcher uses it to learn HTLC preimages and to spot revoked commitments.
         """
+        ...
+
+    def scan_utxos(self, scripts: Sequence[bytes]) -> list[Coin]:
+        """Every unspent output of the active chain paying one of `scripts` (confirmed only).
+
+        How a wallet finds its coins: the chain's UTXO set is the truth, so the answer is
+        right after a restart or a reorg without any state of the wallet's own.
+        """
+        ...
+
+    def estimate_fee_rate(self, conf_target: int = 6) -> int | None:
+        """A fee rate in sat/kvB expected to confirm within `conf_target` blocks, or None
+        when the ledger has no estimate (the caller then uses its own fallback)."""
         ...
 
     def poll_events(self) -> list[LedgerEvent]:

@@ -23,13 +23,15 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import BinaryIO, NamedTuple
 
 import pbk
 
 from .interface import (
     BlockRejected,
+    Coin,
     EventCallback,
     EventKind,
     LedgerError,
@@ -38,14 +40,85 @@ from .interface import (
     TransactionRejected,
     Utxo,
 )
-from .miner import DEFAULT_COINBASE_SCRIPT, build_block
-from .txparse import ParsedTx, TxParseError, hex_to_hash, parse_block_txs, parse_tx
-from .utxo import UtxoIndex
+from .miner import DEFAULT_COINBASE_SCRIPT, BuiltBlock, build_block
+from .txparse import (
+    ParsedTx,
+    TxParseError,
+    hex_to_hash,
+    parse_block_txs,
+    parse_tx,
+    sha256d,
+)
+from .utxo import TxLocation, UtxoIndex
 
 MAX_FUTURE_BLOCK_TIME = 2 * 60 * 60  # Bitcoin Core's limit on nTime ahead of the wall clock
 _FUTURE_MARGIN = 60  # keep clear of the limit: the wall clock moves between build and check
 
 _TXID_RE = re.compile(r"\b([0-9a-f]{64})\b")
+
+#: Blocks given to the kernel, appended as they are processed (see `_BlockJournal`).
+JOURNAL_NAME = "chenilles-blocks.journal"
+_JOURNAL_MAGIC = b"CHBJ\x01\x00\x00\x00"
+
+
+class BlockInfo(NamedTuple):
+    """A block the kernel stored, on the active chain or not: what a header query needs."""
+
+    block_hash: str
+    height: int
+    header: bytes
+    in_active_chain: bool
+
+
+class _BlockJournal:
+    """Every block the kernel accepted, in order, so a datadir survives ``kill -9``.
+
+    The kernel writes its block index and chainstate only when it flushes (on a clean close,
+    or about once an hour): a process killed before that reopens at the last flush. The
+    journal is appended (and flushed to the OS) after each accepted block; on open, blocks
+    the kernel does not know are given to it again in the same order, which rebuilds the
+    same chain (the kernel, not the journal, decides validity). A torn last record from a
+    crash mid-write is cut off. Format: magic, then per block a 4-byte little-endian length
+    and the serialized block.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: BinaryIO | None = None
+
+    def read(self) -> list[bytes]:
+        """The complete records, cutting a torn tail off the file."""
+        if not self.path.exists():
+            return []
+        data = self.path.read_bytes()
+        if not data.startswith(_JOURNAL_MAGIC):
+            raise LedgerError(f"{self.path} is not a block journal")
+        blocks: list[bytes] = []
+        pos = len(_JOURNAL_MAGIC)
+        while pos + 4 <= len(data):
+            size = int.from_bytes(data[pos : pos + 4], "little")
+            if pos + 4 + size > len(data):
+                break
+            blocks.append(data[pos + 4 : pos + 4 + size])
+            pos += 4 + size
+        if pos != len(data):
+            with self.path.open("r+b") as f:
+                f.truncate(pos)
+        return blocks
+
+    def append(self, raw_block: bytes) -> None:
+        if self._file is None:
+            new = not self.path.exists()
+            self._file = self.path.open("ab")
+            if new:
+                self._file.write(_JOURNAL_MAGIC)
+        self._file.write(len(raw_block).to_bytes(4, "little") + raw_block)
+        self._file.flush()  # in the OS's hands: survives the process being killed
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 class _KernelLog:
@@ -120,12 +193,15 @@ class KernelChain:
         *,
         in_memory_dbs: bool | None = None,
         worker_threads: int = 0,
+        journal: bool | None = None,
     ) -> None:
         """Open (or create) a regtest chain in `datadir`; a temporary directory if None.
 
         `in_memory_dbs` keeps the block index and chainstate databases in memory (faster; the
         chain cannot be reopened). It defaults to True for a temporary directory and False
-        for a given one, so that a given datadir can be reopened.
+        for a given one, so that a given datadir can be reopened. `journal` (default: on
+        for a reopenable datadir) keeps every accepted block in a journal so the chain also
+        survives the process being killed (see `_BlockJournal`).
         """
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if datadir is None:
@@ -153,6 +229,10 @@ class KernelChain:
             opts.update_chainstate_db_in_memory(True)
         opts.set_worker_threads_num(worker_threads)
         self._chainman: pbk.ChainstateManager | None = pbk.ChainstateManager(opts)
+        self._journal: _BlockJournal | None = None
+        if journal if journal is not None else not in_memory_dbs:
+            self._journal = _BlockJournal(self.datadir / JOURNAL_NAME)
+            self._replay_journal(self._journal)
         self._index = UtxoIndex()
         self._times: list[int] = []
         self._hashes: list[str] = []
@@ -189,6 +269,18 @@ class KernelChain:
             self._pending.append(("disconnect", bytes(block), entry.height, str(entry.block_hash)))
         except Exception as exc:
             self._callback_errors.append(exc)
+
+    def _replay_journal(self, journal: _BlockJournal) -> None:
+        """Give the kernel the journaled blocks it lost (a kill before its last flush)."""
+        chainman = self._require_open()
+        for raw in journal.read():
+            block_hash = pbk.BlockHash(sha256d(raw[:80]))
+            if block_hash in chainman.block_tree_entries:
+                continue
+            try:
+                chainman.process_block(pbk.Block(raw))
+            except pbk.ProcessBlockException:
+                continue  # the kernel refuses it again: it was never part of the chain
 
     def _rebuild_index(self) -> None:
         """Replay the kernel's active chain into the index (a fresh or reopened datadir)."""
@@ -313,6 +405,71 @@ class KernelChain:
         loc = self._index.txs.get(txid)
         return None if loc is None else loc.raw
 
+    def scan_utxos(self, scripts: Sequence[bytes]) -> list[Coin]:
+        """Unspent outputs of the active chain paying one of `scripts` (from the index)."""
+        coins: list[Coin] = []
+        for script in dict.fromkeys(bytes(s) for s in scripts):
+            for op in sorted(self._index.by_script.get(script, ())):
+                utxo = self._index.utxos[op]
+                coin = Coin(op, utxo.value, utxo.script_pubkey, utxo.height, False)
+                coins.append(coin._replace(coinbase=self._index.is_coinbase(op)))
+        return coins
+
+    def utxo_set(self) -> dict[OutPoint, Utxo]:
+        """The whole UTXO set of the active chain (read-only view: do not modify)."""
+        return self._index.utxos
+
+    def is_coinbase_output(self, outpoint: OutPoint) -> bool:
+        """Whether the unspent output at `outpoint` was created by a coinbase."""
+        return self._index.is_coinbase(OutPoint(*outpoint))
+
+    def tx_location(self, txid: str) -> TxLocation | None:
+        """Where `txid` is confirmed on the active chain (block, height, raw), or None."""
+        return self._index.txs.get(txid)
+
+    def estimate_fee_rate(self, conf_target: int = 6) -> int | None:
+        """None: the embedded chain has no fee market (every queued tx is in the next block),
+        so wallets on it use their fallback rate, which keeps test fees deterministic."""
+        return None
+
+    def block_time(self, height: int) -> int:
+        """nTime of the active chain's block at `height`."""
+        return self._times[height]
+
+    def median_time_past_at(self, height: int) -> int:
+        """Median time of the 11 blocks ending at `height` on the active chain."""
+        last = sorted(self._times[max(0, height - 10) : height + 1])
+        return last[len(last) // 2]
+
+    def _entry(self, block_hash: str) -> pbk.BlockTreeEntry:
+        chainman = self._require_open()
+        return chainman.block_tree_entries[pbk.BlockHash(hex_to_hash(block_hash))]
+
+    def block_info(self, block_hash: str) -> BlockInfo:
+        """Height and header of any block the kernel stored; KeyError if unknown."""
+        entry = self._entry(block_hash)
+        height = entry.height
+        active = height < len(self._hashes) and self._hashes[height] == block_hash
+        return BlockInfo(block_hash, height, bytes(entry.block_header), active)
+
+    def raw_block(self, block_hash: str) -> bytes:
+        """The serialized block the kernel stored under `block_hash`; KeyError if unknown."""
+        chainman = self._require_open()
+        return bytes(chainman.blocks[self._entry(block_hash)])
+
+    def spent_outputs(self, block_hash: str) -> list[list[tuple[int, bytes]]]:
+        """The kernel's undo data: (value, scriptPubKey) of what each non-coinbase tx of the
+        block spent, in input order. Empty for genesis; KeyError for an unknown block."""
+        chainman = self._require_open()
+        entry = self._entry(block_hash)
+        if entry.height == 0:
+            return []
+        undo = chainman.block_spent_outputs[entry]
+        return [
+            [(c.output.amount, bytes(c.output.script_pubkey)) for c in tx.coins]
+            for tx in undo.transactions
+        ]
+
     def queued(self) -> list[str]:
         """Txids waiting for the next block, in inclusion order."""
         return [q.txid for q in self._queue]
@@ -424,11 +581,19 @@ class KernelChain:
                 total += max(0, value_in - sum(o.value for o in tx.outputs))
         return total
 
-    def submit_block(self, raw_block: bytes, txs: tuple[ParsedTx, ...] | None = None) -> str:
+    def submit_block(
+        self,
+        raw_block: bytes,
+        txs: tuple[ParsedTx, ...] | None = None,
+        *,
+        side_ok: bool = False,
+    ) -> str:
         """Give a serialized block to the kernel; return its hash if it became the tip.
 
         Raises BlockRejected with Bitcoin Core's reason otherwise (the tip did not move, or,
-        for a side branch, the block did not make its branch the active chain).
+        for a side branch, the block did not make its branch the active chain). With
+        `side_ok`, a block the kernel stored on a side branch without finding it invalid
+        (nothing logged, not connected: less work than the tip) is returned, not refused.
         """
         chainman = self._require_open()
         block = pbk.Block(raw_block)
@@ -451,11 +616,43 @@ class KernelChain:
         self._known_blocks.pop(block_hash, None)
         if self._hashes[-1] != block_hash:
             lines = self._log.since(mark)
+            if side_ok and not lines and self._last_checked is None:
+                if self._journal is not None:
+                    self._journal.append(bytes(raw_block))
+                return block_hash
             if not lines and self._last_checked is not None:
                 mode, result = self._last_checked
                 lines = [f"block_checked: {mode.name} {result.name}"]
             raise BlockRejected(rejection_reason(lines), block_hash)
+        if self._journal is not None:
+            self._journal.append(bytes(raw_block))
         return block_hash
+
+    def build_next_block(
+        self, raw_txs: Sequence[bytes], to_script: bytes | None = None
+    ) -> BuiltBlock:
+        """A solved block on the tip holding exactly `raw_txs` (in this order), not submitted.
+
+        The coinbase claims the subsidy and the fees it can price from the index."""
+        try:
+            txs = [parse_tx(bytes(raw)) for raw in raw_txs]
+        except (TxParseError, KeyError) as exc:
+            raise TransactionRejected(f"unparsable transaction: {exc}") from exc
+        return build_block(
+            hex_to_hash(self.tip_hash()),
+            self.tip_height() + 1,
+            self._next_block_time(),
+            txs,
+            self._fees(txs),
+            DEFAULT_COINBASE_SCRIPT if to_script is None else to_script,
+            extra_nonce=len(self._hashes),
+        )
+
+    def mine_block(self, raw_txs: Sequence[bytes], to_script: bytes | None = None) -> str:
+        """Mine one block on the tip holding exactly `raw_txs` (in this order); the queue is
+        left alone. Returns its hash; raises BlockRejected with the kernel's reason."""
+        built = self.build_next_block(raw_txs, to_script)
+        return self.submit_block(built.raw, built.txs)
 
     def mine(self, n: int = 1, to_script: bytes | None = None) -> list[str]:
         """Mine `n` blocks on the tip; the first includes the queued transactions.
@@ -535,13 +732,8 @@ class KernelChain:
         unconfirmed and stay out. Returns the fork's block hashes; the kernel switches to it
         because it has more work, and the index follows its disconnect/connect callbacks.
         """
-        if not 0 < depth <= self.tip_height():
-            raise ValueError("depth must be within the chain")
-        count = depth + 1 if replacement_blocks is None else replacement_blocks
-        if count <= depth:
-            raise ValueError("a reorg needs more blocks than it replaces")
+        count = self._fork_length(depth, replacement_blocks)
         excluded = set(exclude)
-        self._forks += 1
         fork_height = self.tip_height() - depth
         old_txs: list[ParsedTx] = []
         for h in range(fork_height + 1, self.tip_height() + 1):
@@ -554,13 +746,54 @@ class KernelChain:
                 queue.append(tx)
         queue += [q for q in self._queue if q.txid not in excluded]
         self._set_queue([])
+        fork = self._mine_fork(depth, count, queue, to_script)
+        # txs of the old branch that did not make it back are queued again
+        confirmed = self._index.txs
+        self._set_queue([tx for tx in queue if tx.txid not in confirmed])
+        return fork
+
+    def fork(
+        self,
+        depth: int,
+        blocks: int | None = None,
+        raw_txs: Sequence[bytes] = (),
+        to_script: bytes | None = None,
+    ) -> list[str]:
+        """Mine a longer branch on the block `depth` below the tip; the kernel reorganizes to it.
+
+        The branch has `blocks` blocks (default depth + 1); its first block holds exactly
+        `raw_txs` and the others are empty. The old branch's transactions are *not* carried
+        over (a devnet puts them back in its mempool). The queue is left alone. Raises
+        BlockRejected (the tip unchanged) when the kernel refuses the branch.
+        """
+        count = self._fork_length(depth, blocks)
+        try:
+            txs = [parse_tx(bytes(raw)) for raw in raw_txs]
+        except (TxParseError, KeyError) as exc:
+            raise TransactionRejected(f"unparsable transaction: {exc}") from exc
+        return self._mine_fork(depth, count, txs, to_script)
+
+    def _fork_length(self, depth: int, blocks: int | None) -> int:
+        if not 0 < depth <= self.tip_height():
+            raise ValueError("depth must be within the chain")
+        count = depth + 1 if blocks is None else blocks
+        if count <= depth:
+            raise ValueError("a reorg needs more blocks than it replaces")
+        return count
+
+    def _mine_fork(
+        self, depth: int, count: int, first: list[ParsedTx], to_script: bytes | None
+    ) -> list[str]:
+        self._forks += 1
+        fork_height = self.tip_height() - depth
         script = DEFAULT_COINBASE_SCRIPT if to_script is None else to_script
         prev = self._hashes[fork_height]
         times = list(self._times[: fork_height + 1])
         fork: list[str] = []
+        mark = self._log.mark()
         for i in range(count):
             height = fork_height + 1 + i
-            txs = queue if i == 0 else []
+            txs = first if i == 0 else []
             last = sorted(times[-11:])
             ntime = max(last[len(last) // 2] + 1, int(time.time()) + self._time_offset)
             # fees: inputs from the old branch may be unknown to the index at this point
@@ -578,10 +811,10 @@ class KernelChain:
             fork.append(built.block_hash)
             self._submit_side(built.raw, built.txs)
         if self._hashes[-1] != fork[-1]:
-            raise BlockRejected("the kernel did not switch to the fork", fork[-1])
-        # txs of the old branch that did not make it back are queued again
-        confirmed = self._index.txs
-        self._set_queue([tx for tx in queue if tx.txid not in confirmed])
+            raise BlockRejected(
+                "the kernel did not switch to the fork: " + rejection_reason(self._log.since(mark)),
+                fork[-1],
+            )
         return fork
 
     def _submit_side(self, raw: bytes, txs: tuple[ParsedTx, ...]) -> None:
@@ -597,6 +830,8 @@ class KernelChain:
             ) from exc
         finally:
             self._drain_pending()
+        if self._journal is not None:
+            self._journal.append(raw)
 
     def _index_block_txs(self, height: int) -> list[ParsedTx]:
         chainman = self._require_open()
@@ -607,6 +842,8 @@ class KernelChain:
         """Release the kernel (flushes its databases) and the temporary directory if any."""
         self._chainman = None
         gc.collect()  # destroy the kernel objects now: reopening needs the datadir lock
+        if self._journal is not None:
+            self._journal.close()
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None

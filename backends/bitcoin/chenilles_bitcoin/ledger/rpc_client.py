@@ -13,15 +13,18 @@ transactions seen in the scanned window.
 from __future__ import annotations
 
 import base64
+import http.client
 import itertools
 import json
-import urllib.error
-import urllib.request
+import threading
+import urllib.parse
+from collections.abc import Sequence
 from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 from typing import Any
 
 from .interface import (
+    Coin,
     EventCallback,
     EventKind,
     LedgerError,
@@ -34,6 +37,8 @@ from .interface import (
 COIN = Decimal(100_000_000)
 RPC_INVALID_ADDRESS_OR_KEY = -5  # "No such mempool or blockchain transaction", unknown block
 RPC_VERIFY_ERRORS = (-25, -26, -27)  # verify error, rejected, already in chain
+BATCH = 50  # calls per JSON-RPC batch in the block scan
+RECENT_TXS = 20_000  # raw txs kept from the latest scanned blocks (events read them)
 
 
 class RpcError(LedgerError):
@@ -52,6 +57,12 @@ def btc_to_sat(value: Decimal | int | str) -> int:
     if sat != sat.to_integral_value():
         raise ValueError(f"amount {value} is not a whole number of satoshi")
     return int(sat)
+
+
+def _is_coinbase(raw: bytes) -> bool:
+    from .txparse import parse_tx
+
+    return parse_tx(raw).is_coinbase
 
 
 class BitcoindRpcLedger:
@@ -79,6 +90,11 @@ class BitcoindRpcLedger:
             else None
         )
         self._ids = itertools.count(1)
+        self._path = urllib.parse.urlsplit(url).path or "/"
+        self._conn: http.client.HTTPConnection | None = None
+        self._lock = threading.Lock()
+        #: raw txs of recently scanned blocks: the events' txs, read without a call each
+        self._recent_raw: dict[str, bytes] = {}
         self._scanned: dict[int, str] = {}  # height -> hash of the blocks we indexed
         self._block_spends: dict[str, list[OutPoint]] = {}
         self._block_txids: dict[str, list[str]] = {}
@@ -96,27 +112,86 @@ class BitcoindRpcLedger:
             {"jsonrpc": "1.0", "id": next(self._ids), "method": method, "params": params}
         ).encode()
 
+    def _post(self, body: bytes, what: str) -> bytes:
+        """POST on a kept-alive connection (one reconnect if the server closed it)."""
+        headers = {"Content-Type": "application/json"}
+        if self._auth:
+            headers["Authorization"] = self._auth
+        with self._lock:
+            for attempt in (0, 1):
+                conn = self._conn
+                if conn is None:
+                    url = urllib.parse.urlsplit(self.url)
+                    cls = (
+                        http.client.HTTPSConnection
+                        if url.scheme == "https"
+                        else http.client.HTTPConnection
+                    )
+                    conn = self._conn = cls(url.hostname or "", url.port, timeout=self.timeout)
+                try:
+                    conn.request("POST", self._path, body, headers)
+                    resp = conn.getresponse()
+                    data = resp.read()
+                except (http.client.HTTPException, ConnectionError) as exc:
+                    self._close()
+                    if attempt == 0 and not isinstance(exc, ConnectionRefusedError):
+                        continue  # a kept-alive connection the server dropped: retry once
+                    raise RpcError(-1, f"cannot reach bitcoind at {self.url}: {exc}", what) from exc
+                except OSError as exc:
+                    self._close()
+                    raise RpcError(-1, f"cannot reach bitcoind at {self.url}: {exc}", what) from exc
+                if resp.getheader("Connection", "").lower() == "close":
+                    self._close()
+                # bitcoind answers RPC errors with HTTP 500 (404 for unknown method) and a body
+                if resp.status != 200 and not data:
+                    raise RpcError(resp.status, f"HTTP {resp.status} {resp.reason}", what)
+                return data
+        raise AssertionError("unreachable")
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
     def call(self, method: str, *params: Any) -> Any:
         """One RPC call; returns `result` or raises `RpcError`."""
-        req = urllib.request.Request(
-            self.url, data=self.request_body(method, list(params)), method="POST"
+        return self.parse_response(
+            method, self._post(self.request_body(method, list(params)), method)
         )
-        req.add_header("Content-Type", "application/json")
-        if self._auth:
-            req.add_header("Authorization", self._auth)
+
+    def batch(self, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
+        """Several calls in one JSON-RPC batch (one round trip); results in order.
+
+        Raises `RpcError` for the first call that failed.
+        """
+        if not calls:
+            return []
+        ids = [next(self._ids) for _ in calls]
+        body = json.dumps(
+            [
+                {"jsonrpc": "1.0", "id": i, "method": m, "params": p}
+                for i, (m, p) in zip(ids, calls, strict=True)
+            ]
+        ).encode()
+        data = self._post(body, calls[0][0])
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                body = resp.read()
-        except urllib.error.HTTPError as exc:
-            # bitcoind answers RPC errors with HTTP 500 (404 for unknown method) and a body
-            body = exc.read()
-            if not body:
-                raise RpcError(exc.code, f"HTTP {exc.code} {exc.reason}", method) from exc
-        except urllib.error.URLError as exc:
-            raise RpcError(
-                -1, f"cannot reach bitcoind at {self.url}: {exc.reason}", method
-            ) from exc
-        return self.parse_response(method, body)
+            replies = json.loads(data, parse_float=Decimal)
+        except ValueError as exc:
+            raise RpcError(-1, f"invalid JSON from bitcoind: {data[:200]!r}", "batch") from exc
+        if not isinstance(replies, list):
+            err = replies.get("error") if isinstance(replies, dict) else None
+            raise RpcError(int((err or {}).get("code", -1)), str(err or replies), "batch")
+        by_id = {r.get("id"): r for r in replies if isinstance(r, dict)}
+        results = []
+        for i, (method, _) in zip(ids, calls, strict=True):
+            reply = by_id.get(i)
+            if reply is None:
+                raise RpcError(-1, "missing reply in batch", method)
+            err = reply.get("error")
+            if err:
+                raise RpcError(int(err.get("code", -1)), str(err.get("message", err)), method)
+            results.append(reply.get("result"))
+        return results
 
     @staticmethod
     def parse_response(method: str, body: bytes) -> Any:
@@ -154,6 +229,9 @@ class BitcoindRpcLedger:
 
     def get_raw_tx(self, txid: str) -> bytes | None:
         """getrawtransaction (mempool, wallet, or any tx with -txindex)."""
+        recent = self._recent_raw.get(txid)
+        if recent is not None:
+            return recent
         try:
             return bytes.fromhex(self.call("getrawtransaction", txid, False))
         except RpcError as exc:
@@ -192,14 +270,41 @@ class BitcoindRpcLedger:
         found = self._spends.get(OutPoint(*outpoint))
         return None if found is None else found[1]
 
-    def estimate_fee_rate(self, conf_target: int = 6, fallback_sat_vb: int = 2) -> int:
-        """estimatesmartfee as int sat/vB (rounded up); the fallback when the node has none."""
+    def estimate_fee_rate(self, conf_target: int = 6) -> int | None:
+        """estimatesmartfee in sat/kvB (rounded up), or None when the node has no estimate."""
         res = self.call("estimatesmartfee", conf_target)
         rate = res.get("feerate") if isinstance(res, dict) else None
         if rate is None:
-            return fallback_sat_vb
-        sat_per_kvb = int((Decimal(rate) * COIN).to_integral_value(rounding=ROUND_CEILING))
-        return max(1, -(-sat_per_kvb // 1000))
+            return None
+        return int((Decimal(rate) * COIN).to_integral_value(rounding=ROUND_CEILING))
+
+    def scan_utxos(self, scripts: Sequence[bytes]) -> list[Coin]:
+        """scantxoutset with one ``raw(<script>)`` descriptor per script (confirmed UTXOs).
+
+        Bitcoin Core scans its whole UTXO set: instant on regtest and signet, minutes on
+        mainnet. Nodes that predate the ``coinbase`` field are asked for the transaction.
+        """
+        if not scripts:
+            return []
+        descriptors = [f"raw({bytes(s).hex()})" for s in dict.fromkeys(bytes(s) for s in scripts)]
+        res = self.call("scantxoutset", "start", descriptors)
+        coins = []
+        for u in res.get("unspents", []):
+            op = OutPoint(str(u["txid"]), int(u["vout"]))
+            coinbase = u.get("coinbase")
+            if coinbase is None:
+                raw = self.get_raw_tx(op.txid)
+                coinbase = raw is not None and _is_coinbase(raw)
+            coins.append(
+                Coin(
+                    op,
+                    btc_to_sat(u["amount"]),
+                    bytes.fromhex(u["scriptPubKey"]),
+                    int(u["height"]),
+                    bool(coinbase),
+                )
+            )
+        return sorted(coins, key=lambda c: c.outpoint)
 
     # -- writing --------------------------------------------------------------------------
 
@@ -226,7 +331,11 @@ class BitcoindRpcLedger:
     # -- events ---------------------------------------------------------------------------
 
     def sync(self) -> None:
-        """Bring the block scan up to the node's tip, emitting events (reorg-aware)."""
+        """Bring the block scan up to the node's tip, emitting events (reorg-aware).
+
+        Block hashes are read in batches of `BATCH` walking back from the tip until they
+        agree with what was scanned; the new blocks are then read in batches too.
+        """
         tip = self.tip_height()
         first = not self._synced
         self._synced = True
@@ -234,28 +343,40 @@ class BitcoindRpcLedger:
         # walk back from the tip to the highest height where our view agrees with the node
         fork = tip
         new: list[tuple[int, str]] = []
-        while fork >= lowest:
-            h = str(self.call("getblockhash", fork))
-            if self._scanned.get(fork) == h:
-                break
-            new.append((fork, h))
-            fork -= 1
+        agreed = False
+        while fork >= lowest and not agreed:
+            heights = list(range(fork, max(lowest, fork - BATCH + 1) - 1, -1))
+            hashes = self.batch([("getblockhash", [h]) for h in heights])
+            for height, block_hash in zip(heights, hashes, strict=True):
+                if self._scanned.get(height) == str(block_hash):
+                    agreed = True
+                    break
+                new.append((height, str(block_hash)))
+                fork = height - 1
         # disconnect what we hold above the agreement point, newest first
         for height in sorted((h for h in self._scanned if h > fork), reverse=True):
             self._disconnect(height, self._scanned.pop(height))
-        for height, block_hash in reversed(new):
-            self._connect(height, block_hash, emit=not first)
+        if len(self._recent_raw) > RECENT_TXS:
+            for txid in list(self._recent_raw)[: RECENT_TXS // 2]:
+                del self._recent_raw[txid]
+        todo = list(reversed(new))
+        for i in range(0, len(todo), BATCH):
+            chunk = todo[i : i + BATCH]
+            blocks = self.batch([("getblock", [h, 2]) for _, h in chunk])
+            for (height, block_hash), block in zip(chunk, blocks, strict=True):
+                self._connect(height, block_hash, block, emit=not first)
         for height in [h for h in self._scanned if h < lowest]:
             self._forget(self._scanned.pop(height))
 
-    def _connect(self, height: int, block_hash: str, *, emit: bool) -> None:
-        block = self.call("getblock", block_hash, 2)
+    def _connect(self, height: int, block_hash: str, block: Any, *, emit: bool) -> None:
         spends: list[OutPoint] = []
         txids: list[str] = []
         for tx in block["tx"]:
             txids.append(tx["txid"])
             self._tx_heights[tx["txid"]] = height
             raw = bytes.fromhex(tx["hex"])
+            if emit:
+                self._recent_raw[tx["txid"]] = raw
             for vin in tx["vin"]:
                 if "coinbase" in vin:
                     continue

@@ -71,6 +71,18 @@ class ParsedTx:
     inputs: tuple[TxIn, ...]
     outputs: tuple[TxOut, ...]
     locktime: int
+    #: size without the witness (what nodes without segwit would see); weight = 3x this + size
+    stripped_size: int
+
+    @property
+    def weight(self) -> int:
+        """BIP 141 weight: 3 * stripped size + total size."""
+        return 3 * self.stripped_size + len(self.raw)
+
+    @property
+    def vsize(self) -> int:
+        """Virtual size in vbytes: weight / 4, rounded up."""
+        return -(-self.weight // 4)
 
     @property
     def is_coinbase(self) -> bool:
@@ -149,11 +161,13 @@ def _parse_at(buf: bytes, start: int) -> tuple[ParsedTx, int]:
         # txid commits to the legacy serialization: version, inputs, outputs, locktime
         legacy = raw[:4] + buf[start + 6 : body_end] + raw[-4:]
         txid = hash_to_hex(sha256d(legacy))
+        stripped = len(legacy)
     else:
         txid = hash_to_hex(sha256d(raw))
+        stripped = len(raw)
     wtxid = hash_to_hex(sha256d(raw))
     return (
-        ParsedTx(raw, txid, wtxid, version, tuple(inputs), tuple(outputs), locktime),
+        ParsedTx(raw, txid, wtxid, version, tuple(inputs), tuple(outputs), locktime, stripped),
         r.pos,
     )
 

@@ -40,6 +40,8 @@ class UtxoIndex:
         self.coinbase: set[OutPoint] = set()
         self.txs: dict[str, TxLocation] = {}
         self.spent_by: dict[OutPoint, str] = {}
+        #: scriptPubKey -> its unspent outpoints: wallets find their coins without a scan
+        self.by_script: dict[bytes, set[OutPoint]] = {}
         self._undo: dict[str, _BlockUndo] = {}
 
     def connect(self, block_hash: str, height: int, txs: list[ParsedTx]) -> None:
@@ -50,6 +52,7 @@ class UtxoIndex:
                 for txin in tx.inputs:
                     prev = self.utxos.pop(txin.prevout, None)
                     if prev is not None:
+                        self._unindex(txin.prevout, prev.script_pubkey)
                         was_cb = txin.prevout in self.coinbase
                         self.coinbase.discard(txin.prevout)
                         undo.spent.append((txin.prevout, prev, was_cb))
@@ -57,6 +60,7 @@ class UtxoIndex:
             for vout, out in enumerate(tx.outputs):
                 op = OutPoint(tx.txid, vout)
                 self.utxos[op] = Utxo(out.value, out.script_pubkey, height)
+                self.by_script.setdefault(out.script_pubkey, set()).add(op)
                 if i == 0:
                     self.coinbase.add(op)
                 undo.created.append(op)
@@ -70,17 +74,27 @@ class UtxoIndex:
         if undo is None:
             raise RuntimeError(f"no undo record for block {block_hash}")
         for op in undo.created:
-            self.utxos.pop(op, None)
+            gone = self.utxos.pop(op, None)
+            if gone is not None:
+                self._unindex(op, gone.script_pubkey)
             self.coinbase.discard(op)
         for tx in txs[1:]:
             for txin in tx.inputs:
                 self.spent_by.pop(txin.prevout, None)
         for op, utxo, was_cb in undo.spent:
             self.utxos[op] = utxo
+            self.by_script.setdefault(utxo.script_pubkey, set()).add(op)
             if was_cb:
                 self.coinbase.add(op)
         for txid in undo.txids:
             self.txs.pop(txid, None)
+
+    def _unindex(self, outpoint: OutPoint, script_pubkey: bytes) -> None:
+        ops = self.by_script.get(script_pubkey)
+        if ops is not None:
+            ops.discard(outpoint)
+            if not ops:
+                del self.by_script[script_pubkey]
 
     def get(self, outpoint: OutPoint) -> Utxo | None:
         """The unspent output at `outpoint`, if any."""

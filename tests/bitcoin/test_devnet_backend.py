@@ -1,0 +1,127 @@
+"""The Bitcoin backend over the URL path: ``connect(url)`` to a devnet server process.
+
+Two accounts, two ``ChannelMachine``s (the harness of the embedded tests), every
+transaction through sendrawtransaction into the devnet's mempool and mined by RPC: a
+cooperative close, and a revoked commitment punished, with exact balances on-chain. The
+accounts' wallets find their coins by scantxoutset; one is reloaded from its key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from chenilles_bitcoin.backend import BitcoinBackend
+from chenilles_bitcoin.ledger import BitcoindRpcLedger, OutPoint
+from chenilles_bitcoin.plugin import BitcoinBackendFactory
+from chenilles_bitcoin.watch import parse_tx
+
+from chenilles_hub import plugins
+from chenilles_hub.backend import Concluded, Funded, LedgerError, Registered
+from chenilles_hub.core import Close, Transfer
+
+from .devnet_harness import Devnet, running
+from .test_backend_harness import BTC, Channel
+
+pytestmark = [pytest.mark.bitcoin, pytest.mark.devnet]
+
+
+@pytest.fixture(scope="module")
+def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
+    datadir: Path = tmp_path_factory.mktemp("devnet-backend") / "node"
+    yield from running(datadir)
+
+
+def connect(devnet: Devnet, **options: object) -> BitcoinBackend:
+    factory = plugins.backend("bitcoin")
+    backend = factory.connect(devnet.url, cookie_file=str(devnet.cookie_file), **options)
+    assert isinstance(backend, BitcoinBackend) and isinstance(backend.ledger, BitcoindRpcLedger)
+    return backend
+
+
+def test_devnet_command_through_the_factory(tmp_path: Path) -> None:
+    argv = BitcoinBackendFactory().devnet_command(str(tmp_path), "127.0.0.1", 0, 2.5)
+    assert argv[1:3] == ["-m", "chenilles_bitcoin.devnet"]
+    assert argv[argv.index("--block-time") + 1] == "2.5" and argv[argv.index("--port") + 1] == "0"
+
+
+def test_cooperative_close_over_rpc(devnet: Devnet) -> None:
+    backend = connect(devnet)
+    channel = Channel.create(backend, (1_000_000, 0))
+    alice, bob = channel.accounts
+    a0, b0 = channel.start_balances
+    assert a0 == b0 == 50 * 100_000_000  # one mature coinbase each, found by scantxoutset
+    channel.open()
+    backend.poll_events()
+    fund = backend.fund(channel.params, 0, alice, BTC, 1_000_000)
+    assert fund.block is None  # in the devnet's mempool, not mined
+    assert devnet.rpc("getrawmempool") == [fund.txid]
+    backend.mine(1)
+    events = backend.poll_events()
+    assert Funded(channel.channel_id, BTC, 0, 1_000_000) in events
+    channel.update(0, Transfer(BTC, 250_000))
+    channel.update(1, Transfer(BTC, 50_000))
+    final = channel.update(0, Close())
+    close = backend.close_cooperative(channel.params, final, alice)
+    backend.mine(1)
+    assert Concluded(channel.channel_id, final.version) in backend.poll_events()
+    wa = backend.withdraw(channel.params, 0, alice, BTC)
+    wb = backend.withdraw(channel.params, 1, bob, BTC)
+    backend.mine(1)
+    balances = final.state.free(BTC)
+    assert balances == (800_000, 200_000)
+    assert (
+        backend.balance(alice, BTC) == a0 - 1_000_000 - fund.fee + balances[0] - close.fee - wa.fee
+    )
+    assert backend.balance(bob, BTC) == b0 + balances[1] - wb.fee
+    # the same account reloaded from its key (a node restart) sees the same coins
+    again = backend.account_from_key(alice.secret.hex())
+    assert backend.balance(again, BTC) == backend.balance(alice, BTC)
+    other = connect(devnet)  # a second process's view of the same chain
+    assert other.balance(other.account_from_key(bob.secret), BTC) == backend.balance(bob, BTC)
+
+
+def test_revoked_commitment_punished_over_rpc(devnet: Devnet) -> None:
+    backend = connect(devnet, auto_mine=True)
+    channel = Channel.create(backend, (1_000_000, 0))
+    alice, bob = channel.accounts
+    channel.open()
+    backend.fund(channel.params, 0, alice, BTC, 1_000_000)
+    channel.update(0, Transfer(BTC, 400_000))
+    revoked = channel.latest()
+    channel.update(1, Transfer(BTC, 100_000))
+    channel.update(0, Transfer(BTC, 1_000))
+    backend.poll_events()
+    # bob broadcasts version 1, which he revoked; the devnet accepts it (valid signatures)
+    cheat = backend.register(channel.params, revoked, bob)
+    assert any(isinstance(e, Registered) and e.version == 1 for e in backend.poll_events())
+    commitment = parse_tx(backend.ledger.get_raw_tx(cheat.txid) or b"")
+    before = backend.balance(alice, BTC)
+    justice = backend.challenge(channel.params, channel.latest(), alice)
+    for index in range(len(commitment.vout)):
+        spender = backend.ledger.find_spending_tx(OutPoint(cheat.txid, index))
+        assert spender is not None and parse_tx(spender).GetTxid()[::-1].hex() == justice.txid
+    taken = sum(int(o.nValue) for o in commitment.vout)
+    assert taken == 1_000_000 - cheat.fee
+    assert backend.balance(alice, BTC) == before + taken - justice.fee
+    assert backend.conclude(channel.params, bob).txid == ""
+    with pytest.raises(LedgerError, match="already spent"):
+        backend.challenge(channel.params, channel.latest(), alice)
+
+
+def test_unilateral_close_waits_for_csv_by_mempool_policy(devnet: Devnet) -> None:
+    backend = connect(devnet, auto_mine=True)
+    channel = Channel.create(backend, (1_000_000, 0), challenge=3600)  # 6 blocks
+    alice, _ = channel.accounts
+    channel.open()
+    backend.fund(channel.params, 0, alice, BTC, 1_000_000)
+    latest = channel.update(0, Transfer(BTC, 300_000))
+    reg = backend.register(channel.params, latest, alice)
+    with pytest.raises(LedgerError) as early:
+        backend.conclude(channel.params, alice)
+    assert early.value.reason == "non-BIP68-final"  # the devnet's mempool, as Core's
+    backend.mine(5)
+    before = backend.balance(alice, BTC)
+    sweep = backend.conclude(channel.params, alice)
+    assert backend.balance(alice, BTC) == before + 1_000_000 - 300_000 - reg.fee - sweep.fee
