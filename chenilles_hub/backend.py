@@ -35,6 +35,10 @@ class TxReceipt(msgspec.Struct, frozen=True):
     cost: int  # gas (EVM), weight units (Bitcoin), compute units (Solana)
     cost_unit: str
     block: int | None = None
+    #: Base units of ``fee_asset`` the transaction locked in accounts it created (Solana's
+    #: rent-exempt minimum): not a fee, but not paid back either, so an operator's books
+    #: count it with the fees.
+    rent: int = 0
 
 
 # --- chain events the watcher follows ------------------------------------------------------

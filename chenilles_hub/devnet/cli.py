@@ -78,7 +78,9 @@ def up(
             save_state(where, state)  # a later failure still leaves this one findable
         for ledger in ledgers:
             role = role_of(ledger.backend)
-            ledger.provisioned = role.devnet_provision(ledger.url, ledger.datadir, len(names))
+            ledger.provisioned = role.devnet_provision(
+                ledger.url, ledger.datadir, len(names), block_time
+            )
         paths = write_configs(where, names, ledgers)
     except DevnetError as exc:
         raise click.ClickException(str(exc)) from None
@@ -171,7 +173,7 @@ def _ledgers(root: str, chain: str | None) -> list[LedgerProcess]:
 def mine(blocks: int, root: str, chain: str | None) -> None:
     """Produce BLOCKS blocks now on each ledger (or one)."""
     for ledger in _ledgers(root, chain):
-        role_of(ledger.backend).devnet_mine(ledger.url, blocks)
+        role_of(ledger.backend).devnet_mine(ledger.url, ledger.datadir, blocks)
         click.echo(f"{ledger.name}: mined {blocks}")
 
 
@@ -182,5 +184,9 @@ def mine(blocks: int, root: str, chain: str | None) -> None:
 def advance(seconds: int, root: str, chain: str | None) -> None:
     """Move each ledger's clock SECONDS ahead (challenge periods, HTLC expiries)."""
     for ledger in _ledgers(root, chain):
-        role_of(ledger.backend).devnet_advance(ledger.url, seconds)
+        try:
+            role_of(ledger.backend).devnet_advance(ledger.url, ledger.datadir, seconds)
+        except ValueError as exc:
+            click.echo(f"{ledger.name}: not advanced: {exc}", err=True)
+            continue
         click.echo(f"{ledger.name}: advanced {seconds} s")

@@ -50,15 +50,20 @@ class DevnetRole(Protocol):
         """Whether the ledger at ``url`` answers (polled after start)."""
         ...
 
-    def devnet_provision(self, url: str, datadir: str, accounts: int) -> DevnetChain:
+    def devnet_provision(
+        self, url: str, datadir: str, accounts: int, block_time: float
+    ) -> DevnetChain:
         """Make the ledger usable by nodes: deploy what must be deployed (once: a second call
-        after a restart reuses it, kept in ``datadir``) and fund ``accounts`` new accounts."""
+        after a restart reuses it, kept in ``datadir``) and fund ``accounts`` new accounts.
+        ``block_time`` is what the ledger was started with (a chain whose clock is its
+        height converts times at that rate)."""
         ...
 
-    def devnet_mine(self, url: str, blocks: int) -> None:
-        """Produce ``blocks`` blocks (slots) now."""
+    def devnet_mine(self, url: str, datadir: str, blocks: int) -> None:
+        """Produce ``blocks`` blocks now."""
         ...
 
-    def devnet_advance(self, url: str, seconds: int) -> None:
-        """Move the ledger's clock ``seconds`` ahead (and produce a block at the new time)."""
+    def devnet_advance(self, url: str, datadir: str, seconds: int) -> None:
+        """Move the ledger's clock ``seconds`` ahead (and produce a block at the new time).
+        A chain whose clock cannot be moved raises ``ValueError`` saying why."""
         ...

@@ -57,7 +57,7 @@ from .bolt3 import OutPoint as Bolt3OutPoint
 from .bolt3 import closing_weight, commitment_weight, funding_script, p2wsh, txid_of, weight
 from .bolt3.commitment import HTLC_SUCCESS_WEIGHT, HTLC_TIMEOUT_WEIGHT
 from .channel_keys import derivation_tag, derive_secrets, parse_chain_key, secrets_for
-from .commitments import BLOCK_INTERVAL, MAX_SAT, NATIVE_TOKEN, ChannelPolicy, ChannelView
+from .commitments import MAX_SAT, NATIVE_TOKEN, ChannelPolicy, ChannelView
 from .duties import (
     ChannelContext,
     DutyError,
@@ -132,12 +132,13 @@ class BitcoinBackend:
     # --- describing the chain ------------------------------------------------------------
 
     def time_model(self) -> TimeModel:
+        interval = self.policy.block_interval
         return TimeModel(
-            block_interval_ms=BLOCK_INTERVAL * 1000,
+            block_interval_ms=interval * 1000,
             finality_depth=FINALITY_DEPTH,
-            inclusion_delay=INCLUSION_DELAY_BLOCKS * BLOCK_INTERVAL,
+            inclusion_delay=INCLUSION_DELAY_BLOCKS * interval,
             timelock_horizon=TIMELOCK_HORIZON,
-            safety_margin=EXPIRY_MARGIN * BLOCK_INTERVAL,
+            safety_margin=EXPIRY_MARGIN * interval,
         )
 
     def assets(self) -> Sequence[Asset]:
@@ -146,7 +147,7 @@ class BitcoinBackend:
     def _time_at(self, height: int) -> int:
         if self.height_clock:
             anchor_height, anchor_time = self._anchor
-            return anchor_time + (height - anchor_height) * BLOCK_INTERVAL
+            return anchor_time + (height - anchor_height) * self.policy.block_interval
         if self._poll_time is not None:
             return self._poll_time
         return self.ledger.tip_time()
@@ -155,10 +156,10 @@ class BitcoinBackend:
         return self._time_at(self.ledger.tip_height())
 
     def native_expiry(self, expiry: int) -> int:
-        """``tip + floor((expiry - now) / 600) - margin``: a height reached before ``expiry``."""
-        return max(
-            0, self.ledger.tip_height() + (expiry - self.now()) // BLOCK_INTERVAL - EXPIRY_MARGIN
-        )
+        """``tip + floor((expiry - now) / interval) - margin``: a height reached before
+        ``expiry``."""
+        blocks = (expiry - self.now()) // self.policy.block_interval
+        return max(0, self.ledger.tip_height() + blocks - EXPIRY_MARGIN)
 
     def estimate_fee(self, operation: str) -> int:
         weights = {
@@ -199,9 +200,9 @@ class BitcoinBackend:
         return _account(account).wallet.balance()
 
     def advance_time(self, seconds: int) -> None:
-        """Mine one block per started 600 s (heights are what timelocks see)."""
+        """Mine one block per started block interval (heights are what timelocks see)."""
         if seconds > 0:
-            self.ledger.mine(math.ceil(seconds / BLOCK_INTERVAL))
+            self.ledger.mine(math.ceil(seconds / self.policy.block_interval))
 
     def mine(self, blocks: int = 1) -> None:
         self.ledger.mine(blocks)
@@ -612,6 +613,7 @@ def _policy(options: dict[str, Any]) -> ChannelPolicy:
         feerate_per_kw=options.pop("feerate_per_kw", default.feerate_per_kw),
         dust_limit_sat=options.pop("dust_limit_sat", default.dust_limit_sat),
         max_fee_sat=options.pop("max_fee_sat", default.max_fee_sat),
+        block_interval=int(options.pop("block_interval", default.block_interval)),
     )
 
 

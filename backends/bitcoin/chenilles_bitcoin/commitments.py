@@ -63,16 +63,21 @@ class CommitmentFeeError(InsufficientBalance):
 
 @dataclass(frozen=True)
 class ChannelPolicy:
-    """Backend constants both sides must share (there is no update_fee)."""
+    """Backend constants both sides must share (there is no update_fee).
+
+    ``block_interval`` is the network's expected seconds per block: 600 on Bitcoin's real
+    networks; a devnet that mines every few seconds says so, so that unix times (HTLC
+    expiries, challenge durations) become the heights that are reached at those times."""
 
     feerate_per_kw: int = 1000
     dust_limit_sat: int = 546
     max_fee_sat: int = 50_000
+    block_interval: int = BLOCK_INTERVAL
 
 
-def to_self_delay(params: ChannelParams) -> int:
-    """CSV delay in blocks: the challenge duration at 600 s a block, at least 6 blocks."""
-    return max(MIN_TO_SELF_DELAY, math.ceil(params.challenge_duration / BLOCK_INTERVAL))
+def to_self_delay(params: ChannelParams, block_interval: int = BLOCK_INTERVAL) -> int:
+    """CSV delay in blocks: the challenge duration in blocks, at least 6 blocks."""
+    return max(MIN_TO_SELF_DELAY, math.ceil(params.challenge_duration / block_interval))
 
 
 def check_amounts(state: ChannelState) -> None:
@@ -107,7 +112,7 @@ class ChannelView:
         self.asset = params.assets[0]
         self.funding_txid = params.nonce.hex()
         self.funding_outpoint = OutPoint(self.funding_txid, FUNDING_OUTPUT)
-        self.to_self_delay = to_self_delay(params)
+        self.to_self_delay = to_self_delay(params, policy.block_interval)
         self.funding_script = bytes(
             funding_script(self.keys[0].funding_pubkey, self.keys[1].funding_pubkey)
         )

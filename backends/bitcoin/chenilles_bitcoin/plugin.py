@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from chenilles_hub.backend import BackendInfo, ChainBackend
+from chenilles_hub.devnet.role import DevnetChain
 from chenilles_hub.hookspecs import hookimpl
 
 
@@ -30,7 +32,11 @@ class BitcoinBackendFactory:
 
         return connect_backend(url, **options)
 
-    def devnet_command(self, datadir: str, host: str, port: int, block_time: float) -> list[str]:
+    # --- the devnet role (chenilles_hub.devnet.role.DevnetRole) ------------------------------
+
+    def devnet_command(
+        self, datadir: str, host: str, port: int, block_time: float, index: int = 0
+    ) -> list[str]:
         """The argv of a devnet server speaking bitcoind's JSON-RPC (``chenilles devnet``).
 
         It prints ``{"ready": true, "url": ...}`` on stdout (and writes DIR/ready.json) when
@@ -39,6 +45,32 @@ class BitcoinBackendFactory:
         from .devnet import command
 
         return command(datadir, host, port, block_time)
+
+    def devnet_ready(self, url: str) -> bool:
+        from .devnet.role import ready
+
+        return ready(url)
+
+    def devnet_provision(
+        self, url: str, datadir: str, accounts: int, block_time: float
+    ) -> DevnetChain:
+        from .devnet.role import provision
+
+        chain = provision(url, datadir, accounts, block_time)
+        (Path(datadir) / "block_interval").write_text(str(chain.options["block_interval"]))
+        return chain
+
+    def devnet_mine(self, url: str, datadir: str, blocks: int) -> None:
+        from .devnet.role import mine
+
+        mine(url, datadir, blocks)
+
+    def devnet_advance(self, url: str, datadir: str, seconds: int) -> None:
+        from .devnet.role import advance
+
+        interval_file = Path(datadir) / "block_interval"
+        interval = int(interval_file.read_text()) if interval_file.exists() else 600
+        advance(url, datadir, seconds, interval)
 
 
 @hookimpl

@@ -55,17 +55,19 @@ class EvmBackendFactory:
 
         return ready(url)
 
-    def devnet_provision(self, url: str, datadir: str, accounts: int) -> DevnetChain:
+    def devnet_provision(
+        self, url: str, datadir: str, accounts: int, block_time: float
+    ) -> DevnetChain:
         from .devnet import provision
 
         return provision(url, datadir, accounts)
 
-    def devnet_mine(self, url: str, blocks: int) -> None:
+    def devnet_mine(self, url: str, datadir: str, blocks: int) -> None:
         from .devnet import mine
 
         mine(url, blocks)
 
-    def devnet_advance(self, url: str, seconds: int) -> None:
+    def devnet_advance(self, url: str, datadir: str, seconds: int) -> None:
         from .devnet import advance
 
         advance(url, seconds)

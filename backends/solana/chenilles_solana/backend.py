@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
+import msgspec
 from solders.instruction import Instruction
 from solders.keypair import Keypair
 from solders.litesvm import LiteSVM
@@ -177,23 +178,23 @@ class SolanaBackend:
         mint's authority, test tokens in its associated token account."""
         account = SolanaAccount(Keypair())
         if fund:
-            self.ledger.airdrop(account.pubkey, TEST_SOL)
-            if self.test_mint is not None and self._mint_authority:
-                payer = self._faucet or account.keypair  # on a cluster: the airdropped SOL
-                ata = spl.associated_token_address(account.pubkey, self.test_mint)
-                self._send(
-                    "create_account",
-                    [
-                        spl.create_ata_idempotent_ix(
-                            payer.pubkey(), account.pubkey, self.test_mint
-                        ),
-                        spl.mint_to_ix(
-                            self.test_mint, ata, self._mint_authority.pubkey(), TEST_TOKENS
-                        ),
-                    ],
-                    [payer, self._mint_authority],
-                )
+            self.fund_account(account)
         return account
+
+    def fund_account(self, account: SolanaAccount) -> None:
+        """Development clusters: airdrop test SOL and, with a test mint, mint test tokens."""
+        self.ledger.airdrop(account.pubkey, TEST_SOL)
+        if self.test_mint is not None and self._mint_authority:
+            payer = self._faucet or account.keypair  # on a cluster: the airdropped SOL
+            ata = spl.associated_token_address(account.pubkey, self.test_mint)
+            self._send(
+                "create_account",
+                [
+                    spl.create_ata_idempotent_ix(payer.pubkey(), account.pubkey, self.test_mint),
+                    spl.mint_to_ix(self.test_mint, ata, self._mint_authority.pubkey(), TEST_TOKENS),
+                ],
+                [payer, self._mint_authority],
+            )
 
     def account_from_key(self, key: bytes | str) -> SolanaAccount:
         """The account of a configured secret key: a 32-byte seed or a 64-byte keypair, as
@@ -288,7 +289,11 @@ class SolanaBackend:
         k = ch.asset_index(asset)
         keypair = _keypair(account)
         ixs: list[Instruction] = []
+        rent = 0
         if self.ledger.account(ch.address) is None:
+            rent = self.ledger.rent(pc.CHANNEL_ACCOUNT_SIZE) + sum(
+                self.ledger.rent(spl.TOKEN_ACCOUNT_SIZE) for m in ch.mints if m != pc.NATIVE_MINT
+            )
             open_ix, _, _ = pc.open_ix(
                 self.program_id,
                 keypair.pubkey(),
@@ -320,7 +325,7 @@ class SolanaBackend:
                 )
         if not ixs:
             return TxReceipt("fund", "", 0, Asset(self.chain, NATIVE), 0, "CU", None)
-        return self._send("fund", ixs, [keypair])
+        return msgspec.structs.replace(self._send("fund", ixs, [keypair]), rent=rent)
 
     def close_cooperative(
         self, params: ChannelParams, signed: SignedState, account: Any

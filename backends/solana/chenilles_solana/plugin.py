@@ -7,6 +7,7 @@ from importlib import metadata
 from typing import Any
 
 from chenilles_hub.backend import BackendInfo, ChainBackend
+from chenilles_hub.devnet.role import DevnetChain
 from chenilles_hub.hookspecs import hookimpl
 
 
@@ -29,7 +30,11 @@ class SolanaBackendFactory:
 
         return connect_backend(url, **options)
 
-    def devnet_command(self, datadir: str, host: str, port: int, block_time: float) -> list[str]:
+    # --- the devnet role (chenilles_hub.devnet.role.DevnetRole) ------------------------------
+
+    def devnet_command(
+        self, datadir: str, host: str, port: int, block_time: float, index: int = 0
+    ) -> list[str]:
         """The argv of a devnet server for this chain (python -m chenilles_solana.devnet):
         Solana's JSON-RPC over LiteSVM, state in ``datadir``, one slot per ``block_time``
         seconds. It prints one JSON line when ready (url, program_id, test_mint, ...) and
@@ -50,6 +55,26 @@ class SolanaBackendFactory:
             "--slot-ms",
             str(slot_ms),
         ]
+
+    def devnet_ready(self, url: str) -> bool:
+        from .devnet.role import ready
+
+        return ready(url)
+
+    def devnet_provision(
+        self, url: str, datadir: str, accounts: int, block_time: float
+    ) -> DevnetChain:
+        from .devnet.role import provision
+
+        return provision(url, datadir, accounts)
+
+    def devnet_mine(self, url: str, datadir: str, blocks: int) -> None:
+        """Slots come with time on the devnet: nothing to mine."""
+
+    def devnet_advance(self, url: str, datadir: str, seconds: int) -> None:
+        from .devnet.role import advance
+
+        advance(seconds)
 
 
 @hookimpl

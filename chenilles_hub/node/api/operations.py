@@ -78,7 +78,8 @@ def channel_view(node: Node, channel: Channel) -> dict[str, Any]:
             for h in state.htlcs
         ],
         "receipts": [
-            {"operation": r.operation, "txid": r.txid, "fee": r.fee} for r in channel.receipts
+            {"operation": r.operation, "txid": r.txid, "fee": r.fee, "rent": r.rent}
+            for r in channel.receipts
         ],
     }
 

@@ -9,6 +9,8 @@ refusal is noted instead of stopping the node.
 
 from __future__ import annotations
 
+import logging
+
 from ...backend import (
     ChainEvent,
     Concluded,
@@ -34,8 +36,13 @@ from .opening import Opening
 from .payments import Payments
 from .records import Channel
 
+log = logging.getLogger("chenilles.node")
+
 #: Seconds before a failed conclusion is tried again.
 CONCLUDE_RETRY = 60
+#: Seconds between attempts to collect a payout the chain did not release yet (a closing
+#: transaction not confirmed yet, say).
+WITHDRAW_RETRY = 5
 
 
 class ChainActions:
@@ -43,6 +50,8 @@ class ChainActions:
         self.ctx = ctx
         self.opening = opening
         self.payments = payments
+        #: When each channel whose payout is not collected yet may be tried again.
+        self._withdraw_at: dict[bytes, int] = {}
 
     def on_chain_events(self, chain: str, events: list[ChainEvent]) -> None:
         watcher = self.ctx.watcher
@@ -80,6 +89,19 @@ class ChainActions:
 
     def tick(self) -> None:
         self.act(self.ctx.watcher.tick(self.ctx.clock()))
+        self._retry_withdrawals()
+
+    def _retry_withdrawals(self) -> None:
+        """A closed channel is ``closed`` only once every payout reached our account; until
+        then it stays ``closing`` and its withdrawal is tried again (after a restart too)."""
+        now = self.ctx.clock()
+        for channel in self.ctx.channels.values():
+            if channel.status != "closing" or not channel.concluded:
+                continue  # nothing to collect yet (or already collected)
+            if self._withdraw_at.get(channel.channel_id, 0) > now:
+                continue
+            self._withdraw_at[channel.channel_id] = now + WITHDRAW_RETRY
+            self.withdraw_all(channel, retry=True)
 
     def act(self, actions: list[Action]) -> None:
         for action in actions:
@@ -158,12 +180,29 @@ class ChainActions:
             self.ctx.note(f"channel {channel.channel_id.hex()[:8]} closed cooperatively")
             self.withdraw_all(channel)
 
-    def withdraw_all(self, channel: Channel) -> None:
+    def withdraw_all(self, channel: Channel, retry: bool = False) -> None:
+        """Collect our payout of every asset; the channel is ``closed`` once all arrived.
+        (A retry that fails again is only logged: the first failure is in the journal.)"""
+        channel.concluded = True
+        pending = False
         for asset in channel.params.assets:
+            if asset in channel.withdrawn:
+                continue
             try:
                 channel.receipts.append(
                     channel.backend.withdraw(channel.params, channel.me, channel.account, asset)
                 )
             except LedgerError as error:
-                self.ctx.note(f"withdraw {asset} from {channel.channel_id.hex()[:8]}: {error}")
+                pending = True
+                text = f"withdraw {asset} from {channel.channel_id.hex()[:8]}: {error}"
+                if retry:
+                    log.debug("%s: %s", self.ctx.name, text)
+                else:
+                    self.ctx.note(text)
+                continue
+            channel.withdrawn = channel.withdrawn | {asset}
+        if pending:
+            channel.status = "closing"  # concluded: collecting what is ours
+            return
+        self._withdraw_at.pop(channel.channel_id, None)
         channel.status = "closed"

@@ -28,6 +28,8 @@ class ChannelMeta(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     funded_by_me: bool
     funded_by_peer: bool
     status: str
+    concluded: bool = False
+    withdrawn: tuple[Asset, ...] = ()
 
 
 class InvoiceRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -153,6 +153,8 @@ class Persistence:
                     funded_by_me=meta.funded_by_me,
                     funded_by_peer=meta.funded_by_peer,
                     status=meta.status,
+                    concluded=meta.concluded,
+                    withdrawn=frozenset(meta.withdrawn),
                 )
             )
 
@@ -168,5 +170,7 @@ def _channel_meta(channel: Channel) -> bytes:
             channel.funded_by_me,
             channel.funded_by_peer,
             channel.status,
+            channel.concluded,
+            tuple(sorted(channel.withdrawn)),
         )
     )

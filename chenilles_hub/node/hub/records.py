@@ -26,6 +26,11 @@ class Channel:
     funded_by_me: bool = False
     funded_by_peer: bool = False
     status: str = "opening"  # opening, active, closing, disputed, closed
+    #: The ledger concluded the channel (cooperatively or after a dispute): its payouts are
+    #: ours to collect, and the channel is ``closed`` once every asset's has arrived.
+    concluded: bool = False
+    #: Assets whose payout reached our account.
+    withdrawn: frozenset[Asset] = frozenset()
     receipts: list[TxReceipt] = field(default_factory=list)
     #: The node's set of channels to write at the next checkpoint (set by the node).
     dirty_sink: set[bytes] | None = field(default=None, repr=False, compare=False)
@@ -71,7 +76,16 @@ class Channel:
 
 
 _PERSISTED = frozenset(
-    {"queue", "in_flight", "next_htlc_seq", "funded_by_me", "funded_by_peer", "status"}
+    {
+        "queue",
+        "in_flight",
+        "next_htlc_seq",
+        "funded_by_me",
+        "funded_by_peer",
+        "status",
+        "concluded",
+        "withdrawn",
+    }
 )
 
 

@@ -1,0 +1,179 @@
+"""Every chain over its real RPC, between node processes: the three devnet ledgers as
+separate processes, four `chenilles node start` processes (hub, alice, bob, carol) on them.
+
+Per chain, two nodes open, pay, close cooperatively and by force; a payment crosses chains
+through the hub (EVM -> Bitcoin, EVM -> Solana); the hub is killed mid-payment and
+restarted. Every on-chain balance is checked exactly: what a node's wallet lost is what it
+deposited and paid in fees (its own receipts), what it got back is its channel balance."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.node.test_server_harness import wait_for
+
+from .harness import Devnet, DevnetNode, connected, open_channel, pay
+
+pytestmark = [pytest.mark.devnet, pytest.mark.xdist_group("devnet-hub")]
+
+ETH = "native@eip155:31337"
+BTC = "native@bip122:regtest"
+SOL = "native@solana:localnet"
+NAMES = ("hub", "alice", "bob", "carol")
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, DevnetNode]]:
+    devnet = Devnet.up(tmp_path_factory.mktemp("devnet"), "--nodes", ",".join(NAMES))
+    nodes = {name: devnet.node(name) for name in NAMES}
+    try:
+        for node in nodes.values():
+            node.start()
+        yield nodes
+    finally:
+        for node in nodes.values():
+            node.stop()
+        devnet.down()
+
+
+def wallet(node: DevnetNode, asset: str) -> int:
+    chain = asset.rpartition("@")[2]
+    row = next(b for b in node.api.get("/v1/backends") if b["chain"] == chain)
+    return int(row["balances"][asset])
+
+
+def fees(node: DevnetNode, channel_id: str) -> int:
+    return sum(r["fee"] for r in node.api.get(f"/v1/channels/{channel_id}")["receipts"])
+
+
+def direct_peers(a: DevnetNode, b: DevnetNode) -> None:
+    if not connected(a, b):
+        a.api.post("/v1/peers", {"node_id": b.node_id, "address": b.config["node"]["listen"]})
+        wait_for(lambda: connected(a, b), what=f"{a.name} connected to {b.name}")
+
+
+def _open(a: DevnetNode, b: DevnetNode, asset: str, amount: int, challenge: int) -> str:
+    started = a.api.post(
+        "/v1/channels",
+        {"peer": b.node_id, "asset": asset, "amount": amount, "challenge_duration": challenge},
+    )
+    result: dict[str, Any] = wait_for(
+        lambda: (
+            (r := a.api.get(f"/v1/channels/opening/{started['temp_id']}"))["status"] == "active"
+            and r
+        ),
+        timeout=120,
+        what="channel active",
+    )
+    channel_id: str = result["channel_id"]
+    wait_for(lambda: b.api.get(f"/v1/channels/{channel_id}")["status"] == "active", timeout=60)
+    return channel_id
+
+
+def _closed(node: DevnetNode, channel_id: str, timeout: float = 240) -> None:
+    wait_for(
+        lambda: node.api.get(f"/v1/channels/{channel_id}")["status"] == "closed",
+        timeout=timeout,
+        what=f"{channel_id[:8]} closed on {node.name}",
+    )
+
+
+AMOUNTS = {ETH: 10**17, BTC: 10**7, SOL: 10**9}
+
+
+@pytest.mark.parametrize("asset", [ETH, BTC, SOL], ids=["evm", "bitcoin", "solana"])
+@pytest.mark.parametrize("force", [False, True], ids=["cooperative", "force"])
+def test_two_processes_open_pay_and_close_on_each_chain(
+    net: dict[str, DevnetNode], asset: str, force: bool
+) -> None:
+    alice, bob = net["alice"], net["bob"]
+    direct_peers(alice, bob)
+    deposit, paid = AMOUNTS[asset], AMOUNTS[asset] // 10
+    before = {n.name: wallet(n, asset) for n in (alice, bob)}
+    channel_id = _open(alice, bob, asset, deposit, challenge=5)
+    version = alice.api.post(f"/v1/channels/{channel_id}/transfers", {"amount": paid})["version"]
+    assert version >= 1
+    alice.api.post(f"/v1/channels/{channel_id}/close", {"force": force})
+    _closed(alice, channel_id)
+    _closed(bob, channel_id)
+
+    def observed() -> dict[str, int]:
+        return {n.name: wallet(n, asset) - before[n.name] for n in (alice, bob)}
+
+    def expected() -> dict[str, int]:
+        receipts = {
+            n.name: n.api.get(f"/v1/channels/{channel_id}")["receipts"] for n in (alice, bob)
+        }
+        spent = {name: sum(r["fee"] + r["rent"] for r in rs) for name, rs in receipts.items()}
+        # On Bitcoin the cooperative closing fee comes out of the funder's output: it is the
+        # close receipt's fee, whoever broadcast it.
+        closing = 0
+        if asset == BTC and not force:
+            closing = sum(
+                r["fee"]
+                for rs in receipts.values()
+                for r in rs
+                if r["operation"] == "close_cooperative" and "alice" not in rs
+            ) - sum(r["fee"] for r in receipts["alice"] if r["operation"] == "close_cooperative")
+        # Bob never deposited: he gets exactly what he was paid, less the fees of the
+        # transactions he sent himself (sweeps, on the chains that need them); Alice gets
+        # the rest back, less every fee she paid (funding, close or dispute).
+        return {"alice": -paid - spent["alice"] - closing, "bob": paid - spent["bob"]}
+
+    with contextlib.suppress(TimeoutError):
+        wait_for(lambda: observed() == expected(), timeout=60, what="the payouts")
+    assert observed() == expected()
+
+
+def test_one_payment_crosses_from_evm_to_bitcoin_and_to_solana(net: dict[str, DevnetNode]) -> None:
+    hub, alice, bob, carol = (net[n] for n in NAMES)
+    c_alice = open_channel(alice, hub, ETH, 10**18)
+    c_bob = open_channel(hub, bob, BTC, 10**8)
+    c_carol = open_channel(hub, carol, SOL, 10**10)
+    to_bob = pay(alice, bob, 10**6, BTC)
+    assert to_bob["status"] == "succeeded", to_bob
+    to_carol = pay(alice, carol, 10**8, SOL)
+    assert to_carol["status"] == "succeeded", to_carol
+    assert hub.api.get(f"/v1/channels/{c_bob}")["balances"][0]["remote"] == 10**6
+    assert hub.api.get(f"/v1/channels/{c_carol}")["balances"][0]["remote"] == 10**8
+    # Alice paid what the hub's quotes asked (1 BTC = 20 ETH, 1 SOL = 0.05 ETH at the
+    # devnet's reference prices), plus its fee, all in ETH.
+    spent = 10**18 - alice.api.get(f"/v1/channels/{c_alice}")["balances"][0]["local"]
+    assert spent == to_bob["sent"] + to_carol["sent"]
+
+
+def test_the_hub_killed_mid_payment_restarts_and_the_payment_completes(
+    net: dict[str, DevnetNode],
+) -> None:
+    hub, alice, bob = net["hub"], net["alice"], net["bob"]
+    c_alice = open_channel(alice, hub, ETH, 10**18)
+    c_bob = open_channel(hub, bob, BTC, 10**8)
+    invoice = bob.api.post("/v1/invoices", {"amount": 2 * 10**6, "asset": BTC})
+    started = wait_for(
+        lambda: alice.api.post("/v1/payments", {"invoice": invoice["invoice"]}),
+        what="a route through the hub (announcements)",
+    )
+    hub.kill()  # somewhere in the middle of the circuit: no goodbye, nothing flushed
+    hub.start()
+    result = wait_for(
+        lambda: (
+            (p := alice.api.get(f"/v1/payments/{started['payment_hash']}"))["status"] != "pending"
+            and p
+        ),
+        timeout=120,
+        what="the payment settled or failed after the restart",
+    )
+    state_in = wait_for(lambda: (c := hub.api.get(f"/v1/channels/{c_alice}"))["idle"] and c)
+    state_out = wait_for(lambda: (c := hub.api.get(f"/v1/channels/{c_bob}"))["idle"] and c)
+    if result["status"] == "succeeded":
+        assert state_out["balances"][0]["remote"] >= 2 * 10**6
+    # Whatever happened, nothing is left locked and both sides agree with their peers.
+    assert not state_in["htlcs"] and not state_out["htlcs"]
+    assert (
+        alice.api.get(f"/v1/channels/{c_alice}")["balances"][0]["local"]
+        == state_in["balances"][0]["remote"]
+    )
