@@ -39,6 +39,10 @@ class TxReceipt(msgspec.Struct, frozen=True):
     #: rent-exempt minimum): not a fee, but not paid back either, so an operator's books
     #: count it with the fees.
     rent: int = 0
+    #: The fee came out of the channel's funds, borne by whoever the chain's rules charge
+    #: (on Bitcoin the funder pays the commitment and closing transactions' fees), not
+    #: out of the sender's wallet.
+    fee_from_channel: bool = False
 
 
 # --- chain events the watcher follows ------------------------------------------------------
@@ -84,12 +88,16 @@ ChainEvent = Funded | Registered | Concluded | PreimageRevealed | NewBlock | Reo
 
 
 class LedgerError(Exception):
-    """The ledger refused an action (reverted, rejected by consensus). ``reason`` is its word."""
+    """The ledger refused an action (reverted, rejected by consensus). ``reason`` is its word.
 
-    def __init__(self, operation: str, reason: str) -> None:
+    ``receipt`` is set when the refusal still cost a fee (an EVM transaction mined but
+    reverted): the operator's books must show it even though the action failed."""
+
+    def __init__(self, operation: str, reason: str, receipt: TxReceipt | None = None) -> None:
         super().__init__(f"{operation}: {reason}")
         self.operation = operation
         self.reason = reason
+        self.receipt = receipt
 
 
 class Account(Protocol):

@@ -50,6 +50,23 @@ def fees(node: DevnetNode, channel_id: str) -> int:
     return sum(r["fee"] for r in node.api.get(f"/v1/channels/{channel_id}")["receipts"])
 
 
+def expected_payouts(
+    channel_id: str, net_change: list[tuple[DevnetNode, int]], funder: DevnetNode
+) -> dict[str, int]:
+    """What each side's wallet must have gained: its net change in the channel, less the
+    fees it paid from its wallet (and rent it locked), less, for the funder, the fees paid
+    out of the channel's funds (Bitcoin's commitment and closing transactions)."""
+    receipts = {n.name: n.api.get(f"/v1/channels/{channel_id}")["receipts"] for n, _ in net_change}
+    from_channel = {
+        r["txid"]: r["fee"] for rs in receipts.values() for r in rs if r["fee_from_channel"]
+    }
+    result = {}
+    for node, change in net_change:
+        own = sum(r["fee"] + r["rent"] for r in receipts[node.name] if not r["fee_from_channel"])
+        result[node.name] = change - own - (sum(from_channel.values()) if node is funder else 0)
+    return result
+
+
 def direct_peers(a: DevnetNode, b: DevnetNode) -> None:
     if not connected(a, b):
         a.api.post("/v1/peers", {"node_id": b.node_id, "address": b.config["node"]["listen"]})
@@ -105,24 +122,7 @@ def test_two_processes_open_pay_and_close_on_each_chain(
         return {n.name: wallet(n, asset) - before[n.name] for n in (alice, bob)}
 
     def expected() -> dict[str, int]:
-        receipts = {
-            n.name: n.api.get(f"/v1/channels/{channel_id}")["receipts"] for n in (alice, bob)
-        }
-        spent = {name: sum(r["fee"] + r["rent"] for r in rs) for name, rs in receipts.items()}
-        # On Bitcoin the cooperative closing fee comes out of the funder's output: it is the
-        # close receipt's fee, whoever broadcast it.
-        closing = 0
-        if asset == BTC and not force:
-            closing = sum(
-                r["fee"]
-                for rs in receipts.values()
-                for r in rs
-                if r["operation"] == "close_cooperative" and "alice" not in rs
-            ) - sum(r["fee"] for r in receipts["alice"] if r["operation"] == "close_cooperative")
-        # Bob never deposited: he gets exactly what he was paid, less the fees of the
-        # transactions he sent himself (sweeps, on the chains that need them); Alice gets
-        # the rest back, less every fee she paid (funding, close or dispute).
-        return {"alice": -paid - spent["alice"] - closing, "bob": paid - spent["bob"]}
+        return expected_payouts(channel_id, [(alice, -paid), (bob, paid)], funder=alice)
 
     with contextlib.suppress(TimeoutError):
         wait_for(lambda: observed() == expected(), timeout=60, what="the payouts")

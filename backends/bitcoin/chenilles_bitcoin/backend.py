@@ -287,7 +287,7 @@ class BitcoinBackend:
 
     # --- submitting ----------------------------------------------------------------------------
 
-    def _submit(self, operation: str, signed: Signed) -> TxReceipt:
+    def _submit(self, operation: str, signed: Signed, *, from_channel: bool = False) -> TxReceipt:
         raw = bytes(signed.tx.serialize())
         try:
             txid = self.ledger.broadcast(raw)
@@ -308,7 +308,16 @@ class BitcoinBackend:
                 raise LedgerError(operation, str(exc)) from exc
             block = self.ledger.tip_height()
         fee = signed.input_total - sum(int(o.nValue) for o in signed.tx.vout)
-        return TxReceipt(operation, txid, fee, self.asset, weight(signed.tx), "WU", block)
+        return TxReceipt(
+            operation,
+            txid,
+            fee,
+            self.asset,
+            weight(signed.tx),
+            "WU",
+            block,
+            fee_from_channel=from_channel,
+        )
 
     def _noop(self, operation: str) -> TxReceipt:
         return TxReceipt(operation, "", 0, self.asset, 0, "WU", None)
@@ -376,7 +385,7 @@ class BitcoinBackend:
             closing = signed_closing(ctx, signed)
         except DutyError as exc:
             raise LedgerError("close_cooperative", str(exc)) from exc
-        return self._submit("close_cooperative", closing)
+        return self._submit("close_cooperative", closing, from_channel=True)
 
     # --- the dispute ---------------------------------------------------------------------------
 
@@ -389,7 +398,7 @@ class BitcoinBackend:
             raise LedgerError("register", str(exc)) from exc
         ctx.record.registered = signed
         ctx.record.note_state(signed.state)
-        return self._submit("register", commitment)
+        return self._submit("register", commitment, from_channel=True)
 
     def challenge(self, params: ChannelParams, signed: SignedState, account: Account) -> TxReceipt:
         """Punish a revoked commitment of the peer: one justice transaction takes it all."""

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, cast
 
+import msgspec
 from eth_account import Account as EthAccount
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import is_address, to_checksum_address
@@ -620,20 +621,27 @@ class EvmBackend:
             "chainId": self.chain_id,
             **self._fees(),
         }
+        mined: TxReceipt | None = None
         try:
             tx = build(base)
             tx_hash = w3.eth.send_raw_transaction(sender.sign_transaction(tx).raw_transaction)
             receipt = w3.eth.wait_for_transaction_receipt(tx_hash)
+            mined = self._receipt(operation, tx_hash, receipt)
             if receipt["status"] != 1:
-                # mined but reverted (the state changed since estimation): replay for the reason
+                # mined but reverted (the state changed since estimation): replay for the
+                # reason; the gas it burnt is reported with the error
+                mined = msgspec.structs.replace(mined, operation=f"{operation} (reverted)")
                 call = {k: tx[k] for k in ("from", "to", "data", "value") if k in tx}
                 _send(w3, lambda: w3.eth.call(cast(TxParams, call), receipt["blockNumber"] - 1))
                 raise ContractReverted("Unknown", ())
         except ContractReverted as exc:
-            raise LedgerError(operation, _reason(exc)) from exc
+            raise LedgerError(operation, _reason(exc), mined) from exc
         except (Web3Exception, _EthTesterInvalid, _EthInvalid, ValueError) as exc:
             # rejected before execution: insufficient funds, nonce, fee cap, node errors
-            raise LedgerError(operation, f"{type(exc).__name__}: {exc}") from exc
+            raise LedgerError(operation, f"{type(exc).__name__}: {exc}", mined) from exc
+        return mined
+
+    def _receipt(self, operation: str, tx_hash: Any, receipt: Any) -> TxReceipt:
         gas = int(receipt["gasUsed"])
         return TxReceipt(
             operation=operation,

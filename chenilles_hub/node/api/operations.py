@@ -78,7 +78,13 @@ def channel_view(node: Node, channel: Channel) -> dict[str, Any]:
             for h in state.htlcs
         ],
         "receipts": [
-            {"operation": r.operation, "txid": r.txid, "fee": r.fee, "rent": r.rent}
+            {
+                "operation": r.operation,
+                "txid": r.txid,
+                "fee": r.fee,
+                "rent": r.rent,
+                "fee_from_channel": r.fee_from_channel,
+            }
             for r in channel.receipts
         ],
     }

@@ -109,6 +109,7 @@ class ChainActions:
             try:
                 self._act_one(action)
             except LedgerError as error:
+                self._failed_receipt(getattr(action, "channel_id", None), error)
                 self.ctx.note(f"watcher action {type(action).__name__} failed: {error}")
                 if isinstance(action, ConcludeAndWithdraw):
                     self.ctx.watcher.postpone(action.channel_id, self.ctx.clock() + CONCLUDE_RETRY)
@@ -144,6 +145,7 @@ class ChainActions:
                     channel.backend.refund_htlc(channel.params, htlc, channel.account)
                 )
             except LedgerError as error:
+                self._failed_receipt(channel.channel_id, error)
                 self.ctx.note(
                     f"refund of HTLC {action.htlc_id} waits for conclusion: {error.reason}"
                 )
@@ -157,6 +159,12 @@ class ChainActions:
             for htlc in latest.state.htlcs if latest else ():
                 if htlc.payer == channel.me and htlc.payment_hash not in self.payments.preimages:
                     self.payments.refunded_on_chain(channel, htlc)
+
+    def _failed_receipt(self, channel_id: bytes | None, error: LedgerError) -> None:
+        """A refused action that still cost a fee goes into the channel's books."""
+        channel = self.ctx.channels.get(channel_id) if channel_id is not None else None
+        if error.receipt is not None and channel is not None:
+            channel.receipts.append(error.receipt)
 
     def force_close(self, channel_id: bytes) -> TxReceipt:
         """Register our latest signed state on-chain: the start of a dispute."""
@@ -193,6 +201,7 @@ class ChainActions:
                     channel.backend.withdraw(channel.params, channel.me, channel.account, asset)
                 )
             except LedgerError as error:
+                self._failed_receipt(channel.channel_id, error)
                 pending = True
                 text = f"withdraw {asset} from {channel.channel_id.hex()[:8]}: {error}"
                 if retry:
