@@ -26,6 +26,10 @@ class Channel:
     funded_by_me: bool = False
     funded_by_peer: bool = False
     status: str = "opening"  # opening, active, closing, disputed, closed
+    #: What an opening channel waits for, in words for the operator ("waiting for the
+    #: peer's deposit: 0 of 1000 confirmed ..."); empty once active. Recomputed from the
+    #: chain, so not persisted.
+    waiting: str = ""
     receipts: list[TxReceipt] = field(default_factory=list)
     #: The node's set of channels to write at the next checkpoint (set by the node).
     dirty_sink: set[bytes] | None = field(default=None, repr=False, compare=False)
