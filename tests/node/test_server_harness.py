@@ -265,12 +265,19 @@ def connected(a: NodeProc, b: NodeProc) -> bool:
     return any(p["node_id"] == b.node_id and p["connected"] for p in a.api.get("/v1/peers"))
 
 
-def open_channel(a: NodeProc, b: NodeProc, amount: int, remote: int = 0) -> str:
+def open_channel(
+    a: NodeProc, b: NodeProc, amount: int, remote: int = 0, challenge: int | None = None
+) -> str:
     wait_for(lambda: connected(a, b), what=f"{a.name} connected to {b.name}")
-    started = a.api.post(
-        "/v1/channels",
-        {"peer": b.node_id, "asset": NATIVE, "amount": amount, "remote_amount": remote},
-    )
+    body: dict[str, Any] = {
+        "peer": b.node_id,
+        "asset": NATIVE,
+        "amount": amount,
+        "remote_amount": remote,
+    }
+    if challenge is not None:
+        body["challenge_duration"] = challenge
+    started = a.api.post("/v1/channels", body)
 
     def active() -> dict[str, Any] | None:
         result: dict[str, Any] = a.api.get(f"/v1/channels/opening/{started['temp_id']}")
