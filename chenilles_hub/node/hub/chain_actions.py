@@ -115,7 +115,7 @@ class ChainActions:
                     latest.version if latest else None,
                     self.heights.get(chain, -1),
                 )
-                if channel.status in ("opening", "active", "closing", "closed"):
+                if channel.status in ("opening", "active", "closing"):
                     channel.status = "disputed"
                     channel.waiting = ""
                 self.ctx.note(
