@@ -56,6 +56,12 @@ class Funded(msgspec.Struct, frozen=True, tag="funded"):
 
 
 class Registered(msgspec.Struct, frozen=True, tag="registered"):
+    """``timeout``: the end of the challenge period, in unix seconds on the chain's own
+    clock (the clock of ``ChainBackend.next_block_time``): the ledger concludes the dispute
+    in a block whose time is ``>= timeout`` (EVM: ``block.timestamp >= timeout``; Solana:
+    ``Clock.unix_timestamp >= deadline``; Bitcoin: the height clock's time of the height at
+    which the CSV delay of the commitment's outputs has passed)."""
+
     channel_id: bytes
     version: int
     timeout: int
@@ -78,7 +84,12 @@ class NewBlock(msgspec.Struct, frozen=True, tag="new_block"):
 
 
 class Reorged(msgspec.Struct, frozen=True, tag="reorged"):
-    """Transactions that were confirmed are not any more; the watcher re-checks its duties."""
+    """Blocks the backend had reported left the chain: ``depth`` of them (an upper bound),
+    with ``txids`` the transactions they held that are not confirmed any more. The events
+    that follow in the same poll are what the new branch holds: every event of each
+    channel that had one in the retracted blocks, again from its first (EVM), or the
+    transactions the new blocks confirm (Bitcoin). The node re-checks deposits and re-arms
+    the watcher's actions for the chain's channels."""
 
     depth: int
     txids: tuple[str, ...]
@@ -123,7 +134,9 @@ class ChainBackend(Protocol):
         ...
 
     def now(self) -> int:
-        """The ledger's own notion of the current unix time (latest block time)."""
+        """The ledger's own notion of the current unix time: the latest block's time (EVM
+        timestamp, Bitcoin height clock or tip time, Solana Clock sysvar). What HTLC
+        expiries are converted from (``native_expiry``)."""
         ...
 
     def create_account(self, fund: bool = True) -> Account:
@@ -207,6 +220,30 @@ class ChainBackend(Protocol):
 
     def advance_time(self, seconds: int) -> None:
         """Embedded ledgers only: move the ledger's clock (challenge periods, expiries)."""
+        ...
+
+    # --- chain truth: deposits at depth, and the chain's own clock ------------------------
+
+    def holdings(
+        self, params: ChannelParams, min_confirmations: int
+    ) -> Mapping[Asset, Sequence[int]]:
+        """What the chain holds for the channel, per asset and per participant (in the
+        order of ``params.participants``), counting only what is at least
+        ``min_confirmations`` deep (1: in the tip block). The node activates a channel only
+        once these equal the agreed deposits: a peer's word about its deposit is never
+        taken. Every asset of ``params`` is in the answer (zeros if nothing is held); a
+        channel the chain concluded holds nothing. What a participant deposited on behalf
+        of the other counts for the one it was deposited for (EVM: the ``participant``
+        of the deposit; Bitcoin: participant 0 funds the whole output)."""
+        ...
+
+    def next_block_time(self) -> int:
+        """The time a transaction sent now will be judged at: the timestamp the next block
+        will carry (EVM: the pending block's, which may be the node's wall clock on a chain
+        that mines on demand), the height-clock time of the next height (Bitcoin), the
+        Clock sysvar (Solana). The watcher acts on a deadline ``T`` (``Registered.timeout``,
+        an HTLC's expiry) once this is ``>= T``: the contract will accept the action in that
+        block. Never earlier than ``now()``."""
         ...
 
 

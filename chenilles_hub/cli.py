@@ -406,7 +406,7 @@ def channel_open(
                 raise click.ClickException(f"the peer refused: {result.get('reason')}")
             text = {
                 "negotiating": "waiting for the peer to accept",
-                "opening": "funding on-chain, waiting for both deposits",
+                "opening": result.get("waiting") or "funding on-chain, waiting for both deposits",
             }.get(result["status"], result["status"])
             return result["status"] == "active", text
 

@@ -67,6 +67,15 @@ class Ledgers:
             backend.advance_time(seconds)
         self.sync_clocks()
 
+    def confirm(self) -> None:
+        """Let every ledger produce the blocks a deposit needs to be final (a node's
+        default confirmation depth), as a real chain does while its users wait."""
+        for backend in dict.fromkeys(self.all):
+            model = backend.time_model()
+            for _ in range(model.finality_depth):
+                backend.advance_time(max(1, model.block_interval_ms // 1000))
+        self.sync_clocks()
+
 
 class Demo:
     def __init__(self, ledgers: Ledgers, out: Callable[[str], None]) -> None:
@@ -99,6 +108,8 @@ class Demo:
         before = set(a.channels)
         a.open_channel(b.node_id, chain, deposits, challenge_duration=3600)
         self.network.run()
+        self.ledgers.confirm()  # the nodes use a channel once the chain shows its deposits
+        self.network.sync_chains(dict.fromkeys(self.ledgers.all))
         (channel_id,) = set(a.channels) - before
         channel = a.channels[channel_id]
         if not channel.active:

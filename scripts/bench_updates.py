@@ -408,6 +408,9 @@ def nodes_bench(updates: int, batches: tuple[int, ...], directory: Path) -> list
             before = set(alice.channels)
             alice.open_channel(bob.node_id, backend.chain, {eth: (10**19, 10**19)}, 3600)
             network.run()
+            for _ in range(backend.time_model().finality_depth):  # deposits at depth
+                backend.advance_time(12)
+            network.sync_chains([backend])
             (cid,) = set(alice.channels) - before
             assert alice.channels[cid].active and bob.channels[cid].active
             for node in nodes:

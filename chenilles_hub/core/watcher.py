@@ -1,5 +1,5 @@
 """The watcher's duties, as data, and the pure logic that turns chain events and the
-passing of time into on-chain actions.
+passing of each chain's time into on-chain actions.
 
 A hub is safe only if it acts on-chain in time when a peer goes silent or cheats:
 
@@ -10,11 +10,26 @@ A hub is safe only if it acts on-chain in time when a peer goes silent or cheats
   and let the ledger refund it;
 * a preimage shows up on any chain -> settle the matching upstream HTLC.
 
+Time is each chain's own: deadlines (a dispute's timeout, an HTLC's expiry) are judged by
+the clock of the chain that will judge the transaction, as its backend reports it
+(:class:`ChainClock`: the time the *next* block will carry, and the tip's height), never by
+the node's wall clock. ``tick`` takes one clock per channel, so a hub with channels on
+several chains acts on each as soon as that chain has reached the deadline, and an action
+the ledger refused is tried again on the chain's next block (``retry_later``), not after a
+fixed delay.
+
+The chain may reorganize: a conclusion counts as final only once it is ``depth`` blocks
+deep (the duties of a concluded channel are kept, idle, until then), and ``on_reorged``
+re-arms every action of a channel whose on-chain history was rewritten, so a refutation or
+a conclusion that a reorg took away is sent again.
+
 Duties are plain msgspec values so the node can persist them and resume after a restart;
 this module never touches a ledger itself (sans-IO: events in, actions out).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
 
 import msgspec
 
@@ -46,6 +61,17 @@ class RefundOutgoing(msgspec.Struct, frozen=True, tag="refund_outgoing"):
 
 
 Duty = GuardChannel | ClaimIncoming | RefundOutgoing
+
+
+class ChainClock(msgspec.Struct, frozen=True):
+    """One chain's clock, as its backend reports it.
+
+    ``time``: unix seconds as the chain will judge a transaction sent now (the timestamp,
+    height-clock time or Clock sysvar time of the block that would include it). ``height``:
+    the tip's height (block number, slot), ``-1`` while unknown."""
+
+    time: int
+    height: int = -1
 
 
 # --- actions ------------------------------------------------------------------------------
@@ -83,11 +109,25 @@ class PreimageLearned(msgspec.Struct, frozen=True):
 
 Action = Refute | ForceClose | ClaimOnChain | RefundOnChain | ConcludeAndWithdraw | PreimageLearned
 
+#: (kind, channel, version or HTLC id): what ``fired`` and ``waits`` are keyed by.
+Key = tuple[str, bytes, int]
+
 
 class DisputeStatus(msgspec.Struct, frozen=True):
+    """What the chain says of a channel: the registered ``version`` and the chain time
+    ``timeout`` its challenge period ends at (``version`` -1: concluded without a
+    registration, a cooperative close). ``stale``: the registered version is older than
+    ours, and ``refuted_height`` the chain height at which we last answered it (the answer
+    is sent again on every later block until the chain reports it: a refutation lost in a
+    reorg, even one the node never saw, is never the last word). ``final_height``: the
+    chain height from which the conclusion is final."""
+
     version: int
     timeout: int
     concluded: bool = False
+    stale: bool = False
+    final_height: int | None = None
+    refuted_height: int | None = None
 
 
 class WatcherState(msgspec.Struct, frozen=True):
@@ -95,7 +135,25 @@ class WatcherState(msgspec.Struct, frozen=True):
 
     duties: tuple[Duty, ...] = ()
     disputes: tuple[tuple[bytes, DisputeStatus], ...] = ()
-    fired: tuple[tuple[str, bytes, int], ...] = ()  # (duty kind, channel, htlc) already acted on
+    fired: tuple[Key, ...] = ()  # actions already taken (refused ones are in ``waits``)
+    #: Actions the ledger refused, with the chain time before which they are not retried.
+    waits: tuple[tuple[Key, int], ...] = ()
+
+
+def action_key(action: Action, disputes: Mapping[bytes, DisputeStatus]) -> Key | None:
+    """The key an action is fired under (``None``: taken at once, never retried)."""
+    if isinstance(action, Refute):
+        return ("refute", action.channel_id, action.registered_version)
+    if isinstance(action, ConcludeAndWithdraw):
+        status = disputes.get(action.channel_id)
+        if status is None:
+            return None
+        return ("final" if status.concluded else "conclude", action.channel_id, status.version)
+    if isinstance(action, ClaimOnChain):
+        return ("claim", action.channel_id, action.htlc_id)
+    if isinstance(action, RefundOnChain):
+        return ("refund", action.channel_id, action.htlc_id)
+    return None
 
 
 class Watcher:
@@ -117,85 +175,233 @@ class Watcher:
             for d in self.state.duties
             if isinstance(d, GuardChannel) or (d.channel_id, d.htlc_id) != (channel_id, htlc_id)
         )
-        fired = tuple(
-            f for f in self.state.fired if f[0] == "conclude" or f[1:] != (channel_id, htlc_id)
+
+        def keep(key: Key) -> bool:
+            return key[0] in ("conclude", "refute") or key[1:] != (channel_id, htlc_id)
+
+        self.state = msgspec.structs.replace(
+            self.state,
+            duties=remaining,
+            fired=tuple(f for f in self.state.fired if keep(f)),
+            waits=tuple(w for w in self.state.waits if keep(w[0])),
         )
-        self.state = msgspec.structs.replace(self.state, duties=remaining, fired=fired)
 
     def duties_of(self, channel_id: bytes) -> tuple[Duty, ...]:
         return tuple(d for d in self.state.duties if d.channel_id == channel_id)
 
+    def dispute(self, channel_id: bytes) -> DisputeStatus | None:
+        return dict(self.state.disputes).get(channel_id)
+
     # --- events ------------------------------------------------------------------------
 
     def on_registered(
-        self, channel_id: bytes, version: int, timeout: int, our_latest: int | None
+        self,
+        channel_id: bytes,
+        version: int,
+        timeout: int,
+        our_latest: int | None,
+        height: int = -1,
     ) -> list[Action]:
-        """A state of ``channel_id`` was registered on-chain."""
-        disputes = dict(self.state.disputes)
-        disputes[channel_id] = DisputeStatus(version, timeout)
-        self.state = msgspec.structs.replace(self.state, disputes=tuple(disputes.items()))
+        """A state of ``channel_id`` was registered on-chain (reported again after a reorg
+        if it is still there); ``height``: the chain's tip as far as the node knows. A
+        stale one is refuted at once, and again on each later block of the chain while it
+        stays the registered one (see :meth:`tick`)."""
         guarded = any(
             isinstance(d, GuardChannel) and d.channel_id == channel_id for d in self.state.duties
         )
-        if guarded and our_latest is not None and version < our_latest:
-            return [Refute(channel_id, version)]
-        return []
-
-    def on_concluded(self, channel_id: bytes) -> None:
+        stale = guarded and our_latest is not None and version < our_latest
         disputes = dict(self.state.disputes)
-        if channel_id in disputes:
-            disputes[channel_id] = msgspec.structs.replace(disputes[channel_id], concluded=True)
-        duties = tuple(d for d in self.state.duties if d.channel_id != channel_id)
-        self.state = msgspec.structs.replace(
-            self.state, disputes=tuple(disputes.items()), duties=duties
+        before = disputes.get(channel_id)
+        answered = (
+            before is not None
+            and before.version == version
+            and before.stale
+            and before.refuted_height is not None
         )
+        status = DisputeStatus(version, timeout, stale=stale)
+        actions: list[Action] = []
+        if answered:
+            assert before is not None
+            status = msgspec.structs.replace(status, refuted_height=before.refuted_height)
+        elif stale:
+            status = msgspec.structs.replace(status, refuted_height=height)
+            actions.append(Refute(channel_id, version))
+        disputes[channel_id] = status
+        self._set(disputes=disputes)
+        return actions
+
+    def on_concluded(self, channel_id: bytes, final_height: int) -> None:
+        """The chain concluded the channel (its dispute, or a cooperative close). Its
+        duties stay, idle, until the chain's height reaches ``final_height`` (the
+        conclusion is then ``depth`` blocks deep): a reorg before that re-arms them."""
+        disputes = dict(self.state.disputes)
+        status = disputes.get(channel_id) or DisputeStatus(-1, 0)
+        disputes[channel_id] = msgspec.structs.replace(
+            status, concluded=True, stale=False, final_height=final_height
+        )
+        # a new conclusion gets its own check at depth
+        fired = {f for f in self.state.fired if f[:2] != ("final", channel_id)}
+        self._set(disputes=disputes, fired=fired)
+
+    def on_reorged(self, channel_ids: Iterable[bytes]) -> list[bytes]:
+        """The chain of these channels reorganized: every action taken for them may be gone.
+        Their fired and waiting actions are forgotten (so each is taken again if still due),
+        and a conclusion that is not final yet is undone: ``tick`` concludes again (a
+        cooperative close is sent again) unless the chain reports the conclusion anew. The
+        chain then reports what its new branch holds. Returns the channels whose
+        conclusion was undone."""
+        wanted = set(channel_ids)
+        disputes = dict(self.state.disputes)
+        undone: list[bytes] = []
+        for channel_id in wanted & set(disputes):
+            status = disputes[channel_id]
+            if status.concluded:
+                undone.append(channel_id)
+            disputes[channel_id] = msgspec.structs.replace(
+                status, concluded=False, final_height=None, refuted_height=None
+            )
+        self._set(
+            disputes=disputes,
+            fired={f for f in self.state.fired if f[1] not in wanted},
+            waits={k: t for k, t in self.state.waits if k[1] not in wanted},
+        )
+        return undone
 
     def on_preimage(self, payment_hash: bytes, preimage: bytes) -> list[Action]:
         return [PreimageLearned(payment_hash, preimage)]
 
-    def tick(self, now: int) -> list[Action]:
-        """Time passed: act on every duty whose moment has come, once."""
+    def tick(self, clocks: Mapping[bytes, ChainClock]) -> list[Action]:
+        """Time passed on the chains: act on every duty whose moment has come on its own
+        chain's clock (``clocks``: per channel; a channel without one is not acted on,
+        its chain's time being unknown), once. A conclusion that reached its depth is
+        checked once more (``ConcludeAndWithdraw`` again: a backend sends nothing when the
+        chain has the conclusion, and the node then retires the channel): ours
+        may have been replaced before the node ever saw its block."""
         actions: list[Action] = []
         fired = set(self.state.fired)
+        waits = dict(self.state.waits)
         disputes = dict(self.state.disputes)
+
+        def due(key: Key, clock: ChainClock) -> bool:
+            if key in fired or clock.time < waits.get(key, clock.time):
+                return False
+            fired.add(key)
+            waits.pop(key, None)
+            return True
+
         for duty in self.state.duties:
-            if isinstance(duty, ClaimIncoming) and now >= duty.deadline:
-                key = ("claim", duty.channel_id, duty.htlc_id)
-                if key not in fired:
-                    fired.add(key)
-                    if duty.channel_id not in disputes:
+            if isinstance(duty, GuardChannel):
+                continue
+            clock = clocks.get(duty.channel_id)
+            status = disputes.get(duty.channel_id)
+            if clock is None or (status is not None and status.concluded):
+                continue
+            if isinstance(duty, ClaimIncoming):
+                if clock.time >= duty.deadline and due(("claim", *duty_id(duty)), clock):
+                    if status is None:
                         actions.append(ForceClose(duty.channel_id, "peer did not settle"))
                     actions.append(ClaimOnChain(duty.channel_id, duty.htlc_id, duty.preimage))
-            elif isinstance(duty, RefundOutgoing) and now >= duty.expiry:
-                key = ("refund", duty.channel_id, duty.htlc_id)
-                if key not in fired:
-                    fired.add(key)
-                    if duty.channel_id not in disputes:
-                        actions.append(ForceClose(duty.channel_id, "peer did not fail"))
-                    actions.append(RefundOnChain(duty.channel_id, duty.htlc_id))
+            elif clock.time >= duty.expiry and due(("refund", *duty_id(duty)), clock):
+                if status is None:
+                    actions.append(ForceClose(duty.channel_id, "peer did not fail"))
+                actions.append(RefundOnChain(duty.channel_id, duty.htlc_id))
         for channel_id, status in disputes.items():
-            key = ("conclude", channel_id, status.version)
-            if not status.concluded and now >= status.timeout and key not in fired:
-                fired.add(key)
+            clock = clocks.get(channel_id)
+            if clock is None:
+                continue
+            if status.concluded:
+                deep = status.final_height is not None and clock.height >= status.final_height
+                if deep and due(("final", channel_id, status.version), clock):
+                    actions.append(ConcludeAndWithdraw(channel_id))
+                continue
+            if clock.time < status.timeout:
+                if status.stale and self._refute_due(status, clock, waits, channel_id):
+                    disputes[channel_id] = msgspec.structs.replace(
+                        status, refuted_height=clock.height
+                    )
+                    actions.append(Refute(channel_id, status.version))
+            elif due(("conclude", channel_id, status.version), clock):
                 actions.append(ConcludeAndWithdraw(channel_id))
-        self.state = msgspec.structs.replace(self.state, fired=tuple(sorted(fired)))
+        self._set(disputes=disputes, fired=fired, waits=waits)
         return actions
 
-    def postpone(self, channel_id: bytes, until: int) -> None:
-        """Concluding failed for now (an HTLC neither revealed nor expired): try again later."""
-        disputes = dict(self.state.disputes)
-        status = disputes.get(channel_id)
-        if status is None:
-            return
-        disputes[channel_id] = msgspec.structs.replace(status, timeout=until)
-        fired = tuple(f for f in self.state.fired if f != ("conclude", channel_id, status.version))
-        self.state = msgspec.structs.replace(
-            self.state, disputes=tuple(disputes.items()), fired=fired
+    def retire(self, channel_id: bytes) -> None:
+        """The chain's conclusion of the channel is final (deep enough, and still there when
+        checked): forget everything kept for it, so what is persisted stays bounded by
+        what is live."""
+        self._set(
+            duties=[d for d in self.state.duties if d.channel_id != channel_id],
+            disputes={c: s for c, s in self.state.disputes if c != channel_id},
+            fired={f for f in self.state.fired if f[1] != channel_id},
+            waits={k: t for k, t in self.state.waits if k[1] != channel_id},
         )
 
+    @staticmethod
+    def _refute_due(
+        status: DisputeStatus, clock: ChainClock, waits: dict[Key, int], channel_id: bytes
+    ) -> bool:
+        """A stale registration is answered on each block after the one we last answered
+        it in, until the chain reports the newer state (a backend's ``challenge`` sends
+        nothing when the chain already has it)."""
+        key: Key = ("refute", channel_id, status.version)
+        if clock.time < waits.get(key, clock.time):
+            return False
+        if status.refuted_height is not None and clock.height <= status.refuted_height:
+            return False
+        waits.pop(key, None)
+        return True
+
+    def retry_later(self, action: Action, not_before: int) -> None:
+        """The ledger refused ``action`` for now (the challenge period is not over in the
+        block it was judged in, an HTLC neither revealed nor expired, the chain was
+        unreachable): take it again once its chain's clock reaches ``not_before`` (the
+        next block), if it is still due then."""
+        key = action_key(action, dict(self.state.disputes))
+        if key is None:
+            return
+        waits = dict(self.state.waits)
+        waits[key] = not_before
+        self._set(fired={f for f in self.state.fired if f != key}, waits=waits)
+
     def next_wakeup(self) -> int | None:
-        """The earliest time ``tick`` may have something to do."""
-        times = [d.deadline for d in self.state.duties if isinstance(d, ClaimIncoming)]
-        times += [d.expiry for d in self.state.duties if isinstance(d, RefundOutgoing)]
+        """The earliest chain time at which ``tick`` may have something to do."""
+        concluded = {c for c, s in self.state.disputes if s.concluded}
+        times = [
+            d.deadline
+            for d in self.state.duties
+            if isinstance(d, ClaimIncoming) and d.channel_id not in concluded
+        ]
+        times += [
+            d.expiry
+            for d in self.state.duties
+            if isinstance(d, RefundOutgoing) and d.channel_id not in concluded
+        ]
         times += [s.timeout for _, s in self.state.disputes if not s.concluded]
         return min(times) if times else None
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _set(
+        self,
+        *,
+        duties: Iterable[Duty] | None = None,
+        disputes: Mapping[bytes, DisputeStatus] | None = None,
+        fired: Iterable[Key] | None = None,
+        waits: Mapping[Key, int] | None = None,
+    ) -> None:
+        """Replace parts of the state, in a canonical order (the state is persisted: the
+        same knowledge always encodes to the same bytes)."""
+        state = self.state
+        if duties is not None:
+            state = msgspec.structs.replace(state, duties=tuple(duties))
+        if disputes is not None:
+            state = msgspec.structs.replace(state, disputes=tuple(disputes.items()))
+        if fired is not None:
+            state = msgspec.structs.replace(state, fired=tuple(sorted(fired)))
+        if waits is not None:
+            state = msgspec.structs.replace(state, waits=tuple(sorted(waits.items())))
+        self.state = state
+
+
+def duty_id(duty: ClaimIncoming | RefundOutgoing) -> tuple[bytes, int]:
+    return (duty.channel_id, duty.htlc_id)

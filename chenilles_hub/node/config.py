@@ -44,6 +44,9 @@ class ChainConfig:
     #: the account's private key (hex), or None: an embedded ledger funds a fresh account
     account_key: str | None
     options: dict[str, Any]
+    #: blocks a deposit (and a conclusion) must be deep before the node relies on it;
+    #: None: the backend's finality depth (its ``TimeModel``)
+    confirmations: int | None = None
 
 
 @dataclass(frozen=True)
@@ -209,7 +212,16 @@ def load_config(path: str | os.PathLike[str]) -> NodeConfig:
             raise ConfigError(f"{where}: set url = ... or embedded = true")
         if not embedded and not key:
             raise ConfigError(f"{where}: a chain reached by url needs account_key(_file)")
-        chains.append(ChainConfig(chain_name, backend, bool(embedded), url, key, table))
+        confirmations = table.pop("confirmations", None)
+        if confirmations is not None and (
+            isinstance(confirmations, bool)
+            or not isinstance(confirmations, int)
+            or not 1 <= confirmations <= 10_000
+        ):
+            raise ConfigError(f"{where}.confirmations must be a whole number of blocks, 1 or more")
+        chains.append(
+            ChainConfig(chain_name, backend, bool(embedded), url, key, table, confirmations)
+        )
 
     policy = _table(raw, "policy")
     fees = tuple(

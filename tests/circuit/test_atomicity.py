@@ -65,7 +65,8 @@ class Circuit:
         before = set(a.channels)
         a.open_channel(b.node_id, asset.chain, {asset: (amount, 0)}, 3600)
         self.net.run()
-        self.ledgers.sync_clocks()
+        self.ledgers.confirm()  # deposits at the chains' confirmation depth
+        self.net.sync_chains(self.chains)
         (channel_id,) = set(a.channels) - before
         assert a.channels[channel_id].active
         return channel_id

@@ -13,7 +13,7 @@ from chenilles_evm.mapping import asset_address
 from chenilles_hub.core import Asset
 from chenilles_hub.node.store.sqlite import SQLiteStore
 
-from .world import World
+from .world import World, confirm
 
 pytestmark = pytest.mark.circuit
 
@@ -76,6 +76,7 @@ def test_a_crash_right_after_funding_neither_funds_twice_nor_strands_the_channel
         world.network.run()
         world.sync()
         world.network.run()
+        confirm(world)  # both deposits at the chain's depth: the channel opens
 
         params = alice.channels[channel_id].params
         held = backend.adjudicator.holding(backend.channel_id(params), asset_address(eth))

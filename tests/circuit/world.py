@@ -72,6 +72,7 @@ class World:
         a.open_channel(b.node_id, chain, deposits, challenge)
         self.network.run()
         (channel_id,) = set(a.channels) - before
+        confirm(self)  # the chain must show the deposits at depth before either side trusts them
         assert a.channels[channel_id].active and b.channels[channel_id].active
         return channel_id
 
@@ -82,6 +83,17 @@ class World:
 
     def sync(self) -> None:
         self.network.sync_chains(self.backends.values())
+
+
+def confirm(world: World) -> None:
+    """Let every chain produce the blocks a deposit needs to reach its finality depth (the
+    default confirmation depth), then let the nodes see them."""
+    for backend in world.backends.values():
+        model = backend.time_model()
+        step = max(1, model.block_interval_ms // 1000)
+        for _ in range(model.finality_depth):
+            backend.advance_time(step)
+    world.sync()
 
 
 def plan(

@@ -87,14 +87,23 @@ def test_errors_are_one_line_and_exit_non_zero(channel_pair: Pair) -> None:
 def test_open_and_close_a_channel_with_progress(channel_pair: Pair) -> None:
     alice, bob, _ = channel_pair
     wait_for(lambda: connected(bob, alice), what="connected")
-    opened = bob.cli(
-        "channel", "open", "--peer", alice.node_id, "--asset", NATIVE, "--amount", str(ETH // 10)
-    )
+    with alice.chain.mining():  # the deposit reaches its confirmation depth
+        opened = bob.cli(
+            "channel",
+            "open",
+            "--peer",
+            alice.node_id,
+            "--asset",
+            NATIVE,
+            "--amount",
+            str(ETH // 10),
+        )
     assert "waiting for" in opened.stderr or "funding" in opened.stderr
     channel_id = next(
         line.split()[1] for line in opened.stdout.splitlines() if line.startswith("channel_id")
     )
-    assert channel(alice, channel_id)["status"] == "active"
+    with alice.chain.mining():  # Alice counts the confirmations on her own
+        wait_for(lambda: channel(alice, channel_id)["status"] == "active", what="active")
     closed = bob.cli("channel", "close", channel_id, "--json")
     assert json.loads(closed.stdout)["status"] == "closed"
     wait_for(lambda: channel(alice, channel_id)["status"] == "closed", what="closed on Alice")

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -48,6 +49,31 @@ class AnvilChain:
 
     def key(self, index: int) -> str:
         return self.keys[index]
+
+    def mine(self, blocks: int = 1) -> None:
+        """Mine blocks at the node's clock (no time travel), as a chain with a block time
+        would: deposits reach the confirmation depth the nodes wait for."""
+        for _ in range(blocks):
+            self.ledger.w3.provider.make_request("evm_mine", [])
+
+    @contextlib.contextmanager
+    def mining(self, interval: float = 0.1) -> Iterator[None]:
+        """Blocks come by themselves while the body runs (a command that waits for a
+        channel to open, in another process)."""
+        stop = threading.Event()
+
+        def run() -> None:
+            while not stop.wait(interval):
+                with contextlib.suppress(Exception):
+                    self.mine()
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
 
 @pytest.fixture(scope="module")
@@ -239,24 +265,36 @@ def connected(a: NodeProc, b: NodeProc) -> bool:
     return any(p["node_id"] == b.node_id and p["connected"] for p in a.api.get("/v1/peers"))
 
 
-def open_channel(a: NodeProc, b: NodeProc, amount: int, remote: int = 0) -> str:
+def open_channel(
+    a: NodeProc, b: NodeProc, amount: int, remote: int = 0, challenge: int | None = None
+) -> str:
     wait_for(lambda: connected(a, b), what=f"{a.name} connected to {b.name}")
-    started = a.api.post(
-        "/v1/channels",
-        {"peer": b.node_id, "asset": NATIVE, "amount": amount, "remote_amount": remote},
-    )
-    result = wait_for(
-        lambda: (
-            (r := a.api.get(f"/v1/channels/opening/{started['temp_id']}"))["status"] == "active"
-            and r
-        ),
-        what="channel active",
-    )
+    body: dict[str, Any] = {
+        "peer": b.node_id,
+        "asset": NATIVE,
+        "amount": amount,
+        "remote_amount": remote,
+    }
+    if challenge is not None:
+        body["challenge_duration"] = challenge
+    started = a.api.post("/v1/channels", body)
+
+    def active() -> dict[str, Any] | None:
+        result: dict[str, Any] = a.api.get(f"/v1/channels/opening/{started['temp_id']}")
+        if result["status"] == "opening":
+            a.chain.mine()  # the chain moves on: the deposits reach their depth
+        return result if result["status"] == "active" else None
+
+    result = wait_for(active, what="channel active")
     channel_id: str = result["channel_id"]
-    wait_for(
-        lambda: b.api.get(f"/v1/channels/{channel_id}")["status"] == "active",
-        what="active on the peer",
-    )
+
+    def active_on_the_peer() -> bool:
+        if b.api.get(f"/v1/channels/{channel_id}")["status"] == "active":
+            return True
+        a.chain.mine()
+        return False
+
+    wait_for(active_on_the_peer, what="active on the peer")
     return channel_id
 
 

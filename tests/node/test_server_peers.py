@@ -131,7 +131,15 @@ async def with_pair(
             alice.node.open_channel, bob.node_id, asset.chain, {asset: (ETH, 0)}, 600
         )
         channel_id = await _until(lambda: alice.node.open_results.get(temp))  # type: ignore[union-attr]
-        await _until(lambda: alice.node.channels[channel_id].active)  # type: ignore[union-attr]
+
+        def active() -> bool:
+            assert alice.node is not None and bob.node is not None
+            if alice.node.channels[channel_id].active and bob.node.channels[channel_id].active:
+                return True
+            chain.mine()  # deposits reach the confirmation depth as blocks come
+            return False
+
+        await _until(active)
         pair = Pair(alice, bob, channel_id)
         assert await pair.pay(10**15) == "succeeded"
         await body(pair)

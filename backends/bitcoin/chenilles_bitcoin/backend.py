@@ -145,15 +145,40 @@ class BitcoinBackend:
         return (self.asset,)
 
     def _time_at(self, height: int) -> int:
+        """The time of ``height``: on the height clock, the anchor's time plus a block
+        interval a block; against bitcoind, the tip's time, plus a block interval a block for
+        a later height (what a deadline expressed in heights is expected to be reached at)."""
         if self.height_clock:
             anchor_height, anchor_time = self._anchor
             return anchor_time + (height - anchor_height) * self.policy.block_interval
-        if self._poll_time is not None:
-            return self._poll_time
-        return self.ledger.tip_time()
+        tip_time = self._poll_time if self._poll_time is not None else self.ledger.tip_time()
+        later = max(0, height - self.ledger.tip_height())
+        return tip_time + later * self.policy.block_interval
 
     def now(self) -> int:
         return self._time_at(self.ledger.tip_height())
+
+    def next_block_time(self) -> int:
+        """The time of the next height: Bitcoin's timelocks (CSV, CLTV) judge heights, and
+        a transaction sent now is judged in the block at ``tip + 1``."""
+        return self._time_at(self.ledger.tip_height() + 1)
+
+    def holdings(self, params: ChannelParams, min_confirmations: int) -> dict[Asset, list[int]]:
+        """The channel's funding output (``params.nonce`` is its txid, output 0), for
+        participant 0 who funds it whole, once its transaction has ``min_confirmations``
+        confirmations, pays the channel's 2-of-2 script and is unspent. Anything else (not
+        broadcast, not deep enough, another script, spent) holds nothing for the channel."""
+        _, view = self._view(params)
+        held = {asset: [0] * len(params.participants) for asset in params.assets}
+        txid = view.funding_outpoint.txid
+        confirmations = self.ledger.get_tx_confirmations(txid)
+        if confirmations is None or confirmations < max(1, min_confirmations):
+            return held
+        utxo = self.ledger.get_utxo(btc.OutPoint(txid, view.funding_outpoint.index))
+        if utxo is None or utxo.script_pubkey != view.funding_spk or self.asset not in held:
+            return held
+        held[self.asset][0] = utxo.value
+        return held
 
     def native_expiry(self, expiry: int) -> int:
         """``tip + floor((expiry - now) / interval) - margin``: a height reached before
@@ -381,6 +406,8 @@ class BitcoinBackend:
         self, params: ChannelParams, signed: SignedState, account: Account
     ) -> TxReceipt:
         ctx = self._my_context("close_cooperative", params, account)
+        if self._closing_spend(ctx) is not None:
+            return self._noop("close_cooperative (already closed)")  # asked again after a reorg
         try:
             closing = signed_closing(ctx, signed)
         except DutyError as exc:
@@ -409,7 +436,14 @@ class BitcoinBackend:
         try:
             tx = penalty(ctx, seen, self._spender_of, _account(account).script_pubkey)
         except DutyError as exc:
+            if "already spent" in str(exc):  # every output of it is taken: nothing left
+                return self._noop("challenge (already punished)")
             raise LedgerError("challenge", str(exc)) from exc
+        txid = txid_of(tx.tx)
+        if txid in self._sent and self.ledger.get_raw_tx(txid) is not None:
+            # asked again (the node answers a stale commitment on every block until it is
+            # punished): this penalty is sent already, queued or confirmed
+            return self._noop("challenge (already sent)")
         return self._submit("challenge", tx)
 
     def conclude(self, params: ChannelParams, account: Account) -> TxReceipt:

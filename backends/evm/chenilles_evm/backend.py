@@ -44,7 +44,6 @@ from chenilles_hub.backend import (
     BackendInfo,
     ChainEvent,
     LedgerError,
-    NewBlock,
     TxReceipt,
 )
 from chenilles_hub.core import (
@@ -69,9 +68,9 @@ from .adjudicator import (
 )
 from .authority import DEFAULT_EXPIRY_MARGIN, EvmAuthority
 from .eip712 import ETH, Params
-from .events import to_chain_events
+from .events import EventStream
 from .ledgers import ANVIL_MNEMONIC, Ledger, ethtester_ledger
-from .mapping import NATIVE, asset_address, caip2, checksum, to_params, to_state
+from .mapping import NATIVE, asset_address, asset_of, caip2, checksum, to_params, to_state
 
 try:  # eth-tester rejects some transactions before execution (e.g. insufficient funds)
     from eth_tester.exceptions import ValidationError as _EthTesterInvalid
@@ -204,10 +203,21 @@ class EvmBackend:
         self._verifier = EvmAuthority(self.chain_id, self.adjudicator.address, None, margin=margin)
         self._authorities: dict[bytes, EvmAuthority] = {}
         head = int(w3.eth.block_number)
-        #: the first block whose logs ``poll_events`` has not reported yet
-        self._cursor = head + 1 if from_block is None else from_block
         #: where to search for registrations this backend did not make itself
         self._origin_block = 0 if from_block is None else from_block
+        #: adjudicator events at the tip, with reorg detection (``poll_events``)
+        self._events = EventStream(
+            w3,
+            self.adjudicator,
+            self.chain,
+            head + 1 if from_block is None else from_block,
+            self._origin_block,
+        )
+        #: eth-tester has no block parameter for ``eth_estimateGas`` (it estimates at the
+        #: pending block already); a JSON-RPC node is asked for the pending block explicitly
+        self._estimate_at: str | None = (
+            None if type(w3.provider).__name__ == "EthereumTesterProvider" else "pending"
+        )
         self._fund_eth = fund_eth
         self._fund_tokens = fund_tokens
         #: the last registered state this backend submitted or recovered, per channel
@@ -373,11 +383,21 @@ class EvmBackend:
         every asset in the same transaction (a payout a receiver refuses is credited and
         waits for that participant's ``withdraw``)."""
         p = self._params(params)
+        if self._concluded(params):
+            return self._already_concluded("close_cooperative")
         state = to_state(params, signed.state)
         fn = self.adjudicator.contract.functions.concludeCooperative(
             p.to_abi(), state.to_abi(), list(signed.signatures)
         )
         return self._submit_call("close_cooperative", self._local(account), fn)
+
+    def _concluded(self, params: ChannelParams) -> bool:
+        return self.adjudicator.dispute(self.channel_id(params)).phase == Phase.CONCLUDED
+
+    def _already_concluded(self, operation: str) -> TxReceipt:
+        """A conclusion asked for again (after a reorg the node cannot tell whether it
+        survived): the chain has it, nothing is sent."""
+        return TxReceipt(f"{operation} (already concluded)", "", 0, self.native, 0, "gas")
 
     # --- disputes -----------------------------------------------------------------------------
 
@@ -394,6 +414,11 @@ class EvmBackend:
     ) -> TxReceipt:
         p = self._params(params)
         state = to_state(params, signed.state)
+        info = self.adjudicator.dispute(state.channel_id)
+        if info.phase == Phase.DISPUTE and info.version == signed.state.version:
+            # asked again (the node answers a stale registration on every block until the
+            # chain shows the answer): this very version is registered already
+            return TxReceipt(f"{operation} (already registered)", "", 0, self.native, 0, "gas")
         fn = self.adjudicator.contract.functions.register(
             p.to_abi(), state.to_abi(), list(signed.signatures)
         )
@@ -410,6 +435,8 @@ class EvmBackend:
 
     def _conclude(self, operation: str, params: ChannelParams, account: Account) -> TxReceipt:
         p = self._params(params)
+        if operation == "conclude" and self._concluded(params):
+            return self._already_concluded(operation)
         state = self.registered_state(params, operation)
         fn = self.adjudicator.contract.functions.conclude(p.to_abi(), state.to_abi())
         return self._submit_call(operation, self._local(account), fn)
@@ -545,18 +572,55 @@ class EvmBackend:
         """Adjudicator events in the blocks mined since the last poll (since this backend
         was built, or ``from_block``, on the first), then one ``NewBlock`` for the tip.
 
-        Reorgs are not detected (``Reorged`` is never reported): poll only blocks at least
-        ``finality_depth`` deep on a chain that reorganizes.
+        Read at the tip, and reorg-aware (:class:`~.events.EventStream`): when blocks it
+        reported leave the chain it reports ``Reorged``, then the surviving history of
+        every channel they concerned, then reads on from the fork.
         """
-        head = int(self.w3.eth.block_number)
-        if head < self._cursor:
-            return []
-        logs = self.adjudicator.events(self._cursor, head)
-        self._cursor = head + 1
-        events = to_chain_events(self.chain, logs)
-        block = self.w3.eth.get_block(head)
-        events.append(NewBlock(head, int(block["timestamp"])))
-        return events
+        return self._events.poll()
+
+    def holdings(self, params: ChannelParams, min_confirmations: int) -> dict[Asset, list[int]]:
+        """Per asset and participant, what the ``Deposited`` events of the channel in blocks
+        at least ``min_confirmations`` deep add up to (each counted for the participant it
+        names); nothing once a conclusion of the channel is that deep.
+
+        Read from the adjudicator's logs up to block ``tip - min_confirmations + 1``: one
+        ``eth_getLogs`` filtered by the channel id, from the adjudicator's first block."""
+        self._check_chain(params)
+        cid = self.channel_id(params)
+        held: dict[Asset, list[int]] = {a: [0] * len(params.participants) for a in params.assets}
+        deepest = int(self.w3.eth.block_number) - max(1, min_confirmations) + 1
+        if deepest < self._origin_block:
+            return held
+        logs = self.w3.eth.get_logs(
+            {
+                "address": self.adjudicator.address,
+                "fromBlock": self._origin_block,
+                "toBlock": deepest,
+                "topics": [None, Web3.to_hex(cid)],
+            }
+        )
+        for event in self.adjudicator.decode_logs(logs):
+            if event.name in ("Concluded", "ConcludedCooperatively"):
+                return {a: [0] * len(params.participants) for a in params.assets}
+            if event.name != "Deposited":
+                continue
+            asset = asset_of(self.chain, event.args["asset"])
+            participant = int(event.args["participant"])
+            if asset in held and 0 <= participant < len(params.participants):
+                held[asset][participant] += int(event.args["amount"])
+        return held
+
+    def next_block_time(self) -> int:
+        """The pending block's timestamp: what the next block will carry. On a chain that
+        mines on demand (anvil without ``--block-time``) it follows the node's clock even
+        when no block comes, and the transaction that needs it mines the block that makes
+        it valid. At least the latest block's timestamp."""
+        latest = self.now()
+        try:
+            pending = int(self.w3.eth.get_block("pending")["timestamp"])
+        except Exception:  # a node without a pending block: the next one is later
+            return latest + 1
+        return max(pending, latest)
 
     def advance_time(self, seconds: int) -> None:
         """Mine a block at least ``seconds`` later (development ledgers only)."""
@@ -602,7 +666,15 @@ class EvmBackend:
 
         def build(tx: dict[str, Any]) -> dict[str, Any]:
             tx = {**tx, "value": value}
-            gas = int(_send(self.w3, lambda: fn.estimate_gas(cast(TxParams, tx))))
+            # Estimated against the block the transaction will land in (the pending one):
+            # a conclusion valid from the next block's timestamp on is sent as soon as it
+            # is, instead of being refused against the latest block's time.
+            gas = int(
+                _send(
+                    self.w3,
+                    lambda: fn.estimate_gas(cast(TxParams, tx), block_identifier=self._estimate_at),
+                )
+            )
             tx["gas"] = gas + gas // 5  # headroom: state may change between estimate and block
             return cast(dict[str, Any], fn.build_transaction(cast(TxParams, tx)))
 

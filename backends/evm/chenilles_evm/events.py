@@ -22,14 +22,25 @@ PayoutCredited            participants, or of a ``withdraw`` call; a payout the
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-from chenilles_hub.backend import ChainEvent, Concluded, Funded, PreimageRevealed, Registered
+from web3 import Web3
 
-from .adjudicator import Event
+from chenilles_hub.backend import (
+    ChainEvent,
+    Concluded,
+    Funded,
+    NewBlock,
+    PreimageRevealed,
+    Registered,
+    Reorged,
+)
+
+from .adjudicator import AdjudicatorClient, Event
 from .mapping import asset_of
 
-__all__ = ["to_chain_event", "to_chain_events"]
+__all__ = ["REORG_WINDOW", "EventStream", "to_chain_event", "to_chain_events"]
 
 
 def to_chain_event(chain: str, event: Event) -> ChainEvent | None:
@@ -55,3 +66,134 @@ def to_chain_events(chain: str, events: Iterable[Event]) -> list[ChainEvent]:
     """Chain events for adjudicator logs, in log order (block, then log index)."""
     ordered = sorted(events, key=lambda e: (e.block_number, e.log_index))
     return [c for e in ordered if (c := to_chain_event(chain, e)) is not None]
+
+
+# --- the reorg-aware stream ---------------------------------------------------------------
+
+#: How many recent block hashes the stream remembers (a reorg deeper than this is read
+#: again from the adjudicator's first block).
+REORG_WINDOW = 256
+
+
+class EventStream:
+    """Adjudicator events at the chain's tip, for ``EvmBackend.poll_events``, that notices
+    when the chain reorganizes under it.
+
+    The stream remembers the hash of every block it reported an event from and of the tip
+    at each poll (the last ``REORG_WINDOW`` of them). A block's hash commits to all its
+    ancestors, so one comparison per poll tells whether the chain it read is still the
+    chain: the hash now at the last tip's height. When it differs (or that height is gone,
+    as after ``evm_revert``), the stream walks back through the remembered hashes to the
+    newest one still on the chain (the fork is just above it), reports ``Reorged`` (the
+    retracted depth and the transactions of the events it had reported from the retracted
+    blocks), then every event of each channel those events concerned, from the channel's
+    first (the node re-derives what the new branch says of it: a registration our
+    refutation had answered is stale again, a conclusion may be gone), then reads on from
+    the fork as usual.
+    """
+
+    def __init__(
+        self, w3: Web3, adjudicator: AdjudicatorClient, chain: str, cursor: int, origin: int
+    ) -> None:
+        self.w3 = w3
+        self.adjudicator = adjudicator
+        self.chain = chain
+        #: the first block whose logs are not reported yet
+        self.cursor = cursor
+        #: where a channel's history starts (the adjudicator's deployment)
+        self.origin = origin
+        self._hashes: dict[int, bytes] = {}
+        #: block -> (channel ids, txids) of the events reported from it
+        self._reported: dict[int, tuple[set[bytes], set[bytes]]] = {}
+        self._tip: int | None = None
+
+    def poll(self) -> list[ChainEvent]:
+        head = self.w3.eth.get_block("latest")
+        number = int(head["number"])
+        out: list[ChainEvent] = []
+        replayed: set[bytes] = set()
+        fork = self._fork_point()
+        if fork is not None:
+            replayed = self._retract(fork, number, out)
+        if number >= self.cursor:
+            logs = self.w3.eth.get_logs(
+                {"address": self.adjudicator.address, "fromBlock": self.cursor, "toBlock": number}
+            )
+            fresh = [e for e in self._remember(logs) if e.args.get("channelId") not in replayed]
+            out += to_chain_events(self.chain, fresh)
+            self.cursor = number + 1
+            self._hashes[number] = bytes(head["hash"])
+            self._tip = number
+            self._prune()
+            out.append(NewBlock(number, int(head["timestamp"])))
+        return out
+
+    # --- reorgs -------------------------------------------------------------------------
+
+    def _hash_at(self, number: int) -> bytes | None:
+        try:
+            block = self.w3.eth.get_block(number)
+        except Exception:  # BlockNotFound (the chain is shorter now) and node quirks
+            return None
+        return bytes(block["hash"]) if block is not None else None
+
+    def _fork_point(self) -> int | None:
+        """The first block of the chain we read that is not on the chain any more, or
+        ``None`` when the last tip we read is still there."""
+        if self._tip is None:
+            return None
+        if self._hash_at(self._tip) == self._hashes.get(self._tip):
+            return None
+        for number in sorted(self._hashes, reverse=True):
+            if number < self._tip and self._hash_at(number) == self._hashes[number]:
+                return number + 1
+        return self.origin  # deeper than the window: read everything again
+
+    def _retract(self, fork: int, head: int, out: list[ChainEvent]) -> set[bytes]:
+        """Report the reorg and the surviving history of every channel it touched."""
+        assert self._tip is not None
+        channels: set[bytes] = set()
+        txids: set[bytes] = set()
+        for number in [n for n in self._reported if n >= fork]:
+            c, t = self._reported.pop(number)
+            channels |= c
+            txids |= t
+        for number in [n for n in self._hashes if n >= fork]:
+            del self._hashes[number]
+        out.append(Reorged(self._tip - fork + 1, tuple(sorted("0x" + t.hex() for t in txids))))
+        self.cursor = min(self.cursor, fork)
+        self._tip = max(self._hashes) if self._hashes else None
+        history: list[Event] = []
+        for channel_id in sorted(channels):
+            logs = self.w3.eth.get_logs(
+                {
+                    "address": self.adjudicator.address,
+                    "fromBlock": self.origin,
+                    "toBlock": head,
+                    "topics": [None, Web3.to_hex(channel_id)],
+                }
+            )
+            history += self._remember(logs)
+        out += to_chain_events(self.chain, history)
+        return channels
+
+    def _remember(self, logs: Sequence[Mapping[str, Any]]) -> list[Event]:
+        """Decode ``logs``, noting the hash of each block they come from and which
+        channels and transactions each block's events concerned."""
+        events = self.adjudicator.decode_logs(logs)
+        for log in logs:
+            self._hashes[int(log["blockNumber"])] = bytes(log["blockHash"])
+        for event in events:
+            channels, txids = self._reported.setdefault(event.block_number, (set(), set()))
+            channel_id = event.args.get("channelId")
+            if channel_id is not None:
+                channels.add(bytes(channel_id))
+            txids.add(event.tx_hash)
+        return events
+
+    def _prune(self) -> None:
+        if len(self._hashes) > REORG_WINDOW:
+            keep = sorted(self._hashes)[-REORG_WINDOW:]
+            self._hashes = {n: self._hashes[n] for n in keep}
+            floor = keep[0]
+            self._reported = {n: r for n, r in self._reported.items() if n >= floor}

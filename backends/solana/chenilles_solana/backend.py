@@ -163,6 +163,32 @@ class SolanaBackend:
     def now(self) -> int:
         return self.ledger.clock().unix_timestamp
 
+    def next_block_time(self) -> int:
+        """The Clock sysvar's unix time: what the program compares deadlines and expiries
+        with when it runs a transaction (the next slot's clock is never earlier)."""
+        return self.now()
+
+    def holdings(self, params: ChannelParams, min_confirmations: int) -> dict[Asset, list[int]]:
+        """The channel account's deposits per asset and participant, read at commitment
+        ``finalized`` when ``min_confirmations`` reaches the finality depth (32 slots),
+        else ``confirmed`` (a supermajority voted on the block). Nothing while the account
+        does not exist, is not the program's, or once the channel is concluded or closed.
+        On the embedded LiteSVM every executed transaction is final at once (no forks)."""
+        ch = self._channel(params)
+        held = {asset: [0] * len(params.participants) for asset in params.assets}
+        depth = self.time_model().finality_depth
+        view = self.ledger.account(
+            ch.address, "finalized" if min_confirmations >= depth else "confirmed"
+        )
+        if view is None or view.owner != self.program_id:
+            return held
+        onchain = pc.ChannelAccount.decode(view.data)
+        if onchain.channel_id != ch.cid or onchain.status not in (pc.ST_OPEN, pc.ST_DISPUTE):
+            return held
+        for asset in params.assets:
+            held[asset] = list(onchain.deposits[ch.asset_index(asset)])
+        return held
+
     def native_expiry(self, expiry: int) -> int:
         return expiry - CLOCK_MARGIN
 
@@ -330,6 +356,8 @@ class SolanaBackend:
     def close_cooperative(
         self, params: ChannelParams, signed: SignedState, account: Any
     ) -> TxReceipt:
+        if done := self._already_concluded("close_cooperative", params):
+            return done
         ch = self._channel(params)
         payer = _keypair(account)
         prelude: list[Instruction] = []
@@ -370,6 +398,17 @@ class SolanaBackend:
         self, operation: str, params: ChannelParams, signed: SignedState, account: Any
     ) -> TxReceipt:
         ch = self._channel(params)
+        onchain = self.channel_account(params)
+        if (
+            onchain is not None
+            and onchain.status == pc.ST_DISPUTE
+            and onchain.version == signed.state.version
+        ):
+            # asked again (a stale registration is answered on every block until the chain
+            # shows the answer): this very version is registered already
+            return TxReceipt(
+                f"{operation} (already registered)", "", 0, Asset(self.chain, NATIVE), 0, "CU"
+            )
         return self._send(
             operation,
             [
@@ -382,7 +421,19 @@ class SolanaBackend:
     def conclude(self, params: ChannelParams, account: Any) -> TxReceipt:
         return self._conclude("conclude", params, account)
 
+    def _already_concluded(self, operation: str, params: ChannelParams) -> TxReceipt | None:
+        """A conclusion asked for again (after a reorg, or the node's check at depth): the
+        chain has it, nothing is sent."""
+        onchain = self.channel_account(params)
+        if onchain is None or onchain.status not in (pc.ST_CONCLUDED, pc.ST_CLOSED):
+            return None
+        return TxReceipt(
+            f"{operation} (already concluded)", "", 0, Asset(self.chain, NATIVE), 0, "CU"
+        )
+
     def _conclude(self, operation: str, params: ChannelParams, account: Any) -> TxReceipt:
+        if operation == "conclude" and (done := self._already_concluded(operation, params)):
+            return done
         ch = self._channel(params)
         view = self.ledger.account(ch.address)
         hashes = [h.payment_hash for h in pc.ChannelAccount.decode(view.data).htlcs] if view else []

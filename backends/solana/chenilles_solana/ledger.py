@@ -66,7 +66,10 @@ class Ledger(Protocol):
         """Sign with ``signers`` (the first pays the fee) and execute, or raise LedgerError."""
         ...
 
-    def account(self, key: Pubkey) -> AccountView | None: ...
+    def account(self, key: Pubkey, commitment: str | None = None) -> AccountView | None:
+        """The account as of ``commitment`` (``"confirmed"``, ``"finalized"``; ``None``:
+        the ledger's own level)."""
+        ...
 
     def clock(self) -> Clock: ...
 
@@ -123,7 +126,9 @@ class LiteSVMLedger:
             operation, describe(err, logs, self.program_id, _programs_of(instructions))
         )
 
-    def account(self, key: Pubkey) -> AccountView | None:
+    def account(self, key: Pubkey, commitment: str | None = None) -> AccountView | None:
+        """LiteSVM has no forks and no commitment levels: every executed transaction is
+        final at once, so every level reads the same account."""
         raw = self.svm.get_account(key)
         if raw is None or (raw.lamports == 0 and not raw.data):
             return None
@@ -307,8 +312,11 @@ class RpcLedger:
             time.sleep(0.2)
         raise LedgerError(operation, f"transaction {sig} confirmed but not retrievable")
 
-    def account(self, key: Pubkey) -> AccountView | None:
-        value = self._runner.run(self._client.get_account_info(key)).value
+    def account(self, key: Pubkey, commitment: str | None = None) -> AccountView | None:
+        from solana.rpc.commitment import Commitment
+
+        level = self._commitment if commitment is None else Commitment(commitment)
+        value = self._runner.run(self._client.get_account_info(key, commitment=level)).value
         if value is None:
             return None
         return AccountView(value.lamports, value.owner, bytes(value.data), value.executable)

@@ -114,7 +114,8 @@ def openapi_document() -> dict[str, Any]:
             },
             "/v1/channels/opening/{temp_id}": {
                 "get": _op(
-                    "progress of an opening: negotiating, opening, active, refused",
+                    "progress of an opening: negotiating, opening (with what it waits for: "
+                    "the deposits at the chain's confirmation depth), active, refused",
                     errors=("400", "401", "404"),
                     params=("temp_id",),
                 )

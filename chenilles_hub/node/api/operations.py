@@ -60,6 +60,7 @@ def channel_view(node: Node, channel: Channel) -> dict[str, Any]:
         "peer": channel.peer.hex(),
         "chain": channel.params.chain,
         "status": channel.status,
+        "waiting": channel.waiting,
         "participant": me,
         "version": state.version,
         "final": state.final,
@@ -109,7 +110,12 @@ def open_status(node: Node, temp_hex: str) -> dict[str, Any]:
     result = node.open_results.get(temp_id)
     if isinstance(result, bytes):
         channel = node.channels[result]
-        return {"temp_id": temp_hex, "status": channel.status, "channel_id": result.hex()}
+        return {
+            "temp_id": temp_hex,
+            "status": channel.status,
+            "waiting": channel.waiting,
+            "channel_id": result.hex(),
+        }
     if isinstance(result, str):
         return {"temp_id": temp_hex, "status": "refused", "reason": result}
     if temp_id in node.pending_opens:

@@ -3,27 +3,38 @@ actions carried out through each channel's backend (register, refute, claim, ref
 conclude, withdraw), plus the cooperative close once its final state is signed.
 
 The watcher itself (:mod:`chenilles_hub.core.watcher`) is pure: it turns events and time
-into actions. This module is where those actions meet a ledger, and where a ledger's
-refusal is noted instead of stopping the node.
+into actions. This module is where those actions meet a ledger, where each chain's own
+clock is read for it (:class:`ChainClocks`: deadlines are judged in the time of the chain
+that judges the transaction, never the node's), and where a ledger's refusal is noted and
+the action tried again on that chain's next block instead of stopping the node.
+
+Reorgs: a ``Reorged`` event re-arms the watcher for the chain's channels (a refutation or
+a conclusion the reorg took away is sent again; the chain then reports what its new branch
+holds), and a reorg as deep as the confirmation depth sends every active channel of the
+chain back to the chain to look for its deposits again.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Mapping
 
 from ...backend import (
     ChainEvent,
     Concluded,
     Funded,
     LedgerError,
+    NewBlock,
     PreimageRevealed,
     Registered,
+    Reorged,
     TxReceipt,
 )
 from ...core import SubmitToLedger
 from ...core.errors import WrongChannel
 from ...core.watcher import (
     Action,
+    ChainClock,
     ClaimOnChain,
     ConcludeAndWithdraw,
     ForceClose,
@@ -38,11 +49,48 @@ from .records import Channel
 
 log = logging.getLogger("chenilles.node")
 
-#: Seconds before a failed conclusion is tried again.
-CONCLUDE_RETRY = 60
 #: Seconds between attempts to collect a payout the chain did not release yet (a closing
 #: transaction not confirmed yet, say).
 WITHDRAW_RETRY = 5
+
+
+class ChainClocks(Mapping[bytes, ChainClock]):
+    """Each channel's chain clock for one watcher tick, read lazily: one
+    ``next_block_time`` per chain that has something due, and none for a chain that cannot
+    be reached (its channels are simply not acted on in this tick)."""
+
+    def __init__(self, ctx: NodeContext, heights: Mapping[str, int]) -> None:
+        self.ctx = ctx
+        self.heights = heights
+        self._by_chain: dict[str, ChainClock | None] = {}
+
+    def chain(self, chain: str) -> ChainClock | None:
+        if chain not in self._by_chain:
+            backend = self.ctx.backends[chain]
+            # A plugin written before next_block_time existed: its latest block's time (the
+            # watcher then acts a block later than it could, never earlier).
+            read = getattr(backend, "next_block_time", None) or backend.now
+            try:
+                time = read()
+                self._by_chain[chain] = ChainClock(time, self.heights.get(chain, -1))
+            except Exception as error:  # an unreachable chain must not stop the others
+                self.ctx.count("chain_clock_errors")
+                self.ctx.note(f"{chain}: cannot read the chain's time: {error}")
+                self._by_chain[chain] = None
+        return self._by_chain[chain]
+
+    def __getitem__(self, channel_id: bytes) -> ChainClock:
+        channel = self.ctx.channels.get(channel_id)
+        clock = None if channel is None else self.chain(channel.params.chain)
+        if clock is None:
+            raise KeyError(channel_id)
+        return clock
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.ctx.channels)
+
+    def __len__(self) -> int:
+        return len(self.ctx.channels)
 
 
 class ChainActions:
@@ -52,13 +100,24 @@ class ChainActions:
         self.payments = payments
         #: When each channel whose payout is not collected yet may be tried again.
         self._withdraw_at: dict[bytes, int] = {}
+        #: The tip height last reported per chain (``NewBlock``): how deep a conclusion is.
+        self.heights: dict[str, int] = {}
+
+    # --- events -----------------------------------------------------------------------------
 
     def on_chain_events(self, chain: str, events: list[ChainEvent]) -> None:
+        # The tip first: a conclusion reported in this batch is at most this high, so its
+        # finality is never judged too early.
+        tips = [e.height for e in events if isinstance(e, NewBlock)]
+        if tips:
+            self.heights[chain] = max(tips)
         watcher = self.ctx.watcher
         for event in events:
             actions: list[Action] = []
             if isinstance(event, Funded):
                 self.opening.on_funded(event)
+            elif isinstance(event, Reorged):
+                self.on_reorged(chain, event)
             elif isinstance(event, Registered) and event.channel_id in self.ctx.channels:
                 channel = self.ctx.channels[event.channel_id]
                 latest = channel.machine.latest
@@ -67,14 +126,16 @@ class ChainActions:
                     event.version,
                     event.timeout,
                     latest.version if latest else None,
+                    self.heights.get(chain, -1),
                 )
-                if channel.status in ("active", "closing"):
+                if channel.status in ("opening", "active", "closing"):
                     channel.status = "disputed"
+                    channel.waiting = ""
                 self.ctx.note(
                     f"{chain}: version {event.version} of {event.channel_id.hex()[:8]} registered"
                 )
             elif isinstance(event, Concluded) and event.channel_id in self.ctx.channels:
-                watcher.on_concluded(event.channel_id)
+                watcher.on_concluded(event.channel_id, self._final_height(chain, None))
                 channel = self.ctx.channels[event.channel_id]
                 if channel.status != "closed":
                     # The peer concluded (a cooperative close it submitted, or the end of a
@@ -86,9 +147,40 @@ class ChainActions:
             elif isinstance(event, PreimageRevealed):
                 actions = watcher.on_preimage(event.payment_hash, event.preimage)
             self.act(actions)
+        if tips:
+            self.opening.check_chain(chain)
+
+    def on_reorged(self, chain: str, event: Reorged) -> None:
+        """Blocks of ``chain`` were replaced. The watcher forgets what it did for the
+        chain's channels (each action is taken again if still due) and undoes conclusions
+        that were not final yet; deposits are looked for again if the reorg was as deep
+        as the confirmation depth."""
+        self.ctx.count("chain_reorgs")
+        self.ctx.note(f"{chain}: reorg of depth {event.depth} ({len(event.txids)} transactions)")
+        on_chain = [c for c in self.ctx.channels.values() if c.params.chain == chain]
+        for channel_id in self.ctx.watcher.on_reorged(c.channel_id for c in on_chain):
+            channel = self.ctx.channels[channel_id]
+            if channel.status == "closed":
+                channel.status = "disputed"
+                self.ctx.note(
+                    f"{chain}: the conclusion of {channel_id.hex()[:8]} is not final any more"
+                )
+        if event.depth >= self.ctx.depth(chain):
+            self.opening.recheck_active(chain)
+
+    def _final_height(self, chain: str, block: int | None) -> int:
+        """The height from which a conclusion in ``block`` (or in a block up to the tip
+        we know of) is as deep as the chain's confirmation depth."""
+        tip = self.heights.get(chain, -1)
+        included = block if block is not None else tip
+        if included < 0:
+            included = tip if tip >= 0 else 0
+        return included + self.ctx.depth(chain) - 1
+
+    # --- time ---------------------------------------------------------------------------------
 
     def tick(self) -> None:
-        self.act(self.ctx.watcher.tick(self.ctx.clock()))
+        self.act(self.ctx.watcher.tick(ChainClocks(self.ctx, self.heights)))
         self._retry_withdrawals()
 
     def _retry_withdrawals(self) -> None:
@@ -111,8 +203,22 @@ class ChainActions:
             except LedgerError as error:
                 self._failed_receipt(getattr(action, "channel_id", None), error)
                 self.ctx.note(f"watcher action {type(action).__name__} failed: {error}")
-                if isinstance(action, ConcludeAndWithdraw):
-                    self.ctx.watcher.postpone(action.channel_id, self.ctx.clock() + CONCLUDE_RETRY)
+                self._retry(action)
+            except Exception as error:  # a chain that did not answer: the next block
+                self.ctx.count("watcher_action_errors")
+                self.ctx.note(f"watcher action {type(action).__name__} failed: {error!r}")
+                self._retry(action)
+
+    def _retry(self, action: Action) -> None:
+        """Take ``action`` again in the chain's next block (its time is past the one the
+        action was judged at), not after a fixed delay."""
+        channel_id = getattr(action, "channel_id", None)
+        channel = None if channel_id is None else self.ctx.channels.get(channel_id)
+        if channel is None:
+            return
+        clock = ChainClocks(self.ctx, self.heights).chain(channel.params.chain)
+        if clock is not None:
+            self.ctx.watcher.retry_later(action, clock.time + 1)
 
     def _act_one(self, action: Action) -> None:
         if isinstance(action, PreimageLearned):
@@ -123,12 +229,12 @@ class ChainActions:
         channel = self.ctx.channels[action.channel_id]
         latest = channel.machine.latest
         if isinstance(action, Refute) and latest is not None:
-            channel.receipts.append(
-                channel.backend.challenge(channel.params, latest, channel.account)
-            )
-            self.ctx.note(
-                f"refuted stale version {action.registered_version} with {latest.version}"
-            )
+            receipt = channel.backend.challenge(channel.params, latest, channel.account)
+            if receipt.txid:  # else the chain has our answer already: nothing was sent
+                channel.receipts.append(receipt)
+                self.ctx.note(
+                    f"refuted stale version {action.registered_version} with {latest.version}"
+                )
         elif isinstance(action, ForceClose):
             self.force_close(action.channel_id)
             self.ctx.note(f"force-closed {action.channel_id.hex()[:8]}: {action.reason}")
@@ -152,13 +258,34 @@ class ChainActions:
                 return
             self.payments.refunded_on_chain(channel, htlc)
         elif isinstance(action, ConcludeAndWithdraw):
-            channel.receipts.append(channel.backend.conclude(channel.params, channel.account))
-            self.ctx.watcher.on_concluded(channel.channel_id)
-            self.withdraw_all(channel)
-            self.ctx.note(f"concluded {channel.channel_id.hex()[:8]} on-chain and withdrew")
-            for htlc in latest.state.htlcs if latest else ():
-                if htlc.payer == channel.me and htlc.payment_hash not in self.payments.preimages:
-                    self.payments.refunded_on_chain(channel, htlc)
+            self._conclude(channel)
+
+    def _conclude(self, channel: Channel) -> None:
+        """The dispute's period is over on the chain's clock (or a conclusion a reorg took
+        away is due again): conclude and withdraw. A cooperative close that a reorg took
+        away (the watcher knows of no registration) is sent again with the final state
+        both signed."""
+        latest = channel.machine.latest
+        watcher = self.ctx.watcher
+        status = watcher.dispute(channel.channel_id)
+        cooperative = status is not None and status.version < 0
+        if cooperative and latest is not None and latest.state.final and latest.complete:
+            receipt = channel.backend.close_cooperative(channel.params, latest, channel.account)
+        else:
+            receipt = channel.backend.conclude(channel.params, channel.account)
+        if status is not None and status.concluded and not receipt.txid:
+            # the check at depth: the chain still has the conclusion, it is final
+            watcher.retire(channel.channel_id)
+            return
+        channel.receipts.append(receipt)
+        watcher.on_concluded(
+            channel.channel_id, self._final_height(channel.params.chain, receipt.block)
+        )
+        self.withdraw_all(channel)
+        self.ctx.note(f"concluded {channel.channel_id.hex()[:8]} on-chain and withdrew")
+        for htlc in latest.state.htlcs if latest else ():
+            if htlc.payer == channel.me and htlc.payment_hash not in self.payments.preimages:
+                self.payments.refunded_on_chain(channel, htlc)
 
     def _failed_receipt(self, channel_id: bytes | None, error: LedgerError) -> None:
         """A refused action that still cost a fee goes into the channel's books."""
@@ -175,6 +302,7 @@ class ChainActions:
         receipt = channel.backend.register(channel.params, latest, channel.account)
         channel.receipts.append(receipt)
         channel.status = "disputed"
+        channel.waiting = ""
         return receipt
 
     def submit(self, channel: Channel, effect: SubmitToLedger) -> None:

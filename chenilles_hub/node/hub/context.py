@@ -45,6 +45,9 @@ class NodeContext:
     clock: Callable[[], int]
     name: str
     store: Store | None
+    #: Confirmations a deposit needs per chain before a channel counts it (chains not
+    #: named here: the backend's finality depth).
+    confirmations: Mapping[str, int] = field(default_factory=dict)
     channels: dict[bytes, Channel] = field(default_factory=dict)
     watcher: Watcher = field(default_factory=Watcher)
     #: (peer, frame) to send once the event's checkpoint is written.
@@ -66,6 +69,14 @@ class NodeContext:
     def note(self, text: str) -> None:
         self.journal.append(text)
         log.info("%s: %s", self.name, text)
+
+    def depth(self, chain: str) -> int:
+        """How deep (in blocks) a deposit or a conclusion on ``chain`` must be before the
+        node relies on it: the configured confirmations, else the chain's finality depth."""
+        configured = self.confirmations.get(chain)
+        if configured is not None:
+            return max(1, configured)
+        return max(1, self.backends[chain].time_model().finality_depth)
 
     def count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1

@@ -56,7 +56,9 @@ if TYPE_CHECKING:
     from .records import ForwardLink
 
 log = logging.getLogger("chenilles.node")
-_CONTEXT_FIELDS = frozenset({"identity", "backends", "accounts", "clock", "name", "store"})
+_CONTEXT_FIELDS = frozenset(
+    {"identity", "backends", "accounts", "clock", "name", "store", "confirmations"}
+)
 _PAYMENT_SETTINGS = frozenset({"policy", "refund_grace", "report_outcomes"})
 
 
@@ -77,10 +79,19 @@ class Node:
     #: Collect ``ticket_outcomes`` and ``finished_payments`` for a driver that answers
     #: callers waiting for them (and takes them after each job).
     report_outcomes: bool = False
+    #: Confirmations a deposit (or a conclusion) needs per chain before the node relies
+    #: on it; a chain not named here uses its backend's finality depth.
+    confirmations: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.ctx = NodeContext(
-            self.identity, self.backends, self.accounts, self.clock, self.name, self.store
+            self.identity,
+            self.backends,
+            self.accounts,
+            self.clock,
+            self.name,
+            self.store,
+            self.confirmations,
         )
         self.proposals = Proposals(self.ctx, self._run, self._update_failed)
         self.payment_flow = Payments(self.ctx, self.proposals, self.policy, self.refund_grace)
@@ -225,6 +236,7 @@ class Node:
     ) -> None:
         channel = self._channel_of(peer, message.channel_id)
         try:
+            self.opening.check_updatable(channel, message)
             effects = channel.machine.receive(message, self.clock())
         except ChannelError as error:
             self._run(channel, channel.machine.rejection(message, error))

@@ -25,7 +25,8 @@ from ...core import (
     Participant,
     initial_state,
 )
-from ...core.errors import WrongChannel
+from ...core.errors import ChannelNotOpen, WrongChannel
+from ...core.messages import Propose
 from ...core.watcher import GuardChannel
 from ..net import wire
 from ..store.base import ChannelRecord
@@ -266,7 +267,7 @@ class Opening:
     def _funded_by_me(self, channel: Channel, txids: tuple[str, ...]) -> None:
         channel.funded_by_me = True
         self.ctx.send(channel.peer, wire.FundingDone(channel.channel_id, txids))
-        self._maybe_activate(channel)
+        self.check_funding(channel)
 
     def _deposits_confirmed(self, channel: Channel) -> bool:
         """Whether the chain reported every deposit of ours (only asked after a restart)."""
@@ -279,11 +280,18 @@ class Opening:
         )
 
     def on_funded(self, event: Funded) -> None:
-        """The chain reports a deposit. It matters only for a deposit of ours sent before a
-        crash that forgot it: it is confirmed now, and the channel can open."""
+        """The chain reports a deposit. For a deposit of ours sent before a crash that
+        forgot it, it is confirmed now, and we tell the peer; any deposit is a reason to
+        look at the chain again (the event itself proves nothing: a reorg may take it)."""
         channel = self.ctx.channels.get(event.channel_id)
+        if channel is None:
+            return
+        self._recover_our_deposit(channel, event)
+        self.check_funding(channel)
+
+    def _recover_our_deposit(self, channel: Channel, event: Funded) -> None:
         store = self.ctx.store
-        if channel is None or channel.funded_by_me or event.participant != channel.me:
+        if channel.funded_by_me or event.participant != channel.me:
             return
         if store is None or channel.deposits.get(event.asset, (0, 0))[0] <= 0:
             return
@@ -296,13 +304,99 @@ class Opening:
             self._funded_by_me(channel, ())
 
     def on_funding_done(self, channel: Channel) -> None:
+        """The peer says its deposits are sent: a hint to look at the chain, never proof."""
         channel.funded_by_peer = True
-        self._maybe_activate(channel)
+        self.check_funding(channel)
 
-    def _maybe_activate(self, channel: Channel) -> None:
-        if channel.funded_by_me and channel.funded_by_peer and channel.status == "opening":
-            channel.status = "active"
-            self.ctx.note(f"channel {channel.channel_id.hex()[:8]} is active")
+    # --- activation: the chain's word, at depth -----------------------------------------------
+
+    def check_funding(self, channel: Channel) -> None:
+        """Activate an opening channel once the chain holds exactly the agreed deposits at
+        the chain's confirmation depth; until then say what it waits for. Called when we
+        have sent our deposits, on the peer's ``FundingDone``, on every deposit the chain
+        reports and on every new block of the channel's chain."""
+        if channel.status != "opening" or not channel.funded_by_me:
+            return
+        if channel.machine.latest is None:
+            return  # version 0 is not signed by both yet: nothing may be deposited
+        shortfall = self._shortfall(channel)
+        if shortfall is not None:
+            if shortfall != channel.waiting:
+                self.ctx.note(f"channel {channel.channel_id.hex()[:8]}: {shortfall}")
+            channel.waiting = shortfall
+            return
+        channel.waiting = ""
+        channel.status = "active"
+        self.ctx.note(f"channel {channel.channel_id.hex()[:8]} is active")
+
+    def check_chain(self, chain: str) -> None:
+        """A new block on ``chain``: deposits may have reached their depth."""
+        for channel in list(self.ctx.channels.values()):
+            if channel.status == "opening" and channel.params.chain == chain:
+                self.check_funding(channel)
+
+    def recheck_active(self, chain: str) -> None:
+        """A reorg at least as deep as the confirmation depth: a deposit that made a
+        channel active may be gone. Such a channel leaves ``active`` (no new payments, the
+        peer's proposals refused) until the chain shows its deposits again."""
+        for channel in list(self.ctx.channels.values()):
+            if channel.status != "active" or channel.params.chain != chain:
+                continue
+            shortfall = self._shortfall(channel)
+            if shortfall is not None:
+                channel.status = "opening"
+                channel.waiting = shortfall
+                self.ctx.note(
+                    f"channel {channel.channel_id.hex()[:8]} is not active any more after a "
+                    f"reorg: {shortfall}"
+                )
+
+    def _shortfall(self, channel: Channel) -> str | None:
+        """``None`` if the chain holds the agreed deposits of every asset at depth, else
+        what is missing, in words. The agreed total is what every state distributes (the
+        core's invariant), so it must be held exactly: less cannot be enforced, and more
+        could not be closed cooperatively (or, on Bitcoin, not spent by any commitment)."""
+        depth = self.ctx.depth(channel.params.chain)
+        try:
+            held = channel.backend.holdings(channel.params, depth)
+        except Exception as error:  # an unreachable chain: still waiting, asked again
+            return f"waiting for the chain to answer: {error}"
+        me, peer = channel.me, 1 - channel.me
+        for asset, (mine, theirs) in channel.deposits.items():
+            amounts = list(held.get(asset, ()))
+            got_mine = amounts[me] if len(amounts) > me else 0
+            got_theirs = amounts[peer] if len(amounts) > peer else 0
+            if got_mine + got_theirs == mine + theirs:
+                continue
+            if got_mine + got_theirs > mine + theirs:
+                return (
+                    f"the chain holds more than agreed: {got_mine + got_theirs} of "
+                    f"{mine + theirs} {asset}"
+                )
+            who, got, wanted = (
+                ("the peer's", got_theirs, theirs)
+                if got_theirs < theirs
+                else ("our", got_mine, mine)
+            )
+            return (
+                f"waiting for {who} deposit: {got} of {wanted} {asset} confirmed "
+                f"({depth} confirmations needed)"
+            )
+        return None
+
+    def check_updatable(self, channel: Channel, message: object) -> None:
+        """Refuse the peer's proposal of any state after version 0 while the channel is not
+        active: its deposits are not on the chain at depth (yet, or any more after a
+        reorg), so nothing it would carry, an HTLC to forward or a transfer, could be
+        enforced."""
+        if (
+            isinstance(message, Propose)
+            and message.state.version > 0
+            and channel.status == "opening"
+        ):
+            raise ChannelNotOpen(
+                f"the channel is not active: {channel.waiting or 'waiting for its deposits'}"
+            )
 
     def reestablish(self, channel: Channel) -> None:
         """Our funding notice may have been lost with the connection (or a crash); it is

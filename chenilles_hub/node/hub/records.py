@@ -31,6 +31,10 @@ class Channel:
     concluded: bool = False
     #: Assets whose payout reached our account.
     withdrawn: frozenset[Asset] = frozenset()
+    #: What an opening channel waits for, in words for the operator ("waiting for the
+    #: peer's deposit: 0 of 1000 confirmed ..."); empty once active. Recomputed from the
+    #: chain, so not persisted.
+    waiting: str = ""
     receipts: list[TxReceipt] = field(default_factory=list)
     #: The node's set of channels to write at the next checkpoint (set by the node).
     dirty_sink: set[bytes] | None = field(default=None, repr=False, compare=False)

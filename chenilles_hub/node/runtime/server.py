@@ -160,6 +160,11 @@ class HubServer:
             name=self.config.name,
             policy=build_policy(self.config),
             store=self.store,
+            confirmations={
+                chains.names[c.backend]: c.confirmations
+                for c in self.config.chains
+                if c.confirmations is not None and c.backend in chains.names
+            },
         )
         lap("chains")
         self.pipeline.node, self.pipeline.store = self.node, self.store
