@@ -31,7 +31,7 @@ CHALLENGE = 4  # seconds
 def idle_anvil() -> Iterator[EvmBackend]:
     ledger = anvil_ledger()  # automine only: no block without a transaction
     try:
-        yield connect_backend(ledger.url)  # type: ignore[attr-defined]
+        yield connect_backend(ledger.url, deploy=True)  # type: ignore[attr-defined]
     finally:
         ledger.stop()
 

@@ -35,7 +35,7 @@ def fresh(request: pytest.FixtureRequest) -> Iterator[EvmBackend]:
         return
     ledger = anvil_ledger()
     try:
-        yield connect_backend(ledger.url)  # type: ignore[attr-defined]
+        yield connect_backend(ledger.url, deploy=True)  # type: ignore[attr-defined]
     finally:
         ledger.stop()
 

@@ -181,7 +181,7 @@ def test_cooperative_close_with_sol_and_tokens(backend, dn):
         (pair.tok, 0, 500),
         (pair.sol, 1, SOL),
     ]
-    assert isinstance(events[-1], NewBlock) and events[-1].height > 0
+    assert any(isinstance(e, NewBlock) and e.height > 0 for e in events)
     start = pair.balances()
 
     pair.pay(0, Transfer(pair.sol, SOL // 2))
@@ -205,8 +205,8 @@ def test_cooperative_close_with_sol_and_tokens(backend, dn):
     ]
     assert a_sol + b_sol == 3 * SOL and a_tok + b_tok == 500
     assert Concluded(pair.cid, final.version) in backend.poll_events()
-    with pytest.raises(LedgerError, match="BAD_STATUS"):  # refused by the preflight
-        backend.close_cooperative(pair.params, final, pair.bob)
+    # asked again (after a reorg the node closes once more): nothing more is sent
+    assert backend.close_cooperative(pair.params, final, pair.bob).txid == ""
     # the transaction on the devnet, as a third-party client sees it
     got = dn.call("getTransaction", [receipt.txid])
     assert got["meta"]["fee"] == receipt.fee and got["meta"]["err"] is None

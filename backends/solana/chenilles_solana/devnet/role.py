@@ -42,6 +42,8 @@ def provision(url: str, datadir: str, accounts: int) -> DevnetChain:
         "chain": CHAIN,
     }
     backend = connect_backend(url, **options)
+    # One server, no forks: a slot confirmed is final (a real cluster's default is 32).
+    options["confirmations"] = 1
     keys: list[str] = []
     try:
         for _ in range(accounts):
