@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
+from chenilles_hub.devnet.processes import expected_wallet_changes
 from tests.node.test_server_harness import wait_for
 
-from .harness import Devnet, DevnetNode, connected, open_channel, pay
+from .harness import Devnet, DevnetNode, open_channel, pay
 
 pytestmark = [pytest.mark.devnet, pytest.mark.xdist_group("devnet-hub")]
 
@@ -40,63 +40,8 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, DevnetNo
         devnet.down()
 
 
-def wallet(node: DevnetNode, asset: str) -> int:
-    chain = asset.rpartition("@")[2]
-    row = next(b for b in node.api.get("/v1/backends") if b["chain"] == chain)
-    return int(row["balances"][asset])
-
-
-def fees(node: DevnetNode, channel_id: str) -> int:
-    return sum(r["fee"] for r in node.api.get(f"/v1/channels/{channel_id}")["receipts"])
-
-
-def expected_payouts(
-    channel_id: str, net_change: list[tuple[DevnetNode, int]], funder: DevnetNode
-) -> dict[str, int]:
-    """What each side's wallet must have gained: its net change in the channel, less the
-    fees it paid from its wallet (and rent it locked), less, for the funder, the fees paid
-    out of the channel's funds (Bitcoin's commitment and closing transactions)."""
-    receipts = {n.name: n.api.get(f"/v1/channels/{channel_id}")["receipts"] for n, _ in net_change}
-    from_channel = {
-        r["txid"]: r["fee"] for rs in receipts.values() for r in rs if r["fee_from_channel"]
-    }
-    result = {}
-    for node, change in net_change:
-        own = sum(r["fee"] + r["rent"] for r in receipts[node.name] if not r["fee_from_channel"])
-        result[node.name] = change - own - (sum(from_channel.values()) if node is funder else 0)
-    return result
-
-
-def direct_peers(a: DevnetNode, b: DevnetNode) -> None:
-    if not connected(a, b):
-        a.api.post("/v1/peers", {"node_id": b.node_id, "address": b.config["node"]["listen"]})
-        wait_for(lambda: connected(a, b), what=f"{a.name} connected to {b.name}")
-
-
 def _open(a: DevnetNode, b: DevnetNode, asset: str, amount: int, challenge: int) -> str:
-    started = a.api.post(
-        "/v1/channels",
-        {"peer": b.node_id, "asset": asset, "amount": amount, "challenge_duration": challenge},
-    )
-    result: dict[str, Any] = wait_for(
-        lambda: (
-            (r := a.api.get(f"/v1/channels/opening/{started['temp_id']}"))["status"] == "active"
-            and r
-        ),
-        timeout=120,
-        what="channel active",
-    )
-    channel_id: str = result["channel_id"]
-    wait_for(lambda: b.api.get(f"/v1/channels/{channel_id}")["status"] == "active", timeout=60)
-    return channel_id
-
-
-def _closed(node: DevnetNode, channel_id: str, timeout: float = 240) -> None:
-    wait_for(
-        lambda: node.api.get(f"/v1/channels/{channel_id}")["status"] == "closed",
-        timeout=timeout,
-        what=f"{channel_id[:8]} closed on {node.name}",
-    )
+    return a.open_channel(b, asset, amount, challenge=challenge)
 
 
 AMOUNTS = {ETH: 10**17, BTC: 10**7, SOL: 10**9}
@@ -108,21 +53,21 @@ def test_two_processes_open_pay_and_close_on_each_chain(
     net: dict[str, DevnetNode], asset: str, force: bool
 ) -> None:
     alice, bob = net["alice"], net["bob"]
-    direct_peers(alice, bob)
+    alice.connect(bob)
     deposit, paid = AMOUNTS[asset], AMOUNTS[asset] // 10
-    before = {n.name: wallet(n, asset) for n in (alice, bob)}
+    before = {n.name: n.wallet(asset) for n in (alice, bob)}
     channel_id = _open(alice, bob, asset, deposit, challenge=5)
     version = alice.api.post(f"/v1/channels/{channel_id}/transfers", {"amount": paid})["version"]
     assert version >= 1
     alice.api.post(f"/v1/channels/{channel_id}/close", {"force": force})
-    _closed(alice, channel_id)
-    _closed(bob, channel_id)
+    alice.wait_closed(channel_id)
+    bob.wait_closed(channel_id)
 
     def observed() -> dict[str, int]:
-        return {n.name: wallet(n, asset) - before[n.name] for n in (alice, bob)}
+        return {n.name: n.wallet(asset) - before[n.name] for n in (alice, bob)}
 
     def expected() -> dict[str, int]:
-        return expected_payouts(channel_id, [(alice, -paid), (bob, paid)], funder=alice)
+        return expected_wallet_changes(channel_id, [(alice, -paid), (bob, paid)], funder=alice)
 
     with contextlib.suppress(TimeoutError):
         wait_for(lambda: observed() == expected(), timeout=60, what="the payouts")
