@@ -143,6 +143,13 @@ class ChainBackend(Protocol):
         """A new key; on an embedded ledger, funded with every asset for tests and demos."""
         ...
 
+    def account_from_key(self, key: bytes | str) -> Account:
+        """The account of a configured secret (``[chains.NAME] account_key(_file)``): what a
+        node on a real network signs and pays with. Formats are the backend's (hex, and
+        whatever its ecosystem uses); an invalid key raises ``ValueError`` without echoing
+        it. Nothing is funded or mined for it: its coins are found on the chain."""
+        ...
+
     def balance(self, account: Account, asset: Asset) -> int: ...
 
     def participant_key(self, account: Account, nonce: bytes) -> str:
