@@ -18,11 +18,16 @@ from .core.timing import TimeModel
 
 
 class BackendInfo(msgspec.Struct, frozen=True):
+    """``supports_apps``: whether the backend enforces app rules on-chain (forced moves,
+    the ``use_app`` ... ``app_dispute`` methods below); an app channel on a backend that
+    does not is refused at open."""
+
     name: str
     version: str
     family: str
     chains: tuple[str, ...]
     description: str = ""
+    supports_apps: bool = False
 
 
 class TxReceipt(msgspec.Struct, frozen=True):

@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from . import plugins
+from . import apps, plugins
 
 _PROCESS_START = time.monotonic()
 
@@ -78,6 +78,36 @@ def backends_command(as_json: bool, config_path: str | None) -> None:
         click.echo("no backends installed (pip install chenilles-evm, chenilles-bitcoin, ...)")
         return
     _table(installed, [(k, k) for k in ("name", "family", "version", "chains", "distribution")])
+
+
+@main.command("apps")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def apps_command(as_json: bool) -> None:
+    """List the installed apps (entry-point group ``chenilles.apps``): for each, the chain
+    families it ships on-chain code for and the installed backends that can run it."""
+    backends = plugins.installed_backends(fresh=True)
+    installed = [
+        {
+            "name": p.info.name,
+            "version": p.info.version,
+            "families": list(p.info.families),
+            "backends": [
+                b.info.name
+                for b in backends
+                if b.info.supports_apps and b.info.family in p.info.families
+            ],
+            "distribution": apps.distribution_of(p.info.name) or "?",
+            "description": p.info.description,
+        }
+        for p in apps.installed_apps(fresh=True)
+    ]
+    if as_json:
+        click.echo(json.dumps(installed, indent=2))
+        return
+    if not installed:
+        click.echo("no apps installed (pip install chenilles-app-tictactoe, ...)")
+        return
+    _table(installed, [(k, k) for k in ("name", "version", "families", "backends", "distribution")])
 
 
 @main.command("demo")

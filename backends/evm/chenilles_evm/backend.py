@@ -217,6 +217,7 @@ class EvmBackend:
             family="EVM",
             chains=(self.chain,),
             description=f"Chenilles adjudicator {self.adjudicator.address} on {self.chain}",
+            supports_apps=True,
         )
 
     # --- the chain ------------------------------------------------------------------------

@@ -76,6 +76,7 @@ INFO = BackendInfo(
     family="Solana",
     chains=("solana:localnet", "solana:devnet", "solana:mainnet"),
     description="Chenilles channel program; embedded LiteSVM or any Solana JSON-RPC cluster",
+    supports_apps=True,
 )
 
 

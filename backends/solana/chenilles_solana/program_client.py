@@ -222,6 +222,49 @@ def decode_state_message(msg: bytes) -> ChannelStateMsg:
 
 
 # ---------------------------------------------------------------------------------------
+# The app ABI (contracts/solana/chenilles_app.h): what the adjudicator sends an app
+# program on a forced move. Encoded here too so that tests (and app authors) can call an
+# app program directly, exactly as the adjudicator does through CPI.
+# ---------------------------------------------------------------------------------------
+
+APP_ABI_VALID_TRANSITION = 1
+APP_INVALID_TRANSITION = 0x100
+APP_BAD_CALL = 0x101
+
+
+def encode_app_call(
+    mover: int,
+    from_balances: Sequence[tuple[int, int]],
+    to_balances: Sequence[tuple[int, int]],
+    from_data: bytes,
+    to_data: bytes,
+    *,
+    now: int,
+    from_final: bool = False,
+    to_final: bool = False,
+) -> bytes:
+    """The instruction data of one ``valid transition`` call to an app program."""
+    if len(from_balances) != len(to_balances) or not 1 <= len(from_balances) <= MAX_ASSETS:
+        raise ValueError(f"1 to {MAX_ASSETS} assets, the same in both states")
+    out = bytearray(
+        struct.pack(
+            "<BBBBB3xq",
+            APP_ABI_VALID_TRANSITION,
+            mover,
+            len(from_balances),
+            int(from_final),
+            int(to_final),
+            now,
+        )
+    )
+    for a, b in (*from_balances, *to_balances):
+        out += struct.pack("<QQ", a, b)
+    for data in (from_data, to_data):
+        out += struct.pack("<H", len(data)) + data
+    return bytes(out)
+
+
+# ---------------------------------------------------------------------------------------
 # Account layouts
 # ---------------------------------------------------------------------------------------
 
