@@ -103,7 +103,9 @@ let stale = false;
 function emit(outDir, artifacts) {
   const outAbs = join(ROOT, outDir);
   if (check) {
-    const existing = existsSync(outAbs) ? readdirSync(outAbs).filter((f) => f.endsWith(".json")).sort() : [];
+    // contract artifacts only (an app's build directory also holds the Solana build info)
+    const isArtifact = (f) => f.endsWith(".json") && "contractName" in JSON.parse(readFileSync(join(outAbs, f), "utf8"));
+    const existing = existsSync(outAbs) ? readdirSync(outAbs).filter(isArtifact).sort() : [];
     const wanted = Object.keys(artifacts).map((n) => `${n}.json`).sort();
     for (const f of new Set([...existing, ...wanted])) {
       const name = f.slice(0, -5);
