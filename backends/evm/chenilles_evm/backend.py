@@ -97,7 +97,7 @@ __all__ = [
 #: more HTLCs or assets cost more (about 7k gas per HTLC to register, 8k to conclude, and
 #: each further asset its two payouts). ``withdraw``: pulling a credited ERC-20 payout.
 GAS_ESTIMATES: Mapping[str, int] = {
-    "force_move": 90_000,
+    "force_move": 110_000,
     "fund": 133_000,
     "close_cooperative": 136_000,
     "register": 109_000,
