@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chenilles_hub import plugins
+from chenilles_hub import apps, plugins
 from chenilles_hub.backend import Account, ChainBackend
 from chenilles_hub.circuit.quote import Rate
 from chenilles_hub.core import parse_asset
@@ -118,6 +118,8 @@ def build_chains(config: NodeConfig, store: Store | None = None) -> Chains:
             if origin is not None and "from_block" not in options:
                 options["from_block"] = int(origin)
             backend = factory.connect(chain.url, **options)
+        if chain.embedded and backend.info.supports_apps:
+            _deploy_apps(backend)
         if chain.account_key:
             from_key = getattr(backend, "account_from_key", None)
             if from_key is None:
@@ -128,6 +130,16 @@ def build_chains(config: NodeConfig, store: Store | None = None) -> Chains:
         backends[backend.chain] = backend
         names[chain.backend] = backend.chain
     return Chains(backends, accounts, names)
+
+
+def _deploy_apps(backend: ChainBackend) -> None:
+    """An embedded ledger gets the on-chain rule of every installed app that ships one for
+    its family. A chain reached by URL binds apps already deployed there instead, from its
+    config table (``[chains.<name>.apps]``: app id = contract address / program id)."""
+    for plugin in apps.installed_apps():
+        code = plugin.onchain_code(backend.info.family)
+        if code is not None:
+            backend.use_app(plugin.info.name, code=code)
 
 
 def open_store(config: NodeConfig) -> Store:
