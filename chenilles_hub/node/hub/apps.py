@@ -44,6 +44,10 @@ FORCED_PREFIX = "app/forced/"
 
 
 class AppChannels:
+    """The node's app channels (see the module docstring): driven by the operator's
+    ``move``, by chain events and by ``tick``; it acts on-chain only through the backend's
+    ``force_move`` / ``challenge`` and ``ChainActions.force_close``."""
+
     def __init__(self, ctx: NodeContext, proposals: Proposals, chain_actions: ChainActions) -> None:
         self.ctx = ctx
         self.proposals = proposals
@@ -76,7 +80,10 @@ class AppChannels:
             return
         if channel.status != "disputed":
             raise NotPermitted(f"the channel is {channel.status}: no move can be made")
-        dispute = channel.backend.app_dispute(channel.params)
+        try:
+            dispute = channel.backend.app_dispute(channel.params)
+        except LedgerError as error:
+            raise NotPermitted(f"the dispute cannot be read on-chain now: {error}") from None
         if dispute is None or dispute.phase == "concluded":
             raise NotPermitted("no dispute on-chain to move in")
         before = dispute.state
