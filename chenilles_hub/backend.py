@@ -13,16 +13,30 @@ from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
-from .core import Asset, ChannelParams, Htlc, Participant, SignedState, StateAuthority
+from .core import (
+    Asset,
+    AssetBalances,
+    ChannelParams,
+    ChannelState,
+    Htlc,
+    Participant,
+    SignedState,
+    StateAuthority,
+)
 from .core.timing import TimeModel
 
 
 class BackendInfo(msgspec.Struct, frozen=True):
+    """``supports_apps``: whether the backend enforces app rules on-chain (forced moves,
+    the ``use_app`` ... ``app_dispute`` methods below); an app channel on a backend that
+    does not is refused at open."""
+
     name: str
     version: str
     family: str
     chains: tuple[str, ...]
     description: str = ""
+    supports_apps: bool = False
 
 
 class TxReceipt(msgspec.Struct, frozen=True):
@@ -95,7 +109,41 @@ class Reorged(msgspec.Struct, frozen=True, tag="reorged"):
     txids: tuple[str, ...]
 
 
-ChainEvent = Funded | Registered | Concluded | PreimageRevealed | NewBlock | Reorged
+class Progressed(msgspec.Struct, frozen=True, tag="progressed"):
+    """A forced move in an app channel was recorded: the registered state is now version
+    ``version`` (moved by ``mover``), with these free balances (params' asset order), app
+    data and final flag; the next move, or a newer state signed by both, is accepted until
+    ``timeout``, and the channel concludes on this state from then on. Reported after the
+    ``Registered(channel, version, timeout)`` a backend also reports for the same move."""
+
+    channel_id: bytes
+    version: int
+    timeout: int
+    mover: int
+    balances: tuple[AssetBalances, ...]
+    app_data: bytes
+    final: bool
+
+
+ChainEvent = Funded | Registered | Concluded | PreimageRevealed | NewBlock | Reorged | Progressed
+
+
+class AppDispute(msgspec.Struct, frozen=True):
+    """An app channel's dispute as its ledger records it (chain time throughout).
+
+    ``phase``: ``registered`` (a state both signed; a strictly newer one replaces it until
+    ``refute_until``), ``forced`` (the last change was a forced move; a newer state both
+    signed, of at least its version, replaces it until ``refute_until``) or
+    ``concluded``. A forced move from ``state`` is accepted from ``move_from`` until
+    ``move_until``; the channel concludes on ``state`` from ``conclude_at``.
+    """
+
+    phase: str
+    state: ChannelState
+    refute_until: int
+    move_from: int
+    move_until: int
+    conclude_at: int
 
 
 class LedgerError(Exception):
@@ -251,6 +299,43 @@ class ChainBackend(Protocol):
         Clock sysvar (Solana). The watcher acts on a deadline ``T`` (``Registered.timeout``,
         an HTLC's expiry) once this is ``>= T``: the contract will accept the action in that
         block. Never earlier than ``now()``."""
+        ...
+
+    # --- apps: forced moves (generalized state channels) ---------------------------------
+    #
+    # Backends whose ``info.supports_apps`` is true enforce app rules on-chain; the others
+    # implement these three by raising ``LedgerError`` (and the node refuses an app channel
+    # on them at open). An app channel's dispute, on every ledger that supports apps:
+    # ``register`` a state both signed; while the challenge period runs a strictly newer one
+    # replaces it (``challenge``); then, for one more challenge period, a *forced move*
+    # (``force_move``) may take it one move on, signed by the mover alone and checked by the
+    # app's on-chain rule; each forced move opens a new period for the next one, during
+    # which a newer state both signed (of at least the forced version) may also replace it
+    # (``challenge`` again). When a period ends without a move, ``conclude`` pays the
+    # registered state's balances, which an app's rule keeps equal to the app's outcome: the
+    # party whose turn it is and who stays silent gets what the app gives a silent party.
+
+    def use_app(self, app_id: str, code: bytes | None = None, address: str | None = None) -> str:
+        """Make app ``app_id`` usable in channels on this ledger, and return its on-chain
+        identity (an EVM contract address, a Solana program id): bound to ``address`` where
+        the app's on-chain rule is deployed already, or, on a development ledger, ``code``
+        (the app plugin's ``onchain_code(family)``) deployed now. Channels name the app by
+        its id (``ChannelParams.app``) and their id commits to this identity: a channel
+        naming an app not made usable here is refused (``InvalidParams``), so a peer can
+        never choose the code that judges our moves."""
+        ...
+
+    def force_move(
+        self, params: ChannelParams, move: SignedState, mover: int, account: Account
+    ) -> TxReceipt:
+        """A forced move: ``move.state`` follows the registered state by one move of
+        participant ``mover`` and carries the mover's signature (the same bundle as in a
+        proposal) at ``move.signatures[mover]``. ``LedgerError`` when the ledger refuses it
+        (out of its window, not the registered state's successor, refused by the app)."""
+        ...
+
+    def app_dispute(self, params: ChannelParams) -> AppDispute | None:
+        """The channel's dispute as recorded on-chain, or ``None`` if none was registered."""
         ...
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from . import plugins
+from . import apps, plugins
 
 _PROCESS_START = time.monotonic()
 
@@ -78,6 +78,36 @@ def backends_command(as_json: bool, config_path: str | None) -> None:
         click.echo("no backends installed (pip install chenilles-evm, chenilles-bitcoin, ...)")
         return
     _table(installed, [(k, k) for k in ("name", "family", "version", "chains", "distribution")])
+
+
+@main.command("apps")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def apps_command(as_json: bool) -> None:
+    """List the installed apps (entry-point group ``chenilles.apps``): for each, the chain
+    families it ships on-chain code for and the installed backends that can run it."""
+    backends = plugins.installed_backends(fresh=True)
+    installed = [
+        {
+            "name": p.info.name,
+            "version": p.info.version,
+            "families": list(p.info.families),
+            "backends": [
+                b.info.name
+                for b in backends
+                if b.info.supports_apps and b.info.family in p.info.families
+            ],
+            "distribution": apps.distribution_of(p.info.name) or "?",
+            "description": p.info.description,
+        }
+        for p in apps.installed_apps(fresh=True)
+    ]
+    if as_json:
+        click.echo(json.dumps(installed, indent=2))
+        return
+    if not installed:
+        click.echo("no apps installed (pip install chenilles-app-tictactoe, ...)")
+        return
+    _table(installed, [(k, k) for k in ("name", "version", "families", "backends", "distribution")])
 
 
 @main.command("demo")
@@ -617,6 +647,113 @@ def quote_command(
     client = _client(config_path, api_url, token_file)
     body = {"asset_in": asset_in, "asset_out": asset_out, "amount_out": amount_out}
     _output(_call(lambda: client.post("/v1/quote", body)), as_json)
+
+
+# === app channels ==============================================================================
+
+
+def _json_option(text: str | None, what: str) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise click.UsageError(f"{what} is JSON, e.g. '{{\"cell\": 4}}': {exc}") from None
+    if not isinstance(value, dict):
+        raise click.UsageError(f"{what} is a JSON object")
+    return value
+
+
+@main.group("app")
+def app_group() -> None:
+    """Channels that run an app (``chenilles apps`` lists the installed ones)."""
+
+
+@app_group.command("open")
+@click.argument("app")
+@click.option("--peer", required=True, help="The peer's node id (hex).")
+@click.option("--asset", required=True, help="token@chain, e.g. native@eip155:31337.")
+@click.option("--amount", required=True, type=int, help="Our deposit (base units).")
+@click.option("--remote-amount", default=0, type=int, help="The peer's deposit.")
+@click.option(
+    "--challenge", default=600, type=int, show_default=True, help="Challenge period (seconds)."
+)
+@click.option("--options", "options", help="The app's opening options as JSON, e.g. '{\"x\": 0}'.")
+@click.option("--wait/--no-wait", default=True, help="Wait until the channel is active.")
+@click.option("--timeout", default=120.0, show_default=True)
+@api_options
+def app_open(
+    app: str,
+    peer: str,
+    asset: str,
+    amount: int,
+    remote_amount: int,
+    challenge: int,
+    options: str | None,
+    wait: bool,
+    timeout: float,
+    config_path: str | None,
+    api_url: str | None,
+    token_file: str | None,
+    as_json: bool,
+) -> None:
+    """Open a channel running APP with a connected peer, from the app's opening options."""
+    client = _client(config_path, api_url, token_file)
+    body = {
+        "peer": peer,
+        "asset": asset,
+        "amount": amount,
+        "remote_amount": remote_amount,
+        "challenge_duration": challenge,
+        "options": _json_option(options, "--options"),
+    }
+    started = _call(lambda: client.post(f"/v1/apps/{app}/channels", body))
+    result: dict[str, Any] = started
+    if wait:
+
+        def progress() -> tuple[bool, str]:
+            nonlocal result
+            result = _call(lambda: client.get(f"/v1/channels/opening/{started['temp_id']}"))
+            if result["status"] == "refused":
+                raise click.ClickException(f"the peer refused: {result.get('reason')}")
+            return result["status"] == "active", result["status"]
+
+        _wait(progress, timeout, as_json)
+    _output(result, as_json)
+
+
+@app_group.command("show")
+@click.argument("channel_id")
+@api_options
+def app_show(
+    channel_id: str,
+    config_path: str | None,
+    api_url: str | None,
+    token_file: str | None,
+    as_json: bool,
+) -> None:
+    """The channel's app: its state, whose turn it is, its dispute on-chain if any."""
+    client = _client(config_path, api_url, token_file)
+    _output(_call(lambda: client.get(f"/v1/channels/{channel_id}/app")), as_json)
+
+
+@app_group.command("move")
+@click.argument("channel_id")
+@click.argument("move")
+@api_options
+def app_move(
+    channel_id: str,
+    move: str,
+    config_path: str | None,
+    api_url: str | None,
+    token_file: str | None,
+    as_json: bool,
+) -> None:
+    """Make MOVE (the app's JSON, e.g. '{"cell": 4}') in the channel's app: proposed to the
+    peer, or forced on-chain during a dispute."""
+    client = _client(config_path, api_url, token_file)
+    body = {"move": _json_option(move, "MOVE")}
+    _output(_call(lambda: client.post(f"/v1/channels/{channel_id}/app/moves", body)), as_json)
 
 
 if __name__ == "__main__":

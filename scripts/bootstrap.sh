@@ -2,8 +2,9 @@
 # Installs everything the project needs on a fresh Debian machine, idempotently:
 #   - Debian packages: clang-14 (to build the Solana program from source), nodejs/npm;
 #   - npm tools pinned in package-lock.json (solc-js, anvil) into ./node_modules;
-#   - a Python 3.11 venv in ./.venv with the hub, the three backends (as plugins, installed
-#     exactly like third-party ones) and the dev tools, pinned by constraints.txt.
+#   - a Python 3.11 venv in ./.venv with the hub, the three backends and the example apps
+#     (as plugins, installed exactly like third-party ones) and the dev tools, pinned by
+#     constraints.txt.
 # Re-running it is cheap: each step is skipped when its inputs have not changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,7 +44,7 @@ mkdir -p "$STAMPS"
 stamp_ok() { [ -f "$STAMPS/$1" ] && [ "$(cat "$STAMPS/$1")" = "$2" ]; }
 digest() { cat "$@" 2>/dev/null | sha256sum | cut -d' ' -f1; }
 
-py_inputs=(pyproject.toml backends/*/pyproject.toml constraints.txt)
+py_inputs=(pyproject.toml backends/*/pyproject.toml apps/*/pyproject.toml constraints.txt)
 py_digest=$(digest "${py_inputs[@]}")
 if ! stamp_ok python "$py_digest"; then
   say "installing Python packages into .venv"
@@ -51,9 +52,11 @@ if ! stamp_ok python "$py_digest"; then
     | grep -v '^WARNING: Location' || true
   # -qq: quiet unless something fails (setuptools' informational warnings are not ours).
   .venv/bin/python -m pip install -qq --disable-pip-version-check -c constraints.txt \
-    -e ".[dev]" -e backends/evm -e backends/bitcoin -e backends/solana 2>&1 \
+    -e ".[dev]" -e backends/evm -e backends/bitcoin -e backends/solana \
+    -e apps/tictactoe -e apps/escrow 2>&1 \
     | grep -v '^WARNING: Location' || true
   .venv/bin/python -c 'import chenilles_hub, chenilles_evm, chenilles_bitcoin, chenilles_solana'
+  .venv/bin/python -c 'import chenilles_app_tictactoe, chenilles_app_escrow'
   echo "$py_digest" > "$STAMPS/python"
 fi
 

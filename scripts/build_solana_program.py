@@ -9,6 +9,11 @@ Each ``contracts/solana/<name>.c`` is one program (one translation unit, headers
 and ``build/build_info.json`` records the compiler, flags, and each program's sha256.
 Every program is built twice and the two outputs must be byte-identical.
 
+Apps (``apps/<app>/``, each its own distribution) are built the same way:
+``apps/<app>/contracts/solana/<name>.c`` -> ``apps/<app>/<package>/build/<name>.so`` (the
+program ships inside the app's one Python package), with ``contracts/solana`` on the
+include path for ``sol_abi.h`` and the app ABI ``chenilles_app.h``.
+
 Needs only Debian's clang (``apt-get install -y clang-14``; ld.lld is *not* used) and
 pyelftools (``pip install pyelftools``). ``--check`` rebuilds in a temporary directory and
 fails if the result differs from the committed artifacts (for CI).
@@ -78,15 +83,31 @@ def compile_and_link(clang: str, source: Path, workdir: Path) -> bytes:
     from chenilles_solana.sbf_linker import link
 
     obj = workdir / (source.stem + ".o")
-    # Run from the source directory with a relative file name: the object then carries no
-    # absolute paths, so the output does not depend on where the tree is checked out.
-    proc = subprocess.run([clang, *CFLAGS, "-c", source.name, "-o", str(obj)], cwd=source.parent)
+    # Run from the source directory with a relative file name (and a relative include
+    # path): the object then carries no absolute paths, so the output does not depend on
+    # where the tree is checked out.
+    include = ["-I", os.path.relpath(SRC, source.parent)] if source.parent != SRC else []
+    proc = subprocess.run(
+        [clang, *CFLAGS, *include, "-c", source.name, "-o", str(obj)], cwd=source.parent
+    )
     if proc.returncode != 0:
         sys.exit(f"error: clang failed on {source.name} (exit {proc.returncode})")
     return link(obj.read_bytes())
 
 
-def build(out_dir: Path) -> dict:
+def app_units() -> list[tuple[Path, Path]]:
+    """(source directory, committed build directory) of every app with a Solana program."""
+    units = []
+    for app in sorted((ROOT / "apps").glob("*/contracts/solana")):
+        home = app.parent.parent
+        packages = [d for d in sorted(home.iterdir()) if (d / "__init__.py").exists()]
+        if len(packages) != 1:
+            sys.exit(f"error: {home.relative_to(ROOT)}: expected one Python package, {packages}")
+        units.append((app, packages[0] / "build"))
+    return units
+
+
+def build(out_dir: Path, src: Path = SRC, committed: Path = OUT) -> dict:
     clang = find_clang()
     info = {
         "compiler": clang_version(clang),
@@ -95,9 +116,9 @@ def build(out_dir: Path) -> dict:
         "programs": {},
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    sources = sorted(SRC.glob("*.c"))
+    sources = sorted(src.glob("*.c"))
     if not sources:
-        sys.exit(f"error: no sources in {SRC}")
+        sys.exit(f"error: no sources in {src}")
     for source in sources:
         with tempfile.TemporaryDirectory() as t1, tempfile.TemporaryDirectory() as t2:
             first = compile_and_link(clang, source, Path(t1))
@@ -110,7 +131,7 @@ def build(out_dir: Path) -> dict:
 
         info["programs"][source.stem] = {
             "source": str(source.relative_to(ROOT)),
-            "artifact": str((SRC / "build" / so_path.name).relative_to(ROOT)),
+            "artifact": str((committed / so_path.name).relative_to(ROOT)),
             "size": len(first),
             "sha256": hashlib.sha256(first).hexdigest(),
             "syscalls": syscalls_of(first),
@@ -131,23 +152,26 @@ def main() -> int:
         help="rebuild in a temp dir and compare with contracts/solana/build",
     )
     args = ap.parse_args()
+    units = [(SRC, OUT), *app_units()]
     if not args.check:
-        build(OUT)
+        for src, out in units:
+            build(out, src, out)
         return 0
-    with tempfile.TemporaryDirectory() as tmp:
-        fresh = build(Path(tmp))
-        bad = []
-        for name, prog in fresh["programs"].items():
-            committed = OUT / (name + ".so")
-            if (
-                not committed.exists()
-                or hashlib.sha256(committed.read_bytes()).hexdigest() != prog["sha256"]
-            ):
-                bad.append(name)
-        if bad:
-            print(f"error: artifacts differ from a fresh build: {', '.join(bad)}", file=sys.stderr)
-            return 1
-        print("artifacts match a fresh build")
+    bad = []
+    for src, out in units:
+        with tempfile.TemporaryDirectory() as tmp:
+            fresh = build(Path(tmp), src, out)
+            for name, prog in fresh["programs"].items():
+                committed = out / (name + ".so")
+                if (
+                    not committed.exists()
+                    or hashlib.sha256(committed.read_bytes()).hexdigest() != prog["sha256"]
+                ):
+                    bad.append(name)
+    if bad:
+        print(f"error: artifacts differ from a fresh build: {', '.join(bad)}", file=sys.stderr)
+        return 1
+    print("artifacts match a fresh build")
     return 0
 
 

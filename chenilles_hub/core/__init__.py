@@ -55,6 +55,7 @@ from .updates import (
     AddHtlc,
     App,
     AppMove,
+    AppRules,
     Close,
     FailHtlc,
     HtlcPolicy,
@@ -63,6 +64,7 @@ from .updates import (
     Update,
     UpdateContext,
     apply_updates,
+    check_app_move,
 )
 
 __all__ = [
@@ -76,6 +78,7 @@ __all__ = [
     "AddHtlc",
     "App",
     "AppMove",
+    "AppRules",
     "Asset",
     "AssetBalances",
     "ChannelError",
@@ -111,6 +114,7 @@ __all__ = [
     "WakeAt",
     "apply_updates",
     "canonical_state_bytes",
+    "check_app_move",
     "check_params",
     "check_state",
     "check_successor",

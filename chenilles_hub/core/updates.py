@@ -13,7 +13,7 @@ preimage is shown, or a failed HTLC the payee gives up, or one past its expiry).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Protocol
+from typing import Annotated, Any, Protocol, runtime_checkable
 
 import msgspec
 
@@ -99,6 +99,47 @@ class App(Protocol):
     def apply(
         self, params: ChannelParams, state: ChannelState, mover: int, data: bytes
     ) -> ChannelState: ...
+
+
+@runtime_checkable
+class AppRules(App, Protocol):
+    """An app's whole off-chain rule, as an app plugin ships it (``chenilles.apps``).
+
+    Pure and chain-agnostic: the same rule is enforced on every chain that supports apps by
+    the app's own on-chain code (a Solidity ``IApp`` on EVM, a program the adjudicator calls
+    through CPI on Solana), and a differential test holds the two to the same verdicts.
+
+    - ``apply`` turns a move (``AppMove.data``, the app's own encoding) into the next
+      state: new ``app_data`` and free balances, nothing else.
+    - ``valid_transition`` is the state-to-state rule the chain enforces on a forced move:
+      ``after`` follows ``before`` by one move of participant ``mover`` at chain time
+      ``now``. The ledger checks the rest itself (channel id, version + 1, the mover's
+      signature, unchanged HTLCs and assets, per-asset conservation).
+    - ``turn``: who may move next (empty once the app is over). On-chain, a participant
+      whose turn it is and who stays silent lets the channel conclude on ``outcome``.
+    - ``outcome``: the free balances the app assigns to ``state`` if the channel ended
+      there. Every state an app produces carries its outcome as its balances, so what a
+      ledger pays on conclusion is the app's outcome.
+    - ``check_initial`` raises :class:`InvalidTransition` for an opening state the app
+      cannot start from; ``describe`` decodes a state for display (JSON-able values).
+    """
+
+    def valid_transition(
+        self,
+        params: ChannelParams,
+        before: ChannelState,
+        after: ChannelState,
+        mover: int,
+        now: int,
+    ) -> bool: ...
+
+    def turn(self, params: ChannelParams, state: ChannelState) -> tuple[int, ...]: ...
+
+    def outcome(self, params: ChannelParams, state: ChannelState) -> tuple[AssetBalances, ...]: ...
+
+    def check_initial(self, params: ChannelParams, state: ChannelState) -> None: ...
+
+    def describe(self, params: ChannelParams, state: ChannelState) -> dict[str, Any]: ...
 
 
 class HtlcPolicy(msgspec.Struct, frozen=True):
@@ -241,7 +282,49 @@ def _app_move(state: ChannelState, op: AppMove, ctx: UpdateContext) -> ChannelSt
     app = ctx.apps.get(ctx.params.app)
     if app is None:
         raise UnknownApp(f"app {ctx.params.app!r} is not installed here")
-    return app.apply(ctx.params, state, ctx.proposer, op.data)
+    after = app.apply(ctx.params, state, ctx.proposer, op.data)
+    if isinstance(app, AppRules):
+        check_app_move(app, ctx.params, state, after, ctx.proposer, ctx.now)
+    return after
+
+
+def check_app_move(
+    app: AppRules,
+    params: ChannelParams,
+    before: ChannelState,
+    after: ChannelState,
+    mover: int,
+    now: int,
+) -> None:
+    """Raises :class:`InvalidTransition` unless ``after`` is a move the chain would accept
+    from ``before``: an app move changes only app data and free balances, passes the app's
+    own state-to-state rule (the one its contract enforces), and pays the app's outcome.
+    Checking the move's result against the on-chain rule here means we never sign a move
+    that the ledger would refuse when forced."""
+    if (after.channel_id, after.htlcs, after.final) != (
+        before.channel_id,
+        before.htlcs,
+        before.final,
+    ) or tuple(b.asset for b in after.balances) != tuple(b.asset for b in before.balances):
+        raise InvalidTransition("an app move changes only the app data and free balances")
+    if not app.valid_transition(params, before, after, mover, now):
+        raise InvalidTransition(f"{app.app_id}: not a valid move for participant {mover}")
+    if after.balances != app.outcome(params, after):
+        raise InvalidTransition(f"{app.app_id}: balances differ from the app's outcome")
+
+
+def _app_channel_update(state: ChannelState, op: Update, ctx: UpdateContext) -> None:
+    """In an app channel the app owns the balances: payments would break its outcome, so
+    only app moves and, once the app is over, a close may be proposed."""
+    if isinstance(op, AppMove):
+        return
+    if not isinstance(op, Close):
+        raise NotPermitted(
+            f"channel of app {ctx.params.app!r}: its balances move only by app moves"
+        )
+    app = ctx.apps.get(ctx.params.app)
+    if isinstance(app, AppRules) and app.turn(ctx.params, state):
+        raise NotPermitted(f"{app.app_id} is not over yet: it cannot be closed")
 
 
 def apply_updates(
@@ -253,6 +336,8 @@ def apply_updates(
     for op in updates:
         if state.final:
             raise ChannelFinal("nothing may follow a close in the same proposal")
+        if ctx.params.app:
+            _app_channel_update(state, op, ctx)
         if isinstance(op, Transfer):
             state = _transfer(state, op, ctx)
         elif isinstance(op, AddHtlc):
@@ -272,6 +357,7 @@ __all__ = [
     "AddHtlc",
     "App",
     "AppMove",
+    "AppRules",
     "Close",
     "FailHtlc",
     "HtlcPolicy",
@@ -280,4 +366,5 @@ __all__ = [
     "Update",
     "UpdateContext",
     "apply_updates",
+    "check_app_move",
 ]

@@ -62,7 +62,9 @@ interface IApp {
 ///     anyone may `register` a strictly newer one (a refutation), which restarts
 ///     the period. For app channels, once the period is over, `progress` accepts
 ///     forced moves (signed by the mover alone, validated by `IApp`), each opening
-///     a new period of `challengeDuration` for the next move.
+///     a new period of `challengeDuration` for the next move, during which a state
+///     signed by both of at least the forced version may also be registered (the
+///     dispute then starts over from it).
 ///     `conclude(params, state)` with the registered state, once the last period
 ///     is over, resolves every HTLC (revealed in time -> payee; expired -> payer;
 ///     otherwise it reverts with HtlcNotResolvable) and pays both participants.
@@ -283,10 +285,14 @@ contract Adjudicator {
         Dispute storage d = _disputes[cid];
         uint8 phase = d.phase;
         if (phase == PHASE_CONCLUDED) revert AlreadyConcluded();
-        if (phase == PHASE_FORCEEXEC) revert ChallengePeriodOver(d.timeout);
-        if (phase == PHASE_DISPUTE) {
+        if (phase != PHASE_NONE) {
             if (block.timestamp >= d.timeout) revert ChallengePeriodOver(d.timeout);
-            if (state.version <= d.version) revert StaleVersion(d.version, state.version);
+            // In a dispute a strictly newer state refutes the registered one. After a
+            // forced move (signed by its mover alone) a state both signed of at least its
+            // version does: a move forced on a stale state cannot stand against what both
+            // signed, and the dispute starts over from it.
+            bool stale = phase == PHASE_DISPUTE ? state.version <= d.version : state.version < d.version;
+            if (stale) revert StaleVersion(d.version, state.version);
         }
         _checkSignatures(params, state, sigs);
         _checkFunded(cid, d, state);

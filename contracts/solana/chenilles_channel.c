@@ -23,6 +23,19 @@
  *   n_assets u8 | n_assets * (mint 32 | amount_a u64 | amount_b u64) | n_htlcs u8 |
  *   n_htlcs * (id u64 | payer u8 | asset u8 | amount u64 | payment_hash 32 | expiry i64)
  *
+ * App channels (generalized state): OPEN may name an app program (appended to OPEN's data;
+ * then the channel id hashes it after the mints, and the channel account carries an AppTail
+ * after the Channel record). Their state messages end with the app data:
+ *   ... HTLCs | app_len u16 | app data (at most MAX_APP_DATA bytes)
+ * and the dispute gains forced moves (PROGRESS): once a registration's challenge period is
+ * over, for one more period, a state following the registered one by one move, signed by
+ * the mover alone, is recorded if the app program accepts it: we invoke it through CPI with
+ * the app ABI (chenilles_app.h) and no account, so it can only judge, never touch, the
+ * channel. Each forced move opens a period for the next one (status FORCED), during which
+ * REGISTER also accepts a state both signed of at least the forced version. A non-final
+ * app state registered by REGISTER concludes only after that extra period; a forced one at
+ * the end of its period.
+ *
  * Money rule, per asset: free balances + locked HTLCs == what was deposited. A state that
  * breaks it is refused (NOT_CONSERVING), with one exception: version 0 without HTLCs (the
  * funding agreement) may be registered when the channel is under- or over-funded, and then
@@ -77,6 +90,9 @@
 #define ERR_BAD_MINT 34
 #define ERR_ALREADY_FUNDED 35
 #define ERR_NOT_PARTICIPANT 36
+#define ERR_NO_APP 37
+#define ERR_WRONG_APP 38
+#define ERR_STATE_IS_FINAL 39
 
 /* ---- instructions ---- */
 #define IX_OPEN 0
@@ -86,12 +102,14 @@
 #define IX_CONCLUDE 4
 #define IX_WITHDRAW 5
 #define IX_REVEAL 6
+#define IX_PROGRESS 7
 
 /* ---- channel status ---- */
 #define ST_OPEN 0
 #define ST_DISPUTE 1
 #define ST_CONCLUDED 2
 #define ST_CLOSED 3
+#define ST_FORCED 4 /* the registered state came from a forced move (app channels) */
 
 /* ---- event tags (first byte of each sol_log_data field) ---- */
 #define EV_OPENED 0    /* channel_id 32 */
@@ -100,10 +118,13 @@
 #define EV_CONCLUDED 3 /* channel_id 32 | version u64 | cooperative u8 */
 #define EV_WITHDRAWN 4 /* channel_id 32 | asset u8 | participant u8 | amount u64 */
 #define EV_REVEALED 5  /* payment_hash 32 | preimage 32 | unix time i64 | slot u64 */
+#define EV_PROGRESSED 6 /* channel_id 32 | version u64 | deadline i64 | mover u8 | final u8 |
+                           n_assets u8 | n_assets * (a u64 | b u64) | app_len u16 | app data */
 
 #define MAX_ASSETS 4
 #define MAX_HTLCS 8
 #define MAX_ACCOUNTS 20
+#define MAX_APP_DATA 256
 #define TOKEN_ACCOUNT_LEN 165
 
 typedef struct {
@@ -128,7 +149,8 @@ typedef struct {
     u8 n_htlcs;
     u8 n_assets;
     u8 withdrawn; /* bit 2*asset + participant */
-    u8 pad[2];
+    u8 has_app;   /* an AppTail follows the record */
+    u8 pad;
     u64 version;
     i64 deadline;
     Pubkey mints[MAX_ASSETS]; /* zero: SOL */
@@ -139,6 +161,14 @@ typedef struct {
     u64 payout[MAX_ASSETS][2];   /* after conclusion */
     Htlc htlcs[MAX_HTLCS];
 } Channel; /* 1008 bytes */
+
+/* After the Channel record of an app channel: its app and the registered state's app data. */
+typedef struct {
+    Pubkey program; /* the app program, committed to by the channel id */
+    u16 len;
+    u8 pad[6];
+    u8 data[MAX_APP_DATA];
+} AppTail; /* 296 bytes */
 
 typedef struct {
     u8 magic[8]; /* "PREIMAG1" */
@@ -151,6 +181,7 @@ typedef struct {
 _Static_assert(sizeof(Htlc) == 64, "Htlc layout");
 _Static_assert(sizeof(Channel) == 1008, "Channel layout");
 _Static_assert(sizeof(PreimageRecord) == 88, "PreimageRecord layout");
+_Static_assert(sizeof(AppTail) == 296, "AppTail layout");
 
 static const u8 CHANNEL_MAGIC[8] = "CHNLSOL2";
 static const u8 PREIMAGE_MAGIC[8] = "PREIMAG1";
@@ -176,6 +207,7 @@ static const Pubkey TOKEN_PROGRAM_ID = {{
 #define MSG_HTLC_LEN (8 + 1 + 1 + 8 + 32 + 8)
 #define ED25519_OFFSETS_START 2
 #define ED25519_OFFSETS_LEN 14
+#define BOTH_SIGNERS 2 /* load_signed_state: a state both signed (else one mover's move) */
 
 /* A parsed, signature-checked state. Lives in the heap (too big for a 512-byte frame). */
 typedef struct {
@@ -185,14 +217,19 @@ typedef struct {
     u8 pad[6];
     u64 balances[MAX_ASSETS][2];
     Htlc htlcs[MAX_HTLCS];
+    const u8 *app_data; /* app channels: into the signed message (the Instructions sysvar) */
+    u64 app_len;
 } State;
+
+#define APP_CALL_MAX (16 + 32 * MAX_ASSETS + 2 * (2 + MAX_APP_DATA))
 
 typedef struct {
     AccountInfo infos[MAX_ACCOUNTS];
     AccountInfo cpi[3];
     State state;
     u8 scratch[256];
-    u8 event[128];
+    u8 event[64 + 16 * MAX_ASSETS + 2 + MAX_APP_DATA];
+    u8 app_call[APP_CALL_MAX];
 } Heap;
 
 static inline Heap *heap(void) { return (Heap *)MM_HEAP_START; }
@@ -231,9 +268,14 @@ static u64 load_channel(const Input *in, const AccountInfo *acc, Channel **out) 
         return ERR_WRONG_CHANNEL_ACCOUNT;
     if (!acc->is_writable)
         return ERR_NOT_WRITABLE;
-    *out = (Channel *)acc->data;
+    Channel *ch = (Channel *)acc->data;
+    if (ch->has_app && acc->data_len < sizeof(Channel) + sizeof(AppTail))
+        return ERR_WRONG_CHANNEL_ACCOUNT;
+    *out = ch;
     return 0;
 }
+
+static inline AppTail *app_tail(Channel *ch) { return (AppTail *)(ch + 1); }
 
 static u64 move_lamports(AccountInfo *from, AccountInfo *to, u64 amount) {
     if (*from->lamports < amount)
@@ -420,9 +462,11 @@ NOINLINE static u64 open_vault(const Input *in, AccountInfo *chan, u64 k, Accoun
 
 /* ---- OPEN: [0][A 32][B 32][challenge_duration u64][nonce 32][bump u8][lamports u64]
  *           [vault_lamports u64][n_assets u8][mint 32 * n][vault bump u8 * n]
+ *           [app program 32, app channels only]
  * accounts: payer (signer, writable), channel PDA (writable), system program, token program,
  *           then for each SPL asset in order: mint, vault PDA (writable).
- * Creates the channel account and one vault token account per mint. */
+ * Creates the channel account (with an AppTail for an app channel) and one vault token
+ * account per mint. */
 #define OPEN_FIXED (1 + 32 + 32 + 8 + 32 + 1 + 8 + 8 + 1)
 NOINLINE static u64 ix_open(const Input *in) {
     if (in->data_len < OPEN_FIXED)
@@ -431,9 +475,13 @@ NOINLINE static u64 ix_open(const Input *in) {
     u64 n_assets = d[OPEN_FIXED - 2];
     if (n_assets == 0 || n_assets > MAX_ASSETS)
         return ERR_BAD_ASSET;
-    if (in->data_len != OPEN_FIXED + 33 * n_assets)
+    u64 plain_len = OPEN_FIXED + 33 * n_assets;
+    if (in->data_len != plain_len && in->data_len != plain_len + 32)
         return ERR_BAD_INSTRUCTION;
     const u8 *mints = d + OPEN_FIXED - 1, *vault_bumps = mints + 32 * n_assets;
+    const u8 *app = in->data_len == plain_len ? NULL : in->data + plain_len;
+    if (app != NULL && is_zero32(app))
+        return ERR_NO_APP;
     if (in->n_accounts < 4)
         return ERR_NOT_ENOUGH_ACCOUNTS;
     AccountInfo *payer = &in->accounts[0], *chan = &in->accounts[1];
@@ -461,13 +509,14 @@ NOINLINE static u64 ix_open(const Input *in) {
     u64 lamports = rd64(d + 105);
 
     u8 channel_id[32];
-    SignerSeed parts[4] = {
+    SignerSeed parts[5] = {
         {CHANNEL_ID_DOMAIN, sizeof(CHANNEL_ID_DOMAIN)},
         {in->program_id->x, 32},
         {d, 104}, /* A | B | challenge_duration | nonce */
         {d + 121, 1 + 32 * n_assets}, /* n_assets | mints */
+        {app, 32}, /* app channels: the app program */
     };
-    sol_sha256(parts, 4, channel_id);
+    sol_sha256(parts, app != NULL ? 5 : 4, channel_id);
 
     SignerSeed seeds[3] = {{SEED_CHANNEL, sizeof(SEED_CHANNEL)}, {channel_id, 32}, {&bump, 1}};
     Pubkey expected;
@@ -477,10 +526,15 @@ NOINLINE static u64 ix_open(const Input *in) {
     if (key_eq(chan->owner, in->program_id))
         return ERR_WRONG_CHANNEL_ACCOUNT; /* already initialized */
     SignerSeeds signer = {seeds, 3};
-    CreateArgs args = {lamports, sizeof(Channel), in->program_id, &signer};
+    u64 size = sizeof(Channel) + (app != NULL ? sizeof(AppTail) : 0);
+    CreateArgs args = {lamports, size, in->program_id, &signer};
     if ((err = create_pda_account(payer, chan, system, &args)))
         return err;
     Channel *ch = (Channel *)chan->data;
+    if (app != NULL) {
+        ch->has_app = 1;
+        sol_memcpy_(app_tail(ch)->program.x, app, 32);
+    }
     sol_memcpy_(ch->magic, CHANNEL_MAGIC, 8);
     sol_memcpy_(ch->channel_id, channel_id, 32);
     sol_memcpy_(ch->parts, d, 64);
@@ -569,10 +623,11 @@ NOINLINE static u64 ix_deposit(const Input *in) {
 }
 
 /* Reads the Ed25519 instruction at `ed_index` from the Instructions sysvar, checks that it
- * carries exactly two self-contained signatures over one message by participants A and B,
- * then parses and validates the message into heap()->state. */
+ * carries exactly two self-contained signatures over one message by participants A and B
+ * (`signer` == BOTH_SIGNERS), or one by participant `signer` (a forced move), then parses
+ * and validates the message into heap()->state. */
 NOINLINE static u64 load_signed_state(const Input *in, const AccountInfo *sysvar, u8 ed_index,
-                             const Channel *ch) {
+                                      const Channel *ch, u64 signer) {
     if (!key_eq(sysvar->key, &INSTRUCTIONS_SYSVAR_ID))
         return ERR_BAD_SYSVAR;
     const u8 *sv = sysvar->data;
@@ -595,12 +650,13 @@ NOINLINE static u64 load_signed_state(const Input *in, const AccountInfo *sysvar
     const u8 *ed = sv + off + 34;
     if (off + 34 + ed_len > sv_len)
         return ERR_BAD_SYSVAR;
-    if (ed_len < ED25519_OFFSETS_START + 2 * ED25519_OFFSETS_LEN || ed[0] != 2)
+    u64 n_sigs = signer == BOTH_SIGNERS ? 2 : 1;
+    if (ed_len < ED25519_OFFSETS_START + n_sigs * ED25519_OFFSETS_LEN || ed[0] != n_sigs)
         return ERR_BAD_SIGNATURE_IX;
 
     const u8 *msg = NULL;
     u64 msg_len = 0;
-    for (u64 i = 0; i < 2; i++) {
+    for (u64 i = 0; i < n_sigs; i++) {
         const u8 *o = ed + ED25519_OFFSETS_START + ED25519_OFFSETS_LEN * i;
         u64 pk_off = rd16(o + 4), m_off = rd16(o + 8), m_len = rd16(o + 10);
         /* signature, public key and message must all live in the Ed25519 instruction */
@@ -608,7 +664,7 @@ NOINLINE static u64 load_signed_state(const Input *in, const AccountInfo *sysvar
             return ERR_BAD_SIGNATURE_IX;
         if (pk_off + 32 > ed_len || m_off + m_len > ed_len)
             return ERR_BAD_SIGNATURE_IX;
-        if (!key_eq((const Pubkey *)(ed + pk_off), &ch->parts[i]))
+        if (!key_eq((const Pubkey *)(ed + pk_off), &ch->parts[n_sigs == 2 ? i : signer]))
             return ERR_BAD_SIGNER;
         if (i == 0) {
             msg = ed + m_off;
@@ -649,7 +705,19 @@ NOINLINE static u64 load_signed_state(const Input *in, const AccountInfo *sysvar
     u64 n_htlcs = a[0];
     if (n_htlcs > MAX_HTLCS)
         return ERR_TOO_MANY_HTLCS;
-    if (msg_len != MSG_HEADER_LEN + MSG_ASSET_LEN * n_assets + 1 + MSG_HTLC_LEN * n_htlcs)
+    u64 body_len = MSG_HEADER_LEN + MSG_ASSET_LEN * n_assets + 1 + MSG_HTLC_LEN * n_htlcs;
+    st->app_data = NULL;
+    st->app_len = 0;
+    if (ch->has_app) {
+        if (msg_len < body_len + 2)
+            return ERR_BAD_MESSAGE;
+        st->app_len = rd16(msg + body_len);
+        st->app_data = msg + body_len + 2;
+        if (st->app_len > MAX_APP_DATA)
+            return ERR_BAD_MESSAGE;
+        body_len += 2 + st->app_len;
+    }
+    if (msg_len != body_len)
         return ERR_BAD_MESSAGE;
     st->n_htlcs = (u8)n_htlcs;
     const u8 *h = a + 1;
@@ -696,6 +764,11 @@ static void record_state(Channel *ch, const State *st) {
     sol_memcpy_(ch->balances, st->balances, sizeof(st->balances));
     ch->n_htlcs = st->n_htlcs;
     sol_memcpy_(ch->htlcs, st->htlcs, sizeof(Htlc) * st->n_htlcs);
+    if (ch->has_app) {
+        AppTail *t = app_tail(ch);
+        t->len = (u16)st->app_len;
+        sol_memcpy_(t->data, st->app_data, st->app_len);
+    }
 }
 
 static void emit_concluded(const Channel *ch, u8 cooperative) {
@@ -719,16 +792,16 @@ NOINLINE static u64 ix_coop_close(const Input *in) {
     u64 err = load_channel(in, &acc[0], &ch);
     if (err)
         return err;
-    if (ch->status != ST_OPEN && ch->status != ST_DISPUTE)
+    if (ch->status != ST_OPEN && ch->status != ST_DISPUTE && ch->status != ST_FORCED)
         return ERR_BAD_STATUS;
-    if ((err = load_signed_state(in, &acc[3], in->data[1], ch)))
+    if ((err = load_signed_state(in, &acc[3], in->data[1], ch, BOTH_SIGNERS)))
         return err;
     State *st = &heap()->state;
     if (!st->final_flag)
         return ERR_NOT_FINAL;
     if (st->n_htlcs)
         return ERR_HTLCS_IN_FINAL;
-    if (ch->status == ST_DISPUTE && st->version < ch->version)
+    if (ch->status != ST_OPEN && st->version < ch->version)
         return ERR_STALE_VERSION;
     record_state(ch, st);
     /* Two passes: token CPIs first, SOL last. The runtime checks, at each CPI, that the
@@ -762,7 +835,10 @@ NOINLINE static u64 ix_coop_close(const Input *in) {
 /* ---- REGISTER: [3][ed25519 instruction index u8]
  * accounts: channel (writable), Instructions sysvar.
  * Registers a state and starts the challenge period, or, during the period, replaces the
- * registered state by a newer one. A final state ends the period at once. */
+ * registered state by a newer one. A final state ends the period at once. After a forced
+ * move (status FORCED), while its period runs, a state both signed of at least the forced
+ * version replaces it (a move forced on a stale base is answered with what both signed)
+ * and starts a new challenge period. */
 NOINLINE static u64 ix_register(const Input *in) {
     if (in->data_len != 2)
         return ERR_BAD_INSTRUCTION;
@@ -772,9 +848,9 @@ NOINLINE static u64 ix_register(const Input *in) {
     u64 err = load_channel(in, &in->accounts[0], &ch);
     if (err)
         return err;
-    if (ch->status != ST_OPEN && ch->status != ST_DISPUTE)
+    if (ch->status != ST_OPEN && ch->status != ST_DISPUTE && ch->status != ST_FORCED)
         return ERR_BAD_STATUS;
-    if ((err = load_signed_state(in, &in->accounts[1], in->data[1], ch)))
+    if ((err = load_signed_state(in, &in->accounts[1], in->data[1], ch, BOTH_SIGNERS)))
         return err;
     State *st = &heap()->state;
     u64 now = now_unix();
@@ -783,6 +859,13 @@ NOINLINE static u64 ix_register(const Input *in) {
             return ERR_CHALLENGE_PERIOD_OVER;
         if (st->version <= ch->version)
             return ERR_STALE_VERSION;
+    } else if (ch->status == ST_FORCED) {
+        if (now >= (u64)ch->deadline)
+            return ERR_CHALLENGE_PERIOD_OVER;
+        if (st->version < ch->version)
+            return ERR_STALE_VERSION;
+        ch->deadline = (i64)(now + ch->challenge_duration);
+        ch->status = ST_DISPUTE;
     } else {
         ch->deadline = (i64)(now + ch->challenge_duration);
         ch->status = ST_DISPUTE;
@@ -809,7 +892,7 @@ NOINLINE static u64 ix_conclude(const Input *in) {
     u64 err = load_channel(in, &in->accounts[0], &ch);
     if (err)
         return err;
-    if (ch->status != ST_DISPUTE)
+    if (ch->status != ST_DISPUTE && ch->status != ST_FORCED)
         return ERR_BAD_STATUS;
     u64 n = ch->n_htlcs;
     if (in->data_len != 1 + n)
@@ -817,7 +900,10 @@ NOINLINE static u64 ix_conclude(const Input *in) {
     if (in->n_accounts < 1 + n)
         return ERR_NOT_ENOUGH_ACCOUNTS;
     u64 now = now_unix();
-    if (now < (u64)ch->deadline)
+    u64 end = (u64)ch->deadline;
+    if (ch->status == ST_DISPUTE && ch->has_app && !ch->final_flag)
+        end += ch->challenge_duration; /* the period for a first forced move */
+    if (now < end)
         return ERR_CHALLENGE_PERIOD_ACTIVE;
     u64 (*pay_out)[2] = ch->payout;
     for (u64 k = 0; k < ch->n_assets; k++) {
@@ -900,6 +986,111 @@ NOINLINE static u64 ix_withdraw(const Input *in) {
     return 0;
 }
 
+/* The app ABI call (chenilles_app.h) for a move from the registered state to `st`. */
+static u64 app_call(const Channel *ch, const State *st, u64 mover, u64 now) {
+    u8 *d = heap()->app_call;
+    AppTail *t = app_tail((Channel *)ch);
+    u64 n = ch->n_assets;
+    d[0] = 1; /* APP_ABI_VALID_TRANSITION */
+    d[1] = (u8)mover;
+    d[2] = (u8)n;
+    d[3] = ch->final_flag;
+    d[4] = st->final_flag;
+    d[5] = d[6] = d[7] = 0;
+    wr64(d + 8, now);
+    u8 *p = d + 16;
+    sol_memcpy_(p, ch->balances, 16 * n);
+    sol_memcpy_(p + 16 * n, st->balances, 16 * n);
+    p += 32 * n;
+    p[0] = (u8)t->len;
+    p[1] = (u8)(t->len >> 8);
+    sol_memcpy_(p + 2, t->data, t->len);
+    p += 2 + t->len;
+    p[0] = (u8)st->app_len;
+    p[1] = (u8)(st->app_len >> 8);
+    sol_memcpy_(p + 2, st->app_data, st->app_len);
+    p += 2 + st->app_len;
+    return (u64)(p - d);
+}
+
+static int same_htlcs(const Channel *ch, const State *st) {
+    if (st->n_htlcs != ch->n_htlcs)
+        return 0;
+    for (u64 j = 0; j < ch->n_htlcs; j++)
+        if (!mem_eq(&ch->htlcs[j], &st->htlcs[j], sizeof(Htlc)))
+            return 0;
+    return 1;
+}
+
+/* ---- PROGRESS: [7][ed25519 instruction index u8][mover u8]
+ * accounts: channel (writable), Instructions sysvar, the channel's app program.
+ * A forced move in an app channel: the signed message (one signature, by the mover) is the
+ * state after one move from the registered one. Accepted from the end of a registration's
+ * challenge period for one more period, or during the period a forced move opened; the
+ * state must follow the registered one (version + 1, same HTLCs, each asset's total
+ * unchanged) and the app program must accept the move. Opens a new period (none if the
+ * move is final). */
+NOINLINE static u64 ix_progress(const Input *in) {
+    if (in->data_len != 3 || in->data[2] > 1)
+        return ERR_BAD_INSTRUCTION;
+    if (in->n_accounts < 3)
+        return ERR_NOT_ENOUGH_ACCOUNTS;
+    Channel *ch;
+    u64 err = load_channel(in, &in->accounts[0], &ch);
+    if (err)
+        return err;
+    if (!ch->has_app)
+        return ERR_NO_APP;
+    const AccountInfo *program = &in->accounts[2];
+    if (!key_eq(program->key, &app_tail(ch)->program) || !program->executable)
+        return ERR_WRONG_APP;
+    u64 now = now_unix(), mover = in->data[2];
+    if (ch->status == ST_DISPUTE) {
+        if (now < (u64)ch->deadline)
+            return ERR_CHALLENGE_PERIOD_ACTIVE;
+        if (now >= (u64)ch->deadline + ch->challenge_duration)
+            return ERR_CHALLENGE_PERIOD_OVER;
+    } else if (ch->status == ST_FORCED) {
+        if (now >= (u64)ch->deadline)
+            return ERR_CHALLENGE_PERIOD_OVER;
+    } else {
+        return ERR_BAD_STATUS;
+    }
+    if (ch->final_flag)
+        return ERR_STATE_IS_FINAL;
+    for (u64 k = 0; k < ch->n_assets; k++)
+        if (!conserves(ch, k))
+            return ERR_NOT_CONSERVING; /* an unfunded channel refunds; it is not played */
+    if ((err = load_signed_state(in, &in->accounts[1], in->data[1], ch, mover)))
+        return err;
+    State *st = &heap()->state;
+    if (st->version != ch->version + 1)
+        return ERR_STALE_VERSION;
+    if (!same_htlcs(ch, st))
+        return ERR_BAD_MESSAGE;
+    Instruction ix = {&app_tail(ch)->program, NULL, 0, heap()->app_call,
+                      app_call(ch, st, mover, now)};
+    if ((err = sol_invoke_signed_c(&ix, NULL, 0, NULL, 0)))
+        return err;
+    record_state(ch, st);
+    ch->status = ST_FORCED;
+    ch->deadline = (i64)(st->final_flag ? now : now + ch->challenge_duration);
+    u8 *e = event_start(EV_PROGRESSED, ch);
+    wr64(e, ch->version);
+    wr64(e + 8, (u64)ch->deadline);
+    e[16] = (u8)mover;
+    e[17] = ch->final_flag;
+    e[18] = ch->n_assets;
+    sol_memcpy_(e + 19, ch->balances, 16 * ch->n_assets);
+    u8 *a = e + 19 + 16 * ch->n_assets;
+    AppTail *t = app_tail(ch);
+    a[0] = (u8)t->len;
+    a[1] = (u8)(t->len >> 8);
+    sol_memcpy_(a + 2, t->data, t->len);
+    emit((u64)(a + 2 + t->len - heap()->event));
+    return 0;
+}
+
 /* ---- REVEAL: [6][preimage 32][bump u8][lamports u64]
  * accounts: payer (signer, writable), preimage-record PDA (writable), system program.
  * Records sha256(preimage), the preimage and the reveal time in a global registry. */
@@ -969,6 +1160,8 @@ u64 entrypoint(u8 *input) {
         return ix_withdraw(&in);
     case IX_REVEAL:
         return ix_reveal(&in);
+    case IX_PROGRESS:
+        return ix_progress(&in);
     default:
         return ERR_BAD_INSTRUCTION;
     }

@@ -27,6 +27,7 @@ from bitcoin.core import CTransaction
 
 from chenilles_hub.backend import (
     Account,
+    AppDispute,
     BackendInfo,
     ChainEvent,
     Concluded,
@@ -91,6 +92,12 @@ try:
     _VERSION = _dist_version("chenilles-bitcoin")
 except Exception:  # pragma: no cover - not installed as a distribution
     _VERSION = "0.0.0"
+
+
+NO_APPS = (
+    "Bitcoin enforces no app rules on-chain (no forced moves): app channels are refused; "
+    "open them on a chain whose backend supports apps (EVM, Solana)"
+)
 
 
 class BitcoinBackend:
@@ -268,6 +275,8 @@ class BitcoinBackend:
 
     def channel_id(self, params: ChannelParams) -> bytes:
         """sha256("chenilles/bitcoin" || nonce || canonical params): the funding txid is unique."""
+        if params.app:
+            raise InvalidParams(f"app {params.app!r}: {NO_APPS}")
         channel_id = hashlib.sha256(
             b"chenilles/bitcoin" + params.nonce + msgspec.json.encode(params)
         ).digest()
@@ -604,6 +613,21 @@ class BitcoinBackend:
     def _check_asset(self, asset: Asset) -> None:
         if asset != self.asset:
             raise LedgerError("asset", f"{asset} is not held by this ledger ({self.asset})")
+
+    # --- apps: none on Bitcoin ----------------------------------------------------------------
+    # Bitcoin script cannot run an app's rule over a channel state (``info.supports_apps``
+    # is false): an app channel is refused at ``channel_id``, and forced moves are refused.
+
+    def use_app(self, app_id: str, code: bytes | None = None, address: str | None = None) -> str:
+        raise LedgerError("use_app", NO_APPS)
+
+    def force_move(
+        self, params: ChannelParams, move: SignedState, mover: int, account: Account
+    ) -> TxReceipt:
+        raise LedgerError("force_move", NO_APPS)
+
+    def app_dispute(self, params: ChannelParams) -> AppDispute | None:
+        return None
 
 
 def txid_of_prevout(txin: Any) -> str:

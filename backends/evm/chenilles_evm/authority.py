@@ -16,7 +16,10 @@ Pure computation (no RPC, no clock), as the core requires: everything the digest
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from chenilles_hub.core import ChannelParams, ChannelState, SignedState
+from chenilles_hub.core.errors import InvalidParams
 
 from .eip712 import DigestSigner, channel_id, recover_address, state_digest
 from .mapping import checksum, to_params, to_state
@@ -36,7 +39,9 @@ __all__ = ["DEFAULT_EXPIRY_MARGIN", "EvmAuthority"]
 class EvmAuthority:
     """Signs with one participant's secp256k1 key; verifies any participant's bundle.
 
-    ``private_key`` may be ``None`` for a verify-only authority (a watchtower).
+    ``private_key`` may be ``None`` for a verify-only authority (a watchtower). ``apps``
+    maps the app ids channels may name to their contracts (the backend's bindings, shared
+    and read at each use, so an app bound later is seen).
     """
 
     def __init__(
@@ -46,8 +51,10 @@ class EvmAuthority:
         private_key: bytes | None,
         *,
         margin: int = DEFAULT_EXPIRY_MARGIN,
+        apps: Mapping[str, str] | None = None,
     ) -> None:
         self.chain_id = chain_id
+        self.apps: Mapping[str, str] = {} if apps is None else apps
         self.adjudicator = checksum(adjudicator)
         self._signer = None if private_key is None else DigestSigner(private_key)
         self.margin = margin
@@ -61,7 +68,7 @@ class EvmAuthority:
     def channel_id(self, params: ChannelParams) -> bytes:
         cached = self._channel_ids.get(params)
         if cached is None:
-            cached = channel_id(self.chain_id, self.adjudicator, to_params(params))
+            cached = channel_id(self.chain_id, self.adjudicator, to_params(params, self.apps))
             if len(self._channel_ids) >= CHANNEL_ID_CACHE:
                 del self._channel_ids[next(iter(self._channel_ids))]  # the oldest entry
             self._channel_ids[params] = cached
@@ -103,7 +110,7 @@ class EvmAuthority:
                 return False
             expected = _address_bytes(params.participants[signer].chain_key)
             got = recover_address(self.digest(params, state), bundle)
-        except (ValueError, KeyError):  # unmappable params or state: the contract refuses too
+        except (ValueError, KeyError, InvalidParams):  # unmappable: the contract refuses too
             return False
         return got is not None and got == expected
 

@@ -69,6 +69,7 @@ from .adjudicator import (
 from .authority import DEFAULT_EXPIRY_MARGIN, EvmAuthority
 from .eip712 import ETH, Params
 from .events import EventStream
+from .forced_moves import ForcedMoves
 from .ledgers import ANVIL_MNEMONIC, Ledger, ethtester_ledger
 from .mapping import NATIVE, asset_address, asset_of, caip2, checksum, to_params, to_state
 
@@ -96,6 +97,7 @@ __all__ = [
 #: more HTLCs or assets cost more (about 7k gas per HTLC to register, 8k to conclude, and
 #: each further asset its two payouts). ``withdraw``: pulling a credited ERC-20 payout.
 GAS_ESTIMATES: Mapping[str, int] = {
+    "force_move": 110_000,
     "fund": 133_000,
     "close_cooperative": 136_000,
     "register": 109_000,
@@ -160,7 +162,7 @@ def _reason(exc: ContractReverted) -> str:
     return f"{exc.error_name}({', '.join(_format_arg(a) for a in exc.error_args)})"
 
 
-class EvmBackend:
+class EvmBackend(ForcedMoves):
     """One adjudicator deployment on one EVM ledger, as the hub's ``ChainBackend``.
 
     Build it with :func:`embedded_backend` or :func:`connect_backend`. ``funders`` are
@@ -200,7 +202,11 @@ class EvmBackend:
             finality_depth = DEV_FINALITY_DEPTH if dev else MAINNET_FINALITY_DEPTH
         self.finality_depth = finality_depth
         self.margin = margin
-        self._verifier = EvmAuthority(self.chain_id, self.adjudicator.address, None, margin=margin)
+        #: app id -> the contract of its on-chain rule (``use_app``); shared by the authorities
+        self._apps: dict[str, str] = {}
+        self._verifier = EvmAuthority(
+            self.chain_id, self.adjudicator.address, None, margin=margin, apps=self._apps
+        )
         self._authorities: dict[bytes, EvmAuthority] = {}
         head = int(w3.eth.block_number)
         #: where to search for registrations this backend did not make itself
@@ -228,6 +234,7 @@ class EvmBackend:
             family="EVM",
             chains=(self.chain,),
             description=f"Chenilles adjudicator {self.adjudicator.address} on {self.chain}",
+            supports_apps=True,
         )
 
     # --- the chain ------------------------------------------------------------------------
@@ -329,7 +336,7 @@ class EvmBackend:
         authority = self._authorities.get(key)
         if authority is None:
             authority = EvmAuthority(
-                self.chain_id, self.adjudicator.address, key, margin=self.margin
+                self.chain_id, self.adjudicator.address, key, margin=self.margin, apps=self._apps
             )
             self._authorities[key] = authority
         return authority
@@ -634,13 +641,30 @@ class EvmBackend:
 
     # --- internals ----------------------------------------------------------------------------
 
+    def _deploy_code(self, operation: str, code: bytes) -> str:
+        """Deploy creation bytecode from the first funded development account."""
+        if not self._funders:
+            raise LedgerError(operation, "no funded account to deploy with on this ledger")
+        sender = self._funders[0]
+
+        def build(tx: dict[str, Any]) -> dict[str, Any]:
+            tx = {**tx, "data": bytes(code), "value": 0}
+            gas = int(self.w3.eth.estimate_gas(cast(TxParams, tx)))
+            return {**tx, "gas": gas + gas // 5}
+
+        receipt = self._submit(operation, sender, build)
+        address = self.w3.eth.get_transaction_receipt(HexBytes(receipt.txid))["contractAddress"]
+        if address is None:
+            raise LedgerError(operation, "the deployment created no contract")
+        return to_checksum_address(address)
+
     def _check_chain(self, params: ChannelParams) -> None:
         if params.chain != self.chain:
             raise ValueError(f"channel is on {params.chain}, this backend on {self.chain}")
 
     def _params(self, params: ChannelParams) -> Params:
         self._check_chain(params)
-        return to_params(params)
+        return to_params(params, self._apps)
 
     def _erc20(self, token: str) -> Erc20:
         erc20 = self._tokens.get(token)
@@ -815,8 +839,9 @@ def connect_backend(
     accounts; default: anvil's well-known development mnemonic), ``tokens`` (ERC-20
     addresses offered as assets), ``mintable`` (those of them anyone may mint),
     ``from_block`` (where to look for past registrations and start ``poll_events``),
-    ``finality_depth``, ``margin``, ``fund_eth``, ``fund_tokens``, ``timeout`` (seconds per
-    request).
+    ``finality_depth``, ``margin``, ``fund_eth``, ``fund_tokens``, ``timeout`` (seconds
+    per request), ``apps`` (app id -> the address of its deployed IApp contract; see
+    ``use_app``).
     """
     timeout = options.pop("timeout", 30)
     w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": timeout}))
@@ -831,6 +856,7 @@ def connect_backend(
         funders = [EthAccount.from_key(k) for k in keys]
     tokens: list[str] = [checksum(t) for t in options.pop("tokens", ())]
     mintable: list[str] = [checksum(t) for t in options.pop("mintable", ())]
+    apps: dict[str, str] = dict(options.pop("apps", {}))
     if adjudicator is None:
         if not deploy:
             raise ValueError(
@@ -845,4 +871,9 @@ def connect_backend(
         raise ValueError(f"adjudicator {adjudicator!r} is not an address")
     elif not w3.eth.get_code(checksum(adjudicator)):
         raise ValueError(f"no contract at {adjudicator} on {url}: wrong adjudicator or chain")
-    return EvmBackend(w3, adjudicator, tokens=tokens, mintable=mintable, funders=funders, **options)
+    backend = EvmBackend(
+        w3, adjudicator, tokens=tokens, mintable=mintable, funders=funders, **options
+    )
+    for app_id, address in apps.items():
+        backend.use_app(app_id, address=address)
+    return backend

@@ -9,7 +9,9 @@ adjudicator event         chain event
 Deposited                 Funded(channel, asset, participant, amount received)
 Registered                Registered(channel, version, timeout)
 Progressed (app move)     Registered(channel, version, timeout): a forced move
-                          re-registers the channel at a new version and deadline
+                          re-registers the channel at a new version and deadline;
+                          then Progressed(channel, version, timeout, mover,
+                          balances, app data, final): the state it registered
 Concluded,                Concluded(channel, version)
 ConcludedCooperatively
 PreimageRevealed          PreimageRevealed(payment hash, preimage, block timestamp)
@@ -33,9 +35,11 @@ from chenilles_hub.backend import (
     Funded,
     NewBlock,
     PreimageRevealed,
+    Progressed,
     Registered,
     Reorged,
 )
+from chenilles_hub.core import AssetBalances
 
 from .adjudicator import AdjudicatorClient, Event
 from .mapping import asset_of
@@ -62,10 +66,34 @@ def to_chain_event(chain: str, event: Event) -> ChainEvent | None:
     return None
 
 
+def progressed(chain: str, event: Event) -> Progressed:
+    """The forced move a ``Progressed`` log records, with the state it registered."""
+    a = event.args
+    state = a["state"]
+    return Progressed(
+        channel_id=bytes(a["channelId"]),
+        version=int(a["version"]),
+        timeout=int(a["timeout"]),
+        mover=int(a["mover"]),
+        balances=tuple(
+            AssetBalances(asset_of(chain, asset), (int(b[0]), int(b[1])))
+            for asset, b in zip(state.assets, state.balances, strict=True)
+        ),
+        app_data=bytes(state.app_data),
+        final=bool(state.is_final),
+    )
+
+
 def to_chain_events(chain: str, events: Iterable[Event]) -> list[ChainEvent]:
     """Chain events for adjudicator logs, in log order (block, then log index)."""
-    ordered = sorted(events, key=lambda e: (e.block_number, e.log_index))
-    return [c for e in ordered if (c := to_chain_event(chain, e)) is not None]
+    out: list[ChainEvent] = []
+    for e in sorted(events, key=lambda e: (e.block_number, e.log_index)):
+        c = to_chain_event(chain, e)
+        if c is not None:
+            out.append(c)
+        if e.name == "Progressed":
+            out.append(progressed(chain, e))
+    return out
 
 
 # --- the reorg-aware stream ---------------------------------------------------------------

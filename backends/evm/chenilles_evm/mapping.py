@@ -5,7 +5,10 @@ speaks ``Params`` / ``State`` (``eip712.py``). Both parties of a channel must de
 the same contract ``State`` from the same core state, or their signatures would not verify
 on-chain, so this mapping is a pure, total function with no options:
 
-- ``Params{participants: chain_key addresses, challengeDuration, nonce, app or address(0)}``
+- ``Params{participants: chain_key addresses, challengeDuration, nonce, app}``, where
+  ``app`` is ``address(0)`` for a payment channel, else the contract address the backend
+  bound the channel's app id to (``EvmBackend.use_app``): a channel's params name an app,
+  never an address, so a peer cannot pick the contract that judges forced moves.
 - ``State{channelId, version, assets (params order), balances[i][p], htlcs, appData,
   isFinal}``, where a core ``Htlc`` becomes a contract ``Htlc`` whose ``expiry`` is the
   core HTLC's ``native_expiry`` (a block timestamp): the value both parties signed is the
@@ -19,11 +22,14 @@ asset of another chain) raises ``ValueError`` instead of being truncated.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from eth_typing import ChecksumAddress
 from eth_utils.address import is_address, to_checksum_address
 
-from chenilles_hub.core import Asset, ChannelParams, ChannelState
+from chenilles_hub.core import Asset, AssetBalances, ChannelParams, ChannelState
 from chenilles_hub.core import Htlc as CoreHtlc
+from chenilles_hub.core.errors import InvalidParams
 
 from .eip712 import ETH, Htlc, Params, State
 
@@ -32,10 +38,12 @@ UINT64_MAX = 2**64 - 1
 
 __all__ = [
     "NATIVE",
+    "app_address",
     "asset_address",
     "asset_of",
     "caip2",
     "checksum",
+    "from_state",
     "to_htlc",
     "to_params",
     "to_state",
@@ -78,14 +86,27 @@ def _uint64(what: str, value: int) -> int:
     return value
 
 
-def to_params(params: ChannelParams) -> Params:
-    """The contract ``Params`` of a channel (``app`` empty: address(0), payments only)."""
+def app_address(params: ChannelParams, apps: Mapping[str, str] | None = None) -> str:
+    """The contract of the channel's app: ``address(0)`` without one, else the address
+    ``apps`` binds its id to; ``InvalidParams`` for an app not bound on this chain."""
+    if not params.app:
+        return ETH
+    address = (apps or {}).get(params.app)
+    if address is None:
+        raise InvalidParams(
+            f"app {params.app!r} is not usable on {params.chain} (no contract bound to it)"
+        )
+    return address
+
+
+def to_params(params: ChannelParams, apps: Mapping[str, str] | None = None) -> Params:
+    """The contract ``Params`` of a channel; ``apps`` maps app ids to their contracts."""
     p0, p1 = (checksum(p.chain_key) for p in params.participants)
     return Params(
         participants=(p0, p1),
         challenge_duration=_uint64("challenge duration", params.challenge_duration),
         nonce=params.nonce,
-        app=checksum(params.app) if params.app else ETH,
+        app=app_address(params, apps),
     )
 
 
@@ -119,4 +140,34 @@ def to_state(params: ChannelParams, state: ChannelState) -> State:
         htlcs=tuple(to_htlc(h) for h in state.htlcs),
         app_data=state.app_data,
         is_final=state.final,
+    )
+
+
+def from_state(params: ChannelParams, state: State, margin: int) -> ChannelState:
+    """The core state a contract ``State`` of this channel stands for (the inverse of
+    :func:`to_state`; an HTLC's unix expiry is its native expiry plus ``margin``)."""
+    if len(state.balances) != len(params.assets):
+        raise ValueError("the state's assets are not the channel's")
+    by_address = {asset_address(a, params.chain): a for a in params.assets}
+    return ChannelState(
+        channel_id=state.channel_id,
+        version=state.version,
+        balances=tuple(
+            AssetBalances(asset, (amounts[0], amounts[1]))
+            for asset, amounts in zip(params.assets, state.balances, strict=True)
+        ),
+        htlcs=tuple(
+            CoreHtlc(
+                id=h.id,
+                payer=h.payer,
+                asset=by_address[checksum(h.asset)],
+                amount=h.amount,
+                payment_hash=h.payment_hash,
+                expiry=h.expiry + margin,
+                native_expiry=h.expiry,
+            )
+            for h in state.htlcs
+        ),
+        app_data=state.app_data,
+        final=state.is_final,
     )

@@ -20,6 +20,7 @@ class EvmBackendFactory:
             "Chenilles adjudicator contract via web3; embedded eth-tester "
             "(py-evm), anvil or any JSON-RPC node"
         ),
+        supports_apps=True,
     )
 
     def embedded(self, **options: Any) -> ChainBackend:

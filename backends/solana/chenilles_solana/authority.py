@@ -64,9 +64,13 @@ def _u64(what: str, value: int) -> int:
 
 
 def state_message(program_id: Pubkey, params: ChannelParams, state: ChannelState) -> bytes:
-    """The bytes both participants sign for ``state``; refuses what the program cannot hold."""
-    if params.app or state.app_data:
-        raise InvalidParams("the Solana program has no on-chain apps")
+    """The bytes both participants sign for ``state``; refuses what the program cannot hold.
+    An app channel's message ends with the app data (the app program is in the channel
+    id)."""
+    if state.app_data and not params.app:
+        raise InvalidParams("a payment channel's state carries no app data")
+    if len(state.app_data) > pc.MAX_APP_DATA:
+        raise InvalidParams(f"the Solana program holds at most {pc.MAX_APP_DATA} bytes of app data")
     if len(state.htlcs) > pc.MAX_HTLCS:
         raise TooManyHtlcs(f"the Solana program holds at most {pc.MAX_HTLCS} HTLCs")
     mints = mints_of(params)
@@ -95,7 +99,13 @@ def state_message(program_id: Pubkey, params: ChannelParams, state: ChannelState
     for asset in params.assets:
         _u64(f"total of {asset}", state.total(asset))
     msg = pc.ChannelStateMsg(
-        program_id, state.channel_id, state.version, state.final, balances, tuple(htlcs)
+        program_id,
+        state.channel_id,
+        state.version,
+        state.final,
+        balances,
+        tuple(htlcs),
+        bytes(state.app_data) if params.app else None,
     )
     encoded = msg.encode()
     if len(encoded) > MAX_MESSAGE_LEN:

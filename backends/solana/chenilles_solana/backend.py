@@ -56,6 +56,7 @@ from .authority import (
     participant_keys,
     state_message,
 )
+from .forced_moves import ForcedMoves
 from .keys import keypair_from_secret
 from .ledger import Ledger, LiteSVMLedger, RpcLedger, Sent
 
@@ -77,6 +78,7 @@ INFO = BackendInfo(
     family="Solana",
     chains=("solana:localnet", "solana:devnet", "solana:mainnet"),
     description="Chenilles channel program; embedded LiteSVM or any Solana JSON-RPC cluster",
+    supports_apps=True,
 )
 
 
@@ -97,12 +99,14 @@ class SolanaAccount:
 
 @dataclass(frozen=True)
 class _Channel:
-    """What the backend derives from the params: addresses and the program's view of assets."""
+    """What the backend derives from the params: addresses and the program's view of assets
+    (and, for an app channel, the app program the channel id commits to)."""
 
     cid: bytes
     address: Pubkey
     parts: tuple[Pubkey, Pubkey]
     mints: tuple[bytes, ...]
+    app: Pubkey | None = None
 
     def asset_index(self, asset: Asset) -> int:
         try:
@@ -119,7 +123,7 @@ def _keypair(account: Any) -> Keypair:
     raise TypeError(f"not a Solana account: {account!r}")
 
 
-class SolanaBackend:
+class SolanaBackend(ForcedMoves):
     """One Solana ledger as the node sees it (see chenilles_hub.backend.ChainBackend)."""
 
     info = INFO
@@ -144,6 +148,8 @@ class SolanaBackend:
         self._cursor: str | None = None
         self._last_slot = -1
         self._channel_mints: dict[bytes, tuple[bytes, ...]] = {}
+        #: app id -> its app program (``use_app``)
+        self._apps: dict[str, Pubkey] = {}
         self.last_sent: Sent | None = None  # for cost reports (scripts/solana_costs.py)
 
     # --- describing the chain -------------------------------------------------------------
@@ -253,8 +259,11 @@ class SolanaBackend:
     def _channel(self, params: ChannelParams) -> _Channel:
         a, b = participant_keys(params)
         mints = tuple(mints_of(params))
-        cid = pc.channel_id(self.program_id, a, b, params.challenge_duration, params.nonce, mints)
-        return _Channel(cid, pc.channel_pda(self.program_id, cid)[0], (a, b), mints)
+        app = self.app_program(params)
+        cid = pc.channel_id(
+            self.program_id, a, b, params.challenge_duration, params.nonce, mints, app
+        )
+        return _Channel(cid, pc.channel_pda(self.program_id, cid)[0], (a, b), mints, app)
 
     def channel_id(self, params: ChannelParams) -> bytes:
         return self._channel(params).cid
@@ -327,9 +336,12 @@ class SolanaBackend:
                 ch.parts[1],
                 params.challenge_duration,
                 params.nonce,
-                self.ledger.rent(pc.CHANNEL_ACCOUNT_SIZE),
+                self.ledger.rent(
+                    pc.CHANNEL_ACCOUNT_SIZE + (pc.APP_TAIL_SIZE if ch.app is not None else 0)
+                ),
                 mints=ch.mints,
                 vault_rent_lamports=self.ledger.rent(spl.TOKEN_ACCOUNT_SIZE),
+                app=ch.app,
             )
             ixs.append(open_ix)
         if amount:
@@ -531,6 +543,9 @@ class SolanaBackend:
                     events.append(Concluded(ev.channel_id, ev.version))
                 elif ev.kind == pc.EV_REVEALED:
                     events.append(PreimageRevealed(ev.payment_hash, ev.preimage, ev.time))
+                elif ev.kind == pc.EV_PROGRESSED:
+                    events.append(Registered(ev.channel_id, ev.version, ev.deadline))
+                    events.append(self._progressed(ev))
         clock = self.ledger.clock()
         if clock.slot != self._last_slot:
             self._last_slot = clock.slot
@@ -619,7 +634,8 @@ def connect_backend(
     backend may mint test tokens of, offered too; ``create_account(fund=True)`` then gives
     each new account test tokens besides its airdropped SOL (the devnet server's ready line
     names both). ``from_block``: the slot the event feed starts at (a restarted node passes
-    where it was). ``commitment``: of every read and confirmation.
+    where it was). ``commitment``: of every read and confirmation. ``apps``: app id -> the
+    program id of its deployed app program (see ``use_app``).
     """
     if not program_id:
         raise ValueError(
@@ -638,10 +654,13 @@ def connect_backend(
     except BaseException:
         ledger.close()
         raise
-    return SolanaBackend(
+    backend = SolanaBackend(
         ledger,
         chain,
         test_mint=Pubkey.from_string(test_mint) if test_mint else None,
         mint_authority=keypair_from_secret(mint_authority) if mint_authority else None,
         mints=[Pubkey.from_string(m) for m in mints],
     )
+    for app_id, address in dict(_options.get("apps", {})).items():
+        backend.use_app(app_id, address=address)
+    return backend

@@ -90,4 +90,7 @@ def describe(
         return f"spl-token {TOKEN_ERRORS[code]} ({hexcode})"
     if culprit in (None, str(program_id)) and code in pc.ERRORS:
         return f"{pc.ERRORS[code]} ({hexcode})"
+    if code in (pc.APP_INVALID_TRANSITION, pc.APP_BAD_CALL):
+        name = "INVALID_TRANSITION" if code == pc.APP_INVALID_TRANSITION else "BAD_CALL"
+        return f"app program {culprit} refused the move: {name} ({hexcode})"
     return f"{culprit or 'program'} error ({hexcode})"

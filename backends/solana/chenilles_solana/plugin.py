@@ -18,6 +18,7 @@ class SolanaBackendFactory:
         family="Solana",
         chains=("solana:localnet", "solana:devnet", "solana:mainnet"),
         description=("Chenilles channel program; embedded LiteSVM or any Solana JSON-RPC cluster"),
+        supports_apps=True,
     )
 
     def embedded(self, **options: Any) -> ChainBackend:

@@ -36,12 +36,14 @@ SEED_VAULT = b"vault"
 SEED_PREIMAGE = b"preimage"
 MAX_HTLCS = 8
 MAX_ASSETS = 4  # SOL and/or up to 4 SPL mints per channel
+MAX_APP_DATA = 256  # app data a state of an app channel may carry
 
 # Instruction tags
 IX_OPEN, IX_DEPOSIT, IX_COOP_CLOSE, IX_REGISTER, IX_CONCLUDE, IX_WITHDRAW, IX_REVEAL = range(7)
+IX_PROGRESS = 7
 
-# Channel status
-ST_OPEN, ST_DISPUTE, ST_CONCLUDED, ST_CLOSED = range(4)
+# Channel status (ST_FORCED: the registered state came from a forced move)
+ST_OPEN, ST_DISPUTE, ST_CONCLUDED, ST_CLOSED, ST_FORCED = range(5)
 
 # Custom program error codes (InstructionError::Custom(code))
 ERRORS = {
@@ -81,10 +83,14 @@ ERRORS = {
     34: "BAD_MINT",
     35: "ALREADY_FUNDED",
     36: "NOT_PARTICIPANT",
+    37: "NO_APP",
+    38: "WRONG_APP",
+    39: "STATE_IS_FINAL",
 }
 ERROR_CODES = {name: code for code, name in ERRORS.items()}
 
 CHANNEL_ACCOUNT_SIZE = 1008
+APP_TAIL_SIZE = 296  # after the channel record of an app channel: app program, app data
 PREIMAGE_RECORD_SIZE = 88
 
 #: Where our own ledgers (the embedded LiteSVM, the devnet server) deploy the program:
@@ -115,10 +121,12 @@ def channel_id(
     challenge_duration: int,
     nonce: bytes,
     mints: Sequence[bytes] = (NATIVE_MINT,),
+    app: Pubkey | None = None,
 ) -> bytes:
     """sha256("CHENILLES-SOL-CHANNEL" | program_id | A | B | duration u64 | nonce 32 |
-    n_assets u8 | mints): commits to every parameter OPEN stores, so two channels with
-    different assets or terms can never share an id (nor a channel account)."""
+    n_assets u8 | mints [| app program]): commits to every parameter OPEN stores, so two
+    channels with different assets, terms or apps can never share an id (nor a channel
+    account)."""
     if len(nonce) != 32:
         raise ValueError("nonce must be 32 bytes")
     if not 1 <= len(mints) <= MAX_ASSETS or any(len(m) != 32 for m in mints):
@@ -132,6 +140,7 @@ def channel_id(
         + nonce
         + bytes([len(mints)])
         + b"".join(mints)
+        + (b"" if app is None else bytes(app))
     ).digest()
 
 
@@ -172,12 +181,16 @@ class AssetBalances:
 
 @dataclass(frozen=True)
 class ChannelStateMsg:
+    """``app_data``: ``None`` in a payment channel, the app data (possibly empty) in an
+    app channel, whose messages end with ``app_len u16 | app data``."""
+
     program_id: Pubkey
     channel_id: bytes
     version: int
     final: bool
     assets: tuple[AssetBalances, ...]
     htlcs: tuple[HtlcTerms, ...] = ()
+    app_data: bytes | None = None
 
     def encode(self) -> bytes:
         return encode_state_message(self)
@@ -200,10 +213,14 @@ def encode_state_message(st: ChannelStateMsg) -> bytes:
             raise ValueError("payment hash must be 32 bytes")
         out += struct.pack("<QBBQ", h.id, h.payer, h.asset, h.amount) + h.payment_hash
         out += struct.pack("<q", h.expiry)
+    if st.app_data is not None:
+        if len(st.app_data) > MAX_APP_DATA:
+            raise ValueError(f"at most {MAX_APP_DATA} bytes of app data")
+        out += struct.pack("<H", len(st.app_data)) + st.app_data
     return bytes(out)
 
 
-def decode_state_message(msg: bytes) -> ChannelStateMsg:
+def decode_state_message(msg: bytes, has_app: bool = False) -> ChannelStateMsg:
     if msg[:16] != MSG_MAGIC:
         raise ValueError("not a Chenilles Solana state message")
     pid, cid = Pubkey.from_bytes(msg[16:48]), msg[48:80]
@@ -222,9 +239,57 @@ def decode_state_message(msg: bytes) -> ChannelStateMsg:
         (expiry,) = struct.unpack_from("<q", msg, p + 50)
         htlcs.append(HtlcTerms(hid, payer, amount, msg[p + 18 : p + 50], expiry, asset))
         p += 58
+    app_data = None
+    if has_app:
+        (n,) = struct.unpack_from("<H", msg, p)
+        app_data = msg[p + 2 : p + 2 + n]
+        p += 2 + n
     if p != len(msg):
         raise ValueError("trailing bytes in state message")
-    return ChannelStateMsg(pid, cid, version, bool(final), tuple(assets), tuple(htlcs))
+    return ChannelStateMsg(pid, cid, version, bool(final), tuple(assets), tuple(htlcs), app_data)
+
+
+# ---------------------------------------------------------------------------------------
+# The app ABI (contracts/solana/chenilles_app.h): what the adjudicator sends an app
+# program on a forced move. Encoded here too so that tests (and app authors) can call an
+# app program directly, exactly as the adjudicator does through CPI.
+# ---------------------------------------------------------------------------------------
+
+APP_ABI_VALID_TRANSITION = 1
+APP_INVALID_TRANSITION = 0x100
+APP_BAD_CALL = 0x101
+
+
+def encode_app_call(
+    mover: int,
+    from_balances: Sequence[tuple[int, int]],
+    to_balances: Sequence[tuple[int, int]],
+    from_data: bytes,
+    to_data: bytes,
+    *,
+    now: int,
+    from_final: bool = False,
+    to_final: bool = False,
+) -> bytes:
+    """The instruction data of one ``valid transition`` call to an app program."""
+    if len(from_balances) != len(to_balances) or not 1 <= len(from_balances) <= MAX_ASSETS:
+        raise ValueError(f"1 to {MAX_ASSETS} assets, the same in both states")
+    out = bytearray(
+        struct.pack(
+            "<BBBBB3xq",
+            APP_ABI_VALID_TRANSITION,
+            mover,
+            len(from_balances),
+            int(from_final),
+            int(to_final),
+            now,
+        )
+    )
+    for a, b in (*from_balances, *to_balances):
+        out += struct.pack("<QQ", a, b)
+    for data in (from_data, to_data):
+        out += struct.pack("<H", len(data)) + data
+    return bytes(out)
 
 
 # ---------------------------------------------------------------------------------------
@@ -250,6 +315,8 @@ class ChannelAccount:
     balances: tuple[tuple[int, int], ...]
     payout: tuple[tuple[int, int], ...]
     htlcs: tuple[HtlcTerms, ...] = field(default=())
+    app: Pubkey | None = None  # the app program of an app channel
+    app_data: bytes = b""  # of the registered state
 
     @classmethod
     def decode(cls, data: bytes) -> ChannelAccount:
@@ -259,7 +326,9 @@ class ChannelAccount:
         a, b = Pubkey.from_bytes(data[40:72]), Pubkey.from_bytes(data[72:104])
         nonce = data[104:136]
         (dur,) = struct.unpack_from("<Q", data, 136)
-        status, bump, final, n_htlcs, n_assets, withdrawn = struct.unpack_from("<6B", data, 144)
+        status, bump, final, n_htlcs, n_assets, withdrawn, has_app = struct.unpack_from(
+            "<7B", data, 144
+        )
         version, deadline = struct.unpack_from("<Qq", data, 152)
         mints = tuple(data[168 + 32 * k : 200 + 32 * k] for k in range(n_assets))
         bumps = tuple(data[296 : 296 + n_assets])
@@ -274,6 +343,14 @@ class ChannelAccount:
             (amount,) = struct.unpack_from("<Q", data, o + 16)
             (expiry,) = struct.unpack_from("<q", data, o + 56)
             htlcs.append(HtlcTerms(hid, payer, amount, data[o + 24 : o + 56], expiry, asset))
+        app, app_data = None, b""
+        if has_app:
+            tail = data[CHANNEL_ACCOUNT_SIZE : CHANNEL_ACCOUNT_SIZE + APP_TAIL_SIZE]
+            if len(tail) < APP_TAIL_SIZE:
+                raise ValueError("an app channel account without its app tail")
+            app = Pubkey.from_bytes(tail[:32])
+            (n,) = struct.unpack_from("<H", tail, 32)
+            app_data = tail[40 : 40 + n]
         return cls(
             cid,
             (a, b),
@@ -291,6 +368,8 @@ class ChannelAccount:
             pairs(368),
             pairs(432),
             tuple(htlcs),
+            app,
+            app_data,
         )
 
 
@@ -359,9 +438,11 @@ def open_ix(
     *,
     mints: Sequence[bytes] = (NATIVE_MINT,),
     vault_rent_lamports: int = 0,
+    app: Pubkey | None = None,
 ) -> tuple[Instruction, bytes, Pubkey]:
-    """Creates the channel account and a vault per SPL mint (``vault_rent_lamports`` each)."""
-    cid = channel_id(program_id, a, b, challenge_duration, nonce, mints)
+    """Creates the channel account and a vault per SPL mint (``vault_rent_lamports`` each);
+    with ``app``, an app channel (``rent_lamports`` must cover the larger account)."""
+    cid = channel_id(program_id, a, b, challenge_duration, nonce, mints, app)
     pda, bump = channel_pda(program_id, cid)
     metas = [
         AccountMeta(payer, True, True),
@@ -387,6 +468,7 @@ def open_ix(
         + struct.pack("<BQQB", bump, rent_lamports, vault_rent_lamports, len(mints))
         + b"".join(mints)
         + bytes(bumps)
+        + (b"" if app is None else bytes(app))
     )
     return Instruction(program_id, data, metas), cid, pda
 
@@ -466,6 +548,22 @@ def register_ix(program_id: Pubkey, channel: Pubkey, ed25519_ix_index: int = 0) 
     )
 
 
+def progress_ix(
+    program_id: Pubkey, channel: Pubkey, app: Pubkey, mover: int, ed25519_ix_index: int = 0
+) -> Instruction:
+    """A forced move: the Ed25519 instruction at ``ed25519_ix_index`` carries the mover's
+    one signature over the new state's message."""
+    return Instruction(
+        program_id,
+        bytes([IX_PROGRESS, ed25519_ix_index, mover]),
+        [
+            AccountMeta(channel, False, True),
+            AccountMeta(INSTRUCTIONS_SYSVAR_ID, False, False),
+            AccountMeta(app, False, False),
+        ],
+    )
+
+
 def conclude_ix(
     program_id: Pubkey, channel: Pubkey, payment_hashes: Iterable[bytes] = ()
 ) -> Instruction:
@@ -518,6 +616,7 @@ def reveal_ix(
 # ---------------------------------------------------------------------------------------
 
 EV_OPENED, EV_FUNDED, EV_REGISTERED, EV_CONCLUDED, EV_WITHDRAWN, EV_REVEALED = range(6)
+EV_PROGRESSED = 6
 
 
 @dataclass(frozen=True)
@@ -536,6 +635,9 @@ class ProgramEvent:
     preimage: bytes = b""
     time: int = 0
     slot: int = 0
+    final: bool = False
+    balances: tuple[tuple[int, int], ...] = ()
+    app_data: bytes = b""
 
 
 def decode_event(blob: bytes) -> ProgramEvent | None:
@@ -554,6 +656,25 @@ def decode_event(blob: bytes) -> ProgramEvent | None:
     if kind == EV_CONCLUDED and len(blob) == 42:
         (version,) = struct.unpack_from("<Q", blob, 33)
         return ProgramEvent(kind, cid, version=version, cooperative=bool(blob[41]))
+    if kind == EV_PROGRESSED and len(blob) >= 52:
+        version, deadline, mover, final, n = struct.unpack_from("<QqBBB", blob, 33)
+        end = 52 + 16 * n
+        if n > MAX_ASSETS or len(blob) < end + 2:
+            return None
+        balances = tuple(struct.unpack_from("<QQ", blob, 52 + 16 * k) for k in range(n))
+        (app_len,) = struct.unpack_from("<H", blob, end)
+        if len(blob) != end + 2 + app_len:
+            return None
+        return ProgramEvent(
+            kind,
+            cid,
+            participant=mover,
+            version=version,
+            deadline=deadline,
+            final=bool(final),
+            balances=balances,
+            app_data=blob[end + 2 :],
+        )
     if kind == EV_REVEALED and len(blob) == 81:
         at, slot = struct.unpack_from("<qQ", blob, 65)
         return ProgramEvent(kind, payment_hash=cid, preimage=blob[33:65], time=at, slot=slot)

@@ -70,6 +70,53 @@ _PAY_BODY = {
 }
 
 
+def _app_paths(bad: tuple[str, ...]) -> dict[str, Any]:
+    """App channels (node/api/apps.py)."""
+    app_param = {"name": "app", "in": "path", "required": True, "schema": {"type": "string"}}
+    open_op = _op(
+        "open a channel running an app with a connected peer; follow it at "
+        "/v1/channels/opening/{temp_id}",
+        _obj(
+            ["peer", "asset", "amount"],
+            peer=_HEX32,
+            asset=_ASSET,
+            amount=_AMOUNT,
+            remote_amount=_AMOUNT,
+            challenge_duration={"type": "integer", "minimum": 1},
+            options={"type": "object", "description": "the app's opening options (its JSON)"},
+            app_data={"type": "string", "description": "or the opening app data, in hex"},
+        ),
+        ok="202",
+        errors=(*bad, "404", "409", "422"),
+    )
+    open_op["parameters"] = [app_param]
+    return {
+        "/v1/apps": {"get": _op("installed apps and the chains this node runs each on")},
+        "/v1/apps/{app}/channels": {"post": open_op},
+        "/v1/channels/{channel_id}/app": {
+            "get": _op(
+                "the channel's app: its state, whose turn it is, its dispute on-chain",
+                errors=("400", "401", "404", "422"),
+                params=("channel_id",),
+            )
+        },
+        "/v1/channels/{channel_id}/app/moves": {
+            "post": _op(
+                "our move: proposed to the peer, or forced on-chain during a dispute "
+                "(422: the app refuses it)",
+                _obj(
+                    [],
+                    move={"type": "object", "description": "the move, in the app's JSON"},
+                    data={"type": "string", "description": "or the move's bytes, in hex"},
+                ),
+                ok="202",
+                errors=("400", "401", "404", "409", "422"),
+                params=("channel_id",),
+            )
+        },
+    }
+
+
 def openapi_document() -> dict[str, Any]:
     bad = ("400", "401", "503")
     return {
@@ -216,6 +263,7 @@ def openapi_document() -> dict[str, Any]:
                 ),
             },
             "/v1/stop": {"post": _op("stop the node gracefully", ok="202")},
+            **_app_paths(bad),
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ...backend import Account, ChainBackend
-from ...core import ChannelSnapshot
+from ...core import App, ChannelSnapshot
 from ...core.watcher import Watcher
 from ...identity import NodeIdentity
 from ..net import wire
@@ -61,6 +61,8 @@ class NodeContext:
     errors: list[Exception] = field(default_factory=list)
     #: Event counters since this process started (exported as metrics by the server).
     counters: dict[str, int] = field(default_factory=dict)
+    #: The off-chain rules of the apps this node runs, by app id (given to every machine).
+    apps: dict[str, App] = field(default_factory=dict)
 
     @property
     def node_id(self) -> bytes:

@@ -23,6 +23,7 @@ from ...backend import Account, ChainBackend, ChainEvent, TxReceipt
 from ...circuit.invoice import Invoice
 from ...circuit.onion import OnionHop
 from ...core import (
+    App,
     Asset,
     ChannelError,
     Close,
@@ -41,6 +42,7 @@ from ...core.messages import Accept, Ack, Propose, Reestablish, Reject
 from ...identity import NodeIdentity
 from ..net import wire
 from ..store.base import Store
+from .apps import AppChannels
 from .chain_actions import ChainActions
 from .context import NodeContext
 from .forwarding import ForwardingPolicy
@@ -82,6 +84,9 @@ class Node:
     #: Confirmations a deposit (or a conclusion) needs per chain before the node relies
     #: on it; a chain not named here uses its backend's finality depth.
     confirmations: Mapping[str, int] = field(default_factory=dict)
+    #: The off-chain rules of the apps this node runs, by app id; ``None``: every app
+    #: installed (the ``chenilles.apps`` entry points).
+    apps: Mapping[str, App] | None = None
 
     def __post_init__(self) -> None:
         self.ctx = NodeContext(
@@ -98,6 +103,13 @@ class Node:
         self.opening = Opening(self.ctx, self._run)
         self.chain_actions = ChainActions(self.ctx, self.opening, self.payment_flow)
         self.persistence = Persistence(self.ctx, self.payment_flow)
+        if self.apps is None:
+            from ... import apps as installed
+
+            self.ctx.apps = dict(installed.rules_by_id())
+        else:
+            self.ctx.apps = dict(self.apps)
+        self.app_channels = AppChannels(self.ctx, self.proposals, self.chain_actions)
 
     def __setattr__(self, name: str, value: object) -> None:
         # The node's fields stay the one place to change what its parts share: a new policy
@@ -253,10 +265,12 @@ class Node:
 
     def on_chain_events(self, chain: str, events: list[ChainEvent]) -> None:
         self.chain_actions.on_chain_events(chain, events)
+        self.app_channels.on_chain_events(chain, events)
         self._end_of_event()
 
     def tick(self) -> None:
         self.chain_actions.tick()
+        self.app_channels.tick()
         self._end_of_event()
 
     # --- the operator's requests ------------------------------------------------------------
@@ -267,10 +281,23 @@ class Node:
         chain: str,
         deposits: Mapping[Asset, tuple[int, int]],
         challenge_duration: int,
+        app: str = "",
+        app_data: bytes = b"",
     ) -> bytes:
         """Ask ``peer`` for a channel on ``chain``; (ours, theirs) per asset. Returns the
-        temporary id; the channel id is known once the peer accepts."""
-        return self.opening.open_channel(peer, chain, deposits, challenge_duration)
+        temporary id; the channel id is known once the peer accepts. With ``app``, an app
+        channel opening with ``app_data`` (``InvalidParams`` says why if this node cannot
+        run it there, e.g. on a chain without app support)."""
+        return self.opening.open_channel(peer, chain, deposits, challenge_duration, app, app_data)
+
+    def app_move(self, channel_id: bytes, data: bytes) -> None:
+        """Our move in an app channel: proposed off-chain, or forced on-chain in a dispute."""
+        self.app_channels.move(channel_id, data)
+        self._end_of_event()
+
+    def app_status(self, channel_id: bytes) -> dict[str, object]:
+        """The app's state, whose turn it is, and its dispute on-chain if any."""
+        return self.app_channels.status(self.ctx.channels[channel_id])
 
     def pay_route(self, invoice: Invoice, hops: list[OnionHop]) -> Payment:
         """Pay ``invoice`` along ``hops`` (hops[0] is the HTLC we offer in our channel)."""
@@ -367,3 +394,4 @@ class Node:
     def restore(self) -> None:
         """Rebuild channels, payments, links and watcher duties from the store (restart)."""
         self.persistence.restore()
+        self.app_channels.restore()

@@ -5,7 +5,9 @@ The handshake: the opener sends ``OpenRequest`` (chain, assets, deposits, challe
 duration, its participant key); the acceptor answers ``OpenAccept`` with its key; the opener
 fixes the params (and the nonce, which on Bitcoin is its funding txid) and sends
 ``OpenChannel``. Both then sign version 0, and once it is irrevocable each side sends its
-deposits and says so with ``FundingDone``.
+deposits and says so with ``FundingDone``. An app channel's request names the app and the
+opening state's app data; the acceptor checks them (``app_checks.refusal``) and that the final
+params name that app and no other.
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import msgspec
+
 from ...backend import Account, ChainBackend, Funded
 from ...core import (
+    App,
     Asset,
     ChannelMachine,
     ChannelParams,
@@ -25,11 +30,12 @@ from ...core import (
     Participant,
     initial_state,
 )
-from ...core.errors import ChannelNotOpen, WrongChannel
+from ...core.errors import ChannelNotOpen, InvalidParams, WrongChannel
 from ...core.messages import Propose
 from ...core.watcher import GuardChannel
 from ..net import wire
 from ..store.base import ChannelRecord
+from .app_checks import refusal
 from .context import NodeContext
 from .forwarding import enforcement_delta
 from .journal import FUNDING_PREFIX
@@ -48,6 +54,8 @@ class PendingOpen:
     salt: bytes
     opener_key: str
     opener: bool
+    app: str = ""
+    app_data: bytes = b""
 
 
 def min_lead(backend: ChainBackend, params: ChannelParams) -> int:
@@ -62,8 +70,10 @@ def new_machine(
     channel_id: bytes,
     me: int,
     initial: ChannelState,
+    apps: Mapping[str, App] | None = None,
 ) -> ChannelMachine:
-    """The core's machine for one channel, with this backend's authority and HTLC policy."""
+    """The core's machine for one channel, with this backend's authority and HTLC policy
+    (and the node's app rules, for an app channel)."""
     return ChannelMachine(
         params,
         channel_id,
@@ -71,6 +81,7 @@ def new_machine(
         backend.authority(params, account, me),
         initial,
         policy=HtlcPolicy(min_lead=min_lead(backend, params)),
+        apps=apps,
     )
 
 
@@ -97,11 +108,19 @@ class Opening:
         chain: str,
         deposits: Mapping[Asset, tuple[int, int]],
         challenge_duration: int,
+        app: str = "",
+        app_data: bytes = b"",
     ) -> bytes:
         """Ask ``peer`` for a channel on ``chain``; (ours, theirs) per asset. Returns the
-        temporary id; the channel id is known once the peer accepts."""
+        temporary id; the channel id is known once the peer accepts. With ``app``, an app
+        channel whose opening state carries ``app_data`` (refused here, with the reason,
+        if this node cannot run it on that chain)."""
         backend = self.ctx.backends[chain]
         account = self.ctx.accounts[chain]
+        if app:
+            reason = refusal(self.ctx, chain, app, app_data, dict(deposits), 0)
+            if reason is not None:
+                raise InvalidParams(reason)
         temp_id = secrets.token_bytes(32)
         salt = secrets.token_bytes(32)
         assets = tuple(deposits)
@@ -114,6 +133,8 @@ class Opening:
             salt,
             backend.participant_key(account, salt),
             True,
+            app,
+            app_data,
         )
         self.pending_opens[temp_id] = pending
         self.ctx.send(
@@ -126,6 +147,8 @@ class Opening:
                 challenge_duration,
                 salt,
                 pending.opener_key,
+                app,
+                app_data,
             ),
         )
         return temp_id
@@ -143,6 +166,11 @@ class Opening:
         key = backend.participant_key(account, msg.salt)
         # Deposits arrive as (opener's, acceptor's); keep them from our point of view.
         deposits = {a: (d[1], d[0]) for a, d in zip(msg.assets, msg.deposits, strict=True)}
+        if msg.app:
+            reason = refusal(self.ctx, msg.chain, msg.app, msg.app_data, deposits, 1)
+            if reason is not None:
+                self.ctx.send(peer, wire.OpenRefused(msg.temp_id, reason[:300]))
+                return
         self.pending_opens[msg.temp_id] = PendingOpen(
             peer,
             msg.chain,
@@ -152,6 +180,8 @@ class Opening:
             msg.salt,
             msg.opener_key,
             False,
+            msg.app,
+            msg.app_data,
         )
         self.ctx.send(peer, wire.OpenAccept(msg.temp_id, key))
 
@@ -172,9 +202,10 @@ class Opening:
             assets=pending.assets,
             challenge_duration=pending.challenge_duration,
             nonce=nonce,
+            app=pending.app,
         )
         del self.pending_opens[msg.temp_id]
-        channel = self.create_channel(params, 0, pending.deposits)
+        channel = self.create_channel(params, 0, pending.deposits, pending.app_data)
         self.open_results[msg.temp_id] = channel.channel_id
         self.ctx.send(peer, wire.OpenChannel(msg.temp_id, params))
         self.run(channel, channel.machine.open())
@@ -184,16 +215,23 @@ class Opening:
         if pending is None or pending.opener or pending.peer != peer:
             raise WrongChannel("an open_channel for no request we accepted")
         params = msg.params
-        expected = (pending.opener_key, pending.chain, pending.assets, pending.challenge_duration)
+        expected = (
+            pending.opener_key,
+            pending.chain,
+            pending.assets,
+            pending.challenge_duration,
+            pending.app,  # the app judges forced moves: never one we did not agree to
+        )
         got = (
             params.participants[0].chain_key,
             params.chain,
             params.assets,
             params.challenge_duration,
+            params.app,
         )
         if expected != got or params.participants[1].node_id != self.ctx.node_id:
             raise WrongChannel("the channel params differ from what was requested")
-        self.create_channel(params, 1, pending.deposits)
+        self.create_channel(params, 1, pending.deposits, pending.app_data)
 
     def on_open_refused(self, peer: bytes, msg: wire.OpenRefused) -> None:
         pending = self.pending_opens.get(msg.temp_id)
@@ -203,14 +241,20 @@ class Opening:
         self.ctx.note(f"channel refused: {msg.reason}")
 
     def create_channel(
-        self, params: ChannelParams, me: int, deposits: dict[Asset, tuple[int, int]]
+        self,
+        params: ChannelParams,
+        me: int,
+        deposits: dict[Asset, tuple[int, int]],
+        app_data: bytes = b"",
     ) -> Channel:
         backend = self.ctx.backends[params.chain]
         account = self.ctx.accounts[params.chain]
         channel_id = backend.channel_id(params)
         ordered = {a: (d if me == 0 else (d[1], d[0])) for a, d in deposits.items()}
         initial = initial_state(channel_id, params.assets, ordered)
-        machine = new_machine(backend, account, params, channel_id, me, initial)
+        if app_data:
+            initial = msgspec.structs.replace(initial, app_data=app_data)
+        machine = new_machine(backend, account, params, channel_id, me, initial, self.ctx.apps)
         channel = Channel(
             params,
             channel_id,

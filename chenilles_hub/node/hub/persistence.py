@@ -131,7 +131,13 @@ class Persistence:
             backend = self.ctx.backends[record.params.chain]
             account = self.ctx.accounts[record.params.chain]
             machine = new_machine(
-                backend, account, record.params, record.channel_id, record.me, record.initial
+                backend,
+                account,
+                record.params,
+                record.channel_id,
+                record.me,
+                record.initial,
+                self.ctx.apps,
             )
             snapshot = snapshots.pop(record.channel_id, None)
             if snapshot is not None:

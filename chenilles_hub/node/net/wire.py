@@ -11,13 +11,21 @@ from typing import Annotated
 import msgspec
 
 from chenilles_hub.core.messages import Accept, Ack, BoundedCodec, Propose, Reestablish, Reject
-from chenilles_hub.core.model import Amount, Asset, Bytes32, ChannelParams
+from chenilles_hub.core.model import MAX_APP_DATA, Amount, Asset, Bytes32, ChannelParams
 
 ShortKey = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 
-class OpenRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="open_request"):
-    """The opener proposes a channel; ``salt`` lets each side derive per-channel keys."""
+class OpenRequest(
+    msgspec.Struct,
+    frozen=True,
+    forbid_unknown_fields=True,
+    omit_defaults=True,
+    tag="open_request",
+):
+    """The opener proposes a channel; ``salt`` lets each side derive per-channel keys.
+    An app channel names its ``app`` and the opening state's ``app_data`` (both omitted,
+    so absent from the frame, for a payment channel)."""
 
     temp_id: Bytes32
     chain: Annotated[str, msgspec.Meta(max_length=96)]
@@ -26,6 +34,8 @@ class OpenRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="
     challenge_duration: Annotated[int, msgspec.Meta(ge=1)]
     salt: Bytes32
     opener_key: ShortKey
+    app: Annotated[str, msgspec.Meta(max_length=96)] = ""
+    app_data: Annotated[bytes, msgspec.Meta(max_length=MAX_APP_DATA)] = b""
 
 
 class OpenAccept(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="open_accept"):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chenilles_hub import plugins
+from chenilles_hub import apps, plugins
 from chenilles_hub.backend import Account, ChainBackend
 from chenilles_hub.circuit.quote import Rate
 from chenilles_hub.core import parse_asset
@@ -124,6 +124,8 @@ def build_chains(config: NodeConfig, store: Store | None = None) -> Chains:
         except Exception as exc:  # the backend's own words: a wrong option, the RPC down...
             where = "the embedded ledger" if chain.embedded else chain.url
             raise ConfigError(f"[chains.{chain.name}]: cannot use {where}: {_reason(exc)}") from exc
+        if chain.embedded and backend.info.supports_apps:
+            _deploy_apps(backend)
         if chain.account_key:
             from_key = getattr(backend, "account_from_key", None)
             if from_key is None:
@@ -160,6 +162,16 @@ def _reason(exc: BaseException) -> str:
         exc = inner
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:300]
+
+
+def _deploy_apps(backend: ChainBackend) -> None:
+    """An embedded ledger gets the on-chain rule of every installed app that ships one for
+    its family. A chain reached by URL binds apps already deployed there instead, from its
+    config table (``[chains.<name>.apps]``: app id = contract address / program id)."""
+    for plugin in apps.installed_apps():
+        code = plugin.onchain_code(backend.info.family)
+        if code is not None:
+            backend.use_app(plugin.info.name, code=code)
 
 
 def open_store(config: NodeConfig) -> Store:

@@ -1,0 +1,1 @@
+"""Escrow with an arbiter and a timeout as a Chenilles app (see rules.py for the rule)."""

@@ -1,0 +1,49 @@
+"""Registers tic-tac-toe with the hub through the ``chenilles.apps`` entry point."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from importlib import metadata, resources
+from typing import Any
+
+from chenilles_hub.app_plugin import AppInfo
+from chenilles_hub.hookspecs import hookimpl
+
+from . import rules
+
+#: The on-chain rule per backend family, as built by the project's scripts
+#: (scripts/build_evm_contracts.mjs, scripts/build_solana_program.py) into build/.
+_ARTIFACTS = {"EVM": "TicTacToe.json", "Solana": "tictactoe.so"}
+
+
+class TicTacToePlugin:
+    info = AppInfo(
+        name=rules.APP_ID,
+        version=metadata.version("chenilles-app-tictactoe"),
+        families=tuple(sorted(_ARTIFACTS)),
+        description="tic-tac-toe with stakes: the silent player's turn times out and loses",
+    )
+
+    def rules(self) -> rules.TicTacToe:
+        return rules.TicTacToe()
+
+    def onchain_code(self, family: str) -> bytes | None:
+        name = _ARTIFACTS.get(family)
+        if name is None:
+            return None
+        data = resources.files("chenilles_app_tictactoe").joinpath("build", name).read_bytes()
+        if family == "EVM":
+            return bytes.fromhex(json.loads(data)["bytecode"].removeprefix("0x"))
+        return data
+
+    def initial_data(self, options: Mapping[str, Any]) -> bytes:
+        return rules.initial_data(options)
+
+    def encode_move(self, options: Mapping[str, Any]) -> bytes:
+        return rules.encode_move(options)
+
+
+@hookimpl
+def chenilles_apps() -> list[TicTacToePlugin]:
+    return [TicTacToePlugin()]
