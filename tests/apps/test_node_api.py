@@ -57,7 +57,9 @@ def players(anvil: AnvilChain, tmp_path_factory: pytest.TempPathFactory) -> Iter
         bob.stop()
 
 
-def test_a_game_through_the_api_and_the_cli(players: tuple[NodeProc, NodeProc]) -> None:
+def test_a_game_through_the_api_and_the_cli(
+    players: tuple[NodeProc, NodeProc], anvil: AnvilChain
+) -> None:
     alice, bob = players
     listed = {a["name"]: a for a in alice.api.get("/v1/apps")}
     assert listed["tictactoe"]["chains"] == ["eip155:31337"]
@@ -72,15 +74,19 @@ def test_a_game_through_the_api_and_the_cli(players: tuple[NodeProc, NodeProc]) 
             "options": {"x": 0},
         },
     )
-    opened = wait_for(
-        lambda: (
-            (r := alice.api.get(f"/v1/channels/opening/{started['temp_id']}"))["status"] == "active"
-            and r
-        ),
-        what="app channel active",
-    )
-    cid = opened["channel_id"]
-    wait_for(lambda: bob.api.get(f"/v1/channels/{cid}")["status"] == "active", what="bob active")
+    with anvil.mining():  # the deposits must reach the confirmation depth
+        opened = wait_for(
+            lambda: (
+                (r := alice.api.get(f"/v1/channels/opening/{started['temp_id']}"))["status"]
+                == "active"
+                and r
+            ),
+            what="app channel active",
+        )
+        cid = opened["channel_id"]
+        wait_for(
+            lambda: bob.api.get(f"/v1/channels/{cid}")["status"] == "active", what="bob active"
+        )
     shown = json.loads(alice.cli("app", "show", cid, "--json").stdout)
     assert shown["app"] == "tictactoe" and shown["my_turn"] and shown["turn"] == [0]
     # bob out of turn, and a move the app cannot parse: errors, nothing changes

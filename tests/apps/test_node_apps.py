@@ -13,7 +13,7 @@ from chenilles_hub.backend import ChainBackend
 from chenilles_hub.core import Asset, SignedState
 from chenilles_hub.core.errors import ChannelError, InvalidParams, InvalidTransition
 from chenilles_hub.node.hub.node import Node
-from tests.circuit.world import World
+from tests.circuit.world import World, confirm
 
 from .onchain import DURATION
 
@@ -32,6 +32,7 @@ def open_game(world: World, a: Node, b: Node, chain: str) -> bytes:
     )
     world.network.run()
     (cid,) = set(a.channels) - before
+    confirm(world)  # the chain must show the deposits at depth before either side trusts them
     assert a.channels[cid].active and b.channels[cid].active
     return cid
 
@@ -258,6 +259,7 @@ def test_an_escrow_released_off_chain(backend: ChainBackend) -> None:
     )
     world.network.run()
     (cid,) = alice.channels
+    confirm(world)
     assert alice.app_status(cid)["turn"] == [0, 1]
     with pytest.raises(ChannelError):  # the seller cannot release the buyer's money
         bob.app_move(cid, b"\x01")
