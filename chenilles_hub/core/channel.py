@@ -6,7 +6,11 @@ out, and nothing else happens: no clock (``now`` is an argument), no sockets, no
 Safety rules the machine enforces by the order of the effects it returns:
 
 * a ``Persist`` of a state comes before any ``Send`` that carries our signature on it;
-* a revocation of the previous state is only sent after the newer state is persisted.
+* a revocation of the previous state is only sent after the newer state is persisted;
+* a ``Reject`` is binding: the refusal is persisted before it is sent and the refused
+  attempt is never signed afterwards, so the proposer may report its updates failed. A
+  proposal that cannot be taken *yet* gets a ``Reestablish`` instead of a ``Reject``: the
+  proposer keeps it and sends it again with whatever the acceptor was missing.
 
 Every method either returns effects and commits the new machine state, or raises a
 :class:`~chenilles_hub.core.errors.ChannelError` and changes nothing: the next state is
@@ -34,6 +38,7 @@ from .effects import (
     WakeAt,
 )
 from .errors import (
+    AlreadyRefused,
     ChannelError,
     ChannelNotOpen,
     Diverged,
@@ -72,6 +77,11 @@ class _Core(msgspec.Struct, frozen=True):
     awaiting_ack: int | None = None
     last_reply: ChannelMessage | None = None
     latest_updates: tuple[Update, ...] = ()
+    #: The number our next proposal of version ``latest + 1`` carries.
+    attempt: int = 0
+    #: ``(version, attempt)``: the peer's proposals of ``version`` up to ``attempt`` are
+    #: refused for good.
+    refused: tuple[int, int] | None = None
 
 
 class ChannelMachine:
@@ -138,6 +148,8 @@ class ChannelMachine:
             c.awaiting_ack,
             c.last_reply,
             c.latest_updates,
+            c.attempt,
+            c.refused,
         )
 
     def restore(self, snapshot: ChannelSnapshot) -> None:
@@ -153,6 +165,8 @@ class ChannelMachine:
             snapshot.awaiting_ack,
             snapshot.last_reply,
             snapshot.latest_updates,
+            snapshot.attempt,
+            snapshot.refused,
         )
 
     # --- our side ---------------------------------------------------------------------------
@@ -195,7 +209,7 @@ class ChannelMachine:
         if core.awaiting_ack is not None:
             raise ProposalPending(f"waiting for the peer's ack of version {core.awaiting_ack}")
         signature = self._authority.sign(self.params, new, core.latest)
-        message = Propose(self.channel_id, updates, new, signature)
+        message = Propose(self.channel_id, updates, new, signature, core.attempt)
         try:
             encode_message(message)  # the peer decodes within the same limit
         except MessageTooLarge as exc:
@@ -227,6 +241,11 @@ class ChannelMachine:
             )
         ]
 
+    @property
+    def _next_version(self) -> int:
+        latest = self._core.latest
+        return latest.state.version + 1 if latest else 0
+
     # --- the peer's messages ----------------------------------------------------------------
 
     def receive(self, message: ChannelMessage, now: int) -> list[Effect]:
@@ -245,11 +264,24 @@ class ChannelMachine:
         return self._on_reestablish(message)
 
     def rejection(self, message: ChannelMessage, error: ChannelError) -> list[Effect]:
-        """What to tell the peer when ``receive`` refused ``message``: proposals get a Reject."""
+        """What to tell the peer when ``receive`` refused ``message``: proposals get a Reject.
+
+        The refusal is binding: for a proposal of the next version it is recorded (and
+        persisted, before the Reject leaves) so that no copy of that attempt is ever signed
+        later, when the reason may have passed (the clock moved, a conflict resolved). A
+        proposal of a version we already hold needs no record: it can never be signed.
+        """
         if not isinstance(message, Propose) or message.channel_id != self.channel_id:
             return []
-        reject = Reject(self.channel_id, message.state.version, error.code, str(error)[:500])
-        return [Send(self.peer, reject)]
+        version, attempt = message.state.version, message.attempt
+        reject = Reject(self.channel_id, version, error.code, str(error)[:500], attempt)
+        if version != self._next_version:
+            return [Send(self.peer, reject)]
+        core = self._core
+        if core.refused is not None and core.refused[0] == version:
+            attempt = max(attempt, core.refused[1])
+        refused = msgspec.structs.replace(core, refused=(version, attempt))
+        return self._commit(refused, [Send(self.peer, reject)])
 
     def _on_propose(self, msg: Propose, now: int) -> list[Effect]:
         core = self._core
@@ -257,32 +289,31 @@ class ChannelMachine:
         latest = core.latest
         if latest is not None and version <= latest.version:
             reply = core.last_reply
-            if (
-                version == latest.state.version
-                and msg.state == latest.state
-                and isinstance(reply, Accept)
-                and reply.version == version
-            ):
-                return [Send(self.peer, reply)]  # a duplicate: answer it again, idempotently
+            if version == latest.state.version and msg.state == latest.state:
+                if isinstance(reply, Accept) and reply.version == version:
+                    return [Send(self.peer, reply)]  # a duplicate: answer it again
+                return self.reestablish()  # a state we signed is never refused
             raise StaleVersion(f"version {version} is not newer than {latest.state.version}")
+        if version != self._next_version or core.awaiting_ack is not None:
+            # Not refused, only not yet: we are behind or ahead of the peer (a lost message,
+            # a restart), or we still wait for its ack of the version before (its Ack and
+            # this proposal crossed a reconnect). Tell it where we are; it sends what we
+            # miss (the Ack first) and this proposal again.
+            return self.reestablish()
+        refused = core.refused
+        if refused is not None and refused[0] == version and msg.attempt <= refused[1]:
+            raise AlreadyRefused(f"attempt {msg.attempt} at version {version} was refused")
         dropped: list[Effect] = []
         if core.pending is not None:
-            ours = core.pending.signed.state.version
-            if ours != version:
-                raise UnexpectedMessage(f"proposal of version {version} while ours is {ours}")
             if self.me < self.peer_index:
                 raise ProposalConflict(f"both proposed version {version}; ours takes precedence")
-            dropped = [ProposalRejected(ours, ProposalConflict.code, "the peer's proposal won")]
-        if core.awaiting_ack is not None:
-            raise UnexpectedMessage(f"waiting for the peer's ack of version {core.awaiting_ack}")
+            ours = core.pending.signed.state
+            won = "the peer's proposal won"
+            dropped = [ProposalRejected(version, ProposalConflict.code, won, ours)]
         if latest is None:
             if version != 0 or msg.updates or msg.state != self.initial:
                 raise StateMismatch("the opening proposal must be exactly the agreed initial state")
         else:
-            if version != latest.state.version + 1:
-                raise UnexpectedMessage(
-                    f"version {version} skips ahead of {latest.state.version}: reestablish first"
-                )
             expected = apply_updates(latest.state, msg.updates, self._context(self.peer_index, now))
             check_successor(self.params, self.channel_id, latest.state, expected)
             if expected != msg.state:
@@ -370,22 +401,31 @@ class ChannelMachine:
 
     def _on_reject(self, msg: Reject) -> list[Effect]:
         core = self._core
-        if core.pending is None or core.pending.signed.state.version != msg.version:
+        pending = core.pending
+        if (
+            pending is None
+            or pending.signed.state.version != msg.version
+            or not isinstance(pending.message, Propose)
+            or pending.message.attempt != msg.attempt
+        ):
             return []  # about a proposal we already dropped: nothing to undo
-        rejected = ProposalRejected(msg.version, msg.code, msg.reason)
-        return self._commit(msgspec.structs.replace(core, pending=None), [rejected])
+        state = pending.signed.state
+        rejected = ProposalRejected(msg.version, msg.code, msg.reason, state)
+        dropped = msgspec.structs.replace(core, pending=None, attempt=msg.attempt + 1)
+        return self._commit(dropped, [rejected])
 
     def _on_reestablish(self, msg: Reestablish) -> list[Effect]:
         core = self._core
         mine = core.latest.state.version if core.latest else -1
         reply = core.last_reply
         effects: list[Effect] = []
-        if msg.latest == mine - 1:
-            # We accepted ``mine`` but the peer never saw our Accept.
-            if isinstance(reply, Accept) and reply.version == mine:
+        if msg.latest < mine:
+            # The peer is behind only when it never saw our Accept of ``mine``: send it
+            # again. Any other report of an older version is stale (a Reestablish overtaken
+            # by the peer's later messages): the peer signed ``mine`` or its predecessor,
+            # persisting it first, so it cannot be further behind.
+            if msg.latest == mine - 1 and isinstance(reply, Accept) and reply.version == mine:
                 effects.append(Send(self.peer, reply))
-            else:
-                raise Diverged(f"peer is at {msg.latest}, we are at {mine} without having accepted")
         elif msg.latest == mine:
             if isinstance(reply, Ack) and reply.version == mine:
                 effects.append(Send(self.peer, reply))

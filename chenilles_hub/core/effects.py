@@ -11,7 +11,7 @@ from __future__ import annotations
 import msgspec
 
 from .messages import ChannelMessage
-from .model import Bytes32, SignedState
+from .model import Bytes32, ChannelState, SignedState
 from .updates import Update
 
 
@@ -55,9 +55,14 @@ class Irrevocable(msgspec.Struct, frozen=True):
 
 
 class ProposalRejected(msgspec.Struct, frozen=True):
+    """Our proposal ``state`` is dead for good: the peer refused it (a binding ``Reject``:
+    it persisted that it will never sign it) or signed another state of that version (its
+    proposal won a conflict). Its updates may now be reported failed, or proposed again."""
+
     version: int
     code: str
     reason: str
+    state: ChannelState | None = None
 
 
 class RevocationReceived(msgspec.Struct, frozen=True):
@@ -72,7 +77,10 @@ class ChannelSnapshot(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     ``previous`` is the state before ``latest`` (its revocation may still be owed or due);
     ``last_reply`` is our last Accept or Ack, kept so it can be sent again when the peer
-    missed it.
+    missed it. ``attempt`` is the number our next proposal of version ``latest + 1``
+    carries; ``refused`` is ``(version, attempt)``: the peer's proposals of that version up
+    to that attempt were refused and stay refused (a ``Reject`` is binding, so it survives
+    a restart).
     """
 
     channel_id: Bytes32
@@ -82,6 +90,8 @@ class ChannelSnapshot(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     awaiting_ack: int | None
     last_reply: ChannelMessage | None
     latest_updates: tuple[Update, ...] = ()
+    attempt: int = 0
+    refused: tuple[int, int] | None = None
 
 
 class PendingProposal(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

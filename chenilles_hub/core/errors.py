@@ -71,6 +71,13 @@ class ChannelNotOpen(ChannelError):
     code = "channel_not_open"
 
 
+class AlreadyRefused(ChannelError):
+    """A copy of a proposal this side already refused: a refusal is binding, so the same
+    attempt is refused again whatever may have changed since (the clock, our balances)."""
+
+    code = "already_refused"
+
+
 class Diverged(ChannelError):
     """The peer claims a history this side cannot reconcile: only the ledger can decide now."""
 
