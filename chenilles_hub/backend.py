@@ -13,7 +13,15 @@ from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
-from .core import Asset, ChannelParams, Htlc, Participant, SignedState, StateAuthority
+from .core import (
+    Asset,
+    ChannelParams,
+    ChannelRules,
+    Htlc,
+    Participant,
+    SignedState,
+    StateAuthority,
+)
 from .core.timing import TimeModel
 
 
@@ -195,6 +203,15 @@ class ChainBackend(Protocol):
 
     def advance_time(self, seconds: int) -> None:
         """Embedded ledgers only: move the ledger's clock (challenge periods, expiries)."""
+        ...
+
+    def channel_rules(self, params: ChannelParams) -> ChannelRules:
+        """What a state of this channel must keep for its on-chain form to be mineable, per
+        asset: the dust limit (smallest output the chain relays), the channel reserve each
+        participant keeps once it has it, and who pays the enforcement transaction's fee
+        and how it grows with HTLC outputs. The core refuses to sign or accept a state that
+        breaks them (``core.invariants.check_rules``). ``ChannelRules()`` where the chain
+        has no such costs (fees paid from outside the channel, no dust)."""
         ...
 
 

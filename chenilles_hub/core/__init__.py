@@ -21,7 +21,7 @@ from .effects import (
     encode_snapshot,
 )
 from .errors import ChannelError
-from .invariants import check_params, check_state, check_successor
+from .invariants import check_params, check_rules, check_state, check_successor
 from .messages import (
     MAX_MESSAGE_BYTES,
     Accept,
@@ -50,6 +50,7 @@ from .model import (
     parse_asset,
     payment_hash,
 )
+from .rules import NO_RULES, AssetRules, ChannelRules
 from .timing import TimeModel
 from .updates import (
     AddHtlc,
@@ -70,6 +71,7 @@ __all__ = [
     "MAX_ASSETS",
     "MAX_HTLCS",
     "MAX_MESSAGE_BYTES",
+    "NO_RULES",
     "PREIMAGE_LENGTH",
     "Accept",
     "Ack",
@@ -78,10 +80,12 @@ __all__ = [
     "AppMove",
     "Asset",
     "AssetBalances",
+    "AssetRules",
     "ChannelError",
     "ChannelMachine",
     "ChannelMessage",
     "ChannelParams",
+    "ChannelRules",
     "ChannelSnapshot",
     "ChannelState",
     "Close",
@@ -112,6 +116,7 @@ __all__ = [
     "apply_updates",
     "canonical_state_bytes",
     "check_params",
+    "check_rules",
     "check_state",
     "check_successor",
     "decode_message",

@@ -53,7 +53,7 @@ from .errors import (
     UnexpectedMessage,
     WrongChannel,
 )
-from .invariants import check_params, check_state, check_successor
+from .invariants import check_params, check_rules, check_state, check_successor
 from .messages import (
     MAX_UPDATES_PER_PROPOSAL,
     Accept,
@@ -65,6 +65,7 @@ from .messages import (
     encode_message,
 )
 from .model import ChannelParams, ChannelState, SignedState
+from .rules import NO_RULES, ChannelRules
 from .updates import App, HtlcPolicy, Update, UpdateContext, apply_updates
 
 
@@ -97,6 +98,7 @@ class ChannelMachine:
         *,
         policy: HtlcPolicy | None = None,
         apps: Mapping[str, App] | None = None,
+        rules: ChannelRules = NO_RULES,
     ) -> None:
         check_params(params)
         check_state(params, channel_id, initial)
@@ -113,6 +115,9 @@ class ChannelMachine:
         self._authority = authority
         self._policy = policy or HtlcPolicy()
         self._apps = dict(apps or {})
+        #: The backend's dust, reserve and fee rules: a state that breaks them could not be
+        #: enforced on-chain, so it is neither proposed nor accepted.
+        self._rules = rules
         self._core = _Core()
 
     # --- inspection -----------------------------------------------------------------------
@@ -175,6 +180,7 @@ class ChannelMachine:
         """Propose the initial state (version 0); funds move on-chain only once it is signed."""
         if self._core.latest is not None:
             raise UnexpectedMessage("the channel is already open")
+        check_rules(self.params, self._rules, self.initial)
         return self._propose_state((), self.initial)
 
     def check(self, updates: tuple[Update, ...], now: int) -> ChannelState:
@@ -184,8 +190,15 @@ class ChannelMachine:
         if latest is None:
             raise ChannelNotOpen("the initial state is not signed by both participants yet")
         _check_count(updates)
-        new = apply_updates(latest.state, updates, self._context(self.me, now))
-        check_successor(self.params, self.channel_id, latest.state, new)
+        return self._successor(latest.state, updates, self.me, now)
+
+    def _successor(
+        self, old: ChannelState, updates: tuple[Update, ...], proposer: int, now: int
+    ) -> ChannelState:
+        """What ``updates`` by ``proposer`` make of ``old``, with every rule checked."""
+        new = apply_updates(old, updates, self._context(proposer, now))
+        check_successor(self.params, self.channel_id, old, new)
+        check_rules(self.params, self._rules, new, old)
         return new
 
     @property
@@ -198,9 +211,7 @@ class ChannelMachine:
         if latest is None:
             raise ChannelNotOpen("the initial state is not signed by both participants yet")
         _check_count(updates)
-        new = apply_updates(latest.state, updates, self._context(self.me, now))
-        check_successor(self.params, self.channel_id, latest.state, new)
-        return self._propose_state(updates, new)
+        return self._propose_state(updates, self._successor(latest.state, updates, self.me, now))
 
     def _propose_state(self, updates: tuple[Update, ...], new: ChannelState) -> list[Effect]:
         core = self._core
@@ -269,13 +280,15 @@ class ChannelMachine:
         The refusal is binding: for a proposal of the next version it is recorded (and
         persisted, before the Reject leaves) so that no copy of that attempt is ever signed
         later, when the reason may have passed (the clock moved, a conflict resolved). A
-        proposal of a version we already hold needs no record: it can never be signed.
+        proposal of a version we already hold can never be signed, and a ``deterministic``
+        refusal (a forgery, a broken invariant) is repeated for every copy: neither needs a
+        record, so such bad input changes nothing.
         """
         if not isinstance(message, Propose) or message.channel_id != self.channel_id:
             return []
         version, attempt = message.state.version, message.attempt
         reject = Reject(self.channel_id, version, error.code, str(error)[:500], attempt)
-        if version != self._next_version:
+        if version != self._next_version or error.deterministic:
             return [Send(self.peer, reject)]
         core = self._core
         if core.refused is not None and core.refused[0] == version:
@@ -313,9 +326,9 @@ class ChannelMachine:
         if latest is None:
             if version != 0 or msg.updates or msg.state != self.initial:
                 raise StateMismatch("the opening proposal must be exactly the agreed initial state")
+            check_rules(self.params, self._rules, self.initial)
         else:
-            expected = apply_updates(latest.state, msg.updates, self._context(self.peer_index, now))
-            check_successor(self.params, self.channel_id, latest.state, expected)
+            expected = self._successor(latest.state, msg.updates, self.peer_index, now)
             if expected != msg.state:
                 raise StateMismatch("the proposed state is not what its updates produce")
         if not self._authority.verify(

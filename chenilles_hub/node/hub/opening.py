@@ -62,7 +62,8 @@ def new_machine(
     me: int,
     initial: ChannelState,
 ) -> ChannelMachine:
-    """The core's machine for one channel, with this backend's authority and HTLC policy."""
+    """The core's machine for one channel, with this backend's authority, HTLC policy and
+    on-chain rules (dust, reserve, fees)."""
     return ChannelMachine(
         params,
         channel_id,
@@ -70,6 +71,7 @@ def new_machine(
         backend.authority(params, account, me),
         initial,
         policy=HtlcPolicy(min_lead=min_lead(backend, params)),
+        rules=backend.channel_rules(params),
     )
 
 
