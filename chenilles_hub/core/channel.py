@@ -31,11 +31,13 @@ from .effects import (
     PendingProposal,
     Persist,
     ProposalRejected,
+    ProposalWithdrawn,
     RevocationReceived,
     Send,
     SubmitToLedger,
     UpdateCompleted,
     WakeAt,
+    WithdrawnProposal,
 )
 from .errors import (
     AlreadyRefused,
@@ -83,6 +85,8 @@ class _Core(msgspec.Struct, frozen=True):
     #: ``(version, attempt)``: the peer's proposals of ``version`` up to ``attempt`` are
     #: refused for good.
     refused: tuple[int, int] | None = None
+    #: Our proposals the peer refused, reported once a later version is irrevocable.
+    withdrawn: tuple[WithdrawnProposal, ...] = ()
 
 
 class ChannelMachine:
@@ -140,6 +144,12 @@ class ChannelMachine:
         return self._core.awaiting_ack
 
     @property
+    def withdrawn(self) -> tuple[WithdrawnProposal, ...]:
+        """Our refused proposals not reported yet: a later version must become irrevocable
+        first (propose something, even no update at all)."""
+        return self._core.withdrawn
+
+    @property
     def is_open(self) -> bool:
         return self._core.latest is not None
 
@@ -155,6 +165,7 @@ class ChannelMachine:
             c.latest_updates,
             c.attempt,
             c.refused,
+            c.withdrawn,
         )
 
     def restore(self, snapshot: ChannelSnapshot) -> None:
@@ -172,6 +183,7 @@ class ChannelMachine:
             snapshot.latest_updates,
             snapshot.attempt,
             snapshot.refused,
+            snapshot.withdrawn,
         )
 
     # --- our side ---------------------------------------------------------------------------
@@ -320,9 +332,13 @@ class ChannelMachine:
         if core.pending is not None:
             if self.me < self.peer_index:
                 raise ProposalConflict(f"both proposed version {version}; ours takes precedence")
-            ours = core.pending.signed.state
+            ours = core.pending
             won = "the peer's proposal won"
-            dropped = [ProposalRejected(version, ProposalConflict.code, won, ours)]
+            dropped = [
+                ProposalRejected(
+                    version, ProposalConflict.code, won, ours.signed.state, _updates(ours)
+                )
+            ]
         if latest is None:
             if version != 0 or msg.updates or msg.state != self.initial:
                 raise StateMismatch("the opening proposal must be exactly the agreed initial state")
@@ -346,6 +362,7 @@ class ChannelMachine:
             awaiting_ack=version,
             last_reply=accept,
             latest_updates=msg.updates,
+            withdrawn=core.withdrawn,
         )
         effects: list[Effect] = [*dropped, Send(self.peer, accept), UpdateCompleted(signed)]
         return self._commit(new_core, effects + self._deadlines(latest, signed))
@@ -376,18 +393,21 @@ class ChannelMachine:
             state, self._signatures(mine=pending.signed.signatures[self.me], theirs=msg.signature)
         )
         ack = Ack(self.channel_id, msg.version, revocation)
+        withdrawn, buried = _bury(core.withdrawn, msg.version)
         new_core = _Core(
             latest=signed,
             previous=latest,
             pending=None,
             awaiting_ack=None,
             last_reply=ack,
-            latest_updates=pending.message.updates if isinstance(pending.message, Propose) else (),
+            latest_updates=_updates(pending),
+            withdrawn=withdrawn,
         )
         effects += [
             Send(self.peer, ack),
             UpdateCompleted(signed),
             Irrevocable(signed, new_core.latest_updates),
+            *buried,
         ]
         if state.final:
             effects.append(SubmitToLedger("conclude_cooperative", signed))
@@ -408,9 +428,14 @@ class ChannelMachine:
                 raise InvalidRevocation(f"the peer did not revoke version {core.previous.version}")
             if msg.revocation is not None:
                 effects.append(RevocationReceived(core.previous.version, msg.revocation))
+        withdrawn = core.withdrawn
         if core.latest is not None:
             effects.append(Irrevocable(core.latest, core.latest_updates))
-        return self._commit(msgspec.structs.replace(core, awaiting_ack=None), effects)
+            withdrawn, buried = _bury(withdrawn, core.latest.version)
+            effects += buried
+        return self._commit(
+            msgspec.structs.replace(core, awaiting_ack=None, withdrawn=withdrawn), effects
+        )
 
     def _on_reject(self, msg: Reject) -> list[Effect]:
         core = self._core
@@ -422,10 +447,14 @@ class ChannelMachine:
             or pending.message.attempt != msg.attempt
         ):
             return []  # about a proposal we already dropped: nothing to undo
-        state = pending.signed.state
-        rejected = ProposalRejected(msg.version, msg.code, msg.reason, state)
-        dropped = msgspec.structs.replace(core, pending=None, attempt=msg.attempt + 1)
-        return self._commit(dropped, [rejected])
+        # Not reported yet: the peer holds our signature on it, and only a later irrevocable
+        # version makes sure no copy of it can be enforced (a cheating peer that refused it
+        # could still register it, and a hub that had failed the HTLC upstream would pay).
+        withdrawn = (*core.withdrawn, WithdrawnProposal(pending, msg.code, msg.reason))
+        dropped = msgspec.structs.replace(
+            core, pending=None, attempt=msg.attempt + 1, withdrawn=withdrawn
+        )
+        return self._commit(dropped, [ProposalWithdrawn(msg.version, msg.code, msg.reason)])
 
     def _on_reestablish(self, msg: Reestablish) -> list[Effect]:
         core = self._core
@@ -483,6 +512,25 @@ class ChannelMachine:
 
 
 __all__ = ["ChannelMachine", "ChannelSnapshot"]
+
+
+def _updates(proposal: PendingProposal) -> tuple[Update, ...]:
+    message = proposal.message
+    return message.updates if isinstance(message, Propose) else ()
+
+
+def _bury(
+    withdrawn: tuple[WithdrawnProposal, ...], irrevocable: int
+) -> tuple[tuple[WithdrawnProposal, ...], list[Effect]]:
+    """Version ``irrevocable`` can no longer be undone: every withdrawn proposal of an older
+    version is dead for good (a newer version wins a dispute; on chains that revoke, the
+    peer revoked every commitment of that version). Report those; keep the others."""
+    dead = [w for w in withdrawn if w.version < irrevocable]
+    alive = tuple(w for w in withdrawn if w.version >= irrevocable)
+    return alive, [
+        ProposalRejected(w.version, w.code, w.reason, w.proposal.signed.state, _updates(w.proposal))
+        for w in dead
+    ]
 
 
 def _check_count(updates: tuple[Update, ...]) -> None:

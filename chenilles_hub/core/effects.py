@@ -55,14 +55,27 @@ class Irrevocable(msgspec.Struct, frozen=True):
 
 
 class ProposalRejected(msgspec.Struct, frozen=True):
-    """Our proposal ``state`` is dead for good: the peer refused it (a binding ``Reject``:
-    it persisted that it will never sign it) or signed another state of that version (its
-    proposal won a conflict). Its updates may now be reported failed, or proposed again."""
+    """Our proposal ``state`` is dead for good, its ``updates`` may be reported failed (or
+    proposed again, ``proposal_conflict``): the peer signed another state of that version
+    (its proposal won a conflict), or it refused ours (a binding ``Reject``) and a later
+    version is irrevocable, so that no copy of ours can be enforced any more."""
 
     version: int
     code: str
     reason: str
     state: ChannelState | None = None
+    updates: tuple[Update, ...] = ()
+
+
+class ProposalWithdrawn(msgspec.Struct, frozen=True):
+    """The peer refused our proposal of ``version`` for good (a binding ``Reject``): nothing
+    of ours is in flight any more. It still carries our signature, so a cheating peer could
+    enforce it until a later version is irrevocable: only then is it reported
+    (``ProposalRejected``). The node proposes what it has queued, or nothing, to get there."""
+
+    version: int
+    code: str
+    reason: str
 
 
 class RevocationReceived(msgspec.Struct, frozen=True):
@@ -80,7 +93,7 @@ class ChannelSnapshot(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     missed it. ``attempt`` is the number our next proposal of version ``latest + 1``
     carries; ``refused`` is ``(version, attempt)``: the peer's proposals of that version up
     to that attempt were refused and stay refused (a ``Reject`` is binding, so it survives
-    a restart).
+    a restart). ``withdrawn``: our proposals the peer refused, not reported yet.
     """
 
     channel_id: Bytes32
@@ -92,6 +105,7 @@ class ChannelSnapshot(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     latest_updates: tuple[Update, ...] = ()
     attempt: int = 0
     refused: tuple[int, int] | None = None
+    withdrawn: tuple[WithdrawnProposal, ...] = ()
 
 
 class PendingProposal(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -99,6 +113,19 @@ class PendingProposal(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     message: ChannelMessage
     signed: SignedState
+
+
+class WithdrawnProposal(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Our proposal the peer refused for good, kept until a later version is irrevocable
+    (see ``ProposalWithdrawn``)."""
+
+    proposal: PendingProposal
+    code: str
+    reason: str
+
+    @property
+    def version(self) -> int:
+        return self.proposal.signed.state.version
 
 
 Effect = (
@@ -109,6 +136,7 @@ Effect = (
     | UpdateCompleted
     | Irrevocable
     | ProposalRejected
+    | ProposalWithdrawn
     | RevocationReceived
 )
 

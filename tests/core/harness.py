@@ -26,6 +26,7 @@ from chenilles_hub.core import (
     Propose,
     Send,
     SignedState,
+    Update,
     decode_message,
     encode_message,
     initial_state,
@@ -91,6 +92,8 @@ class Side:
     events: list[Effect] = field(default_factory=list)
     #: Every state this side ever put its signature on (in a Propose or an Accept it sent).
     signed: list[ChannelState] = field(default_factory=list)
+    #: The peer's proposals this side counter-signed (an Accept it sent): state and updates.
+    countersigned: list[tuple[ChannelState, tuple[Update, ...]]] = field(default_factory=list)
 
 
 @dataclass
@@ -150,6 +153,10 @@ class Pair:
                         side, signed_version
                     ), f"signature on version {signed_version} sent before it was persisted"
                     side.signed.append(_signed_state(side, msg))
+                    if isinstance(msg, Accept):
+                        snap = side.machine.snapshot()
+                        assert snap.latest is not None
+                        side.countersigned.append((snap.latest.state, snap.latest_updates))
                 self.wire.append((1 - index, encode_message(msg)))
             else:
                 side.events.append(effect)

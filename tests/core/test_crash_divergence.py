@@ -18,6 +18,7 @@ from chenilles_hub.core import (
     AddHtlc,
     Htlc,
     ProposalRejected,
+    ProposalWithdrawn,
     Propose,
     Reject,
     Transfer,
@@ -39,7 +40,7 @@ def assert_no_failure_of_a_state_the_peer_signed(pair: Pair) -> None:
     for side, other in ((pair.alice, pair.bob), (pair.bob, pair.alice)):
         for event in side.events:
             if isinstance(event, ProposalRejected):
-                assert event.state not in other.signed, (
+                assert (event.state, event.updates) not in other.countersigned, (
                     f"version {event.version} reported refused ({event.code}) although the "
                     "peer signed it"
                 )
@@ -80,20 +81,43 @@ def test_acceptor_crash_with_a_proposal_in_flight_reconverges(revoking: bool) ->
 
 def test_a_refusal_is_binding_a_copy_of_the_refused_proposal_is_never_signed() -> None:
     """A proposal refused for a reason that may pass (an HTLC whose timelock is too long
-    *now*) must not be signed later from a duplicate still on the wire: the proposer has
-    already reported it failed."""
+    *now*) must not be signed later from a duplicate still on the wire: the proposer will
+    report it failed."""
     pair = opened(revoking=True)
     far = FAR
     pair.act(0, lambda m: m.propose((AddHtlc(far),), NOW))
     ((_, proposal),) = pair.wire
     pair.deliver_all(now=NOW - 3600)  # Bob's clock is an hour behind: the lead is too long
-    assert any(isinstance(e, ProposalRejected) for e in pair.alice.events)
+    assert any(isinstance(e, ProposalWithdrawn) for e in pair.alice.events)
+    assert pair.alice.machine.pending is None and pair.alice.machine.withdrawn
     pair.crash(1)  # the refusal was persisted before the Reject left: it survives
     pair.wire.append((1, proposal))  # a duplicate arrives later, when the lead would be fine
     pair.deliver_all()
     pair.reestablish()
     assert pair.settled()
     assert pair.bob.machine.state.htlc(far.id) is None
+    assert_no_failure_of_a_state_the_peer_signed(pair)
+
+
+def test_a_refused_proposal_is_reported_only_once_no_copy_can_be_enforced() -> None:
+    """Bob refused version 1 but holds Alice's signature on it: a cheating Bob could still
+    register it. Alice reports it (``ProposalRejected``) only once a later version is
+    irrevocable (version 2 signed by both, version 1 revoked by both): not while its
+    replacement at version 1 is in flight, nor when that one completes."""
+    pair = opened(revoking=True)
+    pair.act(0, lambda m: m.propose((AddHtlc(FAR),), NOW))
+    pair.deliver_all(now=NOW - 3600)
+    assert not [e for e in pair.alice.events if isinstance(e, ProposalRejected)]
+    pair.act(0, lambda m: m.propose((), NOW))  # version 1 again, with nothing in it
+    pair.deliver_all()
+    assert pair.alice.machine.state.version == 1 and pair.alice.machine.withdrawn
+    assert not [e for e in pair.alice.events if isinstance(e, ProposalRejected)]
+    pair.act(0, lambda m: m.propose((Transfer(ETH, 1),), NOW))  # version 2
+    pair.deliver_all()
+    (rejected,) = [e for e in pair.alice.events if isinstance(e, ProposalRejected)]
+    assert rejected.version == 1 and rejected.code == "unsafe_timelock"
+    assert rejected.updates == (AddHtlc(FAR),)
+    assert not pair.alice.machine.withdrawn
     assert_no_failure_of_a_state_the_peer_signed(pair)
 
 

@@ -17,6 +17,7 @@ from chenilles_hub.core import (
     Close,
     FailHtlc,
     Htlc,
+    Irrevocable,
     ProposalRejected,
     Propose,
     Reestablish,
@@ -230,7 +231,10 @@ def crash_steps(draw):  # type: ignore[no-untyped-def]
     kind = draw(st.sampled_from(_STEP_KINDS))
     if kind == "propose":
         side = draw(st.integers(0, 1))
-        if draw(st.booleans()):
+        what = draw(st.sampled_from(["transfer", "transfer", "htlc", "htlc", "nothing"]))
+        if what == "nothing":  # what a node proposes to bury a refused version
+            return ("propose", side, None)
+        if what == "transfer":
             op = Transfer(ETH, draw(st.integers(1, 60)))
         else:
             lead = draw(st.sampled_from(_LEADS))
@@ -267,7 +271,7 @@ def _with_expiry(op, now: int):  # type: ignore[no-untyped-def]
     return op
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     steps=st.lists(crash_steps(), min_size=1, max_size=60),
     skew=st.sampled_from([0, -1800, 1800]),
@@ -280,7 +284,9 @@ def test_crashes_on_a_lossy_wire_reconverge_and_never_fail_a_signed_update(
     duplicates and reorders, with either side killed at any point and restored from its last
     Persist, each side with its own clock (Bob's off by ``skew``). After a reconnect over a
     reliable link both hold the same latest state, nothing is left pending, and no proposal
-    is reported refused for good (``ProposalRejected``) if the other side ever signed it."""
+    is reported refused for good (``ProposalRejected``) if the other side ever signed it,
+    nor before a later version is irrevocable (until then a copy of it carrying our
+    signature could be enforced by a peer that refused it)."""
     pair = opened(revoking=revoking)
     deposits = {ETH: 2000, TOKEN: 50}
     clock = NOW
@@ -293,8 +299,9 @@ def test_crashes_on_a_lossy_wire_reconverge_and_never_fail_a_signed_update(
         if kind == "propose":
             _, side, op = step
             t = now_of(side)
+            ops = () if op is None else (_with_expiry(op, t),)
             with contextlib.suppress(ChannelError):  # busy, or invalid on its own clock
-                pair.act(side, lambda m, o=op, t=t: m.propose((_with_expiry(o, t),), t))
+                pair.act(side, lambda m, o=ops, t=t: m.propose(o, t))
         elif kind in ("deliver", "lose", "dup") and pair.wire:
             position = step[1] % len(pair.wire)
             if kind == "lose":
@@ -314,25 +321,52 @@ def test_crashes_on_a_lossy_wire_reconverge_and_never_fail_a_signed_update(
                 pair.wire.append((1 - step[1], encode_message(pending.message)))
         elif kind == "tick":
             clock += step[1]
+
+    def deliver_reliably() -> None:
+        for _ in range(1000):
+            if not pair.wire:
+                return
+            pair.deliver_one(0, now_of(pair.wire[0][0]))
+
     # Reconnect over a reliable link: each side on its own clock.
     for _ in range(6):
         pair.act(0, lambda m: m.reestablish())
         pair.act(1, lambda m: m.reestablish())
-        for _ in range(1000):
-            if not pair.wire:
-                break
-            pair.deliver_one(0, now_of(pair.wire[0][0]))
+        deliver_reliably()
         if pair.settled():
             break
     assert pair.settled(), "the sides did not re-converge after reestablishing"
+    # Then each side buries what the other refused (proposes nothing until a later version
+    # is irrevocable), as a node's flush does: every refusal ends up reported.
+    for _ in range(6):
+        for index in (0, 1):
+            machine = pair.side(index).machine
+            if machine.withdrawn and machine.idle and not machine.state.final:
+                t = now_of(index)
+                pair.act(index, lambda m, t=t: m.propose((), t))
+                deliver_reliably()
+    assert pair.settled()
+    assert not pair.alice.machine.withdrawn or pair.alice.machine.state.final
+    assert not pair.bob.machine.withdrawn or pair.bob.machine.state.final
     assert_sound(pair, deposits)
     errors = pair.alice.errors + pair.bob.errors
     assert not any(isinstance(e, Diverged) for e in errors), errors
     for side, other in ((pair.alice, pair.bob), (pair.bob, pair.alice)):
+        irrevocable = -1
         for event in side.events:
-            if isinstance(event, ProposalRejected):
+            if isinstance(event, Irrevocable):
+                irrevocable = max(irrevocable, event.signed.version)
+            if isinstance(event, ProposalRejected) and event.code != "proposal_conflict":
+                # (A lost conflict is not a refusal: the peer signed its own proposal of
+                # that version.) The peer may have signed an *equal* state of its own (both
+                # sides proposed nothing, or two updates with the same effect): what must
+                # never happen is that it counter-signed this proposal.
                 assert event.state is not None
-                assert event.state not in other.signed, (
+                assert (event.state, event.updates) not in other.countersigned, (
                     f"version {event.version} reported refused ({event.code}) but the peer "
                     "signed it"
+                )
+                assert irrevocable > event.version, (
+                    f"version {event.version} reported refused while a copy could still "
+                    f"be enforced (irrevocable: {irrevocable})"
                 )

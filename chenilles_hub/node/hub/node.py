@@ -32,6 +32,7 @@ from ...core import (
     Irrevocable,
     Persist,
     ProposalRejected,
+    ProposalWithdrawn,
     RevocationReceived,
     Send,
     SubmitToLedger,
@@ -331,6 +332,8 @@ class Node:
                     )
             elif isinstance(effect, ProposalRejected):
                 self.proposals.on_rejected(channel, effect)
+            elif isinstance(effect, ProposalWithdrawn):
+                self.proposals.on_withdrawn(channel, effect)
             elif isinstance(effect, SubmitToLedger):
                 self.chain_actions.submit(channel, effect)
             elif isinstance(effect, RevocationReceived):

@@ -300,6 +300,10 @@ class Payments:
             self.quotes.consume(quote, now)
         link = ForwardLink(incoming.channel_id, htlc.id, out.channel_id, outgoing.id)
         self.links_by_out[(out.channel_id, outgoing.id)] = link
+        # Known from now on (as for our own payments): a preimage the next peer reveals on
+        # a chain settles upstream even if the state with this HTLC never completes here
+        # (it refused our proposal, then enforced it).
+        self.htlcs[(out.channel_id, outgoing.id)] = outgoing
         self.proposals.queue(out, AddHtlc(outgoing, onion=payload.inner))
         self.ctx.note(
             f"forwarding {htlc.amount} {htlc.asset} -> {outgoing.amount} {outgoing.asset}"
