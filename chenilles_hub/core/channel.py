@@ -150,6 +150,11 @@ class ChannelMachine:
         return self._core.withdrawn
 
     @property
+    def refusals(self) -> int:
+        """How many of our proposals of the next version the peer refused."""
+        return self._core.attempt
+
+    @property
     def is_open(self) -> bool:
         return self._core.latest is not None
 
@@ -450,7 +455,9 @@ class ChannelMachine:
         # Not reported yet: the peer holds our signature on it, and only a later irrevocable
         # version makes sure no copy of it can be enforced (a cheating peer that refused it
         # could still register it, and a hub that had failed the HTLC upstream would pay).
-        withdrawn = (*core.withdrawn, WithdrawnProposal(pending, msg.code, msg.reason))
+        withdrawn = core.withdrawn
+        if _updates(pending):  # (an empty one has nothing to report; it only buried)
+            withdrawn = (*withdrawn, WithdrawnProposal(pending, msg.code, msg.reason))
         dropped = msgspec.structs.replace(
             core, pending=None, attempt=msg.attempt + 1, withdrawn=withdrawn
         )

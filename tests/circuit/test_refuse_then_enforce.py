@@ -83,3 +83,36 @@ def test_a_peer_that_refuses_then_enforces_the_htlc_does_not_rob_the_hub(world: 
     for _ in range(4):
         world.advance(300)
     assert hub.channels[c2].status == "closed"
+
+
+def test_a_peer_that_refuses_everything_costs_a_bounded_number_of_proposals(
+    world: World,
+) -> None:
+    """Bob refuses every proposal, even the empty ones that would bury the first refusal:
+    the hub stops after a few, keeps what he refused (unreported, the payment pending) and
+    its state does not grow."""
+    backend = world.clock_backend
+    chain = backend.chain
+    eth = Asset(chain, "native")
+    alice = world.node("alice", [chain])
+    bob = world.node("bob", [chain])
+    c1 = world.open(alice, bob, chain, {eth: (ETH, 0)})
+    invoice = bob.invoice(10**17, eth)
+    hops = plan(world, alice, [(bob, c1)], invoice.amount, eth, invoice.final_lead)
+    world.network.silence(bob)
+    payment = alice.pay_route(invoice, hops)
+    proposals = 0
+    for _ in range(50):
+        frames = [data for peer, data in alice.outbox if peer == bob.node_id]
+        alice.outbox.clear()
+        refused = [m for m in map(wire.decode, frames) if isinstance(m, Propose)]
+        if not refused:
+            break
+        for message in refused:
+            proposals += 1
+            reject = Reject(c1, message.state.version, "no", "", message.attempt)
+            alice.receive(bob.node_id, wire.encode(reject))
+    machine = alice.channels[c1].machine
+    assert proposals <= 6, proposals
+    assert len(machine.withdrawn) == 1 and machine.idle
+    assert payment.status == "pending"

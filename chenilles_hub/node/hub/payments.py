@@ -27,13 +27,14 @@ from ...circuit.errors import (
     CircuitError,
     InvoiceAlreadyPaid,
     NoRate,
+    QuoteMismatch,
     QuoteRequired,
     UnknownPaymentHash,
     WrongAmount,
 )
 from ...circuit.invoice import Invoice, check_payable, create_invoice
 from ...circuit.onion import HopPayload, OnionHop, build_onion, peel
-from ...circuit.quote import Quote, QuoteBook
+from ...circuit.quote import Quote, QuoteBook, check_quote
 from ...core import (
     AddHtlc,
     Asset,
@@ -57,6 +58,25 @@ from .forwarding import ForwardingPolicy, check_incoming_forward, enforcement_de
 from .journal import INVOICE_PREFIX, PAYMENT_PREFIX, InvoiceRecord, encode_record
 from .proposals import Proposals
 from .records import Channel, ForwardLink, Payment
+
+
+def _check_hop_quote(before: OnionHop, hop: OnionHop, now: int) -> None:
+    """The payer's own check of the quote a converting hop carries, before any of its money
+    is locked: the hub would refuse (and fail the HTLC back) anything this refuses."""
+    quote = hop.quote
+    if quote is None:
+        raise QuoteRequired(
+            f"the route converts {before.asset} into {hop.asset}: it needs that hub's quote "
+            "(POST /v1/quote on the hub)"
+        )
+    if quote.hub != before.node or (quote.asset_in, quote.asset_out) != (before.asset, hop.asset):
+        raise QuoteMismatch("the quote is not the converting hub's, or for another pair")
+    check_quote(quote, now)  # its hub's signature, not expired
+    if hop.amount > quote.amount_out or before.amount < quote.amount_in:
+        raise QuoteMismatch(
+            f"the route sends {before.amount} for {hop.amount}; the quote: {quote.amount_in} "
+            f"for at most {quote.amount_out}"
+        )
 
 
 class Payments:
@@ -163,12 +183,10 @@ class Payments:
             raise CircuitError("the route does not end at the invoice's payee and asset")
         if last.amount != invoice.amount:
             raise WrongAmount("the route delivers a different amount than the invoice asks")
+        now = self.ctx.clock()
         for before, hop in itertools.pairwise(hops):
-            if hop.asset != before.asset and hop.quote is None:
-                raise QuoteRequired(
-                    f"the route converts {before.asset} into {hop.asset}: it needs that hub's "
-                    "quote (POST /v1/quote on the hub)"
-                )
+            if hop.asset != before.asset:
+                _check_hop_quote(before, hop, now)
         first = hops[0]
         channel = self.ctx.channels[first.channel]
         if not channel.active:

@@ -23,6 +23,9 @@ from .context import NodeContext
 from .records import Channel
 
 RunEffects = Callable[[Channel, list[Effect]], None]
+#: Refused proposals of one version after which we stop burying (the peer refuses even
+#: an empty update): what it refused stays unreported until the version moves on.
+MAX_BURIAL_REFUSALS = 3
 #: Called for an update of ours that could not be proposed or that the peer refused.
 UpdateFailed = Callable[[Channel, Update, str], None]
 
@@ -60,6 +63,8 @@ class Proposals:
                     continue
                 if not channel.machine.idle or channel.status not in ("active", "closing"):
                     continue
+                if burying and channel.machine.refusals > MAX_BURIAL_REFUSALS:
+                    continue  # the peer refuses everything: wait for it to propose
                 progress = True
                 if burying:
                     self._bury(channel, now)
