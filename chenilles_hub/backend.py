@@ -17,6 +17,7 @@ from .core import (
     Asset,
     AssetBalances,
     ChannelParams,
+    ChannelRules,
     ChannelState,
     Htlc,
     Participant,
@@ -336,6 +337,15 @@ class ChainBackend(Protocol):
 
     def app_dispute(self, params: ChannelParams) -> AppDispute | None:
         """The channel's dispute as recorded on-chain, or ``None`` if none was registered."""
+        ...
+
+    def channel_rules(self, params: ChannelParams) -> ChannelRules:
+        """What a state of this channel must keep for its on-chain form to be mineable, per
+        asset: the dust limit (smallest output the chain relays), the channel reserve each
+        participant keeps once it has it, and who pays the enforcement transaction's fee
+        and how it grows with HTLC outputs. The core refuses to sign or accept a state that
+        breaks them (``core.invariants.check_rules``). ``ChannelRules()`` where the chain
+        has no such costs (fees paid from outside the channel, no dust)."""
         ...
 
 

@@ -27,7 +27,7 @@ from .node.hub.forwarding import FeePolicy, ForwardingPolicy
 from .node.hub.network import InProcessNetwork
 from .node.hub.node import Node
 from .node.hub.records import Payment
-from .node.hub.routing_view import onion_hops, routing_graph
+from .node.hub.routing_view import onion_hops, quotes_from, routing_graph
 
 WEI, SAT, LAMPORT = 10**18, 10**8, 10**9  # base units per ETH, BTC, SOL
 TOKEN_UNIT = 10**6  # the SPL test token has 6 decimals
@@ -167,7 +167,7 @@ class Demo:
             max_lock=MAX_LOCK,
             source_asset=payer_asset,
         )
-        hops = onion_hops(route)
+        hops = onion_hops(route, quotes_from(self.network.nodes, route))
         path = " -> ".join(
             f"{_fmt(h.amount, h.asset)} (expires in {h.expiry - self.ledgers.now()}s)" for h in hops
         )
@@ -412,7 +412,7 @@ def demo_pay_then_silence(
         max_lock=MAX_LOCK,
         source_asset=demo.eth,
     )
-    alice.pay_route(invoice, onion_hops(route))
+    alice.pay_route(invoice, onion_hops(route, quotes_from(demo.network.nodes, route)))
     demo.network.run_until(
         lambda: bool(hub.channels[c_bob].queue or hub.channels[c_bob].machine.pending)
     )

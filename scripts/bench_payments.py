@@ -28,7 +28,7 @@ from chenilles_hub.identity import NodeIdentity
 from chenilles_hub.node.hub.forwarding import FeePolicy, ForwardingPolicy
 from chenilles_hub.node.hub.journal import NODE_STATE_KEY
 from chenilles_hub.node.hub.node import Node
-from chenilles_hub.node.hub.routing_view import onion_hops, routing_graph
+from chenilles_hub.node.hub.routing_view import onion_hops, quotes_from, routing_graph
 from chenilles_hub.node.store.sqlite import SQLiteStore
 
 #: (name, chain of each hop's channel as "evm" / "bitcoin")
@@ -121,7 +121,8 @@ def one_config(
             max_lock=MAX_LOCK,
             source_asset=source,
         )
-        return onion_hops(route), (time.perf_counter() - t0) * 1e3
+        hops = onion_hops(route, quotes_from(demo.network.nodes, route))
+        return hops, (time.perf_counter() - t0) * 1e3
 
     latencies, route_ms = [], []
     for _ in range(3):  # warm-up

@@ -19,18 +19,23 @@ import nacl.exceptions
 from ..core.model import MAX_ONION, Asset
 from ..identity import NodeIdentity, seal_to
 from .errors import BadOnion
+from .quote import MAX_QUOTE_BYTES, Quote, encode_quote
 
 
 class HopPayload(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """For a forwarding node: the HTLC to offer next. For the payee (``final``): what the
-    incoming HTLC must carry. Amounts are 32-byte big-endian (msgpack ints stop at 64 bits)."""
+    incoming HTLC must carry. Amounts are 32-byte big-endian (msgpack ints stop at 64 bits).
+
+    ``quote``: where the next HTLC is in another asset than the incoming one, the
+    forwarding hub's own signed quote for that conversion (``encode_quote``), which it
+    checks and uses up (``QuoteBook``); without one it refuses (``quote_required``)."""
 
     final: bool
     amount: Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
     asset: Asset
     expiry: int
     next_channel: Annotated[bytes, msgspec.Meta(max_length=32)] = b""
-    quote_id: Annotated[bytes, msgspec.Meta(max_length=32)] = b""
+    quote: Annotated[bytes, msgspec.Meta(max_length=MAX_QUOTE_BYTES)] = b""
     inner: Annotated[bytes, msgspec.Meta(max_length=MAX_ONION)] = b""
 
     @property
@@ -39,14 +44,15 @@ class HopPayload(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class OnionHop(msgspec.Struct, frozen=True):
-    """One hop as the payer plans it: the node that receives the HTLC on ``channel``."""
+    """One hop as the payer plans it: the node that receives the HTLC on ``channel``.
+    ``quote``: the sending hub's quote, where this hop's asset differs from the previous."""
 
     node: bytes
     channel: bytes
     amount: int
     asset: Asset
     expiry: int
-    quote_id: bytes = b""
+    quote: Quote | None = None
 
 
 _decoder = msgspec.msgpack.Decoder(HopPayload)
@@ -71,7 +77,7 @@ def build_onion(hops: Sequence[OnionHop]) -> bytes:
             asset=nxt.asset,
             expiry=nxt.expiry,
             next_channel=nxt.channel,
-            quote_id=nxt.quote_id,
+            quote=encode_quote(nxt.quote) if nxt.quote is not None else b"",
             inner=layer,
         )
         layer = seal_to(receiver.node, msgspec.msgpack.encode(payload))

@@ -4,23 +4,43 @@ A quote is a free option for the payer: between receiving it and paying, the pay
 watch the market and pay only if the rate moved in its favour. The hub limits that option
 by keeping quotes short-lived (``DEFAULT_QUOTE_TTL`` seconds, and the HTLC must arrive
 before the quote expires) and by pricing a spread into the rate. See docs/circuits.md.
+
+Quotes are binding, not advisory (issue 12, item 7): a hop that changes asset names the
+hub's signed quote in its onion layer, and the hub forwards only what the quote covers,
+once, while it is valid (:class:`QuoteBook`). A quote's id alone proves nothing; the hub
+remembers every quote it issued until it expires, with its node's checkpoint, so a
+restart does not forget a quote a payer holds.
 """
 
 from __future__ import annotations
 
 import secrets
-from typing import Annotated
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any
 
 import msgspec
 
-from ..core.model import Asset, Bytes32, UnixTime
+from ..core.messages import BoundedCodec
+from ..core.model import Asset, Bytes32, UnixTime, parse_asset
 from ..identity import NodeIdentity, verify_signature
-from .errors import InvalidQuote, QuoteExpired
+from .errors import (
+    InvalidQuote,
+    QuoteExpired,
+    QuoteMismatch,
+    QuoteRequired,
+    QuoteUsed,
+    TooManyQuotes,
+    UnknownQuote,
+)
 
 #: Seconds a quote stays valid. Long enough for a payer to build a route and lock the
 #: first HTLC (a few hundred ms here, seconds across the internet), short enough that
 #: the option it grants is worth little in a volatile market.
 DEFAULT_QUOTE_TTL = 30
+#: Live quotes a hub remembers at most (30 s each: ~330 quotes a second sustained).
+MAX_LIVE_QUOTES = 10_000
+#: Bound on an encoded quote (it travels inside an onion layer); a real one is ~500 bytes.
+MAX_QUOTE_BYTES = 1024
 _DOMAIN = b"chenilles/quote/v1\x00"
 
 
@@ -86,3 +106,152 @@ def check_quote(quote: Quote, now: int) -> None:
         raise QuoteExpired(f"the quote expired at {quote.expires_at} (now {now})")
     if quote.rate.convert(quote.amount_in) < quote.amount_out + quote.fee:
         raise InvalidQuote("amount_in does not cover amount_out plus the fee at the quoted rate")
+
+
+_codec: BoundedCodec[Quote] = BoundedCodec(Quote, "quote", MAX_QUOTE_BYTES)
+
+
+def encode_quote(quote: Quote) -> bytes:
+    """The form a quote travels in (a payer's onion layer for the converting hub)."""
+    return _codec.encode(quote)
+
+
+def decode_quote(data: bytes) -> Quote:
+    try:
+        return _codec.decode(data)
+    except Exception as exc:  # DecodeError, MessageTooLarge, a bad amount: all "malformed"
+        raise InvalidQuote(f"malformed quote: {exc}") from None
+
+
+def quote_view(quote: Quote) -> dict[str, Any]:
+    """The JSON object the API hands a payer (hex bytes, ``token@chain`` assets)."""
+    return {
+        "quote_id": quote.quote_id.hex(),
+        "hub": quote.hub.hex(),
+        "asset_in": str(quote.asset_in),
+        "asset_out": str(quote.asset_out),
+        "amount_in": quote.amount_in,
+        "amount_out": quote.amount_out,
+        "rate": {"numerator": quote.rate.numerator, "denominator": quote.rate.denominator},
+        "fee": quote.fee,
+        "expires_at": quote.expires_at,
+        "signature": quote.signature.hex(),
+    }
+
+
+def parse_quote_view(view: Mapping[str, Any]) -> Quote:
+    """The inverse of :func:`quote_view`; raises ``InvalidQuote`` on anything malformed."""
+    try:
+        rate = view["rate"]
+        fields = {
+            "quote_id": bytes.fromhex(view["quote_id"]),
+            "hub": bytes.fromhex(view["hub"]),
+            "asset_in": parse_asset(view["asset_in"]),
+            "asset_out": parse_asset(view["asset_out"]),
+            "amount_out": view["amount_out"],
+            "amount_in": view["amount_in"],
+            "rate": {"numerator": rate["numerator"], "denominator": rate["denominator"]},
+            "fee": view["fee"],
+            "expires_at": view["expires_at"],
+            "signature": bytes.fromhex(view["signature"]),
+        }
+        return msgspec.convert(fields, Quote)
+    except (KeyError, TypeError, ValueError, msgspec.ValidationError) as exc:
+        raise InvalidQuote(f"malformed quote: {exc}") from None
+
+
+class IssuedQuote(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A quote the hub issued; ``used`` once a forward was made on it."""
+
+    quote: Quote
+    used: bool = False
+
+
+class QuoteBook:
+    """The quotes this hub issued and still honours: each binds one forward of (at most)
+    ``amount_out`` of ``asset_out`` for (at least) ``amount_in`` of ``asset_in``, until
+    ``expires_at``. Bounded: expired quotes are dropped whenever one is issued or used, and
+    at most ``limit`` live ones are kept (then issuing is refused, ``too_many_quotes``).
+
+    Pure: the node passes the time, and persists :attr:`state` with its checkpoint.
+    """
+
+    def __init__(self, identity: NodeIdentity, limit: int = MAX_LIVE_QUOTES) -> None:
+        self._identity = identity
+        self._limit = limit
+        self._issued: dict[bytes, IssuedQuote] = {}
+
+    @property
+    def state(self) -> tuple[IssuedQuote, ...]:
+        return tuple(self._issued.values())
+
+    def restore(self, entries: Iterable[IssuedQuote]) -> None:
+        self._issued = {entry.quote.quote_id: entry for entry in entries}
+
+    def prune(self, now: int) -> None:
+        """Forget expired quotes: a copy a payer still holds is refused as expired by its
+        signature's date, whether we remember it or not."""
+        expired = [qid for qid, e in self._issued.items() if now >= e.quote.expires_at]
+        for quote_id in expired:
+            del self._issued[quote_id]
+
+    def issue(
+        self,
+        asset_in: Asset,
+        asset_out: Asset,
+        amount_out: int,
+        rate: Rate,
+        fee: int,
+        now: int,
+        ttl: int = DEFAULT_QUOTE_TTL,
+    ) -> Quote:
+        self.prune(now)
+        if len(self._issued) >= self._limit:
+            raise TooManyQuotes(f"{len(self._issued)} live quotes; ask again in a few seconds")
+        quote = make_quote(self._identity, asset_in, asset_out, amount_out, rate, fee, now, ttl)
+        self._issued[quote.quote_id] = IssuedQuote(quote)
+        return quote
+
+    def check(
+        self,
+        data: bytes,
+        asset_in: Asset,
+        amount_in: int,
+        asset_out: Asset,
+        amount_out: int,
+        now: int,
+    ) -> Quote:
+        """The quote a payer named for forwarding ``amount_in`` of ``asset_in`` received as
+        ``amount_out`` of ``asset_out`` sent, if it binds us to exactly that; else raise
+        with the reason's code. Nothing changes: :meth:`consume` once the forward is made."""
+        if not data:
+            raise QuoteRequired(f"converting {asset_in} into {asset_out} needs this hub's quote")
+        quote = decode_quote(data)
+        if quote.hub != self._identity.node_id:
+            raise InvalidQuote("the quote is another hub's")
+        if not verify_signature(quote.hub, quote.signing_bytes(), quote.signature):
+            raise InvalidQuote("the quote's signature does not verify: forged or altered")
+        if now >= quote.expires_at:
+            raise QuoteExpired(f"the quote expired at {quote.expires_at} (now {now})")
+        entry = self._issued.get(quote.quote_id)
+        if entry is None:
+            raise UnknownQuote(f"no live quote {quote.quote_id.hex()[:16]} was issued here")
+        if entry.quote != quote:
+            raise QuoteMismatch("the quote differs from the one issued under its id")
+        if entry.used:
+            raise QuoteUsed("this quote already covered a payment (one quote, one payment)")
+        if (quote.asset_in, quote.asset_out) != (asset_in, asset_out):
+            raise QuoteMismatch(
+                f"the quote converts {quote.asset_in} into {quote.asset_out}, "
+                f"not {asset_in} into {asset_out}"
+            )
+        if amount_out > quote.amount_out:
+            raise QuoteMismatch(f"{amount_out} out exceeds the quoted {quote.amount_out}")
+        if amount_in < quote.amount_in:
+            raise QuoteMismatch(f"{amount_in} in is less than the quoted {quote.amount_in}")
+        return quote
+
+    def consume(self, quote: Quote, now: int) -> None:
+        """The forward ``quote`` covered was made: it covers no other."""
+        self._issued[quote.quote_id] = IssuedQuote(quote, used=True)
+        self.prune(now)

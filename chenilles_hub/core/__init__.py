@@ -12,16 +12,18 @@ from .effects import (
     PendingProposal,
     Persist,
     ProposalRejected,
+    ProposalWithdrawn,
     RevocationReceived,
     Send,
     SubmitToLedger,
     UpdateCompleted,
     WakeAt,
+    WithdrawnProposal,
     decode_snapshot,
     encode_snapshot,
 )
 from .errors import ChannelError
-from .invariants import check_params, check_state, check_successor
+from .invariants import check_params, check_rules, check_state, check_successor
 from .messages import (
     MAX_MESSAGE_BYTES,
     Accept,
@@ -50,6 +52,7 @@ from .model import (
     parse_asset,
     payment_hash,
 )
+from .rules import NO_RULES, AssetRules, ChannelRules
 from .timing import TimeModel
 from .updates import (
     AddHtlc,
@@ -72,6 +75,7 @@ __all__ = [
     "MAX_ASSETS",
     "MAX_HTLCS",
     "MAX_MESSAGE_BYTES",
+    "NO_RULES",
     "PREIMAGE_LENGTH",
     "Accept",
     "Ack",
@@ -81,10 +85,12 @@ __all__ = [
     "AppRules",
     "Asset",
     "AssetBalances",
+    "AssetRules",
     "ChannelError",
     "ChannelMachine",
     "ChannelMessage",
     "ChannelParams",
+    "ChannelRules",
     "ChannelSnapshot",
     "ChannelState",
     "Close",
@@ -97,6 +103,7 @@ __all__ = [
     "PendingProposal",
     "Persist",
     "ProposalRejected",
+    "ProposalWithdrawn",
     "Propose",
     "Reestablish",
     "Reject",
@@ -112,10 +119,12 @@ __all__ = [
     "UpdateCompleted",
     "UpdateContext",
     "WakeAt",
+    "WithdrawnProposal",
     "apply_updates",
     "canonical_state_bytes",
     "check_app_move",
     "check_params",
+    "check_rules",
     "check_state",
     "check_successor",
     "decode_message",

@@ -6,7 +6,11 @@ out, and nothing else happens: no clock (``now`` is an argument), no sockets, no
 Safety rules the machine enforces by the order of the effects it returns:
 
 * a ``Persist`` of a state comes before any ``Send`` that carries our signature on it;
-* a revocation of the previous state is only sent after the newer state is persisted.
+* a revocation of the previous state is only sent after the newer state is persisted;
+* a ``Reject`` is binding: the refusal is persisted before it is sent and the refused
+  attempt is never signed afterwards, so the proposer may report its updates failed. A
+  proposal that cannot be taken *yet* gets a ``Reestablish`` instead of a ``Reject``: the
+  proposer keeps it and sends it again with whatever the acceptor was missing.
 
 Every method either returns effects and commits the new machine state, or raises a
 :class:`~chenilles_hub.core.errors.ChannelError` and changes nothing: the next state is
@@ -27,13 +31,16 @@ from .effects import (
     PendingProposal,
     Persist,
     ProposalRejected,
+    ProposalWithdrawn,
     RevocationReceived,
     Send,
     SubmitToLedger,
     UpdateCompleted,
     WakeAt,
+    WithdrawnProposal,
 )
 from .errors import (
+    AlreadyRefused,
     ChannelError,
     ChannelNotOpen,
     Diverged,
@@ -48,7 +55,7 @@ from .errors import (
     UnexpectedMessage,
     WrongChannel,
 )
-from .invariants import check_params, check_state, check_successor
+from .invariants import check_params, check_rules, check_state, check_successor
 from .messages import (
     MAX_UPDATES_PER_PROPOSAL,
     Accept,
@@ -60,6 +67,7 @@ from .messages import (
     encode_message,
 )
 from .model import ChannelParams, ChannelState, SignedState
+from .rules import NO_RULES, ChannelRules
 from .updates import App, HtlcPolicy, Update, UpdateContext, apply_updates
 
 
@@ -72,6 +80,13 @@ class _Core(msgspec.Struct, frozen=True):
     awaiting_ack: int | None = None
     last_reply: ChannelMessage | None = None
     latest_updates: tuple[Update, ...] = ()
+    #: The number our next proposal of version ``latest + 1`` carries.
+    attempt: int = 0
+    #: ``(version, attempt)``: the peer's proposals of ``version`` up to ``attempt`` are
+    #: refused for good.
+    refused: tuple[int, int] | None = None
+    #: Our proposals the peer refused, reported once a later version is irrevocable.
+    withdrawn: tuple[WithdrawnProposal, ...] = ()
 
 
 class ChannelMachine:
@@ -87,6 +102,7 @@ class ChannelMachine:
         *,
         policy: HtlcPolicy | None = None,
         apps: Mapping[str, App] | None = None,
+        rules: ChannelRules = NO_RULES,
     ) -> None:
         check_params(params)
         check_state(params, channel_id, initial)
@@ -103,6 +119,9 @@ class ChannelMachine:
         self._authority = authority
         self._policy = policy or HtlcPolicy()
         self._apps = dict(apps or {})
+        #: The backend's dust, reserve and fee rules: a state that breaks them could not be
+        #: enforced on-chain, so it is neither proposed nor accepted.
+        self._rules = rules
         self._core = _Core()
 
     # --- inspection -----------------------------------------------------------------------
@@ -125,6 +144,17 @@ class ChannelMachine:
         return self._core.awaiting_ack
 
     @property
+    def withdrawn(self) -> tuple[WithdrawnProposal, ...]:
+        """Our refused proposals not reported yet: a later version must become irrevocable
+        first (propose something, even no update at all)."""
+        return self._core.withdrawn
+
+    @property
+    def refusals(self) -> int:
+        """How many of our proposals of the next version the peer refused."""
+        return self._core.attempt
+
+    @property
     def is_open(self) -> bool:
         return self._core.latest is not None
 
@@ -138,6 +168,9 @@ class ChannelMachine:
             c.awaiting_ack,
             c.last_reply,
             c.latest_updates,
+            c.attempt,
+            c.refused,
+            c.withdrawn,
         )
 
     def restore(self, snapshot: ChannelSnapshot) -> None:
@@ -153,6 +186,9 @@ class ChannelMachine:
             snapshot.awaiting_ack,
             snapshot.last_reply,
             snapshot.latest_updates,
+            snapshot.attempt,
+            snapshot.refused,
+            snapshot.withdrawn,
         )
 
     # --- our side ---------------------------------------------------------------------------
@@ -161,6 +197,7 @@ class ChannelMachine:
         """Propose the initial state (version 0); funds move on-chain only once it is signed."""
         if self._core.latest is not None:
             raise UnexpectedMessage("the channel is already open")
+        check_rules(self.params, self._rules, self.initial)
         return self._propose_state((), self.initial)
 
     def check(self, updates: tuple[Update, ...], now: int) -> ChannelState:
@@ -170,8 +207,15 @@ class ChannelMachine:
         if latest is None:
             raise ChannelNotOpen("the initial state is not signed by both participants yet")
         _check_count(updates)
-        new = apply_updates(latest.state, updates, self._context(self.me, now))
-        check_successor(self.params, self.channel_id, latest.state, new)
+        return self._successor(latest.state, updates, self.me, now)
+
+    def _successor(
+        self, old: ChannelState, updates: tuple[Update, ...], proposer: int, now: int
+    ) -> ChannelState:
+        """What ``updates`` by ``proposer`` make of ``old``, with every rule checked."""
+        new = apply_updates(old, updates, self._context(proposer, now))
+        check_successor(self.params, self.channel_id, old, new)
+        check_rules(self.params, self._rules, new, old)
         return new
 
     @property
@@ -184,9 +228,7 @@ class ChannelMachine:
         if latest is None:
             raise ChannelNotOpen("the initial state is not signed by both participants yet")
         _check_count(updates)
-        new = apply_updates(latest.state, updates, self._context(self.me, now))
-        check_successor(self.params, self.channel_id, latest.state, new)
-        return self._propose_state(updates, new)
+        return self._propose_state(updates, self._successor(latest.state, updates, self.me, now))
 
     def _propose_state(self, updates: tuple[Update, ...], new: ChannelState) -> list[Effect]:
         core = self._core
@@ -195,7 +237,7 @@ class ChannelMachine:
         if core.awaiting_ack is not None:
             raise ProposalPending(f"waiting for the peer's ack of version {core.awaiting_ack}")
         signature = self._authority.sign(self.params, new, core.latest)
-        message = Propose(self.channel_id, updates, new, signature)
+        message = Propose(self.channel_id, updates, new, signature, core.attempt)
         try:
             encode_message(message)  # the peer decodes within the same limit
         except MessageTooLarge as exc:
@@ -227,6 +269,11 @@ class ChannelMachine:
             )
         ]
 
+    @property
+    def _next_version(self) -> int:
+        latest = self._core.latest
+        return latest.state.version + 1 if latest else 0
+
     # --- the peer's messages ----------------------------------------------------------------
 
     def receive(self, message: ChannelMessage, now: int) -> list[Effect]:
@@ -245,11 +292,26 @@ class ChannelMachine:
         return self._on_reestablish(message)
 
     def rejection(self, message: ChannelMessage, error: ChannelError) -> list[Effect]:
-        """What to tell the peer when ``receive`` refused ``message``: proposals get a Reject."""
+        """What to tell the peer when ``receive`` refused ``message``: proposals get a Reject.
+
+        The refusal is binding: for a proposal of the next version it is recorded (and
+        persisted, before the Reject leaves) so that no copy of that attempt is ever signed
+        later, when the reason may have passed (the clock moved, a conflict resolved). A
+        proposal of a version we already hold can never be signed, and a ``deterministic``
+        refusal (a forgery, a broken invariant) is repeated for every copy: neither needs a
+        record, so such bad input changes nothing.
+        """
         if not isinstance(message, Propose) or message.channel_id != self.channel_id:
             return []
-        reject = Reject(self.channel_id, message.state.version, error.code, str(error)[:500])
-        return [Send(self.peer, reject)]
+        version, attempt = message.state.version, message.attempt
+        reject = Reject(self.channel_id, version, error.code, str(error)[:500], attempt)
+        if version != self._next_version or error.deterministic:
+            return [Send(self.peer, reject)]
+        core = self._core
+        if core.refused is not None and core.refused[0] == version:
+            attempt = max(attempt, core.refused[1])
+        refused = msgspec.structs.replace(core, refused=(version, attempt))
+        return self._commit(refused, [Send(self.peer, reject)])
 
     def _on_propose(self, msg: Propose, now: int) -> list[Effect]:
         core = self._core
@@ -257,34 +319,37 @@ class ChannelMachine:
         latest = core.latest
         if latest is not None and version <= latest.version:
             reply = core.last_reply
-            if (
-                version == latest.state.version
-                and msg.state == latest.state
-                and isinstance(reply, Accept)
-                and reply.version == version
-            ):
-                return [Send(self.peer, reply)]  # a duplicate: answer it again, idempotently
+            if version == latest.state.version and msg.state == latest.state:
+                if isinstance(reply, Accept) and reply.version == version:
+                    return [Send(self.peer, reply)]  # a duplicate: answer it again
+                return self.reestablish()  # a state we signed is never refused
             raise StaleVersion(f"version {version} is not newer than {latest.state.version}")
+        if version != self._next_version or core.awaiting_ack is not None:
+            # Not refused, only not yet: we are behind or ahead of the peer (a lost message,
+            # a restart), or we still wait for its ack of the version before (its Ack and
+            # this proposal crossed a reconnect). Tell it where we are; it sends what we
+            # miss (the Ack first) and this proposal again.
+            return self.reestablish()
+        refused = core.refused
+        if refused is not None and refused[0] == version and msg.attempt <= refused[1]:
+            raise AlreadyRefused(f"attempt {msg.attempt} at version {version} was refused")
         dropped: list[Effect] = []
         if core.pending is not None:
-            ours = core.pending.signed.state.version
-            if ours != version:
-                raise UnexpectedMessage(f"proposal of version {version} while ours is {ours}")
             if self.me < self.peer_index:
                 raise ProposalConflict(f"both proposed version {version}; ours takes precedence")
-            dropped = [ProposalRejected(ours, ProposalConflict.code, "the peer's proposal won")]
-        if core.awaiting_ack is not None:
-            raise UnexpectedMessage(f"waiting for the peer's ack of version {core.awaiting_ack}")
+            ours = core.pending
+            won = "the peer's proposal won"
+            dropped = [
+                ProposalRejected(
+                    version, ProposalConflict.code, won, ours.signed.state, _updates(ours)
+                )
+            ]
         if latest is None:
             if version != 0 or msg.updates or msg.state != self.initial:
                 raise StateMismatch("the opening proposal must be exactly the agreed initial state")
+            check_rules(self.params, self._rules, self.initial)
         else:
-            if version != latest.state.version + 1:
-                raise UnexpectedMessage(
-                    f"version {version} skips ahead of {latest.state.version}: reestablish first"
-                )
-            expected = apply_updates(latest.state, msg.updates, self._context(self.peer_index, now))
-            check_successor(self.params, self.channel_id, latest.state, expected)
+            expected = self._successor(latest.state, msg.updates, self.peer_index, now)
             if expected != msg.state:
                 raise StateMismatch("the proposed state is not what its updates produce")
         if not self._authority.verify(
@@ -302,6 +367,7 @@ class ChannelMachine:
             awaiting_ack=version,
             last_reply=accept,
             latest_updates=msg.updates,
+            withdrawn=core.withdrawn,
         )
         effects: list[Effect] = [*dropped, Send(self.peer, accept), UpdateCompleted(signed)]
         return self._commit(new_core, effects + self._deadlines(latest, signed))
@@ -332,18 +398,21 @@ class ChannelMachine:
             state, self._signatures(mine=pending.signed.signatures[self.me], theirs=msg.signature)
         )
         ack = Ack(self.channel_id, msg.version, revocation)
+        withdrawn, buried = _bury(core.withdrawn, msg.version)
         new_core = _Core(
             latest=signed,
             previous=latest,
             pending=None,
             awaiting_ack=None,
             last_reply=ack,
-            latest_updates=pending.message.updates if isinstance(pending.message, Propose) else (),
+            latest_updates=_updates(pending),
+            withdrawn=withdrawn,
         )
         effects += [
             Send(self.peer, ack),
             UpdateCompleted(signed),
             Irrevocable(signed, new_core.latest_updates),
+            *buried,
         ]
         if state.final:
             effects.append(SubmitToLedger("conclude_cooperative", signed))
@@ -364,28 +433,48 @@ class ChannelMachine:
                 raise InvalidRevocation(f"the peer did not revoke version {core.previous.version}")
             if msg.revocation is not None:
                 effects.append(RevocationReceived(core.previous.version, msg.revocation))
+        withdrawn = core.withdrawn
         if core.latest is not None:
             effects.append(Irrevocable(core.latest, core.latest_updates))
-        return self._commit(msgspec.structs.replace(core, awaiting_ack=None), effects)
+            withdrawn, buried = _bury(withdrawn, core.latest.version)
+            effects += buried
+        return self._commit(
+            msgspec.structs.replace(core, awaiting_ack=None, withdrawn=withdrawn), effects
+        )
 
     def _on_reject(self, msg: Reject) -> list[Effect]:
         core = self._core
-        if core.pending is None or core.pending.signed.state.version != msg.version:
+        pending = core.pending
+        if (
+            pending is None
+            or pending.signed.state.version != msg.version
+            or not isinstance(pending.message, Propose)
+            or pending.message.attempt != msg.attempt
+        ):
             return []  # about a proposal we already dropped: nothing to undo
-        rejected = ProposalRejected(msg.version, msg.code, msg.reason)
-        return self._commit(msgspec.structs.replace(core, pending=None), [rejected])
+        # Not reported yet: the peer holds our signature on it, and only a later irrevocable
+        # version makes sure no copy of it can be enforced (a cheating peer that refused it
+        # could still register it, and a hub that had failed the HTLC upstream would pay).
+        withdrawn = core.withdrawn
+        if _updates(pending):  # (an empty one has nothing to report; it only buried)
+            withdrawn = (*withdrawn, WithdrawnProposal(pending, msg.code, msg.reason))
+        dropped = msgspec.structs.replace(
+            core, pending=None, attempt=msg.attempt + 1, withdrawn=withdrawn
+        )
+        return self._commit(dropped, [ProposalWithdrawn(msg.version, msg.code, msg.reason)])
 
     def _on_reestablish(self, msg: Reestablish) -> list[Effect]:
         core = self._core
         mine = core.latest.state.version if core.latest else -1
         reply = core.last_reply
         effects: list[Effect] = []
-        if msg.latest == mine - 1:
-            # We accepted ``mine`` but the peer never saw our Accept.
-            if isinstance(reply, Accept) and reply.version == mine:
+        if msg.latest < mine:
+            # The peer is behind only when it never saw our Accept of ``mine``: send it
+            # again. Any other report of an older version is stale (a Reestablish overtaken
+            # by the peer's later messages): the peer signed ``mine`` or its predecessor,
+            # persisting it first, so it cannot be further behind.
+            if msg.latest == mine - 1 and isinstance(reply, Accept) and reply.version == mine:
                 effects.append(Send(self.peer, reply))
-            else:
-                raise Diverged(f"peer is at {msg.latest}, we are at {mine} without having accepted")
         elif msg.latest == mine:
             if isinstance(reply, Ack) and reply.version == mine:
                 effects.append(Send(self.peer, reply))
@@ -430,6 +519,25 @@ class ChannelMachine:
 
 
 __all__ = ["ChannelMachine", "ChannelSnapshot"]
+
+
+def _updates(proposal: PendingProposal) -> tuple[Update, ...]:
+    message = proposal.message
+    return message.updates if isinstance(message, Propose) else ()
+
+
+def _bury(
+    withdrawn: tuple[WithdrawnProposal, ...], irrevocable: int
+) -> tuple[tuple[WithdrawnProposal, ...], list[Effect]]:
+    """Version ``irrevocable`` can no longer be undone: every withdrawn proposal of an older
+    version is dead for good (a newer version wins a dispute; on chains that revoke, the
+    peer revoked every commitment of that version). Report those; keep the others."""
+    dead = [w for w in withdrawn if w.version < irrevocable]
+    alive = tuple(w for w in withdrawn if w.version >= irrevocable)
+    return alive, [
+        ProposalRejected(w.version, w.code, w.reason, w.proposal.signed.state, _updates(w.proposal))
+        for w in dead
+    ]
 
 
 def _check_count(updates: tuple[Update, ...]) -> None:

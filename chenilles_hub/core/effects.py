@@ -11,7 +11,7 @@ from __future__ import annotations
 import msgspec
 
 from .messages import ChannelMessage
-from .model import Bytes32, SignedState
+from .model import Bytes32, ChannelState, SignedState
 from .updates import Update
 
 
@@ -55,6 +55,24 @@ class Irrevocable(msgspec.Struct, frozen=True):
 
 
 class ProposalRejected(msgspec.Struct, frozen=True):
+    """Our proposal ``state`` is dead for good, its ``updates`` may be reported failed (or
+    proposed again, ``proposal_conflict``): the peer signed another state of that version
+    (its proposal won a conflict), or it refused ours (a binding ``Reject``) and a later
+    version is irrevocable, so that no copy of ours can be enforced any more."""
+
+    version: int
+    code: str
+    reason: str
+    state: ChannelState | None = None
+    updates: tuple[Update, ...] = ()
+
+
+class ProposalWithdrawn(msgspec.Struct, frozen=True):
+    """The peer refused our proposal of ``version`` for good (a binding ``Reject``): nothing
+    of ours is in flight any more. It still carries our signature, so a cheating peer could
+    enforce it until a later version is irrevocable: only then is it reported
+    (``ProposalRejected``). The node proposes what it has queued, or nothing, to get there."""
+
     version: int
     code: str
     reason: str
@@ -72,7 +90,10 @@ class ChannelSnapshot(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     ``previous`` is the state before ``latest`` (its revocation may still be owed or due);
     ``last_reply`` is our last Accept or Ack, kept so it can be sent again when the peer
-    missed it.
+    missed it. ``attempt`` is the number our next proposal of version ``latest + 1``
+    carries; ``refused`` is ``(version, attempt)``: the peer's proposals of that version up
+    to that attempt were refused and stay refused (a ``Reject`` is binding, so it survives
+    a restart). ``withdrawn``: our proposals the peer refused, not reported yet.
     """
 
     channel_id: Bytes32
@@ -82,6 +103,9 @@ class ChannelSnapshot(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     awaiting_ack: int | None
     last_reply: ChannelMessage | None
     latest_updates: tuple[Update, ...] = ()
+    attempt: int = 0
+    refused: tuple[int, int] | None = None
+    withdrawn: tuple[WithdrawnProposal, ...] = ()
 
 
 class PendingProposal(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -89,6 +113,19 @@ class PendingProposal(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     message: ChannelMessage
     signed: SignedState
+
+
+class WithdrawnProposal(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Our proposal the peer refused for good, kept until a later version is irrevocable
+    (see ``ProposalWithdrawn``)."""
+
+    proposal: PendingProposal
+    code: str
+    reason: str
+
+    @property
+    def version(self) -> int:
+        return self.proposal.signed.state.version
 
 
 Effect = (
@@ -99,6 +136,7 @@ Effect = (
     | UpdateCompleted
     | Irrevocable
     | ProposalRejected
+    | ProposalWithdrawn
     | RevocationReceived
 )
 

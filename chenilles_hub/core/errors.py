@@ -10,9 +10,17 @@ from __future__ import annotations
 
 
 class ChannelError(Exception):
-    """Base of all core rejections. ``code`` is stable and travels in ``Reject`` messages."""
+    """Base of all core rejections. ``code`` is stable and travels in ``Reject`` messages.
+
+    ``deterministic``: the refusal depends only on the message and the latest signed state
+    (a forged signature, a malformed or non-conserving state, a broken reserve), so every
+    copy of the message is refused again at this version and the machine need not remember
+    it. Any other refusal of a proposal may pass (the clock moves, our own proposal is
+    dropped) and is remembered, because a ``Reject`` is binding.
+    """
 
     code = "channel_error"
+    deterministic = False
 
 
 # --- decoding -------------------------------------------------------------------------------
@@ -71,6 +79,13 @@ class ChannelNotOpen(ChannelError):
     code = "channel_not_open"
 
 
+class AlreadyRefused(ChannelError):
+    """A copy of a proposal this side already refused: a refusal is binding, so the same
+    attempt is refused again whatever may have changed since (the clock, our balances)."""
+
+    code = "already_refused"
+
+
 class Diverged(ChannelError):
     """The peer claims a history this side cannot reconcile: only the ledger can decide now."""
 
@@ -82,6 +97,7 @@ class Diverged(ChannelError):
 
 class InvalidSignature(ChannelError):
     code = "invalid_signature"
+    deterministic = True
 
 
 class InvalidRevocation(ChannelError):
@@ -95,6 +111,7 @@ class InvariantViolation(ChannelError):
     """A state that breaks one of the rules every state must keep."""
 
     code = "invariant"
+    deterministic = True
 
 
 class NonConserving(InvariantViolation):
@@ -117,10 +134,34 @@ class InsufficientBalance(ChannelError):
     code = "insufficient_balance"
 
 
+class BelowReserve(InsufficientBalance):
+    """A participant's balance would fall below the channel reserve (BOLT 2): once it holds
+    the reserve it must keep it, so that an enforcement transaction always has an output
+    and publishing an old state always costs the cheater something."""
+
+    code = "channel_reserve"
+    deterministic = True
+
+
+class FeeUnaffordable(InsufficientBalance):
+    """The participant who pays the enforcement transaction's fee could not pay it."""
+
+    code = "commitment_fee"
+    deterministic = True
+
+
+class UnmineableState(InvariantViolation):
+    """The state's enforcement transaction could not be mined: every amount would go to
+    fees, dust or trimmed HTLCs, leaving it without any output."""
+
+    code = "unmineable"
+
+
 class StateMismatch(ChannelError):
     """The state a peer signed is not what its declared updates produce."""
 
     code = "state_mismatch"
+    deterministic = True
 
 
 class NotPermitted(ChannelError):

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from .errors import (
     AmountOutOfRange,
+    BelowReserve,
     DuplicateHtlc,
+    FeeUnaffordable,
     InvalidParams,
     InvariantViolation,
     NegativeAmount,
@@ -16,9 +18,11 @@ from .errors import (
     StaleVersion,
     TooManyHtlcs,
     UnknownAsset,
+    UnmineableState,
     WrongChannel,
 )
 from .model import MAX_AMOUNT, MAX_HTLCS, PARTICIPANTS, ChannelParams, ChannelState
+from .rules import AssetRules, ChannelRules
 
 
 def check_params(params: ChannelParams) -> None:
@@ -92,4 +96,73 @@ def check_successor(
             raise NonConserving(
                 f"{asset}: total would change from {before} to {after} (balances + locked HTLCs "
                 "must equal what the ledger holds)"
+            )
+
+
+def check_rules(
+    params: ChannelParams,
+    rules: ChannelRules,
+    new: ChannelState,
+    old: ChannelState | None = None,
+) -> None:
+    """The backend's on-chain rules (see ``rules.py``) for ``new``, the successor of ``old``
+    (``None`` for version 0). Checked before any signature on ``new`` is made or accepted:
+
+    * fee: the fee payer can pay the fee of either participant's enforcement transaction;
+    * reserve: a participant below the channel reserve (after the fee it pays) may only
+      have gained since ``old``; a first state needs one participant at the reserve or
+      above (BOLT 2: a side may start below it and fill up, never drain into it);
+    * outputs: each participant's enforcement transaction keeps at least one output (a
+      balance at the dust limit or above, or an HTLC above its trim threshold).
+    """
+    for asset_rules in rules.assets:
+        if asset_rules.asset not in params.assets:
+            raise InvalidParams(f"rules for {asset_rules.asset}, not an asset of this channel")
+        _check_asset_rules(asset_rules, new, old)
+
+
+def _after_fee(rules: AssetRules, state: ChannelState) -> tuple[int, ...]:
+    """Each participant's balance less the fee it pays in the costlier transaction."""
+    fee = max(rules.fee(state, owner) for owner in range(PARTICIPANTS))
+    return tuple(
+        amount - (fee if index == rules.fee_payer else 0)
+        for index, amount in enumerate(state.free(rules.asset))
+    )
+
+
+def _check_asset_rules(rules: AssetRules, new: ChannelState, old: ChannelState | None) -> None:
+    asset, payer = rules.asset, rules.fee_payer
+    free = new.free(asset)
+    fees = [rules.fee(new, owner) for owner in range(PARTICIPANTS)]
+    for owner, fee in enumerate(fees):
+        if payer is not None and free[payer] < fee:
+            raise FeeUnaffordable(
+                f"{asset}: participant {payer} holds {free[payer]}, the fee of "
+                f"participant {owner}'s enforcement transaction is {fee}"
+            )
+    reserve = rules.reserve(new.total(asset))
+    after = _after_fee(rules, new)
+    if old is None:
+        if all(amount < reserve for amount in after):
+            raise BelowReserve(
+                f"{asset}: no participant would hold the channel reserve of {reserve} "
+                f"(balances after fees: {list(after)})"
+            )
+    else:
+        before = _after_fee(rules, old)
+        for index, amount in enumerate(after):
+            if amount < reserve and amount < before[index]:
+                raise BelowReserve(
+                    f"{asset}: participant {index} would keep {amount}, below the channel "
+                    f"reserve of {reserve} (it must keep what it holds of it)"
+                )
+    floor = max(rules.dust_limit, 1)
+    for owner, fee in enumerate(fees):
+        left = [amount - (fee if index == payer else 0) for index, amount in enumerate(free)]
+        outputs = rules.outputs_htlcs(new, owner) + sum(1 for a in left if a >= floor)
+        if outputs == 0:
+            raise UnmineableState(
+                f"{asset}: participant {owner}'s enforcement transaction of version "
+                f"{new.version} would have no output (everything is fees, dust or trimmed "
+                "HTLCs)"
             )

@@ -10,6 +10,13 @@ The flow is the same on every chain (docs/design.md, section 3):
 ``Reestablish`` is sent after a reconnect or restart; it tells the peer what this side holds
 so both can retransmit what the other missed. ``Reject`` tells a proposer why its proposal
 was refused, so it can drop it instead of waiting.
+
+A ``Reject`` is binding: its sender has persisted that it will never sign that attempt, so
+the proposer may report the proposal's updates failed. A proposal that cannot be taken *yet*
+(the acceptor still waits for the proposer's ack of the previous version, or the two sides
+disagree on where they are) is answered with a ``Reestablish`` instead, and the proposer
+keeps it pending. Proposals at one version are numbered (``attempt``) so that a refusal of
+one never applies to the proposer's next try at the same version.
 """
 
 from __future__ import annotations
@@ -26,15 +33,22 @@ from .updates import Update
 #: signature bundle is ~25 KiB in JSON; anything larger is hostile or broken.
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_UPDATES_PER_PROPOSAL = 64
+#: Proposals of one version a proposer may try (each refused one takes a number).
+MAX_ATTEMPT = 2**31 - 1
+Attempt = Annotated[int, msgspec.Meta(ge=0, le=MAX_ATTEMPT)]
 M = TypeVar("M")
 Bundle = Annotated[bytes, msgspec.Meta(min_length=1, max_length=16 * 1024)]
 
 
 class Propose(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="propose"):
+    """``attempt`` numbers the proposer's tries at ``state.version``: 0 first, one more
+    after each refusal (not signed: it only names the try a ``Reject`` answers)."""
+
     channel_id: Bytes32
     updates: Annotated[tuple[Update, ...], msgspec.Meta(max_length=MAX_UPDATES_PER_PROPOSAL)]
     state: ChannelState
     signature: Bundle
+    attempt: Attempt = 0
 
 
 class Accept(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="accept"):
@@ -51,10 +65,13 @@ class Ack(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="ack"):
 
 
 class Reject(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="reject"):
+    """The proposal ``(version, attempt)`` is refused for good (see the module docstring)."""
+
     channel_id: Bytes32
     version: Version
     code: Annotated[str, msgspec.Meta(max_length=64)]
     reason: Annotated[str, msgspec.Meta(max_length=500)] = ""
+    attempt: Attempt = 0
 
 
 class Reestablish(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="reestablish"):

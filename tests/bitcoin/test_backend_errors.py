@@ -22,6 +22,7 @@ from chenilles_hub.core import (
 )
 from chenilles_hub.core.errors import (
     AmountOutOfRange,
+    FeeUnaffordable,
     InvalidRevocation,
     InvalidSignature,
 )
@@ -103,7 +104,7 @@ def test_unknown_revocation_secret_is_refused(backend: BitcoinBackend) -> None:
 def test_fee_above_the_limit_or_unaffordable_is_refused(backend: BitcoinBackend) -> None:
     channel = opened(backend)
     before = _snapshot(channel)
-    with pytest.raises(CommitmentFeeError, match="fee is 724 sat"):
+    with pytest.raises(FeeUnaffordable, match=r"fee of participant 0's .* is 724"):
         channel.machines[0].propose((Transfer(BTC, 999_500),), backend.now())  # funder keeps 500
     assert _snapshot(channel) == before
 

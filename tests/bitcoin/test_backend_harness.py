@@ -61,15 +61,21 @@ class Channel:
         backend: BitcoinBackend,
         deposits: tuple[int, int] = (1_000_000, 0),
         challenge: int = CHALLENGE,
+        accounts: tuple[BitcoinAccount, BitcoinAccount] | None = None,
+        nonce: bytes | None = None,
     ) -> Channel:
-        alice, bob = backend.create_account(), backend.create_account()
+        """``accounts``: reuse funded accounts (each new one mines 101 blocks, and the
+        regtest subsidy halves every 150). ``nonce``: a made-up funding txid, for channels
+        that are only signed, never funded (preparing a funding transaction reserves the
+        wallet's coins)."""
+        alice, bob = accounts or (backend.create_account(), backend.create_account())
         start = (backend.balance(alice, BTC), backend.balance(bob, BTC))
         keys = (
             backend.participant_key(alice, b"salt-a" + bytes(26)),
             backend.participant_key(bob, b"salt-b" + bytes(26)),
         )
         participants = tuple(Participant(k, hashlib.sha256(k.encode()).digest()) for k in keys)
-        nonce = backend.new_nonce(participants, {BTC: deposits}, alice)
+        nonce = nonce or backend.new_nonce(participants, {BTC: deposits}, alice)
         params = ChannelParams(
             chain=BTC.chain,
             participants=participants,
@@ -88,6 +94,7 @@ class Channel:
                 backend.authority(params, acct, i),
                 initial,
                 policy=policy,
+                rules=backend.channel_rules(params),
             )
             for i, acct in enumerate((alice, bob))
         )

@@ -21,7 +21,7 @@ from chenilles_hub.identity import NodeIdentity
 from chenilles_hub.node.hub.forwarding import FeePolicy, ForwardingPolicy
 from chenilles_hub.node.hub.network import InProcessNetwork
 from chenilles_hub.node.hub.node import Node
-from chenilles_hub.node.hub.routing_view import onion_hops, routing_graph
+from chenilles_hub.node.hub.routing_view import onion_hops, quotes_from, routing_graph
 
 pytestmark = pytest.mark.circuit
 
@@ -85,7 +85,8 @@ class Circuit:
             source_asset=self.eth,
         )
         assert len(route) == 3
-        return self.alice.pay_route(invoice, onion_hops(route)), invoice
+        hops = onion_hops(route, quotes_from(self.net.nodes, route))
+        return self.alice.pay_route(invoice, hops), invoice
 
     def let_time_pass(self, rounds: int = 40, step: int = 900) -> None:
         for _ in range(rounds):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import msgspec
+
 from chenilles_hub.backend import ChainBackend
 from chenilles_hub.circuit.onion import OnionHop
 from chenilles_hub.core import Asset
@@ -130,6 +132,9 @@ def plan(
             edge = channel_edge(out_channel, asset_out, receiver.policy, receiver.node_id, True)
             rates = rate_book(receiver.policy.asset_rates(receiver.node_id))
             hop_amount = required_incoming(amount_out, edge, hop_asset, rates)
+            if hop_asset != asset_out:  # the receiver converts: only with its quote
+                quote = receiver.quote(hop_asset, asset_out, amount_out)
+                hops[0] = msgspec.structs.replace(hops[0], quote=quote)
         else:
             hop_amount = amount_out
         hops.insert(0, OnionHop(receiver.node_id, channel_id, hop_amount, hop_asset, expiry))

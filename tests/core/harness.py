@@ -18,6 +18,7 @@ from chenilles_hub.core import (
     ChannelMachine,
     ChannelMessage,
     ChannelParams,
+    ChannelState,
     Effect,
     HtlcPolicy,
     Participant,
@@ -25,6 +26,7 @@ from chenilles_hub.core import (
     Propose,
     Send,
     SignedState,
+    Update,
     decode_message,
     encode_message,
     initial_state,
@@ -88,6 +90,10 @@ class Side:
     disk: list[bytes] = field(default_factory=list)  # encoded snapshots, in order
     errors: list[ChannelError] = field(default_factory=list)
     events: list[Effect] = field(default_factory=list)
+    #: Every state this side ever put its signature on (in a Propose or an Accept it sent).
+    signed: list[ChannelState] = field(default_factory=list)
+    #: The peer's proposals this side counter-signed (an Accept it sent): state and updates.
+    countersigned: list[tuple[ChannelState, tuple[Update, ...]]] = field(default_factory=list)
 
 
 @dataclass
@@ -146,6 +152,11 @@ class Pair:
                     assert signed_version in persisted_versions or _already_on_disk(
                         side, signed_version
                     ), f"signature on version {signed_version} sent before it was persisted"
+                    side.signed.append(_signed_state(side, msg))
+                    if isinstance(msg, Accept):
+                        snap = side.machine.snapshot()
+                        assert snap.latest is not None
+                        side.countersigned.append((snap.latest.state, snap.latest_updates))
                 self.wire.append((1 - index, encode_message(msg)))
             else:
                 side.events.append(effect)
@@ -187,6 +198,16 @@ class Pair:
                 self.deliver_one(position, now)  # delivered, maybe out of order
         raise AssertionError("message storm: the exchange does not quiesce")
 
+    def crash(self, index: int) -> None:
+        """Kill one side (``kill -9``) and start it again from its last ``Persist``: what was
+        on the wire towards it is lost with the connection; what it sent may still arrive."""
+        from chenilles_hub.core import decode_snapshot
+
+        side = self.side(index)
+        if side.disk:
+            side.machine.restore(decode_snapshot(side.disk[-1]))
+        self.wire = [(to, data) for to, data in self.wire if to != index]
+
     def reestablish(self, now: int = NOW) -> None:
         """Both sides reconnect over a reliable link and exchange what the other missed."""
         for _ in range(5):
@@ -213,6 +234,14 @@ def _signed_version(message: ChannelMessage) -> int | None:
     if isinstance(message, Accept):
         return message.version
     return None
+
+
+def _signed_state(side: Side, message: ChannelMessage) -> ChannelState:
+    if isinstance(message, Propose):
+        return message.state
+    latest = side.machine.latest
+    assert latest is not None and latest.state.version == _signed_version(message)
+    return latest.state
 
 
 def _already_on_disk(side: Side, version: int) -> bool:

@@ -42,6 +42,7 @@ from chenilles_hub.backend import (
 from chenilles_hub.core import (
     Asset,
     ChannelParams,
+    ChannelRules,
     Htlc,
     Participant,
     SignedState,
@@ -58,7 +59,13 @@ from .bolt3 import OutPoint as Bolt3OutPoint
 from .bolt3 import closing_weight, commitment_weight, funding_script, p2wsh, txid_of, weight
 from .bolt3.commitment import HTLC_SUCCESS_WEIGHT, HTLC_TIMEOUT_WEIGHT
 from .channel_keys import derivation_tag, derive_secrets, parse_chain_key, secrets_for
-from .commitments import MAX_SAT, NATIVE_TOKEN, ChannelPolicy, ChannelView
+from .commitments import (
+    MAX_SAT,
+    NATIVE_TOKEN,
+    ChannelPolicy,
+    ChannelView,
+    channel_rules,
+)
 from .duties import (
     ChannelContext,
     DutyError,
@@ -307,6 +314,11 @@ class BitcoinBackend:
             if secrets_for(secret, participant.chain_key) is not None:
                 return self.context(params, me, account)
         raise LedgerError(operation, "the account is not a participant of this channel")
+
+    def channel_rules(self, params: ChannelParams) -> ChannelRules:
+        """BOLT 2/3: dust limit, 1% channel reserve, the funder's commitment fee and HTLC
+        trimming at this backend's fixed feerate (see ``commitments.channel_rules``)."""
+        return channel_rules(params, self.policy)
 
     def authority(self, params: ChannelParams, account: Account, me: int) -> StateAuthority:
         ctx = self.context(params, me, account)

@@ -14,7 +14,11 @@ Mapping (see docs/bitcoin.md):
 * to_remote pays the static payment basepoint (``option_static_remotekey``), so a payout
   needs no per-commitment data to be swept;
 * the cooperative closing transaction pays each side's payment basepoint (P2WPKH), fee from
-  the funder at the channel feerate.
+  the funder at the channel feerate;
+* what makes a commitment mineable (dust limit, BOLT 2 channel reserve, the funder's fee,
+  HTLC trimming) is declared to the core as :func:`channel_rules`, so a state that breaks it
+  is refused before anyone signs it; a commitment without outputs is still refused here
+  (:class:`~chenilles_hub.core.errors.UnmineableState`), never built.
 """
 
 from __future__ import annotations
@@ -22,21 +26,31 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from chenilles_hub.core import Asset, ChannelParams, ChannelState, Htlc
-from chenilles_hub.core.errors import AmountOutOfRange, InsufficientBalance, InvalidParams
+from chenilles_hub.core import Asset, AssetRules, ChannelParams, ChannelRules, ChannelState, Htlc
+from chenilles_hub.core.errors import (
+    AmountOutOfRange,
+    InsufficientBalance,
+    InvalidParams,
+    UnmineableState,
+)
 
 from .bolt3 import (
+    COMMITMENT_BASE_WEIGHT,
+    COMMITMENT_WEIGHT_PER_HTLC,
     ClosingTx,
     CommitmentKeys,
     CommitmentTx,
     FeeTooHighError,
     KeySecrets,
+    NoOutputError,
     OutPoint,
     UnaffordableFeeError,
     build_closing_tx,
     build_commitment_tx,
     closing_fee,
     funding_script,
+    htlc_success_fee,
+    htlc_timeout_fee,
     obscuring_factor,
     offered_htlc_script,
     p2wpkh,
@@ -73,6 +87,38 @@ class ChannelPolicy:
     dust_limit_sat: int = 546
     max_fee_sat: int = 50_000
     block_interval: int = BLOCK_INTERVAL
+
+
+#: BOLT 2's channel reserve: 1% of the channel (at least the dust limit).
+RESERVE_PPM = 10_000
+
+
+def channel_rules(params: ChannelParams, policy: ChannelPolicy) -> ChannelRules:
+    """What a commitment of this channel needs to be mineable, in the core's terms: the
+    funder (participant 0) pays ``feerate * (724 + 172 * HTLC outputs) / 1000``; an HTLC
+    gets an output only from the dust limit plus its second-stage fee up (HTLC-timeout in
+    its payer's commitment, HTLC-success in its payee's); each side keeps 1% of the channel
+    once it has it, at least the dust limit."""
+    rate = policy.feerate_per_kw
+    return ChannelRules(
+        tuple(
+            AssetRules(
+                asset,
+                dust_limit=policy.dust_limit_sat,
+                reserve_ppm=RESERVE_PPM,
+                reserve_min=policy.dust_limit_sat,
+                fee_payer=0,
+                fee_base=rate * COMMITMENT_BASE_WEIGHT,
+                fee_per_htlc=rate * COMMITMENT_WEIGHT_PER_HTLC,
+                fee_divisor=1000,
+                htlc_trim=(
+                    policy.dust_limit_sat + htlc_timeout_fee(rate),
+                    policy.dust_limit_sat + htlc_success_fee(rate),
+                ),
+            )
+            for asset in params.assets
+        )
+    )
 
 
 def to_self_delay(params: ChannelParams, block_interval: int = BLOCK_INTERVAL) -> int:
@@ -242,6 +288,8 @@ class ChannelView:
             )
         except (FeeTooHighError, UnaffordableFeeError) as exc:
             raise CommitmentFeeError(f"version {state.version}: {exc}") from exc
+        except NoOutputError as exc:
+            raise UnmineableState(f"version {state.version}: {exc}") from exc
 
     def closing(self, state: ChannelState) -> ClosingTx:
         """The one cooperative closing transaction of a final ``state`` (participant 0's view)."""
@@ -265,6 +313,8 @@ class ChannelView:
             )
         except (FeeTooHighError, UnaffordableFeeError) as exc:
             raise CommitmentFeeError(f"closing version {state.version}: {exc}") from exc
+        except NoOutputError as exc:
+            raise UnmineableState(f"closing version {state.version}: {exc}") from exc
 
 
 __all__ = [
@@ -273,6 +323,7 @@ __all__ = [
     "ChannelPolicy",
     "ChannelView",
     "CommitmentFeeError",
+    "channel_rules",
     "check_amounts",
     "to_self_delay",
 ]

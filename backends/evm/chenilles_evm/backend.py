@@ -47,8 +47,10 @@ from chenilles_hub.backend import (
     TxReceipt,
 )
 from chenilles_hub.core import (
+    NO_RULES,
     Asset,
     ChannelParams,
+    ChannelRules,
     Htlc,
     Participant,
     SignedState,
@@ -323,6 +325,12 @@ class EvmBackend(ForcedMoves):
     def channel_id(self, params: ChannelParams) -> bytes:
         self._check_chain(params)
         return self._verifier.channel_id(params)
+
+    def channel_rules(self, params: ChannelParams) -> ChannelRules:
+        """None: gas is paid by whoever sends a transaction, from outside the channel; the
+        adjudicator pays any amount, down to 1 wei (or token unit), and a newer state simply
+        wins a dispute, so no reserve is needed to make cheating cost something."""
+        return NO_RULES
 
     def authority(self, params: ChannelParams, account: Account, me: int) -> StateAuthority:
         self._check_chain(params)

@@ -33,8 +33,10 @@ from chenilles_hub.backend import (
     TxReceipt,
 )
 from chenilles_hub.core import (
+    NO_RULES,
     Asset,
     ChannelParams,
+    ChannelRules,
     Htlc,
     Participant,
     SignedState,
@@ -271,6 +273,15 @@ class SolanaBackend(ForcedMoves):
     def channel_account(self, params: ChannelParams) -> pc.ChannelAccount | None:
         view = self.ledger.account(self._channel(params).address)
         return pc.ChannelAccount.decode(view.data) if view else None
+
+    def channel_rules(self, params: ChannelParams) -> ChannelRules:
+        """None: transaction fees are paid by the sender, and the rent that keeps the
+        channel account and its token vaults alive is deposited beside the channel's
+        balances when they are created (``fund``), never taken from them; a payout goes to
+        the participant's own (already rent-exempt) account or token account, so any
+        amount, down to 1 lamport or token unit, can be paid out. A newer state wins a
+        dispute: no reserve is needed."""
+        return NO_RULES
 
     def authority(self, params: ChannelParams, account: Any, me: int) -> StateAuthority:
         keypair = _keypair(account)

@@ -66,6 +66,12 @@ _PAY_BODY = {
             "description": "answer 200 once the payment succeeded or failed (202 if still "
             "pending after 60 s)",
         },
+        "quotes": {
+            "type": "array",
+            "items": {"type": "object"},
+            "description": "for a route that changes asset: each converting hub's quote, as "
+            "its POST /v1/quote returned it (a hub refuses a conversion without one)",
+        },
     },
 }
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from chenilles_hub.backend import ChainBackend
 from chenilles_hub.circuit.invoice import ROUTE_SLACK, Invoice, decode_invoice
-from chenilles_hub.circuit.quote import make_quote
+from chenilles_hub.circuit.quote import Quote, parse_quote_view, quote_view
 from chenilles_hub.core import Asset
 from chenilles_hub.core.errors import ChannelError
 from chenilles_hub.core.routing import Route, find_route
@@ -196,8 +196,26 @@ def route_view(route: Route, now: int) -> dict[str, Any]:
     return {"hops": hops, "sent": route[0].amount, "sent_asset": asset_text(route[0].edge.asset)}
 
 
+def parse_quotes(value: Any) -> tuple[Quote, ...]:
+    """The ``quotes`` a payer passes to ``pay``: objects as ``POST /v1/quote`` returned them,
+    one per hub of the route that converts between assets."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > 20:
+        raise ApiError(400, "bad_quote", "quotes is a list of at most 20 quote objects")
+    try:
+        return tuple(parse_quote_view(item) for item in value)
+    except (ChannelError, TypeError) as exc:
+        raise ApiError(400, "bad_quote", str(exc)) from None
+
+
 def pay(
-    node: Node, graph: GraphView, invoice: Invoice, max_lock: int, source_asset: Asset | None
+    node: Node,
+    graph: GraphView,
+    invoice: Invoice,
+    max_lock: int,
+    source_asset: Asset | None,
+    quotes: tuple[Quote, ...] = (),
 ) -> dict[str, Any]:
     if invoice.payment_hash in node.payments:
         raise ApiError(409, "already_paid", "this invoice was already paid from this node")
@@ -205,33 +223,18 @@ def pay(
         raise ApiError(400, "own_invoice", "this invoice is payable to this node itself")
     route = plan_route(node, graph, invoice, max_lock, source_asset)
     try:
-        payment = node.pay_route(invoice, onion_hops(route))
+        payment = node.pay_route(invoice, onion_hops(route, quotes))
     except ChannelError as exc:
         raise ApiError(422, getattr(exc, "code", "payment_refused"), str(exc)) from None
     return {**payment_view(payment), "route": route_view(route, node.clock())}
 
 
 def quote(node: Node, asset_in: Asset, asset_out: Asset, amount_out: int) -> dict[str, Any]:
-    rate = node.policy.rates.get((asset_in, asset_out))
-    if rate is None:
-        raise ApiError(422, "no_rate", f"this hub does not convert {asset_in} into {asset_out}")
-    fee_policy = node.policy.fees.get(asset_out)
-    fee = 0
-    if fee_policy is not None:
-        fee = fee_policy.base + (amount_out * fee_policy.ppm + 999_999) // 1_000_000
-    signed = make_quote(node.identity, asset_in, asset_out, amount_out, rate, fee, node.clock())
-    return {
-        "quote_id": signed.quote_id.hex(),
-        "hub": signed.hub.hex(),
-        "asset_in": asset_text(signed.asset_in),
-        "asset_out": asset_text(signed.asset_out),
-        "amount_in": signed.amount_in,
-        "amount_out": signed.amount_out,
-        "rate": {"numerator": rate.numerator, "denominator": rate.denominator},
-        "fee": signed.fee,
-        "expires_at": signed.expires_at,
-        "signature": signed.signature.hex(),
-    }
+    """Issue a quote the hub remembers (and honours once) until it expires."""
+    try:
+        return quote_view(node.quote(asset_in, asset_out, amount_out))
+    except ChannelError as exc:
+        raise ApiError(422, exc.code, str(exc)) from None
 
 
 def backend_view(node: Node, backend: ChainBackend) -> dict[str, Any]:

@@ -83,8 +83,11 @@ async def pay(request: web.Request) -> web.Response:
     data = await read_body(request)
     wait = flag_field(data, "wait")
     invoice, max_lock, source_asset = _route_args(node, server, data)
+    quotes = ops.parse_quotes(data.get("quotes"))
     with server.payment_outcome(invoice.payment_hash) as outcome:
-        result = await server.call(ops.pay, node, server.graph, invoice, max_lock, source_asset)
+        result = await server.call(
+            ops.pay, node, server.graph, invoice, max_lock, source_asset, quotes
+        )
         if not wait:
             return json_response(result, 202)
         try:
@@ -132,4 +135,5 @@ async def quote(request: web.Request) -> web.Response:
     asset_in, asset_out = asset_field(data, "asset_in"), asset_field(data, "asset_out")
     assert asset_in is not None and asset_out is not None
     amount_out = positive_field(data, "amount_out")
-    return json_response(await server.in_worker(ops.quote, node, asset_in, asset_out, amount_out))
+    # In a group commit: the hub's book is durable before the payer sees the quote.
+    return json_response(await server.call(ops.quote, node, asset_in, asset_out, amount_out))

@@ -92,5 +92,5 @@ class NodeContext:
         self.channels[channel.channel_id] = channel
         channel.dirty_sink = self.pending.channels
         channel.queued_sink = self.queued
-        if channel.queue:
+        if channel.queue or channel.machine.withdrawn:  # withdrawn: a refusal to bury
             self.queued[channel.channel_id] = None

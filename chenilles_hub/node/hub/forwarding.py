@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from chenilles_hub.circuit.quote import Rate
+import msgspec
+
+from chenilles_hub.circuit.quote import Quote, Rate
 from chenilles_hub.core import Asset, Htlc, TimeModel
 from chenilles_hub.core.routing import AssetRate, ChannelEdge, check_forward, rate_book
 
@@ -24,12 +26,20 @@ class FeePolicy:
     base: int = 0
     ppm: int = 0
 
+    def of(self, amount: int) -> int:
+        """The fee for sending ``amount``, rounded up (as ``ChannelEdge.fee``)."""
+        return self.base + (amount * self.ppm + 999_999) // 1_000_000
+
 
 @dataclass
 class ForwardingPolicy:
     fees: dict[Asset, FeePolicy] = field(default_factory=dict)
     #: (asset received, asset sent) -> rate: the hub's standing book.
     rates: dict[tuple[Asset, Asset], Rate] = field(default_factory=dict)
+
+    def fee(self, asset: Asset, amount: int) -> int:
+        """What we charge for sending ``amount`` of ``asset``."""
+        return self.fees.get(asset, FeePolicy()).of(amount)
 
     def asset_rates(self, node_id: bytes) -> list[AssetRate]:
         return [
@@ -73,9 +83,21 @@ def check_incoming_forward(
     asset_out: Asset,
     expiry_out: int,
     now: int,
+    quote: Quote | None = None,
 ) -> None:
     """Raise unless forwarding ``htlc`` as (amount_out, asset_out, expiry_out) on
-    ``outgoing`` pays the hub's fee at its rate and leaves it time to enforce upstream."""
+    ``outgoing`` pays the hub's fee at its rate and leaves it time to enforce upstream.
+
+    With a ``quote`` (checked by the caller's ``QuoteBook``) the conversion is priced at the
+    quote's rate and fee, whatever the standing book says now: that is what we promised."""
+    out_edge = channel_edge(outgoing, asset_out, policy, node_id, outgoing=True)
+    rates = policy.asset_rates(node_id)
+    if quote is not None:
+        rate = quote.rate
+        rates = [
+            AssetRate(node_id, quote.asset_in, quote.asset_out, rate.numerator, rate.denominator)
+        ]
+        out_edge = msgspec.structs.replace(out_edge, fee_base=quote.fee, fee_ppm=0)
     check_forward(
         htlc.amount,
         htlc.asset,
@@ -84,8 +106,8 @@ def check_incoming_forward(
         amount_out,
         asset_out,
         expiry_out,
-        channel_edge(outgoing, asset_out, policy, node_id, outgoing=True),
-        rates=rate_book(policy.asset_rates(node_id)),
+        out_edge,
+        rates=rate_book(rates),
         time_models={incoming.params.chain: incoming.backend.time_model()},
         now=now,
     )

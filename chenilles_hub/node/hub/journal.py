@@ -13,6 +13,7 @@ from typing import TypeVar
 import msgspec
 
 from chenilles_hub.circuit.invoice import Invoice
+from chenilles_hub.circuit.quote import IssuedQuote
 from chenilles_hub.core import Asset, Htlc, Update
 from chenilles_hub.core.watcher import WatcherState
 
@@ -46,6 +47,8 @@ class NodeStateV1(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     htlcs: tuple[tuple[bytes, Htlc], ...] = ()
     links: tuple[ForwardLink, ...] = ()
     watcher: WatcherState = WatcherState()
+    #: Quotes we issued and have not seen expire: a payer may still hold them.
+    quotes: tuple[IssuedQuote, ...] = ()
 
 
 NODE_STATE_KEY = "node-state/v1"

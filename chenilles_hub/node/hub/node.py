@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from ...backend import Account, ChainBackend, ChainEvent, TxReceipt
 from ...circuit.invoice import Invoice
 from ...circuit.onion import OnionHop
+from ...circuit.quote import Quote
 from ...core import (
     App,
     Asset,
@@ -32,6 +33,7 @@ from ...core import (
     Irrevocable,
     Persist,
     ProposalRejected,
+    ProposalWithdrawn,
     RevocationReceived,
     Send,
     SubmitToLedger,
@@ -341,6 +343,13 @@ class Node:
     def final_lead(self, asset: Asset) -> int:
         return self.payment_flow.final_lead(asset)
 
+    def quote(self, asset_in: Asset, asset_out: Asset, amount_out: int) -> Quote:
+        """A signed quote to convert ``asset_in`` into ``amount_out`` of ``asset_out``: the
+        only way a payer gets a forward across assets from this hub (issue 12, item 7)."""
+        quote = self.payment_flow.quote(asset_in, asset_out, amount_out)
+        self._commit_point()
+        return quote
+
     # --- effects, proposals and commits -----------------------------------------------------
 
     def _run(self, channel: Channel, effects: list[Effect]) -> None:
@@ -362,6 +371,8 @@ class Node:
                     )
             elif isinstance(effect, ProposalRejected):
                 self.proposals.on_rejected(channel, effect)
+            elif isinstance(effect, ProposalWithdrawn):
+                self.proposals.on_withdrawn(channel, effect)
             elif isinstance(effect, SubmitToLedger):
                 self.chain_actions.submit(channel, effect)
             elif isinstance(effect, RevocationReceived):

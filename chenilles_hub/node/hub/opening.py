@@ -72,8 +72,8 @@ def new_machine(
     initial: ChannelState,
     apps: Mapping[str, App] | None = None,
 ) -> ChannelMachine:
-    """The core's machine for one channel, with this backend's authority and HTLC policy
-    (and the node's app rules, for an app channel)."""
+    """The core's machine for one channel, with this backend's authority, HTLC policy and
+    on-chain rules (dust, reserve, fees), and the node's app rules for an app channel."""
     return ChannelMachine(
         params,
         channel_id,
@@ -82,6 +82,7 @@ def new_machine(
         initial,
         policy=HtlcPolicy(min_lead=min_lead(backend, params)),
         apps=apps,
+        rules=backend.channel_rules(params),
     )
 
 

@@ -6,6 +6,10 @@ Rules it keeps:
 * an incoming HTLC is acted on only once it is irrevocable (both sides revoked the state
   before it): settled if we are the payee, forwarded after the core router accepts the
   amounts, rate and timelock delta, or failed with the error's code;
+* a forward that changes asset needs the quote we issued for it (named in the onion): it
+  is forwarded at that quote's terms, once, while it is valid, and refused otherwise
+  (``quote_required``, ``invalid_quote``, ``quote_expired``, ``unknown_quote``,
+  ``quote_mismatch``, ``quote_used``);
 * a preimage learnt downstream, off-chain or on any chain, is passed upstream at once, and
   the watcher is told to claim on-chain before the upstream expiry if the peer does not
   cooperate;
@@ -15,12 +19,22 @@ Rules it keeps:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 from ...backend import LedgerError
-from ...circuit.errors import CircuitError, InvoiceAlreadyPaid, UnknownPaymentHash, WrongAmount
+from ...circuit.errors import (
+    CircuitError,
+    InvoiceAlreadyPaid,
+    NoRate,
+    QuoteMismatch,
+    QuoteRequired,
+    UnknownPaymentHash,
+    WrongAmount,
+)
 from ...circuit.invoice import Invoice, check_payable, create_invoice
 from ...circuit.onion import HopPayload, OnionHop, build_onion, peel
+from ...circuit.quote import Quote, QuoteBook, check_quote
 from ...core import (
     AddHtlc,
     Asset,
@@ -44,6 +58,25 @@ from .forwarding import ForwardingPolicy, check_incoming_forward, enforcement_de
 from .journal import INVOICE_PREFIX, PAYMENT_PREFIX, InvoiceRecord, encode_record
 from .proposals import Proposals
 from .records import Channel, ForwardLink, Payment
+
+
+def _check_hop_quote(before: OnionHop, hop: OnionHop, now: int) -> None:
+    """The payer's own check of the quote a converting hop carries, before any of its money
+    is locked: the hub would refuse (and fail the HTLC back) anything this refuses."""
+    quote = hop.quote
+    if quote is None:
+        raise QuoteRequired(
+            f"the route converts {before.asset} into {hop.asset}: it needs that hub's quote "
+            "(POST /v1/quote on the hub)"
+        )
+    if quote.hub != before.node or (quote.asset_in, quote.asset_out) != (before.asset, hop.asset):
+        raise QuoteMismatch("the quote is not the converting hub's, or for another pair")
+    check_quote(quote, now)  # its hub's signature, not expired
+    if hop.amount > quote.amount_out or before.amount < quote.amount_in:
+        raise QuoteMismatch(
+            f"the route sends {before.amount} for {hop.amount}; the quote: {quote.amount_in} "
+            f"for at most {quote.amount_out}"
+        )
 
 
 class Payments:
@@ -77,6 +110,8 @@ class Payments:
         self.ticket_outcomes: list[tuple[int, int | None, str | None]] = []
         #: Hashes of our payments that succeeded or failed since the driver last took them.
         self.finished_payments: list[bytes] = []
+        #: The quotes we issued and still honour (persisted with the node's state).
+        self.quotes = QuoteBook(ctx.identity)
 
     # --- records ----------------------------------------------------------------------------
 
@@ -112,6 +147,18 @@ class Payments:
         self.record_invoice(invoice.payment_hash)
         return invoice
 
+    def quote(self, asset_in: Asset, asset_out: Asset, amount_out: int) -> Quote:
+        """Our signed, short-lived promise to send ``amount_out`` of ``asset_out`` for the
+        quote's ``amount_in`` of ``asset_in`` (our standing rate and fee); remembered until
+        it expires, and written with the next checkpoint, before the payer may see it."""
+        rate = self.policy.rates.get((asset_in, asset_out))
+        if rate is None:
+            raise NoRate(f"this hub does not convert {asset_in} into {asset_out}")
+        if not 0 < amount_out < 2**256:
+            raise AmountOutOfRange(f"amount_out {amount_out} is not 1 to 2**256-1")
+        fee = self.policy.fee(asset_out, amount_out)
+        return self.quotes.issue(asset_in, asset_out, amount_out, rate, fee, self.ctx.clock())
+
     def final_lead(self, asset: Asset) -> int:
         """How far ahead the last HTLC to us must expire: the time to enforce it on-chain in
         our slowest channel on that chain (what our channels' HTLC policy demands), plus a
@@ -136,6 +183,10 @@ class Payments:
             raise CircuitError("the route does not end at the invoice's payee and asset")
         if last.amount != invoice.amount:
             raise WrongAmount("the route delivers a different amount than the invoice asks")
+        now = self.ctx.clock()
+        for before, hop in itertools.pairwise(hops):
+            if hop.asset != before.asset:
+                _check_hop_quote(before, hop, now)
         first = hops[0]
         channel = self.ctx.channels[first.channel]
         if not channel.active:
@@ -242,6 +293,12 @@ class Payments:
             raise WrongChannel("the next channel is unknown or not active")
         if payload.asset not in out.params.assets:
             raise WrongAmount(f"{payload.asset} is not an asset of the next channel")
+        now = self.ctx.clock()
+        quote: Quote | None = None
+        if payload.asset != htlc.asset:  # a conversion: only at the terms of our quote
+            quote = self.quotes.check(
+                payload.quote, htlc.asset, htlc.amount, payload.asset, payload.amount_int, now
+            )
         check_incoming_forward(
             self.policy,
             self.ctx.node_id,
@@ -251,13 +308,20 @@ class Payments:
             payload.amount_int,
             payload.asset,
             payload.expiry,
-            self.ctx.clock(),
+            now,
+            quote,
         )
         outgoing = out.offer_htlc(
             payload.asset, payload.amount_int, htlc.payment_hash, payload.expiry
         )
+        if quote is not None:
+            self.quotes.consume(quote, now)
         link = ForwardLink(incoming.channel_id, htlc.id, out.channel_id, outgoing.id)
         self.links_by_out[(out.channel_id, outgoing.id)] = link
+        # Known from now on (as for our own payments): a preimage the next peer reveals on
+        # a chain settles upstream even if the state with this HTLC never completes here
+        # (it refused our proposal, then enforced it).
+        self.htlcs[(out.channel_id, outgoing.id)] = outgoing
         self.proposals.queue(out, AddHtlc(outgoing, onion=payload.inner))
         self.ctx.note(
             f"forwarding {htlc.amount} {htlc.asset} -> {outgoing.amount} {outgoing.asset}"

@@ -91,6 +91,7 @@ class Persistence:
             htlcs=tuple((cid, htlc) for (cid, _), htlc in payments.htlcs.items()),
             links=tuple(payments.links_by_out.values()),
             watcher=self.ctx.watcher.state,
+            quotes=payments.quotes.state,
         )
 
     def restore(self) -> None:
@@ -114,6 +115,7 @@ class Persistence:
         payments.htlcs = {(cid, htlc.id): htlc for cid, htlc in state.htlcs}
         payments.links_by_out = {(link.out_channel, link.out_htlc): link for link in state.links}
         self.ctx.watcher = Watcher(state.watcher)
+        payments.quotes.restore(state.quotes)
         # A proposal of ours in flight was persisted; if the peer never answered, it is
         # retransmitted by reestablish. Updates still queued are proposed as usual.
 

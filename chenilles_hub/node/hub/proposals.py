@@ -4,19 +4,28 @@ updates per proposal as the peer decodes, refused updates failed one by one.
 Updates (transfers, HTLC adds, settles, fails, a close) are queued on their channel by the
 rest of the node; ``flush`` proposes them wherever the channel's machine is idle. Under load
 many updates share one signed state, which is where the node's throughput comes from.
+
+A proposal the peer refused is not failed at once: the peer holds our signature on it, so
+its updates are failed only once a later version is irrevocable (the machine then reports
+``ProposalRejected``). Until then ``flush`` proposes nothing but empty updates on that
+channel ("burying" the refused version, two round trips), so that no HTLC of ours is
+failed upstream, nor a payment reported failed, while a copy could still be enforced.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from ...core import ChannelError, Effect, ProposalRejected, Update
+from ...core import ChannelError, Effect, ProposalRejected, ProposalWithdrawn, Update
 from ...core.errors import ProposalConflict, ProposalTooLarge
 from ...core.messages import MAX_UPDATES_PER_PROPOSAL
 from .context import NodeContext
 from .records import Channel
 
 RunEffects = Callable[[Channel, list[Effect]], None]
+#: Refused proposals of one version after which we stop burying (the peer refuses even
+#: an empty update): what it refused stays unreported until the version moves on.
+MAX_BURIAL_REFUSALS = 3
 #: Called for an update of ours that could not be proposed or that the peer refused.
 UpdateFailed = Callable[[Channel, Update, str], None]
 
@@ -40,19 +49,33 @@ class Proposals:
             progress = False
             for channel_id in list(queued):
                 channel = self.ctx.channels[channel_id]
-                if not channel.queue:
+                burying = bool(channel.machine.withdrawn)
+                if not channel.queue and not burying:
                     del queued[channel_id]
                     continue
                 if channel.status in ("disputed", "closed"):
+                    # What we refused stays unreported: the chain decides now.
                     stranded, channel.queue = channel.queue, []
                     for update in stranded:
                         self.failed(channel, update, f"the channel is {channel.status}")
+                    del queued[channel_id]
                     progress = True
                     continue
                 if not channel.machine.idle or channel.status not in ("active", "closing"):
                     continue
+                if burying and channel.machine.refusals > MAX_BURIAL_REFUSALS:
+                    continue  # the peer refuses everything: wait for it to propose
                 progress = True
-                self._propose_queued(channel, now)
+                if burying:
+                    self._bury(channel, now)
+                else:
+                    self._propose_queued(channel, now)
+
+    def _bury(self, channel: Channel, now: int) -> None:
+        """Propose a state with no update: it moves the version past the refused one, so
+        that the refused proposal can be reported once this (or the next) is irrevocable."""
+        channel.in_flight = ()
+        self.run(channel, channel.machine.propose((), now))
 
     def _propose_queued(self, channel: Channel, now: int) -> None:
         """Propose the longest acceptable prefix of the queue that fits in one proposal; the
@@ -93,13 +116,25 @@ class Proposals:
         return good
 
     def on_rejected(self, channel: Channel, effect: ProposalRejected) -> None:
-        dropped, channel.in_flight = channel.in_flight, ()
+        """A proposal of ours is dead for good: propose its updates again (the peer's
+        proposal won a conflict) or fail them (the peer refused them)."""
+        dropped = effect.updates
         if effect.code == ProposalConflict.code:
+            channel.in_flight = ()
             channel.queue = [*dropped, *channel.queue]  # the peer's proposal won: ours again
             return
         self.ctx.note(f"peer refused our update on {channel.channel_id.hex()[:8]}: {effect.reason}")
         for update in dropped:
             self.failed(channel, update, f"{effect.code}: {effect.reason}")
+
+    def on_withdrawn(self, channel: Channel, effect: ProposalWithdrawn) -> None:
+        """The peer refused our proposal: nothing is in flight; ``flush`` buries it."""
+        channel.in_flight = ()
+        self.ctx.queued[channel.channel_id] = None
+        self.ctx.note(
+            f"peer refused version {effect.version} on {channel.channel_id.hex()[:8]} "
+            f"({effect.code}); failing its updates once a later version is irrevocable"
+        )
 
     def on_irrevocable(self, channel: Channel) -> None:
         """Our proposal (or the peer's) became irrevocable: nothing of ours is in flight

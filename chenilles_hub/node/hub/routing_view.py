@@ -7,10 +7,11 @@ network this is what channel announcements would carry.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from chenilles_hub.circuit.onion import OnionHop
-from chenilles_hub.core import TimeModel
+from chenilles_hub.circuit.quote import Quote
+from chenilles_hub.core import Asset, TimeModel
 from chenilles_hub.core.routing import AssetRate, ChannelEdge, Route, RoutingGraph
 
 from .forwarding import channel_edge
@@ -45,8 +46,37 @@ def _one_edge_per_direction(edges: list[ChannelEdge]) -> list[ChannelEdge]:
     return list(best.values())
 
 
-def onion_hops(route: Route) -> list[OnionHop]:
+def onion_hops(route: Route, quotes: Iterable[Quote] = ()) -> list[OnionHop]:
+    """The payer's hops for ``route``; each hop that changes asset carries the quote its
+    sending hub issued for that pair (hubs refuse a conversion without one)."""
+    by_pair = {(q.hub, q.asset_in, q.asset_out): q for q in quotes}
+    hops: list[OnionHop] = []
+    for index, hop in enumerate(route):
+        quote = None
+        if index > 0 and route[index - 1].edge.asset != hop.edge.asset:
+            quote = by_pair.get((hop.edge.source, route[index - 1].edge.asset, hop.edge.asset))
+        hops.append(
+            OnionHop(
+                hop.edge.target, hop.edge.channel_id, hop.amount, hop.edge.asset, hop.expiry, quote
+            )
+        )
+    return hops
+
+
+def conversions(route: Route) -> list[tuple[bytes, Asset, Asset, int]]:
+    """Where ``route`` changes asset: (hub, asset in, asset out, amount out), the quotes a
+    payer must get before paying along it."""
     return [
-        OnionHop(hop.edge.target, hop.edge.channel_id, hop.amount, hop.edge.asset, hop.expiry)
-        for hop in route
+        (hop.edge.source, route[index - 1].edge.asset, hop.edge.asset, hop.amount)
+        for index, hop in enumerate(route)
+        if index > 0 and route[index - 1].edge.asset != hop.edge.asset
+    ]
+
+
+def quotes_from(nodes: Mapping[bytes, Node], route: Route) -> list[Quote]:
+    """Nodes in one process (the demo, tests): ask each converting hub of ``route`` for its
+    quote directly (across processes a payer asks the hub's ``POST /v1/quote``)."""
+    return [
+        nodes[hub].quote(asset_in, asset_out, amount_out)
+        for hub, asset_in, asset_out, amount_out in conversions(route)
     ]

@@ -8,6 +8,8 @@ format (``option_anchors`` off), byte-for-byte with the BOLT 3 test vectors.
 
 from .closing import ClosingTx, build_closing_tx, closing_fee, closing_weight
 from .commitment import (
+    COMMITMENT_BASE_WEIGHT,
+    COMMITMENT_WEIGHT_PER_HTLC,
     HTLC_SUCCESS_WEIGHT,
     HTLC_TIMEOUT_WEIGHT,
     CommitmentKeys,
@@ -36,6 +38,7 @@ from .errors import (
     InvalidKeyError,
     InvalidPreimageError,
     InvalidSignatureError,
+    NoOutputError,
     RevocationSecretMismatchError,
     ShachainError,
     UnaffordableFeeError,
@@ -84,6 +87,8 @@ from .sweep import SpendableOutput, SpendPath, build_sweep_tx
 from .txutil import OutPoint, txid_of, vsize, weight
 
 __all__ = [
+    "COMMITMENT_BASE_WEIGHT",
+    "COMMITMENT_WEIGHT_PER_HTLC",
     "HTLC_SUCCESS_WEIGHT",
     "HTLC_TIMEOUT_WEIGHT",
     "START_INDEX",
@@ -101,6 +106,7 @@ __all__ = [
     "InvalidPreimageError",
     "InvalidSignatureError",
     "KeySecrets",
+    "NoOutputError",
     "OutPoint",
     "OutputKind",
     "RevocationSecretMismatchError",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from bitcoin.core import CMutableTransaction, CMutableTxIn, CMutableTxOut
 from bitcoin.core.script import CScript
 
-from .errors import FeeTooHighError, UnaffordableFeeError
+from .errors import FeeTooHighError, NoOutputError, UnaffordableFeeError
 from .funding_spend import FundingSpend
 from .txutil import TX_VERSION, OutPoint, fee_for_weight
 
@@ -85,6 +85,11 @@ def build_closing_tx(
         for amount, spk in ((local_sat, local_script_pubkey), (remote_sat, remote_script_pubkey))
         if amount >= dust_limit_sat
     ]
+    if not outs:
+        raise NoOutputError(
+            f"closing transaction: {local_sat} and {remote_sat} sat after the fee are both "
+            f"below the dust limit of {dust_limit_sat} sat"
+        )
     outs.sort()
     tx = CMutableTransaction(
         [CMutableTxIn(funding_outpoint.to_core(), nSequence=0xFFFFFFFF)],

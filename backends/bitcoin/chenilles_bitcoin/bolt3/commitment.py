@@ -25,6 +25,7 @@ from .errors import (
     DustOutputError,
     FeeTooHighError,
     InvalidPreimageError,
+    NoOutputError,
     UnaffordableFeeError,
 )
 from .funding_spend import FundingSpend
@@ -350,6 +351,11 @@ def build_commitment_tx(
     if to_remote_msat // 1000 >= dust_limit_sat:
         spk = bytes(to_remote_script(keys.remote_pubkey))
         outputs.append(CommitmentOutput(OutputKind.TO_REMOTE, to_remote_msat // 1000, spk, None))
+    if not outputs:
+        raise NoOutputError(
+            f"commitment {commitment_number}: every amount is fees, dust or a trimmed HTLC "
+            f"(base fee {base_fee} sat, dust limit {dust_limit_sat} sat)"
+        )
     outputs.sort(key=CommitmentOutput.sort_key)
 
     locktime, sequence = encode_commitment_number(commitment_number, obscuring_factor)

@@ -21,6 +21,11 @@ class DustOutputError(Bolt3Error, ValueError):
     """An output would fall below the dust limit where the spec forbids trimming it."""
 
 
+class NoOutputError(Bolt3Error, ValueError):
+    """A transaction would have no output at all: consensus forbids it, no block may hold
+    it (every amount went to fees, dust or trimmed HTLCs)."""
+
+
 class FeeError(Bolt3Error, ValueError):
     """Base class for fee problems."""
 

@@ -27,6 +27,8 @@ from bitcoin.core import (
     lx,
 )
 
+from .errors import NoOutputError
+
 #: BOLT 3 transactions are version 2 (needed for OP_CSV / BIP 68).
 TX_VERSION = 2
 
@@ -144,6 +146,8 @@ def set_witness(tx: CMutableTransaction, input_index: int, stack: list[bytes]) -
 
 def weight(tx: CTransaction) -> int:
     """BIP 141 weight: 3 * stripped size + total size."""
+    if not tx.vout:
+        raise NoOutputError("a transaction without outputs has no valid weight")
     return int(tx.calc_weight())
 
 
