@@ -326,7 +326,11 @@ class Node:
             elif isinstance(effect, SubmitToLedger):
                 self.chain_actions.submit(channel, effect)
             elif isinstance(effect, RevocationReceived):
-                pass  # the backend's authority verified and keeps it (Bitcoin penalties)
+                # The backend's authority verified it and keeps it in its channel record
+                # (Bitcoin penalties); this event's checkpoint writes that record with the
+                # snapshot its ``Persist`` came with, before the outbox (the Ack or Accept
+                # that depends on it) may leave.
+                self.ctx.count("revocations_received")
 
     def _update_failed(self, channel: Channel, update: Update, reason: str) -> None:
         self.payment_flow.update_failed(channel, update, reason)
