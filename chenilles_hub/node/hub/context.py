@@ -18,7 +18,7 @@ from ...core.watcher import Watcher
 from ...identity import NodeIdentity
 from ..net import wire
 from ..store.base import Store
-from .records import Channel
+from .records import Channel, UndoLog
 
 log = logging.getLogger("chenilles.node")
 
@@ -58,6 +58,8 @@ class NodeContext:
     errors: list[Exception] = field(default_factory=list)
     #: Event counters since this process started (exported as metrics by the server).
     counters: dict[str, int] = field(default_factory=dict)
+    #: Old values of channel fields an event changed, while it may still be undone.
+    undo: UndoLog = field(default_factory=UndoLog)
 
     @property
     def node_id(self) -> bytes:
@@ -79,5 +81,6 @@ class NodeContext:
         self.channels[channel.channel_id] = channel
         channel.dirty_sink = self.pending.channels
         channel.queued_sink = self.queued
+        channel.undo_log = self.undo
         if channel.queue:
             self.queued[channel.channel_id] = None

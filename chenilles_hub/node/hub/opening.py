@@ -6,6 +6,12 @@ duration, its participant key); the acceptor answers ``OpenAccept`` with its key
 fixes the params (and the nonce, which on Bitcoin is its funding txid) and sends
 ``OpenChannel``. Both then sign version 0, and once it is irrevocable each side sends its
 deposits and says so with ``FundingDone``.
+
+The acceptor consents only within its operator's :class:`~.open_policy.OpenPolicy` (what
+it deposits, for how long, how many requests it keeps) and only to a deposit its wallet
+holds; a refusal answers ``OpenRefused`` with the reason. Each handler checks everything
+the peer sent (with the backend, whose surprises become a ``ChannelError``) before it
+changes anything, so a refused or failed step leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ...backend import Account, ChainBackend, Funded
 from ...core import (
@@ -25,16 +32,20 @@ from ...core import (
     Participant,
     initial_state,
 )
-from ...core.errors import WrongChannel
+from ...core.errors import ChannelError, InsufficientBalance, InvalidParams, WrongChannel
 from ...core.watcher import GuardChannel
 from ..net import wire
 from ..store.base import ChannelRecord
 from .context import NodeContext
 from .forwarding import enforcement_delta
 from .journal import FUNDING_PREFIX
+from .open_policy import OpenPolicy
 from .records import Channel
 
 RunEffects = Callable[[Channel, list[Effect]], None]
+T = TypeVar("T")
+#: Outcomes of our own open requests kept for the operator to read (newest win).
+MAX_OPEN_RESULTS = 1024
 
 
 @dataclass
@@ -47,6 +58,10 @@ class PendingOpen:
     salt: bytes
     opener_key: str
     opener: bool
+    #: The key we gave as acceptor: the params of ``OpenChannel`` must name it.
+    acceptor_key: str = ""
+    #: When the request was made (the node's clock): it expires ``pending_timeout`` later.
+    created: int = 0
 
 
 def min_lead(backend: ChainBackend, params: ChannelParams) -> int:
@@ -80,9 +95,10 @@ def funding_key(channel_id: bytes, asset: Asset) -> str:
 class Opening:
     """Open requests, the channel's creation on both sides, deposits and activation."""
 
-    def __init__(self, ctx: NodeContext, run: RunEffects) -> None:
+    def __init__(self, ctx: NodeContext, run: RunEffects, policy: OpenPolicy) -> None:
         self.ctx = ctx
         self.run = run
+        self.policy = policy
         self.pending_opens: dict[bytes, PendingOpen] = {}
         #: What became of our open requests (temp id -> channel id, or the peer's refusal),
         #: so an operator who asked for a channel can follow it (not persisted).
@@ -101,6 +117,9 @@ class Opening:
         temporary id; the channel id is known once the peer accepts."""
         backend = self.ctx.backends[chain]
         account = self.ctx.accounts[chain]
+        shortfall = self._shortfall(backend, account, deposits)
+        if shortfall is not None:
+            raise InsufficientBalance(shortfall)
         temp_id = secrets.token_bytes(32)
         salt = secrets.token_bytes(32)
         assets = tuple(deposits)
@@ -113,6 +132,7 @@ class Opening:
             salt,
             backend.participant_key(account, salt),
             True,
+            created=self.ctx.clock(),
         )
         self.pending_opens[temp_id] = pending
         self.ctx.send(
@@ -130,16 +150,17 @@ class Opening:
         return temp_id
 
     def on_open_request(self, peer: bytes, msg: wire.OpenRequest) -> None:
-        backend = self.ctx.backends.get(msg.chain)
-        if backend is None or msg.chain not in self.ctx.accounts:
-            self.ctx.send(peer, wire.OpenRefused(msg.temp_id, f"no backend for {msg.chain}"))
+        """A peer asks for a channel: consent within the policy, or refuse with the reason.
+        Nothing is kept for a refused request."""
+        reason = self._refusal(peer, msg)
+        if reason is not None:
+            self.ctx.count("opens_refused")
+            self.ctx.note(f"refused an open request from {peer.hex()[:8]}: {reason}")
+            self.ctx.send(peer, wire.OpenRefused(msg.temp_id, reason[:300]))
             return
-        unknown = [a for a in msg.assets if a not in backend.assets()]
-        if unknown or len(msg.deposits) != len(msg.assets):
-            self.ctx.send(peer, wire.OpenRefused(msg.temp_id, f"unknown assets {unknown}"))
-            return
+        backend = self.ctx.backends[msg.chain]
         account = self.ctx.accounts[msg.chain]
-        key = backend.participant_key(account, msg.salt)
+        key = _from_backend("participant key", backend.participant_key, account, msg.salt)
         # Deposits arrive as (opener's, acceptor's); keep them from our point of view.
         deposits = {a: (d[1], d[0]) for a, d in zip(msg.assets, msg.deposits, strict=True)}
         self.pending_opens[msg.temp_id] = PendingOpen(
@@ -151,8 +172,54 @@ class Opening:
             msg.salt,
             msg.opener_key,
             False,
+            acceptor_key=key,
+            created=self.ctx.clock(),
         )
         self.ctx.send(peer, wire.OpenAccept(msg.temp_id, key))
+
+    def _refusal(self, peer: bytes, msg: wire.OpenRequest) -> str | None:
+        """Why we do not accept this request (``None``: we do): the request itself, the
+        operator's policy, the caps on pending requests, then our wallet."""
+        backend = self.ctx.backends.get(msg.chain)
+        if backend is None or msg.chain not in self.ctx.accounts:
+            return f"no backend for {msg.chain}"
+        unknown = [str(a) for a in msg.assets if a not in backend.assets()]
+        if unknown:
+            return f"unknown assets {unknown}"
+        if len(msg.deposits) != len(msg.assets) or len(set(msg.assets)) != len(msg.assets):
+            return "one deposit pair per asset, each asset once"
+        if not any(ours or theirs for ours, theirs in msg.deposits):
+            return "a channel needs a deposit on at least one side"
+        if msg.temp_id in self.pending_opens:
+            return "this temporary channel id is taken"
+        deposits = {a: (d[1], d[0]) for a, d in zip(msg.assets, msg.deposits, strict=True)}
+        reason = self.policy.refusal(deposits, msg.challenge_duration)
+        if reason is not None:
+            return reason
+        theirs = [p for p in self.pending_opens.values() if not p.opener]
+        if sum(1 for p in theirs if p.peer == peer) >= self.policy.max_pending_per_peer:
+            return f"too many pending opens from you (limit {self.policy.max_pending_per_peer})"
+        if len(theirs) >= self.policy.max_pending:
+            return "too many pending opens: try again later"
+        return self._shortfall(backend, self.ctx.accounts[msg.chain], deposits)
+
+    def _shortfall(
+        self,
+        backend: ChainBackend,
+        account: Account,
+        deposits: Mapping[Asset, tuple[int, int]],
+    ) -> str | None:
+        """Why our wallet cannot make our deposits (the native asset also pays the
+        funding's fee), or ``None``. Asked before anything is signed: a channel whose
+        deposit fails would stay ``opening`` on both sides for good."""
+        for asset, (ours, _theirs) in deposits.items():
+            if ours <= 0:
+                continue
+            need = ours + (backend.estimate_fee("fund") if asset.token == "native" else 0)
+            have = backend.balance(account, asset)
+            if have < need:
+                return f"insufficient funds: a deposit of {ours} {asset} needs {need}, have {have}"
+        return None
 
     def on_open_accept(self, peer: bytes, msg: wire.OpenAccept) -> None:
         pending = self.pending_opens.get(msg.temp_id)
@@ -164,7 +231,7 @@ class Opening:
             Participant(pending.opener_key, self.ctx.node_id),
             Participant(msg.acceptor_key, peer),
         )
-        nonce = backend.new_nonce(participants, pending.deposits, account)
+        nonce = _from_backend("nonce", backend.new_nonce, participants, pending.deposits, account)
         params = ChannelParams(
             chain=pending.chain,
             participants=participants,
@@ -172,44 +239,92 @@ class Opening:
             challenge_duration=pending.challenge_duration,
             nonce=nonce,
         )
-        del self.pending_opens[msg.temp_id]
         channel = self.create_channel(params, 0, pending.deposits)
-        self.open_results[msg.temp_id] = channel.channel_id
+        del self.pending_opens[msg.temp_id]
+        self._result(msg.temp_id, channel.channel_id)
         self.ctx.send(peer, wire.OpenChannel(msg.temp_id, params))
         self.run(channel, channel.machine.open())
 
     def on_open_channel(self, peer: bytes, msg: wire.OpenChannel) -> None:
-        pending = self.pending_opens.pop(msg.temp_id, None)
+        pending = self.pending_opens.get(msg.temp_id)
         if pending is None or pending.opener or pending.peer != peer:
             raise WrongChannel("an open_channel for no request we accepted")
         params = msg.params
-        expected = (pending.opener_key, pending.chain, pending.assets, pending.challenge_duration)
-        got = (
-            params.participants[0].chain_key,
-            params.chain,
-            params.assets,
-            params.challenge_duration,
-        )
-        if expected != got or params.participants[1].node_id != self.ctx.node_id:
-            raise WrongChannel("the channel params differ from what was requested")
+        if len(params.participants) != 2:
+            raise InvalidParams("a channel opened by a peer has two participants")
+        opener, acceptor = params.participants
+        expected = (pending.opener_key, peer, pending.chain, pending.assets)
+        got = (opener.chain_key, opener.node_id, params.chain, params.assets)
+        if expected != got or params.challenge_duration != pending.challenge_duration:
+            raise InvalidParams("the channel params differ from what was requested")
+        if acceptor.node_id != self.ctx.node_id or acceptor.chain_key != pending.acceptor_key:
+            raise InvalidParams("participant 1 must be this node with the key it gave")
         self.create_channel(params, 1, pending.deposits)
+        del self.pending_opens[msg.temp_id]
 
     def on_open_refused(self, peer: bytes, msg: wire.OpenRefused) -> None:
         pending = self.pending_opens.get(msg.temp_id)
-        if pending is not None and pending.peer == peer and pending.opener:
+        if pending is not None and pending.peer == peer:
             del self.pending_opens[msg.temp_id]
-            self.open_results[msg.temp_id] = msg.reason or "refused"
-        self.ctx.note(f"channel refused: {msg.reason}")
+            if pending.opener:
+                self._result(msg.temp_id, msg.reason or "refused")
+                self.ctx.note(f"channel refused: {msg.reason}")
+
+    def refused(self, peer: bytes, message: wire.NodeMessage, reason: str) -> None:
+        """A step of the handshake with ``peer`` was refused or failed (and undone): the
+        request is over; tell the peer why, and, for an open of ours, our operator."""
+        temp_id = getattr(message, "temp_id", None)
+        if temp_id is None or isinstance(message, wire.OpenRefused):
+            return
+        pending = self.pending_opens.get(temp_id)
+        if pending is not None and pending.peer == peer:
+            del self.pending_opens[temp_id]
+            if pending.opener:
+                self._result(temp_id, f"the peer's answer was refused: {reason}")
+        self.ctx.send(peer, wire.OpenRefused(temp_id, reason[:300]))
+
+    def forget_peer(self, peer: bytes) -> None:
+        """``peer`` disconnected: the requests it made are dropped (ours to it stay, and
+        its answer may still come after it reconnects)."""
+        for temp_id, pending in list(self.pending_opens.items()):
+            if pending.peer == peer and not pending.opener:
+                del self.pending_opens[temp_id]
+
+    def expire(self, now: int) -> None:
+        """Drop the requests of peers that did not complete the handshake in time."""
+        timeout = self.policy.pending_timeout
+        for temp_id, pending in list(self.pending_opens.items()):
+            if not pending.opener and now - pending.created > timeout:
+                del self.pending_opens[temp_id]
+                self.ctx.count("opens_expired")
+
+    def _result(self, temp_id: bytes, result: bytes | str) -> None:
+        self.open_results[temp_id] = result
+        while len(self.open_results) > MAX_OPEN_RESULTS:
+            del self.open_results[next(iter(self.open_results))]
 
     def create_channel(
         self, params: ChannelParams, me: int, deposits: dict[Asset, tuple[int, int]]
     ) -> Channel:
+        """The channel and its machine: everything the backend must accept (the params, our
+        key in them, the peer's key) is built first; only then is anything recorded."""
         backend = self.ctx.backends[params.chain]
         account = self.ctx.accounts[params.chain]
-        channel_id = backend.channel_id(params)
+        channel_id = _from_backend("channel id", backend.channel_id, params)
+        if channel_id in self.ctx.channels:
+            raise WrongChannel("a channel with these params exists already")
         ordered = {a: (d if me == 0 else (d[1], d[0])) for a, d in deposits.items()}
         initial = initial_state(channel_id, params.assets, ordered)
-        machine = new_machine(backend, account, params, channel_id, me, initial)
+        machine = _from_backend(
+            "channel", new_machine, backend, account, params, channel_id, me, initial
+        )
+        record = ChannelRecord(channel_id, params, me, initial)
+        if self.ctx.store is not None:
+            stored = self.ctx.store.get_channel(channel_id)
+            if stored is None:
+                self.ctx.store.add_channel(record)
+            elif stored != record:  # left by an attempt that was undone or crashed
+                raise WrongChannel("a channel with these params but other terms was created")
         channel = Channel(
             params,
             channel_id,
@@ -222,8 +337,6 @@ class Opening:
         )
         self.ctx.adopt(channel)
         self.ctx.pending.channels.add(channel_id)
-        if self.ctx.store is not None:
-            self.ctx.store.add_channel(ChannelRecord(channel_id, params, me, initial))
         self.ctx.watcher.add(GuardChannel(channel_id))
         self.ctx.note(
             f"channel {channel_id.hex()[:8]} on {params.chain} created (participant {me})"
@@ -309,3 +422,14 @@ class Opening:
         idempotent, so say it again."""
         if channel.funded_by_me and channel.status == "opening":
             self.ctx.send(channel.peer, wire.FundingDone(channel.channel_id, ()))
+
+
+def _from_backend(what: str, fn: Callable[..., T], *args: object) -> T:
+    """Call the backend with what a peer sent: whatever it raises becomes a refusal of the
+    peer's message (``InvalidParams``), never a failure of the node."""
+    try:
+        return fn(*args)
+    except ChannelError:
+        raise
+    except Exception as exc:
+        raise InvalidParams(f"{what}: {exc}"[:300]) from exc
