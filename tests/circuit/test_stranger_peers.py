@@ -265,3 +265,15 @@ def test_an_open_request_flood_keeps_nothing(world: World) -> None:
         stranger.open_request(eth)
     assert len(victim.pending_opens) <= OpenPolicy().max_pending_per_peer
     assert len(victim.open_results) == 0
+
+
+def test_a_frame_with_invalid_utf8_is_a_malformed_message_not_a_failure(world: World) -> None:
+    """Found by tests/node/test_wire_fuzz.py: the JSON decoder raised ``UnicodeDecodeError``
+    (not a ``DecodeError``) for a string that is not UTF-8, and it escaped the node."""
+    from chenilles_hub.core.errors import DecodeError
+
+    victim = world.node("victim", [native(world).chain])
+    victim.receive(NodeIdentity().node_id, b'{"type":"open_request","chain":"\x80"}')
+    assert isinstance(victim.errors[-1], DecodeError)
+    with pytest.raises(DecodeError):
+        wire.decode(b'{"type":"\x80"}')

@@ -36,7 +36,7 @@ from ...core import (
     SubmitToLedger,
     Update,
 )
-from ...core.errors import WrongChannel
+from ...core.errors import DecodeError, InvalidParams, WrongChannel
 from ...core.messages import Accept, Ack, Propose, Reestablish, Reject
 from ...identity import NodeIdentity
 from ..net import wire
@@ -58,6 +58,8 @@ if TYPE_CHECKING:
     from .records import ForwardLink
 
 log = logging.getLogger("chenilles.node")
+#: The longest an invoice may stay payable: a year.
+MAX_INVOICE_TTL = 365 * 86400
 _OPEN_MESSAGES = (wire.OpenRequest, wire.OpenAccept, wire.OpenRefused, wire.OpenChannel)
 _CONTEXT_FIELDS = frozenset({"identity", "backends", "accounts", "clock", "name", "store"})
 _PAYMENT_SETTINGS = frozenset({"policy", "refund_grace", "report_outcomes"})
@@ -203,7 +205,8 @@ class Node:
         driver, so one peer can never stop the node or the other peers' messages."""
         try:
             message = wire.decode(data)
-        except ChannelError as error:  # malformed: the driver disconnects the peer
+        except Exception as exc:  # malformed: the driver disconnects the peer
+            error = exc if isinstance(exc, DecodeError) else DecodeError(f"malformed: {exc}")
             self._refused(peer, error)
             self._end_of_event()
             return
@@ -368,6 +371,8 @@ class Node:
     def invoice(
         self, amount: int, asset: Asset, *, ttl: int = 3600, description: str = ""
     ) -> Invoice:
+        if not 1 <= ttl <= MAX_INVOICE_TTL:  # an expiry past 2**40 s could never be paid
+            raise InvalidParams(f"an invoice lives 1 s to {MAX_INVOICE_TTL} s, not {ttl}")
         invoice = self.payment_flow.invoice(amount, asset, ttl=ttl, description=description)
         self._commit_point()
         return invoice
