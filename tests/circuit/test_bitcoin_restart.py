@@ -216,3 +216,37 @@ def test_a_restarted_node_punishes_an_old_commitment_that_carried_an_htlc(scene:
     assert len(_outputs(scene.backend, cheat.txid)) == 3  # to_local, to_remote, the HTLC
     scene.world.sync()
     _penalised(scene, cheat.txid)
+
+
+def test_at_every_message_boundary_the_store_holds_the_revocations_its_states_rely_on(
+    scene: Scene,
+) -> None:
+    """A crash may come between any two messages. Whenever Alice's store holds a state
+    ``v`` she no longer waits to be acked (the peer revoked ``v - 1`` to her), the same
+    store holds that revocation: it was written in the transaction that wrote ``v``, before
+    she sent anything."""
+    from chenilles_bitcoin.record import ChannelRecord
+
+    from chenilles_hub.node.hub.journal import RECORD_PREFIX
+
+    bob, alice = scene.bob, scene.alice
+    checked = 0
+
+    def consistent() -> bool:
+        nonlocal checked
+        snapshot = scene.store.load_snapshot(scene.channel_id)
+        assert snapshot is not None and snapshot.latest is not None
+        version = snapshot.latest.state.version
+        if version >= 1 and snapshot.awaiting_ack is None:
+            prefix = f"{RECORD_PREFIX}{scene.channel_id.hex()}/"
+            parts = {k.removeprefix(prefix): v for k, v in scene.store.settings_with_prefix(prefix)}
+            record = ChannelRecord(1)
+            record.load_parts(parts)
+            assert record.revocation_secret(version - 1) is not None, version
+            checked += 1
+        return False  # never stop: check after every single message
+
+    for payer, amount in [(bob, 1_000), (alice, 500), (bob, 2_000), (alice, 1)] * 3:
+        payer.pay_direct(scene.channel_id, scene.btc, amount)
+        scene.world.network.run_until(consistent)
+    assert checked >= 12
