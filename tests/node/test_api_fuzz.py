@@ -87,7 +87,7 @@ def _explicit(
     ]
 
 
-def test_oversized_amounts_and_durations_answer_400(channel_pair: Pair) -> None:
+def _oversized_amounts_and_durations_answer_400(channel_pair: Pair) -> None:
     alice, bob, channel_id = channel_pair
     invoice = bob.api.post("/v1/invoices", {"amount": 5, "asset": NATIVE})["invoice"]
     for method, path, body, code in _explicit(channel_id, bob.node_id, invoice):
@@ -222,7 +222,11 @@ def _requests(
     return st.sampled_from(endpoints).flatmap(lambda endpoint: endpoint)
 
 
-def test_no_input_makes_the_api_answer_500_or_the_node_fail(channel_pair: Pair) -> None:
+def test_bad_input_answers_400_and_no_input_answers_500_or_stops_the_node(
+    channel_pair: Pair,
+) -> None:
+    """One test (one pair of node processes): the explicit cases, then the search."""
+    _oversized_amounts_and_durations_answer_400(channel_pair)
     alice, bob, channel_id = channel_pair
     seen: dict[int, int] = {}
 
