@@ -88,6 +88,18 @@ def test_a_stranger_neither_stops_the_node_nor_freezes_an_honest_channel(
         reader, writer, _ = await _session(bob.listen_port, bob.node_id, key)
         assert await _disconnected(reader)
         writer.close()
+        # Another stranger's open request is kept while it is connected, dropped when it
+        # goes away.
+        other = nacl.signing.SigningKey.generate()
+        reader, writer, session = await _session(bob.listen_port, bob.node_id, other)
+        request = wire.OpenRequest(
+            os.urandom(32), chain, (asset,), ((10**15, 0),), 600, os.urandom(32), "0x" + "44" * 20
+        )
+        writer.write(encode_frame(session.send.encrypt(wire.encode(request)), MAX_FRAME_BYTES))
+        await writer.drain()
+        await _until(lambda: len(bob.node.pending_opens) == 1)  # type: ignore[union-attr]
+        writer.transport.abort()
+        await _until(lambda: not bob.node.pending_opens)  # type: ignore[union-attr]
 
     run(
         with_pair(
