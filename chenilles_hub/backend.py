@@ -349,6 +349,32 @@ class ChainBackend(Protocol):
         ...
 
 
+@runtime_checkable
+class ChannelRecords(Protocol):
+    """An optional role: a backend that must remember, per channel, more than the signed
+    states to act on-chain alone (Bitcoin: the peer's revocation secrets, its recent
+    per-commitment points, the HTLC sets of past versions; without them a revoked
+    commitment can be neither recognised nor punished). EVM and Solana need nothing beyond
+    the latest signed state and do not take this role.
+
+    The record is kept in named *parts* so that a long-lived channel costs little per
+    update: ``export_record`` returns only the parts that changed since its previous call
+    for this channel (``None`` or ``{}``: none did), and the node writes them, each replacing
+    the stored part of that name, in the same transaction as the channel state of the event
+    that changed them, before anything that event sends leaves the process. An empty value
+    drops a part. After a restart the node calls ``restore_record`` once per channel, with
+    every stored part, before it asks for the channel's authority. Part names are short
+    ASCII (at most 64 characters, no ``/`` at the start)."""
+
+    def export_record(
+        self, params: ChannelParams, me: int, account: Account
+    ) -> Mapping[str, bytes] | None: ...
+
+    def restore_record(
+        self, params: ChannelParams, me: int, account: Account, parts: Mapping[str, bytes]
+    ) -> None: ...
+
+
 class BackendFactory(Protocol):
     """What a plugin registers: metadata, plus a way to build ledger instances."""
 

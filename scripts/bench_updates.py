@@ -354,6 +354,7 @@ def nodes_bench(updates: int, batches: tuple[int, ...], directory: Path) -> list
     from chenilles_hub.node.hub import persistence as persistence_module
     from chenilles_hub.node.hub.network import InProcessNetwork
     from chenilles_hub.node.hub.node import Node
+    from chenilles_hub.node.hub.open_policy import OpenPolicy
     from chenilles_hub.node.net import wire
     from chenilles_hub.node.store import base as store_module
 
@@ -401,6 +402,8 @@ def nodes_bench(updates: int, batches: tuple[int, ...], directory: Path) -> list
                     clock=now,
                     name=name,
                     store=TimedStore(directory / f"node-{name}-{batch}.sqlite"),
+                    # bob deposits into the channel alice opens: his policy allows it
+                    open_policy=OpenPolicy(max_remote_deposit={eth: 10**19}),
                 )
                 network.add(node)
                 nodes.append(node)

@@ -107,8 +107,8 @@ class BoundedCodec(Generic[M]):
             raise MessageTooLarge(f"{self._what} is {len(data)} bytes, limit {self._limit}")
         try:
             return self._decoder.decode(data)
-        except msgspec.DecodeError as exc:
-            raise DecodeError(f"malformed {self._what}: {exc}") from None
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec raises the latter
+            raise DecodeError(f"malformed {self._what}: {exc}") from None  # on bad UTF-8
 
 
 _codec: BoundedCodec[ChannelMessage] = BoundedCodec(ChannelMessage, "channel message")

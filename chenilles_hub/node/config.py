@@ -65,6 +65,34 @@ class RateConfig:
 
 
 @dataclass(frozen=True)
+class OpenPolicyConfig:
+    """``[policy.open]``: the operator's consent to channels peers open (see
+    ``hub/open_policy.py``). Safe defaults: we deposit nothing into a channel a peer opens,
+    challenge durations 10 minutes to 2 weeks, two pending requests per peer, 64 in all,
+    each dropped after 2 minutes or when its peer disconnects."""
+
+    accept: bool = True
+    #: (asset as ``token@chain``, the most we deposit into one channel a peer opens)
+    deposits: tuple[tuple[str, int], ...] = ()
+    min_challenge: int = 600
+    max_challenge: int = 14 * 86400
+    max_pending_per_peer: int = 2
+    max_pending: int = 64
+    pending_timeout: int = 120
+
+
+@dataclass(frozen=True)
+class PeerPolicyConfig:
+    """``[policy.peers]``: a peer whose messages are refused or fail ``max_faults`` times
+    within ``fault_window`` seconds is disconnected and banned for ``ban_seconds`` (it may
+    not connect, and is not dialled, until then)."""
+
+    max_faults: int = 20
+    fault_window: float = 60.0
+    ban_seconds: float = 600.0
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     path: Path
     name: str
@@ -92,6 +120,8 @@ class NodeConfig:
     log_level: str = "INFO"
     log_file: Path | None = None
     max_lock: int = 3 * 86400
+    open_policy: OpenPolicyConfig = field(default_factory=OpenPolicyConfig)
+    peer_policy: PeerPolicyConfig = field(default_factory=PeerPolicyConfig)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -235,6 +265,9 @@ def load_config(path: str | os.PathLike[str]) -> NodeConfig:
         for r in policy.get("rates", [])
     )
 
+    open_policy = _open_policy(policy)
+    peer_policy = _peer_policy(policy)
+
     log = _table(raw, "log")
     log_format = _get(log, "format", str, "log") or "text"
     if log_format not in ("text", "json"):
@@ -268,6 +301,94 @@ def load_config(path: str | os.PathLike[str]) -> NodeConfig:
         log_level=(_get(log, "level", str, "log") or "INFO").upper(),
         log_file=resolve(log_file, Path()) if log_file else None,
         max_lock=int(_get(node, "max_lock", int, "node") or 3 * 86400),
+        open_policy=open_policy,
+        peer_policy=peer_policy,
+    )
+
+
+def _subtable(policy: dict[str, Any], key: str, known: set[str]) -> dict[str, Any]:
+    table = policy.get(key, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"[policy.{key}] must be a table")
+    unknown = set(table) - known
+    if unknown:
+        raise ConfigError(
+            f"[policy.{key}]: unknown key(s) {sorted(unknown)} (known: {sorted(known)})"
+        )
+    return table
+
+
+def _bounded_int(table: dict[str, Any], key: str, where: str, default: int, low: int) -> int:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value < 2**63:
+        raise ConfigError(f"{where}.{key}: an integer from {low}, not {value!r}")
+    return value
+
+
+def _open_policy(policy: dict[str, Any]) -> OpenPolicyConfig:
+    where = "policy.open"
+    default = OpenPolicyConfig()
+    table = _subtable(
+        policy,
+        "open",
+        {
+            "accept",
+            "deposit",
+            "min_challenge",
+            "max_challenge",
+            "max_pending_per_peer",
+            "max_pending",
+            "pending_timeout",
+        },
+    )
+    accept = table.get("accept", True)
+    if not isinstance(accept, bool):
+        raise ConfigError(f"{where}.accept must be true or false")
+    deposits = []
+    entries = table.get("deposit", [])
+    if not isinstance(entries, list):
+        raise ConfigError(f"{where}.deposit must be an array of tables ([[policy.open.deposit]])")
+    for index, entry in enumerate(entries):
+        at = f"{where}.deposit[{index}]"
+        if not isinstance(entry, dict) or set(entry) - {"asset", "max"}:
+            raise ConfigError(f'{at}: a table with asset = "token@chain" and max = <base units>')
+        asset = entry.get("asset")
+        if not isinstance(asset, str) or "@" not in asset:
+            raise ConfigError(f"{at}.asset: an asset written token@chain")
+        limit = entry.get("max")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit < 2**256:
+            raise ConfigError(f"{at}.max: an integer amount in base units")
+        deposits.append((asset, limit))
+    result = OpenPolicyConfig(
+        accept=accept,
+        deposits=tuple(deposits),
+        min_challenge=_bounded_int(table, "min_challenge", where, default.min_challenge, 1),
+        max_challenge=_bounded_int(table, "max_challenge", where, default.max_challenge, 1),
+        max_pending_per_peer=_bounded_int(
+            table, "max_pending_per_peer", where, default.max_pending_per_peer, 0
+        ),
+        max_pending=_bounded_int(table, "max_pending", where, default.max_pending, 0),
+        pending_timeout=_bounded_int(table, "pending_timeout", where, default.pending_timeout, 1),
+    )
+    if result.min_challenge > result.max_challenge:
+        raise ConfigError(f"{where}: min_challenge is above max_challenge")
+    return result
+
+
+def _peer_policy(policy: dict[str, Any]) -> PeerPolicyConfig:
+    where = "policy.peers"
+    default = PeerPolicyConfig()
+    table = _subtable(policy, "peers", {"max_faults", "fault_window", "ban_seconds"})
+    values: dict[str, float] = {}
+    for key in ("fault_window", "ban_seconds"):
+        value = table.get(key, getattr(default, key))
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e9:
+            raise ConfigError(f"{where}.{key}: a number of seconds, not {value!r}")
+        values[key] = float(value)
+    return PeerPolicyConfig(
+        max_faults=_bounded_int(table, "max_faults", where, default.max_faults, 1),
+        fault_window=values["fault_window"],
+        ban_seconds=values["ban_seconds"],
     )
 
 

@@ -39,8 +39,11 @@ def test_penalty_takes_every_output_of_a_revoked_commitment(backend: BitcoinBack
     commitment = parse_tx(backend.ledger.get_raw_tx(cheat.txid) or b"")
     assert len(commitment.vout) == 4
 
-    # the watcher's memory survives a restart: persist it and load it back
+    # the watcher's memory survives a restart: persist it and load it back (the first
+    # export holds every part; nothing changed since, so the next holds none)
     saved = backend.export_record(channel.params, 0, alice)
+    assert saved is not None and "head" in saved and "htlcs/3" in saved
+    assert backend.export_record(channel.params, 0, alice) is None
     backend.restore_record(channel.params, 0, alice, saved)
     assert backend.context(channel.params, 0, alice).record.revocation_secret(4) is not None
 

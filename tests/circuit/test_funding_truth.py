@@ -71,7 +71,7 @@ def cheat(mallory: Node, deposit_share: int | None) -> None:
         channel.funded_by_me = True
         mallory.ctx.send(channel.peer, wire.FundingDone(channel.channel_id, ()))
 
-    mallory.opening.fund = fund  # type: ignore[method-assign]
+    mallory.funding.fund = fund  # type: ignore[method-assign]
 
 
 def attack(

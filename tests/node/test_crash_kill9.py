@@ -62,6 +62,8 @@ def test_kill_9_at_random_points_of_payments_loses_nothing(
     rng = random.Random(int(os.environ.get("CHENILLES_CRASH_SEED", "7")))
     alice = make_node(tmp_path, "alice", anvil, 6)
     bob = make_node(tmp_path, "bob", anvil, 7)
+    # Bob deposits into the channel Alice opens: his operator's policy must allow it.
+    bob.tail = f'[[policy.open.deposit]]\nasset = "{NATIVE}"\nmax = {ETH}\n'
     alice.peers = [bob]
     bob.peers = [alice]  # both dial: exercises the duplicate-connection rule on every restart
     nodes = {"alice": alice, "bob": bob}

@@ -79,7 +79,7 @@ from .duties import (
     signed_commitment,
 )
 from .ledger.miner import COINBASE_MATURITY
-from .record import ChannelRecord
+from .record import ChannelRecord, RecordError
 from .watch import SeenCommitment, commitment_version, parse_tx, revealed_preimages
 
 REGTEST = "bip122:regtest"
@@ -324,12 +324,24 @@ class BitcoinBackend:
         ctx = self.context(params, me, account)
         return BitcoinAuthority(ctx.view, ctx.secrets, me, ctx.record, self.native_expiry)
 
-    def export_record(self, params: ChannelParams, me: int, account: Account) -> bytes:
-        """What the node persists to punish and enforce after a restart (see record.py)."""
-        return self.context(params, me, account).record.export()
+    def export_record(
+        self, params: ChannelParams, me: int, account: Account
+    ) -> Mapping[str, bytes] | None:
+        """The parts of the channel's record (revocation secrets, the peer's points, past
+        HTLC sets: what punishing and enforcing need after a restart, see record.py) that
+        changed since the last export; ``None`` if none did. The node writes them in the
+        checkpoint of the event that changed them, before anything that event sends."""
+        return self.context(params, me, account).record.export_changes() or None
 
-    def restore_record(self, params: ChannelParams, me: int, account: Account, data: bytes) -> None:
-        self.context(params, me, account).record = ChannelRecord.restore(data)
+    def restore_record(
+        self, params: ChannelParams, me: int, account: Account, parts: Mapping[str, bytes]
+    ) -> None:
+        """Load every stored part of the channel's record (a restart); raises
+        ``InvalidParams`` if they do not decode."""
+        try:
+            self.context(params, me, account).record.load_parts(parts)
+        except RecordError as exc:
+            raise InvalidParams(str(exc)) from exc
 
     # --- submitting ----------------------------------------------------------------------------
 
@@ -444,8 +456,7 @@ class BitcoinBackend:
             commitment = signed_commitment(ctx, signed)
         except DutyError as exc:
             raise LedgerError("register", str(exc)) from exc
-        ctx.record.registered = signed
-        ctx.record.note_state(signed.state)
+        ctx.record.note_registered(signed)
         return self._submit("register", commitment, from_channel=True)
 
     def challenge(self, params: ChannelParams, signed: SignedState, account: Account) -> TxReceipt:

@@ -4,12 +4,22 @@ Everything the authority learns and the watcher later needs to act alone on-chai
 peer's revocation secrets (a BOLT 3 shachain store: 49 entries at most, whatever the
 number of updates), the HTLC sets of past versions (a revoked commitment's HTLC outputs can
 only be recognised and swept with their payment hashes and expiries), the peer's recent
-per-commitment points, and the state we put on-chain. ``export``/``restore`` let the node
-persist it next to its channel snapshots.
+per-commitment points, and the state we put on-chain.
+
+The node persists it next to its channel snapshots, in the same transaction, after every
+event that touched the channel (``BitcoinBackend.export_record``). So that this stays cheap
+however long the channel lives, the record is kept in *parts* and only the parts that
+changed since the last export are handed out:
+
+* ``head``: the shachain store, the peer's recent points, the registered state and the
+  final version. Bounded (a few KiB), rewritten on every update.
+* ``htlcs/<version>``: the HTLC set of one version, written once when the version is first
+  signed or verified and never again (append-only, like a Lightning node's revocation log).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import msgspec
@@ -19,6 +29,16 @@ from chenilles_hub.core import ChannelState, Htlc, SignedState
 from .bolt3 import START_INDEX, RevocationStore, ShachainError, UnknownRevocationSecretError
 
 _KEEP_POINTS = 4
+HEAD = "head"
+HTLCS_PREFIX = "htlcs/"
+
+
+class _Head(msgspec.Struct, frozen=True):
+    me: int
+    secrets: list[tuple[int, bytes]]
+    peer_points: dict[int, bytes]
+    registered: SignedState | None
+    final_version: int | None
 
 
 class _Persisted(msgspec.Struct, frozen=True):
@@ -30,6 +50,14 @@ class _Persisted(msgspec.Struct, frozen=True):
     final_version: int | None
 
 
+_htlcs_decoder = msgspec.msgpack.Decoder(tuple[Htlc, ...])
+_head_decoder = msgspec.msgpack.Decoder(_Head)
+
+
+class RecordError(ValueError):
+    """A stored record part that does not decode (a corrupted store, or another program's)."""
+
+
 @dataclass
 class ChannelRecord:
     me: int
@@ -38,19 +66,34 @@ class ChannelRecord:
     peer_points: dict[int, bytes] = field(default_factory=dict)
     registered: SignedState | None = None
     final_version: int | None = None
+    #: Parts changed since the last :meth:`export_changes` (a new record: its head).
+    dirty: set[str] = field(default_factory=lambda: {HEAD})
 
     def note_state(self, state: ChannelState) -> None:
         """Remember what is needed to recognise this version's commitments on-chain."""
-        if state.htlcs:
+        if state.htlcs and self.htlcs.get(state.version) != state.htlcs:
             self.htlcs[state.version] = state.htlcs
-        if state.final:
+            self.dirty.add(f"{HTLCS_PREFIX}{state.version}")
+        if state.final and self.final_version != state.version:
             self.final_version = state.version
+            self.dirty.add(HEAD)
 
     def note_peer_points(self, version: int, point: bytes, next_point: bytes) -> None:
+        if self.peer_points.get(version) == point and self.peer_points.get(version + 1) == (
+            next_point
+        ):
+            return
         self.peer_points[version] = point
         self.peer_points[version + 1] = next_point
         for old in sorted(self.peer_points)[:-_KEEP_POINTS]:
             del self.peer_points[old]
+        self.dirty.add(HEAD)
+
+    def note_registered(self, signed: SignedState) -> None:
+        """The state we put on-chain (its HTLCs identify the commitment's outputs)."""
+        self.registered = signed
+        self.dirty.add(HEAD)
+        self.note_state(signed.state)
 
     def add_revocation(self, version: int, secret: bytes) -> None:
         """Store the peer's secret for ``version``; idempotent; raises ShachainError if bogus."""
@@ -60,6 +103,7 @@ class ChannelRecord:
                 raise ShachainError(f"a different secret for version {version} was received")
             return
         self.store.insert(secret, index)
+        self.dirty.add(HEAD)
 
     def revocation_secret(self, version: int) -> bytes | None:
         try:
@@ -72,6 +116,53 @@ class ChannelRecord:
         if self.registered is not None:
             hashes |= {h.payment_hash for h in self.registered.state.htlcs}
         return hashes
+
+    # --- persisting in parts ------------------------------------------------------------------
+
+    def export_changes(self) -> dict[str, bytes]:
+        """The parts changed since the last call (empty if none), and forget they changed:
+        the caller writes them in the checkpoint of the event that changed them."""
+        parts: dict[str, bytes] = {}
+        for name in self.dirty:
+            if name == HEAD:
+                parts[name] = msgspec.msgpack.encode(
+                    _Head(
+                        self.me,
+                        self.store.to_entries(),
+                        self.peer_points,
+                        self.registered,
+                        self.final_version,
+                    )
+                )
+            else:
+                version = int(name.removeprefix(HTLCS_PREFIX))
+                parts[name] = msgspec.msgpack.encode(self.htlcs.get(version, ()))
+        self.dirty.clear()
+        return parts
+
+    def load_parts(self, parts: Mapping[str, bytes]) -> None:
+        """Replace what this record holds with stored parts (a restart). In place: the
+        channel's authority already holds this object."""
+        try:
+            head = _head_decoder.decode(parts[HEAD]) if parts.get(HEAD) else None
+            htlcs = {
+                int(name.removeprefix(HTLCS_PREFIX)): _htlcs_decoder.decode(data)
+                for name, data in parts.items()
+                if name.startswith(HTLCS_PREFIX) and data
+            }
+            store = RevocationStore.from_entries(head.secrets) if head else RevocationStore()
+        except (msgspec.DecodeError, ValueError, ShachainError) as exc:
+            raise RecordError(f"a stored channel record does not decode: {exc}") from exc
+        if head is not None and head.me != self.me:
+            raise RecordError(f"the stored record is participant {head.me}'s, not {self.me}'s")
+        self.store = store
+        self.htlcs = htlcs
+        self.peer_points = dict(head.peer_points) if head else {}
+        self.registered = head.registered if head else None
+        self.final_version = head.final_version if head else None
+        self.dirty.clear()
+
+    # --- the whole record as one value (tools, tests) ------------------------------------------
 
     def export(self) -> bytes:
         return msgspec.msgpack.encode(
@@ -95,7 +186,8 @@ class ChannelRecord:
             dict(p.peer_points),
             p.registered,
             p.final_version,
+            dirty=set(),
         )
 
 
-__all__ = ["ChannelRecord"]
+__all__ = ["ChannelRecord", "RecordError"]

@@ -19,6 +19,7 @@ from .inputs import (
     node_of,
     positive_field,
     read_body,
+    seconds_field,
     service,
     text_field,
 )
@@ -69,9 +70,7 @@ async def open_channel(request: web.Request) -> web.Response:
     remote = amount_field(data, "remote_amount", required=False)
     if amount + remote == 0:
         raise ApiError(400, "bad_amount", "a channel needs a deposit on at least one side")
-    challenge = amount_field(data, "challenge_duration", required=False, default=600)
-    if not 1 <= challenge <= 365 * 86400:
-        raise ApiError(400, "bad_field", "challenge_duration: 1 s to 365 days")
+    challenge = seconds_field(data, "challenge_duration", default=600)
     if peer == server.node_id:
         raise ApiError(400, "bad_node_id", "a channel needs another node")
     if asset.chain not in node.backends:

@@ -11,6 +11,7 @@ a standby waits for the leader lease. The OpenAPI 3 description is at ``/openapi
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -25,6 +26,7 @@ from .operations import ApiError
 from .service import NodeService
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+log = logging.getLogger("chenilles.api")
 
 
 @web.middleware
@@ -48,6 +50,9 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise
     except ChannelError as exc:
         return error_response(422, getattr(exc, "code", "refused"), str(exc))
+    except Exception as exc:  # the node's own bug: still JSON, and the cause in the log
+        log.exception("%s %s failed", request.method, request.path)
+        return error_response(500, "internal", f"the node failed: {type(exc).__name__}")
 
 
 async def health(request: web.Request) -> web.Response:

@@ -45,21 +45,52 @@ async def read_body(request: web.Request) -> dict[str, Any]:
     return data
 
 
+#: Amounts are below 2**256 (what every ledger's contract can hold): at most 78 digits.
+MAX_AMOUNT = 2**256 - 1
+_MAX_DIGITS = len(str(MAX_AMOUNT))
+#: The longest duration a request may ask for (an invoice's lifetime, a payment's lock, a
+#: challenge period): a year. Past that, expiries no longer fit the protocol's 2**40 s.
+MAX_SECONDS = 365 * 86400
+
+
+def _integer(value: object, key: str, code: str, what: str) -> int:
+    """A JSON integer, or a string of ASCII digits (for clients whose numbers are doubles),
+    checked for length *before* it is converted: a 5,000-digit string is refused here, not
+    by Python's int() limit half-way through a handler."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ApiError(400, code, f"{key} must be an integer ({what})")
+    if isinstance(value, str):
+        if not (value.isascii() and value.isdigit()):
+            raise ApiError(400, code, f"{key} must be a non-negative integer ({what})")
+        if len(value) > _MAX_DIGITS:
+            raise ApiError(400, code, f"{key} is out of range")
+        value = int(value)
+    return value
+
+
 def amount_field(data: dict[str, Any], key: str, *, required: bool = True, default: int = 0) -> int:
     value = data.get(key)
     if value is None:
         if required:
             raise ApiError(400, "missing_field", f"{key} is required")
         return default
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ApiError(400, "bad_amount", f"{key} must be an integer (base units)")
-    if isinstance(value, str):
-        if not (value.isascii() and value.isdigit()):
-            raise ApiError(400, "bad_amount", f"{key} must be a non-negative integer")
-        value = int(value)
-    if value < 0 or value >= 2**256:
-        raise ApiError(400, "bad_amount", f"{key} is out of range")
-    return value
+    amount = _integer(value, key, "bad_amount", "base units")
+    if not 0 <= amount <= MAX_AMOUNT:
+        raise ApiError(400, "bad_amount", f"{key} is out of range (0 to 2**256-1)")
+    return amount
+
+
+def seconds_field(
+    data: dict[str, Any], key: str, *, default: int, low: int = 1, high: int = MAX_SECONDS
+) -> int:
+    """An optional duration in seconds, ``low`` to ``high``."""
+    value = data.get(key)
+    if value is None:
+        return default
+    seconds = _integer(value, key, "bad_field", "seconds")
+    if not low <= seconds <= high:
+        raise ApiError(400, "bad_field", f"{key}: {low} to {high} seconds")
+    return seconds
 
 
 def positive_field(

@@ -64,6 +64,12 @@ def render(node: Node | None, server_stats: Mapping[str, int], peers: int, role:
         ("checkpoint_writes", "Durable store transactions (each covers one or more jobs)."),
         ("connections", "Peer connections set up."),
         ("chain_poll_errors", "Failed polls of a chain."),
+        ("chain_event_errors", "Batches of chain events the node failed to handle."),
+        ("tick_errors", "Timer ticks that failed (the timer goes on)."),
+        ("peer_faults", "Peer messages refused or failed that count toward a ban."),
+        ("peers_banned", "Peers banned for repeated faults ([policy.peers])."),
+        ("handshakes_banned", "Handshakes refused because the peer is banned."),
+        ("link_errors", "Peer links that ended on an unexpected error."),
     ):
         out.family(f"chenilles_{key}_total", "counter", help_text, [({}, server_stats.get(key, 0))])
     if node is None:
@@ -133,6 +139,21 @@ def render(node: Node | None, server_stats: Mapping[str, int], peers: int, role:
         "gauge",
         "HTLCs forwarded and not yet settled or failed.",
         [({}, len(node.links_by_out))],
+    )
+    out.family(
+        "chenilles_peer_messages_total",
+        "counter",
+        "Peer messages the node refused (a protocol refusal) or failed on (contained and "
+        "undone), and open requests refused by policy or expired, since start.",
+        [
+            ({"outcome": outcome}, node.counters.get(key, 0))
+            for outcome, key in (
+                ("refused", "peer_messages_refused"),
+                ("failed", "peer_messages_failed"),
+                ("open_refused", "opens_refused"),
+                ("open_expired", "opens_expired"),
+            )
+        ],
     )
     actions = {
         k[len("watcher_") :]: v for k, v in node.counters.items() if k.startswith("watcher_")

@@ -15,6 +15,7 @@ from .inputs import (
     node_of,
     positive_field,
     read_body,
+    seconds_field,
     service,
     text_field,
 )
@@ -45,7 +46,7 @@ async def create_invoice(request: web.Request) -> web.Response:
     amount = positive_field(data, "amount")
     asset = asset_field(data, "asset")
     assert asset is not None
-    ttl = positive_field(data, "ttl", required=False, default=3600)
+    ttl = seconds_field(data, "ttl", default=3600)
     description = text_field(data, "description", required=False, limit=200)
     if asset.chain not in node.backends or asset not in node.backends[asset.chain].assets():
         raise ApiError(400, "unknown_asset", f"this node cannot receive {asset}")
@@ -57,7 +58,7 @@ async def create_invoice(request: web.Request) -> web.Response:
 
 def _route_args(node: Node, server: NodeService, data: dict[str, Any]) -> tuple[Any, int, Any]:
     invoice = ops.parse_invoice(text_field(data, "invoice", limit=8192))
-    max_lock = positive_field(data, "max_lock", required=False, default=server.config.max_lock)
+    max_lock = seconds_field(data, "max_lock", default=server.config.max_lock)
     source_asset = asset_field(data, "source_asset", required=False)
     return invoice, max_lock, source_asset
 

@@ -43,7 +43,7 @@ from ...core.watcher import (
     Refute,
 )
 from .context import NodeContext
-from .opening import Opening
+from .funding import Funding
 from .payments import Payments
 from .records import Channel
 
@@ -94,9 +94,9 @@ class ChainClocks(Mapping[bytes, ChainClock]):
 
 
 class ChainActions:
-    def __init__(self, ctx: NodeContext, opening: Opening, payments: Payments) -> None:
+    def __init__(self, ctx: NodeContext, funding: Funding, payments: Payments) -> None:
         self.ctx = ctx
-        self.opening = opening
+        self.funding = funding
         self.payments = payments
         #: When each channel whose payout is not collected yet may be tried again.
         self._withdraw_at: dict[bytes, int] = {}
@@ -115,7 +115,7 @@ class ChainActions:
         for event in events:
             actions: list[Action] = []
             if isinstance(event, Funded):
-                self.opening.on_funded(event)
+                self.funding.on_funded(event)
             elif isinstance(event, Reorged):
                 self.on_reorged(chain, event)
             elif isinstance(event, Registered) and event.channel_id in self.ctx.channels:
@@ -148,7 +148,7 @@ class ChainActions:
                 actions = watcher.on_preimage(event.payment_hash, event.preimage)
             self.act(actions)
         if tips:
-            self.opening.check_chain(chain)
+            self.funding.check_chain(chain)
 
     def on_reorged(self, chain: str, event: Reorged) -> None:
         """Blocks of ``chain`` were replaced. The watcher forgets what it did for the
@@ -166,7 +166,7 @@ class ChainActions:
                     f"{chain}: the conclusion of {channel_id.hex()[:8]} is not final any more"
                 )
         if event.depth >= self.ctx.depth(chain):
-            self.opening.recheck_active(chain)
+            self.funding.recheck_active(chain)
 
     def _final_height(self, chain: str, block: int | None) -> int:
         """The height from which a conclusion in ``block`` (or in a block up to the tip

@@ -18,7 +18,7 @@ from ...core.watcher import Watcher
 from ...identity import NodeIdentity
 from ..net import wire
 from ..store.base import Store
-from .records import Channel
+from .records import Channel, UndoLog
 
 log = logging.getLogger("chenilles.node")
 
@@ -63,6 +63,8 @@ class NodeContext:
     counters: dict[str, int] = field(default_factory=dict)
     #: The off-chain rules of the apps this node runs, by app id (given to every machine).
     apps: dict[str, App] = field(default_factory=dict)
+    #: Old values of channel fields an event changed, while it may still be undone.
+    undo: UndoLog = field(default_factory=UndoLog)
 
     @property
     def node_id(self) -> bytes:
@@ -92,5 +94,6 @@ class NodeContext:
         self.channels[channel.channel_id] = channel
         channel.dirty_sink = self.pending.channels
         channel.queued_sink = self.queued
+        channel.undo_log = self.undo
         if channel.queue or channel.machine.withdrawn:  # withdrawn: a refusal to bury
             self.queued[channel.channel_id] = None

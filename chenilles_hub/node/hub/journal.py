@@ -58,8 +58,16 @@ INVOICE_PREFIX = "invoice/"
 #: ``funding/<channel id hex>/<asset>``: b"submitted" once we sent our deposit of that asset
 #: to the chain (written before sending it), b"confirmed" once the chain reported it.
 FUNDING_PREFIX = "funding/"
+#: ``record/<channel id hex>/<part>``: a part of the backend's per-channel record
+#: (``ChannelRecords``: on Bitcoin the peer's revocation secrets and what recognises a
+#: commitment on-chain), written with the channel state it belongs to.
+RECORD_PREFIX = "record/"
 T = TypeVar("T")
 _decoder = msgspec.json.Decoder(NodeStateV1)
+
+
+def record_key(channel_id: bytes, part: str) -> str:
+    return f"{RECORD_PREFIX}{channel_id.hex()}/{part}"
 
 
 def encode_node_state(state: NodeStateV1) -> bytes:

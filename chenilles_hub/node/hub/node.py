@@ -39,7 +39,7 @@ from ...core import (
     SubmitToLedger,
     Update,
 )
-from ...core.errors import WrongChannel
+from ...core.errors import DecodeError, InvalidParams, WrongChannel
 from ...core.messages import Accept, Ack, Propose, Reestablish, Reject
 from ...identity import NodeIdentity
 from ..net import wire
@@ -48,11 +48,14 @@ from .apps import AppChannels
 from .chain_actions import ChainActions
 from .context import NodeContext
 from .forwarding import ForwardingPolicy
+from .funding import Funding
+from .open_policy import OpenPolicy
 from .opening import Opening
 from .payments import Payments
 from .persistence import Checkpoint, Persistence
 from .proposals import Proposals
 from .records import Channel, Payment
+from .savepoint import Savepoint
 
 if TYPE_CHECKING:
     from ...core.watcher import Watcher
@@ -60,6 +63,9 @@ if TYPE_CHECKING:
     from .records import ForwardLink
 
 log = logging.getLogger("chenilles.node")
+#: The longest an invoice may stay payable: a year.
+MAX_INVOICE_TTL = 365 * 86400
+_OPEN_MESSAGES = (wire.OpenRequest, wire.OpenAccept, wire.OpenRefused, wire.OpenChannel)
 _CONTEXT_FIELDS = frozenset(
     {"identity", "backends", "accounts", "clock", "name", "store", "confirmations"}
 )
@@ -89,6 +95,8 @@ class Node:
     #: The off-chain rules of the apps this node runs, by app id; ``None``: every app
     #: installed (the ``chenilles.apps`` entry points).
     apps: Mapping[str, App] | None = None
+    #: The operator's consent to channels peers open (deposits, challenge, pending caps).
+    open_policy: OpenPolicy = field(default_factory=OpenPolicy)
 
     def __post_init__(self) -> None:
         self.ctx = NodeContext(
@@ -102,8 +110,9 @@ class Node:
         )
         self.proposals = Proposals(self.ctx, self._run, self._update_failed)
         self.payment_flow = Payments(self.ctx, self.proposals, self.policy, self.refund_grace)
-        self.opening = Opening(self.ctx, self._run)
-        self.chain_actions = ChainActions(self.ctx, self.opening, self.payment_flow)
+        self.funding = Funding(self.ctx)
+        self.opening = Opening(self.ctx, self._run, self.open_policy)
+        self.chain_actions = ChainActions(self.ctx, self.funding, self.payment_flow)
         self.persistence = Persistence(self.ctx, self.payment_flow)
         if self.apps is None:
             from ... import apps as installed
@@ -121,6 +130,8 @@ class Node:
             setattr(self.ctx, name, value)
         if name in _PAYMENT_SETTINGS and "payment_flow" in self.__dict__:
             setattr(self.payment_flow, name, value)
+        if name == "open_policy" and "opening" in self.__dict__:
+            self.opening.policy = value  # type: ignore[assignment]
 
     # --- what drivers and operators read ----------------------------------------------------
 
@@ -214,13 +225,77 @@ class Node:
     # --- events -----------------------------------------------------------------------------
 
     def receive(self, peer: bytes, data: bytes) -> None:
-        """One message from ``peer``. Bad input is refused and logged; nothing else changes."""
+        """One message from ``peer``. It takes effect whole or not at all: whatever handling
+        it raises (a refusal, the node's own bug, a chain that failed) is contained here,
+        logged, counted and answered where the peer waits for an answer; what the message
+        had changed is undone (:class:`~.savepoint.Savepoint`). Nothing escapes to the
+        driver, so one peer can never stop the node or the other peers' messages."""
         try:
-            self._dispatch(peer, wire.decode(data))
+            message = wire.decode(data)
+        except Exception as exc:  # malformed: the driver disconnects the peer
+            error = exc if isinstance(exc, DecodeError) else DecodeError(f"malformed: {exc}")
+            self._refused(peer, error)
+            self._end_of_event()
+            return
+        channel = self._known_channel(peer, message)
+        savepoint = Savepoint(
+            self.ctx,
+            self.opening,
+            self.payment_flow,
+            channel,
+            with_payments=not isinstance(message, _OPEN_MESSAGES),
+        )
+        try:
+            self._dispatch(peer, message)
         except ChannelError as error:
+            savepoint.rollback()
+            self._refused(peer, error)
+            self._answer_refusal(peer, message, channel, error)
+        except Exception as error:
+            savepoint.rollback()
             self.ctx.errors.append(error)
-            log.warning("%s: refused a message from %s: %s", self.name, peer.hex()[:8], error)
-        self._end_of_event()
+            self.ctx.count("peer_messages_failed")
+            log.exception(
+                "%s: handling a %s from %s failed; undone",
+                self.name,
+                type(message).__name__,
+                peer.hex()[:8],
+            )
+            if isinstance(message, _OPEN_MESSAGES):
+                self.opening.refused(peer, message, "the node could not handle this request")
+        else:
+            savepoint.release()
+        try:
+            self.proposals.flush()
+        except Exception:  # the node's own failure, not the peer's: keep serving the rest
+            self.ctx.count("flush_failed")
+            log.exception("%s: proposing queued updates failed", self.name)
+        self._commit_point()
+
+    def _refused(self, peer: bytes, error: ChannelError) -> None:
+        self.ctx.errors.append(error)
+        self.ctx.count("peer_messages_refused")
+        log.warning("%s: refused a message from %s: %s", self.name, peer.hex()[:8], error)
+
+    def _answer_refusal(
+        self, peer: bytes, message: wire.NodeMessage, channel: Channel | None, error: ChannelError
+    ) -> None:
+        """Tell the peer what we refused where it waits for an answer: a proposal gets a
+        ``Reject``, a step of the open handshake an ``OpenRefused``."""
+        if isinstance(message, _OPEN_MESSAGES):
+            self.opening.refused(peer, message, f"{error.code}: {error}")
+        elif channel is not None and not isinstance(message, wire.FundingDone):
+            self._run(channel, channel.machine.rejection(message, error))
+
+    def _known_channel(self, peer: bytes, message: wire.NodeMessage) -> Channel | None:
+        """The existing channel with ``peer`` that ``message`` is about, if any."""
+        channel_id = getattr(message, "channel_id", None)
+        channel = self.ctx.channels.get(channel_id) if channel_id is not None else None
+        return channel if channel is not None and channel.peer == peer else None
+
+    def peer_disconnected(self, peer: bytes) -> None:
+        """``peer``'s link is gone: what it asked for and did not finish is dropped."""
+        self.opening.forget_peer(peer)
 
     def _dispatch(self, peer: bytes, message: wire.NodeMessage) -> None:
         opening = self.opening
@@ -233,7 +308,7 @@ class Node:
         elif isinstance(message, wire.OpenChannel):
             opening.on_open_channel(peer, message)
         elif isinstance(message, wire.FundingDone):
-            opening.on_funding_done(self._channel_of(peer, message.channel_id))
+            self.funding.on_funding_done(self._channel_of(peer, message.channel_id))
         else:
             self._on_channel_message(peer, message)
 
@@ -249,20 +324,22 @@ class Node:
         self, peer: bytes, message: Propose | Accept | Ack | Reject | Reestablish
     ) -> None:
         channel = self._channel_of(peer, message.channel_id)
-        try:
-            self.opening.check_updatable(channel, message)
-            effects = channel.machine.receive(message, self.clock())
-        except ChannelError as error:
-            self._run(channel, channel.machine.rejection(message, error))
-            raise
-        self._run(channel, effects)
+        self.funding.check_updatable(channel, message)
+        self._run(channel, channel.machine.receive(message, self.clock()))
 
     def reestablish(self, peer: bytes) -> None:
-        """After a reconnect: tell the peer where each of our channels with it stands."""
-        for channel in self.ctx.channels.values():
+        """After a reconnect: tell the peer where each of our channels with it stands (a
+        channel that cannot say is logged and skipped: the others still reestablish)."""
+        for channel in list(self.ctx.channels.values()):
             if channel.peer == peer:
-                self.opening.reestablish(channel)
-                self._run(channel, channel.machine.reestablish())
+                try:
+                    self.funding.reestablish(channel)
+                    self._run(channel, channel.machine.reestablish())
+                except Exception:
+                    self.ctx.count("reestablish_failed")
+                    log.exception(
+                        "%s: reestablishing %s failed", self.name, channel.channel_id.hex()[:8]
+                    )
         self._commit_point()
 
     def on_chain_events(self, chain: str, events: list[ChainEvent]) -> None:
@@ -271,6 +348,7 @@ class Node:
         self._end_of_event()
 
     def tick(self) -> None:
+        self.opening.expire(self.clock())
         self.chain_actions.tick()
         self.app_channels.tick()
         self._end_of_event()
@@ -336,6 +414,8 @@ class Node:
     def invoice(
         self, amount: int, asset: Asset, *, ttl: int = 3600, description: str = ""
     ) -> Invoice:
+        if not 1 <= ttl <= MAX_INVOICE_TTL:  # an expiry past 2**40 s could never be paid
+            raise InvalidParams(f"an invoice lives 1 s to {MAX_INVOICE_TTL} s, not {ttl}")
         invoice = self.payment_flow.invoice(amount, asset, ttl=ttl, description=description)
         self._commit_point()
         return invoice
@@ -363,7 +443,7 @@ class Node:
                 self.ctx.send(effect.peer, effect.message)
             elif isinstance(effect, Irrevocable):
                 if effect.signed.state.version == 0:
-                    self.opening.fund(channel)
+                    self.funding.fund(channel)
                 else:
                     self.proposals.on_irrevocable(channel)
                     self.payment_flow.on_irrevocable(
@@ -376,7 +456,11 @@ class Node:
             elif isinstance(effect, SubmitToLedger):
                 self.chain_actions.submit(channel, effect)
             elif isinstance(effect, RevocationReceived):
-                pass  # the backend's authority verified and keeps it (Bitcoin penalties)
+                # The backend's authority verified it and keeps it in its channel record
+                # (Bitcoin penalties); this event's checkpoint writes that record with the
+                # snapshot its ``Persist`` came with, before the outbox (the Ack or Accept
+                # that depends on it) may leave.
+                self.ctx.count("revocations_received")
 
     def _update_failed(self, channel: Channel, update: Update, reason: str) -> None:
         self.payment_flow.update_failed(channel, update, reason)

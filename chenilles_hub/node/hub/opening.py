@@ -8,6 +8,12 @@ fixes the params (and the nonce, which on Bitcoin is its funding txid) and sends
 deposits and says so with ``FundingDone``. An app channel's request names the app and the
 opening state's app data; the acceptor checks them (``app_checks.refusal``) and that the final
 params name that app and no other.
+
+The acceptor consents only within its operator's :class:`~.open_policy.OpenPolicy` (what
+it deposits, for how long, how many requests it keeps) and only to a deposit its wallet
+holds; a refusal answers ``OpenRefused`` with the reason. Each handler checks everything
+the peer sent (with the backend, whose surprises become a ``ChannelError``) before it
+changes anything, so a refused or failed step leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -15,10 +21,11 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import msgspec
 
-from ...backend import Account, ChainBackend, Funded
+from ...backend import Account, ChainBackend
 from ...core import (
     App,
     Asset,
@@ -30,8 +37,12 @@ from ...core import (
     Participant,
     initial_state,
 )
-from ...core.errors import ChannelNotOpen, InvalidParams, WrongChannel
-from ...core.messages import Propose
+from ...core.errors import (
+    ChannelError,
+    InsufficientBalance,
+    InvalidParams,
+    WrongChannel,
+)
 from ...core.watcher import GuardChannel
 from ..net import wire
 from ..store.base import ChannelRecord
@@ -39,9 +50,13 @@ from .app_checks import refusal
 from .context import NodeContext
 from .forwarding import enforcement_delta
 from .journal import FUNDING_PREFIX
+from .open_policy import OpenPolicy
 from .records import Channel
 
 RunEffects = Callable[[Channel, list[Effect]], None]
+T = TypeVar("T")
+#: Outcomes of our own open requests kept for the operator to read (newest win).
+MAX_OPEN_RESULTS = 1024
 
 
 @dataclass
@@ -56,6 +71,10 @@ class PendingOpen:
     opener: bool
     app: str = ""
     app_data: bytes = b""
+    #: The key we gave as acceptor: the params of ``OpenChannel`` must name it.
+    acceptor_key: str = ""
+    #: When the request was made (the node's clock): it expires ``pending_timeout`` later.
+    created: int = 0
 
 
 def min_lead(backend: ChainBackend, params: ChannelParams) -> int:
@@ -93,9 +112,10 @@ def funding_key(channel_id: bytes, asset: Asset) -> str:
 class Opening:
     """Open requests, the channel's creation on both sides, deposits and activation."""
 
-    def __init__(self, ctx: NodeContext, run: RunEffects) -> None:
+    def __init__(self, ctx: NodeContext, run: RunEffects, policy: OpenPolicy) -> None:
         self.ctx = ctx
         self.run = run
+        self.policy = policy
         self.pending_opens: dict[bytes, PendingOpen] = {}
         #: What became of our open requests (temp id -> channel id, or the peer's refusal),
         #: so an operator who asked for a channel can follow it (not persisted).
@@ -122,6 +142,9 @@ class Opening:
             reason = refusal(self.ctx, chain, app, app_data, dict(deposits), 0)
             if reason is not None:
                 raise InvalidParams(reason)
+        shortfall = self._shortfall(backend, account, deposits)
+        if shortfall is not None:
+            raise InsufficientBalance(shortfall)
         temp_id = secrets.token_bytes(32)
         salt = secrets.token_bytes(32)
         assets = tuple(deposits)
@@ -136,6 +159,7 @@ class Opening:
             True,
             app,
             app_data,
+            created=self.ctx.clock(),
         )
         self.pending_opens[temp_id] = pending
         self.ctx.send(
@@ -155,16 +179,17 @@ class Opening:
         return temp_id
 
     def on_open_request(self, peer: bytes, msg: wire.OpenRequest) -> None:
-        backend = self.ctx.backends.get(msg.chain)
-        if backend is None or msg.chain not in self.ctx.accounts:
-            self.ctx.send(peer, wire.OpenRefused(msg.temp_id, f"no backend for {msg.chain}"))
+        """A peer asks for a channel: consent within the policy, or refuse with the reason.
+        Nothing is kept for a refused request."""
+        reason = self._refusal(peer, msg)
+        if reason is not None:
+            self.ctx.count("opens_refused")
+            self.ctx.note(f"refused an open request from {peer.hex()[:8]}: {reason}")
+            self.ctx.send(peer, wire.OpenRefused(msg.temp_id, reason[:300]))
             return
-        unknown = [a for a in msg.assets if a not in backend.assets()]
-        if unknown or len(msg.deposits) != len(msg.assets):
-            self.ctx.send(peer, wire.OpenRefused(msg.temp_id, f"unknown assets {unknown}"))
-            return
+        backend = self.ctx.backends[msg.chain]
         account = self.ctx.accounts[msg.chain]
-        key = backend.participant_key(account, msg.salt)
+        key = _from_backend("participant key", backend.participant_key, account, msg.salt)
         # Deposits arrive as (opener's, acceptor's); keep them from our point of view.
         deposits = {a: (d[1], d[0]) for a, d in zip(msg.assets, msg.deposits, strict=True)}
         if msg.app:
@@ -183,8 +208,54 @@ class Opening:
             False,
             msg.app,
             msg.app_data,
+            acceptor_key=key,
+            created=self.ctx.clock(),
         )
         self.ctx.send(peer, wire.OpenAccept(msg.temp_id, key))
+
+    def _refusal(self, peer: bytes, msg: wire.OpenRequest) -> str | None:
+        """Why we do not accept this request (``None``: we do): the request itself, the
+        operator's policy, the caps on pending requests, then our wallet."""
+        backend = self.ctx.backends.get(msg.chain)
+        if backend is None or msg.chain not in self.ctx.accounts:
+            return f"no backend for {msg.chain}"
+        unknown = [str(a) for a in msg.assets if a not in backend.assets()]
+        if unknown:
+            return f"unknown assets {unknown}"
+        if len(msg.deposits) != len(msg.assets) or len(set(msg.assets)) != len(msg.assets):
+            return "one deposit pair per asset, each asset once"
+        if not any(ours or theirs for ours, theirs in msg.deposits):
+            return "a channel needs a deposit on at least one side"
+        if msg.temp_id in self.pending_opens:
+            return "this temporary channel id is taken"
+        deposits = {a: (d[1], d[0]) for a, d in zip(msg.assets, msg.deposits, strict=True)}
+        reason = self.policy.refusal(deposits, msg.challenge_duration)
+        if reason is not None:
+            return reason
+        theirs = [p for p in self.pending_opens.values() if not p.opener]
+        if sum(1 for p in theirs if p.peer == peer) >= self.policy.max_pending_per_peer:
+            return f"too many pending opens from you (limit {self.policy.max_pending_per_peer})"
+        if len(theirs) >= self.policy.max_pending:
+            return "too many pending opens: try again later"
+        return self._shortfall(backend, self.ctx.accounts[msg.chain], deposits)
+
+    def _shortfall(
+        self,
+        backend: ChainBackend,
+        account: Account,
+        deposits: Mapping[Asset, tuple[int, int]],
+    ) -> str | None:
+        """Why our wallet cannot make our deposits (the native asset also pays the
+        funding's fee), or ``None``. Asked before anything is signed: a channel whose
+        deposit fails would stay ``opening`` on both sides for good."""
+        for asset, (ours, _theirs) in deposits.items():
+            if ours <= 0:
+                continue
+            need = ours + (backend.estimate_fee("fund") if asset.token == "native" else 0)
+            have = backend.balance(account, asset)
+            if have < need:
+                return f"insufficient funds: a deposit of {ours} {asset} needs {need}, have {have}"
+        return None
 
     def on_open_accept(self, peer: bytes, msg: wire.OpenAccept) -> None:
         pending = self.pending_opens.get(msg.temp_id)
@@ -196,7 +267,7 @@ class Opening:
             Participant(pending.opener_key, self.ctx.node_id),
             Participant(msg.acceptor_key, peer),
         )
-        nonce = backend.new_nonce(participants, pending.deposits, account)
+        nonce = _from_backend("nonce", backend.new_nonce, participants, pending.deposits, account)
         params = ChannelParams(
             chain=pending.chain,
             participants=participants,
@@ -205,41 +276,70 @@ class Opening:
             nonce=nonce,
             app=pending.app,
         )
-        del self.pending_opens[msg.temp_id]
         channel = self.create_channel(params, 0, pending.deposits, pending.app_data)
-        self.open_results[msg.temp_id] = channel.channel_id
+        del self.pending_opens[msg.temp_id]
+        self._result(msg.temp_id, channel.channel_id)
         self.ctx.send(peer, wire.OpenChannel(msg.temp_id, params))
         self.run(channel, channel.machine.open())
 
     def on_open_channel(self, peer: bytes, msg: wire.OpenChannel) -> None:
-        pending = self.pending_opens.pop(msg.temp_id, None)
+        pending = self.pending_opens.get(msg.temp_id)
         if pending is None or pending.opener or pending.peer != peer:
             raise WrongChannel("an open_channel for no request we accepted")
         params = msg.params
-        expected = (
-            pending.opener_key,
-            pending.chain,
-            pending.assets,
-            pending.challenge_duration,
-            pending.app,  # the app judges forced moves: never one we did not agree to
-        )
-        got = (
-            params.participants[0].chain_key,
-            params.chain,
-            params.assets,
-            params.challenge_duration,
-            params.app,
-        )
-        if expected != got or params.participants[1].node_id != self.ctx.node_id:
-            raise WrongChannel("the channel params differ from what was requested")
+        if len(params.participants) != 2:
+            raise InvalidParams("a channel opened by a peer has two participants")
+        opener, acceptor = params.participants
+        # the app judges forced moves: never one we did not agree to
+        expected = (pending.opener_key, peer, pending.chain, pending.assets, pending.app)
+        got = (opener.chain_key, opener.node_id, params.chain, params.assets, params.app)
+        if expected != got or params.challenge_duration != pending.challenge_duration:
+            raise InvalidParams("the channel params differ from what was requested")
+        if acceptor.node_id != self.ctx.node_id or acceptor.chain_key != pending.acceptor_key:
+            raise InvalidParams("participant 1 must be this node with the key it gave")
         self.create_channel(params, 1, pending.deposits, pending.app_data)
+        del self.pending_opens[msg.temp_id]
 
     def on_open_refused(self, peer: bytes, msg: wire.OpenRefused) -> None:
         pending = self.pending_opens.get(msg.temp_id)
-        if pending is not None and pending.peer == peer and pending.opener:
+        if pending is not None and pending.peer == peer:
             del self.pending_opens[msg.temp_id]
-            self.open_results[msg.temp_id] = msg.reason or "refused"
-        self.ctx.note(f"channel refused: {msg.reason}")
+            if pending.opener:
+                self._result(msg.temp_id, msg.reason or "refused")
+                self.ctx.note(f"channel refused: {msg.reason}")
+
+    def refused(self, peer: bytes, message: wire.NodeMessage, reason: str) -> None:
+        """A step of the handshake with ``peer`` was refused or failed (and undone): the
+        request is over; tell the peer why, and, for an open of ours, our operator."""
+        temp_id = getattr(message, "temp_id", None)
+        if temp_id is None or isinstance(message, wire.OpenRefused):
+            return
+        pending = self.pending_opens.get(temp_id)
+        if pending is not None and pending.peer == peer:
+            del self.pending_opens[temp_id]
+            if pending.opener:
+                self._result(temp_id, f"the peer's answer was refused: {reason}")
+        self.ctx.send(peer, wire.OpenRefused(temp_id, reason[:300]))
+
+    def forget_peer(self, peer: bytes) -> None:
+        """``peer`` disconnected: the requests it made are dropped (ours to it stay, and
+        its answer may still come after it reconnects)."""
+        for temp_id, pending in list(self.pending_opens.items()):
+            if pending.peer == peer and not pending.opener:
+                del self.pending_opens[temp_id]
+
+    def expire(self, now: int) -> None:
+        """Drop the requests of peers that did not complete the handshake in time."""
+        timeout = self.policy.pending_timeout
+        for temp_id, pending in list(self.pending_opens.items()):
+            if not pending.opener and now - pending.created > timeout:
+                del self.pending_opens[temp_id]
+                self.ctx.count("opens_expired")
+
+    def _result(self, temp_id: bytes, result: bytes | str) -> None:
+        self.open_results[temp_id] = result
+        while len(self.open_results) > MAX_OPEN_RESULTS:
+            del self.open_results[next(iter(self.open_results))]
 
     def create_channel(
         self,
@@ -248,14 +348,27 @@ class Opening:
         deposits: dict[Asset, tuple[int, int]],
         app_data: bytes = b"",
     ) -> Channel:
+        """The channel and its machine: everything the backend must accept (the params, our
+        key in them, the peer's key) is built first; only then is anything recorded."""
         backend = self.ctx.backends[params.chain]
         account = self.ctx.accounts[params.chain]
-        channel_id = backend.channel_id(params)
+        channel_id = _from_backend("channel id", backend.channel_id, params)
+        if channel_id in self.ctx.channels:
+            raise WrongChannel("a channel with these params exists already")
         ordered = {a: (d if me == 0 else (d[1], d[0])) for a, d in deposits.items()}
         initial = initial_state(channel_id, params.assets, ordered)
         if app_data:
             initial = msgspec.structs.replace(initial, app_data=app_data)
-        machine = new_machine(backend, account, params, channel_id, me, initial, self.ctx.apps)
+        machine = _from_backend(
+            "channel", new_machine, backend, account, params, channel_id, me, initial, self.ctx.apps
+        )
+        record = ChannelRecord(channel_id, params, me, initial)
+        if self.ctx.store is not None:
+            stored = self.ctx.store.get_channel(channel_id)
+            if stored is None:
+                self.ctx.store.add_channel(record)
+            elif stored != record:  # left by an attempt that was undone or crashed
+                raise WrongChannel("a channel with these params but other terms was created")
         channel = Channel(
             params,
             channel_id,
@@ -268,183 +381,19 @@ class Opening:
         )
         self.ctx.adopt(channel)
         self.ctx.pending.channels.add(channel_id)
-        if self.ctx.store is not None:
-            self.ctx.store.add_channel(ChannelRecord(channel_id, params, me, initial))
         self.ctx.watcher.add(GuardChannel(channel_id))
         self.ctx.note(
             f"channel {channel_id.hex()[:8]} on {params.chain} created (participant {me})"
         )
         return channel
 
-    # --- funding ----------------------------------------------------------------------------
 
-    def fund(self, channel: Channel) -> None:
-        """Send our deposits to the chain, each at most once, ever.
-
-        A deposit leaves the process in a chain transaction, before the checkpoint that
-        records it. So a durable marker is written *before* each one is sent: after a crash
-        the node finds the marker, does not send it again (a second deposit would be locked
-        in the channel for good) and waits for the chain to report it (:class:`Funded`)."""
-        store = self.ctx.store
-        txids: list[str] = []
-        waiting = False
-        for asset, (mine, _theirs) in channel.deposits.items():
-            if mine <= 0:
-                continue
-            key = funding_key(channel.channel_id, asset)
-            if store is not None:
-                if store.get_setting(key) is not None:
-                    waiting = True  # sent before a crash: the chain will tell
-                    self.ctx.note(
-                        f"deposit of {asset} into {channel.channel_id.hex()[:8]} was "
-                        "sent before a restart: waiting for the chain to report it"
-                    )
-                    continue
-                store.set_setting(key, b"submitted")  # durable before it is sent
-            receipt = channel.backend.fund(channel.params, channel.me, channel.account, asset, mine)
-            channel.receipts.append(receipt)
-            txids.append(receipt.txid)
-            self.ctx.note(f"funded {mine} {asset} into {channel.channel_id.hex()[:8]}")
-        if waiting and not self._deposits_confirmed(channel):
-            return
-        self._funded_by_me(channel, tuple(txids))
-
-    def _funded_by_me(self, channel: Channel, txids: tuple[str, ...]) -> None:
-        channel.funded_by_me = True
-        self.ctx.send(channel.peer, wire.FundingDone(channel.channel_id, txids))
-        self.check_funding(channel)
-
-    def _deposits_confirmed(self, channel: Channel) -> bool:
-        """Whether the chain reported every deposit of ours (only asked after a restart)."""
-        store = self.ctx.store
-        assert store is not None
-        return all(
-            store.get_setting(funding_key(channel.channel_id, asset)) == b"confirmed"
-            for asset, (mine, _theirs) in channel.deposits.items()
-            if mine > 0
-        )
-
-    def on_funded(self, event: Funded) -> None:
-        """The chain reports a deposit. For a deposit of ours sent before a crash that
-        forgot it, it is confirmed now, and we tell the peer; any deposit is a reason to
-        look at the chain again (the event itself proves nothing: a reorg may take it)."""
-        channel = self.ctx.channels.get(event.channel_id)
-        if channel is None:
-            return
-        self._recover_our_deposit(channel, event)
-        self.check_funding(channel)
-
-    def _recover_our_deposit(self, channel: Channel, event: Funded) -> None:
-        store = self.ctx.store
-        if channel.funded_by_me or event.participant != channel.me:
-            return
-        if store is None or channel.deposits.get(event.asset, (0, 0))[0] <= 0:
-            return
-        key = funding_key(channel.channel_id, event.asset)
-        if store.get_setting(key) is None:
-            return  # not sent by us (yet): someone else deposited for us
-        store.set_setting(key, b"confirmed")
-        if channel.machine.latest is not None and self._deposits_confirmed(channel):
-            self.ctx.note(f"the chain confirms our deposits into {channel.channel_id.hex()[:8]}")
-            self._funded_by_me(channel, ())
-
-    def on_funding_done(self, channel: Channel) -> None:
-        """The peer says its deposits are sent: a hint to look at the chain, never proof."""
-        channel.funded_by_peer = True
-        self.check_funding(channel)
-
-    # --- activation: the chain's word, at depth -----------------------------------------------
-
-    def check_funding(self, channel: Channel) -> None:
-        """Activate an opening channel once the chain holds exactly the agreed deposits at
-        the chain's confirmation depth; until then say what it waits for. Called when we
-        have sent our deposits, on the peer's ``FundingDone``, on every deposit the chain
-        reports and on every new block of the channel's chain."""
-        if channel.status != "opening" or not channel.funded_by_me:
-            return
-        if channel.machine.latest is None:
-            return  # version 0 is not signed by both yet: nothing may be deposited
-        shortfall = self._shortfall(channel)
-        if shortfall is not None:
-            if shortfall != channel.waiting:
-                self.ctx.note(f"channel {channel.channel_id.hex()[:8]}: {shortfall}")
-            channel.waiting = shortfall
-            return
-        channel.waiting = ""
-        channel.status = "active"
-        self.ctx.note(f"channel {channel.channel_id.hex()[:8]} is active")
-
-    def check_chain(self, chain: str) -> None:
-        """A new block on ``chain``: deposits may have reached their depth."""
-        for channel in list(self.ctx.channels.values()):
-            if channel.status == "opening" and channel.params.chain == chain:
-                self.check_funding(channel)
-
-    def recheck_active(self, chain: str) -> None:
-        """A reorg at least as deep as the confirmation depth: a deposit that made a
-        channel active may be gone. Such a channel leaves ``active`` (no new payments, the
-        peer's proposals refused) until the chain shows its deposits again."""
-        for channel in list(self.ctx.channels.values()):
-            if channel.status != "active" or channel.params.chain != chain:
-                continue
-            shortfall = self._shortfall(channel)
-            if shortfall is not None:
-                channel.status = "opening"
-                channel.waiting = shortfall
-                self.ctx.note(
-                    f"channel {channel.channel_id.hex()[:8]} is not active any more after a "
-                    f"reorg: {shortfall}"
-                )
-
-    def _shortfall(self, channel: Channel) -> str | None:
-        """``None`` if the chain holds the agreed deposits of every asset at depth, else
-        what is missing, in words. The agreed total is what every state distributes (the
-        core's invariant), so it must be held exactly: less cannot be enforced, and more
-        could not be closed cooperatively (or, on Bitcoin, not spent by any commitment)."""
-        depth = self.ctx.depth(channel.params.chain)
-        try:
-            held = channel.backend.holdings(channel.params, depth)
-        except Exception as error:  # an unreachable chain: still waiting, asked again
-            return f"waiting for the chain to answer: {error}"
-        me, peer = channel.me, 1 - channel.me
-        for asset, (mine, theirs) in channel.deposits.items():
-            amounts = list(held.get(asset, ()))
-            got_mine = amounts[me] if len(amounts) > me else 0
-            got_theirs = amounts[peer] if len(amounts) > peer else 0
-            if got_mine + got_theirs == mine + theirs:
-                continue
-            if got_mine + got_theirs > mine + theirs:
-                return (
-                    f"the chain holds more than agreed: {got_mine + got_theirs} of "
-                    f"{mine + theirs} {asset}"
-                )
-            who, got, wanted = (
-                ("the peer's", got_theirs, theirs)
-                if got_theirs < theirs
-                else ("our", got_mine, mine)
-            )
-            return (
-                f"waiting for {who} deposit: {got} of {wanted} {asset} confirmed "
-                f"({depth} confirmations needed)"
-            )
-        return None
-
-    def check_updatable(self, channel: Channel, message: object) -> None:
-        """Refuse the peer's proposal of any state after version 0 while the channel is not
-        active: its deposits are not on the chain at depth (yet, or any more after a
-        reorg), so nothing it would carry, an HTLC to forward or a transfer, could be
-        enforced."""
-        if (
-            isinstance(message, Propose)
-            and message.state.version > 0
-            and channel.status == "opening"
-        ):
-            raise ChannelNotOpen(
-                f"the channel is not active: {channel.waiting or 'waiting for its deposits'}"
-            )
-
-    def reestablish(self, channel: Channel) -> None:
-        """Our funding notice may have been lost with the connection (or a crash); it is
-        idempotent, so say it again."""
-        if channel.funded_by_me and channel.status == "opening":
-            self.ctx.send(channel.peer, wire.FundingDone(channel.channel_id, ()))
+def _from_backend(what: str, fn: Callable[..., T], *args: object) -> T:
+    """Call the backend with what a peer sent: whatever it raises becomes a refusal of the
+    peer's message (``InvalidParams``), never a failure of the node."""
+    try:
+        return fn(*args)
+    except ChannelError:
+        raise
+    except Exception as exc:
+        raise InvalidParams(f"{what}: {exc}"[:300]) from exc

@@ -19,6 +19,7 @@ from .journal import (
     INVOICE_PREFIX,
     NODE_STATE_KEY,
     PAYMENT_PREFIX,
+    RECORD_PREFIX,
     ChannelMeta,
     InvoiceRecord,
     NodeStateV1,
@@ -26,6 +27,7 @@ from .journal import (
     decode_record,
     encode_node_state,
     encode_record,
+    record_key,
 )
 from .opening import new_machine
 from .payments import Payments
@@ -74,6 +76,12 @@ class Persistence:
             channel = self.ctx.channels.get(channel_id)
             if channel is not None:
                 records[CHANNEL_PREFIX + channel.channel_id.hex()] = _channel_meta(channel)
+        # The backend's record changes with what the channel signs, verifies, revokes or
+        # registers: always in an event that persists its snapshot or touches the channel.
+        for channel_id in touched.union(s.channel_id for s in snapshots):
+            channel = self.ctx.channels.get(channel_id)
+            if channel is not None:
+                _export_record(channel, records)
         state = encode_node_state(self._state())
         if state != self._written_state:
             records[NODE_STATE_KEY] = state
@@ -125,6 +133,11 @@ class Persistence:
             for _, value in store.settings_with_prefix(CHANNEL_PREFIX)
             for meta in (decode_record(value, ChannelMeta),)
         }
+        parts: dict[str, dict[str, bytes]] = {}
+        for key, value in store.settings_with_prefix(RECORD_PREFIX):
+            channel_hex, _, part = key.removeprefix(RECORD_PREFIX).partition("/")
+            if value:  # an empty value is a dropped part
+                parts.setdefault(channel_hex, {})[part] = value
         snapshots = store.load_snapshots()
         for record in store.list_channels():
             meta = metas.get(record.channel_id)
@@ -132,6 +145,10 @@ class Persistence:
                 continue  # created but never checkpointed: nothing was signed or sent
             backend = self.ctx.backends[record.params.chain]
             account = self.ctx.accounts[record.params.chain]
+            stored = parts.get(record.channel_id.hex())
+            restore_record = getattr(backend, "restore_record", None)
+            if stored and restore_record is not None:  # before the authority is built
+                restore_record(record.params, record.me, account, stored)
             machine = new_machine(
                 backend,
                 account,
@@ -182,3 +199,14 @@ def _channel_meta(channel: Channel) -> bytes:
             tuple(sorted(channel.withdrawn)),
         )
     )
+
+
+def _export_record(channel: Channel, records: dict[str, bytes]) -> None:
+    """Add what changed in the backend's record of ``channel`` (``ChannelRecords``, an
+    optional backend role) to the checkpoint being taken."""
+    export = getattr(channel.backend, "export_record", None)
+    if export is None:
+        return
+    changed = export(channel.params, channel.me, channel.account)
+    for part, data in (changed or {}).items():
+        records[record_key(channel.channel_id, part)] = data

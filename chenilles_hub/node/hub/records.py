@@ -41,11 +41,19 @@ class Channel:
     #: The node's channels with queued updates, in the order they got them (set by the
     #: node): ``flush`` visits these, not every channel, after each event.
     queued_sink: dict[bytes, None] | None = field(default=None, repr=False, compare=False)
+    #: The node's undo log (set by the node): while a peer's message is handled, the old
+    #: value of every persisted field that changes is logged, so a failure half-way can put
+    #: every channel back as it was.
+    undo_log: UndoLog | None = field(default=None, repr=False, compare=False)
 
     def __setattr__(self, name: str, value: object) -> None:
         # Any change to what the node persists per channel queues the channel for the next
         # checkpoint (lists are replaced, never mutated in place, so this sees every change),
         # so a checkpoint visits only the channels an event touched, not all of them.
+        if name in _PERSISTED:
+            log = self.__dict__.get("undo_log")
+            if log is not None and log.active:
+                log.entries.append((self, name, self.__dict__[name]))
         object.__setattr__(self, name, value)
         if name in _PERSISTED:
             sink = getattr(self, "dirty_sink", None)
@@ -91,6 +99,30 @@ _PERSISTED = frozenset(
         "withdrawn",
     }
 )
+
+
+@dataclass
+class UndoLog:
+    """Old values of channel fields changed since :meth:`begin` (one shared log per node,
+    active only while an event that may have to be undone is handled)."""
+
+    active: bool = False
+    entries: list[tuple[Channel, str, object]] = field(default_factory=list)
+
+    def begin(self) -> None:
+        self.entries.clear()
+        self.active = True
+
+    def end(self) -> None:
+        self.active = False
+        self.entries.clear()
+
+    def undo(self) -> None:
+        """Put every logged field back, newest change first."""
+        self.active = False
+        for channel, name, old in reversed(self.entries):
+            object.__setattr__(channel, name, old)
+        self.entries.clear()
 
 
 @dataclass

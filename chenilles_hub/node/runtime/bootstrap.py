@@ -23,6 +23,7 @@ from chenilles_hub.identity import NodeIdentity
 
 from ..config import ConfigError, NodeConfig, write_secret
 from ..hub.forwarding import FeePolicy, ForwardingPolicy
+from ..hub.open_policy import OpenPolicy
 from ..store.base import Store
 
 log = logging.getLogger("chenilles.node")
@@ -75,6 +76,24 @@ def build_policy(config: NodeConfig) -> ForwardingPolicy:
     except ValueError as exc:
         raise ConfigError(f"[policy]: {exc}") from None
     return ForwardingPolicy(fees=fees, rates=rates)
+
+
+def build_open_policy(config: NodeConfig) -> OpenPolicy:
+    """``[policy.open]`` as the node applies it."""
+    open_ = config.open_policy
+    try:
+        deposits = {parse_asset(asset): limit for asset, limit in open_.deposits}
+    except ValueError as exc:
+        raise ConfigError(f"[policy.open]: {exc}") from None
+    return OpenPolicy(
+        accept=open_.accept,
+        max_remote_deposit=deposits,
+        min_challenge=open_.min_challenge,
+        max_challenge=open_.max_challenge,
+        max_pending_per_peer=open_.max_pending_per_peer,
+        max_pending=open_.max_pending,
+        pending_timeout=open_.pending_timeout,
+    )
 
 
 @dataclass

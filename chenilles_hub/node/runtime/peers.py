@@ -12,7 +12,10 @@ Frames from one connection are read ahead without waiting for the previous one t
 handled (the work queue is bounded, so a flood blocks the socket, not memory). A peer that
 sends a frame that does not decode (garbage, wrong types, oversized) is disconnected; the
 transport already drops frames that fail authentication (tampered or replayed ciphertext)
-and oversized frames. Other peers and channels are not affected.
+and oversized frames. A peer whose messages are refused again and again is disconnected and
+banned for a while (``bans.py``, ``[policy.peers]``). When a link ends, what its peer asked
+for and did not finish (open requests) is dropped. Other peers and channels are not
+affected.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from ..hub.gossip import (
 )
 from ..net import wire
 from ..net.transport import PeerConnection, Transport, TransportError
+from .bans import Bans, is_fault
 from .pipeline import Pipeline
 from .work import SEND_TIMEOUT, Frame, Link
 
@@ -67,6 +71,7 @@ class Peers:
         self._spawn = spawn
         self._count = count
         self.links: dict[bytes, Link] = {}
+        self.bans = Bans(config.peer_policy)
         self.pending: dict[bytes, list[bytes]] = {}
         #: Peers we dial: configured, or added at run time.
         self.configured: dict[bytes, PeerConfig] = {p.node_id: p for p in config.peers}
@@ -148,6 +153,9 @@ class Peers:
     # --- connecting -------------------------------------------------------------------------
 
     async def allow(self, peer: bytes) -> bool:
+        if self.bans.banned(peer):
+            self._count("handshakes_banned")
+            return False
         return self.config.accept_unknown_peers or peer in self.configured
 
     async def on_incoming(self, conn: PeerConnection) -> None:
@@ -159,6 +167,11 @@ class Peers:
             link = self.links.get(peer.node_id)
             if link is not None and not link.conn.closed:
                 await asyncio.sleep(self.config.reconnect_min)
+                continue
+            if self.bans.banned(peer.node_id):
+                await asyncio.sleep(
+                    max(self.config.reconnect_min, self.bans.remaining(peer.node_id))
+                )
                 continue
             try:
                 conn = await self.transport.connect(peer.host, peer.port, peer.node_id)
@@ -181,7 +194,7 @@ class Peers:
     async def _serve(self, conn: PeerConnection, initiator: bytes) -> None:
         peer = conn.peer_id
         node = self.pipeline.node
-        if node is None or peer == self.node_id:
+        if node is None or peer == self.node_id or self.bans.banned(peer):
             await conn.close()
             return
         existing = self.links.get(peer)
@@ -206,9 +219,14 @@ class Peers:
                     break
         except TransportError as exc:
             log.info("peer %s disconnected: %s", peer.hex()[:16], exc)
+        except Exception:  # never the node's end: this link's alone
+            self._count("link_errors")
+            log.exception("serving peer %s failed", peer.hex()[:16])
         finally:
             if self.links.get(peer) is link:
                 del self.links[peer]
+                # What the peer asked for and did not finish goes with it (or expires).
+                self.pipeline.post(node.peer_disconnected, peer)
             await conn.close()
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -239,6 +257,24 @@ class Peers:
             self._count("peers_dropped")
             log.warning("disconnecting %s: protocol violation", peer.hex()[:16])
             self._spawn(link.conn.close())
+
+    def fault(self, link: Link, peer: bytes, error: Exception) -> None:
+        """The node refused (or failed on) a message of ``peer``: count it, and after too
+        many, disconnect and ban the peer."""
+        if not is_fault(error):
+            return
+        self._count("peer_faults")
+        if self.bans.fault(peer):
+            self._count("peers_banned")
+            log.warning(
+                "banning %s for %.0f s: %d refused messages within %.0f s (last: %s)",
+                peer.hex()[:16],
+                self.config.peer_policy.ban_seconds,
+                self.config.peer_policy.max_faults,
+                self.config.peer_policy.fault_window,
+                error,
+            )
+            self.drop(link, peer)
 
     # --- announcements ----------------------------------------------------------------------
 

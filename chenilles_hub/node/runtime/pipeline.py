@@ -45,7 +45,9 @@ Outbox = list[tuple[bytes, bytes]]
 class Pipeline:
     """``node`` and ``store`` are set by the server once they exist. ``send_all`` hands a
     released outbox to the peers' senders; ``drop`` disconnects a peer that sent a
-    malformed frame; ``fail`` stops the node when the store cannot be written."""
+    malformed frame; ``fault`` counts a frame the node refused or failed on against its
+    peer (who is banned after repeated faults); ``fail`` stops the node when the store
+    cannot be written."""
 
     def __init__(
         self,
@@ -53,6 +55,7 @@ class Pipeline:
         send_all: Callable[[Outbox], None],
         drop: Callable[[Link, bytes], None],
         fail: Callable[[str, int], None],
+        fault: Callable[[Link, bytes, Exception], None] | None = None,
     ) -> None:
         self.node: Node | None = None
         self.store: Store | None = None
@@ -60,6 +63,7 @@ class Pipeline:
         self._send_all = send_all
         self._drop = drop
         self._fail = fail
+        self._fault = fault
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="node")
         #: Writes checkpoints while the worker handles the next job.
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="writer")
@@ -87,6 +91,19 @@ class Pipeline:
         answer: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         await self._work.put(Call(functools.partial(fn, *args), answer))
         return await answer
+
+    def post(self, fn: Callable[..., Any], *args: Any) -> bool:
+        """Queue ``fn(*args)`` for the node's thread without waiting for it (a link that
+        ends must not wait for the node, nor block a shutdown); ``False`` if the work queue
+        is full (the caller's cleanup then waits for a timeout instead)."""
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        answer.add_done_callback(_log_failure)
+        try:
+            self._work.put_nowait(Call(functools.partial(fn, *args), answer))
+        except asyncio.QueueFull:
+            answer.cancel()
+            return False
+        return True
 
     async def put_frame(self, frame: Frame) -> None:
         await self._work.put(frame)
@@ -166,11 +183,16 @@ class Pipeline:
 
             try:
                 done = await self.in_worker(job)
-            except Exception as exc:  # the node's own bug: fail the job's callers
-                log.exception("a worker job failed")
+            except Exception as exc:
+                # Every item is isolated in ``_handle``: what fails here is taking the job's
+                # checkpoint, so memory may be ahead of what can be written. Like a failed
+                # write, that stops the node before it signs anything more.
+                self._store_failed = exc
+                log.critical("a worker job failed: stopping", exc_info=exc)
                 for item in batch:
                     if isinstance(item, Call) and not item.answer.done():
                         item.answer.set_exception(exc)
+                self._fail(f"internal error: {exc!r}", 1)
                 continue
             finally:
                 release_frames(batch)
@@ -227,10 +249,12 @@ class Pipeline:
                     item.answer.set_exception(error)
                 else:
                     item.answer.set_result(result)
-            elif outcome is not None:
+            elif isinstance(outcome, DecodeError):
                 self._count("messages_malformed")
                 log.warning("malformed message from %s: %s", item.peer.hex()[:16], outcome)
                 self._drop(item.link, item.peer)
+            elif outcome is not None and self._fault is not None:
+                self._fault(item.link, item.peer, outcome)
         for ticket, version, reason in done.settled:
             waiter = self._tickets.get(ticket)
             if waiter is None or waiter.done():
@@ -252,6 +276,11 @@ class Pipeline:
         await loop.run_in_executor(None, self._writer.shutdown, True)
 
 
+def _log_failure(answer: asyncio.Future[Any]) -> None:
+    if not answer.cancelled() and answer.exception() is not None:
+        log.error("a posted call failed", exc_info=answer.exception())
+
+
 def _handle(node: Node, batch: list[Frame | Call]) -> Done:
     """One worker job: every item in order, then one checkpoint of what they changed."""
     outcomes: list[Any] = []
@@ -267,12 +296,16 @@ def _handle(node: Node, batch: list[Frame | Call]) -> Done:
             continue
         before = len(node.errors)
         data, item.data = item.data, b""  # not kept while the job awaits its write
-        node.receive(item.peer, data)
+        try:
+            node.receive(item.peer, data)  # contains whatever the message raises
+        except Exception as exc:  # only a bug of the node's own: still, this item alone
+            log.exception("handling a frame from %s failed", item.peer.hex()[:16])
+            node.errors.append(exc)
         new = node.errors[before:]
         malformed = next((e for e in new if isinstance(e, DecodeError)), None)
         if malformed is not None:
             item.link.violated = True  # later frames of this link: ignored
-        outcomes.append(malformed)
+        outcomes.append(malformed if malformed is not None else (new[0] if new else None))
     del node.errors[:-100]  # keep memory bounded on a long-running node
     done = Done(batch, outcomes, node.take_checkpoint(), node.outbox)
     node.outbox = []

@@ -30,6 +30,7 @@ from ..store.base import Store
 from .bootstrap import (
     Chains,
     build_chains,
+    build_open_policy,
     build_policy,
     holder_id,
     load_identity,
@@ -86,6 +87,7 @@ class HubServer:
             lambda outbox: self.peer_links.send_all(outbox),
             lambda link, peer: self.peer_links.drop(link, peer),
             self.request_stop,
+            lambda link, peer, error: self.peer_links.fault(link, peer, error),
         )
         self.peer_links = Peers(
             config, self.node_id, self.transport, self.graph, self.pipeline, self._spawn, self.count
@@ -161,10 +163,11 @@ class HubServer:
             policy=build_policy(self.config),
             store=self.store,
             confirmations={
-                chains.names[c.backend]: c.confirmations
+                chains.names[c.name]: c.confirmations
                 for c in self.config.chains
-                if c.confirmations is not None and c.backend in chains.names
+                if c.confirmations is not None and c.name in chains.names
             },
+            open_policy=build_open_policy(self.config),
         )
         lap("chains")
         self.pipeline.node, self.pipeline.store = self.node, self.store
@@ -302,16 +305,28 @@ class HubServer:
     # === time and chains =====================================================================
 
     async def _timer_loop(self) -> None:
+        """The node's clock: never dies of one failure (it is logged and counted, and the
+        next tick comes as usual), or deadlines would pass unwatched."""
         last_announce = 0.0
         while True:
             await asyncio.sleep(self.config.tick_interval)
-            await self.call(self._chain_tick)
+            try:
+                await self.call(self._chain_tick)
+                self.count("ticks")
+            except Exception:
+                self.count("tick_errors")
+                log.exception("a timer tick failed; the next one comes as usual")
             if time.monotonic() - last_announce >= self.config.announce_interval:
                 last_announce = time.monotonic()
-                await self.peer_links.announce_all()
+                try:
+                    await self.peer_links.announce_all()
+                except Exception:
+                    self.count("announce_errors")
+                    log.exception("announcing our channels failed")
 
     def _chain_tick(self) -> None:
-        """Poll every chain, hand the events to the watcher, then let time pass."""
+        """Poll every chain, hand the events to the watcher, then let time pass. A failure
+        on one chain is logged and counted; the other chains and the watcher's tick go on."""
         assert self.node is not None and self.chains is not None and self.store is not None
         for name, chain in self.chains.names.items():
             backend = self.chains.backends[chain]
@@ -322,7 +337,11 @@ class HubServer:
                 log.warning("polling %s failed: %s", chain, exc)
                 continue
             if events:
-                self.node.on_chain_events(chain, events)
+                try:
+                    self.node.on_chain_events(chain, events)
+                except Exception:
+                    self.count("chain_event_errors")
+                    log.exception("handling %d events of %s failed", len(events), chain)
             key = f"chain-origin/{name}"
             heights = [e.height for e in events if isinstance(e, NewBlock)]
             if heights and self.store.get_setting(key) is None:

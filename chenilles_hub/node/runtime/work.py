@@ -62,7 +62,7 @@ class Done:
     """A handled job waiting for the writer: what to write, then what to release."""
 
     batch: list[Frame | Call]
-    #: Per item: a call's (result, error), or a frame's decode error (or None).
+    #: Per item: a call's (result, error), or the error a frame was refused with (or None).
     outcomes: list[Any]
     write: tuple[list[ChannelSnapshot], dict[str, bytes]] | None
     outbox: list[tuple[bytes, bytes]]

@@ -1,0 +1,192 @@
+"""Funding a channel and believing the chain about it: our deposits, each sent at most
+once (a durable marker before it leaves), and the channel active only once the chain holds
+every agreed deposit at the chain's confirmation depth. A peer's ``FundingDone`` is a hint to
+look again, never proof; after a reorg as deep as the confirmation depth, active channels
+are checked again.
+"""
+
+from __future__ import annotations
+
+from ...backend import Funded
+from ...core.errors import ChannelNotOpen
+from ...core.messages import Propose
+from ..net import wire
+from .context import NodeContext
+from .opening import funding_key
+from .records import Channel
+
+
+class Funding:
+    def __init__(self, ctx: NodeContext) -> None:
+        self.ctx = ctx
+
+    def fund(self, channel: Channel) -> None:
+        """Send our deposits to the chain, each at most once, ever.
+
+        A deposit leaves the process in a chain transaction, before the checkpoint that
+        records it. So a durable marker is written *before* each one is sent: after a crash
+        the node finds the marker, does not send it again (a second deposit would be locked
+        in the channel for good) and waits for the chain to report it (:class:`Funded`)."""
+        store = self.ctx.store
+        txids: list[str] = []
+        waiting = False
+        for asset, (mine, _theirs) in channel.deposits.items():
+            if mine <= 0:
+                continue
+            key = funding_key(channel.channel_id, asset)
+            if store is not None:
+                if store.get_setting(key) is not None:
+                    waiting = True  # sent before a crash: the chain will tell
+                    self.ctx.note(
+                        f"deposit of {asset} into {channel.channel_id.hex()[:8]} was "
+                        "sent before a restart: waiting for the chain to report it"
+                    )
+                    continue
+                store.set_setting(key, b"submitted")  # durable before it is sent
+            receipt = channel.backend.fund(channel.params, channel.me, channel.account, asset, mine)
+            channel.receipts.append(receipt)
+            txids.append(receipt.txid)
+            self.ctx.note(f"funded {mine} {asset} into {channel.channel_id.hex()[:8]}")
+        if waiting and not self._deposits_confirmed(channel):
+            return
+        self._funded_by_me(channel, tuple(txids))
+
+    def _funded_by_me(self, channel: Channel, txids: tuple[str, ...]) -> None:
+        channel.funded_by_me = True
+        self.ctx.send(channel.peer, wire.FundingDone(channel.channel_id, txids))
+        self.check_funding(channel)
+
+    def _deposits_confirmed(self, channel: Channel) -> bool:
+        """Whether the chain reported every deposit of ours (only asked after a restart)."""
+        store = self.ctx.store
+        assert store is not None
+        return all(
+            store.get_setting(funding_key(channel.channel_id, asset)) == b"confirmed"
+            for asset, (mine, _theirs) in channel.deposits.items()
+            if mine > 0
+        )
+
+    def on_funded(self, event: Funded) -> None:
+        """The chain reports a deposit. For a deposit of ours sent before a crash that
+        forgot it, it is confirmed now, and we tell the peer; any deposit is a reason to
+        look at the chain again (the event itself proves nothing: a reorg may take it)."""
+        channel = self.ctx.channels.get(event.channel_id)
+        if channel is None:
+            return
+        self._recover_our_deposit(channel, event)
+        self.check_funding(channel)
+
+    def _recover_our_deposit(self, channel: Channel, event: Funded) -> None:
+        store = self.ctx.store
+        if channel.funded_by_me or event.participant != channel.me:
+            return
+        if store is None or channel.deposits.get(event.asset, (0, 0))[0] <= 0:
+            return
+        key = funding_key(channel.channel_id, event.asset)
+        if store.get_setting(key) is None:
+            return  # not sent by us (yet): someone else deposited for us
+        store.set_setting(key, b"confirmed")
+        if channel.machine.latest is not None and self._deposits_confirmed(channel):
+            self.ctx.note(f"the chain confirms our deposits into {channel.channel_id.hex()[:8]}")
+            self._funded_by_me(channel, ())
+
+    def on_funding_done(self, channel: Channel) -> None:
+        """The peer says its deposits are sent: a hint to look at the chain, never proof."""
+        channel.funded_by_peer = True
+        self.check_funding(channel)
+
+    # --- activation: the chain's word, at depth -----------------------------------------------
+
+    def check_funding(self, channel: Channel) -> None:
+        """Activate an opening channel once the chain holds exactly the agreed deposits at
+        the chain's confirmation depth; until then say what it waits for. Called when we
+        have sent our deposits, on the peer's ``FundingDone``, on every deposit the chain
+        reports and on every new block of the channel's chain."""
+        if channel.status != "opening" or not channel.funded_by_me:
+            return
+        if channel.machine.latest is None:
+            return  # version 0 is not signed by both yet: nothing may be deposited
+        shortfall = self._deposit_shortfall(channel)
+        if shortfall is not None:
+            if shortfall != channel.waiting:
+                self.ctx.note(f"channel {channel.channel_id.hex()[:8]}: {shortfall}")
+            channel.waiting = shortfall
+            return
+        channel.waiting = ""
+        channel.status = "active"
+        self.ctx.note(f"channel {channel.channel_id.hex()[:8]} is active")
+
+    def check_chain(self, chain: str) -> None:
+        """A new block on ``chain``: deposits may have reached their depth."""
+        for channel in list(self.ctx.channels.values()):
+            if channel.status == "opening" and channel.params.chain == chain:
+                self.check_funding(channel)
+
+    def recheck_active(self, chain: str) -> None:
+        """A reorg at least as deep as the confirmation depth: a deposit that made a
+        channel active may be gone. Such a channel leaves ``active`` (no new payments, the
+        peer's proposals refused) until the chain shows its deposits again."""
+        for channel in list(self.ctx.channels.values()):
+            if channel.status != "active" or channel.params.chain != chain:
+                continue
+            shortfall = self._deposit_shortfall(channel)
+            if shortfall is not None:
+                channel.status = "opening"
+                channel.waiting = shortfall
+                self.ctx.note(
+                    f"channel {channel.channel_id.hex()[:8]} is not active any more after a "
+                    f"reorg: {shortfall}"
+                )
+
+    def _deposit_shortfall(self, channel: Channel) -> str | None:
+        """``None`` if the chain holds the agreed deposits of every asset at depth, else
+        what is missing, in words. The agreed total is what every state distributes (the
+        core's invariant), so it must be held exactly: less cannot be enforced, and more
+        could not be closed cooperatively (or, on Bitcoin, not spent by any commitment)."""
+        depth = self.ctx.depth(channel.params.chain)
+        try:
+            held = channel.backend.holdings(channel.params, depth)
+        except Exception as error:  # an unreachable chain: still waiting, asked again
+            return f"waiting for the chain to answer: {error}"
+        me, peer = channel.me, 1 - channel.me
+        for asset, (mine, theirs) in channel.deposits.items():
+            amounts = list(held.get(asset, ()))
+            got_mine = amounts[me] if len(amounts) > me else 0
+            got_theirs = amounts[peer] if len(amounts) > peer else 0
+            if got_mine + got_theirs == mine + theirs:
+                continue
+            if got_mine + got_theirs > mine + theirs:
+                return (
+                    f"the chain holds more than agreed: {got_mine + got_theirs} of "
+                    f"{mine + theirs} {asset}"
+                )
+            who, got, wanted = (
+                ("the peer's", got_theirs, theirs)
+                if got_theirs < theirs
+                else ("our", got_mine, mine)
+            )
+            return (
+                f"waiting for {who} deposit: {got} of {wanted} {asset} confirmed "
+                f"({depth} confirmations needed)"
+            )
+        return None
+
+    def check_updatable(self, channel: Channel, message: object) -> None:
+        """Refuse the peer's proposal of any state after version 0 while the channel is not
+        active: its deposits are not on the chain at depth (yet, or any more after a
+        reorg), so nothing it would carry, an HTLC to forward or a transfer, could be
+        enforced."""
+        if (
+            isinstance(message, Propose)
+            and message.state.version > 0
+            and channel.status == "opening"
+        ):
+            raise ChannelNotOpen(
+                f"the channel is not active: {channel.waiting or 'waiting for its deposits'}"
+            )
+
+    def reestablish(self, channel: Channel) -> None:
+        """Our funding notice may have been lost with the connection (or a crash); it is
+        idempotent, so say it again."""
+        if channel.funded_by_me and channel.status == "opening":
+            self.ctx.send(channel.peer, wire.FundingDone(channel.channel_id, ()))

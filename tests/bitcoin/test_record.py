@@ -1,0 +1,69 @@
+"""The channel record in parts: what the node writes per update stays small however long
+the channel lives, and what it wrote restores the watcher's memory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from chenilles_bitcoin.backend import BitcoinBackend
+from chenilles_bitcoin.record import ChannelRecord
+
+from chenilles_hub.core import Transfer
+from chenilles_hub.core.errors import InvalidParams
+
+from .test_backend_harness import BTC, fresh_backend, opened
+
+pytestmark = pytest.mark.bitcoin
+
+
+@pytest.fixture(name="backend")
+def _backend() -> Iterator[BitcoinBackend]:
+    yield from fresh_backend()
+
+
+def test_each_update_exports_only_a_bounded_head_and_each_htlc_set_once(
+    backend: BitcoinBackend,
+) -> None:
+    channel = opened(backend)
+    alice = channel.accounts[0]
+    first = backend.export_record(channel.params, 0, alice)
+    assert first is not None and set(first) == {"head"}
+    assert backend.export_record(channel.params, 0, alice) is None  # nothing changed
+    stored = dict(first)
+    sizes = []
+    for _ in range(120):
+        channel.update(0, Transfer(BTC, 1))  # alice pays bob, bob pays it back
+        channel.update(1, Transfer(BTC, 1))
+        changed = backend.export_record(channel.params, 0, alice)
+        assert changed is not None and set(changed) == {"head"}
+        sizes.append(len(changed["head"]))
+        stored.update(changed)
+    assert max(sizes) < 4096  # 49 shachain entries at most, whatever the number of updates
+    channel.add_htlc(1, payer=0, amount=20_000)
+    changed = backend.export_record(channel.params, 0, alice)
+    assert changed is not None and "htlcs/241" in changed
+    stored.update(changed)
+    channel.update(0, Transfer(BTC, 1))  # the HTLC stays: version 242 has its own set
+    changed = backend.export_record(channel.params, 0, alice)
+    assert changed is not None and set(changed) == {"head", "htlcs/242"}
+    stored.update(changed)
+
+    restored = ChannelRecord(0)
+    restored.load_parts(stored)
+    live = backend.context(channel.params, 0, alice).record
+    assert restored.export() == live.export()
+    assert restored.revocation_secret(240) is not None
+
+
+def test_parts_that_do_not_decode_or_belong_to_the_other_side_are_refused(
+    backend: BitcoinBackend,
+) -> None:
+    channel = opened(backend)
+    alice, bob = channel.accounts
+    parts = backend.export_record(channel.params, 1, bob)
+    assert parts is not None
+    with pytest.raises(InvalidParams, match="participant 1's, not 0's"):
+        backend.restore_record(channel.params, 0, alice, parts)
+    with pytest.raises(InvalidParams, match="does not decode"):
+        backend.restore_record(channel.params, 0, alice, {"head": b"\x93garbage"})

@@ -1,0 +1,252 @@
+"""A Bitcoin node must be able to punish and to collect after any restart.
+
+On Bitcoin a revoked commitment can only be punished with the peer's revocation secret, and
+a commitment (revoked or not) can only be read with what the node learnt while signing (the
+peer's per-commitment points, the HTLC sets of past versions). That memory is the backend's
+per-channel *record*; these tests kill the honest node (nothing unsent leaves, the store is
+closed as a ``kill -9`` leaves it), rebuild it from its SQLite store on a *fresh*
+``BitcoinBackend`` over the same kernel-validated chain, and let the peer cheat or close.
+
+Bob opens and funds 1,000,000 sat, pays Alice 100,000 (version 1: 900,000 / 100,000), then
+300,000 more (version 2: 600,000 / 400,000). Alice is the node that restarts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from chenilles_bitcoin.accounts import BitcoinAccount
+from chenilles_bitcoin.backend import BitcoinBackend, embedded_backend
+from chenilles_bitcoin.watch import parse_tx
+
+from chenilles_hub.core import Asset, SignedState
+from chenilles_hub.node.hub.node import Node
+from chenilles_hub.node.store.sqlite import SQLiteStore
+
+from .world import World, plan
+
+pytestmark = [pytest.mark.circuit, pytest.mark.adversarial, pytest.mark.bitcoin]
+
+CHALLENGE = 6 * 3600  # 36 blocks of to_self_delay
+DEPOSIT = 1_000_000
+
+
+class Scene:
+    def __init__(self, tmp_path: Path) -> None:
+        self.backend = embedded_backend()
+        self.chain = self.backend.chain
+        self.btc = Asset(self.chain, "native")
+        self.world = World({self.chain: self.backend}, self.backend)
+        self.path = tmp_path / "alice.sqlite"
+        self.store = SQLiteStore(self.path)
+        self.alice = self.world.node("alice", [self.chain], store=self.store)
+        self.bob = self.world.node("bob", [self.chain])
+        self.channel_id = self.world.open(
+            self.bob, self.alice, self.chain, {self.btc: (DEPOSIT, 0)}, CHALLENGE
+        )
+        self.world.sync()
+        self.v1 = self.pay(100_000)
+        self.v2 = self.pay(300_000)
+        assert self.v2.state.free(self.btc) == (600_000, 400_000)
+
+    def pay(self, amount: int) -> SignedState:
+        self.bob.pay_direct(self.channel_id, self.btc, amount)
+        self.world.network.run()
+        latest = self.bob.channels[self.channel_id].machine.latest
+        assert latest is not None and latest == self.alice.channels[self.channel_id].machine.latest
+        return latest
+
+    def kill_alice(self) -> None:
+        """``kill -9``: what Alice had not sent is lost, her store is left as it is."""
+        self.alice.outbox.clear()
+        self.world.network.silence(self.alice)
+        self.store.close()
+
+    def restart_alice(self) -> BitcoinBackend:
+        """Alice's process again: her store, her keys, and a backend that remembers nothing
+        but what the chain shows (same chain, same chain clock)."""
+        fresh = BitcoinBackend(
+            self.backend.ledger,
+            chain=self.chain,
+            policy=self.backend.policy,
+            auto_mine=True,
+            height_clock=True,
+        )
+        fresh._anchor = self.backend._anchor  # one chain, one clock
+        old = self.alice.accounts[self.chain]
+        assert isinstance(old, BitcoinAccount)
+        self.store = SQLiteStore(self.path)
+        reborn = Node(
+            identity=self.alice.identity,
+            backends={self.chain: fresh},
+            accounts={self.chain: fresh.create_account(fund=False, secret=old.secret)},
+            clock=self.world.now,
+            name="alice",
+            store=self.store,
+        )
+        reborn.restore()
+        self.world.network.add(reborn)
+        self.world.network.revive(reborn)
+        self.alice = reborn
+        self.world.backends[self.chain] = fresh  # the chain's events now reach us through it
+        return fresh
+
+    def alice_received(self) -> int:
+        """Satoshi the chain paid to Alice's wallet since her restart (her fresh wallet
+        knows only what her node swept into it)."""
+        account = self.alice.accounts[self.chain]
+        return self.alice.backends[self.chain].balance(account, self.btc)
+
+    def bob_account(self) -> BitcoinAccount:
+        account = self.bob.accounts[self.chain]
+        assert isinstance(account, BitcoinAccount)
+        return account
+
+    def close(self) -> None:
+        self.store.close()
+        close = getattr(self.backend.ledger, "close", None)
+        if close is not None:
+            close()
+
+
+@pytest.fixture(name="scene")
+def _scene(tmp_path: Path):  # type: ignore[no-untyped-def]
+    scene = Scene(tmp_path)
+    try:
+        yield scene
+    finally:
+        scene.close()
+
+
+def _outputs(backend: BitcoinBackend, txid: str) -> list[int]:
+    raw = backend.ledger.get_raw_tx(txid)
+    assert raw is not None
+    return [int(o.nValue) for o in parse_tx(raw).vout]
+
+
+def _penalised(scene: Scene, cheat_txid: str) -> None:
+    """The justice transaction took every output of the revoked commitment."""
+    commitment = sum(_outputs(scene.backend, cheat_txid))
+    assert commitment > 990_000  # the funding less the commitment's fee
+    challenges = [
+        r for r in scene.alice.channels[scene.channel_id].receipts if r.operation == "challenge"
+    ]
+    assert len(challenges) == 1, "\n".join(scene.alice.journal[-10:])
+    assert scene.alice_received() == commitment - challenges[0].fee
+    # Bob's own sweep of the revoked commitment finds nothing left
+    bob_backend = scene.bob.backends[scene.chain]
+    assert (
+        bob_backend.conclude(scene.bob.channels[scene.channel_id].params, scene.bob_account()).txid
+        == ""
+    )
+
+
+def test_a_restarted_node_punishes_an_old_commitment_published_after_the_restart(
+    scene: Scene,
+) -> None:
+    scene.kill_alice()
+    scene.restart_alice()
+    params = scene.bob.channels[scene.channel_id].params
+    cheat = scene.bob.backends[scene.chain].register(params, scene.v1, scene.bob_account())
+    scene.world.sync()
+    _penalised(scene, cheat.txid)
+
+
+def test_a_restarted_node_punishes_an_old_commitment_published_while_it_was_down(
+    scene: Scene,
+) -> None:
+    scene.kill_alice()
+    params = scene.bob.channels[scene.channel_id].params
+    cheat = scene.bob.backends[scene.chain].register(params, scene.v1, scene.bob_account())
+    scene.backend.mine(10)  # ten blocks go by before Alice is back (the CSV delay is 36)
+    scene.restart_alice()
+    scene.world.sync()  # her first poll of the chain shows what happened meanwhile
+    _penalised(scene, cheat.txid)
+
+
+def test_the_peers_honest_unilateral_close_pays_a_restarted_node_exactly_its_balance(
+    scene: Scene,
+) -> None:
+    scene.kill_alice()
+    scene.restart_alice()
+    params = scene.bob.channels[scene.channel_id].params
+    close = scene.bob.backends[scene.chain].register(params, scene.v2, scene.bob_account())
+    assert 400_000 in _outputs(scene.backend, close.txid)  # the funder paid the fee
+    scene.world.sync()
+    scene.world.advance(CHALLENGE + 1200)  # past Bob's CSV delay: Alice's watcher concludes
+    scene.world.sync()
+    withdrawals = [
+        r
+        for r in scene.alice.channels[scene.channel_id].receipts
+        if r.operation == "withdraw" and r.txid
+    ]
+    assert len(withdrawals) == 1, "\n".join(scene.alice.journal[-10:])
+    assert scene.alice_received() == 400_000 - withdrawals[0].fee
+    assert scene.alice.channels[scene.channel_id].status == "closed"
+
+
+def test_a_restarted_node_punishes_an_old_commitment_that_carried_an_htlc(scene: Scene) -> None:
+    """The HTLC output of a revoked commitment is only recognised (and taken) with the
+    version's HTLC set: the record's append-only ``htlcs/<version>`` part."""
+    invoice = scene.alice.invoice(50_000, scene.btc)
+    hops = plan(
+        scene.world,
+        scene.bob,
+        [(scene.alice, scene.channel_id)],
+        50_000,
+        scene.btc,
+        scene.alice.final_lead(scene.btc),
+    )
+    scene.bob.pay_route(invoice, hops)
+
+    def htlc_signed() -> bool:
+        latest = scene.bob.channels[scene.channel_id].machine.latest
+        return latest is not None and bool(latest.state.htlcs)
+
+    assert scene.world.network.run_until(htlc_signed)
+    with_htlc = scene.bob.channels[scene.channel_id].machine.latest
+    assert with_htlc is not None
+    scene.world.network.run()
+    assert invoice.payment_hash in scene.alice.paid_invoices
+    scene.kill_alice()
+    scene.restart_alice()
+    params = scene.bob.channels[scene.channel_id].params
+    cheat = scene.bob.backends[scene.chain].register(params, with_htlc, scene.bob_account())
+    assert len(_outputs(scene.backend, cheat.txid)) == 3  # to_local, to_remote, the HTLC
+    scene.world.sync()
+    _penalised(scene, cheat.txid)
+
+
+def test_at_every_message_boundary_the_store_holds_the_revocations_its_states_rely_on(
+    scene: Scene,
+) -> None:
+    """A crash may come between any two messages. Whenever Alice's store holds a state
+    ``v`` she no longer waits to be acked (the peer revoked ``v - 1`` to her), the same
+    store holds that revocation: it was written in the transaction that wrote ``v``, before
+    she sent anything."""
+    from chenilles_bitcoin.record import ChannelRecord
+
+    from chenilles_hub.node.hub.journal import RECORD_PREFIX
+
+    bob, alice = scene.bob, scene.alice
+    checked = 0
+
+    def consistent() -> bool:
+        nonlocal checked
+        snapshot = scene.store.load_snapshot(scene.channel_id)
+        assert snapshot is not None and snapshot.latest is not None
+        version = snapshot.latest.state.version
+        if version >= 1 and snapshot.awaiting_ack is None:
+            prefix = f"{RECORD_PREFIX}{scene.channel_id.hex()}/"
+            parts = {k.removeprefix(prefix): v for k, v in scene.store.settings_with_prefix(prefix)}
+            record = ChannelRecord(1)
+            record.load_parts(parts)
+            assert record.revocation_secret(version - 1) is not None, version
+            checked += 1
+        return False  # never stop: check after every single message
+
+    for payer, amount in [(bob, 1_000), (alice, 500), (bob, 2_000), (alice, 1)] * 3:
+        payer.pay_direct(scene.channel_id, scene.btc, amount)
+        scene.world.network.run_until(consistent)
+    assert checked >= 12

@@ -1,0 +1,80 @@
+"""``[policy.open]`` and ``[policy.peers]``: parsed strictly, safe when absent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from chenilles_hub.core import Asset
+from chenilles_hub.node.config import ConfigError, load_config
+from chenilles_hub.node.hub.open_policy import OpenPolicy
+from chenilles_hub.node.runtime.bootstrap import build_open_policy
+
+pytestmark = pytest.mark.node
+
+
+def _load(tmp_path: Path, text: str):  # type: ignore[no-untyped-def]
+    path = tmp_path / "hub.toml"
+    path.write_text('[node]\nname = "n"\n' + text)
+    return load_config(path)
+
+
+def test_without_a_policy_the_node_deposits_nothing_for_peers(tmp_path: Path) -> None:
+    config = _load(tmp_path, "")
+    policy = build_open_policy(config)
+    assert policy == OpenPolicy()
+    assert policy.deposit_limit(Asset("eip155:1", "native")) == 0
+    assert config.peer_policy.max_faults == 20 and config.peer_policy.ban_seconds == 600
+
+
+def test_a_full_policy_is_read(tmp_path: Path) -> None:
+    config = _load(
+        tmp_path,
+        """
+[policy.open]
+accept = true
+min_challenge = 3600
+max_challenge = 86400
+max_pending_per_peer = 1
+max_pending = 10
+pending_timeout = 30
+
+[[policy.open.deposit]]
+asset = "native@eip155:1"
+max = 1000000000000000000000000000000
+
+[policy.peers]
+max_faults = 3
+fault_window = 10
+ban_seconds = 1.5
+""",
+    )
+    policy = build_open_policy(config)
+    eth = Asset("eip155:1", "native")
+    assert policy.deposit_limit(eth) == 10**30
+    assert (policy.min_challenge, policy.max_challenge) == (3600, 86400)
+    assert (policy.max_pending_per_peer, policy.max_pending, policy.pending_timeout) == (1, 10, 30)
+    assert policy.refusal({eth: (10**30, 0)}, 3600) is None
+    assert "challenge" in (policy.refusal({eth: (0, 0)}, 60) or "")
+    assert (config.peer_policy.max_faults, config.peer_policy.ban_seconds) == (3, 1.5)
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("[policy.open]\nmax_pendng = 3\n", "unknown key"),
+        ("[policy.open]\nmin_challenge = -1\n", "min_challenge"),
+        ("[policy.open]\nmin_challenge = 10\nmax_challenge = 5\n", "above"),
+        ("[policy.open]\naccept = 1\n", "accept"),
+        ('[[policy.open.deposit]]\nasset = "native"\nmax = 1\n', "token@chain"),
+        ('[[policy.open.deposit]]\nasset = "native@eip155:1"\nmax = -5\n', "max"),
+        ('[[policy.open.deposit]]\nasset = "native@eip155:1"\n', "max"),
+        ('[policy.peers]\nban_seconds = "x"\n', "ban_seconds"),
+        ("[policy.peers]\nmax_faults = 0\n", "max_faults"),
+        ("[policy]\nopen = 3\n", "must be a table"),
+    ],
+)
+def test_mistakes_are_refused_with_where_they_are(tmp_path: Path, text: str, where: str) -> None:
+    with pytest.raises(ConfigError, match=where):
+        _load(tmp_path, text)

@@ -1,0 +1,111 @@
+"""A stranger against a running node (in-process servers over real TCP, chain on anvil).
+
+With ``accept_unknown_peers = true`` (the default) anyone who completes the handshake may
+send messages. Here a stranger sends open requests and then ``open_channel`` messages that
+name another chain key for the node, over and over, while two honest nodes pay each other
+through their channel. The node must refuse each one, keep its timer and its API alive,
+keep the honest channel moving, and ban the stranger after repeated faults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import nacl.signing
+import pytest
+
+from chenilles_hub.core import Asset, ChannelParams, Participant
+from chenilles_hub.node.net import handshake, wire
+from chenilles_hub.node.net.framing import MAX_FRAME_BYTES, encode_frame
+
+from .test_server_harness import AnvilChain, anvil
+from .test_server_peers import Pair, _disconnected, _until, run, with_pair
+
+pytestmark = [pytest.mark.node, pytest.mark.adversarial, pytest.mark.xdist_group("node-processes")]
+__all__ = ["anvil"]
+
+
+async def _session(
+    port: int, server_id: bytes, key: nacl.signing.SigningKey
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, handshake.Session]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    session = await handshake.initiate(reader, writer, handshake.as_signer(key), server_id)
+    return reader, writer, session
+
+
+def test_a_stranger_neither_stops_the_node_nor_freezes_an_honest_channel(
+    anvil: AnvilChain, tmp_path: Path
+) -> None:
+    async def attack(pair: Pair) -> None:
+        bob = pair.bob
+        assert bob.node is not None
+        chain = next(iter(bob.node.backends))
+        asset = Asset(chain, "native")
+        key = nacl.signing.SigningKey.generate()
+        stranger = key.verify_key.encode()
+        ticks = bob.stats.get("ticks", 0)
+
+        async def hostile() -> None:
+            reader, writer, session = await _session(bob.listen_port, bob.node_id, key)
+            for _ in range(5):  # max_faults below: the fifth refusal bans the stranger
+                temp = os.urandom(32)
+                request = wire.OpenRequest(
+                    temp, chain, (asset,), ((10**15, 0),), 600, os.urandom(32), "0x" + "22" * 20
+                )
+                params = ChannelParams(
+                    chain=chain,
+                    participants=(
+                        Participant("0x" + "22" * 20, stranger),
+                        Participant("0x" + "33" * 20, bob.node_id),  # not bob's key
+                    ),
+                    assets=(asset,),
+                    challenge_duration=600,
+                    nonce=os.urandom(32),
+                )
+                for message in (request, wire.OpenChannel(temp, params)):
+                    writer.write(
+                        encode_frame(session.send.encrypt(wire.encode(message)), MAX_FRAME_BYTES)
+                    )
+                await writer.drain()
+                await asyncio.sleep(0.3)  # a few ticks of bob's timer meanwhile
+            assert await _disconnected(reader)
+            writer.close()
+
+        async def honest() -> None:
+            for _ in range(4):
+                assert await asyncio.wait_for(pair.pay(10**14), 15) == "succeeded"
+
+        await asyncio.gather(hostile(), honest())
+        assert bob.exit_code == 0 and bob.role == "leader", "the node stopped"
+        await _until(lambda: bob.stats.get("ticks", 0) >= ticks + 3)  # the timer lives on
+        assert bob.stats.get("peers_banned", 0) == 1
+        assert not bob.node.pending_opens and not [
+            c for c in bob.node.channels.values() if c.peer == stranger
+        ]
+        # Banned: the stranger cannot come back before the ban expires.
+        reader, writer, _ = await _session(bob.listen_port, bob.node_id, key)
+        assert await _disconnected(reader)
+        writer.close()
+        # Another stranger's open request is kept while it is connected, dropped when it
+        # goes away.
+        other = nacl.signing.SigningKey.generate()
+        reader, writer, session = await _session(bob.listen_port, bob.node_id, other)
+        request = wire.OpenRequest(
+            os.urandom(32), chain, (asset,), ((10**15, 0),), 600, os.urandom(32), "0x" + "44" * 20
+        )
+        writer.write(encode_frame(session.send.encrypt(wire.encode(request)), MAX_FRAME_BYTES))
+        await writer.drain()
+        await _until(lambda: len(bob.node.pending_opens) == 1)  # type: ignore[union-attr]
+        writer.transport.abort()
+        await _until(lambda: not bob.node.pending_opens)  # type: ignore[union-attr]
+
+    run(
+        with_pair(
+            tmp_path,
+            anvil,
+            attack,
+            bob_extra="[policy.peers]\nmax_faults = 5\nban_seconds = 600\n",
+        )
+    )
