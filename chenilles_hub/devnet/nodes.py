@@ -102,6 +102,13 @@ def write_configs(root: Path, names: list[str], ledgers: list[LedgerProcess]) ->
                 *(f"{k} = {_toml_value(v)}" for k, v in sorted(chain.options.items())),
                 "",
             ]
+        lines += [
+            "[policy.open]",
+            "# A devnet's disputes may last seconds (a real network's should not: the default",
+            "# is 600 s at least). Channels peers open are funded by them alone (the default).",
+            "min_challenge = 1",
+            "",
+        ]
         if name == hub:
             lines += _hub_policy(ledgers)
         path = home / "node.toml"

@@ -15,6 +15,7 @@ from chenilles_app_tictactoe import rules as ttt
 from chenilles_hub import apps
 from chenilles_hub.node.api.client import ApiCallError
 from tests.node.test_server_harness import (
+    CONSENTING,
     NATIVE,
     AnvilChain,
     NodeProc,
@@ -44,7 +45,7 @@ def players(anvil: AnvilChain, tmp_path_factory: pytest.TempPathFactory) -> Iter
     alice = make_node(base, "alice", anvil, 4)
     bob = make_node(base, "bob", anvil, 5)
     alice.peers = [bob]
-    alice.tail = bob.tail = table
+    alice.tail = bob.tail = table + CONSENTING
     try:
         bob.start(wait=False)
         alice.start(wait=False)

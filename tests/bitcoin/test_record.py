@@ -31,6 +31,8 @@ def test_each_update_exports_only_a_bounded_head_and_each_htlc_set_once(
     assert first is not None and set(first) == {"head"}
     assert backend.export_record(channel.params, 0, alice) is None  # nothing changed
     stored = dict(first)
+    channel.update(0, Transfer(BTC, 20_000))  # bob above the channel reserve (1%)
+    stored.update(backend.export_record(channel.params, 0, alice) or {})
     sizes = []
     for _ in range(120):
         channel.update(0, Transfer(BTC, 1))  # alice pays bob, bob pays it back
@@ -42,11 +44,11 @@ def test_each_update_exports_only_a_bounded_head_and_each_htlc_set_once(
     assert max(sizes) < 4096  # 49 shachain entries at most, whatever the number of updates
     channel.add_htlc(1, payer=0, amount=20_000)
     changed = backend.export_record(channel.params, 0, alice)
-    assert changed is not None and "htlcs/241" in changed
+    assert changed is not None and "htlcs/242" in changed
     stored.update(changed)
-    channel.update(0, Transfer(BTC, 1))  # the HTLC stays: version 242 has its own set
+    channel.update(0, Transfer(BTC, 1))  # the HTLC stays: version 243 has its own set
     changed = backend.export_record(channel.params, 0, alice)
-    assert changed is not None and set(changed) == {"head", "htlcs/242"}
+    assert changed is not None and set(changed) == {"head", "htlcs/243"}
     stored.update(changed)
 
     restored = ChannelRecord(0)

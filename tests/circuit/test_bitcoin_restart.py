@@ -59,6 +59,8 @@ class Scene:
 
     def kill_alice(self) -> None:
         """``kill -9``: what Alice had not sent is lost, her store is left as it is."""
+        account = self.alice.accounts[self.chain]
+        self.wallet_at_kill = self.alice.backends[self.chain].balance(account, self.btc)
         self.alice.outbox.clear()
         self.world.network.silence(self.alice)
         self.store.close()
@@ -93,10 +95,10 @@ class Scene:
         return fresh
 
     def alice_received(self) -> int:
-        """Satoshi the chain paid to Alice's wallet since her restart (her fresh wallet
-        knows only what her node swept into it)."""
+        """Satoshi the chain paid to Alice's wallet since she was killed (her wallet finds
+        its coins on the chain: what she held before, plus what her node swept since)."""
         account = self.alice.accounts[self.chain]
-        return self.alice.backends[self.chain].balance(account, self.btc)
+        return self.alice.backends[self.chain].balance(account, self.btc) - self.wallet_at_kill
 
     def bob_account(self) -> BitcoinAccount:
         account = self.bob.accounts[self.chain]

@@ -10,6 +10,7 @@ Alice pays ETH to the hub on one EVM channel; the hub pays Bob in the test ERC-2
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +26,9 @@ from chenilles_hub.core import AddHtlc, Asset, ChannelError
 from chenilles_hub.identity import NodeIdentity
 from chenilles_hub.node.hub.forwarding import FeePolicy, ForwardingPolicy
 from chenilles_hub.node.hub.node import Node
+from chenilles_hub.node.hub.quoting import MAX_QUOTES_PER_PEER, QUOTE_WAIT
 from chenilles_hub.node.hub.records import Payment
+from chenilles_hub.node.net import wire
 from chenilles_hub.node.store.sqlite import SQLiteStore
 
 from .world import World, plan
@@ -243,3 +246,73 @@ def test_the_book_stays_bounded(market: Market) -> None:
     market.world.advance(31)
     market.hub.quote(market.eth, market.token, 1_000)
     assert len(market.hub.payment_flow.quotes.state) == 1
+
+
+# --- quotes over the peer wire ---------------------------------------------------------------
+
+
+def without_quote(hops: list[OnionHop]) -> list[OnionHop]:
+    return [hops[0], msgspec.structs.replace(hops[1], quote=None)]
+
+
+def test_a_payer_gets_its_peers_quote_over_the_wire_and_pays(market: Market) -> None:
+    """No API token of the hub: the payer's node asks the hub, its peer, for the quote."""
+    invoice, hops = market.hops()
+    payment = market.alice.pay_quoted(invoice, without_quote(hops))
+    assert payment.status == "pending" and payment.reason == "waiting for quotes"
+    market.run()
+    assert payment is not market.alice.payments[invoice.payment_hash]  # replaced when paid
+    paid = market.alice.payments[invoice.payment_hash]
+    assert paid.status == "succeeded", paid.reason
+    assert market.bob.channels[market.c2].machine.state.free(market.token)[1] == AMOUNT
+
+
+def test_a_hub_without_a_rate_answers_and_the_payment_fails_with_the_reason(
+    market: Market,
+) -> None:
+    invoice, hops = market.hops()
+    del market.hub.policy.rates[(market.eth, market.token)]
+    market.alice.pay_quoted(invoice, without_quote(hops))
+    market.run()
+    payment = market.alice.payments[invoice.payment_hash]
+    assert payment.status == "failed" and "no_rate" in payment.reason
+    assert not market.alice.channels[market.c1].machine.state.htlcs  # nothing was locked
+
+
+def test_a_silent_hub_makes_the_payment_fail_in_bounded_time(market: Market) -> None:
+    invoice, hops = market.hops()
+    market.world.network.silence(market.hub)
+    market.alice.pay_quoted(invoice, without_quote(hops))
+    market.run()
+    assert market.alice.payments[invoice.payment_hash].status == "pending"
+    market.world.advance(QUOTE_WAIT)
+    market.alice.tick()
+    payment = market.alice.payments[invoice.payment_hash]
+    assert payment.status == "failed" and "no quote" in payment.reason
+
+
+def test_a_peer_cannot_fill_the_hubs_quote_book(market: Market) -> None:
+    """A peer asking for quotes again and again gets at most MAX_QUOTES_PER_PEER live ones."""
+    answers = []
+    for _ in range(MAX_QUOTES_PER_PEER + 5):
+        request = wire.QuoteRequest(os.urandom(32), market.eth, market.token, 10)
+        market.hub.receive(market.alice.node_id, wire.encode(request))
+        answers += [wire.decode(data) for _, data in market.hub.outbox]
+        market.hub.outbox.clear()
+    replies = [a for a in answers if isinstance(a, wire.QuoteReply)]
+    assert sum(r.quote is not None for r in replies) == MAX_QUOTES_PER_PEER
+    assert all("too_many_quotes" in r.error for r in replies if r.quote is None)
+
+
+def test_a_quote_reply_from_another_node_or_for_no_request_is_ignored(market: Market) -> None:
+    invoice, hops = market.hops()
+    forged = hops[1].quote
+    market.world.network.silence(market.hub)
+    market.alice.pay_quoted(invoice, without_quote(hops))
+    (request_id,) = next(iter(market.alice.quoting.pending.values())).missing
+    # Bob (not the converting hub) answers with the hub's quote he somehow holds: refused.
+    market.alice.receive(market.bob.node_id, wire.encode(wire.QuoteReply(request_id, forged)))
+    payment = market.alice.payments[invoice.payment_hash]
+    assert payment.status == "failed" and not market.alice.channels[market.c1].machine.state.htlcs
+    # A reply for nothing we asked: nothing happens.
+    market.alice.receive(market.hub.node_id, wire.encode(wire.QuoteReply(os.urandom(32), forged)))

@@ -94,7 +94,7 @@ def test_an_open_channel_naming_another_key_for_us_is_refused_before_anything_is
 ) -> None:
     eth = native(world)
     store = SQLiteStore(tmp_path / "victim.sqlite")
-    victim = world.node("victim", [eth.chain], store=store)
+    victim = world.node("victim", [eth.chain], store=store, open_policy=OpenPolicy())
     stranger = Stranger(victim)
     temp_id, answers = stranger.open_request(eth)
     (accept,) = answers
@@ -182,7 +182,7 @@ def test_a_failure_while_handling_a_message_is_rolled_back_and_the_channel_recov
 
 def test_a_peer_cannot_make_us_deposit_without_our_policy(world: World) -> None:
     eth = native(world)
-    victim = world.node("victim", [eth.chain])
+    victim = world.node("victim", [eth.chain], open_policy=OpenPolicy())
     stranger = Stranger(victim)
     _, answers = stranger.open_request(eth, ours=1, theirs=5 * ETH)
     (reason,) = refusals(answers)
@@ -192,7 +192,7 @@ def test_a_peer_cannot_make_us_deposit_without_our_policy(world: World) -> None:
 
 def test_a_peer_cannot_make_us_lock_funds_for_a_year(world: World) -> None:
     eth = native(world)
-    victim = world.node("victim", [eth.chain])
+    victim = world.node("victim", [eth.chain], open_policy=OpenPolicy())
     _, answers = Stranger(victim).open_request(eth, challenge=31_536_000)
     (reason,) = refusals(answers)
     assert "challenge" in reason and "31536000" in reason
@@ -239,7 +239,7 @@ def test_pending_opens_are_capped_per_peer_and_in_all_freed_on_disconnect_and_ex
     world: World,
 ) -> None:
     eth = native(world)
-    victim = world.node("victim", [eth.chain])
+    victim = world.node("victim", [eth.chain], open_policy=OpenPolicy())
     victim.open_policy = OpenPolicy(max_pending_per_peer=2, max_pending=3, pending_timeout=60)
     first, second = Stranger(victim), Stranger(victim)
     for _ in range(2):
@@ -259,7 +259,7 @@ def test_pending_opens_are_capped_per_peer_and_in_all_freed_on_disconnect_and_ex
 
 def test_an_open_request_flood_keeps_nothing(world: World) -> None:
     eth = native(world)
-    victim = world.node("victim", [eth.chain])
+    victim = world.node("victim", [eth.chain], open_policy=OpenPolicy())
     stranger = Stranger(victim)
     for _ in range(500):
         stranger.open_request(eth)
@@ -272,7 +272,7 @@ def test_a_frame_with_invalid_utf8_is_a_malformed_message_not_a_failure(world: W
     (not a ``DecodeError``) for a string that is not UTF-8, and it escaped the node."""
     from chenilles_hub.core.errors import DecodeError
 
-    victim = world.node("victim", [native(world).chain])
+    victim = world.node("victim", [native(world).chain], open_policy=OpenPolicy())
     victim.receive(NodeIdentity().node_id, b'{"type":"open_request","chain":"\x80"}')
     assert isinstance(victim.errors[-1], DecodeError)
     with pytest.raises(DecodeError):

@@ -15,6 +15,7 @@ from chenilles_hub.identity import NodeIdentity
 from chenilles_hub.node.hub.forwarding import ForwardingPolicy, channel_edge, enforcement_delta
 from chenilles_hub.node.hub.network import InProcessNetwork
 from chenilles_hub.node.hub.node import Node
+from chenilles_hub.node.hub.open_policy import OpenPolicy
 from chenilles_hub.node.store.base import Store
 
 
@@ -33,6 +34,7 @@ class World:
         chains: list[str],
         policy: ForwardingPolicy | None = None,
         store: Store | None = None,
+        open_policy: OpenPolicy | None = None,
     ) -> Node:
         node = Node(
             identity=NodeIdentity(),
@@ -42,9 +44,16 @@ class World:
             name=name,
             policy=policy or ForwardingPolicy(),
             store=store,
+            open_policy=open_policy or self.consenting(chains),
         )
         self.network.add(node)
         return node
+
+    def consenting(self, chains: list[str]) -> OpenPolicy:
+        """The test world's nodes consent to any deposit and challenge duration peers ask
+        for (the operator's consent is tested on its own, tests/circuit/test_stranger_peers)."""
+        unlimited = {a: 2**256 - 1 for c in chains for a in self.backends[c].assets()}
+        return OpenPolicy(max_remote_deposit=unlimited, min_challenge=1)
 
     def restart(self, node: Node, store: Store) -> Node:
         """Kill ``node`` (what it had not sent is lost) and start it again from ``store``."""
@@ -56,6 +65,8 @@ class World:
             name=node.name,
             policy=node.policy,
             store=store,
+            open_policy=node.open_policy,
+            apps=node.apps,
         )
         reborn.restore()
         self.network.add(reborn)

@@ -11,6 +11,7 @@ import pytest
 from chenilles_evm.adjudicator import AdjudicatorClient
 
 from .test_server_harness import (
+    CONSENTING,
     ETH,
     AnvilChain,
     anvil,
@@ -30,6 +31,7 @@ def test_a_node_process_concludes_within_ticks_of_the_chains_deadline(
 ) -> None:
     alice = make_node(tmp_path, "alice", anvil, 4)
     bob = make_node(tmp_path, "bob", anvil, 5)
+    alice.tail = bob.tail = CONSENTING  # a 3 s challenge: the test's own clock
     alice.peers = [bob]
     try:
         bob.start(wait=False)

@@ -30,6 +30,16 @@ CHENILLES = [sys.executable, "-m", "chenilles_hub.cli"]
 ETH = 10**18
 CHAIN = "eip155:31337"
 NATIVE = f"native@{CHAIN}"
+#: The operator's consent for tests about something else: any challenge duration from 1 s,
+#: and deposits into channels peers open up to 100 ETH.
+CONSENTING = f"""
+[policy.open]
+min_challenge = 1
+
+[[policy.open.deposit]]
+asset = "{NATIVE}"
+max = {100 * ETH}
+"""
 
 
 def free_port() -> int:

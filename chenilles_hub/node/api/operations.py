@@ -223,7 +223,7 @@ def pay(
         raise ApiError(400, "own_invoice", "this invoice is payable to this node itself")
     route = plan_route(node, graph, invoice, max_lock, source_asset)
     try:
-        payment = node.pay_route(invoice, onion_hops(route, quotes))
+        payment = node.pay_quoted(invoice, onion_hops(route, quotes))
     except ChannelError as exc:
         raise ApiError(422, getattr(exc, "code", "payment_refused"), str(exc)) from None
     return {**payment_view(payment), "route": route_view(route, node.clock())}

@@ -26,7 +26,6 @@ from ...circuit.quote import Quote
 from ...core import (
     App,
     Asset,
-    ChannelError,
     Close,
     Effect,
     Htlc,
@@ -39,23 +38,22 @@ from ...core import (
     SubmitToLedger,
     Update,
 )
-from ...core.errors import DecodeError, InvalidParams, WrongChannel
-from ...core.messages import Accept, Ack, Propose, Reestablish, Reject
+from ...core.errors import InvalidParams
 from ...identity import NodeIdentity
-from ..net import wire
 from ..store.base import Store
 from .apps import AppChannels
 from .chain_actions import ChainActions
 from .context import NodeContext
 from .forwarding import ForwardingPolicy
 from .funding import Funding
+from .intake import Intake
 from .open_policy import OpenPolicy
 from .opening import Opening
 from .payments import Payments
 from .persistence import Checkpoint, Persistence
 from .proposals import Proposals
+from .quoting import Quoting
 from .records import Channel, Payment
-from .savepoint import Savepoint
 
 if TYPE_CHECKING:
     from ...core.watcher import Watcher
@@ -65,7 +63,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("chenilles.node")
 #: The longest an invoice may stay payable: a year.
 MAX_INVOICE_TTL = 365 * 86400
-_OPEN_MESSAGES = (wire.OpenRequest, wire.OpenAccept, wire.OpenRefused, wire.OpenChannel)
 _CONTEXT_FIELDS = frozenset(
     {"identity", "backends", "accounts", "clock", "name", "store", "confirmations"}
 )
@@ -121,6 +118,10 @@ class Node:
         else:
             self.ctx.apps = dict(self.apps)
         self.app_channels = AppChannels(self.ctx, self.proposals, self.chain_actions)
+        self.quoting = Quoting(self.ctx, self.payment_flow)
+        self.intake = Intake(
+            self.ctx, self.opening, self.funding, self.payment_flow, self.quoting, self._run
+        )
 
     def __setattr__(self, name: str, value: object) -> None:
         # The node's fields stay the one place to change what its parts share: a new policy
@@ -225,107 +226,14 @@ class Node:
     # --- events -----------------------------------------------------------------------------
 
     def receive(self, peer: bytes, data: bytes) -> None:
-        """One message from ``peer``. It takes effect whole or not at all: whatever handling
-        it raises (a refusal, the node's own bug, a chain that failed) is contained here,
-        logged, counted and answered where the peer waits for an answer; what the message
-        had changed is undone (:class:`~.savepoint.Savepoint`). Nothing escapes to the
-        driver, so one peer can never stop the node or the other peers' messages."""
-        try:
-            message = wire.decode(data)
-        except Exception as exc:  # malformed: the driver disconnects the peer
-            error = exc if isinstance(exc, DecodeError) else DecodeError(f"malformed: {exc}")
-            self._refused(peer, error)
-            self._end_of_event()
-            return
-        channel = self._known_channel(peer, message)
-        savepoint = Savepoint(
-            self.ctx,
-            self.opening,
-            self.payment_flow,
-            channel,
-            with_payments=not isinstance(message, _OPEN_MESSAGES),
-        )
-        try:
-            self._dispatch(peer, message)
-        except ChannelError as error:
-            savepoint.rollback()
-            self._refused(peer, error)
-            self._answer_refusal(peer, message, channel, error)
-        except Exception as error:
-            savepoint.rollback()
-            self.ctx.errors.append(error)
-            self.ctx.count("peer_messages_failed")
-            log.exception(
-                "%s: handling a %s from %s failed; undone",
-                self.name,
-                type(message).__name__,
-                peer.hex()[:8],
-            )
-            if isinstance(message, _OPEN_MESSAGES):
-                self.opening.refused(peer, message, "the node could not handle this request")
-        else:
-            savepoint.release()
-        try:
-            self.proposals.flush()
-        except Exception:  # the node's own failure, not the peer's: keep serving the rest
-            self.ctx.count("flush_failed")
-            log.exception("%s: proposing queued updates failed", self.name)
-        self._commit_point()
-
-    def _refused(self, peer: bytes, error: ChannelError) -> None:
-        self.ctx.errors.append(error)
-        self.ctx.count("peer_messages_refused")
-        log.warning("%s: refused a message from %s: %s", self.name, peer.hex()[:8], error)
-
-    def _answer_refusal(
-        self, peer: bytes, message: wire.NodeMessage, channel: Channel | None, error: ChannelError
-    ) -> None:
-        """Tell the peer what we refused where it waits for an answer: a proposal gets a
-        ``Reject``, a step of the open handshake an ``OpenRefused``."""
-        if isinstance(message, _OPEN_MESSAGES):
-            self.opening.refused(peer, message, f"{error.code}: {error}")
-        elif channel is not None and not isinstance(message, wire.FundingDone):
-            self._run(channel, channel.machine.rejection(message, error))
-
-    def _known_channel(self, peer: bytes, message: wire.NodeMessage) -> Channel | None:
-        """The existing channel with ``peer`` that ``message`` is about, if any."""
-        channel_id = getattr(message, "channel_id", None)
-        channel = self.ctx.channels.get(channel_id) if channel_id is not None else None
-        return channel if channel is not None and channel.peer == peer else None
+        """One message from ``peer``, taken whole or not at all (:class:`~.intake.Intake`):
+        nothing a peer sends escapes to the driver."""
+        self.intake.receive(peer, data)
+        self._end_of_event()
 
     def peer_disconnected(self, peer: bytes) -> None:
         """``peer``'s link is gone: what it asked for and did not finish is dropped."""
         self.opening.forget_peer(peer)
-
-    def _dispatch(self, peer: bytes, message: wire.NodeMessage) -> None:
-        opening = self.opening
-        if isinstance(message, wire.OpenRequest):
-            opening.on_open_request(peer, message)
-        elif isinstance(message, wire.OpenAccept):
-            opening.on_open_accept(peer, message)
-        elif isinstance(message, wire.OpenRefused):
-            opening.on_open_refused(peer, message)
-        elif isinstance(message, wire.OpenChannel):
-            opening.on_open_channel(peer, message)
-        elif isinstance(message, wire.FundingDone):
-            self.funding.on_funding_done(self._channel_of(peer, message.channel_id))
-        else:
-            self._on_channel_message(peer, message)
-
-    def _channel_of(self, peer: bytes, channel_id: bytes) -> Channel:
-        channel = self.ctx.channels.get(channel_id)
-        if channel is None:
-            raise WrongChannel(f"no channel {channel_id.hex()[:16]}")
-        if channel.peer != peer:
-            raise WrongChannel("message from a node that is not this channel's peer")
-        return channel
-
-    def _on_channel_message(
-        self, peer: bytes, message: Propose | Accept | Ack | Reject | Reestablish
-    ) -> None:
-        channel = self._channel_of(peer, message.channel_id)
-        self.funding.check_updatable(channel, message)
-        self._run(channel, channel.machine.receive(message, self.clock()))
 
     def reestablish(self, peer: bytes) -> None:
         """After a reconnect: tell the peer where each of our channels with it stands (a
@@ -349,6 +257,7 @@ class Node:
 
     def tick(self) -> None:
         self.opening.expire(self.clock())
+        self.quoting.expire()
         self.chain_actions.tick()
         self.app_channels.tick()
         self._end_of_event()
@@ -382,6 +291,13 @@ class Node:
     def pay_route(self, invoice: Invoice, hops: list[OnionHop]) -> Payment:
         """Pay ``invoice`` along ``hops`` (hops[0] is the HTLC we offer in our channel)."""
         payment = self.payment_flow.pay_route(invoice, hops)
+        self._end_of_event()
+        return payment
+
+    def pay_quoted(self, invoice: Invoice, hops: list[OnionHop]) -> Payment:
+        """Pay ``invoice`` along ``hops``, first asking our peers that convert on the route
+        for the quotes their hops lack (over the peer wire); pending meanwhile."""
+        payment = self.quoting.pay(invoice, hops)
         self._end_of_event()
         return payment
 
@@ -490,3 +406,4 @@ class Node:
         """Rebuild channels, payments, links and watcher duties from the store (restart)."""
         self.persistence.restore()
         self.app_channels.restore()
+        self.quoting.restore()

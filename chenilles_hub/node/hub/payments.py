@@ -173,10 +173,11 @@ class Payments:
         slack = (model.block_interval_ms + 999) // 1000
         return max(enforcement_delta(model, c) for c in challenges) + slack
 
-    def pay_route(self, invoice: Invoice, hops: list[OnionHop]) -> Payment:
-        """Pay ``invoice`` along ``hops`` (hops[0] is the HTLC we offer in our channel)."""
+    def pay_route(self, invoice: Invoice, hops: list[OnionHop], resume: bool = False) -> Payment:
+        """Pay ``invoice`` along ``hops`` (hops[0] is the HTLC we offer in our channel).
+        ``resume``: the payment is already recorded as pending (it waited for quotes)."""
         check_payable(invoice, self.ctx.clock())
-        if invoice.payment_hash in self.payments:
+        if invoice.payment_hash in self.payments and not resume:
             raise InvoiceAlreadyPaid("this invoice was already paid from this node")
         last = hops[-1]
         if last.node != invoice.payee or last.asset != invoice.asset:

@@ -1,4 +1,5 @@
-"""Node-to-node messages: channel opening, funding notices, and the core's channel messages.
+"""Node-to-node messages: channel opening, funding notices, quotes, and the core's channel
+messages.
 
 One strict decoder for everything a peer can send, with the core's size limit: anything
 else is a protocol violation and the peer is disconnected.
@@ -10,6 +11,7 @@ from typing import Annotated
 
 import msgspec
 
+from chenilles_hub.circuit.quote import Quote
 from chenilles_hub.core.messages import Accept, Ack, BoundedCodec, Propose, Reestablish, Reject
 from chenilles_hub.core.model import MAX_APP_DATA, Amount, Asset, Bytes32, ChannelParams
 
@@ -60,12 +62,33 @@ class FundingDone(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="
     txids: tuple[Annotated[str, msgspec.Meta(max_length=128)], ...]
 
 
+class QuoteRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="quote_request"):
+    """A payer asks its peer, a hub, for a quote: ``amount_out`` of ``asset_out`` delivered
+    for ``asset_in``. Quotes travel over the peer connection because the payer has no
+    business holding the hub's API token."""
+
+    request_id: Bytes32
+    asset_in: Asset
+    asset_out: Asset
+    amount_out: Amount
+
+
+class QuoteReply(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="quote_reply"):
+    """The hub's signed quote, or why it gives none (``error``, a code such as ``no_rate``)."""
+
+    request_id: Bytes32
+    quote: Quote | None = None
+    error: Annotated[str, msgspec.Meta(max_length=300)] = ""
+
+
 NodeMessage = (
     OpenRequest
     | OpenAccept
     | OpenRefused
     | OpenChannel
     | FundingDone
+    | QuoteRequest
+    | QuoteReply
     | Propose
     | Accept
     | Ack
