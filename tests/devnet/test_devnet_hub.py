@@ -16,7 +16,7 @@ import pytest
 from chenilles_hub.devnet.processes import expected_wallet_changes
 from tests.node.test_server_harness import wait_for
 
-from .harness import Devnet, DevnetNode, open_channel, pay
+from .harness import Devnet, DevnetNode, chenilles, open_channel, pay
 
 pytestmark = [pytest.mark.devnet, pytest.mark.xdist_group("devnet-hub")]
 
@@ -27,8 +27,16 @@ NAMES = ("hub", "alice", "bob", "carol")
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, DevnetNode]]:
+def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
     devnet = Devnet.up(tmp_path_factory.mktemp("devnet"), "--nodes", ",".join(NAMES))
+    try:
+        yield devnet
+    finally:
+        devnet.down()
+
+
+@pytest.fixture(scope="module")
+def net(devnet: Devnet) -> Iterator[dict[str, DevnetNode]]:
     nodes = {name: devnet.node(name) for name in NAMES}
     try:
         for node in nodes.values():
@@ -37,7 +45,6 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, DevnetNo
     finally:
         for node in nodes.values():
             node.stop()
-        devnet.down()
 
 
 def _open(a: DevnetNode, b: DevnetNode, asset: str, amount: int, challenge: int) -> str:
@@ -72,6 +79,34 @@ def test_two_processes_open_pay_and_close_on_each_chain(
     with contextlib.suppress(TimeoutError):
         wait_for(lambda: observed() == expected(), timeout=60, what="the payouts")
     assert observed() == expected()
+
+
+def test_a_day_long_challenge_on_solana_ends_when_the_devnet_clock_is_advanced(
+    devnet: Devnet, net: dict[str, DevnetNode]
+) -> None:
+    """`chenilles devnet advance` moves the Solana ledger's clock: a force close with a
+    one-day challenge period concludes and pays out without waiting a day."""
+    alice, bob = net["alice"], net["bob"]
+    alice.connect(bob)
+    before = {n.name: n.wallet(SOL) for n in (alice, bob)}
+    channel_id = _open(alice, bob, SOL, AMOUNTS[SOL], challenge=86_400)
+    alice.api.post(f"/v1/channels/{channel_id}/transfers", {"amount": AMOUNTS[SOL] // 4})
+    alice.api.post(f"/v1/channels/{channel_id}/close", {"force": True})
+    wait_for(
+        lambda: alice.api.get(f"/v1/channels/{channel_id}")["status"] == "disputed",
+        timeout=30,
+        what="the dispute registered",
+    )
+    chenilles("devnet", "advance", "--dir", str(devnet.root), "--chain", "solana", "86401")
+    alice.wait_closed(channel_id)
+    bob.wait_closed(channel_id)
+    paid = AMOUNTS[SOL] // 4
+    expected = expected_wallet_changes(channel_id, [(alice, -paid), (bob, paid)], funder=alice)
+    wait_for(
+        lambda: {n.name: n.wallet(SOL) - before[n.name] for n in (alice, bob)} == expected,
+        timeout=60,
+        what="the payouts",
+    )
 
 
 def test_one_payment_crosses_from_evm_to_bitcoin_and_to_solana(net: dict[str, DevnetNode]) -> None:

@@ -91,6 +91,43 @@ def test_slots_follow_wall_time_and_segments_keep_the_past():
         SlotClock([Segment(0, T0_MS, 0)])
 
 
+def test_a_warp_moves_slots_and_unix_time_ahead_and_keeps_them():
+    clock = SlotClock([Segment(0, T0_MS, 400)])
+    assert clock.slot_at(T0_MS + 4000) == 10
+    seg = clock.warp(T0_MS + 4000, 600)  # ten minutes: 1,500 slots of 400 ms
+    assert seg == Segment(1510, T0_MS + 4000, 400, 600_000)
+    assert clock.slot_at(T0_MS + 4000) == 1510
+    assert clock.unix_time(1510) == T0_MS // 1000 + 4 + 600
+    assert clock.unix_time(10) == T0_MS // 1000 + 4  # the past keeps its times
+    assert clock.slot_at(T0_MS + 8000) == 1520  # and slots go on with wall time
+    # a later restart with another slot time keeps the skew
+    assert clock.restart(T0_MS + 8000, 100).skew_ms == 600_000
+    with pytest.raises(ValueError):
+        clock.warp(T0_MS + 8000, 0)
+
+
+def test_advance_clock_over_rpc_moves_the_clock_sysvar_and_survives_a_restart(tmp_path, program):
+    now = FakeTime()
+    chain = open_chain(tmp_path / "dn", program, now)
+    rpc = DevnetRpc(chain)
+    before = rpc.call("getSlot", [])
+    reply = rpc.call("devnetAdvanceClock", [3600])
+    assert reply["slot"] == before + 9000 == rpc.call("getSlot", [])
+    assert reply["unixTimestamp"] == T0_MS // 1000 + 3600
+    assert chain.svm.get_clock().unix_timestamp == T0_MS // 1000 + 3600  # what programs see
+    assert rpc.call("getBlockTime", [reply["slot"]]) == T0_MS // 1000 + 3600
+    for bad in ([0], [-5], ["60"], [60, 1], [10 * 365 * 86400 + 1]):
+        with pytest.raises(RpcError) as exc:
+            rpc.call("devnetAdvanceClock", bad)
+        assert exc.value.code == -32602
+    assert rpc.call("getSlot", []) == reply["slot"]  # refused: nothing moved
+    chain.close()
+    again = open_chain(tmp_path / "dn", program, now)
+    assert again.sync() == reply["slot"]
+    assert again.clock.unix_time(reply["slot"]) == T0_MS // 1000 + 3600
+    again.close()
+
+
 def test_blockhash_ages_out_after_150_slots():
     hashes = Blockhashes(b"\x07" * 32)
     h = hashes.of(1000)

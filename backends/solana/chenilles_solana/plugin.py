@@ -75,7 +75,7 @@ class SolanaBackendFactory:
     def devnet_advance(self, url: str, datadir: str, seconds: int) -> None:
         from .devnet.role import advance
 
-        advance(seconds)
+        advance(url, seconds)
 
 
 @hookimpl

@@ -191,7 +191,14 @@ class DevnetChain:
                 elif seed is None:
                     raise DevnetError(f"{self.journal.path}: the first record is not the genesis")
                 elif kind == "clock":
-                    segments.append(Segment(record["slot"], record["ms"], record["slot_ms"]))
+                    segments.append(
+                        Segment(
+                            record["slot"],
+                            record["ms"],
+                            record["slot_ms"],
+                            record.get("skew_ms", 0),
+                        )
+                    )
                 elif kind == "tx":
                     self._replay(record)
                 else:
@@ -220,16 +227,20 @@ class DevnetChain:
             self.clock.raise_floor(self.history[-1].slot)
         new_segment = self.clock.restart(now_ms(), slot_ms)
         if new_segment is not None:
-            self.journal.append(
-                {
-                    "t": "clock",
-                    "slot": new_segment.start_slot,
-                    "ms": new_segment.start_ms,
-                    "slot_ms": new_segment.slot_ms,
-                }
-            )
+            self._journal_segment(new_segment)
         self.hashes = Blockhashes(seed)
         self.sync()
+
+    def _journal_segment(self, segment: Segment) -> None:
+        self.journal.append(
+            {
+                "t": "clock",
+                "slot": segment.start_slot,
+                "ms": segment.start_ms,
+                "slot_ms": segment.slot_ms,
+                "skew_ms": segment.skew_ms,
+            }
+        )
 
     def _check_genesis(self, record: dict[str, Any], program_sha: str) -> bytes:
         if record.get("format") != FORMAT_VERSION:
@@ -246,6 +257,11 @@ class DevnetChain:
         self.journal.close()
 
     # --- time -------------------------------------------------------------------------------
+
+    def warp(self, seconds: int) -> int:
+        """Move the chain's clock ``seconds`` ahead (journaled); the new current slot."""
+        self._journal_segment(self.clock.warp(self._now_ms(), seconds))
+        return self.sync()
 
     def sync(self) -> int:
         """The current slot; moves the Clock sysvar there first if it is behind."""

@@ -9,6 +9,11 @@ down (the chain's time is the world's time, as the hub's deadlines assume).
 Changing ``--slot-ms`` across restarts starts a new *segment* at the slot reached so far;
 the segments are in the journal, so the time of every past slot stays what it was.
 
+``chenilles devnet advance`` moves the chain's clock ahead of the wall clock (a challenge
+period need not be waited out): a *warp* starts a segment as many slots ahead as the seconds
+skipped, whose unix times carry the skip (``skew_ms``) from then on. A real cluster has no
+such thing; it is the devnet's stand-in for waiting.
+
 Blockhashes are ``sha256(seed | slot)``: nothing to store, the same after a restart, and
 each slot has its own, so a blockhash's age in slots is known and it expires after
 ``MAX_PROCESSING_AGE`` (150) slots as on Solana.
@@ -30,11 +35,13 @@ MAX_TRANSACTION_FORWARDING_DELAY = 6
 
 @dataclass(frozen=True)
 class Segment:
-    """From ``start_ms`` (wall clock, ms) on, slot ``start_slot`` and one slot per ``slot_ms``."""
+    """From ``start_ms`` (wall clock, ms) on, slot ``start_slot`` and one slot per ``slot_ms``;
+    the chain's unix time runs ``skew_ms`` ahead of the wall clock (the warps so far)."""
 
     start_slot: int
     start_ms: int
     slot_ms: int
+    skew_ms: int = 0
 
 
 class SlotClock:
@@ -69,7 +76,7 @@ class SlotClock:
         for candidate in self.segments:
             if candidate.start_slot <= slot:
                 seg = candidate
-        return (seg.start_ms + (slot - seg.start_slot) * seg.slot_ms) // 1000
+        return (seg.start_ms + seg.skew_ms + (slot - seg.start_slot) * seg.slot_ms) // 1000
 
     def restart(self, now_ms: int, slot_ms: int) -> Segment | None:
         """A new segment if the slot time changed (the caller journals it), else None."""
@@ -77,8 +84,22 @@ class SlotClock:
             raise ValueError(f"slot time must be positive, not {slot_ms} ms")
         if slot_ms == self.slot_ms:
             return None
-        seg = Segment(self.slot_at(now_ms) + 1, now_ms, slot_ms)
+        seg = Segment(self.slot_at(now_ms) + 1, now_ms, slot_ms, self.segments[-1].skew_ms)
         self.segments.append(seg)
+        return seg
+
+    def warp(self, now_ms: int, seconds: int) -> Segment:
+        """Jump ``seconds`` ahead: the slots those seconds hold, and their unix time. The caller
+        journals the new segment, so a restart replays the jump."""
+        if seconds <= 0:
+            raise ValueError(f"the clock only moves forward, not by {seconds} s")
+        last = self.segments[-1]
+        skipped = -(-seconds * 1000 // last.slot_ms)  # ceil: at least the time asked for
+        seg = Segment(
+            self.slot_at(now_ms) + skipped, now_ms, last.slot_ms, last.skew_ms + seconds * 1000
+        )
+        self.segments.append(seg)
+        self._floor = max(self._floor, seg.start_slot)
         return seg
 
 

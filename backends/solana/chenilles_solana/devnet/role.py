@@ -67,8 +67,19 @@ def provision(url: str, datadir: str, accounts: int) -> DevnetChain:
     )
 
 
-def advance(seconds: int) -> None:
-    raise ValueError(
-        "the Solana devnet's clock follows wall time (slots advance on their own): wait, "
-        "or give channels a short challenge duration"
+def advance(url: str, seconds: int) -> None:
+    """Move the devnet's clock ``seconds`` ahead (its ``devnetAdvanceClock`` method)."""
+    body = {"jsonrpc": "2.0", "id": 1, "method": "devnetAdvanceClock", "params": [seconds]}
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
     )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            reply = json.loads(answer.read())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"the Solana devnet at {url} does not answer ({exc})") from None
+    if "error" in reply:
+        raise ValueError(reply["error"].get("message", "refused"))

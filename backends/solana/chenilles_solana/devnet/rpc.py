@@ -554,3 +554,19 @@ def request_airdrop(rpc: DevnetRpc, p: Params) -> str:
     if err is not None:
         raise RpcError(INTERNAL_ERROR, f"Internal error: the airdrop failed ({error_text(err)})")
     return outcome.signature
+
+
+#: The longest single clock jump (ten years): beyond it a typo, not a test.
+MAX_ADVANCE_SECONDS = 10 * 365 * 86400
+
+
+@method("devnetAdvanceClock")
+def advance_clock(rpc: DevnetRpc, p: Params) -> dict[str, int]:
+    """Not a Solana method: the devnet's stand-in for waiting out a challenge period. The
+    Clock sysvar's unix time moves ``seconds`` ahead and the slot as many slots as they hold;
+    journaled, so a restart keeps the jump."""
+    seconds = p.at_most(1).u64(0, "seconds")
+    if not 0 < seconds <= MAX_ADVANCE_SECONDS:
+        raise invalid_params(f"Invalid params: seconds must be between 1 and {MAX_ADVANCE_SECONDS}")
+    slot = rpc.chain.warp(seconds)
+    return {"slot": slot, "unixTimestamp": rpc.chain.clock.unix_time(slot)}
