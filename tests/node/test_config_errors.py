@@ -59,9 +59,9 @@ def test_a_good_config_loads(tmp_path: Path) -> None:
         ('[log]\nlevl = "INFO"\n', "did you mean 'level'?"),
         ('[store]\nknd = "sqlite"\n', "did you mean 'kind'?"),
         ('[[peers]]\nnode_id = "00"\naddres = "x:1"\n', "did you mean 'address'?"),
-        ('[policy.open]\nacept = true\n', "did you mean 'accept'?"),
-        ("[[policy.fees]]\nasset = \"native@eip155:1\"\nbse = 1\n", "did you mean 'base'?"),
-        ('[node]\nzzzz = 1\n', "known: accept_unknown_peers, "),
+        ("[policy.open]\nacept = true\n", "did you mean 'accept'?"),
+        ('[[policy.fees]]\nasset = "native@eip155:1"\nbse = 1\n', "did you mean 'base'?"),
+        ("[node]\nzzzz = 1\n", "known: accept_unknown_peers, "),
     ],
 )
 def test_an_unknown_key_is_refused_with_the_closest_one(
@@ -95,7 +95,8 @@ def test_wrong_values_are_refused_naming_the_key(tmp_path: Path, text: str, expe
 
 def test_a_backend_key_typo_is_refused_before_the_chain_is_reached(tmp_path: Path) -> None:
     evm = plugins.backend("evm")
-    with pytest.raises(ConfigError, match=r"unknown key 'adjudicatr' \(did you mean 'adjudicator'\?\)"):
+    typo = r"unknown key 'adjudicatr' \(did you mean 'adjudicator'\?\)"
+    with pytest.raises(ConfigError, match=typo):
         check_chain_keys(evm, "evm", False, {"adjudicatr": "0x00", "from_block": 0})
     check_chain_keys(evm, "evm", False, {"adjudicator": "0x00", "tokens": [], "from_block": 0})
     with pytest.raises(ConfigError, match="did you mean 'program_id'"):
