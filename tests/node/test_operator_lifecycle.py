@@ -2,7 +2,7 @@
 start-up failures as one ``Error:`` line, ``node check``, the chains in use, a deposit the
 chain refused ending ``channel open`` with its cause, ``channel abandon`` (and its
 refusal), ``close --force`` followed to the end, and a channel that cannot be restored
-quarantined without stopping the node. About 60 s (several node starts)."""
+quarantined without stopping the node. About 40 s on an idle machine (node starts)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from eth_account import Account
+
+from chenilles_hub.cli import main
 
 from .test_server_harness import (
     CHENILLES,
@@ -81,7 +84,9 @@ def test_node_check_reaches_the_chain_and_says_what_it_found(
 ) -> None:
     node = make_node(tmp_path, "hub", anvil, 4)
     node.write_config()
-    result = node.cli("node", "check", "--json")
+    runner = CliRunner()  # in this process: the same code as the command, without its start-up
+    result = runner.invoke(main, ["node", "check", "--json", "--config", str(node.config_path)])
+    assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["ok"] and report["problems"] == []
     (found,) = report["chains"]
@@ -93,16 +98,20 @@ def test_node_check_reaches_the_chain_and_says_what_it_found(
         f"http://127.0.0.1:{free_port()}", anvil.adjudicator, 0, anvil.keys, anvil.ledger
     )
     node.write_config()
-    result = node.cli("node", "check", "--json", check=False)
-    assert result.returncode == 1
+    result = runner.invoke(main, ["node", "check", "--json", "--config", str(node.config_path)])
+    assert result.exit_code == 1
     error = json.loads(result.stdout)["error"]
     assert error["code"] == "check_failed" and "[chains.evm]: cannot use" in error["message"]
 
 
-@pytest.fixture
-def pair(anvil: AnvilChain, tmp_path: Path) -> Iterator[tuple[NodeProc, NodeProc]]:
-    alice = make_node(tmp_path, "alice", anvil, 6)
-    bob = make_node(tmp_path, "bob", anvil, 7)
+@pytest.fixture(scope="module")
+def pair(
+    anvil: AnvilChain, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[NodeProc, NodeProc]]:
+    """Alice and Bob, shared by the tests below in their order (the last stops Bob)."""
+    base = tmp_path_factory.mktemp("pair")
+    alice = make_node(base, "alice", anvil, 6)
+    bob = make_node(base, "bob", anvil, 7)
     alice.peers = [bob]
     alice.tail = bob.tail = CONSENTING
     try:
@@ -132,9 +141,9 @@ def test_a_refused_deposit_ends_the_wait_with_its_cause_and_the_channel_is_aband
     # Bob holds still while Alice's wallet empties between her open and her deposit.
     os.kill(bob.process.pid, signal.SIGSTOP)
     try:
+        args = ["--peer", bob.node_id, "--asset", NATIVE, "--amount", str(ETH), "--timeout", "60"]
         opener = subprocess.Popen(
-            [*CHENILLES, "channel", "open", "--peer", bob.node_id, "--asset", NATIVE]
-            + ["--amount", str(ETH), "--timeout", "60", "--config", str(alice.config_path)],
+            [*CHENILLES, "channel", "open", *args, "--config", str(alice.config_path)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -163,6 +172,28 @@ def test_a_refused_deposit_ends_the_wait_with_its_cause_and_the_channel_is_aband
     assert json.loads(again.stdout)["error"]["code"] == "not_abandonable"
 
 
+def test_a_channel_that_cannot_be_restored_is_quarantined_not_fatal(
+    anvil: AnvilChain, pair: tuple[NodeProc, NodeProc]
+) -> None:
+    alice, bob = pair
+    channel_id = open_channel(alice, bob, ETH)
+    alice.stop()  # restarted with another key: the channel's is not there
+    right_key = alice.account
+    alice.account = 8  # another account: it holds no key of the channel's
+    alice.start()
+    rows = json.loads(alice.cli("channel", "list", "--json").stdout)
+    (row,) = [r for r in rows if r["channel_id"] == channel_id]
+    assert row["status"] == "quarantined" and "could not be restored" in row["last_error"]
+    shown = alice.cli("channel", "show", channel_id, "--json")
+    assert json.loads(shown.stdout)["status"] == "quarantined"
+    closing = alice.cli("channel", "close", channel_id, "--json", check=False)
+    assert json.loads(closing.stdout)["error"]["code"] == "channel_quarantined"
+    alice.stop()
+    alice.account = right_key  # the cause fixed: the channel is back
+    alice.start()
+    assert channel(alice, channel_id)["status"] == "active"
+
+
 def test_an_active_channel_is_not_abandoned_and_force_close_is_followed_to_the_end(
     anvil: AnvilChain, pair: tuple[NodeProc, NodeProc]
 ) -> None:
@@ -183,25 +214,3 @@ def test_an_active_channel_is_not_abandoned_and_force_close_is_followed_to_the_e
     assert "status" in result.stdout and "closed" in result.stdout
     shown: dict[str, Any] = channel(alice, channel_id)
     assert shown["status"] == "closed" and time.monotonic() - started < 60
-
-
-def test_a_channel_that_cannot_be_restored_is_quarantined_not_fatal(
-    anvil: AnvilChain, pair: tuple[NodeProc, NodeProc]
-) -> None:
-    alice, bob = pair
-    channel_id = open_channel(alice, bob, ETH)
-    alice.stop()
-    right_key = alice.account
-    alice.account = 8  # another account: it holds no key of the channel's
-    alice.start()
-    rows = json.loads(alice.cli("channel", "list", "--json").stdout)
-    (row,) = [r for r in rows if r["channel_id"] == channel_id]
-    assert row["status"] == "quarantined" and "could not be restored" in row["last_error"]
-    shown = alice.cli("channel", "show", channel_id, "--json")
-    assert json.loads(shown.stdout)["status"] == "quarantined"
-    closing = alice.cli("channel", "close", channel_id, "--json", check=False)
-    assert json.loads(closing.stdout)["error"]["code"] == "channel_quarantined"
-    alice.stop()
-    alice.account = right_key  # the cause fixed: the channel is back
-    alice.start()
-    assert channel(alice, channel_id)["status"] == "active"
