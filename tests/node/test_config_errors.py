@@ -114,6 +114,20 @@ def test_solana_without_a_program_id_is_one_line(tmp_path: Path) -> None:
         build_chains(config)
 
 
+def test_a_url_chain_without_an_adjudicator_is_refused_not_deployed(tmp_path: Path) -> None:
+    config = load_config(
+        _write(
+            tmp_path,
+            GOOD
+            + '\n[chains.evm]\nurl = "http://127.0.0.1:9"\naccount_key = "0x'
+            + "11" * 32
+            + '"\n',
+        )
+    )
+    with pytest.raises(ConfigError, match=r"\[chains.evm\]: .*no adjudicator pinned"):
+        build_chains(config)
+
+
 def test_node_start_and_check_print_one_error_line(tmp_path: Path) -> None:
     path = _write(tmp_path, GOOD.replace("listen =", "listn =", 1))
     runner = CliRunner()

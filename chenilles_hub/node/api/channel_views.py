@@ -78,6 +78,10 @@ def progress(node: Node, channel: Channel) -> dict[str, Any]:
     status = channel.status
     depth = node.ctx.depth(channel.params.chain)
     out: dict[str, Any] = {"waiting": channel.waiting, "confirmations_needed": depth}
+    if status == "opening" and channel.waiting and channel.funded_by_me:
+        have = _confirmations(channel, depth)
+        if have is not None:
+            out["confirmations"] = {"have": have, "need": depth}
     if status == "opening" and not channel.waiting:
         out["waiting"] = (
             "waiting for our deposit to be sent"
@@ -96,6 +100,31 @@ def progress(node: Node, channel: Channel) -> dict[str, Any]:
     elif status == "disputed":
         out.update(_dispute(node, channel, depth))
     return out
+
+
+def _confirmations(channel: Channel, need: int) -> int | None:
+    """How deep (up to ``need``) the chain holds every agreed deposit of an opening
+    channel: the largest depth at which ``holdings`` shows them all, found by bisection
+    (``holdings`` at a greater depth counts less). ``None`` if the chain does not answer."""
+    totals = {a: mine + theirs for a, (mine, theirs) in channel.deposits.items()}
+
+    def held_at(depth: int) -> bool:
+        held = channel.backend.holdings(channel.params, depth)
+        return all(sum(held.get(a, ())) == total for a, total in totals.items())
+
+    try:
+        if not held_at(1):
+            return 0
+        low, high = 1, need
+        while low < high:
+            middle = (low + high + 1) // 2
+            if held_at(middle):
+                low = middle
+            else:
+                high = middle - 1
+        return low
+    except Exception:  # an unreachable chain: the text still says what is awaited
+        return None
 
 
 def _dispute(node: Node, channel: Channel, depth: int) -> dict[str, Any]:

@@ -42,9 +42,11 @@ async def list_channels(request: web.Request) -> web.Response:
     node = node_of(request)
     status = request.query.get("status")
 
+    connected = server.connections()
+
     def view() -> list[dict[str, Any]]:
         return [
-            ops.channel_view(node, c)
+            ops.channel_view(node, c) | {"peer_connected": c.peer in connected}
             for c in node.channels.values()
             if status is None or c.status == status
         ] + [
@@ -60,6 +62,7 @@ async def get_channel(request: web.Request) -> web.Response:
     server = service(request)
     node = node_of(request)
     channel_hex = request.match_info["channel_id"]
+    connections = server.connections()  # on the event loop, where the links change
 
     def view() -> dict[str, Any]:
         try:
@@ -68,7 +71,9 @@ async def get_channel(request: web.Request) -> web.Response:
             quarantined = None
         if quarantined is not None:
             return quarantined_view(quarantined)
-        return ops.channel_view(node, ops.find_channel(node, channel_hex))
+        channel = ops.find_channel(node, channel_hex)
+        connected = channel.peer in connections
+        return ops.channel_view(node, channel) | {"peer_connected": connected}
 
     return json_response(await server.read(view))
 
