@@ -185,6 +185,8 @@ def channel_close(
                     "the node tries again; chenilles channel close --force to go on-chain",
                 )
             text = result.get("waiting") or result["status"]
+            if result.get("peer_connected") is False and result["status"] != "disputed":
+                text = f"{text} (the peer is not connected)"
             if force and failure:
                 text = f"{text} [last error: {failure}]"
             return result["status"] == "closed", text
