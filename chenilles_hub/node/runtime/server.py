@@ -53,7 +53,7 @@ def _bind_errors(key: str, host: str, port: int) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        reason = exc.strerror or str(exc)
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)  # not asyncio's wrapping
         raise ConfigError(f"{key} = {host}:{port}: cannot listen there: {reason}") from None
 
 
