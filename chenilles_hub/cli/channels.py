@@ -113,6 +113,7 @@ def channel_open(
             result = call(lambda: client.get(f"/v1/channels/opening/{started['temp_id']}"))
             if result["status"] == "refused":
                 raise CliError(f"the peer refused: {result.get('reason')}", "channel_failed")
+            depth = ""
             if result.get("channel_id"):
                 channel = call(lambda: client.get(f"/v1/channels/{result['channel_id']}"))
                 failure = _failure(channel, since)
@@ -122,10 +123,13 @@ def channel_open(
                         "channel_failed",
                         "chenilles channel show for more; abandon it if no funds left",
                     )
+                if channel.get("confirmations"):
+                    seen = channel["confirmations"]
+                    depth = f" [{seen['have']} of {seen['need']} confirmations]"
             text = {
                 "negotiating": "waiting for the peer to accept",
                 "opening": result.get("waiting") or "funding on-chain, waiting for both deposits",
-            }.get(result["status"], result["status"])
+            }.get(result["status"], result["status"]) + depth
             return result["status"] == "active", text
 
         wait_until(progress, timeout, as_json)
