@@ -387,3 +387,8 @@ class BackendFactory(Protocol):
     def connect(self, url: str, **options: Any) -> ChainBackend:
         """A backend on a real node at ``url``."""
         ...
+
+    # Optional: ``config_keys(embedded: bool) -> frozenset[str]``, the keys a
+    # ``[chains.NAME]`` table may give ``embedded``/``connect`` (besides the node's own:
+    # backend, url, embedded, account_key(_file), confirmations). With it, the node refuses
+    # a misspelt key at start and suggests the closest; a factory without it is not checked.

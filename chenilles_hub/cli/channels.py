@@ -1,12 +1,18 @@
-"""``chenilles channel``: open, close and list channels."""
+"""``chenilles channel``: open, close, show, list and abandon channels.
+
+Waits show what the channel waits for (its ``waiting``: a deposit's confirmations, the
+peer's signature, a dispute's deadline in chain time) and end with the cause when the
+channel reports an error (its ``last_error``), not with a bare timeout."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 import click
 
+from .errors import CliError
 from .output import Column, output, short
 from .remote import api_options, call, connect, wait_until
 from .root import main
@@ -29,7 +35,23 @@ def _channel_columns() -> list[Column]:
         ("local", balance("local")),
         ("remote", balance("remote")),
         ("htlcs", lambda r: len(r["htlcs"])),
+        ("waiting / last error", _state_text),
     ]
+
+
+def _state_text(row: dict[str, Any]) -> str:
+    text = row.get("waiting") or ""
+    if row.get("last_error"):
+        text = f"{text} [error: {row['last_error']}]" if text else f"error: {row['last_error']}"
+    return text
+
+
+def _failure(row: dict[str, Any], since: float) -> str | None:
+    """The channel's last error if it happened during this wait (an older one is history)."""
+    at = row.get("last_error_at")
+    if row.get("last_error") and at is not None and at >= int(since):
+        return str(row["last_error"])
+    return None
 
 
 @channel_group.command("list")
@@ -81,6 +103,7 @@ def channel_open(
         "remote_amount": remote_amount,
         "challenge_duration": challenge,
     }
+    since = time.time() - 1
     started = call(lambda: client.post("/v1/channels", body))
     result: dict[str, Any] = started
     if wait:
@@ -89,11 +112,24 @@ def channel_open(
             nonlocal result
             result = call(lambda: client.get(f"/v1/channels/opening/{started['temp_id']}"))
             if result["status"] == "refused":
-                raise click.ClickException(f"the peer refused: {result.get('reason')}")
+                raise CliError(f"the peer refused: {result.get('reason')}", "channel_failed")
+            depth = ""
+            if result.get("channel_id"):
+                channel = call(lambda: client.get(f"/v1/channels/{result['channel_id']}"))
+                failure = _failure(channel, since)
+                if failure:
+                    raise CliError(
+                        f"channel {result['channel_id'][:16]}… failed: {failure}",
+                        "channel_failed",
+                        "chenilles channel show for more; abandon it if no funds left",
+                    )
+                if channel.get("confirmations"):
+                    seen = channel["confirmations"]
+                    depth = f" [{seen['have']} of {seen['need']} confirmations]"
             text = {
                 "negotiating": "waiting for the peer to accept",
                 "opening": result.get("waiting") or "funding on-chain, waiting for both deposits",
-            }.get(result["status"], result["status"])
+            }.get(result["status"], result["status"]) + depth
             return result["status"] == "active", text
 
         wait_until(progress, timeout, as_json)
@@ -103,34 +139,98 @@ def channel_open(
 @channel_group.command("close")
 @click.argument("channel_id")
 @click.option("--force", is_flag=True, help="Register on-chain without the peer.")
-@click.option("--wait/--no-wait", default=True, help="Wait until settled on-chain.")
-@click.option("--timeout", default=120.0, show_default=True)
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    help="Wait until concluded and withdrawn (with --force: through the dispute).",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    help="Seconds to wait (default 120; with --force the challenge period + 300).",
+)
 @api_options
 def channel_close(
     channel_id: str,
     force: bool,
     wait: bool,
-    timeout: float,
+    timeout: float | None,
     config_path: str | None,
     api_url: str | None,
     token_file: str | None,
     as_json: bool,
 ) -> None:
-    """Close a channel (cooperatively unless --force)."""
+    """Close a channel (cooperatively unless --force) and follow it until closed."""
     client = connect(config_path, api_url, token_file)
+    since = time.time() - 1
     result = call(lambda: client.post(f"/v1/channels/{channel_id}/close", {"force": force}))
-    if wait and not force:
+    if force and not as_json and result.get("deadline"):
+        deadline = result["deadline"]
+        click.echo(
+            f"  registered version {deadline['registered_version']} on-chain (tx "
+            f"{result.get('txid')}); the challenge period ends at chain time "
+            f"{deadline['chain_time']}",
+            err=True,
+        )
+    if wait:
+        if timeout is None:
+            timeout = 120.0
+            if force:
+                timeout = float(result.get("challenge_duration") or 600) + 300.0
 
         def progress() -> tuple[bool, str]:
             nonlocal result
             result = call(lambda: client.get(f"/v1/channels/{channel_id}"))
-            text = {
-                "active": "waiting for the peer to sign the final state",
-                "closing": "settling on-chain",
-            }.get(result["status"], result["status"])
+            failure = _failure(result, since)
+            if failure and not force:  # a dispute retries on every block: keep following
+                raise CliError(
+                    f"closing {channel_id[:16]}… failed: {failure}",
+                    "channel_failed",
+                    "the node tries again; chenilles channel close --force to go on-chain",
+                )
+            text = result.get("waiting") or result["status"]
+            if result.get("peer_connected") is False and result["status"] != "disputed":
+                text = f"{text} (the peer is not connected)"
+            if force and failure:
+                text = f"{text} [last error: {failure}]"
             return result["status"] == "closed", text
 
         wait_until(progress, timeout, as_json)
     if isinstance(result, dict) and "balances" in result:
-        result = {k: result[k] for k in ("channel_id", "status", "version", "balances", "receipts")}
+        keep = ("channel_id", "status", "version", "balances", "receipts", "deadline", "txid")
+        result = {k: result[k] for k in keep if k in result}
     output(result, as_json)
+
+
+@channel_group.command("show")
+@click.argument("channel_id")
+@api_options
+def channel_show(
+    channel_id: str,
+    config_path: str | None,
+    api_url: str | None,
+    token_file: str | None,
+    as_json: bool,
+) -> None:
+    """One channel: balances, status, what it waits for, its last error."""
+    client = connect(config_path, api_url, token_file)
+    output(call(lambda: client.get(f"/v1/channels/{channel_id}")), as_json)
+
+
+@channel_group.command("abandon")
+@click.argument("channel_id")
+@api_options
+def channel_abandon(
+    channel_id: str,
+    config_path: str | None,
+    api_url: str | None,
+    token_file: str | None,
+    as_json: bool,
+) -> None:
+    """Give up an opening channel whose funds never left (checked on the chain).
+
+    Refused (not_abandonable) if our deposit was sent or the chain holds any deposit for
+    it: such a channel is closed (channel close --force), not abandoned."""
+    client = connect(config_path, api_url, token_file)
+    result = call(lambda: client.post(f"/v1/channels/{channel_id}/abandon"))
+    output({k: result[k] for k in ("channel_id", "status", "peer", "chain")}, as_json)

@@ -11,6 +11,7 @@ import time
 
 import click
 
+from .errors import CliError
 from .output import output, short
 from .remote import api_options, call, connect
 from .root import PROCESS_START, main
@@ -32,7 +33,10 @@ def node_group() -> None:
 )
 @click.option("--log-format", type=click.Choice(["text", "json"]), help="Override log.format.")
 def node_start(config_path: str, log_format: str | None) -> None:
-    """Run the node in the foreground until SIGTERM / SIGINT / `chenilles node stop`."""
+    """Run the node in the foreground until SIGTERM / SIGINT / `chenilles node stop`.
+
+    Every start-up failure (the config, a port in use, a chain that does not answer, a
+    missing adjudicator) ends the process with one ``Error:`` line naming the cause."""
     import asyncio
 
     from ..node.config import ConfigError, load_config
@@ -42,17 +46,53 @@ def node_start(config_path: str, log_format: str | None) -> None:
     try:
         config = load_config(config_path)
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise CliError(str(exc), "config") from None
     setup_logging(log_format or config.log_format, config.log_level, config.log_file)
-    logging.getLogger("chenilles.server").info(
-        "process up; imports took %.2fs", time.monotonic() - PROCESS_START
-    )
+    log = logging.getLogger("chenilles.server")
+    log.info("process up; imports took %.2fs", time.monotonic() - PROCESS_START)
+    server: HubServer | None = None
     try:
         server = HubServer(config)
         code = asyncio.run(server.run())
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        log.error("cannot start: %s", exc)
+        raise CliError(str(exc), "startup") from None
+    except Exception as exc:
+        if server is not None and server.role != "starting":
+            log.exception("the node failed")  # a bug while serving: the log keeps the cause
+            raise CliError(f"the node failed: {type(exc).__name__}: {exc}", "error") from None
+        log.debug("start-up failed", exc_info=True)
+        raise CliError(f"cannot start: {type(exc).__name__}: {exc}", "startup") from None
     sys.exit(code)
+
+
+@node_group.command("check")
+@click.option(
+    "--config",
+    "config_path",
+    envvar="CHENILLES_CONFIG",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The node's config (TOML).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def node_check(config_path: str, as_json: bool) -> None:
+    """Validate a config without starting the node: its keys and values, the data dir, the
+    ports, and every chain (reached over its RPC: the chain id, our account and balance,
+    the adjudicator or program the node would use)."""
+    from ..node.config import ConfigError, load_config
+    from .check import check_config
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        raise CliError(str(exc), "config") from None
+    report = check_config(config)
+    if report["problems"]:
+        if not as_json:
+            output({k: v for k, v in report.items() if k != "problems"}, False)
+        raise CliError("; ".join(report["problems"]), "check_failed")
+    output(report, as_json)
 
 
 @node_group.command("stop")
@@ -69,7 +109,10 @@ def node_stop(config_path: str, timeout: float) -> None:
     from ..node.api.client import ApiCallError, NodeClient
     from ..node.config import ConfigError, load_config
 
-    config = load_config(config_path)
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        raise CliError(str(exc), "config") from None
     pid: int | None = None
     with contextlib.suppress(OSError, ValueError):
         pid = int(config.pid_file.read_text().strip())
@@ -77,8 +120,8 @@ def node_stop(config_path: str, timeout: float) -> None:
         NodeClient(config.api_url, config.read_token(), timeout=5).post("/v1/stop")
     except (ApiCallError, ConfigError) as exc:
         if pid is None:
-            raise click.ClickException(
-                f"the node does not answer ({exc}) and has no pid file"
+            raise CliError(
+                f"the node does not answer ({exc}) and has no pid file", "not_running"
             ) from None
         try:
             os.kill(pid, signal.SIGTERM)
@@ -97,7 +140,7 @@ def node_stop(config_path: str, timeout: float) -> None:
                 break
             time.sleep(0.1)
         else:
-            raise click.ClickException(f"process {pid} still runs after {timeout:.0f}s")
+            raise CliError(f"process {pid} still runs after {timeout:.0f}s", "timeout")
     click.echo("stopped")
 
 

@@ -11,20 +11,25 @@ from typing import Any
 
 import click
 
+from .errors import CliError
+
 
 def connect(config_path: str | None, api_url: str | None, token_file: str | None) -> Any:
     from ..node.api.client import NodeClient
     from ..node.config import ConfigError, load_config
 
     if api_url and token_file:
-        return NodeClient(api_url, Path(token_file).read_text().strip())
+        try:
+            return NodeClient(api_url, Path(token_file).read_text().strip())
+        except OSError as exc:
+            raise CliError(f"cannot read the token file: {exc}", "config") from None
     if not config_path:
         raise click.UsageError("give --config hub.toml (or set CHENILLES_CONFIG)")
     try:
         config = load_config(config_path)
         return NodeClient(api_url or config.api_url, config.read_token())
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise CliError(str(exc), "config") from None
 
 
 def api_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -48,7 +53,7 @@ def call(fn: Callable[[], Any]) -> Any:
     try:
         return fn()
     except ApiCallError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise CliError(str(exc), exc.code, exc.hint) from None
 
 
 def wait_until(
@@ -65,7 +70,7 @@ def wait_until(
         if done:
             return
         if time.monotonic() > deadline:
-            raise click.ClickException(f"gave up waiting after {timeout:.0f}s ({text})")
+            raise CliError(f"gave up waiting after {timeout:.0f}s ({text})", "timeout")
         time.sleep(interval)
 
 

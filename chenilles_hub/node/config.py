@@ -14,12 +14,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config_checks import ConfigError, check_keys, get, table_of, unknown_key_error
+from .config_policy import (
+    FeeConfig,
+    OpenPolicyConfig,
+    PeerPolicyConfig,
+    RateConfig,
+    parse_policy,
+)
+
+__all__ = [
+    "ChainConfig",
+    "ConfigError",
+    "FeeConfig",
+    "NodeConfig",
+    "OpenPolicyConfig",
+    "PeerConfig",
+    "PeerPolicyConfig",
+    "RateConfig",
+    "check_keys",
+    "load_config",
+    "parse_address",
+    "unknown_key_error",
+    "write_secret",
+]
+
 DEFAULT_LISTEN = ("127.0.0.1", 9735)
 DEFAULT_API = ("127.0.0.1", 9736)
-
-
-class ConfigError(ValueError):
-    """The configuration file is missing, unreadable or invalid (the message says where)."""
 
 
 @dataclass(frozen=True)
@@ -47,49 +68,6 @@ class ChainConfig:
     #: blocks a deposit (and a conclusion) must be deep before the node relies on it;
     #: None: the backend's finality depth (its ``TimeModel``)
     confirmations: int | None = None
-
-
-@dataclass(frozen=True)
-class FeeConfig:
-    asset: str
-    base: int
-    ppm: int
-
-
-@dataclass(frozen=True)
-class RateConfig:
-    asset_in: str
-    asset_out: str
-    numerator: int
-    denominator: int
-
-
-@dataclass(frozen=True)
-class OpenPolicyConfig:
-    """``[policy.open]``: the operator's consent to channels peers open (see
-    ``hub/open_policy.py``). Safe defaults: we deposit nothing into a channel a peer opens,
-    challenge durations 10 minutes to 2 weeks, two pending requests per peer, 64 in all,
-    each dropped after 2 minutes or when its peer disconnects."""
-
-    accept: bool = True
-    #: (asset as ``token@chain``, the most we deposit into one channel a peer opens)
-    deposits: tuple[tuple[str, int], ...] = ()
-    min_challenge: int = 600
-    max_challenge: int = 14 * 86400
-    max_pending_per_peer: int = 2
-    max_pending: int = 64
-    pending_timeout: int = 120
-
-
-@dataclass(frozen=True)
-class PeerPolicyConfig:
-    """``[policy.peers]``: a peer whose messages are refused or fail ``max_faults`` times
-    within ``fault_window`` seconds is disconnected and banned for ``ban_seconds`` (it may
-    not connect, and is not dialled, until then)."""
-
-    max_faults: int = 20
-    fault_window: float = 60.0
-    ban_seconds: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -152,18 +130,30 @@ def parse_address(text: str, where: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _table(raw: dict[str, Any], key: str) -> dict[str, Any]:
-    value = raw.get(key, {})
-    if not isinstance(value, dict):
-        raise ConfigError(f"[{key}] must be a table")
-    return value
-
-
-def _get(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    value = table.get(key)
-    if value is not None and not isinstance(value, kind):
-        raise ConfigError(f"{where}.{key}: wrong type {type(value).__name__}")
-    return value
+#: The keys each table may hold; anything else is refused with the closest key suggested
+#: (a typo such as ``listn`` must not leave the node on its default port unnoticed).
+SECTIONS = ("node", "api", "store", "peers", "chains", "policy", "log")
+NODE_KEYS = (
+    "name",
+    "data_dir",
+    "listen",
+    "identity_file",
+    "tick_interval",
+    "announce_interval",
+    "reconnect_min",
+    "reconnect_max",
+    "accept_unknown_peers",
+    "max_lock",
+)
+API_KEYS = ("listen", "token_file")
+STORE_KEYS = ("kind", "dsn", "schema", "lease_ttl")
+LOG_KEYS = ("format", "level", "file")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+PEER_KEYS = ("node_id", "address")
+POLICY_KEYS = ("fees", "rates", "open", "peers")
+#: What the node itself reads from ``[chains.NAME]``; the rest goes to the backend, which
+#: says what it takes (``BackendFactory.config_keys``, checked in ``runtime/bootstrap``).
+CHAIN_KEYS = ("backend", "url", "embedded", "account_key", "account_key_file", "confirmations")
 
 
 def load_config(path: str | os.PathLike[str]) -> NodeConfig:
@@ -179,25 +169,24 @@ def load_config(path: str | os.PathLike[str]) -> NodeConfig:
     def resolve(value: str | None, default: Path) -> Path:
         return default if value is None else (base / value).resolve()
 
-    node = _table(raw, "node")
-    known = {"node", "api", "store", "peers", "chains", "policy", "log"}
-    unknown = set(raw) - known
-    if unknown:
-        raise ConfigError(f"unknown section(s) {sorted(unknown)} (known: {sorted(known)})")
-    name = _get(node, "name", str, "node") or config_path.stem
-    data_dir = resolve(_get(node, "data_dir", str, "node"), base / "data")
-    listen = parse_address(_get(node, "listen", str, "node") or "127.0.0.1:9735", "node.listen")
-    identity_file = resolve(_get(node, "identity_file", str, "node"), data_dir / "identity.seed")
+    for section in raw:
+        if section not in SECTIONS:
+            raise unknown_key_error(section, SECTIONS, "the config's top level")
+    node = table_of(raw, "node", NODE_KEYS)
+    name = get(node, "name", str, "node") or config_path.stem
+    data_dir = resolve(get(node, "data_dir", str, "node"), base / "data")
+    listen = parse_address(get(node, "listen", str, "node") or "127.0.0.1:9735", "node.listen")
+    identity_file = resolve(get(node, "identity_file", str, "node"), data_dir / "identity.seed")
 
-    api = _table(raw, "api")
-    api_addr = parse_address(_get(api, "listen", str, "api") or "127.0.0.1:9736", "api.listen")
-    token_file = resolve(_get(api, "token_file", str, "api"), data_dir / "api.token")
+    api = table_of(raw, "api", API_KEYS)
+    api_addr = parse_address(get(api, "listen", str, "api") or "127.0.0.1:9736", "api.listen")
+    token_file = resolve(get(api, "token_file", str, "api"), data_dir / "api.token")
 
-    store = _table(raw, "store")
-    kind = _get(store, "kind", str, "store") or "sqlite"
+    store = table_of(raw, "store", STORE_KEYS)
+    kind = get(store, "kind", str, "store") or "sqlite"
     if kind not in ("sqlite", "postgres"):
         raise ConfigError(f"store.kind must be sqlite or postgres, not {kind!r}")
-    dsn = _get(store, "dsn", str, "store")
+    dsn = get(store, "dsn", str, "store")
     if kind == "postgres" and not dsn:
         raise ConfigError("store.kind = postgres needs store.dsn")
 
@@ -207,8 +196,11 @@ def load_config(path: str | os.PathLike[str]) -> NodeConfig:
         raise ConfigError("peers must be an array of tables ([[peers]])")
     for index, peer in enumerate(raw_peers):
         where = f"peers[{index}]"
-        node_hex = _get(peer, "node_id", str, where)
-        address = _get(peer, "address", str, where)
+        if not isinstance(peer, dict):
+            raise ConfigError(f"{where}: a table with node_id and address ([[peers]])")
+        check_keys(peer, PEER_KEYS, where)
+        node_hex = get(peer, "node_id", str, where)
+        address = get(peer, "address", str, where)
         if not node_hex or not address:
             raise ConfigError(f"{where}: node_id and address are required")
         try:
@@ -221,12 +213,15 @@ def load_config(path: str | os.PathLike[str]) -> NodeConfig:
         peers.append(PeerConfig(node_id, host, port))
 
     chains: list[ChainConfig] = []
-    for chain_name, table in _table(raw, "chains").items():
+    for chain_name, table in table_of(raw, "chains").items():
         where = f"chains.{chain_name}"
         if not isinstance(table, dict):
             raise ConfigError(f"[{where}] must be a table")
         table = dict(table)
         backend = table.pop("backend", chain_name)
+        for key, expected in (("url", str), ("embedded", bool), ("account_key", str)):
+            get(table, key, expected, where)
+        get(table, "account_key_file", str, where)
         if not isinstance(backend, str) or not backend:
             raise ConfigError(f"{where}.backend: the name of an installed backend")
         url = table.pop("url", None)
@@ -253,26 +248,17 @@ def load_config(path: str | os.PathLike[str]) -> NodeConfig:
             ChainConfig(chain_name, backend, bool(embedded), url, key, table, confirmations)
         )
 
-    policy = _table(raw, "policy")
-    fees = tuple(
-        FeeConfig(str(f["asset"]), int(f.get("base", 0)), int(f.get("ppm", 0)))
-        for f in policy.get("fees", [])
-    )
-    rates = tuple(
-        RateConfig(
-            str(r["asset_in"]), str(r["asset_out"]), int(r["numerator"]), int(r["denominator"])
-        )
-        for r in policy.get("rates", [])
-    )
+    policy = parse_policy(table_of(raw, "policy", POLICY_KEYS))
 
-    open_policy = _open_policy(policy)
-    peer_policy = _peer_policy(policy)
-
-    log = _table(raw, "log")
-    log_format = _get(log, "format", str, "log") or "text"
+    log = table_of(raw, "log", LOG_KEYS)
+    log_format = get(log, "format", str, "log") or "text"
     if log_format not in ("text", "json"):
-        raise ConfigError("log.format must be text or json")
-    log_file = _get(log, "file", str, "log")
+        raise ConfigError(f"log.format must be text or json, not {log_format!r}")
+    log_file = get(log, "file", str, "log")
+    log_level = (get(log, "level", str, "log") or "INFO").upper()
+    if log_level not in LOG_LEVELS:
+        raise ConfigError(f"log.level must be one of {', '.join(LOG_LEVELS)}, not {log_level!r}")
+    accept_unknown = get(node, "accept_unknown_peers", bool, "node")
 
     return NodeConfig(
         path=config_path,
@@ -286,109 +272,23 @@ def load_config(path: str | os.PathLike[str]) -> NodeConfig:
         identity_file=identity_file,
         store=kind,
         postgres_dsn=dsn,
-        postgres_schema=_get(store, "schema", str, "store"),
-        lease_ttl=float(_get(store, "lease_ttl", (int, float), "store") or 10.0),
+        postgres_schema=get(store, "schema", str, "store"),
+        lease_ttl=float(get(store, "lease_ttl", (int, float), "store") or 10.0),
         peers=tuple(peers),
         chains=tuple(chains),
-        fees=fees,
-        rates=rates,
-        tick_interval=float(_get(node, "tick_interval", (int, float), "node") or 1.0),
-        announce_interval=float(_get(node, "announce_interval", (int, float), "node") or 2.0),
-        reconnect_min=float(_get(node, "reconnect_min", (int, float), "node") or 0.1),
-        reconnect_max=float(_get(node, "reconnect_max", (int, float), "node") or 5.0),
-        accept_unknown_peers=bool(node.get("accept_unknown_peers", True)),
+        fees=policy.fees,
+        rates=policy.rates,
+        tick_interval=float(get(node, "tick_interval", (int, float), "node") or 1.0),
+        announce_interval=float(get(node, "announce_interval", (int, float), "node") or 2.0),
+        reconnect_min=float(get(node, "reconnect_min", (int, float), "node") or 0.1),
+        reconnect_max=float(get(node, "reconnect_max", (int, float), "node") or 5.0),
+        accept_unknown_peers=True if accept_unknown is None else accept_unknown,
         log_format=log_format,
-        log_level=(_get(log, "level", str, "log") or "INFO").upper(),
+        log_level=log_level,
         log_file=resolve(log_file, Path()) if log_file else None,
-        max_lock=int(_get(node, "max_lock", int, "node") or 3 * 86400),
-        open_policy=open_policy,
-        peer_policy=peer_policy,
-    )
-
-
-def _subtable(policy: dict[str, Any], key: str, known: set[str]) -> dict[str, Any]:
-    table = policy.get(key, {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"[policy.{key}] must be a table")
-    unknown = set(table) - known
-    if unknown:
-        raise ConfigError(
-            f"[policy.{key}]: unknown key(s) {sorted(unknown)} (known: {sorted(known)})"
-        )
-    return table
-
-
-def _bounded_int(table: dict[str, Any], key: str, where: str, default: int, low: int) -> int:
-    value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value < 2**63:
-        raise ConfigError(f"{where}.{key}: an integer from {low}, not {value!r}")
-    return value
-
-
-def _open_policy(policy: dict[str, Any]) -> OpenPolicyConfig:
-    where = "policy.open"
-    default = OpenPolicyConfig()
-    table = _subtable(
-        policy,
-        "open",
-        {
-            "accept",
-            "deposit",
-            "min_challenge",
-            "max_challenge",
-            "max_pending_per_peer",
-            "max_pending",
-            "pending_timeout",
-        },
-    )
-    accept = table.get("accept", True)
-    if not isinstance(accept, bool):
-        raise ConfigError(f"{where}.accept must be true or false")
-    deposits = []
-    entries = table.get("deposit", [])
-    if not isinstance(entries, list):
-        raise ConfigError(f"{where}.deposit must be an array of tables ([[policy.open.deposit]])")
-    for index, entry in enumerate(entries):
-        at = f"{where}.deposit[{index}]"
-        if not isinstance(entry, dict) or set(entry) - {"asset", "max"}:
-            raise ConfigError(f'{at}: a table with asset = "token@chain" and max = <base units>')
-        asset = entry.get("asset")
-        if not isinstance(asset, str) or "@" not in asset:
-            raise ConfigError(f"{at}.asset: an asset written token@chain")
-        limit = entry.get("max")
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit < 2**256:
-            raise ConfigError(f"{at}.max: an integer amount in base units")
-        deposits.append((asset, limit))
-    result = OpenPolicyConfig(
-        accept=accept,
-        deposits=tuple(deposits),
-        min_challenge=_bounded_int(table, "min_challenge", where, default.min_challenge, 1),
-        max_challenge=_bounded_int(table, "max_challenge", where, default.max_challenge, 1),
-        max_pending_per_peer=_bounded_int(
-            table, "max_pending_per_peer", where, default.max_pending_per_peer, 0
-        ),
-        max_pending=_bounded_int(table, "max_pending", where, default.max_pending, 0),
-        pending_timeout=_bounded_int(table, "pending_timeout", where, default.pending_timeout, 1),
-    )
-    if result.min_challenge > result.max_challenge:
-        raise ConfigError(f"{where}: min_challenge is above max_challenge")
-    return result
-
-
-def _peer_policy(policy: dict[str, Any]) -> PeerPolicyConfig:
-    where = "policy.peers"
-    default = PeerPolicyConfig()
-    table = _subtable(policy, "peers", {"max_faults", "fault_window", "ban_seconds"})
-    values: dict[str, float] = {}
-    for key in ("fault_window", "ban_seconds"):
-        value = table.get(key, getattr(default, key))
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e9:
-            raise ConfigError(f"{where}.{key}: a number of seconds, not {value!r}")
-        values[key] = float(value)
-    return PeerPolicyConfig(
-        max_faults=_bounded_int(table, "max_faults", where, default.max_faults, 1),
-        fault_window=values["fault_window"],
-        ban_seconds=values["ban_seconds"],
+        max_lock=int(get(node, "max_lock", int, "node") or 3 * 86400),
+        open_policy=policy.open_policy,
+        peer_policy=policy.peer_policy,
     )
 
 

@@ -72,7 +72,13 @@ def test_every_endpoint_but_health_needs_the_token(channel_pair: Pair) -> None:
                     assert status == 200
                     continue
                 assert status == 401, (method, path, headers)
-                assert body == {"error": "unauthorized", "message": "missing or wrong bearer token"}
+                assert body == {
+                    "error": {
+                        "code": "unauthorized",
+                        "message": "missing or wrong bearer token",
+                        "hint": "the token is in the data dir (api.token)",
+                    }
+                }
                 checked += 1
     assert checked >= 3 * 20
 
@@ -187,7 +193,7 @@ def test_a_body_that_is_not_json_is_refused(channel_pair: Pair) -> None:
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(request, timeout=10)
     assert caught.value.code == 400
-    assert json.loads(caught.value.read())["error"] == "bad_json"
+    assert json.loads(caught.value.read())["error"]["code"] == "bad_json"
 
 
 def test_info_channels_route_pay_and_metrics(channel_pair: Pair) -> None:

@@ -32,6 +32,22 @@ class BitcoinBackendFactory:
 
         return connect_backend(url, **options)
 
+    def config_keys(self, embedded: bool) -> frozenset[str]:
+        """The ``[chains.NAME]`` keys ``embedded``/``connect`` take (the node refuses others)."""
+        embedded_keys = {
+            "datadir",
+            "auto_mine",
+            "feerate_per_kw",
+            "dust_limit_sat",
+            "max_fee_sat",
+            "block_interval",
+        }
+        return frozenset(
+            embedded_keys
+            if embedded
+            else {"user", "password", "cookie_file", "chain", "from_block"} | embedded_keys
+        )
+
     # --- the devnet role (chenilles_hub.devnet.role.DevnetRole) ------------------------------
 
     def devnet_command(

@@ -33,6 +33,16 @@ class EvmBackendFactory:
 
         return connect_backend(url, **options)
 
+    def config_keys(self, embedded: bool) -> frozenset[str]:
+        """The ``[chains.NAME]`` keys ``embedded``/``connect`` take (the node refuses others)."""
+        embedded_keys = {"finality_depth", "margin", "fund_eth", "fund_tokens", "from_block"}
+        return frozenset(
+            embedded_keys
+            if embedded
+            else {"adjudicator", "deploy", "funder_keys", "tokens", "mintable", "apps", "timeout"}
+            | embedded_keys
+        )
+
     def deploy(self, url: str, key: str, **options: Any) -> dict[str, Any]:
         """Deploy the adjudicator (and, with ``token=True``, a test ERC-20) from ``key``."""
         from eth_account import Account

@@ -31,6 +31,25 @@ class SolanaBackendFactory:
 
         return connect_backend(url, **options)
 
+    def config_keys(self, embedded: bool) -> frozenset[str]:
+        """The ``[chains.NAME]`` keys ``embedded``/``connect`` take (the node refuses others)."""
+        embedded_keys = {"start_time", "test_mint", "apps"}
+        return frozenset(
+            embedded_keys
+            if embedded
+            else {
+                "program_id",
+                "chain",
+                "mints",
+                "test_mint",
+                "mint_authority",
+                "commitment",
+                "from_block",
+                "timeout",
+                "apps",
+            }
+        )
+
     # --- the devnet role (chenilles_hub.devnet.role.DevnetRole) ------------------------------
 
     def devnet_command(

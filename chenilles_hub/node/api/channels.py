@@ -9,7 +9,9 @@ from aiohttp import web
 
 from chenilles_hub.core import Asset
 
+from ..hub.funding import NotAbandonable
 from . import operations as ops
+from .channel_views import quarantined_view
 from .inputs import (
     amount_field,
     asset_field,
@@ -40,11 +42,17 @@ async def list_channels(request: web.Request) -> web.Response:
     node = node_of(request)
     status = request.query.get("status")
 
+    connected = server.connections()
+
     def view() -> list[dict[str, Any]]:
         return [
-            ops.channel_view(node, c)
+            ops.channel_view(node, c) | {"peer_connected": c.peer in connected}
             for c in node.channels.values()
             if status is None or c.status == status
+        ] + [
+            quarantined_view(q)
+            for q in node.quarantined.values()
+            if status is None or status == "quarantined"
         ]
 
     return json_response(await server.read(view))
@@ -54,9 +62,33 @@ async def get_channel(request: web.Request) -> web.Response:
     server = service(request)
     node = node_of(request)
     channel_hex = request.match_info["channel_id"]
-    return json_response(
-        await server.read(lambda: ops.channel_view(node, ops.find_channel(node, channel_hex)))
-    )
+    connections = server.connections()  # on the event loop, where the links change
+
+    def view() -> dict[str, Any]:
+        try:
+            quarantined = node.quarantined.get(bytes.fromhex(channel_hex))
+        except ValueError:
+            quarantined = None
+        if quarantined is not None:
+            return quarantined_view(quarantined)
+        channel = ops.find_channel(node, channel_hex)
+        connected = channel.peer in connections
+        return ops.channel_view(node, channel) | {"peer_connected": connected}
+
+    return json_response(await server.read(view))
+
+
+async def abandon_channel(request: web.Request) -> web.Response:
+    """Give up an opening channel whose funds never left (checked on the chain); 409
+    ``not_abandonable`` (changing nothing) if any deposit may be on its way or held."""
+    server = service(request)
+    node = node_of(request)
+    channel = await server.in_worker(ops.find_channel, node, request.match_info["channel_id"])
+    try:
+        await server.call(node.abandon, channel.channel_id)
+    except NotAbandonable as exc:
+        raise ApiError(409, "not_abandonable", str(exc)) from None
+    return json_response(await server.read(ops.channel_view, node, channel))
 
 
 async def open_channel(request: web.Request) -> web.Response:
@@ -104,10 +136,8 @@ async def close_channel(request: web.Request) -> web.Response:
         if channel.status == "disputed":
             raise ApiError(409, "channel_disputed", "a dispute is already running")
         receipt = await server.call(node.force_close, channel.channel_id)
-        return json_response(
-            {"channel_id": channel.channel_id.hex(), "status": "disputed", "txid": receipt.txid},
-            202,
-        )
+        view = await server.read(ops.channel_view, node, channel)
+        return json_response({**view, "txid": receipt.txid}, 202)
     if channel.status != "active":
         raise ApiError(409, "channel_not_active", f"the channel is {channel.status}")
     await server.call(node.close, channel.channel_id)

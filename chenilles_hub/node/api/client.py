@@ -15,11 +15,12 @@ class ApiCallError(Exception):
     """The API answered with an error (``status``, ``code``) or could not be reached
     (``status`` 0)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, hint: str = "") -> None:
         super().__init__(f"{code}: {message}" if status else message)
         self.status = status
         self.code = code
         self.message = message
+        self.hint = hint
 
 
 class NodeClient:
@@ -47,10 +48,12 @@ class NodeClient:
         except urllib.error.HTTPError as exc:
             raw = exc.read()
             try:
-                error = json.loads(raw)
-                raise ApiCallError(exc.code, error["error"], error["message"]) from None
-            except (ValueError, KeyError, TypeError):
+                error = json.loads(raw)["error"]
+                code, message = str(error["code"]), str(error["message"])
+                hint = str(error.get("hint") or "")
+            except (ValueError, KeyError, TypeError, AttributeError):
                 raise ApiCallError(exc.code, "http_error", raw.decode(errors="replace")) from None
+            raise ApiCallError(exc.code, code, message, hint) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise ApiCallError(0, "unreachable", f"node API at {self.url}: {reason}") from None

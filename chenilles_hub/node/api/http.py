@@ -3,7 +3,8 @@
 Bound to loopback by default; every endpoint but ``/health`` needs
 ``Authorization: Bearer <token>`` (the token file in the data directory). Requests are
 validated here, then run on the node's thread through ``NodeService.call`` (so the API never
-races the peers). Errors are JSON: ``{"error": code, "message": text}`` with a 4xx status
+races the peers). Errors are JSON: ``{"error": {"code", "message", "hint"}}`` (the codes
+and their hints are catalogued in ``errors.py``) with a 4xx status
 for bad input, 404 for an unknown channel or payment, 401 without a valid token, 503 while
 a standby waits for the leader lease. The OpenAPI 3 description is at ``/openapi.json``.
 """
@@ -29,6 +30,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = logging.getLogger("chenilles.api")
 
 
+#: aiohttp's own refusals (no such route, wrong method, body too large) under stable codes
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+
+
 @web.middleware
 async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Authentication first, then every failure as a JSON error."""
@@ -43,10 +48,11 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.code, exc.message)
+        return error_response(exc.status, exc.code, exc.message, exc.hint)
     except web.HTTPException as exc:
         if exc.status >= 400:
-            return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+            code = _HTTP_CODES.get(exc.status, exc.reason.lower().replace(" ", "_"))
+            return error_response(exc.status, code, exc.reason)
         raise
     except ChannelError as exc:
         return error_response(422, getattr(exc, "code", "refused"), str(exc))
@@ -88,6 +94,7 @@ def build_app(server: NodeService) -> web.Application:
     app.router.add_get("/v1/channels/opening/{temp_id}", channels.open_progress)
     app.router.add_get("/v1/channels/{channel_id}", channels.get_channel)
     app.router.add_post("/v1/channels/{channel_id}/close", channels.close_channel)
+    app.router.add_post("/v1/channels/{channel_id}/abandon", channels.abandon_channel)
     app.router.add_post("/v1/channels/{channel_id}/transfers", channels.transfer)
     app.router.add_post("/v1/transfers", channels.transfers)
     app.router.add_get("/v1/invoices", payments.list_invoices)

@@ -1,7 +1,7 @@
 """Reading requests and writing answers for the API handlers: JSON bodies with size
 limits, fields checked one by one (amounts are integers in base units), and errors as
-``{"error": code, "message": text}``. A field that fails a check answers 4xx and changes
-nothing."""
+``{"error": {"code", "message", "hint"}}`` (``errors.py``). A field that fails a check
+answers 4xx and changes nothing."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from aiohttp import web
 
 from chenilles_hub.core import Asset, parse_asset
 
+from .errors import error_body
 from .operations import ApiError
 from .service import NodeService
 
@@ -26,8 +27,8 @@ def json_response(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, indent=1))
 
 
-def error_response(status: int, code: str, message: str) -> web.Response:
-    return json_response({"error": code, "message": message}, status)
+def error_response(status: int, code: str, message: str, hint: str | None = None) -> web.Response:
+    return json_response(error_body(code, message, hint), status)
 
 
 async def read_body(request: web.Request) -> dict[str, Any]:

@@ -35,6 +35,11 @@ async def info(request: web.Request) -> web.Response:
             "listen": f"{server.config.listen_host}:{server.listen_port}",
             "api": f"{server.config.api_host}:{server.api_port}",
             "chains": sorted(node.backends),
+            # the accounts and on-chain code in use (adjudicator, program id), per chain
+            "chain_details": [
+                ops.chain_summary(backend, node.accounts[chain])
+                for chain, backend in sorted(node.backends.items())
+            ],
             "channels": by_status,
             "peers_connected": len(server.connections()),
             "payments": len(node.payments),

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .errors import catalog
+
 _AMOUNT = {"type": "integer", "minimum": 0, "description": "base units (wei, sat, lamport)"}
 _ASSET = {"type": "string", "example": "native@eip155:31337", "description": "token@chain"}
 _HEX32 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
@@ -174,13 +176,29 @@ def openapi_document() -> dict[str, Any]:
                 )
             },
             "/v1/channels/{channel_id}": {
-                "get": _op("one channel", errors=("400", "401", "404"), params=("channel_id",))
+                "get": _op(
+                    "one channel: balances, HTLCs, status (quarantined: not restored at "
+                    "start), waiting (what it waits for), deadline (a dispute's end in chain "
+                    "time), last_error",
+                    errors=("400", "401", "404"),
+                    params=("channel_id",),
+                )
             },
             "/v1/channels/{channel_id}/close": {
                 "post": _op(
-                    "close cooperatively, or with force=true register on-chain",
+                    "close cooperatively, or with force=true register on-chain (answers the "
+                    "channel with its dispute deadline in chain time)",
                     _obj([], force={"type": "boolean"}),
                     ok="202",
+                    errors=("400", "401", "404", "409"),
+                    params=("channel_id",),
+                )
+            },
+            "/v1/channels/{channel_id}/abandon": {
+                "post": _op(
+                    "give up an opening channel whose funds never left (no deposit of ours "
+                    "sent, none on the chain); 409 not_abandonable otherwise",
+                    ok="200",
                     errors=("400", "401", "404", "409"),
                     params=("channel_id",),
                 )
@@ -273,29 +291,49 @@ def openapi_document() -> dict[str, Any]:
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {
-                "Error": _obj(
-                    ["error", "message"],
-                    error={"type": "string"},
-                    message={"type": "string"},
-                )
-            },
-            "responses": {
-                f"E{code}": {
-                    "description": text,
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
-                    },
-                }
-                for code, text in (
-                    ("400", "bad input"),
-                    ("401", "missing or wrong bearer token"),
-                    ("404", "unknown channel, payment or opening"),
-                    ("409", "conflict with the current state"),
-                    ("422", "valid input the node cannot act on (no route, no rate)"),
-                    ("503", "standby: this process does not hold the leader lease"),
-                    ("504", "the peer did not sign in time; the request stays queued"),
-                )
-            },
+            "schemas": {"Error": _error_schema()},
+            "responses": _error_responses(),
         },
+    }
+
+
+_STATUS_TEXT = {
+    400: "bad input",
+    401: "missing or wrong bearer token",
+    404: "unknown channel, payment or opening",
+    405: "method not allowed",
+    409: "conflict with the current state",
+    413: "request body too large",
+    422: "valid input the node cannot act on (no route, no rate, a refusal)",
+    500: "the node failed (a bug; the log has the cause)",
+    503: "standby: this process does not hold the leader lease",
+    504: "the peer did not sign in time; the request stays queued",
+}
+
+
+def _error_schema() -> dict[str, Any]:
+    """``{"error": {"code", "message", "hint"}}``; ``code`` is one of the catalog's."""
+    return _obj(
+        ["error"],
+        error=_obj(
+            ["code", "message", "hint"],
+            code={"type": "string", "enum": sorted(catalog())},
+            message={"type": "string", "description": "what exactly went wrong"},
+            hint={"type": "string", "description": "what to do about it (may be empty)"},
+        ),
+    )
+
+
+def _error_responses() -> dict[str, Any]:
+    """One response per status, its description listing the codes answered with it."""
+    by_status: dict[int, list[str]] = {}
+    for code, entry in catalog().items():
+        by_status.setdefault(entry.status, []).append(code)
+    return {
+        f"E{status}": {
+            "description": f"{text}; error.code one of: "
+            + ", ".join(sorted(by_status.get(status, []))),
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+        for status, text in _STATUS_TEXT.items()
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chenilles_hub.backend import ChainBackend
+from chenilles_hub.backend import Account, ChainBackend
 from chenilles_hub.circuit.invoice import ROUTE_SLACK, Invoice, decode_invoice
 from chenilles_hub.circuit.quote import Quote, parse_quote_view, quote_view
 from chenilles_hub.core import Asset
@@ -20,75 +20,25 @@ from ..hub.gossip import GraphView
 from ..hub.node import Node
 from ..hub.records import Channel, Payment
 from ..hub.routing_view import onion_hops
+from .channel_views import channel_view
+
+__all__ = ["ApiError", "channel_view", "find_channel"]
 
 
 class ApiError(Exception):
-    """An error the API reports as ``{"error": code, "message": ...}`` with ``status``."""
+    """An error the API reports as ``{"error": {"code", "message", "hint"}}`` with
+    ``status``; ``code`` is one of ``errors.catalog()``, the hint defaults to its entry's."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, hint: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.hint = hint
 
 
 def asset_text(asset: Asset) -> str:
     return str(asset)
-
-
-def channel_view(node: Node, channel: Channel) -> dict[str, Any]:
-    state = channel.machine.state
-    me = channel.me
-    balances = []
-    for asset in channel.params.assets:
-        free = state.free(asset)
-        locked_out = sum(h.amount for h in state.htlcs if h.asset == asset and h.payer == me)
-        locked_in = sum(h.amount for h in state.htlcs if h.asset == asset and h.payer != me)
-        balances.append(
-            {
-                "asset": asset_text(asset),
-                "local": free[me],
-                "remote": free[1 - me],
-                "htlc_out": locked_out,
-                "htlc_in": locked_in,
-                "deposit_local": channel.deposits.get(asset, (0, 0))[0],
-                "deposit_remote": channel.deposits.get(asset, (0, 0))[1],
-            }
-        )
-    return {
-        "channel_id": channel.channel_id.hex(),
-        "peer": channel.peer.hex(),
-        "chain": channel.params.chain,
-        "status": channel.status,
-        "waiting": channel.waiting,
-        "participant": me,
-        "version": state.version,
-        "final": state.final,
-        "idle": channel.machine.idle,
-        "challenge_duration": channel.params.challenge_duration,
-        "balances": balances,
-        "htlcs": [
-            {
-                "id": h.id,
-                "direction": "out" if h.payer == me else "in",
-                "asset": asset_text(h.asset),
-                "amount": h.amount,
-                "payment_hash": h.payment_hash.hex(),
-                "expiry": h.expiry,
-            }
-            for h in state.htlcs
-        ],
-        "receipts": [
-            {
-                "operation": r.operation,
-                "txid": r.txid,
-                "fee": r.fee,
-                "rent": r.rent,
-                "fee_from_channel": r.fee_from_channel,
-            }
-            for r in channel.receipts
-        ],
-    }
 
 
 def find_channel(node: Node, channel_hex: str) -> Channel:
@@ -98,6 +48,11 @@ def find_channel(node: Node, channel_hex: str) -> Channel:
         raise ApiError(400, "bad_channel_id", "a channel id is 64 hex digits") from None
     channel = node.channels.get(channel_id)
     if channel is None:
+        quarantined = node.quarantined.get(channel_id)
+        if quarantined is not None:
+            raise ApiError(
+                409, "channel_quarantined", f"the channel is quarantined: {quarantined.reason}"
+            )
         raise ApiError(404, "unknown_channel", f"no channel {channel_hex}")
     return channel
 
@@ -255,3 +210,24 @@ def backend_view(node: Node, backend: ChainBackend) -> dict[str, Any]:
         "assets": [asset_text(a) for a in backend.assets()],
         "balances": balances,
     }
+
+
+def chain_summary(backend: ChainBackend, account: Account, name: str = "") -> dict[str, Any]:
+    """What an operator must know of a chain in use: its id, our account, and the on-chain
+    code the node binds to (the adjudicator's address, the program id), as the backend
+    reports them. Logged at start and shown by ``node info`` and ``node check``."""
+    summary: dict[str, Any] = {
+        "chain": backend.chain,
+        "backend": backend.info.name,
+        "account": account.chain_key,
+        "description": backend.info.description,
+    }
+    if name:
+        summary["name"] = name
+    adjudicator = getattr(getattr(backend, "adjudicator", None), "address", None)
+    if adjudicator:
+        summary["adjudicator"] = str(adjudicator)
+    program = getattr(backend, "program_id", None)
+    if program is not None:
+        summary["program_id"] = str(program)
+    return summary

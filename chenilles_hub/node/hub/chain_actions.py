@@ -49,6 +49,15 @@ from .records import Channel
 
 log = logging.getLogger("chenilles.node")
 
+#: The watcher's actions, in the operator's words.
+_ACTION_WORDS = {
+    "Refute": "answering a stale registration",
+    "ForceClose": "registering our state on-chain",
+    "ClaimOnChain": "claiming an HTLC on-chain",
+    "RefundOnChain": "refunding an HTLC on-chain",
+    "ConcludeAndWithdraw": "concluding and withdrawing",
+}
+
 #: Seconds between attempts to collect a payout the chain did not release yet (a closing
 #: transaction not confirmed yet, say).
 WITHDRAW_RETRY = 5
@@ -202,12 +211,23 @@ class ChainActions:
                 self._act_one(action)
             except LedgerError as error:
                 self._failed_receipt(getattr(action, "channel_id", None), error)
-                self.ctx.note(f"watcher action {type(action).__name__} failed: {error}")
+                self._action_failed(action, str(error))
                 self._retry(action)
             except Exception as error:  # a chain that did not answer: the next block
                 self.ctx.count("watcher_action_errors")
-                self.ctx.note(f"watcher action {type(action).__name__} failed: {error!r}")
+                self._action_failed(action, repr(error))
                 self._retry(action)
+
+    def _action_failed(self, action: Action, reason: str) -> None:
+        """Noted, and kept as the channel's last error (the operator's ``channel show``)."""
+        text = (
+            f"{_ACTION_WORDS.get(type(action).__name__, type(action).__name__)} failed "
+            f"(tried again on the next block): {reason}"
+        )
+        self.ctx.note(f"watcher action {type(action).__name__} failed: {reason}")
+        channel = self.ctx.channels.get(getattr(action, "channel_id", b""))
+        if channel is not None:
+            channel.failed(text, self.ctx.clock())
 
     def _retry(self, action: Action) -> None:
         """Take ``action`` again in the chain's next block (its time is past the one the
@@ -332,6 +352,8 @@ class ChainActions:
                 self._failed_receipt(channel.channel_id, error)
                 pending = True
                 text = f"withdraw {asset} from {channel.channel_id.hex()[:8]}: {error}"
+                if channel.last_error != f"withdrawing {asset}: {error}":
+                    channel.failed(f"withdrawing {asset}: {error}", self.ctx.clock())
                 if retry:
                     log.debug("%s: %s", self.ctx.name, text)
                 else:

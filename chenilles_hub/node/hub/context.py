@@ -18,7 +18,7 @@ from ...core.watcher import Watcher
 from ...identity import NodeIdentity
 from ..net import wire
 from ..store.base import Store
-from .records import Channel, UndoLog
+from .records import Channel, Quarantined, UndoLog
 
 log = logging.getLogger("chenilles.node")
 
@@ -49,6 +49,8 @@ class NodeContext:
     #: named here: the backend's finality depth).
     confirmations: Mapping[str, int] = field(default_factory=dict)
     channels: dict[bytes, Channel] = field(default_factory=dict)
+    #: Channels the store holds that could not be restored at start (never acted on).
+    quarantined: dict[bytes, Quarantined] = field(default_factory=dict)
     watcher: Watcher = field(default_factory=Watcher)
     #: (peer, frame) to send once the event's checkpoint is written.
     outbox: list[tuple[bytes, bytes]] = field(default_factory=list)

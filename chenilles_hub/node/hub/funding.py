@@ -7,13 +7,24 @@ are checked again.
 
 from __future__ import annotations
 
-from ...backend import Funded
-from ...core.errors import ChannelNotOpen
+from ...backend import Funded, LedgerError
+from ...core.errors import ChannelError, ChannelNotOpen
 from ...core.messages import Propose
 from ..net import wire
 from .context import NodeContext
 from .opening import funding_key
 from .records import Channel
+
+#: The funding marker's values that mean "our deposit left the process"; ``REFUSED``: the
+#: ledger refused it before anything was mined (it may be sent again).
+_SENT = (b"submitted", b"confirmed")
+REFUSED = b"refused"
+
+
+class NotAbandonable(ChannelError):
+    """The channel may hold funds (ours sent, or any deposit on the chain): close it."""
+
+    code = "not_abandonable"
 
 
 class Funding:
@@ -35,7 +46,7 @@ class Funding:
                 continue
             key = funding_key(channel.channel_id, asset)
             if store is not None:
-                if store.get_setting(key) is not None:
+                if store.get_setting(key) in _SENT:
                     waiting = True  # sent before a crash: the chain will tell
                     self.ctx.note(
                         f"deposit of {asset} into {channel.channel_id.hex()[:8]} was "
@@ -43,7 +54,16 @@ class Funding:
                     )
                     continue
                 store.set_setting(key, b"submitted")  # durable before it is sent
-            receipt = channel.backend.fund(channel.params, channel.me, channel.account, asset, mine)
+            try:
+                receipt = channel.backend.fund(
+                    channel.params, channel.me, channel.account, asset, mine
+                )
+            except LedgerError as error:
+                if store is not None and error.receipt is None:
+                    # Refused before anything was mined (insufficient funds, say): not
+                    # sent, so tried again when the peer reestablishes, and abandonable.
+                    store.set_setting(key, REFUSED)
+                raise
             channel.receipts.append(receipt)
             txids.append(receipt.txid)
             self.ctx.note(f"funded {mine} {asset} into {channel.channel_id.hex()[:8]}")
@@ -83,7 +103,7 @@ class Funding:
         if store is None or channel.deposits.get(event.asset, (0, 0))[0] <= 0:
             return
         key = funding_key(channel.channel_id, event.asset)
-        if store.get_setting(key) is None:
+        if store.get_setting(key) not in _SENT:
             return  # not sent by us (yet): someone else deposited for us
         store.set_setting(key, b"confirmed")
         if channel.machine.latest is not None and self._deposits_confirmed(channel):
@@ -176,6 +196,8 @@ class Funding:
         active: its deposits are not on the chain at depth (yet, or any more after a
         reorg), so nothing it would carry, an HTLC to forward or a transfer, could be
         enforced."""
+        if channel.status == "abandoned":
+            raise ChannelNotOpen("the channel was abandoned by its operator before it was funded")
         if (
             isinstance(message, Propose)
             and message.state.version > 0
@@ -184,6 +206,41 @@ class Funding:
             raise ChannelNotOpen(
                 f"the channel is not active: {channel.waiting or 'waiting for its deposits'}"
             )
+
+    def abandon(self, channel: Channel) -> None:
+        """Give up a channel whose funds never left: it is ``opening``, we never sent a
+        deposit into it (no funding marker: not even one sent just before a crash), and the
+        chain holds no deposit for it, ours or the peer's (checked at no depth at all: a
+        deposit in the mempool or the tip counts). Anything else may hold money that only
+        a close can release, so it is refused. The channel stays listed as ``abandoned``,
+        its watcher duties are dropped and the peer's messages about it are refused."""
+        cid = channel.channel_id
+        if channel.status != "opening":
+            raise NotAbandonable(f"the channel is {channel.status}, not opening: close it")
+        store = self.ctx.store
+        sent = [
+            str(asset)
+            for asset, (mine, _theirs) in channel.deposits.items()
+            if mine > 0
+            and (
+                channel.funded_by_me
+                or (store and store.get_setting(funding_key(cid, asset)) in _SENT)
+            )
+        ]
+        if sent:
+            raise NotAbandonable(f"our deposit of {', '.join(sent)} was sent to the chain")
+        try:
+            held = channel.backend.holdings(channel.params, 0)
+        except Exception as error:
+            raise NotAbandonable(f"cannot check the chain for deposits: {error}") from error
+        deposited = {str(a): list(v) for a, v in held.items() if any(v)}
+        if deposited:
+            raise NotAbandonable(f"the chain holds deposits for this channel: {deposited}")
+        channel.status = "abandoned"
+        channel.waiting = ""
+        channel.queue = []
+        self.ctx.watcher.retire(cid)
+        self.ctx.note(f"channel {cid.hex()[:8]} abandoned: no funds had left")
 
     def reestablish(self, channel: Channel) -> None:
         """Our funding notice may have been lost with the connection (or a crash); it is

@@ -28,6 +28,17 @@ RunEffects = Callable[[Channel, list[Effect]], None]
 log = logging.getLogger("chenilles.node")
 _OPEN_MESSAGES = (wire.OpenRequest, wire.OpenAccept, wire.OpenRefused, wire.OpenChannel)
 _CHANNEL_MESSAGES = (Propose, Accept, Ack, Reject, Reestablish)
+#: Refusals honest peers cause by racing each other: not a channel's error to show.
+_RACES = frozenset({"proposal_conflict", "proposal_pending", "stale_version", "unexpected_message"})
+
+
+def _reason(error: BaseException) -> str:
+    """The innermost cause's message, in one line (a ledger's "Insufficient funds" says
+    more than the wrappers around it)."""
+    while error.__cause__ is not None and str(error.__cause__):
+        error = error.__cause__
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:300]
 
 
 class Intake:
@@ -72,9 +83,19 @@ class Intake:
         except ChannelError as error:
             savepoint.rollback()
             self._refused(peer, error)
+            if channel is not None and error.code not in _RACES:
+                what = type(message).__name__
+                channel.failed(
+                    f"refused the peer's {what}: {error.code}: {error}", self.ctx.clock()
+                )
             self._answer_refusal(peer, message, channel, error)
         except Exception as error:
             savepoint.rollback()
+            if channel is not None:  # ours to tell the operator: a deposit or close that failed
+                what = type(message).__name__
+                channel.failed(
+                    f"handling the peer's {what} failed: {_reason(error)}", self.ctx.clock()
+                )
             self.ctx.errors.append(error)
             self.ctx.count("peer_messages_failed")
             log.exception(

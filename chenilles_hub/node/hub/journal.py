@@ -31,6 +31,8 @@ class ChannelMeta(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     status: str
     concluded: bool = False
     withdrawn: tuple[Asset, ...] = ()
+    last_error: str = ""
+    last_error_at: int = 0
 
 
 class InvoiceRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -53,7 +53,7 @@ from .payments import Payments
 from .persistence import Checkpoint, Persistence
 from .proposals import Proposals
 from .quoting import Quoting
-from .records import Channel, Payment
+from .records import Channel, Payment, Quarantined
 
 if TYPE_CHECKING:
     from ...core.watcher import Watcher
@@ -326,6 +326,16 @@ class Node:
         receipt = self.chain_actions.force_close(channel_id)
         self._commit_point()
         return receipt
+
+    def abandon(self, channel_id: bytes) -> None:
+        """Give up an opening channel whose funds never left (``Funding.abandon``: refused,
+        changing nothing, if any deposit may be on its way or on the chain)."""
+        self.funding.abandon(self.ctx.channels[channel_id])
+        self._commit_point()
+
+    @property
+    def quarantined(self) -> dict[bytes, Quarantined]:
+        return self.ctx.quarantined
 
     def invoice(
         self, amount: int, asset: Asset, *, ttl: int = 3600, description: str = ""

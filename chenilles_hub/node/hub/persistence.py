@@ -10,9 +10,11 @@ whole: never a snapshot its forwarding links or watcher duties do not know about
 
 from __future__ import annotations
 
+import logging
+
 from ...core import ChannelSnapshot
 from ...core.watcher import Watcher
-from ..store.base import Store
+from ..store.base import ChannelRecord, Store
 from .context import NodeContext
 from .journal import (
     CHANNEL_PREFIX,
@@ -31,7 +33,9 @@ from .journal import (
 )
 from .opening import new_machine
 from .payments import Payments
-from .records import Channel, Payment
+from .records import Channel, Payment, Quarantined
+
+log = logging.getLogger("chenilles.node")
 
 Checkpoint = tuple[list[ChannelSnapshot], dict[str, bytes]]
 
@@ -143,45 +147,73 @@ class Persistence:
             meta = metas.get(record.channel_id)
             if meta is None:
                 continue  # created but never checkpointed: nothing was signed or sent
-            backend = self.ctx.backends[record.params.chain]
-            account = self.ctx.accounts[record.params.chain]
-            stored = parts.get(record.channel_id.hex())
-            restore_record = getattr(backend, "restore_record", None)
-            if stored and restore_record is not None:  # before the authority is built
-                restore_record(record.params, record.me, account, stored)
-            machine = new_machine(
-                backend,
-                account,
+            snapshot = snapshots.pop(record.channel_id, None)
+            try:
+                self._restore_channel(record, meta, snapshot, parts.get(record.channel_id.hex()))
+            except Exception as error:  # one bad channel must never stop the node
+                reason = _reason(error)
+                peer = record.params.participants[1 - record.me].node_id
+                self.ctx.quarantined[record.channel_id] = Quarantined(
+                    record.channel_id, record.params.chain, peer, meta.status, reason
+                )
+                log.error(
+                    "%s: channel %s quarantined (not restored, left as it is in the store): %s",
+                    self.ctx.name,
+                    record.channel_id.hex(),
+                    reason,
+                )
+
+    def _restore_channel(
+        self,
+        record: ChannelRecord,
+        meta: ChannelMeta,
+        snapshot: ChannelSnapshot | None,
+        stored: dict[str, bytes] | None,
+    ) -> None:
+        """Rebuild one channel; raises (and changes nothing) if it cannot be."""
+        chain = record.params.chain
+        if chain not in self.ctx.backends:
+            configured = ", ".join(sorted(self.ctx.backends)) or "none"
+            raise LookupError(f"its chain {chain} is not configured (configured: {configured})")
+        backend = self.ctx.backends[chain]
+        account = self.ctx.accounts[chain]
+        restore_record = getattr(backend, "restore_record", None)
+        if stored and restore_record is not None:  # before the authority is built
+            restore_record(record.params, record.me, account, stored)
+        machine = new_machine(
+            backend,
+            account,
+            record.params,
+            record.channel_id,
+            record.me,
+            record.initial,
+            self.ctx.apps,
+        )
+        if snapshot is not None:
+            machine.restore(snapshot)
+        # Adopted after its fields are set: just read, nothing to write back.
+        self.ctx.adopt(
+            Channel(
                 record.params,
                 record.channel_id,
                 record.me,
-                record.initial,
-                self.ctx.apps,
+                machine,
+                backend,
+                account,
+                record.params.participants[1 - record.me].node_id,
+                dict(meta.deposits),
+                queue=list(meta.queue),
+                in_flight=meta.in_flight,
+                next_htlc_seq=meta.next_htlc_seq,
+                funded_by_me=meta.funded_by_me,
+                funded_by_peer=meta.funded_by_peer,
+                status=meta.status,
+                concluded=meta.concluded,
+                withdrawn=frozenset(meta.withdrawn),
+                last_error=meta.last_error,
+                last_error_at=meta.last_error_at,
             )
-            snapshot = snapshots.pop(record.channel_id, None)
-            if snapshot is not None:
-                machine.restore(snapshot)
-            # Adopted after its fields are set: just read, nothing to write back.
-            self.ctx.adopt(
-                Channel(
-                    record.params,
-                    record.channel_id,
-                    record.me,
-                    machine,
-                    backend,
-                    account,
-                    record.params.participants[1 - record.me].node_id,
-                    dict(meta.deposits),
-                    queue=list(meta.queue),
-                    in_flight=meta.in_flight,
-                    next_htlc_seq=meta.next_htlc_seq,
-                    funded_by_me=meta.funded_by_me,
-                    funded_by_peer=meta.funded_by_peer,
-                    status=meta.status,
-                    concluded=meta.concluded,
-                    withdrawn=frozenset(meta.withdrawn),
-                )
-            )
+        )
 
 
 def _channel_meta(channel: Channel) -> bytes:
@@ -197,6 +229,8 @@ def _channel_meta(channel: Channel) -> bytes:
             channel.status,
             channel.concluded,
             tuple(sorted(channel.withdrawn)),
+            channel.last_error,
+            channel.last_error_at,
         )
     )
 
@@ -210,3 +244,9 @@ def _export_record(channel: Channel, records: dict[str, bytes]) -> None:
     changed = export(channel.params, channel.me, channel.account)
     for part, data in (changed or {}).items():
         records[record_key(channel.channel_id, part)] = data
+
+
+def _reason(error: BaseException) -> str:
+    """One line for the operator: the error's type and message."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {text}"[:300] if text else type(error).__name__

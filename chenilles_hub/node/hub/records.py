@@ -25,7 +25,7 @@ class Channel:
     next_htlc_seq: int = 0
     funded_by_me: bool = False
     funded_by_peer: bool = False
-    status: str = "opening"  # opening, active, closing, disputed, closed
+    status: str = "opening"  # opening, active, closing, disputed, closed, abandoned
     #: The ledger concluded the channel (cooperatively or after a dispute): its payouts are
     #: ours to collect, and the channel is ``closed`` once every asset's has arrived.
     concluded: bool = False
@@ -36,6 +36,12 @@ class Channel:
     #: chain, so not persisted.
     waiting: str = ""
     receipts: list[TxReceipt] = field(default_factory=list)
+    #: The last thing that went wrong with this channel, in words for the operator (a
+    #: deposit the chain refused, a peer's message that failed, an on-chain action that
+    #: will be tried again), and when (unix seconds, the node's clock); kept until the
+    #: next one. Persisted: a restarted node still says why a channel is stuck.
+    last_error: str = ""
+    last_error_at: int = 0
     #: The node's set of channels to write at the next checkpoint (set by the node).
     dirty_sink: set[bytes] | None = field(default=None, repr=False, compare=False)
     #: The node's channels with queued updates, in the order they got them (set by the
@@ -68,6 +74,11 @@ class Channel:
     def active(self) -> bool:
         return self.status == "active"
 
+    def failed(self, text: str, now: int) -> None:
+        """Remember ``text`` as the channel's last error (shown in ``channel show``)."""
+        self.last_error = text[:500]
+        self.last_error_at = now
+
     def allocate_htlc_id(self) -> int:
         """Participant 0 uses even ids, participant 1 odd ones: concurrent offers never clash."""
         htlc_id = 2 * self.next_htlc_seq + self.me
@@ -97,8 +108,25 @@ _PERSISTED = frozenset(
         "status",
         "concluded",
         "withdrawn",
+        "last_error",
+        "last_error_at",
     }
 )
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """A channel the store holds but this node could not restore at start (its chain is no
+    longer configured, the account key does not match, its record does not decode). It is
+    set aside, untouched in the store, and shown with ``reason``; the node starts without
+    it, and restores it on a later start once the cause is fixed."""
+
+    channel_id: bytes
+    chain: str
+    peer: bytes
+    #: the status it had when it was last written
+    status: str
+    reason: str
 
 
 @dataclass

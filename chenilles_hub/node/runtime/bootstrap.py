@@ -21,7 +21,7 @@ from chenilles_hub.circuit.quote import Rate
 from chenilles_hub.core import parse_asset
 from chenilles_hub.identity import NodeIdentity
 
-from ..config import ConfigError, NodeConfig, write_secret
+from ..config import CHAIN_KEYS, ConfigError, NodeConfig, unknown_key_error, write_secret
 from ..hub.forwarding import FeePolicy, ForwardingPolicy
 from ..hub.open_policy import OpenPolicy
 from ..store.base import Store
@@ -129,6 +129,7 @@ def build_chains(config: NodeConfig, store: Store | None = None) -> Chains:
         except plugins.UnknownBackend as exc:
             raise ConfigError(f"[chains.{chain.name}]: {exc}") from None
         options: dict[str, Any] = dict(chain.options)
+        check_chain_keys(factory, chain.name, chain.embedded, options)
         try:
             if chain.embedded:
                 backend = factory.embedded(**options)
@@ -168,6 +169,18 @@ def build_chains(config: NodeConfig, store: Store | None = None) -> Chains:
         backends[backend.chain] = backend
         names[chain.name] = backend.chain
     return Chains(backends, accounts, names)
+
+
+def check_chain_keys(factory: object, name: str, embedded: bool, options: dict[str, Any]) -> None:
+    """Refuse a key the backend does not take (``adjudicatr``), suggesting the closest, when
+    the backend says which it takes (``BackendFactory.config_keys``)."""
+    config_keys: Callable[[bool], frozenset[str]] | None = getattr(factory, "config_keys", None)
+    if config_keys is None:
+        return
+    known = set(config_keys(embedded)) | set(CHAIN_KEYS)
+    for key in options:
+        if key not in known:
+            raise unknown_key_error(key, known, f"chains.{name}")
 
 
 def _reason(exc: BaseException) -> str:

@@ -21,8 +21,9 @@ from typing import Any, TypeVar
 from chenilles_hub.backend import NewBlock
 from chenilles_hub.core import Asset
 
+from ..api.operations import chain_summary
 from ..api.service import TransferFailed
-from ..config import NodeConfig, PeerConfig
+from ..config import ConfigError, NodeConfig, PeerConfig
 from ..hub.gossip import GraphView
 from ..hub.node import Node
 from ..net.transport import Listener, TcpTransport, Transport
@@ -43,6 +44,17 @@ from .work import Link
 
 log = logging.getLogger("chenilles.server")
 T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def _bind_errors(key: str, host: str, port: int) -> Iterator[None]:
+    """A port in use (or an address not ours) is the operator's to fix: one line naming
+    the setting, not an ``OSError`` traceback."""
+    try:
+        yield
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)  # not asyncio's wrapping
+        raise ConfigError(f"{key} = {host}:{port}: cannot listen there: {reason}") from None
 
 
 class HubServer:
@@ -143,7 +155,8 @@ class HubServer:
 
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         self._write_pid()
-        self._api_runner, self.api_port = await start_api(self)
+        with _bind_errors("api.listen", self.config.api_host, self.config.api_port):
+            self._api_runner, self.api_port = await start_api(self)
         self.store = self._given_store or await self.in_worker(open_store, self.config)
         lap("api_and_store")
         await self._acquire_lease()
@@ -154,6 +167,9 @@ class HubServer:
         if chains is None:
             chains = await self.in_worker(build_chains, self.config, self.store)
         self.chains = chains
+        for name, chain in chains.names.items():
+            summary = chain_summary(chains.backends[chain], chains.accounts[chain], name)
+            log.info("chain %s in use: %s", name, summary, extra={"chain_in_use": summary})
         self.node = Node(
             identity=self.identity,
             backends=chains.backends,
@@ -177,12 +193,13 @@ class HubServer:
         self._spawn(self.pipeline.work_loop())
         self._spawn(self.pipeline.write_loop())
         lap("restore")
-        self._listener = await self.transport.serve(
-            self.config.listen_host,
-            self.config.listen_port,
-            self.peer_links.on_incoming,
-            allow=self.peer_links.allow,
-        )
+        with _bind_errors("node.listen", self.config.listen_host, self.config.listen_port):
+            self._listener = await self.transport.serve(
+                self.config.listen_host,
+                self.config.listen_port,
+                self.peer_links.on_incoming,
+                allow=self.peer_links.allow,
+            )
         self.listen_port = self._listener.port
         self.role = "leader"
         for peer in self.config.peers:

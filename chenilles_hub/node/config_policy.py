@@ -1,0 +1,173 @@
+"""``[policy]``: forwarding fees and rates, the operator's consent to channels peers open
+(``[policy.open]``) and the treatment of misbehaving peers (``[policy.peers]``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config_checks import ConfigError, asset_of, bounded_int, check_keys, table_of
+
+FEE_KEYS = ("asset", "base", "ppm")
+RATE_KEYS = ("asset_in", "asset_out", "numerator", "denominator")
+
+
+@dataclass(frozen=True)
+class FeeConfig:
+    asset: str
+    base: int
+    ppm: int
+
+
+@dataclass(frozen=True)
+class RateConfig:
+    asset_in: str
+    asset_out: str
+    numerator: int
+    denominator: int
+
+
+@dataclass(frozen=True)
+class OpenPolicyConfig:
+    """``[policy.open]``: the operator's consent to channels peers open (see
+    ``hub/open_policy.py``). Safe defaults: we deposit nothing into a channel a peer opens,
+    challenge durations 10 minutes to 2 weeks, two pending requests per peer, 64 in all,
+    each dropped after 2 minutes or when its peer disconnects."""
+
+    accept: bool = True
+    #: (asset as ``token@chain``, the most we deposit into one channel a peer opens)
+    deposits: tuple[tuple[str, int], ...] = ()
+    min_challenge: int = 600
+    max_challenge: int = 14 * 86400
+    max_pending_per_peer: int = 2
+    max_pending: int = 64
+    pending_timeout: int = 120
+
+
+@dataclass(frozen=True)
+class PeerPolicyConfig:
+    """``[policy.peers]``: a peer whose messages are refused or fail ``max_faults`` times
+    within ``fault_window`` seconds is disconnected and banned for ``ban_seconds`` (it may
+    not connect, and is not dialled, until then)."""
+
+    max_faults: int = 20
+    fault_window: float = 60.0
+    ban_seconds: float = 600.0
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    fees: tuple[FeeConfig, ...] = ()
+    rates: tuple[RateConfig, ...] = ()
+    open_policy: OpenPolicyConfig = field(default_factory=OpenPolicyConfig)
+    peer_policy: PeerPolicyConfig = field(default_factory=PeerPolicyConfig)
+
+
+def parse_policy(policy: dict[str, Any]) -> PolicyConfig:
+    """The ``[policy]`` table, every entry checked."""
+    fees = tuple(
+        FeeConfig(
+            asset_of(f, "asset", where),
+            bounded_int(f, "base", where, 0, 0),
+            bounded_int(f, "ppm", where, 0, 0),
+        )
+        for where, f in _entries(policy, "fees", FEE_KEYS)
+    )
+    rates = tuple(
+        RateConfig(
+            asset_of(r, "asset_in", where),
+            asset_of(r, "asset_out", where),
+            bounded_int(r, "numerator", where, 0, 1, required=True),
+            bounded_int(r, "denominator", where, 0, 1, required=True),
+        )
+        for where, r in _entries(policy, "rates", RATE_KEYS)
+    )
+    return PolicyConfig(fees, rates, _open_policy(policy), _peer_policy(policy))
+
+
+def _subtable(policy: dict[str, Any], key: str, known: set[str]) -> dict[str, Any]:
+    return table_of(policy, key, known, f"policy.{key}")
+
+
+def _entries(
+    policy: dict[str, Any], key: str, known: tuple[str, ...]
+) -> list[tuple[str, dict[str, Any]]]:
+    """``[[policy.KEY]]`` entries, each a table of known keys, with where it is."""
+    entries = policy.get(key, [])
+    if not isinstance(entries, list):
+        raise ConfigError(f"policy.{key} must be an array of tables ([[policy.{key}]])")
+    out = []
+    for index, entry in enumerate(entries):
+        where = f"policy.{key}[{index}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: a table ([[policy.{key}]])")
+        check_keys(entry, known, where)
+        out.append((where, entry))
+    return out
+
+
+def _open_policy(policy: dict[str, Any]) -> OpenPolicyConfig:
+    where = "policy.open"
+    default = OpenPolicyConfig()
+    table = _subtable(
+        policy,
+        "open",
+        {
+            "accept",
+            "deposit",
+            "min_challenge",
+            "max_challenge",
+            "max_pending_per_peer",
+            "max_pending",
+            "pending_timeout",
+        },
+    )
+    accept = table.get("accept", True)
+    if not isinstance(accept, bool):
+        raise ConfigError(f"{where}.accept must be true or false")
+    deposits = []
+    entries = table.get("deposit", [])
+    if not isinstance(entries, list):
+        raise ConfigError(f"{where}.deposit must be an array of tables ([[policy.open.deposit]])")
+    for index, entry in enumerate(entries):
+        at = f"{where}.deposit[{index}]"
+        if not isinstance(entry, dict) or set(entry) - {"asset", "max"}:
+            raise ConfigError(f'{at}: a table with asset = "token@chain" and max = <base units>')
+        asset = entry.get("asset")
+        if not isinstance(asset, str) or "@" not in asset:
+            raise ConfigError(f"{at}.asset: an asset written token@chain")
+        limit = entry.get("max")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit < 2**256:
+            raise ConfigError(f"{at}.max: an integer amount in base units")
+        deposits.append((asset, limit))
+    result = OpenPolicyConfig(
+        accept=accept,
+        deposits=tuple(deposits),
+        min_challenge=bounded_int(table, "min_challenge", where, default.min_challenge, 1),
+        max_challenge=bounded_int(table, "max_challenge", where, default.max_challenge, 1),
+        max_pending_per_peer=bounded_int(
+            table, "max_pending_per_peer", where, default.max_pending_per_peer, 0
+        ),
+        max_pending=bounded_int(table, "max_pending", where, default.max_pending, 0),
+        pending_timeout=bounded_int(table, "pending_timeout", where, default.pending_timeout, 1),
+    )
+    if result.min_challenge > result.max_challenge:
+        raise ConfigError(f"{where}: min_challenge is above max_challenge")
+    return result
+
+
+def _peer_policy(policy: dict[str, Any]) -> PeerPolicyConfig:
+    where = "policy.peers"
+    default = PeerPolicyConfig()
+    table = _subtable(policy, "peers", {"max_faults", "fault_window", "ban_seconds"})
+    values: dict[str, float] = {}
+    for key in ("fault_window", "ban_seconds"):
+        value = table.get(key, getattr(default, key))
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e9:
+            raise ConfigError(f"{where}.{key}: a number of seconds, not {value!r}")
+        values[key] = float(value)
+    return PeerPolicyConfig(
+        max_faults=bounded_int(table, "max_faults", where, default.max_faults, 1),
+        fault_window=values["fault_window"],
+        ban_seconds=values["ban_seconds"],
+    )
