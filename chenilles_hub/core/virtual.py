@@ -25,7 +25,17 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from .model import Amount, Asset, AssetBalances, Bytes32, ChannelParams, ChannelState, Participant
+from .errors import AmountOutOfRange, InvalidParams
+from .model import (
+    MAX_AMOUNT,
+    Amount,
+    Asset,
+    AssetBalances,
+    Bytes32,
+    ChannelParams,
+    ChannelState,
+    Participant,
+)
 
 #: Where V's "chain" is named: V's assets live on no chain, they are claims on guarantees.
 VIRTUAL_CHAIN_PREFIX = "virtual:"
@@ -39,8 +49,9 @@ class LedgerTerms(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     channel_id: Bytes32
     hub_index: Annotated[int, msgspec.Meta(ge=0, le=1)]
-    num: Annotated[int, msgspec.Meta(ge=1, le=2**128 - 1)] = 1
-    den: Annotated[int, msgspec.Meta(ge=1, le=2**128 - 1)] = 1
+    # at most 2**128 - 1 each (checked by ``check_terms``: msgspec bounds stop at 64 bits)
+    num: Annotated[int, msgspec.Meta(ge=1)] = 1
+    den: Annotated[int, msgspec.Meta(ge=1)] = 1
 
 
 class VirtualTerms(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -66,6 +77,27 @@ class VirtualTerms(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return self.split[0] + self.split[1]
 
 
+MAX_RATE_TERM = 2**128 - 1
+
+
+def check_terms(terms: VirtualTerms) -> None:
+    """Refuses terms no ledger could hold (a guarantee stores rates in 16 bytes and amounts
+    in 32) or that confuse who is who. Called before anything is built from them."""
+    if len(set(k.lower() for k in terms.keys)) != 2 or len(set(terms.node_ids)) != 2:
+        raise InvalidParams("a virtual channel has two distinct members")
+    if terms.hub_node_id in terms.node_ids:
+        raise InvalidParams("the hub is not a member of the virtual channel it funds")
+    if terms.ledgers[0].channel_id == terms.ledgers[1].channel_id:
+        raise InvalidParams("the two ends are funded by two different ledger channels")
+    for ledger in terms.ledgers:
+        if ledger.num > MAX_RATE_TERM or ledger.den > MAX_RATE_TERM:
+            raise InvalidParams("a rate term exceeds 2**128 - 1")
+        if terms.capacity * ledger.num > MAX_AMOUNT:
+            raise AmountOutOfRange("the capacity at this rate exceeds 2**256 - 1")
+    if terms.capacity == 0:
+        raise InvalidParams("a virtual channel holds something")
+
+
 def virtual_channel_id(terms: VirtualTerms) -> bytes:
     """sha256 of the canonical encoding: every field, so no two virtual channels share one
     (the nonce separates equal terms) and no V state can be replayed in another."""
@@ -79,6 +111,7 @@ def virtual_asset(terms: VirtualTerms) -> Asset:
 def virtual_params(terms: VirtualTerms) -> ChannelParams:
     """V as a channel: its "chain" is the pair of ledger channels, its challenge period
     the hub's grace."""
+    check_terms(terms)
     return ChannelParams(
         chain=virtual_asset(terms).chain,
         participants=tuple(
@@ -262,6 +295,7 @@ __all__ = [
     "Register",
     "ShowVState",
     "VirtualTerms",
+    "check_terms",
     "end_duties",
     "hub_duties",
     "hub_net",

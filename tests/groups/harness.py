@@ -22,7 +22,7 @@ from chenilles_app_virtual import protocol, rules
 from chenilles_app_virtual.authority import VirtualAuthority
 
 from chenilles_hub import apps
-from chenilles_hub.backend import ChainBackend
+from chenilles_hub.backend import AppDispute, ChainBackend
 from chenilles_hub.core import (
     AppMove,
     Asset,
@@ -53,9 +53,9 @@ from chenilles_hub.core.virtual import (
 )
 
 DURATION = 100  # the ledger channels' challenge period (seconds)
-LIFETIME = 600  # V's deadline, from its open
-GRACE = 300
-MARGIN = 60  # more than a watcher's step: a heartbeat is never late
+LIFETIME = 300  # V's deadline, from its open
+GRACE = 120
+MARGIN = 30  # a heartbeat goes this long before the period closes
 DEPOSIT = 10**9
 CAPACITY = (3 * 10**8, 2 * 10**8)  # V's opening split: Alice, Bob
 
@@ -93,7 +93,9 @@ class Link:
         while queue:
             to, effect = queue.pop(0)
             if isinstance(effect, Send):
-                queue.extend((1 - to, e) for e in self.machines[to].receive(effect.message, self.now()))
+                queue.extend(
+                    (1 - to, e) for e in self.machines[to].receive(effect.message, self.now())
+                )
 
     @property
     def latest(self) -> SignedState:
@@ -122,9 +124,8 @@ class Ledger:
     def propose(self, who: int, *moves: AppMove) -> SignedState:
         return self.link.run(who, moves)
 
-    def view(self) -> LedgerView:
-        """What the chain says about this ledger channel, as the core reads it."""
-        d = self.backend.app_dispute(self.params)
+    def view(self, d: AppDispute | None) -> LedgerView:
+        """What the chain says about this ledger channel (``d``), as the core reads it."""
         if d is None:
             return protocol.view("open", 0, self.state)
         if d.phase == "concluded":
@@ -233,7 +234,9 @@ class Virtual:
         return self.link.run(0, (Close(),))
 
 
-def open_virtual(w: World, split: tuple[int, int] = CAPACITY) -> Virtual:
+def open_virtual(
+    w: World, split: tuple[int, int] = CAPACITY, rate_b: tuple[int, int] = (1, 1)
+) -> Virtual:
     """Alice and Bob agree on V's terms with the hub; the hub funds both guarantees (one
     off-chain update per ledger channel); V starts at the agreed split."""
     terms = VirtualTerms(
@@ -242,7 +245,7 @@ def open_virtual(w: World, split: tuple[int, int] = CAPACITY) -> Virtual:
         hub_node_id=node_id("hub"),
         ledgers=(
             LedgerTerms(w.la.channel_id, hub_index=1),
-            LedgerTerms(w.lb.channel_id, hub_index=0),
+            LedgerTerms(w.lb.channel_id, hub_index=0, num=rate_b[0], den=rate_b[1]),
         ),
         split=split,
         deadline=w.backend.now() + LIFETIME,
@@ -294,7 +297,9 @@ class Actor:
         if isinstance(duty, Register):
             self.register()
         elif isinstance(duty, ShowVState):
-            self.force(protocol.show(self.lg.onchain_state(), protocol.vstate_from_held(duty.state)))
+            self.force(
+                protocol.show(self.lg.onchain_state(), protocol.vstate_from_held(duty.state))
+            )
         elif isinstance(duty, Heartbeat):
             self.force(protocol.heartbeat(self.lg.onchain_state()))
 
@@ -306,23 +311,23 @@ def watch(
     hub_knows: SignedState | None = None,
     ends: tuple[SignedState | None, SignedState | None] = (None, None),
     closed: tuple[bool, bool] = (False, False),
-    step: int = DURATION // 2,
-    until: int | None = None,
 ) -> list[tuple[str, Duty]]:
-    """Run the honest parties' watchers until both ledgers concluded (or ``until``):
-    every ``step`` seconds each reads the chain and does what the core says.
+    """Run the honest parties' watchers until both ledgers concluded: at every moment
+    something can happen (a period opens or is about to close, the deadline) each reads
+    the chain and does what the core says; time jumps between those moments.
     ``ends[i]`` is the latest V state end ``i`` holds (``None``: that end is silent)."""
     world = w.world
     ledgers = (world.la, world.lb)
     hub_at = (1, 0)  # the hub's index in L_A, L_B
     best: Any = protocol.held_of(hub_knows) if hub_knows is not None else None
     done: list[tuple[str, Duty]] = []
-    stop = until or (w.terms.deadline + w.terms.grace + 4 * DURATION)
-    while world.backend.now() < stop:
-        now = world.backend.now()
-        views = (world.la.view(), world.lb.view())
+    stop = w.terms.deadline + w.terms.grace + 4 * DURATION
+    while (now := world.backend.now()) < stop:
+        disputes = [lg.backend.app_dispute(lg.params) for lg in ledgers]
+        views = tuple(lg.view(d) for lg, d in zip(ledgers, disputes, strict=True))
         if all(v.phase == "concluded" for v in views):
             break
+        acted = False
         for side, end_state in enumerate(ends):
             if end_state is None:
                 continue
@@ -332,19 +337,28 @@ def watch(
             ):
                 Actor(ledgers[side], 1 - hub_at[side], world.relayer).do(duty)
                 done.append((("alice", "bob")[side], duty))
+                acted = True
         if hub:
-            views = (world.la.view(), world.lb.view())
+            if acted:
+                disputes = [lg.backend.app_dispute(lg.params) for lg in ledgers]
+                views = tuple(lg.view(d) for lg, d in zip(ledgers, disputes, strict=True))
             for view in views:
                 if view.held is not None and (best is None or view.held.version > best.version):
                     best = view.held
             for duty in hub_duties(w.terms, views, best, now, (DURATION, DURATION), MARGIN):
                 Actor(ledgers[duty.side], hub_at[duty.side], world.relayer).do(duty)
                 done.append(("hub", duty))
+        moments = [w.terms.deadline - DURATION - MARGIN, w.terms.deadline]
+        moments.append(w.terms.deadline + w.terms.grace)
         for lg in ledgers:
             d = lg.backend.app_dispute(lg.params)
-            if d is not None and d.phase != "concluded" and now >= d.conclude_at:
+            if d is None or d.phase == "concluded":
+                continue
+            if now >= d.conclude_at:
                 lg.backend.conclude(lg.params, world.relayer)
-        world.backend.advance_time(step)
+            moments += [d.move_from, d.move_until - MARGIN, d.conclude_at]
+        later = [m for m in moments if m > world.backend.now()]
+        world.backend.advance_time(max(1, min(later, default=stop) - world.backend.now()))
     return done
 
 

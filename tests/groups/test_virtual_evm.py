@@ -12,15 +12,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import msgspec
 import pytest
-from chenilles_app_virtual import protocol
+from chenilles_app_virtual import protocol, rules
 
-from chenilles_hub.backend import ChainBackend
+from chenilles_hub.backend import ChainBackend, LedgerError
+from chenilles_hub.circuit.quote import Rate, make_quote
 from chenilles_hub.core import SignedState
+from chenilles_hub.core.errors import InvalidTransition
+from chenilles_hub.identity import NodeIdentity
 from chenilles_hub.core.virtual import HeldVState
 
 from .harness import (
     CAPACITY,
+    DURATION,
+    Actor,
     Register,
     ShowVState,
     Virtual,
@@ -160,6 +166,63 @@ def test_settled_in_one_ledger_then_stale_in_the_other(w: World) -> None:
     close_ledger(w, w.la)
     assert ("hub", ShowVState(1, _held(final))) in done
     _expect_onchain(w, 29_000, -29_000)
+
+
+def test_the_contract_refuses_what_the_rule_refuses(w: World) -> None:
+    """On-chain, the guarantee's contract gives the Python rule's verdicts: an end cannot
+    keep a dispute open, show an unsigned or forged state, go back a version, or show
+    anything after the deadline; the hub may during its grace."""
+    v = open_virtual(w)
+    old = v.pay(0, 5)
+    new = v.pay(1, 2)
+    alice, hub = Actor(w.la, 0, w.relayer), Actor(w.la, 1, w.relayer)
+    alice.register()
+    w.backend.advance_time(DURATION)
+    g = w.la.onchain_state()
+    forged = rules.VState(9, (0, sum(CAPACITY)), False, (bytes(65), bytes(65)))
+    for actor, move in (
+        (alice, protocol.heartbeat(g)),
+        (alice, protocol.show(g, forged)),
+    ):
+        with pytest.raises((LedgerError, InvalidTransition)):
+            actor.force(move)
+    alice.force(protocol.show(g, new))
+    g = w.la.onchain_state()
+    with pytest.raises((LedgerError, InvalidTransition)):
+        hub.force(protocol.show(g, old))  # an older version, even by the hub
+    hub.force(protocol.heartbeat(g))
+    # past the deadline only the hub moves (Alice's move would be refused by her own
+    # machine's check first; the contract refuses it too: sent raw below)
+    while w.backend.now() < v.terms.deadline:
+        hub.force(protocol.heartbeat(w.la.onchain_state()))
+        w.backend.advance_time(DURATION // 2)
+    g = w.la.onchain_state()
+    newer = v.pay(0, 1)
+    after = rules.VirtualLedgerApp().apply(w.la.params, g, 0, protocol.show(g, newer).data)
+    after = msgspec.structs.replace(after, version=g.version + 1)
+    sig = w.backend.authority(w.la.params, w.alice, 0).sign(w.la.params, after, None)
+    with pytest.raises(LedgerError):
+        w.backend.force_move(w.la.params, SignedState(after, (sig, b"")), 0, w.relayer)
+    hub.force(protocol.show(g, newer))
+    assert rules.decode(w.la.onchain_state().app_data).vstate.version == newer.version
+
+
+def test_a_quoted_rate_between_the_two_ledgers(w: World) -> None:
+    """Bob's ledger holds another asset (here: the same chain's coin at a quoted rate of
+    3/2, as a hub quote fixes it at open): V's amounts convert at the quote, the rounding
+    is the hub's, and Alice and Bob still pay each other without the hub."""
+    identity = NodeIdentity()
+    quote = make_quote(identity, w.native, w.native, 10**6, Rate(3, 2), fee=0, now=0)
+    block = w.block()
+    v = open_virtual(w, rate_b=(quote.rate.numerator, quote.rate.denominator))
+    for _ in range(3):
+        v.pay(0, 1001)
+    settle_cooperatively(v, v.close())
+    assert w.transactions_since(block) == 0
+    assert w.la.state.balances[0].amounts == (10**9 - 3003, 10**9 + 3003)
+    # Bob's V balance 2e8 + 3003 converts to floor(x * 3 / 2) of Bob's asset
+    bob, locked = (CAPACITY[1] + 3003) * 3 // 2, CAPACITY[1] * 3 // 2
+    assert w.lb.state.balances[0].amounts == (10**9 + locked - bob, 10**9 - locked + bob)
 
 
 def _held(signed: SignedState) -> HeldVState:

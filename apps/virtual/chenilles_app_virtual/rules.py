@@ -96,9 +96,7 @@ def recover(digest: bytes, signature: bytes) -> str | None:
     if len(signature) != 65 or signature[64] not in (27, 28):
         return None
     try:
-        sig = keys.Signature(
-            vrs=(signature[64] - 27, _u(signature, 0, 32), _u(signature, 32, 32))
-        )
+        sig = keys.Signature(vrs=(signature[64] - 27, _u(signature, 0, 32), _u(signature, 32, 32)))
         return str(sig.recover_public_key_from_msg_hash(digest).to_checksum_address())
     except (BadSignature, ValidationError, ValueError):
         return None
