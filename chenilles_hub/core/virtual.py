@@ -270,7 +270,7 @@ def end_duties(
     plus ``margin`` before it. During a dispute it shows its latest state if the ledger
     holds an older one.
     """
-    if view.held is None or view.phase == "concluded" or closed and view.phase == "open":
+    if view.held is None or view.phase == "concluded" or (closed and view.phase == "open"):
         return []
     if view.phase == "open":
         if now + challenge + margin >= terms.deadline:
@@ -288,8 +288,8 @@ def end_duties(
 
 __all__ = [
     "Duty",
-    "HeldVState",
     "Heartbeat",
+    "HeldVState",
     "LedgerTerms",
     "LedgerView",
     "Register",

@@ -20,8 +20,8 @@ from chenilles_hub.backend import ChainBackend, LedgerError
 from chenilles_hub.circuit.quote import Rate, make_quote
 from chenilles_hub.core import SignedState
 from chenilles_hub.core.errors import InvalidTransition
-from chenilles_hub.identity import NodeIdentity
 from chenilles_hub.core.virtual import HeldVState
+from chenilles_hub.identity import NodeIdentity
 
 from .harness import (
     CAPACITY,

@@ -28,8 +28,8 @@ from chenilles_hub.core import (
 )
 from chenilles_hub.core.errors import AmountOutOfRange, InvalidParams, InvalidTransition
 from chenilles_hub.core.virtual import (
-    HeldVState,
     Heartbeat,
+    HeldVState,
     LedgerTerms,
     LedgerView,
     Register,

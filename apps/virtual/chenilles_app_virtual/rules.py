@@ -50,9 +50,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import msgspec
-from eth_hash.auto import keccak
-from eth_keys import keys
-from eth_keys.exceptions import BadSignature, ValidationError
+from eth_hash.auto import keccak as _keccak
+from eth_keys.datatypes import PrivateKey, Signature
+from eth_keys.exceptions import BadSignature
+from eth_utils.address import to_checksum_address
+from eth_utils.exceptions import ValidationError
 
 from chenilles_hub.core import AssetBalances, ChannelParams, ChannelState
 from chenilles_hub.core.errors import InvalidTransition
@@ -73,6 +75,10 @@ def _u(data: bytes, start: int, size: int) -> int:
     return int.from_bytes(data[start : start + size], "big")
 
 
+def keccak(data: bytes) -> bytes:
+    return bytes(_keccak(data))
+
+
 def state_digest(vid: bytes, version: int, amounts: tuple[int, int], final: bool) -> bytes:
     """What both V keys sign: keccak256(abi.encode(TAG, vid, version, a0, a1, final))."""
     return keccak(
@@ -87,8 +93,9 @@ def state_digest(vid: bytes, version: int, amounts: tuple[int, int], final: bool
 
 def sign_digest(private_key: bytes, digest: bytes) -> bytes:
     """r | s | v (v = 27 or 28), as ``ecrecover`` takes it."""
-    sig = keys.PrivateKey(private_key).sign_msg_hash(digest)
-    return sig.r.to_bytes(32, "big") + sig.s.to_bytes(32, "big") + bytes([sig.v + 27])
+    sig = PrivateKey(private_key).sign_msg_hash(digest)
+    r, s, v = int(sig.r), int(sig.s), int(sig.v)
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([v + 27])
 
 
 def recover(digest: bytes, signature: bytes) -> str | None:
@@ -96,14 +103,14 @@ def recover(digest: bytes, signature: bytes) -> str | None:
     if len(signature) != 65 or signature[64] not in (27, 28):
         return None
     try:
-        sig = keys.Signature(vrs=(signature[64] - 27, _u(signature, 0, 32), _u(signature, 32, 32)))
+        sig = Signature(vrs=(signature[64] - 27, _u(signature, 0, 32), _u(signature, 32, 32)))
         return str(sig.recover_public_key_from_msg_hash(digest).to_checksum_address())
     except (BadSignature, ValidationError, ValueError):
         return None
 
 
 def address_of(private_key: bytes) -> str:
-    return str(keys.PrivateKey(private_key).public_key.to_checksum_address())
+    return str(PrivateKey(private_key).public_key.to_checksum_address())
 
 
 @dataclass(frozen=True)
@@ -183,8 +190,6 @@ class Guarantee:
             raise InvalidTransition(f"virtual: a guarantee is {DATA_LENGTH} bytes")
         if data[32] > 1 or data[33] > 1:
             raise InvalidTransition("virtual: hub and end are indices 0 or 1")
-        from eth_utils import to_checksum_address
-
         return cls(
             vid=data[0:32],
             hub=data[32],
