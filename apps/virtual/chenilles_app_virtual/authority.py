@@ -57,7 +57,11 @@ class VirtualAuthority:
         except InvalidTransition:
             return False
         who = rules.recover(digest, bundle)
-        return who is not None and who.lower() == params.participants[signer].chain_key.lower()
+        try:
+            key = rules.address_bytes(params.participants[signer].chain_key)
+        except ValueError:
+            return False
+        return who is not None and who == key
 
     def revoke(self, params: ChannelParams, signed: SignedState) -> bytes | None:
         return None

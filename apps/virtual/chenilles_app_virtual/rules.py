@@ -49,12 +49,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+import coincurve
 import msgspec
 from eth_hash.auto import keccak as _keccak
-from eth_keys.datatypes import PrivateKey, Signature
-from eth_keys.exceptions import BadSignature
 from eth_utils.address import to_checksum_address
-from eth_utils.exceptions import ValidationError
 
 from chenilles_hub.core import AssetBalances, ChannelParams, ChannelState
 from chenilles_hub.core.errors import InvalidTransition
@@ -93,24 +91,30 @@ def state_digest(vid: bytes, version: int, amounts: tuple[int, int], final: bool
 
 def sign_digest(private_key: bytes, digest: bytes) -> bytes:
     """r | s | v (v = 27 or 28), as ``ecrecover`` takes it."""
-    sig = PrivateKey(private_key).sign_msg_hash(digest)
-    r, s, v = int(sig.r), int(sig.s), int(sig.v)
-    return r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([v + 27])
+    sig = coincurve.PrivateKey(private_key).sign_recoverable(digest, hasher=None)
+    return sig[:64] + bytes([sig[64] + 27])
 
 
-def recover(digest: bytes, signature: bytes) -> str | None:
-    """The checksummed address that signed ``digest``, or ``None`` (as ``ecrecover``'s 0)."""
+def recover(digest: bytes, signature: bytes) -> bytes | None:
+    """The 20-byte address that signed ``digest``, or ``None`` (as ``ecrecover``'s 0)."""
     if len(signature) != 65 or signature[64] not in (27, 28):
         return None
     try:
-        sig = Signature(vrs=(signature[64] - 27, _u(signature, 0, 32), _u(signature, 32, 32)))
-        return str(sig.recover_public_key_from_msg_hash(digest).to_checksum_address())
-    except (BadSignature, ValidationError, ValueError):
+        public = coincurve.PublicKey.from_signature_and_message(
+            signature[:64] + bytes([signature[64] - 27]), digest, hasher=None
+        )
+    except (ValueError, TypeError):
         return None
+    return keccak(public.format(compressed=False)[1:])[12:]
+
+
+def address_bytes(address: str) -> bytes:
+    return bytes.fromhex(address.removeprefix("0x"))
 
 
 def address_of(private_key: bytes) -> str:
-    return str(PrivateKey(private_key).public_key.to_checksum_address())
+    public = coincurve.PrivateKey(private_key).public_key.format(compressed=False)[1:]
+    return str(to_checksum_address(keccak(public)[12:]))
 
 
 @dataclass(frozen=True)
@@ -226,7 +230,7 @@ class Guarantee:
         v = self.vstate
         digest = state_digest(self.vid, v.version, v.amounts, v.final)
         return all(
-            (signer := recover(digest, sig)) is not None and signer == key
+            (signer := recover(digest, sig)) is not None and signer == address_bytes(key)
             for sig, key in zip(v.signatures, self.keys, strict=True)
         )
 
