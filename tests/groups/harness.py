@@ -348,6 +348,7 @@ def watch(
             for duty in hub_duties(w.terms, views, best, now, (DURATION, DURATION), MARGIN):
                 Actor(ledgers[duty.side], hub_at[duty.side], world.relayer).do(duty)
                 done.append(("hub", duty))
+                acted = True
         moments = [w.terms.deadline - DURATION - MARGIN, w.terms.deadline]
         moments.append(w.terms.deadline + w.terms.grace)
         for lg in ledgers:
@@ -357,8 +358,10 @@ def watch(
             if now >= d.conclude_at:
                 lg.backend.conclude(lg.params, world.relayer)
             moments += [d.move_from, d.move_until - MARGIN, d.conclude_at]
+        # after an action, look again at once: it may have opened someone else's window
         later = [m for m in moments if m > world.backend.now()]
-        world.backend.advance_time(max(1, min(later, default=stop) - world.backend.now()))
+        wait = 1 if acted else min(later, default=stop) - world.backend.now()
+        world.backend.advance_time(max(1, wait))
     return done
 
 

@@ -263,7 +263,7 @@ class VirtualLedgerApp:
         return msgspec.structs.replace(after, balances=self.outcome(params, after))
 
     def outcome(self, params: ChannelParams, state: ChannelState) -> tuple[AssetBalances, ...]:
-        g = _decode_or_none(state.app_data)
+        g = decode_or_none(state.app_data)
         if g is None or not state.balances:
             return state.balances
         first = AssetBalances(state.balances[0].asset, g.balances())
@@ -295,7 +295,7 @@ class VirtualLedgerApp:
         g0, g1 = decode(before.app_data), decode(after.app_data)
         if g1 is None:  # SETTLE
             return g0 is not None and g0.vstate.final and before.balances == after.balances
-        if g1.den == 0 or not _fits(g1) or after.balances[0].amounts != g1.balances():
+        if g1.den == 0 or not fits(g1) or after.balances[0].amounts != g1.balances():
             return False
         if g0 is None:  # FUND
             v = g1.vstate
@@ -327,7 +327,7 @@ class VirtualLedgerApp:
             raise InvalidTransition("virtual: a ledger channel opens without a guarantee")
 
     def describe(self, params: ChannelParams, state: ChannelState) -> dict[str, Any]:
-        g = _decode_or_none(state.app_data)
+        g = decode_or_none(state.app_data)
         if g is None:
             return {"guarantee": None}
         return {
@@ -348,7 +348,7 @@ class VirtualLedgerApp:
         }
 
 
-def _fits(g: Guarantee) -> bool:
+def fits(g: Guarantee) -> bool:
     """Whether the contract computes ``g``'s balances without overflowing (it refuses the
     move where Solidity's checked arithmetic reverts)."""
     v = g.vstate.amounts[g.end]
@@ -361,7 +361,7 @@ def replace_state(state: ChannelState, app_data: bytes) -> ChannelState:
     return msgspec.structs.replace(state, app_data=app_data)
 
 
-def _decode_or_none(data: bytes) -> Guarantee | None:
+def decode_or_none(data: bytes) -> Guarantee | None:
     try:
         return decode(data)
     except InvalidTransition:
