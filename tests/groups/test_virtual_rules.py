@@ -255,3 +255,29 @@ def test_virtual_ids_bind_every_term() -> None:
             check_terms(bad)
         with pytest.raises((InvalidParams, AmountOutOfRange)):
             virtual_params(bad)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.binary(max_size=rules.DATA_LENGTH + 2),
+    kind=st.integers(0, 6),
+    flip=st.integers(0, rules.DATA_LENGTH - 1),
+    mover=st.integers(0, 1),
+)
+def test_anything_a_peer_sends_is_refused_cleanly(
+    data: bytes, kind: int, flip: int, mover: int
+) -> None:
+    """Random moves from random or mutated guarantees: the rule answers ``InvalidTransition``
+    or a verdict, never another exception (a peer's bytes must not crash the node)."""
+    params, g = funded(terms())
+    bad = bytearray(g.app_data)
+    bad[flip] ^= 0xFF
+    for before in (g, msgspec.structs.replace(g, app_data=bytes(bad))):
+        for move in (bytes([kind]) + data, bytes([kind]) + bytes(bad)):
+            try:
+                after = APP.apply(params, before, mover, move)
+            except InvalidTransition:
+                continue
+            assert isinstance(APP.valid_transition(params, before, after, mover, NOW), bool)
+            APP.outcome(params, after)
+            APP.describe(params, after)
