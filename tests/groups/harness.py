@@ -254,6 +254,8 @@ def open_virtual(
     )
     w.la.propose(1, protocol.fund(terms, 0, w.la.state))
     w.lb.propose(0, protocol.fund(terms, 1, w.lb.state))
+    w.la.propose(1, protocol.activate(w.la.state))
+    w.lb.propose(0, protocol.activate(w.lb.state))
     params = virtual_params(terms)
     vid = virtual_channel_id(terms)
     initial = virtual_initial(terms)

@@ -110,7 +110,16 @@ def sequence(rng: random.Random, asset: Asset, chain_now: int) -> Iterator[Case]
     )
     yield Case("fund moves money", empty, steal, hub, chain_now)
     # shows: newer, equal, older, final, forged, wrong sums, by either, at any time
-    held = rules.with_vstate(g, _sign(t, 4, split, False))
+    # activation by the hub (ok) or the end; a cancel of the pending guarantee
+    yield Case(
+        "activate", funded, _after(funded, rules.activate(g).encode()), rng.randrange(2), chain_now
+    )
+    back = msgspec.structs.replace(funded, app_data=b"", version=funded.version + 1)
+    yield Case("cancel", funded, back, rng.randrange(2), chain_now)
+    active = rules.activate(g)
+    pending_show = rules.with_vstate(g, _sign(t, 5, split, False)).encode()
+    yield Case("show pending", funded, _after(funded, pending_show), rng.randrange(2), chain_now)
+    held = rules.with_vstate(active, _sign(t, 4, split, False))
     start = _after(funded, held.encode())
     for _ in range(12):
         version = rng.choice([3, 4, 4, 5, 9])
@@ -136,7 +145,7 @@ def sequence(rng: random.Random, asset: Asset, chain_now: int) -> Iterator[Case]
     jump = rules.heartbeat(rules.heartbeat(held)).encode()
     yield Case("beat jump", start, _after(start, jump), hub, chain_now)
     # settle: from a final state (ok), from a non-final one, with money moved
-    final = _after(funded, rules.with_vstate(g, _sign(t, 6, split, True)).encode())
+    final = _after(funded, rules.with_vstate(active, _sign(t, 6, split, True)).encode())
     settled = msgspec.structs.replace(final, app_data=b"", version=final.version + 1)
     yield Case("settle", final, settled, rng.randrange(2), chain_now)
     yield Case("settle early", start, msgspec.structs.replace(start, app_data=b""), hub, chain_now)

@@ -4,12 +4,15 @@ The happy path touches no chain: the virtual channel is opened, used for many pa
 closed with zero transactions, counted on the ledger. Each breakdown ends with exact
 balances on-chain for every honest party: the hub silent at close, Alice silent, Bob
 publishing a stale virtual state, and Alice and Bob colluding to show each ledger a
-different state. Runtime: about 15 s on one core (eth-tester blocks are fast; the
-breakdowns advance chain time in steps of a quarter challenge period).
+different state. Runtime: 2-4 min on this shared 2-core machine under a load of 12-16
+(each breakdown is 20-50 forced moves, registrations and conclusions on py-evm; the watch
+loop jumps chain time from one deadline to the next). The collusion and the
+settled-then-stale cases run with ``CHENILLES_SLOW_TESTS=1``.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import msgspec
@@ -42,6 +45,9 @@ from .harness import (
 pytestmark = [pytest.mark.groups, pytest.mark.evm]
 
 PAYMENTS = 100
+slow = pytest.mark.skipif(
+    not os.environ.get("CHENILLES_SLOW_TESTS"), reason="long variant: CHENILLES_SLOW_TESTS=1"
+)
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +142,8 @@ def test_bob_publishes_a_stale_state(w: World) -> None:
     _expect_onchain(w, 100_000, -100_000)
 
 
+@pytest.mark.slow
+@slow
 def test_alice_and_bob_collude_against_the_hub(w: World) -> None:
     """Alice and Bob (one person) show each ledger the state that pays it most: Alice's
     ledger the newest (Bob paid Alice), Bob's the oldest. The hub mirrors each into the
@@ -153,6 +161,8 @@ def test_alice_and_bob_collude_against_the_hub(w: World) -> None:
     assert gained["alice"] + gained["bob"] == 2 * 10**9
 
 
+@pytest.mark.slow
+@slow
 def test_settled_in_one_ledger_then_stale_in_the_other(w: World) -> None:
     """V closed and settled in Alice's ledger; Bob refuses to settle his and shows a stale
     state on-chain instead. The hub holds the final state from Alice's settle and shows it

@@ -55,8 +55,30 @@ pytestmark = [pytest.mark.groups, pytest.mark.core, pytest.mark.adversarial]
 def funded(t: VirtualTerms) -> tuple[ChannelParams, ChannelState]:
     params = ledger_params(ALICE_KEY, 1)
     before = ledger_state()
-    after = protocol.next_state(params, before, protocol.fund(t, 0, before), 1, NOW)
-    return params, after
+    pending = protocol.next_state(params, before, protocol.fund(t, 0, before), 1, NOW)
+    return params, protocol.next_state(params, pending, protocol.activate(pending), 1, NOW)
+
+
+def test_a_pending_guarantee_shows_nothing_and_the_hub_may_cancel_it() -> None:
+    """The hub funds both ledgers, then activates both. If Bob never funds his, the hub
+    cancels Alice's: meanwhile no V state could be shown, so nobody lost anything."""
+    t = terms()
+    params, before = ledger_params(ALICE_KEY, 1), ledger_state()
+    pending = protocol.next_state(params, before, protocol.fund(t, 0, before), 1, NOW)
+    s = v_states(t, [(0, 10)])
+    assert not forced(params, pending, protocol.show(pending, s[-1]).data, 0, NOW)
+    assert not forced(params, pending, protocol.show(pending, s[-1]).data, 1, NOW)
+    cancel = protocol.cancel(pending).data
+    assert not forced(params, pending, cancel, 0, NOW)  # only the hub cancels
+    assert forced(params, pending, cancel, 1, NOW)
+    back = protocol.next_state(params, pending, protocol.cancel(pending), 1, NOW)
+    assert back.app_data == b"" and back.balances == before.balances
+    activate = protocol.activate(pending).data
+    assert not forced(params, pending, activate, 0, NOW)  # only the hub activates
+    _, active = funded(t)
+    assert not forced(params, active, cancel, 1, NOW)  # an active guarantee is not cancelled
+    with pytest.raises(InvalidTransition):
+        protocol.cancel(active)
 
 
 def forced(params: ChannelParams, before: ChannelState, move: bytes, mover: int, now: int) -> bool:

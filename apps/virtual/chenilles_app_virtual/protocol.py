@@ -51,8 +51,21 @@ def guarantee_for(terms: VirtualTerms, side: int, ledger: ChannelState) -> rules
 
 
 def fund(terms: VirtualTerms, side: int, ledger: ChannelState) -> AppMove:
-    """The hub's proposal in ledger channel ``side`` that locks V's capacity there."""
+    """The hub's proposal in ledger channel ``side`` that locks V's capacity there (pending
+    until :func:`activate`)."""
     return AppMove(rules.move(rules.FUND, guarantee_for(terms, side, ledger).encode()))
+
+
+def activate(ledger: ChannelState) -> AppMove:
+    """The hub's move once both ledger channels hold the (pending) guarantee."""
+    return AppMove(rules.move(rules.ACTIVATE, rules.activate(guarantee_of(ledger)).encode()))
+
+
+def cancel(ledger: ChannelState) -> AppMove:
+    """The hub takes a pending guarantee back (the other ledger's end would not fund)."""
+    if guarantee_of(ledger).active:
+        raise InvalidTransition("an active guarantee settles on V's final state, not by cancel")
+    return AppMove(rules.move(rules.SETTLE, b""))
 
 
 def guarantee_of(ledger: ChannelState) -> rules.Guarantee:

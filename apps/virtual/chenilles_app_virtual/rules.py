@@ -16,12 +16,12 @@ Bob showed in one ledger, the hub shows in the other. The hub may also replace a
 another of *equal* version (only a colluding Alice and Bob sign two of one version), and
 keeps a ledger channel under dispute alive until ``T + grace`` with *heartbeat* moves.
 
-App data, empty (no guarantee) or 429 bytes (integers big-endian)::
+App data, empty (no guarantee) or 430 bytes (integers big-endian)::
 
     vid 32 | hub u8 | end u8 | key0 20 | key1 20 | deadline u64 | grace u64 |
     capacity u256 | num u128 | den u128 | base0 u256 | base1 u256 |                 (core)
     version u64 | amount0 u256 | amount1 u256 | final u8 | sig0 65 | sig1 65 |   (V state)
-    beat u64
+    beat u64 | active u8
 
 ``hub`` is the hub's index in the ledger channel, ``end`` the V index (0 Alice, 1 Bob) of
 the ledger's other participant, ``key0``/``key1`` V's participants' addresses. V amounts
@@ -30,18 +30,26 @@ party and the rest of ``capacity * num // den`` to the hub (the hub's quote, fix
 open; the rounding is the hub's). ``base`` are the ledger's free balances besides the
 guarantee. The first asset's balances are always ``base + payout(V state)``.
 
-A move's data is one byte (FUND, UPDATE, HEARTBEAT, SETTLE) followed by the next app data
-(empty for SETTLE). Who may move what, the rule the contract enforces:
+A guarantee is *pending* from FUND until ACTIVATE: the hub funds both ledger channels
+first, then activates both. While pending nothing can be shown and the hub may cancel (a
+SETTLE of a pending guarantee): so if the second ledger's end refuses to fund, the hub
+gets its collateral back from the first, and no V state was enforceable meanwhile. An end
+uses V only once its own ledger's guarantee is active.
 
-- FUND (no guarantee -> one): by the hub; V version 0 with the opening split and no
-  signatures; the end party's V key is its address in this ledger channel (so the hub
+A move's data is one byte (FUND, UPDATE, HEARTBEAT, SETTLE, ACTIVATE) followed by the next
+app data (empty for SETTLE). Who may move what, the rule the contract enforces:
+
+- FUND (no guarantee -> a pending one): by the hub; V version 0 with the opening split and
+  no signatures; the end party's V key is its address in this ledger channel (so the hub
   cannot name a key of its own for the end party); balances unchanged.
-- UPDATE (the V state changes, the core stays): a V state signed by both V keys whose
+- ACTIVATE (pending -> active, nothing else changes): by the hub.
+- UPDATE (the V state changes, the core stays; active only): a V state signed by both V keys whose
   amounts add up to ``capacity``; by the end party before ``deadline`` with a higher
   version than the one held (and none after a final one), by the hub before
   ``deadline + grace`` with a version at least as high.
 - HEARTBEAT: by the hub before ``deadline + grace``; only ``beat`` grows by one.
-- SETTLE (guarantee -> none): anyone, once the V state held is final; balances unchanged.
+- SETTLE (guarantee -> none, balances unchanged): by anyone once the V state held is final;
+  by the hub while the guarantee is pending (a cancel).
 """
 
 from __future__ import annotations
@@ -60,9 +68,15 @@ from chenilles_hub.core.errors import InvalidTransition
 APP_ID = "virtual"
 CORE_LENGTH = 218
 VSTATE_LENGTH = 203
-DATA_LENGTH = CORE_LENGTH + VSTATE_LENGTH + 8
-FUND, UPDATE, HEARTBEAT, SETTLE = 1, 2, 3, 4
-MOVES = {FUND: "fund", UPDATE: "update", HEARTBEAT: "heartbeat", SETTLE: "settle"}
+DATA_LENGTH = CORE_LENGTH + VSTATE_LENGTH + 8 + 1
+FUND, UPDATE, HEARTBEAT, SETTLE, ACTIVATE = 1, 2, 3, 4, 5
+MOVES = {
+    FUND: "fund",
+    UPDATE: "update",
+    HEARTBEAT: "heartbeat",
+    SETTLE: "settle",
+    ACTIVATE: "activate",
+}
 #: Domain tag of a V state's digest (the contract's ``bytes32("chenilles.virtual.state.v1")``).
 STATE_TAG = b"chenilles.virtual.state.v1".ljust(32, b"\0")
 MAX_UINT256 = 2**256 - 1
@@ -164,6 +178,7 @@ class Guarantee:
     base: tuple[int, int]
     vstate: VState
     beat: int = 0
+    active: bool = False
 
     @property
     def end_index(self) -> int:
@@ -186,14 +201,19 @@ class Guarantee:
         )
 
     def encode(self) -> bytes:
-        return self.core() + self.vstate.encode() + self.beat.to_bytes(8, "big")
+        return (
+            self.core()
+            + self.vstate.encode()
+            + self.beat.to_bytes(8, "big")
+            + bytes([int(self.active)])
+        )
 
     @classmethod
     def decode(cls, data: bytes) -> Guarantee:
         if len(data) != DATA_LENGTH:
             raise InvalidTransition(f"virtual: a guarantee is {DATA_LENGTH} bytes")
-        if data[32] > 1 or data[33] > 1:
-            raise InvalidTransition("virtual: hub and end are indices 0 or 1")
+        if data[32] > 1 or data[33] > 1 or data[DATA_LENGTH - 1] > 1:
+            raise InvalidTransition("virtual: hub and end are indices 0 or 1, active 0 or 1")
         return cls(
             vid=data[0:32],
             hub=data[32],
@@ -207,6 +227,7 @@ class Guarantee:
             base=(_u(data, 154, 32), _u(data, 186, 32)),
             vstate=VState.decode(data[CORE_LENGTH : CORE_LENGTH + VSTATE_LENGTH]),
             beat=_u(data, CORE_LENGTH + VSTATE_LENGTH, 8),
+            active=bool(data[DATA_LENGTH - 1]),
         )
 
     def total(self) -> int:
@@ -293,8 +314,10 @@ class VirtualLedgerApp:
         if len(before.balances) != len(after.balances) or before.balances[1:] != after.balances[1:]:
             return False
         g0, g1 = decode(before.app_data), decode(after.app_data)
-        if g1 is None:  # SETTLE
-            return g0 is not None and g0.vstate.final and before.balances == after.balances
+        if g1 is None:  # SETTLE: of a final V state, or the hub's cancel of a pending one
+            if g0 is None or before.balances != after.balances:
+                return False
+            return (g0.active and g0.vstate.final) or (not g0.active and mover == g0.hub)
         if g1.den == 0 or not fits(g1) or after.balances[0].amounts != g1.balances():
             return False
         if g0 is None:  # FUND
@@ -302,16 +325,18 @@ class VirtualLedgerApp:
             return (
                 mover == g1.hub
                 and g1.keys[g1.end].lower() == params.participants[g1.end_index].chain_key.lower()
-                and (v.version, v.final, g1.beat) == (0, False, 0)
+                and (v.version, v.final, g1.beat, g1.active) == (0, False, 0, False)
                 and v.amounts[0] + v.amounts[1] == g1.capacity
                 and before.balances[0].amounts == after.balances[0].amounts
             )
         if g0.core() != g1.core():
             return False
+        if g0.active != g1.active:  # ACTIVATE
+            return mover == g0.hub and g1.active and (g0.vstate, g0.beat) == (g1.vstate, g1.beat)
         if g0.vstate == g1.vstate:  # HEARTBEAT
             return mover == g0.hub and g1.beat == g0.beat + 1 and now < g0.deadline + g0.grace
         old, new = g0.vstate, g1.vstate
-        if g1.beat != g0.beat or new.amounts[0] + new.amounts[1] != g0.capacity:
+        if not g0.active or g1.beat != g0.beat or new.amounts[0] + new.amounts[1] != g0.capacity:
             return False
         if mover == g0.hub:
             in_time = now < g0.deadline + g0.grace and new.version >= old.version
@@ -370,6 +395,10 @@ def decode_or_none(data: bytes) -> Guarantee | None:
 
 def with_vstate(g: Guarantee, vstate: VState) -> Guarantee:
     return replace(g, vstate=vstate)
+
+
+def activate(g: Guarantee) -> Guarantee:
+    return replace(g, active=True)
 
 
 def heartbeat(g: Guarantee) -> Guarantee:

@@ -9,7 +9,7 @@ import {Params, State, IApp} from "contracts/evm/Adjudicator.sol";
 contract VirtualLedger is IApp {
     uint256 internal constant CORE = 218;
     uint256 internal constant VSTATE = 203;
-    uint256 internal constant LENGTH = 429;
+    uint256 internal constant LENGTH = 430;
     bytes32 internal constant TAG = bytes32("chenilles.virtual.state.v1");
 
     struct G {
@@ -30,6 +30,7 @@ contract VirtualLedger is IApp {
         uint256 amount1;
         bool isFinal;
         uint64 beat;
+        bool active;
     }
 
     function validTransition(Params calldata params, State calldata from, State calldata to, uint8 moverIdx)
@@ -45,11 +46,12 @@ contract VirtualLedger is IApp {
         bytes calldata a = from.appData;
         bytes calldata b = to.appData;
         if (b.length == 0) {
-            // SETTLE: only once the held V state is final; balances unchanged
+            // SETTLE: of a final V state, or the hub's cancel of a pending guarantee
             if (a.length != LENGTH) return false;
             if (!_wellFormed(a)) return false;
             G memory s = _decode(a);
-            return s.isFinal && from.balances[0][0] == to.balances[0][0] && from.balances[0][1] == to.balances[0][1];
+            if (from.balances[0][0] != to.balances[0][0] || from.balances[0][1] != to.balances[0][1]) return false;
+            return (s.active && s.isFinal) || (!s.active && moverIdx == s.hub);
         }
         if (b.length != LENGTH || !_wellFormed(b)) return false;
         G memory g1 = _decode(b);
@@ -60,19 +62,24 @@ contract VirtualLedger is IApp {
             // FUND: by the hub, the end party's key is its own address here, version 0
             address endKey = g1.end == 0 ? g1.key0 : g1.key1;
             return moverIdx == g1.hub && endKey == params.participants[1 - g1.hub] && g1.version == 0
-                && !g1.isFinal && g1.beat == 0 && g1.amount0 + g1.amount1 == g1.capacity
+                && !g1.isFinal && g1.beat == 0 && !g1.active && g1.amount0 + g1.amount1 == g1.capacity
                 && from.balances[0][0] == p0 && from.balances[0][1] == p1;
         }
         if (a.length != LENGTH) return false;
         if (keccak256(a[0:CORE]) != keccak256(b[0:CORE])) return false;
         G memory g0 = _decode(a);
         uint256 limit = uint256(g0.deadline) + g0.grace;
+        if (g0.active != g1.active) {
+            // ACTIVATE: by the hub, nothing else changes
+            return moverIdx == g0.hub && g1.active && g1.beat == g0.beat
+                && keccak256(a[CORE:CORE + VSTATE]) == keccak256(b[CORE:CORE + VSTATE]);
+        }
         if (keccak256(a[CORE:CORE + VSTATE]) == keccak256(b[CORE:CORE + VSTATE])) {
             // HEARTBEAT: the hub keeps the dispute open until deadline + grace
             return moverIdx == g0.hub && g1.beat == g0.beat + 1 && block.timestamp < limit;
         }
-        // UPDATE
-        if (g1.beat != g0.beat || g1.amount0 + g1.amount1 != g0.capacity) return false;
+        // UPDATE (active guarantees only)
+        if (!g0.active || g1.beat != g0.beat || g1.amount0 + g1.amount1 != g0.capacity) return false;
         bool inTime;
         if (moverIdx == g0.hub) {
             inTime = block.timestamp < limit && g1.version >= g0.version;
@@ -86,9 +93,9 @@ contract VirtualLedger is IApp {
         return s0 != address(0) && s0 == g1.key0 && s1 != address(0) && s1 == g1.key1;
     }
 
-    /// @dev hub and end are indices, the final flag 0 or 1 (as the Python decoder demands)
+    /// @dev hub and end are indices, the final and active flags 0 or 1 (as the Python decoder demands)
     function _wellFormed(bytes calldata d) internal pure returns (bool) {
-        return uint8(d[32]) <= 1 && uint8(d[33]) <= 1 && uint8(d[290]) <= 1;
+        return uint8(d[32]) <= 1 && uint8(d[33]) <= 1 && uint8(d[290]) <= 1 && uint8(d[429]) <= 1;
     }
 
     function _balances(G memory g) internal pure returns (uint256 p0, uint256 p1) {
@@ -131,5 +138,6 @@ contract VirtualLedger is IApp {
         g.amount1 = uint256(bytes32(d[258:290]));
         g.isFinal = d[290] != 0;
         g.beat = uint64(_u(d, 421, 8));
+        g.active = d[429] != 0;
     }
 }
