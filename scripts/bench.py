@@ -10,6 +10,8 @@ Sections (each in its own process, so memory and start-up figures stay clean):
 3. routing   path finding on a 20k-node / 100k-channel graph (scripts/bench_routing.py)
 4. costs     gas, weight, compute units per on-chain operation (the backends' own scripts)
 5. scale     memory per open channel; restart with 100k channels (quick: 10k)
+6. virtual   payments/s inside a virtual channel against the same payments routed
+             through the hub with HTLCs (scripts/bench_virtual.py)
 
     .venv/bin/python scripts/bench.py            # full run, writes docs/bench/results.json
     .venv/bin/python scripts/bench.py --quick    # < 60 s, writes docs/bench/results-quick.json
@@ -31,7 +33,7 @@ import bench_common
 
 SCRIPTS = Path(__file__).resolve().parent
 ROOT = SCRIPTS.parent
-SECTIONS = ("updates", "nodes", "payments", "routing", "costs", "scale")
+SECTIONS = ("updates", "nodes", "payments", "routing", "costs", "scale", "virtual")
 
 
 def run_section(name: str, quick: bool) -> dict[str, Any]:
@@ -199,6 +201,16 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 f"restore {r['channels']:,} channels",
                 f"{r['restore_s']} s; first checkpoint {r['first_checkpoint_ms']} ms",
                 "-",
+            )
+        )
+    v = results.get("virtual", {})
+    if "virtual_payments_per_s" in v:
+        rows.append(
+            (
+                f"payments in a virtual channel ({v['payments']:,}, no store)",
+                f"{v['virtual_payments_per_s']:,}/s vs {v['htlc_via_hub_payments_per_s']:,}/s "
+                f"through the hub with HTLCs (x{v['speedup']})",
+                "faster than via the hub",
             )
         )
     return rows

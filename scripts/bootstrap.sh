@@ -53,10 +53,10 @@ if ! stamp_ok python "$py_digest"; then
   # -qq: quiet unless something fails (setuptools' informational warnings are not ours).
   .venv/bin/python -m pip install -qq --disable-pip-version-check -c constraints.txt \
     -e ".[dev]" -e backends/evm -e backends/bitcoin -e backends/solana \
-    -e apps/tictactoe -e apps/escrow 2>&1 \
+    -e apps/tictactoe -e apps/escrow -e apps/virtual 2>&1 \
     | grep -v '^WARNING: Location' || true
   .venv/bin/python -c 'import chenilles_hub, chenilles_evm, chenilles_bitcoin, chenilles_solana'
-  .venv/bin/python -c 'import chenilles_app_tictactoe, chenilles_app_escrow'
+  .venv/bin/python -c 'import chenilles_app_tictactoe, chenilles_app_escrow, chenilles_app_virtual'
   echo "$py_digest" > "$STAMPS/python"
 fi
 
