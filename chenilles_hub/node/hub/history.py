@@ -15,8 +15,9 @@ from typing import Any
 import msgspec
 
 from ...circuit.errors import CircuitError
-from ...core import Asset
+from ...core import Asset, Htlc
 from ..store.base import Store
+from .records import ForwardLink
 
 FORWARD_PREFIX = "forward/"
 #: Forwards one query returns at most (the newest first); totals cover all in the range.
@@ -43,6 +44,25 @@ class ForwardRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 def forward_key(settled_at: int, in_channel: bytes, in_htlc: int) -> str:
     # Zero-padded seconds: keys sort by time, so a range is a contiguous run of keys.
     return f"{FORWARD_PREFIX}{settled_at:012d}/{in_channel.hex()}/{in_htlc}"
+
+
+def forward_record(
+    link: ForwardLink, incoming: Htlc, outgoing: Htlc, now: int
+) -> tuple[str, bytes]:
+    """The store key and value of a forward that settled ``now``."""
+    record = ForwardRecord(
+        settled_at=now,
+        started_at=link.started,
+        payment_hash=incoming.payment_hash,
+        in_channel=link.in_channel,
+        in_asset=incoming.asset,
+        in_amount=incoming.amount,
+        out_channel=link.out_channel,
+        out_asset=outgoing.asset,
+        out_amount=outgoing.amount,
+        fee=link.fee,
+    )
+    return forward_key(now, link.in_channel, link.in_htlc), msgspec.json.encode(record)
 
 
 def _settled_at(key: str) -> int:

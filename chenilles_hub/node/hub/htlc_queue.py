@@ -12,15 +12,17 @@ offline (nothing can be signed with it), under the same two bounds.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from ...core import AddHtlc, Update
+from ...core import AddHtlc, Htlc, Update
 from ...core.errors import HtlcError
 from ...core.model import MAX_HTLCS
 from .records import Channel
 
 #: HTLC offers that may wait for a slot per channel; past it a new one is ``channel_busy``.
 MAX_WAITING_HTLCS = 512
+#: Why an offer that waited past its payer's deadline failed.
+EXPIRED_REASON = "payment_timeout: no HTLC slot or peer before the payer's deadline"
 
 
 class ChannelBusy(HtlcError):
@@ -64,3 +66,19 @@ def take_batch(
         else:
             batch.append(update)
     return batch, held
+
+
+def take_expired(
+    channel: Channel, deadline_of: Callable[[Channel, Htlc], int], now: int
+) -> list[AddHtlc]:
+    """Remove from ``channel``'s queue the HTLC offers whose deadline (0: none) has passed,
+    and return them (the caller fails them back)."""
+    expired = [
+        u
+        for u in channel.queue
+        if isinstance(u, AddHtlc) and 0 < deadline_of(channel, u.htlc) <= now
+    ]
+    if expired:
+        gone = {id(u) for u in expired}
+        channel.queue = [u for u in channel.queue if id(u) not in gone]
+    return expired

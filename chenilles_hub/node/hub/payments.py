@@ -55,8 +55,8 @@ from ...core.errors import (
 from ...core.watcher import ClaimIncoming, RefundOutgoing
 from .context import NodeContext
 from .forwarding import ForwardingPolicy, check_incoming_forward, enforcement_delta
-from .history import ForwardRecord, InvoiceCancelled, forward_key
-from .htlc_queue import check_room
+from .history import InvoiceCancelled, forward_record
+from .htlc_queue import EXPIRED_REASON, check_room, take_expired
 from .journal import INVOICE_PREFIX, PAYMENT_PREFIX, InvoiceRecord, encode_record
 from .proposals import Proposals
 from .records import Channel, ForwardLink, Payment
@@ -436,21 +436,8 @@ class Payments:
 
     def _record_forward(self, link: ForwardLink, incoming: Htlc, outgoing: Htlc) -> None:
         """A forward that settled: kept for the operator's history (fees earned)."""
-        now = self.ctx.clock()
-        record = ForwardRecord(
-            settled_at=now,
-            started_at=link.started,
-            payment_hash=incoming.payment_hash,
-            in_channel=link.in_channel,
-            in_asset=incoming.asset,
-            in_amount=incoming.amount,
-            out_channel=link.out_channel,
-            out_asset=outgoing.asset,
-            out_amount=outgoing.amount,
-            fee=link.fee,
-        )
-        key = forward_key(now, link.in_channel, link.in_htlc)
-        self.ctx.pending.records[key] = encode_record(record)
+        key, value = forward_record(link, incoming, outgoing, self.ctx.clock())
+        self.ctx.pending.records[key] = value
         self.ctx.count("forwards_settled")
 
     def expire_waiting(self) -> None:
@@ -461,20 +448,9 @@ class Payments:
         now = self.ctx.clock()
         for channel_id in list(self.ctx.queued):
             channel = self.ctx.channels[channel_id]
-            expired = [
-                u
-                for u in channel.queue
-                if isinstance(u, AddHtlc) and 0 < self._deadline(channel, u.htlc) <= now
-            ]
-            if not expired:
-                continue
-            channel.queue = [u for u in channel.queue if not any(u is e for e in expired)]
-            for update in expired:
-                assert isinstance(update, AddHtlc)
+            for update in take_expired(channel, self._deadline, now):
                 self.ctx.count("htlc_wait_timeouts")
-                self.update_failed(
-                    channel, update, "payment_timeout: no HTLC slot or peer before the deadline"
-                )
+                self.update_failed(channel, update, EXPIRED_REASON)
 
     def _deadline(self, channel: Channel, htlc: Htlc) -> int:
         link = self.links_by_out.get((channel.channel_id, htlc.id))
