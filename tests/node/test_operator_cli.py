@@ -51,25 +51,25 @@ def test_wallet_balance_send_and_a_refusal_that_sends_nothing(
     assert row["chain"] == CHAIN and row["address"].startswith("0x")
     decimals = {a["asset"]: a["decimals"] for a in row["assets"]}
     assert decimals[NATIVE] == 18 and len(decimals) == 2  # ETH and the test token
-    theirs = cli_json(bob, "wallet", "balance")
+    theirs = bob.api.get("/v1/wallet")
     to = theirs[0]["address"]
     before = native_balance(theirs)
     sent = cli_json(alice, "wallet", "send", "--asset", NATIVE, "--to", to, "--amount", "12345")
     assert sent["txid"].startswith("0x") and sent["fee"] > 0
-    assert native_balance(cli_json(bob, "wallet", "balance")) == before + 12345
-    held = native_balance(cli_json(alice, "wallet", "balance"))
+    assert native_balance(bob.api.get("/v1/wallet")) == before + 12345
+    held = native_balance(alice.api.get("/v1/wallet"))
     refused = alice.cli(
         "wallet", "send", "--asset", NATIVE, "--to", to, "--amount", str(held + 1), check=False
     )
     assert refused.returncode == 1
     assert "insufficient_funds" in refused.stderr and "nothing was sent" in refused.stderr
-    assert native_balance(cli_json(alice, "wallet", "balance")) == held  # not even gas
-    bad = alice.cli(
-        "wallet", "send", "--asset", NATIVE, "--to", "0x12", "--amount", "1", check=False
-    )
-    assert bad.returncode == 1 and "send_refused" in bad.stderr
-    coins = alice.cli("wallet", "coins", "--chain", CHAIN, check=False)
-    assert coins.returncode == 1 and "not_supported" in coins.stderr
+    assert native_balance(alice.api.get("/v1/wallet")) == held  # not even gas
+    with pytest.raises(ApiCallError) as bad:
+        alice.api.post("/v1/wallet/send", {"asset": NATIVE, "to": "0x12", "amount": 1})
+    assert bad.value.code == "send_refused"
+    with pytest.raises(ApiCallError) as coins:
+        alice.api.get(f"/v1/wallet/coins?chain={CHAIN}")
+    assert coins.value.code == "not_supported"
 
 
 def test_invoices_list_show_cancel_and_a_cancelled_invoice_is_not_paid(
@@ -80,7 +80,7 @@ def test_invoices_list_show_cancel_and_a_cancelled_invoice_is_not_paid(
     listed = cli_json(bob, "invoice", "list")
     (mine,) = [i for i in listed if i["invoice"] == text.strip()]
     assert mine["status"] == "open"
-    shown = cli_json(bob, "invoice", "show", mine["payment_hash"])
+    shown = bob.api.get(f"/v1/invoices/{mine['payment_hash']}")
     assert shown["amount"] == 7000 and shown["description"] == "x"
     cancelled = cli_json(bob, "invoice", "cancel", mine["payment_hash"])
     assert cancelled["status"] == "cancelled"
@@ -89,8 +89,9 @@ def test_invoices_list_show_cancel_and_a_cancelled_invoice_is_not_paid(
     result = json.loads(paid.stdout)
     assert result["status"] == "failed" and "invoice_cancelled" in result["reason"]
     agreed(alice, bob, channel_id)  # the HTLC came back: nothing stays locked
-    again = bob.cli("invoice", "cancel", "ab" * 32, check=False)
-    assert again.returncode == 1 and "unknown_invoice" in again.stderr
+    with pytest.raises(ApiCallError) as again:
+        bob.api.post(f"/v1/invoices/{'ab' * 32}/cancel")
+    assert again.value.code == "unknown_invoice"
     failed = cli_json(alice, "payments", "--status", "failed", "--since", "1h")
     assert any(p["payment_hash"] == mine["payment_hash"] for p in failed)
     assert cli_json(bob, "forwards", "--since", "1h") == {"forwards": [], "totals": [], "count": 0}
@@ -117,7 +118,7 @@ def test_policy_and_peers_set_at_run_time_survive_a_restart(
     token = f"{anvil.token}@{CHAIN}"
     shown = cli_json(alice, "policy", "show")
     assert shown["rates"][0]["rate"] == "2000"  # the config's 2000/1, both 18 decimals
-    cli_json(alice, "policy", "fee", "--asset", NATIVE, "--base", "5", "--ppm", "100")
+    alice.api.post("/v1/policy/fees", {"asset": NATIVE, "base": 5, "ppm": 100})
     set_rate = cli_json(alice, "policy", "rate", "--in", NATIVE, "--out", token, "--rate", "1500.5")
     (rate,) = set_rate["rates"]
     assert (rate["numerator"], rate["denominator"], rate["rate"]) == (3001, 2, "1500.5")
@@ -129,7 +130,7 @@ def test_policy_and_peers_set_at_run_time_survive_a_restart(
         alice.stop()
         alice.start()
         wait_for(lambda: connected(alice, carol), what="alice dialled carol again")
-        after = cli_json(alice, "policy", "show")
+        after = alice.api.get("/v1/policy")
         assert after["fees"] == [{"asset": NATIVE, "base": 5, "ppm": 100, "decimals": 18}]
         assert after["rates"][0]["rate"] == "1500.5"  # not the config's 2000
         wait_for(lambda: connected(alice, bob), what="alice back with bob")
