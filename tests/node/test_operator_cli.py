@@ -20,6 +20,7 @@ from .test_server_harness import (
     NodeProc,
     agreed,
     anvil,
+    channel,
     channel_pair,
     connected,
     make_node,
@@ -145,3 +146,26 @@ def test_policy_and_peers_set_at_run_time_survive_a_restart(
         assert not connected(alice, carol)
     finally:
         carol.stop()
+
+
+def test_a_payment_to_an_offline_payee_fails_within_its_timeout(channel_pair: Pair) -> None:
+    """Issue 15: the money stayed locked for ~48 minutes. Now the payer's bound holds: the
+    HTLC waits for the offline peer no longer than ``--timeout``, then the payment fails and
+    nothing stays locked."""
+    alice, bob, channel_id = channel_pair
+    invoice = bob.api.post("/v1/invoices", {"amount": 4321, "asset": NATIVE})["invoice"]
+    before = channel(alice, channel_id)
+    bob.stop()
+    try:
+        wait_for(lambda: not connected(alice, bob), what="alice saw bob go")
+        paid = alice.cli("pay", invoice, "--timeout", "5", "--json", check=False)
+        result = json.loads(paid.stdout)
+        assert paid.returncode == 1 and result["status"] == "failed"
+        assert result["reason"].startswith("payment_timeout")
+        assert result["finished_at"] - result["created_at"] <= 5 + 1  # within the bound
+        after = channel(alice, channel_id)
+        assert after["balances"] == before["balances"] and not after["htlcs"]
+    finally:
+        bob.start()
+    wait_for(lambda: connected(alice, bob), what="bob back")
+    agreed(alice, bob, channel_id)
