@@ -375,6 +375,34 @@ class ChannelRecords(Protocol):
     ) -> None: ...
 
 
+@runtime_checkable
+class Wallet(Protocol):
+    """An optional role: the node's own on-chain account as a wallet the operator can use
+    (``chenilles wallet``). ``decimals``: how many decimal places a whole unit of ``asset``
+    has (ETH 18, BTC 8, SOL 9, a token its own), so operators write rates in whole units
+    while everything on the wire stays in base units. ``send`` pays ``amount`` base units
+    of ``asset`` from ``account`` to ``to`` (an address in the chain's own notation) and
+    returns once the ledger accepted it; it raises ``LedgerError`` (nothing sent) if the
+    address is not one of this chain's or the account cannot pay it and its fee."""
+
+    def decimals(self, asset: Asset) -> int: ...
+
+    def address(self, account: Account) -> str:
+        """Where others send to this account (what ``send`` takes as ``to``)."""
+        ...
+
+    def send(self, account: Account, asset: Asset, to: str, amount: int) -> TxReceipt: ...
+
+
+@runtime_checkable
+class CoinWallet(Protocol):
+    """An optional role of a UTXO chain's wallet (Bitcoin): the account's unspent outputs."""
+
+    def coins(self, account: Account) -> list[dict[str, Any]]:
+        """``{"txid", "vout", "value", "height", "spendable"}`` per coin."""
+        ...
+
+
 class BackendFactory(Protocol):
     """What a plugin registers: metadata, plus a way to build ledger instances."""
 

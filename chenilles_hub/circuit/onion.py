@@ -28,7 +28,12 @@ class HopPayload(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     ``quote``: where the next HTLC is in another asset than the incoming one, the
     forwarding hub's own signed quote for that conversion (``encode_quote``), which it
-    checks and uses up (``QuoteBook``); without one it refuses (``quote_required``)."""
+    checks and uses up (``QuoteBook``); without one it refuses (``quote_required``).
+
+    ``deadline`` (for a forwarding node; 0: none): the payer's bound on how long the
+    payment may stay pending. If the next HTLC is still waiting to be offered then (the next
+    peer is offline, or the channel has no free HTLC slot), the forwarder fails the
+    incoming HTLC back instead, so the payer's money is unlocked within its bound."""
 
     final: bool
     amount: Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
@@ -37,6 +42,7 @@ class HopPayload(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     next_channel: Annotated[bytes, msgspec.Meta(max_length=32)] = b""
     quote: Annotated[bytes, msgspec.Meta(max_length=MAX_QUOTE_BYTES)] = b""
     inner: Annotated[bytes, msgspec.Meta(max_length=MAX_ONION)] = b""
+    deadline: Annotated[int, msgspec.Meta(ge=0, lt=2**40)] = 0
 
     @property
     def amount_int(self) -> int:
@@ -58,9 +64,16 @@ class OnionHop(msgspec.Struct, frozen=True):
 _decoder = msgspec.msgpack.Decoder(HopPayload)
 
 
-def build_onion(hops: Sequence[OnionHop]) -> bytes:
+#: Seconds between the deadlines of consecutive forwarders: the one further downstream gives
+#: up first, so its fail reaches the one before it (one round trip, a timer tick) in time.
+FAIL_BACK_MARGIN = 2
+
+
+def build_onion(hops: Sequence[OnionHop], deadline: int = 0) -> bytes:
     """The blob the payer attaches to its first HTLC (``hops[0]``). Each receiving node's
-    layer tells it the next hop; the last node's layer tells it what it should receive."""
+    layer tells it the next hop; the last node's layer tells it what it should receive.
+    ``deadline`` (0: none): when the payer gives up; forwarder ``i`` (from the payer) must
+    have offered its next HTLC by ``deadline - FAIL_BACK_MARGIN * (i + 1)``."""
     if not hops:
         raise ValueError("a circuit has at least one hop")
     last = hops[-1]
@@ -70,7 +83,12 @@ def build_onion(hops: Sequence[OnionHop]) -> bytes:
             HopPayload(True, last.amount.to_bytes(32, "big"), last.asset, last.expiry)
         ),
     )
-    for receiver, nxt in zip(reversed(hops[:-1]), reversed(hops[1:]), strict=True):
+    forwarders = len(hops) - 1
+    for back, (receiver, nxt) in enumerate(
+        zip(reversed(hops[:-1]), reversed(hops[1:]), strict=True)
+    ):
+        index = forwarders - 1 - back
+        hop_deadline = max(1, deadline - FAIL_BACK_MARGIN * (index + 1)) if deadline else 0
         payload = HopPayload(
             final=False,
             amount=nxt.amount.to_bytes(32, "big"),
@@ -79,6 +97,7 @@ def build_onion(hops: Sequence[OnionHop]) -> bytes:
             next_channel=nxt.channel,
             quote=encode_quote(nxt.quote) if nxt.quote is not None else b"",
             inner=layer,
+            deadline=hop_deadline,
         )
         layer = seal_to(receiver.node, msgspec.msgpack.encode(payload))
     if len(layer) > MAX_ONION:

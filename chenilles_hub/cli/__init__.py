@@ -11,7 +11,30 @@ commands to :func:`main` when imported here.
 
 from __future__ import annotations
 
-from . import app_channels, channels, installed, node, payments, tools
+from . import (
+    app_channels,
+    channels,
+    history,
+    installed,
+    node,
+    payments,
+    peers,
+    policy,
+    tools,
+    wallet,
+)
 from .root import main
 
-__all__ = ["app_channels", "channels", "installed", "main", "node", "payments", "tools"]
+__all__ = [
+    "app_channels",
+    "channels",
+    "history",
+    "installed",
+    "main",
+    "node",
+    "payments",
+    "peers",
+    "policy",
+    "tools",
+    "wallet",
+]

@@ -4,38 +4,13 @@ from __future__ import annotations
 
 import sys
 from typing import Any
+from urllib.parse import urlencode
 
 import click
 
 from .output import Column, output, short, table
 from .remote import api_options, call, connect, wait_until
 from .root import main
-
-
-@main.command("invoice")
-@click.option("--amount", required=True, type=int, help="Amount in base units.")
-@click.option("--asset", required=True, help="token@chain.")
-@click.option("--ttl", default=3600, type=int, show_default=True, help="Seconds valid.")
-@click.option("--description", default="")
-@api_options
-def invoice_command(
-    amount: int,
-    asset: str,
-    ttl: int,
-    description: str,
-    config_path: str | None,
-    api_url: str | None,
-    token_file: str | None,
-    as_json: bool,
-) -> None:
-    """Create an invoice; prints the string to give the payer."""
-    client = connect(config_path, api_url, token_file)
-    body = {"amount": amount, "asset": asset, "ttl": ttl, "description": description}
-    result = call(lambda: client.post("/v1/invoices", body))
-    if as_json:
-        output(result, True)
-    else:
-        click.echo(result["invoice"])
 
 
 def _route_body(invoice: str, max_lock: int | None, source_asset: str | None) -> dict[str, Any]:
@@ -79,6 +54,12 @@ def route_command(
         return
     table(result["hops"], _route_columns())
     click.echo(f"total sent: {result['sent']} {result['sent_asset']}")
+    click.echo(f"fees: {_fees_text(result.get('fees') or {})}")
+
+
+def _fees_text(fees: dict[str, int]) -> str:
+    """Forwarders' fees per asset (base units), or "none"."""
+    return ", ".join(f"{amount} {asset}" for asset, amount in fees.items()) or "none"
 
 
 @main.command("pay")
@@ -86,14 +67,21 @@ def route_command(
 @click.option("--max-lock", type=int, help="Longest lock of our funds (seconds).")
 @click.option("--source-asset", help="Pay with this asset (token@chain).")
 @click.option("--wait/--no-wait", default=True, help="Wait until it succeeds or fails.")
-@click.option("--timeout", default=120.0, show_default=True)
+@click.option(
+    "--timeout",
+    default=60,
+    show_default=True,
+    type=click.IntRange(5, 365 * 86400),
+    help="Seconds the payment may stay pending waiting for HTLC slots or an offline peer; "
+    "then it fails and its money is unlocked.",
+)
 @api_options
 def pay_command(
     invoice: str,
     max_lock: int | None,
     source_asset: str | None,
     wait: bool,
-    timeout: float,
+    timeout: int,
     config_path: str | None,
     api_url: str | None,
     token_file: str | None,
@@ -101,7 +89,8 @@ def pay_command(
 ) -> None:
     """Pay INVOICE along the cheapest route."""
     client = connect(config_path, api_url, token_file)
-    result = call(lambda: client.post("/v1/payments", _route_body(invoice, max_lock, source_asset)))
+    body = {**_route_body(invoice, max_lock, source_asset), "timeout": timeout}
+    result = call(lambda: client.post("/v1/payments", body))
     payment_hash = result["payment_hash"]
     if wait:
 
@@ -110,25 +99,50 @@ def pay_command(
             result = call(lambda: client.get(f"/v1/payments/{payment_hash}"))
             return result["status"] != "pending", f"payment {result['status']}"
 
-        wait_until(progress, timeout, as_json, interval=0.05)
-    output(result, as_json)
+        # The node fails it back within ``timeout``; an HTLC already locked further on
+        # may take a little longer to come back.
+        wait_until(progress, timeout + 30, as_json, interval=0.05)
+    if as_json:
+        output(result, True)
+    else:
+        _payment_summary(result)
     if result["status"] == "failed":
         sys.exit(1)
 
 
+def _payment_summary(result: dict[str, Any]) -> None:
+    shown = {k: v for k, v in result.items() if k not in ("route", "fees")}
+    output(shown, False)
+    click.echo(f"fees: {_fees_text(result.get('fees') or {})}")
+    hops = (result.get("route") or {}).get("hops", [])
+    if hops:
+        table(hops, [*_route_columns()[:4], ("fee", lambda r: r.get("fee", ""))])
+
+
 @main.command("payments")
-@click.option("--status", help="pending, succeeded or failed.")
+@click.option("--status", type=click.Choice(["pending", "succeeded", "failed"]))
+@click.option("--since", help="Started from (unix s, ISO date, or 24h / 7d back).")
+@click.option("--until", help="Started until (unix s, ISO date, or 1h back).")
 @api_options
 def payments_command(
     status: str | None,
+    since: str | None,
+    until: str | None,
     config_path: str | None,
     api_url: str | None,
     token_file: str | None,
     as_json: bool,
 ) -> None:
-    """Payments this node started."""
+    """Payments this node started, with their fees (`--json`: with their routes)."""
+    from .history import parse_time
+
     client = connect(config_path, api_url, token_file)
-    path = "/v1/payments" + (f"?status={status}" if status else "")
+    params = {
+        k: v
+        for k, v in (("status", status), ("since", parse_time(since)), ("until", parse_time(until)))
+        if v
+    }
+    path = "/v1/payments" + (f"?{urlencode(params)}" if params else "")
     output(
         call(lambda: client.get(path)),
         as_json,
@@ -138,6 +152,7 @@ def payments_command(
             ("amount", "amount"),
             ("asset", "asset"),
             ("sent", "sent"),
+            ("fees", lambda r: _fees_text(r.get("fees") or {})),
             ("reason", "reason"),
         ],
     )

@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
+from bitcoin import segwit_addr
 from bitcoin.core import CTransaction
 
 from chenilles_hub.backend import (
@@ -237,6 +238,69 @@ class BitcoinBackend:
         """What the account's wallet can spend (channel payouts count once withdrawn)."""
         self._check_asset(asset)
         return _account(account).wallet.balance()
+
+    # --- the node's wallet (the optional ``Wallet`` and ``CoinWallet`` roles) ---------------
+
+    def decimals(self, asset: Asset) -> int:
+        """8: a bitcoin is 100,000,000 sat."""
+        self._check_asset(asset)
+        return 8
+
+    def address(self, account: Account) -> str:
+        """The wallet's P2WPKH address (bech32, this network's prefix)."""
+        program = _account(account).script_pubkey[2:]
+        return str(segwit_addr.encode(_hrp(self.chain), 0, program))
+
+    def send(self, account: Account, asset: Asset, to: str, amount: int) -> TxReceipt:
+        """Pay ``amount`` sat to the segwit address ``to``; the fee is the wallet's (from
+        the ledger's estimate) and comes on top. Confirmed once the next block is mined."""
+        self._check_asset(asset)
+        if amount <= 0:
+            raise LedgerError("send", "the amount must be positive")
+        version, program = segwit_addr.decode(_hrp(self.chain), to.lower())
+        if version is None or program is None:
+            raise LedgerError("send", f"{to!r} is not a segwit address of {self.chain}")
+        script = bytes([0x50 + version if version else 0, len(program), *program])
+        wallet = _account(account).wallet
+        values = {c.outpoint: c.value for c in wallet.coins()}
+        try:
+            raw = wallet.build_payment([(script, amount)])
+        except Exception as exc:  # the wallet's own error: too little to pay amount + fee
+            raise LedgerError("send", str(exc)) from None
+        tx = parse_tx(raw)
+        spent = sum(
+            values.get(btc.OutPoint(txid_of_prevout(txin), txin.prevout.n), 0) for txin in tx.vin
+        )
+        try:
+            txid = self.ledger.broadcast(raw)
+        except Exception as exc:
+            wallet.release(raw)
+            raise LedgerError("send", f"the ledger refused the payment: {exc}") from None
+        return TxReceipt(
+            operation="send",
+            txid=txid,
+            fee=spent - sum(out.nValue for out in tx.vout),
+            fee_asset=self.asset,
+            cost=weight(tx),
+            cost_unit="weight",
+        )
+
+    def coins(self, account: Account) -> list[dict[str, Any]]:
+        """The wallet's confirmed unspent outputs (a coinbase is spendable 100 blocks deep;
+        coins spent by a transaction not yet mined are not spendable)."""
+        wallet = _account(account).wallet
+        spendable = {c.outpoint for c in wallet.spendable()}
+        return [
+            {
+                "txid": c.outpoint.txid,
+                "vout": c.outpoint.vout,
+                "value": c.value,
+                "height": c.height,
+                "coinbase": c.coinbase,
+                "spendable": c.outpoint in spendable,
+            }
+            for c in sorted(wallet.coins(), key=lambda c: (c.height, c.outpoint))
+        ]
 
     def advance_time(self, seconds: int) -> None:
         """Mine one block per started block interval (heights are what timelocks see)."""
@@ -655,6 +719,11 @@ class BitcoinBackend:
 
 def txid_of_prevout(txin: Any) -> str:
     return bytes(txin.prevout.hash[::-1]).hex()
+
+
+def _hrp(chain: str) -> str:
+    """The bech32 prefix of a chain's addresses."""
+    return {"bip122:mainnet": "bc", "bip122:regtest": "bcrt"}.get(chain, "tb")
 
 
 def _account(account: Account) -> BitcoinAccount:

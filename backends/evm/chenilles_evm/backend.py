@@ -307,6 +307,35 @@ class EvmBackend(ForcedMoves):
             return int(self.w3.eth.get_balance(address))
         return self._erc20(token).balance_of(address)
 
+    # --- the node's wallet (the optional ``Wallet`` role) -----------------------------------
+
+    def decimals(self, asset: Asset) -> int:
+        """18 for ETH; a token's own ``decimals()``."""
+        token = asset_address(asset, self.chain)
+        if token == ETH:
+            return 18
+        contract = self._erc20(token).contract
+        return int(_send(self.w3, lambda: contract.functions.decimals().call()))
+
+    def address(self, account: Account) -> str:
+        return checksum(account.chain_key)
+
+    def send(self, account: Account, asset: Asset, to: str, amount: int) -> TxReceipt:
+        """Pay ``amount`` wei (or token base units) to the address ``to``."""
+        if not is_address(to):
+            raise LedgerError("send", f"{to!r} is not an EVM address")
+        if amount <= 0:
+            raise LedgerError("send", "the amount must be positive")
+        local = self._local(account)
+        target = checksum(to)
+        token = asset_address(asset, self.chain)
+        if token == ETH:
+            return self._submit(
+                "send", local, lambda tx: {**tx, "to": target, "value": amount, "gas": 21_000}
+            )
+        fn = self._erc20(token).contract.functions.transfer(target, amount)
+        return self._submit_call("send", local, fn)
+
     def participant_key(self, account: Account, nonce: bytes) -> str:
         """The account's checksummed address (the same in every channel: EVM needs no
         per-channel key, the nonce is unused)."""

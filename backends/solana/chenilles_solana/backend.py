@@ -20,6 +20,7 @@ from solders.instruction import Instruction
 from solders.keypair import Keypair
 from solders.litesvm import LiteSVM
 from solders.pubkey import Pubkey
+from solders.system_program import TransferParams, transfer
 
 from chenilles_hub.backend import (
     BackendInfo,
@@ -244,6 +245,44 @@ class SolanaBackend(ForcedMoves):
             spl.associated_token_address(owner, Pubkey.from_bytes(mint_of(asset)))
         )
         return spl.TokenAccountData.decode(view.data).amount if view else 0
+
+    # --- the node's wallet (the optional ``Wallet`` role) -----------------------------------
+
+    def decimals(self, asset: Asset) -> int:
+        """9 for SOL (a lamport is 1e-9 SOL); an SPL token's mint says its own."""
+        if asset.token == NATIVE:
+            return 9
+        view = self.ledger.account(Pubkey.from_bytes(mint_of(asset)))
+        if view is None or len(view.data) < 45:
+            raise LedgerError("decimals", f"no SPL mint {asset.token} on this ledger")
+        return int(view.data[44])  # SPL Mint: authority option (36), supply (8), decimals
+
+    def address(self, account: Any) -> str:
+        return str(_keypair(account).pubkey())
+
+    def send(self, account: Any, asset: Asset, to: str, amount: int) -> TxReceipt:
+        """Pay ``amount`` lamports (or token base units, into the receiver's associated
+        token account, created if missing) to the base58 address ``to``."""
+        if not 0 < amount <= U64_MAX:
+            raise LedgerError("send", "the amount must be 1 to 2**64-1")
+        try:
+            target = Pubkey.from_string(to)
+        except ValueError:
+            raise LedgerError("send", f"{to!r} is not a Solana address") from None
+        payer = _keypair(account)
+        if asset.token == NATIVE:
+            ix = transfer(
+                TransferParams(from_pubkey=payer.pubkey(), to_pubkey=target, lamports=amount)
+            )
+            return self._send("send", [ix], [payer])
+        mint = Pubkey.from_bytes(mint_of(asset))
+        source = spl.associated_token_address(payer.pubkey(), mint)
+        dest = spl.associated_token_address(target, mint)
+        ixs = [
+            spl.create_ata_idempotent_ix(payer.pubkey(), target, mint),
+            spl.transfer_ix(source, dest, payer.pubkey(), amount),
+        ]
+        return self._send("send", ixs, [payer])
 
     def participant_key(self, account: Any, nonce: bytes) -> str:
         return str(_keypair(account).pubkey())

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from chenilles_hub.core.errors import ChannelError
 
-from . import apps, channels, node_routes, payments
+from . import apps, channels, history, node_routes, payments, policy, wallet
 from .inputs import MAX_BODY, SERVER_KEY, error_response, json_response, service
 from .metrics import CONTENT_TYPE, render
 from .openapi import openapi_document
@@ -89,6 +89,7 @@ def build_app(server: NodeService) -> web.Application:
     app.router.add_get("/v1/info", node_routes.info)
     app.router.add_get("/v1/peers", node_routes.peers)
     app.router.add_post("/v1/peers", node_routes.add_peer)
+    app.router.add_post("/v1/peers/{node_id}/disconnect", node_routes.remove_peer)
     app.router.add_get("/v1/channels", channels.list_channels)
     app.router.add_post("/v1/channels", channels.open_channel)
     app.router.add_get("/v1/channels/opening/{temp_id}", channels.open_progress)
@@ -109,6 +110,9 @@ def build_app(server: NodeService) -> web.Application:
     app.router.add_post("/v1/graph", node_routes.set_graph)
     app.router.add_post("/v1/stop", node_routes.stop)
     apps.add_routes(app.router)
+    history.add_routes(app.router)
+    policy.add_routes(app.router)
+    wallet.add_routes(app.router)
     return app
 
 

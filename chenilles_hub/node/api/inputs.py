@@ -141,6 +141,20 @@ def node_id_field(text: str, key: str = "node_id") -> bytes:
     return value
 
 
+def time_range(request: web.Request) -> tuple[int, int | None]:
+    """``?since=&until=`` (unix seconds, both optional, inclusive) of a history query."""
+    bounds: list[int | None] = []
+    for key in ("since", "until"):
+        text = request.query.get(key)
+        if text is None or text == "":
+            bounds.append(None)
+            continue
+        if not (text.isascii() and text.isdigit()) or len(text) > 12:
+            raise ApiError(400, "bad_field", f"{key}: unix seconds (a non-negative integer)")
+        bounds.append(int(text))
+    return bounds[0] or 0, bounds[1]
+
+
 def service(request: web.Request) -> NodeService:
     return request.app[SERVER_KEY]  # type: ignore[return-value]
 

@@ -68,8 +68,9 @@ async def peers(request: web.Request) -> web.Response:
 
 
 async def add_peer(request: web.Request) -> web.Response:
+    """Connect to a peer and keep dialling it, across restarts too (persisted first)."""
     server = service(request)
-    node_of(request)
+    node = node_of(request)
     data = await read_body(request)
     node_id = node_id_field(text_field(data, "node_id"))
     try:
@@ -78,8 +79,24 @@ async def add_peer(request: web.Request) -> web.Response:
         raise ApiError(400, "bad_address", str(exc)) from None
     if node_id == server.node_id:
         raise ApiError(400, "bad_node_id", "that is this node's own id")
+    await server.call(node.remember_peer, node_id, host, port)
     server.add_peer(PeerConfig(node_id, host, port))
     return json_response({"node_id": node_id.hex(), "address": f"{host}:{port}"}, 201)
+
+
+async def remove_peer(request: web.Request) -> web.Response:
+    """Disconnect from a peer and stop dialling it (removed from the persisted peers; a
+    peer in the config file comes back at the next start)."""
+    server = service(request)
+    node = node_of(request)
+    node_id = node_id_field(request.match_info["node_id"])
+    known = node_id in server.peers or node_id in server.connections()
+    saved = await server.read(node.settings.peers)
+    if not known and not any(p.node_id == node_id for p in saved):
+        raise ApiError(404, "unknown_peer", f"no peer {node_id.hex()}")
+    await server.call(node.forget_peer, node_id)
+    server.remove_peer(node_id)
+    return json_response({"node_id": node_id.hex(), "status": "disconnected"})
 
 
 async def backends(request: web.Request) -> web.Response:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import catalog
+from .openapi_operator import operator_paths
 
 _AMOUNT = {"type": "integer", "minimum": 0, "description": "base units (wei, sat, lamport)"}
 _ASSET = {"type": "string", "example": "native@eip155:31337", "description": "token@chain"}
@@ -63,6 +64,12 @@ _PAY_BODY = {
     **_ROUTE_BODY,
     "properties": {
         **_ROUTE_BODY["properties"],
+        "timeout": {
+            "type": "integer",
+            "minimum": 5,
+            "description": "seconds the payment may stay pending waiting for HTLC slots or "
+            "an offline peer (default 60); then it fails and its money is unlocked",
+        },
         "wait": {
             "type": "boolean",
             "description": "answer 200 once the payment succeeded or failed (202 if still "
@@ -144,7 +151,7 @@ def openapi_document() -> dict[str, Any]:
             "/v1/peers": {
                 "get": _op("configured and connected peers"),
                 "post": _op(
-                    "dial a peer (not persisted: add it to the config to keep it)",
+                    "dial a peer and keep dialling it, across restarts (persisted)",
                     _obj(["node_id", "address"], node_id=_HEX32, address={"type": "string"}),
                     ok="201",
                     errors=bad,
@@ -249,7 +256,10 @@ def openapi_document() -> dict[str, Any]:
                 ),
             },
             "/v1/payments": {
-                "get": _op("payments this node started (?status=pending ...)"),
+                "get": _op(
+                    "payments this node started, with route and fees "
+                    "(?status=pending&since=&until=, unix seconds)"
+                ),
                 "post": _op(
                     "pay an invoice along the cheapest route (202: follow it; 200 with wait)",
                     _PAY_BODY,
@@ -288,6 +298,7 @@ def openapi_document() -> dict[str, Any]:
             },
             "/v1/stop": {"post": _op("stop the node gracefully", ok="202")},
             **_app_paths(bad),
+            **operator_paths(bad),
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

@@ -19,6 +19,7 @@ from chenilles_hub.core.routing import Route, find_route
 from ..hub.gossip import GraphView
 from ..hub.node import Node
 from ..hub.records import Channel, Payment
+from ..hub.route_explain import explain_no_route, fees_by_asset, hop_fees
 from ..hub.routing_view import onion_hops
 from .channel_views import channel_view
 
@@ -79,6 +80,17 @@ def open_status(node: Node, temp_hex: str) -> dict[str, Any]:
 
 
 def payment_view(payment: Payment) -> dict[str, Any]:
+    """A payment as the operator sees it. ``fee``: what the forwarders charged, summed when
+    they all charged in one asset (``fee_asset``; for a payment that changes asset, that
+    is the asset the converting hub sends); ``fees``: per asset."""
+    fees = fees_by_asset(payment.route)
+    if payment.route:
+        fee: int | None = sum(fees.values()) if len(fees) <= 1 else None
+        fee_asset = next(iter(fees), asset_text(payment.sent_asset))
+    elif payment.asset == payment.sent_asset:
+        fee, fee_asset = payment.sent - payment.amount, asset_text(payment.asset)
+    else:
+        fee, fee_asset = None, None
     return {
         "payment_hash": payment.payment_hash.hex(),
         "status": payment.status,
@@ -86,9 +98,15 @@ def payment_view(payment: Payment) -> dict[str, Any]:
         "asset": asset_text(payment.asset),
         "sent": payment.sent,
         "sent_asset": asset_text(payment.sent_asset),
-        "fee": payment.sent - payment.amount if payment.asset == payment.sent_asset else None,
+        "fee": fee,
+        "fee_asset": fee_asset,
+        "fees": fees,
         "preimage": payment.preimage.hex() if payment.preimage else None,
         "reason": payment.reason,
+        "deadline": payment.deadline or None,
+        "created_at": payment.created_at or None,
+        "finished_at": payment.finished_at or None,
+        "route": {"hops": list(payment.route)},
     }
 
 
@@ -100,6 +118,15 @@ def invoice_view(node: Node, invoice: Invoice) -> dict[str, Any]:
         "asset": asset_text(invoice.asset),
         "expires_at": invoice.expires_at,
         "paid": invoice.payment_hash in node.paid_invoices,
+        "status": (
+            "paid"
+            if invoice.payment_hash in node.paid_invoices
+            else "cancelled"
+            if invoice.payment_hash in node.payment_flow.cancelled_invoices
+            else "expired"
+            if invoice.expires_at <= node.clock()
+            else "open"
+        ),
         "description": invoice.description,
     }
 
@@ -118,9 +145,10 @@ def plan_route(
     max_lock: int,
     source_asset: Asset | None = None,
 ) -> Route:
+    routing = graph.graph(node)
     try:
         return find_route(
-            graph.graph(node),
+            routing,
             node.node_id,
             invoice.payee,
             invoice.amount,
@@ -131,24 +159,31 @@ def plan_route(
             source_asset=source_asset,
         )
     except ChannelError as exc:
-        raise ApiError(422, getattr(exc, "code", "no_route"), str(exc)) from None
+        code = getattr(exc, "code", "no_route")
+        why = explain_no_route(
+            routing, node.node_id, invoice.payee, invoice.amount, invoice.asset, source_asset
+        )
+        if code == "no_route" and why is not None:
+            raise ApiError(422, why[0], f"no route: {why[1]}") from None
+        raise ApiError(422, code, str(exc)) from None
 
 
 def route_view(route: Route, now: int) -> dict[str, Any]:
+    """The route's hops, each with the fee its sender charges (forwarders' fees, in the
+    hop's asset), and the fees per asset in total."""
     hops = [
-        {
-            "channel_id": hop.edge.channel_id.hex(),
-            "from": hop.edge.source.hex(),
-            "to": hop.edge.target.hex(),
-            "chain": hop.edge.chain,
-            "asset": asset_text(hop.edge.asset),
-            "amount": hop.amount,
-            "expiry": hop.expiry,
-            "lock_seconds": hop.expiry - now,
-        }
-        for hop in route
+        {**kept, "chain": hop.edge.chain, "lock_seconds": hop.expiry - now}
+        for kept, hop in zip(hop_fees(route), route, strict=True)
     ]
-    return {"hops": hops, "sent": route[0].amount, "sent_asset": asset_text(route[0].edge.asset)}
+    fees = fees_by_asset(hops)
+    return {
+        "hops": hops,
+        "sent": route[0].amount,
+        "sent_asset": asset_text(route[0].edge.asset),
+        "fees": fees,
+        "fee": sum(fees.values()) if len(fees) <= 1 else None,
+        "fee_asset": next(iter(fees), asset_text(route[0].edge.asset)),
+    }
 
 
 def parse_quotes(value: Any) -> tuple[Quote, ...]:
@@ -171,14 +206,20 @@ def pay(
     max_lock: int,
     source_asset: Asset | None,
     quotes: tuple[Quote, ...] = (),
+    timeout: int = 0,
 ) -> dict[str, Any]:
+    """Start paying ``invoice``; ``timeout`` (seconds, 0: none) bounds how long it may stay
+    pending waiting for HTLC slots or offline peers before it fails back."""
     if invoice.payment_hash in node.payments:
         raise ApiError(409, "already_paid", "this invoice was already paid from this node")
     if invoice.payee == node.node_id:
         raise ApiError(400, "own_invoice", "this invoice is payable to this node itself")
     route = plan_route(node, graph, invoice, max_lock, source_asset)
+    deadline = node.clock() + timeout if timeout else 0
     try:
-        payment = node.pay_quoted(invoice, onion_hops(route, quotes))
+        payment = node.pay_quoted(
+            invoice, onion_hops(route, quotes), deadline, tuple(hop_fees(route))
+        )
     except ChannelError as exc:
         raise ApiError(422, getattr(exc, "code", "payment_refused"), str(exc)) from None
     return {**payment_view(payment), "route": route_view(route, node.clock())}

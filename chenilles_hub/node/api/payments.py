@@ -18,6 +18,7 @@ from .inputs import (
     seconds_field,
     service,
     text_field,
+    time_range,
 )
 from .operations import ApiError
 from .service import NodeService
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
 
 #: Seconds a payment request with ``"wait": true`` waits for the outcome.
 PAYMENT_WAIT = 60.0
+#: How long a payment may stay pending waiting for HTLC slots or an offline peer when the
+#: payer does not say (``timeout``): then it fails back and its money is unlocked.
+DEFAULT_PAYMENT_TIMEOUT = 60
 
 
 async def list_invoices(request: web.Request) -> web.Response:
@@ -85,14 +89,15 @@ async def pay(request: web.Request) -> web.Response:
     wait = flag_field(data, "wait")
     invoice, max_lock, source_asset = _route_args(node, server, data)
     quotes = ops.parse_quotes(data.get("quotes"))
+    timeout = seconds_field(data, "timeout", default=DEFAULT_PAYMENT_TIMEOUT, low=5)
     with server.payment_outcome(invoice.payment_hash) as outcome:
         result = await server.call(
-            ops.pay, node, server.graph, invoice, max_lock, source_asset, quotes
+            ops.pay, node, server.graph, invoice, max_lock, source_asset, quotes, timeout
         )
         if not wait:
             return json_response(result, 202)
         try:
-            await asyncio.wait_for(asyncio.shield(outcome), PAYMENT_WAIT)
+            await asyncio.wait_for(asyncio.shield(outcome), min(PAYMENT_WAIT, timeout + 5))
         except TimeoutError:
             return json_response(result, 202)
     payment = node.payments[invoice.payment_hash]
@@ -104,12 +109,15 @@ async def list_payments(request: web.Request) -> web.Response:
     server = service(request)
     node = node_of(request)
     status = request.query.get("status")
+    since, until = time_range(request)
     return json_response(
         await server.read(
             lambda: [
                 ops.payment_view(p)
                 for p in node.payments.values()
-                if status is None or p.status == status
+                if (status is None or p.status == status)
+                and since <= p.created_at
+                and (until is None or p.created_at <= until)
             ]
         )
     )

@@ -67,6 +67,9 @@ class NodeContext:
     apps: dict[str, App] = field(default_factory=dict)
     #: Old values of channel fields an event changed, while it may still be undone.
     undo: UndoLog = field(default_factory=UndoLog)
+    #: Peers whose link is down: nothing is proposed to them until they reconnect (updates
+    #: wait in their channels' queues, under the bounds of ``htlc_queue``).
+    offline: set[bytes] = field(default_factory=set)
 
     @property
     def node_id(self) -> bytes:

@@ -39,6 +39,7 @@ class InvoiceRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     invoice: Invoice
     preimage: bytes
     paid: bool
+    cancelled: bool = False
 
 
 class NodeStateV1(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

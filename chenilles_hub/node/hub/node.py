@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from ...backend import Account, ChainBackend, ChainEvent, TxReceipt
 from ...circuit.invoice import Invoice
 from ...circuit.onion import OnionHop
-from ...circuit.quote import Quote
+from ...circuit.quote import Quote, Rate
 from ...core import (
     App,
     Asset,
@@ -49,6 +49,7 @@ from .funding import Funding
 from .intake import Intake
 from .open_policy import OpenPolicy
 from .opening import Opening
+from .operator_settings import OperatorSettings
 from .payments import Payments
 from .persistence import Checkpoint, Persistence
 from .proposals import Proposals
@@ -119,6 +120,7 @@ class Node:
             self.ctx.apps = dict(self.apps)
         self.app_channels = AppChannels(self.ctx, self.proposals, self.chain_actions)
         self.quoting = Quoting(self.ctx, self.payment_flow)
+        self.settings = OperatorSettings(self.ctx, self.policy)
         self.intake = Intake(
             self.ctx, self.opening, self.funding, self.payment_flow, self.quoting, self._run
         )
@@ -131,6 +133,8 @@ class Node:
             setattr(self.ctx, name, value)
         if name in _PAYMENT_SETTINGS and "payment_flow" in self.__dict__:
             setattr(self.payment_flow, name, value)
+        if name == "policy" and "settings" in self.__dict__:
+            self.settings.policy = value  # type: ignore[assignment]
         if name == "open_policy" and "opening" in self.__dict__:
             self.opening.policy = value  # type: ignore[assignment]
 
@@ -232,12 +236,15 @@ class Node:
         self._end_of_event()
 
     def peer_disconnected(self, peer: bytes) -> None:
-        """``peer``'s link is gone: what it asked for and did not finish is dropped."""
+        """``peer``'s link is gone: what it asked for and did not finish is dropped, and
+        nothing more is proposed to it until it reconnects (``reestablish``)."""
         self.opening.forget_peer(peer)
+        self.ctx.offline.add(peer)
 
     def reestablish(self, peer: bytes) -> None:
         """After a reconnect: tell the peer where each of our channels with it stands (a
         channel that cannot say is logged and skipped: the others still reestablish)."""
+        self.ctx.offline.discard(peer)
         for channel in list(self.ctx.channels.values()):
             if channel.peer == peer:
                 try:
@@ -248,6 +255,7 @@ class Node:
                     log.exception(
                         "%s: reestablishing %s failed", self.name, channel.channel_id.hex()[:8]
                     )
+        self.proposals.flush()  # what waited for the peer to come back
         self._commit_point()
 
     def on_chain_events(self, chain: str, events: list[ChainEvent]) -> None:
@@ -258,6 +266,7 @@ class Node:
     def tick(self) -> None:
         self.opening.expire(self.clock())
         self.quoting.expire()
+        self.payment_flow.expire_waiting()
         self.chain_actions.tick()
         self.app_channels.tick()
         self._end_of_event()
@@ -294,10 +303,18 @@ class Node:
         self._end_of_event()
         return payment
 
-    def pay_quoted(self, invoice: Invoice, hops: list[OnionHop]) -> Payment:
+    def pay_quoted(
+        self,
+        invoice: Invoice,
+        hops: list[OnionHop],
+        deadline: int = 0,
+        route: tuple[dict[str, object], ...] = (),
+    ) -> Payment:
         """Pay ``invoice`` along ``hops``, first asking our peers that convert on the route
-        for the quotes their hops lack (over the peer wire); pending meanwhile."""
-        payment = self.quoting.pay(invoice, hops)
+        for the quotes their hops lack (over the peer wire); pending meanwhile. Past
+        ``deadline`` (node clock; 0: none) an HTLC still waiting to be offered anywhere on
+        the route is failed back (``htlc_queue``)."""
+        payment = self.quoting.pay(invoice, hops, deadline, route)
         self._end_of_event()
         return payment
 
@@ -348,6 +365,31 @@ class Node:
 
     def final_lead(self, asset: Asset) -> int:
         return self.payment_flow.final_lead(asset)
+
+    def set_fee(self, asset: Asset, base: int, ppm: int) -> None:
+        """What we charge from now on for sending ``asset`` on: ``base`` base units plus
+        ``ppm`` millionths of the amount (persisted; no restart)."""
+        self.settings.set_fee(asset, base, ppm)
+        self._commit_point()
+
+    def set_rate(self, asset_in: Asset, asset_out: Asset, rate: Rate | None) -> None:
+        """Convert ``asset_in`` into ``asset_out`` at ``rate`` (base units) from now on;
+        ``None`` stops converting that pair (persisted; no restart)."""
+        self.settings.set_rate(asset_in, asset_out, rate)
+        self._commit_point()
+
+    def remember_peer(self, node_id: bytes, host: str, port: int) -> None:
+        self.settings.remember_peer(node_id, host, port)
+        self._commit_point()
+
+    def forget_peer(self, node_id: bytes) -> None:
+        self.settings.forget_peer(node_id)
+        self._commit_point()
+
+    def cancel_invoice(self, payment_hash: bytes) -> None:
+        """Withdraw an unpaid invoice: an HTLC arriving for it is failed."""
+        self.payment_flow.cancel_invoice(payment_hash)
+        self._commit_point()
 
     def quote(self, asset_in: Asset, asset_out: Asset, amount_out: int) -> Quote:
         """A signed quote to convert ``asset_in`` into ``amount_out`` of ``asset_out``: the
@@ -415,5 +457,6 @@ class Node:
     def restore(self) -> None:
         """Rebuild channels, payments, links and watcher duties from the store (restart)."""
         self.persistence.restore()
+        self.settings.restore()
         self.app_channels.restore()
         self.quoting.restore()

@@ -55,6 +55,8 @@ from ...core.errors import (
 from ...core.watcher import ClaimIncoming, RefundOutgoing
 from .context import NodeContext
 from .forwarding import ForwardingPolicy, check_incoming_forward, enforcement_delta
+from .history import InvoiceCancelled, forward_record
+from .htlc_queue import EXPIRED_REASON, check_room, take_expired
 from .journal import INVOICE_PREFIX, PAYMENT_PREFIX, InvoiceRecord, encode_record
 from .proposals import Proposals
 from .records import Channel, ForwardLink, Payment
@@ -95,6 +97,8 @@ class Payments:
         self.refund_grace = refund_grace
         self.invoices: dict[bytes, tuple[Invoice, bytes]] = {}
         self.paid_invoices: set[bytes] = set()
+        #: Invoices the operator cancelled: an HTLC arriving for one is failed.
+        self.cancelled_invoices: set[bytes] = set()
         self.payments: dict[bytes, Payment] = {}
         self.preimages: dict[bytes, bytes] = {}
         self.htlcs: dict[tuple[bytes, int], Htlc] = {}
@@ -116,6 +120,8 @@ class Payments:
     # --- records ----------------------------------------------------------------------------
 
     def record_payment(self, payment: Payment) -> None:
+        if payment.status != "pending" and not payment.finished_at:
+            payment.finished_at = self.ctx.clock()
         self.ctx.pending.records[PAYMENT_PREFIX + payment.payment_hash.hex()] = encode_record(
             payment
         )
@@ -125,9 +131,20 @@ class Payments:
     def record_invoice(self, payment_hash: bytes) -> None:
         invoice, preimage = self.invoices[payment_hash]
         paid = payment_hash in self.paid_invoices
+        cancelled = payment_hash in self.cancelled_invoices
         self.ctx.pending.records[INVOICE_PREFIX + payment_hash.hex()] = encode_record(
-            InvoiceRecord(invoice, preimage, paid)
+            InvoiceRecord(invoice, preimage, paid, cancelled)
         )
+
+    def cancel_invoice(self, payment_hash: bytes) -> None:
+        """The operator withdraws an unpaid invoice: from now on an HTLC for it is failed
+        (``invoice_cancelled``), and the payer's money comes back."""
+        if payment_hash not in self.invoices:
+            raise UnknownPaymentHash("no invoice of ours has this payment hash")
+        if payment_hash in self.paid_invoices:
+            raise InvoiceAlreadyPaid("this invoice is already paid: it cannot be cancelled")
+        self.cancelled_invoices.add(payment_hash)
+        self.record_invoice(payment_hash)
 
     # --- the operator's requests ------------------------------------------------------------
 
@@ -173,9 +190,19 @@ class Payments:
         slack = (model.block_interval_ms + 999) // 1000
         return max(enforcement_delta(model, c) for c in challenges) + slack
 
-    def pay_route(self, invoice: Invoice, hops: list[OnionHop], resume: bool = False) -> Payment:
+    def pay_route(
+        self,
+        invoice: Invoice,
+        hops: list[OnionHop],
+        resume: bool = False,
+        deadline: int = 0,
+        route: tuple[dict[str, object], ...] = (),
+    ) -> Payment:
         """Pay ``invoice`` along ``hops`` (hops[0] is the HTLC we offer in our channel).
-        ``resume``: the payment is already recorded as pending (it waited for quotes)."""
+        ``resume``: the payment is already recorded as pending (it waited for quotes).
+        ``deadline`` (node clock, 0: none): if our HTLC, or a forwarder's next one, still
+        waits to be offered then, it is failed back (``htlc_queue``). ``route``: the
+        planned route's view, kept with the payment for its history."""
         check_payable(invoice, self.ctx.clock())
         if invoice.payment_hash in self.payments and not resume:
             raise InvoiceAlreadyPaid("this invoice was already paid from this node")
@@ -192,14 +219,25 @@ class Payments:
         channel = self.ctx.channels[first.channel]
         if not channel.active:
             raise WrongChannel("the first channel of the route is not active")
+        check_room(channel)
+        earlier = self.payments.get(invoice.payment_hash) if resume else None
+        if earlier is not None:
+            deadline, route = deadline or earlier.deadline, route or earlier.route
         htlc = channel.offer_htlc(first.asset, first.amount, invoice.payment_hash, first.expiry)
         payment = Payment(
-            invoice.payment_hash, invoice.amount, invoice.asset, first.amount, first.asset
+            invoice.payment_hash,
+            invoice.amount,
+            invoice.asset,
+            first.amount,
+            first.asset,
+            deadline=deadline,
+            created_at=earlier.created_at if earlier is not None else now,
+            route=route,
         )
         self.payments[invoice.payment_hash] = payment
         self.record_payment(payment)
         self.htlcs[(channel.channel_id, htlc.id)] = htlc
-        self.proposals.queue(channel, AddHtlc(htlc, onion=build_onion(hops)))
+        self.proposals.queue(channel, AddHtlc(htlc, onion=build_onion(hops, deadline)))
         return payment
 
     def transfer_many(self, items: Sequence[tuple[bytes, Asset, int, int | None]]) -> None:
@@ -268,6 +306,8 @@ class Payments:
         entry = self.invoices.get(htlc.payment_hash)
         if entry is None:
             raise UnknownPaymentHash("no invoice of ours has this payment hash")
+        if htlc.payment_hash in self.cancelled_invoices:
+            raise InvoiceCancelled("the payee cancelled this invoice")
         invoice, preimage = entry
         if htlc.payment_hash in self.paid_invoices:
             raise InvoiceAlreadyPaid("this invoice was already paid")
@@ -312,12 +352,22 @@ class Payments:
             now,
             quote,
         )
+        check_room(out)
         outgoing = out.offer_htlc(
             payload.asset, payload.amount_int, htlc.payment_hash, payload.expiry
         )
         if quote is not None:
             self.quotes.consume(quote, now)
-        link = ForwardLink(incoming.channel_id, htlc.id, out.channel_id, outgoing.id)
+        fee = quote.fee if quote is not None else htlc.amount - payload.amount_int
+        link = ForwardLink(
+            incoming.channel_id,
+            htlc.id,
+            out.channel_id,
+            outgoing.id,
+            deadline=payload.deadline,
+            fee=fee,
+            started=now,
+        )
         self.links_by_out[(out.channel_id, outgoing.id)] = link
         # Known from now on (as for our own payments): a preimage the next peer reveals on
         # a chain settles upstream even if the state with this HTLC never completes here
@@ -357,6 +407,7 @@ class Payments:
             in_htlc = self.htlcs.get((link.in_channel, link.in_htlc))
             if in_htlc is not None and incoming.machine.state.htlc(link.in_htlc) is not None:
                 self._settle_incoming(incoming, in_htlc, preimage)
+                self._record_forward(link, in_htlc, out)
         payment = self.payments.get(payment_hash)
         if payment is not None and payment.status == "pending":
             payment.status, payment.preimage = "succeeded", preimage
@@ -382,6 +433,31 @@ class Payments:
             payment.status, payment.reason = "failed", reason
             self.record_payment(payment)
             self.ctx.note(f"payment {htlc.payment_hash.hex()[:8]} failed: {reason}")
+
+    def _record_forward(self, link: ForwardLink, incoming: Htlc, outgoing: Htlc) -> None:
+        """A forward that settled: kept for the operator's history (fees earned)."""
+        key, value = forward_record(link, incoming, outgoing, self.ctx.clock())
+        self.ctx.pending.records[key] = value
+        self.ctx.count("forwards_settled")
+
+    def expire_waiting(self) -> None:
+        """HTLC offers still waiting (for a slot, or for an offline peer) past their payer's
+        deadline are dropped from their channel's queue and failed back: our own payment
+        fails, a forward fails its incoming HTLC upstream. Nothing was signed for them, so
+        nothing stays locked."""
+        now = self.ctx.clock()
+        for channel_id in list(self.ctx.queued):
+            channel = self.ctx.channels[channel_id]
+            for update in take_expired(channel, self._deadline, now):
+                self.ctx.count("htlc_wait_timeouts")
+                self.update_failed(channel, update, EXPIRED_REASON)
+
+    def _deadline(self, channel: Channel, htlc: Htlc) -> int:
+        link = self.links_by_out.get((channel.channel_id, htlc.id))
+        if link is not None:
+            return link.deadline
+        payment = self.payments.get(htlc.payment_hash)
+        return payment.deadline if payment is not None and payment.status == "pending" else 0
 
     def refunded_on_chain(self, channel: Channel, htlc: Htlc) -> None:
         """Our outgoing HTLC came back on-chain after its expiry (no preimage was revealed in

@@ -120,6 +120,8 @@ class Persistence:
             payments.invoices[stored.invoice.payment_hash] = (stored.invoice, stored.preimage)
             if stored.paid:
                 payments.paid_invoices.add(stored.invoice.payment_hash)
+            if stored.cancelled:
+                payments.cancelled_invoices.add(stored.invoice.payment_hash)
         for _, value in store.settings_with_prefix(PAYMENT_PREFIX):
             payment = decode_record(value, Payment)
             payments.payments[payment.payment_hash] = payment

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ...core import ChannelError, Effect, ProposalRejected, ProposalWithdrawn, Update
-from ...core.errors import ProposalConflict, ProposalTooLarge
+from ...core import AddHtlc, ChannelError, Effect, ProposalRejected, ProposalWithdrawn, Update
+from ...core.errors import ProposalConflict, ProposalTooLarge, TooManyHtlcs
 from ...core.messages import MAX_UPDATES_PER_PROPOSAL
 from .context import NodeContext
+from .htlc_queue import take_batch
 from .records import Channel
 
 RunEffects = Callable[[Channel, list[Effect]], None]
@@ -63,13 +64,15 @@ class Proposals:
                     continue
                 if not channel.machine.idle or channel.status not in ("active", "closing"):
                     continue
+                if channel.peer in self.ctx.offline:
+                    continue  # nothing can be signed with it: updates wait (bounded)
                 if burying and channel.machine.refusals > MAX_BURIAL_REFUSALS:
                     continue  # the peer refuses everything: wait for it to propose
-                progress = True
                 if burying:
+                    progress = True
                     self._bury(channel, now)
-                else:
-                    self._propose_queued(channel, now)
+                elif self._propose_queued(channel, now):
+                    progress = True
 
     def _bury(self, channel: Channel, now: int) -> None:
         """Propose a state with no update: it moves the version past the refused one, so
@@ -77,43 +80,59 @@ class Proposals:
         channel.in_flight = ()
         self.run(channel, channel.machine.propose((), now))
 
-    def _propose_queued(self, channel: Channel, now: int) -> None:
-        """Propose the longest acceptable prefix of the queue that fits in one proposal; the
-        rest stays queued for the next one."""
-        batch = channel.queue[:MAX_UPDATES_PER_PROPOSAL]
-        channel.queue = channel.queue[MAX_UPDATES_PER_PROPOSAL:]
-        good = self._acceptable(channel, batch, now)
+    def _propose_queued(self, channel: Channel, now: int) -> bool:
+        """Propose the longest acceptable part of the queue that fits in one proposal; the
+        rest stays queued for the next one, and HTLC offers beyond the channel's free slots
+        wait for a slot (``htlc_queue``). True if anything was proposed or failed."""
+        batch, held = take_batch(channel, channel.queue, MAX_UPDATES_PER_PROPOSAL)
+        if not batch:
+            return False  # every update is an offer waiting for a slot: nothing changes
+        good, waiting = self._acceptable(channel, batch, now)
+        if not good and len(waiting) == len(batch):
+            return False
+        channel.queue = [*waiting, *held]
         while good:
             try:
                 effects = channel.machine.propose(tuple(good), now)
             except ProposalTooLarge as error:  # big onions: halve until it fits
                 if len(good) == 1:
                     self.failed(channel, good[0], f"{error.code}: {error}")
-                    return
+                    return True
                 half = len(good) // 2
                 good, channel.queue = good[:half], [*good[half:], *channel.queue]
                 continue
             channel.in_flight = tuple(good)
             self.run(channel, effects)
-            return
+            return True
+        return True  # some failed
 
-    def _acceptable(self, channel: Channel, batch: list[Update], now: int) -> list[Update]:
-        """The updates of ``batch`` that can go out together; the others fail, each with its
-        own reason. The whole batch is checked at once first (one pass, the common case);
-        only when that fails is each update checked on top of the good ones before it."""
+    def _acceptable(
+        self, channel: Channel, batch: list[Update], now: int
+    ) -> tuple[list[Update], list[Update]]:
+        """The updates of ``batch`` that can go out together, and the HTLC offers that must
+        wait for a slot (the ledger holds fewer HTLCs than the core allows, or the peer
+        took slots meanwhile); the others fail, each with its own reason. The whole batch
+        is checked at once first (one pass, the common case); only when that fails is each
+        update checked on top of the good ones before it."""
         try:
             channel.machine.check(tuple(batch), now)
-            return list(batch)
+            return list(batch), []
         except ChannelError:
             pass
         good: list[Update] = []
+        waiting: list[Update] = []
         for update in batch:
             try:
                 channel.machine.check((*good, update), now)
                 good.append(update)
+            except TooManyHtlcs as error:
+                if isinstance(update, AddHtlc):
+                    waiting.append(update)
+                else:
+                    self.failed(channel, update, f"{error.code}: {error}")
             except ChannelError as error:
                 self.failed(channel, update, f"{error.code}: {error}")
-        return good
+        return good, waiting
 
     def on_rejected(self, channel: Channel, effect: ProposalRejected) -> None:
         """A proposal of ours is dead for good: propose its updates again (the peer's

@@ -80,7 +80,13 @@ class Quoting:
 
     # --- the payer's side ----------------------------------------------------------------
 
-    def pay(self, invoice: Invoice, hops: list[OnionHop]) -> Payment:
+    def pay(
+        self,
+        invoice: Invoice,
+        hops: list[OnionHop],
+        deadline: int = 0,
+        route: tuple[dict[str, object], ...] = (),
+    ) -> Payment:
         """Pay ``invoice`` along ``hops``, first asking each converting hub that is our peer
         for the quote its hop lacks. The payment is pending meanwhile."""
         if invoice.payment_hash in self.payments.payments:
@@ -103,7 +109,7 @@ class Quoting:
                 before.node, wire.QuoteRequest(request_id, before.asset, hop.asset, hop.amount)
             )
         if not missing:
-            return self.payments.pay_route(invoice, hops)
+            return self.payments.pay_route(invoice, hops, deadline=deadline, route=route)
         first = hops[0]
         payment = Payment(
             invoice.payment_hash,
@@ -112,6 +118,9 @@ class Quoting:
             first.amount,
             first.asset,
             reason=WAITING,
+            deadline=deadline,
+            created_at=self.ctx.clock(),
+            route=route,
         )
         self.payments.payments[invoice.payment_hash] = payment
         self.payments.record_payment(payment)

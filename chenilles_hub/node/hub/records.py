@@ -165,6 +165,14 @@ class Payment:
     status: str = "pending"  # pending, succeeded, failed
     preimage: bytes | None = None
     reason: str = ""
+    #: When the payer gives up (node clock; 0: never): an HTLC of it still waiting for a
+    #: slot or an offline peer then is dropped and the payment fails (``pay`` ``timeout``).
+    deadline: int = 0
+    #: When it started and finished (node clock), for the history.
+    created_at: int = 0
+    finished_at: int = 0
+    #: The route as planned (``route_view`` hops) and what each forwarder charges.
+    route: tuple[dict[str, object], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -175,3 +183,10 @@ class ForwardLink:
     in_htlc: int
     out_channel: bytes
     out_htlc: int
+    #: The payer's deadline for offering the outgoing HTLC (0: none): still queued then,
+    #: it is dropped and the incoming HTLC failed back.
+    deadline: int = 0
+    #: What we earn if it settles, in the outgoing asset (same asset: in - out; a
+    #: conversion: our quote's fee).
+    fee: int = 0
+    started: int = 0

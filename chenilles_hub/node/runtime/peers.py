@@ -87,11 +87,21 @@ class Peers:
         }
 
     def add(self, peer: PeerConfig) -> None:
-        """A peer added at run time (API): dialled like a configured one (not persisted)."""
-        if peer.node_id in self.configured:
+        """A peer added at run time (API; the node persists it): dialled like a configured
+        one. A new address for a known peer replaces the old one."""
+        known = self.configured.get(peer.node_id)
+        if known == peer:
             return
-        self.configured[peer.node_id] = peer
+        self.configured[peer.node_id] = peer  # an old dial loop sees it is replaced and ends
         self._spawn(self.dial_loop(peer))
+
+    def remove(self, node_id: bytes) -> bool:
+        """Stop dialling ``node_id`` and close its link if any; True if it was known."""
+        known = self.configured.pop(node_id, None) is not None
+        link = self.links.get(node_id)
+        if link is not None:
+            self._spawn(link.conn.close())
+        return known or link is not None
 
     async def close_all(self) -> None:
         for link in list(self.links.values()):
@@ -163,7 +173,7 @@ class Peers:
 
     async def dial_loop(self, peer: PeerConfig) -> None:
         delay = self.config.reconnect_min
-        while True:
+        while self.configured.get(peer.node_id) is peer:  # until removed or replaced
             link = self.links.get(peer.node_id)
             if link is not None and not link.conn.closed:
                 await asyncio.sleep(self.config.reconnect_min)

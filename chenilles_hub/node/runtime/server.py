@@ -188,6 +188,9 @@ class HubServer:
         lap("chains")
         self.pipeline.node, self.pipeline.store = self.node, self.store
         await self.in_worker(self.node.restore)
+        # Until a peer connects (and reestablishes), nothing is proposed to it: updates
+        # wait in their queue under the payer's deadline (hub/htlc_queue.py).
+        self.node.ctx.offline.update(c.peer for c in self.node.channels.values())
         self.node.autocommit = False  # the receive loop and ``call`` checkpoint per job
         self.node.report_outcomes = True  # transfers and payments callers wait for
         self._spawn(self.pipeline.work_loop())
@@ -204,6 +207,8 @@ class HubServer:
         self.role = "leader"
         for peer in self.config.peers:
             self._spawn(self.peer_links.dial_loop(peer))
+        for saved in await self.in_worker(self.node.settings.peers):
+            self.peer_links.add(PeerConfig(saved.node_id, saved.host, saved.port))
         self._spawn(self._timer_loop())
         log.info("start-up phases (s): %s", timings, extra={"phases": timings})
         log.info(
@@ -316,8 +321,13 @@ class HubServer:
             yield done
 
     def add_peer(self, peer: PeerConfig) -> None:
-        """A peer added at run time (API): dialled like a configured one (not persisted)."""
+        """A peer added at run time (API): dialled like a configured one (the API has the
+        node persist it first)."""
         self.peer_links.add(peer)
+
+    def remove_peer(self, node_id: bytes) -> bool:
+        """Stop dialling ``node_id`` and drop its link; True if it was known."""
+        return self.peer_links.remove(node_id)
 
     # === time and chains =====================================================================
 

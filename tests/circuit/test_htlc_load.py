@@ -1,0 +1,128 @@
+"""Payments under load on a real EVM (py-evm): HTLCs beyond a channel's slots wait for one
+instead of failing, the waiting line is bounded (``channel_busy``), and the payer's deadline
+fails a payment back -- its money unlocked -- when the payee is offline."""
+
+from __future__ import annotations
+
+import pytest
+from chenilles_evm.backend import embedded_backend
+
+from chenilles_hub.core import MAX_HTLCS, Asset
+from chenilles_hub.node.hub import htlc_queue
+from chenilles_hub.node.hub.forwarding import FeePolicy, ForwardingPolicy
+from chenilles_hub.node.hub.htlc_queue import ChannelBusy
+from chenilles_hub.node.hub.node import Node
+
+from .world import World, plan
+
+pytestmark = pytest.mark.circuit
+
+ETH = 10**18
+
+
+@pytest.fixture
+def world():
+    backend = embedded_backend()
+    yield World({backend.chain: backend}, backend)
+    backend.close()
+
+
+def three_nodes(world: World) -> tuple[Asset, Node, Node, Node, bytes, bytes]:
+    (backend,) = world.backends.values()
+    eth = Asset(backend.chain, "native")
+    alice = world.node("alice", [eth.chain])
+    hub = world.node("hub", [eth.chain], ForwardingPolicy(fees={eth: FeePolicy(base=7)}))
+    bob = world.node("bob", [eth.chain])
+    c1 = world.open(alice, hub, eth.chain, {eth: (ETH, 0)})
+    c2 = world.open(hub, bob, eth.chain, {eth: (ETH, 0)})
+    return eth, alice, hub, bob, c1, c2
+
+
+def test_a_burst_of_200_payments_beyond_the_htlc_slots_all_succeeds(world: World) -> None:
+    eth, alice, hub, bob, c1, c2 = three_nodes(world)
+    invoices = [bob.invoice(1000 + i, eth) for i in range(200)]
+    lead = invoices[0].final_lead
+    payments = [
+        alice.pay_route(inv, plan(world, alice, [(hub, c1), (bob, c2)], inv.amount, eth, lead))
+        for inv in invoices
+    ]
+    assert len(alice.channels[c1].queue) > MAX_HTLCS  # most of them wait for a slot
+    most = 0
+
+    def watch() -> bool:  # one message at a time: the HTLCs locked never exceed the slots
+        nonlocal most
+        most = max(most, *(len(c.machine.state.htlcs) for c in hub.channels.values()))
+        return False
+
+    world.network.run_until(watch, limit=1_000_000)
+    world.network.run()
+    assert [p.status for p in payments] == ["succeeded"] * 200
+    assert most <= MAX_HTLCS
+    sent = sum(1000 + i for i in range(200))
+    assert bob.channels[c2].machine.state.free(eth)[1] == sent
+    assert alice.channels[c1].machine.state.free(eth) == (ETH - sent - 7 * 200, sent + 7 * 200)
+    assert not alice.channels[c1].queue and not hub.channels[c2].queue
+    assert not alice.channels[c1].machine.state.htlcs and not hub.channels[c2].machine.state.htlcs
+    assert "too_many_htlcs" not in " ".join(p.reason for p in payments)
+
+
+def test_a_full_waiting_line_refuses_at_once_with_channel_busy(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    eth, alice, hub, bob, c1, c2 = three_nodes(world)
+    monkeypatch.setattr(htlc_queue, "MAX_WAITING_HTLCS", 5)
+    alice.peer_disconnected(hub.node_id)  # nothing can be signed: offers wait
+    lead = bob.final_lead(eth)
+    invoices = [bob.invoice(1000, eth) for _ in range(6)]
+    hops = [plan(world, alice, [(hub, c1), (bob, c2)], 1000, eth, lead) for _ in invoices]
+    for invoice, route in zip(invoices[:5], hops[:5], strict=True):
+        alice.pay_route(invoice, route)
+    with pytest.raises(ChannelBusy) as refused:
+        alice.pay_route(invoices[5], hops[5])
+    assert refused.value.code == "channel_busy"
+    assert invoices[5].payment_hash not in alice.payments  # nothing recorded, nothing locked
+    assert alice.channels[c1].machine.state.free(eth) == (ETH, 0)
+
+
+def test_a_forward_beyond_the_waiting_line_fails_back_with_channel_busy(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    eth, alice, hub, bob, c1, c2 = three_nodes(world)
+    monkeypatch.setattr(htlc_queue, "MAX_WAITING_HTLCS", 3)
+    hub.peer_disconnected(bob.node_id)
+    world.network.silence(bob)
+    lead = bob.final_lead(eth)
+    invoices = [bob.invoice(1000, eth) for _ in range(4)]
+    payments = [
+        alice.pay_route(inv, plan(world, alice, [(hub, c1), (bob, c2)], 1000, eth, lead))
+        for inv in invoices
+    ]
+    world.network.run()
+    assert [p.status for p in payments] == ["pending"] * 3 + ["failed"]
+    assert payments[3].reason.startswith("channel_busy")
+    assert len(hub.channels[c2].queue) == 3
+
+
+def test_an_offline_payee_fails_the_payment_back_within_the_payers_timeout(
+    world: World,
+) -> None:
+    eth, alice, hub, bob, c1, c2 = three_nodes(world)
+    world.network.silence(bob)
+    hub.peer_disconnected(bob.node_id)  # the hub's link to bob is down
+    invoice = bob.invoice(5000, eth)
+    hops = plan(world, alice, [(hub, c1), (bob, c2)], invoice.amount, eth, invoice.final_lead)
+    timeout = 40
+    deadline = world.now() + timeout
+    payment = alice.pay_quoted(invoice, hops, deadline)
+    world.network.run()
+    assert payment.status == "pending"
+    assert alice.channels[c1].machine.state.htlcs  # alice's money is locked at the hub
+    assert len(hub.channels[c2].queue) == 1  # the hub's HTLC to bob waits for him
+    world.advance(timeout - 5)  # before the hub's deadline: it still waits
+    assert payment.status == "pending"
+    world.advance(5)
+    assert world.now() <= deadline + 1
+    assert payment.status == "failed" and payment.reason.startswith("payment_timeout")
+    assert alice.channels[c1].machine.state.free(eth) == (ETH, 0)  # unlocked
+    assert not alice.channels[c1].machine.state.htlcs
+    assert not hub.channels[c2].queue and not hub.channels[c2].machine.state.htlcs
