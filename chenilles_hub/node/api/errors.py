@@ -51,6 +51,14 @@ API_ERRORS: dict[str, ErrorCode] = {
     "bad_quote": ErrorCode(400, "a quote object does not decode", "pass quotes as returned"),
     "bad_graph": ErrorCode(400, "the graph document does not decode", "see GET /v1/graph"),
     "bad_app_input": ErrorCode(400, "the app's options or move do not decode", ""),
+    "bad_rate": ErrorCode(
+        400,
+        "a rate is not a positive decimal of whole units (or numerator/denominator)",
+        "e.g. --rate 0.05: 1 unit in buys 0.05 units out",
+    ),
+    "not_supported": ErrorCode(
+        400, "the chain's backend does not offer this (no wallet, no coins)", ""
+    ),
     # --- 401 / 404 / 405 / 413 ------------------------------------------------------------
     "unauthorized": ErrorCode(
         401, "missing or wrong bearer token", "the token is in the data dir (api.token)"
@@ -60,6 +68,8 @@ API_ERRORS: dict[str, ErrorCode] = {
     "unknown_open": ErrorCode(404, "no opening has this temporary id", ""),
     "unknown_payment": ErrorCode(404, "no payment has this hash", "see chenilles payments"),
     "unknown_app": ErrorCode(404, "no installed app has this name", "see GET /v1/apps"),
+    "unknown_peer": ErrorCode(404, "no peer has this node id", "see chenilles peers"),
+    "unknown_invoice": ErrorCode(404, "no invoice has this hash", "see chenilles invoice list"),
     "method_not_allowed": ErrorCode(405, "the endpoint does not take this method", ""),
     "too_large": ErrorCode(413, "the body is over 256 KiB", "split the request"),
     # --- 409: conflicts with the current state --------------------------------------------
@@ -87,6 +97,14 @@ API_ERRORS: dict[str, ErrorCode] = {
     "transfer_refused": ErrorCode(422, "the peer or the channel refused the transfer", ""),
     "payment_refused": ErrorCode(422, "the payment could not be started", "see the message"),
     "refused": ErrorCode(422, "the channel refused the request", "see the message"),
+    "insufficient_funds": ErrorCode(
+        422,
+        "the wallet holds less than the amount to send; nothing was sent",
+        "see chenilles wallet balance",
+    ),
+    "send_refused": ErrorCode(
+        422, "the chain refused the wallet's transaction; nothing was sent", "see the message"
+    ),
     # --- 5xx ------------------------------------------------------------------------------
     "internal": ErrorCode(
         500, "the node failed (a bug)", "the node's log has the traceback; please report it"
