@@ -1,0 +1,458 @@
+"""The N-party update protocol as a sans-IO machine: unanimity with a deterministic
+conflict rule.
+
+Each member runs one ``GroupMachine``. Inputs: ``propose(ops)`` (the operator's transfers
+or close), ``receive(message)``, ``resend()``. Outputs: effects (persist this snapshot,
+send this message, a state became fully signed, a proposal failed). No I/O, no clock.
+
+The rules, and why they are safe and live:
+
+* **Unanimity.** A state counts only when every member signed it; the machine adopts a
+  newer fully signed state (from any message) only after verifying all N signatures.
+* **One signature per version.** A member signs or refuses at most one state per version,
+  and never a version at or below one it already voted on (``voted``, persisted before its
+  signature leaves). So at most one state per version can ever be fully signed, whatever a
+  cheating minority signs: the honest members' signatures are unique per version.
+* **Conflict rule (lowest member index wins).** Two members may propose different states
+  at the same version at once. Each proposer has signed its own and will sign nothing else
+  at that version, so neither can complete: the version is abandoned by everyone who sees
+  both. The proposers' operations go back to their queues; the one with the lowest member
+  index among that version's proposers proposes them again at the next version, and the
+  others wait until that proposal completes or is refused. Every member decides this from
+  the same knowledge, so the outcome does not depend on message order.
+* **Refusal.** A member whose policy refuses a proposal persists and announces a
+  ``Refusal``; the proposer reports its operations failed (``ProposalFailed``).
+* **Convergence.** Messages carry the sender's whole knowledge (``messages.py``); merging
+  is a union, so over a lossy, reordering wire ``resend`` suffices for every honest member
+  to reach the same latest fully signed state.
+
+A silent member stops progress (unanimity needs it); a cheating one can at most publish an
+old state on chain, which the contracts let anyone refute with a newer one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated
+
+import msgspec
+
+from ..errors import (
+    ChannelError,
+    InsufficientBalance,
+    InvalidParams,
+    InvalidSignature,
+    NonConserving,
+    UnexpectedMessage,
+    WrongChannel,
+)
+from ..model import Amount, Asset
+from .messages import MAX_PROPOSALS, Ballot, GroupSync, Refusal
+from .model import GroupBalances, GroupParams, GroupState, SignedGroupState
+from .rules import (
+    GroupAuthority,
+    GroupPolicy,
+    check_group_params,
+    check_group_state,
+    check_group_successor,
+    no_loss_policy,
+)
+
+
+class GroupTransfer(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="transfer"):
+    """Move ``amount`` of ``asset`` from the proposing member to member ``to``."""
+
+    asset: Asset
+    to: Annotated[int, msgspec.Meta(ge=0)]
+    amount: Amount
+
+
+class GroupClose(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="close"):
+    """Make the state final (cooperative close: it pays out as soon as it is registered)."""
+
+
+GroupOp = GroupTransfer | GroupClose
+
+
+class GroupSnapshot(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Everything a member must keep across a crash; persisted before anything is sent."""
+
+    params: GroupParams
+    channel_id: bytes
+    me: int
+    latest: SignedGroupState
+    voted: int
+    proposals: tuple[Ballot, ...] = ()
+    refusals: tuple[Refusal, ...] = ()
+    queue: tuple[GroupOp, ...] = ()
+    in_flight: tuple[GroupOp, ...] = ()
+    mine: GroupState | None = None
+
+
+@dataclass(frozen=True)
+class GroupPersist:
+    snapshot: GroupSnapshot
+
+
+@dataclass(frozen=True)
+class GroupSend:
+    to: int
+    message: GroupSync
+
+
+@dataclass(frozen=True)
+class StateCompleted:
+    """A newer state is fully signed (``own``: it carries this member's proposal)."""
+
+    signed: SignedGroupState
+    own: bool
+
+
+@dataclass(frozen=True)
+class ProposalFailed:
+    ops: tuple[GroupOp, ...]
+    reason: str
+
+
+GroupEffect = GroupPersist | GroupSend | StateCompleted | ProposalFailed
+
+
+def _key(ballot: Ballot) -> tuple[int, bytes]:
+    return ballot.state.version, msgspec.json.encode(ballot.state)
+
+
+@dataclass
+class _Work:
+    """The mutable scratch copy one call works on; becomes the new snapshot at the end."""
+
+    snap: GroupSnapshot
+    proposals: dict[tuple[int, bytes], Ballot] = field(default_factory=dict)
+    refusals: set[Refusal] = field(default_factory=set)
+    notes: list[GroupEffect] = field(default_factory=list)
+
+    def freeze(self) -> GroupSnapshot:
+        ballots = sorted(self.proposals.values(), key=lambda b: (b.state.version, b.proposer))
+        return msgspec.structs.replace(
+            self.snap,
+            proposals=tuple(ballots[:MAX_PROPOSALS]),
+            refusals=tuple(sorted(self.refusals)[:MAX_PROPOSALS]),
+        )
+
+
+class GroupMachine:
+    """One member's view of an N-party channel (sans-IO; see the module docstring)."""
+
+    def __init__(
+        self,
+        snapshot: GroupSnapshot,
+        authority: GroupAuthority,
+        policy: GroupPolicy = no_loss_policy,
+        max_members: int | None = None,
+    ) -> None:
+        params = snapshot.params
+        check_group_params(params, max_members or len(params.members))
+        if not 0 <= snapshot.me < params.size:
+            raise InvalidParams(f"member index {snapshot.me} out of range")
+        self._snap = snapshot
+        self._auth = authority
+        self._policy = policy
+
+    @classmethod
+    def create(
+        cls,
+        params: GroupParams,
+        channel_id: bytes,
+        me: int,
+        initial: SignedGroupState,
+        authority: GroupAuthority,
+        policy: GroupPolicy = no_loss_policy,
+    ) -> GroupMachine:
+        """Start from the fully signed opening state (version 0, signed before funding)."""
+        snap = GroupSnapshot(params, channel_id, me, initial, voted=initial.version)
+        machine = cls(snap, authority, policy)
+        machine._check_complete(initial)
+        return machine
+
+    # ------------------------------------------------------------------ inspection
+
+    @property
+    def snapshot(self) -> GroupSnapshot:
+        return self._snap
+
+    @property
+    def latest(self) -> SignedGroupState:
+        return self._snap.latest
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued or in flight for this member."""
+        return not self._snap.queue and not self._snap.in_flight
+
+    # ------------------------------------------------------------------ inputs
+
+    def propose(self, ops: tuple[GroupOp, ...]) -> list[GroupEffect]:
+        """Queue this member's operations; they are proposed as soon as the rules allow."""
+        if self._snap.latest.state.final:
+            raise UnexpectedMessage("the channel is final: nothing can be proposed")
+        work = self._work()
+        work.snap = msgspec.structs.replace(work.snap, queue=work.snap.queue + tuple(ops))
+        return self._finish(work)
+
+    def receive(self, message: GroupSync) -> list[GroupEffect]:
+        """Merge a peer's knowledge. Raises a ``ChannelError`` and changes nothing if the
+        message is not well formed or carries a bad signature."""
+        work = self._work()
+        self._merge(work, message)
+        return self._finish(work)
+
+    def resend(self) -> list[GroupEffect]:
+        """This member's knowledge for every other member (after a reconnect, or on a timer
+        while something is pending)."""
+        return self._sends(self._snap)
+
+    # ------------------------------------------------------------------ internals
+
+    def _work(self) -> _Work:
+        snap = self._snap
+        return _Work(
+            snap,
+            {_key(b): b for b in snap.proposals},
+            set(snap.refusals),
+        )
+
+    def _sends(self, snap: GroupSnapshot) -> list[GroupEffect]:
+        message = GroupSync(
+            snap.channel_id, snap.me, snap.latest, snap.proposals, snap.refusals
+        )
+        return [GroupSend(k, message) for k in range(snap.params.size) if k != snap.me]
+
+    def _finish(self, work: _Work) -> list[GroupEffect]:
+        for _ in range(4 * MAX_PROPOSALS):
+            if not self._step(work):
+                break
+        new = work.freeze()
+        if new == self._snap:
+            return []
+        self._snap = new
+        return [GroupPersist(new), *work.notes, *self._sends(new)]
+
+    def _verify(self, state: GroupState, member: int, signature: bytes) -> None:
+        if not self._auth.verify(state, member, signature):
+            raise InvalidSignature(
+                f"member {member}'s signature on version {state.version} does not verify"
+            )
+
+    def _check_complete(self, signed: SignedGroupState) -> None:
+        params = self._snap.params
+        if len(signed.signatures) != params.size or not signed.complete:
+            raise InvalidSignature("a fully signed state needs every member's signature")
+        check_group_state(params, self._snap.channel_id, signed.state)
+        for member, signature in enumerate(signed.signatures):
+            self._verify(signed.state, member, signature)
+
+    def _merge(self, work: _Work, message: GroupSync) -> None:
+        snap, params = work.snap, work.snap.params
+        if message.channel_id != snap.channel_id:
+            raise WrongChannel("message for another channel")
+        if not 0 <= message.sender < params.size or message.sender == snap.me:
+            raise UnexpectedMessage(f"sender index {message.sender} is not another member")
+        if message.latest.version > snap.latest.version:
+            self._check_complete(message.latest)
+            for old, new in zip(snap.latest.state.balances, message.latest.state.balances):
+                if sum(old.amounts) != sum(new.amounts):
+                    raise NonConserving(f"{new.asset}: a fully signed state changes the total")
+            work.snap = msgspec.structs.replace(snap, latest=message.latest)
+            work.notes.append(StateCompleted(message.latest, snap.mine == message.latest.state))
+        floor = work.snap.latest.version
+        for ballot in message.proposals:
+            self._merge_ballot(work, ballot, floor)
+        for refusal in message.refusals:
+            if refusal.member != message.sender:
+                continue  # only a member's own refusal counts (a relay could invent one)
+            if refusal.proposer >= params.size:
+                raise UnexpectedMessage("refusal names no member")
+            if refusal.version > floor:
+                work.refusals.add(refusal)
+
+    def _merge_ballot(self, work: _Work, ballot: Ballot, floor: int) -> None:
+        params, state = work.snap.params, ballot.state
+        if state.version <= floor:
+            return
+        if ballot.proposer >= params.size or len(ballot.signatures) != params.size:
+            raise UnexpectedMessage("a proposal must name a member and have one slot per member")
+        if ballot.base >= state.version:
+            raise UnexpectedMessage("a proposal must build on an older version")
+        check_group_state(params, work.snap.channel_id, state)
+        if not ballot.signatures[ballot.proposer]:
+            raise InvalidSignature("a proposal must carry its proposer's signature")
+        key = _key(ballot)
+        known = work.proposals.get(key)
+        sigs = list(known.signatures) if known else [b""] * params.size
+        for member, signature in enumerate(ballot.signatures):
+            if not signature or signature == sigs[member]:
+                continue
+            self._verify(state, member, signature)
+            sigs[member] = signature
+        proposer = min(ballot.proposer, known.proposer) if known else ballot.proposer
+        base = known.base if known else ballot.base
+        work.proposals[key] = Ballot(base, proposer, state, tuple(sigs))
+
+    def _at(self, work: _Work, version: int) -> list[Ballot]:
+        return [b for (v, _), b in work.proposals.items() if v == version]
+
+    def _step(self, work: _Work) -> bool:
+        """One round of: completion, my proposal's fate, voting, proposing."""
+        return (
+            self._complete(work)
+            or self._track_mine(work)
+            or self._vote(work)
+            or self._propose(work)
+        )
+
+    def _complete(self, work: _Work) -> bool:
+        done = [b for b in work.proposals.values() if b.signatures and all(b.signatures)]
+        snap = work.snap
+        if done:
+            best = max(done, key=lambda b: b.state.version)
+            signed = SignedGroupState(best.state, best.signatures)
+            own = snap.mine is not None and snap.mine == best.state
+            snap = msgspec.structs.replace(snap, latest=signed)
+            work.notes.append(StateCompleted(signed, own))
+        floor = snap.latest.version
+        stale = [k for k in work.proposals if k[0] <= floor]
+        stale_refusals = {r for r in work.refusals if r.version <= floor}
+        for k in stale:
+            del work.proposals[k]
+        work.refusals -= stale_refusals
+        work.snap = snap
+        return bool(done)
+
+    def _track_mine(self, work: _Work) -> bool:
+        snap = work.snap
+        mine = snap.mine
+        if mine is None:
+            return False
+        if mine.version <= snap.latest.version:
+            if snap.latest.state == mine:
+                work.snap = msgspec.structs.replace(snap, mine=None, in_flight=())
+            else:  # superseded by a newer state: propose the same operations again
+                work.snap = msgspec.structs.replace(
+                    snap, mine=None, in_flight=(), queue=snap.in_flight + snap.queue
+                )
+            return True
+        refused = [r for r in work.refusals if r.version == mine.version]
+        if refused:
+            reason = f"member {refused[0].member} refused: {refused[0].reason}"
+            work.notes.append(ProposalFailed(snap.in_flight, reason))
+            work.snap = msgspec.structs.replace(snap, mine=None, in_flight=())
+            return True
+        if len(self._at(work, mine.version)) > 1:  # two proposals at once: retry later
+            work.snap = msgspec.structs.replace(
+                snap, mine=None, in_flight=(), queue=snap.in_flight + snap.queue
+            )
+            return True
+        return False
+
+    def _vote(self, work: _Work) -> bool:
+        snap = work.snap
+        versions = sorted({v for v, _ in work.proposals if v > snap.voted})
+        for version in versions:
+            ballots = self._at(work, version)
+            if len(ballots) != 1:
+                continue  # a conflict: nobody can complete this version
+            ballot = ballots[0]
+            if ballot.base != snap.latest.version:
+                continue  # built on a state this member has not (yet) seen fully signed
+            reason: str | None
+            try:
+                check_group_successor(snap.params, snap.channel_id, snap.latest.state, ballot.state)
+                reason = self._policy(snap.me, ballot.proposer, snap.latest.state, ballot.state)
+            except ChannelError as exc:
+                reason = f"{exc.code}: {exc}"
+            if reason is not None:
+                work.refusals.add(Refusal(snap.me, version, ballot.proposer, reason[:96]))
+            else:
+                sigs = list(ballot.signatures)
+                sigs[snap.me] = self._auth.sign(ballot.state)
+                work.proposals[_key(ballot)] = msgspec.structs.replace(
+                    ballot, signatures=tuple(sigs)
+                )
+            work.snap = msgspec.structs.replace(snap, voted=version)
+            return True
+        return False
+
+    def _may_propose(self, work: _Work) -> bool:
+        snap = work.snap
+        if snap.mine is not None or not snap.queue or snap.latest.state.final:
+            return False
+        versions = {v for v, _ in work.proposals}
+        refused = {r.version for r in work.refusals}
+        for version in versions:
+            if len(self._at(work, version)) == 1 and version not in refused:
+                return False  # a live proposal: let it finish first
+        if versions:
+            top = max(versions)
+            ballots = self._at(work, top)
+            losers = {r.proposer for r in work.refusals if r.version == top}
+            contenders = [b.proposer for b in ballots if b.proposer not in losers]
+            if len(ballots) > 1 and contenders and min(contenders) < snap.me:
+                return False  # lowest member index wins the conflict: it proposes next
+        return True
+
+    def _propose(self, work: _Work) -> bool:
+        snap = work.snap
+        if snap.latest.state.final and snap.queue:
+            work.notes.append(ProposalFailed(snap.queue, "channel_final: the channel closed"))
+            work.snap = msgspec.structs.replace(snap, queue=())
+            return True
+        if not self._may_propose(work):
+            return False
+        snap = work.snap
+        state, applied = self._apply(work, snap.latest.state, snap.queue)
+        top = max([snap.latest.version, snap.voted, *(v for v, _ in work.proposals)])
+        if not applied:
+            work.snap = msgspec.structs.replace(snap, queue=())
+            return True
+        state = msgspec.structs.replace(state, version=top + 1)
+        check_group_successor(snap.params, snap.channel_id, snap.latest.state, state)
+        sigs = [b""] * snap.params.size
+        sigs[snap.me] = self._auth.sign(state)
+        ballot = Ballot(snap.latest.version, snap.me, state, tuple(sigs))
+        work.proposals[_key(ballot)] = ballot
+        work.snap = msgspec.structs.replace(
+            snap, queue=(), in_flight=applied, mine=state, voted=top + 1
+        )
+        return True
+
+    def _apply(
+        self, work: _Work, base: GroupState, ops: tuple[GroupOp, ...]
+    ) -> tuple[GroupState, tuple[GroupOp, ...]]:
+        """Apply what can be applied; report each operation that cannot as failed."""
+        snap = work.snap
+        me, n = snap.me, snap.params.size
+        amounts = {b.asset: list(b.amounts) for b in base.balances}
+        final, applied = False, []
+        for op in ops:
+            try:
+                if final:
+                    raise UnexpectedMessage("nothing may follow a close")
+                if isinstance(op, GroupClose):
+                    final = True
+                else:
+                    if op.asset not in amounts:
+                        raise InvalidParams(f"{op.asset} is not an asset of this channel")
+                    if not 0 <= op.to < n or op.to == me or op.amount <= 0:
+                        raise InvalidParams("a transfer goes to another member, amount > 0")
+                    if amounts[op.asset][me] < op.amount:
+                        raise InsufficientBalance(
+                            f"member {me} holds {amounts[op.asset][me]} of {op.asset}, "
+                            f"cannot send {op.amount}"
+                        )
+                    amounts[op.asset][me] -= op.amount
+                    amounts[op.asset][op.to] += op.amount
+                applied.append(op)
+            except ChannelError as exc:
+                work.notes.append(ProposalFailed((op,), f"{exc.code}: {exc}"))
+        balances = tuple(GroupBalances(b.asset, tuple(amounts[b.asset])) for b in base.balances)
+        new = GroupState(base.channel_id, base.version, balances, final)
+        return new, tuple(applied)
