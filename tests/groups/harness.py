@@ -16,6 +16,7 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
 from chenilles_hub.core.group import (
+    GroupAuthority,
     GroupEffect,
     GroupMachine,
     GroupParams,
@@ -68,7 +69,7 @@ class Group:
     """N machines, the messages in flight, and everything each member observed."""
 
     params: GroupParams
-    keys: list[SigningKey]
+    auths: list[GroupAuthority]
     machines: list[GroupMachine]
     persisted: list[GroupSnapshot]
     initial: GroupState
@@ -82,17 +83,26 @@ class Group:
     def open(cls, n: int, deposit: int = 1000) -> Group:
         params, keys = make_params(n)
         cid = hashlib.sha256(b"group channel").digest()
-        initial = group_initial_state(
-            cid, params.assets, {a: (deposit,) * n for a in params.assets}
-        )
         auths = [NaclAuthority(i, keys) for i in range(n)]
+        return cls.build(params, cid, {a: (deposit,) * n for a in params.assets}, auths)
+
+    @classmethod
+    def build(
+        cls,
+        params: GroupParams,
+        cid: bytes,
+        deposits: dict[Asset, tuple[int, ...]],
+        auths: list[GroupAuthority],
+    ) -> Group:
+        """Every member signs version 0 (the deposits), then each starts its machine."""
+        initial = group_initial_state(cid, params.assets, deposits)
         signed = SignedGroupState(initial, tuple(a.sign(initial) for a in auths))
         machines = [
-            GroupMachine.create(params, cid, i, signed, auths[i]) for i in range(n)
+            GroupMachine.create(params, cid, i, signed, auths[i]) for i in range(params.size)
         ]
         return cls(
-            params, keys, machines, [m.snapshot for m in machines], initial,
-            completed=[[] for _ in range(n)],
+            params, auths, machines, [m.snapshot for m in machines], initial,
+            completed=[[] for _ in range(params.size)],
         )
 
     @property
@@ -132,9 +142,7 @@ class Group:
     def crash(self, member: int) -> None:
         """The member's process dies and restarts from what it last persisted."""
         machine = self.machines[member]
-        self.machines[member] = GroupMachine(
-            self.persisted[member], NaclAuthority(member, self.keys)
-        )
+        self.machines[member] = GroupMachine(self.persisted[member], self.auths[member])
         assert machine.snapshot == self.persisted[member]
 
     def heal(self, rounds: int = 60) -> None:

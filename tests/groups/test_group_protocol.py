@@ -91,7 +91,6 @@ def test_conflict_lowest_index_wins_and_both_complete_eventually() -> None:
 
 
 def test_refused_proposal_fails_for_its_proposer() -> None:
-    params, keys = make_params(3)
     group = Group.open(3)
 
     def stingy(me, proposer, old, new):  # type: ignore[no-untyped-def]
@@ -123,7 +122,7 @@ def test_a_member_cannot_take_anothers_money() -> None:
         ),
     )
     sigs = [b""] * 3
-    sigs[0] = group.keys[0].sign(msgspec.json.encode(stolen)).signature
+    sigs[0] = group.auths[0].sign(stolen)
     from chenilles_hub.core.group.messages import Ballot
 
     message = GroupSync(state.channel_id, 0, machine.latest, (Ballot(0, 0, stolen, tuple(sigs)),))
