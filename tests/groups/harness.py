@@ -101,7 +101,11 @@ class Group:
             GroupMachine.create(params, cid, i, signed, auths[i]) for i in range(params.size)
         ]
         return cls(
-            params, auths, machines, [m.snapshot for m in machines], initial,
+            params,
+            auths,
+            machines,
+            [m.snapshot for m in machines],
+            initial,
             completed=[[] for _ in range(params.size)],
         )
 
@@ -130,7 +134,7 @@ class Group:
         self._effects(member, self.machines[member].propose(ops))
 
     def deliver(self, index: int) -> None:
-        sender, to, message = self.wire.pop(index)
+        _sender, to, message = self.wire.pop(index)
         if to in self.silent:
             return
         self._effects(to, self.machines[to].receive(message))

@@ -131,7 +131,10 @@ def test_five_members_one_silent_one_cheating(ledger: Ledger) -> None:
 
     # member 3 cheats: registers the stale version 1
     stale_evm = to_group_state(stale.state)
-    fees(client.register(params, stale_evm, stale.signatures, accounts[3].address), accounts[3].address)
+    fees(
+        client.register(params, stale_evm, stale.signatures, accounts[3].address),
+        accounts[3].address,
+    )
     assert client.phase(cid)[:2] == (Phase.DISPUTE, stale.version)
 
     # attacks that change nothing: a state missing the silent member's signature, a forged
@@ -169,7 +172,9 @@ def test_five_members_one_silent_one_cheating(ledger: Ledger) -> None:
         client.withdraw(params, 4, relayer)
     for m, account in enumerate(accounts):
         got = w3.eth.get_balance(account.address)
-        assert got == before[account.address] - deposits[m] - fees.paid[account.address] + expected[m]
+        assert (
+            got == before[account.address] - deposits[m] - fees.paid[account.address] + expected[m]
+        )
     assert w3.eth.get_balance(client.address) == 0
 
 
@@ -179,7 +184,7 @@ def test_digest_and_underfunded_refund(ledger: Ledger) -> None:
     w3 = ledger.w3
     relayer = ledger.accounts[6].address
     client = GroupAdjudicatorClient.deploy(w3, relayer)
-    group, params, accounts, deposits = open_group(ledger, client, b"\x06" * 32)
+    group, params, _accounts, deposits = open_group(ledger, client, b"\x06" * 32)
     v0: SignedGroupState = group.machines[0].latest
     state = to_group_state(v0.state)
     assert client.digest(state) == client.contract_digest(state)

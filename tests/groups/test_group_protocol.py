@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from chenilles_hub.core.errors import ChannelError, InvalidParams, InvalidSignature
 from chenilles_hub.core.group import (
-    GroupMachine,
     GroupSync,
     SignedGroupState,
     check_group_params,
@@ -78,7 +77,7 @@ def test_conflict_lowest_index_wins_and_both_complete_eventually() -> None:
     first = list(group.wire)
     group.wire.clear()
     # every member sees both proposals at version 1: nobody can complete it
-    for sender, to, message in first:
+    for _sender, to, message in first:
         group._effects(to, group.machines[to].receive(message))
     versions = [[s.version for s in done] for done in group.completed]
     assert all(not v for v in versions)
@@ -136,7 +135,7 @@ def test_a_member_cannot_take_anothers_money() -> None:
 def test_bad_messages_change_nothing() -> None:
     group = Group.open(3)
     group.transfer(0, 1, 10)
-    sender, to, message = group.wire[0]
+    _sender, to, message = group.wire[0]
     target = group.machines[to]
     before = target.snapshot
     forged = list(message.proposals[0].signatures)
@@ -155,9 +154,10 @@ def test_bad_messages_change_nothing() -> None:
     for msg in bad:
         if msg.latest.version == 0 and msg.latest != message.latest:
             msg = msgspec.structs.replace(
-                msg, latest=SignedGroupState(
+                msg,
+                latest=SignedGroupState(
                     msgspec.structs.replace(msg.latest.state, version=5), (b"x",) * 3
-                )
+                ),
             )
         with pytest.raises(ChannelError):
             target.receive(msg)
@@ -181,9 +181,7 @@ def test_member_bounds() -> None:
 
 ACTIONS = st.lists(
     st.one_of(
-        st.tuples(
-            st.just("transfer"), st.integers(0, 7), st.integers(0, 7), st.integers(1, 600)
-        ),
+        st.tuples(st.just("transfer"), st.integers(0, 7), st.integers(0, 7), st.integers(1, 600)),
         st.tuples(st.just("deliver"), st.integers(0, 10**6)),
         st.tuples(st.just("drop"), st.integers(0, 10**6)),
         st.tuples(st.just("duplicate"), st.integers(0, 10**6)),
@@ -257,7 +255,10 @@ def test_lossy_reordering_wire_converges(n: int, actions: list[tuple]) -> None: 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(n=st.integers(3, 8), silent=st.integers(0, 7), cut=st.integers(0, 60), actions=ACTIONS)
 def test_a_silent_member_leaves_the_others_agreeing(
-    n: int, silent: int, cut: int, actions: list[tuple]  # type: ignore[type-arg]
+    n: int,
+    silent: int,
+    cut: int,
+    actions: list[tuple],  # type: ignore[type-arg]
 ) -> None:
     group = Group.open(n)
     run(group, actions[:cut])

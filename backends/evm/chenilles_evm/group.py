@@ -135,7 +135,9 @@ class GroupAdjudicatorClient:
     def __init__(self, w3: Web3, address: str) -> None:
         self.w3 = w3
         self.address = to_checksum_address(address)
-        self.contract = w3.eth.contract(address=self.address, abi=load_artifact(GROUP_ARTIFACT)["abi"])
+        self.contract = w3.eth.contract(
+            address=self.address, abi=load_artifact(GROUP_ARTIFACT)["abi"]
+        )
         self.chain_id = int(w3.eth.chain_id)
         self._events_by_topic = {
             bytes(Web3.keccak(text=f"{i['name']}({','.join(x['type'] for x in i['inputs'])})")): i[

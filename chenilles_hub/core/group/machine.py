@@ -221,9 +221,7 @@ class GroupMachine:
         )
 
     def _sends(self, snap: GroupSnapshot) -> list[GroupEffect]:
-        message = GroupSync(
-            snap.channel_id, snap.me, snap.latest, snap.proposals, snap.refusals
-        )
+        message = GroupSync(snap.channel_id, snap.me, snap.latest, snap.proposals, snap.refusals)
         return [GroupSend(k, message) for k in range(snap.params.size) if k != snap.me]
 
     def _finish(self, work: _Work) -> list[GroupEffect]:
@@ -258,7 +256,8 @@ class GroupMachine:
             raise UnexpectedMessage(f"sender index {message.sender} is not another member")
         if message.latest.version > snap.latest.version:
             self._check_complete(message.latest)
-            for old, new in zip(snap.latest.state.balances, message.latest.state.balances):
+            pairs = zip(snap.latest.state.balances, message.latest.state.balances, strict=True)
+            for old, new in pairs:
                 if sum(old.amounts) != sum(new.amounts):
                     raise NonConserving(f"{new.asset}: a fully signed state changes the total")
             work.snap = msgspec.structs.replace(snap, latest=message.latest)

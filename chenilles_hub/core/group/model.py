@@ -24,7 +24,9 @@ MAX_GROUP_ASSETS = 4
 Members = Annotated[
     tuple[Participant, ...], msgspec.Meta(min_length=MIN_MEMBERS, max_length=MAX_MEMBERS)
 ]
-Amounts = Annotated[tuple[Amount, ...], msgspec.Meta(min_length=MIN_MEMBERS, max_length=MAX_MEMBERS)]
+Amounts = Annotated[
+    tuple[Amount, ...], msgspec.Meta(min_length=MIN_MEMBERS, max_length=MAX_MEMBERS)
+]
 
 
 class GroupParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -67,8 +67,7 @@ def check_group_params(params: GroupParams, max_members: int = MAX_MEMBERS) -> N
     n = len(params.members)
     if not MIN_MEMBERS <= n <= max_members:
         raise InvalidParams(
-            f"a group channel on {params.chain} has {MIN_MEMBERS} to {max_members} members, "
-            f"not {n}"
+            f"a group channel on {params.chain} has {MIN_MEMBERS} to {max_members} members, not {n}"
         )
     if len(set(params.assets)) != len(params.assets):
         raise InvalidParams("an asset is listed twice")
