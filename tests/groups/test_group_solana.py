@@ -190,30 +190,39 @@ def test_five_members_one_silent_one_cheating() -> None:
     assert chain.svm.get_balance(pda) == rent
 
 
-def test_eight_members_signatures_over_two_transactions() -> None:
-    chain = Chain(8)
-    deposits = tuple((i + 1) * SOL for i in range(8))
+@pytest.mark.parametrize(("n", "transactions"), [(8, 2), (16, 3)])
+def test_signatures_collected_over_several_transactions(n: int, transactions: int) -> None:
+    chain = Chain(n)
+    deposits = tuple((i + 1) * SOL for i in range(n))
     group, cid, pda = open_group(chain, deposits)
     before = [chain.balance(k) for k in chain.members]
     sol = group.params.assets[0]
-    for m in range(8):
-        group.transfer(m, (m + 1) % 8, SOL // 2, sol)
-    group.propose(7, (GroupClose(),))
+    for m in (0, n // 2, n - 1):  # three members pay at once: conflicts, resolved
+        group.transfer(m, (m + 1) % n, SOL // 2, sol)
+    group.heal()
+    group.propose(n - 2, (GroupClose(),))
     group.heal()
     assert not group.failed
     final = group.machines[0].latest
     assert final.state.final
     message = gc.core_state_message(final.state)
     sigs = [(k.pubkey(), s) for k, s in zip(chain.members, final.signatures, strict=True)]
-    first, second = gc.register_ixs(chain.pid, pda, cid, message, sigs, chain.relayer.pubkey(), 8)
-    chain.ok(first)  # 7 signatures: recorded, the state does not count yet
+    txs = gc.register_ixs(chain.pid, pda, cid, message, sigs, chain.relayer.pubkey(), n)
+    assert len(txs) == transactions  # Chain.send checks each fits 1232 bytes
+    for ixs in txs[:-1]:
+        chain.ok(ixs)  # some signatures: recorded, the state does not count yet
+        assert account(chain, pda).status == gc.ST_OPEN
+    chain.ok(txs[0])  # sending some again changes nothing
     assert account(chain, pda).status == gc.ST_OPEN
-    chain.ok(first)  # sending them again changes nothing
-    assert account(chain, pda).status == gc.ST_OPEN
-    chain.ok(second)  # the 8th: a final state, concluded at once
+    chain.ok(txs[-1])  # the last ones: a final state, concluded at once
     assert account(chain, pda).status == gc.ST_DISPUTE
     chain.ok([gc.conclude_ix(chain.pid, pda)])
+    amounts = final.state.balances[0].amounts
     for m, k in enumerate(chain.members):
         chain.ok([gc.withdraw_ix(chain.pid, pda, m, k.pubkey())])
-        assert chain.balance(k) == before[m] + final.state.balances[0].amounts[m]
-    assert final.state.balances[0].amounts == deposits  # everyone gave and got SOL // 2
+        assert chain.balance(k) == before[m] + amounts[m]
+    expected = list(deposits)
+    for m in (0, n // 2, n - 1):
+        expected[m] -= SOL // 2
+        expected[(m + 1) % n] += SOL // 2
+    assert list(amounts) == expected

@@ -18,6 +18,7 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
+from solders.message import Message
 from solders.pubkey import Pubkey
 
 from chenilles_hub.core.group import GroupParams, GroupState
@@ -36,9 +37,6 @@ CHANNEL_ID_DOMAIN = b"CHENILLES-SOL-GROUP"
 SEED_GROUP = b"group"
 SEED_SIGS = b"sigs"
 MAX_MEMBERS = 16
-#: Signature entries one transaction can carry (1232 bytes, 110 per entry, with the rest
-#: of a REGISTER transaction); bigger groups collect signatures over several transactions.
-SIGNATURES_PER_TX = 7
 GROUP_ACCOUNT_SIZE = 976
 SIG_RECORD_SIZE = 16
 
@@ -162,6 +160,15 @@ def deposit_ix(
     return Instruction(program_id, struct.pack("<BBQ", IX_DEPOSIT, member, amount), metas)
 
 
+PACKET_SIZE = 1232  # the most bytes a Solana transaction may have on the wire
+
+
+def transaction_size(ixs: Sequence[Instruction], fee_payer: Pubkey) -> int:
+    """The wire size of a transaction of ``ixs`` signed by its required signers."""
+    message = Message(list(ixs), fee_payer)
+    return 1 + 64 * message.header.num_required_signatures + len(bytes(message))
+
+
 def register_ixs(
     program_id: Pubkey,
     group: Pubkey,
@@ -171,15 +178,13 @@ def register_ixs(
     payer: Pubkey,
     n_members: int,
 ) -> list[list[Instruction]]:
-    """The transactions (each a list of instructions: Ed25519 check, then REGISTER) that
-    register ``message``: one when every signature fits, else one per batch of
-    ``SIGNATURES_PER_TX`` collected in the message's signature record."""
-    batches = [
-        signatures[i : i + SIGNATURES_PER_TX] for i in range(0, len(signatures), SIGNATURES_PER_TX)
-    ]
+    """The transactions (each a list of instructions: Ed25519 check, then REGISTER, with
+    ``payer`` paying fees and any record rent) that register ``message``: one when every
+    signature fits a packet, else as many signatures per transaction as fit, collected in
+    the message's signature record."""
     record, bump = sigs_pda(program_id, cid, message)
-    txs = []
-    for batch in batches:
+
+    def tx(batch: Sequence[tuple[Pubkey, bytes]]) -> list[Instruction]:
         metas = [
             AccountMeta(group, False, True),
             AccountMeta(INSTRUCTIONS_SYSVAR_ID, False, False),
@@ -191,7 +196,15 @@ def register_ixs(
                 AccountMeta(SYSTEM_PROGRAM_ID, False, False),
             ]
         check = ed25519_verify_ix(message, [(bytes(pk), sig) for pk, sig in batch])
-        txs.append([check, Instruction(program_id, bytes([IX_REGISTER, 0, bump]), metas)])
+        return [check, Instruction(program_id, bytes([IX_REGISTER, 0, bump]), metas)]
+
+    txs, rest = [], list(signatures)
+    while rest:
+        take = len(rest)
+        while take > 1 and transaction_size(tx(rest[:take]), payer) > PACKET_SIZE:
+            take -= 1
+        txs.append(tx(rest[:take]))
+        rest = rest[take:]
     return txs
 
 
