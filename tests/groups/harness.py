@@ -78,6 +78,8 @@ class Group:
     failed: Counter[tuple[int, GroupOp]] = field(default_factory=Counter)
     proposed: Counter[tuple[int, GroupOp]] = field(default_factory=Counter)
     silent: set[int] = field(default_factory=set)
+    #: members that sign every proposal they see, whatever they signed before at its version
+    equivocating: set[int] = field(default_factory=set)
 
     @classmethod
     def open(cls, n: int, deposit: int = 1000) -> Group:
@@ -119,12 +121,24 @@ class Group:
                 self.persisted[member] = effect.snapshot
             elif isinstance(effect, GroupSend):
                 if member not in self.silent:
-                    self.wire.append((member, effect.to, effect.message))
+                    message = effect.message
+                    if member in self.equivocating:
+                        message = self._equivocate(member, message)
+                    self.wire.append((member, effect.to, message))
             elif isinstance(effect, StateCompleted):
                 self.completed[member].append(effect.signed)
             elif isinstance(effect, ProposalFailed):
                 for op in effect.ops:
                     self.failed[(member, op)] += 1
+
+    def _equivocate(self, member: int, message: GroupSync) -> GroupSync:
+        """The cheater's message: its signature added to every proposal it knows."""
+        ballots = []
+        for ballot in message.proposals:
+            sigs = list(ballot.signatures)
+            sigs[member] = self.auths[member].sign(ballot.state)
+            ballots.append(msgspec.structs.replace(ballot, signatures=tuple(sigs)))
+        return msgspec.structs.replace(message, proposals=tuple(ballots))
 
     def propose(self, member: int, ops: tuple[GroupOp, ...]) -> None:
         if member in self.silent or self.machines[member].latest.state.final:
@@ -162,7 +176,7 @@ class Group:
         raise AssertionError("the group did not settle")
 
     def honest(self) -> list[int]:
-        return [i for i in range(self.n) if i not in self.silent]
+        return [i for i in range(self.n) if i not in self.silent | self.equivocating]
 
     def transfer(self, member: int, to: int, amount: int, asset: Asset = ETH) -> None:
         self.propose(member, (GroupTransfer(asset, to, amount),))

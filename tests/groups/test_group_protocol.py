@@ -240,9 +240,13 @@ def test_lossy_reordering_wire_converges(n: int, actions: list[tuple]) -> None: 
     group.heal()
     check_converged(group)
     assert all(m.idle for m in group.machines)
-    # every transfer either took effect exactly once or was reported failed
+    check_exactly_once(group)
+
+
+def check_exactly_once(group: Group) -> None:
+    """Every transfer either took effect exactly once or was reported failed."""
     expected = list(group.initial.amounts(ETH))
-    final = group.machines[0].latest.state
+    final = group.machines[group.honest()[0]].latest.state
     for (member, op), count in group.proposed.items():
         if isinstance(op, GroupTransfer):
             done = count - group.failed[(member, op)]
@@ -266,3 +270,22 @@ def test_a_silent_member_leaves_the_others_agreeing(
     run(group, actions[cut:])
     group.heal()
     check_converged(group)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(3, 6), cheater=st.integers(0, 5), actions=ACTIONS)
+def test_an_equivocating_member_cannot_split_the_honest_ones(
+    n: int,
+    cheater: int,
+    actions: list[tuple],  # type: ignore[type-arg]
+) -> None:
+    """A member that signs every proposal it sees (two states at one version included):
+    the honest members still agree, no two states of one version are ever fully signed
+    (that needs every honest signature), money is conserved, and nothing stays stuck."""
+    group = Group.open(n)
+    group.equivocating.add(cheater % n)
+    run(group, actions)
+    group.heal()
+    check_converged(group)
+    assert all(group.machines[i].idle for i in group.honest())
+    check_exactly_once(group)

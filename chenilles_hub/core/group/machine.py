@@ -16,10 +16,14 @@ The rules, and why they are safe and live:
 * **Conflict rule (lowest member index wins).** Two members may propose different states
   at the same version at once. Each proposer has signed its own and will sign nothing else
   at that version, so neither can complete: the version is abandoned by everyone who sees
-  both. The proposers' operations go back to their queues; the one with the lowest member
-  index among that version's proposers proposes them again at the next version, and the
-  others wait until that proposal completes or is refused. Every member decides this from
-  the same knowledge, so the outcome does not depend on message order.
+  both. The one with the lowest member index among that version's proposers proposes its
+  operations again at the next version, and the others wait until that proposal completes
+  or is refused, then try theirs again. Every member decides this from the same knowledge,
+  so the outcome does not depend on message order. A proposal built on a state older than
+  the latest is not waited for (whoever holds the latest never signs it).
+* **Tries.** A proposer keeps each try that may still complete (``mine``, with how many of
+  its operations each carries): a member that signs two states of one version can make a
+  try that lost a conflict complete after all, and its operations must then count once.
 * **Refusal.** A member whose policy refuses a proposal persists and announces a
   ``Refusal``; the proposer reports its operations failed (``ProposalFailed``).
 * **Convergence.** Messages carry the sender's whole knowledge (``messages.py``); merging
@@ -86,7 +90,10 @@ class GroupSnapshot(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     refusals: tuple[Refusal, ...] = ()
     queue: tuple[GroupOp, ...] = ()
     in_flight: tuple[GroupOp, ...] = ()
-    mine: GroupState | None = None
+    #: this member's proposals above ``latest`` that may still complete (newest last), and
+    #: how many of ``in_flight``'s operations each carries (a retry carries at least as many)
+    mine: tuple[GroupState, ...] = ()
+    carried: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -261,7 +268,7 @@ class GroupMachine:
                 if sum(old.amounts) != sum(new.amounts):
                     raise NonConserving(f"{new.asset}: a fully signed state changes the total")
             work.snap = msgspec.structs.replace(snap, latest=message.latest)
-            work.notes.append(StateCompleted(message.latest, snap.mine == message.latest.state))
+            work.notes.append(StateCompleted(message.latest, message.latest.state in snap.mine))
         floor = work.snap.latest.version
         for ballot in message.proposals:
             self._merge_ballot(work, ballot, floor)
@@ -314,7 +321,7 @@ class GroupMachine:
         if done:
             best = max(done, key=lambda b: b.state.version)
             signed = SignedGroupState(best.state, best.signatures)
-            own = snap.mine is not None and snap.mine == best.state
+            own = best.state in snap.mine
             snap = msgspec.structs.replace(snap, latest=signed)
             work.notes.append(StateCompleted(signed, own))
         floor = snap.latest.version
@@ -327,30 +334,60 @@ class GroupMachine:
         return bool(done)
 
     def _track_mine(self, work: _Work) -> bool:
+        """Settle this member's operations: done when one of its proposals became the
+        latest state (an older try may complete after a retry was made, if a member signed
+        two states of one version), back to the queue when none can complete any more,
+        failed when refused."""
         snap = work.snap
-        mine = snap.mine
-        if mine is None:
+        if not snap.mine:
             return False
-        if mine.version <= snap.latest.version:
-            if snap.latest.state == mine:
-                work.snap = msgspec.structs.replace(snap, mine=None, in_flight=())
-            else:  # superseded by a newer state: propose the same operations again
+        latest = snap.latest
+        for state, count in zip(snap.mine, snap.carried, strict=True):
+            if state == latest.state:
                 work.snap = msgspec.structs.replace(
-                    snap, mine=None, in_flight=(), queue=snap.in_flight + snap.queue
+                    snap,
+                    mine=(),
+                    carried=(),
+                    in_flight=(),
+                    queue=snap.in_flight[count:] + snap.queue,
                 )
+                return True
+        alive = [
+            (s, c)
+            for s, c in zip(snap.mine, snap.carried, strict=True)
+            if s.version > latest.version
+        ]
+        if not alive:  # superseded by a newer state: propose the same operations again
+            work.snap = msgspec.structs.replace(
+                snap, mine=(), carried=(), in_flight=(), queue=snap.in_flight + snap.queue
+            )
             return True
-        refused = [r for r in work.refusals if r.version == mine.version]
+        if len(alive) != len(snap.mine):
+            work.snap = msgspec.structs.replace(
+                snap, mine=tuple(s for s, _ in alive), carried=tuple(c for _, c in alive)
+            )
+            return True
+        newest = snap.mine[-1]
+        refused = [
+            r for r in work.refusals if r.version == newest.version and r.proposer == snap.me
+        ]
         if refused:
             reason = f"member {refused[0].member} refused: {refused[0].reason}"
             work.notes.append(ProposalFailed(snap.in_flight, reason))
-            work.snap = msgspec.structs.replace(snap, mine=None, in_flight=())
-            return True
-        if len(self._at(work, mine.version)) > 1:  # two proposals at once: retry later
-            work.snap = msgspec.structs.replace(
-                snap, mine=None, in_flight=(), queue=snap.in_flight + snap.queue
-            )
+            work.snap = msgspec.structs.replace(snap, mine=(), carried=(), in_flight=())
             return True
         return False
+
+    def _live(self, work: _Work, ballot: Ballot) -> bool:
+        """Can ``ballot`` still complete? Not if another state was proposed at its version,
+        a member refused it, or it builds on a state older than the latest (a member who
+        holds the latest never signs it)."""
+        version = ballot.state.version
+        return (
+            ballot.base == work.snap.latest.version
+            and len(self._at(work, version)) == 1
+            and not any(r.version == version for r in work.refusals)
+        )
 
     def _vote(self, work: _Work) -> bool:
         snap = work.snap
@@ -382,13 +419,11 @@ class GroupMachine:
 
     def _may_propose(self, work: _Work) -> bool:
         snap = work.snap
-        if snap.mine is not None or not snap.queue or snap.latest.state.final:
+        if not (snap.queue or snap.in_flight) or snap.latest.state.final:
             return False
+        if any(self._live(work, b) for b in work.proposals.values()):
+            return False  # a live proposal (this member's included): let it finish first
         versions = {v for v, _ in work.proposals}
-        refused = {r.version for r in work.refusals}
-        for version in versions:
-            if len(self._at(work, version)) == 1 and version not in refused:
-                return False  # a live proposal: let it finish first
         if versions:
             top = max(versions)
             ballots = self._at(work, top)
@@ -400,18 +435,22 @@ class GroupMachine:
 
     def _propose(self, work: _Work) -> bool:
         snap = work.snap
-        if snap.latest.state.final and snap.queue:
-            work.notes.append(ProposalFailed(snap.queue, "channel_final: the channel closed"))
-            work.snap = msgspec.structs.replace(snap, queue=())
+        if snap.latest.state.final and (snap.queue or snap.in_flight):
+            ops = snap.in_flight + snap.queue
+            work.notes.append(ProposalFailed(ops, "channel_final: the channel closed"))
+            work.snap = msgspec.structs.replace(snap, queue=(), in_flight=(), mine=(), carried=())
             return True
         if not self._may_propose(work):
             return False
-        snap = work.snap
-        state, applied = self._apply(work, snap.latest.state, snap.queue)
-        top = max([snap.latest.version, snap.voted, *(v for v, _ in work.proposals)])
+        ops = snap.in_flight + snap.queue
+        state, applied = self._apply(work, snap.latest.state, ops)
+        mine, carried = snap.mine, snap.carried
+        if applied[: len(snap.in_flight)] != snap.in_flight:
+            mine, carried = (), ()  # a retried operation failed: older tries are not tracked
         if not applied:
-            work.snap = msgspec.structs.replace(snap, queue=())
+            work.snap = msgspec.structs.replace(snap, queue=(), in_flight=(), mine=(), carried=())
             return True
+        top = max([snap.latest.version, snap.voted, *(v for v, _ in work.proposals)])
         state = msgspec.structs.replace(state, version=top + 1)
         check_group_successor(snap.params, snap.channel_id, snap.latest.state, state)
         sigs = [b""] * snap.params.size
@@ -419,7 +458,12 @@ class GroupMachine:
         ballot = Ballot(snap.latest.version, snap.me, state, tuple(sigs))
         work.proposals[_key(ballot)] = ballot
         work.snap = msgspec.structs.replace(
-            snap, queue=(), in_flight=applied, mine=state, voted=top + 1
+            snap,
+            queue=(),
+            in_flight=applied,
+            mine=(*mine, state),
+            carried=(*carried, len(applied)),
+            voted=top + 1,
         )
         return True
 
