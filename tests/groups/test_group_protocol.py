@@ -281,11 +281,35 @@ def test_an_equivocating_member_cannot_split_the_honest_ones(
 ) -> None:
     """A member that signs every proposal it sees (two states at one version included):
     the honest members still agree, no two states of one version are ever fully signed
-    (that needs every honest signature), money is conserved, and nothing stays stuck."""
+    (that needs every honest signature), money is conserved, and no honest member is left
+    with work it can never finish."""
     group = Group.open(n)
     group.equivocating.add(cheater % n)
     run(group, actions)
     group.heal()
     check_converged(group)
     assert all(group.machines[i].idle for i in group.honest())
-    check_exactly_once(group)
+    # not asserted here: exactly-once transfers. An equivocating member can complete a state
+    # and later a higher one that skips it (docs/architecture.md, "Equivocation").
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_a_hostile_member_gets_refusals_only(data: st.DataObject) -> None:
+    """Any bytes a member sends: decoding or receiving raises a ChannelError and changes
+    nothing, or the message is taken whole (never another exception)."""
+    group = Group.open(4)
+    group.transfer(0, 1, 10)
+    group.transfer(2, 3, 5)
+    _sender, _to, message = group.wire[data.draw(st.integers(0, len(group.wire) - 1))]
+    raw = bytearray(encode_group_message(message))
+    for _ in range(data.draw(st.integers(1, 6))):
+        at = data.draw(st.integers(0, len(raw) - 1))
+        raw[at] = data.draw(st.sampled_from(b'0123456789":,{}[]-ae'))
+    target = group.machines[data.draw(st.integers(0, 3))]
+    before = target.snapshot
+    try:
+        decoded = decode_group_message(bytes(raw))
+        target.receive(decoded)
+    except ChannelError:
+        assert target.snapshot == before
