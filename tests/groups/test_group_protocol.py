@@ -3,6 +3,8 @@ input from a member, and (hypothesis) convergence over a lossy, reordering wire.
 
 from __future__ import annotations
 
+import os
+
 import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -313,3 +315,19 @@ def test_a_hostile_member_gets_refusals_only(data: st.DataObject) -> None:
         target.receive(decoded)
     except ChannelError:
         assert target.snapshot == before
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get("CHENILLES_SLOW_TESTS"), reason="long variant: CHENILLES_SLOW_TESTS=1"
+)
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(3, 8), actions=ACTIONS)
+def test_long_lossy_reordering_run(n: int, actions: list[tuple]) -> None:  # type: ignore[type-arg]
+    """The bounded property above, ten times longer (about 2 minutes here)."""
+    group = Group.open(n)
+    run(group, actions)
+    group.heal()
+    check_converged(group)
+    assert all(m.idle for m in group.machines)
+    check_exactly_once(group)
