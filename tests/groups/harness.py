@@ -78,6 +78,8 @@ class Group:
     failed: Counter[tuple[int, GroupOp]] = field(default_factory=Counter)
     proposed: Counter[tuple[int, GroupOp]] = field(default_factory=Counter)
     silent: set[int] = field(default_factory=set)
+    #: (member, version) of every state a member saw completed unsettled
+    unsettled: list[tuple[int, int]] = field(default_factory=list)
     #: members that sign every proposal they see, whatever they signed before at its version
     equivocating: set[int] = field(default_factory=set)
 
@@ -127,6 +129,8 @@ class Group:
                     self.wire.append((member, effect.to, message))
             elif isinstance(effect, StateCompleted):
                 self.completed[member].append(effect.signed)
+                if not effect.settled:
+                    self.unsettled.append((member, effect.signed.version))
             elif isinstance(effect, ProposalFailed):
                 for op in effect.ops:
                     self.failed[(member, op)] += 1

@@ -24,6 +24,11 @@ The rules, and why they are safe and live:
 * **Tries.** A proposer keeps each try that may still complete (``mine``, with how many of
   its operations each carries): a member that signs two states of one version can make a
   try that lost a conflict complete after all, and its operations must then count once.
+* **Settled.** Such a member can also get a state fully signed and then a higher one built
+  on the state before it, if every honest member signed the later proposal before
+  learning of the earlier completion. A member knows whether that can still happen to a
+  state (it signed a proposal that skips it) and says so (``StateCompleted.settled``); if
+  it happens to its own state, its operations are proposed again.
 * **Refusal.** A member whose policy refuses a proposal persists and announces a
   ``Refusal``; the proposer reports its operations failed (``ProposalFailed``).
 * **Convergence.** Messages carry the sender's whole knowledge (``messages.py``); merging
@@ -94,6 +99,13 @@ class GroupSnapshot(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     #: how many of ``in_flight``'s operations each carries (a retry carries at least as many)
     mine: tuple[GroupState, ...] = ()
     carried: tuple[int, ...] = ()
+    #: whether ``latest`` is settled: this member signed no proposal that builds on an older
+    #: state and skips it (only such a proposal, completed, could undo it)
+    settled: bool = True
+    #: ``latest`` holds the first ``applied`` operations of ``in_flight``, since this
+    #: member's try of version ``applied_at`` completed (not yet settled)
+    applied: int = 0
+    applied_at: int = -1
 
 
 @dataclass(frozen=True)
@@ -109,10 +121,15 @@ class GroupSend:
 
 @dataclass(frozen=True)
 class StateCompleted:
-    """A newer state is fully signed (``own``: it carries this member's proposal)."""
+    """A newer state is fully signed (``own``: it carries this member's proposal).
+
+    ``settled``: no later state can undo it, because this member signed no proposal that
+    skips it (and never will). Only when a member equivocated can a state complete
+    unsettled; a payee should count what the latest *settled* state gives it."""
 
     signed: SignedGroupState
     own: bool
+    settled: bool = True
 
 
 @dataclass(frozen=True)
@@ -124,8 +141,15 @@ class ProposalFailed:
 GroupEffect = GroupPersist | GroupSend | StateCompleted | ProposalFailed
 
 
-def _key(ballot: Ballot) -> tuple[int, bytes]:
-    return ballot.state.version, msgspec.json.encode(ballot.state)
+Key = tuple[int, int, int, bytes]
+
+
+def _key(ballot: Ballot) -> Key:
+    """A proposal is its version, proposer, base and state: the same state offered by two
+    members, or on two bases, is two proposals (a conflict), since each member's policy
+    judges a proposal by who makes it and what it builds on."""
+    state = ballot.state
+    return state.version, ballot.proposer, ballot.base, msgspec.json.encode(state)
 
 
 @dataclass
@@ -133,7 +157,7 @@ class _Work:
     """The mutable scratch copy one call works on; becomes the new snapshot at the end."""
 
     snap: GroupSnapshot
-    proposals: dict[tuple[int, bytes], Ballot] = field(default_factory=dict)
+    proposals: dict[Key, Ballot] = field(default_factory=dict)
     refusals: set[Refusal] = field(default_factory=set)
     notes: list[GroupEffect] = field(default_factory=list)
 
@@ -192,8 +216,13 @@ class GroupMachine:
 
     @property
     def idle(self) -> bool:
-        """Nothing queued or in flight for this member."""
-        return not self._snap.queue and not self._snap.in_flight
+        """Nothing of this member's waits to be proposed or signed: operations the latest
+        state holds unsettled wait only for a later state, and a try that can complete only
+        if a member equivocates waits for nothing this member can do."""
+        snap, work = self._snap, self._work()
+        waiting = any(self._live(work, b) for b in work.proposals.values() if b.state in snap.mine)
+        held = snap.latest.state.final and not snap.settled  # see ``_propose``
+        return not snap.queue and (len(snap.in_flight) == snap.applied or held) and not waiting
 
     # ------------------------------------------------------------------ inputs
 
@@ -267,8 +296,7 @@ class GroupMachine:
             for old, new in pairs:
                 if sum(old.amounts) != sum(new.amounts):
                     raise NonConserving(f"{new.asset}: a fully signed state changes the total")
-            work.snap = msgspec.structs.replace(snap, latest=message.latest)
-            work.notes.append(StateCompleted(message.latest, message.latest.state in snap.mine))
+            self._adopt(work, message.latest)
         floor = work.snap.latest.version
         for ballot in message.proposals:
             self._merge_ballot(work, ballot, floor)
@@ -299,12 +327,10 @@ class GroupMachine:
                 continue
             self._verify(state, member, signature)
             sigs[member] = signature
-        proposer = min(ballot.proposer, known.proposer) if known else ballot.proposer
-        base = known.base if known else ballot.base
-        work.proposals[key] = Ballot(base, proposer, state, tuple(sigs))
+        work.proposals[key] = Ballot(ballot.base, ballot.proposer, state, tuple(sigs))
 
     def _at(self, work: _Work, version: int) -> list[Ballot]:
-        return [b for (v, _), b in work.proposals.items() if v == version]
+        return [b for key, b in work.proposals.items() if key[0] == version]
 
     def _step(self, work: _Work) -> bool:
         """One round of: completion, my proposal's fate, voting, proposing."""
@@ -315,68 +341,82 @@ class GroupMachine:
             or self._propose(work)
         )
 
+    def _adopt(self, work: _Work, signed: SignedGroupState, base: int | None = None) -> None:
+        """Make ``signed`` (newer, fully signed, checked) the latest state; ``base``: the
+        version it builds on, if known (else from a proposal of it this member signed).
+        Tracks which of this member's operations the new latest state holds."""
+        snap, me, version = work.snap, work.snap.me, signed.version
+        if base is None:
+            bases = [
+                b.base
+                for b in self._at(work, version)
+                if b.state == signed.state and b.signatures[me]
+            ]
+            base = bases[0] if bases else None
+        settled = not any(
+            b.signatures[me] and b.base < version < b.state.version for b in work.proposals.values()
+        )
+        applied, applied_at = snap.applied, snap.applied_at
+        own = False
+        for state, count in zip(snap.mine, snap.carried, strict=True):
+            if state == signed.state:
+                own, applied, applied_at = True, count, version
+        if not own and applied and base is not None and base < applied_at:
+            applied, applied_at = 0, -1  # the state holding them was skipped: undone
+        alive = [
+            (s, c) for s, c in zip(snap.mine, snap.carried, strict=True) if s.version > version
+        ]
+        in_flight = snap.in_flight
+        if settled and applied:  # confirmed: nothing can undo them any more
+            in_flight = in_flight[applied:]
+            alive = [(s, c - applied) for s, c in alive]
+            applied, applied_at = 0, -1
+        work.snap = msgspec.structs.replace(
+            snap,
+            latest=signed,
+            settled=settled,
+            applied=applied,
+            applied_at=applied_at,
+            in_flight=in_flight,
+            mine=tuple(s for s, _ in alive),
+            carried=tuple(c for _, c in alive),
+        )
+        work.notes.append(StateCompleted(signed, own, settled))
+
     def _complete(self, work: _Work) -> bool:
         done = [b for b in work.proposals.values() if b.signatures and all(b.signatures)]
-        snap = work.snap
         if done:
             best = max(done, key=lambda b: b.state.version)
-            signed = SignedGroupState(best.state, best.signatures)
-            own = best.state in snap.mine
-            snap = msgspec.structs.replace(snap, latest=signed)
-            work.notes.append(StateCompleted(signed, own))
-        floor = snap.latest.version
+            self._adopt(work, SignedGroupState(best.state, best.signatures), best.base)
+        floor = work.snap.latest.version
         stale = [k for k in work.proposals if k[0] <= floor]
         stale_refusals = {r for r in work.refusals if r.version <= floor}
         for k in stale:
             del work.proposals[k]
         work.refusals -= stale_refusals
-        work.snap = snap
         return bool(done)
 
     def _track_mine(self, work: _Work) -> bool:
-        """Settle this member's operations: done when one of its proposals became the
-        latest state (an older try may complete after a retry was made, if a member signed
-        two states of one version), back to the queue when none can complete any more,
-        failed when refused."""
+        """Fail this member's operations its newest try carried when a member refused it
+        (and no other try of it may still complete)."""
         snap = work.snap
         if not snap.mine:
             return False
-        latest = snap.latest
-        for state, count in zip(snap.mine, snap.carried, strict=True):
-            if state == latest.state:
-                work.snap = msgspec.structs.replace(
-                    snap,
-                    mine=(),
-                    carried=(),
-                    in_flight=(),
-                    queue=snap.in_flight[count:] + snap.queue,
-                )
-                return True
-        alive = [
-            (s, c)
-            for s, c in zip(snap.mine, snap.carried, strict=True)
-            if s.version > latest.version
-        ]
-        if not alive:  # superseded by a newer state: propose the same operations again
-            work.snap = msgspec.structs.replace(
-                snap, mine=(), carried=(), in_flight=(), queue=snap.in_flight + snap.queue
-            )
-            return True
-        if len(alive) != len(snap.mine):
-            work.snap = msgspec.structs.replace(
-                snap, mine=tuple(s for s, _ in alive), carried=tuple(c for _, c in alive)
-            )
-            return True
         newest = snap.mine[-1]
         refused = [
             r for r in work.refusals if r.version == newest.version and r.proposer == snap.me
         ]
-        if refused:
-            reason = f"member {refused[0].member} refused: {refused[0].reason}"
-            work.notes.append(ProposalFailed(snap.in_flight, reason))
-            work.snap = msgspec.structs.replace(snap, mine=(), carried=(), in_flight=())
-            return True
-        return False
+        if not refused:
+            return False
+        mine, carried = snap.mine[:-1], snap.carried[:-1]
+        keep = max([snap.applied, *carried])
+        reason = f"member {refused[0].member} refused: {refused[0].reason}"
+        if len(snap.in_flight) > keep:
+            work.notes.append(ProposalFailed(snap.in_flight[keep:], reason))
+        work.snap = msgspec.structs.replace(
+            snap, mine=mine, carried=carried, in_flight=snap.in_flight[:keep]
+        )
+        return True
 
     def _live(self, work: _Work, ballot: Ballot) -> bool:
         """Can ``ballot`` still complete? Not if another state was proposed at its version,
@@ -391,7 +431,7 @@ class GroupMachine:
 
     def _vote(self, work: _Work) -> bool:
         snap = work.snap
-        versions = sorted({v for v, _ in work.proposals if v > snap.voted})
+        versions = sorted({k[0] for k in work.proposals if k[0] > snap.voted})
         for version in versions:
             ballots = self._at(work, version)
             if len(ballots) != 1:
@@ -419,38 +459,56 @@ class GroupMachine:
 
     def _may_propose(self, work: _Work) -> bool:
         snap = work.snap
-        if not (snap.queue or snap.in_flight) or snap.latest.state.final:
+        if not (snap.queue or len(snap.in_flight) > snap.applied) or snap.latest.state.final:
             return False
         if any(self._live(work, b) for b in work.proposals.values()):
             return False  # a live proposal (this member's included): let it finish first
-        versions = {v for v, _ in work.proposals}
+        versions = {k[0] for k in work.proposals}
         if versions:
             top = max(versions)
             ballots = self._at(work, top)
             losers = {r.proposer for r in work.refusals if r.version == top}
-            contenders = [b.proposer for b in ballots if b.proposer not in losers]
+            contenders = [
+                b.proposer
+                for b in ballots
+                if b.proposer not in losers and b.base == snap.latest.version
+            ]
             if len(ballots) > 1 and contenders and min(contenders) < snap.me:
                 return False  # lowest member index wins the conflict: it proposes next
         return True
 
     def _propose(self, work: _Work) -> bool:
         snap = work.snap
-        if snap.latest.state.final and (snap.queue or snap.in_flight):
-            ops = snap.in_flight + snap.queue
-            work.notes.append(ProposalFailed(ops, "channel_final: the channel closed"))
-            work.snap = msgspec.structs.replace(snap, queue=(), in_flight=(), mine=(), carried=())
+        pending = snap.in_flight[snap.applied :]
+        if snap.latest.state.final:
+            # nothing follows a final state; operations a try carries fail only once the
+            # final state is settled (an equivocation could still complete that try)
+            failed = snap.queue + (pending if snap.settled else ())
+            if not failed:
+                return False
+            work.notes.append(ProposalFailed(failed, "channel_final: the channel closed"))
+            work.snap = msgspec.structs.replace(
+                snap,
+                queue=(),
+                in_flight=snap.in_flight[: snap.applied] if snap.settled else snap.in_flight,
+                mine=() if snap.settled else snap.mine,
+                carried=() if snap.settled else snap.carried,
+            )
             return True
         if not self._may_propose(work):
             return False
-        ops = snap.in_flight + snap.queue
-        state, applied = self._apply(work, snap.latest.state, ops)
+        # the latest state holds in_flight[:applied]; a try adds the rest and the queue
+        state, applied = self._apply(work, snap.latest.state, pending + snap.queue)
         mine, carried = snap.mine, snap.carried
-        if applied[: len(snap.in_flight)] != snap.in_flight:
+        if applied[: len(pending)] != pending:
             mine, carried = (), ()  # a retried operation failed: older tries are not tracked
         if not applied:
-            work.snap = msgspec.structs.replace(snap, queue=(), in_flight=(), mine=(), carried=())
+            work.snap = msgspec.structs.replace(
+                snap, queue=(), in_flight=snap.in_flight[: snap.applied]
+            )
             return True
-        top = max([snap.latest.version, snap.voted, *(v for v, _ in work.proposals)])
+        in_flight = snap.in_flight[: snap.applied] + applied
+        top = max([snap.latest.version, snap.voted, *(k[0] for k in work.proposals)])
         state = msgspec.structs.replace(state, version=top + 1)
         check_group_successor(snap.params, snap.channel_id, snap.latest.state, state)
         sigs = [b""] * snap.params.size
@@ -460,9 +518,9 @@ class GroupMachine:
         work.snap = msgspec.structs.replace(
             snap,
             queue=(),
-            in_flight=applied,
+            in_flight=in_flight,
             mine=(*mine, state),
-            carried=(*carried, len(applied)),
+            carried=(*carried, len(in_flight)),
             voted=top + 1,
         )
         return True
