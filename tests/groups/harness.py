@@ -19,18 +19,19 @@ from chenilles_hub.core.group import (
     GroupAuthority,
     GroupEffect,
     GroupMachine,
+    GroupOp,
     GroupParams,
     GroupPersist,
     GroupSend,
     GroupSnapshot,
     GroupState,
     GroupSync,
+    GroupTransfer,
     ProposalFailed,
     SignedGroupState,
     StateCompleted,
     group_initial_state,
 )
-from chenilles_hub.core.group.machine import GroupOp, GroupTransfer
 from chenilles_hub.core.model import Asset, Participant
 
 ETH = Asset("eip155:1", "native")

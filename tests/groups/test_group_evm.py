@@ -131,7 +131,7 @@ def test_five_members_one_silent_one_cheating(ledger: Ledger) -> None:
 
     # member 4 goes silent: a close never completes
     group.silent.add(4)
-    from chenilles_hub.core.group.machine import GroupClose
+    from chenilles_hub.core.group import GroupClose
 
     group.propose(0, (GroupClose(),))
     group.heal()

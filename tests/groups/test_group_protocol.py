@@ -13,13 +13,14 @@ from hypothesis import strategies as st
 
 from chenilles_hub.core.errors import ChannelError, InvalidParams, InvalidSignature
 from chenilles_hub.core.group import (
+    GroupClose,
     GroupSync,
+    GroupTransfer,
     SignedGroupState,
     check_group_params,
     decode_group_message,
     encode_group_message,
 )
-from chenilles_hub.core.group.machine import GroupClose, GroupTransfer
 
 from .harness import ETH, TOKEN, Group, make_params
 

@@ -21,8 +21,7 @@ from solders.pubkey import Pubkey
 from solders.transaction import Transaction
 from solders.transaction_status import InstructionErrorCustom, TransactionErrorInstructionError
 
-from chenilles_hub.core.group import GroupParams, SignedGroupState
-from chenilles_hub.core.group.machine import GroupClose
+from chenilles_hub.core.group import GroupClose, GroupParams, SignedGroupState
 from chenilles_hub.core.model import Asset, Participant
 
 from .harness import Group

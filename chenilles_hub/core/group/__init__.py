@@ -7,15 +7,19 @@ and is enforced by its own on-chain code (``contracts/evm/GroupAdjudicator.sol``
 ``contracts/solana/chenilles_group.c``). See docs/architecture.md, "N-party channels".
 """
 
-from .machine import (
+from .effects import (
+    GroupClose,
     GroupEffect,
-    GroupMachine,
+    GroupOp,
     GroupPersist,
     GroupSend,
     GroupSnapshot,
+    GroupTransfer,
     ProposalFailed,
     StateCompleted,
+    apply_ops,
 )
+from .machine import GroupMachine
 from .messages import Ballot, GroupSync, decode_group_message, encode_group_message
 from .model import (
     MAX_MEMBERS,
@@ -39,8 +43,10 @@ __all__ = [
     "Ballot",
     "GroupAuthority",
     "GroupBalances",
+    "GroupClose",
     "GroupEffect",
     "GroupMachine",
+    "GroupOp",
     "GroupParams",
     "GroupPersist",
     "GroupPolicy",
@@ -48,9 +54,11 @@ __all__ = [
     "GroupSnapshot",
     "GroupState",
     "GroupSync",
+    "GroupTransfer",
     "ProposalFailed",
     "SignedGroupState",
     "StateCompleted",
+    "apply_ops",
     "check_group_params",
     "check_group_state",
     "check_group_successor",

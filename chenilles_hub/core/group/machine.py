@@ -42,22 +42,29 @@ old state on chain, which the contracts let anyone refute with a newer one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated
 
 import msgspec
 
 from ..errors import (
     ChannelError,
-    InsufficientBalance,
     InvalidParams,
     InvalidSignature,
     NonConserving,
     UnexpectedMessage,
     WrongChannel,
 )
-from ..model import Amount, Asset
+from .effects import (
+    GroupEffect,
+    GroupOp,
+    GroupPersist,
+    GroupSend,
+    GroupSnapshot,
+    ProposalFailed,
+    StateCompleted,
+    apply_ops,
+)
 from .messages import MAX_PROPOSALS, Ballot, GroupSync, Refusal
-from .model import GroupBalances, GroupParams, GroupState, SignedGroupState
+from .model import GroupParams, GroupState, SignedGroupState
 from .rules import (
     GroupAuthority,
     GroupPolicy,
@@ -66,80 +73,6 @@ from .rules import (
     check_group_successor,
     no_loss_policy,
 )
-
-
-class GroupTransfer(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="transfer"):
-    """Move ``amount`` of ``asset`` from the proposing member to member ``to``."""
-
-    asset: Asset
-    to: Annotated[int, msgspec.Meta(ge=0)]
-    amount: Amount
-
-
-class GroupClose(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="close"):
-    """Make the state final (cooperative close: it pays out as soon as it is registered)."""
-
-
-GroupOp = GroupTransfer | GroupClose
-
-
-class GroupSnapshot(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Everything a member must keep across a crash; persisted before anything is sent."""
-
-    params: GroupParams
-    channel_id: bytes
-    me: int
-    latest: SignedGroupState
-    voted: int
-    proposals: tuple[Ballot, ...] = ()
-    refusals: tuple[Refusal, ...] = ()
-    queue: tuple[GroupOp, ...] = ()
-    in_flight: tuple[GroupOp, ...] = ()
-    #: this member's proposals above ``latest`` that may still complete (newest last), and
-    #: how many of ``in_flight``'s operations each carries (a retry carries at least as many)
-    mine: tuple[GroupState, ...] = ()
-    carried: tuple[int, ...] = ()
-    #: whether ``latest`` is settled: this member signed no proposal that builds on an older
-    #: state and skips it (only such a proposal, completed, could undo it)
-    settled: bool = True
-    #: ``latest`` holds the first ``applied`` operations of ``in_flight``, since this
-    #: member's try of version ``applied_at`` completed (not yet settled)
-    applied: int = 0
-    applied_at: int = -1
-
-
-@dataclass(frozen=True)
-class GroupPersist:
-    snapshot: GroupSnapshot
-
-
-@dataclass(frozen=True)
-class GroupSend:
-    to: int
-    message: GroupSync
-
-
-@dataclass(frozen=True)
-class StateCompleted:
-    """A newer state is fully signed (``own``: it carries this member's proposal).
-
-    ``settled``: no later state can undo it, because this member signed no proposal that
-    skips it (and never will). Only when a member equivocated can a state complete
-    unsettled; a payee should count what the latest *settled* state gives it."""
-
-    signed: SignedGroupState
-    own: bool
-    settled: bool = True
-
-
-@dataclass(frozen=True)
-class ProposalFailed:
-    ops: tuple[GroupOp, ...]
-    reason: str
-
-
-GroupEffect = GroupPersist | GroupSend | StateCompleted | ProposalFailed
-
 
 Key = tuple[int, int, int, bytes]
 
@@ -483,10 +416,10 @@ class GroupMachine:
         if snap.latest.state.final:
             # nothing follows a final state; operations a try carries fail only once the
             # final state is settled (an equivocation could still complete that try)
-            failed = snap.queue + (pending if snap.settled else ())
-            if not failed:
+            closed = snap.queue + (pending if snap.settled else ())
+            if not closed:
                 return False
-            work.notes.append(ProposalFailed(failed, "channel_final: the channel closed"))
+            work.notes.append(ProposalFailed(closed, "channel_final: the channel closed"))
             work.snap = msgspec.structs.replace(
                 snap,
                 queue=(),
@@ -498,7 +431,10 @@ class GroupMachine:
         if not self._may_propose(work):
             return False
         # the latest state holds in_flight[:applied]; a try adds the rest and the queue
-        state, applied = self._apply(work, snap.latest.state, pending + snap.queue)
+        state, applied, failed = apply_ops(
+            snap.latest.state, snap.me, snap.params.size, pending + snap.queue
+        )
+        work.notes.extend(failed)
         mine, carried = snap.mine, snap.carried
         if applied[: len(pending)] != pending:
             mine, carried = (), ()  # a retried operation failed: older tries are not tracked
@@ -524,36 +460,3 @@ class GroupMachine:
             voted=top + 1,
         )
         return True
-
-    def _apply(
-        self, work: _Work, base: GroupState, ops: tuple[GroupOp, ...]
-    ) -> tuple[GroupState, tuple[GroupOp, ...]]:
-        """Apply what can be applied; report each operation that cannot as failed."""
-        snap = work.snap
-        me, n = snap.me, snap.params.size
-        amounts = {b.asset: list(b.amounts) for b in base.balances}
-        final, applied = False, []
-        for op in ops:
-            try:
-                if final:
-                    raise UnexpectedMessage("nothing may follow a close")
-                if isinstance(op, GroupClose):
-                    final = True
-                else:
-                    if op.asset not in amounts:
-                        raise InvalidParams(f"{op.asset} is not an asset of this channel")
-                    if not 0 <= op.to < n or op.to == me or op.amount <= 0:
-                        raise InvalidParams("a transfer goes to another member, amount > 0")
-                    if amounts[op.asset][me] < op.amount:
-                        raise InsufficientBalance(
-                            f"member {me} holds {amounts[op.asset][me]} of {op.asset}, "
-                            f"cannot send {op.amount}"
-                        )
-                    amounts[op.asset][me] -= op.amount
-                    amounts[op.asset][op.to] += op.amount
-                applied.append(op)
-            except ChannelError as exc:
-                work.notes.append(ProposalFailed((op,), f"{exc.code}: {exc}"))
-        balances = tuple(GroupBalances(b.asset, tuple(amounts[b.asset])) for b in base.balances)
-        new = GroupState(base.channel_id, base.version, balances, final)
-        return new, tuple(applied)
