@@ -30,7 +30,11 @@ from .core.timing import TimeModel
 class BackendInfo(msgspec.Struct, frozen=True):
     """``supports_apps``: whether the backend enforces app rules on-chain (forced moves,
     the ``use_app`` ... ``app_dispute`` methods below); an app channel on a backend that
-    does not is refused at open."""
+    does not is refused at open.
+
+    ``max_members``: the most members a channel on this backend may have (2: two-party
+    only; N-party channels are ``core.group``, enforced by the backend's group contract);
+    ``members_note`` says why a backend stops there, for the refusal's message."""
 
     name: str
     version: str
@@ -38,6 +42,8 @@ class BackendInfo(msgspec.Struct, frozen=True):
     chains: tuple[str, ...]
     description: str = ""
     supports_apps: bool = False
+    max_members: int = 2
+    members_note: str = ""
 
 
 class TxReceipt(msgspec.Struct, frozen=True):

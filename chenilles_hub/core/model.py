@@ -26,7 +26,7 @@ ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=96)]
 
 #: The largest amount any chain we speak can hold in one balance (EVM's uint256).
 MAX_AMOUNT = 2**256 - 1
-#: Two-party channels for now; the model keeps tuples so n-party can come later.
+#: Two-party channels here; channels of N members are ``core/group`` (beside this model).
 PARTICIPANTS = 2
 MAX_ASSETS = 8
 MAX_HTLCS = 32

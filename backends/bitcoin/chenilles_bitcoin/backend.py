@@ -80,6 +80,7 @@ from .duties import (
     signed_commitment,
 )
 from .ledger.miner import COINBASE_MATURITY
+from .members import TWO_PARTY_ONLY
 from .record import ChannelRecord, RecordError
 from .watch import SeenCommitment, commitment_version, parse_tx, revealed_preimages
 
@@ -128,6 +129,8 @@ class BitcoinBackend:
             family="Bitcoin",
             chains=(chain,),
             description="BOLT 3 channels (legacy format, static remotekey)",
+            max_members=2,
+            members_note=TWO_PARTY_ONLY,
         )
         self.policy = policy or ChannelPolicy()
         self.auto_mine = auto_mine

@@ -10,6 +10,8 @@ from chenilles_hub.backend import BackendInfo, ChainBackend
 from chenilles_hub.devnet.role import DevnetChain
 from chenilles_hub.hookspecs import hookimpl
 
+from .members import TWO_PARTY_ONLY
+
 
 class BitcoinBackendFactory:
     info = BackendInfo(
@@ -20,6 +22,8 @@ class BitcoinBackendFactory:
         description=(
             "BOLT 3 channels; embedded regtest validated by libbitcoinkernel, or bitcoind JSON-RPC"
         ),
+        max_members=2,
+        members_note=TWO_PARTY_ONLY,
     )
 
     def embedded(self, **options: Any) -> ChainBackend:

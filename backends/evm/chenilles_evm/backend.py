@@ -237,6 +237,7 @@ class EvmBackend(ForcedMoves):
             chains=(self.chain,),
             description=f"Chenilles adjudicator {self.adjudicator.address} on {self.chain}",
             supports_apps=True,
+            max_members=16,  # GroupAdjudicator (N-party channels, core.group)
         )
 
     # --- the chain ------------------------------------------------------------------------

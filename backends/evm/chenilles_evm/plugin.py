@@ -21,6 +21,7 @@ class EvmBackendFactory:
             "(py-evm), anvil or any JSON-RPC node"
         ),
         supports_apps=True,
+        max_members=16,  # GroupAdjudicator (N-party channels, core.group)
     )
 
     def embedded(self, **options: Any) -> ChainBackend:

@@ -82,6 +82,7 @@ INFO = BackendInfo(
     chains=("solana:localnet", "solana:devnet", "solana:mainnet"),
     description="Chenilles channel program; embedded LiteSVM or any Solana JSON-RPC cluster",
     supports_apps=True,
+    max_members=16,  # chenilles_group.c (N-party channels, core.group)
 )
 
 
