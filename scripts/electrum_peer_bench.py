@@ -1,0 +1,491 @@
+#!/usr/bin/python3
+"""Electrum's Lightning peers in one process: the peer that ``scripts/bench_electrum.py``
+measures beside ours, in the same run.
+
+Runs under the *system* Python with Debian's ``python3-electrum`` (4.3.4); never imported by
+Chenilles (Electrum is not a dependency of the hub, only of this benchmark). The set-up
+follows what Electrum's own two-peer tests do (electrum/tests/test_lnpeer.py in its public
+source): channels built directly from keys (no funding transaction, no chain), peers joined
+by in-memory queues instead of the Noise transport, a worker that borrows ``LNWallet``'s
+payment methods and writes nothing to disk. So Electrum's figures here are its channel
+protocol, onion, BOLT 3 commitments and signatures, without persistence.
+
+A line protocol on stdin/stdout (one JSON object a line) so the caller can alternate rounds
+with its own: ``{"cmd": "pay", "hops": 1 | 2, "n": N}`` answers per-payment latencies in
+ms; ``{"cmd": "commit", "n": N}`` answers ms per state (2 HTLCs, both sides sign, verify
+and revoke); ``{"cmd": "quit"}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from decimal import Decimal
+
+import electrum
+from electrum import bitcoin, constants, lnpeer, lnutil, util
+from electrum.bitcoin import COIN, sha256
+from electrum.channel_db import ChannelDB
+from electrum.coinchooser import PRNG
+from electrum.ecc import ECPrivkey
+from electrum.invoices import PR_PAID, PR_UNPAID
+from electrum.json_db import StoredDict
+from electrum.lnaddr import LnAddr, lndecode, lnencode
+from electrum.lnchannel import Channel, ChannelState
+from electrum.lnpeer import Peer
+from electrum.lnrouter import LNPathFinder
+from electrum.lnutil import LOCAL, REMOTE, Keypair, LnFeatures, LNPeerAddr, UpdateAddHtlc
+from electrum.lnworker import RECEIVED, LNWallet, PaymentInfo
+from electrum.simple_config import SimpleConfig
+from electrum.util import NetworkRetryManager
+
+CHANNEL_MSAT = 10 * COIN * 1000  # 10 BTC each side: never runs dry during a benchmark
+
+
+class _NoLock:
+    """Everything runs on Electrum's one event loop thread: no lock is needed."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _keypair(secret: bytes | None = None) -> Keypair:
+    priv = secret or ECPrivkey.generate_random_key().get_secret_bytes()
+    return Keypair(pubkey=lnutil.privkey_to_pubkey(priv), privkey=priv)
+
+
+class _Chain:
+    """What a peer asks of the network: height 0, a stale-free tip, a sink for transactions."""
+
+    def __init__(self, config: SimpleConfig) -> None:
+        self.config = config
+        self.asyncio_loop = util.get_asyncio_loop()
+        self.channel_db = ChannelDB(self)
+        self.channel_db.data_loaded.set()
+        self.path_finder = LNPathFinder(self.channel_db)
+        self.lnwatcher = None
+        self.interface = None
+        self.callback_lock = _NoLock()
+
+    def get_local_height(self) -> int:
+        return 0
+
+    def blockchain(self) -> _Chain:
+        return self
+
+    def height(self) -> int:
+        return 0
+
+    def is_tip_stale(self) -> bool:
+        return False
+
+    async def try_broadcasting(self, tx: object, name: str) -> None:
+        return None
+
+    broadcast_transaction = try_broadcasting
+
+
+class _Wallet:
+    """The on-chain wallet's part a Lightning worker touches: nothing is saved."""
+
+    def __init__(self) -> None:
+        self.receive_requests: dict = {}
+
+    class adb:  # Electrum's attribute name
+        @staticmethod
+        def add_transaction(tx: object) -> None:
+            return None
+
+    def save_db(self) -> None:
+        return None
+
+    def set_label(self, *args: object) -> None:
+        return None
+
+    def get_request(self, key: object) -> None:
+        return None
+
+    def get_key_for_receive_request(self, key: object) -> None:
+        return None
+
+    def is_lightning_backup(self) -> bool:
+        return False
+
+    def is_mine(self, address: object) -> bool:
+        return True
+
+
+class Worker(electrum.logging.Logger, util.EventListener, NetworkRetryManager[LNPeerAddr]):
+    """One Lightning node: ``LNWallet``'s payment logic over channels held in memory."""
+
+    MPP_EXPIRY = 2
+    PAYMENT_TIMEOUT = 120
+    TIMEOUT_SHUTDOWN_FAIL_PENDING_HTLCS = 0
+    INITIAL_TRAMPOLINE_FEE_LEVEL = 0
+    _check_invoice = staticmethod(LNWallet._check_invoice)
+
+    def __init__(self, name: str, keys: Keypair, forwards: bool) -> None:
+        self.name = name
+        electrum.logging.Logger.__init__(self)
+        NetworkRetryManager.__init__(self, max_retry_delay_normal=1, init_retry_delay_normal=1)
+        self.node_keypair = keys
+        self._dir = tempfile.mkdtemp(prefix="electrum-bench-")
+        self.config = SimpleConfig({}, read_user_dir_function=lambda: self._dir)
+        self.config.set_key("lightning_forward_payments", forwards)
+        self.network = _Chain(self.config)
+        self.wallet = _Wallet()
+        self.taskgroup = util.OldTaskGroup()
+        self.lnwatcher = None
+        self.listen_server = None
+        self._channels: dict[bytes, Channel] = {}
+        self._peers: dict[bytes, Peer] = {}
+        self.lock = _NoLock()
+        self.features = (
+            LnFeatures.OPTION_DATA_LOSS_PROTECT_OPT
+            | LnFeatures.OPTION_UPFRONT_SHUTDOWN_SCRIPT_OPT
+            | LnFeatures.VAR_ONION_OPT
+            | LnFeatures.PAYMENT_SECRET_OPT
+            | LnFeatures.OPTION_CHANNEL_TYPE_OPT
+        )
+        self.payment_info: dict = {}
+        self.preimages: dict = {}
+        self.logs: dict = defaultdict(list)
+        self.pending_payments: dict = defaultdict(asyncio.Future)
+        self.sent_htlcs: dict = defaultdict(asyncio.Queue)
+        self.sent_htlcs_info: dict = {}
+        self.sent_buckets: dict = defaultdict(set)
+        self.received_mpp_htlcs: dict = {}
+        self.trampoline_forwarding_failures: dict = {}
+        self.inflight_payments: set = set()
+        self.downstream_htlc_to_upstream_peer_map: dict = {}
+        self.enable_htlc_settle = True
+        self.enable_htlc_forwarding = True
+        self.stopping_soon = False
+
+    channel_db = property(lambda self: self.network.channel_db)
+    channels = property(lambda self: self._channels)
+    peers = property(lambda self: self._peers)
+
+    def uses_trampoline(self) -> bool:
+        return False
+
+    def get_channel_by_short_id(self, scid: bytes) -> Channel | None:
+        return next((c for c in self.channels.values() if c.short_channel_id == scid), None)
+
+    def channel_state_changed(self, chan: Channel) -> None:
+        return None
+
+    def save_channel(self, chan: Channel) -> None:
+        return None  # the harness persists nothing (a wallet would rewrite its file)
+
+    def get_first_timestamp(self) -> int:
+        return 0
+
+    def diagnostic_name(self) -> str:
+        return self.name
+
+
+# The worker borrows every other method of ``LNWallet`` (payment, forwarding, HTLC handling)
+# as it is; properties and class attributes stay Electrum's defaults or the worker's own.
+for _cls in LNWallet.__mro__[:2]:  # LNWallet first: the most specific wins
+    for _name, _value in vars(_cls).items():
+        if callable(_value) and not isinstance(_value, type) and _name not in vars(Worker):
+            setattr(Worker, _name, _value)
+
+
+class _Pipe:
+    """An in-memory transport: what one peer sends lands in the other's queue."""
+
+    def __init__(self, name: str, privkey: bytes) -> None:
+        self.privkey = privkey  # the node key, which a peer reads from its transport
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._name = name
+        self.other: _Pipe | None = None
+        self.peer_addr = None
+
+    def name(self) -> str:
+        return self._name
+
+    def send_bytes(self, data: bytes) -> None:
+        assert self.other is not None
+        self.other.queue.put_nowait(data)
+
+    async def read_messages(self):  # type: ignore[no-untyped-def]
+        while True:
+            yield await self.queue.get()
+
+
+class _Peer(Peer):
+    DELAY_INC_MSG_PROCESSING_SLEEP = 0  # Electrum's tests turn the rate limit off too
+
+
+def _config_pair(
+    seed: bytes,
+    keys: list[Keypair],
+    other: list[Keypair],
+    me_first: bool,
+    local_msat: int,
+    remote_msat: int,
+    first_point: bytes,
+    node: bytes,
+    funding: tuple[str, int],
+) -> StoredDict:
+    """One side's stored channel state, as a funded channel would have it."""
+    cid, _ = lnpeer.channel_id_from_funding_tx(*funding)
+    common = dict(
+        max_htlc_value_in_flight_msat=CHANNEL_MSAT,
+        max_accepted_htlcs=30,
+        reserve_sat=0,
+        htlc_minimum_msat=1,
+        upfront_shutdown_script=b"",
+    )
+    names = (
+        "payment_basepoint",
+        "multisig_key",
+        "htlc_basepoint",
+        "delayed_basepoint",
+        "revocation_basepoint",
+    )
+    remote = lnutil.RemoteConfig(
+        **{n: lnutil.OnlyPubkeyKeypair(k.pubkey) for n, k in zip(names, other, strict=True)},
+        to_self_delay=144 if me_first else 145,
+        dust_limit_sat=546,
+        initial_msat=remote_msat,
+        next_per_commitment_point=first_point,
+        current_per_commitment_point=None,
+        **common,
+    )
+    local = lnutil.LocalConfig(
+        **dict(zip(names, keys, strict=True)),
+        channel_seed=None,
+        per_commitment_secret_seed=seed,
+        to_self_delay=145 if me_first else 144,
+        dust_limit_sat=546,
+        initial_msat=local_msat,
+        funding_locked_received=True,
+        was_announced=False,
+        current_commitment_signature=None,
+        current_htlc_signatures=None,
+        **common,
+    )
+    return StoredDict(
+        {
+            "channel_id": cid.hex(),
+            "short_channel_id": cid[:8],
+            "funding_outpoint": lnpeer.Outpoint(*funding),
+            "remote_config": remote,
+            "local_config": local,
+            "constraints": lnutil.ChannelConstraints(
+                capacity=(local_msat + remote_msat) // 1000,
+                is_initiator=me_first,
+                funding_txn_minimum_depth=3,
+            ),
+            "node_id": node.hex(),
+            "onion_keys": {},
+            "data_loss_protect_remote_pcp": {},
+            "state": "PREOPENING",
+            "log": {},
+            "fail_htlc_reasons": {},
+            "unfulfilled_htlcs": {},
+            "revocation_store": {},
+            "channel_type": lnutil.ChannelType.OPTION_STATIC_REMOTEKEY,
+        },
+        None,
+        [],
+    )
+
+
+def channel_pair(a: Keypair, b: Keypair, name: str) -> tuple[Channel, Channel]:
+    """Two sides of one open channel between nodes ``a`` and ``b``, first commitment signed."""
+    rng = PRNG(os.urandom(32))
+    funding = (rng.get_bytes(32).hex(), 0)
+    basepoints = [[_keypair() for _ in range(5)] for _ in range(2)]
+    seeds = [rng.get_bytes(32), rng.get_bytes(32)]
+    start = lnutil.RevocationStore.START_INDEX
+
+    def point(i: int, n: int) -> bytes:
+        secret = lnutil.get_per_commitment_secret_from_seed(seeds[i], start - n)
+        return lnutil.secret_to_pubkey(int.from_bytes(secret, "big"))
+
+    half = CHANNEL_MSAT
+    sides = []
+    for i, (node, me) in enumerate(((b, True), (a, False))):
+        state = _config_pair(
+            seeds[i],
+            basepoints[i],
+            basepoints[1 - i],
+            me,
+            half,
+            half,
+            point(1 - i, 0),
+            node.pubkey,
+            funding,
+        )
+        sides.append(Channel(state, name=f"{name}{i}", initial_feerate=2500))
+    x, y = sides
+    for c in sides:
+        c.hm.log[LOCAL]["ctn"] = 0
+        c._state = ChannelState.OPEN
+    sig_y, _ = y.sign_next_commitment()
+    sig_x, _ = x.sign_next_commitment()
+    x.open_with_first_pcp(point(1, 0), sig_y)
+    y.open_with_first_pcp(point(0, 0), sig_x)
+    x.config[REMOTE].next_per_commitment_point = point(1, 1)
+    y.config[REMOTE].next_per_commitment_point = point(0, 1)
+    for c in sides:
+        addr = c.config[LOCAL].payment_basepoint.pubkey.hex()
+        c._fallback_sweep_address = bitcoin.pubkey_to_address("p2wpkh", addr)
+        c._state = ChannelState.FUNDED
+    return x, y
+
+
+class Line:
+    """Nodes 0 .. k in a line, a channel between neighbours, the inner ones forwarding."""
+
+    def __init__(self, hops: int) -> None:
+        keys = [_keypair() for _ in range(hops + 1)]
+        self.workers = [Worker(f"n{i}", k, forwards=0 < i < hops) for i, k in enumerate(keys)]
+        self.peers: list[Peer] = []
+        for i in range(hops):
+            left, right = self.workers[i], self.workers[i + 1]
+            ca, cb = channel_pair(left.node_keypair, right.node_keypair, f"c{i}")
+            for w, c in ((left, ca), (right, cb)):
+                w.channels[c.channel_id] = c
+                c.lnworker = w
+            pa = _Pipe(f"{i}>", left.node_keypair.privkey)
+            pb = _Pipe(f"<{i + 1}", right.node_keypair.privkey)
+            pa.other, pb.other = pb, pa
+            peer_a = _Peer(left, right.node_keypair.pubkey, pa)
+            peer_b = _Peer(right, left.node_keypair.pubkey, pb)
+            left.peers[peer_a.pubkey] = peer_a
+            right.peers[peer_b.pubkey] = peer_b
+            self.peers += [peer_a, peer_b]
+            self._pending = [(peer_a, ca), (peer_b, cb)]
+            for peer, chan in self._pending:
+                peer.mark_open(chan)
+
+    async def start(self) -> None:
+        for peer in self.peers:
+            for job in (peer._message_loop(), peer.htlc_switch()):
+                asyncio.ensure_future(job).add_done_callback(self._stopped)
+        for peer in self.peers:
+            await peer.initialized
+
+    def _stopped(self, task: asyncio.Future) -> None:
+        """A peer's loop ended: the harness is broken, so say why and stop."""
+        if not task.cancelled():
+            self.failure = repr(task.exception())
+            print(json.dumps({"error": f"an Electrum peer stopped: {self.failure}"}), flush=True)
+            os._exit(1)
+
+    def invoice(self, amount_msat: int) -> str:
+        payee = self.workers[-1]
+        preimage = os.urandom(32)
+        payment_hash = sha256(preimage)
+        payee.save_preimage(payment_hash, preimage)
+        payee.save_payment_info(PaymentInfo(payment_hash, amount_msat, RECEIVED, PR_UNPAID))
+        hints, _ = payee.calc_routing_hints_for_invoice(amount_msat)
+        addr = LnAddr(
+            paymenthash=payment_hash,
+            amount=Decimal(amount_msat) / (COIN * 1000),
+            tags=[
+                ("c", lnutil.MIN_FINAL_CLTV_EXPIRY_FOR_INVOICE),
+                ("d", "bench"),
+                ("9", payee.features.for_invoice()),
+                *hints,
+            ],
+            payment_secret=lnutil.derive_payment_secret_from_payment_preimage(preimage),
+        )
+        return lnencode(addr, payee.node_keypair.privkey)
+
+    def commitments(self) -> int:
+        """Commitments signed so far, all channels, both sides (each signs the other's)."""
+        return sum(c.get_latest_ctn(REMOTE) for w in self.workers for c in w.channels.values())
+
+    async def pay(self, n: int, amount_sat: int) -> list[float]:
+        payer, payee = self.workers[0], self.workers[-1]
+        out = []
+        for _ in range(n):
+            invoice = self.invoice(amount_sat * 1000)
+            t0 = time.perf_counter()
+            ok, log = await payer.pay_invoice(invoice, attempts=1)
+            out.append((time.perf_counter() - t0) * 1e3)
+            if not ok or payee.get_payment_status(lndecode(invoice).paymenthash) != PR_PAID:
+                raise RuntimeError(f"electrum payment failed: {log}")
+        return out
+
+
+def commitment_rounds(n: int) -> list[float]:
+    """ms per state, both sides: with 2 HTLCs (one each way) in the channel, each side signs
+    the other's next commitment (and its HTLC transactions), the other verifies it, revokes
+    its previous commitment and the signer checks that revocation: what one version of a
+    Chenilles Bitcoin channel costs (both commitments of a version signed, both revoked)."""
+    a, b = channel_pair(_keypair(), _keypair(), "s")
+    for c in (a, b):
+        c._state = ChannelState.OPEN
+    for payer, payee in ((a, b), (b, a)):
+        h = UpdateAddHtlc(
+            amount_msat=50_000_000, payment_hash=os.urandom(32), cltv_expiry=500, timestamp=0
+        )
+        h = payer.add_htlc(h)
+        payee.receive_htlc(h)
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        for x, y in ((a, b), (b, a)):
+            sig, htlc_sigs = x.sign_next_commitment()
+            y.receive_new_commitment(sig, htlc_sigs)
+            rev = y.revoke_current_commitment()
+            x.receive_revocation(rev)
+        out.append((time.perf_counter() - t0) * 1e3)
+        assert len(a.get_latest_commitment(LOCAL).outputs()) == 4  # to_local, to_remote, 2 HTLCs
+    return out
+
+
+def main() -> None:
+    logging.disable(logging.CRITICAL)
+    constants.set_testnet()
+    loop, stop, thread = util.create_and_start_event_loop()
+    lines: dict[int, Line] = {}
+
+    async def line(hops: int) -> Line:
+        if hops not in lines:
+            lines[hops] = Line(hops)
+            await lines[hops].start()
+        return lines[hops]
+
+    async def handle(cmd: dict) -> dict:
+        if cmd["cmd"] == "pay":
+            peers = await line(cmd["hops"])
+            before = peers.commitments()
+            ms = await peers.pay(cmd["n"], cmd.get("amount_sat", 10_000))
+            return {"ms": ms, "commitments": peers.commitments() - before}
+        if cmd["cmd"] == "commit":
+            return {"ms": commitment_rounds(cmd["n"])}
+        raise ValueError(cmd)
+
+    print(json.dumps({"ready": electrum.version.ELECTRUM_VERSION}), flush=True)
+    for raw in sys.stdin:
+        cmd = json.loads(raw)
+        if cmd["cmd"] == "quit":
+            break
+        try:
+            answer = asyncio.run_coroutine_threadsafe(handle(cmd), loop).result()
+        except Exception as exc:  # reported to the caller, which stops the section
+            answer = {"error": f"{type(exc).__name__}: {exc}"}
+        print(json.dumps(answer), flush=True)
+    loop.call_soon_threadsafe(stop.set_result, 1)
+    thread.join(timeout=2)
+
+
+if __name__ == "__main__":
+    main()
