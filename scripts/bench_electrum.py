@@ -49,6 +49,9 @@ from chenilles_hub.node.hub.routing_view import onion_hops, quotes_from, routing
 SCRIPTS = Path(__file__).resolve().parent
 #: The interpreter that has Debian's python3-electrum (override for another install).
 ELECTRUM_PYTHON = os.environ.get("CHENILLES_ELECTRUM_PYTHON", "/usr/bin/python3")
+#: Payments started together in the in-flight rounds (both sides batch them into shared
+#: commitments: Electrum's htlc_switch, our per-channel queue).
+IN_FLIGHT = 8
 #: 10,000 sat per payment on both sides (Electrum's amounts are in msat).
 AMOUNT_SAT = 10_000
 
@@ -164,13 +167,25 @@ class Line:
         store.save_checkpoint = counted  # type: ignore[method-assign]
 
     def versions(self) -> int:
-        """Signed versions summed over every channel, one side each."""
-        total = 0
-        for node in self.nodes[:-1]:
-            for channel in node.channels.values():
-                latest = channel.machine.latest
-                total += latest.version if latest else 0
-        return total
+        """Signed versions summed over the line's channels (each counted once)."""
+        latest = {cid: c.machine.latest for n in self.nodes for cid, c in n.channels.items()}
+        return sum(s.version for s in latest.values() if s is not None)
+
+    def route(self, invoice: Any) -> list[Any]:
+        """The payer's route for ``invoice``: part of a payment's time, as in Electrum."""
+        network = self.demo.network
+        route = find_route(
+            routing_graph(network.nodes.values()),
+            self.nodes[0].node_id,
+            invoice.payee,
+            invoice.amount,
+            invoice.asset,
+            now=self.clock(),
+            final_lead=invoice.final_lead + FINAL_SLACK,
+            max_lock=MAX_LOCK,
+            source_asset=self.source,
+        )
+        return onion_hops(route, quotes_from(network.nodes, route))
 
     def pay(self, n: int) -> list[float]:
         payer, payee = self.nodes[0], self.nodes[-1]
@@ -178,24 +193,29 @@ class Line:
         out = []
         for _ in range(n):
             invoice = payee.invoice(self.amount, self.target)
-            route = find_route(
-                routing_graph(network.nodes.values()),
-                payer.node_id,
-                invoice.payee,
-                invoice.amount,
-                invoice.asset,
-                now=self.clock(),
-                final_lead=invoice.final_lead + FINAL_SLACK,
-                max_lock=MAX_LOCK,
-                source_asset=self.source,
-            )
-            hops = onion_hops(route, quotes_from(network.nodes, route))
-            t0 = time.perf_counter()
+            t0 = time.perf_counter()  # route finding counts, as it does in Electrum's time
+            hops = self.route(invoice)
             payment = payer.pay_route(invoice, hops)
             network.run()
             out.append((time.perf_counter() - t0) * 1e3)
             if payment.status != "succeeded":
                 raise RuntimeError(f"payment {payment.status}: {payment.reason}")
+        return out
+
+    def burst(self, k: int, n: int) -> list[float]:
+        """``n`` times ``k`` payments started together: seconds until all ``k`` succeeded."""
+        payer, payee = self.nodes[0], self.nodes[-1]
+        network = self.demo.network
+        out = []
+        for _ in range(n):
+            invoices = [payee.invoice(self.amount, self.target) for _ in range(k)]
+            t0 = time.perf_counter()
+            todo = [(invoice, self.route(invoice)) for invoice in invoices]
+            payments = [payer.pay_route(invoice, hops) for invoice, hops in todo]
+            network.run()
+            out.append(time.perf_counter() - t0)
+            if not all(p.status == "succeeded" for p in payments):
+                raise RuntimeError("a payment in a burst failed")
         return out
 
     def close(self) -> None:
@@ -277,20 +297,22 @@ def _rate(latencies_ms: list[float]) -> float:
 
 def run(quick: bool) -> dict[str, Any]:
     if quick:
-        return measure(rounds=3, per_round=5, states_per_round=5)
-    return measure(rounds=7, per_round=25, states_per_round=25)
+        return measure(rounds=3, per_round=5, states_per_round=5, bursts_per_round=2)
+    return measure(rounds=7, per_round=20, states_per_round=20, bursts_per_round=4)
 
 
 def measure(
     rounds: int,
     per_round: int,
     states_per_round: int,
+    bursts_per_round: int = 0,
     hop_counts: tuple[int, ...] = (1, 2),
     shapes: tuple[tuple[str, str, bool], ...] = SHAPES,
 ) -> dict[str, Any]:
     """``rounds`` alternating rounds: in each, Electrum and every one of our ``shapes`` make
-    ``per_round`` sequential payments per hop count, then each side signs
-    ``states_per_round`` states. ``{"skipped": why}`` without Electrum."""
+    ``per_round`` sequential payments per hop count, then ``bursts_per_round`` times
+    ``IN_FLIGHT`` payments at once, then each side signs ``states_per_round`` states.
+    ``{"skipped": why}`` without Electrum."""
     missing = electrum_missing()
     if missing:
         return {"skipped": missing}
@@ -318,6 +340,7 @@ def measure(
         states(2)
 
         samples: dict[str, list[list[float]]] = {}
+        bursts: dict[str, list[list[float]]] = {}
         counted: dict[str, dict[str, float]] = {}
 
         def ours(hops: int, name: str) -> None:
@@ -329,6 +352,18 @@ def measure(
             c["payments"] += per_round
             c["signed_states"] += line.versions() - v0
             c["checkpoints"] += line.checkpoints - c0
+
+        def ours_burst(hops: int, name: str) -> None:
+            key = f"chenilles {name}, {hops} hop, {IN_FLIGHT} in flight"
+            seconds = lines[(hops, name)].burst(IN_FLIGHT, bursts_per_round)
+            bursts.setdefault(key, []).append(seconds)
+
+        def theirs_burst(hops: int) -> None:
+            key = f"electrum, {hops} hop, {IN_FLIGHT} in flight"
+            answer = electrum.ask(
+                cmd="burst", hops=hops, k=IN_FLIGHT, n=bursts_per_round, amount_sat=AMOUNT_SAT
+            )
+            bursts.setdefault(key, []).append(answer["s"])
 
         def theirs(hops: int) -> None:
             answer = electrum.ask(cmd="pay", hops=hops, n=per_round, amount_sat=AMOUNT_SAT)
@@ -348,6 +383,13 @@ def measure(
                     else:
                         for name, *_ in shapes:
                             ours(hops, name)
+                if bursts_per_round:
+                    for side in order:
+                        if side is theirs:
+                            theirs_burst(hops)
+                        else:
+                            for name, *_ in shapes:
+                                ours_burst(hops, name)
             for side in order:
                 if side is theirs:
                     answer = electrum.ask(cmd="commit", n=states_per_round)
@@ -357,6 +399,8 @@ def measure(
                         states(states_per_round)
                     )
         out = summarise(samples, counted, hop_counts, shapes)
+        if bursts_per_round:
+            out["in_flight"] = summarise_bursts(bursts, hop_counts, shapes)
         out.update(
             rounds=rounds,
             payments_per_round=per_round,
@@ -375,6 +419,36 @@ def measure(
             close = getattr(backend, "close", None)
             if callable(close):
                 close()
+
+
+def summarise_bursts(
+    bursts: dict[str, list[list[float]]],
+    hop_counts: tuple[int, ...],
+    shapes: tuple[tuple[str, str, bool], ...],
+) -> dict[str, Any]:
+    """payments/s with ``IN_FLIGHT`` started together, and ours / Electrum's."""
+
+    def rate(chunk: list[float]) -> float:
+        return IN_FLIGHT * len(chunk) / sum(chunk)
+
+    out: dict[str, Any] = {"payments_in_flight": IN_FLIGHT, "payments_per_s": {}, "ratios": {}}
+    for key, chunks in bursts.items():
+        per_burst = [IN_FLIGHT / s for chunk in chunks for s in chunk]
+        out["payments_per_s"][key] = bench_common.summary(per_burst, 1)
+    for hops in hop_counts:
+        base = bursts[f"electrum, {hops} hop, {IN_FLIGHT} in flight"]
+        for name, *_ in shapes:
+            mine = bursts[f"chenilles {name}, {hops} hop, {IN_FLIGHT} in flight"]
+            per_round = [rate(m) / rate(e) for m, e in zip(mine, base, strict=True)]
+            e50 = out["payments_per_s"][f"electrum, {hops} hop, {IN_FLIGHT} in flight"]["p50"]
+            m50 = out["payments_per_s"][f"chenilles {name}, {hops} hop, {IN_FLIGHT} in flight"][
+                "p50"
+            ]
+            out["ratios"][f"{name}, {hops} hop, {IN_FLIGHT} in flight: ours / electrum"] = {
+                "of_medians": round(m50 / e50, 2),
+                "per_round": bench_common.summary(per_round, 2),
+            }
+    return out
 
 
 def summarise(

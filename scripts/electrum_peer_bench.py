@@ -12,8 +12,9 @@ protocol, onion, BOLT 3 commitments and signatures, without persistence.
 
 A line protocol on stdin/stdout (one JSON object a line) so the caller can alternate rounds
 with its own: ``{"cmd": "pay", "hops": 1 | 2, "n": N}`` answers per-payment latencies in
-ms; ``{"cmd": "commit", "n": N}`` answers ms per state (2 HTLCs, both sides sign, verify
-and revoke); ``{"cmd": "quit"}``.
+ms; ``{"cmd": "burst", "hops": 1 | 2, "k": K, "n": N}`` N times K payments at once,
+answers seconds per burst; ``{"cmd": "commit", "n": N}`` answers ms per state (2 HTLCs,
+both sides sign, verify and revoke); ``{"cmd": "quit"}``.
 """
 
 from __future__ import annotations
@@ -423,6 +424,21 @@ class Line:
                 raise RuntimeError(f"electrum payment failed: {log}")
         return out
 
+    async def burst(self, k: int, n: int, amount_sat: int) -> list[float]:
+        """``n`` times ``k`` payments started together: seconds until all ``k`` arrived."""
+        payer = self.workers[0]
+        out = []
+        for _ in range(n):
+            invoices = [self.invoice(amount_sat * 1000) for _ in range(k)]
+            t0 = time.perf_counter()
+            results = await asyncio.gather(
+                *(payer.pay_invoice(inv, attempts=1) for inv in invoices)
+            )
+            out.append(time.perf_counter() - t0)
+            if not all(ok for ok, _ in results):
+                raise RuntimeError("an electrum payment in a burst failed")
+        return out
+
 
 def commitment_rounds(n: int) -> list[float]:
     """ms per state, both sides: with 2 HTLCs (one each way) in the channel, each side signs
@@ -469,6 +485,11 @@ def main() -> None:
             before = peers.commitments()
             ms = await peers.pay(cmd["n"], cmd.get("amount_sat", 10_000))
             return {"ms": ms, "commitments": peers.commitments() - before}
+        if cmd["cmd"] == "burst":
+            peers = await line(cmd["hops"])
+            before = peers.commitments()
+            seconds = await peers.burst(cmd["k"], cmd["n"], cmd.get("amount_sat", 10_000))
+            return {"s": seconds, "commitments": peers.commitments() - before}
         if cmd["cmd"] == "commit":
             return {"ms": commitment_rounds(cmd["n"])}
         raise ValueError(cmd)
