@@ -28,7 +28,12 @@ def test_electrum_side_by_side_reports_both_peers() -> None:
         pytest.skip(f"Electrum is not installed for the benchmark: {missing}")
     shapes = tuple(s for s in bench_electrum.SHAPES if s[1] == "bitcoin")
     out = bench_electrum.measure(
-        rounds=1, per_round=3, states_per_round=3, hop_counts=(1,), shapes=shapes
+        rounds=1,
+        per_round=3,
+        states_per_round=3,
+        bursts_per_round=1,
+        hop_counts=(1,),
+        shapes=shapes,
     )
     assert out["electrum_version"] == "4.3.4"
     pay = out["payments"]
@@ -48,6 +53,15 @@ def test_electrum_side_by_side_reports_both_peers() -> None:
         assert ratio == pytest.approx(
             ours["payments_per_s"]["p50"] / electrum["payments_per_s"]["p50"], rel=0.02
         )
+    flight = out["in_flight"]
+    k = flight["payments_in_flight"]
+    assert 0 < flight["payments_per_s"][f"electrum, 1 hop, {k} in flight"]["p50"] < 10_000
+    for name, _, persist in shapes:
+        key = f"chenilles {name}, 1 hop, {k} in flight"
+        assert 0 < flight["payments_per_s"][key]["p50"] < 100_000
+        # payments in flight share states: fewer than the 2 per payment of one at a time
+        assert flight["per_payment"][key]["signed_states"] < 2
+        assert (flight["per_payment"][key]["checkpoints"] > 0) == persist
     state = out["state_with_2_htlcs_both_sides"]
     assert state["electrum_ms"]["n"] == state["chenilles_bitcoin_ms"]["n"] == 3
     assert state["electrum_ms"]["p50"] > 0 and state["chenilles_bitcoin_ms"]["p50"] > 0
