@@ -14,7 +14,7 @@ Sections (each in its own process, so memory and start-up figures stay clean):
 5. scale     memory per open channel; restart with 100k channels (quick: 10k)
 
     .venv/bin/python scripts/bench.py            # full run, writes docs/bench/results.json
-    .venv/bin/python scripts/bench.py --quick    # < 60 s, writes docs/bench/results-quick.json
+    .venv/bin/python scripts/bench.py --quick    # ~2 min, writes docs/bench/results-quick.json
     .venv/bin/python scripts/bench.py --only updates,payments   # merged into the file
 """
 
@@ -231,7 +231,7 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="small sizes, < 60 s in total")
+    ap.add_argument("--quick", action="store_true", help="small sizes, ~2 min in total")
     ap.add_argument("--only", help=f"comma-separated subset of {','.join(SECTIONS)}")
     ap.add_argument("--out", help="JSON output (default docs/bench/results[-quick].json)")
     args = ap.parse_args()
