@@ -49,6 +49,8 @@ from chenilles_hub.node.hub.routing_view import onion_hops, quotes_from, routing
 SCRIPTS = Path(__file__).resolve().parent
 #: The interpreter that has Debian's python3-electrum (override for another install).
 ELECTRUM_PYTHON = os.environ.get("CHENILLES_ELECTRUM_PYTHON", "/usr/bin/python3")
+#: Electrum's two set-ups: its test harness (nothing written) and with its wallet file.
+ELECTRUM, ELECTRUM_FILE = "electrum", "electrum wallet file"
 #: Payments started together in the in-flight rounds (both sides batch them into shared
 #: commitments: Electrum's htlc_switch, our per-channel queue).
 IN_FLIGHT = 8
@@ -65,6 +67,13 @@ NOTES = {
         "commitment_signed + revoke_and_ack each way (4 commitments signed with their HTLC "
         "signatures, 4 revoked). Its htlc_switch polls every 100 ms unless a "
         "revoke_and_ack wakes it."
+    ),
+    "electrum wallet file": (
+        "The same, each node with a real Electrum WalletDB holding its channels and a "
+        "WalletStorage: whenever Electrum saves a channel (after sending commitment_signed, "
+        "sending and receiving revoke_and_ack) the whole db is dumped as JSON and written "
+        "(temporary file, fsync, rename), as an Electrum wallet does; a real wallet's file "
+        "also holds its on-chain history, so it is larger than here."
     ),
     "chenilles": (
         "Per hop and payment: a state adding the HTLC and a state settling it (each signed "
@@ -367,7 +376,8 @@ def measure(
         states = bitcoin_states(demo, clock)
         # warm-up: routes, caches, Electrum's first HTLC (not counted)
         for hops in hop_counts:
-            electrum.ask(cmd="pay", hops=hops, n=2, amount_sat=AMOUNT_SAT)
+            for persist in (False, True):
+                electrum.ask(cmd="pay", hops=hops, n=2, amount_sat=AMOUNT_SAT, persist=persist)
             for name, *_ in shapes:
                 lines[(hops, name)].pay(2)
         electrum.ask(cmd="commit", n=2)
@@ -401,22 +411,39 @@ def measure(
             c["checkpoints"] += line.checkpoints - c0 - invoices
 
         def theirs_burst(hops: int) -> None:
-            key = f"electrum, {hops} hop, {IN_FLIGHT} in flight"
-            answer = electrum.ask(
-                cmd="burst", hops=hops, k=IN_FLIGHT, n=bursts_per_round, amount_sat=AMOUNT_SAT
-            )
-            bursts.setdefault(key, []).append(answer["s"])
-            c = counted.setdefault(key, {"payments": 0, "commitments_signed": 0})
-            c["payments"] += IN_FLIGHT * bursts_per_round
-            c["commitments_signed"] += answer["commitments"]
+            # with its wallet file Electrum is slow: one burst a round
+            for label, persist, n in (
+                (ELECTRUM, False, bursts_per_round),
+                (ELECTRUM_FILE, True, 1),
+            ):
+                key = f"{label}, {hops} hop, {IN_FLIGHT} in flight"
+                answer = electrum.ask(
+                    cmd="burst", hops=hops, k=IN_FLIGHT, n=n, amount_sat=AMOUNT_SAT, persist=persist
+                )
+                bursts.setdefault(key, []).append(answer["s"])
+                c = counted.setdefault(
+                    key, {"payments": 0, "commitments_signed": 0, "wallet_file_writes": 0}
+                )
+                c["payments"] += IN_FLIGHT * n
+                c["commitments_signed"] += answer["commitments"]
+                c["wallet_file_writes"] += answer["writes"]
 
         def theirs(hops: int) -> None:
-            answer = electrum.ask(cmd="pay", hops=hops, n=per_round, amount_sat=AMOUNT_SAT)
-            key = f"electrum, {hops} hop"
-            samples.setdefault(key, []).append(answer["ms"])
-            c = counted.setdefault(key, {"payments": 0, "commitments_signed": 0})
-            c["payments"] += per_round
-            c["commitments_signed"] += answer["commitments"]
+            for label, persist, n in (
+                (ELECTRUM, False, per_round),
+                (ELECTRUM_FILE, True, max(2, per_round // 4)),
+            ):
+                answer = electrum.ask(
+                    cmd="pay", hops=hops, n=n, amount_sat=AMOUNT_SAT, persist=persist
+                )
+                key = f"{label}, {hops} hop"
+                samples.setdefault(key, []).append(answer["ms"])
+                c = counted.setdefault(
+                    key, {"payments": 0, "commitments_signed": 0, "wallet_file_writes": 0}
+                )
+                c["payments"] += n
+                c["commitments_signed"] += answer["commitments"]
+                c["wallet_file_writes"] += answer["writes"]
 
         for r in range(rounds):
             # alternate who goes first, so neither side always meets the other's leftovers
@@ -492,18 +519,19 @@ def summarise_bursts(
             what: round(c[what] / c["payments"], 2) for what in c if what != "payments"
         }
     for hops in hop_counts:
-        base = bursts[f"electrum, {hops} hop, {IN_FLIGHT} in flight"]
-        for name, *_ in shapes:
-            mine = bursts[f"chenilles {name}, {hops} hop, {IN_FLIGHT} in flight"]
-            per_round = [rate(m) / rate(e) for m, e in zip(mine, base, strict=True)]
-            e50 = out["payments_per_s"][f"electrum, {hops} hop, {IN_FLIGHT} in flight"]["p50"]
-            m50 = out["payments_per_s"][f"chenilles {name}, {hops} hop, {IN_FLIGHT} in flight"][
-                "p50"
-            ]
-            out["ratios"][f"{name}, {hops} hop, {IN_FLIGHT} in flight: ours / electrum"] = {
-                "of_medians": round(m50 / e50, 2),
-                "per_round": bench_common.summary(per_round, 2),
-            }
+        for name, _, persist in shapes:
+            mine_key = f"chenilles {name}, {hops} hop, {IN_FLIGHT} in flight"
+            mine = bursts[mine_key]
+            for label in [ELECTRUM, ELECTRUM_FILE] if persist else [ELECTRUM]:
+                base_key = f"{label}, {hops} hop, {IN_FLIGHT} in flight"
+                base = bursts[base_key]
+                per_round = [rate(m) / rate(e) for m, e in zip(mine, base, strict=True)]
+                e50 = out["payments_per_s"][base_key]["p50"]
+                m50 = out["payments_per_s"][mine_key]["p50"]
+                out["ratios"][f"{name}, {hops} hop, {IN_FLIGHT} in flight: ours / {label}"] = {
+                    "of_medians": round(m50 / e50, 2),
+                    "per_round": bench_common.summary(per_round, 2),
+                }
     return out
 
 
@@ -526,24 +554,26 @@ def summarise(
             "latency_ms": bench_common.summary(flat(key), 2),
             "payments_per_s": bench_common.summary(rates, 1),
         }
-        for what in ("signed_states", "checkpoints", "commitments_signed"):
+        for what in ("signed_states", "checkpoints", "commitments_signed", "wallet_file_writes"):
             if what in c:
                 entry[f"{what}_per_payment"] = round(c[what] / c["payments"], 2)
         payments[key] = entry
     ratios: dict[str, Any] = {}
     for hops in hop_counts:
-        base = samples[f"electrum, {hops} hop"]
-        for name, *_ in shapes:
+        for name, _, persist in shapes:
             mine = samples[f"chenilles {name}, {hops} hop"]
-            per_round_ratio = [_rate(m) / _rate(e) for m, e in zip(mine, base, strict=True)]
-            ratios[f"{name}, {hops} hop: payments/s ours / electrum"] = {
-                "of_medians": round(
-                    payments[f"chenilles {name}, {hops} hop"]["payments_per_s"]["p50"]
-                    / payments[f"electrum, {hops} hop"]["payments_per_s"]["p50"],
-                    2,
-                ),
-                "per_round": bench_common.summary(per_round_ratio, 2),
-            }
+            against = [ELECTRUM, ELECTRUM_FILE] if persist else [ELECTRUM]
+            for label in against:
+                base = samples[f"{label}, {hops} hop"]
+                per_round_ratio = [_rate(m) / _rate(e) for m, e in zip(mine, base, strict=True)]
+                ratios[f"{name}, {hops} hop: payments/s ours / {label}"] = {
+                    "of_medians": round(
+                        payments[f"chenilles {name}, {hops} hop"]["payments_per_s"]["p50"]
+                        / payments[f"{label}, {hops} hop"]["payments_per_s"]["p50"],
+                        2,
+                    ),
+                    "per_round": bench_common.summary(per_round_ratio, 2),
+                }
     e_state, c_state = flat("electrum state"), flat("chenilles bitcoin state")
     per_round_state = [
         bench_common.pct(e, 50) / bench_common.pct(c, 50)

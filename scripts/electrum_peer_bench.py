@@ -8,7 +8,10 @@ follows what Electrum's own two-peer tests do (electrum/tests/test_lnpeer.py in 
 source): channels built directly from keys (no funding transaction, no chain), peers joined
 by in-memory queues instead of the Noise transport, a worker that borrows ``LNWallet``'s
 payment methods and writes nothing to disk. So Electrum's figures here are its channel
-protocol, onion, BOLT 3 commitments and signatures, without persistence.
+protocol, onion, BOLT 3 commitments and signatures, without persistence; with
+``"persist": true`` each node also has a real Electrum wallet db and storage holding its
+channels, written (JSON, fsync, rename) whenever Electrum saves a channel, as a wallet
+does.
 
 A line protocol on stdin/stdout (one JSON object a line) so the caller can alternate rounds
 with its own: ``{"cmd": "pay", "hops": 1 | 2, "n": N}`` answers per-payment latencies in
@@ -23,6 +26,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -44,7 +48,9 @@ from electrum.lnrouter import LNPathFinder
 from electrum.lnutil import LOCAL, REMOTE, Keypair, LnFeatures, LNPeerAddr, UpdateAddHtlc
 from electrum.lnworker import RECEIVED, LNWallet, PaymentInfo
 from electrum.simple_config import SimpleConfig
+from electrum.storage import WalletStorage
 from electrum.util import NetworkRetryManager
+from electrum.wallet_db import WalletDB
 
 CHANNEL_MSAT = 10 * COIN * 1000  # 10 BTC each side: never runs dry during a benchmark
 
@@ -96,10 +102,24 @@ class _Chain:
 
 
 class _Wallet:
-    """The on-chain wallet's part a Lightning worker touches: nothing is saved."""
+    """The on-chain wallet's part a Lightning worker touches. Without a directory nothing is
+    saved (Electrum's test set-up); with one, ``save_db`` is a real Electrum wallet's: its
+    ``WalletDB`` (holding this node's channels) serialized to JSON and written through
+    ``WalletStorage`` (temporary file, fsync, rename), whenever a channel changed."""
 
-    def __init__(self) -> None:
+    def __init__(self, path: str | None) -> None:
         self.receive_requests: dict = {}
+        self.db = WalletDB("", manual_upgrades=False) if path else None
+        self.storage = WalletStorage(path) if path else None
+        self.writes = 0
+        if self.storage is not None:
+            write = self.storage.write
+
+            def counted(data: str) -> None:
+                self.writes += 1
+                write(data)
+
+            self.storage.write = counted  # type: ignore[method-assign]
 
     class adb:  # Electrum's attribute name
         @staticmethod
@@ -107,7 +127,16 @@ class _Wallet:
             return None
 
     def save_db(self) -> None:
-        return None
+        if self.db is not None and self.storage is not None:
+            self.db.write(self.storage)  # only if something changed, as in Electrum
+
+    def holds(self, state: dict) -> StoredDict:
+        """``state`` as a channel of this wallet's db (its changes mark the db modified)."""
+        if self.db is None:
+            return StoredDict(state, None, [])
+        channels = self.db.get_dict("channels")
+        channels[state["channel_id"]] = state
+        return channels[state["channel_id"]]
 
     def set_label(self, *args: object) -> None:
         return None
@@ -134,7 +163,7 @@ class Worker(electrum.logging.Logger, util.EventListener, NetworkRetryManager[LN
     INITIAL_TRAMPOLINE_FEE_LEVEL = 0
     _check_invoice = staticmethod(LNWallet._check_invoice)
 
-    def __init__(self, name: str, keys: Keypair, forwards: bool) -> None:
+    def __init__(self, name: str, keys: Keypair, forwards: bool, persist: bool) -> None:
         self.name = name
         electrum.logging.Logger.__init__(self)
         NetworkRetryManager.__init__(self, max_retry_delay_normal=1, init_retry_delay_normal=1)
@@ -143,7 +172,7 @@ class Worker(electrum.logging.Logger, util.EventListener, NetworkRetryManager[LN
         self.config = SimpleConfig({}, read_user_dir_function=lambda: self._dir)
         self.config.set_key("lightning_forward_payments", forwards)
         self.network = _Chain(self.config)
-        self.wallet = _Wallet()
+        self.wallet = _Wallet(os.path.join(self._dir, "wallet") if persist else None)
         self.taskgroup = util.OldTaskGroup()
         self.lnwatcher = None
         self.listen_server = None
@@ -183,10 +212,11 @@ class Worker(electrum.logging.Logger, util.EventListener, NetworkRetryManager[LN
         return next((c for c in self.channels.values() if c.short_channel_id == scid), None)
 
     def channel_state_changed(self, chan: Channel) -> None:
-        return None
+        self.save_channel(chan)
 
     def save_channel(self, chan: Channel) -> None:
-        return None  # the harness persists nothing (a wallet would rewrite its file)
+        """As ``LNWallet.save_channel``: the wallet's db is written (if it has one)."""
+        self.wallet.save_db()
 
     def get_first_timestamp(self) -> int:
         return 0
@@ -239,7 +269,7 @@ def _config_pair(
     first_point: bytes,
     node: bytes,
     funding: tuple[str, int],
-) -> StoredDict:
+) -> dict:
     """One side's stored channel state, as a funded channel would have it."""
     cid, _ = lnpeer.channel_id_from_funding_tx(*funding)
     common = dict(
@@ -278,34 +308,32 @@ def _config_pair(
         current_htlc_signatures=None,
         **common,
     )
-    return StoredDict(
-        {
-            "channel_id": cid.hex(),
-            "short_channel_id": cid[:8],
-            "funding_outpoint": lnpeer.Outpoint(*funding),
-            "remote_config": remote,
-            "local_config": local,
-            "constraints": lnutil.ChannelConstraints(
-                capacity=(local_msat + remote_msat) // 1000,
-                is_initiator=me_first,
-                funding_txn_minimum_depth=3,
-            ),
-            "node_id": node.hex(),
-            "onion_keys": {},
-            "data_loss_protect_remote_pcp": {},
-            "state": "PREOPENING",
-            "log": {},
-            "fail_htlc_reasons": {},
-            "unfulfilled_htlcs": {},
-            "revocation_store": {},
-            "channel_type": lnutil.ChannelType.OPTION_STATIC_REMOTEKEY,
-        },
-        None,
-        [],
-    )
+    return {
+        "channel_id": cid.hex(),
+        "short_channel_id": cid[:8],
+        "funding_outpoint": lnpeer.Outpoint(*funding),
+        "remote_config": remote,
+        "local_config": local,
+        "constraints": lnutil.ChannelConstraints(
+            capacity=(local_msat + remote_msat) // 1000,
+            is_initiator=me_first,
+            funding_txn_minimum_depth=3,
+        ),
+        "node_id": node.hex(),
+        "onion_keys": {},
+        "data_loss_protect_remote_pcp": {},
+        "state": "PREOPENING",
+        "log": {},
+        "fail_htlc_reasons": {},
+        "unfulfilled_htlcs": {},
+        "revocation_store": {},
+        "channel_type": lnutil.ChannelType.OPTION_STATIC_REMOTEKEY,
+    }
 
 
-def channel_pair(a: Keypair, b: Keypair, name: str) -> tuple[Channel, Channel]:
+def channel_pair(
+    a: Keypair, b: Keypair, name: str, wallets: tuple[_Wallet, _Wallet] | None = None
+) -> tuple[Channel, Channel]:
     """Two sides of one open channel between nodes ``a`` and ``b``, first commitment signed."""
     rng = PRNG(os.urandom(32))
     funding = (rng.get_bytes(32).hex(), 0)
@@ -331,7 +359,8 @@ def channel_pair(a: Keypair, b: Keypair, name: str) -> tuple[Channel, Channel]:
             node.pubkey,
             funding,
         )
-        sides.append(Channel(state, name=f"{name}{i}", initial_feerate=2500))
+        held = wallets[i].holds(state) if wallets else StoredDict(state, None, [])
+        sides.append(Channel(held, name=f"{name}{i}", initial_feerate=2500))
     x, y = sides
     for c in sides:
         c.hm.log[LOCAL]["ctn"] = 0
@@ -352,13 +381,17 @@ def channel_pair(a: Keypair, b: Keypair, name: str) -> tuple[Channel, Channel]:
 class Line:
     """Nodes 0 .. k in a line, a channel between neighbours, the inner ones forwarding."""
 
-    def __init__(self, hops: int) -> None:
+    def __init__(self, hops: int, persist: bool) -> None:
         keys = [_keypair() for _ in range(hops + 1)]
-        self.workers = [Worker(f"n{i}", k, forwards=0 < i < hops) for i, k in enumerate(keys)]
+        self.workers = [
+            Worker(f"n{i}", k, forwards=0 < i < hops, persist=persist) for i, k in enumerate(keys)
+        ]
         self.peers: list[Peer] = []
         for i in range(hops):
             left, right = self.workers[i], self.workers[i + 1]
-            ca, cb = channel_pair(left.node_keypair, right.node_keypair, f"c{i}")
+            ca, cb = channel_pair(
+                left.node_keypair, right.node_keypair, f"c{i}", (left.wallet, right.wallet)
+            )
             for w, c in ((left, ca), (right, cb)):
                 w.channels[c.channel_id] = c
                 c.lnworker = w
@@ -407,6 +440,10 @@ class Line:
             payment_secret=lnutil.derive_payment_secret_from_payment_preimage(preimage),
         )
         return lnencode(addr, payee.node_keypair.privkey)
+
+    def writes(self) -> int:
+        """Wallet files written so far (each fsynced), all nodes."""
+        return sum(w.wallet.writes for w in self.workers)
 
     def commitments(self) -> int:
         """Commitments signed so far, all channels, both sides (each signs the other's)."""
@@ -471,25 +508,33 @@ def main() -> None:
     logging.disable(logging.CRITICAL)
     constants.set_testnet()
     loop, stop, thread = util.create_and_start_event_loop()
-    lines: dict[int, Line] = {}
+    lines: dict[tuple[int, bool], Line] = {}
 
-    async def line(hops: int) -> Line:
-        if hops not in lines:
-            lines[hops] = Line(hops)
-            await lines[hops].start()
-        return lines[hops]
+    async def line(hops: int, persist: bool) -> Line:
+        if (hops, persist) not in lines:
+            lines[(hops, persist)] = Line(hops, persist)
+            await lines[(hops, persist)].start()
+        return lines[(hops, persist)]
 
     async def handle(cmd: dict) -> dict:
         if cmd["cmd"] == "pay":
-            peers = await line(cmd["hops"])
-            before = peers.commitments()
+            peers = await line(cmd["hops"], cmd.get("persist", False))
+            before, writes = peers.commitments(), peers.writes()
             ms = await peers.pay(cmd["n"], cmd.get("amount_sat", 10_000))
-            return {"ms": ms, "commitments": peers.commitments() - before}
+            return {
+                "ms": ms,
+                "commitments": peers.commitments() - before,
+                "writes": peers.writes() - writes,
+            }
         if cmd["cmd"] == "burst":
-            peers = await line(cmd["hops"])
-            before = peers.commitments()
+            peers = await line(cmd["hops"], cmd.get("persist", False))
+            before, writes = peers.commitments(), peers.writes()
             seconds = await peers.burst(cmd["k"], cmd["n"], cmd.get("amount_sat", 10_000))
-            return {"s": seconds, "commitments": peers.commitments() - before}
+            return {
+                "s": seconds,
+                "commitments": peers.commitments() - before,
+                "writes": peers.writes() - writes,
+            }
         if cmd["cmd"] == "commit":
             return {"ms": commitment_rounds(cmd["n"])}
         raise ValueError(cmd)
@@ -506,6 +551,9 @@ def main() -> None:
         print(json.dumps(answer), flush=True)
     loop.call_soon_threadsafe(stop.set_result, 1)
     thread.join(timeout=2)
+    for peers in lines.values():
+        for worker in peers.workers:
+            shutil.rmtree(worker._dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,11 @@ def test_electrum_side_by_side_reports_both_peers() -> None:
     assert electrum["commitments_signed_per_payment"] == 4
     assert electrum["latency_ms"]["n"] == 3
     assert 0 < electrum["payments_per_s"]["p50"] < 1000
+    assert electrum["wallet_file_writes_per_payment"] == 0
+    # with its wallet file Electrum writes the db at every commitment and revocation
+    wallet = pay["electrum wallet file, 1 hop"]
+    assert wallet["commitments_signed_per_payment"] == 4
+    assert wallet["wallet_file_writes_per_payment"] >= 4
     for name, _, persist in shapes:
         ours = pay[f"chenilles {name}, 1 hop"]
         assert ours["latency_ms"]["n"] == 3
