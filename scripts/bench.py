@@ -159,6 +159,8 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         )
     for key, r in _g(el, "ratios", default={}).items():
         rows.append((key, f"{r['of_medians']}x (per round p50 {r['per_round']['p50']}x)", ""))
+    for key, r in _g(el, "in_flight", "ratios", default={}).items():
+        rows.append((key, f"{r['of_medians']}x (per round p50 {r['per_round']['p50']}x)", ""))
     st = _g(el, "state_with_2_htlcs_both_sides", default={})
     if st:
         rows.append(
