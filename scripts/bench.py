@@ -7,6 +7,8 @@ Sections (each in its own process, so memory and start-up figures stay clean):
    nodes     the same between two node processes over TCP (anvil), and payments through
              their API (scripts/bench_nodes.py)
 2. payments  multi-hop payment latency and payments/s through hubs (EVM, EVM -> Bitcoin)
+   electrum  Electrum 4.3.4's peers beside ours in the same run, alternating rounds
+             (scripts/bench_electrum.py; needs Debian's python3-electrum)
 3. routing   path finding on a 20k-node / 100k-channel graph (scripts/bench_routing.py)
 4. costs     gas, weight, compute units per on-chain operation (the backends' own scripts)
 5. scale     memory per open channel; restart with 100k channels (quick: 10k)
@@ -14,7 +16,7 @@ Sections (each in its own process, so memory and start-up figures stay clean):
              through the hub with HTLCs (scripts/bench_virtual.py)
 
     .venv/bin/python scripts/bench.py            # full run, writes docs/bench/results.json
-    .venv/bin/python scripts/bench.py --quick    # < 60 s, writes docs/bench/results-quick.json
+    .venv/bin/python scripts/bench.py --quick    # ~2 min, writes docs/bench/results-quick.json
     .venv/bin/python scripts/bench.py --only updates,payments   # merged into the file
 """
 
@@ -33,7 +35,7 @@ import bench_common
 
 SCRIPTS = Path(__file__).resolve().parent
 ROOT = SCRIPTS.parent
-SECTIONS = ("updates", "nodes", "payments", "routing", "costs", "scale", "virtual")
+SECTIONS = ("updates", "nodes", "payments", "electrum", "routing", "costs", "scale", "virtual")
 
 
 def run_section(name: str, quick: bool) -> dict[str, Any]:
@@ -146,6 +148,31 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 "3-hop x-chain p50 < 25 ms; lnd 33-48/s; Eclair 75 ms",
             )
         )
+    el = results.get("electrum", {})
+    if "skipped" in el:
+        rows.append(("electrum side by side", "skipped", el["skipped"][:60]))
+    for key, r in _g(el, "payments", default={}).items():
+        rows.append(
+            (
+                f"two peers, {key}",
+                f"p50 {r['latency_ms']['p50']} ms, {r['payments_per_s']['p50']} payments/s",
+                "same run, alternating rounds",
+            )
+        )
+    for key, r in _g(el, "ratios", default={}).items():
+        rows.append((key, f"{r['of_medians']}x (per round p50 {r['per_round']['p50']}x)", ""))
+    for key, r in _g(el, "in_flight", "ratios", default={}).items():
+        rows.append((key, f"{r['of_medians']}x (per round p50 {r['per_round']['p50']}x)", ""))
+    st = _g(el, "state_with_2_htlcs_both_sides", default={})
+    if st:
+        rows.append(
+            (
+                "state with 2 HTLCs, both sides: electrum / ours",
+                f"{st['electrum_ms']['p50']} / {st['chenilles_bitcoin_ms']['p50']} ms "
+                f"({st['ratio_electrum_over_ours']['of_medians']}x)",
+                "BOLT 3 both",
+            )
+        )
     rt = results.get("routing", {})
     if "fast" in rt:
         rows.append(
@@ -218,7 +245,7 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="small sizes, < 60 s in total")
+    ap.add_argument("--quick", action="store_true", help="small sizes, ~2 min in total")
     ap.add_argument("--only", help=f"comma-separated subset of {','.join(SECTIONS)}")
     ap.add_argument("--out", help="JSON output (default docs/bench/results[-quick].json)")
     args = ap.parse_args()

@@ -62,8 +62,17 @@ def wall_clock(ledgers: Ledgers) -> Callable[[], int]:
 
 
 def build(
-    demo: Demo, chains: tuple[str, ...], directory: Path, tag: str, clock: Callable[[], int]
+    demo: Demo,
+    chains: tuple[str, ...],
+    directory: Path | None,
+    tag: str,
+    clock: Callable[[], int],
+    btc_deposit: int = 2 * SAT,
 ) -> tuple[list[Node], Asset, Asset]:
+    """Nodes in a line, a channel on ``chains[i]`` between node i and i+1; a SQLite store
+    (WAL, synchronous FULL) per node in ``directory``, or none (in memory) without one.
+    (The embedded regtest chain's block reward halves every 150 blocks: a run that opens
+    many Bitcoin channels deposits less.)"""
     ledgers = demo.ledgers
     by_name = {"evm": ledgers.evm, "bitcoin": ledgers.bitcoin}
     eth, btc = demo.eth, demo.btc
@@ -83,13 +92,13 @@ def build(
             clock=clock,
             name=f"{tag}-{i}",
             policy=policy if 0 < i < len(chains) else ForwardingPolicy(),
-            store=SQLiteStore(directory / f"{tag}-{i}.sqlite"),
+            store=SQLiteStore(directory / f"{tag}-{i}.sqlite") if directory else None,
         )
         demo.network.add(node)
         nodes.append(node)
     for i, chain in enumerate(chains):
         a = asset[chain]
-        amount = 50 * WEI if chain == "evm" else 2 * SAT
+        amount = 50 * WEI if chain == "evm" else btc_deposit
         demo.open(nodes[i], nodes[i + 1], by_name[chain].chain, {a: (amount, 0)})
     return nodes, eth, asset[chains[-1]]
 

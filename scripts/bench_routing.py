@@ -69,8 +69,11 @@ def units(asset: Asset, usd: float) -> int:
 
 
 def build_edges(
-    n_nodes: int, n_channels: int, n_hubs: int, seed: int
+    n_nodes: int, n_channels: int, n_hubs: int, seed: int, bulk: bool = False
 ) -> tuple[list[ChannelEdge], list[AssetRate], list[bytes]]:
+    """The seeded graph. ``bulk`` draws each chain's channel ends in one numpy call instead
+    of one per channel (the same distribution, another graph for the same seed): one draw
+    per channel is O(nodes) and takes hours at 100k nodes / 500k channels."""
     rng = np.random.default_rng(seed)
     pyrng = random.Random(seed)
     ids = [int(i).to_bytes(4, "big") + bytes(28) for i in range(n_nodes)]
@@ -85,6 +88,10 @@ def build_edges(
     p_all = weight / weight.sum()
     edges: list[ChannelEdge] = []
     us = rng.choice(n_nodes, size=n_channels * 2, p=p_all)
+    drawn = {
+        chain: (iter(rng.choice(members, size=n_channels * 2, p=p).tolist()) if bulk else None)
+        for chain, (members, p) in on_chain.items()
+    }
     k = 0
     made = 0
     while made < n_channels:
@@ -92,7 +99,8 @@ def build_edges(
         k += 1
         chain = CHAIN_SHARE[pyrng.randrange(3)][0] if u in hubs else CHAIN_SHARE[home[u]][0]
         members, p = on_chain[chain]
-        v = int(rng.choice(members, p=p))
+        ends = drawn[chain]
+        v = int(next(ends)) if ends is not None else int(rng.choice(members, p=p))
         if u == v:
             continue
         asset = CHAINS[chain][0] if len(CHAINS[chain]) == 1 or pyrng.random() < 0.7 else USDC
@@ -193,6 +201,14 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=500)
     ap.add_argument("--baseline-pairs", type=int, default=100)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument(
+        "--bulk",
+        action="store_true",
+        help="draw channel ends in bulk (needed for 100k+ nodes; another graph per seed)",
+    )
+    ap.add_argument(
+        "--no-memory", action="store_true", help="skip the second build under tracemalloc"
+    )
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench" / "routing.json"))
     args = ap.parse_args()
     if args.quick:
@@ -200,7 +216,7 @@ def main() -> None:
         args.baseline_pairs = min(args.baseline_pairs, 30)
 
     t0 = time.perf_counter()
-    edges, rates, _ids = build_edges(args.nodes, args.channels, args.hubs, args.seed)
+    edges, rates, _ids = build_edges(args.nodes, args.channels, args.hubs, args.seed, args.bulk)
     t_gen = time.perf_counter() - t0
     gc.collect()
     t0 = time.perf_counter()
@@ -208,13 +224,18 @@ def main() -> None:
     index = graph.index()
     t_build = time.perf_counter() - t0
     # Memory of a second, identical build under tracemalloc (which slows building down).
-    tracemalloc.start()
-    twin = RoutingGraph(edges, rates, TIME_MODELS)
-    twin.index()
-    mem_index, _ = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    del twin
-    gc.collect()
+    mem_index = 0
+    if not args.no_memory:
+        tracemalloc.start()
+        twin = RoutingGraph(edges, rates, TIME_MODELS)
+        twin.index()
+        mem_index, _ = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        del twin
+        gc.collect()
+    degree = np.bincount(
+        np.array([index.node_index[e.source] for e in edges]), minlength=len(index.nodes)
+    )
 
     pyrng = random.Random(args.seed + 1)
     node_assets: dict[int, list[int]] = {}
@@ -282,13 +303,24 @@ def main() -> None:
             "pairs": args.pairs,
             "baseline_pairs": len(base_todo),
             "seed": args.seed,
+            "bulk_sampling": args.bulk,
             "max_lock_s": MAX_LOCK,
             "final_lead_s": FINAL_LEAD,
         },
         "machine": machine(),
         "generate_s": round(t_gen, 3),
         "build_s": round(t_build, 3),
-        "index_mem_mb": round(mem_index / 2**20, 1),
+        "index_mem_mb": round(mem_index / 2**20, 1) if mem_index else None,
+        "channels_per_node": {
+            "mean": round(float(degree.mean()), 2),
+            "median": int(np.median(degree)),
+            "p99": int(np.percentile(degree, 99)),
+            "max": int(degree.max()),
+            "top_1pct_share_of_channel_ends": round(
+                float(np.sort(degree)[-max(1, len(degree) // 100) :].sum() / degree.sum()), 3
+            ),
+            "nodes_with_1_channel_share": round(float((degree == 1).mean()), 3),
+        },
         "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "fast": {
             "p50_ms": round(bench_common.pct(fast_ms, 50), 2),

@@ -112,3 +112,23 @@ def test_a_tampered_onion_is_refused() -> None:
     flipped = onion[:-1] + bytes([onion[-1] ^ 1])
     with pytest.raises(BadOnion):
         peel(node, flipped)
+
+
+def test_converted_keys_are_kept_per_node_and_bad_ids_still_fail() -> None:
+    """The X25519 images are converted once (payer side per node id, receiver side per
+    identity): a restarted node (same seed) opens layers sealed before, another node with
+    a cached box still cannot, and a malformed node id fails every time, not just once."""
+    seed = hashlib.sha256(b"onion restart").digest()
+    node, other = NodeIdentity.from_seed(seed), NodeIdentity()
+    hop = OnionHop(node.node_id, b"\x01" * 32, 7, BTC, NOW)
+    onions = [build_onion([hop]) for _ in range(3)]  # the second and third: cached box
+    assert len(set(onions)) == 3  # a fresh ephemeral key per layer all the same
+    restarted = NodeIdentity.from_seed(seed)
+    for onion in onions:
+        assert peel(restarted, onion).amount_int == 7
+        with pytest.raises(BadOnion):
+            peel(other, onion)
+    bad = OnionHop(b"\x00" * 31, b"\x01" * 32, 7, BTC, NOW)
+    for _ in range(2):
+        with pytest.raises((ValueError, TypeError)):
+            build_onion([bad])
