@@ -11,7 +11,16 @@ commands to :func:`main` when imported here.
 
 from __future__ import annotations
 
-from . import app_channels, channels, installed, node, payments, tools
+from . import app_channels, channels, installed, new_backend, node, payments, tools
 from .root import main
 
-__all__ = ["app_channels", "channels", "installed", "main", "node", "payments", "tools"]
+__all__ = [
+    "app_channels",
+    "channels",
+    "installed",
+    "main",
+    "new_backend",
+    "node",
+    "payments",
+    "tools",
+]

@@ -127,6 +127,9 @@ class BitcoinBackend:
             family="Bitcoin",
             chains=(chain,),
             description="BOLT 3 channels (legacy format, static remotekey)",
+            single_funder=True,
+            dispute="penalty",
+            reorgs=True,
         )
         self.policy = policy or ChannelPolicy()
         self.auto_mine = auto_mine

@@ -20,6 +20,9 @@ class BitcoinBackendFactory:
         description=(
             "BOLT 3 channels; embedded regtest validated by libbitcoinkernel, or bitcoind JSON-RPC"
         ),
+        single_funder=True,
+        dispute="penalty",
+        reorgs=True,
     )
 
     def embedded(self, **options: Any) -> ChainBackend:

@@ -237,6 +237,7 @@ class EvmBackend(ForcedMoves):
             chains=(self.chain,),
             description=f"Chenilles adjudicator {self.adjudicator.address} on {self.chain}",
             supports_apps=True,
+            reorgs=True,
         )
 
     # --- the chain ------------------------------------------------------------------------

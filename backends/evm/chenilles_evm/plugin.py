@@ -21,6 +21,7 @@ class EvmBackendFactory:
             "(py-evm), anvil or any JSON-RPC node"
         ),
         supports_apps=True,
+        reorgs=True,
     )
 
     def embedded(self, **options: Any) -> ChainBackend:
