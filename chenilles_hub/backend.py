@@ -86,6 +86,32 @@ class BackendInfo(msgspec.Struct, frozen=True):
     reorgs: bool = False
 
 
+class AssetInfo(msgspec.Struct, frozen=True):
+    """How people write amounts of an asset: ``symbol`` (``ETH``), ``decimals`` (18: one
+    ETH is 10**18 base units) and the base unit's name (``wei``). What the demo and the
+    CLI print; money itself is always an integer of base units."""
+
+    symbol: str
+    decimals: int = 0
+    unit: str = "base unit"
+
+    def format(self, amount: int) -> str:
+        whole = f"{amount / 10**self.decimals:.{min(self.decimals, 8)}f}"
+        return f"{whole} {self.symbol} ({amount} {self.unit})"
+
+
+def asset_info(backend: ChainBackend, asset: Asset) -> AssetInfo:
+    """The backend's ``asset_info(asset)`` (an optional method), else the token's name
+    (the backend's family for the native coin) in base units."""
+    describe = getattr(backend, "asset_info", None)
+    if callable(describe):
+        info = describe(asset)
+        if isinstance(info, AssetInfo):
+            return info
+    symbol = backend.info.family if asset.token == "native" else asset.token[:12]
+    return AssetInfo(symbol)
+
+
 class TxReceipt(msgspec.Struct, frozen=True):
     """What an on-chain action cost and where it landed."""
 

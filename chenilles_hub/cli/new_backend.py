@@ -5,7 +5,7 @@ chain in Python with a real channel contract (``ledger.py``), the backend that d
 the entry point, and a test module running the hub's conformance suite. A backend author
 replaces the ledger with the chain's client and keeps the suite green. The template lives
 in ``chenilles_hub/templates/backend`` (files ending in ``.tmpl``; ``__NAME__``, ``__PKG__``
-and ``__TITLE__`` are replaced, in paths too).
+``__TITLE__`` and ``__SYMBOL__`` are replaced, in paths too).
 """
 
 from __future__ import annotations
@@ -33,7 +33,12 @@ def render_backend(name: str, directory: Path) -> Path:
     project = directory / f"chenilles-{name}"
     if project.exists():
         raise FileExistsError(f"{project} exists already")
-    words = {"__NAME__": name, "__PKG__": f"chenilles_{name}", "__TITLE__": name.capitalize()}
+    words = {
+        "__NAME__": name,
+        "__PKG__": f"chenilles_{name}",
+        "__TITLE__": name.capitalize(),
+        "__SYMBOL__": name[:4].upper(),
+    }
 
     def fill(text: str) -> str:
         for key, value in words.items():

@@ -24,6 +24,7 @@ from chenilles_hub import plugins
 from chenilles_hub.circuit.quote import Rate
 from chenilles_hub.cli.new_backend import render_backend
 from chenilles_hub.core import Asset
+from chenilles_hub.demo import run_demo
 from chenilles_hub.node.hub.forwarding import FeePolicy, ForwardingPolicy
 from chenilles_hub.sandbox import Sandbox
 
@@ -155,3 +156,14 @@ def test_a_payment_crosses_into_it_and_a_cheating_hub_loses_a_dispute_on_it(
         fees = sum(r.fee for r in channel.receipts)
         assert fees > 0
         assert toy_backend.balance(bob_account, toy) == before + 50_000 - fees
+
+
+def test_the_demo_takes_the_fourth_chain_in(installed: tuple[Path, Path]) -> None:
+    """``chenilles demo`` starts every installed ledger and pays a user on each: the
+    generated chain too, in its own units, with every balance checked."""
+    lines: list[str] = []
+    assert run_demo(lines.append) == 0, "\n".join(lines[-40:])
+    text = "\n".join(lines)
+    assert "toyledger  toyledger:local" in text  # its embedded ledger started
+    assert "dave receives 200.000000 TOYL (200000000 micro) on toyledger:local" in text
+    assert "[ok ] dave received native on-chain" in text and "[BAD]" not in text

@@ -28,6 +28,7 @@ from bitcoin.core import CTransaction
 from chenilles_hub.backend import (
     Account,
     AppDispute,
+    AssetInfo,
     BackendInfo,
     ChainEvent,
     Concluded,
@@ -202,6 +203,9 @@ class BitcoinBackend:
         ``expiry``."""
         blocks = (expiry - self.now()) // self.policy.block_interval
         return max(0, self.ledger.tip_height() + blocks - EXPIRY_MARGIN)
+
+    def asset_info(self, asset: Asset) -> AssetInfo:
+        return AssetInfo("BTC", 8, "sat")
 
     def estimate_fee(self, operation: str) -> int:
         weights = {

@@ -23,6 +23,7 @@ from solders.pubkey import Pubkey
 
 from chenilles_hub.backend import (
     FEE_OPERATIONS,
+    AssetInfo,
     BackendInfo,
     ChainEvent,
     Concluded,
@@ -200,6 +201,14 @@ class SolanaBackend(ForcedMoves):
 
     def native_expiry(self, expiry: int) -> int:
         return expiry - CLOCK_MARGIN
+
+    def asset_info(self, asset: Asset) -> AssetInfo:
+        """SOL in lamports; the test mint has 6 decimals; other mints in base units."""
+        if asset.token == NATIVE:
+            return AssetInfo("SOL", 9, "lamport")
+        if self.test_mint is not None and asset.token == str(self.test_mint):
+            return AssetInfo("TOKEN", 6, "token unit")
+        return AssetInfo(f"SPL-{asset.token[:6]}", 0, "token unit")
 
     def estimate_fee(self, operation: str) -> int:
         """Signature fees only (no priority fee); rent deposits (channel account, vaults,
