@@ -8,6 +8,6 @@ by pytest itself through the ``pytest11`` entry point. See docs/writing-a-backen
 from __future__ import annotations
 
 from .duo import CHALLENGE, Duo, native
-from .suite import REFUSED, BackendConformance
+from .suite import REFUSED, BackendConformance, ReorgHook
 
-__all__ = ["CHALLENGE", "REFUSED", "BackendConformance", "Duo", "native"]
+__all__ = ["CHALLENGE", "REFUSED", "BackendConformance", "Duo", "ReorgHook", "native"]

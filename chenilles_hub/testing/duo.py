@@ -141,15 +141,23 @@ class Duo:
         assert latest is not None, "nothing signed yet"
         return latest
 
-    def open(self) -> Duo:
-        """Sign version 0, then fund every non-zero deposit (each side its own)."""
+    def sign(self) -> Duo:
+        """Both sides sign version 0 (nothing moves on-chain before it is signed)."""
         self._exchange(0, self.machines[0].open())
+        return self
+
+    def fund(self) -> Duo:
+        """Each side funds its own non-zero deposits."""
         for asset, amounts in self.deposits.items():
             for i, amount in enumerate(amounts):
                 if amount:
                     fund = partial(self.backend.fund, self.params, i, asset=asset, amount=amount)
                     self.act(i, fund)
         return self
+
+    def open(self) -> Duo:
+        """Sign version 0, then fund."""
+        return self.sign().fund()
 
     def update(self, proposer: int, *updates: Update) -> SignedState:
         self._exchange(proposer, self.machines[proposer].propose(updates, self.backend.now()))

@@ -75,3 +75,11 @@ def conformance_backend(request: pytest.FixtureRequest) -> Iterator[Any]:
         close = getattr(backend, "close", None)
         if close is not None:
             close()
+
+
+@pytest.fixture
+def conformance_reorg() -> None:
+    """How the suite reorganizes the chain (``chenilles_hub.testing.ReorgHook``): none by
+    default, so the reorg test is skipped. A backend whose chain has reorgs
+    (``BackendInfo.reorgs``) overrides it with a hook on its test ledger."""
+    return None

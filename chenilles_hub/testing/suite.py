@@ -14,7 +14,9 @@ each wallet's balance must move by exactly what the receipts and the states say.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
+from typing import Protocol
 
 import msgspec
 import pytest
@@ -29,9 +31,23 @@ from ..backend import (
     NewBlock,
     PreimageRevealed,
     Registered,
+    Reorged,
 )
 from ..core import AssetBalances, ChannelError, Close, SettleHtlc, SignedState, Transfer
 from .duo import Duo, holdings, native
+
+__all__ = ["REFUSED", "BackendConformance", "ReorgHook"]
+
+
+class ReorgHook(Protocol):
+    """What the reorg test needs from a test ledger: ``mark()`` remembers the tip, and
+    ``reorg(mark, drop)`` retracts every block after it and mines a longer branch without
+    the transactions ``drop`` (Bitcoin: ``KernelChain.reorg``; EVM: a snapshot reverted)."""
+
+    def mark(self) -> object: ...
+
+    def reorg(self, mark: object, drop: Sequence[str]) -> None: ...
+
 
 #: Errors a backend may raise for input it refuses: the ledger's verdict, or the core's
 #: typed refusal before anything is sent. Anything else (an assertion, a KeyError) fails.
@@ -113,10 +129,33 @@ class BackendConformance:
         for _, receipt in duo.receipts:
             assert receipt.operation == "fund" and receipt.txid and receipt.fee >= 0
 
+    def test_a_reorg_is_reported_and_takes_the_deposits_back(
+        self, conformance_backend: ChainBackend, conformance_reorg: ReorgHook | None
+    ) -> None:
+        b = conformance_backend
+        if not b.info.reorgs:
+            pytest.skip("this chain does not reorganize (BackendInfo.reorgs)")
+        if conformance_reorg is None:
+            pytest.skip("no conformance_reorg fixture: give one to test reorgs")
+        duo = Duo.create(b)
+        duo.sign()
+        duo.poll()
+        mark = conformance_reorg.mark()
+        duo.fund()
+        assert [e for e in duo.poll() if isinstance(e, Funded)]
+        funding = [r.txid for _, r in duo.receipts]
+        conformance_reorg.reorg(mark, funding)
+        events = duo.poll()
+        reorged = [e for e in events if isinstance(e, Reorged)]
+        assert reorged, f"no Reorged among {events}"
+        assert reorged[0].depth >= 1
+        assert set(funding) <= {t for e in reorged for t in e.txids}
+        assert all(not any(v) for v in holdings(duo).values()), "a retracted deposit counts"
+
     def test_a_wrong_funding_is_refused(self, conformance_backend: ChainBackend) -> None:
         b = conformance_backend
         duo = Duo.create(b)
-        duo._exchange(0, duo.machines[0].open())
+        duo.sign()
         before = duo.start[0]
         with pytest.raises(REFUSED):  # more than the wallet holds
             b.fund(duo.params, 0, duo.accounts[0], native(b), before + 1)
