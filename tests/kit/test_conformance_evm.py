@@ -1,8 +1,10 @@
-"""The conformance suite on the EVM backend: eth-tester (py-evm) in process, one fresh
-adjudicator per test on a ledger shared by the module."""
+"""The conformance suite on the EVM backend, on both of its paths: ``embedded`` (eth-tester,
+py-evm in process) and ``connect`` (anvil's JSON-RPC, as a node reaches a chain); one fresh
+adjudicator per test on a ledger shared by the module, reorgs made by reverting snapshots."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 
 import pytest
@@ -22,16 +24,14 @@ def _ledger() -> Iterator[Ledger]:
     ledger.stop()
 
 
-def _anvil() -> bool:
+@pytest.fixture(scope="module")
+def _anvil_ledger() -> Iterator[Ledger]:
     try:
         anvil_binary()
     except FileNotFoundError:
-        return False
-    return True
-
-
-@pytest.fixture(scope="module")
-def _anvil_ledger() -> Iterator[Ledger]:
+        if os.environ.get("CHENILLES_REQUIRE_ANVIL"):
+            pytest.fail("anvil not installed (run `npm ci`)")
+        pytest.skip("anvil not installed (run `npm ci`)")
     ledger = make_ledger("anvil")
     yield ledger
     ledger.stop()
@@ -73,7 +73,6 @@ class SnapshotReorg:
         return self.backend.w3.provider.make_request(RPCEndpoint(method), args)["result"]
 
 
-@pytest.mark.skipif(not _anvil(), reason="anvil not installed (npm ci)")
 class TestEvmConnectConformance(BackendConformance):
     """The connect path: the backend over anvil's JSON-RPC, as a node uses it."""
 
