@@ -74,15 +74,16 @@ class Duo:
         amount: int | None = None,
         accounts: tuple[Account, Account] | None = None,
         challenge: int = CHALLENGE,
+        asset: Asset | None = None,
     ) -> Duo:
-        """A channel in the native asset: Alice deposits ``amount`` (by default a
-        twentieth of a fresh account's coins), Bob half of it unless the chain has a
-        single funder (``BackendInfo.single_funder``)."""
-        coin = native(backend)
+        """A channel in one asset (by default the native coin): Alice deposits ``amount``
+        (by default a twentieth of what a fresh account holds), Bob half of it unless the
+        chain has a single funder (``BackendInfo.single_funder``)."""
+        coin = asset or native(backend)
         alice, bob = accounts or (backend.create_account(fund=True), backend.create_account())
         if amount is None:
             amount = backend.balance(alice, coin) // 20
-        start = tuple(backend.balance(a, coin) for a in (alice, bob))
+        start = tuple(backend.balance(a, native(backend)) for a in (alice, bob))
         single = backend.info.single_funder
         deposits = {coin: (amount, 0 if single else amount // 2)}
         participants = tuple(
@@ -200,8 +201,8 @@ class Duo:
         except LedgerError:
             return None
 
-    def wallet(self, who: int) -> int:
-        return self.backend.balance(self.accounts[who], native(self.backend))
+    def wallet(self, who: int, asset: Asset | None = None) -> int:
+        return self.backend.balance(self.accounts[who], asset or native(self.backend))
 
     def spent(self, who: int) -> int:
         """Base units of the native asset ``who``'s wallet paid for its own actions: fees

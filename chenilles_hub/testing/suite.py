@@ -14,6 +14,7 @@ each wallet's balance must move by exactly what the receipts and the states say.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from functools import partial
 from typing import Protocol
@@ -107,6 +108,23 @@ class BackendConformance:
         assert [e.height for e in blocks] == sorted({e.height for e in blocks})
         assert not [e for e in b.poll_events() if not isinstance(e, NewBlock)]
 
+    def test_an_account_loads_from_its_key(self, conformance_backend: ChainBackend) -> None:
+        """What a node on a real network signs with (``[chains.NAME] account_key``): a
+        32-byte secret as 64 hex digits, or as bytes; nothing is funded for it."""
+        b = conformance_backend
+        secret = secrets.token_hex(32)
+        account = b.account_from_key(secret)
+        assert (
+            account.chain_key
+            and account.chain_key == b.account_from_key(bytes.fromhex(secret)).chain_key
+        )
+        assert b.account_from_key(secrets.token_hex(32)).chain_key != account.chain_key
+        assert all(b.balance(account, asset) == 0 for asset in b.assets())
+        for bad in ("zz-secret-zz", secret[:10]):
+            with pytest.raises(ValueError) as refused:
+                b.account_from_key(bad)
+            assert bad not in str(refused.value), "the refusal echoes the key"
+
     # --- funding -----------------------------------------------------------------------------
 
     def test_funding_is_reported_held_and_charged_exactly(
@@ -181,6 +199,29 @@ class BackendConformance:
         duo.settle(rounds=1)
         self._books_balance(duo, start, final)
         assert all(not any(v) for v in holdings(duo).values())
+
+    def test_every_other_asset_funds_and_closes_to_the_unit(
+        self, conformance_backend: ChainBackend
+    ) -> None:
+        """Tokens (ERC-20, SPL...): a channel of each, funded, paid in, closed, withdrawn;
+        each wallet's token balance moves by exactly its deposit and its share."""
+        b = conformance_backend
+        tokens = [a for a in b.assets() if a.token != "native"]
+        if not tokens:
+            pytest.skip("this ledger holds only its native coin")
+        for token in tokens:
+            duo = Duo.create(b, asset=token)
+            start = (duo.wallet(0, token), duo.wallet(1, token))
+            duo.open()
+            assert holdings(duo) == {token: duo.deposits[token]}
+            duo.update(0, Transfer(token, duo.deposits[token][0] // 3))
+            final = duo.update(0, Close())
+            duo.act(1, partial(b.close_cooperative, duo.params, final))
+            duo.settle(rounds=1)
+            for who in (0, 1):
+                assert duo.wallet(who, token) == (
+                    start[who] - duo.deposits[token][who] + final.state.free(token)[who]
+                ), f"{token}, participant {who}"
 
     def _books_balance(self, duo: Duo, start: tuple[int, int], final: SignedState) -> None:
         """Each wallet ends with what it had, less its deposit and its own fees, plus its
