@@ -266,9 +266,10 @@ class ChainBackend(Protocol):
 
     def account_from_key(self, key: bytes | str) -> Account:
         """The account of a configured secret (``[chains.NAME] account_key(_file)``): what a
-        node on a real network signs and pays with. Formats are the backend's (hex, and
-        whatever its ecosystem uses); an invalid key raises ``ValueError`` without echoing
-        it. Nothing is funded or mined for it: its coins are found on the chain."""
+        node on a real network signs and pays with. A 32-byte secret as 64 hex digits (or
+        as bytes) is accepted, and whatever else the chain's ecosystem uses; an invalid key
+        raises ``ValueError`` without echoing it. Nothing is funded or mined for it: its
+        coins are found on the chain. The node calls it for every chain reached by URL."""
         ...
 
     def balance(self, account: Account, asset: Asset) -> int: ...
