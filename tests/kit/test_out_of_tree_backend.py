@@ -82,6 +82,30 @@ def test_new_backend_refuses_bad_names_and_existing_projects(tmp_path: Path) -> 
     assert out.returncode == 2 and "a backend name" in out.stderr
 
 
+def test_the_generated_code_is_lint_and_type_clean(installed: tuple[Path, Path]) -> None:
+    """What an author starts from is held to the project's own standards."""
+    project, _ = installed
+    bin_dir = Path(sys.executable).parent
+    ruff = [str(bin_dir / "ruff"), "--isolated", "--line-length", "100", "--no-cache"]
+    for args in (["check", "."], ["format", "--check", "."]):
+        run = subprocess.run(
+            [*ruff[:1], args[0], *ruff[1:], *args[1:]], cwd=project, capture_output=True, text=True
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+    run = subprocess.run(
+        [
+            str(bin_dir / "mypy"),
+            "--ignore-missing-imports",
+            "--no-incremental",
+            "chenilles_toyledger",
+        ],
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stdout
+
+
 def test_it_is_listed_beside_the_builtin_backends(installed: tuple[Path, Path]) -> None:
     _, target = installed
     out = subprocess.run(
