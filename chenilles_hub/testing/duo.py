@@ -245,10 +245,6 @@ class Duo:
                     self.attempt(who, partial(self.backend.withdraw, self.params, who, asset=asset))
         self.poll()
 
-    def share(self, who: int, state: SignedState | None = None) -> int:
-        """``who``'s free native balance in ``state`` (by default the latest)."""
-        return (state or self.latest).state.free(native(self.backend))[who]
-
 
 def holdings(duo: Duo, depth: int = 1) -> Mapping[Asset, tuple[int, ...]]:
     return {a: tuple(v) for a, v in duo.backend.holdings(duo.params, depth).items()}

@@ -69,10 +69,6 @@ def _paid(duo: Duo) -> SignedState:
     return duo.latest
 
 
-def _empty(receipt: object) -> bool:
-    return isinstance(receipt, msgspec.Struct) and getattr(receipt, "txid", None) == ""
-
-
 @pytest.mark.conformance
 class BackendConformance:
     """Subclass as ``class TestMyChain(BackendConformance)`` to run it on your backend."""
@@ -225,8 +221,9 @@ class BackendConformance:
 
     def _books_balance(self, duo: Duo, start: tuple[int, int], final: SignedState) -> None:
         """Each wallet ends with what it had, less its deposit and its own fees, plus its
-        share of ``final``; fees the chain took from the channel are borne by participant
-        0 (the funder) where the chain has a single funder, else nobody."""
+        share of ``final``. Fees the chain took out of the channel itself
+        (``TxReceipt.fee_from_channel``) are borne by participant 0, the funder of a
+        single-funder chain (Bitcoin: the funder pays commitment and closing fees)."""
         coin = native(duo.backend)
         for who in (0, 1):
             from_channel = duo.channel_fees() if who == 0 else 0
