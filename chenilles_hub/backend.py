@@ -24,17 +24,60 @@ from .core import (
     SignedState,
     StateAuthority,
 )
+
+# The errors a backend raises for input it refuses before anything reaches the ledger
+# (``StateAuthority.sign``, ``channel_id``, ``fund``...): the core's typed ``ChannelError``s,
+# re-exported here so a backend imports them from a public module. The core lets a
+# ``ChannelError`` from ``sign`` reach the proposer (the proposal is not made) or the peer
+# (the proposal is refused); any other exception is a bug in the backend.
+from .core.errors import AmountOutOfRange as AmountOutOfRange
+from .core.errors import BadPreimage as BadPreimage
+from .core.errors import ChannelError as ChannelError
+from .core.errors import InvalidParams as InvalidParams
+from .core.errors import TooManyHtlcs as TooManyHtlcs
+from .core.errors import UnknownAsset as UnknownAsset
+from .core.errors import UnmineableState as UnmineableState
 from .core.timing import TimeModel
+
+#: The operation names ``ChainBackend.estimate_fee`` must know: each on-chain action of the
+#: protocol, named as its ``TxReceipt.operation``. The node asks for ``"fund"`` (a wallet
+#: must hold the deposit plus this) before it deposits; an unknown name raises ``ValueError``.
+FEE_OPERATIONS = (
+    "fund",
+    "close_cooperative",
+    "register",
+    "challenge",
+    "conclude",
+    "withdraw",
+    "claim_htlc",
+    "refund_htlc",
+)
 
 
 class BackendInfo(msgspec.Struct, frozen=True):
-    """``supports_apps``: whether the backend enforces app rules on-chain (forced moves,
+    """What a backend is and what its chain can do. The capabilities are how the node and
+    the conformance suite (``chenilles_hub.testing``) learn where a chain genuinely differs,
+    never by the backend's name.
+
+    ``supports_apps``: whether the backend enforces app rules on-chain (forced moves,
     the ``use_app`` ... ``app_dispute`` methods below); an app channel on a backend that
     does not is refused at open.
 
     ``max_members``: the most members a channel on this backend may have (2: two-party
     only; N-party channels are ``core.group``, enforced by the backend's group contract);
-    ``members_note`` says why a backend stops there, for the refusal's message."""
+    ``members_note`` says why a backend stops there, for the refusal's message.
+
+    ``single_funder``: only participant 0 deposits (Bitcoin: one funding output); the other
+    side's balance comes from payments.
+
+    ``dispute``: how a stale registration is answered. ``"newest_wins"``: ``challenge``
+    replaces it with the newer state and the channel concludes on that (EVM, Solana);
+    ``"penalty"``: ``challenge`` punishes the revoked state and the honest side takes the
+    whole channel (Bitcoin).
+
+    ``reorgs``: the chain can retract blocks it reported, and the backend reports it
+    (``Reorged``); ``False`` where it cannot happen (LiteSVM, eth-tester).
+    """
 
     name: str
     version: str
@@ -44,6 +87,35 @@ class BackendInfo(msgspec.Struct, frozen=True):
     supports_apps: bool = False
     max_members: int = 2
     members_note: str = ""
+    single_funder: bool = False
+    dispute: str = "newest_wins"
+    reorgs: bool = False
+
+
+class AssetInfo(msgspec.Struct, frozen=True):
+    """How people write amounts of an asset: ``symbol`` (``ETH``), ``decimals`` (18: one
+    ETH is 10**18 base units) and the base unit's name (``wei``). What the demo and the
+    CLI print; money itself is always an integer of base units."""
+
+    symbol: str
+    decimals: int = 0
+    unit: str = "base unit"
+
+    def format(self, amount: int) -> str:
+        whole = f"{amount / 10**self.decimals:.{min(self.decimals, 8)}f}"
+        return f"{whole} {self.symbol} ({amount} {self.unit})"
+
+
+def asset_info(backend: ChainBackend, asset: Asset) -> AssetInfo:
+    """The backend's ``asset_info(asset)`` (an optional method), else the token's name
+    (the backend's family for the native coin) in base units."""
+    describe = getattr(backend, "asset_info", None)
+    if callable(describe):
+        info = describe(asset)
+        if isinstance(info, AssetInfo):
+            return info
+    symbol = backend.info.family if asset.token == "native" else asset.token[:12]
+    return AssetInfo(symbol)
 
 
 class TxReceipt(msgspec.Struct, frozen=True):
@@ -200,17 +272,20 @@ class ChainBackend(Protocol):
 
     def account_from_key(self, key: bytes | str) -> Account:
         """The account of a configured secret (``[chains.NAME] account_key(_file)``): what a
-        node on a real network signs and pays with. Formats are the backend's (hex, and
-        whatever its ecosystem uses); an invalid key raises ``ValueError`` without echoing
-        it. Nothing is funded or mined for it: its coins are found on the chain."""
+        node on a real network signs and pays with. A 32-byte secret as 64 hex digits (or
+        as bytes) is accepted, and whatever else the chain's ecosystem uses; an invalid key
+        raises ``ValueError`` without echoing it. Nothing is funded or mined for it: its
+        coins are found on the chain. The node calls it for every chain reached by URL."""
         ...
 
     def balance(self, account: Account, asset: Asset) -> int: ...
 
-    def participant_key(self, account: Account, nonce: bytes) -> str:
-        """What goes into ``Participant.chain_key`` for ``account`` in a channel with this
-        nonce: an address (EVM), a public key (Solana), or the funding key and first
-        per-commitment point (Bitcoin)."""
+    def participant_key(self, account: Account, salt: bytes) -> str:
+        """What goes into ``Participant.chain_key`` for ``account`` in one channel: an
+        address (EVM), a public key (Solana), or the funding key, first per-commitment point
+        and a tag of ``salt`` (Bitcoin). ``salt`` is 32 random bytes the node draws per
+        channel (before the channel nonce exists); a backend that needs no per-channel key
+        ignores it."""
         ...
 
     def new_nonce(
@@ -236,7 +311,8 @@ class ChainBackend(Protocol):
         ...
 
     def estimate_fee(self, operation: str) -> int:
-        """Expected fee of ``operation`` in the chain's native asset base unit."""
+        """Expected fee of ``operation`` (one of ``FEE_OPERATIONS``) in the chain's native
+        asset's base unit; ``ValueError`` for an unknown name."""
         ...
 
     def fund(

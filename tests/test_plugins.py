@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -52,61 +51,5 @@ def test_every_factory_carries_its_metadata() -> None:
         assert factory.info.version and factory.info.chains
 
 
-def test_an_out_of_tree_backend_installs_lists_and_uninstalls(tmp_path: Path) -> None:
-    package = tmp_path / "chenilles-toychain"
-    module = package / "chenilles_toychain"
-    module.mkdir(parents=True)
-    (package / "pyproject.toml").write_text(
-        textwrap.dedent(
-            """
-            [build-system]
-            requires = ["setuptools"]
-            build-backend = "setuptools.build_meta"
-
-            [project]
-            name = "chenilles-toychain"
-            version = "9.8.7"
-            dependencies = ["chenilles-hub"]
-
-            [project.entry-points."chenilles.backends"]
-            toychain = "chenilles_toychain"
-            """
-        )
-    )
-    (module / "__init__.py").write_text(
-        textwrap.dedent(
-            """
-            from chenilles_hub.backend import BackendInfo
-            from chenilles_hub.hookspecs import hookimpl
-
-
-            class ToyFactory:
-                info = BackendInfo("toychain", "9.8.7", "Toy", ("toy:1",), "third-party test")
-
-                def embedded(self, **options):
-                    raise NotImplementedError
-
-                def connect(self, url, **options):
-                    raise NotImplementedError
-
-
-            @hookimpl
-            def chenilles_backends():
-                return [ToyFactory()]
-            """
-        )
-    )
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run(
-        [*pip, "install", "--no-deps", "--no-build-isolation", str(package)],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        listed = _listed()
-        assert listed["toychain"]["version"] == "9.8.7"
-        assert listed["toychain"]["distribution"] == "chenilles-toychain 9.8.7"
-        assert {"evm", "bitcoin", "solana"} <= set(listed)
-    finally:
-        subprocess.run([*pip, "uninstall", "-y", "chenilles-toychain"], check=True)
-    assert "toychain" not in _listed()
+# A third-party backend, generated, installed, listed, run through the conformance suite and
+# the hub: tests/kit/test_out_of_tree_backend.py.

@@ -29,6 +29,7 @@ from bitcoin.core import CTransaction
 from chenilles_hub.backend import (
     Account,
     AppDispute,
+    AssetInfo,
     BackendInfo,
     ChainEvent,
     Concluded,
@@ -131,6 +132,9 @@ class BitcoinBackend:
             description="BOLT 3 channels (legacy format, static remotekey)",
             max_members=2,
             members_note=TWO_PARTY_ONLY,
+            single_funder=True,
+            dispute="penalty",
+            reorgs=True,
         )
         self.policy = policy or ChannelPolicy()
         self.auto_mine = auto_mine
@@ -203,6 +207,9 @@ class BitcoinBackend:
         ``expiry``."""
         blocks = (expiry - self.now()) // self.policy.block_interval
         return max(0, self.ledger.tip_height() + blocks - EXPIRY_MARGIN)
+
+    def asset_info(self, asset: Asset) -> AssetInfo:
+        return AssetInfo("BTC", 8, "sat")
 
     def estimate_fee(self, operation: str) -> int:
         weights = {

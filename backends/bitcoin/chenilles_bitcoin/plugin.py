@@ -24,6 +24,9 @@ class BitcoinBackendFactory:
         ),
         max_members=2,
         members_note=TWO_PARTY_ONLY,
+        single_funder=True,
+        dispute="penalty",
+        reorgs=True,
     )
 
     def embedded(self, **options: Any) -> ChainBackend:

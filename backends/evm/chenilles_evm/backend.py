@@ -41,6 +41,7 @@ from web3.types import RPCEndpoint, TxParams
 
 from chenilles_hub.backend import (
     Account,
+    AssetInfo,
     BackendInfo,
     ChainEvent,
     LedgerError,
@@ -238,6 +239,7 @@ class EvmBackend(ForcedMoves):
             description=f"Chenilles adjudicator {self.adjudicator.address} on {self.chain}",
             supports_apps=True,
             max_members=16,  # GroupAdjudicator (N-party channels, core.group)
+            reorgs=True,
         )
 
     # --- the chain ------------------------------------------------------------------------
@@ -256,6 +258,12 @@ class EvmBackend(ForcedMoves):
 
     def assets(self) -> Sequence[Asset]:
         return [self.native, *(Asset(self.chain, t) for t in self._tokens)]
+
+    def asset_info(self, asset: Asset) -> AssetInfo:
+        """Ether in wei; an ERC-20 under its address's first characters, in its base unit."""
+        if asset.token == "native":
+            return AssetInfo("ETH", 18, "wei")
+        return AssetInfo(f"ERC20-{asset.token[2:8]}", 0, "token unit")
 
     def now(self) -> int:
         return int(self.w3.eth.get_block("latest")["timestamp"])

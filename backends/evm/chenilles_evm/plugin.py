@@ -22,6 +22,7 @@ class EvmBackendFactory:
         ),
         supports_apps=True,
         max_members=16,  # GroupAdjudicator (N-party channels, core.group)
+        reorgs=True,
     )
 
     def embedded(self, **options: Any) -> ChainBackend:

@@ -23,6 +23,8 @@ from solders.pubkey import Pubkey
 from solders.system_program import TransferParams, transfer
 
 from chenilles_hub.backend import (
+    FEE_OPERATIONS,
+    AssetInfo,
     BackendInfo,
     ChainEvent,
     Concluded,
@@ -61,7 +63,7 @@ from .authority import (
 )
 from .forced_moves import ForcedMoves
 from .keys import keypair_from_secret
-from .ledger import Ledger, LiteSVMLedger, RpcLedger, Sent
+from .ledger import FailedSend, Ledger, LiteSVMLedger, RpcLedger, Sent
 
 LAMPORTS_PER_SOL = 1_000_000_000
 SIGNATURE_FEE = 5000  # lamports per signature, payer's and the Ed25519 precompile's alike
@@ -202,9 +204,19 @@ class SolanaBackend(ForcedMoves):
     def native_expiry(self, expiry: int) -> int:
         return expiry - CLOCK_MARGIN
 
+    def asset_info(self, asset: Asset) -> AssetInfo:
+        """SOL in lamports; the test mint has 6 decimals; other mints in base units."""
+        if asset.token == NATIVE:
+            return AssetInfo("SOL", 9, "lamport")
+        if self.test_mint is not None and asset.token == str(self.test_mint):
+            return AssetInfo("TOKEN", 6, "token unit")
+        return AssetInfo(f"SPL-{asset.token[:6]}", 0, "token unit")
+
     def estimate_fee(self, operation: str) -> int:
         """Signature fees only (no priority fee); rent deposits (channel account, vaults,
         preimage records) are extra and refundable only by closing those accounts."""
+        if operation not in FEE_OPERATIONS and operation != "force_move":
+            raise ValueError(f"unknown operation {operation!r}; one of {list(FEE_OPERATIONS)}")
         return SIGNATURE_FEE * _SIGNATURES.get(operation, 1)
 
     # --- accounts ---------------------------------------------------------------------------
@@ -334,8 +346,16 @@ class SolanaBackend(ForcedMoves):
     def _send(
         self, operation: str, instructions: Sequence[Instruction], signers: Sequence[Keypair]
     ) -> TxReceipt:
-        sent = self.ledger.send(operation, instructions, signers)
+        try:
+            sent = self.ledger.send(operation, instructions, signers)
+        except FailedSend as failed:
+            # the books must show the fee of a failed transaction the chain charged
+            receipt = self._receipt(operation, failed.sent) if failed.sent.fee else None
+            raise LedgerError(operation, failed.reason, receipt) from None
         self.last_sent = sent
+        return self._receipt(operation, sent)
+
+    def _receipt(self, operation: str, sent: Sent) -> TxReceipt:
         return TxReceipt(
             operation=operation,
             txid=sent.signature,
@@ -545,10 +565,12 @@ class SolanaBackend(ForcedMoves):
         if payment_hash(preimage) != htlc.payment_hash:
             raise BadPreimage(f"preimage does not hash to HTLC {htlc.id}'s payment hash")
         payer = _keypair(account)
-        ix, _ = pc.reveal_ix(
-            self.program_id, payer.pubkey(), preimage, self.ledger.rent(pc.PREIMAGE_RECORD_SIZE)
-        )
-        return self._send("claim_htlc", [ix], [payer])
+        rent = self.ledger.rent(pc.PREIMAGE_RECORD_SIZE)
+        ix, record = pc.reveal_ix(self.program_id, payer.pubkey(), preimage, rent)
+        created = self.ledger.account(record) is None
+        receipt = self._send("claim_htlc", [ix], [payer])
+        # the preimage record's rent-exempt deposit is locked for good: the books count it
+        return msgspec.structs.replace(receipt, rent=rent) if created else receipt
 
     def refund_htlc(self, params: ChannelParams, htlc: Htlc, account: Any) -> TxReceipt:
         """There is no per-HTLC refund on Solana: the conclusion of a registered state pays

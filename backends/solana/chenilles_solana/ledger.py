@@ -82,6 +82,15 @@ class Ledger(Protocol):
         ...
 
 
+class FailedSend(LedgerError):
+    """The ledger executed the transaction and it failed, but its fee was charged (Solana
+    charges a failed transaction's fee): ``sent`` says what it cost."""
+
+    def __init__(self, operation: str, reason: str, sent: Sent) -> None:
+        super().__init__(operation, reason)
+        self.sent = sent
+
+
 def _programs_of(instructions: Sequence[Instruction]) -> list[Pubkey]:
     return [ix.program_id for ix in instructions]
 
@@ -121,9 +130,19 @@ class LiteSVMLedger:
                 tuple(logs),
             )
         err = result.err()
-        logs = list(result.meta().logs())
-        raise LedgerError(
-            operation, describe(err, logs, self.program_id, _programs_of(instructions))
+        meta = result.meta()
+        logs = list(meta.logs())
+        raise FailedSend(
+            operation,
+            describe(err, logs, self.program_id, _programs_of(instructions)),
+            Sent(
+                str(meta.signature()),
+                meta.fee(),
+                meta.compute_units_consumed(),
+                self.svm.get_clock().slot,
+                size,
+                tuple(logs),
+            ),
         )
 
     def account(self, key: Pubkey, commitment: str | None = None) -> AccountView | None:
