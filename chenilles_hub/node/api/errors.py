@@ -19,6 +19,11 @@ from dataclasses import dataclass
 from chenilles_hub.circuit import errors as _circuit_errors  # noqa: F401  (registers classes)
 from chenilles_hub.core.errors import ChannelError
 
+# The node's own refusal classes, imported so the catalog sees them whatever was imported
+# before (the catalog is built from the class tree).
+from ..hub import history as _history  # noqa: F401
+from ..hub import htlc_queue as _htlc_queue  # noqa: F401
+
 
 @dataclass(frozen=True)
 class ErrorCode:
@@ -126,6 +131,7 @@ _REFUSAL_HINTS = {
     "insufficient_capacity": "a channel on the route has too little free balance",
     "too_many_htlcs": "the channel has no free HTLC slot; try again shortly",
     "invoice_expired": "ask the payee for a new invoice",
+    "channel_busy": "retry later, or pay through another channel",
 }
 
 

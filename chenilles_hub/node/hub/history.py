@@ -25,6 +25,8 @@ MAX_FORWARDS_LISTED = 1000
 
 
 class InvoiceCancelled(CircuitError):
+    """The payee cancelled the invoice; an HTLC arriving for it is failed back."""
+
     code = "invoice_cancelled"
 
 
