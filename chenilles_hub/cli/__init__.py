@@ -11,7 +11,17 @@ commands to :func:`main` when imported here.
 
 from __future__ import annotations
 
-from . import app_channels, channels, installed, node, payments, tools
+from . import app_channels, backup, channels, installed, node, payments, tokens, tools
 from .root import main
 
-__all__ = ["app_channels", "channels", "installed", "main", "node", "payments", "tools"]
+__all__ = [
+    "app_channels",
+    "backup",
+    "channels",
+    "installed",
+    "main",
+    "node",
+    "payments",
+    "tokens",
+    "tools",
+]

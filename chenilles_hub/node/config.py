@@ -8,6 +8,7 @@ never written in the config itself by default: they live in files with mode 0600
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -123,6 +124,15 @@ class NodeConfig:
     open_policy: OpenPolicyConfig = field(default_factory=OpenPolicyConfig)
     peer_policy: PeerPolicyConfig = field(default_factory=PeerPolicyConfig)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: ``[api] tls``: "auto" (TLS unless the API listens on loopback), "on" or "off"
+    api_tls: str = "auto"
+    #: The API's self-signed certificate and its key (created on first start with TLS)
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    #: ``[backup] file``: the static channel backup, rewritten after each open and close
+    #: (``auto = false``: only on ``chenilles backup export``)
+    backup_file: Path | None = None
+    backup_auto: bool = True
 
     @property
     def pid_file(self) -> Path:
@@ -133,15 +143,45 @@ class NodeConfig:
         return self.data_dir / "node.sqlite"
 
     @property
+    def api_uses_tls(self) -> bool:
+        """TLS when asked, and by default whenever the API is reachable off this machine."""
+        if self.api_tls == "auto":
+            return not is_loopback(self.api_host)
+        return self.api_tls == "on"
+
+    @property
+    def cert_path(self) -> Path:
+        return self.tls_cert_file or self.data_dir / "api.cert"
+
+    @property
+    def key_path(self) -> Path:
+        return self.tls_key_file or self.data_dir / "api.key"
+
+    @property
+    def backup_path(self) -> Path:
+        return self.backup_file or self.data_dir / "channels.backup"
+
+    @property
     def api_url(self) -> str:
         host = self.api_host if ":" not in self.api_host else f"[{self.api_host}]"
-        return f"http://{host}:{self.api_port}"
+        if host in ("0.0.0.0", "[::]"):  # listening everywhere: reach it on this machine
+            host = "127.0.0.1"
+        return f"{'https' if self.api_uses_tls else 'http'}://{host}:{self.api_port}"
 
     def read_token(self) -> str:
         try:
             return self.token_file.read_text().strip()
         except OSError as exc:
             raise ConfigError(f"cannot read the API token {self.token_file}: {exc}") from None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_address(text: str, where: str) -> tuple[str, int]:
@@ -180,7 +220,7 @@ def load_config(path: str | os.PathLike[str]) -> NodeConfig:
         return default if value is None else (base / value).resolve()
 
     node = _table(raw, "node")
-    known = {"node", "api", "store", "peers", "chains", "policy", "log"}
+    known = {"node", "api", "store", "peers", "chains", "policy", "log", "backup"}
     unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"unknown section(s) {sorted(unknown)} (known: {sorted(known)})")
@@ -192,6 +232,16 @@ def load_config(path: str | os.PathLike[str]) -> NodeConfig:
     api = _table(raw, "api")
     api_addr = parse_address(_get(api, "listen", str, "api") or "127.0.0.1:9736", "api.listen")
     token_file = resolve(_get(api, "token_file", str, "api"), data_dir / "api.token")
+    tls = api.get("tls", "auto")
+    if tls not in ("auto", True, False):
+        raise ConfigError('api.tls: true, false or "auto" (TLS unless on loopback)')
+    cert_file = _get(api, "cert_file", str, "api")
+    key_file = _get(api, "key_file", str, "api")
+    backup = _table(raw, "backup")
+    backup_file = _get(backup, "file", str, "backup")
+    backup_auto = backup.get("auto", True)
+    if not isinstance(backup_auto, bool):
+        raise ConfigError("backup.auto must be true or false")
 
     store = _table(raw, "store")
     kind = _get(store, "kind", str, "store") or "sqlite"
@@ -303,6 +353,11 @@ def load_config(path: str | os.PathLike[str]) -> NodeConfig:
         max_lock=int(_get(node, "max_lock", int, "node") or 3 * 86400),
         open_policy=open_policy,
         peer_policy=peer_policy,
+        api_tls="on" if tls is True else "off" if tls is False else "auto",
+        tls_cert_file=resolve(cert_file, Path()) if cert_file else None,
+        tls_key_file=resolve(key_file, Path()) if key_file else None,
+        backup_file=resolve(backup_file, Path()) if backup_file else None,
+        backup_auto=backup_auto,
     )
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import access
+
 _AMOUNT = {"type": "integer", "minimum": 0, "description": "base units (wei, sat, lamport)"}
 _ASSET = {"type": "string", "example": "native@eip155:31337", "description": "token@chain"}
 _HEX32 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
@@ -124,6 +126,16 @@ def _app_paths(bad: tuple[str, ...]) -> dict[str, Any]:
 
 
 def openapi_document() -> dict[str, Any]:
+    """The document; every route that takes a token may also answer 403 (its scope)."""
+    document = _document()
+    for operations in document["paths"].values():
+        for op in operations.values():
+            if "401" in op["responses"]:
+                op["responses"].setdefault("403", {"$ref": "#/components/responses/E403"})
+    return document
+
+
+def _document() -> dict[str, Any]:
     bad = ("400", "401", "503")
     return {
         "openapi": "3.0.3",
@@ -270,6 +282,7 @@ def openapi_document() -> dict[str, Any]:
             },
             "/v1/stop": {"post": _op("stop the node gracefully", ok="202")},
             **_app_paths(bad),
+            **access.openapi_paths(),
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -290,6 +303,7 @@ def openapi_document() -> dict[str, Any]:
                 for code, text in (
                     ("400", "bad input"),
                     ("401", "missing or wrong bearer token"),
+                    ("403", "the token's scope does not allow this route"),
                     ("404", "unknown channel, payment or opening"),
                     ("409", "conflict with the current state"),
                     ("422", "valid input the node cannot act on (no route, no rate)"),

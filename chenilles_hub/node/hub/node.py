@@ -54,6 +54,7 @@ from .persistence import Checkpoint, Persistence
 from .proposals import Proposals
 from .quoting import Quoting
 from .records import Channel, Payment
+from .recovery import Recovery
 
 if TYPE_CHECKING:
     from ...core.watcher import Watcher
@@ -119,6 +120,7 @@ class Node:
             self.ctx.apps = dict(self.apps)
         self.app_channels = AppChannels(self.ctx, self.proposals, self.chain_actions)
         self.quoting = Quoting(self.ctx, self.payment_flow)
+        self.recovery = Recovery(self.ctx, self.proposals, self.chain_actions)
         self.intake = Intake(
             self.ctx, self.opening, self.funding, self.payment_flow, self.quoting, self._run
         )
@@ -260,6 +262,7 @@ class Node:
         self.quoting.expire()
         self.chain_actions.tick()
         self.app_channels.tick()
+        self.recovery.tick()
         self._end_of_event()
 
     # --- the operator's requests ------------------------------------------------------------
@@ -407,3 +410,4 @@ class Node:
         self.persistence.restore()
         self.app_channels.restore()
         self.quoting.restore()
+        self.recovery.restore()

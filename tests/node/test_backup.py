@@ -1,0 +1,212 @@
+"""Static channel backups: sealed to the node's key, restored into a fresh node whose
+channels are then closed and whose funds arrive on chain.
+
+The recovery tests delete a node process's whole store (``node.sqlite*``), restore the
+backup with the CLI and start the node again, against anvil: once with the peer online
+(cooperative close) and once with the peer gone (the restored state is registered on
+chain and concluded after the challenge period).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chenilles_hub.core import ChannelSnapshot
+from chenilles_hub.core.model import (
+    Asset,
+    AssetBalances,
+    ChannelParams,
+    ChannelState,
+    Participant,
+)
+from chenilles_hub.identity import NodeIdentity
+from chenilles_hub.node.hub.backup import (
+    Backup,
+    BackupError,
+    ChannelBackup,
+    collect,
+    restore_into,
+    seal,
+    unseal,
+)
+from chenilles_hub.node.hub.journal import ChannelMeta
+from chenilles_hub.node.store.base import ChannelRecord
+from chenilles_hub.node.store.sqlite import SQLiteStore
+
+from .test_server_harness import (
+    CONSENTING,
+    ETH,
+    AnvilChain,
+    NodeProc,
+    anvil,
+    channel,
+    make_node,
+    open_channel,
+    pay,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.node, pytest.mark.xdist_group("node-processes")]
+__all__ = ["anvil"]
+
+
+# --- the sealed file -------------------------------------------------------------------------
+
+
+def _backup(identity: NodeIdentity) -> Backup:
+    """A backup of one (made-up) channel: what the store and the file carry, no chain."""
+    asset = Asset("eip155:1", "native")
+    params = ChannelParams(
+        chain="eip155:1",
+        participants=(
+            Participant("0x" + "01" * 20, identity.node_id),
+            Participant("0x" + "02" * 20, NodeIdentity().node_id),
+        ),
+        assets=(asset,),
+        challenge_duration=600,
+        nonce=b"\x00" * 32,
+    )
+    cid = b"\x07" * 32
+    state = ChannelState(cid, 0, (AssetBalances(asset, (10, 0)),))
+    meta = ChannelMeta(cid, ((asset, (10, 0)),), (), (), 0, True, False, "active")
+    record = ChannelRecord(cid, params, 0, state)
+    snapshot = ChannelSnapshot(cid, None, None, None, None, None)
+    return Backup(identity.node_id, 1, (ChannelBackup(record, meta, snapshot, (("p", b"x"),)),))
+
+
+@pytest.fixture
+def sealed() -> Iterator[tuple[NodeIdentity, Backup, bytes]]:
+    identity = NodeIdentity()
+    backup = _backup(identity)
+    yield identity, backup, seal(backup, identity)
+
+
+def test_a_backup_opens_only_with_its_node_key_and_unchanged(
+    sealed: tuple[NodeIdentity, Backup, bytes],
+) -> None:
+    identity, backup, data = sealed
+    assert unseal(data, identity) == backup
+    assert b"eip155" not in data  # encrypted, not just signed
+    with pytest.raises(BackupError, match="does not open"):
+        unseal(data, NodeIdentity())
+    for index in (9, len(data) // 2, len(data) - 1):
+        tampered = bytearray(data)
+        tampered[index] ^= 1
+        with pytest.raises(BackupError):
+            unseal(bytes(tampered), identity)
+    with pytest.raises(BackupError, match="not a Chenilles"):
+        unseal(b"{}", identity)
+    with pytest.raises(BackupError):
+        seal(backup, NodeIdentity())  # another node's backup is never sealed with our key
+
+
+def test_restore_refuses_a_store_that_knows_the_channel(
+    sealed: tuple[NodeIdentity, Backup, bytes], tmp_path: Path
+) -> None:
+    identity, backup, _ = sealed
+    with SQLiteStore(tmp_path / "node.sqlite") as store:
+        assert restore_into(store, backup, 100, 60) == [b"\x07" * 32]
+        again = collect(store, identity.node_id, 5)
+        assert again.channels == backup.channels  # what was restored is what a backup holds
+        before = store.settings_with_prefix("")
+        with pytest.raises(BackupError, match="already holds"):
+            restore_into(store, backup, 100, 60)
+        assert store.settings_with_prefix("") == before  # nothing changed
+
+
+# --- recovering funds with node processes ----------------------------------------------------
+
+
+def _pair(anvil: AnvilChain, tmp_path: Path, a: int, b: int) -> tuple[NodeProc, NodeProc]:
+    alice = make_node(tmp_path, "alice", anvil, a)
+    bob = make_node(tmp_path, "bob", anvil, b)
+    alice.peers = [bob]
+    alice.tail = bob.tail = CONSENTING
+    bob.start(wait=False)
+    alice.start(wait=False)
+    bob.wait_ready()
+    alice.wait_ready()
+    return alice, bob
+
+
+def _balance(node: NodeProc) -> int:
+    (chain,) = node.api.get("/v1/backends")
+    return int(chain["balances"]["native@eip155:31337"])
+
+
+def _lose_store(node: NodeProc) -> None:
+    node.stop()
+    for path in node.data_dir.glob("node.sqlite*"):
+        path.unlink()
+
+
+def _closed(node: NodeProc, channel_id: str) -> bool:
+    node.chain.mine()  # chain time moves on: the challenge period ends, payouts confirm
+    return bool(channel(node, channel_id)["status"] == "closed")
+
+
+def test_a_fresh_node_recovers_its_funds_from_a_backup_with_the_peer_online(
+    anvil: AnvilChain, tmp_path: Path
+) -> None:
+    alice, bob = _pair(anvil, tmp_path, 2, 3)
+    try:
+        channel_id = open_channel(alice, bob, ETH)
+        # the node wrote its backup on its own once the channel opened
+        auto = alice.data_dir / "channels.backup"
+        wait_for(
+            lambda: auto.exists() and channel_id in alice.cli("backup", "show", str(auto)).stdout
+        )
+        assert auto.stat().st_mode & 0o777 == 0o600
+        assert pay(alice, bob, 10**17)["status"] == "succeeded"
+        local = channel(alice, channel_id)["balances"][0]["local"]
+        assert local == ETH - 10**17
+        out = tmp_path / "alice.backup"
+        exported = json.loads(alice.cli("backup", "export", "--out", str(out), "--json").stdout)
+        assert [c["channel_id"] for c in exported["channels"]] == [channel_id]
+        before = _balance(alice)
+        _lose_store(alice)
+        restored = json.loads(alice.cli("backup", "restore", str(out), "--json").stdout)
+        assert [c["channel_id"] for c in restored["restored"]] == [channel_id]
+        alice.start()
+        wait_for(lambda: _closed(alice, channel_id), timeout=60, what="closed after restore")
+        wait_for(lambda: _closed(bob, channel_id), timeout=60, what="closed on bob")
+        gained = _balance(alice) - before
+        assert local - 10**16 < gained <= local  # the channel's money, less the fees
+        assert "cooperatively" in alice.log_tail(400) or "concluded" in alice.log_tail(400)
+        # the store knows the channel now: restoring again is refused, nothing changes
+        alice.stop()
+        again = alice.cli("backup", "restore", str(out), check=False)
+        assert again.returncode == 1 and "already holds" in again.stderr
+    finally:
+        alice.stop()
+        bob.stop()
+
+
+def test_a_restored_channel_is_registered_when_the_peer_is_gone(
+    anvil: AnvilChain, tmp_path: Path
+) -> None:
+    alice, bob = _pair(anvil, tmp_path, 4, 8)
+    try:
+        channel_id = open_channel(alice, bob, ETH, challenge=2)
+        out = tmp_path / "alice.backup"
+        alice.cli("backup", "export", "--out", str(out))
+        local = channel(alice, channel_id)["balances"][0]["local"]
+        before = _balance(alice)
+        bob.stop()  # the peer is gone for good
+        _lose_store(alice)
+        alice.cli("backup", "restore", str(out), "--force-after", "1")
+        alice.start()
+        wait_for(
+            lambda: channel(alice, channel_id)["status"] in ("disputed", "closing", "closed"),
+            what="registered",
+        )
+        wait_for(lambda: _closed(alice, channel_id), timeout=60, what="concluded and withdrawn")
+        gained = _balance(alice) - before
+        assert local - 10**16 < gained <= local
+    finally:
+        alice.stop()
+        bob.stop()
