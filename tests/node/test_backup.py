@@ -158,7 +158,8 @@ def test_a_fresh_node_recovers_its_funds_from_a_backup_with_the_peer_online(
         # the node wrote its backup on its own once the channel opened
         auto = alice.data_dir / "channels.backup"
         wait_for(
-            lambda: auto.exists() and channel_id in alice.cli("backup", "show", str(auto)).stdout
+            lambda: auto.exists()
+            and channel_id in alice.cli("backup", "show", str(auto), "--json").stdout
         )
         assert auto.stat().st_mode & 0o777 == 0o600
         assert pay(alice, bob, 10**17)["status"] == "succeeded"
