@@ -10,6 +10,7 @@ chain and concluded after the challenge period).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,11 +47,13 @@ from .test_server_harness import (
     channel,
     make_node,
     open_channel,
-    pay,
     wait_for,
 )
 
 pytestmark = [pytest.mark.node, pytest.mark.xdist_group("node-processes")]
+SLOW = pytest.mark.skipif(
+    not os.environ.get("CHENILLES_SLOW_TESTS"), reason="long variant: CHENILLES_SLOW_TESTS=1"
+)
 __all__ = ["anvil"]
 
 
@@ -149,36 +152,56 @@ def _closed(node: NodeProc, channel_id: str) -> bool:
     return bool(channel(node, channel_id)["status"] == "closed")
 
 
+def _transfer(node: NodeProc, channel_id: str, amount: int) -> None:
+    node.api.post(f"/v1/channels/{channel_id}/transfers", {"amount": amount})
+
+
 def test_a_fresh_node_recovers_its_funds_from_a_backup_with_the_peer_online(
     anvil: AnvilChain, tmp_path: Path
 ) -> None:
+    """Two channels; the backup is exported after a payment on the first and before one on
+    the second. The store is deleted and the backup restored: the first (current) closes
+    cooperatively; the second (stale: the peer holds a newer state) is refused by the
+    peer, registered on chain, refuted with the newer state, and its money follows that."""
     alice, bob = _pair(anvil, tmp_path, 2, 3)
     try:
-        channel_id = open_channel(alice, bob, ETH)
-        # the node wrote its backup on its own once the channel opened
+        current = open_channel(alice, bob, ETH, challenge=2)
+        # the node writes its backup on its own once a channel opens
         auto = alice.data_dir / "channels.backup"
         wait_for(
-            lambda: auto.exists()
-            and channel_id in alice.cli("backup", "show", str(auto), "--json").stdout
+            lambda: (
+                auto.exists() and current in alice.cli("backup", "show", str(auto), "--json").stdout
+            ),
+            what="the automatic backup",
         )
         assert auto.stat().st_mode & 0o777 == 0o600
-        assert pay(alice, bob, 10**17)["status"] == "succeeded"
-        local = channel(alice, channel_id)["balances"][0]["local"]
-        assert local == ETH - 10**17
+        stale = open_channel(alice, bob, ETH, challenge=2)
+        _transfer(alice, current, 10**17)
         out = tmp_path / "alice.backup"
         exported = json.loads(alice.cli("backup", "export", "--out", str(out), "--json").stdout)
-        assert [c["channel_id"] for c in exported["channels"]] == [channel_id]
+        assert {c["channel_id"] for c in exported["channels"]} == {current, stale}
+        assert out.stat().st_mode & 0o777 == 0o600
+        _transfer(alice, stale, 2 * 10**17)  # after the backup: it holds an older state
+        local = {c: channel(alice, c)["balances"][0]["local"] for c in (current, stale)}
+        assert local == {current: ETH - 10**17, stale: ETH - 2 * 10**17}
         before = _balance(alice)
         _lose_store(alice)
-        restored = json.loads(alice.cli("backup", "restore", str(out), "--json").stdout)
-        assert [c["channel_id"] for c in restored["restored"]] == [channel_id]
+        restored = json.loads(
+            alice.cli("backup", "restore", str(out), "--force-after", "3", "--json").stdout
+        )
+        assert {c["channel_id"] for c in restored["restored"]} == {current, stale}
         alice.start()
-        wait_for(lambda: _closed(alice, channel_id), timeout=60, what="closed after restore")
-        wait_for(lambda: _closed(bob, channel_id), timeout=60, what="closed on bob")
+        for channel_id in (current, stale):
+            wait_for(lambda c=channel_id: _closed(alice, c), timeout=60, what="closed, restored")
+            wait_for(lambda c=channel_id: _closed(bob, c), timeout=60, what="closed on bob")
         gained = _balance(alice) - before
-        assert local - 10**16 < gained <= local  # the channel's money, less the fees
-        assert "cooperatively" in alice.log_tail(400) or "concluded" in alice.log_tail(400)
-        # the store knows the channel now: restoring again is refused, nothing changes
+        total = local[current] + local[stale]
+        assert total - 10**16 < gained <= total  # the channels' money, less the fees
+        log = alice.log_tail(400)
+        assert f"channel {current[:8]} closed cooperatively" in log
+        assert f"restored {stale[:8]}: the peer did not close; registered" in log
+        assert "refuted stale version 0 with 1" in bob.log_tail(400)  # the newer state won
+        # the store knows the channels now: restoring again is refused, nothing changes
         alice.stop()
         again = alice.cli("backup", "restore", str(out), check=False)
         assert again.returncode == 1 and "already holds" in again.stderr
@@ -187,6 +210,8 @@ def test_a_fresh_node_recovers_its_funds_from_a_backup_with_the_peer_online(
         bob.stop()
 
 
+@pytest.mark.slow
+@SLOW
 def test_a_restored_channel_is_registered_when_the_peer_is_gone(
     anvil: AnvilChain, tmp_path: Path
 ) -> None:
