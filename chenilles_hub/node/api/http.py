@@ -1,7 +1,8 @@
 """The node's local HTTP API (aiohttp): what the CLI and operators' scripts talk to.
 
-Bound to loopback by default; every endpoint but ``/health`` needs
-``Authorization: Bearer <token>`` (the token file in the data directory). Requests are
+Bound to loopback by default (elsewhere TLS only); every endpoint but ``/health`` needs
+``Authorization: Bearer <token>`` of a scope that covers it (``auth``: readonly, invoices,
+admin; 403 otherwise). Requests are
 validated here, then run on the node's thread through ``NodeService.call`` (so the API never
 races the peers). Errors are JSON: ``{"error": code, "message": text}`` with a 4xx status
 for bad input, 404 for an unknown channel or payment, 401 without a valid token, 503 while
