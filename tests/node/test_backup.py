@@ -13,9 +13,12 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from chenilles_hub.cli import main
 from chenilles_hub.core import ChannelSnapshot
 from chenilles_hub.core.model import (
     Asset,
@@ -236,3 +239,66 @@ def test_a_restored_channel_is_registered_when_the_peer_is_gone(
     finally:
         alice.stop()
         bob.stop()
+
+
+# --- bad input: a clear error, nothing changed ------------------------------------------------
+
+
+def _offline_node(tmp_path: Path) -> tuple[Path, NodeIdentity]:
+    config = tmp_path / "hub.toml"
+    config.write_text('[node]\ndata_dir = "data"\n')
+    identity = NodeIdentity()
+    (tmp_path / "data").mkdir(mode=0o700)
+    seed = tmp_path / "data" / "identity.seed"
+    seed.write_text(identity.seed.hex() + "\n")
+    seed.chmod(0o600)
+    return config, identity
+
+
+def _restore(config: Path, file: Path) -> Any:
+    return CliRunner().invoke(main, ["backup", "restore", str(file), "--config", str(config)])
+
+
+def test_restore_refuses_what_is_not_this_nodes_backup(
+    sealed: tuple[NodeIdentity, Backup, bytes], tmp_path: Path
+) -> None:
+    config, identity = _offline_node(tmp_path)
+    _, _, foreign = sealed
+    cases = {
+        "garbage": (b"\x00" * 100, "not a Chenilles channel backup"),
+        "another node's": (foreign, "does not open with this node's key"),
+        "truncated": (seal(_backup(identity), identity)[:-1], "does not open"),
+    }
+    for name, (data, message) in cases.items():
+        file = tmp_path / f"{name}.backup"
+        file.write_bytes(data)
+        result = _restore(config, file)
+        assert result.exit_code == 1 and message in result.output, (name, result.output)
+        assert "Traceback" not in result.output
+    assert not (tmp_path / "data" / "node.sqlite").exists()  # nothing was even opened
+    missing = _restore(config, tmp_path / "nope.backup")
+    assert missing.exit_code == 1 and "cannot read" in missing.output
+
+
+def test_restore_refuses_while_the_node_runs(tmp_path: Path) -> None:
+    config, identity = _offline_node(tmp_path)
+    file = tmp_path / "mine.backup"
+    file.write_bytes(seal(_backup(identity), identity))
+    with SQLiteStore(tmp_path / "data" / "node.sqlite"):  # what a running node holds
+        result = _restore(config, file)
+        assert result.exit_code == 1 and "is the node running?" in result.output
+    result = CliRunner().invoke(
+        main, ["backup", "restore", str(file), "--config", str(config), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["restored"][0]["channel_id"] == "07" * 32
+
+
+def test_restore_needs_the_nodes_identity(tmp_path: Path) -> None:
+    config, identity = _offline_node(tmp_path)
+    file = tmp_path / "mine.backup"
+    file.write_bytes(seal(_backup(identity), identity))
+    (tmp_path / "data" / "identity.seed").unlink()
+    result = _restore(config, file)
+    assert result.exit_code == 1 and "no node identity" in result.output
+    assert not (tmp_path / "data" / "identity.seed").exists()  # never made up a new one
