@@ -20,6 +20,7 @@ from chenilles_hub.node.api.auth import PUBLIC, ROUTE_SCOPES, TokenBook, grants,
 from chenilles_hub.node.api.http import build_app
 from chenilles_hub.node.config import load_config
 from chenilles_hub.node.runtime.bootstrap import load_identity, load_token, open_store
+from chenilles_hub.node.runtime.files import secure_data_dir
 
 from .test_server_harness import NATIVE, AnvilChain, NodeProc, anvil, make_node
 
@@ -225,3 +226,11 @@ def test_existing_loose_files_are_made_private_and_logged(
         assert _mode(path) == 0o600, path
     fixed = [r.getMessage() for r in caplog.records if "was accessible to others" in r.message]
     assert len(fixed) >= 4
+    # the TLS key and the channel backup, found loose, are fixed at start the same way
+    for path in (config.key_path, config.backup_path):
+        path.write_bytes(b"secret")
+        path.chmod(0o640)
+    data.chmod(0o711)
+    secure_data_dir(data, [config.key_path, config.backup_path, tmp_path / "absent"])
+    assert _mode(data) == 0o700
+    assert _mode(config.key_path) == _mode(config.backup_path) == 0o600
