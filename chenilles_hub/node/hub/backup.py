@@ -25,17 +25,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ...core import ChannelSnapshot
 from ...identity import NodeIdentity
 from ..store.base import ChannelRecord, Store
 from .journal import CHANNEL_PREFIX, RECORD_PREFIX, ChannelMeta, decode_record
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 MAGIC = b"CHENSCB1"
 _NONCE = 12
@@ -79,8 +79,15 @@ class RecoveryMarker(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     force_revoking: bool = False
 
 
-def _key(identity: NodeIdentity) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO).derive(identity.seed)
+def _cipher(identity: NodeIdentity) -> ChaCha20Poly1305:
+    """The backup cipher under a key derived from the identity seed (``cryptography`` is
+    imported here: a node that never writes a backup does not pay for the import)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO).derive(identity.seed)
+    return ChaCha20Poly1305(key)
 
 
 def collect(store: Store, node_id: bytes, now: int) -> Backup:
@@ -109,9 +116,7 @@ def seal(backup: Backup, identity: NodeIdentity) -> bytes:
     if backup.node_id != identity.node_id:
         raise BackupError("a backup is sealed by the node it belongs to")
     nonce = os.urandom(_NONCE)
-    sealed = ChaCha20Poly1305(_key(identity)).encrypt(
-        nonce, msgspec.json.encode(backup), MAGIC + identity.node_id
-    )
+    sealed = _cipher(identity).encrypt(nonce, msgspec.json.encode(backup), MAGIC + identity.node_id)
     return MAGIC + nonce + sealed
 
 
@@ -121,9 +126,11 @@ def unseal(data: bytes, identity: NodeIdentity) -> Backup:
         raise BackupError("not a Chenilles channel backup")
     if len(data) > MAX_BACKUP:
         raise BackupError(f"a backup is at most {MAX_BACKUP} bytes")
+    from cryptography.exceptions import InvalidTag
+
     nonce = data[len(MAGIC) : len(MAGIC) + _NONCE]
     try:
-        plain = ChaCha20Poly1305(_key(identity)).decrypt(
+        plain = _cipher(identity).decrypt(
             nonce, data[len(MAGIC) + _NONCE :], MAGIC + identity.node_id
         )
     except InvalidTag:

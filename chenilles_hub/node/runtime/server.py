@@ -42,7 +42,6 @@ from .bootstrap import (
 from .files import private_dir, secure_data_dir
 from .peers import Peers
 from .pipeline import Pipeline
-from .tls import server_context
 from .work import Link
 
 log = logging.getLogger("chenilles.server")
@@ -158,7 +157,11 @@ class HubServer:
             ],
         )
         self._write_pid()
-        tls = await self.in_worker(server_context, self.config)
+        tls = None
+        if self.config.api_uses_tls:
+            from .tls import server_context  # imports cryptography: only when TLS is on
+
+            tls = await self.in_worker(server_context, self.config)
         self._api_runner, self.api_port = await start_api(self, tls)
         store = self._given_store
         if store is None:
