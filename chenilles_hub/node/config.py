@@ -133,6 +133,9 @@ class NodeConfig:
     #: (``auto = false``: only on ``chenilles backup export``)
     backup_file: Path | None = None
     backup_auto: bool = True
+    #: ``[backup] interval``: also rewrite the backup when a channel's state changed, at
+    #: most once per this many seconds (0: only on opens and closes)
+    backup_interval: float = 0.0
 
     @property
     def pid_file(self) -> Path:
@@ -242,6 +245,16 @@ def load_config(path: str | os.PathLike[str]) -> NodeConfig:
     backup_auto = backup.get("auto", True)
     if not isinstance(backup_auto, bool):
         raise ConfigError("backup.auto must be true or false")
+    backup_interval = backup.get("interval", 0)
+    if (
+        isinstance(backup_interval, bool)
+        or not isinstance(backup_interval, int | float)
+        or not 0 <= backup_interval <= 86400
+    ):
+        raise ConfigError("backup.interval: seconds, 0 (only on opens and closes) to 86400")
+    unknown_backup = set(backup) - {"file", "auto", "interval"}
+    if unknown_backup:
+        raise ConfigError(f"[backup]: unknown key(s) {sorted(unknown_backup)}")
 
     store = _table(raw, "store")
     kind = _get(store, "kind", str, "store") or "sqlite"
@@ -358,6 +371,7 @@ def load_config(path: str | os.PathLike[str]) -> NodeConfig:
         tls_key_file=resolve(key_file, Path()) if key_file else None,
         backup_file=resolve(backup_file, Path()) if backup_file else None,
         backup_auto=backup_auto,
+        backup_interval=float(backup_interval),
     )
 
 

@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 
 from chenilles_hub.core import SignedState
+from chenilles_hub.node.config import load_config
 from chenilles_hub.node.hub.backup import collect, restore_into, seal, unseal
+from chenilles_hub.node.runtime.backups import BackupFile
 from chenilles_hub.node.store.sqlite import SQLiteStore
 
 from .test_bitcoin_restart import Scene
@@ -110,3 +112,35 @@ def test_a_restored_bitcoin_channel_closes_cooperatively_with_the_peer_back(
     assert not scene.registered()
     received = scene.alice_received()
     assert 400_000 - 5_000 < received <= 400_000, received
+
+
+def test_the_backup_file_follows_opens_closes_and_with_an_interval_payments(
+    scene: Restored, tmp_path: Path
+) -> None:
+    """``[backup] interval``: a new signed state makes the file due (at most once per
+    interval); without it only opens and closes do."""
+    files = {}
+    for interval in (0, 1e-9):
+        (tmp_path / f"{interval}.toml").write_text(f"[backup]\ninterval = {interval}\n")
+        files[interval] = BackupFile(load_config(tmp_path / f"{interval}.toml"))
+        files[interval].note(scene.alice)
+        assert files[interval].due  # never written: due at once
+        files[interval].write(scene.store, scene.alice)
+        files[interval].note(scene.alice)
+        assert not files[interval].due
+    scene.pay(1_000)
+    scene.alice.checkpoint()
+    files[0].note(scene.alice)
+    files[1e-9].note(scene.alice)
+    assert not files[0].due and files[1e-9].due
+    written = files[1e-9].write(scene.store, scene.alice)
+    assert written["channels"] == 1 and (tmp_path / "data" / "channels.backup").exists()
+    backup = unseal((tmp_path / "data" / "channels.backup").read_bytes(), scene.alice.identity)
+    (channel,) = backup.channels
+    assert channel.snapshot is not None and channel.snapshot.latest is not None
+    assert channel.snapshot.latest.state.version == 3  # the payment just made
+    scene.alice.close(scene.channel_id)
+    scene.run(10, 600)
+    files[0].note(scene.alice)
+    assert files[0].due  # closed: the file must drop it
+    assert files[0].write(scene.store, scene.alice)["channels"] == 0
