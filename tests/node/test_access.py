@@ -18,7 +18,7 @@ import requests
 
 from chenilles_hub.node.api.auth import PUBLIC, ROUTE_SCOPES, TokenBook, grants, required_scope
 from chenilles_hub.node.api.http import build_app
-from chenilles_hub.node.config import load_config
+from chenilles_hub.node.config import ConfigError, load_config
 from chenilles_hub.node.runtime.bootstrap import load_identity, load_token, open_store
 from chenilles_hub.node.runtime.files import secure_data_dir
 
@@ -234,3 +234,34 @@ def test_existing_loose_files_are_made_private_and_logged(
     secure_data_dir(data, [config.key_path, config.backup_path, tmp_path / "absent"])
     assert _mode(data) == 0o700
     assert _mode(config.key_path) == _mode(config.backup_path) == 0o600
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[api]\ntls = "maybe"\n', "api.tls"),
+        ("[backup]\ninterval = -1\n", "backup.interval"),
+        ("[backup]\nauto = 1\n", "backup.auto"),
+        ('[backup]\nfiel = "x"\n', "unknown key"),
+    ],
+)
+def test_access_and_backup_settings_are_checked(tmp_path: Path, toml: str, message: str) -> None:
+    path = tmp_path / "hub.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_tls_is_on_off_loopback_unless_the_operator_says_otherwise(tmp_path: Path) -> None:
+    path = tmp_path / "hub.toml"
+    cases = [
+        ('listen = "127.0.0.1:9"', "http://127.0.0.1:9"),
+        ('listen = "[::1]:9"', "http://[::1]:9"),
+        ('listen = "0.0.0.0:9"', "https://127.0.0.1:9"),
+        ('listen = "10.1.2.3:9"', "https://10.1.2.3:9"),
+        ('listen = "10.1.2.3:9"\ntls = false', "http://10.1.2.3:9"),
+        ('listen = "127.0.0.1:9"\ntls = true', "https://127.0.0.1:9"),
+    ]
+    for api, url in cases:
+        path.write_text(f"[api]\n{api}\n")
+        assert load_config(path).api_url == url, api
