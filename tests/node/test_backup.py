@@ -81,7 +81,9 @@ def _backup(identity: NodeIdentity) -> Backup:
     meta = ChannelMeta(cid, ((asset, (10, 0)),), (), (), 0, True, False, "active")
     record = ChannelRecord(cid, params, 0, state)
     snapshot = ChannelSnapshot(cid, None, None, None, None, None)
-    return Backup(identity.node_id, 1, (ChannelBackup(record, meta, snapshot, (("p", b"x"),)),))
+    funding = ((f"funding/{cid.hex()}/eip155:1/native", b"submitted"),)
+    channel = ChannelBackup(record, meta, snapshot, (("p", b"x"),), funding)
+    return Backup(identity.node_id, 1, (channel,))
 
 
 @pytest.fixture
@@ -118,6 +120,8 @@ def test_restore_refuses_a_store_that_knows_the_channel(
         assert restore_into(store, backup, 100, 60) == [b"\x07" * 32]
         again = collect(store, identity.node_id, 5)
         assert again.channels == backup.channels  # what was restored is what a backup holds
+        # a deposit already sent stays marked: the restored node never sends it again
+        assert store.get_setting(f"funding/{'07' * 32}/eip155:1/native") == b"submitted"
         before = store.settings_with_prefix("")
         with pytest.raises(BackupError, match="already holds"):
             restore_into(store, backup, 100, 60)

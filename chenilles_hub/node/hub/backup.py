@@ -9,8 +9,9 @@ records (on Bitcoin: what recognises and punishes the peer's commitments), becau
 Chenilles peer is not asked to close on our behalf.
 
 Per channel: its record (params, our index, initial state), its snapshot (latest signed
-state and what is in flight), the node's record of it (deposits, status) and the backend's
-record parts, all as the store holds them. The file is ``CHENSCB1 | nonce | sealed``,
+state and what is in flight), the node's record of it (deposits, status), the backend's
+record parts and the markers of deposits already sent (never sent twice), all as the store
+holds them. The file is ``CHENSCB1 | nonce | sealed``,
 sealed with ChaCha20-Poly1305 under a key derived (HKDF-SHA256) from the node's identity
 seed, the node id bound as associated data: only this node's secret opens it, and any
 change to it is detected.
@@ -32,7 +33,13 @@ import msgspec
 from ...core import ChannelSnapshot
 from ...identity import NodeIdentity
 from ..store.base import ChannelRecord, Store
-from .journal import CHANNEL_PREFIX, RECORD_PREFIX, ChannelMeta, decode_record
+from .journal import (
+    CHANNEL_PREFIX,
+    FUNDING_PREFIX,
+    RECORD_PREFIX,
+    ChannelMeta,
+    decode_record,
+)
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
@@ -57,6 +64,8 @@ class ChannelBackup(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     snapshot: ChannelSnapshot | None = None
     #: the backend's record parts (``ChannelRecords``: Bitcoin), by part name
     parts: tuple[tuple[str, bytes], ...] = ()
+    #: our deposits already sent (``funding/<channel>/...`` markers): never sent twice
+    funding: tuple[tuple[str, bytes], ...] = ()
 
 
 class Backup(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -189,6 +198,11 @@ def restore_into(
             CHANNEL_PREFIX + cid.hex(): msgspec.json.encode(channel.meta),
             RECOVERY_PREFIX + cid.hex(): marker,
             **{f"{RECORD_PREFIX}{cid.hex()}/{part}": value for part, value in channel.parts},
+            **{
+                key: value
+                for key, value in channel.funding
+                if key.startswith(f"{FUNDING_PREFIX}{cid.hex()}/")
+            },
         }
         snapshots = [channel.snapshot] if channel.snapshot is not None else []
         store.save_checkpoint(snapshots, settings)

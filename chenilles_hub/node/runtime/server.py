@@ -172,6 +172,8 @@ class HubServer:
         await self._acquire_lease()
         if self._stop.is_set():
             return
+        # a standby that took over: the tokens the former leader created since our start
+        self.tokens.load(await self.in_worker(store.settings_with_prefix, TOKEN_PREFIX))
         lap("lease")
         chains = self._given_chains
         if chains is None:
