@@ -117,7 +117,9 @@ def collect(store: Store, node_id: bytes, now: int) -> Backup:
             for key, value in store.settings_with_prefix(prefix)
             if value
         )
-        channels.append(ChannelBackup(record, meta, store.load_snapshot(record.channel_id), parts))
+        funding = tuple(store.settings_with_prefix(f"{FUNDING_PREFIX}{record.channel_id.hex()}/"))
+        snapshot = store.load_snapshot(record.channel_id)
+        channels.append(ChannelBackup(record, meta, snapshot, parts, funding))
     return Backup(node_id, now, tuple(channels))
 
 
