@@ -42,6 +42,7 @@ class Recovery:
         #: when each restored channel is registered on chain if not closing by then
         self.deadlines: dict[bytes, int] = {}
         self._asked: set[bytes] = set()
+        self._failed: set[bytes] = set()
 
     def restore(self) -> None:
         """Pick up the channels marked for recovery (after ``Node.restore`` rebuilt them)."""
@@ -95,6 +96,11 @@ class Recovery:
                 self.chain.force_close(channel_id)
             except Exception as error:  # the ledger refused (LedgerError) or is down: later
                 self.ctx.count("recovery_force_close_failed")
-                self.ctx.note(f"registering restored {channel_id.hex()[:8]} failed: {error}")
+                text = f"registering restored {channel_id.hex()[:8]} failed: {error}"
+                if channel_id in self._failed:
+                    log.debug("%s: %s", self.ctx.name, text)  # said once; tried again later
+                else:
+                    self._failed.add(channel_id)
+                    self.ctx.note(f"{text} (tried again every {RETRY} s)")
                 continue
             self.ctx.note(f"restored {channel_id.hex()[:8]}: the peer did not close; registered")
