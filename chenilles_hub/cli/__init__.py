@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from . import (
     app_channels,
+    backup,
     channels,
     history,
     installed,
@@ -21,6 +22,7 @@ from . import (
     payments,
     peers,
     policy,
+    tokens,
     tools,
     wallet,
 )
@@ -28,6 +30,7 @@ from .root import main
 
 __all__ = [
     "app_channels",
+    "backup",
     "channels",
     "history",
     "installed",
@@ -37,6 +40,7 @@ __all__ = [
     "payments",
     "peers",
     "policy",
+    "tokens",
     "tools",
     "wallet",
 ]

@@ -117,8 +117,9 @@ def node_stop(config_path: str, timeout: float) -> None:
     with contextlib.suppress(OSError, ValueError):
         pid = int(config.pid_file.read_text().strip())
     try:
-        NodeClient(config.api_url, config.read_token(), timeout=5).post("/v1/stop")
-    except (ApiCallError, ConfigError) as exc:
+        tls = str(config.cert_path) if config.api_uses_tls else None
+        NodeClient(config.api_url, config.read_token(), timeout=5, cafile=tls).post("/v1/stop")
+    except (ApiCallError, ConfigError, OSError) as exc:
         if pid is None:
             raise CliError(
                 f"the node does not answer ({exc}) and has no pid file", "not_running"

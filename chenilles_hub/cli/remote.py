@@ -27,7 +27,14 @@ def connect(config_path: str | None, api_url: str | None, token_file: str | None
         raise click.UsageError("give --config hub.toml (or set CHENILLES_CONFIG)")
     try:
         config = load_config(config_path)
-        return NodeClient(api_url or config.api_url, config.read_token())
+        url = api_url or config.api_url
+        cafile = str(config.cert_path) if url.startswith("https:") else None
+        if cafile is not None and not config.cert_path.exists():
+            raise ConfigError(
+                f"the API uses TLS but its certificate {cafile} is missing: start the node "
+                "once, or copy its api.cert there"
+            )
+        return NodeClient(url, config.read_token(), cafile=cafile)
     except ConfigError as exc:
         raise CliError(str(exc), "config") from None
 

@@ -8,6 +8,7 @@ never written in the config itself by default: they live in files with mode 0600
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -101,6 +102,18 @@ class NodeConfig:
     open_policy: OpenPolicyConfig = field(default_factory=OpenPolicyConfig)
     peer_policy: PeerPolicyConfig = field(default_factory=PeerPolicyConfig)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: ``[api] tls``: "auto" (TLS unless the API listens on loopback), "on" or "off"
+    api_tls: str = "auto"
+    #: The API's self-signed certificate and its key (created on first start with TLS)
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    #: ``[backup] file``: the static channel backup, rewritten after each open and close
+    #: (``auto = false``: only on ``chenilles backup export``)
+    backup_file: Path | None = None
+    backup_auto: bool = True
+    #: ``[backup] interval``: also rewrite the backup when a channel's state changed, at
+    #: most once per this many seconds (0: only on opens and closes)
+    backup_interval: float = 0.0
 
     @property
     def pid_file(self) -> Path:
@@ -111,15 +124,45 @@ class NodeConfig:
         return self.data_dir / "node.sqlite"
 
     @property
+    def api_uses_tls(self) -> bool:
+        """TLS when asked, and by default whenever the API is reachable off this machine."""
+        if self.api_tls == "auto":
+            return not is_loopback(self.api_host)
+        return self.api_tls == "on"
+
+    @property
+    def cert_path(self) -> Path:
+        return self.tls_cert_file or self.data_dir / "api.cert"
+
+    @property
+    def key_path(self) -> Path:
+        return self.tls_key_file or self.data_dir / "api.key"
+
+    @property
+    def backup_path(self) -> Path:
+        return self.backup_file or self.data_dir / "channels.backup"
+
+    @property
     def api_url(self) -> str:
         host = self.api_host if ":" not in self.api_host else f"[{self.api_host}]"
-        return f"http://{host}:{self.api_port}"
+        if host in ("0.0.0.0", "[::]"):  # listening everywhere: reach it on this machine
+            host = "127.0.0.1"
+        return f"{'https' if self.api_uses_tls else 'http'}://{host}:{self.api_port}"
 
     def read_token(self) -> str:
         try:
             return self.token_file.read_text().strip()
         except OSError as exc:
             raise ConfigError(f"cannot read the API token {self.token_file}: {exc}") from None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_address(text: str, where: str) -> tuple[str, int]:
@@ -132,7 +175,7 @@ def parse_address(text: str, where: str) -> tuple[str, int]:
 
 #: The keys each table may hold; anything else is refused with the closest key suggested
 #: (a typo such as ``listn`` must not leave the node on its default port unnoticed).
-SECTIONS = ("node", "api", "store", "peers", "chains", "policy", "log")
+SECTIONS = ("node", "api", "store", "peers", "chains", "policy", "log", "backup")
 NODE_KEYS = (
     "name",
     "data_dir",
@@ -145,7 +188,8 @@ NODE_KEYS = (
     "accept_unknown_peers",
     "max_lock",
 )
-API_KEYS = ("listen", "token_file")
+API_KEYS = ("listen", "token_file", "tls", "cert_file", "key_file")
+BACKUP_KEYS = ("file", "auto", "interval")
 STORE_KEYS = ("kind", "dsn", "schema", "lease_ttl")
 LOG_KEYS = ("format", "level", "file")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -181,6 +225,23 @@ def load_config(path: str | os.PathLike[str]) -> NodeConfig:
     api = table_of(raw, "api", API_KEYS)
     api_addr = parse_address(get(api, "listen", str, "api") or "127.0.0.1:9736", "api.listen")
     token_file = resolve(get(api, "token_file", str, "api"), data_dir / "api.token")
+    tls = api.get("tls", "auto")
+    if tls not in ("auto", True, False):
+        raise ConfigError('api.tls: true, false or "auto" (TLS unless on loopback)')
+    cert_file = get(api, "cert_file", str, "api")
+    key_file = get(api, "key_file", str, "api")
+    backup = table_of(raw, "backup", BACKUP_KEYS)
+    backup_file = get(backup, "file", str, "backup")
+    backup_auto = backup.get("auto", True)
+    if not isinstance(backup_auto, bool):
+        raise ConfigError("backup.auto must be true or false")
+    backup_interval = backup.get("interval", 0)
+    if (
+        isinstance(backup_interval, bool)
+        or not isinstance(backup_interval, int | float)
+        or not 0 <= backup_interval <= 86400
+    ):
+        raise ConfigError("backup.interval: seconds, 0 (only on opens and closes) to 86400")
 
     store = table_of(raw, "store", STORE_KEYS)
     kind = get(store, "kind", str, "store") or "sqlite"
@@ -289,6 +350,12 @@ def load_config(path: str | os.PathLike[str]) -> NodeConfig:
         max_lock=int(get(node, "max_lock", int, "node") or 3 * 86400),
         open_policy=policy.open_policy,
         peer_policy=policy.peer_policy,
+        api_tls="on" if tls is True else "off" if tls is False else "auto",
+        tls_cert_file=resolve(cert_file, Path()) if cert_file else None,
+        tls_key_file=resolve(key_file, Path()) if key_file else None,
+        backup_file=resolve(backup_file, Path()) if backup_file else None,
+        backup_auto=backup_auto,
+        backup_interval=float(backup_interval),
     )
 
 

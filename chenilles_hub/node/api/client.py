@@ -6,6 +6,7 @@ Standard library only (urllib), so the CLI starts fast and needs nothing the nod
 from __future__ import annotations
 
 import json
+import ssl
 import urllib.error
 import urllib.request
 from typing import Any
@@ -24,10 +25,18 @@ class ApiCallError(Exception):
 
 
 class NodeClient:
-    def __init__(self, url: str, token: str, timeout: float = 30.0) -> None:
+    def __init__(
+        self, url: str, token: str, timeout: float = 30.0, cafile: str | None = None
+    ) -> None:
         self.url = url.rstrip("/")
         self.token = token
         self.timeout = timeout
+        #: An ``https`` API is trusted through exactly this certificate (the node's
+        #: self-signed ``api.cert``): pinned, not the system's authorities.
+        self.context: ssl.SSLContext | None = None
+        if cafile is not None:
+            self.context = ssl.create_default_context(cafile=cafile)
+            self.context.minimum_version = ssl.TLSVersion.TLSv1_2
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
@@ -42,7 +51,9 @@ class NodeClient:
             },
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with urllib.request.urlopen(
+                request, timeout=self.timeout, context=self.context
+            ) as response:
                 raw = response.read()
                 kind = response.headers.get("Content-Type", "")
         except urllib.error.HTTPError as exc:

@@ -68,6 +68,11 @@ API_ERRORS: dict[str, ErrorCode] = {
     "unauthorized": ErrorCode(
         401, "missing or wrong bearer token", "the token is in the data dir (api.token)"
     ),
+    "forbidden": ErrorCode(
+        403,
+        "the token's scope does not allow this route",
+        "use a token of a wider scope (chenilles token create --scope ...)",
+    ),
     "not_found": ErrorCode(404, "no such endpoint", "see /openapi.json"),
     "unknown_channel": ErrorCode(404, "no channel has this id", "see chenilles channel list"),
     "unknown_open": ErrorCode(404, "no opening has this temporary id", ""),

@@ -1,7 +1,8 @@
 """The node's local HTTP API (aiohttp): what the CLI and operators' scripts talk to.
 
-Bound to loopback by default; every endpoint but ``/health`` needs
-``Authorization: Bearer <token>`` (the token file in the data directory). Requests are
+Bound to loopback by default (elsewhere TLS only); every endpoint but ``/health`` needs
+``Authorization: Bearer <token>`` of a scope that covers it (``auth``: readonly, invoices,
+admin; 403 otherwise). Requests are
 validated here, then run on the node's thread through ``NodeService.call`` (so the API never
 races the peers). Errors are JSON: ``{"error": {"code", "message", "hint"}}`` (the codes
 and their hints are catalogued in ``errors.py``) with a 4xx status
@@ -11,15 +12,16 @@ a standby waits for the leader lease. The OpenAPI 3 description is at ``/openapi
 
 from __future__ import annotations
 
-import hmac
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from chenilles_hub.core.errors import ChannelError
 
-from . import apps, channels, history, node_routes, payments, policy, wallet
+from . import access, apps, channels, history, node_routes, payments, policy, wallet
+from .auth import check_access
 from .inputs import MAX_BODY, SERVER_KEY, error_response, json_response, service
 from .metrics import CONTENT_TYPE, render
 from .openapi import openapi_document
@@ -38,13 +40,9 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
 async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Authentication first, then every failure as a JSON error."""
     server: NodeService = request.app[SERVER_KEY]  # type: ignore[assignment]
-    if request.path != "/health":
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            token.strip().encode(), server.token.encode()
-        ):
-            return error_response(401, "unauthorized", "missing or wrong bearer token")
+    refused = check_access(request, server.tokens)
+    if refused is not None:
+        return error_response(*refused)
     try:
         return await handler(request)
     except ApiError as exc:
@@ -113,13 +111,19 @@ def build_app(server: NodeService) -> web.Application:
     history.add_routes(app.router)
     policy.add_routes(app.router)
     wallet.add_routes(app.router)
+    access.add_routes(app.router)
     return app
 
 
-async def start_api(server: NodeService) -> tuple[web.AppRunner, int]:
+async def start_api(
+    server: NodeService, ssl_context: ssl.SSLContext | None = None
+) -> tuple[web.AppRunner, int]:
+    """Serve the API (over TLS with ``ssl_context``: then plaintext is refused)."""
     runner = web.AppRunner(build_app(server), access_log=None, shutdown_timeout=1.0)
     await runner.setup()
-    site = web.TCPSite(runner, server.config.api_host, server.config.api_port)
+    site = web.TCPSite(
+        runner, server.config.api_host, server.config.api_port, ssl_context=ssl_context
+    )
     await site.start()
     port = server.config.api_port
     sockets = getattr(site._server, "sockets", None) if site._server else None

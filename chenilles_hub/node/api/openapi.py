@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import access
 from .errors import catalog
 from .openapi_operator import operator_paths
 
@@ -133,6 +134,16 @@ def _app_paths(bad: tuple[str, ...]) -> dict[str, Any]:
 
 
 def openapi_document() -> dict[str, Any]:
+    """The document; every route that takes a token may also answer 403 (its scope)."""
+    document = _document()
+    for operations in document["paths"].values():
+        for op in operations.values():
+            if "401" in op["responses"]:
+                op["responses"].setdefault("403", {"$ref": "#/components/responses/E403"})
+    return document
+
+
+def _document() -> dict[str, Any]:
     bad = ("400", "401", "503")
     return {
         "openapi": "3.0.3",
@@ -299,6 +310,7 @@ def openapi_document() -> dict[str, Any]:
             "/v1/stop": {"post": _op("stop the node gracefully", ok="202")},
             **_app_paths(bad),
             **operator_paths(bad),
+            **access.openapi_paths(),
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

@@ -14,6 +14,7 @@ from ...core import Asset
 from ..config import NodeConfig, PeerConfig
 from ..hub.gossip import GraphView
 from ..hub.node import Node
+from .auth import TokenBook
 
 T = TypeVar("T")
 
@@ -24,6 +25,8 @@ class TransferFailed(Exception):
 
 class NodeService(Protocol):
     token: str
+    #: The admin token and the scoped tokens created at run time.
+    tokens: TokenBook
     role: str  # starting, standby, leader, stopping
     config: NodeConfig
     #: ``None`` while this process is a standby waiting for the leader lease.
@@ -71,3 +74,12 @@ class NodeService(Protocol):
     def remove_peer(self, node_id: bytes) -> bool: ...
 
     def request_stop(self, reason: str = "requested", exit_code: int = 0) -> None: ...
+
+    async def backup(self, *, write: bool) -> dict[str, Any]:
+        """The sealed channel backup (base64) with a summary, or (``write``) write the
+        backup file now and say where; built from what is durable."""
+        ...
+
+    def save_setting(self, key: str, value: bytes) -> None:
+        """Write one record to the store now (tokens): call it on the node's thread."""
+        ...

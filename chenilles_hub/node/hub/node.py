@@ -55,6 +55,7 @@ from .persistence import Checkpoint, Persistence
 from .proposals import Proposals
 from .quoting import Quoting
 from .records import Channel, Payment, Quarantined
+from .recovery import Recovery
 
 if TYPE_CHECKING:
     from ...core.watcher import Watcher
@@ -121,6 +122,7 @@ class Node:
         self.app_channels = AppChannels(self.ctx, self.proposals, self.chain_actions)
         self.quoting = Quoting(self.ctx, self.payment_flow)
         self.settings = OperatorSettings(self.ctx, self.policy)
+        self.recovery = Recovery(self.ctx, self.proposals, self.chain_actions)
         self.intake = Intake(
             self.ctx, self.opening, self.funding, self.payment_flow, self.quoting, self._run
         )
@@ -269,6 +271,7 @@ class Node:
         self.payment_flow.expire_waiting()
         self.chain_actions.tick()
         self.app_channels.tick()
+        self.recovery.tick()
         self._end_of_event()
 
     # --- the operator's requests ------------------------------------------------------------
@@ -460,3 +463,4 @@ class Node:
         self.settings.restore()
         self.app_channels.restore()
         self.quoting.restore()
+        self.recovery.restore()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,14 +24,14 @@ from ..config import CHAIN_KEYS, ConfigError, NodeConfig, unknown_key_error, wri
 from ..hub.forwarding import FeePolicy, ForwardingPolicy
 from ..hub.open_policy import OpenPolicy
 from ..store.base import Store
+from .files import PRIVATE_FILE, private_dir, private_file, store_files, tighten
 
 log = logging.getLogger("chenilles.node")
 
 
 def _check_private(path: Path) -> None:
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        log.warning("%s is readable by others (mode %o): chmod 600 it", path, mode)
+    """A secret found readable by others is made private (and the fix logged)."""
+    tighten(path, PRIVATE_FILE)
 
 
 def load_identity(path: Path) -> NodeIdentity:
@@ -207,7 +206,9 @@ def _deploy_apps(backend: ChainBackend) -> None:
 
 
 def open_store(config: NodeConfig) -> Store:
-    config.data_dir.mkdir(parents=True, exist_ok=True)
+    """The configured store; a SQLite file (and its WAL, shared memory and lock files) is
+    created 0600 and tightened if found looser: it holds preimages and signed states."""
+    private_dir(config.data_dir)
     if config.store == "postgres":
         from ..store.postgres import PostgresStore  # imports psycopg: only when configured
 
@@ -215,7 +216,12 @@ def open_store(config: NodeConfig) -> Store:
         return PostgresStore(config.postgres_dsn, schema=config.postgres_schema)
     from ..store.sqlite import SQLiteStore
 
-    return SQLiteStore(config.sqlite_path)
+    for path in (config.sqlite_path, store_files(config.sqlite_path)[-1]):
+        private_file(path)  # SQLite then creates the WAL and -shm with the database's mode
+    store = SQLiteStore(config.sqlite_path)
+    for path in store_files(config.sqlite_path):
+        tighten(path, PRIVATE_FILE)
+    return store
 
 
 def holder_id() -> str:

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from chenilles_hub.backend import NewBlock
 from chenilles_hub.core import Asset
 
+from ..api.auth import TOKEN_PREFIX, TokenBook
 from ..api.operations import chain_summary
 from ..api.service import TransferFailed
 from ..config import ConfigError, NodeConfig, PeerConfig
@@ -28,6 +29,7 @@ from ..hub.gossip import GraphView
 from ..hub.node import Node
 from ..net.transport import Listener, TcpTransport, Transport
 from ..store.base import Store
+from .backups import BackupFile
 from .bootstrap import (
     Chains,
     build_chains,
@@ -38,6 +40,7 @@ from .bootstrap import (
     load_token,
     open_store,
 )
+from .files import private_dir, secure_data_dir
 from .peers import Peers
 from .pipeline import Pipeline
 from .work import Link
@@ -74,8 +77,11 @@ class HubServer:
         clock: Callable[[], int] | None = None,
     ) -> None:
         self.config = config
+        private_dir(config.data_dir)  # 0700 before any secret is created in it
         self.identity = load_identity(config.identity_file)
         self.token = load_token(config.token_file)
+        self.tokens = TokenBook(self.token)
+        self.backups = BackupFile(config)
         self._given_chains = chains
         self._given_store = store
         self.transport = transport or TcpTransport(self.identity)
@@ -153,15 +159,34 @@ class HubServer:
             timings[name] = round(now - phase, 3)
             phase = now
 
-        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        secure_data_dir(
+            self.config.data_dir,
+            [
+                self.config.identity_file,
+                self.config.token_file,
+                self.config.key_path,
+                self.config.backup_path,
+            ],
+        )
         self._write_pid()
+        tls = None
+        if self.config.api_uses_tls:
+            from .tls import server_context  # imports cryptography: only when TLS is on
+
+            tls = await self.in_worker(server_context, self.config)
         with _bind_errors("api.listen", self.config.api_host, self.config.api_port):
-            self._api_runner, self.api_port = await start_api(self)
-        self.store = self._given_store or await self.in_worker(open_store, self.config)
+            self._api_runner, self.api_port = await start_api(self, tls)
+        store = self._given_store
+        if store is None:
+            store = await self.in_worker(open_store, self.config)
+        self.store = store
+        self.tokens.load(await self.in_worker(store.settings_with_prefix, TOKEN_PREFIX))
         lap("api_and_store")
         await self._acquire_lease()
         if self._stop.is_set():
             return
+        # a standby that took over: the tokens the former leader created since our start
+        self.tokens.load(await self.in_worker(store.settings_with_prefix, TOKEN_PREFIX))
         lap("lease")
         chains = self._given_chains
         if chains is None:
@@ -212,13 +237,14 @@ class HubServer:
         self._spawn(self._timer_loop())
         log.info("start-up phases (s): %s", timings, extra={"phases": timings})
         log.info(
-            "node %s (%s) serving peers on %s:%d, API on %s:%d",
+            "node %s (%s) serving peers on %s:%d, API on %s:%d%s",
             self.config.name,
             self.node_id.hex(),
             self.config.listen_host,
             self.listen_port,
             self.config.api_host,
             self.api_port,
+            f" (TLS, certificate {self.config.cert_path})" if tls else "",
         )
 
     async def shutdown(self) -> None:
@@ -320,6 +346,15 @@ class HubServer:
         with self.pipeline.payment_outcome(payment_hash) as done:
             yield done
 
+    async def backup(self, *, write: bool) -> dict[str, Any]:
+        assert self.node is not None and self.store is not None
+        action = self.backups.write if write else self.backups.export
+        return await self.read(action, self.store, self.node)
+
+    def save_setting(self, key: str, value: bytes) -> None:
+        assert self.store is not None
+        self.store.set_setting(key, value)
+
     def add_peer(self, peer: PeerConfig) -> None:
         """A peer added at run time (API): dialled like a configured one (the API has the
         node persist it first)."""
@@ -343,6 +378,12 @@ class HubServer:
             except Exception:
                 self.count("tick_errors")
                 log.exception("a timer tick failed; the next one comes as usual")
+            if self.backups.due:  # a channel opened or closed: its tick's job is durable
+                try:
+                    await self.in_worker(self.backups.write, self.store, self.node)
+                except Exception:
+                    self.count("backup_errors")
+                    log.exception("writing the channel backup failed; tried again next tick")
             if time.monotonic() - last_announce >= self.config.announce_interval:
                 last_announce = time.monotonic()
                 try:
@@ -376,3 +417,4 @@ class HubServer:
                 # first block seen, so nothing between connecting and polling is missed.
                 self.store.set_setting(key, str(max(0, heights[0] - 64)).encode())
         self.node.tick()
+        self.backups.note(self.node)
