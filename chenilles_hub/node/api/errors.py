@@ -61,6 +61,9 @@ API_ERRORS: dict[str, ErrorCode] = {
         "a rate is not a positive decimal of whole units (or numerator/denominator)",
         "e.g. --rate 0.05: 1 unit in buys 0.05 units out",
     ),
+    "bad_scope": ErrorCode(400, "a token scope is not readonly, invoices or admin", ""),
+    "bad_label": ErrorCode(400, "a token label is not a short text", "at most 200 characters"),
+    "bad_token_id": ErrorCode(400, "a token id is not 16 hex digits", "see chenilles token list"),
     "not_supported": ErrorCode(
         400, "the chain's backend does not offer this (no wallet, no coins)", ""
     ),
@@ -78,6 +81,7 @@ API_ERRORS: dict[str, ErrorCode] = {
     "unknown_open": ErrorCode(404, "no opening has this temporary id", ""),
     "unknown_payment": ErrorCode(404, "no payment has this hash", "see chenilles payments"),
     "unknown_app": ErrorCode(404, "no installed app has this name", "see GET /v1/apps"),
+    "unknown_token": ErrorCode(404, "no token has this id", "see chenilles token list"),
     "unknown_peer": ErrorCode(404, "no peer has this node id", "see chenilles peers"),
     "unknown_invoice": ErrorCode(404, "no invoice has this hash", "see chenilles invoice list"),
     "method_not_allowed": ErrorCode(405, "the endpoint does not take this method", ""),

@@ -323,6 +323,7 @@ def _document() -> dict[str, Any]:
 _STATUS_TEXT = {
     400: "bad input",
     401: "missing or wrong bearer token",
+    403: "the token's scope does not allow this route",
     404: "unknown channel, payment or opening",
     405: "method not allowed",
     409: "conflict with the current state",
