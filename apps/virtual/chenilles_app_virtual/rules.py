@@ -65,6 +65,8 @@ from eth_utils.address import to_checksum_address
 from chenilles_hub.core import AssetBalances, ChannelParams, ChannelState
 from chenilles_hub.core.errors import InvalidTransition
 
+from . import compact
+
 APP_ID = "virtual"
 CORE_LENGTH = 218
 VSTATE_LENGTH = 203
@@ -179,6 +181,8 @@ class Guarantee:
     vstate: VState
     beat: int = 0
     active: bool = False
+    #: the 256-byte layout of a Solana ledger (``compact``), where ``base`` is derived
+    compact: bool = False
 
     @property
     def end_index(self) -> int:
@@ -201,6 +205,8 @@ class Guarantee:
         )
 
     def encode(self) -> bytes:
+        if self.compact:
+            return compact.encode(self)
         return (
             self.core()
             + self.vstate.encode()
@@ -256,8 +262,30 @@ class Guarantee:
         )
 
 
-def decode(data: bytes) -> Guarantee | None:
-    return Guarantee.decode(data) if data else None
+def decode(data: bytes, balances: tuple[int, int] | None = None) -> Guarantee | None:
+    """The guarantee in app data ``data`` (``None`` if empty). The compact layout derives
+    ``base`` from the state's first-asset ``balances``, so it needs them."""
+    if not data:
+        return None
+    if len(data) == compact.LENGTH:
+        if balances is None:
+            raise InvalidTransition("virtual: a compact guarantee is read with its balances")
+        g = compact.decode(data, balances)
+        assert isinstance(g, Guarantee)
+        return g
+    return Guarantee.decode(data)
+
+
+def is_compact_chain(chain: str) -> bool:
+    """Whether a ledger channel on ``chain`` holds the compact layout (Solana's app data
+    is limited to 256 bytes)."""
+    return chain.startswith("solana:")
+
+
+def state_guarantee(state: ChannelState) -> Guarantee | None:
+    """The guarantee a ledger state holds, in either layout."""
+    bal = state.balances[0].amounts if state.balances else None
+    return decode(state.app_data, (bal[0], bal[1]) if bal else None)
 
 
 def move(kind: int, next_data: bytes) -> bytes:
@@ -278,12 +306,28 @@ class VirtualLedgerApp:
         nxt = data[1:]
         if data[0] == SETTLE and nxt:
             raise InvalidTransition("virtual: a settle leaves no guarantee")
-        if data[0] != SETTLE and len(nxt) != DATA_LENGTH:
-            raise InvalidTransition(f"virtual: a guarantee is {DATA_LENGTH} bytes")
+        length = compact.LENGTH if is_compact_chain(params.chain) else DATA_LENGTH
+        if data[0] != SETTLE and len(nxt) != length:
+            raise InvalidTransition(f"virtual: a guarantee is {length} bytes on {params.chain}")
+        if len(nxt) == compact.LENGTH and state.balances:
+            # base is not in the compact layout: a FUND keeps the balances, any other move
+            # keeps the base the held guarantee leaves
+            g0 = state_guarantee(state)
+            if g0 is None:
+                return replace_state(state, nxt)
+            g1 = compact.parse(nxt)
+            assert isinstance(g1, Guarantee)
+            first = AssetBalances(state.balances[0].asset, replace(g1, base=g0.base).balances())
+            return msgspec.structs.replace(
+                state, app_data=nxt, balances=(first, *state.balances[1:])
+            )
         after = replace_state(state, nxt)
         return msgspec.structs.replace(after, balances=self.outcome(params, after))
 
     def outcome(self, params: ChannelParams, state: ChannelState) -> tuple[AssetBalances, ...]:
+        if len(state.app_data) == compact.LENGTH:
+            # a compact guarantee's base is derived from the balances: they are its outcome
+            return state.balances
         g = decode_or_none(state.app_data)
         if g is None or not state.balances:
             return state.balances
@@ -313,7 +357,13 @@ class VirtualLedgerApp:
     ) -> bool:
         if len(before.balances) != len(after.balances) or before.balances[1:] != after.balances[1:]:
             return False
-        g0, g1 = decode(before.app_data), decode(after.app_data)
+        if not before.balances:
+            return False
+        compact_chain = is_compact_chain(params.chain)
+        length = compact.LENGTH if compact_chain else DATA_LENGTH
+        if any(d and len(d) != length for d in (before.app_data, after.app_data)):
+            return False
+        g0, g1 = state_guarantee(before), state_guarantee(after)
         if g1 is None:  # SETTLE: of a final V state, or the hub's cancel of a pending one
             if g0 is None or before.balances != after.balances:
                 return False
@@ -322,9 +372,15 @@ class VirtualLedgerApp:
             return False
         if g0 is None:  # FUND
             v = g1.vstate
+            # On Solana the end's key is ed25519, not a V key, and the program is not given
+            # the participants: the end's signature on the funded state binds its V key,
+            # so the program refuses a *forced* FUND (docs/virtual-channels.md).
+            bound = compact_chain or (
+                g1.keys[g1.end].lower() == params.participants[g1.end_index].chain_key.lower()
+            )
             return (
                 mover == g1.hub
-                and g1.keys[g1.end].lower() == params.participants[g1.end_index].chain_key.lower()
+                and bound
                 and (v.version, v.final, g1.beat, g1.active) == (0, False, 0, False)
                 and v.amounts[0] + v.amounts[1] == g1.capacity
                 and before.balances[0].amounts == after.balances[0].amounts
@@ -376,6 +432,8 @@ class VirtualLedgerApp:
 def fits(g: Guarantee) -> bool:
     """Whether the contract computes ``g``'s balances without overflowing (it refuses the
     move where Solidity's checked arithmetic reverts)."""
+    if g.compact:  # u64 balances; compact.decode checked the rest
+        return all(b <= compact.MAX_U64 for b in g.balances())
     v = g.vstate.amounts[g.end]
     if g.capacity * g.num > MAX_UINT256 or v * g.num > MAX_UINT256 or v > g.capacity:
         return False
