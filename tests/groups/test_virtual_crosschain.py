@@ -1,0 +1,104 @@
+"""A virtual channel across chains: Alice's ledger channel on EVM (eth-tester), Bob's on
+Solana (LiteSVM), the hub converting V's unit (Alice's wei) into Bob's lamports at a quote
+of 3/2 fixed at open.
+
+The happy path touches neither chain: V opened, 100 payments, closed and settled in both
+ledger channels, counted on both chains: zero transactions. The breakdown (Bob shows his
+Solana ledger a stale V state) runs the duties on both chains: the hub carries Bob's state
+to Alice's EVM ledger, Alice answers with her newer one, the hub carries that back into
+Bob's Solana ledger through the guarantee's Solana program; everyone ends exact to the wei
+and to the lamport. Runtime: about 1-2 min on this shared 2-core machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from chenilles_app_virtual import compact, rules
+
+from chenilles_hub.backend import ChainBackend
+from chenilles_hub.circuit.quote import Rate, make_quote
+from chenilles_hub.core import Asset
+from chenilles_hub.identity import NodeIdentity
+
+from .crosschain import CrossWorld, app_backend, cross_world
+from .harness import CAPACITY, DEPOSIT, ShowVState, open_virtual, settle_cooperatively, watch
+
+pytestmark = [pytest.mark.groups, pytest.mark.evm, pytest.mark.solana]
+
+RATE = (3, 2)  # lamports per wei of V, the hub's quote
+
+
+@pytest.fixture(scope="module")
+def chains() -> Iterator[tuple[ChainBackend, ChainBackend]]:
+    evm, solana = app_backend("EVM"), app_backend("Solana")
+    yield evm, solana
+    for b in (evm, solana):
+        close = getattr(b, "close", None)
+        if close is not None:
+            close()
+
+
+@pytest.fixture
+def w(chains: tuple[ChainBackend, ChainBackend]) -> CrossWorld:
+    return cross_world(*chains)
+
+
+def _quote(w: CrossWorld) -> tuple[int, int]:
+    identity = NodeIdentity()
+    native_sol = Asset(w.solana.chain, "native")
+    quote = make_quote(identity, w.native, native_sol, 10**6, Rate(*RATE), fee=0, now=0)
+    return quote.rate.numerator, quote.rate.denominator
+
+
+def _bob_ledger(v_bob: int) -> tuple[int, int]:
+    """L_B's balances (hub, Bob) when V ends with Bob holding ``v_bob`` wei of V."""
+    locked = sum(CAPACITY) * RATE[0] // RATE[1]
+    bob_locked = CAPACITY[1] * RATE[0] // RATE[1]
+    bob = v_bob * RATE[0] // RATE[1]
+    return DEPOSIT - (locked - bob_locked) + (locked - bob), DEPOSIT - bob_locked + bob
+
+
+def test_open_pay_close_across_chains_without_a_transaction(w: CrossWorld) -> None:
+    block = w.block()
+    v = open_virtual(w, rate_b=_quote(w))
+    assert len(w.lb.state.app_data) == compact.LENGTH  # the compact layout on Solana
+    assert len(w.la.state.app_data) == rules.DATA_LENGTH
+    for i in range(100):
+        v.pay(i % 2, 3 if i % 2 == 0 else 1)
+    assert v.latest.state.balances[0].amounts == (CAPACITY[0] - 100, CAPACITY[1] + 100)
+    settle_cooperatively(v, v.close())
+    assert w.transactions_since(block) == 0  # EVM blocks and Solana sends
+    assert w.la.state.balances[0].amounts == (DEPOSIT - 100, DEPOSIT + 100)
+    assert w.lb.state.balances[0].amounts == _bob_ledger(CAPACITY[1] + 100)
+    assert not w.la.state.app_data and not w.lb.state.app_data
+
+
+def test_bob_shows_a_stale_state_on_solana(w: CrossWorld) -> None:
+    """Bob registers his Solana ledger on an old V state that pays him more. Every honest
+    party is made whole on both chains: Alice's newer state wins in both ledgers."""
+    v = open_virtual(w, rate_b=_quote(w))
+    stale = v.pay(1, 50_000)
+    for _ in range(5):
+        v.pay(1, 10_000)
+    latest = v.latest
+    w.lb.link.run(1, ())  # a ledger update, so Bob's registration is the latest ledger state
+    done = watch(v, ends=(latest, stale))
+    assert ("alice", ShowVState(0, _held(latest))) in done
+    assert ("hub", ShowVState(1, _held(latest))) in done
+    w.withdraw_solana()
+    v_bob = CAPACITY[1] - 100_000
+    hub_sol, bob = _bob_ledger(v_bob)
+    assert w.gained() == {
+        "alice": DEPOSIT + 100_000,
+        "hub": DEPOSIT - 100_000,
+        "hub_sol": hub_sol,
+        "bob": bob,
+    }
+
+
+def _held(signed):  # type: ignore[no-untyped-def]
+    from chenilles_app_virtual import protocol
+
+    return protocol.held_of(signed)
