@@ -89,8 +89,10 @@ class CrossWorld(World):
 def cross_world(evm: ChainBackend, solana: ChainBackend) -> CrossWorld:
     alice, hub, relayer = (evm.create_account() for _ in range(3))
     hub_sol, bob, relayer_sol = (solana.create_account() for _ in range(3))
+    bob_v_key = secrets.token_bytes(32)
     la = ledger(evm, (alice, hub), ("alice", "hub"))
-    lb = ledger(solana, (hub_sol, bob), ("hub", "bob"))
+    # Bob declared his V key to the hub (with V's terms): both their machines know it
+    lb = ledger(solana, (hub_sol, bob), ("hub", "bob"), v_keys={1: bob_v_key})
     for lg in (la, lb):
         native = Asset(lg.backend.chain, "native")
         for i, a in enumerate(lg.accounts):
@@ -106,7 +108,7 @@ def cross_world(evm: ChainBackend, solana: ChainBackend) -> CrossWorld:
         solana=solana,
         hub_sol=hub_sol,
         relayer_sol=relayer_sol,
-        bob_v_key=secrets.token_bytes(32),
+        bob_v_key=bob_v_key,
     )
     w.now()  # the two clocks together from here on
     w.start = {n: w.balance(n) for n in ("alice", "hub", "hub_sol", "bob")}

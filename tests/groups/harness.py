@@ -189,7 +189,14 @@ class World:
         )
 
 
-def ledger(backend: ChainBackend, members: tuple[Any, Any], names: tuple[str, str]) -> Ledger:
+def ledger(
+    backend: ChainBackend,
+    members: tuple[Any, Any],
+    names: tuple[str, str],
+    v_keys: dict[int, bytes] | None = None,
+) -> Ledger:
+    """One ledger channel of ``members``; ``v_keys`` (member index -> V private key) are the
+    V keys its members declared where they are not their ledger keys (Solana)."""
     nonce = secrets.token_bytes(32)
     params = ChannelParams(
         chain=backend.chain,
@@ -208,7 +215,10 @@ def ledger(backend: ChainBackend, members: tuple[Any, Any], names: tuple[str, st
         version=0,
         balances=(AssetBalances(Asset(backend.chain, "native"), (DEPOSIT, DEPOSIT)),),
     )
-    app = {rules.APP_ID: rules.VirtualLedgerApp()}
+    declared = {
+        params.participants[i].chain_key: rules.address_of(k) for i, k in (v_keys or {}).items()
+    }
+    app = {rules.APP_ID: rules.VirtualLedgerApp(declared)}
     machines = tuple(
         ChannelMachine(params, cid, i, backend.authority(params, a, i), initial, apps=app)
         for i, a in enumerate(members)

@@ -12,18 +12,29 @@ and to the lamport. Runtime: about 1-2 min on this shared 2-core machine.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 
 import pytest
-from chenilles_app_virtual import compact, rules
+from chenilles_app_virtual import compact, protocol, rules
 
 from chenilles_hub.backend import ChainBackend
 from chenilles_hub.circuit.quote import Rate, make_quote
-from chenilles_hub.core import Asset
+from chenilles_hub.core import Asset, SignedState
+from chenilles_hub.core.errors import InvalidTransition
+from chenilles_hub.core.virtual import HeldVState, LedgerTerms, VirtualTerms
 from chenilles_hub.identity import NodeIdentity
 
 from .crosschain import CrossWorld, app_backend, cross_world
-from .harness import CAPACITY, DEPOSIT, ShowVState, open_virtual, settle_cooperatively, watch
+from .harness import (
+    CAPACITY,
+    DEPOSIT,
+    ShowVState,
+    node_id,
+    open_virtual,
+    settle_cooperatively,
+    watch,
+)
 
 pytestmark = [pytest.mark.groups, pytest.mark.evm, pytest.mark.solana]
 
@@ -98,7 +109,36 @@ def test_bob_shows_a_stale_state_on_solana(w: CrossWorld) -> None:
     }
 
 
-def _held(signed):  # type: ignore[no-untyped-def]
-    from chenilles_app_virtual import protocol
+def test_bob_refuses_a_guarantee_naming_a_v_key_not_his(w: CrossWorld) -> None:
+    """A cheating hub funds Bob's Solana ledger with V terms naming a V key of its own for
+    Bob (it would then sign V states alone and take Bob's locked share). The Solana program
+    cannot tell Bob's V key (it refuses any forced FUND); Bob's own machine knows the key he
+    declared and refuses to sign: nothing is locked, on- or off-chain."""
+    hub_key = secrets.token_bytes(32)
+    terms = VirtualTerms(
+        keys=(rules.address_of(w.alice.key), rules.address_of(hub_key)),
+        node_ids=(node_id("alice"), node_id("bob")),
+        hub_node_id=node_id("hub"),
+        ledgers=(
+            LedgerTerms(w.la.channel_id, hub_index=1),
+            LedgerTerms(w.lb.channel_id, hub_index=0, num=RATE[0], den=RATE[1]),
+        ),
+        split=CAPACITY,
+        deadline=w.now() + 300,
+        grace=120,
+        nonce=secrets.token_bytes(32),
+    )
+    hub, bob = w.lb.link.machines
+    # the hub's own software is patched to believe Bob's V key is the hub's
+    bob_chain_key = w.lb.params.participants[1].chain_key
+    hub._apps[rules.APP_ID] = rules.VirtualLedgerApp({bob_chain_key: terms.keys[1]})
+    before = bob.latest
+    proposal = hub.propose((protocol.fund(terms, 1, w.lb.state),), w.now())
+    with pytest.raises(InvalidTransition, match="not a valid move"):
+        w.lb.link._deliver(0, proposal)  # Bob's machine refuses it (his node sends a Reject)
+    assert bob.latest == before and not bob.latest.state.app_data
+    assert w.solana_sends == 0
 
+
+def _held(signed: SignedState) -> HeldVState:
     return protocol.held_of(signed)

@@ -29,6 +29,8 @@ signed by both V keys is shown to an EVM ledger and a Solana ledger alike.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from eth_utils.address import to_checksum_address
 
 from chenilles_hub.core.errors import InvalidTransition
@@ -73,55 +75,55 @@ def _uint(value: int, size: int, what: str) -> bytes:
     return value.to_bytes(size, "big")
 
 
-def encode(g: object) -> bytes:
-    """The 256 bytes of guarantee ``g`` (a ``rules.Guarantee``); ``ValueError`` if a field
-    does not fit the compact layout."""
-    from .rules import Guarantee
+class Fields(NamedTuple):
+    """A compact guarantee's fields as stored (``rules.Guarantee`` without ``base``)."""
 
-    assert isinstance(g, Guarantee)
-    v = g.vstate
-    if v.amounts[0] + v.amounts[1] != g.capacity:
+    vid: bytes
+    hub: int
+    end: int
+    keys: tuple[str, str]
+    deadline: int
+    grace: int
+    capacity: int
+    num: int
+    den: int
+    version: int
+    amounts: tuple[int, int]
+    final: bool
+    signatures: tuple[bytes, bytes]
+    beat: int
+    active: bool
+
+
+def encode(f: Fields) -> bytes:
+    """The 256 bytes of a guarantee; ``ValueError`` if a field does not fit the layout."""
+    if f.amounts[0] + f.amounts[1] != f.capacity:
         raise ValueError("a compact guarantee's V amounts add up to its capacity")
     out = (
-        g.vid
-        + bytes([g.hub, g.end])
-        + bytes.fromhex(g.keys[0][2:])
-        + bytes.fromhex(g.keys[1][2:])
-        + _uint(g.deadline, 4, "deadline")
-        + _uint(g.grace, 4, "grace")
-        + _uint(g.capacity, 8, "capacity")
-        + _uint(g.num, 8, "rate numerator")
-        + _uint(g.den, 8, "rate denominator")
-        + _uint(v.version, 8, "version")
-        + _uint(v.amounts[0], 8, "amount")
-        + bytes([int(v.final)])
-        + sig_to_compact(v.signatures[0])
-        + sig_to_compact(v.signatures[1])
-        + _uint(g.beat, 4, "heartbeat counter")
-        + bytes([int(g.active)])
+        f.vid
+        + bytes([f.hub, f.end])
+        + bytes.fromhex(f.keys[0][2:])
+        + bytes.fromhex(f.keys[1][2:])
+        + _uint(f.deadline, 4, "deadline")
+        + _uint(f.grace, 4, "grace")
+        + _uint(f.capacity, 8, "capacity")
+        + _uint(f.num, 8, "rate numerator")
+        + _uint(f.den, 8, "rate denominator")
+        + _uint(f.version, 8, "version")
+        + _uint(f.amounts[0], 8, "amount")
+        + bytes([int(f.final)])
+        + sig_to_compact(f.signatures[0])
+        + sig_to_compact(f.signatures[1])
+        + _uint(f.beat, 4, "heartbeat counter")
+        + bytes([int(f.active)])
     )
     assert len(out) == LENGTH
     return out
 
 
-def decode(data: bytes, balances: tuple[int, int]) -> object:
-    """The ``rules.Guarantee`` in ``data``, its ``base`` derived from the state's first-asset
-    ``balances``; :class:`InvalidTransition` for anything the program refuses to parse."""
-    from .rules import Guarantee
-
-    g = parse(data)
-    assert isinstance(g, Guarantee)
-    pay = g.payout()
-    base = (balances[0] - pay[0], balances[1] - pay[1])
-    if min(base) < 0:
-        raise InvalidTransition("virtual: the ledger's balances do not cover the guarantee")
-    return Guarantee(**{**g.__dict__, "base": base})
-
-
-def parse(data: bytes) -> object:
-    """The ``rules.Guarantee`` in ``data`` with ``base`` (0, 0), not yet derived."""
-    from .rules import Guarantee, VState
-
+def parse(data: bytes) -> Fields:
+    """The fields in ``data``; :class:`InvalidTransition` for anything the program refuses
+    to parse (the guarantee's total ``capacity * num // den`` must fit u64)."""
     if len(data) != LENGTH:
         raise InvalidTransition(f"virtual: a compact guarantee is {LENGTH} bytes")
     hub, end, final, active = data[32], data[33], data[122], data[LENGTH - 1]
@@ -131,7 +133,7 @@ def parse(data: bytes) -> object:
     amount0 = _u(data, 114, 8)
     if den == 0 or amount0 > capacity or capacity * num // den > MAX_U64:
         raise InvalidTransition("virtual: a rate 0/0, an amount above capacity or a total > u64")
-    return Guarantee(
+    return Fields(
         vid=data[0:32],
         hub=hub,
         end=end,
@@ -141,14 +143,10 @@ def parse(data: bytes) -> object:
         capacity=capacity,
         num=num,
         den=den,
-        base=(0, 0),
-        vstate=VState(
-            version=_u(data, 106, 8),
-            amounts=(amount0, capacity - amount0),
-            final=bool(final),
-            signatures=(sig_from_compact(data[123:187]), sig_from_compact(data[187:251])),
-        ),
+        version=_u(data, 106, 8),
+        amounts=(amount0, capacity - amount0),
+        final=bool(final),
+        signatures=(sig_from_compact(data[123:187]), sig_from_compact(data[187:251])),
         beat=_u(data, 251, 4),
         active=bool(active),
-        compact=True,
     )

@@ -54,6 +54,7 @@ app data (empty for SETTLE). Who may move what, the rule the contract enforces:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -206,7 +207,26 @@ class Guarantee:
 
     def encode(self) -> bytes:
         if self.compact:
-            return compact.encode(self)
+            v = self.vstate
+            return compact.encode(
+                compact.Fields(
+                    self.vid,
+                    self.hub,
+                    self.end,
+                    self.keys,
+                    self.deadline,
+                    self.grace,
+                    self.capacity,
+                    self.num,
+                    self.den,
+                    v.version,
+                    v.amounts,
+                    v.final,
+                    v.signatures,
+                    self.beat,
+                    self.active,
+                )
+            )
         return (
             self.core()
             + self.vstate.encode()
@@ -270,10 +290,34 @@ def decode(data: bytes, balances: tuple[int, int] | None = None) -> Guarantee | 
     if len(data) == compact.LENGTH:
         if balances is None:
             raise InvalidTransition("virtual: a compact guarantee is read with its balances")
-        g = compact.decode(data, balances)
-        assert isinstance(g, Guarantee)
-        return g
+        g = parse_compact(data)
+        pay = g.payout()
+        base = (balances[0] - pay[0], balances[1] - pay[1])
+        if min(base) < 0:
+            raise InvalidTransition("virtual: the ledger's balances do not cover the guarantee")
+        return replace(g, base=base)
     return Guarantee.decode(data)
+
+
+def parse_compact(data: bytes, base: tuple[int, int] = (0, 0)) -> Guarantee:
+    """The compact guarantee in ``data`` with a given ``base`` (not derived)."""
+    f = compact.parse(data)
+    return Guarantee(
+        vid=f.vid,
+        hub=f.hub,
+        end=f.end,
+        keys=f.keys,
+        deadline=f.deadline,
+        grace=f.grace,
+        capacity=f.capacity,
+        num=f.num,
+        den=f.den,
+        base=base,
+        vstate=VState(f.version, f.amounts, f.final, f.signatures),
+        beat=f.beat,
+        active=f.active,
+        compact=True,
+    )
 
 
 def is_compact_chain(chain: str) -> bool:
@@ -294,9 +338,22 @@ def move(kind: int, next_data: bytes) -> bytes:
 
 
 class VirtualLedgerApp:
-    """The off-chain rule; ``valid_transition`` is the contract's rule, line for line."""
+    """The off-chain rule; ``valid_transition`` is the contract's rule, line for line,
+    except for a FUND on Solana (below).
+
+    ``v_keys`` maps a ledger participant's chain key to the V key (secp256k1 address) its
+    owner declared as its own, for chains where the two differ (Solana: ed25519 ledger
+    keys). A FUND there is valid only if the end's V key is the one declared for the end:
+    the program cannot check this (it is not told the participants, and cannot verify
+    ed25519), so it refuses every *forced* FUND, and this check is what keeps an end's own
+    machine from signing a cooperative FUND that names a key of the hub's choosing. Without
+    a declaration, a FUND on such a chain is refused.
+    """
 
     app_id = APP_ID
+
+    def __init__(self, v_keys: Mapping[str, str] | None = None) -> None:
+        self.v_keys = {k: a.lower() for k, a in (v_keys or {}).items()}
 
     def apply(
         self, params: ChannelParams, state: ChannelState, mover: int, data: bytes
@@ -315,9 +372,8 @@ class VirtualLedgerApp:
             g0 = state_guarantee(state)
             if g0 is None:
                 return replace_state(state, nxt)
-            g1 = compact.parse(nxt)
-            assert isinstance(g1, Guarantee)
-            first = AssetBalances(state.balances[0].asset, replace(g1, base=g0.base).balances())
+            g1 = parse_compact(nxt, g0.base)
+            first = AssetBalances(state.balances[0].asset, g1.balances())
             return msgspec.structs.replace(
                 state, app_data=nxt, balances=(first, *state.balances[1:])
             )
@@ -372,12 +428,11 @@ class VirtualLedgerApp:
             return False
         if g0 is None:  # FUND
             v = g1.vstate
-            # On Solana the end's key is ed25519, not a V key, and the program is not given
-            # the participants: the end's signature on the funded state binds its V key,
-            # so the program refuses a *forced* FUND (docs/virtual-channels.md).
-            bound = compact_chain or (
-                g1.keys[g1.end].lower() == params.participants[g1.end_index].chain_key.lower()
-            )
+            # the end's V key is its ledger key (EVM), or the one it declared (Solana,
+            # where the program refuses the FUND if forced: see the class docstring)
+            end_key = params.participants[g1.end_index].chain_key
+            declared = self.v_keys.get(end_key) if compact_chain else end_key.lower()
+            bound = g1.keys[g1.end].lower() == declared
             return (
                 mover == g1.hub
                 and bound
