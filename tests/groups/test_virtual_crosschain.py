@@ -3,11 +3,13 @@ Solana (LiteSVM), the hub converting V's unit (Alice's wei) into Bob's lamports 
 of 3/2 fixed at open.
 
 The happy path touches neither chain: V opened, 100 payments, closed and settled in both
-ledger channels, counted on both chains: zero transactions. The breakdown (Bob shows his
-Solana ledger a stale V state) runs the duties on both chains: the hub carries Bob's state
-to Alice's EVM ledger, Alice answers with her newer one, the hub carries that back into
-Bob's Solana ledger through the guarantee's Solana program; everyone ends exact to the wei
-and to the lamport. Runtime: about 1-2 min on this shared 2-core machine.
+ledger channels, counted on both chains: zero transactions. The breakdowns run the duties
+on both chains and end exact to the wei and to the lamport: Bob shows his Solana ledger a
+stale V state (the hub carries it to Alice's EVM ledger, Alice answers with her newer one,
+the hub carries that back into Bob's Solana ledger through the guarantee's Solana
+program); the hub silent at close (each end forces V's final state on its own chain). A
+cheating hub naming a V key of its own for Bob is refused by Bob's machine. Runtime: about
+30 s on this shared 2-core machine.
 """
 
 from __future__ import annotations
@@ -104,6 +106,27 @@ def test_bob_shows_a_stale_state_on_solana(w: CrossWorld) -> None:
     assert w.gained() == {
         "alice": DEPOSIT + 100_000,
         "hub": DEPOSIT - 100_000,
+        "hub_sol": hub_sol,
+        "bob": bob,
+    }
+
+
+def test_hub_silent_at_close(w: CrossWorld) -> None:
+    """Alice and Bob close V; the hub signs nothing more. Alice registers her EVM ledger,
+    Bob his Solana one, and each end forces V's final state through its own chain's rule:
+    both are paid exactly V's outcome, the hub its share on both chains."""
+    v = open_virtual(w, rate_b=_quote(w))
+    for _ in range(4):
+        v.pay(0, 2_500)
+    final = v.close()
+    done = watch(v, hub=False, ends=(final, final))
+    assert ("alice", ShowVState(0, _held(final))) in done
+    assert ("bob", ShowVState(1, _held(final))) in done
+    w.withdraw_solana()
+    hub_sol, bob = _bob_ledger(CAPACITY[1] + 10_000)
+    assert w.gained() == {
+        "alice": DEPOSIT - 10_000,
+        "hub": DEPOSIT + 10_000,
         "hub_sol": hub_sol,
         "bob": bob,
     }
