@@ -17,6 +17,7 @@ cases in about 2 s; ``CHENILLES_SLOW_TESTS=1`` runs ten times as many.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 from collections.abc import Iterator
@@ -235,6 +236,30 @@ def test_the_compact_layout_fits_and_round_trips() -> None:
     )
     assert rules.state_guarantee(state) == g
     assert g.signed_by_both()
+
+
+def test_a_solana_fund_needs_the_ends_declared_v_key() -> None:
+    """Off-chain, a FUND in a Solana ledger is valid only with the V key the end declared:
+    without a declaration, with another key declared, or in the EVM layout, it is refused
+    (the end's machine would not sign it); terms the layout cannot hold do not fund."""
+    t = cases.terms()
+    p = _params()  # the end (Alice) is participant 0, the hub 1
+    empty = ChannelState(
+        channel_id=b"A" * 32, version=1, balances=(AssetBalances(ASSET, (1000, 1000)),)
+    )
+    g = protocol.guarantee_for(t, 0, empty)
+    after = _next(empty, g.encode())
+    alice = rules.address_of(cases.ALICE_KEY)
+    end = p.participants[0].chain_key
+    assert rules.VirtualLedgerApp({end: alice}).valid_transition(p, empty, after, 1, cases.NOW)
+    for declared in ({}, {end: rules.address_of(cases.MALLORY_KEY)}):
+        app = rules.VirtualLedgerApp(declared)
+        assert not app.valid_transition(p, empty, after, 1, cases.NOW)
+    wide = _next(empty, dataclasses.replace(g, compact=False).encode())
+    assert not rules.VirtualLedgerApp({end: alice}).valid_transition(p, empty, wide, 1, cases.NOW)
+    late = msgspec.structs.replace(t, deadline=2**32)
+    with pytest.raises(ValueError, match="u32"):
+        protocol.fund(late, 0, empty)
 
 
 @pytest.mark.slow
