@@ -31,6 +31,7 @@ from .crosschain import CrossWorld, app_backend, cross_world
 from .harness import (
     CAPACITY,
     DEPOSIT,
+    Heartbeat,
     ShowVState,
     node_id,
     open_virtual,
@@ -100,6 +101,8 @@ def test_bob_shows_a_stale_state_on_solana(w: CrossWorld) -> None:
     done = watch(v, ends=(latest, stale))
     assert ("alice", ShowVState(0, _held(latest))) in done
     assert ("hub", ShowVState(1, _held(latest))) in done
+    # the hub kept Bob's Solana ledger's dispute open until the grace ended
+    assert any(who == "hub" and isinstance(d, Heartbeat) and d.side == 1 for who, d in done)
     w.withdraw_solana()
     v_bob = CAPACITY[1] - 100_000
     hub_sol, bob = _bob_ledger(v_bob)
