@@ -58,15 +58,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-import coincurve
 import msgspec
-from eth_hash.auto import keccak as _keccak
 from eth_utils.address import to_checksum_address
 
 from chenilles_hub.core import AssetBalances, ChannelParams, ChannelState
 from chenilles_hub.core.errors import InvalidTransition
 
 from . import compact
+from .signing import STATE_TAG as STATE_TAG
+from .signing import address_bytes as address_bytes
+from .signing import address_of as address_of
+from .signing import keccak as keccak
+from .signing import recover as recover
+from .signing import sign_digest as sign_digest
+from .signing import state_digest as state_digest
 
 APP_ID = "virtual"
 CORE_LENGTH = 218
@@ -80,58 +85,12 @@ MOVES = {
     SETTLE: "settle",
     ACTIVATE: "activate",
 }
-#: Domain tag of a V state's digest (the contract's ``bytes32("chenilles.virtual.state.v1")``).
-STATE_TAG = b"chenilles.virtual.state.v1".ljust(32, b"\0")
 MAX_UINT256 = 2**256 - 1
 NO_SIGNATURE = bytes(65)
 
 
 def _u(data: bytes, start: int, size: int) -> int:
     return int.from_bytes(data[start : start + size], "big")
-
-
-def keccak(data: bytes) -> bytes:
-    return bytes(_keccak(data))
-
-
-def state_digest(vid: bytes, version: int, amounts: tuple[int, int], final: bool) -> bytes:
-    """What both V keys sign: keccak256(abi.encode(TAG, vid, version, a0, a1, final))."""
-    return keccak(
-        STATE_TAG
-        + vid
-        + version.to_bytes(32, "big")
-        + amounts[0].to_bytes(32, "big")
-        + amounts[1].to_bytes(32, "big")
-        + int(final).to_bytes(32, "big")
-    )
-
-
-def sign_digest(private_key: bytes, digest: bytes) -> bytes:
-    """r | s | v (v = 27 or 28), as ``ecrecover`` takes it."""
-    sig = coincurve.PrivateKey(private_key).sign_recoverable(digest, hasher=None)
-    return sig[:64] + bytes([sig[64] + 27])
-
-
-def recover(digest: bytes, signature: bytes) -> bytes | None:
-    """The 20-byte address that signed ``digest``, or ``None`` (as ``ecrecover``'s 0)."""
-    if len(signature) != 65 or signature[64] not in (27, 28):
-        return None
-    try:
-        public = coincurve.PublicKey.from_signature_and_message(
-            signature[:64] + bytes([signature[64] - 27]), digest, hasher=None
-        )
-    except (ValueError, TypeError):
-        return None
-    return keccak(public.format(compressed=False)[1:])[12:]
-
-
-def address_bytes(address: str) -> bytes:
-    return bytes.fromhex(address.removeprefix("0x"))
-
-
-def address_of(private_key: bytes) -> str:
-    public = coincurve.PrivateKey(private_key).public_key.format(compressed=False)[1:]
-    return str(to_checksum_address(keccak(public)[12:]))
 
 
 @dataclass(frozen=True)
