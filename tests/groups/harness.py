@@ -160,6 +160,21 @@ class World:
     def balance(self, who: str) -> int:
         return self.backend.balance(getattr(self, who), self.native)
 
+    # what a world on two chains (crosschain.py) answers differently
+    def now(self) -> int:
+        return self.backend.now()
+
+    def advance_time(self, seconds: int) -> None:
+        self.backend.advance_time(seconds)
+
+    def relayer_of(self, lg: Ledger) -> Any:
+        """Who sends (and pays for) the on-chain actions in ledger channel ``lg``."""
+        return self.relayer
+
+    def v_keys(self) -> tuple[bytes, bytes]:
+        """Alice's and Bob's V keys (secp256k1): here their ledger keys."""
+        return self.alice.key, self.bob.key
+
     def gained(self) -> dict[str, int]:
         return {w: self.balance(w) - self.start[w] for w in ("alice", "hub", "bob")}
 
@@ -174,7 +189,14 @@ class World:
         )
 
 
-def ledger(backend: ChainBackend, members: tuple[Any, Any], names: tuple[str, str]) -> Ledger:
+def ledger(
+    backend: ChainBackend,
+    members: tuple[Any, Any],
+    names: tuple[str, str],
+    v_keys: dict[int, bytes] | None = None,
+) -> Ledger:
+    """One ledger channel of ``members``; ``v_keys`` (member index -> V private key) are the
+    V keys its members declared where they are not their ledger keys (Solana)."""
     nonce = secrets.token_bytes(32)
     params = ChannelParams(
         chain=backend.chain,
@@ -193,7 +215,10 @@ def ledger(backend: ChainBackend, members: tuple[Any, Any], names: tuple[str, st
         version=0,
         balances=(AssetBalances(Asset(backend.chain, "native"), (DEPOSIT, DEPOSIT)),),
     )
-    app = {rules.APP_ID: rules.VirtualLedgerApp()}
+    declared = {
+        params.participants[i].chain_key: rules.address_of(k) for i, k in (v_keys or {}).items()
+    }
+    app = {rules.APP_ID: rules.VirtualLedgerApp(declared)}
     machines = tuple(
         ChannelMachine(params, cid, i, backend.authority(params, a, i), initial, apps=app)
         for i, a in enumerate(members)
@@ -239,8 +264,9 @@ def open_virtual(
 ) -> Virtual:
     """Alice and Bob agree on V's terms with the hub; the hub funds both guarantees (one
     off-chain update per ledger channel); V starts at the agreed split."""
+    alice_key, bob_key = w.v_keys()
     terms = VirtualTerms(
-        keys=(w.alice.address, w.bob.address),
+        keys=(rules.address_of(alice_key), rules.address_of(bob_key)),
         node_ids=(node_id("alice"), node_id("bob")),
         hub_node_id=node_id("hub"),
         ledgers=(
@@ -248,7 +274,7 @@ def open_virtual(
             LedgerTerms(w.lb.channel_id, hub_index=0, num=rate_b[0], den=rate_b[1]),
         ),
         split=split,
-        deadline=w.backend.now() + LIFETIME,
+        deadline=w.now() + LIFETIME,
         grace=GRACE,
         nonce=secrets.token_bytes(32),
     )
@@ -260,10 +286,10 @@ def open_virtual(
     vid = virtual_channel_id(terms)
     initial = virtual_initial(terms)
     machines = (
-        ChannelMachine(params, vid, 0, VirtualAuthority(w.alice.key), initial),
-        ChannelMachine(params, vid, 1, VirtualAuthority(w.bob.key), initial),
+        ChannelMachine(params, vid, 0, VirtualAuthority(alice_key), initial),
+        ChannelMachine(params, vid, 1, VirtualAuthority(bob_key), initial),
     )
-    return Virtual(w, terms, Link(machines, w.backend.now))
+    return Virtual(w, terms, Link(machines, w.now))
 
 
 def settle_cooperatively(v: Virtual, final: SignedState) -> None:
@@ -324,7 +350,7 @@ def watch(
     best: Any = protocol.held_of(hub_knows) if hub_knows is not None else None
     done: list[tuple[str, Duty]] = []
     stop = w.terms.deadline + w.terms.grace + 4 * DURATION
-    while (now := world.backend.now()) < stop:
+    while (now := world.now()) < stop:
         disputes = [lg.backend.app_dispute(lg.params) for lg in ledgers]
         views = tuple(lg.view(d) for lg, d in zip(ledgers, disputes, strict=True))
         if all(v.phase == "concluded" for v in views):
@@ -337,7 +363,7 @@ def watch(
             for duty in end_duties(
                 w.terms, side, views[side], mine, closed[side], now, DURATION, MARGIN
             ):
-                Actor(ledgers[side], 1 - hub_at[side], world.relayer).do(duty)
+                Actor(ledgers[side], 1 - hub_at[side], world.relayer_of(ledgers[side])).do(duty)
                 done.append((("alice", "bob")[side], duty))
                 acted = True
         if hub:
@@ -348,7 +374,8 @@ def watch(
                 if view.held is not None and (best is None or view.held.version > best.version):
                     best = view.held
             for duty in hub_duties(w.terms, views, best, now, (DURATION, DURATION), MARGIN):
-                Actor(ledgers[duty.side], hub_at[duty.side], world.relayer).do(duty)
+                lg = ledgers[duty.side]
+                Actor(lg, hub_at[duty.side], world.relayer_of(lg)).do(duty)
                 done.append(("hub", duty))
                 acted = True
         moments = [w.terms.deadline - DURATION - MARGIN, w.terms.deadline]
@@ -358,12 +385,12 @@ def watch(
             if d is None or d.phase == "concluded":
                 continue
             if now >= d.conclude_at:
-                lg.backend.conclude(lg.params, world.relayer)
+                lg.backend.conclude(lg.params, world.relayer_of(lg))
             moments += [d.move_from, d.move_until - MARGIN, d.conclude_at]
         # after an action, look again at once: it may have opened someone else's window
-        later = [m for m in moments if m > world.backend.now()]
-        wait = 1 if acted else min(later, default=stop) - world.backend.now()
-        world.backend.advance_time(max(1, wait))
+        later = [m for m in moments if m > world.now()]
+        wait = 1 if acted else min(later, default=stop) - world.now()
+        world.advance_time(max(1, wait))
     return done
 
 

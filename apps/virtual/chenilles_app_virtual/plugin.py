@@ -12,9 +12,10 @@ from chenilles_hub.hookspecs import hookimpl
 
 from . import rules
 
-#: EVM only: the Solana program is not written yet (docs/virtual-channels.md says why it
-#: matters: a virtual channel with one end on Solana is not enforceable without it).
-_ARTIFACTS = {"EVM": "VirtualLedger.json"}
+#: The on-chain rule per backend family: VirtualLedger.sol over the 430-byte layout, the
+#: Solana program over the compact 256-byte one (compact.py), built by the project's scripts
+#: (scripts/build_evm_contracts.mjs, scripts/build_solana_program.py) into build/.
+_ARTIFACTS = {"EVM": "VirtualLedger.json", "Solana": "virtual_ledger.so"}
 
 
 class VirtualPlugin:
@@ -33,7 +34,9 @@ class VirtualPlugin:
         if name is None:
             return None
         data = resources.files("chenilles_app_virtual").joinpath("build", name).read_bytes()
-        return bytes.fromhex(json.loads(data)["bytecode"].removeprefix("0x"))
+        if family == "EVM":
+            return bytes.fromhex(json.loads(data)["bytecode"].removeprefix("0x"))
+        return data
 
     def initial_data(self, options: Mapping[str, Any]) -> bytes:
         if options:

@@ -47,6 +47,7 @@ def guarantee_for(terms: VirtualTerms, side: int, ledger: ChannelState) -> rules
         den=lt.den,
         base=(free[0] - lock[0], free[1] - lock[1]),
         vstate=rules.VState(0, terms.split),
+        compact=rules.is_compact_chain(ledger.balances[0].asset.chain),
     )
 
 
@@ -69,7 +70,7 @@ def cancel(ledger: ChannelState) -> AppMove:
 
 
 def guarantee_of(ledger: ChannelState) -> rules.Guarantee:
-    g = rules.decode(ledger.app_data)
+    g = rules.state_guarantee(ledger)
     if g is None:
         raise InvalidTransition("this ledger channel funds no virtual channel")
     return g
@@ -112,7 +113,7 @@ def vstate_from_held(h: HeldVState) -> rules.VState:
 
 def view(phase: Phase, timeout: int, ledger: ChannelState) -> LedgerView:
     """The core's view of a ledger channel whose registered (or latest) state is ``ledger``."""
-    return LedgerView(phase=phase, timeout=timeout, held=held(rules.decode(ledger.app_data)))
+    return LedgerView(phase=phase, timeout=timeout, held=held(rules.state_guarantee(ledger)))
 
 
 def next_state(

@@ -54,16 +54,24 @@ app data (empty for SETTLE). Who may move what, the rule the contract enforces:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-import coincurve
 import msgspec
-from eth_hash.auto import keccak as _keccak
 from eth_utils.address import to_checksum_address
 
 from chenilles_hub.core import AssetBalances, ChannelParams, ChannelState
 from chenilles_hub.core.errors import InvalidTransition
+
+from . import compact
+from .signing import STATE_TAG as STATE_TAG
+from .signing import address_bytes as address_bytes
+from .signing import address_of as address_of
+from .signing import keccak as keccak
+from .signing import recover as recover
+from .signing import sign_digest as sign_digest
+from .signing import state_digest as state_digest
 
 APP_ID = "virtual"
 CORE_LENGTH = 218
@@ -77,58 +85,12 @@ MOVES = {
     SETTLE: "settle",
     ACTIVATE: "activate",
 }
-#: Domain tag of a V state's digest (the contract's ``bytes32("chenilles.virtual.state.v1")``).
-STATE_TAG = b"chenilles.virtual.state.v1".ljust(32, b"\0")
 MAX_UINT256 = 2**256 - 1
 NO_SIGNATURE = bytes(65)
 
 
 def _u(data: bytes, start: int, size: int) -> int:
     return int.from_bytes(data[start : start + size], "big")
-
-
-def keccak(data: bytes) -> bytes:
-    return bytes(_keccak(data))
-
-
-def state_digest(vid: bytes, version: int, amounts: tuple[int, int], final: bool) -> bytes:
-    """What both V keys sign: keccak256(abi.encode(TAG, vid, version, a0, a1, final))."""
-    return keccak(
-        STATE_TAG
-        + vid
-        + version.to_bytes(32, "big")
-        + amounts[0].to_bytes(32, "big")
-        + amounts[1].to_bytes(32, "big")
-        + int(final).to_bytes(32, "big")
-    )
-
-
-def sign_digest(private_key: bytes, digest: bytes) -> bytes:
-    """r | s | v (v = 27 or 28), as ``ecrecover`` takes it."""
-    sig = coincurve.PrivateKey(private_key).sign_recoverable(digest, hasher=None)
-    return sig[:64] + bytes([sig[64] + 27])
-
-
-def recover(digest: bytes, signature: bytes) -> bytes | None:
-    """The 20-byte address that signed ``digest``, or ``None`` (as ``ecrecover``'s 0)."""
-    if len(signature) != 65 or signature[64] not in (27, 28):
-        return None
-    try:
-        public = coincurve.PublicKey.from_signature_and_message(
-            signature[:64] + bytes([signature[64] - 27]), digest, hasher=None
-        )
-    except (ValueError, TypeError):
-        return None
-    return keccak(public.format(compressed=False)[1:])[12:]
-
-
-def address_bytes(address: str) -> bytes:
-    return bytes.fromhex(address.removeprefix("0x"))
-
-
-def address_of(private_key: bytes) -> str:
-    public = coincurve.PrivateKey(private_key).public_key.format(compressed=False)[1:]
-    return str(to_checksum_address(keccak(public)[12:]))
 
 
 @dataclass(frozen=True)
@@ -179,6 +141,8 @@ class Guarantee:
     vstate: VState
     beat: int = 0
     active: bool = False
+    #: the 256-byte layout of a Solana ledger (``compact``), where ``base`` is derived
+    compact: bool = False
 
     @property
     def end_index(self) -> int:
@@ -201,6 +165,27 @@ class Guarantee:
         )
 
     def encode(self) -> bytes:
+        if self.compact:
+            v = self.vstate
+            return compact.encode(
+                compact.Fields(
+                    self.vid,
+                    self.hub,
+                    self.end,
+                    self.keys,
+                    self.deadline,
+                    self.grace,
+                    self.capacity,
+                    self.num,
+                    self.den,
+                    v.version,
+                    v.amounts,
+                    v.final,
+                    v.signatures,
+                    self.beat,
+                    self.active,
+                )
+            )
         return (
             self.core()
             + self.vstate.encode()
@@ -256,8 +241,54 @@ class Guarantee:
         )
 
 
-def decode(data: bytes) -> Guarantee | None:
-    return Guarantee.decode(data) if data else None
+def decode(data: bytes, balances: tuple[int, int] | None = None) -> Guarantee | None:
+    """The guarantee in app data ``data`` (``None`` if empty). The compact layout derives
+    ``base`` from the state's first-asset ``balances``, so it needs them."""
+    if not data:
+        return None
+    if len(data) == compact.LENGTH:
+        if balances is None:
+            raise InvalidTransition("virtual: a compact guarantee is read with its balances")
+        g = parse_compact(data)
+        pay = g.payout()
+        base = (balances[0] - pay[0], balances[1] - pay[1])
+        if min(base) < 0:
+            raise InvalidTransition("virtual: the ledger's balances do not cover the guarantee")
+        return replace(g, base=base)
+    return Guarantee.decode(data)
+
+
+def parse_compact(data: bytes, base: tuple[int, int] = (0, 0)) -> Guarantee:
+    """The compact guarantee in ``data`` with a given ``base`` (not derived)."""
+    f = compact.parse(data)
+    return Guarantee(
+        vid=f.vid,
+        hub=f.hub,
+        end=f.end,
+        keys=f.keys,
+        deadline=f.deadline,
+        grace=f.grace,
+        capacity=f.capacity,
+        num=f.num,
+        den=f.den,
+        base=base,
+        vstate=VState(f.version, f.amounts, f.final, f.signatures),
+        beat=f.beat,
+        active=f.active,
+        compact=True,
+    )
+
+
+def is_compact_chain(chain: str) -> bool:
+    """Whether a ledger channel on ``chain`` holds the compact layout (Solana's app data
+    is limited to 256 bytes)."""
+    return chain.startswith("solana:")
+
+
+def state_guarantee(state: ChannelState) -> Guarantee | None:
+    """The guarantee a ledger state holds, in either layout."""
+    bal = state.balances[0].amounts if state.balances else None
+    return decode(state.app_data, (bal[0], bal[1]) if bal else None)
 
 
 def move(kind: int, next_data: bytes) -> bytes:
@@ -266,9 +297,22 @@ def move(kind: int, next_data: bytes) -> bytes:
 
 
 class VirtualLedgerApp:
-    """The off-chain rule; ``valid_transition`` is the contract's rule, line for line."""
+    """The off-chain rule; ``valid_transition`` is the contract's rule, line for line,
+    except for a FUND on Solana (below).
+
+    ``v_keys`` maps a ledger participant's chain key to the V key (secp256k1 address) its
+    owner declared as its own, for chains where the two differ (Solana: ed25519 ledger
+    keys). A FUND there is valid only if the end's V key is the one declared for the end:
+    the program cannot check this (it is not told the participants, and cannot verify
+    ed25519), so it refuses every *forced* FUND, and this check is what keeps an end's own
+    machine from signing a cooperative FUND that names a key of the hub's choosing. Without
+    a declaration, a FUND on such a chain is refused.
+    """
 
     app_id = APP_ID
+
+    def __init__(self, v_keys: Mapping[str, str] | None = None) -> None:
+        self.v_keys = {k: a.lower() for k, a in (v_keys or {}).items()}
 
     def apply(
         self, params: ChannelParams, state: ChannelState, mover: int, data: bytes
@@ -278,12 +322,27 @@ class VirtualLedgerApp:
         nxt = data[1:]
         if data[0] == SETTLE and nxt:
             raise InvalidTransition("virtual: a settle leaves no guarantee")
-        if data[0] != SETTLE and len(nxt) != DATA_LENGTH:
-            raise InvalidTransition(f"virtual: a guarantee is {DATA_LENGTH} bytes")
+        length = compact.LENGTH if is_compact_chain(params.chain) else DATA_LENGTH
+        if data[0] != SETTLE and len(nxt) != length:
+            raise InvalidTransition(f"virtual: a guarantee is {length} bytes on {params.chain}")
+        if len(nxt) == compact.LENGTH and state.balances:
+            # base is not in the compact layout: a FUND keeps the balances, any other move
+            # keeps the base the held guarantee leaves
+            g0 = state_guarantee(state)
+            if g0 is None:
+                return replace_state(state, nxt)
+            g1 = parse_compact(nxt, g0.base)
+            first = AssetBalances(state.balances[0].asset, g1.balances())
+            return msgspec.structs.replace(
+                state, app_data=nxt, balances=(first, *state.balances[1:])
+            )
         after = replace_state(state, nxt)
         return msgspec.structs.replace(after, balances=self.outcome(params, after))
 
     def outcome(self, params: ChannelParams, state: ChannelState) -> tuple[AssetBalances, ...]:
+        if len(state.app_data) == compact.LENGTH:
+            # a compact guarantee's base is derived from the balances: they are its outcome
+            return state.balances
         g = decode_or_none(state.app_data)
         if g is None or not state.balances:
             return state.balances
@@ -313,7 +372,13 @@ class VirtualLedgerApp:
     ) -> bool:
         if len(before.balances) != len(after.balances) or before.balances[1:] != after.balances[1:]:
             return False
-        g0, g1 = decode(before.app_data), decode(after.app_data)
+        if not before.balances:
+            return False
+        compact_chain = is_compact_chain(params.chain)
+        length = compact.LENGTH if compact_chain else DATA_LENGTH
+        if any(d and len(d) != length for d in (before.app_data, after.app_data)):
+            return False
+        g0, g1 = state_guarantee(before), state_guarantee(after)
         if g1 is None:  # SETTLE: of a final V state, or the hub's cancel of a pending one
             if g0 is None or before.balances != after.balances:
                 return False
@@ -322,9 +387,14 @@ class VirtualLedgerApp:
             return False
         if g0 is None:  # FUND
             v = g1.vstate
+            # the end's V key is its ledger key (EVM), or the one it declared (Solana,
+            # where the program refuses the FUND if forced: see the class docstring)
+            end_key = params.participants[g1.end_index].chain_key
+            declared = self.v_keys.get(end_key) if compact_chain else end_key.lower()
+            bound = g1.keys[g1.end].lower() == declared
             return (
                 mover == g1.hub
-                and g1.keys[g1.end].lower() == params.participants[g1.end_index].chain_key.lower()
+                and bound
                 and (v.version, v.final, g1.beat, g1.active) == (0, False, 0, False)
                 and v.amounts[0] + v.amounts[1] == g1.capacity
                 and before.balances[0].amounts == after.balances[0].amounts
@@ -376,6 +446,8 @@ class VirtualLedgerApp:
 def fits(g: Guarantee) -> bool:
     """Whether the contract computes ``g``'s balances without overflowing (it refuses the
     move where Solidity's checked arithmetic reverts)."""
+    if g.compact:  # u64 balances; compact.decode checked the rest
+        return all(b <= compact.MAX_U64 for b in g.balances())
     v = g.vstate.amounts[g.end]
     if g.capacity * g.num > MAX_UINT256 or v * g.num > MAX_UINT256 or v > g.capacity:
         return False
