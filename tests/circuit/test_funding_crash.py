@@ -89,3 +89,66 @@ def test_a_crash_right_after_funding_neither_funds_twice_nor_strands_the_channel
         store.close()
     finally:
         backend.close()
+
+
+class CrashBeforeFunding(CrashAfterFunding):
+    """The process dies between the durable marker and its funding transaction: the
+    marker says "sent", the chain never saw it."""
+
+    def fund(self, *args: Any) -> Any:
+        if self.armed:
+            self.armed = False
+            raise Crash
+        self.fundings += 1
+        return self._inner.fund(*args)
+
+
+@pytest.mark.adversarial
+@pytest.mark.parametrize("crash", [CrashBeforeFunding, CrashAfterFunding])
+def test_a_deposit_the_crash_kept_from_the_chain_is_sent_again_once(
+    tmp_path: Any, crash: type[CrashAfterFunding]
+) -> None:
+    """Found by the crash harness (tests/node/crash_harness.py): the node waited forever for
+    a deposit it had marked as sent but never sent, the peer's deposit locked with it. Now,
+    when the chain shows none of it twice its inclusion delay later, it is sent again; a
+    deposit that did reach the chain is never sent twice, however long it takes."""
+    backend = embedded_backend()
+    try:
+        world = World({backend.chain: backend}, backend)
+        eth = Asset(backend.chain, "native")
+        store = SQLiteStore(tmp_path / "alice.sqlite")
+        alice = world.node("alice", [backend.chain], store=store)
+        crashing = crash(backend)
+        alice.backends = {backend.chain: crashing}  # type: ignore[misc]
+        bob = world.node("bob", [backend.chain])
+        alice.open_channel(bob.node_id, backend.chain, {eth: (ETH, ETH)}, 600)
+        with pytest.raises(Crash):
+            world.network.run()
+        (channel_id,) = alice.channels
+        alice.outbox.clear()
+        store.close()
+        world.network.silence(alice)
+        store = SQLiteStore(tmp_path / "alice.sqlite")
+        alice = world.restart(alice, store)
+        alice.backends = {backend.chain: crashing}  # type: ignore[misc]
+        alice.channels[channel_id].backend = crashing  # type: ignore[assignment]
+        world.network.run()
+        confirm(world)
+        if crash is CrashBeforeFunding:
+            assert not alice.channels[channel_id].active, "active without our deposit"
+        for _ in range(6):  # three minutes of chain time: past twice the inclusion delay
+            world.advance(30)
+        confirm(world)
+        world.network.run()
+
+        params = alice.channels[channel_id].params
+        held = backend.adjudicator.holding(backend.channel_id(params), asset_address(eth))
+        assert crashing.fundings == 1
+        assert held == 2 * ETH
+        assert alice.channels[channel_id].active and bob.channels[channel_id].active
+        alice.pay_direct(channel_id, eth, 10**17)
+        world.network.run()
+        assert bob.channels[channel_id].machine.state.free(eth) == (ETH - 10**17, ETH + 10**17)
+        store.close()
+    finally:
+        backend.close()
