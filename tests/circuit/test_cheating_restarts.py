@@ -24,6 +24,7 @@ the node-process variants of the crash itself are in tests/node/test_crash_harne
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,8 +218,9 @@ def scene(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Scene]:
         s.close()
 
 
-def _publish(scene: Scene, mode: str, signed: SignedState) -> str:
-    """Bob publishes ``signed`` with Alice in ``mode``; the transaction's id."""
+def _publish(scene: Scene, mode: str, signed: SignedState, downtime: int | None = None) -> str:
+    """Bob publishes ``signed`` with Alice in ``mode``; the transaction's id. ``down``:
+    she is back ``downtime`` seconds after the publication (default: the kit's)."""
     if mode == "running":
         txid = scene.bob_publishes(signed)
     elif mode == "restarted":
@@ -228,7 +230,7 @@ def _publish(scene: Scene, mode: str, signed: SignedState) -> str:
     else:  # down: the publication and part of the challenge period pass without her
         scene.kill_alice()
         txid = scene.bob_publishes(signed)
-        scene.backend.advance_time(scene.kit.downtime)
+        scene.backend.advance_time(scene.kit.downtime if downtime is None else downtime)
         scene.restart_alice()
     scene.world.sync()
     return txid
@@ -273,3 +275,26 @@ def test_the_peers_honest_unilateral_close_pays_the_victim_its_latest_balance(
     journal = "\n".join(scene.alice.journal[-12:])
     assert scene.alice_received() == scene.alice_latest, journal
     assert channel.status == "closed", journal
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get("CHENILLES_SLOW_TESTS"), reason="long variant: CHENILLES_SLOW_TESTS=1"
+)
+@pytest.mark.parametrize("honest", [False, True])
+@pytest.mark.parametrize("share", [0.05, 0.3, 0.6, 0.85])
+def test_the_victim_back_at_any_point_of_the_challenge_period_is_paid_its_latest_balance(
+    scene: Scene, share: float, honest: bool
+) -> None:
+    """The victim is down from before the publication until ``share`` of the challenge
+    period has passed (the down mode above at several points of the period)."""
+    txid = _publish(
+        scene, "down", scene.latest if honest else scene.old, int(scene.kit.challenge * share)
+    )
+    scene.run_out()
+    journal = "\n".join(scene.alice.journal[-12:])
+    if scene.kind == "bitcoin" and not honest:
+        assert scene.alice_received() == _commitment_value(scene, txid), journal
+    else:
+        assert scene.alice_received() == scene.alice_latest, journal
+    assert scene.alice.channels[scene.channel_id].status == "closed", journal
