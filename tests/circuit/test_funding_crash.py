@@ -4,6 +4,7 @@ settles what the node forgot."""
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import pytest
@@ -150,5 +151,55 @@ def test_a_deposit_the_crash_kept_from_the_chain_is_sent_again_once(
         world.network.run()
         assert bob.channels[channel_id].machine.state.free(eth) == (ETH - 10**17, ETH + 10**17)
         store.close()
+    finally:
+        backend.close()
+
+
+@pytest.mark.adversarial
+def test_an_open_the_acceptor_forgot_in_a_crash_is_abandoned_and_a_new_one_opens(
+    tmp_path: Any,
+) -> None:
+    """Found by the crash harness: Bob was killed after he created the channel from
+    Alice's ``OpenChannel`` and before he wrote his acceptance of version 0. He comes back
+    without it (and without the open request) and answers Alice's retransmissions with "no
+    channel"; Alice's channel stayed ``opening`` for good. Now she abandons it once the
+    open policy's pending timeout has passed (nothing can be deposited before version 0
+    is signed by both) and the next open goes through."""
+    backend = embedded_backend()
+    try:
+        world = World({backend.chain: backend}, backend)
+        eth = Asset(backend.chain, "native")
+        alice = world.node("alice", [backend.chain])
+        bob_store = SQLiteStore(tmp_path / "bob.sqlite")
+        bob = world.node("bob", [backend.chain], store=bob_store)
+        alice.open_channel(bob.node_id, backend.chain, {eth: (ETH, 0)}, 600)
+        assert world.network.run_until(lambda: bool(bob.channels))
+        (channel_id,) = bob.channels
+        assert bob.channels[channel_id].machine.latest is None
+        # kill -9 before the checkpoint of the OpenChannel he handled reached the disk (a
+        # server commits in a pipeline, after the handler returned): his store does not
+        # have the channel, nothing he would have sent left
+        bob.outbox.clear()
+        bob_store.close()
+        with sqlite3.connect(tmp_path / "bob.sqlite") as db:
+            db.execute("DELETE FROM settings WHERE key LIKE 'channel/%'")
+            db.execute("DELETE FROM channels")
+        world.network.silence(bob)
+        bob_store = SQLiteStore(tmp_path / "bob.sqlite")
+        bob = world.restart(bob, bob_store)
+        world.network.run()
+        assert channel_id not in bob.channels or bob.channels[channel_id].status != "active"
+        assert alice.channels[channel_id].status == "opening"
+
+        world.advance(alice.open_policy.pending_timeout + 30)
+        assert alice.channels[channel_id].status == "closed"
+        params = alice.channels[channel_id].params
+        assert backend.adjudicator.holding(backend.channel_id(params), asset_address(eth)) == 0
+
+        fresh = world.open(alice, bob, backend.chain, {eth: (ETH, 0)})
+        alice.pay_direct(fresh, eth, 10**17)
+        world.network.run()
+        assert bob.channels[fresh].machine.state.free(eth) == (ETH - 10**17, 10**17)
+        bob_store.close()
     finally:
         backend.close()

@@ -66,6 +66,9 @@ STEPS = ("transfer", "pay", "fail")
 DEPOSIT = ETH
 AMOUNT = 10**15
 CHALLENGE = 3  # seconds of anvil time: disputes end quickly
+#: seconds a (re)started process may take to serve: imports alone take 15 s on a 2-core
+#: machine shared with other test runs
+READY = 120.0
 
 
 class HarnessFailure(AssertionError):
@@ -125,7 +128,11 @@ class CrashHarness:
         self.bob.peers = [self.alice]
         self.nodes = {"alice": self.alice, "bob": self.bob}
         for node in self.nodes.values():
-            node.tail = CONSENTING + self._store_table(node)
+            # an open the peer forgot in a crash is abandoned after 10 s (default 120 s)
+            policy = CONSENTING.replace(
+                "min_challenge = 1\n", "min_challenge = 1\npending_timeout = 10\n"
+            )
+            node.tail = policy + self._store_table(node)
         self.addresses = {
             name: chain.ledger.w3.eth.account.from_key(chain.key(n.account)).address
             for name, n in self.nodes.items()
@@ -140,10 +147,10 @@ class CrashHarness:
             raise ValueError("a PostgreSQL run needs a DSN")
         schema = f"crash_{node.name}_{uuid.uuid4().hex[:10]}"
         self.schemas[node.name] = schema
-        # a short lease: the restarted process (a new holder) takes over within a second
+        # a short lease: the restarted process (a new holder) takes over within seconds
         return (
             f'\n[store]\nkind = "postgres"\ndsn = "{self.dsn}"\nschema = "{schema}"\n'
-            "lease_ttl = 1\n"
+            "lease_ttl = 6\n"
         )
 
     def open_store(self, node: NodeProc) -> Store:
@@ -161,7 +168,7 @@ class CrashHarness:
         for node in self.nodes.values():
             node.start(wait=False)
         for node in self.nodes.values():
-            node.wait_ready()
+            node.wait_ready(timeout=READY)
 
     def stop(self) -> None:
         for node in self.nodes.values():
@@ -186,7 +193,7 @@ class CrashHarness:
         if channel_id is not None:
             self.check_disk(victim, channel_id)
         victim.start(wait=False)
-        victim.wait_ready(timeout=60)
+        victim.wait_ready(timeout=READY)
         self.tally.restarts.append(time.monotonic() - killed_at)
         self.tally.count(self.tally.kills, step)
         wait_for(lambda: connected(victim, self.peer_of(victim)), 60, "reconnected")
@@ -315,11 +322,20 @@ class CrashHarness:
                     continue
                 # A deposit marked as sent died with its process before it left: it is sent
                 # again once the chain shows none of it twice its inclusion delay later.
+                # An open the acceptor forgot is abandoned (pending_timeout): ask again.
                 self.advance_chain_time(2 * 60 + 10)
                 try:
                     channel_id = wait_for(opened, 30, "the channel to open")
                 except TimeoutError:
-                    raise HarnessFailure(f"an open stuck after a kill: {channels}") from None
+                    now = self.alice.api.get("/v1/channels")
+                    if all(
+                        c["status"] == "closed" and c["version"] == 0
+                        for c in now
+                        if c["channel_id"] not in known
+                    ):
+                        self.tally.count(self.tally.outcomes, "open forgot by the peer, abandoned")
+                        continue
+                    raise HarnessFailure(f"an open stuck after a kill: {now}") from None
                 self.tally.count(self.tally.outcomes, "deposit lost in a kill, sent again")
             self.tally.count(self.tally.outcomes, "opened")
             return channel_id
@@ -411,7 +427,7 @@ class CrashHarness:
 
     def close_step(self, channel_id: str, force: bool) -> None:
         closer = self.nodes[self.rng.choice(["alice", "bob"])]
-        thread, out = self._in_background(
+        thread, _out = self._in_background(
             lambda: closer.api.post(f"/v1/channels/{channel_id}/close", {"force": force})
         )
         step = "dispute" if force else "close"
@@ -428,7 +444,6 @@ class CrashHarness:
 
             wait_for(closed, 90, f"{node.name}'s side closed after a {step}")
         self.tally.count(self.tally.outcomes, f"{step}d" if force else "closed")
-        del out
 
     # --- checks ---------------------------------------------------------------------------
 
