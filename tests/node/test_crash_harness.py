@@ -30,9 +30,11 @@ def _run(anvil: AnvilChain, tmp_path: Path, store: StoreKind, seed: int, kills: 
     tally = harness.run(kills)
     print(f"\n{store} seed {seed}: {tally.summary()}")
     assert tally.total >= kills
-    # every step of the life cycle was hit by a kill, and payments went through between them
-    assert {"open", "close", "dispute"} & set(tally.kills)
-    assert tally.disk_checks > 0
+    # the channel's life was hit at its ends, and the dead node's disk read after each
+    # kill during an update (the live peer's signed versions were all on it)
+    assert "open" in tally.kills and {"close", "dispute"} & set(tally.kills)
+    updates = sum(tally.kills.get(step, 0) for step in ("transfer", "pay", "fail"))
+    assert tally.disk_checks >= updates
 
 
 @pytest.mark.parametrize("store", ["sqlite", "postgres"])
