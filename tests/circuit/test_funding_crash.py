@@ -4,6 +4,7 @@ settles what the node forgot."""
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import pytest
@@ -87,5 +88,118 @@ def test_a_crash_right_after_funding_neither_funds_twice_nor_strands_the_channel
         world.network.run()
         assert bob.channels[channel_id].machine.state.free(eth) == (ETH - 10**17, 10**17)
         store.close()
+    finally:
+        backend.close()
+
+
+class CrashBeforeFunding(CrashAfterFunding):
+    """The process dies between the durable marker and its funding transaction: the
+    marker says "sent", the chain never saw it."""
+
+    def fund(self, *args: Any) -> Any:
+        if self.armed:
+            self.armed = False
+            raise Crash
+        self.fundings += 1
+        return self._inner.fund(*args)
+
+
+@pytest.mark.adversarial
+@pytest.mark.parametrize("crash", [CrashBeforeFunding, CrashAfterFunding])
+def test_a_deposit_the_crash_kept_from_the_chain_is_sent_again_once(
+    tmp_path: Any, crash: type[CrashAfterFunding]
+) -> None:
+    """Found by the crash harness (tests/node/crash_harness.py): the node waited forever for
+    a deposit it had marked as sent but never sent, the peer's deposit locked with it. Now,
+    when the chain shows none of it twice its inclusion delay later, it is sent again; a
+    deposit that did reach the chain is never sent twice, however long it takes."""
+    backend = embedded_backend()
+    try:
+        world = World({backend.chain: backend}, backend)
+        eth = Asset(backend.chain, "native")
+        store = SQLiteStore(tmp_path / "alice.sqlite")
+        alice = world.node("alice", [backend.chain], store=store)
+        crashing = crash(backend)
+        alice.backends = {backend.chain: crashing}  # type: ignore[misc]
+        bob = world.node("bob", [backend.chain])
+        alice.open_channel(bob.node_id, backend.chain, {eth: (ETH, ETH)}, 600)
+        with pytest.raises(Crash):
+            world.network.run()
+        (channel_id,) = alice.channels
+        alice.outbox.clear()
+        store.close()
+        world.network.silence(alice)
+        store = SQLiteStore(tmp_path / "alice.sqlite")
+        alice = world.restart(alice, store)
+        alice.backends = {backend.chain: crashing}  # type: ignore[misc]
+        alice.channels[channel_id].backend = crashing  # type: ignore[assignment]
+        world.network.run()
+        confirm(world)
+        if crash is CrashBeforeFunding:
+            assert not alice.channels[channel_id].active, "active without our deposit"
+        for _ in range(6):  # three minutes of chain time: past twice the inclusion delay
+            world.advance(30)
+        confirm(world)
+        world.network.run()
+
+        params = alice.channels[channel_id].params
+        held = backend.adjudicator.holding(backend.channel_id(params), asset_address(eth))
+        assert crashing.fundings == 1
+        assert held == 2 * ETH
+        assert alice.channels[channel_id].active and bob.channels[channel_id].active
+        alice.pay_direct(channel_id, eth, 10**17)
+        world.network.run()
+        assert bob.channels[channel_id].machine.state.free(eth) == (ETH - 10**17, ETH + 10**17)
+        store.close()
+    finally:
+        backend.close()
+
+
+@pytest.mark.adversarial
+def test_an_open_the_acceptor_forgot_in_a_crash_is_abandoned_and_a_new_one_opens(
+    tmp_path: Any,
+) -> None:
+    """Found by the crash harness: Bob was killed after he created the channel from
+    Alice's ``OpenChannel`` and before he wrote his acceptance of version 0. He comes back
+    without it (and without the open request) and answers Alice's retransmissions with "no
+    channel"; Alice's channel stayed ``opening`` for good. Now she abandons it once the
+    open policy's pending timeout has passed (nothing can be deposited before version 0
+    is signed by both) and the next open goes through."""
+    backend = embedded_backend()
+    try:
+        world = World({backend.chain: backend}, backend)
+        eth = Asset(backend.chain, "native")
+        alice = world.node("alice", [backend.chain])
+        bob_store = SQLiteStore(tmp_path / "bob.sqlite")
+        bob = world.node("bob", [backend.chain], store=bob_store)
+        alice.open_channel(bob.node_id, backend.chain, {eth: (ETH, 0)}, 600)
+        assert world.network.run_until(lambda: bool(bob.channels))
+        (channel_id,) = bob.channels
+        assert bob.channels[channel_id].machine.latest is None
+        # kill -9 before the checkpoint of the OpenChannel he handled reached the disk (a
+        # server commits in a pipeline, after the handler returned): his store does not
+        # have the channel, nothing he would have sent left
+        bob.outbox.clear()
+        bob_store.close()
+        with sqlite3.connect(tmp_path / "bob.sqlite") as db:
+            db.execute("DELETE FROM settings WHERE key LIKE 'channel/%'")
+            db.execute("DELETE FROM channels")
+        world.network.silence(bob)
+        bob_store = SQLiteStore(tmp_path / "bob.sqlite")
+        bob = world.restart(bob, bob_store)
+        world.network.run()
+        assert channel_id not in bob.channels or bob.channels[channel_id].status != "active"
+        assert alice.channels[channel_id].status == "opening"
+
+        world.advance(alice.open_policy.pending_timeout + 30)
+        assert alice.channels[channel_id].status == "closed"
+        params = alice.channels[channel_id].params
+        assert backend.adjudicator.holding(backend.channel_id(params), asset_address(eth)) == 0
+
+        fresh = world.open(alice, bob, backend.chain, {eth: (ETH, 0)})
+        alice.pay_direct(fresh, eth, 10**17)
+        world.network.run()
+        assert bob.channels[fresh].machine.state.free(eth) == (ETH - 10**17, 10**17)
+        bob_store.close()
     finally:
         backend.close()

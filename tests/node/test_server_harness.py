@@ -88,6 +88,13 @@ class AnvilChain:
 
 @pytest.fixture(scope="module")
 def anvil() -> Iterator[AnvilChain]:
+    with anvil_chain() as chain:
+        yield chain
+
+
+@contextlib.contextmanager
+def anvil_chain() -> Iterator[AnvilChain]:
+    """An anvil process with the adjudicator deployed (also for scripts/crash_harness.py)."""
     from chenilles_evm.backend import connect_backend
     from chenilles_evm.ledgers import anvil_ledger
 

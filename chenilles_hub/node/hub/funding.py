@@ -8,6 +8,7 @@ are checked again.
 from __future__ import annotations
 
 from ...backend import Funded, LedgerError
+from ...core import Asset
 from ...core.errors import ChannelError, ChannelNotOpen
 from ...core.messages import Propose
 from ..net import wire
@@ -15,10 +16,15 @@ from .context import NodeContext
 from .opening import funding_key
 from .records import Channel
 
-#: The funding marker's values that mean "our deposit left the process"; ``REFUSED``: the
-#: ledger refused it before anything was mined (it may be sent again).
-_SENT = (b"submitted", b"confirmed")
+#: The funding marker when the ledger refused our deposit before anything was mined (it may
+#: be sent again, and the channel may be abandoned); see ``was_sent`` for the others.
 REFUSED = b"refused"
+
+
+def was_sent(marker: bytes | None) -> bool:
+    """Whether a funding marker says our deposit left the process (``submitted@<time>``,
+    or ``submitted`` as older versions wrote it, or ``confirmed``)."""
+    return marker is not None and (marker == b"confirmed" or marker.startswith(b"submitted"))
 
 
 class NotAbandonable(ChannelError):
@@ -46,14 +52,16 @@ class Funding:
                 continue
             key = funding_key(channel.channel_id, asset)
             if store is not None:
-                if store.get_setting(key) in _SENT:
+                marker = store.get_setting(key)
+                if was_sent(marker) and not self._lost(channel, asset, key, marker):
                     waiting = True  # sent before a crash: the chain will tell
                     self.ctx.note(
                         f"deposit of {asset} into {channel.channel_id.hex()[:8]} was "
                         "sent before a restart: waiting for the chain to report it"
                     )
                     continue
-                store.set_setting(key, b"submitted")  # durable before it is sent
+                # durable before it is sent, with the chain's time (see ``_lost``)
+                store.set_setting(key, b"submitted@%d" % channel.backend.now())
             try:
                 receipt = channel.backend.fund(
                     channel.params, channel.me, channel.account, asset, mine
@@ -70,6 +78,47 @@ class Funding:
         if waiting and not self._deposits_confirmed(channel):
             return
         self._funded_by_me(channel, tuple(txids))
+
+    def _lost(self, channel: Channel, asset: Asset, key: str, marker: bytes) -> bool:
+        """Whether a deposit marked as sent never reached the chain: the process died
+        between the marker and the transaction. The chain shows none of our deposit of
+        ``asset``, not even in its tip block, twice the chain's inclusion delay after the
+        marker; then it is sent again (a fresh marker first). A marker without a time
+        (written by an older version) starts the clock now."""
+        if not marker.startswith(b"submitted"):
+            return False  # confirmed by the chain
+        store = self.ctx.store
+        assert store is not None
+        backend = channel.backend
+        try:
+            held = backend.holdings(channel.params, 1).get(asset, ())
+            now = backend.now()
+        except Exception:  # an unreachable chain: no verdict, asked again on the next block
+            return False
+        if len(held) > channel.me and held[channel.me] > 0:
+            return False  # it landed: activation waits for its depth
+        _, _, stamp = marker.partition(b"@")
+        if not stamp.isdigit():
+            store.set_setting(key, b"submitted@%d" % now)
+            return False
+        return now >= int(stamp) + 2 * backend.time_model().inclusion_delay
+
+    def resend_lost(self, channel: Channel) -> None:
+        """On each block, for an opening channel whose deposits we sent before a crash:
+        send again those the chain shows no trace of (``_lost``)."""
+        store = self.ctx.store
+        if store is None or channel.funded_by_me or channel.machine.latest is None:
+            return
+        for asset, (mine, _theirs) in channel.deposits.items():
+            key = funding_key(channel.channel_id, asset)
+            marker = store.get_setting(key) if mine > 0 else None
+            if marker is not None and self._lost(channel, asset, key, marker):
+                self.ctx.note(
+                    f"deposit of {asset} into {channel.channel_id.hex()[:8]} never reached "
+                    "the chain (a crash before it left): sending it again"
+                )
+                self.fund(channel)
+                return
 
     def _funded_by_me(self, channel: Channel, txids: tuple[str, ...]) -> None:
         channel.funded_by_me = True
@@ -103,7 +152,7 @@ class Funding:
         if store is None or channel.deposits.get(event.asset, (0, 0))[0] <= 0:
             return
         key = funding_key(channel.channel_id, event.asset)
-        if store.get_setting(key) not in _SENT:
+        if not was_sent(store.get_setting(key)):
             return  # not sent by us (yet): someone else deposited for us
         store.set_setting(key, b"confirmed")
         if channel.machine.latest is not None and self._deposits_confirmed(channel):
@@ -140,6 +189,7 @@ class Funding:
         """A new block on ``chain``: deposits may have reached their depth."""
         for channel in list(self.ctx.channels.values()):
             if channel.status == "opening" and channel.params.chain == chain:
+                self.resend_lost(channel)
                 self.check_funding(channel)
 
     def recheck_active(self, chain: str) -> None:
@@ -224,7 +274,7 @@ class Funding:
             if mine > 0
             and (
                 channel.funded_by_me
-                or (store and store.get_setting(funding_key(cid, asset)) in _SENT)
+                or (store and was_sent(store.get_setting(funding_key(cid, asset))))
             )
         ]
         if sent:

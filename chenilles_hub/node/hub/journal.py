@@ -58,8 +58,8 @@ NODE_STATE_KEY = "node-state/v1"
 CHANNEL_PREFIX = "channel/"
 PAYMENT_PREFIX = "payment/"
 INVOICE_PREFIX = "invoice/"
-#: ``funding/<channel id hex>/<asset>``: b"submitted" once we sent our deposit of that asset
-#: to the chain (written before sending it), b"confirmed" once the chain reported it.
+#: ``funding/<channel id hex>/<asset>``: b"submitted@<chain time>" once we send our deposit of
+#: that asset to the chain (written before sending it), b"confirmed" once the chain reported it.
 FUNDING_PREFIX = "funding/"
 #: ``record/<channel id hex>/<part>``: a part of the backend's per-channel record
 #: (``ChannelRecords``: on Bitcoin the peer's revocation secrets and what recognises a

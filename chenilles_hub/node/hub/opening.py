@@ -120,6 +120,10 @@ class Opening:
         #: What became of our open requests (temp id -> channel id, or the peer's refusal),
         #: so an operator who asked for a channel can follow it (not persisted).
         self.open_results: dict[bytes, bytes | str] = {}
+        #: Our opening channels whose version 0 the peer has not signed: since when (our
+        #: clock). Those restored from the store are added by the first ``expire``.
+        self.unsigned_since: dict[bytes, int] = {}
+        self._restored_seen = False
 
     # --- the handshake ----------------------------------------------------------------------
 
@@ -277,6 +281,7 @@ class Opening:
             app=pending.app,
         )
         channel = self.create_channel(params, 0, pending.deposits, pending.app_data)
+        self.unsigned_since[channel.channel_id] = self.ctx.clock()
         del self.pending_opens[msg.temp_id]
         self._result(msg.temp_id, channel.channel_id)
         self.ctx.send(peer, wire.OpenChannel(msg.temp_id, params))
@@ -329,12 +334,38 @@ class Opening:
                 del self.pending_opens[temp_id]
 
     def expire(self, now: int) -> None:
-        """Drop the requests of peers that did not complete the handshake in time."""
+        """Drop the requests of peers that did not complete the handshake in time, and
+        abandon our opens whose version 0 the peer never signed."""
         timeout = self.policy.pending_timeout
         for temp_id, pending in list(self.pending_opens.items()):
             if not pending.opener and now - pending.created > timeout:
                 del self.pending_opens[temp_id]
                 self.ctx.count("opens_expired")
+        self._abandon_unsigned(now, timeout)
+
+    def _abandon_unsigned(self, now: int, timeout: int) -> None:
+        """A channel we opened whose version 0 the peer has not signed ``timeout`` seconds
+        later is abandoned (``closed``). The peer forgot it: it was killed after the
+        handshake, before it wrote its acceptance, and its open request died with it, so
+        it answers our retransmissions with "no channel". Nothing can be on the chain:
+        deposits wait for version 0 signed by both. Found by the crash harness."""
+        if not self._restored_seen:  # after a restart: look at every channel once
+            self._restored_seen = True
+            for c in self.ctx.channels.values():
+                if c.me == 0 and c.status == "opening" and c.machine.latest is None:
+                    self.unsigned_since.setdefault(c.channel_id, now)
+        for channel_id, since in list(self.unsigned_since.items()):
+            channel = self.ctx.channels.get(channel_id)
+            if channel is None or channel.status != "opening" or channel.machine.latest is not None:
+                del self.unsigned_since[channel_id]
+            elif now - since > timeout:
+                del self.unsigned_since[channel_id]
+                channel.status = "closed"
+                self.ctx.count("opens_abandoned")
+                self.ctx.note(
+                    f"channel {channel_id.hex()[:8]}: abandoned, the peer did not sign "
+                    f"version 0 in {timeout}s (nothing was deposited)"
+                )
 
     def _result(self, temp_id: bytes, result: bytes | str) -> None:
         self.open_results[temp_id] = result

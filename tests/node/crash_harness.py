@@ -1,0 +1,475 @@
+"""The crash harness: ``kill -9`` a node process at every step of a channel's life, restart it,
+check the books after every restart.
+
+Two ``chenilles node start`` processes (Alice and Bob) on one anvil, with SQLite or
+PostgreSQL stores, live through *episodes*. An episode is one channel's whole life:
+
+``open``
+    Alice opens a channel to Bob, both deposit (the handshake, both deposits, the wait for
+    the confirmation depth); one of them is killed at a random moment of it.
+``transfer`` / ``pay`` / ``fail``
+    a direct transfer (a plain update), a payment through an invoice (HTLC added then
+    fulfilled) and a payment to an invoice the payee does not know (HTLC added then failed),
+    in a random direction; one node is killed at a random moment of each.
+``close`` / ``dispute``
+    a cooperative close, or a force close (registration, challenge period, conclusion,
+    withdrawals); one node is killed at a random moment of it.
+
+After every kill, *before* the restart, the dead node's store is read: every version the
+live peer holds signed must be on the dead node's disk (a signature never leaves before the
+state it signs is durable). After every restart:
+
+* both sides converge: the same version, mirrored balances, idle, no HTLC left;
+* the channel's balances add up to the deposits, to the wei;
+* each side holds exactly what the completed steps say: a transfer applied at most once
+  (and once if the API said it was signed), a payment succeeded exactly when the payee's
+  invoice is paid, a failed HTLC returned in full.
+
+At the end of each episode every account's on-chain balance must have moved by exactly its
+final channel balance, less its deposit and every fee its transactions paid.
+
+Run standalone with ``scripts/crash_harness.py``; ``tests/node/test_crash_harness.py`` runs a
+bounded part in CI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from chenilles_hub.circuit.invoice import create_invoice, decode_invoice
+from chenilles_hub.node.api.client import ApiCallError
+from chenilles_hub.node.store.base import Store, snapshot_version
+
+from .test_server_harness import (
+    CONSENTING,
+    ETH,
+    NATIVE,
+    AnvilChain,
+    NodeProc,
+    agreed,
+    channel,
+    connected,
+    make_node,
+    wait_for,
+)
+
+StoreKind = Literal["sqlite", "postgres"]
+STEPS = ("transfer", "pay", "fail")
+DEPOSIT = ETH
+AMOUNT = 10**15
+CHALLENGE = 3  # seconds of anvil time: disputes end quickly
+#: seconds a (re)started process may take to serve: imports alone take 15 s on a 2-core
+#: machine shared with other test runs
+READY = 120.0
+
+
+class HarnessFailure(AssertionError):
+    """A property the harness checks did not hold (the message says which, and where)."""
+
+
+@dataclass
+class Tally:
+    """What a run did: kills per step, outcomes, restart times."""
+
+    kills: dict[str, int] = field(default_factory=dict)
+    outcomes: dict[str, int] = field(default_factory=dict)
+    restarts: list[float] = field(default_factory=list)
+    episodes: int = 0
+    disk_checks: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.kills.values())
+
+    def count(self, table: dict[str, int], key: str) -> None:
+        table[key] = table.get(key, 0) + 1
+
+    def summary(self) -> str:
+        mean = sum(self.restarts) / max(1, len(self.restarts))
+        return (
+            f"{self.total} kills over {self.episodes} episodes; per step {self.kills}; "
+            f"outcomes {self.outcomes}; {self.disk_checks} disk checks; restart (kill -> "
+            f"serving) mean {mean:.2f}s max {max(self.restarts, default=0):.2f}s"
+        )
+
+
+class CrashHarness:
+    """Alice and Bob as processes; ``run`` kills them ``kills`` times over whole episodes."""
+
+    def __init__(
+        self,
+        base: Path,
+        chain: AnvilChain,
+        store: StoreKind,
+        seed: int,
+        *,
+        postgres_dsn: str | None = None,
+        accounts: tuple[int, int] = (4, 5),
+        log: Callable[[str], None] = lambda _line: None,
+    ) -> None:
+        self.chain = chain
+        self.store = store
+        self.rng = random.Random(seed)
+        self.log = log
+        self.tally = Tally()
+        self.dsn = postgres_dsn
+        self.schemas: dict[str, str] = {}
+        self.alice = make_node(base, "alice", chain, accounts[0])
+        self.bob = make_node(base, "bob", chain, accounts[1])
+        self.alice.peers = [self.bob]
+        self.bob.peers = [self.alice]
+        self.nodes = {"alice": self.alice, "bob": self.bob}
+        for node in self.nodes.values():
+            # an open the peer forgot in a crash is abandoned after 10 s (default 120 s)
+            policy = CONSENTING.replace(
+                "min_challenge = 1\n", "min_challenge = 1\npending_timeout = 10\n"
+            )
+            node.tail = policy + self._store_table(node)
+        self.addresses = {
+            name: chain.ledger.w3.eth.account.from_key(chain.key(n.account)).address
+            for name, n in self.nodes.items()
+        }
+
+    # --- processes and stores -----------------------------------------------------------
+
+    def _store_table(self, node: NodeProc) -> str:
+        if self.store == "sqlite":
+            return ""
+        if self.dsn is None:
+            raise ValueError("a PostgreSQL run needs a DSN")
+        schema = f"crash_{node.name}_{uuid.uuid4().hex[:10]}"
+        self.schemas[node.name] = schema
+        # a short lease: the restarted process (a new holder) takes over within seconds
+        return (
+            f'\n[store]\nkind = "postgres"\ndsn = "{self.dsn}"\nschema = "{schema}"\n'
+            "lease_ttl = 6\n"
+        )
+
+    def open_store(self, node: NodeProc) -> Store:
+        """The dead node's store, opened as its next process would open it."""
+        if self.store == "sqlite":
+            from chenilles_hub.node.store.sqlite import SQLiteStore
+
+            return SQLiteStore(node.data_dir / "node.sqlite")
+        from chenilles_hub.node.store.postgres import PostgresStore
+
+        assert self.dsn is not None
+        return PostgresStore(self.dsn, schema=self.schemas[node.name])
+
+    def start(self) -> None:
+        for node in self.nodes.values():
+            node.start(wait=False)
+        for node in self.nodes.values():
+            node.wait_ready(timeout=READY)
+
+    def stop(self) -> None:
+        for node in self.nodes.values():
+            node.stop()
+        if self.store == "postgres" and self.dsn is not None:
+            import psycopg
+
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                for schema in self.schemas.values():
+                    conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+    def peer_of(self, node: NodeProc) -> NodeProc:
+        return self.bob if node is self.alice else self.alice
+
+    def kill_restart(self, step: str, channel_id: str | None, delay: float) -> str:
+        """Kill a random node after ``delay`` s, check its disk, restart it; its name."""
+        name = self.rng.choice(["alice", "bob"])
+        victim = self.nodes[name]
+        time.sleep(delay)
+        killed_at = time.monotonic()
+        victim.kill()
+        if channel_id is not None:
+            self.check_disk(victim, channel_id)
+        victim.start(wait=False)
+        victim.wait_ready(timeout=READY)
+        self.tally.restarts.append(time.monotonic() - killed_at)
+        self.tally.count(self.tally.kills, step)
+        wait_for(lambda: connected(victim, self.peer_of(victim)), 60, "reconnected")
+        return name
+
+    def check_disk(self, dead: NodeProc, channel_id: str) -> None:
+        """Every version the live peer holds signed is on the dead node's disk."""
+        peer = self.peer_of(dead)
+        with contextlib.suppress(ApiCallError):
+            held = channel(peer, channel_id)
+            if held["status"] == "closed":
+                return
+            store = self.open_store(dead)
+            try:
+                snapshot = store.load_snapshot(bytes.fromhex(channel_id))
+            finally:
+                store.close()
+            on_disk = -1 if snapshot is None else snapshot_version(snapshot)
+            if snapshot is not None and snapshot.pending is not None:
+                on_disk = max(on_disk, snapshot.pending.signed.state.version)
+            if held["version"] > on_disk:
+                raise HarnessFailure(
+                    f"{peer.name} holds version {held['version']} signed by {dead.name}, "
+                    f"whose disk has only {on_disk}"
+                )
+            self.tally.disk_checks += 1
+
+    # --- the chain ------------------------------------------------------------------------
+
+    def advance_chain_time(self, seconds: int) -> None:
+        self.chain.ledger.w3.provider.make_request("evm_increaseTime", [seconds])
+        self.chain.mine()
+
+    def block(self) -> int:
+        return int(self.chain.ledger.w3.eth.block_number)
+
+    def on_chain(self) -> dict[str, int]:
+        w3 = self.chain.ledger.w3
+        return {name: int(w3.eth.get_balance(a)) for name, a in self.addresses.items()}
+
+    def fees_since(self, block: int) -> dict[str, int]:
+        """Every fee each account paid in blocks after ``block``."""
+        w3 = self.chain.ledger.w3
+        owners = {a.lower(): name for name, a in self.addresses.items()}
+        fees = dict.fromkeys(self.addresses, 0)
+        for number in range(block + 1, self.block() + 1):
+            for tx in w3.eth.get_block(number, full_transactions=True)["transactions"]:
+                name = owners.get(tx["from"].lower())
+                if name is not None:
+                    receipt = w3.eth.get_transaction_receipt(tx["hash"])
+                    fees[name] += int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
+        return fees
+
+    # --- a run ----------------------------------------------------------------------------
+
+    def run(self, kills: int) -> Tally:
+        self.start()
+        try:
+            while self.tally.total < kills:
+                self.episode(kills)
+                self.tally.episodes += 1
+                self.log(self.tally.summary())
+        finally:
+            self.stop()
+        return self.tally
+
+    def episode(self, kills: int) -> None:
+        start_block = self.block()
+        before = self.on_chain()
+        with self.chain.mining(0.2):
+            channel_id = self.open_step()
+        expected = {"alice": DEPOSIT, "bob": DEPOSIT}
+        # the life of the channel: updates until the run's kills are nearly spent, then a close
+        updates = min(self.rng.randint(3, 6), max(0, kills - self.tally.total - 1))
+        for _ in range(updates):
+            step = self.rng.choice(STEPS)
+            getattr(self, f"{step}_step")(channel_id, expected)
+            self.check_channel(channel_id, expected, step)
+        closing = self.rng.choice(["close", "dispute"])
+        with self.chain.mining(0.2):
+            self.close_step(channel_id, closing == "dispute")
+        after = self.on_chain()
+        fees = self.fees_since(start_block)
+        for name in self.nodes:
+            moved = after[name] - before[name] + fees[name]
+            if moved != expected[name] - DEPOSIT:
+                raise HarnessFailure(
+                    f"{name}'s account moved by {moved} wei net of fees after a {closing}, "
+                    f"not by its final balance less its deposit, {expected[name] - DEPOSIT}"
+                )
+
+    def open_step(self) -> str:
+        """Alice opens (both deposit); a kill during the handshake, funding or activation.
+        An open the kill lost before it was durable is asked again."""
+        for _attempt in range(5):
+            known = {c["channel_id"] for c in self.alice.api.get("/v1/channels")}
+            wait_for(lambda: connected(self.alice, self.bob), 60, "connected")
+            self.alice.api.post(
+                "/v1/channels",
+                {
+                    "peer": self.bob.node_id,
+                    "asset": NATIVE,
+                    "amount": DEPOSIT,
+                    "remote_amount": DEPOSIT,
+                    "challenge_duration": CHALLENGE,
+                },
+            )
+            self.kill_restart("open", None, self.rng.uniform(0, 1.5))
+
+            def opened(known: set[str] = known) -> str | None:
+                for c in self.alice.api.get("/v1/channels"):
+                    if (
+                        c["channel_id"] not in known
+                        and c["status"] == "active"
+                        and channel(self.bob, c["channel_id"])["status"] == "active"
+                    ):
+                        return str(c["channel_id"])
+                return None
+
+            try:
+                channel_id: str = wait_for(opened, 20, "the channel to open")
+            except TimeoutError:
+                channels = self.alice.api.get("/v1/channels")
+                if not any(c["channel_id"] not in known for c in channels):
+                    self.tally.count(self.tally.outcomes, "open lost (asked again)")
+                    continue
+                # A deposit marked as sent died with its process before it left: it is sent
+                # again once the chain shows none of it twice its inclusion delay later.
+                # An open the acceptor forgot is abandoned (pending_timeout): ask again.
+                self.advance_chain_time(2 * 60 + 10)
+                try:
+                    channel_id = wait_for(opened, 30, "the channel to open")
+                except TimeoutError:
+                    now = self.alice.api.get("/v1/channels")
+                    if all(
+                        c["status"] == "closed" and c["version"] == 0
+                        for c in now
+                        if c["channel_id"] not in known
+                    ):
+                        self.tally.count(self.tally.outcomes, "open forgot by the peer, abandoned")
+                        continue
+                    raise HarnessFailure(f"an open stuck after a kill: {now}") from None
+                self.tally.count(self.tally.outcomes, "deposit lost in a kill, sent again")
+            self.tally.count(self.tally.outcomes, "opened")
+            return channel_id
+        raise HarnessFailure("five opens in a row lost")
+
+    def _in_background(self, call: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
+        out: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                out["result"] = call()
+            except ApiCallError as exc:  # the node died while answering
+                out["error"] = exc
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread, out
+
+    def _direction(self) -> tuple[str, str]:
+        payer = self.rng.choice(["alice", "bob"])
+        return payer, "bob" if payer == "alice" else "alice"
+
+    def transfer_step(self, channel_id: str, expected: dict[str, int]) -> None:
+        payer, payee = self._direction()
+        before = self.local(payer, channel_id)
+        thread, out = self._in_background(
+            lambda: self.nodes[payer].api.post(
+                f"/v1/channels/{channel_id}/transfers", {"amount": AMOUNT}
+            )
+        )
+        self.kill_restart("transfer", channel_id, self.rng.uniform(0, 0.05))
+        thread.join()
+        agreed(self.alice, self.bob, channel_id)
+        sent = before - self.local(payer, channel_id)
+        if sent not in (0, AMOUNT) or ("result" in out and sent != AMOUNT):
+            raise HarnessFailure(f"a transfer of {AMOUNT} moved {sent} (answer {out})")
+        self.tally.count(self.tally.outcomes, "transfer " + ("applied" if sent else "lost"))
+        expected[payer] -= sent
+        expected[payee] += sent
+
+    def pay_step(self, channel_id: str, expected: dict[str, int]) -> None:
+        payer_name, payee_name = self._direction()
+        payer, payee = self.nodes[payer_name], self.nodes[payee_name]
+        invoice = payee.api.post("/v1/invoices", {"amount": AMOUNT, "asset": NATIVE})
+        thread, _out = self._in_background(
+            lambda: payer.api.post("/v1/payments", {"invoice": invoice["invoice"]})
+        )
+        self.kill_restart("pay", channel_id, self.rng.uniform(0, 0.05))
+        thread.join()
+        agreed(self.alice, self.bob, channel_id)
+        status = self.payment_status(payer, invoice["payment_hash"])
+        paid = any(
+            i["payment_hash"] == invoice["payment_hash"] and i["paid"]
+            for i in payee.api.get("/v1/invoices")
+        )
+        if paid != (status == "succeeded"):
+            raise HarnessFailure(f"payment {status} but the invoice paid={paid}")
+        self.tally.count(self.tally.outcomes, f"payment {status}")
+        if status == "succeeded":
+            expected[payer_name] -= AMOUNT
+            expected[payee_name] += AMOUNT
+
+    def fail_step(self, channel_id: str, expected: dict[str, int]) -> None:
+        """An invoice signed by the payee's key for a hash it never issued: the payee fails
+        the HTLC (unknown payment hash) and the payer must get it back in full."""
+        payer_name, payee_name = self._direction()
+        payer, payee = self.nodes[payer_name], self.nodes[payee_name]
+        real = decode_invoice(
+            payee.api.post("/v1/invoices", {"amount": AMOUNT, "asset": NATIVE})["invoice"]
+        )
+        forged, _preimage = create_invoice(
+            payee.identity,
+            AMOUNT,
+            real.asset,
+            real.created_at,
+            ttl=3600,
+            final_lead=real.final_lead,
+        )
+        thread, _out = self._in_background(
+            lambda: payer.api.post("/v1/payments", {"invoice": forged.encode()})
+        )
+        self.kill_restart("fail", channel_id, self.rng.uniform(0, 0.05))
+        thread.join()
+        agreed(self.alice, self.bob, channel_id)
+        status = self.payment_status(payer, forged.payment_hash.hex())
+        if status == "succeeded":
+            raise HarnessFailure("a payment to an unknown hash succeeded")
+        self.tally.count(self.tally.outcomes, f"unknown-hash payment {status}")
+
+    def close_step(self, channel_id: str, force: bool) -> None:
+        closer = self.nodes[self.rng.choice(["alice", "bob"])]
+        thread, _out = self._in_background(
+            lambda: closer.api.post(f"/v1/channels/{channel_id}/close", {"force": force})
+        )
+        step = "dispute" if force else "close"
+        self.kill_restart(step, channel_id, self.rng.uniform(0, 0.3 if force else 0.1))
+        thread.join()
+        for node in self.nodes.values():
+
+            def closed(node: NodeProc = node) -> bool:
+                status = channel(node, channel_id)["status"]
+                if status == "active":  # the request died with its process: ask again
+                    with contextlib.suppress(ApiCallError):
+                        node.api.post(f"/v1/channels/{channel_id}/close", {"force": force})
+                return bool(status == "closed")
+
+            wait_for(closed, 90, f"{node.name}'s side closed after a {step}")
+        self.tally.count(self.tally.outcomes, f"{step}d" if force else "closed")
+
+    # --- checks ---------------------------------------------------------------------------
+
+    def local(self, name: str, channel_id: str) -> int:
+        return int(channel(self.nodes[name], channel_id)["balances"][0]["local"])
+
+    def payment_status(self, payer: NodeProc, payment_hash: str) -> str:
+        try:
+            payer.api.get(f"/v1/payments/{payment_hash}")
+        except ApiCallError as exc:
+            if exc.status == 404:
+                return "not started"
+            raise
+        status: str = wait_for(
+            lambda: (
+                (s := payer.api.get(f"/v1/payments/{payment_hash}")["status"]) != "pending" and s
+            ),
+            60,
+            "the payment to settle or fail",
+        )
+        return status
+
+    def check_channel(self, channel_id: str, expected: dict[str, int], step: str) -> None:
+        a, _b = agreed(self.alice, self.bob, channel_id)
+        balance = a["balances"][0]
+        if balance["local"] + balance["remote"] != 2 * DEPOSIT:
+            raise HarnessFailure(f"after a {step}: {balance} does not add up to the deposits")
+        if (balance["local"], balance["remote"]) != (expected["alice"], expected["bob"]):
+            raise HarnessFailure(f"after a {step}: {balance}, the steps say {expected}")
