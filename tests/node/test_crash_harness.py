@@ -3,8 +3,8 @@ transfers, HTLCs fulfilled and failed, cooperative close, dispute), on SQLite an
 
 The bounded part kills ``CHENILLES_CRASH_HARNESS_KILLS`` times per store (default 10; 16 per
 store took 4.5 min for both on a shared 2-core machine); the long run (marker ``slow``)
-kills 120 times per store over several seeds. ``scripts/crash_harness.py`` runs any number standalone. What is
-checked after every kill and restart is in :mod:`tests.node.crash_harness`.
+kills 120 times per store over several seeds. ``scripts/crash_harness.py`` runs any number
+standalone. What is checked after every kill and restart is in :mod:`tests.node.crash_harness`.
 """
 
 from __future__ import annotations
