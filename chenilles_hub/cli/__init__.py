@@ -11,7 +11,7 @@ commands to :func:`main` when imported here.
 
 from __future__ import annotations
 
-from . import app_channels, channels, installed, node, payments, tools
+from . import app_channels, channels, installed, node, payments, tools, virtual
 from .root import main
 
-__all__ = ["app_channels", "channels", "installed", "main", "node", "payments", "tools"]
+__all__ = ["app_channels", "channels", "installed", "main", "node", "payments", "tools", "virtual"]

@@ -51,6 +51,9 @@ API_ERRORS: dict[str, ErrorCode] = {
     "bad_quote": ErrorCode(400, "a quote object does not decode", "pass quotes as returned"),
     "bad_graph": ErrorCode(400, "the graph document does not decode", "see GET /v1/graph"),
     "bad_app_input": ErrorCode(400, "the app's options or move do not decode", ""),
+    "bad_virtual_id": ErrorCode(
+        400, "a virtual channel id is not 64 hex digits", "see chenilles virtual list"
+    ),
     # --- 401 / 404 / 405 / 413 ------------------------------------------------------------
     "unauthorized": ErrorCode(
         401, "missing or wrong bearer token", "the token is in the data dir (api.token)"
@@ -60,6 +63,9 @@ API_ERRORS: dict[str, ErrorCode] = {
     "unknown_open": ErrorCode(404, "no opening has this temporary id", ""),
     "unknown_payment": ErrorCode(404, "no payment has this hash", "see chenilles payments"),
     "unknown_app": ErrorCode(404, "no installed app has this name", "see GET /v1/apps"),
+    "unknown_virtual_channel": ErrorCode(
+        404, "no virtual channel has this request or channel id", "see chenilles virtual list"
+    ),
     "method_not_allowed": ErrorCode(405, "the endpoint does not take this method", ""),
     "too_large": ErrorCode(413, "the body is over 256 KiB", "split the request"),
     # --- 409: conflicts with the current state --------------------------------------------

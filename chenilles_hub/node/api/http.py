@@ -19,7 +19,7 @@ from aiohttp import web
 
 from chenilles_hub.core.errors import ChannelError
 
-from . import apps, channels, node_routes, payments
+from . import apps, channels, node_routes, payments, virtual
 from .inputs import MAX_BODY, SERVER_KEY, error_response, json_response, service
 from .metrics import CONTENT_TYPE, render
 from .openapi import openapi_document
@@ -109,6 +109,7 @@ def build_app(server: NodeService) -> web.Application:
     app.router.add_post("/v1/graph", node_routes.set_graph)
     app.router.add_post("/v1/stop", node_routes.stop)
     apps.add_routes(app.router)
+    virtual.add_routes(app.router)
     return app
 
 

