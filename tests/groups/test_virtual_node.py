@@ -169,3 +169,52 @@ def test_bad_requests_and_offers_change_nothing(backend: ChainBackend) -> None:
     with pytest.raises(NotPermitted):  # the hub is no member of V: it cannot pay in it
         hub.virtual_pay(good, 1)
     assert alice.virtual_list()[2]["balances"] == list(SPLIT)
+
+
+def test_no_dispute_for_a_guarantee_held_quietly(backend: ChainBackend) -> None:
+    """While a guarantee is held the rule's turn is (0, 1): nobody is "on its turn", so the
+    app watcher's idle timeout starts no dispute however long V runs without the hub."""
+    world, alice, hub, bob = three(backend)
+    la, lb = ledger(world, alice, hub, backend.chain), ledger(world, hub, bob, backend.chain)
+    for n in (alice, hub, bob):
+        n.app_channels.answer_timeout = 50
+    handle = open_v(world, alice, hub, bob)
+    start = block(backend)
+    for _ in range(4):
+        world.advance(60)
+    alice.virtual_pay(handle, 5)
+    world.network.run()
+    for _ in range(4):
+        world.advance(60)
+    assert alice.channels[la].status == hub.channels[lb].status == "active"
+    assert hub.channels[la].status == bob.channels[lb].status == "active"
+    assert backend.app_dispute(alice.channels[la].params) is None
+    assert transactions_since(backend, start) == 0
+
+
+def test_bob_silent_alice_recovers_through_the_chain(backend: ChainBackend) -> None:
+    """Bob stops answering. Before V's deadline Alice's node registers her ledger channel
+    and shows her latest V state; the hub's node joins in Bob's ledger, shows the same
+    state there and keeps it open until the deadline plus grace. Both ledgers conclude on
+    V's latest state: Alice and the hub are paid exactly, Bob gets what V gave him."""
+    world, alice, hub, bob = three(backend)
+    la, lb = ledger(world, alice, hub, backend.chain), ledger(world, hub, bob, backend.chain)
+    handle = alice.virtual_open(hub.node_id, bob.node_id, SPLIT, 600, 200)
+    world.network.run()
+    for i in range(6):
+        (alice if i % 2 == 0 else bob).virtual_pay(
+            handle if i % 2 == 0 else bob.virtual.get(handle).request_id, 1000 if i % 2 == 0 else 1
+        )
+        world.network.run()
+    assert alice.virtual_list()[0]["balances"] == [SPLIT[0] - 2997, SPLIT[1] + 2997]
+    world.network.silence(bob)
+    deadline = alice.virtual.get(handle).terms.deadline  # type: ignore[union-attr]
+    while world.now() < deadline + 200 + 4 * DURATION:
+        world.advance(20)
+    for cid in (la, lb):
+        d = backend.app_dispute(alice.channels[la].params if cid == la else hub.channels[lb].params)
+        assert d is not None and d.phase == "concluded", cid.hex()
+        assert d.state.balances[0].amounts == (DEPOSIT - 2997, DEPOSIT + 2997)
+    assert alice.channels[la].status == "closed"
+    assert any("registering ledger" in line for line in alice.journal)
+    assert any("showing V version" in line for line in hub.journal)
