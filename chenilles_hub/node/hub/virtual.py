@@ -52,7 +52,7 @@ from ...core.virtual import (
 from ..net import wire
 from .context import NodeContext
 from .records import Channel
-from .virtual_records import VIRTUAL_PREFIX, VirtualChannel, decode_record, record_key
+from .virtual_records import VirtualChannel, decode_record, record_key
 
 VMessage = Propose | Accept | Ack | Reject | Reestablish
 #: Ledger channels of this app can fund a virtual channel.
@@ -365,9 +365,7 @@ class VirtualChannels:
         store = self.ctx.store
         if store is None:
             return
-        for _, raw in store.settings_with_prefix(VIRTUAL_PREFIX):
-            if not raw:
-                continue
+        for raw in store.virtual_records():
             r = decode_record(raw)
             v = VirtualChannel(
                 r.request_id,

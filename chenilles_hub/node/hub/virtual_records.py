@@ -1,4 +1,5 @@
-"""What a node keeps per virtual channel, and how it is written (a checkpoint record).
+"""What a node keeps per virtual channel, and how it is written (a checkpoint record that
+the store puts in its ``virtual_channels`` table, migration 2).
 
 A virtual channel's record is written with the checkpoint of the event that changed it,
 so V's machine snapshot (every V state this node signed) is on disk before the outbox
@@ -14,9 +15,7 @@ import msgspec
 
 from ...core import ChannelMachine, ChannelSnapshot, SignedState
 from ...core.virtual import VirtualTerms
-
-#: Store key prefix of a virtual channel's record (one setting per virtual channel).
-VIRTUAL_PREFIX = "virtual/"
+from ..store.base import VIRTUAL_PREFIX
 
 Role = Literal["alice", "bob", "hub"]
 #: requested (Alice asked her hub), offered (terms known, not accepted by both ends yet),
