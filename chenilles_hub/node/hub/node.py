@@ -253,6 +253,7 @@ class Node:
                     log.exception(
                         "%s: reestablishing %s failed", self.name, channel.channel_id.hex()[:8]
                     )
+        self.virtual.reestablish(peer)
         self._commit_point()
 
     def on_chain_events(self, chain: str, events: list[ChainEvent]) -> None:

@@ -119,23 +119,7 @@ class VirtualChannels:
 
     def describe(self, v: VirtualChannel) -> dict[str, object]:
         """What the operator sees: status, V's balances, and which ledger channels fund it."""
-        terms, machine = v.terms, v.machine
-        latest = machine.latest if machine is not None else None
-        return {
-            "request_id": v.request_id.hex(),
-            "virtual_channel_id": virtual_channel_id(terms).hex() if terms else None,
-            "role": v.role,
-            "status": v.status,
-            "reason": v.reason,
-            "funded_by": [ledger.channel_id.hex() for ledger in terms.ledgers] if terms else [],
-            "hub": terms.hub_node_id.hex() if terms else None,
-            "peer": self._peer_of(v).hex() if terms or v.peer else None,
-            "split": list(terms.split) if terms else None,
-            "balances": list(latest.state.balances[0].amounts) if latest else None,
-            "version": latest.state.version if latest else None,
-            "deadline": terms.deadline if terms else None,
-            "final_known": v.final is not None,
-        }
+        return v.view(self._peer_of(v) if v.terms or v.peer else None)
 
     def _peer_of(self, v: VirtualChannel) -> bytes:
         if v.terms is None:
@@ -194,6 +178,7 @@ class VirtualChannels:
             self.ctx.send(peer, wire.VirtualAnswer(m.request_id, False, f"{error.code}: {error}"))
             return
         v = VirtualChannel(m.request_id, "hub", "offered", terms=terms)
+        self.by_vid[virtual_channel_id(terms)] = v.request_id
         self._store(v)
         for end in terms.node_ids:
             self.ctx.send(end, wire.VirtualOffer(m.request_id, terms))
@@ -358,6 +343,18 @@ class VirtualChannels:
                 for move in protocol.settle(ledger.machine.state, latest):
                     self._queue(ledger, move)
                 v.settled_sent = True
+
+    def reestablish(self, peer: bytes) -> None:
+        """After a reconnect: tell ``peer`` where each virtual channel with it stands (a
+        proposal or answer it missed is sent again, as for a ledger channel)."""
+        for v in self.records.values():
+            if v.machine is None or v.status in ("closed", "refused") or v.terms is None:
+                continue
+            if self._peer_of(v) == peer and v.machine.latest is not None:
+                try:
+                    self._run(v, v.machine.reestablish())
+                except ChannelError as error:
+                    self.ctx.note(f"virtual {v.request_id.hex()[:8]}: reestablish: {error}")
 
     # --- restart ------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from typing import Literal
 import msgspec
 
 from ...core import ChannelMachine, ChannelSnapshot, SignedState
-from ...core.virtual import VirtualTerms
+from ...core.virtual import VirtualTerms, virtual_channel_id
 from ..store.base import VIRTUAL_PREFIX
 
 Role = Literal["alice", "bob", "hub"]
@@ -64,6 +64,26 @@ class VirtualChannel:
     def side(self) -> int:
         """V's index of this node (0: Alice, 1: Bob); the hub has none."""
         return {"alice": 0, "bob": 1}.get(self.role, -1)
+
+    def view(self, peer: bytes | None) -> dict[str, object]:
+        """What the operator sees: status, V's balances, and which ledger channels fund it."""
+        terms, machine = self.terms, self.machine
+        latest = machine.latest if machine is not None else None
+        return {
+            "request_id": self.request_id.hex(),
+            "virtual_channel_id": virtual_channel_id(terms).hex() if terms else None,
+            "role": self.role,
+            "status": self.status,
+            "reason": self.reason,
+            "funded_by": [ledger.channel_id.hex() for ledger in terms.ledgers] if terms else [],
+            "hub": terms.hub_node_id.hex() if terms else None,
+            "peer": peer.hex() if peer is not None else None,
+            "split": list(terms.split) if terms else None,
+            "balances": list(latest.state.balances[0].amounts) if latest else None,
+            "version": latest.state.version if latest else None,
+            "deadline": terms.deadline if terms else None,
+            "final_known": self.final is not None,
+        }
 
     def encode(self) -> bytes:
         return msgspec.json.encode(
