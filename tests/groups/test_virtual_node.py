@@ -164,6 +164,15 @@ def test_bad_requests_and_offers_change_nothing(backend: ChainBackend) -> None:
     alice.receive(hub.node_id, wire.encode(wire.VirtualOffer(good, terms)))
     assert len(alice.virtual_list()) == 3 and len(alice.errors) == errors
     assert alice.virtual_list()[2]["status"] == "open"  # a replayed offer changes nothing
+    # a second request (sent raw) on the ledger already funding V: refused, no record
+    again = wire.VirtualOpenRequest(
+        b"\x07" * 32, terms.ledgers[0].channel_id, bob.node_id, SPLIT, 10**10, GRACE
+    )
+    hub.receive(alice.node_id, wire.encode(again))
+    assert len(hub.virtual_list()) == 1
+    answers = [wire.decode(f) for _, f in hub.outbox]
+    assert [a.accepted for a in answers if isinstance(a, wire.VirtualAnswer)] == [False], answers
+    world.network.run()
     with pytest.raises(ChannelError):  # more than Alice holds in V: refused, nothing sent
         alice.virtual_pay(good, SPLIT[0] + 1)
     with pytest.raises(NotPermitted):  # the hub is no member of V: it cannot pay in it

@@ -153,6 +153,7 @@ class VirtualChannels:
         try:
             la = self._ledger_with(peer, m.ledger)
             lb = self._free_ledger(m.peer)
+            self._not_promised(la.channel_id, lb.channel_id)
             if m.deadline < self.ctx.clock() + MIN_LIFETIME:
                 raise InvalidParams(f"a virtual channel lives at least {MIN_LIFETIME} s")
             terms = VirtualTerms(
@@ -203,6 +204,7 @@ class VirtualChannels:
             elif mine is not None:
                 raise NotPermitted("this request id is taken")
             ledger = self._ledger_with(peer, terms.ledgers[side].channel_id)
+            self._not_promised(ledger.channel_id)
             if terms.ledgers[side].hub_index != 1 - ledger.me:
                 raise InvalidParams("the offer gives the hub the wrong index in our ledger")
             key = ledger.params.participants[ledger.me].chain_key
@@ -472,6 +474,15 @@ class VirtualChannels:
         raise InvalidParams(
             f"no active ledger channel of the '{APP_ID}' app with {peer.hex()[:16]} free to fund"
         )
+
+    def _not_promised(self, *ledgers: bytes) -> None:
+        """A ledger channel funds one virtual channel at a time: one being offered or open
+        already holds it (so a peer cannot pile up offers, each a record, on one ledger)."""
+        for v in self.records.values():
+            if v.terms is None or v.status in ("closed", "refused", "requested"):
+                continue
+            if {lt.channel_id for lt in v.terms.ledgers} & set(ledgers):
+                raise NotPermitted("this ledger channel is promised to another virtual channel")
 
     def _check_ledger(self, channel: Channel) -> None:
         if channel.params.app != APP_ID:
