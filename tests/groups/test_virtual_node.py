@@ -227,3 +227,27 @@ def test_bob_silent_alice_recovers_through_the_chain(backend: ChainBackend) -> N
     assert alice.channels[la].status == "closed"
     assert any("registering ledger" in line for line in alice.journal)
     assert any("showing V version" in line for line in hub.journal)
+
+
+def test_hub_silent_at_close_both_ends_recover_through_the_chain(backend: ChainBackend) -> None:
+    """Alice and Bob sign V's final state; the hub signs no settle. Each end's node
+    registers its own ledger channel and shows V's final state there: both ledgers
+    conclude paying V's outcome exactly."""
+    world, alice, hub, bob = three(backend)
+    la, lb = ledger(world, alice, hub, backend.chain), ledger(world, hub, bob, backend.chain)
+    handle = alice.virtual_open(hub.node_id, bob.node_id, SPLIT, 600, 200)
+    world.network.run()
+    alice.virtual_pay(handle, 4242)
+    world.network.run()
+    world.network.silence(hub)
+    alice.virtual_close(handle)
+    world.network.run()
+    assert alice.virtual_list()[0]["status"] == bob.virtual_list()[0]["status"] == "closing"
+    deadline = alice.virtual.get(handle).terms.deadline  # type: ignore[union-attr]
+    while world.now() < deadline + 200 + 4 * DURATION:
+        world.advance(20)
+    for cid, node in ((la, alice), (lb, bob)):
+        d = backend.app_dispute(node.channels[cid].params)
+        assert d is not None and d.phase == "concluded", node.name
+        assert d.state.balances[0].amounts == (DEPOSIT - 4242, DEPOSIT + 4242)
+    assert alice.channels[la].status == bob.channels[lb].status == "closed"
