@@ -140,6 +140,15 @@ def test_migrations_are_applied_once_and_checked(opener: Opener) -> None:
         opener(renamed)  # an edited history
 
 
+def test_virtual_channel_records_have_their_own_table(store: SqlStore) -> None:
+    """A checkpoint's ``virtual/...`` records go to ``virtual_channels`` (migration 2), in
+    the same transaction as the other settings; rewriting one replaces it."""
+    store.save_checkpoint([], {"virtual/ab": b"first", "alias": b"hub-1"})
+    store.save_checkpoint([], {"virtual/ab": b"second", "virtual/cd": b"other"})
+    assert store.virtual_records() == [b"second", b"other"]
+    assert store.get_setting("virtual/ab") is None and store.get_setting("alias") == b"hub-1"
+
+
 def test_channel_registry(store: SqlStore) -> None:
     other = hashlib.sha256(b"other").digest()
     store.add_channel(channel_record(CID))
