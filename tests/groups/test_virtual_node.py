@@ -16,6 +16,7 @@ from chenilles_hub import apps
 from chenilles_hub.backend import ChainBackend
 from chenilles_hub.core import Asset
 from chenilles_hub.core.errors import ChannelError, InvalidParams, NotPermitted
+from chenilles_hub.core.messages import Reestablish
 from chenilles_hub.node.hub.node import Node
 from chenilles_hub.node.net import wire
 from chenilles_hub.node.store.sqlite import SQLiteStore
@@ -173,6 +174,12 @@ def test_bad_requests_and_offers_change_nothing(backend: ChainBackend) -> None:
     answers = [wire.decode(f) for _, f in hub.outbox]
     assert [a.accepted for a in answers if isinstance(a, wire.VirtualAnswer)] == [False], answers
     world.network.run()
+    # V's messages from a node that is not V's other end (the hub): refused, V unchanged
+    vid = bytes.fromhex(str(alice.virtual_list()[2]["virtual_channel_id"]))
+    refused = alice.counters.get("peer_messages_refused", 0)
+    alice.receive(hub.node_id, wire.encode(Reestablish(vid, 0)))
+    assert alice.counters.get("peer_messages_refused", 0) == refused + 1
+    assert alice.virtual_list()[2]["version"] == 0
     with pytest.raises(ChannelError):  # more than Alice holds in V: refused, nothing sent
         alice.virtual_pay(good, SPLIT[0] + 1)
     with pytest.raises(NotPermitted):  # the hub is no member of V: it cannot pay in it
