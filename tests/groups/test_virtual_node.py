@@ -258,3 +258,22 @@ def test_hub_silent_at_close_both_ends_recover_through_the_chain(backend: ChainB
         assert d is not None and d.phase == "concluded", node.name
         assert d.state.balances[0].amounts == (DEPOSIT - 4242, DEPOSIT + 4242)
     assert alice.channels[la].status == bob.channels[lb].status == "closed"
+
+
+def test_closed_by_itself_before_its_deadline(backend: ChainBackend) -> None:
+    """Nobody closes V; two challenge periods before its deadline Alice's node closes it
+    cooperatively, so nobody has to go on-chain: both ledgers settle, no transaction."""
+    world, alice, hub, bob = three(backend)
+    la, lb = ledger(world, alice, hub, backend.chain), ledger(world, hub, bob, backend.chain)
+    start = block(backend)
+    handle = alice.virtual_open(hub.node_id, bob.node_id, SPLIT, 600, 200)
+    world.network.run()
+    bob.virtual_pay(bob.virtual.get(handle).request_id, 77)
+    world.network.run()
+    deadline = alice.virtual.get(handle).terms.deadline  # type: ignore[union-attr]
+    while world.now() < deadline - DURATION:
+        world.advance(20)
+    assert [n.virtual_list()[0]["status"] for n in (alice, hub, bob)] == ["closed"] * 3
+    assert alice.channels[la].machine.state.balances[0].amounts == (DEPOSIT + 77, DEPOSIT - 77)
+    assert bob.channels[lb].machine.state.balances[0].amounts == (DEPOSIT + 77, DEPOSIT - 77)
+    assert transactions_since(backend, start) == 0

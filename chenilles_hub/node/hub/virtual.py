@@ -330,6 +330,9 @@ class VirtualChannels:
             if v.side == 0 and v.machine.latest is None and v.machine.pending is None:
                 self._run(v, v.machine.open())
         latest = v.machine.latest
+        if v.status == "open" and v.side == 0 and latest is not None and v.machine.idle:
+            self._close_before_deadline(v)
+            latest = v.machine.latest
         if v.status == "open" and latest is not None and latest.state.final:
             v.status = "closing"
             self._store(v)
@@ -357,6 +360,21 @@ class VirtualChannels:
                     self._run(v, v.machine.reestablish())
                 except ChannelError as error:
                     self.ctx.note(f"virtual {v.request_id.hex()[:8]}: reestablish: {error}")
+
+    def _close_before_deadline(self, v: VirtualChannel) -> None:
+        """Alice's node closes V itself two challenge periods before its deadline: past the
+        deadline nothing can be shown to the ledgers, and one period before it the ends'
+        watchers must go on-chain (``end_duties``); a cooperative close avoids both."""
+        assert v.terms is not None and v.machine is not None
+        latest = v.machine.latest
+        if latest is None or latest.state.final:
+            return
+        lead = 2 * self._ledger(v, v.side).params.challenge_duration
+        now = self.ctx.clock()
+        if now + lead < v.terms.deadline:
+            return
+        self.ctx.note(f"virtual {v.request_id.hex()[:8]}: its deadline is near, closing it")
+        self._run(v, v.machine.propose((Close(),), now))
 
     # --- restart ------------------------------------------------------------------------------
 
