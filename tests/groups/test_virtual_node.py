@@ -31,8 +31,7 @@ LIFETIME = 3000
 GRACE = 300
 
 
-@pytest.fixture(scope="module")
-def backend() -> Iterator[ChainBackend]:
+def _backend() -> Iterator[ChainBackend]:
     from chenilles_evm.backend import embedded_backend
 
     backend: ChainBackend = embedded_backend()
@@ -42,6 +41,18 @@ def backend() -> Iterator[ChainBackend]:
     close = getattr(backend, "close", None)
     if close is not None:
         close()
+
+
+@pytest.fixture(scope="module")
+def backend() -> Iterator[ChainBackend]:
+    yield from _backend()
+
+
+@pytest.fixture
+def fresh() -> Iterator[ChainBackend]:
+    """A chain of its own for a test that jumps through long stretches of time (every
+    jump adds blocks, and a long chain slows every later poll)."""
+    yield from _backend()
 
 
 def ledger(world: World, a: Node, b: Node, chain: str) -> bytes:
@@ -217,7 +228,8 @@ def test_no_dispute_for_a_guarantee_held_quietly(backend: ChainBackend) -> None:
     assert sent(backend, alice, hub, bob) == start
 
 
-def test_bob_silent_alice_recovers_through_the_chain(backend: ChainBackend) -> None:
+def test_bob_silent_alice_recovers_through_the_chain(fresh: ChainBackend) -> None:
+    backend = fresh
     """Bob stops answering. Before V's deadline Alice's node registers her ledger channel
     and shows her latest V state; the hub's node joins in Bob's ledger, shows the same
     state there and keeps it open until the deadline plus grace. Both ledgers conclude on
@@ -245,7 +257,8 @@ def test_bob_silent_alice_recovers_through_the_chain(backend: ChainBackend) -> N
     assert any("showing V version" in line for line in hub.journal)
 
 
-def test_hub_silent_at_close_both_ends_recover_through_the_chain(backend: ChainBackend) -> None:
+def test_hub_silent_at_close_both_ends_recover_through_the_chain(fresh: ChainBackend) -> None:
+    backend = fresh
     """Alice and Bob sign V's final state; the hub signs no settle. Each end's node
     registers its own ledger channel and shows V's final state there: both ledgers
     conclude paying V's outcome exactly."""
@@ -269,7 +282,8 @@ def test_hub_silent_at_close_both_ends_recover_through_the_chain(backend: ChainB
     assert alice.channels[la].status == bob.channels[lb].status == "closed"
 
 
-def test_closed_by_itself_before_its_deadline(backend: ChainBackend) -> None:
+def test_closed_by_itself_before_its_deadline(fresh: ChainBackend) -> None:
+    backend = fresh
     """Nobody closes V; two challenge periods before its deadline Alice's node closes it
     cooperatively, so nobody has to go on-chain: both ledgers settle, no transaction."""
     world, alice, hub, bob = three(backend)
