@@ -2,7 +2,9 @@
 SQLite stores): Alice opens V through her hub with Bob, they pay each other 50 times
 without the hub, close it, and both ledger channels carry V's outcome exactly, with not
 one transaction on the chain. Also: the record survives a restart, bad offers are
-refused, and the app watcher starts no dispute for a guarantee held quietly."""
+refused, and the app watcher starts no dispute for a guarantee held quietly; Bob silent,
+the hub silent at close, and the close before the deadline. About 40 s (the three long
+cases each on a chain of their own)."""
 
 from __future__ import annotations
 
