@@ -302,3 +302,33 @@ def test_closed_by_itself_before_its_deadline(fresh: ChainBackend) -> None:
     assert alice.channels[la].machine.state.balances[0].amounts == (DEPOSIT + 77, DEPOSIT - 77)
     assert bob.channels[lb].machine.state.balances[0].amounts == (DEPOSIT + 77, DEPOSIT - 77)
     assert sent(backend, alice, hub, bob) == start
+
+
+def test_an_end_that_never_settles_cannot_lock_the_hubs_collateral(
+    fresh: ChainBackend,
+) -> None:
+    """Bob signs V's final state but his node never settles his ledger channel (it stalls,
+    or cheats). Alice settles hers; the hub holds the final state from her report, registers
+    Bob's ledger before V's deadline and shows it there: that ledger concludes on V's
+    outcome, and the hub gets back exactly what V leaves it."""
+    backend = fresh
+    world, alice, hub, bob = three(backend)
+    la, lb = ledger(world, alice, hub, backend.chain), ledger(world, hub, bob, backend.chain)
+    handle = alice.virtual_open(hub.node_id, bob.node_id, SPLIT, 600, 200)
+    world.network.run()
+    alice.virtual_pay(handle, 999)
+    world.network.run()
+    bob.virtual.get(handle).settled_sent = True  # Bob's node will not settle
+    alice.virtual_close(handle)
+    world.network.run()
+    assert alice.virtual_list()[0]["status"] == "closed"
+    assert hub.channels[lb].machine.state.app_data  # Bob's ledger still holds the guarantee
+    world.network.silence(bob)  # ... and Bob is gone
+    deadline = alice.virtual.get(handle).terms.deadline  # type: ignore[union-attr]
+    while world.now() < deadline + 200 + 4 * DURATION:
+        world.advance(20)
+    d = backend.app_dispute(hub.channels[lb].params)
+    assert d is not None and d.phase == "concluded"
+    assert d.state.balances[0].amounts == (DEPOSIT - 999, DEPOSIT + 999)
+    assert any("registering ledger" in line for line in hub.journal)
+    assert alice.channels[la].machine.state.balances[0].amounts == (DEPOSIT - 999, DEPOSIT + 999)

@@ -76,6 +76,8 @@ class VirtualWatch:
                     best = view.held
             periods = (pair[0].params.challenge_duration, pair[1].params.challenge_duration)
             duties = hub_duties(terms, seen, best, now, periods, margin_of(min(periods)))
+            if not duties and v.final is not None:
+                duties = self._unsettled(v, seen, periods, now)
             for duty in duties:
                 self._do(pair[duty.side], duty)
             return
@@ -92,6 +94,26 @@ class VirtualWatch:
             terms, v.side, own, mine, closed, now, challenge, margin_of(challenge)
         ):
             self._do(ledger, duty)
+
+    def _unsettled(
+        self,
+        v: VirtualChannel,
+        views: tuple[LedgerView, LedgerView],
+        periods: tuple[int, int],
+        now: int,
+    ) -> list[Duty]:
+        """V's final state is known but a ledger still holds the guarantee, undisputed, as
+        the deadline nears (its end signed the close but never settled): the hub registers
+        that ledger, and ``hub_duties`` then shows the final state there, so the hub's
+        collateral is not locked for as long as the end stays away."""
+        assert v.terms is not None
+        return [
+            Register(side)
+            for side, view in enumerate(views)
+            if view.phase == "open"
+            and view.held is not None
+            and now + periods[side] + margin_of(periods[side]) >= v.terms.deadline
+        ]
 
     def _view(self, ledger: Channel) -> LedgerView | None:
         """The ledger channel as the core reads it; ``None`` while it cannot be read."""
