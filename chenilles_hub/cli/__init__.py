@@ -24,6 +24,7 @@ from . import (
     policy,
     tokens,
     tools,
+    virtual,
     wallet,
 )
 from .root import main
@@ -42,5 +43,6 @@ __all__ = [
     "policy",
     "tokens",
     "tools",
+    "virtual",
     "wallet",
 ]

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.node
 Opener = Callable[..., SqlStore]
 
 EXTRA = Migration(
-    2,
+    MIGRATIONS[-1].version + 1,
     "test extra table",
     ("CREATE TABLE extra_test (x INTEGER)",),
     ("CREATE TABLE extra_test (x INTEGER)",),
@@ -125,18 +125,28 @@ def test_migrations_are_applied_once_and_checked(opener: Opener) -> None:
     opener().close()
     extended = (*MIGRATIONS, EXTRA)
     store = opener(extended)  # applies only the new one (re-running 1 would fail)
-    assert store.schema_version() == 2
+    assert store.schema_version() == EXTRA.version
     store.close()
     store = opener(extended)  # nothing to apply (re-running 2 would fail: table exists)
     with store._read() as cur:
         cur.execute("SELECT version, name FROM schema_migrations ORDER BY version")
-        assert [tuple(r) for r in cur.fetchall()] == [(1, "initial"), (2, "test extra table")]
+        history = [(m.version, m.name) for m in (*MIGRATIONS, EXTRA)]
+        assert [tuple(r) for r in cur.fetchall()] == history
     store.close()
     with pytest.raises(SchemaError):
         opener(MIGRATIONS)  # a database newer than the program
-    renamed = (*MIGRATIONS, Migration(2, "something else", (), ()))
+    renamed = (*MIGRATIONS, Migration(EXTRA.version, "something else", (), ()))
     with pytest.raises(SchemaError):
         opener(renamed)  # an edited history
+
+
+def test_virtual_channel_records_have_their_own_table(store: SqlStore) -> None:
+    """A checkpoint's ``virtual/...`` records go to ``virtual_channels`` (migration 2), in
+    the same transaction as the other settings; rewriting one replaces it."""
+    store.save_checkpoint([], {"virtual/ab": b"first", "alias": b"hub-1"})
+    store.save_checkpoint([], {"virtual/ab": b"second", "virtual/cd": b"other"})
+    assert store.virtual_records() == [b"second", b"other"]
+    assert store.get_setting("virtual/ab") is None and store.get_setting("alias") == b"hub-1"
 
 
 def test_channel_registry(store: SqlStore) -> None:

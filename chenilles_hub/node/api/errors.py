@@ -67,6 +67,9 @@ API_ERRORS: dict[str, ErrorCode] = {
     "not_supported": ErrorCode(
         400, "the chain's backend does not offer this (no wallet, no coins)", ""
     ),
+    "bad_virtual_id": ErrorCode(
+        400, "a virtual channel id is not 64 hex digits", "see chenilles virtual list"
+    ),
     # --- 401 / 404 / 405 / 413 ------------------------------------------------------------
     "unauthorized": ErrorCode(
         401, "missing or wrong bearer token", "the token is in the data dir (api.token)"
@@ -84,6 +87,9 @@ API_ERRORS: dict[str, ErrorCode] = {
     "unknown_token": ErrorCode(404, "no token has this id", "see chenilles token list"),
     "unknown_peer": ErrorCode(404, "no peer has this node id", "see chenilles peers"),
     "unknown_invoice": ErrorCode(404, "no invoice has this hash", "see chenilles invoice list"),
+    "unknown_virtual_channel": ErrorCode(
+        404, "no virtual channel has this request or channel id", "see chenilles virtual list"
+    ),
     "method_not_allowed": ErrorCode(405, "the endpoint does not take this method", ""),
     "too_large": ErrorCode(413, "the body is over 256 KiB", "split the request"),
     # --- 409: conflicts with the current state --------------------------------------------

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from chenilles_hub.core.errors import ChannelError
 
-from . import access, apps, channels, history, node_routes, payments, policy, wallet
+from . import access, apps, channels, history, node_routes, payments, policy, virtual, wallet
 from .auth import check_access
 from .inputs import MAX_BODY, SERVER_KEY, error_response, json_response, service
 from .metrics import CONTENT_TYPE, render
@@ -112,6 +112,7 @@ def build_app(server: NodeService) -> web.Application:
     policy.add_routes(app.router)
     wallet.add_routes(app.router)
     access.add_routes(app.router)
+    virtual.add_routes(app.router)
     return app
 
 

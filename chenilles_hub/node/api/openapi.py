@@ -133,6 +133,48 @@ def _app_paths(bad: tuple[str, ...]) -> dict[str, Any]:
     }
 
 
+def _virtual_paths(bad: tuple[str, ...]) -> dict[str, Any]:
+    """Virtual channels (node/api/virtual.py)."""
+    vid = {"name": "id", "in": "path", "required": True, "schema": _HEX32}
+    pay = _op(
+        "pay the other end of the virtual channel (the hub takes no part)",
+        _obj(["amount"], amount=_AMOUNT),
+        ok="202",
+        errors=("400", "401", "404", "422"),
+    )
+    close = _op(
+        "close the virtual channel: both ends settle their ledger channels off-chain",
+        ok="202",
+        errors=("400", "401", "404", "422"),
+    )
+    show = _op("one virtual channel", errors=("400", "401", "404"))
+    for op in (pay, close, show):
+        op["parameters"] = [vid]
+    return {
+        "/v1/virtual": {
+            "get": _op("virtual channels: status, balances, the ledger channels funding each"),
+            "post": _op(
+                "open a virtual channel with peer through hub (both connected), funded by "
+                "our ledger channel of the virtual app with the hub; 202 with the request id",
+                _obj(
+                    ["hub", "peer", "amount"],
+                    hub=_HEX32,
+                    peer=_HEX32,
+                    amount=_AMOUNT,
+                    remote_amount=_AMOUNT,
+                    lifetime={"type": "integer", "minimum": 60, "description": "seconds"},
+                    grace={"type": "integer", "minimum": 1, "description": "seconds"},
+                ),
+                ok="202",
+                errors=(*bad, "409", "422"),
+            ),
+        },
+        "/v1/virtual/{id}": {"get": show},
+        "/v1/virtual/{id}/payments": {"post": pay},
+        "/v1/virtual/{id}/close": {"post": close},
+    }
+
+
 def openapi_document() -> dict[str, Any]:
     """The document; every route that takes a token may also answer 403 (its scope)."""
     document = _document()
@@ -311,6 +353,7 @@ def _document() -> dict[str, Any]:
             **_app_paths(bad),
             **operator_paths(bad),
             **access.openapi_paths(),
+            **_virtual_paths(bad),
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

@@ -53,7 +53,11 @@ class Funding:
             key = funding_key(channel.channel_id, asset)
             if store is not None:
                 marker = store.get_setting(key)
-                if was_sent(marker) and not self._lost(channel, asset, key, marker):
+                if (
+                    marker is not None
+                    and was_sent(marker)
+                    and not self._lost(channel, asset, key, marker)
+                ):
                     waiting = True  # sent before a crash: the chain will tell
                     self.ctx.note(
                         f"deposit of {asset} into {channel.channel_id.hex()[:8]} was "

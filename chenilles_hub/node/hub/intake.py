@@ -23,11 +23,18 @@ if TYPE_CHECKING:
     from .opening import Opening
     from .payments import Payments
     from .quoting import Quoting
+    from .virtual import VirtualChannels
 
 RunEffects = Callable[[Channel, list[Effect]], None]
 log = logging.getLogger("chenilles.node")
 _OPEN_MESSAGES = (wire.OpenRequest, wire.OpenAccept, wire.OpenRefused, wire.OpenChannel)
 _CHANNEL_MESSAGES = (Propose, Accept, Ack, Reject, Reestablish)
+_VIRTUAL_MESSAGES = (
+    wire.VirtualOpenRequest,
+    wire.VirtualOffer,
+    wire.VirtualAnswer,
+    wire.VirtualFinal,
+)
 #: Refusals honest peers cause by racing each other: not a channel's error to show.
 _RACES = frozenset({"proposal_conflict", "proposal_pending", "stale_version", "unexpected_message"})
 
@@ -57,6 +64,8 @@ class Intake:
         self.payment_flow = payments
         self.quoting = quoting
         self.run_effects = run
+        #: Virtual channels (set by the node): their messages, and V's channel messages.
+        self.virtual: VirtualChannels | None = None
 
     def receive(self, peer: bytes, data: bytes) -> None:
         """One message from ``peer``. It takes effect whole or not at all: whatever handling
@@ -146,6 +155,12 @@ class Intake:
             self.quoting.on_request(peer, message)
         elif isinstance(message, wire.QuoteReply):
             self.quoting.on_reply(peer, message)
+        elif self.virtual is not None and (
+            isinstance(message, _VIRTUAL_MESSAGES) or self.virtual.owns(message)
+        ):
+            self.virtual.receive(peer, message)
+        elif isinstance(message, _VIRTUAL_MESSAGES):
+            raise WrongChannel("this node runs no virtual channels")
         else:
             self._on_channel_message(peer, message)
 

@@ -56,6 +56,8 @@ from .proposals import Proposals
 from .quoting import Quoting
 from .records import Channel, Payment, Quarantined
 from .recovery import Recovery
+from .virtual import VirtualChannels
+from .virtual_watch import VirtualWatch
 
 if TYPE_CHECKING:
     from ...core.watcher import Watcher
@@ -126,6 +128,9 @@ class Node:
         self.intake = Intake(
             self.ctx, self.opening, self.funding, self.payment_flow, self.quoting, self._run
         )
+        self.virtual = VirtualChannels(self.ctx, self.proposals.queue)
+        self.intake.virtual = self.virtual
+        self.virtual_watch = VirtualWatch(self.ctx, self.virtual, self.app_channels)
 
     def __setattr__(self, name: str, value: object) -> None:
         # The node's fields stay the one place to change what its parts share: a new policy
@@ -258,6 +263,7 @@ class Node:
                         "%s: reestablishing %s failed", self.name, channel.channel_id.hex()[:8]
                     )
         self.proposals.flush()  # what waited for the peer to come back
+        self.virtual.reestablish(peer)
         self._commit_point()
 
     def on_chain_events(self, chain: str, events: list[ChainEvent]) -> None:
@@ -272,6 +278,7 @@ class Node:
         self.chain_actions.tick()
         self.app_channels.tick()
         self.recovery.tick()
+        self.virtual_watch.tick()
         self._end_of_event()
 
     # --- the operator's requests ------------------------------------------------------------
@@ -299,6 +306,30 @@ class Node:
     def app_status(self, channel_id: bytes) -> dict[str, object]:
         """The app's state, whose turn it is, and its dispute on-chain if any."""
         return self.app_channels.status(self.ctx.channels[channel_id])
+
+    # --- virtual channels (docs/virtual-channels.md) ----------------------------------------
+
+    def virtual_open(
+        self, hub: bytes, peer: bytes, split: tuple[int, int], lifetime: int, grace: int
+    ) -> bytes:
+        """Ask ``hub`` for a virtual channel with ``peer`` funded by our ledger channel with
+        the hub; ``split`` is (ours, theirs). Returns the request id (its handle)."""
+        request_id = self.virtual.open(hub, peer, split, lifetime, grace)
+        self._end_of_event()
+        return request_id
+
+    def virtual_pay(self, handle: bytes, amount: int) -> None:
+        """Pay ``amount`` to the other end of a virtual channel (the hub takes no part)."""
+        self.virtual.pay(handle, amount)
+        self._end_of_event()
+
+    def virtual_close(self, handle: bytes) -> None:
+        """Sign V's final state with the other end; both settle their ledger channels."""
+        self.virtual.close(handle)
+        self._end_of_event()
+
+    def virtual_list(self) -> list[dict[str, object]]:
+        return [self.virtual.describe(v) for v in self.virtual.records.values()]
 
     def pay_route(self, invoice: Invoice, hops: list[OnionHop]) -> Payment:
         """Pay ``invoice`` along ``hops`` (hops[0] is the HTLC we offer in our channel)."""
@@ -441,6 +472,7 @@ class Node:
         self.proposals.flush()
 
     def _end_of_event(self) -> None:
+        self.virtual.advance()
         self.proposals.flush()
         self._commit_point()
 
@@ -464,3 +496,4 @@ class Node:
         self.app_channels.restore()
         self.quoting.restore()
         self.recovery.restore()
+        self.virtual.restore()

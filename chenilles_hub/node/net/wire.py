@@ -13,7 +13,15 @@ import msgspec
 
 from chenilles_hub.circuit.quote import Quote
 from chenilles_hub.core.messages import Accept, Ack, BoundedCodec, Propose, Reestablish, Reject
-from chenilles_hub.core.model import MAX_APP_DATA, Amount, Asset, Bytes32, ChannelParams
+from chenilles_hub.core.model import (
+    MAX_APP_DATA,
+    Amount,
+    Asset,
+    Bytes32,
+    ChannelParams,
+    SignedState,
+)
+from chenilles_hub.core.virtual import VirtualTerms
 
 ShortKey = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
@@ -81,6 +89,44 @@ class QuoteReply(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="q
     error: Annotated[str, msgspec.Meta(max_length=300)] = ""
 
 
+class VirtualOpenRequest(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="virtual_open_request"
+):
+    """Alice asks her hub for a virtual channel with ``peer`` (Bob), funded by her ledger
+    channel ``ledger`` with the hub: V's opening split, deadline and grace."""
+
+    request_id: Bytes32
+    ledger: Bytes32
+    peer: Bytes32
+    split: tuple[Amount, Amount]
+    deadline: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
+    grace: Annotated[int, msgspec.Meta(ge=1, le=365 * 86400)]
+
+
+class VirtualOffer(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="virtual_offer"):
+    """The hub's terms, sent to both ends; each answers with :class:`VirtualAnswer`."""
+
+    request_id: Bytes32
+    terms: VirtualTerms
+
+
+class VirtualAnswer(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="virtual_answer"):
+    """An end's answer to an offer (to the hub), or the hub's refusal (to the ends): the
+    hub funds both guarantees only once both ends accepted."""
+
+    request_id: Bytes32
+    accepted: bool
+    reason: Annotated[str, msgspec.Meta(max_length=300)] = ""
+
+
+class VirtualFinal(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="virtual_final"):
+    """An end tells the hub V's final state (both signatures) before settling its ledger:
+    the hub then holds what it must show in the other ledger should that end stall."""
+
+    request_id: Bytes32
+    final: SignedState
+
+
 NodeMessage = (
     OpenRequest
     | OpenAccept
@@ -89,6 +135,10 @@ NodeMessage = (
     | FundingDone
     | QuoteRequest
     | QuoteReply
+    | VirtualOpenRequest
+    | VirtualOffer
+    | VirtualAnswer
+    | VirtualFinal
     | Propose
     | Accept
     | Ack

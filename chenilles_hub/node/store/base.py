@@ -127,6 +127,10 @@ def snapshot_version(snapshot: ChannelSnapshot) -> int:
 # --- the interface ---------------------------------------------------------------------------
 
 
+#: Checkpoint keys of virtual channels' records (their table, not ``settings``).
+VIRTUAL_PREFIX = "virtual/"
+
+
 class Store(abc.ABC):
     """Everything a node persists. Every write is one durable transaction."""
 
@@ -259,8 +263,14 @@ class Store(abc.ABC):
         """Every setting whose key starts with ``prefix`` (records the node keeps per item)."""
 
     @abc.abstractmethod
+    def virtual_records(self) -> list[bytes]:
+        """Every virtual channel's record (written by checkpoints under ``VIRTUAL_PREFIX``)."""
+
+    @abc.abstractmethod
     def save_checkpoint(
         self, snapshots: Sequence[ChannelSnapshot], settings: dict[str, bytes]
     ) -> None:
         """Snapshots and settings in one transaction: the node writes everything one event
-        changed at once, before any message that event produced leaves (group commit)."""
+        changed at once, before any message that event produced leaves (group commit).
+        A setting keyed ``VIRTUAL_PREFIX + request id`` is a virtual channel's record and
+        goes to its own table."""

@@ -15,6 +15,7 @@ from chenilles_hub.core import ChannelSnapshot, decode_snapshot, encode_snapshot
 from chenilles_hub.core.model import Asset
 
 from .base import (
+    VIRTUAL_PREFIX,
     ChannelRecord,
     ChannelStatus,
     Conflict,
@@ -42,6 +43,10 @@ def _where(**filters: object) -> tuple[str, list[Any]]:
     return clauses, list(given.values())
 
 
+_UPSERT_VIRTUAL = (
+    "INSERT INTO virtual_channels (request_id, data) VALUES (?, ?) "
+    "ON CONFLICT (request_id) DO UPDATE SET data = excluded.data"
+)
 _UPSERT_SETTING = (
     "INSERT INTO settings (key, value) VALUES (?, ?) "
     "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
@@ -443,6 +448,11 @@ class SqlStore(Store):
             )
             return [(str(k), bytes(v)) for k, v in cur.fetchall()]
 
+    def virtual_records(self) -> list[bytes]:
+        with self._read() as cur:
+            cur.execute("SELECT data FROM virtual_channels ORDER BY request_id")
+            return [bytes(row[0]) for row in cur.fetchall()]
+
     def save_checkpoint(
         self, snapshots: Sequence[ChannelSnapshot], settings: dict[str, bytes]
     ) -> None:
@@ -454,5 +464,13 @@ class SqlStore(Store):
         with self._write() as cur:
             if rows:
                 cur.executemany(_UPSERT_SNAPSHOT, rows)
-            if settings:
-                cur.executemany(_UPSERT_SETTING, list(settings.items()))
+            virtual = [
+                (key[len(VIRTUAL_PREFIX) :], value)
+                for key, value in settings.items()
+                if key.startswith(VIRTUAL_PREFIX)
+            ]
+            plain = [(k, v) for k, v in settings.items() if not k.startswith(VIRTUAL_PREFIX)]
+            if virtual:
+                cur.executemany(_UPSERT_VIRTUAL, virtual)
+            if plain:
+                cur.executemany(_UPSERT_SETTING, plain)

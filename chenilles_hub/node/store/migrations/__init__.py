@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import v0001_initial
+from . import v0001_initial, v0002_virtual_channels
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,12 @@ class Migration:
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", v0001_initial.SQLITE, v0001_initial.POSTGRES),
+    Migration(
+        2,
+        "virtual channels",
+        v0002_virtual_channels.SQLITE,
+        v0002_virtual_channels.POSTGRES,
+    ),
 )
 
 BOOTSTRAP = (

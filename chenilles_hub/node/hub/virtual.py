@@ -1,0 +1,520 @@
+"""Virtual channels through the node: open through a hub, pay, close (docs/virtual-channels.md).
+
+Three roles, one collaborator. **Alice** asks her hub (``VirtualOpenRequest``) for a
+virtual channel V with Bob, funded by her ``virtual``-app ledger channel with the hub.
+The **hub** picks its ledger channel with Bob, fixes the terms (``VirtualTerms``: both
+ends' keys are their keys in their ledger channels, so the guarantee's FUND check holds)
+and offers them to both ends (``VirtualOffer``). Each end checks that the terms name its
+own ledger channel, its own key and its node, and answers (``VirtualAnswer``). Once both
+accepted, the hub proposes FUND in both ledger channels, then ACTIVATE in both once both
+are signed: off-chain app updates of the ledger channels, nothing on-chain.
+
+V runs the ordinary ``ChannelMachine`` between Alice's and Bob's nodes (the core's
+channel messages, framed as for any channel, routed here by V's id); its signer is the
+``virtual`` app's ``VirtualAuthority`` with the end's ledger key. An end proposes in V only
+once its own ledger channel holds V's *active* guarantee. Closing: an end proposes
+``Close``; once V's final state is signed by both, each end reports it to the hub
+(``VirtualFinal``) and settles its own ledger channel with the two moves UPDATE+SETTLE.
+
+Everything is persisted as one record per virtual channel in the event's checkpoint, so
+no V signature leaves before the state it signs is on disk. The breakdown duties live in
+:mod:`.virtual_watch`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+
+from chenilles_app_virtual import protocol, rules
+from chenilles_app_virtual.authority import VirtualAuthority
+
+from ...core import (
+    ChannelError,
+    ChannelMachine,
+    Effect,
+    Persist,
+    Send,
+    Transfer,
+    Update,
+)
+from ...core.errors import InvalidParams, NotPermitted, WrongChannel
+from ...core.messages import Accept, Ack, Propose, Reestablish, Reject
+from ...core.updates import Close
+from ...core.virtual import (
+    LedgerTerms,
+    VirtualTerms,
+    check_terms,
+    virtual_channel_id,
+    virtual_initial,
+    virtual_params,
+)
+from ..net import wire
+from .context import NodeContext
+from .records import Channel
+from .virtual_records import VirtualChannel, decode_record, record_key
+
+VMessage = Propose | Accept | Ack | Reject | Reestablish
+#: Ledger channels of this app can fund a virtual channel.
+APP_ID = rules.APP_ID
+#: Shortest life a virtual channel may be opened with (seconds before its deadline): its
+#: ends must be able to register their ledger channel and show a state before it.
+MIN_LIFETIME = 60
+
+
+class VirtualChannels:
+    def __init__(self, ctx: NodeContext, queue: Callable[[Channel, Update], None]) -> None:
+        self.ctx = ctx
+        self._queue = queue
+        #: by request id (the record's key)
+        self.records: dict[bytes, VirtualChannel] = {}
+        #: V's channel id -> request id (ends and hub, once the terms are known)
+        self.by_vid: dict[bytes, bytes] = {}
+
+    # --- the operator's requests ------------------------------------------------------------
+
+    def open(
+        self, hub: bytes, peer: bytes, split: tuple[int, int], lifetime: int, grace: int
+    ) -> bytes:
+        """Alice: ask ``hub`` for a virtual channel with ``peer``; returns the request id
+        (the channel's handle until its terms, and so its id, are known)."""
+        if lifetime < MIN_LIFETIME:
+            raise InvalidParams(f"a virtual channel lives at least {MIN_LIFETIME} s")
+        if min(split) < 0 or sum(split) <= 0:
+            raise InvalidParams("a virtual channel holds something, no negative share")
+        ledger = self._free_ledger(hub)
+        request_id = secrets.token_bytes(32)
+        v = VirtualChannel(request_id, "alice", "requested", ledger=ledger.channel_id, peer=peer)
+        self._store(v)
+        self.ctx.send(
+            hub,
+            wire.VirtualOpenRequest(
+                request_id,
+                ledger.channel_id,
+                peer,
+                (split[0], split[1]),
+                self.ctx.clock() + lifetime,
+                grace,
+            ),
+        )
+        return request_id
+
+    def pay(self, handle: bytes, amount: int) -> None:
+        v = self.get(handle)
+        machine = self._usable(v)
+        asset = machine.params.assets[0]
+        self._run(v, machine.propose((Transfer(asset, amount),), self.ctx.clock()))
+
+    def close(self, handle: bytes) -> None:
+        v = self.get(handle)
+        machine = self._usable(v)
+        self._run(v, machine.propose((Close(),), self.ctx.clock()))
+
+    def get(self, handle: bytes) -> VirtualChannel:
+        """By request id or by V's channel id."""
+        v = self.records.get(handle) or self.records.get(self.by_vid.get(handle, b""))
+        if v is None:
+            raise WrongChannel(f"no virtual channel {handle.hex()[:16]}")
+        return v
+
+    def describe(self, v: VirtualChannel) -> dict[str, object]:
+        """What the operator sees: status, V's balances, and which ledger channels fund it."""
+        return v.view(self._peer_of(v) if v.terms or v.peer else None)
+
+    def _peer_of(self, v: VirtualChannel) -> bytes:
+        if v.terms is None:
+            return v.peer
+        if v.role == "hub":
+            return v.terms.node_ids[0]
+        return v.terms.node_ids[1 - v.side]
+
+    # --- messages from peers ------------------------------------------------------------------
+
+    def owns(self, message: wire.NodeMessage) -> bool:
+        channel_id = getattr(message, "channel_id", None)
+        return channel_id is not None and channel_id in self.by_vid
+
+    def receive(self, peer: bytes, message: wire.NodeMessage) -> None:
+        if isinstance(message, wire.VirtualOpenRequest):
+            self._on_request(peer, message)
+        elif isinstance(message, wire.VirtualOffer):
+            self._on_offer(peer, message)
+        elif isinstance(message, wire.VirtualAnswer):
+            self._on_answer(peer, message)
+        elif isinstance(message, wire.VirtualFinal):
+            self._on_final(peer, message)
+        elif isinstance(message, Propose | Accept | Ack | Reject | Reestablish):
+            self._on_v_message(peer, message)
+
+    def _on_request(self, peer: bytes, m: wire.VirtualOpenRequest) -> None:
+        """The hub: fix the terms from the two ledger channels, offer them to both ends."""
+        if m.request_id in self.records:
+            raise NotPermitted("this request id is taken")
+        try:
+            la = self._ledger_with(peer, m.ledger)
+            lb = self._free_ledger(m.peer)
+            self._not_promised(la.channel_id, lb.channel_id)
+            if m.deadline < self.ctx.clock() + MIN_LIFETIME:
+                raise InvalidParams(f"a virtual channel lives at least {MIN_LIFETIME} s")
+            terms = VirtualTerms(
+                keys=(
+                    la.params.participants[1 - la.me].chain_key,
+                    lb.params.participants[1 - lb.me].chain_key,
+                ),
+                node_ids=(peer, m.peer),
+                hub_node_id=self.ctx.node_id,
+                ledgers=(
+                    LedgerTerms(la.channel_id, hub_index=la.me),
+                    LedgerTerms(lb.channel_id, hub_index=lb.me),
+                ),
+                split=m.split,
+                deadline=m.deadline,
+                grace=m.grace,
+                nonce=secrets.token_bytes(32),
+            )
+            check_terms(terms)
+            protocol.guarantee_for(terms, 0, la.machine.state)  # both can lock their share
+            protocol.guarantee_for(terms, 1, lb.machine.state)
+        except ChannelError as error:
+            self.ctx.send(peer, wire.VirtualAnswer(m.request_id, False, f"{error.code}: {error}"))
+            return
+        v = VirtualChannel(m.request_id, "hub", "offered", terms=terms)
+        self.by_vid[virtual_channel_id(terms)] = v.request_id
+        self._store(v)
+        for end in terms.node_ids:
+            self.ctx.send(end, wire.VirtualOffer(m.request_id, terms))
+
+    def _on_offer(self, peer: bytes, m: wire.VirtualOffer) -> None:
+        """An end: accept terms that name our ledger channel with the sender, our key and
+        our node; Alice only the terms of her own request."""
+        terms = m.terms
+        mine = self.records.get(m.request_id)
+        try:
+            check_terms(terms)
+            if terms.hub_node_id != peer:
+                raise InvalidParams("the offer names another hub than its sender")
+            if self.ctx.node_id not in terms.node_ids:
+                raise InvalidParams("the offer is not for this node")
+            side = terms.node_ids.index(self.ctx.node_id)
+            if side == 0:
+                if mine is None or mine.role != "alice" or mine.status != "requested":
+                    raise NotPermitted("an offer this node did not ask for")
+                if terms.ledgers[0].channel_id != mine.ledger or terms.node_ids[1] != mine.peer:
+                    raise InvalidParams("the offer is not what this node asked for")
+            elif mine is not None:
+                raise NotPermitted("this request id is taken")
+            ledger = self._ledger_with(peer, terms.ledgers[side].channel_id)
+            self._not_promised(ledger.channel_id)
+            if terms.ledgers[side].hub_index != 1 - ledger.me:
+                raise InvalidParams("the offer gives the hub the wrong index in our ledger")
+            key = ledger.params.participants[ledger.me].chain_key
+            if terms.keys[side].lower() != key.lower():
+                raise InvalidParams("the offer names another key than ours for this node")
+            protocol.guarantee_for(terms, side, ledger.machine.state)
+            machine = self._machine(terms, side, ledger)
+        except ChannelError as error:
+            if mine is not None and mine.role == "alice" and mine.status == "requested":
+                mine.status, mine.reason = "refused", f"{error.code}: {error}"
+                self._store(mine)
+            self.ctx.send(peer, wire.VirtualAnswer(m.request_id, False, f"{error.code}: {error}"))
+            return
+        v = mine or VirtualChannel(m.request_id, "bob", "offered")
+        v.terms, v.machine, v.status = terms, machine, "offered"
+        self.by_vid[virtual_channel_id(terms)] = v.request_id
+        self._store(v)
+        self.ctx.send(peer, wire.VirtualAnswer(m.request_id, True))
+
+    def _on_answer(self, peer: bytes, m: wire.VirtualAnswer) -> None:
+        v = self.records.get(m.request_id)
+        if v is None:
+            raise WrongChannel("an answer to no virtual channel of ours")
+        if v.role == "alice":  # the hub refused our request (or Bob refused the offer)
+            if v.status in ("requested", "offered") and peer == self._hub_of(v) and not m.accepted:
+                v.status, v.reason = "refused", m.reason
+                self._store(v)
+            return
+        if v.role != "hub" or v.terms is None or v.status != "offered":
+            raise NotPermitted("an answer out of turn")
+        if peer not in v.terms.node_ids:
+            raise NotPermitted("an answer from a node that is no end of this channel")
+        side = v.terms.node_ids.index(peer)
+        if not m.accepted:
+            v.status, v.reason = "refused", m.reason
+            self._store(v)
+            other = v.terms.node_ids[1 - side]
+            self.ctx.send(other, wire.VirtualAnswer(v.request_id, False, m.reason))
+            return
+        accepted = list(v.accepted)
+        accepted[side] = True
+        v.accepted = (accepted[0], accepted[1])
+        if all(v.accepted):
+            v.status = "funding"
+            for s in (0, 1):
+                ledger = self.ctx.channels[v.terms.ledgers[s].channel_id]
+                self._queue(ledger, protocol.fund(v.terms, s, ledger.machine.state))
+        self._store(v)
+
+    def _on_final(self, peer: bytes, m: wire.VirtualFinal) -> None:
+        """The hub: an end reports V's final state; checked, then kept."""
+        v = self.records.get(m.request_id)
+        if v is None or v.role != "hub" or v.terms is None:
+            raise WrongChannel("a final state of no virtual channel we fund")
+        if peer not in v.terms.node_ids:
+            raise NotPermitted("a final state from a node that is no end of this channel")
+        params = virtual_params(v.terms)
+        final = m.final
+        if (
+            final.state.channel_id != virtual_channel_id(v.terms)
+            or not final.state.final
+            or len(final.signatures) != 2
+        ):
+            raise InvalidParams("not a final state of this virtual channel")
+        verifier = _Verifier()
+        for i in (0, 1):
+            if not verifier.verify(params, final.state, i, final.signatures[i], None):
+                raise InvalidParams("the final state is not signed by both ends")
+        v.final = final
+        self._store(v)
+
+    def _on_v_message(self, peer: bytes, message: VMessage) -> None:
+        v = self.get(message.channel_id)
+        if v.machine is None or peer != self._peer_of(v):
+            raise WrongChannel("a virtual channel message from a node that is not its peer")
+        try:
+            effects = v.machine.receive(message, self.ctx.clock())
+        except ChannelError as error:
+            # answered here (the intake answers only ledger channels' proposals)
+            self.ctx.errors.append(error)
+            self.ctx.count("peer_messages_refused")
+            self._run(v, v.machine.rejection(message, error))
+            return
+        self._run(v, effects)
+
+    # --- progress: called at the end of every event ----------------------------------------
+
+    def advance(self) -> None:
+        """Move each virtual channel on from what its ledger channels now hold (fund,
+        activate, start V, settle): after every event, so nothing waits for a tick."""
+        for v in list(self.records.values()):
+            if v.terms is None or v.status in ("closed", "refused"):
+                continue
+            try:
+                if v.role == "hub":
+                    self._advance_hub(v)
+                else:
+                    self._advance_end(v)
+            except (ChannelError, KeyError) as error:
+                self.ctx.note(f"virtual {v.request_id.hex()[:8]}: cannot go on: {error}")
+
+    def _advance_hub(self, v: VirtualChannel) -> None:
+        assert v.terms is not None
+        guarantees = [self._guarantee(v, s) for s in (0, 1)]
+        if v.status == "funding":
+            if all(g is not None and not g.active for g in guarantees) and self._idle(v):
+                for s in (0, 1):
+                    ledger = self._ledger(v, s)
+                    self._queue(ledger, protocol.activate(ledger.machine.state))
+            elif all(g is not None and g.active for g in guarantees):
+                v.status = "open"
+                self._store(v)
+        elif v.status in ("open", "closing") and all(g is None for g in guarantees):
+            v.status = "closed"
+            self._store(v)
+
+    def _advance_end(self, v: VirtualChannel) -> None:
+        assert v.terms is not None and v.machine is not None
+        g = self._guarantee(v, v.side)
+        if v.status in ("offered", "funding") and g is not None and g.active:
+            v.status = "open"
+            self._store(v)
+            if v.side == 0 and v.machine.latest is None and v.machine.pending is None:
+                self._run(v, v.machine.open())
+        latest = v.machine.latest
+        if v.status == "open" and v.side == 0 and latest is not None and v.machine.idle:
+            self._close_before_deadline(v)
+            latest = v.machine.latest
+        if v.status == "open" and latest is not None and latest.state.final:
+            v.status = "closing"
+            self._store(v)
+        if v.status == "closing" and latest is not None:
+            if g is None:
+                if self._idle_ledger(v):
+                    v.status = "closed"
+                    self._store(v)
+                return
+            if not v.settled_sent and self._idle_ledger(v):
+                ledger = self._ledger(v, v.side)
+                self.ctx.send(v.terms.hub_node_id, wire.VirtualFinal(v.request_id, latest))
+                for move in protocol.settle(ledger.machine.state, latest):
+                    self._queue(ledger, move)
+                v.settled_sent = True
+
+    def reestablish(self, peer: bytes) -> None:
+        """After a reconnect: tell ``peer`` where each virtual channel with it stands (a
+        proposal or answer it missed is sent again, as for a ledger channel)."""
+        for v in self.records.values():
+            if v.machine is None or v.status in ("closed", "refused") or v.terms is None:
+                continue
+            if self._peer_of(v) == peer and v.machine.latest is not None:
+                try:
+                    self._run(v, v.machine.reestablish())
+                except ChannelError as error:
+                    self.ctx.note(f"virtual {v.request_id.hex()[:8]}: reestablish: {error}")
+
+    def _close_before_deadline(self, v: VirtualChannel) -> None:
+        """Alice's node closes V itself two challenge periods before its deadline: past the
+        deadline nothing can be shown to the ledgers, and one period before it the ends'
+        watchers must go on-chain (``end_duties``); a cooperative close avoids both."""
+        assert v.terms is not None and v.machine is not None
+        latest = v.machine.latest
+        if latest is None or latest.state.final:
+            return
+        lead = 2 * self._ledger(v, v.side).params.challenge_duration
+        now = self.ctx.clock()
+        if now + lead < v.terms.deadline:
+            return
+        self.ctx.note(f"virtual {v.request_id.hex()[:8]}: its deadline is near, closing it")
+        self._run(v, v.machine.propose((Close(),), now))
+
+    # --- restart ------------------------------------------------------------------------------
+
+    def restore(self) -> None:
+        store = self.ctx.store
+        if store is None:
+            return
+        for raw in store.virtual_records():
+            r = decode_record(raw)
+            v = VirtualChannel(
+                r.request_id,
+                r.role,
+                r.status,
+                terms=r.terms,
+                final=r.final,
+                accepted=r.accepted,
+                reason=r.reason,
+                ledger=r.ledger,
+                peer=r.peer,
+            )
+            if r.terms is not None:
+                self.by_vid[virtual_channel_id(r.terms)] = r.request_id
+                if v.role != "hub":
+                    ledger = self.ctx.channels.get(r.terms.ledgers[v.side].channel_id)
+                    if ledger is None:
+                        self.ctx.note(f"virtual {r.request_id.hex()[:8]}: its ledger is gone")
+                        continue
+                    v.machine = self._machine(r.terms, v.side, ledger)
+                    if r.snapshot is not None:
+                        v.machine.restore(r.snapshot)
+            self.records[v.request_id] = v
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _machine(self, terms: VirtualTerms, side: int, ledger: Channel) -> ChannelMachine:
+        key = getattr(ledger.account, "key", None)
+        if not isinstance(key, bytes):
+            raise InvalidParams("this ledger's account holds no secp256k1 key: EVM only")
+        return ChannelMachine(
+            virtual_params(terms),
+            virtual_channel_id(terms),
+            side,
+            VirtualAuthority(key),
+            virtual_initial(terms),
+        )
+
+    def _run(self, v: VirtualChannel, effects: list[Effect]) -> None:
+        """V's effects: a persisted snapshot goes into this event's checkpoint (the record),
+        which is written before the outbox, and so any V signature, is released."""
+        self._store(v)
+        for effect in effects:
+            if isinstance(effect, Persist):
+                self._store(v)
+            elif isinstance(effect, Send):
+                self.ctx.send(effect.peer, effect.message)
+
+    def _store(self, v: VirtualChannel) -> None:
+        self.records[v.request_id] = v
+        self.ctx.pending.records[record_key(v.request_id)] = v.encode()
+
+    def _usable(self, v: VirtualChannel) -> ChannelMachine:
+        if v.machine is None or v.status != "open":
+            raise NotPermitted(f"the virtual channel is {v.status}, not open")
+        if v.machine.latest is None:
+            raise NotPermitted("the virtual channel's opening state is not signed yet")
+        if not v.machine.idle:
+            raise NotPermitted("an update is on its way: wait for the peer's answer")
+        return v.machine
+
+    def _hub_of(self, v: VirtualChannel) -> bytes:
+        if v.terms is not None:
+            return v.terms.hub_node_id
+        return self.ctx.channels[v.ledger].peer
+
+    def _ledger(self, v: VirtualChannel, side: int) -> Channel:
+        assert v.terms is not None
+        return self.ctx.channels[v.terms.ledgers[side].channel_id]
+
+    def _guarantee(self, v: VirtualChannel, side: int) -> rules.Guarantee | None:
+        """The guarantee for V that ledger ``side`` holds in its latest state both signed."""
+        assert v.terms is not None
+        ledger = self.ctx.channels.get(v.terms.ledgers[side].channel_id)
+        latest = ledger.machine.latest if ledger is not None else None
+        if latest is None:
+            return None
+        g = rules.decode_or_none(latest.state.app_data)
+        return g if g is not None and g.vid == virtual_channel_id(v.terms) else None
+
+    def _idle(self, v: VirtualChannel) -> bool:
+        return all(self._idle_side(v, s) for s in (0, 1))
+
+    def _idle_ledger(self, v: VirtualChannel) -> bool:
+        return self._idle_side(v, v.side)
+
+    def _idle_side(self, v: VirtualChannel, side: int) -> bool:
+        ledger = self._ledger(v, side)
+        return ledger.machine.idle and not ledger.queue and ledger.status == "active"
+
+    def _ledger_with(self, peer: bytes, channel_id: bytes) -> Channel:
+        channel = self.ctx.channels.get(channel_id)
+        if channel is None or channel.peer != peer:
+            raise InvalidParams(f"no ledger channel {channel_id.hex()[:16]} with this peer")
+        self._check_ledger(channel)
+        return channel
+
+    def _free_ledger(self, peer: bytes) -> Channel:
+        """Our active ``virtual`` ledger channel with ``peer`` that funds nothing yet."""
+        for channel in self.ctx.channels.values():
+            if channel.peer == peer and channel.params.app == APP_ID:
+                try:
+                    self._check_ledger(channel)
+                except ChannelError:
+                    continue
+                return channel
+        raise InvalidParams(
+            f"no active ledger channel of the '{APP_ID}' app with {peer.hex()[:16]} free to fund"
+        )
+
+    def _not_promised(self, *ledgers: bytes) -> None:
+        """A ledger channel funds one virtual channel at a time: one being offered or open
+        already holds it (so a peer cannot pile up offers, each a record, on one ledger)."""
+        for v in self.records.values():
+            if v.terms is None or v.status in ("closed", "refused", "requested"):
+                continue
+            if {lt.channel_id for lt in v.terms.ledgers} & set(ledgers):
+                raise NotPermitted("this ledger channel is promised to another virtual channel")
+
+    def _check_ledger(self, channel: Channel) -> None:
+        if channel.params.app != APP_ID:
+            raise InvalidParams(f"channel {channel.channel_id.hex()[:16]} is no '{APP_ID}' ledger")
+        if channel.status != "active":
+            raise InvalidParams(f"ledger channel {channel.channel_id.hex()[:16]} is not active")
+        if channel.machine.state.app_data or channel.queue or not channel.machine.idle:
+            raise InvalidParams(
+                f"ledger channel {channel.channel_id.hex()[:16]} funds a virtual channel already"
+            )
+
+
+class _Verifier(VirtualAuthority):
+    """Checks V signatures only (never signs)."""
+
+    def __init__(self) -> None:
+        pass
