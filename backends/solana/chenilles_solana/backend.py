@@ -689,7 +689,7 @@ def connect_backend(
     mints: Sequence[str] = (),
     test_mint: str | None = None,
     mint_authority: bytes | str | None = None,
-    commitment: str = "confirmed",
+    commitment: str | None = None,
     from_block: int | None = None,
     timeout: float = 30.0,
     **_options: Any,
@@ -707,7 +707,10 @@ def connect_backend(
     backend may mint test tokens of, offered too; ``create_account(fund=True)`` then gives
     each new account test tokens besides its airdropped SOL (the devnet server's ready line
     names both). ``from_block``: the slot the event feed starts at (a restarted node passes
-    where it was). ``commitment``: of every read and confirmation. ``apps``: app id -> the
+    where it was). ``commitment``: of every read and confirmation; by default ``finalized``
+    on a real cluster (a finalized block is never rolled back, so events and deposits need
+    no reorg handling: Solana has no ``Reorged``), ``confirmed`` on the local devnet (one
+    server, no forks). ``apps``: app id -> the
     program id of its deployed app program (see ``use_app``).
     """
     if not program_id:
@@ -717,6 +720,8 @@ def connect_backend(
         )
     if (test_mint is None) != (mint_authority is None):
         raise ValueError("test_mint and mint_authority go together")
+    if commitment is None:
+        commitment = "confirmed" if chain == "solana:localnet" else "finalized"
     ledger = RpcLedger(
         url, Pubkey.from_string(program_id), commitment, from_slot=from_block, timeout=timeout
     )
