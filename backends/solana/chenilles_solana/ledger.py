@@ -235,6 +235,27 @@ class RpcLedger:
         self._runner.run(self._client.close())
         self._runner.stop()
 
+    def advance_clock(self, seconds: int) -> None:
+        """Move the cluster's clock ``seconds`` ahead: only a Chenilles devnet server can
+        (its ``devnetAdvanceClock`` method); a real cluster's clock cannot be moved."""
+        import json
+        import urllib.request
+
+        body = {"jsonrpc": "2.0", "id": 1, "method": "devnetAdvanceClock", "params": [seconds]}
+        request = urllib.request.Request(
+            self.url,
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            reply = json.loads(answer.read())
+        error = reply.get("error")
+        if error is not None:
+            if error.get("code") == -32601:  # Method not found: a real cluster
+                raise NotImplementedError("a real cluster's clock cannot be moved")
+            raise ValueError(error.get("message", "the clock was not advanced"))
+
     def _blockhash(self, fresh_from: Hash | None) -> tuple[Hash, int]:
         """The latest blockhash (and its last valid height); a different one than
         ``fresh_from`` if given, waiting for the next slot (up to ~10 s)."""
