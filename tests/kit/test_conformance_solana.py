@@ -39,6 +39,9 @@ class TestSolanaConnectConformance(BackendConformance):
             program_id=_devnet.ready["program_id"],
             test_mint=_devnet.ready["test_mint"],
             mint_authority=_devnet.ready["test_mint_authority"],
+            # the suite's duos share one devnet: each backend's feed starts now, as a node's
+            # does after its first start
+            from_block=_devnet.call("getSlot"),
         )
         yield backend
         backend.close()

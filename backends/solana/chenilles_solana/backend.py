@@ -714,7 +714,7 @@ def connect_backend(
     backend may mint test tokens of, offered too; ``create_account(fund=True)`` then gives
     each new account test tokens besides its airdropped SOL (the devnet server's ready line
     names both). ``from_block``: the slot the event feed starts at (a restarted node passes
-    where it was; without it, the slot at connect time). ``commitment``: of every read and confirmation; by default ``finalized``
+    where it was). ``commitment``: of every read and confirmation; by default ``finalized``
     on a real cluster (a finalized block is never rolled back, so events and deposits need
     no reorg handling: Solana has no ``Reorged``), ``confirmed`` on the local devnet (one
     server, no forks). ``apps``: app id -> the
@@ -736,10 +736,6 @@ def connect_backend(
         program = ledger.account(ledger.program_id)
         if program is None or not program.executable:
             raise ValueError(f"no program at {program_id} on {url}")
-        if from_block is None:
-            # A first start: nothing of ours is in the program's past, so the feed starts
-            # now rather than paging back through every channel's history.
-            ledger.from_slot = ledger.clock().slot
     except BaseException:
         ledger.close()
         raise
