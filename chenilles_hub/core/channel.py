@@ -38,6 +38,7 @@ from .effects import (
     UpdateCompleted,
     WakeAt,
     WithdrawnProposal,
+    decode_snapshot,
 )
 from .errors import (
     AlreadyRefused,
@@ -56,6 +57,7 @@ from .errors import (
     WrongChannel,
 )
 from .invariants import check_params, check_rules, check_state, check_successor
+from .machine_core import LazyCore, MachineCore, core_from_snapshot, nothing_withdrawn
 from .messages import (
     MAX_UPDATES_PER_PROPOSAL,
     Accept,
@@ -69,24 +71,6 @@ from .messages import (
 from .model import ChannelParams, ChannelState, SignedState
 from .rules import NO_RULES, ChannelRules
 from .updates import App, HtlcPolicy, Update, UpdateContext, apply_updates
-
-
-class _Core(msgspec.Struct, frozen=True):
-    """The machine's mutable part as one immutable value, swapped atomically."""
-
-    latest: SignedState | None = None
-    previous: SignedState | None = None
-    pending: PendingProposal | None = None
-    awaiting_ack: int | None = None
-    last_reply: ChannelMessage | None = None
-    latest_updates: tuple[Update, ...] = ()
-    #: The number our next proposal of version ``latest + 1`` carries.
-    attempt: int = 0
-    #: ``(version, attempt)``: the peer's proposals of ``version`` up to ``attempt`` are
-    #: refused for good.
-    refused: tuple[int, int] | None = None
-    #: Our proposals the peer refused, reported once a later version is irrevocable.
-    withdrawn: tuple[WithdrawnProposal, ...] = ()
 
 
 class ChannelMachine:
@@ -122,7 +106,7 @@ class ChannelMachine:
         #: The backend's dust, reserve and fee rules: a state that breaks them could not be
         #: enforced on-chain, so it is neither proposed nor accepted.
         self._rules = rules
-        self._core = _Core()
+        self._core = MachineCore()
 
     # --- inspection -----------------------------------------------------------------------
 
@@ -147,6 +131,8 @@ class ChannelMachine:
     def withdrawn(self) -> tuple[WithdrawnProposal, ...]:
         """Our refused proposals not reported yet: a later version must become irrevocable
         first (propose something, even no update at all)."""
+        if "_encoded" in self.__dict__:  # not decoded yet: restored only if none (below)
+            return ()
         return self._core.withdrawn
 
     @property
@@ -175,21 +161,22 @@ class ChannelMachine:
 
     def restore(self, snapshot: ChannelSnapshot) -> None:
         """Resume from a persisted snapshot (after a restart)."""
-        if snapshot.channel_id != self.channel_id:
-            raise WrongChannel("snapshot belongs to another channel")
-        if snapshot.latest is not None:
-            check_state(self.params, self.channel_id, snapshot.latest.state)
-        self._core = _Core(
-            snapshot.latest,
-            snapshot.previous,
-            snapshot.pending,
-            snapshot.awaiting_ack,
-            snapshot.last_reply,
-            snapshot.latest_updates,
-            snapshot.attempt,
-            snapshot.refused,
-            snapshot.withdrawn,
-        )
+        self._core = core_from_snapshot(self, snapshot)
+        self.__dict__.pop("_encoded", None)
+
+    #: A machine restored with :meth:`restore_encoded` decodes its snapshot on first use.
+    _core: MachineCore = LazyCore()  # type: ignore[assignment]
+
+    def restore_encoded(self, encoded: bytes) -> None:
+        """Resume from an encoded snapshot (``encode_snapshot``), decoded and checked as
+        :meth:`restore` does on the machine's first use rather than now: a node restoring
+        many channels pays only for those it touches. A snapshot that may hold withdrawn
+        proposals is restored at once (the node asks every restored machine for them)."""
+        if not nothing_withdrawn(encoded):
+            self.restore(decode_snapshot(encoded))
+            return
+        self.__dict__.pop("_core", None)
+        self._encoded = encoded
 
     # --- our side ---------------------------------------------------------------------------
 
@@ -360,7 +347,7 @@ class ChannelMachine:
         revocation = self._authority.revoke(self.params, latest) if latest else None
         signed = SignedState(msg.state, self._signatures(mine=signature, theirs=msg.signature))
         accept = Accept(self.channel_id, version, signature, revocation)
-        new_core = _Core(
+        new_core = MachineCore(
             latest=signed,
             previous=latest,
             pending=None,
@@ -399,7 +386,7 @@ class ChannelMachine:
         )
         ack = Ack(self.channel_id, msg.version, revocation)
         withdrawn, buried = _bury(core.withdrawn, msg.version)
-        new_core = _Core(
+        new_core = MachineCore(
             latest=signed,
             previous=latest,
             pending=None,
@@ -512,7 +499,7 @@ class ChannelMachine:
             WakeAt(h.expiry, f"HTLC {h.id} expires") for h in after.state.htlcs if h.id not in known
         ]
 
-    def _commit(self, core: _Core, effects: list[Effect]) -> list[Effect]:
+    def _commit(self, core: MachineCore, effects: list[Effect]) -> list[Effect]:
         """Swap in the new machine state; persistence goes first, before any send."""
         self._core = core
         return [Persist(self.snapshot()), *effects]

@@ -144,7 +144,7 @@ class Persistence:
             channel_hex, _, part = key.removeprefix(RECORD_PREFIX).partition("/")
             if value:  # an empty value is a dropped part
                 parts.setdefault(channel_hex, {})[part] = value
-        snapshots = store.load_snapshots()
+        snapshots = store.load_encoded_snapshots()  # each decoded on its first use
         for record in store.list_channels():
             meta = metas.get(record.channel_id)
             if meta is None:
@@ -169,7 +169,7 @@ class Persistence:
         self,
         record: ChannelRecord,
         meta: ChannelMeta,
-        snapshot: ChannelSnapshot | None,
+        snapshot: bytes | None,
         stored: dict[str, bytes] | None,
     ) -> None:
         """Rebuild one channel; raises (and changes nothing) if it cannot be."""
@@ -192,18 +192,18 @@ class Persistence:
             self.ctx.apps,
         )
         if snapshot is not None:
-            machine.restore(snapshot)
+            machine.restore_encoded(snapshot)
         # Adopted after its fields are set: just read, nothing to write back.
         self.ctx.adopt(
-            Channel(
-                record.params,
-                record.channel_id,
-                record.me,
-                machine,
-                backend,
-                account,
-                record.params.participants[1 - record.me].node_id,
-                dict(meta.deposits),
+            Channel.restored(
+                params=record.params,
+                channel_id=record.channel_id,
+                me=record.me,
+                machine=machine,
+                backend=backend,
+                account=account,
+                peer=record.params.participants[1 - record.me].node_id,
+                deposits=dict(meta.deposits),
                 queue=list(meta.queue),
                 in_flight=meta.in_flight,
                 next_htlc_seq=meta.next_htlc_seq,
