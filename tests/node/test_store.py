@@ -186,6 +186,9 @@ def test_all_snapshots_load_at_once_as_one_by_one(store: SqlStore) -> None:
     assert set(loaded) == set(ids[:5])  # the sixth channel has no snapshot yet
     assert all(loaded[cid] == store.load_snapshot(cid) for cid in ids[:5])
     assert loaded == super(SqlStore, store).load_snapshots()  # the generic definition
+    encoded = store.load_encoded_snapshots()  # what a restart hands to lazy machines
+    assert {cid: decode_snapshot(data) for cid, data in encoded.items()} == loaded
+    assert encoded == super(SqlStore, store).load_encoded_snapshots()
 
 
 def test_revocations_append_idempotently(store: SqlStore) -> None:
