@@ -56,8 +56,14 @@ from .errors import (
     UnexpectedMessage,
     WrongChannel,
 )
-from .invariants import check_params, check_rules, check_state, check_successor
-from .machine_core import LazyCore, MachineCore, core_from_snapshot, nothing_withdrawn
+from .invariants import check_rules, check_successor
+from .machine_core import (
+    LazyCore,
+    MachineCore,
+    check_new_machine,
+    core_from_snapshot,
+    nothing_withdrawn,
+)
 from .messages import (
     MAX_UPDATES_PER_PROPOSAL,
     Accept,
@@ -88,12 +94,21 @@ class ChannelMachine:
         apps: Mapping[str, App] | None = None,
         rules: ChannelRules = NO_RULES,
     ) -> None:
-        check_params(params)
-        check_state(params, channel_id, initial)
-        if initial.version != 0 or initial.htlcs or initial.final:
-            raise StateMismatch("the initial state is version 0 with no HTLCs, not final")
-        if me not in (0, 1):
-            raise ValueError("participant index must be 0 or 1")
+        check_new_machine(params, channel_id, me, initial)
+        self._fields(params, channel_id, me, authority, initial, policy, apps, rules)
+        self._core = MachineCore()
+
+    def _fields(
+        self,
+        params: ChannelParams,
+        channel_id: bytes,
+        me: int,
+        authority: StateAuthority,
+        initial: ChannelState,
+        policy: HtlcPolicy | None,
+        apps: Mapping[str, App] | None,
+        rules: ChannelRules,
+    ) -> None:
         self.params = params
         self.channel_id = channel_id
         self.me = me
@@ -106,7 +121,36 @@ class ChannelMachine:
         #: The backend's dust, reserve and fee rules: a state that breaks them could not be
         #: enforced on-chain, so it is neither proposed nor accepted.
         self._rules = rules
-        self._core = MachineCore()
+
+    @classmethod
+    def restored(
+        cls,
+        params: ChannelParams,
+        channel_id: bytes,
+        me: int,
+        authority: StateAuthority,
+        initial: ChannelState,
+        encoded: bytes,
+        *,
+        policy: HtlcPolicy | None = None,
+        apps: Mapping[str, App] | None = None,
+        rules: ChannelRules = NO_RULES,
+    ) -> ChannelMachine:
+        """A machine resumed from its encoded snapshot (``encode_snapshot``) whose checks
+        (those of the constructor and of :meth:`restore`) and decoding wait for its first
+        use: a node restoring 100,000 channels pays only for those it touches. A snapshot
+        that may hold withdrawn proposals is restored at once (the node asks every restored
+        machine for them)."""
+        if not nothing_withdrawn(encoded):
+            machine = cls(
+                params, channel_id, me, authority, initial, policy=policy, apps=apps, rules=rules
+            )
+            machine.restore(decode_snapshot(encoded))
+            return machine
+        machine = cls.__new__(cls)
+        machine._fields(params, channel_id, me, authority, initial, policy, apps, rules)
+        machine._encoded = encoded
+        return machine
 
     # --- inspection -----------------------------------------------------------------------
 
@@ -131,7 +175,7 @@ class ChannelMachine:
     def withdrawn(self) -> tuple[WithdrawnProposal, ...]:
         """Our refused proposals not reported yet: a later version must become irrevocable
         first (propose something, even no update at all)."""
-        if "_encoded" in self.__dict__:  # not decoded yet: restored only if none (below)
+        if "_encoded" in self.__dict__:  # not decoded yet: ``restored`` made sure of none
             return ()
         return self._core.withdrawn
 
@@ -164,19 +208,10 @@ class ChannelMachine:
         self._core = core_from_snapshot(self, snapshot)
         self.__dict__.pop("_encoded", None)
 
-    #: A machine restored with :meth:`restore_encoded` decodes its snapshot on first use.
+    #: A machine made by :meth:`restored` checks and decodes its snapshot on first use.
     _core: MachineCore = LazyCore()  # type: ignore[assignment]
-
-    def restore_encoded(self, encoded: bytes) -> None:
-        """Resume from an encoded snapshot (``encode_snapshot``), decoded and checked as
-        :meth:`restore` does on the machine's first use rather than now: a node restoring
-        many channels pays only for those it touches. A snapshot that may hold withdrawn
-        proposals is restored at once (the node asks every restored machine for them)."""
-        if not nothing_withdrawn(encoded):
-            self.restore(decode_snapshot(encoded))
-            return
-        self.__dict__.pop("_core", None)
-        self._encoded = encoded
+    #: Its encoded snapshot until then.
+    _encoded: bytes
 
     # --- our side ---------------------------------------------------------------------------
 

@@ -4,9 +4,9 @@ from an encoded snapshot only when it is first used.
 A node restarting with 100,000 channels spent a third of its restore decoding snapshots
 (about 22 us each: two signed states, the last reply, the last updates with their onions)
 and checking their states, for channels most of which nothing touches for a while. A
-machine restored with :meth:`ChannelMachine.restore_encoded` keeps the stored bytes and
-decodes and checks them on its first use (:class:`LazyCore`), with the same checks and the
-same errors as :meth:`ChannelMachine.restore`.
+machine made by :meth:`ChannelMachine.restored` keeps the stored bytes and checks and
+decodes them on its first use (:class:`LazyCore`), with the same checks and the same errors
+as the constructor and :meth:`ChannelMachine.restore`.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from .effects import ChannelSnapshot, PendingProposal, WithdrawnProposal, decode_snapshot
-from .errors import WrongChannel
-from .invariants import check_state
+from .errors import StateMismatch, WrongChannel
+from .invariants import check_params, check_state
 from .messages import ChannelMessage
-from .model import SignedState
+from .model import ChannelParams, ChannelState, SignedState
 from .updates import Update
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 #: How an encoded snapshot with nothing withdrawn ends. The encoding is canonical (msgspec
 #: writes fields in declaration order, ``withdrawn`` last, no whitespace), so a snapshot
 #: ending so has an empty ``withdrawn``; one that does not is decoded at once (see
-#: :meth:`ChannelMachine.restore_encoded`), which is only ever slower, never wrong.
+#: :meth:`ChannelMachine.restored`), which is only ever slower, never wrong.
 _NOTHING_WITHDRAWN = b',"withdrawn":[]}'
 
 
@@ -48,6 +48,18 @@ class MachineCore(msgspec.Struct, frozen=True):
     refused: tuple[int, int] | None = None
     #: Our proposals the peer refused, reported once a later version is irrevocable.
     withdrawn: tuple[WithdrawnProposal, ...] = ()
+
+
+def check_new_machine(
+    params: ChannelParams, channel_id: bytes, me: int, initial: ChannelState
+) -> None:
+    """What a machine's constructor checks (and a lazily restored one on first use)."""
+    check_params(params)
+    check_state(params, channel_id, initial)
+    if initial.version != 0 or initial.htlcs or initial.final:
+        raise StateMismatch("the initial state is version 0 with no HTLCs, not final")
+    if me not in (0, 1):
+        raise ValueError("participant index must be 0 or 1")
 
 
 def core_from_snapshot(machine: ChannelMachine, snapshot: ChannelSnapshot) -> MachineCore:
@@ -87,6 +99,7 @@ class LazyCore:
         encoded: bytes | None = machine.__dict__.get("_encoded")
         if encoded is None:
             raise AttributeError("the machine has no core (neither built nor restored)")
+        check_new_machine(machine.params, machine.channel_id, machine.me, machine.initial)
         core = core_from_snapshot(machine, decode_snapshot(encoded))
         machine.__dict__["_core"] = core
         del machine.__dict__["_encoded"]

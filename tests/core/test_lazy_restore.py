@@ -1,7 +1,7 @@
-"""A machine restored from its encoded snapshot (``restore_encoded``, what a restarting node
-does for every channel) decodes it on first use and then behaves as one restored from the
-decoded snapshot; a snapshot that is not this channel's, or does not decode, is refused on
-every use, never half used."""
+"""A machine restored from its encoded snapshot (``ChannelMachine.restored``, what a
+restarting node does for every channel) checks and decodes it on first use and then behaves
+as one restored from the decoded snapshot; a snapshot that is not this channel's, or does
+not decode, or a bad initial state, is refused on every use, never half used."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from chenilles_hub.core import (
     encode_message,
     encode_snapshot,
 )
-from chenilles_hub.core.errors import WrongChannel
+from chenilles_hub.core.errors import StateMismatch, WrongChannel
 from chenilles_hub.core.machine_core import nothing_withdrawn
 
 from .harness import ETH, NOW, opened
@@ -28,13 +28,22 @@ def fresh_alice(pair) -> ChannelMachine:  # type: ignore[no-untyped-def]
     return ChannelMachine(old.params, old.channel_id, 0, old._authority, old.initial)
 
 
+def lazy_alice(pair, encoded: bytes, **changes) -> ChannelMachine:  # type: ignore[no-untyped-def]
+    """Alice restarted from ``encoded`` as a node restores her (``changes``: a corrupt record)."""
+    old = pair.alice.machine
+    fields = {"params": old.params, "channel_id": old.channel_id, "initial": old.initial}
+    fields.update(changes)
+    return ChannelMachine.restored(
+        fields["params"], fields["channel_id"], 0, old._authority, fields["initial"], encoded
+    )
+
+
 def test_a_machine_restored_from_bytes_resumes_mid_update_as_a_decoded_one() -> None:
     pair = opened(revoking=True)
     pair.act(0, lambda m: m.propose((Transfer(ETH, 10),), NOW))
     pair.deliver_one()  # Bob accepted; his Accept is in flight when Alice crashes
     stored = pair.alice.disk[-1]
-    lazy = fresh_alice(pair)
-    lazy.restore_encoded(stored)
+    lazy = lazy_alice(pair, stored)
     assert "_encoded" in lazy.__dict__  # nothing decoded yet
     assert lazy.withdrawn == ()  # asked of every restored machine: no decode for it
     assert "_encoded" in lazy.__dict__
@@ -54,8 +63,7 @@ def test_a_snapshot_of_another_channel_is_refused_on_every_use() -> None:
     foreign = decode_snapshot(pair.bob.disk[-1])
     stored = encode_snapshot(msgspec.structs.replace(foreign, channel_id=other_cid))
     assert nothing_withdrawn(stored)
-    lazy = fresh_alice(pair)
-    lazy.restore_encoded(stored)
+    lazy = lazy_alice(pair, stored)
     for _ in range(2):  # stays unusable: no half-restored machine
         with pytest.raises(WrongChannel):
             lazy.state  # noqa: B018
@@ -65,12 +73,23 @@ def test_a_snapshot_of_another_channel_is_refused_on_every_use() -> None:
 
 def test_bytes_that_do_not_decode_are_refused_on_use() -> None:
     pair = opened()
-    lazy = fresh_alice(pair)
-    lazy.restore_encoded(b'{"channel_id":1,"withdrawn":[]}')
+    lazy = lazy_alice(pair, b'{"channel_id":1,"withdrawn":[]}')
     with pytest.raises(msgspec.ValidationError):
         lazy.latest  # noqa: B018
     with pytest.raises(msgspec.DecodeError):  # no way to peek: decoded at once
-        fresh_alice(pair).restore_encoded(b"not json")
+        lazy_alice(pair, b"not json")
+
+
+def test_a_bad_initial_state_is_refused_on_first_use_as_by_the_constructor() -> None:
+    pair = opened()
+    initial = pair.alice.machine.initial
+    bad = msgspec.structs.replace(initial, version=3)
+    lazy = lazy_alice(pair, pair.alice.disk[-1], initial=bad)
+    with pytest.raises(StateMismatch):
+        lazy.state  # noqa: B018
+    with pytest.raises(StateMismatch):
+        fresh = pair.alice.machine
+        ChannelMachine(fresh.params, fresh.channel_id, 0, fresh._authority, bad)
 
 
 def test_a_snapshot_with_withdrawn_proposals_is_restored_at_once() -> None:
@@ -84,7 +103,6 @@ def test_a_snapshot_with_withdrawn_proposals_is_restored_at_once() -> None:
     pair.deliver_all(now=NOW + 86400)  # Bob refuses it: too late for its timelock
     stored = pair.alice.disk[-1]
     assert decode_snapshot(stored).withdrawn and not nothing_withdrawn(stored)
-    machine = fresh_alice(pair)
-    machine.restore_encoded(stored)
+    machine = lazy_alice(pair, stored)
     assert "_encoded" not in machine.__dict__
     assert machine.withdrawn == decode_snapshot(stored).withdrawn

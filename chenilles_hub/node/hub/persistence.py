@@ -13,7 +13,8 @@ from __future__ import annotations
 import gc
 import logging
 
-from ...core import ChannelSnapshot
+from ...backend import ChainBackend
+from ...core import ChannelMachine, ChannelParams, ChannelSnapshot, HtlcPolicy
 from ...core.watcher import Watcher
 from ..store.base import ChannelRecord, Store
 from .context import NodeContext
@@ -32,7 +33,7 @@ from .journal import (
     encode_record,
     record_key,
 )
-from .opening import new_machine
+from .opening import min_lead, new_machine
 from .payments import Payments
 from .records import Channel, Payment, Quarantined
 
@@ -47,6 +48,8 @@ class Persistence:
         self.payments = payments
         #: The node state last handed out to be written (unchanged state is not rewritten).
         self._written_state = b""
+        #: HTLC policies of restored machines (:meth:`_policy`).
+        self._policies: dict[tuple[str, int], HtlcPolicy] = {}
 
     def checkpoint(self) -> None:
         """Write every snapshot this event changed and the node's own state in one
@@ -144,6 +147,7 @@ class Persistence:
         # retransmitted by reestablish. Updates still queued are proposed as usual.
 
     def _restore_channels(self, store: Store) -> None:
+        self._policies.clear()  # the backends' time models of now
         metas = {
             meta.channel_id: meta
             for _, value in store.settings_with_prefix(CHANNEL_PREFIX)
@@ -175,6 +179,15 @@ class Persistence:
                     reason,
                 )
 
+    def _policy(self, backend: ChainBackend, params: ChannelParams) -> HtlcPolicy:
+        """The HTLC policy of ``new_machine``, one per chain and challenge duration (shared:
+        it is immutable), rather than one per channel and a backend call each."""
+        key = (params.chain, params.challenge_duration)
+        policy = self._policies.get(key)
+        if policy is None:
+            policy = self._policies[key] = HtlcPolicy(min_lead=min_lead(backend, params))
+        return policy
+
     def _restore_channel(
         self,
         record: ChannelRecord,
@@ -192,17 +205,28 @@ class Persistence:
         restore_record = getattr(backend, "restore_record", None)
         if stored and restore_record is not None:  # before the authority is built
             restore_record(record.params, record.me, account, stored)
-        machine = new_machine(
-            backend,
-            account,
-            record.params,
-            record.channel_id,
-            record.me,
-            record.initial,
-            self.ctx.apps,
-        )
-        if snapshot is not None:
-            machine.restore_encoded(snapshot)
+        if snapshot is None:  # opened, nothing signed yet
+            machine = new_machine(
+                backend,
+                account,
+                record.params,
+                record.channel_id,
+                record.me,
+                record.initial,
+                self.ctx.apps,
+            )
+        else:  # checked and decoded on first use
+            machine = ChannelMachine.restored(
+                record.params,
+                record.channel_id,
+                record.me,
+                backend.authority(record.params, account, record.me),
+                record.initial,
+                snapshot,
+                policy=self._policy(backend, record.params),
+                apps=self.ctx.apps,
+                rules=backend.channel_rules(record.params),
+            )
         # Adopted after its fields are set: just read, nothing to write back.
         self.ctx.adopt(
             Channel.restored(

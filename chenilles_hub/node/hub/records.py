@@ -77,10 +77,9 @@ class Channel:
         """A channel rebuilt from the store, its fields set without the change hook of
         ``__setattr__``: what was read is what was written, so there is nothing to log or
         queue (restoring 100,000 channels spent a tenth of its time in the hook)."""
-        unknown = values.keys() - _FIELDS
-        missing = _REQUIRED - values.keys()
-        if unknown or missing:
-            raise TypeError(f"Channel fields unknown {sorted(unknown)}, missing {sorted(missing)}")
+        if not (values.keys() <= _FIELDS and _REQUIRED <= values.keys()):
+            unknown, missing = sorted(values.keys() - _FIELDS), sorted(_REQUIRED - values.keys())
+            raise TypeError(f"Channel fields unknown {unknown}, missing {missing}")
         channel = cls.__new__(cls)
         fields = channel.__dict__
         fields.update(_DEFAULTS)
