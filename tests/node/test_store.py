@@ -312,6 +312,18 @@ def test_settings(store: SqlStore) -> None:
     assert store.get_setting("blob") == bytes(range(256))
 
 
+def test_settings_with_a_prefix_are_exactly_those_keys_in_order(store: SqlStore) -> None:
+    keys = ["channel/b", "channel/a", "channel0", "channel.", "channels/x", "channe", "chan/é"]
+    keys += ["channel/", "record/ab/part", "channel/\U0001f600"]
+    for i, key in enumerate(keys):
+        store.set_setting(key, b"%d" % i)
+    found = store.settings_with_prefix("channel/")
+    assert [k for k, _ in found] == sorted(k for k in keys if k.startswith("channel/"))
+    assert dict(found)["channel/a"] == b"1"
+    assert found == SqlStore.settings_with_prefix(store, "channel/")  # the generic query
+    assert [k for k, _ in store.settings_with_prefix("chan/")] == ["chan/é"]
+
+
 # --- SQLite specifics ---------------------------------------------------------------------------
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import gc
 import logging
+from typing import Any
 
-from ...backend import ChainBackend
+from ...backend import Account, ChainBackend
 from ...core import ChannelMachine, ChannelParams, ChannelSnapshot, HtlcPolicy
 from ...core.watcher import Watcher
 from ..store.base import ChannelRecord, Store
@@ -119,12 +120,15 @@ class Persistence:
         state = decode_node_state(raw) if raw is not None else NodeStateV1()
         # Several objects per channel and none of them garbage: the collector would walk
         # everything built so far again and again (half the time of restoring 100,000
-        # channels). It runs once, afterwards, as usual.
+        # channels). The channels live as long as the node, so they are then moved out of
+        # the collector's generations (``gc.freeze``): no later collection walks them
+        # (freed by reference counting as usual when a channel goes).
         collecting = gc.isenabled()
         gc.disable()
         try:
             self._restore_channels(store)
         finally:
+            gc.freeze()
             if collecting:
                 gc.enable()
         payments = self.payments
@@ -159,13 +163,18 @@ class Persistence:
             if value:  # an empty value is a dropped part
                 parts.setdefault(channel_hex, {})[part] = value
         snapshots = store.load_encoded_snapshots()  # each decoded on its first use
+        chains = {
+            chain: (backend, self.ctx.accounts[chain], getattr(backend, "restore_record", None))
+            for chain, backend in self.ctx.backends.items()
+        }
         for record in store.list_channels():
             meta = metas.get(record.channel_id)
             if meta is None:
                 continue  # created but never checkpointed: nothing was signed or sent
             snapshot = snapshots.pop(record.channel_id, None)
+            stored = parts.get(record.channel_id.hex()) if parts else None
             try:
-                self._restore_channel(record, meta, snapshot, parts.get(record.channel_id.hex()))
+                self._restore_channel(record, meta, snapshot, stored, chains)
             except Exception as error:  # one bad channel must never stop the node
                 reason = _reason(error)
                 peer = record.params.participants[1 - record.me].node_id
@@ -194,15 +203,15 @@ class Persistence:
         meta: ChannelMeta,
         snapshot: bytes | None,
         stored: dict[str, bytes] | None,
+        chains: dict[str, tuple[ChainBackend, Account, Any]],
     ) -> None:
-        """Rebuild one channel; raises (and changes nothing) if it cannot be."""
+        """Rebuild one channel; raises (and changes nothing) if it cannot be. ``chains``:
+        each configured chain's backend, account and ``restore_record`` (if it has one)."""
         chain = record.params.chain
-        if chain not in self.ctx.backends:
+        if chain not in chains:
             configured = ", ".join(sorted(self.ctx.backends)) or "none"
             raise LookupError(f"its chain {chain} is not configured (configured: {configured})")
-        backend = self.ctx.backends[chain]
-        account = self.ctx.accounts[chain]
-        restore_record = getattr(backend, "restore_record", None)
+        backend, account, restore_record = chains[chain]
         if stored and restore_record is not None:  # before the authority is built
             restore_record(record.params, record.me, account, stored)
         if snapshot is None:  # opened, nothing signed yet

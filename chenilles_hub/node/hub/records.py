@@ -77,7 +77,7 @@ class Channel:
         """A channel rebuilt from the store, its fields set without the change hook of
         ``__setattr__``: what was read is what was written, so there is nothing to log or
         queue (restoring 100,000 channels spent a tenth of its time in the hook)."""
-        if not (values.keys() <= _FIELDS and _REQUIRED <= values.keys()):
+        if not (values.keys() <= _FIELDS and values.keys() >= _REQUIRED):
             unknown, missing = sorted(values.keys() - _FIELDS), sorted(_REQUIRED - values.keys())
             raise TypeError(f"Channel fields unknown {unknown}, missing {missing}")
         channel = cls.__new__(cls)
