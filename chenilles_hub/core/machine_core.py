@@ -11,7 +11,7 @@ as the constructor and :meth:`ChannelMachine.restore`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -22,8 +22,15 @@ from .messages import ChannelMessage
 from .model import ChannelParams, ChannelState, SignedState
 from .updates import Update
 
-if TYPE_CHECKING:
-    from .channel import ChannelMachine
+
+class _Machine(Protocol):
+    """What of a ``ChannelMachine`` its core is checked against (no import of it here)."""
+
+    params: ChannelParams
+    channel_id: bytes
+    me: int
+    initial: ChannelState
+
 
 #: How an encoded snapshot with nothing withdrawn ends. The encoding is canonical (msgspec
 #: writes fields in declaration order, ``withdrawn`` last, no whitespace), so a snapshot
@@ -62,7 +69,7 @@ def check_new_machine(
         raise ValueError("participant index must be 0 or 1")
 
 
-def core_from_snapshot(machine: ChannelMachine, snapshot: ChannelSnapshot) -> MachineCore:
+def core_from_snapshot(machine: _Machine, snapshot: ChannelSnapshot) -> MachineCore:
     """The core ``snapshot`` restores, after checking it belongs to ``machine`` and its
     latest state keeps the invariants (raises, changing nothing, if not)."""
     if snapshot.channel_id != machine.channel_id:
@@ -93,7 +100,7 @@ class LazyCore:
     reads are plain attribute reads with no cost on the hot path. A snapshot that fails to
     decode or to check raises on every read, and the machine stays unusable."""
 
-    def __get__(self, machine: ChannelMachine | None, owner: Any = None) -> MachineCore:
+    def __get__(self, machine: Any, owner: Any = None) -> MachineCore:
         if machine is None:
             raise AttributeError("_core is an instance attribute")
         encoded: bytes | None = machine.__dict__.get("_encoded")
