@@ -261,7 +261,7 @@ def restart(n: int, directory: Path, profile_n: int) -> dict[str, Any]:
             ),
             "store.settings_with_prefix (node records per channel)": (
                 "settings_with_prefix",
-                "store/sql.py",
+                "store/sqlite.py",
             ),
             "backend.authority (one per key, checked per channel)": ("authority", "chenilles_evm"),
             "ChannelMachine.restored (fields only: checks wait for first use)": (
