@@ -205,6 +205,8 @@ class ChannelMachine:
 
     def restore(self, snapshot: ChannelSnapshot) -> None:
         """Resume from a persisted snapshot (after a restart)."""
+        if "_encoded" in self.__dict__:  # made by ``restored``: its own checks not run yet
+            check_new_machine(self.params, self.channel_id, self.me, self.initial)
         self._core = core_from_snapshot(self, snapshot)
         self.__dict__.pop("_encoded", None)
 
