@@ -38,6 +38,7 @@ from .effects import (
     UpdateCompleted,
     WakeAt,
     WithdrawnProposal,
+    decode_snapshot,
 )
 from .errors import (
     AlreadyRefused,
@@ -55,7 +56,14 @@ from .errors import (
     UnexpectedMessage,
     WrongChannel,
 )
-from .invariants import check_params, check_rules, check_state, check_successor
+from .invariants import check_rules, check_successor
+from .machine_core import (
+    LazyCore,
+    MachineCore,
+    check_new_machine,
+    core_from_snapshot,
+    nothing_withdrawn,
+)
 from .messages import (
     MAX_UPDATES_PER_PROPOSAL,
     Accept,
@@ -69,24 +77,6 @@ from .messages import (
 from .model import ChannelParams, ChannelState, SignedState
 from .rules import NO_RULES, ChannelRules
 from .updates import App, HtlcPolicy, Update, UpdateContext, apply_updates
-
-
-class _Core(msgspec.Struct, frozen=True):
-    """The machine's mutable part as one immutable value, swapped atomically."""
-
-    latest: SignedState | None = None
-    previous: SignedState | None = None
-    pending: PendingProposal | None = None
-    awaiting_ack: int | None = None
-    last_reply: ChannelMessage | None = None
-    latest_updates: tuple[Update, ...] = ()
-    #: The number our next proposal of version ``latest + 1`` carries.
-    attempt: int = 0
-    #: ``(version, attempt)``: the peer's proposals of ``version`` up to ``attempt`` are
-    #: refused for good.
-    refused: tuple[int, int] | None = None
-    #: Our proposals the peer refused, reported once a later version is irrevocable.
-    withdrawn: tuple[WithdrawnProposal, ...] = ()
 
 
 class ChannelMachine:
@@ -104,12 +94,21 @@ class ChannelMachine:
         apps: Mapping[str, App] | None = None,
         rules: ChannelRules = NO_RULES,
     ) -> None:
-        check_params(params)
-        check_state(params, channel_id, initial)
-        if initial.version != 0 or initial.htlcs or initial.final:
-            raise StateMismatch("the initial state is version 0 with no HTLCs, not final")
-        if me not in (0, 1):
-            raise ValueError("participant index must be 0 or 1")
+        check_new_machine(params, channel_id, me, initial)
+        self._fields(params, channel_id, me, authority, initial, policy, apps, rules)
+        self._core = MachineCore()
+
+    def _fields(
+        self,
+        params: ChannelParams,
+        channel_id: bytes,
+        me: int,
+        authority: StateAuthority,
+        initial: ChannelState,
+        policy: HtlcPolicy | None,
+        apps: Mapping[str, App] | None,
+        rules: ChannelRules,
+    ) -> None:
         self.params = params
         self.channel_id = channel_id
         self.me = me
@@ -122,7 +121,36 @@ class ChannelMachine:
         #: The backend's dust, reserve and fee rules: a state that breaks them could not be
         #: enforced on-chain, so it is neither proposed nor accepted.
         self._rules = rules
-        self._core = _Core()
+
+    @classmethod
+    def restored(
+        cls,
+        params: ChannelParams,
+        channel_id: bytes,
+        me: int,
+        authority: StateAuthority,
+        initial: ChannelState,
+        encoded: bytes,
+        *,
+        policy: HtlcPolicy | None = None,
+        apps: Mapping[str, App] | None = None,
+        rules: ChannelRules = NO_RULES,
+    ) -> ChannelMachine:
+        """A machine resumed from its encoded snapshot (``encode_snapshot``) whose checks
+        (those of the constructor and of :meth:`restore`) and decoding wait for its first
+        use: a node restoring 100,000 channels pays only for those it touches. A snapshot
+        that may hold withdrawn proposals is restored at once (the node asks every restored
+        machine for them)."""
+        if not nothing_withdrawn(encoded):
+            machine = cls(
+                params, channel_id, me, authority, initial, policy=policy, apps=apps, rules=rules
+            )
+            machine.restore(decode_snapshot(encoded))
+            return machine
+        machine = cls.__new__(cls)
+        machine._fields(params, channel_id, me, authority, initial, policy, apps, rules)
+        machine._encoded = encoded
+        return machine
 
     # --- inspection -----------------------------------------------------------------------
 
@@ -147,6 +175,8 @@ class ChannelMachine:
     def withdrawn(self) -> tuple[WithdrawnProposal, ...]:
         """Our refused proposals not reported yet: a later version must become irrevocable
         first (propose something, even no update at all)."""
+        if "_encoded" in self.__dict__:  # not decoded yet: ``restored`` made sure of none
+            return ()
         return self._core.withdrawn
 
     @property
@@ -175,21 +205,15 @@ class ChannelMachine:
 
     def restore(self, snapshot: ChannelSnapshot) -> None:
         """Resume from a persisted snapshot (after a restart)."""
-        if snapshot.channel_id != self.channel_id:
-            raise WrongChannel("snapshot belongs to another channel")
-        if snapshot.latest is not None:
-            check_state(self.params, self.channel_id, snapshot.latest.state)
-        self._core = _Core(
-            snapshot.latest,
-            snapshot.previous,
-            snapshot.pending,
-            snapshot.awaiting_ack,
-            snapshot.last_reply,
-            snapshot.latest_updates,
-            snapshot.attempt,
-            snapshot.refused,
-            snapshot.withdrawn,
-        )
+        if "_encoded" in self.__dict__:  # made by ``restored``: its own checks not run yet
+            check_new_machine(self.params, self.channel_id, self.me, self.initial)
+        self._core = core_from_snapshot(self, snapshot)
+        self.__dict__.pop("_encoded", None)
+
+    #: A machine made by :meth:`restored` checks and decodes its snapshot on first use.
+    _core: MachineCore = LazyCore()  # type: ignore[assignment]
+    #: Its encoded snapshot until then.
+    _encoded: bytes
 
     # --- our side ---------------------------------------------------------------------------
 
@@ -360,7 +384,7 @@ class ChannelMachine:
         revocation = self._authority.revoke(self.params, latest) if latest else None
         signed = SignedState(msg.state, self._signatures(mine=signature, theirs=msg.signature))
         accept = Accept(self.channel_id, version, signature, revocation)
-        new_core = _Core(
+        new_core = MachineCore(
             latest=signed,
             previous=latest,
             pending=None,
@@ -399,7 +423,7 @@ class ChannelMachine:
         )
         ack = Ack(self.channel_id, msg.version, revocation)
         withdrawn, buried = _bury(core.withdrawn, msg.version)
-        new_core = _Core(
+        new_core = MachineCore(
             latest=signed,
             previous=latest,
             pending=None,
@@ -512,7 +536,7 @@ class ChannelMachine:
             WakeAt(h.expiry, f"HTLC {h.id} expires") for h in after.state.htlcs if h.id not in known
         ]
 
-    def _commit(self, core: _Core, effects: list[Effect]) -> list[Effect]:
+    def _commit(self, core: MachineCore, effects: list[Effect]) -> list[Effect]:
         """Swap in the new machine state; persistence goes first, before any send."""
         self._core = core
         return [Persist(self.snapshot()), *effects]

@@ -62,7 +62,8 @@ def check_state(params: ChannelParams, channel_id: bytes, state: ChannelState) -
         if len(entry.amounts) != PARTICIPANTS:
             raise InvariantViolation(f"{entry.asset}: one amount per participant expected")
         for index, amount in enumerate(entry.amounts):
-            _check_amount(f"balance of participant {index} in {entry.asset}", amount)
+            if not 0 <= amount <= MAX_AMOUNT:  # the message is built only on failure
+                _check_amount(f"balance of participant {index} in {entry.asset}", amount)
     if len(state.htlcs) > MAX_HTLCS:
         raise TooManyHtlcs(f"at most {MAX_HTLCS} HTLCs may be locked at once")
     seen: set[int] = set()
@@ -76,9 +77,12 @@ def check_state(params: ChannelParams, channel_id: bytes, state: ChannelState) -
             raise InvariantViolation(f"HTLC {htlc.id}: payer index {htlc.payer} out of range")
         if htlc.amount == 0:
             raise AmountOutOfRange(f"HTLC {htlc.id} locks nothing")
-        _check_amount(f"HTLC {htlc.id}", htlc.amount)
+        if not 0 <= htlc.amount <= MAX_AMOUNT:
+            _check_amount(f"HTLC {htlc.id}", htlc.amount)
     for asset in params.assets:
-        _check_amount(f"total of {asset}", state.total(asset))
+        total = state.total(asset)
+        if not 0 <= total <= MAX_AMOUNT:
+            _check_amount(f"total of {asset}", total)
     if state.final and state.htlcs:
         raise InvariantViolation("a final state cannot carry locked HTLCs")
 

@@ -122,6 +122,8 @@ class ChannelState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         raise KeyError(asset)
 
     def locked(self, asset: Asset) -> int:
+        if not self.htlcs:  # most states: no generator to set up (checked per state)
+            return 0
         return sum(h.amount for h in self.htlcs if h.asset == asset)
 
     def total(self, asset: Asset) -> int:

@@ -196,6 +196,9 @@ def test_all_snapshots_load_at_once_as_one_by_one(store: SqlStore) -> None:
     assert set(loaded) == set(ids[:5])  # the sixth channel has no snapshot yet
     assert all(loaded[cid] == store.load_snapshot(cid) for cid in ids[:5])
     assert loaded == super(SqlStore, store).load_snapshots()  # the generic definition
+    encoded = store.load_encoded_snapshots()  # what a restart hands to lazy machines
+    assert {cid: decode_snapshot(data) for cid, data in encoded.items()} == loaded
+    assert encoded == super(SqlStore, store).load_encoded_snapshots()
 
 
 def test_revocations_append_idempotently(store: SqlStore) -> None:
@@ -317,6 +320,18 @@ def test_settings(store: SqlStore) -> None:
     store.set_setting("blob", bytes(range(256)))
     assert store.get_setting("fee_ppm") == b"250"
     assert store.get_setting("blob") == bytes(range(256))
+
+
+def test_settings_with_a_prefix_are_exactly_those_keys_in_order(store: SqlStore) -> None:
+    keys = ["channel/b", "channel/a", "channel0", "channel.", "channels/x", "channe", "chan/é"]
+    keys += ["channel/", "record/ab/part", "channel/\U0001f600"]
+    for i, key in enumerate(keys):
+        store.set_setting(key, b"%d" % i)
+    found = store.settings_with_prefix("channel/")
+    assert [k for k, _ in found] == sorted(k for k in keys if k.startswith("channel/"))
+    assert dict(found)["channel/a"] == b"1"
+    assert found == SqlStore.settings_with_prefix(store, "channel/")  # the generic query
+    assert [k for k, _ in store.settings_with_prefix("chan/")] == ["chan/é"]
 
 
 # --- SQLite specifics ---------------------------------------------------------------------------

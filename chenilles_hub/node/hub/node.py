@@ -100,6 +100,8 @@ class Node:
     open_policy: OpenPolicy = field(default_factory=OpenPolicy)
 
     def __post_init__(self) -> None:
+        #: Events ended without proposing (``autocommit`` off): the job's checkpoint does.
+        self._flush_deferred = False
         self.ctx = NodeContext(
             self.identity,
             self.backends,
@@ -473,8 +475,15 @@ class Node:
 
     def _end_of_event(self) -> None:
         self.virtual.advance()
-        self.proposals.flush()
-        self._commit_point()
+        if self.autocommit:
+            self.proposals.flush()
+            self.persistence.checkpoint()
+        else:
+            # A driver grouping events into one job (the server) proposes once at its end,
+            # in :meth:`checkpoint` / :meth:`take_checkpoint`: what the whole job queued on
+            # a channel goes out in one state, not the first event's alone in one state
+            # and the rest in the next (a burst of 8 payments: 2 states, not 3).
+            self._flush_deferred = True
 
     def _commit_point(self) -> None:
         """End of an event: checkpoint now, unless the driver groups several events into
@@ -483,10 +492,26 @@ class Node:
         if self.autocommit:
             self.persistence.checkpoint()
 
+    def _flush_job(self) -> None:
+        """Propose what the job's events queued, before its checkpoint is taken: every
+        state signed here is in that checkpoint, written before the outbox leaves. Nothing
+        here may stop the job's checkpoint: a failure is logged and kept in ``errors``,
+        as one in the middle of an event is."""
+        if not self._flush_deferred:
+            return
+        self._flush_deferred = False
+        try:
+            self.proposals.flush()
+        except Exception as exc:  # a bug of the node's own: the checkpoint still follows
+            log.exception("%s: proposing at the end of a job failed", self.name)
+            self.ctx.errors.append(exc)
+
     def checkpoint(self) -> None:
+        self._flush_job()
         self.persistence.checkpoint()
 
     def take_checkpoint(self) -> Checkpoint | None:
+        self._flush_job()
         return self.persistence.take_checkpoint()
 
     def restore(self) -> None:

@@ -10,9 +10,12 @@ whole: never a snapshot its forwarding links or watcher duties do not know about
 
 from __future__ import annotations
 
+import gc
 import logging
+from typing import Any
 
-from ...core import ChannelSnapshot
+from ...backend import Account, ChainBackend
+from ...core import ChannelMachine, ChannelParams, ChannelSnapshot, HtlcPolicy
 from ...core.watcher import Watcher
 from ..store.base import ChannelRecord, Store
 from .context import NodeContext
@@ -31,7 +34,7 @@ from .journal import (
     encode_record,
     record_key,
 )
-from .opening import new_machine
+from .opening import min_lead, new_machine
 from .payments import Payments
 from .records import Channel, Payment, Quarantined
 
@@ -46,6 +49,8 @@ class Persistence:
         self.payments = payments
         #: The node state last handed out to be written (unchanged state is not rewritten).
         self._written_state = b""
+        #: HTLC policies of restored machines (:meth:`_policy`).
+        self._policies: dict[tuple[str, int], HtlcPolicy] = {}
 
     def checkpoint(self) -> None:
         """Write every snapshot this event changed and the node's own state in one
@@ -113,7 +118,19 @@ class Persistence:
             return
         raw = store.get_setting(NODE_STATE_KEY)
         state = decode_node_state(raw) if raw is not None else NodeStateV1()
-        self._restore_channels(store)
+        # Several objects per channel and none of them garbage: the collector would walk
+        # everything built so far again and again (half the time of restoring 100,000
+        # channels). The channels live as long as the node, so they are then moved out of
+        # the collector's generations (``gc.freeze``): no later collection walks them
+        # (freed by reference counting as usual when a channel goes).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            self._restore_channels(store)
+        finally:
+            gc.freeze()
+            if collecting:
+                gc.enable()
         payments = self.payments
         for _, value in store.settings_with_prefix(INVOICE_PREFIX):
             stored = decode_record(value, InvoiceRecord)
@@ -134,6 +151,7 @@ class Persistence:
         # retransmitted by reestablish. Updates still queued are proposed as usual.
 
     def _restore_channels(self, store: Store) -> None:
+        self._policies.clear()  # the backends' time models of now
         metas = {
             meta.channel_id: meta
             for _, value in store.settings_with_prefix(CHANNEL_PREFIX)
@@ -144,14 +162,19 @@ class Persistence:
             channel_hex, _, part = key.removeprefix(RECORD_PREFIX).partition("/")
             if value:  # an empty value is a dropped part
                 parts.setdefault(channel_hex, {})[part] = value
-        snapshots = store.load_snapshots()
+        snapshots = store.load_encoded_snapshots()  # each decoded on its first use
+        chains = {
+            chain: (backend, self.ctx.accounts[chain], getattr(backend, "restore_record", None))
+            for chain, backend in self.ctx.backends.items()
+        }
         for record in store.list_channels():
             meta = metas.get(record.channel_id)
             if meta is None:
                 continue  # created but never checkpointed: nothing was signed or sent
             snapshot = snapshots.pop(record.channel_id, None)
+            stored = parts.get(record.channel_id.hex()) if parts else None
             try:
-                self._restore_channel(record, meta, snapshot, parts.get(record.channel_id.hex()))
+                self._restore_channel(record, meta, snapshot, stored, chains)
             except Exception as error:  # one bad channel must never stop the node
                 reason = _reason(error)
                 peer = record.params.participants[1 - record.me].node_id
@@ -165,45 +188,65 @@ class Persistence:
                     reason,
                 )
 
+    def _policy(self, backend: ChainBackend, params: ChannelParams) -> HtlcPolicy:
+        """The HTLC policy of ``new_machine``, one per chain and challenge duration (shared:
+        it is immutable), rather than one per channel and a backend call each."""
+        key = (params.chain, params.challenge_duration)
+        policy = self._policies.get(key)
+        if policy is None:
+            policy = self._policies[key] = HtlcPolicy(min_lead=min_lead(backend, params))
+        return policy
+
     def _restore_channel(
         self,
         record: ChannelRecord,
         meta: ChannelMeta,
-        snapshot: ChannelSnapshot | None,
+        snapshot: bytes | None,
         stored: dict[str, bytes] | None,
+        chains: dict[str, tuple[ChainBackend, Account, Any]],
     ) -> None:
-        """Rebuild one channel; raises (and changes nothing) if it cannot be."""
+        """Rebuild one channel; raises (and changes nothing) if it cannot be. ``chains``:
+        each configured chain's backend, account and ``restore_record`` (if it has one)."""
         chain = record.params.chain
-        if chain not in self.ctx.backends:
+        if chain not in chains:
             configured = ", ".join(sorted(self.ctx.backends)) or "none"
             raise LookupError(f"its chain {chain} is not configured (configured: {configured})")
-        backend = self.ctx.backends[chain]
-        account = self.ctx.accounts[chain]
-        restore_record = getattr(backend, "restore_record", None)
+        backend, account, restore_record = chains[chain]
         if stored and restore_record is not None:  # before the authority is built
             restore_record(record.params, record.me, account, stored)
-        machine = new_machine(
-            backend,
-            account,
-            record.params,
-            record.channel_id,
-            record.me,
-            record.initial,
-            self.ctx.apps,
-        )
-        if snapshot is not None:
-            machine.restore(snapshot)
-        # Adopted after its fields are set: just read, nothing to write back.
-        self.ctx.adopt(
-            Channel(
+        if snapshot is None:  # opened, nothing signed yet
+            machine = new_machine(
+                backend,
+                account,
                 record.params,
                 record.channel_id,
                 record.me,
-                machine,
-                backend,
-                account,
-                record.params.participants[1 - record.me].node_id,
-                dict(meta.deposits),
+                record.initial,
+                self.ctx.apps,
+            )
+        else:  # checked and decoded on first use
+            machine = ChannelMachine.restored(
+                record.params,
+                record.channel_id,
+                record.me,
+                backend.authority(record.params, account, record.me),
+                record.initial,
+                snapshot,
+                policy=self._policy(backend, record.params),
+                apps=self.ctx.apps,
+                rules=backend.channel_rules(record.params),
+            )
+        # Adopted after its fields are set: just read, nothing to write back.
+        self.ctx.adopt(
+            Channel.restored(
+                params=record.params,
+                channel_id=record.channel_id,
+                me=record.me,
+                machine=machine,
+                backend=backend,
+                account=account,
+                peer=record.params.participants[1 - record.me].node_id,
+                deposits=dict(meta.deposits),
                 queue=list(meta.queue),
                 in_flight=meta.in_flight,
                 next_htlc_seq=meta.next_htlc_seq,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 from chenilles_hub.backend import Account, ChainBackend, TxReceipt
 from chenilles_hub.core import Asset, ChannelMachine, ChannelParams, Htlc, Update
@@ -70,6 +72,22 @@ class Channel:
                 if queued is not None:
                     queued[self.channel_id] = None
 
+    @classmethod
+    def restored(cls, **values: Any) -> Channel:
+        """A channel rebuilt from the store, its fields set without the change hook of
+        ``__setattr__``: what was read is what was written, so there is nothing to log or
+        queue (restoring 100,000 channels spent a tenth of its time in the hook)."""
+        if not (values.keys() <= _FIELDS and values.keys() >= _REQUIRED):
+            unknown, missing = sorted(values.keys() - _FIELDS), sorted(_REQUIRED - values.keys())
+            raise TypeError(f"Channel fields unknown {unknown}, missing {missing}")
+        channel = cls.__new__(cls)
+        fields = channel.__dict__
+        fields.update(_DEFAULTS)
+        for name, factory in _FACTORIES:
+            fields[name] = factory()
+        fields.update(values)
+        return channel
+
     @property
     def active(self) -> bool:
         return self.status == "active"
@@ -97,6 +115,21 @@ class Channel:
             native_expiry=self.backend.native_expiry(expiry),
         )
 
+
+_FIELDS = frozenset(f.name for f in dataclasses.fields(Channel))
+_REQUIRED = frozenset(
+    f.name
+    for f in dataclasses.fields(Channel)
+    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+)
+_DEFAULTS = {
+    f.name: f.default for f in dataclasses.fields(Channel) if f.default is not dataclasses.MISSING
+}
+_FACTORIES = tuple(
+    (f.name, f.default_factory)
+    for f in dataclasses.fields(Channel)
+    if f.default_factory is not dataclasses.MISSING
+)
 
 _PERSISTED = frozenset(
     {

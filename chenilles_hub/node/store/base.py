@@ -22,7 +22,7 @@ from typing import Literal, Self
 
 import msgspec
 
-from chenilles_hub.core import ChannelSnapshot
+from chenilles_hub.core import ChannelSnapshot, encode_snapshot
 from chenilles_hub.core.model import Asset, Bytes32, ChannelParams, ChannelState
 
 ChannelStatus = Literal["open", "closing", "closed"]
@@ -182,6 +182,11 @@ class Store(abc.ABC):
             if snapshot is not None:
                 found[record.channel_id] = snapshot
         return found
+
+    def load_encoded_snapshots(self) -> dict[bytes, bytes]:
+        """Every channel's snapshot as stored (``encode_snapshot``), by channel id: a
+        restart hands them to machines that decode each on first use."""
+        return {cid: encode_snapshot(s) for cid, s in self.load_snapshots().items()}
 
     @abc.abstractmethod
     def add_revocation(self, channel_id: bytes, version: int, revocation: bytes) -> None:

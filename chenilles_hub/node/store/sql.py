@@ -220,6 +220,12 @@ class SqlStore(Store):
             rows = cur.fetchall()
         return {bytes(cid): decode_snapshot(bytes(data)) for cid, data in rows}
 
+    def load_encoded_snapshots(self) -> dict[bytes, bytes]:
+        with self._read() as cur:
+            cur.execute("SELECT channel_id, data FROM snapshots")
+            rows = cur.fetchall()
+        return {bytes(cid): bytes(data) for cid, data in rows}
+
     def add_revocation(self, channel_id: bytes, version: int, revocation: bytes) -> None:
         with self._write() as cur:
             cur.execute(

@@ -89,6 +89,19 @@ class SQLiteStore(SqlStore):
                 self._lock_file.close()  # releases the flock
                 self._lock_file = None
 
+    def settings_with_prefix(self, prefix: str) -> list[tuple[str, bytes]]:
+        """A range of the primary key (SQLite compares text bytewise), not a scan of every
+        setting: a restart asks for four prefixes of a table with a row per channel."""
+        if not prefix:
+            return super().settings_with_prefix(prefix)
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)  # the first key past the prefix
+        with self._read() as cur:
+            cur.execute(
+                "SELECT key, value FROM settings WHERE key >= ? AND key < ? ORDER BY key",
+                (prefix, end),
+            )
+            return [(str(k), bytes(v)) for k, v in cur.fetchall()]
+
 
 def _lock(path: Path) -> IO[bytes]:
     handle = path.open("a+b")

@@ -1,0 +1,108 @@
+"""A machine restored from its encoded snapshot (``ChannelMachine.restored``, what a
+restarting node does for every channel) checks and decodes it on first use and then behaves
+as one restored from the decoded snapshot; a snapshot that is not this channel's, or does
+not decode, or a bad initial state, is refused on every use, never half used."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from chenilles_hub.core import (
+    AddHtlc,
+    ChannelMachine,
+    Htlc,
+    Transfer,
+    decode_snapshot,
+    encode_message,
+    encode_snapshot,
+)
+from chenilles_hub.core.errors import StateMismatch, WrongChannel
+from chenilles_hub.core.machine_core import nothing_withdrawn
+
+from .harness import ETH, NOW, opened
+
+
+def fresh_alice(pair) -> ChannelMachine:  # type: ignore[no-untyped-def]
+    old = pair.alice.machine
+    return ChannelMachine(old.params, old.channel_id, 0, old._authority, old.initial)
+
+
+def lazy_alice(pair, encoded: bytes, **changes) -> ChannelMachine:  # type: ignore[no-untyped-def]
+    """Alice restarted from ``encoded`` as a node restores her (``changes``: a corrupt record)."""
+    old = pair.alice.machine
+    fields = {"params": old.params, "channel_id": old.channel_id, "initial": old.initial}
+    fields.update(changes)
+    return ChannelMachine.restored(
+        fields["params"], fields["channel_id"], 0, old._authority, fields["initial"], encoded
+    )
+
+
+def test_a_machine_restored_from_bytes_resumes_mid_update_as_a_decoded_one() -> None:
+    pair = opened(revoking=True)
+    pair.act(0, lambda m: m.propose((Transfer(ETH, 10),), NOW))
+    pair.deliver_one()  # Bob accepted; his Accept is in flight when Alice crashes
+    stored = pair.alice.disk[-1]
+    lazy = lazy_alice(pair, stored)
+    assert "_encoded" in lazy.__dict__  # nothing decoded yet
+    assert lazy.withdrawn == ()  # asked of every restored machine: no decode for it
+    assert "_encoded" in lazy.__dict__
+    eager = fresh_alice(pair)
+    eager.restore(decode_snapshot(stored))
+    assert lazy.snapshot() == eager.snapshot()  # first use: decoded
+    assert "_encoded" not in lazy.__dict__
+    pair.alice.machine = lazy
+    pair.deliver_all()
+    assert pair.settled()
+    assert lazy.state.free(ETH) == (990, 1010)
+
+
+def test_a_snapshot_of_another_channel_is_refused_on_every_use() -> None:
+    pair, other = opened(), opened(seed=1)
+    other_cid = b"\x07" * 32
+    foreign = decode_snapshot(pair.bob.disk[-1])
+    stored = encode_snapshot(msgspec.structs.replace(foreign, channel_id=other_cid))
+    assert nothing_withdrawn(stored)
+    lazy = lazy_alice(pair, stored)
+    for _ in range(2):  # stays unusable: no half-restored machine
+        with pytest.raises(WrongChannel):
+            lazy.state  # noqa: B018
+    with pytest.raises(WrongChannel):
+        fresh_alice(other).restore(decode_snapshot(stored))  # as the eager path
+
+
+def test_bytes_that_do_not_decode_are_refused_on_use() -> None:
+    pair = opened()
+    lazy = lazy_alice(pair, b'{"channel_id":1,"withdrawn":[]}')
+    with pytest.raises(msgspec.ValidationError):
+        lazy.latest  # noqa: B018
+    with pytest.raises(msgspec.DecodeError):  # no way to peek: decoded at once
+        lazy_alice(pair, b"not json")
+
+
+def test_a_bad_initial_state_is_refused_on_first_use_as_by_the_constructor() -> None:
+    pair = opened()
+    initial = pair.alice.machine.initial
+    bad = msgspec.structs.replace(initial, version=3)
+    lazy = lazy_alice(pair, pair.alice.disk[-1], initial=bad)
+    with pytest.raises(StateMismatch):
+        lazy.state  # noqa: B018
+    with pytest.raises(StateMismatch):
+        fresh = pair.alice.machine
+        ChannelMachine(fresh.params, fresh.channel_id, 0, fresh._authority, bad)
+
+
+def test_a_snapshot_with_withdrawn_proposals_is_restored_at_once() -> None:
+    pair = opened()
+    htlc = Htlc(1, 0, ETH, 100, b"\x11" * 32, NOW + 7200, NOW + 7000)
+    pair.act(0, lambda m: m.propose((AddHtlc(htlc),), NOW))
+    pending = pair.alice.machine.pending
+    assert pending is not None
+    pair.wire.clear()
+    pair.wire.append((1, encode_message(pending.message)))
+    pair.deliver_all(now=NOW + 86400)  # Bob refuses it: too late for its timelock
+    stored = pair.alice.disk[-1]
+    assert decode_snapshot(stored).withdrawn and not nothing_withdrawn(stored)
+    machine = lazy_alice(pair, stored)
+    assert "_encoded" not in machine.__dict__
+    assert machine.withdrawn == decode_snapshot(stored).withdrawn
