@@ -48,9 +48,9 @@ class TestSolanaConnectConformance(BackendConformance):
 
     @pytest.mark.xfail(
         strict=True,
-        reason="open: over the devnet RPC, once the clock is past the expiry, the payer's "
-        "refund (a conclusion) and the payee's late claim both land and the payee is paid "
-        "the HTLC; the embedded ledger refuses the claim (issue 16's note)",
+        reason="open: over the devnet RPC the channel account's payouts are right (the "
+        "conclusion refunds the payer, the late claim changes nothing), yet the suite's "
+        "wallet accounting finds the payer one HTLC short (issue 16's note)",
     )
     def test_htlc_refunded_after_its_expiry_not_before(
         self, conformance_backend: SolanaBackend
