@@ -6,6 +6,7 @@ listed exactly like the example ones."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -22,9 +23,9 @@ pytestmark = [pytest.mark.apps, pytest.mark.xdist_group("pip-install")]
 CHENILLES = str(Path(sys.executable).with_name("chenilles"))
 
 
-def _listed() -> dict[str, dict]:
+def _listed(env: dict[str, str] | None = None) -> dict[str, dict]:
     out = subprocess.run(
-        [CHENILLES, "apps", "--json"], check=True, capture_output=True, text=True
+        [CHENILLES, "apps", "--json"], check=True, capture_output=True, text=True, env=env
     ).stdout
     return {row["name"]: row for row in json.loads(out)}
 
@@ -99,18 +100,28 @@ def test_an_out_of_tree_app_installs_lists_and_uninstalls(tmp_path: Path) -> Non
             """
         )
     )
+    # Installed into a directory of its own (--target), not into the shared .venv: tests
+    # running meanwhile in other workers must never see a half-written third-party app.
+    target = tmp_path / "site"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     subprocess.run(
-        [*pip, "install", "--no-deps", "--no-build-isolation", str(package)],
+        [
+            *pip,
+            "install",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(package),
+        ],
         check=True,
         capture_output=True,
     )
-    try:
-        listed = _listed()
-        assert listed["toy"]["version"] == "3.2.1"
-        assert listed["toy"]["backends"] == ["evm"]
-        assert listed["toy"]["distribution"] == "chenilles-app-toy 3.2.1"
-        assert {"tictactoe", "escrow"} <= set(listed)
-    finally:
-        subprocess.run([*pip, "uninstall", "-y", "chenilles-app-toy"], check=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), *sys.path])}
+    listed = _listed(env)
+    assert listed["toy"]["version"] == "3.2.1"
+    assert listed["toy"]["backends"] == ["evm"]
+    assert listed["toy"]["distribution"] == "chenilles-app-toy 3.2.1"
+    assert {"tictactoe", "escrow"} <= set(listed)
+    # without its directory on the path (uninstalled), it is gone
     assert "toy" not in _listed()
