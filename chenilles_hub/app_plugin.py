@@ -19,7 +19,9 @@ given to the backend (``ChainBackend.use_app``), never part of the app itself.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from importlib import resources
 from typing import Any, Protocol
 
 import msgspec
@@ -63,3 +65,17 @@ class AppPlugin(Protocol):
 
 
 __all__ = ["AppInfo", "AppPlugin"]
+
+
+def built_onchain_code(package: str, artifacts: Mapping[str, str], family: str) -> bytes | None:
+    """An app's on-chain rule for ``family`` as the project's build scripts leave it in the
+    package's ``build/`` folder (``artifacts``: family -> file name): an EVM contract's
+    bytecode out of its JSON artifact, a Solana program's ``.so`` as it is; ``None`` for a
+    family the app ships no code for. What an app plugin's ``onchain_code`` usually is."""
+    name = artifacts.get(family)
+    if name is None:
+        return None
+    data = resources.files(package).joinpath("build", name).read_bytes()
+    if family == "EVM":
+        return bytes.fromhex(json.loads(data)["bytecode"].removeprefix("0x"))
+    return data

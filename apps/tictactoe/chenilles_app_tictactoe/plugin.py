@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from importlib import metadata, resources
+from importlib import metadata
 from typing import Any
 
-from chenilles_hub.app_plugin import AppInfo
+from chenilles_hub.app_plugin import AppInfo, built_onchain_code
 from chenilles_hub.hookspecs import hookimpl
 
 from . import rules
@@ -29,13 +28,7 @@ class TicTacToePlugin:
         return rules.TicTacToe()
 
     def onchain_code(self, family: str) -> bytes | None:
-        name = _ARTIFACTS.get(family)
-        if name is None:
-            return None
-        data = resources.files("chenilles_app_tictactoe").joinpath("build", name).read_bytes()
-        if family == "EVM":
-            return bytes.fromhex(json.loads(data)["bytecode"].removeprefix("0x"))
-        return data
+        return built_onchain_code("chenilles_app_tictactoe", _ARTIFACTS, family)
 
     def initial_data(self, options: Mapping[str, Any]) -> bytes:
         return rules.initial_data(options)
