@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
+from .channels import open_and_follow
 from .output import output
-from .remote import api_options, call, connect, json_option, wait_until
+from .remote import api_options, call, connect, json_option
 from .root import main
 
 
@@ -54,19 +53,7 @@ def app_open(
         "challenge_duration": challenge,
         "options": json_option(options, "--options"),
     }
-    started = call(lambda: client.post(f"/v1/apps/{app}/channels", body))
-    result: dict[str, Any] = started
-    if wait:
-
-        def progress() -> tuple[bool, str]:
-            nonlocal result
-            result = call(lambda: client.get(f"/v1/channels/opening/{started['temp_id']}"))
-            if result["status"] == "refused":
-                raise click.ClickException(f"the peer refused: {result.get('reason')}")
-            return result["status"] == "active", result["status"]
-
-        wait_until(progress, timeout, as_json)
-    output(result, as_json)
+    open_and_follow(client, f"/v1/apps/{app}/channels", body, wait, timeout, as_json)
 
 
 @app_group.command("show")

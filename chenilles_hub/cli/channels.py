@@ -54,6 +54,45 @@ def _failure(row: dict[str, Any], since: float) -> str | None:
     return None
 
 
+def open_and_follow(
+    client: Any, path: str, body: dict[str, Any], wait: bool, timeout: float, as_json: bool
+) -> None:
+    """POST an open to ``path`` and, with ``wait``, follow the opening until the channel is
+    active, showing what it waits for and ending with its error if it fails meanwhile (a
+    payment channel's open and an app channel's open alike)."""
+    since = time.time() - 1
+    started = call(lambda: client.post(path, body))
+    result: dict[str, Any] = started
+    if wait:
+
+        def progress() -> tuple[bool, str]:
+            nonlocal result
+            result = call(lambda: client.get(f"/v1/channels/opening/{started['temp_id']}"))
+            if result["status"] == "refused":
+                raise CliError(f"the peer refused: {result.get('reason')}", "channel_failed")
+            depth = ""
+            if result.get("channel_id"):
+                channel = call(lambda: client.get(f"/v1/channels/{result['channel_id']}"))
+                failure = _failure(channel, since)
+                if failure:
+                    raise CliError(
+                        f"channel {result['channel_id'][:16]}… failed: {failure}",
+                        "channel_failed",
+                        "chenilles channel show for more; abandon it if no funds left",
+                    )
+                if channel.get("confirmations"):
+                    seen = channel["confirmations"]
+                    depth = f" [{seen['have']} of {seen['need']} confirmations]"
+            text = {
+                "negotiating": "waiting for the peer to accept",
+                "opening": result.get("waiting") or "funding on-chain, waiting for both deposits",
+            }.get(result["status"], result["status"]) + depth
+            return result["status"] == "active", text
+
+        wait_until(progress, timeout, as_json)
+    output(result, as_json)
+
+
 @channel_group.command("list")
 @click.option("--status", help="Only channels in this status (active, closed, ...).")
 @api_options
@@ -103,37 +142,7 @@ def channel_open(
         "remote_amount": remote_amount,
         "challenge_duration": challenge,
     }
-    since = time.time() - 1
-    started = call(lambda: client.post("/v1/channels", body))
-    result: dict[str, Any] = started
-    if wait:
-
-        def progress() -> tuple[bool, str]:
-            nonlocal result
-            result = call(lambda: client.get(f"/v1/channels/opening/{started['temp_id']}"))
-            if result["status"] == "refused":
-                raise CliError(f"the peer refused: {result.get('reason')}", "channel_failed")
-            depth = ""
-            if result.get("channel_id"):
-                channel = call(lambda: client.get(f"/v1/channels/{result['channel_id']}"))
-                failure = _failure(channel, since)
-                if failure:
-                    raise CliError(
-                        f"channel {result['channel_id'][:16]}… failed: {failure}",
-                        "channel_failed",
-                        "chenilles channel show for more; abandon it if no funds left",
-                    )
-                if channel.get("confirmations"):
-                    seen = channel["confirmations"]
-                    depth = f" [{seen['have']} of {seen['need']} confirmations]"
-            text = {
-                "negotiating": "waiting for the peer to accept",
-                "opening": result.get("waiting") or "funding on-chain, waiting for both deposits",
-            }.get(result["status"], result["status"]) + depth
-            return result["status"] == "active", text
-
-        wait_until(progress, timeout, as_json)
-    output(result, as_json)
+    open_and_follow(client, "/v1/channels", body, wait, timeout, as_json)
 
 
 @channel_group.command("close")
