@@ -264,6 +264,41 @@ def _state_from_event(v: Any) -> State:
     return State.from_abi(v)
 
 
+def transact(
+    w3: Web3,
+    address: str,
+    fn: Any,
+    sender: str,
+    value: int,
+    decode_logs: Callable[[Any], Iterable[Event]],
+) -> TxResult:
+    """Send ``fn`` (a bound contract function of the contract at ``address``) from
+    ``sender``, wait for its receipt and describe it; a transaction mined but failed (the
+    state changed since the estimate) is replayed as a call for its revert reason."""
+    tx: dict[str, Any] = {"from": sender}
+    if value:
+        tx["value"] = value
+    tx_hash = _send(w3, lambda: fn.transact(tx))
+    receipt = w3.eth.wait_for_transaction_receipt(tx_hash)
+    if receipt["status"] != 1:
+        call = {
+            "from": sender,
+            "to": address,
+            "data": fn._encode_transaction_data(),
+            "value": value,
+        }
+        _send(w3, lambda: w3.eth.call(cast(TxParams, call), receipt["blockNumber"] - 1))
+        raise ContractReverted("Unknown", ())
+    block = w3.eth.get_block(receipt["blockNumber"])
+    return TxResult(
+        tx_hash=bytes(tx_hash),
+        gas_used=int(receipt["gasUsed"]),
+        block_number=int(receipt["blockNumber"]),
+        timestamp=int(block["timestamp"]),
+        events=tuple(decode_logs(receipt["logs"])),
+    )
+
+
 class AdjudicatorClient:
     """Typed access to one deployed adjudicator. ``sender`` arguments are
     unlocked accounts of the node (both embedded ledgers unlock theirs)."""
@@ -299,31 +334,7 @@ class AdjudicatorClient:
     # ---- transactions
 
     def _transact(self, fn: Any, sender: str, value: int = 0) -> TxResult:
-        tx: dict[str, Any] = {"from": sender}
-        if value:
-            tx["value"] = value
-        tx_hash = _send(self.w3, lambda: fn.transact(tx))
-        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash)
-        if receipt["status"] != 1:
-            # mined but failed (e.g. state changed since estimation): replay for the reason
-            call = {
-                "from": sender,
-                "to": self.address,
-                "data": fn._encode_transaction_data(),
-                "value": value,
-            }
-            _send(
-                self.w3, lambda: self.w3.eth.call(cast(TxParams, call), receipt["blockNumber"] - 1)
-            )
-            raise ContractReverted("Unknown", ())
-        block = self.w3.eth.get_block(receipt["blockNumber"])
-        return TxResult(
-            tx_hash=bytes(tx_hash),
-            gas_used=int(receipt["gasUsed"]),
-            block_number=int(receipt["blockNumber"]),
-            timestamp=int(block["timestamp"]),
-            events=tuple(self.decode_logs(receipt["logs"])),
-        )
+        return transact(self.w3, self.address, fn, sender, value, self.decode_logs)
 
     def deposit(
         self, params: Params, participant_index: int, asset: str, amount: int, sender: str

@@ -25,12 +25,12 @@ from web3 import Web3
 from chenilles_hub.core.group import GroupParams, GroupState
 
 from .adjudicator import (
-    ContractReverted,
     Event,
     TxResult,
     _send,
     deploy_contract,
     load_artifact,
+    transact,
 )
 from .eip712 import DigestSigner, keccak, recover_address
 from .mapping import asset_address
@@ -165,21 +165,7 @@ class GroupAdjudicatorClient:
     # ---- transactions
 
     def _transact(self, fn: Any, sender: str, value: int = 0) -> TxResult:
-        tx: dict[str, Any] = {"from": sender}
-        if value:
-            tx["value"] = value
-        tx_hash = _send(self.w3, lambda: fn.transact(tx))
-        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash)
-        if receipt["status"] != 1:
-            raise ContractReverted("Unknown", ())
-        block = self.w3.eth.get_block(receipt["blockNumber"])
-        return TxResult(
-            tx_hash=bytes(tx_hash),
-            gas_used=int(receipt["gasUsed"]),
-            block_number=int(receipt["blockNumber"]),
-            timestamp=int(block["timestamp"]),
-            events=tuple(self.decode_logs(receipt["logs"])),
-        )
+        return transact(self.w3, self.address, fn, sender, value, self.decode_logs)
 
     def deposit(
         self, params: EvmGroupParams, member: int, asset: int, amount: int, sender: str
