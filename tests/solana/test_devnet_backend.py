@@ -297,3 +297,20 @@ def test_event_feed_pages_back_through_bursts(backend, dn):
         assert not [e for e in watcher.poll_events() if isinstance(e, Funded)]
     finally:
         watcher.close()
+
+
+def test_a_real_cluster_is_read_at_finalized_and_the_devnet_at_confirmed(dn):
+    """Solana has no Reorged: on a real cluster nothing the node acts on may be rolled back,
+    so every read waits for finalized blocks unless the operator chooses otherwise."""
+    for chain, options, expected in (
+        ("solana:devnet", {}, "finalized"),
+        ("solana:mainnet", {}, "finalized"),
+        ("solana:localnet", {}, "confirmed"),
+        ("solana:devnet", {"commitment": "confirmed"}, "confirmed"),
+    ):
+        backend = connect(dn, chain=chain, **options)
+        try:
+            assert isinstance(backend.ledger, RpcLedger)
+            assert str(backend.ledger._commitment) == expected, chain
+        finally:
+            backend.close()
