@@ -1,7 +1,7 @@
 """Whether a backend can hold an N-party channel: the one check the node (and anyone else
 opening a group channel) makes before anything is signed.
 
-Lives beside ``backend.py`` rather than in the core because it reads a backend's
+Lives beside ``backend`` rather than in the core because it reads a backend's
 ``BackendInfo``; the rule itself is the core's ``check_group_params``.
 """
 

@@ -33,6 +33,7 @@ from ..backend import (
     PreimageRevealed,
     Registered,
     Reorged,
+    missing_methods,
 )
 from ..core import AssetBalances, ChannelError, Close, SettleHtlc, SignedState, Transfer
 from .duo import Duo, holdings, native
@@ -90,6 +91,11 @@ class BackendConformance:
             assert b.estimate_fee(operation) >= 0, operation
         with pytest.raises(ValueError):
             b.estimate_fee("no-such-operation")
+
+    def test_plays_every_required_role(self, conformance_backend: ChainBackend) -> None:
+        """Each role's methods are there (``chenilles_hub.backend.REQUIRED_ROLES``): the
+        node refuses to start on a backend lacking one, naming the role and the method."""
+        assert missing_methods(conformance_backend) == {}
 
     def test_time_advances_and_blocks_are_reported(self, conformance_backend: ChainBackend) -> None:
         b = conformance_backend

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from chenilles_hub import apps, plugins
-from chenilles_hub.backend import Account, ChainBackend
+from chenilles_hub.backend import Account, ChainBackend, missing_methods
 from chenilles_hub.circuit.quote import Rate
 from chenilles_hub.core import parse_asset
 from chenilles_hub.identity import NodeIdentity
@@ -143,6 +143,7 @@ def build_chains(config: NodeConfig, store: Store | None = None) -> Chains:
         except Exception as exc:  # the backend's own words: a wrong option, the RPC down...
             where = "the embedded ledger" if chain.embedded else chain.url
             raise ConfigError(f"[chains.{chain.name}]: cannot use {where}: {_reason(exc)}") from exc
+        check_roles(backend, chain.name, chain.backend)
         if chain.embedded and backend.info.supports_apps:
             _deploy_apps(backend)
         if chain.account_key:
@@ -168,6 +169,19 @@ def build_chains(config: NodeConfig, store: Store | None = None) -> Chains:
         backends[backend.chain] = backend
         names[chain.name] = backend.chain
     return Chains(backends, accounts, names)
+
+
+def check_roles(backend: object, name: str, backend_name: str) -> None:
+    """Refuse, at start, a backend that lacks a method of a role the node will call (a
+    third-party plugin still being written): better one line now than an AttributeError
+    in the middle of a dispute."""
+    missing = missing_methods(backend)
+    if missing:
+        lacks = "; ".join(f"{role}: {', '.join(methods)}" for role, methods in missing.items())
+        raise ConfigError(
+            f"[chains.{name}]: the {backend_name} backend is incomplete ({lacks}); "
+            "see docs/writing-a-backend.md, section 2"
+        )
 
 
 def check_chain_keys(factory: object, name: str, embedded: bool, options: dict[str, Any]) -> None:
