@@ -20,6 +20,7 @@ import math
 import secrets
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -94,6 +95,8 @@ TIMELOCK_HORIZON = 14 * 86400
 #: Fee basis of a funding transaction: one P2WPKH input and change weigh 609 WU (measured),
 #: rounded up for a second input's share.
 FUNDING_WEIGHT = 690
+#: What ``create_account(fund=True)`` pays a new account from a faucet: 10 BTC.
+FAUCET_GRANT = 10 * 100_000_000
 SWEEP_WEIGHT = 500  # one-input sweep, the common case; penalties grow by ~400 WU per input
 
 try:
@@ -121,6 +124,7 @@ class BitcoinBackend:
         policy: ChannelPolicy | None = None,
         auto_mine: bool = False,
         height_clock: bool = False,
+        faucet: BitcoinAccount | None = None,
     ) -> None:
         self.ledger = ledger
         self.chain = chain
@@ -139,6 +143,8 @@ class BitcoinBackend:
         self.policy = policy or ChannelPolicy()
         self.auto_mine = auto_mine
         self.height_clock = height_clock
+        #: pays ``create_account(fund=True)`` on a chain whose subsidy may have run out
+        self.faucet = faucet
         self.asset = Asset(chain, NATIVE_TOKEN)
         self._anchor = (ledger.tip_height(), max(ledger.tip_time(), int(time.time())))
         self._contexts: dict[tuple[bytes, int], ChannelContext] = {}
@@ -229,9 +235,18 @@ class BitcoinBackend:
     # --- accounts --------------------------------------------------------------------------
 
     def create_account(self, fund: bool = True, secret: bytes | None = None) -> BitcoinAccount:
-        """A new key; ``fund`` mines a coinbase to it and matures it (regtest only)."""
+        """A new key; ``fund`` (regtest only) pays it ``FAUCET_GRANT`` sat from the faucet
+        and mines one block when the backend has one, else mines a coinbase to it and 100
+        blocks to mature it. Regtest's subsidy halves every 150 blocks: on a long-lived chain
+        the coinbase is soon worth nothing, the faucet's early coinbases keep their value."""
         account = BitcoinAccount(self.ledger, secret or secrets.token_bytes(32))
-        if fund:
+        if fund and self.faucet is not None:
+            try:
+                self.faucet.wallet.fund_output(account.script_pubkey, FAUCET_GRANT)
+            except btc.LedgerError as exc:
+                raise LedgerError("create_account", f"the faucet cannot pay: {exc}") from exc
+            self.ledger.mine(1)
+        elif fund:
             account.wallet.mine_to_self(1)
             self.ledger.mine(COINBASE_MATURITY)
         return account
@@ -760,19 +775,35 @@ def embedded_backend(**options: Any) -> BitcoinBackend:
 
 
 def connect_backend(url: str, **options: Any) -> BitcoinBackend:
-    """A backend on bitcoind's JSON-RPC at ``url`` (options: ``user``, ``password``,
-    ``cookie_file``, ``chain`` (CAIP-2, default ``bip122:regtest``), fee policy)."""
+    """A backend on bitcoind's JSON-RPC at ``url``.
+
+    Options: ``user``, ``password``, ``cookie_file``, ``chain`` (CAIP-2, default
+    ``bip122:regtest``), the fee policy and ``block_interval``, and for a regtest devnet
+    mined on demand: ``auto_mine`` (mine a block after each action), ``height_clock``
+    (``now()`` moves ``block_interval`` a block from the time of connecting, as on the
+    embedded chain: a devnet's block times follow the wall clock, not its heights) and
+    ``faucet_key_file`` (the devnet's ``faucet.key``: ``create_account(fund=True)`` is paid
+    from it). ``from_block`` (a restarting node's) is accepted: the event feed starts at the
+    tip when first read.
+    """
     ledger = btc.BitcoindRpcLedger(
         url,
         options.pop("user", None),
         options.pop("password", None),
         cookie_file=options.pop("cookie_file", None),
     )
+    options.pop("from_block", None)
+    faucet_file = options.pop("faucet_key_file", None)
+    faucet = None
+    if faucet_file is not None:
+        faucet = BitcoinAccount(ledger, parse_secret(Path(faucet_file).read_text().strip()))
     return BitcoinBackend(
         ledger,
         chain=options.pop("chain", REGTEST),
         policy=_policy(options),
-        auto_mine=options.pop("auto_mine", False),
+        auto_mine=bool(options.pop("auto_mine", False)),
+        height_clock=bool(options.pop("height_clock", False)),
+        faucet=faucet,
     )
 
 

@@ -52,7 +52,9 @@ class BitcoinBackendFactory:
         return frozenset(
             embedded_keys
             if embedded
-            else {"user", "password", "cookie_file", "chain", "from_block"} | embedded_keys
+            else {"user", "password", "cookie_file", "chain", "from_block", "height_clock"}
+            | {"faucet_key_file"}
+            | embedded_keys
         )
 
     # --- the devnet role (chenilles_hub.devnet.role.DevnetRole) ------------------------------
