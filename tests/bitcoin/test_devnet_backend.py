@@ -12,13 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from chenilles_bitcoin.backend import BitcoinBackend
+from chenilles_bitcoin.backend import FAUCET_GRANT, BitcoinBackend
+from chenilles_bitcoin.devnet.role import FAUCET_FILE
 from chenilles_bitcoin.ledger import BitcoindRpcLedger, OutPoint
 from chenilles_bitcoin.plugin import BitcoinBackendFactory
 from chenilles_bitcoin.watch import parse_tx
 
 from chenilles_hub import plugins
-from chenilles_hub.backend import Concluded, Funded, LedgerError, Registered
+from chenilles_hub.backend import Concluded, Funded, LedgerError, NewBlock, Registered
 from chenilles_hub.core import Close, Transfer
 
 from .devnet_harness import Devnet, running
@@ -126,3 +127,59 @@ def test_unilateral_close_waits_for_csv_by_mempool_policy(devnet: Devnet) -> Non
     before = backend.balance(alice, BTC)
     sweep = backend.conclude(channel.params, alice)
     assert backend.balance(alice, BTC) == before + 1_000_000 - 300_000 - reg.fee - sweep.fee
+
+
+def test_a_restarted_backend_reports_what_was_mined_since_from_block(devnet: Devnet) -> None:
+    """A node restarting passes ``from_block`` (where its feed stopped): the funding and
+    the registration mined while it was down are reported, not skipped (they were, when
+    ``connect`` ignored ``from_block`` and the feed started at the tip)."""
+    backend = connect(devnet, auto_mine=True)
+    channel = Channel.create(backend, (1_000_000, 0))
+    alice, _ = channel.accounts
+    channel.open()
+    stopped_at = devnet.rpc("getblockcount") + 1
+    backend.fund(channel.params, 0, alice, BTC, 1_000_000)
+    latest = channel.update(0, Transfer(BTC, 300_000))
+    backend.register(channel.params, latest, alice)
+    restarted = connect(devnet, from_block=stopped_at)
+    assert restarted.channel_id(channel.params) == channel.channel_id  # the node's restore
+    events = restarted.poll_events()
+    assert Funded(channel.channel_id, BTC, 0, 1_000_000) in events
+    assert [e.version for e in events if isinstance(e, Registered)] == [latest.version]
+    heights = [e.height for e in events if isinstance(e, NewBlock)]
+    assert heights == list(range(stopped_at, devnet.rpc("getblockcount") + 1))
+    # without it the feed starts at the tip: a first start reports nothing of the past
+    fresh = connect(devnet)
+    fresh.channel_id(channel.params)
+    assert fresh.poll_events() == []
+
+
+@pytest.mark.parametrize("bad", [-1, "12", 1.5, True])
+def test_a_bad_from_block_is_refused(devnet: Devnet, bad: object) -> None:
+    with pytest.raises(ValueError, match="from_block"):
+        connect(devnet, from_block=bad)
+
+
+def test_the_faucet_funds_new_accounts_in_one_block(tmp_path: Path) -> None:
+    """``faucet_key_file``: ``create_account(fund=True)`` is a payment from the faucet
+    ``chenilles devnet`` provisions and one block, not a coinbase and 100 blocks (regtest's
+    subsidy halves every 150: past a few hundred blocks a coinbase funds nothing)."""
+    datadir = tmp_path / "node"
+    for devnet in running(datadir):  # a fresh chain, provisioned as `chenilles devnet` does
+        BitcoinBackendFactory().devnet_provision(devnet.url, str(datadir), 0, 0.0)
+        key = datadir / FAUCET_FILE
+        backend = connect(devnet, faucet_key_file=str(key))
+        faucet = backend.account_from_key(key.read_text().strip())
+        height = devnet.rpc("getblockcount")
+        before = backend.balance(faucet, BTC)
+        account = backend.create_account(fund=True)
+        assert devnet.rpc("getblockcount") == height + 1
+        assert backend.balance(account, BTC) == FAUCET_GRANT
+        assert before - backend.balance(faucet, BTC) > FAUCET_GRANT  # the grant and its fee
+        # a faucet that cannot pay: a clear refusal, nothing mined
+        empty_key = tmp_path / "empty.key"
+        empty_key.write_text(backend.create_account(fund=False).secret.hex())
+        empty = connect(devnet, faucet_key_file=str(empty_key))
+        with pytest.raises(LedgerError, match="the faucet cannot pay"):
+            empty.create_account(fund=True)
+        assert devnet.rpc("getblockcount") == height + 1

@@ -783,16 +783,16 @@ def connect_backend(url: str, **options: Any) -> BitcoinBackend:
     (``now()`` moves ``block_interval`` a block from the time of connecting, as on the
     embedded chain: a devnet's block times follow the wall clock, not its heights) and
     ``faucet_key_file`` (the devnet's ``faucet.key``: ``create_account(fund=True)`` is paid
-    from it). ``from_block`` (a restarting node's) is accepted: the event feed starts at the
-    tip when first read.
+    from it). ``from_block``: the height the event feed starts at (a restarted node passes
+    where it stopped, so what was mined meanwhile is reported); by default the tip.
     """
     ledger = btc.BitcoindRpcLedger(
         url,
         options.pop("user", None),
         options.pop("password", None),
         cookie_file=options.pop("cookie_file", None),
+        from_height=_height(options.pop("from_block", None)),
     )
-    options.pop("from_block", None)
     faucet_file = options.pop("faucet_key_file", None)
     faucet = None
     if faucet_file is not None:
@@ -805,6 +805,14 @@ def connect_backend(url: str, **options: Any) -> BitcoinBackend:
         height_clock=bool(options.pop("height_clock", False)),
         faucet=faucet,
     )
+
+
+def _height(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"from_block must be a block height (an integer >= 0), not {value!r}")
+    return value
 
 
 def _policy(options: dict[str, Any]) -> ChannelPolicy:

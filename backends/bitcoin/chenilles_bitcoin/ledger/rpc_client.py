@@ -77,11 +77,17 @@ class BitcoindRpcLedger:
         cookie_file: str | Path | None = None,
         timeout: float = 30.0,
         scan_depth: int = 1000,
+        from_height: int | None = None,
     ) -> None:
-        """Connect to `url`; authenticate with user/password or bitcoind's `.cookie` file."""
+        """Connect to `url`; authenticate with user/password or bitcoind's `.cookie` file.
+
+        The event stream starts at the tip when first read, or at `from_height` when given
+        (a restarted node resumes where it stopped: what was mined meanwhile is reported).
+        """
         self.url = url
         self.timeout = timeout
         self.scan_depth = scan_depth
+        self.from_height = from_height
         if cookie_file is not None:
             user, password = Path(cookie_file).read_text().strip().split(":", 1)
         self._auth = (
@@ -340,6 +346,9 @@ class BitcoindRpcLedger:
         first = not self._synced
         self._synced = True
         lowest = max(0, tip - self.scan_depth + 1)
+        replay = self.from_height if first else None
+        if replay is not None:
+            lowest = max(0, min(lowest, replay))
         # walk back from the tip to the highest height where our view agrees with the node
         fork = tip
         new: list[tuple[int, str]] = []
@@ -364,7 +373,8 @@ class BitcoindRpcLedger:
             chunk = todo[i : i + BATCH]
             blocks = self.batch([("getblock", [h, 2]) for _, h in chunk])
             for (height, block_hash), block in zip(chunk, blocks, strict=True):
-                self._connect(height, block_hash, block, emit=not first)
+                emit = not first or (replay is not None and height >= replay)
+                self._connect(height, block_hash, block, emit=emit)
         for height in [h for h in self._scanned if h < lowest]:
             self._forget(self._scanned.pop(height))
 
