@@ -66,6 +66,7 @@ def _devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
         server.close()  # stops the process
 
 
+@pytest.mark.devnet
 class TestBitcoinConnectConformance(BackendConformance):
     """The connect path: ``connect(url, ...)`` through the plugin, as a node builds it, on
     the devnet server's bitcoind JSON-RPC (a real process on a real socket).
