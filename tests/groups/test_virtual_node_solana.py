@@ -189,6 +189,17 @@ def test_evm_to_solana_open_pay_restart_close_without_a_transaction(
     assert bob.channels[lb].machine.state.balances[0].amounts == bob_ledger(SPLIT[1] + 24)
     assert hub.channels[lb].machine.state == bob.channels[lb].machine.state
     assert not bob.channels[lb].machine.state.app_data
+    # the hub's store kept Bob's declared V key; the restarted nodes fund the next V at once
+    assert hub.store is not None
+    assert (f"virtual_key/{lb.hex()}", terms.keys[1].encode()) in hub.store.settings_with_prefix(
+        "virtual_key/"
+    )
+    again = open_v(w, alice, hub, bob, rate=RATE)
+    bob.virtual_pay(again, 10)
+    w.network.run()
+    alice.virtual_close(again)
+    w.network.run()
+    assert bob.channels[lb].machine.state.balances[0].amounts == bob_ledger(SPLIT[1] + 14)
     assert evm_sent(evm, alice, hub, bob) == start_evm and w.solana_sends == start_sol
 
 

@@ -104,7 +104,9 @@ class VirtualKeys:
     def on_key(self, peer: bytes, m: wire.VirtualKey) -> None:
         """The peer's declaration for a ledger channel we share with it."""
         ledger = self.ctx.channels.get(m.ledger)
-        if ledger is None or ledger.peer != peer or not self._declarable(ledger):
+        # any status: the peer declares once its side sees the ledger active, which may be
+        # before ours does
+        if ledger is None or ledger.peer != peer or not self._declarable(ledger, active=False):
             raise InvalidParams("a V key for no Solana virtual ledger channel with this peer")
         known = self.declared.get(m.ledger)
         if known is not None:
