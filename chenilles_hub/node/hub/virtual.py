@@ -54,7 +54,7 @@ from .context import NodeContext
 from .records import Channel
 from .virtual_keys import VirtualKeys, v_private_key
 from .virtual_records import DONE, VirtualChannel, decode_record, record_key
-from .virtual_terms import RateOf, check_offer, hub_terms, unit_of
+from .virtual_terms import RateOf, check_final, check_offer, hub_terms, unit_of
 
 VMessage = Propose | Accept | Ack | Reject | Reestablish
 #: Ledger channels of this app can fund a virtual channel.
@@ -277,19 +277,8 @@ class VirtualChannels:
             raise WrongChannel("a final state of no virtual channel we fund")
         if peer not in v.terms.node_ids:
             raise NotPermitted("a final state from a node that is no end of this channel")
-        params = virtual_params(v.terms)
-        final = m.final
-        if (
-            final.state.channel_id != virtual_channel_id(v.terms)
-            or not final.state.final
-            or len(final.signatures) != 2
-        ):
-            raise InvalidParams("not a final state of this virtual channel")
-        verifier = _Verifier()
-        for i in (0, 1):
-            if not verifier.verify(params, final.state, i, final.signatures[i], None):
-                raise InvalidParams("the final state is not signed by both ends")
-        v.final = final
+        check_final(v.terms, m.final)
+        v.final = m.final
         self._store(v)
 
     def _on_v_message(self, peer: bytes, message: VMessage) -> None:
@@ -533,10 +522,3 @@ class VirtualChannels:
             raise InvalidParams(
                 f"ledger channel {channel.channel_id.hex()[:16]} funds a virtual channel already"
             )
-
-
-class _Verifier(VirtualAuthority):
-    """Checks V signatures only (never signs)."""
-
-    def __init__(self) -> None:
-        pass

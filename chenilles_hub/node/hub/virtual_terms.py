@@ -15,11 +15,18 @@ import secrets
 from collections.abc import Callable
 
 from chenilles_app_virtual import compact, protocol
+from chenilles_app_virtual.authority import VirtualAuthority
 
 from ...circuit.quote import Rate
-from ...core import Asset
+from ...core import Asset, SignedState
 from ...core.errors import InvalidParams, NotPermitted
-from ...core.virtual import LedgerTerms, VirtualTerms, check_terms
+from ...core.virtual import (
+    LedgerTerms,
+    VirtualTerms,
+    check_terms,
+    virtual_channel_id,
+    virtual_params,
+)
 from ..net import wire
 from .records import Channel
 from .virtual_keys import VirtualKeys
@@ -110,3 +117,24 @@ def lockable(terms: VirtualTerms, side: int, ledger: Channel) -> None:
         ) from None
     if g.compact and g.total() > compact.MAX_U64:
         raise InvalidParams("the guarantee's total exceeds a Solana ledger's u64")
+
+
+def check_final(terms: VirtualTerms, final: SignedState) -> None:
+    """The hub: an end's report of V's final state is that, signed by both V keys."""
+    if (
+        final.state.channel_id != virtual_channel_id(terms)
+        or not final.state.final
+        or len(final.signatures) != 2
+    ):
+        raise InvalidParams("not a final state of this virtual channel")
+    params, verifier = virtual_params(terms), _Verifier()
+    for i in (0, 1):
+        if not verifier.verify(params, final.state, i, final.signatures[i], None):
+            raise InvalidParams("the final state is not signed by both ends")
+
+
+class _Verifier(VirtualAuthority):
+    """Checks V signatures only (never signs)."""
+
+    def __init__(self) -> None:
+        pass
