@@ -4,11 +4,13 @@ EVM chain and an embedded LiteSVM, real SQLite stores).
 Alice's ledger channel with the hub on EVM, Bob's on Solana, the hub converting V's unit
 (Alice's wei) into Bob's lamports at its rate (3/2, fixed at open); and both ledgers on
 Solana. Open, 24 payments, a restart of every node mid-life, close: zero transactions on
-both chains. Breakdown: the hub silent at close, each end forces V's final state through
-its own chain (EVM's adjudicator, the Solana program) and every ledger concludes exact to
-the wei and the lamport. Attacks: a hub naming a V key of its own for the Solana end, a
+both chains. Breakdowns: the hub silent at close, each end forces V's final state through
+its own chain (EVM's adjudicator, the Solana program); Bob showing a stale V state in his
+Solana ledger, answered by the hub and Alice on both chains. Every ledger concludes exact
+to the wei and the lamport. Attacks: a hub naming a V key of its own for the Solana end, a
 wrong rate, a Solana ledger of another app, a V key declared twice; and Alice's request
-that the hub never answers expires (a late offer locks nothing). About 40 s.
+that the hub never answers expires (a late offer locks nothing). About 70 s alone on this
+loaded machine (the two breakdowns on chains of their own).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from chenilles_app_virtual import compact, rules
+from chenilles_app_virtual import compact, protocol, rules
 
 from chenilles_hub import apps
 from chenilles_hub.backend import ChainBackend
@@ -253,6 +255,46 @@ def test_hub_silent_at_close_each_end_goes_on_chain(
     assert d.state.balances[0].amounts == bob_ledger(SPLIT[1] + 4242)
     assert any("showing V version" in line for line in bob.journal)
     assert alice.channels[la].status == bob.channels[lb].status == "closed"
+
+
+def test_bob_shows_a_stale_state_on_solana(fresh: tuple[ChainBackend, ChainBackend]) -> None:
+    """Bob's node turns cheat: it registers his Solana ledger and shows an old V state that
+    pays him more. The hub's node joins (registers Alice's EVM ledger, shows the best state
+    it has seen), Alice's node answers there with her newer state, the hub carries that
+    back into Bob's ledger through the Solana program: both ledgers conclude on Alice's
+    latest state, exact to the wei and to the lamport."""
+    evm, solana = fresh
+    w, alice, hub, bob = world_of(evm, solana)
+    la, lb = ledger(w, alice, hub, evm.chain), ledger(w, hub, bob, solana.chain)
+    handle = open_v(w, alice, hub, bob, lifetime=600, rate=RATE)
+    vid = bytes.fromhex(str(view(alice, handle)["virtual_channel_id"]))
+    bob.virtual_pay(vid, 50_000)
+    w.network.run()
+    stale = bob.virtual.get(vid).machine.latest  # type: ignore[union-attr]
+    assert stale is not None
+    for _ in range(5):
+        bob.virtual_pay(vid, 10_000)
+        w.network.run()
+    assert view(alice, handle)["balances"] == [SPLIT[0] + 100_000, SPLIT[1] - 100_000]
+    bob.virtual_watch.tick = lambda: None  # type: ignore[method-assign]  # (he cheats)
+    bob.force_close(lb)
+    w.advance(1)
+    assert bob.channels[lb].status == "disputed"
+    registered = solana.app_dispute(bob.channels[lb].params)
+    assert registered is not None
+    bob.app_move(lb, protocol.show(registered.state, stale).data)
+    terms = alice.virtual.get(handle).terms
+    assert terms is not None
+    while w.now() < terms.deadline + GRACE + 4 * DURATION:
+        w.advance(20)
+    d = evm.app_dispute(alice.channels[la].params)
+    assert d is not None and d.phase == "concluded"
+    assert d.state.balances[0].amounts == (DEPOSIT + 100_000, DEPOSIT - 100_000)
+    d = solana.app_dispute(hub.channels[lb].params)
+    assert d is not None and d.phase == "concluded"
+    assert d.state.balances[0].amounts == bob_ledger(SPLIT[1] - 100_000)
+    assert any("showing V version 6" in line for line in hub.journal)
+    assert any("showing V version 6" in line for line in alice.journal)
 
 
 def test_offers_with_a_wrong_key_or_rate_are_refused(
