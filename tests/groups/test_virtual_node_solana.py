@@ -395,3 +395,36 @@ def test_a_request_the_hub_never_answers_expires(
     for node, cid in ((alice, la), (hub, la), (hub, lb), (bob, lb)):
         assert not node.channels[cid].machine.state.app_data, node.name
         assert node.channels[cid].machine.state.version == 0
+    # Bob, who had accepted the late offer, was told: his ledger is free again
+    assert view(bob, handle)["status"] == "refused"
+    again = open_v(w, alice, hub, bob)
+    assert [view(n, again)["status"] for n in (alice, hub, bob)] == ["open"] * 3
+
+
+def test_an_offer_one_end_never_accepts_expires_at_the_hub(
+    chains: tuple[ChainBackend, ChainBackend],
+) -> None:
+    """Bob never answers the hub's offer: after the timeout the hub's record expires, Alice
+    is told (her request fails with the reason), Bob's late acceptance is refused and
+    nothing was ever locked; the ledgers fund the next virtual channel."""
+    evm, solana = chains
+    w, alice, hub, bob = world_of(evm, solana)
+    la, lb = ledger(w, alice, hub, evm.chain), ledger(w, hub, bob, solana.chain)
+    w.network.silence(bob)
+    handle = alice.virtual_open(hub.node_id, bob.node_id, SPLIT, LIFETIME, GRACE)
+    w.network.run()
+    assert view(alice, handle)["status"] == "offered" == view(hub, handle)["status"]
+    w.advance(hub.virtual.request_timeout + 5)
+    w.network.run()
+    assert view(hub, handle)["status"] == "expired"
+    a = view(alice, handle)
+    assert a["status"] == "refused" and "not accepted by both ends" in str(a["last_error"])
+    errors = len(hub.errors)
+    hub.receive(bob.node_id, wire.encode(wire.VirtualAnswer(handle, True)))
+    assert len(hub.errors) == errors + 1 and view(hub, handle)["status"] == "expired"
+    assert not [f for _, f in hub.outbox]  # no FUND proposed
+    for node, cid in ((alice, la), (hub, la), (hub, lb)):
+        assert not node.channels[cid].machine.state.app_data, node.name
+    w.network.revive(bob)
+    again = open_v(w, alice, hub, bob)
+    assert view(bob, again)["status"] == "open"

@@ -125,14 +125,24 @@ class VirtualChannels:
 
     def expire(self) -> None:
         """Alice: a request the hub has not answered in time fails, with the reason; a
-        late offer for it is then refused (``_on_offer``): nothing is locked."""
+        late offer for it is then refused (``_on_offer``): nothing is locked. The hub: an
+        offer not accepted by both ends in time fails too, both ends are told (their
+        ledgers are free again), and a late answer is refused (``_on_answer``)."""
         now = self.ctx.clock()
         for v in list(self.records.values()):
-            if v.role == "alice" and v.status == "requested" and 0 < v.expires_at <= now:
-                v.status = "expired"
+            if not 0 < v.expires_at <= now:
+                continue
+            if v.role == "alice" and v.status == "requested":
                 v.reason = f"expired: the hub sent no offer within {self.request_timeout} s"
-                self.ctx.note(f"virtual {v.request_id.hex()[:8]}: {v.reason}")
-                self._store(v)
+            elif v.role == "hub" and v.status == "offered" and v.terms is not None:
+                v.reason = f"expired: not accepted by both ends within {self.request_timeout} s"
+                for end in v.terms.node_ids:
+                    self.ctx.send(end, wire.VirtualAnswer(v.request_id, False, v.reason))
+            else:
+                continue
+            v.status = "expired"
+            self.ctx.note(f"virtual {v.request_id.hex()[:8]}: {v.reason}")
+            self._store(v)
 
     def pay(self, handle: bytes, amount: int) -> None:
         v = self.get(handle)
@@ -198,6 +208,7 @@ class VirtualChannels:
             self.ctx.send(peer, wire.VirtualAnswer(m.request_id, False, f"{error.code}: {error}"))
             return
         v = VirtualChannel(m.request_id, "hub", "offered", terms=terms)
+        v.expires_at = self.ctx.clock() + self.request_timeout
         self.by_vid[virtual_channel_id(terms)] = v.request_id
         self._store(v)
         for end in terms.node_ids:
@@ -244,8 +255,10 @@ class VirtualChannels:
         v = self.records.get(m.request_id)
         if v is None:
             raise WrongChannel("an answer to no virtual channel of ours")
-        if v.role == "alice":  # the hub refused our request (or Bob refused the offer)
+        if v.role != "hub":  # the hub refused our request, or its offer ended (refused, expired)
             if v.status in ("requested", "offered") and peer == self._hub_of(v) and not m.accepted:
+                if v.terms is not None and not self._unfunded(v):
+                    return  # our ledger holds (or signs) V's guarantee: it goes on
                 v.status, v.reason = "refused", m.reason
                 self._store(v)
             return
@@ -473,6 +486,13 @@ class VirtualChannels:
         except InvalidTransition:
             return None
         return g if g is not None and g.vid == virtual_channel_id(v.terms) else None
+
+    def _unfunded(self, v: VirtualChannel) -> bool:
+        """An end's ledger neither holds V's guarantee nor has an update on its way."""
+        assert v.terms is not None
+        if v.terms.ledgers[v.side].channel_id not in self.ctx.channels:
+            return True
+        return self._guarantee(v, v.side) is None and self._idle_side(v, v.side)
 
     def _idle(self, v: VirtualChannel) -> bool:
         return all(self._idle_side(v, s) for s in (0, 1))
