@@ -23,6 +23,11 @@ def virtual_group() -> None:
 @click.option("--remote-amount", default=0, type=int, help="The other end's opening balance.")
 @click.option("--lifetime", default=86400, type=int, show_default=True, help="Seconds to live.")
 @click.option("--grace", default=3600, type=int, show_default=True, help="The hub's grace (s).")
+@click.option(
+    "--rate",
+    default=None,
+    help="NUM/DEN: the hub's rate into the peer's asset we accept (its base units per ours).",
+)
 @click.option("--wait/--no-wait", default=True, help="Wait until the channel is open.")
 @click.option("--timeout", default=120.0, show_default=True)
 @api_options
@@ -33,6 +38,7 @@ def virtual_open(
     remote_amount: int,
     lifetime: int,
     grace: int,
+    rate: str | None,
     wait: bool,
     timeout: float,
     config_path: str | None,
@@ -51,6 +57,8 @@ def virtual_open(
         "lifetime": lifetime,
         "grace": grace,
     }
+    if rate is not None:
+        body["rate"] = rate
     started = call(lambda: client.post("/v1/virtual", body))
     result: dict[str, Any] = started
     if wait:
@@ -58,8 +66,8 @@ def virtual_open(
         def progress() -> tuple[bool, str]:
             nonlocal result
             result = call(lambda: client.get(f"/v1/virtual/{started['request_id']}"))
-            if result["status"] == "refused":
-                raise click.ClickException(f"refused: {result.get('reason')}")
+            if result["status"] in ("refused", "expired"):
+                raise click.ClickException(f"{result['status']}: {result.get('last_error')}")
             return result["status"] == "open", result["status"]
 
         wait_until(progress, timeout, as_json)
@@ -119,5 +127,6 @@ def virtual_list(
         ("status", "status"),
         ("balances", "balances"),
         ("funded by", lambda v: ", ".join(short(c) for c in v["funded_by"])),
+        ("last error", lambda v: v.get("last_error") or ""),
     ]
     output(result["virtual_channels"], False, columns)

@@ -17,6 +17,7 @@ from typing import Any
 
 from .config_checks import ConfigError, check_keys, get, table_of, unknown_key_error
 from .config_policy import (
+    VIRTUAL_REQUEST_TIMEOUT,
     FeeConfig,
     OpenPolicyConfig,
     PeerPolicyConfig,
@@ -101,6 +102,7 @@ class NodeConfig:
     max_lock: int = 3 * 86400
     open_policy: OpenPolicyConfig = field(default_factory=OpenPolicyConfig)
     peer_policy: PeerPolicyConfig = field(default_factory=PeerPolicyConfig)
+    virtual_request_timeout: int = VIRTUAL_REQUEST_TIMEOUT
     extra: dict[str, Any] = field(default_factory=dict)
     #: ``[api] tls``: "auto" (TLS unless the API listens on loopback), "on" or "off"
     api_tls: str = "auto"
@@ -194,7 +196,7 @@ STORE_KEYS = ("kind", "dsn", "schema", "lease_ttl")
 LOG_KEYS = ("format", "level", "file")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 PEER_KEYS = ("node_id", "address")
-POLICY_KEYS = ("fees", "rates", "open", "peers")
+POLICY_KEYS = ("fees", "rates", "open", "peers", "virtual")
 #: What the node itself reads from ``[chains.NAME]``; the rest goes to the backend, which
 #: says what it takes (``BackendFactory.config_keys``, checked in ``runtime/bootstrap``).
 CHAIN_KEYS = ("backend", "url", "embedded", "account_key", "account_key_file", "confirmations")
@@ -350,6 +352,7 @@ def load_config(path: str | os.PathLike[str]) -> NodeConfig:
         max_lock=int(get(node, "max_lock", int, "node") or 3 * 86400),
         open_policy=policy.open_policy,
         peer_policy=policy.peer_policy,
+        virtual_request_timeout=policy.virtual_request_timeout,
         api_tls="on" if tls is True else "off" if tls is False else "auto",
         tls_cert_file=resolve(cert_file, Path()) if cert_file else None,
         tls_key_file=resolve(key_file, Path()) if key_file else None,

@@ -12,6 +12,10 @@ FEE_KEYS = ("asset", "base", "ppm")
 RATE_KEYS = ("asset_in", "asset_out", "numerator", "denominator")
 
 
+#: Seconds a virtual channel request waits for the hub's offer (``[policy.virtual]``).
+VIRTUAL_REQUEST_TIMEOUT = 120
+
+
 @dataclass(frozen=True)
 class FeeConfig:
     asset: str
@@ -61,6 +65,9 @@ class PolicyConfig:
     rates: tuple[RateConfig, ...] = ()
     open_policy: OpenPolicyConfig = field(default_factory=OpenPolicyConfig)
     peer_policy: PeerPolicyConfig = field(default_factory=PeerPolicyConfig)
+    #: ``[policy.virtual] request_timeout``: seconds our request for a virtual channel
+    #: waits for the hub's offer before it expires (docs/virtual-channels.md)
+    virtual_request_timeout: int = VIRTUAL_REQUEST_TIMEOUT
 
 
 def parse_policy(policy: dict[str, Any]) -> PolicyConfig:
@@ -82,7 +89,9 @@ def parse_policy(policy: dict[str, Any]) -> PolicyConfig:
         )
         for where, r in _entries(policy, "rates", RATE_KEYS)
     )
-    return PolicyConfig(fees, rates, _open_policy(policy), _peer_policy(policy))
+    virtual = _subtable(policy, "virtual", {"request_timeout"})
+    timeout = bounded_int(virtual, "request_timeout", "policy.virtual", VIRTUAL_REQUEST_TIMEOUT, 1)
+    return PolicyConfig(fees, rates, _open_policy(policy), _peer_policy(policy), timeout)
 
 
 def _subtable(policy: dict[str, Any], key: str, known: set[str]) -> dict[str, Any]:

@@ -93,10 +93,17 @@ def test_open_pay_close_through_processes(
     alice, hub, bob = trio
     la, lb = ledger(alice, hub, anvil), ledger(hub, bob, anvil)
     start = int(anvil.ledger.w3.eth.block_number)
+    ask = {"hub": hub.node_id, "peer": bob.node_id, "amount": SPLIT[0]}
+    for bad in ("3", "0/1", "a/b", 5, "1/0", "-1/2"):  # a clear error, nothing opened
+        with pytest.raises(ApiCallError) as refused:
+            alice.api.post("/v1/virtual", {**ask, "rate": bad})
+        assert refused.value.status == 400 and "rate" in str(refused.value), bad
+    assert alice.api.get("/v1/virtual")["virtual_channels"] == []
     opened = json.loads(
         alice.cli(
             "virtual", "open", "--hub", hub.node_id, "--peer", bob.node_id,
-            "--amount", str(SPLIT[0]), "--remote-amount", str(SPLIT[1]), "--json",
+            "--amount", str(SPLIT[0]), "--remote-amount", str(SPLIT[1]), "--rate", "1/1",
+            "--json",
         ).stdout
     )  # fmt: skip
     assert opened["status"] == "open" and opened["funded_by"] == [la, lb]

@@ -26,6 +26,7 @@ def test_without_a_policy_the_node_deposits_nothing_for_peers(tmp_path: Path) ->
     assert policy == OpenPolicy()
     assert policy.deposit_limit(Asset("eip155:1", "native")) == 0
     assert config.peer_policy.max_faults == 20 and config.peer_policy.ban_seconds == 600
+    assert config.virtual_request_timeout == 120
 
 
 def test_a_full_policy_is_read(tmp_path: Path) -> None:
@@ -48,6 +49,9 @@ max = 1000000000000000000000000000000
 max_faults = 3
 fault_window = 10
 ban_seconds = 1.5
+
+[policy.virtual]
+request_timeout = 45
 """,
     )
     policy = build_open_policy(config)
@@ -58,6 +62,7 @@ ban_seconds = 1.5
     assert policy.refusal({eth: (10**30, 0)}, 3600) is None
     assert "challenge" in (policy.refusal({eth: (0, 0)}, 60) or "")
     assert (config.peer_policy.max_faults, config.peer_policy.ban_seconds) == (3, 1.5)
+    assert config.virtual_request_timeout == 45
 
 
 @pytest.mark.parametrize(
@@ -73,6 +78,8 @@ ban_seconds = 1.5
         ('[policy.peers]\nban_seconds = "x"\n', "ban_seconds"),
         ("[policy.peers]\nmax_faults = 0\n", "max_faults"),
         ("[policy]\nopen = 3\n", "must be a table"),
+        ("[policy.virtual]\nrequest_timeout = 0\n", "request_timeout"),
+        ("[policy.virtual]\nrequest_timout = 5\n", "unknown key"),
     ],
 )
 def test_mistakes_are_refused_with_where_they_are(tmp_path: Path, text: str, where: str) -> None:

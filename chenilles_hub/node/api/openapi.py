@@ -164,6 +164,12 @@ def _virtual_paths(bad: tuple[str, ...]) -> dict[str, Any]:
                     remote_amount=_AMOUNT,
                     lifetime={"type": "integer", "minimum": 60, "description": "seconds"},
                     grace={"type": "integer", "minimum": 1, "description": "seconds"},
+                    rate={
+                        "type": "string",
+                        "pattern": "^[0-9]+/[0-9]+$",
+                        "description": "NUM/DEN: the hub's rate into the peer's asset we "
+                        "accept (an offer at another is refused); absent: any",
+                    },
                 ),
                 ok="202",
                 errors=(*bad, "409", "422"),

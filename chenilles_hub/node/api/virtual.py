@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from chenilles_hub.circuit.quote import Rate
 from chenilles_hub.core.errors import WrongChannel
 
 from .inputs import (
@@ -44,6 +45,22 @@ def _handle(text: str) -> bytes:
     return value
 
 
+def _rate(data: dict[str, Any]) -> Rate | None:
+    """``rate``: "NUM/DEN", the conversion into the peer's asset the caller accepts (Bob's
+    base units per base unit of ours; the hub's rate, fixed at open). Absent: any."""
+    text = data.get("rate")
+    if text is None:
+        return None
+    parts = text.split("/") if isinstance(text, str) else []
+    try:
+        num, den = (int(p) for p in parts)
+    except ValueError:
+        num = den = 0
+    if len(parts) != 2 or not (0 < num < 2**128 and 0 < den < 2**128):
+        raise ApiError(400, "bad_field", "rate: NUM/DEN, two positive integers below 2**128")
+    return Rate(num, den)
+
+
 def _find(node: Node, text: str) -> dict[str, Any]:
     try:
         return node.virtual.describe(node.virtual.get(_handle(text)))
@@ -71,6 +88,7 @@ async def open_virtual(request: web.Request) -> web.Response:
     remote = amount_field(data, "remote_amount", required=False)
     lifetime = amount_field(data, "lifetime", required=False, default=DEFAULT_LIFETIME)
     grace = amount_field(data, "grace", required=False, default=DEFAULT_GRACE)
+    rate = _rate(data)
     if not 60 <= lifetime <= 365 * 86400 or not 1 <= grace <= 365 * 86400:
         raise ApiError(400, "bad_field", "lifetime: 60 s to 365 days; grace: 1 s to 365 days")
     if len({hub, peer, server.node_id}) != 3:
@@ -79,7 +97,9 @@ async def open_virtual(request: web.Request) -> web.Response:
     for who, what in ((hub, "hub"), (peer, "peer")):
         if who not in connected:
             raise ApiError(409, "peer_not_connected", f"{what} {who.hex()[:16]} is not connected")
-    request_id = await server.call(node.virtual_open, hub, peer, (amount, remote), lifetime, grace)
+    request_id = await server.call(
+        node.virtual_open, hub, peer, (amount, remote), lifetime, grace, rate
+    )
     return json_response({"request_id": request_id.hex(), "status": "requested"}, 202)
 
 

@@ -34,6 +34,7 @@ _VIRTUAL_MESSAGES = (
     wire.VirtualOffer,
     wire.VirtualAnswer,
     wire.VirtualFinal,
+    wire.VirtualKey,
 )
 #: Refusals honest peers cause by racing each other: not a channel's error to show.
 _RACES = frozenset({"proposal_conflict", "proposal_pending", "stale_version", "unexpected_message"})

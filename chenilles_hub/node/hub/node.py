@@ -130,7 +130,9 @@ class Node:
         self.intake = Intake(
             self.ctx, self.opening, self.funding, self.payment_flow, self.quoting, self._run
         )
-        self.virtual = VirtualChannels(self.ctx, self.proposals.queue)
+        self.virtual = VirtualChannels(
+            self.ctx, self.proposals.queue, lambda a, b: self.policy.rates.get((a, b))
+        )
         self.intake.virtual = self.virtual
         self.virtual_watch = VirtualWatch(self.ctx, self.virtual, self.app_channels)
 
@@ -312,11 +314,17 @@ class Node:
     # --- virtual channels (docs/virtual-channels.md) ----------------------------------------
 
     def virtual_open(
-        self, hub: bytes, peer: bytes, split: tuple[int, int], lifetime: int, grace: int
+        self,
+        hub: bytes,
+        peer: bytes,
+        split: tuple[int, int],
+        lifetime: int,
+        grace: int,
+        rate: Rate | None = None,
     ) -> bytes:
         """Ask ``hub`` for a virtual channel with ``peer`` funded by our ledger channel with
         the hub; ``split`` is (ours, theirs). Returns the request id (its handle)."""
-        request_id = self.virtual.open(hub, peer, split, lifetime, grace)
+        request_id = self.virtual.open(hub, peer, split, lifetime, grace, rate)
         self._end_of_event()
         return request_id
 

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from chenilles_app_virtual import protocol, rules
 from chenilles_app_virtual.authority import VirtualAuthority
 
+from ...circuit.quote import Rate
 from ...core import (
     ChannelError,
     ChannelMachine,
@@ -38,11 +39,10 @@ from ...core import (
     Transfer,
     Update,
 )
-from ...core.errors import InvalidParams, NotPermitted, WrongChannel
+from ...core.errors import InvalidParams, InvalidTransition, NotPermitted, WrongChannel
 from ...core.messages import Accept, Ack, Propose, Reestablish, Reject
 from ...core.updates import Close
 from ...core.virtual import (
-    LedgerTerms,
     VirtualTerms,
     check_terms,
     virtual_channel_id,
@@ -52,7 +52,9 @@ from ...core.virtual import (
 from ..net import wire
 from .context import NodeContext
 from .records import Channel
-from .virtual_records import VirtualChannel, decode_record, record_key
+from .virtual_keys import VirtualKeys, v_private_key
+from .virtual_records import DONE, VirtualChannel, decode_record, record_key
+from .virtual_terms import RateOf, check_final, check_offer, hub_terms, unit_of
 
 VMessage = Propose | Accept | Ack | Reject | Reestablish
 #: Ledger channels of this app can fund a virtual channel.
@@ -60,12 +62,24 @@ APP_ID = rules.APP_ID
 #: Shortest life a virtual channel may be opened with (seconds before its deadline): its
 #: ends must be able to register their ledger channel and show a state before it.
 MIN_LIFETIME = 60
+#: Seconds Alice's request waits for the hub's offer before it expires (the default of
+#: ``VirtualChannels.request_timeout``, the node's ``virtual_request_timeout`` policy).
+REQUEST_TIMEOUT = 120
 
 
 class VirtualChannels:
-    def __init__(self, ctx: NodeContext, queue: Callable[[Channel, Update], None]) -> None:
+    def __init__(
+        self,
+        ctx: NodeContext,
+        queue: Callable[[Channel, Update], None],
+        rate_of: RateOf | None = None,
+    ) -> None:
         self.ctx = ctx
         self._queue = queue
+        #: the hub's conversion rate from V's unit into Bob's ledger's asset
+        self.rate_of: RateOf = rate_of or (lambda _in, _out: None)
+        self.keys = VirtualKeys(ctx)
+        self.request_timeout = REQUEST_TIMEOUT
         #: by request id (the record's key)
         self.records: dict[bytes, VirtualChannel] = {}
         #: V's channel id -> request id (ends and hub, once the terms are known)
@@ -74,10 +88,18 @@ class VirtualChannels:
     # --- the operator's requests ------------------------------------------------------------
 
     def open(
-        self, hub: bytes, peer: bytes, split: tuple[int, int], lifetime: int, grace: int
+        self,
+        hub: bytes,
+        peer: bytes,
+        split: tuple[int, int],
+        lifetime: int,
+        grace: int,
+        rate: Rate | None = None,
     ) -> bytes:
         """Alice: ask ``hub`` for a virtual channel with ``peer``; returns the request id
-        (the channel's handle until its terms, and so its id, are known)."""
+        (the channel's handle until its terms, and so its id, are known). ``rate``: the
+        conversion into Bob's asset Alice accepts (an offer at another is refused). The
+        request expires if the hub has not offered terms within ``request_timeout``."""
         if lifetime < MIN_LIFETIME:
             raise InvalidParams(f"a virtual channel lives at least {MIN_LIFETIME} s")
         if min(split) < 0 or sum(split) <= 0:
@@ -85,6 +107,7 @@ class VirtualChannels:
         ledger = self._free_ledger(hub)
         request_id = secrets.token_bytes(32)
         v = VirtualChannel(request_id, "alice", "requested", ledger=ledger.channel_id, peer=peer)
+        v.expires_at, v.rate = self.ctx.clock() + self.request_timeout, rate
         self._store(v)
         self.ctx.send(
             hub,
@@ -95,9 +118,31 @@ class VirtualChannels:
                 (split[0], split[1]),
                 self.ctx.clock() + lifetime,
                 grace,
+                rate,
             ),
         )
         return request_id
+
+    def expire(self) -> None:
+        """Alice: a request the hub has not answered in time fails, with the reason; a
+        late offer for it is then refused (``_on_offer``): nothing is locked. The hub: an
+        offer not accepted by both ends in time fails too, both ends are told (their
+        ledgers are free again), and a late answer is refused (``_on_answer``)."""
+        now = self.ctx.clock()
+        for v in list(self.records.values()):
+            if not 0 < v.expires_at <= now:
+                continue
+            if v.role == "alice" and v.status == "requested":
+                v.reason = f"expired: the hub sent no offer within {self.request_timeout} s"
+            elif v.role == "hub" and v.status == "offered" and v.terms is not None:
+                v.reason = f"expired: not accepted by both ends within {self.request_timeout} s"
+                for end in v.terms.node_ids:
+                    self.ctx.send(end, wire.VirtualAnswer(v.request_id, False, v.reason))
+            else:
+                continue
+            v.status = "expired"
+            self.ctx.note(f"virtual {v.request_id.hex()[:8]}: {v.reason}")
+            self._store(v)
 
     def pay(self, handle: bytes, amount: int) -> None:
         v = self.get(handle)
@@ -143,6 +188,8 @@ class VirtualChannels:
             self._on_answer(peer, message)
         elif isinstance(message, wire.VirtualFinal):
             self._on_final(peer, message)
+        elif isinstance(message, wire.VirtualKey):
+            self.keys.on_key(peer, message)
         elif isinstance(message, Propose | Accept | Ack | Reject | Reestablish):
             self._on_v_message(peer, message)
 
@@ -156,33 +203,16 @@ class VirtualChannels:
             self._not_promised(la.channel_id, lb.channel_id)
             if m.deadline < self.ctx.clock() + MIN_LIFETIME:
                 raise InvalidParams(f"a virtual channel lives at least {MIN_LIFETIME} s")
-            terms = VirtualTerms(
-                keys=(
-                    la.params.participants[1 - la.me].chain_key,
-                    lb.params.participants[1 - lb.me].chain_key,
-                ),
-                node_ids=(peer, m.peer),
-                hub_node_id=self.ctx.node_id,
-                ledgers=(
-                    LedgerTerms(la.channel_id, hub_index=la.me),
-                    LedgerTerms(lb.channel_id, hub_index=lb.me),
-                ),
-                split=m.split,
-                deadline=m.deadline,
-                grace=m.grace,
-                nonce=secrets.token_bytes(32),
-            )
-            check_terms(terms)
-            protocol.guarantee_for(terms, 0, la.machine.state)  # both can lock their share
-            protocol.guarantee_for(terms, 1, lb.machine.state)
+            terms = hub_terms(self.keys, self.rate_of, la, lb, m, peer, self.ctx.node_id)
         except ChannelError as error:
             self.ctx.send(peer, wire.VirtualAnswer(m.request_id, False, f"{error.code}: {error}"))
             return
         v = VirtualChannel(m.request_id, "hub", "offered", terms=terms)
+        v.expires_at = self.ctx.clock() + self.request_timeout
         self.by_vid[virtual_channel_id(terms)] = v.request_id
         self._store(v)
         for end in terms.node_ids:
-            self.ctx.send(end, wire.VirtualOffer(m.request_id, terms))
+            self.ctx.send(end, wire.VirtualOffer(m.request_id, terms, unit_of(la)))
 
     def _on_offer(self, peer: bytes, m: wire.VirtualOffer) -> None:
         """An end: accept terms that name our ledger channel with the sender, our key and
@@ -197,6 +227,8 @@ class VirtualChannels:
                 raise InvalidParams("the offer is not for this node")
             side = terms.node_ids.index(self.ctx.node_id)
             if side == 0:
+                if mine is not None and mine.role == "alice" and mine.status == "expired":
+                    raise NotPermitted("an offer for a request that expired")
                 if mine is None or mine.role != "alice" or mine.status != "requested":
                     raise NotPermitted("an offer this node did not ask for")
                 if terms.ledgers[0].channel_id != mine.ledger or terms.node_ids[1] != mine.peer:
@@ -205,12 +237,7 @@ class VirtualChannels:
                 raise NotPermitted("this request id is taken")
             ledger = self._ledger_with(peer, terms.ledgers[side].channel_id)
             self._not_promised(ledger.channel_id)
-            if terms.ledgers[side].hub_index != 1 - ledger.me:
-                raise InvalidParams("the offer gives the hub the wrong index in our ledger")
-            key = ledger.params.participants[ledger.me].chain_key
-            if terms.keys[side].lower() != key.lower():
-                raise InvalidParams("the offer names another key than ours for this node")
-            protocol.guarantee_for(terms, side, ledger.machine.state)
+            check_offer(self.keys, m, side, ledger, mine.rate if mine is not None else None)
             machine = self._machine(terms, side, ledger)
         except ChannelError as error:
             if mine is not None and mine.role == "alice" and mine.status == "requested":
@@ -228,8 +255,10 @@ class VirtualChannels:
         v = self.records.get(m.request_id)
         if v is None:
             raise WrongChannel("an answer to no virtual channel of ours")
-        if v.role == "alice":  # the hub refused our request (or Bob refused the offer)
+        if v.role != "hub":  # the hub refused our request, or its offer ended (refused, expired)
             if v.status in ("requested", "offered") and peer == self._hub_of(v) and not m.accepted:
+                if v.terms is not None and not self._unfunded(v):
+                    return  # our ledger holds (or signs) V's guarantee: it goes on
                 v.status, v.reason = "refused", m.reason
                 self._store(v)
             return
@@ -261,19 +290,8 @@ class VirtualChannels:
             raise WrongChannel("a final state of no virtual channel we fund")
         if peer not in v.terms.node_ids:
             raise NotPermitted("a final state from a node that is no end of this channel")
-        params = virtual_params(v.terms)
-        final = m.final
-        if (
-            final.state.channel_id != virtual_channel_id(v.terms)
-            or not final.state.final
-            or len(final.signatures) != 2
-        ):
-            raise InvalidParams("not a final state of this virtual channel")
-        verifier = _Verifier()
-        for i in (0, 1):
-            if not verifier.verify(params, final.state, i, final.signatures[i], None):
-                raise InvalidParams("the final state is not signed by both ends")
-        v.final = final
+        check_final(v.terms, m.final)
+        v.final = m.final
         self._store(v)
 
     def _on_v_message(self, peer: bytes, message: VMessage) -> None:
@@ -295,8 +313,9 @@ class VirtualChannels:
     def advance(self) -> None:
         """Move each virtual channel on from what its ledger channels now hold (fund,
         activate, start V, settle): after every event, so nothing waits for a tick."""
+        self.keys.declare()
         for v in list(self.records.values()):
-            if v.terms is None or v.status in ("closed", "refused"):
+            if v.terms is None or v.status in DONE:
                 continue
             try:
                 if v.role == "hub":
@@ -351,9 +370,11 @@ class VirtualChannels:
 
     def reestablish(self, peer: bytes) -> None:
         """After a reconnect: tell ``peer`` where each virtual channel with it stands (a
-        proposal or answer it missed is sent again, as for a ledger channel)."""
+        proposal or answer it missed is sent again, as for a ledger channel); our V keys
+        for the ledger channels we share with it, too."""
+        self.keys.declare(peer)
         for v in self.records.values():
-            if v.machine is None or v.status in ("closed", "refused") or v.terms is None:
+            if v.machine is None or v.status in DONE or v.terms is None:
                 continue
             if self._peer_of(v) == peer and v.machine.latest is not None:
                 try:
@@ -382,6 +403,7 @@ class VirtualChannels:
         store = self.ctx.store
         if store is None:
             return
+        self.keys.restore()
         for raw in store.virtual_records():
             r = decode_record(raw)
             v = VirtualChannel(
@@ -394,6 +416,8 @@ class VirtualChannels:
                 reason=r.reason,
                 ledger=r.ledger,
                 peer=r.peer,
+                expires_at=r.expires_at,
+                rate=r.rate,
             )
             if r.terms is not None:
                 self.by_vid[virtual_channel_id(r.terms)] = r.request_id
@@ -410,14 +434,11 @@ class VirtualChannels:
     # --- internals ----------------------------------------------------------------------------
 
     def _machine(self, terms: VirtualTerms, side: int, ledger: Channel) -> ChannelMachine:
-        key = getattr(ledger.account, "key", None)
-        if not isinstance(key, bytes):
-            raise InvalidParams("this ledger's account holds no secp256k1 key: EVM only")
         return ChannelMachine(
             virtual_params(terms),
             virtual_channel_id(terms),
             side,
-            VirtualAuthority(key),
+            VirtualAuthority(v_private_key(ledger.account)),
             virtual_initial(terms),
         )
 
@@ -460,8 +481,18 @@ class VirtualChannels:
         latest = ledger.machine.latest if ledger is not None else None
         if latest is None:
             return None
-        g = rules.decode_or_none(latest.state.app_data)
+        try:  # either layout (a Solana ledger's compact one is read with its balances)
+            g = rules.state_guarantee(latest.state)
+        except InvalidTransition:
+            return None
         return g if g is not None and g.vid == virtual_channel_id(v.terms) else None
+
+    def _unfunded(self, v: VirtualChannel) -> bool:
+        """An end's ledger neither holds V's guarantee nor has an update on its way."""
+        assert v.terms is not None
+        if v.terms.ledgers[v.side].channel_id not in self.ctx.channels:
+            return True
+        return self._guarantee(v, v.side) is None and self._idle_side(v, v.side)
 
     def _idle(self, v: VirtualChannel) -> bool:
         return all(self._idle_side(v, s) for s in (0, 1))
@@ -497,7 +528,7 @@ class VirtualChannels:
         """A ledger channel funds one virtual channel at a time: one being offered or open
         already holds it (so a peer cannot pile up offers, each a record, on one ledger)."""
         for v in self.records.values():
-            if v.terms is None or v.status in ("closed", "refused", "requested"):
+            if v.terms is None or v.status in (*DONE, "requested"):
                 continue
             if {lt.channel_id for lt in v.terms.ledgers} & set(ledgers):
                 raise NotPermitted("this ledger channel is promised to another virtual channel")
@@ -511,10 +542,3 @@ class VirtualChannels:
             raise InvalidParams(
                 f"ledger channel {channel.channel_id.hex()[:16]} funds a virtual channel already"
             )
-
-
-class _Verifier(VirtualAuthority):
-    """Checks V signatures only (never signs)."""
-
-    def __init__(self) -> None:
-        pass

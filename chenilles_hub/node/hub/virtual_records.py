@@ -13,6 +13,7 @@ from typing import Literal
 
 import msgspec
 
+from ...circuit.quote import Rate
 from ...core import ChannelMachine, ChannelSnapshot, SignedState
 from ...core.virtual import VirtualTerms, virtual_channel_id
 from ..store.base import VIRTUAL_PREFIX
@@ -20,8 +21,13 @@ from ..store.base import VIRTUAL_PREFIX
 Role = Literal["alice", "bob", "hub"]
 #: requested (Alice asked her hub), offered (terms known, not accepted by both ends yet),
 #: funding (the hub funds the guarantees), open (usable), closing (final state signed,
-#: settling in the ledgers), closed (no guarantee left), refused (never opened).
-Status = Literal["requested", "offered", "funding", "open", "closing", "closed", "refused"]
+#: settling in the ledgers), closed (no guarantee left), refused (never opened), expired
+#: (Alice's request got no offer in time: never opened, a late offer is refused).
+Status = Literal[
+    "requested", "offered", "funding", "open", "closing", "closed", "refused", "expired"
+]
+#: Statuses nothing moves on from.
+DONE = ("closed", "refused", "expired")
 
 
 class VirtualRecordV1(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -40,6 +46,10 @@ class VirtualRecordV1(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     #: Alice, before the offer: her ledger channel and Bob's node id
     ledger: bytes = b""
     peer: bytes = b""
+    #: Alice, while requested: when the request expires (0: never, a record of before)
+    expires_at: int = 0
+    #: Alice: the rate into Bob's asset her request named, if any
+    rate: Rate | None = None
 
 
 @dataclass
@@ -57,6 +67,8 @@ class VirtualChannel:
     reason: str = ""
     ledger: bytes = b""
     peer: bytes = b""
+    expires_at: int = 0
+    rate: Rate | None = None
     #: the end's ledger channel has been seen holding this channel's active guarantee
     settled_sent: bool = field(default=False, compare=False)
 
@@ -83,6 +95,7 @@ class VirtualChannel:
             "version": latest.state.version if latest else None,
             "deadline": terms.deadline if terms else None,
             "final_known": self.final is not None,
+            "last_error": self.reason if self.status in ("refused", "expired") else "",
         }
 
     def encode(self) -> bytes:
@@ -98,6 +111,8 @@ class VirtualChannel:
                 reason=self.reason,
                 ledger=self.ledger,
                 peer=self.peer,
+                expires_at=self.expires_at,
+                rate=self.rate,
             )
         )
 

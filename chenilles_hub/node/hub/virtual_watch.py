@@ -49,8 +49,9 @@ class VirtualWatch:
         self.apps = apps
 
     def tick(self) -> None:
+        self.virtual.expire()
         for v in list(self.virtual.records.values()):
-            if v.terms is None or v.status in ("requested", "offered", "refused"):
+            if v.terms is None or v.status in ("requested", "offered", "refused", "expired"):
                 continue
             try:
                 self._watch(v)

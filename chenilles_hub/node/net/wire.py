@@ -11,7 +11,7 @@ from typing import Annotated
 
 import msgspec
 
-from chenilles_hub.circuit.quote import Quote
+from chenilles_hub.circuit.quote import Quote, Rate
 from chenilles_hub.core.messages import Accept, Ack, BoundedCodec, Propose, Reestablish, Reject
 from chenilles_hub.core.model import (
     MAX_APP_DATA,
@@ -101,13 +101,28 @@ class VirtualOpenRequest(
     split: tuple[Amount, Amount]
     deadline: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
     grace: Annotated[int, msgspec.Meta(ge=1, le=365 * 86400)]
+    #: the rate (Bob's ledger's base units per V unit) Alice accepts, if she named one
+    #: (from the hub's quote): an offer at another rate is refused
+    rate: Rate | None = None
 
 
 class VirtualOffer(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="virtual_offer"):
-    """The hub's terms, sent to both ends; each answers with :class:`VirtualAnswer`."""
+    """The hub's terms, sent to both ends; each answers with :class:`VirtualAnswer`.
+    ``unit`` is V's unit, Alice's ledger's first asset: an end whose ledger holds it
+    refuses any rate but 1/1."""
 
     request_id: Bytes32
     terms: VirtualTerms
+    unit: Asset | None = None
+
+
+class VirtualKey(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="virtual_key"):
+    """A ledger member's V key (secp256k1 address) for a ``virtual`` ledger channel on a
+    chain whose ledger keys are not secp256k1 (Solana): its peer names it in V's terms
+    and runs the ledger's rule with it (``VirtualLedgerApp(v_keys)``)."""
+
+    ledger: Bytes32
+    v_key: Annotated[str, msgspec.Meta(pattern="^0x[0-9a-fA-F]{40}$")]
 
 
 class VirtualAnswer(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="virtual_answer"):
@@ -139,6 +154,7 @@ NodeMessage = (
     | VirtualOffer
     | VirtualAnswer
     | VirtualFinal
+    | VirtualKey
     | Propose
     | Accept
     | Ack

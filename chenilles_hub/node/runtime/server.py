@@ -210,6 +210,7 @@ class HubServer:
             },
             open_policy=build_open_policy(self.config),
         )
+        self.node.virtual.request_timeout = self.config.virtual_request_timeout
         lap("chains")
         self.pipeline.node, self.pipeline.store = self.node, self.store
         await self.in_worker(self.node.restore)
