@@ -80,7 +80,9 @@ class BackendFactory(Protocol):
         ...
 
     def connect(self, url: str, **options: Any) -> ChainBackend:
-        """A backend on a real node at ``url``."""
+        """A backend on a real node at ``url``. A restarting node passes ``from_block``
+        (where its event feed was): take it, or the node leaves the chain unavailable
+        rather than miss events (docs/writing-a-backend.md)."""
         ...
 
     # Optional: ``config_keys(embedded: bool) -> frozenset[str]``, the keys a

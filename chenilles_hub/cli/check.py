@@ -9,6 +9,7 @@ one line, and the command fails if there is any.
 
 from __future__ import annotations
 
+import inspect
 import os
 import socket
 from pathlib import Path
@@ -46,6 +47,34 @@ def _data_dir_problem(path: Path) -> str | None:
     return None
 
 
+def _resume_problems(config: NodeConfig) -> list[str]:
+    """A URL chain whose backend's ``connect`` cannot take ``from_block`` works on a first
+    start and is unavailable after every restart (the node will not resume its event feed
+    without it): say so now. Read from the signature; a backend taking ``**options`` that
+    refuses it anyway is found at the restart (``node info``, unavailable_chains)."""
+    from .. import plugins
+
+    problems = []
+    for chain in config.chains:
+        if chain.embedded:
+            continue
+        try:
+            connect = plugins.backend(chain.backend).connect
+            parameters = inspect.signature(connect).parameters.values()
+        except (plugins.UnknownBackend, TypeError, ValueError):
+            continue  # reported by build_chains, or not introspectable
+        if not any(
+            p.name == "from_block" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters
+        ):
+            problems.append(
+                f"[chains.{chain.name}]: the {chain.backend} backend's connect() does not take "
+                "from_block, so after a restart the node cannot resume this chain's event feed "
+                "and leaves the chain unavailable: install a version of the backend that takes "
+                "it (docs/writing-a-backend.md)"
+            )
+    return problems
+
+
 def check_config(config: NodeConfig) -> dict[str, Any]:
     from ..node.api.operations import chain_summary
     from ..node.runtime.bootstrap import build_chains, build_open_policy, build_policy
@@ -78,6 +107,7 @@ def check_config(config: NodeConfig) -> dict[str, Any]:
             notes.append(f"{problem} (the node runs: its own port)")
         elif problem:
             problems.append(problem)
+    problems += _resume_problems(config)
     chains_found: list[dict[str, Any]] = []
     try:
         chains = build_chains(config)

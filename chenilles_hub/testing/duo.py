@@ -165,8 +165,14 @@ class Duo:
         return self.latest
 
     def htlc(self, htlc_id: int, payer: int, amount: int, lead: int) -> tuple[Htlc, bytes]:
-        """Add an HTLC from ``payer`` expiring ``lead`` seconds from the chain's now."""
-        preimage = hashlib.sha256(b"conformance" + htlc_id.to_bytes(8, "big")).digest()
+        """Add an HTLC from ``payer`` expiring ``lead`` seconds from the chain's now.
+
+        Its preimage is fresh random bytes, never derived from ``htlc_id``: a preimage
+        revealed on a chain is public for good, and on chains that keep a global registry
+        (Solana's program) it pays every HTLC with that hash whose expiry has not passed.
+        The suite's channels share one ledger on a backend's connect path, so a preimage
+        one case claimed would pay the HTLC another case expects refunded."""
+        preimage = secrets.token_bytes(32)
         expiry = self.backend.now() + lead
         htlc = Htlc(
             id=htlc_id,

@@ -13,7 +13,7 @@ import pytest
 from chenilles_evm.backend import embedded_backend
 
 from chenilles_hub.core import Asset
-from chenilles_hub.node.api.channel_views import channel_view
+from chenilles_hub.node.api.channel_views import channel_view, quarantined_view
 from chenilles_hub.node.hub.funding import NotAbandonable
 from chenilles_hub.node.hub.node import Node
 from chenilles_hub.node.store.sqlite import SQLiteStore
@@ -119,6 +119,35 @@ def test_a_channel_of_a_chain_no_longer_configured_is_quarantined(
     blind.checkpoint()  # and left as it is in the store
     alice = world.restart(alice, store)
     assert alice.channels[channel_id].status == "active" and not alice.quarantined
+
+
+def test_a_channel_of_an_unavailable_chain_is_quarantined_saying_where_to_look(
+    world: World, tmp_path: Path
+) -> None:
+    """A chain configured but set aside at start (its backend could not resume the event
+    feed, ``build_chains``): its channels wait in quarantine, and say why and where."""
+    chain = world.clock_backend.chain
+    store = SQLiteStore(tmp_path / "alice.sqlite")
+    alice, bob = world.node("alice", [chain], store=store), world.node("bob", [chain])
+    channel_id = world.open(alice, bob, chain, {_eth(world): (ETH, 0)})
+    alice.checkpoint()
+    restarted = Node(
+        identity=alice.identity,
+        backends={},
+        accounts={},
+        clock=world.now,
+        name="alice",
+        policy=alice.policy,
+        store=store,
+        unavailable={chain: "[chains.evm]: the evm backend's connect() refused from_block=9"},
+    )
+    restarted.restore()
+    (entry,) = restarted.quarantined.values()
+    assert entry.channel_id == channel_id
+    view = quarantined_view(entry)
+    assert view["status"] == "quarantined"
+    assert f"its chain {chain} is unavailable" in view["last_error"]
+    assert "unavailable_chains in `chenilles node info`" in view["last_error"]
 
 
 def test_a_dispute_shows_its_deadline_in_chain_time(world: World) -> None:

@@ -10,11 +10,13 @@ import json
 
 import base58
 import pytest
+from chenilles_solana.ledger import FailedSend, RpcLedger
 from solders.hash import Hash
 from solders.keypair import Keypair
 from solders.message import Message
 from solders.pubkey import Pubkey
 from solders.rpc.responses import SendTransactionResp
+from solders.signature import Signature
 from solders.system_program import TransferParams, transfer
 from solders.transaction import VersionedTransaction
 
@@ -281,6 +283,27 @@ def test_failed_execution_without_preflight_lands_and_pays_the_fee(dn, alice):
     assert got["meta"]["postBalances"][0] == before - 5000
     listed = dn.call("getSignaturesForAddress", [str(alice.pubkey()), {"limit": 1}])
     assert listed[0]["signature"] == sig and listed[0]["err"] == status["err"]
+
+
+def test_the_rpc_ledger_books_the_fee_of_a_transaction_that_landed_and_failed(dn, alice):
+    """``RpcLedger.send`` always runs the preflight, so on one server a transaction that
+    passes it and then fails on chain only comes from a race (two watchers concluding in
+    the same slot) that cannot be staged on demand: send one without preflight, then let
+    the ledger read its outcome as ``send`` does after confirming. It must say what the
+    failure cost (``FailedSend.sent.fee``), which the backend books in the LedgerError's
+    receipt; it used to raise a bare LedgerError, and the wallet's books were 5000 short."""
+    ledger = RpcLedger(dn.url, Pubkey.from_string(dn.ready["program_id"]))
+    try:
+        before = dn.call("getBalance", [str(alice.pubkey())])["value"]
+        tx = tx_to(dn, alice, 1000 * SOL)
+        sig = dn.call("sendTransaction", [b64(tx), {"encoding": "base64", "skipPreflight": True}])
+        with pytest.raises(FailedSend) as failed:
+            ledger._fetch("send", Signature.from_string(sig), len(bytes(tx)), [])
+        assert failed.value.sent.fee == 5000 and failed.value.sent.signature == sig
+        assert "0x1" in str(failed.value)
+        assert dn.call("getBalance", [str(alice.pubkey())])["value"] == before - 5000
+    finally:
+        ledger.close()
 
 
 def test_duplicate_transaction(dn, alice):

@@ -335,13 +335,8 @@ class RpcLedger:
             if resp.value is not None:
                 meta = resp.value.transaction.meta
                 logs = list(meta.log_messages or []) if meta else []
-                if meta is not None and meta.err is not None:  # landed, failed, fee paid
-                    raise LedgerError(
-                        operation,
-                        describe(meta.err, logs, self.program_id, _programs_of(instructions)),
-                    )
                 cu = meta.compute_units_consumed if meta else None
-                return Sent(
+                sent = Sent(
                     str(sig),
                     meta.fee if meta else 0,
                     cu if isinstance(cu, int) else 0,
@@ -349,6 +344,16 @@ class RpcLedger:
                     size,
                     tuple(logs),
                 )
+                if meta is not None and meta.err is not None:
+                    # Landed and failed (it passed the preflight, then lost a race: both
+                    # watchers concluding at once, say): the fee was charged, and the books
+                    # must show it, as the embedded ledger's FailedSend does.
+                    raise FailedSend(
+                        operation,
+                        describe(meta.err, logs, self.program_id, _programs_of(instructions)),
+                        sent,
+                    )
+                return sent
             time.sleep(0.2)
         raise LedgerError(operation, f"transaction {sig} confirmed but not retrievable")
 

@@ -35,6 +35,11 @@ async def info(request: web.Request) -> web.Response:
             "listen": f"{server.config.listen_host}:{server.listen_port}",
             "api": f"{server.config.api_host}:{server.api_port}",
             "chains": sorted(node.backends),
+            # configured chains the node runs without, and why (their channels: quarantined)
+            "unavailable_chains": [
+                {"chain": chain, "error": error}
+                for chain, error in sorted(node.unavailable.items())
+            ],
             # the accounts and on-chain code in use (adjudicator, program id), per chain
             "chain_details": [
                 ops.chain_summary(backend, node.accounts[chain])

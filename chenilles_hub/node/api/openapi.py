@@ -206,7 +206,12 @@ def _document() -> dict[str, Any]:
             "/health": {"get": _op("liveness and role (no token needed)", errors=(), auth=False)},
             "/openapi.json": {"get": _op("this document")},
             "/metrics": {"get": _op("Prometheus metrics (text format)")},
-            "/v1/info": {"get": _op("node id, addresses, chains, counts", errors=("401", "503"))},
+            "/v1/info": {
+                "get": _op(
+                    "node id, addresses, chains (and unavailable ones, why), counts",
+                    errors=("401", "503"),
+                )
+            },
             "/v1/peers": {
                 "get": _op("configured and connected peers"),
                 "post": _op(

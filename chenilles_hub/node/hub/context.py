@@ -48,6 +48,8 @@ class NodeContext:
     #: Confirmations a deposit needs per chain before a channel counts it (chains not
     #: named here: the backend's finality depth).
     confirmations: Mapping[str, int] = field(default_factory=dict)
+    #: Configured chains the node could not use, chain id -> why (``build_chains``).
+    unavailable: Mapping[str, str] = field(default_factory=dict)
     channels: dict[bytes, Channel] = field(default_factory=dict)
     #: Channels the store holds that could not be restored at start (never acted on).
     quarantined: dict[bytes, Quarantined] = field(default_factory=dict)

@@ -98,6 +98,9 @@ class Node:
     apps: Mapping[str, App] | None = None
     #: The operator's consent to channels peers open (deposits, challenge, pending caps).
     open_policy: OpenPolicy = field(default_factory=OpenPolicy)
+    #: Configured chains the node runs without, chain id -> why (their channels are
+    #: quarantined at restore with that reason).
+    unavailable: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         #: Events ended without proposing (``autocommit`` off): the job's checkpoint does.
@@ -110,6 +113,7 @@ class Node:
             self.name,
             self.store,
             self.confirmations,
+            unavailable=self.unavailable,
         )
         self.proposals = Proposals(self.ctx, self._run, self._update_failed)
         self.payment_flow = Payments(self.ctx, self.proposals, self.policy, self.refund_grace)

@@ -208,6 +208,11 @@ class Persistence:
         """Rebuild one channel; raises (and changes nothing) if it cannot be. ``chains``:
         each configured chain's backend, account and ``restore_record`` (if it has one)."""
         chain = record.params.chain
+        if chain in self.ctx.unavailable:
+            raise LookupError(
+                f"its chain {chain} is unavailable: its backend could not resume the event "
+                "feed where the node stopped (see unavailable_chains in `chenilles node info`)"
+            )
         if chain not in chains:
             configured = ", ".join(sorted(self.ctx.backends)) or "none"
             raise LookupError(f"its chain {chain} is not configured (configured: {configured})")

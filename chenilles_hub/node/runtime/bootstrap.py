@@ -10,7 +10,7 @@ import logging
 import os
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,14 @@ from chenilles_hub.circuit.quote import Rate
 from chenilles_hub.core import parse_asset
 from chenilles_hub.identity import NodeIdentity
 
-from ..config import CHAIN_KEYS, ConfigError, NodeConfig, unknown_key_error, write_secret
+from ..config import (
+    CHAIN_KEYS,
+    ChainConfig,
+    ConfigError,
+    NodeConfig,
+    unknown_key_error,
+    write_secret,
+)
 from ..hub.forwarding import FeePolicy, ForwardingPolicy
 from ..hub.open_policy import OpenPolicy
 from ..store.base import Store
@@ -95,12 +102,25 @@ def build_open_policy(config: NodeConfig) -> OpenPolicy:
     )
 
 
+@dataclass(frozen=True)
+class UnavailableChain:
+    """A configured chain the node runs without: its backend could not resume the event
+    feed where the node stopped (see ``build_chains``). ``chain`` is its chain id."""
+
+    name: str
+    chain: str
+    backend: str
+    error: str
+
+
 @dataclass
 class Chains:
     backends: dict[str, ChainBackend]
     accounts: dict[str, Account]
     #: chain name (``[chains.NAME]``) -> chain id
     names: dict[str, str]
+    #: chain name -> why that configured chain is not in use (never in ``names``)
+    unavailable: dict[str, UnavailableChain] = field(default_factory=dict)
 
     def close(self) -> None:
         for backend in self.backends.values():
@@ -118,10 +138,21 @@ def build_chains(config: NodeConfig, store: Store | None = None) -> Chains:
     A chain reached by URL resumes its event feed at the block remembered in the store
     (``chain-origin/<name>``) unless ``from_block`` is configured, so events that happened
     while the node was down are still seen by the watcher.
+
+    A backend whose ``connect`` refuses that ``from_block`` (one written before the
+    contract said it must take it) does not stop the node: its channels on other chains
+    need their watcher. Nor is it used without ``from_block``: its feed would start at the
+    tip and miss what happened while the node was down (a registration to answer, a
+    preimage to claim). The chain is set aside as unavailable, with the reason; its
+    channels are quarantined by the restore and the operator reads why in ``node info``.
+    Whether ``from_block`` is the cause is found by connecting once more without it (that
+    connection is closed unused); a chain that cannot connect at all is a ``ConfigError``
+    as on a first start.
     """
     backends: dict[str, ChainBackend] = {}
     accounts: dict[str, Account] = {}
     names: dict[str, str] = {}
+    unavailable: dict[str, UnavailableChain] = {}
     for chain in config.chains:
         try:
             factory = plugins.backend(chain.backend)
@@ -137,7 +168,18 @@ def build_chains(config: NodeConfig, store: Store | None = None) -> Chains:
                 origin = store.get_setting(f"chain-origin/{chain.name}") if store else None
                 if origin is not None and "from_block" not in options:
                     options["from_block"] = int(origin)
-                backend = factory.connect(chain.url, **options)
+                    try:
+                        backend = factory.connect(chain.url, **options)
+                    except Exception as exc:
+                        unavailable[chain.name] = _resume_refused(chain, factory, options, exc)
+                        log.error(
+                            "%s",
+                            unavailable[chain.name].error,
+                            extra={"chain_unavailable": chain.name},
+                        )
+                        continue
+                else:
+                    backend = factory.connect(chain.url, **options)
         except ConfigError:
             raise
         except Exception as exc:  # the backend's own words: a wrong option, the RPC down...
@@ -168,7 +210,38 @@ def build_chains(config: NodeConfig, store: Store | None = None) -> Chains:
             )
         backends[backend.chain] = backend
         names[chain.name] = backend.chain
-    return Chains(backends, accounts, names)
+    return Chains(backends, accounts, names, unavailable)
+
+
+def _resume_refused(
+    chain: ChainConfig, factory: Any, options: dict[str, Any], refused: Exception
+) -> UnavailableChain:
+    """What a ``connect`` that failed with the node's ``from_block`` means: if it succeeds
+    without it, the backend cannot resume its feed (an unavailable chain, said in words
+    the operator can act on); if it fails again, the chain is unreachable or misconfigured
+    (``ConfigError``, as on a first start)."""
+    assert chain.url is not None
+    without = {k: v for k, v in options.items() if k != "from_block"}
+    try:
+        probe = factory.connect(chain.url, **without)
+    except Exception as exc:
+        raise ConfigError(f"[chains.{chain.name}]: cannot use {chain.url}: {_reason(exc)}") from exc
+    chain_id = str(getattr(probe, "chain", "") or chain.name)
+    close: Callable[[], None] | None = getattr(probe, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:
+            log.exception("closing the %s backend's probe connection failed", chain.name)
+    error = (
+        f"[chains.{chain.name}]: the {chain.backend} backend's connect() refused "
+        f"from_block={options['from_block']} ({type(refused).__name__}: "
+        f"{_reason(refused)[:120]}). Without it the event feed would not resume where the "
+        "node stopped and could miss what happened while it was down, so the chain is not "
+        "used and its channels are quarantined. Install a version of the backend whose "
+        "connect() takes from_block (docs/writing-a-backend.md), then restart the node"
+    )
+    return UnavailableChain(chain.name, chain_id, chain.backend, error)
 
 
 def check_roles(backend: object, name: str, backend_name: str) -> None:

@@ -209,6 +209,7 @@ class HubServer:
                 if c.confirmations is not None and c.name in chains.names
             },
             open_policy=build_open_policy(self.config),
+            unavailable={u.chain: u.error for u in chains.unavailable.values()},
         )
         self.node.virtual.request_timeout = self.config.virtual_request_timeout
         lap("chains")
