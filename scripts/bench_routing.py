@@ -39,6 +39,7 @@ from chenilles_hub.core.routing import (  # noqa: E402
     RoutingGraph,
     find_route,
 )
+from chenilles_hub.core.routing.landmarks import Landmarks, value_class  # noqa: E402
 from chenilles_hub.core.timing import TimeModel  # noqa: E402
 
 ETH_CHAIN = "eip155:1"
@@ -209,6 +210,20 @@ def main() -> None:
     ap.add_argument(
         "--no-memory", action="store_true", help="skip the second build under tracemalloc"
     )
+    ap.add_argument(
+        "--strategy",
+        default="alt",
+        choices=["alt", "astar"],
+        help="the router measured (alt: landmark tables; astar: one Dijkstra per query)",
+    )
+    ap.add_argument(
+        "--compare",
+        default="astar",
+        choices=["alt", "astar", "none"],
+        help="a second strategy timed on the same pairs, alternating with the first",
+    )
+    ap.add_argument("--landmarks", type=int, default=16, help="landmarks per ALT table")
+    ap.add_argument("--active", type=int, default=4, help="landmarks used per ALT query")
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench" / "routing.json"))
     args = ap.parse_args()
     if args.quick:
@@ -266,8 +281,47 @@ def main() -> None:
             results.append(r)
         return times, results
 
-    run("astar", pairs[:5])  # warm caches (fee medians, imports)
-    fast_ms, fast_routes = run("astar", pairs)
+    # Landmark tables: one per amount class met by the pairs, built before timing (they are
+    # per graph, not per query); their build time and memory are reported.
+    alt = Landmarks(index, landmarks=args.landmarks, active=args.active)
+    index.bound_cache = alt
+    classes = sorted(
+        {value_class(float(amount * graph.value(asset, 1))) for *_, asset, amount in pairs}
+    )
+    t1 = time.perf_counter()
+    if "alt" in (args.strategy, args.compare):
+        for v_lo in classes:
+            alt.prepare(v_lo)
+    t_tables = time.perf_counter() - t1
+    table_mb = alt.nbytes() / 2**20
+
+    strategies = [args.strategy] + (
+        [args.compare] if args.compare not in ("none", args.strategy) else []
+    )
+    for name in strategies:
+        run(name, pairs[:5])  # warm caches (fee medians, imports)
+    timed: dict[str, list[float]] = {name: [] for name in strategies}
+    routes: dict[str, list[object]] = {name: [] for name in strategies}
+    for i, pair in enumerate(pairs):
+        # Alternate which strategy goes first, so load drifts hit both alike.
+        for name in strategies if i % 2 == 0 else strategies[::-1]:
+            ms, rs = run(name, [pair])
+            timed[name] += ms
+            routes[name] += rs
+    fast_ms, fast_routes = timed[args.strategy], routes[args.strategy]
+    equal_cost = None
+    if len(strategies) == 2:
+        other = routes[strategies[1]]
+        equal_cost = sum(
+            (a is None and b is None)
+            or (
+                a is not None
+                and b is not None
+                and graph.value(a[0].edge.asset, a[0].amount)  # type: ignore[index]
+                == graph.value(b[0].edge.asset, b[0].amount)  # type: ignore[index]
+            )
+            for a, b in zip(fast_routes, other, strict=True)
+        )
     base_todo = pairs[: args.baseline_pairs]
     base_ms, base_costs = [], []
     for src, dst, asset, amount in base_todo:
@@ -290,7 +344,7 @@ def main() -> None:
         e = edges[(i * 7919) % len(edges)]
         graph.set_capacity(e.channel_id, e.source, e.capacity)
     upd_us = (time.perf_counter() - t1) / n_upd * 1e6
-    _, _ = run("astar", pairs[:5])
+    _, _ = run(args.strategy, pairs[:5])
 
     report = {
         "params": {
@@ -322,6 +376,30 @@ def main() -> None:
             "nodes_with_1_channel_share": round(float((degree == 1).mean()), 3),
         },
         "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "strategy": args.strategy,
+        "landmarks": {
+            "per_table": args.landmarks,
+            "active_per_query": args.active,
+            "amount_classes": len(classes),
+            "tables_build_s": round(t_tables, 3),
+            "tables_mb": round(table_mb, 1),
+            "stale_rebuilds": alt.builds - (len(classes) if t_tables else 0),
+        },
+        "compare": (
+            {
+                "strategy": strategies[1],
+                "p50_ms": round(bench_common.pct(timed[strategies[1]], 50), 2),
+                "p90_ms": round(bench_common.pct(timed[strategies[1]], 90), 2),
+                "p99_ms": round(bench_common.pct(timed[strategies[1]], 99), 2),
+                "mean_ms": round(statistics.fmean(timed[strategies[1]]), 2),
+                "equal_cost_pairs": equal_cost,
+                "p50_ratio": round(
+                    bench_common.pct(timed[strategies[1]], 50) / bench_common.pct(fast_ms, 50), 2
+                ),
+            }
+            if len(strategies) == 2
+            else None
+        ),
         "fast": {
             "p50_ms": round(bench_common.pct(fast_ms, 50), 2),
             "p90_ms": round(bench_common.pct(fast_ms, 90), 2),
@@ -361,7 +439,11 @@ def main() -> None:
         f"max RSS {report['max_rss_mb']} MB, capacity update {upd_us:.1f} us"
     )
     print(f"{'':24}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}{'mean ms':>10}{'success':>10}")
-    for name, row in (("A* + scipy bound", f), ("plain Dijkstra (py)", b)):
+    rows = [(f"find_route {args.strategy}", f)]
+    if report["compare"]:
+        c: dict[str, object] = report["compare"]  # type: ignore[assignment]
+        rows.append((f"find_route {c['strategy']}", c))
+    for name, row in (*rows, ("plain Dijkstra (py)", b)):
         cells = "".join(
             f"{row.get(k, '-')!s:>10}" for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "success")
         )
@@ -370,6 +452,15 @@ def main() -> None:
         f"mean hops {f['mean_hops']}, cross-asset routes {f['cross_asset_routes']}; baseline "
         f"same cost {b['same_cost_as_fast']}/{len(base_todo)}, "
         f"fast strictly cheaper {b['fast_strictly_cheaper']}"
+    )
+    if report["compare"]:
+        print(
+            f"equal cost on {c['equal_cost_pairs']}/{len(pairs)} pairs, p50 ratio {c['p50_ratio']}"
+        )
+    lm: dict[str, object] = report["landmarks"]  # type: ignore[assignment]
+    print(
+        f"landmark tables: {lm['amount_classes']} classes, built in {lm['tables_build_s']} s, "
+        f"{lm['tables_mb']} MB"
     )
     print(f"wrote {out}")
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from fractions import Fraction
+from typing import Protocol
 
 import msgspec
 import numpy as np
@@ -45,6 +46,12 @@ InArrays = tuple[
 
 #: (from-state of the conversion's input asset, N, D, valid_until or None)
 Conversion = tuple[int, int, int, int | None]
+
+
+class PatchListener(Protocol):
+    """Something derived from the index that an in-place patch may invalidate."""
+
+    def patched(self, pos: int, cap_value: float, fee_lowered: bool) -> None: ...
 
 
 def reference_prices(
@@ -125,7 +132,9 @@ class _Index:
         e_from = [0] * n_edges
         e_to = [0] * n_edges
         delta_cache: dict[tuple[str, int], int] = {}
+        direction: dict[tuple[bytes, bytes], int] = {}
         for i, e in enumerate(edges):
+            direction[(e.channel_id, e.source)] = i
             u, v, a = node_index[e.source], node_index[e.target], self.asset_index[e.asset]
             self.e_src[i], self.e_dst[i], self.e_asset[i] = u, v, a
             self.e_cap[i], self.e_base[i], self.e_ppm[i] = e.capacity, e.fee_base, e.fee_ppm
@@ -136,6 +145,9 @@ class _Index:
             self.e_delta[i] = delta
             e_from[i] = state_index.setdefault((u, a), len(state_index))
             e_to[i] = state_index.setdefault((v, a), len(state_index))
+        #: The other direction of each edge's channel, or -1 (cached bounds cut by the
+        #: channel's total capacity, which payments do not change).
+        self.e_sibling = [direction.get((e.channel_id, e.target), -1) for e in edges]
         self.state_index = state_index
         n_states = len(state_index)
         self.state_node = [0] * n_states
@@ -218,6 +230,8 @@ class _Index:
         self.edge_pos = position[:n_edges].tolist()
         self.has_rates = n_conv > 0
         self._in_arrays: dict[int, InArrays] = {}
+        #: Cached bounds (:mod:`.bound_cache`), built on the first query that asks for them.
+        self.bound_cache: PatchListener | None = None
 
     def in_arrays(self, st: int) -> InArrays:
         """Numpy views of a state's in-edges (built on first use, dropped on patches)."""
@@ -242,11 +256,14 @@ class _Index:
 
     def patch_edge(self, i: int, edge: ChannelEdge) -> None:
         self._in_arrays.pop(self.e_to[i], None)
+        fee_lowered = edge.fee_base < self.e_base[i] or edge.fee_ppm < self.e_ppm[i]
         self.e_cap[i], self.e_base[i], self.e_ppm[i] = edge.capacity, edge.fee_base, edge.fee_ppm
         pos, price = self.edge_pos[i], self.price_f[self.e_asset[i]]
         self.cap_value[pos] = edge.capacity * price
         self.w_base[pos] = float(edge.fee_base)
         self.w_ppm[pos] = edge.fee_ppm / 1e6
+        if self.bound_cache is not None:
+            self.bound_cache.patched(pos, edge.capacity * price, fee_lowered)
 
 
 def _rate_order(r: AssetRate) -> tuple[bytes, Asset, Asset]:

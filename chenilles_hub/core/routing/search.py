@@ -26,22 +26,21 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import dijkstra
 
 from ..errors import InvalidParams, NoRoute
 from ..model import Asset
+from .bounds import SLACK as _SLACK
+from .bounds import Bounds as _Bounds
+from .bounds import lower_bounds
 from .graph import RoutingGraph, _Index
+from .landmarks import Landmarks
 from .model import PPM, Route, RouteHop
 from .rules import DEFAULT_MAX_HOPS, validate_route
 
-Strategy = Literal["astar", "dijkstra"]
+Strategy = Literal["astar", "alt", "dijkstra"]
 _Mode = Literal["walk", "simple", "exact"]
 
 _INF = math.inf
-#: Float slack: the bound pass works in floats, so it under-estimates by this much to stay
-#: a true lower bound, and the search keeps popping this far past the best route found.
-_SLACK = 1e-9
 #: In-degree from which a state's predecessors are ranked with numpy rather than a loop.
 _VECTOR_DEGREE = 48
 #: Labels the fully exact tier may create before the caller settles for tier 2's route.
@@ -130,7 +129,7 @@ def find_route(
     if strategy == "dijkstra" or not index.arbitrage_free:
         found = _solve(args, None)
     else:
-        h = _lower_bounds(index, s, sa, v0, now)
+        h = _bounds(index, s, sa, v0, now, start, strategy)
         if h is not None and h[0][start] != _INF:
             found = _solve(args, h)
     if found is None:
@@ -152,6 +151,20 @@ def find_route(
     return route
 
 
+def _bounds(
+    index: _Index, s: int, sa: int, v0: float, now: int, start: int, strategy: Strategy
+) -> _Bounds | None:
+    """The A* bound: landmark tables when asked for and fresh, else one Dijkstra."""
+    if strategy == "alt":
+        alt = index.bound_cache
+        if not isinstance(alt, Landmarks):
+            alt = index.bound_cache = Landmarks(index)
+        h = alt.bounds(s, sa, v0, start)
+        if h is not False:
+            return None if h is True else h
+    return lower_bounds(index, s, sa, v0, now)
+
+
 class _Found:
     __slots__ = ("amount", "edge", "expiry", "hops", "label", "value")
 
@@ -165,8 +178,6 @@ class _Found:
         return (self.value, self.expiry, self.hops)
 
 
-#: The bound pass's answer twice: a list for the scalar loop, an array for numpy ranking.
-_Bounds = tuple[list[float], npt.NDArray[np.float64]]
 _Args = tuple[_Index, int, int, int, int, int, int, int, int, int]
 
 
@@ -199,39 +210,6 @@ def _is_simple(found: _Found, index: _Index) -> bool:
         nodes.append(index.state_node[lab.state])
         lab = lab.parent
     return len(set(nodes)) == len(nodes)
-
-
-def _lower_bounds(index: _Index, s: int, sa: int, v0: float, now: int) -> _Bounds | None:
-    """``h[state]``: least value still to add between the payer and that state, or inf.
-
-    Every weight under-estimates the exact increment on any route: the amount an edge
-    carries is worth at least the payment itself (value never shrinks towards the payer),
-    so it is at least ``x = floor(v0 / price)`` base units and the fee at least
-    ``fee_base + ceil(x * ppm / 1e6)`` (keeping the rounding matters for small amounts in
-    coarse units: a satoshi is a large share of a small fee); a conversion loses at least
-    its rate's shortfall from the reference prices on that same value. An edge whose
-    capacity is worth less than the payment can carry no hop of it and is cut.
-    """
-    x_min = np.floor(v0 / index.w_price * (1 - _SLACK))
-    fee = index.w_base + np.ceil(x_min * index.w_ppm * (1 - 1e-12))
-    weights = fee * index.w_price * index.w_edge + v0 * index.w_loss
-    weights[index.cap_value < v0 * (1 - _SLACK)] = _INF
-    if index.has_rates:
-        weights[index.valid_until < now] = _INF
-    weights *= 1 - _SLACK
-    heads = []
-    e_cap, e_asset, price_f, e_to = index.e_cap, index.e_asset, index.price_f, index.e_to
-    for e in index.out_edges[s]:
-        a = e_asset[e]
-        if (sa < 0 or a == sa) and e_cap[e] * price_f[a] >= v0 * (1 - _SLACK):
-            heads.append(e_to[e])
-    if not heads:
-        return None
-    n = len(index.state_node)
-    matrix = csr_matrix((weights, index.csr_indices, index.csr_indptr), shape=(n, n))
-    dist = dijkstra(matrix, directed=True, indices=heads, min_only=True)
-    bounds: list[float] = dist.tolist()
-    return bounds, dist
 
 
 def _search(
