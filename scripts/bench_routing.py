@@ -39,7 +39,8 @@ from chenilles_hub.core.routing import (  # noqa: E402
     RoutingGraph,
     find_route,
 )
-from chenilles_hub.core.routing.landmarks import Landmarks, value_class  # noqa: E402
+from chenilles_hub.core.routing.bound_cache import BoundCache, value_class  # noqa: E402
+from chenilles_hub.core.routing.search import Strategy  # noqa: E402
 from chenilles_hub.core.timing import TimeModel  # noqa: E402
 
 ETH_CHAIN = "eip155:1"
@@ -212,18 +213,24 @@ def main() -> None:
     )
     ap.add_argument(
         "--strategy",
-        default="alt",
-        choices=["alt", "astar"],
-        help="the router measured (alt: landmark tables; astar: one Dijkstra per query)",
+        default="cached",
+        choices=["cached", "astar"],
+        help="the router measured (cached: bounds cached per class and payer; astar: one "
+        "weight pass and Dijkstra per query)",
     )
     ap.add_argument(
         "--compare",
         default="astar",
-        choices=["alt", "astar", "none"],
+        choices=["cached", "astar", "none"],
         help="a second strategy timed on the same pairs, alternating with the first",
     )
-    ap.add_argument("--landmarks", type=int, default=16, help="landmarks per ALT table")
-    ap.add_argument("--active", type=int, default=4, help="landmarks used per ALT query")
+    ap.add_argument(
+        "--payers",
+        type=int,
+        default=0,
+        help="draw payers from this many nodes (1: a node routing its own payments); "
+        "0: a random payer per pair",
+    )
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench" / "routing.json"))
     args = ap.parse_args()
     if args.quick:
@@ -257,8 +264,10 @@ def main() -> None:
     for u, a in index.state_index:
         node_assets.setdefault(u, []).append(a)
     pairs = []
+    payer_pool = [pyrng.randrange(len(index.nodes)) for _ in range(args.payers)]
     while len(pairs) < args.pairs:
-        s, t = pyrng.randrange(len(index.nodes)), pyrng.randrange(len(index.nodes))
+        s = pyrng.choice(payer_pool) if payer_pool else pyrng.randrange(len(index.nodes))
+        t = pyrng.randrange(len(index.nodes))
         if s == t:
             continue
         asset = index.assets[pyrng.choice(sorted(node_assets[t]))]
@@ -266,7 +275,7 @@ def main() -> None:
         pairs.append((index.nodes[s], index.nodes[t], asset, units(asset, usd)))
 
     def run(
-        strategy: str, todo: list[tuple[bytes, bytes, Asset, int]]
+        strategy: Strategy, todo: list[tuple[bytes, bytes, Asset, int]]
     ) -> tuple[list[float], list[object]]:
         times, results = [], []
         for src, dst, asset, amount in todo:
@@ -281,27 +290,18 @@ def main() -> None:
             results.append(r)
         return times, results
 
-    # Landmark tables: one per amount class met by the pairs, built before timing (they are
-    # per graph, not per query); their build time and memory are reported.
-    alt = Landmarks(index, landmarks=args.landmarks, active=args.active)
-    index.bound_cache = alt
-    classes = sorted(
-        {value_class(float(amount * graph.value(asset, 1))) for *_, asset, amount in pairs}
-    )
-    t1 = time.perf_counter()
-    if "alt" in (args.strategy, args.compare):
-        for v_lo in classes:
-            alt.prepare(v_lo)
-    t_tables = time.perf_counter() - t1
-    table_mb = alt.nbytes() / 2**20
+    # The cache of A* bounds: rows per payer and amount class, built by the queries that
+    # need them (inside their timing); the cache's counters and memory are reported.
+    cache = BoundCache(index)
+    index.bound_cache = cache
 
-    strategies = [args.strategy] + (
+    strategies: list[Strategy] = [args.strategy] + (
         [args.compare] if args.compare not in ("none", args.strategy) else []
     )
     for name in strategies:
         run(name, pairs[:5])  # warm caches (fee medians, imports)
-    timed: dict[str, list[float]] = {name: [] for name in strategies}
-    routes: dict[str, list[object]] = {name: [] for name in strategies}
+    timed: dict[Strategy, list[float]] = {name: [] for name in strategies}
+    routes: dict[Strategy, list[object]] = {name: [] for name in strategies}
     for i, pair in enumerate(pairs):
         # Alternate which strategy goes first, so load drifts hit both alike.
         for name in strategies if i % 2 == 0 else strategies[::-1]:
@@ -377,13 +377,15 @@ def main() -> None:
         },
         "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "strategy": args.strategy,
-        "landmarks": {
-            "per_table": args.landmarks,
-            "active_per_query": args.active,
-            "amount_classes": len(classes),
-            "tables_build_s": round(t_tables, 3),
-            "tables_mb": round(table_mb, 1),
-            "stale_rebuilds": alt.builds - (len(classes) if t_tables else 0),
+        "payers": args.payers or "random",
+        "cache": {
+            "amount_classes_met": len(
+                {value_class(float(amount * graph.value(asset, 1))) for *_, asset, amount in pairs}
+            ),
+            "rows_built": cache.built,
+            "rows_reused": cache.hits,
+            "rows_kept_max": cache.max_rows,
+            "cache_mb": round(cache.nbytes() / 2**20, 1),
         },
         "compare": (
             {
@@ -457,11 +459,7 @@ def main() -> None:
         print(
             f"equal cost on {c['equal_cost_pairs']}/{len(pairs)} pairs, p50 ratio {c['p50_ratio']}"
         )
-    lm: dict[str, object] = report["landmarks"]  # type: ignore[assignment]
-    print(
-        f"landmark tables: {lm['amount_classes']} classes, built in {lm['tables_build_s']} s, "
-        f"{lm['tables_mb']} MB"
-    )
+    print(f"bound cache: {report['cache']}, payers {report['payers']}")
     print(f"wrote {out}")
 
 

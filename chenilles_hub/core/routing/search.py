@@ -29,15 +29,15 @@ import numpy.typing as npt
 
 from ..errors import InvalidParams, NoRoute
 from ..model import Asset
+from .bound_cache import BoundCache
 from .bounds import SLACK as _SLACK
 from .bounds import Bounds as _Bounds
 from .bounds import lower_bounds
 from .graph import RoutingGraph, _Index
-from .landmarks import Landmarks
 from .model import PPM, Route, RouteHop
 from .rules import DEFAULT_MAX_HOPS, validate_route
 
-Strategy = Literal["astar", "alt", "dijkstra"]
+Strategy = Literal["astar", "cached", "dijkstra"]
 _Mode = Literal["walk", "simple", "exact"]
 
 _INF = math.inf
@@ -129,7 +129,7 @@ def find_route(
     if strategy == "dijkstra" or not index.arbitrage_free:
         found = _solve(args, None)
     else:
-        h = _bounds(index, s, sa, v0, now, start, strategy)
+        h = _bounds(index, s, sa, v0, now, strategy)
         if h is not None and h[0][start] != _INF:
             found = _solve(args, h)
     if found is None:
@@ -152,16 +152,14 @@ def find_route(
 
 
 def _bounds(
-    index: _Index, s: int, sa: int, v0: float, now: int, start: int, strategy: Strategy
+    index: _Index, s: int, sa: int, v0: float, now: int, strategy: Strategy
 ) -> _Bounds | None:
-    """The A* bound: landmark tables when asked for and fresh, else one Dijkstra."""
-    if strategy == "alt":
-        alt = index.bound_cache
-        if not isinstance(alt, Landmarks):
-            alt = index.bound_cache = Landmarks(index)
-        h = alt.bounds(s, sa, v0, start)
-        if h is not False:
-            return None if h is True else h
+    """The A* bound: one Dijkstra per query, or the graph's cache (:mod:`.bound_cache`)."""
+    if strategy == "cached":
+        cache = index.bound_cache
+        if not isinstance(cache, BoundCache):
+            cache = index.bound_cache = BoundCache(index)
+        return cache.bounds(s, sa, v0)
     return lower_bounds(index, s, sa, v0, now)
 
 
