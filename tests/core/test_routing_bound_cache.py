@@ -86,12 +86,12 @@ def test_fee_decrease_drops_the_cached_rows() -> None:
     assert r[0].amount == 10_000
 
 
-def test_top_up_above_the_channel_total_drops_the_rows_that_cut_it() -> None:
+def test_capacity_rising_past_a_class_drops_the_rows_that_cut_it() -> None:
     # 2 -> 4 cannot carry the payment (channel total 5,000): the row cuts it.
     g = diamond(fee_via_4=0, fee_via_5=100, cap_2_4=5_000)
     r = route_for(g, 1, 3, 10_000, ETH, strategy="cached")
     assert [h.edge.target for h in r] == [node(2), node(5), node(3)]
-    g.set_capacity(cid(2), node(2), 50_000)  # a top-up: more than the channel ever held
+    g.set_capacity(cid(2), node(2), 50_000)  # a top-up (or a payment the other way)
     r = route_for(g, 1, 3, 10_000, ETH, strategy="cached")
     assert [h.edge.target for h in r] == [node(2), node(4), node(3)]
 

@@ -12,14 +12,17 @@ through the payer, the payment's value ``v0`` and ``now`` (expired quotes). Here
   sensitive to the slack: proportional fees and conversion losses are under-estimated by
   up to ``2 ** (1 / STEPS) - 1`` of the query's (on the benchmark graph, a class per
   doubling made the A* push 25x more labels at p90; 16 per doubling, 1.1x).
-- *Fewer cuts.* A row cuts an edge only when its channel's total capacity (both
-  directions, at the index's build, raised by later patches: the *ceiling*) is worth less
-  than ``v_lo``, and never cuts a quote for expiry; the payer's heads are its edges whose
-  ceiling reaches ``v_lo``. A row's graph keeps every edge and head a query may use.
-- *Updates* (:meth:`BoundCache.patched`): a fee decrease drops every row; a capacity above
-  an edge's ceiling raises it and drops the rows whose class it crosses (the rows that cut
-  that edge). Capacity moving inside a channel (every payment) and fee increases drop
-  nothing: weights that became too low are still lower bounds.
+- *Fewer cuts.* A row cuts an edge whose capacity is worth less than ``v_lo`` (a query
+  cuts below ``v0 >= v_lo``) and never cuts a quote for expiry; the payer's heads are its
+  edges that can carry ``v_lo``. A row's graph keeps every edge and head a query may use.
+  (Cutting by channel totals instead, which payments do not change, was tried: then the
+  row could not prove a payee unreachable where the per-query bound does, and the exact
+  search spent a minute on one such pair of the benchmark.)
+- *Updates* (:meth:`BoundCache.patched`): a fee decrease drops every row; a capacity that
+  rises drops the rows whose ``v_lo`` it crosses (those rows cut that edge). Capacity
+  that falls and fees that rise drop nothing: weights that became too low are still lower
+  bounds. A payment raises one direction of each channel it crosses, by its amount: only
+  rows of classes between the old and the new capacity go.
 
 So for every query served, a row's weights are pointwise at most the query's:
 ``row[X] = d_row(heads, X) <= d_query(heads, X)``, the bound is admissible (and consistent
@@ -32,10 +35,9 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 
-import numpy as np
 from scipy.sparse.csgraph import dijkstra
 
-from .bounds import SLACK, Bounds, edge_weights, matrix
+from .bounds import SLACK, Bounds, edge_weights, matrix, payer_heads
 from .graph import _Index
 
 #: Amount classes per doubling of the payment's value (see the module's docstring).
@@ -66,14 +68,6 @@ class BoundCache:
         n_states = len(index.state_node)
         self.max_rows = max(1, max_row_bytes // max(1, n_states * _ROW_BYTES_PER_STATE))
         self.rows: OrderedDict[tuple[float, int, int], Bounds] = OrderedDict()
-        #: Per CSR entry, the most value it can carry as far as the rows know: the
-        #: channel's total capacity (both directions), raised on patches; inf for quotes.
-        cap = np.array(index.e_cap, dtype=np.float64)
-        sib = np.array(index.e_sibling, dtype=np.int64)
-        total = cap + np.where(sib >= 0, cap[np.maximum(sib, 0)], 0.0)
-        price = np.array([index.price_f[a] for a in index.e_asset], dtype=np.float64)
-        self.ceiling = np.full(len(index.csr_indices), np.inf)
-        self.ceiling[np.array(index.edge_pos, dtype=np.int64)] = total * price
         #: Counters for operators and benchmarks: rows built (Dijkstras), rows reused.
         self.built = self.hits = 0
 
@@ -86,16 +80,11 @@ class BoundCache:
             self.rows.move_to_end(key)
             self.hits += 1
             return row
-        floor = v_lo * (1 - SLACK)
-        index, ceiling, edge_pos = self.index, self.ceiling, self.index.edge_pos
-        heads = [
-            index.e_to[e]
-            for e in index.out_edges[s]
-            if (sa < 0 or index.e_asset[e] == sa) and ceiling[edge_pos[e]] >= floor
-        ]
+        index = self.index
+        heads = payer_heads(index, s, sa, v_lo)
         if not heads:
             return None
-        weights = edge_weights(index, v_lo, ceiling, None)
+        weights = edge_weights(index, v_lo, index.cap_value, None)
         dist = dijkstra(matrix(index, weights), directed=True, indices=heads, min_only=True)
         self.built += 1
         row = (dist.tolist(), dist)
@@ -104,17 +93,16 @@ class BoundCache:
             self.rows.popitem(last=False)
         return row
 
-    def patched(self, pos: int, cap_value: float, fee_lowered: bool) -> None:
+    def patched(self, pos: int, old_cap_value: float, cap_value: float, fee_lowered: bool) -> None:
         """An edge's capacity or fees changed in place: drop the rows it may break."""
-        old = float(self.ceiling[pos])
-        if cap_value > old:
-            self.ceiling[pos] = cap_value
         if fee_lowered:
             self.rows.clear()
-        elif cap_value > old:
-            for key in [k for k in self.rows if old < k[0] * (1 - SLACK) <= cap_value]:
+        elif cap_value > old_cap_value and self.rows:
+            # The rows that cut this edge (and may have left out a head) and now must not.
+            gone = [k for k in self.rows if old_cap_value < k[0] * (1 - SLACK) <= cap_value]
+            for key in gone:
                 del self.rows[key]
 
     def nbytes(self) -> int:
         """Memory of the rows, about (a list of floats takes four times its array)."""
-        return sum(row[1].nbytes * 5 for row in self.rows.values()) + self.ceiling.nbytes
+        return sum(row[1].nbytes * 5 for row in self.rows.values())

@@ -51,7 +51,8 @@ Conversion = tuple[int, int, int, int | None]
 class PatchListener(Protocol):
     """Something derived from the index that an in-place patch may invalidate."""
 
-    def patched(self, pos: int, cap_value: float, fee_lowered: bool) -> None: ...
+    def patched(self, pos: int, old_cap_value: float, cap_value: float, fee_lowered: bool) -> None:
+        """CSR entry ``pos`` (a channel edge) now carries ``cap_value``; its fees fell."""
 
 
 def reference_prices(
@@ -132,9 +133,7 @@ class _Index:
         e_from = [0] * n_edges
         e_to = [0] * n_edges
         delta_cache: dict[tuple[str, int], int] = {}
-        direction: dict[tuple[bytes, bytes], int] = {}
         for i, e in enumerate(edges):
-            direction[(e.channel_id, e.source)] = i
             u, v, a = node_index[e.source], node_index[e.target], self.asset_index[e.asset]
             self.e_src[i], self.e_dst[i], self.e_asset[i] = u, v, a
             self.e_cap[i], self.e_base[i], self.e_ppm[i] = e.capacity, e.fee_base, e.fee_ppm
@@ -145,9 +144,6 @@ class _Index:
             self.e_delta[i] = delta
             e_from[i] = state_index.setdefault((u, a), len(state_index))
             e_to[i] = state_index.setdefault((v, a), len(state_index))
-        #: The other direction of each edge's channel, or -1 (cached bounds cut by the
-        #: channel's total capacity, which payments do not change).
-        self.e_sibling = [direction.get((e.channel_id, e.target), -1) for e in edges]
         self.state_index = state_index
         n_states = len(state_index)
         self.state_node = [0] * n_states
@@ -259,11 +255,12 @@ class _Index:
         fee_lowered = edge.fee_base < self.e_base[i] or edge.fee_ppm < self.e_ppm[i]
         self.e_cap[i], self.e_base[i], self.e_ppm[i] = edge.capacity, edge.fee_base, edge.fee_ppm
         pos, price = self.edge_pos[i], self.price_f[self.e_asset[i]]
+        old_cap_value = float(self.cap_value[pos])
         self.cap_value[pos] = edge.capacity * price
         self.w_base[pos] = float(edge.fee_base)
         self.w_ppm[pos] = edge.fee_ppm / 1e6
         if self.bound_cache is not None:
-            self.bound_cache.patched(pos, edge.capacity * price, fee_lowered)
+            self.bound_cache.patched(pos, old_cap_value, edge.capacity * price, fee_lowered)
 
 
 def _rate_order(r: AssetRate) -> tuple[bytes, Asset, Asset]:
