@@ -42,9 +42,8 @@ from .graph import _Index
 
 #: Amount classes per doubling of the payment's value (see the module's docstring).
 STEPS = 16
-#: Memory the rows may take; a row is a float per state, as a list and an array.
+#: Memory the rows may take; a row is an array of a float per state.
 MAX_ROW_BYTES = 128 * 2**20
-_ROW_BYTES_PER_STATE = 8 + 32
 
 
 def value_class(v0: float, steps: int = STEPS) -> float:
@@ -66,7 +65,7 @@ class BoundCache:
         self.index = index
         self.steps = steps
         n_states = len(index.state_node)
-        self.max_rows = max(1, max_row_bytes // max(1, n_states * _ROW_BYTES_PER_STATE))
+        self.max_rows = max(1, max_row_bytes // max(1, n_states * 8))
         self.rows: OrderedDict[tuple[float, int, int], Bounds] = OrderedDict()
         #: Counters for operators and benchmarks: rows built (Dijkstras), rows reused.
         self.built = self.hits = 0
@@ -87,7 +86,7 @@ class BoundCache:
         weights = edge_weights(index, v_lo, index.cap_value, None)
         dist = dijkstra(matrix(index, weights), directed=True, indices=heads, min_only=True)
         self.built += 1
-        row = (dist.tolist(), dist)
+        row = (dist, dist)
         self.rows[key] = row
         while len(self.rows) > self.max_rows:
             self.rows.popitem(last=False)
@@ -104,5 +103,5 @@ class BoundCache:
                 del self.rows[key]
 
     def nbytes(self) -> int:
-        """Memory of the rows, about (a list of floats takes four times its array)."""
-        return sum(row[1].nbytes * 5 for row in self.rows.values())
+        """Memory of the rows."""
+        return sum(row[1].nbytes for row in self.rows.values())
