@@ -10,8 +10,8 @@ through the payer, the payment's value ``v0`` and ``now`` (expired quotes). Here
   :func:`.bounds.edge_weights` at ``v_lo``, and weights only grow with the value, so it
   under-estimates every query of its class. Classes are narrow because the A* is
   sensitive to the slack: proportional fees and conversion losses are under-estimated by
-  up to ``2 ** (1 / STEPS) - 1`` of the query's (on the benchmark graph, a class per
-  doubling made the A* push 25x more labels at p90; 16 per doubling, 1.1x).
+  up to ``2 ** (1 / STEPS) - 1`` of the query's (on the 2k-node benchmark graph, a class
+  per doubling made the A* push 26x more labels on average; 16 per doubling, 1.4x).
 - *Fewer cuts.* A row cuts an edge whose capacity is worth less than ``v_lo`` (a query
   cuts below ``v0 >= v_lo``) and never cuts a quote for expiry; the payer's heads are its
   edges that can carry ``v_lo``. A row's graph keeps every edge and head a query may use.

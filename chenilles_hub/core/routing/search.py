@@ -1,10 +1,12 @@
 """Cheapest-route search: a scipy lower-bound pass, then an exact integer A* backwards.
 
-1. *Bound* (numpy + scipy, compiled): per query, each forward state-graph edge gets a weight
-   that can only under-estimate what it will really cost the payer at this payment's size,
-   edges that cannot carry the payment are cut, and one Dijkstra from the payer's neighbours
-   gives ``h(state)``: a lower bound on what must still be added to a partial route's value
-   to reach the payer. It is consistent (the weights obey the triangle inequality).
+1. *Bound* (numpy + scipy, compiled; :mod:`.bounds`): each forward state-graph edge gets a
+   weight that can only under-estimate what it will really cost the payer at this
+   payment's size, edges that cannot carry the payment are cut, and one Dijkstra from the
+   payer's neighbours gives ``h(state)``: a lower bound on what must still be added to a
+   partial route's value to reach the payer. It is consistent (the weights obey the
+   triangle inequality). Per query, or cached per payer and amount class
+   (:mod:`.bound_cache`).
 2. *Exact* (pure Python, integer): a label-setting search from the payee backwards, where a
    label is (amount the node must receive, expiry offset of its outgoing HTLC, hops), built
    with the same integer formulas as :mod:`.rules` (and the returned route is re-checked
@@ -102,8 +104,10 @@ def find_route(
     payer's lock (first expiry minus ``now``) is at most ``max_lock``. Cost is the payer's
     first-hop amount in the graph's reference valuation (:meth:`RoutingGraph.prices`);
     cost is the only guaranteed criterion (among equal-cost routes the search meets, the
-    shorter lock, then fewer hops, wins). ``strategy="dijkstra"`` skips the bound pass:
-    the same exact search without A*, for tests on small graphs (slow on large ones).
+    shorter lock, then fewer hops, wins). ``strategy="cached"`` keeps the bound per payer
+    and amount class on the graph (:mod:`.bound_cache`): the same routes, and on a
+    long-lived graph a payer's later queries skip the bound pass. ``strategy="dijkstra"``
+    skips the bound: the same exact search without A*, for tests on small graphs.
     Raises :class:`NoRoute` when no route satisfies every rule.
     """
     if amount <= 0:
