@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chenilles_hub.core.errors import NoRoute
+from chenilles_hub.core.errors import InvalidParams, NoRoute
 from chenilles_hub.core.model import Asset
 from chenilles_hub.core.routing import AssetRate, Route, RoutingGraph, find_route
 from chenilles_hub.core.routing.bound_cache import STEPS, BoundCache, value_class
@@ -143,6 +143,15 @@ def test_rows_are_per_payer_asset_and_class() -> None:
     assert cache.built == 2 and cache.hits == 1  # 1,000 and 1,001 share a class
     route_for(g, 2, 3, 1_000, ETH, strategy="cached")
     assert cache.built == 3
+
+
+def test_absurd_amounts_are_a_clear_error_with_either_bound() -> None:
+    g = diamond(fee_via_4=0, fee_via_5=0)
+    for strategy in ("astar", "cached"):
+        with pytest.raises(NoRoute):
+            route_for(g, 1, 3, 10**30, ETH, strategy=strategy)
+        with pytest.raises(InvalidParams):
+            route_for(g, 1, 3, 10**400, ETH, strategy=strategy)
 
 
 @settings(max_examples=300, deadline=None)

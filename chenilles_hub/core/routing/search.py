@@ -126,7 +126,10 @@ def find_route(
     start = index.state_index.get((t, ta))
     if start is None or final_lead > max_lock:
         raise NoRoute("the payee has no channel in that asset, or final_lead > max_lock")
-    v0 = float(amount * index.prices[ta])
+    try:
+        v0 = float(amount * index.prices[ta])
+    except OverflowError:  # beyond any float: no bound (and no channel) can carry it
+        raise InvalidParams("the payment's value is too large to route") from None
 
     args = (index, s, t, sa, start, amount, now, final_lead, max_lock, max_hops)
     found: _Found | None = None
