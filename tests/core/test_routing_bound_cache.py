@@ -154,6 +154,23 @@ def test_absurd_amounts_are_a_clear_error_with_either_bound() -> None:
             route_for(g, 1, 3, 10**400, ETH, strategy=strategy)
 
 
+def test_evicted_and_dropped_rows_leave_no_trace() -> None:
+    g = diamond(fee_via_4=0, fee_via_5=100, cap_2_4=5_000)
+    cache = BoundCache(g.index(), max_row_bytes=1)  # one row at a time
+    g.index().bound_cache = cache
+    for amount in (10_000, 20_000, 10_000, 40_000):
+        route_for(g, 1, 3, amount, ETH, strategy="cached")
+        assert len(cache.rows) == 1 and list(cache.by_class) == cache.classes
+    assert cache.built == 4
+    g.set_capacity(cid(2), node(2), 10**6)  # crosses the kept row's class: dropped
+    assert not cache.rows and not cache.classes and not cache.by_class
+    assert [h.edge.target for h in route_for(g, 1, 3, 40_000, ETH, strategy="cached")] == [
+        node(2),
+        node(4),
+        node(3),
+    ]
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.floats(min_value=1e-12, max_value=1e30, allow_nan=False, allow_infinity=False))
 def test_a_class_starts_at_or_below_its_values(v: float) -> None:

@@ -32,6 +32,7 @@ per-query bound. A payer's first query in a class pays what :func:`.lower_bounds
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import OrderedDict
 
@@ -56,6 +57,11 @@ def value_class(v0: float, steps: int = STEPS) -> float:
     return v_lo
 
 
+def _threshold(v_lo: float) -> float:
+    """The value below which a row of class ``v_lo`` cuts an edge (as :func:`edge_weights`)."""
+    return v_lo * (1 - SLACK)
+
+
 class BoundCache:
     """Rows of A* bounds for one index (see the module's docstring)."""
 
@@ -67,6 +73,10 @@ class BoundCache:
         n_states = len(index.state_node)
         self.max_rows = max(1, max_row_bytes // max(1, n_states * 8))
         self.rows: OrderedDict[tuple[float, int, int], Bounds] = OrderedDict()
+        #: The rows' keys by class, and the classes sorted: a rising capacity finds the rows
+        #: it breaks by bisection, not a scan (it happens on every hop of every payment).
+        self.by_class: dict[float, set[tuple[float, int, int]]] = {}
+        self.classes: list[float] = []
         #: Counters for operators and benchmarks: rows built (Dijkstras), rows reused.
         self.built = self.hits = 0
 
@@ -88,19 +98,38 @@ class BoundCache:
         self.built += 1
         row = (dist, dist)
         self.rows[key] = row
+        keys = self.by_class.get(v_lo)
+        if keys is None:
+            keys = self.by_class[v_lo] = set()
+            bisect.insort(self.classes, v_lo)
+        keys.add(key)
         while len(self.rows) > self.max_rows:
-            self.rows.popitem(last=False)
+            self._drop(next(iter(self.rows)))
         return row
+
+    def _drop(self, key: tuple[float, int, int]) -> None:
+        del self.rows[key]
+        keys = self.by_class[key[0]]
+        keys.discard(key)
+        if not keys:
+            del self.by_class[key[0]]
+            del self.classes[bisect.bisect_left(self.classes, key[0])]
 
     def patched(self, pos: int, old_cap_value: float, cap_value: float, fee_lowered: bool) -> None:
         """An edge's capacity or fees changed in place: drop the rows it may break."""
         if fee_lowered:
             self.rows.clear()
+            self.by_class.clear()
+            self.classes.clear()
         elif cap_value > old_cap_value and self.rows:
-            # The rows that cut this edge (and may have left out a head) and now must not.
-            gone = [k for k in self.rows if old_cap_value < k[0] * (1 - SLACK) <= cap_value]
-            for key in gone:
-                del self.rows[key]
+            # The rows that cut this edge (and may have left out a head) and now must not:
+            # those of the classes whose cut threshold t = v_lo * (1 - SLACK), the same
+            # float as the rows' cut, has old < t <= new (t grows with v_lo).
+            classes = self.classes
+            lo = bisect.bisect_right(classes, old_cap_value, key=_threshold)
+            hi = bisect.bisect_right(classes, cap_value, key=_threshold)
+            for key in [k for v_lo in classes[lo:hi] for k in self.by_class[v_lo]]:
+                self._drop(key)
 
     def nbytes(self) -> int:
         """Memory of the rows."""
