@@ -39,6 +39,8 @@ from chenilles_hub.core.routing import (  # noqa: E402
     RoutingGraph,
     find_route,
 )
+from chenilles_hub.core.routing.bound_cache import BoundCache, value_class  # noqa: E402
+from chenilles_hub.core.routing.search import Strategy  # noqa: E402
 from chenilles_hub.core.timing import TimeModel  # noqa: E402
 
 ETH_CHAIN = "eip155:1"
@@ -209,6 +211,26 @@ def main() -> None:
     ap.add_argument(
         "--no-memory", action="store_true", help="skip the second build under tracemalloc"
     )
+    ap.add_argument(
+        "--strategy",
+        default="cached",
+        choices=["cached", "astar"],
+        help="the router measured (cached: bounds cached per class and payer; astar: one "
+        "weight pass and Dijkstra per query)",
+    )
+    ap.add_argument(
+        "--compare",
+        default="astar",
+        choices=["cached", "astar", "none"],
+        help="a second strategy timed on the same pairs, alternating with the first",
+    )
+    ap.add_argument(
+        "--payers",
+        type=int,
+        default=0,
+        help="draw payers from this many nodes (1: a node routing its own payments); "
+        "0: a random payer per pair",
+    )
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench" / "routing.json"))
     args = ap.parse_args()
     if args.quick:
@@ -242,8 +264,10 @@ def main() -> None:
     for u, a in index.state_index:
         node_assets.setdefault(u, []).append(a)
     pairs = []
+    payer_pool = [pyrng.randrange(len(index.nodes)) for _ in range(args.payers)]
     while len(pairs) < args.pairs:
-        s, t = pyrng.randrange(len(index.nodes)), pyrng.randrange(len(index.nodes))
+        s = pyrng.choice(payer_pool) if payer_pool else pyrng.randrange(len(index.nodes))
+        t = pyrng.randrange(len(index.nodes))
         if s == t:
             continue
         asset = index.assets[pyrng.choice(sorted(node_assets[t]))]
@@ -251,10 +275,11 @@ def main() -> None:
         pairs.append((index.nodes[s], index.nodes[t], asset, units(asset, usd)))
 
     def run(
-        strategy: str, todo: list[tuple[bytes, bytes, Asset, int]]
+        strategy: Strategy, todo: list[tuple[bytes, bytes, Asset, int]]
     ) -> tuple[list[float], list[object]]:
         times, results = [], []
         for src, dst, asset, amount in todo:
+            built = cache.built
             t1 = time.perf_counter()
             try:
                 r: object = find_route(
@@ -264,10 +289,46 @@ def main() -> None:
                 r = None
             times.append((time.perf_counter() - t1) * 1e3)
             results.append(r)
+            if strategy == "cached":  # a query that built its row, or one that reused it
+                (row_built_ms if cache.built > built else row_reused_ms).append(times[-1])
         return times, results
 
-    run("astar", pairs[:5])  # warm caches (fee medians, imports)
-    fast_ms, fast_routes = run("astar", pairs)
+    # The cache of A* bounds: rows per payer and amount class, built by the queries that
+    # need them (inside their timing); the cache's counters and memory are reported.
+    cache = BoundCache(index)
+    index.bound_cache = cache
+    row_built_ms: list[float] = []
+    row_reused_ms: list[float] = []
+
+    strategies: list[Strategy] = [args.strategy] + (
+        [args.compare] if args.compare not in ("none", args.strategy) else []
+    )
+    for name in strategies:
+        run(name, pairs[:5])  # warm caches (fee medians, imports)
+    row_built_ms.clear()
+    row_reused_ms.clear()
+    timed: dict[Strategy, list[float]] = {name: [] for name in strategies}
+    routes: dict[Strategy, list[object]] = {name: [] for name in strategies}
+    for i, pair in enumerate(pairs):
+        # Alternate which strategy goes first, so load drifts hit both alike.
+        for name in strategies if i % 2 == 0 else strategies[::-1]:
+            ms, rs = run(name, [pair])
+            timed[name] += ms
+            routes[name] += rs
+    fast_ms, fast_routes = timed[args.strategy], routes[args.strategy]
+    equal_cost = None
+    if len(strategies) == 2:
+        other = routes[strategies[1]]
+        equal_cost = sum(
+            (a is None and b is None)
+            or (
+                a is not None
+                and b is not None
+                and graph.value(a[0].edge.asset, a[0].amount)  # type: ignore[index]
+                == graph.value(b[0].edge.asset, b[0].amount)  # type: ignore[index]
+            )
+            for a, b in zip(fast_routes, other, strict=True)
+        )
     base_todo = pairs[: args.baseline_pairs]
     base_ms, base_costs = [], []
     for src, dst, asset, amount in base_todo:
@@ -290,7 +351,8 @@ def main() -> None:
         e = edges[(i * 7919) % len(edges)]
         graph.set_capacity(e.channel_id, e.source, e.capacity)
     upd_us = (time.perf_counter() - t1) / n_upd * 1e6
-    _, _ = run("astar", pairs[:5])
+    built_ms, reused_ms = list(row_built_ms), list(row_reused_ms)
+    _, _ = run(args.strategy, pairs[:5])
 
     report = {
         "params": {
@@ -322,6 +384,38 @@ def main() -> None:
             "nodes_with_1_channel_share": round(float((degree == 1).mean()), 3),
         },
         "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "strategy": args.strategy,
+        "payers": args.payers or "random",
+        "cache": {
+            "amount_classes_met": len(
+                {value_class(float(amount * graph.value(asset, 1))) for *_, asset, amount in pairs}
+            ),
+            "rows_built": cache.built,
+            "rows_reused": cache.hits,
+            "rows_kept_max": cache.max_rows,
+            "p50_ms_building_the_row": (
+                round(bench_common.pct(built_ms, 50), 2) if built_ms else None
+            ),
+            "p50_ms_reusing_a_row": (
+                round(bench_common.pct(reused_ms, 50), 2) if reused_ms else None
+            ),
+            "cache_mb": round(cache.nbytes() / 2**20, 1),
+        },
+        "compare": (
+            {
+                "strategy": strategies[1],
+                "p50_ms": round(bench_common.pct(timed[strategies[1]], 50), 2),
+                "p90_ms": round(bench_common.pct(timed[strategies[1]], 90), 2),
+                "p99_ms": round(bench_common.pct(timed[strategies[1]], 99), 2),
+                "mean_ms": round(statistics.fmean(timed[strategies[1]]), 2),
+                "equal_cost_pairs": equal_cost,
+                "p50_ratio": round(
+                    bench_common.pct(timed[strategies[1]], 50) / bench_common.pct(fast_ms, 50), 2
+                ),
+            }
+            if len(strategies) == 2
+            else None
+        ),
         "fast": {
             "p50_ms": round(bench_common.pct(fast_ms, 50), 2),
             "p90_ms": round(bench_common.pct(fast_ms, 90), 2),
@@ -361,7 +455,11 @@ def main() -> None:
         f"max RSS {report['max_rss_mb']} MB, capacity update {upd_us:.1f} us"
     )
     print(f"{'':24}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}{'mean ms':>10}{'success':>10}")
-    for name, row in (("A* + scipy bound", f), ("plain Dijkstra (py)", b)):
+    rows = [(f"find_route {args.strategy}", f)]
+    if report["compare"]:
+        c: dict[str, object] = report["compare"]  # type: ignore[assignment]
+        rows.append((f"find_route {c['strategy']}", c))
+    for name, row in (*rows, ("plain Dijkstra (py)", b)):
         cells = "".join(
             f"{row.get(k, '-')!s:>10}" for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "success")
         )
@@ -371,6 +469,11 @@ def main() -> None:
         f"same cost {b['same_cost_as_fast']}/{len(base_todo)}, "
         f"fast strictly cheaper {b['fast_strictly_cheaper']}"
     )
+    if report["compare"]:
+        print(
+            f"equal cost on {c['equal_cost_pairs']}/{len(pairs)} pairs, p50 ratio {c['p50_ratio']}"
+        )
+    print(f"bound cache: {report['cache']}, payers {report['payers']}")
     print(f"wrote {out}")
 
 

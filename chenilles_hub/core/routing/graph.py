@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from fractions import Fraction
+from typing import Protocol
 
 import msgspec
 import numpy as np
@@ -45,6 +46,13 @@ InArrays = tuple[
 
 #: (from-state of the conversion's input asset, N, D, valid_until or None)
 Conversion = tuple[int, int, int, int | None]
+
+
+class PatchListener(Protocol):
+    """Something derived from the index that an in-place patch may invalidate."""
+
+    def patched(self, pos: int, old_cap_value: float, cap_value: float, fee_lowered: bool) -> None:
+        """CSR entry ``pos`` (a channel edge) now carries ``cap_value``; its fees fell."""
 
 
 def reference_prices(
@@ -218,6 +226,8 @@ class _Index:
         self.edge_pos = position[:n_edges].tolist()
         self.has_rates = n_conv > 0
         self._in_arrays: dict[int, InArrays] = {}
+        #: Cached bounds (:mod:`.bound_cache`), built on the first query that asks for them.
+        self.bound_cache: PatchListener | None = None
 
     def in_arrays(self, st: int) -> InArrays:
         """Numpy views of a state's in-edges (built on first use, dropped on patches)."""
@@ -242,11 +252,15 @@ class _Index:
 
     def patch_edge(self, i: int, edge: ChannelEdge) -> None:
         self._in_arrays.pop(self.e_to[i], None)
+        fee_lowered = edge.fee_base < self.e_base[i] or edge.fee_ppm < self.e_ppm[i]
         self.e_cap[i], self.e_base[i], self.e_ppm[i] = edge.capacity, edge.fee_base, edge.fee_ppm
         pos, price = self.edge_pos[i], self.price_f[self.e_asset[i]]
+        old_cap_value = float(self.cap_value[pos])
         self.cap_value[pos] = edge.capacity * price
         self.w_base[pos] = float(edge.fee_base)
         self.w_ppm[pos] = edge.fee_ppm / 1e6
+        if self.bound_cache is not None:
+            self.bound_cache.patched(pos, old_cap_value, edge.capacity * price, fee_lowered)
 
 
 def _rate_order(r: AssetRate) -> tuple[bytes, Asset, Asset]:

@@ -1,10 +1,12 @@
 """Cheapest-route search: a scipy lower-bound pass, then an exact integer A* backwards.
 
-1. *Bound* (numpy + scipy, compiled): per query, each forward state-graph edge gets a weight
-   that can only under-estimate what it will really cost the payer at this payment's size,
-   edges that cannot carry the payment are cut, and one Dijkstra from the payer's neighbours
-   gives ``h(state)``: a lower bound on what must still be added to a partial route's value
-   to reach the payer. It is consistent (the weights obey the triangle inequality).
+1. *Bound* (numpy + scipy, compiled; :mod:`.bounds`): each forward state-graph edge gets a
+   weight that can only under-estimate what it will really cost the payer at this
+   payment's size, edges that cannot carry the payment are cut, and one Dijkstra from the
+   payer's neighbours gives ``h(state)``: a lower bound on what must still be added to a
+   partial route's value to reach the payer. It is consistent (the weights obey the
+   triangle inequality). Per query, or cached per payer and amount class
+   (:mod:`.bound_cache`).
 2. *Exact* (pure Python, integer): a label-setting search from the payee backwards, where a
    label is (amount the node must receive, expiry offset of its outgoing HTLC, hops), built
    with the same integer formulas as :mod:`.rules` (and the returned route is re-checked
@@ -26,22 +28,21 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import dijkstra
 
 from ..errors import InvalidParams, NoRoute
 from ..model import Asset
+from .bound_cache import BoundCache
+from .bounds import SLACK as _SLACK
+from .bounds import Bounds as _Bounds
+from .bounds import lower_bounds
 from .graph import RoutingGraph, _Index
 from .model import PPM, Route, RouteHop
 from .rules import DEFAULT_MAX_HOPS, validate_route
 
-Strategy = Literal["astar", "dijkstra"]
+Strategy = Literal["astar", "cached", "dijkstra"]
 _Mode = Literal["walk", "simple", "exact"]
 
 _INF = math.inf
-#: Float slack: the bound pass works in floats, so it under-estimates by this much to stay
-#: a true lower bound, and the search keeps popping this far past the best route found.
-_SLACK = 1e-9
 #: In-degree from which a state's predecessors are ranked with numpy rather than a loop.
 _VECTOR_DEGREE = 48
 #: Labels the fully exact tier may create before the caller settles for tier 2's route.
@@ -103,8 +104,10 @@ def find_route(
     payer's lock (first expiry minus ``now``) is at most ``max_lock``. Cost is the payer's
     first-hop amount in the graph's reference valuation (:meth:`RoutingGraph.prices`);
     cost is the only guaranteed criterion (among equal-cost routes the search meets, the
-    shorter lock, then fewer hops, wins). ``strategy="dijkstra"`` skips the bound pass:
-    the same exact search without A*, for tests on small graphs (slow on large ones).
+    shorter lock, then fewer hops, wins). ``strategy="cached"`` keeps the bound per payer
+    and amount class on the graph (:mod:`.bound_cache`): the same routes, and on a
+    long-lived graph a payer's later queries skip the bound pass. ``strategy="dijkstra"``
+    skips the bound: the same exact search without A*, for tests on small graphs.
     Raises :class:`NoRoute` when no route satisfies every rule.
     """
     if amount <= 0:
@@ -123,14 +126,17 @@ def find_route(
     start = index.state_index.get((t, ta))
     if start is None or final_lead > max_lock:
         raise NoRoute("the payee has no channel in that asset, or final_lead > max_lock")
-    v0 = float(amount * index.prices[ta])
+    try:
+        v0 = float(amount * index.prices[ta])
+    except OverflowError:  # beyond any float: no bound (and no channel) can carry it
+        raise InvalidParams("the payment's value is too large to route") from None
 
     args = (index, s, t, sa, start, amount, now, final_lead, max_lock, max_hops)
     found: _Found | None = None
     if strategy == "dijkstra" or not index.arbitrage_free:
         found = _solve(args, None)
     else:
-        h = _lower_bounds(index, s, sa, v0, now)
+        h = _bounds(index, s, sa, v0, now, strategy)
         if h is not None and h[0][start] != _INF:
             found = _solve(args, h)
     if found is None:
@@ -152,6 +158,18 @@ def find_route(
     return route
 
 
+def _bounds(
+    index: _Index, s: int, sa: int, v0: float, now: int, strategy: Strategy
+) -> _Bounds | None:
+    """The A* bound: one Dijkstra per query, or the graph's cache (:mod:`.bound_cache`)."""
+    if strategy == "cached":
+        cache = index.bound_cache
+        if not isinstance(cache, BoundCache):
+            cache = index.bound_cache = BoundCache(index)
+        return cache.bounds(s, sa, v0)
+    return lower_bounds(index, s, sa, v0, now)
+
+
 class _Found:
     __slots__ = ("amount", "edge", "expiry", "hops", "label", "value")
 
@@ -165,8 +183,6 @@ class _Found:
         return (self.value, self.expiry, self.hops)
 
 
-#: The bound pass's answer twice: a list for the scalar loop, an array for numpy ranking.
-_Bounds = tuple[list[float], npt.NDArray[np.float64]]
 _Args = tuple[_Index, int, int, int, int, int, int, int, int, int]
 
 
@@ -199,39 +215,6 @@ def _is_simple(found: _Found, index: _Index) -> bool:
         nodes.append(index.state_node[lab.state])
         lab = lab.parent
     return len(set(nodes)) == len(nodes)
-
-
-def _lower_bounds(index: _Index, s: int, sa: int, v0: float, now: int) -> _Bounds | None:
-    """``h[state]``: least value still to add between the payer and that state, or inf.
-
-    Every weight under-estimates the exact increment on any route: the amount an edge
-    carries is worth at least the payment itself (value never shrinks towards the payer),
-    so it is at least ``x = floor(v0 / price)`` base units and the fee at least
-    ``fee_base + ceil(x * ppm / 1e6)`` (keeping the rounding matters for small amounts in
-    coarse units: a satoshi is a large share of a small fee); a conversion loses at least
-    its rate's shortfall from the reference prices on that same value. An edge whose
-    capacity is worth less than the payment can carry no hop of it and is cut.
-    """
-    x_min = np.floor(v0 / index.w_price * (1 - _SLACK))
-    fee = index.w_base + np.ceil(x_min * index.w_ppm * (1 - 1e-12))
-    weights = fee * index.w_price * index.w_edge + v0 * index.w_loss
-    weights[index.cap_value < v0 * (1 - _SLACK)] = _INF
-    if index.has_rates:
-        weights[index.valid_until < now] = _INF
-    weights *= 1 - _SLACK
-    heads = []
-    e_cap, e_asset, price_f, e_to = index.e_cap, index.e_asset, index.price_f, index.e_to
-    for e in index.out_edges[s]:
-        a = e_asset[e]
-        if (sa < 0 or a == sa) and e_cap[e] * price_f[a] >= v0 * (1 - _SLACK):
-            heads.append(e_to[e])
-    if not heads:
-        return None
-    n = len(index.state_node)
-    matrix = csr_matrix((weights, index.csr_indices, index.csr_indptr), shape=(n, n))
-    dist = dijkstra(matrix, directed=True, indices=heads, min_only=True)
-    bounds: list[float] = dist.tolist()
-    return bounds, dist
 
 
 def _search(
