@@ -157,6 +157,7 @@ def plan_route(
             final_lead=invoice.final_lead + ROUTE_SLACK,
             max_lock=max_lock,
             source_asset=source_asset,
+            strategy="cached",  # the payer is always this node: its bound is reused
         )
     except ChannelError as exc:
         code = getattr(exc, "code", "no_route")

@@ -63,23 +63,58 @@ def own_announcement(node: Node) -> Announcement:
 
 
 class GraphView:
-    """What this node knows of the network beyond its own channels."""
+    """What this node knows of the network beyond its own channels.
+
+    The routing graph is kept between payments, so the router's per-payer bound
+    (``find_route(strategy="cached")``: the payer is always this node) is computed once and
+    reused: each payment only moves our own channels' capacities and fees, which the graph
+    takes in O(1) and the cache checks (a fee cut or a capacity rising past a bound's class
+    drops what it would overestimate). Anything else (an announcement, the operator's
+    graph, a channel opened or closed, a rate or a time model changed) rebuilds it.
+    """
 
     def __init__(self) -> None:
         self.announced: dict[bytes, Announcement] = {}
-        self.operator: Announcement = Announcement()
+        self._operator: Announcement = Announcement()
+        self._graph: RoutingGraph | None = None
+        self._shape: object = None
+
+    @property
+    def operator(self) -> Announcement:
+        """The graph the operator gave (``POST /v1/graph``)."""
+        return self._operator
+
+    @operator.setter
+    def operator(self, announcement: Announcement) -> None:
+        self._operator = announcement
+        self._graph = None
 
     def accept(self, peer: bytes, announcement: Announcement) -> int:
         """Keep what ``peer`` may speak for; returns how many edges were kept."""
         edges = tuple(e for e in announcement.edges if e.source == peer)
         rates = tuple(r for r in announcement.rates if r.node == peer)
         self.announced[peer] = Announcement(edges, rates, announcement.time_models)
+        self._graph = None
         return len(edges)
 
     def graph(self, node: Node) -> RoutingGraph:
         """Our own channels (always fresh) plus every other edge we were told about."""
         own = routing_graph([node])
-        sources: Iterable[Announcement] = [*self.announced.values(), self.operator]
+        shape = (
+            node.node_id,
+            tuple(sorted(_fixed(e) for e in own.edges)),
+            tuple(sorted(repr(rate) for rate in own.rates.values())),
+            tuple(sorted(own.time_models.items())),
+        )
+        if self._graph is None or shape != self._shape:
+            self._graph, self._shape = self._build(node, own), shape
+        else:
+            for edge in own.edges:  # capacities and fees only: the rest is in the shape
+                self._graph.add_edge(edge)
+        return self._graph
+
+    def _build(self, node: Node, own: RoutingGraph) -> RoutingGraph:
+        sources: Iterable[Announcement] = [*self.announced.values(), self._operator]
         edges: dict[tuple[bytes, bytes], ChannelEdge] = {}
         rates: list[AssetRate] = []
         models: dict[str, TimeModel] = {}
@@ -93,3 +128,15 @@ class GraphView:
             edges[(edge.channel_id, edge.source)] = edge
         models.update(own.time_models)  # our own backends' clocks win
         return RoutingGraph(edges.values(), [*rates, *own.rates.values()], models)
+
+
+def _fixed(edge: ChannelEdge) -> tuple[object, ...]:
+    """What of our own edge a payment does not change (capacity and fees it does)."""
+    return (
+        edge.channel_id,
+        edge.source,
+        edge.target,
+        edge.chain,
+        str(edge.asset),
+        edge.challenge_duration,
+    )
