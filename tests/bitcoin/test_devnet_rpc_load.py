@@ -1,0 +1,106 @@
+"""Payments stay off the Bitcoin ledger's RPC, and an idle poll costs one or two calls.
+
+Found by the devnet benchmark (scripts/bench_devnet.py): a node paying over a Bitcoin
+channel sent ~17 JSON-RPC requests per payment to its bitcoind (getblockcount,
+getbestblockhash, getblockheader: the chain's clock, read for each HTLC's native expiry on
+both sides), and every poll of an idle chain asked for 50 block hashes. Here the backend
+talks to the devnet server process over a real socket; a spy on the client's transport
+counts what goes out (it forwards everything unchanged).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chenilles_bitcoin.backend import TIP_TTL, BitcoinBackend
+
+from chenilles_hub import plugins
+
+from .devnet_harness import Devnet, running
+
+pytestmark = [pytest.mark.bitcoin, pytest.mark.devnet]
+
+
+@pytest.fixture(scope="module")
+def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
+    datadir: Path = tmp_path_factory.mktemp("devnet-rpc-load") / "node"
+    yield from running(datadir)
+
+
+class Spy:
+    """Counts the HTTP requests and JSON-RPC calls a ledger client sends."""
+
+    def __init__(self, backend: BitcoinBackend) -> None:
+        self.requests = 0
+        self.calls: list[str] = []
+        ledger: Any = backend.ledger
+        post = ledger._post
+
+        def counting(body: bytes, what: str) -> bytes:
+            self.requests += 1
+            doc = json.loads(body)
+            self.calls += [c["method"] for c in (doc if isinstance(doc, list) else [doc])]
+            return bytes(post(body, what))
+
+        ledger._post = counting
+
+    def reset(self) -> None:
+        self.requests, self.calls = 0, []
+
+
+def connect(devnet: Devnet) -> tuple[BitcoinBackend, Spy]:
+    backend = plugins.backend("bitcoin").connect(devnet.url, cookie_file=str(devnet.cookie_file))
+    assert isinstance(backend, BitcoinBackend)
+    return backend, Spy(backend)
+
+
+def test_the_chain_clock_is_read_once_for_many_payments(devnet: Devnet) -> None:
+    backend, spy = connect(devnet)
+    assert backend.tip_ttl == TIP_TTL <= 2.0  # far inside the expiry margin (2 blocks)
+    backend.tip_ttl = 60.0  # the count below must not depend on this machine's load
+    backend.poll_events()
+    now = backend.now()
+    spy.reset()
+    # what 20 payments ask of the chain's clock on one side: an HTLC's native expiry, the
+    # peer's check of it, the time of the next block
+    for _ in range(20):
+        assert backend.native_expiry(now + 3600) > 0
+        assert backend.next_block_time() >= backend.now() >= now
+    assert spy.requests == 0, spy.calls  # the tip was read just before
+    backend.tip_ttl = 0.0
+    backend.now()
+    assert spy.calls == ["getblockcount", "getbestblockhash", "getblockheader"]
+
+
+def test_the_clock_follows_a_block_mined_elsewhere_at_the_next_poll(devnet: Devnet) -> None:
+    backend, _ = connect(devnet)
+    backend.poll_events()
+    height = backend.native_expiry(backend.now() + 36_000)
+    devnet.ledger().mine(5)  # another client: the backend learns it by polling
+    backend.poll_events()
+    assert backend.native_expiry(backend.now() + 36_000) == height + 5
+    backend.mine(1)  # its own mining moves its clock at once
+    assert backend.native_expiry(backend.now() + 36_000) == height + 6
+    backend.tip_ttl = 0.2
+    devnet.ledger().mine(1)  # and without a poll, once the tip read is older than its TTL
+    time.sleep(0.3)
+    assert backend.native_expiry(backend.now() + 36_000) == height + 7
+
+
+def test_an_idle_poll_asks_for_one_block_hash_not_a_batch(devnet: Devnet) -> None:
+    backend, spy = connect(devnet)
+    backend.poll_events()
+    spy.reset()
+    backend.poll_events()
+    assert spy.calls.count("getblockhash") == 1, spy.calls
+    devnet.ledger().mine(2)
+    spy.reset()
+    backend.poll_events()
+    # the two new blocks and our top, where the views agree; then the two blocks read
+    assert spy.calls.count("getblockhash") == 3, spy.calls
+    assert spy.calls.count("getblock") == 2, spy.calls
