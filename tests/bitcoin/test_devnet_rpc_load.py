@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chenilles_bitcoin.authority import EXPIRY_TOLERANCE
 from chenilles_bitcoin.backend import TIP_TTL, BitcoinBackend
 
 from chenilles_hub import plugins
 
 from .devnet_harness import Devnet, running
+from .test_backend_harness import Channel
 
 pytestmark = [pytest.mark.bitcoin, pytest.mark.devnet]
 
@@ -104,3 +106,26 @@ def test_an_idle_poll_asks_for_one_block_hash_not_a_batch(devnet: Devnet) -> Non
     # the two new blocks and our top, where the views agree; then the two blocks read
     assert spy.calls.count("getblockhash") == 3, spy.calls
     assert spy.calls.count("getblock") == 2, spy.calls
+
+
+def test_a_peer_that_saw_a_block_we_did_not_is_not_refused(devnet: Devnet) -> None:
+    """Each node keeps its read of the tip a moment: the payer may image an HTLC's expiry
+    from a block the receiver has not read yet, one block later than the receiver's own
+    image. The receiver reads the tip again before refusing it."""
+    receiver, _ = connect(devnet)
+    payer, _ = connect(devnet)
+    receiver.tip_ttl = payer.tip_ttl = 60.0
+    channel = Channel.create(receiver, nonce=bytes(range(32)))
+    authority = receiver.authority(channel.params, channel.accounts[1], 1)
+    receiver.poll_events()
+    payer.poll_events()
+    now = receiver.now()
+    expiry = now + 36_000 + 300  # mid-interval: a block a few seconds later images the same
+    stale = receiver.native_expiry(expiry)
+    devnet.ledger().mine(1)
+    payer.poll_events()  # the payer saw the block; the receiver's read is older
+    offered = payer.native_expiry(expiry)
+    assert offered == stale + 1 == receiver.native_expiry(expiry) + 1
+    assert authority.native_expiry_ok(expiry, offered)
+    assert not authority.native_expiry_ok(expiry, offered + 1)
+    assert authority.native_expiry_ok(expiry, offered - EXPIRY_TOLERANCE)

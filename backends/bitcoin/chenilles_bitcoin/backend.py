@@ -235,6 +235,13 @@ class BitcoinBackend:
         blocks = (expiry - now) // self.policy.block_interval
         return max(0, tip + blocks - EXPIRY_MARGIN)
 
+    def _fresh_native_expiry(self, expiry: int) -> int:
+        """``native_expiry`` from the tip read now (a peer's HTLC imaged one block later than
+        ours: it may have seen a block our recent read of the tip has not)."""
+        if not self._tip_pinned:
+            self._tip = None
+        return self.native_expiry(expiry)
+
     def asset_info(self, asset: Asset) -> AssetInfo:
         return AssetInfo("BTC", 8, "sat")
 
@@ -425,7 +432,9 @@ class BitcoinBackend:
 
     def authority(self, params: ChannelParams, account: Account, me: int) -> StateAuthority:
         ctx = self.context(params, me, account)
-        return BitcoinAuthority(ctx.view, ctx.secrets, me, ctx.record, self.native_expiry)
+        return BitcoinAuthority(
+            ctx.view, ctx.secrets, me, ctx.record, self.native_expiry, self._fresh_native_expiry
+        )
 
     def export_record(
         self, params: ChannelParams, me: int, account: Account
