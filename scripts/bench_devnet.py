@@ -208,15 +208,23 @@ class Net:
             proxy.stop()
 
 
-def pay(alice: NodeClient, bob: NodeClient, asset: str, amount: int) -> str:
-    """Bob's invoice, paid by Alice through her API; the payment's final status."""
+def pay(alice: NodeClient, bob: NodeClient, asset: str, amount: int) -> dict[str, Any]:
+    """Bob's invoice, paid by Alice through her API; the payment as it ended."""
     invoice = bob.post("/v1/invoices", {"amount": amount, "asset": asset})
-    result = alice.post("/v1/payments", {"invoice": invoice["invoice"], "wait": True})
+    result: dict[str, Any] = alice.post(
+        "/v1/payments", {"invoice": invoice["invoice"], "wait": True}
+    )
     while result["status"] == "pending":
         time.sleep(0.01)
         result = alice.get(f"/v1/payments/{result['payment_hash']}")
-    status: str = result["status"]
-    return status
+    return result
+
+
+def _failure(result: dict[str, Any]) -> str | None:
+    """Why a payment failed (None if it succeeded)."""
+    if result["status"] == "succeeded":
+        return None
+    return str(result.get("reason") or result)
 
 
 def one_round(net: Net, chain: str, channel: str, sizes: Sizes) -> dict[str, Any]:
@@ -226,10 +234,11 @@ def one_round(net: Net, chain: str, channel: str, sizes: Sizes) -> dict[str, Any
     nodes = ("alice", "bob")
     out: dict[str, Any] = {"latencies_ms": [], "transfer_latencies_ms": []}
     before = net.watch()
-    failed = 0
+    failures: list[str] = []
     for _ in range(sizes.sequential):
         started = time.perf_counter()
-        failed += pay(alice, bob, asset, amount) != "succeeded"
+        failure = _failure(pay(alice, bob, asset, amount))
+        failures += [failure] if failure else []
         out["latencies_ms"].append(1000 * (time.perf_counter() - started))
     after = net.watch()
     wall = after["t"] - before["t"]
@@ -244,15 +253,16 @@ def one_round(net: Net, chain: str, channel: str, sizes: Sizes) -> dict[str, Any
         out["transfer_latencies_ms"].append(1000 * (time.perf_counter() - started))
     before = net.watch()
     with ThreadPoolExecutor(IN_FLIGHT) as pool:
-        statuses = list(pool.map(lambda _: pay(alice, bob, asset, amount), range(sizes.in_flight)))
+        ended = list(pool.map(lambda _: pay(alice, bob, asset, amount), range(sizes.in_flight)))
     after = net.watch()
-    ok = statuses.count("succeeded")
+    in_flight_failures = [f for f in map(_failure, ended) if f]
+    ok = sizes.in_flight - len(in_flight_failures)
     out["in_flight_payments_per_s"] = ok / (after["t"] - before["t"])
     out["cpu_ms_per_payment_in_flight"] = {
         n: 1000 * (after["cpu"][n] - before["cpu"][n]) / max(1, ok) for n in nodes
     }
     out["ledgers_in_flight"] = net.ledger_costs(before, after)
-    out["failed"] = failed + sizes.in_flight - ok
+    out["failures"] = failures + in_flight_failures
     return out
 
 
@@ -263,17 +273,27 @@ def median(values: list[float], digits: int = 2) -> float:
 def merge(rounds: list[dict[str, Any]], sizes: Sizes, chain: str) -> dict[str, Any]:
     """One chain's rounds: latencies pooled, rates and CPU as medians of the rounds."""
     asset, deposit, amount = CHAINS[chain]
-    pick = lambda key: [r[key] for r in rounds]  # noqa: E731
+
+    def pick(key: str) -> list[float]:
+        return [r[key] for r in rounds]
+
     return {
         "asset": asset,
         "deposit": deposit,
         "amount": amount,
         "payments": sizes.rounds * (sizes.sequential + sizes.in_flight),
-        "failed": sum(pick("failed")),
+        "failed": sum(len(r["failures"]) for r in rounds),
+        "failures": [f for r in rounds for f in r["failures"]][:10],
         "payment_latency_ms": with_p90([x for r in rounds for x in r["latencies_ms"]]),
         "sequential_payments_per_s": median(pick("sequential_payments_per_s"), 1),
         "transfer_latency_ms": with_p90([x for r in rounds for x in r["transfer_latencies_ms"]]),
         f"payments_per_s_{IN_FLIGHT}_in_flight": median(pick("in_flight_payments_per_s"), 1),
+        "per_round": {
+            "sequential_payments_per_s": [round(x, 1) for x in pick("sequential_payments_per_s")],
+            f"payments_per_s_{IN_FLIGHT}_in_flight": [
+                round(x, 1) for x in pick("in_flight_payments_per_s")
+            ],
+        },
         "cpu_ms_per_payment": {
             n: median([r["cpu_ms_per_payment"][n] for r in rounds]) for n in ("alice", "bob")
         },
@@ -299,7 +319,9 @@ def measure(sizes: Sizes) -> dict[str, Any]:
             channels, result["open_channel_s"] = net.open_channels()
             alice, bob = net.clients()
             for chain in CHAINS:  # warm up: the first payment also fetches routes, keys
-                assert pay(alice, bob, CHAINS[chain][0], CHAINS[chain][2]) == "succeeded"
+                failure = _failure(pay(alice, bob, CHAINS[chain][0], CHAINS[chain][2]))
+                if failure:
+                    raise RuntimeError(f"the first payment on {chain} failed: {failure}")
             before = net.watch()
             time.sleep(sizes.idle_s)
             result["ledgers_idle"] = net.ledger_costs(before, net.watch())

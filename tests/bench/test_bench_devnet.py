@@ -18,7 +18,7 @@ if str(SCRIPTS) not in sys.path:
 
 import bench_devnet  # noqa: E402  (the scripts directory is not a package)
 
-pytestmark = [pytest.mark.bench, pytest.mark.devnet, pytest.mark.xdist_group("bench-devnet")]
+pytestmark = [pytest.mark.bench, pytest.mark.devnet]
 
 
 def test_devnet_section_pays_on_every_chain_and_counts_the_ledger_polls() -> None:
@@ -28,7 +28,7 @@ def test_devnet_section_pays_on_every_chain_and_counts_the_ledger_polls() -> Non
     assert set(out["chains"]) == {"evm", "bitcoin", "solana"}
     assert set(out["open_channel_s"]) == {"evm", "bitcoin", "solana"}
     for chain, r in out["chains"].items():
-        assert r["failed"] == 0, chain
+        assert r["failed"] == 0, (chain, r["failures"])
         assert r["payments"] == 11
         lat = r["payment_latency_ms"]
         assert lat["n"] == 3 and 0 < lat["p50"] <= lat["p90"] <= lat["p99"] < 10_000
