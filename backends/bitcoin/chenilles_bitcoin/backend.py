@@ -92,7 +92,7 @@ FINALITY_DEPTH = 6
 INCLUSION_DELAY_BLOCKS = 3
 TIMELOCK_HORIZON = 14 * 86400
 #: Seconds the tip read over RPC stands for the chain's clock (``BitcoinBackend.tip_ttl``):
-#: far inside EXPIRY_MARGIN blocks, and it keeps payments off the ledger's RPC.
+#: far inside EXPIRY_MARGIN blocks; a payment then reads the ledger once, not ~17 times.
 TIP_TTL = 1.0
 #: Fee basis of a funding transaction: one P2WPKH input and change weigh 609 WU (measured),
 #: rounded up for a second input's share.
@@ -153,10 +153,10 @@ class BitcoinBackend:
         self.rebroadcast: dict[str, str] = {}  # txid -> "ok" or the reason it failed
         self._events_seen: set[str] = set()
         #: Off the height clock, the chain's clock is the tip's (height, time), read over
-        #: RPC. A payment reads it several times on each side (the HTLC's native expiry,
-        #: checked by the peer too): it is kept ``tip_ttl`` seconds (and for a whole
-        #: poll_events) so payments cost the ledger nothing. A new block seen by a poll,
-        #: our own mining and advance_time drop it at once.
+        #: RPC. A payment used it many times on each side (deadlines, the HTLC's native
+        #: expiry and the peer's check of it): it is kept ``tip_ttl`` seconds (and for a
+        #: whole poll_events), except for the HTLCs we offer (``native_expiry``). A new
+        #: block seen by a poll, our own mining and advance_time drop it at once.
         self.tip_ttl = tip_ttl
         self._tip: tuple[int, int, float] | None = None  # height, time, monotonic read at
         self._tip_pinned = False
@@ -230,17 +230,20 @@ class BitcoinBackend:
 
     def native_expiry(self, expiry: int) -> int:
         """``tip + floor((expiry - now) / interval) - margin``: a height reached before
-        ``expiry``."""
+        ``expiry``. What we offer a peer, so from the tip read now (off the height clock): a
+        peer whose read of the tip is newer than a kept one of ours would find our image one
+        block late when blocks come slower than the interval, and refuse it."""
+        if not self._tip_pinned:
+            self._tip = None
+        return self._kept_native_expiry(expiry)
+
+    def _kept_native_expiry(self, expiry: int) -> int:
+        """``native_expiry`` from the tip as last read (within ``tip_ttl``): how we check
+        a peer's HTLCs. A peer's image one block later than this one is checked again
+        against a fresh read (the authority's ``fresh_expiry_image``)."""
         tip, now = self._clock()
         blocks = (expiry - now) // self.policy.block_interval
         return max(0, tip + blocks - EXPIRY_MARGIN)
-
-    def _fresh_native_expiry(self, expiry: int) -> int:
-        """``native_expiry`` from the tip read now (a peer's HTLC imaged one block later than
-        ours: it may have seen a block our recent read of the tip has not)."""
-        if not self._tip_pinned:
-            self._tip = None
-        return self.native_expiry(expiry)
 
     def asset_info(self, asset: Asset) -> AssetInfo:
         return AssetInfo("BTC", 8, "sat")
@@ -433,7 +436,7 @@ class BitcoinBackend:
     def authority(self, params: ChannelParams, account: Account, me: int) -> StateAuthority:
         ctx = self.context(params, me, account)
         return BitcoinAuthority(
-            ctx.view, ctx.secrets, me, ctx.record, self.native_expiry, self._fresh_native_expiry
+            ctx.view, ctx.secrets, me, ctx.record, self._kept_native_expiry, self.native_expiry
         )
 
     def export_record(
