@@ -92,7 +92,7 @@ FINALITY_DEPTH = 6
 INCLUSION_DELAY_BLOCKS = 3
 TIMELOCK_HORIZON = 14 * 86400
 #: Seconds the tip read over RPC stands for the chain's clock (``BitcoinBackend.tip_ttl``):
-#: far inside EXPIRY_MARGIN blocks; a payment then reads the ledger once, not ~17 times.
+#: far inside EXPIRY_MARGIN blocks; a payment then makes one call to the ledger, not ~17.
 TIP_TTL = 1.0
 #: Fee basis of a funding transaction: one P2WPKH input and change weigh 609 WU (measured),
 #: rounded up for a second input's share.
@@ -158,8 +158,11 @@ class BitcoinBackend:
         #: whole poll_events), except for the HTLCs we offer (``native_expiry``). A new
         #: block seen by a poll, our own mining and advance_time drop it at once.
         self.tip_ttl = tip_ttl
-        self._tip: tuple[int, int, float] | None = None  # height, time, monotonic read at
+        self._tip: tuple[int, int, float, str] | None = None  # height, time, read at, hash
         self._tip_pinned = False
+        #: the last tip read, kept across drops of ``_tip``: a fresh read that finds the
+        #: same block hash reuses its height and time
+        self._known_tip: tuple[int, int, float, str] | None = None
 
     # --- describing the chain ------------------------------------------------------------
 
@@ -193,8 +196,23 @@ class BitcoinBackend:
         read_at = time.monotonic()
         tip = self._tip
         if tip is None or (not self._tip_pinned and read_at - tip[2] >= self.tip_ttl):
-            tip = self._tip = (self.ledger.tip_height(), self.ledger.tip_time(), read_at)
+            self._tip = tip = self._read_tip(read_at)
         return tip[0], tip[1]
+
+    def _read_tip(self, read_at: float) -> tuple[int, int, float, str]:
+        """The tip now: one call (its hash) while it is the block we know, four once per
+        new block."""
+        tip_hash = self.ledger.tip_hash()
+        known = self._known_tip
+        if known is not None and known[3] == tip_hash:
+            return known[0], known[1], read_at, tip_hash
+        tip = self._known_tip = (
+            self.ledger.tip_height(),
+            self.ledger.tip_time(),
+            read_at,
+            tip_hash,
+        )
+        return tip
 
     def _clock(self) -> tuple[int, int]:
         """The tip's height and its time: one read of the ledger at most."""
