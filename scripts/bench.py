@@ -19,7 +19,7 @@ Sections (each in its own process, so memory and start-up figures stay clean):
              through the hub with HTLCs (scripts/bench_virtual.py)
 
     .venv/bin/python scripts/bench.py            # full run, writes docs/bench/results.json
-    .venv/bin/python scripts/bench.py --quick    # ~2 min, writes docs/bench/results-quick.json
+    .venv/bin/python scripts/bench.py --quick    # ~3 min, writes docs/bench/results-quick.json
     .venv/bin/python scripts/bench.py --only updates,payments   # merged into the file
 """
 
@@ -276,7 +276,7 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="small sizes, ~2 min in total")
+    ap.add_argument("--quick", action="store_true", help="small sizes, ~3 min in total")
     ap.add_argument("--only", help=f"comma-separated subset of {','.join(SECTIONS)}")
     ap.add_argument("--out", help="JSON output (default docs/bench/results[-quick].json)")
     args = ap.parse_args()
