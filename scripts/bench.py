@@ -6,6 +6,9 @@ Sections (each in its own process, so memory and start-up figures stay clean):
 1. updates   signed channel updates/s with persistence on, beside the signature bound
    nodes     the same between two node processes over TCP (anvil), and payments through
              their API (scripts/bench_nodes.py)
+   devnet    payments between two node processes over the devnet ledgers (anvil, the
+             Bitcoin and Solana devnet RPC servers): p50/p90/p99 and payments/s per
+             chain, and how often the nodes poll each ledger (scripts/bench_devnet.py)
 2. payments  multi-hop payment latency and payments/s through hubs (EVM, EVM -> Bitcoin)
    electrum  Electrum 4.3.4's peers beside ours in the same run, alternating rounds
              (scripts/bench_electrum.py; needs Debian's python3-electrum)
@@ -16,7 +19,7 @@ Sections (each in its own process, so memory and start-up figures stay clean):
              through the hub with HTLCs (scripts/bench_virtual.py)
 
     .venv/bin/python scripts/bench.py            # full run, writes docs/bench/results.json
-    .venv/bin/python scripts/bench.py --quick    # ~2 min, writes docs/bench/results-quick.json
+    .venv/bin/python scripts/bench.py --quick    # ~3 min, writes docs/bench/results-quick.json
     .venv/bin/python scripts/bench.py --only updates,payments   # merged into the file
 """
 
@@ -35,7 +38,17 @@ import bench_common
 
 SCRIPTS = Path(__file__).resolve().parent
 ROOT = SCRIPTS.parent
-SECTIONS = ("updates", "nodes", "payments", "electrum", "routing", "costs", "scale", "virtual")
+SECTIONS = (
+    "updates",
+    "nodes",
+    "devnet",
+    "payments",
+    "electrum",
+    "routing",
+    "costs",
+    "scale",
+    "virtual",
+)
 
 
 def run_section(name: str, quick: bool) -> dict[str, Any]:
@@ -69,6 +82,23 @@ def _g(d: Any, *path: Any, default: Any = "-") -> Any:
         except (KeyError, IndexError, TypeError):
             return default
     return d
+
+
+def _devnet_rows(d: dict[str, Any]) -> list[tuple[str, str, str]]:
+    rows: list[tuple[str, str, str]] = []
+    for chain, r in _g(d, "chains", default={}).items():
+        lat = r["payment_latency_ms"]
+        ratio = _g(d, "vs_evm", chain, "sequential_payments_per_s_x", default=None)
+        rows.append(
+            (
+                f"2 node processes over the devnet, {chain}",
+                f"p50 {lat['p50']} ms, p99 {lat['p99']} ms; {r['sequential_payments_per_s']}/s "
+                f"seq, {r['payments_per_s_8_in_flight']}/s 8 in flight"
+                + (f" ({ratio}x EVM)" if ratio is not None else " (baseline)"),
+                "same run, EVM baseline",
+            )
+        )
+    return rows
 
 
 def table(results: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -137,6 +167,7 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 "go-nitro 247 ms first payment",
             )
         )
+    rows += _devnet_rows(results.get("devnet", {}))
     for name, r in _g(results, "payments", "configs", default={}).items():
         lat = r["latency_ms"]
         rows.append(
@@ -245,7 +276,7 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="small sizes, ~2 min in total")
+    ap.add_argument("--quick", action="store_true", help="small sizes, ~3 min in total")
     ap.add_argument("--only", help=f"comma-separated subset of {','.join(SECTIONS)}")
     ap.add_argument("--out", help="JSON output (default docs/bench/results[-quick].json)")
     args = ap.parse_args()

@@ -48,6 +48,7 @@ class BitcoinAuthority:
         me: int,
         record: ChannelRecord,
         expiry_image: Callable[[int], int],
+        fresh_expiry_image: Callable[[int], int] | None = None,
     ) -> None:
         self.view = view
         self.secrets = secrets
@@ -55,6 +56,9 @@ class BitcoinAuthority:
         self.peer = 1 - me
         self.record = record
         self._expiry_image = expiry_image
+        #: The image from the chain's tip read now, not the backend's recent read: a peer
+        #: that saw a block we have not yet may image one block later than we do.
+        self._fresh_expiry_image = fresh_expiry_image
         self._commitments: dict[tuple[int, int, bytes], tuple[ChannelState, CommitmentTx]] = {}
 
     def _commitment(self, owner: int, state: ChannelState, point: bytes) -> CommitmentTx:
@@ -173,6 +177,8 @@ class BitcoinAuthority:
 
     def native_expiry_ok(self, expiry: int, native_expiry: int) -> bool:
         image = self._expiry_image(expiry)
+        if native_expiry > image and self._fresh_expiry_image is not None:
+            image = self._fresh_expiry_image(expiry)
         return image - EXPIRY_TOLERANCE <= native_expiry <= image
 
 

@@ -92,6 +92,9 @@ EXPIRY_MARGIN = 2
 FINALITY_DEPTH = 6
 INCLUSION_DELAY_BLOCKS = 3
 TIMELOCK_HORIZON = 14 * 86400
+#: Seconds the tip read over RPC stands for the chain's clock (``BitcoinBackend.tip_ttl``):
+#: far inside EXPIRY_MARGIN blocks; a payment then makes one call to the ledger, not ~17.
+TIP_TTL = 1.0
 #: Fee basis of a funding transaction: one P2WPKH input and change weigh 609 WU (measured),
 #: rounded up for a second input's share.
 FUNDING_WEIGHT = 690
@@ -125,6 +128,7 @@ class BitcoinBackend:
         auto_mine: bool = False,
         height_clock: bool = False,
         faucet: BitcoinAccount | None = None,
+        tip_ttl: float = 0.0,
     ) -> None:
         self.ledger = ledger
         self.chain = chain
@@ -154,8 +158,17 @@ class BitcoinBackend:
         self._sent: dict[str, bytes] = {}  # txid -> raw, every tx this backend broadcast
         self.rebroadcast: dict[str, str] = {}  # txid -> "ok" or the reason it failed
         self._events_seen: set[str] = set()
-        #: the tip's time, read once per poll_events on a ledger without a height clock
-        self._poll_time: int | None = None
+        #: Off the height clock, the chain's clock is the tip's (height, time), read over
+        #: RPC. A payment used it many times on each side (deadlines, the HTLC's native
+        #: expiry and the peer's check of it): it is kept ``tip_ttl`` seconds (and for a
+        #: whole poll_events), except for the HTLCs we offer (``native_expiry``). A new
+        #: block seen by a poll, our own mining and advance_time drop it at once.
+        self.tip_ttl = tip_ttl
+        self._tip: tuple[int, int, float, str] | None = None  # height, time, read at, hash
+        self._tip_pinned = False
+        #: the last tip read, kept across drops of ``_tip``: a fresh read that finds the
+        #: same block hash reuses its height and time
+        self._known_tip: tuple[int, int, float, str] | None = None
 
     # --- describing the chain ------------------------------------------------------------
 
@@ -179,17 +192,48 @@ class BitcoinBackend:
         if self.height_clock:
             anchor_height, anchor_time = self._anchor
             return anchor_time + (height - anchor_height) * self.policy.block_interval
-        tip_time = self._poll_time if self._poll_time is not None else self.ledger.tip_time()
-        later = max(0, height - self.ledger.tip_height())
+        tip_height, tip_time = self._chain_tip()
+        later = max(0, height - tip_height)
         return tip_time + later * self.policy.block_interval
 
+    def _chain_tip(self) -> tuple[int, int]:
+        """The tip's height and time (off the height clock), read at most once per
+        ``tip_ttl`` seconds and once per poll_events."""
+        read_at = time.monotonic()
+        tip = self._tip
+        if tip is None or (not self._tip_pinned and read_at - tip[2] >= self.tip_ttl):
+            self._tip = tip = self._read_tip(read_at)
+        return tip[0], tip[1]
+
+    def _read_tip(self, read_at: float) -> tuple[int, int, float, str]:
+        """The tip now: one call (its hash) while it is the block we know, four once per
+        new block."""
+        tip_hash = self.ledger.tip_hash()
+        known = self._known_tip
+        if known is not None and known[3] == tip_hash:
+            return known[0], known[1], read_at, tip_hash
+        tip = self._known_tip = (
+            self.ledger.tip_height(),
+            self.ledger.tip_time(),
+            read_at,
+            tip_hash,
+        )
+        return tip
+
+    def _clock(self) -> tuple[int, int]:
+        """The tip's height and its time: one read of the ledger at most."""
+        if self.height_clock:
+            height = self.ledger.tip_height()  # the embedded chain: no RPC behind it
+            return height, self._time_at(height)
+        return self._chain_tip()
+
     def now(self) -> int:
-        return self._time_at(self.ledger.tip_height())
+        return self._clock()[1]
 
     def next_block_time(self) -> int:
         """The time of the next height: Bitcoin's timelocks (CSV, CLTV) judge heights, and
         a transaction sent now is judged in the block at ``tip + 1``."""
-        return self._time_at(self.ledger.tip_height() + 1)
+        return self._clock()[1] + self.policy.block_interval
 
     def holdings(self, params: ChannelParams, min_confirmations: int) -> dict[Asset, list[int]]:
         """The channel's funding output (``params.nonce`` is its txid, output 0), for
@@ -210,9 +254,20 @@ class BitcoinBackend:
 
     def native_expiry(self, expiry: int) -> int:
         """``tip + floor((expiry - now) / interval) - margin``: a height reached before
-        ``expiry``."""
-        blocks = (expiry - self.now()) // self.policy.block_interval
-        return max(0, self.ledger.tip_height() + blocks - EXPIRY_MARGIN)
+        ``expiry``. What we offer a peer, so from the tip read now (off the height clock): a
+        peer whose read of the tip is newer than a kept one of ours would find our image one
+        block late when blocks come slower than the interval, and refuse it."""
+        if not self._tip_pinned:
+            self._tip = None
+        return self._kept_native_expiry(expiry)
+
+    def _kept_native_expiry(self, expiry: int) -> int:
+        """``native_expiry`` from the tip as last read (within ``tip_ttl``): how we check
+        a peer's HTLCs. A peer's image one block later than this one is checked again
+        against a fresh read (the authority's ``fresh_expiry_image``)."""
+        tip, now = self._clock()
+        blocks = (expiry - now) // self.policy.block_interval
+        return max(0, tip + blocks - EXPIRY_MARGIN)
 
     def asset_info(self, asset: Asset) -> AssetInfo:
         return AssetInfo("BTC", 8, "sat")
@@ -330,9 +385,11 @@ class BitcoinBackend:
     def advance_time(self, seconds: int) -> None:
         """Mine one block per started block interval (heights are what timelocks see)."""
         if seconds > 0:
+            self._tip = None
             self.ledger.mine(math.ceil(seconds / self.policy.block_interval))
 
     def mine(self, blocks: int = 1) -> None:
+        self._tip = None
         self.ledger.mine(blocks)
 
     # --- channels ----------------------------------------------------------------------------
@@ -411,7 +468,9 @@ class BitcoinBackend:
 
     def authority(self, params: ChannelParams, account: Account, me: int) -> StateAuthority:
         ctx = self.context(params, me, account)
-        return BitcoinAuthority(ctx.view, ctx.secrets, me, ctx.record, self.native_expiry)
+        return BitcoinAuthority(
+            ctx.view, ctx.secrets, me, ctx.record, self._kept_native_expiry, self.native_expiry
+        )
 
     def export_record(
         self, params: ChannelParams, me: int, account: Account
@@ -445,6 +504,7 @@ class BitcoinBackend:
         self._sent[txid] = raw
         block = None
         if self.auto_mine:
+            self._tip = None
             try:
                 self.ledger.mine(1)
             except btc.TransactionRejected as exc:
@@ -642,12 +702,13 @@ class BitcoinBackend:
     def poll_events(self) -> list[ChainEvent]:
         """Ledger events as hub events; transactions lost in a reorg are broadcast again."""
         events = self.ledger.poll_events()
-        if events and not self.height_clock:
-            self._poll_time = self.ledger.tip_time()  # one read per poll, not two per block
+        if events:
+            self._tip = None  # a new block: the clock moved
+        self._tip_pinned = True  # one read of the tip per poll, not two per block
         try:
             return self._hub_events(events)
         finally:
-            self._poll_time = None
+            self._tip_pinned = False
 
     def _hub_events(self, events: list[btc.LedgerEvent]) -> list[ChainEvent]:
         out: list[ChainEvent] = []
@@ -804,6 +865,7 @@ def connect_backend(url: str, **options: Any) -> BitcoinBackend:
         auto_mine=bool(options.pop("auto_mine", False)),
         height_clock=bool(options.pop("height_clock", False)),
         faucet=faucet,
+        tip_ttl=TIP_TTL,
     )
 
 

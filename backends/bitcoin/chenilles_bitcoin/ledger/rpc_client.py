@@ -353,8 +353,13 @@ class BitcoindRpcLedger:
         fork = tip
         new: list[tuple[int, str]] = []
         agreed = False
+        # The first batch asks for the blocks above our top plus the top itself (usually
+        # one or two hashes a poll), not BATCH: a node polls every tick, blocks are rare.
+        top = max(self._scanned, default=None)
+        step = BATCH if top is None else max(1, min(BATCH, tip - top + 1))
         while fork >= lowest and not agreed:
-            heights = list(range(fork, max(lowest, fork - BATCH + 1) - 1, -1))
+            heights = list(range(fork, max(lowest, fork - step + 1) - 1, -1))
+            step = BATCH
             hashes = self.batch([("getblockhash", [h]) for h in heights])
             for height, block_hash in zip(heights, hashes, strict=True):
                 if self._scanned.get(height) == str(block_hash):

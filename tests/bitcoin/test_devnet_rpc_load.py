@@ -1,0 +1,136 @@
+"""A payment costs the Bitcoin ledger's RPC one call (is the tip still the block we
+know?), and an idle poll one or two.
+
+Found by the devnet benchmark (scripts/bench_devnet.py): a node paying over a Bitcoin
+channel sent ~17 JSON-RPC requests per payment to its bitcoind (getblockcount,
+getbestblockhash, getblockheader: the chain's clock, read again for each use on both
+sides), and every poll of an idle chain asked for 50 block hashes. Now the payer reads the
+tip's hash for its offer and the receiver checks against its kept read (again from the
+chain only before refusing). Here the backend talks to the devnet server process over a real
+socket; a spy on the client's transport counts what goes out (it forwards everything).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chenilles_bitcoin.authority import EXPIRY_TOLERANCE
+from chenilles_bitcoin.backend import TIP_TTL, BitcoinBackend
+
+from chenilles_hub import plugins
+
+from .devnet_harness import Devnet, running
+from .test_backend_harness import Channel
+
+pytestmark = [pytest.mark.bitcoin, pytest.mark.devnet]
+
+
+@pytest.fixture(scope="module")
+def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
+    datadir: Path = tmp_path_factory.mktemp("devnet-rpc-load") / "node"
+    yield from running(datadir)
+
+
+class Spy:
+    """Counts the HTTP requests and JSON-RPC calls a ledger client sends."""
+
+    def __init__(self, backend: BitcoinBackend) -> None:
+        self.requests = 0
+        self.calls: list[str] = []
+        ledger: Any = backend.ledger
+        post = ledger._post
+
+        def counting(body: bytes, what: str) -> bytes:
+            self.requests += 1
+            doc = json.loads(body)
+            self.calls += [c["method"] for c in (doc if isinstance(doc, list) else [doc])]
+            return bytes(post(body, what))
+
+        ledger._post = counting
+
+    def reset(self) -> None:
+        self.requests, self.calls = 0, []
+
+
+def connect(devnet: Devnet) -> tuple[BitcoinBackend, Spy]:
+    backend = plugins.backend("bitcoin").connect(devnet.url, cookie_file=str(devnet.cookie_file))
+    assert isinstance(backend, BitcoinBackend)
+    return backend, Spy(backend)
+
+
+def test_a_payment_reads_the_chain_clock_once_at_the_payer_only(devnet: Devnet) -> None:
+    backend, spy = connect(devnet)
+    assert backend.tip_ttl == TIP_TTL <= 2.0  # far inside the expiry margin (2 blocks)
+    backend.tip_ttl = 60.0  # the count below must not depend on this machine's load
+    channel = Channel.create(backend, nonce=bytes(range(32)))
+    authority = backend.authority(channel.params, channel.accounts[1], 1)
+    backend.poll_events()
+    now = backend.now()
+    spy.reset()
+    # what 20 payments ask of the chain's clock: the payer's HTLC offer (its native expiry,
+    # from the tip read now), the peer's check of it (from its kept read), the time now and
+    # of the next block (deadlines)
+    for _ in range(20):
+        offered = backend.native_expiry(now + 3600)
+        assert authority.native_expiry_ok(now + 3600, offered)
+        assert backend.next_block_time() >= backend.now() >= now
+    # the payer's fresh read asks only whether the tip is still the block it knows
+    assert spy.calls == ["getbestblockhash"] * 20
+
+
+def test_the_clock_follows_a_block_mined_elsewhere_at_the_next_poll(devnet: Devnet) -> None:
+    backend, _ = connect(devnet)
+    backend.poll_events()
+    height = backend.native_expiry(backend.now() + 36_000)
+    devnet.ledger().mine(5)  # another client: the backend learns it by polling
+    backend.poll_events()
+    assert backend.native_expiry(backend.now() + 36_000) == height + 5
+    backend.mine(1)  # its own mining moves its clock at once
+    assert backend.native_expiry(backend.now() + 36_000) == height + 6
+    backend.tip_ttl = 0.2
+    devnet.ledger().mine(1)  # and without a poll, once the tip read is older than its TTL
+    time.sleep(0.3)
+    assert backend.native_expiry(backend.now() + 36_000) == height + 7
+
+
+def test_an_idle_poll_asks_for_one_block_hash_not_a_batch(devnet: Devnet) -> None:
+    backend, spy = connect(devnet)
+    backend.poll_events()
+    spy.reset()
+    backend.poll_events()
+    assert spy.calls.count("getblockhash") == 1, spy.calls
+    devnet.ledger().mine(2)
+    spy.reset()
+    backend.poll_events()
+    # the two new blocks and our top, where the views agree; then the two blocks read
+    assert spy.calls.count("getblockhash") == 3, spy.calls
+    assert spy.calls.count("getblock") == 2, spy.calls
+
+
+def test_a_peer_that_saw_a_block_we_did_not_is_not_refused(devnet: Devnet) -> None:
+    """The receiver checks an HTLC's native expiry against its kept read of the tip; the
+    payer imaged it from a block the receiver has not read yet, one block later. The
+    receiver reads the tip again before refusing it."""
+    receiver, spy = connect(devnet)
+    payer, _ = connect(devnet)
+    receiver.tip_ttl = 60.0
+    channel = Channel.create(receiver, nonce=bytes(range(32)))
+    authority = receiver.authority(channel.params, channel.accounts[1], 1)
+    receiver.poll_events()
+    expiry = receiver.now() + 36_000 + 300  # mid-interval: a block seconds later images alike
+    kept = receiver.native_expiry(expiry)  # the receiver's read of the tip, kept
+    devnet.ledger().mine(1)
+    offered = payer.native_expiry(expiry)
+    assert offered == kept + 1
+    spy.reset()
+    assert authority.native_expiry_ok(expiry, offered)
+    # the kept image refused it; a fresh read found a new block and read its height and time
+    assert spy.calls == ["getbestblockhash", "getblockcount", "getbestblockhash", "getblockheader"]
+    assert not authority.native_expiry_ok(expiry, offered + 1)
+    assert authority.native_expiry_ok(expiry, offered - EXPIRY_TOLERANCE)
+    assert not authority.native_expiry_ok(expiry, offered - EXPIRY_TOLERANCE - 1)
