@@ -517,7 +517,7 @@ def brute_force(
 
 
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(small_graphs(), st.sampled_from(["astar", "dijkstra"]), st.integers(1, 5))
+@given(small_graphs(), st.sampled_from(["astar", "dijkstra", "cached"]), st.integers(1, 5))
 def test_find_route_is_the_brute_force_optimum(
     case: tuple[RoutingGraph, int, int, int, Asset, int, int], strategy: str, max_hops: int
 ) -> None:

@@ -13,11 +13,10 @@ import random
 from collections import Counter
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chenilles_hub.core.errors import InvalidParams, NoRoute
-from chenilles_hub.core.model import Asset
 from chenilles_hub.core.routing import AssetRate, Route, RoutingGraph, find_route
 from chenilles_hub.core.routing.bound_cache import STEPS, BoundCache, value_class
 from tests.core.test_routing import (
@@ -31,12 +30,10 @@ from tests.core.test_routing import (
     TIME,
     USDC,
     WEIGHTED_ASSETS,
-    brute_force,
     edge,
     node,
     random_graph,
     route_for,
-    small_graphs,
 )
 
 pytestmark = pytest.mark.circuit
@@ -180,34 +177,6 @@ def test_a_class_starts_at_or_below_its_values(v: float) -> None:
 
 
 # --- equal cost on random graphs --------------------------------------------------------------
-
-
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(small_graphs(), st.integers(1, 5))
-def test_cached_is_the_brute_force_optimum(
-    case: tuple[RoutingGraph, int, int, int, Asset, int, int], max_hops: int
-) -> None:
-    g, s, t, amount, asset, lead, max_lock = case
-    if s == t:
-        return
-    expected = brute_force(g, s, t, amount, asset, lead, max_lock, max_hops)
-    try:
-        r = find_route(
-            g,
-            node(s),
-            node(t),
-            amount,
-            asset,
-            NOW,
-            lead,
-            max_lock,
-            max_hops=max_hops,
-            strategy="cached",
-        )
-    except NoRoute:
-        assert expected is None
-        return
-    assert cost(g, r) == expected
 
 
 def test_cached_matches_astar_on_seeded_graphs_under_updates() -> None:
