@@ -55,7 +55,7 @@ pytestmark = [pytest.mark.groups, pytest.mark.core, pytest.mark.adversarial]
 def funded(t: VirtualTerms) -> tuple[ChannelParams, ChannelState]:
     params = ledger_params(ALICE_KEY, 1)
     before = ledger_state()
-    pending = protocol.next_state(params, before, protocol.fund(t, 0, before), 1, NOW)
+    pending = protocol.signed_next(params, before, protocol.fund(t, 0, before), 1, NOW)
     return params, protocol.next_state(params, pending, protocol.activate(pending), 1, NOW)
 
 
@@ -64,7 +64,7 @@ def test_a_pending_guarantee_shows_nothing_and_the_hub_may_cancel_it() -> None:
     cancels Alice's: meanwhile no V state could be shown, so nobody lost anything."""
     t = terms()
     params, before = ledger_params(ALICE_KEY, 1), ledger_state()
-    pending = protocol.next_state(params, before, protocol.fund(t, 0, before), 1, NOW)
+    pending = protocol.signed_next(params, before, protocol.fund(t, 0, before), 1, NOW)
     s = v_states(t, [(0, 10)])
     assert not forced(params, pending, protocol.show(pending, s[-1]).data, 0, NOW)
     assert not forced(params, pending, protocol.show(pending, s[-1]).data, 1, NOW)
