@@ -3,10 +3,13 @@ random forced moves, honest and cheating, on a real EVM (eth-tester, py-evm).
 
 The contract is the app plugin's own code, called as the adjudicator calls it on a forced
 move (``validTransition`` by ``eth_call`` at the chain time the Python rule is given); a
-revert counts as a refusal. Cases: every kind of move (fund, show, heartbeat, settle) by
-either participant, at times around the deadline and the grace, from states that are
-honest or mutated (a byte flipped in the signatures, the amounts, the core, the counter;
-versions older, equal, newer; final flags; rates and splits at the edges of uint256).
+revert counts as a refusal. The rule compared is ``VirtualLedgerApp.valid_forced``: a FUND
+is never forced, while the hub's FUND is valid off-chain, as the cooperative update its
+end signs (both halves checked). Cases: every kind of move (fund, show, heartbeat,
+settle) by either participant, at times around the deadline and the grace, from states
+that are honest or mutated (a byte flipped in the signatures, the amounts, the core, the
+counter; versions older, equal, newer; final flags; rates and splits at the edges of
+uint256).
 About 220 cases, 10-30 s; ``CHENILLES_SLOW_TESTS=1`` runs ten times as many.
 """
 
@@ -177,7 +180,7 @@ def _verdicts(ledger: Ledger, seeds: range) -> tuple[int, int]:
     asset = Asset(chain, "native")
     app = rules.VirtualLedgerApp()
     tester = ledger.tester  # type: ignore[attr-defined]
-    checked = accepted = 0
+    checked = accepted = funds = 0
     for seed in seeds:
         rng = random.Random(seed)
         side_params: dict[int, ChannelParams] = {}
@@ -194,7 +197,13 @@ def _verdicts(ledger: Ledger, seeds: range) -> tuple[int, int]:
                     cases.ledger_params(end_key, hub), chain=chain, assets=(asset,)
                 ),
             )
-            expected = app.valid_transition(p, case.before, case.after, case.mover, case.now)
+            expected = app.valid_forced(p, case.before, case.after, case.mover, case.now)
+            if rules.is_fund(case.before, case.after):
+                # never forced; the hub's (only) is valid off-chain, as a cooperative update
+                assert not expected
+                fine = app.valid_transition(p, case.before, case.after, case.mover, case.now)
+                assert not fine or case.label == "fund", case.label
+                funds += fine
             onchain = Params(
                 tuple(x.chain_key for x in p.participants), 100, b"\x00" * 32, contract.address
             )
@@ -213,6 +222,7 @@ def _verdicts(ledger: Ledger, seeds: range) -> tuple[int, int]:
             assert got == expected, (seed, case.label, case.mover, case.now)
             checked += 1
             accepted += expected
+    assert funds > 0  # the hub's FUND passes the end's check (what its machine signs)
     return checked, accepted
 
 

@@ -217,6 +217,39 @@ def test_the_contract_refuses_what_the_rule_refuses(w: World) -> None:
     assert rules.decode(w.la.onchain_state().app_data).vstate.version == newer.version
 
 
+def test_a_hub_cannot_replay_a_closed_virtual_channel(w: World) -> None:
+    """Attack: V closed and settled in both ledgers; the hub registers Alice's ledger and
+    forces a FUND with V's old terms (same id, same keys), to ACTIVATE and show V's old
+    final state, signed by Alice and Bob, a second time. The contract refuses every forced
+    FUND, so no guarantee enters the ledger and Alice's ledger pays what it held."""
+    v = open_virtual(w)
+    v.pay(0, 30)
+    final = v.close()
+    settle_cooperatively(v, final)
+    assert w.la.state.balances[0].amounts == (10**9 - 30, 10**9 + 30)
+    hub = Actor(w.la, 1, w.relayer)
+    hub.register()
+    w.backend.advance_time(DURATION)  # the refutation period is over: forced moves open
+    before = w.la.onchain_state()
+    # sent raw: the chain's own verdict, not the Python rule's
+    app = rules.VirtualLedgerApp()
+    after = app.apply(w.la.params, before, 1, protocol.fund(v.terms, 0, before).data)
+    after = msgspec.structs.replace(after, version=before.version + 1)
+    sig = w.backend.authority(w.la.params, w.hub, 1).sign(w.la.params, after, None)
+    with pytest.raises(LedgerError):
+        w.backend.force_move(w.la.params, SignedState(after, (b"", sig)), 1, w.relayer)
+    assert w.la.onchain_state() == before  # no guarantee: nothing to activate or show
+    with pytest.raises(InvalidTransition):
+        protocol.activate(w.la.onchain_state())
+    d = w.backend.app_dispute(w.la.params)
+    assert d is not None
+    w.backend.advance_time(max(1, d.conclude_at - w.now()))
+    w.backend.conclude(w.la.params, w.relayer)
+    # Alice leaves with what V's one close gave her, not 30 less
+    assert w.gained()["alice"] == 10**9 - 30
+    assert w.gained()["hub"] == 10**9 + 30
+
+
 def test_a_quoted_rate_between_the_two_ledgers(w: World) -> None:
     """Bob's ledger holds another asset (here: the same chain's coin at a quoted rate of
     3/2, as a hub quote fixes it at open): V's amounts convert at the quote, the rounding

@@ -8,17 +8,20 @@ cases each on a chain of their own)."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
-from chenilles_app_virtual import rules
+from chenilles_app_virtual import protocol, rules
 
 from chenilles_hub import apps
 from chenilles_hub.backend import ChainBackend
 from chenilles_hub.core import Asset
 from chenilles_hub.core.errors import ChannelError, InvalidParams, NotPermitted
 from chenilles_hub.core.messages import Reestablish
+from chenilles_hub.core.virtual import VirtualTerms
 from chenilles_hub.node.hub.node import Node
 from chenilles_hub.node.net import wire
 from chenilles_hub.node.store.sqlite import SQLiteStore
@@ -207,6 +210,68 @@ def test_bad_requests_and_offers_change_nothing(backend: ChainBackend) -> None:
     with pytest.raises(NotPermitted):  # the hub is no member of V: it cannot pay in it
         hub.virtual_pay(good, 1)
     assert alice.virtual_list()[2]["balances"] == list(SPLIT)
+
+
+def _cheat_fund(world: World, hub: Node, cid: bytes, terms: VirtualTerms, side: int) -> None:
+    """The hub proposes, in its ledger channel ``cid``, a FUND of ``terms`` (side ``side``)."""
+    hub.app_move(cid, protocol.fund(terms, side, hub.channels[cid].machine.state).data)
+    world.network.run()
+
+
+def test_an_end_funds_only_an_offer_it_accepted_never_a_v_used_before(
+    backend: ChainBackend, tmp_path: Path
+) -> None:
+    """Attack: V closed and settled in both ledgers; the hub proposes in each a FUND of V's
+    old terms (same id, same keys), to show V's old final state, signed by Alice and Bob, a
+    second time; then a FUND of terms nobody offered; then it offers Bob V's terms again
+    under a new request. Each end's node refuses all of it (after a restart too: its
+    records are persisted): nothing signed, the ledgers unchanged. A new V opens as usual."""
+    world, alice, hub, bob = three(backend, tmp_path)
+    la, lb = ledger(world, alice, hub, backend.chain), ledger(world, hub, bob, backend.chain)
+    handle = open_v(world, alice, hub, bob)
+    alice.virtual_pay(handle, 1000)
+    world.network.run()
+    alice.virtual_close(handle)
+    world.network.run()
+    assert [n.virtual_list()[0]["status"] for n in (alice, hub, bob)] == ["closed"] * 3
+    old = hub.virtual.get(handle).terms
+    assert old is not None
+    assert alice.store is not None and bob.store is not None
+    alice, bob = world.restart(alice, alice.store), world.restart(bob, bob.store)
+    world.network.run()
+    made_up = msgspec.structs.replace(
+        old, nonce=secrets.token_bytes(32), deadline=world.now() + LIFETIME
+    )
+    ends = ((alice, la, 0), (bob, lb, 1))
+    held = {cid: end.channels[cid].machine.state for end, cid, _ in ends}
+    refused = {end.name: end.counters.get("peer_messages_refused", 0) for end, _, _ in ends}
+    for terms in (old, made_up):
+        for end, cid, side in ends:
+            _cheat_fund(world, hub, cid, terms, side)
+            for node in (end, hub):  # nothing signed: no guarantee, the same balances
+                state = node.channels[cid].machine.state
+                assert not state.app_data and state.balances == held[cid].balances, node.name
+            assert "FUND" in str(end.channels[cid].last_error), end.name
+    for end, _, _ in ends:
+        assert end.counters.get("peer_messages_refused", 0) == refused[end.name] + 2
+    # V's terms offered to Bob again, as a new virtual channel: refused, no record
+    bob.receive(hub.node_id, wire.encode(wire.VirtualOffer(b"\x09" * 32, old)))
+    answers = [wire.decode(f) for _, f in bob.outbox]
+    assert [
+        (a.accepted, "used before" in a.reason)
+        for a in answers
+        if isinstance(a, wire.VirtualAnswer)
+    ] == [(False, True)]
+    assert len(bob.virtual_list()) == 1
+    world.network.run()
+    # the honest way still works on the same ledgers
+    handle2 = open_v(world, alice, hub, bob)
+    alice.virtual_pay(handle2, 7)
+    world.network.run()
+    alice.virtual_close(handle2)
+    world.network.run()
+    assert alice.channels[la].machine.state.balances[0].amounts == (DEPOSIT - 1007, DEPOSIT + 1007)
+    assert bob.channels[lb].machine.state.balances[0].amounts == (DEPOSIT - 1007, DEPOSIT + 1007)
 
 
 def test_no_dispute_for_a_guarantee_held_quietly(backend: ChainBackend) -> None:

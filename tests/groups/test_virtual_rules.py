@@ -55,7 +55,7 @@ pytestmark = [pytest.mark.groups, pytest.mark.core, pytest.mark.adversarial]
 def funded(t: VirtualTerms) -> tuple[ChannelParams, ChannelState]:
     params = ledger_params(ALICE_KEY, 1)
     before = ledger_state()
-    pending = protocol.next_state(params, before, protocol.fund(t, 0, before), 1, NOW)
+    pending = protocol.signed_next(params, before, protocol.fund(t, 0, before), 1, NOW)
     return params, protocol.next_state(params, pending, protocol.activate(pending), 1, NOW)
 
 
@@ -64,7 +64,7 @@ def test_a_pending_guarantee_shows_nothing_and_the_hub_may_cancel_it() -> None:
     cancels Alice's: meanwhile no V state could be shown, so nobody lost anything."""
     t = terms()
     params, before = ledger_params(ALICE_KEY, 1), ledger_state()
-    pending = protocol.next_state(params, before, protocol.fund(t, 0, before), 1, NOW)
+    pending = protocol.signed_next(params, before, protocol.fund(t, 0, before), 1, NOW)
     s = v_states(t, [(0, 10)])
     assert not forced(params, pending, protocol.show(pending, s[-1]).data, 0, NOW)
     assert not forced(params, pending, protocol.show(pending, s[-1]).data, 1, NOW)
@@ -87,7 +87,16 @@ def forced(params: ChannelParams, before: ChannelState, move: bytes, mover: int,
         after = APP.apply(params, before, mover, move)
     except InvalidTransition:
         return False
-    return APP.valid_transition(params, before, after, mover, now)
+    return APP.valid_forced(params, before, after, mover, now)
+
+
+def signable(params: ChannelParams, before: ChannelState, move: bytes, mover: int) -> bool:
+    """Whether a member's machine signs ``move`` as a cooperative update."""
+    try:
+        after = APP.apply(params, before, mover, move)
+    except InvalidTransition:
+        return False
+    return APP.valid_transition(params, before, after, mover, NOW)
 
 
 # --- attacks on the guarantee ---------------------------------------------------------------
@@ -97,10 +106,29 @@ def test_only_the_hub_funds_and_never_names_a_key_for_the_end() -> None:
     t = terms()
     params, before = ledger_params(ALICE_KEY, 1), ledger_state()
     move = protocol.fund(t, 0, before).data
-    assert forced(params, before, move, 1, NOW)
-    assert not forced(params, before, move, 0, NOW)  # Alice locks the hub's money
+    assert signable(params, before, move, 1)
+    assert not signable(params, before, move, 0)  # Alice locks the hub's money
     fake = msgspec.structs.replace(t, keys=(rules.address_of(MALLORY_KEY), t.keys[1]))
-    assert not forced(params, before, protocol.fund(fake, 0, before).data, 1, NOW)
+    assert not signable(params, before, protocol.fund(fake, 0, before).data, 1)
+
+
+def test_a_fund_is_never_forced_so_a_closed_v_cannot_be_replayed() -> None:
+    """Attack: after V closed and settled, the hub funds the ledger again with V's old
+    terms (same id, same keys) to show V's old final state a second time. A FUND is valid
+    only as a cooperative update (the end signs it); forced, by anyone, never."""
+    t = terms()
+    params, active = funded(t)
+    s = v_states(t, [(0, 10)])
+    shown = protocol.next_state(params, active, protocol.show(active, s[-1]), 0, NOW)
+    # V settled: no guarantee, its outcome in the balances (a cooperative update)
+    closed = msgspec.structs.replace(shown, app_data=b"", version=shown.version + 1)
+    again = protocol.fund(t, 0, closed).data
+    assert signable(params, closed, again, 1)  # what only Alice's node can refuse to sign
+    for mover in (0, 1):
+        assert not forced(params, closed, again, mover, NOW)
+        assert not forced(
+            params, ledger_state(), protocol.fund(t, 0, ledger_state()).data, mover, NOW
+        )
 
 
 def test_funding_moves_no_money_and_cannot_overdraw() -> None:

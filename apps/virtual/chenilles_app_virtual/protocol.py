@@ -120,7 +120,18 @@ def next_state(
     params: ChannelParams, ledger: ChannelState, move: AppMove, mover: int, now: int
 ) -> ChannelState:
     """The ledger state a forced ``move`` by ``mover`` produces (version + 1), checked as
-    the machine and the contract check it."""
+    the machine and the contract check it (a FUND is never forced)."""
+    after = signed_next(params, ledger, move, mover, now)
+    if not rules.VirtualLedgerApp().valid_forced(params, ledger, after, mover, now):
+        raise InvalidTransition("virtual: a FUND is a cooperative update, never forced")
+    return after
+
+
+def signed_next(
+    params: ChannelParams, ledger: ChannelState, move: AppMove, mover: int, now: int
+) -> ChannelState:
+    """The ledger state a cooperative ``move`` by ``mover`` produces (version + 1), checked
+    as a member's machine checks it before signing."""
     app = rules.VirtualLedgerApp()
     after = app.apply(params, ledger, mover, move.data)
     check_app_move(app, params, ledger, after, mover, now)

@@ -39,9 +39,12 @@ uses V only once its own ledger's guarantee is active.
 A move's data is one byte (FUND, UPDATE, HEARTBEAT, SETTLE, ACTIVATE) followed by the next
 app data (empty for SETTLE). Who may move what, the rule the contract enforces:
 
-- FUND (no guarantee -> a pending one): by the hub; V version 0 with the opening split and
-  no signatures; the end party's V key is its address in this ledger channel (so the hub
-  cannot name a key of its own for the end party); balances unchanged.
+- FUND (no guarantee -> a pending one): by the hub, as a cooperative update only (the end
+  signs it; the contract and the Solana program refuse every *forced* FUND, see
+  ``VirtualLedgerApp.valid_forced``); V version 0 with the opening split and no
+  signatures; the end party's V key is its address in this ledger channel (EVM) or the
+  one it declared (Solana), so the hub cannot name a key of its own for the end party;
+  balances unchanged.
 - ACTIVATE (pending -> active, nothing else changes): by the hub.
 - UPDATE (the V state changes, the core stays; active only): a V state signed by both V keys whose
   amounts add up to ``capacity``; by the end party before ``deadline`` with a higher
@@ -296,17 +299,29 @@ def move(kind: int, next_data: bytes) -> bytes:
     return bytes([kind]) + next_data
 
 
+def is_fund(before: ChannelState, after: ChannelState) -> bool:
+    """Whether ``after`` follows ``before`` by a FUND: a guarantee where there was none."""
+    return not before.app_data and bool(after.app_data)
+
+
 class VirtualLedgerApp:
-    """The off-chain rule; ``valid_transition`` is the contract's rule, line for line,
-    except for a FUND on Solana (below).
+    """The off-chain rule. ``valid_transition`` is what a member's machine checks before it
+    signs a move, cooperative or forced; ``valid_forced`` is the chain's rule (the contract
+    and the Solana program, line for line): the same, except that a FUND is never forced.
+
+    Why a FUND is cooperative only: the guarantee's core names V's id, not the ledger state
+    it was funded in. Were a forced FUND allowed, a hub could, after V closed, register the
+    end's ledger, FUND it again with V's old terms and show V's old final state, which both
+    ends signed: the ledger would pay V's outcome a second time. So a guarantee enters a
+    ledger only in a state its end signed, and the end's node signs only the FUND of an
+    offer it accepted and whose V id it never saw before (``node/hub/virtual.py``).
 
     ``v_keys`` maps a ledger participant's chain key to the V key (secp256k1 address) its
     owner declared as its own, for chains where the two differ (Solana: ed25519 ledger
-    keys). A FUND there is valid only if the end's V key is the one declared for the end:
-    the program cannot check this (it is not told the participants, and cannot verify
-    ed25519), so it refuses every *forced* FUND, and this check is what keeps an end's own
-    machine from signing a cooperative FUND that names a key of the hub's choosing. Without
-    a declaration, a FUND on such a chain is refused.
+    keys). A FUND there is valid only if the end's V key is the one declared for the end
+    (the program is not told the participants and cannot verify ed25519): this check keeps
+    an end's own machine from signing a FUND that names a key of the hub's choosing.
+    Without a declaration, a FUND on such a chain is refused.
     """
 
     app_id = APP_ID
@@ -362,6 +377,19 @@ class VirtualLedgerApp:
         except (InvalidTransition, ValueError):
             return False
 
+    def valid_forced(
+        self,
+        params: ChannelParams,
+        before: ChannelState,
+        after: ChannelState,
+        mover: int,
+        now: int,
+    ) -> bool:
+        """The chain's verdict on a forced move (the contract's and the program's rule)."""
+        if is_fund(before, after):
+            return False
+        return self.valid_transition(params, before, after, mover, now)
+
     def _valid(
         self,
         params: ChannelParams,
@@ -385,10 +413,9 @@ class VirtualLedgerApp:
             return (g0.active and g0.vstate.final) or (not g0.active and mover == g0.hub)
         if g1.den == 0 or not fits(g1) or after.balances[0].amounts != g1.balances():
             return False
-        if g0 is None:  # FUND
+        if g0 is None:  # FUND (cooperative only: the chain refuses it forced)
             v = g1.vstate
-            # the end's V key is its ledger key (EVM), or the one it declared (Solana,
-            # where the program refuses the FUND if forced: see the class docstring)
+            # the end's V key is its ledger key (EVM), or the one it declared (Solana)
             end_key = params.participants[g1.end_index].chain_key
             declared = self.v_keys.get(end_key) if compact_chain else end_key.lower()
             bound = g1.keys[g1.end].lower() == declared

@@ -178,4 +178,6 @@ class Intake:
     ) -> None:
         channel = self._channel_of(peer, message.channel_id)
         self.funding.check_updatable(channel, message)
+        if self.virtual is not None and isinstance(message, Propose):
+            self.virtual.check_ledger_proposal(channel, message.updates)
         self.run_effects(channel, channel.machine.receive(message, self.ctx.clock()))

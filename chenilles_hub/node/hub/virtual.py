@@ -52,6 +52,7 @@ from ...core.virtual import (
 from ..net import wire
 from .context import NodeContext
 from .records import Channel
+from .virtual_guard import check_fund
 from .virtual_keys import VirtualKeys, v_private_key
 from .virtual_records import DONE, VirtualChannel, decode_record, record_key
 from .virtual_terms import RateOf, check_final, check_offer, hub_terms, unit_of
@@ -193,6 +194,12 @@ class VirtualChannels:
         elif isinstance(message, Propose | Accept | Ack | Reject | Reestablish):
             self._on_v_message(peer, message)
 
+    def check_ledger_proposal(self, channel: Channel, updates: tuple[Update, ...]) -> None:
+        """Before our machine signs the peer's proposal in a ledger channel: a FUND only of
+        an offer we accepted and have not funded, never of a V id used before
+        (:mod:`.virtual_guard`); ``NotPermitted`` otherwise."""
+        check_fund(list(self.records.values()), self.by_vid, channel, updates)
+
     def _on_request(self, peer: bytes, m: wire.VirtualOpenRequest) -> None:
         """The hub: fix the terms from the two ledger channels, offer them to both ends."""
         if m.request_id in self.records:
@@ -235,6 +242,8 @@ class VirtualChannels:
                     raise InvalidParams("the offer is not what this node asked for")
             elif mine is not None:
                 raise NotPermitted("this request id is taken")
+            if virtual_channel_id(terms) in self.by_vid:
+                raise NotPermitted("this virtual channel id was used before")
             ledger = self._ledger_with(peer, terms.ledgers[side].channel_id)
             self._not_promised(ledger.channel_id)
             check_offer(self.keys, m, side, ledger, mine.rate if mine is not None else None)

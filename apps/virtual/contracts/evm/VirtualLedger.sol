@@ -4,8 +4,9 @@ pragma solidity 0.8.28;
 import {Params, State, IApp} from "contracts/evm/Adjudicator.sol";
 
 /// @title A ledger channel that funds a virtual channel (the hub's guarantee)
-/// @notice Mirrors apps/virtual/chenilles_app_virtual/rules.py; the layout of the app data
-///         and who may move what are documented there. Empty app data: no guarantee.
+/// @notice Mirrors apps/virtual/chenilles_app_virtual/rules.py (VirtualLedgerApp.valid_forced);
+///         the layout of the app data and who may move what are documented there. Empty app
+///         data: no guarantee. Called by the adjudicator on forced moves only.
 contract VirtualLedger is IApp {
     uint256 internal constant CORE = 218;
     uint256 internal constant VSTATE = 203;
@@ -33,7 +34,7 @@ contract VirtualLedger is IApp {
         bool active;
     }
 
-    function validTransition(Params calldata params, State calldata from, State calldata to, uint8 moverIdx)
+    function validTransition(Params calldata, State calldata from, State calldata to, uint8 moverIdx)
         external
         view
         returns (bool)
@@ -58,13 +59,11 @@ contract VirtualLedger is IApp {
         if (g1.den == 0) return false;
         (uint256 p0, uint256 p1) = _balances(g1);
         if (to.balances[0][0] != p0 || to.balances[0][1] != p1) return false;
-        if (a.length == 0) {
-            // FUND: by the hub, the end party's key is its own address here, version 0
-            address endKey = g1.end == 0 ? g1.key0 : g1.key1;
-            return moverIdx == g1.hub && endKey == params.participants[1 - g1.hub] && g1.version == 0
-                && !g1.isFinal && g1.beat == 0 && !g1.active && g1.amount0 + g1.amount1 == g1.capacity
-                && from.balances[0][0] == p0 && from.balances[0][1] == p1;
-        }
+        // FUND is never forced: a guarantee enters a ledger only in a state its end signed
+        // (a cooperative update). The guarantee names V's id, not the ledger state it was
+        // funded in, so a forced FUND would let the hub fund a V that already closed again
+        // and show its old final state: the ledger would pay V's outcome twice.
+        if (a.length == 0) return false;
         if (a.length != LENGTH) return false;
         if (keccak256(a[0:CORE]) != keccak256(b[0:CORE])) return false;
         G memory g0 = _decode(a);

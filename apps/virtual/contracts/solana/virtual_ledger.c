@@ -8,11 +8,13 @@
  * (chenilles_app.h) on a forced move; it is given no account, so V's signatures are
  * checked with the keccak256 and secp256k1_recover syscalls.
  *
- * One difference from EVM: a forced FUND is refused. The program is not told who the
- * ledger's participants are, and the end's Solana key is ed25519 anyway, so it cannot
- * check that the end's V key is the end's. A guarantee then only ever enters a Solana
- * ledger in a state the end signed (a cooperative FUND), and the end's signature binds
- * its V key; every forced move after that keeps the guarantee's core.
+ * A forced FUND is refused, as on EVM: a guarantee only ever enters a ledger in a state the
+ * end signed (a cooperative FUND). The guarantee names V's id, not the ledger state it was
+ * funded in, so a forced FUND would let the hub fund a V that already closed again and
+ * show its old final state (the ledger would pay V's outcome twice). Here it is also what
+ * binds the end's V key: the program is not told who the ledger's participants are, and
+ * the end's Solana key is ed25519 anyway, so the end's signature on the FUND is the
+ * binding; every forced move after that keeps the guarantee's core.
  */
 #include "chenilles_app.h"
 
