@@ -397,3 +397,46 @@ def test_an_end_that_never_settles_cannot_lock_the_hubs_collateral(
     assert d.state.balances[0].amounts == (DEPOSIT - 999, DEPOSIT + 999)
     assert any("registering ledger" in line for line in hub.journal)
     assert alice.channels[la].machine.state.balances[0].amounts == (DEPOSIT - 999, DEPOSIT + 999)
+
+
+def test_a_funding_one_end_never_signs_is_cancelled(backend: ChainBackend) -> None:
+    """Both ends accept, Alice signs her FUND, Bob goes silent before signing his. Without
+    a cancel the hub's collateral and Alice's ledger would stay promised to a V that can
+    never open. After the request timeout the hub gives up, cancels Alice's pending
+    guarantee off-chain (no transaction) and tells both ends; when Bob comes back and
+    signs the FUND he had missed, the hub cancels that one too, and both ledgers are free."""
+    world, alice, hub, bob = three(backend)
+    la, lb = ledger(world, alice, hub, backend.chain), ledger(world, hub, bob, backend.chain)
+    before = sent(backend, alice, hub, bob)
+    handle = alice.virtual_open(hub.node_id, bob.node_id, SPLIT, LIFETIME, GRACE)
+    assert world.network.run_until(
+        lambda: any(v.status == "funding" for v in hub.virtual.records.values())
+    )
+    world.network.silence(bob)
+    world.network.run()
+    (a_view,) = alice.virtual_list()
+    assert a_view["status"] == "offered"
+    assert alice.channels[la].machine.latest.state.app_data  # the pending guarantee
+
+    world.advance(hub.virtual.request_timeout + 1)
+    for _ in range(5):
+        world.advance(1)
+        world.network.run()
+    (h_view,) = hub.virtual_list()
+    assert h_view["status"] == "expired" and "funded in both" in str(h_view["last_error"])
+    assert alice.channels[la].machine.latest.state.app_data == b""
+    assert [v["status"] for v in alice.virtual_list()] == ["refused"]
+    assert alice.channels[la].machine.latest.state.balances[0].amounts == (DEPOSIT, DEPOSIT)
+
+    world.network.revive(bob)
+    for _ in range(5):
+        world.advance(1)
+        world.network.run()
+    assert bob.channels[lb].machine.latest.state.app_data == b""
+    assert [v["status"] for v in bob.virtual_list()] == ["refused"]
+    assert sent(backend, alice, hub, bob) == before  # all of it off-chain
+
+    # Both ledgers fund the next virtual channel.
+    second = open_v(world, alice, hub, bob)
+    assert alice.virtual.get(second).status == "open"
+    assert handle != second

@@ -85,6 +85,8 @@ class VirtualChannels:
         self.records: dict[bytes, VirtualChannel] = {}
         #: V's channel id -> request id (ends and hub, once the terms are known)
         self.by_vid: dict[bytes, bytes] = {}
+        #: the hub: expired V whose guarantee a ledger may still hold (``_cancel_pending``)
+        self.cancelling: set[bytes] = set()
 
     # --- the operator's requests ------------------------------------------------------------
 
@@ -128,15 +130,25 @@ class VirtualChannels:
         """Alice: a request the hub has not answered in time fails, with the reason; a
         late offer for it is then refused (``_on_offer``): nothing is locked. The hub: an
         offer not accepted by both ends in time fails too, both ends are told (their
-        ledgers are free again), and a late answer is refused (``_on_answer``)."""
+        ledgers are free again), and a late answer is refused (``_on_answer``). So does a
+        funding that one end's ledger never signed: the hub then cancels the guarantee
+        the other ledger holds (``_cancel_pending``), or its collateral and that end's
+        ledger would stay promised to a V that can never open."""
         now = self.ctx.clock()
+        for request_id in list(self.cancelling):
+            self._cancel_pending(self.records[request_id])
         for v in list(self.records.values()):
             if not 0 < v.expires_at <= now:
                 continue
             if v.role == "alice" and v.status == "requested":
                 v.reason = f"expired: the hub sent no offer within {self.request_timeout} s"
-            elif v.role == "hub" and v.status == "offered" and v.terms is not None:
-                v.reason = f"expired: not accepted by both ends within {self.request_timeout} s"
+            elif v.role == "hub" and v.status in ("offered", "funding") and v.terms is not None:
+                if v.status == "funding" and all(self._guarantee(v, s) for s in (0, 1)):
+                    continue  # both ledgers hold it: activating goes on
+                if v.status == "funding":
+                    self.cancelling.add(v.request_id)
+                what = "accepted by both ends" if v.status == "offered" else "funded in both"
+                v.reason = f"expired: not {what} within {self.request_timeout} s"
                 for end in v.terms.node_ids:
                     self.ctx.send(end, wire.VirtualAnswer(v.request_id, False, v.reason))
             else:
@@ -144,6 +156,20 @@ class VirtualChannels:
             v.status = "expired"
             self.ctx.note(f"virtual {v.request_id.hex()[:8]}: {v.reason}")
             self._store(v)
+
+    def _cancel_pending(self, v: VirtualChannel) -> None:
+        """The hub: cancel (SETTLE while pending) a guarantee of an expired V that a ledger
+        still holds, once that ledger is idle. An end that does not sign the cancel is
+        answered through the chain: the app watcher registers the ledger and forces it."""
+        held = [self._guarantee(v, side) for side in (0, 1)]
+        live = [side for side in (0, 1) if self._ledger(v, side).status == "active"]
+        if all(held[side] is None and self._idle_side(v, side) for side in live):
+            self.cancelling.discard(v.request_id)  # nothing held, nothing on its way
+        for side, g in enumerate(held):
+            if g is not None and not g.active and self._idle_side(v, side):
+                ledger = self._ledger(v, side)
+                self._queue(ledger, protocol.cancel(ledger.machine.state))
+                self.ctx.note(f"virtual {v.request_id.hex()[:8]}: cancelling its guarantee")
 
     def pay(self, handle: bytes, amount: int) -> None:
         v = self.get(handle)
@@ -266,9 +292,11 @@ class VirtualChannels:
             raise WrongChannel("an answer to no virtual channel of ours")
         if v.role != "hub":  # the hub refused our request, or its offer ended (refused, expired)
             if v.status in ("requested", "offered") and peer == self._hub_of(v) and not m.accepted:
-                if v.terms is not None and not self._unfunded(v):
-                    return  # our ledger holds (or signs) V's guarantee: it goes on
-                v.status, v.reason = "refused", m.reason
+                v.reason = m.reason
+                if v.terms is None or self._unfunded(v):
+                    v.status = "refused"
+                # else our ledger holds (or signs) V's guarantee: refused once it is gone
+                # (the hub cancels it, ``_advance_end``), or it goes on if it was activated
                 self._store(v)
             return
         if v.role != "hub" or v.terms is None or v.status != "offered":
@@ -287,6 +315,7 @@ class VirtualChannels:
         v.accepted = (accepted[0], accepted[1])
         if all(v.accepted):
             v.status = "funding"
+            v.expires_at = self.ctx.clock() + self.request_timeout  # both ledgers signed by then
             for s in (0, 1):
                 ledger = self.ctx.channels[v.terms.ledgers[s].channel_id]
                 self._queue(ledger, protocol.fund(v.terms, s, ledger.machine.state))
@@ -352,6 +381,10 @@ class VirtualChannels:
     def _advance_end(self, v: VirtualChannel) -> None:
         assert v.terms is not None and v.machine is not None
         g = self._guarantee(v, v.side)
+        if v.status == "offered" and v.reason and g is None and self._idle_ledger(v):
+            v.status = "refused"  # the hub gave up and cancelled what our ledger held
+            self._store(v)
+            return
         if v.status in ("offered", "funding") and g is not None and g.active:
             v.status = "open"
             self._store(v)
@@ -382,6 +415,10 @@ class VirtualChannels:
         proposal or answer it missed is sent again, as for a ledger channel); our V keys
         for the ledger channels we share with it, too."""
         self.keys.declare(peer)
+        for request_id in self.cancelling:  # the hub gave up on it: an end may not know yet
+            v = self.records[request_id]
+            if v.terms is not None and peer in v.terms.node_ids:
+                self.ctx.send(peer, wire.VirtualAnswer(request_id, False, v.reason))
         for v in self.records.values():
             if v.machine is None or v.status in DONE or v.terms is None:
                 continue
@@ -430,6 +467,8 @@ class VirtualChannels:
             )
             if r.terms is not None:
                 self.by_vid[virtual_channel_id(r.terms)] = r.request_id
+                if v.role == "hub" and v.status == "expired":
+                    self.cancelling.add(v.request_id)  # dropped at the first tick if nothing held
                 if v.role != "hub":
                     ledger = self.ctx.channels.get(r.terms.ledgers[v.side].channel_id)
                     if ledger is None:
