@@ -26,7 +26,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 
-from chenilles_app_virtual import protocol, rules
+from chenilles_app_virtual import protocol
 from chenilles_app_virtual.authority import VirtualAuthority
 
 from ...circuit.quote import Rate
@@ -39,7 +39,7 @@ from ...core import (
     Transfer,
     Update,
 )
-from ...core.errors import InvalidParams, InvalidTransition, NotPermitted, WrongChannel
+from ...core.errors import InvalidParams, NotPermitted, WrongChannel
 from ...core.messages import Accept, Ack, Propose, Reestablish, Reject
 from ...core.updates import Close
 from ...core.virtual import (
@@ -54,12 +54,11 @@ from .context import NodeContext
 from .records import Channel
 from .virtual_guard import check_fund
 from .virtual_keys import VirtualKeys, v_private_key
+from .virtual_ledgers import VirtualLedgers
 from .virtual_records import DONE, VirtualChannel, decode_record, record_key
 from .virtual_terms import RateOf, check_final, check_offer, hub_terms, unit_of
 
 VMessage = Propose | Accept | Ack | Reject | Reestablish
-#: Ledger channels of this app can fund a virtual channel.
-APP_ID = rules.APP_ID
 #: Shortest life a virtual channel may be opened with (seconds before its deadline): its
 #: ends must be able to register their ledger channel and show a state before it.
 MIN_LIFETIME = 60
@@ -83,6 +82,7 @@ class VirtualChannels:
         self.request_timeout = REQUEST_TIMEOUT
         #: by request id (the record's key)
         self.records: dict[bytes, VirtualChannel] = {}
+        self.ledgers = VirtualLedgers(ctx, self.records)
         #: V's channel id -> request id (ends and hub, once the terms are known)
         self.by_vid: dict[bytes, bytes] = {}
         #: the hub: expired V whose guarantee a ledger may still hold (``_cancel_pending``)
@@ -107,7 +107,7 @@ class VirtualChannels:
             raise InvalidParams(f"a virtual channel lives at least {MIN_LIFETIME} s")
         if min(split) < 0 or sum(split) <= 0:
             raise InvalidParams("a virtual channel holds something, no negative share")
-        ledger = self._free_ledger(hub)
+        ledger = self.ledgers.free_ledger(hub)
         request_id = secrets.token_bytes(32)
         v = VirtualChannel(request_id, "alice", "requested", ledger=ledger.channel_id, peer=peer)
         v.expires_at, v.rate = self.ctx.clock() + self.request_timeout, rate
@@ -143,7 +143,7 @@ class VirtualChannels:
             if v.role == "alice" and v.status == "requested":
                 v.reason = f"expired: the hub sent no offer within {self.request_timeout} s"
             elif v.role == "hub" and v.status in ("offered", "funding") and v.terms is not None:
-                if v.status == "funding" and all(self._guarantee(v, s) for s in (0, 1)):
+                if v.status == "funding" and all(self.ledgers.guarantee(v, s) for s in (0, 1)):
                     continue  # both ledgers hold it: activating goes on
                 if v.status == "funding":
                     self.cancelling.add(v.request_id)
@@ -161,13 +161,13 @@ class VirtualChannels:
         """The hub: cancel (SETTLE while pending) a guarantee of an expired V that a ledger
         still holds, once that ledger is idle. An end that does not sign the cancel is
         answered through the chain: the app watcher registers the ledger and forces it."""
-        held = [self._guarantee(v, side) for side in (0, 1)]
-        live = [side for side in (0, 1) if self._ledger(v, side).status == "active"]
-        if all(held[side] is None and self._idle_side(v, side) for side in live):
+        held = [self.ledgers.guarantee(v, side) for side in (0, 1)]
+        live = [side for side in (0, 1) if self.ledgers.ledger(v, side).status == "active"]
+        if all(held[side] is None and self.ledgers.idle_side(v, side) for side in live):
             self.cancelling.discard(v.request_id)  # nothing held, nothing on its way
         for side, g in enumerate(held):
-            if g is not None and not g.active and self._idle_side(v, side):
-                ledger = self._ledger(v, side)
+            if g is not None and not g.active and self.ledgers.idle_side(v, side):
+                ledger = self.ledgers.ledger(v, side)
                 self._queue(ledger, protocol.cancel(ledger.machine.state))
                 self.ctx.note(f"virtual {v.request_id.hex()[:8]}: cancelling its guarantee")
 
@@ -231,9 +231,9 @@ class VirtualChannels:
         if m.request_id in self.records:
             raise NotPermitted("this request id is taken")
         try:
-            la = self._ledger_with(peer, m.ledger)
-            lb = self._free_ledger(m.peer)
-            self._not_promised(la.channel_id, lb.channel_id)
+            la = self.ledgers.ledger_with(peer, m.ledger)
+            lb = self.ledgers.free_ledger(m.peer)
+            self.ledgers.not_promised(la.channel_id, lb.channel_id)
             if m.deadline < self.ctx.clock() + MIN_LIFETIME:
                 raise InvalidParams(f"a virtual channel lives at least {MIN_LIFETIME} s")
             terms = hub_terms(self.keys, self.rate_of, la, lb, m, peer, self.ctx.node_id)
@@ -270,8 +270,8 @@ class VirtualChannels:
                 raise NotPermitted("this request id is taken")
             if virtual_channel_id(terms) in self.by_vid:
                 raise NotPermitted("this virtual channel id was used before")
-            ledger = self._ledger_with(peer, terms.ledgers[side].channel_id)
-            self._not_promised(ledger.channel_id)
+            ledger = self.ledgers.ledger_with(peer, terms.ledgers[side].channel_id)
+            self.ledgers.not_promised(ledger.channel_id)
             check_offer(self.keys, m, side, ledger, mine.rate if mine is not None else None)
             machine = self._machine(terms, side, ledger)
         except ChannelError as error:
@@ -291,9 +291,13 @@ class VirtualChannels:
         if v is None:
             raise WrongChannel("an answer to no virtual channel of ours")
         if v.role != "hub":  # the hub refused our request, or its offer ended (refused, expired)
-            if v.status in ("requested", "offered") and peer == self._hub_of(v) and not m.accepted:
+            if (
+                v.status in ("requested", "offered")
+                and peer == self.ledgers.hub_of(v)
+                and not m.accepted
+            ):
                 v.reason = m.reason
-                if v.terms is None or self._unfunded(v):
+                if v.terms is None or self.ledgers.unfunded(v):
                     v.status = "refused"
                 # else our ledger holds (or signs) V's guarantee: refused once it is gone
                 # (the hub cancels it, ``_advance_end``), or it goes on if it was activated
@@ -365,11 +369,11 @@ class VirtualChannels:
 
     def _advance_hub(self, v: VirtualChannel) -> None:
         assert v.terms is not None
-        guarantees = [self._guarantee(v, s) for s in (0, 1)]
+        guarantees = [self.ledgers.guarantee(v, s) for s in (0, 1)]
         if v.status == "funding":
-            if all(g is not None and not g.active for g in guarantees) and self._idle(v):
+            if all(g is not None and not g.active for g in guarantees) and self.ledgers.idle(v):
                 for s in (0, 1):
-                    ledger = self._ledger(v, s)
+                    ledger = self.ledgers.ledger(v, s)
                     self._queue(ledger, protocol.activate(ledger.machine.state))
             elif all(g is not None and g.active for g in guarantees):
                 v.status = "open"
@@ -380,8 +384,8 @@ class VirtualChannels:
 
     def _advance_end(self, v: VirtualChannel) -> None:
         assert v.terms is not None and v.machine is not None
-        g = self._guarantee(v, v.side)
-        if v.status == "offered" and v.reason and g is None and self._idle_ledger(v):
+        g = self.ledgers.guarantee(v, v.side)
+        if v.status == "offered" and v.reason and g is None and self.ledgers.idle_ledger(v):
             v.status = "refused"  # the hub gave up and cancelled what our ledger held
             self._store(v)
             return
@@ -399,12 +403,12 @@ class VirtualChannels:
             self._store(v)
         if v.status == "closing" and latest is not None:
             if g is None:
-                if self._idle_ledger(v):
+                if self.ledgers.idle_ledger(v):
                     v.status = "closed"
                     self._store(v)
                 return
-            if not v.settled_sent and self._idle_ledger(v):
-                ledger = self._ledger(v, v.side)
+            if not v.settled_sent and self.ledgers.idle_ledger(v):
+                ledger = self.ledgers.ledger(v, v.side)
                 self.ctx.send(v.terms.hub_node_id, wire.VirtualFinal(v.request_id, latest))
                 for move in protocol.settle(ledger.machine.state, latest):
                     self._queue(ledger, move)
@@ -436,7 +440,7 @@ class VirtualChannels:
         latest = v.machine.latest
         if latest is None or latest.state.final:
             return
-        lead = 2 * self._ledger(v, v.side).params.challenge_duration
+        lead = 2 * self.ledgers.ledger(v, v.side).params.challenge_duration
         now = self.ctx.clock()
         if now + lead < v.terms.deadline:
             return
@@ -512,81 +516,3 @@ class VirtualChannels:
         if not v.machine.idle:
             raise NotPermitted("an update is on its way: wait for the peer's answer")
         return v.machine
-
-    def _hub_of(self, v: VirtualChannel) -> bytes:
-        if v.terms is not None:
-            return v.terms.hub_node_id
-        return self.ctx.channels[v.ledger].peer
-
-    def _ledger(self, v: VirtualChannel, side: int) -> Channel:
-        assert v.terms is not None
-        return self.ctx.channels[v.terms.ledgers[side].channel_id]
-
-    def _guarantee(self, v: VirtualChannel, side: int) -> rules.Guarantee | None:
-        """The guarantee for V that ledger ``side`` holds in its latest state both signed."""
-        assert v.terms is not None
-        ledger = self.ctx.channels.get(v.terms.ledgers[side].channel_id)
-        latest = ledger.machine.latest if ledger is not None else None
-        if latest is None:
-            return None
-        try:  # either layout (a Solana ledger's compact one is read with its balances)
-            g = rules.state_guarantee(latest.state)
-        except InvalidTransition:
-            return None
-        return g if g is not None and g.vid == virtual_channel_id(v.terms) else None
-
-    def _unfunded(self, v: VirtualChannel) -> bool:
-        """An end's ledger neither holds V's guarantee nor has an update on its way."""
-        assert v.terms is not None
-        if v.terms.ledgers[v.side].channel_id not in self.ctx.channels:
-            return True
-        return self._guarantee(v, v.side) is None and self._idle_side(v, v.side)
-
-    def _idle(self, v: VirtualChannel) -> bool:
-        return all(self._idle_side(v, s) for s in (0, 1))
-
-    def _idle_ledger(self, v: VirtualChannel) -> bool:
-        return self._idle_side(v, v.side)
-
-    def _idle_side(self, v: VirtualChannel, side: int) -> bool:
-        ledger = self._ledger(v, side)
-        return ledger.machine.idle and not ledger.queue and ledger.status == "active"
-
-    def _ledger_with(self, peer: bytes, channel_id: bytes) -> Channel:
-        channel = self.ctx.channels.get(channel_id)
-        if channel is None or channel.peer != peer:
-            raise InvalidParams(f"no ledger channel {channel_id.hex()[:16]} with this peer")
-        self._check_ledger(channel)
-        return channel
-
-    def _free_ledger(self, peer: bytes) -> Channel:
-        """Our active ``virtual`` ledger channel with ``peer`` that funds nothing yet."""
-        for channel in self.ctx.channels.values():
-            if channel.peer == peer and channel.params.app == APP_ID:
-                try:
-                    self._check_ledger(channel)
-                except ChannelError:
-                    continue
-                return channel
-        raise InvalidParams(
-            f"no active ledger channel of the '{APP_ID}' app with {peer.hex()[:16]} free to fund"
-        )
-
-    def _not_promised(self, *ledgers: bytes) -> None:
-        """A ledger channel funds one virtual channel at a time: one being offered or open
-        already holds it (so a peer cannot pile up offers, each a record, on one ledger)."""
-        for v in self.records.values():
-            if v.terms is None or v.status in (*DONE, "requested"):
-                continue
-            if {lt.channel_id for lt in v.terms.ledgers} & set(ledgers):
-                raise NotPermitted("this ledger channel is promised to another virtual channel")
-
-    def _check_ledger(self, channel: Channel) -> None:
-        if channel.params.app != APP_ID:
-            raise InvalidParams(f"channel {channel.channel_id.hex()[:16]} is no '{APP_ID}' ledger")
-        if channel.status != "active":
-            raise InvalidParams(f"ledger channel {channel.channel_id.hex()[:16]} is not active")
-        if channel.machine.state.app_data or channel.queue or not channel.machine.idle:
-            raise InvalidParams(
-                f"ledger channel {channel.channel_id.hex()[:16]} funds a virtual channel already"
-            )
