@@ -37,6 +37,7 @@ from ...core import (
     Send,
     SubmitToLedger,
     Update,
+    UpdateCompleted,
 )
 from ...core.errors import InvalidParams
 from ...identity import NodeIdentity
@@ -453,6 +454,11 @@ class Node:
                     self.payment_flow.on_irrevocable(
                         channel, effect.updates, effect.signed.state.version
                     )
+            elif isinstance(effect, UpdateCompleted):
+                # A preimage in a state we now hold signed by both is ours to use: passed
+                # upstream in this event, not a round trip later once the state is
+                # irrevocable (the upstream claim never depended on that).
+                self.payment_flow.on_signed(channel, effect.updates)
             elif isinstance(effect, ProposalRejected):
                 self.proposals.on_rejected(channel, effect)
             elif isinstance(effect, ProposalWithdrawn):
