@@ -481,9 +481,10 @@ class Node:
 
     def _end_of_event(self) -> None:
         self.virtual.advance()
+        self.ctx.pending.events += 1
         if self.autocommit:
             self.proposals.flush()
-            self.persistence.checkpoint()
+            self.persistence.checkpoint(leaving=self.leaving())
         else:
             # A driver grouping events into one job (the server) proposes once at its end,
             # in :meth:`checkpoint` / :meth:`take_checkpoint`: what the whole job queued on
@@ -495,8 +496,20 @@ class Node:
         """End of an event: checkpoint now, unless the driver groups several events into
         one commit (``autocommit = False``; it then calls :meth:`checkpoint` itself before
         releasing the outbox)."""
+        self.ctx.pending.events += 1
         if self.autocommit:
-            self.persistence.checkpoint()
+            self.persistence.checkpoint(leaving=self.leaving())
+
+    def leaving(self) -> bool:
+        """Whether anything is to go out after the next checkpoint: a message, or an
+        outcome a driver reports (a transfer's, a payment's)."""
+        flow = self.payment_flow
+        return bool(self.ctx.outbox or flow.finished_payments or flow.ticket_outcomes)
+
+    @property
+    def checkpoint_quiet(self) -> bool:
+        """The checkpoint last taken holds quiet events alone (``PendingWrites.quiet``)."""
+        return self.persistence.quiet
 
     def _flush_job(self) -> None:
         """Propose what the job's events queued, before its checkpoint is taken: every
@@ -514,7 +527,7 @@ class Node:
 
     def checkpoint(self) -> None:
         self._flush_job()
-        self.persistence.checkpoint()
+        self.persistence.checkpoint(leaving=self.leaving())
 
     def take_checkpoint(self) -> Checkpoint | None:
         self._flush_job()
