@@ -61,23 +61,25 @@ class Persistence:
         transaction. Drivers call it after each event and before releasing the outbox.
 
         ``leaving``: something goes out after this checkpoint (a message, an answer). If
-        not, and the event was quiet, the write is relaxed (``Store.save_checkpoint``); a
-        later checkpoint that lets something out is durable, or syncs the store if it has
-        nothing to write, so nothing leaves before every write it may depend on is on
-        disk (docs/security.md, "Relaxed writes")."""
+        not, and the events were quiet, the write is relaxed (``Store.save_checkpoint``);
+        any later checkpoint that is not is durable, or syncs the store if it has nothing
+        to write, so nothing leaves before every write it may depend on is on disk
+        (docs/security.md, "Relaxed writes")."""
         write = self.take_checkpoint()
         store = self.ctx.store
         if store is None:
             return
+        relaxed = self.quiet and not leaving
         if write is not None:
-            relaxed = self.quiet and not leaving
             try:
                 store.save_checkpoint(*write, durable=not relaxed)
             except BaseException:
                 self._written_state = b""  # rewrite the node's state with the next checkpoint
                 raise
             self.unsynced = relaxed  # a durable write syncs every write before it
-        elif self.unsynced and leaving:
+        elif self.unsynced and not relaxed:
+            # Any other event (a tick may send a chain transaction, a call answers) first
+            # puts the relaxed writes before it on disk, even with nothing of its own.
             store.sync()
             self.unsynced = False
 
