@@ -283,9 +283,11 @@ def test_the_hub_passes_the_preimage_upstream_before_bobs_settle_is_irrevocable(
     settling = hub.channels[c2].machine
     # one message at a time until the hub has signed Bob's settle (its Accept is queued)
     assert world.network.run_until(
-        lambda: settling.latest is not None
-        and not settling.state.htlcs
-        and settling.latest.state.version > 1
+        lambda: (
+            settling.latest is not None
+            and not settling.state.htlcs
+            and settling.latest.state.version > 1
+        )
     )
     world.network.silence(bob)  # Bob's Ack never comes
     world.network.run()
