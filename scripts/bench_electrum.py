@@ -195,11 +195,14 @@ def measure(
 
         def ours(hops: int, name: str) -> None:
             line = lines[(hops, name)]
-            v0, c0 = line.versions(), line.checkpoints
+            v0, c0, r0 = line.versions(), line.checkpoints, line.relaxed
             key = f"chenilles {name}, {hops} hop"
             samples.setdefault(key, []).append(line.pay(per_round))
-            c = counted.setdefault(key, {"payments": 0, "signed_states": 0, "checkpoints": 0})
+            c = counted.setdefault(
+                key, {"payments": 0, "signed_states": 0, "checkpoints": 0, "relaxed_checkpoints": 0}
+            )
             c["payments"] += per_round
+            c["relaxed_checkpoints"] += line.relaxed - r0
             c["signed_states"] += line.versions() - v0
             # the payee's invoice is written before a payment's clock starts: not counted
             c["checkpoints"] += line.checkpoints - c0 - (per_round if line.persists else 0)
@@ -207,10 +210,13 @@ def measure(
         def ours_burst(hops: int, name: str) -> None:
             key = f"chenilles {name}, {hops} hop, {IN_FLIGHT} in flight"
             line = lines[(hops, name)]
-            v0, c0 = line.versions(), line.checkpoints
+            v0, c0, r0 = line.versions(), line.checkpoints, line.relaxed
             bursts.setdefault(key, []).append(line.burst(IN_FLIGHT, bursts_per_round))
-            c = counted.setdefault(key, {"payments": 0, "signed_states": 0, "checkpoints": 0})
+            c = counted.setdefault(
+                key, {"payments": 0, "signed_states": 0, "checkpoints": 0, "relaxed_checkpoints": 0}
+            )
             c["payments"] += IN_FLIGHT * bursts_per_round
+            c["relaxed_checkpoints"] += line.relaxed - r0
             c["signed_states"] += line.versions() - v0
             # the payee's invoices are written before a burst's clock starts: not counted
             invoices = IN_FLIGHT * bursts_per_round if line.persists else 0

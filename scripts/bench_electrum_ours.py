@@ -49,19 +49,25 @@ class Line:
         self.source = self.target  # one chain per line
         self.amount = AMOUNT_SAT if self.target == demo.btc else 10**15
         self.checkpoints = 0
+        #: Relaxed checkpoints (nothing left after them: synced with the next durable one).
+        self.relaxed = 0
         self.persists = directory is not None
         for node in self.nodes:
             if node.store is not None:
                 self._count(node)
 
     def _count(self, node: Node) -> None:
-        """Count the store's checkpoints (each one durable transaction)."""
+        """Count the store's durable checkpoints (each one fsynced transaction) and, apart,
+        the relaxed ones (``Store.save_checkpoint(durable=False)``: no fsync of their own)."""
         store = node.store
         assert store is not None
         inner = store.save_checkpoint
 
         def counted(*args: Any, **kwargs: Any) -> Any:
-            self.checkpoints += 1
+            if kwargs.get("durable", True):
+                self.checkpoints += 1
+            else:
+                self.relaxed += 1
             return inner(*args, **kwargs)
 
         store.save_checkpoint = counted  # type: ignore[method-assign]

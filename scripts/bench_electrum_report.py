@@ -74,7 +74,13 @@ def summarise(
             "latency_ms": bench_common.summary(flat(key), 2),
             "payments_per_s": bench_common.summary(rates, 1),
         }
-        for what in ("signed_states", "checkpoints", "commitments_signed", "wallet_file_writes"):
+        for what in (
+            "signed_states",
+            "checkpoints",
+            "relaxed_checkpoints",
+            "commitments_signed",
+            "wallet_file_writes",
+        ):
             if what in c:
                 entry[f"{what}_per_payment"] = round(c[what] / c["payments"], 2)
         payments[key] = entry

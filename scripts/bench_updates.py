@@ -376,9 +376,11 @@ def nodes_bench(updates: int, batches: tuple[int, ...], directory: Path) -> list
     store_module.encode_snapshot = timed(store_module.encode_snapshot, "encoding (snapshots)")
 
     class TimedStore(SQLiteStore):
-        def save_checkpoint(self, snapshots: Any, settings: dict[str, bytes]) -> None:
+        def save_checkpoint(
+            self, snapshots: Any, settings: dict[str, bytes], *, durable: bool = True
+        ) -> None:
             with clock.on("persistence"):
-                super().save_checkpoint(snapshots, settings)
+                super().save_checkpoint(snapshots, settings, durable=durable)
 
     backend = embedded_backend()
     eth = Asset(backend.chain, "native")

@@ -393,7 +393,11 @@ class ChannelMachine:
             latest_updates=msg.updates,
             withdrawn=core.withdrawn,
         )
-        effects: list[Effect] = [*dropped, Send(self.peer, accept), UpdateCompleted(signed)]
+        effects: list[Effect] = [
+            *dropped,
+            Send(self.peer, accept),
+            UpdateCompleted(signed, msg.updates),
+        ]
         return self._commit(new_core, effects + self._deadlines(latest, signed))
 
     def _on_accept(self, msg: Accept) -> list[Effect]:
@@ -434,7 +438,7 @@ class ChannelMachine:
         )
         effects += [
             Send(self.peer, ack),
-            UpdateCompleted(signed),
+            UpdateCompleted(signed, new_core.latest_updates),
             Irrevocable(signed, new_core.latest_updates),
             *buried,
         ]

@@ -41,9 +41,12 @@ class WakeAt(msgspec.Struct, frozen=True):
 
 
 class UpdateCompleted(msgspec.Struct, frozen=True):
-    """Both sides hold the new state with both signatures (and, proposer side, revoked old)."""
+    """Both sides hold the new state with both signatures (and, proposer side, revoked old).
+    ``updates`` are the ones that produced it: a preimage shown in one is known from now
+    on, before the state is irrevocable."""
 
     signed: SignedState
+    updates: tuple[Update, ...] = ()
 
 
 class Irrevocable(msgspec.Struct, frozen=True):

@@ -268,3 +268,29 @@ def test_insufficient_capacity_and_expired_rates_find_no_route(world: World) -> 
             source_asset=eth,
         )
     assert _locked(alice, c1) == 0
+
+
+def test_the_hub_passes_the_preimage_upstream_before_bobs_settle_is_irrevocable(
+    world: World,
+) -> None:
+    """Once the hub has signed Bob's state that shows the preimage, its settle of Alice's
+    HTLC goes out in the same event: Bob withholding his Ack (his revocation of the state
+    with the HTLC) does not hold Alice's settle back, and the hub still gets paid."""
+    eth, alice, hub, bob, c1, c2 = three_nodes(world)
+    invoice = bob.invoice(10**17, eth)
+    hops = plan(world, alice, [(hub, c1), (bob, c2)], invoice.amount, eth, invoice.final_lead)
+    payment = alice.pay_route(invoice, hops)
+    settling = hub.channels[c2].machine
+    # one message at a time until the hub has signed Bob's settle (its Accept is queued)
+    assert world.network.run_until(
+        lambda: (
+            settling.latest is not None
+            and not settling.state.htlcs
+            and settling.latest.state.version > 1
+        )
+    )
+    world.network.silence(bob)  # Bob's Ack never comes
+    world.network.run()
+    assert payment.status == "succeeded" and payment.preimage is not None
+    assert not alice.channels[c1].machine.state.htlcs
+    assert hub.channels[c1].machine.state.free(eth) == (ETH - 10**17, 10**17)

@@ -149,6 +149,20 @@ def test_virtual_channel_records_have_their_own_table(store: SqlStore) -> None:
     assert store.get_setting("virtual/ab") is None and store.get_setting("alias") == b"hub-1"
 
 
+def test_a_relaxed_checkpoint_is_a_whole_transaction_like_any_other(store: SqlStore) -> None:
+    """``durable=False`` only changes when the write reaches the disk (docs/security.md,
+    "Relaxed writes"): its records are read back, a later durable write or ``sync`` runs,
+    and the SQLite connection is back to ``synchronous=FULL`` for the next commit."""
+    store.save_checkpoint([], {"alias": b"relaxed"}, durable=False)
+    assert store.get_setting("alias") == b"relaxed"
+    store.sync()
+    store.save_checkpoint([], {"alias": b"durable"})
+    assert store.get_setting("alias") == b"durable"
+    if isinstance(store, SQLiteStore):
+        assert store._conn is not None
+        assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
 def test_channel_registry(store: SqlStore) -> None:
     other = hashlib.sha256(b"other").digest()
     store.add_channel(channel_record(CID))

@@ -35,6 +35,11 @@ class PendingWrites:
     #: Channels whose node-side record (queue, status, funding flags) changed. The same set
     #: object stays every channel's ``dirty_sink``: it is cleared, never replaced.
     channels: set[bytes] = field(default_factory=set)
+    #: Events since the last checkpoint, and how many of them were quiet: a peer's Ack of
+    #: a version after the first, taken (its effects send nothing but through the outbox,
+    #: and touch no chain). Only a checkpoint of quiet events alone may be relaxed.
+    events: int = 0
+    quiet: int = 0
 
 
 @dataclass

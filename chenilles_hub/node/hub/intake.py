@@ -118,6 +118,12 @@ class Intake:
                 self.opening.refused(peer, message, "the node could not handle this request")
         else:
             savepoint.release()
+            if isinstance(message, Ack) and message.version > 0:
+                # What an Ack changes is ours alone (the peer's revocation, the state now
+                # irrevocable): it may be synced with the next durable write, unless what
+                # it set off sends or answers something (the node checks that at the
+                # checkpoint). Version 0's Ack starts the deposits on chain: never quiet.
+                self.ctx.pending.quiet += 1
 
     def _refused(self, peer: bytes, error: ChannelError) -> None:
         self.ctx.errors.append(error)

@@ -37,6 +37,7 @@ from ...core import (
     Send,
     SubmitToLedger,
     Update,
+    UpdateCompleted,
 )
 from ...core.errors import InvalidParams
 from ...identity import NodeIdentity
@@ -465,6 +466,11 @@ class Node:
                     self.payment_flow.on_irrevocable(
                         channel, effect.updates, effect.signed.state.version
                     )
+            elif isinstance(effect, UpdateCompleted):
+                # A preimage in a state we now hold signed by both is ours to use: passed
+                # upstream in this event, not a round trip later once the state is
+                # irrevocable (the upstream claim never depended on that).
+                self.payment_flow.on_signed(channel, effect.updates)
             elif isinstance(effect, ProposalRejected):
                 self.proposals.on_rejected(channel, effect)
             elif isinstance(effect, ProposalWithdrawn):
@@ -487,9 +493,10 @@ class Node:
 
     def _end_of_event(self) -> None:
         self.virtual.advance()
+        self.ctx.pending.events += 1
         if self.autocommit:
             self.proposals.flush()
-            self.persistence.checkpoint()
+            self.persistence.checkpoint(leaving=self.leaving())
         else:
             # A driver grouping events into one job (the server) proposes once at its end,
             # in :meth:`checkpoint` / :meth:`take_checkpoint`: what the whole job queued on
@@ -501,8 +508,20 @@ class Node:
         """End of an event: checkpoint now, unless the driver groups several events into
         one commit (``autocommit = False``; it then calls :meth:`checkpoint` itself before
         releasing the outbox)."""
+        self.ctx.pending.events += 1
         if self.autocommit:
-            self.persistence.checkpoint()
+            self.persistence.checkpoint(leaving=self.leaving())
+
+    def leaving(self) -> bool:
+        """Whether anything is to go out after the next checkpoint: a message, or an
+        outcome a driver reports (a transfer's, a payment's)."""
+        flow = self.payment_flow
+        return bool(self.ctx.outbox or flow.finished_payments or flow.ticket_outcomes)
+
+    @property
+    def checkpoint_quiet(self) -> bool:
+        """The checkpoint last taken holds quiet events alone (``PendingWrites.quiet``)."""
+        return self.persistence.quiet
 
     def _flush_job(self) -> None:
         """Propose what the job's events queued, before its checkpoint is taken: every
@@ -520,7 +539,7 @@ class Node:
 
     def checkpoint(self) -> None:
         self._flush_job()
-        self.persistence.checkpoint()
+        self.persistence.checkpoint(leaving=self.leaving())
 
     def take_checkpoint(self) -> Checkpoint | None:
         self._flush_job()

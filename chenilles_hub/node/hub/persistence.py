@@ -51,17 +51,37 @@ class Persistence:
         self._written_state = b""
         #: HTLC policies of restored machines (:meth:`_policy`).
         self._policies: dict[tuple[str, int], HtlcPolicy] = {}
+        #: Whether the events of the checkpoint last taken were all quiet (``PendingWrites``).
+        self.quiet = False
+        #: A relaxed write is not yet known to be on disk (:meth:`checkpoint`).
+        self.unsynced = False
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, *, leaving: bool = True) -> None:
         """Write every snapshot this event changed and the node's own state in one
-        transaction. Drivers call it after each event and before releasing the outbox."""
+        transaction. Drivers call it after each event and before releasing the outbox.
+
+        ``leaving``: something goes out after this checkpoint (a message, an answer). If
+        not, and the events were quiet, the write is relaxed (``Store.save_checkpoint``);
+        any later checkpoint that is not is durable, or syncs the store if it has nothing
+        to write, so nothing leaves before every write it may depend on is on disk
+        (docs/security.md, "Relaxed writes")."""
         write = self.take_checkpoint()
-        if write is not None and self.ctx.store is not None:
+        store = self.ctx.store
+        if store is None:
+            return
+        relaxed = self.quiet and not leaving
+        if write is not None:
             try:
-                self.ctx.store.save_checkpoint(*write)
+                store.save_checkpoint(*write, durable=not relaxed)
             except BaseException:
                 self._written_state = b""  # rewrite the node's state with the next checkpoint
                 raise
+            self.unsynced = relaxed  # a durable write syncs every write before it
+        elif self.unsynced and not relaxed:
+            # Any other event (a tick may send a chain transaction, a call answers) first
+            # puts the relaxed writes before it on disk, even with nothing of its own.
+            store.sync()
+            self.unsynced = False
 
     def take_checkpoint(self) -> Checkpoint | None:
         """What :meth:`checkpoint` would write (snapshots, records), or ``None`` if nothing
@@ -70,6 +90,8 @@ class Persistence:
         it is written. The node counts it as written from now on: if the write fails the
         process must stop (memory would be ahead of disk)."""
         pending = self.ctx.pending
+        self.quiet = pending.events > 0 and pending.quiet == pending.events
+        pending.events = pending.quiet = 0
         if self.ctx.store is None:
             pending.snapshots.clear()
             pending.records.clear()

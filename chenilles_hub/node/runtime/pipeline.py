@@ -73,6 +73,8 @@ class Pipeline:
         self._work: asyncio.Queue[Frame | Call] = asyncio.Queue(WORK_QUEUE_BOUND)
         #: Set when a checkpoint could not be written: the node then handles nothing more.
         self._store_failed: Exception | None = None
+        #: A relaxed write is not yet known to be on disk: synced before anything leaves.
+        self._unsynced = False
         #: Callers waiting for a direct transfer to become irrevocable, by ticket.
         self._tickets: dict[int, asyncio.Future[int]] = {}
         #: Callers waiting for a payment of ours to succeed or fail, by payment hash.
@@ -220,11 +222,24 @@ class Pipeline:
                 if done.write is not None:
                     snapshots.update((s.channel_id, s) for s in done.write[0])
                     records.update(done.write[1])
-            if snapshots or records:
+            # Jobs after which nothing leaves (quiet peer frames alone) are written relaxed;
+            # before anything leaves, a durable write or a sync puts them on disk.
+            relaxed = all(done.quiet for done in jobs)
+            if snapshots or records or (self._unsynced and not relaxed):
                 try:
-                    await loop.run_in_executor(
-                        self._writer, store.save_checkpoint, list(snapshots.values()), records
-                    )
+                    if snapshots or records:
+                        await loop.run_in_executor(
+                            self._writer,
+                            functools.partial(
+                                store.save_checkpoint,
+                                list(snapshots.values()),
+                                records,
+                                durable=not relaxed,
+                            ),
+                        )
+                    else:
+                        await loop.run_in_executor(self._writer, store.sync)
+                    self._unsynced = relaxed
                 except Exception as exc:
                     self._store_failed = exc
                     log.critical("writing a checkpoint failed: stopping", exc_info=exc)
@@ -311,4 +326,9 @@ def _handle(node: Node, batch: list[Frame | Call]) -> Done:
     node.outbox = []
     done.settled, node.ticket_outcomes = node.ticket_outcomes, []
     done.paid, node.finished_payments = node.finished_payments, []
+    done.quiet = (
+        node.checkpoint_quiet
+        and all(isinstance(item, Frame) for item in batch)
+        and not (done.outbox or done.settled or done.paid)
+    )
     return done

@@ -68,6 +68,9 @@ class Done:
     outbox: list[tuple[bytes, bytes]]
     settled: list[tuple[int, int | None, str | None]] = field(default_factory=list)
     paid: list[bytes] = field(default_factory=list)
+    #: Peer frames alone, all quiet, and nothing to send or answer: its write may be
+    #: relaxed (``Store.save_checkpoint``; docs/security.md, "Relaxed writes").
+    quiet: bool = False
 
 
 @dataclass

@@ -273,9 +273,23 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def save_checkpoint(
-        self, snapshots: Sequence[ChannelSnapshot], settings: dict[str, bytes]
+        self,
+        snapshots: Sequence[ChannelSnapshot],
+        settings: dict[str, bytes],
+        *,
+        durable: bool = True,
     ) -> None:
         """Snapshots and settings in one transaction: the node writes everything one event
         changed at once, before any message that event produced leaves (group commit).
         A setting keyed ``VIRTUAL_PREFIX + request id`` is a virtual channel's record and
-        goes to its own table."""
+        goes to its own table.
+
+        ``durable=False`` (a *relaxed* write, for an event after which nothing leaves the
+        process): as atomic and as ordered as any other, survives a crash of the process,
+        but its sync to disk may wait for the next durable write or :meth:`sync` (a power
+        loss may drop it, and then every later relaxed write with it, never an earlier
+        one). A store may make every write durable. docs/security.md says when the node
+        relaxes a write and why nothing is lost."""
+
+    def sync(self) -> None:  # noqa: B027 (a no-op by default, not abstract)
+        """Make every relaxed write durable (a no-op where every write is)."""

@@ -97,7 +97,9 @@ class PostgresStore(SqlStore):
             raise
 
     @contextlib.contextmanager
-    def _transaction(self, *, write: bool) -> Iterator[Cursor]:
+    def _transaction(self, *, write: bool, durable: bool = True) -> Iterator[Cursor]:
+        # Every commit is synchronous here, relaxed or not (``Store.save_checkpoint``): a
+        # standby may take over from this database, and ``sync`` has no cheap equivalent.
         with self._mutex:
             conn = self._conn
             if conn is None:

@@ -121,13 +121,16 @@ class SqlStore(Store):
     _fence: int | None = None
 
     @abc.abstractmethod
-    def _transaction(self, *, write: bool) -> contextlib.AbstractContextManager[Cursor]:
-        """One transaction; commit on normal exit, roll back on an exception."""
+    def _transaction(
+        self, *, write: bool, durable: bool = True
+    ) -> contextlib.AbstractContextManager[Cursor]:
+        """One transaction; commit on normal exit, roll back on an exception. ``durable``
+        False: a relaxed commit (``Store.save_checkpoint``), where the dialect has one."""
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[Cursor]:
+    def _write(self, *, durable: bool = True) -> Iterator[Cursor]:
         try:
-            with self._transaction(write=True) as cur:
+            with self._transaction(write=True, durable=durable) as cur:
                 yield cur
         except self._integrity_errors as exc:
             raise Conflict(str(exc).strip()) from exc
@@ -460,14 +463,18 @@ class SqlStore(Store):
             return [bytes(row[0]) for row in cur.fetchall()]
 
     def save_checkpoint(
-        self, snapshots: Sequence[ChannelSnapshot], settings: dict[str, bytes]
+        self,
+        snapshots: Sequence[ChannelSnapshot],
+        settings: dict[str, bytes],
+        *,
+        durable: bool = True,
     ) -> None:
         rows = [
             (s.channel_id, snapshot_version(s), encode_snapshot(s), self._fence) for s in snapshots
         ]
         if len({row[0] for row in rows}) != len(rows):
             raise ValueError("one snapshot per channel per batch")
-        with self._write() as cur:
+        with self._write(durable=durable) as cur:
             if rows:
                 cur.executemany(_UPSERT_SNAPSHOT, rows)
             virtual = [
