@@ -217,15 +217,22 @@ def test_dispute_cheater_registers_old_state_and_is_refuted(pair: Pair):
     assert b.now() == T0 + DURATION
     b.conclude(pair.params, pair.alice)
     assert Concluded(pair.cid, latest.version) in b.poll_events()
+    before = {(i, a): b.balance(pair.account(i), a) for i in (0, 1) for a in (sol, tok)}
+    receipts = {
+        i: [b.withdraw(pair.params, i, pair.account(i), a) for a in (sol, tok)] for i in (0, 1)
+    }
+    # Alice opened the channel (she paid its rent): her first withdraw also paid Bob's
+    # payouts and closed the accounts; her books show the rent coming back
+    rent = b.ledger.rent(pc.CHANNEL_ACCOUNT_SIZE) + b.ledger.rent(spl.TOKEN_ACCOUNT_SIZE)
+    assert [r.rent for r in receipts[0]] == [-rent, 0]
+    assert [(r.txid, r.fee) for r in (receipts[0][1], *receipts[1])] == [("", 0)] * 3
+    assert b.ledger.account(pc.channel_pda(b.program_id, pair.cid)[0]) is None
     for i in (0, 1):
-        for asset in (sol, tok):
-            acct = pair.account(i)
-            before = b.balance(acct, asset)
-            r = b.withdraw(pair.params, i, acct, asset)
-            fee = r.fee if asset == sol else 0
-            assert b.balance(acct, asset) == before + latest.state.free(asset)[i] - fee
-    with pytest.raises(LedgerError, match="ALREADY_WITHDRAWN"):
-        b.withdraw(pair.params, 0, pair.alice, sol)
+        spent = sum(r.fee + r.rent for r in receipts[i])
+        assert b.balance(pair.account(i), sol) == before[i, sol] + latest.state.free(sol)[i] - spent
+        assert b.balance(pair.account(i), tok) == before[i, tok] + latest.state.free(tok)[i]
+    again = b.withdraw(pair.params, 0, pair.alice, sol)  # paid once: nothing more to send
+    assert (again.txid, again.fee, again.rent) == ("", 0, 0)
 
 
 def test_silent_peer_force_close(pair: Pair):
@@ -401,4 +408,8 @@ def test_underfunded_channel_returns_deposits(backend):
     backend.conclude(pair.params, pair.alice)
     before = backend.balance(pair.alice, pair.sol)
     r = backend.withdraw(pair.params, 0, pair.alice, pair.sol)
-    assert backend.balance(pair.alice, pair.sol) == before + SOL - r.fee
+    # Alice opened the channel: with nothing left for Bob, her withdraw closed its accounts
+    assert r.rent == -(
+        backend.ledger.rent(pc.CHANNEL_ACCOUNT_SIZE) + backend.ledger.rent(spl.TOKEN_ACCOUNT_SIZE)
+    )
+    assert backend.balance(pair.alice, pair.sol) == before + SOL - r.fee - r.rent
