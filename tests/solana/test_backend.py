@@ -413,3 +413,32 @@ def test_underfunded_channel_returns_deposits(backend):
         backend.ledger.rent(pc.CHANNEL_ACCOUNT_SIZE) + backend.ledger.rent(spl.TOKEN_ACCOUNT_SIZE)
     )
     assert backend.balance(pair.alice, pair.sol) == before + SOL - r.fee - r.rent
+
+
+def test_only_the_rent_payers_withdraw_closes_the_accounts(pair: Pair):
+    """Bob (who did not open the channel) takes everything and withdraws first: his
+    withdraws pay him and leave the accounts open (their rent is not his to book). Alice's
+    withdraw of a zero payout then closes them and books her rent back; a stranger's close
+    afterwards finds nothing, and nothing else moves."""
+    b, sol, tok = pair.backend, pair.sol, pair.tok
+    final = pair.pay(0, Transfer(sol, 2 * SOL), Transfer(tok, 500))
+    final = pair.pay(0, Close())
+    assert final.state.free(sol) == (0, 3 * SOL) and final.state.free(tok) == (0, 500)
+    b.register(pair.params, final, pair.bob)
+    b.conclude(pair.params, pair.bob)
+    chan = pc.channel_pda(b.program_id, pair.cid)[0]
+    for asset in (sol, tok):
+        assert b.withdraw(pair.params, 1, pair.bob, asset).rent == 0
+    assert b.ledger.account(chan) is not None
+    before = b.balance(pair.alice, sol)
+    r = b.withdraw(pair.params, 0, pair.alice, sol)
+    rent = b.ledger.rent(pc.CHANNEL_ACCOUNT_SIZE) + b.ledger.rent(spl.TOKEN_ACCOUNT_SIZE)
+    assert r.rent == -rent and b.balance(pair.alice, sol) == before + rent - r.fee
+    assert b.ledger.account(chan) is None
+    assert b.withdraw(pair.params, 0, pair.alice, tok).txid == ""
+    with pytest.raises(LedgerError, match="WRONG_CHANNEL_ACCOUNT"):
+        b._send(
+            "close_accounts",
+            [pc.close_accounts_ix(b.program_id, chan, pair.alice.pubkey)],
+            [pair.bob.keypair],
+        )
