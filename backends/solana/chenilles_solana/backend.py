@@ -542,15 +542,20 @@ class SolanaBackend(ForcedMoves):
         whatever the peer has not withdrawn yet (WITHDRAW sends money only to its owner) and
         appends CLOSE_ACCOUNTS; the receipt books the refund as negative ``rent``. Only the
         rent payer does, so the refund always shows in the books of the wallet it reaches.
-        Once the accounts are gone everything was paid: a later withdraw sends nothing."""
+        Once the accounts are gone everything was paid: a later withdraw sends nothing.
+
+        App channels are not closed: the node reads their concluded state on chain after
+        the payout (``app_dispute``: the app's outcome, a virtual channel's guarantee), and
+        a closed account has no state left to read."""
         ch = self._channel(params)
         payer = _keypair(account)
         view = self.ledger.account(ch.address)
         if view is None:
             return _no_tx("withdraw (channel accounts closed)", self.chain)
         onchain = pc.ChannelAccount.decode(view.data)
+        closer = payer.pubkey() if ch.app is None else None
         if onchain.status == pc.ST_CLOSED:
-            closing, refund = closing_ixs(self.ledger, ch, onchain, view.lamports, payer.pubkey())
+            closing, refund = closing_ixs(self.ledger, ch, onchain, view.lamports, closer)
             if not closing:
                 return _no_tx("withdraw (paid at close)", self.chain)
             receipt = self._send("close_accounts", closing, [payer])
@@ -558,7 +563,7 @@ class SolanaBackend(ForcedMoves):
         k = ch.asset_index(asset)
         ixs = withdraw_ixs(self.ledger, ch, me, k, payer.pubkey())
         closing, refund = closing_ixs(
-            self.ledger, ch, onchain, view.lamports, payer.pubkey(), sending=(k, me)
+            self.ledger, ch, onchain, view.lamports, closer, sending=(k, me)
         )
         receipt = self._send("withdraw", [*ixs, *closing], [payer])
         return msgspec.structs.replace(receipt, rent=-refund) if closing else receipt

@@ -66,7 +66,7 @@ def closing_ixs(
     ch: ChannelAddresses,
     onchain: pc.ChannelAccount,
     lamports: int,
-    sender: Pubkey,
+    sender: Pubkey | None,
     sending: tuple[int, int] | None = None,
 ) -> tuple[list[Instruction], int]:
     """What ``sender`` appends to its transaction to close the channel's accounts: WITHDRAW
@@ -74,11 +74,16 @@ def closing_ixs(
     transaction already withdraws), then CLOSE_ACCOUNTS; and the lamports that gives back
     (the channel account's ``lamports`` less the SOL payouts, plus each vault's).
 
-    Nothing (``[], 0``) unless ``sender`` paid the rent and the channel is finished; and
+    Nothing (``[], 0``) unless ``sender`` paid the rent (``None``: nobody closes) and the
+    channel is finished; and
     nothing when a payout would need the peer's token account created at the sender's cost
     (the peer's own withdraw pays it later; the accounts then stay open, which an operator
     can close by hand, ``pc.close_accounts_ix``)."""
-    if onchain.rent_payer != sender or onchain.status not in (pc.ST_CONCLUDED, pc.ST_CLOSED):
+    if (
+        sender is None
+        or onchain.rent_payer != sender
+        or onchain.status not in (pc.ST_CONCLUDED, pc.ST_CLOSED)
+    ):
         return [], 0
     ixs: list[Instruction] = []
     refund = lamports
