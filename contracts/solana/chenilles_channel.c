@@ -8,6 +8,9 @@
  *     (so only this program, signing with the channel seeds, can move the tokens).
  * Preimages revealed on chain live in a global registry: one PDA per payment hash, seeds
  * ["preimage", sha256(preimage)].
+ * The channel record keeps who paid OPEN's rent: once the channel is finished and paid
+ * out, CLOSE_ACCOUNTS closes the vaults and the channel account and gives their rent back
+ * to that payer. Preimage records are never closed (any channel may rely on a reveal).
  *
  * The channel id commits to everything OPEN stores:
  *   sha256("CHENILLES-SOL-CHANNEL" | program_id | A | B | challenge_duration u64 | nonce 32 |
