@@ -95,8 +95,12 @@ def main() -> int:
     )
     b.advance_time(7200)
     measure("conclude (8 HTLCs)", lambda: b.conclude(params, alice))
-    measure("withdraw SOL", lambda: b.withdraw(params, 0, alice, sol))
-    measure("withdraw SPL token", lambda: b.withdraw(params, 0, alice, tok))
+    measure("withdraw SOL", lambda: b.withdraw(params, 1, bob, sol))
+    measure("withdraw SPL token", lambda: b.withdraw(params, 1, bob, tok))
+    measure(
+        "withdraw SOL + SPL token, close accounts (by the rent payer)",
+        lambda: b.withdraw(params, 0, alice, sol),
+    )
 
     params2 = ChannelParams(
         chain=b.chain,
@@ -116,6 +120,10 @@ def main() -> int:
     )
     fs = SignedState(final, tuple(a.sign(params2, final, None) for a in auth))
     measure("close_cooperative (SOL + token)", lambda: b.close_cooperative(params2, fs, bob))
+    measure(
+        "close_accounts (after close_cooperative, SOL + token)",
+        lambda: b.withdraw(params2, 0, alice, sol),
+    )
     params3 = ChannelParams(
         chain=b.chain,
         participants=params.participants,

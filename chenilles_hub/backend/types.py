@@ -104,8 +104,10 @@ class TxReceipt(msgspec.Struct, frozen=True):
     cost_unit: str
     block: int | None = None
     #: Base units of ``fee_asset`` the transaction locked in accounts it created (Solana's
-    #: rent-exempt minimum): not a fee, but not paid back either, so an operator's books
-    #: count it with the fees.
+    #: rent-exempt minimum): not a fee, but out of the sender's wallet until those accounts
+    #: are closed, so an operator's books count it with the fees. Negative: rent an earlier
+    #: transaction locked, given back to the sender's wallet by closing the accounts
+    #: (Solana's CLOSE_ACCOUNTS), so ``fee + rent`` is always what the wallet paid.
     rent: int = 0
     #: The fee came out of the channel's funds, borne by whoever the chain's rules charge
     #: (on Bitcoin the funder pays the commitment and closing transactions' fees), not

@@ -8,6 +8,9 @@
  *     (so only this program, signing with the channel seeds, can move the tokens).
  * Preimages revealed on chain live in a global registry: one PDA per payment hash, seeds
  * ["preimage", sha256(preimage)].
+ * The channel record keeps who paid OPEN's rent: once the channel is finished and paid
+ * out, CLOSE_ACCOUNTS closes the vaults and the channel account and gives their rent back
+ * to that payer. Preimage records are never closed (any channel may rely on a reveal).
  *
  * The channel id commits to everything OPEN stores:
  *   sha256("CHENILLES-SOL-CHANNEL" | program_id | A | B | challenge_duration u64 | nonce 32 |
@@ -93,6 +96,8 @@
 #define ERR_NO_APP 37
 #define ERR_WRONG_APP 38
 #define ERR_STATE_IS_FINAL 39
+#define ERR_NOT_WITHDRAWN 40
+#define ERR_WRONG_RENT_PAYER 41
 
 /* ---- instructions ---- */
 #define IX_OPEN 0
@@ -103,6 +108,7 @@
 #define IX_WITHDRAW 5
 #define IX_REVEAL 6
 #define IX_PROGRESS 7
+#define IX_CLOSE_ACCOUNTS 8
 
 /* ---- channel status ---- */
 #define ST_OPEN 0
@@ -120,6 +126,7 @@
 #define EV_REVEALED 5  /* payment_hash 32 | preimage 32 | unix time i64 | slot u64 */
 #define EV_PROGRESSED 6 /* channel_id 32 | version u64 | deadline i64 | mover u8 | final u8 |
                            n_assets u8 | n_assets * (a u64 | b u64) | app_len u16 | app data */
+#define EV_CLOSED 7 /* channel_id 32 | lamports given back to the rent payer u64 */
 
 #define MAX_ASSETS 4
 #define MAX_HTLCS 8
@@ -138,7 +145,7 @@ typedef struct {
 } Htlc;       /* 64 bytes */
 
 typedef struct {
-    u8 magic[8]; /* "CHNLSOL2" */
+    u8 magic[8]; /* "CHNLSOL3" */
     u8 channel_id[32];
     Pubkey parts[2];
     u8 nonce[32];
@@ -160,7 +167,8 @@ typedef struct {
     u64 balances[MAX_ASSETS][2]; /* of the registered state */
     u64 payout[MAX_ASSETS][2];   /* after conclusion */
     Htlc htlcs[MAX_HTLCS];
-} Channel; /* 1008 bytes */
+    Pubkey rent_payer; /* paid OPEN's rent; CLOSE_ACCOUNTS gives it back to this key */
+} Channel; /* 1040 bytes */
 
 /* After the Channel record of an app channel: its app and the registered state's app data. */
 typedef struct {
@@ -179,11 +187,11 @@ typedef struct {
 } PreimageRecord; /* 88 bytes */
 
 _Static_assert(sizeof(Htlc) == 64, "Htlc layout");
-_Static_assert(sizeof(Channel) == 1008, "Channel layout");
+_Static_assert(sizeof(Channel) == 1040, "Channel layout");
 _Static_assert(sizeof(PreimageRecord) == 88, "PreimageRecord layout");
 _Static_assert(sizeof(AppTail) == 296, "AppTail layout");
 
-static const u8 CHANNEL_MAGIC[8] = "CHNLSOL2";
+static const u8 CHANNEL_MAGIC[8] = "CHNLSOL3";
 static const u8 PREIMAGE_MAGIC[8] = "PREIMAG1";
 static const u8 MSG_MAGIC[16] = "CHENILLES-SOL-v1";
 static const u8 CHANNEL_ID_DOMAIN[21] = "CHENILLES-SOL-CHANNEL";
@@ -544,6 +552,7 @@ NOINLINE static u64 ix_open(const Input *in) {
     ch->status = ST_OPEN;
     ch->n_assets = (u8)n_assets;
     sol_memcpy_(ch->mints, mints, 32 * n_assets);
+    sol_memcpy_(ch->rent_payer.x, payer->key, 32);
 
     u64 next = 4;
     for (u64 k = 0; k < n_assets; k++) {
@@ -1140,6 +1149,96 @@ NOINLINE static u64 ix_reveal(const Input *in) {
     return 0;
 }
 
+/* CPI spl_token::close_account(vault -> dest), signed by the channel PDA (the vault's
+ * authority). The token program refuses a vault that still holds tokens. */
+NOINLINE static u64 close_vault(const Channel *ch, AccountInfo *token, AccountInfo *vault,
+                                AccountInfo *dest, AccountInfo *chan) {
+    u8 *d = heap()->scratch;
+    d[0] = 9; /* CloseAccount */
+    AccountMeta metas[3] = {{vault->key, 1, 0}, {dest->key, 1, 0}, {chan->key, 0, 1}};
+    Instruction ix = {token->key, metas, 3, d, 1};
+    AccountInfo *infos = heap()->cpi;
+    infos[0] = *vault;
+    infos[1] = *dest;
+    infos[2] = *chan;
+    SignerSeed seeds[3];
+    channel_seeds(ch, seeds);
+    SignerSeeds signer = {seeds, 3};
+    return sol_invoke_signed_c(&ix, infos, 3, &signer, 1);
+}
+
+/* ---- CLOSE_ACCOUNTS: [8]
+ * accounts: channel (writable), the rent payer recorded at OPEN (writable), then if the
+ * channel holds SPL assets: token program, and per SPL asset in order its vault (writable).
+ * Gives the rent of the channel account and its vaults back to whoever paid it at OPEN,
+ * once nothing in them belongs to a participant any more: the channel is concluded or
+ * cooperatively closed and every non-zero payout has been withdrawn (the token program
+ * also refuses to close a vault that still holds tokens). Anyone may send it: the lamports
+ * can only go to the rent payer. The channel account is emptied as the runtime requires
+ * to delete it (no lamports, no data, owned by the system program), so a second call finds
+ * no channel (WRONG_CHANNEL_ACCOUNT). OPEN of the same channel id may then create a fresh
+ * account, with no deposits: an old state of the closed channel does not conserve its
+ * (zero) deposits and is refused, and only the participants themselves can deposit. */
+NOINLINE static u64 ix_close_accounts(const Input *in) {
+    if (in->data_len != 1)
+        return ERR_BAD_INSTRUCTION;
+    if (in->n_accounts < 2)
+        return ERR_NOT_ENOUGH_ACCOUNTS;
+    AccountInfo *acc = in->accounts, *chan = &acc[0], *dest = &acc[1];
+    Channel *ch;
+    u64 err = load_channel(in, chan, &ch);
+    if (err)
+        return err;
+    if (ch->status != ST_CONCLUDED && ch->status != ST_CLOSED)
+        return ERR_NOT_CONCLUDED;
+    u64 n_tokens = 0;
+    for (u64 k = 0; k < ch->n_assets; k++) {
+        for (u64 who = 0; who < 2; who++)
+            if (!(ch->withdrawn & (1u << (2 * k + who))) && ch->payout[k][who] != 0)
+                return ERR_NOT_WITHDRAWN;
+        if (!is_zero32(ch->mints[k].x))
+            n_tokens++;
+    }
+    if (!key_eq(dest->key, &ch->rent_payer))
+        return ERR_WRONG_RENT_PAYER;
+    if (!dest->is_writable)
+        return ERR_NOT_WRITABLE;
+    u64 refunded = 0;
+    if (n_tokens) {
+        if (in->n_accounts < 3 + n_tokens)
+            return ERR_NOT_ENOUGH_ACCOUNTS;
+        if ((err = check_token_program(&acc[2])))
+            return err;
+    }
+    /* token CPIs first, the channel's own lamports last (see COOP_CLOSE) */
+    u64 next = 3;
+    for (u64 k = 0; k < ch->n_assets; k++) {
+        if (is_zero32(ch->mints[k].x))
+            continue;
+        AccountInfo *vault = &acc[next++];
+        if ((err = check_vault(in, chan, ch, k, vault)))
+            return err;
+        refunded += *vault->lamports;
+        if ((err = close_vault(ch, &acc[2], vault, dest, chan)))
+            return err;
+    }
+    u64 lamports = *chan->lamports;
+    refunded += lamports;
+    if ((err = move_lamports(chan, dest, lamports)))
+        return err;
+    u8 *e = event_start(EV_CLOSED, ch);
+    wr64(e, refunded);
+    emit(33 + 8);
+    /* what the runtime needs to delete the account: data zeroed and shrunk to nothing
+     * (the serialized length sits 8 bytes before the data), owner back to the system
+     * program (allowed once the data is zero), no lamports */
+    sol_memset_(chan->data, 0, chan->data_len);
+    *(u64 *)(chan->data - 8) = 0;
+    chan->data_len = 0;
+    sol_memset_(chan->owner, 0, 32);
+    return 0;
+}
+
 u64 entrypoint(u8 *input) {
     Input in;
     deserialize(input, heap()->infos, MAX_ACCOUNTS, &in);
@@ -1162,6 +1261,8 @@ u64 entrypoint(u8 *input) {
         return ix_reveal(&in);
     case IX_PROGRESS:
         return ix_progress(&in);
+    case IX_CLOSE_ACCOUNTS:
+        return ix_close_accounts(&in);
     default:
         return ERR_BAD_INSTRUCTION;
     }

@@ -74,7 +74,7 @@ def test_a_whole_game_through_the_node_then_a_cooperative_close(backend: ChainBa
     assert alice.channels[cid].status == "closed" and bob.channels[cid].status == "closed"
     gains = []
     for i, n in enumerate((alice, bob)):
-        fees = sum(r.fee for r in n.channels[cid].receipts[paid_before[i] :])
+        fees = sum(r.fee + r.rent for r in n.channels[cid].receipts[paid_before[i] :])
         gains.append(backend.balance(n.accounts[backend.chain], asset) - start[i] + fees)
     assert gains == [2 * STAKE, 0]  # the winner takes the pot, to the wei / lamport
 

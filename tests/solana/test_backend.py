@@ -217,15 +217,22 @@ def test_dispute_cheater_registers_old_state_and_is_refuted(pair: Pair):
     assert b.now() == T0 + DURATION
     b.conclude(pair.params, pair.alice)
     assert Concluded(pair.cid, latest.version) in b.poll_events()
+    before = {(i, a): b.balance(pair.account(i), a) for i in (0, 1) for a in (sol, tok)}
+    receipts = {
+        i: [b.withdraw(pair.params, i, pair.account(i), a) for a in (sol, tok)] for i in (0, 1)
+    }
+    # Alice opened the channel (she paid its rent): her first withdraw also paid Bob's
+    # payouts and closed the accounts; her books show the rent coming back
+    rent = b.ledger.rent(pc.CHANNEL_ACCOUNT_SIZE) + b.ledger.rent(spl.TOKEN_ACCOUNT_SIZE)
+    assert [r.rent for r in receipts[0]] == [-rent, 0]
+    assert [(r.txid, r.fee) for r in (receipts[0][1], *receipts[1])] == [("", 0)] * 3
+    assert b.ledger.account(pc.channel_pda(b.program_id, pair.cid)[0]) is None
     for i in (0, 1):
-        for asset in (sol, tok):
-            acct = pair.account(i)
-            before = b.balance(acct, asset)
-            r = b.withdraw(pair.params, i, acct, asset)
-            fee = r.fee if asset == sol else 0
-            assert b.balance(acct, asset) == before + latest.state.free(asset)[i] - fee
-    with pytest.raises(LedgerError, match="ALREADY_WITHDRAWN"):
-        b.withdraw(pair.params, 0, pair.alice, sol)
+        spent = sum(r.fee + r.rent for r in receipts[i])
+        assert b.balance(pair.account(i), sol) == before[i, sol] + latest.state.free(sol)[i] - spent
+        assert b.balance(pair.account(i), tok) == before[i, tok] + latest.state.free(tok)[i]
+    again = b.withdraw(pair.params, 0, pair.alice, sol)  # paid once: nothing more to send
+    assert (again.txid, again.fee, again.rent) == ("", 0, 0)
 
 
 def test_silent_peer_force_close(pair: Pair):
@@ -401,4 +408,37 @@ def test_underfunded_channel_returns_deposits(backend):
     backend.conclude(pair.params, pair.alice)
     before = backend.balance(pair.alice, pair.sol)
     r = backend.withdraw(pair.params, 0, pair.alice, pair.sol)
-    assert backend.balance(pair.alice, pair.sol) == before + SOL - r.fee
+    # Alice opened the channel: with nothing left for Bob, her withdraw closed its accounts
+    assert r.rent == -(
+        backend.ledger.rent(pc.CHANNEL_ACCOUNT_SIZE) + backend.ledger.rent(spl.TOKEN_ACCOUNT_SIZE)
+    )
+    assert backend.balance(pair.alice, pair.sol) == before + SOL - r.fee - r.rent
+
+
+def test_only_the_rent_payers_withdraw_closes_the_accounts(pair: Pair):
+    """Bob (who did not open the channel) takes everything and withdraws first: his
+    withdraws pay him and leave the accounts open (their rent is not his to book). Alice's
+    withdraw of a zero payout then closes them and books her rent back; a stranger's close
+    afterwards finds nothing, and nothing else moves."""
+    b, sol, tok = pair.backend, pair.sol, pair.tok
+    final = pair.pay(0, Transfer(sol, 2 * SOL), Transfer(tok, 500))
+    final = pair.pay(0, Close())
+    assert final.state.free(sol) == (0, 3 * SOL) and final.state.free(tok) == (0, 500)
+    b.register(pair.params, final, pair.bob)
+    b.conclude(pair.params, pair.bob)
+    chan = pc.channel_pda(b.program_id, pair.cid)[0]
+    for asset in (sol, tok):
+        assert b.withdraw(pair.params, 1, pair.bob, asset).rent == 0
+    assert b.ledger.account(chan) is not None
+    before = b.balance(pair.alice, sol)
+    r = b.withdraw(pair.params, 0, pair.alice, sol)
+    rent = b.ledger.rent(pc.CHANNEL_ACCOUNT_SIZE) + b.ledger.rent(spl.TOKEN_ACCOUNT_SIZE)
+    assert r.rent == -rent and b.balance(pair.alice, sol) == before + rent - r.fee
+    assert b.ledger.account(chan) is None
+    assert b.withdraw(pair.params, 0, pair.alice, tok).txid == ""
+    with pytest.raises(LedgerError, match="WRONG_CHANNEL_ACCOUNT"):
+        b._send(
+            "close_accounts",
+            [pc.close_accounts_ix(b.program_id, chan, pair.alice.pubkey)],
+            [pair.bob.keypair],
+        )

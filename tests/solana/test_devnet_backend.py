@@ -13,6 +13,8 @@ import hashlib
 import time
 
 import pytest
+from chenilles_solana import program_client as pc
+from chenilles_solana import spl_token as spl
 from chenilles_solana.backend import SolanaAccount, SolanaBackend
 from chenilles_solana.ledger import RpcLedger
 from solders.keypair import Keypair
@@ -247,16 +249,31 @@ def test_force_close_stale_state_refuted_htlc_claimed(backend):
     backend.conclude(pair.params, pair.alice)
     assert Concluded(pair.cid, latest.version) in backend.poll_events()
 
-    for i in (0, 1):
-        for asset in (pair.sol, pair.tok):
-            acct = pair.account(i)
-            before = backend.balance(acct, asset)
-            receipt = backend.withdraw(pair.params, i, acct, asset)
-            fee = receipt.fee if asset == pair.sol else 0
-            payout = latest.state.free(asset)[i] + (120 if (i, asset) == (1, pair.tok) else 0)
-            assert backend.balance(acct, asset) == before + payout - fee, (i, asset)
+    def payout(i: int, asset: Asset) -> int:
+        return latest.state.free(asset)[i] + (120 if (i, asset) == (1, pair.tok) else 0)
+
+    # Bob first (he did not pay the rent: his withdraws only pay him)
+    for asset in (pair.sol, pair.tok):
+        before = backend.balance(pair.bob, asset)
+        receipt = backend.withdraw(pair.params, 1, pair.bob, asset)
+        fee = receipt.fee if asset == pair.sol else 0
+        assert receipt.rent == 0
+        assert backend.balance(pair.bob, asset) == before + payout(1, asset) - fee, asset
     with pytest.raises(LedgerError, match="ALREADY_WITHDRAWN"):  # the same tx again: refused
-        backend.withdraw(pair.params, 0, pair.alice, pair.sol)
+        backend.withdraw(pair.params, 1, pair.bob, pair.sol)
+    # Alice opened the channel: her withdraw pays her both assets and closes the accounts
+    before = {a: backend.balance(pair.alice, a) for a in (pair.sol, pair.tok)}
+    receipts = [backend.withdraw(pair.params, 0, pair.alice, a) for a in (pair.sol, pair.tok)]
+    rent = backend.ledger.rent(pc.CHANNEL_ACCOUNT_SIZE) + backend.ledger.rent(
+        spl.TOKEN_ACCOUNT_SIZE
+    )
+    assert [r.rent for r in receipts] == [-rent, 0] and receipts[1].txid == ""
+    spent = receipts[0].fee + receipts[0].rent
+    assert backend.balance(pair.alice, pair.sol) == before[pair.sol] + payout(0, pair.sol) - spent
+    assert backend.balance(pair.alice, pair.tok) == before[pair.tok] + payout(0, pair.tok)
+    assert backend.ledger.account(pc.channel_pda(backend.program_id, pair.cid)[0]) is None
+    # the conclusion checked again at depth: the chain has it, nothing is sent
+    assert backend.conclude(pair.params, pair.alice).txid == ""
 
 
 def test_event_feed_from_a_slot(backend, dn):

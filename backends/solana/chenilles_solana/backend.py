@@ -61,6 +61,7 @@ from .authority import (
     participant_keys,
     state_message,
 )
+from .closing import closing_ixs, withdraw_ixs
 from .forced_moves import ForcedMoves
 from .keys import keypair_from_secret
 from .ledger import FailedSend, Ledger, LiteSVMLedger, RpcLedger, Sent
@@ -213,8 +214,9 @@ class SolanaBackend(ForcedMoves):
         return AssetInfo(f"SPL-{asset.token[:6]}", 0, "token unit")
 
     def estimate_fee(self, operation: str) -> int:
-        """Signature fees only (no priority fee); rent deposits (channel account, vaults,
-        preimage records) are extra and refundable only by closing those accounts."""
+        """Signature fees only (no priority fee); rent deposits are extra: the channel
+        account's and its vaults' come back to the opener when its withdraw closes them
+        (CLOSE_ACCOUNTS), a preimage record's stays locked."""
         if operation not in FEE_OPERATIONS and operation != "force_move":
             raise ValueError(f"unknown operation {operation!r}; one of {list(FEE_OPERATIONS)}")
         return SIGNATURE_FEE * _SIGNATURES.get(operation, 1)
@@ -397,9 +399,11 @@ class SolanaBackend(ForcedMoves):
         ixs: list[Instruction] = []
         rent = 0
         if self.ledger.account(ch.address) is None:
-            rent = self.ledger.rent(pc.CHANNEL_ACCOUNT_SIZE) + sum(
-                self.ledger.rent(spl.TOKEN_ACCOUNT_SIZE) for m in ch.mints if m != pc.NATIVE_MINT
+            channel_rent = self.ledger.rent(
+                pc.CHANNEL_ACCOUNT_SIZE + (pc.APP_TAIL_SIZE if ch.app is not None else 0)
             )
+            vault_rent = self.ledger.rent(spl.TOKEN_ACCOUNT_SIZE)
+            rent = channel_rent + vault_rent * sum(m != pc.NATIVE_MINT for m in ch.mints)
             open_ix, _, _ = pc.open_ix(
                 self.program_id,
                 keypair.pubkey(),
@@ -407,11 +411,9 @@ class SolanaBackend(ForcedMoves):
                 ch.parts[1],
                 params.challenge_duration,
                 params.nonce,
-                self.ledger.rent(
-                    pc.CHANNEL_ACCOUNT_SIZE + (pc.APP_TAIL_SIZE if ch.app is not None else 0)
-                ),
+                channel_rent,
                 mints=ch.mints,
-                vault_rent_lamports=self.ledger.rent(spl.TOKEN_ACCOUNT_SIZE),
+                vault_rent_lamports=vault_rent,
                 app=ch.app,
             )
             ixs.append(open_ix)
@@ -506,13 +508,17 @@ class SolanaBackend(ForcedMoves):
 
     def _already_concluded(self, operation: str, params: ChannelParams) -> TxReceipt | None:
         """A conclusion asked for again (after a reorg, or the node's check at depth): the
-        chain has it, nothing is sent."""
-        onchain = self.channel_account(params)
-        if onchain is None or onchain.status not in (pc.ST_CONCLUDED, pc.ST_CLOSED):
+        chain has it, nothing is sent. A channel account that is gone was closed by
+        CLOSE_ACCOUNTS, which the program allows only once the channel is concluded and
+        paid out (a node concludes only channels it funded, so "never opened" is not a
+        case here)."""
+        view = self.ledger.account(self._channel(params).address)
+        if view is None:
+            return _no_tx(f"{operation} (channel accounts closed)", self.chain)
+        onchain = pc.ChannelAccount.decode(view.data)
+        if onchain.status not in (pc.ST_CONCLUDED, pc.ST_CLOSED):
             return None
-        return TxReceipt(
-            f"{operation} (already concluded)", "", 0, Asset(self.chain, NATIVE), 0, "CU"
-        )
+        return _no_tx(f"{operation} (already concluded)", self.chain)
 
     def _conclude(self, operation: str, params: ChannelParams, account: Any) -> TxReceipt:
         if operation == "conclude" and (done := self._already_concluded(operation, params)):
@@ -528,31 +534,39 @@ class SolanaBackend(ForcedMoves):
 
     def withdraw(self, params: ChannelParams, me: int, account: Any, asset: Asset) -> TxReceipt:
         """Pay out a concluded channel's share. A cooperative close already paid both sides
-        in its own transaction: then there is nothing left to send, and the receipt says so
-        (no transaction, no fee), as the hub's protocol expects a withdraw after any close."""
+        in its own transaction: then there is nothing left to withdraw, and the receipt says
+        so (no transaction, no fee), as the hub's protocol expects a withdraw after any close.
+
+        The rent payer (the participant whose ``fund`` opened the channel) also closes the
+        channel's accounts here, in the same transaction, so their rent comes back: it pays
+        whatever the peer has not withdrawn yet (WITHDRAW sends money only to its owner) and
+        appends CLOSE_ACCOUNTS; the receipt books the refund as negative ``rent``. Only the
+        rent payer does, so the refund always shows in the books of the wallet it reaches.
+        Once the accounts are gone everything was paid: a later withdraw sends nothing.
+
+        App channels are not closed: the node reads their concluded state on chain after
+        the payout (``app_dispute``: the app's outcome, a virtual channel's guarantee), and
+        a closed account has no state left to read."""
         ch = self._channel(params)
-        onchain = self.channel_account(params)
-        if onchain is not None and onchain.status == pc.ST_CLOSED:
-            return TxReceipt("withdraw (paid at close)", "", 0, Asset(self.chain, NATIVE), 0, "CU")
-        k = ch.asset_index(asset)
         payer = _keypair(account)
-        owner = ch.parts[me]
-        if ch.mints[k] == pc.NATIVE_MINT:
-            ixs = [pc.withdraw_ix(self.program_id, ch.address, me, owner, asset=k)]
-        else:
-            mint = Pubkey.from_bytes(ch.mints[k])
-            ixs = [
-                *self._ata_ready(payer.pubkey(), owner, mint),
-                pc.withdraw_ix(
-                    self.program_id,
-                    ch.address,
-                    me,
-                    spl.associated_token_address(owner, mint),
-                    asset=k,
-                    vault=pc.vault_pda(self.program_id, ch.address, mint)[0],
-                ),
-            ]
-        return self._send("withdraw", ixs, [payer])
+        view = self.ledger.account(ch.address)
+        if view is None:
+            return _no_tx("withdraw (channel accounts closed)", self.chain)
+        onchain = pc.ChannelAccount.decode(view.data)
+        closer = payer.pubkey() if ch.app is None else None
+        if onchain.status == pc.ST_CLOSED:
+            closing, refund = closing_ixs(self.ledger, ch, onchain, view.lamports, closer)
+            if not closing:
+                return _no_tx("withdraw (paid at close)", self.chain)
+            receipt = self._send("close_accounts", closing, [payer])
+            return msgspec.structs.replace(receipt, rent=-refund)
+        k = ch.asset_index(asset)
+        ixs = withdraw_ixs(self.ledger, ch, me, k, payer.pubkey())
+        closing, refund = closing_ixs(
+            self.ledger, ch, onchain, view.lamports, closer, sending=(k, me)
+        )
+        receipt = self._send("withdraw", [*ixs, *closing], [payer])
+        return msgspec.structs.replace(receipt, rent=-refund) if closing else receipt
 
     # --- HTLCs ------------------------------------------------------------------------------
 
@@ -648,6 +662,11 @@ class SolanaBackend(ForcedMoves):
         clock.unix_timestamp = clock.unix_timestamp + seconds
         clock.slot = clock.slot + seconds * 1000 // 400
         self.ledger.set_clock(clock)
+
+
+def _no_tx(operation: str, chain: str) -> TxReceipt:
+    """The receipt of an action the chain already has: nothing sent, no fee."""
+    return TxReceipt(operation, "", 0, Asset(chain, NATIVE), 0, "CU")
 
 
 def _create_test_mint(ledger: LiteSVMLedger, faucet: Keypair) -> tuple[Pubkey, Keypair]:

@@ -41,6 +41,7 @@ MAX_APP_DATA = 256  # app data a state of an app channel may carry
 # Instruction tags
 IX_OPEN, IX_DEPOSIT, IX_COOP_CLOSE, IX_REGISTER, IX_CONCLUDE, IX_WITHDRAW, IX_REVEAL = range(7)
 IX_PROGRESS = 7
+IX_CLOSE_ACCOUNTS = 8
 
 # Channel status (ST_FORCED: the registered state came from a forced move)
 ST_OPEN, ST_DISPUTE, ST_CONCLUDED, ST_CLOSED, ST_FORCED = range(5)
@@ -86,10 +87,13 @@ ERRORS = {
     37: "NO_APP",
     38: "WRONG_APP",
     39: "STATE_IS_FINAL",
+    40: "NOT_WITHDRAWN",
+    41: "WRONG_RENT_PAYER",
 }
 ERROR_CODES = {name: code for code, name in ERRORS.items()}
 
-CHANNEL_ACCOUNT_SIZE = 1008
+CHANNEL_ACCOUNT_SIZE = 1040
+CHANNEL_MAGIC = b"CHNLSOL3"
 APP_TAIL_SIZE = 296  # after the channel record of an app channel: app program, app data
 PREIMAGE_RECORD_SIZE = 88
 
@@ -317,10 +321,12 @@ class ChannelAccount:
     htlcs: tuple[HtlcTerms, ...] = field(default=())
     app: Pubkey | None = None  # the app program of an app channel
     app_data: bytes = b""  # of the registered state
+    #: who paid OPEN's rent: CLOSE_ACCOUNTS gives it back to this account only
+    rent_payer: Pubkey = field(default_factory=Pubkey.default)
 
     @classmethod
     def decode(cls, data: bytes) -> ChannelAccount:
-        if len(data) < CHANNEL_ACCOUNT_SIZE or data[:8] != b"CHNLSOL2":
+        if len(data) < CHANNEL_ACCOUNT_SIZE or data[:8] != CHANNEL_MAGIC:
             raise ValueError("not a Chenilles channel account")
         cid = data[8:40]
         a, b = Pubkey.from_bytes(data[40:72]), Pubkey.from_bytes(data[72:104])
@@ -370,6 +376,7 @@ class ChannelAccount:
             tuple(htlcs),
             app,
             app_data,
+            Pubkey.from_bytes(data[1008:1040]),
         )
 
 
@@ -593,6 +600,19 @@ def withdraw_ix(
     return Instruction(program_id, bytes([IX_WITHDRAW, participant, asset]), metas)
 
 
+def close_accounts_ix(
+    program_id: Pubkey, channel: Pubkey, rent_payer: Pubkey, vaults: Sequence[Pubkey] = ()
+) -> Instruction:
+    """Gives the rent of a finished channel's account and ``vaults`` (one per SPL asset, in
+    asset order) back to ``rent_payer`` (the program checks it is who paid at OPEN). Needs
+    no signature: the lamports can go nowhere else."""
+    metas = [AccountMeta(channel, False, True), AccountMeta(rent_payer, False, True)]
+    if vaults:
+        metas.append(AccountMeta(TOKEN_PROGRAM_ID, False, False))
+    metas += [AccountMeta(v, False, True) for v in vaults]
+    return Instruction(program_id, bytes([IX_CLOSE_ACCOUNTS]), metas)
+
+
 def reveal_ix(
     program_id: Pubkey, payer: Pubkey, preimage: bytes, rent_lamports: int
 ) -> tuple[Instruction, Pubkey]:
@@ -617,6 +637,7 @@ def reveal_ix(
 
 EV_OPENED, EV_FUNDED, EV_REGISTERED, EV_CONCLUDED, EV_WITHDRAWN, EV_REVEALED = range(6)
 EV_PROGRESSED = 6
+EV_CLOSED = 7  # the channel's accounts closed: ``amount`` lamports back to the rent payer
 
 
 @dataclass(frozen=True)
@@ -650,6 +671,9 @@ def decode_event(blob: bytes) -> ProgramEvent | None:
     if kind in (EV_FUNDED, EV_WITHDRAWN) and len(blob) == 43:
         asset, who, amount = struct.unpack_from("<BBQ", blob, 33)
         return ProgramEvent(kind, cid, asset=asset, participant=who, amount=amount)
+    if kind == EV_CLOSED and len(blob) == 41:
+        (amount,) = struct.unpack_from("<Q", blob, 33)
+        return ProgramEvent(kind, cid, amount=amount)
     if kind == EV_REGISTERED and len(blob) == 49:
         version, deadline = struct.unpack_from("<Qq", blob, 33)
         return ProgramEvent(kind, cid, version=version, deadline=deadline)
