@@ -76,7 +76,7 @@ class Funding:
                     # sent, so tried again when the peer reestablishes, and abandonable.
                     store.set_setting(key, REFUSED)
                 raise
-            channel.receipts.append(receipt)
+            channel.add_receipt(receipt)
             txids.append(receipt.txid)
             self.ctx.note(f"funded {mine} {asset} into {channel.channel_id.hex()[:8]}")
         if waiting and not self._deposits_confirmed(channel):
