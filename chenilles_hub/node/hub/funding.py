@@ -121,7 +121,14 @@ class Funding:
                     f"deposit of {asset} into {channel.channel_id.hex()[:8]} never reached "
                     "the chain (a crash before it left): sending it again"
                 )
-                self.fund(channel)
+                try:
+                    self.fund(channel)
+                except LedgerError as error:
+                    # This channel's trouble, told to the operator (channel show); the
+                    # block's other events and channels go on (it used to abort them all).
+                    text = f"sending our deposit again failed: {error}"
+                    self.ctx.note(f"channel {channel.channel_id.hex()[:8]}: {text}")
+                    channel.failed(text, self.ctx.clock())
                 return
 
     def _funded_by_me(self, channel: Channel, txids: tuple[str, ...]) -> None:
