@@ -18,6 +18,7 @@ import contextlib
 import json
 import subprocess
 import tomllib
+import urllib.request
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -80,6 +81,9 @@ class ChainUnderTest(Protocol):
 
     def close(self) -> None: ...
 
+    #: what the chain saw that the nodes' books did not (counted as outcomes)
+    notes: list[str]
+
 
 def _policy(asset: str, pending_timeout: int = 10) -> str:
     """Consent to any challenge from 1 s and to deposits asked by peers; an open the peer
@@ -101,6 +105,7 @@ class EvmUnderTest:
     single_funder = False
 
     def __init__(self, chain: AnvilChain, accounts: tuple[int, int] = (4, 5)) -> None:
+        self.notes: list[str] = []
         self.chain = chain
         self.accounts = accounts
         self.addresses: dict[str, str] = {}
@@ -162,6 +167,7 @@ class DevnetUnderTest:
         self.kind: ChainKind = kind
         self.asset, self.deposit, self.amount, self.single_funder = DEVNET[kind]
         self.root = root
+        self.notes: list[str] = []
         self.ledger: dict[str, Any] = {}
         self._devnet("up", "--chains", kind, "--nodes", "alice,bob", "--block-time", "1", "--json")
         state = json.loads((root / "devnet.json").read_text())
@@ -207,7 +213,8 @@ class DevnetUnderTest:
         role_of(self.kind).devnet_advance(self.ledger["url"], self.ledger["datadir"], seconds)
 
     def mark(self) -> int:
-        return 0
+        """Solana: the slot before the episode."""
+        return int(self._rpc("getSlot", [])) if self.kind == "solana" else 0
 
     def wallets(self, nodes: dict[str, NodeProc]) -> dict[str, int]:
         chain = self.asset.rpartition("@")[2]
@@ -233,7 +240,39 @@ class DevnetUnderTest:
             for name, rs in receipts.items()
         }
         costs["alice"] += sum(from_channel.values())
+        if self.kind == "solana":
+            self._unbooked(receipts, costs, mark)
         return costs
+
+    def _rpc(self, method: str, params: list[Any]) -> Any:
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+        request = urllib.request.Request(
+            self.ledger["url"], body.encode(), {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return json.loads(answer.read())["result"]
+
+    def _unbooked(
+        self, receipts: dict[str, list[dict[str, Any]]], costs: dict[str, int], mark: int
+    ) -> None:
+        """Solana: every transaction each account paid for since ``mark`` (the chain's
+        history), against its receipts. One the node sent and was killed before it could
+        book (it waits for the confirmation, then checkpoints) is added at the fee the
+        chain charged, and noted: the node's books are short of it (docs/security.md)."""
+        from solders.keypair import Keypair
+
+        for name in costs:
+            key = (self.root / "nodes" / name / "solana.key").read_text().strip()
+            address = str(Keypair.from_bytes(bytes.fromhex(key)).pubkey())
+            booked = {r["txid"] for r in receipts[name]}
+            for entry in self._rpc("getSignaturesForAddress", [address, {"limit": 1000}]):
+                if entry["slot"] <= mark or entry["signature"] in booked:
+                    continue
+                tx = self._rpc("getTransaction", [entry["signature"], {"encoding": "json"}])
+                if tx["transaction"]["message"]["accountKeys"][0] != address:
+                    continue  # paid by someone else
+                costs[name] += int(tx["meta"]["fee"])
+                self.notes.append("fee missing from receipts (sent, then killed)")
 
     def close(self) -> None:
         with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):

@@ -254,7 +254,10 @@ class CrashHarness:
 
         with self.chain.mining(), contextlib.suppress(TimeoutError):
             wait_for(lambda: moved() == want, 60, "the payouts")
+        self.chain.notes.clear()
         got = moved()
+        for note in self.chain.notes:
+            self.tally.count(self.tally.outcomes, note)
         if got != want:
             raise HarnessFailure(
                 f"after a {closing} the accounts moved by {got} ({self.chain.asset} base units, "

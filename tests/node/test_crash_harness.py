@@ -5,7 +5,7 @@ transfers, HTLCs fulfilled and failed, cooperative close, dispute), on SQLite an
 The bounded part kills ``CHENILLES_CRASH_HARNESS_KILLS`` times per store (default 10; 16 per
 store took 4.5 min for both on a shared 2-core machine); the long run (marker ``slow``)
 kills 120 times per store over several seeds. Bitcoin and Solana kill
-``CHENILLES_CRASH_DEVNET_KILLS`` times each (default 4), 20 each in the ``slow`` variant.
+``CHENILLES_CRASH_DEVNET_KILLS`` times each (default 6), 20 each in the ``slow`` variant.
 ``scripts/crash_harness.py`` runs any number standalone. What is checked after every kill
 and restart is in :mod:`tests.node.crash_harness`.
 """
@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.node, pytest.mark.adversarial, pytest.mark.xdist_group
 __all__ = ["anvil"]
 
 KILLS = int(os.environ.get("CHENILLES_CRASH_HARNESS_KILLS", "10"))
-DEVNET_KILLS = int(os.environ.get("CHENILLES_CRASH_DEVNET_KILLS", "4"))
+DEVNET_KILLS = int(os.environ.get("CHENILLES_CRASH_DEVNET_KILLS", "6"))
 
 
 def _run(chain: ChainUnderTest, tmp_path: Path, store: StoreKind, seed: int, kills: int) -> None:
