@@ -98,3 +98,33 @@ def test_a_bitcoin_deposit_the_kill_kept_from_the_chain_is_sent_again_after_rest
         close = getattr(backend.ledger, "close", None)
         if close is not None:
             close()
+
+
+def test_an_abandoned_bitcoin_open_gives_the_funding_coins_back_to_the_wallet() -> None:
+    """Found by the crash harness on the Bitcoin devnet: the open's funding transaction is
+    built (its coins reserved) when the peer accepts; the peer, killed, forgot the open and
+    Alice abandoned it after the pending timeout, but the coins stayed reserved: her next
+    open found "insufficient funds: have 0" until her process restarted."""
+    backend = embedded_backend()
+    try:
+        chain = backend.chain
+        btc = Asset(chain, "native")
+        world = World({chain: backend}, backend)
+        alice = world.node("alice", [chain])
+        bob = world.node("bob", [chain])
+        account = alice.accounts[chain]
+        before = backend.balance(account, btc)
+        alice.open_channel(bob.node_id, chain, {btc: (before // 2, 0)}, CHALLENGE)
+        assert world.network.run_until(lambda: bool(alice.channels))
+        assert backend.balance(account, btc) < before  # reserved for the funding
+        world.network.silence(bob)  # gone before signing version 0
+        world.network.run()
+        (channel_id,) = alice.channels
+        world.advance(alice.open_policy.pending_timeout + 30)
+        world.network.run()
+        assert alice.channels[channel_id].status == "closed"
+        assert backend.balance(account, btc) == before
+    finally:
+        close = getattr(backend.ledger, "close", None)
+        if close is not None:
+            close()

@@ -369,6 +369,15 @@ class BitcoinBackend:
         self._prepared[txid] = raw
         return bytes.fromhex(txid)
 
+    def release_funding(self, params: ChannelParams, account: Account) -> None:
+        """An open given up before its deposit left (the peer never signed version 0, or
+        the operator abandoned it): the prepared funding transaction will never be sent,
+        so its coins are the wallet's to spend again (they stayed reserved until a restart,
+        and the next open found the wallet empty)."""
+        raw = self._prepared.pop(params.nonce.hex(), None)
+        if raw is not None:
+            _account(account).wallet.release(raw)
+
     def channel_id(self, params: ChannelParams) -> bytes:
         """sha256("chenilles/bitcoin" || nonce || canonical params): the funding txid is unique."""
         if params.app:

@@ -13,7 +13,7 @@ from ...core.errors import ChannelError, ChannelNotOpen
 from ...core.messages import Propose
 from ..net import wire
 from .context import NodeContext
-from .opening import funding_key
+from .opening import funding_key, release_funding
 from .records import Channel
 
 #: The funding marker when the ledger refused our deposit before anything was mined (it may
@@ -298,6 +298,7 @@ class Funding:
         if deposited:
             raise NotAbandonable(f"the chain holds deposits for this channel: {deposited}")
         channel.status = "abandoned"
+        release_funding(channel)
         channel.waiting = ""
         channel.queue = []
         self.ctx.watcher.retire(cid)
