@@ -169,3 +169,19 @@ def test_rates_are_written_in_whole_units_with_each_assets_decimals() -> None:
     for bad in ("0", "-1", "abc", "1e-400"):
         with pytest.raises(Exception, match="rate"):
             whole_unit_rate(bad, 18, 8)
+
+
+def test_what_a_channels_transactions_cost_survives_a_restart(market: Market) -> None:
+    """The receipts (fees, rent) of a channel's transactions are the operator's books: a
+    node restarted (after a crash) still lists them, and they are in the payout checks of
+    the crash harness on Bitcoin and Solana (it found them lost at every restart)."""
+    booked = market.hub.channels[market.c2].receipts
+    assert booked and {r.operation for r in booked} == {"fund"} and all(r.fee for r in booked)
+    reborn = market.world.restart(market.hub, market.hub_store)
+    assert reborn.channels[market.c2].receipts == booked
+    reborn.close(market.c2)
+    market.world.network.run()
+    market.world.sync()
+    after = market.world.restart(reborn, market.hub_store)
+    assert after.channels[market.c2].receipts[: len(booked)] == booked
+    assert len(after.channels[market.c2].receipts) > len(booked)  # the close's too

@@ -1,12 +1,15 @@
 """The crash harness: ``kill -9`` a node process at every step of a channel's life, restart it,
 check the books after every restart.
 
-Two ``chenilles node start`` processes (Alice and Bob) on one anvil, with SQLite or
-PostgreSQL stores, live through *episodes*. An episode is one channel's whole life:
+Two ``chenilles node start`` processes (Alice and Bob) on one chain under test
+(:mod:`tests.node.crash_chains`: EVM on anvil, or the Bitcoin or Solana devnet ledger, each a
+process speaking its chain's RPC), with SQLite or PostgreSQL stores, live through
+*episodes*. An episode is one channel's whole life:
 
 ``open``
-    Alice opens a channel to Bob, both deposit (the handshake, both deposits, the wait for
-    the confirmation depth); one of them is killed at a random moment of it.
+    Alice opens a channel to Bob, both deposit (Bitcoin: Alice alone, a single funder) (the
+    handshake, the deposits, the wait for the confirmation depth); one of them is killed at
+    a random moment of it.
 ``transfer`` / ``pay`` / ``fail``
     a direct transfer (a plain update), a payment through an invoice (HTLC added then
     fulfilled) and a payment to an invoice the payee does not know (HTLC added then failed),
@@ -20,13 +23,14 @@ live peer holds signed must be on the dead node's disk (a signature never leaves
 state it signs is durable). After every restart:
 
 * both sides converge: the same version, mirrored balances, idle, no HTLC left;
-* the channel's balances add up to the deposits, to the wei;
+* the channel's balances add up to the deposits, to the base unit;
 * each side holds exactly what the completed steps say: a transfer applied at most once
   (and once if the API said it was signed), a payment succeeded exactly when the payee's
   invoice is paid, a failed HTLC returned in full.
 
 At the end of each episode every account's on-chain balance must have moved by exactly its
-final channel balance, less its deposit and every fee its transactions paid.
+final channel balance, less its deposit and every fee its transactions paid (EVM: read
+from the blocks; Bitcoin, Solana: the receipts the nodes list).
 
 Run standalone with ``scripts/crash_harness.py``; ``tests/node/test_crash_harness.py`` runs a
 bounded part in CI.
@@ -48,24 +52,11 @@ from chenilles_hub.circuit.invoice import create_invoice, decode_invoice
 from chenilles_hub.node.api.client import ApiCallError
 from chenilles_hub.node.store.base import Store, snapshot_version
 
-from .test_server_harness import (
-    CONSENTING,
-    ETH,
-    NATIVE,
-    AnvilChain,
-    NodeProc,
-    agreed,
-    channel,
-    connected,
-    make_node,
-    wait_for,
-)
+from .crash_chains import ChainUnderTest
+from .test_server_harness import NodeProc, agreed, channel, connected, wait_for
 
 StoreKind = Literal["sqlite", "postgres"]
 STEPS = ("transfer", "pay", "fail")
-DEPOSIT = ETH
-AMOUNT = 10**15
-CHALLENGE = 3  # seconds of anvil time: disputes end quickly
 #: seconds a (re)started process may take to serve: imports alone take 15 s on a 2-core
 #: machine shared with other test runs
 READY = 120.0
@@ -107,12 +98,11 @@ class CrashHarness:
     def __init__(
         self,
         base: Path,
-        chain: AnvilChain,
+        chain: ChainUnderTest,
         store: StoreKind,
         seed: int,
         *,
         postgres_dsn: str | None = None,
-        accounts: tuple[int, int] = (4, 5),
         log: Callable[[str], None] = lambda _line: None,
     ) -> None:
         self.chain = chain
@@ -122,21 +112,15 @@ class CrashHarness:
         self.tally = Tally()
         self.dsn = postgres_dsn
         self.schemas: dict[str, str] = {}
-        self.alice = make_node(base, "alice", chain, accounts[0])
-        self.bob = make_node(base, "bob", chain, accounts[1])
+        self.alice = chain.make_node(base, "alice", 0)
+        self.bob = chain.make_node(base, "bob", 1)
         self.alice.peers = [self.bob]
         self.bob.peers = [self.alice]
         self.nodes = {"alice": self.alice, "bob": self.bob}
         for node in self.nodes.values():
-            # an open the peer forgot in a crash is abandoned after 10 s (default 120 s)
-            policy = CONSENTING.replace(
-                "min_challenge = 1\n", "min_challenge = 1\npending_timeout = 10\n"
-            )
-            node.tail = policy + self._store_table(node)
-        self.addresses = {
-            name: chain.ledger.w3.eth.account.from_key(chain.key(n.account)).address
-            for name, n in self.nodes.items()
-        }
+            node.tail += self._store_table(node)
+        # what each side deposits when Alice opens
+        self.deposits = {"alice": chain.deposit, "bob": 0 if chain.single_funder else chain.deposit}
 
     # --- processes and stores -----------------------------------------------------------
 
@@ -221,32 +205,6 @@ class CrashHarness:
                 )
             self.tally.disk_checks += 1
 
-    # --- the chain ------------------------------------------------------------------------
-
-    def advance_chain_time(self, seconds: int) -> None:
-        self.chain.ledger.w3.provider.make_request("evm_increaseTime", [seconds])
-        self.chain.mine()
-
-    def block(self) -> int:
-        return int(self.chain.ledger.w3.eth.block_number)
-
-    def on_chain(self) -> dict[str, int]:
-        w3 = self.chain.ledger.w3
-        return {name: int(w3.eth.get_balance(a)) for name, a in self.addresses.items()}
-
-    def fees_since(self, block: int) -> dict[str, int]:
-        """Every fee each account paid in blocks after ``block``."""
-        w3 = self.chain.ledger.w3
-        owners = {a.lower(): name for name, a in self.addresses.items()}
-        fees = dict.fromkeys(self.addresses, 0)
-        for number in range(block + 1, self.block() + 1):
-            for tx in w3.eth.get_block(number, full_transactions=True)["transactions"]:
-                name = owners.get(tx["from"].lower())
-                if name is not None:
-                    receipt = w3.eth.get_transaction_receipt(tx["hash"])
-                    fees[name] += int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
-        return fees
-
     # --- a run ----------------------------------------------------------------------------
 
     def run(self, kills: int) -> Tally:
@@ -261,11 +219,11 @@ class CrashHarness:
         return self.tally
 
     def episode(self, kills: int) -> None:
-        start_block = self.block()
-        before = self.on_chain()
-        with self.chain.mining(0.2):
+        mark = self.chain.mark()
+        before = self.chain.wallets(self.nodes)
+        with self.chain.mining():
             channel_id = self.open_step()
-        expected = {"alice": DEPOSIT, "bob": DEPOSIT}
+        expected = dict(self.deposits)
         # the life of the channel: updates until the run's kills are nearly spent, then a close
         updates = min(self.rng.randint(3, 6), max(0, kills - self.tally.total - 1))
         for _ in range(updates):
@@ -273,17 +231,40 @@ class CrashHarness:
             getattr(self, f"{step}_step")(channel_id, expected)
             self.check_channel(channel_id, expected, step)
         closing = self.rng.choice(["close", "dispute"])
-        with self.chain.mining(0.2):
+        with self.chain.mining():
             self.close_step(channel_id, closing == "dispute")
-        after = self.on_chain()
-        fees = self.fees_since(start_block)
-        for name in self.nodes:
-            moved = after[name] - before[name] + fees[name]
-            if moved != expected[name] - DEPOSIT:
-                raise HarnessFailure(
-                    f"{name}'s account moved by {moved} wei net of fees after a {closing}, "
-                    f"not by its final balance less its deposit, {expected[name] - DEPOSIT}"
-                )
+        self.check_wallets(channel_id, mark, before, expected, closing)
+
+    def check_wallets(
+        self,
+        channel_id: str,
+        mark: int,
+        before: dict[str, int],
+        expected: dict[str, int],
+        closing: str,
+    ) -> None:
+        """Each account moved by its final balance less its deposit, net of its fees (the
+        payouts may take a few blocks to show in a wallet: waited for, up to 60 s)."""
+        want = {name: expected[name] - self.deposits[name] for name in self.nodes}
+
+        def moved() -> dict[str, int]:
+            after = self.chain.wallets(self.nodes)
+            costs = self.chain.costs(self.nodes, channel_id, mark)
+            return {name: after[name] - before[name] + costs[name] for name in self.nodes}
+
+        with self.chain.mining(), contextlib.suppress(TimeoutError):
+            wait_for(lambda: moved() == want, 60, "the payouts")
+        self.chain.notes.clear()
+        got = moved()
+        for note in self.chain.notes:
+            self.tally.count(self.tally.outcomes, note)
+        if got != want:
+            raise HarnessFailure(
+                f"after a {closing} the accounts moved by {got} ({self.chain.asset} base units, "
+                f"net of fees), not by their final balances less their deposits, {want}; "
+                f"costs counted {self.chain.costs(self.nodes, channel_id, mark)}; receipts "
+                + str({n: channel(node, channel_id)["receipts"] for n, node in self.nodes.items()})
+            )
 
     def open_step(self) -> str:
         """Alice opens (both deposit); a kill during the handshake, funding or activation.
@@ -295,10 +276,10 @@ class CrashHarness:
                 "/v1/channels",
                 {
                     "peer": self.bob.node_id,
-                    "asset": NATIVE,
-                    "amount": DEPOSIT,
-                    "remote_amount": DEPOSIT,
-                    "challenge_duration": CHALLENGE,
+                    "asset": self.chain.asset,
+                    "amount": self.deposits["alice"],
+                    "remote_amount": self.deposits["bob"],
+                    "challenge_duration": self.chain.challenge,
                 },
             )
             self.kill_restart("open", None, self.rng.uniform(0, 1.5))
@@ -323,7 +304,7 @@ class CrashHarness:
                 # A deposit marked as sent died with its process before it left: it is sent
                 # again once the chain shows none of it twice its inclusion delay later.
                 # An open the acceptor forgot is abandoned (pending_timeout): ask again.
-                self.advance_chain_time(2 * 60 + 10)
+                self.chain.advance(2 * 60 + 10)
                 try:
                     channel_id = wait_for(opened, 30, "the channel to open")
                 except TimeoutError:
@@ -354,32 +335,36 @@ class CrashHarness:
         thread.start()
         return thread, out
 
-    def _direction(self) -> tuple[str, str]:
-        payer = self.rng.choice(["alice", "bob"])
+    def _direction(self, expected: dict[str, int]) -> tuple[str, str]:
+        """A random payer that can pay (on Bitcoin Bob starts with nothing)."""
+        able = [n for n in ("alice", "bob") if expected[n] >= self.chain.amount]
+        payer = self.rng.choice(able)
         return payer, "bob" if payer == "alice" else "alice"
 
     def transfer_step(self, channel_id: str, expected: dict[str, int]) -> None:
-        payer, payee = self._direction()
+        payer, payee = self._direction(expected)
         before = self.local(payer, channel_id)
         thread, out = self._in_background(
             lambda: self.nodes[payer].api.post(
-                f"/v1/channels/{channel_id}/transfers", {"amount": AMOUNT}
+                f"/v1/channels/{channel_id}/transfers", {"amount": self.chain.amount}
             )
         )
         self.kill_restart("transfer", channel_id, self.rng.uniform(0, 0.05))
         thread.join()
         agreed(self.alice, self.bob, channel_id)
         sent = before - self.local(payer, channel_id)
-        if sent not in (0, AMOUNT) or ("result" in out and sent != AMOUNT):
-            raise HarnessFailure(f"a transfer of {AMOUNT} moved {sent} (answer {out})")
+        if sent not in (0, self.chain.amount) or ("result" in out and sent != self.chain.amount):
+            raise HarnessFailure(f"a transfer of {self.chain.amount} moved {sent} (answer {out})")
         self.tally.count(self.tally.outcomes, "transfer " + ("applied" if sent else "lost"))
         expected[payer] -= sent
         expected[payee] += sent
 
     def pay_step(self, channel_id: str, expected: dict[str, int]) -> None:
-        payer_name, payee_name = self._direction()
+        payer_name, payee_name = self._direction(expected)
         payer, payee = self.nodes[payer_name], self.nodes[payee_name]
-        invoice = payee.api.post("/v1/invoices", {"amount": AMOUNT, "asset": NATIVE})
+        invoice = payee.api.post(
+            "/v1/invoices", {"amount": self.chain.amount, "asset": self.chain.asset}
+        )
         thread, _out = self._in_background(
             lambda: payer.api.post("/v1/payments", {"invoice": invoice["invoice"]})
         )
@@ -395,20 +380,22 @@ class CrashHarness:
             raise HarnessFailure(f"payment {status} but the invoice paid={paid}")
         self.tally.count(self.tally.outcomes, f"payment {status}")
         if status == "succeeded":
-            expected[payer_name] -= AMOUNT
-            expected[payee_name] += AMOUNT
+            expected[payer_name] -= self.chain.amount
+            expected[payee_name] += self.chain.amount
 
     def fail_step(self, channel_id: str, expected: dict[str, int]) -> None:
         """An invoice signed by the payee's key for a hash it never issued: the payee fails
         the HTLC (unknown payment hash) and the payer must get it back in full."""
-        payer_name, payee_name = self._direction()
+        payer_name, payee_name = self._direction(expected)
         payer, payee = self.nodes[payer_name], self.nodes[payee_name]
         real = decode_invoice(
-            payee.api.post("/v1/invoices", {"amount": AMOUNT, "asset": NATIVE})["invoice"]
+            payee.api.post(
+                "/v1/invoices", {"amount": self.chain.amount, "asset": self.chain.asset}
+            )["invoice"]
         )
         forged, _preimage = create_invoice(
             payee.identity,
-            AMOUNT,
+            self.chain.amount,
             real.asset,
             real.created_at,
             ttl=3600,
@@ -469,7 +456,7 @@ class CrashHarness:
     def check_channel(self, channel_id: str, expected: dict[str, int], step: str) -> None:
         a, _b = agreed(self.alice, self.bob, channel_id)
         balance = a["balances"][0]
-        if balance["local"] + balance["remote"] != 2 * DEPOSIT:
+        if balance["local"] + balance["remote"] != sum(self.deposits.values()):
             raise HarnessFailure(f"after a {step}: {balance} does not add up to the deposits")
         if (balance["local"], balance["remote"]) != (expected["alice"], expected["bob"]):
             raise HarnessFailure(f"after a {step}: {balance}, the steps say {expected}")

@@ -127,6 +127,8 @@ class NodeProc:
     tail: str = ""
     #: How often the node polls its chain and announces itself: often, so tests are quick.
     timing: str = "tick_interval = 0.2\nannounce_interval = 0.3"
+    #: The ``[chains.NAME]`` table(s), when not the anvil's (a devnet ledger's, say)
+    chain_toml: str | None = None
     process: subprocess.Popen[bytes] | None = None
     log_handle: Any = None
 
@@ -165,15 +167,21 @@ listen = "127.0.0.1:{self.api_port}"
 format = "json"
 level = "INFO"
 
-[chains.evm]
+{self.chain_section()}
+{peers}
+{self.tail}"""
+        )
+
+    def chain_section(self) -> str:
+        if self.chain_toml is not None:
+            return self.chain_toml
+        return f"""[chains.evm]
 url = "{self.chain.url}"
 account_key = "{self.chain.key(self.account)}"
 adjudicator = "{self.chain.adjudicator}"
 from_block = {self.chain.from_block}
 tokens = ["{self.chain.token}"]
-{peers}
-{self.tail}"""
-        )
+"""
 
     def start(self, wait: bool = True) -> None:
         self.write_config()

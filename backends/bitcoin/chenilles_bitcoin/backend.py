@@ -426,6 +426,15 @@ class BitcoinBackend:
         self._prepared[txid] = raw
         return bytes.fromhex(txid)
 
+    def release_funding(self, params: ChannelParams, account: Account) -> None:
+        """An open given up before its deposit left (the peer never signed version 0, or
+        the operator abandoned it): the prepared funding transaction will never be sent,
+        so its coins are the wallet's to spend again (they stayed reserved until a restart,
+        and the next open found the wallet empty)."""
+        raw = self._prepared.pop(params.nonce.hex(), None)
+        if raw is not None:
+            _account(account).wallet.release(raw)
+
     def channel_id(self, params: ChannelParams) -> bytes:
         """sha256("chenilles/bitcoin" || nonce || canonical params): the funding txid is unique."""
         if params.app:
@@ -449,7 +458,11 @@ class BitcoinBackend:
             secrets_ = secrets_for(_account(account).secret, params.participants[me].chain_key)
             if secrets_ is None:
                 raise InvalidParams(f"the account does not hold participant {me}'s key")
-            self._contexts[key] = ChannelContext(view, secrets_, me, ChannelRecord(me))
+            record = ChannelRecord(me)
+            raw = self._prepared.get(params.nonce.hex()) if me == 0 else None
+            if raw is not None:
+                record.note_funding_tx(raw)  # durable with the channel, before it is sent
+            self._contexts[key] = ChannelContext(view, secrets_, me, record)
         return self._contexts[key]
 
     def _my_context(
@@ -570,7 +583,8 @@ class BitcoinBackend:
             raise LedgerError("fund", "single-funded: participant 0 funds the whole channel")
         self._view(params)
         txid = params.nonce.hex()
-        raw = self._prepared.get(txid)
+        # built by new_nonce; after a restart, read back from the channel's record
+        raw = self._prepared.get(txid) or self.context(params, 0, account).record.funding_tx
         if raw is None:
             raise LedgerError("fund", f"no funding transaction {txid} was prepared by new_nonce")
         tx = parse_tx(raw)

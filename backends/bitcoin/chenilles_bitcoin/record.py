@@ -15,6 +15,10 @@ changed since the last export are handed out:
   final version. Bounded (a few KiB), rewritten on every update.
 * ``htlcs/<version>``: the HTLC set of one version, written once when the version is first
   signed or verified and never again (append-only, like a Lightning node's revocation log).
+* ``funding``: the funder's signed funding transaction, built before the channel exists
+  and written with the channel: a node killed after marking its deposit as sent but before
+  it left sends this same transaction again after the restart (the channel id commits to
+  its txid, so no other would do).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from .bolt3 import START_INDEX, RevocationStore, ShachainError, UnknownRevocatio
 _KEEP_POINTS = 4
 HEAD = "head"
 HTLCS_PREFIX = "htlcs/"
+FUNDING = "funding"
 
 
 class _Head(msgspec.Struct, frozen=True):
@@ -66,6 +71,8 @@ class ChannelRecord:
     peer_points: dict[int, bytes] = field(default_factory=dict)
     registered: SignedState | None = None
     final_version: int | None = None
+    #: The funder's signed funding transaction, until the channel is funded (raw bytes).
+    funding_tx: bytes | None = None
     #: Parts changed since the last :meth:`export_changes` (a new record: its head).
     dirty: set[str] = field(default_factory=lambda: {HEAD})
 
@@ -77,6 +84,12 @@ class ChannelRecord:
         if state.final and self.final_version != state.version:
             self.final_version = state.version
             self.dirty.add(HEAD)
+
+    def note_funding_tx(self, raw: bytes) -> None:
+        """Keep the funding transaction to (re)send: written with the channel."""
+        if self.funding_tx != raw:
+            self.funding_tx = raw
+            self.dirty.add(FUNDING)
 
     def note_peer_points(self, version: int, point: bytes, next_point: bytes) -> None:
         if self.peer_points.get(version) == point and self.peer_points.get(version + 1) == (
@@ -134,6 +147,8 @@ class ChannelRecord:
                         self.final_version,
                     )
                 )
+            elif name == FUNDING:
+                parts[name] = self.funding_tx or b""
             else:
                 version = int(name.removeprefix(HTLCS_PREFIX))
                 parts[name] = msgspec.msgpack.encode(self.htlcs.get(version, ()))
@@ -150,6 +165,7 @@ class ChannelRecord:
                 for name, data in parts.items()
                 if name.startswith(HTLCS_PREFIX) and data
             }
+            funding = parts.get(FUNDING) or None
             store = RevocationStore.from_entries(head.secrets) if head else RevocationStore()
         except (msgspec.DecodeError, ValueError, ShachainError) as exc:
             raise RecordError(f"a stored channel record does not decode: {exc}") from exc
@@ -160,6 +176,7 @@ class ChannelRecord:
         self.peer_points = dict(head.peer_points) if head else {}
         self.registered = head.registered if head else None
         self.final_version = head.final_version if head else None
+        self.funding_tx = funding
         self.dirty.clear()
 
     # --- the whole record as one value (tools, tests) ------------------------------------------

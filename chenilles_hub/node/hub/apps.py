@@ -238,7 +238,7 @@ class AppChannels:
             # a forced move of the version we hold signed by both, but another move (a
             # take-back): what both signed replaces it (the base watcher answers older ones)
             try:
-                channel.receipts.append(
+                channel.add_receipt(
                     channel.backend.challenge(channel.params, latest, channel.account)
                 )
                 self.ctx.note(
@@ -278,7 +278,7 @@ class AppChannels:
             if "PERIOD_ACTIVE" not in error.reason.upper().replace("PERIODACTIVE", "PERIOD_ACTIVE"):
                 self._forget(channel)  # refused for good (a clock skew only delays it)
             return
-        channel.receipts.append(receipt)
+        channel.add_receipt(receipt)
         self.ctx.note(f"forced our move (version {signed.state.version}) on-chain")
         self._forget(channel)
 

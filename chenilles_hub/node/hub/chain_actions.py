@@ -251,7 +251,7 @@ class ChainActions:
         if isinstance(action, Refute) and latest is not None:
             receipt = channel.backend.challenge(channel.params, latest, channel.account)
             if receipt.txid:  # else the chain has our answer already: nothing was sent
-                channel.receipts.append(receipt)
+                channel.add_receipt(receipt)
                 self.ctx.note(
                     f"refuted stale version {action.registered_version} with {latest.version}"
                 )
@@ -260,14 +260,14 @@ class ChainActions:
             self.ctx.note(f"force-closed {action.channel_id.hex()[:8]}: {action.reason}")
         elif isinstance(action, ClaimOnChain):
             htlc = self.payments.htlcs[(action.channel_id, action.htlc_id)]
-            channel.receipts.append(
+            channel.add_receipt(
                 channel.backend.claim_htlc(channel.params, htlc, action.preimage, channel.account)
             )
             self.ctx.note(f"claimed HTLC {action.htlc_id} on {channel.params.chain}")
         elif isinstance(action, RefundOnChain):
             htlc = self.payments.htlcs[(action.channel_id, action.htlc_id)]
             try:
-                channel.receipts.append(
+                channel.add_receipt(
                     channel.backend.refund_htlc(channel.params, htlc, channel.account)
                 )
             except LedgerError as error:
@@ -297,7 +297,7 @@ class ChainActions:
             # the check at depth: the chain still has the conclusion, it is final
             watcher.retire(channel.channel_id)
             return
-        channel.receipts.append(receipt)
+        channel.add_receipt(receipt)
         watcher.on_concluded(
             channel.channel_id, self._final_height(channel.params.chain, receipt.block)
         )
@@ -311,7 +311,7 @@ class ChainActions:
         """A refused action that still cost a fee goes into the channel's books."""
         channel = self.ctx.channels.get(channel_id) if channel_id is not None else None
         if error.receipt is not None and channel is not None:
-            channel.receipts.append(error.receipt)
+            channel.add_receipt(error.receipt)
 
     def force_close(self, channel_id: bytes) -> TxReceipt:
         """Register our latest signed state on-chain: the start of a dispute."""
@@ -320,7 +320,7 @@ class ChainActions:
         if latest is None:
             raise WrongChannel("nothing signed to register")
         receipt = channel.backend.register(channel.params, latest, channel.account)
-        channel.receipts.append(receipt)
+        channel.add_receipt(receipt)
         channel.status = "disputed"
         channel.waiting = ""
         return receipt
@@ -331,7 +331,7 @@ class ChainActions:
             receipt = channel.backend.close_cooperative(
                 channel.params, effect.signed, channel.account
             )
-            channel.receipts.append(receipt)
+            channel.add_receipt(receipt)
             channel.status = "closing"
             self.ctx.note(f"channel {channel.channel_id.hex()[:8]} closed cooperatively")
             self.withdraw_all(channel)
@@ -345,7 +345,7 @@ class ChainActions:
             if asset in channel.withdrawn:
                 continue
             try:
-                channel.receipts.append(
+                channel.add_receipt(
                     channel.backend.withdraw(channel.params, channel.me, channel.account, asset)
                 )
             except LedgerError as error:

@@ -13,7 +13,7 @@ from ...core.errors import ChannelError, ChannelNotOpen
 from ...core.messages import Propose
 from ..net import wire
 from .context import NodeContext
-from .opening import funding_key
+from .opening import funding_key, release_funding
 from .records import Channel
 
 #: The funding marker when the ledger refused our deposit before anything was mined (it may
@@ -76,7 +76,7 @@ class Funding:
                     # sent, so tried again when the peer reestablishes, and abandonable.
                     store.set_setting(key, REFUSED)
                 raise
-            channel.receipts.append(receipt)
+            channel.add_receipt(receipt)
             txids.append(receipt.txid)
             self.ctx.note(f"funded {mine} {asset} into {channel.channel_id.hex()[:8]}")
         if waiting and not self._deposits_confirmed(channel):
@@ -121,7 +121,14 @@ class Funding:
                     f"deposit of {asset} into {channel.channel_id.hex()[:8]} never reached "
                     "the chain (a crash before it left): sending it again"
                 )
-                self.fund(channel)
+                try:
+                    self.fund(channel)
+                except LedgerError as error:
+                    # This channel's trouble, told to the operator (channel show); the
+                    # block's other events and channels go on (it used to abort them all).
+                    text = f"sending our deposit again failed: {error}"
+                    self.ctx.note(f"channel {channel.channel_id.hex()[:8]}: {text}")
+                    channel.failed(text, self.ctx.clock())
                 return
 
     def _funded_by_me(self, channel: Channel, txids: tuple[str, ...]) -> None:
@@ -291,6 +298,7 @@ class Funding:
         if deposited:
             raise NotAbandonable(f"the chain holds deposits for this channel: {deposited}")
         channel.status = "abandoned"
+        release_funding(channel)
         channel.waiting = ""
         channel.queue = []
         self.ctx.watcher.retire(cid)

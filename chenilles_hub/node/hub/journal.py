@@ -12,6 +12,7 @@ from typing import TypeVar
 
 import msgspec
 
+from chenilles_hub.backend import TxReceipt
 from chenilles_hub.circuit.invoice import Invoice
 from chenilles_hub.circuit.quote import IssuedQuote
 from chenilles_hub.core import Asset, Htlc, Update
@@ -33,6 +34,8 @@ class ChannelMeta(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     withdrawn: tuple[Asset, ...] = ()
     last_error: str = ""
     last_error_at: int = 0
+    #: what the channel's transactions cost (absent from records written before)
+    receipts: tuple[TxReceipt, ...] = ()
 
 
 class InvoiceRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

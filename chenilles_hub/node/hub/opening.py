@@ -361,6 +361,7 @@ class Opening:
             elif now - since > timeout:
                 del self.unsigned_since[channel_id]
                 channel.status = "closed"
+                release_funding(channel)
                 self.ctx.count("opens_abandoned")
                 self.ctx.note(
                     f"channel {channel_id.hex()[:8]}: abandoned, the peer did not sign "
@@ -428,3 +429,11 @@ def _from_backend(what: str, fn: Callable[..., T], *args: object) -> T:
         raise
     except Exception as exc:
         raise InvalidParams(f"{what}: {exc}"[:300]) from exc
+
+
+def release_funding(channel: Channel) -> None:
+    """Tell the backend a channel's deposit will never be sent (an optional role: Bitcoin
+    unreserves the coins of the funding transaction it prepared)."""
+    release = getattr(channel.backend, "release_funding", None)
+    if release is not None:
+        release(channel.params, channel.account)

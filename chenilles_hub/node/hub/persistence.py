@@ -284,6 +284,7 @@ class Persistence:
                 withdrawn=frozenset(meta.withdrawn),
                 last_error=meta.last_error,
                 last_error_at=meta.last_error_at,
+                receipts=list(meta.receipts),
             )
         )
 
@@ -303,6 +304,7 @@ def _channel_meta(channel: Channel) -> bytes:
             tuple(sorted(channel.withdrawn)),
             channel.last_error,
             channel.last_error_at,
+            tuple(channel.receipts),
         )
     )
 

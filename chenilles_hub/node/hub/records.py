@@ -37,6 +37,8 @@ class Channel:
     #: peer's deposit: 0 of 1000 confirmed ..."); empty once active. Recomputed from the
     #: chain, so not persisted.
     waiting: str = ""
+    #: What each transaction this node sent for the channel cost (the operator's books of
+    #: fees and rent). Persisted: a restart (a crash) must not lose what was paid.
     receipts: list[TxReceipt] = field(default_factory=list)
     #: The last thing that went wrong with this channel, in words for the operator (a
     #: deposit the chain refused, a peer's message that failed, an on-chain action that
@@ -54,11 +56,16 @@ class Channel:
     #: every channel back as it was.
     undo_log: UndoLog | None = field(default=None, repr=False, compare=False)
 
+    def add_receipt(self, receipt: TxReceipt) -> None:
+        """Book what a transaction cost (a new list: the change hook sees it)."""
+        self.receipts = [*self.receipts, receipt]
+
     def __setattr__(self, name: str, value: object) -> None:
         # Any change to what the node persists per channel queues the channel for the next
         # checkpoint (lists are replaced, never mutated in place, so this sees every change),
         # so a checkpoint visits only the channels an event touched, not all of them.
-        if name in _PERSISTED:
+        # A receipt is not undone with a failed event: its transaction was sent all the same.
+        if name in _PERSISTED and name != "receipts":
             log = self.__dict__.get("undo_log")
             if log is not None and log.active:
                 log.entries.append((self, name, self.__dict__[name]))
@@ -143,6 +150,7 @@ _PERSISTED = frozenset(
         "withdrawn",
         "last_error",
         "last_error_at",
+        "receipts",
     }
 )
 
