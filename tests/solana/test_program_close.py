@@ -22,6 +22,8 @@ from solders.pubkey import Pubkey
 from solders.transaction import Transaction
 from solders.transaction_status import InstructionErrorCustom, TransactionErrorInstructionError
 
+from tests.solana.relayed import Relayed
+
 pytestmark = pytest.mark.solana
 
 SOL = 1_000_000_000
@@ -32,7 +34,7 @@ TOKEN_ERROR_NON_NATIVE_HAS_BALANCE = 11  # spl-token TokenError::NonNativeHasBal
 
 
 @dataclass
-class Env:
+class Env(Relayed):
     svm: LiteSVM
     pid: Pubkey
     relayer: Keypair  # pays every transaction fee
@@ -45,21 +47,6 @@ class Env:
     chan: Pubkey
     open_ix: Instruction
     rent: int  # what OPEN took from the opener: channel account + vault
-
-    def send(self, ixs, signers=()):
-        tx = Transaction(
-            [self.relayer, *signers],
-            Message(list(ixs), self.relayer.pubkey()),
-            self.svm.latest_blockhash(),
-        )
-        res = self.svm.send_transaction(tx)
-        self.svm.expire_blockhash()
-        return res
-
-    def ok(self, ixs, signers=()):
-        res = self.send(ixs, signers)
-        assert not hasattr(res, "err"), f"transaction failed: {res}"
-        return res
 
     def watched(self) -> dict[str, object]:
         """Every lamport and token balance a close could move, and the channel's data."""

@@ -19,6 +19,8 @@ from solders.pubkey import Pubkey
 from solders.transaction import Transaction
 from solders.transaction_status import InstructionErrorCustom, TransactionErrorInstructionError
 
+from tests.solana.relayed import Relayed
+
 pytestmark = pytest.mark.solana
 
 SOL = 1_000_000_000
@@ -28,7 +30,7 @@ NONCE = bytes(range(32))
 
 
 @dataclass
-class TokenEnv:
+class TokenEnv(Relayed):
     svm: LiteSVM
     pid: Pubkey
     relayer: Keypair
@@ -37,21 +39,6 @@ class TokenEnv:
     mints: list[Pubkey]
     cid: bytes
     chan: Pubkey
-
-    def send(self, ixs, signers=()):
-        tx = Transaction(
-            [self.relayer, *signers],
-            Message(list(ixs), self.relayer.pubkey()),
-            self.svm.latest_blockhash(),
-        )
-        res = self.svm.send_transaction(tx)
-        self.svm.expire_blockhash()
-        return res
-
-    def ok(self, ixs, signers=()):
-        res = self.send(ixs, signers)
-        assert not hasattr(res, "err"), f"transaction failed: {res}"
-        return res
 
     def token_balances(self) -> dict[Pubkey, int]:
         out = {}
