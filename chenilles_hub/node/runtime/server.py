@@ -223,6 +223,14 @@ class HubServer:
         self._spawn(self.pipeline.work_loop())
         self._spawn(self.pipeline.write_loop())
         lap("restore")
+        # The first chain poll, before peers or API calls can change anything: it records
+        # where each chain's event feed starts (``chain-origin/<name>``), so a node stopped
+        # even before its first timer tick resumes from there, not from a later tip.
+        try:
+            await self.call(self._chain_tick)
+        except Exception:
+            self.count("tick_errors")
+            log.exception("the first timer tick failed; the next one comes as usual")
         with _bind_errors("node.listen", self.config.listen_host, self.config.listen_port):
             self._listener = await self.transport.serve(
                 self.config.listen_host,
