@@ -35,7 +35,7 @@ from ..backend import (
     Reorged,
     missing_methods,
 )
-from ..core import AssetBalances, ChannelError, Close, SettleHtlc, SignedState, Transfer
+from ..core import AssetBalances, ChannelError, Close, Htlc, SettleHtlc, SignedState, Transfer
 from .duo import Duo, holdings, native
 
 __all__ = ["REFUSED", "BackendConformance", "ReorgHook"]
@@ -68,6 +68,20 @@ def _paid(duo: Duo) -> SignedState:
     duo.update(0, Transfer(native(duo.backend), amount // 4))
     duo.update(1, Transfer(native(duo.backend), amount // 20))
     return duo.latest
+
+
+def _with_htlc(
+    backend: ChainBackend, lead_periods: int
+) -> tuple[Duo, tuple[int, int], int, Htlc, bytes]:
+    """An open, paid channel with an HTLC of a tenth of Alice's deposit from Alice to Bob,
+    expiring ``lead_periods`` challenge periods from now; also the books' start."""
+    duo = Duo.create(backend)
+    start = duo.start
+    duo.open()
+    _paid(duo)
+    amount = duo.deposits[native(backend)][0] // 10
+    htlc, preimage = duo.htlc(1, 0, amount, lead=lead_periods * duo.params.challenge_duration)
+    return duo, start, amount, htlc, preimage
 
 
 @pytest.mark.conformance
@@ -399,12 +413,7 @@ class BackendConformance:
         """Alice pays Bob an HTLC and goes silent; Bob registers and claims it on-chain in
         the same tick, while the challenge period runs (the watcher's order)."""
         b = conformance_backend
-        duo = Duo.create(b)
-        start = duo.start
-        duo.open()
-        _paid(duo)
-        amount = duo.deposits[native(b)][0] // 10
-        htlc, preimage = duo.htlc(1, 0, amount, lead=4 * duo.params.challenge_duration)
+        duo, start, amount, htlc, preimage = _with_htlc(b, lead_periods=4)
         latest = duo.latest
         duo.act(1, lambda a: b.register(duo.params, latest, a))
         with pytest.raises(REFUSED):
@@ -427,12 +436,7 @@ class BackendConformance:
         and gets it back after (by ``refund_htlc`` or by the conclusion itself); Bob's
         late claim is refused."""
         b = conformance_backend
-        duo = Duo.create(b)
-        start = duo.start
-        duo.open()
-        _paid(duo)
-        amount = duo.deposits[native(b)][0] // 10
-        htlc, preimage = duo.htlc(1, 0, amount, lead=2 * duo.params.challenge_duration)
+        duo, start, _amount, htlc, preimage = _with_htlc(b, lead_periods=2)
         latest = duo.latest
         duo.act(0, lambda a: b.register(duo.params, latest, a))
         with pytest.raises(REFUSED):
