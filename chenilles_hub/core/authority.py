@@ -52,3 +52,16 @@ class StateAuthority(Protocol):
     def native_expiry_ok(self, expiry: int, native_expiry: int) -> bool:
         """Whether ``native_expiry`` is a conservative image of unix time ``expiry``."""
         ...
+
+
+def newer_version_wins(authority: StateAuthority) -> bool:
+    """Whether the ledger behind ``authority`` settles a dispute by version alone.
+
+    An authority declares it with a class attribute ``newer_version_wins = True`` (EVM and
+    Solana: a registered state is overridden by any fully signed newer one). Then a state
+    signed by both is irrevocable for whoever holds it, and an update takes two messages
+    (Propose, Accept) instead of three: the Ack, which only carries a revocation, has
+    nothing to carry. Absent the attribute, the three-message update is kept (a ledger
+    that needs revocations, or one that does not say): never unsafe, only slower.
+    """
+    return getattr(authority, "newer_version_wins", False) is True

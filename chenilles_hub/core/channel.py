@@ -1,5 +1,10 @@
 """The two-party update machine: propose -> accept -> ack, sans-IO.
 
+On ledgers where a newer version wins a dispute by itself (``newer_version_wins``: EVM,
+Solana) an update after the opening is two messages, propose -> accept: a state both
+signed is irrevocable for whoever holds it, and the Ack would carry no revocation. The
+opening (version 0, whose Ack starts the deposits) and a final state keep the three.
+
 Events go in (``open``, ``propose``, ``receive``, ``reestablish``), a list of effects comes
 out, and nothing else happens: no clock (``now`` is an argument), no sockets, no disk.
 
@@ -23,7 +28,7 @@ from collections.abc import Mapping
 
 import msgspec
 
-from .authority import StateAuthority
+from .authority import StateAuthority, newer_version_wins
 from .effects import (
     ChannelSnapshot,
     Effect,
@@ -121,6 +126,12 @@ class ChannelMachine:
         #: The backend's dust, reserve and fee rules: a state that breaks them could not be
         #: enforced on-chain, so it is neither proposed nor accepted.
         self._rules = rules
+        self._newer_wins = newer_version_wins(authority)
+
+    def two_step(self, state: ChannelState) -> bool:
+        """Whether the update to ``state`` ends at the Accept (no Ack): on a ledger where a
+        newer version wins, for any state but the opening and a final one."""
+        return self._newer_wins and state.version > 0 and not state.final
 
     @classmethod
     def restored(
@@ -384,20 +395,25 @@ class ChannelMachine:
         revocation = self._authority.revoke(self.params, latest) if latest else None
         signed = SignedState(msg.state, self._signatures(mine=signature, theirs=msg.signature))
         accept = Accept(self.channel_id, version, signature, revocation)
+        two_step = self.two_step(msg.state)
+        withdrawn, buried = _bury(core.withdrawn, version) if two_step else (core.withdrawn, [])
         new_core = MachineCore(
             latest=signed,
             previous=latest,
             pending=None,
-            awaiting_ack=version,
+            # Two steps: held signed by both, the state is irrevocable now; no Ack follows.
+            awaiting_ack=None if two_step else version,
             last_reply=accept,
             latest_updates=msg.updates,
-            withdrawn=core.withdrawn,
+            withdrawn=withdrawn,
         )
         effects: list[Effect] = [
             *dropped,
             Send(self.peer, accept),
             UpdateCompleted(signed, msg.updates),
         ]
+        if two_step:
+            effects += [Irrevocable(signed, msg.updates), *buried]
         return self._commit(new_core, effects + self._deadlines(latest, signed))
 
     def _on_accept(self, msg: Accept) -> list[Effect]:
@@ -407,6 +423,9 @@ class ChannelMachine:
             reply = core.last_reply
             if isinstance(reply, Ack) and reply.version == msg.version:
                 return [Send(self.peer, reply)]  # our ack was lost: send it again
+            latest = core.latest
+            if latest is not None and msg.version == latest.version and self.two_step(latest.state):
+                return []  # a copy of the Accept we took (resent after a reestablish)
             raise UnexpectedMessage(f"no proposal of version {msg.version} is pending")
         state = pending.signed.state
         latest = core.latest
@@ -425,7 +444,8 @@ class ChannelMachine:
         signed = SignedState(
             state, self._signatures(mine=pending.signed.signatures[self.me], theirs=msg.signature)
         )
-        ack = Ack(self.channel_id, msg.version, revocation)
+        # Two steps: the peer took the state as irrevocable at its Accept; nothing to send.
+        ack = None if self.two_step(state) else Ack(self.channel_id, msg.version, revocation)
         withdrawn, buried = _bury(core.withdrawn, msg.version)
         new_core = MachineCore(
             latest=signed,
@@ -436,8 +456,9 @@ class ChannelMachine:
             latest_updates=_updates(pending),
             withdrawn=withdrawn,
         )
+        if ack is not None:
+            effects.append(Send(self.peer, ack))
         effects += [
-            Send(self.peer, ack),
             UpdateCompleted(signed, new_core.latest_updates),
             Irrevocable(signed, new_core.latest_updates),
             *buried,
@@ -503,6 +524,9 @@ class ChannelMachine:
             # persisting it first, so it cannot be further behind.
             if msg.latest == mine - 1 and isinstance(reply, Accept) and reply.version == mine:
                 effects.append(Send(self.peer, reply))
+                if core.pending is not None:
+                    # Two steps: we proposed the next version right after that Accept.
+                    effects.append(Send(self.peer, core.pending.message))
         elif msg.latest == mine:
             if isinstance(reply, Ack) and reply.version == mine:
                 effects.append(Send(self.peer, reply))

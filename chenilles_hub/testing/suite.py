@@ -36,6 +36,7 @@ from ..backend import (
     missing_methods,
 )
 from ..core import AssetBalances, ChannelError, Close, Htlc, SettleHtlc, SignedState, Transfer
+from ..core.authority import newer_version_wins
 from .duo import Duo, holdings, native
 
 __all__ = ["REFUSED", "BackendConformance", "ReorgHook"]
@@ -377,6 +378,21 @@ class BackendConformance:
         # a refusal may cost a fee (an EVM revert is mined), nothing more
         assert duo.wallet(0) == wallet - (duo.spent(0) - spent)
         assert holdings(duo) == {native(b): duo.deposits[native(b)]}
+
+    def test_two_message_updates_only_where_the_newest_state_wins(
+        self, conformance_backend: ChainBackend
+    ) -> None:
+        """An authority declaring ``newer_version_wins`` has its updates end at the Accept,
+        with no revocation of the state before: safe only on a ledger where any newer state
+        signed by both overrides a registered older one (``BackendInfo.dispute``)."""
+        b = conformance_backend
+        duo = _opened(b)
+        authority = b.authority(duo.params, duo.accounts[0], 0)
+        if newer_version_wins(authority):
+            assert b.info.dispute == "newest_wins", (
+                "the authority declares newer_version_wins on a ledger that punishes "
+                "old states instead: its peers would never revoke them"
+            )
 
     def test_a_non_conserving_state_is_never_enforced(
         self, conformance_backend: ChainBackend

@@ -60,6 +60,17 @@ class RevokingAuthority(Ed25519Authority):
         return True
 
 
+class VersionWinsAuthority(Ed25519Authority):
+    """Ed25519 signatures on a ledger where a newer version wins a dispute (EVM, Solana):
+    updates after the opening take two messages, propose and accept."""
+
+    newer_version_wins = True
+
+
+#: The authorities the property tests draw from: the three ways an update can run.
+AUTHORITIES = ("plain", "revoking", "versioned")
+
+
 def make_keys(seed: int) -> tuple[nacl.signing.SigningKey, nacl.signing.SigningKey]:
     def key(tag: bytes) -> nacl.signing.SigningKey:
         return nacl.signing.SigningKey(hashlib.sha256(tag + seed.to_bytes(8, "big")).digest())
@@ -110,6 +121,7 @@ class Pair:
         seed: int = 0,
         deposits: tuple[int, int] = (1000, 1000),
         revoking: bool = False,
+        versioned: bool = False,
         policy: HtlcPolicy | None = None,
         apps: dict | None = None,
         app: str = "",
@@ -117,7 +129,13 @@ class Pair:
         keys = make_keys(seed)
         params = make_params(keys, app=app)
         initial = initial_state(CHANNEL_ID, params.assets, {ETH: deposits, TOKEN: (50, 0)})
-        authority = RevokingAuthority if revoking else Ed25519Authority
+        authority = (
+            RevokingAuthority
+            if revoking
+            else VersionWinsAuthority
+            if versioned
+            else Ed25519Authority
+        )
         sides = [
             Side(
                 ChannelMachine(

@@ -346,3 +346,69 @@ def test_an_htlc_becomes_irrevocable_for_the_acceptor_only_after_the_ack() -> No
     pair.deliver_one()  # Bob takes the Ack with Alice's revocation
     (event,) = [e for e in pair.bob.events if isinstance(e, Irrevocable) and e.signed.version == 1]
     assert event.updates == (AddHtlc(htlc, onion=b"route"),)
+
+
+# --- two messages per update where a newer version wins (EVM, Solana) ---------------------
+
+
+def _messages(pair: Pair) -> list[str]:
+    return [type(decode_message(data)).__name__ for _, data in pair.wire]
+
+
+def test_where_a_newer_version_wins_an_update_is_two_messages_and_irrevocable_at_once() -> None:
+    from chenilles_hub.core import Irrevocable
+
+    pair = opened(versioned=True)
+    htlc = Htlc(1, 0, ETH, 100, HASH, NOW + 7200, NOW + 7000)
+    pair.act(0, lambda m: m.propose((AddHtlc(htlc, onion=b"route"),), NOW))
+    pair.deliver_one()  # Bob accepts: he holds version 1 signed by both
+    (event,) = [e for e in pair.bob.events if isinstance(e, Irrevocable) and e.signed.version == 1]
+    assert event.updates == (AddHtlc(htlc, onion=b"route"),)
+    assert pair.bob.machine.idle, "no Ack to wait for: Bob may propose at once"
+    assert _messages(pair) == ["Accept"]
+    pair.deliver_one()  # Alice takes the Accept: irrevocable for her, and nothing to send
+    assert [e for e in pair.alice.events if isinstance(e, Irrevocable) and e.signed.version == 1]
+    assert pair.wire == [] and pair.settled()
+
+
+def test_where_a_newer_version_wins_the_opening_and_a_final_state_keep_their_ack() -> None:
+    pair = Pair.create(versioned=True)
+    pair.act(0, lambda m: m.open())
+    pair.deliver_one()
+    assert not pair.bob.machine.idle, "version 0's Ack starts the deposits: Bob waits for it"
+    pair.deliver_all()
+    assert pair.settled()
+    pair.act(0, lambda m: m.propose((Close(),), NOW))
+    pair.deliver_one()
+    pair.deliver_one()
+    assert _messages(pair) == ["Ack"]
+    pair.deliver_all()
+    assert pair.settled()
+
+
+def test_where_a_newer_version_wins_the_acceptor_proposes_before_its_accept_arrives() -> None:
+    """Bob accepts version 1 and proposes version 2 at once (a payee settling); the Accept
+    is lost with the connection. One reestablish brings both back, in order."""
+    pair = opened(versioned=True)
+    htlc = Htlc(1, 0, ETH, 100, HASH, NOW + 7200, NOW + 7000)
+    pair.act(0, lambda m: m.propose((AddHtlc(htlc),), NOW))
+    pair.deliver_one()
+    pair.act(1, lambda m: m.propose((SettleHtlc(1, PREIMAGE),), NOW))
+    assert _messages(pair) == ["Accept", "Propose"]
+    pair.wire.clear()  # both lost
+    pair.act(0, lambda m: m.reestablish())  # Alice: at version 0, her version 1 pending
+    pair.deliver_all()  # Bob answers with his Accept of 1 and his proposal of 2
+    assert pair.settled()
+    assert pair.alice.machine.state.version == 2
+    assert pair.alice.machine.state.free(ETH) == (900, 1100)
+
+
+def test_where_a_newer_version_wins_a_copy_of_an_accept_taken_is_ignored() -> None:
+    pair = opened(versioned=True)
+    pair.act(0, lambda m: m.propose((Transfer(ETH, 10),), NOW))
+    pair.deliver_one()
+    accept = pair.wire[0]
+    pair.deliver_one()
+    before = pair.alice.machine.snapshot()
+    assert pair.alice.machine.receive(decode_message(accept[1]), NOW) == []
+    assert pair.alice.machine.snapshot() == before

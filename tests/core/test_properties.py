@@ -34,7 +34,7 @@ from chenilles_hub.core.errors import (
     StateMismatch,
 )
 
-from .harness import ETH, NOW, TOKEN, Pair, opened
+from .harness import AUTHORITIES, ETH, NOW, TOKEN, Pair, opened
 
 pytestmark = pytest.mark.core
 
@@ -166,16 +166,16 @@ def test_tampered_proposals_are_refused_and_change_nothing(what: str, delta: int
 @given(
     seed=st.integers(0, 2**32),
     rounds=st.integers(1, 12),
-    revoking=st.booleans(),
+    authority=st.sampled_from(AUTHORITIES),
 )
 def test_lossy_duplicating_reordering_wire_never_diverges(
-    seed: int, rounds: int, revoking: bool
+    seed: int, rounds: int, authority: str
 ) -> None:
     """Messages are lost, duplicated and reordered; after the sides reconnect over a reliable
     link and reestablish, they hold the same latest state, or one of them reports a clear
     error (never two different fully signed latest states)."""
     rng = random.Random(seed)
-    pair = opened(revoking=revoking)
+    pair = opened(revoking=authority == "revoking", versioned=authority == "versioned")
     deposits = {ETH: 2000, TOKEN: 50}
     for _ in range(rounds):
         proposer = rng.randrange(2)
@@ -275,10 +275,10 @@ def _with_expiry(op, now: int):  # type: ignore[no-untyped-def]
 @given(
     steps=st.lists(crash_steps(), min_size=1, max_size=60),
     skew=st.sampled_from([0, -1800, 1800]),
-    revoking=st.booleans(),
+    authority=st.sampled_from(AUTHORITIES),
 )
 def test_crashes_on_a_lossy_wire_reconverge_and_never_fail_a_signed_update(
-    steps, skew: int, revoking: bool
+    steps, skew: int, authority: str
 ) -> None:  # type: ignore[no-untyped-def]
     """Issue 12 item 5 as a property: proposals in both directions over a wire that loses,
     duplicates and reorders, with either side killed at any point and restored from its last
@@ -286,8 +286,9 @@ def test_crashes_on_a_lossy_wire_reconverge_and_never_fail_a_signed_update(
     reliable link both hold the same latest state, nothing is left pending, and no proposal
     is reported refused for good (``ProposalRejected``) if the other side ever signed it,
     nor before a later version is irrevocable (until then a copy of it carrying our
-    signature could be enforced by a peer that refused it)."""
-    pair = opened(revoking=revoking)
+    signature could be enforced by a peer that refused it). For each of the three ways an
+    update runs: no revocations, revocations, and two messages where a newer version wins."""
+    pair = opened(revoking=authority == "revoking", versioned=authority == "versioned")
     deposits = {ETH: 2000, TOKEN: 50}
     clock = NOW
 

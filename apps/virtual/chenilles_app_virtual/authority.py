@@ -31,6 +31,10 @@ class VirtualAuthority:
     """``StateAuthority`` for V: ``private_key`` is this end's V key (its address is in
     V's params); no revocation (a newer version wins in the guarantee)."""
 
+    #: Either ledger channel's guarantee takes V's newest state signed by both: updates of
+    #: V take two messages (``chenilles_hub.core.authority``).
+    newer_version_wins = True
+
     def __init__(self, private_key: bytes) -> None:
         self._key = private_key
         self.address = rules.address_of(private_key)

@@ -44,6 +44,10 @@ class EvmAuthority:
     and read at each use, so an app bound later is seen).
     """
 
+    #: The adjudicator settles a dispute by version: a registered state loses to any newer
+    #: one signed by both, so updates take two messages (``chenilles_hub.core.authority``).
+    newer_version_wins = True
+
     def __init__(
         self,
         chain_id: int,

@@ -118,6 +118,10 @@ def state_message(program_id: Pubkey, params: ChannelParams, state: ChannelState
 class SolanaAuthority:
     """Signs with one participant's Solana key; verifies against the params' chain keys."""
 
+    #: The program settles a dispute by version: a registered state loses to any newer one
+    #: signed by both, so updates take two messages (``chenilles_hub.core.authority``).
+    newer_version_wins = True
+
     def __init__(self, program_id: Pubkey, keypair: Keypair, margin: int = CLOCK_MARGIN) -> None:
         self._program_id = program_id
         self._key = keypair

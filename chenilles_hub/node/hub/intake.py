@@ -118,11 +118,7 @@ class Intake:
                 self.opening.refused(peer, message, "the node could not handle this request")
         else:
             savepoint.release()
-            if isinstance(message, Ack) and message.version > 0:
-                # What an Ack changes is ours alone (the peer's revocation, the state now
-                # irrevocable): it may be synced with the next durable write, unless what
-                # it set off sends or answers something (the node checks that at the
-                # checkpoint). Version 0's Ack starts the deposits on chain: never quiet.
+            if _quiet(message, channel):
                 self.ctx.pending.quiet += 1
 
     def _refused(self, peer: bytes, error: ChannelError) -> None:
@@ -187,3 +183,23 @@ class Intake:
         if self.virtual is not None and isinstance(message, Propose):
             self.virtual.check_ledger_proposal(channel, message.updates)
         self.run_effects(channel, channel.machine.receive(message, self.ctx.clock()))
+
+
+def _quiet(message: wire.NodeMessage, channel: Channel | None) -> bool:
+    """Whether what ``message`` changed is ours alone, to be synced with the next durable
+    write unless what it set off sends or answers something (the node checks that at the
+    checkpoint; docs/security.md, "Relaxed writes"): a peer's Ack (its revocation, the
+    state now irrevocable), and, where an update is two messages, its Accept of a state
+    that is not final (its signature on our proposal: it sends the Accept again on
+    reestablish). Version 0's Ack starts the deposits on chain: never quiet; a final
+    state's Accept submits the close."""
+    if isinstance(message, Ack):
+        return message.version > 0
+    if isinstance(message, Accept) and channel is not None:
+        latest = channel.machine.latest
+        return (
+            latest is not None
+            and latest.state.version == message.version
+            and channel.machine.two_step(latest.state)
+        )
+    return False
