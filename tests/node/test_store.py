@@ -366,6 +366,35 @@ def test_sqlite_is_wal_full_and_single_writer(tmp_path: Path) -> None:
         assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
+def test_sqlite_commits_overwrite_a_wal_grown_at_open(tmp_path: Path) -> None:
+    """The WAL is grown to its working size at open (rolled-back frames), so a durable
+    commit overwrites it and its fsync need not put a new file size on disk: the file
+    does not grow through a node's checkpoints, and nothing of the filler is in the
+    database, before or after a crash (kill -9: the store is not closed)."""
+    path = tmp_path / "node.sqlite"
+    store = SQLiteStore(path)
+    wal = Path(f"{path}-wal")
+    reserved = wal.stat().st_size
+    assert reserved >= 1_000 * 4096, "the WAL was not grown at open"
+    db_size = path.stat().st_size
+    record = channel_record(hashlib.sha256(b"wal").digest())
+    store.add_channel(record)
+    for version in range(50):
+        store.save_checkpoint([synthetic_snapshot(record.channel_id, version)], {"k": b"v" * 3000})
+    assert wal.stat().st_size == reserved, "commits appended to the WAL"
+    assert path.stat().st_size == db_size, "the filler reached the database file"
+    with sqlite3.connect(path) as raw:  # another reader, as after a kill -9
+        assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master")}
+        assert "_wal_reserve" not in tables
+    store._conn = None  # what a kill -9 leaves: no checkpoint, no close
+    store._lock_file.close()  # type: ignore[union-attr]
+    store._lock_file = None
+    with SQLiteStore(path) as again:
+        latest = again.load_snapshot(record.channel_id)
+        assert latest == synthetic_snapshot(record.channel_id, 49)
+
+
 def test_sqlite_in_memory(tmp_path: Path) -> None:
     with SQLiteStore(":memory:") as store:
         store.add_channel(channel_record(CID))
