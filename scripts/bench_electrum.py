@@ -76,8 +76,11 @@ NOTES = {
     "chenilles": (
         "Per hop and payment: a state adding the HTLC and a state settling it (each signed "
         "by both sides, on Bitcoin with both BOLT 3 commitments, their HTLC transactions "
-        "and revocations); with SQLite every snapshot and secret is committed (fsynced) "
-        "before a signature leaves, counted below as checkpoints per payment."
+        "and revocations); on Bitcoin each update is propose, accept, ack (the ack carries "
+        "the revocation), on EVM propose and accept (a newer version wins a dispute, "
+        "nothing to revoke). With SQLite every snapshot and secret is committed (fsynced) "
+        "before a signature leaves, counted below as checkpoints per payment (durable, and "
+        "relaxed: nothing leaves after them, synced by the next durable one)."
     ),
 }
 

@@ -43,7 +43,10 @@ from .framing import (
     read_frame,
 )
 
-PROTOCOL = b"chenilles/transport/1"
+#: In the transcript hash, so nodes of two protocol versions never complete a handshake
+#: (a clear refusal, not channels that stall). 2: updates end at the Accept where a newer
+#: version wins (a node of version 1 would wait for an Ack that never comes).
+PROTOCOL = b"chenilles/transport/2"
 MAGIC = b"CHENILL\x01"
 KEY_BYTES = 32
 TAG_BYTES = sodium.crypto_aead_chacha20poly1305_ietf_ABYTES
