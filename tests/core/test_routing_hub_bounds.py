@@ -51,14 +51,20 @@ def hubs_of(g: RoutingGraph, n_hubs: int | None = None) -> HubBounds:
     return index.hub_bounds
 
 
-def linear_distances(hb: HubBounds, s: int, v0: float, at: float, *, cut: bool) -> np.ndarray:
-    """The payer's distances (heads at ``v0``) over the linear weights at ``at``, from scipy."""
+def distances(hb: HubBounds, s: int, v0: float, w: np.ndarray) -> np.ndarray:
+    """The payer's distances (heads at ``v0``) over weights ``w``, straight from scipy."""
     ix = hb.index
-    w = hb.slope * at + hb.const
-    if cut:
-        w[ix.cap_value < v0 * (1 - SLACK)] = np.inf
-        w[ix.valid_until < NOW] = np.inf
-    return dijkstra(matrix(ix, w), directed=True, indices=payer_heads(ix, s, -1, v0), min_only=True)
+    heads = payer_heads(ix, s, -1, v0)
+    return dijkstra(matrix(ix, w), directed=True, indices=heads, min_only=True)
+
+
+def query_weights(hb: HubBounds, v0: float) -> np.ndarray:
+    """The query's own lower-bound weights: base + max(one unit, v0 * ppm) + loss, cut."""
+    ix = hb.index
+    w = np.maximum(ix.w_ppm * v0, hb.unit) + hb.base + ix.w_loss * v0
+    w[ix.cap_value < v0 * (1 - SLACK)] = np.inf
+    w[ix.valid_until < NOW] = np.inf
+    return w * (1 - SLACK)
 
 
 def test_bound_lies_between_interpolated_and_cut_distances_for_any_hub_count() -> None:
@@ -76,7 +82,7 @@ def test_bound_lies_between_interpolated_and_cut_distances_for_any_hub_count() -
             continue
         for n_hubs in (0, 1, 2, len(ix.nodes)):
             hb = hubs_of(g, n_hubs)
-            v0 = 2.0 ** rng.uniform(0, 12)
+            v0 = 2.0 ** rng.uniform(-2, 12)
             h = hb.bounds(s, -1, v0, NOW)
             if h is None:
                 assert not payer_heads(ix, s, -1, v0)
@@ -84,10 +90,10 @@ def test_bound_lies_between_interpolated_and_cut_distances_for_any_hub_count() -
             arr = h[1]
             j = value_octave(v0)
             lam = 2 - v0 / 2.0**j
-            lo = lam * linear_distances(hb, s, v0, 2.0**j, cut=False)
+            lo = lam * distances(hb, s, v0, hb._octave_weights(j, 0))
             if lam < 1:
-                lo += (1 - lam) * linear_distances(hb, s, v0, 2.0 ** (j + 1), cut=False)
-            hi = linear_distances(hb, s, v0, v0, cut=True)
+                lo += (1 - lam) * distances(hb, s, v0, hb._octave_weights(j, 1))
+            hi = distances(hb, s, v0, query_weights(hb, v0))
             fin = np.isfinite(lo)
             assert np.all(arr[fin] >= lo[fin] * (1 - 1e-9) - 1e-9)
             assert np.all(np.isinf(arr[~fin]))
@@ -96,6 +102,27 @@ def test_bound_lies_between_interpolated_and_cut_distances_for_any_hub_count() -
             assert h[0] == arr.tolist()
             checked += 1
     assert checked > 400
+
+
+@pytest.mark.parametrize("i", [-3, 0, 4, 9, 20])
+def test_octave_weights_lie_under_every_fee_of_the_octave(i: int) -> None:
+    """The affine weights interpolated at any value of the octave stay under the fee a hop
+    carrying that value pays, integer rounding included."""
+    rng = random.Random(i)
+    g, *_ = random_graph(rng)
+    hb = hubs_of(g, 1)
+    ix = hb.index
+    lo, hi = hb._octave_weights(i, 0), hb._octave_weights(i, 1)
+    ch = np.flatnonzero(ix.w_edge == 1)
+    for _ in range(50):
+        v = 2.0**i * rng.uniform(1, 2)
+        lam = 2 - v / 2.0**i
+        w = lam * lo + (1 - lam) * hi
+        for e in ch.tolist():
+            price = ix.w_price[e]
+            x = max(1, math.ceil(v / price))  # the least whole amount worth v
+            fee = ix.w_base[e] + math.ceil(x * round(ix.w_ppm[e] * 1e6) / 1e6)
+            assert w[e] <= fee * price * (1 + 1e-12)
 
 
 def test_octaves_bracket_their_values() -> None:

@@ -46,11 +46,12 @@ from .graph import _Index
 FloatArray = npt.NDArray[np.float64]
 
 #: Share of the nodes, best-connected first, that are hubs (if the memory holds their rows).
-HUB_SHARE = 0.01
-#: Amounts (powers of two) a hub's rows are expected at: sizes the hub set to the memory.
-GRID_POINTS = 10
+HUB_SHARE = 0.005
+#: Rows a hub is expected to need (two per octave of payment values met; 9 octaves from
+#: $1 to $300): sizes the hub set to the memory budget.
+ROWS_PER_HUB = 18
 #: Memory the rows may take (float64 per state and row).
-MAX_ROW_BYTES = 512 * 2**20
+MAX_ROW_BYTES = 2**30
 _INF = np.inf
 
 
@@ -85,55 +86,87 @@ class HubBounds:
         state_node = np.array(index.state_node, dtype=np.int64)
         by_degree = np.argsort(-degree, kind="stable")
         if n_hubs is None:
-            # The best-connected HUB_SHARE of the nodes, or as many as rows for GRID_POINTS
+            # The best-connected HUB_SHARE of the nodes, or as many as rows for ROWS_PER_HUB
             # amounts fit in the memory budget.
             states_of = np.bincount(state_node, minlength=n_nodes)[by_degree]
-            fit = int(np.searchsorted(np.cumsum(states_of), self.max_rows // GRID_POINTS, "right"))
+            fit = int(np.searchsorted(np.cumsum(states_of), self.max_rows // ROWS_PER_HUB, "right"))
             n_hubs = max(1, min(math.ceil(HUB_SHARE * n_nodes), fit))
         hub_node = np.zeros(n_nodes, dtype=bool)
         hub_node[by_degree[:n_hubs]] = True
         is_hub = hub_node[state_node] if n_states else np.zeros(0, dtype=bool)
         self.hub_states: npt.NDArray[np.int64] = np.flatnonzero(is_hub)
         entry_row = np.repeat(np.arange(n_states), np.diff(index.csr_indptr))
-        #: Per CSR entry, the linear weight's parts (pre-shrunk by SLACK): a constant (inf on
-        #: entries leaving a hub, which the local Dijkstra does not expand) and a slope.
+        #: CSR entries leaving a hub state: the local Dijkstra does not expand hubs.
         self.local_off = is_hub[entry_row] if n_states else np.zeros(0, dtype=bool)
-        self.const = index.w_base * index.w_price * (1 - SLACK)
-        self.slope = (index.w_ppm + index.w_loss) * (1 - SLACK)
-        self.local_const = np.where(self.local_off, _INF, self.const)
-        self.conv_pos = np.flatnonzero(np.isfinite(index.valid_until))
-        #: (grid point i, hub state) -> distances from the hub over the weights at 2**i
-        self.rows: OrderedDict[tuple[int, int], FloatArray] = OrderedDict()
+        self.conv_pos = np.flatnonzero(index.w_edge == 0)
+        n_entries = len(index.csr_indices)
+        self.base = np.empty(n_entries)
+        self.unit = np.empty(n_entries)
+        self.local_base = np.empty(n_entries)
+        self._refresh(slice(None))
+        #: (octave i, 0 at 2**i or 1 at 2**(i + 1), hub state) -> distances from the hub
+        self.rows: OrderedDict[tuple[int, int, int], FloatArray] = OrderedDict()
         #: Counters for operators and benchmarks: rows computed, rows reused.
         self.built = self.hits = 0
 
     # --- weights -----------------------------------------------------------------------------
 
-    def _row_weights(self, i: int) -> FloatArray:
-        """Grid point ``i``'s weights: linear at ``2 ** i``, no capacity cut, no expiry."""
-        w: FloatArray = self.slope * math.ldexp(1.0, i)
-        w += self.const
+    def _parts(self) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        """Per CSR entry, in value: base fee, least proportional fee (one base unit if the
+        rate is positive), proportional rate and conversion loss (per value carried)."""
+        return self.base, self.unit, self.index.w_ppm, self.index.w_loss
+
+    def _refresh(self, pos: slice | int) -> None:
+        ix = self.index
+        self.base[pos] = ix.w_base[pos] * ix.w_price[pos]
+        self.unit[pos] = np.where(ix.w_ppm[pos] > 0, ix.w_price[pos], 0.0)
+        self.local_base[pos] = np.where(self.local_off[pos], _INF, self.base[pos])
+
+    def _octave_weights(self, i: int, end: int) -> FloatArray:
+        """Octave ``i``'s affine weights at its start (``end`` 0) or its end (1).
+
+        A hop carrying value ``v >= v0`` pays ``g(v) = base + max(unit, v * ppm)`` or more
+        (``ceil`` of a positive fee is at least one base unit). ``g`` is convex; on the
+        octave ``[a, 2a]`` the row uses an affine ``l <= g``: ``g`` itself where it is one
+        line, and a line through its kink (slope between the two lines') where the kink
+        falls inside. Affine per octave, so the octave's rows interpolate exactly.
+        """
+        base, unit, ppm, loss = self._parts()
+        a = math.ldexp(1.0, i)
+        b = 2 * a
+        with np.errstate(divide="ignore", invalid="ignore"):
+            kink = np.where(ppm > 0, unit / ppm, _INF)
+            inside = ppm * (b - kink) / (b - a)
+        slope = np.where(kink <= a, ppm, np.where(kink >= b, 0.0, inside))
+        const = np.where(kink <= a, 0.0, unit - slope * np.minimum(kink, b))
+        v = b if end else a
+        w: FloatArray = base + const + slope * v + loss * v
+        w *= 1 - SLACK
         return w
 
     def _local_weights(self, v0: float, now: int) -> FloatArray:
-        """The query's linear weights and cuts, hubs not expanded."""
+        """The query's weights ``g(v0)`` and cuts, hubs not expanded."""
         ix = self.index
-        w: FloatArray = self.slope * v0
-        w += self.local_const
+        w: FloatArray = ix.w_ppm * v0
+        np.maximum(w, self.unit, out=w)
+        w += self.local_base  # inf on the entries leaving a hub
         w[ix.cap_value < _cut(v0)] = _INF
-        if len(self.conv_pos):
-            pos = self.conv_pos
+        pos = self.conv_pos  # the only entries with a conversion loss (and an expiry)
+        if len(pos):
+            w[pos] += ix.w_loss[pos] * v0
             w[pos[ix.valid_until[pos] < now]] = _INF
+        w *= 1 - SLACK
         return w
 
     # --- rows --------------------------------------------------------------------------------
 
-    def _row(self, i: int, hub: int) -> FloatArray:
-        """Distances from this hub state over grid point ``i``'s weights."""
-        key = (i, hub)
+    def _row(self, i: int, end: int, hub: int) -> FloatArray:
+        """Distances from this hub state over octave ``i``'s weights at one end."""
+        key = (i, end, hub)
         row = self.rows.get(key)
         if row is None:
-            row = dijkstra(matrix(self.index, self._row_weights(i)), directed=True, indices=hub)
+            w = self._octave_weights(i, end)
+            row = dijkstra(matrix(self.index, w), directed=True, indices=hub)
             self.rows[key] = row
             self.built += 1
             while len(self.rows) > self.max_rows:
@@ -168,9 +201,9 @@ class HubBounds:
             # nothing (triangle inequality). The margin keeps float error on the safe side.
             if via is not None and via[hub] * (1 + 1e-9) <= c_hub:
                 continue
-            term = self._row(i, hub) * lam
+            term = self._row(i, 0, hub) * lam
             if lam < 1:  # (inf * 0 would be nan: the states no row reaches)
-                term += self._row(i + 1, hub) * (1 - lam)
+                term += self._row(i, 1, hub) * (1 - lam)
             term += c_hub
             via = term if via is None else np.minimum(via, term, out=via)
         if via is not None:
@@ -181,13 +214,9 @@ class HubBounds:
     # --- patches -----------------------------------------------------------------------------
 
     def patched(self, pos: int, old_cap_value: float, cap_value: float, fee_lowered: bool) -> None:
-        """An edge changed in place: refresh its weight's parts; if its fees fell, every row
-        may over-estimate now. Rows cut nothing, so capacities do not touch them (the local
-        part reads the capacities per query)."""
-        ix = self.index
-        self.const[pos] = ix.w_base[pos] * ix.w_price[pos] * (1 - SLACK)
-        self.slope[pos] = (ix.w_ppm[pos] + ix.w_loss[pos]) * (1 - SLACK)
-        self.local_const[pos] = _INF if self.local_off[pos] else self.const[pos]
+        """An edge's fees fell: every row may over-estimate now. Rows cut nothing, so
+        capacities do not touch them (the local part reads capacities and fees per query)."""
+        self._refresh(pos)
         if fee_lowered:
             self.rows.clear()
 
