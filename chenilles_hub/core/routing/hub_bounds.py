@@ -47,9 +47,9 @@ FloatArray = npt.NDArray[np.float64]
 
 #: Share of the nodes, best-connected first, that are hubs (if the memory holds their rows).
 HUB_SHARE = 0.005
-#: Rows a hub is expected to need (two per octave of payment values met; 9 octaves from
-#: $1 to $300): sizes the hub set to the memory budget.
-ROWS_PER_HUB = 18
+#: Rows a hub is expected to need (one per octave of payment values met, two arrays each;
+#: 9 octaves from $1 to $300): sizes the hub set to the memory budget.
+ROWS_PER_HUB = 9
 #: Memory the rows may take (float64 per state and row).
 MAX_ROW_BYTES = 2**30
 _INF = np.inf
@@ -81,7 +81,7 @@ class HubBounds:
     ) -> None:
         self.index = index
         n_nodes, n_states = len(index.nodes), len(index.state_node)
-        self.max_rows = max(2, max_row_bytes // max(1, n_states * 8))
+        self.max_rows = max(1, max_row_bytes // max(1, n_states * 16))  # two arrays per row
         degree = np.array([len(out) for out in index.out_edges], dtype=np.int64)
         state_node = np.array(index.state_node, dtype=np.int64)
         by_degree = np.argsort(-degree, kind="stable")
@@ -102,10 +102,13 @@ class HubBounds:
         n_entries = len(index.csr_indices)
         self.base = np.empty(n_entries)
         self.unit = np.empty(n_entries)
+        #: The local weights' parts, pre-shrunk by SLACK (inf on the entries leaving a hub).
         self.local_base = np.empty(n_entries)
+        self.local_unit = np.empty(n_entries)
+        self.local_ppm = np.empty(n_entries)
         self._refresh(slice(None))
-        #: (octave i, 0 at 2**i or 1 at 2**(i + 1), hub state) -> distances from the hub
-        self.rows: OrderedDict[tuple[int, int, int], FloatArray] = OrderedDict()
+        #: (octave i, hub state) -> distances from the hub at 2**i, and their gain at 2**(i+1)
+        self.rows: OrderedDict[tuple[int, int], tuple[FloatArray, FloatArray]] = OrderedDict()
         #: Counters for operators and benchmarks: rows computed, rows reused.
         self.built = self.hits = 0
 
@@ -117,10 +120,14 @@ class HubBounds:
         return self.base, self.unit, self.index.w_ppm, self.index.w_loss
 
     def _refresh(self, pos: slice | int) -> None:
+        """Recompute the parts of these entries (and the local weights' pre-shrunk copies)."""
         ix = self.index
         self.base[pos] = ix.w_base[pos] * ix.w_price[pos]
         self.unit[pos] = np.where(ix.w_ppm[pos] > 0, ix.w_price[pos], 0.0)
-        self.local_base[pos] = np.where(self.local_off[pos], _INF, self.base[pos])
+        shrink = 1 - SLACK
+        self.local_base[pos] = np.where(self.local_off[pos], _INF, self.base[pos] * shrink)
+        self.local_unit[pos] = self.unit[pos] * shrink
+        self.local_ppm[pos] = ix.w_ppm[pos] * shrink
 
     def _octave_weights(self, i: int, end: int) -> FloatArray:
         """Octave ``i``'s affine weights at its start (``end`` 0) or its end (1).
@@ -147,34 +154,40 @@ class HubBounds:
     def _local_weights(self, v0: float, now: int) -> FloatArray:
         """The query's weights ``g(v0)`` and cuts, hubs not expanded."""
         ix = self.index
-        w: FloatArray = ix.w_ppm * v0
-        np.maximum(w, self.unit, out=w)
+        w: FloatArray = self.local_ppm * v0
+        np.maximum(w, self.local_unit, out=w)
         w += self.local_base  # inf on the entries leaving a hub
-        w[ix.cap_value < _cut(v0)] = _INF
+        np.putmask(w, ix.cap_value < _cut(v0), _INF)
         pos = self.conv_pos  # the only entries with a conversion loss (and an expiry)
         if len(pos):
-            w[pos] += ix.w_loss[pos] * v0
+            w[pos] += ix.w_loss[pos] * (v0 * (1 - SLACK))
             w[pos[ix.valid_until[pos] < now]] = _INF
-        w *= 1 - SLACK
         return w
 
     # --- rows --------------------------------------------------------------------------------
 
-    def _row(self, i: int, end: int, hub: int) -> FloatArray:
-        """Distances from this hub state over octave ``i``'s weights at one end."""
-        key = (i, end, hub)
-        row = self.rows.get(key)
-        if row is None:
-            w = self._octave_weights(i, end)
-            row = dijkstra(matrix(self.index, w), directed=True, indices=hub)
-            self.rows[key] = row
-            self.built += 1
+    def _rows(self, i: int, hub: int) -> tuple[FloatArray, FloatArray]:
+        """Distances from this hub state over octave ``i``'s weights at its start, and what
+        they gain at its end (0 where neither end reaches: interpolating costs one pass less)."""
+        key = (i, hub)
+        pair = self.rows.get(key)
+        if pair is None:
+            start, end = (
+                dijkstra(matrix(self.index, self._octave_weights(i, e)), directed=True, indices=hub)
+                for e in (0, 1)
+            )
+            # Both ends have the same edges (weights differ, none is cut): the same states
+            # are unreachable in both.
+            gain = np.subtract(end, start, out=end, where=np.isfinite(start))
+            gain[~np.isfinite(start)] = 0.0
+            pair = self.rows[key] = (start, gain)
+            self.built += 2
             while len(self.rows) > self.max_rows:
                 self.rows.popitem(last=False)
         else:
             self.rows.move_to_end(key)
-            self.hits += 1
-        return row
+            self.hits += 2
+        return pair
 
     def bounds(self, s: int, sa: int, v0: float, now: int) -> Bounds | None:
         """``h`` for this payer, payment value and time, or None if the payer has no head."""
@@ -183,7 +196,7 @@ class HubBounds:
         if not heads:
             return None
         i = value_octave(v0)
-        lam = 2 - v0 / math.ldexp(1.0, i)  # weight of the row at 2**i; 1 - lam at 2**(i + 1)
+        lam = 2 - v0 / math.ldexp(1.0, i)  # weight of 2**i's distances; 1 - lam of 2**(i+1)'s
         h: FloatArray = dijkstra(
             matrix(index, self._local_weights(v0, now)),
             directed=True,
@@ -195,17 +208,22 @@ class HubBounds:
         reached = np.flatnonzero(np.isfinite(c))
         order = reached[np.argsort(c[reached], kind="stable")]
         via: FloatArray | None = None
+        term = np.empty(len(h))
         for k in order.tolist():
             hub, c_hub = int(hubs[k]), float(c[k])
             # Dropped when a first hub already taken reaches it no dearer: its row then adds
             # nothing (triangle inequality). The margin keeps float error on the safe side.
             if via is not None and via[hub] * (1 + 1e-9) <= c_hub:
                 continue
-            term = self._row(i, 0, hub) * lam
-            if lam < 1:  # (inf * 0 would be nan: the states no row reaches)
-                term += self._row(i, 1, hub) * (1 - lam)
+            start, gain = self._rows(i, hub)
+            # c_H + lam * start + (1 - lam) * end, as c_H + start + (1 - lam) * gain
+            np.multiply(gain, 1 - lam, out=term)
+            term += start
             term += c_hub
-            via = term if via is None else np.minimum(via, term, out=via)
+            if via is None:
+                via = term.copy()
+            else:
+                np.minimum(via, term, out=via)
         if via is not None:
             np.minimum(h, via, out=h)
         bounds: list[float] = h.tolist()
@@ -222,4 +240,4 @@ class HubBounds:
 
     def nbytes(self) -> int:
         """Memory of the rows."""
-        return sum(row.nbytes for row in self.rows.values())
+        return sum(a.nbytes + b.nbytes for a, b in self.rows.values())
