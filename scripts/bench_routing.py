@@ -432,6 +432,7 @@ def main() -> None:
             "hub_states": len(hub_rows.hub_states),
             "setup_s": round(hub_setup_s, 3),
             "rows_built": hub_rows.built,
+            "queries_on_the_per_query_bound": hub_rows.fallbacks,
             "rows_used": hub_rows.hits,
             "rows_kept_max": hub_rows.max_rows,
             "queries_building_a_row": len(hub_cold),

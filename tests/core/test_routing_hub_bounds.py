@@ -19,7 +19,7 @@ from scipy.sparse.csgraph import dijkstra
 
 from chenilles_hub.core.errors import NoRoute
 from chenilles_hub.core.routing import AssetRate, RoutingGraph, find_route
-from chenilles_hub.core.routing.bounds import SLACK, matrix, payer_heads
+from chenilles_hub.core.routing.bounds import SLACK, lower_bounds, matrix, payer_heads
 from chenilles_hub.core.routing.hub_bounds import HubBounds, value_octave
 from tests.core.test_routing import (
     BTC,
@@ -42,11 +42,11 @@ from tests.core.test_routing_bound_cache import cid, cost, diamond, update
 pytestmark = pytest.mark.circuit
 
 
-def hubs_of(g: RoutingGraph, n_hubs: int | None = None) -> HubBounds:
+def hubs_of(g: RoutingGraph, n_hubs: int | None = None, max_new_rows: int = 1) -> HubBounds:
     """Install (or fetch) the graph's hub rows, with ``n_hubs`` hubs if given."""
     index = g.index()
     if n_hubs is not None or not isinstance(index.hub_bounds, HubBounds):
-        index.hub_bounds = HubBounds(index, n_hubs=n_hubs)
+        index.hub_bounds = HubBounds(index, n_hubs=n_hubs, max_new_rows=max_new_rows)
     assert isinstance(index.hub_bounds, HubBounds)
     return index.hub_bounds
 
@@ -55,7 +55,8 @@ def distances(hb: HubBounds, s: int, v0: float, w: np.ndarray) -> np.ndarray:
     """The payer's distances (heads at ``v0``) over weights ``w``, straight from scipy."""
     ix = hb.index
     heads = payer_heads(ix, s, -1, v0)
-    return dijkstra(matrix(ix, w), directed=True, indices=heads, min_only=True)
+    dist: np.ndarray = dijkstra(matrix(ix, w), directed=True, indices=heads, min_only=True)
+    return dist
 
 
 def query_weights(hb: HubBounds, v0: float) -> np.ndarray:
@@ -81,7 +82,7 @@ def test_bound_lies_between_interpolated_and_cut_distances_for_any_hub_count() -
         if s is None:
             continue
         for n_hubs in (0, 1, 2, len(ix.nodes)):
-            hb = hubs_of(g, n_hubs)
+            hb = hubs_of(g, n_hubs, max_new_rows=len(ix.state_node))
             v0 = 2.0 ** rng.uniform(-2, 12)
             h = hb.bounds(s, -1, v0, NOW)
             if h is None:
@@ -102,6 +103,34 @@ def test_bound_lies_between_interpolated_and_cut_distances_for_any_hub_count() -
             assert h[0] == arr.tolist()
             checked += 1
     assert checked > 400
+
+
+def test_a_cold_query_computes_few_rows_and_takes_the_per_query_bound() -> None:
+    # Payer 1's first hubs: 2, 3 and 4 (the best connected; each its own way to the payee
+    # 5), all without rows.
+    g = RoutingGraph(
+        [edge(c, 1, h, base=c) for c, h in ((1, 2), (2, 3), (3, 4))]
+        + [edge(10 * h + x, h, x, base=10 * h) for h in (2, 3, 4) for x in (5, 6, 7, 8)],
+        time_models=TIME,
+    )
+    hb = hubs_of(g, 3, max_new_rows=1)
+    assert {g.index().nodes[g.index().state_node[x]] for x in hb.hub_states} == {
+        node(2),
+        node(3),
+        node(4),
+    }
+    ix = g.index()
+    s, v0 = ix.node_index[node(1)], 1000.0
+    for expect_rows in (1, 2, 3):
+        h = hb.bounds(s, -1, v0, NOW)
+        assert h is not None and len(hb.rows) == expect_rows
+        if expect_rows < 3:
+            assert hb.fallbacks == expect_rows
+            want = lower_bounds(ix, s, -1, v0, NOW)
+            assert want is not None and h[0] == want[0]
+    assert hb.fallbacks == 2  # the third query had every row
+    r = route_for(g, 1, 5, 1_000, ETH, strategy="hubs")
+    assert [x.edge.target for x in r] == [node(2), node(5)] and r[0].amount == 1_020
 
 
 @pytest.mark.parametrize("i", [-3, 0, 4, 9, 20])
@@ -277,7 +306,7 @@ def test_cross_asset_graph_with_quotes_matches_astar(n_hubs: int | None) -> None
                     NOW,
                     LEAD,
                     MAX_LOCK,
-                    strategy=strategy,  # type: ignore[arg-type]
+                    strategy=strategy,
                 )
                 out.append(cost(g, r))
                 cross += strategy == "hubs" and r[0].edge.asset != asset

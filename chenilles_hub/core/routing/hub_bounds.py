@@ -40,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.sparse.csgraph import dijkstra
 
-from .bounds import SLACK, Bounds, matrix, payer_heads
+from .bounds import SLACK, Bounds, lower_bounds, matrix, payer_heads
 from .graph import _Index
 
 FloatArray = npt.NDArray[np.float64]
@@ -50,6 +50,8 @@ HUB_SHARE = 0.005
 #: Rows a hub is expected to need (one per octave of payment values met, two arrays each;
 #: 9 octaves from $1 to $300): sizes the hub set to the memory budget.
 ROWS_PER_HUB = 9
+#: Rows a query may compute; past that, it takes the per-query bound (one Dijkstra) instead.
+MAX_NEW_ROWS = 1
 #: Memory the rows may take (float64 per state and row).
 MAX_ROW_BYTES = 2**30
 _INF = np.inf
@@ -78,8 +80,10 @@ class HubBounds:
         index: _Index,
         max_row_bytes: int = MAX_ROW_BYTES,
         n_hubs: int | None = None,
+        max_new_rows: int = MAX_NEW_ROWS,
     ) -> None:
         self.index = index
+        self.max_new_rows = max_new_rows
         n_nodes, n_states = len(index.nodes), len(index.state_node)
         self.max_rows = max(1, max_row_bytes // max(1, n_states * 16))  # two arrays per row
         degree = np.array([len(out) for out in index.out_edges], dtype=np.int64)
@@ -109,8 +113,9 @@ class HubBounds:
         self._refresh(slice(None))
         #: (octave i, hub state) -> distances from the hub at 2**i, and their gain at 2**(i+1)
         self.rows: OrderedDict[tuple[int, int], tuple[FloatArray, FloatArray]] = OrderedDict()
-        #: Counters for operators and benchmarks: rows computed, rows reused.
-        self.built = self.hits = 0
+        #: Counters for operators and benchmarks: rows computed, rows reused, queries that
+        #: took the per-query bound because they missed more rows than they may compute.
+        self.built = self.hits = self.fallbacks = 0
 
     # --- weights -----------------------------------------------------------------------------
 
@@ -209,12 +214,21 @@ class HubBounds:
         order = reached[np.argsort(c[reached], kind="stable")]
         via: FloatArray | None = None
         term = np.empty(len(h))
+        new_rows = 0
         for k in order.tolist():
             hub, c_hub = int(hubs[k]), float(c[k])
             # Dropped when a first hub already taken reaches it no dearer: its row then adds
             # nothing (triangle inequality). The margin keeps float error on the safe side.
             if via is not None and via[hub] * (1 + 1e-9) <= c_hub:
                 continue
+            if (i, hub) not in self.rows:
+                if new_rows == self.max_new_rows:
+                    # A cold start (new hubs or a new octave): computing every missing row
+                    # now would cost two Dijkstras each; compute a few per query and take
+                    # the per-query bound, exact as well, for this one.
+                    self.fallbacks += 1
+                    return lower_bounds(index, s, sa, v0, now)
+                new_rows += 1
             start, gain = self._rows(i, hub)
             # c_H + lam * start + (1 - lam) * end, as c_H + start + (1 - lam) * gain
             np.multiply(gain, 1 - lam, out=term)
