@@ -51,7 +51,7 @@ HUB_SHARE = 0.005
 #: 9 octaves from $1 to $300): sizes the hub set to the memory budget.
 ROWS_PER_HUB = 9
 #: Rows a query may compute; past that, it takes the per-query bound (one Dijkstra) instead.
-MAX_NEW_ROWS = 1
+MAX_NEW_ROWS = 4
 #: Memory the rows may take (float64 per state and row).
 MAX_ROW_BYTES = 2**30
 _INF = np.inf
@@ -113,6 +113,7 @@ class HubBounds:
         self._refresh(slice(None))
         #: (octave i, hub state) -> distances from the hub at 2**i, and their gain at 2**(i+1)
         self.rows: OrderedDict[tuple[int, int], tuple[FloatArray, FloatArray]] = OrderedDict()
+        self._weights: dict[tuple[int, int], FloatArray] = {}
         #: Counters for operators and benchmarks: rows computed, rows reused, queries that
         #: took the per-query bound because they missed more rows than they may compute.
         self.built = self.hits = self.fallbacks = 0
@@ -135,6 +136,16 @@ class HubBounds:
         self.local_ppm[pos] = ix.w_ppm[pos] * shrink
 
     def _octave_weights(self, i: int, end: int) -> FloatArray:
+        """Octave ``i``'s weights at one end, kept until a fee falls (a rise leaves them
+        under the fees: still lower bounds, like the rows computed from them)."""
+        w = self._weights.get((i, end))
+        if w is None:
+            w = self._weights[(i, end)] = self._compute_octave_weights(i, end)
+            if len(self._weights) > 8:  # a few octaves' weights, the latest
+                del self._weights[next(iter(self._weights))]
+        return w
+
+    def _compute_octave_weights(self, i: int, end: int) -> FloatArray:
         """Octave ``i``'s affine weights at its start (``end`` 0) or its end (1).
 
         A hop carrying value ``v >= v0`` pays ``g(v) = base + max(unit, v * ppm)`` or more
@@ -251,6 +262,7 @@ class HubBounds:
         self._refresh(pos)
         if fee_lowered:
             self.rows.clear()
+            self._weights.clear()
 
     def nbytes(self) -> int:
         """Memory of the rows."""
