@@ -40,6 +40,7 @@ from chenilles_hub.core.routing import (  # noqa: E402
     find_route,
 )
 from chenilles_hub.core.routing.bound_cache import BoundCache, value_class  # noqa: E402
+from chenilles_hub.core.routing.hub_bounds import HubBounds  # noqa: E402
 from chenilles_hub.core.routing.search import Strategy  # noqa: E402
 from chenilles_hub.core.timing import TimeModel  # noqa: E402
 
@@ -204,6 +205,12 @@ def main() -> None:
     ap.add_argument("--baseline-pairs", type=int, default=100)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument(
+        "--warmup-pairs",
+        type=int,
+        default=0,
+        help="untimed queries on other random pairs first (a long-running router's state)",
+    )
+    ap.add_argument(
         "--bulk",
         action="store_true",
         help="draw channel ends in bulk (needed for 100k+ nodes; another graph per seed)",
@@ -214,14 +221,14 @@ def main() -> None:
     ap.add_argument(
         "--strategy",
         default="cached",
-        choices=["cached", "astar"],
+        choices=["cached", "astar", "hubs"],
         help="the router measured (cached: bounds cached per class and payer; astar: one "
-        "weight pass and Dijkstra per query)",
+        "weight pass and Dijkstra per query; hubs: rows per hub shared by every payer)",
     )
     ap.add_argument(
         "--compare",
         default="astar",
-        choices=["cached", "astar", "none"],
+        choices=["cached", "astar", "hubs", "none"],
         help="a second strategy timed on the same pairs, alternating with the first",
     )
     ap.add_argument(
@@ -265,7 +272,8 @@ def main() -> None:
         node_assets.setdefault(u, []).append(a)
     pairs = []
     payer_pool = [pyrng.randrange(len(index.nodes)) for _ in range(args.payers)]
-    while len(pairs) < args.pairs:
+    # Warm-up pairs are drawn after the measured ones (which stay the same for a seed).
+    while len(pairs) < args.pairs + args.warmup_pairs:
         s = pyrng.choice(payer_pool) if payer_pool else pyrng.randrange(len(index.nodes))
         t = pyrng.randrange(len(index.nodes))
         if s == t:
@@ -279,7 +287,7 @@ def main() -> None:
     ) -> tuple[list[float], list[object]]:
         times, results = [], []
         for src, dst, asset, amount in todo:
-            built = cache.built
+            built, hub_built = cache.built, hub_rows.built
             t1 = time.perf_counter()
             try:
                 r: object = find_route(
@@ -291,6 +299,8 @@ def main() -> None:
             results.append(r)
             if strategy == "cached":  # a query that built its row, or one that reused it
                 (row_built_ms if cache.built > built else row_reused_ms).append(times[-1])
+            if strategy == "hubs":  # a query that computed a hub row, or one that had them all
+                (hub_built_ms if hub_rows.built > hub_built else hub_warm_ms).append(times[-1])
         return times, results
 
     # The cache of A* bounds: rows per payer and amount class, built by the queries that
@@ -299,14 +309,28 @@ def main() -> None:
     index.bound_cache = cache
     row_built_ms: list[float] = []
     row_reused_ms: list[float] = []
+    # Rows per hub (strategy "hubs"), shared by every payer; built inside the queries' timing.
+    t1 = time.perf_counter()
+    hub_rows = HubBounds(index)
+    hub_setup_s = time.perf_counter() - t1
+    index.hub_bounds = hub_rows
+    hub_built_ms: list[float] = []
+    hub_warm_ms: list[float] = []
 
     strategies: list[Strategy] = [args.strategy] + (
         [args.compare] if args.compare not in ("none", args.strategy) else []
     )
+    pairs, warmup = pairs[: args.pairs], pairs[args.pairs :]
+    t1 = time.perf_counter()
+    for name in strategies:
+        run(name, warmup)  # a long-running router: other payers' queries came first
+    warmup_s = time.perf_counter() - t1
     for name in strategies:
         run(name, pairs[:5])  # warm caches (fee medians, imports)
     row_built_ms.clear()
     row_reused_ms.clear()
+    hub_built_ms.clear()
+    hub_warm_ms.clear()
     timed: dict[Strategy, list[float]] = {name: [] for name in strategies}
     routes: dict[Strategy, list[object]] = {name: [] for name in strategies}
     for i, pair in enumerate(pairs):
@@ -352,6 +376,7 @@ def main() -> None:
         graph.set_capacity(e.channel_id, e.source, e.capacity)
     upd_us = (time.perf_counter() - t1) / n_upd * 1e6
     built_ms, reused_ms = list(row_built_ms), list(row_reused_ms)
+    hub_cold, hub_warm = list(hub_built_ms), list(hub_warm_ms)
     _, _ = run(args.strategy, pairs[:5])
 
     report = {
@@ -364,6 +389,8 @@ def main() -> None:
             "rates": len(rates),
             "pairs": args.pairs,
             "baseline_pairs": len(base_todo),
+            "warmup_pairs": args.warmup_pairs,
+            "warmup_s": round(warmup_s, 1),
             "seed": args.seed,
             "bulk_sampling": args.bulk,
             "max_lock_s": MAX_LOCK,
@@ -400,6 +427,21 @@ def main() -> None:
                 round(bench_common.pct(reused_ms, 50), 2) if reused_ms else None
             ),
             "cache_mb": round(cache.nbytes() / 2**20, 1),
+        },
+        "hub_rows": {
+            "hub_states": len(hub_rows.hub_states),
+            "setup_s": round(hub_setup_s, 3),
+            "rows_built": hub_rows.built,
+            "queries_on_the_per_query_bound": hub_rows.fallbacks,
+            "rows_used": hub_rows.hits,
+            "rows_kept_max": hub_rows.max_rows,
+            "queries_building_a_row": len(hub_cold),
+            "p50_ms_building_a_row": round(bench_common.pct(hub_cold, 50), 2) if hub_cold else None,
+            "queries_with_every_row_kept": len(hub_warm),
+            "p50_ms_every_row_kept": round(bench_common.pct(hub_warm, 50), 2) if hub_warm else None,
+            "p90_ms_every_row_kept": round(bench_common.pct(hub_warm, 90), 2) if hub_warm else None,
+            "p99_ms_every_row_kept": round(bench_common.pct(hub_warm, 99), 2) if hub_warm else None,
+            "rows_mb": round(hub_rows.nbytes() / 2**20, 1),
         },
         "compare": (
             {
@@ -474,6 +516,7 @@ def main() -> None:
             f"equal cost on {c['equal_cost_pairs']}/{len(pairs)} pairs, p50 ratio {c['p50_ratio']}"
         )
     print(f"bound cache: {report['cache']}, payers {report['payers']}")
+    print(f"hub rows: {report['hub_rows']}")
     print(f"wrote {out}")
 
 

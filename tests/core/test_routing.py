@@ -517,7 +517,7 @@ def brute_force(
 
 
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(small_graphs(), st.sampled_from(["astar", "dijkstra", "cached"]), st.integers(1, 5))
+@given(small_graphs(), st.sampled_from(["astar", "dijkstra", "cached", "hubs"]), st.integers(1, 5))
 def test_find_route_is_the_brute_force_optimum(
     case: tuple[RoutingGraph, int, int, int, Asset, int, int], strategy: str, max_hops: int
 ) -> None:
@@ -612,7 +612,7 @@ def test_find_route_matches_brute_force_on_seeded_random_graphs() -> None:
         g, s, t, amount, asset, lead, max_lock = random_graph(rng)
         max_hops = rng.randint(1, 6)
         expected = brute_force(g, s, t, amount, asset, lead, max_lock, max_hops)
-        for strategy in ("astar", "dijkstra"):
+        for strategy in ("astar", "dijkstra", "hubs"):
             try:
                 r = find_route(
                     g,

@@ -228,6 +228,8 @@ class _Index:
         self._in_arrays: dict[int, InArrays] = {}
         #: Cached bounds (:mod:`.bound_cache`), built on the first query that asks for them.
         self.bound_cache: PatchListener | None = None
+        #: Rows per hub for any payer (:mod:`.hub_bounds`), built on the first query that asks.
+        self.hub_bounds: PatchListener | None = None
 
     def in_arrays(self, st: int) -> InArrays:
         """Numpy views of a state's in-edges (built on first use, dropped on patches)."""
@@ -259,8 +261,9 @@ class _Index:
         self.cap_value[pos] = edge.capacity * price
         self.w_base[pos] = float(edge.fee_base)
         self.w_ppm[pos] = edge.fee_ppm / 1e6
-        if self.bound_cache is not None:
-            self.bound_cache.patched(pos, old_cap_value, edge.capacity * price, fee_lowered)
+        for listener in (self.bound_cache, self.hub_bounds):
+            if listener is not None:
+                listener.patched(pos, old_cap_value, edge.capacity * price, fee_lowered)
 
 
 def _rate_order(r: AssetRate) -> tuple[bytes, Asset, Asset]:

@@ -36,10 +36,11 @@ from .bounds import SLACK as _SLACK
 from .bounds import Bounds as _Bounds
 from .bounds import lower_bounds
 from .graph import RoutingGraph, _Index
+from .hub_bounds import HubBounds
 from .model import PPM, Route, RouteHop
 from .rules import DEFAULT_MAX_HOPS, validate_route
 
-Strategy = Literal["astar", "cached", "dijkstra"]
+Strategy = Literal["astar", "cached", "hubs", "dijkstra"]
 _Mode = Literal["walk", "simple", "exact"]
 
 _INF = math.inf
@@ -167,6 +168,11 @@ def _bounds(
         if not isinstance(cache, BoundCache):
             cache = index.bound_cache = BoundCache(index)
         return cache.bounds(s, sa, v0)
+    if strategy == "hubs":
+        hubs = index.hub_bounds
+        if not isinstance(hubs, HubBounds):
+            hubs = index.hub_bounds = HubBounds(index)
+        return hubs.bounds(s, sa, v0, now)
     return lower_bounds(index, s, sa, v0, now)
 
 
