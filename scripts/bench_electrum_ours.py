@@ -16,8 +16,9 @@ from chenilles_hub.core import ChannelState, Htlc, SignedState
 from chenilles_hub.core.model import AssetBalances
 from chenilles_hub.core.routing import find_route
 from chenilles_hub.demo import MAX_LOCK, SAT, Demo
+from chenilles_hub.node.hub.gossip import GraphView, own_announcement
 from chenilles_hub.node.hub.node import Node
-from chenilles_hub.node.hub.routing_view import onion_hops, quotes_from, routing_graph
+from chenilles_hub.node.hub.routing_view import onion_hops, quotes_from
 
 #: Electrum's two set-ups: its test harness (nothing written) and with its wallet file.
 ELECTRUM, ELECTRUM_FILE = "electrum", "electrum wallet file"
@@ -55,6 +56,11 @@ class Line:
         for node in self.nodes:
             if node.store is not None:
                 self._count(node)
+        #: The payer's view of the network, kept between payments as a node server keeps
+        #: it: the others' channels as they announced them, its own read fresh each time.
+        self.view = GraphView()
+        for node in self.nodes[1:]:
+            self.view.accept(node.node_id, own_announcement(node))
 
     def _count(self, node: Node) -> None:
         """Count the store's durable checkpoints (each one fsynced transaction) and, apart,
@@ -78,11 +84,14 @@ class Line:
         return sum(s.version for s in latest.values() if s is not None)
 
     def route(self, invoice: Any) -> list[Any]:
-        """The payer's route for ``invoice``: part of a payment's time, as in Electrum."""
+        """The payer's route for ``invoice``: part of a payment's time, as in Electrum.
+        Planned as the node server plans it (``api.operations.plan_route``): on the graph
+        it keeps, with the bound it keeps for its own payments."""
         network = self.demo.network
+        payer = self.nodes[0]
         route = find_route(
-            routing_graph(network.nodes.values()),
-            self.nodes[0].node_id,
+            self.view.graph(payer),
+            payer.node_id,
             invoice.payee,
             invoice.amount,
             invoice.asset,
@@ -90,6 +99,7 @@ class Line:
             final_lead=invoice.final_lead + FINAL_SLACK,
             max_lock=MAX_LOCK,
             source_asset=self.source,
+            strategy="cached",
         )
         return onion_hops(route, quotes_from(network.nodes, route))
 
