@@ -104,3 +104,30 @@ def test_without_grouping_each_event_still_proposes_at_once(world: World) -> Non
     assert alice.outbox  # autocommit (the default): proposed and checkpointed in the event
     world.network.run()
     assert alice.payments[invoice.payment_hash].status == "succeeded"
+
+
+def test_a_job_signs_at_most_proposals_per_job_and_the_next_job_goes_on(
+    world: World, tmp_path: Path
+) -> None:
+    """Transfers queued on 5 channels at once, 2 proposals per job: each job signs 2 (all
+    in its checkpoint before its outbox leaves) and says more are waiting, until none is."""
+    (backend,) = world.backends.values()
+    eth = Asset(backend.chain, "native")
+    alice = world.node("alice", [eth.chain], store=SQLiteStore(tmp_path / "alice.sqlite"))
+    bob = world.node("bob", [eth.chain], store=SQLiteStore(tmp_path / "bob.sqlite"))
+    channels = [world.open(alice, bob, eth.chain, {eth: (ETH, 0)}) for _ in range(5)]
+    for node in (alice, bob):
+        node.autocommit = False  # as the server runs them
+    alice.proposals_per_job = 2
+    alice.transfer_many([(c, eth, 1000, None) for c in channels])
+    proposed = []
+    while True:
+        alice.checkpoint()
+        durable(alice)
+        proposed.append(len(alice.outbox))
+        alice.outbox = []  # (not delivered: the peer's answers are not needed here)
+        if not alice.more_to_propose:
+            break
+    assert proposed == [2, 2, 1]
+    assert all(alice.channels[c].machine.pending is not None for c in channels)
+    assert not alice.more_to_propose

@@ -32,6 +32,9 @@ DEFAULT_EXPIRY_MARGIN = 60
 
 #: Channel ids an authority remembers (one authority serves all channels of a key).
 CHANNEL_ID_CACHE = 4096
+#: State digests an authority remembers: a batch of proposals in flight (one per channel)
+#: is signed, then verified when the accepts come back.
+DIGEST_CACHE = 1024
 
 __all__ = ["DEFAULT_EXPIRY_MARGIN", "EvmAuthority"]
 
@@ -65,9 +68,12 @@ class EvmAuthority:
         #: params -> channel id: deriving it hashes the ABI-encoded params, about a quarter
         #: of a signature's cost, and each channel signs thousands of states.
         self._channel_ids: dict[ChannelParams, bytes] = {}
-        #: The last state digested and its digest: each side digests every state twice (sign
-        #: and verify the peer's signature on it), and states are immutable.
-        self._last_digest: tuple[ChannelParams, ChannelState, bytes] | None = None
+        #: Recent digests by the state object's id (the entry holds the state, so the id is
+        #: not reused while it is kept): each side digests every state twice (sign, and
+        #: verify the peer's signature on it) and states are immutable. Not only the last
+        #: one: a proposer signs a whole batch of channels' states before the accepts of the
+        #: first ones come back to be verified.
+        self._digests: dict[int, tuple[ChannelParams, ChannelState, bytes]] = {}
 
     def channel_id(self, params: ChannelParams) -> bytes:
         cached = self._channel_ids.get(params)
@@ -80,11 +86,13 @@ class EvmAuthority:
 
     def digest(self, params: ChannelParams, state: ChannelState) -> bytes:
         """The contract's ``hashState`` of ``state``: what both participants sign."""
-        last = self._last_digest
-        if last is not None and last[1] is state and last[0] is params:
-            return last[2]
+        kept = self._digests.get(id(state))
+        if kept is not None and kept[1] is state and kept[0] is params:
+            return kept[2]
         digest = state_digest(to_state(params, state), self.chain_id, self.adjudicator)
-        self._last_digest = (params, state, digest)
+        if len(self._digests) >= DIGEST_CACHE:
+            del self._digests[next(iter(self._digests))]  # the oldest entry
+        self._digests[id(state)] = (params, state, digest)
         return digest
 
     # --- StateAuthority -----------------------------------------------------------------

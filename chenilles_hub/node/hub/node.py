@@ -88,6 +88,9 @@ class Node:
     #: Checkpoint at the end of every event (the default). A driver that handles a batch of
     #: messages and then checkpoints once (group commit) turns this off.
     autocommit: bool = True
+    #: Most proposals signed in one job (``autocommit`` off; ``None``: no limit). The rest
+    #: wait for the next job: :attr:`more_to_propose` tells the driver to run one.
+    proposals_per_job: int | None = None
     #: Collect ``ticket_outcomes`` and ``finished_payments`` for a driver that answers
     #: callers waiting for them (and takes them after each job).
     report_outcomes: bool = False
@@ -532,10 +535,17 @@ class Node:
             return
         self._flush_deferred = False
         try:
-            self.proposals.flush()
+            # at the limit: what is left is proposed by the next job (``more_to_propose``)
+            self._flush_deferred = self.proposals.flush(self.proposals_per_job)
         except Exception as exc:  # a bug of the node's own: the checkpoint still follows
             log.exception("%s: proposing at the end of a job failed", self.name)
             self.ctx.errors.append(exc)
+
+    @property
+    def more_to_propose(self) -> bool:
+        """The last job stopped proposing at ``proposals_per_job``: the next job (even an
+        empty one) proposes more."""
+        return self._flush_deferred
 
     def checkpoint(self) -> None:
         self._flush_job()

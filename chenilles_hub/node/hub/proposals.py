@@ -40,11 +40,18 @@ class Proposals:
     def queue(self, channel: Channel, update: Update) -> None:
         channel.queue = [*channel.queue, update]
 
-    def flush(self) -> None:
+    def flush(self, limit: int | None = None) -> bool:
         """Propose each channel's queued updates, as many as one proposal carries, where the
-        machine is idle; fail those queued on a channel that went on-chain or closed."""
+        machine is idle; fail those queued on a channel that went on-chain or closed.
+
+        With ``limit``, stop after that many proposals and return True: the rest is for
+        the next call. A driver that writes (and sends) per job bounds a job's signing
+        this way, so that the first proposals of a burst over many channels are durable
+        and on their way while the next ones are signed, rather than all waiting for the
+        last signature and one big write."""
         now = self.ctx.clock()
         queued = self.ctx.queued
+        proposed = 0
         progress = True
         while progress:  # a refused update may queue a fail on a channel already visited
             progress = False
@@ -68,11 +75,16 @@ class Proposals:
                     continue  # nothing can be signed with it: updates wait (bounded)
                 if burying and channel.machine.refusals > MAX_BURIAL_REFUSALS:
                     continue  # the peer refuses everything: wait for it to propose
+                if limit is not None and proposed >= limit:
+                    return True  # this channel, and any after it, in the next call
                 if burying:
                     progress = True
+                    proposed += 1
                     self._bury(channel, now)
                 elif self._propose_queued(channel, now):
                     progress = True
+                    proposed += 1
+        return False
 
     def _bury(self, channel: Channel, now: int) -> None:
         """Propose a state with no update: it moves the version past the refused one, so

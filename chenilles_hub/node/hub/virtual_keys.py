@@ -68,6 +68,11 @@ class VirtualKeys:
         self.declared: dict[bytes, str] = {}
         #: ledger channels whose peer has our declaration (this process's life)
         self.sent: set[bytes] = set()
+        #: The channels that are Solana ``virtual`` ledgers (their params say so, and a
+        #: channel id stands for its params), as of the channel table's size and newest id:
+        #: ``declare`` runs after every event and need not look at every channel each time.
+        self._ledgers: list[bytes] = []
+        self._scanned: tuple[int, bytes | None] = (0, None)
 
     def own_address(self, ledger: Channel) -> str:
         return rules.address_of(v_private_key(ledger.account))
@@ -89,8 +94,10 @@ class VirtualKeys:
     def declare(self, peer: bytes | None = None) -> None:
         """Send our V key to the peer of each active Solana ``virtual`` ledger channel that
         has not had it from this process (all of ``peer``'s again after a reconnect)."""
-        for ledger in list(self.ctx.channels.values()):
-            if not self._declarable(ledger):
+        channels = self.ctx.channels
+        for channel_id in self._virtual_ledgers():
+            ledger = channels.get(channel_id)
+            if ledger is None or not self._declarable(ledger):
                 continue
             if peer is not None and ledger.peer == peer:
                 self.sent.discard(ledger.channel_id)
@@ -133,6 +140,21 @@ class VirtualKeys:
             if self._declarable(ledger, active=False):
                 own = self.own_address(ledger).lower()
                 self.app.v_keys[ledger.params.participants[ledger.me].chain_key] = own
+
+    def _virtual_ledgers(self) -> list[bytes]:
+        """The ids of the channels that are Solana ``virtual`` ledgers, in table order. The
+        table only grows at its end, and a failed event takes back the channels it added
+        (``Savepoint``): its size and newest id tell whether to look again."""
+        channels = self.ctx.channels
+        now = (len(channels), next(reversed(channels), None))
+        if now != self._scanned:
+            self._ledgers = [
+                channel_id
+                for channel_id, ledger in channels.items()
+                if self._declarable(ledger, active=False)
+            ]
+            self._scanned = now
+        return self._ledgers
 
     def _learn(self, ledger: bytes, chain_key: str, v_key: str) -> None:
         self.declared[ledger] = v_key

@@ -42,7 +42,7 @@ from ..net import wire
 from ..net.transport import PeerConnection, Transport, TransportError
 from .bans import Bans, is_fault
 from .pipeline import Pipeline
-from .work import SEND_TIMEOUT, Frame, Link
+from .work import MAX_SEND_BATCH, SEND_TIMEOUT, Frame, Link
 
 log = logging.getLogger("chenilles.server")
 
@@ -61,7 +61,7 @@ class Peers:
         graph: GraphView,
         pipeline: Pipeline,
         spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]],
-        count: Callable[[str], None],
+        count: Callable[..., None],
     ) -> None:
         self.config = config
         self.node_id = node_id
@@ -137,9 +137,10 @@ class Peers:
                     batch.append(link.outbox.get_nowait())
                 async with asyncio.timeout(SEND_TIMEOUT):  # one timer for what is queued
                     while batch:
-                        await link.conn.send(batch[0])
-                        del batch[0]
-                        self._count("messages_sent")
+                        await link.conn.send_many(batch[:MAX_SEND_BATCH])
+                        sent = min(len(batch), MAX_SEND_BATCH)
+                        del batch[:sent]
+                        self._count("messages_sent", sent)
         except (TransportError, TimeoutError) as exc:
             log.info("sending to %s failed: %s", peer.hex()[:16], exc or "timeout")
             link.conn.abort()

@@ -169,6 +169,7 @@ class Pipeline:
         still handles a lone item at once."""
         assert self.node is not None
         node = self.node
+        loop = asyncio.get_running_loop()
         while True:
             batch = [await self._work.get()]
             while len(batch) < RECEIVE_BATCH and not self._work.empty():
@@ -199,6 +200,10 @@ class Pipeline:
             finally:
                 release_frames(batch)
             self._count("receive_batches")
+            if done.more and self._work.empty():
+                # The job stopped signing at its limit: a job runs next even if nothing
+                # arrives, and proposes more (whatever arrived by then joins it).
+                self._work.put_nowait(Call(_more, loop.create_future()))
             await self._written.put(done)  # bounded: the worker waits for a slow disk
 
     async def write_loop(self) -> None:
@@ -291,6 +296,11 @@ class Pipeline:
         await loop.run_in_executor(None, self._writer.shutdown, True)
 
 
+def _more() -> None:
+    """A job of its own: its checkpoint proposes what the last job left
+    (``Node.more_to_propose``)."""
+
+
 def _log_failure(answer: asyncio.Future[Any]) -> None:
     if not answer.cancelled() and answer.exception() is not None:
         log.error("a posted call failed", exc_info=answer.exception())
@@ -326,6 +336,7 @@ def _handle(node: Node, batch: list[Frame | Call]) -> Done:
     node.outbox = []
     done.settled, node.ticket_outcomes = node.ticket_outcomes, []
     done.paid, node.finished_payments = node.finished_payments, []
+    done.more = node.more_to_propose
     done.quiet = (
         node.checkpoint_quiet
         and all(isinstance(item, Frame) for item in batch)

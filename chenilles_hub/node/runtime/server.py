@@ -43,7 +43,7 @@ from .bootstrap import (
 from .files import private_dir, secure_data_dir
 from .peers import Peers
 from .pipeline import Pipeline
-from .work import Link
+from .work import PROPOSALS_PER_JOB, Link
 
 log = logging.getLogger("chenilles.server")
 T = TypeVar("T")
@@ -219,6 +219,7 @@ class HubServer:
         # wait in their queue under the payer's deadline (hub/htlc_queue.py).
         self.node.ctx.offline.update(c.peer for c in self.node.channels.values())
         self.node.autocommit = False  # the receive loop and ``call`` checkpoint per job
+        self.node.proposals_per_job = PROPOSALS_PER_JOB
         self.node.report_outcomes = True  # transfers and payments callers wait for
         self._spawn(self.pipeline.work_loop())
         self._spawn(self.pipeline.write_loop())

@@ -16,6 +16,9 @@ from ..net.transport import PeerConnection
 
 #: Most work items (messages and calls) handled in one worker job and one durable commit.
 RECEIVE_BATCH = 64
+#: Most proposals one worker job signs: a burst over many channels goes out in slices,
+#: each durable and sent while the next is signed (the peer starts on the first at once).
+PROPOSALS_PER_JOB = 64
 #: Work items waiting for the worker before readers and callers block (backpressure).
 WORK_QUEUE_BOUND = 1024
 #: Handled jobs waiting for the writer before the worker waits for the disk.
@@ -26,6 +29,9 @@ WRITES_IN_FLIGHT = 256
 LINK_OUTBOX_BOUND = 4096
 #: Frames one peer may have waiting for the worker before its connection is not read.
 LINK_FRAMES_QUEUED = 256
+#: Messages a link's sender encrypts and writes to its socket at once (one system call):
+#: a job's outbox to one peer, up to this many; more go in further writes.
+MAX_SEND_BATCH = 128
 #: Seconds one message may take to leave before the peer counts as not reading.
 SEND_TIMEOUT = 30.0
 
@@ -68,6 +74,8 @@ class Done:
     outbox: list[tuple[bytes, bytes]]
     settled: list[tuple[int, int | None, str | None]] = field(default_factory=list)
     paid: list[bytes] = field(default_factory=list)
+    #: The job stopped proposing at ``Node.proposals_per_job``: another job must follow.
+    more: bool = False
     #: Peer frames alone, all quiet, and nothing to send or answer: its write may be
     #: relaxed (``Store.save_checkpoint``; docs/security.md, "Relaxed writes").
     quiet: bool = False
