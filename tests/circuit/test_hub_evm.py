@@ -136,6 +136,40 @@ def test_silent_upstream_peer_hub_claims_on_chain_and_is_made_whole(world: World
     assert backend.balance(hub.accounts[eth.chain], eth) == hub_before + 2 * 10**17 - fees
 
 
+def test_a_payer_registering_the_state_before_its_htlc_after_the_hub_forwarded_loses(
+    world: World,
+) -> None:
+    """Two-message updates (a newer version wins on EVM): the hub forwards Alice's HTLC as
+    soon as it has sent its Accept, with no Ack from her. Alice then goes to the chain with
+    the state before her HTLC, as if she had never offered it, and keeps silent. The hub
+    holds the newer state, signed by both: its watcher refutes hers, claims the HTLC with
+    the preimage Bob revealed, and gets the payment it forwarded."""
+    eth, alice, hub, bob, c1, c2 = three_nodes(world)
+    backend = world.clock_backend
+    before_htlc = alice.channels[c1].machine.latest
+    assert before_htlc is not None
+    invoice = bob.invoice(2 * 10**17, eth)
+    hops = plan(world, alice, [(hub, c1), (bob, c2)], invoice.amount, eth, invoice.final_lead)
+    alice.pay_route(invoice, hops)
+    assert world.network.run_until(
+        lambda: bool(hub.channels[c2].queue or hub.channels[c2].machine.pending)
+    )
+    assert hub.channels[c1].machine.latest.version == before_htlc.version + 1  # type: ignore[union-attr]
+    world.network.silence(alice)  # no Ack was ever due: the hub forwarded at its Accept
+    world.network.run()
+    assert hub.channels[c2].machine.state.free(eth) == (ETH - 2 * 10**17, 2 * 10**17)
+    backend.register(alice.channels[c1].params, before_htlc, alice.accounts[eth.chain])
+    world.sync()
+    assert any(f"refuted stale version {before_htlc.version}" in line for line in hub.journal)
+    hub_before = backend.balance(hub.accounts[eth.chain], eth)
+    paid_so_far = len(hub.channels[c1].receipts)
+    for _ in range(12):
+        world.advance(300)
+    assert "claimed HTLC" in "\n".join(hub.journal)
+    fees = sum(r.fee for r in hub.channels[c1].receipts[paid_so_far:])
+    assert backend.balance(hub.accounts[eth.chain], eth) == hub_before + 2 * 10**17 - fees
+
+
 def test_a_stale_registration_is_refuted_by_the_watcher(world: World) -> None:
     eth, alice, hub, _bob, c1, _c2 = three_nodes(world)
     backend = world.clock_backend
