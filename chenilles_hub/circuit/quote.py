@@ -8,8 +8,8 @@ before the quote expires) and by pricing a spread into the rate. See docs/circui
 Quotes are binding, not advisory (issue 12, item 7): a hop that changes asset names the
 hub's signed quote in its onion layer, and the hub forwards only what the quote covers,
 once, while it is valid (:class:`QuoteBook`). A quote's id alone proves nothing; the hub
-remembers every quote it issued until it expires, with its node's checkpoint, so a
-restart does not forget a quote a payer holds.
+remembers every quote it issued until it expires, each a record written with its node's
+checkpoint, so a restart does not forget a quote a payer holds.
 """
 
 from __future__ import annotations
@@ -173,20 +173,33 @@ class QuoteBook:
     ``expires_at``. Bounded: expired quotes are dropped whenever one is issued or used, and
     at most ``limit`` live ones are kept (then issuing is refused, ``too_many_quotes``).
 
-    Pure: the node passes the time, and persists :attr:`state` with its checkpoint.
+    Pure: the node passes the time and persists each quote as a record of its own, from
+    :meth:`take_changes` with its checkpoint. A hub paying at rate r holds about 30 r
+    live quotes: rewriting all of them with every checkpoint made each fsynced write carry
+    them (0.15 MB at 10 payments a second, 5 MB at the limit).
     """
 
     def __init__(self, identity: NodeIdentity, limit: int = MAX_LIVE_QUOTES) -> None:
         self._identity = identity
         self._limit = limit
         self._issued: dict[bytes, IssuedQuote] = {}
+        #: Quotes issued, used or forgotten since :meth:`take_changes` (``None``: forgotten).
+        self._changes: dict[bytes, IssuedQuote | None] = {}
 
     @property
     def state(self) -> tuple[IssuedQuote, ...]:
         return tuple(self._issued.values())
 
-    def restore(self, entries: Iterable[IssuedQuote]) -> None:
+    def restore(self, entries: Iterable[IssuedQuote], *, changed: bool = False) -> None:
+        """Take back the quotes a store kept; ``changed``: write them again (they were
+        read from an older layout)."""
         self._issued = {entry.quote.quote_id: entry for entry in entries}
+        self._changes = dict(self._issued) if changed else {}
+
+    def take_changes(self) -> dict[bytes, IssuedQuote | None]:
+        """Quotes to write (or, ``None``, to delete) since the last call, by quote id."""
+        changes, self._changes = self._changes, {}
+        return changes
 
     def prune(self, now: int) -> None:
         """Forget expired quotes: a copy a payer still holds is refused as expired by its
@@ -194,6 +207,7 @@ class QuoteBook:
         expired = [qid for qid, e in self._issued.items() if now >= e.quote.expires_at]
         for quote_id in expired:
             del self._issued[quote_id]
+            self._changes[quote_id] = None
 
     def issue(
         self,
@@ -209,7 +223,8 @@ class QuoteBook:
         if len(self._issued) >= self._limit:
             raise TooManyQuotes(f"{len(self._issued)} live quotes; ask again in a few seconds")
         quote = make_quote(self._identity, asset_in, asset_out, amount_out, rate, fee, now, ttl)
-        self._issued[quote.quote_id] = IssuedQuote(quote)
+        entry = self._issued[quote.quote_id] = IssuedQuote(quote)
+        self._changes[quote.quote_id] = entry
         return quote
 
     def check(
@@ -253,5 +268,6 @@ class QuoteBook:
 
     def consume(self, quote: Quote, now: int) -> None:
         """The forward ``quote`` covered was made: it covers no other."""
-        self._issued[quote.quote_id] = IssuedQuote(quote, used=True)
+        entry = self._issued[quote.quote_id] = IssuedQuote(quote, used=True)
+        self._changes[quote.quote_id] = entry
         self.prune(now)

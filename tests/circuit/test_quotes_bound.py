@@ -25,6 +25,12 @@ from chenilles_hub.circuit.quote import Quote, Rate, make_quote
 from chenilles_hub.core import AddHtlc, Asset, ChannelError
 from chenilles_hub.identity import NodeIdentity
 from chenilles_hub.node.hub.forwarding import FeePolicy, ForwardingPolicy
+from chenilles_hub.node.hub.journal import (
+    NODE_STATE_KEY,
+    QUOTE_PREFIX,
+    decode_node_state,
+    encode_node_state,
+)
 from chenilles_hub.node.hub.node import Node
 from chenilles_hub.node.hub.quoting import MAX_QUOTES_PER_PEER, QUOTE_WAIT
 from chenilles_hub.node.hub.records import Payment
@@ -238,14 +244,99 @@ def test_the_hub_remembers_its_quotes_across_a_restart(market: Market, tmp_path:
 
 
 def test_the_book_stays_bounded(market: Market) -> None:
-    """Expired quotes are dropped when new ones are issued; the checkpoint keeps only live
-    ones."""
+    """Expired quotes are dropped when new ones are issued, in memory and in the store."""
+    hub = market.hub
     for _ in range(20):
-        market.hub.quote(market.eth, market.token, 1_000)
-    assert len(market.hub.payment_flow.quotes.state) == 20
+        hub.quote(market.eth, market.token, 1_000)
+    assert len(hub.payment_flow.quotes.state) == 20
+    hub.checkpoint()
+    assert len(stored_quotes(hub)) == 20
     market.world.advance(31)
-    market.hub.quote(market.eth, market.token, 1_000)
-    assert len(market.hub.payment_flow.quotes.state) == 1
+    hub.quote(market.eth, market.token, 1_000)
+    assert len(hub.payment_flow.quotes.state) == 1
+    hub.checkpoint()
+    assert stored_quotes(hub) == [hub.payment_flow.quotes.state[0].quote.quote_id.hex()]
+
+
+def stored_quotes(node: Node) -> list[str]:
+    assert node.store is not None
+    return [
+        key.removeprefix(QUOTE_PREFIX) for key, _ in node.store.settings_with_prefix(QUOTE_PREFIX)
+    ]
+
+
+def node_state_bytes(node: Node) -> int:
+    assert node.store is not None
+    return len(node.store.get_setting(NODE_STATE_KEY) or b"")
+
+
+def test_a_checkpoint_does_not_carry_every_live_quote(market: Market) -> None:
+    """Each quote is a record of its own, written when issued or used: a hub paying at a
+    steady rate holds ~30 s of quotes, and rewriting them all with every fsynced checkpoint
+    made each of its writes grow with its traffic (0.15 MB at 10 payments a second, and a
+    peer asking for quotes could make every write of the hub carry 5 MB)."""
+    hub = market.hub
+    hub.checkpoint()
+    before = node_state_bytes(hub)
+    for _ in range(50):
+        hub.quote(market.eth, market.token, 1_000)
+    invoice, hops = market.hops()
+    payment = market.alice.pay_route(invoice, hops)
+    market.run()
+    assert payment.status == "succeeded"
+    assert len(stored_quotes(hub)) == 51
+    assert node_state_bytes(hub) <= before + 64  # in-flight state only, no quotes
+
+
+def test_quotes_kept_in_an_older_stores_node_state_are_honoured_and_moved(
+    market: Market, tmp_path: Any
+) -> None:
+    """A store written before quotes were records holds them in the node's state: after an
+    upgrade the hub still honours them (used stays used), and its next checkpoint moves
+    them into records of their own."""
+    hub = market.hub
+    invoice, hops = market.hops()
+    used_invoice, used_hops = market.hops()
+    payment = market.alice.pay_route(used_invoice, used_hops)
+    market.run()
+    assert payment.status == "succeeded"
+    store = hub.store
+    assert store is not None
+    book = hub.payment_flow.quotes.state
+    assert len(book) == 2
+    # the layout of the release before: quotes in the node state, no quote records
+    old = msgspec.structs.replace(
+        decode_node_state(store.get_setting(NODE_STATE_KEY) or b""), quotes=book
+    )
+    store.save_checkpoint(
+        [],
+        {
+            NODE_STATE_KEY: encode_node_state(old),
+            **{QUOTE_PREFIX + q: None for q in stored_quotes(hub)},
+        },
+    )
+    assert stored_quotes(hub) == []
+    store.close()
+    market.world.network.silence(hub)
+    market.hub = hub = market.world.restart(hub, SQLiteStore(tmp_path / "hub.sqlite"))
+    payment = market.alice.pay_route(invoice, hops)
+    market.run()
+    assert payment.status == "succeeded", payment.reason
+    replay_invoice, fresh = market.hops()
+    replay = market.alice.pay_route(replay_invoice, with_quote(fresh, used_hops[1].quote))
+    market.run()
+    assert replay.status == "failed" and replay.reason.startswith("quote_used")
+    assert hops[1].quote is not None and used_hops[1].quote is not None
+    assert {hops[1].quote.quote_id.hex(), used_hops[1].quote.quote_id.hex()} <= set(
+        stored_quotes(hub)
+    )
+    state = decode_node_state(store_of(hub).get_setting(NODE_STATE_KEY) or b"")
+    assert state.quotes == ()
+
+
+def store_of(node: Node) -> Any:
+    assert node.store is not None
+    return node.store
 
 
 # --- quotes over the peer wire ---------------------------------------------------------------

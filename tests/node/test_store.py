@@ -149,6 +149,19 @@ def test_virtual_channel_records_have_their_own_table(store: SqlStore) -> None:
     assert store.get_setting("virtual/ab") is None and store.get_setting("alias") == b"hub-1"
 
 
+def test_a_checkpoint_deletes_the_settings_it_gives_none(store: SqlStore) -> None:
+    """``None`` deletes a setting in the checkpoint's transaction (an expired quote leaves no
+    row behind); a virtual channel's record is never deleted, and asking changes nothing."""
+    store.save_checkpoint([], {"quote/aa": b"q1", "quote/bb": b"q2", "alias": b"hub"})
+    store.save_checkpoint([], {"quote/aa": None, "quote/cc": b"q3", "quote/never": None})
+    assert store.settings_with_prefix("quote/") == [("quote/bb", b"q2"), ("quote/cc", b"q3")]
+    store.save_checkpoint([], {"virtual/ab": b"v"})
+    with pytest.raises(ValueError, match="never deleted"):
+        store.save_checkpoint([], {"virtual/ab": None, "quote/bb": None, "alias": b"other"})
+    assert store.virtual_records() == [b"v"]
+    assert store.get_setting("quote/bb") == b"q2" and store.get_setting("alias") == b"hub"
+
+
 def test_a_relaxed_checkpoint_is_a_whole_transaction_like_any_other(store: SqlStore) -> None:
     """``durable=False`` only changes when the write reaches the disk (docs/security.md,
     "Relaxed writes"): its records are read back, a later durable write or ``sync`` runs,

@@ -30,8 +30,9 @@ class PendingWrites:
 
     #: Channel snapshots (the core's ``Persist`` effects), newest per channel.
     snapshots: dict[bytes, ChannelSnapshot] = field(default_factory=dict)
-    #: Records by store key (payments, invoices), newest value per key.
-    records: dict[str, bytes] = field(default_factory=dict)
+    #: Records by store key (payments, invoices), newest value per key; ``None`` deletes
+    #: the record (an issued quote once expired).
+    records: dict[str, bytes | None] = field(default_factory=dict)
     #: Channels whose node-side record (queue, status, funding flags) changed. The same set
     #: object stays every channel's ``dirty_sink``: it is cleared, never replaced.
     channels: set[bytes] = field(default_factory=set)

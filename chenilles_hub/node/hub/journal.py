@@ -53,7 +53,8 @@ class NodeStateV1(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     htlcs: tuple[tuple[bytes, Htlc], ...] = ()
     links: tuple[ForwardLink, ...] = ()
     watcher: WatcherState = WatcherState()
-    #: Quotes we issued and have not seen expire: a payer may still hold them.
+    #: Read from stores written before quotes became records of their own
+    #: (``QUOTE_PREFIX``); written empty since.
     quotes: tuple[IssuedQuote, ...] = ()
 
 
@@ -61,6 +62,9 @@ NODE_STATE_KEY = "node-state/v1"
 CHANNEL_PREFIX = "channel/"
 PAYMENT_PREFIX = "payment/"
 INVOICE_PREFIX = "invoice/"
+#: ``quote/<quote id hex>``: a quote we issued and have not seen expire (a payer may still
+#: hold it), deleted once it has.
+QUOTE_PREFIX = "quote/"
 #: ``funding/<channel id hex>/<asset>``: b"submitted@<chain time>" once we send our deposit of
 #: that asset to the chain (written before sending it), b"confirmed" once the chain reported it.
 FUNDING_PREFIX = "funding/"

@@ -15,6 +15,7 @@ import logging
 from typing import Any
 
 from ...backend import Account, ChainBackend
+from ...circuit.quote import IssuedQuote
 from ...core import ChannelMachine, ChannelParams, ChannelSnapshot, HtlcPolicy
 from ...core.watcher import Watcher
 from ..store.base import ChannelRecord, Store
@@ -24,6 +25,7 @@ from .journal import (
     INVOICE_PREFIX,
     NODE_STATE_KEY,
     PAYMENT_PREFIX,
+    QUOTE_PREFIX,
     RECORD_PREFIX,
     ChannelMeta,
     InvoiceRecord,
@@ -40,7 +42,7 @@ from .records import Channel, Payment, Quarantined
 
 log = logging.getLogger("chenilles.node")
 
-Checkpoint = tuple[list[ChannelSnapshot], dict[str, bytes]]
+Checkpoint = tuple[list[ChannelSnapshot], dict[str, bytes | None]]
 
 
 class Persistence:
@@ -113,6 +115,8 @@ class Persistence:
             channel = self.ctx.channels.get(channel_id)
             if channel is not None:
                 _export_record(channel, records)
+        for quote_id, quote in self.payments.quotes.take_changes().items():
+            records[QUOTE_PREFIX + quote_id.hex()] = encode_record(quote) if quote else None
         state = encode_node_state(self._state())
         if state != self._written_state:
             records[NODE_STATE_KEY] = state
@@ -130,7 +134,6 @@ class Persistence:
             htlcs=tuple((cid, htlc) for (cid, _), htlc in payments.htlcs.items()),
             links=tuple(payments.links_by_out.values()),
             watcher=self.ctx.watcher.state,
-            quotes=payments.quotes.state,
         )
 
     def restore(self) -> None:
@@ -168,7 +171,12 @@ class Persistence:
         payments.htlcs = {(cid, htlc.id): htlc for cid, htlc in state.htlcs}
         payments.links_by_out = {(link.out_channel, link.out_htlc): link for link in state.links}
         self.ctx.watcher = Watcher(state.watcher)
-        payments.quotes.restore(state.quotes)
+        quotes = [
+            decode_record(v, IssuedQuote) for _, v in store.settings_with_prefix(QUOTE_PREFIX)
+        ]
+        # A store from before quotes were records keeps them in the node's state: written
+        # as records with the next checkpoint (which also rewrites the state without them).
+        payments.quotes.restore([*state.quotes, *quotes], changed=bool(state.quotes))
         # A proposal of ours in flight was persisted; if the peer never answered, it is
         # retransmitted by reestablish. Updates still queued are proposed as usual.
 
@@ -309,7 +317,7 @@ def _channel_meta(channel: Channel) -> bytes:
     )
 
 
-def _export_record(channel: Channel, records: dict[str, bytes]) -> None:
+def _export_record(channel: Channel, records: dict[str, bytes | None]) -> None:
     """Add what changed in the backend's record of ``channel`` (``ChannelRecords``, an
     optional backend role) to the checkpoint being taken."""
     export = getattr(channel.backend, "export_record", None)

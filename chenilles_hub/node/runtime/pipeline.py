@@ -222,7 +222,7 @@ class Pipeline:
             while not self._written.empty():
                 jobs.append(self._written.get_nowait())
             snapshots: dict[bytes, ChannelSnapshot] = {}
-            records: dict[str, bytes] = {}
+            records: dict[str, bytes | None] = {}
             for done in jobs:
                 if done.write is not None:
                     snapshots.update((s.channel_id, s) for s in done.write[0])

@@ -70,7 +70,7 @@ class Done:
     batch: list[Frame | Call]
     #: Per item: a call's (result, error), or the error a frame was refused with (or None).
     outcomes: list[Any]
-    write: tuple[list[ChannelSnapshot], dict[str, bytes]] | None
+    write: tuple[list[ChannelSnapshot], dict[str, bytes | None]] | None
     outbox: list[tuple[bytes, bytes]]
     settled: list[tuple[int, int | None, str | None]] = field(default_factory=list)
     paid: list[bytes] = field(default_factory=list)

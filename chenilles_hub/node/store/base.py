@@ -17,7 +17,7 @@ The SQL both backends share is in :mod:`.sql`; the backends (:mod:`.sqlite`,
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal, Self
 
 import msgspec
@@ -275,14 +275,15 @@ class Store(abc.ABC):
     def save_checkpoint(
         self,
         snapshots: Sequence[ChannelSnapshot],
-        settings: dict[str, bytes],
+        settings: Mapping[str, bytes | None],
         *,
         durable: bool = True,
     ) -> None:
         """Snapshots and settings in one transaction: the node writes everything one event
         changed at once, before any message that event produced leaves (group commit).
         A setting keyed ``VIRTUAL_PREFIX + request id`` is a virtual channel's record and
-        goes to its own table.
+        goes to its own table. A setting given ``None`` is deleted: records that expire
+        (issued quotes) go, rather than leave a row behind for ever.
 
         ``durable=False`` (a *relaxed* write, for an event after which nothing leaves the
         process): as atomic and as ordered as any other, survives a crash of the process,

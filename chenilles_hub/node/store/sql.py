@@ -6,7 +6,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
 import msgspec
@@ -465,7 +465,7 @@ class SqlStore(Store):
     def save_checkpoint(
         self,
         snapshots: Sequence[ChannelSnapshot],
-        settings: dict[str, bytes],
+        settings: Mapping[str, bytes | None],
         *,
         durable: bool = True,
     ) -> None:
@@ -474,16 +474,24 @@ class SqlStore(Store):
         ]
         if len({row[0] for row in rows}) != len(rows):
             raise ValueError("one snapshot per channel per batch")
+        virtual: list[tuple[str, bytes]] = []
+        plain: list[tuple[str, bytes]] = []
+        deleted: list[tuple[str]] = []
+        for key, value in settings.items():
+            if value is None:
+                if key.startswith(VIRTUAL_PREFIX):
+                    raise ValueError(f"a virtual channel's record is never deleted: {key}")
+                deleted.append((key,))
+            elif key.startswith(VIRTUAL_PREFIX):
+                virtual.append((key[len(VIRTUAL_PREFIX) :], value))
+            else:
+                plain.append((key, value))
         with self._write(durable=durable) as cur:
             if rows:
                 cur.executemany(_UPSERT_SNAPSHOT, rows)
-            virtual = [
-                (key[len(VIRTUAL_PREFIX) :], value)
-                for key, value in settings.items()
-                if key.startswith(VIRTUAL_PREFIX)
-            ]
-            plain = [(k, v) for k, v in settings.items() if not k.startswith(VIRTUAL_PREFIX)]
             if virtual:
                 cur.executemany(_UPSERT_VIRTUAL, virtual)
             if plain:
                 cur.executemany(_UPSERT_SETTING, plain)
+            if deleted:
+                cur.executemany("DELETE FROM settings WHERE key = ?", deleted)
