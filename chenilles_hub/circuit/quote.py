@@ -14,6 +14,7 @@ checkpoint, so a restart does not forget a quote a payer holds.
 
 from __future__ import annotations
 
+import heapq
 import secrets
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any
@@ -183,6 +184,9 @@ class QuoteBook:
         self._identity = identity
         self._limit = limit
         self._issued: dict[bytes, IssuedQuote] = {}
+        #: (expiry, quote id) of every live quote, soonest first: pruning costs what expired,
+        #: not a scan of up to ``limit`` quotes on every issue and every forward.
+        self._expiries: list[tuple[int, bytes]] = []
         #: Quotes issued, used or forgotten since :meth:`take_changes` (``None``: forgotten).
         self._changes: dict[bytes, IssuedQuote | None] = {}
 
@@ -194,6 +198,8 @@ class QuoteBook:
         """Take back the quotes a store kept; ``changed``: write them again (they were
         read from an older layout)."""
         self._issued = {entry.quote.quote_id: entry for entry in entries}
+        self._expiries = [(e.quote.expires_at, qid) for qid, e in self._issued.items()]
+        heapq.heapify(self._expiries)
         self._changes = dict(self._issued) if changed else {}
 
     def take_changes(self) -> dict[bytes, IssuedQuote | None]:
@@ -204,10 +210,11 @@ class QuoteBook:
     def prune(self, now: int) -> None:
         """Forget expired quotes: a copy a payer still holds is refused as expired by its
         signature's date, whether we remember it or not."""
-        expired = [qid for qid, e in self._issued.items() if now >= e.quote.expires_at]
-        for quote_id in expired:
-            del self._issued[quote_id]
-            self._changes[quote_id] = None
+        expiries = self._expiries
+        while expiries and expiries[0][0] <= now:
+            _, quote_id = heapq.heappop(expiries)
+            if self._issued.pop(quote_id, None) is not None:
+                self._changes[quote_id] = None
 
     def issue(
         self,
@@ -224,6 +231,7 @@ class QuoteBook:
             raise TooManyQuotes(f"{len(self._issued)} live quotes; ask again in a few seconds")
         quote = make_quote(self._identity, asset_in, asset_out, amount_out, rate, fee, now, ttl)
         entry = self._issued[quote.quote_id] = IssuedQuote(quote)
+        heapq.heappush(self._expiries, (quote.expires_at, quote.quote_id))
         self._changes[quote.quote_id] = entry
         return quote
 
