@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench_payments import FINAL_SLACK, build
+from bench_payments import FINAL_SLACK, build, run_grouped
 
 from chenilles_hub.core import ChannelState, Htlc, SignedState
 from chenilles_hub.core.model import AssetBalances
@@ -148,31 +148,6 @@ class Line:
         for node in self.nodes:
             if node.store is not None:
                 node.store.close()
-
-
-def run_grouped(nodes: list[Node]) -> None:
-    """Deliver until quiet, in jobs: each round every node handles all the messages sent to
-    it in the previous round with one checkpoint at the end (``autocommit`` off meanwhile),
-    and what it sent in the round leaves only in the next one, after that checkpoint: the
-    node server's work queue and group commit, without its sockets and threads."""
-    by_id = {node.node_id: node for node in nodes}
-    while True:
-        inbox: dict[bytes, list[tuple[bytes, bytes]]] = {}
-        for sender in nodes:
-            outbox, sender.outbox = sender.outbox, []
-            for peer, data in outbox:
-                inbox.setdefault(peer, []).append((sender.node_id, data))
-        if not inbox:
-            return
-        for peer, messages in inbox.items():
-            node = by_id[peer]
-            node.autocommit = False
-            try:
-                for sender_id, data in messages:
-                    node.receive(sender_id, data)
-            finally:
-                node.autocommit = True
-            node.checkpoint()
 
 
 def bitcoin_states(demo: Demo, clock: Callable[[], int]) -> Callable[[int], list[float]]:
