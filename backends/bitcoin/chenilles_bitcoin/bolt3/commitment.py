@@ -16,7 +16,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
 
-from bitcoin.core import CMutableTransaction, CMutableTxIn, CMutableTxOut, CTransaction
+from bitcoin.core import (
+    CMutableTransaction,
+    CMutableTxIn,
+    CMutableTxOut,
+    COutPoint,
+    CTransaction,
+    lx,
+)
 from bitcoin.core.script import CScript
 
 from . import keys as _keys
@@ -263,6 +270,11 @@ class CommitmentTx(FundingSpend):
             )
         )
 
+    @cached_property
+    def second_stage_spk(self) -> CScript:
+        """P2WSH of :attr:`second_stage_script` (the same for every HTLC tx of a commitment)."""
+        return p2wsh(self.second_stage_script)
+
     def htlc_txs(self) -> list[HtlcTx]:
         """Second-stage HTLC transactions, in commitment output order."""
         return [build_htlc_tx(self, i) for i in self.htlc_output_indexes()]
@@ -296,17 +308,25 @@ def build_commitment_tx(
     """
     if min(to_local_msat, to_remote_msat, feerate_per_kw, dust_limit_sat) < 0:
         raise ValueError("amounts, feerate and dust limit must not be negative")
-    if any(h.amount_msat <= 0 for h in htlcs):
-        raise ValueError("HTLC amounts must be positive")
-    total_msat = to_local_msat + to_remote_msat + sum(h.amount_msat for h in htlcs)
+    # One pass over the HTLCs: positivity, the total, and trimming (``is_trimmed`` inlined:
+    # the second-stage fee depends only on the direction).
+    timeout_floor = dust_limit_sat + htlc_timeout_fee(feerate_per_kw)
+    success_floor = dust_limit_sat + htlc_success_fee(feerate_per_kw)
+    untrimmed: list[Htlc] = []
+    trimmed: list[Htlc] = []
+    total_msat = to_local_msat + to_remote_msat
+    for h in htlcs:
+        if h.amount_msat <= 0:
+            raise ValueError("HTLC amounts must be positive")
+        total_msat += h.amount_msat
+        floor = timeout_floor if h.offered else success_floor
+        (trimmed if h.amount_msat // 1000 < floor else untrimmed).append(h)
     if total_msat > funding_amount_sat * 1000:
         raise ValueError(
             f"balances and HTLCs ({total_msat} msat) exceed the funding amount "
             f"({funding_amount_sat} sat)"
         )
 
-    untrimmed = [h for h in htlcs if not is_trimmed(h, feerate_per_kw, dust_limit_sat)]
-    trimmed = [h for h in htlcs if is_trimmed(h, feerate_per_kw, dust_limit_sat)]
     base_fee = commitment_fee(feerate_per_kw, len(untrimmed))
     if max_fee_sat is not None and base_fee > max_fee_sat:
         raise FeeTooHighError(f"commitment fee {base_fee} sat exceeds the limit {max_fee_sat} sat")
@@ -321,7 +341,8 @@ def build_commitment_tx(
     else:
         to_remote_msat = max(0, to_remote_msat - base_fee * 1000)
 
-    outputs: list[CommitmentOutput] = []
+    # Each output with its scriptPubKey as the ``CScript`` the transaction takes, built once.
+    outputs: list[tuple[CommitmentOutput, CScript]] = []
     for h in untrimmed:
         if h.offered:
             ws = offered_htlc_script(
@@ -340,34 +361,44 @@ def build_commitment_tx(
                 h.cltv_expiry,
             )
             kind = OutputKind.RECEIVED_HTLC
-        outputs.append(CommitmentOutput(kind, h.amount_sat, bytes(p2wsh(ws)), bytes(ws), h))
+        spk = p2wsh(ws)
+        outputs.append((CommitmentOutput(kind, h.amount_sat, bytes(spk), bytes(ws), h), spk))
+    # The to_local script is also every second-stage output's: kept for the HTLC txs.
+    to_local: tuple[bytes, CScript] | None = None
     if to_local_msat // 1000 >= dust_limit_sat:
         ws = to_local_script(keys.revocation_pubkey, to_self_delay, keys.local_delayed_pubkey)
+        spk = p2wsh(ws)
+        to_local = (bytes(ws), spk)
         outputs.append(
-            CommitmentOutput(
-                OutputKind.TO_LOCAL, to_local_msat // 1000, bytes(p2wsh(ws)), bytes(ws)
+            (
+                CommitmentOutput(
+                    OutputKind.TO_LOCAL, to_local_msat // 1000, bytes(spk), to_local[0]
+                ),
+                spk,
             )
         )
     if to_remote_msat // 1000 >= dust_limit_sat:
-        spk = bytes(to_remote_script(keys.remote_pubkey))
-        outputs.append(CommitmentOutput(OutputKind.TO_REMOTE, to_remote_msat // 1000, spk, None))
+        spk = to_remote_script(keys.remote_pubkey)
+        outputs.append(
+            (CommitmentOutput(OutputKind.TO_REMOTE, to_remote_msat // 1000, bytes(spk), None), spk)
+        )
     if not outputs:
         raise NoOutputError(
             f"commitment {commitment_number}: every amount is fees, dust or a trimmed HTLC "
             f"(base fee {base_fee} sat, dust limit {dust_limit_sat} sat)"
         )
-    outputs.sort(key=CommitmentOutput.sort_key)
+    outputs.sort(key=_output_sort_key)
 
     locktime, sequence = encode_commitment_number(commitment_number, obscuring_factor)
     tx = CMutableTransaction(
         [CMutableTxIn(funding_outpoint.to_core(), nSequence=sequence)],
-        [CMutableTxOut(o.amount_sat, CScript(o.script_pubkey)) for o in outputs],
+        [CMutableTxOut(o.amount_sat, spk) for o, spk in outputs],
         nLockTime=locktime,
         nVersion=TX_VERSION,
     )
-    return CommitmentTx(
+    commitment = CommitmentTx(
         tx=tx,
-        outputs=outputs,
+        outputs=[o for o, _ in outputs],
         funding_outpoint=funding_outpoint,
         funding_amount_sat=funding_amount_sat,
         local_funding_pubkey=local_funding_pubkey,
@@ -380,6 +411,16 @@ def build_commitment_tx(
         base_fee_sat=base_fee,
         trimmed_htlcs=trimmed,
     )
+    if to_local is not None:
+        # The same ``to_local_script`` of the same keys and delay: what the cached
+        # properties would compute (their values are set as ``cached_property`` stores them).
+        commitment.__dict__["second_stage_script"] = to_local[0]
+        commitment.__dict__["second_stage_spk"] = to_local[1]
+    return commitment
+
+
+def _output_sort_key(entry: tuple[CommitmentOutput, CScript]) -> tuple[int, bytes, int]:
+    return entry[0].sort_key()
 
 
 # --- HTLC-success / HTLC-timeout -----------------------------------------------------
@@ -468,8 +509,8 @@ def build_htlc_tx(commitment: CommitmentTx, output_index: int) -> HtlcTx:
     keys = commitment.keys
     out_ws = commitment.second_stage_script
     tx = CMutableTransaction(
-        [CMutableTxIn(OutPoint(commitment.txid, output_index).to_core(), nSequence=0)],
-        [CMutableTxOut(amount, p2wsh(out_ws))],
+        [CMutableTxIn(COutPoint(lx(commitment.txid), output_index), nSequence=0)],
+        [CMutableTxOut(amount, commitment.second_stage_spk)],
         nLockTime=htlc.cltv_expiry if htlc.offered else 0,
         nVersion=TX_VERSION,
     )
