@@ -62,7 +62,7 @@ from chenilles_bitcoin.bolt3 import (
     txid_of,
 )
 from chenilles_bitcoin.bolt3.scripts import _hash160, _number, _push, _ripemd160
-from chenilles_bitcoin.bolt3.txutil import SegwitV0Sighash, compact_size
+from chenilles_bitcoin.bolt3.txutil import TX_VERSION, SegwitV0Sighash, SingleInput, compact_size
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -187,6 +187,39 @@ def test_txid_and_bip143_digest_match_python_bitcoinlib(
     assert sighash_all(tx, index, script, amount) == expected
     with pytest.raises(IndexError):
         SegwitV0Sighash(tx).digest(len(tx.vin), script, amount)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    prevout=_hashes,
+    index=_u32,
+    sequence=_u32,
+    outputs=st.lists(st.tuples(_amounts, st.binary(max_size=300)), max_size=5),
+    locktime=st.integers(min_value=0, max_value=0x7FFFFFFF),  # python-bitcoinlib packs "<i"
+    script=st.binary(max_size=300),
+    amount=_amounts,
+)
+def test_single_input_txid_and_digest_match_python_bitcoinlib(
+    prevout: bytes,
+    index: int,
+    sequence: int,
+    outputs: list[tuple[int, bytes]],
+    locktime: int,
+    script: bytes,
+    amount: int,
+) -> None:
+    """Commitments and HTLC txs hash their fields (``SingleInput``): the same txid and
+    BIP 143 digest as python-bitcoinlib's on the transaction built from those fields."""
+    tx = CMutableTransaction(
+        [CMutableTxIn(COutPoint(prevout, index), nSequence=sequence)],
+        [CMutableTxOut(value, CScript(spk)) for value, spk in outputs],
+        nLockTime=locktime,
+        nVersion=TX_VERSION,
+    )
+    single = SingleInput(b2lx(prevout), index, sequence, outputs, locktime)
+    assert single.txid() == b2lx(tx.GetTxid())
+    expected = SignatureHash(CScript(script), tx, 0, SIGHASH_ALL, amount, SIGVERSION_WITNESS_V0)
+    assert single.digest(script, amount) == bytes(expected)
 
 
 @pytest.mark.parametrize("n", [0, 1, 0xFC, 0xFD, 0xFFFF, 0x10000, 0xFFFFFFFF, 0x100000000])

@@ -67,8 +67,8 @@ class ForgingAuthority(BitcoinAuthority):
             rules = dataclasses.replace(self.view.policy, dust_limit_sat=0)
             view = type(self.view)(self.view.params, rules)
             built = view.commitment(owner, state, point, self.secrets)
-            tx = CMutableTransaction(built.tx.vin, [], nLockTime=built.tx.nLockTime, nVersion=2)
-            return dataclasses.replace(built, tx=tx, outputs=[])
+            # No outputs: its transaction (built from them) and what is signed have none.
+            return dataclasses.replace(built, outputs=[])
 
 
 def cheat(channel: Channel, index: int) -> ChannelMachine:

@@ -47,7 +47,7 @@ from .scripts import (
     to_remote_script,
 )
 from .signing import check_digest_signature, sign_digest, with_sighash
-from .txutil import TX_VERSION, OutPoint, SegwitV0Sighash, set_witness, txid_of
+from .txutil import TX_VERSION, OutPoint, SingleInput, set_witness
 
 #: Expected weights from BOLT 3 "Fee Calculation" (73-byte signatures assumed).
 COMMITMENT_BASE_WEIGHT = 724
@@ -236,9 +236,14 @@ class CommitmentOutput:
 
 @dataclass
 class CommitmentTx(FundingSpend):
-    """An unsigned commitment transaction and everything needed to sign and spend it."""
+    """An unsigned commitment transaction and everything needed to sign and spend it.
 
-    tx: CMutableTransaction
+    Its ``tx`` (python-bitcoinlib) is built on first use, from ``outputs``, the funding
+    outpoint, ``sequence`` and ``locktime``: signing and verifying a state need only the
+    txid and the funding digest, hashed from the same fields (:class:`SingleInput`). As
+    every built transaction here, it is immutable once built.
+    """
+
     outputs: list[CommitmentOutput]
     funding_outpoint: OutPoint
     funding_amount_sat: int
@@ -250,7 +255,37 @@ class CommitmentTx(FundingSpend):
     to_self_delay: int
     keys: CommitmentKeys
     base_fee_sat: int
+    sequence: int
+    locktime: int
     trimmed_htlcs: list[Htlc] = field(default_factory=list)
+
+    @cached_property
+    def tx(self) -> CMutableTransaction:
+        return CMutableTransaction(
+            [CMutableTxIn(self.funding_outpoint.to_core(), nSequence=self.sequence)],
+            [CMutableTxOut(o.amount_sat, CScript(o.script_pubkey)) for o in self.outputs],
+            nLockTime=self.locktime,
+            nVersion=TX_VERSION,
+        )
+
+    @cached_property
+    def _single_input(self) -> SingleInput:
+        return SingleInput(
+            self.funding_outpoint.txid,
+            self.funding_outpoint.index,
+            self.sequence,
+            [(o.amount_sat, o.script_pubkey) for o in self.outputs],
+            self.locktime,
+        )
+
+    @cached_property
+    def txid(self) -> str:
+        return self._single_input.txid()
+
+    @cached_property
+    def funding_digest(self) -> bytes:
+        """The BIP 143 digest both funding keys sign (input 0, SIGHASH_ALL)."""
+        return self._single_input.digest(self.funding_script, self.funding_amount_sat)
 
     @property
     def actual_fee_sat(self) -> int:
@@ -271,9 +306,9 @@ class CommitmentTx(FundingSpend):
         )
 
     @cached_property
-    def second_stage_spk(self) -> CScript:
+    def second_stage_spk(self) -> bytes:
         """P2WSH of :attr:`second_stage_script` (the same for every HTLC tx of a commitment)."""
-        return p2wsh(self.second_stage_script)
+        return bytes(p2wsh(self.second_stage_script))
 
     def htlc_txs(self) -> list[HtlcTx]:
         """Second-stage HTLC transactions, in commitment output order."""
@@ -341,8 +376,7 @@ def build_commitment_tx(
     else:
         to_remote_msat = max(0, to_remote_msat - base_fee * 1000)
 
-    # Each output with its scriptPubKey as the ``CScript`` the transaction takes, built once.
-    outputs: list[tuple[CommitmentOutput, CScript]] = []
+    outputs: list[CommitmentOutput] = []
     for h in untrimmed:
         if h.offered:
             ws = offered_htlc_script(
@@ -361,44 +395,28 @@ def build_commitment_tx(
                 h.cltv_expiry,
             )
             kind = OutputKind.RECEIVED_HTLC
-        spk = p2wsh(ws)
-        outputs.append((CommitmentOutput(kind, h.amount_sat, bytes(spk), bytes(ws), h), spk))
+        outputs.append(CommitmentOutput(kind, h.amount_sat, bytes(p2wsh(ws)), bytes(ws), h))
     # The to_local script is also every second-stage output's: kept for the HTLC txs.
-    to_local: tuple[bytes, CScript] | None = None
+    to_local: CommitmentOutput | None = None
     if to_local_msat // 1000 >= dust_limit_sat:
         ws = to_local_script(keys.revocation_pubkey, to_self_delay, keys.local_delayed_pubkey)
-        spk = p2wsh(ws)
-        to_local = (bytes(ws), spk)
-        outputs.append(
-            (
-                CommitmentOutput(
-                    OutputKind.TO_LOCAL, to_local_msat // 1000, bytes(spk), to_local[0]
-                ),
-                spk,
-            )
+        to_local = CommitmentOutput(
+            OutputKind.TO_LOCAL, to_local_msat // 1000, bytes(p2wsh(ws)), bytes(ws)
         )
+        outputs.append(to_local)
     if to_remote_msat // 1000 >= dust_limit_sat:
-        spk = to_remote_script(keys.remote_pubkey)
-        outputs.append(
-            (CommitmentOutput(OutputKind.TO_REMOTE, to_remote_msat // 1000, bytes(spk), None), spk)
-        )
+        spk = bytes(to_remote_script(keys.remote_pubkey))
+        outputs.append(CommitmentOutput(OutputKind.TO_REMOTE, to_remote_msat // 1000, spk, None))
     if not outputs:
         raise NoOutputError(
             f"commitment {commitment_number}: every amount is fees, dust or a trimmed HTLC "
             f"(base fee {base_fee} sat, dust limit {dust_limit_sat} sat)"
         )
-    outputs.sort(key=_output_sort_key)
+    outputs.sort(key=CommitmentOutput.sort_key)
 
     locktime, sequence = encode_commitment_number(commitment_number, obscuring_factor)
-    tx = CMutableTransaction(
-        [CMutableTxIn(funding_outpoint.to_core(), nSequence=sequence)],
-        [CMutableTxOut(o.amount_sat, spk) for o, spk in outputs],
-        nLockTime=locktime,
-        nVersion=TX_VERSION,
-    )
     commitment = CommitmentTx(
-        tx=tx,
-        outputs=[o for o, _ in outputs],
+        outputs=outputs,
         funding_outpoint=funding_outpoint,
         funding_amount_sat=funding_amount_sat,
         local_funding_pubkey=local_funding_pubkey,
@@ -409,18 +427,16 @@ def build_commitment_tx(
         to_self_delay=to_self_delay,
         keys=keys,
         base_fee_sat=base_fee,
+        sequence=sequence,
+        locktime=locktime,
         trimmed_htlcs=trimmed,
     )
     if to_local is not None:
         # The same ``to_local_script`` of the same keys and delay: what the cached
         # properties would compute (their values are set as ``cached_property`` stores them).
-        commitment.__dict__["second_stage_script"] = to_local[0]
-        commitment.__dict__["second_stage_spk"] = to_local[1]
+        commitment.__dict__["second_stage_script"] = to_local.witness_script
+        commitment.__dict__["second_stage_spk"] = to_local.script_pubkey
     return commitment
-
-
-def _output_sort_key(entry: tuple[CommitmentOutput, CScript]) -> tuple[int, bytes, int]:
-    return entry[0].sort_key()
 
 
 # --- HTLC-success / HTLC-timeout -----------------------------------------------------
@@ -428,32 +444,59 @@ def _output_sort_key(entry: tuple[CommitmentOutput, CScript]) -> tuple[int, byte
 
 @dataclass
 class HtlcTx:
-    """An unsigned second-stage HTLC transaction spending one commitment HTLC output."""
+    """An unsigned second-stage HTLC transaction spending one commitment HTLC output.
 
-    tx: CMutableTransaction
+    Like :class:`CommitmentTx`, its ``tx`` is built on first use from the fields; the txid
+    and the digest are hashed from them (:class:`SingleInput`).
+    """
+
     htlc: Htlc
     input_witness_script: bytes  # the commitment's HTLC script
     input_amount_sat: int
     output_witness_script: bytes  # to_local-style script, revocable, CSV-delayed
     keys: CommitmentKeys
     to_self_delay: int
+    commitment_txid: str
+    output_index: int  # of the HTLC output in the commitment (the spent outpoint)
+    output_amount_sat: int
+    output_script_pubkey: bytes  # P2WSH of ``output_witness_script``
 
     @property
     def is_timeout(self) -> bool:
         return self.htlc.offered
 
     @property
-    def txid(self) -> str:
-        return txid_of(self.tx)
+    def locktime(self) -> int:
+        """The HTLC's CLTV expiry for an HTLC-timeout, 0 for an HTLC-success."""
+        return self.htlc.cltv_expiry if self.htlc.offered else 0
+
+    @cached_property
+    def tx(self) -> CMutableTransaction:
+        return CMutableTransaction(
+            [CMutableTxIn(COutPoint(lx(self.commitment_txid), self.output_index), nSequence=0)],
+            [CMutableTxOut(self.output_amount_sat, CScript(self.output_script_pubkey))],
+            nLockTime=self.locktime,
+            nVersion=TX_VERSION,
+        )
+
+    @cached_property
+    def _single_input(self) -> SingleInput:
+        return SingleInput(
+            self.commitment_txid,
+            self.output_index,
+            0,
+            [(self.output_amount_sat, self.output_script_pubkey)],
+            self.locktime,
+        )
 
     @property
-    def output_amount_sat(self) -> int:
-        return int(self.tx.vout[0].nValue)
+    def txid(self) -> str:
+        return self._single_input.txid()
 
     @cached_property
     def digest(self) -> bytes:
         """The BIP 143 digest both HTLC keys sign (the single input, SIGHASH_ALL)."""
-        return SegwitV0Sighash(self.tx).digest(0, self.input_witness_script, self.input_amount_sat)
+        return self._single_input.digest(self.input_witness_script, self.input_amount_sat)
 
     def sign(self, htlc_privkey: bytes) -> bytes:
         """DER signature with an HTLC key (local or remote) over the single input."""
@@ -506,20 +549,15 @@ def build_htlc_tx(commitment: CommitmentTx, output_index: int) -> HtlcTx:
             f"second-stage output of {amount} sat is below the dust limit "
             f"{commitment.dust_limit_sat} sat; the HTLC should have been trimmed"
         )
-    keys = commitment.keys
-    out_ws = commitment.second_stage_script
-    tx = CMutableTransaction(
-        [CMutableTxIn(COutPoint(lx(commitment.txid), output_index), nSequence=0)],
-        [CMutableTxOut(amount, commitment.second_stage_spk)],
-        nLockTime=htlc.cltv_expiry if htlc.offered else 0,
-        nVersion=TX_VERSION,
-    )
     return HtlcTx(
-        tx=tx,
         htlc=htlc,
         input_witness_script=out.witness_script,
         input_amount_sat=out.amount_sat,
-        output_witness_script=out_ws,
-        keys=keys,
+        output_witness_script=commitment.second_stage_script,
+        keys=commitment.keys,
         to_self_delay=commitment.to_self_delay,
+        commitment_txid=commitment.txid,
+        output_index=output_index,
+        output_amount_sat=amount,
+        output_script_pubkey=commitment.second_stage_spk,
     )

@@ -132,6 +132,70 @@ class SegwitV0Sighash:
         )
 
 
+class SingleInput:
+    """Txid and BIP 143 digest of a version-2 transaction with one input (empty scriptSig),
+    from its fields: what a commitment or an HTLC tx is, without the ``CTransaction``.
+
+    The same bytes as :func:`txid_of` and :class:`SegwitV0Sighash` on the transaction built
+    from these fields (``outputs`` is the outputs as :func:`serialize_outputs` gives them);
+    the signing path of every channel state then needs no python-bitcoinlib object.
+    """
+
+    __slots__ = ("_locktime", "_n_outputs", "_outpoint", "_outputs", "_sequence")
+
+    def __init__(
+        self,
+        prevout_txid: str,
+        prevout_index: int,
+        sequence: int,
+        outputs: list[tuple[int, bytes]],
+        locktime: int,
+    ) -> None:
+        self._outpoint = bytes.fromhex(prevout_txid)[::-1] + struct.pack("<I", prevout_index)
+        self._sequence = struct.pack("<I", sequence)
+        self._outputs = b"".join(
+            struct.pack("<q", amount) + compact_size(len(spk)) + spk for amount, spk in outputs
+        )
+        self._n_outputs = compact_size(len(outputs))
+        self._locktime = struct.pack("<I", locktime)
+
+    def txid(self) -> str:
+        """Display-order txid (as :func:`txid_of`)."""
+        stripped = b"".join(
+            (
+                struct.pack("<i", TX_VERSION),
+                b"\x01",  # one input
+                self._outpoint,
+                b"\x00",  # empty scriptSig
+                self._sequence,
+                self._n_outputs,
+                self._outputs,
+                self._locktime,
+            )
+        )
+        return dsha256(stripped)[::-1].hex()
+
+    def digest(self, script_code: bytes, amount: int) -> bytes:
+        """BIP 143 SIGHASH_ALL digest of the input (as :meth:`SegwitV0Sighash.digest`)."""
+        return dsha256(
+            b"".join(
+                (
+                    struct.pack("<i", TX_VERSION),
+                    dsha256(self._outpoint),
+                    dsha256(self._sequence),
+                    self._outpoint,
+                    compact_size(len(script_code)),
+                    script_code,
+                    struct.pack("<q", amount),
+                    self._sequence,
+                    dsha256(self._outputs),
+                    self._locktime,
+                    struct.pack("<i", _SIGHASH_ALL),
+                )
+            )
+        )
+
+
 def set_witness(tx: CMutableTransaction, input_index: int, stack: list[bytes]) -> None:
     """Set one input's witness stack, keeping the others."""
     wits = [
