@@ -210,3 +210,74 @@ def test_ticks_never_fire_an_action_twice_without_a_refusal_or_reorg(channels) -
         del i
         seen += watcher.tick(clocks)
     assert len(seen) == len(set(map(repr, seen)))
+
+
+# --- guards: one per channel, kept apart from what the node rewrites with every payment ---
+
+#: ("guard" | "retire" | "mark" | "undo" | "take", channel index)
+guard_steps = st.lists(
+    st.tuples(st.sampled_from(["guard", "retire", "mark", "undo", "take"]), st.integers(0, 5)),
+    max_size=40,
+)
+
+
+@given(guard_steps)
+def test_guards_are_what_was_added_and_not_retired_and_their_changes_rebuild_them(
+    steps: list[tuple[str, int]],
+) -> None:
+    """Against a plain set: guards follow adds and retirements, a savepoint's undo puts
+    them back exactly, and the changes handed to the checkpoint rebuild the set a restart
+    reads (what a store holds as one record per guard)."""
+    watcher = Watcher()
+    model: set[bytes] = set()
+    stored: set[bytes] = set()
+    marks: list[tuple[int, set[bytes]]] = []
+    for kind, i in steps:
+        if kind == "guard":
+            watcher.add(GuardChannel(cid(i)))
+            model.add(cid(i))
+        elif kind == "retire":
+            watcher.retire(cid(i))
+            model.discard(cid(i))
+        elif kind == "mark":
+            marks.append((watcher.guard_mark(), set(model)))
+        elif kind == "undo" and marks:
+            mark, before = marks.pop()
+            watcher.undo_guards(mark)
+            model = before
+        elif kind == "take":
+            for channel_id, on in watcher.take_guard_changes().items():
+                (stored.add if on else stored.discard)(channel_id)
+            marks.clear()  # a checkpoint ends every savepoint of its job
+        assert watcher.guarded == model
+        assert not any(isinstance(d, GuardChannel) for d in watcher.state.duties)
+    for channel_id, on in watcher.take_guard_changes().items():
+        (stored.add if on else stored.discard)(channel_id)
+    assert stored == model
+    assert Watcher(watcher.state, stored).guarded == model
+
+
+def test_the_state_a_node_rewrites_does_not_grow_with_its_channels() -> None:
+    small, large = Watcher(), Watcher()
+    for i in range(2):
+        small.add(GuardChannel(cid(i)))
+    for i in range(200):
+        large.add(GuardChannel(bytes([i % 256, i // 256]) * 16))
+    assert msgspec.json.encode(large.state) == msgspec.json.encode(small.state)
+    assert large.duties_of(bytes([7, 0]) * 16) == (GuardChannel(bytes([7, 0]) * 16),)
+
+
+def test_guards_among_an_older_states_duties_are_taken_out_and_still_guard() -> None:
+    """A state written before guards were kept apart: they are moved to the set, handed to
+    the next checkpoint as changes, and a stale registration is still refuted."""
+    old = WatcherState(
+        duties=(GuardChannel(cid(0)), RefundOutgoing(cid(0), 1, T0), GuardChannel(cid(1)))
+    )
+    watcher = Watcher(old)
+    assert watcher.guarded == {cid(0), cid(1)}
+    assert watcher.state.duties == (RefundOutgoing(cid(0), 1, T0),)
+    assert watcher.take_guard_changes() == {cid(0): True, cid(1): True}
+    assert Refute(cid(1), 3) in watcher.on_registered(cid(1), 3, T0 + 100, our_latest=5)
+    assert not any(
+        isinstance(a, Refute) for a in watcher.on_registered(cid(2), 3, T0 + 100, our_latest=5)
+    )

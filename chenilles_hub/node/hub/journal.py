@@ -62,6 +62,10 @@ NODE_STATE_KEY = "node-state/v1"
 CHANNEL_PREFIX = "channel/"
 PAYMENT_PREFIX = "payment/"
 INVOICE_PREFIX = "invoice/"
+#: ``guard/<channel id hex>``: b"1" while the watcher guards the channel (refutes any
+#: registration older than our latest state), from its creation until the chain's conclusion
+#: is final; deleted then.
+GUARD_PREFIX = "guard/"
 #: ``quote/<quote id hex>``: a quote we issued and have not seen expire (a payer may still
 #: hold it), deleted once it has.
 QUOTE_PREFIX = "quote/"

@@ -22,6 +22,7 @@ from ..store.base import ChannelRecord, Store
 from .context import NodeContext
 from .journal import (
     CHANNEL_PREFIX,
+    GUARD_PREFIX,
     INVOICE_PREFIX,
     NODE_STATE_KEY,
     PAYMENT_PREFIX,
@@ -94,6 +95,8 @@ class Persistence:
         pending = self.ctx.pending
         self.quiet = pending.events > 0 and pending.quiet == pending.events
         pending.events = pending.quiet = 0
+        quotes = self.payments.quotes.take_changes()
+        guards = self.ctx.watcher.take_guard_changes()
         if self.ctx.store is None:
             pending.snapshots.clear()
             pending.records.clear()
@@ -115,8 +118,10 @@ class Persistence:
             channel = self.ctx.channels.get(channel_id)
             if channel is not None:
                 _export_record(channel, records)
-        for quote_id, quote in self.payments.quotes.take_changes().items():
+        for quote_id, quote in quotes.items():
             records[QUOTE_PREFIX + quote_id.hex()] = encode_record(quote) if quote else None
+        for channel_id, guarded in guards.items():
+            records[GUARD_PREFIX + channel_id.hex()] = b"1" if guarded else None
         state = encode_node_state(self._state())
         if state != self._written_state:
             records[NODE_STATE_KEY] = state
@@ -170,7 +175,14 @@ class Persistence:
         payments.preimages = dict(state.preimages)
         payments.htlcs = {(cid, htlc.id): htlc for cid, htlc in state.htlcs}
         payments.links_by_out = {(link.out_channel, link.out_htlc): link for link in state.links}
-        self.ctx.watcher = Watcher(state.watcher)
+        guarded = [
+            bytes.fromhex(key.removeprefix(GUARD_PREFIX))
+            for key, value in store.settings_with_prefix(GUARD_PREFIX)
+            if value
+        ]
+        # A store from before guards were records keeps them among the watcher's duties:
+        # the watcher takes them out, and the next checkpoint writes them as records.
+        self.ctx.watcher = Watcher(state.watcher, guarded)
         quotes = [
             decode_record(v, IssuedQuote) for _, v in store.settings_with_prefix(QUOTE_PREFIX)
         ]

@@ -62,6 +62,7 @@ class Savepoint:
         self.queued = dict(ctx.queued)
         self.channels = len(ctx.channels)
         self.watcher = ctx.watcher.state
+        self.guards = ctx.watcher.guard_mark()
         self.pending_opens = dict(opening.pending_opens)
         self.open_results = dict(opening.open_results)
         self.channel = channel
@@ -99,6 +100,7 @@ class Savepoint:
         ctx.queued.clear()
         ctx.queued.update(self.queued)
         ctx.watcher.state = self.watcher
+        ctx.watcher.undo_guards(self.guards)
         self.opening.pending_opens = self.pending_opens
         self.opening.open_results = self.open_results
         channel, machine = self.channel, self.machine
