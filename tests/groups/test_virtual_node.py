@@ -234,11 +234,14 @@ def test_an_end_funds_only_an_offer_it_accepted_never_a_v_used_before(
     alice.virtual_close(handle)
     world.network.run()
     assert [n.virtual_list()[0]["status"] for n in (alice, hub, bob)] == ["closed"] * 3
+    # a closed V is kept for the operator, never looked at again after each event
+    assert not any(n.virtual.live for n in (alice, hub, bob))
     old = hub.virtual.get(handle).terms
     assert old is not None
     assert alice.store is not None and bob.store is not None
     alice, bob = world.restart(alice, alice.store), world.restart(bob, bob.store)
     world.network.run()
+    assert not alice.virtual.live and len(alice.virtual.records) == 1
     made_up = msgspec.structs.replace(
         old, nonce=secrets.token_bytes(32), deadline=world.now() + LIFETIME
     )

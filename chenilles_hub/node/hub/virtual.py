@@ -82,6 +82,11 @@ class VirtualChannels:
         self.request_timeout = REQUEST_TIMEOUT
         #: by request id (the record's key)
         self.records: dict[bytes, VirtualChannel] = {}
+        #: the records :meth:`advance` looks at after every event: those not done. The done
+        #: ones stay in ``records`` for the operator, and are never looked at again (a hub
+        #: keeps every virtual channel it ever served: looking at each one after every
+        #: event made an event's cost grow with that history).
+        self.live: dict[bytes, VirtualChannel] = {}
         self.ledgers = VirtualLedgers(ctx, self.records)
         #: V's channel id -> request id (ends and hub, once the terms are known)
         self.by_vid: dict[bytes, bytes] = {}
@@ -137,7 +142,7 @@ class VirtualChannels:
         now = self.ctx.clock()
         for request_id in list(self.cancelling):
             self._cancel_pending(self.records[request_id])
-        for v in list(self.records.values()):
+        for v in list(self.live.values()):  # what expires is never done yet
             if not 0 < v.expires_at <= now:
                 continue
             if v.role == "alice" and v.status == "requested":
@@ -224,7 +229,7 @@ class VirtualChannels:
         """Before our machine signs the peer's proposal in a ledger channel: a FUND only of
         an offer we accepted and have not funded, never of a V id used before
         (:mod:`.virtual_guard`); ``NotPermitted`` otherwise."""
-        check_fund(list(self.records.values()), self.by_vid, channel, updates)
+        check_fund(self.records.values(), self.by_vid, channel, updates)
 
     def _on_request(self, peer: bytes, m: wire.VirtualOpenRequest) -> None:
         """The hub: fix the terms from the two ledger channels, offer them to both ends."""
@@ -356,8 +361,11 @@ class VirtualChannels:
         """Move each virtual channel on from what its ledger channels now hold (fund,
         activate, start V, settle): after every event, so nothing waits for a tick."""
         self.keys.declare()
-        for v in list(self.records.values()):
-            if v.terms is None or v.status in DONE:
+        for v in list(self.live.values()):
+            if v.status in DONE:
+                del self.live[v.request_id]
+                continue
+            if v.terms is None:
                 continue
             try:
                 if v.role == "hub":
@@ -423,7 +431,7 @@ class VirtualChannels:
             v = self.records[request_id]
             if v.terms is not None and peer in v.terms.node_ids:
                 self.ctx.send(peer, wire.VirtualAnswer(request_id, False, v.reason))
-        for v in self.records.values():
+        for v in list(self.live.values()):
             if v.machine is None or v.status in DONE or v.terms is None:
                 continue
             if self._peer_of(v) == peer and v.machine.latest is not None:
@@ -482,6 +490,7 @@ class VirtualChannels:
                     if r.snapshot is not None:
                         v.machine.restore(r.snapshot)
             self.records[v.request_id] = v
+            self._track(v)
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -506,7 +515,14 @@ class VirtualChannels:
 
     def _store(self, v: VirtualChannel) -> None:
         self.records[v.request_id] = v
+        self._track(v)
         self.ctx.pending.records[record_key(v.request_id)] = v.encode()
+
+    def _track(self, v: VirtualChannel) -> None:
+        if v.status in DONE:
+            self.live.pop(v.request_id, None)
+        else:
+            self.live[v.request_id] = v
 
     def _usable(self, v: VirtualChannel) -> ChannelMachine:
         if v.machine is None or v.status != "open":
