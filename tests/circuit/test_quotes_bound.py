@@ -229,16 +229,25 @@ def test_the_hub_remembers_its_quotes_across_a_restart(market: Market, tmp_path:
     payment = market.alice.pay_route(used_invoice, used_hops)
     market.run()
     assert payment.status == "succeeded"
+    restart_and_check_quotes(market, tmp_path, (invoice, hops), used_hops)
+
+
+def restart_and_check_quotes(
+    market: Market, tmp_path: Any, fresh: tuple[Any, list[OnionHop]], used: list[OnionHop]
+) -> None:
+    """Restart the hub from its store: the ``fresh`` quote still pays, the ``used`` one is
+    still refused as used."""
     hub = market.hub
     assert hub.store is not None
     hub.store.close()
     market.world.network.silence(hub)
     market.hub = market.world.restart(hub, SQLiteStore(tmp_path / "hub.sqlite"))
+    invoice, hops = fresh
     payment = market.alice.pay_route(invoice, hops)
     market.run()
     assert payment.status == "succeeded", payment.reason
-    replay_invoice, fresh = market.hops()
-    replay = market.alice.pay_route(replay_invoice, with_quote(fresh, used_hops[1].quote))
+    replay_invoice, other = market.hops()
+    replay = market.alice.pay_route(replay_invoice, with_quote(other, used[1].quote))
     market.run()
     assert replay.status == "failed" and replay.reason.startswith("quote_used")
 
@@ -316,16 +325,8 @@ def test_quotes_kept_in_an_older_stores_node_state_are_honoured_and_moved(
         },
     )
     assert stored_quotes(hub) == []
-    store.close()
-    market.world.network.silence(hub)
-    market.hub = hub = market.world.restart(hub, SQLiteStore(tmp_path / "hub.sqlite"))
-    payment = market.alice.pay_route(invoice, hops)
-    market.run()
-    assert payment.status == "succeeded", payment.reason
-    replay_invoice, fresh = market.hops()
-    replay = market.alice.pay_route(replay_invoice, with_quote(fresh, used_hops[1].quote))
-    market.run()
-    assert replay.status == "failed" and replay.reason.startswith("quote_used")
+    restart_and_check_quotes(market, tmp_path, (invoice, hops), used_hops)
+    hub = market.hub
     assert hops[1].quote is not None and used_hops[1].quote is not None
     assert {hops[1].quote.quote_id.hex(), used_hops[1].quote.quote_id.hex()} <= set(
         stored_quotes(hub)
