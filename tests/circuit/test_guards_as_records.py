@@ -22,6 +22,8 @@ from chenilles_hub.node.hub.journal import (
     encode_node_state,
 )
 from chenilles_hub.node.hub.node import Node
+from chenilles_hub.node.store.base import SchemaError
+from chenilles_hub.node.store.migrations import MIGRATIONS
 from chenilles_hub.node.store.sqlite import SQLiteStore
 
 from .world import World
@@ -95,3 +97,17 @@ def test_a_hubs_state_does_not_grow_with_its_channels_and_its_guards_survive_res
         assert not decode_node_state(node_state(hub)).watcher.duties
     finally:
         backend.close()
+
+
+def test_a_program_from_before_guard_records_refuses_the_store(tmp_path: Any) -> None:
+    """It would open the store without reading the guards and stop refuting stale
+    registrations: migration 3 marks the layout, so it refuses the store instead."""
+    SQLiteStore(tmp_path / "node.sqlite").close()
+    before = tuple(m for m in MIGRATIONS if m.version < 3)
+    with pytest.raises(SchemaError, match="not a prefix"):
+        SQLiteStore(tmp_path / "node.sqlite", migrations=before)
+    older = tmp_path / "older.sqlite"
+    SQLiteStore(older, migrations=before).close()  # a store the older program wrote
+    store = SQLiteStore(older)  # upgraded in place
+    assert store.schema_version() == 3
+    store.close()

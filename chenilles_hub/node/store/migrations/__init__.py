@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import v0001_initial, v0002_virtual_channels
+from . import v0001_initial, v0002_virtual_channels, v0003_guards_and_quotes_as_records
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         "virtual channels",
         v0002_virtual_channels.SQLITE,
         v0002_virtual_channels.POSTGRES,
+    ),
+    Migration(
+        3,
+        "guards and quotes as records",
+        v0003_guards_and_quotes_as_records.SQLITE,
+        v0003_guards_and_quotes_as_records.POSTGRES,
     ),
 )
 
