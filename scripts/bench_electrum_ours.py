@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench_payments import FINAL_SLACK, build, run_grouped
+from bench_payments import FINAL_SLACK, build
 
 from chenilles_hub.core import ChannelState, Htlc, SignedState
 from chenilles_hub.core.model import AssetBalances
@@ -105,8 +105,9 @@ class Line:
 
     def pay(self, n: int) -> list[float]:
         """``n`` payments one at a time, in milliseconds each. Messages are delivered as the
-        node server handles them (:func:`run_grouped`): what a peer sent together (an Accept
-        and the next proposal, in one socket write) is one job with one checkpoint."""
+        node server handles them (``InProcessNetwork.run_in_jobs``): what a peer sent
+        together (an Accept and the next proposal, in one socket write) is one job with one
+        checkpoint."""
         payer, payee = self.nodes[0], self.nodes[-1]
         out = []
         for _ in range(n):
@@ -114,7 +115,7 @@ class Line:
             t0 = time.perf_counter()  # route finding counts, as it does in Electrum's time
             hops = self.route(invoice)
             payment = payer.pay_route(invoice, hops)
-            run_grouped(self.nodes)
+            self.demo.network.run_in_jobs(self.nodes)
             out.append((time.perf_counter() - t0) * 1e3)
             if payment.status != "succeeded":
                 raise RuntimeError(f"payment {payment.status}: {payment.reason}")
@@ -125,7 +126,7 @@ class Line:
 
         Driven as the node server drives a node (``chenilles_hub/node/runtime/server.py``):
         what arrived together is handled as one job with one checkpoint, and what the job
-        sends leaves only after that checkpoint (:func:`run_grouped`)."""
+        sends leaves only after that checkpoint (``InProcessNetwork.run_in_jobs``)."""
         payer, payee = self.nodes[0], self.nodes[-1]
         out = []
         for _ in range(n):
@@ -138,7 +139,7 @@ class Line:
             finally:
                 payer.autocommit = True
             payer.checkpoint()
-            run_grouped(self.nodes)
+            self.demo.network.run_in_jobs(self.nodes)
             out.append(time.perf_counter() - t0)
             if not all(p.status == "succeeded" for p in payments):
                 raise RuntimeError("a payment in a burst failed")

@@ -6,8 +6,8 @@ in-process network, routes from ``find_route``), with a SQLite store (WAL, synch
 FULL) for every node. Latency is the time from ``pay_route`` until every node is quiet
 (every hop settled, the preimage back at the payer, the last acknowledgements written);
 the route is computed before the clock starts and reported apart. Messages are delivered
-as the node server handles them (:func:`run_grouped`): what a node received together is
-one job with one checkpoint.
+as the node server handles them (``InProcessNetwork.run_in_jobs``): what a node received
+together is one job with one checkpoint.
 
     .venv/bin/python scripts/bench_payments.py [--quick] [--json out.json]
 """
@@ -105,31 +105,6 @@ def build(
     return nodes, eth, asset[chains[-1]]
 
 
-def run_grouped(nodes: list[Node]) -> None:
-    """Deliver until quiet, in jobs: each round every node handles all the messages sent to
-    it in the previous round with one checkpoint at the end (``autocommit`` off meanwhile),
-    and what it sent in the round leaves only in the next one, after that checkpoint: the
-    node server's work queue and group commit, without its sockets and threads."""
-    by_id = {node.node_id: node for node in nodes}
-    while True:
-        inbox: dict[bytes, list[tuple[bytes, bytes]]] = {}
-        for sender in nodes:
-            outbox, sender.outbox = sender.outbox, []
-            for peer, data in outbox:
-                inbox.setdefault(peer, []).append((sender.node_id, data))
-        if not inbox:
-            return
-        for peer, messages in inbox.items():
-            node = by_id[peer]
-            node.autocommit = False
-            try:
-                for sender_id, data in messages:
-                    node.receive(sender_id, data)
-            finally:
-                node.autocommit = True
-            node.checkpoint()
-
-
 def one_config(
     demo: Demo,
     name: str,
@@ -165,14 +140,14 @@ def one_config(
         invoice = payee.invoice(amount, target)
         hops, _ = route_for(invoice)
         payer.pay_route(invoice, hops)
-        run_grouped(nodes)
+        demo.network.run_in_jobs(nodes)
     for _ in range(sequential):
         invoice = payee.invoice(amount, target)
         hops, r_ms = route_for(invoice)
         route_ms.append(r_ms)
         t0 = time.perf_counter()
         payment = payer.pay_route(invoice, hops)
-        run_grouped(nodes)
+        demo.network.run_in_jobs(nodes)
         latencies.append((time.perf_counter() - t0) * 1e3)
         if payment.status != "succeeded":
             raise RuntimeError(f"{name}: payment {payment.status}: {payment.reason}")
@@ -186,7 +161,7 @@ def one_config(
             todo.append((invoice, route_for(invoice)[0]))
         t0 = time.perf_counter()
         payments = [payer.pay_route(inv, hops) for inv, hops in todo]
-        run_grouped(nodes)
+        demo.network.run_in_jobs(nodes)
         throughput.append(batch / (time.perf_counter() - t0))
         assert all(p.status == "succeeded" for p in payments)
     quarter = max(1, len(latencies) // 4)

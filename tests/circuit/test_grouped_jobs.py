@@ -37,28 +37,6 @@ def durable(node: Node) -> None:
         assert node.store.load_snapshot(channel_id) == channel.machine.snapshot()
 
 
-def run_in_jobs(nodes: list[Node]) -> int:
-    """Deliver until quiet, one job per node and round (the server's group commit without
-    its sockets); returns the jobs run."""
-    by_id = {node.node_id: node for node in nodes}
-    jobs = 0
-    while True:
-        inbox: dict[bytes, list[tuple[bytes, bytes]]] = {}
-        for sender in nodes:
-            outbox, sender.outbox = sender.outbox, []
-            for peer, data in outbox:
-                inbox.setdefault(peer, []).append((sender.node_id, data))
-        if not inbox:
-            return jobs
-        for peer, messages in inbox.items():
-            node = by_id[peer]
-            for sender_id, data in messages:
-                node.receive(sender_id, data)
-            node.checkpoint()
-            durable(node)
-            jobs += 1
-
-
 def test_a_burst_of_payments_in_one_job_is_one_state_each_way(world: World, tmp_path: Path) -> None:
     (backend,) = world.backends.values()
     eth = Asset(backend.chain, "native")
@@ -83,7 +61,7 @@ def test_a_burst_of_payments_in_one_job_is_one_state_each_way(world: World, tmp_
     assert len(alice.channels[channel_id].machine.state.htlcs) == 0
     pending = alice.channels[channel_id].machine.pending
     assert pending is not None and len(pending.signed.state.htlcs) == 8
-    run_in_jobs([alice, bob])
+    world.network.run_in_jobs([alice, bob], after_job=durable)
     assert [p.status for p in payments] == ["succeeded"] * 8
     state = alice.channels[channel_id].machine.state
     assert state.free(eth) == (

@@ -88,6 +88,45 @@ class InProcessNetwork:
                 self.delivered += count
                 return count
 
+    def run_in_jobs(
+        self,
+        nodes: Iterable[Node] | None = None,
+        after_job: Callable[[Node], None] | None = None,
+    ) -> int:
+        """Deliver until quiet as the node server does (``node/runtime/pipeline.py``): each
+        round, every node handles all the messages sent to it in the previous round as one
+        job (``autocommit`` off) with one checkpoint at its end, and what it sent leaves in
+        the next round, after that checkpoint. ``after_job``: called on each node after its
+        job's checkpoint. Returns the jobs run."""
+        members = list(self.nodes.values() if nodes is None else nodes)
+        by_id = {node.node_id: node for node in members}
+        jobs = 0
+        while True:
+            inbox: dict[bytes, list[tuple[bytes, bytes]]] = {}
+            for sender in members:
+                outbox, sender.outbox = sender.outbox, []
+                if sender.node_id in self.silent:
+                    continue
+                for peer, data in outbox:
+                    if peer in by_id and peer not in self.silent:
+                        inbox.setdefault(peer, []).append((sender.node_id, data))
+            if not inbox:
+                return jobs
+            for peer, messages in inbox.items():
+                node = by_id[peer]
+                autocommit, node.autocommit = node.autocommit, False
+                try:
+                    for sender_id, data in messages:
+                        node.receive(sender_id, data)
+                        self._received[peer] = self._received.get(peer, 0) + 1
+                        self.delivered += 1
+                finally:
+                    node.autocommit = autocommit
+                node.checkpoint()
+                if after_job is not None:
+                    after_job(node)
+                jobs += 1
+
     def sync_chains(self, backends: Iterable[ChainBackend]) -> None:
         """Poll each ledger once and let every awake node's watcher see the events."""
         for backend in backends:
