@@ -396,6 +396,25 @@ def test_a_peer_cannot_fill_the_hubs_quote_book(market: Market) -> None:
     assert all("too_many_quotes" in r.error for r in replies if r.quote is None)
 
 
+def test_a_peer_asking_for_quotes_does_not_grow_the_hubs_writes(market: Market) -> None:
+    """Attack: a peer asks for as many quotes as it may, over the wire. Each lands in a record
+    of its own; the node state the hub rewrites with every payment does not carry them."""
+    hub = market.hub
+    hub.checkpoint()
+    before = node_state_bytes(hub)
+    for _ in range(MAX_QUOTES_PER_PEER):
+        request = wire.QuoteRequest(os.urandom(32), market.eth, market.token, 10)
+        hub.receive(market.alice.node_id, wire.encode(request))
+    hub.outbox.clear()
+    hub.checkpoint()
+    assert len(stored_quotes(hub)) == MAX_QUOTES_PER_PEER
+    invoice, hops = market.hops()
+    payment = market.alice.pay_route(invoice, hops)
+    market.run()
+    assert payment.status == "succeeded"
+    assert node_state_bytes(hub) <= before + 64
+
+
 def test_a_quote_reply_from_another_node_or_for_no_request_is_ignored(market: Market) -> None:
     invoice, hops = market.hops()
     forged = hops[1].quote
