@@ -9,7 +9,9 @@ tests check the same paths on the spec's values and on-chain.)
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import pickle
 
 import pytest
 from bitcoin.core import (
@@ -47,7 +49,11 @@ from bitcoin.core.script import (
 )
 from chenilles_bitcoin.bolt3 import (
     CommitmentKeys,
+    Htlc,
+    InvalidKeyError,
     KeySecrets,
+    OutPoint,
+    build_commitment_tx,
     derive_privkey,
     derive_pubkey,
     derive_revocation_pubkey,
@@ -261,3 +267,85 @@ def test_keys_derived_with_secrets_equal_the_public_derivation(secrets: list[byt
     assert derive_revocation_pubkey(rb, pcp, per_commitment_secret=pcs) == (
         derive_revocation_pubkey(rb, pcp, revocation_basepoint_secret=revocation)
     )
+
+
+def _commitment_with(keys: CommitmentKeys, htlcs: list[Htlc]) -> str:
+    tx = build_commitment_tx(
+        funding_outpoint=OutPoint("22" * 32, 0),
+        funding_amount_sat=1_000_000,
+        local_funding_pubkey=keys.revocation_pubkey,
+        remote_funding_pubkey=keys.remote_pubkey,
+        commitment_number=7,
+        obscuring_factor=0x2BB038521914,
+        to_local_msat=500_000_000 - sum(h.amount_msat for h in htlcs),
+        to_remote_msat=495_000_000,
+        local_is_funder=True,
+        feerate_per_kw=1000,
+        dust_limit_sat=546,
+        to_self_delay=144,
+        keys=keys,
+        htlcs=htlcs,
+    )
+    return b2lx(tx.tx.GetTxid()) + "".join(h.tx.serialize().hex() for h in tx.htlc_txs())
+
+
+def test_htlc_keys_are_derived_only_for_a_commitment_with_an_htlc_output(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Most commitments carry no HTLC output (the one after a payment settles): their two
+    HTLC keys, two of the five curve operations of a commitment, are not derived. When an
+    HTLC output needs them, they are the eager derivation's keys, and so is the transaction."""
+    from chenilles_bitcoin.bolt3 import keys as bolt3_keys
+
+    secret = [hashlib.sha256(b"lazy %d" % i).digest() for i in range(6)]
+    pcp = pubkey_from_secret(secret[0])
+    bases: dict[str, bytes] = {
+        "local_delayed_payment_basepoint": pubkey_from_secret(secret[1]),
+        "local_htlc_basepoint": pubkey_from_secret(secret[2]),
+        "remote_htlc_basepoint": pubkey_from_secret(secret[3]),
+        "remote_revocation_basepoint": pubkey_from_secret(secret[4]),
+        "remote_payment_basepoint": pubkey_from_secret(secret[5]),
+    }
+    eager = CommitmentKeys(
+        derive_revocation_pubkey(bases["remote_revocation_basepoint"], pcp),
+        derive_pubkey(bases["local_delayed_payment_basepoint"], pcp),
+        derive_pubkey(bases["local_htlc_basepoint"], pcp),
+        derive_pubkey(bases["remote_htlc_basepoint"], pcp),
+        bases["remote_payment_basepoint"],
+    )
+    derived: list[bytes] = []
+    real = bolt3_keys.derive_pubkey
+
+    def counting(basepoint: bytes, point: bytes, secret: bytes | None = None) -> bytes:
+        derived.append(basepoint)
+        return real(basepoint, point, secret)
+
+    monkeypatch.setattr(bolt3_keys, "derive_pubkey", counting)
+    htlc_bases = {bases["local_htlc_basepoint"], bases["remote_htlc_basepoint"]}
+
+    lazy = CommitmentKeys.derive(pcp, static_remotekey=True, **bases)
+    assert _commitment_with(lazy, []) == _commitment_with(eager, [])
+    assert not htlc_bases & set(derived)  # no HTLC output: no HTLC key
+
+    htlc = Htlc(True, 5_000_000, b"\x11" * 32, 500_000, 0)
+    lazy = CommitmentKeys.derive(pcp, static_remotekey=True, **bases)
+    assert _commitment_with(lazy, [htlc]) == _commitment_with(eager, [htlc])
+    assert htlc_bases <= set(derived)
+    assert lazy == eager and hash(lazy) == hash(eager) and repr(lazy) == repr(eager)
+    assert copy.deepcopy(lazy) == eager == pickle.loads(pickle.dumps(lazy))
+    with pytest.raises(AttributeError):
+        lazy.remote_pubkey = b"\x02" * 33
+
+
+def test_a_bad_htlc_basepoint_fails_the_derivation_not_a_later_use() -> None:
+    good = pubkey_from_secret(hashlib.sha256(b"good").digest())
+    with pytest.raises(InvalidKeyError):
+        CommitmentKeys.derive(
+            good,
+            local_delayed_payment_basepoint=good,
+            local_htlc_basepoint=b"\x02" + b"\xff" * 32,  # not on the curve
+            remote_htlc_basepoint=good,
+            remote_revocation_basepoint=good,
+            remote_payment_basepoint=good,
+            static_remotekey=True,
+        )

@@ -11,7 +11,7 @@ take it from the funder, drop dust, sort per BIP 69 with the CLTV tiebreak.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
@@ -86,15 +86,102 @@ class Htlc:
         return self.amount_msat // 1000
 
 
-@dataclass(frozen=True)
 class CommitmentKeys:
-    """The five keys of one commitment, from its owner's side (BOLT 3 "Keys")."""
+    """The five keys of one commitment, from its owner's side (BOLT 3 "Keys").
+
+    Immutable and compared by value, like a frozen dataclass. The two HTLC keys of a
+    set from :meth:`derive` are derived on first use: only a commitment with an untrimmed HTLC
+    output (or its HTLC transactions, or a sweep of them) needs them, and most commitments
+    of a channel, the one after a payment settles for a start, carry none. That saves two
+    of the five curve operations of such a commitment, on each side, for each of its two
+    commitments of every state.
+    """
+
+    __slots__ = ("_htlc", "local_delayed_pubkey", "remote_pubkey", "revocation_pubkey")
 
     revocation_pubkey: bytes
     local_delayed_pubkey: bytes
-    local_htlc_pubkey: bytes
-    remote_htlc_pubkey: bytes
     remote_pubkey: bytes
+    #: ``(local_htlc_pubkey, remote_htlc_pubkey)``, or what derives them.
+    _htlc: tuple[bytes, bytes] | Callable[[], tuple[bytes, bytes]]
+
+    def __init__(
+        self,
+        revocation_pubkey: bytes,
+        local_delayed_pubkey: bytes,
+        local_htlc_pubkey: bytes,
+        remote_htlc_pubkey: bytes,
+        remote_pubkey: bytes,
+    ) -> None:
+        self._set(
+            revocation_pubkey,
+            local_delayed_pubkey,
+            (local_htlc_pubkey, remote_htlc_pubkey),
+            remote_pubkey,
+        )
+
+    def _set(
+        self,
+        revocation_pubkey: bytes,
+        local_delayed_pubkey: bytes,
+        htlc: tuple[bytes, bytes] | Callable[[], tuple[bytes, bytes]],
+        remote_pubkey: bytes,
+    ) -> None:
+        put = object.__setattr__
+        put(self, "revocation_pubkey", revocation_pubkey)
+        put(self, "local_delayed_pubkey", local_delayed_pubkey)
+        put(self, "_htlc", htlc)
+        put(self, "remote_pubkey", remote_pubkey)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"CommitmentKeys is immutable: cannot set {name!r}")
+
+    def _htlc_keys(self) -> tuple[bytes, bytes]:
+        htlc = self._htlc
+        if callable(htlc):
+            htlc = htlc()  # raises InvalidKeyError as the eager derivation would
+            object.__setattr__(self, "_htlc", htlc)
+        return htlc
+
+    @property
+    def local_htlc_pubkey(self) -> bytes:
+        return self._htlc_keys()[0]
+
+    @property
+    def remote_htlc_pubkey(self) -> bytes:
+        return self._htlc_keys()[1]
+
+    def _fields(self) -> tuple[bytes, bytes, bytes, bytes, bytes]:
+        local_htlc, remote_htlc = self._htlc_keys()
+        return (
+            self.revocation_pubkey,
+            self.local_delayed_pubkey,
+            local_htlc,
+            remote_htlc,
+            self.remote_pubkey,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CommitmentKeys):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __reduce__(self) -> tuple[type[CommitmentKeys], tuple[bytes, ...]]:
+        return CommitmentKeys, self._fields()  # copy and pickle: the five keys
+
+    def __repr__(self) -> str:
+        names = (
+            "revocation_pubkey",
+            "local_delayed_pubkey",
+            "local_htlc_pubkey",
+            "remote_htlc_pubkey",
+            "remote_pubkey",
+        )
+        fields = ", ".join(f"{n}={v.hex()}" for n, v in zip(names, self._fields(), strict=True))
+        return f"CommitmentKeys({fields})"
 
     @classmethod
     def derive(
@@ -114,34 +201,44 @@ class CommitmentKeys:
         With ``static_remotekey`` the ``to_remote`` key is the remote payment basepoint
         itself (option_static_remotekey); otherwise it is tweaked like the others.
         ``secrets`` are whichever secrets behind these points the caller holds: the keys
-        are the same, computed with cheaper (fixed-base) multiplications.
+        are the same, computed with cheaper (fixed-base) multiplications. The HTLC keys
+        are derived when first read.
         """
         s = secrets or KeySecrets()
         d = _keys.derive_pubkey
-        return cls(
-            revocation_pubkey=_keys.derive_revocation_pubkey(
+        # Parsed now (and remembered), so that a basepoint the curve refuses fails here,
+        # not at first use. What is left to fail later is a tweak that lands on the point
+        # at infinity (probability ~2**-128), and that at the same call when HTLCs are built.
+        _keys.check_point(local_htlc_basepoint)
+        _keys.check_point(remote_htlc_basepoint)
+
+        def htlc_keys() -> tuple[bytes, bytes]:
+            return (
+                d(local_htlc_basepoint, per_commitment_point, s.local_htlc_basepoint_secret),
+                d(remote_htlc_basepoint, per_commitment_point, s.remote_htlc_basepoint_secret),
+            )
+
+        keys = cls.__new__(cls)
+        keys._set(
+            _keys.derive_revocation_pubkey(
                 remote_revocation_basepoint,
                 per_commitment_point,
                 revocation_basepoint_secret=s.remote_revocation_basepoint_secret,
                 per_commitment_secret=s.per_commitment_secret,
             ),
-            local_delayed_pubkey=d(
+            d(
                 local_delayed_payment_basepoint,
                 per_commitment_point,
                 s.local_delayed_payment_basepoint_secret,
             ),
-            local_htlc_pubkey=d(
-                local_htlc_basepoint, per_commitment_point, s.local_htlc_basepoint_secret
-            ),
-            remote_htlc_pubkey=d(
-                remote_htlc_basepoint, per_commitment_point, s.remote_htlc_basepoint_secret
-            ),
-            remote_pubkey=(
+            htlc_keys,
+            (
                 remote_payment_basepoint
                 if static_remotekey
                 else d(remote_payment_basepoint, per_commitment_point)
             ),
         )
+        return keys
 
 
 @dataclass(frozen=True)
