@@ -127,6 +127,9 @@ class ChannelMachine:
         #: enforced on-chain, so it is neither proposed nor accepted.
         self._rules = rules
         self._newer_wins = newer_version_wins(authority)
+        #: The last successful :meth:`check` (latest state, updates, now, result): a
+        #: proposal of exactly what was just checked reuses the result, not a second pass.
+        self._checked: tuple[ChannelState, tuple[Update, ...], int, ChannelState] | None = None
 
     def two_step(self, state: ChannelState) -> bool:
         """Whether the update to ``state`` ends at the Accept (no Ack): on a ledger where a
@@ -242,7 +245,9 @@ class ChannelMachine:
         if latest is None:
             raise ChannelNotOpen("the initial state is not signed by both participants yet")
         _check_count(updates)
-        return self._successor(latest.state, updates, self.me, now)
+        new = self._successor(latest.state, updates, self.me, now)
+        self._checked = (latest.state, updates, now, new)
+        return new
 
     def _successor(
         self, old: ChannelState, updates: tuple[Update, ...], proposer: int, now: int
@@ -263,7 +268,17 @@ class ChannelMachine:
         if latest is None:
             raise ChannelNotOpen("the initial state is not signed by both participants yet")
         _check_count(updates)
-        return self._propose_state(updates, self._successor(latest.state, updates, self.me, now))
+        checked, self._checked = self._checked, None
+        if (
+            checked is not None
+            and checked[0] is latest.state
+            and checked[2] == now
+            and checked[1] == updates
+        ):
+            new = checked[3]  # what check() just derived from the same inputs
+        else:
+            new = self._successor(latest.state, updates, self.me, now)
+        return self._propose_state(updates, new)
 
     def _propose_state(self, updates: tuple[Update, ...], new: ChannelState) -> list[Effect]:
         core = self._core

@@ -412,3 +412,32 @@ def test_where_a_newer_version_wins_a_copy_of_an_accept_taken_is_ignored() -> No
     before = pair.alice.machine.snapshot()
     assert pair.alice.machine.receive(decode_message(accept[1]), NOW) == []
     assert pair.alice.machine.snapshot() == before
+
+
+def test_a_proposal_after_a_check_is_made_on_the_state_it_is_proposed_on() -> None:
+    """``check`` remembers its result for a proposal of exactly the same updates; once the
+    channel moved on in between (the peer's payment landed), the proposal is derived anew
+    from the newer state, never from what was checked on the older one."""
+    pair = opened()
+    alice = pair.alice.machine
+    checked = alice.check((Transfer(ETH, 100),), NOW)
+    assert checked.version == 1
+    pay(pair, 1, 50)  # Bob's payment: version 1 is his
+    assert alice.state.version == 1 and alice.state.free(ETH) == (1050, 950)
+    effects = alice.propose((Transfer(ETH, 100),), NOW)
+    (sent,) = [e.message for e in effects if isinstance(e, Send)]
+    assert isinstance(sent, Propose)
+    assert sent.state.version == 2 and sent.state.free(ETH) == (950, 1050)
+    pair.run_effects(0, effects)
+    pair.deliver_all()
+    assert pair.settled() and pair.bob.machine.state.free(ETH) == (950, 1050)
+
+
+def test_a_proposal_of_what_was_just_checked_is_the_checked_state() -> None:
+    pair = opened()
+    alice = pair.alice.machine
+    updates = (Transfer(ETH, 100),)
+    checked = alice.check(updates, NOW)
+    effects = alice.propose(updates, NOW)
+    (sent,) = [e.message for e in effects if isinstance(e, Send)]
+    assert isinstance(sent, Propose) and sent.state == checked
