@@ -15,6 +15,8 @@ import nacl.signing
 class NodeIdentity:
     def __init__(self, signing_key: nacl.signing.SigningKey | None = None) -> None:
         self._key = signing_key or nacl.signing.SigningKey.generate()
+        #: Read on every message a node handles: encoded once.
+        self._node_id = self._key.verify_key.encode()
         # The X25519 image of the key, converted once: converting per onion layer cost
         # about as much as opening the layer itself (issue 19, profiled).
         self._box = nacl.public.SealedBox(
@@ -29,7 +31,7 @@ class NodeIdentity:
 
     @property
     def node_id(self) -> bytes:
-        return self._key.verify_key.encode()
+        return self._node_id
 
     @property
     def seed(self) -> bytes:
