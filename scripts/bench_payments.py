@@ -14,6 +14,7 @@ together is one job with one checkpoint.
 
 from __future__ import annotations
 
+import random
 import tempfile
 import time
 from collections.abc import Callable
@@ -48,6 +49,9 @@ ANCHORS = {
     "target_3hop_crosschain_p50_ms": 25,
 }
 
+
+#: Idle channels on the first hub of the "hub with idle channels" line (full run).
+IDLE_CHANNELS = 100_000
 
 #: Seconds the payer adds to the invoice's final lead. The router sets the last expiry to
 #: exactly ``now + final_lead`` and the payee demands exactly that on arrival, so with a clock
@@ -186,6 +190,152 @@ def one_config(
     return result
 
 
+def add_idle_channels(store: SQLiteStore, n: int, chain: str, my_key: str) -> None:
+    """Write ``n`` idle channels into a (stopped) node's store, as a hub that served many
+    peers holds them: each with its params, a realistic snapshot (two HTLCs, a 1.3 KB
+    onion; ``bench_scale.channel_data``), its channel record and its watcher guard."""
+    from bench_scale import channel_data
+
+    from chenilles_hub.node.hub.journal import (
+        CHANNEL_PREFIX,
+        GUARD_PREFIX,
+        ChannelMeta,
+        encode_record,
+    )
+    from chenilles_hub.node.store.base import ChannelRecord
+
+    rng = random.Random(3)
+    # Written as fast as it goes (the node reopens the store afterwards); each
+    # ``add_channel`` would otherwise be a durable commit of its own.
+    store._conn.execute("PRAGMA synchronous = OFF")  # type: ignore[union-attr]
+    batch: list[Any] = []
+    records: dict[str, bytes | None] = {}
+    for i in range(n):
+        me = i % 2
+        params, channel_id, initial, snapshot = channel_data(i, chain, me, my_key, rng)
+        store.add_channel(ChannelRecord(channel_id, params, me, initial))
+        batch.append(snapshot)
+        meta = ChannelMeta(
+            channel_id, ((params.assets[0], (10**18, 10**18)),), (), (), 600, True, True, "active"
+        )
+        records[CHANNEL_PREFIX + channel_id.hex()] = encode_record(meta)
+        records[GUARD_PREFIX + channel_id.hex()] = b"1"
+        if len(batch) == 1000:
+            store.save_checkpoint(batch, records)
+            batch, records = [], {}
+    store.save_checkpoint(batch, records)
+
+
+def restart_with_idle_channels(
+    demo: Demo, node: Node, path: Path, n: int, clock: Callable[[], int]
+) -> Node:
+    """Stop ``node``, add ``n`` idle EVM channels to its store and start it again from the
+    store (``Node.restore``), reconnected to its peers."""
+    assert node.store is not None
+    node.store.close()
+    evm = demo.ledgers.evm.chain
+    with SQLiteStore(path) as store:
+        add_idle_channels(store, n, evm, node.accounts[evm].chain_key)
+    store = SQLiteStore(path)  # opened again, as a restarted node opens it
+    reborn = Node(
+        identity=node.identity,
+        backends=node.backends,
+        accounts=node.accounts,
+        clock=clock,
+        name=node.name,
+        policy=node.policy,
+        store=store,
+    )
+    reborn.restore()
+    demo.network.add(reborn)
+    demo.network.revive(reborn)
+    demo.network.run_in_jobs()
+    return reborn
+
+
+def idle_channels(
+    demo: Demo,
+    chains: tuple[str, ...],
+    idle: int,
+    rounds: int,
+    per_round: int,
+    directory: Path,
+    clock: Callable[[], int],
+) -> dict[str, Any]:
+    """Does a payment through a hub slow down with the channels it holds? Two lines of the
+    same shape in one run, alternating rounds of ``per_round`` payments: one whose hubs
+    hold only the line's channels, one whose first hub also holds ``idle`` idle channels
+    (restored from its store, as after a restart). Per-event work that scales with the
+    hub's channels (scans, whole-state writes) shows as a ratio above 1."""
+    lines = {}
+    for label, n in (("plain", 0), ("idle", idle)):
+        tag = f"idle{n}"
+        nodes, source, target = build(demo, chains, directory, tag, clock)
+        # The payer's graph: the line's channels, taken once. (Rebuilding it from every
+        # channel of the nodes before each payment would walk the idle channels too, and
+        # leave the caches cold for the payment timed next: routing is measured apart.)
+        graph = routing_graph(nodes)
+        if n:
+            nodes[1] = restart_with_idle_channels(
+                demo, nodes[1], directory / f"{tag}-1.sqlite", n, clock
+            )
+        lines[label] = (nodes, source, target, graph)
+
+    def pay(label: str, count: int) -> list[float]:
+        nodes, source, target, graph = lines[label]
+        payer, payee = nodes[0], nodes[-1]
+        amount = SAT // 10_000 if target == demo.btc else 10**15
+        out = []
+        for _ in range(count):
+            invoice = payee.invoice(amount, target)
+            route = find_route(
+                graph,
+                payer.node_id,
+                invoice.payee,
+                invoice.amount,
+                invoice.asset,
+                now=clock(),
+                final_lead=invoice.final_lead + FINAL_SLACK,
+                max_lock=MAX_LOCK,
+                source_asset=source,
+            )
+            hops = onion_hops(route, quotes_from(demo.network.nodes, route))
+            t0 = time.perf_counter()
+            payment = payer.pay_route(invoice, hops)
+            demo.network.run_in_jobs(nodes)
+            out.append((time.perf_counter() - t0) * 1e3)
+            if payment.status != "succeeded":
+                raise RuntimeError(f"idle channels: payment {payment.status}: {payment.reason}")
+        return out
+
+    samples: dict[str, list[float]] = {"plain": [], "idle": []}
+    per_round_ratio = []
+    for label in samples:
+        pay(label, 3)  # warm-up
+    for _ in range(rounds):
+        p50 = {}
+        for label in samples:
+            xs = pay(label, per_round)
+            samples[label] += xs
+            p50[label] = bench_common.pct(xs, 50)
+        per_round_ratio.append(p50["idle"] / p50["plain"])
+    hub = lines["idle"][0][1]
+    result = {
+        "chains": list(chains),
+        "idle_channels_on_first_hub": idle,
+        "hub_channels": len(hub.channels),
+        "hub_guarded_channels": len(hub.watcher.guarded),
+        "latency_ms_plain": bench_common.summary(samples["plain"], 2),
+        "latency_ms_with_idle_channels": bench_common.summary(samples["idle"], 2),
+        "ratio_idle_over_plain_per_round": bench_common.summary(per_round_ratio, 3),
+    }
+    for nodes, *_ in lines.values():
+        for node in nodes:
+            assert node.store is not None
+            node.store.close()
+    return result
+
+
 def demo_clock_cost(ledgers: Ledgers, calls: int = 200) -> float:
     t0 = time.perf_counter()
     for _ in range(calls):
@@ -209,6 +359,15 @@ def run(quick: bool) -> dict[str, Any]:
                 for name, chains in CONFIGS
                 if not quick or len(chains) == 3 or chains == ("evm", "evm")
             }
+            out["hub_with_idle_channels"] = idle_channels(
+                demo,
+                ("evm", "evm", "bitcoin"),
+                idle=1_000 if quick else IDLE_CHANNELS,
+                rounds=2 if quick else 5,
+                per_round=20 if quick else 40,
+                directory=Path(tmp),
+                clock=clock,
+            )
         out["demo_clock_us_per_call"] = demo_clock_cost(ledgers)
     finally:
         for backend in ledgers.all:

@@ -1,0 +1,54 @@
+"""The "hub with idle channels" part of the payments benchmark runs end to end: a hub
+restarted from a store that also holds idle channels (each with its watcher guard) still
+forwards every payment of the line, and the figures of both lines are reported."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chenilles_hub.demo import Demo, _start_ledgers
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+if str(SCRIPTS) not in sys.path:
+    sys.path.insert(0, str(SCRIPTS))
+
+import bench_payments  # noqa: E402  (the scripts directory is not a package)
+
+pytestmark = [pytest.mark.bench, pytest.mark.bitcoin]
+
+
+@pytest.fixture
+def demo() -> Iterator[Demo]:
+    ledgers = _start_ledgers(lambda _line: None)
+    if ledgers is None:
+        pytest.skip("the EVM and Bitcoin backends are needed")
+    try:
+        yield Demo(ledgers, lambda _line: None)
+    finally:
+        for backend in ledgers.all:
+            close = getattr(backend, "close", None)
+            if callable(close):
+                close()
+
+
+def test_a_hub_restarted_with_idle_channels_forwards_and_both_lines_are_measured(
+    demo: Demo, tmp_path: Path
+) -> None:
+    out = bench_payments.idle_channels(
+        demo,
+        ("evm", "evm", "bitcoin"),
+        idle=200,
+        rounds=1,
+        per_round=3,
+        directory=tmp_path,
+        clock=bench_payments.wall_clock(demo.ledgers),
+    )
+    assert out["hub_channels"] == 202  # the idle ones and the line's two
+    assert out["hub_guarded_channels"] == 202  # each guarded, as a hub guards its channels
+    for key in ("latency_ms_plain", "latency_ms_with_idle_channels"):
+        assert out[key]["n"] == 3 and 0 < out[key]["p50"] < 10_000
+    assert out["ratio_idle_over_plain_per_round"]["n"] == 1
