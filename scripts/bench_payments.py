@@ -14,6 +14,7 @@ together is one job with one checkpoint.
 
 from __future__ import annotations
 
+import os
 import random
 import tempfile
 import time
@@ -236,6 +237,13 @@ def restart_with_idle_channels(
     evm = demo.ledgers.evm.chain
     with SQLiteStore(path) as store:
         add_idle_channels(store, n, evm, node.accounts[evm].chain_key)
+    # On disk before the node starts, as a restarted node finds its store (the fill was
+    # not synced: its hundreds of MB would otherwise be flushed by a payment's first fsync).
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     store = SQLiteStore(path)  # opened again, as a restarted node opens it
     reborn = Node(
         identity=node.identity,
