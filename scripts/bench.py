@@ -179,6 +179,18 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 "3-hop x-chain p50 < 25 ms; lnd 33-48/s; Eclair 75 ms",
             )
         )
+    idle = _g(results, "payments", "hub_with_idle_channels", default={})
+    if idle:
+        rows.append(
+            (
+                f"payment evm->btc, 3 hops, hub with {idle['idle_channels_on_first_hub']:,} "
+                "idle channels",
+                f"p50 {idle['latency_ms_with_idle_channels']['p50']} ms against "
+                f"{idle['latency_ms_plain']['p50']} ms "
+                f"(x{idle['ratio_idle_over_plain_per_round']['p50']} per round)",
+                "same run, alternating rounds",
+            )
+        )
     el = results.get("electrum", {})
     if "skipped" in el:
         rows.append(("electrum side by side", "skipped", el["skipped"][:60]))
