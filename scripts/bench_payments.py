@@ -110,6 +110,40 @@ def build(
     return nodes, eth, asset[chains[-1]]
 
 
+def onion_route(
+    demo: Demo,
+    graph: Any,
+    payer: Node,
+    invoice: Any,
+    source: Asset,
+    clock: Callable[[], int],
+) -> list[Any]:
+    """The payer's route for ``invoice`` on ``graph``, with the converting hubs' quotes."""
+    route = find_route(
+        graph,
+        payer.node_id,
+        invoice.payee,
+        invoice.amount,
+        invoice.asset,
+        now=clock(),
+        final_lead=invoice.final_lead + FINAL_SLACK,
+        max_lock=MAX_LOCK,
+        source_asset=source,
+    )
+    return onion_hops(route, quotes_from(demo.network.nodes, route))
+
+
+def timed_payment(demo: Demo, nodes: list[Node], invoice: Any, hops: list[Any], name: str) -> float:
+    """Milliseconds from the first node's ``pay_route`` until the line is quiet."""
+    t0 = time.perf_counter()
+    payment = nodes[0].pay_route(invoice, hops)
+    demo.network.run_in_jobs(nodes)
+    elapsed = (time.perf_counter() - t0) * 1e3
+    if payment.status != "succeeded":
+        raise RuntimeError(f"{name}: payment {payment.status}: {payment.reason}")
+    return elapsed
+
+
 def one_config(
     demo: Demo,
     name: str,
@@ -126,18 +160,7 @@ def one_config(
     def route_for(invoice: Any) -> tuple[list[Any], float]:
         t0 = time.perf_counter()
         graph = routing_graph(demo.network.nodes.values())
-        route = find_route(
-            graph,
-            payer.node_id,
-            invoice.payee,
-            invoice.amount,
-            invoice.asset,
-            now=clock(),
-            final_lead=invoice.final_lead + FINAL_SLACK,
-            max_lock=MAX_LOCK,
-            source_asset=source,
-        )
-        hops = onion_hops(route, quotes_from(demo.network.nodes, route))
+        hops = onion_route(demo, graph, payer, invoice, source, clock)
         return hops, (time.perf_counter() - t0) * 1e3
 
     latencies, route_ms = [], []
@@ -150,12 +173,7 @@ def one_config(
         invoice = payee.invoice(amount, target)
         hops, r_ms = route_for(invoice)
         route_ms.append(r_ms)
-        t0 = time.perf_counter()
-        payment = payer.pay_route(invoice, hops)
-        demo.network.run_in_jobs(nodes)
-        latencies.append((time.perf_counter() - t0) * 1e3)
-        if payment.status != "succeeded":
-            raise RuntimeError(f"{name}: payment {payment.status}: {payment.reason}")
+        latencies.append(timed_payment(demo, nodes, invoice, hops, name))
     assert len(hops) == len(chains)
     batch = 8
     throughput = []
@@ -296,24 +314,8 @@ def idle_channels(
         out = []
         for _ in range(count):
             invoice = payee.invoice(amount, target)
-            route = find_route(
-                graph,
-                payer.node_id,
-                invoice.payee,
-                invoice.amount,
-                invoice.asset,
-                now=clock(),
-                final_lead=invoice.final_lead + FINAL_SLACK,
-                max_lock=MAX_LOCK,
-                source_asset=source,
-            )
-            hops = onion_hops(route, quotes_from(demo.network.nodes, route))
-            t0 = time.perf_counter()
-            payment = payer.pay_route(invoice, hops)
-            demo.network.run_in_jobs(nodes)
-            out.append((time.perf_counter() - t0) * 1e3)
-            if payment.status != "succeeded":
-                raise RuntimeError(f"idle channels: payment {payment.status}: {payment.reason}")
+            hops = onion_route(demo, graph, payer, invoice, source, clock)
+            out.append(timed_payment(demo, nodes, invoice, hops, "idle channels"))
         return out
 
     samples: dict[str, list[float]] = {"plain": [], "idle": []}
