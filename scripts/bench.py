@@ -167,6 +167,16 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 "go-nitro 247 ms first payment",
             )
         )
+        parts = n.get("payment_parts_ms")
+        if parts:
+            rows.append(
+                (
+                    "2 node processes: API round trip / invoice / payment p50",
+                    f"{parts['api_round_trip']['p50']} / {parts['invoice']['p50']} / "
+                    f"{parts['payment']['p50']} ms",
+                    "in one process: electrum section, evm sqlite 1 hop",
+                )
+            )
     rows += _devnet_rows(results.get("devnet", {}))
     for name, r in _g(results, "payments", "configs", default={}).items():
         lat = r["latency_ms"]

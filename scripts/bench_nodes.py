@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.node.test_server_harness import (  # noqa: E402  (the harness the node tests use)
     ETH,
+    NATIVE,
     AnvilChain,
     NodeProc,
     make_node,
@@ -211,6 +212,7 @@ def run(quick: bool) -> dict[str, Any]:
                 assert pay(alice, bob, 1000)["status"] == "succeeded"
                 latencies.append(1000 * (time.perf_counter() - started))
             result["payment_latency_ms"] = bench_common.summary(latencies, 2)
+            result["payment_parts_ms"] = _payment_parts(alice, bob, sequential // 2)
             started = time.perf_counter()
             with ThreadPoolExecutor(8) as pool:
                 outcomes = list(pool.map(lambda _: pay(alice, bob, 1000), range(payments)))
@@ -232,6 +234,28 @@ def run(quick: bool) -> dict[str, Any]:
         "transfers_per_s": max(r["transfers_per_s"] for r in result["transfer_throughput"]),
     }
     return result
+
+
+def _payment_parts(alice: NodeProc, bob: NodeProc, n: int) -> dict[str, Any]:
+    """What a payment through the API is made of, each part timed on its own (p50 etc.,
+    ms): a bare API round trip (``GET /v1/info``), the payee's invoice, and the payer's
+    ``POST /v1/payments`` with ``wait`` (the channel protocol between the two processes,
+    plus one round trip). In one process the same payment costs what
+    ``bench_electrum``'s "evm, sqlite, 1 hop" line reports."""
+    parts: dict[str, list[float]] = {"api_round_trip": [], "invoice": [], "payment": []}
+    for _ in range(n):
+        started = time.perf_counter()
+        alice.api.get("/v1/info")
+        parts["api_round_trip"].append(1000 * (time.perf_counter() - started))
+        started = time.perf_counter()
+        invoice = bob.api.post("/v1/invoices", {"amount": 1000, "asset": NATIVE})
+        parts["invoice"].append(1000 * (time.perf_counter() - started))
+        started = time.perf_counter()
+        paid = alice.api.post("/v1/payments", {"invoice": invoice["invoice"], "wait": True})
+        parts["payment"].append(1000 * (time.perf_counter() - started))
+        if paid["status"] != "succeeded":
+            raise RuntimeError(f"payment {paid['status']}: {paid}")
+    return {name: bench_common.summary(xs, 2) for name, xs in parts.items()}
 
 
 if __name__ == "__main__":
