@@ -14,7 +14,6 @@ together is one job with one checkpoint.
 
 from __future__ import annotations
 
-import os
 import random
 import tempfile
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import bench_common
+from bench_scale import add_channels
 
 from chenilles_hub.circuit.quote import Rate
 from chenilles_hub.core import Asset
@@ -209,42 +209,6 @@ def one_config(
     return result
 
 
-def add_idle_channels(store: SQLiteStore, n: int, chain: str, my_key: str) -> None:
-    """Write ``n`` idle channels into a (stopped) node's store, as a hub that served many
-    peers holds them: each with its params, a realistic snapshot (two HTLCs, a 1.3 KB
-    onion; ``bench_scale.channel_data``), its channel record and its watcher guard."""
-    from bench_scale import channel_data
-
-    from chenilles_hub.node.hub.journal import (
-        CHANNEL_PREFIX,
-        GUARD_PREFIX,
-        ChannelMeta,
-        encode_record,
-    )
-    from chenilles_hub.node.store.base import ChannelRecord
-
-    rng = random.Random(3)
-    # Written as fast as it goes (the node reopens the store afterwards); each
-    # ``add_channel`` would otherwise be a durable commit of its own.
-    store._conn.execute("PRAGMA synchronous = OFF")  # type: ignore[union-attr]
-    batch: list[Any] = []
-    records: dict[str, bytes | None] = {}
-    for i in range(n):
-        me = i % 2
-        params, channel_id, initial, snapshot = channel_data(i, chain, me, my_key, rng)
-        store.add_channel(ChannelRecord(channel_id, params, me, initial))
-        batch.append(snapshot)
-        meta = ChannelMeta(
-            channel_id, ((params.assets[0], (10**18, 10**18)),), (), (), 600, True, True, "active"
-        )
-        records[CHANNEL_PREFIX + channel_id.hex()] = encode_record(meta)
-        records[GUARD_PREFIX + channel_id.hex()] = b"1"
-        if len(batch) == 1000:
-            store.save_checkpoint(batch, records)
-            batch, records = [], {}
-    store.save_checkpoint(batch, records)
-
-
 def restart_with_idle_channels(
     demo: Demo, node: Node, path: Path, n: int, clock: Callable[[], int]
 ) -> Node:
@@ -254,14 +218,7 @@ def restart_with_idle_channels(
     node.store.close()
     evm = demo.ledgers.evm.chain
     with SQLiteStore(path) as store:
-        add_idle_channels(store, n, evm, node.accounts[evm].chain_key)
-    # On disk before the node starts, as a restarted node finds its store (the fill was
-    # not synced: its hundreds of MB would otherwise be flushed by a payment's first fsync).
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        add_channels(store, n, evm, node.accounts[evm].chain_key, random.Random(3), guards=True)
     store = SQLiteStore(path)  # opened again, as a restarted node opens it
     reborn = Node(
         identity=node.identity,

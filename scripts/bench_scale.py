@@ -52,6 +52,7 @@ from chenilles_hub.core import (
     initial_state,
 )
 from chenilles_hub.core.messages import Accept
+from chenilles_hub.node.store.sqlite import SQLiteStore
 
 ADJUDICATOR = "0x" + "5a" * 20
 NOW = 1_700_000_000
@@ -152,24 +153,28 @@ def memory_per_channel(n: int) -> dict[str, Any]:
     }
 
 
-def fill_store(path: Path, n: int, chain: str, my_key: str) -> dict[str, float]:
+def add_channels(
+    store: SQLiteStore, n: int, chain: str, my_key: str, rng: random.Random, *, guards: bool
+) -> None:
+    """Write ``n`` channels into a stopped node's ``store``, as a hub that served many peers
+    holds them: each with its params, a realistic snapshot (:func:`channel_data`) and its
+    channel record, and with ``guards`` its watcher guard too. Written unsynced, in batches
+    of 1,000 (each ``add_channel`` would otherwise be a durable commit of its own), then
+    synced at once: a restarted node finds its store on disk, and an unsynced fill of
+    hundreds of MB would be flushed by the first fsync a benchmark times."""
     from chenilles_hub.node.hub.journal import (
         CHANNEL_PREFIX,
-        NODE_STATE_KEY,
+        GUARD_PREFIX,
         ChannelMeta,
-        NodeStateV1,
-        encode_node_state,
         encode_record,
     )
     from chenilles_hub.node.store.base import ChannelRecord
-    from chenilles_hub.node.store.sqlite import SQLiteStore
 
-    rng = random.Random(2)
-    store = SQLiteStore(path)
-    store._conn.execute("PRAGMA synchronous = OFF")  # type: ignore[union-attr]
-    t0 = time.perf_counter()
+    conn = store._conn
+    assert conn is not None
+    conn.execute("PRAGMA synchronous = OFF")
     batch: list[ChannelSnapshot] = []
-    records: dict[str, bytes] = {}
+    records: dict[str, bytes | None] = {}
     for i in range(n):
         me = i % 2
         params, channel_id, initial, snapshot = channel_data(i, chain, me, my_key, rng)
@@ -180,11 +185,29 @@ def fill_store(path: Path, n: int, chain: str, my_key: str) -> dict[str, float]:
             channel_id, ((eth, (10**18, 10**18)),), (), (), 600, True, True, "active"
         )
         records[CHANNEL_PREFIX + channel_id.hex()] = encode_record(meta)
+        if guards:
+            records[GUARD_PREFIX + channel_id.hex()] = b"1"
         if len(batch) == 1000:
             store.save_checkpoint(batch, records)
             batch, records = [], {}
+    store.save_checkpoint(batch, records)
+    conn.execute("PRAGMA synchronous = FULL")
+    store.sync()  # the WAL
+    fd = os.open(store.path, os.O_RDONLY)  # and what checkpoints moved into the database
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fill_store(path: Path, n: int, chain: str, my_key: str) -> dict[str, float]:
+    from chenilles_hub.node.hub.journal import NODE_STATE_KEY, NodeStateV1, encode_node_state
+
+    store = SQLiteStore(path)
+    t0 = time.perf_counter()
+    add_channels(store, n, chain, my_key, random.Random(2), guards=False)
     state = encode_node_state(NodeStateV1())
-    store.save_checkpoint(batch, {**records, NODE_STATE_KEY: state})
+    store.save_checkpoint([], {NODE_STATE_KEY: state})
     store.close()
     return {
         "fill_s": round(time.perf_counter() - t0, 1),
@@ -198,7 +221,6 @@ def restart(n: int, directory: Path, profile_n: int) -> dict[str, Any]:
 
     from chenilles_hub.identity import NodeIdentity
     from chenilles_hub.node.hub.node import Node
-    from chenilles_hub.node.store.sqlite import SQLiteStore
 
     backend = embedded_backend()
     try:
