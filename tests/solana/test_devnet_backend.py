@@ -44,6 +44,7 @@ from chenilles_hub.core import (
     initial_state,
     payment_hash,
 )
+from tests.node.test_server_harness import wait_for
 
 from .devnet_harness import DevnetProc
 
@@ -186,11 +187,12 @@ def test_cooperative_close_with_sol_and_tokens(backend, dn):
     ]
     # The devnet's slot follows the wall clock (400 ms): the funding may fit in the slot of
     # the poll before it. The feed reports the next slot once it comes.
-    deadline = time.monotonic() + 5
-    while not any(isinstance(e, NewBlock) and e.height > 0 for e in events):
-        assert time.monotonic() < deadline, "no NewBlock from the devnet in 5 s"
-        time.sleep(0.1)
-        events = backend.poll_events()
+    if not any(isinstance(e, NewBlock) and e.height > 0 for e in events):
+        wait_for(
+            lambda: any(isinstance(e, NewBlock) and e.height > 0 for e in backend.poll_events()),
+            timeout=5,
+            what="a NewBlock from the devnet",
+        )
     start = pair.balances()
 
     pair.pay(0, Transfer(pair.sol, SOL // 2))
