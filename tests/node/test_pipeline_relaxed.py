@@ -48,12 +48,13 @@ def _run(tmp_path: Path, jobs: list[Done]) -> list[str]:
         writer = asyncio.create_task(pipeline.write_loop())
         try:
             for done in jobs:  # one at a time: each batch of the writer is one job
-                await pipeline._written.put(done)
+                pipeline._written.put(done)
                 while not pipeline._written.empty():
                     await asyncio.sleep(0.01)
                 await asyncio.sleep(0.05)
         finally:
             writer.cancel()
+            await pipeline.shutdown()
             store.close()
 
     asyncio.run(main())

@@ -4,9 +4,16 @@ Everything that changes the ``Node`` (peer frames, API requests, timer ticks, ch
 polling) goes through the work queue and runs on the worker thread: the node never sees
 two events at once, and the event loop stays free to read sockets and answer the API while
 a job waits for a chain. Whatever queued up while the worker was busy runs as one job, in
-arrival order, followed by one checkpoint (group commit); the writer writes it and only
-then is the job's outbox sent and are its callers answered, so nothing signed leaves before
-it is durable, and under load one durable commit serves many messages and requests.
+arrival order, followed by one checkpoint (group commit). The worker hands the handled job
+straight to the writer thread, which writes it and only then hands the job's outbox and
+answers back to the event loop: nothing signed leaves before it is durable, and under load
+one durable commit serves many messages and requests.
+
+A job crosses threads three times (loop to worker, worker to writer, writer to loop): each
+crossing is a thread wake-up, ~0.1 ms on a small VM, and a payment's messages cross on
+every hop. The writer is a thread of its own, fed by the worker, rather than a coroutine
+that the worker's result and the write's result both return to: that saved one wake-up of
+the event loop per job (docs/PERFORMANCE.md, "One thread crossing less per job").
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ import asyncio
 import contextlib
 import functools
 import logging
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -65,15 +74,19 @@ class Pipeline:
         self._fail = fail
         self._fault = fault
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="node")
-        #: Writes checkpoints while the worker handles the next job.
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="writer")
-        #: Handled jobs waiting for their checkpoint to be written, in order.
-        self._written: asyncio.Queue[Done] = asyncio.Queue(WRITES_IN_FLIGHT)
+        #: Handled jobs waiting for the writer thread, in order; bounded, so the worker
+        #: waits for a slow disk. ``None`` stops the writer.
+        self._written: queue.Queue[Done | None] = queue.Queue(WRITES_IN_FLIGHT)
+        #: Writes checkpoints while the worker handles the next job (:meth:`write_loop`).
+        self._writer: threading.Thread | None = None
+        #: Set at shutdown: what is handled but not written yet is dropped, unsent.
+        self._closing = False
         #: Frames and calls waiting for the worker, in arrival order.
         self._work: asyncio.Queue[Frame | Call] = asyncio.Queue(WORK_QUEUE_BOUND)
         #: Set when a checkpoint could not be written: the node then handles nothing more.
         self._store_failed: Exception | None = None
         #: A relaxed write is not yet known to be on disk: synced before anything leaves.
+        #: (The writer thread's alone.)
         self._unsynced = False
         #: Callers waiting for a direct transfer to become irrevocable, by ticket.
         self._tickets: dict[int, asyncio.Future[int]] = {}
@@ -182,7 +195,9 @@ class Pipeline:
                 continue
 
             def job(batch: list[Frame | Call] = batch) -> Done:
-                return _handle(node, batch)
+                done = _handle(node, batch)
+                self._hand_to_writer(done)
+                return done
 
             try:
                 done = await self.in_worker(job)
@@ -204,60 +219,126 @@ class Pipeline:
                 # The job stopped signing at its limit: a job runs next even if nothing
                 # arrives, and proposes more (whatever arrived by then joins it).
                 self._work.put_nowait(Call(_more, loop.create_future()))
-            await self._written.put(done)  # bounded: the worker waits for a slow disk
 
     async def write_loop(self) -> None:
-        """The writer stage of :meth:`work_loop`: write the checkpoints of every job handled
-        since the last write in one transaction (a channel's newest snapshot and each
-        record's newest value win), then release those jobs' outboxes and answers in order.
-        While a write syncs, the worker handles more jobs and the next write takes them all:
-        one fsync serves whatever the node did in the meantime.
+        """The writer stage of :meth:`work_loop`, on a thread of its own: write the
+        checkpoints of every job handled since the last write in one transaction (a
+        channel's newest snapshot and each record's newest value win), then hand those
+        jobs' outboxes and answers to the event loop, in order. While a write syncs, the
+        worker handles more jobs and the next write takes them all: one fsync serves
+        whatever the node did in the meantime.
         A failed write stops the node: what it remembers would be ahead of what it could
-        recover, so it must not sign anything more."""
+        recover, so it must not sign anything more. Runs until cancelled (the thread then
+        stops after the write in progress, see :meth:`shutdown`)."""
         assert self.store is not None
-        store = self.store
         loop = asyncio.get_running_loop()
+        stopped: asyncio.Future[None] = loop.create_future()
+        self._writer = threading.Thread(
+            target=self._write_jobs, args=(loop, stopped), name="writer", daemon=True
+        )
+        self._writer.start()
+        try:
+            await asyncio.shield(stopped)  # raises what stopped the thread, if anything
+        except asyncio.CancelledError:
+            self._stop_writer()
+            raise
+        if not self._closing:
+            raise RuntimeError("the writer thread stopped")
+
+    def _hand_to_writer(self, done: Done) -> None:
+        """From the worker thread: queue ``done`` for the writer, waiting while the writer
+        is ``WRITES_IN_FLIGHT`` jobs behind (a slow disk), unless the node is stopping."""
         while True:
-            jobs = [await self._written.get()]
-            while not self._written.empty():
-                jobs.append(self._written.get_nowait())
-            snapshots: dict[bytes, ChannelSnapshot] = {}
-            records: dict[str, bytes | None] = {}
-            for done in jobs:
-                if done.write is not None:
-                    snapshots.update((s.channel_id, s) for s in done.write[0])
-                    records.update(done.write[1])
-            # Jobs after which nothing leaves (quiet peer frames alone) are written relaxed;
-            # before anything leaves, a durable write or a sync puts them on disk.
-            relaxed = all(done.quiet for done in jobs)
-            if snapshots or records or (self._unsynced and not relaxed):
+            try:
+                self._written.put(done, timeout=0.1)
+                return
+            except queue.Full:
+                if self._closing:
+                    return  # the writer has stopped: dropped, as a job not written is
+
+    def _write_jobs(self, loop: asyncio.AbstractEventLoop, stopped: asyncio.Future[None]) -> None:
+        """The writer thread's body (:meth:`write_loop`)."""
+        error: BaseException | None = None
+        try:
+            while True:
+                first = self._written.get()
+                if first is None or self._closing:
+                    return
+                jobs = [first]
+                while True:
+                    try:
+                        more = self._written.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is None:  # queued by ``_stop_writer``, which set ``_closing``
+                        break
+                    jobs.append(more)
+                if self._closing:
+                    return  # handled, not written: dropped with their outboxes
+                if self._store_failed is not None:  # a write failed before: nothing leaves
+                    _call_soon(loop, self._refuse, jobs, self._store_failed)
+                    continue
                 try:
-                    if snapshots or records:
-                        await loop.run_in_executor(
-                            self._writer,
-                            functools.partial(
-                                store.save_checkpoint,
-                                list(snapshots.values()),
-                                records,
-                                durable=not relaxed,
-                            ),
-                        )
-                    else:
-                        await loop.run_in_executor(self._writer, store.sync)
-                    self._unsynced = relaxed
+                    wrote = self._write(jobs)
                 except Exception as exc:
                     self._store_failed = exc
                     log.critical("writing a checkpoint failed: stopping", exc_info=exc)
-                    for done in jobs:
-                        for item in done.batch:
-                            if isinstance(item, Call) and not item.answer.done():
-                                item.answer.set_exception(exc)
-                    self._fail(f"the store failed: {exc!r}", 1)
-                    return
-                self._count("checkpoint_writes")
-            for done in jobs:
-                self._send_all(done.outbox)
-                self._answer(done)
+                    _call_soon(loop, self._write_failed, jobs, exc)
+                    continue
+                _call_soon(loop, self._release, jobs, wrote)
+        except BaseException as exc:  # a bug of our own: the node must not go on without
+            error = exc
+            raise
+        finally:
+            _call_soon(loop, _settle, stopped, error)
+
+    def _write(self, jobs: list[Done]) -> bool:
+        """Write ``jobs``' checkpoints as one transaction (or sync, see below); whether the
+        store was asked anything."""
+        assert self.store is not None
+        snapshots: dict[bytes, ChannelSnapshot] = {}
+        records: dict[str, bytes | None] = {}
+        for done in jobs:
+            if done.write is not None:
+                snapshots.update((s.channel_id, s) for s in done.write[0])
+                records.update(done.write[1])
+        # Jobs after which nothing leaves (quiet peer frames alone) are written relaxed;
+        # before anything leaves, a durable write or a sync puts them on disk.
+        relaxed = all(done.quiet for done in jobs)
+        if snapshots or records:
+            self.store.save_checkpoint(list(snapshots.values()), records, durable=not relaxed)
+        elif self._unsynced and not relaxed:
+            self.store.sync()
+        else:
+            return False
+        self._unsynced = relaxed
+        return True
+
+    def _release(self, jobs: list[Done], wrote: bool) -> None:
+        """On the event loop, once ``jobs`` are written: send and answer, in order."""
+        if self._closing:
+            return  # written but not sent, as after a crash: reestablish resends
+        if wrote:
+            self._count("checkpoint_writes")
+        for done in jobs:
+            self._send_all(done.outbox)
+            self._answer(done)
+
+    def _refuse(self, jobs: list[Done], exc: Exception) -> None:
+        for done in jobs:
+            for item in done.batch:
+                if isinstance(item, Call) and not item.answer.done():
+                    item.answer.set_exception(exc)
+
+    def _write_failed(self, jobs: list[Done], exc: Exception) -> None:
+        self._refuse(jobs, exc)
+        self._fail(f"the store failed: {exc!r}", 1)
+
+    def _stop_writer(self) -> None:
+        """Ask the writer thread to stop after the write in progress."""
+        self._closing = True
+        with contextlib.suppress(queue.Full):
+            self._written.put_nowait(None)  # full: the writer sees ``_closing`` when it looks
 
     def _answer(self, done: Done) -> None:
         for item, outcome in zip(done.batch, done.outcomes, strict=True):
@@ -292,8 +373,27 @@ class Pipeline:
         """Let the job and the write in progress finish (a write is atomic). Jobs handled
         but not written are dropped with their outbox: nothing of them left."""
         loop = asyncio.get_running_loop()
+        self._stop_writer()  # first: a worker waiting to hand a job over gives up
         await loop.run_in_executor(None, self._worker.shutdown, True)
-        await loop.run_in_executor(None, self._writer.shutdown, True)
+        writer = self._writer
+        if writer is not None:
+            await loop.run_in_executor(None, writer.join)
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:
+    """``fn(*args)`` on the event loop, from the writer thread; nothing if the loop is
+    closed (the process is ending: nothing more is to leave)."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(fn, *args)
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(None)
 
 
 def _more() -> None:
