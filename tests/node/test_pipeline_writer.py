@@ -69,6 +69,13 @@ def _pipeline(sent: list[bytes], failures: list[str]) -> Pipeline:
     )
 
 
+def _worker_handing_over(pipeline: Pipeline, done: Done) -> threading.Thread:
+    """A thread doing what the worker does with a handled job."""
+    thread = threading.Thread(target=pipeline._hand_to_writer, args=(done,), daemon=True)
+    thread.start()
+    return thread
+
+
 async def _settled(futures: list[asyncio.Future[Any]], timeout: float = 5.0) -> None:
     await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), timeout)
 
@@ -126,9 +133,9 @@ def test_shutdown_does_not_wait_forever_for_a_worker_blocked_on_a_full_queue(
             assert await loop.run_in_executor(None, store.started.wait, 5)
             pipeline._written.put(_job(loop, "b", b"b"))  # the queue is full now
             # the worker hands the next job over: it waits for room
-            blocked = pipeline._worker.submit(pipeline._hand_to_writer, _job(loop, "c", b"c"))
+            blocked = _worker_handing_over(pipeline, _job(loop, "c", b"c"))
             await asyncio.sleep(0.3)
-            assert not blocked.done()
+            assert blocked.is_alive()
             writer.cancel()
             t0 = time.monotonic()
             stopping = asyncio.create_task(pipeline.shutdown())
@@ -136,7 +143,8 @@ def test_shutdown_does_not_wait_forever_for_a_worker_blocked_on_a_full_queue(
             store.go.set()  # the write in progress completes (a write is atomic)
             await asyncio.wait_for(stopping, 5)
             assert time.monotonic() - t0 < 5
-            assert blocked.done()
+            blocked.join(1)
+            assert not blocked.is_alive()
         finally:
             store.go.set()
             store.close()
@@ -150,17 +158,120 @@ def test_shutdown_frees_a_worker_waiting_for_a_writer_that_is_gone(tmp_path: Pat
     pipeline = _pipeline([], [])
     pipeline._written = queue.Queue(1)
     pipeline._written.put(_job(loop, "a", b"a"))  # full, and no writer takes it
-    blocked = pipeline._worker.submit(pipeline._hand_to_writer, _job(loop, "b", b"b"))
+    blocked = _worker_handing_over(pipeline, _job(loop, "b", b"b"))
     time.sleep(0.3)
-    assert not blocked.done()
+    assert blocked.is_alive()
     stopping = threading.Thread(target=asyncio.run, args=(pipeline.shutdown(),), daemon=True)
     stopping.start()
     stopping.join(5)
     try:
         assert not stopping.is_alive(), "shutdown waits for a worker that waits for room"
-        assert blocked.done()
+        blocked.join(1)
+        assert not blocked.is_alive()
     finally:
         with contextlib.suppress(queue.Empty):
             pipeline._written.get_nowait()  # frees the worker if shutdown did not
         stopping.join(5)
         loop.close()
+
+
+class StubNode:
+    """What the worker asks of a ``Node`` (the node itself is not what these tests are
+    about): each job's checkpoint is one record; ``proposing`` jobs report more to
+    propose; ``broken`` makes taking a checkpoint fail."""
+
+    def __init__(self) -> None:
+        self.errors: list[Exception] = []
+        self.outbox: list[tuple[bytes, bytes]] = []
+        self.ticket_outcomes: list[Any] = []
+        self.finished_payments: list[bytes] = []
+        self.checkpoint_quiet = False
+        self.checkpoints = 0
+        self.proposing = 0
+        self.broken = False
+        self.threads: set[str] = set()
+
+    @property
+    def more_to_propose(self) -> bool:
+        return self.proposing > 0
+
+    def take_checkpoint(self) -> Any:
+        self.threads.add(threading.current_thread().name)
+        if self.broken:
+            raise RuntimeError("cannot encode the node's state")
+        self.checkpoints += 1
+        self.proposing = max(0, self.proposing - 1)
+        self.outbox.append((b"peer", f"after checkpoint {self.checkpoints}".encode()))
+        return [], {f"checkpoint/{self.checkpoints}": b"x"}
+
+
+def _with_stub(tmp_path: Path, body: Any) -> tuple[list[bytes], list[str]]:
+    sent: list[bytes] = []
+    failures: list[str] = []
+
+    async def main() -> None:
+        pipeline = _pipeline(sent, failures)
+        pipeline.store = SQLiteStore(tmp_path / "node.sqlite")
+        pipeline.node = StubNode()  # type: ignore[assignment]
+        tasks = [
+            asyncio.create_task(pipeline.work_loop()),
+            asyncio.create_task(pipeline.write_loop()),
+        ]
+        try:
+            await asyncio.wait_for(body(pipeline), 10)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await pipeline.shutdown()
+            pipeline.store.close()
+
+    asyncio.run(main())
+    return sent, failures
+
+
+def test_calls_run_on_the_node_thread_and_are_answered_after_their_write(
+    tmp_path: Path,
+) -> None:
+    async def body(pipeline: Pipeline) -> None:
+        node: Any = pipeline.node
+        order: list[str] = []
+        first = await pipeline.call(lambda: order.append("call") or threading.current_thread().name)
+        read = await pipeline.in_worker(lambda: order.append("read") or node.checkpoints)
+        assert first == "node" and node.threads == {"node"}
+        assert read == 1  # the call's job ran, and was checkpointed, before the read
+        assert pipeline.store is not None and pipeline.store.get_setting("checkpoint/1") == b"x"
+        assert order == ["call", "read"]
+
+    sent, failures = _with_stub(tmp_path, body)
+    assert sent == [b"after checkpoint 1"] and failures == []
+
+
+def test_a_job_at_its_proposal_limit_is_followed_without_anything_arriving(
+    tmp_path: Path,
+) -> None:
+    async def body(pipeline: Pipeline) -> None:
+        node: Any = pipeline.node
+        node.proposing = 4  # jobs until everything is proposed, the call's included
+        await pipeline.call(lambda: None)
+        for _ in range(100):
+            if node.checkpoints == 4:
+                break
+            await asyncio.sleep(0.02)
+        assert node.checkpoints == 4  # the call's job, then 3 that propose what was left
+
+    sent, _ = _with_stub(tmp_path, body)
+    assert sent[:4] == [f"after checkpoint {i}".encode() for i in range(1, 5)]
+
+
+def test_a_job_that_cannot_take_its_checkpoint_stops_the_node(tmp_path: Path) -> None:
+    async def body(pipeline: Pipeline) -> None:
+        node: Any = pipeline.node
+        node.broken = True
+        with pytest.raises(RuntimeError, match="cannot encode"):
+            await pipeline.call(lambda: None)
+        node.broken = False  # too late: memory may be ahead of the disk
+        with pytest.raises(RuntimeError, match="cannot encode"):
+            await pipeline.call(lambda: None)
+
+    sent, failures = _with_stub(tmp_path, body)
+    assert sent == [] and len(failures) == 1 and "internal error" in failures[0]

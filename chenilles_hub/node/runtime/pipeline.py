@@ -6,14 +6,15 @@ two events at once, and the event loop stays free to read sockets and answer the
 a job waits for a chain. Whatever queued up while the worker was busy runs as one job, in
 arrival order, followed by one checkpoint (group commit). The worker hands the handled job
 straight to the writer thread, which writes it and only then hands the job's outbox and
-answers back to the event loop: nothing signed leaves before it is durable, and under load
-one durable commit serves many messages and requests.
+answers to the event loop: nothing signed leaves before it is durable, and under load one
+durable commit serves many messages and requests.
 
-A job crosses threads three times (loop to worker, worker to writer, writer to loop): each
-crossing is a thread wake-up, ~0.1 ms on a small VM, and a payment's messages cross on
-every hop. The writer is a thread of its own, fed by the worker, rather than a coroutine
-that the worker's result and the write's result both return to: that saved one wake-up of
-the event loop per job (docs/PERFORMANCE.md, "One thread crossing less per job").
+The worker takes its work from the queue itself, and the writer hands each write to the
+event loop once: a job wakes the event loop once, after its write. Waking a thread costs
+~0.1 ms on a small VM (a self-pipe write and a GIL hand-over), and a payment's messages
+each make a job on every hop; the worker used to be an executor that reported the end of
+every job to the loop, which then handed the job to the writer (docs/PERFORMANCE.md,
+"Fewer thread crossings per job").
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from chenilles_hub.core import Asset, ChannelSnapshot
@@ -73,7 +74,17 @@ class Pipeline:
         self._drop = drop
         self._fail = fail
         self._fault = fault
-        self._worker = ThreadPoolExecutor(1, thread_name_prefix="node")
+        #: What the worker thread is to do, in arrival order: frames and calls (handled in
+        #: jobs), functions to run on the node's thread (``in_worker``), or ``_STOP``.
+        self._inbox: queue.SimpleQueue[Frame | Call | _Direct | object] = queue.SimpleQueue()
+        #: Frames and calls queued, being handled or awaiting their write (event loop only):
+        #: readers and callers wait while ``WORK_QUEUE_BOUND`` are (backpressure).
+        self._in_flight = 0
+        self._room = asyncio.Event()
+        self._worker: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        #: Done when the worker thread ends (with its error if a bug ended it).
+        self._worker_stopped: asyncio.Future[None] | None = None
         #: Handled jobs waiting for the writer thread, in order; bounded, so the worker
         #: waits for a slow disk. ``None`` stops the writer.
         self._written: queue.Queue[Done | None] = queue.Queue(WRITES_IN_FLIGHT)
@@ -81,8 +92,6 @@ class Pipeline:
         self._writer: threading.Thread | None = None
         #: Set at shutdown: what is handled but not written yet is dropped, unsent.
         self._closing = False
-        #: Frames and calls waiting for the worker, in arrival order.
-        self._work: asyncio.Queue[Frame | Call] = asyncio.Queue(WORK_QUEUE_BOUND)
         #: Set when a checkpoint could not be written: the node then handles nothing more.
         self._store_failed: Exception | None = None
         #: A relaxed write is not yet known to be on disk: synced before anything leaves.
@@ -97,31 +106,48 @@ class Pipeline:
     # --- calling the node -------------------------------------------------------------------
 
     async def in_worker(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._worker, functools.partial(fn, *args))
+        """Run ``fn(*args)`` on the node's thread, between jobs, in arrival order; no
+        checkpoint follows (a read, or work with its own writes)."""
+        loop = self._start_worker()
+        answer: asyncio.Future[T] = loop.create_future()
+        self._inbox.put(_Direct(functools.partial(fn, *args), answer))
+        return await answer
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the node's thread in the next group commit; return its result
         (or raise its error) once what it queued is durable and sent."""
         answer: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        await self._work.put(Call(functools.partial(fn, *args), answer))
+        await self._enqueue(Call(functools.partial(fn, *args), answer))
         return await answer
 
     def post(self, fn: Callable[..., Any], *args: Any) -> bool:
         """Queue ``fn(*args)`` for the node's thread without waiting for it (a link that
         ends must not wait for the node, nor block a shutdown); ``False`` if the work queue
         is full (the caller's cleanup then waits for a timeout instead)."""
-        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        answer.add_done_callback(_log_failure)
-        try:
-            self._work.put_nowait(Call(functools.partial(fn, *args), answer))
-        except asyncio.QueueFull:
-            answer.cancel()
+        loop = self._start_worker()
+        if self._in_flight >= WORK_QUEUE_BOUND:
             return False
+        answer: asyncio.Future[Any] = loop.create_future()
+        answer.add_done_callback(_log_failure)
+        self._in_flight += 1
+        self._inbox.put(Call(functools.partial(fn, *args), answer))
         return True
 
     async def put_frame(self, frame: Frame) -> None:
-        await self._work.put(frame)
+        await self._enqueue(frame)
+
+    async def _enqueue(self, item: Frame | Call) -> None:
+        self._start_worker()
+        while self._in_flight >= WORK_QUEUE_BOUND:
+            self._room.clear()
+            await self._room.wait()
+        self._in_flight += 1
+        self._inbox.put(item)
+
+    def _finished(self, items: int) -> None:
+        """``items`` frames and calls are answered (or refused): room for as many more."""
+        self._in_flight -= items
+        self._room.set()
 
     async def transfers(self, items: list[tuple[bytes, Asset, int]]) -> list[int | TransferFailed]:
         """Several direct transfers queued in one job (one per item, in order, each its own
@@ -173,52 +199,104 @@ class Pipeline:
     # --- the two stages ---------------------------------------------------------------------
 
     async def work_loop(self) -> None:
-        """Group commit, pipelined: take every frame and call that arrived while the node was
-        busy, handle them in one worker job in arrival order and take one checkpoint of what
-        they changed; the writer stage writes it (on its own thread) and only then sends what
-        the job produced and answers its callers. Meanwhile the worker goes on with the next
-        job, so the node computes while the disk syncs. Jobs are written and released in
-        order, so nothing leaves before the state it depends on is durable. An idle node
-        still handles a lone item at once."""
+        """Group commit, pipelined: the worker thread takes every frame and call that
+        arrived while it was busy, handles them as one job in arrival order and takes one
+        checkpoint of what they changed; the writer thread writes it and only then are the
+        job's messages sent and its callers answered. Meanwhile the worker goes on with
+        the next job, so the node computes while the disk syncs. Jobs are written and
+        released in order, so nothing leaves before the state it depends on is durable. An
+        idle node still handles a lone item at once. Runs until cancelled; raises if the
+        worker thread ended otherwise (a bug of our own)."""
         assert self.node is not None
-        node = self.node
+        self._start_worker()
+        assert self._worker_stopped is not None
+        try:
+            await asyncio.shield(self._worker_stopped)
+        except asyncio.CancelledError:
+            self._stop_worker()
+            raise
+        if not self._closing:
+            raise RuntimeError("the worker thread stopped")
+
+    def _start_worker(self) -> asyncio.AbstractEventLoop:
         loop = asyncio.get_running_loop()
-        while True:
-            batch = [await self._work.get()]
-            while len(batch) < RECEIVE_BATCH and not self._work.empty():
-                batch.append(self._work.get_nowait())
-            if self._store_failed is not None:  # memory is ahead of disk: do nothing more
-                for item in batch:
-                    if isinstance(item, Call) and not item.answer.done():
-                        item.answer.set_exception(self._store_failed)
-                release_frames(batch)
-                continue
+        if self._worker is None:
+            self._loop = loop
+            self._worker_stopped = loop.create_future()
+            self._worker = threading.Thread(target=self._work, name="node", daemon=True)
+            self._worker.start()
+        return loop
 
-            def job(batch: list[Frame | Call] = batch) -> Done:
-                done = _handle(node, batch)
-                self._hand_to_writer(done)
-                return done
+    def _stop_worker(self) -> None:
+        self._closing = True
+        self._inbox.put(_STOP)
 
-            try:
-                done = await self.in_worker(job)
-            except Exception as exc:
-                # Every item is isolated in ``_handle``: what fails here is taking the job's
-                # checkpoint, so memory may be ahead of what can be written. Like a failed
-                # write, that stops the node before it signs anything more.
-                self._store_failed = exc
-                log.critical("a worker job failed: stopping", exc_info=exc)
-                for item in batch:
-                    if isinstance(item, Call) and not item.answer.done():
-                        item.answer.set_exception(exc)
-                self._fail(f"internal error: {exc!r}", 1)
-                continue
-            finally:
-                release_frames(batch)
-            self._count("receive_batches")
-            if done.more and self._work.empty():
-                # The job stopped signing at its limit: a job runs next even if nothing
-                # arrives, and proposes more (whatever arrived by then joins it).
-                self._work.put_nowait(Call(_more, loop.create_future()))
+    def _work(self) -> None:
+        """The worker thread's body: jobs and ``in_worker`` functions, in arrival order."""
+        error: BaseException | None = None
+        try:
+            pending: Frame | Call | _Direct | object | None = None
+            while True:
+                item = self._inbox.get() if pending is None else pending
+                pending = None
+                if item is _STOP or self._closing:
+                    return
+                if isinstance(item, _Direct):
+                    self._run_direct(item)
+                    continue
+                assert isinstance(item, Frame | Call)
+                batch: list[Frame | Call] = [item]
+                while len(batch) < RECEIVE_BATCH:
+                    try:
+                        more = self._inbox.get_nowait()
+                    except queue.Empty:
+                        break
+                    if not isinstance(more, Frame | Call):
+                        pending = more  # a function or the stop: after this job
+                        break
+                    batch.append(more)
+                proposing = self._job(batch)
+                while proposing and pending is None and self._inbox.empty():
+                    # The job stopped signing at its limit: a job runs next even if nothing
+                    # arrives, and proposes more (whatever arrives by then joins it).
+                    if self._closing:
+                        return
+                    proposing = self._job([])
+        except BaseException as exc:  # a bug of our own: the node must not go on without
+            error = exc
+            raise
+        finally:
+            if self._loop is not None and self._worker_stopped is not None:
+                _call_soon(self._loop, _settle, self._worker_stopped, error)
+
+    def _job(self, batch: list[Frame | Call]) -> bool:
+        """One job on the worker thread, handed to the writer; whether it stopped proposing
+        at its limit (``Node.more_to_propose``)."""
+        assert self.node is not None and self._loop is not None
+        if self._store_failed is not None:  # memory is ahead of disk: do nothing more
+            _call_soon(self._loop, self._refuse_items, batch, self._store_failed)
+            return False
+        try:
+            done = _handle(self.node, batch)
+        except Exception as exc:
+            # Every item is isolated in ``_handle``: what fails here is taking the job's
+            # checkpoint, so memory may be ahead of what can be written. Like a failed
+            # write, that stops the node before it signs anything more.
+            self._store_failed = exc
+            log.critical("a worker job failed: stopping", exc_info=exc)
+            _call_soon(self._loop, self._job_failed, batch, exc)
+            return False
+        self._hand_to_writer(done)
+        return done.more
+
+    def _run_direct(self, item: _Direct) -> None:
+        assert self._loop is not None
+        try:
+            result = item.fn()
+        except Exception as exc:
+            _call_soon(self._loop, _fail_future, item.answer, exc)
+        else:
+            _call_soon(self._loop, _resolve_future, item.answer, result)
 
     async def write_loop(self) -> None:
         """The writer stage of :meth:`work_loop`, on a thread of its own: write the
@@ -321,18 +399,30 @@ class Pipeline:
         if wrote:
             self._count("checkpoint_writes")
         for done in jobs:
+            self._count("receive_batches")
             self._send_all(done.outbox)
             self._answer(done)
+            release_frames(done.batch)
+            self._finished(len(done.batch))
 
     def _refuse(self, jobs: list[Done], exc: Exception) -> None:
         for done in jobs:
-            for item in done.batch:
-                if isinstance(item, Call) and not item.answer.done():
-                    item.answer.set_exception(exc)
+            self._refuse_items(done.batch, exc)
+
+    def _refuse_items(self, batch: list[Frame | Call], exc: Exception) -> None:
+        for item in batch:
+            if isinstance(item, Call) and not item.answer.done():
+                item.answer.set_exception(exc)
+        release_frames(batch)
+        self._finished(len(batch))
 
     def _write_failed(self, jobs: list[Done], exc: Exception) -> None:
         self._refuse(jobs, exc)
         self._fail(f"the store failed: {exc!r}", 1)
+
+    def _job_failed(self, batch: list[Frame | Call], exc: Exception) -> None:
+        self._refuse_items(batch, exc)
+        self._fail(f"internal error: {exc!r}", 1)
 
     def _stop_writer(self) -> None:
         """Ask the writer thread to stop after the write in progress."""
@@ -374,10 +464,32 @@ class Pipeline:
         but not written are dropped with their outbox: nothing of them left."""
         loop = asyncio.get_running_loop()
         self._stop_writer()  # first: a worker waiting to hand a job over gives up
-        await loop.run_in_executor(None, self._worker.shutdown, True)
-        writer = self._writer
-        if writer is not None:
-            await loop.run_in_executor(None, writer.join)
+        self._stop_worker()
+        for thread in (self._worker, self._writer):
+            if thread is not None:
+                await loop.run_in_executor(None, thread.join)
+
+
+@dataclass
+class _Direct:
+    """A function to run on the node's thread outside any job (``Pipeline.in_worker``)."""
+
+    fn: Callable[[], Any]
+    answer: asyncio.Future[Any]
+
+
+#: Ends the worker thread.
+_STOP = object()
+
+
+def _resolve_future(future: asyncio.Future[Any], result: Any) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _fail_future(future: asyncio.Future[Any], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:
@@ -394,11 +506,6 @@ def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
         future.set_exception(error)
     else:
         future.set_result(None)
-
-
-def _more() -> None:
-    """A job of its own: its checkpoint proposes what the last job left
-    (``Node.more_to_propose``)."""
 
 
 def _log_failure(answer: asyncio.Future[Any]) -> None:
