@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import urllib.error
 import urllib.request
@@ -205,7 +206,13 @@ def test_info_channels_route_pay_and_metrics(channel_pair: Pair) -> None:
     invoice = bob.api.post("/v1/invoices", {"amount": 12345, "asset": NATIVE})
     route = alice.api.post("/v1/route", {"invoice": invoice["invoice"]})
     assert route["sent"] == 12345 and route["hops"][0]["channel_id"] == channel_id
-    assert pay(alice, bob, 777)["status"] == "succeeded"
+    paid = pay(alice, bob, 777)
+    assert paid["status"] == "succeeded" and paid["amount"] == 777
+    assert hashlib.sha256(bytes.fromhex(paid["preimage"])).hexdigest() == paid["payment_hash"]
+    stored = alice.api.get(f"/v1/payments/{paid['payment_hash']}")  # the answer is the record
+    assert {k: v for k, v in paid.items() if k != "route"} == {
+        k: v for k, v in stored.items() if k != "route"
+    }
     with pytest.raises(ApiCallError) as caught:  # an invoice is paid once
         alice.api.post("/v1/payments", {"invoice": invoice["invoice"]})
         alice.api.post("/v1/payments", {"invoice": invoice["invoice"]})

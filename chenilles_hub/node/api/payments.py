@@ -97,11 +97,12 @@ async def pay(request: web.Request) -> web.Response:
         if not wait:
             return json_response(result, 202)
         try:
-            await asyncio.wait_for(asyncio.shield(outcome), min(PAYMENT_WAIT, timeout + 5))
+            finished = await asyncio.wait_for(
+                asyncio.shield(outcome), min(PAYMENT_WAIT, timeout + 5)
+            )
         except TimeoutError:
             return json_response(result, 202)
-    payment = node.payments[invoice.payment_hash]
-    view = await server.in_worker(ops.payment_view, payment)
+    view = ops.payment_view(finished)  # a copy taken on the node's thread
     return json_response({**view, "route": result["route"]}, 200)
 
 

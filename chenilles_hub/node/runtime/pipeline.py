@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import functools
 import logging
 import queue
@@ -34,6 +35,7 @@ from chenilles_hub.core.errors import DecodeError
 
 from ..api.service import TransferFailed
 from ..hub.node import Node
+from ..hub.records import Payment
 from ..store.base import Store
 from .work import (
     RECEIVE_BATCH,
@@ -100,7 +102,7 @@ class Pipeline:
         #: Callers waiting for a direct transfer to become irrevocable, by ticket.
         self._tickets: dict[int, asyncio.Future[int]] = {}
         #: Callers waiting for a payment of ours to succeed or fail, by payment hash.
-        self._payment_waiters: dict[bytes, list[asyncio.Future[None]]] = {}
+        self._payment_waiters: dict[bytes, list[asyncio.Future[Payment]]] = {}
         self._next_ticket = 0
 
     # --- calling the node -------------------------------------------------------------------
@@ -182,11 +184,12 @@ class Pipeline:
         return results
 
     @contextlib.contextmanager
-    def payment_outcome(self, payment_hash: bytes) -> Iterator[asyncio.Future[None]]:
+    def payment_outcome(self, payment_hash: bytes) -> Iterator[asyncio.Future[Payment]]:
         """A future done once our payment ``payment_hash`` succeeded or failed (after the
-        checkpoint that recorded it). Enter before starting the payment: it may finish in
-        the very job that starts it."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        checkpoint that recorded it), with the payment's record as it was then (read on
+        the event loop without a trip to the node's thread). Enter before starting the
+        payment: it may finish in the very job that starts it."""
+        done: asyncio.Future[Payment] = asyncio.get_running_loop().create_future()
         waiters = self._payment_waiters.setdefault(payment_hash, [])
         waiters.append(done)
         try:
@@ -454,10 +457,10 @@ class Pipeline:
                 waiter.set_result(version)
             else:
                 waiter.set_exception(TransferFailed(reason or "refused"))
-        for payment_hash in done.paid:
+        for payment_hash, record in done.paid:
             for paid in self._payment_waiters.get(payment_hash, ()):
                 if not paid.done():
-                    paid.set_result(None)
+                    paid.set_result(record)
 
     async def shutdown(self) -> None:
         """Let the job and the write in progress finish (a write is atomic). Jobs handled
@@ -542,7 +545,8 @@ def _handle(node: Node, batch: list[Frame | Call]) -> Done:
     done = Done(batch, outcomes, node.take_checkpoint(), node.outbox)
     node.outbox = []
     done.settled, node.ticket_outcomes = node.ticket_outcomes, []
-    done.paid, node.finished_payments = node.finished_payments, []
+    done.paid = [(h, copy.copy(node.payments[h])) for h in node.finished_payments]
+    node.finished_payments = []
     done.more = node.more_to_propose
     done.quiet = (
         node.checkpoint_quiet

@@ -27,6 +27,7 @@ from ..api.service import TransferFailed
 from ..config import ConfigError, NodeConfig, PeerConfig
 from ..hub.gossip import GraphView
 from ..hub.node import Node
+from ..hub.records import Payment
 from ..net.transport import Listener, TcpTransport, Transport
 from ..store.base import Store
 from .backups import BackupFile
@@ -353,7 +354,7 @@ class HubServer:
         return await self.pipeline.transfers(items)
 
     @contextlib.contextmanager
-    def payment_outcome(self, payment_hash: bytes) -> Iterator[asyncio.Future[None]]:
+    def payment_outcome(self, payment_hash: bytes) -> Iterator[asyncio.Future[Payment]]:
         with self.pipeline.payment_outcome(payment_hash) as done:
             yield done
 

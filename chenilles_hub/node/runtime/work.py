@@ -12,6 +12,7 @@ from typing import Any
 
 from chenilles_hub.core import ChannelSnapshot
 
+from ..hub.records import Payment
 from ..net.transport import PeerConnection
 
 #: Most work items (messages and calls) handled in one worker job and one durable commit.
@@ -73,7 +74,9 @@ class Done:
     write: tuple[list[ChannelSnapshot], dict[str, bytes | None]] | None
     outbox: list[tuple[bytes, bytes]]
     settled: list[tuple[int, int | None, str | None]] = field(default_factory=list)
-    paid: list[bytes] = field(default_factory=list)
+    #: Our payments that succeeded or failed in the job: each as it was then (a copy
+    #: taken on the node's thread, which the API may read on the event loop).
+    paid: list[tuple[bytes, Payment]] = field(default_factory=list)
     #: The job stopped proposing at ``Node.proposals_per_job``: another job must follow.
     more: bool = False
     #: Peer frames alone, all quiet, and nothing to send or answer: its write may be
