@@ -9,16 +9,16 @@ from dataclasses import dataclass, field
 from math import gcd
 
 from .backend import ChainBackend, TxReceipt, asset_info
-from .circuit.invoice import ROUTE_SLACK, Invoice
+from .circuit.invoice import Invoice
 from .circuit.quote import Rate
 from .core import Asset
-from .core.routing import RouteHop, find_route
+from .core.routing import RouteHop
 from .identity import NodeIdentity
 from .node.hub.forwarding import ForwardingPolicy
 from .node.hub.network import InProcessNetwork
 from .node.hub.node import Node
 from .node.hub.records import Payment
-from .node.hub.routing_view import onion_hops, quotes_from, routing_graph
+from .node.hub.routing_view import invoice_route, onion_hops, quotes_from, routing_graph
 from .sandbox import MAX_LOCK
 
 
@@ -162,14 +162,11 @@ class Demo:
 
     def route(self, payer: Node, invoice: Invoice, payer_asset: Asset) -> tuple[RouteHop, ...]:
         graph = routing_graph(self.network.nodes.values())
-        route = find_route(
+        route = invoice_route(
             graph,
             payer.node_id,
-            invoice.payee,
-            invoice.amount,
-            invoice.asset,
+            invoice,
             now=self.ledgers.now(),
-            final_lead=invoice.final_lead + ROUTE_SLACK,
             max_lock=MAX_LOCK,
             source_asset=payer_asset,
         )

@@ -22,17 +22,16 @@ from types import TracebackType
 
 from . import plugins
 from .backend import ChainBackend
-from .circuit.invoice import ROUTE_SLACK, Invoice
+from .circuit.invoice import Invoice
 from .circuit.onion import OnionHop
 from .core import Asset
-from .core.routing import find_route
 from .identity import NodeIdentity
 from .node.hub.forwarding import ForwardingPolicy
 from .node.hub.network import InProcessNetwork
 from .node.hub.node import Node
 from .node.hub.open_policy import OpenPolicy
 from .node.hub.records import Payment
-from .node.hub.routing_view import onion_hops, quotes_from, routing_graph
+from .node.hub.routing_view import invoice_route, onion_hops, quotes_from, routing_graph
 
 #: The longest an HTLC of a sandbox payment may stay locked.
 MAX_LOCK = 3 * 86400
@@ -174,14 +173,11 @@ class Sandbox:
     def route(self, payer: Node, invoice: Invoice, source_asset: Asset) -> list[OnionHop]:
         """The cheapest route over the nodes' channels, with each hop's quote."""
         graph = routing_graph(self.network.nodes.values())
-        route = find_route(
+        route = invoice_route(
             graph,
             payer.node_id,
-            invoice.payee,
-            invoice.amount,
-            invoice.asset,
+            invoice,
             now=self.now(),
-            final_lead=invoice.final_lead + ROUTE_SLACK,
             max_lock=MAX_LOCK,
             source_asset=source_asset,
         )

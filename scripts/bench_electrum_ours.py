@@ -14,11 +14,10 @@ from bench_payments import FINAL_SLACK, build
 
 from chenilles_hub.core import ChannelState, Htlc, SignedState
 from chenilles_hub.core.model import AssetBalances
-from chenilles_hub.core.routing import find_route
 from chenilles_hub.demo import MAX_LOCK, SAT, Demo
 from chenilles_hub.node.hub.gossip import GraphView, own_announcement
 from chenilles_hub.node.hub.node import Node
-from chenilles_hub.node.hub.routing_view import onion_hops, quotes_from
+from chenilles_hub.node.hub.routing_view import invoice_route, onion_hops, quotes_from
 
 #: Electrum's two set-ups: its test harness (nothing written) and with its wallet file.
 ELECTRUM, ELECTRUM_FILE = "electrum", "electrum wallet file"
@@ -89,16 +88,14 @@ class Line:
         it keeps, with the bound it keeps for its own payments."""
         network = self.demo.network
         payer = self.nodes[0]
-        route = find_route(
+        route = invoice_route(
             self.view.graph(payer),
             payer.node_id,
-            invoice.payee,
-            invoice.amount,
-            invoice.asset,
+            invoice,
             now=self.clock(),
-            final_lead=invoice.final_lead + FINAL_SLACK,
             max_lock=MAX_LOCK,
             source_asset=self.source,
+            slack=FINAL_SLACK,
             strategy="cached",
         )
         return onion_hops(route, quotes_from(network.nodes, route))

@@ -26,13 +26,17 @@ from bench_scale import add_channels
 
 from chenilles_hub.circuit.quote import Rate
 from chenilles_hub.core import Asset
-from chenilles_hub.core.routing import find_route
 from chenilles_hub.demo import MAX_LOCK, SAT, WEI, Demo, Ledgers, _start_ledgers
 from chenilles_hub.identity import NodeIdentity
 from chenilles_hub.node.hub.forwarding import FeePolicy, ForwardingPolicy
 from chenilles_hub.node.hub.journal import NODE_STATE_KEY
 from chenilles_hub.node.hub.node import Node
-from chenilles_hub.node.hub.routing_view import onion_hops, quotes_from, routing_graph
+from chenilles_hub.node.hub.routing_view import (
+    invoice_route,
+    onion_hops,
+    quotes_from,
+    routing_graph,
+)
 from chenilles_hub.node.store.sqlite import SQLiteStore
 
 #: (name, chain of each hop's channel as "evm" / "bitcoin")
@@ -119,16 +123,14 @@ def onion_route(
     clock: Callable[[], int],
 ) -> list[Any]:
     """The payer's route for ``invoice`` on ``graph``, with the converting hubs' quotes."""
-    route = find_route(
+    route = invoice_route(
         graph,
         payer.node_id,
-        invoice.payee,
-        invoice.amount,
-        invoice.asset,
+        invoice,
         now=clock(),
-        final_lead=invoice.final_lead + FINAL_SLACK,
         max_lock=MAX_LOCK,
         source_asset=source,
+        slack=FINAL_SLACK,
     )
     return onion_hops(route, quotes_from(demo.network.nodes, route))
 

@@ -10,17 +10,17 @@ from __future__ import annotations
 from typing import Any
 
 from chenilles_hub.backend import Account, ChainBackend
-from chenilles_hub.circuit.invoice import ROUTE_SLACK, Invoice, decode_invoice
+from chenilles_hub.circuit.invoice import Invoice, decode_invoice
 from chenilles_hub.circuit.quote import Quote, parse_quote_view, quote_view
 from chenilles_hub.core import Asset
 from chenilles_hub.core.errors import ChannelError
-from chenilles_hub.core.routing import Route, find_route
+from chenilles_hub.core.routing import Route
 
 from ..hub.gossip import GraphView
 from ..hub.node import Node
 from ..hub.records import Channel, Payment
 from ..hub.route_explain import explain_no_route, fees_by_asset, hop_fees
-from ..hub.routing_view import onion_hops
+from ..hub.routing_view import invoice_route, onion_hops
 from .channel_views import channel_view
 
 __all__ = ["ApiError", "channel_view", "find_channel"]
@@ -147,14 +147,11 @@ def plan_route(
 ) -> Route:
     routing = graph.graph(node)
     try:
-        return find_route(
+        return invoice_route(
             routing,
             node.node_id,
-            invoice.payee,
-            invoice.amount,
-            invoice.asset,
+            invoice,
             now=node.clock(),
-            final_lead=invoice.final_lead + ROUTE_SLACK,
             max_lock=max_lock,
             source_asset=source_asset,
             strategy="cached",  # the payer is always this node: its bound is reused

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from chenilles_hub.circuit.invoice import ROUTE_SLACK, Invoice
 from chenilles_hub.circuit.onion import OnionHop
 from chenilles_hub.circuit.quote import Quote
 from chenilles_hub.core import Asset, TimeModel
-from chenilles_hub.core.routing import AssetRate, ChannelEdge, Route, RoutingGraph
+from chenilles_hub.core.routing import AssetRate, ChannelEdge, Route, RoutingGraph, find_route
+from chenilles_hub.core.routing.search import Strategy
 
 from .forwarding import channel_edge
 from .node import Node
@@ -33,6 +35,34 @@ def routing_graph(nodes: Iterable[Node]) -> RoutingGraph:
             ]
         rates += node.policy.asset_rates(node.node_id)
     return RoutingGraph(_one_edge_per_direction(edges), rates, models)
+
+
+def invoice_route(
+    graph: RoutingGraph,
+    payer: bytes,
+    invoice: Invoice,
+    *,
+    now: int,
+    max_lock: int,
+    source_asset: Asset | None = None,
+    slack: int = ROUTE_SLACK,
+    strategy: Strategy = "astar",
+) -> Route:
+    """The route on which ``payer`` pays ``invoice``: its amount and asset to its payee, the
+    last HTLC leaving the payee its final lead plus ``slack`` (the time the payment takes
+    to arrive)."""
+    return find_route(
+        graph,
+        payer,
+        invoice.payee,
+        invoice.amount,
+        invoice.asset,
+        now=now,
+        final_lead=invoice.final_lead + slack,
+        max_lock=max_lock,
+        source_asset=source_asset,
+        strategy=strategy,
+    )
 
 
 def _one_edge_per_direction(edges: list[ChannelEdge]) -> list[ChannelEdge]:
