@@ -297,9 +297,9 @@ class Pipeline:
         try:
             result = item.fn()
         except Exception as exc:
-            _call_soon(self._loop, _fail_future, item.answer, exc)
+            _call_soon(self._loop, _settle, item.answer, exc)
         else:
-            _call_soon(self._loop, _resolve_future, item.answer, result)
+            _call_soon(self._loop, _settle, item.answer, None, result)
 
     async def write_loop(self) -> None:
         """The writer stage of :meth:`work_loop`, on a thread of its own: write the
@@ -485,30 +485,22 @@ class _Direct:
 _STOP = object()
 
 
-def _resolve_future(future: asyncio.Future[Any], result: Any) -> None:
-    if not future.done():
-        future.set_result(result)
-
-
-def _fail_future(future: asyncio.Future[Any], error: BaseException) -> None:
-    if not future.done():
-        future.set_exception(error)
-
-
 def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:
-    """``fn(*args)`` on the event loop, from the writer thread; nothing if the loop is
+    """``fn(*args)`` on the event loop, from the worker or writer thread; nothing if the loop is
     closed (the process is ending: nothing more is to leave)."""
     with contextlib.suppress(RuntimeError):
         loop.call_soon_threadsafe(fn, *args)
 
 
-def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+def _settle(future: asyncio.Future[Any], error: BaseException | None, result: Any = None) -> None:
+    """On the event loop: ``future`` fails with ``error``, or else gets ``result`` (unless
+    its caller went away)."""
     if future.done():
         return
     if error is not None:
         future.set_exception(error)
     else:
-        future.set_result(None)
+        future.set_result(result)
 
 
 def _log_failure(answer: asyncio.Future[Any]) -> None:
