@@ -155,8 +155,13 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                     f"2 node processes, {r['channels']} channels, "
                     f"{r['requests_in_flight']}x{r['transfers_per_request']} in flight",
                     f"{r['signed_states_per_s']:,} signed states/s, "
-                    f"{r['transfers_per_s']:,} transfers/s",
-                    ">= 2,000 updates/s",
+                    f"{r['transfers_per_s']:,} transfers/s"
+                    + (
+                        f", {100 * r['ratio_to_bound']:.0f} % of the bound around it"
+                        if "ratio_to_bound" in r
+                        else ""
+                    ),
+                    ">= 2,000 updates/s; 2x128: >= 50 % of the bound",
                 )
             )
         rows.append(

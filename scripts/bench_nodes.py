@@ -121,6 +121,18 @@ async def _transfers(
         return time.perf_counter() - started
 
 
+#: Sign + verify rounds of the bound measured just before and just after each throughput
+#: round (~0.1 s each). On a shared VM the bound moves by a third between runs and within
+#: one; the ratio of a round is taken against the bound around it.
+ROUND_BOUND_SAMPLES = 1000
+
+
+def _round_bound() -> int:
+    return int(
+        signature_bound("evm_secp256k1", ROUND_BOUND_SAMPLES)["bound_updates_per_s_per_side"]
+    )
+
+
 def _throughput(
     alice: NodeProc,
     bob: NodeProc,
@@ -129,7 +141,11 @@ def _throughput(
     total: int,
     channels: list[str],
 ) -> dict[str, Any]:
+    """One round of ``load`` (channels, requests in flight, transfers per request):
+    signed states/s, the CPU each process spent per state, and the ratio to the signature
+    bound measured around the round (while the nodes are idle)."""
     count, flight, per_request = load
+    bound_before = _round_bound()
     channels = channels[:count]
     before = _versions(alice, channels)
     pids = {
@@ -147,6 +163,8 @@ def _throughput(
     }
     states = _versions(alice, channels) - before
     assert _versions(bob, channels) - before == states, "both sides hold every state"
+    bound_after = _round_bound()
+    bound = (bound_before + bound_after) / 2
     return {
         "channels": len(channels),
         "requests_in_flight": flight,
@@ -162,6 +180,8 @@ def _throughput(
             "driver": round(1000 * driver / states, 3),
         },
         "cpu_cores_busy": round((sum(cpu.values()) + driver) / elapsed, 2),
+        "signature_bound_around": {"before": bound_before, "after": bound_after},
+        "ratio_to_bound": round(states / elapsed / bound, 3),
     }
 
 
