@@ -25,6 +25,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,20 @@ def _round_bound() -> int:
     )
 
 
+def _settle(pids: Iterable[int], timeout: float = 3.0) -> None:
+    """Wait until the processes stop using CPU (their last writes after a round): the bound
+    measured after a round must not compete with them for a core."""
+    deadline = time.monotonic() + timeout
+    pids = list(pids)
+    last = sum(_cpu_seconds(pid) for pid in pids)
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = sum(_cpu_seconds(pid) for pid in pids)
+        if now - last < 0.005:  # under 5 % of a core over the interval
+            return
+        last = now
+
+
 def _throughput(
     alice: NodeProc,
     bob: NodeProc,
@@ -163,6 +178,7 @@ def _throughput(
     }
     states = _versions(alice, channels) - before
     assert _versions(bob, channels) - before == states, "both sides hold every state"
+    _settle(pids.values())
     bound_after = _round_bound()
     bound = (bound_before + bound_after) / 2
     return {
