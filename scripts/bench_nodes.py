@@ -134,7 +134,7 @@ def _round_bound() -> int:
     )
 
 
-def _settle(pids: Iterable[int], timeout: float = 3.0) -> None:
+def _wait_until_idle(pids: Iterable[int], timeout: float = 3.0) -> None:
     """Wait until the processes stop using CPU (their last writes after a round): the bound
     measured after a round must not compete with them for a core."""
     deadline = time.monotonic() + timeout
@@ -178,7 +178,7 @@ def _throughput(
     }
     states = _versions(alice, channels) - before
     assert _versions(bob, channels) - before == states, "both sides hold every state"
-    _settle(pids.values())
+    _wait_until_idle(pids.values())
     bound_after = _round_bound()
     bound = (bound_before + bound_after) / 2
     return {
