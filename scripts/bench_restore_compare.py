@@ -4,8 +4,9 @@ run, the same load): this checkout and ``--base`` (e.g. main exported with
 ``git archive <rev> | tar -x -C /tmp/base``; its ``chenilles_hub`` is put first on
 ``PYTHONPATH``, the backends are this checkout's).
 
-The store holds ``--channels`` EVM channels with realistic snapshots, written once by
-``bench_scale.fill_store`` with a fixed key, so both trees restore the very same file.
+The store holds ``--channels`` EVM channels with realistic snapshots, written by
+``bench_scale.fill_store`` with a fixed key and seed: once by each tree, so that each
+restores the same channels in the schema it writes (a tree refuses a newer schema).
 
     .venv/bin/python scripts/bench_restore_compare.py --base /tmp/base [--channels 100000]
         [--rounds 3] [--json out.json]
@@ -67,23 +68,23 @@ def main() -> None:
     try:
         script = work / "one.py"
         script.write_text(ONE)
-        src = work / "fill.sqlite"
-        subprocess.run(
-            [sys.executable, str(script), "fill", str(src), str(args.channels)],
-            cwd=HERE,
-            check=True,
-        )
         trees = {"base": args.base.resolve(), "this": HERE}
+        fills = {side: work / side / "fill.sqlite" for side in trees}
+        for side, src in fills.items():
+            src.parent.mkdir()
+            subprocess.run(
+                [sys.executable, str(script), "fill", str(src), str(args.channels)],
+                cwd=trees[side],
+                env=_env(side, trees),
+                check=True,
+            )
         runs: dict[str, list[float]] = {"base": [], "this": []}
         for r in range(args.rounds):
             for side in ("base", "this") if r % 2 == 0 else ("this", "base"):
-                env = dict(os.environ)
-                if side == "base":
-                    env["PYTHONPATH"] = str(trees["base"])
                 out = subprocess.run(
-                    [sys.executable, str(script), "restore", str(src), str(args.channels)],
+                    [sys.executable, str(script), "restore", str(fills[side]), str(args.channels)],
                     cwd=trees[side],
-                    env=env,
+                    env=_env(side, trees),
                     capture_output=True,
                     text=True,
                     check=True,
@@ -104,6 +105,13 @@ def main() -> None:
             args.json.write_text(json.dumps(result, indent=1) + "\n")
     finally:
         shutil.rmtree(work)
+
+
+def _env(side: str, trees: dict[str, Path]) -> dict[str, str]:
+    env = dict(os.environ)
+    if side == "base":
+        env["PYTHONPATH"] = str(trees["base"])
+    return env
 
 
 if __name__ == "__main__":

@@ -247,8 +247,8 @@ def restart(n: int, directory: Path, profile_n: int) -> dict[str, Any]:
         gc.collect()
         out["rss_kib_per_channel_after_restore"] = round((bench_common.rss_kib() - rss0) / n, 2)
         assert len(hub.channels) == n
-        # Machines check and decode their snapshot on first use: what touching every one
-        # of them costs once (a node touches a channel when its peer or the chain does).
+        # Machines read, check and decode their snapshot on first use: what touching every
+        # one of them costs once (a node touches a channel when its peer or the chain does).
         t0 = time.perf_counter()
         touched = sum(1 for c in hub.channels.values() if c.machine.state is not None)
         out["first_use_of_every_channel_s"] = round(time.perf_counter() - t0, 2)
@@ -277,13 +277,13 @@ def restart(n: int, directory: Path, profile_n: int) -> dict[str, Any]:
         total = max(stats.total_tt, 1e-9)  # type: ignore[attr-defined]
         parts = {
             "store.list_channels (SELECT + decode records)": ("list_channels", "store/sql.py"),
-            "store.load_encoded_snapshots (one SELECT, bytes kept)": (
-                "load_encoded_snapshots",
+            "store.snapshot_index (ids and flags; each snapshot read on first use)": (
+                "snapshot_index",
                 "store/sql.py",
             ),
-            "store.settings_with_prefix (node records per channel)": (
-                "settings_with_prefix",
-                "store/sqlite.py",
+            "store.settings_with_prefixes (the node's records, one scan)": (
+                "settings_with_prefixes",
+                "store/sql.py",
             ),
             "backend.authority (one per key, checked per channel)": ("authority", "chenilles_evm"),
             "ChannelMachine.restored (fields only: checks wait for first use)": (

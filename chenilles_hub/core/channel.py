@@ -63,11 +63,13 @@ from .errors import (
 )
 from .invariants import check_rules, check_successor
 from .machine_core import (
+    EncodedSnapshot,
     LazyCore,
     MachineCore,
     check_new_machine,
     core_from_snapshot,
     nothing_withdrawn,
+    read_encoded,
 )
 from .messages import (
     MAX_UPDATES_PER_PROPOSAL,
@@ -144,22 +146,28 @@ class ChannelMachine:
         me: int,
         authority: StateAuthority,
         initial: ChannelState,
-        encoded: bytes,
+        encoded: EncodedSnapshot,
         *,
+        withdrawn: bool | None = None,
         policy: HtlcPolicy | None = None,
         apps: Mapping[str, App] | None = None,
         rules: ChannelRules = NO_RULES,
     ) -> ChannelMachine:
-        """A machine resumed from its encoded snapshot (``encode_snapshot``) whose checks
-        (those of the constructor and of :meth:`restore`) and decoding wait for its first
-        use: a node restoring 100,000 channels pays only for those it touches. A snapshot
-        that may hold withdrawn proposals is restored at once (the node asks every restored
-        machine for them)."""
-        if not nothing_withdrawn(encoded):
+        """A machine resumed from its encoded snapshot (``encode_snapshot``), or from a
+        function that reads it, whose reading, checks (those of the constructor and of
+        :meth:`restore`) and decoding wait for its first use: a node restoring 100,000
+        channels pays only for those it touches. ``withdrawn``: whether the snapshot holds
+        withdrawn proposals, if the caller knows (else found from the bytes, read now). One
+        that may hold them is restored at once (the node asks every restored machine for
+        them)."""
+        if withdrawn is None:
+            encoded = read_encoded(encoded)
+            withdrawn = not nothing_withdrawn(encoded)
+        if withdrawn:
             machine = cls(
                 params, channel_id, me, authority, initial, policy=policy, apps=apps, rules=rules
             )
-            machine.restore(decode_snapshot(encoded))
+            machine.restore(decode_snapshot(read_encoded(encoded)))
             return machine
         machine = cls.__new__(cls)
         machine._fields(params, channel_id, me, authority, initial, policy, apps, rules)
@@ -226,8 +234,8 @@ class ChannelMachine:
 
     #: A machine made by :meth:`restored` checks and decodes its snapshot on first use.
     _core: MachineCore = LazyCore()  # type: ignore[assignment]
-    #: Its encoded snapshot until then.
-    _encoded: bytes
+    #: Its encoded snapshot (or the function that reads it) until then.
+    _encoded: EncodedSnapshot
 
     # --- our side ---------------------------------------------------------------------------
 

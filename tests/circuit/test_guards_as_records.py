@@ -108,6 +108,6 @@ def test_a_program_from_before_guard_records_refuses_the_store(tmp_path: Any) ->
         SQLiteStore(tmp_path / "node.sqlite", migrations=before)
     older = tmp_path / "older.sqlite"
     SQLiteStore(older, migrations=before).close()  # a store the older program wrote
-    store = SQLiteStore(older)  # upgraded in place
-    assert store.schema_version() == 3
+    store = SQLiteStore(older)  # upgraded in place (through 3, and whatever came since)
+    assert store.schema_version() == MIGRATIONS[-1].version >= 3
     store.close()

@@ -191,10 +191,8 @@ def test_a_stale_registration_is_refuted_by_the_watcher(world: World) -> None:
     assert backend.balance(hub.accounts[eth.chain], eth) == hub_before + 4 * 10**17 - fees
 
 
-@pytest.mark.parametrize("crash_after", [1, 2, 3, 4, 5, 6, 7, 8])
-def test_a_hub_restarted_mid_payment_completes_it(world: World, tmp_path, crash_after) -> None:
-    """The hub crashes after its n-th message of a payment (what it had not sent is lost)
-    and restarts from its SQLite store: the payment completes, every balance exact."""
+def stored_hub(world: World, tmp_path):  # type: ignore[no-untyped-def]
+    """alice -> hub -> bob on the native coin, the hub on a SQLite store in ``tmp_path``."""
     eth = native(world)
     chain = eth.chain
     store = SQLiteStore(tmp_path / "hub.sqlite")
@@ -203,6 +201,14 @@ def test_a_hub_restarted_mid_payment_completes_it(world: World, tmp_path, crash_
     bob = world.node("bob", [chain])
     c1 = world.open(alice, hub, chain, {eth: (ETH, 0)})
     c2 = world.open(hub, bob, chain, {eth: (ETH, 0)})
+    return eth, store, (alice, hub, bob), (c1, c2)
+
+
+@pytest.mark.parametrize("crash_after", [1, 2, 3, 4, 5, 6, 7, 8])
+def test_a_hub_restarted_mid_payment_completes_it(world: World, tmp_path, crash_after) -> None:
+    """The hub crashes after its n-th message of a payment (what it had not sent is lost)
+    and restarts from its SQLite store: the payment completes, every balance exact."""
+    eth, store, (alice, hub, bob), (c1, c2) = stored_hub(world, tmp_path)
     invoice = bob.invoice(10**17, eth)
     hops = plan(world, alice, [(hub, c1), (bob, c2)], invoice.amount, eth, invoice.final_lead)
     payment = alice.pay_route(invoice, hops)
@@ -328,3 +334,43 @@ def test_the_hub_passes_the_preimage_upstream_before_bobs_settle_is_irrevocable(
     assert payment.status == "succeeded" and payment.preimage is not None
     assert not alice.channels[c1].machine.state.htlcs
     assert hub.channels[c1].machine.state.free(eth) == (ETH - 10**17, 10**17)
+
+
+class ReadCountingStore(SQLiteStore):
+    """The hub's store, recording whose snapshots the restarted hub reads, in order."""
+
+    def __init__(self, path) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(path)
+        self.snapshots_read: list[bytes] = []
+
+    def load_encoded_snapshot(self, channel_id: bytes) -> bytes | None:
+        self.snapshots_read.append(channel_id)
+        return super().load_encoded_snapshot(channel_id)
+
+
+def test_a_restarted_hub_reads_a_channels_snapshot_once_when_the_channel_is_used(
+    world: World, tmp_path
+) -> None:
+    """A restart reads no snapshot: each is read on its channel's first use (here the
+    reestablish with a peer that is back), once; a channel nothing touches is not read."""
+    eth, store, (alice, hub, bob), (c1, c2) = stored_hub(world, tmp_path)
+    carol = world.node("carol", [eth.chain])
+    c3 = world.open(hub, carol, eth.chain, {eth: (ETH, 0)})
+    carol_sees = carol.channels[c3].machine.state
+    store.close()
+    world.network.silence(hub)
+    world.network.silence(carol)  # carol stays offline: nothing asks for c3
+    counting = ReadCountingStore(tmp_path / "hub.sqlite")
+    hub = world.restart(hub, counting)  # restore, then reestablish with alice and bob
+    assert sorted(counting.snapshots_read) == sorted([c1, c2])
+    invoice = bob.invoice(10**17, eth)
+    hops = plan(world, alice, [(hub, c1), (bob, c2)], invoice.amount, eth, invoice.final_lead)
+    payment = alice.pay_route(invoice, hops)
+    world.network.run()
+    assert payment.status == "succeeded"
+    assert hub.channels[c1].machine.state == alice.channels[c1].machine.state
+    assert hub.channels[c2].machine.state.free(eth) == (ETH - 10**17, 10**17)
+    assert sorted(counting.snapshots_read) == sorted([c1, c2])  # each once
+    assert hub.channels[c3].machine.state == carol_sees  # read now, exactly as signed
+    assert counting.snapshots_read[2:] == [c3]
+    counting.close()

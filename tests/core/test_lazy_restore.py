@@ -106,3 +106,63 @@ def test_a_snapshot_with_withdrawn_proposals_is_restored_at_once() -> None:
     machine = lazy_alice(pair, stored)
     assert "_encoded" not in machine.__dict__
     assert machine.withdrawn == decode_snapshot(stored).withdrawn
+
+
+class Reader:
+    """What a node hands a restored machine: a function reading its snapshot from the store
+    (here from a dict a test can empty), counting its calls."""
+
+    def __init__(self, encoded: bytes | None) -> None:
+        self.encoded, self.calls = encoded, 0
+
+    def __call__(self) -> bytes | None:
+        self.calls += 1
+        return self.encoded
+
+
+def lazy_alice_reading(pair, reader: Reader, withdrawn: bool | None) -> ChannelMachine:  # type: ignore[no-untyped-def]
+    old = pair.alice.machine
+    return ChannelMachine.restored(
+        old.params, old.channel_id, 0, old._authority, old.initial, reader, withdrawn=withdrawn
+    )
+
+
+def test_a_machine_restored_from_a_reader_reads_its_snapshot_once_on_first_use() -> None:
+    pair = opened(revoking=True)
+    pair.act(0, lambda m: m.propose((Transfer(ETH, 10),), NOW))
+    pair.deliver_one()
+    stored = pair.alice.disk[-1]
+    reader = Reader(stored)
+    lazy = lazy_alice_reading(pair, reader, withdrawn=False)
+    assert lazy.withdrawn == () and lazy.channel_id == pair.alice.machine.channel_id
+    assert reader.calls == 0  # restored, asked what a node asks of every channel: not read
+    eager = fresh_alice(pair)
+    eager.restore(decode_snapshot(stored))
+    assert lazy.snapshot() == eager.snapshot()
+    pair.alice.machine = lazy
+    pair.deliver_all()
+    assert pair.settled() and lazy.state.free(ETH) == (990, 1010)
+    assert reader.calls == 1
+
+
+def test_a_snapshot_gone_from_the_store_is_refused_on_every_use() -> None:
+    pair = opened()
+    reader = Reader(None)
+    lazy = lazy_alice_reading(pair, reader, withdrawn=False)
+    for _ in range(2):  # stays unusable, and says why
+        with pytest.raises(LookupError, match="snapshot is no longer"):
+            lazy.state  # noqa: B018
+    assert reader.calls == 2
+    reader.encoded = pair.alice.disk[-1]  # back (the store answered this time)
+    assert lazy.state == pair.alice.machine.state
+
+
+def test_a_reader_is_read_at_once_when_its_snapshot_may_hold_withdrawn_proposals() -> None:
+    pair = opened()
+    for withdrawn in (True, None):  # flagged, or not known: read now (None: to look)
+        reader = Reader(pair.alice.disk[-1])
+        machine = lazy_alice_reading(pair, reader, withdrawn=withdrawn)
+        assert reader.calls == 1
+        if withdrawn:  # restored at once
+            assert "_encoded" not in machine.__dict__
+        assert machine.state == pair.alice.machine.state and reader.calls == 1

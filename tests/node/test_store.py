@@ -8,9 +8,17 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from chenilles_hub.core import decode_snapshot, encode_snapshot
+from chenilles_hub.core import (
+    ChannelSnapshot,
+    PendingProposal,
+    Propose,
+    WithdrawnProposal,
+    decode_snapshot,
+    encode_snapshot,
+)
 from chenilles_hub.core.model import Asset
 from chenilles_hub.node.store.base import (
     Conflict,
@@ -223,9 +231,58 @@ def test_all_snapshots_load_at_once_as_one_by_one(store: SqlStore) -> None:
     assert set(loaded) == set(ids[:5])  # the sixth channel has no snapshot yet
     assert all(loaded[cid] == store.load_snapshot(cid) for cid in ids[:5])
     assert loaded == super(SqlStore, store).load_snapshots()  # the generic definition
-    encoded = store.load_encoded_snapshots()  # what a restart hands to lazy machines
-    assert {cid: decode_snapshot(data) for cid, data in encoded.items()} == loaded
-    assert encoded == super(SqlStore, store).load_encoded_snapshots()
+    for cid in ids[:5]:  # what a restarted machine reads on its first use
+        encoded = store.load_encoded_snapshot(cid)
+        assert encoded is not None and decode_snapshot(encoded) == loaded[cid]
+        assert encoded == super(SqlStore, store).load_encoded_snapshot(cid)
+    assert store.load_encoded_snapshot(ids[5]) is None
+    assert store.snapshot_index() == dict.fromkeys(ids[:5], False)
+
+
+def with_withdrawn(snapshot: ChannelSnapshot) -> ChannelSnapshot:
+    """``snapshot`` holding one withdrawn proposal (the store only carries it)."""
+    assert snapshot.latest is not None
+    signed = snapshot.latest
+    pending = PendingProposal(Propose(snapshot.channel_id, (), signed.state, b"sig"), signed)
+    return msgspec.structs.replace(
+        snapshot, withdrawn=(WithdrawnProposal(pending, "too_late", "its timelock"),)
+    )
+
+
+def test_the_snapshot_index_says_which_snapshots_hold_withdrawn_proposals(
+    store: SqlStore,
+) -> None:
+    """A restart reads this index, not the snapshots: a channel with a refusal to bury is
+    restored at once, every other one reads its snapshot on first use."""
+    a, b, c = (hashlib.sha256(b"index %d" % i).digest() for i in range(3))
+    for cid in (a, b, c):
+        store.add_channel(channel_record(cid))
+    store.save_snapshots([synthetic_snapshot(a, 1), with_withdrawn(synthetic_snapshot(b, 1))])
+    assert store.snapshot_index() == {a: False, b: True}  # c: nothing signed yet
+    assert store.snapshot_index() == super(SqlStore, store).snapshot_index()
+    store.save_checkpoint([synthetic_snapshot(b, 2), with_withdrawn(synthetic_snapshot(a, 2))], {})
+    assert store.snapshot_index() == {a: True, b: False}
+    store.save_checkpoint([synthetic_snapshot(a, 3)], {}, durable=False)
+    assert store.snapshot_index() == {a: False, b: False}
+
+
+def test_migration_4_flags_the_snapshots_already_stored(opener: Opener) -> None:
+    """A store written before the flag existed gets it from each snapshot's bytes."""
+    old = opener(MIGRATIONS[:3])
+    a, b = (hashlib.sha256(b"old %d" % i).digest() for i in range(2))
+    rows = [(a, synthetic_snapshot(a, 4)), (b, with_withdrawn(synthetic_snapshot(b, 4)))]
+    for cid, snapshot in rows:
+        old.add_channel(channel_record(cid))
+        with old._write() as cur:  # as the program of schema 3 wrote it
+            cur.execute(
+                "INSERT INTO snapshots (channel_id, version, data) VALUES (?, ?, ?)",
+                (cid, 4, encode_snapshot(snapshot)),
+            )
+    old.close()
+    store = opener()
+    assert store.schema_version() == MIGRATIONS[-1].version
+    assert store.snapshot_index() == {a: False, b: True}
+    assert all(store.load_snapshot(cid) == snapshot for cid, snapshot in rows)
 
 
 def test_revocations_append_idempotently(store: SqlStore) -> None:
@@ -359,6 +416,14 @@ def test_settings_with_a_prefix_are_exactly_those_keys_in_order(store: SqlStore)
     assert dict(found)["channel/a"] == b"1"
     assert found == SqlStore.settings_with_prefix(store, "channel/")  # the generic query
     assert [k for k, _ in store.settings_with_prefix("chan/")] == ["chan/é"]
+    prefixes = ["channel/", "record/", "chan", "quote/"]  # "chan" holds "channel/"
+    together = store.settings_with_prefixes(prefixes)
+    assert list(together) == prefixes
+    for prefix in prefixes:  # each as asked alone (in no particular order)
+        assert sorted(together[prefix]) == store.settings_with_prefix(prefix)
+    assert together["quote/"] == [] and store.settings_with_prefixes([]) == {}
+    generic = super(SqlStore, store).settings_with_prefixes(prefixes)
+    assert {p: sorted(v) for p, v in together.items()} == generic
 
 
 # --- SQLite specifics ---------------------------------------------------------------------------

@@ -10,8 +10,10 @@ whole: never a snapshot its forwarding links or watcher duties do not know about
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from ...backend import Account, ChainBackend
@@ -42,6 +44,16 @@ from .payments import Payments
 from .records import Channel, Payment, Quarantined
 
 log = logging.getLogger("chenilles.node")
+
+#: The records a restart reads, in one pass over the store's settings.
+_RESTORED_PREFIXES = (
+    CHANNEL_PREFIX,
+    RECORD_PREFIX,
+    INVOICE_PREFIX,
+    PAYMENT_PREFIX,
+    GUARD_PREFIX,
+    QUOTE_PREFIX,
+)
 
 Checkpoint = tuple[list[ChannelSnapshot], dict[str, bytes | None]]
 
@@ -156,20 +168,22 @@ class Persistence:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            self._restore_channels(store)
+            # One pass over the records (most of them are channels', payments', invoices').
+            records = store.settings_with_prefixes(_RESTORED_PREFIXES)
+            self._restore_channels(store, records[CHANNEL_PREFIX], records[RECORD_PREFIX])
         finally:
             gc.freeze()
             if collecting:
                 gc.enable()
         payments = self.payments
-        for _, value in store.settings_with_prefix(INVOICE_PREFIX):
+        for _, value in records[INVOICE_PREFIX]:
             stored = decode_record(value, InvoiceRecord)
             payments.invoices[stored.invoice.payment_hash] = (stored.invoice, stored.preimage)
             if stored.paid:
                 payments.paid_invoices.add(stored.invoice.payment_hash)
             if stored.cancelled:
                 payments.cancelled_invoices.add(stored.invoice.payment_hash)
-        for _, value in store.settings_with_prefix(PAYMENT_PREFIX):
+        for _, value in records[PAYMENT_PREFIX]:
             payment = decode_record(value, Payment)
             payments.payments[payment.payment_hash] = payment
         payments.preimages = dict(state.preimages)
@@ -177,34 +191,39 @@ class Persistence:
         payments.links_by_out = {(link.out_channel, link.out_htlc): link for link in state.links}
         guarded = [
             bytes.fromhex(key.removeprefix(GUARD_PREFIX))
-            for key, value in store.settings_with_prefix(GUARD_PREFIX)
+            for key, value in records[GUARD_PREFIX]
             if value
         ]
         # A store from before guards were records keeps them among the watcher's duties:
         # the watcher takes them out, and the next checkpoint writes them as records.
         self.ctx.watcher = Watcher(state.watcher, guarded)
-        quotes = [
-            decode_record(v, IssuedQuote) for _, v in store.settings_with_prefix(QUOTE_PREFIX)
-        ]
+        quotes = [decode_record(v, IssuedQuote) for _, v in records[QUOTE_PREFIX]]
         # A store from before quotes were records keeps them in the node's state: written
         # as records with the next checkpoint (which also rewrites the state without them).
         payments.quotes.restore([*state.quotes, *quotes], changed=bool(state.quotes))
         # A proposal of ours in flight was persisted; if the peer never answered, it is
         # retransmitted by reestablish. Updates still queued are proposed as usual.
 
-    def _restore_channels(self, store: Store) -> None:
+    def _restore_channels(
+        self,
+        store: Store,
+        channel_records: list[tuple[str, bytes]],
+        backend_records: list[tuple[str, bytes]],
+    ) -> None:
         self._policies.clear()  # the backends' time models of now
         metas = {
             meta.channel_id: meta
-            for _, value in store.settings_with_prefix(CHANNEL_PREFIX)
+            for _, value in channel_records
             for meta in (decode_record(value, ChannelMeta),)
         }
         parts: dict[str, dict[str, bytes]] = {}
-        for key, value in store.settings_with_prefix(RECORD_PREFIX):
+        for key, value in backend_records:
             channel_hex, _, part = key.removeprefix(RECORD_PREFIX).partition("/")
             if value:  # an empty value is a dropped part
                 parts.setdefault(channel_hex, {})[part] = value
-        snapshots = store.load_encoded_snapshots()  # each decoded on its first use
+        # Which channels have a snapshot, not the snapshots: each is read from the store,
+        # checked and decoded on its channel's first use.
+        snapshots, read = store.snapshot_index(), store.load_encoded_snapshot
         chains = {
             chain: (backend, self.ctx.accounts[chain], getattr(backend, "restore_record", None))
             for chain, backend in self.ctx.backends.items()
@@ -213,10 +232,9 @@ class Persistence:
             meta = metas.get(record.channel_id)
             if meta is None:
                 continue  # created but never checkpointed: nothing was signed or sent
-            snapshot = snapshots.pop(record.channel_id, None)
             stored = parts.get(record.channel_id.hex()) if parts else None
             try:
-                self._restore_channel(record, meta, snapshot, stored, chains)
+                self._restore_channel(record, meta, snapshots, read, stored, chains)
             except Exception as error:  # one bad channel must never stop the node
                 reason = _reason(error)
                 peer = record.params.participants[1 - record.me].node_id
@@ -243,12 +261,15 @@ class Persistence:
         self,
         record: ChannelRecord,
         meta: ChannelMeta,
-        snapshot: bytes | None,
+        snapshots: dict[bytes, bool | None],
+        read: Callable[[bytes], bytes | None],
         stored: dict[str, bytes] | None,
         chains: dict[str, tuple[ChainBackend, Account, Any]],
     ) -> None:
-        """Rebuild one channel; raises (and changes nothing) if it cannot be. ``chains``:
-        each configured chain's backend, account and ``restore_record`` (if it has one)."""
+        """Rebuild one channel; raises (and changes nothing) if it cannot be. ``snapshots``
+        and ``read``: the store's ``snapshot_index`` and ``load_encoded_snapshot``;
+        ``chains``: each configured chain's backend, account and ``restore_record`` (if it
+        has one)."""
         chain = record.params.chain
         if chain in self.ctx.unavailable:
             raise LookupError(
@@ -261,7 +282,8 @@ class Persistence:
         backend, account, restore_record = chains[chain]
         if stored and restore_record is not None:  # before the authority is built
             restore_record(record.params, record.me, account, stored)
-        if snapshot is None:  # opened, nothing signed yet
+        channel_id = record.channel_id
+        if channel_id not in snapshots:  # opened, nothing signed yet
             machine = new_machine(
                 backend,
                 account,
@@ -271,14 +293,15 @@ class Persistence:
                 record.initial,
                 self.ctx.apps,
             )
-        else:  # checked and decoded on first use
+        else:  # read, checked and decoded on first use
             machine = ChannelMachine.restored(
                 record.params,
-                record.channel_id,
+                channel_id,
                 record.me,
                 backend.authority(record.params, account, record.me),
                 record.initial,
-                snapshot,
+                functools.partial(read, channel_id),
+                withdrawn=snapshots[channel_id],
                 policy=self._policy(backend, record.params),
                 apps=self.ctx.apps,
                 rules=backend.channel_rules(record.params),

@@ -183,10 +183,17 @@ class Store(abc.ABC):
                 found[record.channel_id] = snapshot
         return found
 
-    def load_encoded_snapshots(self) -> dict[bytes, bytes]:
-        """Every channel's snapshot as stored (``encode_snapshot``), by channel id: a
-        restart hands them to machines that decode each on first use."""
-        return {cid: encode_snapshot(s) for cid, s in self.load_snapshots().items()}
+    def snapshot_index(self) -> dict[bytes, bool | None]:
+        """Every channel that has a snapshot, and whether that snapshot holds withdrawn
+        proposals (``None``: not known, a snapshot written before the store kept this). A
+        restart builds its machines from this alone and reads a snapshot on its channel's
+        first use (``load_encoded_snapshot``)."""
+        return {cid: bool(s.withdrawn) for cid, s in self.load_snapshots().items()}
+
+    def load_encoded_snapshot(self, channel_id: bytes) -> bytes | None:
+        """The channel's snapshot as stored (``encode_snapshot``), or ``None``."""
+        snapshot = self.load_snapshot(channel_id)
+        return encode_snapshot(snapshot) if snapshot is not None else None
 
     @abc.abstractmethod
     def add_revocation(self, channel_id: bytes, version: int, revocation: bytes) -> None:
@@ -266,6 +273,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def settings_with_prefix(self, prefix: str) -> list[tuple[str, bytes]]:
         """Every setting whose key starts with ``prefix`` (records the node keeps per item)."""
+
+    def settings_with_prefixes(self, prefixes: Sequence[str]) -> dict[str, list[tuple[str, bytes]]]:
+        """``settings_with_prefix`` of each prefix, read together (a restart asks for the
+        node's records of every kind at once); each list in no particular order."""
+        return {prefix: self.settings_with_prefix(prefix) for prefix in prefixes}
 
     @abc.abstractmethod
     def virtual_records(self) -> list[bytes]:

@@ -12,7 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import v0001_initial, v0002_virtual_channels, v0003_guards_and_quotes_as_records
+from . import (
+    v0001_initial,
+    v0002_virtual_channels,
+    v0003_guards_and_quotes_as_records,
+    v0004_snapshot_withdrawn_flag,
+)
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         "guards and quotes as records",
         v0003_guards_and_quotes_as_records.SQLITE,
         v0003_guards_and_quotes_as_records.POSTGRES,
+    ),
+    Migration(
+        4,
+        "snapshot withdrawn flag",
+        v0004_snapshot_withdrawn_flag.SQLITE,
+        v0004_snapshot_withdrawn_flag.POSTGRES,
     ),
 )
 
