@@ -6,7 +6,7 @@ A node restarting with 100,000 channels spent a third of its restore decoding sn
 and checking their states, for channels most of which nothing touches for a while. A
 machine made by :meth:`ChannelMachine.restored` keeps the stored bytes, or a function that
 reads them (the node's store: a restart then does not even read the snapshots it does not
-use, 390 MiB for 100,000 channels), and checks and decodes them on its first use
+use, 390 MB for 100,000 channels), and checks and decodes them on its first use
 (:class:`LazyCore`), with the same checks and the same errors as the constructor and
 :meth:`ChannelMachine.restore`.
 """

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import msgspec
 import pytest
 from chenilles_evm.backend import embedded_backend
@@ -374,3 +376,31 @@ def test_a_restarted_hub_reads_a_channels_snapshot_once_when_the_channel_is_used
     assert hub.channels[c3].machine.state == carol_sees  # read now, exactly as signed
     assert counting.snapshots_read[2:] == [c3]
     counting.close()
+
+
+def test_a_snapshot_corrupted_while_the_hub_was_down_stops_that_channel_alone(
+    world: World, tmp_path
+) -> None:
+    """Read on first use, a snapshot that no longer decodes fails there: the hub's own
+    failure, told on the channel, never the peer's fault, and the other channels go on."""
+    eth, store, (alice, hub, bob), (c1, c2) = stored_hub(world, tmp_path)
+    store.close()
+    world.network.silence(hub)
+    with sqlite3.connect(tmp_path / "hub.sqlite") as db:  # the disk lost c1's snapshot
+        db.execute("UPDATE snapshots SET data = ? WHERE channel_id = ?", (b"{}", c1))
+    store = SQLiteStore(tmp_path / "hub.sqlite")
+    hub = world.restart(hub, store)  # restored lazily: the damage shows on first use
+    assert hub.counters["reestablish_failed"] == 1  # ours, for c1 (c2 reestablished)
+    assert "stored state could not be loaded" in hub.channels[c1].last_error  # alice's
+    alice.reestablish(hub.node_id)  # alice speaks about c1 again: nothing breaks
+    world.network.run()
+    assert not hub.errors  # nothing counted against alice
+    assert hub.counters["peer_messages_failed"] == 2
+    assert hub.channels[c2].last_error == ""
+    invoice = bob.invoice(10**17, eth)  # c2 works as before
+    hops = plan(world, hub, [(bob, c2)], invoice.amount, eth, invoice.final_lead)
+    payment = hub.pay_route(invoice, hops)
+    world.network.run()
+    assert payment.status == "succeeded"
+    assert bob.channels[c2].machine.state.free(eth) == (ETH - 10**17, 10**17)
+    store.close()

@@ -81,6 +81,8 @@ class Intake:
             self._refused(peer, error)
             return
         channel = self._known_channel(peer, message)
+        if channel is not None and not self._loaded(channel, message):
+            return
         savepoint = Savepoint(
             self.ctx,
             self.opening,
@@ -120,6 +122,32 @@ class Intake:
             savepoint.release()
             if _quiet(message, channel):
                 self.ctx.pending.quiet += 1
+
+    def _loaded(self, channel: Channel, message: wire.NodeMessage) -> bool:
+        """Whether the channel's machine can be used. A restarted channel reads, checks
+        and decodes its snapshot on first use, which may be here, before the savepoint
+        that copies it: one that cannot be read or decoded (the store failed, the bytes
+        are corrupt) is the node's failure, not the peer's. Told to the operator on the
+        channel, logged and counted; the message changes nothing and counts nothing
+        against the peer."""
+        try:
+            channel.machine.latest  # noqa: B018 (a restored machine's first use)
+        except Exception as error:
+            channel.failed(
+                f"its stored state could not be loaded, the peer's {type(message).__name__} "
+                f"was not handled: {_reason(error)}",
+                self.ctx.clock(),
+            )
+            # Not among ``ctx.errors``: a driver counts those against the peer.
+            self.ctx.count("peer_messages_failed")
+            log.error(
+                "%s: channel %s: its stored state could not be loaded: %s",
+                self.ctx.name,
+                channel.channel_id.hex(),
+                _reason(error),
+            )
+            return False
+        return True
 
     def _refused(self, peer: bytes, error: ChannelError) -> None:
         self.ctx.errors.append(error)

@@ -269,8 +269,9 @@ class Node:
                 try:
                     self.funding.reestablish(channel)
                     self._run(channel, channel.machine.reestablish())
-                except Exception:
+                except Exception as error:
                     self.ctx.count("reestablish_failed")
+                    channel.failed(f"reestablishing with the peer failed: {error}", self.clock())
                     log.exception(
                         "%s: reestablishing %s failed", self.name, channel.channel_id.hex()[:8]
                     )

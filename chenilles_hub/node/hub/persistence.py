@@ -176,14 +176,15 @@ class Persistence:
             if collecting:
                 gc.enable()
         payments = self.payments
-        for _, value in records[INVOICE_PREFIX]:
+        # In key order, as before one scan read them (what lists them keeps that order).
+        for _, value in sorted(records[INVOICE_PREFIX]):
             stored = decode_record(value, InvoiceRecord)
             payments.invoices[stored.invoice.payment_hash] = (stored.invoice, stored.preimage)
             if stored.paid:
                 payments.paid_invoices.add(stored.invoice.payment_hash)
             if stored.cancelled:
                 payments.cancelled_invoices.add(stored.invoice.payment_hash)
-        for _, value in records[PAYMENT_PREFIX]:
+        for _, value in sorted(records[PAYMENT_PREFIX]):
             payment = decode_record(value, Payment)
             payments.payments[payment.payment_hash] = payment
         payments.preimages = dict(state.preimages)

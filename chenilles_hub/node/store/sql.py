@@ -246,7 +246,8 @@ class SqlStore(Store):
 
     def snapshot_index(self) -> dict[bytes, bool | None]:
         # Two reads of indexes only: every id (the key's index), then the few flagged rows
-        # (a partial index): a row's own flag sits behind its 4 KB snapshot (migration 4).
+        # (a partial index holding the flag): a row's own flag sits behind its 4 KB
+        # snapshot (migration 4).
         with self._read() as cur:
             cur.execute("SELECT channel_id FROM snapshots")
             ids = cur.fetchall()

@@ -3,10 +3,11 @@
 
 A restart then learns which channels have a refusal to bury from this column alone, and
 reads a channel's snapshot only when the channel is first used (restoring 100,000
-channels read 390 MiB of snapshots, most of them for channels nothing touched).
+channels read 390 MB of snapshots, most of them for channels nothing touched).
 
-The flag is read through a partial index of the rows that have it (or may have it): a
-column of a row is otherwise reached through the row's 4 KB snapshot, and reading every
+The flag is read through a partial index of the rows that have it (or may have it; the
+index holds the flag too, so the rows are not read): a column of a row is otherwise
+reached through the row's 4 KB snapshot, and reading every
 row's flag took 0.19 s for 100,000 channels, against 0.035 s for their ids (the key's own
 index) and this index together. A row enters the index only when it gets the flag, so
 the writes of the payment path, which leave it at 0, do not touch it.
@@ -27,7 +28,7 @@ _NOTHING_WITHDRAWN = "2c2277697468647261776e223a5b5d7d"
 #: The rows a restart reads at once (``SqlStore.snapshot_index`` asks with these words).
 FLAGGED = "withdrawn IS NULL OR withdrawn <> 0"
 
-_INDEX = f"CREATE INDEX snapshots_flagged ON snapshots (channel_id) WHERE {FLAGGED}"
+_INDEX = f"CREATE INDEX snapshots_flagged ON snapshots (channel_id, withdrawn) WHERE {FLAGGED}"
 
 SQLITE: tuple[str, ...] = (
     "ALTER TABLE snapshots ADD COLUMN withdrawn INTEGER",
@@ -38,7 +39,7 @@ SQLITE: tuple[str, ...] = (
 POSTGRES: tuple[str, ...] = (
     "ALTER TABLE snapshots ADD COLUMN withdrawn INTEGER",
     "UPDATE snapshots SET withdrawn = CASE WHEN length(data) >= 16 AND "
-    f"substring(data FROM length(data) - 15) = '\\x{_NOTHING_WITHDRAWN}'::bytea "
+    f"substring(data FROM length(data) - 15) = decode('{_NOTHING_WITHDRAWN}', 'hex') "
     "THEN 0 ELSE 1 END",
     _INDEX,
 )
