@@ -254,9 +254,11 @@ class TcpTransport(Transport):
     async def connect(self, host: str, port: int, expected_node_id: bytes) -> PeerConnection:
         reader, writer = await asyncio.open_connection(host, port)
         try:
-            session = await asyncio.wait_for(
-                initiate(reader, writer, self._key, expected_node_id), self._handshake_timeout
-            )
+            # ``asyncio.timeout``, not ``wait_for``: on Python 3.11 ``wait_for`` can swallow
+            # a cancellation that arrives as the handshake ends, and a dial loop cancelled at
+            # shutdown then went on serving the link (a shutdown that never ended, in CI).
+            async with asyncio.timeout(self._handshake_timeout):
+                session = await initiate(reader, writer, self._key, expected_node_id)
         except TimeoutError:
             writer.transport.abort()
             raise HandshakeError("handshake timed out") from None
@@ -281,9 +283,8 @@ class TcpTransport(Transport):
         async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             assert listener is not None
             try:
-                session = await asyncio.wait_for(
-                    respond(reader, writer, self._key, allow), self._handshake_timeout
-                )
+                async with asyncio.timeout(self._handshake_timeout):  # see ``connect``
+                    session = await respond(reader, writer, self._key, allow)
             except (TransportError, TimeoutError, OSError) as exc:
                 log.info("refused incoming connection: %s", exc or type(exc).__name__)
                 writer.transport.abort()
