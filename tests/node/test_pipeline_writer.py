@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from chenilles_hub.node.runtime.pipeline import Pipeline
+from chenilles_hub.node.runtime.pipeline import NodeStopping, Pipeline
 from chenilles_hub.node.runtime.work import Call, Done
 from chenilles_hub.node.store.sqlite import SQLiteStore
 
@@ -275,3 +275,29 @@ def test_a_job_that_cannot_take_its_checkpoint_stops_the_node(tmp_path: Path) ->
 
     sent, failures = _with_stub(tmp_path, body)
     assert sent == [] and len(failures) == 1 and "internal error" in failures[0]
+
+
+def test_a_stop_refuses_the_calls_it_leaves_unanswered(tmp_path: Path) -> None:
+    """A stop drops the jobs it did not write: their callers hear that the node stopped,
+    and so does a call made after it, instead of waiting forever (a shutdown that
+    gathers such a caller would never end)."""
+
+    async def body(pipeline: Pipeline) -> None:
+        go = threading.Event()
+        running = asyncio.ensure_future(pipeline.call(go.wait, 5))  # the job in progress
+        await asyncio.sleep(0.2)
+        behind = asyncio.ensure_future(pipeline.call(lambda: None))
+        read = asyncio.ensure_future(pipeline.in_worker(lambda: None))
+        await asyncio.sleep(0.1)
+        stopping = asyncio.ensure_future(pipeline.shutdown())
+        await asyncio.sleep(0.1)
+        go.set()
+        await asyncio.wait_for(stopping, 5)
+        for answer in (running, behind, read):
+            with pytest.raises(NodeStopping):
+                await asyncio.wait_for(answer, 5)
+        with pytest.raises(NodeStopping, match="stopping"):
+            await asyncio.wait_for(pipeline.call(lambda: None), 5)
+
+    _, failures = _with_stub(tmp_path, body)
+    assert failures == []

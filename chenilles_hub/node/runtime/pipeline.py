@@ -104,6 +104,9 @@ class Pipeline:
         #: Callers waiting for a payment of ours to succeed or fail, by payment hash.
         self._payment_waiters: dict[bytes, list[asyncio.Future[Payment]]] = {}
         self._next_ticket = 0
+        #: Callers of ``call`` and ``in_worker`` not answered yet (event loop only): a stop
+        #: drops the jobs it did not write, unanswered, so it refuses these instead.
+        self._waiting: set[asyncio.Future[Any]] = set()
 
     # --- calling the node -------------------------------------------------------------------
 
@@ -111,16 +114,34 @@ class Pipeline:
         """Run ``fn(*args)`` on the node's thread, between jobs, in arrival order; no
         checkpoint follows (a read, or work with its own writes)."""
         loop = self._start_worker()
-        answer: asyncio.Future[T] = loop.create_future()
+        answer: asyncio.Future[T] = self._waiter(loop)
         self._inbox.put(_Direct(functools.partial(fn, *args), answer))
         return await answer
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the node's thread in the next group commit; return its result
         (or raise its error) once what it queued is durable and sent."""
-        answer: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        answer: asyncio.Future[T] = self._waiter(asyncio.get_running_loop())
         await self._enqueue(Call(functools.partial(fn, *args), answer))
         return await answer
+
+    def _waiter(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
+        """A caller's answer, refused at once if the node is stopping (nothing would
+        answer it), and kept until answered so that a stop can refuse it."""
+        answer: asyncio.Future[Any] = loop.create_future()
+        if self._closing:
+            answer.set_exception(NodeStopping("the node is stopping"))
+            return answer
+        self._waiting.add(answer)
+        answer.add_done_callback(self._waiting.discard)
+        return answer
+
+    def _refuse_waiting(self) -> None:
+        """At a stop: every caller not answered yet hears that the node stopped (what it
+        asked for may have been written, not sent: as after a crash, reestablish resends)."""
+        for answer in list(self._waiting):
+            if not answer.done():
+                answer.set_exception(NodeStopping("the node stopped before answering"))
 
     def post(self, fn: Callable[..., Any], *args: Any) -> bool:
         """Queue ``fn(*args)`` for the node's thread without waiting for it (a link that
@@ -233,6 +254,7 @@ class Pipeline:
     def _stop_worker(self) -> None:
         self._closing = True
         self._inbox.put(_STOP)
+        self._refuse_waiting()
 
     def _work(self) -> None:
         """The worker thread's body: jobs and ``in_worker`` functions, in arrival order."""
@@ -483,6 +505,10 @@ class _Direct:
 
 #: Ends the worker thread.
 _STOP = object()
+
+
+class NodeStopping(RuntimeError):
+    """The node stopped (or is stopping) before it could answer a call."""
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:
