@@ -12,8 +12,11 @@ from chenilles_hub.circuit.errors import CircuitError, InvoiceAlreadyPaid, Wrong
 from chenilles_hub.core import Asset
 from chenilles_hub.core.errors import NoRoute
 from chenilles_hub.core.routing import AssetRate, RoutingGraph, find_route
+from chenilles_hub.node.config import load_config
+from chenilles_hub.node.hub.backup import collect, unseal
 from chenilles_hub.node.hub.forwarding import FeePolicy, ForwardingPolicy
 from chenilles_hub.node.hub.routing_view import routing_graph
+from chenilles_hub.node.runtime.backups import BackupFile
 from chenilles_hub.node.store.sqlite import SQLiteStore
 
 from .world import World, plan
@@ -375,6 +378,41 @@ def test_a_restarted_hub_reads_a_channels_snapshot_once_when_the_channel_is_used
     assert sorted(counting.snapshots_read) == sorted([c1, c2])  # each once
     assert hub.channels[c3].machine.state == carol_sees  # read now, exactly as signed
     assert counting.snapshots_read[2:] == [c3]
+    counting.close()
+
+
+def test_a_restarted_hubs_backup_reads_no_machine_and_holds_every_signed_state(
+    world: World, tmp_path
+) -> None:
+    """``[backup] interval`` after a restart: deciding that the file is due reads no
+    channel's snapshot, and the file written from the store (snapshots as stored, never
+    decoded) opens to every channel's latest state, the idle one's exactly as its peer
+    signed it."""
+    eth, store, (alice, hub, bob), (c1, c2) = stored_hub(world, tmp_path)
+    carol = world.node("carol", [eth.chain])
+    c3 = world.open(hub, carol, eth.chain, {eth: (ETH, 0)})
+    carol_sees = carol.channels[c3].machine.state
+    store.close()
+    world.network.silence(hub)
+    world.network.silence(carol)
+    counting = ReadCountingStore(tmp_path / "hub.sqlite")
+    hub = world.restart(hub, counting)
+    assert sorted(counting.snapshots_read) == sorted([c1, c2])
+    config = tmp_path / "hub.toml"
+    config.write_text(f'[node]\ndata_dir = "{tmp_path}"\n[backup]\ninterval = 60\n')
+    file = BackupFile(load_config(config))
+    for _ in range(3):
+        hub.tick()
+        file.note(hub)
+    assert file.due
+    assert file.write(counting, hub)["channels"] == 3
+    assert sorted(counting.snapshots_read) == sorted([c1, c2])  # c3 still unread
+    opened = unseal(file.config.backup_path.read_bytes(), hub.identity)
+    latest = {c.record.channel_id: c.snapshot.latest for c in opened.channels if c.snapshot}
+    assert latest[c3] is not None and latest[c3].state == carol_sees
+    assert latest[c1] is not None and latest[c1].state == alice.channels[c1].machine.state
+    assert latest[c2] is not None and latest[c2].state == bob.channels[c2].machine.state
+    assert opened == collect(counting, hub.node_id, opened.created_at)
     counting.close()
 
 

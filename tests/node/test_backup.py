@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from click.testing import CliRunner
 
@@ -28,6 +30,7 @@ from chenilles_hub.core.model import (
     Participant,
 )
 from chenilles_hub.identity import NodeIdentity
+from chenilles_hub.node.hub import backup as backup_module
 from chenilles_hub.node.hub.backup import (
     Backup,
     BackupError,
@@ -35,6 +38,7 @@ from chenilles_hub.node.hub.backup import (
     collect,
     restore_into,
     seal,
+    seal_from_store,
     unseal,
 )
 from chenilles_hub.node.hub.journal import ChannelMeta
@@ -112,6 +116,47 @@ def test_a_backup_opens_only_with_its_node_key_and_unchanged(
         seal(backup, NodeIdentity())  # another node's backup is never sealed with our key
 
 
+def test_a_backup_too_large_for_a_restore_is_never_written(
+    sealed: tuple[NodeIdentity, Backup, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What no restore would read is refused when written, with what to do instead (a
+    node with 20,000 channels wrote 98 MiB backups that the restore's 64 MiB refused)."""
+    identity, backup, data = sealed
+    with SQLiteStore(tmp_path / "node.sqlite") as store:
+        restore_into(store, backup, 100, 60)
+        written, count = seal_from_store(store, identity, 5)
+        assert count == 1 and unseal(written, identity) == collect(store, identity.node_id, 5)
+        monkeypatch.setattr(backup_module, "MAX_BACKUP", len(data) - 100)
+        with pytest.raises(BackupError, match="more than a restore reads"):
+            seal_from_store(store, identity, 5)
+        with pytest.raises(BackupError, match="more than a restore reads"):
+            seal(backup, identity)
+        with pytest.raises(BackupError, match="at most"):
+            unseal(data + bytes(200), identity)
+
+
+def test_a_damaged_snapshot_in_the_store_fails_the_backups_writing_not_its_restore(
+    sealed: tuple[NodeIdentity, Backup, bytes], tmp_path: Path
+) -> None:
+    """Snapshots go into the file as stored, undecoded: each is still checked to be whole,
+    with a snapshot's fields, for its channel, so a damaged row stops the writing (the
+    previous file stays) instead of making a file no restore opens."""
+    identity, backup, _ = sealed
+    assert msgspec.structs.fields(backup_module._SnapshotOutline) and [
+        f.name for f in msgspec.structs.fields(backup_module._SnapshotOutline)
+    ] == [f.name for f in msgspec.structs.fields(ChannelSnapshot)]
+    path = tmp_path / "node.sqlite"
+    with SQLiteStore(path) as store:
+        restore_into(store, backup, 100, 60)
+        good, _ = seal_from_store(store, identity, 5)
+        for damage in (b'{"channel_id":', b'{"channel_id":"' + b"A" * 44 + b'"}', b"[1]"):
+            with sqlite3.connect(path) as db:
+                db.execute("UPDATE snapshots SET data = ?", (damage,))
+            with pytest.raises(BackupError, match="snapshot"):
+                seal_from_store(store, identity, 5)
+    assert unseal(good, identity).channels == backup.channels
+
+
 def test_restore_refuses_a_store_that_knows_the_channel(
     sealed: tuple[NodeIdentity, Backup, bytes], tmp_path: Path
 ) -> None:
@@ -161,6 +206,44 @@ def _closed(node: NodeProc, channel_id: str) -> bool:
 
 def _transfer(node: NodeProc, channel_id: str, amount: int) -> None:
     node.api.post(f"/v1/channels/{channel_id}/transfers", {"amount": amount})
+
+
+def test_a_backup_the_node_cannot_write_is_shown_to_the_operator_until_written(
+    anvil: AnvilChain, tmp_path: Path
+) -> None:
+    """The backup file's place is taken (a directory): the node says so in ``GET /v1/info``
+    and ``/metrics``, keeps serving, and writes the file once the place is free again."""
+    alice = make_node(tmp_path, "alice", anvil, 2)
+    bob = make_node(tmp_path, "bob", anvil, 3)
+    alice.peers = [bob]
+    blocked = alice.directory / "data" / "channels.backup"
+    (blocked / "in-the-way").mkdir(parents=True)
+    bob.tail = CONSENTING
+    alice.tail = CONSENTING + '\n[backup]\nfile = "data/channels.backup"\n'
+    bob.start(wait=False)
+    alice.start(wait=False)
+    bob.wait_ready()
+    alice.wait_ready()
+    try:
+        cid = open_channel(alice, bob, 10**18)
+
+        def backup_error() -> list[dict[str, Any]]:
+            return [
+                e for e in alice.api.get("/v1/info")["background_errors"] if e["task"] == "backup"
+            ]
+
+        (error,) = wait_for(backup_error, what="the backup's failure in /v1/info")
+        assert "channels.backup" in error["error"] and error["at"] > 0
+        assert "chenilles_backup_errors_total 0" not in alice.api.get("/metrics")
+        _transfer(alice, cid, 1_000)  # the node goes on
+        (blocked / "in-the-way").rmdir()
+        blocked.rmdir()
+        wait_for(lambda: not backup_error(), what="the backup written, its error gone")
+        opened = unseal(blocked.read_bytes(), alice.identity)
+        assert [c.record.channel_id.hex() for c in opened.channels] == [cid]
+    finally:
+        alice.stop()
+        bob.stop()
 
 
 def test_a_fresh_node_recovers_its_funds_from_a_backup_with_the_peer_online(

@@ -266,6 +266,26 @@ def test_the_snapshot_index_says_which_snapshots_hold_withdrawn_proposals(
     assert store.snapshot_index() == {a: False, b: False}
 
 
+def test_a_consistent_view_holds_what_the_separate_reads_return(store: SqlStore) -> None:
+    """A backup's one read: every channel, the settings under its prefixes and every
+    snapshot as stored, the same as the separate calls (and the generic composition)."""
+    a, b, c = (hashlib.sha256(b"view %d" % i).digest() for i in range(3))
+    for cid in (b, c, a):
+        store.add_channel(channel_record(cid))
+    store.save_checkpoint(
+        [synthetic_snapshot(a, 2), with_withdrawn(synthetic_snapshot(b, 5))],
+        {f"record/{a.hex()}/p": b"x", f"channel/{a.hex()}": b"m", "other": b"o"},
+    )
+    view = store.consistent_view(["channel/", "record/"])
+    assert view.channels == store.list_channels()
+    assert view.settings == store.settings_with_prefixes(["channel/", "record/"])
+    assert view.snapshots == {
+        cid: store.load_encoded_snapshot(cid) for cid in (a, b)
+    }  # c: nothing signed yet
+    generic = super(SqlStore, store).consistent_view(["channel/", "record/"])
+    assert generic.channels == view.channels and generic.snapshots == view.snapshots
+
+
 def test_migration_4_flags_the_snapshots_already_stored(opener: Opener) -> None:
     """A store written before the flag existed gets it from each snapshot's bytes."""
     old = opener(MIGRATIONS[:3])

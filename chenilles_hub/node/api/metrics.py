@@ -66,6 +66,8 @@ def render(node: Node | None, server_stats: Mapping[str, int], peers: int, role:
         ("chain_poll_errors", "Failed polls of a chain."),
         ("chain_event_errors", "Batches of chain events the node failed to handle."),
         ("tick_errors", "Timer ticks that failed (the timer goes on)."),
+        ("backup_errors", "Backup files not written (why: GET /v1/info, background_errors)."),
+        ("announce_errors", "Announcements of our channels that failed."),
         ("peer_faults", "Peer messages refused or failed that count toward a ban."),
         ("peers_banned", "Peers banned for repeated faults ([policy.peers])."),
         ("handshakes_banned", "Handshakes refused because the peer is banned."),

@@ -49,6 +49,12 @@ async def info(request: web.Request) -> web.Response:
             "peers_connected": len(server.connections()),
             "payments": len(node.payments),
             "uptime": round(time.time() - server.started_at, 1),
+            # what failed in the background (the backup file, announcements, the timer's
+            # tick) and has not succeeded since: each also counted in /metrics
+            "background_errors": [
+                {"task": task, "error": error, "at": at}
+                for task, (error, at) in sorted(server.background_errors.items())
+            ],
         }
 
     return json_response(await server.read(view))

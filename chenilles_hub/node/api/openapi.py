@@ -208,7 +208,8 @@ def _document() -> dict[str, Any]:
             "/metrics": {"get": _op("Prometheus metrics (text format)")},
             "/v1/info": {
                 "get": _op(
-                    "node id, addresses, chains (and unavailable ones, why), counts",
+                    "node id, addresses, chains (and unavailable ones, why), counts, "
+                    "background tasks that failed (backup, announce, tick)",
                     errors=("401", "503"),
                 )
             },

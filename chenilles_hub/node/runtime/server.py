@@ -94,6 +94,8 @@ class HubServer:
         self.role = "starting"  # starting, standby, leader, stopping
         self.started_at = time.time()
         self.stats: dict[str, int] = {}
+        #: The background tasks (tick, backup, announce) whose last run failed: (error, when).
+        self.background_errors: dict[str, tuple[str, int]] = {}
         self.exit_code = 0
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -360,8 +362,10 @@ class HubServer:
 
     async def backup(self, *, write: bool) -> dict[str, Any]:
         assert self.node is not None and self.store is not None
-        action = self.backups.write if write else self.backups.export
-        return await self.read(action, self.store, self.node)
+        if not write:
+            return await self.read(self.backups.export, self.store, self.node)
+        pending = await self.read(self.backups.take, self.store, self.node)
+        return await asyncio.to_thread(pending.finish)
 
     def save_setting(self, key: str, value: bytes) -> None:
         assert self.store is not None
@@ -387,22 +391,33 @@ class HubServer:
             try:
                 await self.call(self._chain_tick)
                 self.count("ticks")
-            except Exception:
-                self.count("tick_errors")
-                log.exception("a timer tick failed; the next one comes as usual")
+                self.background_errors.pop("tick", None)
+            except Exception as exc:
+                self._failed("tick", exc, "a timer tick failed; the next one comes as usual")
             if self.backups.due:  # a channel opened or closed: its tick's job is durable
                 try:
-                    await self.in_worker(self.backups.write, self.store, self.node)
-                except Exception:
-                    self.count("backup_errors")
-                    log.exception("writing the channel backup failed; tried again next tick")
+                    pending = await self.in_worker(self.backups.take, self.store, self.node)
+                    await asyncio.to_thread(pending.finish)  # the node goes on meanwhile
+                    self.background_errors.pop("backup", None)
+                except Exception as exc:
+                    self._failed(
+                        "backup", exc, "writing the channel backup failed; tried again next tick"
+                    )
             if time.monotonic() - last_announce >= self.config.announce_interval:
                 last_announce = time.monotonic()
                 try:
                     await self.peer_links.announce_all()
-                except Exception:
-                    self.count("announce_errors")
-                    log.exception("announcing our channels failed")
+                    self.background_errors.pop("announce", None)
+                except Exception as exc:
+                    self._failed("announce", exc, "announcing our channels failed")
+
+    def _failed(self, task: str, exc: Exception, what: str) -> None:
+        """A background task failed: counted (``<task>_errors``), logged, and kept until it
+        next succeeds for ``GET /v1/info`` (``background_errors``): an operator sees it
+        where they look, not only in the log."""
+        self.count(f"{task}_errors")
+        self.background_errors[task] = (f"{type(exc).__name__}: {exc}", int(time.time()))
+        log.exception(what)
 
     def _chain_tick(self) -> None:
         """Poll every chain, hand the events to the watcher, then let time pass. A failure

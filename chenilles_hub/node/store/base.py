@@ -76,6 +76,17 @@ class ChannelRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     status: ChannelStatus = "open"
 
 
+class StoreView(msgspec.Struct, frozen=True):
+    """What a backup reads of the store, taken in one read transaction where the store
+    can (``Store.consistent_view``): no checkpoint written meanwhile lands in half of it."""
+
+    channels: list[ChannelRecord]
+    #: the settings under each prefix asked for
+    settings: dict[str, list[tuple[str, bytes]]]
+    #: every snapshot as stored (``encode_snapshot``), by channel id
+    snapshots: dict[bytes, bytes]
+
+
 class _ChannelData(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     params: ChannelParams
     initial: ChannelState
@@ -182,6 +193,16 @@ class Store(abc.ABC):
             if snapshot is not None:
                 found[record.channel_id] = snapshot
         return found
+
+    def consistent_view(self, prefixes: Sequence[str]) -> StoreView:
+        """Every channel, the settings under ``prefixes`` and every encoded snapshot, as of
+        one moment: a SQL store reads them in one transaction. This default reads them one
+        after the other (a store whose writes may interleave must override it)."""
+        return StoreView(
+            self.list_channels(),
+            self.settings_with_prefixes(prefixes),
+            {cid: encode_snapshot(s) for cid, s in self.load_snapshots().items()},
+        )
 
     def snapshot_index(self) -> dict[bytes, bool | None]:
         """Every channel that has a snapshot, and whether that snapshot holds withdrawn

@@ -30,6 +30,7 @@ from .base import (
     PaymentStatus,
     SchemaError,
     Store,
+    StoreView,
     _ChannelData,
     snapshot_version,
 )
@@ -179,8 +180,12 @@ class SqlStore(Store):
 
     def _channels(self, where: str, params: Sequence[Any]) -> list[ChannelRecord]:
         with self._read() as cur:
-            cur.execute(f"SELECT channel_id, me, status, data FROM channels {where}", params)
-            rows = cur.fetchall()
+            return self._channel_rows(cur, where, params)
+
+    @staticmethod
+    def _channel_rows(cur: Cursor, where: str, params: Sequence[Any]) -> list[ChannelRecord]:
+        cur.execute(f"SELECT channel_id, me, status, data FROM channels {where}", params)
+        rows = cur.fetchall()
         records = []
         for channel_id, me, status, data in rows:
             inner = _channel_data.decode(bytes(data))
@@ -243,6 +248,18 @@ class SqlStore(Store):
             cur.execute("SELECT channel_id, data FROM snapshots")
             rows = cur.fetchall()
         return {bytes(cid): decode_snapshot(bytes(data)) for cid, data in rows}
+
+    def consistent_view(self, prefixes: Sequence[str]) -> StoreView:
+        """One read transaction, three scans: a backup of 100,000 channels made with a
+        query or three per channel took 14 s, and could mix checkpoints written between
+        its reads."""
+        with self._read() as cur:
+            channels = self._channel_rows(cur, "", ())
+            settings = self._prefix_rows(cur, prefixes)
+            cur.execute("SELECT channel_id, data FROM snapshots")
+            snapshots = {bytes(cid): bytes(data) for cid, data in cur.fetchall()}
+        channels.sort(key=_channel_id)
+        return StoreView(channels, settings, snapshots)
 
     def snapshot_index(self) -> dict[bytes, bool | None]:
         # Two reads of indexes only: every id (the key's index), then the few flagged rows
@@ -484,6 +501,13 @@ class SqlStore(Store):
         invoice): a range of SQLite's key index reads each row through the index, a
         random read each, three times slower than the scan (0.40 s against 0.14 s for
         100,000 channel records), and sorting them took another 0.2 s."""
+        if not prefixes:
+            return {}
+        with self._read() as cur:
+            return self._prefix_rows(cur, prefixes)
+
+    @staticmethod
+    def _prefix_rows(cur: Cursor, prefixes: Sequence[str]) -> dict[str, list[tuple[str, bytes]]]:
         found: dict[str, list[tuple[str, bytes]]] = {prefix: [] for prefix in prefixes}
         if not prefixes:
             return found
@@ -491,12 +515,11 @@ class SqlStore(Store):
         for prefix in found:
             by_length.setdefault(len(prefix), []).append(prefix)
         where = " OR ".join(["substr(key, 1, ?) = ?"] * len(found))
-        with self._read() as cur:
-            cur.execute(
-                f"SELECT key, value FROM settings WHERE {where}",
-                [part for prefix in found for part in (len(prefix), prefix)],
-            )
-            rows = cur.fetchall()
+        cur.execute(
+            f"SELECT key, value FROM settings WHERE {where}",
+            [part for prefix in found for part in (len(prefix), prefix)],
+        )
+        rows = cur.fetchall()
         for key, value in rows:
             key, value = str(key), bytes(value)
             for length, group in by_length.items():  # several, if one prefix holds another
