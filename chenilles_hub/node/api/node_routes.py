@@ -122,8 +122,14 @@ async def get_graph(request: web.Request) -> web.Response:
     server = service(request)
     node = node_of(request)
     graph = await server.in_worker(server.graph.graph, node)
-    announcement = Announcement(graph.edges, tuple(graph.rates.values()))
-    return web.Response(body=msgspec.json.encode(announcement), content_type="application/json")
+    # every field written, empty or not (the wire's announcement leaves empty ones out)
+    document = {
+        "type": "announce",
+        "edges": graph.edges,
+        "rates": tuple(graph.rates.values()),
+        "time_models": [],
+    }
+    return web.Response(body=msgspec.json.encode(document), content_type="application/json")
 
 
 async def set_graph(request: web.Request) -> web.Response:

@@ -11,7 +11,9 @@ it is connected to (payer -> hub -> payee); wider graphs can be given by the ope
 (``POST /v1/graph``).
 
 Announcements travel on the same encrypted connection as channel messages, in frames that
-start with the byte ``0x01`` (node messages are JSON objects, so they start with ``{``).
+start with the byte ``0x01`` (node messages are JSON objects, so they start with ``{``). A
+frame holds some 185 edges: a larger announcement goes in up to ``MAX_PARTS`` frames
+(:func:`split`), which the receiver puts together before it replaces what it knew.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import Annotated
 import msgspec
 
 from chenilles_hub.core import TimeModel
-from chenilles_hub.core.messages import BoundedCodec
+from chenilles_hub.core.errors import MessageTooLarge
+from chenilles_hub.core.messages import MAX_MESSAGE_BYTES, BoundedCodec
 from chenilles_hub.core.routing import AssetRate, ChannelEdge, RoutingGraph
 
 from .node import Node
@@ -30,15 +33,29 @@ from .routing_view import routing_graph
 
 GOSSIP_PREFIX = b"\x01"
 MAX_EDGES = 512
+#: Frames of one announcement: a node announces at most this many parts (some 11,000
+#: edges at ~350 bytes each; past that the largest capacities go, see :func:`split`).
+MAX_PARTS = 64
+#: Room left in a frame for everything but the edges, rates and time models.
+_FRAME_MARGIN = 256
 
 
-class Announcement(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="announce"):
+class Announcement(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, tag="announce"
+):
     edges: Annotated[tuple[ChannelEdge, ...], msgspec.Meta(max_length=MAX_EDGES)] = ()
     rates: Annotated[tuple[AssetRate, ...], msgspec.Meta(max_length=MAX_EDGES)] = ()
     time_models: Annotated[
         tuple[tuple[Annotated[str, msgspec.Meta(max_length=96)], TimeModel], ...],
         msgspec.Meta(max_length=64),
     ] = ()
+    #: An announcement larger than a frame goes in ``parts`` frames (``part`` 0, 1, ...),
+    #: all with the same ``serial``: a receiver replaces what it knew of the sender once it
+    #: holds every part. A single frame leaves the three out (what nodes before parts sent
+    #: and read).
+    part: Annotated[int, msgspec.Meta(ge=0, lt=MAX_PARTS)] = 0
+    parts: Annotated[int, msgspec.Meta(ge=1, le=MAX_PARTS)] = 1
+    serial: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] = 0
 
 
 _codec: BoundedCodec[Announcement] = BoundedCodec(Announcement, "announcement")
@@ -54,12 +71,54 @@ def decode_announcement(frame: bytes) -> Announcement:
 
 
 def own_announcement(node: Node) -> Announcement:
+    """Our active channels as edges, our rates and our chains' time models, whole: what
+    :func:`split` cuts into frames."""
     graph = routing_graph([node])
     return Announcement(
         edges=graph.edges,
         rates=tuple(graph.rates.values()),
         time_models=tuple(sorted(graph.time_models.items())),
     )
+
+
+def split(announcement: Announcement, serial: int) -> tuple[tuple[Announcement, ...], int]:
+    """``announcement`` in frames that each fit the wire's limits (a frame, ``MAX_EDGES``
+    edges), and how many edges did not fit in ``MAX_PARTS`` frames: those of the smallest
+    capacities, left out (a hub with 200 channels could announce none of them: one frame
+    held some 185 edges). Rates and time models go in the first frame."""
+    room = MAX_MESSAGE_BYTES - len(GOSSIP_PREFIX) - _FRAME_MARGIN
+    head = Announcement(rates=announcement.rates, time_models=announcement.time_models)
+    first_room = room - len(_codec.encode(head))
+    if first_room < 0:
+        raise MessageTooLarge("our rates and time models alone exceed a frame")
+    edges = sorted(announcement.edges, key=lambda e: e.capacity, reverse=True)
+    chunks: list[list[ChannelEdge]] = [[]]
+    used = 0
+    for edge in edges:
+        size = len(msgspec.json.encode(edge)) + 1
+        limit = first_room if len(chunks) == 1 else room
+        if used + size > limit or len(chunks[-1]) == MAX_EDGES:
+            if len(chunks) == MAX_PARTS:
+                break
+            chunks.append([])
+            used = 0
+        chunks[-1].append(edge)
+        used += size
+    sent = sum(len(chunk) for chunk in chunks)
+    if len(chunks) == 1:
+        return (Announcement(tuple(chunks[0]), head.rates, head.time_models),), 0
+    parts = tuple(
+        Announcement(
+            tuple(chunk),
+            head.rates if i == 0 else (),
+            head.time_models if i == 0 else (),
+            part=i,
+            parts=len(chunks),
+            serial=serial,
+        )
+        for i, chunk in enumerate(chunks)
+    )
+    return parts, len(edges) - sent
 
 
 class GraphView:
@@ -75,6 +134,8 @@ class GraphView:
 
     def __init__(self) -> None:
         self.announced: dict[bytes, Announcement] = {}
+        #: the parts of a large announcement received so far, per peer (serial, parts, held)
+        self._parts: dict[bytes, tuple[int, int, dict[int, Announcement]]] = {}
         self._operator: Announcement = Announcement()
         self._graph: RoutingGraph | None = None
         self._shape: object = None
@@ -90,12 +151,38 @@ class GraphView:
         self._graph = None
 
     def accept(self, peer: bytes, announcement: Announcement) -> int:
-        """Keep what ``peer`` may speak for; returns how many edges were kept."""
+        """Keep what ``peer`` may speak for; returns how many edges were kept (0 while the
+        parts of a large announcement are still coming)."""
+        if announcement.parts > 1:
+            whole = self._assemble(peer, announcement)
+            if whole is None:
+                return 0
+            announcement = whole
         edges = tuple(e for e in announcement.edges if e.source == peer)
         rates = tuple(r for r in announcement.rates if r.node == peer)
         self.announced[peer] = Announcement(edges, rates, announcement.time_models)
         self._graph = None
         return len(edges)
+
+    def _assemble(self, peer: bytes, part: Announcement) -> Announcement | None:
+        """Keep ``part`` with the others of its serial (one announcement in the making per
+        peer: a part of another serial starts over); the whole once every part is here."""
+        if part.part >= part.parts:
+            return None  # not a part of anything
+        serial, parts, held = self._parts.get(peer, (-1, 0, {}))
+        if (serial, parts) != (part.serial, part.parts):
+            serial, parts, held = part.serial, part.parts, {}
+            self._parts[peer] = (serial, parts, held)
+        held[part.part] = part
+        if len(held) < parts:
+            return None
+        del self._parts[peer]
+        ordered = [held[i] for i in range(parts)]
+        return Announcement(
+            tuple(e for p in ordered for e in p.edges),
+            tuple(r for p in ordered for r in p.rates),
+            tuple(m for p in ordered for m in p.time_models),
+        )
 
     def graph(self, node: Node) -> RoutingGraph:
         """Our own channels (always fresh) plus every other edge we were told about."""

@@ -37,6 +37,7 @@ from ..hub.gossip import (
     decode_announcement,
     encode_announcement,
     own_announcement,
+    split,
 )
 from ..net import wire
 from ..net.transport import PeerConnection, Transport, TransportError
@@ -77,6 +78,10 @@ class Peers:
         self.configured: dict[bytes, PeerConfig] = {p.node_id: p for p in config.peers}
         self._last_announcement: Announcement | None = None
         self._last_announced_at = 0.0
+        #: numbers our announcements' parts (``gossip.split``)
+        self._serial = 0
+        #: how many of our edges the last announcement left out (too many to announce)
+        self._left_out = 0
 
     def connections(self) -> dict[bytes, bool]:
         """Peers connected now, each with whether it dialled us (inbound)."""
@@ -294,16 +299,25 @@ class Peers:
         if node is None:
             return
         announcement = await self.pipeline.in_worker(own_announcement, node)
-        self.send_all([(link.conn.peer_id, encode_announcement(announcement))])
+        frames, _ = self._frames(announcement)
+        self.send_all([(link.conn.peer_id, frame) for frame in frames])
 
-    async def announce_all(self) -> None:
+    async def announce_all(self) -> int:
+        """Announce our channels to every peer if they changed (or long ago); returns how
+        many of our edges did not fit in an announcement (``gossip.split``)."""
         node = self.pipeline.node
         assert node is not None
         announcement = await self.pipeline.in_worker(own_announcement, node)
         now = time.monotonic()
         stale = now - self._last_announced_at > 30 * self.config.announce_interval
         if announcement == self._last_announcement and not stale:
-            return
+            return self._left_out
         self._last_announcement, self._last_announced_at = announcement, now
-        frame = encode_announcement(announcement)
-        self.send_all([(peer, frame) for peer in list(self.links)])
+        frames, self._left_out = self._frames(announcement)
+        self.send_all([(peer, frame) for peer in list(self.links) for frame in frames])
+        return self._left_out
+
+    def _frames(self, announcement: Announcement) -> tuple[list[bytes], int]:
+        self._serial += 1  # each announcement's parts apart from the previous one's
+        parts, left_out = split(announcement, self._serial)
+        return [encode_announcement(part) for part in parts], left_out

@@ -20,12 +20,13 @@ from typing import Any, TypeVar
 
 from chenilles_hub.backend import NewBlock
 from chenilles_hub.core import Asset
+from chenilles_hub.core.errors import MessageTooLarge
 
 from ..api.auth import TOKEN_PREFIX, TokenBook
 from ..api.operations import chain_summary
 from ..api.service import TransferFailed
 from ..config import ConfigError, NodeConfig, PeerConfig
-from ..hub.gossip import GraphView
+from ..hub.gossip import MAX_PARTS, GraphView
 from ..hub.node import Node
 from ..hub.records import Payment
 from ..net.transport import Listener, TcpTransport, Transport
@@ -406,7 +407,12 @@ class HubServer:
             if time.monotonic() - last_announce >= self.config.announce_interval:
                 last_announce = time.monotonic()
                 try:
-                    await self.peer_links.announce_all()
+                    left_out = await self.peer_links.announce_all()
+                    if left_out:
+                        raise MessageTooLarge(
+                            f"{left_out} of our edges did not fit in an announcement "
+                            f"({MAX_PARTS} frames): peers learn the largest capacities only"
+                        )
                     self.background_errors.pop("announce", None)
                 except Exception as exc:
                     self._failed("announce", exc, "announcing our channels failed")

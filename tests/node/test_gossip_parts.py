@@ -1,0 +1,123 @@
+"""Announcements larger than a frame: a hub with more than ~185 channel edges could announce
+none of them (the frame's 64 KiB limit), so peers never routed through it. They now go in
+parts, put together by the receiver, and a peer that sends odd parts changes nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from typing import Annotated
+
+import msgspec
+import pytest
+
+from chenilles_hub.core import Asset, TimeModel
+from chenilles_hub.core.routing import AssetRate, ChannelEdge
+from chenilles_hub.node.hub.gossip import (
+    MAX_EDGES,
+    MAX_PARTS,
+    Announcement,
+    GraphView,
+    decode_announcement,
+    encode_announcement,
+    split,
+)
+
+pytestmark = pytest.mark.node
+
+HUB = hashlib.sha256(b"hub").digest()
+ETH = Asset("eip155:31337", "native")
+MODELS = (("eip155:31337", TimeModel(2000, 1, 12, 86_400)),)
+
+
+def _edges(n: int, source: bytes = HUB, seed: int = 1) -> tuple[ChannelEdge, ...]:
+    rng = random.Random(seed)
+    return tuple(
+        ChannelEdge(
+            channel_id=hashlib.sha256(b"%d %d" % (seed, i)).digest(),
+            chain=ETH.chain,
+            asset=ETH,
+            source=source,
+            target=hashlib.sha256(b"peer %d" % i).digest(),
+            capacity=rng.randrange(1, 10**24),
+            fee_base=rng.randrange(0, 10**6),
+            fee_ppm=rng.randrange(0, 10**4),
+            challenge_duration=3600,
+        )
+        for i in range(n)
+    )
+
+
+def _whole(n: int) -> Announcement:
+    rate = AssetRate(HUB, ETH, Asset("bip122:regtest", "native"), 1, 20 * 10**10)
+    return Announcement(_edges(n), (rate,), MODELS)
+
+
+def test_a_large_announcement_goes_in_frames_that_each_fit_and_arrive_whole() -> None:
+    whole = _whole(1_000)
+    parts, left_out = split(whole, serial=7)
+    assert left_out == 0 and 1_000 // MAX_EDGES < len(parts) <= MAX_PARTS
+    frames = [encode_announcement(p) for p in parts]  # each within the codec's limit
+    view = GraphView()
+    order = list(range(len(frames)))
+    random.Random(3).shuffle(order)  # frames may be handled in any order
+    for i in order[:-1]:
+        assert view.accept(HUB, decode_announcement(frames[i])) == 0  # not whole yet
+        assert HUB not in view.announced
+    assert view.accept(HUB, decode_announcement(frames[order[-1]])) == 1_000
+    got = view.announced[HUB]
+    assert sorted(got.edges, key=lambda e: e.channel_id) == sorted(
+        whole.edges, key=lambda e: e.channel_id
+    )
+    assert got.rates == whole.rates and got.time_models == whole.time_models
+
+
+def test_a_small_announcement_is_one_frame_that_nodes_before_parts_read() -> None:
+    whole = _whole(100)
+    (only,), left_out = split(whole, serial=3)
+    frame = encode_announcement(only)
+    assert left_out == 0 and b'"part' not in frame and b'"serial"' not in frame
+
+    class Before(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="announce"):
+        edges: Annotated[tuple[ChannelEdge, ...], msgspec.Meta(max_length=MAX_EDGES)] = ()
+        rates: tuple[AssetRate, ...] = ()
+        time_models: tuple[tuple[str, TimeModel], ...] = ()
+
+    before = msgspec.json.decode(frame[1:], type=Before)  # the decoder of the last release
+    assert set(before.edges) == set(whole.edges)
+    view = GraphView()
+    assert view.accept(HUB, decode_announcement(frame)) == 100
+
+
+def test_past_the_most_frames_the_smallest_capacities_are_left_out_and_counted() -> None:
+    whole = _whole(MAX_PARTS * 250)  # about 200 fit in a frame
+    parts, left_out = split(whole, serial=1)
+    assert len(parts) == MAX_PARTS and left_out > 0
+    sent = [e for p in parts for e in p.edges]
+    assert len(sent) + left_out == len(whole.edges)
+    assert min(e.capacity for e in sent) >= max(e.capacity for e in set(whole.edges) - set(sent))
+    for part in parts:
+        encode_announcement(part)
+
+
+def test_odd_parts_from_a_peer_change_nothing_until_an_announcement_is_whole() -> None:
+    view = GraphView()
+    first, _ = split(_whole(400), serial=1)
+    for part in first:
+        view.accept(HUB, part)
+    known = view.announced[HUB]
+    newer, _ = split(Announcement(_edges(400, seed=2), (), MODELS), serial=2)
+    view.accept(HUB, newer[0])
+    view.accept(HUB, msgspec.structs.replace(newer[1], part=5, parts=2))  # not a part
+    view.accept(HUB, msgspec.structs.replace(newer[1], serial=9))  # another announcement
+    assert view.announced[HUB] == known  # the older whole one stands meanwhile
+    stranger = hashlib.sha256(b"stranger").digest()
+    for part in split(Announcement(_edges(400, source=stranger, seed=4)), serial=1)[0]:
+        view.accept(HUB, part)  # edges of another node: never kept for this peer
+    assert view.announced[HUB].edges == ()
+    for part in newer:
+        view.accept(HUB, part)
+    assert len(view.announced[HUB].edges) == 400
+    assert {e.channel_id for e in view.announced[HUB].edges} == {
+        e.channel_id for e in _edges(400, seed=2)
+    }
