@@ -248,16 +248,6 @@ def restart(n: int, directory: Path, profile_n: int) -> dict[str, Any]:
         gc.collect()
         out["rss_kib_per_channel_after_restore"] = round((bench_common.rss_kib() - rss0) / n, 2)
         assert len(hub.channels) == n
-        # The backup file a node writes after a restart whose channels changed (one read
-        # of the store, snapshots sealed as stored), before any machine reads its snapshot.
-        t0 = time.perf_counter()
-        assert hub.store is not None
-        sealed, count = backup.seal_from_store(hub.store, hub.identity, NOW)
-        backup.write_file(directory / "channels.backup", sealed)
-        out["backup_write_s"] = round(time.perf_counter() - t0, 2)
-        out["backup_mib"] = round(len(sealed) / 2**20, 1)
-        assert count == n
-        del sealed
         # Machines read, check and decode their snapshot on first use: what touching every
         # one of them costs once (a node touches a channel when its peer or the chain does).
         t0 = time.perf_counter()
@@ -269,7 +259,16 @@ def restart(n: int, directory: Path, profile_n: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         hub.checkpoint()
         out["first_checkpoint_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
+        # The backup file a node writes after a restart whose channels changed (one read
+        # of the store, snapshots sealed as stored; last: its 490 MB would stay in the RSS).
+        t0 = time.perf_counter()
         assert hub.store is not None
+        sealed, count = backup.seal_from_store(hub.store, hub.identity, NOW)
+        backup.write_file(directory / "channels.backup", sealed)
+        out["backup_write_s"] = round(time.perf_counter() - t0, 2)
+        out["backup_mib"] = round(len(sealed) / 2**20, 1)
+        assert count == n
+        del sealed
         hub.store.close()
         del hub
         gc.collect()
