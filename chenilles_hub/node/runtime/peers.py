@@ -179,7 +179,9 @@ class Peers:
 
     async def dial_loop(self, peer: PeerConfig) -> None:
         delay = self.config.reconnect_min
-        while self.configured.get(peer.node_id) is peer:  # until removed or replaced
+        # Until removed or replaced, or the node stops (a cancellation lost on the way, as
+        # Python 3.11's wait_for could lose one, must not keep a stopping node dialling).
+        while self.configured.get(peer.node_id) is peer and not self.pipeline.closing:
             link = self.links.get(peer.node_id)
             if link is not None and not link.conn.closed:
                 await asyncio.sleep(self.config.reconnect_min)

@@ -242,6 +242,11 @@ class Pipeline:
         if not self._closing:
             raise RuntimeError("the worker thread stopped")
 
+    @property
+    def closing(self) -> bool:
+        """The node is stopping: nothing new is taken (a dial loop stops dialling)."""
+        return self._closing
+
     def _start_worker(self) -> asyncio.AbstractEventLoop:
         loop = asyncio.get_running_loop()
         if self._worker is None:

@@ -254,6 +254,10 @@ class SqlStore(Store):
         query or three per channel took 14 s, and could mix checkpoints written between
         its reads."""
         with self._read() as cur:
+            if self.dialect == "postgres":
+                # One snapshot for the three scans (READ COMMITTED takes one per statement).
+                # This node's own writes wait on the store's lock anyway.
+                cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             channels = self._channel_rows(cur, "", ())
             settings = self._prefix_rows(cur, prefixes)
             cur.execute("SELECT channel_id, data FROM snapshots")
