@@ -158,10 +158,22 @@ def test_a_restarted_node_does_not_write_its_unchanged_backup_again(
     file.note(scene.alice)
     assert file.due
     file.write(scene.store, scene.alice)
+    older = file.config.backup_path.read_bytes()
+    file.write(scene.store, scene.alice)  # the same channels, another nonce
     written = file.config.backup_path.read_bytes()
+    assert written != older
 
     scene.kill_alice()
     scene.restart_alice()
+    file.config.backup_path.write_bytes(older)  # an older copy put back: not the file written
+    stale = BackupFile(load_config(config))
+    stale.note(scene.alice)
+    assert stale.due
+    file.config.backup_path.write_bytes(written[:-1])  # cut short
+    short = BackupFile(load_config(config))
+    short.note(scene.alice)
+    assert short.due
+    file.config.backup_path.write_bytes(written)
     again = BackupFile(load_config(config))  # a new process
     again.note(scene.alice)
     assert not again.due

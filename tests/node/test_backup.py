@@ -40,6 +40,7 @@ from chenilles_hub.node.hub.backup import (
     seal,
     seal_from_store,
     unseal,
+    write_file,
 )
 from chenilles_hub.node.hub.journal import ChannelMeta
 from chenilles_hub.node.store.base import ChannelRecord
@@ -135,26 +136,107 @@ def test_a_backup_too_large_for_a_restore_is_never_written(
             unseal(data + bytes(200), identity)
 
 
+def _reference_collect(store: SQLiteStore, node_id: bytes, now: int) -> Backup:
+    """The backup as the node built it before it read the store in bulk (a query or three
+    per channel): what the bulk read must still give."""
+    metas = {
+        meta.channel_id: meta
+        for _, value in store.settings_with_prefix("channel/")
+        for meta in (msgspec.json.decode(value, type=ChannelMeta),)
+    }
+    channels = []
+    for record in store.list_channels():
+        meta = metas.get(record.channel_id)
+        if meta is None or meta.status == "closed":
+            continue
+        prefix = f"record/{record.channel_id.hex()}/"
+        parts = tuple(
+            (key.removeprefix(prefix), value)
+            for key, value in store.settings_with_prefix(prefix)
+            if value
+        )
+        funding = tuple(store.settings_with_prefix(f"funding/{record.channel_id.hex()}/"))
+        snapshot = store.load_snapshot(record.channel_id)
+        channels.append(ChannelBackup(record, meta, snapshot, parts, funding))
+    return Backup(node_id, now, tuple(channels))
+
+
+def test_the_bulk_read_backup_holds_what_the_per_channel_one_held(tmp_path: Path) -> None:
+    """Several channels: with backend parts (an emptied one), funding markers (an empty
+    one), one closed and one never checkpointed; the file opens to the same backup."""
+    identity = NodeIdentity()
+    base = _backup(identity).channels[0]
+    channels = []
+    for i, status in enumerate(("active", "closed", "active", "closing")):
+        cid = bytes([0x10 + i]) * 32
+        record = msgspec.structs.replace(
+            base.record,
+            channel_id=cid,
+            initial=msgspec.structs.replace(base.record.initial, channel_id=cid),
+        )
+        meta = msgspec.structs.replace(base.meta, channel_id=cid, status=status)
+        snapshot = ChannelSnapshot(cid, None, None, None, None, None, attempt=i)
+        parts = tuple((f"part{j}", b"p%d" % j) for j in range(i + 1))
+        funding = tuple((f"funding/{cid.hex()}/eip155:1/t{j}", b"sent") for j in range(i))
+        channels.append(ChannelBackup(record, meta, snapshot, parts, funding))
+    with SQLiteStore(tmp_path / "node.sqlite") as store:
+        restore_into(store, Backup(identity.node_id, 1, tuple(channels)), 100, 60)
+        lonely = bytes([0x20]) * 32  # a channel record and nothing else
+        store.add_channel(msgspec.structs.replace(channels[0].record, channel_id=lonely))
+        store.set_setting(f"record/{(bytes([0x12]) * 32).hex()}/gone", b"")
+        store.set_setting(f"funding/{(bytes([0x13]) * 32).hex()}/eip155:1/none", b"")
+        expected = _reference_collect(store, identity.node_id, 5)
+        assert [c.record.channel_id[0] for c in expected.channels] == [0x10, 0x12, 0x13]
+        assert collect(store, identity.node_id, 5) == expected
+        data, count = seal_from_store(store, identity, 5)
+        assert count == 3 and unseal(data, identity) == expected
+
+
 def test_a_damaged_snapshot_in_the_store_fails_the_backups_writing_not_its_restore(
     sealed: tuple[NodeIdentity, Backup, bytes], tmp_path: Path
 ) -> None:
-    """Snapshots go into the file as stored, undecoded: each is still checked to be whole,
-    with a snapshot's fields, for its channel, so a damaged row stops the writing (the
-    previous file stays) instead of making a file no restore opens."""
+    """Snapshots go into the file as stored; each is still decoded as its channel's, so a
+    damaged row (cut short, another channel's, a field of the wrong type) stops the writing
+    and the previous file stays, instead of making a file no restore opens."""
     identity, backup, _ = sealed
-    assert msgspec.structs.fields(backup_module._SnapshotOutline) and [
-        f.name for f in msgspec.structs.fields(backup_module._SnapshotOutline)
-    ] == [f.name for f in msgspec.structs.fields(ChannelSnapshot)]
     path = tmp_path / "node.sqlite"
+    file = tmp_path / "channels.backup"
     with SQLiteStore(path) as store:
         restore_into(store, backup, 100, 60)
         good, _ = seal_from_store(store, identity, 5)
-        for damage in (b'{"channel_id":', b'{"channel_id":"' + b"A" * 44 + b'"}', b"[1]"):
+        write_file(file, good)
+        stored = store.load_encoded_snapshot(b"\x07" * 32)
+        assert stored is not None and b'"awaiting_ack":null' in stored
+        for damage in (
+            b'{"channel_id":',
+            b'{"channel_id":"' + b"A" * 44 + b'"}',
+            b"[1]",
+            stored.replace(b'"awaiting_ack":null', b'"awaiting_ack":"x"'),
+            stored.replace(b'"latest":null', b'"latest":{"bogus":1}'),
+        ):
             with sqlite3.connect(path) as db:
                 db.execute("UPDATE snapshots SET data = ?", (damage,))
             with pytest.raises(BackupError, match="snapshot"):
                 seal_from_store(store, identity, 5)
+    assert file.read_bytes() == good
     assert unseal(good, identity).channels == backup.channels
+
+
+def test_a_backup_file_is_never_left_short(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write that takes fewer bytes than asked is continued; one that takes none fails
+    and leaves the previous file as it was (a short file would open to nothing)."""
+    file = tmp_path / "channels.backup"
+    write_file(file, b"previous")
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, bytes(data[:1000])))
+    data = os.urandom(100_000)
+    write_file(file, data)
+    assert file.read_bytes() == data
+    monkeypatch.setattr(os, "write", lambda fd, data: 0)
+    with pytest.raises(OSError, match="stopped"):
+        write_file(file, b"new" * 1000)
+    assert file.read_bytes() == data
+    assert [p.name for p in tmp_path.iterdir()] == ["channels.backup"]  # no temporary left
 
 
 def test_restore_refuses_a_store_that_knows_the_channel(
@@ -234,7 +316,12 @@ def test_a_backup_the_node_cannot_write_is_shown_to_the_operator_until_written(
 
         (error,) = wait_for(backup_error, what="the backup's failure in /v1/info")
         assert "channels.backup" in error["error"] and error["at"] > 0
-        assert "chenilles_backup_errors_total 0" not in alice.api.get("/metrics")
+        (errors,) = [
+            line.split()[-1]
+            for line in alice.api.get("/metrics").splitlines()
+            if line.startswith("chenilles_backup_errors_total ")
+        ]
+        assert int(errors) >= 1
         _transfer(alice, cid, 1_000)  # the node goes on
         (blocked / "in-the-way").rmdir()
         blocked.rmdir()

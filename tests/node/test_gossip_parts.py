@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import random
+from types import SimpleNamespace
 from typing import Annotated
 
 import msgspec
 import pytest
 
 from chenilles_hub.core import Asset, TimeModel
-from chenilles_hub.core.routing import AssetRate, ChannelEdge
+from chenilles_hub.core.routing import AssetRate, ChannelEdge, RoutingGraph
 from chenilles_hub.node.hub.gossip import (
     MAX_EDGES,
     MAX_PARTS,
@@ -121,3 +122,25 @@ def test_odd_parts_from_a_peer_change_nothing_until_an_announcement_is_whole() -
     assert {e.channel_id for e in view.announced[HUB].edges} == {
         e.channel_id for e in _edges(400, seed=2)
     }
+
+
+def test_parts_of_a_peer_gone_are_forgotten() -> None:
+    view = GraphView()
+    parts, _ = split(_whole(400), serial=5)
+    view.accept(HUB, parts[0])
+    view.forget_parts(HUB)  # the link dropped
+    for part in parts[1:]:
+        view.accept(HUB, part)
+    assert HUB not in view.announced  # never whole: the first part went with the link
+
+
+def test_an_edge_on_a_chain_nobody_gave_a_clock_for_is_left_out_not_fatal() -> None:
+    """One peer's edge on an unknown chain made every route lookup of the node fail."""
+    view = GraphView()
+    unknown = msgspec.structs.replace(
+        _edges(1, seed=9)[0], chain="eip155:999", asset=Asset("eip155:999", "native")
+    )
+    view.accept(HUB, Announcement((*_edges(3), unknown), (), MODELS))
+    me = SimpleNamespace(node_id=hashlib.sha256(b"me").digest())
+    graph = view._build(me, RoutingGraph((), (), {}))  # type: ignore[arg-type]
+    assert sorted(e.channel_id for e in graph.edges) == sorted(e.channel_id for e in _edges(3))

@@ -301,3 +301,35 @@ def test_a_stop_refuses_the_calls_it_leaves_unanswered(tmp_path: Path) -> None:
 
     _, failures = _with_stub(tmp_path, body)
     assert failures == []
+
+
+def test_wait_written_returns_once_every_job_handed_over_is_in_the_store(tmp_path: Path) -> None:
+    """A backup reads the store from the node's thread: it first waits for the writer to
+    have written every job handed to it, or the file would miss what the node already knows
+    (a channel just opened) while its record says the file holds it."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        pipeline = _pipeline([], [])
+        store = Slow(tmp_path / "node.sqlite")
+        pipeline.store = store
+        writer = asyncio.create_task(pipeline.write_loop())
+        try:
+            assert pipeline.wait_written(0.01)  # nothing handed over: nothing to wait for
+            handing = _worker_handing_over(pipeline, _job(loop, "a", b"a"))
+            assert await loop.run_in_executor(None, store.started.wait, 5)  # being written
+            handing.join(1)
+            assert not await loop.run_in_executor(None, pipeline.wait_written, 0.2)
+            assert store.get_setting("a") is None
+            waiting = loop.run_in_executor(None, pipeline.wait_written, 5.0)
+            await asyncio.sleep(0.1)
+            store.go.set()
+            assert await waiting
+            assert store.get_setting("a") == b"value of a"  # in the store when it returns
+        finally:
+            store.go.set()
+            writer.cancel()
+            await pipeline.shutdown()
+            store.close()
+
+    asyncio.run(main())

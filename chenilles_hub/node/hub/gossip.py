@@ -164,6 +164,10 @@ class GraphView:
         self._graph = None
         return len(edges)
 
+    def forget_parts(self, peer: bytes) -> None:
+        """``peer`` is gone: the parts of an announcement it had not finished go too."""
+        self._parts.pop(peer, None)
+
     def _assemble(self, peer: bytes, part: Announcement) -> Announcement | None:
         """Keep ``part`` with the others of its serial (one announcement in the making per
         peer: a part of another serial starts over); the whole once every part is here."""
@@ -214,7 +218,10 @@ class GraphView:
         for edge in own.edges:
             edges[(edge.channel_id, edge.source)] = edge
         models.update(own.time_models)  # our own backends' clocks win
-        return RoutingGraph(edges.values(), [*rates, *own.rates.values()], models)
+        # An edge on a chain nobody gave a clock for cannot be routed over (its timelocks
+        # mean nothing): left out, or one peer's announcement would fail every route.
+        usable = [e for e in edges.values() if e.chain in models]
+        return RoutingGraph(usable, [*rates, *own.rates.values()], models)
 
 
 def _fixed(edge: ChannelEdge) -> tuple[object, ...]:

@@ -15,9 +15,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -38,9 +40,30 @@ WRITTEN_KEY = "backup/written"
 
 
 class WrittenFor(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The file as written, told apart from any other: its path, the node that sealed it,
+    its nonce and length (a stale copy, another machine's file after a PostgreSQL
+    failover, or a damaged one differ), and the channels and statuses it holds."""
+
     path: str
+    node_id: str
+    #: the sealed file's nonce (``backup.MAGIC`` then 12 bytes), hex
+    nonce: str
+    size: int
     #: :func:`digest` of the channels and statuses the file holds
     channels: str
+
+
+def _file_identity(path: Path) -> tuple[str, int] | None:
+    """The nonce and length of the backup file at ``path``, or ``None``."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(len(backup.MAGIC) + backup.NONCE_BYTES)
+            size = os.fstat(file.fileno()).st_size
+    except OSError:
+        return None
+    if len(head) < len(backup.MAGIC) + backup.NONCE_BYTES or not head.startswith(backup.MAGIC):
+        return None
+    return head[len(backup.MAGIC) :].hex(), size
 
 
 def fingerprint(node: Node) -> frozenset[tuple[bytes, str]]:
@@ -68,14 +91,23 @@ class BackupFile:
         self.written_versions = 0
         self.written_at = 0.0
         self.due = False
+        #: one writer of the file at a time (the timer, the API)
         self.lock = threading.Lock()
+        #: a backup is being sealed and written on another thread (the timer waits for it)
+        self.writing = False
+        #: views taken, and the newest one written: an older view never replaces a newer
+        self._taken = 0
+        self._finished = 0
+        #: failed writes in a row, and when the timer may try again (monotonic)
+        self.failures = 0
+        self.retry_at = 0.0
 
     def note(self, node: Node) -> None:
         """On the node's thread, after each tick: is a new backup due?"""
         if not self.config.backup_auto:
             return
         now = fingerprint(node)
-        if self.written is None and self._on_disk_for(node.store, now):
+        if self.written is None and self._on_disk_for(node.store, node.node_id, now):
             self.written, self.written_versions = now, versions(node)
         if now != self.written:
             self.due = True
@@ -83,31 +115,57 @@ class BackupFile:
         if interval and time.monotonic() - self.written_at >= interval:
             self.due = self.due or versions(node) != self.written_versions
 
-    def _on_disk_for(self, store: Store | None, channels: frozenset[tuple[bytes, str]]) -> bool:
-        """After a restart: the file is there and holds these channels and statuses (and no
-        ``interval`` asks for states newer than the file: those are not known without
-        reading every snapshot, so such a node writes its first backup again)."""
-        if store is None or self.config.backup_interval or not self.config.backup_path.exists():
+    def may_write(self) -> bool:
+        """The timer's question: due, none being written, and not backing off a failure."""
+        return self.due and not self.writing and time.monotonic() >= self.retry_at
+
+    def failed(self, tick: float) -> None:
+        """A write failed: the next try waits 2, 4, 8 ... ticks (at most a minute), since
+        each try reads the whole store on the node's thread."""
+        self.failures += 1
+        self.retry_at = time.monotonic() + min(60.0, tick * 2**self.failures)
+
+    def _on_disk_for(
+        self, store: Store | None, node_id: bytes, channels: frozenset[tuple[bytes, str]]
+    ) -> bool:
+        """After a restart: the file this node last wrote is there, unchanged, and holds
+        these channels and statuses (and no ``interval`` asks for states newer than the
+        file: those are not known without reading every snapshot, so such a node writes its
+        first backup again)."""
+        if store is None or self.config.backup_interval:
             return False
+        on_disk = _file_identity(self.config.backup_path)
         raw = store.get_setting(WRITTEN_KEY)
-        if raw is None:
+        if on_disk is None or raw is None:
             return False
         try:
             written = msgspec.json.decode(raw, type=WrittenFor)
         except msgspec.DecodeError:
             return False
-        return written == WrittenFor(str(self.config.backup_path), digest(channels))
+        nonce, size = on_disk
+        path = str(self.config.backup_path)
+        return written == WrittenFor(path, node_id.hex(), nonce, size, digest(channels))
 
     def take(self, store: Store, node: Node) -> PendingBackup:
-        """On the node's thread, after a durable job: read what the file will hold (one
-        read of the store); :meth:`PendingBackup.finish` seals and writes it on any thread,
-        so the node goes on meanwhile (sealing 100,000 channels takes seconds)."""
+        """On the node's thread, between jobs, once every job handed to the writer is
+        written (``Pipeline.wait_written``: what the store holds is what the node knows):
+        read what the file will hold (one read of the store).
+        :meth:`PendingBackup.finish` seals and writes it on any thread, so the node goes on
+        meanwhile (sealing 100,000 channels takes seconds)."""
+        self._taken += 1
         return PendingBackup(
-            self, store, node.identity, read_view(store), fingerprint(node), versions(node)
+            self,
+            store,
+            node.identity,
+            read_view(store),
+            fingerprint(node),
+            versions(node),
+            self._taken,
         )
 
     def write(self, store: Store, node: Node) -> dict[str, Any]:
-        """Write the backup file now, all on the caller's thread."""
+        """Write the backup file now, all on the caller's thread (a node whose checkpoints
+        are written by the caller: nothing is behind)."""
         return self.take(store, node).finish()
 
     def export(self, store: Store, node: Node) -> dict[str, Any]:
@@ -128,25 +186,42 @@ class PendingBackup:
     file: BackupFile
     store: Store
     identity: NodeIdentity
-    view: StoreView
+    view: StoreView | None
     channels: frozenset[tuple[bytes, str]]
     signed: int
+    #: the view's number (``BackupFile.take``)
+    number: int
 
     def finish(self) -> dict[str, Any]:
-        file = self.file
-        with file.lock:  # one writer of the file at a time (the timer, the API)
+        file, view = self.file, self.view
+        path = file.config.backup_path
+        assert view is not None, "a pending backup is finished once"
+        self.view = None  # hundreds of MB with many channels: not kept once written
+        with file.lock:
+            if self.number < file._finished:  # a newer view is already in the file
+                return {"path": str(path), "channels": None, "superseded": True}
             created_at = int(time.time())
-            data, count = backup.seal_view(self.view, self.identity, created_at)
-            backup.write_file(file.config.backup_path, data)
-            written = WrittenFor(str(file.config.backup_path), digest(self.channels))
+            data, count = backup.seal_view(view, self.identity, created_at)
+            del view
+            backup.write_file(path, data)
+            nonce, size = (
+                data[len(backup.MAGIC) : len(backup.MAGIC) + backup.NONCE_BYTES],
+                len(data),
+            )
+            del data
+            written = WrittenFor(
+                str(path), self.identity.node_id.hex(), nonce.hex(), size, digest(self.channels)
+            )
             self.store.set_setting(WRITTEN_KEY, msgspec.json.encode(written))
             opened_or_closed = self.channels != file.written
             file.written, file.written_versions, file.due = self.channels, self.signed, False
             file.written_at = time.monotonic()
+            file._finished = self.number
+            file.failures, file.retry_at = 0, 0.0
         log.log(
             logging.INFO if opened_or_closed else logging.DEBUG,
             "wrote the channel backup %s (%d channels)",
-            file.config.backup_path,
+            path,
             count,
         )
-        return {"path": str(file.config.backup_path), "channels": count, "created_at": created_at}
+        return {"path": str(path), "channels": count, "created_at": created_at}

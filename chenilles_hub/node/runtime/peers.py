@@ -23,11 +23,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from chenilles_hub.core.errors import DecodeError
+from chenilles_hub.core.errors import DecodeError, MessageTooLarge
 
 from ..config import NodeConfig, PeerConfig
 from ..hub.gossip import (
@@ -78,8 +79,9 @@ class Peers:
         self.configured: dict[bytes, PeerConfig] = {p.node_id: p for p in config.peers}
         self._last_announcement: Announcement | None = None
         self._last_announced_at = 0.0
-        #: numbers our announcements' parts (``gossip.split``)
-        self._serial = 0
+        #: numbers our announcements' parts (``gossip.split``), from a random start: a
+        #: peer still holding parts from before a restart never completes them with ours
+        self._serial = secrets.randbits(48)
         #: how many of our edges the last announcement left out (too many to announce)
         self._left_out = 0
 
@@ -245,6 +247,7 @@ class Peers:
                 del self.links[peer]
                 # What the peer asked for and did not finish goes with it (or expires).
                 self.pipeline.post(node.peer_disconnected, peer)
+                self.graph.forget_parts(peer)
             await conn.close()
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -300,8 +303,12 @@ class Peers:
         node = self.pipeline.node
         if node is None:
             return
-        announcement = await self.pipeline.in_worker(own_announcement, node)
-        frames, _ = self._frames(announcement)
+        try:
+            announcement = await self.pipeline.in_worker(own_announcement, node)
+            frames, _ = self._frames(announcement)
+        except MessageTooLarge as exc:  # ours, not the link's: the timer's announce says so
+            log.warning("cannot announce our channels to a new peer: %s", exc)
+            return
         self.send_all([(link.conn.peer_id, frame) for frame in frames])
 
     async def announce_all(self) -> int:

@@ -94,6 +94,11 @@ class Pipeline:
         self._writer: threading.Thread | None = None
         #: Set at shutdown: what is handled but not written yet is dropped, unsent.
         self._closing = False
+        #: Jobs handed to the writer, and jobs it settled (written, or refused after a
+        #: failed write): ``wait_written``.
+        self._handed = 0
+        self._settled = 0
+        self._progress = threading.Condition()
         #: Set when a checkpoint could not be written: the node then handles nothing more.
         self._store_failed: Exception | None = None
         #: A relaxed write is not yet known to be on disk: synced before anything leaves.
@@ -258,6 +263,8 @@ class Pipeline:
 
     def _stop_worker(self) -> None:
         self._closing = True
+        with self._progress:
+            self._progress.notify_all()  # a worker in wait_written stops waiting
         self._inbox.put(_STOP)
         self._refuse_waiting()
 
@@ -353,12 +360,32 @@ class Pipeline:
         if not self._closing:
             raise RuntimeError("the writer thread stopped")
 
+    def _settle(self, jobs: int) -> None:
+        with self._progress:
+            self._settled += jobs
+            self._progress.notify_all()
+
+    def wait_written(self, timeout: float) -> bool:
+        """On the worker thread, between jobs: wait until every job handed to the writer so
+        far is written (what the store holds is then what the node has handled: a backup
+        read now holds every channel the node knows). False if that did not happen within
+        ``timeout`` seconds, or the node stops, or a write failed."""
+        with self._progress:
+            target = self._handed
+            self._progress.wait_for(
+                lambda: self._settled >= target or self._closing or self._store_failed is not None,
+                timeout,
+            )
+            return self._settled >= target and self._store_failed is None
+
     def _hand_to_writer(self, done: Done) -> None:
         """From the worker thread: queue ``done`` for the writer, waiting while the writer
         is ``WRITES_IN_FLIGHT`` jobs behind (a slow disk), unless the node is stopping."""
         while True:
             try:
                 self._written.put(done, timeout=0.1)
+                with self._progress:
+                    self._handed += 1
                 return
             except queue.Full:
                 if self._closing:
@@ -385,6 +412,7 @@ class Pipeline:
                     return  # handled, not written: dropped with their outboxes
                 if self._store_failed is not None:  # a write failed before: nothing leaves
                     _call_soon(loop, self._refuse, jobs, self._store_failed)
+                    self._settle(len(jobs))
                     continue
                 try:
                     wrote = self._write(jobs)
@@ -392,8 +420,10 @@ class Pipeline:
                     self._store_failed = exc
                     log.critical("writing a checkpoint failed: stopping", exc_info=exc)
                     _call_soon(loop, self._write_failed, jobs, exc)
+                    self._settle(len(jobs))
                     continue
                 _call_soon(loop, self._release, jobs, wrote)
+                self._settle(len(jobs))
         except BaseException as exc:  # a bug of our own: the node must not go on without
             error = exc
             raise
@@ -457,6 +487,8 @@ class Pipeline:
     def _stop_writer(self) -> None:
         """Ask the writer thread to stop after the write in progress."""
         self._closing = True
+        with self._progress:
+            self._progress.notify_all()  # a worker in wait_written stops waiting
         with contextlib.suppress(queue.Full):
             self._written.put_nowait(None)  # full: the writer sees ``_closing`` when it looks
 

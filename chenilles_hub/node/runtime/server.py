@@ -26,12 +26,13 @@ from ..api.auth import TOKEN_PREFIX, TokenBook
 from ..api.operations import chain_summary
 from ..api.service import TransferFailed
 from ..config import ConfigError, NodeConfig, PeerConfig
+from ..hub.backup import BackupError
 from ..hub.gossip import MAX_PARTS, GraphView
 from ..hub.node import Node
 from ..hub.records import Payment
 from ..net.transport import Listener, TcpTransport, Transport
 from ..store.base import Store
-from .backups import BackupFile
+from .backups import BackupFile, PendingBackup
 from .bootstrap import (
     Chains,
     build_chains,
@@ -365,8 +366,27 @@ class HubServer:
         assert self.node is not None and self.store is not None
         if not write:
             return await self.read(self.backups.export, self.store, self.node)
-        pending = await self.read(self.backups.take, self.store, self.node)
+        pending = await self.in_worker(self._take_backup)
         return await asyncio.to_thread(pending.finish)
+
+    def _take_backup(self) -> PendingBackup:
+        """On the node's thread: once the writer has written every job handed to it, read
+        what the backup will hold (the store then holds every channel the node knows)."""
+        assert self.node is not None and self.store is not None
+        if not self.pipeline.wait_written(timeout=30.0):
+            raise BackupError("the store did not catch up with the node in 30 s: not written")
+        return self.backups.take(self.store, self.node)
+
+    async def _write_backup(self, pending: PendingBackup) -> None:
+        """Seal and write a backup off the node's thread; the timer goes on meanwhile."""
+        try:
+            await asyncio.to_thread(pending.finish)
+            self.background_errors.pop("backup", None)
+        except Exception as exc:
+            self.backups.failed(self.config.tick_interval)
+            self._failed("backup", exc, "writing the channel backup failed; tried again later")
+        finally:
+            self.backups.writing = False
 
     def save_setting(self, key: str, value: bytes) -> None:
         assert self.store is not None
@@ -395,27 +415,34 @@ class HubServer:
                 self.background_errors.pop("tick", None)
             except Exception as exc:
                 self._failed("tick", exc, "a timer tick failed; the next one comes as usual")
-            if self.backups.due:  # a channel opened or closed: its tick's job is durable
+            if self.backups.may_write():  # a channel opened or closed (or an interval)
                 try:
-                    pending = await self.in_worker(self.backups.take, self.store, self.node)
-                    await asyncio.to_thread(pending.finish)  # the node goes on meanwhile
-                    self.background_errors.pop("backup", None)
+                    pending = await self.in_worker(self._take_backup)
                 except Exception as exc:
-                    self._failed(
-                        "backup", exc, "writing the channel backup failed; tried again next tick"
-                    )
+                    self.backups.failed(self.config.tick_interval)
+                    self._failed("backup", exc, "reading the channel backup failed")
+                else:
+                    self.backups.writing = True
+                    self._spawn(self._write_backup(pending))
+                    del pending  # its view: hundreds of MB with many channels
             if time.monotonic() - last_announce >= self.config.announce_interval:
                 last_announce = time.monotonic()
                 try:
                     left_out = await self.peer_links.announce_all()
-                    if left_out:
-                        raise MessageTooLarge(
-                            f"{left_out} of our edges did not fit in an announcement "
-                            f"({MAX_PARTS} frames): peers learn the largest capacities only"
-                        )
-                    self.background_errors.pop("announce", None)
                 except Exception as exc:
                     self._failed("announce", exc, "announcing our channels failed")
+                else:
+                    if not left_out:
+                        self.background_errors.pop("announce", None)
+                    elif "announce" not in self.background_errors:  # said once, not each tick
+                        self._failed(
+                            "announce",
+                            MessageTooLarge(
+                                f"{left_out} of our edges did not fit in an announcement "
+                                f"({MAX_PARTS} frames): peers learn the largest capacities only"
+                            ),
+                            "announcing some of our channels only",
+                        )
 
     def _failed(self, task: str, exc: Exception, what: str) -> None:
         """A background task failed: counted (``<task>_errors``), logged, and kept until it
@@ -423,7 +450,7 @@ class HubServer:
         where they look, not only in the log."""
         self.count(f"{task}_errors")
         self.background_errors[task] = (f"{type(exc).__name__}: {exc}", int(time.time()))
-        log.exception(what)
+        log.error(what, exc_info=exc)
 
     def _chain_tick(self) -> None:
         """Poll every chain, hand the events to the watcher, then let time pass. A failure
