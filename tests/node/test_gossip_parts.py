@@ -124,12 +124,17 @@ def test_odd_parts_from_a_peer_change_nothing_until_an_announcement_is_whole() -
     }
 
 
-def test_parts_of_a_peer_gone_are_forgotten() -> None:
+def test_what_a_peer_gone_announced_is_forgotten() -> None:
+    """What strangers announce stays bounded by who is connected now."""
     view = GraphView()
     parts, _ = split(_whole(400), serial=5)
-    view.accept(HUB, parts[0])
-    view.forget_parts(HUB)  # the link dropped
-    for part in parts[1:]:
+    for part in parts:
+        view.accept(HUB, part)
+    assert len(view.announced[HUB].edges) == 400
+    view.accept(HUB, split(_whole(400), serial=6)[0][0])
+    view.forget(HUB)  # the link dropped
+    assert HUB not in view.announced
+    for part in split(_whole(400), serial=6)[0][1:]:
         view.accept(HUB, part)
     assert HUB not in view.announced  # never whole: the first part went with the link
 

@@ -164,9 +164,13 @@ class GraphView:
         self._graph = None
         return len(edges)
 
-    def forget_parts(self, peer: bytes) -> None:
-        """``peer`` is gone: the parts of an announcement it had not finished go too."""
+    def forget(self, peer: bytes) -> None:
+        """``peer``'s link is gone: what it announced goes too (we cannot route through a
+        peer we are not connected to, and it announces again on its next connection), so
+        what strangers announce is bounded by who is connected now."""
         self._parts.pop(peer, None)
+        if self.announced.pop(peer, None) is not None:
+            self._graph = None
 
     def _assemble(self, peer: bytes, part: Announcement) -> Announcement | None:
         """Keep ``part`` with the others of its serial (one announcement in the making per

@@ -247,7 +247,7 @@ class Peers:
                 del self.links[peer]
                 # What the peer asked for and did not finish goes with it (or expires).
                 self.pipeline.post(node.peer_disconnected, peer)
-                self.graph.forget_parts(peer)
+                self.graph.forget(peer)
             await conn.close()
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
