@@ -328,6 +328,11 @@ def test_a_backup_the_node_cannot_write_is_shown_to_the_operator_until_written(
         wait_for(lambda: not backup_error(), what="the backup written, its error gone")
         opened = unseal(blocked.read_bytes(), alice.identity)
         assert [c.record.channel_id.hex() for c in opened.channels] == [cid]
+        before = blocked.read_bytes()
+        written = alice.api.post("/v1/backup")  # the operator asks for one now
+        assert written["channels"] == 1 and written["path"] == str(blocked)
+        assert blocked.read_bytes() != before  # sealed anew
+        assert unseal(blocked.read_bytes(), alice.identity).channels == opened.channels
     finally:
         alice.stop()
         bob.stop()
