@@ -149,3 +149,17 @@ def test_an_edge_on_a_chain_nobody_gave_a_clock_for_is_left_out_not_fatal() -> N
     me = SimpleNamespace(node_id=hashlib.sha256(b"me").digest())
     graph = view._build(me, RoutingGraph((), (), {}))  # type: ignore[arg-type]
     assert sorted(e.channel_id for e in graph.edges) == sorted(e.channel_id for e in _edges(3))
+
+
+def test_a_stranger_announces_in_one_frame_only() -> None:
+    """A peer nobody configured (``accept_unknown_peers``) makes us keep at most one
+    frame's edges, as before announcements had parts; a configured one, every part."""
+    parts, _ = split(_whole(1_000), serial=1)
+    stranger, configured = GraphView(), GraphView()
+    for part in parts:
+        stranger.accept(HUB, part, max_parts=1)
+        configured.accept(HUB, part)
+    assert HUB not in stranger.announced
+    assert len(configured.announced[HUB].edges) == 1_000
+    (one,), _ = split(_whole(100), serial=2)
+    assert stranger.accept(HUB, one, max_parts=1) == 100

@@ -150,9 +150,13 @@ class GraphView:
         self._operator = announcement
         self._graph = None
 
-    def accept(self, peer: bytes, announcement: Announcement) -> int:
+    def accept(self, peer: bytes, announcement: Announcement, max_parts: int = MAX_PARTS) -> int:
         """Keep what ``peer`` may speak for; returns how many edges were kept (0 while the
-        parts of a large announcement are still coming)."""
+        parts of a large announcement are still coming). An announcement in more than
+        ``max_parts`` frames is ignored (a peer nobody configured gets one frame: what a
+        stranger makes us keep stays what it was before announcements had parts)."""
+        if announcement.parts > max_parts:
+            return 0
         if announcement.parts > 1:
             whole = self._assemble(peer, announcement)
             if whole is None:

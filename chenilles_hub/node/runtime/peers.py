@@ -33,6 +33,7 @@ from chenilles_hub.core.errors import DecodeError, MessageTooLarge
 from ..config import NodeConfig, PeerConfig
 from ..hub.gossip import (
     GOSSIP_PREFIX,
+    MAX_PARTS,
     Announcement,
     GraphView,
     decode_announcement,
@@ -265,7 +266,9 @@ class Peers:
                 log.warning("bad announcement from %s: %s", peer.hex()[:16], exc)
                 self._count("messages_malformed")
                 return False
-            self.graph.accept(peer, announcement)
+            # A peer the operator configured or added may announce in parts; a stranger
+            # (``accept_unknown_peers``) in one frame, at most MAX_EDGES edges.
+            self.graph.accept(peer, announcement, MAX_PARTS if peer in self.configured else 1)
             return True
         await link.queued.acquire()  # released once the worker handled the frame
         await self.pipeline.put_frame(Frame(peer, data, link))
