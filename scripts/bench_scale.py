@@ -266,7 +266,7 @@ def restart(n: int, directory: Path, profile_n: int) -> dict[str, Any]:
         sealed, count = backup.seal_from_store(hub.store, hub.identity, NOW)
         backup.write_file(directory / "channels.backup", sealed)
         out["backup_write_s"] = round(time.perf_counter() - t0, 2)
-        out["backup_mib"] = round(len(sealed) / 2**20, 1)
+        out["backup_mib"] = round(sum(len(piece) for piece in sealed) / 2**20, 1)
         assert count == n
         del sealed
         hub.store.close()

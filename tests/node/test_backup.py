@@ -125,7 +125,8 @@ def test_a_backup_too_large_for_a_restore_is_never_written(
     identity, backup, data = sealed
     with SQLiteStore(tmp_path / "node.sqlite") as store:
         restore_into(store, backup, 100, 60)
-        written, count = seal_from_store(store, identity, 5)
+        pieces, count = seal_from_store(store, identity, 5)
+        written = b"".join(pieces)
         assert count == 1 and unseal(written, identity) == collect(store, identity.node_id, 5)
         monkeypatch.setattr(backup_module, "MAX_BACKUP", len(data) - 100)
         with pytest.raises(BackupError, match="more than a restore reads"):
@@ -188,8 +189,8 @@ def test_the_bulk_read_backup_holds_what_the_per_channel_one_held(tmp_path: Path
         expected = _reference_collect(store, identity.node_id, 5)
         assert [c.record.channel_id[0] for c in expected.channels] == [0x10, 0x12, 0x13]
         assert collect(store, identity.node_id, 5) == expected
-        data, count = seal_from_store(store, identity, 5)
-        assert count == 3 and unseal(data, identity) == expected
+        pieces, count = seal_from_store(store, identity, 5)
+        assert count == 3 and unseal(b"".join(pieces), identity) == expected
 
 
 def test_a_damaged_snapshot_in_the_store_fails_the_backups_writing_not_its_restore(
@@ -203,7 +204,7 @@ def test_a_damaged_snapshot_in_the_store_fails_the_backups_writing_not_its_resto
     file = tmp_path / "channels.backup"
     with SQLiteStore(path) as store:
         restore_into(store, backup, 100, 60)
-        good, _ = seal_from_store(store, identity, 5)
+        good = b"".join(seal_from_store(store, identity, 5)[0])
         write_file(file, good)
         stored = store.load_encoded_snapshot(b"\x07" * 32)
         assert stored is not None and b'"awaiting_ack":null' in stored
@@ -237,6 +238,42 @@ def test_a_backup_file_is_never_left_short(tmp_path: Path, monkeypatch: pytest.M
         write_file(file, b"new" * 1000)
     assert file.read_bytes() == data
     assert [p.name for p in tmp_path.iterdir()] == ["channels.backup"]  # no temporary left
+
+
+def test_a_backup_in_chunks_opens_only_whole_and_in_order(
+    sealed: tuple[NodeIdentity, Backup, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sealed a chunk at a time (the node's thread gets the interpreter between chunks):
+    chunks dropped, swapped or cut off at a chunk's end are refused, like any change."""
+    identity, backup, _ = sealed
+    monkeypatch.setattr(backup_module, "CHUNK", 256)
+    data = seal(backup, identity)
+    head, step = len(backup_module.MAGIC_CHUNKED) + 7, 256 + 16
+    chunks = [data[i : i + step] for i in range(head, len(data), step)]
+    assert data.startswith(b"CHENSCB2") and len(chunks) >= 4
+    assert unseal(data, identity) == backup
+    for changed in (
+        data[: head + 2 * step],  # cut off at a chunk's end
+        data[:head] + b"".join([chunks[1], chunks[0], *chunks[2:]]),  # swapped
+        data[:head] + b"".join([chunks[0], *chunks[2:]]),  # one dropped
+        data[:head] + b"".join(chunks[:-1]) + chunks[-1] + chunks[-1],  # the last twice
+    ):
+        with pytest.raises(BackupError, match="does not open"):
+            unseal(changed, identity)
+
+
+def test_a_backup_of_the_first_format_still_opens(
+    sealed: tuple[NodeIdentity, Backup, bytes],
+) -> None:
+    """``CHENSCB1 | nonce | one seal of the whole JSON``: what nodes wrote before chunks."""
+    identity, backup, _ = sealed
+    nonce = os.urandom(12)
+    plain = msgspec.json.encode(backup)
+    cipher = backup_module._cipher(identity)
+    old = b"CHENSCB1" + nonce + cipher.encrypt(nonce, plain, b"CHENSCB1" + identity.node_id)
+    assert unseal(old, identity) == backup
+    with pytest.raises(BackupError, match="does not open"):
+        unseal(old[:-1], identity)
 
 
 def test_restore_refuses_a_store_that_knows_the_channel(

@@ -11,10 +11,15 @@ Chenilles peer is not asked to close on our behalf.
 Per channel: its record (params, our index, initial state), its snapshot (latest signed
 state and what is in flight), the node's record of it (deposits, status), the backend's
 record parts and the markers of deposits already sent (never sent twice), all as the store
-holds them. The file is ``CHENSCB1 | nonce | sealed``,
-sealed with ChaCha20-Poly1305 under a key derived (HKDF-SHA256) from the node's identity
-seed, the node id bound as associated data: only this node's secret opens it, and any
-change to it is detected.
+holds them. The file is ``CHENSCB2 | prefix (7 bytes) | chunk 0 | chunk 1 ...``: the JSON
+in chunks of 1 MiB, each sealed with ChaCha20-Poly1305 under a key derived (HKDF-SHA256)
+from the node's identity seed, the node id bound as associated data, its nonce the prefix,
+the chunk's number and whether it is the last (the STREAM construction: chunks cannot be
+reordered, dropped or cut off unnoticed). Only this node's secret opens it, and any change
+to it is detected. In chunks, sealing a large backup on another thread leaves the node's
+thread the interpreter between chunks (one seal of the whole file held it for a second at
+100,000 channels). Files of the first format (``CHENSCB1 | nonce | sealed``, one seal of
+the whole JSON) are still read.
 
 A backup from before the latest payments holds an older state: on EVM and Solana a newer
 state registered by the peer simply replaces it (the money follows the newest state); on
@@ -25,6 +30,7 @@ through the cooperative close (see docs/operating-a-hub.md).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,9 +50,15 @@ from .journal import (
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
+#: The first format: MAGIC, a nonce of NONCE_BYTES, one ciphertext (read, not written).
 MAGIC = b"CHENSCB1"
-#: The sealed file is MAGIC, a nonce of this many bytes, then the ciphertext.
+#: The format written: MAGIC_CHUNKED, a nonce prefix, then chunks (module docstring).
+MAGIC_CHUNKED = b"CHENSCB2"
 NONCE_BYTES = 12
+#: Plaintext bytes per chunk; each chunk's ciphertext is 16 bytes longer (its tag).
+CHUNK = 1 << 20
+_PREFIX = 7
+_TAG = 16
 _INFO = b"chenilles/static-channel-backup/v1"
 #: ``recovery/<channel id hex>``: a channel restored from a backup, to be closed (value:
 #: :class:`RecoveryMarker`); emptied once the channel is closed.
@@ -199,48 +211,90 @@ def collect(store: Store, node_id: bytes, now: int) -> Backup:
     return msgspec.json.decode(msgspec.json.encode(made), type=Backup)
 
 
-def seal_view(view: StoreView, identity: NodeIdentity, now: int) -> tuple[bytes, int]:
-    """The sealed backup of ``view`` and how many channels it holds, its snapshots copied
-    as stored (what the node's backup file is written from)."""
+def seal_view(view: StoreView, identity: NodeIdentity, now: int) -> tuple[list[bytes], int]:
+    """The sealed backup of ``view`` (the file's pieces, in order) and how many channels it
+    holds, its snapshots copied as stored. Encoded a channel at a time and sealed a chunk
+    at a time: run on another thread, it never holds the interpreter for long."""
     made = _stored(view, identity.node_id, now)
-    return _seal_plain(msgspec.json.encode(made), identity), len(made.channels)
+    outer = msgspec.json.encode(msgspec.structs.replace(made, channels=()))
+    at = outer.index(b'"channels":[]') + len(b'"channels":[')
+
+    def pieces() -> Iterator[bytes]:
+        yield outer[:at]
+        for i, channel in enumerate(made.channels):
+            if i:
+                yield b","
+            yield msgspec.json.encode(channel)
+        yield outer[at:]
+
+    return _seal_pieces(pieces(), identity), len(made.channels)
 
 
-def seal_from_store(store: Store, identity: NodeIdentity, now: int) -> tuple[bytes, int]:
+def seal_from_store(store: Store, identity: NodeIdentity, now: int) -> tuple[list[bytes], int]:
     return seal_view(read_view(store), identity, now)
 
 
 def seal(backup: Backup, identity: NodeIdentity) -> bytes:
     if backup.node_id != identity.node_id:
         raise BackupError("a backup is sealed by the node it belongs to")
-    return _seal_plain(msgspec.json.encode(backup), identity)
+    return b"".join(_seal_pieces([msgspec.json.encode(backup)], identity))
 
 
-def _seal_plain(plain: bytes, identity: NodeIdentity) -> bytes:
-    if len(plain) > MAX_BACKUP:
-        raise BackupError(
-            f"the backup would hold {len(plain)} bytes, more than a restore reads "
-            f"({MAX_BACKUP}): close the channels that are done with, or back up the store "
-            "itself (docs/operating-a-hub.md, Backups)"
-        )
-    nonce = os.urandom(NONCE_BYTES)
-    sealed = _cipher(identity).encrypt(nonce, plain, MAGIC + identity.node_id)
-    return MAGIC + nonce + sealed
+def _nonce(prefix: bytes, index: int, last: bool) -> bytes:
+    return prefix + index.to_bytes(4, "big") + (b"\x01" if last else b"\x00")
+
+
+def _seal_pieces(pieces: Iterable[bytes], identity: NodeIdentity) -> list[bytes]:
+    """The JSON given in ``pieces``, sealed in chunks: the file's pieces, in order."""
+    cipher, aad = _cipher(identity), MAGIC_CHUNKED + identity.node_id
+    prefix = os.urandom(_PREFIX)
+    out = [MAGIC_CHUNKED + prefix]
+    buffer = bytearray()
+    size = 0
+    for piece in pieces:
+        size += len(piece)
+        if size > MAX_BACKUP:
+            raise BackupError(
+                f"the backup would hold more than {MAX_BACKUP} bytes, more than a restore "
+                "reads: close the channels that are done with, or back up the store itself "
+                "(docs/operating-a-hub.md, Backups)"
+            )
+        buffer += piece
+        while len(buffer) > CHUNK:  # more than a chunk: this one is not the last
+            out.append(cipher.encrypt(_nonce(prefix, len(out) - 1, False), buffer[:CHUNK], aad))
+            del buffer[:CHUNK]
+    out.append(cipher.encrypt(_nonce(prefix, len(out) - 1, True), bytes(buffer), aad))
+    return out
+
+
+def _open_chunks(data: bytes, identity: NodeIdentity) -> bytes:
+    cipher, aad = _cipher(identity), MAGIC_CHUNKED + identity.node_id
+    head = len(MAGIC_CHUNKED) + _PREFIX
+    prefix, step = data[len(MAGIC_CHUNKED) : head], CHUNK + _TAG
+    plain = []
+    for index, at in enumerate(range(head, len(data), step)):
+        last = at + step >= len(data)
+        plain.append(cipher.decrypt(_nonce(prefix, index, last), data[at : at + step], aad))
+    return b"".join(plain)
 
 
 def unseal(data: bytes, identity: NodeIdentity) -> Backup:
     """Open a backup of this node; :class:`BackupError` if it is not one or was changed."""
-    if not data.startswith(MAGIC) or len(data) < len(MAGIC) + NONCE_BYTES + 16:
+    chunked = data.startswith(MAGIC_CHUNKED)
+    if not (chunked or data.startswith(MAGIC)) or len(data) < len(MAGIC) + NONCE_BYTES + _TAG:
         raise BackupError("not a Chenilles channel backup")
-    if len(data) > MAX_BACKUP + len(MAGIC) + NONCE_BYTES + 16:
+    if len(data) > MAX_BACKUP + len(MAGIC) + NONCE_BYTES + _TAG * (MAX_BACKUP // CHUNK + 1):
         raise BackupError(f"a backup is at most {MAX_BACKUP} bytes")
     from cryptography.exceptions import InvalidTag
 
-    nonce = data[len(MAGIC) : len(MAGIC) + NONCE_BYTES]
     try:
-        plain = _cipher(identity).decrypt(
-            nonce, data[len(MAGIC) + NONCE_BYTES :], MAGIC + identity.node_id
-        )
+        if chunked:
+            plain = _open_chunks(data, identity)
+        else:
+            nonce = data[len(MAGIC) : len(MAGIC) + NONCE_BYTES]
+            plain = _cipher(identity).decrypt(
+                nonce, data[len(MAGIC) + NONCE_BYTES :], MAGIC + identity.node_id
+            )
     except InvalidTag:
         raise BackupError(
             "this backup does not open with this node's key (another node's, or damaged)"
@@ -254,21 +308,25 @@ def unseal(data: bytes, identity: NodeIdentity) -> Backup:
     return backup
 
 
-def write_file(path: Path, data: bytes) -> None:
-    """Replace ``path`` atomically, mode 0600, durable (the directory entry too)."""
+def write_file(path: Path, data: bytes | Sequence[bytes]) -> None:
+    """Replace ``path`` atomically with ``data`` (or its pieces, in order), mode 0600,
+    durable (the directory entry too)."""
+    pieces = [data] if isinstance(data, bytes) else data
+    size = sum(len(piece) for piece in pieces)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        left = memoryview(data)
-        while left:  # a write may take fewer bytes than asked; the file is never short
-            written = os.write(fd, left)
-            if written <= 0:
-                raise OSError(f"writing {tmp} stopped with {len(left)} bytes left")
-            left = left[written:]
+        for piece in pieces:
+            left = memoryview(piece)
+            while left:  # a write may take fewer bytes than asked; the file is never short
+                written = os.write(fd, left)
+                if written <= 0:
+                    raise OSError(f"writing {tmp} stopped with {len(left)} bytes left")
+                left = left[written:]
         os.fsync(fd)
-        if os.fstat(fd).st_size != len(data):
-            raise OSError(f"{tmp} holds {os.fstat(fd).st_size} bytes of {len(data)}")
+        if os.fstat(fd).st_size != size:
+            raise OSError(f"{tmp} holds {os.fstat(fd).st_size} bytes of {size}")
     except BaseException:
         os.close(fd)
         tmp.unlink(missing_ok=True)  # the previous file stays as it was

@@ -46,24 +46,34 @@ class WrittenFor(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     path: str
     node_id: str
-    #: the sealed file's nonce (``backup.MAGIC`` then 12 bytes), hex
+    #: the sealed file's 12 bytes after its magic (its nonce, or its nonce prefix and the
+    #: first ciphertext bytes), hex
     nonce: str
     size: int
     #: :func:`digest` of the channels and statuses the file holds
     channels: str
 
 
+_HEAD = len(backup.MAGIC) + backup.NONCE_BYTES
+
+
 def _file_identity(path: Path) -> tuple[str, int] | None:
-    """The nonce and length of the backup file at ``path``, or ``None``."""
+    """The 12 bytes after the magic of the backup file at ``path`` (hex), and its length;
+    ``None`` if there is no such file."""
     try:
         with path.open("rb") as file:
-            head = file.read(len(backup.MAGIC) + backup.NONCE_BYTES)
+            head = file.read(_HEAD)
             size = os.fstat(file.fileno()).st_size
     except OSError:
         return None
-    if len(head) < len(backup.MAGIC) + backup.NONCE_BYTES or not head.startswith(backup.MAGIC):
+    return _identity(head, size)
+
+
+def _identity(head: bytes, size: int) -> tuple[str, int] | None:
+    magic = head[: len(backup.MAGIC)]
+    if len(head) < _HEAD or magic not in (backup.MAGIC, backup.MAGIC_CHUNKED):
         return None
-    return head[len(backup.MAGIC) :].hex(), size
+    return head[len(magic) : _HEAD].hex(), size
 
 
 def fingerprint(node: Node) -> frozenset[tuple[bytes, str]]:
@@ -204,13 +214,11 @@ class PendingBackup:
             data, count = backup.seal_view(view, self.identity, created_at)
             del view
             backup.write_file(path, data)
-            nonce, size = (
-                data[len(backup.MAGIC) : len(backup.MAGIC) + backup.NONCE_BYTES],
-                len(data),
-            )
+            identity = _identity(b"".join(data[:2])[:_HEAD], sum(len(piece) for piece in data))
+            assert identity is not None
             del data
             written = WrittenFor(
-                str(path), self.identity.node_id.hex(), nonce.hex(), size, digest(self.channels)
+                str(path), self.identity.node_id.hex(), *identity, digest(self.channels)
             )
             self.store.set_setting(WRITTEN_KEY, msgspec.json.encode(written))
             opened_or_closed = self.channels != file.written
