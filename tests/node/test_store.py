@@ -277,13 +277,14 @@ def test_a_consistent_view_holds_what_the_separate_reads_return(store: SqlStore)
         {f"record/{a.hex()}/p": b"x", f"channel/{a.hex()}": b"m", "other": b"o"},
     )
     view = store.consistent_view(["channel/", "record/"])
-    assert view.channels == store.list_channels()
+    assert list(view.channels) == store.list_channels() and len(view.channels) == 3
+    assert view.channels[1] == store.list_channels()[1]
     assert view.settings == store.settings_with_prefixes(["channel/", "record/"])
     assert view.snapshots == {
         cid: store.load_encoded_snapshot(cid) for cid in (a, b)
     }  # c: nothing signed yet
     generic = super(SqlStore, store).consistent_view(["channel/", "record/"])
-    assert generic.channels == view.channels and generic.snapshots == view.snapshots
+    assert generic.channels == list(view.channels) and generic.snapshots == view.snapshots
 
 
 def test_migration_4_flags_the_snapshots_already_stored(opener: Opener) -> None:

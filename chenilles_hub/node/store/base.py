@@ -80,7 +80,8 @@ class StoreView(msgspec.Struct, frozen=True):
     """What a backup reads of the store, taken in one read transaction where the store
     can (``Store.consistent_view``): no checkpoint written meanwhile lands in half of it."""
 
-    channels: list[ChannelRecord]
+    #: every channel, in channel id order (a store may decode each when it is looked at)
+    channels: Sequence[ChannelRecord]
     #: the settings under each prefix asked for
     settings: dict[str, list[tuple[str, bytes]]]
     #: every snapshot as stored (``encode_snapshot``), by channel id

@@ -7,7 +7,7 @@ import abc
 import contextlib
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, overload
 
 import msgspec
 
@@ -89,6 +89,38 @@ _DUTY_COLUMNS = "id, kind, channel_id, deadline, status, payload, dedupe_key"
 
 def _channel_id(record: ChannelRecord) -> bytes:
     return record.channel_id
+
+
+def _first(row: tuple[bytes, int, str, bytes]) -> bytes:
+    return row[0]
+
+
+def _channel_record(row: Sequence[Any]) -> ChannelRecord:
+    channel_id, me, status, data = row
+    inner = _channel_data.decode(bytes(data))
+    return ChannelRecord(bytes(channel_id), inner.params, me, inner.initial, status)
+
+
+class _Decoded(Sequence[ChannelRecord]):
+    """Channel rows as read, each decoded when it is looked at."""
+
+    def __init__(self, rows: list[tuple[bytes, int, str, bytes]]) -> None:
+        self._rows = rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @overload
+    def __getitem__(self, index: int) -> ChannelRecord: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[ChannelRecord]: ...
+    def __getitem__(self, index: int | slice) -> ChannelRecord | list[ChannelRecord]:
+        if isinstance(index, slice):
+            return [_channel_record(row) for row in self._rows[index]]
+        return _channel_record(self._rows[index])
+
+    def __iter__(self) -> Iterator[ChannelRecord]:
+        return (_channel_record(row) for row in self._rows)
 
 
 def _payment(row: Sequence[Any]) -> Payment:
@@ -185,14 +217,7 @@ class SqlStore(Store):
     @staticmethod
     def _channel_rows(cur: Cursor, where: str, params: Sequence[Any]) -> list[ChannelRecord]:
         cur.execute(f"SELECT channel_id, me, status, data FROM channels {where}", params)
-        rows = cur.fetchall()
-        records = []
-        for channel_id, me, status, data in rows:
-            inner = _channel_data.decode(bytes(data))
-            records.append(
-                ChannelRecord(bytes(channel_id), inner.params, me, inner.initial, status)
-            )
-        return records
+        return [_channel_record(row) for row in cur.fetchall()]
 
     def get_channel(self, channel_id: bytes) -> ChannelRecord | None:
         found = self._channels("WHERE channel_id = ?", (channel_id,))
@@ -258,12 +283,15 @@ class SqlStore(Store):
                 # One snapshot for the three scans (READ COMMITTED takes one per statement).
                 # This node's own writes wait on the store's lock anyway.
                 cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            channels = self._channel_rows(cur, "", ())
+            cur.execute("SELECT channel_id, me, status, data FROM channels")
+            rows = [(bytes(c), me, status, bytes(d)) for c, me, status, d in cur.fetchall()]
             settings = self._prefix_rows(cur, prefixes)
             cur.execute("SELECT channel_id, data FROM snapshots")
             snapshots = {bytes(cid): bytes(data) for cid, data in cur.fetchall()}
-        channels.sort(key=_channel_id)
-        return StoreView(channels, settings, snapshots)
+        rows.sort(key=_first)
+        # Decoded as the reader goes (on the backup's sealing thread, not the node's: 1.5 s
+        # of the read for 100,000 channels).
+        return StoreView(_Decoded(rows), settings, snapshots)
 
     def snapshot_index(self) -> dict[bytes, bool | None]:
         # Two reads of indexes only: every id (the key's index), then the few flagged rows
