@@ -353,21 +353,31 @@ class ReadCountingStore(SQLiteStore):
         return super().load_encoded_snapshot(channel_id)
 
 
-def test_a_restarted_hub_reads_a_channels_snapshot_once_when_the_channel_is_used(
-    world: World, tmp_path
-) -> None:
-    """A restart reads no snapshot: each is read on its channel's first use (here the
-    reestablish with a peer that is back), once; a channel nothing touches is not read."""
+def restarted_with_carol_away(world: World, tmp_path):  # type: ignore[no-untyped-def]
+    """``stored_hub`` plus a channel c3 from the hub to carol; the hub restarts on a
+    ``ReadCountingStore`` while carol stays offline (nothing asks for c3), and reestablishes
+    with alice and bob: their two snapshots are the only ones read."""
     eth, store, (alice, hub, bob), (c1, c2) = stored_hub(world, tmp_path)
     carol = world.node("carol", [eth.chain])
     c3 = world.open(hub, carol, eth.chain, {eth: (ETH, 0)})
     carol_sees = carol.channels[c3].machine.state
     store.close()
     world.network.silence(hub)
-    world.network.silence(carol)  # carol stays offline: nothing asks for c3
+    world.network.silence(carol)
     counting = ReadCountingStore(tmp_path / "hub.sqlite")
     hub = world.restart(hub, counting)  # restore, then reestablish with alice and bob
     assert sorted(counting.snapshots_read) == sorted([c1, c2])
+    return eth, counting, (alice, hub, bob), (c1, c2, c3), carol_sees
+
+
+def test_a_restarted_hub_reads_a_channels_snapshot_once_when_the_channel_is_used(
+    world: World, tmp_path
+) -> None:
+    """A restart reads no snapshot: each is read on its channel's first use (here the
+    reestablish with a peer that is back), once; a channel nothing touches is not read."""
+    eth, counting, (alice, hub, bob), (c1, c2, c3), carol_sees = restarted_with_carol_away(
+        world, tmp_path
+    )
     invoice = bob.invoice(10**17, eth)
     hops = plan(world, alice, [(hub, c1), (bob, c2)], invoice.amount, eth, invoice.final_lead)
     payment = alice.pay_route(invoice, hops)
@@ -385,19 +395,11 @@ def test_a_restarted_hubs_backup_reads_no_machine_and_holds_every_signed_state(
     world: World, tmp_path
 ) -> None:
     """``[backup] interval`` after a restart: deciding that the file is due reads no
-    channel's snapshot, and the file written from the store (snapshots as stored, never
-    decoded) opens to every channel's latest state, the idle one's exactly as its peer
-    signed it."""
-    eth, store, (alice, hub, bob), (c1, c2) = stored_hub(world, tmp_path)
-    carol = world.node("carol", [eth.chain])
-    c3 = world.open(hub, carol, eth.chain, {eth: (ETH, 0)})
-    carol_sees = carol.channels[c3].machine.state
-    store.close()
-    world.network.silence(hub)
-    world.network.silence(carol)
-    counting = ReadCountingStore(tmp_path / "hub.sqlite")
-    hub = world.restart(hub, counting)
-    assert sorted(counting.snapshots_read) == sorted([c1, c2])
+    channel's snapshot, and the file written from the store (snapshots copied as stored)
+    opens to every channel's latest state, the idle one's exactly as its peer signed it."""
+    _, counting, (alice, hub, bob), (c1, c2, c3), carol_sees = restarted_with_carol_away(
+        world, tmp_path
+    )
     config = tmp_path / "hub.toml"
     config.write_text(f'[node]\ndata_dir = "{tmp_path}"\n[backup]\ninterval = 60\n')
     file = BackupFile(load_config(config))

@@ -45,6 +45,7 @@ from .journal import (
     RECORD_PREFIX,
     ChannelMeta,
     decode_record,
+    record_parts,
 )
 
 if TYPE_CHECKING:
@@ -169,8 +170,8 @@ def _stored_channels(view: StoreView) -> Iterator[_StoredChannel]:
     as its channel comes (a sealer that encodes each at once keeps no 100,000 objects
     alive, which made the garbage collector pass over the whole heap, a second each)."""
     metas = {key[len(CHANNEL_PREFIX) :]: value for key, value in view.settings[CHANNEL_PREFIX]}
-    parts = _by_channel(view.settings[RECORD_PREFIX], RECORD_PREFIX, backend_parts=True)
-    funding = _by_channel(view.settings[FUNDING_PREFIX], FUNDING_PREFIX, backend_parts=False)
+    parts = record_parts(view.settings[RECORD_PREFIX])
+    funding = _funding_by_channel(view.settings[FUNDING_PREFIX])
     for record in view.channels:
         raw = metas.get(record.channel_id.hex())
         if raw is None:
@@ -183,27 +184,19 @@ def _stored_channels(view: StoreView) -> Iterator[_StoredChannel]:
             record,
             meta,
             _checked_snapshot(record.channel_id, snapshot) if snapshot is not None else None,
-            tuple(sorted(parts.get(record.channel_id, ()))),
-            tuple(sorted(funding.get(record.channel_id, ()))),
+            tuple(sorted(parts.get(record.channel_id.hex(), {}).items())),
+            tuple(sorted(funding.get(record.channel_id.hex(), ()))),
         )
 
 
-def _by_channel(
-    rows: list[tuple[str, bytes]], prefix: str, *, backend_parts: bool
-) -> dict[bytes, list[tuple[str, bytes]]]:
-    """``<prefix><channel id hex>/<name>`` settings grouped by channel: the backend's
-    record parts as ``(name, value)``, non-empty ones only (an emptied part is gone), or
-    the funding markers as they are stored."""
-    found: dict[bytes, list[tuple[str, bytes]]] = {}
+def _funding_by_channel(rows: list[tuple[str, bytes]]) -> dict[str, list[tuple[str, bytes]]]:
+    """The markers of deposits already sent (``funding/<channel id hex>/...``), whole, by
+    channel id (hex)."""
+    found: dict[str, list[tuple[str, bytes]]] = {}
     for key, value in rows:
-        channel_hex, slash, name = key[len(prefix) :].partition("/")
-        if not slash or (backend_parts and not value):
-            continue
-        try:
-            channel_id = bytes.fromhex(channel_hex)
-        except ValueError:
-            continue
-        found.setdefault(channel_id, []).append((name if backend_parts else key, value))
+        channel_hex, slash, _ = key.removeprefix(FUNDING_PREFIX).partition("/")
+        if slash:
+            found.setdefault(channel_hex, []).append((key, value))
     return found
 
 

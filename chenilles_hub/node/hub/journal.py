@@ -8,6 +8,7 @@ duties or payments do not know about.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TypeVar
 
 import msgspec
@@ -82,6 +83,17 @@ _decoder = msgspec.json.Decoder(NodeStateV1)
 
 def record_key(channel_id: bytes, part: str) -> str:
     return f"{RECORD_PREFIX}{channel_id.hex()}/{part}"
+
+
+def record_parts(rows: Iterable[tuple[str, bytes]]) -> dict[str, dict[str, bytes]]:
+    """The ``record_key`` settings among ``rows``, by channel id (hex) and part: what a
+    restart gives each backend and what a backup holds. An empty value is a dropped part."""
+    parts: dict[str, dict[str, bytes]] = {}
+    for key, value in rows:
+        channel_hex, slash, part = key.removeprefix(RECORD_PREFIX).partition("/")
+        if slash and value:
+            parts.setdefault(channel_hex, {})[part] = value
+    return parts
 
 
 def encode_node_state(state: NodeStateV1) -> bytes:

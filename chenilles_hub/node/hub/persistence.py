@@ -38,6 +38,7 @@ from .journal import (
     encode_node_state,
     encode_record,
     record_key,
+    record_parts,
 )
 from .opening import min_lead, new_machine
 from .payments import Payments
@@ -222,11 +223,7 @@ class Persistence:
             for _, value in channel_records
             for meta in (decode_record(value, ChannelMeta),)
         }
-        parts: dict[str, dict[str, bytes]] = {}
-        for key, value in backend_records:
-            channel_hex, _, part = key.removeprefix(RECORD_PREFIX).partition("/")
-            if value:  # an empty value is a dropped part
-                parts.setdefault(channel_hex, {})[part] = value
+        parts = record_parts(backend_records)
         # Which channels have a snapshot, not the snapshots: each is read from the store,
         # checked and decoded on its channel's first use.
         snapshots, read = store.snapshot_index(), store.load_encoded_snapshot
