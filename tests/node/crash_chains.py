@@ -21,6 +21,7 @@ import tomllib
 import urllib.request
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, Protocol, cast
 
@@ -213,8 +214,10 @@ class DevnetUnderTest:
         role_of(self.kind).devnet_advance(self.ledger["url"], self.ledger["datadir"], seconds)
 
     def mark(self) -> int:
-        """Solana: the slot before the episode."""
-        return int(self._rpc("getSlot", [])) if self.kind == "solana" else 0
+        """The slot (Solana) or height (Bitcoin) before the episode."""
+        if self.kind == "solana":
+            return int(self._rpc("getSlot", []))
+        return int(self._bitcoind().call("getblockcount"))
 
     def wallets(self, nodes: dict[str, NodeProc]) -> dict[str, int]:
         chain = self.asset.rpartition("@")[2]
@@ -242,7 +245,35 @@ class DevnetUnderTest:
         costs["alice"] += sum(from_channel.values())
         if self.kind == "solana":
             self._unbooked(receipts, costs, mark)
+        else:
+            self._unbooked_spends(receipts, costs, mark)
         return costs
+
+    def _bitcoind(self) -> Any:
+        from chenilles_bitcoin.ledger import BitcoindRpcLedger
+
+        return BitcoindRpcLedger(
+            self.ledger["url"], cookie_file=str(Path(self.ledger["datadir"]) / ".cookie")
+        )
+
+    def _unbooked_spends(
+        self, receipts: dict[str, list[dict[str, Any]]], costs: dict[str, int], mark: int
+    ) -> None:
+        """Bitcoin: every transaction in the blocks since ``mark`` that spends the
+        channel's funding output (its closing or commitment transaction), against the
+        receipts. One a node broadcast and was killed before it booked is added at the fee
+        the chain shows (paid from the channel's funds: the funder's) and noted, as on
+        Solana (docs/security.md)."""
+        booked = {r["txid"] for rs in receipts.values() for r in rs if r["txid"]}
+        funding = {r["txid"] for r in receipts["alice"] if r["operation"] == "fund"}
+        bitcoind = self._bitcoind()
+        for height in range(mark + 1, int(bitcoind.call("getblockcount")) + 1):
+            block = bitcoind.call("getblock", bitcoind.call("getblockhash", height), 2)
+            for tx in block["tx"]:
+                spends_funding = any(vin.get("txid") in funding for vin in tx["vin"])
+                if spends_funding and tx["txid"] not in booked:
+                    costs["alice"] += round(Decimal(str(tx["fee"])) * 100_000_000)
+                    self.notes.append("fee missing from receipts (sent, then killed)")
 
     def _rpc(self, method: str, params: list[Any]) -> Any:
         body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
