@@ -17,6 +17,9 @@ import nacl.signing
 import pytest
 
 from chenilles_hub.core import Asset, ChannelParams, Participant
+from chenilles_hub.core.routing import ChannelEdge
+from chenilles_hub.node.config import PeerConfig
+from chenilles_hub.node.hub.gossip import Announcement, encode_announcement, split
 from chenilles_hub.node.net import handshake, wire
 from chenilles_hub.node.net.framing import MAX_FRAME_BYTES, encode_frame
 
@@ -109,3 +112,77 @@ def test_a_stranger_neither_stops_the_node_nor_freezes_an_honest_channel(
             bob_extra="[policy.peers]\nmax_faults = 5\nban_seconds = 600\n",
         )
     )
+
+
+def test_a_stranger_announces_one_frame_a_configured_peer_in_parts_and_both_are_forgotten(
+    anvil: AnvilChain, tmp_path: Path
+) -> None:
+    """Over the wire, the peer server's side of :class:`GraphView`: a large announcement
+    (1,000 edges, in parts) from a stranger is not kept, one frame of it is; the same parts
+    from a peer the operator added are kept whole; each goes when its link drops."""
+
+    def announcement(source: bytes, n: int) -> Announcement:
+        edges = tuple(
+            ChannelEdge(
+                channel_id=os.urandom(32),
+                chain="eip155:31337",
+                asset=Asset("eip155:31337", "native"),
+                source=source,
+                target=os.urandom(32),
+                capacity=10**18 + i,
+                fee_base=0,
+                fee_ppm=100,
+                challenge_duration=600,
+            )
+            for i in range(n)
+        )
+        return Announcement(edges)
+
+    async def send(writer: asyncio.StreamWriter, session: handshake.Session, data: bytes) -> None:
+        writer.write(encode_frame(session.send.encrypt(data), MAX_FRAME_BYTES))
+        await writer.drain()
+
+    async def one_peer(pair: Pair, configured: bool) -> None:
+        bob, node = pair.bob, pair.bob.node
+        assert node is not None
+        chain = next(iter(node.backends))
+        key = nacl.signing.SigningKey.generate()
+        peer = key.verify_key.encode()
+        if configured:  # as ``POST /v1/peers`` does (its dial to port 1 just fails)
+            bob.add_peer(PeerConfig(peer, "127.0.0.1", 1))
+        _, writer, session = await _session(bob.listen_port, bob.node_id, key)
+        parts, _ = split(announcement(peer, 1_000), serial=11)
+        assert len(parts) > 1
+        for part in parts:
+            await send(writer, session, encode_announcement(part))
+        # a barrier: a link's frames are read in order, gossip at once, this one after it
+        request = wire.OpenRequest(
+            os.urandom(32),
+            chain,
+            (Asset(chain, "native"),),
+            ((10**15, 0),),
+            600,
+            os.urandom(32),
+            "0x" + "55" * 20,
+        )
+        await send(writer, session, wire.encode(request))
+        await _until(lambda: any(o.peer == peer for o in node.pending_opens.values()))
+        kept = bob.graph.announced.get(peer)
+        if configured:
+            assert kept is not None and len(kept.edges) == 1_000
+        else:
+            assert kept is None, "a stranger made the node keep more than one frame"
+            (one,), _ = split(announcement(peer, 100), serial=12)
+            await send(writer, session, encode_announcement(one))
+            await _until(lambda: peer in bob.graph.announced)
+            assert len(bob.graph.announced[peer].edges) == 100
+        writer.transport.abort()
+        await _until(lambda: peer not in bob.graph.announced)
+        if configured:
+            bob.remove_peer(peer)
+
+    async def body(pair: Pair) -> None:
+        await one_peer(pair, configured=False)
+        await one_peer(pair, configured=True)
+
+    run(with_pair(tmp_path, anvil, body))
