@@ -8,6 +8,7 @@ from .channel import ChannelMachine
 from .effects import (
     ChannelSnapshot,
     Effect,
+    Holdings,
     Irrevocable,
     PendingProposal,
     Persist,
@@ -19,8 +20,11 @@ from .effects import (
     UpdateCompleted,
     WakeAt,
     WithdrawnProposal,
+    decode_holdings,
     decode_snapshot,
+    encode_holdings,
     encode_snapshot,
+    holdings_of,
 )
 from .errors import ChannelError
 from .invariants import check_params, check_rules, check_state, check_successor
@@ -96,6 +100,7 @@ __all__ = [
     "Close",
     "Effect",
     "FailHtlc",
+    "Holdings",
     "Htlc",
     "HtlcPolicy",
     "Irrevocable",
@@ -127,10 +132,13 @@ __all__ = [
     "check_rules",
     "check_state",
     "check_successor",
+    "decode_holdings",
     "decode_message",
     "decode_snapshot",
+    "encode_holdings",
     "encode_message",
     "encode_snapshot",
+    "holdings_of",
     "initial_state",
     "parse_asset",
     "payment_hash",

@@ -24,7 +24,7 @@ built from immutable values and assigned in one step at the very end.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import msgspec
 
@@ -32,6 +32,7 @@ from .authority import StateAuthority, newer_version_wins
 from .effects import (
     ChannelSnapshot,
     Effect,
+    Holdings,
     Irrevocable,
     PendingProposal,
     Persist,
@@ -43,7 +44,9 @@ from .effects import (
     UpdateCompleted,
     WakeAt,
     WithdrawnProposal,
+    decode_holdings,
     decode_snapshot,
+    holdings_of,
 )
 from .errors import (
     AlreadyRefused,
@@ -81,13 +84,21 @@ from .messages import (
     Reject,
     encode_message,
 )
-from .model import ChannelParams, ChannelState, SignedState
+from .model import Asset, ChannelParams, ChannelState, SignedState
 from .rules import NO_RULES, ChannelRules
 from .updates import App, HtlcPolicy, Update, UpdateContext, apply_updates
+
+#: A restored machine's holdings as the store kept them (``encode_holdings``), a function
+#: that reads them (called once, when first asked), or ``None``: the store has none.
+StoredHoldings = bytes | Callable[[], bytes | None] | None
 
 
 class ChannelMachine:
     """One participant's view of one channel."""
+
+    #: A restored machine not used yet: its holdings as the store kept them, or a function
+    #: that reads them (see :attr:`holdings`); removed at the first use.
+    _stored_holdings: StoredHoldings | Holdings
 
     def __init__(
         self,
@@ -149,6 +160,7 @@ class ChannelMachine:
         encoded: EncodedSnapshot,
         *,
         withdrawn: bool | None = None,
+        holdings: StoredHoldings = None,
         policy: HtlcPolicy | None = None,
         apps: Mapping[str, App] | None = None,
         rules: ChannelRules = NO_RULES,
@@ -159,7 +171,9 @@ class ChannelMachine:
         channels pays only for those it touches. ``withdrawn``: whether the snapshot holds
         withdrawn proposals, if the caller knows (else found from the bytes, read now). One
         that may hold them is restored at once (the node asks every restored machine for
-        them)."""
+        them). ``holdings``: the store's :func:`encode_holdings` of the same snapshot (or a
+        function that reads it; ``None`` if the store has none), which :attr:`holdings`
+        answers until the first use."""
         if withdrawn is None:
             encoded = read_encoded(encoded)
             withdrawn = not nothing_withdrawn(encoded)
@@ -172,6 +186,7 @@ class ChannelMachine:
         machine = cls.__new__(cls)
         machine._fields(params, channel_id, me, authority, initial, policy, apps, rules)
         machine._encoded = encoded
+        machine._stored_holdings = holdings
         return machine
 
     # --- inspection -----------------------------------------------------------------------
@@ -184,6 +199,30 @@ class ChannelMachine:
     @property
     def state(self) -> ChannelState:
         return self._core.latest.state if self._core.latest else self.initial
+
+    @property
+    def holdings(self) -> Holdings:
+        """The latest state's amounts per asset. A restored machine not used yet answers
+        from the holdings the store kept beside its snapshot, without reading the snapshot:
+        they are the same state's, since a machine writes its snapshot only once used. (Not
+        checked as a first use checks the snapshot: for reports and announcements, never
+        for a decision on funds.)"""
+        if "_encoded" in self.__dict__:
+            stored = self.__dict__.get("_stored_holdings")
+            if callable(stored):  # read once
+                stored = stored()
+            if isinstance(stored, bytes):  # decoded once, kept until the first use
+                stored = decode_holdings(stored)
+            if stored is not None:
+                self._stored_holdings = stored
+                return stored
+        return holdings_of(self.state)  # (a first use, if the store had none)
+
+    def free(self, asset: Asset) -> tuple[int, ...]:
+        """``state.free(asset)``, and like :attr:`holdings` for a machine not used yet."""
+        if "_encoded" in self.__dict__:
+            return self.holdings.free(asset)
+        return self.state.free(asset)
 
     @property
     def pending(self) -> PendingProposal | None:

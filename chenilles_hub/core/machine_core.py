@@ -128,4 +128,5 @@ class LazyCore:
         core = core_from_snapshot(machine, decode_snapshot(read_encoded(encoded)))
         machine.__dict__["_core"] = core
         del machine.__dict__["_encoded"]
+        machine.__dict__.pop("_stored_holdings", None)  # the state answers from now on
         return core

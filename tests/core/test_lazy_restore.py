@@ -14,8 +14,10 @@ from chenilles_hub.core import (
     Htlc,
     Transfer,
     decode_snapshot,
+    encode_holdings,
     encode_message,
     encode_snapshot,
+    holdings_of,
 )
 from chenilles_hub.core.errors import StateMismatch, WrongChannel
 from chenilles_hub.core.machine_core import nothing_withdrawn
@@ -166,3 +168,65 @@ def test_a_reader_is_read_at_once_when_its_snapshot_may_hold_withdrawn_proposals
         if withdrawn:  # restored at once
             assert "_encoded" not in machine.__dict__
         assert machine.state == pair.alice.machine.state and reader.calls == 1
+
+
+def test_a_restored_machine_gives_its_holdings_unread_and_the_same_once_read() -> None:
+    """What reads every channel's balances (the announcement, /metrics) reads no snapshot
+    of a channel unused since the restart: the store's holdings answer, equal to what the
+    state says once read (free balances, and what an HTLC locks); without them, the
+    snapshot is read."""
+    pair = opened(revoking=True)
+    htlc = Htlc(1, 0, ETH, 100, b"\x11" * 32, NOW + 7200, NOW + 7000)
+    pair.act(0, lambda m: m.propose((Transfer(ETH, 10), AddHtlc(htlc)), NOW))
+    pair.deliver_all()
+    stored = pair.alice.disk[-1]
+    snapshot = decode_snapshot(stored)
+    assert snapshot.latest is not None and snapshot.latest.state.htlcs
+    holdings = encode_holdings(snapshot)
+    assert holdings is not None
+    reader = Reader(stored)
+    old = pair.alice.machine
+    lazy = ChannelMachine.restored(
+        old.params,
+        old.channel_id,
+        0,
+        old._authority,
+        old.initial,
+        reader,
+        withdrawn=False,
+        holdings=holdings,
+    )
+    expected = holdings_of(old.state)
+    assert expected.free(ETH) == (890, 1010) and expected.locked == ((ETH, 100),)
+    assert lazy.holdings == expected and lazy.free(ETH) == (890, 1010)
+    assert reader.calls == 0
+    assert lazy.state == old.state and reader.calls == 1  # first use
+    assert lazy.holdings == expected and lazy.free(ETH) == old.state.free(ETH)
+    assert "_stored_holdings" not in lazy.__dict__  # the state answers from now on
+    unknown = lazy_alice_reading(pair, Reader(stored), withdrawn=False)  # an older store
+    assert unknown.holdings == expected
+    asked = Reader(holdings)  # what a node hands: a function reading them when first asked
+    later = ChannelMachine.restored(
+        old.params,
+        old.channel_id,
+        0,
+        old._authority,
+        old.initial,
+        Reader(stored),
+        withdrawn=False,
+        holdings=asked,
+    )
+    assert asked.calls == 0
+    assert later.holdings == later.holdings == expected and asked.calls == 1
+    none = ChannelMachine.restored(  # the store had none: the snapshot answers
+        old.params,
+        old.channel_id,
+        0,
+        old._authority,
+        old.initial,
+        reader := Reader(stored),
+        withdrawn=False,
+        holdings=Reader(None),
+    )
+    assert none.free(ETH) == (890, 1010) and reader.calls == 1
+    assert encode_holdings(msgspec.structs.replace(snapshot, latest=None)) is None

@@ -26,6 +26,7 @@ from chenilles_hub.core import (
     Transfer,
     check_state,
     encode_message,
+    holdings_of,
 )
 from chenilles_hub.core.errors import (
     ChannelFinal,
@@ -82,8 +83,11 @@ def assert_sound(pair: Pair, deposits: dict) -> None:
     assert a.latest == b.latest, "diverging states"
     state = a.state
     check_state(a.params, a.channel_id, state)
+    holdings = holdings_of(state)  # what a restored machine reports before it is read
     for asset, total in deposits.items():
         assert state.total(asset) == total
+        assert holdings.free(asset) == state.free(asset)
+        assert dict(holdings.locked).get(asset, 0) == state.locked(asset)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -16,8 +16,11 @@ from chenilles_hub.core import (
     PendingProposal,
     Propose,
     WithdrawnProposal,
+    decode_holdings,
     decode_snapshot,
+    encode_holdings,
     encode_snapshot,
+    holdings_of,
 )
 from chenilles_hub.core.model import Asset
 from chenilles_hub.node.store.base import (
@@ -304,6 +307,34 @@ def test_migration_4_flags_the_snapshots_already_stored(opener: Opener) -> None:
     assert store.schema_version() == MIGRATIONS[-1].version
     assert store.snapshot_index() == {a: False, b: True}
     assert all(store.load_snapshot(cid) == snapshot for cid, snapshot in rows)
+
+
+def test_each_snapshot_keeps_its_holdings_and_older_rows_have_none(opener: Opener) -> None:
+    """``snapshot_holdings``: what each stored snapshot's latest state holds per asset, as
+    written with it (rewritten with it); rows of a schema before it have none (their
+    channel then reads its snapshot when asked, as before)."""
+    old = opener(MIGRATIONS[:4])
+    a, b = (hashlib.sha256(b"holdings %d" % i).digest() for i in range(2))
+    old.add_channel(channel_record(a))
+    with old._write() as cur:  # as the program of schema 4 wrote it
+        cur.execute(
+            "INSERT INTO snapshots (channel_id, version, data, withdrawn) VALUES (?, ?, ?, 0)",
+            (a, 4, encode_snapshot(synthetic_snapshot(a, 4))),
+        )
+    old.close()
+    store = opener()
+    assert store.schema_version() == MIGRATIONS[-1].version
+    assert store.snapshot_holdings() == {}
+    store.add_channel(channel_record(b))
+    store.save_checkpoint([synthetic_snapshot(a, 5), synthetic_snapshot(b, 7)], {})
+    store.save_checkpoint([synthetic_snapshot(b, 8)], {})
+    found = store.snapshot_holdings()
+    assert found == {
+        cid: encode_holdings(synthetic_snapshot(cid, v)) for cid, v in ((a, 5), (b, 8))
+    }
+    assert decode_holdings(found[b]) == holdings_of(synthetic_snapshot(b, 8).latest.state)  # type: ignore[union-attr]
+    generic = super(SqlStore, store).snapshot_holdings()
+    assert generic == found
 
 
 def test_revocations_append_idempotently(store: SqlStore) -> None:

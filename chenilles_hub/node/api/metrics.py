@@ -84,13 +84,15 @@ def render(node: Node | None, server_stats: Mapping[str, int], peers: int, role:
         by_status[channel.status] = by_status.get(channel.status, 0) + 1
         if channel.status == "closed":
             continue
-        state = channel.machine.state
+        # what the store kept beside the snapshot of a channel unused since a restart: a
+        # scrape reads no snapshot
+        holdings = channel.machine.holdings
         for asset in channel.params.assets:
-            free = state.free(asset)
+            free = holdings.free(asset)
             for side, amount in (("local", free[channel.me]), ("remote", free[1 - channel.me])):
                 balances[(str(asset), side)] = balances.get((str(asset), side), 0) + amount
-        for htlc in state.htlcs:
-            locked[str(htlc.asset)] = locked.get(str(htlc.asset), 0) + htlc.amount
+        for asset, amount in holdings.locked:
+            locked[str(asset)] = locked.get(str(asset), 0) + amount
     out.family(
         "chenilles_channels",
         "gauge",

@@ -58,7 +58,7 @@ def channel_edge(
 ) -> ChannelEdge:
     """``channel`` as a router edge: ``outgoing`` from ``node_id`` to its peer (capacity =
     our free balance, our fees), or incoming from the peer to us (the peer's side)."""
-    free = channel.machine.state.free(asset)
+    free = channel.machine.free(asset)  # a channel unused since a restart: snapshot unread
     fee = policy.fees.get(asset, FeePolicy()) if outgoing else FeePolicy()
     return ChannelEdge(
         channel_id=channel.channel_id,

@@ -227,6 +227,7 @@ class Persistence:
         # Which channels have a snapshot, not the snapshots: each is read from the store,
         # checked and decoded on its channel's first use.
         snapshots, read = store.snapshot_index(), store.load_encoded_snapshot
+        holdings = _StoredHoldings(store)
         chains = {
             chain: (backend, self.ctx.accounts[chain], getattr(backend, "restore_record", None))
             for chain, backend in self.ctx.backends.items()
@@ -237,7 +238,7 @@ class Persistence:
                 continue  # created but never checkpointed: nothing was signed or sent
             stored = parts.get(record.channel_id.hex()) if parts else None
             try:
-                self._restore_channel(record, meta, snapshots, read, stored, chains)
+                self._restore_channel(record, meta, snapshots, holdings, read, stored, chains)
             except Exception as error:  # one bad channel must never stop the node
                 reason = _reason(error)
                 peer = record.params.participants[1 - record.me].node_id
@@ -265,12 +266,14 @@ class Persistence:
         record: ChannelRecord,
         meta: ChannelMeta,
         snapshots: dict[bytes, bool | None],
+        holdings: _StoredHoldings,
         read: Callable[[bytes], bytes | None],
         stored: dict[str, bytes] | None,
         chains: dict[str, tuple[ChainBackend, Account, Any]],
     ) -> None:
         """Rebuild one channel; raises (and changes nothing) if it cannot be. ``snapshots``
         and ``read``: the store's ``snapshot_index`` and ``load_encoded_snapshot``;
+        ``holdings``: its ``snapshot_holdings``, read when first asked;
         ``chains``: each configured chain's backend, account and ``restore_record`` (if it
         has one)."""
         chain = record.params.chain
@@ -305,6 +308,7 @@ class Persistence:
                 record.initial,
                 functools.partial(read, channel_id),
                 withdrawn=snapshots[channel_id],
+                holdings=functools.partial(holdings.take, channel_id),
                 policy=self._policy(backend, record.params),
                 apps=self.ctx.apps,
                 rules=backend.channel_rules(record.params),
@@ -333,6 +337,24 @@ class Persistence:
                 receipts=list(meta.receipts),
             )
         )
+
+
+class _StoredHoldings:
+    """Every snapshot's holdings (``Store.snapshot_holdings``), read in one scan the first
+    time a machine not used since the restart is asked for them (the announcement of our
+    capacities, a /metrics scrape), not during the restore: the column sits behind each
+    row's 4 KB snapshot, and reading it took 1.2 s for 100,000 channels. The store's row of
+    a machine not used yet is the one of the restart (a machine writes its snapshot only
+    once used), so a late read is as good as an early one. Each is handed out once."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._found: dict[bytes, bytes] | None = None
+
+    def take(self, channel_id: bytes) -> bytes | None:
+        if self._found is None:
+            self._found = self._store.snapshot_holdings()
+        return self._found.pop(channel_id, None)
 
 
 def _channel_meta(channel: Channel) -> bytes:

@@ -22,7 +22,7 @@ from typing import Literal, Self
 
 import msgspec
 
-from chenilles_hub.core import ChannelSnapshot, encode_snapshot
+from chenilles_hub.core import ChannelSnapshot, encode_holdings, encode_snapshot
 from chenilles_hub.core.model import Asset, Bytes32, ChannelParams, ChannelState
 
 ChannelStatus = Literal["open", "closing", "closed"]
@@ -211,6 +211,16 @@ class Store(abc.ABC):
         restart builds its machines from this alone and reads a snapshot on its channel's
         first use (``load_encoded_snapshot``)."""
         return {cid: bool(s.withdrawn) for cid, s in self.load_snapshots().items()}
+
+    def snapshot_holdings(self) -> dict[bytes, bytes]:
+        """Each snapshot's ``encode_holdings`` (where it has one): what a restored machine
+        answers of its balances before its snapshot is read (``ChannelMachine.holdings``)."""
+        found = {}
+        for cid, snapshot in self.load_snapshots().items():
+            holdings = encode_holdings(snapshot)
+            if holdings is not None:
+                found[cid] = holdings
+        return found
 
     def load_encoded_snapshot(self, channel_id: bytes) -> bytes | None:
         """The channel's snapshot as stored (``encode_snapshot``), or ``None``."""

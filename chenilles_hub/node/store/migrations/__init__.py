@@ -17,6 +17,7 @@ from . import (
     v0002_virtual_channels,
     v0003_guards_and_quotes_as_records,
     v0004_snapshot_withdrawn_flag,
+    v0005_snapshot_holdings,
 )
 
 
@@ -47,6 +48,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         "snapshot withdrawn flag",
         v0004_snapshot_withdrawn_flag.SQLITE,
         v0004_snapshot_withdrawn_flag.POSTGRES,
+    ),
+    Migration(
+        5,
+        "snapshot holdings",
+        v0005_snapshot_holdings.SQLITE,
+        v0005_snapshot_holdings.POSTGRES,
     ),
 )
 
