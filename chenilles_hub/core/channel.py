@@ -218,6 +218,15 @@ class ChannelMachine:
                 return stored
         return holdings_of(self.state)  # (a first use, if the store had none)
 
+    @property
+    def revision(self) -> object:
+        """An object that is replaced whenever the machine's state may have changed (its
+        immutable core, swapped on every change; a restored machine not used yet, its
+        stored snapshot): what caches of values derived from the state compare, by
+        identity, without reading a snapshot."""
+        found = self.__dict__.get("_core")
+        return found if found is not None else self.__dict__.get("_encoded")
+
     def free(self, asset: Asset) -> tuple[int, ...]:
         """``state.free(asset)``, and like :attr:`holdings` for a machine not used yet."""
         if "_encoded" in self.__dict__:

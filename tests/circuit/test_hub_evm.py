@@ -11,7 +11,7 @@ from chenilles_evm.backend import embedded_backend
 from chenilles_hub.circuit.errors import CircuitError, InvoiceAlreadyPaid, WrongAmount
 from chenilles_hub.core import Asset
 from chenilles_hub.core.errors import NoRoute
-from chenilles_hub.core.routing import AssetRate, RoutingGraph, find_route
+from chenilles_hub.core.routing import AssetRate, ChannelEdge, RoutingGraph, find_route
 from chenilles_hub.node.api import metrics
 from chenilles_hub.node.config import load_config
 from chenilles_hub.node.hub.backup import collect, unseal
@@ -416,6 +416,38 @@ def test_a_restarted_hub_announces_and_reports_balances_without_reading_snapshot
     assert counting.snapshots_read[2:] == [c3]
     assert capacities() == announced and metrics.render(hub, {}, 0, "leader") == report
     counting.close()
+
+
+def test_our_edges_follow_every_change_of_a_channel_and_of_our_fees(world: World) -> None:
+    """Our edges are kept between announcements and built again only for what changed
+    (``routing_view.own_edges``): a transfer, a payment's HTLC and its settlement, a fee set
+    in place by the operator, a close; what did not change is the same object."""
+    eth = native(world)
+    alice, bob, carol = (world.node(n, [eth.chain]) for n in ("alice", "bob", "carol"))
+    c1 = world.open(alice, bob, eth.chain, {eth: (ETH, 0)})
+    c2 = world.open(alice, carol, eth.chain, {eth: (ETH, 0)})
+
+    def edges() -> dict[bytes, ChannelEdge]:
+        return {e.channel_id: e for e in own_announcement(alice).edges}
+
+    first = edges()
+    assert first[c1].capacity == first[c2].capacity == ETH and first[c1].fee_base == 0
+    alice.pay_direct(c1, eth, 10**17)
+    world.network.run()
+    second = edges()
+    assert second[c1].capacity == ETH - 10**17 and second[c2] is first[c2]
+    invoice = bob.invoice(10**16, eth)
+    payment = alice.pay_route(invoice, plan(world, alice, [(bob, c1)], 10**16, eth, 600))
+    world.network.run()
+    assert payment.status == "succeeded"
+    assert edges()[c1].capacity == ETH - 10**17 - 10**16
+    alice.set_fee(eth, 7, 11)
+    assert {(e.fee_base, e.fee_ppm) for e in edges().values()} == {(7, 11)}
+    alice.close(c2)
+    world.network.run()
+    assert list(edges()) == [c1]
+    graph = routing_graph([alice])  # the router's view: the same edges
+    assert graph.edge(c1, alice.node_id) == edges()[c1]
 
 
 def test_a_restarted_hubs_backup_reads_no_machine_and_holds_every_signed_state(

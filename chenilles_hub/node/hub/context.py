@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from ...backend import Account, ChainBackend
 from ...core import App, ChannelSnapshot
+from ...core.routing import ChannelEdge
 from ...core.watcher import Watcher
 from ...identity import NodeIdentity
 from ..net import wire
@@ -57,6 +58,11 @@ class NodeContext:
     #: Configured chains the node could not use, chain id -> why (``build_chains``).
     unavailable: Mapping[str, str] = field(default_factory=dict)
     channels: dict[bytes, Channel] = field(default_factory=dict)
+    #: Each active channel's router edges as last built, with what they were built from
+    #: (``routing_view.own_edges``): rebuilt only for channels that changed since.
+    edge_cache: dict[bytes, tuple[object, tuple[object, ...], list[ChannelEdge]]] = field(
+        default_factory=dict
+    )
     #: Channels the store holds that could not be restored at start (never acted on).
     quarantined: dict[bytes, Quarantined] = field(default_factory=dict)
     watcher: Watcher = field(default_factory=Watcher)

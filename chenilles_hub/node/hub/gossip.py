@@ -29,7 +29,7 @@ from chenilles_hub.core.messages import MAX_MESSAGE_BYTES, BoundedCodec
 from chenilles_hub.core.routing import AssetRate, ChannelEdge, RoutingGraph
 
 from .node import Node
-from .routing_view import routing_graph
+from .routing_view import own_parts, routing_graph
 
 GOSSIP_PREFIX = b"\x01"
 MAX_EDGES = 512
@@ -73,11 +73,9 @@ def decode_announcement(frame: bytes) -> Announcement:
 def own_announcement(node: Node) -> Announcement:
     """Our active channels as edges, our rates and our chains' time models, whole: what
     :func:`split` cuts into frames."""
-    graph = routing_graph([node])
+    edges, rates, models = own_parts(node)
     return Announcement(
-        edges=graph.edges,
-        rates=tuple(graph.rates.values()),
-        time_models=tuple(sorted(graph.time_models.items())),
+        edges=tuple(edges), rates=tuple(rates), time_models=tuple(sorted(models.items()))
     )
 
 

@@ -41,6 +41,7 @@ from ..hub.gossip import (
     own_announcement,
     split,
 )
+from ..hub.node import Node
 from ..net import wire
 from ..net.transport import PeerConnection, Transport, TransportError
 from .bans import Bans, is_fault
@@ -80,6 +81,10 @@ class Peers:
         self.configured: dict[bytes, PeerConfig] = {p.node_id: p for p in config.peers}
         self._last_announcement: Announcement | None = None
         self._last_announced_at = 0.0
+        #: Our announcement as last built, and what our channels were then
+        #: (``_current_announcement``).
+        self._current: Announcement | None = None
+        self._announced_mark: tuple[object, ...] = ()
         #: numbers our announcements' parts (``gossip.split``), from a random start: a
         #: peer still holding parts from before a restart never completes them with ours
         self._serial = secrets.randbits(48)
@@ -307,7 +312,7 @@ class Peers:
         if node is None:
             return
         try:
-            announcement = await self.pipeline.in_worker(own_announcement, node)
+            announcement = await self.pipeline.in_worker(self._current_announcement, node)
             frames, _ = self._frames(announcement)
         except MessageTooLarge as exc:  # ours, not the link's: the timer's announce says so
             log.warning("cannot announce our channels to a new peer: %s", exc)
@@ -319,15 +324,35 @@ class Peers:
         many of our edges did not fit in an announcement (``gossip.split``)."""
         node = self.pipeline.node
         assert node is not None
-        announcement = await self.pipeline.in_worker(own_announcement, node)
         now = time.monotonic()
         stale = now - self._last_announced_at > 30 * self.config.announce_interval
-        if announcement == self._last_announcement and not stale:
+        announcement = await self.pipeline.in_worker(self._current_announcement, node, stale)
+        if announcement is self._last_announcement and not stale:
             return self._left_out
         self._last_announcement, self._last_announced_at = announcement, now
         frames, self._left_out = self._frames(announcement)
         self.send_all([(peer, frame) for peer in list(self.links) for frame in frames])
         return self._left_out
+
+    def _current_announcement(self, node: Node, rebuild: bool = False) -> Announcement:
+        """On the node's thread: our announcement, built again only if something of our
+        channels changed since it was built (a change checkpointed, fees, rates, channel
+        count) or ``rebuild`` (the timer's long interval: the chains' time models): every
+        ``announce_interval`` and every new link read every channel (0.4-1 s for 100,000
+        channels). One equal to the last keeps its object (``announce_all`` compares
+        identities)."""
+        mark = (
+            node.persistence.channel_changes,
+            len(node.channels),
+            tuple(node.policy.fees.items()),
+            tuple(node.policy.rates.items()),
+        )
+        if self._current is None or mark != self._announced_mark or rebuild:
+            built = own_announcement(node)
+            if built != self._current:
+                self._current = built
+            self._announced_mark = mark
+        return self._current
 
     def _frames(self, announcement: Announcement) -> tuple[list[bytes], int]:
         self._serial += 1  # each announcement's parts apart from the previous one's
