@@ -24,6 +24,7 @@ from .effects import (
     decode_snapshot,
     encode_holdings,
     encode_snapshot,
+    holdings_match,
     holdings_of,
 )
 from .errors import ChannelError
@@ -138,6 +139,7 @@ __all__ = [
     "encode_holdings",
     "encode_message",
     "encode_snapshot",
+    "holdings_match",
     "holdings_of",
     "initial_state",
     "parse_asset",

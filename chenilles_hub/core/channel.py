@@ -71,6 +71,7 @@ from .machine_core import (
     MachineCore,
     check_new_machine,
     core_from_snapshot,
+    decoded,
     nothing_withdrawn,
     read_encoded,
 )
@@ -97,8 +98,9 @@ class ChannelMachine:
     """One participant's view of one channel."""
 
     #: A restored machine not used yet: its holdings as the store kept them, or a function
-    #: that reads them (see :attr:`holdings`); removed at the first use.
-    _stored_holdings: StoredHoldings | Holdings
+    #: that reads them (see :attr:`holdings`); removed at the first use. Kept encoded (200
+    #: bytes, not a decoded 700): what reads them caches what it derives.
+    _stored_holdings: StoredHoldings
 
     def __init__(
         self,
@@ -203,20 +205,32 @@ class ChannelMachine:
     @property
     def holdings(self) -> Holdings:
         """The latest state's amounts per asset. A restored machine not used yet answers
-        from the holdings the store kept beside its snapshot, without reading the snapshot:
-        they are the same state's, since a machine writes its snapshot only once used. (Not
-        checked as a first use checks the snapshot: for reports and announcements, never
-        for a decision on funds.)"""
+        from the holdings the store kept beside its snapshot, without reading the snapshot
+        (they are the same state's: a machine writes its snapshot only once used, and the
+        store hands out only holdings of its row's version). Not checked as a first use
+        checks the snapshot: for reports and announcements, never for a decision on funds.
+        Holdings that do not decode, or not for this channel's assets, are not used (the
+        snapshot answers)."""
         if "_encoded" in self.__dict__:
             stored = self.__dict__.get("_stored_holdings")
             if callable(stored):  # read once
-                stored = stored()
-            if isinstance(stored, bytes):  # decoded once, kept until the first use
-                stored = decode_holdings(stored)
+                stored = self._stored_holdings = stored()
             if stored is not None:
-                self._stored_holdings = stored
-                return stored
+                try:
+                    found = decode_holdings(stored)
+                except msgspec.MsgspecError:
+                    found = None
+                assets = self.params.assets
+                if found is not None and tuple(b.asset for b in found.balances) == assets:
+                    return found
+                self._stored_holdings = None
         return holdings_of(self.state)  # (a first use, if the store had none)
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the machine holds its state: built, or restored and used since (a
+        restored machine reads its snapshot on its first use)."""
+        return "_encoded" not in self.__dict__
 
     @property
     def revision(self) -> object:
@@ -278,7 +292,7 @@ class ChannelMachine:
         if "_encoded" in self.__dict__:  # made by ``restored``: its own checks not run yet
             check_new_machine(self.params, self.channel_id, self.me, self.initial)
         self._core = core_from_snapshot(self, snapshot)
-        self.__dict__.pop("_encoded", None)
+        decoded(self)
 
     #: A machine made by :meth:`restored` checks and decodes its snapshot on first use.
     _core: MachineCore = LazyCore()  # type: ignore[assignment]

@@ -112,6 +112,13 @@ def read_encoded(encoded: EncodedSnapshot) -> bytes:
     return found
 
 
+def decoded(machine: Any) -> None:
+    """A lazily restored machine now has its core: what stood for it until then goes (the
+    state answers from now on)."""
+    machine.__dict__.pop("_encoded", None)
+    machine.__dict__.pop("_stored_holdings", None)
+
+
 class LazyCore:
     """``ChannelMachine._core`` of a machine restored from encoded bytes: decoded on first
     read, then stored in the instance, which shadows this (non-data) descriptor, so later
@@ -127,6 +134,5 @@ class LazyCore:
         check_new_machine(machine.params, machine.channel_id, machine.me, machine.initial)
         core = core_from_snapshot(machine, decode_snapshot(read_encoded(encoded)))
         machine.__dict__["_core"] = core
-        del machine.__dict__["_encoded"]
-        machine.__dict__.pop("_stored_holdings", None)  # the state answers from now on
+        decoded(machine)
         return core

@@ -354,6 +354,10 @@ class ReadCountingStore(SQLiteStore):
         self.snapshots_read.append(channel_id)
         return super().load_encoded_snapshot(channel_id)
 
+    def snapshot_holdings(self) -> dict[bytes, bytes]:
+        self.holdings_scans = getattr(self, "holdings_scans", 0) + 1
+        return super().snapshot_holdings()
+
 
 def restarted_with_carol_away(world: World, tmp_path):  # type: ignore[no-untyped-def]
     """``stored_hub`` plus a channel c3 from the hub to carol; the hub restarts on a
@@ -408,13 +412,20 @@ def test_a_restarted_hub_announces_and_reports_balances_without_reading_snapshot
         edges = own_announcement(hub).edges
         return {e.channel_id: e.capacity for e in edges if e.source == hub.node_id}
 
+    assert getattr(counting, "holdings_scans", 0) == 0  # not at the restore
     announced, report = capacities(), metrics.render(hub, {}, 0, "leader")
     assert sorted(counting.snapshots_read) == sorted([c1, c2])  # c3 still unread
     assert announced[c3] == carol_sees.free(eth)[me] == ETH
     assert 'chenilles_channel_balance{asset="native@' in report
+    assert counting.holdings_scans == 1  # once, for both
     hub.channels[c3].machine.state  # noqa: B018  (its first use)
     assert counting.snapshots_read[2:] == [c3]
     assert capacities() == announced and metrics.render(hub, {}, 0, "leader") == report
+    world.network.revive(world.network.nodes[hub.channels[c3].peer])
+    world.network.run()
+    hub.pay_direct(c3, eth, 10**17)  # a new state: what is announced and reported moves
+    world.network.run()
+    assert capacities()[c3] == ETH - 10**17 and metrics.render(hub, {}, 0, "leader") != report
     counting.close()
 
 

@@ -17,6 +17,7 @@ from chenilles_hub.core import (
     encode_holdings,
     encode_message,
     encode_snapshot,
+    holdings_match,
     holdings_of,
 )
 from chenilles_hub.core.errors import StateMismatch, WrongChannel
@@ -230,3 +231,42 @@ def test_a_restored_machine_gives_its_holdings_unread_and_the_same_once_read() -
     )
     assert none.free(ETH) == (890, 1010) and reader.calls == 1
     assert encode_holdings(msgspec.structs.replace(snapshot, latest=None)) is None
+
+
+def test_holdings_that_are_not_this_channels_are_not_used() -> None:
+    """Stored holdings that do not decode, or name other assets, are left aside: the
+    snapshot answers. A machine restored by ``restore`` (not its first use) drops them."""
+    pair = opened(revoking=True)
+    pair.act(0, lambda m: m.propose((Transfer(ETH, 10),), NOW))
+    pair.deliver_all()
+    stored = pair.alice.disk[-1]
+    old = pair.alice.machine
+    good = encode_holdings(decode_snapshot(stored))
+    assert good is not None and holdings_match(good, old.state.version)
+    assert not holdings_match(good, old.state.version + 1)
+    other = good.replace(b'"native"', b'"other"')
+    for bad in (b"[1,", other):
+        reader = Reader(stored)
+        machine = ChannelMachine.restored(
+            old.params,
+            old.channel_id,
+            0,
+            old._authority,
+            old.initial,
+            reader,
+            withdrawn=False,
+            holdings=bad,
+        )
+        assert machine.free(ETH) == (990, 1010) and reader.calls == 1
+    lazy = ChannelMachine.restored(
+        old.params,
+        old.channel_id,
+        0,
+        old._authority,
+        old.initial,
+        Reader(stored),
+        withdrawn=False,
+        holdings=good,
+    )
+    lazy.restore(decode_snapshot(stored))
+    assert lazy.loaded and "_stored_holdings" not in lazy.__dict__

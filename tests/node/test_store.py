@@ -335,6 +335,12 @@ def test_each_snapshot_keeps_its_holdings_and_older_rows_have_none(opener: Opene
     assert decode_holdings(found[b]) == holdings_of(synthetic_snapshot(b, 8).latest.state)  # type: ignore[union-attr]
     generic = super(SqlStore, store).snapshot_holdings()
     assert generic == found
+    with store._write() as cur:  # a program of schema 4 (a standby) rewrites b's snapshot
+        cur.execute(
+            "UPDATE snapshots SET version = ?, data = ? WHERE channel_id = ?",
+            (9, encode_snapshot(synthetic_snapshot(b, 9)), b),
+        )
+    assert list(store.snapshot_holdings()) == [a]  # b's are of version 8: not handed out
 
 
 def test_revocations_append_idempotently(store: SqlStore) -> None:

@@ -90,6 +90,7 @@ def check_incoming_forward(
 
     With a ``quote`` (checked by the caller's ``QuoteBook``) the conversion is priced at the
     quote's rate and fee, whatever the standing book says now: that is what we promised."""
+    outgoing.machine.state  # noqa: B018  (decoded: we check the signed state, not holdings)
     out_edge = channel_edge(outgoing, asset_out, policy, node_id, outgoing=True)
     rates = policy.asset_rates(node_id)
     if quote is not None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import gc
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ...backend import Account, ChainBackend
@@ -232,7 +232,7 @@ class Persistence:
         # Which channels have a snapshot, not the snapshots: each is read from the store,
         # checked and decoded on its channel's first use.
         snapshots, read = store.snapshot_index(), store.load_encoded_snapshot
-        holdings = _StoredHoldings(store)
+        holdings = _StoredHoldings(store, self.ctx.channels)
         chains = {
             chain: (backend, self.ctx.accounts[chain], getattr(backend, "restore_record", None))
             for chain, backend in self.ctx.backends.items()
@@ -347,18 +347,26 @@ class Persistence:
 class _StoredHoldings:
     """Every snapshot's holdings (``Store.snapshot_holdings``), read in one scan the first
     time a machine not used since the restart is asked for them (the announcement of our
-    capacities, a /metrics scrape), not during the restore: the column sits behind each
-    row's 4 KB snapshot, and reading it took 1.2 s for 100,000 channels. The store's row of
-    a machine not used yet is the one of the restart (a machine writes its snapshot only
-    once used), so a late read is as good as an early one. Each is handed out once."""
+    capacities, a /metrics scrape), not during the restore (the column sits behind each
+    row's 4 KB snapshot: 1-2 s for 100,000 channels on SQLite). The store's row of a
+    machine not used yet is still the one of the restart (a machine writes its snapshot
+    only once used), so a late read is as good as an early one. Only those of channels
+    still waiting for them are kept, each handed out once."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, channels: Mapping[bytes, Channel]) -> None:
         self._store = store
+        self._channels = channels
         self._found: dict[bytes, bytes] | None = None
 
     def take(self, channel_id: bytes) -> bytes | None:
         if self._found is None:
-            self._found = self._store.snapshot_holdings()
+            self._found = {
+                cid: holdings
+                for cid, holdings in self._store.snapshot_holdings().items()
+                if (channel := self._channels.get(cid)) is not None
+                and channel.status != "closed"
+                and not channel.machine.loaded
+            }
         return self._found.pop(channel_id, None)
 
 

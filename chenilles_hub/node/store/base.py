@@ -213,8 +213,9 @@ class Store(abc.ABC):
         return {cid: bool(s.withdrawn) for cid, s in self.load_snapshots().items()}
 
     def snapshot_holdings(self) -> dict[bytes, bytes]:
-        """Each snapshot's ``encode_holdings`` (where it has one): what a restored machine
-        answers of its balances before its snapshot is read (``ChannelMachine.holdings``)."""
+        """Each snapshot's ``encode_holdings`` (where it has one, of the snapshot's own
+        version): what a restored machine answers of its balances before its snapshot is
+        read (``ChannelMachine.holdings``)."""
         found = {}
         for cid, snapshot in self.load_snapshots().items():
             holdings = encode_holdings(snapshot)
