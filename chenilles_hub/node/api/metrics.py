@@ -77,22 +77,11 @@ def render(node: Node | None, server_stats: Mapping[str, int], peers: int, role:
     if node is None:
         return "\n".join(out.lines) + "\n"
 
+    totals = node.channel_totals()  # kept from the checkpoints, not summed per scrape
     by_status = dict.fromkeys(CHANNEL_STATUSES, 0)
-    balances: dict[tuple[str, str], int] = {}
-    locked: dict[str, int] = {}
-    for channel in node.channels.values():
-        by_status[channel.status] = by_status.get(channel.status, 0) + 1
-        if channel.status == "closed":
-            continue
-        # what the store kept beside the snapshot of a channel unused since a restart: a
-        # scrape reads no snapshot
-        holdings = channel.machine.holdings
-        for asset in channel.params.assets:
-            free = holdings.free(asset)
-            for side, amount in (("local", free[channel.me]), ("remote", free[1 - channel.me])):
-                balances[(str(asset), side)] = balances.get((str(asset), side), 0) + amount
-        for asset, amount in holdings.locked:
-            locked[str(asset)] = locked.get(str(asset), 0) + amount
+    by_status.update((s, n) for s, n in totals.by_status.items() if n)
+    balances = {key: v for key, v in totals.balances.items() if totals.assets[key[0]] > 0}
+    locked = {asset: v for asset, v in totals.locked.items() if v}
     out.family(
         "chenilles_channels",
         "gauge",

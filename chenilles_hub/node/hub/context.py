@@ -19,6 +19,7 @@ from ...core.watcher import Watcher
 from ...identity import NodeIdentity
 from ..net import wire
 from ..store.base import Store
+from .channel_totals import ChannelTotals
 from .records import Channel, Quarantined, UndoLog
 
 log = logging.getLogger("chenilles.node")
@@ -63,6 +64,8 @@ class NodeContext:
     edge_cache: dict[bytes, tuple[object, tuple[object, ...], list[ChannelEdge]]] = field(
         default_factory=dict
     )
+    #: What /metrics reports of the channels, kept from the checkpoints.
+    channel_totals: ChannelTotals = field(default_factory=ChannelTotals)
     #: Channels the store holds that could not be restored at start (never acted on).
     quarantined: dict[bytes, Quarantined] = field(default_factory=dict)
     watcher: Watcher = field(default_factory=Watcher)

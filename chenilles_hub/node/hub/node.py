@@ -44,6 +44,7 @@ from ...identity import NodeIdentity
 from ..store.base import Store
 from .apps import AppChannels
 from .chain_actions import ChainActions
+from .channel_totals import ChannelTotals
 from .context import NodeContext
 from .forwarding import ForwardingPolicy
 from .funding import Funding
@@ -402,6 +403,13 @@ class Node:
         changing nothing, if any deposit may be on its way or on the chain)."""
         self.funding.abandon(self.ctx.channels[channel_id])
         self._commit_point()
+
+    def channel_totals(self) -> ChannelTotals:
+        """What ``/metrics`` reports of the channels (counts per status, balances, locked
+        amounts), brought up to date with the channels changed since it was last asked."""
+        totals = self.ctx.channel_totals
+        totals.refresh(self.ctx.channels)
+        return totals
 
     @property
     def quarantined(self) -> dict[bytes, Quarantined]:

@@ -115,6 +115,8 @@ class Persistence:
         process must stop (memory would be ahead of disk)."""
         pending = self.ctx.pending
         self.channel_changes += len(pending.snapshots) + len(pending.channels)
+        self.ctx.channel_totals.changed(pending.snapshots)
+        self.ctx.channel_totals.changed(pending.channels)
         self.quiet = pending.events > 0 and pending.quiet == pending.events
         pending.events = pending.quiet = 0
         quotes = self.payments.quotes.take_changes()
