@@ -20,6 +20,7 @@ from chenilles_hub.core import (
     holdings_match,
     holdings_of,
 )
+from chenilles_hub.core.channel import StoredHoldings
 from chenilles_hub.core.errors import StateMismatch, WrongChannel
 from chenilles_hub.core.machine_core import nothing_withdrawn
 
@@ -123,10 +124,19 @@ class Reader:
         return self.encoded
 
 
-def lazy_alice_reading(pair, reader: Reader, withdrawn: bool | None) -> ChannelMachine:  # type: ignore[no-untyped-def]
+def lazy_alice_reading(  # type: ignore[no-untyped-def]
+    pair, reader: Reader, withdrawn: bool | None, holdings: StoredHoldings = None
+) -> ChannelMachine:
     old = pair.alice.machine
     return ChannelMachine.restored(
-        old.params, old.channel_id, 0, old._authority, old.initial, reader, withdrawn=withdrawn
+        old.params,
+        old.channel_id,
+        0,
+        old._authority,
+        old.initial,
+        reader,
+        withdrawn=withdrawn,
+        holdings=holdings,
     )
 
 
@@ -187,16 +197,7 @@ def test_a_restored_machine_gives_its_holdings_unread_and_the_same_once_read() -
     assert holdings is not None
     reader = Reader(stored)
     old = pair.alice.machine
-    lazy = ChannelMachine.restored(
-        old.params,
-        old.channel_id,
-        0,
-        old._authority,
-        old.initial,
-        reader,
-        withdrawn=False,
-        holdings=holdings,
-    )
+    lazy = lazy_alice_reading(pair, reader, withdrawn=False, holdings=holdings)
     expected = holdings_of(old.state)
     assert expected.free(ETH) == (890, 1010) and expected.locked == ((ETH, 100),)
     assert lazy.holdings == expected and lazy.free(ETH) == (890, 1010)
@@ -207,28 +208,12 @@ def test_a_restored_machine_gives_its_holdings_unread_and_the_same_once_read() -
     unknown = lazy_alice_reading(pair, Reader(stored), withdrawn=False)  # an older store
     assert unknown.holdings == expected
     asked = Reader(holdings)  # what a node hands: a function reading them when first asked
-    later = ChannelMachine.restored(
-        old.params,
-        old.channel_id,
-        0,
-        old._authority,
-        old.initial,
-        Reader(stored),
-        withdrawn=False,
-        holdings=asked,
-    )
+    later = lazy_alice_reading(pair, Reader(stored), withdrawn=False, holdings=asked)
     assert asked.calls == 0
     assert later.holdings == later.holdings == expected and asked.calls == 1
-    none = ChannelMachine.restored(  # the store had none: the snapshot answers
-        old.params,
-        old.channel_id,
-        0,
-        old._authority,
-        old.initial,
-        reader := Reader(stored),
-        withdrawn=False,
-        holdings=Reader(None),
-    )
+    none = lazy_alice_reading(
+        pair, reader := Reader(stored), withdrawn=False, holdings=Reader(None)
+    )  # the store had none: the snapshot answers
     assert none.free(ETH) == (890, 1010) and reader.calls == 1
     assert encode_holdings(msgspec.structs.replace(snapshot, latest=None)) is None
 
@@ -247,26 +232,8 @@ def test_holdings_that_are_not_this_channels_are_not_used() -> None:
     other = good.replace(b'"native"', b'"other"')
     for bad in (b"[1,", other):
         reader = Reader(stored)
-        machine = ChannelMachine.restored(
-            old.params,
-            old.channel_id,
-            0,
-            old._authority,
-            old.initial,
-            reader,
-            withdrawn=False,
-            holdings=bad,
-        )
+        machine = lazy_alice_reading(pair, reader, withdrawn=False, holdings=bad)
         assert machine.free(ETH) == (990, 1010) and reader.calls == 1
-    lazy = ChannelMachine.restored(
-        old.params,
-        old.channel_id,
-        0,
-        old._authority,
-        old.initial,
-        Reader(stored),
-        withdrawn=False,
-        holdings=good,
-    )
+    lazy = lazy_alice_reading(pair, Reader(stored), withdrawn=False, holdings=good)
     lazy.restore(decode_snapshot(stored))
     assert lazy.loaded and "_stored_holdings" not in lazy.__dict__

@@ -17,13 +17,13 @@ import nacl.signing
 import pytest
 
 from chenilles_hub.core import Asset, ChannelParams, Participant
-from chenilles_hub.core.routing import ChannelEdge
 from chenilles_hub.node.config import PeerConfig
 from chenilles_hub.node.hub.gossip import Announcement, encode_announcement, split
 from chenilles_hub.node.net import handshake, wire
 from chenilles_hub.node.net.framing import MAX_FRAME_BYTES, encode_frame
 from chenilles_hub.node.runtime import peers
 
+from .test_gossip_parts import _edges
 from .test_server_harness import AnvilChain, anvil
 from .test_server_peers import Pair, _disconnected, _until, run, with_pair
 
@@ -123,21 +123,7 @@ def test_a_stranger_announces_one_frame_a_configured_peer_in_parts_and_both_are_
     from a peer the operator added are kept whole; each goes when its link drops."""
 
     def announcement(source: bytes, n: int) -> Announcement:
-        edges = tuple(
-            ChannelEdge(
-                channel_id=os.urandom(32),
-                chain="eip155:31337",
-                asset=Asset("eip155:31337", "native"),
-                source=source,
-                target=os.urandom(32),
-                capacity=10**18 + i,
-                fee_base=0,
-                fee_ppm=100,
-                challenge_duration=600,
-            )
-            for i in range(n)
-        )
-        return Announcement(edges)
+        return Announcement(_edges(n, source=source))
 
     async def send(writer: asyncio.StreamWriter, session: handshake.Session, data: bytes) -> None:
         writer.write(encode_frame(session.send.encrypt(data), MAX_FRAME_BYTES))

@@ -50,6 +50,7 @@ def own_edges(node: Node, models: dict[str, TimeModel]) -> list[ChannelEdge]:
     out: list[ChannelEdge] = []
     for channel in node.channels.values():
         if channel.status != "active":
+            cache.pop(channel.channel_id, None)  # closed: its edges are not kept
             continue
         chain = channel.params.chain
         if chain not in models:
@@ -65,9 +66,6 @@ def own_edges(node: Node, models: dict[str, TimeModel]) -> list[ChannelEdge]:
         ]
         cache[channel.channel_id] = (revision, fees, built)
         out += built
-    if len(cache) > 2 * len(node.channels) + 1024:  # channels gone: forget their edges
-        for channel_id in [c for c in cache if c not in node.channels]:
-            del cache[channel_id]
     return out
 
 
