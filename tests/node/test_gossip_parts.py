@@ -13,7 +13,7 @@ import msgspec
 import pytest
 
 from chenilles_hub.core import Asset, TimeModel
-from chenilles_hub.core.routing import AssetRate, ChannelEdge, RoutingGraph
+from chenilles_hub.core.routing import AssetRate, ChannelEdge
 from chenilles_hub.node.hub.gossip import (
     MAX_EDGES,
     MAX_PARTS,
@@ -147,7 +147,7 @@ def test_an_edge_on_a_chain_nobody_gave_a_clock_for_is_left_out_not_fatal() -> N
     )
     view.accept(HUB, Announcement((*_edges(3), unknown), (), MODELS))
     me = SimpleNamespace(node_id=hashlib.sha256(b"me").digest())
-    graph = view._build(me, RoutingGraph((), (), {}))  # type: ignore[arg-type]
+    graph = view._build(me, [], [], {})  # type: ignore[arg-type]
     assert sorted(e.channel_id for e in graph.edges) == sorted(e.channel_id for e in _edges(3))
 
 

@@ -13,7 +13,7 @@ from chenilles_hub.circuit.invoice import ROUTE_SLACK
 from chenilles_hub.core import Asset
 from chenilles_hub.core.errors import NoRoute
 from chenilles_hub.core.routing import RoutingGraph, find_route
-from chenilles_hub.node.hub.forwarding import FeePolicy, ForwardingPolicy
+from chenilles_hub.node.hub.forwarding import FeePolicy, ForwardingPolicy, channel_edge
 from chenilles_hub.node.hub.gossip import GraphView, own_announcement
 from chenilles_hub.node.hub.node import Node
 from chenilles_hub.sandbox import MAX_LOCK, Sandbox
@@ -104,3 +104,71 @@ def test_the_kept_graph_routes_as_a_fresh_one(box: Sandbox) -> None:
     box.open(alice, bob, chain, {eth: (ETH // 3, 0)})
     assert view.graph(alice) is not before
     check(ETH // 10)
+
+
+def _recounted_edges(node: Node) -> dict[bytes, tuple[int, int, int]]:
+    """Every active channel's edge built afresh (what the node did per use before our edges
+    were kept): channel -> (capacity, fee base, fee ppm) of the asset with most capacity."""
+    out: dict[bytes, tuple[int, int, int]] = {}
+    for channel in node.channels.values():
+        if channel.status != "active":
+            continue
+        built = [
+            channel_edge(channel, asset, node.policy, node.node_id, outgoing=True)
+            for asset in channel.params.assets
+        ]
+        best = max(built, key=lambda e: e.capacity)
+        out[channel.channel_id] = (best.capacity, best.fee_base, best.fee_ppm)
+    return out
+
+
+def test_our_kept_edges_follow_every_change_and_only_the_changed_ones_move(box: Sandbox) -> None:
+    """A node's own edges are kept between uses (``Node.own_edges``, fed by checkpoints):
+    an own payment updates the kept graph with the edges that changed, not with every
+    channel (100,000 channels made each own payment build 100,000 edges). Through payments,
+    a transfer, a fee change set in place, an open and a close, the kept graph's edges are
+    what a recount of every channel says, and a payment moves only its own channel."""
+    chain = box.chain("evm")
+    eth = next(a for a in box.backends[chain].assets() if a.token == "native")
+    alice, bob, carol = box.node("alice"), box.node("bob"), box.node("carol")
+    c1 = box.open(alice, bob, chain, {eth: (ETH, 0)})
+    c2 = box.open(alice, carol, chain, {eth: (ETH, 0)})
+    view = GraphView()
+    for peer in (bob, carol):
+        view.accept(peer.node_id, own_announcement(peer))
+
+    def kept_edges() -> dict[bytes, tuple[int, int, int]]:
+        graph = view.graph(alice)
+        return {
+            e.channel_id: (e.capacity, e.fee_base, e.fee_ppm)
+            for e in graph.edges
+            if e.source == alice.node_id
+        }
+
+    first = view.graph(alice)
+    assert kept_edges() == _recounted_edges(alice)
+    revision = alice.own_edges().revision
+    assert box.pay(alice, bob.invoice(ETH // 10, eth), eth).status == "succeeded"
+    assert [e.channel_id for e in alice.own_edges().changes_since(revision)] == [c1]
+    assert view.graph(alice) is first  # patched, not rebuilt
+    assert kept_edges() == _recounted_edges(alice)
+    assert kept_edges()[c1][0] == ETH - ETH // 10
+
+    alice.pay_direct(c2, eth, ETH // 7)
+    box.network.run()
+    assert kept_edges() == _recounted_edges(alice) and kept_edges()[c2][0] == ETH - ETH // 7
+    assert view.graph(alice) is first
+
+    alice.set_fee(eth, 5, 50)  # in place: every edge's fees move, the shape does not
+    assert kept_edges() == _recounted_edges(alice)
+    assert {(base, ppm) for _, base, ppm in kept_edges().values()} == {(5, 50)}
+    assert view.graph(alice) is first
+
+    c3 = box.open(alice, carol, chain, {eth: (ETH // 3, 0)})
+    assert view.graph(alice) is not first  # a new channel: a new shape
+    assert set(kept_edges()) == {c1, c2, c3} and kept_edges() == _recounted_edges(alice)
+    alice.close(c2)
+    box.network.run()
+    box.confirm()
+    box.network.run()
+    assert set(kept_edges()) == {c1, c3} and kept_edges() == _recounted_edges(alice)

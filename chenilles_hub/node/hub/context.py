@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 
 from ...backend import Account, ChainBackend
 from ...core import App, ChannelSnapshot
-from ...core.routing import ChannelEdge
 from ...core.watcher import Watcher
 from ...identity import NodeIdentity
 from ..net import wire
 from ..store.base import Store
 from .channel_totals import ChannelTotals
+from .own_edges import OwnEdges
 from .records import Channel, Quarantined, UndoLog
 
 log = logging.getLogger("chenilles.node")
@@ -59,11 +59,9 @@ class NodeContext:
     #: Configured chains the node could not use, chain id -> why (``build_chains``).
     unavailable: Mapping[str, str] = field(default_factory=dict)
     channels: dict[bytes, Channel] = field(default_factory=dict)
-    #: Each active channel's router edges as last built, with what they were built from
-    #: (``routing_view.own_edges``): rebuilt only for channels that changed since.
-    edge_cache: dict[bytes, tuple[object, tuple[object, ...], list[ChannelEdge]]] = field(
-        default_factory=dict
-    )
+    #: Each active channel's router edge as last built (``Node.own_edges``): built again
+    #: only for channels that changed since.
+    own_edges: OwnEdges = field(default_factory=OwnEdges)
     #: What /metrics reports of the channels, kept from the checkpoints.
     channel_totals: ChannelTotals = field(default_factory=ChannelTotals)
     #: Channels the store holds that could not be restored at start (never acted on).

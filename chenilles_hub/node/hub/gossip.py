@@ -29,7 +29,7 @@ from chenilles_hub.core.messages import MAX_MESSAGE_BYTES, BoundedCodec
 from chenilles_hub.core.routing import AssetRate, ChannelEdge, RoutingGraph
 
 from .node import Node
-from .routing_view import own_parts, routing_graph
+from .routing_view import own_parts
 
 GOSSIP_PREFIX = b"\x01"
 MAX_EDGES = 512
@@ -137,6 +137,8 @@ class GraphView:
         self._operator: Announcement = Announcement()
         self._graph: RoutingGraph | None = None
         self._shape: object = None
+        #: ``OwnEdges.revision`` our edges in ``_graph`` are at
+        self._revision = 0
 
     @property
     def operator(self) -> Announcement:
@@ -195,22 +197,36 @@ class GraphView:
         )
 
     def graph(self, node: Node) -> RoutingGraph:
-        """Our own channels (always fresh) plus every other edge we were told about."""
-        own = routing_graph([node])
+        """Our own channels (always fresh) plus every other edge we were told about.
+
+        Kept between payments: only our edges that changed since the last call are put in
+        again (``Node.own_edges``), a payment's work independent of how many channels we
+        have. A change of shape (a channel opened or closed), of our rates or of a chain's
+        time model builds it again."""
+        own = node.own_edges()
+        rates = node.policy.asset_rates(node.node_id)
+        models = own.time_models()
         shape = (
             node.node_id,
-            tuple(sorted(_fixed(e) for e in own.edges)),
-            tuple(sorted(repr(rate) for rate in own.rates.values())),
-            tuple(sorted(own.time_models.items())),
+            own.structure,
+            tuple(sorted(repr(rate) for rate in rates)),
+            tuple(sorted(models.items())),
         )
         if self._graph is None or shape != self._shape:
-            self._graph, self._shape = self._build(node, own), shape
+            self._graph, self._shape = self._build(node, own.edges(), rates, models), shape
         else:
-            for edge in own.edges:  # capacities and fees only: the rest is in the shape
-                self._graph.add_edge(edge)
+            for edge in own.changes_since(self._revision):
+                self._graph.add_edge(edge)  # capacities and fees only: the rest is the shape
+        self._revision = own.revision
         return self._graph
 
-    def _build(self, node: Node, own: RoutingGraph) -> RoutingGraph:
+    def _build(
+        self,
+        node: Node,
+        own_edges: list[ChannelEdge],
+        own_rates: list[AssetRate],
+        own_models: dict[str, TimeModel],
+    ) -> RoutingGraph:
         sources: Iterable[Announcement] = [*self.announced.values(), self._operator]
         edges: dict[tuple[bytes, bytes], ChannelEdge] = {}
         rates: list[AssetRate] = []
@@ -221,22 +237,10 @@ class GraphView:
                     edges[(edge.channel_id, edge.source)] = edge
             rates += [r for r in announcement.rates if r.node != node.node_id]
             models.update(dict(announcement.time_models))
-        for edge in own.edges:
+        for edge in own_edges:
             edges[(edge.channel_id, edge.source)] = edge
-        models.update(own.time_models)  # our own backends' clocks win
+        models.update(own_models)  # our own backends' clocks win
         # An edge on a chain nobody gave a clock for cannot be routed over (its timelocks
         # mean nothing): left out, or one peer's announcement would fail every route.
         usable = [e for e in edges.values() if e.chain in models]
-        return RoutingGraph(usable, [*rates, *own.rates.values()], models)
-
-
-def _fixed(edge: ChannelEdge) -> tuple[object, ...]:
-    """What of our own edge a payment does not change (capacity and fees it does)."""
-    return (
-        edge.channel_id,
-        edge.source,
-        edge.target,
-        edge.chain,
-        str(edge.asset),
-        edge.challenge_duration,
-    )
+        return RoutingGraph(usable, [*rates, *own_rates], models)

@@ -52,6 +52,7 @@ from .intake import Intake
 from .open_policy import OpenPolicy
 from .opening import Opening
 from .operator_settings import OperatorSettings
+from .own_edges import OwnEdges
 from .payments import Payments
 from .persistence import Checkpoint, Persistence
 from .proposals import Proposals
@@ -403,6 +404,16 @@ class Node:
         changing nothing, if any deposit may be on its way or on the chain)."""
         self.funding.abandon(self.ctx.channels[channel_id])
         self._commit_point()
+
+    def own_edges(self) -> OwnEdges:
+        """Our active channels as outgoing router edges (one per channel), brought up to
+        date with the channels changed since they were last asked for and with our fees."""
+        edges = self.ctx.own_edges
+        pending = self.ctx.pending
+        edges.refresh(
+            self.ctx.channels, [*pending.snapshots, *pending.channels], self.policy, self.node_id
+        )
+        return edges
 
     def channel_totals(self) -> ChannelTotals:
         """What ``/metrics`` reports of the channels (counts per status, balances, locked

@@ -117,6 +117,8 @@ class Persistence:
         self.channel_changes += len(pending.snapshots) + len(pending.channels)
         self.ctx.channel_totals.changed(pending.snapshots)
         self.ctx.channel_totals.changed(pending.channels)
+        self.ctx.own_edges.changed(pending.snapshots)
+        self.ctx.own_edges.changed(pending.channels)
         self.quiet = pending.events > 0 and pending.quiet == pending.events
         pending.events = pending.quiet = 0
         quotes = self.payments.quotes.take_changes()

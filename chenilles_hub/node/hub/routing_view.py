@@ -16,7 +16,6 @@ from chenilles_hub.core import Asset, TimeModel
 from chenilles_hub.core.routing import AssetRate, ChannelEdge, Route, RoutingGraph, find_route
 from chenilles_hub.core.routing.search import Strategy
 
-from .forwarding import channel_edge
 from .node import Node
 
 
@@ -25,48 +24,21 @@ def routing_graph(nodes: Iterable[Node]) -> RoutingGraph:
     rates: list[AssetRate] = []
     models: dict[str, TimeModel] = {}
     for node in nodes:
-        edges += own_edges(node, models)
+        own = node.own_edges()
+        edges += own.edges()
+        for chain, model in own.time_models().items():
+            models.setdefault(chain, model)
         rates += node.policy.asset_rates(node.node_id)
-    return RoutingGraph(_one_edge_per_direction(edges), rates, models)
+    return RoutingGraph(edges, rates, models)
 
 
 def own_parts(node: Node) -> tuple[list[ChannelEdge], list[AssetRate], dict[str, TimeModel]]:
-    """What :func:`routing_graph` of ``node`` alone holds (one edge per channel direction,
-    our rates, our chains' time models), without building the graph's index: what our
-    announcement carries."""
-    models: dict[str, TimeModel] = {}
-    edges = _one_edge_per_direction(own_edges(node, models))
-    return edges, node.policy.asset_rates(node.node_id), models
-
-
-def own_edges(node: Node, models: dict[str, TimeModel]) -> list[ChannelEdge]:
-    """``node``'s active channels as outgoing edges; each chain's time model into
-    ``models``. An edge is built again only if its channel's state (``revision``) or our
-    fees changed since it was last built (``edge_cache``): the announcement of our
-    capacities every ``announce_interval`` built 100,000 edges each time, most of a second
-    of the node's thread for a hub of 100,000 channels."""
-    cache = node.ctx.edge_cache
-    fees = tuple(node.policy.fees.items())  # set in place by the operator (fee changes)
-    out: list[ChannelEdge] = []
-    for channel in node.channels.values():
-        if channel.status != "active":
-            cache.pop(channel.channel_id, None)  # closed: its edges are not kept
-            continue
-        chain = channel.params.chain
-        if chain not in models:
-            models[chain] = channel.backend.time_model()
-        revision = channel.machine.revision
-        hit = cache.get(channel.channel_id)
-        if hit is not None and hit[0] is revision and hit[1] == fees:
-            out += hit[2]
-            continue
-        built = [
-            channel_edge(channel, asset, node.policy, node.node_id, outgoing=True)
-            for asset in channel.params.assets
-        ]
-        cache[channel.channel_id] = (revision, fees, built)
-        out += built
-    return out
+    """What :func:`routing_graph` of ``node`` alone holds (one edge per active channel, our
+    rates, our chains' time models), without building the graph's index: what our
+    announcement carries. The edges are kept between calls (``Node.own_edges``): built
+    again only for channels that changed."""
+    own = node.own_edges()
+    return list(own.edges()), node.policy.asset_rates(node.node_id), own.time_models()
 
 
 def invoice_route(
@@ -95,17 +67,6 @@ def invoice_route(
         source_asset=source_asset,
         strategy=strategy,
     )
-
-
-def _one_edge_per_direction(edges: list[ChannelEdge]) -> list[ChannelEdge]:
-    """The router keys an edge by (channel, source): a multi-asset channel offers the asset
-    with the most capacity in each direction (enough for the circuits routed here)."""
-    best: dict[tuple[bytes, bytes], ChannelEdge] = {}
-    for edge in edges:
-        key = (edge.channel_id, edge.source)
-        if key not in best or edge.capacity > best[key].capacity:
-            best[key] = edge
-    return list(best.values())
 
 
 def onion_hops(route: Route, quotes: Iterable[Quote] = ()) -> list[OnionHop]:
