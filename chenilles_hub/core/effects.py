@@ -90,7 +90,7 @@ class RevocationReceived(msgspec.Struct, frozen=True):
     revocation: bytes
 
 
-class ChannelSnapshot(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class ChannelSnapshot(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
     """Everything needed to resume a channel machine after a restart.
 
     ``previous`` is the state before ``latest`` (its revocation may still be owed or due);
@@ -113,14 +113,14 @@ class ChannelSnapshot(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     withdrawn: tuple[WithdrawnProposal, ...] = ()
 
 
-class PendingProposal(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class PendingProposal(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
     """Our own proposal, signed by us, not yet accepted."""
 
     message: ChannelMessage
     signed: SignedState
 
 
-class WithdrawnProposal(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class WithdrawnProposal(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
     """Our proposal the peer refused for good, kept until a later version is irrevocable
     (see ``ProposalWithdrawn``)."""
 
@@ -157,7 +157,7 @@ def decode_snapshot(data: bytes) -> ChannelSnapshot:
     return _snapshot_decoder.decode(data)
 
 
-class Holdings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, array_like=True):
+class Holdings(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True, array_like=True):
     """What a state holds per asset, without the rest of it: its version, each asset's
     free balances (one per participant, as in the state) and the total its HTLCs lock.
 

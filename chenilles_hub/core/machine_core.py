@@ -42,7 +42,7 @@ class _Machine(Protocol):
 _NOTHING_WITHDRAWN = b',"withdrawn":[]}'
 
 
-class MachineCore(msgspec.Struct, frozen=True):
+class MachineCore(msgspec.Struct, frozen=True, gc=False):
     """The machine's mutable part as one immutable value, swapped atomically."""
 
     latest: SignedState | None = None

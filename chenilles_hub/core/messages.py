@@ -40,7 +40,7 @@ M = TypeVar("M")
 Bundle = Annotated[bytes, msgspec.Meta(min_length=1, max_length=16 * 1024)]
 
 
-class Propose(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="propose"):
+class Propose(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True, tag="propose"):
     """``attempt`` numbers the proposer's tries at ``state.version``: 0 first, one more
     after each refusal (not signed: it only names the try a ``Reject`` answers)."""
 
@@ -51,20 +51,20 @@ class Propose(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="prop
     attempt: Attempt = 0
 
 
-class Accept(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="accept"):
+class Accept(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True, tag="accept"):
     channel_id: Bytes32
     version: Version
     signature: Bundle
     revocation: Bundle | None = None
 
 
-class Ack(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="ack"):
+class Ack(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True, tag="ack"):
     channel_id: Bytes32
     version: Version
     revocation: Bundle | None = None
 
 
-class Reject(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="reject"):
+class Reject(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True, tag="reject"):
     """The proposal ``(version, attempt)`` is refused for good (see the module docstring)."""
 
     channel_id: Bytes32
@@ -74,7 +74,9 @@ class Reject(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="rejec
     attempt: Attempt = 0
 
 
-class Reestablish(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="reestablish"):
+class Reestablish(
+    msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True, tag="reestablish"
+):
     """``latest`` is the newest fully signed version held (-1: none yet)."""
 
     channel_id: Bytes32

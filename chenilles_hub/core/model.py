@@ -36,7 +36,7 @@ PREIMAGE_LENGTH = 32
 MAX_ONION = 8192
 
 
-class Asset(msgspec.Struct, frozen=True, forbid_unknown_fields=True, order=True):
+class Asset(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True, order=True):
     """An asset is a token on one chain; the same token on two chains is two assets.
 
     ``chain`` follows CAIP-2 (``eip155:1``, ``bip122:regtest``, ``solana:localnet``);
@@ -58,14 +58,14 @@ def parse_asset(text: str) -> Asset:
     return Asset(chain, token)
 
 
-class Participant(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Participant(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
     """A channel member: its key on the channel's chain and the node that speaks for it."""
 
     chain_key: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     node_id: Bytes32
 
 
-class ChannelParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class ChannelParams(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
     """What never changes during a channel's life; the backend derives the channel id."""
 
     chain: ShortText
@@ -76,14 +76,14 @@ class ChannelParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     app: Annotated[str, msgspec.Meta(max_length=96)] = ""
 
 
-class AssetBalances(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class AssetBalances(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
     """Free (unlocked) balance of one asset, one amount per participant, in params order."""
 
     asset: Asset
     amounts: Annotated[tuple[Amount, ...], msgspec.Meta(min_length=2, max_length=2)]
 
 
-class Htlc(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Htlc(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
     """A hash-time-locked conditional payment from ``payer`` to the other participant.
 
     ``expiry`` is absolute unix seconds, the unit every chain can be mapped onto;
@@ -105,7 +105,7 @@ class Htlc(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return 1 - self.payer
 
 
-class ChannelState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class ChannelState(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
     """One version of a channel. Only a state every participant signed counts."""
 
     channel_id: Bytes32
@@ -137,7 +137,7 @@ class ChannelState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return None
 
 
-class SignedState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class SignedState(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
     """A state with one signature bundle per participant (``b""`` where still missing)."""
 
     state: ChannelState

@@ -43,14 +43,14 @@ from .model import (
 )
 
 
-class Transfer(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="transfer"):
+class Transfer(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True, tag="transfer"):
     """A direct payment from the proposer to the other participant."""
 
     asset: Asset
     amount: Annotated[int, msgspec.Meta(gt=0)]
 
 
-class AddHtlc(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="add_htlc"):
+class AddHtlc(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True, tag="add_htlc"):
     """Offer an HTLC. ``onion`` carries the routing instructions for the payee's node (sealed
     to it layer by layer); it travels with the update but is not part of the signed state."""
 
@@ -58,7 +58,9 @@ class AddHtlc(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="add_
     onion: Annotated[bytes, msgspec.Meta(max_length=MAX_ONION)] = b""
 
 
-class SettleHtlc(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="settle_htlc"):
+class SettleHtlc(
+    msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True, tag="settle_htlc"
+):
     """The payee shows the preimage; the HTLC's amount becomes the payee's."""
 
     htlc_id: Annotated[int, msgspec.Meta(ge=0)]
@@ -66,18 +68,18 @@ class SettleHtlc(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="s
     preimage: Annotated[bytes, msgspec.Meta(max_length=256)]
 
 
-class FailHtlc(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="fail_htlc"):
+class FailHtlc(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True, tag="fail_htlc"):
     """The HTLC returns to the payer: the payee gives up, or the expiry has passed."""
 
     htlc_id: Annotated[int, msgspec.Meta(ge=0)]
     reason: Annotated[str, msgspec.Meta(max_length=200)] = ""
 
 
-class Close(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="close"):
+class Close(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True, tag="close"):
     """Marks the state final: the basis of a cooperative close on the ledger."""
 
 
-class AppMove(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="app_move"):
+class AppMove(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True, tag="app_move"):
     """A move in the channel's app (generalized state); the app decides what it means."""
 
     data: Annotated[bytes, msgspec.Meta(max_length=MAX_APP_DATA)]
@@ -142,7 +144,7 @@ class AppRules(App, Protocol):
     def describe(self, params: ChannelParams, state: ChannelState) -> dict[str, Any]: ...
 
 
-class HtlcPolicy(msgspec.Struct, frozen=True):
+class HtlcPolicy(msgspec.Struct, frozen=True, gc=False):
     """How far ahead an HTLC expiry must and may be, from the receiver's point of view.
 
     ``min_lead`` is the time this side needs to enforce the HTLC on its ledger (finality,

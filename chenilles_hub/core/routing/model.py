@@ -21,7 +21,7 @@ from ..model import Amount, Asset, Bytes32, ShortText, UnixTime
 PPM = 1_000_000
 
 
-class ChannelEdge(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class ChannelEdge(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
     """One direction of one channel, as the router sees it.
 
     ``capacity`` is what ``source`` can still send to ``target`` in ``asset`` (its free
