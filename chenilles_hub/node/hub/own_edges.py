@@ -90,14 +90,17 @@ class OwnEdges:
         (checkpointed, or ``unwritten`` yet), of channels not seen yet or gone, and of
         every channel if our fees changed (the operator sets them in place)."""
         fees = tuple(policy.fees.items())
-        dirty: set[bytes]
+        # In a deterministic order: a new edge's place in ``edges()`` is where the router
+        # meets it, and ties between equal routes must not depend on set hashing.
+        dirty: list[bytes]
         if fees != self._fees:
             self._fees = fees
-            dirty = {*channels, *self._rows}
+            dirty = [*channels, *(cid for cid in self._rows if cid not in channels)]
             self._changed = set()
         else:
-            dirty, self._changed = self._changed, set()
-            dirty.update(unwritten)
+            changed, self._changed = self._changed, set()
+            changed.update(unwritten)
+            dirty = sorted(changed)
         for channel_id in dirty:
             self._update(channel_id, channels.get(channel_id), policy, node_id)
         if len(self._rows) != len(channels):
