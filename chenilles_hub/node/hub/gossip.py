@@ -29,7 +29,6 @@ from chenilles_hub.core.messages import MAX_MESSAGE_BYTES, BoundedCodec
 from chenilles_hub.core.routing import AssetRate, ChannelEdge, RoutingGraph
 
 from .node import Node
-from .routing_view import own_parts
 
 GOSSIP_PREFIX = b"\x01"
 MAX_EDGES = 512
@@ -73,9 +72,11 @@ def decode_announcement(frame: bytes) -> Announcement:
 def own_announcement(node: Node) -> Announcement:
     """Our active channels as edges, our rates and our chains' time models, whole: what
     :func:`split` cuts into frames."""
-    edges, rates, models = own_parts(node)
+    own = node.own_edges()
     return Announcement(
-        edges=tuple(edges), rates=tuple(rates), time_models=tuple(sorted(models.items()))
+        edges=tuple(own.edges()),
+        rates=tuple(node.policy.asset_rates(node.node_id)),
+        time_models=tuple(sorted(own.time_models().items())),
     )
 
 

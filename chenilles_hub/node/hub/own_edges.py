@@ -23,9 +23,6 @@ from chenilles_hub.core.routing import ChannelEdge
 from .forwarding import ForwardingPolicy, channel_edge
 from .records import Channel
 
-#: No edge: the channel is not active (or not ours to route over).
-_NONE: ChannelEdge | None = None
-
 
 def fixed_part(edge: ChannelEdge) -> tuple[object, ...]:
     """What of our edge a payment does not change (capacity and fees it does): an edge
@@ -119,18 +116,13 @@ class OwnEdges:
         node_id: bytes,
     ) -> None:
         new = best_edge(channel, policy, node_id) if channel is not None else None
-        old = self._rows.get(channel_id, _NONE)
-        if new == old:  # unchanged: the same object stays (and the same shape)
-            if channel is None:
-                self._rows.pop(channel_id, None)
-            elif channel_id not in self._rows:
-                self._rows[channel_id] = None
-            return
+        old = self._rows.get(channel_id)
         if channel is None:
-            del self._rows[channel_id]
-        else:
-            self._rows[channel_id] = new
-        self._record(channel_id, old, new, channel)
+            self._rows.pop(channel_id, None)
+        else:  # unchanged: the same object stays
+            self._rows[channel_id] = old if new == old else new
+        if new != old:
+            self._record(channel_id, old, new, channel)
 
     def _record(
         self,

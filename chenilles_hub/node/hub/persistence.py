@@ -75,10 +75,6 @@ class Persistence:
         #: channel signs a state, without reading any machine (a backup's ``interval``
         #: asks every tick; summing 100,000 channels' versions read every snapshot).
         self.snapshots_taken = 0
-        #: Channel changes (snapshots and channel records) checkpointed since the node
-        #: started, with or without a store: unchanged, our channels' edges are too (the
-        #: announcement's timer then reads no channel).
-        self.channel_changes = 0
 
     def checkpoint(self, *, leaving: bool = True) -> None:
         """Write every snapshot this event changed and the node's own state in one
@@ -114,7 +110,6 @@ class Persistence:
         it is written. The node counts it as written from now on: if the write fails the
         process must stop (memory would be ahead of disk)."""
         pending = self.ctx.pending
-        self.channel_changes += len(pending.snapshots) + len(pending.channels)
         self.ctx.channel_totals.changed(pending.snapshots)
         self.ctx.channel_totals.changed(pending.channels)
         self.ctx.own_edges.changed(pending.snapshots)

@@ -32,15 +32,6 @@ def routing_graph(nodes: Iterable[Node]) -> RoutingGraph:
     return RoutingGraph(edges, rates, models)
 
 
-def own_parts(node: Node) -> tuple[list[ChannelEdge], list[AssetRate], dict[str, TimeModel]]:
-    """What :func:`routing_graph` of ``node`` alone holds (one edge per active channel, our
-    rates, our chains' time models), without building the graph's index: what our
-    announcement carries. The edges are kept between calls (``Node.own_edges``): built
-    again only for channels that changed."""
-    own = node.own_edges()
-    return list(own.edges()), node.policy.asset_rates(node.node_id), own.time_models()
-
-
 def invoice_route(
     graph: RoutingGraph,
     payer: bytes,

@@ -335,18 +335,13 @@ class Peers:
         return self._left_out
 
     def _current_announcement(self, node: Node, rebuild: bool = False) -> Announcement:
-        """On the node's thread: our announcement, built again only if something of our
-        channels changed since it was built (a change checkpointed, fees, rates, channel
-        count) or ``rebuild`` (the timer's long interval: the chains' time models): every
-        ``announce_interval`` and every new link read every channel (0.4-1 s for 100,000
-        channels). One equal to the last keeps its object (``announce_all`` compares
-        identities)."""
-        mark = (
-            node.persistence.channel_changes,
-            len(node.channels),
-            tuple(node.policy.fees.items()),
-            tuple(node.policy.rates.items()),
-        )
+        """On the node's thread: our announcement, built again only if one of our edges
+        changed since it was built (``OwnEdges.revision``: a channel's capacity, our fees,
+        a channel opened or closed), our rates did, or ``rebuild`` (the timer's long
+        interval: the chains' time models): every ``announce_interval`` and every new link
+        read every channel (0.4-1 s for 100,000 channels). One equal to the last keeps its
+        object (``announce_all`` compares identities)."""
+        mark = (node.own_edges().revision, tuple(node.policy.rates.items()))
         if self._current is None or mark != self._announced_mark or rebuild:
             built = own_announcement(node)
             if built != self._current:
