@@ -532,6 +532,90 @@ def test_the_kept_channel_totals_are_what_a_recount_of_every_channel_says(
     hub.store.close()
 
 
+def _recount_payments(node) -> tuple[dict[str, int], dict[str, int]]:  # type: ignore[no-untyped-def]
+    """What /metrics reported before the totals were kept: the whole history counted."""
+    payments: dict[str, int] = {}
+    for payment in node.payments.values():
+        payments[payment.status] = payments.get(payment.status, 0) + 1
+    paid = sum(1 for h in node.invoices if h in node.paid_invoices)
+    return payments, {"paid": paid, "open": len(node.invoices) - paid}
+
+
+def test_the_kept_payment_and_invoice_counts_are_what_a_recount_of_the_history_says(
+    world: World, tmp_path
+) -> None:
+    """``/metrics`` no longer counts every payment and invoice per scrape (27.6 ms for
+    100,000 of each, and the history only grows): the counts follow each checkpoint's
+    payment and invoice records. Through payments that succeed, fail and stay pending,
+    invoices paid, cancelled and open, and a restart of payer and payee from their stores,
+    they equal a recount, and the scrape says the same."""
+    eth = native(world)
+    chain = eth.chain
+    alice_store = SQLiteStore(tmp_path / "alice.sqlite")
+    bob_store = SQLiteStore(tmp_path / "bob.sqlite")
+    alice = world.node("alice", [chain], store=alice_store)
+    hub = world.node("hub", [chain])
+    bob = world.node("bob", [chain], store=bob_store)
+    c1 = world.open(alice, hub, chain, {eth: (ETH, 0)})
+    c2 = world.open(hub, bob, chain, {eth: (ETH, 0)})
+
+    def check(node) -> None:  # type: ignore[no-untyped-def]
+        kept = node.payment_totals()
+        payments, invoices = _recount_payments(node)
+        assert {s: n for s, n in kept.payments.items() if n} == payments
+        assert {s: kept.invoices[s] for s in ("paid", "open")} == invoices
+        text = metrics.render(node, {}, 0, "leader")
+        for status in ("pending", "succeeded", "failed"):
+            assert f'chenilles_payments{{status="{status}"}} {payments.get(status, 0)}' in text
+        for state, n in invoices.items():
+            assert f'chenilles_invoices{{state="{state}"}} {n}' in text
+
+    def pay(amount: int):  # type: ignore[no-untyped-def]
+        invoice = bob.invoice(amount, eth)
+        hops = plan(world, alice, [(hub, c1), (bob, c2)], amount, eth, invoice.final_lead)
+        return invoice, alice.pay_route(invoice, hops)
+
+    check(alice)  # nothing yet
+    check(bob)
+    _, paid = pay(10**16)
+    check(alice)  # pending, its invoice open: counted
+    check(bob)
+    world.network.run()  # a status that changes, with nothing added: seen all the same
+    assert paid.status == "succeeded"
+    check(alice)
+    check(bob)
+    cancelled, refused = pay(10**16)
+    bob.cancel_invoice(cancelled.payment_hash)
+    check(alice)
+    check(bob)
+    world.network.run()
+    assert refused.status == "failed"
+    bob.invoice(10**15, eth)  # issued, never paid
+    check(alice)
+    check(bob)
+    world.network.silence(bob)
+    _, waiting = pay(10**16)  # the HTLC stays with the hub
+    world.network.run()
+    assert waiting.status == "pending"
+    check(alice)
+    check(bob)
+    alice_store.close()
+    bob_store.close()
+    world.network.silence(alice)
+    alice = world.restart(alice, SQLiteStore(tmp_path / "alice.sqlite"))
+    bob = world.restart(bob, SQLiteStore(tmp_path / "bob.sqlite"))
+    check(alice)  # counted afresh from the records read at restore
+    check(bob)
+    world.network.revive(bob)
+    world.network.run()
+    assert alice.payments[waiting.payment_hash].status == "succeeded"
+    check(alice)
+    check(bob)
+    for node in (alice, bob):
+        assert node.store is not None
+        node.store.close()
+
+
 def test_a_restarted_hubs_backup_reads_no_machine_and_holds_every_signed_state(
     world: World, tmp_path
 ) -> None:

@@ -100,9 +100,9 @@ def render(node: Node | None, server_stats: Mapping[str, int], peers: int, role:
         "Amount locked in HTLCs of open channels, per asset (base units).",
         [({"asset": a}, v) for a, v in sorted(locked.items())],
     )
+    kept = node.payment_totals()  # kept from the checkpoints, not counted per scrape
     payments = dict.fromkeys(PAYMENT_STATUSES, 0)
-    for payment in node.payments.values():
-        payments[payment.status] = payments.get(payment.status, 0) + 1
+    payments.update((s, n) for s, n in kept.payments.items() if n)
     out.family(
         "chenilles_payments",
         "gauge",
@@ -114,8 +114,8 @@ def render(node: Node | None, server_stats: Mapping[str, int], peers: int, role:
         "gauge",
         "Invoices issued by this node, by state.",
         [
-            ({"state": "paid"}, len(node.paid_invoices)),
-            ({"state": "open"}, len(set(node.invoices) - node.paid_invoices)),
+            ({"state": "paid"}, kept.invoices["paid"]),
+            ({"state": "open"}, kept.invoices["open"]),
         ],
     )
     out.family(

@@ -20,6 +20,7 @@ from ..net import wire
 from ..store.base import Store
 from .channel_totals import ChannelTotals
 from .own_edges import OwnEdges
+from .payment_totals import PaymentTotals
 from .records import Channel, Quarantined, UndoLog
 
 log = logging.getLogger("chenilles.node")
@@ -64,6 +65,8 @@ class NodeContext:
     own_edges: OwnEdges = field(default_factory=OwnEdges)
     #: What /metrics reports of the channels, kept from the checkpoints.
     channel_totals: ChannelTotals = field(default_factory=ChannelTotals)
+    #: What /metrics reports of our payments and invoices, kept from the checkpoints.
+    payment_totals: PaymentTotals = field(default_factory=PaymentTotals)
     #: Channels the store holds that could not be restored at start (never acted on).
     quarantined: dict[bytes, Quarantined] = field(default_factory=dict)
     watcher: Watcher = field(default_factory=Watcher)

@@ -53,6 +53,7 @@ from .open_policy import OpenPolicy
 from .opening import Opening
 from .operator_settings import OperatorSettings
 from .own_edges import OwnEdges
+from .payment_totals import PaymentTotals
 from .payments import Payments
 from .persistence import Checkpoint, Persistence
 from .proposals import Proposals
@@ -420,6 +421,14 @@ class Node:
         amounts), brought up to date with the channels changed since it was last asked."""
         totals = self.ctx.channel_totals
         totals.refresh(self.ctx.channels)
+        return totals
+
+    def payment_totals(self) -> PaymentTotals:
+        """What ``/metrics`` reports of our payments and invoices, brought up to date with
+        those the checkpoints wrote since it was last asked."""
+        flow = self.payment_flow
+        totals = self.ctx.payment_totals
+        totals.refresh(flow.payments, flow.invoices, flow.paid_invoices)
         return totals
 
     @property

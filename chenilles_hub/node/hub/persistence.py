@@ -114,6 +114,7 @@ class Persistence:
         self.ctx.channel_totals.changed(pending.channels)
         self.ctx.own_edges.changed(pending.snapshots)
         self.ctx.own_edges.changed(pending.channels)
+        self.ctx.payment_totals.changed(pending.records)
         self.quiet = pending.events > 0 and pending.quiet == pending.events
         pending.events = pending.quiet = 0
         quotes = self.payments.quotes.take_changes()
