@@ -15,7 +15,8 @@ from bench_payments import FINAL_SLACK, build
 from chenilles_hub.core import ChannelState, Htlc, SignedState
 from chenilles_hub.core.model import AssetBalances
 from chenilles_hub.demo import MAX_LOCK, SAT, Demo
-from chenilles_hub.node.hub.gossip import GraphView, own_announcement
+from chenilles_hub.node.hub.gossip import own_announcement
+from chenilles_hub.node.hub.graph_view import GraphView
 from chenilles_hub.node.hub.node import Node
 from chenilles_hub.node.hub.routing_view import invoice_route, onion_hops, quotes_from
 

@@ -18,7 +18,8 @@ from chenilles_hub.node.api import operations as ops
 from chenilles_hub.node.api.operations import ApiError
 from chenilles_hub.node.hub import history
 from chenilles_hub.node.hub.forwarding import FeePolicy, ForwardingPolicy
-from chenilles_hub.node.hub.gossip import Announcement, GraphView
+from chenilles_hub.node.hub.gossip import Announcement
+from chenilles_hub.node.hub.graph_view import GraphView
 from chenilles_hub.node.hub.node import Node
 from chenilles_hub.node.hub.operator_settings import rate_in_whole_units, whole_unit_rate
 from chenilles_hub.node.hub.routing_view import routing_graph

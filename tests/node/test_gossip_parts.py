@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-from types import SimpleNamespace
 from typing import Annotated
 
 import msgspec
@@ -14,15 +13,16 @@ import pytest
 
 from chenilles_hub.core import Asset, TimeModel
 from chenilles_hub.core.routing import AssetRate, ChannelEdge
+from chenilles_hub.node.hub import graph_view
 from chenilles_hub.node.hub.gossip import (
     MAX_EDGES,
     MAX_PARTS,
     Announcement,
-    GraphView,
     decode_announcement,
     encode_announcement,
     split,
 )
+from chenilles_hub.node.hub.graph_view import GraphView
 
 pytestmark = pytest.mark.node
 
@@ -146,8 +146,8 @@ def test_an_edge_on_a_chain_nobody_gave_a_clock_for_is_left_out_not_fatal() -> N
         _edges(1, seed=9)[0], chain="eip155:999", asset=Asset("eip155:999", "native")
     )
     view.accept(HUB, Announcement((*_edges(3), unknown), (), MODELS))
-    me = SimpleNamespace(node_id=hashlib.sha256(b"me").digest())
-    graph = view._build(me, [], [], {})  # type: ignore[arg-type]
+    me = hashlib.sha256(b"me").digest()
+    graph, _ = graph_view._build(me, list(view.announced.items()), [], [], {})
     assert sorted(e.channel_id for e in graph.edges) == sorted(e.channel_id for e in _edges(3))
 
 

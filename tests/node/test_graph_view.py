@@ -12,9 +12,11 @@ import pytest
 from chenilles_hub.circuit.invoice import ROUTE_SLACK
 from chenilles_hub.core import Asset
 from chenilles_hub.core.errors import NoRoute
-from chenilles_hub.core.routing import RoutingGraph, find_route
+from chenilles_hub.core.routing import ChannelEdge, RoutingGraph, find_route
+from chenilles_hub.node.hub import graph_view
 from chenilles_hub.node.hub.forwarding import FeePolicy, ForwardingPolicy, channel_edge
-from chenilles_hub.node.hub.gossip import GraphView, own_announcement
+from chenilles_hub.node.hub.gossip import Announcement, own_announcement
+from chenilles_hub.node.hub.graph_view import GraphView
 from chenilles_hub.node.hub.node import Node
 from chenilles_hub.sandbox import MAX_LOCK, Sandbox
 
@@ -83,7 +85,8 @@ def test_the_kept_graph_routes_as_a_fresh_one(box: Sandbox) -> None:
         view.accept(hub.node_id, own_announcement(hub))  # the hub's capacities moved too
         check(ETH // 10)
         check(ETH // 4)  # more than bob's side of the hub can take now: no route, both
-    assert view.graph(alice) is not first  # a peer's announcement rebuilds
+    # The hub's announcements moved its capacities only: put in place, not rebuilt.
+    assert view.graph(alice) is first
 
     # Our own payments alone do not rebuild: capacities and fees are patched in place.
     kept = view.graph(alice)
@@ -96,11 +99,18 @@ def test_the_kept_graph_routes_as_a_fresh_one(box: Sandbox) -> None:
     assert capacity == fresh_capacity
     check(ETH // 10)
 
-    # A fee cut at the hub (a new announcement) and a new channel of ours rebuild.
+    # A fee cut at the hub (a new announcement) is put in place too; a new channel of the
+    # hub's, or of ours, rebuilds.
     hub.set_fee(eth, 0, 0)
     view.accept(hub.node_id, own_announcement(hub))
+    assert view.graph(alice) is kept
     check(ETH // 10)
+    carol = box.node("carol")
+    box.open(hub, carol, chain, {eth: (ETH // 4, 0)})
+    view.accept(hub.node_id, own_announcement(hub))
     before = view.graph(alice)
+    assert before is not kept
+    check(ETH // 10)
     box.open(alice, bob, chain, {eth: (ETH // 3, 0)})
     assert view.graph(alice) is not before
     check(ETH // 10)
@@ -172,3 +182,98 @@ def test_our_kept_edges_follow_every_change_and_only_the_changed_ones_move(box: 
     box.confirm()
     box.network.run()
     assert set(kept_edges()) == {c1, c3} and kept_edges() == _recounted_edges(alice)
+
+
+def _edge(channel: int, source: bytes, target: bytes, asset: Asset, capacity: int, fee: int = 0):  # type: ignore[no-untyped-def]
+    return ChannelEdge(
+        channel.to_bytes(32, "big"), asset.chain, asset, source, target, capacity, fee_base=fee
+    )
+
+
+def test_a_peers_announcement_moves_its_edges_in_place_and_nothing_else(box: Sandbox) -> None:
+    """A peer announces again every few seconds when its channels moved: what moved only in
+    capacity or fees is put into the kept graph in place (a graph of 100,000 edges is not
+    rebuilt, nor the router's bound dropped, at each of our payments). It must change what
+    a fresh graph would change and nothing more: an edge the operator's graph gives wins
+    over the peer's; an edge on a chain nobody gave a clock for stays out; a peer cannot
+    move another's edge; a new edge, a rate or a time model rebuilds."""
+    chain = box.chain("evm")
+    eth = next(a for a in box.backends[chain].assets() if a.token == "native")
+    alice, bob = box.node("alice"), box.node("bob")
+    box.open(alice, bob, chain, {eth: (ETH, 0)})
+    models = tuple(sorted(alice.own_edges().time_models().items()))
+    peer, other, far = b"\x0a" * 32, b"\x0b" * 32, b"\x0c" * 32
+    elsewhere = Asset("eip155:999999", "native")  # a chain nobody gave a clock for
+
+    def announcement(capacity: int, fee: int = 0, extra: tuple[ChannelEdge, ...] = ()):  # type: ignore[no-untyped-def]
+        edges = (
+            _edge(1, peer, far, eth, capacity, fee),
+            _edge(2, peer, bob.node_id, eth, capacity),
+            _edge(3, peer, far, elsewhere, capacity),
+            _edge(4, other, far, eth, capacity),  # not the peer's to announce: dropped
+            *extra,
+        )
+        return Announcement(edges=edges, time_models=models)
+
+    view = GraphView()
+    view.operator = Announcement(edges=(_edge(2, peer, bob.node_id, eth, 77),), time_models=models)
+    view.accept(peer, announcement(1000))
+    view.accept(other, Announcement(edges=(_edge(4, other, far, eth, 5),), time_models=models))
+    kept = view.graph(alice)
+
+    def fresh() -> dict[tuple[bytes, bytes], ChannelEdge]:
+        again = GraphView()
+        again.operator = view.operator
+        for who, said in view.announced.items():
+            again.accept(who, said)
+        return {(e.channel_id, e.source): e for e in again.graph(alice).edges}
+
+    def edges() -> dict[tuple[bytes, bytes], ChannelEdge]:
+        return {(e.channel_id, e.source): e for e in view.graph(alice).edges}
+
+    view.accept(peer, announcement(900, fee=3))
+    assert view.graph(alice) is kept  # capacities and fees: in place
+    assert edges() == fresh()
+    moved = edges()
+    assert moved[(_edge(1, peer, far, eth, 0).channel_id, peer)].capacity == 900
+    assert moved[(_edge(2, peer, far, eth, 0).channel_id, peer)].capacity == 77  # the operator's
+    assert (_edge(3, peer, far, eth, 0).channel_id, peer) not in moved  # no clock for its chain
+    assert moved[(_edge(4, other, far, eth, 0).channel_id, other)].capacity == 5
+
+    view.accept(peer, announcement(900, fee=3, extra=(_edge(5, peer, far, eth, 10),)))
+    assert view.graph(alice) is not kept  # a new edge: built again
+    assert edges() == fresh()
+    kept = view.graph(alice)
+    view.accept(peer, Announcement(edges=announcement(800).edges, time_models=()))
+    assert view.graph(alice) is not kept  # a time model gone: built again
+    assert edges() == fresh()
+
+
+def test_an_announcement_during_a_build_is_not_lost(
+    box: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Announcements arrive on the event loop's thread while the node's thread builds the
+    graph (0.5 s for 100,000 edges): one that lands during a build must be in the next
+    graph, not overwritten by the build that began before it."""
+    chain = box.chain("evm")
+    eth = next(a for a in box.backends[chain].assets() if a.token == "native")
+    alice, bob = box.node("alice"), box.node("bob")
+    box.open(alice, bob, chain, {eth: (ETH, 0)})
+    models = tuple(sorted(alice.own_edges().time_models().items()))
+    peer, far = b"\x0a" * 32, b"\x0c" * 32
+    view = GraphView()
+    build = graph_view._build
+    late = Announcement(edges=(_edge(9, peer, far, eth, 500),), time_models=models)
+
+    def build_while_a_peer_announces(*args, **kwargs):  # type: ignore[no-untyped-def]
+        built = build(*args, **kwargs)
+        view.accept(peer, late)  # (as the event loop would, between two bytecodes)
+        return built
+
+    monkeypatch.setattr(graph_view, "_build", build_while_a_peer_announces)
+    first = view.graph(alice)
+    assert all(e.source != peer for e in first.edges)  # built from what was known before
+    monkeypatch.setattr(graph_view, "_build", build)
+    again = view.graph(alice)
+    assert again is not first
+    assert [e.capacity for e in again.edges if e.source == peer] == [500]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from chenilles_hub.node.config import load_config
-from chenilles_hub.node.hub.gossip import GraphView
+from chenilles_hub.node.hub.graph_view import GraphView
 from chenilles_hub.node.runtime.peers import Peers
 
 pytestmark = pytest.mark.node

@@ -16,7 +16,7 @@ from chenilles_hub.core import Asset
 from chenilles_hub.core.errors import ChannelError
 from chenilles_hub.core.routing import Route
 
-from ..hub.gossip import GraphView
+from ..hub.graph_view import GraphView
 from ..hub.node import Node
 from ..hub.records import Channel, Payment
 from ..hub.route_explain import explain_no_route, fees_by_asset, hop_fees

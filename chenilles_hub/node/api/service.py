@@ -12,7 +12,7 @@ from typing import Any, Protocol, TypeVar
 
 from ...core import Asset
 from ..config import NodeConfig, PeerConfig
-from ..hub.gossip import GraphView
+from ..hub.graph_view import GraphView
 from ..hub.node import Node
 from .auth import TokenBook
 

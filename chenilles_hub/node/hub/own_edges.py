@@ -2,7 +2,7 @@
 the channels that changed.
 
 What reads them: the announcement of our capacities (every ``announce_interval`` and for
-every new link) and the router of our own payments (``gossip.GraphView``). Both used to
+every new link) and the router of our own payments (``graph_view.GraphView``). Both used to
 build an edge per channel at each use: for a hub of 100,000 channels most of a second of
 the node's thread per own payment, and per announcement. Here a channel's edge is built
 again only when a checkpoint wrote its state or its record (``changed``, fed by

@@ -35,12 +35,12 @@ from ..hub.gossip import (
     GOSSIP_PREFIX,
     MAX_PARTS,
     Announcement,
-    GraphView,
     decode_announcement,
     encode_announcement,
     own_announcement,
     split,
 )
+from ..hub.graph_view import GraphView
 from ..hub.node import Node
 from ..net import wire
 from ..net.transport import PeerConnection, Transport, TransportError

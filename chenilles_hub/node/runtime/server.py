@@ -27,7 +27,8 @@ from ..api.operations import chain_summary
 from ..api.service import TransferFailed
 from ..config import ConfigError, NodeConfig, PeerConfig
 from ..hub.backup import BackupError
-from ..hub.gossip import MAX_PARTS, GraphView
+from ..hub.gossip import MAX_PARTS
+from ..hub.graph_view import GraphView
 from ..hub.node import Node
 from ..hub.records import Payment
 from ..net.transport import Listener, TcpTransport, Transport

@@ -1,0 +1,219 @@
+"""What a node knows of the network beyond its own channels, and the routing graph it keeps
+for its own payments.
+
+Peers' announcements (``gossip``) arrive on the event loop's thread; the node's payments
+take the graph on the node's thread. A lock guards what both touch (never held while a
+graph is built), and a counter of invalidations makes sure a graph built from what was
+known when the build began is not kept if something changed the shape meanwhile.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+
+from chenilles_hub.core import TimeModel
+from chenilles_hub.core.routing import AssetRate, ChannelEdge, RoutingGraph
+
+from .gossip import MAX_PARTS, Announcement
+from .node import Node
+from .own_edges import fixed_part
+
+#: Where an edge of the graph came from: the peer that announced it, or ``None`` (ours,
+#: or the operator's graph).
+Source = tuple[bytes | None, Announcement]
+
+
+class GraphView:
+    """What this node was told of the network, and its routing graph.
+
+    The routing graph is kept between payments, so the router's per-payer bound
+    (``find_route(strategy="cached")``: the payer is always this node) is computed once and
+    reused: each payment only moves our own channels' capacities and fees, and a peer's
+    announcement again mostly its channels' capacities and fees, which the graph takes in
+    O(1) per edge and the cache checks (a fee cut or a capacity rising past a bound's class
+    drops what it would overestimate). Anything else (an edge announced or gone, the
+    operator's graph, a channel of ours opened or closed, a rate or a time model changed)
+    rebuilds it.
+    """
+
+    def __init__(self) -> None:
+        self.announced: dict[bytes, Announcement] = {}
+        #: the parts of a large announcement received so far, per peer (serial, parts, held)
+        self._parts: dict[bytes, tuple[int, int, dict[int, Announcement]]] = {}
+        self._operator: Announcement = Announcement()
+        self._lock = threading.Lock()
+        self._graph: RoutingGraph | None = None
+        self._shape: object = None
+        #: ``OwnEdges.revision`` our edges in ``_graph`` are at
+        self._revision = 0
+        #: Which peer's edge each peer edge of ``_graph`` is (an edge the operator's graph
+        #: or our own replaced, or on a chain without a clock, is none of theirs).
+        self._owners: dict[tuple[bytes, bytes], bytes] = {}
+        #: Peers' edges that moved in capacity or fees only since ``_graph`` was built or
+        #: last patched: put in at the next :meth:`graph`.
+        self._patches: list[tuple[bytes, ChannelEdge]] = []
+        #: Counts the changes of shape (each drops ``_graph``).
+        self._reshaped = 0
+
+    @property
+    def operator(self) -> Announcement:
+        """The graph the operator gave (``POST /v1/graph``)."""
+        return self._operator
+
+    @operator.setter
+    def operator(self, announcement: Announcement) -> None:
+        with self._lock:
+            self._operator = announcement
+            self._reshape()
+
+    def accept(self, peer: bytes, announcement: Announcement, max_parts: int = MAX_PARTS) -> int:
+        """Keep what ``peer`` may speak for; returns how many edges were kept (0 while the
+        parts of a large announcement are still coming). An announcement in more than
+        ``max_parts`` frames is ignored (a peer nobody configured gets one frame: what a
+        stranger makes us keep stays what it was before announcements had parts)."""
+        if announcement.parts > max_parts:
+            return 0
+        if announcement.parts > 1:
+            whole = self._assemble(peer, announcement)
+            if whole is None:
+                return 0
+            announcement = whole
+        edges = tuple(e for e in announcement.edges if e.source == peer)
+        rates = tuple(r for r in announcement.rates if r.node == peer)
+        kept = Announcement(edges, rates, announcement.time_models)
+        with self._lock:
+            before = self.announced.get(peer)
+            self.announced[peer] = kept
+            moved = None if before is None else _moved_edges(before, kept)
+            if moved is None:
+                self._reshape()
+            else:
+                self._patches += [(peer, edge) for edge in moved]
+        return len(edges)
+
+    def forget(self, peer: bytes) -> None:
+        """``peer``'s link is gone: what it announced goes too (we cannot route through a
+        peer we are not connected to, and it announces again on its next connection), so
+        what strangers announce is bounded by who is connected now."""
+        self._parts.pop(peer, None)
+        with self._lock:
+            if self.announced.pop(peer, None) is not None:
+                self._reshape()
+
+    def _reshape(self) -> None:
+        """(Under the lock.) The kept graph no longer has the shape of what we know."""
+        self._graph = None
+        self._patches = []
+        self._reshaped += 1
+
+    def _assemble(self, peer: bytes, part: Announcement) -> Announcement | None:
+        """Keep ``part`` with the others of its serial (one announcement in the making per
+        peer: a part of another serial starts over); the whole once every part is here."""
+        if part.part >= part.parts:
+            return None  # not a part of anything
+        serial, parts, held = self._parts.get(peer, (-1, 0, {}))
+        if (serial, parts) != (part.serial, part.parts):
+            serial, parts, held = part.serial, part.parts, {}
+            self._parts[peer] = (serial, parts, held)
+        held[part.part] = part
+        if len(held) < parts:
+            return None
+        del self._parts[peer]
+        ordered = [held[i] for i in range(parts)]
+        return Announcement(
+            tuple(e for p in ordered for e in p.edges),
+            tuple(r for p in ordered for r in p.rates),
+            tuple(m for p in ordered for m in p.time_models),
+        )
+
+    def graph(self, node: Node) -> RoutingGraph:
+        """Our own channels (always fresh) plus every other edge we were told about.
+
+        Kept between payments: only our edges that changed since the last call are put in
+        again (``Node.own_edges``), and the peers' edges whose capacity or fees their
+        announcements moved since (:func:`_moved_edges`): a payment's work independent of
+        how many channels we and our peers have. A change of shape (a channel opened or
+        closed, ours or a peer's), of rates or of a chain's time model builds it again."""
+        own = node.own_edges()
+        rates = node.policy.asset_rates(node.node_id)
+        models = own.time_models()
+        shape = (
+            node.node_id,
+            own.structure,
+            tuple(sorted(repr(rate) for rate in rates)),
+            tuple(sorted(models.items())),
+        )
+        with self._lock:
+            graph, patches, self._patches = self._graph, self._patches, []
+            reshaped = self._reshaped
+            sources: list[Source] = [*self.announced.items(), (None, self._operator)]
+        if graph is None or shape != self._shape:
+            graph, owners = _build(node.node_id, sources, own.edges(), rates, models)
+            with self._lock:
+                if self._reshaped == reshaped:  # else built again at the next call
+                    self._graph, self._owners, self._shape = graph, owners, shape
+        else:
+            for edge in own.changes_since(self._revision):
+                graph.add_edge(edge)  # capacities and fees only: the rest is the shape
+            for peer, edge in patches:
+                if self._owners.get((edge.channel_id, edge.source)) == peer:
+                    graph.add_edge(edge)
+        self._revision = own.revision
+        return graph
+
+
+def _build(
+    us: bytes,
+    sources: Iterable[Source],
+    own_edges: list[ChannelEdge],
+    own_rates: list[AssetRate],
+    own_models: dict[str, TimeModel],
+) -> tuple[RoutingGraph, dict[tuple[bytes, bytes], bytes]]:
+    """The graph of what ``sources`` say and our own edges, rates and clocks (ours win),
+    and which peer each of its peers' edges is from."""
+    edges: dict[tuple[bytes, bytes], ChannelEdge] = {}
+    owners: dict[tuple[bytes, bytes], bytes | None] = {}
+    rates: list[AssetRate] = []
+    models: dict[str, TimeModel] = {}
+    for peer, announcement in sources:
+        for edge in announcement.edges:
+            if edge.source != us:  # our own edges: we know better
+                key = (edge.channel_id, edge.source)
+                edges[key], owners[key] = edge, peer
+        rates += [r for r in announcement.rates if r.node != us]
+        models.update(dict(announcement.time_models))
+    for edge in own_edges:
+        key = (edge.channel_id, edge.source)
+        edges[key], owners[key] = edge, None
+    models.update(own_models)  # our own backends' clocks win
+    # An edge on a chain nobody gave a clock for cannot be routed over (its timelocks
+    # mean nothing): left out, or one peer's announcement would fail every route.
+    usable = [e for e in edges.values() if e.chain in models]
+    peers_edges = {
+        key: owner for e in usable if (owner := owners[key := (e.channel_id, e.source)]) is not None
+    }
+    return RoutingGraph(usable, [*rates, *own_rates], models), peers_edges
+
+
+def _moved_edges(before: Announcement, after: Announcement) -> list[ChannelEdge] | None:
+    """The edges of ``after`` whose capacity or fees differ from ``before`` (a peer's
+    announcement again), or ``None`` if anything else changed: an edge that appeared or
+    went or changed otherwise, a rate, a time model. Those change the graph's shape, and it
+    is built again; capacities and fees are put in place (``RoutingGraph.add_edge``, O(1)
+    each), so a peer announcing every few seconds does not rebuild a graph of 100,000
+    edges, nor drop the router's bound for our payments, at each of our payments."""
+    if before.rates != after.rates or before.time_models != after.time_models:
+        return None
+    old = {(edge.channel_id, edge.source): edge for edge in before.edges}
+    new = {(edge.channel_id, edge.source): edge for edge in after.edges}
+    if len(new) != len(after.edges) or old.keys() != new.keys():
+        return None  # (an edge twice: the graph keeps the last, built again to be sure)
+    moved = []
+    for key, edge in new.items():
+        was = old[key]
+        if was != edge:
+            if fixed_part(was) != fixed_part(edge):
+                return None
+            moved.append(edge)
+    return moved
