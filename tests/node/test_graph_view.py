@@ -240,6 +240,14 @@ def test_a_peers_announcement_moves_its_edges_in_place_and_nothing_else(box: San
     assert (_edge(3, peer, far, eth, 0).channel_id, peer) not in moved  # no clock for its chain
     assert moved[(_edge(4, other, far, eth, 0).channel_id, other)].capacity == 5
 
+    # A router that makes no payment of its own for a long while keeps one pending move
+    # per edge, the last, not one per announcement.
+    for capacity in range(1000, 1100):
+        view.accept(peer, announcement(capacity, fee=3))
+    assert len(view._patches) == 3  # the peer's edges 1, 2 and 3 (4 is not its own)
+    assert view.graph(alice) is kept and edges() == fresh()
+    assert edges()[(_edge(1, peer, far, eth, 0).channel_id, peer)].capacity == 1099
+
     view.accept(peer, announcement(900, fee=3, extra=(_edge(5, peer, far, eth, 10),)))
     assert view.graph(alice) is not kept  # a new edge: built again
     assert edges() == fresh()

@@ -51,8 +51,9 @@ class GraphView:
         #: or our own replaced, or on a chain without a clock, is none of theirs).
         self._owners: dict[tuple[bytes, bytes], bytes] = {}
         #: Peers' edges that moved in capacity or fees only since ``_graph`` was built or
-        #: last patched: put in at the next :meth:`graph`.
-        self._patches: list[tuple[bytes, ChannelEdge]] = []
+        #: last patched, the last of each: put in at the next :meth:`graph` (as many as
+        #: the peers' edges at most, however long no payment of ours takes the graph).
+        self._patches: dict[tuple[bytes, bytes], ChannelEdge] = {}
         #: Counts the changes of shape (each drops ``_graph``).
         self._reshaped = 0
 
@@ -89,7 +90,7 @@ class GraphView:
             if moved is None:
                 self._reshape()
             else:
-                self._patches += [(peer, edge) for edge in moved]
+                self._patches.update(((e.channel_id, e.source), e) for e in moved)
         return len(edges)
 
     def forget(self, peer: bytes) -> None:
@@ -104,7 +105,7 @@ class GraphView:
     def _reshape(self) -> None:
         """(Under the lock.) The kept graph no longer has the shape of what we know."""
         self._graph = None
-        self._patches = []
+        self._patches = {}
         self._reshaped += 1
 
     def _assemble(self, peer: bytes, part: Announcement) -> Announcement | None:
@@ -145,7 +146,7 @@ class GraphView:
             tuple(sorted(models.items())),
         )
         with self._lock:
-            graph, patches, self._patches = self._graph, self._patches, []
+            graph, patches, self._patches = self._graph, self._patches, {}
             reshaped = self._reshaped
             sources: list[Source] = [*self.announced.items(), (None, self._operator)]
         if graph is None or shape != self._shape:
@@ -156,8 +157,8 @@ class GraphView:
         else:
             for edge in own.changes_since(self._revision):
                 graph.add_edge(edge)  # capacities and fees only: the rest is the shape
-            for peer, edge in patches:
-                if self._owners.get((edge.channel_id, edge.source)) == peer:
+            for key, edge in patches.items():
+                if self._owners.get(key) == edge.source:  # (a peer announces its own only)
                     graph.add_edge(edge)
         self._revision = own.revision
         return graph
