@@ -226,7 +226,10 @@ def test_mutated_real_messages_never_make_the_node_fail(scene: Scene) -> None:
         check_state(channel.params, scene.channel_id, channel.machine.state)
 
     explore(never_fails, _mutants(scene.corpus), default=120)
-    assert delivered["decoded"] > 20, delivered
+    # The fuzz must keep reaching the node (a corpus or a decoder gone wrong decodes none).
+    # Of 120 mutants, 28-55 decoded in 20 local runs and 19 in one CI run: the bound sits
+    # well below that spread, not at its edge.
+    assert delivered["decoded"] >= 10, delivered
     # A reconnection later, both sides agree and the channel still pays.
     bob.reestablish(alice.node_id)
     alice.reestablish(bob.node_id)
