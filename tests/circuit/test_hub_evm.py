@@ -616,6 +616,29 @@ def test_the_kept_payment_and_invoice_counts_are_what_a_recount_of_the_history_s
         node.store.close()
 
 
+def test_a_scrape_in_the_job_that_changed_a_payment_counts_the_change(world: World) -> None:
+    """A node server handles a job's messages and calls (a /metrics read among them), then
+    takes one checkpoint: a scrape after a payment succeeded in the same job, before its
+    record is written, already counts it as succeeded."""
+    eth = native(world)
+    alice, bob = world.node("alice", [eth.chain]), world.node("bob", [eth.chain])
+    channel = world.open(alice, bob, eth.chain, {eth: (ETH, 0)})
+    invoice = bob.invoice(10**15, eth)
+    payment = alice.pay_route(
+        invoice, plan(world, alice, [(bob, channel)], 10**15, eth, invoice.final_lead)
+    )
+    assert dict(alice.payment_totals().payments) == {"pending": 1}
+    assert bob.payment_totals().invoices["open"] == 1
+    alice.autocommit = False  # the server's jobs: one checkpoint at the end
+    world.network.run()
+    assert payment.status == "succeeded"
+    assert {s: n for s, n in alice.payment_totals().payments.items() if n} == {"succeeded": 1}
+    alice.checkpoint()
+    assert {s: n for s, n in alice.payment_totals().payments.items() if n} == {"succeeded": 1}
+    kept = bob.payment_totals().invoices
+    assert (kept["paid"], kept["open"]) == (1, 0)
+
+
 def test_a_restarted_hubs_backup_reads_no_machine_and_holds_every_signed_state(
     world: World, tmp_path
 ) -> None:

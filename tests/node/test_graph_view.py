@@ -240,6 +240,14 @@ def test_a_peers_announcement_moves_its_edges_in_place_and_nothing_else(box: San
     assert (_edge(3, peer, far, eth, 0).channel_id, peer) not in moved  # no clock for its chain
     assert moved[(_edge(4, other, far, eth, 0).channel_id, other)].capacity == 5
 
+    # Announcements come sorted by capacity, which moves: the same edges in another order
+    # are moved in place, and the kept graph orders its edges as a fresh one (the router
+    # breaks ties between equal routes by that order).
+    said = announcement(950, fee=3)
+    view.accept(peer, Announcement(edges=said.edges[::-1], time_models=models))
+    assert view.graph(alice) is kept and edges() == fresh()
+    assert list(edges()) == list(fresh())
+
     # A router that makes no payment of its own for a long while keeps one pending move
     # per edge, the last, not one per announcement.
     for capacity in range(1000, 1100):

@@ -80,13 +80,16 @@ class GraphView:
             if whole is None:
                 return 0
             announcement = whole
-        edges = tuple(e for e in announcement.edges if e.source == peer)
+        # In a canonical order (announcements come sorted by capacity, which moves): the
+        # kept graph, patched in place, then orders its edges as a graph built afresh
+        # would, and the router breaks ties between equal routes the same way.
+        edges = tuple(sorted((e for e in announcement.edges if e.source == peer), key=_edge_key))
         rates = tuple(r for r in announcement.rates if r.node == peer)
         kept = Announcement(edges, rates, announcement.time_models)
+        before = self.announced.get(peer)  # (only this thread changes what peers announced)
+        moved = None if before is None else _moved_edges(before, kept)
         with self._lock:
-            before = self.announced.get(peer)
             self.announced[peer] = kept
-            moved = None if before is None else _moved_edges(before, kept)
             if moved is None:
                 self._reshape()
             else:
@@ -195,6 +198,10 @@ def _build(
         key: owner for e in usable if (owner := owners[key := (e.channel_id, e.source)]) is not None
     }
     return RoutingGraph(usable, [*rates, *own_rates], models), peers_edges
+
+
+def _edge_key(edge: ChannelEdge) -> tuple[bytes, bytes]:
+    return (edge.channel_id, edge.source)
 
 
 def _moved_edges(before: Announcement, after: Announcement) -> list[ChannelEdge] | None:

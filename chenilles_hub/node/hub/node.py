@@ -428,6 +428,7 @@ class Node:
         those the checkpoints wrote since it was last asked."""
         flow = self.payment_flow
         totals = self.ctx.payment_totals
+        totals.changed(self.ctx.pending.records)  # this job's, not written yet
         totals.refresh(flow.payments, flow.invoices, flow.paid_invoices)
         return totals
 

@@ -12,16 +12,21 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from .journal import INVOICE_PREFIX, PAYMENT_PREFIX
 from .records import Payment
 
+#: Changes noted and not yet taken, past which they are dropped for a recount at the next
+#: ``refresh``: a node nobody scrapes keeps no set that grows with its history.
+MAX_NOTED = 50_000
+
 
 class PaymentTotals:
     """Each counted payment's status and invoice's state, and their counts.
 
     ``changed`` is fed by every checkpoint with the keys of the records it wrote (with or
-    without a store): a payment's status, and an invoice's being paid, only ever change
-    with a record written, since a restart must find them. ``refresh`` takes those again,
-    and counts afresh whenever what it counted no longer matches the node's dictionaries
-    in size (after a restore, which reads the records without a checkpoint, or an entry
-    dropped without one): never a total that drifts from a recount."""
+    without a store), and by ``Node.payment_totals`` with those the current job has not
+    written yet: a payment's status, and an invoice's being paid, only ever change with a
+    record written, since a restart must find them. ``refresh`` takes those again, and
+    counts afresh whenever what it counted no longer matches the node's dictionaries in
+    size (after a restore, which reads the records without a checkpoint; payments and
+    invoices are never dropped) or more than ``MAX_NOTED`` changes waited."""
 
     def __init__(self) -> None:
         self.payments: Counter[str] = Counter()
@@ -30,6 +35,7 @@ class PaymentTotals:
         self._invoice_rows: dict[bytes, str] = {}
         self._changed_payments: set[bytes] = set()
         self._changed_invoices: set[bytes] = set()
+        self._recount = False
 
     def changed(self, record_keys: Iterable[str]) -> None:
         """Note the payments and invoices among a checkpoint's record keys."""
@@ -38,6 +44,10 @@ class PaymentTotals:
                 self._changed_payments.add(bytes.fromhex(key[len(PAYMENT_PREFIX) :]))
             elif key.startswith(INVOICE_PREFIX):
                 self._changed_invoices.add(bytes.fromhex(key[len(INVOICE_PREFIX) :]))
+        if len(self._changed_payments) + len(self._changed_invoices) > MAX_NOTED:
+            self._changed_payments.clear()
+            self._changed_invoices.clear()
+            self._recount = True
 
     def refresh(
         self,
@@ -47,6 +57,12 @@ class PaymentTotals:
     ) -> None:
         """Bring the counts up to date with ``payments`` (ours, by hash), ``invoices`` (the
         hashes of ours) and ``paid`` (those of them paid)."""
+        if self._recount:
+            self._recount = False
+            self._payment_rows.clear()  # (sizes that differ: every row counted afresh)
+            self._invoice_rows.clear()
+            self.payments.clear()
+            self.invoices.clear()
         changed, self._changed_payments = self._changed_payments, set()
         self._payment_rows = _update(
             self._payment_rows,
