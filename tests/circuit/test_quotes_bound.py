@@ -427,3 +427,28 @@ def test_a_quote_reply_from_another_node_or_for_no_request_is_ignored(market: Ma
     assert payment.status == "failed" and not market.alice.channels[market.c1].machine.state.htlcs
     # A reply for nothing we asked: nothing happens.
     market.alice.receive(market.hub.node_id, wire.encode(wire.QuoteReply(os.urandom(32), forged)))
+
+
+def test_a_failure_while_resuming_after_the_last_quote_leaves_the_payment_to_expire(
+    market: Market, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The quote reply that completes a payment's quotes resumes it; if that fails other
+    than by a refusal (a bug, a chain down), the reply is undone as a whole. The payment
+    must still be waiting for its quotes then, and fail in bounded time, not stay pending
+    for ever (the wait for it was dropped with the reply, and nothing expired it)."""
+    invoice, hops = market.hops()
+    flow = market.alice.payment_flow
+
+    def broken(*args: Any, **kwargs: Any) -> Payment:
+        raise RuntimeError("the chain's RPC is down")
+
+    monkeypatch.setattr(flow, "pay_route", broken)
+    market.alice.pay_quoted(invoice, without_quote(hops))
+    market.run()
+    assert market.alice.counters.get("peer_messages_failed") == 1  # the reply, undone
+    assert market.alice.payments[invoice.payment_hash].status == "pending"
+    market.world.advance(QUOTE_WAIT)
+    market.alice.tick()
+    payment = market.alice.payments[invoice.payment_hash]
+    assert payment.status == "failed" and "no quote" in payment.reason
+    assert not market.alice.channels[market.c1].machine.state.htlcs  # nothing was locked

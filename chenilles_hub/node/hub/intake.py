@@ -87,6 +87,7 @@ class Intake:
             self.ctx,
             self.opening,
             self.payment_flow,
+            self.quoting,
             channel,
             with_payments=not isinstance(message, _OPEN_MESSAGES),
         )

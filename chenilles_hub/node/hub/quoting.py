@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import secrets
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import msgspec
 
@@ -134,7 +134,10 @@ class Quoting:
         if entry is None:
             return  # late (the payment gave up) or never asked: nothing to do
         payment_hash, waiting = entry
-        index = waiting.missing.pop(msg.request_id)
+        # Changed as a copy, put in ``pending`` whole: a reply whose handling fails is undone
+        # by putting the dict back (``Savepoint``), and the payment still waits (or expires).
+        missing = dict(waiting.missing)
+        index = missing.pop(msg.request_id)
         before, hop = waiting.hops[index - 1], waiting.hops[index]
         quote = msg.quote
         if quote is None or quote.hub != peer or before.node != peer:
@@ -154,12 +157,14 @@ class Quoting:
         except ChannelError as error:
             self._fail(payment_hash, f"{error.code}: {error}")
             return
-        waiting.hops[index] = msgspec.structs.replace(hop, quote=quote)
-        if waiting.missing:
+        hops = list(waiting.hops)
+        hops[index] = msgspec.structs.replace(hop, quote=quote)
+        if missing:
+            self.pending[payment_hash] = replace(waiting, hops=hops, missing=missing)
             return
         del self.pending[payment_hash]
         try:
-            self.payments.pay_route(waiting.invoice, waiting.hops, resume=True)
+            self.payments.pay_route(waiting.invoice, hops, resume=True)
         except ChannelError as error:
             self._fail(payment_hash, f"{error.code}: {error}")
 

@@ -17,6 +17,7 @@ What is captured, and why it is cheap enough to do for every message:
 * the message's channel machine (an immutable snapshot) and, through the channels' undo
   log (``records.UndoLog``), the old value of every persisted channel field any channel
   changed;
+* the payments waiting for quotes (bounded by our payments in flight);
 * for channel messages, the payments' in-flight dicts (bounded by what is in flight). Our
   payments and invoices are unbounded; each of their changes is also a record write in
   ``pending.records``, so the ones this event changed are found there and put back from
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from .context import NodeContext
     from .opening import Opening
     from .payments import Payments
+    from .quoting import Quoting
 
 
 class Savepoint:
@@ -47,6 +49,7 @@ class Savepoint:
         ctx: NodeContext,
         opening: Opening,
         payments: Payments,
+        quoting: Quoting,
         channel: Channel | None,
         *,
         with_payments: bool,
@@ -54,6 +57,7 @@ class Savepoint:
         self.ctx = ctx
         self.opening = opening
         self.payments = payments
+        self.quoting = quoting
         self.outbox = len(ctx.outbox)
         pending = ctx.pending
         self.snapshots = dict(pending.snapshots)
@@ -65,6 +69,8 @@ class Savepoint:
         self.guards = ctx.watcher.guard_mark()
         self.pending_opens = dict(opening.pending_opens)
         self.open_results = dict(opening.open_results)
+        #: payments waiting for quotes (each entry replaced whole, never changed in place)
+        self.waiting_for_quotes = dict(quoting.pending)
         self.channel = channel
         self.machine: ChannelSnapshot | None = (
             channel.machine.snapshot() if channel is not None else None
@@ -103,6 +109,7 @@ class Savepoint:
         ctx.watcher.undo_guards(self.guards)
         self.opening.pending_opens = self.pending_opens
         self.opening.open_results = self.open_results
+        self.quoting.pending = self.waiting_for_quotes
         channel, machine = self.channel, self.machine
         if channel is not None and machine is not None and channel.machine.snapshot() != machine:
             channel.machine.restore(machine)
