@@ -163,3 +163,16 @@ def test_a_stranger_announces_in_one_frame_only() -> None:
     assert len(configured.announced[HUB].edges) == 1_000
     (one,), _ = split(_whole(100), serial=2)
     assert stranger.accept(HUB, one, max_parts=1) == 100
+
+
+def test_a_late_part_does_not_overwrite_a_newer_announcement_in_one_frame() -> None:
+    """The parts of an older announcement still coming must not, once whole, replace the
+    one-frame announcement the peer sent after them."""
+    view = GraphView()
+    older, _ = split(_whole(400), serial=1)
+    newer = Announcement(_edges(3, seed=5), (), MODELS)
+    view.accept(HUB, older[0])
+    view.accept(HUB, newer)
+    for part in older[1:]:
+        view.accept(HUB, part)
+    assert set(view.announced[HUB].edges) == set(newer.edges)

@@ -80,6 +80,8 @@ class GraphView:
             if whole is None:
                 return 0
             announcement = whole
+        else:  # newer than any announcement in parts still coming: those are dropped
+            self._parts.pop(peer, None)
         # In a canonical order (announcements come sorted by capacity, which moves): the
         # kept graph, patched in place, then orders its edges as a graph built afresh
         # would, and the router breaks ties between equal routes the same way.
