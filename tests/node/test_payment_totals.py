@@ -59,6 +59,6 @@ def test_the_counts_follow_the_noted_changes_and_a_long_silence(
     for i in range(60):
         payments[_hash(i)].status = "failed" if i % 2 else "succeeded"
         totals.changed([PAYMENT_PREFIX + _hash(i).hex()])
-        assert len(totals._changed_payments) <= 50
+        assert len(totals._payments.changed) <= 50
     totals.refresh(payments, invoices, paid)
     assert _kept(totals) == _recount(payments, invoices, paid)

@@ -95,7 +95,7 @@ class GraphView:
             if moved is None:
                 self._reshape()
             else:
-                self._patches.update(((e.channel_id, e.source), e) for e in moved)
+                self._patches.update((_edge_key(edge), edge) for edge in moved)
         return len(edges)
 
     def forget(self, peer: bytes) -> None:
@@ -178,28 +178,24 @@ def _build(
 ) -> tuple[RoutingGraph, dict[tuple[bytes, bytes], bytes]]:
     """The graph of what ``sources`` say and our own edges, rates and clocks (ours win),
     and which peer each of its peers' edges is from."""
-    edges: dict[tuple[bytes, bytes], ChannelEdge] = {}
-    owners: dict[tuple[bytes, bytes], bytes | None] = {}
+    #: each edge with the peer it is from (``None``: ours or the operator's)
+    edges: dict[tuple[bytes, bytes], tuple[ChannelEdge, bytes | None]] = {}
     rates: list[AssetRate] = []
     models: dict[str, TimeModel] = {}
     for peer, announcement in sources:
         for edge in announcement.edges:
             if edge.source != us:  # our own edges: we know better
-                key = (edge.channel_id, edge.source)
-                edges[key], owners[key] = edge, peer
+                edges[_edge_key(edge)] = (edge, peer)
         rates += [r for r in announcement.rates if r.node != us]
         models.update(dict(announcement.time_models))
     for edge in own_edges:
-        key = (edge.channel_id, edge.source)
-        edges[key], owners[key] = edge, None
+        edges[_edge_key(edge)] = (edge, None)
     models.update(own_models)  # our own backends' clocks win
     # An edge on a chain nobody gave a clock for cannot be routed over (its timelocks
     # mean nothing): left out, or one peer's announcement would fail every route.
-    usable = [e for e in edges.values() if e.chain in models]
-    peers_edges = {
-        key: owner for e in usable if (owner := owners[key := (e.channel_id, e.source)]) is not None
-    }
-    return RoutingGraph(usable, [*rates, *own_rates], models), peers_edges
+    usable = {key: found for key, found in edges.items() if found[0].chain in models}
+    graph = RoutingGraph([edge for edge, _ in usable.values()], [*rates, *own_rates], models)
+    return graph, {key: peer for key, (_, peer) in usable.items() if peer is not None}
 
 
 def _edge_key(edge: ChannelEdge) -> tuple[bytes, bytes]:
@@ -215,8 +211,8 @@ def _moved_edges(before: Announcement, after: Announcement) -> list[ChannelEdge]
     edges, nor drop the router's bound for our payments, at each of our payments."""
     if before.rates != after.rates or before.time_models != after.time_models:
         return None
-    old = {(edge.channel_id, edge.source): edge for edge in before.edges}
-    new = {(edge.channel_id, edge.source): edge for edge in after.edges}
+    old = {_edge_key(edge): edge for edge in before.edges}
+    new = {_edge_key(edge): edge for edge in after.edges}
     if len(new) != len(after.edges) or old.keys() != new.keys():
         return None  # (an edge twice: the graph keeps the last, built again to be sure)
     moved = []

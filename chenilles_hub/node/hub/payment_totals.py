@@ -18,7 +18,7 @@ MAX_NOTED = 50_000
 
 
 class PaymentTotals:
-    """Each counted payment's status and invoice's state, and their counts.
+    """Our payments' counts by status, and our invoices' (paid, open).
 
     ``changed`` is fed by every checkpoint with the keys of the records it wrote (with or
     without a store), and by ``Node.payment_totals`` with those the current job has not
@@ -29,25 +29,27 @@ class PaymentTotals:
     invoices are never dropped) or more than ``MAX_NOTED`` changes waited."""
 
     def __init__(self) -> None:
-        self.payments: Counter[str] = Counter()
-        self.invoices: Counter[str] = Counter()
-        self._payment_rows: dict[bytes, str] = {}
-        self._invoice_rows: dict[bytes, str] = {}
-        self._changed_payments: set[bytes] = set()
-        self._changed_invoices: set[bytes] = set()
-        self._recount = False
+        self._payments = _Tally()
+        self._invoices = _Tally()
+
+    @property
+    def payments(self) -> Counter[str]:
+        return self._payments.counts
+
+    @property
+    def invoices(self) -> Counter[str]:
+        return self._invoices.counts
 
     def changed(self, record_keys: Iterable[str]) -> None:
         """Note the payments and invoices among a checkpoint's record keys."""
         for key in record_keys:
             if key.startswith(PAYMENT_PREFIX):
-                self._changed_payments.add(bytes.fromhex(key[len(PAYMENT_PREFIX) :]))
+                self._payments.changed.add(bytes.fromhex(key[len(PAYMENT_PREFIX) :]))
             elif key.startswith(INVOICE_PREFIX):
-                self._changed_invoices.add(bytes.fromhex(key[len(INVOICE_PREFIX) :]))
-        if len(self._changed_payments) + len(self._changed_invoices) > MAX_NOTED:
-            self._changed_payments.clear()
-            self._changed_invoices.clear()
-            self._recount = True
+                self._invoices.changed.add(bytes.fromhex(key[len(INVOICE_PREFIX) :]))
+        if len(self._payments.changed) + len(self._invoices.changed) > MAX_NOTED:
+            self._payments.forget()
+            self._invoices.forget()
 
     def refresh(
         self,
@@ -57,52 +59,39 @@ class PaymentTotals:
     ) -> None:
         """Bring the counts up to date with ``payments`` (ours, by hash), ``invoices`` (the
         hashes of ours) and ``paid`` (those of them paid)."""
-        if self._recount:
-            self._recount = False
-            self._payment_rows.clear()  # (sizes that differ: every row counted afresh)
-            self._invoice_rows.clear()
-            self.payments.clear()
-            self.invoices.clear()
-        changed, self._changed_payments = self._changed_payments, set()
-        self._payment_rows = _update(
-            self._payment_rows,
-            self.payments,
-            changed,
-            payments,
-            lambda h: payments[h].status,
-            lambda: {h: p.status for h, p in payments.items()},
-        )
-        changed, self._changed_invoices = self._changed_invoices, set()
-        self._invoice_rows = _update(
-            self._invoice_rows,
-            self.invoices,
-            changed,
-            invoices,
-            lambda h: "paid" if h in paid else "open",
-            lambda: {h: "paid" if h in paid else "open" for h in invoices},
-        )
+        self._payments.refresh(payments, lambda h: payments[h].status)
+        self._invoices.refresh(invoices, lambda h: "paid" if h in paid else "open")
 
 
-def _update(
-    rows: dict[bytes, str],
-    counts: Counter[str],
-    changed: set[bytes],
-    current: Collection[bytes],
-    row_of: Callable[[bytes], str],
-    every_row: Callable[[], dict[bytes, str]],
-) -> dict[bytes, str]:
-    """``rows`` and ``counts`` brought to ``current``: the ``changed`` keys taken again,
-    and every key counted afresh (``every_row``) if the sizes still differ."""
-    for key in changed:
-        old = rows.pop(key, None)
-        if old is not None:
-            counts[old] -= 1
-        if key in current:
-            row = rows[key] = row_of(key)
-            counts[row] += 1
-    if len(rows) == len(current):
-        return rows
-    rows = every_row()  # a restore, or an entry dropped without a record
-    counts.clear()
-    counts.update(rows.values())
-    return rows
+class _Tally:
+    """One kind of record: each counted key's row (a status), how many keys have each row,
+    and the keys changed since the last ``refresh``."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.changed: set[bytes] = set()
+        self._rows: dict[bytes, str] = {}
+
+    def forget(self) -> None:
+        """Drop every row and noted change: the next ``refresh`` counts every key afresh
+        (the sizes then differ, or there is nothing to count)."""
+        self.counts.clear()
+        self.changed.clear()
+        self._rows.clear()
+
+    def refresh(self, current: Collection[bytes], row_of: Callable[[bytes], str]) -> None:
+        """The rows and counts brought to ``current``: the changed keys taken again, and
+        every key counted afresh if the sizes still differ."""
+        changed, self.changed = self.changed, set()
+        rows, counts = self._rows, self.counts
+        for key in changed:
+            old = rows.pop(key, None)
+            if old is not None:
+                counts[old] -= 1
+            if key in current:
+                row = rows[key] = row_of(key)
+                counts[row] += 1
+        if len(rows) != len(current):  # a restore, or the changes were forgotten
+            self._rows = {key: row_of(key) for key in current}
+            counts.clear()
+            counts.update(self._rows.values())
