@@ -45,6 +45,8 @@ class NodeProcess:
     name: str
     config_path: Path
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    #: The API client, kept (with its connection) while the URL and token stay the same.
+    _client: NodeClient | None = field(default=None, repr=False)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -62,7 +64,12 @@ class NodeProcess:
     @property
     def api(self) -> NodeClient:
         token = (self.directory / "data" / "api.token").read_text().strip()
-        return NodeClient(self.api_url, token, timeout=60)
+        client = self._client
+        if client is None or (client.url, client.token) != (self.api_url, token):
+            if client is not None:
+                client.close()
+            client = self._client = NodeClient(self.api_url, token, timeout=60)
+        return client
 
     @property
     def node_id(self) -> str:

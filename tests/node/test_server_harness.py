@@ -131,6 +131,9 @@ class NodeProc:
     chain_toml: str | None = None
     process: subprocess.Popen[bytes] | None = None
     log_handle: Any = None
+    #: The API client, kept (with its connection, across restarts) while the port and
+    #: token stay the same: what a script talking to a node does.
+    client: NodeClient | None = None
 
     @property
     def node_id(self) -> str:
@@ -221,7 +224,13 @@ tokens = ["{self.chain.token}"]
     @property
     def api(self) -> NodeClient:
         token = (self.data_dir / "api.token").read_text().strip()
-        return NodeClient(f"http://127.0.0.1:{self.api_port}", token, timeout=30)
+        url = f"http://127.0.0.1:{self.api_port}"
+        client = self.client
+        if client is None or (client.url, client.token) != (url, token):
+            if client is not None:
+                client.close()
+            client = self.client = NodeClient(url, token, timeout=30)
+        return client
 
     def kill(self) -> None:
         """SIGKILL: nothing is flushed, no goodbye (a crash)."""
