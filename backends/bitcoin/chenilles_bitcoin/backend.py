@@ -206,19 +206,21 @@ class BitcoinBackend:
         return tip[0], tip[1]
 
     def _read_tip(self, read_at: float) -> tuple[int, int, float, str]:
-        """The tip now: one call (its hash) while it is the block we know, four once per
-        new block."""
-        tip_hash = self.ledger.tip_hash()
-        known = self._known_tip
-        if known is not None and known[3] == tip_hash:
-            return known[0], known[1], read_at, tip_hash
-        tip = self._known_tip = (
-            self.ledger.tip_height(),
-            self.ledger.tip_time(),
-            read_at,
-            tip_hash,
-        )
-        return tip
+        """The tip now: one call (its hash) while it is the block we know, two once per new
+        block (its header: the height and time of the block that hash names, whatever
+        comes after it)."""
+        for _ in range(3):
+            tip_hash = self.ledger.tip_hash()
+            known = self._known_tip
+            if known is not None and known[3] == tip_hash:
+                return known[0], known[1], read_at, tip_hash
+            try:
+                height, block_time = self.ledger.block_header(tip_hash)
+            except KeyError:
+                continue  # reorganised away between the two reads: read the new tip
+            tip = self._known_tip = (height, block_time, read_at, tip_hash)
+            return tip
+        raise LedgerError("tip", "the chain's tip kept moving away while it was read")
 
     def _clock(self) -> tuple[int, int]:
         """The tip's height and its time: one read of the ledger at most."""

@@ -116,6 +116,11 @@ class BitcoinLedger(Protocol):
         """nTime of the tip block (unix seconds)."""
         ...
 
+    def block_header(self, block_hash: str) -> tuple[int, int]:
+        """Height and nTime of a known block: read with its hash, so the two belong to the
+        block the hash names even if the tip moves meanwhile. KeyError if unknown."""
+        ...
+
     def median_time_past(self) -> int:
         """Median nTime of the last 11 blocks: what time-based locks are compared with."""
         ...

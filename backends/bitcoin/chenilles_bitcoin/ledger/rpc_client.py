@@ -225,6 +225,18 @@ class BitcoindRpcLedger:
         """nTime of the tip (getblockheader)."""
         return int(self.call("getblockheader", self.tip_hash())["time"])
 
+    def block_header(self, block_hash: str) -> tuple[int, int]:
+        """Height and nTime of a block (getblockheader): one call, and both of the block
+        the hash names, where getblockcount then the tip's header could straddle a new
+        block. KeyError if bitcoind does not know the block."""
+        try:
+            header = self.call("getblockheader", block_hash)
+        except RpcError as exc:
+            if exc.code == RPC_INVALID_ADDRESS_OR_KEY:
+                raise KeyError(block_hash) from exc
+            raise
+        return int(header["height"]), int(header["time"])
+
     def median_time_past(self) -> int:
         """Median time past of the tip (getblockheader mediantime)."""
         return int(self.call("getblockheader", self.tip_hash())["mediantime"])
