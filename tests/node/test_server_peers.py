@@ -111,11 +111,17 @@ def _with_identity(path: Path) -> NodeIdentity:
 
 
 async def with_pair(
-    tmp_path: Path, chain: AnvilChain, body: Callable[[Pair], Awaitable[None]], bob_extra: str = ""
+    tmp_path: Path,
+    chain: AnvilChain,
+    body: Callable[[Pair], Awaitable[None]],
+    bob_extra: str = "",
+    alice_tail: str = "",
 ) -> None:
-    """Both list each other as peers (both dial: one connection must survive)."""
+    """Both list each other as peers (both dial: one connection must survive).
+    ``alice_tail``: TOML appended to Alice's config (another ``[chains.NAME]`` table)."""
     bob_path = _config(tmp_path, "bob", chain, 8, bob_extra)
     alice_path = _config(tmp_path, "alice", chain, 9)
+    alice_path.write_text(alice_path.read_text() + alice_tail)
     bob_id, alice_id = _with_identity(bob_path), _with_identity(alice_path)
     _peer(bob_path, alice_id, load_config(alice_path).listen_port)
     _peer(alice_path, bob_id, load_config(bob_path).listen_port)

@@ -72,7 +72,13 @@ async def metrics(request: web.Request) -> web.Response:
     server = service(request)
 
     def scrape() -> str:
-        return render(server.node, dict(server.stats), len(server.connections()), server.role)
+        return render(
+            server.node,
+            dict(server.stats),
+            len(server.connections()),
+            server.role,
+            dict(server.chain_polls),
+        )
 
     text = await server.read(scrape) if server.node is not None else scrape()
     return web.Response(text=text, headers={"Content-Type": CONTENT_TYPE})

@@ -44,8 +44,15 @@ class _Writer:
             )
 
 
-def render(node: Node | None, server_stats: Mapping[str, int], peers: int, role: str) -> str:
-    """Every metric of this node; ``node`` is None while a standby waits for the lease."""
+def render(
+    node: Node | None,
+    server_stats: Mapping[str, int],
+    peers: int,
+    role: str,
+    chain_polls: Mapping[str, float] | None = None,
+) -> str:
+    """Every metric of this node; ``node`` is None while a standby waits for the lease.
+    ``chain_polls``: seconds each chain's last poll took (by chain name)."""
     out = _Writer()
     out.family(
         "chenilles_node_leader",
@@ -74,6 +81,16 @@ def render(node: Node | None, server_stats: Mapping[str, int], peers: int, role:
         ("link_errors", "Peer links that ended on an unexpected error."),
     ):
         out.family(f"chenilles_{key}_total", "counter", help_text, [({}, server_stats.get(key, 0))])
+    out.family(
+        "chenilles_chain_poll_seconds",
+        "gauge",
+        "How long the last poll of each chain took: the node's thread waits on the chain's "
+        "RPC that long each tick (a slow endpoint shows here).",
+        [
+            ({"chain": name}, float(seconds))
+            for name, seconds in sorted((chain_polls or {}).items())
+        ],
+    )
     if node is None:
         return "\n".join(out.lines) + "\n"
 

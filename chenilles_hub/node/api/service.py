@@ -33,6 +33,8 @@ class NodeService(Protocol):
     node: Node | None
     graph: GraphView
     stats: dict[str, int]
+    #: chain name -> seconds its last poll took
+    chain_polls: dict[str, float]
     #: Background tasks (tick, backup, announce) whose last run failed: (error, unix time).
     background_errors: dict[str, tuple[str, int]]
     started_at: float

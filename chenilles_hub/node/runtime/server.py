@@ -97,6 +97,8 @@ class HubServer:
         self.role = "starting"  # starting, standby, leader, stopping
         self.started_at = time.time()
         self.stats: dict[str, int] = {}
+        #: chain name -> seconds its last poll took (the node's thread waited that long)
+        self.chain_polls: dict[str, float] = {}
         #: The background tasks (tick, backup, announce) whose last run failed: (error, when).
         self.background_errors: dict[str, tuple[str, int]] = {}
         self.exit_code = 0
@@ -411,7 +413,7 @@ class HubServer:
         while True:
             await asyncio.sleep(self.config.tick_interval)
             try:
-                await self.call(self._chain_tick)
+                await self._tick()
                 self.count("ticks")
                 self.background_errors.pop("tick", None)
             except Exception as exc:
@@ -453,29 +455,58 @@ class HubServer:
         self.background_errors[task] = (f"{type(exc).__name__}: {exc}", int(time.time()))
         log.error(what, exc_info=exc)
 
+    async def _tick(self) -> None:
+        """One timer tick: each chain polled in a job of its own, then the watcher's tick.
+        A poll waits on its chain's RPC (round trips to a remote endpoint): between two
+        chains the node handles what peers and the API sent meanwhile, so a message waits
+        for one chain's poll at most, not for every chain's in a row."""
+        assert self.chains is not None
+        for name in list(self.chains.names):
+            await self.call(self._poll_chain, name)
+        await self.call(self._watch_tick)
+
     def _chain_tick(self) -> None:
-        """Poll every chain, hand the events to the watcher, then let time pass. A failure
-        on one chain is logged and counted; the other chains and the watcher's tick go on."""
+        """Every chain polled, then the watcher's tick, in one job (the first tick, at
+        start-up, before peers connect)."""
+        assert self.chains is not None
+        for name in list(self.chains.names):
+            self._poll_chain(name)
+        self._watch_tick()
+
+    def _poll_chain(self, name: str) -> None:
+        """Poll chain ``name`` and hand its events to the watcher. A failure is logged and
+        counted; the other chains and the watcher's tick go on. How long the poll took is
+        kept for ``/metrics`` (``chenilles_chain_poll_seconds``): the node's thread waits
+        that long, and a slow RPC endpoint shows there."""
         assert self.node is not None and self.chains is not None and self.store is not None
-        for name, chain in self.chains.names.items():
-            backend = self.chains.backends[chain]
+        chain = self.chains.names.get(name)
+        if chain is None:
+            return
+        backend = self.chains.backends[chain]
+        started = time.perf_counter()
+        try:
+            events = backend.poll_events()
+        except Exception as exc:  # an unreachable chain must not stop the others
+            self.count("chain_poll_errors")
+            log.warning("polling %s failed: %s", chain, exc)
+            return
+        finally:
+            self.chain_polls[name] = time.perf_counter() - started
+        if events:
             try:
-                events = backend.poll_events()
-            except Exception as exc:  # an unreachable chain must not stop the others
-                self.count("chain_poll_errors")
-                log.warning("polling %s failed: %s", chain, exc)
-                continue
-            if events:
-                try:
-                    self.node.on_chain_events(chain, events)
-                except Exception:
-                    self.count("chain_event_errors")
-                    log.exception("handling %d events of %s failed", len(events), chain)
-            key = f"chain-origin/{name}"
-            heights = [e.height for e in events if isinstance(e, NewBlock)]
-            if heights and self.store.get_setting(key) is None:
-                # Where to resume the event feed after a restart: a little before the
-                # first block seen, so nothing between connecting and polling is missed.
-                self.store.set_setting(key, str(max(0, heights[0] - 64)).encode())
+                self.node.on_chain_events(chain, events)
+            except Exception:
+                self.count("chain_event_errors")
+                log.exception("handling %d events of %s failed", len(events), chain)
+        key = f"chain-origin/{name}"
+        heights = [e.height for e in events if isinstance(e, NewBlock)]
+        if heights and self.store.get_setting(key) is None:
+            # Where to resume the event feed after a restart: a little before the
+            # first block seen, so nothing between connecting and polling is missed.
+            self.store.set_setting(key, str(max(0, heights[0] - 64)).encode())
+
+    def _watch_tick(self) -> None:
+        """Let time pass for the watcher (deadlines), once every chain was polled."""
+        assert self.node is not None
         self.node.tick()
         self.backups.note(self.node)
