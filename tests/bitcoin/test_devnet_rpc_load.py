@@ -127,6 +127,33 @@ def test_a_new_blocks_height_and_time_are_the_ones_of_the_hash_read(devnet: Devn
     assert backend._chain_tip()[0] == read_height + 1  # the next read finds the new block
 
 
+def test_a_tip_reorganised_away_between_the_two_reads_is_read_again(devnet: Devnet) -> None:
+    """bitcoind still answers getblockheader for a block no longer on the active chain
+    (confirmations -1): the clock must not keep that block's height and time."""
+    backend, spy = connect(devnet)
+    backend.poll_events()
+    other = devnet.ledger()
+    ledger: Any = backend.ledger
+    post = ledger._post
+    stale: list[str] = []
+
+    def reorg_between(body: bytes, what: str) -> bytes:
+        answer = bytes(post(body, what))
+        if b"getbestblockhash" in body and not stale:
+            stale.append(json.loads(answer)["result"])
+            other.call("chenilles_reorg", 1, 2)  # the tip just read is replaced
+        return answer
+
+    ledger._post = reorg_between
+    backend.tip_ttl = 0.0
+    spy.reset()
+    height, block_time = backend._chain_tip()
+    ledger._post = post
+    assert other.call("getblockheader", stale[0])["confirmations"] == -1
+    assert (height, block_time) == other.block_header(other.tip_hash())
+    assert spy.calls == ["getbestblockhash", "getblockheader"] * 2
+
+
 def test_an_idle_poll_asks_for_one_block_hash_not_a_batch(devnet: Devnet) -> None:
     backend, spy = connect(devnet)
     backend.poll_events()

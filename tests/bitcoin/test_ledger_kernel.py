@@ -365,3 +365,18 @@ def test_account_keys_are_checked() -> None:
         assert KEY.hex() not in str(info.value)
     with pytest.raises(TypeError):
         parse_secret(123)  # type: ignore[arg-type]
+
+
+def test_block_header_is_of_the_hashs_block_on_the_active_chain_only(chain: KernelChain) -> None:
+    """What the backend's chain clock reads after a tip's hash: that block's height and
+    time; a block reorganised away, or unknown, is a KeyError (the clock reads again)."""
+    chain.mine(3)
+    tip = chain.tip_hash()
+    assert chain.block_header(tip) == (chain.tip_height(), chain.tip_time())
+    assert chain.block_header(chain.block_hash(1))[0] == 1
+    chain.reorg(1)
+    with pytest.raises(KeyError):
+        chain.block_header(tip)
+    with pytest.raises(KeyError):
+        chain.block_header("00" * 32)
+    assert chain.block_header(chain.tip_hash())[0] == chain.tip_height()

@@ -9,8 +9,10 @@ test that drives a node through ``NodeProc.api`` (restarts included).
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -29,6 +31,9 @@ class _Server(ThreadingHTTPServer):
         self.requests: list[str] = []
         self.closed = threading.Event()
         self.lock = threading.Lock()
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client that gave up (a timeout) is what some tests do
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -52,6 +57,14 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.startswith("/drop"):
             # read, then hang up without an answer: the request may have been acted on
             self.close_connection = True
+            return
+        if self.path.startswith("/slow"):
+            time.sleep(1.0)  # longer than the client waits
+        if self.path.startswith("/moved"):
+            self.send_response(307)
+            self.send_header("Location", "/elsewhere")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
             return
         if self.path.startswith("/error"):
             payload = json.dumps({"error": {"code": "bad_thing", "message": "no", "hint": "h"}})
@@ -191,3 +204,52 @@ def test_close_closes_every_threads_connection(server: _Server) -> None:
     assert client.get("/v1/info")["path"] == "/v1/info"  # usable again, on a new connection
     client.close()
     assert server.connections == 3
+
+
+def test_a_get_that_timed_out_is_not_sent_again(server: _Server) -> None:
+    """A node too slow to answer gets no second copy, and the caller waits one timeout."""
+    host, port = server.server_address[:2]
+    with NodeClient(f"http://{host!s}:{port}", "token", timeout=0.3) as client:
+        client.get("/v1/info")  # a kept connection
+        with pytest.raises(ApiCallError) as caught:
+            client.get("/slow/backup")
+        assert caught.value.code == "unreachable"
+    assert server.requests.count("GET /slow/backup") == 1
+
+
+def test_a_redirect_is_an_error_not_an_answer(server: _Server) -> None:
+    """The node never redirects: a 3xx comes from something between (a proxy), and a
+    payment it answered was not made."""
+    with _client(server) as client:
+        for call in (lambda: client.get("/moved"), lambda: client.post("/moved/pay", {})):
+            with pytest.raises(ApiCallError) as caught:
+                call()
+            assert caught.value.status == 307
+
+
+def test_a_url_that_is_not_http_is_an_error_of_the_call() -> None:
+    for url in ("localhost:8080", "ftp://127.0.0.1:1", "http://127.0.0.1:port"):
+        client = NodeClient(url, "token")
+        with pytest.raises(ApiCallError) as caught:
+            client.get("/v1/info")
+        assert caught.value.status == 0 and caught.value.code == "unreachable", url
+
+
+def test_the_connections_of_ended_threads_are_closed(server: _Server) -> None:
+    with _client(server) as client:
+        for _ in range(10):
+            worker = threading.Thread(target=client.get, args=("/v1/info",))
+            worker.start()
+            worker.join()
+        client.get("/v1/info")
+        # the ten threads' connections were closed as this thread opened its own
+        assert list(client._open) == [threading.current_thread()]
+
+
+def test_a_client_dropped_without_close_closes_its_connection(server: _Server) -> None:
+    client = _client(server)
+    client.get("/v1/info")
+    server.closed.clear()
+    del client
+    gc.collect()
+    assert server.closed.wait(5)  # the server saw the connection end

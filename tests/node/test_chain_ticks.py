@@ -38,8 +38,8 @@ pytestmark = [
 ]
 __all__ = ["anvil"]
 
-#: How long Alice's EVM poll takes in the test (a remote endpoint's round trips).
-SLOW_POLL = 0.5
+#: How long Alice's EVM poll lasts once Bob's proposal is waiting (a remote endpoint).
+SLOW_POLL = 0.2
 
 
 @pytest.fixture
@@ -81,6 +81,11 @@ def test_a_peers_payment_waits_for_one_chains_poll_not_every_chains(
                 seen["transfer"] = asyncio.run_coroutine_threadsafe(
                     bob.transfer(pair.channel_id, asset, 1), loop
                 )
+                # a slow endpoint: this poll lasts until Bob's proposal waits at Alice's
+                # node (however loaded the machine), and a little longer
+                deadline = time.monotonic() + 30
+                while alice.pipeline._inbox.empty() and time.monotonic() < deadline:
+                    time.sleep(0.01)
                 time.sleep(SLOW_POLL)
             return evm_poll()
 
@@ -89,15 +94,24 @@ def test_a_peers_payment_waits_for_one_chains_poll_not_every_chains(
                 seen["at_next_chain"] = channel.machine.latest.version
             return btc_poll()
 
+        node_tick = alice.node.tick
+
+        def watching_tick() -> None:
+            if "at_next_chain" in seen:
+                seen["watched"] = True  # the watcher's tick still comes after the chains
+            node_tick()
+
         evm.poll_events = slow_evm_poll  # type: ignore[method-assign]
         btc.poll_events = watching_btc_poll  # type: ignore[method-assign]
+        alice.node.tick = watching_tick  # type: ignore[method-assign]
         try:
             armed.set()
-            await _until(lambda: "at_next_chain" in seen, timeout=30)
+            await _until(lambda: "watched" in seen, timeout=60)
             await asyncio.wrap_future(seen["transfer"])
         finally:
             evm.poll_events = evm_poll  # type: ignore[method-assign]
             btc.poll_events = btc_poll  # type: ignore[method-assign]
+            alice.node.tick = node_tick  # type: ignore[method-assign]
         # Bob's transfer was handled between the two chains' polls, not after both
         assert seen["at_next_chain"] == seen["before"] + 1, seen
         # the operator sees how long each chain's poll holds the node's thread

@@ -461,9 +461,15 @@ class HubServer:
         chains the node handles what peers and the API sent meanwhile, so a message waits
         for one chain's poll at most, not for every chain's in a row."""
         assert self.chains is not None
+        error: Exception | None = None
         for name in list(self.chains.names):
-            await self.call(self._poll_chain, name)
+            try:
+                await self.call(self._poll_chain, name)
+            except Exception as exc:  # the other chains and the deadlines still get their turn
+                error = error or exc
         await self.call(self._watch_tick)
+        if error is not None:
+            raise error
 
     def _chain_tick(self) -> None:
         """Every chain polled, then the watcher's tick, in one job (the first tick, at

@@ -363,12 +363,12 @@ class KernelChain:
         return self._hashes[height]
 
     def block_header(self, block_hash: str) -> tuple[int, int]:
-        """Height and nTime of a block of the active chain (searched from the tip, where the
-        clock's reads find it at once); KeyError if it is not on the active chain."""
-        for height in range(len(self._hashes) - 1, -1, -1):
-            if self._hashes[height] == block_hash:
-                return height, self._times[height]
-        raise KeyError(block_hash)
+        """Height and nTime of a block of the active chain; KeyError if it is unknown or
+        not on the active chain."""
+        info = self.block_info(block_hash)
+        if not info.in_active_chain:
+            raise KeyError(block_hash)
+        return info.height, self._times[info.height]
 
     def get_block_txids(self, block_hash: str) -> list[str]:
         """Txids of a block the kernel stored (coinbase first); KeyError if unknown."""

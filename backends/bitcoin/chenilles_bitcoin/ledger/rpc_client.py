@@ -228,13 +228,16 @@ class BitcoindRpcLedger:
     def block_header(self, block_hash: str) -> tuple[int, int]:
         """Height and nTime of a block (getblockheader): one call, and both of the block
         the hash names, where getblockcount then the tip's header could straddle a new
-        block. KeyError if bitcoind does not know the block."""
+        block. KeyError if bitcoind does not know the block, or it is no longer on the
+        active chain (reorganised away: bitcoind still answers, with confirmations -1)."""
         try:
             header = self.call("getblockheader", block_hash)
         except RpcError as exc:
             if exc.code == RPC_INVALID_ADDRESS_OR_KEY:
                 raise KeyError(block_hash) from exc
             raise
+        if int(header.get("confirmations", 0)) < 0:
+            raise KeyError(block_hash)
         return int(header["height"]), int(header["time"])
 
     def median_time_past(self) -> int:
