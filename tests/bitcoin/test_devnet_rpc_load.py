@@ -12,9 +12,10 @@ socket; a spy on the client's transport counts what goes out (it forwards everyt
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,28 @@ class Spy:
 
     def reset(self) -> None:
         self.requests, self.calls = 0, []
+
+
+@contextlib.contextmanager
+def after_tip_read(backend: BitcoinBackend, action: Callable[[str], object]) -> Iterator[None]:
+    """Run ``action(tip hash)`` on the chain right after the backend's first
+    getbestblockhash is answered: a block or a reorg lands between its reads."""
+    ledger: Any = backend.ledger
+    post = ledger._post
+    done: list[bool] = []
+
+    def hooked(body: bytes, what: str) -> bytes:
+        answer = bytes(post(body, what))
+        if b"getbestblockhash" in body and not done:
+            done.append(True)
+            action(json.loads(answer)["result"])
+        return answer
+
+    ledger._post = hooked
+    try:
+        yield
+    finally:
+        ledger._post = post
 
 
 def connect(devnet: Devnet) -> tuple[BitcoinBackend, Spy]:
@@ -105,25 +128,15 @@ def test_a_new_blocks_height_and_time_are_the_ones_of_the_hash_read(devnet: Devn
     backend, _ = connect(devnet)
     backend.poll_events()
     other = devnet.ledger()
-    ledger: Any = backend.ledger
-    post = ledger._post
     mined: list[str] = []
-
-    def block_between(body: bytes, what: str) -> bytes:
-        answer = bytes(post(body, what))
-        if b"getbestblockhash" in body and not mined:
-            mined.extend(other.mine(1))  # a block right after the hash was read
-        return answer
-
-    ledger._post = block_between
     read_hash = other.tip_hash()
     read_height = other.tip_height()
     backend.tip_ttl = 0.0
-    height, block_time = backend._chain_tip()
+    with after_tip_read(backend, lambda _: mined.extend(other.mine(1))):
+        height, block_time = backend._chain_tip()
     assert mined and other.tip_height() == read_height + 1
     assert (height, block_time) == other.block_header(read_hash)
     assert height == read_height
-    ledger._post = post
     assert backend._chain_tip()[0] == read_height + 1  # the next read finds the new block
 
 
@@ -134,22 +147,16 @@ def test_a_tip_reorganised_away_between_the_two_reads_is_read_again(devnet: Devn
     other = devnet.ledger()
     other.mine(2)  # a tip above the genesis block, whichever test ran before
     backend.poll_events()
-    ledger: Any = backend.ledger
-    post = ledger._post
     stale: list[str] = []
 
-    def reorg_between(body: bytes, what: str) -> bytes:
-        answer = bytes(post(body, what))
-        if b"getbestblockhash" in body and not stale:
-            stale.append(json.loads(answer)["result"])
-            other.call("chenilles_reorg", 1, 2)  # the tip just read is replaced
-        return answer
+    def reorg(tip_hash: str) -> None:
+        stale.append(tip_hash)
+        other.call("chenilles_reorg", 1, 2)  # the tip just read is replaced
 
-    ledger._post = reorg_between
     backend.tip_ttl = 0.0
     spy.reset()
-    height, block_time = backend._chain_tip()
-    ledger._post = post
+    with after_tip_read(backend, reorg):
+        height, block_time = backend._chain_tip()
     assert other.call("getblockheader", stale[0])["confirmations"] == -1
     assert (height, block_time) == other.block_header(other.tip_hash())
     assert spy.calls == ["getbestblockhash", "getblockheader"] * 2

@@ -485,9 +485,7 @@ class HubServer:
         kept for ``/metrics`` (``chenilles_chain_poll_seconds``): the node's thread waits
         that long, and a slow RPC endpoint shows there."""
         assert self.node is not None and self.chains is not None and self.store is not None
-        chain = self.chains.names.get(name)
-        if chain is None:
-            return
+        chain = self.chains.names[name]
         backend = self.chains.backends[chain]
         started = time.perf_counter()
         try:
