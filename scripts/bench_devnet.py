@@ -11,7 +11,13 @@ funding is confirmed, as a real node does. Then, per chain, in alternating round
   HTLC add + settle): latency p50/p90/p99 and payments/s, and the same for plain transfers
   (``POST /v1/channels/{id}/transfers``);
 - 8 payments in flight: payments/s;
-- CPU per payment of each node process (from /proc).
+- CPU per payment of each node process (from /proc);
+- sequential payments again with *far* endpoints: every RPC request held ``FAR_DELAY``
+  by the proxies (a hosted RPC provider's round trip), the same round as the near ones.
+  A node reads its chains off its own thread (``EventFetcher``), so far endpoints should
+  cost a payment only the RPC it makes itself (Bitcoin: the tip the payer reads for its
+  HTLC's expiry), not the chains' polls; the JSON has how long each chain's last read took
+  and how long it held the node's thread (``/metrics``).
 
 The EVM channel (on anvil, what the ``nodes`` section measures) is the same-run baseline.
 Payments are off-chain, so the ledgers should cost nothing more while they run: each node
@@ -50,6 +56,8 @@ CHAINS: dict[str, tuple[str, int, int]] = {
 }
 BASELINE = "evm"
 IN_FLIGHT = 8
+#: seconds every RPC request waits in the proxy in the far-endpoint payments
+FAR_DELAY = 0.025
 
 
 @dataclass
@@ -58,10 +66,11 @@ class Sizes:
     sequential: int  # payments (and transfers) one at a time, per chain and round
     in_flight: int  # payments with IN_FLIGHT at a time, per chain and round
     idle_s: float  # the ledgers watched with no payment running
+    far: int  # payments one at a time with far endpoints, per chain and round
 
 
-QUICK = Sizes(rounds=1, sequential=20, in_flight=40, idle_s=3.0)
-FULL = Sizes(rounds=3, sequential=100, in_flight=200, idle_s=10.0)
+QUICK = Sizes(rounds=1, sequential=20, in_flight=40, idle_s=3.0, far=20)
+FULL = Sizes(rounds=3, sequential=100, in_flight=200, idle_s=10.0, far=60)
 
 
 def uptime() -> str:
@@ -209,6 +218,26 @@ class Net:
             out[ledger] = row
         return out
 
+    def set_delay(self, seconds: float) -> None:
+        """Every ledger as far as ``seconds`` a request, for both nodes."""
+        for proxy in self.proxies.values():
+            proxy.delay = seconds
+
+    def chain_reads(self) -> dict[str, dict[str, float]]:
+        """Alice's ``/metrics``: each chain's last read (off the node's thread) and how
+        long its last poll held the node's thread, in ms."""
+        text = str(self.nodes["alice"].api.get("/metrics"))
+        out: dict[str, dict[str, float]] = {"fetch_ms": {}, "poll_ms": {}}
+        for family, key in (
+            ("chenilles_chain_fetch_seconds", "fetch_ms"),
+            ("chenilles_chain_poll_seconds", "poll_ms"),
+        ):
+            for line in text.splitlines():
+                if line.startswith(family + "{"):
+                    chain = line.split('"')[1]
+                    out[key][chain] = round(1000 * float(line.rsplit(" ", 1)[1]), 2)
+        return out
+
     def close(self) -> None:
         for node in self.nodes.values():
             node.stop()
@@ -276,8 +305,32 @@ def one_round(net: Net, chain: str, channel: str, sizes: Sizes) -> dict[str, Any
         n: 1000 * (after["cpu"][n] - before["cpu"][n]) / max(1, ok) for n in nodes
     }
     out["ledgers_in_flight"] = net.ledger_costs(before, after)
-    out["failures"] = failures + in_flight_failures
+    out["far_latencies_ms"], far_failures, out["far_reads"] = far_payments(net, chain, sizes.far)
+    out["failures"] = failures + in_flight_failures + far_failures
     return out
+
+
+def far_payments(
+    net: Net, chain: str, count: int
+) -> tuple[list[float], list[str], dict[str, dict[str, float]]]:
+    """``count`` payments one at a time while every ledger is ``FAR_DELAY`` away; their
+    latencies, failures, and the chains' last reads as Alice's node saw them."""
+    alice, bob = net.clients()
+    asset, _, amount = CHAINS[chain]
+    latencies: list[float] = []
+    failures: list[str] = []
+    net.set_delay(FAR_DELAY)
+    try:
+        time.sleep(2 * net.tick_interval)  # every chain's poll already at the new pace
+        for _ in range(count):
+            started = time.perf_counter()
+            failure = _failure(pay(alice, bob, asset, amount))
+            failures += [failure] if failure else []
+            latencies.append(1000 * (time.perf_counter() - started))
+        reads = net.chain_reads()
+    finally:
+        net.set_delay(0.0)
+    return latencies, failures, reads
 
 
 def median(values: list[float], digits: int = 2) -> float:
@@ -301,6 +354,11 @@ def merge(rounds: list[dict[str, Any]], sizes: Sizes, chain: str) -> dict[str, A
         "payment_latency_ms": with_p90([x for r in rounds for x in r["latencies_ms"]]),
         "sequential_payments_per_s": median(pick("sequential_payments_per_s"), 1),
         "transfer_latency_ms": with_p90([x for r in rounds for x in r["transfer_latencies_ms"]]),
+        "far_endpoints": {
+            "rpc_delay_ms": 1000 * FAR_DELAY,
+            "payment_latency_ms": with_p90([x for r in rounds for x in r["far_latencies_ms"]]),
+            "last_round_chain_reads": rounds[-1]["far_reads"],
+        },
         f"payments_per_s_{IN_FLIGHT}_in_flight": median(pick("in_flight_payments_per_s"), 1),
         "per_round": {
             "sequential_payments_per_s": [round(x, 1) for x in pick("sequential_payments_per_s")],

@@ -6,6 +6,9 @@ ledger (the node configs point at the proxy), this forwards every HTTP request u
 over a real socket and counts the requests and the JSON-RPC methods in them (a batch counts
 each call), so a benchmark can report how often each node polls its chain while payments
 run. It runs its own event loop in a thread of the benchmark process.
+
+``delay`` (seconds, settable at any time) holds each request that long before forwarding
+it: a far endpoint (a hosted RPC provider is tens of milliseconds away), on loopback.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ class RpcCounter:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
         self._session: ClientSession | None = None
+        #: seconds each request waits before it is forwarded (a far endpoint's round trip)
+        self.delay = 0.0
 
     def start(self) -> str:
         """Serve on a free loopback port; returns the proxy's URL."""
@@ -85,6 +90,8 @@ class RpcCounter:
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
+        if self.delay > 0:
+            await asyncio.sleep(self.delay)
         with self._lock:
             self._requests += 1
             self._calls.update(_methods(body) if body else [f"({request.method})"])

@@ -74,6 +74,35 @@ class ChainSource(Protocol):
 
 
 @runtime_checkable
+class EventFetcher(Protocol):
+    """An optional role: ``poll_events`` in two halves, so that the node's thread never
+    waits on the chain's RPC (LDK likewise polls its chain source apart from the channel
+    manager). Without it, a poll runs on the node's thread, and every peer's message and
+    API call waits for the poll's round trips to the endpoint (several a poll: against a
+    remote endpoint, a large share of every tick).
+
+    ``fetch_events`` reads what is new on the chain and returns it in any form the backend
+    likes. The node calls it on a thread of its own, one call at a time per chain, *while
+    its own thread calls the backend's other methods*: it may keep state of its own
+    (cursors, the hashes of blocks it saw), but it must not write what the other methods
+    read without a lock, and its connection to the chain must be safe to share (or be its
+    own). ``apply_events`` then runs on the node's thread with what the fetch returned
+    and turns it into the hub's events, as ``poll_events`` would; it may call the chain for
+    what only it needs (rare: a reorg, an unknown channel). ``poll_events()`` must mean
+    ``apply_events(fetch_events())``.
+
+    ``fetches_off_thread`` says whether the fetch may run off the node's thread *now*: an
+    embedded ledger (in process, not made for threads) answers False, and the node then
+    calls ``poll_events`` on its thread as before."""
+
+    def fetches_off_thread(self) -> bool: ...
+
+    def fetch_events(self) -> object: ...
+
+    def apply_events(self, fetched: object) -> list[ChainEvent]: ...
+
+
+@runtime_checkable
 class Keys(Protocol):
     """Accounts, channel identities and the per-channel signer. Pure computation on most
     chains (Bitcoin's ``new_nonce`` prepares the funding transaction)."""

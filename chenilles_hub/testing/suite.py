@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Protocol
 
@@ -27,6 +28,7 @@ from ..backend import (
     BackendInfo,
     ChainBackend,
     Concluded,
+    EventFetcher,
     Funded,
     LedgerError,
     NewBlock,
@@ -167,6 +169,37 @@ class BackendConformance:
             assert duo.wallet(who) == before[who] - deposits[who] - duo.spent(who)
         for _, receipt in duo.receipts:
             assert receipt.operation == "fund" and receipt.txid and receipt.fee >= 0
+
+    def test_events_fetched_on_another_thread_are_the_polls_events(
+        self, conformance_backend: ChainBackend
+    ) -> None:
+        """The optional ``EventFetcher`` role: the node calls ``fetch_events`` on a thread
+        of its own while its thread goes on using the backend; ``apply_events`` then
+        reports what ``poll_events`` would have, once."""
+        b = conformance_backend
+        if not isinstance(b, EventFetcher):
+            pytest.skip("no EventFetcher role: the node polls this backend on its own thread")
+        duo = Duo.create(b)
+        coin = native(b)
+        duo.poll()  # what came before the channel
+        duo.open()
+        if b.fetches_off_thread():
+            with ThreadPoolExecutor(1) as pool:
+                fetching = pool.submit(b.fetch_events)
+                reads = 0
+                while not fetching.done() or reads == 0:  # the node's thread reads on
+                    assert b.now() > 0 and holdings(duo)
+                    reads += 1
+                fetched = fetching.result()
+        else:
+            fetched = b.fetch_events()
+        events = b.apply_events(fetched)
+        funded = [e for e in events if isinstance(e, Funded) and e.channel_id == duo.channel_id]
+        assert sorted((e.participant, e.amount) for e in funded) == [
+            (i, n) for i, n in enumerate(duo.deposits[coin]) if n
+        ]
+        again = [e for e in b.poll_events() if isinstance(e, Funded)]
+        assert not [e for e in again if e.channel_id == duo.channel_id], "reported twice"
 
     def test_a_reorg_is_reported_and_takes_the_deposits_back(
         self, conformance_backend: ChainBackend, conformance_reorg: ReorgHook | None

@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.bench, pytest.mark.devnet]
 
 
 def test_devnet_section_pays_on_every_chain_and_counts_the_ledger_polls() -> None:
-    sizes = bench_devnet.Sizes(rounds=1, sequential=3, in_flight=8, idle_s=1.0)
+    sizes = bench_devnet.Sizes(rounds=1, sequential=3, in_flight=8, idle_s=1.0, far=3)
     out = bench_devnet.measure(sizes)
     assert out["load_before"] and out["load_after"]
     assert set(out["chains"]) == {"evm", "bitcoin", "solana"}
@@ -30,6 +30,12 @@ def test_devnet_section_pays_on_every_chain_and_counts_the_ledger_polls() -> Non
     for chain, r in out["chains"].items():
         assert r["failed"] == 0, (chain, r["failures"])
         assert r["payments"] == 11
+        # payments with far endpoints: paid, and Alice's node read every chain off its thread
+        far = r["far_endpoints"]
+        assert far["payment_latency_ms"]["n"] == 3
+        reads = far["last_round_chain_reads"]
+        assert set(reads["fetch_ms"]) == {"evm", "bitcoin", "solana"}, reads
+        assert all(ms >= 1000 * bench_devnet.FAR_DELAY for ms in reads["fetch_ms"].values())
         lat = r["payment_latency_ms"]
         assert lat["n"] == 3 and 0 < lat["p50"] <= lat["p90"] <= lat["p99"] < 10_000
         assert r["transfer_latency_ms"]["n"] == 3

@@ -1,14 +1,18 @@
-"""A node with several chains handles its peers between two chains' polls.
+"""A node with several chains handles its peers while it reads the chains.
 
 Each timer tick polls every chain, and a poll waits on that chain's RPC (round trips to a
-remote endpoint, often tens of milliseconds each). The tick used to poll every chain in one
-job of the node's thread, so a payment arriving at its start waited for all of them in a
-row; now each chain's poll is a job of its own, and what peers sent meanwhile is handled
-before the next chain is polled. ``/metrics`` shows how long each chain's last poll took.
+remote endpoint, often tens of milliseconds each). A backend that splits its poll
+(``EventFetcher``: the three built-in ones, over RPC) is read on a thread of its own, and
+only what was read is handed to the node's thread: a peer's payment never waits for a
+chain's round trips. A chain polled on the node's thread (an embedded ledger, or a backend
+without the split) is polled in a job of its own, so what peers sent meanwhile is handled
+before the next chain is polled. ``/metrics`` shows how long each chain's last read took
+and how long its last poll held the node's thread; ``GET /v1/info`` shows a chain that
+cannot be read.
 
 In-process servers over real TCP: Alice and Bob share a channel on anvil; Alice also
-watches a Bitcoin devnet server (a real ledger process). Alice's EVM poll is made slow, as
-a far endpoint is; Bob pays her while it runs.
+watches a Bitcoin devnet server (a real ledger process). Alice's EVM endpoint is made
+slow, as a far one is; Bob pays her while it is read.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import pytest
 
 from chenilles_hub.core import Asset
 from chenilles_hub.node.api.client import NodeClient
+from chenilles_hub.node.runtime import server as server_module
+from chenilles_hub.node.runtime.chain_fetch import fetcher_of
 from tests.bitcoin.devnet_harness import Devnet, running
 
 from .test_server_harness import AnvilChain, anvil
@@ -57,7 +63,239 @@ account_key = "{secrets.token_hex(32)}"
 """
 
 
-def test_a_peers_payment_waits_for_one_chains_poll_not_every_chains(
+async def _scrape(pair: Pair, prefix: str) -> dict[str, float]:
+    """Alice's ``/metrics`` lines of one family, by chain."""
+    alice = pair.alice
+    client = NodeClient(f"http://127.0.0.1:{alice.api_port}", alice.config.read_token())
+    with client:
+        text = await asyncio.get_running_loop().run_in_executor(None, client.get, "/metrics")
+    return {
+        line.split('"')[1]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(prefix + "{")
+    }
+
+
+def test_a_peers_payment_is_handled_while_a_chain_is_read(
+    anvil: AnvilChain, tmp_path: Path, bitcoin_devnet: Devnet
+) -> None:
+    async def body(pair: Pair) -> None:
+        alice, bob = pair.alice, pair.bob
+        assert alice.node is not None and alice.chains is not None
+        evm = alice.chains.backends[alice.chains.names["evm"]]
+        btc = alice.chains.backends[alice.chains.names["bitcoin"]]
+        assert fetcher_of(evm) is not None and fetcher_of(btc) is not None  # both over RPC
+        channel = alice.node.channels[pair.channel_id]
+        asset = Asset(channel.params.chain, "native")
+        loop = asyncio.get_running_loop()
+        seen: dict[str, Any] = {}
+        armed = threading.Event()
+        evm_fetch = evm.fetch_events
+
+        def slow_evm_fetch() -> Any:
+            if armed.is_set() and "before" not in seen:
+                seen["before"] = channel.machine.latest.version
+                seen["transfer"] = asyncio.run_coroutine_threadsafe(
+                    bob.transfer(pair.channel_id, asset, 1), loop
+                )
+                # a slow endpoint: this read lasts until Alice's node took Bob's transfer
+                # (it never would, were the read on the node's thread), and a little longer
+                deadline = time.monotonic() + 30
+                while (
+                    channel.machine.latest.version == seen["before"] and time.monotonic() < deadline
+                ):
+                    time.sleep(0.01)
+                seen["during"] = channel.machine.latest.version
+                time.sleep(SLOW_POLL)
+                seen["read"] = True
+            return evm_fetch()
+
+        evm.fetch_events = slow_evm_fetch  # type: ignore[method-assign]
+        try:
+            armed.set()
+            await _until(lambda: "read" in seen, timeout=60)
+            # Bob's transfer was handled while Alice's node read the EVM chain
+            assert seen["during"] == seen["before"] + 1, seen
+            await asyncio.wrap_future(seen["transfer"])
+            await _until(lambda: "evm" in alice.chain_fetches, timeout=30)  # that read ended
+        finally:
+            evm.fetch_events = evm_fetch  # type: ignore[method-assign]
+        # the operator sees each chain's read, and how little of it the node's thread held
+        fetches = await _scrape(pair, "chenilles_chain_fetch_seconds")
+        polls = await _scrape(pair, "chenilles_chain_poll_seconds")
+        assert set(fetches) == set(polls) == {"evm", "bitcoin"}, (fetches, polls)
+        assert all(seconds > 0 for seconds in fetches.values()), fetches
+
+    run(with_pair(tmp_path, anvil, body, alice_tail=_bitcoin_chain(bitcoin_devnet)))
+
+
+def test_a_chain_that_cannot_be_read_is_shown_and_holds_nothing_up(
+    anvil: AnvilChain, tmp_path: Path, bitcoin_devnet: Devnet
+) -> None:
+    """An endpoint that fails: counted, shown in ``GET /v1/info`` until it answers again;
+    the other chain is read and the watcher's tick comes meanwhile."""
+
+    async def body(pair: Pair) -> None:
+        alice = pair.alice
+        assert alice.node is not None and alice.chains is not None
+        evm = alice.chains.backends[alice.chains.names["evm"]]
+        btc = alice.chains.backends[alice.chains.names["bitcoin"]]
+        evm_fetch, btc_fetch, node_tick = evm.fetch_events, btc.fetch_events, alice.node.tick
+        seen: dict[str, int] = {"btc": 0, "ticks": 0}
+        failing = threading.Event()
+
+        def refused() -> Any:
+            if failing.is_set():
+                raise ConnectionRefusedError("the EVM endpoint is down")
+            return evm_fetch()
+
+        def counted_btc() -> Any:
+            seen["btc"] += failing.is_set()
+            return btc_fetch()
+
+        def counted_tick() -> None:
+            seen["ticks"] += failing.is_set()
+            node_tick()
+
+        evm.fetch_events = refused  # type: ignore[method-assign]
+        btc.fetch_events = counted_btc  # type: ignore[method-assign]
+        alice.node.tick = counted_tick  # type: ignore[method-assign]
+        errors_before = alice.stats.get("chain_poll_errors", 0)
+        client = NodeClient(f"http://127.0.0.1:{alice.api_port}", alice.config.read_token())
+        loop = asyncio.get_running_loop()
+        try:
+            failing.set()
+            await _until(
+                lambda: (
+                    seen["btc"] >= 2
+                    and seen["ticks"] >= 2
+                    and alice.stats.get("chain_poll_errors", 0) >= errors_before + 2
+                ),
+                timeout=30,
+            )
+            with client:
+                info = await loop.run_in_executor(None, client.get, "/v1/info")
+            shown = {e["task"]: e["error"] for e in info["background_errors"]}
+            assert shown.get("poll evm", "").startswith("ConnectionRefusedError"), shown
+            assert "poll bitcoin" not in shown, shown
+            failing.clear()  # the endpoint is back: the error goes away
+            await _until(lambda: "poll evm" not in alice.background_errors, timeout=30)
+        finally:
+            evm.fetch_events = evm_fetch  # type: ignore[method-assign]
+            btc.fetch_events = btc_fetch  # type: ignore[method-assign]
+            alice.node.tick = node_tick  # type: ignore[method-assign]
+
+    run(with_pair(tmp_path, anvil, body, alice_tail=_bitcoin_chain(bitcoin_devnet)))
+
+
+def test_an_endpoint_that_stops_answering_holds_up_neither_the_watcher_nor_other_chains(
+    anvil: AnvilChain, tmp_path: Path, bitcoin_devnet: Devnet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read that never ends (a hung endpoint, up to the client's timeout or forever):
+    the watcher's tick and the other chain's reads go on, no second read of that chain
+    starts, the operator sees it stalled; once it answers, what it read is applied."""
+    monkeypatch.setattr(server_module, "READ_STALLED", 1.0)
+
+    async def body(pair: Pair) -> None:
+        alice = pair.alice
+        assert alice.node is not None and alice.chains is not None
+        evm = alice.chains.backends[alice.chains.names["evm"]]
+        btc = alice.chains.backends[alice.chains.names["bitcoin"]]
+        evm_fetch, btc_fetch, node_tick = evm.fetch_events, btc.fetch_events, alice.node.tick
+        seen: dict[str, int] = {"evm": 0, "btc": 0, "ticks": 0}
+        hung, answering = threading.Event(), threading.Event()
+
+        def hanging() -> Any:
+            if hung.is_set():
+                seen["evm"] += 1
+                answering.wait(60)
+            return evm_fetch()
+
+        def counted_btc() -> Any:
+            seen["btc"] += hung.is_set()
+            return btc_fetch()
+
+        def counted_tick() -> None:
+            seen["ticks"] += hung.is_set()
+            node_tick()
+
+        evm.fetch_events = hanging  # type: ignore[method-assign]
+        btc.fetch_events = counted_btc  # type: ignore[method-assign]
+        alice.node.tick = counted_tick  # type: ignore[method-assign]
+        try:
+            hung.set()
+            await _until(lambda: "poll evm" in alice.background_errors, timeout=30)
+            ticks, reads = seen["ticks"], seen["btc"]
+            await _until(lambda: seen["ticks"] >= ticks + 3 and seen["btc"] >= reads + 3, 30)
+            assert seen["evm"] == 1, seen  # one read of the hung chain, not one per tick
+            error, _ = alice.background_errors["poll evm"]
+            assert "has not ended" in error, error
+            height = alice.node.chain_actions.heights.get(alice.chains.names["evm"], -1)
+            anvil.mine(1)  # something new for the read to find once the endpoint answers
+            answering.set()
+            await _until(lambda: "poll evm" not in alice.background_errors, timeout=30)
+            await _until(
+                lambda: (
+                    alice.node is not None
+                    and alice.node.chain_actions.heights.get(alice.chains.names["evm"], -1) > height
+                ),
+                timeout=30,
+            )
+        finally:
+            answering.set()
+            evm.fetch_events = evm_fetch  # type: ignore[method-assign]
+            btc.fetch_events = btc_fetch  # type: ignore[method-assign]
+            alice.node.tick = node_tick  # type: ignore[method-assign]
+
+    run(with_pair(tmp_path, anvil, body, alice_tail=_bitcoin_chain(bitcoin_devnet)))
+
+
+def test_what_was_read_but_not_applied_is_applied_again_before_anything_newer(
+    anvil: AnvilChain, tmp_path: Path, bitcoin_devnet: Devnet
+) -> None:
+    """The node's half of a poll fails (the backend's apply calls the chain, which may
+    refuse for a moment): what the read returned is not lost, it is applied again, and no
+    newer read of that chain is applied before it."""
+
+    async def body(pair: Pair) -> None:
+        alice = pair.alice
+        assert alice.node is not None and alice.chains is not None
+        btc = alice.chains.backends[alice.chains.names["bitcoin"]]
+        btc_fetch, btc_apply = btc.fetch_events, btc.apply_events
+        log: list[tuple[str, int]] = []
+        armed = threading.Event()
+
+        def logged_fetch() -> Any:
+            fetched = btc_fetch()
+            if armed.is_set():
+                log.append(("read", id(fetched)))
+            return fetched
+
+        def flaky_apply(fetched: object) -> Any:
+            if armed.is_set():
+                log.append(("apply", id(fetched)))
+                if sum(1 for what, _ in log if what == "apply") == 1:
+                    raise ConnectionResetError("bitcoind went away for a moment")
+            return btc_apply(fetched)
+
+        btc.fetch_events = logged_fetch  # type: ignore[method-assign]
+        btc.apply_events = flaky_apply  # type: ignore[method-assign]
+        try:
+            armed.set()
+            await _until(lambda: sum(1 for what, _ in log if what == "apply") >= 3, timeout=30)
+        finally:
+            btc.fetch_events = btc_fetch  # type: ignore[method-assign]
+            btc.apply_events = btc_apply  # type: ignore[method-assign]
+        applies = [(i, ident) for i, (what, ident) in enumerate(log) if what == "apply"]
+        (first_at, first), (second_at, second) = applies[0], applies[1]
+        assert first == second, log  # the same data again
+        assert not [what for what, _ in log[first_at + 1 : second_at] if what == "read"], log
+        assert "poll bitcoin" not in alice.background_errors
+
+    run(with_pair(tmp_path, anvil, body, alice_tail=_bitcoin_chain(bitcoin_devnet)))
+
+
+def test_a_chain_polled_on_the_nodes_thread_holds_a_payment_for_its_own_poll_only(
     anvil: AnvilChain, tmp_path: Path, bitcoin_devnet: Devnet
 ) -> None:
     async def body(pair: Pair) -> None:
@@ -73,6 +311,9 @@ def test_a_peers_payment_waits_for_one_chains_poll_not_every_chains(
         seen: dict[str, Any] = {}
         armed = threading.Event()
         evm_poll, btc_poll = evm.poll_events, btc.poll_events
+        # as embedded ledgers are (or a backend without the split): polled on the node's thread
+        for backend in (evm, btc):
+            backend.fetches_off_thread = lambda: False  # type: ignore[method-assign]
 
         def slow_evm_poll() -> Any:
             if armed.is_set() and "before" not in seen:
@@ -112,18 +353,13 @@ def test_a_peers_payment_waits_for_one_chains_poll_not_every_chains(
             evm.poll_events = evm_poll  # type: ignore[method-assign]
             btc.poll_events = btc_poll  # type: ignore[method-assign]
             alice.node.tick = node_tick  # type: ignore[method-assign]
+            for backend in (evm, btc):
+                del backend.fetches_off_thread
         # Bob's transfer was handled between the two chains' polls, not after both
         assert seen["at_next_chain"] == seen["before"] + 1, seen
         # the operator sees how long each chain's poll holds the node's thread
-        client = NodeClient(f"http://127.0.0.1:{alice.api_port}", alice.config.read_token())
-        with client:
-            text = await loop.run_in_executor(None, client.get, "/metrics")
-        polls = {
-            line.split('"')[1]: float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith("chenilles_chain_poll_seconds{")
-        }
-        assert set(polls) == {"evm", "bitcoin"}, text
+        polls = await _scrape(pair, "chenilles_chain_poll_seconds")
+        assert set(polls) == {"evm", "bitcoin"}, polls
         assert all(seconds > 0 for seconds in polls.values()), polls
 
     run(with_pair(tmp_path, anvil, body, alice_tail=_bitcoin_chain(bitcoin_devnet)))

@@ -20,6 +20,7 @@ import math
 import secrets
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,15 @@ NO_APPS = (
     "Bitcoin enforces no app rules on-chain (no forced moves): app channels are refused; "
     "open them on a chain whose backend supports apps (EVM, Solana)"
 )
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    """What one poll read off the node's thread: the ledger's events, and the raw
+    transactions they confirmed (None: the ledger no longer has it)."""
+
+    events: list[btc.LedgerEvent]
+    raws: Mapping[str, bytes | None]
 
 
 class BitcoinBackend:
@@ -717,16 +727,46 @@ class BitcoinBackend:
 
     def poll_events(self) -> list[ChainEvent]:
         """Ledger events as hub events; transactions lost in a reorg are broadcast again."""
+        return self._ledger_events(self.ledger.poll_events(), {})
+
+    def fetches_off_thread(self) -> bool:
+        """Against bitcoind, yes: the RPC ledger scans blocks under a lock of its own and
+        sends one request at a time on its connection. The kernel chain runs in this
+        process: its poll costs no round trip, and stays on the node's thread."""
+        return isinstance(self.ledger, btc.BitcoindRpcLedger)
+
+    def fetch_events(self) -> _Fetched:
+        """The ledger's block scan (``EventFetcher``): every RPC call of a poll in which
+        nothing of ours happened (the tip's hash, the new blocks), and the confirmed
+        transactions themselves, read now: the scan keeps only recent ones, and a scan on
+        the node's thread before the apply could drop them."""
         events = self.ledger.poll_events()
+        raws: dict[str, bytes | None] = {}
+        for event in events:
+            if event.kind is btc.EventKind.TX_CONFIRMED and event.txid:
+                raws[event.txid] = self.ledger.get_raw_tx(event.txid)
+        return _Fetched(events, raws)
+
+    def apply_events(self, fetched: object) -> list[ChainEvent]:
+        """The scanned blocks as hub events, on the node's thread: the clock, the channels'
+        transactions and the rebroadcasts touch what the node's other calls use."""
+        assert isinstance(fetched, _Fetched)
+        return self._ledger_events(fetched.events, fetched.raws)
+
+    def _ledger_events(
+        self, events: list[btc.LedgerEvent], raws: Mapping[str, bytes | None]
+    ) -> list[ChainEvent]:
         if events:
             self._tip = None  # a new block: the clock moved
         self._tip_pinned = True  # one read of the tip per poll, not two per block
         try:
-            return self._hub_events(events)
+            return self._hub_events(events, raws)
         finally:
             self._tip_pinned = False
 
-    def _hub_events(self, events: list[btc.LedgerEvent]) -> list[ChainEvent]:
+    def _hub_events(
+        self, events: list[btc.LedgerEvent], raws: Mapping[str, bytes | None]
+    ) -> list[ChainEvent]:
         out: list[ChainEvent] = []
         status: dict[str, bool] = {}
         disconnected = 0
@@ -743,7 +783,8 @@ class BitcoinBackend:
                 reorg_at = len(out) if reorg_at is None else reorg_at
             elif kind is btc.EventKind.TX_CONFIRMED and event.txid:
                 status[event.txid] = True
-                out.extend(self._tx_events(event.txid, event.height))
+                raw = raws.get(event.txid) or self.ledger.get_raw_tx(event.txid)
+                out.extend(self._tx_events(raw, event.txid, event.height))
         # Coinbases of orphaned blocks never come back: report what can (ours or queued).
         lost = tuple(
             t
@@ -768,8 +809,7 @@ class BitcoinBackend:
         except btc.LedgerError as exc:
             self.rebroadcast[txid] = str(exc)
 
-    def _tx_events(self, txid: str, height: int) -> list[ChainEvent]:
-        raw = self.ledger.get_raw_tx(txid)
+    def _tx_events(self, raw: bytes | None, txid: str, height: int) -> list[ChainEvent]:
         if raw is None:
             return []
         tx = parse_tx(raw)

@@ -34,7 +34,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.address import is_address, to_checksum_address
 from eth_utils.exceptions import ValidationError as _EthInvalid
 from hexbytes import HexBytes
-from web3 import Web3
+from web3 import HTTPProvider, Web3
 from web3.contract import Contract
 from web3.exceptions import Web3Exception
 from web3.types import RPCEndpoint, TxParams
@@ -629,7 +629,21 @@ class EvmBackend(ForcedMoves):
         reported leave the chain it reports ``Reorged``, then the surviving history of
         every channel they concerned, then reads on from the fork.
         """
+        return self.apply_events(self.fetch_events())
+
+    def fetches_off_thread(self) -> bool:
+        """Over HTTP, yes: the event stream keeps state nothing else reads, and web3's
+        HTTP provider gives each thread a session of its own. eth-tester runs the chain in
+        this process and is not made for threads."""
+        return isinstance(self.w3.provider, HTTPProvider)
+
+    def fetch_events(self) -> list[ChainEvent]:
+        """The whole poll (``EventFetcher``): reading the logs and the tip is the slow part,
+        and turning them into events needs nothing of the node's thread."""
         return self._events.poll()
+
+    def apply_events(self, fetched: object) -> list[ChainEvent]:
+        return cast(list[ChainEvent], fetched)
 
     def holdings(self, params: ChannelParams, min_confirmations: int) -> dict[Asset, list[int]]:
         """Per asset and participant, what the ``Deposited`` events of the channel in blocks

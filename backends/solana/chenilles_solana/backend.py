@@ -16,6 +16,7 @@ from importlib import metadata
 from typing import Any
 
 import msgspec
+from solders.clock import Clock
 from solders.instruction import Instruction
 from solders.keypair import Keypair
 from solders.litesvm import LiteSVM
@@ -120,6 +121,15 @@ class _Channel:
             return self.mints.index(mint_of(asset))
         except ValueError:
             raise UnknownAsset(f"{asset} is not an asset of this channel") from None
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    """What one poll read off the node's thread: the program's log lines per slot, and
+    the Clock sysvar after them."""
+
+    batches: list[tuple[int, list[str]]]
+    clock: Clock
 
 
 def _keypair(account: Any) -> Keypair:
@@ -617,7 +627,27 @@ class SolanaBackend(ForcedMoves):
     def poll_events(self) -> list[ChainEvent]:
         """Chain events from the program's own log lines, oldest first, then a NewBlock if
         the ledger's slot moved since the last poll."""
-        self._cursor, batches = self.ledger.program_logs(self._cursor)
+        return self.apply_events(self.fetch_events())
+
+    def fetches_off_thread(self) -> bool:
+        """Over RPC, yes: the client runs every request on its own event loop, from any
+        thread. LiteSVM runs in this process: its poll costs no round trip."""
+        return isinstance(self.ledger, RpcLedger)
+
+    def fetch_events(self) -> _Fetched:
+        """The program's new log lines and the Clock sysvar (``EventFetcher``): the poll's
+        RPC calls. The cursor is the fetch's own (nothing else reads it), and moves only
+        once both reads succeeded: a failed read loses no log line."""
+        cursor, batches = self.ledger.program_logs(self._cursor)
+        clock = self.ledger.clock()
+        self._cursor = cursor
+        return _Fetched(batches, clock)
+
+    def apply_events(self, fetched: object) -> list[ChainEvent]:
+        """The log lines as hub events, on the node's thread (a channel's mints are read
+        once, and kept for the node's other calls)."""
+        assert isinstance(fetched, _Fetched)
+        batches, clock = fetched.batches, fetched.clock
         events: list[ChainEvent] = []
         for _slot, logs in batches:
             for ev in pc.events_from_logs(self.program_id, logs):
@@ -633,7 +663,6 @@ class SolanaBackend(ForcedMoves):
                 elif ev.kind == pc.EV_PROGRESSED:
                     events.append(Registered(ev.channel_id, ev.version, ev.deadline))
                     events.append(self._progressed(ev))
-        clock = self.ledger.clock()
         if clock.slot != self._last_slot:
             self._last_slot = clock.slot
             events.append(NewBlock(clock.slot, clock.unix_timestamp))

@@ -78,6 +78,7 @@ async def metrics(request: web.Request) -> web.Response:
             len(server.connections()),
             server.role,
             dict(server.chain_polls),
+            dict(server.chain_fetches),
         )
 
     text = await server.read(scrape) if server.node is not None else scrape()

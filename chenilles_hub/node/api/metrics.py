@@ -50,9 +50,11 @@ def render(
     peers: int,
     role: str,
     chain_polls: Mapping[str, float] | None = None,
+    chain_fetches: Mapping[str, float] | None = None,
 ) -> str:
     """Every metric of this node; ``node`` is None while a standby waits for the lease.
-    ``chain_polls``: seconds each chain's last poll took (by chain name)."""
+    ``chain_polls``: seconds each chain's last poll held the node's thread (by chain
+    name); ``chain_fetches``: seconds each chain's last fetch took off it (the RPC)."""
     out = _Writer()
     out.family(
         "chenilles_node_leader",
@@ -84,11 +86,23 @@ def render(
     out.family(
         "chenilles_chain_poll_seconds",
         "gauge",
-        "How long the last poll of each chain took: the node's thread waits on the chain's "
-        "RPC that long each tick (a slow endpoint shows here).",
+        "How long the last poll of each chain held the node's thread: for a chain read "
+        "off it (chenilles_chain_fetch_seconds), only turning what was read into events; "
+        "for an embedded ledger, the whole poll.",
         [
             ({"chain": name}, float(seconds))
             for name, seconds in sorted((chain_polls or {}).items())
+        ],
+    )
+    out.family(
+        "chenilles_chain_fetch_seconds",
+        "gauge",
+        "How long the last read of each chain's new blocks and events took, on a thread of "
+        "its own: the endpoint's round trips (a slow or far endpoint shows here; it delays "
+        "that chain's events, not payments).",
+        [
+            ({"chain": name}, float(seconds))
+            for name, seconds in sorted((chain_fetches or {}).items())
         ],
     )
     if node is None:

@@ -33,8 +33,10 @@ class NodeService(Protocol):
     node: Node | None
     graph: GraphView
     stats: dict[str, int]
-    #: chain name -> seconds its last poll took
+    #: chain name -> seconds its last poll held the node's thread
     chain_polls: dict[str, float]
+    #: chain name -> seconds its last fetch took off the node's thread (the chain's RPC)
+    chain_fetches: dict[str, float]
     #: Background tasks (tick, backup, announce) whose last run failed: (error, unix time).
     background_errors: dict[str, tuple[str, int]]
     started_at: float

@@ -15,10 +15,11 @@ import logging
 import os
 import signal
 import time
+from asyncio import FIRST_COMPLETED, wrap_future
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from chenilles_hub.backend import NewBlock
+from chenilles_hub.backend import ChainEvent, EventFetcher, NewBlock
 from chenilles_hub.core import Asset
 from chenilles_hub.core.errors import MessageTooLarge
 
@@ -44,6 +45,7 @@ from .bootstrap import (
     load_token,
     open_store,
 )
+from .chain_fetch import ChainFetchThread, ChainReadFailed, Fetched, fetcher_of
 from .files import private_dir, secure_data_dir
 from .peers import Peers
 from .pipeline import Pipeline
@@ -51,6 +53,12 @@ from .work import PROPOSALS_PER_JOB, Link
 
 log = logging.getLogger("chenilles.server")
 T = TypeVar("T")
+
+#: At shutdown, how long a chain's read still running may take before the node closes its
+#: backends (its answer is dropped either way).
+FETCH_STOP_WAIT = 5.0
+#: A chain's read running this long (seconds) is shown in ``GET /v1/info`` as stalled.
+READ_STALLED = 5.0
 
 
 @contextlib.contextmanager
@@ -68,7 +76,9 @@ class HubServer:
     """One running node: transport, API, timers and the store, from a :class:`NodeConfig`.
 
     ``chains``/``store``/``transport`` may be given (in-process tests); otherwise they are
-    built from the config. ``clock`` defaults to wall-clock unix seconds.
+    built from the config. Backends given in ``chains`` are this server's alone: it reads
+    their events on threads of its own (``EventFetcher``), and one backend instance's
+    fetches must never overlap. ``clock`` defaults to wall-clock unix seconds.
     """
 
     def __init__(
@@ -97,8 +107,16 @@ class HubServer:
         self.role = "starting"  # starting, standby, leader, stopping
         self.started_at = time.time()
         self.stats: dict[str, int] = {}
-        #: chain name -> seconds its last poll took (the node's thread waited that long)
+        #: chain name -> seconds its last poll held the node's thread
         self.chain_polls: dict[str, float] = {}
+        #: chain name -> seconds its last fetch took off the node's thread (the RPC)
+        self.chain_fetches: dict[str, float] = {}
+        #: chain name -> the thread its events are fetched on (chains reached over RPC)
+        self._fetch_threads: dict[str, ChainFetchThread] = {}
+        #: chain name -> its read still running, and since when (monotonic)
+        self._reads: dict[str, tuple[asyncio.Future[Fetched], float]] = {}
+        #: chain name -> what its last read returned and the node failed to apply
+        self._unapplied: dict[str, Fetched] = {}
         #: The background tasks (tick, backup, announce) whose last run failed: (error, when).
         self.background_errors: dict[str, tuple[str, int]] = {}
         self.exit_code = 0
@@ -277,6 +295,10 @@ class HubServer:
         if self._api_runner is not None:
             await self._api_runner.cleanup()
         await self.pipeline.shutdown()
+        self._drop_reads()
+        await asyncio.gather(  # the chains' reads end before their connections close
+            *(asyncio.to_thread(t.stop, FETCH_STOP_WAIT) for t in self._fetch_threads.values())
+        )
         if self.chains is not None and self._given_chains is None:
             self.chains.close()
         if self.store is not None and self._given_store is None:
@@ -456,46 +478,176 @@ class HubServer:
         log.error(what, exc_info=exc)
 
     async def _tick(self) -> None:
-        """One timer tick: each chain polled in a job of its own, then the watcher's tick.
-        A poll waits on its chain's RPC (round trips to a remote endpoint): between two
-        chains the node handles what peers and the API sent meanwhile, so a message waits
-        for one chain's poll at most, not for every chain's in a row."""
+        """One timer tick: every chain polled, then the watcher's tick.
+
+        A chain reached over RPC whose backend splits its poll (``EventFetcher``) is read
+        on a thread of its own, every such chain at once, and what was read is handed to
+        the node's thread as each read ends: the node never waits on their round trips,
+        and a slow endpoint delays its own chain's events only. The tick waits for the
+        reads one tick interval at most: a read still running then (an endpoint that
+        stopped answering) is left to end on its own, is applied at a later tick, and no
+        other read of that chain starts meanwhile; past ``READ_STALLED`` seconds it is shown
+        in ``GET /v1/info``. What a read returned and the node failed to apply is applied
+        again, before anything newer of that chain.
+
+        Any other chain (an embedded ledger) is polled in a job of its own on the node's
+        thread, so a message waits for one such poll at most. A chain whose poll fails does
+        not keep the others or the watcher's tick from their turn (the first error is
+        raised after)."""
         assert self.chains is not None
+        loop = asyncio.get_running_loop()
         error: Exception | None = None
+        reading: dict[asyncio.Future[Fetched], str] = {}
+        on_our_thread: list[str] = []
         for name in list(self.chains.names):
             try:
-                await self.call(self._poll_chain, name)
-            except Exception as exc:  # the other chains and the deadlines still get their turn
+                thread = self._fetch_thread(name)
+            except Exception as exc:  # fetches_off_thread raised: this chain's turn is over
+                self._poll_failed(name, exc)
+                continue
+            if thread is None:
+                on_our_thread.append(name)
+                continue
+            try:
+                if name in self._unapplied:  # first what was read before, then read on
+                    await self.call(self._apply_chain, name, self._unapplied[name])
+            except Exception as exc:  # the others and the deadlines still get their turn
                 error = error or exc
+            if name in self._unapplied:
+                continue
+            if name not in self._reads:
+                self._reads[name] = (wrap_future(thread.submit(), loop=loop), time.monotonic())
+            reading[self._reads[name][0]] = name
+        for name in on_our_thread:  # while the others are read
+            try:
+                await self.call(self._poll_chain, name)
+            except Exception as exc:
+                error = error or exc
+        deadline = loop.time() + self.config.tick_interval
+        while reading:
+            done, _ = await asyncio.wait(
+                reading, timeout=max(0.0, deadline - loop.time()), return_when=FIRST_COMPLETED
+            )
+            if not done:
+                break
+            for future in done:
+                name = reading.pop(future)
+                del self._reads[name]
+                fetched = self._fetched(name, future)
+                if fetched is None:
+                    continue
+                try:
+                    await self.call(self._apply_chain, name, fetched)
+                except Exception as exc:
+                    error = error or exc
+        for name in reading.values():
+            started = self._reads[name][1]
+            if time.monotonic() - started >= READ_STALLED:
+                self._poll_failed(
+                    name,
+                    TimeoutError(
+                        f"reading the chain has not ended in {time.monotonic() - started:.0f} s: "
+                        "is its endpoint answering? (its events wait; other chains go on)"
+                    ),
+                )
         await self.call(self._watch_tick)
         if error is not None:
             raise error
 
+    def _fetch_thread(self, name: str) -> ChainFetchThread | None:
+        """The thread chain ``name`` is read on, started on first use; None while its
+        backend polls on the node's thread (asked each tick: it may change its answer)."""
+        assert self.chains is not None
+        fetcher = fetcher_of(self.chains.backends[self.chains.names[name]])
+        if fetcher is None:
+            return None
+        thread = self._fetch_threads.get(name)
+        if thread is None:
+            thread = self._fetch_threads[name] = ChainFetchThread(name, fetcher)
+        return thread
+
+    def _fetched(self, name: str, future: asyncio.Future[Fetched]) -> Fetched | None:
+        """What the ended read of chain ``name`` returned, or None if it failed (counted
+        and shown, as a failed poll: an unreachable chain must not stop the others)."""
+        exc = future.exception()
+        if exc is not None:
+            self._poll_failed(name, exc if isinstance(exc, Exception) else RuntimeError(exc))
+            return None
+        fetched = future.result()
+        self.chain_fetches[name] = fetched.seconds
+        return fetched
+
+    def _drop_reads(self) -> None:
+        """At shutdown: reads not started never run, and an ended one's error is taken (its
+        data is dropped: after a restart each chain's feed is read again from where it
+        was, ``chain-origin/<name>``)."""
+        for future, _ in self._reads.values():
+            if not future.cancel() and not future.cancelled():
+                future.exception()
+        self._reads.clear()
+
     def _chain_tick(self) -> None:
         """Every chain polled, then the watcher's tick, in one job (the first tick, at
-        start-up, before peers connect)."""
+        start-up, before peers connect: every poll on the node's thread)."""
         assert self.chains is not None
         for name in list(self.chains.names):
             self._poll_chain(name)
         self._watch_tick()
 
     def _poll_chain(self, name: str) -> None:
-        """Poll chain ``name`` and hand its events to the watcher. A failure is logged and
-        counted; the other chains and the watcher's tick go on. How long the poll took is
-        kept for ``/metrics`` (``chenilles_chain_poll_seconds``): the node's thread waits
-        that long, and a slow RPC endpoint shows there."""
-        assert self.node is not None and self.chains is not None and self.store is not None
+        """Poll chain ``name`` on the node's thread and hand its events to the watcher. A
+        failure is logged and counted; the other chains and the watcher's tick go on. How
+        long the poll took is kept for ``/metrics`` (``chenilles_chain_poll_seconds``):
+        the node's thread waits that long, and a slow RPC endpoint shows there."""
+        assert self.chains is not None
         chain = self.chains.names[name]
         backend = self.chains.backends[chain]
         started = time.perf_counter()
         try:
             events = backend.poll_events()
         except Exception as exc:  # an unreachable chain must not stop the others
-            self.count("chain_poll_errors")
-            log.warning("polling %s failed: %s", chain, exc)
+            self._poll_failed(name, exc)
             return
         finally:
             self.chain_polls[name] = time.perf_counter() - started
+        self._take_events(name, events)
+
+    def _apply_chain(self, name: str, fetched: Fetched) -> None:
+        """What chain ``name``'s fetch read, as events for the watcher (the node's thread's
+        part of the poll: ``chenilles_chain_poll_seconds``)."""
+        assert self.chains is not None
+        chain = self.chains.names[name]
+        backend = self.chains.backends[chain]
+        assert isinstance(backend, EventFetcher)
+        started = time.perf_counter()
+        try:
+            events = backend.apply_events(fetched.data)
+        except Exception as exc:  # kept, and applied again before anything newer is read
+            self._unapplied[name] = fetched
+            self._poll_failed(name, exc)
+            return
+        finally:
+            self.chain_polls[name] = time.perf_counter() - started
+        self._unapplied.pop(name, None)
+        self._take_events(name, events)
+
+    def _poll_failed(self, name: str, exc: Exception) -> None:
+        """A chain could not be read this tick: counted (``chain_poll_errors``), logged,
+        and shown in ``GET /v1/info`` (``background_errors``, task ``poll <name>``) until
+        a poll of that chain succeeds; the other chains and the watcher go on."""
+        assert self.chains is not None
+        self.count("chain_poll_errors")
+        # a failed read says what the backend raised (ChainReadFailed's text), not itself
+        what = str(exc) if isinstance(exc, ChainReadFailed) else f"{type(exc).__name__}: {exc}"
+        self.background_errors[f"poll {name}"] = (what, int(time.time()))
+        log.warning("polling %s failed: %s", self.chains.names[name], what)
+
+    def _take_events(self, name: str, events: list[ChainEvent]) -> None:
+        """Chain ``name``'s new events to the watcher; the first block seen is kept as where
+        to resume the chain's feed after a restart."""
+        assert self.node is not None and self.chains is not None and self.store is not None
+        self.background_errors.pop(f"poll {name}", None)
+        chain = self.chains.names[name]
         if events:
             try:
                 self.node.on_chain_events(chain, events)

@@ -18,6 +18,7 @@ import itertools
 import json
 import threading
 import urllib.parse
+import weakref
 from collections.abc import Sequence
 from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
@@ -97,8 +98,15 @@ class BitcoindRpcLedger:
         )
         self._ids = itertools.count(1)
         self._path = urllib.parse.urlsplit(url).path or "/"
-        self._conn: http.client.HTTPConnection | None = None
-        self._lock = threading.Lock()
+        #: one kept-alive connection per thread: a node reads blocks on a thread of its own
+        #: (``poll_events``) while its thread sends (a penalty must not wait for a scan)
+        self._local = threading.local()
+        self._conns: weakref.WeakSet[http.client.HTTPConnection] = weakref.WeakSet()
+        #: the block scan's state (what was scanned, the spends and heights it found, the
+        #: events not yet polled) is written by ``sync``, which a node runs on a thread of
+        #: its own (``poll_events``) while its thread may sync too (``find_spending_tx``,
+        #: ``mine``): one scan at a time, and a reader of that state waits for it
+        self._scan_lock = threading.RLock()
         #: raw txs of recently scanned blocks: the events' txs, read without a call each
         self._recent_raw: dict[str, bytes] = {}
         self._scanned: dict[int, str] = {}  # height -> hash of the blocks we indexed
@@ -119,45 +127,55 @@ class BitcoindRpcLedger:
         ).encode()
 
     def _post(self, body: bytes, what: str) -> bytes:
-        """POST on a kept-alive connection (one reconnect if the server closed it)."""
+        """POST on this thread's kept-alive connection (one reconnect if the server closed
+        it)."""
         headers = {"Content-Type": "application/json"}
         if self._auth:
             headers["Authorization"] = self._auth
-        with self._lock:
-            for attempt in (0, 1):
-                conn = self._conn
-                if conn is None:
-                    url = urllib.parse.urlsplit(self.url)
-                    cls = (
-                        http.client.HTTPSConnection
-                        if url.scheme == "https"
-                        else http.client.HTTPConnection
-                    )
-                    conn = self._conn = cls(url.hostname or "", url.port, timeout=self.timeout)
-                try:
-                    conn.request("POST", self._path, body, headers)
-                    resp = conn.getresponse()
-                    data = resp.read()
-                except (http.client.HTTPException, ConnectionError) as exc:
-                    self._close()
-                    if attempt == 0 and not isinstance(exc, ConnectionRefusedError):
-                        continue  # a kept-alive connection the server dropped: retry once
-                    raise RpcError(-1, f"cannot reach bitcoind at {self.url}: {exc}", what) from exc
-                except OSError as exc:
-                    self._close()
-                    raise RpcError(-1, f"cannot reach bitcoind at {self.url}: {exc}", what) from exc
-                if resp.getheader("Connection", "").lower() == "close":
-                    self._close()
-                # bitcoind answers RPC errors with HTTP 500 (404 for unknown method) and a body
-                if resp.status != 200 and not data:
-                    raise RpcError(resp.status, f"HTTP {resp.status} {resp.reason}", what)
-                return data
+        for attempt in (0, 1):
+            conn = self._connection()
+            try:
+                conn.request("POST", self._path, body, headers)
+                resp = conn.getresponse()
+                data = resp.read()
+            except (http.client.HTTPException, ConnectionError) as exc:
+                self._close()
+                if attempt == 0 and not isinstance(exc, ConnectionRefusedError):
+                    continue  # a kept-alive connection the server dropped: retry once
+                raise RpcError(-1, f"cannot reach bitcoind at {self.url}: {exc}", what) from exc
+            except OSError as exc:
+                self._close()
+                raise RpcError(-1, f"cannot reach bitcoind at {self.url}: {exc}", what) from exc
+            if resp.getheader("Connection", "").lower() == "close":
+                self._close()
+            # bitcoind answers RPC errors with HTTP 500 (404 for unknown method) and a body
+            if resp.status != 200 and not data:
+                raise RpcError(resp.status, f"HTTP {resp.status} {resp.reason}", what)
+            return data
         raise AssertionError("unreachable")
 
+    def _connection(self) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            url = urllib.parse.urlsplit(self.url)
+            https = url.scheme == "https"
+            cls = http.client.HTTPSConnection if https else http.client.HTTPConnection
+            conn = self._local.conn = cls(url.hostname or "", url.port, timeout=self.timeout)
+            self._conns.add(conn)
+        return conn
+
+    def close(self) -> None:
+        """Close every thread's kept connection (a later call opens another)."""
+        for conn in list(self._conns):
+            conn.close()
+
     def _close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        """Drop this thread's connection."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+            self._conns.discard(conn)
 
     def call(self, method: str, *params: Any) -> Any:
         """One RPC call; returns `result` or raises `RpcError`."""
@@ -287,8 +305,9 @@ class BitcoindRpcLedger:
 
     def find_spending_tx(self, outpoint: OutPoint) -> bytes | None:
         """A confirmed spend of `outpoint` within the last `scan_depth` blocks."""
-        self.sync()
-        found = self._spends.get(OutPoint(*outpoint))
+        with self._scan_lock:
+            self.sync()
+            found = self._spends.get(OutPoint(*outpoint))
         return None if found is None else found[1]
 
     def estimate_fee_rate(self, conf_target: int = 6) -> int | None:
@@ -355,8 +374,13 @@ class BitcoindRpcLedger:
         """Bring the block scan up to the node's tip, emitting events (reorg-aware).
 
         Block hashes are read in batches of `BATCH` walking back from the tip until they
-        agree with what was scanned; the new blocks are then read in batches too.
+        agree with what was scanned; the new blocks are then read in batches too. Safe to
+        call from several threads: one scan runs at a time.
         """
+        with self._scan_lock:
+            self._sync()
+
+    def _sync(self) -> None:
         tip = self.tip_height()
         first = not self._synced
         self._synced = True
@@ -440,9 +464,11 @@ class BitcoindRpcLedger:
             cb(event)
 
     def poll_events(self) -> list[LedgerEvent]:
-        """Sync with the node, then return the events since the last poll."""
-        self.sync()
-        events, self._events = self._events, []
+        """Sync with the node, then return the events since the last poll (from any
+        thread: the events a sync on another thread found are in the answer)."""
+        with self._scan_lock:
+            self.sync()
+            events, self._events = self._events, []
         return events
 
     def subscribe(self, callback: EventCallback) -> None:

@@ -1,0 +1,90 @@
+"""Reading the chains off the node's thread: one daemon thread per chain reached over RPC.
+
+A chain poll waits on the chain's RPC: several round trips a tick, tens of milliseconds
+each against a remote endpoint. On the node's thread every peer's message and every API
+call waited for them. A backend that plays the ``EventFetcher`` role splits its poll in
+two: ``fetch_events`` (the RPC) runs here, and only what it read goes to the node's thread
+(``apply_events``). Each chain has a thread of its own, so a slow endpoint delays its own
+chain's events and nothing else, and a chain's fetches never overlap (the backend may keep
+cursors without a lock).
+
+The threads are daemons: a fetch stuck on an endpoint that stopped answering must not keep
+a stopping node alive (an executor's threads are joined at exit).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from concurrent.futures import Future
+
+from chenilles_hub.backend import EventFetcher
+
+__all__ = ["ChainFetchThread", "ChainReadFailed", "Fetched", "fetcher_of"]
+
+
+class ChainReadFailed(Exception):
+    """A chain's ``fetch_events`` raised (its error is the cause). Whatever it raised, even
+    a ``CancelledError`` from the backend's own client, reaches the timer as an ordinary
+    error: counted and shown, and the next tick reads again."""
+
+
+class Fetched:
+    """What one fetch read, and how long it took (the endpoint's latency, as the operator
+    sees it in ``chenilles_chain_fetch_seconds``)."""
+
+    __slots__ = ("data", "seconds")
+
+    def __init__(self, data: object, seconds: float) -> None:
+        self.data = data
+        self.seconds = seconds
+
+
+def fetcher_of(backend: object) -> EventFetcher | None:
+    """``backend`` if its poll may be fetched off the node's thread now, else None (no
+    split, or an embedded ledger: it is polled on the node's thread as before)."""
+    if isinstance(backend, EventFetcher) and backend.fetches_off_thread():
+        return backend
+    return None
+
+
+class ChainFetchThread:
+    """Runs one chain's ``fetch_events`` on a daemon thread, one call at a time."""
+
+    def __init__(self, name: str, source: EventFetcher) -> None:
+        self.name = name
+        self._source = source
+        self._jobs: queue.SimpleQueue[Future[Fetched] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=f"chain-fetch-{name}", daemon=True)
+        self._thread.start()
+
+    def submit(self) -> Future[Fetched]:
+        """A fetch, started as soon as the previous one of this chain ended."""
+        future: Future[Fetched] = Future()
+        self._jobs.put(future)
+        return future
+
+    def stop(self, wait: float) -> None:
+        """No fetch after the one running (if any), which is given ``wait`` seconds to end
+        before the node closes its backends (a fetch still running then fails or is
+        dropped with the daemon thread)."""
+        self._jobs.put(None)
+        self._thread.join(wait)
+
+    def _run(self) -> None:
+        while True:
+            future = self._jobs.get()
+            if future is None:
+                return
+            if not future.set_running_or_notify_cancel():
+                continue
+            started = time.perf_counter()
+            try:
+                data = self._source.fetch_events()
+            except BaseException as exc:  # handed to the awaiting tick, which reports it
+                failed = ChainReadFailed(f"{type(exc).__name__}: {exc}")
+                failed.__cause__ = exc
+                future.set_exception(failed)
+            else:
+                future.set_result(Fetched(data, time.perf_counter() - started))
