@@ -24,6 +24,7 @@ from chenilles_bitcoin.authority import EXPIRY_TOLERANCE
 from chenilles_bitcoin.backend import TIP_TTL, BitcoinBackend
 
 from chenilles_hub import plugins
+from chenilles_hub.backend import NewBlock
 
 from .devnet_harness import Devnet, running
 from .test_backend_harness import Channel
@@ -198,3 +199,28 @@ def test_a_peer_that_saw_a_block_we_did_not_is_not_refused(devnet: Devnet) -> No
     assert not authority.native_expiry_ok(expiry, offered + 1)
     assert authority.native_expiry_ok(expiry, offered - EXPIRY_TOLERANCE)
     assert not authority.native_expiry_ok(expiry, offered - EXPIRY_TOLERANCE - 1)
+
+
+def test_the_nodes_half_of_a_poll_calls_no_rpc_even_when_blocks_came(devnet: Devnet) -> None:
+    """A node reads the chain off its thread (``fetch_events``) and applies what was read
+    on it (``apply_events``): the new blocks' times and the confirmed transactions come
+    with the read, so the node's thread makes no round trip to bitcoind, even for a block
+    with a transaction in it (against a far endpoint each would hold every payment)."""
+    backend, spy = connect(devnet)
+    backend.poll_events()
+    other = devnet.ledger()
+    hashes = other.mine(3)
+    fetched = backend.fetch_events()
+    spy.reset()
+    events = backend.apply_events(fetched)
+    assert spy.calls == []
+    tip_height, tip_time = other.block_header(hashes[-1])
+    blocks = [e for e in events if isinstance(e, NewBlock)]
+    # off the height clock a block's time is the tip's (``_time_at``): read with the blocks
+    assert [(b.height, b.time) for b in blocks] == [
+        (tip_height - 2, tip_time),
+        (tip_height - 1, tip_time),
+        (tip_height, tip_time),
+    ]
+    assert backend._chain_tip() == (tip_height, tip_time)  # the clock moved too
+    assert spy.calls == []

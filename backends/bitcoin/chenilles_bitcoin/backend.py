@@ -119,11 +119,13 @@ NO_APPS = (
 
 @dataclass(frozen=True)
 class _Fetched:
-    """What one poll read off the node's thread: the ledger's events, and the raw
-    transactions they confirmed (None: the ledger no longer has it)."""
+    """What one poll read off the node's thread: the ledger's events, the raw
+    transactions they confirmed (None: the ledger no longer has it), and the tip after
+    them when a block came (height, time, read at, hash: the new blocks' times)."""
 
     events: list[btc.LedgerEvent]
     raws: Mapping[str, bytes | None]
+    tip: tuple[int, int, float, str] | None = None
 
 
 class BitcoinBackend:
@@ -216,9 +218,14 @@ class BitcoinBackend:
         return tip[0], tip[1]
 
     def _read_tip(self, read_at: float) -> tuple[int, int, float, str]:
+        """The tip now (``_tip_now``), kept as the last known."""
+        tip = self._known_tip = self._tip_now(read_at)
+        return tip
+
+    def _tip_now(self, read_at: float) -> tuple[int, int, float, str]:
         """The tip now: one call (its hash) while it is the block we know, two once per new
         block (its header: the height and time of the block that hash names, whatever
-        comes after it)."""
+        comes after it). Writes nothing: the fetch thread reads the tip this way too."""
         for _ in range(3):
             tip_hash = self.ledger.tip_hash()
             known = self._known_tip
@@ -228,8 +235,7 @@ class BitcoinBackend:
                 height, block_time = self.ledger.block_header(tip_hash)
             except KeyError:
                 continue  # reorganised away between the two reads: read the new tip
-            tip = self._known_tip = (height, block_time, read_at, tip_hash)
-            return tip
+            return height, block_time, read_at, tip_hash
         raise LedgerError("tip", "the chain's tip kept moving away while it was read")
 
     def _clock(self) -> tuple[int, int]:
@@ -745,19 +751,30 @@ class BitcoinBackend:
         for event in events:
             if event.kind is btc.EventKind.TX_CONFIRMED and event.txid:
                 raws[event.txid] = self.ledger.get_raw_tx(event.txid)
-        return _Fetched(events, raws)
+        tip = None
+        if not self.height_clock and any(
+            e.kind is btc.EventKind.BLOCK_CONNECTED for e in events
+        ):  # the new blocks' times come from the tip: read here, not on the node's thread
+            tip = self._tip_now(time.monotonic())
+        return _Fetched(events, raws, tip)
 
     def apply_events(self, fetched: object) -> list[ChainEvent]:
         """The scanned blocks as hub events, on the node's thread: the clock, the channels'
         transactions and the rebroadcasts touch what the node's other calls use."""
         assert isinstance(fetched, _Fetched)
-        return self._ledger_events(fetched.events, fetched.raws)
+        return self._ledger_events(fetched.events, fetched.raws, fetched.tip)
 
     def _ledger_events(
-        self, events: list[btc.LedgerEvent], raws: Mapping[str, bytes | None]
+        self,
+        events: list[btc.LedgerEvent],
+        raws: Mapping[str, bytes | None],
+        tip: tuple[int, int, float, str] | None = None,
     ) -> list[ChainEvent]:
         if events:
             self._tip = None  # a new block: the clock moved
+            known = self._known_tip
+            if tip is not None and (known is None or tip[0] >= known[0]):
+                self._tip = self._known_tip = tip  # read with the blocks (unless older)
         self._tip_pinned = True  # one read of the tip per poll, not two per block
         try:
             return self._hub_events(events, raws)
