@@ -104,3 +104,32 @@ def test_next_block_time_is_what_the_next_block_carries(fresh: EvmBackend) -> No
     assert receipt.block is not None
     mined = int(fresh.w3.eth.get_block(receipt.block)["timestamp"])
     assert mined >= before
+
+
+def test_an_endpoint_failing_for_a_moment_is_not_taken_for_a_reorg(fresh: EvmBackend) -> None:
+    """The stream compares the hash it saw at its last tip with the chain's: an endpoint
+    that fails to answer that read (a dropped connection, a timeout) says nothing about the
+    chain. The poll fails and is tried again; no ``Reorged`` comes of it (a false reorg
+    makes the node forget what its watcher did and re-check every deposit)."""
+    eth = fresh.assets()[0]
+    ch = open_channel(fresh, {eth: (ETH, 0)})
+    assert Funded(ch.cid, eth, 0, ETH) in fresh.poll_events()
+    fresh.advance_time(12)
+    eth_api: Any = fresh.w3.eth
+    get_block = eth_api.get_block
+
+    def unreachable_for_numbers(block: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(block, int):  # the stream's check of a block it saw
+            raise ConnectionError("the endpoint dropped the connection")
+        return get_block(block, *args, **kwargs)
+
+    eth_api.get_block = unreachable_for_numbers
+    try:
+        with pytest.raises(ConnectionError):
+            fresh.poll_events()
+    finally:
+        eth_api.get_block = get_block
+    events = fresh.poll_events()
+    assert not [e for e in events if isinstance(e, Reorged)], events
+    assert not [e for e in events if isinstance(e, Funded)], events  # nothing read twice
+    assert isinstance(events[-1], NewBlock)

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from web3 import Web3
+from web3.exceptions import Web3RPCError
 
 from chenilles_hub.backend import (
     ChainEvent,
@@ -159,9 +160,13 @@ class EventStream:
     # --- reorgs -------------------------------------------------------------------------
 
     def _hash_at(self, number: int) -> bytes | None:
+        """The hash of block ``number`` now, or None if the chain has no such block (it is
+        shorter now: BlockNotFound, or another answer of the node's refusing the read). A
+        read that got no answer (a dropped connection, a timeout) raises: it says nothing
+        about the chain, and taking it for a missing block reported a reorg that was not."""
         try:
             block = self.w3.eth.get_block(number)
-        except Exception:  # BlockNotFound (the chain is shorter now) and node quirks
+        except Web3RPCError:  # the node answered, without that block
             return None
         return bytes(block["hash"]) if block is not None else None
 
