@@ -219,15 +219,27 @@ def test_an_endpoint_that_stops_answering_holds_up_neither_the_watcher_nor_other
             seen["ticks"] += hung.is_set()
             node_tick()
 
+        evm_poll = evm.poll_events
+
+        def polled_on_the_nodes_thread() -> Any:
+            seen["evm_polls"] = seen.get("evm_polls", 0) + 1
+            return evm_poll()
+
         evm.fetch_events = hanging  # type: ignore[method-assign]
         btc.fetch_events = counted_btc  # type: ignore[method-assign]
         alice.node.tick = counted_tick  # type: ignore[method-assign]
+        evm.poll_events = polled_on_the_nodes_thread  # type: ignore[method-assign]
         try:
             hung.set()
+            await _until(lambda: seen["evm"] == 1, timeout=30)
+            # the backend now asks to be polled on the node's thread: not while its read runs
+            evm.fetches_off_thread = lambda: False  # type: ignore[method-assign]
             await _until(lambda: "poll evm" in alice.background_errors, timeout=30)
             ticks, reads = seen["ticks"], seen["btc"]
             await _until(lambda: seen["ticks"] >= ticks + 3 and seen["btc"] >= reads + 3, 30)
             assert seen["evm"] == 1, seen  # one read of the hung chain, not one per tick
+            assert "evm_polls" not in seen, seen  # nor a poll beside it
+            del evm.fetches_off_thread
             error, _ = alice.background_errors["poll evm"]
             assert "has not ended" in error, error
             height = alice.node.chain_actions.heights.get(alice.chains.names["evm"], -1)
@@ -244,6 +256,9 @@ def test_an_endpoint_that_stops_answering_holds_up_neither_the_watcher_nor_other
         finally:
             answering.set()
             evm.fetch_events = evm_fetch  # type: ignore[method-assign]
+            evm.poll_events = evm_poll  # type: ignore[method-assign]
+            if "fetches_off_thread" in vars(evm):
+                del evm.fetches_off_thread
             btc.fetch_events = btc_fetch  # type: ignore[method-assign]
             alice.node.tick = node_tick  # type: ignore[method-assign]
 

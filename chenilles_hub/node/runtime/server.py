@@ -556,8 +556,12 @@ class HubServer:
 
     def _fetch_thread(self, name: str) -> ChainFetchThread | None:
         """The thread chain ``name`` is read on, started on first use; None while its
-        backend polls on the node's thread (asked each tick: it may change its answer)."""
+        backend polls on the node's thread (asked each tick: it may change its answer,
+        but not while a read of it runs or waits to be applied: never two reads at once,
+        nor a newer one before an older)."""
         assert self.chains is not None
+        if name in self._reads or name in self._unapplied:
+            return self._fetch_threads[name]
         fetcher = fetcher_of(self.chains.backends[self.chains.names[name]])
         if fetcher is None:
             return None
