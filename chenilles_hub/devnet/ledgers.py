@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -84,10 +85,43 @@ def alive(pid: int) -> bool:
     return True
 
 
+#: Ports handed out by this process: never the same one twice before it is bound.
+_HANDED_OUT: set[int] = set()
+#: The lowest port ``free_port`` picks outside the kernel's ephemeral range.
+FIXED_PORTS_FROM = 10_000
+
+
+def _ephemeral_range() -> tuple[int, int] | None:
+    """The kernel's range for outgoing connections' ports (Linux), if readable."""
+    with contextlib.suppress(OSError, ValueError):
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    return None
+
+
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port free now, for a server started next. Picked outside the kernel's ephemeral
+    range where there is room: a port from that range (what binding port 0 gives) can be
+    handed to an outgoing connection before the server binds it, and the server then
+    fails with "Address already in use" (the tests' node processes did)."""
+    span = _ephemeral_range()
+    if span is not None and span[0] - FIXED_PORTS_FROM >= 1_000:
+        for _ in range(100):
+            port = random.randrange(FIXED_PORTS_FROM, span[0])
+            if port in _HANDED_OUT:
+                continue
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind((host, port))
+                except OSError:
+                    continue  # in use: another
+            _HANDED_OUT.add(port)
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
-        return int(s.getsockname()[1])
+        port = int(s.getsockname()[1])
+    _HANDED_OUT.add(port)
+    return port
 
 
 def start(

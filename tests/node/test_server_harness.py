@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from chenilles_hub.devnet import ledgers
 from chenilles_hub.identity import NodeIdentity
 from chenilles_hub.node.api.client import ApiCallError, NodeClient
 
@@ -43,9 +43,9 @@ max = {100 * ETH}
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port for a node process: outside the ephemeral range (``devnet.ledgers``), so no
+    outgoing connection takes it before the node binds it."""
+    return ledgers.free_port()
 
 
 @dataclass
