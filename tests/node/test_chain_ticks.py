@@ -21,7 +21,7 @@ import asyncio
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,17 +76,37 @@ async def _scrape(pair: Pair, prefix: str) -> dict[str, float]:
     }
 
 
+def _bob_pays_alice_meanwhile(
+    pair: Pair, seen: dict[str, Any], loop: asyncio.AbstractEventLoop, done: Callable[[], bool]
+) -> None:
+    """What a slow endpoint's read does, on whatever thread it runs: Bob pays Alice 1
+    (``seen["transfer"]``; Alice's version before it in ``seen["before"]``, and when the
+    read ends in ``seen["during"]``), and the read lasts until ``done()`` (30 s at most,
+    however loaded the machine) and ``SLOW_POLL`` more."""
+    assert pair.alice.node is not None
+    channel = pair.alice.node.channels[pair.channel_id]
+    seen["before"] = channel.machine.latest.version
+    asset = Asset(channel.params.chain, "native")
+    seen["transfer"] = asyncio.run_coroutine_threadsafe(
+        pair.bob.transfer(pair.channel_id, asset, 1), loop
+    )
+    deadline = time.monotonic() + 30
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    seen["during"] = channel.machine.latest.version
+    time.sleep(SLOW_POLL)
+
+
 def test_a_peers_payment_is_handled_while_a_chain_is_read(
     anvil: AnvilChain, tmp_path: Path, bitcoin_devnet: Devnet
 ) -> None:
     async def body(pair: Pair) -> None:
-        alice, bob = pair.alice, pair.bob
+        alice = pair.alice
         assert alice.node is not None and alice.chains is not None
         evm = alice.chains.backends[alice.chains.names["evm"]]
         btc = alice.chains.backends[alice.chains.names["bitcoin"]]
         assert fetcher_of(evm) is not None and fetcher_of(btc) is not None  # both over RPC
         channel = alice.node.channels[pair.channel_id]
-        asset = Asset(channel.params.chain, "native")
         loop = asyncio.get_running_loop()
         seen: dict[str, Any] = {}
         armed = threading.Event()
@@ -94,32 +114,22 @@ def test_a_peers_payment_is_handled_while_a_chain_is_read(
 
         def slow_evm_fetch() -> Any:
             if armed.is_set() and "before" not in seen:
-                seen["before"] = channel.machine.latest.version
-                seen["transfer"] = asyncio.run_coroutine_threadsafe(
-                    bob.transfer(pair.channel_id, asset, 1), loop
+                # this read lasts until Alice's node took Bob's transfer (it never would,
+                # were the read on the node's thread)
+                _bob_pays_alice_meanwhile(
+                    pair, seen, loop, lambda: channel.machine.latest.version != seen["before"]
                 )
-                # a slow endpoint: this read lasts until Alice's node took Bob's transfer
-                # (it never would, were the read on the node's thread), and a little longer
-                deadline = time.monotonic() + 30
-                while (
-                    channel.machine.latest.version == seen["before"] and time.monotonic() < deadline
-                ):
-                    time.sleep(0.01)
-                seen["during"] = channel.machine.latest.version
-                time.sleep(SLOW_POLL)
                 seen["read"] = True
             return evm_fetch()
 
-        evm.fetch_events = slow_evm_fetch  # type: ignore[method-assign]
-        try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(evm, "fetch_events", slow_evm_fetch)
             armed.set()
             await _until(lambda: "read" in seen, timeout=60)
             # Bob's transfer was handled while Alice's node read the EVM chain
             assert seen["during"] == seen["before"] + 1, seen
             await asyncio.wrap_future(seen["transfer"])
             await _until(lambda: "evm" in alice.chain_fetches, timeout=30)  # that read ended
-        finally:
-            evm.fetch_events = evm_fetch  # type: ignore[method-assign]
         # the operator sees each chain's read, and how little of it the node's thread held
         fetches = await _scrape(pair, "chenilles_chain_fetch_seconds")
         polls = await _scrape(pair, "chenilles_chain_poll_seconds")
@@ -157,13 +167,13 @@ def test_a_chain_that_cannot_be_read_is_shown_and_holds_nothing_up(
             seen["ticks"] += failing.is_set()
             node_tick()
 
-        evm.fetch_events = refused  # type: ignore[method-assign]
-        btc.fetch_events = counted_btc  # type: ignore[method-assign]
-        alice.node.tick = counted_tick  # type: ignore[method-assign]
         errors_before = alice.stats.get("chain_poll_errors", 0)
         client = NodeClient(f"http://127.0.0.1:{alice.api_port}", alice.config.read_token())
         loop = asyncio.get_running_loop()
-        try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(evm, "fetch_events", refused)
+            mp.setattr(btc, "fetch_events", counted_btc)
+            mp.setattr(alice.node, "tick", counted_tick)
             failing.set()
             await _until(
                 lambda: (
@@ -180,10 +190,6 @@ def test_a_chain_that_cannot_be_read_is_shown_and_holds_nothing_up(
             assert "poll bitcoin" not in shown, shown
             failing.clear()  # the endpoint is back: the error goes away
             await _until(lambda: "poll evm" not in alice.background_errors, timeout=30)
-        finally:
-            evm.fetch_events = evm_fetch  # type: ignore[method-assign]
-            btc.fetch_events = btc_fetch  # type: ignore[method-assign]
-            alice.node.tick = node_tick  # type: ignore[method-assign]
 
     run(with_pair(tmp_path, anvil, body, alice_tail=_bitcoin_chain(bitcoin_devnet)))
 
@@ -225,42 +231,34 @@ def test_an_endpoint_that_stops_answering_holds_up_neither_the_watcher_nor_other
             seen["evm_polls"] = seen.get("evm_polls", 0) + 1
             return evm_poll()
 
-        evm.fetch_events = hanging  # type: ignore[method-assign]
-        btc.fetch_events = counted_btc  # type: ignore[method-assign]
-        alice.node.tick = counted_tick  # type: ignore[method-assign]
-        evm.poll_events = polled_on_the_nodes_thread  # type: ignore[method-assign]
         try:
-            hung.set()
-            await _until(lambda: seen["evm"] == 1, timeout=30)
-            # the backend now asks to be polled on the node's thread: not while its read runs
-            evm.fetches_off_thread = lambda: False  # type: ignore[method-assign]
-            await _until(lambda: "poll evm" in alice.background_errors, timeout=30)
-            ticks, reads = seen["ticks"], seen["btc"]
-            await _until(lambda: seen["ticks"] >= ticks + 3 and seen["btc"] >= reads + 3, 30)
-            assert seen["evm"] == 1, seen  # one read of the hung chain, not one per tick
-            assert "evm_polls" not in seen, seen  # nor a poll beside it
-            del evm.fetches_off_thread
-            error, _ = alice.background_errors["poll evm"]
-            assert "has not ended" in error, error
-            height = alice.node.chain_actions.heights.get(alice.chains.names["evm"], -1)
-            anvil.mine(1)  # something new for the read to find once the endpoint answers
-            answering.set()
-            await _until(lambda: "poll evm" not in alice.background_errors, timeout=30)
-            await _until(
-                lambda: (
-                    alice.node is not None
-                    and alice.node.chain_actions.heights.get(alice.chains.names["evm"], -1) > height
-                ),
-                timeout=30,
-            )
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(evm, "fetch_events", hanging)
+                mp.setattr(btc, "fetch_events", counted_btc)
+                mp.setattr(alice.node, "tick", counted_tick)
+                mp.setattr(evm, "poll_events", polled_on_the_nodes_thread)
+                hung.set()
+                await _until(lambda: seen["evm"] == 1, timeout=30)
+                with pytest.MonkeyPatch.context() as switched:
+                    # the backend asks to be polled on the node's thread: not while its read runs
+                    switched.setattr(evm, "fetches_off_thread", lambda: False)
+                    await _until(lambda: "poll evm" in alice.background_errors, timeout=30)
+                    ticks, reads = seen["ticks"], seen["btc"]
+                    await _until(
+                        lambda: seen["ticks"] >= ticks + 3 and seen["btc"] >= reads + 3, 30
+                    )
+                    assert seen["evm"] == 1, seen  # one read of the hung chain, not one per tick
+                    assert "evm_polls" not in seen, seen  # nor a poll beside it
+                error, _ = alice.background_errors["poll evm"]
+                assert "has not ended" in error, error
+                heights, evm_chain = alice.node.chain_actions.heights, alice.chains.names["evm"]
+                height = heights.get(evm_chain, -1)
+                anvil.mine(1)  # something new for the read to find once the endpoint answers
+                answering.set()
+                await _until(lambda: "poll evm" not in alice.background_errors, timeout=30)
+                await _until(lambda: heights.get(evm_chain, -1) > height, timeout=30)
         finally:
-            answering.set()
-            evm.fetch_events = evm_fetch  # type: ignore[method-assign]
-            evm.poll_events = evm_poll  # type: ignore[method-assign]
-            if "fetches_off_thread" in vars(evm):
-                del evm.fetches_off_thread
-            btc.fetch_events = btc_fetch  # type: ignore[method-assign]
-            alice.node.tick = node_tick  # type: ignore[method-assign]
+            answering.set()  # the read ends before the node stops, whatever happened
 
     run(with_pair(tmp_path, anvil, body, alice_tail=_bitcoin_chain(bitcoin_devnet)))
 
@@ -293,14 +291,11 @@ def test_what_was_read_but_not_applied_is_applied_again_before_anything_newer(
                     raise ConnectionResetError("bitcoind went away for a moment")
             return btc_apply(fetched)
 
-        btc.fetch_events = logged_fetch  # type: ignore[method-assign]
-        btc.apply_events = flaky_apply  # type: ignore[method-assign]
-        try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(btc, "fetch_events", logged_fetch)
+            mp.setattr(btc, "apply_events", flaky_apply)
             armed.set()
             await _until(lambda: sum(1 for what, _ in log if what == "apply") >= 3, timeout=30)
-        finally:
-            btc.fetch_events = btc_fetch  # type: ignore[method-assign]
-            btc.apply_events = btc_apply  # type: ignore[method-assign]
         applies = [(i, ident) for i, (what, ident) in enumerate(log) if what == "apply"]
         (first_at, first), (second_at, second) = applies[0], applies[1]
         assert first == second, log  # the same data again
@@ -314,35 +309,24 @@ def test_a_chain_polled_on_the_nodes_thread_holds_a_payment_for_its_own_poll_onl
     anvil: AnvilChain, tmp_path: Path, bitcoin_devnet: Devnet
 ) -> None:
     async def body(pair: Pair) -> None:
-        alice, bob = pair.alice, pair.bob
-        assert alice.node is not None and alice.chains is not None and bob.node is not None
+        alice = pair.alice
+        assert alice.node is not None and alice.chains is not None
         names = list(alice.chains.names)
         assert names == ["evm", "bitcoin"], names  # polled in the config's order
         evm = alice.chains.backends[alice.chains.names["evm"]]
         btc = alice.chains.backends[alice.chains.names["bitcoin"]]
         channel = alice.node.channels[pair.channel_id]
-        asset = Asset(channel.params.chain, "native")
         loop = asyncio.get_running_loop()
         seen: dict[str, Any] = {}
         armed = threading.Event()
         evm_poll, btc_poll = evm.poll_events, btc.poll_events
-        # as embedded ledgers are (or a backend without the split): polled on the node's thread
-        for backend in (evm, btc):
-            backend.fetches_off_thread = lambda: False  # type: ignore[method-assign]
 
         def slow_evm_poll() -> Any:
             if armed.is_set() and "before" not in seen:
-                seen["before"] = channel.machine.latest.version
-                # Bob pays Alice while her node's thread waits on this chain
-                seen["transfer"] = asyncio.run_coroutine_threadsafe(
-                    bob.transfer(pair.channel_id, asset, 1), loop
+                # Alice's node's thread waits on this poll until Bob's proposal waits there
+                _bob_pays_alice_meanwhile(
+                    pair, seen, loop, lambda: not alice.pipeline._inbox.empty()
                 )
-                # a slow endpoint: this poll lasts until Bob's proposal waits at Alice's
-                # node (however loaded the machine), and a little longer
-                deadline = time.monotonic() + 30
-                while alice.pipeline._inbox.empty() and time.monotonic() < deadline:
-                    time.sleep(0.01)
-                time.sleep(SLOW_POLL)
             return evm_poll()
 
         def watching_btc_poll() -> Any:
@@ -357,19 +341,15 @@ def test_a_chain_polled_on_the_nodes_thread_holds_a_payment_for_its_own_poll_onl
                 seen["watched"] = True  # the watcher's tick still comes after the chains
             node_tick()
 
-        evm.poll_events = slow_evm_poll  # type: ignore[method-assign]
-        btc.poll_events = watching_btc_poll  # type: ignore[method-assign]
-        alice.node.tick = watching_tick  # type: ignore[method-assign]
-        try:
+        with pytest.MonkeyPatch.context() as mp:
+            for backend in (evm, btc):  # as embedded ledgers are (or a backend without
+                mp.setattr(backend, "fetches_off_thread", lambda: False)  # the split)
+            mp.setattr(evm, "poll_events", slow_evm_poll)
+            mp.setattr(btc, "poll_events", watching_btc_poll)
+            mp.setattr(alice.node, "tick", watching_tick)
             armed.set()
             await _until(lambda: "watched" in seen, timeout=60)
             await asyncio.wrap_future(seen["transfer"])
-        finally:
-            evm.poll_events = evm_poll  # type: ignore[method-assign]
-            btc.poll_events = btc_poll  # type: ignore[method-assign]
-            alice.node.tick = node_tick  # type: ignore[method-assign]
-            for backend in (evm, btc):
-                del backend.fetches_off_thread
         # Bob's transfer was handled between the two chains' polls, not after both
         assert seen["at_next_chain"] == seen["before"] + 1, seen
         # the operator sees how long each chain's poll holds the node's thread

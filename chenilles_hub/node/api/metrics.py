@@ -83,28 +83,28 @@ def render(
         ("link_errors", "Peer links that ended on an unexpected error."),
     ):
         out.family(f"chenilles_{key}_total", "counter", help_text, [({}, server_stats.get(key, 0))])
-    out.family(
-        "chenilles_chain_poll_seconds",
-        "gauge",
-        "How long the last poll of each chain held the node's thread: for a chain read "
-        "off it (chenilles_chain_fetch_seconds), only turning what was read into events; "
-        "for an embedded ledger, the whole poll.",
-        [
-            ({"chain": name}, float(seconds))
-            for name, seconds in sorted((chain_polls or {}).items())
-        ],
-    )
-    out.family(
-        "chenilles_chain_fetch_seconds",
-        "gauge",
-        "How long the last read of each chain's new blocks and events took, on a thread of "
-        "its own: the endpoint's round trips (a slow or far endpoint shows here; it delays "
-        "that chain's events, not payments).",
-        [
-            ({"chain": name}, float(seconds))
-            for name, seconds in sorted((chain_fetches or {}).items())
-        ],
-    )
+    for family, help_text, seconds_by_chain in (
+        (
+            "chenilles_chain_poll_seconds",
+            "How long the last poll of each chain held the node's thread: for a chain read "
+            "off it (chenilles_chain_fetch_seconds), only turning what was read into events; "
+            "for an embedded ledger, the whole poll.",
+            chain_polls,
+        ),
+        (
+            "chenilles_chain_fetch_seconds",
+            "How long the last read of each chain's new blocks and events took, on a thread "
+            "of its own: the endpoint's round trips (a slow or far endpoint shows here; it "
+            "delays that chain's events, not payments).",
+            chain_fetches,
+        ),
+    ):
+        out.family(
+            family,
+            "gauge",
+            help_text,
+            [({"chain": name}, float(s)) for name, s in sorted((seconds_by_chain or {}).items())],
+        )
     if node is None:
         return "\n".join(out.lines) + "\n"
 

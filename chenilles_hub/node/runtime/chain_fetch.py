@@ -18,6 +18,7 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
+from dataclasses import dataclass
 
 from chenilles_hub.backend import EventFetcher
 
@@ -30,15 +31,13 @@ class ChainReadFailed(Exception):
     error: counted and shown, and the next tick reads again."""
 
 
+@dataclass(frozen=True, slots=True)
 class Fetched:
     """What one fetch read, and how long it took (the endpoint's latency, as the operator
     sees it in ``chenilles_chain_fetch_seconds``)."""
 
-    __slots__ = ("data", "seconds")
-
-    def __init__(self, data: object, seconds: float) -> None:
-        self.data = data
-        self.seconds = seconds
+    data: object
+    seconds: float
 
 
 def fetcher_of(backend: object) -> EventFetcher | None:

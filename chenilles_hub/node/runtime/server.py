@@ -510,7 +510,7 @@ class HubServer:
                 continue
             try:
                 if name in self._unapplied:  # first what was read before, then read on
-                    await self.call(self._apply_chain, name, self._unapplied[name])
+                    await self.call(self._poll_chain, name, self._unapplied[name])
             except Exception as exc:  # the others and the deadlines still get their turn
                 error = error or exc
             if name in self._unapplied:
@@ -537,7 +537,7 @@ class HubServer:
                 if fetched is None:
                     continue
                 try:
-                    await self.call(self._apply_chain, name, fetched)
+                    await self.call(self._poll_chain, name, fetched)
                 except Exception as exc:
                     error = error or exc
         for name in reading.values():
@@ -598,36 +598,25 @@ class HubServer:
             self._poll_chain(name)
         self._watch_tick()
 
-    def _poll_chain(self, name: str) -> None:
-        """Poll chain ``name`` on the node's thread and hand its events to the watcher. A
-        failure is logged and counted; the other chains and the watcher's tick go on. How
-        long the poll took is kept for ``/metrics`` (``chenilles_chain_poll_seconds``):
-        the node's thread waits that long, and a slow RPC endpoint shows there."""
+    def _poll_chain(self, name: str, fetched: Fetched | None = None) -> None:
+        """Poll chain ``name`` on the node's thread (``poll_events``), or apply what its
+        read off the thread returned (``apply_events``), and hand the events to the
+        watcher. A failure is counted and shown; the other chains and the watcher's tick go
+        on, and what was read but not applied is kept to be applied again before anything
+        newer. How long this held the node's thread is kept for ``/metrics``
+        (``chenilles_chain_poll_seconds``)."""
         assert self.chains is not None
-        chain = self.chains.names[name]
-        backend = self.chains.backends[chain]
+        backend = self.chains.backends[self.chains.names[name]]
         started = time.perf_counter()
         try:
-            events = backend.poll_events()
+            if fetched is None:
+                events = backend.poll_events()
+            else:
+                assert isinstance(backend, EventFetcher)
+                events = backend.apply_events(fetched.data)
         except Exception as exc:  # an unreachable chain must not stop the others
-            self._poll_failed(name, exc)
-            return
-        finally:
-            self.chain_polls[name] = time.perf_counter() - started
-        self._take_events(name, events)
-
-    def _apply_chain(self, name: str, fetched: Fetched) -> None:
-        """What chain ``name``'s fetch read, as events for the watcher (the node's thread's
-        part of the poll: ``chenilles_chain_poll_seconds``)."""
-        assert self.chains is not None
-        chain = self.chains.names[name]
-        backend = self.chains.backends[chain]
-        assert isinstance(backend, EventFetcher)
-        started = time.perf_counter()
-        try:
-            events = backend.apply_events(fetched.data)
-        except Exception as exc:  # kept, and applied again before anything newer is read
-            self._unapplied[name] = fetched
+            if fetched is not None:
+                self._unapplied[name] = fetched
             self._poll_failed(name, exc)
             return
         finally:
