@@ -275,14 +275,9 @@ def one_round(net: Net, chain: str, channel: str, sizes: Sizes) -> dict[str, Any
     alice, bob = net.clients()
     asset, _, amount = CHAINS[chain]
     nodes = ("alice", "bob")
-    out: dict[str, Any] = {"latencies_ms": [], "transfer_latencies_ms": []}
+    out: dict[str, Any] = {"transfer_latencies_ms": []}
     before = net.watch()
-    failures: list[str] = []
-    for _ in range(sizes.sequential):
-        started = time.perf_counter()
-        failure = _failure(pay(alice, bob, asset, amount))
-        failures += [failure] if failure else []
-        out["latencies_ms"].append(1000 * (time.perf_counter() - started))
+    out["latencies_ms"], failures = sequential_payments(net, chain, sizes.sequential)
     after = net.watch()
     wall = after["t"] - before["t"]
     out["sequential_payments_per_s"] = sizes.sequential / wall
@@ -310,23 +305,29 @@ def one_round(net: Net, chain: str, channel: str, sizes: Sizes) -> dict[str, Any
     return out
 
 
+def sequential_payments(net: Net, chain: str, count: int) -> tuple[list[float], list[str]]:
+    """``count`` payments one at a time on ``chain``: their latencies (ms) and failures."""
+    alice, bob = net.clients()
+    asset, _, amount = CHAINS[chain]
+    latencies: list[float] = []
+    failures: list[str] = []
+    for _ in range(count):
+        started = time.perf_counter()
+        failure = _failure(pay(alice, bob, asset, amount))
+        failures += [failure] if failure else []
+        latencies.append(1000 * (time.perf_counter() - started))
+    return latencies, failures
+
+
 def far_payments(
     net: Net, chain: str, count: int
 ) -> tuple[list[float], list[str], dict[str, dict[str, float]]]:
     """``count`` payments one at a time while every ledger is ``FAR_DELAY`` away; their
     latencies, failures, and the chains' last reads as Alice's node saw them."""
-    alice, bob = net.clients()
-    asset, _, amount = CHAINS[chain]
-    latencies: list[float] = []
-    failures: list[str] = []
     net.set_delay(FAR_DELAY)
     try:
         time.sleep(2 * net.tick_interval)  # every chain's poll already at the new pace
-        for _ in range(count):
-            started = time.perf_counter()
-            failure = _failure(pay(alice, bob, asset, amount))
-            failures += [failure] if failure else []
-            latencies.append(1000 * (time.perf_counter() - started))
+        latencies, failures = sequential_payments(net, chain, count)
         reads = net.chain_reads()
     finally:
         net.set_delay(0.0)
