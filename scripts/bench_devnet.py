@@ -225,17 +225,19 @@ class Net:
 
     def chain_reads(self) -> dict[str, dict[str, float]]:
         """Alice's ``/metrics``: each chain's last read (off the node's thread) and how
-        long its last poll held the node's thread, in ms."""
+        long its last poll held the node's thread, in ms; and how many chain clocks her
+        watcher took with a read or read on the node's thread since she started."""
         text = str(self.nodes["alice"].api.get("/metrics"))
-        out: dict[str, dict[str, float]] = {"fetch_ms": {}, "poll_ms": {}}
-        for family, key in (
-            ("chenilles_chain_fetch_seconds", "fetch_ms"),
-            ("chenilles_chain_poll_seconds", "poll_ms"),
+        out: dict[str, dict[str, float]] = {"fetch_ms": {}, "poll_ms": {}, "clock_reads": {}}
+        for family, key, scale in (
+            ("chenilles_chain_fetch_seconds", "fetch_ms", 1000),
+            ("chenilles_chain_poll_seconds", "poll_ms", 1000),
+            ("chenilles_watcher_clock_reads_total", "clock_reads", 1),
         ):
             for line in text.splitlines():
                 if line.startswith(family + "{"):
-                    chain = line.split('"')[1]
-                    out[key][chain] = round(1000 * float(line.rsplit(" ", 1)[1]), 2)
+                    label = line.split('"')[1]
+                    out[key][label] = round(scale * float(line.rsplit(" ", 1)[1]), 2)
         return out
 
     def close(self) -> None:

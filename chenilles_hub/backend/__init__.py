@@ -4,7 +4,7 @@
   events, ``LedgerError``...);
 - ``roles``: one protocol per concern (``ChainSource``, ``Keys``, ``Enforcer``,
   ``FeeEstimator``, ``ChainRules``, ``TestLedger``, ``AppEnforcer``) and the optional roles
-  (``EventFetcher``, ``ChannelRecords``, ``Wallet``, ``CoinWallet``);
+  (``EventFetcher``, ``ClockFetcher``, ``ChannelRecords``, ``Wallet``, ``CoinWallet``);
 - ``protocol``: ``ChainBackend``, all required roles on one object, and ``BackendFactory``.
 
 Everything is re-exported here: a backend imports ``chenilles_hub.backend`` (and
@@ -23,6 +23,7 @@ from .roles import AppEnforcer as AppEnforcer
 from .roles import ChainRules as ChainRules
 from .roles import ChainSource as ChainSource
 from .roles import ChannelRecords as ChannelRecords
+from .roles import ClockFetcher as ClockFetcher
 from .roles import CoinWallet as CoinWallet
 from .roles import Enforcer as Enforcer
 from .roles import EventFetcher as EventFetcher

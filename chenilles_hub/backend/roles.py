@@ -3,9 +3,10 @@ source, a broadcaster, a fee estimator and a signer), so a backend author can bu
 them one at a time and the hub's parts can ask for only what they use.
 
 ``ChainBackend`` (``protocol.py``) is all of the required roles together: the node takes one
-object per chain. The optional roles (``ChannelRecords``, ``Wallet``, ``CoinWallet``) are
-found with ``isinstance`` and used where present. A backend usually builds the chain source
-and the enforcer on one RPC client, and the keys and the rules on pure computation.
+object per chain. The optional roles (``ChannelRecords``, ``Wallet``, ``CoinWallet``,
+``EventFetcher``, ``ClockFetcher``) are found with ``isinstance`` and used where present.
+A backend usually builds the chain source and the enforcer on one RPC client, and the keys
+and the rules on pure computation.
 """
 
 from __future__ import annotations
@@ -100,6 +101,27 @@ class EventFetcher(Protocol):
     def fetch_events(self) -> object: ...
 
     def apply_events(self, fetched: object) -> list[ChainEvent]: ...
+
+
+@runtime_checkable
+class ClockFetcher(Protocol):
+    """An optional role beside ``EventFetcher``: the watcher's clock read with a fetch.
+
+    While an HTLC is in flight or a dispute is open on a chain, every watcher tick needs
+    that chain's ``next_block_time``: a round trip or two to the endpoint each tick, on
+    the node's thread (on a busy hub, every tick). For a backend that also plays this
+    role, the node asks for the clock with the chain's next read instead: ``fetch_clock``
+    runs on the chain's reading thread right after ``fetch_events`` (same rules: it must
+    write nothing the other methods read without a lock), and the watcher's tick that
+    follows uses its answer. Only a clock read within the last tick is used: a clock is
+    at most one tick old when the watcher judges a deadline with it, so the watcher acts
+    at most one tick later than it could, never earlier. Without the role (or when the
+    read fails or is late) the watcher reads ``next_block_time`` on the node's thread.
+
+    ``fetch_clock`` answers what ``next_block_time`` would: never earlier than ``now()``
+    read before it, never later than ``next_block_time()`` read after it."""
+
+    def fetch_clock(self) -> int: ...
 
 
 @runtime_checkable

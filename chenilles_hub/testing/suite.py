@@ -27,6 +27,7 @@ from ..backend import (
     FEE_OPERATIONS,
     BackendInfo,
     ChainBackend,
+    ClockFetcher,
     Concluded,
     EventFetcher,
     Funded,
@@ -200,6 +201,33 @@ class BackendConformance:
         ]
         again = [e for e in b.poll_events() if isinstance(e, Funded)]
         assert not [e for e in again if e.channel_id == duo.channel_id], "reported twice"
+
+    def test_the_clock_fetched_on_another_thread_is_the_watchers_clock(
+        self, conformance_backend: ChainBackend
+    ) -> None:
+        """The optional ``ClockFetcher`` role: right after a fetch, on the reading thread,
+        ``fetch_clock`` answers what ``next_block_time`` would (the watcher judges
+        deadlines with it): never earlier than ``now()`` before it, never later than
+        ``next_block_time()`` after it; and again after time passed."""
+        b = conformance_backend
+        if not isinstance(b, ClockFetcher) or not isinstance(b, EventFetcher):
+            pytest.skip("no ClockFetcher role: the watcher reads the clock on the node's thread")
+
+        def fetch_then_clock() -> int:
+            b.fetch_events()
+            return b.fetch_clock()
+
+        b.poll_events()
+        for _ in range(2):
+            before = b.now()
+            if b.fetches_off_thread():
+                with ThreadPoolExecutor(1) as pool:
+                    clock = pool.submit(fetch_then_clock).result()
+            else:
+                clock = fetch_then_clock()
+            assert before <= clock <= b.next_block_time(), (before, clock)
+            b.advance_time(3600)
+            assert b.fetch_clock() >= before + 3600  # alone too: a read, not a kept value
 
     def test_a_reorg_is_reported_and_takes_the_deposits_back(
         self, conformance_backend: ChainBackend, conformance_reorg: ReorgHook | None

@@ -104,3 +104,53 @@ def test_only_a_backend_that_reads_off_the_thread_now_gets_a_thread() -> None:
     source.fetches_off_thread = lambda: False  # type: ignore[method-assign]
     assert fetcher_of(source) is None  # an embedded ledger: polled on the node's thread
     assert fetcher_of(object()) is None  # no EventFetcher role
+
+
+class ClockedSource(Source):
+    """A source that also plays ``ClockFetcher``: its clock is its read count, or fails."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock_reads: list[str] = []
+        self.clock_fails: BaseException | None = None
+
+    def fetch_clock(self) -> int:
+        self.clock_reads.append(threading.current_thread().name)
+        if self.clock_fails is not None:
+            raise self.clock_fails
+        return 1_000 + self.reads
+
+
+def test_the_clock_is_read_after_the_events_on_the_reading_thread_only_when_asked() -> None:
+    source = ClockedSource()
+    thread = ChainFetchThread("evm", source)  # type: ignore[arg-type]
+    try:
+        plain = thread.submit().result(10)
+        assert plain.clock is None and source.clock_reads == []  # not asked: no round trip
+        clocked = thread.submit(with_clock=True).result(10)
+        assert clocked.data == 2 and clocked.clock == 1_002  # read after that fetch's events
+        assert source.clock_reads == ["chain-fetch-evm"]
+        assert clocked.ended <= time.monotonic()
+        # a clock that cannot be read: the events stand, and why is handed back
+        source.clock_fails = concurrent.futures.CancelledError()
+        failed = thread.submit(with_clock=True).result(10)
+        assert failed.data == 3 and failed.clock is None
+        assert failed.clock_error.startswith("CancelledError")
+        source.clock_fails = None
+        assert thread.submit(with_clock=True).result(10).clock == 1_004  # the thread lives on
+        # a failed fetch reads no clock
+        source.fail = ConnectionRefusedError("down")
+        with pytest.raises(ChainReadFailed):
+            thread.submit(with_clock=True).result(10)
+        assert len(source.clock_reads) == 3
+    finally:
+        thread.stop(5)
+
+
+def test_a_source_without_a_clock_role_gets_no_clock() -> None:
+    thread = ChainFetchThread("bitcoin", Source())  # type: ignore[arg-type]
+    try:
+        fetched = thread.submit(with_clock=True).result(10)
+        assert fetched.clock is None and fetched.clock_error == ""
+    finally:
+        thread.stop(5)

@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from chenilles_hub.core import Asset
+from chenilles_hub.core.watcher import RefundOutgoing
 from chenilles_hub.node.api.client import NodeClient
 from chenilles_hub.node.runtime import server as server_module
 from chenilles_hub.node.runtime.chain_fetch import fetcher_of
@@ -303,6 +304,55 @@ def test_what_was_read_but_not_applied_is_applied_again_before_anything_newer(
         assert "poll bitcoin" not in alice.background_errors
 
     run(with_pair(tmp_path, anvil, body, alice_tail=_bitcoin_chain(bitcoin_devnet)))
+
+
+def test_the_watchers_clock_comes_with_the_read_not_from_the_nodes_thread(
+    anvil: AnvilChain, tmp_path: Path
+) -> None:
+    """An HTLC in flight needs its chain's clock at every watcher tick (is it time to go
+    on-chain?): two round trips to the EVM endpoint a tick. They are made with the chain's
+    read, on its thread (``ClockFetcher``), and the watcher judges the deadline with what
+    that read returned: once the read says the HTLC expired, the watcher acts, though a
+    clock read on the node's thread would not have said so."""
+
+    async def body(pair: Pair) -> None:
+        alice = pair.alice
+        assert alice.node is not None and alice.chains is not None
+        evm = alice.chains.backends[alice.chains.names["evm"]]
+        evm_clock, evm_fetch_clock = evm.next_block_time, evm.fetch_clock
+        reads: list[str] = []  # the thread of every clock read, in order
+        lie: dict[str, int] = {}
+
+        def next_block_time() -> int:
+            reads.append(threading.current_thread().name)
+            return evm_clock()
+
+        def fetch_clock() -> int:
+            reads.append("fetch_clock")
+            return lie.get("time") or evm_fetch_clock()
+
+        expiry = evm.now() + 86_400  # an HTLC of ours: refunded on-chain once expired
+        duty = RefundOutgoing(pair.channel_id, 1_001, expiry)
+        await alice.call(alice.node.ctx.watcher.add, duty)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(evm, "next_block_time", next_block_time)
+            mp.setattr(evm, "fetch_clock", fetch_clock)
+            await _until(lambda: reads.count("fetch_clock") >= 4, timeout=30)
+            first = reads.index("fetch_clock")
+            on_the_nodes_thread = [
+                r for r in reads[first:] if r not in ("fetch_clock", "chain-fetch-evm")
+            ]
+            assert on_the_nodes_thread == [], reads
+            assert "watcher_RefundOnChain" not in alice.node.ctx.counters
+            # the operator sees where the watcher's clocks came from
+            where = await _scrape(pair, "chenilles_watcher_clock_reads_total")
+            assert where["with_read"] >= 3 and where["node_thread"] <= 1, where
+            # the read's clock is the watcher's: past the expiry, it refunds
+            lie["time"] = expiry + 1
+            await _until(lambda: "watcher_RefundOnChain" in alice.node.ctx.counters, 30)  # type: ignore[union-attr]
+            assert evm_clock() < expiry  # which the node's own read would not have seen
+
+    run(with_pair(tmp_path, anvil, body, closes=True))
 
 
 def test_a_chain_polled_on_the_nodes_thread_holds_a_payment_for_its_own_poll_only(

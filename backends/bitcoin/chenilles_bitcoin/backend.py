@@ -758,6 +758,16 @@ class BitcoinBackend:
             tip = self._tip_now(time.monotonic())
         return _Fetched(events, raws, tip)
 
+    def fetch_clock(self) -> int:
+        """``next_block_time`` on the reading thread (``ClockFetcher``): the tip read as
+        ``fetch_events`` reads it (its hash, and its header once per new block), the cached
+        tip of the node's thread neither used nor written."""
+        if self.height_clock:
+            tip_time = self._time_at(self.ledger.tip_height())
+        else:
+            tip_time = self._tip_now(time.monotonic())[1]
+        return tip_time + self.policy.block_interval
+
     def apply_events(self, fetched: object) -> list[ChainEvent]:
         """The scanned blocks as hub events, on the node's thread: the clock, the channels'
         transactions and the rebroadcasts touch what the node's other calls use."""

@@ -645,6 +645,11 @@ class EvmBackend(ForcedMoves):
     def apply_events(self, fetched: object) -> list[ChainEvent]:
         return cast(list[ChainEvent], fetched)
 
+    def fetch_clock(self) -> int:
+        """``next_block_time`` on the reading thread (``ClockFetcher``): two reads of
+        web3, which gives that thread a session of its own, and nothing written."""
+        return self.next_block_time()
+
     def holdings(self, params: ChannelParams, min_confirmations: int) -> dict[Asset, list[int]]:
         """Per asset and participant, what the ``Deposited`` events of the channel in blocks
         at least ``min_confirmations`` deep add up to (each counted for the participant it

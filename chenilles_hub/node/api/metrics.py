@@ -73,6 +73,11 @@ def render(
         ("checkpoint_writes", "Durable store transactions (each covers one or more jobs)."),
         ("connections", "Peer connections set up."),
         ("chain_poll_errors", "Failed polls of a chain."),
+        (
+            "chain_clock_fetch_errors",
+            "Chain clocks asked for with a read that could not be read (the watcher then "
+            "read them on the node's thread).",
+        ),
         ("chain_event_errors", "Batches of chain events the node failed to handle."),
         ("tick_errors", "Timer ticks that failed (the timer goes on)."),
         ("backup_errors", "Backup files not written (why: GET /v1/info, background_errors)."),
@@ -177,6 +182,18 @@ def render(
                 ("open_refused", "opens_refused"),
                 ("open_expired", "opens_expired"),
             )
+        ],
+    )
+    out.family(
+        "chenilles_watcher_clock_reads_total",
+        "counter",
+        "Chain clocks the watcher judged deadlines with, since start: read with the chain's "
+        "read off the node's thread (with_read), or by a call on the node's thread "
+        "(node_thread: the first tick of an HTLC in flight, an embedded ledger, a backend "
+        "without ClockFetcher, a read that failed or was late).",
+        [
+            ({"where": "with_read"}, node.counters.get("clock_reads_fetched", 0)),
+            ({"where": "node_thread"}, node.counters.get("clock_reads_node_thread", 0)),
         ],
     )
     actions = {

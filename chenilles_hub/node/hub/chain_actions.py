@@ -38,6 +38,7 @@ from ...core.watcher import (
     ClaimOnChain,
     ConcludeAndWithdraw,
     ForceClose,
+    GuardChannel,
     PreimageLearned,
     RefundOnChain,
     Refute,
@@ -66,7 +67,8 @@ WITHDRAW_RETRY = 5
 class ChainClocks(Mapping[bytes, ChainClock]):
     """Each channel's chain clock for one watcher tick, read lazily: one
     ``next_block_time`` per chain that has something due, and none for a chain that cannot
-    be reached (its channels are simply not acted on in this tick)."""
+    be reached (its channels are simply not acted on in this tick). A chain whose clock
+    came with this tick's read (``NodeContext.fetched_clocks``) is not called at all."""
 
     def __init__(self, ctx: NodeContext, heights: Mapping[str, int]) -> None:
         self.ctx = ctx
@@ -74,7 +76,13 @@ class ChainClocks(Mapping[bytes, ChainClock]):
         self._by_chain: dict[str, ChainClock | None] = {}
 
     def chain(self, chain: str) -> ChainClock | None:
+        if chain not in self._by_chain and chain in self.ctx.fetched_clocks:
+            self.ctx.count("clock_reads_fetched")
+            self._by_chain[chain] = ChainClock(
+                self.ctx.fetched_clocks[chain], self.heights.get(chain, -1)
+            )
         if chain not in self._by_chain:
+            self.ctx.count("clock_reads_node_thread")
             backend = self.ctx.backends[chain]
             # A plugin written before next_block_time existed: its latest block's time (the
             # watcher then acts a block later than it could, never earlier).
@@ -87,6 +95,10 @@ class ChainClocks(Mapping[bytes, ChainClock]):
                 self.ctx.note(f"{chain}: cannot read the chain's time: {error}")
                 self._by_chain[chain] = None
         return self._by_chain[chain]
+
+    def asked(self) -> set[str]:
+        """The chains whose clock was asked for (read or not)."""
+        return set(self._by_chain)
 
     def __getitem__(self, channel_id: bytes) -> ChainClock:
         channel = self.ctx.channels.get(channel_id)
@@ -111,6 +123,8 @@ class ChainActions:
         self._withdraw_at: dict[bytes, int] = {}
         #: The tip height last reported per chain (``NewBlock``): how deep a conclusion is.
         self.heights: dict[str, int] = {}
+        #: The chains whose clock the last watcher tick asked for.
+        self._clocks_asked: set[str] = set()
 
     # --- events -----------------------------------------------------------------------------
 
@@ -189,8 +203,23 @@ class ChainActions:
     # --- time ---------------------------------------------------------------------------------
 
     def tick(self) -> None:
-        self.act(self.ctx.watcher.tick(ChainClocks(self.ctx, self.heights)))
+        clocks = ChainClocks(self.ctx, self.heights)
+        try:
+            self.act(self.ctx.watcher.tick(clocks))
+        finally:
+            self.ctx.fetched_clocks.clear()  # one tick's: the next reads its own
+            self._clocks_asked = clocks.asked()
         self._retry_withdrawals()
+
+    def watched_chains(self) -> set[str]:
+        """The chains whose clock the watcher needs: those it asked for at its last tick,
+        and those of the channels with an HTLC in flight or a dispute now (a guarded
+        channel alone needs no clock)."""
+        state = self.ctx.watcher.state
+        ids = {d.channel_id for d in state.duties if not isinstance(d, GuardChannel)}
+        ids.update(channel_id for channel_id, _ in state.disputes)
+        channels = self.ctx.channels
+        return {channels[c].params.chain for c in ids if c in channels} | self._clocks_asked
 
     def _retry_withdrawals(self) -> None:
         """A closed channel is ``closed`` only once every payout reached our account; until

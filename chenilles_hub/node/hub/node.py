@@ -287,6 +287,16 @@ class Node:
         self.app_channels.on_chain_events(chain, events)
         self._end_of_event()
 
+    def chain_clock_fetched(self, chain: str, time: int) -> None:
+        """``chain``'s watcher clock, read off the node's thread with this tick's read
+        (``ClockFetcher``): the next ``tick`` judges that chain's deadlines with it."""
+        self.ctx.fetched_clocks[chain] = time
+
+    def watched_chains(self) -> set[str]:
+        """The chains whose clock the next ``tick`` needs (an HTLC in flight, a dispute):
+        the driver asks for their clocks with their next reads."""
+        return self.chain_actions.watched_chains()
+
     def tick(self) -> None:
         self.opening.expire(self.clock())
         self.quoting.expire()

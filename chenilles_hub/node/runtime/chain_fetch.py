@@ -6,7 +6,8 @@ call waited for them. A backend that plays the ``EventFetcher`` role splits its 
 two: ``fetch_events`` (the RPC) runs here, and only what it read goes to the node's thread
 (``apply_events``). Each chain has a thread of its own, so a slow endpoint delays its own
 chain's events and nothing else, and a chain's fetches never overlap (the backend may keep
-cursors without a lock).
+cursors without a lock). A backend that also plays ``ClockFetcher`` reads the watcher's
+clock here too, with the read that follows a tick whose watcher needed it.
 
 The threads are daemons: a fetch stuck on an endpoint that stopped answering must not keep
 a stopping node alive (an executor's threads are joined at exit).
@@ -20,7 +21,7 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from chenilles_hub.backend import EventFetcher
+from chenilles_hub.backend import ClockFetcher, EventFetcher
 
 __all__ = ["ChainFetchThread", "ChainReadFailed", "Fetched", "fetcher_of"]
 
@@ -34,10 +35,16 @@ class ChainReadFailed(Exception):
 @dataclass(frozen=True, slots=True)
 class Fetched:
     """What one fetch read, and how long it took (the endpoint's latency, as the operator
-    sees it in ``chenilles_chain_fetch_seconds``)."""
+    sees it in ``chenilles_chain_fetch_seconds``). ``clock``: the chain's
+    ``fetch_clock``, if it was asked for and read, and ``ended`` when the read ended
+    (``time.monotonic()``): a clock is used only while it is fresh; ``clock_error``: why
+    the clock asked for could not be read."""
 
     data: object
     seconds: float
+    clock: int | None = None
+    ended: float = 0.0
+    clock_error: str = ""
 
 
 def fetcher_of(backend: object) -> EventFetcher | None:
@@ -49,19 +56,23 @@ def fetcher_of(backend: object) -> EventFetcher | None:
 
 
 class ChainFetchThread:
-    """Runs one chain's ``fetch_events`` on a daemon thread, one call at a time."""
+    """Runs one chain's ``fetch_events`` (and ``fetch_clock`` when asked) on a daemon
+    thread, one read at a time."""
 
     def __init__(self, name: str, source: EventFetcher) -> None:
         self.name = name
         self._source = source
-        self._jobs: queue.SimpleQueue[Future[Fetched] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[tuple[Future[Fetched], bool] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=f"chain-fetch-{name}", daemon=True)
         self._thread.start()
 
-    def submit(self) -> Future[Fetched]:
-        """A fetch, started as soon as the previous one of this chain ended."""
+    def submit(self, with_clock: bool = False) -> Future[Fetched]:
+        """A fetch, started as soon as the previous one of this chain ended; ``with_clock``:
+        then the chain's ``fetch_clock`` too, if its backend has one (a clock that cannot be
+        read leaves ``clock`` None: the events read are good all the same, and the
+        watcher reads the clock on the node's thread as it would without the role)."""
         future: Future[Fetched] = Future()
-        self._jobs.put(future)
+        self._jobs.put((future, with_clock))
         return future
 
     def stop(self, wait: float) -> None:
@@ -73,9 +84,10 @@ class ChainFetchThread:
 
     def _run(self) -> None:
         while True:
-            future = self._jobs.get()
-            if future is None:
+            job = self._jobs.get()
+            if job is None:
                 return
+            future, with_clock = job
             if not future.set_running_or_notify_cancel():
                 continue
             started = time.perf_counter()
@@ -85,5 +97,18 @@ class ChainFetchThread:
                 failed = ChainReadFailed(f"{type(exc).__name__}: {exc}")
                 failed.__cause__ = exc
                 future.set_exception(failed)
-            else:
-                future.set_result(Fetched(data, time.perf_counter() - started))
+                continue
+            seconds = time.perf_counter() - started
+            clock, clock_error = self._clock() if with_clock else (None, "")
+            future.set_result(Fetched(data, seconds, clock, time.monotonic(), clock_error))
+
+    def _clock(self) -> tuple[int | None, str]:
+        """The chain's ``fetch_clock``, or None and why not (the watcher then reads the
+        clock on the node's thread, as without the role)."""
+        source = self._source
+        if not isinstance(source, ClockFetcher):
+            return None, ""
+        try:
+            return int(source.fetch_clock()), ""
+        except BaseException as exc:  # as a fetch's: nothing a backend raises ends the thread
+            return None, f"{type(exc).__name__}: {exc}"

@@ -59,6 +59,12 @@ T = TypeVar("T")
 FETCH_STOP_WAIT = 5.0
 #: A chain's read running this long (seconds) is shown in ``GET /v1/info`` as stalled.
 READ_STALLED = 5.0
+#: How long (seconds) after the watcher last needed a chain's clock its reads still bring
+#: it (``ClockFetcher``): payments come and go between ticks, so "an HTLC in flight at the
+#: last tick" would miss most of them, while a clock with every read of an idle chain would
+#: double its requests. A hub with HTLCs in flight in the last minute pays one more read a
+#: tick; the first HTLC after a quiet minute has its clock read on the node's thread.
+CLOCK_WANTED_FOR = 60.0
 
 
 @contextlib.contextmanager
@@ -117,6 +123,9 @@ class HubServer:
         self._reads: dict[str, tuple[asyncio.Future[Fetched], float]] = {}
         #: chain name -> what its last read returned and the node failed to apply
         self._unapplied: dict[str, Fetched] = {}
+        #: Chain id -> until when (monotonic) its reads bring its clock (``CLOCK_WANTED_FOR``
+        #: after a watcher tick last needed it). Replaced whole: read by the event loop.
+        self._clock_wanted: dict[str, float] = {}
         #: The background tasks (tick, backup, announce) whose last run failed: (error, when).
         self.background_errors: dict[str, tuple[str, int]] = {}
         self.exit_code = 0
@@ -488,7 +497,9 @@ class HubServer:
         stopped answering) is left to end on its own, is applied at a later tick, and no
         other read of that chain starts meanwhile; past ``READ_STALLED`` seconds it is shown
         in ``GET /v1/info``. What a read returned and the node failed to apply is applied
-        again, before anything newer of that chain.
+        again, before anything newer of that chain. A chain whose clock the watcher needed
+        in the last minute (an HTLC in flight, a dispute) is asked for it with its read
+        (``ClockFetcher``), so the watcher's tick below makes no round trip for it.
 
         Any other chain (an embedded ledger) is polled in a job of its own on the node's
         thread, so a message waits for one such poll at most. A chain whose poll fails does
@@ -516,7 +527,12 @@ class HubServer:
             if name in self._unapplied:
                 continue
             if name not in self._reads:
-                self._reads[name] = (wrap_future(thread.submit(), loop=loop), time.monotonic())
+                wanted_until = self._clock_wanted.get(self.chains.names[name], 0.0)
+                with_clock = time.monotonic() < wanted_until
+                self._reads[name] = (
+                    wrap_future(thread.submit(with_clock), loop=loop),
+                    time.monotonic(),
+                )
             reading[self._reads[name][0]] = name
         for name in on_our_thread:  # while the others are read
             try:
@@ -623,6 +639,23 @@ class HubServer:
             self.chain_polls[name] = time.perf_counter() - started
         self._unapplied.pop(name, None)
         self._take_events(name, events)
+        if fetched is not None:
+            self._take_clock(name, fetched)
+
+    def _take_clock(self, name: str, fetched: Fetched) -> None:
+        """The watcher's clock read with chain ``name``'s events, for the coming watcher
+        tick, if it was read within the last tick (an older one, from a read applied late,
+        is not used: the watcher reads its own). A clock that could not be read is
+        counted (``chain_clock_fetch_errors``); the watcher then reads it itself."""
+        assert self.node is not None and self.chains is not None
+        if fetched.clock_error:
+            self.count("chain_clock_fetch_errors")
+            log.warning(
+                "reading %s's clock failed: %s", self.chains.names[name], fetched.clock_error
+            )
+        fresh = time.monotonic() - fetched.ended <= self.config.tick_interval
+        if fetched.clock is not None and fresh:
+            self.node.chain_clock_fetched(self.chains.names[name], fetched.clock)
 
     def _poll_failed(self, name: str, exc: Exception) -> None:
         """A chain could not be read this tick: counted (``chain_poll_errors``), logged,
@@ -658,4 +691,8 @@ class HubServer:
         """Let time pass for the watcher (deadlines), once every chain was polled."""
         assert self.node is not None
         self.node.tick()
+        watched = self.node.watched_chains()
+        if watched:
+            until = time.monotonic() + CLOCK_WANTED_FOR
+            self._clock_wanted = {**self._clock_wanted, **dict.fromkeys(watched, until)}
         self.backups.note(self.node)
