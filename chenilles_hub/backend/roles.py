@@ -113,13 +113,14 @@ class ClockFetcher(Protocol):
     role, the node asks for the clock with the chain's next read instead: ``fetch_clock``
     runs on the chain's reading thread right after ``fetch_events`` (same rules: it must
     write nothing the other methods read without a lock), and the watcher's tick that
-    follows uses its answer. Only a clock read within the last tick is used: a clock is
-    at most one tick old when the watcher judges a deadline with it, so the watcher acts
-    at most one tick later than it could, never earlier. Without the role (or when the
-    read fails or is late) the watcher reads ``next_block_time`` on the node's thread.
+    follows uses its answer if that read started at most one tick interval before: the
+    watcher then acts at most a tick later than it could, never earlier. Without the role
+    (or when the clock is older, late or fails) the watcher reads ``next_block_time`` on
+    the node's thread.
 
-    ``fetch_clock`` answers what ``next_block_time`` would: never earlier than ``now()``
-    read before it, never later than ``next_block_time()`` read after it."""
+    ``fetch_clock`` answers what a fresh ``next_block_time`` would: never earlier than
+    ``now()`` read before it, never later than the time the chain's next block will
+    carry."""
 
     def fetch_clock(self) -> int: ...
 

@@ -207,8 +207,10 @@ class BackendConformance:
     ) -> None:
         """The optional ``ClockFetcher`` role: right after a fetch, on the reading thread,
         ``fetch_clock`` answers what ``next_block_time`` would (the watcher judges
-        deadlines with it): never earlier than ``now()`` before it, never later than
-        ``next_block_time()`` after it; and again after time passed."""
+        deadlines with it): never earlier than ``now()`` before it, and no later than
+        ``next_block_time()`` after it (give or take a block: a backend may keep its tip a
+        moment on the node's thread, while the fetch reads a fresh one); and again after
+        time passed."""
         b = conformance_backend
         if not isinstance(b, ClockFetcher) or not isinstance(b, EventFetcher):
             pytest.skip("no ClockFetcher role: the watcher reads the clock on the node's thread")
@@ -225,7 +227,8 @@ class BackendConformance:
                     clock = pool.submit(fetch_then_clock).result()
             else:
                 clock = fetch_then_clock()
-            assert before <= clock <= b.next_block_time(), (before, clock)
+            block = max(1, b.time_model().block_interval_ms // 1000)
+            assert before <= clock <= b.next_block_time() + block, (before, clock)
             b.advance_time(3600)
             assert b.fetch_clock() >= before + 3600  # alone too: a read, not a kept value
 

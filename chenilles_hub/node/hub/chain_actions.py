@@ -125,6 +125,8 @@ class ChainActions:
         self.heights: dict[str, int] = {}
         #: The chains whose clock the last watcher tick asked for.
         self._clocks_asked: set[str] = set()
+        #: The running watcher tick's clocks (a retried action takes its time from them).
+        self._clocks: ChainClocks | None = None
 
     # --- events -----------------------------------------------------------------------------
 
@@ -203,11 +205,11 @@ class ChainActions:
     # --- time ---------------------------------------------------------------------------------
 
     def tick(self) -> None:
-        clocks = ChainClocks(self.ctx, self.heights)
+        clocks = self._clocks = ChainClocks(self.ctx, self.heights)
         try:
             self.act(self.ctx.watcher.tick(clocks))
         finally:
-            self.ctx.fetched_clocks.clear()  # one tick's: the next reads its own
+            self._clocks = None
             self._clocks_asked = clocks.asked()
         self._retry_withdrawals()
 
@@ -265,7 +267,8 @@ class ChainActions:
         channel = None if channel_id is None else self.ctx.channels.get(channel_id)
         if channel is None:
             return
-        clock = ChainClocks(self.ctx, self.heights).chain(channel.params.chain)
+        clocks = self._clocks or ChainClocks(self.ctx, self.heights)
+        clock = clocks.chain(channel.params.chain)
         if clock is not None:
             self.ctx.watcher.retry_later(action, clock.time + 1)
 

@@ -289,7 +289,8 @@ class Node:
 
     def chain_clock_fetched(self, chain: str, time: int) -> None:
         """``chain``'s watcher clock, read off the node's thread with this tick's read
-        (``ClockFetcher``): the next ``tick`` judges that chain's deadlines with it."""
+        (``ClockFetcher``): the next ``tick`` judges that chain's deadlines with it, then
+        forgets it."""
         self.ctx.fetched_clocks[chain] = time
 
     def watched_chains(self) -> set[str]:
@@ -298,13 +299,16 @@ class Node:
         return self.chain_actions.watched_chains()
 
     def tick(self) -> None:
-        self.opening.expire(self.clock())
-        self.quoting.expire()
-        self.payment_flow.expire_waiting()
-        self.chain_actions.tick()
-        self.app_channels.tick()
-        self.recovery.tick()
-        self.virtual_watch.tick()
+        try:
+            self.opening.expire(self.clock())
+            self.quoting.expire()
+            self.payment_flow.expire_waiting()
+            self.chain_actions.tick()
+            self.app_channels.tick()
+            self.recovery.tick()
+            self.virtual_watch.tick()
+        finally:
+            self.ctx.fetched_clocks.clear()  # this tick's: the next one reads its own
         self._end_of_event()
 
     # --- the operator's requests ------------------------------------------------------------

@@ -36,14 +36,14 @@ class ChainReadFailed(Exception):
 class Fetched:
     """What one fetch read, and how long it took (the endpoint's latency, as the operator
     sees it in ``chenilles_chain_fetch_seconds``). ``clock``: the chain's
-    ``fetch_clock``, if it was asked for and read, and ``ended`` when the read ended
-    (``time.monotonic()``): a clock is used only while it is fresh; ``clock_error``: why
-    the clock asked for could not be read."""
+    ``fetch_clock``, if it was asked for and read, and ``clock_read_at`` when that read
+    started (``time.monotonic()``): a clock is used only while it is fresh;
+    ``clock_error``: why the clock asked for could not be read."""
 
     data: object
     seconds: float
     clock: int | None = None
-    ended: float = 0.0
+    clock_read_at: float = 0.0
     clock_error: str = ""
 
 
@@ -99,8 +99,9 @@ class ChainFetchThread:
                 future.set_exception(failed)
                 continue
             seconds = time.perf_counter() - started
+            clock_read_at = time.monotonic()
             clock, clock_error = self._clock() if with_clock else (None, "")
-            future.set_result(Fetched(data, seconds, clock, time.monotonic(), clock_error))
+            future.set_result(Fetched(data, seconds, clock, clock_read_at, clock_error))
 
     def _clock(self) -> tuple[int | None, str]:
         """The chain's ``fetch_clock``, or None and why not (the watcher then reads the

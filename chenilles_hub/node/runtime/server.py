@@ -62,8 +62,9 @@ READ_STALLED = 5.0
 #: How long (seconds) after the watcher last needed a chain's clock its reads still bring
 #: it (``ClockFetcher``): payments come and go between ticks, so "an HTLC in flight at the
 #: last tick" would miss most of them, while a clock with every read of an idle chain would
-#: double its requests. A hub with HTLCs in flight in the last minute pays one more read a
-#: tick; the first HTLC after a quiet minute has its clock read on the node's thread.
+#: double its requests. A hub with HTLCs in flight in the last minute pays the clock's
+#: requests with every read of the chain (EVM two, Bitcoin one or two, Solana none); the
+#: first HTLC after a quiet minute has its clock read on the node's thread.
 CLOCK_WANTED_FOR = 60.0
 
 
@@ -126,6 +127,9 @@ class HubServer:
         #: Chain id -> until when (monotonic) its reads bring its clock (``CLOCK_WANTED_FOR``
         #: after a watcher tick last needed it). Replaced whole: read by the event loop.
         self._clock_wanted: dict[str, float] = {}
+        #: Chain id -> the clock the last read brought, and when that read started
+        #: (monotonic): handed to the watcher's next tick if still fresh, then dropped.
+        self._fetched_clocks: dict[str, tuple[int, float]] = {}
         #: The background tasks (tick, backup, announce) whose last run failed: (error, when).
         self.background_errors: dict[str, tuple[str, int]] = {}
         self.exit_code = 0
@@ -643,19 +647,17 @@ class HubServer:
             self._take_clock(name, fetched)
 
     def _take_clock(self, name: str, fetched: Fetched) -> None:
-        """The watcher's clock read with chain ``name``'s events, for the coming watcher
-        tick, if it was read within the last tick (an older one, from a read applied late,
-        is not used: the watcher reads its own). A clock that could not be read is
-        counted (``chain_clock_fetch_errors``); the watcher then reads it itself."""
-        assert self.node is not None and self.chains is not None
+        """Keep the watcher's clock read with chain ``name``'s events for the coming
+        watcher tick (``_watch_tick`` hands it over if still fresh). A clock that could not
+        be read is counted (``chain_clock_fetch_errors``); the watcher then reads it
+        itself."""
+        assert self.chains is not None
+        chain = self.chains.names[name]
         if fetched.clock_error:
             self.count("chain_clock_fetch_errors")
-            log.warning(
-                "reading %s's clock failed: %s", self.chains.names[name], fetched.clock_error
-            )
-        fresh = time.monotonic() - fetched.ended <= self.config.tick_interval
-        if fetched.clock is not None and fresh:
-            self.node.chain_clock_fetched(self.chains.names[name], fetched.clock)
+            log.warning("reading %s's clock failed: %s", chain, fetched.clock_error)
+        if fetched.clock is not None:
+            self._fetched_clocks[chain] = (fetched.clock, fetched.clock_read_at)
 
     def _poll_failed(self, name: str, exc: Exception) -> None:
         """A chain could not be read this tick: counted (``chain_poll_errors``), logged,
@@ -690,6 +692,12 @@ class HubServer:
     def _watch_tick(self) -> None:
         """Let time pass for the watcher (deadlines), once every chain was polled."""
         assert self.node is not None
+        clocks, self._fetched_clocks = self._fetched_clocks, {}
+        for chain, (clock, read_at) in clocks.items():
+            # read within the last tick, or not used (a read applied late, a slow queue):
+            # the watcher then reads the chain's clock itself
+            if time.monotonic() - read_at <= self.config.tick_interval:
+                self.node.chain_clock_fetched(chain, clock)
         self.node.tick()
         watched = self.node.watched_chains()
         if watched:
