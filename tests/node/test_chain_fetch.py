@@ -127,10 +127,11 @@ def test_the_clock_is_read_after_the_events_on_the_reading_thread_only_when_aske
     try:
         plain = thread.submit().result(10)
         assert plain.clock is None and source.clock_reads == []  # not asked: no round trip
+        asked = time.monotonic()
         clocked = thread.submit(with_clock=True).result(10)
         assert clocked.data == 2 and clocked.clock == 1_002  # read after that fetch's events
         assert source.clock_reads == ["chain-fetch-evm"]
-        assert clocked.ended <= time.monotonic()
+        assert asked <= clocked.clock_read_at <= time.monotonic()  # when the clock's read began
         # a clock that cannot be read: the events stand, and why is handed back
         source.clock_fails = concurrent.futures.CancelledError()
         failed = thread.submit(with_clock=True).result(10)

@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import time
-from asyncio import FIRST_COMPLETED, wrap_future
+from asyncio import FIRST_COMPLETED
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -45,7 +45,8 @@ from .bootstrap import (
     load_token,
     open_store,
 )
-from .chain_fetch import ChainFetchThread, ChainReadFailed, Fetched, fetcher_of
+from .chain_fetch import ChainReadFailed, Fetched
+from .chain_reads import ChainReads
 from .files import private_dir, secure_data_dir
 from .peers import Peers
 from .pipeline import Pipeline
@@ -59,13 +60,6 @@ T = TypeVar("T")
 FETCH_STOP_WAIT = 5.0
 #: A chain's read running this long (seconds) is shown in ``GET /v1/info`` as stalled.
 READ_STALLED = 5.0
-#: How long (seconds) after the watcher last needed a chain's clock its reads still bring
-#: it (``ClockFetcher``): payments come and go between ticks, so "an HTLC in flight at the
-#: last tick" would miss most of them, while a clock with every read of an idle chain would
-#: double its requests. A hub with HTLCs in flight in the last minute pays the clock's
-#: requests with every read of the chain (EVM two, Bitcoin one or two, Solana none); the
-#: first HTLC after a quiet minute has its clock read on the node's thread.
-CLOCK_WANTED_FOR = 60.0
 
 
 @contextlib.contextmanager
@@ -116,20 +110,10 @@ class HubServer:
         self.stats: dict[str, int] = {}
         #: chain name -> seconds its last poll held the node's thread
         self.chain_polls: dict[str, float] = {}
-        #: chain name -> seconds its last fetch took off the node's thread (the RPC)
-        self.chain_fetches: dict[str, float] = {}
-        #: chain name -> the thread its events are fetched on (chains reached over RPC)
-        self._fetch_threads: dict[str, ChainFetchThread] = {}
-        #: chain name -> its read still running, and since when (monotonic)
-        self._reads: dict[str, tuple[asyncio.Future[Fetched], float]] = {}
-        #: chain name -> what its last read returned and the node failed to apply
-        self._unapplied: dict[str, Fetched] = {}
-        #: Chain id -> until when (monotonic) its reads bring its clock (``CLOCK_WANTED_FOR``
-        #: after a watcher tick last needed it). Replaced whole: read by the event loop.
-        self._clock_wanted: dict[str, float] = {}
-        #: Chain id -> the clock the last read brought, and when that read started
-        #: (monotonic): handed to the watcher's next tick if still fresh, then dropped.
-        self._fetched_clocks: dict[str, tuple[int, float]] = {}
+        #: Each RPC chain's reads off the node's thread, between ticks (``chain_reads``).
+        self.reads = ChainReads()
+        #: chain name -> seconds its last read took off the node's thread (the RPC)
+        self.chain_fetches = self.reads.seconds
         #: The background tasks (tick, backup, announce) whose last run failed: (error, when).
         self.background_errors: dict[str, tuple[str, int]] = {}
         self.exit_code = 0
@@ -308,10 +292,8 @@ class HubServer:
         if self._api_runner is not None:
             await self._api_runner.cleanup()
         await self.pipeline.shutdown()
-        self._drop_reads()
-        await asyncio.gather(  # the chains' reads end before their connections close
-            *(asyncio.to_thread(t.stop, FETCH_STOP_WAIT) for t in self._fetch_threads.values())
-        )
+        self.reads.drop()
+        await self.reads.stop(FETCH_STOP_WAIT)  # before the chains' connections close
         if self.chains is not None and self._given_chains is None:
             self.chains.close()
         if self.store is not None and self._given_store is None:
@@ -515,29 +497,24 @@ class HubServer:
         reading: dict[asyncio.Future[Fetched], str] = {}
         on_our_thread: list[str] = []
         for name in list(self.chains.names):
+            chain = self.chains.names[name]
             try:
-                thread = self._fetch_thread(name)
+                thread = self.reads.thread(name, self.chains.backends[chain])
             except Exception as exc:  # fetches_off_thread raised: this chain's turn is over
                 self._poll_failed(name, exc)
                 continue
             if thread is None:
                 on_our_thread.append(name)
                 continue
-            try:
-                if name in self._unapplied:  # first what was read before, then read on
-                    await self.call(self._poll_chain, name, self._unapplied[name])
-            except Exception as exc:  # the others and the deadlines still get their turn
-                error = error or exc
-            if name in self._unapplied:
-                continue
-            if name not in self._reads:
-                wanted_until = self._clock_wanted.get(self.chains.names[name], 0.0)
-                with_clock = time.monotonic() < wanted_until
-                self._reads[name] = (
-                    wrap_future(thread.submit(with_clock), loop=loop),
-                    time.monotonic(),
-                )
-            reading[self._reads[name][0]] = name
+            unapplied = self.reads.unapplied(name)
+            if unapplied is not None:  # first what was read before, then read on
+                try:
+                    await self.call(self._poll_chain, name, unapplied)
+                except Exception as exc:  # the others and the deadlines still get their turn
+                    error = error or exc
+                if self.reads.unapplied(name) is not None:
+                    continue
+            reading[self.reads.start(name, chain, thread, loop)] = name
         for name in on_our_thread:  # while the others are read
             try:
                 await self.call(self._poll_chain, name)
@@ -552,63 +529,27 @@ class HubServer:
                 break
             for future in done:
                 name = reading.pop(future)
-                del self._reads[name]
-                fetched = self._fetched(name, future)
-                if fetched is None:
+                fetched = self.reads.ended(name, future)
+                if isinstance(fetched, Exception):  # counted and shown, as a failed poll
+                    self._poll_failed(name, fetched)
                     continue
                 try:
                     await self.call(self._poll_chain, name, fetched)
                 except Exception as exc:
                     error = error or exc
         for name in reading.values():
-            started = self._reads[name][1]
-            if time.monotonic() - started >= READ_STALLED:
+            running = self.reads.running_for(name)
+            if running >= READ_STALLED:
                 self._poll_failed(
                     name,
                     TimeoutError(
-                        f"reading the chain has not ended in {time.monotonic() - started:.0f} s: "
+                        f"reading the chain has not ended in {running:.0f} s: "
                         "is its endpoint answering? (its events wait; other chains go on)"
                     ),
                 )
         await self.call(self._watch_tick)
         if error is not None:
             raise error
-
-    def _fetch_thread(self, name: str) -> ChainFetchThread | None:
-        """The thread chain ``name`` is read on, started on first use; None while its
-        backend polls on the node's thread (asked each tick: it may change its answer,
-        but not while a read of it runs or waits to be applied: never two reads at once,
-        nor a newer one before an older)."""
-        assert self.chains is not None
-        if name in self._reads or name in self._unapplied:
-            return self._fetch_threads[name]
-        fetcher = fetcher_of(self.chains.backends[self.chains.names[name]])
-        if fetcher is None:
-            return None
-        thread = self._fetch_threads.get(name)
-        if thread is None:
-            thread = self._fetch_threads[name] = ChainFetchThread(name, fetcher)
-        return thread
-
-    def _fetched(self, name: str, future: asyncio.Future[Fetched]) -> Fetched | None:
-        """What the ended read of chain ``name`` returned, or None if it failed (counted
-        and shown, as a failed poll: an unreachable chain must not stop the others)."""
-        exc = future.exception()
-        if exc is not None:
-            self._poll_failed(name, exc if isinstance(exc, Exception) else RuntimeError(exc))
-            return None
-        fetched = future.result()
-        self.chain_fetches[name] = fetched.seconds
-        return fetched
-
-    def _drop_reads(self) -> None:
-        """At shutdown: reads not started never run, and an ended one's error is taken (its
-        data is dropped: after a restart each chain's feed is read again from where it
-        was, ``chain-origin/<name>``)."""
-        for future, _ in self._reads.values():
-            if not future.cancel() and not future.cancelled():
-                future.exception()
-        self._reads.clear()
 
     def _chain_tick(self) -> None:
         """Every chain polled, then the watcher's tick, in one job (the first tick, at
@@ -636,28 +577,18 @@ class HubServer:
                 events = backend.apply_events(fetched.data)
         except Exception as exc:  # an unreachable chain must not stop the others
             if fetched is not None:
-                self._unapplied[name] = fetched
+                self.reads.kept_unapplied(name, fetched)
             self._poll_failed(name, exc)
             return
         finally:
             self.chain_polls[name] = time.perf_counter() - started
-        self._unapplied.pop(name, None)
+        self.reads.applied(name, self.chains.names[name], fetched)
         self._take_events(name, events)
-        if fetched is not None:
-            self._take_clock(name, fetched)
-
-    def _take_clock(self, name: str, fetched: Fetched) -> None:
-        """Keep the watcher's clock read with chain ``name``'s events for the coming
-        watcher tick (``_watch_tick`` hands it over if still fresh). A clock that could not
-        be read is counted (``chain_clock_fetch_errors``); the watcher then reads it
-        itself."""
-        assert self.chains is not None
-        chain = self.chains.names[name]
-        if fetched.clock_error:
+        if fetched is not None and fetched.clock_error:
             self.count("chain_clock_fetch_errors")
-            log.warning("reading %s's clock failed: %s", chain, fetched.clock_error)
-        if fetched.clock is not None:
-            self._fetched_clocks[chain] = (fetched.clock, fetched.clock_read_at)
+            log.warning(
+                "reading %s's clock failed: %s", self.chains.names[name], fetched.clock_error
+            )
 
     def _poll_failed(self, name: str, exc: Exception) -> None:
         """A chain could not be read this tick: counted (``chain_poll_errors``), logged,
@@ -692,15 +623,10 @@ class HubServer:
     def _watch_tick(self) -> None:
         """Let time pass for the watcher (deadlines), once every chain was polled."""
         assert self.node is not None
-        clocks, self._fetched_clocks = self._fetched_clocks, {}
-        for chain, (clock, read_at) in clocks.items():
-            # read within the last tick, or not used (a read applied late, a slow queue):
-            # the watcher then reads the chain's clock itself
-            if time.monotonic() - read_at <= self.config.tick_interval:
-                self.node.chain_clock_fetched(chain, clock)
+        # clocks whose read started within the last tick (the watcher acts at most a tick
+        # late); for any other chain the watcher reads the clock itself
+        for chain, clock in self.reads.take_fresh_clocks(self.config.tick_interval).items():
+            self.node.chain_clock_fetched(chain, clock)
         self.node.tick()
-        watched = self.node.watched_chains()
-        if watched:
-            until = time.monotonic() + CLOCK_WANTED_FOR
-            self._clock_wanted = {**self._clock_wanted, **dict.fromkeys(watched, until)}
+        self.reads.want_clocks(self.node.watched_chains())
         self.backups.note(self.node)
