@@ -111,8 +111,9 @@ class ClockFetcher(Protocol):
     that chain's ``next_block_time``: a round trip or two to the endpoint each tick, on
     the node's thread (on a busy hub, every tick). For a backend that also plays this
     role, the node asks for the clock with the chain's next read instead: ``fetch_clock``
-    runs on the chain's reading thread right after ``fetch_events`` (same rules: it must
-    write nothing the other methods read without a lock), and the watcher's tick that
+    runs on the chain's reading thread right after ``fetch_events``, with what that fetch
+    returned (if it read the clock, answer from it: no second round trip), under the same
+    rules (write nothing the other methods read without a lock), and the watcher's tick that
     follows uses its answer if that read started at most one tick interval before: the
     watcher then acts at most a tick later than it could, never earlier. Without the role
     (or when the clock is older, late or fails) the watcher reads ``next_block_time`` on
@@ -122,7 +123,7 @@ class ClockFetcher(Protocol):
     ``now()`` read before it, never later than the time the chain's next block will
     carry."""
 
-    def fetch_clock(self) -> int: ...
+    def fetch_clock(self, fetched: object) -> int: ...
 
 
 @runtime_checkable

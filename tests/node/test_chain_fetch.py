@@ -114,10 +114,11 @@ class ClockedSource(Source):
         self.clock_reads: list[str] = []
         self.clock_fails: BaseException | None = None
 
-    def fetch_clock(self) -> int:
+    def fetch_clock(self, fetched: object) -> int:
         self.clock_reads.append(threading.current_thread().name)
         if self.clock_fails is not None:
             raise self.clock_fails
+        assert fetched == self.reads  # what the fetch just returned
         return 1_000 + self.reads
 
 

@@ -329,10 +329,10 @@ def test_the_watchers_clock_comes_with_the_read_not_from_the_nodes_thread(
             reads.append(threading.current_thread().name)
             return evm_clock()
 
-        def fetch_clock() -> int:
+        def fetch_clock(fetched: object) -> int:
             reads.append("fetch_clock")
             time.sleep(lie.get("slow", 0.0))
-            return int(lie.get("time", 0)) or evm_fetch_clock()
+            return int(lie.get("time", 0)) or evm_fetch_clock(fetched)
 
         def node_thread_reads_since(mark: int) -> list[str]:
             return [r for r in reads[mark:] if r not in ("fetch_clock", "chain-fetch-evm")]

@@ -758,12 +758,16 @@ class BitcoinBackend:
             tip = self._tip_now(time.monotonic())
         return _Fetched(events, raws, tip)
 
-    def fetch_clock(self) -> int:
-        """``next_block_time`` on the reading thread (``ClockFetcher``): the tip read as
-        ``fetch_events`` reads it (its hash, and its header once per new block), the cached
-        tip of the node's thread neither used nor written."""
+    def fetch_clock(self, fetched: object) -> int:
+        """``next_block_time`` on the reading thread (``ClockFetcher``): the tip the fetch
+        read with new blocks, else read as the fetch reads it (its hash, and its header
+        once per new block); the cached tip of the node's thread neither used nor
+        written."""
+        assert isinstance(fetched, _Fetched)
         if self.height_clock:
             tip_time = self._time_at(self.ledger.tip_height())
+        elif fetched.tip is not None:
+            tip_time = fetched.tip[1]
         else:
             tip_time = self._tip_now(time.monotonic())[1]
         return tip_time + self.policy.block_interval

@@ -645,9 +645,10 @@ class EvmBackend(ForcedMoves):
     def apply_events(self, fetched: object) -> list[ChainEvent]:
         return cast(list[ChainEvent], fetched)
 
-    def fetch_clock(self) -> int:
+    def fetch_clock(self, fetched: object) -> int:
         """``next_block_time`` on the reading thread (``ClockFetcher``): two reads of
-        web3, which gives that thread a session of its own, and nothing written."""
+        web3, which gives that thread a session of its own, and nothing written (the
+        event stream's poll reads the tip's number, not the pending block's time)."""
         return self.next_block_time()
 
     def holdings(self, params: ChannelParams, min_confirmations: int) -> dict[Asset, list[int]]:

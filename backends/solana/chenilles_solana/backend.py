@@ -163,8 +163,6 @@ class SolanaBackend(ForcedMoves):
         self._faucet = faucet
         self._mints = [*([test_mint] if test_mint else []), *mints]
         self._cursor: str | None = None
-        #: The Clock the last fetch read, for the ``fetch_clock`` after it (fetch thread's).
-        self._fetched_clock: Clock | None = None
         self._last_slot = -1
         self._channel_mints: dict[bytes, tuple[bytes, ...]] = {}
         #: app id -> its app program (``use_app``)
@@ -643,17 +641,13 @@ class SolanaBackend(ForcedMoves):
         cursor, batches = self.ledger.program_logs(self._cursor)
         clock = self.ledger.clock()
         self._cursor = cursor
-        self._fetched_clock = clock
         return _Fetched(batches, clock)
 
-    def fetch_clock(self) -> int:
-        """The Clock sysvar the fetch just read (``ClockFetcher``: called right after
-        ``fetch_events``, on the same thread): ``next_block_time``, with no second read.
-        Taken once: a call not after a fetch reads the sysvar."""
-        clock, self._fetched_clock = self._fetched_clock, None
-        if clock is None:
-            clock = self.ledger.clock()
-        return clock.unix_timestamp
+    def fetch_clock(self, fetched: object) -> int:
+        """The Clock sysvar the fetch read (``ClockFetcher``): ``next_block_time``, with no
+        second round trip."""
+        assert isinstance(fetched, _Fetched)
+        return fetched.clock.unix_timestamp
 
     def apply_events(self, fetched: object) -> list[ChainEvent]:
         """The log lines as hub events, on the node's thread (a channel's mints are read

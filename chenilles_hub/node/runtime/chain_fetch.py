@@ -100,16 +100,16 @@ class ChainFetchThread:
                 continue
             seconds = time.perf_counter() - started
             clock_read_at = time.monotonic()
-            clock, clock_error = self._clock() if with_clock else (None, "")
+            clock, clock_error = self._clock(data) if with_clock else (None, "")
             future.set_result(Fetched(data, seconds, clock, clock_read_at, clock_error))
 
-    def _clock(self) -> tuple[int | None, str]:
+    def _clock(self, fetched: object) -> tuple[int | None, str]:
         """The chain's ``fetch_clock``, or None and why not (the watcher then reads the
         clock on the node's thread, as without the role)."""
         source = self._source
         if not isinstance(source, ClockFetcher):
             return None, ""
         try:
-            return int(source.fetch_clock()), ""
+            return int(source.fetch_clock(fetched)), ""
         except BaseException as exc:  # as a fetch's: nothing a backend raises ends the thread
             return None, f"{type(exc).__name__}: {exc}"

@@ -30,7 +30,7 @@ __all__ = ["CLOCK_WANTED_FOR", "ChainReads"]
 #: it (``ClockFetcher``): payments come and go between ticks, so "an HTLC in flight at the
 #: last tick" would miss most of them, while a clock with every read of an idle chain would
 #: double its requests. A hub with HTLCs in flight in the last minute pays the clock's
-#: requests with every read of the chain (EVM two, Bitcoin one or two, Solana none); the
+#: requests with every read of the chain (EVM two, Bitcoin one, Solana none); the
 #: first HTLC after a quiet minute has its clock read on the node's thread.
 CLOCK_WANTED_FOR = 60.0
 
