@@ -331,6 +331,8 @@ def test_the_watchers_clock_comes_with_the_read_not_from_the_nodes_thread(
 
         def fetch_clock(fetched: object) -> int:
             reads.append("fetch_clock")
+            if lie.get("fail"):
+                raise ConnectionResetError("the endpoint dropped the clock's read")
             time.sleep(lie.get("slow", 0.0))
             return int(lie.get("time", 0)) or evm_fetch_clock(fetched)
 
@@ -351,6 +353,21 @@ def test_the_watchers_clock_comes_with_the_read_not_from_the_nodes_thread(
             assert len(node_thread_reads_since(first)) <= 1, reads
             where = await _scrape(pair, "chenilles_watcher_clock_reads_total")
             assert where["with_read"] >= 5, where  # the operator sees where clocks came from
+            # a clock that cannot be read with the read: shown until one is, and the
+            # watcher reads the chain itself meanwhile
+            lie["fail"] = 1
+            mark = len(reads)
+            await _until(lambda: "clock evm" in alice.background_errors, timeout=30)
+            client = NodeClient(f"http://127.0.0.1:{alice.api_port}", alice.config.read_token())
+            with client:
+                info = await asyncio.get_running_loop().run_in_executor(
+                    None, client.get, "/v1/info"
+                )
+            shown = {e["task"]: e["error"] for e in info["background_errors"]}
+            assert shown["clock evm"].startswith("ConnectionResetError"), shown
+            await _until(lambda: node_thread_reads_since(mark), timeout=30)
+            del lie["fail"]
+            await _until(lambda: "clock evm" not in alice.background_errors, timeout=30)
             # a read's clock past the expiry, but read more than a tick before the
             # watcher's tick (the read outlasts the tick): not used
             tick = alice.config.tick_interval

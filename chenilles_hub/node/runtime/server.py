@@ -584,11 +584,22 @@ class HubServer:
             self.chain_polls[name] = time.perf_counter() - started
         self.reads.applied(name, self.chains.names[name], fetched)
         self._take_events(name, events)
-        if fetched is not None and fetched.clock_error:
+        if fetched is not None:
+            self._clock_read(name, fetched)
+
+    def _clock_read(self, name: str, fetched: Fetched) -> None:
+        """A clock asked for with chain ``name``'s read that could not be read: counted
+        (``chain_clock_fetch_errors``), logged once, and shown in ``GET /v1/info``
+        (``background_errors``, task ``clock <name>``) until one is read (the watcher reads
+        the clock on the node's thread meanwhile)."""
+        task = f"clock {name}"
+        if fetched.clock is not None:
+            self.background_errors.pop(task, None)
+        elif fetched.clock_error:
             self.count("chain_clock_fetch_errors")
-            log.warning(
-                "reading %s's clock failed: %s", self.chains.names[name], fetched.clock_error
-            )
+            if task not in self.background_errors:
+                log.warning("reading %s's clock failed: %s", name, fetched.clock_error)
+            self.background_errors[task] = (fetched.clock_error, int(time.time()))
 
     def _poll_failed(self, name: str, exc: Exception) -> None:
         """A chain could not be read this tick: counted (``chain_poll_errors``), logged,
