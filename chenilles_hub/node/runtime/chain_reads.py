@@ -9,9 +9,10 @@ took (``/metrics``), and the watcher's clock: which chains' reads should bring i
 clock the last read brought, until the watcher's next tick takes it if it is still fresh.
 That bookkeeping lives here, in one place; the timer keeps the order of things.
 
-Everything here runs on the event loop, except ``kept_unapplied``, ``applied`` and
-``take_fresh_clocks`` / ``want_clocks``, which the node's thread calls from its jobs: the
-dictionaries they share with the loop are replaced whole, or touched by one side only.
+Everything here runs on the event loop, except ``kept_unapplied``, ``applied``,
+``take_fresh_clocks`` and ``want_clocks``, which the node's thread calls from the timer's
+jobs: the timer awaits each of those jobs, so the two sides never use the dictionaries at
+the same time.
 """
 
 from __future__ import annotations
@@ -47,11 +48,10 @@ class ChainReads:
         self._running: dict[str, tuple[asyncio.Future[Fetched], float]] = {}
         #: chain name -> what its last read returned and the node failed to apply
         self._unapplied: dict[str, Fetched] = {}
-        #: chain id -> until when (monotonic) its reads bring its clock. Replaced whole:
-        #: written by the node's thread, read by the event loop.
+        #: chain id -> until when (monotonic) its reads bring its clock
         self._clock_wanted: dict[str, float] = {}
         #: chain id -> the clock the last read brought, and when that read started
-        #: (monotonic); node's thread only.
+        #: (monotonic)
         self._clocks: dict[str, tuple[int, float]] = {}
 
     def thread(self, name: str, backend: ChainBackend) -> ChainFetchThread | None:
