@@ -224,3 +224,33 @@ def test_the_nodes_half_of_a_poll_calls_no_rpc_even_when_blocks_came(devnet: Dev
     ]
     assert backend._chain_tip() == (tip_height, tip_time)  # the clock moved too
     assert spy.calls == []
+
+
+def test_a_read_that_fails_after_the_scan_loses_no_event(devnet: Devnet) -> None:
+    """The fetch drains the ledger's scan, then reads more (the tip's header, confirmed
+    transactions): if that fails, what the scan found must come again at the next read,
+    or the node would never see those blocks and transactions (a cheater's commitment
+    among them)."""
+    backend, _ = connect(devnet)
+    backend.poll_events()
+    hashes = devnet.ledger().mine(2)
+    heights = [devnet.ledger().block_header(h)[0] for h in hashes]
+    tip_now = backend._tip_now
+
+    def refused(read_at: float) -> tuple[int, int, float, str]:
+        raise ConnectionResetError("bitcoind went away after the scan")
+
+    backend._tip_now = refused  # type: ignore[method-assign]
+    with pytest.raises(ConnectionResetError):
+        backend.fetch_events()
+    backend._tip_now = tip_now  # type: ignore[method-assign]
+    events = backend.apply_events(backend.fetch_events())
+    assert [e.height for e in events if isinstance(e, NewBlock)] == heights
+    # the node's own poll (an embedded ledger, or a backend polled on the node's thread)
+    devnet.ledger().mine(1)
+    hub_events = backend._hub_events
+    backend._hub_events = lambda *a: (_ for _ in ()).throw(RuntimeError("failed"))  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        backend.poll_events()
+    backend._hub_events = hub_events  # type: ignore[method-assign]
+    assert [e.height for e in backend.poll_events() if isinstance(e, NewBlock)] == [heights[-1] + 1]

@@ -78,3 +78,29 @@ def test_a_clock_is_handed_over_once_and_only_while_fresh() -> None:
     reads.applied("btc", "bip122:x", Fetched(3, 0.1))  # no clock asked
     assert reads.take_fresh_clocks(0.5) == {CHAIN: 500}  # the second is a second old
     assert reads.take_fresh_clocks(0.5) == {}  # each is taken once
+
+
+def test_a_running_read_keeps_its_thread_and_a_failed_one_says_why() -> None:
+    async def body() -> None:
+        reads = ChainReads()
+        source = ClockedSource()
+        thread = reads.thread("evm", source)  # type: ignore[arg-type]
+        assert thread is not None
+        try:
+            source.gate.clear()  # an endpoint that stopped answering
+            future = reads.start("evm", CHAIN, thread, asyncio.get_running_loop())
+            source.fetches_off_thread = lambda: False  # type: ignore[method-assign]
+            # not polled on the node's thread beside the read still running
+            assert reads.thread("evm", source) is thread  # type: ignore[arg-type]
+            assert reads.running_for("evm") > 0
+            source.fail = ConnectionRefusedError("down")
+            source.gate.set()
+            await asyncio.wait([future], timeout=10)
+            failed = reads.ended("evm", future)
+            assert isinstance(failed, Exception) and "ConnectionRefusedError" in str(failed)
+            assert "evm" not in reads.seconds and reads.running_for("evm") == 0.0
+            assert reads.thread("evm", source) is None  # type: ignore[arg-type]
+        finally:
+            await reads.stop(5)
+
+    asyncio.run(body())

@@ -732,8 +732,15 @@ class BitcoinBackend:
     # --- events ------------------------------------------------------------------------------
 
     def poll_events(self) -> list[ChainEvent]:
-        """Ledger events as hub events; transactions lost in a reorg are broadcast again."""
-        return self._ledger_events(self.ledger.poll_events(), {})
+        """Ledger events as hub events; transactions lost in a reorg are broadcast again.
+        If turning them into hub events fails, the ledger's events are put back for the
+        next poll (the scan that found them does not run twice)."""
+        events = self.ledger.poll_events()
+        try:
+            return self._ledger_events(events, {})
+        except BaseException:
+            self.ledger.requeue_events(events)
+            raise
 
     def fetches_off_thread(self) -> bool:
         """Against bitcoind, yes: the RPC ledger scans blocks under a lock of its own and
@@ -747,15 +754,19 @@ class BitcoinBackend:
         transactions themselves, read now: the scan keeps only recent ones, and a scan on
         the node's thread before the apply could drop them."""
         events = self.ledger.poll_events()
-        raws: dict[str, bytes | None] = {}
-        for event in events:
-            if event.kind is btc.EventKind.TX_CONFIRMED and event.txid:
-                raws[event.txid] = self.ledger.get_raw_tx(event.txid)
-        tip = None
-        if not self.height_clock and any(
-            e.kind is btc.EventKind.BLOCK_CONNECTED for e in events
-        ):  # the new blocks' times come from the tip: read here, not on the node's thread
-            tip = self._tip_now(time.monotonic())
+        try:
+            raws: dict[str, bytes | None] = {}
+            for event in events:
+                if event.kind is btc.EventKind.TX_CONFIRMED and event.txid:
+                    raws[event.txid] = self.ledger.get_raw_tx(event.txid)
+            tip = None
+            if not self.height_clock and any(
+                e.kind is btc.EventKind.BLOCK_CONNECTED for e in events
+            ):  # the new blocks' times come from the tip: read here, not on the node's thread
+                tip = self._tip_now(time.monotonic())
+        except BaseException:  # the scan's events come again with the next read
+            self.ledger.requeue_events(events)
+            raise
         return _Fetched(events, raws, tip)
 
     def fetch_clock(self, fetched: object) -> int:

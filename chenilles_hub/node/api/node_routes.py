@@ -50,8 +50,8 @@ async def info(request: web.Request) -> web.Response:
             "payments": len(node.payments),
             "uptime": round(time.time() - server.started_at, 1),
             # what failed in the background (the backup file, announcements, the timer's
-            # tick, a chain's poll) and has not succeeded since: each also counted in
-            # /metrics
+            # tick, a chain's poll, a chain's clock read with it) and has not succeeded
+            # since: each also counted in /metrics
             "background_errors": [
                 {"task": task, "error": error, "at": at}
                 for task, (error, at) in sorted(server.background_errors.items())

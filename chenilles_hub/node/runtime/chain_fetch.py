@@ -36,8 +36,9 @@ class ChainReadFailed(Exception):
 class Fetched:
     """What one fetch read, and how long it took (the endpoint's latency, as the operator
     sees it in ``chenilles_chain_fetch_seconds``). ``clock``: the chain's
-    ``fetch_clock``, if it was asked for and read, and ``clock_read_at`` when that read
-    started (``time.monotonic()``): a clock is used only while it is fresh;
+    ``fetch_clock``, if it was asked for and read, and ``clock_read_at`` when the fetch
+    began (``time.monotonic()``; the clock may come from what the fetch read): a clock is
+    used only while it is fresh;
     ``clock_error``: why the clock asked for could not be read."""
 
     data: object
@@ -91,6 +92,8 @@ class ChainFetchThread:
             if not future.set_running_or_notify_cancel():
                 continue
             started = time.perf_counter()
+            # a clock answered from what the fetch read is as old as the fetch's start
+            clock_read_at = time.monotonic()
             try:
                 data = self._source.fetch_events()
             except BaseException as exc:  # handed to the awaiting tick, which reports it
@@ -99,7 +102,6 @@ class ChainFetchThread:
                 future.set_exception(failed)
                 continue
             seconds = time.perf_counter() - started
-            clock_read_at = time.monotonic()
             clock, clock_error = self._clock(data) if with_clock else (None, "")
             future.set_result(Fetched(data, seconds, clock, clock_read_at, clock_error))
 

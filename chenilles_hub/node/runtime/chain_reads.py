@@ -12,7 +12,8 @@ That bookkeeping lives here, in one place; the timer keeps the order of things.
 Everything here runs on the event loop, except ``kept_unapplied``, ``applied``,
 ``take_fresh_clocks`` and ``want_clocks``, which the node's thread calls from the timer's
 jobs: the timer awaits each of those jobs, so the two sides never use the dictionaries at
-the same time.
+the same time. (``/metrics`` copies ``seconds`` on the node's thread: one ``dict()`` of
+floats, atomic under the GIL.)
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ __all__ = ["CLOCK_WANTED_FOR", "ChainReads"]
 #: it (``ClockFetcher``): payments come and go between ticks, so "an HTLC in flight at the
 #: last tick" would miss most of them, while a clock with every read of an idle chain would
 #: double its requests. A hub with HTLCs in flight in the last minute pays the clock's
-#: requests with every read of the chain (EVM two, Bitcoin one, Solana none); the
+#: requests with every read of the chain (EVM two, Bitcoin one at most, Solana none); the
 #: first HTLC after a quiet minute has its clock read on the node's thread.
 CLOCK_WANTED_FOR = 60.0
 

@@ -590,16 +590,18 @@ class HubServer:
     def _clock_read(self, name: str, fetched: Fetched) -> None:
         """A clock asked for with chain ``name``'s read that could not be read: counted
         (``chain_clock_fetch_errors``), logged once, and shown in ``GET /v1/info``
-        (``background_errors``, task ``clock <name>``) until one is read (the watcher reads
-        the clock on the node's thread meanwhile)."""
+        (``background_errors``, task ``clock <name>``) until a read brings one or no longer
+        asks for it (the watcher reads the clock on the node's thread meanwhile)."""
+        assert self.chains is not None
         task = f"clock {name}"
-        if fetched.clock is not None:
+        if not fetched.clock_error:  # read, or no longer asked for: nothing to show
             self.background_errors.pop(task, None)
-        elif fetched.clock_error:
-            self.count("chain_clock_fetch_errors")
-            if task not in self.background_errors:
-                log.warning("reading %s's clock failed: %s", name, fetched.clock_error)
-            self.background_errors[task] = (fetched.clock_error, int(time.time()))
+            return
+        self.count("chain_clock_fetch_errors")
+        if task not in self.background_errors:
+            chain = self.chains.names[name]
+            log.warning("reading %s's clock failed: %s", chain, fetched.clock_error)
+        self.background_errors[task] = (fetched.clock_error, int(time.time()))
 
     def _poll_failed(self, name: str, exc: Exception) -> None:
         """A chain could not be read this tick: counted (``chain_poll_errors``), logged,

@@ -177,6 +177,11 @@ class BitcoinLedger(Protocol):
         """Events since the last poll, oldest first."""
         ...
 
+    def requeue_events(self, events: list[LedgerEvent]) -> None:
+        """Put back ``events``, taken by the last poll whose caller could not use them:
+        the next poll returns them first (nothing the scan found is ever lost)."""
+        ...
+
     def subscribe(self, callback: EventCallback) -> None:
         """Call `callback` for every future event, synchronously, in order."""
         ...

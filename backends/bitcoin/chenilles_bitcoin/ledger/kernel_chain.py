@@ -487,6 +487,10 @@ class KernelChain:
         events, self._events = self._events, []
         return events
 
+    def requeue_events(self, events: list[LedgerEvent]) -> None:
+        """Put back what the last poll took and its caller could not use: polled first."""
+        self._events = [*events, *self._events]
+
     def subscribe(self, callback: EventCallback) -> None:
         """Call `callback` synchronously for every future event."""
         self._subscribers.append(callback)

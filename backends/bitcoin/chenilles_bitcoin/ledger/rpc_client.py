@@ -471,6 +471,11 @@ class BitcoindRpcLedger:
             events, self._events = self._events, []
         return events
 
+    def requeue_events(self, events: list[LedgerEvent]) -> None:
+        """Put back what the last poll took and its caller could not use: polled first."""
+        with self._scan_lock:
+            self._events = [*events, *self._events]
+
     def subscribe(self, callback: EventCallback) -> None:
         """Call `callback` for every event found by later syncs."""
         self._subscribers.append(callback)
