@@ -133,3 +133,39 @@ def test_an_endpoint_failing_for_a_moment_is_not_taken_for_a_reorg(fresh: EvmBac
     assert not [e for e in events if isinstance(e, Reorged)], events
     assert not [e for e in events if isinstance(e, Funded)], events  # nothing read twice
     assert isinstance(events[-1], NewBlock)
+
+
+def test_a_reorg_read_that_fails_half_way_is_reported_at_the_next_poll(
+    fresh: EvmBackend,
+) -> None:
+    """The stream finds the fork, then reads the touched channels' history and the new
+    logs: if one of those reads fails, the poll must change nothing, or the next poll,
+    its record of the forked blocks already dropped, would never report the reorg (and the
+    node would go on believing a registration or a deposit the chain no longer has)."""
+    eth = fresh.assets()[0]
+    ch = open_channel(fresh, {eth: (ETH, 0)})
+    assert Funded(ch.cid, eth, 0, ETH) in fresh.poll_events()
+    snap = snapshot(fresh)
+    latest = ch.update(0, Transfer(eth, 10))
+    registered = fresh.register(ch.params, latest, ch.accounts[0])
+    assert Registered in {type(e) for e in fresh.poll_events()}
+    revert(fresh, snap)
+    for _ in range(3):
+        fresh.advance_time(12)
+    eth_api: Any = fresh.w3.eth
+    get_logs = eth_api.get_logs
+
+    def dropped(*args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("the endpoint dropped the connection")
+
+    eth_api.get_logs = dropped
+    try:
+        with pytest.raises(ConnectionError):
+            fresh.poll_events()
+    finally:
+        eth_api.get_logs = get_logs
+    events = fresh.poll_events()
+    reorg = events[0]
+    assert isinstance(reorg, Reorged) and reorg.txids == (registered.txid,), events
+    assert Funded(ch.cid, eth, 0, ETH) in events
+    assert not any(isinstance(e, Registered) for e in events)

@@ -137,6 +137,22 @@ class EventStream:
         self._tip: int | None = None
 
     def poll(self) -> list[ChainEvent]:
+        """The events since the last poll, or an error and no change: a read that fails
+        half-way (after the fork was found and its blocks dropped, say) must leave the
+        stream as it was, or the next poll would never report what that one found."""
+        saved = (
+            self.cursor,
+            dict(self._hashes),
+            {n: (set(c), set(t)) for n, (c, t) in self._reported.items()},
+            self._tip,
+        )
+        try:
+            return self._poll()
+        except BaseException:
+            self.cursor, self._hashes, self._reported, self._tip = saved
+            raise
+
+    def _poll(self) -> list[ChainEvent]:
         head = self.w3.eth.get_block("latest")
         number = int(head["number"])
         out: list[ChainEvent] = []
