@@ -53,9 +53,9 @@ def revert(backend: EvmBackend, snap: Any) -> None:
         assert backend.w3.provider.make_request(RPCEndpoint("evm_revert"), [snap])["result"]
 
 
-def test_a_reorg_is_reported_with_the_touched_channels_surviving_history(
-    fresh: EvmBackend,
-) -> None:
+def reorged_registration(fresh: EvmBackend) -> tuple[Any, Any, str]:
+    """A funded channel whose registration a reorg took away (three blocks mined on the
+    fork): the channel, its asset and the registration's txid."""
     eth = fresh.assets()[0]
     ch = open_channel(fresh, {eth: (ETH, 0)})
     assert Funded(ch.cid, eth, 0, ETH) in fresh.poll_events()
@@ -63,13 +63,19 @@ def test_a_reorg_is_reported_with_the_touched_channels_surviving_history(
     latest = ch.update(0, Transfer(eth, 10))
     registered = fresh.register(ch.params, latest, ch.accounts[0])
     assert Registered in {type(e) for e in fresh.poll_events()}
-
     revert(fresh, snap)  # the registration's block is gone
     for _ in range(3):
         fresh.advance_time(12)
+    return ch, eth, registered.txid
+
+
+def test_a_reorg_is_reported_with_the_touched_channels_surviving_history(
+    fresh: EvmBackend,
+) -> None:
+    ch, eth, registered = reorged_registration(fresh)
     events = fresh.poll_events()
     reorg = events[0]
-    assert isinstance(reorg, Reorged) and reorg.txids == (registered.txid,)
+    assert isinstance(reorg, Reorged) and reorg.txids == (registered,)
     assert reorg.depth >= 1
     # then what the chain holds now for that channel: its deposit, and no registration
     assert Funded(ch.cid, eth, 0, ETH) in events
@@ -142,16 +148,7 @@ def test_a_reorg_read_that_fails_half_way_is_reported_at_the_next_poll(
     logs: if one of those reads fails, the poll must change nothing, or the next poll,
     its record of the forked blocks already dropped, would never report the reorg (and the
     node would go on believing a registration or a deposit the chain no longer has)."""
-    eth = fresh.assets()[0]
-    ch = open_channel(fresh, {eth: (ETH, 0)})
-    assert Funded(ch.cid, eth, 0, ETH) in fresh.poll_events()
-    snap = snapshot(fresh)
-    latest = ch.update(0, Transfer(eth, 10))
-    registered = fresh.register(ch.params, latest, ch.accounts[0])
-    assert Registered in {type(e) for e in fresh.poll_events()}
-    revert(fresh, snap)
-    for _ in range(3):
-        fresh.advance_time(12)
+    ch, eth, registered = reorged_registration(fresh)
     eth_api: Any = fresh.w3.eth
     get_logs = eth_api.get_logs
 
@@ -166,6 +163,6 @@ def test_a_reorg_read_that_fails_half_way_is_reported_at_the_next_poll(
         eth_api.get_logs = get_logs
     events = fresh.poll_events()
     reorg = events[0]
-    assert isinstance(reorg, Reorged) and reorg.txids == (registered.txid,), events
+    assert isinstance(reorg, Reorged) and reorg.txids == (registered,), events
     assert Funded(ch.cid, eth, 0, ETH) in events
     assert not any(isinstance(e, Registered) for e in events)

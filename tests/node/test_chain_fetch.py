@@ -132,7 +132,7 @@ def test_the_clock_is_read_after_the_events_on_the_reading_thread_only_when_aske
         clocked = thread.submit(with_clock=True).result(10)
         assert clocked.data == 2 and clocked.clock == 1_002  # read after that fetch's events
         assert source.clock_reads == ["chain-fetch-evm"]
-        assert asked <= clocked.clock_read_at <= time.monotonic()  # when the clock's read began
+        assert asked <= clocked.read_started <= time.monotonic()  # when the clock's read began
         # a clock that cannot be read: the events stand, and why is handed back
         source.clock_fails = concurrent.futures.CancelledError()
         failed = thread.submit(with_clock=True).result(10)

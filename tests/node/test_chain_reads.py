@@ -73,8 +73,8 @@ def test_what_failed_to_apply_keeps_its_thread_and_waits_to_be_applied() -> None
 def test_a_clock_is_handed_over_once_and_only_while_fresh() -> None:
     reads = ChainReads()
     now = time.monotonic()
-    reads.applied("evm", CHAIN, Fetched(1, 0.1, clock=500, clock_read_at=now))
-    reads.applied("sol", "solana:x", Fetched(2, 0.1, clock=700, clock_read_at=now - 1.0))
+    reads.applied("evm", CHAIN, Fetched(1, 0.1, clock=500, read_started=now))
+    reads.applied("sol", "solana:x", Fetched(2, 0.1, clock=700, read_started=now - 1.0))
     reads.applied("btc", "bip122:x", Fetched(3, 0.1))  # no clock asked
     assert reads.take_fresh_clocks(0.5) == {CHAIN: 500}  # the second is a second old
     assert reads.take_fresh_clocks(0.5) == {}  # each is taken once

@@ -164,9 +164,9 @@ def test_a_chain_that_cannot_be_read_is_shown_and_holds_nothing_up(
             seen["btc"] += failing.is_set()
             return btc_fetch()
 
-        def counted_tick() -> None:
+        def counted_tick(*args: Any) -> None:
             seen["ticks"] += failing.is_set()
-            node_tick()
+            node_tick(*args)
 
         errors_before = alice.stats.get("chain_poll_errors", 0)
         client = NodeClient(f"http://127.0.0.1:{alice.api_port}", alice.config.read_token())
@@ -222,9 +222,9 @@ def test_an_endpoint_that_stops_answering_holds_up_neither_the_watcher_nor_other
             seen["btc"] += hung.is_set()
             return btc_fetch()
 
-        def counted_tick() -> None:
+        def counted_tick(*args: Any) -> None:
             seen["ticks"] += hung.is_set()
-            node_tick()
+            node_tick(*args)
 
         evm_poll = evm.poll_events
 
@@ -415,10 +415,10 @@ def test_a_chain_polled_on_the_nodes_thread_holds_a_payment_for_its_own_poll_onl
 
         node_tick = alice.node.tick
 
-        def watching_tick() -> None:
+        def watching_tick(*args: Any) -> None:
             if "at_next_chain" in seen:
                 seen["watched"] = True  # the watcher's tick still comes after the chains
-            node_tick()
+            node_tick(*args)
 
         with pytest.MonkeyPatch.context() as mp:
             for backend in (evm, btc):  # as embedded ledgers are (or a backend without

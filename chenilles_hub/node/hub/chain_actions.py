@@ -68,19 +68,20 @@ class ChainClocks(Mapping[bytes, ChainClock]):
     """Each channel's chain clock for one watcher tick, read lazily: one
     ``next_block_time`` per chain that has something due, and none for a chain that cannot
     be reached (its channels are simply not acted on in this tick). A chain whose clock
-    came with this tick's read (``NodeContext.fetched_clocks``) is not called at all."""
+    came with this tick's read (``fetched``) is not called at all."""
 
-    def __init__(self, ctx: NodeContext, heights: Mapping[str, int]) -> None:
+    def __init__(
+        self, ctx: NodeContext, heights: Mapping[str, int], fetched: Mapping[str, int] | None = None
+    ) -> None:
         self.ctx = ctx
+        self.fetched = fetched or {}
         self.heights = heights
         self._by_chain: dict[str, ChainClock | None] = {}
 
     def chain(self, chain: str) -> ChainClock | None:
-        if chain not in self._by_chain and chain in self.ctx.fetched_clocks:
+        if chain not in self._by_chain and chain in self.fetched:
             self.ctx.count("clock_reads_fetched")
-            self._by_chain[chain] = ChainClock(
-                self.ctx.fetched_clocks[chain], self.heights.get(chain, -1)
-            )
+            self._by_chain[chain] = ChainClock(self.fetched[chain], self.heights.get(chain, -1))
         if chain not in self._by_chain:
             self.ctx.count("clock_reads_node_thread")
             backend = self.ctx.backends[chain]
@@ -204,8 +205,8 @@ class ChainActions:
 
     # --- time ---------------------------------------------------------------------------------
 
-    def tick(self) -> None:
-        clocks = self._clocks = ChainClocks(self.ctx, self.heights)
+    def tick(self, fetched_clocks: Mapping[str, int]) -> None:
+        clocks = self._clocks = ChainClocks(self.ctx, self.heights, fetched_clocks)
         try:
             self.act(self.ctx.watcher.tick(clocks))
         finally:

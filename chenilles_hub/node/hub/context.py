@@ -88,10 +88,6 @@ class NodeContext:
     #: Peers whose link is down: nothing is proposed to them until they reconnect (updates
     #: wait in their channels' queues, under the bounds of ``htlc_queue``).
     offline: set[bytes] = field(default_factory=set)
-    #: Chain id -> the watcher's clock read with this tick's chain read (``ClockFetcher``,
-    #: handed over by the driver): the watcher's next tick uses it instead of a
-    #: ``next_block_time`` call on the node's thread, then forgets it.
-    fetched_clocks: dict[str, int] = field(default_factory=dict)
 
     @property
     def node_id(self) -> bytes:

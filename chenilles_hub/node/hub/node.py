@@ -287,28 +287,22 @@ class Node:
         self.app_channels.on_chain_events(chain, events)
         self._end_of_event()
 
-    def chain_clock_fetched(self, chain: str, time: int) -> None:
-        """``chain``'s watcher clock, read off the node's thread with this tick's read
-        (``ClockFetcher``): the next ``tick`` judges that chain's deadlines with it, then
-        forgets it."""
-        self.ctx.fetched_clocks[chain] = time
-
     def watched_chains(self) -> set[str]:
         """The chains whose clock the next ``tick`` needs (an HTLC in flight, a dispute):
         the driver asks for their clocks with their next reads."""
         return self.chain_actions.watched_chains()
 
-    def tick(self) -> None:
-        try:
-            self.opening.expire(self.clock())
-            self.quoting.expire()
-            self.payment_flow.expire_waiting()
-            self.chain_actions.tick()
-            self.app_channels.tick()
-            self.recovery.tick()
-            self.virtual_watch.tick()
-        finally:
-            self.ctx.fetched_clocks.clear()  # this tick's: the next one reads its own
+    def tick(self, fetched_clocks: Mapping[str, int] | None = None) -> None:
+        """Let time pass. ``fetched_clocks``: chain id -> the watcher's clock the driver
+        read with this tick's chain reads (``ClockFetcher``); the watcher judges those
+        chains' deadlines with them instead of calling the chains."""
+        self.opening.expire(self.clock())
+        self.quoting.expire()
+        self.payment_flow.expire_waiting()
+        self.chain_actions.tick(fetched_clocks or {})
+        self.app_channels.tick()
+        self.recovery.tick()
+        self.virtual_watch.tick()
         self._end_of_event()
 
     # --- the operator's requests ------------------------------------------------------------

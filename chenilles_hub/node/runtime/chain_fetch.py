@@ -36,15 +36,15 @@ class ChainReadFailed(Exception):
 class Fetched:
     """What one fetch read, and how long it took (the endpoint's latency, as the operator
     sees it in ``chenilles_chain_fetch_seconds``). ``clock``: the chain's
-    ``fetch_clock``, if it was asked for and read, and ``clock_read_at`` when the fetch
-    began (``time.monotonic()``; the clock may come from what the fetch read): a clock is
-    used only while it is fresh;
-    ``clock_error``: why the clock asked for could not be read."""
+    ``fetch_clock``, if it was asked for and read; ``read_started``: when the fetch began
+    (``time.monotonic()``), the clock's age (it may come from what the fetch read): a
+    clock is used only while it is fresh; ``clock_error``: why the clock asked for could
+    not be read."""
 
     data: object
     seconds: float
     clock: int | None = None
-    clock_read_at: float = 0.0
+    read_started: float = 0.0
     clock_error: str = ""
 
 
@@ -92,8 +92,7 @@ class ChainFetchThread:
             if not future.set_running_or_notify_cancel():
                 continue
             started = time.perf_counter()
-            # a clock answered from what the fetch read is as old as the fetch's start
-            clock_read_at = time.monotonic()
+            read_started = time.monotonic()  # a clock from what the fetch read is this old
             try:
                 data = self._source.fetch_events()
             except BaseException as exc:  # handed to the awaiting tick, which reports it
@@ -103,7 +102,7 @@ class ChainFetchThread:
                 continue
             seconds = time.perf_counter() - started
             clock, clock_error = self._clock(data) if with_clock else (None, "")
-            future.set_result(Fetched(data, seconds, clock, clock_read_at, clock_error))
+            future.set_result(Fetched(data, seconds, clock, read_started, clock_error))
 
     def _clock(self, fetched: object) -> tuple[int | None, str]:
         """The chain's ``fetch_clock``, or None and why not (the watcher then reads the

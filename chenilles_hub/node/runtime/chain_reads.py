@@ -111,7 +111,7 @@ class ChainReads:
         (if any) is kept for the watcher's next tick."""
         self._unapplied.pop(name, None)
         if fetched is not None and fetched.clock is not None:
-            self._clocks[chain] = (fetched.clock, fetched.clock_read_at)
+            self._clocks[chain] = (fetched.clock, fetched.read_started)
 
     def take_fresh_clocks(self, max_age: float) -> dict[str, int]:
         """The clocks kept since the last call whose read started at most ``max_age``

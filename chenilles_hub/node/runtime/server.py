@@ -638,8 +638,6 @@ class HubServer:
         assert self.node is not None
         # clocks whose read started within the last tick (the watcher acts at most a tick
         # late); for any other chain the watcher reads the clock itself
-        for chain, clock in self.reads.take_fresh_clocks(self.config.tick_interval).items():
-            self.node.chain_clock_fetched(chain, clock)
-        self.node.tick()
+        self.node.tick(self.reads.take_fresh_clocks(self.config.tick_interval))
         self.reads.want_clocks(self.node.watched_chains())
         self.backups.note(self.node)
