@@ -15,9 +15,9 @@ funding is confirmed, as a real node does. Then, per chain, in alternating round
 - sequential payments again with *far* endpoints: every RPC request held ``FAR_DELAY``
   by the proxies (a hosted RPC provider's round trip), the same round as the near ones.
   A node reads its chains off its own thread (``EventFetcher``), so far endpoints should
-  cost a payment only the RPC it makes itself (Bitcoin: the tip the payer reads for its
-  HTLC's expiry), not the chains' polls; the JSON has how long each chain's last read took
-  and how long it held the node's thread (``/metrics``).
+  cost a payment only the RPC it makes itself (Bitcoin: none while its read of the tip
+  is kept, docs/bitcoin.md "Time"), not the chains' polls; the JSON has how long each
+  chain's last read took and how long it held the node's thread (``/metrics``).
 
 The EVM channel (on anvil, what the ``nodes`` section measures) is the same-run baseline.
 Payments are off-chain, so the ledgers should cost nothing more while they run: each node

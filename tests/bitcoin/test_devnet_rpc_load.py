@@ -1,13 +1,15 @@
-"""A payment costs the Bitcoin ledger's RPC one call (is the tip still the block we
-know?), and an idle poll one or two.
+"""A payment costs the Bitcoin ledger's RPC no call while the tip read is kept, and an
+idle poll one or two.
 
 Found by the devnet benchmark (scripts/bench_devnet.py): a node paying over a Bitcoin
 channel sent ~17 JSON-RPC requests per payment to its bitcoind (getblockcount,
 getbestblockhash, getblockheader: the chain's clock, read again for each use on both
-sides), and every poll of an idle chain asked for 50 block hashes. Now the payer reads the
-tip's hash for its offer and the receiver checks against its kept read (again from the
-chain only before refusing). Here the backend talks to the devnet server process over a real
-socket; a spy on the client's transport counts what goes out (it forwards everything).
+sides), and every poll of an idle chain asked for 50 block hashes; later the payer still
+read the tip's hash for each offer (a round trip per payment against a far endpoint). Now
+both sides image from their kept read, and the receiver reads the chain only before
+refusing a late image: the tip now, and the blocks before it (a payer a block or two
+behind). Here the backend talks to the devnet server process over a real socket; a spy on
+the client's transport counts what goes out (it forwards everything).
 """
 
 from __future__ import annotations
@@ -87,7 +89,9 @@ def connect(devnet: Devnet) -> tuple[BitcoinBackend, Spy]:
     return backend, Spy(backend)
 
 
-def test_a_payment_reads_the_chain_clock_once_at_the_payer_only(devnet: Devnet) -> None:
+def test_a_payment_reads_nothing_from_the_chain_while_the_tip_read_is_kept(
+    devnet: Devnet,
+) -> None:
     backend, spy = connect(devnet)
     assert backend.tip_ttl == TIP_TTL <= 2.0  # far inside the expiry margin (2 blocks)
     backend.tip_ttl = 60.0  # the count below must not depend on this machine's load
@@ -96,15 +100,14 @@ def test_a_payment_reads_the_chain_clock_once_at_the_payer_only(devnet: Devnet) 
     backend.poll_events()
     now = backend.now()
     spy.reset()
-    # what 20 payments ask of the chain's clock: the payer's HTLC offer (its native expiry,
-    # from the tip read now), the peer's check of it (from its kept read), the time now and
-    # of the next block (deadlines)
+    # what 20 payments ask of the chain's clock: the payer's HTLC offer (its native expiry),
+    # the peer's check of it, the time now and of the next block (deadlines), all from the
+    # kept read
     for _ in range(20):
         offered = backend.native_expiry(now + 3600)
         assert authority.native_expiry_ok(now + 3600, offered)
         assert backend.next_block_time() >= backend.now() >= now
-    # the payer's fresh read asks only whether the tip is still the block it knows
-    assert spy.calls == ["getbestblockhash"] * 20
+    assert spy.calls == []
 
 
 def test_the_clock_follows_a_block_mined_elsewhere_at_the_next_poll(devnet: Devnet) -> None:
@@ -199,6 +202,27 @@ def test_a_peer_that_saw_a_block_we_did_not_is_not_refused(devnet: Devnet) -> No
     assert not authority.native_expiry_ok(expiry, offered + 1)
     assert authority.native_expiry_ok(expiry, offered - EXPIRY_TOLERANCE)
     assert not authority.native_expiry_ok(expiry, offered - EXPIRY_TOLERANCE - 1)
+
+
+def test_the_blocks_before_a_tip_are_read_one_header_each(devnet: Devnet) -> None:
+    """What a receiver reads before refusing a late image (``ancestor_headers``): the
+    tip's parent and grandparent, walked back by the hash each header names; a block
+    reorganised away is not walked from."""
+    backend, spy = connect(devnet)
+    ledger: Any = backend.ledger
+    chain = devnet.ledger()
+    tip = chain.mine(3)[-1]
+    height, _ = chain.block_header(tip)
+    expected = [chain.block_header(chain.call("getblockhash", height - i)) for i in (1, 2)]
+    spy.reset()
+    assert ledger.ancestor_headers(tip, 2) == expected
+    assert spy.calls == ["getblockheader"] * 3
+    assert ledger.ancestor_headers(chain.call("getblockhash", 1), 2) == [
+        chain.block_header(chain.call("getblockhash", 0))
+    ]  # fewer at genesis
+    chain.call("chenilles_reorg", 1, 2)  # the tip is replaced
+    with pytest.raises(KeyError):
+        ledger.ancestor_headers(tip, 2)
 
 
 def test_the_nodes_half_of_a_poll_calls_no_rpc_even_when_blocks_came(devnet: Devnet) -> None:

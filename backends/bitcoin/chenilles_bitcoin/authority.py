@@ -11,7 +11,8 @@ A revocation is our per-commitment secret of the revoked version; the peer's is 
 against the point its bundle announced and kept in the channel's shachain store, where the
 watcher finds it to punish a revoked commitment.
 
-Pure computation apart from one read: ``expiry_image`` (the backend's unix -> height map).
+Pure computation apart from the chain's clock: ``expiry_image`` (the backend's unix ->
+height map) and, before refusing a peer's late image, ``late_native_expiry_ok``.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class BitcoinAuthority:
         me: int,
         record: ChannelRecord,
         expiry_image: Callable[[int], int],
-        fresh_expiry_image: Callable[[int], int] | None = None,
+        late_native_expiry_ok: Callable[[int, int], bool] | None = None,
     ) -> None:
         self.view = view
         self.secrets = secrets
@@ -56,9 +57,10 @@ class BitcoinAuthority:
         self.peer = 1 - me
         self.record = record
         self._expiry_image = expiry_image
-        #: The image from the chain's tip read now, not the backend's recent read: a peer
-        #: that saw a block we have not yet may image one block later than we do.
-        self._fresh_expiry_image = fresh_expiry_image
+        #: Asked before refusing a peer's native expiry later than our image: the peer's
+        #: read of the tip may be newer than ours, or a block or two older (the backend's
+        #: ``_late_native_expiry_ok`` reads the chain).
+        self._late_native_expiry_ok = late_native_expiry_ok
         self._commitments: dict[tuple[int, int, bytes], tuple[ChannelState, CommitmentTx]] = {}
 
     def _commitment(self, owner: int, state: ChannelState, point: bytes) -> CommitmentTx:
@@ -177,9 +179,10 @@ class BitcoinAuthority:
 
     def native_expiry_ok(self, expiry: int, native_expiry: int) -> bool:
         image = self._expiry_image(expiry)
-        if native_expiry > image and self._fresh_expiry_image is not None:
-            image = self._fresh_expiry_image(expiry)
-        return image - EXPIRY_TOLERANCE <= native_expiry <= image
+        if native_expiry <= image:
+            return native_expiry >= image - EXPIRY_TOLERANCE
+        late_ok = self._late_native_expiry_ok
+        return late_ok is not None and late_ok(expiry, native_expiry)
 
 
 __all__ = ["EXPIRY_TOLERANCE", "BitcoinAuthority"]

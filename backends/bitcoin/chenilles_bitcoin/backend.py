@@ -58,7 +58,7 @@ from chenilles_hub.core.errors import AmountOutOfRange, InvalidParams
 
 from . import ledger as btc
 from .accounts import BitcoinAccount, parse_secret
-from .authority import BitcoinAuthority
+from .authority import EXPIRY_TOLERANCE, BitcoinAuthority
 from .bolt3 import OutPoint as Bolt3OutPoint
 from .bolt3 import closing_weight, commitment_weight, funding_script, p2wsh, txid_of, weight
 from .bolt3.commitment import HTLC_SUCCESS_WEIGHT, HTLC_TIMEOUT_WEIGHT
@@ -93,8 +93,13 @@ EXPIRY_MARGIN = 2
 FINALITY_DEPTH = 6
 INCLUSION_DELAY_BLOCKS = 3
 TIMELOCK_HORIZON = 14 * 86400
+#: Blocks below the tip whose image of an HTLC's expiry a peer's offer may carry: its read
+#: of the tip is kept up to ``TIP_TTL`` (replaced when a poll finds new blocks), so it may
+#: be a block behind ours, two on a devnet mining every second (``_late_native_expiry_ok``).
+LATE_TIPS = 2
 #: Seconds the tip read over RPC stands for the chain's clock (``BitcoinBackend.tip_ttl``):
-#: far inside EXPIRY_MARGIN blocks; a payment then makes one call to the ledger, not ~17.
+#: far inside EXPIRY_MARGIN blocks; a payment then makes no call to the ledger while the
+#: read is kept (it made ~17 before there was a kept read, then one: the payer's).
 TIP_TTL = 1.0
 #: Fee basis of a funding transaction: one P2WPKH input and change weigh 609 WU (measured),
 #: rounded up for a second input's share.
@@ -272,20 +277,40 @@ class BitcoinBackend:
 
     def native_expiry(self, expiry: int) -> int:
         """``tip + floor((expiry - now) / interval) - margin``: a height reached before
-        ``expiry``. What we offer a peer, so from the tip read now (off the height clock): a
-        peer whose read of the tip is newer than a kept one of ours would find our image one
-        block late when blocks come slower than the interval, and refuse it."""
+        ``expiry``, from the tip as last read (within ``tip_ttl``, or with the last poll):
+        what we offer a peer and how we check a peer's offers. A peer whose read is newer or
+        older than ours by a block may image one block later than we do (when that block
+        came later than the interval after its parent): see ``_late_native_expiry_ok``."""
+        tip, now = self._clock()
+        return self._image(tip, now, expiry)
+
+    def _image(self, tip: int, tip_time: int, expiry: int) -> int:
+        blocks = (expiry - tip_time) // self.policy.block_interval
+        return max(0, tip + blocks - EXPIRY_MARGIN)
+
+    def _late_native_expiry_ok(self, expiry: int, native_expiry: int) -> bool:
+        """A peer's native expiry later than our kept image (the authority asks, before
+        refusing it): whether the tip read now, or one of the ``LATE_TIPS`` blocks before
+        it, images it so. The peer read the tip when it offered the HTLC: a block we have
+        not read yet, or (its read kept up to ``tip_ttl``, as ours is) a block or two
+        behind the tip. A later image only gives us, the HTLC's receiver, more time to
+        claim it on chain; what it may not be is later than every recent tip's image."""
+        if self.height_clock:  # no read moves an image there: refused
+            return False
         if not self._tip_pinned:
             self._tip = None
-        return self._kept_native_expiry(expiry)
-
-    def _kept_native_expiry(self, expiry: int) -> int:
-        """``native_expiry`` from the tip as last read (within ``tip_ttl``): how we check
-        a peer's HTLCs. A peer's image one block later than this one is checked again
-        against a fresh read (the authority's ``fresh_expiry_image``)."""
-        tip, now = self._clock()
-        blocks = (expiry - now) // self.policy.block_interval
-        return max(0, tip + blocks - EXPIRY_MARGIN)
+        tip, now = self._chain_tip()
+        fresh = self._image(tip, now, expiry)
+        if native_expiry <= fresh:
+            return native_expiry >= fresh - EXPIRY_TOLERANCE
+        read = self._tip  # what _chain_tip just read (or the poll under way pinned)
+        if read is None:
+            return False
+        try:
+            ancestors = self.ledger.ancestor_headers(read[3], LATE_TIPS)
+        except KeyError:
+            return False  # reorganised away meanwhile: refused, as before
+        return native_expiry <= max((self._image(h, t, expiry) for h, t in ancestors), default=0)
 
     def asset_info(self, asset: Asset) -> AssetInfo:
         return AssetInfo("BTC", 8, "sat")
@@ -500,7 +525,7 @@ class BitcoinBackend:
     def authority(self, params: ChannelParams, account: Account, me: int) -> StateAuthority:
         ctx = self.context(params, me, account)
         return BitcoinAuthority(
-            ctx.view, ctx.secrets, me, ctx.record, self._kept_native_expiry, self.native_expiry
+            ctx.view, ctx.secrets, me, ctx.record, self.native_expiry, self._late_native_expiry_ok
         )
 
     def export_record(

@@ -121,6 +121,12 @@ class BitcoinLedger(Protocol):
         block the hash names even if the tip moves meanwhile. KeyError if unknown."""
         ...
 
+    def ancestor_headers(self, block_hash: str, count: int) -> list[tuple[int, int]]:
+        """Height and nTime of the ``count`` blocks before a block of the active chain,
+        parent first (fewer at genesis): the tips a reader one or two blocks behind saw.
+        KeyError if the block is unknown or not on the active chain."""
+        ...
+
     def median_time_past(self) -> int:
         """Median nTime of the last 11 blocks: what time-based locks are compared with."""
         ...

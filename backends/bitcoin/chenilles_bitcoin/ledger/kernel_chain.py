@@ -370,6 +370,11 @@ class KernelChain:
             raise KeyError(block_hash)
         return info.height, self._times[info.height]
 
+    def ancestor_headers(self, block_hash: str, count: int) -> list[tuple[int, int]]:
+        """The active chain's blocks below ``block_hash``, parent first."""
+        height, _ = self.block_header(block_hash)
+        return [(h, self._times[h]) for h in range(height - 1, max(-1, height - 1 - count), -1)]
+
     def get_block_txids(self, block_hash: str) -> list[str]:
         """Txids of a block the kernel stored (coinbase first); KeyError if unknown."""
         chainman = self._require_open()

@@ -248,6 +248,21 @@ class BitcoindRpcLedger:
         the hash names, where getblockcount then the tip's header could straddle a new
         block. KeyError if bitcoind does not know the block, or it is no longer on the
         active chain (reorganised away: bitcoind still answers, with confirmations -1)."""
+        header = self._active_header(block_hash)
+        return int(header["height"]), int(header["time"])
+
+    def ancestor_headers(self, block_hash: str, count: int) -> list[tuple[int, int]]:
+        """Walked back through ``previousblockhash``: one getblockheader per block (each
+        names its parent, so a reorganisation meanwhile cannot mix two branches)."""
+        out: list[tuple[int, int]] = []
+        header = self._active_header(block_hash)
+        while len(out) < count and "previousblockhash" in header:
+            header = self._active_header(str(header["previousblockhash"]))
+            out.append((int(header["height"]), int(header["time"])))
+        return out
+
+    def _active_header(self, block_hash: str) -> dict[str, Any]:
+        """getblockheader; KeyError if unknown or off the active chain."""
         try:
             header = self.call("getblockheader", block_hash)
         except RpcError as exc:
@@ -256,7 +271,7 @@ class BitcoindRpcLedger:
             raise
         if int(header.get("confirmations", 0)) < 0:
             raise KeyError(block_hash)
-        return int(header["height"]), int(header["time"])
+        return dict(header)
 
     def median_time_past(self) -> int:
         """Median time past of the tip (getblockheader mediantime)."""
