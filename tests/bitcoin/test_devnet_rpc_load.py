@@ -225,6 +225,39 @@ def test_the_blocks_before_a_tip_are_read_one_header_each(devnet: Devnet) -> Non
         ledger.ancestor_headers(tip, 2)
 
 
+def test_the_watchers_clock_read_refreshes_the_kept_tip_on_the_nodes_thread(
+    devnet: Devnet,
+) -> None:
+    """While HTLCs are in flight the node asks for the clock with every read of the chain
+    (``fetch_clock``, on the reading thread): the tip it reads is handed over as the kept
+    read, so the node's thread never re-reads an expired one (a round trip on a payment,
+    once a second). A read older than the node's own, or of a lower block, is not kept."""
+    backend, spy = connect(devnet)
+    backend.poll_events()
+    backend.tip_ttl = 0.3
+    backend.now()
+    time.sleep(0.4)  # the kept read expired
+    fetched = backend.fetch_events()
+    backend.fetch_clock(fetched)
+    spy.reset()
+    backend.apply_events(fetched)
+    backend.native_expiry(backend.now() + 3600)
+    assert spy.calls == []  # the clock's read, handed over, is the kept read
+    time.sleep(0.4)
+    backend.now()
+    assert spy.calls == ["getbestblockhash"]  # expired again: read on the node's thread
+    stale = backend.fetch_events()
+    backend.fetch_clock(stale)
+    backend.tip_ttl = 0.0
+    backend.now()  # the node's thread reads after the reading thread did
+    backend.tip_ttl = 60.0
+    spy.reset()
+    backend.apply_events(stale)  # the older read does not replace the newer
+    assert backend.now() and spy.calls == []
+    assert backend._tip is not None and stale.clock_tip is not None
+    assert backend._tip[2] > stale.clock_tip[2]
+
+
 def test_the_nodes_half_of_a_poll_calls_no_rpc_even_when_blocks_came(devnet: Devnet) -> None:
     """A node reads the chain off its thread (``fetch_events``) and applies what was read
     on it (``apply_events``): the new blocks' times and the confirmed transactions come

@@ -122,15 +122,17 @@ NO_APPS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass  # ``fetch_clock`` adds its tip, on the reading thread, before the hand-over
 class _Fetched:
     """What one poll read off the node's thread: the ledger's events, the raw
     transactions they confirmed (None: the ledger no longer has it), and the tip after
-    them when a block came (height, time, read at, hash: the new blocks' times)."""
+    them when a block came (height, time, read at, hash: the new blocks' times), else
+    the tip ``fetch_clock`` read (``clock_tip``: the node's kept read, refreshed)."""
 
     events: list[btc.LedgerEvent]
     raws: Mapping[str, bytes | None]
     tip: tuple[int, int, float, str] | None = None
+    clock_tip: tuple[int, int, float, str] | None = None
 
 
 class BitcoinBackend:
@@ -804,15 +806,27 @@ class BitcoinBackend:
             tip_time = self._time_at(self.ledger.tip_height())
         elif fetched.tip is not None:
             tip_time = fetched.tip[1]
-        else:
-            tip_time = self._tip_now(time.monotonic())[1]
+        else:  # handed to the node's thread with the read: its kept read, refreshed
+            fetched.clock_tip = self._tip_now(time.monotonic())
+            tip_time = fetched.clock_tip[1]
         return tip_time + self.policy.block_interval
 
     def apply_events(self, fetched: object) -> list[ChainEvent]:
         """The scanned blocks as hub events, on the node's thread: the clock, the channels'
         transactions and the rebroadcasts touch what the node's other calls use."""
         assert isinstance(fetched, _Fetched)
+        if not fetched.events and fetched.clock_tip is not None:
+            self._refresh_tip(fetched.clock_tip)
         return self._ledger_events(fetched.events, fetched.raws, fetched.tip)
+
+    def _refresh_tip(self, tip: tuple[int, int, float, str]) -> None:
+        """Keep the tip the reading thread read for the watcher's clock, unless the node's
+        thread has a newer read: while HTLCs are in flight the reads come every tick, and
+        the kept read (``native_expiry``, ``now``) then never expires on the node's
+        thread, where re-reading it held a payment for a round trip once a second."""
+        kept, known = self._tip, self._known_tip
+        if (kept is None or kept[2] < tip[2]) and (known is None or known[0] <= tip[0]):
+            self._tip = self._known_tip = tip
 
     def _ledger_events(
         self,
