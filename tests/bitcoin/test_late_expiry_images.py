@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from chenilles_bitcoin.authority import EXPIRY_TOLERANCE
@@ -115,3 +116,88 @@ def test_a_payer_that_read_a_newer_block_is_accepted(chain: KernelChain) -> None
     assert offered == kept + 1
     assert authority.native_expiry_ok(expiry, offered)
     assert not authority.native_expiry_ok(expiry, offered + 1)
+
+
+class CountingLedger:
+    """The kernel chain, counting what the receiver's backend asks of it (a spy at the
+    ledger boundary: the chain itself is the real one)."""
+
+    def __init__(self, chain: KernelChain) -> None:
+        self.chain = chain
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.chain, name)
+        if callable(attr) and name in ("tip_hash", "block_header", "ancestor_headers"):
+
+            def counted(*args: Any, **kwargs: Any) -> Any:
+                self.calls.append(name)
+                return attr(*args, **kwargs)
+
+            return counted
+        return attr
+
+
+def test_a_late_image_costs_the_nodes_thread_no_call_once_the_read_brought_the_ancestors(
+    chain: KernelChain,
+) -> None:
+    """The reading thread reads the blocks before each new tip it reads (once per tip);
+    a payer a block behind the receiver's kept read is then accepted without a call to
+    the chain on the node's thread, and a peer repeating late offers beyond every recent
+    tip's image costs one read of the tip each (as before there were kept reads), the
+    blocks before it read once."""
+    payer = wall_clock_backend(chain)
+    counting = CountingLedger(chain)
+    receiver = BitcoinBackend(counting, chain="bip122:regtest", height_clock=False)
+    receiver.tip_ttl = 3600.0
+    channel = Channel.create(receiver, nonce=bytes(range(32)))
+    authority = receiver.authority(channel.params, channel.accounts[1], 1)
+    receiver.poll_events()
+    expiry = payer.now() + 30 * INTERVAL + 300
+    offered = payer.native_expiry(expiry)
+    slow_block(chain)
+    fetched = receiver.fetch_events()  # the reading thread's read: the new tip, its ancestors
+    assert counting.calls.count("ancestor_headers") == 1
+    receiver.apply_events(fetched)
+    assert receiver.native_expiry(expiry) < offered
+    counting.calls.clear()
+    assert authority.native_expiry_ok(expiry, offered)
+    assert counting.calls == []
+    for _ in range(10):  # later than any recent tip's image
+        assert not authority.native_expiry_ok(expiry, offered + 5)
+    assert counting.calls.count("tip_hash") == 10
+    assert counting.calls.count("ancestor_headers") == 0  # the tip read is the one kept
+
+
+def test_a_late_offer_below_the_fresh_images_tolerance_is_refused(chain: KernelChain) -> None:
+    """Fast blocks the receiver has not read: the offer is later than its kept image,
+    but more than the tolerance earlier than the fresh one (less time to claim than it
+    may accept)."""
+    receiver = wall_clock_backend(chain)
+    channel = Channel.create(receiver, nonce=bytes(range(32)))
+    authority = receiver.authority(channel.params, channel.accounts[1], 1)
+    fresh_read(receiver)
+    expiry = receiver.now() + 30 * INTERVAL
+    kept = receiver.native_expiry(expiry)
+    chain.mine(EXPIRY_TOLERANCE + 3)  # fast blocks: each images one later
+    assert not authority.native_expiry_ok(expiry, kept + 1)
+    fresh = receiver.native_expiry(expiry)  # read again by the check
+    assert fresh >= kept + 1 + EXPIRY_TOLERANCE + 1
+    assert authority.native_expiry_ok(expiry, fresh - EXPIRY_TOLERANCE)
+
+
+def test_on_the_height_clock_a_late_image_is_refused_without_a_read(chain: KernelChain) -> None:
+    """The embedded chain's clock moves with its heights: every height images alike, so
+    no read of the chain can make a later image right (and none is made)."""
+    counting = CountingLedger(chain)
+    backend = BitcoinBackend(counting, chain="bip122:regtest", height_clock=True)
+    channel = Channel.create(backend, nonce=bytes(range(32)))
+    authority = backend.authority(channel.params, channel.accounts[1], 1)
+    expiry = backend.now() + 30 * INTERVAL
+    image_now = backend.native_expiry(expiry)
+    assert authority.native_expiry_ok(expiry, image_now)
+    slow_block(chain)
+    assert backend.native_expiry(expiry) == image_now
+    counting.calls.clear()
+    assert not authority.native_expiry_ok(expiry, image_now + 1)
+    assert counting.calls == []

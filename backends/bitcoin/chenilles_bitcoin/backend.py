@@ -97,6 +97,8 @@ TIMELOCK_HORIZON = 14 * 86400
 #: of the tip is kept up to ``TIP_TTL`` (replaced when a poll finds new blocks), so it may
 #: be a block behind ours, two on a devnet mining every second (``_late_native_expiry_ok``).
 LATE_TIPS = 2
+#: Tips whose LATE_TIPS ancestors a backend keeps (``BitcoinBackend._ancestors``).
+_ANCESTORS_KEPT = 8
 #: Seconds the tip read over RPC stands for the chain's clock (``BitcoinBackend.tip_ttl``):
 #: far inside EXPIRY_MARGIN blocks; a payment then makes no call to the ledger while the
 #: read is kept (it made ~17 before there was a kept read, then one: the payer's).
@@ -133,6 +135,8 @@ class _Fetched:
     raws: Mapping[str, bytes | None]
     tip: tuple[int, int, float, str] | None = None
     clock_tip: tuple[int, int, float, str] | None = None
+    #: the blocks before the tip read (``_prefetch_ancestors``), for the node's thread
+    ancestors: tuple[str, tuple[tuple[int, int], ...]] | None = None
 
 
 class BitcoinBackend:
@@ -180,14 +184,18 @@ class BitcoinBackend:
         #: Off the height clock, the chain's clock is the tip's (height, time), read over
         #: RPC. A payment used it many times on each side (deadlines, the HTLC's native
         #: expiry and the peer's check of it): it is kept ``tip_ttl`` seconds (and for a
-        #: whole poll_events), except for the HTLCs we offer (``native_expiry``). A new
-        #: block seen by a poll, our own mining and advance_time drop it at once.
+        #: whole poll_events; the reading thread's reads refresh it). A new block seen by a
+        #: poll, our own mining and advance_time drop it at once.
         self.tip_ttl = tip_ttl
         self._tip: tuple[int, int, float, str] | None = None  # height, time, read at, hash
         self._tip_pinned = False
         #: the last tip read, kept across drops of ``_tip``: a fresh read that finds the
         #: same block hash reuses its height and time
         self._known_tip: tuple[int, int, float, str] | None = None
+        #: tip hash -> (height, time) of the LATE_TIPS blocks before it, parent first: read
+        #: once per tip (by the reading thread when it reads a new tip), for the check of a
+        #: peer's late image (``_late_native_expiry_ok``); the last few tips only
+        self._ancestors: dict[str, tuple[tuple[int, int], ...]] = {}
 
     # --- describing the chain ------------------------------------------------------------
 
@@ -218,11 +226,16 @@ class BitcoinBackend:
     def _chain_tip(self) -> tuple[int, int]:
         """The tip's height and time (off the height clock), read at most once per
         ``tip_ttl`` seconds and once per poll_events."""
+        tip = self._kept_tip()
+        return tip[0], tip[1]
+
+    def _kept_tip(self) -> tuple[int, int, float, str]:
+        """``_chain_tip`` with when it was read and its hash."""
         read_at = time.monotonic()
         tip = self._tip
         if tip is None or (not self._tip_pinned and read_at - tip[2] >= self.tip_ttl):
             self._tip = tip = self._read_tip(read_at)
-        return tip[0], tip[1]
+        return tip
 
     def _read_tip(self, read_at: float) -> tuple[int, int, float, str]:
         """The tip now (``_tip_now``), kept as the last known."""
@@ -292,27 +305,62 @@ class BitcoinBackend:
 
     def _late_native_expiry_ok(self, expiry: int, native_expiry: int) -> bool:
         """A peer's native expiry later than our kept image (the authority asks, before
-        refusing it): whether the tip read now, or one of the ``LATE_TIPS`` blocks before
-        it, images it so. The peer read the tip when it offered the HTLC: a block we have
-        not read yet, or (its read kept up to ``tip_ttl``, as ours is) a block or two
-        behind the tip. A later image only gives us, the HTLC's receiver, more time to
-        claim it on chain; what it may not be is later than every recent tip's image."""
+        refusing it): whether a tip up to ``LATE_TIPS`` blocks behind our kept read images
+        it so (the peer's read, kept as ours is, may be a block or two behind), else
+        whether the tip read now does (a block we have not read yet), or one of the
+        ``LATE_TIPS`` blocks before it. A later image only gives us, the HTLC's receiver,
+        more time to claim it on chain; what it may not be is later than every recent
+        tip's image. The blocks before a tip are read once per tip, by the reading thread
+        when it can: a peer's late offers cost the node's thread no call then, and at most
+        the fresh read of the tip (as before there were kept reads) otherwise."""
         if self.height_clock:  # no read moves an image there: refused
             return False
-        if not self._tip_pinned:
-            self._tip = None
-        tip, now = self._chain_tip()
-        fresh = self._image(tip, now, expiry)
-        if native_expiry <= fresh:
-            return native_expiry >= fresh - EXPIRY_TOLERANCE
-        read = self._tip  # what _chain_tip just read (or the poll under way pinned)
-        if read is None:
-            return False
+        kept = self._tip
+        if kept is not None and (self._tip_pinned or time.monotonic() - kept[2] < self.tip_ttl):
+            known = self._ancestors.get(kept[3])
+            if known is not None and native_expiry <= self._latest_image(known, expiry):
+                return True
+        for _ in range(2):  # once more if the tip is reorganised away between the reads
+            if not self._tip_pinned:
+                self._tip = None
+            tip = self._kept_tip()
+            fresh = self._image(tip[0], tip[1], expiry)
+            if native_expiry <= fresh:
+                return native_expiry >= fresh - EXPIRY_TOLERANCE
+            try:
+                ancestors = self._ancestors_of(tip[3])
+            except KeyError:
+                continue
+            return native_expiry <= self._latest_image(ancestors, expiry)
+        return False
+
+    def _latest_image(self, tips: Sequence[tuple[int, int]], expiry: int) -> int:
+        return max((self._image(height, tip_time, expiry) for height, tip_time in tips), default=0)
+
+    def _ancestors_of(self, tip_hash: str) -> tuple[tuple[int, int], ...]:
+        """The ``LATE_TIPS`` blocks before ``tip_hash`` (``_ancestors``), read if unknown."""
+        known = self._ancestors.get(tip_hash)
+        if known is None:
+            known = tuple(self.ledger.ancestor_headers(tip_hash, LATE_TIPS))
+            self._keep_ancestors(tip_hash, known)
+        return known
+
+    def _keep_ancestors(self, tip_hash: str, ancestors: tuple[tuple[int, int], ...]) -> None:
+        self._ancestors[tip_hash] = ancestors
+        while len(self._ancestors) > _ANCESTORS_KEPT:
+            del self._ancestors[next(iter(self._ancestors))]  # the oldest kept
+
+    def _prefetch_ancestors(
+        self, tip: tuple[int, int, float, str] | None
+    ) -> tuple[str, tuple[tuple[int, int], ...]] | None:
+        """On the reading thread: the blocks before a tip it read, unless already kept (the
+        node's thread keeps them with the apply; a dict read across threads is safe)."""
+        if tip is None or tip[3] in self._ancestors:
+            return None
         try:
-            ancestors = self.ledger.ancestor_headers(read[3], LATE_TIPS)
-        except KeyError:
-            return False  # reorganised away meanwhile: refused, as before
-        return native_expiry <= max((self._image(h, t, expiry) for h, t in ancestors), default=0)
+            return tip[3], tuple(self.ledger.ancestor_headers(tip[3], LATE_TIPS))
+        except KeyError:  # reorganised away since: the next read brings the new tip
+            return None
 
     def asset_info(self, asset: Asset) -> AssetInfo:
         return AssetInfo("BTC", 8, "sat")
@@ -791,10 +839,11 @@ class BitcoinBackend:
                 e.kind is btc.EventKind.BLOCK_CONNECTED for e in events
             ):  # the new blocks' times come from the tip: read here, not on the node's thread
                 tip = self._tip_now(time.monotonic())
+            ancestors = self._prefetch_ancestors(tip)
         except BaseException:  # the scan's events come again with the next read
             self.ledger.requeue_events(events)
             raise
-        return _Fetched(events, raws, tip)
+        return _Fetched(events, raws, tip, ancestors=ancestors)
 
     def fetch_clock(self, fetched: object) -> int:
         """``next_block_time`` on the reading thread (``ClockFetcher``): the tip the fetch
@@ -808,6 +857,7 @@ class BitcoinBackend:
             tip_time = fetched.tip[1]
         else:  # handed to the node's thread with the read: its kept read, refreshed
             fetched.clock_tip = self._tip_now(time.monotonic())
+            fetched.ancestors = self._prefetch_ancestors(fetched.clock_tip)
             tip_time = fetched.clock_tip[1]
         return tip_time + self.policy.block_interval
 
@@ -815,6 +865,8 @@ class BitcoinBackend:
         """The scanned blocks as hub events, on the node's thread: the clock, the channels'
         transactions and the rebroadcasts touch what the node's other calls use."""
         assert isinstance(fetched, _Fetched)
+        if fetched.ancestors is not None:
+            self._keep_ancestors(*fetched.ancestors)
         if not fetched.events and fetched.clock_tip is not None:
             self._refresh_tip(fetched.clock_tip)
         return self._ledger_events(fetched.events, fetched.raws, fetched.tip)
