@@ -209,8 +209,9 @@ class BackendConformance:
         ``fetch_clock`` answers what ``next_block_time`` would (the watcher judges
         deadlines with it): never earlier than ``now()`` before it, and no later than
         ``next_block_time()`` once the read is applied (a backend that keeps its tip a
-        moment on the node's thread takes the one the fetch read with it); and again
-        after time passed."""
+        moment on the node's thread takes the one the fetch read with it; a chain whose
+        next block may carry an earlier time than its tip's, as Bitcoin's may, could fail
+        it on such a block, which no devnet mines); and again after time passed."""
         b = conformance_backend
         if not isinstance(b, ClockFetcher) or not isinstance(b, EventFetcher):
             pytest.skip("no ClockFetcher role: the watcher reads the clock on the node's thread")

@@ -15,12 +15,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from chenilles_bitcoin.authority import EXPIRY_TOLERANCE
-from chenilles_bitcoin.backend import EXPIRY_MARGIN, LATE_TIPS, BitcoinBackend, embedded_backend
+from chenilles_bitcoin.backend import (
+    _ANCESTORS_KEPT,
+    EXPIRY_MARGIN,
+    LATE_TIPS,
+    BitcoinBackend,
+    embedded_backend,
+)
 from chenilles_bitcoin.ledger import KernelChain
+
+from chenilles_hub.backend import NewBlock
 
 from .test_backend_harness import Channel
 
@@ -120,11 +128,13 @@ def test_a_payer_that_read_a_newer_block_is_accepted(chain: KernelChain) -> None
 
 class CountingLedger:
     """The kernel chain, counting what the receiver's backend asks of it (a spy at the
-    ledger boundary: the chain itself is the real one)."""
+    ledger boundary: the chain itself is the real one), and failing a call on request
+    (``fail[name]``: what the next calls of ``name`` raise, in order)."""
 
     def __init__(self, chain: KernelChain) -> None:
         self.chain = chain
         self.calls: list[str] = []
+        self.fail: dict[str, list[BaseException]] = {}
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.chain, name)
@@ -132,10 +142,45 @@ class CountingLedger:
 
             def counted(*args: Any, **kwargs: Any) -> Any:
                 self.calls.append(name)
+                if self.fail.get(name):
+                    raise self.fail[name].pop(0)
                 return attr(*args, **kwargs)
 
             return counted
         return attr
+
+
+def counting_backend(chain: KernelChain) -> tuple[BitcoinBackend, CountingLedger]:
+    counting = CountingLedger(chain)
+    backend = BitcoinBackend(counting, chain="bip122:regtest", height_clock=False)
+    backend.tip_ttl = 3600.0
+    return backend, counting
+
+
+class LateOffer(NamedTuple):
+    receiver: BitcoinBackend
+    counting: CountingLedger
+    authority: Any
+    expiry: int
+    offered: int
+
+
+def late_offer_after_a_slow_block(chain: KernelChain) -> LateOffer:
+    """A payer's offer imaged from its kept read, then a slow block that the receiver's
+    reading thread read (with the blocks before it) and its node's thread applied."""
+    payer = wall_clock_backend(chain)
+    receiver, counting = counting_backend(chain)
+    channel = Channel.create(receiver, nonce=bytes(range(32)))
+    authority = receiver.authority(channel.params, channel.accounts[1], 1)
+    receiver.poll_events()
+    expiry = payer.now() + 30 * INTERVAL + 300
+    offered = payer.native_expiry(expiry)
+    slow_block(chain)
+    fetched = receiver.fetch_events()
+    assert counting.calls.count("ancestor_headers") == 1
+    receiver.apply_events(fetched)
+    assert receiver.native_expiry(expiry) < offered
+    return LateOffer(receiver, counting, authority, expiry, offered)
 
 
 def test_a_late_image_costs_the_nodes_thread_no_call_once_the_read_brought_the_ancestors(
@@ -146,20 +191,8 @@ def test_a_late_image_costs_the_nodes_thread_no_call_once_the_read_brought_the_a
     the chain on the node's thread, and a peer repeating late offers beyond every recent
     tip's image costs one read of the tip each (as before there were kept reads), the
     blocks before it read once."""
-    payer = wall_clock_backend(chain)
-    counting = CountingLedger(chain)
-    receiver = BitcoinBackend(counting, chain="bip122:regtest", height_clock=False)
-    receiver.tip_ttl = 3600.0
-    channel = Channel.create(receiver, nonce=bytes(range(32)))
-    authority = receiver.authority(channel.params, channel.accounts[1], 1)
-    receiver.poll_events()
-    expiry = payer.now() + 30 * INTERVAL + 300
-    offered = payer.native_expiry(expiry)
-    slow_block(chain)
-    fetched = receiver.fetch_events()  # the reading thread's read: the new tip, its ancestors
-    assert counting.calls.count("ancestor_headers") == 1
-    receiver.apply_events(fetched)
-    assert receiver.native_expiry(expiry) < offered
+    late = late_offer_after_a_slow_block(chain)
+    authority, counting, expiry, offered = late.authority, late.counting, late.expiry, late.offered
     counting.calls.clear()
     assert authority.native_expiry_ok(expiry, offered)
     assert counting.calls == []
@@ -201,3 +234,78 @@ def test_on_the_height_clock_a_late_image_is_refused_without_a_read(chain: Kerne
     counting.calls.clear()
     assert not authority.native_expiry_ok(expiry, image_now + 1)
     assert counting.calls == []
+
+
+def test_the_kept_reads_ancestors_answer_only_while_the_read_is_kept(chain: KernelChain) -> None:
+    """The acceptance without a call rests on the kept read being recent (``tip_ttl``):
+    once it is older, the tip is read again first (by the authority's own image, before
+    the late check looks at the kept read's ancestors)."""
+    late = late_offer_after_a_slow_block(chain)
+    late.receiver.tip_ttl = 0.0  # the kept read (and the ancestors it brought) is too old
+    late.counting.calls.clear()
+    assert late.authority.native_expiry_ok(late.expiry, late.offered)
+    assert late.counting.calls[0] == "tip_hash"
+
+
+def test_a_tip_reorganised_away_during_the_walk_is_read_once_more(chain: KernelChain) -> None:
+    payer = wall_clock_backend(chain)
+    receiver, counting = counting_backend(chain)
+    channel = Channel.create(receiver, nonce=bytes(range(32)))
+    authority = receiver.authority(channel.params, channel.accounts[1], 1)
+    expiry = payer.now() + 30 * INTERVAL + 300
+    offered = payer.native_expiry(expiry)
+    slow_block(chain)
+    fresh_read(receiver)  # on the node's thread: its ancestors are not kept yet
+    counting.fail["ancestor_headers"] = [KeyError("reorganised away")]
+    assert authority.native_expiry_ok(expiry, offered)
+    assert counting.calls.count("ancestor_headers") == 2
+
+
+def test_a_failing_ancestor_read_fails_neither_the_chains_read_nor_its_clock(
+    chain: KernelChain,
+) -> None:
+    """The blocks before a new tip only accompany the reading thread's read: if reading
+    them fails, the events and the clock still come (and the node's thread reads the
+    ancestors when a late image needs them)."""
+    receiver, counting = counting_backend(chain)
+    receiver.poll_events()
+    chain.mine(1)
+    counting.fail["ancestor_headers"] = [ConnectionResetError("endpoint went away")]
+    fetched = receiver.fetch_events()
+    assert any(isinstance(e, NewBlock) for e in receiver.apply_events(fetched))
+    chain.mine(1)
+    receiver.poll_events()  # the node's thread saw the block: the fetch reads no tip
+    fetched = receiver.fetch_events()
+    counting.fail["ancestor_headers"] = [ConnectionResetError("endpoint went away")]
+    assert receiver.fetch_clock(fetched) == chain.tip_time() + INTERVAL
+
+
+def test_a_read_begun_before_our_own_mining_does_not_bring_the_old_tip_back(
+    chain: KernelChain,
+) -> None:
+    """The node's thread mines (a devnet's auto_mine, ``mine``, ``advance_time``) while the
+    reading thread's read, begun before, is on its way: applied after, its tip is not
+    kept (the node's clock would go back a block for up to ``tip_ttl``)."""
+    backend, _ = counting_backend(chain)
+    backend.poll_events()
+    fetched = backend.fetch_events()  # no block: the clock's read brings the tip
+    backend.fetch_clock(fetched)
+    backend.mine(1)
+    backend.apply_events(fetched)
+    assert backend.now() == chain.tip_time()
+    chain.mine(1)  # and a read that found blocks, begun before our mining
+    fetched = backend.fetch_events()
+    backend.mine(1)
+    backend.apply_events(fetched)
+    assert backend.now() == chain.tip_time()
+
+
+def test_the_ancestors_of_the_last_few_tips_only_are_kept(chain: KernelChain) -> None:
+    backend, _ = counting_backend(chain)
+    backend.poll_events()
+    for _ in range(_ANCESTORS_KEPT + 4):
+        chain.mine(1)
+        backend.apply_events(backend.fetch_events())
+    kept = backend._ancestors
+    assert len(kept) == _ANCESTORS_KEPT
+    assert chain.tip_hash() in kept

@@ -189,6 +189,8 @@ class BitcoinBackend:
         self.tip_ttl = tip_ttl
         self._tip: tuple[int, int, float, str] | None = None  # height, time, read at, hash
         self._tip_pinned = False
+        #: when we last mined (``_mined``): reads begun before are not kept
+        self._mined_at = 0.0
         #: the last tip read, kept across drops of ``_tip``: a fresh read that finds the
         #: same block hash reuses its height and time
         self._known_tip: tuple[int, int, float, str] | None = None
@@ -359,7 +361,9 @@ class BitcoinBackend:
             return None
         try:
             return tip[3], tuple(self.ledger.ancestor_headers(tip[3], LATE_TIPS))
-        except KeyError:  # reorganised away since: the next read brings the new tip
+        except Exception:  # optional: the node's thread reads them if it needs them
+            # (reorganised away since, or the endpoint failed: neither may fail the read of
+            # the chain's events or its clock, which this only accompanies)
             return None
 
     def asset_info(self, asset: Asset) -> AssetInfo:
@@ -479,11 +483,23 @@ class BitcoinBackend:
         """Mine one block per started block interval (heights are what timelocks see)."""
         if seconds > 0:
             self._tip = None
-            self.ledger.mine(math.ceil(seconds / self.policy.block_interval))
+            try:
+                self.ledger.mine(math.ceil(seconds / self.policy.block_interval))
+            finally:
+                self._mined()
 
     def mine(self, blocks: int = 1) -> None:
         self._tip = None
-        self.ledger.mine(blocks)
+        try:
+            self.ledger.mine(blocks)
+        finally:
+            self._mined()
+
+    def _mined(self) -> None:
+        """We moved the chain: the kept read is gone, and no read that started before
+        (the reading thread's, applied later) may bring it back."""
+        self._tip = None
+        self._mined_at = time.monotonic()
 
     # --- channels ----------------------------------------------------------------------------
 
@@ -619,6 +635,8 @@ class BitcoinBackend:
             except btc.LedgerError as exc:
                 self._sent.pop(txid, None)
                 raise LedgerError(operation, str(exc)) from exc
+            finally:
+                self._mined()
             block = self.ledger.tip_height()
         fee = signed.input_total - sum(int(o.nValue) for o in signed.tx.vout)
         return TxReceipt(
@@ -873,12 +891,21 @@ class BitcoinBackend:
 
     def _refresh_tip(self, tip: tuple[int, int, float, str]) -> None:
         """Keep the tip the reading thread read for the watcher's clock, unless the node's
-        thread has a newer read: while HTLCs are in flight the reads come every tick, and
+        thread read one later: while HTLCs are in flight the reads come every tick, and
         the kept read (``native_expiry``, ``now``) then never expires on the node's
         thread, where re-reading it held a payment for a round trip once a second."""
-        kept, known = self._tip, self._known_tip
-        if (kept is None or kept[2] < tip[2]) and (known is None or known[0] <= tip[0]):
+        kept = self._tip
+        if (kept is None or kept[2] < tip[2]) and self._newer_read(tip):
             self._tip = self._known_tip = tip
+
+    def _newer_read(self, tip: tuple[int, int, float, str]) -> bool:
+        """Whether a tip read off the node's thread is newer than what the node's thread
+        knows: read after its last read of the tip and after our own last mining (a read
+        begun before it, applied after, would bring back the tip before it). The time of
+        the read decides, not the height: after a reorganisation the newer read is the
+        chain's tip, even at a lower height."""
+        known = self._known_tip
+        return tip[2] > self._mined_at and (known is None or known[2] <= tip[2])
 
     def _ledger_events(
         self,
@@ -888,9 +915,8 @@ class BitcoinBackend:
     ) -> list[ChainEvent]:
         if events:
             self._tip = None  # a new block: the clock moved
-            known = self._known_tip
-            if tip is not None and (known is None or tip[0] >= known[0]):
-                self._tip = self._known_tip = tip  # read with the blocks (unless older)
+            if tip is not None and self._newer_read(tip):
+                self._tip = self._known_tip = tip  # read with the blocks
         self._tip_pinned = True  # one read of the tip per poll, not two per block
         try:
             return self._hub_events(events, raws)
