@@ -65,7 +65,9 @@ class Ack(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True, tag
 
 
 class Reject(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True, tag="reject"):
-    """The proposal ``(version, attempt)`` is refused for good (see the module docstring)."""
+    """The proposal ``(version, attempt)`` is refused for good (see the module docstring),
+    and with it every earlier attempt at that version: a proposer whose pending attempt is
+    at most ``attempt`` drops it and proposes again with ``attempt + 1``."""
 
     channel_id: Bytes32
     version: Version

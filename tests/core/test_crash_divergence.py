@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 
+import msgspec
 import pytest
 
 from chenilles_hub.core import (
@@ -135,6 +136,34 @@ def test_a_late_refusal_of_an_earlier_attempt_does_not_drop_the_next_one() -> No
     pair.act(0, lambda m: m.propose((Transfer(ETH, 3),), NOW))
     assert isinstance(decode_message(pair.wire[-1][1]), Propose)
     # The old duplicate Reject is first on the wire: it arrives before the new proposal.
+    pair.deliver_all()
+    assert pair.settled() and pair.alice.machine.state.version == 1
+    assert pair.alice.machine.state.free(ETH) == (997, 1003)
+    assert_no_failure_of_a_state_the_peer_signed(pair)
+
+
+def test_a_refusal_recorded_up_to_a_later_attempt_lets_the_next_proposal_past_it_at_once() -> None:
+    """Bob recorded attempts up to 5 at version 1 as refused (a proposal numbered 5 came
+    over Alice's link, its Reject lost: her own node gone wrong, or a test's mutant). A
+    copy of Alice's proposal, numbered 0, is then refused with the recorded bound, and her
+    next proposal goes past it at once, not one round trip per refused attempt (found by
+    tests/circuit/test_receive_fuzz.py, whose mutants made Bob refuse attempts that Alice
+    needed more than three tries to get past)."""
+    pair = opened()
+    pair.act(0, lambda m: m.propose((AddHtlc(FAR),), NOW))
+    ((_, raw),) = pair.wire
+    proposal = decode_message(raw)
+    assert isinstance(proposal, Propose) and proposal.attempt == 0
+    pair.wire.insert(0, (1, encode_message(msgspec.structs.replace(proposal, attempt=5))))
+    pair.deliver_one(now=NOW - 3600)  # numbered 5: refused (the lead is too long)
+    lost = pair.wire.pop()  # its Reject never reaches Alice
+    assert isinstance(decode_message(lost[1]), Reject)
+    pair.deliver_one()  # her own copy, numbered 0: refused again, up to attempt 5
+    ((_, raw_reject),) = pair.wire
+    reject = decode_message(raw_reject)
+    assert isinstance(reject, Reject) and (reject.code, reject.attempt) == ("already_refused", 5)
+    pair.deliver_all()
+    pair.act(0, lambda m: m.propose((Transfer(ETH, 3),), NOW))
     pair.deliver_all()
     assert pair.settled() and pair.alice.machine.state.version == 1
     assert pair.alice.machine.state.free(ETH) == (997, 1003)
