@@ -424,16 +424,16 @@ class ChannelMachine:
         if not isinstance(message, Propose) or message.channel_id != self.channel_id:
             return []
         version, attempt = message.state.version, message.attempt
-        reason = str(error)[:500]
-        if version != self._next_version or error.deterministic:
-            return [Send(self.peer, Reject(self.channel_id, version, error.code, reason, attempt))]
         core = self._core
-        if core.refused is not None and core.refused[0] == version:
+        recorded = version == self._next_version and not error.deterministic
+        if recorded and core.refused is not None and core.refused[0] == version:
+            # Every attempt up to the one recorded is refused: said so, the proposer's next
+            # attempt comes past them at once, not one round trip per refused attempt.
             attempt = max(attempt, core.refused[1])
+        reject = Reject(self.channel_id, version, error.code, str(error)[:500], attempt)
+        if not recorded:
+            return [Send(self.peer, reject)]
         refused = msgspec.structs.replace(core, refused=(version, attempt))
-        # Every attempt up to the one recorded is refused: said so, the proposer's next
-        # attempt comes past them at once, not one round trip per refused attempt.
-        reject = Reject(self.channel_id, version, error.code, reason, attempt)
         return self._commit(refused, [Send(self.peer, reject)])
 
     def _on_propose(self, msg: Propose, now: int) -> list[Effect]:

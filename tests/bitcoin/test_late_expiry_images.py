@@ -45,8 +45,9 @@ def chain() -> Iterator[KernelChain]:
     source.ledger.close()
 
 
-def wall_clock_backend(chain: KernelChain) -> BitcoinBackend:
-    """A backend whose clock is the tip's time (as against bitcoind), its read kept."""
+def wall_clock_backend(chain: Any) -> BitcoinBackend:
+    """A backend whose clock is the tip's time (as against bitcoind), its read kept;
+    ``chain``: the kernel chain, or a ``CountingLedger`` over it."""
     backend = BitcoinBackend(chain, chain="bip122:regtest", height_clock=False)
     backend.tip_ttl = 3600.0  # each read below is explicit
     return backend
@@ -152,9 +153,7 @@ class CountingLedger:
 
 def counting_backend(chain: KernelChain) -> tuple[BitcoinBackend, CountingLedger]:
     counting = CountingLedger(chain)
-    backend = BitcoinBackend(counting, chain="bip122:regtest", height_clock=False)
-    backend.tip_ttl = 3600.0
-    return backend, counting
+    return wall_clock_backend(counting), counting
 
 
 class LateOffer(NamedTuple):

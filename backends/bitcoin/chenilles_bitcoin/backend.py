@@ -22,7 +22,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from bitcoin import segwit_addr
@@ -124,6 +124,19 @@ NO_APPS = (
 )
 
 
+class _TipRead(NamedTuple):
+    """A read of the chain's tip: the block, and when (``time.monotonic``) it was read."""
+
+    height: int
+    time: int
+    read_at: float
+    hash: str
+
+
+#: The blocks before a tip (``ancestor_headers``): (height, time), parent first.
+_Ancestors = tuple[tuple[int, int], ...]
+
+
 @dataclass  # ``fetch_clock`` adds its tip, on the reading thread, before the hand-over
 class _Fetched:
     """What one poll read off the node's thread: the ledger's events, the raw
@@ -133,10 +146,10 @@ class _Fetched:
 
     events: list[btc.LedgerEvent]
     raws: Mapping[str, bytes | None]
-    tip: tuple[int, int, float, str] | None = None
-    clock_tip: tuple[int, int, float, str] | None = None
+    tip: _TipRead | None = None
+    clock_tip: _TipRead | None = None
     #: the blocks before the tip read (``_prefetch_ancestors``), for the node's thread
-    ancestors: tuple[str, tuple[tuple[int, int], ...]] | None = None
+    ancestors: tuple[str, _Ancestors] | None = None
 
 
 class BitcoinBackend:
@@ -187,17 +200,17 @@ class BitcoinBackend:
         #: whole poll_events; the reading thread's reads refresh it). A new block seen by a
         #: poll, our own mining and advance_time drop it at once.
         self.tip_ttl = tip_ttl
-        self._tip: tuple[int, int, float, str] | None = None  # height, time, read at, hash
+        self._tip: _TipRead | None = None
         self._tip_pinned = False
         #: when we last mined (``_mined``): reads begun before are not kept
         self._mined_at = 0.0
         #: the last tip read, kept across drops of ``_tip``: a fresh read that finds the
         #: same block hash reuses its height and time
-        self._known_tip: tuple[int, int, float, str] | None = None
+        self._known_tip: _TipRead | None = None
         #: tip hash -> (height, time) of the LATE_TIPS blocks before it, parent first: read
         #: once per tip (by the reading thread when it reads a new tip), for the check of a
         #: peer's late image (``_late_native_expiry_ok``); the last few tips only
-        self._ancestors: dict[str, tuple[tuple[int, int], ...]] = {}
+        self._ancestors: dict[str, _Ancestors] = {}
 
     # --- describing the chain ------------------------------------------------------------
 
@@ -229,35 +242,35 @@ class BitcoinBackend:
         """The tip's height and time (off the height clock), read at most once per
         ``tip_ttl`` seconds and once per poll_events."""
         tip = self._kept_tip()
-        return tip[0], tip[1]
+        return tip.height, tip.time
 
-    def _kept_tip(self) -> tuple[int, int, float, str]:
+    def _kept_tip(self) -> _TipRead:
         """``_chain_tip`` with when it was read and its hash."""
         read_at = time.monotonic()
         tip = self._tip
-        if tip is None or (not self._tip_pinned and read_at - tip[2] >= self.tip_ttl):
+        if tip is None or (not self._tip_pinned and read_at - tip.read_at >= self.tip_ttl):
             self._tip = tip = self._read_tip(read_at)
         return tip
 
-    def _read_tip(self, read_at: float) -> tuple[int, int, float, str]:
+    def _read_tip(self, read_at: float) -> _TipRead:
         """The tip now (``_tip_now``), kept as the last known."""
         tip = self._known_tip = self._tip_now(read_at)
         return tip
 
-    def _tip_now(self, read_at: float) -> tuple[int, int, float, str]:
+    def _tip_now(self, read_at: float) -> _TipRead:
         """The tip now: one call (its hash) while it is the block we know, two once per new
         block (its header: the height and time of the block that hash names, whatever
         comes after it). Writes nothing: the fetch thread reads the tip this way too."""
         for _ in range(3):
             tip_hash = self.ledger.tip_hash()
             known = self._known_tip
-            if known is not None and known[3] == tip_hash:
-                return known[0], known[1], read_at, tip_hash
+            if known is not None and known.hash == tip_hash:
+                return _TipRead(known.height, known.time, read_at, tip_hash)
             try:
                 height, block_time = self.ledger.block_header(tip_hash)
             except KeyError:
                 continue  # reorganised away between the two reads: read the new tip
-            return height, block_time, read_at, tip_hash
+            return _TipRead(height, block_time, read_at, tip_hash)
         raise LedgerError("tip", "the chain's tip kept moving away while it was read")
 
     def _clock(self) -> tuple[int, int]:
@@ -317,20 +330,18 @@ class BitcoinBackend:
         the fresh read of the tip (as before there were kept reads) otherwise."""
         if self.height_clock:  # no read moves an image there: refused
             return False
-        kept = self._tip
-        if kept is not None and (self._tip_pinned or time.monotonic() - kept[2] < self.tip_ttl):
-            known = self._ancestors.get(kept[3])
-            if known is not None and native_expiry <= self._latest_image(known, expiry):
-                return True
+        known = self._ancestors.get(self._kept_tip().hash)
+        if known is not None and native_expiry <= self._latest_image(known, expiry):
+            return True
         for _ in range(2):  # once more if the tip is reorganised away between the reads
             if not self._tip_pinned:
                 self._tip = None
             tip = self._kept_tip()
-            fresh = self._image(tip[0], tip[1], expiry)
+            fresh = self._image(tip.height, tip.time, expiry)
             if native_expiry <= fresh:
                 return native_expiry >= fresh - EXPIRY_TOLERANCE
             try:
-                ancestors = self._ancestors_of(tip[3])
+                ancestors = self._ancestors_of(tip.hash)
             except KeyError:
                 continue
             return native_expiry <= self._latest_image(ancestors, expiry)
@@ -339,28 +350,29 @@ class BitcoinBackend:
     def _latest_image(self, tips: Sequence[tuple[int, int]], expiry: int) -> int:
         return max((self._image(height, tip_time, expiry) for height, tip_time in tips), default=0)
 
-    def _ancestors_of(self, tip_hash: str) -> tuple[tuple[int, int], ...]:
+    def _ancestors_of(self, tip_hash: str) -> _Ancestors:
         """The ``LATE_TIPS`` blocks before ``tip_hash`` (``_ancestors``), read if unknown."""
         known = self._ancestors.get(tip_hash)
         if known is None:
-            known = tuple(self.ledger.ancestor_headers(tip_hash, LATE_TIPS))
+            known = self._read_ancestors(tip_hash)
             self._keep_ancestors(tip_hash, known)
         return known
 
-    def _keep_ancestors(self, tip_hash: str, ancestors: tuple[tuple[int, int], ...]) -> None:
+    def _read_ancestors(self, tip_hash: str) -> _Ancestors:
+        return tuple(self.ledger.ancestor_headers(tip_hash, LATE_TIPS))
+
+    def _keep_ancestors(self, tip_hash: str, ancestors: _Ancestors) -> None:
         self._ancestors[tip_hash] = ancestors
         while len(self._ancestors) > _ANCESTORS_KEPT:
             del self._ancestors[next(iter(self._ancestors))]  # the oldest kept
 
-    def _prefetch_ancestors(
-        self, tip: tuple[int, int, float, str] | None
-    ) -> tuple[str, tuple[tuple[int, int], ...]] | None:
+    def _prefetch_ancestors(self, tip: _TipRead | None) -> tuple[str, _Ancestors] | None:
         """On the reading thread: the blocks before a tip it read, unless already kept (the
         node's thread keeps them with the apply; a dict read across threads is safe)."""
-        if tip is None or tip[3] in self._ancestors:
+        if tip is None or tip.hash in self._ancestors:
             return None
         try:
-            return tip[3], tuple(self.ledger.ancestor_headers(tip[3], LATE_TIPS))
+            return tip.hash, self._read_ancestors(tip.hash)
         except Exception:  # optional: the node's thread reads them if it needs them
             # (reorganised away since, or the endpoint failed: neither may fail the read of
             # the chain's events or its clock, which this only accompanies)
@@ -872,11 +884,11 @@ class BitcoinBackend:
         if self.height_clock:
             tip_time = self._time_at(self.ledger.tip_height())
         elif fetched.tip is not None:
-            tip_time = fetched.tip[1]
+            tip_time = fetched.tip.time
         else:  # handed to the node's thread with the read: its kept read, refreshed
             fetched.clock_tip = self._tip_now(time.monotonic())
             fetched.ancestors = self._prefetch_ancestors(fetched.clock_tip)
-            tip_time = fetched.clock_tip[1]
+            tip_time = fetched.clock_tip.time
         return tip_time + self.policy.block_interval
 
     def apply_events(self, fetched: object) -> list[ChainEvent]:
@@ -886,37 +898,34 @@ class BitcoinBackend:
         if fetched.ancestors is not None:
             self._keep_ancestors(*fetched.ancestors)
         if not fetched.events and fetched.clock_tip is not None:
-            self._refresh_tip(fetched.clock_tip)
+            # the tip read for the watcher's clock: while HTLCs are in flight the reads
+            # come every tick, and the kept read (``native_expiry``, ``now``) then never
+            # expires on the node's thread, where re-reading it held a payment for a round
+            # trip once a second
+            self._keep_fetched_tip(fetched.clock_tip)
         return self._ledger_events(fetched.events, fetched.raws, fetched.tip)
 
-    def _refresh_tip(self, tip: tuple[int, int, float, str]) -> None:
-        """Keep the tip the reading thread read for the watcher's clock, unless the node's
-        thread read one later: while HTLCs are in flight the reads come every tick, and
-        the kept read (``native_expiry``, ``now``) then never expires on the node's
-        thread, where re-reading it held a payment for a round trip once a second."""
-        kept = self._tip
-        if (kept is None or kept[2] < tip[2]) and self._newer_read(tip):
-            self._tip = self._known_tip = tip
-
-    def _newer_read(self, tip: tuple[int, int, float, str]) -> bool:
-        """Whether a tip read off the node's thread is newer than what the node's thread
-        knows: read after its last read of the tip and after our own last mining (a read
-        begun before it, applied after, would bring back the tip before it). The time of
-        the read decides, not the height: after a reorganisation the newer read is the
-        chain's tip, even at a lower height."""
+    def _keep_fetched_tip(self, tip: _TipRead) -> None:
+        """Keep a tip read off the node's thread as its kept read, if newer than what the
+        node's thread knows (the kept read, when there is one, is that too): read after
+        its last read of the tip and after our own last mining (a read begun before it,
+        applied after, would bring back the tip before it). The time of the read decides,
+        not the height: after a reorganisation the newer read is the chain's tip, even at
+        a lower height."""
         known = self._known_tip
-        return tip[2] > self._mined_at and (known is None or known[2] <= tip[2])
+        if tip.read_at > self._mined_at and (known is None or known.read_at <= tip.read_at):
+            self._tip = self._known_tip = tip
 
     def _ledger_events(
         self,
         events: list[btc.LedgerEvent],
         raws: Mapping[str, bytes | None],
-        tip: tuple[int, int, float, str] | None = None,
+        tip: _TipRead | None = None,
     ) -> list[ChainEvent]:
         if events:
             self._tip = None  # a new block: the clock moved
-            if tip is not None and self._newer_read(tip):
-                self._tip = self._known_tip = tip  # read with the blocks
+            if tip is not None:
+                self._keep_fetched_tip(tip)  # read with the blocks
         self._tip_pinned = True  # one read of the tip per poll, not two per block
         try:
             return self._hub_events(events, raws)

@@ -271,7 +271,7 @@ class BitcoindRpcLedger:
             raise
         if int(header.get("confirmations", 0)) < 0:
             raise KeyError(block_hash)
-        return dict(header)
+        return header  # type: ignore[no-any-return]
 
     def median_time_past(self) -> int:
         """Median time past of the tip (getblockheader mediantime)."""
