@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh Debian machine, idempotently:
-#   - Debian packages: clang-14 (to build the Solana program from source), nodejs/npm;
+#   - Debian packages: clang-14 (to build the Solana program from source), nodejs/npm, and
+#     gcc with the Python headers (to build the router's bound pass, a C extension);
 #   - npm tools pinned in package-lock.json (solc-js, anvil) into ./node_modules;
 #   - a Python 3.11 venv in ./.venv with the hub, the three backends and the example apps
 #     (as plugins, installed exactly like third-party ones) and the dev tools, pinned by
@@ -35,6 +36,18 @@ if [ -z "$PYTHON" ]; then
 fi
 [ -n "$PYTHON" ] || { echo "Python 3.11 is required (py-bitcoinkernel ships cp311 wheels)" >&2; exit 1; }
 
+# A C compiler and the Python headers build the router's bound pass (a C extension).
+need_build=()
+command -v gcc >/dev/null 2>&1 || need_build+=(gcc)
+"$PYTHON" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(
+  os.path.join(sysconfig.get_paths()["include"], "Python.h")))' || need_build+=(python3.11-dev)
+if [ ${#need_build[@]} -gt 0 ]; then
+  say "installing Debian packages: ${need_build[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_build[@]}" >/dev/null
+fi
+
 if [ ! -x .venv/bin/python ]; then
   say "creating .venv with $PYTHON"
   "$PYTHON" -m venv .venv
@@ -44,9 +57,13 @@ mkdir -p "$STAMPS"
 stamp_ok() { [ -f "$STAMPS/$1" ] && [ "$(cat "$STAMPS/$1")" = "$2" ]; }
 digest() { cat "$@" 2>/dev/null | sha256sum | cut -d' ' -f1; }
 
-py_inputs=(pyproject.toml backends/*/pyproject.toml apps/*/pyproject.toml constraints.txt)
+# The router's compiled bound pass is built by the install below (pyproject's ext-modules):
+# its C source is an input, and a missing build (a cleaned tree) reinstalls too.
+py_inputs=(pyproject.toml backends/*/pyproject.toml apps/*/pyproject.toml constraints.txt
+  chenilles_hub/core/routing/_bounds.c)
 py_digest=$(digest "${py_inputs[@]}")
-if ! stamp_ok python "$py_digest"; then
+kernel_built() { .venv/bin/python -c 'import chenilles_hub.core.routing._bounds' 2>/dev/null; }
+if ! stamp_ok python "$py_digest" || ! kernel_built; then
   say "installing Python packages into .venv"
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade "pip>=24" 2>&1 \
     | grep -v '^WARNING: Location' || true
@@ -56,6 +73,7 @@ if ! stamp_ok python "$py_digest"; then
     -e apps/tictactoe -e apps/escrow -e apps/virtual 2>&1 \
     | grep -v '^WARNING: Location' || true
   .venv/bin/python -c 'import chenilles_hub, chenilles_evm, chenilles_bitcoin, chenilles_solana'
+  .venv/bin/python -c 'import chenilles_hub.core.routing._bounds'
   .venv/bin/python -c 'import chenilles_app_tictactoe, chenilles_app_escrow, chenilles_app_virtual'
   echo "$py_digest" > "$STAMPS/python"
 fi

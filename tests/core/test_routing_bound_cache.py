@@ -74,8 +74,9 @@ def diamond(fee_via_4: int, fee_via_5: int, cap_2_4: int = 10**9) -> RoutingGrap
 
 def test_fee_decrease_drops_the_cached_rows() -> None:
     g = diamond(fee_via_4=1000, fee_via_5=100)
-    r = route_for(g, 1, 3, 10_000, ETH, strategy="cached")
-    assert [h.edge.target for h in r] == [node(2), node(5), node(3)]
+    for _ in range(2):  # the key's second query builds its row
+        r = route_for(g, 1, 3, 10_000, ETH, strategy="cached")
+        assert [h.edge.target for h in r] == [node(2), node(5), node(3)]
     assert cache_of(g).rows
     g.set_fee(cid(2), node(2), 0, 0)  # now the route through 4 is free
     r = route_for(g, 1, 3, 10_000, ETH, strategy="cached")
@@ -86,8 +87,10 @@ def test_fee_decrease_drops_the_cached_rows() -> None:
 def test_capacity_rising_past_a_class_drops_the_rows_that_cut_it() -> None:
     # 2 -> 4 cannot carry the payment (channel total 5,000): the row cuts it.
     g = diamond(fee_via_4=0, fee_via_5=100, cap_2_4=5_000)
-    r = route_for(g, 1, 3, 10_000, ETH, strategy="cached")
-    assert [h.edge.target for h in r] == [node(2), node(5), node(3)]
+    for _ in range(2):
+        r = route_for(g, 1, 3, 10_000, ETH, strategy="cached")
+        assert [h.edge.target for h in r] == [node(2), node(5), node(3)]
+    assert cache_of(g).rows
     g.set_capacity(cid(2), node(2), 50_000)  # a top-up (or a payment the other way)
     r = route_for(g, 1, 3, 10_000, ETH, strategy="cached")
     assert [h.edge.target for h in r] == [node(2), node(4), node(3)]
@@ -103,7 +106,9 @@ def test_payers_own_channel_topped_up_becomes_a_head() -> None:
         ],
         time_models=TIME,
     )
-    assert route_for(g, 1, 3, 1_000, ETH, strategy="cached")[0].amount == 1_500
+    for _ in range(2):
+        assert route_for(g, 1, 3, 1_000, ETH, strategy="cached")[0].amount == 1_500
+    assert cache_of(g).rows
     g.set_capacity(cid(3), node(1), 10_000)
     r = route_for(g, 1, 3, 1_000, ETH, strategy="cached")
     assert r[0].edge.target == node(6) and r[0].amount == 1_000
@@ -119,9 +124,11 @@ def test_payments_inside_a_channel_and_fee_increases_keep_the_rows() -> None:
         ],
         time_models=TIME,
     )
-    route_for(g, 1, 3, 10_000, ETH, strategy="cached")
+    for _ in range(2):
+        route_for(g, 1, 3, 10_000, ETH, strategy="cached")
     cache = cache_of(g)
     built = cache.built
+    assert built == 1
     # A payment of 10,001 moves capacity inside both channels; then node 2 raises its fee.
     g.set_capacity(cid(1), node(1), 49_999)
     g.set_capacity(cid(1), node(2), 50_001)
@@ -134,12 +141,25 @@ def test_payments_inside_a_channel_and_fee_increases_keep_the_rows() -> None:
 
 def test_rows_are_per_payer_asset_and_class() -> None:
     g = diamond(fee_via_4=0, fee_via_5=0)
-    for amount in (1_000, 1_001, 1_000_000):
+    for amount in (1_000, 1_000_000, 1_001, 1_000_000, 1_000):
         route_for(g, 1, 3, amount, ETH, strategy="cached")
     cache = cache_of(g)
-    assert cache.built == 2 and cache.hits == 1  # 1,000 and 1,001 share a class
+    # 1,000 and 1,001 share a class: its first query took the per-query bound, its second
+    # built the row, its third reused it; 1,000,000 is another class.
+    assert (cache.first, cache.built, cache.hits) == (2, 2, 1)
     route_for(g, 2, 3, 1_000, ETH, strategy="cached")
-    assert cache.built == 3
+    route_for(g, 2, 3, 1_000, ETH, strategy="cached")
+    assert (cache.first, cache.built) == (3, 3)
+
+
+def test_a_key_seen_once_takes_the_per_query_bound_and_builds_no_row() -> None:
+    """A service routing for random payers: every query is a key's first, and none pays
+    for a Dijkstra over the whole graph that nothing would reuse."""
+    g = diamond(fee_via_4=5, fee_via_5=100)
+    for payer in (1, 2, 4, 5):
+        assert route_for(g, payer, 3, 10_000, ETH, strategy="cached")
+    cache = cache_of(g)
+    assert (cache.first, cache.built, cache.hits) == (4, 0, 0) and not cache.rows
 
 
 def test_absurd_amounts_are_a_clear_error_with_either_bound() -> None:
@@ -156,7 +176,8 @@ def test_evicted_and_dropped_rows_leave_no_trace() -> None:
     cache = BoundCache(g.index(), max_row_bytes=1)  # one row at a time
     g.index().bound_cache = cache
     for amount in (10_000, 20_000, 10_000, 40_000):
-        route_for(g, 1, 3, amount, ETH, strategy="cached")
+        for _ in range(2):
+            route_for(g, 1, 3, amount, ETH, strategy="cached")
         assert len(cache.rows) == 1 and list(cache.by_class) == cache.classes
     assert cache.built == 4
     g.set_capacity(cid(2), node(2), 10**6)  # crosses the kept row's class: dropped

@@ -200,6 +200,14 @@ class _Index:
         self.csr_indptr: IntArray = np.searchsorted(rows[order], np.arange(n_states + 1)).astype(
             np.int32
         )
+        # The same entries by target state, for searches run backwards from the payee: an
+        # in-arc's source state and its entry in the forward CSR (whose weight it shares).
+        by_target = np.argsort(self.csr_indices, kind="stable")
+        self.rev_entry: IntArray = by_target.astype(np.int32)
+        self.rev_indices: IntArray = rows[order][by_target].astype(np.int32)
+        self.rev_indptr: IntArray = np.searchsorted(
+            self.csr_indices[by_target], np.arange(n_states + 1)
+        ).astype(np.int32)
         n_conv = len(conv_from)
         price_of_edge = np.array([self.price_f[a] for a in self.e_asset], dtype=np.float64)
         # Per CSR entry: fee base (base units), fee ppm (fraction), price of the entry's
@@ -220,6 +228,12 @@ class _Index:
         self.w_edge: FloatArray = w_edge[order]
         self.cap_value: FloatArray = cap_value[order]
         self.valid_until: FloatArray = until[order]
+        #: Per CSR entry, the asset of a channel edge (-1: a rate), and each asset's price:
+        #: the compiled bound pass (``_bounds.c``) reads these instead of ``w_price`` and
+        #: ``w_edge``, one asset's rounding of the payment done once per query.
+        codes = np.concatenate([np.array(self.e_asset, dtype=np.int32), np.full(n_conv, -1)])
+        self.w_code: IntArray = codes[order].astype(np.int32)
+        self.asset_price: FloatArray = np.array(self.price_f, dtype=np.float64)
         #: Where each channel edge sits in the CSR arrays, for O(1) patches.
         position = np.empty(len(order), dtype=np.int64)
         position[order] = np.arange(len(order))

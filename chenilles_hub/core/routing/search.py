@@ -137,7 +137,7 @@ def find_route(
     if strategy == "dijkstra" or not index.arbitrage_free:
         found = _solve(args, None)
     else:
-        h = _bounds(index, s, sa, v0, now, strategy)
+        h = _bounds(index, s, sa, v0, now, strategy, start)
         if h is not None and h[0][start] != _INF:
             found = _solve(args, h)
     if found is None:
@@ -160,20 +160,20 @@ def find_route(
 
 
 def _bounds(
-    index: _Index, s: int, sa: int, v0: float, now: int, strategy: Strategy
+    index: _Index, s: int, sa: int, v0: float, now: int, strategy: Strategy, start: int
 ) -> _Bounds | None:
     """The A* bound: one Dijkstra per query, or the graph's cache (:mod:`.bound_cache`)."""
     if strategy == "cached":
         cache = index.bound_cache
         if not isinstance(cache, BoundCache):
             cache = index.bound_cache = BoundCache(index)
-        return cache.bounds(s, sa, v0)
+        return cache.bounds(s, sa, v0, now, start)
     if strategy == "hubs":
         hubs = index.hub_bounds
         if not isinstance(hubs, HubBounds):
             hubs = index.hub_bounds = HubBounds(index)
         return hubs.bounds(s, sa, v0, now)
-    return lower_bounds(index, s, sa, v0, now)
+    return lower_bounds(index, s, sa, v0, now, start)
 
 
 class _Found:
