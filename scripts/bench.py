@@ -241,7 +241,8 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str]]:
             (
                 f"route, {rt['params']['nodes']:,} nodes / {rt['params']['channels']:,} channels",
                 f"p50 {rt['fast']['p50_ms']} ms, p99 {rt['fast']['p99_ms']} ms "
-                f"(Dijkstra baseline p50 {_g(rt, 'baseline_dijkstra', 'p50_ms')} ms)",
+                f"({_g(rt, 'compare', 'strategy')} p50 {_g(rt, 'compare', 'p50_ms')} ms; "
+                f"Dijkstra baseline p50 {_g(rt, 'baseline_dijkstra', 'p50_ms')} ms)",
                 "p50 < 5 ms (random payers); LDK 35-49 ms",
             )
         )

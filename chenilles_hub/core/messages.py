@@ -25,7 +25,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 
-from .errors import DecodeError, MessageTooLarge
+from .errors import ChannelError, DecodeError, MessageTooLarge
 from .model import Bytes32, ChannelState, Version
 from .updates import Update
 
@@ -113,6 +113,8 @@ class BoundedCodec(Generic[M]):
             return self._decoder.decode(data)
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec raises the latter
             raise DecodeError(f"malformed {self._what}: {exc}") from None  # on bad UTF-8
+        except ChannelError as exc:  # a struct's own check (__post_init__) refused a field
+            raise DecodeError(f"malformed {self._what}: {exc}") from None
 
 
 _codec: BoundedCodec[ChannelMessage] = BoundedCodec(ChannelMessage, "channel message")

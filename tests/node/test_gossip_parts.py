@@ -4,6 +4,7 @@ parts, put together by the receiver, and a peer that sends odd parts changes not
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import random
 from typing import Annotated
@@ -12,6 +13,7 @@ import msgspec
 import pytest
 
 from chenilles_hub.core import Asset, TimeModel
+from chenilles_hub.core.errors import DecodeError, InvalidParams
 from chenilles_hub.core.routing import AssetRate, ChannelEdge
 from chenilles_hub.node.hub import graph_view
 from chenilles_hub.node.hub.gossip import (
@@ -176,3 +178,32 @@ def test_a_late_part_does_not_overwrite_a_newer_announcement_in_one_frame() -> N
     for part in older[1:]:
         view.accept(HUB, part)
     assert set(view.announced[HUB].edges) == set(newer.edges)
+
+
+def test_an_edge_a_peer_cannot_mean_is_a_bad_announcement_not_a_crash() -> None:
+    """A peer's announcement is decoded at the door: an edge that joins a node to itself
+    (refused by the edge's own check) or carries an integer past 256 bits (which the
+    router's float bound would overflow, failing every route) is a ``DecodeError``, the
+    one error the connection handles (it counts the frame and drops the peer)."""
+    edge = ChannelEdge(
+        channel_id=b"\x01" * 32,
+        chain=ETH.chain,
+        asset=ETH,
+        source=b"\x02" * 32,
+        target=b"\x03" * 32,
+        capacity=10,
+    )
+    frame = encode_announcement(Announcement(edges=(edge,)))
+    source, target = (b'"' + base64.b64encode(bytes([c]) * 32) + b'"' for c in (2, 3))
+    assert source in frame and target in frame
+    for bad in (
+        frame.replace(target, source),
+        frame.replace(b'"capacity":10', b'"capacity":' + str(2**256).encode()),
+        frame.replace(b'"capacity":10', b'"capacity":1' + b"0" * 400),
+        frame.replace(b'"fee_base":0', b'"fee_base":' + str(2**300).encode()),
+    ):
+        with pytest.raises(DecodeError):
+            decode_announcement(bad)
+    assert decode_announcement(frame).edges == (edge,)
+    with pytest.raises(InvalidParams):
+        msgspec.structs.replace(edge, capacity=2**256)

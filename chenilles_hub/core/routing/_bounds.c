@@ -31,14 +31,16 @@
  * only an upper bound). It loses nothing when K >= C - v0, the optimum's value-to-add: a
  * label at a state x not settled then has f >= v0 + d(x, t) + K - pi(x) >= v0 + K.
  *
- * Without a target (-1), one forward Dijkstra over every state: a row kept for many
- * payees (bound_cache.py).
+ * Without a target (-1), or when the target is at distance 0 (K would be 0: the bound
+ * would tell the A* nothing), one forward Dijkstra over every state: the distances, as
+ * scipy gives them (a row kept for many payees, bound_cache.py).
  *
  * No numpy headers: arrays come in through the buffer protocol, formats checked. The GIL
  * is released during the search.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 
@@ -53,7 +55,7 @@ typedef struct {
 
 typedef struct {
     Entry *items;
-    Py_ssize_t size;
+    Py_ssize_t size, capacity;
 } Heap;
 
 /* What the two searches know of a state, together: one cache line per visit. */
@@ -62,7 +64,10 @@ typedef struct {
     unsigned char settled[2];
 } State;
 
-static void heap_push(Heap *heap, double key, int32_t state) {
+/* A push past the capacity (which a valid CSR never needs: one push per arc relaxed, each
+ * arc relaxed once) is refused; the caller sees the heap did not grow. */
+static int heap_push(Heap *heap, double key, int32_t state) {
+    if (heap->size >= heap->capacity) return -1;
     Entry *items = heap->items;
     Py_ssize_t i = heap->size++;
     while (i > 0) {
@@ -73,6 +78,7 @@ static void heap_push(Heap *heap, double key, int32_t state) {
     }
     items[i].key = key;
     items[i].state = state;
+    return 0;
 }
 
 static Entry heap_pop(Heap *heap) {
@@ -106,13 +112,13 @@ typedef struct {
     int check_now;
 } Weights;
 
-/* bounds.edge_weights for one entry, operation for operation; inf where it is cut. There,
- * a channel entry's weight is ((base + ceil(x_min * ppm * (1 - 1e-12))) * price * 1.0 +
- * v0 * 0.0) * (1 - SLACK) and a rate's ((0 * 1 * 0) + v0 * loss) * (1 - SLACK): the terms
- * dropped here are an exact 1.0 factor and an exact +0.0 to a non-negative value. */
-static inline double weight(const Weights *w, Py_ssize_t k) {
+/* bounds.edge_weights for entry k, of asset a (-1: a rate), operation for operation; inf
+ * where it is cut. There, a channel entry's weight is ((base + ceil(x_min * ppm *
+ * (1 - 1e-12))) * price * 1.0 + v0 * 0.0) * (1 - SLACK) and a rate's ((0 * 1 * 0) +
+ * v0 * loss) * (1 - SLACK): the terms dropped here are an exact 1.0 factor and an exact
+ * +0.0 to a non-negative value. */
+static inline double weight(const Weights *w, Py_ssize_t k, int32_t a) {
     if (w->cap_value[k] < w->cut) return INFINITY;
-    int32_t a = w->code[k];
     if (a >= 0) {
         double fee = w->base[k] + ceil(w->x_min[a] * w->ppm[k] * (1 - 1e-12));
         return fee * w->asset_price[a] * (1 - SLACK);
@@ -130,7 +136,7 @@ typedef struct {
 } Side;
 
 typedef struct {
-    Py_ssize_t n_states, n_heads;
+    Py_ssize_t n_states, n_heads, nnz;
     const int32_t *heads;
     int32_t target;
     double stretch;
@@ -162,7 +168,9 @@ static double top_key(Search *s, int d) {
 }
 
 /* Settle the top of side d (top_key said it is current) and relax its arcs; a relaxed
- * arc that reaches a state the other side has reached is a meeting (mu). */
+ * arc that reaches a state the other side has reached is a meeting (mu). Every index read
+ * is checked here, where it is used: the arrays were validated with the GIL held, but
+ * another thread could write to them while this one searches without it. */
 static void settle(Search *s, int d, double *mu) {
     Side *g = &s->side[d];
     Entry top = heap_pop(&g->heap);
@@ -170,20 +178,28 @@ static void settle(Search *s, int d, double *mu) {
     double du = s->st[u].dist[d];
     s->st[u].settled[d] = 1;
     g->settled++;
-    for (int32_t j = g->indptr[u]; j < g->indptr[u + 1]; j++) {
-        int32_t v = g->indices[j];
-        if ((uint32_t)v >= (uint32_t)s->n_states) {
+    int32_t lo = g->indptr[u], hi = g->indptr[u + 1];
+    if (lo < 0 || hi < lo || hi > s->nnz) {
+        s->bad_index = 1;
+        return;
+    }
+    for (int32_t j = lo; j < hi; j++) {
+        int32_t v = g->indices[j], k = g->entry ? g->entry[j] : j;
+        if ((uint32_t)v >= (uint32_t)s->n_states || (uint32_t)k >= (uint32_t)s->nnz) {
             s->bad_index = 1;
             return;
         }
         State *x = &s->st[v];
         if (x->settled[d]) continue;
-        double w = s->wt[g->entry ? g->entry[j] : j];
+        double w = s->wt[k];
         if (w == INFINITY) continue;
         double dv = du + w;
         if (dv < x->dist[d]) {
             x->dist[d] = dv;
-            heap_push(&g->heap, s->keyed ? dv + pi(s, x) : dv, v);
+            if (heap_push(&g->heap, s->keyed ? dv + pi(s, x) : dv, v) < 0) {
+                s->bad_index = 1;
+                return;
+            }
         }
         if (dv + x->dist[!d] < *mu) *mu = dv + x->dist[!d];
     }
@@ -194,7 +210,14 @@ static void run(Search *s) {
     Py_ssize_t n = s->n_states;
     for (Py_ssize_t a = 0; a < s->w.n_assets; a++)
         s->w.x_min[a] = floor(s->w.v0 / s->w.asset_price[a] * (1 - SLACK));
-    for (Py_ssize_t k = 0; k < s->side[FWD].indptr[n]; k++) s->wt[k] = weight(&s->w, k);
+    for (Py_ssize_t k = 0; k < s->nnz; k++) {
+        int32_t a = s->w.code[k];
+        if (a < -1 || a >= s->w.n_assets) {
+            s->bad_index = 1;
+            return;
+        }
+        s->wt[k] = weight(&s->w, k, a);
+    }
     for (Py_ssize_t i = 0; i < n; i++) {
         s->st[i].dist[FWD] = s->st[i].dist[BWD] = INFINITY;
         s->st[i].settled[FWD] = s->st[i].settled[BWD] = 0;
@@ -207,30 +230,37 @@ static void run(Search *s) {
         }
     }
     double mu = INFINITY;
-    if (s->target < 0) { /* a full row: one forward Dijkstra */
-        while (top_key(s, FWD) < INFINITY && !s->bad_index) settle(s, FWD, &mu);
+    int32_t t = s->target;
+    if (t >= 0) {
+        /* Phase 1: from both ends, on the smaller frontier, until the tops' sum reaches mu. */
+        if (s->st[t].dist[FWD] == 0.0) mu = 0.0;
+        s->st[t].dist[BWD] = 0.0;
+        heap_push(&s->side[BWD].heap, 0.0, t);
+        while (!s->bad_index) {
+            double top_f = top_key(s, FWD), top_b = top_key(s, BWD);
+            if (top_f + top_b >= mu) break; /* also when either side ran dry */
+            int d = s->side[FWD].heap.size <= s->side[BWD].heap.size ? FWD : BWD;
+            if (d == BWD) s->rho_b = top_b;
+            settle(s, d, &mu);
+        }
+        if (s->bad_index) return;
+        if (mu == INFINITY) { /* no path to the target under these weights */
+            for (Py_ssize_t i = 0; i < n; i++) s->out[i] = INFINITY;
+            return;
+        }
+    }
+    if (mu == 0.0 || t < 0) {
+        /* No target (a row for many payees), or one at distance 0 (the payer's neighbour,
+         * or past free edges), where a radius of stretch * 0 would tell the A* nothing:
+         * the forward Dijkstra goes on over every state, and the bound is the distances. */
+        while (!s->bad_index && top_key(s, FWD) < INFINITY) settle(s, FWD, &mu);
         for (Py_ssize_t i = 0; i < n; i++) s->out[i] = s->st[i].dist[FWD];
         return;
     }
-    /* Phase 1: from both ends, on the smaller frontier, until the tops' sum reaches mu. */
-    int32_t t = s->target;
-    if (s->st[t].dist[FWD] == 0.0) mu = 0.0;
-    s->st[t].dist[BWD] = 0.0;
-    heap_push(&s->side[BWD].heap, 0.0, t);
-    while (!s->bad_index) {
-        double top_f = top_key(s, FWD), top_b = top_key(s, BWD);
-        if (top_f + top_b >= mu) break; /* also when either side ran dry */
-        int d = s->side[FWD].heap.size <= s->side[BWD].heap.size ? FWD : BWD;
-        if (d == BWD) s->rho_b = top_b;
-        settle(s, d, &mu);
-    }
-    if (s->bad_index) return;
-    if (mu == INFINITY) { /* no path to the target under these weights */
-        for (Py_ssize_t i = 0; i < n; i++) s->out[i] = INFINITY;
-        return;
-    }
-    /* Phase 2: an A* forwards, keys d + pi (the frontier re-keyed), up to K. */
+    /* Phase 2: an A* forwards, keys d + pi (the frontier re-keyed), up to K (at most the
+     * largest double: K - pi stays finite and K >= mu). */
     double radius = s->stretch * mu, ignored = INFINITY;
+    if (radius > DBL_MAX) radius = DBL_MAX;
     Heap *heap = &s->side[FWD].heap;
     Py_ssize_t kept = 0;
     for (Py_ssize_t i = 0; i < heap->size; i++) {
@@ -243,7 +273,11 @@ static void run(Search *s) {
     heap->size = 0;
     for (Py_ssize_t i = 0; i < kept; i++) heap_push(heap, heap->items[i].key, heap->items[i].state);
     s->keyed = 1;
-    while (!s->bad_index && top_key(s, FWD) <= radius) settle(s, FWD, &ignored);
+    for (;;) {
+        double key = top_key(s, FWD); /* inf once the heap is empty */
+        if (s->bad_index || key == INFINITY || key > radius) break;
+        settle(s, FWD, &ignored);
+    }
     for (Py_ssize_t i = 0; i < n; i++) {
         const State *x = &s->st[i];
         double h = radius - pi(s, x);
@@ -338,13 +372,15 @@ static PyObject *bounds(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "target: not a state");
         goto finally;
     }
-    if (!(v0 > 0) || !(stretch >= 1)) {
-        PyErr_SetString(PyExc_ValueError, "v0 must be positive and stretch at least 1");
+    if (!(v0 > 0) || !(stretch >= 1) || isinf(stretch)) {
+        PyErr_SetString(PyExc_ValueError, "v0 must be positive, stretch finite and >= 1");
         goto finally;
     }
-    PyObject *seq = PySequence_Fast(heads_obj, "heads: expected a sequence of states");
+    /* A tuple of our own: converting an item runs the caller's code (__index__), which must
+     * not be able to change the sequence under us. */
+    PyObject *seq = PySequence_Tuple(heads_obj);
     if (seq == NULL) goto finally;
-    Py_ssize_t n_heads = PySequence_Fast_GET_SIZE(seq);
+    Py_ssize_t n_heads = PyTuple_GET_SIZE(seq);
     heads = PyMem_Malloc(sizeof(int32_t) * (size_t)(n_heads + 1));
     if (heads == NULL) {
         Py_DECREF(seq);
@@ -352,7 +388,7 @@ static PyObject *bounds(PyObject *self, PyObject *args) {
         goto finally;
     }
     for (Py_ssize_t i = 0; i < n_heads; i++) {
-        long h = PyLong_AsLong(PySequence_Fast_GET_ITEM(seq, i));
+        long h = PyLong_AsLong(PyTuple_GET_ITEM(seq, i));
         if (h == -1 && PyErr_Occurred()) {
             Py_DECREF(seq);
             goto finally;
@@ -368,6 +404,7 @@ static PyObject *bounds(PyObject *self, PyObject *args) {
 
     s.n_states = n_states;
     s.n_heads = n_heads;
+    s.nnz = nnz;
     s.side[FWD].indptr = indptr;
     s.side[FWD].indices = b[INDICES].buf;
     s.side[BWD].indptr = rev_indptr;
@@ -394,8 +431,10 @@ static PyObject *bounds(PyObject *self, PyObject *args) {
     s.st = PyMem_RawMalloc(sizeof(State) * (size_t)(n_states + 1));
     s.wt = PyMem_RawMalloc(sizeof(double) * (size_t)(nnz + 1));
     s.w.x_min = PyMem_RawMalloc(sizeof(double) * (size_t)(n_assets + 1));
-    s.side[FWD].heap.items = PyMem_RawMalloc(sizeof(Entry) * (size_t)(nnz + n_heads + 1));
-    s.side[BWD].heap.items = PyMem_RawMalloc(sizeof(Entry) * (size_t)(nnz + 1));
+    s.side[FWD].heap.capacity = nnz + n_heads + 1;
+    s.side[BWD].heap.capacity = nnz + 1;
+    s.side[FWD].heap.items = PyMem_RawMalloc(sizeof(Entry) * (size_t)s.side[FWD].heap.capacity);
+    s.side[BWD].heap.items = PyMem_RawMalloc(sizeof(Entry) * (size_t)s.side[BWD].heap.capacity);
     if (s.st == NULL || s.wt == NULL || s.w.x_min == NULL || s.side[FWD].heap.items == NULL ||
         s.side[BWD].heap.items == NULL) {
         PyErr_NoMemory();
@@ -405,7 +444,8 @@ static PyObject *bounds(PyObject *self, PyObject *args) {
     run(&s);
     Py_END_ALLOW_THREADS
     if (s.bad_index) {
-        PyErr_SetString(PyExc_ValueError, "indices: an entry names no state");
+        PyErr_SetString(PyExc_ValueError,
+                        "the graph's arrays are inconsistent (an index out of range)");
         goto finally;
     }
     result = Py_BuildValue("nn", s.side[FWD].settled, s.side[BWD].settled);

@@ -19,6 +19,11 @@ from ..model import Amount, Asset, Bytes32, ShortText, UnixTime
 
 #: Proportional fees and spreads are in millionths (parts per million).
 PPM = 1_000_000
+#: The largest capacity, fee or rate term an edge or a quote may carry: every ledger's
+#: amounts fit in 256 bits (an EVM word), and the router's bound works in floats, which a
+#: peer's announcement of a larger integer would overflow (the graph could not be built).
+#: Checked in ``__post_init__`` (msgspec's bounds stop at 64 bits), which decoding runs.
+MAX_ROUTE_INT = 2**256 - 1
 
 
 class ChannelEdge(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
@@ -47,8 +52,10 @@ class ChannelEdge(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=T
             raise WrongAsset(f"edge on {self.chain} carries {self.asset}")
         if self.source == self.target:
             raise InvalidParams("a channel edge joins two distinct nodes")
-        if self.capacity < 0 or self.fee_base < 0 or not 0 <= self.fee_ppm <= PPM:
-            raise InvalidParams("capacity and fees are non-negative, fee_ppm at most 1e6")
+        if not (0 <= self.capacity <= MAX_ROUTE_INT and 0 <= self.fee_base <= MAX_ROUTE_INT):
+            raise InvalidParams("capacity and fee_base are between 0 and 2**256 - 1")
+        if not 0 <= self.fee_ppm <= PPM:
+            raise InvalidParams("fee_ppm is between 0 and 1e6")
         if not 1 <= self.challenge_duration <= 365 * 86400:
             raise InvalidParams("challenge_duration out of range")
 
@@ -75,8 +82,8 @@ class AssetRate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     valid_until: UnixTime | None = None
 
     def __post_init__(self) -> None:
-        if self.num <= 0 or self.den <= 0:
-            raise InvalidParams("a rate is a positive fraction num/den")
+        if not (0 < self.num <= MAX_ROUTE_INT and 0 < self.den <= MAX_ROUTE_INT):
+            raise InvalidParams("a rate is a fraction num/den of integers in [1, 2**256 - 1]")
         if not 0 <= self.spread_ppm < PPM:
             raise InvalidParams("spread_ppm must be in [0, 1e6)")
         if self.asset_in == self.asset_out:

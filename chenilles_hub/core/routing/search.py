@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Literal
 
@@ -139,7 +140,7 @@ def find_route(
     else:
         h = _bounds(index, s, sa, v0, now, strategy, start)
         if h is not None and h[0][start] != _INF:
-            found = _solve(args, h)
+            found = _solve(args, h, lambda: lower_bounds(index, s, sa, v0, now))
     if found is None:
         raise NoRoute(f"no route for {amount} {target_asset} within the timelock and hop limits")
     route = _build(graph, found, now)
@@ -192,7 +193,9 @@ class _Found:
 _Args = tuple[_Index, int, int, int, int, int, int, int, int, int]
 
 
-def _solve(args: _Args, h: _Bounds | None) -> _Found | None:
+def _solve(
+    args: _Args, h: _Bounds | None, tightest: Callable[[], _Bounds | None] | None = None
+) -> _Found | None:
     """Exact optimum over simple paths, paying for simplicity only when it matters.
 
     Tier 1 searches walks (a node may recur, in another asset): fast, and its optimum is a
@@ -201,7 +204,10 @@ def _solve(args: _Args, h: _Bounds | None) -> _Found | None:
     exact unless a dominated label was needed), and only if it does not meet tier 1's bound
     tier 3 runs the fully exact search, pruned by tier 2's cost. Tier 3 can be exponential
     (it is the elementary shortest path problem); past a label budget it gives up and tier
-    2's route stands: valid, and at most ``simple - walk`` dearer than the optimum.
+    2's route stands: valid, and at most ``simple - walk`` dearer than the optimum. So tier
+    3 takes the ``tightest`` bound there is, the payer's exact distances at this payment
+    (a Dijkstra over every state, milliseconds against the seconds tier 3 may take), not
+    a cached row's or the kernel's, which are looser away from the payee.
     """
     walk = _search(*args, h, "walk")
     if walk is None or _is_simple(walk, args[0]):
@@ -210,7 +216,7 @@ def _solve(args: _Args, h: _Bounds | None) -> _Found | None:
     if simple is None or simple.value == walk.value:
         return simple
     bound = float(simple.value) * (1 + _SLACK) if args[0].arbitrage_free else _INF
-    exact = _search(*args, h, "exact", bound)
+    exact = _search(*args, (tightest() if tightest is not None else None) or h, "exact", bound)
     return exact if exact is not None and exact.key() < simple.key() else simple
 
 
