@@ -460,3 +460,38 @@ def test_the_exact_tier_searches_with_the_payers_exact_distances(
         if exact_bounds:
             return
     pytest.fail("no seeded graph reached tier 3")
+
+
+def test_quotes_that_price_an_asset_beyond_the_float_range_are_a_clear_error() -> None:
+    """Each quote within 256 bits, chained: a price of 2**-1024 would overflow every float
+    of the router (it once raised OverflowError or ValueError from inside the search)."""
+    fake = [Asset(CHAIN_OF[ETH], f"erc20:z{i}") for i in range(4)]
+    rates = [AssetRate(node_id(5), fake[i], fake[i + 1], 2**256 - 1, 1) for i in range(3)]
+    rates.append(AssetRate(node_id(5), fake[3], ETH, 2**256 - 1, 1))
+    edges = [
+        ChannelEdge(
+            channel_id=bytes([c]) * 32,
+            chain=CHAIN_OF[ETH],
+            asset=ETH,
+            source=node_id(u),
+            target=node_id(v),
+            capacity=10**9,
+        )
+        for c, (u, v) in enumerate([(1, 2), (2, 3)])
+    ]
+    g = RoutingGraph(edges, rates, TIME)
+    with pytest.raises(InvalidParams, match="beyond the router's range"):
+        find_route(g, node_id(1), node_id(3), 1000, ETH, NOW, 3600, 30 * 86400)
+    assert (
+        find_route(
+            RoutingGraph(edges, rates[:2], TIME),
+            node_id(1),
+            node_id(3),
+            1000,
+            ETH,
+            NOW,
+            3600,
+            30 * 86400,
+        )[0].amount
+        == 1000
+    )

@@ -14,7 +14,7 @@ import pytest
 
 from chenilles_hub.core import Asset, TimeModel
 from chenilles_hub.core.errors import DecodeError, InvalidParams
-from chenilles_hub.core.routing import AssetRate, ChannelEdge
+from chenilles_hub.core.routing import AssetRate, ChannelEdge, find_route
 from chenilles_hub.node.hub import graph_view
 from chenilles_hub.node.hub.gossip import (
     MAX_EDGES,
@@ -207,3 +207,65 @@ def test_an_edge_a_peer_cannot_mean_is_a_bad_announcement_not_a_crash() -> None:
     assert decode_announcement(frame).edges == (edge,)
     with pytest.raises(InvalidParams):
         msgspec.structs.replace(edge, capacity=2**256)
+
+
+def test_a_peers_time_model_out_of_range_is_a_bad_announcement() -> None:
+    """A chain's clock from a peer feeds every hop's delta: a block interval of 10**40 ms
+    overflowed the index's int64 deltas, a negative inclusion delay let routes expire in
+    the past. Both are refused at the door."""
+    good = Announcement(time_models=(("bip122:regtest", TimeModel(600_000, 6, 3600, 86_400)),))
+    frame = encode_announcement(good)
+    assert decode_announcement(frame) == good
+    for old, new in (
+        (b'"block_interval_ms":600000', b'"block_interval_ms":' + b"1" + b"0" * 40),
+        (b'"block_interval_ms":600000', b'"block_interval_ms":0'),
+        (b'"inclusion_delay":3600', b'"inclusion_delay":-1000000'),
+        (b'"finality_depth":6', b'"finality_depth":' + str(2**62).encode()),
+    ):
+        assert old in frame
+        with pytest.raises(DecodeError):
+            decode_announcement(frame.replace(old, new))
+    with pytest.raises(InvalidParams):
+        TimeModel(600_000, 6, -1, 86_400)
+
+
+def test_a_peers_quotes_that_break_the_price_range_are_left_out_not_fatal() -> None:
+    """Quotes chained between invented assets, each term within 256 bits, can price an
+    asset at 2**-1280 of another: every float of the router would overflow, and every
+    route failed. The graph drops the peers' quotes instead; our route needs none."""
+    us, hub, payee, peer = (bytes([i]) * 32 for i in (1, 2, 3, 9))
+    eth = ETH
+
+    def edge(c: int, u: bytes, v: bytes) -> ChannelEdge:
+        return ChannelEdge(
+            channel_id=bytes([c]) * 32,
+            chain=eth.chain,
+            asset=eth,
+            source=u,
+            target=v,
+            capacity=10**20,
+        )
+
+    fake = [Asset(eth.chain, f"erc20:z{i}") for i in range(6)]
+    extreme = tuple(AssetRate(peer, fake[i], fake[i + 1], 2**256 - 1, 1) for i in range(4))
+    for rates in (extreme, (*extreme, AssetRate(peer, fake[4], eth, 2**256 - 1, 1))):
+        frame = encode_announcement(Announcement(edges=(edge(9, peer, hub),), rates=rates))
+        sources = [
+            (hub, Announcement(edges=(edge(2, hub, payee),))),
+            (peer, decode_announcement(frame)),
+        ]
+        models = {eth.chain: TimeModel(2000, 1, 12, 86_400)}
+        graph, _ = graph_view._build(us, sources, [edge(1, us, hub)], [], models)
+        for strategy in ("cached", "astar"):
+            route = find_route(
+                graph,
+                us,
+                payee,
+                1000,
+                eth,
+                1_700_000_000,
+                3600,
+                30 * 86400,
+                strategy=strategy,  # type: ignore[arg-type]
+            )
+            assert [h.amount for h in route] == [1000, 1000]

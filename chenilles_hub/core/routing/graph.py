@@ -30,6 +30,12 @@ from ..timing import TimeModel
 from .model import AssetRate, ChannelEdge, RateKey, rate_book
 from .rules import hop_delta
 
+#: The range of an asset's reference price (per base unit, relative to its group's root):
+#: real quotes span some 2**70 at most (a whole-unit token of $1e6 against a wei); 2**512
+#: keeps every value of an amount up to 2**256 a finite, normal float.
+MIN_PRICE = Fraction(1, 2**512)
+MAX_PRICE = Fraction(2**512)
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int32]
 
@@ -119,6 +125,16 @@ class _Index:
         self.assets = sorted(prices)
         self.asset_index = {a: i for i, a in enumerate(self.assets)}
         self.prices = [prices[a] for a in self.assets]
+        # Values are compared in floats (the bound, the unit grid, amount classes): a price
+        # far outside the float range, which only a chain of extreme quotes makes (a peer's,
+        # most likely), would overflow them. Refused here, where the caller can drop quotes.
+        for asset, price in zip(self.assets, self.prices, strict=True):
+            if not MIN_PRICE <= price <= MAX_PRICE:
+                raise InvalidParams(
+                    f"the quotes price one base unit of {asset} at about 2**"
+                    f"{price.numerator.bit_length() - price.denominator.bit_length()} of "
+                    "another asset's, beyond the router's range (2**-512 to 2**512)"
+                )
         self.price_f = [float(p) for p in self.prices]
 
         n_edges = len(edges)

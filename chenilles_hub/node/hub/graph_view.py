@@ -9,15 +9,19 @@ known when the build began is not kept if something changed the shape meanwhile.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable
 
 from chenilles_hub.core import TimeModel
+from chenilles_hub.core.errors import InvalidParams
 from chenilles_hub.core.routing import AssetRate, ChannelEdge, RoutingGraph
 
 from .gossip import MAX_PARTS, Announcement
 from .node import Node
 from .own_edges import fixed_part
+
+log = logging.getLogger(__name__)
 
 #: Where an edge of the graph came from: the peer that announced it, or ``None`` (ours,
 #: or the operator's graph).
@@ -194,7 +198,15 @@ def _build(
     # An edge on a chain nobody gave a clock for cannot be routed over (its timelocks
     # mean nothing): left out, or one peer's announcement would fail every route.
     usable = {key: found for key, found in edges.items() if found[0].chain in models}
-    graph = RoutingGraph([edge for edge, _ in usable.values()], [*rates, *own_rates], models)
+    kept = [edge for edge, _ in usable.values()]
+    graph = RoutingGraph(kept, [*rates, *own_rates], models)
+    try:
+        graph.index()  # built now, not at the first payment: it checks what peers quoted
+    except InvalidParams as exc:
+        # Peers' quotes that price an asset beyond the router's range would fail every
+        # route: without them, routes that need no peer's conversion still work.
+        log.warning("peers' quotes left out of the routing graph: %s", exc)
+        graph = RoutingGraph(kept, own_rates, models)
     return graph, {key: peer for key, (_, peer) in usable.items() if peer is not None}
 
 
