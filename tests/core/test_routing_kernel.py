@@ -29,6 +29,7 @@ from chenilles_hub.core.routing.bound_cache import BoundCache
 from chenilles_hub.core.routing.bounds import edge_weights, matrix, payer_heads
 from chenilles_hub.core.routing.graph import _Index
 from tests.core.test_routing import BTC, CHAIN_OF, ETH, SOL, TIME, USDC, node
+from tests.core.test_routing import edge as route_edge
 
 try:
     from chenilles_hub.core.routing import _bounds as kernel
@@ -495,3 +496,26 @@ def test_quotes_that_price_an_asset_beyond_the_float_range_are_a_clear_error() -
         )[0].amount
         == 1000
     )
+
+
+def test_a_hubs_in_edges_ranked_in_numpy_follow_capacity_and_fee_updates() -> None:
+    """The A* ranks a state's in-edges with numpy from 48 of them (``_Index.in_arrays``,
+    gathered from per-edge arrays that patches update in place): after a top-up, a drained
+    channel or a fee cut at a hub with 60 senders, the route is the scalar search's."""
+    n = 60
+    hub, payee = 200, 201
+    edges = [route_edge(i, 0, i) for i in range(1, n + 1)]
+    edges += [route_edge(100 + i, i, hub, base=10 + i) for i in range(1, n + 1)]
+    edges.append(route_edge(199, hub, payee))
+    g = RoutingGraph(edges, [], TIME)
+
+    def cheapest_sender(strategy: str) -> tuple[int, int]:
+        r = find_route(g, node(0), node(payee), 1000, ETH, NOW, 3600, 30 * 86400, strategy=strategy)  # type: ignore[arg-type]
+        return r[1].edge.source[0], r[0].amount
+
+    g.set_capacity((101).to_bytes(32, "big"), node(1), 500)  # sender 1 drained
+    assert cheapest_sender("astar") == cheapest_sender("dijkstra") == (2, 1012)
+    g.set_capacity((101).to_bytes(32, "big"), node(1), 10**9)  # topped up again
+    assert cheapest_sender("astar") == cheapest_sender("dijkstra") == (1, 1011)
+    g.set_fee((140).to_bytes(32, "big"), node(40), 0, 0)  # sender 40 cuts its fee
+    assert cheapest_sender("astar") == cheapest_sender("dijkstra") == (40, 1000)

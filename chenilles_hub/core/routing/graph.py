@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from fractions import Fraction
-from typing import Protocol
+from typing import Protocol, cast
 
 import msgspec
 import numpy as np
@@ -256,34 +256,55 @@ class _Index:
         self.edge_pos = position[:n_edges].tolist()
         self.has_rates = n_conv > 0
         self._in_arrays: dict[int, InArrays] = {}
+        self._edge_arrays: InArrays | None = None
+        self._by_target: tuple[npt.NDArray[np.int64], ...] = ()
         #: Cached bounds (:mod:`.bound_cache`), built on the first query that asks for them.
         self.bound_cache: PatchListener | None = None
         #: Rows per hub for any payer (:mod:`.hub_bounds`), built on the first query that asks.
         self.hub_bounds: PatchListener | None = None
 
     def in_arrays(self, st: int) -> InArrays:
-        """Numpy views of a state's in-edges (built on first use, dropped on patches)."""
+        """Numpy views of a state's in-edges (gathered on first use, dropped on patches).
+
+        Gathered from per-edge arrays built once (``_edge_arrays``), not from the lists edge
+        by edge: a hub's state has thousands of in-edges, and the A* ranks them at its first
+        expansion."""
         arrays = self._in_arrays.get(st)
         if arrays is None:
-            edges = np.array(self.in_edges[st], dtype=np.int64)
-            asset_price = np.array(self.price_f, dtype=np.float64)
-            arrays = (
-                edges,
-                np.array([float(self.e_cap[e]) for e in self.in_edges[st]], dtype=np.float64),
-                np.array([float(self.e_base[e]) for e in self.in_edges[st]], dtype=np.float64),
-                np.array([self.e_ppm[e] / 1e6 for e in self.in_edges[st]], dtype=np.float64),
-                asset_price[np.array([self.e_asset[e] for e in self.in_edges[st]], dtype=np.int64)]
-                if len(edges)
-                else np.zeros(0),
-                np.array([self.e_from[e] for e in self.in_edges[st]], dtype=np.int64),
-                np.array([self.e_src[e] for e in self.in_edges[st]], dtype=np.int64),
-                np.array([self.e_delta[e] for e in self.in_edges[st]], dtype=np.int64),
-            )
-            self._in_arrays[st] = arrays
+            if self._edge_arrays is None:
+                self._by_target, self._edge_arrays = self._build_edge_arrays()
+            order, indptr = self._by_target
+            edges = order[indptr[st] : indptr[st + 1]]
+            gathered = cast(InArrays, tuple(a[edges] for a in self._edge_arrays))
+            self._in_arrays[st] = gathered
+            return gathered
         return arrays
+
+    def _build_edge_arrays(self) -> tuple[tuple[npt.NDArray[np.int64], ...], InArrays]:
+        """The channel edges by target state (stable: ``in_edges``' order) and where each
+        state's start; per edge, what :meth:`in_arrays` gives per state."""
+        n = len(self.e_to)
+        to = np.array(self.e_to, dtype=np.int64)
+        order = np.argsort(to, kind="stable")
+        indptr = np.searchsorted(to[order], np.arange(len(self.in_edges) + 1))
+        asset_price = np.array(self.price_f, dtype=np.float64)
+        per_edge = (
+            np.arange(n, dtype=np.int64),
+            np.fromiter((float(c) for c in self.e_cap), np.float64, count=n),
+            np.fromiter((float(b) for b in self.e_base), np.float64, count=n),
+            np.array(self.e_ppm, dtype=np.float64) / 1e6,
+            asset_price[np.array(self.e_asset, dtype=np.int64)] if n else np.zeros(0),
+            np.array(self.e_from, dtype=np.int64),
+            np.array(self.e_src, dtype=np.int64),
+            np.array(self.e_delta, dtype=np.int64),
+        )
+        return (order, indptr), per_edge
 
     def patch_edge(self, i: int, edge: ChannelEdge) -> None:
         self._in_arrays.pop(self.e_to[i], None)
+        if self._edge_arrays is not None:  # copies per state are dropped above
+            _, cap, base, ppm = self._edge_arrays[:4]
+            cap[i], base[i], ppm[i] = float(edge.capacity), float(edge.fee_base), edge.fee_ppm / 1e6
         fee_lowered = edge.fee_base < self.e_base[i] or edge.fee_ppm < self.e_ppm[i]
         self.e_cap[i], self.e_base[i], self.e_ppm[i] = edge.capacity, edge.fee_base, edge.fee_ppm
         pos, price = self.edge_pos[i], self.price_f[self.e_asset[i]]
