@@ -73,7 +73,8 @@ if ! stamp_ok python "$py_digest" || ! kernel_built; then
     -e apps/tictactoe -e apps/escrow -e apps/virtual 2>&1 \
     | grep -v '^WARNING: Location' || true
   .venv/bin/python -c 'import chenilles_hub, chenilles_evm, chenilles_bitcoin, chenilles_solana'
-  .venv/bin/python -c 'import chenilles_hub.core.routing._bounds'
+  kernel_built || { echo "the router's C extension (chenilles_hub/core/routing/_bounds.c)" \
+    "did not build: it needs gcc and the headers of $PYTHON (Python.h)" >&2; exit 1; }
   .venv/bin/python -c 'import chenilles_app_tictactoe, chenilles_app_escrow, chenilles_app_virtual'
   echo "$py_digest" > "$STAMPS/python"
 fi

@@ -107,8 +107,9 @@ def find_route(
     first-hop amount in the graph's reference valuation (:meth:`RoutingGraph.prices`);
     cost is the only guaranteed criterion (among equal-cost routes the search meets, the
     shorter lock, then fewer hops, wins). ``strategy="cached"`` keeps the bound per payer
-    and amount class on the graph (:mod:`.bound_cache`): the same routes, and on a
-    long-lived graph a payer's later queries skip the bound pass. ``strategy="dijkstra"``
+    and amount class on the graph (:mod:`.bound_cache`): the same routes; a key's first
+    query takes the per-query bound, its second builds the row, later ones skip the bound
+    pass. ``strategy="dijkstra"``
     skips the bound: the same exact search without A*, for tests on small graphs.
     Raises :class:`NoRoute` when no route satisfies every rule.
     """
