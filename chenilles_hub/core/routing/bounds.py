@@ -13,7 +13,7 @@ Both rest on one fact: every weight is a lower bound on the exact value incremen
 step on any route carrying at least ``v0`` of value, and weights only grow with ``v0``.
 
 The per-query bound runs in a compiled kernel (``_bounds.c``) that knows the payee: it
-settles the states between payer and payee, not the whole graph (a third of the states at
+settles the states between payer and payee, not the whole graph (a fifth of the states at
 the median on the 20k-node benchmark graph), and stays exact for the A*. Where the
 extension was not built, scipy's Dijkstra over the whole graph gives the same distances.
 """

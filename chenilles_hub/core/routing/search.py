@@ -109,8 +109,8 @@ def find_route(
     shorter lock, then fewer hops, wins). ``strategy="cached"`` keeps the bound per payer
     and amount class on the graph (:mod:`.bound_cache`): the same routes; a key's first
     query takes the per-query bound, its second builds the row, later ones skip the bound
-    pass. ``strategy="dijkstra"``
-    skips the bound: the same exact search without A*, for tests on small graphs.
+    pass. ``strategy="dijkstra"`` skips the bound: the same exact search without A*, for
+    tests on small graphs.
     Raises :class:`NoRoute` when no route satisfies every rule.
     """
     if amount <= 0:
