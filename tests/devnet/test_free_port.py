@@ -33,8 +33,16 @@ def test_a_port_in_use_is_not_picked(monkeypatch: pytest.MonkeyPatch) -> None:
         taken.bind(("127.0.0.1", 0))
         busy = taken.getsockname()[1]
         taken.listen()
-        picks = iter([busy, busy, busy + 1 if busy < 65535 else busy - 1])
-        monkeypatch.setattr(ledgers.random, "randrange", lambda low, high: next(picks))
+        # The busy port is offered twice, then real picks: a fixed third port could itself
+        # be taken by another test's connection (CI saw that happen).
+        offered = [busy, busy]
+        real_pick = ledgers.random.randrange
+
+        def pick(low: int, high: int) -> int:
+            return offered.pop() if offered else real_pick(low, high)
+
+        monkeypatch.setattr(ledgers.random, "randrange", pick)
         monkeypatch.setattr(ledgers, "_ephemeral_range", lambda: (65_000, 65_535))
         port = ledgers.free_port()
+    assert not offered  # the busy port was offered, and refused
     assert port != busy
