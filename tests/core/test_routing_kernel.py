@@ -14,8 +14,10 @@ stretch; bad arrays a clear error, never a crash.
 
 from __future__ import annotations
 
+import os
 import random
 import threading
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -141,6 +143,29 @@ def test_the_kernel_is_built_and_used() -> None:
     silently in a router that falls back to scipy."""
     assert kernel is not None, "run make bootstrap: chenilles_hub/core/routing/_bounds.c"
     assert bounds._kernel is kernel
+    assert bounds.KERNEL_STATUS == "compiled"
+
+
+def test_a_kernel_older_than_its_source_is_not_used(tmp_path: Path) -> None:
+    """After a pull that changed ``_bounds.c`` and no rebuild, the old binary would compute
+    the old bound: scipy serves instead, and ``KERNEL_STATUS`` says to run make bootstrap."""
+    built, source = tmp_path / "_bounds.so", tmp_path / "_bounds.c"
+    built.write_bytes(b"")
+    source.write_text("")
+    os.utime(built, (1_000, 1_000))
+    os.utime(source, (2_000, 2_000))
+    assert bounds.kernel_is_stale(built, source)
+    os.utime(built, (3_000, 3_000))
+    assert not bounds.kernel_is_stale(built, source)
+    source.unlink()  # a wheel ships no source: nothing to compare
+    assert not bounds.kernel_is_stale(built, source)
+
+
+def test_a_stale_kernel_falls_back_to_scipy_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bounds, "kernel_is_stale", lambda built, source: True)
+    loaded, status = bounds._load_kernel()
+    assert loaded is None
+    assert "older than _bounds.c" in status and "make bootstrap" in status
 
 
 @needs_kernel

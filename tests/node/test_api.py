@@ -201,6 +201,7 @@ def test_info_channels_route_pay_and_metrics(channel_pair: Pair) -> None:
     alice, bob, channel_id = channel_pair
     info = alice.api.get("/v1/info")
     assert info["node_id"] == alice.node_id and info["chains"] == [CHAIN]
+    assert info["router_bound"] == "compiled"  # make bootstrap built the router's kernel
     listed = alice.api.get("/v1/channels?status=active")
     assert [c["channel_id"] for c in listed] == [channel_id]
     invoice = bob.api.post("/v1/invoices", {"amount": 12345, "asset": NATIVE})

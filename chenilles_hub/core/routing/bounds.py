@@ -21,6 +21,7 @@ extension was not built, scipy's Dijkstra over the whole graph gives the same di
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from types import ModuleType
 
 import numpy as np
@@ -30,11 +31,35 @@ from scipy.sparse.csgraph import dijkstra
 
 from .graph import _Index
 
-_kernel: ModuleType | None
-try:
-    from . import _bounds as _kernel
-except ImportError:  # built by `pip install` (setuptools' ext-modules); else scipy serves
-    _kernel = None
+
+def kernel_is_stale(built: Path, source: Path) -> bool:
+    """Whether the extension at ``built`` predates its C ``source`` (when both are there).
+
+    An editable install builds the extension next to its source once; a ``git pull`` that
+    changes ``_bounds.c`` then leaves the old binary in place until ``make bootstrap``. A
+    wheel ships no source: nothing to compare, never stale."""
+    try:
+        return built.stat().st_mtime < source.stat().st_mtime
+    except OSError:
+        return False
+
+
+def _load_kernel() -> tuple[ModuleType | None, str]:
+    """The compiled kernel and ``"compiled"``, or ``None`` and why scipy serves instead."""
+    try:
+        from . import _bounds as kernel
+    except ImportError as exc:  # built by `pip install` (setuptools' ext-modules)
+        return None, f"scipy: the compiled kernel is not built ({exc}); run `make bootstrap`"
+    if kernel.__file__ and kernel_is_stale(
+        Path(kernel.__file__), Path(__file__).with_name("_bounds.c")
+    ):
+        return None, "scipy: the compiled kernel is older than _bounds.c; run `make bootstrap`"
+    return kernel, "compiled"
+
+
+#: What computes the per-query bound: ``"compiled"``, or ``"scipy: <why>"`` (the same
+#: distances, about twice as slow per query). Shown by the node's ``info``.
+_kernel, KERNEL_STATUS = _load_kernel()
 
 _INF = np.inf
 #: Float slack: the bound pass works in floats, so it under-estimates by this much to stay

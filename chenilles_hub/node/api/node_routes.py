@@ -10,6 +10,7 @@ from aiohttp import web
 
 from chenilles_hub.core.errors import ChannelError
 from chenilles_hub.core.messages import BoundedCodec
+from chenilles_hub.core.routing import bounds
 
 from ..config import ConfigError, PeerConfig, parse_address
 from ..hub.gossip import Announcement
@@ -48,6 +49,8 @@ async def info(request: web.Request) -> web.Response:
             "channels": by_status,
             "peers_connected": len(server.connections()),
             "payments": len(node.payments),
+            # what computes the router's bound: "compiled", or scipy and why (slower)
+            "router_bound": bounds.KERNEL_STATUS,
             "uptime": round(time.time() - server.started_at, 1),
             # what failed in the background (the backup file, announcements, the timer's
             # tick, a chain's poll, a chain's clock read with it) and has not succeeded
