@@ -149,7 +149,7 @@ def test_an_edge_on_a_chain_nobody_gave_a_clock_for_is_left_out_not_fatal() -> N
     )
     view.accept(HUB, Announcement((*_edges(3), unknown), (), MODELS))
     me = hashlib.sha256(b"me").digest()
-    graph, _ = graph_view._build(me, list(view.announced.items()), [], [], {})
+    graph, _, _ = graph_view._build(me, list(view.announced.items()), [], [], {})
     assert sorted(e.channel_id for e in graph.edges) == sorted(e.channel_id for e in _edges(3))
 
 
@@ -255,7 +255,7 @@ def test_a_peers_quotes_that_break_the_price_range_are_left_out_not_fatal() -> N
             (peer, decode_announcement(frame)),
         ]
         models = {eth.chain: TimeModel(2000, 1, 12, 86_400)}
-        graph, _ = graph_view._build(us, sources, [edge(1, us, hub)], [], models)
+        graph, _, _ = graph_view._build(us, sources, [edge(1, us, hub)], [], models)
         for strategy in ("cached", "astar"):
             route = find_route(
                 graph,

@@ -12,7 +12,7 @@ import pytest
 from chenilles_hub.circuit.invoice import ROUTE_SLACK
 from chenilles_hub.core import Asset
 from chenilles_hub.core.errors import NoRoute
-from chenilles_hub.core.routing import ChannelEdge, RoutingGraph, find_route
+from chenilles_hub.core.routing import AssetRate, ChannelEdge, RoutingGraph, find_route
 from chenilles_hub.node.hub import graph_view
 from chenilles_hub.node.hub.forwarding import FeePolicy, ForwardingPolicy, channel_edge
 from chenilles_hub.node.hub.gossip import Announcement, own_announcement
@@ -293,3 +293,45 @@ def test_an_announcement_during_a_build_is_not_lost(
     again = view.graph(alice)
     assert again is not first
     assert [e.capacity for e in again.edges if e.source == peer] == [500]
+
+
+def test_a_peers_quote_that_makes_an_arbitrage_is_left_out_and_shown(box: Sandbox) -> None:
+    """One peer quoting more of an asset than the market, beside two hubs quoting the other
+    way, made an arbitrage: every route lookup of the node turned into an exhaustive search
+    (minutes per query on a 2,000-node graph). Its quotes are left out of our graph, the
+    others' kept, and ``quotes_left_out`` (``/v1/peers``) says whose and why; once it
+    quotes at the market again, it is back."""
+    chain = box.chain("evm")
+    eth = next(a for a in box.backends[chain].assets() if a.token == "native")
+    alice, bob = box.node("alice"), box.node("bob")
+    box.open(alice, bob, chain, {eth: (ETH, 0)})
+    models = tuple(sorted(alice.own_edges().time_models().items()))
+    usd = Asset(eth.chain, "erc20:0x" + "11" * 20)
+    hubs, rogue, far = (b"\x0d" * 32, b"\x0e" * 32), b"\x0f" * 32, b"\x10" * 32
+
+    def quotes(who: bytes, premium: int = 100) -> tuple[AssetRate, ...]:
+        # 3,000 USD per ETH: base units of usd (6 decimals) per wei, at the premium in %
+        return (
+            AssetRate(who, eth, usd, 3_000 * 10**6 * premium, 10**18 * 100, spread_ppm=3000),
+            AssetRate(who, usd, eth, 10**18, 3_000 * 10**6, spread_ppm=3000),
+        )
+
+    def announce(who: bytes, rates: tuple[AssetRate, ...], channel: int) -> None:
+        edges = (_edge(channel, who, far, usd, 10**12), _edge(channel + 1, who, far, eth, ETH))
+        view.accept(who, Announcement(edges=edges, rates=rates, time_models=models))
+
+    view = GraphView()
+    announce(hubs[0], quotes(hubs[0]), 10)
+    announce(hubs[1], quotes(hubs[1]), 20)
+    announce(rogue, quotes(rogue)[:1], 30)
+    assert view.graph(alice).index().arbitrage_free and view.quotes_left_out == {}
+
+    announce(rogue, quotes(rogue, premium=102)[:1], 30)  # 2 % more USD per ETH than market
+    graph = view.graph(alice)
+    assert graph.index().arbitrage_free
+    assert set(view.quotes_left_out) == {rogue}
+    assert "arbitrage" in view.quotes_left_out[rogue]
+    assert {r.node for r in graph.rates.values()} == set(hubs)
+
+    announce(rogue, quotes(rogue)[:1], 30)
+    assert view.graph(alice).index().arbitrage_free and view.quotes_left_out == {}

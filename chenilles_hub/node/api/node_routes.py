@@ -77,6 +77,9 @@ async def peers(request: web.Request) -> web.Response:
                 "connected": peer in connected,
                 "inbound": connected.get(peer, False),
                 "announced_edges": len(server.graph.announced.get(peer, Announcement()).edges),
+                # its quotes, left out of our routing graph (an arbitrage with others', a
+                # price beyond the router's range), or null
+                "quotes_left_out": server.graph.quotes_left_out.get(peer),
             }
         )
     return json_response(rows)

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from chenilles_hub.core import TimeModel
 from chenilles_hub.core.errors import InvalidParams
 from chenilles_hub.core.routing import AssetRate, ChannelEdge, RoutingGraph
+from chenilles_hub.core.routing.quotes import consistent_quotes
 
 from .gossip import MAX_PARTS, Announcement
 from .node import Node
@@ -58,6 +59,8 @@ class GraphView:
         #: last patched, the last of each: put in at the next :meth:`graph` (as many as
         #: the peers' edges at most, however long no payment of ours takes the graph).
         self._patches: dict[tuple[bytes, bytes], ChannelEdge] = {}
+        #: Peers whose quotes the last graph built left out, and why (``/v1/peers``).
+        self.quotes_left_out: dict[bytes, str] = {}
         #: Counts the changes of shape (each drops ``_graph``).
         self._reshaped = 0
 
@@ -159,10 +162,11 @@ class GraphView:
             reshaped = self._reshaped
             sources: list[Source] = [*self.announced.items(), (None, self._operator)]
         if graph is None or shape != self._shape:
-            graph, owners = _build(node.node_id, sources, own.edges(), rates, models)
+            graph, owners, left_out = _build(node.node_id, sources, own.edges(), rates, models)
             with self._lock:
                 if self._reshaped == reshaped:  # else built again at the next call
                     self._graph, self._owners, self._shape = graph, owners, shape
+                    self.quotes_left_out = left_out
         else:
             for edge in own.changes_since(self._revision):
                 graph.add_edge(edge)  # capacities and fees only: the rest is the shape
@@ -179,18 +183,23 @@ def _build(
     own_edges: list[ChannelEdge],
     own_rates: list[AssetRate],
     own_models: dict[str, TimeModel],
-) -> tuple[RoutingGraph, dict[tuple[bytes, bytes], bytes]]:
+) -> tuple[RoutingGraph, dict[tuple[bytes, bytes], bytes], dict[bytes, str]]:
     """The graph of what ``sources`` say and our own edges, rates and clocks (ours win),
-    and which peer each of its peers' edges is from."""
+    which peer each of its peers' edges is from, and whose quotes were left out (why)."""
     #: each edge with the peer it is from (``None``: ours or the operator's)
     edges: dict[tuple[bytes, bytes], tuple[ChannelEdge, bytes | None]] = {}
     rates: list[AssetRate] = []
+    trusted: list[AssetRate] = list(own_rates)
     models: dict[str, TimeModel] = {}
     for peer, announcement in sources:
         for edge in announcement.edges:
             if edge.source != us:  # our own edges: we know better
                 edges[_edge_key(edge)] = (edge, peer)
-        rates += [r for r in announcement.rates if r.node != us]
+        theirs = [r for r in announcement.rates if r.node != us]
+        if peer is None:
+            trusted += theirs  # the operator's graph: as good as our own book
+        else:
+            rates += theirs
         models.update(dict(announcement.time_models))
     for edge in own_edges:
         edges[_edge_key(edge)] = (edge, None)
@@ -199,15 +208,22 @@ def _build(
     # mean nothing): left out, or one peer's announcement would fail every route.
     usable = {key: found for key, found in edges.items() if found[0].chain in models}
     kept = [edge for edge, _ in usable.values()]
-    graph = RoutingGraph(kept, [*rates, *own_rates], models)
+    # A peer's quotes that, with ours or another peer's, form an arbitrage would make every
+    # query an exhaustive search; one pricing an asset beyond the router's range would fail
+    # every route. Such a peer's quotes are left out, the furthest from the market first.
+    quotes, left_out = consistent_quotes(trusted, rates, (edge.asset for edge in kept))
+    for peer, why in sorted(left_out.items()):
+        log.warning("quotes of %s left out of the routing graph: %s", peer.hex()[:16], why)
+    graph = RoutingGraph(kept, quotes, models)
     try:
         graph.index()  # built now, not at the first payment: it checks what peers quoted
     except InvalidParams as exc:
-        # Peers' quotes that price an asset beyond the router's range would fail every
-        # route: without them, routes that need no peer's conversion still work.
+        # (Left for quotes of ours that do not fit together: then no peer's at all.)
         log.warning("peers' quotes left out of the routing graph: %s", exc)
-        graph = RoutingGraph(kept, own_rates, models)
-    return graph, {key: peer for key, (_, peer) in usable.items() if peer is not None}
+        graph = RoutingGraph(kept, trusted, models)
+        left_out = {r.node: str(exc) for r in rates}
+    owners = {key: peer for key, (_, peer) in usable.items() if peer is not None}
+    return graph, owners, left_out
 
 
 def _edge_key(edge: ChannelEdge) -> tuple[bytes, bytes]:

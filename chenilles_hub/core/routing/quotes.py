@@ -1,0 +1,119 @@
+"""Which quotes a router uses together: none that, combined, create value.
+
+The search compares routes by value and stops early because value never shrinks from the
+payee back to the payer (:func:`.graph.reference_prices`). Quotes that chain into a cycle
+returning more than it took (an arbitrage) break that, and the search then has to be
+exhaustive: on a 2,000-node graph one peer quoting ETH to BTC 2 % above the market made
+queries of about a millisecond take minutes. A quote is a peer's word, so one stranger
+could do that to every payment of the node. And the two quotes of an arbitrage need not
+be one node's: a quote above the market is harmless alone and an arbitrage beside an
+honest hub's quote the other way.
+
+:func:`consistent_quotes` therefore keeps the trusted quotes (the node's own, the
+operator's) and adds the other nodes' quotes one node at a time, all of a node's or none,
+each only if the set stays free of arbitrage and of prices out of the router's range. The
+nodes whose mid-rates are closest to the market (the median of every node's mid-rate for
+the pair, or the trusted quote where there is one) go first: the quote that leaves is the
+one furthest from everyone else's, not whichever came first. A node quoting on its own
+terms (no other quote for its pairs) is at the market by this measure and goes first too.
+The market is what most nodes quote: with as many nodes on each side of a dispute (one
+honest hub, one rogue), which side stays is not something the quotes can tell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from fractions import Fraction
+
+from ..model import Asset
+from .graph import MAX_PRICE, MIN_PRICE, reference_prices
+from .model import AssetRate
+
+Pair = tuple[Asset, Asset]
+
+
+def _pair_mid(rate: AssetRate) -> tuple[Pair, Fraction]:
+    """The rate's mid as (lower asset, higher asset) and higher-asset units per lower unit."""
+    mid = Fraction(rate.num, rate.den)  # out per in
+    if rate.asset_in < rate.asset_out:
+        return (rate.asset_in, rate.asset_out), mid
+    return (rate.asset_out, rate.asset_in), 1 / mid
+
+
+def _median(values: list[Fraction]) -> Fraction:
+    ordered = sorted(values)
+    return ordered[(len(ordered) - 1) // 2]  # the lower median: one of the quotes
+
+
+def _market(
+    trusted: Sequence[AssetRate], by_node: dict[bytes, list[AssetRate]]
+) -> dict[Pair, Fraction]:
+    """Per asset pair, the trusted mid if there is one, else the median of the nodes'
+    mids (each node's first quote for the pair counted once, so that quoting a pair
+    many times does not move the median)."""
+    market: dict[Pair, Fraction] = {}
+    for rate in trusted:
+        pair, mid = _pair_mid(rate)
+        market.setdefault(pair, mid)
+    seen: dict[Pair, list[Fraction]] = {}
+    for rates in by_node.values():
+        counted: set[Pair] = set()
+        for rate in rates:
+            pair, mid = _pair_mid(rate)
+            if pair not in counted:
+                counted.add(pair)
+                seen.setdefault(pair, []).append(mid)
+    for pair, mids in seen.items():
+        market.setdefault(pair, _median(mids))
+    return market
+
+
+def _distance(rates: list[AssetRate], market: dict[Pair, Fraction]) -> Fraction:
+    """How far a node's quotes stray from the market: the largest ratio, either way."""
+    worst = Fraction(1)
+    for rate in rates:
+        pair, mid = _pair_mid(rate)
+        ratio = mid / market[pair]
+        worst = max(worst, ratio, 1 / ratio)
+    return worst
+
+
+def why_unusable(assets: Iterable[Asset], rates: Sequence[AssetRate]) -> str | None:
+    """Why ``rates`` cannot be routed over together (``None``: they can)."""
+    prices, arbitrage_free = reference_prices(assets, rates)
+    if not arbitrage_free:
+        return "its quotes and others' form an arbitrage cycle"
+    if any(not MIN_PRICE <= price <= MAX_PRICE for price in prices.values()):
+        return "its quotes price an asset beyond the router's range"
+    return None
+
+
+def consistent_quotes(
+    trusted: Sequence[AssetRate], others: Iterable[AssetRate], assets: Iterable[Asset]
+) -> tuple[list[AssetRate], dict[bytes, str]]:
+    """``trusted`` and as many other nodes' quotes as fit with them (see the module).
+
+    Returns the quotes to route with, and each left-out node with why. ``assets`` are
+    the graph's channel assets (priced too). The trusted quotes are kept even if they do
+    not fit together (the operator's own book: the search is then exhaustive)."""
+    assets = sorted(set(assets))  # (the graph's edges repeat them: once each is enough)
+    others = list(others)
+    every = [*trusted, *others]
+    if not others or why_unusable(assets, every) is None:
+        return every, {}
+    if why_unusable(assets, trusted) is not None:
+        return every, {}  # nothing to measure the others against: the caller decides
+    by_node: dict[bytes, list[AssetRate]] = {}
+    for rate in others:
+        by_node.setdefault(rate.node, []).append(rate)
+    market = _market(trusted, by_node)
+    order = sorted(by_node, key=lambda node: (_distance(by_node[node], market), node))
+    kept = list(trusted)
+    left_out: dict[bytes, str] = {}
+    for node in order:
+        why = why_unusable(assets, [*kept, *by_node[node]])
+        if why is None:
+            kept += by_node[node]
+        else:
+            left_out[node] = why
+    return kept, left_out
