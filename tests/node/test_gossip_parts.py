@@ -269,3 +269,31 @@ def test_a_peers_quotes_that_break_the_price_range_are_left_out_not_fatal() -> N
                 strategy=strategy,  # type: ignore[arg-type]
             )
             assert [h.amount for h in route] == [1000, 1000]
+
+
+def test_one_peer_does_not_replace_the_others_clock_for_a_chain() -> None:
+    """For a chain we do not run the last announcement's clock used to win: one peer could
+    give every route over the chain a wrong clock (hubs check expiries against their own,
+    so every such route failed). Now most peers with channels on the chain decide; a peer
+    with none there has no say; the operator's graph and our own backends win."""
+    chain = "eip155:31337"
+    honest, wrong = TimeModel(2000, 1, 12, 86_400), TimeModel(86_400_000, 1, 12, 86_400)
+    a, b, rogue, idle = (hashlib.sha256(n).digest() for n in (b"a", b"b", b"rogue", b"idle"))
+    me = hashlib.sha256(b"me").digest()
+
+    def said(peer: bytes, model: TimeModel, with_edges: bool = True) -> graph_view.Source:
+        edges = _edges(1, source=peer, seed=peer[0]) if with_edges else ()
+        return (peer, Announcement(edges, (), ((chain, model),)))
+
+    def clock(*sources: graph_view.Source, own: TimeModel | None = None) -> TimeModel:
+        graph, _, _ = graph_view._build(me, list(sources), [], [], {chain: own} if own else {})
+        return graph.time_models[chain]
+
+    assert clock(said(a, honest), said(b, honest), said(rogue, wrong)) == honest
+    assert clock(said(rogue, wrong), said(a, honest), said(b, honest)) == honest
+    idle2 = hashlib.sha256(b"idle 2").digest()
+    idlers = (said(idle, wrong, with_edges=False), said(idle2, wrong, with_edges=False))
+    assert clock(said(a, honest), *idlers) == honest
+    operator = (None, Announcement((), (), ((chain, wrong),)))
+    assert clock(said(a, honest), said(b, honest), operator) == wrong
+    assert clock(said(rogue, wrong), said(a, wrong), own=honest) == honest

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Iterable
+
+import msgspec
 
 from chenilles_hub.core import TimeModel
 from chenilles_hub.core.errors import InvalidParams
@@ -190,7 +193,7 @@ def _build(
     edges: dict[tuple[bytes, bytes], tuple[ChannelEdge, bytes | None]] = {}
     rates: list[AssetRate] = []
     trusted: list[AssetRate] = list(own_rates)
-    models: dict[str, TimeModel] = {}
+    sources = list(sources)
     for peer, announcement in sources:
         for edge in announcement.edges:
             if edge.source != us:  # our own edges: we know better
@@ -200,7 +203,7 @@ def _build(
             trusted += theirs  # the operator's graph: as good as our own book
         else:
             rates += theirs
-        models.update(dict(announcement.time_models))
+    models = _time_models(sources)
     for edge in own_edges:
         edges[_edge_key(edge)] = (edge, None)
     models.update(own_models)  # our own backends' clocks win
@@ -224,6 +227,34 @@ def _build(
         left_out = {r.node: str(exc) for r in rates}
     owners = {key: peer for key, (_, peer) in usable.items() if peer is not None}
     return graph, owners, left_out
+
+
+def _time_models(sources: list[Source]) -> dict[str, TimeModel]:
+    """Each chain's clock as the operator's graph gives it, else as most of the peers with
+    channels on that chain announce it (ties: the first model in encoded order).
+
+    A chain we run is not decided here (our own backend's clock wins). For the others, a
+    peer's word is all there is; the last announcement used to win, so one peer could
+    replace every other's clock for a chain, and a wrong clock fails every route over it
+    (hubs check expiries against their own). A peer with no channel on a chain has no say
+    on its clock."""
+    votes: dict[str, Counter[TimeModel]] = {}
+    trusted: dict[str, TimeModel] = {}
+    for peer, announcement in sources:
+        said = dict(announcement.time_models)  # one voice per peer and chain
+        if peer is None:
+            trusted.update(said)
+            continue
+        runs = {edge.chain for edge in announcement.edges}
+        for chain, model in said.items():
+            if chain in runs:
+                votes.setdefault(chain, Counter())[model] += 1
+    models = {
+        chain: min(count, key=lambda m: (-count[m], msgspec.json.encode(m)))
+        for chain, count in votes.items()
+    }
+    models.update(trusted)
+    return models
 
 
 def _edge_key(edge: ChannelEdge) -> tuple[bytes, bytes]:
