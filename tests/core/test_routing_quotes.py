@@ -3,6 +3,8 @@ an arbitrage with others' is left out, not allowed to turn every query exhaustiv
 
 from __future__ import annotations
 
+import hashlib
+import random
 import time
 from fractions import Fraction
 
@@ -10,7 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chenilles_hub.core.model import Asset
-from chenilles_hub.core.routing import AssetRate, ChannelEdge, RoutingGraph, find_route
+from chenilles_hub.core.routing import (
+    AssetRate,
+    ChannelEdge,
+    RoutingGraph,
+    find_route,
+    reference_prices,
+)
+from chenilles_hub.core.routing.graph import PRICE_BITS
 from chenilles_hub.core.routing.quotes import consistent_quotes, why_unusable
 from chenilles_hub.core.timing import TimeModel
 
@@ -33,13 +42,30 @@ def quote(who: int, a_in: Asset, a_out: Asset, premium: Fraction = Fraction(1), 
     return AssetRate(node(who), a_in, a_out, mid.numerator, mid.denominator, spread_ppm=spread)
 
 
+FAR = b"\xff" * 32
+
+
+def channels(*who: int, assets: tuple[Asset, ...] = ASSETS) -> list[ChannelEdge]:
+    """An edge into and one out of each node ``who`` in every asset: all its quotes usable."""
+    out = []
+    for w in who:
+        for a in assets:
+            for c, (u, v) in enumerate(((FAR, node(w)), (node(w), FAR))):
+                cid = hashlib.sha256(b"%d %d " % (w, c) + str(a).encode()).digest()
+                out.append(ChannelEdge(cid, a.chain, a, u, v, capacity=10**24))
+    return out
+
+
+EVERYONE = channels(*range(10))
+
+
 def honest(who: int) -> list[AssetRate]:
     return [quote(who, a, b, spread=3000) for a in ASSETS for b in ASSETS if a != b]
 
 
 def test_quotes_without_arbitrage_are_all_kept() -> None:
     others = honest(1) + honest(2)
-    kept, left_out = consistent_quotes([], others, ASSETS)
+    kept, left_out = consistent_quotes([], others, EVERYONE)
     assert kept == others and left_out == {}
 
 
@@ -48,7 +74,7 @@ def test_a_quote_above_the_market_is_left_out_whatever_its_node_id() -> None:
     quote an arbitrage. The quote furthest from the others' goes, not the first met."""
     for cheat in (0, 9):  # before and after the honest hubs in node order
         rogue = [quote(cheat, ETH, BTC, Fraction(102, 100))]
-        kept, left_out = consistent_quotes([], honest(3) + rogue + honest(4), ASSETS)
+        kept, left_out = consistent_quotes([], honest(3) + rogue + honest(4), EVERYONE)
         assert set(left_out) == {node(cheat)}
         assert "arbitrage" in left_out[node(cheat)]
         assert kept == honest(3) + honest(4)
@@ -59,14 +85,15 @@ def test_our_own_quotes_set_the_market() -> None:
     """Our book is trusted: a peer at the market as the others see it, but making an
     arbitrage with our own quote, is the one left out, and ours always stay."""
     ours = [quote(0, BTC, ETH, Fraction(103, 100))]  # we pay 3 % over the market for BTC
-    kept, left_out = consistent_quotes(ours, honest(5), ASSETS)
+    kept, left_out = consistent_quotes(ours, honest(5), EVERYONE)
     assert set(left_out) == {node(5)} and kept == ours
 
 
 def test_quotes_that_price_beyond_the_range_are_left_out() -> None:
     fake = [Asset("eip155:1", f"erc20:z{i}") for i in range(6)]
     extreme = [AssetRate(node(7), fake[i], fake[i + 1], 2**256 - 1, 1) for i in range(5)]
-    kept, left_out = consistent_quotes([], honest(1) + extreme, [*ASSETS, *fake])
+    edges = EVERYONE + channels(7, assets=tuple(fake))
+    kept, left_out = consistent_quotes([], honest(1) + extreme, edges)
     assert kept == honest(1)
     assert "range" in left_out[node(7)]
 
@@ -97,7 +124,7 @@ def test_a_route_stays_fast_and_cheapest_beside_an_arbitrage() -> None:
     # a second honest hub (elsewhere in the network) quotes too: the market is the majority
     rates = [*honest(2), *honest(5), quote(3, ETH, BTC, Fraction(102, 100))]
     assert why_unusable(ASSETS, rates) is not None  # the attack, unfiltered
-    kept, left_out = consistent_quotes([], rates, (e.asset for e in edges))
+    kept, left_out = consistent_quotes([], rates, edges + channels(5))
     graph = RoutingGraph(edges, kept, MODELS)
     assert graph.index().arbitrage_free and set(left_out) == {rogue}
     t0 = time.perf_counter()
@@ -106,7 +133,9 @@ def test_a_route_stays_fast_and_cheapest_beside_an_arbitrage() -> None:
     assert [h.edge.target for h in route] == [hub, payee]  # not through the rogue
 
 
-_premium = st.fractions(min_value=Fraction(90, 100), max_value=Fraction(110, 100))
+_premium = st.fractions(
+    min_value=Fraction(90, 100), max_value=Fraction(110, 100), max_denominator=10**6
+)
 
 
 @settings(max_examples=150, deadline=None)
@@ -131,8 +160,9 @@ def test_what_is_kept_is_usable_whole_nodes_and_maximal(
     ours = [quote(0, a, b, spread=5000) for a, b in dict.fromkeys(own_pairs) if a != b]
     if why_unusable(ASSETS, ours) is not None:
         return  # our own book is our own problem (kept as it is)
-    kept, left_out = consistent_quotes(ours, others, ASSETS)
+    kept, left_out = consistent_quotes(ours, others, EVERYONE)
     assert why_unusable(ASSETS, kept) is None
+    assert RoutingGraph(EVERYONE, kept, MODELS).index().arbitrage_free
     assert kept[: len(ours)] == ours  # ours always stay
     by_node: dict[bytes, list[AssetRate]] = {}
     for rate in others:
@@ -142,3 +172,81 @@ def test_what_is_kept_is_usable_whole_nodes_and_maximal(
         assert (who in left_out) == (not inside)  # all of a node's quotes, or none
         if who in left_out:  # and none left out that would have fitted at the end
             assert why_unusable(ASSETS, [*kept, *rates]) is not None
+
+
+def test_a_quote_given_twice_is_checked_as_the_graph_keeps_it() -> None:
+    """The graph keeps one quote per node and pair (the last): checking both copies let a
+    second, extreme one past the check (the first priced X at 1, the graph's copy at
+    2**-255, and two more quotes took a price past the range), the graph built from it then
+    failed, and that dropped every peer's quotes. Now the check sees what the graph gets."""
+    x, y, z = (Asset("eip155:1", f"erc20:{t}") for t in "xyz")
+    edges = EVERYONE + channels(7, assets=(ETH, x, y, z))
+    big = 2**255
+    rogue = [
+        AssetRate(node(7), ETH, x, 1, 1),
+        AssetRate(node(7), ETH, x, 1, big),  # replaces the first in the graph
+        AssetRate(node(7), x, y, 1, big),
+        AssetRate(node(7), y, z, 1, big),
+    ]
+    kept, left_out = consistent_quotes([], honest(1) + honest(2) + rogue, edges)
+    index = RoutingGraph(edges, kept, MODELS).index()  # builds: no InvalidParams
+    assert index.arbitrage_free
+    assert all(r in kept for r in honest(1) + honest(2))
+    assert set(left_out) == {node(7)} and "range" in left_out[node(7)]
+
+
+def test_our_quote_wins_over_the_peers_own_for_the_same_pair() -> None:
+    """The operator's graph quoting for a node (or our own book) is what routes use, not
+    that node's gossip for the same pair."""
+    ours = [quote(3, ETH, BTC, Fraction(99, 100))]
+    kept, _ = consistent_quotes(ours, honest(3), EVERYONE)
+    book = RoutingGraph(EVERYONE, kept, MODELS).rates
+    assert book[(node(3), ETH, BTC)] == ours[0]
+    assert len([r for r in kept if (r.node, r.asset_in, r.asset_out) == (node(3), ETH, BTC)]) == 1
+
+
+def test_quotes_no_route_can_use_neither_count_nor_cost() -> None:
+    """A node without channels, or with none in the assets it quotes, and an expired
+    quote: dropped before the market is measured. One such stranger quoting 3 % above the
+    market used to be the "market" against the one honest hub, and push it out."""
+    stranger = quote(8, ETH, BTC, Fraction(103, 100))  # node 8 has no channel here
+    expired = AssetRate(
+        node(9), ETH, BTC, stranger.num, stranger.den, valid_until=1_000
+    )  # node 9 has channels, but the quote is stale
+    edges = channels(1, 9)
+    kept, left_out = consistent_quotes([], [*honest(1), stranger, expired], edges, now=2_000)
+    assert kept == honest(1) and left_out == {}
+
+
+def test_when_our_own_quotes_make_an_arbitrage_every_other_node_is_told_why() -> None:
+    ours = [quote(0, ETH, BTC, Fraction(102, 100)), quote(0, BTC, ETH)]
+    kept, left_out = consistent_quotes(ours, honest(1), EVERYONE)
+    assert kept == ours
+    assert "our own quotes" in left_out[node(1)]
+
+
+def test_prices_stay_short_however_the_quotes_chain() -> None:
+    """A peer's frame of quotes with 256-bit terms, chained through made-up assets around
+    an arbitrage: exact prices grew by ~512 bits at each of ~190 passes (93 s to price one
+    such frame). Rounded down to PRICE_BITS, they stay short; the verdict is unchanged."""
+    rng = random.Random(1)
+
+    def big() -> int:
+        return rng.getrandbits(256) | (1 << 255) | 1
+
+    made_up = [Asset("eip155:1", f"erc20:m{i}") for i in range(60)]
+    x, y = big(), big()
+    rates = [
+        AssetRate(node(7), made_up[0], made_up[1], x, y),
+        AssetRate(node(7), made_up[1], made_up[0], y + (y >> 20), x),  # the arbitrage
+    ]
+    rates += [AssetRate(node(7), made_up[i], made_up[i + 1], big(), big()) for i in range(1, 59)]
+    prices, arbitrage_free = reference_prices(made_up, rates)
+    assert not arbitrage_free
+    # (significant bits: a rounded price is m / 2**k or m * 2**k with m of PRICE_BITS bits)
+    assert all(
+        min(p.numerator.bit_length(), p.denominator.bit_length()) <= PRICE_BITS + 1
+        for p in prices.values()
+    )
+    fair = [*rates[:1], AssetRate(node(7), made_up[1], made_up[0], y - (y >> 20), x), *rates[2:]]
+    assert reference_prices(made_up, fair)[1]  # the same chain without the arbitrage

@@ -321,6 +321,14 @@ def test_a_peers_quote_that_makes_an_arbitrage_is_left_out_and_shown(box: Sandbo
         view.accept(who, Announcement(edges=edges, rates=rates, time_models=models))
 
     view = GraphView()
+    # the far node's channels into each quoting node, in both assets (a quote is usable
+    # only at a node with channels in and out in its assets)
+    into = [
+        _edge(40 + 2 * i + j, far, who, asset, 10**12)
+        for i, who in enumerate((*hubs, rogue))
+        for j, asset in enumerate((eth, usd))
+    ]
+    view.accept(far, Announcement(edges=tuple(into), time_models=models))
     announce(hubs[0], quotes(hubs[0]), 10)
     announce(hubs[1], quotes(hubs[1]), 20)
     announce(rogue, quotes(rogue)[:1], 30)

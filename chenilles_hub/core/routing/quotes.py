@@ -27,7 +27,7 @@ from fractions import Fraction
 
 from ..model import Asset
 from .graph import MAX_PRICE, MIN_PRICE, reference_prices
-from .model import AssetRate
+from .model import AssetRate, ChannelEdge, RateKey, rate_book
 
 Pair = tuple[Asset, Asset]
 
@@ -89,31 +89,60 @@ def why_unusable(assets: Iterable[Asset], rates: Sequence[AssetRate]) -> str | N
 
 
 def consistent_quotes(
-    trusted: Sequence[AssetRate], others: Iterable[AssetRate], assets: Iterable[Asset]
+    trusted: Sequence[AssetRate],
+    others: Iterable[AssetRate],
+    edges: Iterable[ChannelEdge],
+    now: int | None = None,
 ) -> tuple[list[AssetRate], dict[bytes, str]]:
     """``trusted`` and as many other nodes' quotes as fit with them (see the module).
 
-    Returns the quotes to route with, and each left-out node with why. ``assets`` are
-    the graph's channel assets (priced too). The trusted quotes are kept even if they do
-    not fit together (the operator's own book: the search is then exhaustive)."""
-    assets = sorted(set(assets))  # (the graph's edges repeat them: once each is enough)
-    others = list(others)
-    every = [*trusted, *others]
-    if not others or why_unusable(assets, every) is None:
-        return every, {}
-    if why_unusable(assets, trusted) is not None:
-        return every, {}  # nothing to measure the others against: the caller decides
-    by_node: dict[bytes, list[AssetRate]] = {}
+    Returns the quotes to route with and each left-out node with why. The quotes are one
+    per node and asset pair, as the routing graph's rate book keeps them (the last, and a
+    trusted one over another's): what was checked is what the graph gets. Quotes no route
+    could use are dropped before anything is measured: expired at ``now``, or at a node
+    without a channel edge (of ``edges``) into it in the asset it takes and one out of it
+    in the asset it gives; quotes on assets a peer made up, or from a node without
+    channels, neither move the market nor cost a check. If the trusted quotes do not fit
+    together, they alone are kept and every other node is left out (their fault is ours
+    to fix: the search is then exhaustive)."""
+    edges = list(edges)
+    into = {(e.target, e.asset) for e in edges}
+    out_of = {(e.source, e.asset) for e in edges}
+    assets = sorted({e.asset for e in edges})
+    ours = rate_book(trusted)
+    theirs: dict[RateKey, AssetRate] = {}
     for rate in others:
+        key = (rate.node, rate.asset_in, rate.asset_out)
+        if key in ours or not rate.usable(now):
+            continue
+        if (rate.node, rate.asset_in) in into and (rate.node, rate.asset_out) in out_of:
+            theirs.pop(key, None)  # (a later quote replaces it, in the later one's place)
+            theirs[key] = rate
+    kept = list(ours.values())
+    if not theirs or why_unusable(assets, [*kept, *theirs.values()]) is None:
+        return [*kept, *theirs.values()], {}
+    by_node: dict[bytes, list[AssetRate]] = {}
+    for rate in theirs.values():
         by_node.setdefault(rate.node, []).append(rate)
-    market = _market(trusted, by_node)
+    own_fault = why_unusable(assets, kept)
+    if own_fault is not None:
+        return kept, {node: f"our own quotes do not fit together ({own_fault})" for node in by_node}
+    market = _market(kept, by_node)
     order = sorted(by_node, key=lambda node: (_distance(by_node[node], market), node))
-    kept = list(trusted)
     left_out: dict[bytes, str] = {}
+    accepted: list[bytes] = []
     for node in order:
         why = why_unusable(assets, [*kept, *by_node[node]])
         if why is None:
             kept += by_node[node]
+            accepted.append(node)
         else:
             left_out[node] = why
+    # Free of arbitrage stays so as quotes go; the price range need not (the starting
+    # prices follow the quotes): the whole set is checked once more, and the nodes last
+    # taken leave until it fits (the trusted quotes alone do).
+    while accepted and (why := why_unusable(assets, kept)) is not None:
+        node = accepted.pop()
+        kept = kept[: len(kept) - len(by_node[node])]
+        left_out[node] = why
     return kept, left_out

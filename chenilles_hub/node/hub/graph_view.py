@@ -165,7 +165,9 @@ class GraphView:
             reshaped = self._reshaped
             sources: list[Source] = [*self.announced.items(), (None, self._operator)]
         if graph is None or shape != self._shape:
-            graph, owners, left_out = _build(node.node_id, sources, own.edges(), rates, models)
+            graph, owners, left_out = _build(
+                node.node_id, sources, own.edges(), rates, models, node.clock()
+            )
             with self._lock:
                 if self._reshaped == reshaped:  # else built again at the next call
                     self._graph, self._owners, self._shape = graph, owners, shape
@@ -186,6 +188,7 @@ def _build(
     own_edges: list[ChannelEdge],
     own_rates: list[AssetRate],
     own_models: dict[str, TimeModel],
+    now: int | None = None,
 ) -> tuple[RoutingGraph, dict[tuple[bytes, bytes], bytes], dict[bytes, str]]:
     """The graph of what ``sources`` say and our own edges, rates and clocks (ours win),
     which peer each of its peers' edges is from, and whose quotes were left out (why)."""
@@ -214,7 +217,7 @@ def _build(
     # A peer's quotes that, with ours or another peer's, form an arbitrage would make every
     # query an exhaustive search; one pricing an asset beyond the router's range would fail
     # every route. Such a peer's quotes are left out, the furthest from the market first.
-    quotes, left_out = consistent_quotes(trusted, rates, (edge.asset for edge in kept))
+    quotes, left_out = consistent_quotes(trusted, rates, kept, now)
     for peer, why in sorted(left_out.items()):
         log.warning("quotes of %s left out of the routing graph: %s", peer.hex()[:16], why)
     graph = RoutingGraph(kept, quotes, models)
