@@ -8,6 +8,7 @@ import random
 import time
 from fractions import Fraction
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +18,7 @@ from chenilles_hub.core.routing import (
     ChannelEdge,
     RoutingGraph,
     find_route,
+    graph,
     reference_prices,
 )
 from chenilles_hub.core.routing.graph import PRICE_BITS
@@ -250,3 +252,67 @@ def test_prices_stay_short_however_the_quotes_chain() -> None:
     )
     fair = [*rates[:1], AssetRate(node(7), made_up[1], made_up[0], y - (y >> 20), x), *rates[2:]]
     assert reference_prices(made_up, fair)[1]  # the same chain without the arbitrage
+
+
+def test_strangers_cannot_outvote_a_configured_hub() -> None:
+    """Node ids and claimed channels cost nothing: three strangers quoting 3 % over the
+    market made the median, and pushed the one honest hub out. The nodes the operator
+    configured make the market for the pairs they quote, and go first."""
+    strangers = [quote(w, ETH, BTC, Fraction(103, 100)) for w in (6, 7, 8)]
+    others = honest(1) + strangers
+    _, alike = consistent_quotes([], others, EVERYONE)
+    assert node(1) in alike  # with every peer alike, the strangers' median wins
+    kept, left_out = consistent_quotes([], others, EVERYONE, preferred={node(1)})
+    assert all(r in kept for r in honest(1))
+    assert set(left_out) == {node(6), node(7), node(8)}
+
+
+def test_a_book_of_exact_inverses_from_a_price_feed_stays_free_of_arbitrage(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Hubs quote with no spread (their fees are the spread), both ways at exact inverses,
+    from a float feed. Prices rounded to 128 bits turned 7-37 of 200 such books into an
+    arbitrage (every query then exhaustive, every peer left out); they agree with exact
+    pricing now."""
+    feed = {"usdc": (6, 1.0), "eth": (18, 3012.4), "btc": (8, 67123.0), "sol": (9, 151.3)}
+    feed |= {"dai": (18, 1.0), "link": (18, 14.2), "uni": (18, 7.9), "op": (18, 1.7)}
+    token = {t: Asset("eip155:1", f"erc20:{t}") for t in feed}
+    pairs = [(a, b) for a in feed for b in feed if a < b]
+    books = []
+    for seed in range(100):
+        rng = random.Random(seed)
+        book = []
+        for a, b in rng.sample(pairs, 6):
+            mid = Fraction(feed[a][1] / feed[b][1] * rng.uniform(0.99, 1.01)) * Fraction(
+                10 ** feed[b][0], 10 ** feed[a][0]
+            )
+            book += [
+                AssetRate(node(0), token[a], token[b], mid.numerator, mid.denominator),
+                AssetRate(node(0), token[b], token[a], mid.denominator, mid.numerator),
+            ]
+        books.append(book)
+    rounded = [reference_prices(token.values(), book)[1] for book in books]
+    monkeypatch.setattr(graph, "PRICE_BITS", 10**6)  # exact
+    exact = [reference_prices(token.values(), book)[1] for book in books]
+    assert rounded == exact
+
+
+def test_a_quote_losing_beyond_any_float_does_not_break_the_graph() -> None:
+    """Quotes free of arbitrage and in the price range can still lose 2**1276 of the value
+    on one conversion: the index's float of it overflowed and every route of the node
+    failed. The bound's loss is capped (a lower bound may be)."""
+    z = [Asset("eip155:1", f"erc20:z{i}") for i in range(5)]
+    big, top = 2**250, 2**256 - 1
+    rogue = [
+        AssetRate(node(7), z[0], z[1], big, 1),
+        AssetRate(node(7), z[1], z[3], big, 1),
+        AssetRate(node(7), z[0], z[2], 1, big),
+        AssetRate(node(7), z[2], z[4], 1, big),
+        AssetRate(node(7), z[4], z[3], 1, top, spread_ppm=999_999),
+    ]
+    edges = EVERYONE + channels(7, assets=tuple(z))
+    kept, _ = consistent_quotes([], honest(1) + rogue, edges)
+    graph = RoutingGraph(edges, kept, MODELS)
+    assert graph.index().arbitrage_free  # builds: no OverflowError
+    route = find_route(graph, node(1), FAR, 10**6, BTC, 1_700_000_000, 3600, 30 * 86400)
+    assert route[-1].amount == 10**6

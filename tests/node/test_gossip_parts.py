@@ -297,3 +297,31 @@ def test_one_peer_does_not_replace_the_others_clock_for_a_chain() -> None:
     operator = (None, Announcement((), (), ((chain, wrong),)))
     assert clock(said(a, honest), said(b, honest), operator) == wrong
     assert clock(said(rogue, wrong), said(a, wrong), own=honest) == honest
+
+
+def test_strangers_do_not_outvote_a_configured_peer_on_a_clock() -> None:
+    """A stranger's claimed channel costs nothing: two of them used to outvote the one hub
+    we configured. Strangers' votes count only where no configured peer voted."""
+    chain = "eip155:31337"
+    honest, wrong = TimeModel(2000, 1, 12, 86_400), TimeModel(86_400_000, 1, 12, 86_400)
+    hub, s1, s2 = (hashlib.sha256(n).digest() for n in (b"hub", b"s1", b"s2"))
+
+    def said(peer: bytes, model: TimeModel) -> graph_view.Source:
+        return (peer, Announcement(_edges(1, source=peer, seed=peer[0]), (), ((chain, model),)))
+
+    sources = [said(hub, honest), said(s1, wrong), said(s2, wrong)]
+    assert graph_view._time_models(sources)[chain] == wrong  # every peer alike
+    assert graph_view._time_models(sources, {hub})[chain] == honest
+    assert graph_view._time_models(sources[1:], {hub})[chain] == wrong  # nobody else said
+
+
+def test_the_view_knows_which_peers_are_strangers() -> None:
+    view = GraphView()
+    stranger = hashlib.sha256(b"stranger").digest()
+    view.accept(HUB, Announcement(_edges(2), (), MODELS))
+    view.accept(
+        stranger, Announcement(_edges(2, source=stranger, seed=5), (), MODELS), 1, configured=False
+    )
+    assert view._strangers == {stranger}
+    view.accept(stranger, Announcement(_edges(2, source=stranger, seed=5), (), MODELS))
+    assert view._strangers == set()  # configured since

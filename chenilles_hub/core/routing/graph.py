@@ -61,9 +61,16 @@ class PatchListener(Protocol):
         """CSR entry ``pos`` (a channel edge) now carries ``cap_value``; its fees fell."""
 
 
-#: Significant bits a reference price keeps (:func:`reference_prices`): a relative error
-#: of 2**-128 per rounding, far below any spread or the search's float slack.
-PRICE_BITS = 128
+#: The largest relative loss a conversion's bound weight counts: any value of the largest
+#: amount times this stays a finite float, and a route through a quote losing more could
+#: never be paid anyway (capacities stop at 2**256).
+LOSS_CAP = Fraction(2**200)
+
+#: Significant bits a reference price keeps once it is longer than twice that
+#: (:func:`reference_prices`): real books stay exact (a cycle of exact inverses with no
+#: spread, which rounding would turn into an arbitrage, keeps its prices short), and only
+#: long chains of large terms, a peer's doing, are rounded.
+PRICE_BITS = 512
 
 
 def _rounded_down(x: Fraction) -> Fraction:
@@ -221,12 +228,14 @@ class _Index:
             conv_from.append(s_in)
             conv_to.append(s_out)
             # Least relative value lost per unit of value converted; >= 0 without arbitrage.
-            loss = float(
+            ratio = (
                 self.prices[self.asset_index[a_in]]
                 * d_eff
                 / (n_eff * self.prices[self.asset_index[a_out]])
-                - 1
             )
+            # Capped, as a lower bound may be: a quote of a peer's, free of arbitrage and
+            # in the price range, can still lose 2**1276 of the value (float overflow).
+            loss = float(ratio - 1) if ratio < LOSS_CAP else float(LOSS_CAP)
             conv_loss.append(max(loss, 0.0))
             conv_until.append(np.inf if r.valid_until is None else float(r.valid_until))
 

@@ -22,7 +22,7 @@ honest hub, one rogue), which side stays is not something the quotes can tell.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from fractions import Fraction
 
 from ..model import Asset
@@ -93,6 +93,7 @@ def consistent_quotes(
     others: Iterable[AssetRate],
     edges: Iterable[ChannelEdge],
     now: int | None = None,
+    preferred: Collection[bytes] | None = None,
 ) -> tuple[list[AssetRate], dict[bytes, str]]:
     """``trusted`` and as many other nodes' quotes as fit with them (see the module).
 
@@ -104,7 +105,9 @@ def consistent_quotes(
     in the asset it gives; quotes on assets a peer made up, or from a node without
     channels, neither move the market nor cost a check. If the trusted quotes do not fit
     together, they alone are kept and every other node is left out (their fault is ours
-    to fix: the search is then exhaustive)."""
+    to fix: the search is then exhaustive). With ``preferred`` (the nodes the operator
+    configured as peers), only their mid-rates make the market for a pair they quote, and
+    they go before every other node: strangers, free to multiply, can outvote neither."""
     edges = list(edges)
     into = {(e.target, e.asset) for e in edges}
     out_of = {(e.source, e.asset) for e in edges}
@@ -127,22 +130,18 @@ def consistent_quotes(
     own_fault = why_unusable(assets, kept)
     if own_fault is not None:
         return kept, {node: f"our own quotes do not fit together ({own_fault})" for node in by_node}
-    market = _market(kept, by_node)
-    order = sorted(by_node, key=lambda node: (_distance(by_node[node], market), node))
+    first = by_node if preferred is None else {n: by_node[n] for n in by_node if n in preferred}
+    market = _market(kept, first)
+    market = {**_market([], by_node), **market}  # strangers' median only where nobody else
+    order = sorted(
+        by_node,
+        key=lambda node: (node not in first, _distance(by_node[node], market), node),
+    )
     left_out: dict[bytes, str] = {}
-    accepted: list[bytes] = []
     for node in order:
         why = why_unusable(assets, [*kept, *by_node[node]])
         if why is None:
             kept += by_node[node]
-            accepted.append(node)
         else:
             left_out[node] = why
-    # Free of arbitrage stays so as quotes go; the price range need not (the starting
-    # prices follow the quotes): the whole set is checked once more, and the nodes last
-    # taken leave until it fits (the trusted quotes alone do).
-    while accepted and (why := why_unusable(assets, kept)) is not None:
-        node = accepted.pop()
-        kept = kept[: len(kept) - len(by_node[node])]
-        left_out[node] = why
-    return kept, left_out
+    return kept, left_out  # (each acceptance checked the whole set kept, in this order)

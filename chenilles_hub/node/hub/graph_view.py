@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 import msgspec
 
@@ -62,6 +62,8 @@ class GraphView:
         #: last patched, the last of each: put in at the next :meth:`graph` (as many as
         #: the peers' edges at most, however long no payment of ours takes the graph).
         self._patches: dict[tuple[bytes, bytes], ChannelEdge] = {}
+        #: Peers that announced without being configured (``accept(configured=False)``).
+        self._strangers: set[bytes] = set()
         #: Peers whose quotes the last graph built left out, and why (``/v1/peers``).
         self.quotes_left_out: dict[bytes, str] = {}
         #: Counts the changes of shape (each drops ``_graph``).
@@ -78,13 +80,28 @@ class GraphView:
             self._operator = announcement
             self._reshape()
 
-    def accept(self, peer: bytes, announcement: Announcement, max_parts: int = MAX_PARTS) -> int:
+    def accept(
+        self,
+        peer: bytes,
+        announcement: Announcement,
+        max_parts: int = MAX_PARTS,
+        *,
+        configured: bool = True,
+    ) -> int:
         """Keep what ``peer`` may speak for; returns how many edges were kept (0 while the
         parts of a large announcement are still coming). An announcement in more than
         ``max_parts`` frames is ignored (a peer nobody configured gets one frame: what a
-        stranger makes us keep stays what it was before announcements had parts)."""
+        stranger makes us keep stays what it was before announcements had parts). A peer
+        the operator did not configure (``configured`` False) neither sets the market for
+        quotes nor a chain's clock where configured peers say otherwise: strangers cost
+        nothing to multiply."""
         if announcement.parts > max_parts:
             return 0
+        with self._lock:
+            if configured:
+                self._strangers.discard(peer)
+            else:
+                self._strangers.add(peer)
         if announcement.parts > 1:
             whole = self._assemble(peer, announcement)
             if whole is None:
@@ -164,9 +181,10 @@ class GraphView:
             graph, patches, self._patches = self._graph, self._patches, {}
             reshaped = self._reshaped
             sources: list[Source] = [*self.announced.items(), (None, self._operator)]
+            preferred = set(self.announced) - self._strangers
         if graph is None or shape != self._shape:
             graph, owners, left_out = _build(
-                node.node_id, sources, own.edges(), rates, models, node.clock()
+                node.node_id, sources, own.edges(), rates, models, node.clock(), preferred
             )
             with self._lock:
                 if self._reshaped == reshaped:  # else built again at the next call
@@ -189,9 +207,12 @@ def _build(
     own_rates: list[AssetRate],
     own_models: dict[str, TimeModel],
     now: int | None = None,
+    preferred: Collection[bytes] | None = None,
 ) -> tuple[RoutingGraph, dict[tuple[bytes, bytes], bytes], dict[bytes, str]]:
     """The graph of what ``sources`` say and our own edges, rates and clocks (ours win),
-    which peer each of its peers' edges is from, and whose quotes were left out (why)."""
+    which peer each of its peers' edges is from, and whose quotes were left out (why).
+    ``preferred``: the configured peers, whose word on the market and on clocks goes
+    before strangers' (``None``: every peer alike)."""
     #: each edge with the peer it is from (``None``: ours or the operator's)
     edges: dict[tuple[bytes, bytes], tuple[ChannelEdge, bytes | None]] = {}
     rates: list[AssetRate] = []
@@ -206,7 +227,7 @@ def _build(
             trusted += theirs  # the operator's graph: as good as our own book
         else:
             rates += theirs
-    models = _time_models(sources)
+    models = _time_models(sources, preferred)
     for edge in own_edges:
         edges[_edge_key(edge)] = (edge, None)
     models.update(own_models)  # our own backends' clocks win
@@ -217,7 +238,7 @@ def _build(
     # A peer's quotes that, with ours or another peer's, form an arbitrage would make every
     # query an exhaustive search; one pricing an asset beyond the router's range would fail
     # every route. Such a peer's quotes are left out, the furthest from the market first.
-    quotes, left_out = consistent_quotes(trusted, rates, kept, now)
+    quotes, left_out = consistent_quotes(trusted, rates, kept, now, preferred)
     for peer, why in sorted(left_out.items()):
         log.warning("quotes of %s left out of the routing graph: %s", peer.hex()[:16], why)
     graph = RoutingGraph(kept, quotes, models)
@@ -232,9 +253,12 @@ def _build(
     return graph, owners, left_out
 
 
-def _time_models(sources: list[Source]) -> dict[str, TimeModel]:
+def _time_models(
+    sources: list[Source], preferred: Collection[bytes] | None = None
+) -> dict[str, TimeModel]:
     """Each chain's clock as the operator's graph gives it, else as most of the peers with
-    channels on that chain announce it (ties: the first model in encoded order).
+    channels on that chain announce it (ties: the first model in encoded order), counting
+    only ``preferred`` peers' votes for a chain where any of them voted.
 
     A chain we run is not decided here (our own backend's clock wins). For the others, a
     peer's word is all there is; the last announcement used to win, so one peer could
@@ -242,6 +266,7 @@ def _time_models(sources: list[Source]) -> dict[str, TimeModel]:
     (hubs check expiries against their own). A peer with no channel on a chain has no say
     on its clock."""
     votes: dict[str, Counter[TimeModel]] = {}
+    strangers: dict[str, Counter[TimeModel]] = {}
     trusted: dict[str, TimeModel] = {}
     for peer, announcement in sources:
         said = dict(announcement.time_models)  # one voice per peer and chain
@@ -249,9 +274,12 @@ def _time_models(sources: list[Source]) -> dict[str, TimeModel]:
             trusted.update(said)
             continue
         runs = {edge.chain for edge in announcement.edges}
+        box = votes if preferred is None or peer in preferred else strangers
         for chain, model in said.items():
             if chain in runs:
-                votes.setdefault(chain, Counter())[model] += 1
+                box.setdefault(chain, Counter())[model] += 1
+    for chain, count in strangers.items():
+        votes.setdefault(chain, count)  # strangers decide only where no configured peer did
     models = {
         chain: min(count, key=lambda m: (-count[m], msgspec.json.encode(m)))
         for chain, count in votes.items()

@@ -273,7 +273,10 @@ class Peers:
                 return False
             # A peer the operator configured or added may announce in parts; a stranger
             # (``accept_unknown_peers``) in one frame, at most MAX_EDGES edges.
-            self.graph.accept(peer, announcement, MAX_PARTS if peer in self.configured else 1)
+            configured = peer in self.configured
+            self.graph.accept(
+                peer, announcement, MAX_PARTS if configured else 1, configured=configured
+            )
             return True
         await link.queued.acquire()  # released once the worker handled the frame
         await self.pipeline.put_frame(Frame(peer, data, link))
