@@ -123,7 +123,10 @@ def reference_prices(
                     prices[b] = _rounded_down(prices[a] * factor)
                     queue.append(b)
     bounds = [(r.asset_in, r.asset_out, Fraction(r.effective[1], r.effective[0])) for r in rates]
-    for _ in range(len(universe) + 1):
+    # Only quoted assets' prices move: passes for them alone (a peer's frames of edges on
+    # made-up tokens no quote touches made every build pass over them too).
+    quoted = {r.asset_in for r in rates} | {r.asset_out for r in rates}
+    for _ in range(len(quoted) + 1):
         changed = False
         for a_in, a_out, d_over_n in bounds:
             cap = prices[a_in] * d_over_n
