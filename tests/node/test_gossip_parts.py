@@ -325,3 +325,8 @@ def test_the_view_knows_which_peers_are_strangers() -> None:
     assert view._strangers == {stranger}
     view.accept(stranger, Announcement(_edges(2, source=stranger, seed=5), (), MODELS))
     assert view._strangers == set()  # configured since
+    view.accept(
+        stranger, Announcement(_edges(1, source=stranger, seed=6), (), MODELS), 1, configured=False
+    )
+    view.forget(stranger)  # its link dropped: nothing of it kept
+    assert view._strangers == set() and stranger not in view.announced

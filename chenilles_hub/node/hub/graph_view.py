@@ -131,6 +131,7 @@ class GraphView:
         what strangers announce is bounded by who is connected now."""
         self._parts.pop(peer, None)
         with self._lock:
+            self._strangers.discard(peer)
             if self.announced.pop(peer, None) is not None:
                 self._reshape()
 
