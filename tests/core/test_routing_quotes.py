@@ -23,19 +23,13 @@ from chenilles_hub.core.routing import (
 )
 from chenilles_hub.core.routing.graph import PRICE_BITS
 from chenilles_hub.core.routing.quotes import consistent_quotes, why_unusable
-from chenilles_hub.core.timing import TimeModel
+from tests.core.test_routing import BTC, ETH, SOL, node
+from tests.core.test_routing import TIME as MODELS
+from tests.core.test_routing import edge as route_edge
 
-ETH = Asset("eip155:1", "native")
-BTC = Asset("bip122:test", "native")
-SOL = Asset("solana:test", "native")
 ASSETS = (ETH, BTC, SOL)
 #: Base units of each asset per dollar (wei, sat, lamports at $3,000, $60,000, $150).
 PER_USD = {ETH: Fraction(10**18, 3000), BTC: Fraction(10**8, 60000), SOL: Fraction(10**9, 150)}
-MODELS = {a.chain: TimeModel(2_000, 1, 12, 30 * 86_400) for a in ASSETS}
-
-
-def node(i: int) -> bytes:
-    return bytes([i]) * 32
 
 
 def quote(who: int, a_in: Asset, a_out: Asset, premium: Fraction = Fraction(1), spread: int = 0):
@@ -105,32 +99,18 @@ def test_a_route_stays_fast_and_cheapest_beside_an_arbitrage() -> None:
     exhaustive search (minutes on a 2,000-node graph). With the quotes filtered, the graph
     is arbitrage-free and the route is the one without the rogue quote."""
     payer, hub, rogue, payee = node(1), node(2), node(3), node(4)
-
-    def edge(c: int, u: bytes, v: bytes, asset: Asset) -> ChannelEdge:
-        return ChannelEdge(
-            channel_id=bytes([c]) * 32,
-            chain=asset.chain,
-            asset=asset,
-            source=u,
-            target=v,
-            capacity=10**24,
-        )
-
     edges = [
-        edge(1, payer, hub, ETH),
-        edge(2, hub, payee, BTC),
-        edge(3, payer, rogue, ETH),
-        edge(4, rogue, hub, BTC),
-        edge(5, hub, rogue, ETH),
-    ]
+        route_edge(c, u, v, asset, cap=10**24)
+        for c, u, v, asset in ((1, 1, 2, ETH), (2, 2, 4, BTC), (3, 1, 3, ETH), (4, 3, 2, BTC))
+    ] + [route_edge(5, 2, 3, ETH, cap=10**24)]
     # a second honest hub (elsewhere in the network) quotes too: the market is the majority
     rates = [*honest(2), *honest(5), quote(3, ETH, BTC, Fraction(102, 100))]
     assert why_unusable(ASSETS, rates) is not None  # the attack, unfiltered
     kept, left_out = consistent_quotes([], rates, edges + channels(5))
-    graph = RoutingGraph(edges, kept, MODELS)
-    assert graph.index().arbitrage_free and set(left_out) == {rogue}
+    routing = RoutingGraph(edges, kept, MODELS)
+    assert routing.index().arbitrage_free and set(left_out) == {rogue}
     t0 = time.perf_counter()
-    route = find_route(graph, payer, payee, 10**6, BTC, 1_700_000_000, 3600, 30 * 86400)
+    route = find_route(routing, payer, payee, 10**6, BTC, 1_700_000_000, 3600, 30 * 86400)
     assert time.perf_counter() - t0 < 5  # generous: the point is "not exhaustive"
     assert [h.edge.target for h in route] == [hub, payee]  # not through the rogue
 
@@ -312,7 +292,7 @@ def test_a_quote_losing_beyond_any_float_does_not_break_the_graph() -> None:
     ]
     edges = EVERYONE + channels(7, assets=tuple(z))
     kept, _ = consistent_quotes([], honest(1) + rogue, edges)
-    graph = RoutingGraph(edges, kept, MODELS)
-    assert graph.index().arbitrage_free  # builds: no OverflowError
-    route = find_route(graph, node(1), FAR, 10**6, BTC, 1_700_000_000, 3600, 30 * 86400)
+    routing = RoutingGraph(edges, kept, MODELS)
+    assert routing.index().arbitrage_free  # builds: no OverflowError
+    route = find_route(routing, node(1), FAR, 10**6, BTC, 1_700_000_000, 3600, 30 * 86400)
     assert route[-1].amount == 10**6

@@ -98,10 +98,10 @@ def reference_prices(
     If that never settles, some cycle of quotes is an arbitrage; the second value is then
     ``False`` and routes stay valid but are no longer guaranteed cheapest.
 
-    Prices are kept to :data:`PRICE_BITS` significant bits, a lowered one rounded down (so
-    the quote that lowered it still holds exactly, and settling checks every quote exactly):
-    exact products grew by a quote's 512 bits at every pass, and a peer's frame of 190
-    quotes chained through invented assets around one arbitrage took 93 s to price.
+    A price longer than twice :data:`PRICE_BITS` is rounded down to that many significant
+    bits (so the quote that lowered it still holds exactly, and settling checks every quote
+    exactly): exact products grew by a quote's 512 bits at every pass, and a peer's frame
+    of 190 quotes chained through invented assets around one arbitrage took 93 s to price.
     """
     rates = list(rates)
     universe = sorted(set(assets) | {r.asset_in for r in rates} | {r.asset_out for r in rates})
