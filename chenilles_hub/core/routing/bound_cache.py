@@ -58,8 +58,11 @@ def value_class(v0: float, steps: int = STEPS) -> float:
     """The smallest value of ``v0``'s class: ``2 ** (j / steps)`` at or below ``v0``."""
     j = math.floor(math.log2(v0) * steps)
     v_lo = math.pow(2.0, j / steps)
-    while v_lo > v0:  # float rounding at a class edge: step down, never up
+    while v_lo > v0:  # float rounding at a class edge: step down...
         j -= 1
+        v_lo = math.pow(2.0, j / steps)
+    while math.pow(2.0, (j + 1) / steps) <= v0:  # ...or up (log2 of a class's own start
+        j += 1  # can round below its j: 2 ** (5/16) fell in the class below it)
         v_lo = math.pow(2.0, j / steps)
     return v_lo
 
