@@ -12,17 +12,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chenilles_hub.core.errors import InvalidParams
 from chenilles_hub.core.model import Asset
 from chenilles_hub.core.routing import (
     AssetRate,
     ChannelEdge,
     RoutingGraph,
     find_route,
-    graph,
+    prices,
     reference_prices,
 )
-from chenilles_hub.core.routing.graph import PRICE_BITS
-from chenilles_hub.core.routing.quotes import consistent_quotes, why_unusable
+from chenilles_hub.core.routing.prices import PRICE_BITS
+from chenilles_hub.core.routing.quotes import choose_quotes, consistent_quotes, why_unusable
 from tests.core.test_routing import BTC, ETH, SOL, node
 from tests.core.test_routing import TIME as MODELS
 from tests.core.test_routing import edge as route_edge
@@ -272,7 +273,7 @@ def test_a_book_of_exact_inverses_from_a_price_feed_stays_free_of_arbitrage(
             ]
         books.append(book)
     rounded = [reference_prices(token.values(), book)[1] for book in books]
-    monkeypatch.setattr(graph, "PRICE_BITS", 10**6)  # exact
+    monkeypatch.setattr(prices, "PRICE_BITS", 10**6)  # exact
     exact = [reference_prices(token.values(), book)[1] for book in books]
     assert rounded == exact
 
@@ -296,3 +297,30 @@ def test_a_quote_losing_beyond_any_float_does_not_break_the_graph() -> None:
     assert routing.index().arbitrage_free  # builds: no OverflowError
     route = find_route(routing, node(1), FAR, 10**6, BTC, 1_700_000_000, 3600, 30 * 86400)
     assert route[-1].amount == 10**6
+
+
+def test_quotes_priced_out_of_range_only_afresh_push_no_one_out() -> None:
+    """A stranger's quotes free of arbitrage, in range priced from the assets already
+    priced, out of range priced afresh (rooted at its own asset that sorts first). Checking
+    the chosen set afresh at the end refused them all, and its fallback then left out every
+    stranger (or every peer). The graph now routes under the prices the quotes were checked
+    under."""
+    first = Asset("bip122:regtest", "a")  # sorts before every real asset: a fresh root
+    y, z1, z2 = (Asset("eip155:1", f"erc20:{t}") for t in ("y", "z1", "z2"))
+    big, mid = 2**250, 2**230
+    attacker = [
+        AssetRate(node(9), z1, z2, big, 1),
+        AssetRate(node(9), z2, ETH, big, 1),
+        AssetRate(node(9), ETH, y, mid, 1),
+        AssetRate(node(9), y, first, mid, 1),
+    ]
+    edges = EVERYONE + channels(9, assets=(ETH, first, y, z1, z2))
+    honest_ = honest(1) + honest(2) + honest(3)
+    for preferred in ({node(1)}, None):
+        choice = choose_quotes([], honest_ + attacker, edges, None, preferred)
+        assert all(r in choice.rates for r in honest_) and choice.left_out == {}
+        models = {**MODELS, first.chain: MODELS[BTC.chain]}
+        graph = RoutingGraph(edges, choice.rates, models, choice.prices)
+        assert graph.index().arbitrage_free  # builds: the known prices hold
+    with pytest.raises(InvalidParams, match="beyond the router's range"):
+        RoutingGraph(edges, choice.rates, models).index()  # priced afresh

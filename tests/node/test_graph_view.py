@@ -19,6 +19,7 @@ from chenilles_hub.node.hub.gossip import Announcement, own_announcement
 from chenilles_hub.node.hub.graph_view import GraphView
 from chenilles_hub.node.hub.node import Node
 from chenilles_hub.sandbox import MAX_LOCK, Sandbox
+from tests.core.test_routing_prices import multiplications
 
 pytestmark = pytest.mark.node
 
@@ -343,3 +344,34 @@ def test_a_peers_quote_that_makes_an_arbitrage_is_left_out_and_shown(box: Sandbo
 
     announce(rogue, quotes(rogue)[:1], 30)
     assert view.graph(alice).index().arbitrage_free and view.quotes_left_out == {}
+
+
+def test_a_strangers_frame_of_chained_quotes_costs_a_build_what_it_holds(box: Sandbox) -> None:
+    """A stranger's one frame: 150 quotes around its made-up tokens, listed backwards, with
+    a 2 % arbitrage, and a second stranger claiming channels into it in each token (so the
+    quotes are usable). Pricing went one step of the cycle per pass over every quote: the
+    build's work grew with the square of the quotes (a frame of 1,000, 4 s per build on
+    the node's thread; 50 such strangers, seconds more each). Now it grows with the quotes
+    the frame holds, and the stranger is left out as before."""
+    chain = box.chain("evm")
+    eth = next(a for a in box.backends[chain].assets() if a.token == "native")
+    alice, bob = box.node("alice"), box.node("bob")
+    box.open(alice, bob, chain, {eth: (ETH, 0)})
+    models = tuple(sorted(alice.own_edges().time_models().items()))
+    rogue, feeder = b"\x0e" * 32, b"\x10" * 32
+    made_up = [Asset(eth.chain, f"erc20:0x{i:040x}") for i in range(1, 151)]
+    gain = (102, 100)  # the last quote returns 2 % more than the lap took
+    rates = [
+        AssetRate(rogue, a, made_up[(i + 1) % 150], *(gain if i == 149 else (1, 1)))
+        for i, a in enumerate(made_up)
+    ][::-1]
+    view = GraphView()
+    into = tuple(_edge(1000 + i, feeder, rogue, a, 10**12) for i, a in enumerate(made_up))
+    view.accept(feeder, Announcement(edges=into, time_models=models), configured=False)
+    out = tuple(_edge(2000 + i, rogue, feeder, a, 10**12) for i, a in enumerate(made_up))
+    view.accept(rogue, Announcement(out, tuple(rates), models), configured=False)
+    with multiplications() as count:
+        graph = view.graph(alice)
+    assert set(view.quotes_left_out) == {rogue} and "arbitrage" in view.quotes_left_out[rogue]
+    assert graph.index().arbitrage_free and not graph.rates
+    assert count[0] <= 20 * len(rates), count

@@ -3,8 +3,9 @@
 Import from here; the submodules are an implementation detail of this package.
 """
 
-from .graph import RoutingGraph, reference_prices
+from .graph import RoutingGraph
 from .model import PPM, AssetRate, ChannelEdge, RateKey, Route, RouteHop, rate_book
+from .prices import reference_prices
 from .rules import (
     DEFAULT_MAX_HOPS,
     check_forward,

@@ -28,13 +28,8 @@ from ..errors import InvalidParams, NoTimeModel
 from ..model import Asset
 from ..timing import TimeModel
 from .model import AssetRate, ChannelEdge, RateKey, rate_book
+from .prices import MAX_PRICE, MIN_PRICE, prices_hold, reference_prices
 from .rules import hop_delta
-
-#: The range of an asset's reference price (per base unit, relative to its group's root):
-#: real quotes span some 2**70 at most (a whole-unit token of $1e6 against a wei); 2**512
-#: keeps every value of an amount up to 2**256 a finite, normal float.
-MIN_PRICE = Fraction(1, 2**512)
-MAX_PRICE = Fraction(2**512)
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int32]
@@ -66,77 +61,6 @@ class PatchListener(Protocol):
 #: never be paid anyway (capacities stop at 2**256).
 LOSS_CAP = Fraction(2**200)
 
-#: Significant bits a reference price keeps once it is longer than twice that
-#: (:func:`reference_prices`): real books stay exact (a cycle of exact inverses with no
-#: spread, which rounding would turn into an arbitrage, keeps its prices short), and only
-#: long chains of large terms, a peer's doing, are rounded.
-PRICE_BITS = 512
-
-
-def _rounded_down(x: Fraction) -> Fraction:
-    """``x`` (> 0) if it is short, else the largest ``m / 2**k`` below it with ``m`` of
-    :data:`PRICE_BITS` bits (or ``m * 2**k`` for a large ``x``)."""
-    num, den = x.numerator, x.denominator
-    if num.bit_length() + den.bit_length() <= 2 * PRICE_BITS:
-        return x
-    shift = PRICE_BITS - (num.bit_length() - den.bit_length())
-    if shift >= 0:
-        return Fraction((num << shift) // den, 1 << shift)
-    return Fraction((num // (den << -shift)) << -shift)
-
-
-def reference_prices(
-    assets: Iterable[Asset], rates: Iterable[AssetRate]
-) -> tuple[dict[Asset, Fraction], bool]:
-    """A value for one base unit of every asset, under which no quote creates value.
-
-    Routes paying in different assets are compared by value; and the search needs value to
-    never decrease from the payee back to the payer (the label-setting argument). Both hold
-    if, for every rate, ``price(in) >= price(out) * N / D``. Prices start from each rate's
-    mid (a breadth-first walk over the quotes, one root asset per connected group priced 1),
-    then are lowered until every quote satisfies the inequality (Bellman-Ford on products).
-    If that never settles, some cycle of quotes is an arbitrage; the second value is then
-    ``False`` and routes stay valid but are no longer guaranteed cheapest.
-
-    A price longer than twice :data:`PRICE_BITS` is rounded down to that many significant
-    bits (so the quote that lowered it still holds exactly, and settling checks every quote
-    exactly): exact products grew by a quote's 512 bits at every pass, and a peer's frame
-    of 190 quotes chained through invented assets around one arbitrage took 93 s to price.
-    """
-    rates = list(rates)
-    universe = sorted(set(assets) | {r.asset_in for r in rates} | {r.asset_out for r in rates})
-    links: dict[Asset, list[tuple[Asset, Fraction]]] = {a: [] for a in universe}
-    for r in rates:
-        mid = Fraction(r.num, r.den)  # out per in
-        links[r.asset_in].append((r.asset_out, 1 / mid))
-        links[r.asset_out].append((r.asset_in, mid))
-    prices: dict[Asset, Fraction] = {}
-    for root in universe:
-        if root in prices:
-            continue
-        prices[root] = Fraction(1)
-        queue = [root]
-        while queue:
-            a = queue.pop()
-            for b, factor in links[a]:
-                if b not in prices:
-                    prices[b] = _rounded_down(prices[a] * factor)
-                    queue.append(b)
-    bounds = [(r.asset_in, r.asset_out, Fraction(r.effective[1], r.effective[0])) for r in rates]
-    # Only quoted assets' prices move: passes for them alone (a peer's frames of edges on
-    # made-up tokens no quote touches made every build pass over them too).
-    quoted = {r.asset_in for r in rates} | {r.asset_out for r in rates}
-    for _ in range(len(quoted) + 1):
-        changed = False
-        for a_in, a_out, d_over_n in bounds:
-            cap = prices[a_in] * d_over_n
-            if prices[a_out] > cap:
-                prices[a_out] = _rounded_down(cap)
-                changed = True
-        if not changed:
-            return prices, True
-    return prices, False
-
 
 class _Index:
     """Everything a query needs, derived from the graph's edges, rates and time models."""
@@ -146,6 +70,7 @@ class _Index:
         edges: list[ChannelEdge],
         rates: Mapping[RateKey, AssetRate],
         time_models: Mapping[str, TimeModel],
+        known_prices: Mapping[Asset, Fraction] | None = None,
     ) -> None:
         node_index: dict[bytes, int] = {}
         for e in edges:
@@ -153,7 +78,16 @@ class _Index:
             node_index.setdefault(e.target, len(node_index))
         self.nodes = list(node_index)
         self.node_index = node_index
-        prices, self.arbitrage_free = reference_prices((e.asset for e in edges), rates.values())
+        if known_prices is not None and prices_hold(known_prices, rates.values()):
+            # Prices the caller checked the quotes under (``quotes.choose_quotes``): what
+            # was checked is what the router uses, however pricing afresh would start.
+            prices = {e.asset: Fraction(1) for e in edges}
+            for r in rates.values():
+                prices[r.asset_in] = known_prices[r.asset_in]
+                prices[r.asset_out] = known_prices[r.asset_out]
+            self.arbitrage_free = True
+        else:
+            prices, self.arbitrage_free = reference_prices((e.asset for e in edges), rates.values())
         self.assets = sorted(prices)
         self.asset_index = {a: i for i, a in enumerate(self.assets)}
         self.prices = [prices[a] for a in self.assets]
@@ -366,8 +300,13 @@ class RoutingGraph:
         edges: Iterable[ChannelEdge] = (),
         rates: Iterable[AssetRate] = (),
         time_models: Mapping[str, TimeModel] | None = None,
+        prices: Mapping[Asset, Fraction] | None = None,
     ) -> None:
         self.time_models: dict[str, TimeModel] = dict(time_models or {})
+        #: Reference prices the rates were checked under (``quotes.choose_quotes``): used
+        #: while they hold for the graph's rates (checked at each index build), else the
+        #: index prices afresh.
+        self.known_prices = prices
         self._edges: list[ChannelEdge] = []
         self._position: dict[tuple[bytes, bytes], int] = {}
         self._rates: dict[RateKey, AssetRate] = rate_book(rates)
@@ -402,7 +341,7 @@ class RoutingGraph:
 
     def index(self) -> _Index:
         if self._index is None:
-            self._index = _Index(self._edges, self._rates, self.time_models)
+            self._index = _Index(self._edges, self._rates, self.time_models, self.known_prices)
         return self._index
 
     # --- updating --------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import msgspec
 from chenilles_hub.core import TimeModel
 from chenilles_hub.core.errors import InvalidParams
 from chenilles_hub.core.routing import AssetRate, ChannelEdge, RoutingGraph
-from chenilles_hub.core.routing.quotes import consistent_quotes
+from chenilles_hub.core.routing.quotes import choose_quotes
 
 from .gossip import MAX_PARTS, Announcement
 from .node import Node
@@ -239,10 +239,10 @@ def _build(
     # A peer's quotes that, with ours or another peer's, form an arbitrage would make every
     # query an exhaustive search; one pricing an asset beyond the router's range would fail
     # every route. Such a peer's quotes are left out, the furthest from the market first.
-    quotes, left_out = consistent_quotes(trusted, rates, kept, now, preferred)
+    quotes, left_out, prices = choose_quotes(trusted, rates, kept, now, preferred)
     for peer, why in sorted(left_out.items()):
         log.warning("quotes of %s left out of the routing graph: %s", peer.hex()[:16], why)
-    graph = RoutingGraph(kept, quotes, models)
+    graph = RoutingGraph(kept, quotes, models, prices)
     try:
         graph.index()  # built now, not at the first payment: it checks what peers quoted
     except InvalidParams as exc:
