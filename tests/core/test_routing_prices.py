@@ -19,15 +19,15 @@ from fractions import Fraction
 from types import FrameType
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chenilles_hub.core.model import Asset
-from chenilles_hub.core.routing import AssetRate, RoutingGraph
+from chenilles_hub.core.routing import AssetRate, ChannelEdge, RoutingGraph, prices
 from chenilles_hub.core.routing.prices import (
     ARBITRAGE,
     TOO_COSTLY,
-    WORK_PER_BOUND,
     PriceBook,
     reference_prices,
 )
@@ -216,14 +216,14 @@ def test_an_arbitrage_beside_a_hub_of_many_quotes_is_found_in_linear_work() -> N
     assert count[0] <= 12 * len(rates), count
 
 
-def test_quotes_crafted_against_the_queue_are_refused_at_a_bounded_cost() -> None:
+def crafted_against_a_queue() -> tuple[list[AssetRate], list[AssetRate], list[ChannelEdge]]:
     """Free of arbitrage, yet built so that one price falls again and again: a hub token
     quoted into 200 others with 256-bit terms (stranger 10), and stranger 11's chain of 100
     tokens at par, named so the queue meets them backwards, each also quoted into the hub
     at a rate rising along the chain: the chain's prices start apart and fall a step at a
     time, each step lowering the hub again and looking at its 200 quotes (a queue's worst
-    case: the quotes' count times their assets'). The chain's group is refused once it
-    has cost a few looks at every quote."""
+    case: the quotes' count times their assets'). Returns the two strangers' quotes and
+    the channels that make them usable."""
     rng = random.Random(1)
     hub = Asset("made-up:1", "zzhub")
     leaves = tokens("leaf", 200)
@@ -240,12 +240,38 @@ def test_quotes_crafted_against_the_queue_are_refused_at_a_bounded_cost() -> Non
             big = rng.getrandbits(255) | 1
             stranger_11.append(AssetRate(node(11), c, chain_[i + 1], big, big))
     edges = [*EVERYONE, *channels(10, assets=(hub, *leaves)), *channels(11, assets=(hub, *chain_))]
+    return stranger_10, stranger_11, edges
+
+
+def test_quotes_crafted_against_a_queue_cost_what_they_hold() -> None:
+    """Added to a book, the chain's quotes are looked at first and the largest fall goes
+    first: the hub falls once, and the chain is kept (it is free of arbitrage)."""
+    stranger_10, stranger_11, edges = crafted_against_a_queue()
     others = [*honest(1), *stranger_10, *stranger_11]
     with multiplications() as count:
         kept, left_out = consistent_quotes([], others, edges, preferred={node(1)})
-    assert left_out == {node(11): TOO_COSTLY}
-    assert kept == [*honest(1), *stranger_10]
-    assert count[0] <= 4 * WORK_PER_BOUND * len(others), count
+    assert left_out == {} and kept == others
+    assert count[0] <= 12 * len(others), count
+    with multiplications() as count:  # afresh, by a queue: the hub falls at every step
+        assert reference_prices((), [*stranger_10, *stranger_11])[1]
+    assert count[0] > 12 * len(others), count
+
+
+def test_a_group_past_its_work_budget_is_refused_and_undone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The backstop: a group whose lowering looks at more quotes than the budget allows
+    (8 looks at every quote of the book and the group; here, to reach it, none) is refused
+    as too costly, and the book is as it was."""
+    stranger_10, stranger_11, _ = crafted_against_a_queue()
+    book = PriceBook()
+    assert book.add(stranger_10)
+    before = dict(book.prices)
+    monkeypatch.setattr(prices, "WORK_PER_BOUND", 0)
+    assert book.try_add(stranger_11) == TOO_COSTLY
+    assert book.prices == before
+    monkeypatch.setattr(prices, "WORK_PER_BOUND", 8)
+    assert book.try_add(stranger_11) is None
 
 
 def test_known_prices_serve_only_while_they_hold() -> None:
@@ -307,3 +333,21 @@ def test_a_pair_tightened_again_and_again_costs_one_look() -> None:
     with multiplications() as count:  # a fall of BTC reaches the hub, then its 100 quotes
         assert book.try_add([AssetRate(node(2), ETH, BTC, 2, 1)]) is None
     assert count[0] <= 4 * 102, count
+
+
+def test_a_groups_quotes_into_one_asset_lower_it_once() -> None:
+    """20 quotes into one asset X, each capping it lower than the one before, X quoted into
+    200 leaves. Looked at one by one between falls, each quote lowered X once more and its
+    200 quotes were looked at again: 4,000 looks, and the group refused as too costly."""
+    x, w = Asset("made-up:1", "x"), Asset("made-up:1", "w")
+    ys, leaves = tokens("y", 20), tokens("leaf", 200)
+    book = PriceBook()
+    assert book.add(
+        [AssetRate(node(1), x, leaf, 1, 1) for leaf in leaves]
+        + [AssetRate(node(1), y, w, 1, 1) for y in ys]
+    )
+    group = [AssetRate(node(2), y, x, i + 2, 1) for i, y in enumerate(ys)]
+    with multiplications() as count:
+        assert book.try_add(group) is None
+    assert book.prices[x] == Fraction(1, 21)
+    assert count[0] <= 2 * (len(leaves) + len(ys)) + 100, count

@@ -207,10 +207,14 @@ class PriceBook:
         prices, bounds, limit = self.prices, self._bounds, len(self._quoted)
         steps: dict[Asset, int] = {}
         parent: dict[Asset, Asset] = {}
-        frontier: _Fifo | _ByFall = _Fifo(start) if undo is None else _ByFall(start)
+        frontier: _Fifo | _ByFall = _Fifo(start) if undo is None else _ByFall()
+        # By fall, the assets the group's quotes start from are looked at first, all of
+        # them: one by one between falls, each of a group's quotes into one asset lowered
+        # it once more, and the quotes beyond it were looked at once per quote.
+        seeds = deque(start if undo is not None else ())
         scanned = looked = 0
-        while frontier:
-            a_in = frontier.pop()
+        while seeds or frontier:
+            a_in = seeds.popleft() if seeds else frontier.pop()
             price_in = prices[a_in]
             out = bounds[a_in]
             scanned += len(out)
@@ -262,11 +266,10 @@ class _ByFall:
     the lowering began first (exact keys: a float ties falls of 1e-28, which a crafted
     chain of quotes uses)."""
 
-    def __init__(self, start: list[Asset]) -> None:
+    def __init__(self) -> None:
         self._base: dict[Asset, Fraction] = {}  # each asset's price when lowering began
-        self._key = dict.fromkeys(start, Fraction(1))
-        self._heap = [(Fraction(1), a) for a in start]
-        heapq.heapify(self._heap)
+        self._key: dict[Asset, Fraction] = {}
+        self._heap: list[tuple[Fraction, Asset]] = []
 
     def __bool__(self) -> bool:
         return bool(self._key)
