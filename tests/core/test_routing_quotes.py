@@ -324,3 +324,30 @@ def test_quotes_priced_out_of_range_only_afresh_push_no_one_out() -> None:
         assert graph.index().arbitrage_free  # builds: the known prices hold
     with pytest.raises(InvalidParams, match="beyond the router's range"):
         RoutingGraph(edges, choice.rates, models).index()  # priced afresh
+
+
+def test_a_cycle_without_gain_near_the_rounding_edge_blames_no_one() -> None:
+    """A stranger's three quotes at no spread: BTC into a made-up token, and that token and
+    another at exact inverses of 250-bit terms (no gain). Their prices sit just under the
+    length past which prices are rounded; a later stranger's better ETH -> BTC quote lowers
+    BTC, pushes them past it, and rounding down lost a last bit at every lap of the pair:
+    the cycle check took it for an arbitrage and refused every honest stranger after."""
+    rng = random.Random(1)
+
+    def big() -> int:
+        return rng.getrandbits(250) | 1 | (1 << 249)
+
+    a, b = Asset("eip155:1", "erc20:aaa"), Asset("eip155:1", "erc20:bbb")
+    n0, d0, p, q = big(), big(), big(), big()
+    attacker = [
+        AssetRate(node(90), BTC, a, n0, d0),
+        AssetRate(node(90), a, b, q, p),
+        AssetRate(node(90), b, a, p, q),
+    ]
+    better = [
+        quote(10 + j, ETH, BTC, Fraction(1001, 1000) + Fraction(j, 10**7), 500) for j in range(20)
+    ]
+    edges = channels(1, *range(10, 30)) + channels(90, assets=(BTC, a, b))
+    kept, left_out = consistent_quotes(honest(1), attacker + better, edges, None, {node(1)})
+    assert left_out == {}
+    assert all(r in kept for r in better + attacker)

@@ -16,6 +16,7 @@ the group moves, not for the whole set again (``quotes.consistent_quotes``).
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections import deque
 from collections.abc import Iterable, Mapping
 from fractions import Fraction
@@ -213,6 +214,20 @@ class PriceBook:
         # it once more, and the quotes beyond it were looked at once per quote.
         seeds = deque(start if undo is not None else ())
         scanned = looked = 0
+        settles = 0
+
+        def settle() -> bool:
+            """A cycle among the parents: rounding's (settled: go on) or an arbitrage."""
+            nonlocal settles
+            cycle = _cycle(parent)
+            settles += 1
+            if cycle is None or settles > limit or not self._settle(cycle, undo, frontier):
+                return False
+            for a in cycle:  # its prices hold around it now: no chain behind them
+                del parent[a]
+                steps[a] = 0
+            return True
+
         while seeds or frontier:
             a_in = seeds.popleft() if seeds else frontier.pop()
             price_in = prices[a_in]
@@ -227,16 +242,44 @@ class PriceBook:
                     prices[a_out] = rounded_down(cap)
                     parent[a_out] = a_in
                     steps[a_out] = steps.get(a_in, 0) + 1
-                    if steps[a_out] >= limit:
-                        return False
                     if a_out in bounds:
                         frontier.push(a_out, before, prices[a_out])
+                    if steps[a_out] >= limit and not settle():
+                        return False
             if parent and scanned - looked >= len(parent):
                 looked = scanned
-                if _has_cycle(parent):
+                if _cycle(parent) is not None and not settle():
                     return False
             if budget is not None and scanned > budget:
                 return None
+        return True
+
+    def _settle(
+        self,
+        cycle: list[Asset],
+        undo: _Undo | None,
+        frontier: _Fifo | _ByFall,
+    ) -> bool:
+        """Whether the quotes around ``cycle`` (in their direction) return no more than
+        they take, checked exactly; if so, its prices are set to hold exactly around it,
+        as high as they may be without rising. Such a cycle lowers prices only by
+        rounding: a price rounded down loses its last bit at every lap (a cycle of exact
+        inverses whose prices grew past :data:`PRICE_BITS`; a stranger's three quotes got
+        every later stranger's quotes refused as an arbitrage by it)."""
+        relative = [Fraction(1)]  # each price relative to the first's, held exactly
+        for a, b in itertools.pairwise(cycle):
+            relative.append(relative[-1] * self._tightest[(a, b)])
+        if relative[-1] * self._tightest[(cycle[-1], cycle[0])] < 1:
+            return False  # each lap lowers the first price: an arbitrage
+        prices = self.prices
+        scale = rounded_down(min(prices[a] / r for a, r in zip(cycle, relative, strict=True)))
+        for a, r in zip(cycle, relative, strict=True):
+            settled = scale * r
+            if settled < prices[a]:
+                if undo is not None:
+                    undo.price(a, prices[a])
+                frontier.push(a, prices[a], settled)
+                prices[a] = settled
         return True
 
 
@@ -319,20 +362,24 @@ class _Undo:
             del book.prices[asset]
 
 
-def _has_cycle(parent: Mapping[Asset, Asset]) -> bool:
-    """Whether following ``parent`` from some asset comes back to it (each asset has one
-    parent at most: every walk is followed once, O(len(parent)))."""
+def _cycle(parent: Mapping[Asset, Asset]) -> list[Asset] | None:
+    """A cycle of ``parent`` (each asset has one parent at most: every walk is followed
+    once, O(len(parent))), in the direction of the quotes (each asset's parent before it),
+    or ``None``."""
     done: set[Asset] = set()
     for start in parent:
         walk: set[Asset] = set()
         a = start
         while a in parent and a not in done:
             if a in walk:
-                return True
+                cycle = [a]
+                while parent[cycle[-1]] != a:
+                    cycle.append(parent[cycle[-1]])
+                return cycle[::-1]
             walk.add(a)
             a = parent[a]
         done |= walk
-    return False
+    return None
 
 
 def prices_hold(prices: Mapping[Asset, Fraction], rates: Iterable[AssetRate]) -> bool:
