@@ -41,6 +41,11 @@ ARBITRAGE = "its quotes and others' form an arbitrage cycle"
 OUT_OF_RANGE = "its quotes price an asset beyond the router's range"
 TOO_COSTLY = "its quotes with others' take too much work to price"
 
+#: How many cycles without gain (rounding's, :meth:`PriceBook._settle`) one lowering
+#: settles before taking the next for an arbitrage: real books make none, and each costs
+#: exact prices as long as the cycle's rates together.
+MAX_SETTLES = 4
+
 #: How many times over a group's lowering may look at every quote of the book (and of the
 #: group) before the group is refused (``PriceBook.try_add``): real quotes settle in a few
 #: looks; a queue's worst case (crafted chains that lower one price again and again) is
@@ -218,11 +223,14 @@ class PriceBook:
 
         def settle() -> bool:
             """A cycle among the parents: rounding's (settled: go on) or an arbitrage."""
-            nonlocal settles
+            nonlocal settles, scanned
             cycle = _cycle(parent)
             settles += 1
-            if cycle is None or settles > limit or not self._settle(cycle, undo, frontier):
+            if cycle is None or settles > MAX_SETTLES or not self._settle(cycle, undo, frontier):
                 return False
+            # Settled prices are exact, as long as the cycle's rates together: its work
+            # counts against the budget, and a few settlings per lowering are plenty.
+            scanned += len(cycle)
             for a in cycle:  # its prices hold around it now: no chain behind them
                 del parent[a]
                 steps[a] = 0
