@@ -252,8 +252,10 @@ class PriceBook:
                     steps[a_out] = steps.get(a_in, 0) + 1
                     if a_out in bounds:
                         frontier.push(a_out, before, prices[a_out])
-                    if steps[a_out] >= limit and not settle():
-                        return False
+                    if steps[a_out] >= limit:
+                        if not settle():
+                            return False
+                        steps[a_out] = 0  # (its chain may have run through the cycle)
             if parent and scanned - looked >= len(parent):
                 looked = scanned
                 if _cycle(parent) is not None and not settle():
