@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from chenilles_hub.circuit.invoice import ROUTE_SLACK
-from chenilles_hub.core import Asset
+from chenilles_hub.core import Asset, TimeModel
 from chenilles_hub.core.errors import NoRoute
 from chenilles_hub.core.routing import AssetRate, ChannelEdge, RoutingGraph, find_route
 from chenilles_hub.node.hub import graph_view
@@ -185,6 +185,18 @@ def test_our_kept_edges_follow_every_change_and_only_the_changed_ones_move(box: 
     assert set(kept_edges()) == {c1, c3} and kept_edges() == _recounted_edges(alice)
 
 
+def _alice_with_a_channel(
+    box: Sandbox,
+) -> tuple[Node, Node, Asset, tuple[tuple[str, TimeModel], ...]]:
+    """Alice with one EVM channel to Bob: both nodes, the chain's native asset, and her
+    clocks as an announcement carries them."""
+    chain = box.chain("evm")
+    eth = next(a for a in box.backends[chain].assets() if a.token == "native")
+    alice, bob = box.node("alice"), box.node("bob")
+    box.open(alice, bob, chain, {eth: (ETH, 0)})
+    return alice, bob, eth, tuple(sorted(alice.own_edges().time_models().items()))
+
+
 def _edge(channel: int, source: bytes, target: bytes, asset: Asset, capacity: int, fee: int = 0):  # type: ignore[no-untyped-def]
     return ChannelEdge(
         channel.to_bytes(32, "big"), asset.chain, asset, source, target, capacity, fee_base=fee
@@ -198,11 +210,7 @@ def test_a_peers_announcement_moves_its_edges_in_place_and_nothing_else(box: San
     a fresh graph would change and nothing more: an edge the operator's graph gives wins
     over the peer's; an edge on a chain nobody gave a clock for stays out; a peer cannot
     move another's edge; a new edge, a rate or a time model rebuilds."""
-    chain = box.chain("evm")
-    eth = next(a for a in box.backends[chain].assets() if a.token == "native")
-    alice, bob = box.node("alice"), box.node("bob")
-    box.open(alice, bob, chain, {eth: (ETH, 0)})
-    models = tuple(sorted(alice.own_edges().time_models().items()))
+    alice, bob, eth, models = _alice_with_a_channel(box)
     peer, other, far = b"\x0a" * 32, b"\x0b" * 32, b"\x0c" * 32
     elsewhere = Asset("eip155:999999", "native")  # a chain nobody gave a clock for
 
@@ -272,11 +280,7 @@ def test_an_announcement_during_a_build_is_not_lost(
     """Announcements arrive on the event loop's thread while the node's thread builds the
     graph (0.5 s for 100,000 edges): one that lands during a build must be in the next
     graph, not overwritten by the build that began before it."""
-    chain = box.chain("evm")
-    eth = next(a for a in box.backends[chain].assets() if a.token == "native")
-    alice, bob = box.node("alice"), box.node("bob")
-    box.open(alice, bob, chain, {eth: (ETH, 0)})
-    models = tuple(sorted(alice.own_edges().time_models().items()))
+    alice, _bob, eth, models = _alice_with_a_channel(box)
     peer, far = b"\x0a" * 32, b"\x0c" * 32
     view = GraphView()
     build = graph_view._build
@@ -302,11 +306,7 @@ def test_a_peers_quote_that_makes_an_arbitrage_is_left_out_and_shown(box: Sandbo
     (minutes per query on a 2,000-node graph). Its quotes are left out of our graph, the
     others' kept, and ``quotes_left_out`` (``/v1/peers``) says whose and why; once it
     quotes at the market again, it is back."""
-    chain = box.chain("evm")
-    eth = next(a for a in box.backends[chain].assets() if a.token == "native")
-    alice, bob = box.node("alice"), box.node("bob")
-    box.open(alice, bob, chain, {eth: (ETH, 0)})
-    models = tuple(sorted(alice.own_edges().time_models().items()))
+    alice, _bob, eth, models = _alice_with_a_channel(box)
     usd = Asset(eth.chain, "erc20:0x" + "11" * 20)
     hubs, rogue, far = (b"\x0d" * 32, b"\x0e" * 32), b"\x0f" * 32, b"\x10" * 32
 
@@ -353,11 +353,7 @@ def test_a_strangers_frame_of_chained_quotes_costs_a_build_what_it_holds(box: Sa
     build's work grew with the square of the quotes (a frame of 1,000, 4 s per build on
     the node's thread; 50 such strangers, seconds more each). Now it grows with the quotes
     the frame holds, and the stranger is left out as before."""
-    chain = box.chain("evm")
-    eth = next(a for a in box.backends[chain].assets() if a.token == "native")
-    alice, bob = box.node("alice"), box.node("bob")
-    box.open(alice, bob, chain, {eth: (ETH, 0)})
-    models = tuple(sorted(alice.own_edges().time_models().items()))
+    alice, _bob, eth, models = _alice_with_a_channel(box)
     rogue, feeder = b"\x0e" * 32, b"\x10" * 32
     made_up = [Asset(eth.chain, f"erc20:0x{i:040x}") for i in range(1, 151)]
     gain = (102, 100)  # the last quote returns 2 % more than the lap took

@@ -28,7 +28,7 @@ from ..errors import InvalidParams, NoTimeModel
 from ..model import Asset
 from ..timing import TimeModel
 from .model import AssetRate, ChannelEdge, RateKey, rate_book
-from .prices import MAX_PRICE, MIN_PRICE, prices_hold, reference_prices
+from .prices import in_range, prices_hold, reference_prices
 from .rules import hop_delta
 
 FloatArray = npt.NDArray[np.float64]
@@ -95,7 +95,7 @@ class _Index:
         # far outside the float range, which only a chain of extreme quotes makes (a peer's,
         # most likely), would overflow them. Refused here, where the caller can drop quotes.
         for asset, price in zip(self.assets, self.prices, strict=True):
-            if not MIN_PRICE <= price <= MAX_PRICE:
+            if not in_range(price):
                 raise InvalidParams(
                     f"the quotes price one base unit of {asset} at about 2**"
                     f"{price.numerator.bit_length() - price.denominator.bit_length()} of "

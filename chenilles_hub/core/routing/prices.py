@@ -72,15 +72,26 @@ def in_range(price: Fraction) -> bool:
     return MIN_PRICE <= price <= MAX_PRICE
 
 
+def unusable(prices: Mapping[Asset, Fraction], arbitrage_free: bool) -> str | None:
+    """Why quotes priced at ``prices`` (and free of arbitrage or not) cannot be routed over
+    together (``None``: they can)."""
+    if not arbitrage_free:
+        return ARBITRAGE
+    if not all(in_range(price) for price in prices.values()):
+        return OUT_OF_RANGE
+    return None
+
+
 class PriceBook:
     """Prices under the quotes added so far (each added set free of arbitrage, or the book
     says so): a value for one base unit of every asset under which no quote creates value.
 
     A new asset starts at the price its quotes' mid-rates give it from an asset already
     priced (a breadth-first walk; a group of new assets joined to none is rooted at its
-    first asset, priced 1). Prices are then lowered until every quote holds, by a queue
-    (Bellman-Ford visiting an asset's quotes again only when its price fell): passes over
-    every quote in the order given took one pass per step of a chain of quotes listed
+    first asset, priced 1). Prices are then lowered until every quote holds, an asset's
+    quotes looked at again only when its price fell (Bellman-Ford by a queue, or largest
+    fall first when adding to prices that already hold: :meth:`_lower`): passes over every
+    quote in the order given took one pass per step of a chain of quotes listed
     backwards, and a stranger's few thousand quotes took seconds to price.
     """
 

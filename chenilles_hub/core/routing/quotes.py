@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 from ..model import Asset
 from .model import AssetRate, ChannelEdge, RateKey, rate_book
-from .prices import ARBITRAGE, OUT_OF_RANGE, PriceBook, in_range, reference_prices
+from .prices import PriceBook, reference_prices, unusable
 
 Pair = tuple[Asset, Asset]
 
@@ -95,12 +95,7 @@ class QuoteChoice(NamedTuple):
 
 def why_unusable(assets: Iterable[Asset], rates: Sequence[AssetRate]) -> str | None:
     """Why ``rates`` cannot be routed over together (``None``: they can)."""
-    prices, arbitrage_free = reference_prices(assets, rates)
-    if not arbitrage_free:
-        return ARBITRAGE
-    if not all(in_range(price) for price in prices.values()):
-        return OUT_OF_RANGE
-    return None
+    return unusable(*reference_prices(assets, rates))
 
 
 def choose_quotes(
@@ -140,12 +135,12 @@ def choose_quotes(
     by_node: dict[bytes, list[AssetRate]] = {}
     for rate in theirs.values():
         by_node.setdefault(rate.node, []).append(rate)
-    own_fault = why_unusable((), kept)
+    book = PriceBook()
+    free = book.add(kept)  # ours priced once: the book then takes the peers' quotes
+    own_fault = unusable(book.prices, free)
     if own_fault is not None:
         reason = f"our own quotes do not fit together ({own_fault})"
         return QuoteChoice(kept, dict.fromkeys(by_node, reason), None)
-    book = PriceBook()
-    book.add(kept)
     if not theirs or book.try_add(theirs.values()) is None:
         return QuoteChoice([*kept, *theirs.values()], {}, book.prices)
     first = by_node if preferred is None else {n: by_node[n] for n in by_node if n in preferred}
