@@ -52,11 +52,17 @@ class OpenPolicyConfig:
 class PeerPolicyConfig:
     """``[policy.peers]``: a peer whose messages are refused or fail ``max_faults`` times
     within ``fault_window`` seconds is disconnected and banned for ``ban_seconds`` (it may
-    not connect, and is not dialled, until then)."""
+    not connect, and is not dialled, until then). At most ``max_strangers`` peers that are
+    neither configured nor a channel's other member are connected at once, and at most
+    ``max_handshakes`` connections are in their handshake at once: identities cost nothing,
+    and each link costs a socket, a task and what its announcement adds to every graph
+    build (docs/security.md, "Strangers")."""
 
     max_faults: int = 20
     fault_window: float = 60.0
     ban_seconds: float = 600.0
+    max_strangers: int = 64
+    max_handshakes: int = 128
 
 
 @dataclass(frozen=True)
@@ -168,7 +174,11 @@ def _open_policy(policy: dict[str, Any]) -> OpenPolicyConfig:
 def _peer_policy(policy: dict[str, Any]) -> PeerPolicyConfig:
     where = "policy.peers"
     default = PeerPolicyConfig()
-    table = _subtable(policy, "peers", {"max_faults", "fault_window", "ban_seconds"})
+    table = _subtable(
+        policy,
+        "peers",
+        {"max_faults", "fault_window", "ban_seconds", "max_strangers", "max_handshakes"},
+    )
     values: dict[str, float] = {}
     for key in ("fault_window", "ban_seconds"):
         value = table.get(key, getattr(default, key))
@@ -179,4 +189,6 @@ def _peer_policy(policy: dict[str, Any]) -> PeerPolicyConfig:
         max_faults=bounded_int(table, "max_faults", where, default.max_faults, 1),
         fault_window=values["fault_window"],
         ban_seconds=values["ban_seconds"],
+        max_strangers=bounded_int(table, "max_strangers", where, default.max_strangers, 0),
+        max_handshakes=bounded_int(table, "max_handshakes", where, default.max_handshakes, 1),
     )

@@ -177,6 +177,39 @@ def test_a_failure_while_handling_a_message_is_rolled_back_and_the_channel_recov
     assert invoice.payment_hash in bob.paid_invoices
 
 
+def test_a_channel_created_by_a_message_that_fails_leaves_its_peer_a_stranger(
+    world: World,
+) -> None:
+    """Bob's node fails right after creating the channel Alice's ``OpenChannel`` asks for:
+    the channel goes with the rollback, and so does Alice's standing as a channel's member
+    (which exempts a peer from ``[policy.peers] max_strangers``): a failed open must not
+    turn a stranger into a member."""
+    eth = native(world)
+    alice = world.node("alice", [eth.chain])
+    bob = world.node("bob", [eth.chain])
+    real = bob.watcher.add
+    failures: list[object] = []
+
+    def failing(duty: Any) -> None:
+        if not failures:
+            failures.append(duty)
+            raise Boom("half-way")
+        real(duty)
+
+    bob.watcher.add = failing  # type: ignore[method-assign]
+    alice.open_channel(bob.node_id, eth.chain, {eth: (ETH, 0)}, 600)
+    world.network.run()
+    assert failures, "the failure was not provoked"
+    assert bob.counters.get("peer_messages_failed", 0) == 1
+    assert not bob.channels
+    assert not bob.has_channel_with(alice.node_id)
+    # Opened again, it is a member.
+    alice.open_channel(bob.node_id, eth.chain, {eth: (ETH, 0)}, 600)
+    world.network.run()
+    assert len(bob.channels) == 1 and bob.has_channel_with(alice.node_id)
+    assert not bob.has_channel_with(NodeIdentity().node_id)
+
+
 # --- C: an open needs the operator's consent ------------------------------------------------
 
 

@@ -202,6 +202,8 @@ def test_info_channels_route_pay_and_metrics(channel_pair: Pair) -> None:
     info = alice.api.get("/v1/info")
     assert info["node_id"] == alice.node_id and info["chains"] == [CHAIN]
     assert info["router_bound"] == "compiled"  # make bootstrap built the router's kernel
+    # Bob is configured at Alice's: no stranger is linked
+    assert info["strangers"] == {"connected": 0, "max": 64, "refused": 0, "handshakes_refused": 0}
     listed = alice.api.get("/v1/channels?status=active")
     assert [c["channel_id"] for c in listed] == [channel_id]
     invoice = bob.api.post("/v1/invoices", {"amount": 12345, "asset": NATIVE})
@@ -225,6 +227,8 @@ def test_info_channels_route_pay_and_metrics(channel_pair: Pair) -> None:
     assert "chenilles_forwarding_failures_total" in metrics
     assert "chenilles_watcher_actions_total" in metrics
     assert "chenilles_peers_connected 1" in metrics
+    assert "chenilles_strangers_refused_total 0" in metrics
+    assert "chenilles_handshakes_refused_total 0" in metrics
     totals = {
         line.split()[0]: int(line.split()[1])
         for line in metrics.splitlines()

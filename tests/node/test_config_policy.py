@@ -26,6 +26,7 @@ def test_without_a_policy_the_node_deposits_nothing_for_peers(tmp_path: Path) ->
     assert policy == OpenPolicy()
     assert policy.deposit_limit(Asset("eip155:1", "native")) == 0
     assert config.peer_policy.max_faults == 20 and config.peer_policy.ban_seconds == 600
+    assert (config.peer_policy.max_strangers, config.peer_policy.max_handshakes) == (64, 128)
     assert config.virtual_request_timeout == 120
 
 
@@ -49,6 +50,8 @@ max = 1000000000000000000000000000000
 max_faults = 3
 fault_window = 10
 ban_seconds = 1.5
+max_strangers = 0
+max_handshakes = 8
 
 [policy.virtual]
 request_timeout = 45
@@ -62,6 +65,7 @@ request_timeout = 45
     assert policy.refusal({eth: (10**30, 0)}, 3600) is None
     assert "challenge" in (policy.refusal({eth: (0, 0)}, 60) or "")
     assert (config.peer_policy.max_faults, config.peer_policy.ban_seconds) == (3, 1.5)
+    assert (config.peer_policy.max_strangers, config.peer_policy.max_handshakes) == (0, 8)
     assert config.virtual_request_timeout == 45
 
 
@@ -77,6 +81,9 @@ request_timeout = 45
         ('[[policy.open.deposit]]\nasset = "native@eip155:1"\n', "max"),
         ('[policy.peers]\nban_seconds = "x"\n', "ban_seconds"),
         ("[policy.peers]\nmax_faults = 0\n", "max_faults"),
+        ("[policy.peers]\nmax_strangers = -1\n", "max_strangers"),
+        ("[policy.peers]\nmax_handshakes = 0\n", "max_handshakes"),
+        ('[policy.peers]\nmax_strangers = "many"\n', "max_strangers"),
         ("[policy]\nopen = 3\n", "must be a table"),
         ("[policy.virtual]\nrequest_timeout = 0\n", "request_timeout"),
         ("[policy.virtual]\nrequest_timout = 5\n", "unknown key"),

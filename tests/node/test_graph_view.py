@@ -371,3 +371,51 @@ def test_a_strangers_frame_of_chained_quotes_costs_a_build_what_it_holds(box: Sa
     assert set(view.quotes_left_out) == {rogue} and "arbitrage" in view.quotes_left_out[rogue]
     assert graph.index().arbitrage_free and not graph.rates
     assert count[0] <= 20 * len(rates), count
+
+
+def test_a_stranger_announcing_again_and_again_costs_one_build_per_interval(
+    box: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each change of shape used to drop the kept graph, and a build takes in every
+    stranger's announcement (some 0.15 s for 64 strangers' frames of 90 quotes): a
+    stranger announcing a new edge before each of our payments made each one pay for a
+    build. Strangers' changes of shape now wait until the graph is ``STRANGERS_EVERY``
+    old; a configured peer's, and ours, are built in at once (with the strangers' too)."""
+    alice, bob, eth, models = _alice_with_a_channel(box)
+    now = [1000.0]
+    view = GraphView(clock=lambda: now[0])
+    builds = [0]
+    build = graph_view._build
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        builds[0] += 1
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(graph_view, "_build", counted)
+    stranger, friend = b"\x21" * 32, b"\x22" * 32
+
+    def announce(peer: bytes, n: int, configured: bool) -> None:
+        edges = tuple(_edge(5000 + i, peer, bob.node_id, eth, 10**12) for i in range(n))
+        view.accept(peer, Announcement(edges=edges, time_models=models), configured=configured)
+
+    def edges_of(peer: bytes) -> int:
+        return sum(1 for e in view.graph(alice).edges if e.source == peer)
+
+    announce(stranger, 1, configured=False)
+    assert edges_of(stranger) == 1 and builds[0] == 1
+    for n in range(2, 52):  # fifty changes of shape within the interval: no build
+        announce(stranger, n, configured=False)
+        now[0] += 0.1
+        assert edges_of(stranger) == 1
+    assert builds[0] == 1
+    view.forget(stranger)  # a stranger's link ending waits too
+    assert edges_of(stranger) == 1 and builds[0] == 1
+    announce(stranger, 60, configured=False)
+    announce(friend, 1, configured=True)  # a configured peer's change: built in at once
+    assert edges_of(friend) == 1 and edges_of(stranger) == 60 and builds[0] == 2
+    announce(stranger, 61, configured=False)
+    now[0] += graph_view.STRANGERS_EVERY - 0.1
+    assert edges_of(stranger) == 60 and builds[0] == 2
+    now[0] += 0.1  # the graph is STRANGERS_EVERY old: the stranger's change is built in
+    assert edges_of(stranger) == 61 and builds[0] == 3
+    assert edges_of(stranger) == 61 and builds[0] == 3  # and built once

@@ -226,3 +226,75 @@ def test_the_announcement_timer_reads_no_channel_while_nothing_changed(
         await _until(lambda: bob.graph.announced[alice.node_id].edges[0].fee_base == 5)
 
     run(with_pair(tmp_path, anvil, body))
+
+
+def test_strangers_beyond_max_strangers_are_refused_and_a_channels_member_is_not(
+    anvil: AnvilChain, tmp_path: Path
+) -> None:
+    """Identities cost nothing: a stranger could open links without end, each a socket,
+    a task and an announcement in every graph build. With ``max_strangers = 2``, a third
+    stranger is disconnected after its handshake (and counted); a peer that is a member
+    of one of our channels is never a stranger, even when no longer configured and the
+    strangers' places are taken; a place freed is taken again."""
+
+    async def body(pair: Pair) -> None:
+        bob, alice = pair.bob, pair.alice
+        first = [await _session(bob.listen_port, bob.node_id, _key()) for _ in range(2)]
+        await _until(lambda: bob.stranger_links()["connected"] == 2)
+        reader, writer, _ = await _session(bob.listen_port, bob.node_id, _key())
+        assert await _disconnected(reader), "a third stranger was kept"
+        writer.close()
+        assert bob.stranger_links() == {
+            "connected": 2,
+            "max": 2,
+            "refused": 1,
+            "handshakes_refused": 0,
+        }
+        # Alice, no longer configured at Bob, dials him again: a channel's member gets in.
+        bob.remove_peer(alice.node_id)
+        await _until(lambda: alice.node_id not in bob.links)
+        await _until(lambda: alice.node_id in bob.links)
+        assert bob.stranger_links()["connected"] == 2
+        assert await pair.pay(10**15) == "succeeded"
+        # A stranger leaves: its place is another's.
+        first[0][1].transport.abort()
+        await _until(lambda: bob.stranger_links()["connected"] == 1)
+        reader, writer, _ = await _session(bob.listen_port, bob.node_id, _key())
+        await _until(lambda: bob.stranger_links()["connected"] == 2)
+        assert bob.stranger_links()["refused"] == 1
+        for _, w, _ in [first[1], (reader, writer, None)]:
+            w.transport.abort()
+
+    run(with_pair(tmp_path, anvil, body, bob_extra="[policy.peers]\nmax_strangers = 2\n"))
+
+
+def test_connections_that_never_end_their_handshake_cannot_take_every_socket(
+    anvil: AnvilChain, tmp_path: Path
+) -> None:
+    """Before authentication anyone may connect, and a connection that says nothing holds
+    a socket and a task until the handshake's timeout. With ``max_handshakes = 3``, three
+    silent connections fill the handshake places: a fourth connection is closed at once
+    (counted), the peers already linked go on paying, and once the silent ones leave a
+    stranger completes its handshake again."""
+
+    async def body(pair: Pair) -> None:
+        bob = pair.bob
+        silent = [await asyncio.open_connection("127.0.0.1", bob.listen_port) for _ in range(3)]
+        await _until(lambda: getattr(bob.transport, "_handshaking", 0) == 3)
+        reader, writer = await asyncio.open_connection("127.0.0.1", bob.listen_port)
+        assert await _disconnected(reader, timeout=2.0), "a fourth handshake was let wait"
+        writer.close()
+        assert bob.stranger_links()["handshakes_refused"] == 1
+        assert await pair.pay(10**15) == "succeeded"
+        for _, w in silent:
+            w.transport.abort()
+        await _until(lambda: getattr(bob.transport, "_handshaking", 0) == 0)
+        _, writer, _ = await _session(bob.listen_port, bob.node_id, _key())
+        await _until(lambda: bob.stranger_links()["connected"] == 1)
+        writer.transport.abort()
+
+    run(with_pair(tmp_path, anvil, body, bob_extra="[policy.peers]\nmax_handshakes = 3\n"))
+
+
+def _key() -> nacl.signing.SigningKey:
+    return nacl.signing.SigningKey.generate()

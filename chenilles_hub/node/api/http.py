@@ -70,11 +70,13 @@ async def openapi(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     server = service(request)
+    strangers = server.stranger_links()  # (the links are the event loop's: read here)
+    stats = {**server.stats, "handshakes_refused": strangers["handshakes_refused"]}
 
     def scrape() -> str:
         return render(
             server.node,
-            dict(server.stats),
+            stats,
             len(server.connections()),
             server.role,
             dict(server.chain_polls),

@@ -85,6 +85,16 @@ def render(
         ("peer_faults", "Peer messages refused or failed that count toward a ban."),
         ("peers_banned", "Peers banned for repeated faults ([policy.peers])."),
         ("handshakes_banned", "Handshakes refused because the peer is banned."),
+        (
+            "strangers_refused",
+            "Peers neither configured nor in a channel with us, refused after their handshake "
+            "because max_strangers of them were connected ([policy.peers]).",
+        ),
+        (
+            "handshakes_refused",
+            "Incoming connections closed before their handshake because max_handshakes were "
+            "in theirs ([policy.peers]).",
+        ),
         ("link_errors", "Peer links that ended on an unexpected error."),
     ):
         out.family(f"chenilles_{key}_total", "counter", help_text, [({}, server_stats.get(key, 0))])

@@ -24,6 +24,7 @@ _graph_codec: BoundedCodec[Announcement] = BoundedCodec(Announcement, "graph", M
 async def info(request: web.Request) -> web.Response:
     server = service(request)
     node = node_of(request)
+    strangers = server.stranger_links()  # (the links are the event loop's: read here)
 
     def view() -> dict[str, Any]:
         by_status: dict[str, int] = {}
@@ -48,6 +49,9 @@ async def info(request: web.Request) -> web.Response:
             ],
             "channels": by_status,
             "peers_connected": len(server.connections()),
+            # links of peers neither configured nor in a channel with us, their bound
+            # ([policy.peers] max_strangers), and connections refused at each bound
+            "strangers": strangers,
             "payments": len(node.payments),
             # what computes the router's bound: "compiled", or scipy and why (slower)
             "router_bound": bounds.KERNEL_STATUS,

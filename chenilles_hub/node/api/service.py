@@ -55,6 +55,12 @@ class NodeService(Protocol):
         """Peers connected now, each with whether they dialled us (inbound)."""
         ...
 
+    def stranger_links(self) -> dict[str, int]:
+        """Links of peers neither configured nor in a channel with us (``connected``), their
+        bound (``max``), and connections refused at the bounds (``refused``,
+        ``handshakes_refused``)."""
+        ...
+
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a view on the node's thread; answered once what it shows is durable."""
         ...

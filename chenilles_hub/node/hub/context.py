@@ -60,6 +60,10 @@ class NodeContext:
     #: Configured chains the node could not use, chain id -> why (``build_chains``).
     unavailable: Mapping[str, str] = field(default_factory=dict)
     channels: dict[bytes, Channel] = field(default_factory=dict)
+    #: The ids of ``channels`` by their other member, in ``channels``' order: a peer's
+    #: channels without a walk over every channel (a reconnection), and a channel's peer
+    #: told from a stranger by the server's event loop (one dict lookup) at connection.
+    by_peer: dict[bytes, dict[bytes, None]] = field(default_factory=dict)
     #: Each active channel's router edge as last built (``Node.own_edges``): built again
     #: only for channels that changed since.
     own_edges: OwnEdges = field(default_factory=OwnEdges)
@@ -108,6 +112,14 @@ class NodeContext:
     def count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1
 
+    def disown(self, channel_id: bytes) -> None:
+        """Undo :meth:`adopt` (an event that created the channel was rolled back)."""
+        channel = self.channels.pop(channel_id)
+        ids = self.by_peer[channel.peer]
+        del ids[channel_id]
+        if not ids:
+            del self.by_peer[channel.peer]
+
     def send(self, peer: bytes, message: wire.NodeMessage) -> None:
         self.outbox.append((peer, wire.encode(message)))
 
@@ -115,6 +127,7 @@ class NodeContext:
         """Make ``channel`` one of the node's: its changes are checkpointed and its queue
         is proposed by ``flush``."""
         self.channels[channel.channel_id] = channel
+        self.by_peer.setdefault(channel.peer, {})[channel.channel_id] = None
         channel.dirty_sink = self.pending.channels
         channel.queued_sink = self.queued
         channel.undo_log = self.undo

@@ -257,6 +257,11 @@ class Node:
         self.intake.receive(peer, data)
         self._end_of_event()
 
+    def has_channel_with(self, peer: bytes) -> bool:
+        """Whether ``peer`` is the other member of one of our channels (safe to ask from
+        another thread: one dict lookup)."""
+        return peer in self.ctx.by_peer
+
     def peer_disconnected(self, peer: bytes) -> None:
         """``peer``'s link is gone: what it asked for and did not finish is dropped, and
         nothing more is proposed to it until it reconnects (``reestablish``)."""
@@ -267,17 +272,17 @@ class Node:
         """After a reconnect: tell the peer where each of our channels with it stands (a
         channel that cannot say is logged and skipped: the others still reestablish)."""
         self.ctx.offline.discard(peer)
-        for channel in list(self.ctx.channels.values()):
-            if channel.peer == peer:
-                try:
-                    self.funding.reestablish(channel)
-                    self._run(channel, channel.machine.reestablish())
-                except Exception as error:
-                    self.ctx.count("reestablish_failed")
-                    channel.failed(f"reestablishing with the peer failed: {error}", self.clock())
-                    log.exception(
-                        "%s: reestablishing %s failed", self.name, channel.channel_id.hex()[:8]
-                    )
+        for channel_id in list(self.ctx.by_peer.get(peer, ())):
+            channel = self.ctx.channels[channel_id]
+            try:
+                self.funding.reestablish(channel)
+                self._run(channel, channel.machine.reestablish())
+            except Exception as error:
+                self.ctx.count("reestablish_failed")
+                channel.failed(f"reestablishing with the peer failed: {error}", self.clock())
+                log.exception(
+                    "%s: reestablishing %s failed", self.name, channel.channel_id.hex()[:8]
+                )
         self.proposals.flush()  # what waited for the peer to come back
         self.virtual.reestablish(peer)
         self._commit_point()

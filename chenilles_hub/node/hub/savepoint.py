@@ -102,7 +102,7 @@ class Savepoint:
         pending.channels.clear()  # the same set object stays every channel's sink
         pending.channels.update(self.touched)
         for channel_id in list(ctx.channels)[self.channels :]:
-            del ctx.channels[channel_id]
+            ctx.disown(channel_id)
         ctx.queued.clear()
         ctx.queued.update(self.queued)
         ctx.watcher.state = self.watcher

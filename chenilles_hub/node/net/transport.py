@@ -68,6 +68,8 @@ log = logging.getLogger(__name__)
 #: Largest plaintext one ``send`` accepts (the ciphertext frame adds the 16-byte tag).
 MAX_MESSAGE_BYTES = MAX_FRAME_BYTES - TAG_BYTES
 HANDSHAKE_TIMEOUT = 10.0
+#: Incoming connections in their handshake at once (``[policy.peers] max_handshakes``).
+MAX_HANDSHAKES = 128
 
 
 class PeerConnection(abc.ABC):
@@ -245,11 +247,22 @@ class _TcpListener(Listener):
 class TcpTransport(Transport):
     """TCP with the handshake of :mod:`.handshake` and encrypted length-prefixed frames."""
 
-    def __init__(self, identity: Identity, *, handshake_timeout: float = HANDSHAKE_TIMEOUT) -> None:
-        """``identity``: a ``SigningKey`` or any ``Signer`` (e.g. ``NodeIdentity``)."""
+    def __init__(
+        self,
+        identity: Identity,
+        *,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
+        max_handshakes: int = MAX_HANDSHAKES,
+    ) -> None:
+        """``identity``: a ``SigningKey`` or any ``Signer`` (e.g. ``NodeIdentity``).
+        ``max_handshakes``: incoming connections in their handshake at once; one more is
+        closed at once (``handshakes_refused`` counts them)."""
         self._key = as_signer(identity)
         self.node_id = self._key.node_id
         self._handshake_timeout = handshake_timeout
+        self.max_handshakes = max_handshakes
+        self.handshakes_refused = 0
+        self._handshaking = 0
 
     async def connect(self, host: str, port: int, expected_node_id: bytes) -> PeerConnection:
         reader, writer = await asyncio.open_connection(host, port)
@@ -282,6 +295,14 @@ class TcpTransport(Transport):
 
         async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             assert listener is not None
+            if self._handshaking >= self.max_handshakes:
+                # Before authentication anyone may connect: a connection that never ends its
+                # handshake holds a socket and a task until the timeout, so without a bound
+                # a flood of them would take every file descriptor of the process.
+                self.handshakes_refused += 1
+                writer.transport.abort()
+                return
+            self._handshaking += 1
             try:
                 async with asyncio.timeout(self._handshake_timeout):  # see ``connect``
                     session = await respond(reader, writer, self._key, allow)
@@ -289,6 +310,8 @@ class TcpTransport(Transport):
                 log.info("refused incoming connection: %s", exc or type(exc).__name__)
                 writer.transport.abort()
                 return
+            finally:
+                self._handshaking -= 1
             conn = TcpPeerConnection(reader, writer, session)
             listener.connections.add(conn)
             try:

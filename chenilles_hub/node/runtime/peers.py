@@ -91,6 +91,19 @@ class Peers:
         #: how many of our edges the last announcement left out (too many to announce)
         self._left_out = 0
 
+    @property
+    def max_strangers(self) -> int:
+        return self.config.peer_policy.max_strangers
+
+    def stranger(self, peer: bytes) -> bool:
+        """Neither a peer we dial (configured or added) nor a member of one of our
+        channels: what ``[policy.peers] max_strangers`` bounds."""
+        node = self.pipeline.node
+        return peer not in self.configured and (node is None or not node.has_channel_with(peer))
+
+    def strangers_linked(self) -> int:
+        return sum(1 for peer in self.links if self.stranger(peer))
+
     def connections(self) -> dict[bytes, bool]:
         """Peers connected now, each with whether it dialled us (inbound)."""
         return {
@@ -229,6 +242,13 @@ class Peers:
                 await conn.close()
                 return
             await existing.conn.close()
+        elif self.stranger(peer) and self.strangers_linked() >= self.max_strangers:
+            # Identities cost nothing: without a bound, links (a socket, a task, an
+            # announcement in every graph build) would be a stranger's to multiply.
+            self._count("strangers_refused")
+            log.debug("refused stranger %s: max_strangers links", peer.hex()[:16])
+            await conn.close()
+            return
         link = Link(conn, initiator)
         self.links[peer] = link
         self._count("connections")

@@ -99,7 +99,9 @@ class HubServer:
         self.backups = BackupFile(config)
         self._given_chains = chains
         self._given_store = store
-        self.transport = transport or TcpTransport(self.identity)
+        self.transport = transport or TcpTransport(
+            self.identity, max_handshakes=config.peer_policy.max_handshakes
+        )
         self.clock = clock or (lambda: int(time.time()))
         self.node: Node | None = None
         self.chains: Chains | None = None
@@ -351,6 +353,15 @@ class HubServer:
 
     def connections(self) -> dict[bytes, bool]:
         return self.peer_links.connections()
+
+    def stranger_links(self) -> dict[str, int]:
+        """Strangers' links now, their bound, and connections refused at the bounds."""
+        return {
+            "connected": self.peer_links.strangers_linked(),
+            "max": self.peer_links.max_strangers,
+            "refused": self.stats.get("strangers_refused", 0),
+            "handshakes_refused": getattr(self.transport, "handshakes_refused", 0),
+        }
 
     async def in_worker(self, fn: Callable[..., T], *args: Any) -> T:
         return await self.pipeline.in_worker(fn, *args)
