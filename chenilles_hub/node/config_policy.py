@@ -53,8 +53,9 @@ class PeerPolicyConfig:
     """``[policy.peers]``: a peer whose messages are refused or fail ``max_faults`` times
     within ``fault_window`` seconds is disconnected and banned for ``ban_seconds`` (it may
     not connect, and is not dialled, until then). At most ``max_strangers`` peers that are
-    neither configured nor a channel's other member are connected at once, and at most
-    ``max_handshakes`` connections are in their handshake at once: identities cost nothing,
+    neither configured nor members of a channel of ours with something in it are connected
+    at once, and at most ``max_handshakes`` connections are in their handshake at once
+    (``max_handshakes_per_host`` from one address): identities cost nothing,
     and each link costs a socket, a task and what its announcement adds to every graph
     build (docs/security.md, "Strangers")."""
 
@@ -63,6 +64,7 @@ class PeerPolicyConfig:
     ban_seconds: float = 600.0
     max_strangers: int = 64
     max_handshakes: int = 128
+    max_handshakes_per_host: int = 16
 
 
 @dataclass(frozen=True)
@@ -177,7 +179,14 @@ def _peer_policy(policy: dict[str, Any]) -> PeerPolicyConfig:
     table = _subtable(
         policy,
         "peers",
-        {"max_faults", "fault_window", "ban_seconds", "max_strangers", "max_handshakes"},
+        {
+            "max_faults",
+            "fault_window",
+            "ban_seconds",
+            "max_strangers",
+            "max_handshakes",
+            "max_handshakes_per_host",
+        },
     )
     values: dict[str, float] = {}
     for key in ("fault_window", "ban_seconds"):
@@ -191,4 +200,7 @@ def _peer_policy(policy: dict[str, Any]) -> PeerPolicyConfig:
         ban_seconds=values["ban_seconds"],
         max_strangers=bounded_int(table, "max_strangers", where, default.max_strangers, 0),
         max_handshakes=bounded_int(table, "max_handshakes", where, default.max_handshakes, 1),
+        max_handshakes_per_host=bounded_int(
+            table, "max_handshakes_per_host", where, default.max_handshakes_per_host, 1
+        ),
     )

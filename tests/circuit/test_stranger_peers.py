@@ -23,7 +23,7 @@ from chenilles_hub.node.hub.open_policy import OpenPolicy
 from chenilles_hub.node.net import wire
 from chenilles_hub.node.store.sqlite import SQLiteStore
 
-from .world import World, plan
+from .world import World, confirm, plan
 
 pytestmark = [pytest.mark.circuit, pytest.mark.adversarial]
 
@@ -177,13 +177,12 @@ def test_a_failure_while_handling_a_message_is_rolled_back_and_the_channel_recov
     assert invoice.payment_hash in bob.paid_invoices
 
 
-def test_a_channel_created_by_a_message_that_fails_leaves_its_peer_a_stranger(
+def test_a_channel_created_by_a_message_that_fails_is_forgotten_by_its_peers_index(
     world: World,
 ) -> None:
     """Bob's node fails right after creating the channel Alice's ``OpenChannel`` asks for:
-    the channel goes with the rollback, and so does Alice's standing as a channel's member
-    (which exempts a peer from ``[policy.peers] max_strangers``): a failed open must not
-    turn a stranger into a member."""
+    the channel goes with the rollback, and so does its entry in the channels by peer (a
+    reconnection walks those: a stale one would fail Alice's every reestablish)."""
     eth = native(world)
     alice = world.node("alice", [eth.chain])
     bob = world.node("bob", [eth.chain])
@@ -202,12 +201,26 @@ def test_a_channel_created_by_a_message_that_fails_leaves_its_peer_a_stranger(
     assert failures, "the failure was not provoked"
     assert bob.counters.get("peer_messages_failed", 0) == 1
     assert not bob.channels
-    assert not bob.has_channel_with(alice.node_id)
-    # Opened again, it is a member.
+    bob.reestablish(alice.node_id)  # raised KeyError with the rolled-back channel indexed
+    assert bob.counters.get("reestablish_failed", 0) == 0
+
+
+def test_only_a_channel_with_something_in_it_makes_its_peer_a_member(world: World) -> None:
+    """A member of one of our channels is let in beside ``max_strangers`` strangers. Two
+    messages open a channel, and its opener may never fund it: only a channel whose
+    deposits are on the ledger (or ours, sent) gives standing."""
+    eth = native(world)
+    alice = world.node("alice", [eth.chain])
+    bob = world.node("bob", [eth.chain])
     alice.open_channel(bob.node_id, eth.chain, {eth: (ETH, 0)}, 600)
     world.network.run()
-    assert len(bob.channels) == 1 and bob.has_channel_with(alice.node_id)
-    assert not bob.has_channel_with(NodeIdentity().node_id)
+    (channel_id,) = bob.channels
+    assert bob.channels[channel_id].status == "opening"
+    assert not bob.is_member(alice.node_id), "an unfunded channel made its opener a member"
+    confirm(world)
+    assert bob.channels[channel_id].active
+    assert bob.is_member(alice.node_id) and alice.is_member(bob.node_id)
+    assert not bob.is_member(NodeIdentity().node_id)
 
 
 # --- C: an open needs the operator's consent ------------------------------------------------

@@ -27,6 +27,7 @@ def test_without_a_policy_the_node_deposits_nothing_for_peers(tmp_path: Path) ->
     assert policy.deposit_limit(Asset("eip155:1", "native")) == 0
     assert config.peer_policy.max_faults == 20 and config.peer_policy.ban_seconds == 600
     assert (config.peer_policy.max_strangers, config.peer_policy.max_handshakes) == (64, 128)
+    assert config.peer_policy.max_handshakes_per_host == 16
     assert config.virtual_request_timeout == 120
 
 
@@ -52,6 +53,7 @@ fault_window = 10
 ban_seconds = 1.5
 max_strangers = 0
 max_handshakes = 8
+max_handshakes_per_host = 2
 
 [policy.virtual]
 request_timeout = 45
@@ -66,6 +68,7 @@ request_timeout = 45
     assert "challenge" in (policy.refusal({eth: (0, 0)}, 60) or "")
     assert (config.peer_policy.max_faults, config.peer_policy.ban_seconds) == (3, 1.5)
     assert (config.peer_policy.max_strangers, config.peer_policy.max_handshakes) == (0, 8)
+    assert config.peer_policy.max_handshakes_per_host == 2
     assert config.virtual_request_timeout == 45
 
 
@@ -83,6 +86,7 @@ request_timeout = 45
         ("[policy.peers]\nmax_faults = 0\n", "max_faults"),
         ("[policy.peers]\nmax_strangers = -1\n", "max_strangers"),
         ("[policy.peers]\nmax_handshakes = 0\n", "max_handshakes"),
+        ("[policy.peers]\nmax_handshakes_per_host = 0\n", "max_handshakes_per_host"),
         ('[policy.peers]\nmax_strangers = "many"\n', "max_strangers"),
         ("[policy]\nopen = 3\n", "must be a table"),
         ("[policy.virtual]\nrequest_timeout = 0\n", "request_timeout"),

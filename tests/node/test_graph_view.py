@@ -419,3 +419,59 @@ def test_a_stranger_announcing_again_and_again_costs_one_build_per_interval(
     now[0] += 0.1  # the graph is STRANGERS_EVERY old: the stranger's change is built in
     assert edges_of(stranger) == 61 and builds[0] == 3
     assert edges_of(stranger) == 61 and builds[0] == 3  # and built once
+
+
+def test_a_strangers_waiting_change_is_not_patched_in_by_its_next_move(box: Sandbox) -> None:
+    """While a stranger's change of shape waits, its next announcement that moves only
+    capacities relative to the waiting one must not be patched into the kept graph: the
+    graph never had what it moves from. Patched, an edge moved to a chain without a clock
+    made every graph, and so every payment of ours, fail (a review found it), and an edge
+    with a new target went in without a build."""
+    alice, bob, eth, models = _alice_with_a_channel(box)
+    stranger, far = b"\x21" * 32, b"\x0c" * 32
+    elsewhere = Asset("eip155:999999", "native")  # nobody gave a clock for its chain
+    now = [1000.0]
+    view = GraphView(clock=lambda: now[0])
+
+    def say(asset: Asset, capacity: int, target: bytes = far) -> None:
+        edge = _edge(1, stranger, target, asset, capacity)
+        view.accept(stranger, Announcement(edges=(edge,), time_models=models), configured=False)
+
+    def stranger_edges() -> list[tuple[str, bytes, int]]:
+        graph = view.graph(alice)
+        return [(e.chain, e.target, e.capacity) for e in graph.edges if e.source == stranger]
+
+    say(eth, 1000)
+    assert stranger_edges() == [(eth.chain, far, 1000)]
+    say(elsewhere, 1000)  # its chain changed: a change of shape, waiting
+    say(elsewhere, 999)  # a move, relative to the waiting announcement
+    now[0] += 1
+    assert stranger_edges() == [(eth.chain, far, 1000)]  # as built: no patch, no failure
+    say(eth, 1000, target=bob.node_id)  # a new target: waiting
+    say(eth, 998, target=bob.node_id)
+    assert stranger_edges() == [(eth.chain, far, 1000)]
+    now[0] += graph_view.STRANGERS_EVERY
+    assert stranger_edges() == [(eth.chain, bob.node_id, 998)]  # built in, in time
+    say(eth, 990, target=bob.node_id)  # once built in, its moves are patched in again
+    assert stranger_edges() == [(eth.chain, bob.node_id, 990)]
+
+
+def test_strangers_that_come_and_go_leave_nothing_behind(box: Sandbox) -> None:
+    """A stranger's waiting change is remembered by peer (its moves must wait too): one
+    that announced and left must not stay remembered, or identities coming and going would
+    grow the view without end on a hub that seldom pays (a review: 20,000 identities,
+    3.4 MB). What they changed is still built in, once, when the graph is old enough."""
+    alice, bob, eth, models = _alice_with_a_channel(box)
+    now = [1000.0]
+    view = GraphView(clock=lambda: now[0])
+    view.graph(alice)
+    for i in range(200):
+        stranger = (0x1000 + i).to_bytes(32, "big")
+        edge = _edge(9000 + i, stranger, bob.node_id, eth, 10**12)
+        view.accept(stranger, Announcement(edges=(edge,), time_models=models), configured=False)
+        view.forget(stranger)
+    assert not view._waiting, "identities gone are remembered"
+    first = view.graph(alice)
+    now[0] += graph_view.STRANGERS_EVERY
+    assert view.graph(alice) is not first  # the build that was due
+    assert view.graph(alice) is view.graph(alice)

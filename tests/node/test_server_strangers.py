@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 
 import nacl.signing
@@ -268,21 +269,27 @@ def test_strangers_beyond_max_strangers_are_refused_and_a_channels_member_is_not
     run(with_pair(tmp_path, anvil, body, bob_extra="[policy.peers]\nmax_strangers = 2\n"))
 
 
+@pytest.mark.parametrize(
+    ("policy", "places"),
+    [("max_handshakes = 3", 3), ("max_handshakes_per_host = 2", 2)],
+)
 def test_connections_that_never_end_their_handshake_cannot_take_every_socket(
-    anvil: AnvilChain, tmp_path: Path
+    anvil: AnvilChain, tmp_path: Path, policy: str, places: int
 ) -> None:
     """Before authentication anyone may connect, and a connection that says nothing holds
-    a socket and a task until the handshake's timeout. With ``max_handshakes = 3``, three
-    silent connections fill the handshake places: a fourth connection is closed at once
-    (counted), the peers already linked go on paying, and once the silent ones leave a
-    stranger completes its handshake again."""
+    a socket and a task until the handshake's timeout. Silent connections fill the
+    handshake places (all of them, or one address's share): one more connection is closed
+    at once (counted), the peers already linked go on paying, and once the silent ones
+    leave a stranger completes its handshake again."""
 
     async def body(pair: Pair) -> None:
         bob = pair.bob
-        silent = [await asyncio.open_connection("127.0.0.1", bob.listen_port) for _ in range(3)]
-        await _until(lambda: getattr(bob.transport, "_handshaking", 0) == 3)
+        silent = [
+            await asyncio.open_connection("127.0.0.1", bob.listen_port) for _ in range(places)
+        ]
+        await _until(lambda: getattr(bob.transport, "_handshaking", 0) == places)
         reader, writer = await asyncio.open_connection("127.0.0.1", bob.listen_port)
-        assert await _disconnected(reader, timeout=2.0), "a fourth handshake was let wait"
+        assert await _disconnected(reader, timeout=2.0), "one more handshake was let wait"
         writer.close()
         assert bob.stranger_links()["handshakes_refused"] == 1
         assert await pair.pay(10**15) == "succeeded"
@@ -293,7 +300,69 @@ def test_connections_that_never_end_their_handshake_cannot_take_every_socket(
         await _until(lambda: bob.stranger_links()["connected"] == 1)
         writer.transport.abort()
 
-    run(with_pair(tmp_path, anvil, body, bob_extra="[policy.peers]\nmax_handshakes = 3\n"))
+    run(with_pair(tmp_path, anvil, body, bob_extra=f"[policy.peers]\n{policy}\n"))
+
+
+def test_a_stranger_racing_connections_keeps_one_link(anvil: AnvilChain, tmp_path: Path) -> None:
+    """One identity connecting 40 times at once: each new link replaces the last, and a
+    connection that arrived while an older one was being closed used to be put in its
+    place and then overwritten, served on, uncounted by ``max_strangers`` (a review's
+    80 racing connections left 40 live at Bob). One link is left, counted once; its
+    replaced links are not counted as other strangers (a place for another is left)."""
+
+    async def body(pair: Pair) -> None:
+        bob = pair.bob
+        key = _key()
+        peer = key.verify_key.encode()
+        sessions = await asyncio.gather(
+            *(_session(bob.listen_port, bob.node_id, key) for _ in range(40))
+        )
+
+        def settled() -> bool:
+            live = [c for c in bob._listener.connections if c.peer_id == peer and not c.closed]  # type: ignore[union-attr]
+            return len(live) == 1 and peer in bob.links
+
+        await _until(settled)
+        await asyncio.sleep(0.5)
+        assert settled(), "more than one link of one peer"
+        assert bob.stranger_links()["connected"] == 1 and bob.stranger_links()["refused"] == 0
+        _, other, _ = await _session(bob.listen_port, bob.node_id, _key())
+        await _until(lambda: bob.stranger_links()["connected"] == 2)
+        for _, writer, _ in [*sessions, (None, other, None)]:
+            writer.transport.abort()
+
+    policy = "[policy.peers]\nmax_strangers = 2\nmax_handshakes_per_host = 64\n"
+    run(with_pair(tmp_path, anvil, body, bob_extra=policy))
+
+
+def test_strangers_are_not_held_while_the_node_is_busy(anvil: AnvilChain, tmp_path: Path) -> None:
+    """Whether a peer is a channel's member is the node's thread's to say, and that thread
+    is busy at times (a graph build, a slow disk). Connections that ended their handshake
+    and waited for its answer were held outside every bound (a review: 264 sockets of one
+    address for a 0.4 s stall). A peer without any channel of ours is a stranger without
+    asking: refused at once beyond ``max_strangers``, however busy the node."""
+
+    async def body(pair: Pair) -> None:
+        bob = pair.bob
+        busy = asyncio.create_task(bob.in_worker(time.sleep, 1.0))
+        await asyncio.sleep(0.1)
+        peak = 0
+        held = []
+        for _ in range(5):
+            held += await asyncio.gather(
+                *(_session(bob.listen_port, bob.node_id, _key()) for _ in range(8))
+            )
+            peak = max(peak, len(bob._listener.connections))  # type: ignore[union-attr]
+        assert not busy.done(), "the node's thread was not busy all along"
+        assert peak <= 2 + 1, f"{peak} connections held (2 strangers and Alice may be)"
+        await _until(lambda: bob.stranger_links()["refused"] == 40 - 2)
+        assert not busy.done(), "refused only once the node's thread was free"
+        await busy
+        for _, writer, _ in held:
+            writer.transport.abort()
+
+    policy = "[policy.peers]\nmax_strangers = 2\nmax_handshakes_per_host = 64\n"
+    run(with_pair(tmp_path, anvil, body, bob_extra=policy))
 
 
 def _key() -> nacl.signing.SigningKey:

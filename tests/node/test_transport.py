@@ -598,3 +598,15 @@ def test_a_node_identity_works_as_the_key() -> None:
         await listener.close()
 
     run(scenario())
+
+
+def test_handshakes_per_host_count_an_ipv6_host_by_its_64_and_a_mapped_ipv4_as_ipv4() -> None:
+    """``max_handshakes_per_host`` counts per host: an IPv6 host is given a /64 (every
+    address of it alike), and an IPv4 address mapped into IPv6 is that IPv4 address."""
+    from chenilles_hub.node.net.transport import _host_of
+
+    assert _host_of(("2001:db8::1", 1, 0, 0)) == _host_of(("2001:db8::ffff:2", 2, 0, 0))
+    assert _host_of(("2001:db8::1", 1, 0, 0)) != _host_of(("2001:db8:0:1::1", 1, 0, 0))
+    assert _host_of(("::ffff:10.0.0.1", 1, 0, 0)) == _host_of(("10.0.0.1", 5)) == "10.0.0.1"
+    assert _host_of(("fe80::1%eth0", 1, 0, 2)) == "fe80::/64"
+    assert _host_of(None) == "?"

@@ -70,14 +70,16 @@ async def openapi(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     server = service(request)
-    strangers = server.stranger_links()  # (the links are the event loop's: read here)
+    # (the links are the event loop's: read here, not in the scrape on the node's thread)
+    strangers = server.stranger_links()
     stats = {**server.stats, "handshakes_refused": strangers["handshakes_refused"]}
+    peers_connected = len(server.connections())
 
     def scrape() -> str:
         return render(
             server.node,
             stats,
-            len(server.connections()),
+            peers_connected,
             server.role,
             dict(server.chain_polls),
             dict(server.chain_fetches),

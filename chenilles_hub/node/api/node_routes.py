@@ -24,7 +24,10 @@ _graph_codec: BoundedCodec[Announcement] = BoundedCodec(Announcement, "graph", M
 async def info(request: web.Request) -> web.Response:
     server = service(request)
     node = node_of(request)
-    strangers = server.stranger_links()  # (the links are the event loop's: read here)
+    # (the links are the event loop's: read here, not in the view, which runs on the
+    # node's thread while the loop may change them)
+    strangers = server.stranger_links()
+    peers_connected = len(server.connections())
 
     def view() -> dict[str, Any]:
         by_status: dict[str, int] = {}
@@ -48,7 +51,7 @@ async def info(request: web.Request) -> web.Response:
                 for chain, backend in sorted(node.backends.items())
             ],
             "channels": by_status,
-            "peers_connected": len(server.connections()),
+            "peers_connected": peers_connected,
             # links of peers neither configured nor in a channel with us, their bound
             # ([policy.peers] max_strangers), and connections refused at each bound
             "strangers": strangers,

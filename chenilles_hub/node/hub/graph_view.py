@@ -55,10 +55,12 @@ class GraphView:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.announced: dict[bytes, Announcement] = {}
         self._clock = clock
-        #: when ``_graph`` was built, and whether strangers changed its shape since (built
-        #: in once it is :data:`STRANGERS_EVERY` old)
+        #: when ``_graph`` was built, whether strangers changed its shape since (built in
+        #: once it is :data:`STRANGERS_EVERY` old), and which linked ones (their moves
+        #: wait too)
         self._built_at = 0.0
-        self._strangers_waiting = False
+        self._stale = False
+        self._waiting: set[bytes] = set()
         #: the parts of a large announcement received so far, per peer (serial, parts, held)
         self._parts: dict[bytes, tuple[int, int, dict[int, Announcement]]] = {}
         self._operator: Announcement = Announcement()
@@ -99,6 +101,7 @@ class GraphView:
         max_parts: int = MAX_PARTS,
         *,
         configured: bool = True,
+        waits: bool | None = None,
     ) -> int:
         """Keep what ``peer`` may speak for; returns how many edges were kept (0 while the
         parts of a large announcement are still coming). An announcement in more than
@@ -106,7 +109,11 @@ class GraphView:
         stranger makes us keep stays what it was before announcements had parts). A peer
         the operator did not configure (``configured`` False) neither sets the market for
         quotes nor a chain's clock where configured peers say otherwise: strangers cost
-        nothing to multiply."""
+        nothing to multiply. A peer whose changes of shape ``waits`` (a stranger: by
+        default, one not configured) has them built in once the graph is
+        :data:`STRANGERS_EVERY` old."""
+        if waits is None:
+            waits = not configured
         if announcement.parts > max_parts:
             return 0
         with self._lock:
@@ -132,27 +139,36 @@ class GraphView:
         with self._lock:
             self.announced[peer] = kept
             if moved is None:
-                self._reshape(stranger=not configured)
-            else:
+                self._reshape(peer if waits else None)
+            elif peer not in self._waiting:  # (else the graph never had what moved)
                 self._patches.update((_edge_key(edge), edge) for edge in moved)
         return len(edges)
 
-    def forget(self, peer: bytes) -> None:
+    def forget(self, peer: bytes, *, waits: bool | None = None) -> None:
         """``peer``'s link is gone: what it announced goes too (we cannot route through a
         peer we are not connected to, and it announces again on its next connection), so
-        what strangers announce is bounded by who is connected now."""
+        what strangers announce is bounded by who is connected now. For a peer whose
+        changes ``waits`` (by default one not configured), once the graph is
+        :data:`STRANGERS_EVERY` old."""
         self._parts.pop(peer, None)
         with self._lock:
-            stranger = peer in self._strangers
+            if waits is None:
+                waits = peer in self._strangers
             self._strangers.discard(peer)
             if self.announced.pop(peer, None) is not None:
-                self._reshape(stranger=stranger)
+                self._reshape(peer if waits else None)
+            # Gone, it has nothing to patch from (its next announcement reshapes): only the
+            # build is due, and identities that come and go leave nothing behind.
+            self._waiting.discard(peer)
 
-    def _reshape(self, *, stranger: bool = False) -> None:
+    def _reshape(self, waiting: bytes | None = None) -> None:
         """(Under the lock.) The kept graph no longer has the shape of what we know; what a
-        stranger changed waits until the graph is :data:`STRANGERS_EVERY` old."""
-        if stranger and self._graph is not None:
-            self._strangers_waiting = True
+        stranger (``waiting``) changed waits until the graph is :data:`STRANGERS_EVERY`
+        old, and that stranger's moves are not patched in meanwhile (the graph has not
+        seen the announcement they move from)."""
+        if waiting is not None and self._graph is not None:
+            self._waiting.add(waiting)
+            self._stale = True
             return
         self._graph = None
         self._patches = {}
@@ -196,8 +212,7 @@ class GraphView:
             tuple(sorted(models.items())),
         )
         with self._lock:
-            if self._strangers_waiting and self._clock() - self._built_at >= STRANGERS_EVERY:
-                self._strangers_waiting = False
+            if self._stale and self._clock() - self._built_at >= STRANGERS_EVERY:
                 self._reshape()
             graph, patches, self._patches = self._graph, self._patches, {}
             reshaped = self._reshaped
@@ -205,8 +220,9 @@ class GraphView:
             preferred = set(self.announced) - self._strangers
             rebuild = graph is None or shape != self._shape
             if rebuild:
-                self._strangers_waiting = False  # (the build takes in what they said)
-        if rebuild:
+                self._stale = False  # (the build takes in what they said)
+                self._waiting.clear()
+        if graph is None or rebuild:
             built_at = self._clock()
             graph, owners, left_out = _build(
                 node.node_id, sources, own.edges(), rates, models, node.clock(), preferred

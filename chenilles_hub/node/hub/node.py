@@ -69,6 +69,9 @@ if TYPE_CHECKING:
     from .records import ForwardLink
 
 log = logging.getLogger("chenilles.node")
+
+#: A channel's statuses in which its deposits are on the ledger (``Node.is_member``).
+_AT_STAKE = frozenset({"active", "closing", "disputed"})
 #: The longest an invoice may stay payable: a year.
 MAX_INVOICE_TTL = 365 * 86400
 _CONTEXT_FIELDS = frozenset(
@@ -257,10 +260,25 @@ class Node:
         self.intake.receive(peer, data)
         self._end_of_event()
 
-    def has_channel_with(self, peer: bytes) -> bool:
-        """Whether ``peer`` is the other member of one of our channels (safe to ask from
-        another thread: one dict lookup)."""
+    def may_be_member(self, peer: bytes) -> bool:
+        """Whether ``peer`` has any channel with us (safe from another thread: one dict
+        lookup); :meth:`is_member` says whether one has something in it."""
         return peer in self.ctx.by_peer
+
+    def is_member(self, peer: bytes) -> bool:
+        """Whether ``peer`` shares a channel with us that has something in it: active (or
+        closing, disputed) with a deposit on either side, or opening with ours (not nil)
+        sent. A
+        channel a peer opened and never funded, or one long closed, gives no standing: it
+        costs nothing to make (``[policy.peers] max_strangers``)."""
+        for channel_id in self.ctx.by_peer.get(peer, ()):
+            channel = self.ctx.channels[channel_id]
+            if channel.status in _AT_STAKE and any(a or b for a, b in channel.deposits.values()):
+                return True
+            deposits = channel.deposits.values()  # (ours, theirs)
+            if channel.status == "opening" and channel.funded_by_me and any(o for o, _ in deposits):
+                return True
+        return False
 
     def peer_disconnected(self, peer: bytes) -> None:
         """``peer``'s link is gone: what it asked for and did not finish is dropped, and

@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -68,7 +69,8 @@ log = logging.getLogger(__name__)
 #: Largest plaintext one ``send`` accepts (the ciphertext frame adds the 16-byte tag).
 MAX_MESSAGE_BYTES = MAX_FRAME_BYTES - TAG_BYTES
 HANDSHAKE_TIMEOUT = 10.0
-#: Incoming connections in their handshake at once (``[policy.peers] max_handshakes``).
+#: Incoming connections in their handshake at once (``[policy.peers] max_handshakes``;
+#: from one address, ``max_handshakes_per_host``: no bound of its own unless given).
 MAX_HANDSHAKES = 128
 
 
@@ -159,6 +161,22 @@ async def _run_handler(conn: PeerConnection, handler: ConnectionHandler) -> None
 
 
 # --- TCP --------------------------------------------------------------------------------------
+
+
+def _host_of(peername: object) -> str:
+    """Who a connection comes from, for ``max_handshakes_per_host``: an IPv4 address (an
+    IPv4-mapped IPv6 one as IPv4), or an IPv6 address's /64 (what one host is given)."""
+    if not isinstance(peername, tuple) or not peername:
+        return "?"
+    try:
+        address = ipaddress.ip_address(str(peername[0]).split("%")[0])
+    except ValueError:
+        return str(peername[0])
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 class TcpPeerConnection(PeerConnection):
@@ -253,16 +271,20 @@ class TcpTransport(Transport):
         *,
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
         max_handshakes: int = MAX_HANDSHAKES,
+        max_handshakes_per_host: int = MAX_HANDSHAKES,
     ) -> None:
         """``identity``: a ``SigningKey`` or any ``Signer`` (e.g. ``NodeIdentity``).
-        ``max_handshakes``: incoming connections in their handshake at once; one more is
-        closed at once (``handshakes_refused`` counts them)."""
+        ``max_handshakes``: incoming connections in their handshake at once, and
+        ``max_handshakes_per_host`` from one address; one more is closed at once
+        (``handshakes_refused`` counts them)."""
         self._key = as_signer(identity)
         self.node_id = self._key.node_id
         self._handshake_timeout = handshake_timeout
         self.max_handshakes = max_handshakes
+        self.max_handshakes_per_host = max_handshakes_per_host
         self.handshakes_refused = 0
         self._handshaking = 0
+        self._handshaking_from: dict[str, int] = {}
 
     async def connect(self, host: str, port: int, expected_node_id: bytes) -> PeerConnection:
         reader, writer = await asyncio.open_connection(host, port)
@@ -295,14 +317,21 @@ class TcpTransport(Transport):
 
         async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             assert listener is not None
-            if self._handshaking >= self.max_handshakes:
+            host = _host_of(writer.get_extra_info("peername"))
+            from_host = self._handshaking_from.get(host, 0)
+            if (
+                self._handshaking >= self.max_handshakes
+                or from_host >= self.max_handshakes_per_host
+            ):
                 # Before authentication anyone may connect: a connection that never ends its
                 # handshake holds a socket and a task until the timeout, so without a bound
-                # a flood of them would take every file descriptor of the process.
+                # a flood of them would take every file descriptor of the process; and one
+                # address alone may not take every place (channels' members dial in too).
                 self.handshakes_refused += 1
                 writer.transport.abort()
                 return
             self._handshaking += 1
+            self._handshaking_from[host] = from_host + 1
             try:
                 async with asyncio.timeout(self._handshake_timeout):  # see ``connect``
                     session = await respond(reader, writer, self._key, allow)
@@ -312,6 +341,11 @@ class TcpTransport(Transport):
                 return
             finally:
                 self._handshaking -= 1
+                left = self._handshaking_from[host] - 1
+                if left:
+                    self._handshaking_from[host] = left
+                else:
+                    del self._handshaking_from[host]
             conn = TcpPeerConnection(reader, writer, session)
             listener.connections.add(conn)
             try:

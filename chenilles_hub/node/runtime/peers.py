@@ -45,7 +45,7 @@ from ..hub.node import Node
 from ..net import wire
 from ..net.transport import PeerConnection, Transport, TransportError
 from .bans import Bans, is_fault
-from .pipeline import Pipeline
+from .pipeline import NodeStopping, Pipeline
 from .work import MAX_SEND_BATCH, SEND_TIMEOUT, Frame, Link
 
 log = logging.getLogger("chenilles.server")
@@ -75,6 +75,12 @@ class Peers:
         self._spawn = spawn
         self._count = count
         self.links: dict[bytes, Link] = {}
+        #: the links of strangers (``strangers_linked``; at most ``max_strangers`` peers and
+        #: their links being replaced), kept by link: a peer's new link replaces its old one
+        #: before the old one's end is seen
+        self._stranger_links: set[Link] = set()
+        #: connections waiting for the node's thread to say whether their peer is a member
+        self._admitting = 0
         self.bans = Bans(config.peer_policy)
         self.pending: dict[bytes, list[bytes]] = {}
         #: Peers we dial: configured, or added at run time.
@@ -95,14 +101,11 @@ class Peers:
     def max_strangers(self) -> int:
         return self.config.peer_policy.max_strangers
 
-    def stranger(self, peer: bytes) -> bool:
-        """Neither a peer we dial (configured or added) nor a member of one of our
-        channels: what ``[policy.peers] max_strangers`` bounds."""
-        node = self.pipeline.node
-        return peer not in self.configured and (node is None or not node.has_channel_with(peer))
-
     def strangers_linked(self) -> int:
-        return sum(1 for peer in self.links if self.stranger(peer))
+        """Links of strangers now: peers that, when they connected, were neither dialled by
+        us (configured or added) nor members of a channel of ours with something in it
+        (``Node.is_member``); what ``[policy.peers] max_strangers`` bounds."""
+        return len({link.conn.peer_id for link in self._stranger_links})
 
     def connections(self) -> dict[bytes, bool]:
         """Peers connected now, each with whether it dialled us (inbound)."""
@@ -236,21 +239,47 @@ class Peers:
         if node is None or peer == self.node_id or self.bans.banned(peer):
             await conn.close()
             return
+        # Asked on the node's thread: a channel the peer opened and never funded is no
+        # standing (two messages would make any identity a member).
+        stranger = peer not in self.configured
+        if stranger and node.may_be_member(peer):
+            # A peer with a channel of ours: asked on the node's thread, within a bound (a
+            # connection waiting for the answer holds a socket outside the handshake's).
+            if self._admitting >= self.config.peer_policy.max_handshakes:
+                self._count("strangers_refused")
+                await conn.close()
+                return
+            self._admitting += 1
+            try:
+                stranger = not await self.pipeline.in_worker(node.is_member, peer)
+            except NodeStopping:
+                await conn.close()
+                return
+            finally:
+                self._admitting -= 1
         existing = self.links.get(peer)
         if existing is not None:
             if self._prefer_existing(existing, initiator):
                 await conn.close()
                 return
             await existing.conn.close()
-        elif self.stranger(peer) and self.strangers_linked() >= self.max_strangers:
+            if self.links.get(peer) not in (None, existing):
+                await conn.close()  # another connection of the peer took its place meanwhile
+                return
+        # No await from here to the link's entry: the count is the one the link joins (other
+        # peers': this peer's old links are being replaced, their ends not yet seen).
+        others = {other.conn.peer_id for other in self._stranger_links} - {peer}
+        if stranger and len(others) >= self.max_strangers:
             # Identities cost nothing: without a bound, links (a socket, a task, an
             # announcement in every graph build) would be a stranger's to multiply.
             self._count("strangers_refused")
             log.debug("refused stranger %s: max_strangers links", peer.hex()[:16])
             await conn.close()
             return
-        link = Link(conn, initiator)
+        link = Link(conn, initiator, stranger=stranger)
         self.links[peer] = link
+        if stranger:
+            self._stranger_links.add(link)
         self._count("connections")
         log.info("peer %s connected", peer.hex()[:16])
         sender = asyncio.get_running_loop().create_task(self._send_loop(link, peer))
@@ -269,11 +298,12 @@ class Peers:
             self._count("link_errors")
             log.exception("serving peer %s failed", peer.hex()[:16])
         finally:
+            self._stranger_links.discard(link)
             if self.links.get(peer) is link:
                 del self.links[peer]
                 # What the peer asked for and did not finish goes with it (or expires).
                 self.pipeline.post(node.peer_disconnected, peer)
-                self.graph.forget(peer)
+                self.graph.forget(peer, waits=link.stranger)
             await conn.close()
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -295,7 +325,11 @@ class Peers:
             # (``accept_unknown_peers``) in one frame, at most MAX_EDGES edges.
             configured = peer in self.configured
             self.graph.accept(
-                peer, announcement, MAX_PARTS if configured else 1, configured=configured
+                peer,
+                announcement,
+                MAX_PARTS if configured else 1,
+                configured=configured,
+                waits=link.stranger,
             )
             return True
         await link.queued.acquire()  # released once the worker handled the frame

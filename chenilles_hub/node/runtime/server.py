@@ -100,7 +100,9 @@ class HubServer:
         self._given_chains = chains
         self._given_store = store
         self.transport = transport or TcpTransport(
-            self.identity, max_handshakes=config.peer_policy.max_handshakes
+            self.identity,
+            max_handshakes=config.peer_policy.max_handshakes,
+            max_handshakes_per_host=config.peer_policy.max_handshakes_per_host,
         )
         self.clock = clock or (lambda: int(time.time()))
         self.node: Node | None = None

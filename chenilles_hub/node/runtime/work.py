@@ -37,12 +37,15 @@ MAX_SEND_BATCH = 128
 SEND_TIMEOUT = 30.0
 
 
-@dataclass
+@dataclass(eq=False)
 class Link:
-    """One live connection to a peer and the two bounded queues around it."""
+    """One live connection to a peer and the two bounded queues around it (compared and
+    hashed by identity: each is one connection)."""
 
     conn: PeerConnection
     initiator: bytes
+    #: whether the peer was a stranger when it connected (``[policy.peers] max_strangers``)
+    stranger: bool = False
     started: float = field(default_factory=time.monotonic)
     #: Frames of this link waiting for (or in) the worker: one peer's flood cannot take the
     #: whole work queue from the API and the other peers.
