@@ -21,8 +21,9 @@ from collections.abc import Mapping
 from chenilles_hub.core import ChannelParams, ChannelState, SignedState
 from chenilles_hub.core.errors import InvalidParams
 
-from .eip712 import DigestSigner, channel_id, recover_address, state_digest
-from .mapping import checksum, to_params, to_state
+from .eip712 import DigestSigner, channel_id, recover_address
+from .mapping import checksum, to_params
+from .state_hash import StateHasher
 
 #: Seconds between an HTLC's unix expiry and its on-chain (block timestamp) expiry. The
 #: contract pays the payee only for a preimage revealed at a block timestamp <= the native
@@ -74,6 +75,8 @@ class EvmAuthority:
         #: one: a proposer signs a whole batch of channels' states before the accepts of the
         #: first ones come back to be verified.
         self._digests: dict[int, tuple[ChannelParams, ChannelState, bytes]] = {}
+        #: params -> the channel's digest of states, its constant parts hashed once
+        self._hashers: dict[ChannelParams, StateHasher] = {}
 
     def channel_id(self, params: ChannelParams) -> bytes:
         cached = self._channel_ids.get(params)
@@ -89,7 +92,13 @@ class EvmAuthority:
         kept = self._digests.get(id(state))
         if kept is not None and kept[1] is state and kept[0] is params:
             return kept[2]
-        digest = state_digest(to_state(params, state), self.chain_id, self.adjudicator)
+        hasher = self._hashers.get(params)
+        if hasher is None:
+            hasher = StateHasher(params, self.chain_id, self.adjudicator)
+            if len(self._hashers) >= CHANNEL_ID_CACHE:
+                del self._hashers[next(iter(self._hashers))]  # the oldest entry
+            self._hashers[params] = hasher
+        digest = hasher.digest(state)
         if len(self._digests) >= DIGEST_CACHE:
             del self._digests[next(iter(self._digests))]  # the oldest entry
         self._digests[id(state)] = (params, state, digest)

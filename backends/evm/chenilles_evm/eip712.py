@@ -81,7 +81,7 @@ class Params:
         return (
             [to_checksum_address(p) for p in self.participants],
             self.challenge_duration,
-            _b32(self.nonce),
+            bytes32(self.nonce),
             to_checksum_address(self.app),
         )
 
@@ -105,7 +105,7 @@ class Htlc:
             self.payer,
             to_checksum_address(self.asset),
             self.amount,
-            _b32(self.payment_hash),
+            bytes32(self.payment_hash),
             self.expiry,
         )
 
@@ -115,7 +115,7 @@ class Htlc:
             "payer": self.payer,
             "asset": to_checksum_address(self.asset),
             "amount": self.amount,
-            "paymentHash": _b32(self.payment_hash),
+            "paymentHash": bytes32(self.payment_hash),
             "expiry": self.expiry,
         }
 
@@ -134,7 +134,7 @@ class State:
 
     def to_abi(self) -> tuple[Any, ...]:
         return (
-            _b32(self.channel_id),
+            bytes32(self.channel_id),
             self.version,
             [to_checksum_address(a) for a in self.assets],
             [list(b) for b in self.balances],
@@ -145,7 +145,7 @@ class State:
 
     def to_message(self) -> dict[str, Any]:
         return {
-            "channelId": _b32(self.channel_id),
+            "channelId": bytes32(self.channel_id),
             "version": self.version,
             "assets": [to_checksum_address(a) for a in self.assets],
             "balances": [list(b) for b in self.balances],
@@ -186,7 +186,7 @@ class State:
         return replace(self, **changes)
 
 
-def _b32(b: bytes) -> bytes:
+def bytes32(b: bytes) -> bytes:
     b = bytes(b)
     if len(b) != 32:
         raise ValueError(f"expected 32 bytes, got {len(b)}")
@@ -226,15 +226,15 @@ _STATE_TYPE = (
     "Htlc[] htlcs,bytes appData,bool isFinal)" + _HTLC_TYPE
 )
 _DOMAIN_TYPE = "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
-_HTLC_TYPEHASH = keccak(text=_HTLC_TYPE)
-_STATE_TYPEHASH = keccak(text=_STATE_TYPE)
+HTLC_TYPEHASH = keccak(text=_HTLC_TYPE)
+STATE_TYPEHASH = keccak(text=_STATE_TYPE)
 
 
-def _word(value: int) -> bytes:
+def uint_word(value: int) -> bytes:
     return value.to_bytes(32, "big")
 
 
-def _address_word(address: str) -> bytes:
+def address_word(address: str) -> bytes:
     raw = bytes.fromhex(address[2:] if address.startswith("0x") else address)
     if len(raw) != 20:
         raise ValueError(f"not an address: {address}")
@@ -247,8 +247,8 @@ def domain_separator(chain_id: int, adjudicator: str) -> bytes:
         keccak(text=_DOMAIN_TYPE)
         + keccak(text=DOMAIN_NAME)
         + keccak(text=DOMAIN_VERSION)
-        + _word(chain_id)
-        + _address_word(adjudicator)
+        + uint_word(chain_id)
+        + address_word(adjudicator)
     )
 
 
@@ -263,26 +263,26 @@ def state_digest(state: State, chain_id: int, adjudicator: str) -> bytes:
     """
     htlcs = b"".join(
         keccak(
-            _HTLC_TYPEHASH
-            + _word(h.id)
-            + _word(h.payer)
-            + _address_word(h.asset)
-            + _word(h.amount)
-            + _b32(h.payment_hash)
-            + _word(h.expiry)
+            HTLC_TYPEHASH
+            + uint_word(h.id)
+            + uint_word(h.payer)
+            + address_word(h.asset)
+            + uint_word(h.amount)
+            + bytes32(h.payment_hash)
+            + uint_word(h.expiry)
         )
         for h in state.htlcs
     )
-    balances = b"".join(keccak(b"".join(_word(x) for x in row)) for row in state.balances)
+    balances = b"".join(keccak(b"".join(uint_word(x) for x in row)) for row in state.balances)
     struct_hash = keccak(
-        _STATE_TYPEHASH
-        + _b32(state.channel_id)
-        + _word(state.version)
-        + keccak(b"".join(_address_word(a) for a in state.assets))
+        STATE_TYPEHASH
+        + bytes32(state.channel_id)
+        + uint_word(state.version)
+        + keccak(b"".join(address_word(a) for a in state.assets))
         + keccak(balances)
         + keccak(htlcs)
         + keccak(bytes(state.app_data))
-        + _word(int(state.is_final))
+        + uint_word(int(state.is_final))
     )
     return keccak(b"\x19\x01" + domain_separator(chain_id, adjudicator.lower()) + struct_hash)
 
@@ -360,16 +360,23 @@ def verify_state_signature(
 __all__ = [
     "EIP712_TYPES",
     "ETH",
+    "HTLC_TYPEHASH",
+    "STATE_TYPEHASH",
     "DigestSigner",
     "Htlc",
     "Params",
     "State",
+    "address_word",
+    "bytes32",
     "channel_id",
+    "domain_separator",
+    "keccak",
     "recover_address",
     "recover_signer",
     "sign_digest",
     "sign_state",
     "state_digest",
     "typed_data",
+    "uint_word",
     "verify_state_signature",
 ]
