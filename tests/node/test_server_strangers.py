@@ -344,7 +344,7 @@ def test_strangers_are_not_held_while_the_node_is_busy(anvil: AnvilChain, tmp_pa
 
     async def body(pair: Pair) -> None:
         bob = pair.bob
-        busy = asyncio.create_task(bob.in_worker(time.sleep, 1.0))
+        busy = asyncio.create_task(bob.in_worker(time.sleep, 2.0))
         await asyncio.sleep(0.1)
         peak = 0
         held = []
@@ -362,6 +362,34 @@ def test_strangers_are_not_held_while_the_node_is_busy(anvil: AnvilChain, tmp_pa
             writer.transport.abort()
 
     policy = "[policy.peers]\nmax_strangers = 2\nmax_handshakes_per_host = 64\n"
+    run(with_pair(tmp_path, anvil, body, bob_extra=policy))
+
+
+def test_connections_waiting_to_be_told_members_are_bounded(
+    anvil: AnvilChain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A peer with a channel of ours is asked about on the node's thread, and a connection
+    waits for the answer holding a socket. Two messages give any identity a channel (one
+    it never funds), so while the thread is busy at most ``max_handshakes`` connections
+    wait: one more is refused at once. (Every identity here is made to look as if it had a
+    channel: what is under test is the wait, not how the channels were made.)"""
+
+    async def body(pair: Pair) -> None:
+        bob = pair.bob
+        assert bob.node is not None
+        monkeypatch.setattr(type(bob.node), "may_be_member", lambda self, peer: True)
+        busy = asyncio.create_task(bob.in_worker(time.sleep, 2.0))
+        await asyncio.sleep(0.1)
+        sessions = [await _session(bob.listen_port, bob.node_id, _key()) for _ in range(10)]
+        await _until(lambda: bob.stranger_links()["refused"] == 10 - 3)
+        assert not busy.done(), "refused only once the node's thread was free"
+        waiting = [c for c in bob._listener.connections if c.peer_id not in bob.links]  # type: ignore[union-attr]
+        assert len([c for c in waiting if not c.closed]) <= 3
+        await busy
+        for _, writer, _ in sessions:
+            writer.transport.abort()
+
+    policy = "[policy.peers]\nmax_handshakes = 3\nmax_handshakes_per_host = 64\n"
     run(with_pair(tmp_path, anvil, body, bob_extra=policy))
 
 
