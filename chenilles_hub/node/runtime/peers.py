@@ -233,39 +233,38 @@ class Peers:
             return False  # the same side dialled again (it restarted): the newest wins
         return existing.initiator < initiator
 
-    async def _serve(self, conn: PeerConnection, initiator: bytes) -> None:
+    async def _admit(self, conn: PeerConnection, initiator: bytes, node: Node) -> Link | None:
+        """``conn``'s link, entered in ``links`` (replacing its peer's older one), or
+        ``None`` once it is closed: a stranger beyond ``max_strangers``, or another
+        connection of the same peer took the place meanwhile."""
         peer = conn.peer_id
-        node = self.pipeline.node
-        if node is None or peer == self.node_id or self.bans.banned(peer):
-            await conn.close()
-            return
-        # Asked on the node's thread: a channel the peer opened and never funded is no
-        # standing (two messages would make any identity a member).
         stranger = peer not in self.configured
         if stranger and node.may_be_member(peer):
-            # A peer with a channel of ours: asked on the node's thread, within a bound (a
-            # connection waiting for the answer holds a socket outside the handshake's).
+            # A peer with a channel of ours: whether one has something in it is the node's
+            # thread's to say (a channel opened and never funded, two messages, gives no
+            # standing), within a bound: a connection waiting for the answer holds a
+            # socket outside the handshake's.
             if self._admitting >= self.config.peer_policy.max_handshakes:
                 self._count("strangers_refused")
                 await conn.close()
-                return
+                return None
             self._admitting += 1
             try:
                 stranger = not await self.pipeline.in_worker(node.is_member, peer)
             except NodeStopping:
                 await conn.close()
-                return
+                return None
             finally:
                 self._admitting -= 1
         existing = self.links.get(peer)
         if existing is not None:
             if self._prefer_existing(existing, initiator):
                 await conn.close()
-                return
+                return None
             await existing.conn.close()
             if self.links.get(peer) not in (None, existing):
                 await conn.close()  # another connection of the peer took its place meanwhile
-                return
+                return None
         # No await from here to the link's entry: the count is the one the link joins (other
         # peers': this peer's old links are being replaced, their ends not yet seen).
         others = {other.conn.peer_id for other in self._stranger_links} - {peer}
@@ -275,11 +274,22 @@ class Peers:
             self._count("strangers_refused")
             log.debug("refused stranger %s: max_strangers links", peer.hex()[:16])
             await conn.close()
-            return
+            return None
         link = Link(conn, initiator, stranger=stranger)
         self.links[peer] = link
         if stranger:
             self._stranger_links.add(link)
+        return link
+
+    async def _serve(self, conn: PeerConnection, initiator: bytes) -> None:
+        peer = conn.peer_id
+        node = self.pipeline.node
+        if node is None or peer == self.node_id or self.bans.banned(peer):
+            await conn.close()
+            return
+        link = await self._admit(conn, initiator, node)
+        if link is None:
+            return
         self._count("connections")
         log.info("peer %s connected", peer.hex()[:16])
         sender = asyncio.get_running_loop().create_task(self._send_loop(link, peer))
