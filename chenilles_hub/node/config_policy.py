@@ -57,7 +57,7 @@ class PeerPolicyConfig:
     at once, and at most ``max_handshakes`` connections are in their handshake at once
     (``max_handshakes_per_host`` from one address): identities cost nothing,
     and each link costs a socket, a task and what its announcement adds to every graph
-    build (docs/security.md, "Strangers")."""
+    build (docs/security.md, "A stranger on the peer port")."""
 
     max_faults: int = 20
     fault_window: float = 60.0

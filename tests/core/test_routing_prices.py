@@ -31,7 +31,7 @@ from chenilles_hub.core.routing.prices import (
     PriceBook,
     reference_prices,
 )
-from chenilles_hub.core.routing.quotes import consistent_quotes
+from chenilles_hub.core.routing.quotes import choose_quotes
 from tests.core.test_routing import BTC, ETH, TIME, node
 from tests.core.test_routing_quotes import EVERYONE, channels, honest, quote
 
@@ -116,7 +116,7 @@ def test_strangers_fair_quotes_are_checked_in_linear_work() -> None:
             others += cycle(who, own, GAIN if who == 100 else None)  # stranger 100: the rogue
             edges += channels(who, assets=tuple(own))
         with multiplications() as count:
-            kept, left_out = consistent_quotes([], others, edges)
+            kept, left_out, _ = choose_quotes([], others, edges)
         assert set(left_out) == {node(100)}
         assert len(kept) == len(others) - 40
         costs.append(count[0] / len(others))
@@ -249,7 +249,7 @@ def test_quotes_crafted_against_a_queue_cost_what_they_hold() -> None:
     stranger_10, stranger_11, edges = crafted_against_a_queue()
     others = [*honest(1), *stranger_10, *stranger_11]
     with multiplications() as count:
-        kept, left_out = consistent_quotes([], others, edges, preferred={node(1)})
+        kept, left_out, _ = choose_quotes([], others, edges, preferred={node(1)})
     assert left_out == {} and kept == others
     assert count[0] <= 12 * len(others), count
     with multiplications() as count:  # afresh, by a queue: the hub falls at every step
@@ -311,7 +311,7 @@ def test_a_stranger_kept_earlier_cannot_make_a_later_ones_quotes_too_costly() ->
         *channels(21, assets=(hub, *leaves)),
         *channels(30, 31),
     ]
-    kept, left_out = consistent_quotes([], others, edges, preferred={node(1)})
+    kept, left_out, _ = choose_quotes([], others, edges, preferred={node(1)})
     assert left_out == {node(31): ARBITRAGE}
     assert better in kept
 

@@ -23,7 +23,7 @@ from chenilles_hub.core.routing import (
     reference_prices,
 )
 from chenilles_hub.core.routing.prices import PRICE_BITS
-from chenilles_hub.core.routing.quotes import choose_quotes, consistent_quotes, why_unusable
+from chenilles_hub.core.routing.quotes import choose_quotes, why_unusable
 from tests.core.test_routing import BTC, ETH, SOL, node
 from tests.core.test_routing import TIME as MODELS
 from tests.core.test_routing import edge as route_edge
@@ -62,7 +62,7 @@ def honest(who: int) -> list[AssetRate]:
 
 def test_quotes_without_arbitrage_are_all_kept() -> None:
     others = honest(1) + honest(2)
-    kept, left_out = consistent_quotes([], others, EVERYONE)
+    kept, left_out, _ = choose_quotes([], others, EVERYONE)
     assert kept == others and left_out == {}
 
 
@@ -71,7 +71,7 @@ def test_a_quote_above_the_market_is_left_out_whatever_its_node_id() -> None:
     quote an arbitrage. The quote furthest from the others' goes, not the first met."""
     for cheat in (0, 9):  # before and after the honest hubs in node order
         rogue = [quote(cheat, ETH, BTC, Fraction(102, 100))]
-        kept, left_out = consistent_quotes([], honest(3) + rogue + honest(4), EVERYONE)
+        kept, left_out, _ = choose_quotes([], honest(3) + rogue + honest(4), EVERYONE)
         assert set(left_out) == {node(cheat)}
         assert "arbitrage" in left_out[node(cheat)]
         assert kept == honest(3) + honest(4)
@@ -82,7 +82,7 @@ def test_our_own_quotes_set_the_market() -> None:
     """Our book is trusted: a peer at the market as the others see it, but making an
     arbitrage with our own quote, is the one left out, and ours always stay."""
     ours = [quote(0, BTC, ETH, Fraction(103, 100))]  # we pay 3 % over the market for BTC
-    kept, left_out = consistent_quotes(ours, honest(5), EVERYONE)
+    kept, left_out, _ = choose_quotes(ours, honest(5), EVERYONE)
     assert set(left_out) == {node(5)} and kept == ours
 
 
@@ -90,7 +90,7 @@ def test_quotes_that_price_beyond_the_range_are_left_out() -> None:
     fake = [Asset("eip155:1", f"erc20:z{i}") for i in range(6)]
     extreme = [AssetRate(node(7), fake[i], fake[i + 1], 2**256 - 1, 1) for i in range(5)]
     edges = EVERYONE + channels(7, assets=tuple(fake))
-    kept, left_out = consistent_quotes([], honest(1) + extreme, edges)
+    kept, left_out, _ = choose_quotes([], honest(1) + extreme, edges)
     assert kept == honest(1)
     assert "range" in left_out[node(7)]
 
@@ -107,7 +107,7 @@ def test_a_route_stays_fast_and_cheapest_beside_an_arbitrage() -> None:
     # a second honest hub (elsewhere in the network) quotes too: the market is the majority
     rates = [*honest(2), *honest(5), quote(3, ETH, BTC, Fraction(102, 100))]
     assert why_unusable(ASSETS, rates) is not None  # the attack, unfiltered
-    kept, left_out = consistent_quotes([], rates, edges + channels(5))
+    kept, left_out, _ = choose_quotes([], rates, edges + channels(5))
     routing = RoutingGraph(edges, kept, MODELS)
     assert routing.index().arbitrage_free and set(left_out) == {rogue}
     t0 = time.perf_counter()
@@ -143,7 +143,7 @@ def test_what_is_kept_is_usable_whole_nodes_and_maximal(
     ours = [quote(0, a, b, spread=5000) for a, b in dict.fromkeys(own_pairs) if a != b]
     if why_unusable(ASSETS, ours) is not None:
         return  # our own book is our own problem (kept as it is)
-    kept, left_out = consistent_quotes(ours, others, EVERYONE)
+    kept, left_out, _ = choose_quotes(ours, others, EVERYONE)
     assert why_unusable(ASSETS, kept) is None
     assert RoutingGraph(EVERYONE, kept, MODELS).index().arbitrage_free
     assert kept[: len(ours)] == ours  # ours always stay
@@ -171,7 +171,7 @@ def test_a_quote_given_twice_is_checked_as_the_graph_keeps_it() -> None:
         AssetRate(node(7), x, y, 1, big),
         AssetRate(node(7), y, z, 1, big),
     ]
-    kept, left_out = consistent_quotes([], honest(1) + honest(2) + rogue, edges)
+    kept, left_out, _ = choose_quotes([], honest(1) + honest(2) + rogue, edges)
     index = RoutingGraph(edges, kept, MODELS).index()  # builds: no InvalidParams
     assert index.arbitrage_free
     assert all(r in kept for r in honest(1) + honest(2))
@@ -182,7 +182,7 @@ def test_our_quote_wins_over_the_peers_own_for_the_same_pair() -> None:
     """The operator's graph quoting for a node (or our own book) is what routes use, not
     that node's gossip for the same pair."""
     ours = [quote(3, ETH, BTC, Fraction(99, 100))]
-    kept, _ = consistent_quotes(ours, honest(3), EVERYONE)
+    kept, _, _ = choose_quotes(ours, honest(3), EVERYONE)
     book = RoutingGraph(EVERYONE, kept, MODELS).rates
     assert book[(node(3), ETH, BTC)] == ours[0]
     assert len([r for r in kept if (r.node, r.asset_in, r.asset_out) == (node(3), ETH, BTC)]) == 1
@@ -197,13 +197,13 @@ def test_quotes_no_route_can_use_neither_count_nor_cost() -> None:
         node(9), ETH, BTC, stranger.num, stranger.den, valid_until=1_000
     )  # node 9 has channels, but the quote is stale
     edges = channels(1, 9)
-    kept, left_out = consistent_quotes([], [*honest(1), stranger, expired], edges, now=2_000)
+    kept, left_out, _ = choose_quotes([], [*honest(1), stranger, expired], edges, now=2_000)
     assert kept == honest(1) and left_out == {}
 
 
 def test_when_our_own_quotes_make_an_arbitrage_every_other_node_is_told_why() -> None:
     ours = [quote(0, ETH, BTC, Fraction(102, 100)), quote(0, BTC, ETH)]
-    kept, left_out = consistent_quotes(ours, honest(1), EVERYONE)
+    kept, left_out, _ = choose_quotes(ours, honest(1), EVERYONE)
     assert kept == ours
     assert "our own quotes" in left_out[node(1)]
 
@@ -241,9 +241,9 @@ def test_strangers_cannot_outvote_a_configured_hub() -> None:
     configured make the market for the pairs they quote, and go first."""
     strangers = [quote(w, ETH, BTC, Fraction(103, 100)) for w in (6, 7, 8)]
     others = honest(1) + strangers
-    _, alike = consistent_quotes([], others, EVERYONE)
+    _, alike, _ = choose_quotes([], others, EVERYONE)
     assert node(1) in alike  # with every peer alike, the strangers' median wins
-    kept, left_out = consistent_quotes([], others, EVERYONE, preferred={node(1)})
+    kept, left_out, _ = choose_quotes([], others, EVERYONE, preferred={node(1)})
     assert all(r in kept for r in honest(1))
     assert set(left_out) == {node(6), node(7), node(8)}
 
@@ -292,7 +292,7 @@ def test_a_quote_losing_beyond_any_float_does_not_break_the_graph() -> None:
         AssetRate(node(7), z[4], z[3], 1, top, spread_ppm=999_999),
     ]
     edges = EVERYONE + channels(7, assets=tuple(z))
-    kept, _ = consistent_quotes([], honest(1) + rogue, edges)
+    kept, _, _ = choose_quotes([], honest(1) + rogue, edges)
     routing = RoutingGraph(edges, kept, MODELS)
     assert routing.index().arbitrage_free  # builds: no OverflowError
     route = find_route(routing, node(1), FAR, 10**6, BTC, 1_700_000_000, 3600, 30 * 86400)
@@ -348,6 +348,6 @@ def test_a_cycle_without_gain_near_the_rounding_edge_blames_no_one() -> None:
         quote(10 + j, ETH, BTC, Fraction(1001, 1000) + Fraction(j, 10**7), 500) for j in range(20)
     ]
     edges = channels(1, *range(10, 30)) + channels(90, assets=(BTC, a, b))
-    kept, left_out = consistent_quotes(honest(1), attacker + better, edges, None, {node(1)})
+    kept, left_out, _ = choose_quotes(honest(1), attacker + better, edges, None, {node(1)})
     assert left_out == {}
     assert all(r in kept for r in better + attacker)

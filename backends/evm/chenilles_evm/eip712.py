@@ -81,7 +81,7 @@ class Params:
         return (
             [to_checksum_address(p) for p in self.participants],
             self.challenge_duration,
-            bytes32(self.nonce),
+            _b32(self.nonce),
             to_checksum_address(self.app),
         )
 
@@ -105,7 +105,7 @@ class Htlc:
             self.payer,
             to_checksum_address(self.asset),
             self.amount,
-            bytes32(self.payment_hash),
+            _b32(self.payment_hash),
             self.expiry,
         )
 
@@ -115,7 +115,7 @@ class Htlc:
             "payer": self.payer,
             "asset": to_checksum_address(self.asset),
             "amount": self.amount,
-            "paymentHash": bytes32(self.payment_hash),
+            "paymentHash": _b32(self.payment_hash),
             "expiry": self.expiry,
         }
 
@@ -134,7 +134,7 @@ class State:
 
     def to_abi(self) -> tuple[Any, ...]:
         return (
-            bytes32(self.channel_id),
+            _b32(self.channel_id),
             self.version,
             [to_checksum_address(a) for a in self.assets],
             [list(b) for b in self.balances],
@@ -145,7 +145,7 @@ class State:
 
     def to_message(self) -> dict[str, Any]:
         return {
-            "channelId": bytes32(self.channel_id),
+            "channelId": _b32(self.channel_id),
             "version": self.version,
             "assets": [to_checksum_address(a) for a in self.assets],
             "balances": [list(b) for b in self.balances],
@@ -186,7 +186,7 @@ class State:
         return replace(self, **changes)
 
 
-def bytes32(b: bytes) -> bytes:
+def _b32(b: bytes) -> bytes:
     b = bytes(b)
     if len(b) != 32:
         raise ValueError(f"expected 32 bytes, got {len(b)}")
@@ -226,8 +226,8 @@ _STATE_TYPE = (
     "Htlc[] htlcs,bytes appData,bool isFinal)" + _HTLC_TYPE
 )
 _DOMAIN_TYPE = "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
-HTLC_TYPEHASH = keccak(text=_HTLC_TYPE)
-STATE_TYPEHASH = keccak(text=_STATE_TYPE)
+_HTLC_TYPEHASH = keccak(text=_HTLC_TYPE)
+_STATE_TYPEHASH = keccak(text=_STATE_TYPE)
 
 
 def uint_word(value: int) -> bytes:
@@ -252,6 +252,44 @@ def domain_separator(chain_id: int, adjudicator: str) -> bytes:
     )
 
 
+def htlc_hash(
+    htlc_id: int, payer: int, asset_word: bytes, amount: int, payment_hash: bytes, expiry: int
+) -> bytes:
+    """``hashStruct(Htlc)``: the words in the contract's order (``asset_word`` is the
+    asset's :func:`address_word`)."""
+    return keccak(
+        _HTLC_TYPEHASH
+        + uint_word(htlc_id)
+        + uint_word(payer)
+        + asset_word
+        + uint_word(amount)
+        + _b32(payment_hash)
+        + uint_word(expiry)
+    )
+
+
+def state_struct_hash(
+    channel_id: bytes,
+    version: int,
+    assets_hash: bytes,
+    balances_hash: bytes,
+    htlcs_hash: bytes,
+    app_data_hash: bytes,
+    is_final: bool,
+) -> bytes:
+    """``hashStruct(State)`` from the hashes of its arrays and bytes, in the contract's order."""
+    return keccak(
+        _STATE_TYPEHASH
+        + _b32(channel_id)
+        + uint_word(version)
+        + assets_hash
+        + balances_hash
+        + htlcs_hash
+        + app_data_hash
+        + uint_word(int(is_final))
+    )
+
+
 def state_digest(state: State, chain_id: int, adjudicator: str) -> bytes:
     """The 32-byte digest the contract's ``hashState`` returns and participants sign.
 
@@ -262,27 +300,18 @@ def state_digest(state: State, chain_id: int, adjudicator: str) -> bytes:
     contract).
     """
     htlcs = b"".join(
-        keccak(
-            HTLC_TYPEHASH
-            + uint_word(h.id)
-            + uint_word(h.payer)
-            + address_word(h.asset)
-            + uint_word(h.amount)
-            + bytes32(h.payment_hash)
-            + uint_word(h.expiry)
-        )
+        htlc_hash(h.id, h.payer, address_word(h.asset), h.amount, h.payment_hash, h.expiry)
         for h in state.htlcs
     )
     balances = b"".join(keccak(b"".join(uint_word(x) for x in row)) for row in state.balances)
-    struct_hash = keccak(
-        STATE_TYPEHASH
-        + bytes32(state.channel_id)
-        + uint_word(state.version)
-        + keccak(b"".join(address_word(a) for a in state.assets))
-        + keccak(balances)
-        + keccak(htlcs)
-        + keccak(bytes(state.app_data))
-        + uint_word(int(state.is_final))
+    struct_hash = state_struct_hash(
+        state.channel_id,
+        state.version,
+        keccak(b"".join(address_word(a) for a in state.assets)),
+        keccak(balances),
+        keccak(htlcs),
+        keccak(bytes(state.app_data)),
+        state.is_final,
     )
     return keccak(b"\x19\x01" + domain_separator(chain_id, adjudicator.lower()) + struct_hash)
 
@@ -360,22 +389,21 @@ def verify_state_signature(
 __all__ = [
     "EIP712_TYPES",
     "ETH",
-    "HTLC_TYPEHASH",
-    "STATE_TYPEHASH",
     "DigestSigner",
     "Htlc",
     "Params",
     "State",
     "address_word",
-    "bytes32",
     "channel_id",
     "domain_separator",
+    "htlc_hash",
     "keccak",
     "recover_address",
     "recover_signer",
     "sign_digest",
     "sign_state",
     "state_digest",
+    "state_struct_hash",
     "typed_data",
     "uint_word",
     "verify_state_signature",

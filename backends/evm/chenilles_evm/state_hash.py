@@ -14,12 +14,11 @@ from __future__ import annotations
 from chenilles_hub.core import Asset, ChannelParams, ChannelState, Htlc
 
 from .eip712 import (
-    HTLC_TYPEHASH,
-    STATE_TYPEHASH,
     address_word,
-    bytes32,
     domain_separator,
+    htlc_hash,
     keccak,
+    state_struct_hash,
     uint_word,
 )
 from .mapping import UINT64_MAX, asset_address
@@ -54,15 +53,14 @@ class StateHasher:
         htlcs = _EMPTY
         if state.htlcs:
             htlcs = keccak(b"".join(self._htlc_hash(h) for h in state.htlcs))
-        struct_hash = keccak(
-            STATE_TYPEHASH
-            + bytes32(state.channel_id)
-            + uint_word(version)
-            + self._assets_hash
-            + keccak(b"".join(rows))
-            + htlcs
-            + (keccak(bytes(state.app_data)) if state.app_data else _EMPTY)
-            + uint_word(int(state.final))
+        struct_hash = state_struct_hash(
+            state.channel_id,
+            version,
+            self._assets_hash,
+            keccak(b"".join(rows)),
+            htlcs,
+            keccak(bytes(state.app_data)) if state.app_data else _EMPTY,
+            state.final,
         )
         return keccak(self._prefix + struct_hash)
 
@@ -78,14 +76,8 @@ class StateHasher:
             asset_word = address_word(asset_address(htlc.asset))
             if len(self._asset_words) < len(self._assets):
                 self._asset_words[htlc.asset] = asset_word
-        return keccak(
-            HTLC_TYPEHASH
-            + uint_word(htlc.id)
-            + uint_word(htlc.payer)
-            + asset_word
-            + uint_word(htlc.amount)
-            + bytes32(htlc.payment_hash)
-            + uint_word(htlc.native_expiry)
+        return htlc_hash(
+            htlc.id, htlc.payer, asset_word, htlc.amount, htlc.payment_hash, htlc.native_expiry
         )
 
 

@@ -10,7 +10,7 @@ Quotes are mostly peers' word, strangers' included, so what pricing costs is the
 choose: the work here grows with what the quotes change, never with the order they are
 listed in or with copies of a quote. :class:`PriceBook` also takes quotes a group at a time
 (one node's), each group kept only if the set stays free of arbitrage, and pays for what
-the group moves, not for the whole set again (``quotes.consistent_quotes``).
+the group moves, not for the whole set again (``quotes.choose_quotes``).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ could do that to every payment of the node. And the two quotes of an arbitrage n
 be one node's: a quote above the market is harmless alone and an arbitrage beside an
 honest hub's quote the other way.
 
-:func:`consistent_quotes` therefore keeps the trusted quotes (the node's own, the
+:func:`choose_quotes` therefore keeps the trusted quotes (the node's own, the
 operator's) and adds the other nodes' quotes one node at a time, all of a node's or none,
 each only if the set stays free of arbitrage and of prices out of the router's range. The
 nodes whose mid-rates are closest to the market (the median of every node's mid-rate for
@@ -160,15 +160,3 @@ def choose_quotes(
         else:
             left_out[node] = why
     return QuoteChoice(kept, left_out, book.prices)
-
-
-def consistent_quotes(
-    trusted: Sequence[AssetRate],
-    others: Iterable[AssetRate],
-    edges: Iterable[ChannelEdge],
-    now: int | None = None,
-    preferred: Collection[bytes] | None = None,
-) -> tuple[list[AssetRate], dict[bytes, str]]:
-    """:func:`choose_quotes`' quotes and left-out nodes."""
-    choice = choose_quotes(trusted, others, edges, now, preferred)
-    return choice.rates, choice.left_out

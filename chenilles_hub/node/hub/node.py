@@ -268,15 +268,17 @@ class Node:
     def is_member(self, peer: bytes) -> bool:
         """Whether ``peer`` shares a channel with us that has something in it: active (or
         closing, disputed) with a deposit on either side, or opening with ours (not nil)
-        sent. A
-        channel a peer opened and never funded, or one long closed, gives no standing: it
-        costs nothing to make (``[policy.peers] max_strangers``)."""
+        sent. A channel a peer opened and never funded, or one long closed, gives no
+        standing: it costs nothing to make (``[policy.peers] max_strangers``)."""
         for channel_id in self.ctx.by_peer.get(peer, ()):
             channel = self.ctx.channels[channel_id]
-            if channel.status in _AT_STAKE and any(a or b for a, b in channel.deposits.values()):
-                return True
             deposits = channel.deposits.values()  # (ours, theirs)
-            if channel.status == "opening" and channel.funded_by_me and any(o for o, _ in deposits):
+            if channel.status in _AT_STAKE:
+                stake = any(ours or theirs for ours, theirs in deposits)
+            else:
+                stake = channel.status == "opening" and channel.funded_by_me
+                stake = stake and any(ours for ours, _ in deposits)
+            if stake:
                 return True
         return False
 
