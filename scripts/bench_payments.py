@@ -238,6 +238,45 @@ def restart_with_idle_channels(
     return reborn
 
 
+Line = tuple[list[Node], Asset, Asset, Any]
+
+
+def alternate(
+    demo: Demo,
+    lines: dict[str, Line],
+    other: str,
+    rounds: int,
+    per_round: int,
+    clock: Callable[[], int],
+) -> tuple[dict[str, list[float]], list[float]]:
+    """Rounds of ``per_round`` payments on the "plain" line and the ``other`` one in turn
+    (after 3 each to warm up): every latency per line, and each round's ratio of the
+    ``other`` line's p50 to the plain one's."""
+
+    def pay(label: str, count: int) -> list[float]:
+        nodes, source, target, graph = lines[label]
+        amount = SAT // 10_000 if target == demo.btc else 10**15
+        out = []
+        for _ in range(count):
+            invoice = nodes[-1].invoice(amount, target)
+            hops = onion_route(demo, graph, nodes[0], invoice, source, clock)
+            out.append(timed_payment(demo, nodes, invoice, hops, f"{other} line"))
+        return out
+
+    samples: dict[str, list[float]] = {"plain": [], other: []}
+    per_round_ratio = []
+    for label in samples:
+        pay(label, 3)  # warm-up
+    for _ in range(rounds):
+        p50 = {}
+        for label in samples:
+            xs = pay(label, per_round)
+            samples[label] += xs
+            p50[label] = bench_common.pct(xs, 50)
+        per_round_ratio.append(p50[other] / p50["plain"])
+    return samples, per_round_ratio
+
+
 def idle_channels(
     demo: Demo,
     chains: tuple[str, ...],
@@ -252,7 +291,7 @@ def idle_channels(
     hold only the line's channels, one whose first hub also holds ``idle`` idle channels
     (restored from its store, as after a restart). Per-event work that scales with the
     hub's channels (scans, whole-state writes) shows as a ratio above 1."""
-    lines = {}
+    lines: dict[str, Line] = {}
     for label, n in (("plain", 0), ("idle", idle)):
         tag = f"idle{n}"
         nodes, source, target = build(demo, chains, directory, tag, clock)
@@ -266,28 +305,7 @@ def idle_channels(
             )
         lines[label] = (nodes, source, target, graph)
 
-    def pay(label: str, count: int) -> list[float]:
-        nodes, source, target, graph = lines[label]
-        payer, payee = nodes[0], nodes[-1]
-        amount = SAT // 10_000 if target == demo.btc else 10**15
-        out = []
-        for _ in range(count):
-            invoice = payee.invoice(amount, target)
-            hops = onion_route(demo, graph, payer, invoice, source, clock)
-            out.append(timed_payment(demo, nodes, invoice, hops, "idle channels"))
-        return out
-
-    samples: dict[str, list[float]] = {"plain": [], "idle": []}
-    per_round_ratio = []
-    for label in samples:
-        pay(label, 3)  # warm-up
-    for _ in range(rounds):
-        p50 = {}
-        for label in samples:
-            xs = pay(label, per_round)
-            samples[label] += xs
-            p50[label] = bench_common.pct(xs, 50)
-        per_round_ratio.append(p50["idle"] / p50["plain"])
+    samples, per_round_ratio = alternate(demo, lines, "idle", rounds, per_round, clock)
     hub = lines["idle"][0][1]
     result = {
         "chains": list(chains),
@@ -297,6 +315,87 @@ def idle_channels(
         "latency_ms_plain": bench_common.summary(samples["plain"], 2),
         "latency_ms_with_idle_channels": bench_common.summary(samples["idle"], 2),
         "ratio_idle_over_plain_per_round": bench_common.summary(per_round_ratio, 3),
+    }
+    for nodes, *_ in lines.values():
+        for node in nodes:
+            assert node.store is not None
+            node.store.close()
+    return result
+
+
+#: Forwards the first hub holds in flight on the "hub with HTLCs in flight" line (full run):
+#: 32 pairs of side channels, each with the 32 HTLC slots of its outgoing channel used.
+HELD_PAIRS = 32
+
+
+def hold_forwards(demo: Demo, hub: Node, pairs: int, clock: Callable[[], int]) -> int:
+    """Make ``hub`` hold ``pairs`` x 32 forwards in flight: per pair, a payer's channel
+    into the hub and the hub's channel to a payee that went offline once its invoices
+    were issued (as a stranger can, at will). Every channel is opened first: an opening
+    moves the chain's clock on (its confirmations), which would take the HTLCs already
+    held towards their expiry and the hub on-chain. Returns the forwards held."""
+    evm = demo.ledgers.evm
+    sides = []
+    for k in range(pairs):
+        payer, payee = (
+            Node(
+                identity=NodeIdentity(),
+                backends={evm.chain: evm},
+                accounts={evm.chain: evm.create_account(fund=True)},
+                clock=clock,
+                name=f"{hub.name}-{role}{k}",
+                policy=ForwardingPolicy(),
+            )
+            for role in ("payer", "offline")
+        )
+        for node in (payer, payee):
+            demo.network.add(node)
+        demo.open(payer, hub, evm.chain, {demo.eth: (WEI // 10, 0)})
+        demo.open(hub, payee, evm.chain, {demo.eth: (WEI // 10, 0)})
+        sides.append((payer, payee))
+    for payer, payee in sides:
+        graph = routing_graph([payer, hub, payee])
+        invoices = [payee.invoice(10**12, demo.eth) for _ in range(32)]
+        demo.network.silence(payee)
+        for invoice in invoices:
+            payer.pay_route(invoice, onion_route(demo, graph, payer, invoice, demo.eth, clock))
+        demo.network.run_in_jobs()
+    return len(hub.links_by_out)
+
+
+def in_flight(
+    demo: Demo,
+    chains: tuple[str, ...],
+    pairs: int,
+    rounds: int,
+    per_round: int,
+    directory: Path,
+    clock: Callable[[], int],
+) -> dict[str, Any]:
+    """Does a payment through a hub slow down with the HTLCs it holds in flight? Two lines
+    of the same shape, alternating rounds: one whose first hub holds nothing else, one
+    whose first hub holds ``pairs`` x 32 forwards stuck at offline peers. Per-event work
+    that scales with what is in flight (a whole-state write, a copy or a walk per message)
+    shows as a ratio above 1."""
+    lines: dict[str, Line] = {}
+    held = 0
+    for label in ("plain", "held"):
+        nodes, source, target = build(demo, chains, directory, f"held-{label}", clock)
+        if label == "held":
+            held = hold_forwards(demo, nodes[1], pairs, clock)
+        lines[label] = (nodes, source, target, routing_graph(nodes))
+
+    samples, per_round_ratio = alternate(demo, lines, "held", rounds, per_round, clock)
+    hub = lines["held"][0][1]
+    assert hub.store is not None
+    result = {
+        "chains": list(chains),
+        "forwards_held_by_first_hub": held,
+        "htlcs_held_by_first_hub": len(hub.htlcs),
+        "hub_node_state_bytes": len(hub.store.get_setting(NODE_STATE_KEY) or b""),
+        "latency_ms_plain": bench_common.summary(samples["plain"], 2),
+        "latency_ms_with_htlcs_held": bench_common.summary(samples["held"], 2),
+        "ratio_held_over_plain_per_round": bench_common.summary(per_round_ratio, 3),
     }
     for nodes, *_ in lines.values():
         for node in nodes:
@@ -332,6 +431,15 @@ def run(quick: bool) -> dict[str, Any]:
                 demo,
                 ("evm", "evm", "bitcoin"),
                 idle=1_000 if quick else IDLE_CHANNELS,
+                rounds=2 if quick else 5,
+                per_round=20 if quick else 40,
+                directory=Path(tmp),
+                clock=clock,
+            )
+            out["hub_with_htlcs_in_flight"] = in_flight(
+                demo,
+                ("evm", "evm", "bitcoin"),
+                pairs=4 if quick else HELD_PAIRS,
                 rounds=2 if quick else 5,
                 per_round=20 if quick else 40,
                 directory=Path(tmp),

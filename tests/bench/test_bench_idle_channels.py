@@ -1,6 +1,7 @@
-"""The "hub with idle channels" part of the payments benchmark runs end to end: a hub
-restarted from a store that also holds idle channels (each with its watcher guard) still
-forwards every payment of the line, and the figures of both lines are reported."""
+"""The "hub with idle channels" and "hub with HTLCs in flight" parts of the payments
+benchmark run end to end: a hub restarted from a store that also holds idle channels (each
+with its watcher guard), or holding forwards stuck at offline peers, still forwards every
+payment of the line, and the figures of both lines are reported."""
 
 from __future__ import annotations
 
@@ -52,3 +53,23 @@ def test_a_hub_restarted_with_idle_channels_forwards_and_both_lines_are_measured
     for key in ("latency_ms_plain", "latency_ms_with_idle_channels"):
         assert out[key]["n"] == 3 and 0 < out[key]["p50"] < 10_000
     assert out["ratio_idle_over_plain_per_round"]["n"] == 1
+
+
+def test_a_hub_holding_forwards_in_flight_still_forwards_and_both_lines_are_measured(
+    demo: Demo, tmp_path: Path
+) -> None:
+    out = bench_payments.in_flight(
+        demo,
+        ("evm", "evm", "bitcoin"),
+        pairs=1,
+        rounds=1,
+        per_round=3,
+        directory=tmp_path,
+        clock=bench_payments.wall_clock(demo.ledgers),
+    )
+    assert out["forwards_held_by_first_hub"] == 32
+    assert out["htlcs_held_by_first_hub"] == 64  # each forward's incoming and outgoing HTLC
+    assert out["hub_node_state_bytes"] < 1_000  # none of them inside the node's state
+    for key in ("latency_ms_plain", "latency_ms_with_htlcs_held"):
+        assert out[key]["n"] == 3 and 0 < out[key]["p50"] < 10_000
+    assert out["ratio_held_over_plain_per_round"]["n"] == 1

@@ -152,6 +152,7 @@ def test_a_failure_while_handling_a_message_is_rolled_back_and_the_channel_recov
     before = (
         machine.snapshot(),
         dict(bob.preimages),
+        dict(bob.htlcs),
         set(bob.paid_invoices),
         bob.watcher.state,
         list(bob.channels[channel_id].queue),
@@ -161,6 +162,7 @@ def test_a_failure_while_handling_a_message_is_rolled_back_and_the_channel_recov
     after = (
         machine.snapshot(),
         dict(bob.preimages),
+        dict(bob.htlcs),
         set(bob.paid_invoices),
         bob.watcher.state,
         list(bob.channels[channel_id].queue),

@@ -47,9 +47,13 @@ class InvoiceRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class NodeStateV1(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """What is in flight. Channels, payments and invoices are records of their own (below),
-    written only when they change, so a checkpoint costs what the event changed."""
+    """The watcher's state. Channels, payments, invoices and what is in flight (HTLCs,
+    forward links, preimages) are records of their own (below), written only when they
+    change, so a checkpoint costs what the event changed."""
 
+    #: Read from stores written before the HTLCs, links and preimages in flight became
+    #: records of their own (``HTLC_PREFIX``, ``LINK_PREFIX``, ``PREIMAGE_PREFIX``);
+    #: written empty since.
     preimages: tuple[tuple[bytes, bytes], ...] = ()
     htlcs: tuple[tuple[bytes, Htlc], ...] = ()
     links: tuple[ForwardLink, ...] = ()
@@ -77,6 +81,15 @@ FUNDING_PREFIX = "funding/"
 #: (``ChannelRecords``: on Bitcoin the peer's revocation secrets and what recognises a
 #: commitment on-chain), written with the channel state it belongs to.
 RECORD_PREFIX = "record/"
+#: ``htlc/<channel id hex>/<HTLC id>``: an HTLC in flight, offered or received (JSON of the
+#: core's ``Htlc``), deleted once it is resolved for good.
+HTLC_PREFIX = "htlc/"
+#: ``link/<outgoing channel id hex>/<outgoing HTLC id>``: a forward's way back to the HTLC
+#: it came in on (JSON of ``ForwardLink``), deleted once settled or failed upstream.
+LINK_PREFIX = "link/"
+#: ``preimage/<payment hash hex>``: a preimage we must still reveal or enforce (its 32
+#: bytes), deleted once no HTLC in flight has its hash.
+PREIMAGE_PREFIX = "preimage/"
 T = TypeVar("T")
 _decoder = msgspec.json.Decoder(NodeStateV1)
 
@@ -94,6 +107,19 @@ def record_parts(rows: Iterable[tuple[str, bytes]]) -> dict[str, dict[str, bytes
         if slash and value:
             parts.setdefault(channel_hex, {})[part] = value
     return parts
+
+
+def htlc_key(channel_id: bytes, htlc_id: int) -> str:
+    return f"{HTLC_PREFIX}{channel_id.hex()}/{htlc_id}"
+
+
+def htlc_channel(key: str) -> bytes:
+    """The channel id of an ``htlc_key`` (the HTLC's own id is in its record)."""
+    return bytes.fromhex(key.removeprefix(HTLC_PREFIX).partition("/")[0])
+
+
+def link_key(out_channel: bytes, out_htlc: int) -> str:
+    return f"{LINK_PREFIX}{out_channel.hex()}/{out_htlc}"
 
 
 def encode_node_state(state: NodeStateV1) -> bytes:

@@ -60,6 +60,7 @@ from .htlc_queue import EXPIRED_REASON, check_room, take_expired
 from .journal import INVOICE_PREFIX, PAYMENT_PREFIX, InvoiceRecord, encode_record
 from .proposals import Proposals
 from .records import Channel, ForwardLink, Payment
+from .tracked import HtlcTable, TrackedDict
 
 
 def _check_hop_quote(before: OnionHop, hop: OnionHop, now: int) -> None:
@@ -100,15 +101,19 @@ class Payments:
         #: Invoices the operator cancelled: an HTLC arriving for one is failed.
         self.cancelled_invoices: set[bytes] = set()
         self.payments: dict[bytes, Payment] = {}
-        self.preimages: dict[bytes, bytes] = {}
-        self.htlcs: dict[tuple[bytes, int], Htlc] = {}
-        self.links_by_out: dict[tuple[bytes, int], ForwardLink] = {}
+        #: What is in flight: preimages we must still reveal or enforce, HTLCs by (channel,
+        #: id), and each forward's link from its outgoing HTLC back to its incoming one.
+        #: Tracked tables: a checkpoint writes the keys an event changed, as records of
+        #: their own, and a failed message puts back the keys it changed (``tracked``).
+        self.preimages: TrackedDict[bytes, bytes] = TrackedDict()
+        self.htlcs = HtlcTable()
+        self.links_by_out: TrackedDict[tuple[bytes, int], ForwardLink] = TrackedDict()
         #: Collect :attr:`ticket_outcomes` and :attr:`finished_payments` for a driver that
         #: answers callers waiting for them (and takes them after each job).
         self.report_outcomes = False
         #: Direct transfers somebody waits for (an API request): the update object's id ->
         #: (the update, the caller's ticket); not persisted (a restart answers no one).
-        self.tickets: dict[int, tuple[Update, int]] = {}
+        self.tickets: TrackedDict[int, tuple[Update, int]] = TrackedDict()
         #: (ticket, signed version or None, failure reason or None) of transfers that became
         #: irrevocable or failed; the driver takes them after the checkpoint, like the outbox.
         self.ticket_outcomes: list[tuple[int, int | None, str | None]] = []
@@ -410,11 +415,12 @@ class Payments:
     def preimage_known(self, payment_hash: bytes, preimage: bytes) -> None:
         """A preimage learnt downstream (off-chain or on-chain): pass it upstream."""
         self.preimages[payment_hash] = preimage
-        for (out_channel, out_htlc), link in list(self.links_by_out.items()):
-            out = self.htlcs.get((out_channel, out_htlc))
-            if out is None or out.payment_hash != payment_hash:
+        # The HTLCs with this hash, not every link in flight: a busy hub holds thousands.
+        for key in self.htlcs.keys_of(payment_hash):
+            link = self.links_by_out.pop(key, None)
+            if link is None:
                 continue
-            del self.links_by_out[(out_channel, out_htlc)]
+            out = self.htlcs[key]
             incoming = self.ctx.channels[link.in_channel]
             in_htlc = self.htlcs.get((link.in_channel, link.in_htlc))
             if in_htlc is not None and incoming.machine.state.htlc(link.in_htlc) is not None:
@@ -484,9 +490,7 @@ class Payments:
         """Drop a resolved HTLC (and its preimage once no live HTLC shares the hash), so
         what the node checkpoints stays bounded by what is in flight."""
         htlc = self.htlcs.pop(key, None)
-        if htlc is not None and not any(
-            h.payment_hash == htlc.payment_hash for h in self.htlcs.values()
-        ):
+        if htlc is not None and not self.htlcs.holds(htlc.payment_hash):
             self.preimages.pop(htlc.payment_hash, None)
 
     def update_failed(self, channel: Channel, update: Update, reason: str) -> None:

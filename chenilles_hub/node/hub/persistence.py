@@ -2,8 +2,8 @@
 rebuilt from the store after a restart.
 
 A checkpoint is one transaction with every channel snapshot the event changed, the
-node-side record of every channel it touched, the payments and invoices it changed, and the
-node's in-flight state (preimages, HTLCs, forward links, watcher duties). It is written
+node-side record of every channel it touched, the payments and invoices it changed, the
+HTLCs, forward links and preimages in flight it changed, and the watcher's state. It is written
 before the event's outbox may leave, so after a crash the node resumes from a consistent
 whole: never a snapshot its forwarding links or watcher duties do not know about.
 """
@@ -18,16 +18,19 @@ from typing import Any
 
 from ...backend import Account, ChainBackend
 from ...circuit.quote import IssuedQuote
-from ...core import ChannelMachine, ChannelParams, ChannelSnapshot, HtlcPolicy
+from ...core import ChannelMachine, ChannelParams, ChannelSnapshot, Htlc, HtlcPolicy
 from ...core.watcher import Watcher
 from ..store.base import ChannelRecord, Store
 from .context import NodeContext
 from .journal import (
     CHANNEL_PREFIX,
     GUARD_PREFIX,
+    HTLC_PREFIX,
     INVOICE_PREFIX,
+    LINK_PREFIX,
     NODE_STATE_KEY,
     PAYMENT_PREFIX,
+    PREIMAGE_PREFIX,
     QUOTE_PREFIX,
     RECORD_PREFIX,
     ChannelMeta,
@@ -37,12 +40,16 @@ from .journal import (
     decode_record,
     encode_node_state,
     encode_record,
+    htlc_channel,
+    htlc_key,
+    link_key,
     record_key,
     record_parts,
 )
 from .opening import min_lead, new_machine
 from .payments import Payments
-from .records import Channel, Payment, Quarantined
+from .records import Channel, ForwardLink, Payment, Quarantined
+from .tracked import HtlcTable, TrackedDict
 
 log = logging.getLogger("chenilles.node")
 
@@ -54,6 +61,9 @@ _RESTORED_PREFIXES = (
     PAYMENT_PREFIX,
     GUARD_PREFIX,
     QUOTE_PREFIX,
+    HTLC_PREFIX,
+    LINK_PREFIX,
+    PREIMAGE_PREFIX,
 )
 
 Checkpoint = tuple[list[ChannelSnapshot], dict[str, bytes | None]]
@@ -120,6 +130,7 @@ class Persistence:
         quotes = self.payments.quotes.take_changes()
         guards = self.ctx.watcher.take_guard_changes()
         if self.ctx.store is None:
+            self._in_flight_changes(encode=False)
             pending.snapshots.clear()
             pending.records.clear()
             pending.channels.clear()
@@ -145,6 +156,7 @@ class Persistence:
             records[QUOTE_PREFIX + quote_id.hex()] = encode_record(quote) if quote else None
         for channel_id, guarded in guards.items():
             records[GUARD_PREFIX + channel_id.hex()] = b"1" if guarded else None
+        records.update(self._in_flight_changes())
         state = encode_node_state(self._state())
         if state != self._written_state:
             records[NODE_STATE_KEY] = state
@@ -153,16 +165,30 @@ class Persistence:
             return None  # nothing changed (a read): no transaction, no fsync
         return snapshots, records
 
-    def _state(self) -> NodeStateV1:
-        """What is in flight: bounded by open HTLCs, not by history (channels, payments and
-        invoices are records of their own, written only when they change)."""
+    def _in_flight_changes(self, *, encode: bool = True) -> dict[str, bytes | None]:
+        """The records of the HTLCs, links and preimages in flight written since the last
+        checkpoint: their value now, or ``None`` (delete) for those gone. Taken either way
+        (``encode=False``: a node without a store only forgets them)."""
         payments = self.payments
-        return NodeStateV1(
-            preimages=tuple(payments.preimages.items()),
-            htlcs=tuple((cid, htlc) for (cid, _), htlc in payments.htlcs.items()),
-            links=tuple(payments.links_by_out.values()),
-            watcher=self.ctx.watcher.state,
-        )
+        records: dict[str, bytes | None] = {}
+        htlcs, links, preimages = payments.htlcs, payments.links_by_out, payments.preimages
+        if not encode:
+            htlcs.take_changed(), links.take_changed(), preimages.take_changed()
+            return records
+        for key in htlcs.take_changed():
+            htlc = htlcs.get(key)
+            records[htlc_key(*key)] = None if htlc is None else encode_record(htlc)
+        for key in links.take_changed():
+            link = links.get(key)
+            records[link_key(*key)] = None if link is None else encode_record(link)
+        for payment_hash in preimages.take_changed():
+            records[PREIMAGE_PREFIX + payment_hash.hex()] = preimages.get(payment_hash)
+        return records
+
+    def _state(self) -> NodeStateV1:
+        """The watcher's state (everything else is a record of its own, written only when
+        it changes)."""
+        return NodeStateV1(watcher=self.ctx.watcher.state)
 
     def restore(self) -> None:
         """Rebuild channels, payments, links and watcher duties from the store (restart)."""
@@ -198,9 +224,7 @@ class Persistence:
         for _, value in sorted(records[PAYMENT_PREFIX]):
             payment = decode_record(value, Payment)
             payments.payments[payment.payment_hash] = payment
-        payments.preimages = dict(state.preimages)
-        payments.htlcs = {(cid, htlc.id): htlc for cid, htlc in state.htlcs}
-        payments.links_by_out = {(link.out_channel, link.out_htlc): link for link in state.links}
+        self._restore_in_flight(state, records)
         guarded = [
             bytes.fromhex(key.removeprefix(GUARD_PREFIX))
             for key, value in records[GUARD_PREFIX]
@@ -215,6 +239,28 @@ class Persistence:
         payments.quotes.restore([*state.quotes, *quotes], changed=bool(state.quotes))
         # A proposal of ours in flight was persisted; if the peer never answered, it is
         # retransmitted by reestablish. Updates still queued are proposed as usual.
+
+    def _restore_in_flight(
+        self, state: NodeStateV1, records: Mapping[str, list[tuple[str, bytes]]]
+    ) -> None:
+        """HTLCs, links and preimages in flight from their records and, from a store written
+        before they were records, from the node's state: those are marked changed, so the
+        next checkpoint writes them as records together with the state without them."""
+        payments = self.payments
+        htlcs = [(htlc_channel(key), decode_record(v, Htlc)) for key, v in records[HTLC_PREFIX]]
+        links = [decode_record(value, ForwardLink) for _, value in records[LINK_PREFIX]]
+        preimages = [
+            (bytes.fromhex(key.removeprefix(PREIMAGE_PREFIX)), value)
+            for key, value in records[PREIMAGE_PREFIX]
+        ]
+        payments.htlcs = HtlcTable(((cid, htlc.id), htlc) for cid, htlc in (*state.htlcs, *htlcs))
+        payments.links_by_out = TrackedDict(
+            ((link.out_channel, link.out_htlc), link) for link in (*state.links, *links)
+        )
+        payments.preimages = TrackedDict((*state.preimages, *preimages))
+        if state.htlcs or state.links or state.preimages:
+            for table in (payments.htlcs, payments.links_by_out, payments.preimages):
+                table.mark_all_changed()
 
     def _restore_channels(
         self,

@@ -18,8 +18,10 @@ What is captured, and why it is cheap enough to do for every message:
   log (``records.UndoLog``), the old value of every persisted channel field any channel
   changed;
 * the payments waiting for quotes (bounded by our payments in flight);
-* for channel messages, the payments' in-flight dicts (bounded by what is in flight). Our
-  payments and invoices are unbounded; each of their changes is also a record write in
+* for channel messages, the keys of the payments' in-flight tables the message changed
+  (``tracked.TrackedDict`` logs each write's old value: a hub holds thousands of HTLCs
+  in flight, and copying the tables before every message cost as much). Our payments and
+  invoices are unbounded; each of their changes is also a record write in
   ``pending.records``, so the ones this event changed are found there and put back from
   their previous record (earlier in the job, or in the store).
 
@@ -30,11 +32,12 @@ twice) and the store row of a created channel (``Opening.create_channel`` tolera
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ...core import ChannelSnapshot
 from .journal import INVOICE_PREFIX, PAYMENT_PREFIX, InvoiceRecord, decode_record
 from .records import Channel, Payment
+from .tracked import TrackedDict
 
 if TYPE_CHECKING:
     from .context import NodeContext
@@ -78,15 +81,20 @@ class Savepoint:
         self.outcomes = (len(payments.ticket_outcomes), len(payments.finished_payments))
         self.with_payments = with_payments
         if with_payments:
-            self.htlcs = dict(payments.htlcs)
-            self.links_by_out = dict(payments.links_by_out)
-            self.preimages = dict(payments.preimages)
-            self.tickets = dict(payments.tickets)
+            for table in self._tables():
+                table.begin()
         ctx.undo.begin()
+
+    def _tables(self) -> tuple[TrackedDict[Any, Any], ...]:
+        payments = self.payments
+        return (payments.htlcs, payments.links_by_out, payments.preimages, payments.tickets)
 
     def release(self) -> None:
         """The event succeeded: keep what it did."""
         self.ctx.undo.end()
+        if self.with_payments:
+            for table in self._tables():
+                table.end()
 
     def rollback(self) -> None:
         """Put the node back as it was when the savepoint was taken."""
@@ -115,8 +123,8 @@ class Savepoint:
             channel.machine.restore(machine)
         payments = self.payments
         if self.with_payments:
-            payments.htlcs, payments.links_by_out = self.htlcs, self.links_by_out
-            payments.preimages, payments.tickets = self.preimages, self.tickets
+            for table in self._tables():
+                table.rollback()
         del payments.ticket_outcomes[self.outcomes[0] :]
         del payments.finished_payments[self.outcomes[1] :]
 

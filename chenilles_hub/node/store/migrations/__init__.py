@@ -18,6 +18,7 @@ from . import (
     v0003_guards_and_quotes_as_records,
     v0004_snapshot_withdrawn_flag,
     v0005_snapshot_holdings,
+    v0006_in_flight_as_records,
 )
 
 
@@ -54,6 +55,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         "snapshot holdings",
         v0005_snapshot_holdings.SQLITE,
         v0005_snapshot_holdings.POSTGRES,
+    ),
+    Migration(
+        6,
+        "in-flight HTLCs, links and preimages as records",
+        v0006_in_flight_as_records.SQLITE,
+        v0006_in_flight_as_records.POSTGRES,
     ),
 )
 

@@ -1,0 +1,205 @@
+"""A hub's work per payment does not grow with what it holds in flight.
+
+The HTLCs, forward links and preimages in flight were one value inside the node's state,
+encoded and written whole after every event, and copied before every peer message (to undo
+it on failure): a hub holding 1,024 forwards stuck at an offline peer wrote 748 kB per
+checkpoint, and a payment through it took three times as long (docs/PERFORMANCE.md). A
+stranger can hold HTLCs at will. Each is now a record of its own (``htlc/``, ``link/``,
+``preimage/``), written when it changes, and a failed message undoes the keys it changed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from chenilles_evm.backend import embedded_backend
+
+from chenilles_hub.core import Asset
+from chenilles_hub.node.hub.forwarding import FeePolicy, ForwardingPolicy
+from chenilles_hub.node.hub.journal import (
+    HTLC_PREFIX,
+    LINK_PREFIX,
+    NODE_STATE_KEY,
+    PREIMAGE_PREFIX,
+    decode_node_state,
+    encode_node_state,
+    htlc_key,
+    link_key,
+)
+from chenilles_hub.node.hub.node import Node
+from chenilles_hub.node.store.base import SchemaError
+from chenilles_hub.node.store.migrations import MIGRATIONS
+from chenilles_hub.node.store.sqlite import SQLiteStore
+
+from .world import World, plan
+
+pytestmark = [pytest.mark.circuit]
+
+ETH = 10**18
+
+
+@pytest.fixture
+def world() -> Any:
+    backend = embedded_backend()
+    yield World({backend.chain: backend}, backend)
+    backend.close()
+
+
+class Line:
+    """alice -> hub -> bob, and alice -> hub -> carol; the hub writes to SQLite."""
+
+    def __init__(self, world: World, path: Path) -> None:
+        (backend,) = world.backends.values()
+        self.world, self.path = world, path
+        self.eth = eth = Asset(backend.chain, "native")
+        policy = ForwardingPolicy(fees={eth: FeePolicy(base=7)})
+        self.alice = world.node("alice", [eth.chain])
+        self.hub = world.node("hub", [eth.chain], policy, store=SQLiteStore(path))
+        self.bob = world.node("bob", [eth.chain])
+        self.carol = world.node("carol", [eth.chain])
+        self.c1 = world.open(self.alice, self.hub, eth.chain, {eth: (ETH, 0)})
+        self.c2 = world.open(self.hub, self.bob, eth.chain, {eth: (ETH, 0)})
+        self.c3 = world.open(self.hub, self.carol, eth.chain, {eth: (ETH, 0)})
+
+    def pay(self, payee: Node, out: bytes, amount: int = 1000) -> Any:
+        invoice = payee.invoice(amount, self.eth)
+        hops = plan(
+            self.world,
+            self.alice,
+            [(self.hub, self.c1), (payee, out)],
+            amount,
+            self.eth,
+            invoice.final_lead,
+        )
+        return self.alice.pay_route(invoice, hops)
+
+    def stuck_at_carol(self, n: int) -> list[Any]:
+        """``n`` payments whose forwards wait at the hub: Carol went offline."""
+        self.world.network.silence(self.carol)
+        payments = [self.pay(self.carol, self.c3, 1000 + i) for i in range(n)]
+        self.world.network.run()
+        assert len(self.hub.links_by_out) == n
+        return payments
+
+    def records(self, prefix: str) -> dict[str, bytes]:
+        assert self.hub.store is not None
+        return dict(self.hub.store.settings_with_prefix(prefix))
+
+    def node_state(self) -> bytes:
+        assert self.hub.store is not None
+        return bytes(self.hub.store.get_setting(NODE_STATE_KEY) or b"")
+
+
+def test_htlcs_in_flight_are_records_and_survive_a_restart(world: World, tmp_path: Path) -> None:
+    line = Line(world, tmp_path / "hub.sqlite")
+    line.hub.checkpoint()
+    idle_state = line.node_state()
+    payments = line.stuck_at_carol(20)
+    line.hub.checkpoint()
+    assert line.node_state() == idle_state  # not one byte per HTLC in flight
+    htlcs, links = dict(line.hub.htlcs), dict(line.hub.links_by_out)
+    assert len(htlcs) == 40  # each forward: the incoming HTLC and the outgoing one
+    assert line.records(HTLC_PREFIX).keys() == {htlc_key(*key) for key in htlcs}
+    assert line.records(LINK_PREFIX).keys() == {link_key(*key) for key in links}
+
+    # kill -9 and start again from the store: everything in flight is known again
+    assert line.hub.store is not None
+    line.hub.store.close()
+    world.network.silence(line.hub)
+    line.hub = world.restart(line.hub, SQLiteStore(line.path))
+    assert dict(line.hub.htlcs) == htlcs and dict(line.hub.links_by_out) == links
+
+    # Carol comes back: she settles, the hub passes each preimage upstream
+    world.network.revive(line.carol)
+    world.network.run()
+    assert [p.status for p in payments] == ["succeeded"] * 20
+    line.hub.checkpoint()
+    for prefix in (HTLC_PREFIX, LINK_PREFIX, PREIMAGE_PREFIX):
+        assert line.records(prefix) == {}, f"{prefix} records left behind"
+    assert not line.hub.htlcs and not line.hub.links_by_out and not line.hub.preimages
+    assert line.node_state() == idle_state
+
+
+def test_a_payments_writes_do_not_grow_with_the_htlcs_held_in_flight(
+    world: World, tmp_path: Path
+) -> None:
+    """What the hub writes for one payment to Bob, with nothing held, then with 30 forwards
+    held for offline Carol (a stranger can hold HTLCs at will): the same records."""
+    line = Line(world, tmp_path / "hub.sqlite")
+    assert line.hub.store is not None
+    written: list[int] = []
+    inner = line.hub.store.save_checkpoint
+
+    def counting(snapshots: Any, settings: dict[str, bytes | None], **kw: Any) -> None:
+        written.append(sum(len(k) + len(v or b"") for k, v in settings.items()))
+        inner(snapshots, settings, **kw)
+
+    line.hub.store.save_checkpoint = counting  # type: ignore[method-assign]
+
+    def one_payment() -> int:
+        written.clear()
+        payment = line.pay(line.bob, line.c2)
+        world.network.run_in_jobs()
+        assert payment.status == "succeeded"
+        return sum(written)
+
+    one_payment()  # the first payment to Bob writes its records' first versions
+    without = one_payment()
+    line.stuck_at_carol(30)
+    with_held = one_payment()
+    # The HTLC ids grow by a digit or two in the keys; nothing per HTLC held
+    assert with_held <= without + 64, (without, with_held)
+
+
+def test_a_store_with_htlcs_in_the_node_state_is_moved_to_records(
+    world: World, tmp_path: Path
+) -> None:
+    """A store written before these records: the HTLCs, links and preimages are in the
+    node's state. They are read from there, and the next checkpoint writes them as records
+    with the state without them (one transaction)."""
+    line = Line(world, tmp_path / "hub.sqlite")
+    payments = line.stuck_at_carol(5)
+    line.hub.checkpoint()
+    hub = line.hub
+    htlcs, links = dict(hub.htlcs), dict(hub.links_by_out)
+    preimage = (b"\x11" * 32, b"\x22" * 32)
+    state = decode_node_state(line.node_state())
+    old = msgspec.structs.replace(
+        state,
+        htlcs=tuple((cid, htlc) for (cid, _), htlc in htlcs.items()),
+        links=tuple(links.values()),
+        preimages=(preimage,),
+    )
+    assert hub.store is not None
+    hub.store.save_checkpoint(
+        [],
+        {NODE_STATE_KEY: encode_node_state(old)}
+        | {key: None for key in line.records(HTLC_PREFIX)}
+        | {key: None for key in line.records(LINK_PREFIX)},
+    )
+    hub.store.close()
+    world.network.silence(hub)
+    line.hub = hub = world.restart(hub, SQLiteStore(line.path))
+    assert dict(hub.htlcs) == htlcs and dict(hub.links_by_out) == links
+    assert dict(hub.preimages) == dict([preimage])
+    hub.checkpoint()
+    moved = decode_node_state(line.node_state())
+    assert not moved.htlcs and not moved.links and not moved.preimages
+    assert len(line.records(HTLC_PREFIX)) == len(htlcs)
+    assert len(line.records(LINK_PREFIX)) == len(links)
+    assert line.records(PREIMAGE_PREFIX) == {PREIMAGE_PREFIX + preimage[0].hex(): preimage[1]}
+    world.network.revive(line.carol)
+    world.network.run()
+    assert [p.status for p in payments] == ["succeeded"] * 5
+
+
+def test_a_program_from_before_these_records_refuses_the_store(tmp_path: Path) -> None:
+    """It would read no HTLC in flight and pass no preimage upstream: migration 6 marks
+    the layout, so it refuses the store instead."""
+    SQLiteStore(tmp_path / "node.sqlite").close()
+    before = tuple(m for m in MIGRATIONS if m.version < 6)
+    with pytest.raises(SchemaError, match="not a prefix"):
+        SQLiteStore(tmp_path / "node.sqlite", migrations=before)
