@@ -203,3 +203,34 @@ def test_a_program_from_before_these_records_refuses_the_store(tmp_path: Path) -
     before = tuple(m for m in MIGRATIONS if m.version < 6)
     with pytest.raises(SchemaError, match="not a prefix"):
         SQLiteStore(tmp_path / "node.sqlite", migrations=before)
+
+
+def test_a_write_that_failed_is_made_good_by_the_next_checkpoint(
+    world: World, tmp_path: Path
+) -> None:
+    """A driver that goes on after a failed write (the server stops; the in-process world,
+    the demo and an embedder may not): the next checkpoint writes every record in flight,
+    whose changes the failed one had taken. Otherwise a forward whose link was lost after
+    a restart would never pass its preimage upstream."""
+    line = Line(world, tmp_path / "hub.sqlite")
+    assert line.hub.store is not None
+    inner = line.hub.store.save_checkpoint
+    failed = []
+
+    def flaky(snapshots: Any, settings: dict[str, bytes | None], **kw: Any) -> None:
+        if not failed and any(key.startswith(LINK_PREFIX) for key in settings):
+            failed.append(True)
+            raise OSError("disk full, for a moment")
+        inner(snapshots, settings, **kw)
+
+    line.hub.store.save_checkpoint = flaky  # type: ignore[method-assign]
+    world.network.silence(line.carol)
+    line.pay(line.carol, line.c3, 1234)
+    with pytest.raises(OSError):
+        world.network.run()
+    world.network.run()
+    line.hub.checkpoint()
+    assert failed
+    assert line.records(LINK_PREFIX).keys() == {link_key(*k) for k in line.hub.links_by_out}
+    assert line.records(HTLC_PREFIX).keys() == {htlc_key(*k) for k in line.hub.htlcs}
+    assert len(line.hub.links_by_out) == 1

@@ -3,6 +3,8 @@ exactly, and keep the HTLCs' payment-hash index in step through all of it."""
 
 from __future__ import annotations
 
+import copy
+import pickle
 from typing import Any
 
 import pytest
@@ -115,3 +117,26 @@ def test_a_dict_still() -> None:
     with pytest.raises(KeyError):
         table.popitem()
     assert isinstance(table, dict) and table.take_changed() == {"a"}
+
+
+def test_a_copy_is_a_new_table_with_nothing_changed() -> None:
+    table = HtlcTable({(b"a", 1): htlc((b"a", 1), b"\x01" * 32)})
+    table[(b"b", 2)] = htlc((b"b", 2), b"\x01" * 32)
+    for twin in (copy.copy(table), pickle.loads(pickle.dumps(table))):
+        assert type(twin) is HtlcTable and twin == table
+        assert twin.keys_of(b"\x01" * 32) == table.keys_of(b"\x01" * 32)
+        assert twin.take_changed() == set()
+        twin.pop((b"a", 1))
+        assert (b"a", 1) in table  # nothing shared
+    assert table.take_changed() == {(b"b", 2)}
+
+
+def test_a_table_nothing_persists_remembers_no_change() -> None:
+    table: TrackedDict[int, str] = TrackedDict(track_changes=False)
+    table.begin()
+    for i in range(100):
+        table[i] = "x"
+        del table[i]
+    table[7] = "kept"
+    table.rollback()
+    assert table == {} and table.take_changed() == set()

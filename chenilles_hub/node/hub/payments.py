@@ -113,7 +113,7 @@ class Payments:
         self.report_outcomes = False
         #: Direct transfers somebody waits for (an API request): the update object's id ->
         #: (the update, the caller's ticket); not persisted (a restart answers no one).
-        self.tickets: TrackedDict[int, tuple[Update, int]] = TrackedDict()
+        self.tickets: TrackedDict[int, tuple[Update, int]] = TrackedDict(track_changes=False)
         #: (ticket, signed version or None, failure reason or None) of transfers that became
         #: irrevocable or failed; the driver takes them after the checkpoint, like the outbox.
         self.ticket_outcomes: list[tuple[int, int | None, str | None]] = []
@@ -417,13 +417,18 @@ class Payments:
         self.preimages[payment_hash] = preimage
         # The HTLCs with this hash, not every link in flight: a busy hub holds thousands.
         for key in self.htlcs.keys_of(payment_hash):
-            link = self.links_by_out.pop(key, None)
+            link = self.links_by_out.get(key)
             if link is None:
                 continue
             out = self.htlcs[key]
+            # Looked up before the link is dropped: should the incoming channel fail to
+            # load, the link stays for a later call with this preimage.
             incoming = self.ctx.channels[link.in_channel]
             in_htlc = self.htlcs.get((link.in_channel, link.in_htlc))
-            if in_htlc is not None and incoming.machine.state.htlc(link.in_htlc) is not None:
+            if in_htlc is not None and incoming.machine.state.htlc(link.in_htlc) is None:
+                in_htlc = None  # no longer in the channel: nothing to settle
+            del self.links_by_out[key]
+            if in_htlc is not None:
                 self._settle_incoming(incoming, in_htlc, preimage)
                 self._record_forward(link, in_htlc, out)
         payment = self.payments.get(payment_hash)

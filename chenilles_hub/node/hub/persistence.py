@@ -104,7 +104,12 @@ class Persistence:
             try:
                 store.save_checkpoint(*write, durable=not relaxed)
             except BaseException:
-                self._written_state = b""  # rewrite the node's state with the next checkpoint
+                # A driver that goes on (the server stops) rewrites with its next checkpoint
+                # the node's state and every record in flight, whose changes were taken.
+                self._written_state = b""
+                payments = self.payments
+                for table in (payments.htlcs, payments.links_by_out, payments.preimages):
+                    table.mark_all_changed()
                 raise
             self.unsynced = relaxed  # a durable write syncs every write before it
         elif self.unsynced and not relaxed:

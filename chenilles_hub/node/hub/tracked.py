@@ -15,7 +15,7 @@ Reads are the dict's own (no method is overridden for them); every write goes th
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar, overload
 
 from ...core import Htlc
@@ -31,20 +31,38 @@ class TrackedDict(dict[K, V]):
     """A dict that remembers the keys written since :meth:`take_changed` and, between
     :meth:`begin` and :meth:`end`, the value each write replaced (:meth:`rollback`)."""
 
-    __slots__ = ("_changed", "_journal")
+    __slots__ = ("_changed", "_journal", "_track")
 
-    def __init__(self, items: Iterable[tuple[K, V]] = ()) -> None:
+    def __init__(
+        self,
+        items: Mapping[K, V] | Iterable[tuple[K, V]] = (),
+        *,
+        track_changes: bool = True,
+    ) -> None:
+        """``track_changes=False``: a table nothing persists (only undone): its writes are
+        journaled, not remembered for a checkpoint."""
         super().__init__()
         self._changed: set[K] = set()
         self._journal: list[tuple[K, Any]] | None = None
-        for key, value in items:
+        self._track = track_changes
+        pairs = items.items() if isinstance(items, Mapping) else items
+        for key, value in pairs:
             self[key] = value
         self._changed.clear()  # what it was built with is not a change
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """A copy (``copy``, ``pickle``) is a new table with the same items and nothing
+        changed or journaled, never one sharing this one's bookkeeping."""
+        return type(self), (list(self.items()),), {"_track": self._track}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._track = state["_track"]
 
     # --- writes ----------------------------------------------------------------------
 
     def _note(self, key: K) -> None:
-        self._changed.add(key)
+        if self._track:
+            self._changed.add(key)
         journal = self._journal
         if journal is not None:
             journal.append((key, dict.get(self, key, _MISSING)))
@@ -114,7 +132,8 @@ class TrackedDict(dict[K, V]):
     # --- undo ------------------------------------------------------------------------
 
     def begin(self) -> None:
-        """Log the old value of every write from now on (one event that may fail)."""
+        """Log the old value of every write from now on (one event that may fail). Not
+        nested: a second ``begin`` starts a new journal (a node's savepoints never nest)."""
         self._journal = []
 
     def end(self) -> None:
@@ -140,7 +159,10 @@ class HtlcTable(TrackedDict[tuple[bytes, int], Htlc]):
 
     __slots__ = ("_by_hash",)
 
-    def __init__(self, items: Iterable[tuple[tuple[bytes, int], Htlc]] = ()) -> None:
+    def __init__(
+        self,
+        items: Mapping[tuple[bytes, int], Htlc] | Iterable[tuple[tuple[bytes, int], Htlc]] = (),
+    ) -> None:
         self._by_hash: dict[bytes, dict[tuple[bytes, int], None]] = {}
         super().__init__(items)
 
