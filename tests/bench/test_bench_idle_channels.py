@@ -73,3 +73,9 @@ def test_a_hub_holding_forwards_in_flight_still_forwards_and_both_lines_are_meas
     for key in ("latency_ms_plain", "latency_ms_with_htlcs_held"):
         assert out[key]["n"] == 3 and 0 < out[key]["p50"] < 10_000
     assert out["ratio_held_over_plain_per_round"]["n"] == 1
+    import bench  # scripts/bench.py: the run's table prints the line
+
+    (row,) = [
+        r for r in bench.table({"payments": {"hub_with_htlcs_in_flight": out}}) if "hub" in r[0]
+    ]
+    assert "holding 32 forwards in flight" in row[0] and "per round" in row[1]
