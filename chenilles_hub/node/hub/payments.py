@@ -122,6 +122,12 @@ class Payments:
         #: The quotes we issued and still honour (persisted with the node's state).
         self.quotes = QuoteBook(ctx.identity)
 
+    def in_flight(
+        self,
+    ) -> tuple[HtlcTable, TrackedDict[tuple[bytes, int], ForwardLink], TrackedDict[bytes, bytes]]:
+        """The tables a checkpoint writes key by key: HTLCs, forward links, preimages."""
+        return self.htlcs, self.links_by_out, self.preimages
+
     # --- records ----------------------------------------------------------------------------
 
     def record_payment(self, payment: Payment) -> None:

@@ -107,8 +107,7 @@ class Persistence:
                 # A driver that goes on (the server stops) rewrites with its next checkpoint
                 # the node's state and every record in flight, whose changes were taken.
                 self._written_state = b""
-                payments = self.payments
-                for table in (payments.htlcs, payments.links_by_out, payments.preimages):
+                for table in self.payments.in_flight():
                     table.mark_all_changed()
                 raise
             self.unsynced = relaxed  # a durable write syncs every write before it
@@ -174,9 +173,8 @@ class Persistence:
         """The records of the HTLCs, links and preimages in flight written since the last
         checkpoint: their value now, or ``None`` (delete) for those gone. Taken either way
         (``encode=False``: a node without a store only forgets them)."""
-        payments = self.payments
         records: dict[str, bytes | None] = {}
-        htlcs, links, preimages = payments.htlcs, payments.links_by_out, payments.preimages
+        htlcs, links, preimages = self.payments.in_flight()
         if not encode:
             htlcs.take_changed(), links.take_changed(), preimages.take_changed()
             return records
@@ -264,7 +262,7 @@ class Persistence:
         )
         payments.preimages = TrackedDict((*state.preimages, *preimages))
         if state.htlcs or state.links or state.preimages:
-            for table in (payments.htlcs, payments.links_by_out, payments.preimages):
+            for table in payments.in_flight():
                 table.mark_all_changed()
 
     def _restore_channels(

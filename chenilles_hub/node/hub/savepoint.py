@@ -86,8 +86,7 @@ class Savepoint:
         ctx.undo.begin()
 
     def _tables(self) -> tuple[TrackedDict[Any, Any], ...]:
-        payments = self.payments
-        return (payments.htlcs, payments.links_by_out, payments.preimages, payments.tickets)
+        return (*self.payments.in_flight(), self.payments.tickets)
 
     def release(self) -> None:
         """The event succeeded: keep what it did."""
