@@ -210,12 +210,17 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 "same run, alternating rounds",
             )
         )
-    held = _g(results, "payments", "hub_with_htlcs_in_flight", default={})
-    if held:
+    for key, held_by in (
+        ("hub_with_htlcs_in_flight", "in flight"),
+        ("hub_with_htlcs_held_by_peer", "signed and held by its peer"),
+    ):
+        held = _g(results, "payments", key, default={})
+        if not held:
+            continue
         rows.append(
             (
                 f"payment evm->btc, 3 hops, hub holding {held['forwards_held_by_first_hub']:,} "
-                "forwards in flight",
+                f"forwards {held_by}",
                 f"p50 {held['latency_ms_with_htlcs_held']['p50']} ms against "
                 f"{held['latency_ms_plain']['p50']} ms "
                 f"(x{held['ratio_held_over_plain_per_round']['p50']} per round)",

@@ -14,6 +14,7 @@ together is one job with one checkpoint.
 
 from __future__ import annotations
 
+import itertools
 import random
 import tempfile
 import time
@@ -323,38 +324,57 @@ def idle_channels(
     return result
 
 
+#: The line whose first hub holds idle channels or HTLCs in flight, and the plain one beside.
+HUB_LINE = ("evm", "evm", "bitcoin")
+
 #: Forwards the first hub holds in flight on the "hub with HTLCs in flight" line (full run):
 #: 32 pairs of side channels, each with the 32 HTLC slots of its outgoing channel used.
 HELD_PAIRS = 32
+#: The results' key of each "hub holding HTLCs" line, and who holds them (``hold_forwards``).
+HELD_LINES = {"hub_with_htlcs_in_flight": "offline", "hub_with_htlcs_held_by_peer": "peer"}
 
 
-def hold_forwards(demo: Demo, hub: Node, pairs: int, clock: Callable[[], int]) -> int:
-    """Make ``hub`` hold ``pairs`` x 32 forwards in flight: per pair, a payer's channel
-    into the hub and the hub's channel to a payee that went offline once its invoices
-    were issued (as a stranger can, at will). Every channel is opened first: an opening
-    moves the chain's clock on (its confirmations), which would take the HTLCs already
-    held towards their expiry and the hub on-chain. Returns the forwards held."""
+def hold_forwards(
+    demo: Demo, hub: Node, pairs: int, clock: Callable[[], int], *, held_by: str = "offline"
+) -> int:
+    """Make ``hub`` hold ``pairs`` x 32 forwards in flight, as a stranger can at will. Per
+    pair, a payer's channel into the hub and:
+
+    * ``held_by="offline"``: the hub's channel to a payee that went offline once its
+      invoices were issued (the hub's HTLCs wait, queued, in the hub);
+    * ``held_by="peer"``: the hub's channel to a relay that signs the hub's HTLCs and
+      holds them, its own next peer (the payee) being offline: the hub's watcher owes a
+      refund duty for each.
+
+    Every channel is opened first: an opening moves the chain's clock on (its
+    confirmations), which would take the HTLCs already held towards their expiry and the
+    hub on-chain. Returns the forwards held."""
     evm = demo.ledgers.evm
-    sides = []
-    for k in range(pairs):
-        payer, payee = (
-            Node(
-                identity=NodeIdentity(),
-                backends={evm.chain: evm},
-                accounts={evm.chain: evm.create_account(fund=True)},
-                clock=clock,
-                name=f"{hub.name}-{role}{k}",
-                policy=ForwardingPolicy(),
-            )
-            for role in ("payer", "offline")
+
+    def new_node(role: str, k: int, policy: ForwardingPolicy) -> Node:
+        node = Node(
+            identity=NodeIdentity(),
+            backends={evm.chain: evm},
+            accounts={evm.chain: evm.create_account(fund=True)},
+            clock=clock,
+            name=f"{hub.name}-{role}{k}",
+            policy=policy,
         )
-        for node in (payer, payee):
-            demo.network.add(node)
-        demo.open(payer, hub, evm.chain, {demo.eth: (WEI // 10, 0)})
-        demo.open(hub, payee, evm.chain, {demo.eth: (WEI // 10, 0)})
-        sides.append((payer, payee))
-    for payer, payee in sides:
-        graph = routing_graph([payer, hub, payee])
+        demo.network.add(node)
+        return node
+
+    lines = []
+    for k in range(pairs):
+        path = [new_node("payer", k, ForwardingPolicy()), hub]
+        if held_by == "peer":
+            path.append(new_node("relay", k, hub.policy))
+        path.append(new_node("offline", k, ForwardingPolicy()))
+        for a, b in itertools.pairwise(path):
+            demo.open(a, b, evm.chain, {demo.eth: (WEI // 10, 0)})
+        lines.append(path)
+    for path in lines:
+        payer, payee = path[0], path[-1]
+        graph = routing_graph(path)
         invoices = [payee.invoice(10**12, demo.eth) for _ in range(32)]
         demo.network.silence(payee)
         for invoice in invoices:
@@ -371,18 +391,19 @@ def in_flight(
     per_round: int,
     directory: Path,
     clock: Callable[[], int],
+    held_by: str = "offline",
 ) -> dict[str, Any]:
     """Does a payment through a hub slow down with the HTLCs it holds in flight? Two lines
     of the same shape, alternating rounds: one whose first hub holds nothing else, one
-    whose first hub holds ``pairs`` x 32 forwards stuck at offline peers. Per-event work
-    that scales with what is in flight (a whole-state write, a copy or a walk per message)
-    shows as a ratio above 1."""
+    whose first hub holds ``pairs`` x 32 forwards stuck at offline peers, or signed and
+    held by its next peer (``hold_forwards``). Per-event work that scales with what is in
+    flight (a whole-state write, a copy or a walk per message) shows as a ratio above 1."""
     lines: dict[str, Line] = {}
     held = 0
     for label in ("plain", "held"):
-        nodes, source, target = build(demo, chains, directory, f"held-{label}", clock)
+        nodes, source, target = build(demo, chains, directory, f"{held_by}-{label}", clock)
         if label == "held":
-            held = hold_forwards(demo, nodes[1], pairs, clock)
+            held = hold_forwards(demo, nodes[1], pairs, clock, held_by=held_by)
         lines[label] = (nodes, source, target, routing_graph(nodes))
 
     samples, per_round_ratio = alternate(demo, lines, "held", rounds, per_round, clock)
@@ -390,8 +411,10 @@ def in_flight(
     assert hub.store is not None
     result = {
         "chains": list(chains),
+        "held_by": held_by,
         "forwards_held_by_first_hub": held,
         "htlcs_held_by_first_hub": len(hub.htlcs),
+        "watcher_duties_of_first_hub": sum(1 for _ in hub.ctx.watcher.htlc_duties()),
         "hub_node_state_bytes": len(hub.store.get_setting(NODE_STATE_KEY) or b""),
         "latency_ms_plain": bench_common.summary(samples["plain"], 2),
         "latency_ms_with_htlcs_held": bench_common.summary(samples["held"], 2),
@@ -427,24 +450,20 @@ def run(quick: bool) -> dict[str, Any]:
                 for name, chains in CONFIGS
                 if not quick or len(chains) == 3 or chains == ("evm", "evm")
             }
+            # Lines of 3 hops, EVM -> EVM -> Bitcoin, in alternating rounds.
+            rounds: dict[str, Any] = {
+                "rounds": 2 if quick else 5,
+                "per_round": 20 if quick else 40,
+                "directory": Path(tmp),
+                "clock": clock,
+            }
             out["hub_with_idle_channels"] = idle_channels(
-                demo,
-                ("evm", "evm", "bitcoin"),
-                idle=1_000 if quick else IDLE_CHANNELS,
-                rounds=2 if quick else 5,
-                per_round=20 if quick else 40,
-                directory=Path(tmp),
-                clock=clock,
+                demo, HUB_LINE, idle=1_000 if quick else IDLE_CHANNELS, **rounds
             )
-            out["hub_with_htlcs_in_flight"] = in_flight(
-                demo,
-                ("evm", "evm", "bitcoin"),
-                pairs=4 if quick else HELD_PAIRS,
-                rounds=2 if quick else 5,
-                per_round=20 if quick else 40,
-                directory=Path(tmp),
-                clock=clock,
-            )
+            for key, held_by in HELD_LINES.items():
+                out[key] = in_flight(
+                    demo, HUB_LINE, pairs=4 if quick else HELD_PAIRS, held_by=held_by, **rounds
+                )
         out["demo_clock_us_per_call"] = demo_clock_cost(ledgers)
     finally:
         for backend in ledgers.all:

@@ -29,7 +29,8 @@ this module never touches a ledger itself (sans-IO: events in, actions out).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from typing import NamedTuple
 
 import msgspec
 
@@ -60,7 +61,10 @@ class RefundOutgoing(msgspec.Struct, frozen=True, tag="refund_outgoing"):
     expiry: int
 
 
-Duty = GuardChannel | ClaimIncoming | RefundOutgoing
+HtlcDuty = ClaimIncoming | RefundOutgoing
+Duty = GuardChannel | HtlcDuty
+#: (channel id, HTLC id): an HTLC duty's key (a channel's HTLC ids are unique).
+DutyKey = tuple[bytes, int]
 
 
 class ChainClock(msgspec.Struct, frozen=True):
@@ -131,13 +135,25 @@ class DisputeStatus(msgspec.Struct, frozen=True):
 
 
 class WatcherState(msgspec.Struct, frozen=True):
-    """Everything the watcher knows; persisted by the node after every change."""
+    """What the watcher knows of the chains (disputes, actions taken and refused): small,
+    bounded by the channels in dispute, persisted by the node with every change.
+
+    ``duties``: read from states written before the guards and the HTLC duties were kept
+    apart (:class:`Watcher`); always empty now."""
 
     duties: tuple[Duty, ...] = ()
     disputes: tuple[tuple[bytes, DisputeStatus], ...] = ()
     fired: tuple[Key, ...] = ()  # actions already taken (refused ones are in ``waits``)
     #: Actions the ledger refused, with the chain time before which they are not retried.
     waits: tuple[tuple[Key, int], ...] = ()
+
+
+class WatcherChanges(NamedTuple):
+    """What changed since the driver last asked: per guarded channel, guarded or not; per
+    HTLC duty, the duty now or ``None`` (gone). What a checkpoint writes as records."""
+
+    guards: dict[bytes, bool]
+    duties: dict[DutyKey, HtlcDuty | None]
 
 
 def action_key(action: Action, disputes: Mapping[bytes, DisputeStatus]) -> Key | None:
@@ -159,27 +175,41 @@ def action_key(action: Action, disputes: Mapping[bytes, DisputeStatus]) -> Key |
 class Watcher:
     """Pure: every method returns the actions to take and updates ``state``.
 
-    The channels it guards (:class:`GuardChannel`: one per channel, for the channel's whole
-    life) are a set apart from ``state``, which holds what is in flight (HTLC duties,
-    disputes). A hub holds a guard per channel: kept in ``state``, each of its writes of
-    that state carried them all (0.8 MB at 10,000 channels, with every payment). The
-    driver persists the guards one by one from :meth:`take_guard_changes`, and undoes a
-    failed event's with :meth:`guard_mark` / :meth:`undo_guards`.
+    Two kinds of duty are kept apart from ``state`` (the disputes and actions, small):
+
+    * the channels it guards (:class:`GuardChannel`: one per channel, for the channel's
+      whole life), a set;
+    * the HTLC duties (:class:`RefundOutgoing` per HTLC we offered, :class:`ClaimIncoming`
+      per HTLC paid to us whose preimage we know), by channel and HTLC id.
+
+    A hub holds a guard per channel and a duty per HTLC in flight, and anyone can make it
+    hold thousands of HTLCs (pay through it and never settle): kept in ``state``, every
+    write of that state carried them all (0.8 MB at 10,000 channels), and each added or
+    resolved HTLC copied them. The driver persists guards and duties one by one from
+    :meth:`take_changes`, and undoes a failed event's with :meth:`mark` / :meth:`undo`.
     """
 
-    def __init__(self, state: WatcherState | None = None, guarded: Iterable[bytes] = ()) -> None:
+    def __init__(
+        self,
+        state: WatcherState | None = None,
+        guarded: Iterable[bytes] = (),
+        duties: Iterable[HtlcDuty] = (),
+    ) -> None:
         state = state or WatcherState()
         self.guarded: set[bytes] = set(guarded)
-        #: (channel id, guarded before) for each change since :meth:`take_guard_changes`.
-        self._guard_log: list[tuple[bytes, bool]] = []
-        # A state written before guards were kept apart holds them among its duties.
-        for duty in state.duties:
-            if isinstance(duty, GuardChannel):
-                self._guard(duty.channel_id, True)
-        if self._guard_log:
-            state = msgspec.structs.replace(
-                state, duties=tuple(d for d in state.duties if not isinstance(d, GuardChannel))
-            )
+        #: channel id -> HTLC id -> duty.
+        self._duties: dict[bytes, dict[int, HtlcDuty]] = {}
+        for duty in duties:
+            self._duties.setdefault(duty.channel_id, {})[duty.htlc_id] = duty
+        #: One entry per change since :meth:`take_changes`, with what it replaced:
+        #: (channel id, None, guarded before) or (channel id, HTLC id, duty before).
+        self._log: list[tuple[bytes, int | None, bool | HtlcDuty | None]] = []
+        # A state written before guards and duties were kept apart holds them among its
+        # duties: moved out, and handed to the next checkpoint as changes.
+        for old in state.duties:
+            self.add(old)
+        if state.duties:
+            state = msgspec.structs.replace(state, duties=())
         self.state = state
 
     # --- duties ------------------------------------------------------------------------
@@ -187,60 +217,97 @@ class Watcher:
     def add(self, duty: Duty) -> None:
         if isinstance(duty, GuardChannel):
             self._guard(duty.channel_id, True)
-        elif duty not in self.state.duties:
-            self.state = msgspec.structs.replace(self.state, duties=(*self.state.duties, duty))
+        else:
+            self._put(duty.channel_id, duty.htlc_id, duty)
 
     def _guard(self, channel_id: bytes, on: bool) -> None:
         before = channel_id in self.guarded
         if before == on:
             return
-        self._guard_log.append((channel_id, before))
+        self._log.append((channel_id, None, before))
         if on:
             self.guarded.add(channel_id)
         else:
             self.guarded.discard(channel_id)
 
-    def take_guard_changes(self) -> dict[bytes, bool]:
-        """The channels whose guard was added (``True``) or dropped (``False``) since the
-        last call: what the driver writes with its checkpoint."""
-        changes = {channel_id: channel_id in self.guarded for channel_id, _ in self._guard_log}
-        self._guard_log.clear()
+    def _put(self, channel_id: bytes, htlc_id: int, duty: HtlcDuty | None) -> None:
+        """Set (``None``: drop) the duty of one HTLC, logged with the one it replaces."""
+        of_channel = self._duties.get(channel_id)
+        before = of_channel.get(htlc_id) if of_channel is not None else None
+        if before == duty:
+            return
+        self._log.append((channel_id, htlc_id, before))
+        if duty is not None:
+            if of_channel is None:
+                of_channel = self._duties[channel_id] = {}
+            of_channel[htlc_id] = duty
+        else:
+            assert of_channel is not None
+            del of_channel[htlc_id]
+            if not of_channel:
+                del self._duties[channel_id]
+
+    def take_changes(self) -> WatcherChanges:
+        """The guards and HTLC duties that changed since the last call, as they are now:
+        what the driver writes with its checkpoint."""
+        changes = WatcherChanges({}, {})
+        for channel_id, htlc_id, _ in self._log:
+            if htlc_id is None:
+                changes.guards[channel_id] = channel_id in self.guarded
+            else:
+                changes.duties[(channel_id, htlc_id)] = self._duties.get(channel_id, {}).get(
+                    htlc_id
+                )
+        self._log.clear()
         return changes
 
-    def guard_mark(self) -> int:
-        """Where the guards stand now, for :meth:`undo_guards` (a driver's savepoint)."""
-        return len(self._guard_log)
+    def mark(self) -> int:
+        """Where guards and duties stand now, for :meth:`undo` (a driver's savepoint)."""
+        return len(self._log)
 
-    def undo_guards(self, mark: int) -> None:
-        """Put the guards back as they were at ``mark`` (an event that failed)."""
-        for channel_id, before in reversed(self._guard_log[mark:]):
-            if before:
-                self.guarded.add(channel_id)
+    def undo(self, mark: int) -> None:
+        """Put guards and duties back as they were at ``mark`` (an event that failed)."""
+        for channel_id, htlc_id, before in reversed(self._log[mark:]):
+            if htlc_id is None:
+                (self.guarded.add if before else self.guarded.discard)(channel_id)
+                continue
+            assert not isinstance(before, bool)
+            if before is not None:
+                self._duties.setdefault(channel_id, {})[htlc_id] = before
             else:
-                self.guarded.discard(channel_id)
-        del self._guard_log[mark:]
+                of_channel = self._duties[channel_id]
+                del of_channel[htlc_id]
+                if not of_channel:
+                    del self._duties[channel_id]
+        del self._log[mark:]
+
+    def htlc_duties(self) -> Iterator[HtlcDuty]:
+        """Every HTLC duty, channel by channel."""
+        for of_channel in self._duties.values():
+            yield from of_channel.values()
+
+    def channels_with_duties(self) -> Iterable[bytes]:
+        """The channels with at least one HTLC duty (whose chain's clock the node needs)."""
+        return self._duties.keys()
 
     def resolved(self, channel_id: bytes, htlc_id: int) -> None:
         """The HTLC was settled or failed off-chain: nothing left to enforce."""
-        remaining = tuple(
-            d
-            for d in self.state.duties
-            if isinstance(d, GuardChannel) or duty_id(d) != (channel_id, htlc_id)
-        )
+        self._put(channel_id, htlc_id, None)
 
-        def keep(key: Key) -> bool:
-            return key[0] in ("conclude", "refute") or key[1:] != (channel_id, htlc_id)
+        def mine(key: Key) -> bool:
+            return key[0] in ("claim", "refund") and key[1:] == (channel_id, htlc_id)
 
-        self.state = msgspec.structs.replace(
-            self.state,
-            duties=remaining,
-            fired=tuple(f for f in self.state.fired if keep(f)),
-            waits=tuple(w for w in self.state.waits if keep(w[0])),
-        )
+        # Actions are taken on-chain, rarely: most HTLCs are resolved with none.
+        if any(mine(f) for f in self.state.fired) or any(mine(w[0]) for w in self.state.waits):
+            self.state = msgspec.structs.replace(
+                self.state,
+                fired=tuple(f for f in self.state.fired if not mine(f)),
+                waits=tuple(w for w in self.state.waits if not mine(w[0])),
+            )
 
     def duties_of(self, channel_id: bytes) -> tuple[Duty, ...]:
         guard: tuple[Duty, ...] = (GuardChannel(channel_id),) if channel_id in self.guarded else ()
-        return guard + tuple(d for d in self.state.duties if d.channel_id == channel_id)
+        return guard + tuple(self._duties.get(channel_id, {}).values())
 
     def dispute(self, channel_id: bytes) -> DisputeStatus | None:
         return dict(self.state.disputes).get(channel_id)
@@ -339,9 +406,7 @@ class Watcher:
             waits.pop(key, None)
             return True
 
-        for duty in self.state.duties:
-            if isinstance(duty, GuardChannel):
-                continue
+        for duty in self.htlc_duties():
             clock = clocks.get(duty.channel_id)
             status = disputes.get(duty.channel_id)
             if clock is None or (status is not None and status.concluded):
@@ -380,8 +445,9 @@ class Watcher:
         checked): forget everything kept for it, so what is persisted stays bounded by
         what is live."""
         self._guard(channel_id, False)
+        for htlc_id in list(self._duties.get(channel_id, ())):
+            self._put(channel_id, htlc_id, None)
         self._set(
-            duties=[d for d in self.state.duties if d.channel_id != channel_id],
             disputes={c: s for c, s in self.state.disputes if c != channel_id},
             fired={f for f in self.state.fired if f[1] != channel_id},
             waits={k: t for k, t in self.state.waits if k[1] != channel_id},
@@ -418,14 +484,9 @@ class Watcher:
         """The earliest chain time at which ``tick`` may have something to do."""
         concluded = {c for c, s in self.state.disputes if s.concluded}
         times = [
-            d.deadline
-            for d in self.state.duties
-            if isinstance(d, ClaimIncoming) and d.channel_id not in concluded
-        ]
-        times += [
-            d.expiry
-            for d in self.state.duties
-            if isinstance(d, RefundOutgoing) and d.channel_id not in concluded
+            d.deadline if isinstance(d, ClaimIncoming) else d.expiry
+            for d in self.htlc_duties()
+            if d.channel_id not in concluded
         ]
         times += [s.timeout for _, s in self.state.disputes if not s.concluded]
         return min(times) if times else None
@@ -435,7 +496,6 @@ class Watcher:
     def _set(
         self,
         *,
-        duties: Iterable[Duty] | None = None,
         disputes: Mapping[bytes, DisputeStatus] | None = None,
         fired: Iterable[Key] | None = None,
         waits: Mapping[Key, int] | None = None,
@@ -443,8 +503,6 @@ class Watcher:
         """Replace parts of the state, in a canonical order (the state is persisted: the
         same knowledge always encodes to the same bytes)."""
         state = self.state
-        if duties is not None:
-            state = msgspec.structs.replace(state, duties=tuple(duties))
         if disputes is not None:
             state = msgspec.structs.replace(state, disputes=tuple(disputes.items()))
         if fired is not None:

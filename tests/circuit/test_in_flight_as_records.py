@@ -11,14 +11,10 @@ stranger can hold HTLCs at will. Each is now a record of its own (``htlc/``, ``l
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import pytest
-from chenilles_evm.backend import embedded_backend
 
-from chenilles_hub.core import Asset
-from chenilles_hub.node.hub.forwarding import FeePolicy, ForwardingPolicy
 from chenilles_hub.node.hub.journal import (
     HTLC_PREFIX,
     LINK_PREFIX,
@@ -29,68 +25,11 @@ from chenilles_hub.node.hub.journal import (
     htlc_key,
     link_key,
 )
-from chenilles_hub.node.hub.node import Node
-from chenilles_hub.node.store.base import SchemaError
-from chenilles_hub.node.store.migrations import MIGRATIONS
-from chenilles_hub.node.store.sqlite import SQLiteStore
 
-from .world import World, plan
+from .hub_line import HubLine as Line
+from .world import World
 
 pytestmark = [pytest.mark.circuit]
-
-ETH = 10**18
-
-
-@pytest.fixture
-def world() -> Any:
-    backend = embedded_backend()
-    yield World({backend.chain: backend}, backend)
-    backend.close()
-
-
-class Line:
-    """alice -> hub -> bob, and alice -> hub -> carol; the hub writes to SQLite."""
-
-    def __init__(self, world: World, path: Path) -> None:
-        (backend,) = world.backends.values()
-        self.world, self.path = world, path
-        self.eth = eth = Asset(backend.chain, "native")
-        policy = ForwardingPolicy(fees={eth: FeePolicy(base=7)})
-        self.alice = world.node("alice", [eth.chain])
-        self.hub = world.node("hub", [eth.chain], policy, store=SQLiteStore(path))
-        self.bob = world.node("bob", [eth.chain])
-        self.carol = world.node("carol", [eth.chain])
-        self.c1 = world.open(self.alice, self.hub, eth.chain, {eth: (ETH, 0)})
-        self.c2 = world.open(self.hub, self.bob, eth.chain, {eth: (ETH, 0)})
-        self.c3 = world.open(self.hub, self.carol, eth.chain, {eth: (ETH, 0)})
-
-    def pay(self, payee: Node, out: bytes, amount: int = 1000) -> Any:
-        invoice = payee.invoice(amount, self.eth)
-        hops = plan(
-            self.world,
-            self.alice,
-            [(self.hub, self.c1), (payee, out)],
-            amount,
-            self.eth,
-            invoice.final_lead,
-        )
-        return self.alice.pay_route(invoice, hops)
-
-    def stuck_at_carol(self, n: int) -> list[Any]:
-        """``n`` payments whose forwards wait at the hub: Carol went offline."""
-        self.world.network.silence(self.carol)
-        payments = [self.pay(self.carol, self.c3, 1000 + i) for i in range(n)]
-        self.world.network.run()
-        assert len(self.hub.links_by_out) == n
-        return payments
-
-    def records(self, prefix: str) -> dict[str, bytes]:
-        assert self.hub.store is not None
-        return dict(self.hub.store.settings_with_prefix(prefix))
-
-    def node_state(self) -> bytes:
-        assert self.hub.store is not None
-        return bytes(self.hub.store.get_setting(NODE_STATE_KEY) or b"")
 
 
 def test_htlcs_in_flight_are_records_and_survive_a_restart(world: World, tmp_path: Path) -> None:
@@ -106,10 +45,7 @@ def test_htlcs_in_flight_are_records_and_survive_a_restart(world: World, tmp_pat
     assert line.records(LINK_PREFIX).keys() == {link_key(*key) for key in links}
 
     # kill -9 and start again from the store: everything in flight is known again
-    assert line.hub.store is not None
-    line.hub.store.close()
-    world.network.silence(line.hub)
-    line.hub = world.restart(line.hub, SQLiteStore(line.path))
+    line.kill_and_restart()
     assert dict(line.hub.htlcs) == htlcs and dict(line.hub.links_by_out) == links
 
     # Carol comes back: she settles, the hub passes each preimage upstream
@@ -123,32 +59,18 @@ def test_htlcs_in_flight_are_records_and_survive_a_restart(world: World, tmp_pat
     assert line.node_state() == idle_state
 
 
+@pytest.mark.parametrize("hold", ["stuck_at_carol", "held_by_bob"])
 def test_a_payments_writes_do_not_grow_with_the_htlcs_held_in_flight(
-    world: World, tmp_path: Path
+    world: World, tmp_path: Path, hold: str
 ) -> None:
     """What the hub writes for one payment to Bob, with nothing held, then with 30 forwards
-    held for offline Carol (a stranger can hold HTLCs at will): the same records."""
+    held (a stranger can hold HTLCs at will): queued for offline Carol, or signed and held
+    by Bob (each then also a watcher duty). The same records."""
     line = Line(world, tmp_path / "hub.sqlite")
-    assert line.hub.store is not None
-    written: list[int] = []
-    inner = line.hub.store.save_checkpoint
-
-    def counting(snapshots: Any, settings: dict[str, bytes | None], **kw: Any) -> None:
-        written.append(sum(len(k) + len(v or b"") for k, v in settings.items()))
-        inner(snapshots, settings, **kw)
-
-    line.hub.store.save_checkpoint = counting  # type: ignore[method-assign]
-
-    def one_payment() -> int:
-        written.clear()
-        payment = line.pay(line.bob, line.c2)
-        world.network.run_in_jobs()
-        assert payment.status == "succeeded"
-        return sum(written)
-
+    one_payment = line.writes_of_one_payment(line.bob)
     one_payment()  # the first payment to Bob writes its records' first versions
     without = one_payment()
-    line.stuck_at_carol(30)
+    getattr(line, hold)(30)
     with_held = one_payment()
     # The HTLC ids grow by a digit or two in the keys; nothing per HTLC held
     assert with_held <= without + 64, (without, with_held)
@@ -180,9 +102,8 @@ def test_a_store_with_htlcs_in_the_node_state_is_moved_to_records(
         | {key: None for key in line.records(HTLC_PREFIX)}
         | {key: None for key in line.records(LINK_PREFIX)},
     )
-    hub.store.close()
-    world.network.silence(hub)
-    line.hub = hub = world.restart(hub, SQLiteStore(line.path))
+    line.kill_and_restart()
+    hub = line.hub
     assert dict(hub.htlcs) == htlcs and dict(hub.links_by_out) == links
     assert dict(hub.preimages) == dict([preimage])
     hub.checkpoint()
@@ -196,15 +117,6 @@ def test_a_store_with_htlcs_in_the_node_state_is_moved_to_records(
     assert [p.status for p in payments] == ["succeeded"] * 5
 
 
-def test_a_program_from_before_these_records_refuses_the_store(tmp_path: Path) -> None:
-    """It would read no HTLC in flight and pass no preimage upstream: migration 6 marks
-    the layout, so it refuses the store instead."""
-    SQLiteStore(tmp_path / "node.sqlite").close()
-    before = tuple(m for m in MIGRATIONS if m.version < 6)
-    with pytest.raises(SchemaError, match="not a prefix"):
-        SQLiteStore(tmp_path / "node.sqlite", migrations=before)
-
-
 def test_a_write_that_failed_is_made_good_by_the_next_checkpoint(
     world: World, tmp_path: Path
 ) -> None:
@@ -213,19 +125,9 @@ def test_a_write_that_failed_is_made_good_by_the_next_checkpoint(
     whose changes the failed one had taken. Otherwise a forward whose link was lost after
     a restart would never pass its preimage upstream."""
     line = Line(world, tmp_path / "hub.sqlite")
-    assert line.hub.store is not None
-    inner = line.hub.store.save_checkpoint
-    failed = []
-
-    def flaky(snapshots: Any, settings: dict[str, bytes | None], **kw: Any) -> None:
-        if not failed and any(key.startswith(LINK_PREFIX) for key in settings):
-            failed.append(True)
-            raise OSError("disk full, for a moment")
-        inner(snapshots, settings, **kw)
-
-    line.hub.store.save_checkpoint = flaky  # type: ignore[method-assign]
+    failed = line.fail_first_write(lambda writes: any(k.startswith(LINK_PREFIX) for k in writes))
     world.network.silence(line.carol)
-    line.pay(line.carol, line.c3, 1234)
+    line.pay(line.carol, 1234)
     with pytest.raises(OSError):
         world.network.run()
     world.network.run()

@@ -212,57 +212,91 @@ def test_ticks_never_fire_an_action_twice_without_a_refusal_or_reorg(channels) -
     assert len(seen) == len(set(map(repr, seen)))
 
 
-# --- guards: one per channel, kept apart from what the node rewrites with every payment ---
+# --- guards and HTLC duties: kept apart from what the node rewrites with every payment ---
 
-#: ("guard" | "retire" | "mark" | "undo" | "take", channel index)
-guard_steps = st.lists(
-    st.tuples(st.sampled_from(["guard", "retire", "mark", "undo", "take"]), st.integers(0, 5)),
-    max_size=40,
+#: (step, channel index, HTLC id)
+watch_steps = st.lists(
+    st.tuples(
+        st.sampled_from(["guard", "refund", "claim", "resolve", "retire", "mark", "undo", "take"]),
+        st.integers(0, 2),
+        st.integers(0, 1),
+    ),
+    max_size=50,
 )
 
 
-@given(guard_steps)
-def test_guards_are_what_was_added_and_not_retired_and_their_changes_rebuild_them(
-    steps: list[tuple[str, int]],
+@settings(max_examples=300)
+@given(watch_steps)
+def test_guards_and_duties_follow_their_changes_and_the_changes_rebuild_them(
+    steps: list[tuple[str, int, int]],
 ) -> None:
-    """Against a plain set: guards follow adds and retirements, a savepoint's undo puts
-    them back exactly, and the changes handed to the checkpoint rebuild the set a restart
-    reads (what a store holds as one record per guard)."""
+    """Against a plain set and dict: guards and HTLC duties follow adds, resolutions and
+    retirements; a savepoint's undo puts them back exactly; the changes handed to the
+    checkpoint rebuild what a restart reads (a store holds one record per guard and per
+    duty); and the state the node rewrites holds none of them."""
     watcher = Watcher()
-    model: set[bytes] = set()
-    stored: set[bytes] = set()
-    marks: list[tuple[int, set[bytes]]] = []
-    for kind, i in steps:
+    guards: set[bytes] = set()
+    duties: dict[tuple[bytes, int], object] = {}
+    stored_guards: set[bytes] = set()
+    stored_duties: dict[tuple[bytes, int], object] = {}
+    marks: list[tuple[int, set[bytes], dict[tuple[bytes, int], object]]] = []
+
+    def take() -> None:
+        changes = watcher.take_changes()
+        for channel_id, on in changes.guards.items():
+            (stored_guards.add if on else stored_guards.discard)(channel_id)
+        for key, duty in changes.duties.items():
+            if duty is None:
+                stored_duties.pop(key, None)
+            else:
+                stored_duties[key] = duty
+
+    for kind, i, htlc in steps:
+        duty: RefundOutgoing | ClaimIncoming
         if kind == "guard":
             watcher.add(GuardChannel(cid(i)))
-            model.add(cid(i))
+            guards.add(cid(i))
+        elif kind in ("refund", "claim"):
+            if kind == "refund":
+                duty = RefundOutgoing(cid(i), htlc, T0 + htlc)
+            else:
+                duty = ClaimIncoming(cid(i), htlc, b"\x02" * 32, T0 + htlc)
+            watcher.add(duty)
+            duties[(cid(i), htlc)] = duty
+        elif kind == "resolve":
+            watcher.resolved(cid(i), htlc)
+            duties.pop((cid(i), htlc), None)
         elif kind == "retire":
             watcher.retire(cid(i))
-            model.discard(cid(i))
+            guards.discard(cid(i))
+            duties = {k: d for k, d in duties.items() if k[0] != cid(i)}
         elif kind == "mark":
-            marks.append((watcher.guard_mark(), set(model)))
+            marks.append((watcher.mark(), set(guards), dict(duties)))
         elif kind == "undo" and marks:
-            mark, before = marks.pop()
-            watcher.undo_guards(mark)
-            model = before
+            mark, guards, duties = marks.pop()
+            watcher.undo(mark)
         elif kind == "take":
-            for channel_id, on in watcher.take_guard_changes().items():
-                (stored.add if on else stored.discard)(channel_id)
+            take()
             marks.clear()  # a checkpoint ends every savepoint of its job
-        assert watcher.guarded == model
-        assert not any(isinstance(d, GuardChannel) for d in watcher.state.duties)
-    for channel_id, on in watcher.take_guard_changes().items():
-        (stored.add if on else stored.discard)(channel_id)
-    assert stored == model
-    assert Watcher(watcher.state, stored).guarded == model
+        assert watcher.guarded == guards
+        assert {(d.channel_id, d.htlc_id): d for d in watcher.htlc_duties()} == duties
+        assert set(watcher.channels_with_duties()) == {k[0] for k in duties}
+        assert watcher.state.duties == ()
+    take()
+    assert stored_guards == guards and stored_duties == duties
+    restarted = Watcher(watcher.state, stored_guards, stored_duties.values())  # type: ignore[arg-type]
+    assert restarted.guarded == guards
+    assert {(d.channel_id, d.htlc_id): d for d in restarted.htlc_duties()} == duties
 
 
-def test_the_state_a_node_rewrites_does_not_grow_with_its_channels() -> None:
+def test_the_state_a_node_rewrites_does_not_grow_with_its_channels_or_htlcs() -> None:
     small, large = Watcher(), Watcher()
     for i in range(2):
         small.add(GuardChannel(cid(i)))
     for i in range(200):
         large.add(GuardChannel(bytes([i % 256, i // 256]) * 16))
+        large.add(RefundOutgoing(cid(i % 4), i, T0 + i))
+        large.add(ClaimIncoming(cid(5), i, b"\x03" * 32, T0 + i))
     assert msgspec.json.encode(large.state) == msgspec.json.encode(small.state)
     assert large.duties_of(bytes([7, 0]) * 16) == (GuardChannel(bytes([7, 0]) * 16),)
 
@@ -275,9 +309,35 @@ def test_guards_among_an_older_states_duties_are_taken_out_and_still_guard() -> 
     )
     watcher = Watcher(old)
     assert watcher.guarded == {cid(0), cid(1)}
-    assert watcher.state.duties == (RefundOutgoing(cid(0), 1, T0),)
-    assert watcher.take_guard_changes() == {cid(0): True, cid(1): True}
+    assert watcher.state.duties == ()
+    assert list(watcher.htlc_duties()) == [RefundOutgoing(cid(0), 1, T0)]
+    assert watcher.take_changes() == (
+        {cid(0): True, cid(1): True},
+        {(cid(0), 1): RefundOutgoing(cid(0), 1, T0)},
+    )
     assert Refute(cid(1), 3) in watcher.on_registered(cid(1), 3, T0 + 100, our_latest=5)
     assert not any(
         isinstance(a, Refute) for a in watcher.on_registered(cid(2), 3, T0 + 100, our_latest=5)
     )
+
+
+def test_a_resolved_htlc_leaves_nothing_of_its_own_in_the_state() -> None:
+    """The actions taken or refused for an HTLC are forgotten with it (the node rewrites
+    the state with every change: it must not keep a key per HTLC ever resolved), and only
+    its: the channel's conclusion, keyed by a version that happens to equal the HTLC's id,
+    stays."""
+    watcher = Watcher()
+    watcher.add(GuardChannel(cid(0)))
+    watcher.add(RefundOutgoing(cid(0), 4, T0))
+    watcher.add(RefundOutgoing(cid(0), 5, T0))
+    actions = watcher.tick({cid(0): ChainClock(T0, 1)})
+    assert RefundOnChain(cid(0), 4) in actions and RefundOnChain(cid(0), 5) in actions
+    watcher.retry_later(RefundOnChain(cid(0), 5), T0 + 9)
+    watcher.on_registered(cid(0), 4, T0, our_latest=4)
+    watcher.on_concluded(cid(0), final_height=3)
+    assert watcher.tick({cid(0): ChainClock(T0 + 1, 3)}) == [ConcludeAndWithdraw(cid(0))]
+    watcher.resolved(cid(0), 4)
+    watcher.resolved(cid(0), 5)
+    assert watcher.state.fired == (("final", cid(0), 4),)
+    assert watcher.state.waits == ()
+    assert watcher.duties_of(cid(0)) == (GuardChannel(cid(0)),)

@@ -38,7 +38,6 @@ from ...core.watcher import (
     ClaimOnChain,
     ConcludeAndWithdraw,
     ForceClose,
-    GuardChannel,
     PreimageLearned,
     RefundOnChain,
     Refute,
@@ -218,9 +217,9 @@ class ChainActions:
         """The chains whose clock the watcher needs: those it asked for at its last tick,
         and those of the channels with an HTLC in flight or a dispute now (a guarded
         channel alone needs no clock)."""
-        state = self.ctx.watcher.state
-        ids = {d.channel_id for d in state.duties if not isinstance(d, GuardChannel)}
-        ids.update(channel_id for channel_id, _ in state.disputes)
+        watcher = self.ctx.watcher
+        ids = set(watcher.channels_with_duties())
+        ids.update(channel_id for channel_id, _ in watcher.state.disputes)
         channels = self.ctx.channels
         return {channels[c].params.chain for c in ids if c in channels} | self._clocks_asked
 

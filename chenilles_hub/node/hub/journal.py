@@ -17,7 +17,7 @@ from chenilles_hub.backend import TxReceipt
 from chenilles_hub.circuit.invoice import Invoice
 from chenilles_hub.circuit.quote import IssuedQuote
 from chenilles_hub.core import Asset, Htlc, Update
-from chenilles_hub.core.watcher import WatcherState
+from chenilles_hub.core.watcher import HtlcDuty, WatcherState
 
 from .records import ForwardLink
 
@@ -47,9 +47,10 @@ class InvoiceRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class NodeStateV1(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """The watcher's state. Channels, payments, invoices and what is in flight (HTLCs,
-    forward links, preimages) are records of their own (below), written only when they
-    change, so a checkpoint costs what the event changed."""
+    """The watcher's state: its disputes and actions. Its guards and HTLC duties, the
+    channels, payments, invoices and what is in flight (HTLCs, forward links, preimages)
+    are records of their own (below), written only when they change, so a checkpoint costs
+    what the event changed."""
 
     #: Read from stores written before the HTLCs, links and preimages in flight became
     #: records of their own (``HTLC_PREFIX``, ``LINK_PREFIX``, ``PREIMAGE_PREFIX``);
@@ -90,6 +91,10 @@ LINK_PREFIX = "link/"
 #: ``preimage/<payment hash hex>``: a preimage we must still reveal or enforce (its 32
 #: bytes), deleted once no HTLC in flight has its hash.
 PREIMAGE_PREFIX = "preimage/"
+#: ``duty/<channel id hex>/<HTLC id>``: the watcher's duty for an HTLC in flight (JSON of
+#: ``RefundOutgoing`` or ``ClaimIncoming``: go on-chain by its time if the peer will not
+#: resolve it), deleted once the HTLC is resolved or the channel retired.
+DUTY_PREFIX = "duty/"
 T = TypeVar("T")
 _decoder = msgspec.json.Decoder(NodeStateV1)
 
@@ -120,6 +125,18 @@ def htlc_channel(key: str) -> bytes:
 
 def link_key(out_channel: bytes, out_htlc: int) -> str:
     return f"{LINK_PREFIX}{out_channel.hex()}/{out_htlc}"
+
+
+def duty_key(channel_id: bytes, htlc_id: int) -> str:
+    return f"{DUTY_PREFIX}{channel_id.hex()}/{htlc_id}"
+
+
+_duty_decoder: msgspec.json.Decoder[HtlcDuty] = msgspec.json.Decoder(HtlcDuty)
+
+
+def decode_duty(data: bytes) -> HtlcDuty:
+    """A ``DUTY_PREFIX`` record (a tagged union: ``decode_record`` takes one type)."""
+    return _duty_decoder.decode(data)
 
 
 def encode_node_state(state: NodeStateV1) -> bytes:

@@ -24,6 +24,7 @@ from ..store.base import ChannelRecord, Store
 from .context import NodeContext
 from .journal import (
     CHANNEL_PREFIX,
+    DUTY_PREFIX,
     GUARD_PREFIX,
     HTLC_PREFIX,
     INVOICE_PREFIX,
@@ -36,8 +37,10 @@ from .journal import (
     ChannelMeta,
     InvoiceRecord,
     NodeStateV1,
+    decode_duty,
     decode_node_state,
     decode_record,
+    duty_key,
     encode_node_state,
     encode_record,
     htlc_channel,
@@ -64,6 +67,7 @@ _RESTORED_PREFIXES = (
     HTLC_PREFIX,
     LINK_PREFIX,
     PREIMAGE_PREFIX,
+    DUTY_PREFIX,
 )
 
 Checkpoint = tuple[list[ChannelSnapshot], dict[str, bytes | None]]
@@ -85,6 +89,8 @@ class Persistence:
         #: channel signs a state, without reading any machine (a backup's ``interval``
         #: asks every tick; summing 100,000 channels' versions read every snapshot).
         self.snapshots_taken = 0
+        #: A checkpoint whose write failed, carried into the next one (:meth:`checkpoint`).
+        self._unwritten: Checkpoint | None = None
 
     def checkpoint(self, *, leaving: bool = True) -> None:
         """Write every snapshot this event changed and the node's own state in one
@@ -104,11 +110,10 @@ class Persistence:
             try:
                 store.save_checkpoint(*write, durable=not relaxed)
             except BaseException:
-                # A driver that goes on (the server stops) rewrites with its next checkpoint
-                # the node's state and every record in flight, whose changes were taken.
+                # A driver that goes on (the server stops) writes it with its next
+                # checkpoint: the changes it holds were taken, deletions included.
+                self._unwritten = write
                 self._written_state = b""
-                for table in self.payments.in_flight():
-                    table.mark_all_changed()
                 raise
             self.unsynced = relaxed  # a durable write syncs every write before it
         elif self.unsynced and not relaxed:
@@ -132,7 +137,7 @@ class Persistence:
         self.quiet = pending.events > 0 and pending.quiet == pending.events
         pending.events = pending.quiet = 0
         quotes = self.payments.quotes.take_changes()
-        guards = self.ctx.watcher.take_guard_changes()
+        watched = self.ctx.watcher.take_changes()
         if self.ctx.store is None:
             self._in_flight_changes(encode=False)
             pending.snapshots.clear()
@@ -158,13 +163,18 @@ class Persistence:
                 _export_record(channel, records)
         for quote_id, quote in quotes.items():
             records[QUOTE_PREFIX + quote_id.hex()] = encode_record(quote) if quote else None
-        for channel_id, guarded in guards.items():
+        for channel_id, guarded in watched.guards.items():
             records[GUARD_PREFIX + channel_id.hex()] = b"1" if guarded else None
+        for (channel_id, htlc_id), duty in watched.duties.items():
+            records[duty_key(channel_id, htlc_id)] = None if duty is None else encode_record(duty)
         records.update(self._in_flight_changes())
         state = encode_node_state(self._state())
         if state != self._written_state:
             records[NODE_STATE_KEY] = state
             self._written_state = state
+        if self._unwritten is not None:
+            snapshots, records = _carried(self._unwritten, snapshots, records)
+            self._unwritten = None
         if not snapshots and not records:
             return None  # nothing changed (a read): no transaction, no fsync
         return snapshots, records
@@ -233,9 +243,11 @@ class Persistence:
             for key, value in records[GUARD_PREFIX]
             if value
         ]
-        # A store from before guards were records keeps them among the watcher's duties:
-        # the watcher takes them out, and the next checkpoint writes them as records.
-        self.ctx.watcher = Watcher(state.watcher, guarded)
+        duties = [decode_duty(value) for _, value in records[DUTY_PREFIX]]
+        # A store from before guards and HTLC duties were records keeps them among the
+        # watcher's duties: the watcher takes them out, and the next checkpoint writes them
+        # as records (with the state without them).
+        self.ctx.watcher = Watcher(state.watcher, guarded, duties)
         quotes = [decode_record(v, IssuedQuote) for _, v in records[QUOTE_PREFIX]]
         # A store from before quotes were records keeps them in the node's state: written
         # as records with the next checkpoint (which also rewrites the state without them).
@@ -417,6 +429,17 @@ class _StoredHoldings:
                 and not channel.machine.loaded
             }
         return self._found.pop(channel_id, None)
+
+
+def _carried(
+    unwritten: Checkpoint, snapshots: list[ChannelSnapshot], records: dict[str, bytes | None]
+) -> Checkpoint:
+    """A failed checkpoint's writes with this one's over them: what is newer wins, and
+    what nothing changed since (a deletion too) is written as it was taken."""
+    old_snapshots, old_records = unwritten
+    by_channel = {s.channel_id: s for s in old_snapshots}
+    by_channel.update((s.channel_id, s) for s in snapshots)
+    return list(by_channel.values()), {**old_records, **records}
 
 
 def _channel_meta(channel: Channel) -> bytes:

@@ -13,7 +13,8 @@ What is captured, and why it is cheap enough to do for every message:
 
 * the event's outbox length and the pending writes of the current job (small: one job);
 * channels created by the event (appended to an insertion-ordered dict: cut back), the
-  watcher's state (an immutable value) and the open handshake's bounded dicts;
+  watcher's state (an immutable value), its guards and HTLC duties (a mark in its change
+  log) and the open handshake's bounded dicts;
 * the message's channel machine (an immutable snapshot) and, through the channels' undo
   log (``records.UndoLog``), the old value of every persisted channel field any channel
   changed;
@@ -69,7 +70,7 @@ class Savepoint:
         self.queued = dict(ctx.queued)
         self.channels = len(ctx.channels)
         self.watcher = ctx.watcher.state
-        self.guards = ctx.watcher.guard_mark()
+        self.watcher_mark = ctx.watcher.mark()
         self.pending_opens = dict(opening.pending_opens)
         self.open_results = dict(opening.open_results)
         #: payments waiting for quotes (each entry replaced whole, never changed in place)
@@ -113,7 +114,7 @@ class Savepoint:
         ctx.queued.clear()
         ctx.queued.update(self.queued)
         ctx.watcher.state = self.watcher
-        ctx.watcher.undo_guards(self.guards)
+        ctx.watcher.undo(self.watcher_mark)
         self.opening.pending_opens = self.pending_opens
         self.opening.open_results = self.open_results
         self.quoting.pending = self.waiting_for_quotes

@@ -19,6 +19,7 @@ from . import (
     v0004_snapshot_withdrawn_flag,
     v0005_snapshot_holdings,
     v0006_in_flight_as_records,
+    v0007_watcher_duties_as_records,
 )
 
 
@@ -61,6 +62,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         "in-flight HTLCs, links and preimages as records",
         v0006_in_flight_as_records.SQLITE,
         v0006_in_flight_as_records.POSTGRES,
+    ),
+    Migration(
+        7,
+        "watcher duties as records",
+        v0007_watcher_duties_as_records.SQLITE,
+        v0007_watcher_duties_as_records.POSTGRES,
     ),
 )
 
