@@ -189,6 +189,14 @@ class DuplicateHtlc(HtlcError):
     code = "duplicate_htlc"
 
 
+class ForeignHtlcId(HtlcError):
+    """An HTLC id that is not its payer's to use: participant p of n offers only ids equal
+    to p modulo n, so that one side's ids never clash with the other's (a node keeps each
+    HTLC, its forward link and its watcher duty by channel and id)"""
+
+    code = "foreign_htlc_id"
+
+
 class TooManyHtlcs(HtlcError):
     code = "too_many_htlcs"
 

@@ -21,6 +21,7 @@ from .errors import (
     BadPreimage,
     ChannelFinal,
     DuplicateHtlc,
+    ForeignHtlcId,
     HtlcNotExpired,
     InsufficientBalance,
     InvalidTransition,
@@ -154,6 +155,12 @@ class HtlcPolicy(msgspec.Struct, frozen=True, gc=False):
 
     min_lead: int = 3600
     max_lead: int = 14 * 86400
+    #: Participant p of n offers only HTLC ids equal to p modulo n (``ForeignHtlcId``). A
+    #: node keeps each HTLC, its forward link and its watcher duty by channel and id: a
+    #: peer offering the id the node gives its own next HTLC would take that HTLC's place
+    #: (the node would pay downstream and have nothing to collect upstream). The node's
+    #: machines set it; harnesses that number HTLCs freely leave it off.
+    ids_by_payer: bool = False
 
 
 class NativeExpiryCheck(Protocol):
@@ -211,6 +218,12 @@ def _add_htlc(state: ChannelState, op: AddHtlc, ctx: UpdateContext) -> ChannelSt
     htlc = op.htlc
     if htlc.payer != ctx.proposer:
         raise NotPermitted("only the payer may offer an HTLC")
+    parties = len(ctx.params.participants)
+    if ctx.policy.ids_by_payer and htlc.id % parties != htlc.payer:
+        raise ForeignHtlcId(
+            f"HTLC id {htlc.id} is not participant {htlc.payer}'s: its ids are "
+            f"{htlc.payer} modulo {parties}"
+        )
     if state.htlc(htlc.id) is not None:
         raise DuplicateHtlc(f"HTLC id {htlc.id} is already locked")
     if htlc.amount <= 0:

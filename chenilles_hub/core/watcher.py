@@ -266,7 +266,9 @@ class Watcher:
         return len(self._log)
 
     def undo(self, mark: int) -> None:
-        """Put guards and duties back as they were at ``mark`` (an event that failed)."""
+        """Put guards and duties back as they were at ``mark`` (an event that failed). A
+        mark is good until the next :meth:`take_changes` (a savepoint never spans one)."""
+        assert mark <= len(self._log), "a mark from before the last take_changes"
         for channel_id, htlc_id, before in reversed(self._log[mark:]):
             if htlc_id is None:
                 (self.guarded.add if before else self.guarded.discard)(channel_id)

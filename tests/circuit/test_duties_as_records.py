@@ -12,11 +12,13 @@ written when it is added and deleted when the HTLC is resolved.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 
 from chenilles_hub.core.watcher import ClaimIncoming, HtlcDuty, RefundOutgoing
+from chenilles_hub.node.hub import persistence as persistence_module
 from chenilles_hub.node.hub.journal import (
     DUTY_PREFIX,
     NODE_STATE_KEY,
@@ -162,3 +164,33 @@ def test_a_deletion_whose_write_failed_is_written_by_the_next_checkpoint(
     line.hub.checkpoint()
     assert failed
     assert line.duties() == [] and line.stored_duties() == {}
+
+
+def test_a_checkpoint_that_fails_while_it_is_made_keeps_what_it_took(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkpoint takes the watcher's changes (a duty's deletion among them) before it
+    asks the backends for their records; if that fails, what it took is carried into the
+    next checkpoint all the same, and the resolved duty does not come back at a restart."""
+    line = Line(world, tmp_path / "hub.sqlite")
+    line.held_by_bob(2)
+    line.hub.checkpoint()
+    assert len(line.stored_duties()) == 2
+    real = persistence_module._export_record
+    failed: list[bool] = []
+
+    def flaky(channel: Any, records: Any) -> None:
+        if not failed and len(line.duties()) < 2:  # the event that resolved one of them
+            failed.append(True)
+            raise OSError("the backend's record export failed, for a moment")
+        real(channel, records)
+
+    monkeypatch.setattr(persistence_module, "_export_record", flaky)
+    with pytest.raises(OSError):
+        world.network.revive(line.dave)  # Dave settles: the hub's refund duties go
+    world.network.run()
+    line.hub.checkpoint()
+    assert failed
+    assert line.duties() == [] and line.stored_duties() == {}
+    line.kill_and_restart()
+    assert line.duties() == []

@@ -112,7 +112,8 @@ def test_an_open_channel_naming_another_key_for_us_is_refused_before_anything_is
     answers = stranger.send(wire.OpenChannel(temp_id, params))  # must not raise
     assert refusals(answers) and "key" in refusals(answers)[0]
     assert not victim.channels and not victim.pending_opens
-    assert store.list_channels() == [] and not victim.watcher.state.duties
+    assert store.list_channels() == []
+    assert not victim.watcher.guarded and not list(victim.watcher.htlc_duties())
     assert victim.counters.get("peer_messages_refused", 0) >= 1
     store.close()
 
@@ -155,6 +156,7 @@ def test_a_failure_while_handling_a_message_is_rolled_back_and_the_channel_recov
         dict(bob.htlcs),
         set(bob.paid_invoices),
         bob.watcher.state,
+        sorted(bob.watcher.htlc_duties(), key=repr),
         list(bob.channels[channel_id].queue),
     )
     world.network.run()  # Alice's Ack reaches Bob: his node fails inside, contained
@@ -165,6 +167,7 @@ def test_a_failure_while_handling_a_message_is_rolled_back_and_the_channel_recov
         dict(bob.htlcs),
         set(bob.paid_invoices),
         bob.watcher.state,
+        sorted(bob.watcher.htlc_duties(), key=repr),
         list(bob.channels[channel_id].queue),
     )
     assert after == before, "the node was left half-updated"

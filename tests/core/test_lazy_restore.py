@@ -98,7 +98,7 @@ def test_a_bad_initial_state_is_refused_on_first_use_as_by_the_constructor() -> 
 
 def test_a_snapshot_with_withdrawn_proposals_is_restored_at_once() -> None:
     pair = opened()
-    htlc = Htlc(1, 0, ETH, 100, b"\x11" * 32, NOW + 7200, NOW + 7000)
+    htlc = Htlc(2, 0, ETH, 100, b"\x11" * 32, NOW + 7200, NOW + 7000)
     pair.act(0, lambda m: m.propose((AddHtlc(htlc),), NOW))
     pending = pair.alice.machine.pending
     assert pending is not None
@@ -187,7 +187,7 @@ def test_a_restored_machine_gives_its_holdings_unread_and_the_same_once_read() -
     state says once read (free balances, and what an HTLC locks); without them, the
     snapshot is read."""
     pair = opened(revoking=True)
-    htlc = Htlc(1, 0, ETH, 100, b"\x11" * 32, NOW + 7200, NOW + 7000)
+    htlc = Htlc(2, 0, ETH, 100, b"\x11" * 32, NOW + 7200, NOW + 7000)
     pair.act(0, lambda m: m.propose((Transfer(ETH, 10), AddHtlc(htlc)), NOW))
     pair.deliver_all()
     stored = pair.alice.disk[-1]

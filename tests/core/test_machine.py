@@ -91,12 +91,12 @@ def test_persist_comes_before_the_signature_leaves() -> None:
 
 def test_htlc_add_then_settle_and_deadline_effect() -> None:
     pair = opened()
-    htlc = Htlc(1, 0, ETH, 100, HASH, NOW + 7200, NOW + 7000)
+    htlc = Htlc(2, 0, ETH, 100, HASH, NOW + 7200, NOW + 7000)
     pair.act(0, lambda m: m.propose((AddHtlc(htlc),), NOW))
     pair.deliver_all()
     assert any(isinstance(e, WakeAt) and e.at == NOW + 7200 for e in pair.alice.events)
     assert pair.bob.machine.state.locked(ETH) == 100
-    pair.act(1, lambda m: m.propose((SettleHtlc(1, PREIMAGE),), NOW))
+    pair.act(1, lambda m: m.propose((SettleHtlc(2, PREIMAGE),), NOW))
     pair.deliver_all()
     assert pair.settled()
     assert pair.alice.machine.state.free(ETH) == (900, 1100)
@@ -195,7 +195,7 @@ def test_a_proposal_the_peer_could_not_decode_is_never_made() -> None:
         # nine HTLCs with 8 KiB onions: under 64 updates, over 64 KiB once encoded
         lambda m: m.propose(
             tuple(
-                AddHtlc(Htlc(i, 0, ETH, 1, HASH, NOW + 7200, NOW + 7000), onion=bytes(8192))
+                AddHtlc(Htlc(2 * i, 0, ETH, 1, HASH, NOW + 7200, NOW + 7000), onion=bytes(8192))
                 for i in range(1, 10)
             ),
             NOW,
@@ -222,7 +222,7 @@ def test_concurrent_proposals_resolve_to_participant_zero() -> None:
 
 def test_a_refused_proposal_is_dropped_by_its_proposer() -> None:
     pair = opened()
-    htlc = Htlc(1, 0, ETH, 100, HASH, NOW + 7200, NOW + 7000)
+    htlc = Htlc(2, 0, ETH, 100, HASH, NOW + 7200, NOW + 7000)
     pair.act(0, lambda m: m.propose((AddHtlc(htlc),), NOW))
     pair.wire.clear()
     # Bob sees the proposal only a day later, when the HTLC no longer leaves him enough time.
@@ -337,7 +337,7 @@ def test_an_htlc_becomes_irrevocable_for_the_acceptor_only_after_the_ack() -> No
     from chenilles_hub.core import Irrevocable
 
     pair = opened(revoking=True)
-    htlc = Htlc(1, 0, ETH, 100, HASH, NOW + 7200, NOW + 7000)
+    htlc = Htlc(2, 0, ETH, 100, HASH, NOW + 7200, NOW + 7000)
     pair.act(0, lambda m: m.propose((AddHtlc(htlc, onion=b"route"),), NOW))
     pair.deliver_one()  # Bob accepts: committed, but Alice has not revoked version 0 yet
     assert not [e for e in pair.bob.events if isinstance(e, Irrevocable) and e.signed.version == 1]
@@ -359,7 +359,7 @@ def test_where_a_newer_version_wins_an_update_is_two_messages_and_irrevocable_at
     from chenilles_hub.core import Irrevocable
 
     pair = opened(versioned=True)
-    htlc = Htlc(1, 0, ETH, 100, HASH, NOW + 7200, NOW + 7000)
+    htlc = Htlc(2, 0, ETH, 100, HASH, NOW + 7200, NOW + 7000)
     pair.act(0, lambda m: m.propose((AddHtlc(htlc, onion=b"route"),), NOW))
     pair.deliver_one()  # Bob accepts: he holds version 1 signed by both
     (event,) = [e for e in pair.bob.events if isinstance(e, Irrevocable) and e.signed.version == 1]
@@ -390,10 +390,10 @@ def test_where_a_newer_version_wins_the_acceptor_proposes_before_its_accept_arri
     """Bob accepts version 1 and proposes version 2 at once (a payee settling); the Accept
     is lost with the connection. One reestablish brings both back, in order."""
     pair = opened(versioned=True)
-    htlc = Htlc(1, 0, ETH, 100, HASH, NOW + 7200, NOW + 7000)
+    htlc = Htlc(2, 0, ETH, 100, HASH, NOW + 7200, NOW + 7000)
     pair.act(0, lambda m: m.propose((AddHtlc(htlc),), NOW))
     pair.deliver_one()
-    pair.act(1, lambda m: m.propose((SettleHtlc(1, PREIMAGE),), NOW))
+    pair.act(1, lambda m: m.propose((SettleHtlc(2, PREIMAGE),), NOW))
     assert _messages(pair) == ["Accept", "Propose"]
     pair.wire.clear()  # both lost
     pair.act(0, lambda m: m.reestablish())  # Alice: at version 0, her version 1 pending

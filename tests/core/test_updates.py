@@ -26,6 +26,7 @@ from chenilles_hub.core.errors import (
     BadPreimage,
     ChannelFinal,
     DuplicateHtlc,
+    ForeignHtlcId,
     HtlcNotExpired,
     InsufficientBalance,
     InvalidTransition,
@@ -42,10 +43,16 @@ pytestmark = pytest.mark.core
 
 PREIMAGE = b"\x42" * 32
 HASH = hashlib.sha256(PREIMAGE).digest()
+#: The default HTLC's id (participant 0's ids are even).
+ID = 2
 
 
-def htlc(id: int = 1, payer: int = 0, amount: int = 100, expiry: int = NOW + 7200) -> Htlc:
-    return Htlc(id, payer, ETH, amount, HASH, expiry, expiry - 600)
+def htlc(
+    id: int | None = None, payer: int = 0, amount: int = 100, expiry: int = NOW + 7200
+) -> Htlc:
+    """An HTLC of ``payer``'s (id ``ID`` by default for payer 0: ids are the payer's
+    modulo 2)."""
+    return Htlc(ID + payer if id is None else id, payer, ETH, amount, HASH, expiry, expiry - 600)
 
 
 @pytest.fixture
@@ -81,7 +88,7 @@ def test_htlc_locks_then_settles_to_payee(base) -> None:
     params, state = base
     locked = apply_updates(state, (AddHtlc(htlc()),), ctx(params, proposer=0))
     assert locked.free(ETH) == (900, 1000) and locked.locked(ETH) == 100
-    settled = apply_updates(locked, (SettleHtlc(1, PREIMAGE),), ctx(params, proposer=1))
+    settled = apply_updates(locked, (SettleHtlc(ID, PREIMAGE),), ctx(params, proposer=1))
     assert settled.free(ETH) == (900, 1100) and not settled.htlcs
 
 
@@ -94,20 +101,20 @@ def test_settle_with_bad_preimage_is_refused(base, preimage: bytes) -> None:
     params, state = base
     locked = apply_updates(state, (AddHtlc(htlc()),), ctx(params))
     with pytest.raises(BadPreimage):
-        apply_updates(locked, (SettleHtlc(1, preimage),), ctx(params, proposer=1))
+        apply_updates(locked, (SettleHtlc(ID, preimage),), ctx(params, proposer=1))
 
 
 def test_payer_cannot_settle_to_itself(base) -> None:
     params, state = base
     locked = apply_updates(state, (AddHtlc(htlc()),), ctx(params))
     with pytest.raises(NotPermitted):
-        apply_updates(locked, (SettleHtlc(1, PREIMAGE),), ctx(params, proposer=0))
+        apply_updates(locked, (SettleHtlc(ID, PREIMAGE),), ctx(params, proposer=0))
 
 
 def test_fail_returns_funds_to_payer(base) -> None:
     params, state = base
     locked = apply_updates(state, (AddHtlc(htlc()),), ctx(params))
-    failed = apply_updates(locked, (FailHtlc(1, "no route"),), ctx(params, proposer=1))
+    failed = apply_updates(locked, (FailHtlc(ID, "no route"),), ctx(params, proposer=1))
     assert failed.free(ETH) == (1000, 1000)
 
 
@@ -115,8 +122,8 @@ def test_payer_may_fail_only_after_expiry(base) -> None:
     params, state = base
     locked = apply_updates(state, (AddHtlc(htlc(expiry=NOW + 7200)),), ctx(params))
     with pytest.raises(HtlcNotExpired):
-        apply_updates(locked, (FailHtlc(1),), ctx(params, proposer=0, now=NOW + 7199))
-    failed = apply_updates(locked, (FailHtlc(1),), ctx(params, proposer=0, now=NOW + 7200))
+        apply_updates(locked, (FailHtlc(ID),), ctx(params, proposer=0, now=NOW + 7199))
+    failed = apply_updates(locked, (FailHtlc(ID),), ctx(params, proposer=0, now=NOW + 7200))
     assert failed.free(ETH) == (1000, 1000)
 
 
@@ -136,6 +143,19 @@ def test_duplicate_htlc_id_is_refused(base) -> None:
     params, state = base
     with pytest.raises(DuplicateHtlc):
         apply_updates(state, (AddHtlc(htlc()), AddHtlc(htlc())), ctx(params))
+
+
+def test_an_htlc_id_of_the_other_sides_is_refused_where_ids_go_by_payer(base) -> None:
+    """A node keeps each HTLC (its forward link, its watcher duty) by channel and id: a
+    peer offering an id of ours would take the place of the HTLC we offer next under it."""
+    params, state = base
+    strict = HtlcPolicy(ids_by_payer=True)
+    with pytest.raises(ForeignHtlcId):
+        apply_updates(state, (AddHtlc(htlc(id=0, payer=1)),), ctx(params, 1, policy=strict))
+    with pytest.raises(ForeignHtlcId):
+        apply_updates(state, (AddHtlc(htlc(id=7, payer=0)),), ctx(params, 0, policy=strict))
+    new = apply_updates(state, (AddHtlc(htlc(id=7, payer=1)),), ctx(params, 1, policy=strict))
+    assert new.htlc(7) is not None
 
 
 @pytest.mark.parametrize("lead", [0, 3599, 15 * 86400], ids=["now", "too-soon", "too-far"])

@@ -99,7 +99,7 @@ def new_machine(
         me,
         backend.authority(params, account, me),
         initial,
-        policy=HtlcPolicy(min_lead=min_lead(backend, params)),
+        policy=HtlcPolicy(min_lead=min_lead(backend, params), ids_by_payer=True),
         apps=apps,
         rules=backend.channel_rules(params),
     )

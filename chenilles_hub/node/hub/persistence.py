@@ -101,19 +101,17 @@ class Persistence:
         any later checkpoint that is not is durable, or syncs the store if it has nothing
         to write, so nothing leaves before every write it may depend on is on disk
         (docs/security.md, "Relaxed writes")."""
+        carrying = self._unwritten is not None  # what it holds may be what left already
         write = self.take_checkpoint()
         store = self.ctx.store
         if store is None:
             return
-        relaxed = self.quiet and not leaving
+        relaxed = self.quiet and not leaving and not carrying
         if write is not None:
             try:
                 store.save_checkpoint(*write, durable=not relaxed)
             except BaseException:
-                # A driver that goes on (the server stops) writes it with its next
-                # checkpoint: the changes it holds were taken, deletions included.
-                self._unwritten = write
-                self._written_state = b""
+                self._carry(write)
                 raise
             self.unsynced = relaxed  # a durable write syncs every write before it
         elif self.unsynced and not relaxed:
@@ -151,16 +149,6 @@ class Persistence:
         pending.records.clear()
         touched = set(pending.channels)  # the same set object stays every channel's sink
         pending.channels.clear()
-        for channel_id in touched:
-            channel = self.ctx.channels.get(channel_id)
-            if channel is not None:
-                records[CHANNEL_PREFIX + channel.channel_id.hex()] = _channel_meta(channel)
-        # The backend's record changes with what the channel signs, verifies, revokes or
-        # registers: always in an event that persists its snapshot or touches the channel.
-        for channel_id in touched.union(s.channel_id for s in snapshots):
-            channel = self.ctx.channels.get(channel_id)
-            if channel is not None:
-                _export_record(channel, records)
         for quote_id, quote in quotes.items():
             records[QUOTE_PREFIX + quote_id.hex()] = encode_record(quote) if quote else None
         for channel_id, guarded in watched.guards.items():
@@ -168,7 +156,25 @@ class Persistence:
         for (channel_id, htlc_id), duty in watched.duties.items():
             records[duty_key(channel_id, htlc_id)] = None if duty is None else encode_record(duty)
         records.update(self._in_flight_changes())
-        state = encode_node_state(self._state())
+        try:
+            for channel_id in touched:
+                channel = self.ctx.channels.get(channel_id)
+                if channel is not None:
+                    records[CHANNEL_PREFIX + channel.channel_id.hex()] = _channel_meta(channel)
+            # The backend's record changes with what the channel signs, verifies, revokes
+            # or registers: always in an event that persists its snapshot or touches the
+            # channel.
+            for channel_id in touched.union(s.channel_id for s in snapshots):
+                channel = self.ctx.channels.get(channel_id)
+                if channel is not None:
+                    _export_record(channel, records)
+            state = encode_node_state(self._state())
+        except BaseException:
+            # Everything above was taken (changes are handed out once): carried, with the
+            # channels touched, into the next checkpoint of a driver that goes on.
+            pending.channels.update(touched)
+            self._carry((snapshots, records))
+            raise
         if state != self._written_state:
             records[NODE_STATE_KEY] = state
             self._written_state = state
@@ -178,6 +184,15 @@ class Persistence:
         if not snapshots and not records:
             return None  # nothing changed (a read): no transaction, no fsync
         return snapshots, records
+
+    def _carry(self, write: Checkpoint) -> None:
+        """A checkpoint taken but not written (its write, or its making, failed): a driver
+        that goes on (the server stops) writes it with its next checkpoint, deletions
+        included, and that write is durable. The node's state is written again too."""
+        if self._unwritten is not None:  # not merged yet: the failure came before
+            write = _carried(self._unwritten, *write)
+        self._unwritten = write
+        self._written_state = b""
 
     def _in_flight_changes(self, *, encode: bool = True) -> dict[str, bytes | None]:
         """The records of the HTLCs, links and preimages in flight written since the last
@@ -324,7 +339,9 @@ class Persistence:
         key = (params.chain, params.challenge_duration)
         policy = self._policies.get(key)
         if policy is None:
-            policy = self._policies[key] = HtlcPolicy(min_lead=min_lead(backend, params))
+            policy = self._policies[key] = HtlcPolicy(
+                min_lead=min_lead(backend, params), ids_by_payer=True
+            )
         return policy
 
     def _restore_channel(

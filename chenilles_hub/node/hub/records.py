@@ -105,8 +105,9 @@ class Channel:
         self.last_error_at = now
 
     def allocate_htlc_id(self) -> int:
-        """Participant 0 uses even ids, participant 1 odd ones: concurrent offers never clash."""
-        htlc_id = 2 * self.next_htlc_seq + self.me
+        """Participant p of n uses the ids equal to p modulo n (the core refuses any other,
+        ``ForeignHtlcId``): concurrent offers never clash."""
+        htlc_id = len(self.params.participants) * self.next_htlc_seq + self.me
         self.next_htlc_seq += 1
         return htlc_id
 
