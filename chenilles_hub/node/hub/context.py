@@ -79,6 +79,12 @@ class NodeContext:
     pending: PendingWrites = field(default_factory=PendingWrites)
     #: Channels whose queue may hold updates (``Channel.queued_sink``), oldest first.
     queued: dict[bytes, None] = field(default_factory=dict)
+    #: Channels with queued updates that cannot move until their channel does (their
+    #: machine waits for the peer, the peer is offline, every offer waits for a slot, the
+    #: channel is not active yet): ``flush`` no longer visits them after every event. Any
+    #: event of the channel (``Node._run``), a change of its status and the peer's
+    #: reconnection put them back in ``queued``; only ``flush`` takes them out of here.
+    parked: dict[bytes, None] = field(default_factory=dict)
     #: What the node did, in words (tests and the demo read it; the log has it too).
     journal: list[str] = field(default_factory=list)
     #: Refused peer messages (bounded by the server).
@@ -115,6 +121,7 @@ class NodeContext:
     def disown(self, channel_id: bytes) -> None:
         """Undo :meth:`adopt` (an event that created the channel was rolled back)."""
         channel = self.channels.pop(channel_id)
+        self.parked.pop(channel_id, None)
         ids = self.by_peer[channel.peer]
         del ids[channel_id]
         if not ids:
@@ -133,3 +140,10 @@ class NodeContext:
         channel.undo_log = self.undo
         if channel.queue or channel.machine.withdrawn:  # withdrawn: a refusal to bury
             self.queued[channel.channel_id] = None
+
+    def unpark(self, channel_id: bytes) -> None:
+        """The channel moved (an event of its machine, its peer back): ``flush`` looks at
+        it again. It stays in ``parked`` until ``flush`` has: a failed event's savepoint
+        puts ``queued`` back as it was, and the channel must then still be found."""
+        if channel_id in self.parked:
+            self.queued[channel_id] = None

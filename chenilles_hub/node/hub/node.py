@@ -293,6 +293,7 @@ class Node:
         channel that cannot say is logged and skipped: the others still reestablish)."""
         self.ctx.offline.discard(peer)
         for channel_id in list(self.ctx.by_peer.get(peer, ())):
+            self.ctx.unpark(channel_id)
             channel = self.ctx.channels[channel_id]
             try:
                 self.funding.reestablish(channel)
@@ -516,7 +517,9 @@ class Node:
     # --- effects, proposals and commits -----------------------------------------------------
 
     def _run(self, channel: Channel, effects: list[Effect]) -> None:
-        """Carry out the core's effects in order."""
+        """Carry out the core's effects in order. Every call of the channel's machine ends
+        here: a queue parked until the machine moves is looked at again."""
+        self.ctx.unpark(channel.channel_id)
         for effect in effects:
             if isinstance(effect, Persist):
                 # Written by ``checkpoint`` with everything else this event changed, before

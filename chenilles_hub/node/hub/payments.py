@@ -475,7 +475,7 @@ class Payments:
         fails, a forward fails its incoming HTLC upstream. Nothing was signed for them, so
         nothing stays locked."""
         now = self.ctx.clock()
-        for channel_id in list(self.ctx.queued):
+        for channel_id in list(self.ctx.queued | self.ctx.parked):
             channel = self.ctx.channels[channel_id]
             for update in take_expired(channel, self._deadline, now):
                 self.ctx.count("htlc_wait_timeouts")

@@ -50,7 +50,7 @@ class Proposals:
         and on their way while the next ones are signed, rather than all waiting for the
         last signature and one big write."""
         now = self.ctx.clock()
-        queued = self.ctx.queued
+        queued, parked = self.ctx.queued, self.ctx.parked
         proposed = 0
         progress = True
         while progress:  # a refused update may queue a fail on a channel already visited
@@ -60,6 +60,7 @@ class Proposals:
                 burying = bool(channel.machine.withdrawn)
                 if not channel.queue and not burying:
                     del queued[channel_id]
+                    parked.pop(channel_id, None)
                     continue
                 if channel.status in ("disputed", "closed"):
                     # What we refused stays unreported: the chain decides now.
@@ -67,14 +68,18 @@ class Proposals:
                     for update in stranded:
                         self.failed(channel, update, f"the channel is {channel.status}")
                     del queued[channel_id]
+                    parked.pop(channel_id, None)
                     progress = True
                     continue
-                if not channel.machine.idle or channel.status not in ("active", "closing"):
+                if (
+                    not channel.machine.idle  # until the peer answers
+                    or channel.status not in ("active", "closing")  # until it is active
+                    or channel.peer in self.ctx.offline  # until it reconnects (bounded)
+                    # the peer refuses everything: until it proposes
+                    or (burying and channel.machine.refusals > MAX_BURIAL_REFUSALS)
+                ):
+                    self._park(channel_id)
                     continue
-                if channel.peer in self.ctx.offline:
-                    continue  # nothing can be signed with it: updates wait (bounded)
-                if burying and channel.machine.refusals > MAX_BURIAL_REFUSALS:
-                    continue  # the peer refuses everything: wait for it to propose
                 if limit is not None and proposed >= limit:
                     return True  # this channel, and any after it, in the next call
                 if burying:
@@ -84,7 +89,16 @@ class Proposals:
                 elif self._propose_queued(channel, now):
                     progress = True
                     proposed += 1
+                else:
+                    self._park(channel_id)  # every offer waits for a slot
         return False
+
+    def _park(self, channel_id: bytes) -> None:
+        """Nothing can be proposed on the channel until it moves (``NodeContext.parked``):
+        a hub may hold many channels whose peer went silent with updates queued, and a
+        visit of each after every event cost every payment through the hub."""
+        del self.ctx.queued[channel_id]
+        self.ctx.parked[channel_id] = None
 
     def _bury(self, channel: Channel, now: int) -> None:
         """Propose a state with no update: it moves the version past the refused one, so

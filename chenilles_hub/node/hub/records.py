@@ -74,7 +74,9 @@ class Channel:
             sink = getattr(self, "dirty_sink", None)
             if sink is not None:
                 sink.add(self.channel_id)
-            if name == "queue" and value:
+            # New updates, or a new status (a parked queue may move now, or must be
+            # failed: the channel went on-chain): ``flush`` looks at the channel.
+            if (name == "queue" and value) or name == "status":
                 queued = getattr(self, "queued_sink", None)
                 if queued is not None:
                     queued[self.channel_id] = None
