@@ -60,7 +60,7 @@ def test_a_hub_restarted_with_idle_channels_forwards_and_both_lines_are_measured
 def test_a_hub_holding_forwards_in_flight_still_forwards_and_both_lines_are_measured(
     demo: Demo, tmp_path: Path, key: str
 ) -> None:
-    held_by = bench_payments.HELD_LINES[key]
+    held_by, _ = bench_payments.HELD_LINES[key]
     out = bench_payments.in_flight(
         demo,
         ("evm", "evm", "bitcoin"),
