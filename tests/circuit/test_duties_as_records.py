@@ -194,3 +194,36 @@ def test_a_checkpoint_that_fails_while_it_is_made_keeps_what_it_took(
     assert line.duties() == [] and line.stored_duties() == {}
     line.kill_and_restart()
     assert line.duties() == []
+
+
+def test_a_carried_snapshots_channel_is_asked_for_its_record_again(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint carries the snapshot of a channel its event signed but touched no
+    other field of; the next one asks that channel's backend for its record again (the
+    record of that version: on Bitcoin, what punishes its revoked predecessors)."""
+    line = Line(world, tmp_path / "hub.sqlite")
+    line.held_by_bob(1)
+    hub = line.hub
+    hub.checkpoint()
+    hub.ctx.pending.snapshots[line.c2] = hub.channels[line.c2].machine.snapshot()
+    assert line.c2 not in hub.ctx.pending.channels
+    real = persistence_module._export_record
+    asked: list[bytes] = []
+    failed: list[bool] = []
+
+    def flaky(channel: Any, records: Any) -> None:
+        asked.append(channel.channel_id)
+        if not failed:
+            failed.append(True)
+            raise OSError("the backend's record export failed, for a moment")
+        real(channel, records)
+
+    monkeypatch.setattr(persistence_module, "_export_record", flaky)
+    with pytest.raises(OSError):
+        hub.persistence.take_checkpoint()
+    asked.clear()
+    write = hub.persistence.take_checkpoint()
+    assert write is not None
+    assert line.c2 in {s.channel_id for s in write[0]}
+    assert line.c2 in asked

@@ -24,6 +24,22 @@ from .world import World
 pytestmark = [pytest.mark.circuit]
 
 
+def offer_from_alice(line: Line, htlc_id: int) -> None:
+    """Alice proposes to the hub, on their channel, an HTLC of hers under ``htlc_id``."""
+    channel = line.alice.channels[line.c1]
+    now = line.world.now()
+    htlc = Htlc(
+        htlc_id,
+        channel.me,
+        line.eth,
+        1000,
+        hashlib.sha256(htlc_id.to_bytes(8, "big")).digest(),
+        now + 7200,
+        channel.backend.native_expiry(now + 7200),
+    )
+    line.alice._run(channel, channel.machine.propose((AddHtlc(htlc),), now))
+
+
 def test_a_peer_offering_an_htlc_under_the_hubs_next_id_is_refused(
     world: World, tmp_path: Path
 ) -> None:
@@ -35,17 +51,7 @@ def test_a_peer_offering_an_htlc_under_the_hubs_next_id_is_refused(
     # Alice's node as Mallory's: her machine numbers HTLCs as she likes.
     mallory = line.alice.channels[line.c1]
     mallory.machine._policy = HtlcPolicy(min_lead=60, ids_by_payer=False)
-    expiry = world.now() + 7200
-    forged = Htlc(
-        hubs_next,
-        mallory.me,
-        line.eth,
-        1000,
-        hashlib.sha256(b"mallory").digest(),
-        expiry,
-        hub_side.backend.native_expiry(expiry),
-    )
-    line.alice._run(mallory, mallory.machine.propose((AddHtlc(forged),), world.now()))
+    offer_from_alice(line, hubs_next)
     world.network.run()
 
     assert hub_side.machine.state.htlc(hubs_next) is None
@@ -55,3 +61,24 @@ def test_a_peer_offering_an_htlc_under_the_hubs_next_id_is_refused(
     payment = line.pay(line.bob)
     world.network.run()
     assert payment.status == "succeeded"
+
+
+def test_an_id_a_peer_locked_before_the_rule_is_never_given_to_an_htlc_of_ours(
+    world: World, tmp_path: Path
+) -> None:
+    """A store from before the rule may hold a peer's HTLC under one of our ids: the hub
+    skips it when it numbers its own, rather than offer an HTLC the core refuses as a
+    duplicate (and, failing it, forget the peer's in its tables)."""
+    line = Line(world, tmp_path / "hub.sqlite")
+    hub_side = line.hub.channels[line.c1]
+    parties = len(hub_side.params.participants)
+    hubs_next = parties * hub_side.next_htlc_seq + hub_side.me
+    lenient = HtlcPolicy(min_lead=60, ids_by_payer=False)  # as both sides were before
+    strict, hub_side.machine._policy = hub_side.machine._policy, lenient
+    mallory = line.alice.channels[line.c1]
+    mallory.machine._policy = lenient
+    offer_from_alice(line, hubs_next)
+    # locked under our id (until the hub fails it: it carries no onion)
+    assert world.network.run_until(lambda: hub_side.machine.state.htlc(hubs_next) is not None)
+    hub_side.machine._policy = strict  # upgraded
+    assert hub_side.allocate_htlc_id() == hubs_next + parties

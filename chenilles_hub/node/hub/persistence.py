@@ -149,14 +149,15 @@ class Persistence:
         pending.records.clear()
         touched = set(pending.channels)  # the same set object stays every channel's sink
         pending.channels.clear()
-        for quote_id, quote in quotes.items():
-            records[QUOTE_PREFIX + quote_id.hex()] = encode_record(quote) if quote else None
-        for channel_id, guarded in watched.guards.items():
-            records[GUARD_PREFIX + channel_id.hex()] = b"1" if guarded else None
-        for (channel_id, htlc_id), duty in watched.duties.items():
-            records[duty_key(channel_id, htlc_id)] = None if duty is None else encode_record(duty)
-        records.update(self._in_flight_changes())
         try:
+            for quote_id, quote in quotes.items():
+                records[QUOTE_PREFIX + quote_id.hex()] = encode_record(quote) if quote else None
+            for channel_id, guarded in watched.guards.items():
+                records[GUARD_PREFIX + channel_id.hex()] = b"1" if guarded else None
+            for (channel_id, htlc_id), duty in watched.duties.items():
+                value = None if duty is None else encode_record(duty)
+                records[duty_key(channel_id, htlc_id)] = value
+            records.update(self._in_flight_changes())
             for channel_id in touched:
                 channel = self.ctx.channels.get(channel_id)
                 if channel is not None:
@@ -170,9 +171,11 @@ class Persistence:
                     _export_record(channel, records)
             state = encode_node_state(self._state())
         except BaseException:
-            # Everything above was taken (changes are handed out once): carried, with the
-            # channels touched, into the next checkpoint of a driver that goes on.
-            pending.channels.update(touched)
+            # What was taken (changes are handed out once) is carried into the next
+            # checkpoint of a driver that goes on, and every channel it concerns is asked
+            # again for its meta and its backend's record (a carried snapshot without the
+            # record of its version would leave, on Bitcoin, no penalty for it).
+            pending.channels.update(touched.union(s.channel_id for s in snapshots))
             self._carry((snapshots, records))
             raise
         if state != self._written_state:

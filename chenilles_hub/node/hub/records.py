@@ -108,10 +108,14 @@ class Channel:
 
     def allocate_htlc_id(self) -> int:
         """Participant p of n uses the ids equal to p modulo n (the core refuses any other,
-        ``ForeignHtlcId``): concurrent offers never clash."""
-        htlc_id = len(self.params.participants) * self.next_htlc_seq + self.me
-        self.next_htlc_seq += 1
-        return htlc_id
+        ``ForeignHtlcId``): concurrent offers never clash. An id the channel holds locked
+        is skipped: a peer could take one of ours before that rule (a store from then)."""
+        parties, state = len(self.params.participants), self.machine.state
+        while True:
+            htlc_id = parties * self.next_htlc_seq + self.me
+            self.next_htlc_seq += 1
+            if state.htlc(htlc_id) is None:
+                return htlc_id
 
     def offer_htlc(self, asset: Asset, amount: int, payment_hash: bytes, expiry: int) -> Htlc:
         """A new HTLC we pay into, with a fresh id and the chain's image of its expiry."""
