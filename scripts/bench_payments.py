@@ -242,6 +242,14 @@ def restart_with_idle_channels(
 Line = tuple[list[Node], Asset, Asset, Any]
 
 
+def close_stores(lines: dict[str, Line]) -> None:
+    """Close every store of the lines' nodes (each line's nodes write to SQLite)."""
+    for nodes, *_ in lines.values():
+        for node in nodes:
+            assert node.store is not None
+            node.store.close()
+
+
 def alternate(
     demo: Demo,
     lines: dict[str, Line],
@@ -317,10 +325,7 @@ def idle_channels(
         "latency_ms_with_idle_channels": bench_common.summary(samples["idle"], 2),
         "ratio_idle_over_plain_per_round": bench_common.summary(per_round_ratio, 3),
     }
-    for nodes, *_ in lines.values():
-        for node in nodes:
-            assert node.store is not None
-            node.store.close()
+    close_stores(lines)
     return result
 
 
@@ -426,10 +431,7 @@ def in_flight(
         "latency_ms_with_htlcs_held": bench_common.summary(samples["held"], 2),
         "ratio_held_over_plain_per_round": bench_common.summary(per_round_ratio, 3),
     }
-    for nodes, *_ in lines.values():
-        for node in nodes:
-            assert node.store is not None
-            node.store.close()
+    close_stores(lines)
     return result
 
 
