@@ -329,6 +329,11 @@ class ChannelMachine:
         return new
 
     @property
+    def max_htlcs(self) -> int:
+        """The most HTLCs a state of this channel may lock (its ledger's rules)."""
+        return self._rules.max_htlcs
+
+    @property
     def idle(self) -> bool:
         """No proposal of ours awaits an answer and we owe no ack wait: a proposal may start."""
         return self._core.pending is None and self._core.awaiting_ack is None

@@ -117,8 +117,19 @@ def check_rules(
       have gained since ``old``; a first state needs one participant at the reserve or
       above (BOLT 2: a side may start below it and fill up, never drain into it);
     * outputs: each participant's enforcement transaction keeps at least one output (a
-      balance at the dust limit or above, or an HTLC above its trim threshold).
+      balance at the dust limit or above, or an HTLC above its trim threshold);
+    * HTLCs: no more are locked than the ledger holds per state (``max_htlcs``), unless
+      ``new`` locks no more than ``old``.
     """
+    locked = len(new.htlcs)
+    if locked > rules.max_htlcs and (old is None or locked > len(old.htlcs)):
+        # Only a state that adds an HTLC past the ledger's limit is refused: one that
+        # settles or fails some of them, on a channel opened when the limit was higher,
+        # moves towards it and must stay signable.
+        raise TooManyHtlcs(
+            f"this channel's ledger holds at most {rules.max_htlcs} HTLCs per state "
+            f"({locked} would be locked)"
+        )
     for asset_rules in rules.assets:
         if asset_rules.asset not in params.assets:
             raise InvalidParams(f"rules for {asset_rules.asset}, not an asset of this channel")

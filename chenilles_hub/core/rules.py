@@ -19,7 +19,12 @@ The shape follows BOLT 2 and 3, in chain-neutral words:
   (the dust limit plus its second-stage fee) gets none.
 
 A chain with no such costs (EVM, Solana: fees are paid by whoever sends a transaction, from
-outside the channel) declares no rules, and nothing is checked.
+outside the channel) declares no asset rules, and nothing of that is checked.
+
+A ledger may also hold fewer HTLCs per state than the core's ``MAX_HTLCS`` (Solana: one
+register transaction must carry the whole state): ``ChannelRules.max_htlcs``. The core then
+refuses to add an HTLC past it, where the node's queue makes an offer wait for a slot, instead
+of the backend refusing to sign after the update had been taken from the queue.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from typing import Annotated
 
 import msgspec
 
-from .model import Asset, ChannelState
+from .model import MAX_HTLCS, Asset, ChannelState
 
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 PPM = 1_000_000
@@ -76,9 +81,13 @@ class AssetRules(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class ChannelRules(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """A backend's rules for one channel; an asset without an entry has none."""
+    """A backend's rules for one channel; an asset without an entry has none.
+
+    ``max_htlcs``: the most HTLCs one state of this channel may lock on its ledger, at most
+    the core's ``MAX_HTLCS``."""
 
     assets: tuple[AssetRules, ...] = ()
+    max_htlcs: Annotated[int, msgspec.Meta(ge=0, le=MAX_HTLCS)] = MAX_HTLCS
 
     def of(self, asset: Asset) -> AssetRules | None:
         for rules in self.assets:

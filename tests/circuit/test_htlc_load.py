@@ -1,11 +1,13 @@
-"""Payments under load on a real EVM (py-evm): HTLCs beyond a channel's slots wait for one
-instead of failing, the waiting line is bounded (``channel_busy``), and the payer's deadline
-fails a payment back -- its money unlocked -- when the payee is offline."""
+"""Payments under load on a real EVM (py-evm) and Solana program (LiteSVM): HTLCs beyond a
+channel's slots wait for one instead of failing (on Solana, the ledger's eight), the waiting
+line is bounded (``channel_busy``), and the payer's deadline fails a payment back -- its
+money unlocked -- when the payee is offline."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
-from chenilles_evm.backend import embedded_backend
 
 from chenilles_hub.core import MAX_HTLCS, Asset
 from chenilles_hub.node.hub import htlc_queue
@@ -21,32 +23,58 @@ ETH = 10**18
 
 
 @pytest.fixture
-def world():
+def solana_world() -> Iterator[World]:
+    from chenilles_solana.backend import embedded_backend
+
     backend = embedded_backend()
     yield World({backend.chain: backend}, backend)
     backend.close()
 
 
-def three_nodes(world: World) -> tuple[Asset, Node, Node, Node, bytes, bytes]:
+def three_nodes(world: World, funds: int = ETH) -> tuple[Asset, Node, Node, Node, bytes, bytes]:
     (backend,) = world.backends.values()
     eth = Asset(backend.chain, "native")
     alice = world.node("alice", [eth.chain])
     hub = world.node("hub", [eth.chain], ForwardingPolicy(fees={eth: FeePolicy(base=7)}))
     bob = world.node("bob", [eth.chain])
-    c1 = world.open(alice, hub, eth.chain, {eth: (ETH, 0)})
-    c2 = world.open(hub, bob, eth.chain, {eth: (ETH, 0)})
+    c1 = world.open(alice, hub, eth.chain, {eth: (funds, 0)})
+    c2 = world.open(hub, bob, eth.chain, {eth: (funds, 0)})
     return eth, alice, hub, bob, c1, c2
 
 
 def test_a_burst_of_200_payments_beyond_the_htlc_slots_all_succeeds(world: World) -> None:
     eth, alice, hub, bob, c1, c2 = three_nodes(world)
-    invoices = [bob.invoice(1000 + i, eth) for i in range(200)]
+    _burst(world, 200, MAX_HTLCS, alice, hub, bob, c1, c2)
+    paid = sum(1000 + i for i in range(200)) + 7 * 200  # with the hub's fees
+    assert alice.channels[c1].machine.state.free(eth) == (ETH - paid, paid)
+
+
+def test_a_burst_beyond_a_solana_channels_eight_htlcs_waits_for_the_ledgers_slots(
+    solana_world: World,
+) -> None:
+    """The Solana program holds 8 HTLCs per state, fewer than the core's 32. The ledger's
+    limit is a channel rule, so the ninth offer waits in the queue like the 33rd elsewhere.
+    Before, the queue let 32 offers into one proposal and the program's authority refused to
+    sign it after they had been taken from the queue: the burst's updates, settles and fails
+    included, were lost, and the error escaped the node's event."""
+    _, alice, hub, bob, c1, c2 = three_nodes(solana_world, 10**9)
+    assert hub.channels[c2].machine.max_htlcs == 8
+    _burst(solana_world, 40, 8, alice, hub, bob, c1, c2)
+
+
+def _burst(
+    world: World, count: int, slots: int, alice: Node, hub: Node, bob: Node, c1: bytes, c2: bytes
+) -> None:
+    """Pay ``count`` invoices alice -> hub -> bob at once: each succeeds, no channel ever
+    locks more than ``slots`` HTLCs, and every channel ends with nothing locked or queued."""
+    asset = alice.channels[c1].machine.params.assets[0]
+    invoices = [bob.invoice(1000 + i, asset) for i in range(count)]
     lead = invoices[0].final_lead
     payments = [
-        alice.pay_route(inv, plan(world, alice, [(hub, c1), (bob, c2)], inv.amount, eth, lead))
+        alice.pay_route(inv, plan(world, alice, [(hub, c1), (bob, c2)], inv.amount, asset, lead))
         for inv in invoices
     ]
-    assert len(alice.channels[c1].queue) > MAX_HTLCS  # most of them wait for a slot
+    assert len(alice.channels[c1].queue) > slots  # most of them wait for a slot
     most = 0
 
     def watch() -> bool:  # one message at a time: the HTLCs locked never exceed the slots
@@ -56,11 +84,10 @@ def test_a_burst_of_200_payments_beyond_the_htlc_slots_all_succeeds(world: World
 
     world.network.run_until(watch, limit=1_000_000)
     world.network.run()
-    assert [p.status for p in payments] == ["succeeded"] * 200
-    assert most <= MAX_HTLCS
-    sent = sum(1000 + i for i in range(200))
-    assert bob.channels[c2].machine.state.free(eth)[1] == sent
-    assert alice.channels[c1].machine.state.free(eth) == (ETH - sent - 7 * 200, sent + 7 * 200)
+    assert [p.status for p in payments] == ["succeeded"] * count
+    assert most <= slots
+    sent = sum(1000 + i for i in range(count))
+    assert bob.channels[c2].machine.state.free(asset)[1] == sent
     assert not alice.channels[c1].queue and not hub.channels[c2].queue
     assert not alice.channels[c1].machine.state.htlcs and not hub.channels[c2].machine.state.htlcs
     assert "too_many_htlcs" not in " ".join(p.reason for p in payments)

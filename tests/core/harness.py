@@ -18,6 +18,7 @@ from chenilles_hub.core import (
     ChannelMachine,
     ChannelMessage,
     ChannelParams,
+    ChannelRules,
     ChannelState,
     Effect,
     HtlcPolicy,
@@ -125,6 +126,7 @@ class Pair:
         policy: HtlcPolicy | None = None,
         apps: dict | None = None,
         app: str = "",
+        rules: tuple[ChannelRules, ChannelRules] | None = None,
     ) -> Pair:
         keys = make_keys(seed)
         params = make_params(keys, app=app)
@@ -139,7 +141,14 @@ class Pair:
         sides = [
             Side(
                 ChannelMachine(
-                    params, CHANNEL_ID, i, authority(keys[i]), initial, policy=policy, apps=apps
+                    params,
+                    CHANNEL_ID,
+                    i,
+                    authority(keys[i]),
+                    initial,
+                    policy=policy,
+                    apps=apps,
+                    rules=rules[i] if rules else ChannelRules(),
                 )
             )
             for i in (0, 1)

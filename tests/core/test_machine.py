@@ -12,6 +12,7 @@ from chenilles_hub.core import (
     Accept,
     Ack,
     AddHtlc,
+    ChannelRules,
     Close,
     Htlc,
     Persist,
@@ -37,6 +38,7 @@ from chenilles_hub.core.errors import (
     ProposalTooLarge,
     StaleVersion,
     StateMismatch,
+    TooManyHtlcs,
     UnexpectedMessage,
     WrongChannel,
 )
@@ -100,6 +102,47 @@ def test_htlc_add_then_settle_and_deadline_effect() -> None:
     pair.deliver_all()
     assert pair.settled()
     assert pair.alice.machine.state.free(ETH) == (900, 1100)
+
+
+def _htlcs(*ids: int, payer: int = 0) -> tuple[AddHtlc, ...]:
+    return tuple(AddHtlc(Htlc(i, payer, ETH, 10, HASH, NOW + 7200, NOW + 7000)) for i in ids)
+
+
+def test_the_ledgers_htlc_limit_is_checked_before_anything_is_signed() -> None:
+    """A ledger that holds fewer HTLCs per state than the core (Solana: 8) says so in its
+    channel rules: ``check`` refuses the offer past it, so the node keeps it queued; a
+    peer's proposal past it is refused; fewer HTLCs are always accepted."""
+    two = ChannelRules(max_htlcs=2)
+    pair = opened(rules=(two, two))
+    assert pair.alice.machine.max_htlcs == 2
+    with pytest.raises(TooManyHtlcs):
+        pair.alice.machine.check(_htlcs(0, 2, 4), NOW)
+    pair.act(0, lambda m: m.propose(_htlcs(0, 2), NOW))
+    pair.deliver_all()
+    assert len(pair.bob.machine.state.htlcs) == 2
+
+    lax = opened(rules=(ChannelRules(), two))  # alice's backend does not know the limit
+    lax.act(0, lambda m: m.propose(_htlcs(0, 2, 4), NOW))
+    lax.deliver_all()
+    assert isinstance(lax.bob.errors[0], TooManyHtlcs)
+    assert not lax.bob.machine.state.htlcs
+
+
+def test_a_channel_above_a_lowered_htlc_limit_may_still_resolve_its_htlcs() -> None:
+    """HTLCs locked under a higher limit (an older program) are settled one at a time:
+    only a state that adds past the limit is refused."""
+    pair = opened()
+    pair.act(0, lambda m: m.propose(_htlcs(0, 2, 4), NOW))
+    pair.deliver_all()
+    one = ChannelRules(max_htlcs=1)
+    for side in (pair.alice, pair.bob):
+        side.machine._rules = one  # the ledger's rule changed under the channel
+    pair.act(1, lambda m: m.propose((SettleHtlc(0, PREIMAGE),), NOW))
+    pair.deliver_all()
+    assert [h.id for h in pair.alice.machine.state.htlcs] == [2, 4]
+    pair.bob.machine.check((SettleHtlc(2, PREIMAGE), *_htlcs(7, payer=1)), NOW)  # as many
+    with pytest.raises(TooManyHtlcs):
+        pair.bob.machine.check((SettleHtlc(2, PREIMAGE), *_htlcs(7, 9, payer=1)), NOW)
 
 
 def test_a_bad_signature_is_refused_and_changes_nothing() -> None:

@@ -37,7 +37,6 @@ from chenilles_hub.backend import (
     TxReceipt,
 )
 from chenilles_hub.core import (
-    NO_RULES,
     Asset,
     ChannelParams,
     ChannelRules,
@@ -57,6 +56,7 @@ from .authority import (
     NATIVE,
     U64_MAX,
     SolanaAuthority,
+    htlc_capacity,
     mint_of,
     mints_of,
     participant_keys,
@@ -344,8 +344,9 @@ class SolanaBackend(ForcedMoves):
         balances when they are created (``fund``), never taken from them; a payout goes to
         the participant's own (already rent-exempt) account or token account, so any
         amount, down to 1 lamport or token unit, can be paid out. A newer state wins a
-        dispute: no reserve is needed."""
-        return NO_RULES
+        dispute: no reserve is needed. What the program limits is the HTLCs per state
+        (``htlc_capacity``): one register transaction carries the whole state."""
+        return ChannelRules(max_htlcs=htlc_capacity(params))
 
     def authority(self, params: ChannelParams, account: Any, me: int) -> StateAuthority:
         keypair = _keypair(account)

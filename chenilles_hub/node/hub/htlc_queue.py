@@ -1,6 +1,7 @@
 """HTLCs that wait for a slot: a channel holds at most ``MAX_HTLCS`` locked HTLCs at once
-(fewer on some ledgers), so under load an HTLC beyond that waits in the channel's queue
-until a settle or fail frees a slot, instead of failing with ``too_many_htlcs``.
+(fewer on some ledgers: ``ChannelMachine.max_htlcs``), so under load an HTLC beyond that
+waits in the channel's queue until a settle or fail frees a slot, instead of failing with
+``too_many_htlcs``.
 
 The wait is bounded twice: per channel, at most ``MAX_WAITING_HTLCS`` HTLC offers may wait
 (the next is refused at once with ``channel_busy``, and nothing is locked for it); per
@@ -16,7 +17,6 @@ from collections.abc import Callable, Sequence
 
 from ...core import AddHtlc, Htlc, Update
 from ...core.errors import HtlcError
-from ...core.model import MAX_HTLCS
 from .records import Channel
 
 #: HTLC offers that may wait for a slot per channel; past it a new one is ``channel_busy``.
@@ -40,8 +40,9 @@ def check_room(channel: Channel, limit: int | None = None) -> None:
     waiting = waiting_offers(channel)
     if waiting >= (MAX_WAITING_HTLCS if limit is None else limit):
         raise ChannelBusy(
-            f"channel {channel.channel_id.hex()[:16]} is busy: its {MAX_HTLCS} HTLC slots are "
-            f"taken and {waiting} more HTLCs wait for one; try again shortly"
+            f"channel {channel.channel_id.hex()[:16]} is busy: its "
+            f"{channel.machine.max_htlcs} HTLC slots are taken and {waiting} more HTLCs "
+            "wait for one; try again shortly"
         )
 
 
@@ -51,7 +52,7 @@ def take_batch(
     """Split ``queue`` into what goes into the next proposal (at most ``size`` updates, HTLC
     offers only as far as free slots allow) and what keeps waiting, both in queue order.
     Settles and fails are never held behind waiting offers: they are what frees slots."""
-    free = MAX_HTLCS - len(channel.machine.state.htlcs)
+    free = channel.machine.max_htlcs - len(channel.machine.state.htlcs)
     batch: list[Update] = []
     held: list[Update] = []
     for update in queue:

@@ -120,10 +120,19 @@ class Proposals:
         while good:
             try:
                 effects = channel.machine.propose(tuple(good), now)
-            except ProposalTooLarge as error:  # big onions: halve until it fits
+            except ChannelError as error:
+                # Big onions (``ProposalTooLarge``), or a backend that refused to sign what
+                # the core accepted: halve, the rest back at the head of the queue, until it
+                # goes out or the one update it cannot carry is failed alone. Nothing taken
+                # from the queue is lost, and no error escapes the node's event.
                 if len(good) == 1:
                     self.failed(channel, good[0], f"{error.code}: {error}")
                     return True
+                if not isinstance(error, ProposalTooLarge):
+                    self.ctx.note(
+                        f"backend refused to sign {len(good)} updates on "
+                        f"{channel.channel_id.hex()[:8]} ({error.code}); proposing fewer"
+                    )
                 half = len(good) // 2
                 good, channel.queue = good[:half], [*good[half:], *channel.queue]
                 continue
