@@ -56,6 +56,8 @@ from .crash_chains import ChainUnderTest
 from .test_server_harness import NodeProc, agreed, channel, connected, wait_for
 
 StoreKind = Literal["sqlite", "postgres"]
+#: The PostgreSQL runs' leader lease (s): far longer than a restart may take.
+LEASE_TTL = 120
 STEPS = ("transfer", "pay", "fail")
 #: seconds a (re)started process may take to serve: imports alone take 15 s on a 2-core
 #: machine shared with other test runs
@@ -131,10 +133,11 @@ class CrashHarness:
             raise ValueError("a PostgreSQL run needs a DSN")
         schema = f"crash_{node.name}_{uuid.uuid4().hex[:10]}"
         self.schemas[node.name] = schema
-        # a short lease: the restarted process (a new holder) takes over within seconds
+        # A long lease: the restarted process (a new holder) takes over because the killed
+        # one's database connection is gone, not by waiting for the lease to expire.
         return (
             f'\n[store]\nkind = "postgres"\ndsn = "{self.dsn}"\nschema = "{schema}"\n'
-            "lease_ttl = 6\n"
+            f"lease_ttl = {LEASE_TTL}\n"
         )
 
     def open_store(self, node: NodeProc) -> Store:

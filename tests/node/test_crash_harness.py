@@ -20,7 +20,7 @@ import pytest
 
 from . import require_postgres
 from .crash_chains import ChainUnderTest, EvmUnderTest, chain_under_test
-from .crash_harness import CrashHarness, StoreKind
+from .crash_harness import LEASE_TTL, CrashHarness, StoreKind
 from .test_server_harness import AnvilChain, anvil
 
 pytestmark = [pytest.mark.node, pytest.mark.adversarial, pytest.mark.xdist_group("crash-harness")]
@@ -41,6 +41,8 @@ def _run(chain: ChainUnderTest, tmp_path: Path, store: StoreKind, seed: int, kil
     assert "open" in tally.kills and {"close", "dispute"} & set(tally.kills)
     updates = sum(tally.kills.get(step, 0) for step in ("transfer", "pay", "fail"))
     assert tally.disk_checks >= updates
+    if store == "postgres":  # the killed leader's lease is taken at once, not waited out
+        assert max(tally.restarts) < LEASE_TTL / 4
 
 
 @pytest.mark.parametrize("store", ["sqlite", "postgres"])

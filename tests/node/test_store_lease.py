@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -141,3 +145,45 @@ def test_takeover_waits_for_an_in_flight_write(
     assert took_over.is_set()
     with pytest.raises(NotLeader):
         primary.set_setting("k", b"v")
+
+
+_HOLDER = """
+import sys, time
+from chenilles_hub.node.store.postgres import PostgresStore
+store = PostgresStore(sys.argv[1], schema=sys.argv[2])
+assert store.acquire_lease("hub", "doomed", ttl=300)
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def _kill_9_while_holding(dsn: str, schema: str) -> None:
+    """A real process takes a five-minute lease and is killed with SIGKILL: it releases
+    nothing, and only its closed connection tells the database it is gone."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, dsn, schema], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+
+
+def test_a_killed_holders_lease_is_taken_at_once_not_after_its_ttl(
+    pair: tuple[PostgresStore, PostgresStore],
+) -> None:
+    """``kill -9`` of the leader: its restart (or a standby) must not wait out the lease,
+    since the dead process can write nothing more; the taker's token fences any write."""
+    primary, standby = pair
+    assert standby.acquire_lease("other", "standby", ttl=300)  # the connection is alive
+    assert not primary.acquire_lease("other", "primary", ttl=300)  # ...so no takeover
+    schema = primary._conn.execute("SELECT current_schema()").fetchone()[0]  # type: ignore[union-attr]
+    _kill_9_while_holding(require_postgres(), schema)
+    deadline = time.monotonic() + 5  # the server notices the closed socket in milliseconds
+    while not primary.acquire_lease("hub", "restarted", ttl=300):
+        assert time.monotonic() < deadline, "the dead holder's lease was not taken"
+        time.sleep(0.05)
+    assert primary.lease is not None and primary.lease.token == 2
+    primary.set_setting("k", b"v")  # the new holder writes
+    assert not standby.acquire_lease("hub", "standby", ttl=300)  # and is not taken from

@@ -60,6 +60,8 @@ T = TypeVar("T")
 FETCH_STOP_WAIT = 5.0
 #: A chain's read running this long (seconds) is shown in ``GET /v1/info`` as stalled.
 READ_STALLED = 5.0
+#: Seconds, at most, between a standby's attempts at the leader lease.
+STANDBY_POLL = 1.0
 
 
 @contextlib.contextmanager
@@ -338,7 +340,9 @@ class HubServer:
                 return
             log.info("standby: the lease on %s is held by another process", self.config.name)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), ttl / 3)
+                # At least every second: a leader that dies frees its lease at once (its
+                # database connection closes), whatever the TTL.
+                await asyncio.wait_for(self._stop.wait(), min(ttl / 3, STANDBY_POLL))
 
     async def _lease_loop(self) -> None:
         renew = self.store.renew_lease  # type: ignore[union-attr]

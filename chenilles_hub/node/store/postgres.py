@@ -92,6 +92,9 @@ class PostgresStore(SqlStore):
                 # Two nodes starting at once must not both run the same migration.
                 raw.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema()))")
                 self._migrate(_PgCursor(raw), migrations, int(time.time()))
+            #: Whether the lease records its holder's connection (migration 8; a store
+            #: opened with fewer migrations, as tests of upgrades do, takes leases without).
+            self._holder_backend = any(m.version == 8 for m in migrations)
         except BaseException:
             self.close()
             raise
@@ -134,19 +137,40 @@ class PostgresStore(SqlStore):
         return self._lease.token if self._lease is not None else None
 
     def acquire_lease(self, node_name: str, holder_id: str, ttl: float) -> bool:
-        """Take the lease if it is free, expired, or already ours; a new token each time."""
+        """Take the lease if it is free, expired, already ours, or held over a database
+        connection that is gone (its process died: migration 8); a new token each time.
+
+        One statement: two contenders are ordered by the row's lock, and the second sees
+        the first's connection alive. A backend pid reused by another connection only makes
+        us wait for the expiry; a pooler that closes the holder's server connection while
+        the holder lives makes it lose the lease (it stops, exit 3), never write twice."""
         if ttl <= 0:
             raise ValueError("ttl must be positive")
-        row = self._lease_statement(
-            "INSERT INTO leases (node_name, holder_id, token, expires_at) "
-            "VALUES (%s, %s, 1, clock_timestamp() + %s * interval '1 second') "
-            "ON CONFLICT (node_name) DO UPDATE SET holder_id = excluded.holder_id, "
-            "token = leases.token + 1, expires_at = excluded.expires_at "
-            "WHERE leases.holder_id = excluded.holder_id "
-            "OR leases.expires_at <= clock_timestamp() "
-            "RETURNING token",
-            (node_name, holder_id, ttl),
-        )
+        if self._holder_backend:
+            sql = (
+                "INSERT INTO leases (node_name, holder_id, token, expires_at, holder_backend) "
+                "VALUES (%s, %s, 1, clock_timestamp() + %s * interval '1 second', "
+                "pg_backend_pid()) "
+                "ON CONFLICT (node_name) DO UPDATE SET holder_id = excluded.holder_id, "
+                "token = leases.token + 1, expires_at = excluded.expires_at, "
+                "holder_backend = excluded.holder_backend "
+                "WHERE leases.holder_id = excluded.holder_id "
+                "OR leases.expires_at <= clock_timestamp() "
+                "OR (leases.holder_backend IS NOT NULL AND NOT EXISTS "
+                "(SELECT 1 FROM pg_stat_activity WHERE pid = leases.holder_backend)) "
+                "RETURNING token"
+            )
+        else:
+            sql = (
+                "INSERT INTO leases (node_name, holder_id, token, expires_at) "
+                "VALUES (%s, %s, 1, clock_timestamp() + %s * interval '1 second') "
+                "ON CONFLICT (node_name) DO UPDATE SET holder_id = excluded.holder_id, "
+                "token = leases.token + 1, expires_at = excluded.expires_at "
+                "WHERE leases.holder_id = excluded.holder_id "
+                "OR leases.expires_at <= clock_timestamp() "
+                "RETURNING token"
+            )
+        row = self._lease_statement(sql, (node_name, holder_id, ttl))
         if row is None:
             if self._lease is not None and self._lease.node_name == node_name:
                 self._lease = None
@@ -161,8 +185,9 @@ class PostgresStore(SqlStore):
             return False
         ttl = lease.ttl if ttl is None else ttl
         row = self._lease_statement(
-            "UPDATE leases SET expires_at = clock_timestamp() + %s * interval '1 second' "
-            "WHERE node_name = %s AND holder_id = %s AND token = %s "
+            "UPDATE leases SET expires_at = clock_timestamp() + %s * interval '1 second'"
+            + (", holder_backend = pg_backend_pid() " if self._holder_backend else " ")
+            + "WHERE node_name = %s AND holder_id = %s AND token = %s "
             "AND expires_at > clock_timestamp() RETURNING token",
             (ttl, lease.node_name, lease.holder_id, lease.token),
         )

@@ -20,6 +20,7 @@ from . import (
     v0005_snapshot_holdings,
     v0006_in_flight_as_records,
     v0007_watcher_duties_as_records,
+    v0008_lease_holder_connection,
 )
 
 
@@ -68,6 +69,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         "watcher duties as records",
         v0007_watcher_duties_as_records.SQLITE,
         v0007_watcher_duties_as_records.POSTGRES,
+    ),
+    Migration(
+        8,
+        "lease holder's connection",
+        v0008_lease_holder_connection.SQLITE,
+        v0008_lease_holder_connection.POSTGRES,
     ),
 )
 
