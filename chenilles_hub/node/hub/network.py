@@ -27,6 +27,12 @@ class InProcessNetwork:
     def add(self, node: Node) -> None:
         self.nodes[node.node_id] = node
 
+    def remove(self, node: Node) -> None:
+        """Take ``node`` off the network (stopped, its store closed): nothing is delivered
+        to it, and ``sync_chains`` no longer ticks it."""
+        self.nodes.pop(node.node_id, None)
+        self.silent.discard(node.node_id)
+
     def received_by(self, node: Node) -> int:
         return self._received.get(node.node_id, 0)
 
