@@ -318,15 +318,15 @@ def restart(n: int, directory: Path, profile_n: int) -> dict[str, Any]:
         # The fill leaves some 600 MB for the kernel to write back (synchronous=OFF): on
         # disk first, as under a node that restarts, not competing with its restore.
         os.sync()
-        child = subprocess.run(
-            [sys.executable, __file__, "--after-restart", str(path), str(n)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if child.returncode != 0:
-            raise RuntimeError(f"the restarted node failed: {child.stderr[-2000:]}")
-        out.update(json.loads(child.stdout.splitlines()[-1]))
+        # Restarted twice. On a virtual machine the first process to touch some 600 MB of
+        # guest memory never used since boot waits for the hypervisor to back it: 3.0-3.2 s
+        # for this restore on a KVM guest up for half an hour, 1.6-1.9 s for the processes
+        # after it, and as fast after a process that only allocated and freed 600 MB (so,
+        # not the store's pages: warm for both). A node on a host that has been up meets
+        # the second; both are reported, the target is judged on the second.
+        first = _restarted(path, n)
+        out.update(_restarted(path, n))
+        out["restore_s_first_process_after_fill"] = first["restore_s"]
 
         # Where the time goes, on a subset under cProfile (inflates Python-heavy parts).
         small = directory / "profile.sqlite"
@@ -375,6 +375,20 @@ def restart(n: int, directory: Path, profile_n: int) -> dict[str, Any]:
         backend.close()
 
 
+def _restarted(path: Path, n: int) -> dict[str, Any]:
+    """A node restarted on ``path`` in a new process (:func:`after_restart`): its figures."""
+    child = subprocess.run(
+        [sys.executable, __file__, "--after-restart", str(path), str(n)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if child.returncode != 0:
+        raise RuntimeError(f"the restarted node failed: {child.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(child.stdout.splitlines()[-1])
+    return result
+
+
 def _node(backend: Any, account: Any, path: Path) -> Any:
     from chenilles_hub.identity import NodeIdentity
     from chenilles_hub.node.hub.node import Node
@@ -407,7 +421,7 @@ def after_restart(path: Path, n: int) -> dict[str, Any]:
         hub = _node(backend, account, path)
         t0 = time.perf_counter()
         hub.restore()
-        out["restore_s"] = round(time.perf_counter() - t0, 2)
+        out["restore_s"] = round(time.perf_counter() - t0, 3)
         gc.collect()
         out["rss_kib_per_channel_after_restore"] = round((bench_common.rss_kib() - rss0) / n, 2)
         assert len(hub.channels) == n
