@@ -6,10 +6,12 @@ money unlocked -- when the payee is offline."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from chenilles_hub.core import MAX_HTLCS, Asset
+from chenilles_hub.core import MAX_HTLCS, Asset, ChannelParams, ChannelState, SignedState
+from chenilles_hub.core.errors import TooManyHtlcs
 from chenilles_hub.node.hub import htlc_queue
 from chenilles_hub.node.hub.forwarding import FeePolicy, ForwardingPolicy
 from chenilles_hub.node.hub.htlc_queue import ChannelBusy
@@ -60,6 +62,51 @@ def test_a_burst_beyond_a_solana_channels_eight_htlcs_waits_for_the_ledgers_slot
     _, alice, hub, bob, c1, c2 = three_nodes(solana_world, 10**9)
     assert hub.channels[c2].machine.max_htlcs == 8
     _burst(solana_world, 40, 8, alice, hub, bob, c1, c2)
+
+
+class _SignsAtMost:
+    """An authority whose ledger holds fewer HTLCs than its backend's channel rules say: a
+    backend's bug, which only its signing finds."""
+
+    def __init__(self, inner: Any, most: int) -> None:
+        self.inner, self.most = inner, most
+
+    def sign(self, params: ChannelParams, state: ChannelState, prev: SignedState | None) -> bytes:
+        if len(state.htlcs) > self.most:
+            raise TooManyHtlcs(f"this ledger holds at most {self.most} HTLCs")
+        signature: bytes = self.inner.sign(params, state, prev)
+        return signature
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_backend_refusing_to_sign_what_its_rules_allow_loses_no_update(world: World) -> None:
+    """The node's backstop when a backend refuses to sign a state its channel rules allow:
+    the batch goes back to the queue, the channel waits and says why, and nothing fails or
+    escapes the node. Once the backend signs again and the channel moves, every payment
+    goes through. Before, the batch was taken from the queue and lost."""
+    eth, alice, hub, bob, c1, c2 = three_nodes(world)
+    machine = hub.channels[c2].machine
+    honest = machine._authority
+    machine._authority = _SignsAtMost(honest, 4)  # type: ignore[assignment]
+    invoices = [bob.invoice(1000 + i, eth) for i in range(8)]
+    lead = invoices[0].final_lead
+    payments = [
+        alice.pay_route(inv, plan(world, alice, [(hub, c1), (bob, c2)], inv.amount, eth, lead))
+        for inv in invoices
+    ]
+    world.network.run()
+    stuck = hub.channels[c2]
+    assert "refused to sign" in stuck.last_error and "too_many_htlcs" in stuck.last_error
+    waiting = len(stuck.queue)  # the first offer went alone; the next ones were refused
+    assert waiting > 4 and {type(u).__name__ for u in stuck.queue} == {"AddHtlc"}
+    assert [p.status for p in payments].count("pending") == waiting  # none failed
+    machine._authority = honest  # the backend signs again; the channel moves (a reconnect)
+    world.network.silence(bob)
+    world.network.revive(bob)
+    world.network.run()
+    assert [p.status for p in payments] == ["succeeded"] * 8
 
 
 def _burst(

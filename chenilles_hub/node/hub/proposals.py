@@ -120,26 +120,38 @@ class Proposals:
         while good:
             try:
                 effects = channel.machine.propose(tuple(good), now)
-            except ChannelError as error:
-                # Big onions (``ProposalTooLarge``), or a backend that refused to sign what
-                # the core accepted: halve, the rest back at the head of the queue, until it
-                # goes out or the one update it cannot carry is failed alone. Nothing taken
-                # from the queue is lost, and no error escapes the node's event.
+            except ProposalTooLarge as error:  # big onions: halve until it fits
                 if len(good) == 1:
                     self.failed(channel, good[0], f"{error.code}: {error}")
                     return True
-                if not isinstance(error, ProposalTooLarge):
-                    self.ctx.note(
-                        f"backend refused to sign {len(good)} updates on "
-                        f"{channel.channel_id.hex()[:8]} ({error.code}); proposing fewer"
-                    )
                 half = len(good) // 2
                 good, channel.queue = good[:half], [*good[half:], *channel.queue]
                 continue
+            except ChannelError as error:
+                self._unsignable(channel, good, error, now)
+                return False
             channel.in_flight = tuple(good)
             self.run(channel, effects)
             return True
         return True  # some failed
+
+    def _unsignable(
+        self, channel: Channel, batch: list[Update], error: ChannelError, now: int
+    ) -> None:
+        """The backend refused to sign what the core accepted (a limit of its ledger the
+        channel's rules do not declare: a backend's bug). Nothing is lost and nothing is
+        failed that might have gone out: the batch goes back to the head of the queue and
+        the channel is parked until it moves, its error shown to the operator. An offer's
+        payer deadline still fails it (``expire_waiting``), and the watcher still enforces
+        every HTLC on-chain before its expiry."""
+        channel.queue = [*batch, *channel.queue]
+        self.ctx.count("proposals_unsignable")
+        text = (
+            f"the {channel.params.chain} backend refused to sign {len(batch)} queued "
+            f"updates ({error.code}: {error}); they wait until the channel moves"
+        )
+        self.ctx.note(f"{channel.channel_id.hex()[:8]}: {text}")
+        channel.failed(text, now)
 
     def _acceptable(
         self, channel: Channel, batch: list[Update], now: int
