@@ -312,6 +312,14 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 "< 3 s for 100,000",
             )
         )
+        if "idle_tick_ms" in r:
+            rows.append(
+                (
+                    f"idle tick, {r['channels']:,} channels",
+                    f"p50 {r['idle_tick_ms']['p50']} ms, max {r['idle_tick_ms']['max']} ms",
+                    "a job every second, payments wait behind it",
+                )
+            )
     v = results.get("virtual", {})
     if "virtual_payments_per_s" in v:
         rows.append(

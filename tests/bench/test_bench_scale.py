@@ -22,6 +22,7 @@ def test_a_restart_in_a_new_process_restores_every_channel(tmp_path: Path) -> No
     out = bench_scale.restart(300, tmp_path, 100)
     assert out["channels"] == 300
     assert out["restore_s"] > 0 and out["first_use_of_every_channel_s"] > 0
+    assert out["idle_tick_ms"]["n"] == 20
     assert out["own_payment_graph_ms"]["n"] == 200
     assert out["peer_announcement_graph_ms"]["n"] == 20  # a peer's announcements again
     assert out["profile_channels"] == 100 and out["time_share_under_cprofile"]

@@ -147,8 +147,9 @@ class AppChannels:
 
     def tick(self) -> None:
         now = self.ctx.clock()
-        for channel in list(self.ctx.channels.values()):
-            if not channel.params.app or channel.params.app not in self.ctx.apps:
+        for channel_id in list(self.ctx.app_channels):
+            channel = self.ctx.channels[channel_id]
+            if channel.params.app not in self.ctx.apps:
                 continue
             if channel.status == "active":
                 self._watch_peer(channel, now)

@@ -227,9 +227,12 @@ class ChainActions:
         """A closed channel is ``closed`` only once every payout reached our account; until
         then it stays ``closing`` and its withdrawal is tried again (after a restart too)."""
         now = self.ctx.clock()
-        for channel in self.ctx.channels.values():
-            if channel.status != "closing" or not channel.concluded:
-                continue  # nothing to collect yet (or already collected)
+        collecting = self.ctx.collecting
+        for channel_id in list(collecting):
+            channel = self.ctx.channels.get(channel_id)
+            if channel is None or not channel.collecting:
+                del collecting[channel_id]  # collected (closed), or never was: not again
+                continue
             if self._withdraw_at.get(channel.channel_id, 0) > now:
                 continue
             self._withdraw_at[channel.channel_id] = now + WITHDRAW_RETRY

@@ -51,6 +51,9 @@ class Channel:
     #: The node's channels with queued updates, in the order they got them (set by the
     #: node): ``flush`` visits these, not every channel, after each event.
     queued_sink: dict[bytes, None] | None = field(default=None, repr=False, compare=False)
+    #: The node's channels whose payout may wait to be collected (set by the node): the
+    #: withdrawal retry visits these, not every channel, at each tick.
+    collect_sink: dict[bytes, None] | None = field(default=None, repr=False, compare=False)
     #: The node's undo log (set by the node): while a peer's message is handled, the old
     #: value of every persisted field that changes is logged, so a failure half-way can put
     #: every channel back as it was.
@@ -80,6 +83,10 @@ class Channel:
                 queued = getattr(self, "queued_sink", None)
                 if queued is not None:
                     queued[self.channel_id] = None
+            if name in ("status", "concluded") and self.collecting:
+                collect = getattr(self, "collect_sink", None)
+                if collect is not None:
+                    collect[self.channel_id] = None
 
     @classmethod
     def restored(cls, **values: Any) -> Channel:
@@ -100,6 +107,11 @@ class Channel:
     @property
     def active(self) -> bool:
         return self.status == "active"
+
+    @property
+    def collecting(self) -> bool:
+        """Concluded on-chain and not closed yet: our payout may wait to be collected."""
+        return self.status == "closing" and bool(self.__dict__.get("concluded"))
 
     def failed(self, text: str, now: int) -> None:
         """Remember ``text`` as the channel's last error (shown in ``channel show``)."""
