@@ -27,6 +27,7 @@ from chenilles_hub.core.watcher import (
     Refute,
     Watcher,
     WatcherState,
+    moment,
 )
 
 pytestmark = pytest.mark.core
@@ -282,6 +283,10 @@ def test_guards_and_duties_follow_their_changes_and_the_changes_rebuild_them(
         assert {(d.channel_id, d.htlc_id): d for d in watcher.htlc_duties()} == duties
         assert set(watcher.channels_with_duties()) == {k[0] for k in duties}
         assert watcher.state.duties == ()
+        # What lets a tick skip a channel: a moment no later than each of its duties'.
+        assert watcher._earliest.keys() == {k[0] for k in duties}
+        for (channel_id, _), d in duties.items():
+            assert watcher._earliest[channel_id] <= moment(d)  # type: ignore[arg-type]
     take()
     assert stored_guards == guards and stored_duties == duties
     restarted = Watcher(watcher.state, stored_guards, stored_duties.values())  # type: ignore[arg-type]
@@ -341,3 +346,21 @@ def test_a_resolved_htlc_leaves_nothing_of_its_own_in_the_state() -> None:
     assert watcher.state.fired == (("final", cid(0), 4),)
     assert watcher.state.waits == ()
     assert watcher.duties_of(cid(0)) == (GuardChannel(cid(0)),)
+
+
+def test_a_channel_skipped_until_its_first_moment_still_acts_on_each_later_one() -> None:
+    """A tick skips a channel none of whose duties' moments has come (a hub's tick costs
+    its channels with duties, not its duties); a channel visited before still has each
+    later duty acted on at its own moment, also once the earlier one is resolved."""
+    channel = cid(1)
+    watcher = Watcher()
+    watcher.add(RefundOutgoing(channel, 0, T0 + 10))
+    watcher.add(ClaimIncoming(channel, 2, b"\x02" * 32, T0 + 100))
+    assert watcher.tick({channel: ChainClock(T0 + 5, 1)}) == []
+    assert RefundOnChain(channel, 0) in watcher.tick({channel: ChainClock(T0 + 10, 2)})
+    watcher.resolved(channel, 0)
+    assert watcher.tick({channel: ChainClock(T0 + 50, 3)}) == []
+    later = watcher.tick({channel: ChainClock(T0 + 100, 4)})
+    assert ClaimOnChain(channel, 2, b"\x02" * 32) in later
+    watcher.add(RefundOutgoing(channel, 4, T0 + 60))  # earlier than what it holds now
+    assert RefundOnChain(channel, 4) in watcher.tick({channel: ChainClock(T0 + 101, 5)})
