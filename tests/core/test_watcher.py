@@ -364,3 +364,50 @@ def test_a_channel_skipped_until_its_first_moment_still_acts_on_each_later_one()
     assert ClaimOnChain(channel, 2, b"\x02" * 32) in later
     watcher.add(RefundOutgoing(channel, 4, T0 + 60))  # earlier than what it holds now
     assert RefundOnChain(channel, 4) in watcher.tick({channel: ChainClock(T0 + 101, 5)})
+
+
+skip_steps = st.lists(
+    st.tuples(
+        st.sampled_from(["refund", "claim", "resolve", "retire", "mark", "undo", "take", "tick"]),
+        st.integers(0, 2),  # channel
+        st.integers(0, 3),  # HTLC id
+        st.integers(0, 100),  # a duty's moment, or a tick's clock, after T0
+    ),
+    max_size=60,
+)
+
+
+@given(skip_steps, st.lists(st.integers(-20, 20), min_size=3, max_size=3))
+def test_skipping_channels_with_nothing_due_changes_no_action(
+    steps: list[tuple[str, int, int, int]], skews: list[int]
+) -> None:
+    """Against the same watcher visiting every channel at every tick: whatever duties are
+    added (an HTLC's again with another moment), resolved, retired, marked and undone,
+    each tick takes the same actions in the same order. Each channel's chain runs its own
+    clock (``skews``)."""
+    fast, full = Watcher(), Watcher()
+    marks: list[tuple[int, int]] = []
+    for kind, i, htlc, t in steps:
+        for watcher in (fast, full):
+            if kind == "refund":
+                watcher.add(RefundOutgoing(cid(i), htlc, T0 + t))
+            elif kind == "claim":
+                watcher.add(ClaimIncoming(cid(i), htlc, b"\x02" * 32, T0 + t))
+            elif kind == "resolve":
+                watcher.resolved(cid(i), htlc)
+            elif kind == "retire":
+                watcher.retire(cid(i))
+            elif kind == "take":
+                watcher.take_changes()
+        if kind == "mark":
+            marks.append((fast.mark(), full.mark()))
+        elif kind == "undo" and marks:
+            fast_mark, full_mark = marks.pop()
+            fast.undo(fast_mark)
+            full.undo(full_mark)
+        elif kind == "take":
+            marks.clear()
+        elif kind == "tick":
+            clocks = {cid(c): ChainClock(T0 + t + skews[c], t) for c in range(3)}
+            full._earliest = dict.fromkeys(full._earliest, T0 - 10**6)  # visit every one
+            assert fast.tick(clocks) == full.tick(clocks)
