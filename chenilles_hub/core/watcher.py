@@ -512,11 +512,7 @@ class Watcher:
     def next_wakeup(self) -> int | None:
         """The earliest chain time at which ``tick`` may have something to do."""
         concluded = {c for c, s in self.state.disputes if s.concluded}
-        times = [
-            d.deadline if isinstance(d, ClaimIncoming) else d.expiry
-            for d in self.htlc_duties()
-            if d.channel_id not in concluded
-        ]
+        times = [moment(d) for d in self.htlc_duties() if d.channel_id not in concluded]
         times += [s.timeout for _, s in self.state.disputes if not s.concluded]
         return min(times) if times else None
 

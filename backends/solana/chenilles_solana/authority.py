@@ -33,23 +33,16 @@ CLOCK_MARGIN = 120
 MAX_MESSAGE_LEN = 737
 
 
-#: Bytes of a state message besides its assets, HTLCs and app data: magic, program id,
-#: channel id, version, final flag, asset count, HTLC count (``encode_state_message``).
-_MESSAGE_HEAD = 16 + 32 + 32 + 8 + 1 + 1 + 1
-_ASSET_LEN = 32 + 8 + 8
-_HTLC_LEN = 8 + 1 + 1 + 8 + 32 + 8
-
-
 def htlc_capacity(params: ChannelParams) -> int:
     """The most HTLCs a state of this channel may lock: the program's ``MAX_HTLCS``, fewer
     where they would not fit one register transaction beside the channel's assets (and, in
     an app channel, the longest app data a state may carry). A channel rule
     (``ChannelRules.max_htlcs``), so the node holds an offer past it in its queue instead
     of proposing a state this ledger could not take."""
-    fixed = _MESSAGE_HEAD + _ASSET_LEN * len(params.assets)
+    fixed = pc.MESSAGE_HEAD_LEN + pc.MESSAGE_ASSET_LEN * len(params.assets)
     if params.app:
         fixed += 2 + pc.MAX_APP_DATA
-    return max(0, min(pc.MAX_HTLCS, (MAX_MESSAGE_LEN - fixed) // _HTLC_LEN))
+    return max(0, min(pc.MAX_HTLCS, (MAX_MESSAGE_LEN - fixed) // pc.MESSAGE_HTLC_LEN))
 
 
 def mint_of(asset: Asset) -> bytes:

@@ -37,6 +37,13 @@ SEED_PREIMAGE = b"preimage"
 MAX_HTLCS = 8
 MAX_ASSETS = 4  # SOL and/or up to 4 SPL mints per channel
 MAX_APP_DATA = 256  # app data a state of an app channel may carry
+#: Bytes of a state message besides its assets, HTLCs and app data: magic, program id,
+#: channel id, version, final flag, asset count, HTLC count (``encode_state_message``).
+MESSAGE_HEAD_LEN = len(MSG_MAGIC) + 32 + 32 + 8 + 1 + 1 + 1
+#: Bytes per asset (mint, two u64 amounts) and per HTLC (id, payer, asset, amount, hash,
+#: expiry) in a state message; an app channel's message ends with a u16 length and its data.
+MESSAGE_ASSET_LEN = 32 + 8 + 8
+MESSAGE_HTLC_LEN = 8 + 1 + 1 + 8 + 32 + 8
 
 # Instruction tags
 IX_OPEN, IX_DEPOSIT, IX_COOP_CLOSE, IX_REGISTER, IX_CONCLUDE, IX_WITHDRAW, IX_REVEAL = range(7)
