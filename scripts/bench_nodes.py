@@ -79,6 +79,28 @@ def _cpu_seconds(pid: int, *, group: bool = False) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def _thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds each thread of node process ``pid`` used so far, summed by the thread's
+    name in the operating system (the node names its worker ``node``, its ``writer`` and its
+    ``chain-fetch-*`` threads; the main thread runs the event loop: sockets and the API)."""
+    used: dict[str, float] = {}
+    process_name = Path(f"/proc/{pid}/comm").read_text().strip()
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        try:
+            raw = stat.read_text()
+        except OSError:
+            continue  # the thread ended meanwhile
+        name = raw[raw.index("(") + 1 : raw.rindex(")")]
+        if int(stat.parent.name) == pid:
+            name = "event loop"
+        elif name == process_name:
+            name = "other"  # a thread the node does not name (asyncio's executor's)
+        fields = raw.rsplit(")", 1)[1].split()
+        ticks = int(fields[11]) + int(fields[12])
+        used[name] = used.get(name, 0.0) + ticks / os.sysconf("SC_CLK_TCK")
+    return used
+
+
 def _versions(node: NodeProc, channels: list[str]) -> int:
     return sum(node.api.get(f"/v1/channels/{c}")["version"] for c in channels)
 
@@ -169,12 +191,21 @@ def _throughput(
         "anvil": anvil_pid,
     }
     cpu_before = {name: _cpu_seconds(pid, group=name == "anvil") for name, pid in pids.items()}
+    nodes = ("alice", "bob")
+    threads_before = {name: _thread_cpu_seconds(pids[name]) for name in nodes}
     driver_before = time.process_time()
     elapsed = asyncio.run(_transfers(alice, channels, total, flight, per_request))
     driver = time.process_time() - driver_before
     cpu = {
         name: _cpu_seconds(pid, group=name == "anvil") - cpu_before[name]
         for name, pid in pids.items()
+    }
+    threads = {
+        name: {
+            thread: used - threads_before[name].get(thread, 0.0)
+            for thread, used in _thread_cpu_seconds(pids[name]).items()
+        }
+        for name in nodes
     }
     states = _versions(alice, channels) - before
     assert _versions(bob, channels) - before == states, "both sides hold every state"
@@ -194,6 +225,15 @@ def _throughput(
         "cpu_ms_per_state": {
             **{name: round(1000 * used / states, 3) for name, used in cpu.items()},
             "driver": round(1000 * driver / states, 3),
+        },
+        # where each node's CPU went: the worker (``node``), the ``writer``, the event loop
+        "cpu_ms_per_state_by_thread": {
+            name: {
+                thread: round(1000 * used / states, 3)
+                for thread, used in sorted(threads[name].items())
+                if used > 0
+            }
+            for name in nodes
         },
         "cpu_cores_busy": round((sum(cpu.values()) + driver) / elapsed, 2),
         "signature_bound_around": {"before": bound_before, "after": bound_after},

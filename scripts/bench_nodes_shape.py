@@ -56,6 +56,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     result["signed_states_per_s"],
                     "signed states/s; CPU ms per state",
                     result["cpu_ms_per_state"],
+                    "by thread",
+                    result["cpu_ms_per_state_by_thread"],
                     "cores busy",
                     result["cpu_cores_busy"],
                     f"{100 * result['ratio_to_bound']:.1f} % of the bound around it",

@@ -509,13 +509,6 @@ class Watcher:
         waits[key] = not_before
         self._set(fired={f for f in self.state.fired if f != key}, waits=waits)
 
-    def next_wakeup(self) -> int | None:
-        """The earliest chain time at which ``tick`` may have something to do."""
-        concluded = {c for c, s in self.state.disputes if s.concluded}
-        times = [moment(d) for d in self.htlc_duties() if d.channel_id not in concluded]
-        times += [s.timeout for _, s in self.state.disputes if not s.concluded]
-        return min(times) if times else None
-
     # --- internals -----------------------------------------------------------------------
 
     def _set(

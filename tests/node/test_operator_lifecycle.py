@@ -131,6 +131,21 @@ def _set_balance(anvil: AnvilChain, key: str, wei: int) -> None:
     anvil.ledger.w3.provider.make_request("anvil_setBalance", [address, hex(wei)])
 
 
+def test_top_and_ps_show_which_thread_of_a_node_is_which(pair: tuple[NodeProc, NodeProc]) -> None:
+    """An operator looking at a busy node with ``top -H`` or py-spy sees the worker that
+    signs (``node``), the ``writer`` that syncs the store and each chain's fetch thread by
+    name, not a column of ``python``."""
+    alice, _ = pair
+    assert alice.process is not None
+    tasks = Path(f"/proc/{alice.process.pid}/task")
+
+    def names() -> set[str]:
+        return {comm.read_text().strip() for comm in tasks.glob("*/comm")}
+
+    # the chain's fetch thread starts with the first poll, the worker with the first job
+    wait_for(lambda: {"node", "writer", "chain-fetch-evm"} <= names(), what=f"names {names()}")
+
+
 def test_a_refused_deposit_ends_the_wait_with_its_cause_and_the_channel_is_abandoned(
     anvil: AnvilChain, pair: tuple[NodeProc, NodeProc]
 ) -> None:

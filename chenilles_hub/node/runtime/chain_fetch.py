@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 from chenilles_hub.backend import ClockFetcher, EventFetcher
 
+from .threads import name_os_thread
+
 __all__ = ["ChainFetchThread", "ChainReadFailed", "Fetched", "fetcher_of"]
 
 
@@ -84,6 +86,7 @@ class ChainFetchThread:
         self._thread.join(wait)
 
     def _run(self) -> None:
+        name_os_thread(f"chain-fetch-{self.name}")
         while True:
             job = self._jobs.get()
             if job is None:

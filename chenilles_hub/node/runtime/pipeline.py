@@ -37,6 +37,7 @@ from ..api.service import TransferFailed
 from ..hub.node import Node
 from ..hub.records import Payment
 from ..store.base import Store
+from .threads import name_os_thread
 from .work import (
     RECEIVE_BATCH,
     WORK_QUEUE_BOUND,
@@ -270,6 +271,7 @@ class Pipeline:
 
     def _work(self) -> None:
         """The worker thread's body: jobs and ``in_worker`` functions, in arrival order."""
+        name_os_thread("node")
         error: BaseException | None = None
         try:
             pending: Frame | Call | _Direct | object | None = None
@@ -393,6 +395,7 @@ class Pipeline:
 
     def _write_jobs(self, loop: asyncio.AbstractEventLoop, stopped: asyncio.Future[None]) -> None:
         """The writer thread's body (:meth:`write_loop`)."""
+        name_os_thread("writer")
         error: BaseException | None = None
         try:
             while True:

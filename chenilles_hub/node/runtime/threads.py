@@ -1,0 +1,44 @@
+"""Naming the node's threads in the operating system.
+
+Python names its threads for itself only (until 3.14): ``top -H``, ``ps -L``, py-spy and
+``/proc/PID/task/TID/comm`` show every thread of a node as ``python``. An operator asking
+which part of a busy node uses the CPU (the worker that signs, the writer that syncs the
+store, the event loop that reads sockets and answers the API) needs the names there, and
+so does the benchmark that reports a node's CPU per signed state thread by thread
+(``scripts/bench_nodes.py``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
+from collections.abc import Callable
+
+#: ``prctl(PR_SET_NAME, ...)`` names the calling thread (Linux).
+_PR_SET_NAME = 15
+#: Linux keeps 15 bytes of a thread's name (16 with the terminating zero).
+_NAME_BYTES = 15
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+    return getattr(libc, "prctl", None)
+
+
+_prctl = _load_prctl()
+
+
+def name_os_thread(name: str) -> None:
+    """Give the calling thread ``name`` (its first 15 bytes) in the operating system, where
+    the platform allows it; elsewhere nothing happens (a name is a convenience, never a
+    reason to fail)."""
+    if _prctl is None:
+        return
+    encoded = name.encode("utf-8", "replace")[:_NAME_BYTES]
+    _prctl(_PR_SET_NAME, ctypes.c_char_p(encoded), 0, 0, 0)
