@@ -11,7 +11,6 @@ so does the benchmark that reports a node's CPU per signed state thread by threa
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 from collections.abc import Callable
 
@@ -25,7 +24,9 @@ def _load_prctl() -> Callable[..., int] | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # the process's own symbols, libc's among them: no search (``find_library`` would
+        # run ``ldconfig`` in a subprocess at import)
+        libc = ctypes.CDLL(None, use_errno=True)
     except OSError:
         return None
     return getattr(libc, "prctl", None)
