@@ -82,12 +82,14 @@ def _cpu_seconds(pid: int, *, group: bool = False) -> float:
 def _thread_cpu_seconds(pid: int) -> dict[str, float]:
     """CPU seconds each thread of node process ``pid`` used so far, summed by the thread's
     name in the operating system (the node names its worker ``node``, its ``writer`` and its
-    ``chain-fetch-*`` threads; the main thread runs the event loop: sockets and the API)."""
+    ``chain-fetch-*`` threads; the main thread runs the event loop: sockets and the API).
+    A thread that ended between two readings is missing from the second: the threads of a
+    round may add up to a little less than the process's figure."""
     used: dict[str, float] = {}
-    process_name = Path(f"/proc/{pid}/comm").read_text().strip()
+    process_name = Path(f"/proc/{pid}/comm").read_text(errors="replace").strip()
     for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
         try:
-            raw = stat.read_text()
+            raw = stat.read_text(errors="replace")
         except OSError:
             continue  # the thread ended meanwhile
         name = raw[raw.index("(") + 1 : raw.rindex(")")]

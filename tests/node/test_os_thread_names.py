@@ -35,3 +35,9 @@ def test_a_thread_gets_its_name_and_the_rest_of_the_process_keeps_theirs() -> No
 
 def test_a_long_name_keeps_its_first_15_bytes_as_linux_allows() -> None:
     assert _named_in_a_thread("chain-fetch-bitcoin") == "chain-fetch-bit"
+
+
+def test_a_name_is_never_cut_inside_a_character() -> None:
+    """A chain may be named in any script: 15 bytes may end inside a character, and the
+    name is then cut before it (``/proc`` stays readable as UTF-8)."""
+    assert _named_in_a_thread("chain-fetch-eté") == "chain-fetch-et"

@@ -41,5 +41,10 @@ def name_os_thread(name: str) -> None:
     reason to fail)."""
     if _prctl is None:
         return
-    encoded = name.encode("utf-8", "replace")[:_NAME_BYTES]
-    _prctl(_PR_SET_NAME, ctypes.c_char_p(encoded), 0, 0, 0)
+    # cut at a character's edge: a chain's name (``[chains.NAME]``) may be any text, and a
+    # half character would leave a name that ``/proc`` readers cannot decode
+    encoded = name.encode("utf-8")[:_NAME_BYTES].decode("utf-8", "ignore").encode("utf-8")
+    try:
+        _prctl(_PR_SET_NAME, ctypes.c_char_p(encoded), 0, 0, 0)
+    except Exception:  # a thread body calls this first: nothing here may end the thread
+        return
