@@ -82,7 +82,7 @@ def _cpu_seconds(pid: int, *, group: bool = False) -> float:
 def _thread_cpu_seconds(pid: int) -> dict[str, float]:
     """CPU seconds each thread of node process ``pid`` used so far, summed by the thread's
     name in the operating system (the node names its worker ``node``, its ``writer`` and its
-    ``chain-fetch-*`` threads; the main thread runs the event loop: sockets and the API).
+    ``fetch-*`` (chain reading) threads; the main thread runs the event loop: sockets and the API).
     A thread that ended between two readings is missing from the second: the threads of a
     round may add up to a little less than the process's figure."""
     used: dict[str, float] = {}

@@ -148,7 +148,7 @@ def test_top_and_ps_show_which_thread_of_a_node_is_which(pair: tuple[NodeProc, N
         return seen
 
     # the chain's fetch thread starts with the first poll
-    wanted = {"node", "writer", "chain-fetch-evm"}
+    wanted = {"node", "writer", "fetch-evm"}
     try:
         wait_for(lambda: wanted <= names(), what="the node's threads named")
     except TimeoutError:
