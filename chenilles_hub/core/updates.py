@@ -158,10 +158,9 @@ class HtlcPolicy(msgspec.Struct, frozen=True, gc=False):
     #: Participant p of n offers only HTLC ids equal to p modulo n (``ForeignHtlcId``). A
     #: node keeps each HTLC, its forward link and its watcher duty by channel and id: a
     #: peer offering the id the node gives its own next HTLC would take that HTLC's place
-    #: (the node would pay downstream and have nothing to collect upstream). On by
-    #: default, so that a driver built on the core alone is safe without knowing this; a
-    #: harness that numbers HTLCs freely turns it off.
-    ids_by_payer: bool = True
+    #: (the node would pay downstream and have nothing to collect upstream). The node's
+    #: machines set it; harnesses that number HTLCs freely leave it off.
+    ids_by_payer: bool = False
 
 
 class NativeExpiryCheck(Protocol):

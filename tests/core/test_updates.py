@@ -149,9 +149,7 @@ def test_an_htlc_id_of_the_other_sides_is_refused_where_ids_go_by_payer(base) ->
     """A node keeps each HTLC (its forward link, its watcher duty) by channel and id: a
     peer offering an id of ours would take the place of the HTLC we offer next under it."""
     params, state = base
-    strict = HtlcPolicy()  # the default: a driver on the core alone is protected too
-    lenient = HtlcPolicy(ids_by_payer=False)
-    assert apply_updates(state, (AddHtlc(htlc(id=0, payer=1)),), ctx(params, 1, policy=lenient))
+    strict = HtlcPolicy(ids_by_payer=True)
     with pytest.raises(ForeignHtlcId):
         apply_updates(state, (AddHtlc(htlc(id=0, payer=1)),), ctx(params, 1, policy=strict))
     with pytest.raises(ForeignHtlcId):
