@@ -64,42 +64,56 @@ def _anvil() -> AnvilChain:
     )
 
 
+def _read_stat(stat: Path) -> tuple[str, list[str]] | None:
+    """A ``/proc/.../stat`` file's command name and the fields after it (``None`` if the
+    process or thread ended meanwhile). The name may hold spaces and parentheses: it ends
+    at the last ``)``."""
+    try:
+        raw = stat.read_text(errors="replace")
+    except OSError:
+        return None
+    return raw[raw.index("(") + 1 : raw.rindex(")")], raw.rsplit(")", 1)[1].split()
+
+
+def _cpu_of(fields: list[str]) -> float:
+    """User + system CPU seconds from a stat file's fields after the name (14 and 15 of
+    ``proc(5)``)."""
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _cpu_seconds(pid: int, *, group: bool = False) -> float:
     """User + system CPU seconds process ``pid`` (with ``group``: every process of the
     group it leads, e.g. anvil and the npm wrapper that started it) used so far."""
-    ticks = 0
+    used = 0.0
     for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
+        read = _read_stat(stat)
+        if read is None:
             continue
+        fields = read[1]
         pgid = int(fields[2])  # field 5 of /proc/PID/stat
         if (group and pgid == pid) or int(stat.parent.name) == pid:
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+            used += _cpu_of(fields)
+    return used
 
 
 def _thread_cpu_seconds(pid: int) -> dict[str, float]:
     """CPU seconds each thread of node process ``pid`` used so far, summed by the thread's
-    name in the operating system (the node names its worker ``node``, its ``writer`` and its
-    ``fetch-*`` (chain reading) threads; the main thread runs the event loop: sockets and the API).
-    A thread that ended between two readings is missing from the second: the threads of a
-    round may add up to a little less than the process's figure."""
+    name in the operating system: the node names its worker ``node``, its ``writer`` and
+    its chains' read threads ``fetch-NAME``; the main thread runs the event loop (sockets
+    and the API). A thread that ended between two readings is missing from the second:
+    the threads of a round may add up to a little less than the process's figure."""
     used: dict[str, float] = {}
     process_name = Path(f"/proc/{pid}/comm").read_text(errors="replace").strip()
     for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
-        try:
-            raw = stat.read_text(errors="replace")
-        except OSError:
-            continue  # the thread ended meanwhile
-        name = raw[raw.index("(") + 1 : raw.rindex(")")]
+        read = _read_stat(stat)
+        if read is None:
+            continue
+        name, fields = read
         if int(stat.parent.name) == pid:
             name = "event loop"
         elif name == process_name:
             name = "other"  # a thread the node does not name (asyncio's executor's)
-        fields = raw.rsplit(")", 1)[1].split()
-        ticks = int(fields[11]) + int(fields[12])
-        used[name] = used.get(name, 0.0) + ticks / os.sysconf("SC_CLK_TCK")
+        used[name] = used.get(name, 0.0) + _cpu_of(fields)
     return used
 
 

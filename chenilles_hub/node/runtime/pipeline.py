@@ -271,7 +271,7 @@ class Pipeline:
 
     def _work(self) -> None:
         """The worker thread's body: jobs and ``in_worker`` functions, in arrival order."""
-        name_os_thread("node")
+        name_os_thread(threading.current_thread().name)
         error: BaseException | None = None
         try:
             pending: Frame | Call | _Direct | object | None = None
@@ -395,7 +395,7 @@ class Pipeline:
 
     def _write_jobs(self, loop: asyncio.AbstractEventLoop, stopped: asyncio.Future[None]) -> None:
         """The writer thread's body (:meth:`write_loop`)."""
-        name_os_thread("writer")
+        name_os_thread(threading.current_thread().name)
         error: BaseException | None = None
         try:
             while True:
