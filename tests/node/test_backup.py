@@ -83,7 +83,7 @@ def _backup(identity: NodeIdentity) -> Backup:
     )
     cid = b"\x07" * 32
     state = ChannelState(cid, 0, (AssetBalances(asset, (10, 0)),))
-    meta = ChannelMeta(cid, ((asset, (10, 0)),), (), (), 0, True, False, "active")
+    meta = ChannelMeta(cid, ((asset, (10, 0)),), (), 0, True, False, "active")
     record = ChannelRecord(cid, params, 0, state)
     snapshot = ChannelSnapshot(cid, None, None, None, None, None)
     funding = ((f"funding/{cid.hex()}/eip155:1/native", b"submitted"),)

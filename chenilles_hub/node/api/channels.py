@@ -177,7 +177,9 @@ async def transfer(request: web.Request) -> web.Response:
         raise ApiError(422, "transfer_refused", str(exc)) from None
     except TimeoutError:
         raise ApiError(
-            504, "transfer_pending", "not signed by the peer yet; the transfer stays queued"
+            504,
+            "transfer_pending",
+            "not signed by the peer yet; the transfer stays queued while the node runs",
         ) from None
     return json_response(
         {"channel_id": channel.channel_id.hex(), "amount": amount, "version": version}
@@ -213,7 +215,9 @@ async def transfers(request: web.Request) -> web.Response:
         )
     except TimeoutError:
         raise ApiError(
-            504, "transfer_pending", "not all signed by the peers yet; they stay queued"
+            504,
+            "transfer_pending",
+            "not all signed by the peers yet; they stay queued while the node runs",
         ) from None
     return json_response(
         {

@@ -133,7 +133,10 @@ API_ERRORS: dict[str, ErrorCode] = {
         503, "this process is a standby waiting for the leader lease", "ask the leader"
     ),
     "transfer_pending": ErrorCode(
-        504, "the peer did not sign in time; the transfer stays queued", "look again later"
+        504,
+        "the peer did not sign in time; the transfer stays queued while the node runs",
+        "look at the channel's balance later: a node that stops drops a transfer not yet "
+        "signed, so check before sending it again",
     ),
 }
 

@@ -386,7 +386,7 @@ _STATUS_TEXT = {
     422: "valid input the node cannot act on (no route, no rate, a refusal)",
     500: "the node failed (a bug; the log has the cause)",
     503: "standby: this process does not hold the leader lease",
-    504: "the peer did not sign in time; the request stays queued",
+    504: "the peer did not sign in time; the request stays queued while the node runs",
 }
 
 

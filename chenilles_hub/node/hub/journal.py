@@ -25,8 +25,8 @@ from .records import ForwardLink
 class ChannelMeta(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     channel_id: bytes
     deposits: tuple[tuple[Asset, tuple[int, int]], ...]
+    #: the queue without its direct transfers (``records.unwritten_update``)
     queue: tuple[Update, ...]
-    in_flight: tuple[Update, ...]
     next_htlc_seq: int
     funded_by_me: bool
     funded_by_peer: bool
@@ -37,6 +37,9 @@ class ChannelMeta(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     last_error_at: int = 0
     #: what the channel's transactions cost (absent from records written before)
     receipts: tuple[TxReceipt, ...] = ()
+    #: Read from records written before it was dropped (nothing read it: the updates of a
+    #: proposal in flight are in the snapshot's pending proposal); no longer written.
+    in_flight: tuple[Update, ...] | msgspec.UnsetType = msgspec.UNSET
 
 
 class InvoiceRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -531,7 +531,6 @@ class Node:
                 if effect.signed.state.version == 0:
                     self.funding.fund(channel)
                 else:
-                    self.proposals.on_irrevocable(channel)
                     self.payment_flow.on_irrevocable(
                         channel, effect.updates, effect.signed.state.version
                     )

@@ -51,7 +51,7 @@ from .journal import (
 )
 from .opening import min_lead, new_machine
 from .payments import Payments
-from .records import Channel, ForwardLink, Payment, Quarantined
+from .records import Channel, ForwardLink, Payment, Quarantined, unwritten_update
 from .tracked import HtlcTable, TrackedDict
 
 log = logging.getLogger("chenilles.node")
@@ -411,7 +411,6 @@ class Persistence:
                 peer=record.params.participants[1 - record.me].node_id,
                 deposits=dict(meta.deposits),
                 queue=list(meta.queue),
-                in_flight=meta.in_flight,
                 next_htlc_seq=meta.next_htlc_seq,
                 funded_by_me=meta.funded_by_me,
                 funded_by_peer=meta.funded_by_peer,
@@ -467,8 +466,7 @@ def _channel_meta(channel: Channel) -> bytes:
         ChannelMeta(
             channel.channel_id,
             tuple(channel.deposits.items()),
-            tuple(channel.queue),
-            channel.in_flight,
+            tuple(u for u in channel.queue if not unwritten_update(u)),
             channel.next_htlc_seq,
             channel.funded_by_me,
             channel.funded_by_peer,

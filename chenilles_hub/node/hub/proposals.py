@@ -103,7 +103,6 @@ class Proposals:
     def _bury(self, channel: Channel, now: int) -> None:
         """Propose a state with no update: it moves the version past the refused one, so
         that the refused proposal can be reported once this (or the next) is irrevocable."""
-        channel.in_flight = ()
         self.run(channel, channel.machine.propose((), now))
 
     def _propose_queued(self, channel: Channel, now: int) -> bool:
@@ -130,7 +129,6 @@ class Proposals:
             except ChannelError as error:
                 self._unsignable(channel, good, error, now)
                 return False
-            channel.in_flight = tuple(good)
             self.run(channel, effects)
             return True
         return True  # some failed
@@ -186,7 +184,6 @@ class Proposals:
         proposal won a conflict) or fail them (the peer refused them)."""
         dropped = effect.updates
         if effect.code == ProposalConflict.code:
-            channel.in_flight = ()
             channel.queue = [*dropped, *channel.queue]  # the peer's proposal won: ours again
             return
         self.ctx.note(f"peer refused our update on {channel.channel_id.hex()[:8]}: {effect.reason}")
@@ -195,15 +192,8 @@ class Proposals:
 
     def on_withdrawn(self, channel: Channel, effect: ProposalWithdrawn) -> None:
         """The peer refused our proposal: nothing is in flight; ``flush`` buries it."""
-        channel.in_flight = ()
         self.ctx.queued[channel.channel_id] = None
         self.ctx.note(
             f"peer refused version {effect.version} on {channel.channel_id.hex()[:8]} "
             f"({effect.code}); failing its updates once a later version is irrevocable"
         )
-
-    def on_irrevocable(self, channel: Channel) -> None:
-        """Our proposal (or the peer's) became irrevocable: nothing of ours is in flight
-        unless the machine already holds the next proposal."""
-        if channel.machine.pending is None:
-            channel.in_flight = ()

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chenilles_hub.backend import Account, ChainBackend, TxReceipt
-from chenilles_hub.core import Asset, ChannelMachine, ChannelParams, Htlc, Update
+from chenilles_hub.core import Asset, ChannelMachine, ChannelParams, Htlc, Transfer, Update
 
 
 @dataclass
@@ -21,9 +21,8 @@ class Channel:
     peer: bytes
     deposits: dict[Asset, tuple[int, int]]
     #: Updates waiting for the machine to become idle; proposed together as one batch.
+    #: Persisted without its direct transfers (``unwritten_update``).
     queue: list[Update] = field(default_factory=list)
-    #: The updates of our proposal now in flight (re-queued if the peer's proposal won).
-    in_flight: tuple[Update, ...] = ()
     next_htlc_seq: int = 0
     funded_by_me: bool = False
     funded_by_peer: bool = False
@@ -72,10 +71,11 @@ class Channel:
             log = self.__dict__.get("undo_log")
             if log is not None and log.active:
                 log.entries.append((self, name, self.__dict__[name]))
+        old = self.__dict__.get(name)
         object.__setattr__(self, name, value)
         if name in _PERSISTED:
             sink = getattr(self, "dirty_sink", None)
-            if sink is not None:
+            if sink is not None and not (name == "queue" and _unwritten(old) and _unwritten(value)):
                 sink.add(self.channel_id)
             # New updates, or a new status (a parked queue may move now, or must be
             # failed: the channel went on-chain): ``flush`` looks at the channel.
@@ -142,6 +142,22 @@ class Channel:
         )
 
 
+def unwritten_update(update: Update) -> bool:
+    """An update a channel's record leaves out of its queue: a direct transfer. It is not
+    money the node owes anyone until a signed state carries it, and its caller is answered
+    only once one does; a stop drops it with the unanswered request, like a request that
+    never arrived. Writing it would cost every transfer a second write of the channel's
+    record (queued, then proposed), and a restarted node would send it without anyone
+    waiting for it (a caller that saw its request fail and sent it again paid twice)."""
+    return isinstance(update, Transfer)
+
+
+def _unwritten(queue: object) -> bool:
+    """Whether every update of ``queue`` is left out of the channel's record: a change
+    between two such queues changes nothing written."""
+    return isinstance(queue, list) and all(unwritten_update(u) for u in queue)
+
+
 _FIELDS = frozenset(f.name for f in dataclasses.fields(Channel))
 _REQUIRED = frozenset(
     f.name
@@ -160,7 +176,6 @@ _FACTORIES = tuple(
 _PERSISTED = frozenset(
     {
         "queue",
-        "in_flight",
         "next_htlc_seq",
         "funded_by_me",
         "funded_by_peer",
