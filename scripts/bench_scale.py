@@ -186,7 +186,13 @@ def add_channels(
         batch.append(snapshot)
         eth = params.assets[0]
         meta = ChannelMeta(
-            channel_id, ((eth, (10**18, 10**18)),), (), (), 600, True, True, "active"
+            channel_id=channel_id,
+            deposits=((eth, (10**18, 10**18)),),
+            queue=(),
+            next_htlc_seq=600,
+            funded_by_me=True,
+            funded_by_peer=True,
+            status="active",
         )
         records[CHANNEL_PREFIX + channel_id.hex()] = encode_record(meta)
         if guards:

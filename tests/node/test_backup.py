@@ -83,7 +83,15 @@ def _backup(identity: NodeIdentity) -> Backup:
     )
     cid = b"\x07" * 32
     state = ChannelState(cid, 0, (AssetBalances(asset, (10, 0)),))
-    meta = ChannelMeta(cid, ((asset, (10, 0)),), (), 0, True, False, "active")
+    meta = ChannelMeta(
+        channel_id=cid,
+        deposits=((asset, (10, 0)),),
+        queue=(),
+        next_htlc_seq=0,
+        funded_by_me=True,
+        funded_by_peer=False,
+        status="active",
+    )
     record = ChannelRecord(cid, params, 0, state)
     snapshot = ChannelSnapshot(cid, None, None, None, None, None)
     funding = ((f"funding/{cid.hex()}/eip155:1/native", b"submitted"),)

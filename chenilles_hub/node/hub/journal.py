@@ -22,7 +22,11 @@ from chenilles_hub.core.watcher import HtlcDuty, WatcherState
 from .records import ForwardLink
 
 
-class ChannelMeta(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class ChannelMeta(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A channel's record beside its snapshot. Built by keyword only: a field dropped or
+    added never shifts the others (a positional caller wrote ``in_flight`` into
+    ``next_htlc_seq`` once the field went)."""
+
     channel_id: bytes
     deposits: tuple[tuple[Asset, tuple[int, int]], ...]
     #: the queue without its direct transfers (``records.unwritten_update``)

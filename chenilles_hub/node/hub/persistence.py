@@ -464,18 +464,18 @@ def _carried(
 def _channel_meta(channel: Channel) -> bytes:
     return encode_record(
         ChannelMeta(
-            channel.channel_id,
-            tuple(channel.deposits.items()),
-            tuple(u for u in channel.queue if not unwritten_update(u)),
-            channel.next_htlc_seq,
-            channel.funded_by_me,
-            channel.funded_by_peer,
-            channel.status,
-            channel.concluded,
-            tuple(sorted(channel.withdrawn)),
-            channel.last_error,
-            channel.last_error_at,
-            tuple(channel.receipts),
+            channel_id=channel.channel_id,
+            deposits=tuple(channel.deposits.items()),
+            queue=tuple(u for u in channel.queue if not unwritten_update(u)),
+            next_htlc_seq=channel.next_htlc_seq,
+            funded_by_me=channel.funded_by_me,
+            funded_by_peer=channel.funded_by_peer,
+            status=channel.status,
+            concluded=channel.concluded,
+            withdrawn=tuple(sorted(channel.withdrawn)),
+            last_error=channel.last_error,
+            last_error_at=channel.last_error_at,
+            receipts=tuple(channel.receipts),
         )
     )
 
