@@ -17,10 +17,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from chenilles_hub.core import AddHtlc, Transfer
-from chenilles_hub.node.hub.journal import CHANNEL_PREFIX, ChannelMeta, decode_record
+from chenilles_hub.node.hub.journal import (
+    CHANNEL_PREFIX,
+    ChannelMeta,
+    decode_record,
+    encode_record,
+)
 
 from .hub_line import HubLine as Line
 from .hub_line import SaveCheckpoint
@@ -78,6 +84,13 @@ def test_a_queued_transfer_costs_no_write_of_its_channel_record(
     assert any(record in keys for _, keys in writes)
     assert [type(u) for u in _written_queue(line, line.c3)] == [AddHtlc]
 
+    # Once proposed, the offer leaves the written queue too.
+    world.network.revive(line.carol)
+    world.network.run()
+    line.hub.checkpoint()
+    assert not line.hub.channels[line.c3].queue
+    assert _written_queue(line, line.c3) == ()
+
 
 def test_a_transfer_received_writes_its_snapshot_and_no_channel_record(
     world: World, tmp_path: Path
@@ -117,6 +130,37 @@ def test_a_restart_drops_a_queued_transfer_and_keeps_a_queued_forward(
     # Carol got the transfer proposed before the crash (5) and the payment (1000), not the
     # transfer that was only queued (7).
     assert carol_after[1] - carol_before[1] == 5 + 1000
+
+
+def test_a_transfer_queued_in_a_record_of_the_old_format_is_paid_once(
+    world: World, tmp_path: Path
+) -> None:
+    """A store written before this change may hold a transfer in a channel's queue. The
+    restarted node proposes it as the old one would have, and writes the record again
+    without it: another restart does not find it and pay it a second time."""
+    line = Line(world, tmp_path / "hub.sqlite")
+    _silent_carol_with_a_proposal_in_flight(line)
+    line.hub.checkpoint()
+    assert line.hub.store is not None
+    key = CHANNEL_PREFIX + line.c3.hex()
+    meta = decode_record(line.records(CHANNEL_PREFIX)[key], ChannelMeta)
+    old = msgspec.structs.replace(meta, queue=(Transfer(line.eth, 7),))
+    line.hub.store.set_setting(key, encode_record(old))  # as the old format wrote it
+
+    def carol_got() -> int:
+        return line.carol.channels[line.c3].machine.state.free(line.eth)[1]
+
+    line.kill_and_restart()
+    world.network.revive(line.carol)
+    world.network.run()
+    line.hub.checkpoint()
+    assert carol_got() == 5 + 7
+
+    line.kill_and_restart()
+    world.network.revive(line.carol)
+    world.network.run()
+    line.hub.checkpoint()
+    assert carol_got() == 5 + 7, "a restart paid the old record's transfer again"
 
 
 def test_a_record_written_with_the_old_in_flight_field_still_reads() -> None:

@@ -41,9 +41,10 @@ class ChannelMeta(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     last_error_at: int = 0
     #: what the channel's transactions cost (absent from records written before)
     receipts: tuple[TxReceipt, ...] = ()
-    #: Read from records written before it was dropped (nothing read it: the updates of a
-    #: proposal in flight are in the snapshot's pending proposal); no longer written.
-    in_flight: tuple[Update, ...] | msgspec.UnsetType = msgspec.UNSET
+    #: Unused (the updates of a proposal in flight are in the snapshot's pending
+    #: proposal): always written empty, so that a node of an earlier version, which
+    #: requires it, still reads the record (a downgrade).
+    in_flight: tuple[Update, ...] = ()
 
 
 class InvoiceRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

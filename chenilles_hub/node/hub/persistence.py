@@ -422,6 +422,11 @@ class Persistence:
                 receipts=list(meta.receipts),
             )
         )
+        if any(unwritten_update(u) for u in meta.queue):
+            # A record written before queued transfers were left out of it: it is written
+            # again (without them) at the next checkpoint, or each restart would find them
+            # there and pay them again, however often they were paid since.
+            self.ctx.pending.channels.add(record.channel_id)
 
 
 class _StoredHoldings:

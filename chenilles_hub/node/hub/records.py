@@ -148,7 +148,13 @@ def unwritten_update(update: Update) -> bool:
     only once one does; a stop drops it with the unanswered request, like a request that
     never arrived. Writing it would cost every transfer a second write of the channel's
     record (queued, then proposed), and a restarted node would send it without anyone
-    waiting for it (a caller that saw its request fail and sent it again paid twice)."""
+    waiting for it (a caller that saw its request fail and sent it again paid twice).
+
+    One case is still open after a stop, as for any transfer whose caller got no answer:
+    a transfer queued again because the peer's crossing proposal displaced ours (the peer
+    holds our signature on the displaced state until a later version is irrevocable). The
+    node pays it at most once whatever the chain ends with; the caller must look at the
+    channel before sending it again."""
     return isinstance(update, Transfer)
 
 
