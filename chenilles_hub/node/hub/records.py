@@ -71,11 +71,12 @@ class Channel:
             log = self.__dict__.get("undo_log")
             if log is not None and log.active:
                 log.entries.append((self, name, self.__dict__[name]))
-        old = self.__dict__.get(name)
+        # A queue of direct transfers alone, before and after, is written the same (empty).
+        same_on_disk = name == "queue" and _unwritten(self.__dict__.get(name)) and _unwritten(value)
         object.__setattr__(self, name, value)
         if name in _PERSISTED:
             sink = getattr(self, "dirty_sink", None)
-            if sink is not None and not (name == "queue" and _unwritten(old) and _unwritten(value)):
+            if sink is not None and not same_on_disk:
                 sink.add(self.channel_id)
             # New updates, or a new status (a parked queue may move now, or must be
             # failed: the channel went on-chain): ``flush`` looks at the channel.
