@@ -203,7 +203,13 @@ def test_info_channels_route_pay_and_metrics(channel_pair: Pair) -> None:
     assert info["node_id"] == alice.node_id and info["chains"] == [CHAIN]
     assert info["router_bound"] == "compiled"  # make bootstrap built the router's kernel
     # Bob is configured at Alice's: no stranger is linked
-    assert info["strangers"] == {"connected": 0, "max": 64, "refused": 0, "handshakes_refused": 0}
+    assert info["strangers"] == {
+        "connected": 0,
+        "max": 64,
+        "refused": 0,
+        "handshakes_refused": 0,
+        "promoted": 0,
+    }
     listed = alice.api.get("/v1/channels?status=active")
     assert [c["channel_id"] for c in listed] == [channel_id]
     invoice = bob.api.post("/v1/invoices", {"amount": 12345, "asset": NATIVE})

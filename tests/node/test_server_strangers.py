@@ -18,15 +18,25 @@ import nacl.signing
 import pytest
 
 from chenilles_hub.core import Asset, ChannelParams, Participant
-from chenilles_hub.node.config import PeerConfig
+from chenilles_hub.node.config import PeerConfig, load_config
 from chenilles_hub.node.hub.gossip import Announcement, encode_announcement, split
 from chenilles_hub.node.net import handshake, wire
 from chenilles_hub.node.net.framing import MAX_FRAME_BYTES, encode_frame
 from chenilles_hub.node.runtime import peers
+from chenilles_hub.node.runtime.server import HubServer
 
 from .test_gossip_parts import _edges
-from .test_server_harness import AnvilChain, anvil
-from .test_server_peers import Pair, _disconnected, _until, run, with_pair
+from .test_server_harness import ETH, AnvilChain, anvil, free_port
+from .test_server_peers import (
+    Pair,
+    _config,
+    _disconnected,
+    _peer,
+    _until,
+    _with_identity,
+    run,
+    with_pair,
+)
 
 pytestmark = [pytest.mark.node, pytest.mark.adversarial, pytest.mark.xdist_group("node-processes")]
 __all__ = ["anvil"]
@@ -250,6 +260,7 @@ def test_strangers_beyond_max_strangers_are_refused_and_a_channels_member_is_not
             "max": 2,
             "refused": 1,
             "handshakes_refused": 0,
+            "promoted": 0,
         }
         # Alice, no longer configured at Bob, dials him again: a channel's member gets in.
         bob.remove_peer(alice.node_id)
@@ -267,6 +278,65 @@ def test_strangers_beyond_max_strangers_are_refused_and_a_channels_member_is_not
             w.transport.abort()
 
     run(with_pair(tmp_path, anvil, body, bob_extra="[policy.peers]\nmax_strangers = 2\n"))
+
+
+def test_a_stranger_that_funds_a_channel_frees_its_place(anvil: AnvilChain, tmp_path: Path) -> None:
+    """A new customer connects as a stranger, then opens and funds its channel. Once a
+    member, its link stops counting toward ``max_strangers``, so the next newcomer gets in
+    (before, the place stayed taken for as long as the customer stayed connected: with
+    ``max_strangers`` such customers, every next one was refused). A stranger the operator
+    adds as a peer stops counting too."""
+
+    async def body() -> None:
+        bob_path = _config(tmp_path, "bob", anvil, 8, "[policy.peers]\nmax_strangers = 1\n")
+        carol_path = _config(tmp_path, "carol", anvil, 9)
+        bob_id = _with_identity(bob_path)
+        _with_identity(carol_path)
+        _peer(carol_path, bob_id, load_config(bob_path).listen_port)  # Bob does not know Carol
+        bob = HubServer(load_config(bob_path))
+        await bob.start()
+        carol = HubServer(load_config(carol_path))
+        await carol.start()
+        try:
+            assert bob.node is not None and carol.node is not None
+            await _until(lambda: carol.node_id in bob.links)
+            assert bob.stranger_links()["connected"] == 1  # her place is the only one
+            reader, writer, _ = await _session(bob.listen_port, bob.node_id, _key())
+            assert await _disconnected(reader), "a second stranger was let in"
+            writer.close()
+
+            asset = Asset(next(iter(carol.node.backends)), "native")
+            temp = await carol.call(
+                carol.node.open_channel, bob.node_id, asset.chain, {asset: (ETH, 0)}, 600
+            )
+            channel_id = await _until(lambda: carol.node.open_results.get(temp))  # type: ignore[union-attr]
+
+            def active() -> bool:
+                assert bob.node is not None
+                if bob.node.channels[channel_id].active:
+                    return True
+                anvil.mine()
+                return False
+
+            await _until(active)
+            await _until(lambda: bob.stranger_links()["connected"] == 0)
+            assert bob.stranger_links()["promoted"] == 1
+            assert carol.node_id in bob.links  # her link stays; only its count changed
+
+            key = _key()
+            reader, writer, _ = await _session(bob.listen_port, bob.node_id, key)
+            await _until(lambda: bob.stranger_links()["connected"] == 1)
+            assert not await _disconnected(reader, timeout=0.5), "the newcomer was refused"
+            newcomer = bytes(key.verify_key)
+            bob.add_peer(PeerConfig(newcomer, "127.0.0.1", free_port()))
+            assert bob.stranger_links()["connected"] == 0
+            assert bob.stranger_links()["promoted"] == 2
+            writer.transport.abort()
+        finally:
+            await carol.shutdown()
+            await bob.shutdown()
+
+    run(body())
 
 
 @pytest.mark.parametrize(

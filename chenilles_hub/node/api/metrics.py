@@ -91,6 +91,12 @@ def render(
             "because max_strangers of them were connected ([policy.peers]).",
         ),
         (
+            "strangers_promoted",
+            "Strangers' links that stopped counting toward max_strangers: their peer funded a "
+            "channel with us, or was added as a peer.",
+        ),
+        ("strangers_errors", "Ticks that failed to ask which strangers are members."),
+        (
             "handshakes_refused",
             "Incoming connections closed before their handshake because max_handshakes were "
             "in theirs ([policy.peers]).",

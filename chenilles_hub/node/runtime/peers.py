@@ -107,6 +107,34 @@ class Peers:
         (``Node.is_member``); what ``[policy.peers] max_strangers`` bounds."""
         return len({link.conn.peer_id for link in self._stranger_links})
 
+    async def promote_members(self, node: Node) -> int:
+        """Links of strangers whose peer has become a member since it connected (its channel
+        with us funded: ``Node.is_member``), or whom the operator added since, stop counting
+        as strangers; how many did. A new customer connects as a stranger, then opens and
+        funds its channel: it would otherwise hold a stranger's place for as long as it
+        stays connected, and ``max_strangers`` customers would shut out every next one.
+        Asked on the node's thread, and only while strangers are linked (the timer's tick)."""
+        linked = {link.conn.peer_id for link in self._stranger_links}
+        if not linked:
+            return 0
+        unknown = sorted(linked - self.configured.keys())
+        members = set(linked & self.configured.keys())
+        if unknown:
+            members.update(await self.pipeline.in_worker(_members_among, node, unknown))
+        return self._no_longer_strangers(members)
+
+    def _no_longer_strangers(self, peers: set[bytes]) -> int:
+        """The stranger links of ``peers`` count no more (and their graph changes are built
+        in at once, as a member's); how many did."""
+        links = [link for link in self._stranger_links if link.conn.peer_id in peers]
+        for link in links:
+            self._stranger_links.discard(link)
+            link.stranger = False
+        if links:
+            self._count("strangers_promoted", len(links))
+            log.info("%d stranger link(s) now of members or added peers", len(links))
+        return len(links)
+
     def connections(self) -> dict[bytes, bool]:
         """Peers connected now, each with whether it dialled us (inbound)."""
         return {
@@ -122,6 +150,8 @@ class Peers:
         if known == peer:
             return
         self.configured[peer.node_id] = peer  # an old dial loop sees it is replaced and ends
+        # linked as a stranger before: no longer one
+        self._no_longer_strangers({peer.node_id})
         self._spawn(self.dial_loop(peer))
 
     def remove(self, node_id: bytes) -> bool:
@@ -420,3 +450,8 @@ class Peers:
         self._serial += 1  # each announcement's parts apart from the previous one's
         parts, left_out = split(announcement, self._serial)
         return [encode_announcement(part) for part in parts], left_out
+
+
+def _members_among(node: Node, peers: list[bytes]) -> list[bytes]:
+    """The ``peers`` that are members of one of our channels (on the node's thread)."""
+    return [peer for peer in peers if node.is_member(peer)]

@@ -361,12 +361,15 @@ class HubServer:
         return self.peer_links.connections()
 
     def stranger_links(self) -> dict[str, int]:
-        """Strangers' links now, their bound, and connections refused at the bounds."""
+        """Strangers' links now, their bound, connections refused at the bounds, and links
+        that stopped counting as strangers."""
         return {
             "connected": self.peer_links.strangers_linked(),
             "max": self.peer_links.max_strangers,
             "refused": self.stats.get("strangers_refused", 0),
             "handshakes_refused": getattr(self.transport, "handshakes_refused", 0),
+            # links that stopped counting: their peer funded a channel, or was added
+            "promoted": self.stats.get("strangers_promoted", 0),
         }
 
     async def in_worker(self, fn: Callable[..., T], *args: Any) -> T:
@@ -452,6 +455,12 @@ class HubServer:
                 self.background_errors.pop("tick", None)
             except Exception as exc:
                 self._failed("tick", exc, "a timer tick failed; the next one comes as usual")
+            if self.peer_links.strangers_linked() and self.node is not None:
+                try:
+                    await self.peer_links.promote_members(self.node)
+                    self.background_errors.pop("strangers", None)
+                except Exception as exc:
+                    self._failed("strangers", exc, "asking which strangers are members failed")
             if self.backups.may_write():  # a channel opened or closed (or an interval)
                 try:
                     pending = await self.in_worker(self._take_backup)
