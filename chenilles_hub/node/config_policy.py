@@ -57,7 +57,10 @@ class PeerPolicyConfig:
     at once, and at most ``max_handshakes`` connections are in their handshake at once
     (``max_handshakes_per_host`` from one address): identities cost nothing,
     and each link costs a socket, a task and what its announcement adds to every graph
-    build (docs/security.md, "A stranger on the peer port")."""
+    build (docs/security.md, "A stranger on the peer port"). A stranger arriving while
+    every place is taken takes the place of the stranger linked longest, once that one has
+    been linked ``stranger_tenure`` seconds: whoever holds the places cannot keep newcomers
+    out for longer than that without connecting again and again."""
 
     max_faults: int = 20
     fault_window: float = 60.0
@@ -65,6 +68,7 @@ class PeerPolicyConfig:
     max_strangers: int = 64
     max_handshakes: int = 128
     max_handshakes_per_host: int = 16
+    stranger_tenure: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -186,10 +190,11 @@ def _peer_policy(policy: dict[str, Any]) -> PeerPolicyConfig:
             "max_strangers",
             "max_handshakes",
             "max_handshakes_per_host",
+            "stranger_tenure",
         },
     )
     values: dict[str, float] = {}
-    for key in ("fault_window", "ban_seconds"):
+    for key in ("fault_window", "ban_seconds", "stranger_tenure"):
         value = table.get(key, getattr(default, key))
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e9:
             raise ConfigError(f"{where}.{key}: a number of seconds, not {value!r}")
@@ -203,4 +208,5 @@ def _peer_policy(policy: dict[str, Any]) -> PeerPolicyConfig:
         max_handshakes_per_host=bounded_int(
             table, "max_handshakes_per_host", where, default.max_handshakes_per_host, 1
         ),
+        stranger_tenure=values["stranger_tenure"],
     )

@@ -28,6 +28,7 @@ def test_without_a_policy_the_node_deposits_nothing_for_peers(tmp_path: Path) ->
     assert config.peer_policy.max_faults == 20 and config.peer_policy.ban_seconds == 600
     assert (config.peer_policy.max_strangers, config.peer_policy.max_handshakes) == (64, 128)
     assert config.peer_policy.max_handshakes_per_host == 16
+    assert config.peer_policy.stranger_tenure == 60.0
     assert config.virtual_request_timeout == 120
 
 
@@ -54,6 +55,7 @@ ban_seconds = 1.5
 max_strangers = 0
 max_handshakes = 8
 max_handshakes_per_host = 2
+stranger_tenure = 300
 
 [policy.virtual]
 request_timeout = 45
@@ -69,6 +71,7 @@ request_timeout = 45
     assert (config.peer_policy.max_faults, config.peer_policy.ban_seconds) == (3, 1.5)
     assert (config.peer_policy.max_strangers, config.peer_policy.max_handshakes) == (0, 8)
     assert config.peer_policy.max_handshakes_per_host == 2
+    assert config.peer_policy.stranger_tenure == 300.0
     assert config.virtual_request_timeout == 45
 
 
@@ -88,6 +91,7 @@ request_timeout = 45
         ("[policy.peers]\nmax_handshakes = 0\n", "max_handshakes"),
         ("[policy.peers]\nmax_handshakes_per_host = 0\n", "max_handshakes_per_host"),
         ('[policy.peers]\nmax_strangers = "many"\n', "max_strangers"),
+        ("[policy.peers]\nstranger_tenure = -1\n", "stranger_tenure"),
         ("[policy]\nopen = 3\n", "must be a table"),
         ("[policy.virtual]\nrequest_timeout = 0\n", "request_timeout"),
         ("[policy.virtual]\nrequest_timout = 5\n", "unknown key"),

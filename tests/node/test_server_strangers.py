@@ -261,6 +261,7 @@ def test_strangers_beyond_max_strangers_are_refused_and_a_channels_member_is_not
             "refused": 1,
             "handshakes_refused": 0,
             "promoted": 0,
+            "evicted": 0,
         }
         # Alice, no longer configured at Bob, dials him again: a channel's member gets in.
         bob.remove_peer(alice.node_id)
@@ -278,6 +279,38 @@ def test_strangers_beyond_max_strangers_are_refused_and_a_channels_member_is_not
             w.transport.abort()
 
     run(with_pair(tmp_path, anvil, body, bob_extra="[policy.peers]\nmax_strangers = 2\n"))
+
+
+def test_a_newcomer_takes_the_place_of_the_stranger_linked_longest(
+    anvil: AnvilChain, tmp_path: Path
+) -> None:
+    """Whoever takes every stranger's place must not keep newcomers out for as long as it
+    stays connected. With ``max_strangers = 2`` and ``stranger_tenure = 1``: a newcomer
+    arriving within the tenure is refused; after it, the next one takes the place of the
+    stranger linked longest (that one's connection is closed), and the honest channel
+    never notices."""
+
+    async def body(pair: Pair) -> None:
+        bob = pair.bob
+        squatters = [await _session(bob.listen_port, bob.node_id, _key()) for _ in range(2)]
+        await _until(lambda: bob.stranger_links()["connected"] == 2)
+        reader, writer, _ = await _session(bob.listen_port, bob.node_id, _key())
+        assert await _disconnected(reader), "a newcomer took a place held under the tenure"
+        writer.close()
+        await asyncio.sleep(1.1)
+        reader, writer, _ = await _session(bob.listen_port, bob.node_id, _key())
+        assert await _disconnected(squatters[0][0]), "the stranger linked longest stayed"
+        assert not await _disconnected(squatters[1][0], timeout=0.3)
+        assert not await _disconnected(reader, timeout=0.3), "the newcomer was refused"
+        await _until(lambda: bob.stranger_links()["connected"] == 2)
+        assert bob.stranger_links()["evicted"] == 1
+        assert bob.stranger_links()["refused"] == 1
+        assert await pair.pay(10**15) == "succeeded"
+        for w in (squatters[1][1], writer):
+            w.transport.abort()
+
+    extra = "[policy.peers]\nmax_strangers = 2\nstranger_tenure = 1\n"
+    run(with_pair(tmp_path, anvil, body, bob_extra=extra))
 
 
 def test_a_stranger_that_funds_a_channel_frees_its_place(anvil: AnvilChain, tmp_path: Path) -> None:

@@ -95,6 +95,11 @@ def render(
             "Strangers' links that stopped counting toward max_strangers: their peer funded a "
             "channel with us, or was added as a peer.",
         ),
+        (
+            "strangers_evicted",
+            "Strangers that gave way to a newcomer while every stranger's place was taken, "
+            "after stranger_tenure seconds linked ([policy.peers]).",
+        ),
         ("strangers_errors", "Ticks that failed to ask which strangers are members."),
         (
             "handshakes_refused",

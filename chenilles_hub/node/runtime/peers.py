@@ -123,6 +123,33 @@ class Peers:
             members.update(await self.pipeline.in_worker(_members_among, node, unknown))
         return self._no_longer_strangers(members)
 
+    def _evict_oldest(self, newcomer: bytes) -> bool:
+        """Make room for ``newcomer``, a stranger arriving while every place is taken: the
+        stranger linked longest gives way, if it has been linked ``stranger_tenure``
+        seconds (every link of its peer is closed; nothing of its channels is lost, it may
+        connect again and wait for a place). Whether one gave way.
+
+        Without it, whoever took every place once (identities and connections cost
+        nothing) kept every newcomer out for as long as it stayed connected, a new
+        customer included. Now holding the places means connecting again and again, each
+        time through the handshake's bounds, and every stranger let in keeps its place for
+        ``stranger_tenure`` seconds at least."""
+        if self.max_strangers == 0:
+            return False
+        links = [link for link in self._stranger_links if link.conn.peer_id != newcomer]
+        if not links:
+            return False
+        oldest = min(links, key=lambda link: link.started)
+        if time.monotonic() - oldest.started < self.config.peer_policy.stranger_tenure:
+            return False
+        victim = oldest.conn.peer_id
+        for link in [link for link in links if link.conn.peer_id == victim]:
+            self._stranger_links.discard(link)
+            self._spawn(link.conn.close())  # its _serve ends and forgets the link
+        self._count("strangers_evicted")
+        log.info("stranger %s gave way to a newcomer", victim.hex()[:16])
+        return True
+
     def _no_longer_strangers(self, peers: set[bytes]) -> int:
         """The stranger links of ``peers`` count no more (and their graph changes are built
         in at once, as a member's); how many did."""
@@ -298,7 +325,7 @@ class Peers:
         # No await from here to the link's entry: the count is the one the link joins (other
         # peers': this peer's old links are being replaced, their ends not yet seen).
         others = {other.conn.peer_id for other in self._stranger_links} - {peer}
-        if stranger and len(others) >= self.max_strangers:
+        if stranger and len(others) >= self.max_strangers and not self._evict_oldest(peer):
             # Identities cost nothing: without a bound, links (a socket, a task, an
             # announcement in every graph build) would be a stranger's to multiply.
             self._count("strangers_refused")

@@ -361,8 +361,8 @@ class HubServer:
         return self.peer_links.connections()
 
     def stranger_links(self) -> dict[str, int]:
-        """Strangers' links now, their bound, connections refused at the bounds, and links
-        that stopped counting as strangers."""
+        """Strangers' links now, their bound, connections refused at the bounds, links
+        that stopped counting as strangers, and strangers that gave way to newcomers."""
         return {
             "connected": self.peer_links.strangers_linked(),
             "max": self.peer_links.max_strangers,
@@ -370,6 +370,8 @@ class HubServer:
             "handshakes_refused": getattr(self.transport, "handshakes_refused", 0),
             # links that stopped counting: their peer funded a channel, or was added
             "promoted": self.stats.get("strangers_promoted", 0),
+            # strangers that gave way to a newcomer after stranger_tenure seconds
+            "evicted": self.stats.get("strangers_evicted", 0),
         }
 
     async def in_worker(self, fn: Callable[..., T], *args: Any) -> T:
