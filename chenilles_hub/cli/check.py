@@ -77,7 +77,12 @@ def _resume_problems(config: NodeConfig) -> list[str]:
 
 def check_config(config: NodeConfig) -> dict[str, Any]:
     from ..node.api.operations import chain_summary
-    from ..node.runtime.bootstrap import build_chains, build_open_policy, build_policy
+    from ..node.runtime.bootstrap import (
+        build_chains,
+        build_member_stakes,
+        build_open_policy,
+        build_policy,
+    )
 
     problems: list[str] = []
     notes: list[str] = []
@@ -89,7 +94,7 @@ def check_config(config: NodeConfig) -> dict[str, Any]:
         "api": f"{config.api_host}:{config.api_port}",
         "store": config.store,
     }
-    for step in (build_policy, build_open_policy):
+    for step in (build_policy, build_open_policy, build_member_stakes):
         try:
             step(config)
         except ConfigError as exc:

@@ -60,7 +60,9 @@ class PeerPolicyConfig:
     build (docs/security.md, "A stranger on the peer port"). A stranger arriving while
     every place is taken takes the place of the stranger linked longest, once that one has
     been linked ``stranger_tenure`` seconds: whoever holds the places cannot keep newcomers
-    out for longer than that without connecting again and again."""
+    out for longer than that without connecting again and again. A peer's own deposit
+    makes it a member only from its asset's ``[[policy.peers.stake]] min`` up: a deposit
+    of one base unit (and its transaction's fee) would otherwise do."""
 
     max_faults: int = 20
     fault_window: float = 60.0
@@ -69,6 +71,9 @@ class PeerPolicyConfig:
     max_handshakes: int = 128
     max_handshakes_per_host: int = 16
     stranger_tenure: float = 60.0
+    #: (asset as ``token@chain``, the least a peer's own deposit in it must be for its
+    #: channel to make it a member); an asset not listed: any deposit of its own
+    stakes: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -146,24 +151,9 @@ def _open_policy(policy: dict[str, Any]) -> OpenPolicyConfig:
     accept = table.get("accept", True)
     if not isinstance(accept, bool):
         raise ConfigError(f"{where}.accept must be true or false")
-    deposits = []
-    entries = table.get("deposit", [])
-    if not isinstance(entries, list):
-        raise ConfigError(f"{where}.deposit must be an array of tables ([[policy.open.deposit]])")
-    for index, entry in enumerate(entries):
-        at = f"{where}.deposit[{index}]"
-        if not isinstance(entry, dict) or set(entry) - {"asset", "max"}:
-            raise ConfigError(f'{at}: a table with asset = "token@chain" and max = <base units>')
-        asset = entry.get("asset")
-        if not isinstance(asset, str) or "@" not in asset:
-            raise ConfigError(f"{at}.asset: an asset written token@chain")
-        limit = entry.get("max")
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit < 2**256:
-            raise ConfigError(f"{at}.max: an integer amount in base units")
-        deposits.append((asset, limit))
     result = OpenPolicyConfig(
         accept=accept,
-        deposits=tuple(deposits),
+        deposits=_asset_amounts(table, "deposit", "max", where),
         min_challenge=bounded_int(table, "min_challenge", where, default.min_challenge, 1),
         max_challenge=bounded_int(table, "max_challenge", where, default.max_challenge, 1),
         max_pending_per_peer=bounded_int(
@@ -191,6 +181,7 @@ def _peer_policy(policy: dict[str, Any]) -> PeerPolicyConfig:
             "max_handshakes",
             "max_handshakes_per_host",
             "stranger_tenure",
+            "stake",
         },
     )
     values: dict[str, float] = {}
@@ -209,4 +200,30 @@ def _peer_policy(policy: dict[str, Any]) -> PeerPolicyConfig:
             table, "max_handshakes_per_host", where, default.max_handshakes_per_host, 1
         ),
         stranger_tenure=values["stranger_tenure"],
+        stakes=_asset_amounts(table, "stake", "min", where),
     )
+
+
+def _asset_amounts(
+    table: dict[str, Any], key: str, amount: str, where: str
+) -> tuple[tuple[str, int], ...]:
+    """``[[<where>.<key>]]`` entries, each ``asset = "token@chain"`` and ``<amount> = <base
+    units>``: (asset, amount) pairs."""
+    entries = table.get(key, [])
+    if not isinstance(entries, list):
+        raise ConfigError(f"{where}.{key} must be an array of tables ([[{where}.{key}]])")
+    out = []
+    for index, entry in enumerate(entries):
+        at = f"{where}.{key}[{index}]"
+        if not isinstance(entry, dict) or set(entry) - {"asset", amount}:
+            raise ConfigError(
+                f'{at}: a table with asset = "token@chain" and {amount} = <base units>'
+            )
+        asset = entry.get("asset")
+        if not isinstance(asset, str) or "@" not in asset:
+            raise ConfigError(f"{at}.asset: an asset written token@chain")
+        value = entry.get(amount)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**256:
+            raise ConfigError(f"{at}.{amount}: an integer amount in base units")
+        out.append((asset, value))
+    return tuple(out)

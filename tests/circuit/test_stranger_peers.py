@@ -228,6 +228,24 @@ def test_only_a_channel_with_something_in_it_makes_its_peer_a_member(world: Worl
     assert not bob.is_member(NodeIdentity().node_id)
 
 
+def test_a_deposit_under_the_stake_asked_gives_no_standing(world: World) -> None:
+    """``[[policy.peers.stake]]``: one base unit (and its transaction's fee) made a member
+    of anyone. With a minimum for the asset, a peer's own deposit under it gives no
+    standing, one at it does; an asset not named takes any deposit, and a deposit of ours
+    (the operator's consent) gives standing whatever the peer put in."""
+    eth = native(world)
+    alice = world.node("alice", [eth.chain])
+    bob = world.node("bob", [eth.chain])
+    carol = world.node("carol", [eth.chain])
+    world.open(alice, bob, eth.chain, {eth: (ETH, 0)})
+    assert bob.is_member(alice.node_id, {eth: ETH})
+    assert not bob.is_member(alice.node_id, {eth: ETH + 1}), "a deposit under the stake counted"
+    other = Asset(eth.chain, "0x" + "11" * 20)
+    assert bob.is_member(alice.node_id, {other: 10 * ETH})  # not her asset: any deposit
+    world.open(bob, carol, eth.chain, {eth: (ETH, 0)})  # ours, nothing of hers
+    assert bob.is_member(carol.node_id, {eth: 10 * ETH})
+
+
 # --- C: an open needs the operator's consent ------------------------------------------------
 
 

@@ -9,7 +9,7 @@ import pytest
 from chenilles_hub.core import Asset
 from chenilles_hub.node.config import ConfigError, load_config
 from chenilles_hub.node.hub.open_policy import OpenPolicy
-from chenilles_hub.node.runtime.bootstrap import build_open_policy
+from chenilles_hub.node.runtime.bootstrap import build_member_stakes, build_open_policy
 
 pytestmark = pytest.mark.node
 
@@ -29,6 +29,7 @@ def test_without_a_policy_the_node_deposits_nothing_for_peers(tmp_path: Path) ->
     assert (config.peer_policy.max_strangers, config.peer_policy.max_handshakes) == (64, 128)
     assert config.peer_policy.max_handshakes_per_host == 16
     assert config.peer_policy.stranger_tenure == 60.0
+    assert build_member_stakes(config) == {}
     assert config.virtual_request_timeout == 120
 
 
@@ -57,6 +58,10 @@ max_handshakes = 8
 max_handshakes_per_host = 2
 stranger_tenure = 300
 
+[[policy.peers.stake]]
+asset = "native@eip155:1"
+min = 1000000000000000000
+
 [policy.virtual]
 request_timeout = 45
 """,
@@ -72,6 +77,7 @@ request_timeout = 45
     assert (config.peer_policy.max_strangers, config.peer_policy.max_handshakes) == (0, 8)
     assert config.peer_policy.max_handshakes_per_host == 2
     assert config.peer_policy.stranger_tenure == 300.0
+    assert build_member_stakes(config) == {eth: 10**18}
     assert config.virtual_request_timeout == 45
 
 
@@ -92,6 +98,9 @@ request_timeout = 45
         ("[policy.peers]\nmax_handshakes_per_host = 0\n", "max_handshakes_per_host"),
         ('[policy.peers]\nmax_strangers = "many"\n', "max_strangers"),
         ("[policy.peers]\nstranger_tenure = -1\n", "stranger_tenure"),
+        ('[[policy.peers.stake]]\nasset = "native@eip155:1"\nmin = -1\n', "min"),
+        ('[[policy.peers.stake]]\nasset = "native"\nmin = 1\n', "token@chain"),
+        ('[[policy.peers.stake]]\nasset = "native@eip155:1"\nmax = 1\n', "stake"),
         ("[policy]\nopen = 3\n", "must be a table"),
         ("[policy.virtual]\nrequest_timeout = 0\n", "request_timeout"),
         ("[policy.virtual]\nrequest_timout = 5\n", "unknown key"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import nacl.signing
@@ -26,7 +27,7 @@ from chenilles_hub.node.runtime import peers
 from chenilles_hub.node.runtime.server import HubServer
 
 from .test_gossip_parts import _edges
-from .test_server_harness import ETH, AnvilChain, anvil, free_port
+from .test_server_harness import CHAIN, ETH, AnvilChain, anvil, free_port
 from .test_server_peers import (
     Pair,
     _config,
@@ -313,6 +314,51 @@ def test_a_newcomer_takes_the_place_of_the_stranger_linked_longest(
     run(with_pair(tmp_path, anvil, body, bob_extra=extra))
 
 
+async def _customer_funds_a_channel(
+    tmp_path: Path,
+    anvil: AnvilChain,
+    bob_policy: str,
+    then: Callable[[HubServer, HubServer], Awaitable[None]],
+) -> None:
+    """Carol, whom Bob does not know, connects to him (``max_strangers = 1``: a second
+    stranger is refused), opens a channel with a deposit of 1 ETH of hers and waits until
+    it is active on Bob's side; then ``then(bob, carol)``."""
+    extra = f"[policy.peers]\nmax_strangers = 1\n{bob_policy}"
+    bob_path = _config(tmp_path, "bob", anvil, 8, extra)
+    carol_path = _config(tmp_path, "carol", anvil, 9)
+    bob_id = _with_identity(bob_path)
+    _with_identity(carol_path)
+    _peer(carol_path, bob_id, load_config(bob_path).listen_port)  # Bob does not know Carol
+    bob = HubServer(load_config(bob_path))
+    await bob.start()
+    carol = HubServer(load_config(carol_path))
+    await carol.start()
+    try:
+        assert bob.node is not None and carol.node is not None
+        await _until(lambda: carol.node_id in bob.links)
+        assert bob.stranger_links()["connected"] == 1  # her place is the only one
+        reader, writer, _ = await _session(bob.listen_port, bob.node_id, _key())
+        assert await _disconnected(reader), "a second stranger was let in"
+        writer.close()
+        temp = await carol.call(
+            carol.node.open_channel, bob.node_id, CHAIN, {Asset(CHAIN, "native"): (ETH, 0)}, 600
+        )
+        channel_id = await _until(lambda: carol.node.open_results.get(temp))  # type: ignore[union-attr]
+
+        def active() -> bool:
+            assert bob.node is not None
+            if bob.node.channels[channel_id].active:
+                return True
+            anvil.mine()
+            return False
+
+        await _until(active)
+        await then(bob, carol)
+    finally:
+        await carol.shutdown()
+        await bob.shutdown()
+
+
 def test_a_stranger_that_funds_a_channel_frees_its_place(anvil: AnvilChain, tmp_path: Path) -> None:
     """A new customer connects as a stranger, then opens and funds its channel. Once a
     member, its link stops counting toward ``max_strangers``, so the next newcomer gets in
@@ -320,56 +366,43 @@ def test_a_stranger_that_funds_a_channel_frees_its_place(anvil: AnvilChain, tmp_
     ``max_strangers`` such customers, every next one was refused). A stranger the operator
     adds as a peer stops counting too."""
 
-    async def body() -> None:
-        bob_path = _config(tmp_path, "bob", anvil, 8, "[policy.peers]\nmax_strangers = 1\n")
-        carol_path = _config(tmp_path, "carol", anvil, 9)
-        bob_id = _with_identity(bob_path)
-        _with_identity(carol_path)
-        _peer(carol_path, bob_id, load_config(bob_path).listen_port)  # Bob does not know Carol
-        bob = HubServer(load_config(bob_path))
-        await bob.start()
-        carol = HubServer(load_config(carol_path))
-        await carol.start()
-        try:
-            assert bob.node is not None and carol.node is not None
-            await _until(lambda: carol.node_id in bob.links)
-            assert bob.stranger_links()["connected"] == 1  # her place is the only one
-            reader, writer, _ = await _session(bob.listen_port, bob.node_id, _key())
-            assert await _disconnected(reader), "a second stranger was let in"
-            writer.close()
+    async def then(bob: HubServer, carol: HubServer) -> None:
+        await _until(lambda: bob.stranger_links()["connected"] == 0)
+        assert bob.stranger_links()["promoted"] == 1
+        assert carol.node_id in bob.links  # her link stays; only its count changed
+        key = _key()
+        reader, writer, _ = await _session(bob.listen_port, bob.node_id, key)
+        await _until(lambda: bob.stranger_links()["connected"] == 1)
+        assert not await _disconnected(reader, timeout=0.5), "the newcomer was refused"
+        newcomer = bytes(key.verify_key)
+        bob.add_peer(PeerConfig(newcomer, "127.0.0.1", free_port()))
+        assert bob.stranger_links()["connected"] == 0
+        assert bob.stranger_links()["promoted"] == 2
+        writer.transport.abort()
 
-            asset = Asset(next(iter(carol.node.backends)), "native")
-            temp = await carol.call(
-                carol.node.open_channel, bob.node_id, asset.chain, {asset: (ETH, 0)}, 600
-            )
-            channel_id = await _until(lambda: carol.node.open_results.get(temp))  # type: ignore[union-attr]
+    run(_customer_funds_a_channel(tmp_path, anvil, "", then))
 
-            def active() -> bool:
-                assert bob.node is not None
-                if bob.node.channels[channel_id].active:
-                    return True
-                anvil.mine()
-                return False
 
-            await _until(active)
-            await _until(lambda: bob.stranger_links()["connected"] == 0)
-            assert bob.stranger_links()["promoted"] == 1
-            assert carol.node_id in bob.links  # her link stays; only its count changed
+def test_a_deposit_under_the_stake_asked_leaves_its_peer_a_stranger(
+    anvil: AnvilChain, tmp_path: Path
+) -> None:
+    """With ``[[policy.peers.stake]]`` asking 2 ETH of a peer's own, Carol's channel of
+    1 ETH gives her no standing: her link keeps counting while she stays, and counts again
+    when she connects anew (both checks, the tick's and the admission's, ask the stake)."""
+    stake = f'[[policy.peers.stake]]\nasset = "native@{CHAIN}"\nmin = {2 * ETH}\n'
 
-            key = _key()
-            reader, writer, _ = await _session(bob.listen_port, bob.node_id, key)
-            await _until(lambda: bob.stranger_links()["connected"] == 1)
-            assert not await _disconnected(reader, timeout=0.5), "the newcomer was refused"
-            newcomer = bytes(key.verify_key)
-            bob.add_peer(PeerConfig(newcomer, "127.0.0.1", free_port()))
-            assert bob.stranger_links()["connected"] == 0
-            assert bob.stranger_links()["promoted"] == 2
-            writer.transport.abort()
-        finally:
-            await carol.shutdown()
-            await bob.shutdown()
+    async def then(bob: HubServer, carol: HubServer) -> None:
+        ticks = bob.stats.get("ticks", 0)
+        await _until(lambda: bob.stats.get("ticks", 0) >= ticks + 3)
+        assert bob.stranger_links()["connected"] == 1
+        assert bob.stranger_links()["promoted"] == 0
+        old = bob.links[carol.node_id]
+        await old.conn.close()  # she dials again
+        await _until(lambda: bob.links.get(carol.node_id) not in (None, old))
+        assert bob.links[carol.node_id].stranger, "her new link was a member's"
+        assert bob.stranger_links()["connected"] == 1
 
-    run(body())
+    run(_customer_funds_a_channel(tmp_path, anvil, stake, then))
 
 
 @pytest.mark.parametrize(

@@ -265,17 +265,23 @@ class Node:
         lookup); :meth:`is_member` says whether one has something in it."""
         return peer in self.ctx.by_peer
 
-    def is_member(self, peer: bytes) -> bool:
+    def is_member(self, peer: bytes, min_stake: Mapping[Asset, int] | None = None) -> bool:
         """Whether ``peer`` shares a channel with us that has something in it: active (or
-        closing, disputed) with a deposit on either side, or opening with ours (not nil)
-        sent. A channel a peer opened and never funded, or one long closed, gives no
-        standing: it costs nothing to make (``[policy.peers] max_strangers``)."""
+        closing, disputed) with a deposit of ours, or of the peer's own of at least its
+        asset's ``min_stake`` (``[policy.peers] stake``; any deposit for an asset not
+        named), or opening with ours (not nil) sent. A channel a peer opened and never
+        funded, or one long closed, gives no standing: it costs nothing to make
+        (``[policy.peers] max_strangers``); nor does a deposit under the stake asked."""
+        least = min_stake or {}
         for channel_id in self.ctx.by_peer.get(peer, ()):
             channel = self.ctx.channels[channel_id]
-            deposits = channel.deposits.values()  # (ours, theirs)
             if channel.status in _AT_STAKE:
-                stake = any(ours or theirs for ours, theirs in deposits)
+                stake = any(
+                    ours or theirs >= max(1, least.get(asset, 1))
+                    for asset, (ours, theirs) in channel.deposits.items()
+                )
             else:
+                deposits = channel.deposits.values()  # (ours, theirs)
                 stake = channel.status == "opening" and channel.funded_by_me
                 stake = stake and any(ours for ours, _ in deposits)
             if stake:

@@ -17,7 +17,7 @@ from typing import Any
 from chenilles_hub import apps, plugins
 from chenilles_hub.backend import Account, ChainBackend, missing_methods
 from chenilles_hub.circuit.quote import Rate
-from chenilles_hub.core import parse_asset
+from chenilles_hub.core import Asset, parse_asset
 from chenilles_hub.identity import NodeIdentity
 
 from ..config import (
@@ -82,6 +82,15 @@ def build_policy(config: NodeConfig) -> ForwardingPolicy:
     except ValueError as exc:
         raise ConfigError(f"[policy]: {exc}") from None
     return ForwardingPolicy(fees=fees, rates=rates)
+
+
+def build_member_stakes(config: NodeConfig) -> dict[Asset, int]:
+    """``[[policy.peers.stake]]``: the least a peer's own deposit in each asset must be for
+    its channel to make it a member (``Node.is_member``)."""
+    try:
+        return {parse_asset(asset): least for asset, least in config.peer_policy.stakes}
+    except ValueError as exc:
+        raise ConfigError(f"[policy.peers]: {exc}") from None
 
 
 def build_open_policy(config: NodeConfig) -> OpenPolicy:

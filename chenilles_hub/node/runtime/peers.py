@@ -25,9 +25,10 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
+from chenilles_hub.core import Asset
 from chenilles_hub.core.errors import DecodeError, MessageTooLarge
 
 from ..config import NodeConfig, PeerConfig
@@ -45,6 +46,7 @@ from ..hub.node import Node
 from ..net import wire
 from ..net.transport import PeerConnection, Transport, TransportError
 from .bans import Bans, is_fault
+from .bootstrap import build_member_stakes
 from .pipeline import NodeStopping, Pipeline
 from .work import MAX_SEND_BATCH, SEND_TIMEOUT, Frame, Link
 
@@ -82,6 +84,8 @@ class Peers:
         #: connections waiting for the node's thread to say whether their peer is a member
         self._admitting = 0
         self.bans = Bans(config.peer_policy)
+        #: the least deposit of a peer's own, per asset, that makes it a member
+        self.min_stake = build_member_stakes(config)
         self.pending: dict[bytes, list[bytes]] = {}
         #: Peers we dial: configured, or added at run time.
         self.configured: dict[bytes, PeerConfig] = {p.node_id: p for p in config.peers}
@@ -120,7 +124,9 @@ class Peers:
         unknown = sorted(linked - self.configured.keys())
         members = set(linked & self.configured.keys())
         if unknown:
-            members.update(await self.pipeline.in_worker(_members_among, node, unknown))
+            members.update(
+                await self.pipeline.in_worker(_members_among, node, unknown, self.min_stake)
+            )
         return self._no_longer_strangers(members)
 
     def _evict_oldest(self, newcomer: bytes) -> bool:
@@ -307,7 +313,7 @@ class Peers:
                 return None
             self._admitting += 1
             try:
-                stranger = not await self.pipeline.in_worker(node.is_member, peer)
+                stranger = not await self.pipeline.in_worker(node.is_member, peer, self.min_stake)
             except NodeStopping:
                 await conn.close()
                 return None
@@ -479,6 +485,6 @@ class Peers:
         return [encode_announcement(part) for part in parts], left_out
 
 
-def _members_among(node: Node, peers: list[bytes]) -> list[bytes]:
+def _members_among(node: Node, peers: list[bytes], min_stake: Mapping[Asset, int]) -> list[bytes]:
     """The ``peers`` that are members of one of our channels (on the node's thread)."""
-    return [peer for peer in peers if node.is_member(peer)]
+    return [peer for peer in peers if node.is_member(peer, min_stake)]
