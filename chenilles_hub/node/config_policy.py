@@ -187,8 +187,10 @@ def _peer_policy(policy: dict[str, Any]) -> PeerPolicyConfig:
     values: dict[str, float] = {}
     for key in ("fault_window", "ban_seconds", "stranger_tenure"):
         value = table.get(key, getattr(default, key))
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e9:
-            raise ConfigError(f"{where}.{key}: a number of seconds, not {value!r}")
+        # a tenure under a second would let newcomers take places as fast as they connect
+        low = 1 if key == "stranger_tenure" else 0
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value < 1e9:
+            raise ConfigError(f"{where}.{key}: a number of seconds from {low}, not {value!r}")
         values[key] = float(value)
     return PeerPolicyConfig(
         max_faults=bounded_int(table, "max_faults", where, default.max_faults, 1),

@@ -98,6 +98,7 @@ request_timeout = 45
         ("[policy.peers]\nmax_handshakes_per_host = 0\n", "max_handshakes_per_host"),
         ('[policy.peers]\nmax_strangers = "many"\n', "max_strangers"),
         ("[policy.peers]\nstranger_tenure = -1\n", "stranger_tenure"),
+        ("[policy.peers]\nstranger_tenure = 0.5\n", "stranger_tenure"),
         ('[[policy.peers.stake]]\nasset = "native@eip155:1"\nmin = -1\n', "min"),
         ('[[policy.peers.stake]]\nasset = "native"\nmin = 1\n', "token@chain"),
         ('[[policy.peers.stake]]\nasset = "native@eip155:1"\nmax = 1\n', "stake"),

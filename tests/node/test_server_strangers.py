@@ -14,6 +14,8 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import nacl.signing
 import pytest
@@ -286,32 +288,54 @@ def test_a_newcomer_takes_the_place_of_the_stranger_linked_longest(
     anvil: AnvilChain, tmp_path: Path
 ) -> None:
     """Whoever takes every stranger's place must not keep newcomers out for as long as it
-    stays connected. With ``max_strangers = 2`` and ``stranger_tenure = 1``: a newcomer
+    stays connected. With ``max_strangers = 2`` and ``stranger_tenure = 2``: a newcomer
     arriving within the tenure is refused; after it, the next one takes the place of the
-    stranger linked longest (that one's connection is closed), and the honest channel
-    never notices."""
+    stranger linked longest (that one's connection is closed). The one that gave way,
+    dialling again at once, is refused rather than pushing out the other in turn (one
+    newcomer, one stranger off its place), and the honest channel never notices."""
 
     async def body(pair: Pair) -> None:
         bob = pair.bob
-        squatters = [await _session(bob.listen_port, bob.node_id, _key()) for _ in range(2)]
+        keys = [_key(), _key()]
+        squatters = [await _session(bob.listen_port, bob.node_id, key) for key in keys]
         await _until(lambda: bob.stranger_links()["connected"] == 2)
         reader, writer, _ = await _session(bob.listen_port, bob.node_id, _key())
         assert await _disconnected(reader), "a newcomer took a place held under the tenure"
         writer.close()
-        await asyncio.sleep(1.1)
+        await asyncio.sleep(2.1)
         reader, writer, _ = await _session(bob.listen_port, bob.node_id, _key())
         assert await _disconnected(squatters[0][0]), "the stranger linked longest stayed"
+        back, back_writer, _ = await _session(bob.listen_port, bob.node_id, keys[0])
+        assert await _disconnected(back), "the stranger that gave way took another's place"
+        back_writer.close()
         assert not await _disconnected(squatters[1][0], timeout=0.3)
         assert not await _disconnected(reader, timeout=0.3), "the newcomer was refused"
         await _until(lambda: bob.stranger_links()["connected"] == 2)
         assert bob.stranger_links()["evicted"] == 1
-        assert bob.stranger_links()["refused"] == 1
+        assert bob.stranger_links()["refused"] == 2
         assert await pair.pay(10**15) == "succeeded"
         for w in (squatters[1][1], writer):
             w.transport.abort()
 
-    extra = "[policy.peers]\nmax_strangers = 2\nstranger_tenure = 1\n"
+    extra = "[policy.peers]\nmax_strangers = 2\nstranger_tenure = 2\n"
     run(with_pair(tmp_path, anvil, body, bob_extra=extra))
+
+
+def test_the_stranger_to_give_way_is_the_one_whose_newest_link_is_oldest() -> None:
+    """A peer whose old link is still ending when it connects again keeps the tenure of
+    its new link; the newcomer, configured peers and anyone under the tenure never give
+    way."""
+
+    def link(peer: bytes, started: float) -> Any:
+        return SimpleNamespace(conn=SimpleNamespace(peer_id=peer), started=started)
+
+    a, b, c, newcomer = b"a" * 32, b"b" * 32, b"c" * 32, b"n" * 32
+    links = [link(a, 0.0), link(a, 95.0), link(b, 10.0), link(newcomer, 0.0)]
+    assert peers.stranger_to_evict(links, newcomer, 100.0, 60.0, set()) == b
+    assert peers.stranger_to_evict(links, newcomer, 100.0, 60.0, {b}) is None  # a: 5 s
+    assert peers.stranger_to_evict(links, newcomer, 200.0, 60.0, {b}) == a
+    assert peers.stranger_to_evict(links, newcomer, 69.0, 60.0, set()) is None  # b: 59 s
+    assert peers.stranger_to_evict([link(c, 0.0)], c, 1e9, 60.0, set()) is None
 
 
 async def _customer_funds_a_channel(

@@ -100,7 +100,11 @@ def render(
             "Strangers that gave way to a newcomer while every stranger's place was taken, "
             "after stranger_tenure seconds linked ([policy.peers]).",
         ),
-        ("strangers_errors", "Ticks that failed to ask which strangers are members."),
+        (
+            "stranger_check_errors",
+            "Ticks that failed to ask which strangers' links are now members' (GET /v1/info, "
+            "background_errors).",
+        ),
         (
             "handshakes_refused",
             "Incoming connections closed before their handshake because max_handshakes were "

@@ -53,15 +53,16 @@ async def info(request: web.Request) -> web.Response:
             "channels": by_status,
             "peers_connected": peers_connected,
             # links of peers neither configured nor in a channel with us, their bound
-            # ([policy.peers] max_strangers), and connections refused at each bound
+            # ([policy.peers] max_strangers), connections refused at each bound, links
+            # that stopped counting (promoted) and strangers that gave way (evicted)
             "strangers": strangers,
             "payments": len(node.payments),
             # what computes the router's bound: "compiled", or scipy and why (slower)
             "router_bound": bounds.KERNEL_STATUS,
             "uptime": round(time.time() - server.started_at, 1),
             # what failed in the background (the backup file, announcements, the timer's
-            # tick, a chain's poll, a chain's clock read with it) and has not succeeded
-            # since: each also counted in /metrics
+            # tick, the check of which strangers are members, a chain's poll, a chain's
+            # clock read with it) and has not succeeded since: each also counted in /metrics
             "background_errors": [
                 {"task": task, "error": error, "at": at}
                 for task, (error, at) in sorted(server.background_errors.items())

@@ -57,8 +57,10 @@ class NodeService(Protocol):
 
     def stranger_links(self) -> dict[str, int]:
         """Links of peers neither configured nor in a channel with us (``connected``), their
-        bound (``max``), and connections refused at the bounds (``refused``,
-        ``handshakes_refused``)."""
+        bound (``max``), connections refused at the bounds (``refused``,
+        ``handshakes_refused``), strangers whose links stopped counting (``promoted``:
+        members or added peers since) and strangers that gave way to newcomers
+        (``evicted``)."""
         ...
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:

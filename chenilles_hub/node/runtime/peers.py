@@ -25,7 +25,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Container, Coroutine, Iterable, Mapping
 from typing import Any
 
 from chenilles_hub.core import Asset
@@ -83,6 +83,8 @@ class Peers:
         self._stranger_links: set[Link] = set()
         #: connections waiting for the node's thread to say whether their peer is a member
         self._admitting = 0
+        #: strangers that gave way to a newcomer, and when (within ``stranger_tenure``)
+        self._gave_way: dict[bytes, float] = {}
         self.bans = Bans(config.peer_policy)
         #: the least deposit of a peer's own, per asset, that makes it a member
         self.min_stake = build_member_stakes(config)
@@ -131,9 +133,12 @@ class Peers:
 
     def _evict_oldest(self, newcomer: bytes) -> bool:
         """Make room for ``newcomer``, a stranger arriving while every place is taken: the
-        stranger linked longest gives way, if it has been linked ``stranger_tenure``
-        seconds (every link of its peer is closed; nothing of its channels is lost, it may
-        connect again and wait for a place). Whether one gave way.
+        stranger linked longest gives way (:func:`stranger_to_evict`), if it has been
+        linked ``stranger_tenure`` seconds (every link of its peer is closed; nothing of
+        its channels is lost, it may connect again and wait for a place). Whether one gave
+        way. A peer that gave way less than a tenure ago makes nobody give way in turn:
+        a stranger that redials at once (a hub does) would otherwise push out the next,
+        and that one the next, every stranger off its place for one newcomer.
 
         Without it, whoever took every place once (identities and connections cost
         nothing) kept every newcomer out for as long as it stayed connected, a new
@@ -142,31 +147,36 @@ class Peers:
         ``stranger_tenure`` seconds at least."""
         if self.max_strangers == 0:
             return False
-        links = [link for link in self._stranger_links if link.conn.peer_id != newcomer]
-        if not links:
+        now = time.monotonic()
+        tenure = self.config.peer_policy.stranger_tenure
+        for peer, when in list(self._gave_way.items()):
+            if now - when >= tenure:
+                del self._gave_way[peer]
+        if newcomer in self._gave_way:
             return False
-        oldest = min(links, key=lambda link: link.started)
-        if time.monotonic() - oldest.started < self.config.peer_policy.stranger_tenure:
+        victim = stranger_to_evict(self._stranger_links, newcomer, now, tenure, self.configured)
+        if victim is None:
             return False
-        victim = oldest.conn.peer_id
-        for link in [link for link in links if link.conn.peer_id == victim]:
+        for link in [link for link in self._stranger_links if link.conn.peer_id == victim]:
             self._stranger_links.discard(link)
             self._spawn(link.conn.close())  # its _serve ends and forgets the link
+        self._gave_way[victim] = now
         self._count("strangers_evicted")
         log.info("stranger %s gave way to a newcomer", victim.hex()[:16])
         return True
 
     def _no_longer_strangers(self, peers: set[bytes]) -> int:
         """The stranger links of ``peers`` count no more (and their graph changes are built
-        in at once, as a member's); how many did."""
+        in at once, as a member's); how many peers did."""
         links = [link for link in self._stranger_links if link.conn.peer_id in peers]
         for link in links:
             self._stranger_links.discard(link)
             link.stranger = False
-        if links:
-            self._count("strangers_promoted", len(links))
-            log.info("%d stranger link(s) now of members or added peers", len(links))
-        return len(links)
+        promoted = len({link.conn.peer_id for link in links})
+        if promoted:
+            self._count("strangers_promoted", promoted)
+            log.info("%d stranger(s) now members or added peers", promoted)
+        return promoted
 
     def connections(self) -> dict[bytes, bool]:
         """Peers connected now, each with whether it dialled us (inbound)."""
@@ -319,6 +329,9 @@ class Peers:
                 return None
             finally:
                 self._admitting -= 1
+        if stranger and not await self._promote_before_evicting(peer, node):
+            await conn.close()
+            return None
         existing = self.links.get(peer)
         if existing is not None:
             if self._prefer_existing(existing, initiator):
@@ -330,6 +343,7 @@ class Peers:
                 return None
         # No await from here to the link's entry: the count is the one the link joins (other
         # peers': this peer's old links are being replaced, their ends not yet seen).
+        stranger = stranger and peer not in self.configured  # added meanwhile: not one
         others = {other.conn.peer_id for other in self._stranger_links} - {peer}
         if stranger and len(others) >= self.max_strangers and not self._evict_oldest(peer):
             # Identities cost nothing: without a bound, links (a socket, a task, an
@@ -343,6 +357,33 @@ class Peers:
         if stranger:
             self._stranger_links.add(link)
         return link
+
+    async def _promote_before_evicting(self, newcomer: bytes, node: Node) -> bool:
+        """Before a stranger arriving at full places makes one give way: the strangers with
+        a channel of ours are asked about on the node's thread (``promote_members``), so a
+        customer whose channel was funded since the last tick (likely the one linked
+        longest: confirmations take longer than a tenure) is not taken for a stranger.
+        Within the bound of connections waiting for the node's thread; ``False`` if the
+        newcomer must be refused for it."""
+        places_full = (
+            len({link.conn.peer_id for link in self._stranger_links} - {newcomer})
+            >= self.max_strangers
+        )
+        if not places_full or not any(
+            node.may_be_member(link.conn.peer_id) for link in self._stranger_links
+        ):
+            return True
+        if self._admitting >= self.config.peer_policy.max_handshakes:
+            self._count("strangers_refused")
+            return False
+        self._admitting += 1
+        try:
+            await self.promote_members(node)
+        except NodeStopping:
+            return False
+        finally:
+            self._admitting -= 1
+        return True
 
     async def _serve(self, conn: PeerConnection, initiator: bytes) -> None:
         peer = conn.peer_id
@@ -488,3 +529,26 @@ class Peers:
 def _members_among(node: Node, peers: list[bytes], min_stake: Mapping[Asset, int]) -> list[bytes]:
     """The ``peers`` that are members of one of our channels (on the node's thread)."""
     return [peer for peer in peers if node.is_member(peer, min_stake)]
+
+
+def stranger_to_evict(
+    links: Iterable[Link],
+    newcomer: bytes,
+    now: float,
+    tenure: float,
+    spared: Container[bytes],
+) -> bytes | None:
+    """The peer whose stranger links give way to ``newcomer``: the one whose newest link is
+    the oldest, if that link has been up ``tenure`` seconds; never ``newcomer`` itself nor
+    a peer in ``spared`` (configured or added). A peer's newest link, not its oldest: a
+    stranger that just connected again keeps its tenure while its replaced link ends."""
+    newest: dict[bytes, float] = {}
+    for link in links:
+        peer = link.conn.peer_id
+        if peer == newcomer or peer in spared:
+            continue
+        newest[peer] = max(newest.get(peer, link.started), link.started)
+    if not newest:
+        return None
+    victim = min(newest, key=newest.__getitem__)
+    return victim if now - newest[victim] >= tenure else None

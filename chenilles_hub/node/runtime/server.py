@@ -49,7 +49,7 @@ from .chain_fetch import ChainReadFailed, Fetched
 from .chain_reads import ChainReads
 from .files import private_dir, secure_data_dir
 from .peers import Peers
-from .pipeline import Pipeline
+from .pipeline import NodeStopping, Pipeline
 from .work import PROPOSALS_PER_JOB, Link
 
 log = logging.getLogger("chenilles.server")
@@ -460,9 +460,11 @@ class HubServer:
             if self.peer_links.strangers_linked() and self.node is not None:
                 try:
                     await self.peer_links.promote_members(self.node)
-                    self.background_errors.pop("strangers", None)
+                    self.background_errors.pop("stranger_check", None)
+                except NodeStopping:
+                    return
                 except Exception as exc:
-                    self._failed("strangers", exc, "asking which strangers are members failed")
+                    self._failed("stranger_check", exc, "asking which strangers are members failed")
             if self.backups.may_write():  # a channel opened or closed (or an interval)
                 try:
                     pending = await self.in_worker(self._take_backup)
