@@ -82,6 +82,7 @@ def check_config(config: NodeConfig) -> dict[str, Any]:
         build_member_stakes,
         build_open_policy,
         build_policy,
+        stake_problems,
     )
 
     problems: list[str] = []
@@ -119,6 +120,7 @@ def check_config(config: NodeConfig) -> dict[str, Any]:
     except ConfigError as exc:
         problems.append(str(exc))
     else:
+        problems += stake_problems(config, chains)
         try:
             for name, chain in chains.names.items():
                 backend, account = chains.backends[chain], chains.accounts[chain]

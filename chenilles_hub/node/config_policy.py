@@ -116,19 +116,19 @@ def _subtable(policy: dict[str, Any], key: str, known: set[str]) -> dict[str, An
 
 
 def _entries(
-    policy: dict[str, Any], key: str, known: tuple[str, ...]
+    table: dict[str, Any], key: str, known: tuple[str, ...], where: str = "policy"
 ) -> list[tuple[str, dict[str, Any]]]:
-    """``[[policy.KEY]]`` entries, each a table of known keys, with where it is."""
-    entries = policy.get(key, [])
+    """``[[<where>.KEY]]`` entries, each a table of known keys, with where it is."""
+    entries = table.get(key, [])
     if not isinstance(entries, list):
-        raise ConfigError(f"policy.{key} must be an array of tables ([[policy.{key}]])")
+        raise ConfigError(f"{where}.{key} must be an array of tables ([[{where}.{key}]])")
     out = []
     for index, entry in enumerate(entries):
-        where = f"policy.{key}[{index}]"
+        at = f"{where}.{key}[{index}]"
         if not isinstance(entry, dict):
-            raise ConfigError(f"{where}: a table ([[policy.{key}]])")
-        check_keys(entry, known, where)
-        out.append((where, entry))
+            raise ConfigError(f"{at}: a table ([[{where}.{key}]])")
+        check_keys(entry, known, at)
+        out.append((at, entry))
     return out
 
 
@@ -211,16 +211,8 @@ def _asset_amounts(
 ) -> tuple[tuple[str, int], ...]:
     """``[[<where>.<key>]]`` entries, each ``asset = "token@chain"`` and ``<amount> = <base
     units>``: (asset, amount) pairs."""
-    entries = table.get(key, [])
-    if not isinstance(entries, list):
-        raise ConfigError(f"{where}.{key} must be an array of tables ([[{where}.{key}]])")
     out = []
-    for index, entry in enumerate(entries):
-        at = f"{where}.{key}[{index}]"
-        if not isinstance(entry, dict) or set(entry) - {"asset", amount}:
-            raise ConfigError(
-                f'{at}: a table with asset = "token@chain" and {amount} = <base units>'
-            )
+    for at, entry in _entries(table, key, ("asset", amount), where):
         asset = entry.get("asset")
         if not isinstance(asset, str) or "@" not in asset:
             raise ConfigError(f"{at}.asset: an asset written token@chain")

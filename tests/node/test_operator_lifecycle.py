@@ -24,6 +24,7 @@ from eth_account import Account
 from chenilles_hub.cli import main
 
 from .test_server_harness import (
+    CHAIN,
     CHENILLES,
     CONSENTING,
     ETH,
@@ -78,6 +79,26 @@ def test_start_up_failures_are_one_error_line(anvil: AnvilChain, tmp_path: Path)
     wrong = "0x" + "11" * 20  # an address without the adjudicator's code
     node.chain = AnvilChain(anvil.url, wrong, 0, anvil.keys, anvil.ledger, anvil.token)
     assert "no contract at" in _start_fails(node)
+
+
+def test_a_stake_on_an_asset_no_chain_of_the_node_holds_is_refused(
+    anvil: AnvilChain, tmp_path: Path
+) -> None:
+    """An asset ``[[policy.peers.stake]]`` does not name asks no stake, so a misspelt one
+    (an EVM token's address in lower case, a chain's name for its id) would turn the stake
+    off without a word: ``node check`` and ``node start`` refuse it, saying which assets
+    the chain has."""
+    node = make_node(tmp_path, "hub", anvil, 4)
+    node.tail = f'[[policy.peers.stake]]\nasset = "{anvil.token.lower()}@{CHAIN}"\nmin = 1\n'
+    error = _start_fails(node)
+    assert "stake:" in error and "is not an asset of" in error and anvil.token in error
+    result = CliRunner().invoke(
+        main, ["node", "check", "--json", "--config", str(node.config_path)]
+    )
+    assert result.exit_code == 1
+    assert "is not an asset of" in json.loads(result.stdout)["error"]["message"]
+    node.tail = '[[policy.peers.stake]]\nasset = "native@eip155:1"\nmin = 1\n'
+    assert "is on no chain of this node" in _start_fails(node)
 
 
 def test_node_check_reaches_the_chain_and_says_what_it_found(

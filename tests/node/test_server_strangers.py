@@ -14,8 +14,6 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import nacl.signing
 import pytest
@@ -319,23 +317,6 @@ def test_a_newcomer_takes_the_place_of_the_stranger_linked_longest(
 
     extra = "[policy.peers]\nmax_strangers = 2\nstranger_tenure = 2\n"
     run(with_pair(tmp_path, anvil, body, bob_extra=extra))
-
-
-def test_the_stranger_to_give_way_is_the_one_whose_newest_link_is_oldest() -> None:
-    """A peer whose old link is still ending when it connects again keeps the tenure of
-    its new link; the newcomer, configured peers and anyone under the tenure never give
-    way."""
-
-    def link(peer: bytes, started: float) -> Any:
-        return SimpleNamespace(conn=SimpleNamespace(peer_id=peer), started=started)
-
-    a, b, c, newcomer = b"a" * 32, b"b" * 32, b"c" * 32, b"n" * 32
-    links = [link(a, 0.0), link(a, 95.0), link(b, 10.0), link(newcomer, 0.0)]
-    assert peers.stranger_to_evict(links, newcomer, 100.0, 60.0, set()) == b
-    assert peers.stranger_to_evict(links, newcomer, 100.0, 60.0, {b}) is None  # a: 5 s
-    assert peers.stranger_to_evict(links, newcomer, 200.0, 60.0, {b}) == a
-    assert peers.stranger_to_evict(links, newcomer, 69.0, 60.0, set()) is None  # b: 59 s
-    assert peers.stranger_to_evict([link(c, 0.0)], c, 1e9, 60.0, set()) is None
 
 
 async def _customer_funds_a_channel(

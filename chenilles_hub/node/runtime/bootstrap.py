@@ -93,6 +93,30 @@ def build_member_stakes(config: NodeConfig) -> dict[Asset, int]:
         raise ConfigError(f"[policy.peers]: {exc}") from None
 
 
+def stake_problems(config: NodeConfig, chains: Chains) -> list[str]:
+    """Each ``[[policy.peers.stake]]`` asset that none of the node's chains holds. An asset
+    not named asks no stake, so a misspelt one (an EVM token's address in other case, a
+    chain's name for its id) would turn the stake off without a word; refused instead. A
+    configured chain the node runs without (``unavailable``) is not judged."""
+    down = {u.chain for u in chains.unavailable.values()}
+    problems = []
+    for asset in build_member_stakes(config):
+        backend = chains.backends.get(asset.chain)
+        if backend is None:
+            if asset.chain not in down:
+                known = ", ".join(sorted(chains.backends)) or "none"
+                problems.append(
+                    f"[policy.peers] stake: {asset} is on no chain of this node (chains: {known})"
+                )
+        elif asset not in backend.assets():
+            known = ", ".join(str(a) for a in backend.assets())
+            problems.append(
+                f"[policy.peers] stake: {asset} is not an asset of {asset.chain} "
+                f"(its assets: {known})"
+            )
+    return problems
+
+
 def build_open_policy(config: NodeConfig) -> OpenPolicy:
     """``[policy.open]`` as the node applies it."""
     open_ = config.open_policy

@@ -25,7 +25,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable, Container, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Container, Coroutine, Mapping
 from typing import Any
 
 from chenilles_hub.core import Asset
@@ -85,6 +85,11 @@ class Peers:
         self._admitting = 0
         #: strangers that gave way to a newcomer, and when (within ``stranger_tenure``)
         self._gave_way: dict[bytes, float] = {}
+        #: since when each stranger holds its place: kept while a new link of the peer
+        #: replaces an old one, so connecting again does not start a new tenure
+        self._place_since: dict[bytes, float] = {}
+        #: checks on the node's thread of whether a stranger about to give way is a member
+        self._checking_victims = 0
         self.bans = Bans(config.peer_policy)
         #: the least deposit of a peer's own, per asset, that makes it a member
         self.min_stake = build_member_stakes(config)
@@ -154,11 +159,11 @@ class Peers:
                 del self._gave_way[peer]
         if newcomer in self._gave_way:
             return False
-        victim = stranger_to_evict(self._stranger_links, newcomer, now, tenure, self.configured)
+        victim = stranger_to_evict(self._place_since, newcomer, now, tenure, self.configured)
         if victim is None:
             return False
         for link in [link for link in self._stranger_links if link.conn.peer_id == victim]:
-            self._stranger_links.discard(link)
+            self._drop_stranger(link)
             self._spawn(link.conn.close())  # its _serve ends and forgets the link
         self._gave_way[victim] = now
         self._count("strangers_evicted")
@@ -170,13 +175,24 @@ class Peers:
         in at once, as a member's); how many peers did."""
         links = [link for link in self._stranger_links if link.conn.peer_id in peers]
         for link in links:
-            self._stranger_links.discard(link)
+            self._drop_stranger(link)
             link.stranger = False
         promoted = len({link.conn.peer_id for link in links})
         if promoted:
             self._count("strangers_promoted", promoted)
             log.info("%d stranger(s) now members or added peers", promoted)
         return promoted
+
+    def _add_stranger(self, link: Link) -> None:
+        self._stranger_links.add(link)
+        self._place_since.setdefault(link.conn.peer_id, link.started)
+
+    def _drop_stranger(self, link: Link) -> None:
+        """``link`` counts no more; its peer's place goes with its last stranger link."""
+        self._stranger_links.discard(link)
+        peer = link.conn.peer_id
+        if not any(other.conn.peer_id == peer for other in self._stranger_links):
+            self._place_since.pop(peer, None)
 
     def connections(self) -> dict[bytes, bool]:
         """Peers connected now, each with whether it dialled us (inbound)."""
@@ -329,7 +345,8 @@ class Peers:
                 return None
             finally:
                 self._admitting -= 1
-        if stranger and not await self._promote_before_evicting(peer, node):
+        if stranger and not await self._spare_a_member(peer, node):
+            self._count("strangers_refused")
             await conn.close()
             return None
         existing = self.links.get(peer)
@@ -355,35 +372,49 @@ class Peers:
         link = Link(conn, initiator, stranger=stranger)
         self.links[peer] = link
         if stranger:
-            self._stranger_links.add(link)
+            self._add_stranger(link)
         return link
 
-    async def _promote_before_evicting(self, newcomer: bytes, node: Node) -> bool:
-        """Before a stranger arriving at full places makes one give way: the strangers with
-        a channel of ours are asked about on the node's thread (``promote_members``), so a
-        customer whose channel was funded since the last tick (likely the one linked
-        longest: confirmations take longer than a tenure) is not taken for a stranger.
-        Within the bound of connections waiting for the node's thread; ``False`` if the
-        newcomer must be refused for it."""
-        places_full = (
-            len({link.conn.peer_id for link in self._stranger_links} - {newcomer})
-            >= self.max_strangers
-        )
-        if not places_full or not any(
-            node.may_be_member(link.conn.peer_id) for link in self._stranger_links
-        ):
-            return True
-        if self._admitting >= self.config.peer_policy.max_handshakes:
-            self._count("strangers_refused")
+    async def _spare_a_member(self, newcomer: bytes, node: Node) -> bool:
+        """Before ``newcomer``, a stranger, arrives at full places: ``False`` if it is to be
+        refused in any case (it gave way less than a tenure ago, or nobody has held a
+        place for the tenure), with no work on the node's thread. Else, if the stranger
+        that would give way has a channel of ours, the node's thread says whether that
+        channel made it a member since the last tick (a customer funded since: likely the
+        one linked longest, confirmations take longer than a tenure); a member stops
+        counting and keeps its link. One such check at a time, refused beyond: a flood
+        of newcomers makes no queue of jobs."""
+        linked = {link.conn.peer_id for link in self._stranger_links}
+        if len(linked - {newcomer}) < self.max_strangers:
+            return True  # a place is free: decided again, without awaits, at the entry
+        now = time.monotonic()
+        tenure = self.config.peer_policy.stranger_tenure
+        if self.max_strangers == 0 or now - self._gave_way.get(newcomer, -tenure) < tenure:
             return False
-        self._admitting += 1
+        victim = stranger_to_evict(self._place_since, newcomer, now, tenure, self.configured)
+        if victim is None:
+            return False
+        if not node.may_be_member(victim):
+            return True
+        if self._checking_victims:
+            return False
+        self._checking_victims += 1
         try:
-            await self.promote_members(node)
+            member = await self.pipeline.in_worker(node.is_member, victim, self.min_stake)
         except NodeStopping:
             return False
+        except Exception as exc:  # cannot tell: nobody gives way
+            self._failed_check(exc)
+            return False
         finally:
-            self._admitting -= 1
+            self._checking_victims -= 1
+        if member:
+            self._no_longer_strangers({victim})
         return True
+
+    def _failed_check(self, exc: Exception) -> None:
+        self._count("stranger_check_errors")
+        log.error("asking whether a stranger is a member failed", exc_info=exc)
 
     async def _serve(self, conn: PeerConnection, initiator: bytes) -> None:
         peer = conn.peer_id
@@ -412,7 +443,7 @@ class Peers:
             self._count("link_errors")
             log.exception("serving peer %s failed", peer.hex()[:16])
         finally:
-            self._stranger_links.discard(link)
+            self._drop_stranger(link)
             if self.links.get(peer) is link:
                 del self.links[peer]
                 # What the peer asked for and did not finish goes with it (or expires).
@@ -532,23 +563,19 @@ def _members_among(node: Node, peers: list[bytes], min_stake: Mapping[Asset, int
 
 
 def stranger_to_evict(
-    links: Iterable[Link],
+    places: Mapping[bytes, float],
     newcomer: bytes,
     now: float,
     tenure: float,
     spared: Container[bytes],
 ) -> bytes | None:
-    """The peer whose stranger links give way to ``newcomer``: the one whose newest link is
-    the oldest, if that link has been up ``tenure`` seconds; never ``newcomer`` itself nor
-    a peer in ``spared`` (configured or added). A peer's newest link, not its oldest: a
-    stranger that just connected again keeps its tenure while its replaced link ends."""
-    newest: dict[bytes, float] = {}
-    for link in links:
-        peer = link.conn.peer_id
-        if peer == newcomer or peer in spared:
-            continue
-        newest[peer] = max(newest.get(peer, link.started), link.started)
-    if not newest:
+    """The stranger that gives way to ``newcomer``: of ``places`` (each stranger's peer id
+    and since when it holds its place), the one that has held it longest, if for
+    ``tenure`` seconds; never ``newcomer`` itself nor a peer in ``spared`` (configured or
+    added)."""
+    held = {peer: since for peer, since in places.items() if peer != newcomer}
+    held = {peer: since for peer, since in held.items() if peer not in spared}
+    if not held:
         return None
-    victim = min(newest, key=newest.__getitem__)
-    return victim if now - newest[victim] >= tenure else None
+    victim = min(held, key=held.__getitem__)
+    return victim if now - held[victim] >= tenure else None

@@ -44,6 +44,7 @@ from .bootstrap import (
     load_identity,
     load_token,
     open_store,
+    stake_problems,
 )
 from .chain_fetch import ChainReadFailed, Fetched
 from .chain_reads import ChainReads
@@ -221,6 +222,9 @@ class HubServer:
         if chains is None:
             chains = await self.in_worker(build_chains, self.config, self.store)
         self.chains = chains
+        problems = stake_problems(self.config, chains)
+        if problems:
+            raise ConfigError("; ".join(problems))
         for name, chain in chains.names.items():
             summary = chain_summary(chains.backends[chain], chains.accounts[chain], name)
             log.info("chain %s in use: %s", name, summary, extra={"chain_in_use": summary})

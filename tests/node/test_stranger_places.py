@@ -1,0 +1,151 @@
+"""Who gets a stranger's place (``Peers._admit``), decided on the event loop: the node's
+thread and the sockets are stand-ins here (the tests over real TCP are in
+``test_server_strangers.py``); the node's thread can be held busy, as under load."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from chenilles_hub.node.config_policy import PeerPolicyConfig
+from chenilles_hub.node.runtime import peers
+from chenilles_hub.node.runtime.peers import Peers, stranger_to_evict
+
+pytestmark = [pytest.mark.node, pytest.mark.adversarial]
+
+A, B, C, M = (bytes([n]) * 32 for n in b"ABCM")
+
+
+class _Conn:
+    def __init__(self, peer_id: bytes) -> None:
+        self.peer_id, self.closed = peer_id, False
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+class _NodeThread:
+    """``in_worker`` as the pipeline's: the call runs once the node's thread is free."""
+
+    def __init__(self) -> None:
+        self.free = asyncio.Event()
+        self.free.set()
+        self.jobs = 0
+
+    async def in_worker(self, fn: Callable[..., Any], *args: Any) -> Any:
+        self.jobs += 1
+        await self.free.wait()
+        return fn(*args)
+
+
+class _Node:
+    def __init__(self) -> None:
+        self.members: set[bytes] = set()
+        self.with_channel: set[bytes] = set()
+
+    def may_be_member(self, peer: bytes) -> bool:
+        return peer in self.with_channel or peer in self.members
+
+    def is_member(self, peer: bytes, min_stake: Any = None) -> bool:
+        return peer in self.members
+
+
+def _peers(tenure: float) -> tuple[Peers, _NodeThread, dict[str, int]]:
+    policy = PeerPolicyConfig(max_strangers=2, stranger_tenure=tenure)
+    stats: dict[str, int] = {}
+
+    def count(key: str, n: int = 1) -> None:
+        stats[key] = stats.get(key, 0) + n
+
+    thread = _NodeThread()
+    config = SimpleNamespace(peer_policy=policy, peers=[])
+    links = Peers(config, b"me" * 16, None, None, thread, asyncio.ensure_future, count)  # type: ignore[arg-type]
+    return links, thread, stats
+
+
+async def _admit(links: Peers, node: _Node, peer: bytes) -> tuple[_Conn, Any]:
+    conn = _Conn(peer)
+    return conn, await links._admit(conn, peer, node)  # type: ignore[arg-type]
+
+
+def test_a_flood_at_full_places_waits_for_nothing_on_the_nodes_thread() -> None:
+    """Places full, held under the tenure, one holder with an unfunded channel of ours:
+    each newcomer of a flood is refused at once, while the node's thread is busy, with no
+    job for it and no slot of the connections waiting for that thread."""
+
+    async def body() -> None:
+        links, thread, stats = _peers(tenure=60)
+        node = _Node()
+        node.with_channel.add(A)
+        await _admit(links, node, A)
+        await _admit(links, node, B)
+        jobs = thread.jobs
+        thread.free.clear()  # the node's thread busy
+        flood = [bytes([n]) * 32 for n in range(10)]
+        results = await asyncio.wait_for(
+            asyncio.gather(*(_admit(links, node, peer) for peer in flood)), 1
+        )
+        assert all(link is None for _, link in results)
+        assert thread.jobs == jobs and links._admitting == 0
+        assert stats["strangers_refused"] == 10
+
+    asyncio.run(body())
+
+
+def test_a_stranger_funded_since_the_last_tick_keeps_its_link_instead_of_giving_way() -> None:
+    """The stranger linked longest is the likeliest to be a customer whose channel is now
+    funded (confirmations take longer than a tenure). Before it gives way, the node's
+    thread is asked: a member stops counting, keeps its link, and the newcomer gets the
+    place it leaves."""
+
+    async def body() -> None:
+        links, _, stats = _peers(tenure=0.2)
+        node = _Node()
+        node.with_channel.add(A)
+        a, _ = await _admit(links, node, A)
+        await _admit(links, node, B)
+        node.members.add(A)  # its funding confirmed; no tick since
+        await asyncio.sleep(0.25)
+        _, newcomer = await _admit(links, node, C)
+        assert newcomer is not None and not a.closed
+        assert stats.get("strangers_evicted", 0) == 0 and stats["strangers_promoted"] == 1
+        assert links.strangers_linked() == 2  # B and C
+
+    asyncio.run(body())
+
+
+def test_connecting_again_keeps_the_tenure_of_the_place() -> None:
+    """A stranger that connects again holds its place since it first took it: redialling
+    once per tenure does not keep a place for ever."""
+
+    async def body() -> None:
+        links, _, stats = _peers(tenure=0.2)
+        node = _Node()
+        await _admit(links, node, A)
+        old = links.links[A]
+        await asyncio.sleep(0.15)
+        await _admit(links, node, B)
+        again, _ = await _admit(links, node, A)  # replaces its link
+        links._drop_stranger(old)  # as the old link's end does
+        await asyncio.sleep(0.1)  # A: 0.25 s in its place, B: 0.1 s
+        _, newcomer = await _admit(links, node, C)
+        await asyncio.sleep(0)  # the eviction's close runs
+        assert newcomer is not None and again.closed, "A's new link reset its tenure"
+        assert stats["strangers_evicted"] == 1
+
+    asyncio.run(body())
+
+
+def test_the_stranger_to_give_way_has_held_its_place_longest() -> None:
+    now = time.monotonic()
+    places = {A: now - 100, B: now - 90, C: now - 5}
+    assert stranger_to_evict(places, C, now, 60, set()) == A
+    assert stranger_to_evict(places, C, now, 60, {A}) == B  # configured: spared
+    assert stranger_to_evict(places, A, now, 95, set()) is None  # B: 90 s, under the tenure
+    assert stranger_to_evict({C: 0.0}, C, now, 60, set()) is None  # never the newcomer
+    assert peers.stranger_to_evict is stranger_to_evict
