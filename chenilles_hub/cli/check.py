@@ -120,8 +120,8 @@ def check_config(config: NodeConfig) -> dict[str, Any]:
     except ConfigError as exc:
         problems.append(str(exc))
     else:
-        problems += stake_problems(config, chains)
         try:
+            problems += stake_problems(config, chains)
             for name, chain in chains.names.items():
                 backend, account = chains.backends[chain], chains.accounts[chain]
                 found = chain_summary(backend, account, name)

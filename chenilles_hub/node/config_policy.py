@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from chenilles_hub.core import parse_asset
+
 from .config_checks import ConfigError, asset_of, bounded_int, check_keys, table_of
 
 FEE_KEYS = ("asset", "base", "ppm")
@@ -58,8 +60,8 @@ class PeerPolicyConfig:
     (``max_handshakes_per_host`` from one address): identities cost nothing,
     and each link costs a socket, a task and what its announcement adds to every graph
     build (docs/security.md, "A stranger on the peer port"). A stranger arriving while
-    every place is taken takes the place of the stranger linked longest, once that one has
-    been linked ``stranger_tenure`` seconds: whoever holds the places cannot keep newcomers
+    every place is taken takes the place of the stranger that has held its place longest,
+    once it has held it ``stranger_tenure`` seconds: whoever holds the places cannot keep newcomers
     out for longer than that without connecting again and again. A peer's own deposit
     makes it a member only from its asset's ``[[policy.peers.stake]] min`` up: a deposit
     of one base unit (and its transaction's fee) would otherwise do."""
@@ -214,10 +216,18 @@ def _asset_amounts(
     out = []
     for at, entry in _entries(table, key, ("asset", amount), where):
         asset = entry.get("asset")
-        if not isinstance(asset, str) or "@" not in asset:
+        if not isinstance(asset, str) or not _is_asset(asset):
             raise ConfigError(f"{at}.asset: an asset written token@chain")
         value = entry.get(amount)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**256:
             raise ConfigError(f"{at}.{amount}: an integer amount in base units")
         out.append((asset, value))
     return tuple(out)
+
+
+def _is_asset(text: str) -> bool:
+    try:
+        parse_asset(text)
+    except ValueError:
+        return False
+    return True

@@ -101,6 +101,8 @@ request_timeout = 45
         ("[policy.peers]\nstranger_tenure = 0.5\n", "stranger_tenure"),
         ('[[policy.peers.stake]]\nasset = "native@eip155:1"\nmin = -1\n', "min"),
         ('[[policy.peers.stake]]\nasset = "native"\nmin = 1\n', "token@chain"),
+        ('[[policy.peers.stake]]\nasset = "native@"\nmin = 1\n', "token@chain"),
+        ('[[policy.open.deposit]]\nasset = "@eip155:1"\nmax = 1\n', "token@chain"),
         ('[[policy.peers.stake]]\nasset = "native@eip155:1"\nmax = 1\n', "stake"),
         ("[policy]\nopen = 3\n", "must be a table"),
         ("[policy.virtual]\nrequest_timeout = 0\n", "request_timeout"),

@@ -22,11 +22,18 @@ A, B, C, M = (bytes([n]) * 32 for n in b"ABCM")
 
 
 class _Conn:
+    """A connection whose ``close`` ends its link before it returns, as over TCP (the
+    link's reader sees the end before ``wait_closed`` does)."""
+
     def __init__(self, peer_id: bytes) -> None:
         self.peer_id, self.closed = peer_id, False
+        self.on_close: Callable[[], None] = lambda: None
 
     async def close(self) -> None:
-        self.closed = True
+        if not self.closed:
+            self.closed = True
+            self.on_close()
+        await asyncio.sleep(0)
 
 
 class _NodeThread:
@@ -69,8 +76,13 @@ def _peers(tenure: float) -> tuple[Peers, _NodeThread, dict[str, int]]:
 
 
 async def _admit(links: Peers, node: _Node, peer: bytes) -> tuple[_Conn, Any]:
+    """``peer`` connects; its link, once admitted, ends when its connection closes (what
+    ``Peers._serve`` does when the link's reads stop)."""
     conn = _Conn(peer)
-    return conn, await links._admit(conn, peer, node)  # type: ignore[arg-type]
+    link = await links._admit(conn, peer, node)  # type: ignore[arg-type]
+    if link is not None:
+        conn.on_close = lambda: links._drop_stranger(link)
+    return conn, link
 
 
 def test_a_flood_at_full_places_waits_for_nothing_on_the_nodes_thread() -> None:
@@ -119,24 +131,58 @@ def test_a_stranger_funded_since_the_last_tick_keeps_its_link_instead_of_giving_
     asyncio.run(body())
 
 
-def test_connecting_again_keeps_the_tenure_of_the_place() -> None:
-    """A stranger that connects again holds its place since it first took it: redialling
-    once per tenure does not keep a place for ever."""
+@pytest.mark.parametrize("how", ["replacing its link", "after its link ended"])
+def test_connecting_again_keeps_the_tenure_of_the_place(how: str) -> None:
+    """A stranger that connects again within a tenure holds its place since it first took
+    it, whether its new link replaces the old one (whose end comes first, as over TCP) or
+    comes after the old one ended: redialling once per tenure does not keep a place for
+    ever."""
 
     async def body() -> None:
         links, _, stats = _peers(tenure=0.2)
         node = _Node()
-        await _admit(links, node, A)
-        old = links.links[A]
+        first, _ = await _admit(links, node, A)
         await asyncio.sleep(0.15)
         await _admit(links, node, B)
-        again, _ = await _admit(links, node, A)  # replaces its link
-        links._drop_stranger(old)  # as the old link's end does
+        if how == "after its link ended":
+            await first.close()
+            assert links.strangers_linked() == 1
+        again, _ = await _admit(links, node, A)
         await asyncio.sleep(0.1)  # A: 0.25 s in its place, B: 0.1 s
         _, newcomer = await _admit(links, node, C)
         await asyncio.sleep(0)  # the eviction's close runs
         assert newcomer is not None and again.closed, "A's new link reset its tenure"
         assert stats["strangers_evicted"] == 1
+
+    asyncio.run(body())
+
+
+def test_a_stranger_not_asked_about_never_gives_way_if_it_may_be_a_member() -> None:
+    """The stranger asked about on the node's thread leaves while the question runs, and
+    another newcomer takes its place: the first newcomer, answered, must not push out the
+    next oldest, which has a channel of ours nobody asked about (a customer funded since
+    the last tick). It is refused instead."""
+
+    async def body() -> None:
+        links, thread, stats = _peers(tenure=0.2)
+        node = _Node()
+        node.with_channel.update((A, B))
+        first, _ = await _admit(links, node, A)
+        await asyncio.sleep(0.05)
+        second, _ = await _admit(links, node, B)
+        node.members.add(B)  # funded since the last tick
+        await asyncio.sleep(0.2)
+        thread.free.clear()
+        asking = asyncio.ensure_future(_admit(links, node, C))  # asks about A
+        await asyncio.sleep(0.01)
+        await first.close()  # A leaves meanwhile ...
+        _, d = await _admit(links, node, M)  # ... and M takes its place
+        assert d is not None
+        thread.free.set()
+        _, c = await asyncio.wait_for(asking, 1)
+        await asyncio.sleep(0)
+        assert c is None and not second.closed, "B, never asked about, gave way"
+        assert stats.get("strangers_evicted", 0) == 0
 
     asyncio.run(body())
 

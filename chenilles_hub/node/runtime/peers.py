@@ -85,9 +85,12 @@ class Peers:
         self._admitting = 0
         #: strangers that gave way to a newcomer, and when (within ``stranger_tenure``)
         self._gave_way: dict[bytes, float] = {}
-        #: since when each stranger holds its place: kept while a new link of the peer
-        #: replaces an old one, so connecting again does not start a new tenure
+        #: since when each stranger holds its place
         self._place_since: dict[bytes, float] = {}
+        #: (since, left at) of strangers whose last link ended less than a tenure ago: one
+        #: that takes a place again within a tenure resumes its old one, so connecting
+        #: again (the old link's end may come first) starts no new tenure
+        self._left: dict[bytes, tuple[float, float]] = {}
         #: checks on the node's thread of whether a stranger about to give way is a member
         self._checking_victims = 0
         self.bans = Bans(config.peer_policy)
@@ -136,12 +139,13 @@ class Peers:
             )
         return self._no_longer_strangers(members)
 
-    def _evict_oldest(self, newcomer: bytes) -> bool:
+    def _evict_oldest(self, newcomer: bytes, node: Node, cleared: bytes | None) -> bool:
         """Make room for ``newcomer``, a stranger arriving while every place is taken: the
-        stranger linked longest gives way (:func:`stranger_to_evict`), if it has been
-        linked ``stranger_tenure`` seconds (every link of its peer is closed; nothing of
-        its channels is lost, it may connect again and wait for a place). Whether one gave
-        way. A peer that gave way less than a tenure ago makes nobody give way in turn:
+        stranger that has held its place longest gives way (:func:`stranger_to_evict`), if
+        it has held it ``stranger_tenure`` seconds (every link of its peer is closed;
+        nothing of its channels is lost, it may connect again and wait for a place), and
+        if it was the one asked about (``cleared``) or has no channel of ours. Whether
+        one gave way. A peer that gave way less than a tenure ago makes nobody give way in turn:
         a stranger that redials at once (a hub does) would otherwise push out the next,
         and that one the next, every stranger off its place for one newcomer.
 
@@ -162,6 +166,8 @@ class Peers:
         victim = stranger_to_evict(self._place_since, newcomer, now, tenure, self.configured)
         if victim is None:
             return False
+        if victim != cleared and node.may_be_member(victim):
+            return False  # not the one asked about: it may have become a member meanwhile
         for link in [link for link in self._stranger_links if link.conn.peer_id == victim]:
             self._drop_stranger(link)
             self._spawn(link.conn.close())  # its _serve ends and forgets the link
@@ -185,14 +191,33 @@ class Peers:
 
     def _add_stranger(self, link: Link) -> None:
         self._stranger_links.add(link)
-        self._place_since.setdefault(link.conn.peer_id, link.started)
+        peer = link.conn.peer_id
+        if peer not in self._place_since:
+            since, left = self._left.pop(peer, (link.started, 0.0))
+            recent = link.started - left < self.config.peer_policy.stranger_tenure
+            self._place_since[peer] = since if recent else link.started
 
     def _drop_stranger(self, link: Link) -> None:
-        """``link`` counts no more; its peer's place goes with its last stranger link."""
+        """``link`` counts no more; its peer's place goes with its last stranger link, and
+        is remembered for a tenure (at most ``_LEFT_KEPT`` places, the oldest forgotten)."""
+        if link not in self._stranger_links:
+            return
         self._stranger_links.discard(link)
         peer = link.conn.peer_id
-        if not any(other.conn.peer_id == peer for other in self._stranger_links):
-            self._place_since.pop(peer, None)
+        if any(other.conn.peer_id == peer for other in self._stranger_links):
+            return
+        since = self._place_since.pop(peer, None)
+        if since is None:
+            return
+        now = time.monotonic()
+        tenure = self.config.peer_policy.stranger_tenure
+        for gone, (_, left) in list(self._left.items()):
+            if now - left >= tenure:
+                del self._left[gone]
+        self._left.pop(peer, None)
+        self._left[peer] = (since, now)
+        while len(self._left) > _LEFT_KEPT:
+            del self._left[next(iter(self._left))]
 
     def connections(self) -> dict[bytes, bool]:
         """Peers connected now, each with whether it dialled us (inbound)."""
@@ -345,10 +370,13 @@ class Peers:
                 return None
             finally:
                 self._admitting -= 1
-        if stranger and not await self._spare_a_member(peer, node):
-            self._count("strangers_refused")
-            await conn.close()
-            return None
+        cleared: bytes | None = None
+        if stranger:
+            room, cleared = await self._spare_a_member(peer, node)
+            if not room:
+                self._count("strangers_refused")
+                await conn.close()
+                return None
         existing = self.links.get(peer)
         if existing is not None:
             if self._prefer_existing(existing, initiator):
@@ -362,7 +390,8 @@ class Peers:
         # peers': this peer's old links are being replaced, their ends not yet seen).
         stranger = stranger and peer not in self.configured  # added meanwhile: not one
         others = {other.conn.peer_id for other in self._stranger_links} - {peer}
-        if stranger and len(others) >= self.max_strangers and not self._evict_oldest(peer):
+        full = stranger and len(others) >= self.max_strangers
+        if full and not self._evict_oldest(peer, node, cleared):
             # Identities cost nothing: without a bound, links (a socket, a task, an
             # announcement in every graph build) would be a stranger's to multiply.
             self._count("strangers_refused")
@@ -375,42 +404,47 @@ class Peers:
             self._add_stranger(link)
         return link
 
-    async def _spare_a_member(self, newcomer: bytes, node: Node) -> bool:
-        """Before ``newcomer``, a stranger, arrives at full places: ``False`` if it is to be
-        refused in any case (it gave way less than a tenure ago, or nobody has held a
-        place for the tenure), with no work on the node's thread. Else, if the stranger
-        that would give way has a channel of ours, the node's thread says whether that
-        channel made it a member since the last tick (a customer funded since: likely the
-        one linked longest, confirmations take longer than a tenure); a member stops
-        counting and keeps its link. One such check at a time, refused beyond: a flood
-        of newcomers makes no queue of jobs."""
+    async def _spare_a_member(self, newcomer: bytes, node: Node) -> tuple[bool, bytes | None]:
+        """Before ``newcomer``, a stranger, arrives at full places: whether it may be let
+        in, and the stranger found not to be a member that may give way to it.
+
+        Refused at once, with no work on the node's thread, if it would be refused in any
+        case (it gave way less than a tenure ago, or nobody has held a place for the
+        tenure). Else the stranger that would give way, if it has a channel of ours, is
+        asked about on the node's thread: whether that channel made it a member since the
+        last tick (a customer funded meanwhile: likely the one there longest,
+        confirmations take longer than a tenure); a member stops counting and keeps its
+        link. One such question at a time: a newcomer arriving meanwhile is refused, so a
+        flood makes no queue of jobs. The entry decides again without awaits, and gives
+        way only with the stranger cleared here or one without a channel of ours."""
         linked = {link.conn.peer_id for link in self._stranger_links}
         if len(linked - {newcomer}) < self.max_strangers:
-            return True  # a place is free: decided again, without awaits, at the entry
+            return True, None  # a place is free
         now = time.monotonic()
         tenure = self.config.peer_policy.stranger_tenure
         if self.max_strangers == 0 or now - self._gave_way.get(newcomer, -tenure) < tenure:
-            return False
+            return False, None
         victim = stranger_to_evict(self._place_since, newcomer, now, tenure, self.configured)
         if victim is None:
-            return False
+            return False, None
         if not node.may_be_member(victim):
-            return True
+            return True, None
         if self._checking_victims:
-            return False
+            return False, None
         self._checking_victims += 1
         try:
             member = await self.pipeline.in_worker(node.is_member, victim, self.min_stake)
         except NodeStopping:
-            return False
+            return False, None
         except Exception as exc:  # cannot tell: nobody gives way
             self._failed_check(exc)
-            return False
+            return False, None
         finally:
             self._checking_victims -= 1
         if member:
             self._no_longer_strangers({victim})
-        return True
+            return True, None
+        return True, victim
 
     def _failed_check(self, exc: Exception) -> None:
         self._count("stranger_check_errors")
@@ -560,6 +594,11 @@ class Peers:
 def _members_among(node: Node, peers: list[bytes], min_stake: Mapping[Asset, int]) -> list[bytes]:
     """The ``peers`` that are members of one of our channels (on the node's thread)."""
     return [peer for peer in peers if node.is_member(peer, min_stake)]
+
+
+#: Places of strangers gone remembered for their tenure (``Peers._drop_stranger``): beyond,
+#: the oldest are forgotten (a peer whose place is forgotten starts a new tenure).
+_LEFT_KEPT = 4096
 
 
 def stranger_to_evict(
