@@ -121,7 +121,10 @@ def check_config(config: NodeConfig) -> dict[str, Any]:
         problems.append(str(exc))
     else:
         try:
-            problems += stake_problems(config, chains)
+            try:
+                problems += stake_problems(config, chains)
+            except ConfigError as exc:
+                problems.append(str(exc))
             for name, chain in chains.names.items():
                 backend, account = chains.backends[chain], chains.accounts[chain]
                 found = chain_summary(backend, account, name)

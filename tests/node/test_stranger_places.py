@@ -187,6 +187,31 @@ def test_a_stranger_not_asked_about_never_gives_way_if_it_may_be_a_member() -> N
     asyncio.run(body())
 
 
+def test_a_stranger_that_gave_way_and_finds_a_free_place_starts_a_new_tenure() -> None:
+    """A stranger that gave way cannot push out another for a tenure, but one that comes
+    back to a free place holds it for a whole tenure, as a new identity would: a hub that
+    redials at once is not pushed out again by the next newcomer."""
+
+    async def body() -> None:
+        links, _, stats = _peers(tenure=0.2)
+        node = _Node()
+        a, _ = await _admit(links, node, A)
+        b, _ = await _admit(links, node, B)
+        await asyncio.sleep(0.25)
+        await _admit(links, node, C)  # A gives way
+        await asyncio.sleep(0)
+        assert a.closed and stats["strangers_evicted"] == 1
+        await b.close()  # a place is free
+        again, back = await _admit(links, node, A)
+        assert back is not None
+        _, d = await _admit(links, node, M)
+        await asyncio.sleep(0)
+        assert d is None and not again.closed, "A, back at a free place, had no tenure"
+        assert stats["strangers_evicted"] == 1
+
+    asyncio.run(body())
+
+
 def test_the_stranger_to_give_way_has_held_its_place_longest() -> None:
     now = time.monotonic()
     places = {A: now - 100, B: now - 90, C: now - 5}

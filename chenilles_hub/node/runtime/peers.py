@@ -25,6 +25,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Container, Coroutine, Mapping
 from typing import Any
 
@@ -90,7 +91,7 @@ class Peers:
         #: (since, left at) of strangers whose last link ended less than a tenure ago: one
         #: that takes a place again within a tenure resumes its old one, so connecting
         #: again (the old link's end may come first) starts no new tenure
-        self._left: dict[bytes, tuple[float, float]] = {}
+        self._left: OrderedDict[bytes, tuple[float, float]] = OrderedDict()
         #: checks on the node's thread of whether a stranger about to give way is a member
         self._checking_victims = 0
         self.bans = Bans(config.peer_policy)
@@ -169,7 +170,7 @@ class Peers:
         if victim != cleared and node.may_be_member(victim):
             return False  # not the one asked about: it may have become a member meanwhile
         for link in [link for link in self._stranger_links if link.conn.peer_id == victim]:
-            self._drop_stranger(link)
+            self._drop_stranger(link, remember=False)  # back at a free place: a new tenure
             self._spawn(link.conn.close())  # its _serve ends and forgets the link
         self._gave_way[victim] = now
         self._count("strangers_evicted")
@@ -181,7 +182,7 @@ class Peers:
         in at once, as a member's); how many peers did."""
         links = [link for link in self._stranger_links if link.conn.peer_id in peers]
         for link in links:
-            self._drop_stranger(link)
+            self._drop_stranger(link, remember=False)
             link.stranger = False
         promoted = len({link.conn.peer_id for link in links})
         if promoted:
@@ -197,9 +198,12 @@ class Peers:
             recent = link.started - left < self.config.peer_policy.stranger_tenure
             self._place_since[peer] = since if recent else link.started
 
-    def _drop_stranger(self, link: Link) -> None:
-        """``link`` counts no more; its peer's place goes with its last stranger link, and
-        is remembered for a tenure (at most ``_LEFT_KEPT`` places, the oldest forgotten)."""
+    def _drop_stranger(self, link: Link, *, remember: bool = True) -> None:
+        """``link`` counts no more; its peer's place goes with its last stranger link. A
+        link that ended (``remember``) leaves its place remembered for a tenure, so that
+        connecting again resumes it; one that gave way or stopped being a stranger's does
+        not. At most ``max(_LEFT_KEPT, 4 * max_strangers)`` places are remembered, the
+        oldest forgotten first (kept in the order they were left: pruned from the front)."""
         if link not in self._stranger_links:
             return
         self._stranger_links.discard(link)
@@ -207,17 +211,18 @@ class Peers:
         if any(other.conn.peer_id == peer for other in self._stranger_links):
             return
         since = self._place_since.pop(peer, None)
-        if since is None:
+        if since is None or not remember:
             return
         now = time.monotonic()
         tenure = self.config.peer_policy.stranger_tenure
-        for gone, (_, left) in list(self._left.items()):
-            if now - left >= tenure:
-                del self._left[gone]
-        self._left.pop(peer, None)
         self._left[peer] = (since, now)
-        while len(self._left) > _LEFT_KEPT:
-            del self._left[next(iter(self._left))]
+        self._left.move_to_end(peer)
+        kept = max(_LEFT_KEPT, 4 * self.max_strangers)
+        while self._left:
+            _, left = next(iter(self._left.values()))
+            if now - left < tenure and len(self._left) <= kept:
+                break
+            self._left.popitem(last=False)
 
     def connections(self) -> dict[bytes, bool]:
         """Peers connected now, each with whether it dialled us (inbound)."""
