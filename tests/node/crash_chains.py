@@ -246,8 +246,19 @@ class DevnetUnderTest:
         if self.kind == "solana":
             self._unbooked(receipts, costs, mark)
         else:
-            self._unbooked_spends(receipts, costs, mark)
+            self._unbooked_spends(receipts, costs, mark, self._wallet_scripts(nodes))
         return costs
+
+    def _wallet_scripts(self, nodes: dict[str, NodeProc]) -> dict[str, str]:
+        """Bitcoin: each node's wallet script (P2WPKH of its account key), hex, to name."""
+        from chenilles_bitcoin.bolt3 import p2wpkh
+
+        chain = self.asset.rpartition("@")[2]
+        scripts = {}
+        for name, node in nodes.items():
+            row = next(b for b in node.api.get("/v1/backends") if b["chain"] == chain)
+            scripts[bytes(p2wpkh(bytes.fromhex(row["account"]))).hex()] = name
+        return scripts
 
     def _bitcoind(self) -> Any:
         from chenilles_bitcoin.ledger import BitcoindRpcLedger
@@ -257,23 +268,43 @@ class DevnetUnderTest:
         )
 
     def _unbooked_spends(
-        self, receipts: dict[str, list[dict[str, Any]]], costs: dict[str, int], mark: int
+        self,
+        receipts: dict[str, list[dict[str, Any]]],
+        costs: dict[str, int],
+        mark: int,
+        wallets: dict[str, str],
     ) -> None:
         """Bitcoin: every transaction in the blocks since ``mark`` that spends the
-        channel's funding output (its closing or commitment transaction), against the
+        channel's funding output (its closing or commitment transaction), or an output of
+        one of those into a node's wallet (a payout's sweep, a penalty), against the
         receipts. One a node broadcast and was killed before it booked is added at the fee
-        the chain shows (paid from the channel's funds: the funder's) and noted, as on
-        Solana (docs/security.md)."""
+        the chain shows and noted, as on Solana (docs/security.md): a funding spend's fee
+        is paid from the channel's funds (the funder's), a sweep's by the wallet it pays
+        (``wallets``: script hex to node). After a restart, a node asked to sweep again
+        finds the output spent and books an empty receipt (the backend contract's
+        idempotent withdraw), so the sweep's fee is not in its books."""
         booked = {r["txid"] for rs in receipts.values() for r in rs if r["txid"]}
         funding = {r["txid"] for r in receipts["alice"] if r["operation"] == "fund"}
+        closing: set[str] = set()  # the transactions that spent the funding output
         bitcoind = self._bitcoind()
         for height in range(mark + 1, int(bitcoind.call("getblockcount")) + 1):
             block = bitcoind.call("getblock", bitcoind.call("getblockhash", height), 2)
-            for tx in block["tx"]:
-                spends_funding = any(vin.get("txid") in funding for vin in tx["vin"])
-                if spends_funding and tx["txid"] not in booked:
+            for tx in block["tx"]:  # in a block, a parent comes before its spenders
+                spent = {vin.get("txid") for vin in tx["vin"]}
+                spends_funding = bool(spent & funding)
+                if spends_funding:
+                    closing.add(tx["txid"])
+                if tx["txid"] in booked:
+                    continue
+                if spends_funding:
                     costs["alice"] += round(Decimal(str(tx["fee"])) * 100_000_000)
                     self.notes.append("fee missing from receipts (sent, then killed)")
+                elif spent & closing:
+                    paid = [wallets.get(out["scriptPubKey"]["hex"]) for out in tx["vout"]]
+                    payer = next((name for name in paid if name is not None), None)
+                    if payer is not None:
+                        costs[payer] += round(Decimal(str(tx["fee"])) * 100_000_000)
+                        self.notes.append("a sweep's fee missing from receipts (sent, then killed)")
 
     def _rpc(self, method: str, params: list[Any]) -> Any:
         body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 
@@ -86,3 +86,54 @@ def test_kill_9_twenty_times_on_each_devnet(
 ) -> None:
     with chain_under_test(kind, tmp_path / "devnet") as chain:
         _run(chain, tmp_path, "sqlite", seed=6, kills=20)
+
+
+def test_the_bitcoin_books_count_a_sweep_sent_just_before_a_kill() -> None:
+    """A node killed after broadcasting its payout's sweep, before booking it, sweeps
+    nothing after its restart (the output is spent: an empty receipt, as the backend
+    contract asks), so the sweep's fee is in no receipt. The harness finds it on the chain
+    and charges it to the wallet it paid (it charged nothing: a rare false failure of the
+    devnet run, Bob 439 sat short); a closing transaction sent and not booked is the
+    funder's, as before."""
+    from .crash_chains import DevnetUnderTest
+
+    wallets = {"0014" + "bb" * 20: "bob", "0014" + "aa" * 20: "alice"}
+
+    def tx(txid: str, spends: list[str], pays: str, fee: str | None) -> dict[str, Any]:
+        out = {"scriptPubKey": {"hex": pays}}
+        return {"txid": txid, "vin": [{"txid": s} for s in spends], "vout": [out]} | (
+            {"fee": fee} if fee is not None else {}
+        )
+
+    blocks = [
+        [
+            tx("coinbase", [], "51", None) | {"vin": [{"coinbase": "00"}]},
+            tx("close", ["fund"], "0014" + "cc" * 20, "0.00000676"),  # sent, then killed
+            tx("sweep-alice", ["close"], "0014" + "aa" * 20, "0.00000439"),  # booked
+            tx("sweep-bob", ["close"], "0014" + "bb" * 20, "0.00000439"),  # sent, then killed
+            tx("unrelated", ["elsewhere"], "0014" + "bb" * 20, "0.00001000"),
+        ]
+    ]
+
+    class Bitcoind:
+        def call(self, method: str, *args: Any) -> Any:
+            if method == "getblockcount":
+                return len(blocks)
+            if method == "getblockhash":
+                return args[0]
+            return {"tx": blocks[args[0] - 1]}
+
+    chain = DevnetUnderTest.__new__(DevnetUnderTest)
+    chain.notes = []
+    chain._bitcoind = Bitcoind  # type: ignore[method-assign]
+    receipts = {
+        "alice": [
+            {"operation": "fund", "txid": "fund"},
+            {"operation": "withdraw", "txid": "sweep-alice"},
+        ],
+        "bob": [{"operation": "withdraw", "txid": ""}],
+    }
+    costs = {"alice": 0, "bob": 0}
+    chain._unbooked_spends(receipts, costs, 0, wallets)
+    assert costs == {"alice": 676, "bob": 439}
+    assert len(chain.notes) == 2
