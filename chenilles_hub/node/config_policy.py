@@ -61,8 +61,8 @@ class PeerPolicyConfig:
     and each link costs a socket, a task and what its announcement adds to every graph
     build (docs/security.md, "A stranger on the peer port"). A stranger arriving while
     every place is taken takes the place of the stranger that has held its place longest,
-    once it has held it ``stranger_tenure`` seconds: whoever holds the places cannot keep newcomers
-    out for longer than that without connecting again and again. A peer's own deposit
+    once it has held it ``stranger_tenure`` seconds: whoever holds the places cannot keep
+    newcomers out for longer than that without connecting again and again. A peer's own deposit
     makes it a member only from its asset's ``[[policy.peers.stake]] min`` up: a deposit
     of one base unit (and its transaction's fee) would otherwise do."""
 

@@ -108,8 +108,8 @@ def stake_problems(config: NodeConfig, chains: Chains) -> list[str]:
                 problems.append(
                     f"[policy.peers] stake: {asset} is on no chain of this node (chains: {known})"
                 )
-        elif asset not in backend.assets():
-            known = ", ".join(str(a) for a in backend.assets())
+        elif asset not in (held := backend.assets()):
+            known = ", ".join(str(a) for a in held)
             problems.append(
                 f"[policy.peers] stake: {asset} is not an asset of {asset.chain} "
                 f"(its assets: {known})"

@@ -146,25 +146,17 @@ class Peers:
         it has held it ``stranger_tenure`` seconds (every link of its peer is closed;
         nothing of its channels is lost, it may connect again and wait for a place), and
         if it was the one asked about (``cleared``) or has no channel of ours. Whether
-        one gave way. A peer that gave way less than a tenure ago makes nobody give way in turn:
-        a stranger that redials at once (a hub does) would otherwise push out the next,
-        and that one the next, every stranger off its place for one newcomer.
+        one gave way. A peer that gave way less than a tenure ago makes nobody give way in
+        turn: a stranger that redials at once (a hub does) would otherwise push out the
+        next, and that one the next, every stranger off its place for one newcomer.
 
         Without it, whoever took every place once (identities and connections cost
         nothing) kept every newcomer out for as long as it stayed connected, a new
         customer included. Now holding the places means connecting again and again, each
         time through the handshake's bounds, and every stranger let in keeps its place for
         ``stranger_tenure`` seconds at least."""
-        if self.max_strangers == 0:
-            return False
         now = time.monotonic()
-        tenure = self.config.peer_policy.stranger_tenure
-        for peer, when in list(self._gave_way.items()):
-            if now - when >= tenure:
-                del self._gave_way[peer]
-        if newcomer in self._gave_way:
-            return False
-        victim = stranger_to_evict(self._place_since, newcomer, now, tenure, self.configured)
+        victim = self._victim(newcomer, now)
         if victim is None:
             return False
         if victim != cleared and node.may_be_member(victim):
@@ -176,6 +168,18 @@ class Peers:
         self._count("strangers_evicted")
         log.info("stranger %s gave way to a newcomer", victim.hex()[:16])
         return True
+
+    def _victim(self, newcomer: bytes, now: float) -> bytes | None:
+        """The stranger that would give way to ``newcomer`` now (:func:`stranger_to_evict`),
+        or ``None``: none has held its place for the tenure, there are no places, or the
+        newcomer itself gave way less than a tenure ago."""
+        tenure = self.config.peer_policy.stranger_tenure
+        for peer, when in list(self._gave_way.items()):
+            if now - when >= tenure:
+                del self._gave_way[peer]
+        if self.max_strangers == 0 or newcomer in self._gave_way:
+            return None
+        return stranger_to_evict(self._place_since, newcomer, now, tenure, self.configured)
 
     def _no_longer_strangers(self, peers: set[bytes]) -> int:
         """The stranger links of ``peers`` count no more (and their graph changes are built
@@ -425,11 +429,7 @@ class Peers:
         linked = {link.conn.peer_id for link in self._stranger_links}
         if len(linked - {newcomer}) < self.max_strangers:
             return True, None  # a place is free
-        now = time.monotonic()
-        tenure = self.config.peer_policy.stranger_tenure
-        if self.max_strangers == 0 or now - self._gave_way.get(newcomer, -tenure) < tenure:
-            return False, None
-        victim = stranger_to_evict(self._place_since, newcomer, now, tenure, self.configured)
+        victim = self._victim(newcomer, time.monotonic())
         if victim is None:
             return False, None
         if not node.may_be_member(victim):
@@ -617,8 +617,7 @@ def stranger_to_evict(
     and since when it holds its place), the one that has held it longest, if for
     ``tenure`` seconds; never ``newcomer`` itself nor a peer in ``spared`` (configured or
     added)."""
-    held = {peer: since for peer, since in places.items() if peer != newcomer}
-    held = {peer: since for peer, since in held.items() if peer not in spared}
+    held = {p: since for p, since in places.items() if p != newcomer and p not in spared}
     if not held:
         return None
     victim = min(held, key=held.__getitem__)
