@@ -210,6 +210,7 @@ def test_info_channels_route_pay_and_metrics(channel_pair: Pair) -> None:
         "handshakes_refused": 0,
         "promoted": 0,
         "evicted": 0,
+        "lapsed": 0,
     }
     listed = alice.api.get("/v1/channels?status=active")
     assert [c["channel_id"] for c in listed] == [channel_id]

@@ -263,6 +263,7 @@ def test_strangers_beyond_max_strangers_are_refused_and_a_channels_member_is_not
             "handshakes_refused": 0,
             "promoted": 0,
             "evicted": 0,
+            "lapsed": 0,
         }
         # Alice, no longer configured at Bob, dials him again: a channel's member gets in.
         bob.remove_peer(alice.node_id)
@@ -384,6 +385,40 @@ def test_a_stranger_that_funds_a_channel_frees_its_place(anvil: AnvilChain, tmp_
         assert bob.stranger_links()["connected"] == 0
         assert bob.stranger_links()["promoted"] == 2
         writer.transport.abort()
+
+    run(_customer_funds_a_channel(tmp_path, anvil, "", then))
+
+
+def test_a_member_whose_channel_closed_counts_as_a_stranger_again(
+    anvil: AnvilChain, tmp_path: Path
+) -> None:
+    """Carol funds a channel (her link stops counting), then closes it. Once it is closed
+    her link counts toward ``max_strangers`` again at the next tick, and the place she
+    takes back is held for a new tenure: the next newcomer is refused. Before, a member
+    whose channels had all closed kept its link uncounted for as long as it stayed."""
+
+    async def then(bob: HubServer, carol: HubServer) -> None:
+        assert bob.node is not None and carol.node is not None
+        await _until(lambda: bob.stranger_links()["promoted"] == 1)
+        assert bob.stranger_links()["connected"] == 0
+        (channel_id,) = bob.node.channels
+        await carol.call(carol.node.close, channel_id)
+
+        def closed() -> bool:
+            assert bob.node is not None
+            if bob.node.channels[channel_id].status == "closed":
+                return True
+            anvil.mine()
+            return False
+
+        await _until(closed)
+        await _until(lambda: bob.stranger_links()["lapsed"] == 1)
+        assert bob.stranger_links()["connected"] == 1
+        assert bob.links[carol.node_id].stranger
+        reader, writer, _ = await _session(bob.listen_port, bob.node_id, _key())
+        assert await _disconnected(reader), "a newcomer took the lapsed member's place"
+        writer.close()
+        assert carol.node_id in bob.links
 
     run(_customer_funds_a_channel(tmp_path, anvil, "", then))
 

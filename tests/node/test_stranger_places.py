@@ -220,3 +220,89 @@ def test_the_stranger_to_give_way_has_held_its_place_longest() -> None:
     assert stranger_to_evict(places, A, now, 95, set()) is None  # B: 90 s, under the tenure
     assert stranger_to_evict({C: 0.0}, C, now, 60, set()) is None  # never the newcomer
     assert peers.stranger_to_evict is stranger_to_evict
+
+
+def test_a_member_whose_standing_lapsed_counts_as_a_stranger_again() -> None:
+    """A peer that funded a channel and closed it kept its link uncounted for as long as it
+    stayed connected. At the tick's check it counts as a stranger again, at a free place
+    with a new tenure (so it is not the first to give way); a member that still has
+    standing stays uncounted."""
+
+    async def body() -> None:
+        links, thread, stats = _peers(tenure=60)
+        node = _Node()
+        node.members.update({M, B})
+        m, member = await _admit(links, node, M)
+        await _admit(links, node, B)
+        await _admit(links, node, A)
+        assert links.strangers_linked() == 1 and not member.stranger
+        node.members.discard(M)  # its channels closed
+        assert await links.demote_lapsed(node) == 1
+        assert member.stranger and not m.closed and links.strangers_linked() == 2
+        assert stats["members_lapsed"] == 1
+        _, newcomer = await _admit(links, node, C)
+        assert newcomer is None, "the places are full, both held under the tenure"
+        jobs = thread.jobs
+        assert await links.demote_lapsed(node) == 0  # B is still a member
+        assert thread.jobs == jobs + 1 and not links.links[B].stranger
+
+    asyncio.run(body())
+
+
+def test_a_lapsed_member_with_no_place_free_is_disconnected() -> None:
+    """The lapsed member finds every stranger's place taken: its connection is closed (it
+    may connect again and wait for a place, as any stranger), and the strangers in their
+    places keep them."""
+
+    async def body() -> None:
+        links, _, stats = _peers(tenure=60)
+        node = _Node()
+        node.members.add(M)
+        m, _ = await _admit(links, node, M)
+        a, _ = await _admit(links, node, A)
+        b, _ = await _admit(links, node, B)
+        node.members.discard(M)
+        assert await links.demote_lapsed(node) == 1
+        await asyncio.sleep(0)
+        assert m.closed and not a.closed and not b.closed
+        assert links.strangers_linked() == 2 and stats["members_lapsed"] == 1
+
+    asyncio.run(body())
+
+
+def test_members_are_asked_about_in_turns_and_a_link_replaced_meanwhile_is_left(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each check asks about a bounded number of members, the next ones in peer id order,
+    so every member is asked in turn; a link replaced while the node's thread answered
+    (its new one was asked about at its admission) is not demoted on the old answer."""
+
+    async def body() -> None:
+        monkeypatch.setattr(peers, "_ASKED_PER_TICK", 2)
+        links, thread, _ = _peers(tenure=60)
+        node = _Node()
+        node.members.update({A, B, C})
+        for peer in (A, B, C):
+            await _admit(links, node, peer)
+        asked: list[bytes] = []
+        is_member = node.is_member
+
+        def counting(peer: bytes, min_stake: Any = None) -> bool:
+            asked.append(peer)
+            return is_member(peer, min_stake)
+
+        node.is_member = counting  # type: ignore[method-assign]
+        await links.demote_lapsed(node)
+        await links.demote_lapsed(node)
+        assert asked == [A, B, C, A]
+        node.members.discard(C)
+        thread.free.clear()
+        check = asyncio.ensure_future(links.demote_lapsed(node))
+        await asyncio.sleep(0)
+        _, replacing = await _admit(links, node, C)  # not a member now: a stranger's link
+        assert replacing is not None and links.links[C] is replacing
+        thread.free.set()
+        assert await check == 0
+        assert links.strangers_linked() == 1
+
+    asyncio.run(body())

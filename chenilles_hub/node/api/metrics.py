@@ -101,9 +101,14 @@ def render(
             "after stranger_tenure seconds linked ([policy.peers]).",
         ),
         (
+            "members_lapsed",
+            "Members' links that count toward max_strangers again: every channel of their peer "
+            "closed, or its deposit under the stake asked ([policy.peers]).",
+        ),
+        (
             "stranger_check_errors",
-            "Ticks that failed to ask which strangers' links are now members' (GET /v1/info, "
-            "background_errors).",
+            "Ticks that failed to ask which strangers' links are now members', or which "
+            "members' are strangers' again (GET /v1/info, background_errors).",
         ),
         (
             "handshakes_refused",

@@ -54,7 +54,8 @@ async def info(request: web.Request) -> web.Response:
             "peers_connected": peers_connected,
             # links of peers neither configured nor in a channel with us, their bound
             # ([policy.peers] max_strangers), connections refused at each bound, links
-            # that stopped counting (promoted) and strangers that gave way (evicted)
+            # that stopped counting (promoted), strangers that gave way (evicted) and
+            # members' links counting again, their standing lapsed (lapsed)
             "strangers": strangers,
             "payments": len(node.payments),
             # what computes the router's bound: "compiled", or scipy and why (slower)

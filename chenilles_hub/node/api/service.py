@@ -59,8 +59,9 @@ class NodeService(Protocol):
         """Links of peers neither configured nor in a channel with us (``connected``), their
         bound (``max``), connections refused at the bounds (``refused``,
         ``handshakes_refused``), strangers whose links stopped counting (``promoted``:
-        members or added peers since) and strangers that gave way to newcomers
-        (``evicted``)."""
+        members or added peers since), strangers that gave way to newcomers
+        (``evicted``) and members' links that count again, their standing lapsed
+        (``lapsed``)."""
         ...
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:

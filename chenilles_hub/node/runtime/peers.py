@@ -21,6 +21,7 @@ affected.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import secrets
@@ -94,6 +95,9 @@ class Peers:
         self._left: OrderedDict[bytes, tuple[float, float]] = OrderedDict()
         #: checks on the node's thread of whether a stranger about to give way is a member
         self._checking_victims = 0
+        #: where the next check of members' standing starts (``demote_lapsed``): after the
+        #: last peer asked about, in peer id order
+        self._asked_after = b""
         self.bans = Bans(config.peer_policy)
         #: the least deposit of a peer's own, per asset, that makes it a member
         self.min_stake = build_member_stakes(config)
@@ -139,6 +143,64 @@ class Peers:
                 await self.pipeline.in_worker(_members_among, node, unknown, self.min_stake)
             )
         return self._no_longer_strangers(members)
+
+    async def demote_lapsed(self, node: Node) -> int:
+        """Links of members whose standing has lapsed (every channel of theirs with us
+        closed, or under the stake asked: ``Node.is_member``) count as strangers again; how
+        many did. Without it, a peer that funded a channel once and closed it kept its
+        link, uncounted, for as long as it stayed connected: enough identities doing so,
+        each at the cost of two transactions, held links beyond ``max_strangers``.
+
+        A lapsed member takes a free stranger's place with a new tenure, as a newcomer
+        would; with no place free its connection is closed (it may connect again and wait
+        for a place). Asked on the node's thread, at most ``_ASKED_PER_TICK`` members a
+        tick, in turn, so a hub with thousands of members spreads the question over
+        ticks."""
+        batch = self._members_to_ask()
+        if not batch:
+            return 0
+        peers = [peer for peer, _ in batch]
+        standing = set(await self.pipeline.in_worker(_members_among, node, peers, self.min_stake))
+        return self._count_again([(p, link) for p, link in batch if p not in standing])
+
+    def _members_to_ask(self) -> list[tuple[bytes, Link]]:
+        """The next members' links whose standing is asked about, in peer id order from
+        where the last check stopped: at most ``_ASKED_PER_TICK``."""
+        members = sorted(
+            peer
+            for peer, link in self.links.items()
+            if not link.stranger and peer not in self.configured and not link.conn.closed
+        )
+        if not members:
+            return []
+        start = bisect.bisect_right(members, self._asked_after)
+        batch = (members[start:] + members[:start])[:_ASKED_PER_TICK]
+        self._asked_after = batch[-1]
+        return [(peer, self.links[peer]) for peer in batch]
+
+    def _count_again(self, lapsed: list[tuple[bytes, Link]]) -> int:
+        """The links of ``lapsed`` members count as strangers' again, each at a free place
+        with a new tenure, or closed if none is free. A link replaced while the node's
+        thread was asked (its new one was asked about at its admission), closed, or whose
+        peer the operator added meanwhile, is left as it is."""
+        now = time.monotonic()
+        demoted = 0
+        for peer, link in lapsed:
+            if self.links.get(peer) is not link or link.conn.closed or peer in self.configured:
+                continue
+            demoted += 1
+            if self.strangers_linked() < self.max_strangers:
+                link.stranger = True
+                self._stranger_links.add(link)
+                self._left.pop(peer, None)
+                self._place_since[peer] = now
+            else:
+                log.info("member %s lapsed with no stranger's place free", peer.hex()[:16])
+                self._spawn(link.conn.close())  # its _serve ends and forgets the link
+        if demoted:
+            self._count("members_lapsed", demoted)
+            log.info("%d member(s) lost their standing: strangers again", demoted)
+        return demoted
 
     def _evict_oldest(self, newcomer: bytes, node: Node, cleared: bytes | None) -> bool:
         """Make room for ``newcomer``, a stranger arriving while every place is taken: the
@@ -600,6 +662,10 @@ def _members_among(node: Node, peers: list[bytes], min_stake: Mapping[Asset, int
     """The ``peers`` that are members of one of our channels (on the node's thread)."""
     return [peer for peer in peers if node.is_member(peer, min_stake)]
 
+
+#: Members' links whose standing one tick asks about (``Peers.demote_lapsed``): a few dict
+#: lookups each on the node's thread.
+_ASKED_PER_TICK = 256
 
 #: Places of strangers gone remembered for their tenure (``Peers._drop_stranger``): beyond,
 #: the oldest are forgotten (a peer whose place is forgotten starts a new tenure).

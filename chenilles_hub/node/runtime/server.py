@@ -366,7 +366,8 @@ class HubServer:
 
     def stranger_links(self) -> dict[str, int]:
         """Strangers' links now, their bound, connections refused at the bounds, links
-        that stopped counting as strangers, and strangers that gave way to newcomers."""
+        that stopped counting as strangers, strangers that gave way to newcomers, and
+        members' links that count again (their standing lapsed)."""
         return {
             "connected": self.peer_links.strangers_linked(),
             "max": self.peer_links.max_strangers,
@@ -376,6 +377,8 @@ class HubServer:
             "promoted": self.stats.get("strangers_promoted", 0),
             # strangers that gave way to a newcomer after stranger_tenure seconds
             "evicted": self.stats.get("strangers_evicted", 0),
+            # members' links that count as strangers' again: their standing lapsed
+            "lapsed": self.stats.get("members_lapsed", 0),
         }
 
     async def in_worker(self, fn: Callable[..., T], *args: Any) -> T:
@@ -461,14 +464,17 @@ class HubServer:
                 self.background_errors.pop("tick", None)
             except Exception as exc:
                 self._failed("tick", exc, "a timer tick failed; the next one comes as usual")
-            if self.peer_links.strangers_linked() and self.node is not None:
+            if self.node is not None:
                 try:
-                    await self.peer_links.promote_members(self.node)
+                    if self.peer_links.strangers_linked():
+                        await self.peer_links.promote_members(self.node)
+                    await self.peer_links.demote_lapsed(self.node)
                     self.background_errors.pop("stranger_check", None)
                 except NodeStopping:
                     return
                 except Exception as exc:
-                    self._failed("stranger_check", exc, "asking which strangers are members failed")
+                    what = "asking which peers are members (or strangers) failed"
+                    self._failed("stranger_check", exc, what)
             if self.backups.may_write():  # a channel opened or closed (or an interval)
                 try:
                     pending = await self.in_worker(self._take_backup)
