@@ -306,3 +306,46 @@ def test_members_are_asked_about_in_turns_and_a_link_replaced_meanwhile_is_left(
         assert links.strangers_linked() == 1
 
     asyncio.run(body())
+
+
+def test_a_lapsed_member_holds_its_place_for_a_new_tenure() -> None:
+    """A member linked for longer than a tenure, lapsed, starts a new tenure at its place,
+    as a newcomer would: the next newcomer at full places pushes out the stranger that
+    has held its place longest, not the member that has just lost its standing."""
+
+    async def body() -> None:
+        links, _, _ = _peers(tenure=0.2)
+        node = _Node()
+        node.members.add(M)
+        node.with_channel.add(M)  # its closed channel stays known
+        m, _ = await _admit(links, node, M)
+        a, _ = await _admit(links, node, A)
+        await asyncio.sleep(0.25)
+        node.members.discard(M)
+        assert await links.demote_lapsed(node) == 1
+        _, newcomer = await _admit(links, node, C)
+        await asyncio.sleep(0)
+        assert newcomer is not None and a.closed and not m.closed
+
+    asyncio.run(body())
+
+
+def test_a_member_the_operator_adds_while_it_is_asked_about_is_not_demoted() -> None:
+    """The answer comes from before the operator added the peer: an added peer is
+    dialled by us and never a stranger."""
+
+    async def body() -> None:
+        links, thread, stats = _peers(tenure=60)
+        node = _Node()
+        node.members.add(M)
+        m, link = await _admit(links, node, M)
+        node.members.discard(M)
+        thread.free.clear()
+        check = asyncio.ensure_future(links.demote_lapsed(node))
+        await asyncio.sleep(0)
+        links.configured[M] = None  # type: ignore[assignment]  # what Peers.add records
+        thread.free.set()
+        assert await check == 0
+        assert not link.stranger and not m.closed and "members_lapsed" not in stats
+
+    asyncio.run(body())

@@ -102,13 +102,19 @@ def render(
         ),
         (
             "members_lapsed",
-            "Members' links that count toward max_strangers again: every channel of their peer "
-            "closed, or its deposit under the stake asked ([policy.peers]).",
+            "Members' links whose standing lapsed (every channel of their peer closed, or its "
+            "deposit under the stake asked): counted toward max_strangers again, or closed "
+            "with no stranger's place free ([policy.peers]).",
         ),
         (
             "stranger_check_errors",
-            "Ticks that failed to ask which strangers' links are now members', or which "
-            "members' are strangers' again (GET /v1/info, background_errors).",
+            "Ticks that failed to ask which strangers' links are now members' (GET /v1/info, "
+            "background_errors).",
+        ),
+        (
+            "member_check_errors",
+            "Ticks that failed to ask which members' links still have standing (GET /v1/info, "
+            "background_errors).",
         ),
         (
             "handshakes_refused",

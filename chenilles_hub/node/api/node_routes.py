@@ -62,7 +62,8 @@ async def info(request: web.Request) -> web.Response:
             "router_bound": bounds.KERNEL_STATUS,
             "uptime": round(time.time() - server.started_at, 1),
             # what failed in the background (the backup file, announcements, the timer's
-            # tick, the check of which strangers are members, a chain's poll, a chain's
+            # tick, the checks of which strangers are members and which members still
+            # have standing, a chain's poll, a chain's
             # clock read with it) and has not succeeded since: each also counted in /metrics
             "background_errors": [
                 {"task": task, "error": error, "at": at}

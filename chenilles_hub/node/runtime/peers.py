@@ -21,8 +21,8 @@ affected.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
+import heapq
 import logging
 import secrets
 import time
@@ -147,7 +147,7 @@ class Peers:
     async def demote_lapsed(self, node: Node) -> int:
         """Links of members whose standing has lapsed (every channel of theirs with us
         closed, or under the stake asked: ``Node.is_member``) count as strangers again; how
-        many did. Without it, a peer that funded a channel once and closed it kept its
+        many lapsed. Without it, a peer that funded a channel once and closed it kept its
         link, uncounted, for as long as it stayed connected: enough identities doing so,
         each at the cost of two transactions, held links beyond ``max_strangers``.
 
@@ -155,52 +155,62 @@ class Peers:
         would; with no place free its connection is closed (it may connect again and wait
         for a place). Asked on the node's thread, at most ``_ASKED_PER_TICK`` members a
         tick, in turn, so a hub with thousands of members spreads the question over
-        ticks."""
+        ticks; a batch whose question failed is asked again at the next tick."""
         batch = self._members_to_ask()
         if not batch:
             return 0
         peers = [peer for peer, _ in batch]
         standing = set(await self.pipeline.in_worker(_members_among, node, peers, self.min_stake))
+        self._asked_after = peers[-1]
         return self._count_again([(p, link) for p, link in batch if p not in standing])
 
     def _members_to_ask(self) -> list[tuple[bytes, Link]]:
         """The next members' links whose standing is asked about, in peer id order from
-        where the last check stopped: at most ``_ASKED_PER_TICK``."""
-        members = sorted(
+        where the last check stopped (then from the start): at most ``_ASKED_PER_TICK``,
+        picked without sorting every link."""
+        members = [
             peer
             for peer, link in self.links.items()
             if not link.stranger and peer not in self.configured and not link.conn.closed
-        )
-        if not members:
-            return []
-        start = bisect.bisect_right(members, self._asked_after)
-        batch = (members[start:] + members[:start])[:_ASKED_PER_TICK]
-        self._asked_after = batch[-1]
+        ]
+        after = self._asked_after
+        batch = heapq.nsmallest(_ASKED_PER_TICK, (p for p in members if p > after))
+        if len(batch) < _ASKED_PER_TICK:
+            rest = (p for p in members if p <= after and p not in batch)
+            batch += heapq.nsmallest(_ASKED_PER_TICK - len(batch), rest)
         return [(peer, self.links[peer]) for peer in batch]
 
     def _count_again(self, lapsed: list[tuple[bytes, Link]]) -> int:
         """The links of ``lapsed`` members count as strangers' again, each at a free place
-        with a new tenure, or closed if none is free. A link replaced while the node's
-        thread was asked (its new one was asked about at its admission), closed, or whose
-        peer the operator added meanwhile, is left as it is."""
+        with a new tenure, or closed if none is free; how many lapsed. A link replaced
+        while the node's thread was asked (its new one was asked about at its admission),
+        closed, or whose peer the operator added meanwhile, is left as it is."""
         now = time.monotonic()
-        demoted = 0
+        linked = self.strangers_linked()
+        counted = closed = 0
         for peer, link in lapsed:
             if self.links.get(peer) is not link or link.conn.closed or peer in self.configured:
                 continue
-            demoted += 1
-            if self.strangers_linked() < self.max_strangers:
+            if linked < self.max_strangers:
                 link.stranger = True
                 self._stranger_links.add(link)
                 self._left.pop(peer, None)
                 self._place_since[peer] = now
+                linked += 1
+                counted += 1
             else:
-                log.info("member %s lapsed with no stranger's place free", peer.hex()[:16])
                 self._spawn(link.conn.close())  # its _serve ends and forgets the link
-        if demoted:
-            self._count("members_lapsed", demoted)
-            log.info("%d member(s) lost their standing: strangers again", demoted)
-        return demoted
+                closed += 1
+        if counted or closed:
+            self._count("members_lapsed", counted + closed)
+            log.info(
+                "%d member(s) lost their standing: %d strangers again, %d disconnected "
+                "(no stranger's place free)",
+                counted + closed,
+                counted,
+                closed,
+            )
+        return counted + closed
 
     def _evict_oldest(self, newcomer: bytes, node: Node, cleared: bytes | None) -> bool:
         """Make room for ``newcomer``, a stranger arriving while every place is taken: the

@@ -377,7 +377,8 @@ class HubServer:
             "promoted": self.stats.get("strangers_promoted", 0),
             # strangers that gave way to a newcomer after stranger_tenure seconds
             "evicted": self.stats.get("strangers_evicted", 0),
-            # members' links that count as strangers' again: their standing lapsed
+            # members' links whose standing lapsed: strangers' again, or closed if no
+            # place was free
             "lapsed": self.stats.get("members_lapsed", 0),
         }
 
@@ -464,17 +465,22 @@ class HubServer:
                 self.background_errors.pop("tick", None)
             except Exception as exc:
                 self._failed("tick", exc, "a timer tick failed; the next one comes as usual")
-            if self.node is not None:
+            if self.peer_links.strangers_linked() and self.node is not None:
                 try:
-                    if self.peer_links.strangers_linked():
-                        await self.peer_links.promote_members(self.node)
-                    await self.peer_links.demote_lapsed(self.node)
+                    await self.peer_links.promote_members(self.node)
                     self.background_errors.pop("stranger_check", None)
                 except NodeStopping:
                     return
                 except Exception as exc:
-                    what = "asking which peers are members (or strangers) failed"
-                    self._failed("stranger_check", exc, what)
+                    self._failed("stranger_check", exc, "asking which strangers are members failed")
+            if self.node is not None:
+                try:
+                    await self.peer_links.demote_lapsed(self.node)
+                    self.background_errors.pop("member_check", None)
+                except NodeStopping:
+                    return
+                except Exception as exc:
+                    self._failed("member_check", exc, "asking which members have standing failed")
             if self.backups.may_write():  # a channel opened or closed (or an interval)
                 try:
                     pending = await self.in_worker(self._take_backup)
