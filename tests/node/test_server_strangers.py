@@ -423,6 +423,40 @@ def test_a_member_whose_channel_closed_counts_as_a_stranger_again(
     run(_customer_funds_a_channel(tmp_path, anvil, "", then))
 
 
+def test_a_failed_check_of_standing_is_shown_and_leaves_the_other_check_running(
+    anvil: AnvilChain, tmp_path: Path
+) -> None:
+    """The tick's check of which members still have standing fails: the operator sees it
+    in ``background_errors`` (``member_check``, counted), the check of which strangers
+    became members goes on at every tick, and the error clears once a check succeeds."""
+
+    async def body(pair: Pair) -> None:
+        bob = pair.bob
+        links = bob.peer_links
+        promoted = 0
+        promote = links.promote_members
+
+        async def counting(node: object) -> int:
+            nonlocal promoted
+            promoted += 1
+            return await promote(node)  # type: ignore[arg-type]
+
+        async def failing(node: object) -> int:
+            raise RuntimeError("the node's thread could not say")
+
+        links.promote_members = counting  # type: ignore[method-assign]
+        links.demote_lapsed = failing  # type: ignore[method-assign]
+        _, writer, _ = await _session(bob.listen_port, bob.node_id, _key())
+        await _until(lambda: bob.stats.get("member_check_errors", 0) >= 2)
+        assert "member_check" in bob.background_errors
+        assert "stranger_check" not in bob.background_errors and promoted >= 2
+        del links.demote_lapsed  # the class's again
+        await _until(lambda: "member_check" not in bob.background_errors)
+        writer.transport.abort()
+
+    run(with_pair(tmp_path, anvil, body))
+
+
 def test_a_deposit_under_the_stake_asked_leaves_its_peer_a_stranger(
     anvil: AnvilChain, tmp_path: Path
 ) -> None:

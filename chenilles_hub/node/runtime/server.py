@@ -465,22 +465,8 @@ class HubServer:
                 self.background_errors.pop("tick", None)
             except Exception as exc:
                 self._failed("tick", exc, "a timer tick failed; the next one comes as usual")
-            if self.peer_links.strangers_linked() and self.node is not None:
-                try:
-                    await self.peer_links.promote_members(self.node)
-                    self.background_errors.pop("stranger_check", None)
-                except NodeStopping:
-                    return
-                except Exception as exc:
-                    self._failed("stranger_check", exc, "asking which strangers are members failed")
-            if self.node is not None:
-                try:
-                    await self.peer_links.demote_lapsed(self.node)
-                    self.background_errors.pop("member_check", None)
-                except NodeStopping:
-                    return
-                except Exception as exc:
-                    self._failed("member_check", exc, "asking which members have standing failed")
+            if not await self._check_standing():
+                return
             if self.backups.may_write():  # a channel opened or closed (or an interval)
                 try:
                     pending = await self.in_worker(self._take_backup)
@@ -509,6 +495,30 @@ class HubServer:
                             ),
                             "announcing some of our channels only",
                         )
+
+    async def _check_standing(self) -> bool:
+        """The tick's checks of which strangers became members (only while strangers are
+        linked) and which members lost their standing, each on the node's thread; one
+        failing is reported apart and does not stop the other. ``False`` once the node is
+        stopping."""
+        node = self.node
+        if node is None:
+            return True
+        links = self.peer_links
+        checks = [("member_check", links.demote_lapsed, "which members have standing")]
+        if links.strangers_linked():
+            checks.insert(
+                0, ("stranger_check", links.promote_members, "which strangers are members")
+            )
+        for task, check, what in checks:
+            try:
+                await check(node)
+                self.background_errors.pop(task, None)
+            except NodeStopping:
+                return False
+            except Exception as exc:
+                self._failed(task, exc, f"asking {what} failed")
+        return True
 
     def _failed(self, task: str, exc: Exception, what: str) -> None:
         """A background task failed: counted (``<task>_errors``), logged, and kept until it
