@@ -176,7 +176,7 @@ class Peers:
         after = self._asked_after
         batch = heapq.nsmallest(_ASKED_PER_TICK, (p for p in members if p > after))
         if len(batch) < _ASKED_PER_TICK:
-            rest = (p for p in members if p <= after and p not in batch)
+            rest = (p for p in members if p <= after)  # none of them is in the batch
             batch += heapq.nsmallest(_ASKED_PER_TICK - len(batch), rest)
         return [(peer, self.links[peer]) for peer in batch]
 
