@@ -673,8 +673,8 @@ def _members_among(node: Node, peers: list[bytes], min_stake: Mapping[Asset, int
     return [peer for peer in peers if node.is_member(peer, min_stake)]
 
 
-#: Members' links whose standing one tick asks about (``Peers.demote_lapsed``): a few dict
-#: lookups each on the node's thread.
+#: Members' links whose standing one tick asks about (``Peers.demote_lapsed``): a look at
+#: each of the peer's channels on the node's thread (``Node.is_member``).
 _ASKED_PER_TICK = 256
 
 #: Places of strangers gone remembered for their tenure (``Peers._drop_stranger``): beyond,
