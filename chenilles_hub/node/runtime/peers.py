@@ -124,7 +124,12 @@ class Peers:
         """Links of strangers now: peers that, when they connected, were neither dialled by
         us (configured or added) nor members of a channel of ours with something in it
         (``Node.is_member``); what ``[policy.peers] max_strangers`` bounds."""
-        return len({link.conn.peer_id for link in self._stranger_links})
+        return len(self._stranger_peers())
+
+    def _stranger_peers(self) -> set[bytes]:
+        """The peers holding a stranger's place (a peer whose new link replaces its old one
+        holds one place)."""
+        return {link.conn.peer_id for link in self._stranger_links}
 
     async def promote_members(self, node: Node) -> int:
         """Links of strangers whose peer has become a member since it connected (its channel
@@ -133,7 +138,7 @@ class Peers:
         funds its channel: it would otherwise hold a stranger's place for as long as it
         stays connected, and ``max_strangers`` customers would shut out every next one.
         Asked on the node's thread, and only while strangers are linked (the timer's tick)."""
-        linked = {link.conn.peer_id for link in self._stranger_links}
+        linked = self._stranger_peers()
         if not linked:
             return 0
         unknown = sorted(linked - self.configured.keys())
@@ -193,9 +198,9 @@ class Peers:
                 continue
             if linked < self.max_strangers:
                 link.stranger = True
-                self._stranger_links.add(link)
                 self._left.pop(peer, None)
-                self._place_since[peer] = now
+                self._place_since[peer] = now  # a new tenure, not the link's start
+                self._add_stranger(link)
                 linked += 1
                 counted += 1
             else:
@@ -470,7 +475,7 @@ class Peers:
         # No await from here to the link's entry: the count is the one the link joins (other
         # peers': this peer's old links are being replaced, their ends not yet seen).
         stranger = stranger and peer not in self.configured  # added meanwhile: not one
-        others = {other.conn.peer_id for other in self._stranger_links} - {peer}
+        others = self._stranger_peers() - {peer}
         full = stranger and len(others) >= self.max_strangers
         if full and not self._evict_oldest(peer, node, cleared):
             # Identities cost nothing: without a bound, links (a socket, a task, an
@@ -498,8 +503,7 @@ class Peers:
         link. One such question at a time: a newcomer arriving meanwhile is refused, so a
         flood makes no queue of jobs. The entry decides again without awaits, and gives
         way only with the stranger cleared here or one without a channel of ours."""
-        linked = {link.conn.peer_id for link in self._stranger_links}
-        if len(linked - {newcomer}) < self.max_strangers:
+        if len(self._stranger_peers() - {newcomer}) < self.max_strangers:
             return True, None  # a place is free
         victim = self._victim(newcomer, time.monotonic())
         if victim is None:
