@@ -172,6 +172,47 @@ def _round_bound() -> int:
     )
 
 
+#: What ``/metrics`` says of a node's load (``Pipeline.load``) and its jobs and writes.
+_LOAD_METRICS = (
+    "chenilles_worker_busy_seconds_total",
+    "chenilles_worker_cpu_seconds_total",
+    "chenilles_job_items_total",
+    "chenilles_receive_batches_total",
+    "chenilles_checkpoint_write_seconds_total",
+    "chenilles_checkpoint_writes_total",
+)
+
+
+def _load(node: NodeProc) -> dict[str, float]:
+    text = node.api.get("/metrics")
+    return {
+        name: float(value)
+        for name, value in (line.split()[:2] for line in text.splitlines() if line.strip())
+        if name in _LOAD_METRICS
+    }
+
+
+def _load_in(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, Any]:
+    """A node's load over a round, from its ``/metrics`` before and after: the share of the
+    round its worker was in a job (and used CPU there), frames and calls per job, and the
+    mean write (ms)."""
+    delta = {name: after.get(name, 0.0) - before.get(name, 0.0) for name in _LOAD_METRICS}
+    jobs = delta["chenilles_receive_batches_total"]
+    writes = delta["chenilles_checkpoint_writes_total"]
+    return {
+        "worker_busy_share": round(delta["chenilles_worker_busy_seconds_total"] / seconds, 3),
+        "worker_cpu_share": round(delta["chenilles_worker_cpu_seconds_total"] / seconds, 3),
+        "jobs": int(jobs),
+        "items_per_job": round(delta["chenilles_job_items_total"] / jobs, 1) if jobs else None,
+        "writes": int(writes),
+        "write_ms": (
+            round(1000 * delta["chenilles_checkpoint_write_seconds_total"] / writes, 3)
+            if writes
+            else None
+        ),
+    }
+
+
 def _wait_until_idle(pids: Iterable[int], timeout: float = 3.0) -> None:
     """Wait until the processes stop using CPU (their last writes after a round): the bound
     measured after a round must not compete with them for a core."""
@@ -206,6 +247,8 @@ def _throughput(
         "bob": bob.process.pid,  # type: ignore[union-attr]
         "anvil": anvil_pid,
     }
+    # (the scrapes of /metrics fall outside the CPU counted)
+    load_before = {"alice": _load(alice), "bob": _load(bob)}
     cpu_before = {name: _cpu_seconds(pid, group=name == "anvil") for name, pid in pids.items()}
     nodes = ("alice", "bob")
     threads_before = {name: _thread_cpu_seconds(pids[name]) for name in nodes}
@@ -223,6 +266,7 @@ def _throughput(
         }
         for name in nodes
     }
+    load_after = {"alice": _load(alice), "bob": _load(bob)}
     states = _versions(alice, channels) - before
     assert _versions(bob, channels) - before == states, "both sides hold every state"
     _wait_until_idle(pids.values())
@@ -252,6 +296,8 @@ def _throughput(
             for name in nodes
         },
         "cpu_cores_busy": round((sum(cpu.values()) + driver) / elapsed, 2),
+        # each node's worker and writer over the round, from its /metrics (Pipeline.load)
+        "load": {name: _load_in(load_before[name], load_after[name], elapsed) for name in nodes},
         "signature_bound_around": {"before": bound_before, "after": bound_after},
         "ratio_to_bound": round(states / elapsed / bound, 3),
     }

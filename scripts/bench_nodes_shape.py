@@ -60,6 +60,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     result["cpu_ms_per_state_by_thread"],
                     "cores busy",
                     result["cpu_cores_busy"],
+                    "load",
+                    result["load"],
                     f"{100 * result['ratio_to_bound']:.1f} % of the bound around it",
                     flush=True,
                 )

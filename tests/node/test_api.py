@@ -245,6 +245,25 @@ def test_info_channels_route_pay_and_metrics(channel_pair: Pair) -> None:
     # Every payment was written durably; never more transactions than worker jobs.
     assert totals["chenilles_checkpoint_writes_total"] > 0
     assert totals["chenilles_checkpoint_writes_total"] <= totals["chenilles_receive_batches_total"]
+    # How loaded the node is: its thread's time in jobs (and its own CPU in them, never
+    # more), what its jobs handled (at least a frame or call each) and the writes' time.
+    load = {
+        line.split()[0]: float(line.split()[1])
+        for line in metrics.splitlines()
+        if line.startswith(
+            (
+                "chenilles_worker_busy_seconds_total",
+                "chenilles_worker_cpu_seconds_total",
+                "chenilles_job_items_total",
+                "chenilles_checkpoint_write_seconds_total",
+            )
+        )
+    }
+    assert load["chenilles_worker_busy_seconds_total"] > 0
+    assert load["chenilles_worker_cpu_seconds_total"] > 0
+    assert load["chenilles_worker_cpu_seconds_total"] <= load["chenilles_worker_busy_seconds_total"]
+    assert load["chenilles_job_items_total"] >= totals["chenilles_receive_batches_total"]
+    assert load["chenilles_checkpoint_write_seconds_total"] > 0
     backends = alice.api.get("/v1/backends")
     assert backends[0]["chain"] == CHAIN and backends[0]["balances"][NATIVE] > 0
     graph = alice.api.get("/v1/graph")  # the wire format: bytes are base64

@@ -83,6 +83,7 @@ async def metrics(request: web.Request) -> web.Response:
             server.role,
             dict(server.chain_polls),
             dict(server.chain_fetches),
+            server.load(),
         )
 
     text = await server.read(scrape) if server.node is not None else scrape()

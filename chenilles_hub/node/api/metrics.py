@@ -14,6 +14,34 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 CHANNEL_STATUSES = ("opening", "active", "closing", "disputed", "closed")
 PAYMENT_STATUSES = ("pending", "succeeded", "failed")
+#: The node's load, from ``Pipeline.load``'s totals: (metric, total, help).
+_LOAD_METRICS = (
+    (
+        "worker_busy_seconds",
+        "busy_seconds",
+        "Seconds the node's thread spent in jobs and direct calls: its rate is the share of "
+        "a core the node's work takes (near 1, the node is at its capacity).",
+    ),
+    (
+        "worker_cpu_seconds",
+        "busy_cpu_seconds",
+        "CPU seconds the node's thread used in those jobs and calls (the rest of "
+        "chenilles_worker_busy_seconds_total it waited: for the interpreter's lock, a chain "
+        "read).",
+    ),
+    (
+        "job_items",
+        "items_handled",
+        "Frames and API calls handled in worker jobs (per chenilles_receive_batches_total: "
+        "what one checkpoint covers).",
+    ),
+    (
+        "checkpoint_write_seconds",
+        "write_seconds",
+        "Seconds spent writing and syncing checkpoints (per chenilles_checkpoint_writes_total: "
+        "the disk's latency, which every message waits for before it leaves).",
+    ),
+)
 
 
 def _escape(value: str) -> str:
@@ -51,10 +79,12 @@ def render(
     role: str,
     chain_polls: Mapping[str, float] | None = None,
     chain_fetches: Mapping[str, float] | None = None,
+    load: Mapping[str, float] | None = None,
 ) -> str:
     """Every metric of this node; ``node`` is None while a standby waits for the lease.
     ``chain_polls``: seconds each chain's last poll held the node's thread (by chain
-    name); ``chain_fetches``: seconds each chain's last fetch took off it (the RPC)."""
+    name); ``chain_fetches``: seconds each chain's last fetch took off it (the RPC);
+    ``load``: the worker's and the writer's totals (``Pipeline.load``)."""
     out = _Writer()
     out.family(
         "chenilles_node_leader",
@@ -124,6 +154,10 @@ def render(
         ("link_errors", "Peer links that ended on an unexpected error."),
     ):
         out.family(f"chenilles_{key}_total", "counter", help_text, [({}, server_stats.get(key, 0))])
+    for name, key, help_text in _LOAD_METRICS:
+        value = (load or {}).get(key, 0.0)
+        sample = int(value) if key == "items_handled" else float(value)
+        out.family(f"chenilles_{name}_total", "counter", help_text, [({}, sample)])
     for family, help_text, seconds_by_chain in (
         (
             "chenilles_chain_poll_seconds",

@@ -64,6 +64,12 @@ class NodeService(Protocol):
         (``lapsed``)."""
         ...
 
+    def load(self) -> Mapping[str, float]:
+        """How loaded the node's worker and writer threads are, totals since the start
+        (``Pipeline.load``): ``busy_seconds``, ``busy_cpu_seconds``, ``items_handled``,
+        ``write_seconds``."""
+        ...
+
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a view on the node's thread; answered once what it shows is durable."""
         ...

@@ -26,6 +26,7 @@ import functools
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -113,6 +114,28 @@ class Pipeline:
         #: Callers of ``call`` and ``in_worker`` not answered yet (event loop only): a stop
         #: drops the jobs it did not write, unanswered, so it refuses these instead.
         self._waiting: set[asyncio.Future[Any]] = set()
+        #: How loaded the two threads are (``load``): the worker's time in jobs and direct
+        #: calls (wall and its own CPU), the frames and calls its jobs handled, the writer's
+        #: time in writes. Each is added to by one thread only.
+        self._busy_seconds = 0.0
+        self._busy_cpu_seconds = 0.0
+        self._items_handled = 0
+        self._write_seconds = 0.0
+
+    def load(self) -> dict[str, float]:
+        """Totals since the start, for ``/metrics``: ``busy_seconds`` (the node's thread
+        in jobs and direct calls: its rate is the share of a core the node's work takes,
+        near 1 the node is at its capacity), ``busy_cpu_seconds`` (that thread's own CPU
+        meanwhile: the rest is waiting, for the interpreter's lock or a chain read),
+        ``items_handled`` (frames and calls handled in jobs: per job, how much one
+        checkpoint covers) and ``write_seconds`` (checkpoints being written and synced:
+        per write, the disk's latency)."""
+        return {
+            "busy_seconds": self._busy_seconds,
+            "busy_cpu_seconds": self._busy_cpu_seconds,
+            "items_handled": float(self._items_handled),
+            "write_seconds": self._write_seconds,
+        }
 
     # --- calling the node -------------------------------------------------------------------
 
@@ -315,6 +338,7 @@ class Pipeline:
         if self._store_failed is not None:  # memory is ahead of disk: do nothing more
             _call_soon(self._loop, self._refuse_items, batch, self._store_failed)
             return False
+        started, cpu = time.perf_counter(), time.thread_time()
         try:
             done = _handle(self.node, batch)
         except Exception as exc:
@@ -325,17 +349,25 @@ class Pipeline:
             log.critical("a worker job failed: stopping", exc_info=exc)
             _call_soon(self._loop, self._job_failed, batch, exc)
             return False
+        finally:
+            self._busy_seconds += time.perf_counter() - started
+            self._busy_cpu_seconds += time.thread_time() - cpu
+            self._items_handled += len(batch)
         self._hand_to_writer(done)
         return done.more
 
     def _run_direct(self, item: _Direct) -> None:
         assert self._loop is not None
+        started, cpu = time.perf_counter(), time.thread_time()
         try:
             result = item.fn()
         except Exception as exc:
             _call_soon(self._loop, _settle, item.answer, exc)
         else:
             _call_soon(self._loop, _settle, item.answer, None, result)
+        finally:
+            self._busy_seconds += time.perf_counter() - started
+            self._busy_cpu_seconds += time.thread_time() - cpu
 
     async def write_loop(self) -> None:
         """The writer stage of :meth:`work_loop`, on a thread of its own: write the
@@ -446,12 +478,16 @@ class Pipeline:
         # Jobs after which nothing leaves (quiet peer frames alone) are written relaxed;
         # before anything leaves, a durable write or a sync puts them on disk.
         relaxed = all(done.quiet for done in jobs)
-        if snapshots or records:
-            self.store.save_checkpoint(list(snapshots.values()), records, durable=not relaxed)
-        elif self._unsynced and not relaxed:
-            self.store.sync()
-        else:
-            return False
+        started = time.perf_counter()
+        try:
+            if snapshots or records:
+                self.store.save_checkpoint(list(snapshots.values()), records, durable=not relaxed)
+            elif self._unsynced and not relaxed:
+                self.store.sync()
+            else:
+                return False
+        finally:
+            self._write_seconds += time.perf_counter() - started
         self._unsynced = relaxed
         return True
 
