@@ -206,15 +206,27 @@ def test_the_announcement_timer_reads_no_channel_while_nothing_changed(
         alice, bob = pair.alice, pair.bob
         assert alice.node is not None
 
+        def latest(server: HubServer) -> tuple[bool, int | None]:
+            """On the node's thread: whether nothing is in flight on the channel, and the
+            version both hold at the end."""
+            assert server.node is not None
+            machine = server.node.channels[pair.channel_id].machine
+            return machine.idle, machine.latest.version if machine.latest else None
+
         async def quiet() -> None:
-            """Until the acknowledgements of the last payment are in (nothing rebuilt)."""
-            for _ in range(50):
-                count = len(built)
-                await alice.peer_links.announce_all()
-                if len(built) == count:
+            """Until the last payment's messages are all in on both sides (a late
+            acknowledgement changes Alice's edge: under load it may come after an
+            announcement that saw nothing new yet), then the rebuild for it, if any."""
+            for _ in range(200):
+                (a_idle, a_version), (b_idle, b_version) = (
+                    await alice.in_worker(latest, alice),
+                    await bob.in_worker(latest, bob),
+                )
+                if a_idle and b_idle and a_version == b_version:
+                    await alice.peer_links.announce_all()
                     return
-                await asyncio.sleep(0.1)
-            raise AssertionError("the announcement never settled")
+                await asyncio.sleep(0.05)
+            raise AssertionError("the channel never settled")
 
         await quiet()
         before, sent_at = len(built), alice.peer_links._last_announced_at
