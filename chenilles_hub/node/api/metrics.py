@@ -65,11 +65,10 @@ class _Writer:
         self.lines.append(f"# HELP {name} {help_text}")
         self.lines.append(f"# TYPE {name} {kind}")
         for labels, value in samples:
-            self.lines.append(
-                f"{name}{_labels(labels)} {value:g}"
-                if isinstance(value, float)
-                else f"{name}{_labels(labels)} {value}"
-            )
+            # A float as Python's shortest exact form: a counter of seconds keeps its
+            # fractions however large it grows (six significant digits, ``:g``, would
+            # step a week-old node's busy seconds by tens of seconds, and its rate with it).
+            self.lines.append(f"{name}{_labels(labels)} {value!r}")
 
 
 def render(
