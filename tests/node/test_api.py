@@ -246,7 +246,8 @@ def test_info_channels_route_pay_and_metrics(channel_pair: Pair) -> None:
     assert totals["chenilles_checkpoint_writes_total"] > 0
     assert totals["chenilles_checkpoint_writes_total"] <= totals["chenilles_receive_batches_total"]
     # How loaded the node is: its thread's time in jobs (and its own CPU in them, never
-    # more), what its jobs handled (at least a frame or call each) and the writes' time.
+    # more), what its jobs handled (a job that only goes on proposing handles nothing,
+    # so not one a job) and the writes' time.
     load = {
         line.split()[0]: float(line.split()[1])
         for line in metrics.splitlines()
@@ -262,7 +263,7 @@ def test_info_channels_route_pay_and_metrics(channel_pair: Pair) -> None:
     assert load["chenilles_worker_busy_seconds_total"] > 0
     assert load["chenilles_worker_cpu_seconds_total"] > 0
     assert load["chenilles_worker_cpu_seconds_total"] <= load["chenilles_worker_busy_seconds_total"]
-    assert load["chenilles_job_items_total"] >= totals["chenilles_receive_batches_total"]
+    assert load["chenilles_job_items_total"] > 0
     assert load["chenilles_checkpoint_write_seconds_total"] > 0
     backends = alice.api.get("/v1/backends")
     assert backends[0]["chain"] == CHAIN and backends[0]["balances"][NATIVE] > 0

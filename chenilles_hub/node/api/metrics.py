@@ -19,27 +19,27 @@ _LOAD_METRICS = (
     (
         "worker_busy_seconds",
         "busy_seconds",
-        "Seconds the node's thread spent in jobs and direct calls: its rate is the share of "
-        "a core the node's work takes (near 1, the node is at its capacity).",
+        "Seconds the node's thread was occupied by jobs and direct calls (wall time: waits on "
+        "that thread count too, for the interpreter's lock, a core, an embedded ledger's "
+        "poll, a backup waiting for the writer).",
     ),
     (
         "worker_cpu_seconds",
         "busy_cpu_seconds",
-        "CPU seconds the node's thread used in those jobs and calls (the rest of "
-        "chenilles_worker_busy_seconds_total it waited: for the interpreter's lock, a chain "
-        "read).",
+        "CPU seconds the node's thread used in those jobs and calls: its rate is the share of "
+        "a core the node's work takes (near 1, the node is at its capacity and messages queue).",
     ),
     (
         "job_items",
         "items_handled",
-        "Frames and API calls handled in worker jobs (per chenilles_receive_batches_total: "
-        "what one checkpoint covers).",
+        "Frames and API calls handled in worker jobs (chenilles_receive_batches_total counts "
+        "the jobs; a job that only goes on proposing handles none).",
     ),
     (
         "checkpoint_write_seconds",
         "write_seconds",
-        "Seconds spent writing and syncing checkpoints (per chenilles_checkpoint_writes_total: "
-        "the disk's latency, which every message waits for before it leaves).",
+        "Seconds spent writing checkpoints (durable ones with their fsync, relaxed ones "
+        "without) and syncing the store; chenilles_checkpoint_writes_total counts them.",
     ),
 )
 

@@ -123,13 +123,13 @@ class Pipeline:
         self._write_seconds = 0.0
 
     def load(self) -> dict[str, float]:
-        """Totals since the start, for ``/metrics``: ``busy_seconds`` (the node's thread
-        in jobs and direct calls: its rate is the share of a core the node's work takes,
-        near 1 the node is at its capacity), ``busy_cpu_seconds`` (that thread's own CPU
-        meanwhile: the rest is waiting, for the interpreter's lock or a chain read),
-        ``items_handled`` (frames and calls handled in jobs: per job, how much one
-        checkpoint covers) and ``write_seconds`` (checkpoints being written and synced:
-        per write, the disk's latency)."""
+        """Totals since the start, for ``/metrics``: ``busy_seconds`` (wall time of the
+        node's thread in jobs and direct calls: the share of the time it is occupied),
+        ``busy_cpu_seconds`` (its own CPU meanwhile: the node's work; the rest it waited,
+        for the interpreter's lock, a core, or I/O on its thread such as an embedded
+        ledger's poll or a backup waiting for the writer), ``items_handled`` (frames and
+        calls handled in jobs; a job that only goes on proposing handles none) and
+        ``write_seconds`` (checkpoints written, durable or relaxed, and syncs)."""
         return {
             "busy_seconds": self._busy_seconds,
             "busy_cpu_seconds": self._busy_cpu_seconds,
@@ -350,8 +350,7 @@ class Pipeline:
             _call_soon(self._loop, self._job_failed, batch, exc)
             return False
         finally:
-            self._busy_seconds += time.perf_counter() - started
-            self._busy_cpu_seconds += time.thread_time() - cpu
+            self._add_busy(started, cpu)
             self._items_handled += len(batch)
         self._hand_to_writer(done)
         return done.more
@@ -362,12 +361,17 @@ class Pipeline:
         try:
             result = item.fn()
         except Exception as exc:
+            self._add_busy(started, cpu)  # the answer's hand-over to the loop is not work
             _call_soon(self._loop, _settle, item.answer, exc)
         else:
+            self._add_busy(started, cpu)
             _call_soon(self._loop, _settle, item.answer, None, result)
-        finally:
-            self._busy_seconds += time.perf_counter() - started
-            self._busy_cpu_seconds += time.thread_time() - cpu
+
+    def _add_busy(self, started: float, cpu: float) -> None:
+        """Count the node's thread busy since ``started`` (wall) and ``cpu`` (its CPU
+        clock), both read in that order: the CPU window lies inside the wall one."""
+        self._busy_cpu_seconds += time.thread_time() - cpu
+        self._busy_seconds += time.perf_counter() - started
 
     async def write_loop(self) -> None:
         """The writer stage of :meth:`work_loop`, on a thread of its own: write the
@@ -478,14 +482,14 @@ class Pipeline:
         # Jobs after which nothing leaves (quiet peer frames alone) are written relaxed;
         # before anything leaves, a durable write or a sync puts them on disk.
         relaxed = all(done.quiet for done in jobs)
+        if not (snapshots or records) and not (self._unsynced and not relaxed):
+            return False
         started = time.perf_counter()
         try:
             if snapshots or records:
                 self.store.save_checkpoint(list(snapshots.values()), records, durable=not relaxed)
-            elif self._unsynced and not relaxed:
-                self.store.sync()
             else:
-                return False
+                self.store.sync()
         finally:
             self._write_seconds += time.perf_counter() - started
         self._unsynced = relaxed
