@@ -19,7 +19,7 @@ def test_the_load_counters_keep_every_digit_of_a_long_running_node() -> None:
     load = {
         "busy_seconds": 604_812.345678,
         "busy_cpu_seconds": 500_000.125,
-        "items_handled": 123_456_789.0,
+        "items_handled": 123_456_789,
         "write_seconds": 0.000125,
     }
     samples = _samples(render(None, {"receive_batches": 7}, 0, "leader", load=load))

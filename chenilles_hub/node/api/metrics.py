@@ -78,7 +78,7 @@ def render(
     role: str,
     chain_polls: Mapping[str, float] | None = None,
     chain_fetches: Mapping[str, float] | None = None,
-    load: Mapping[str, float] | None = None,
+    load: Mapping[str, float | int] | None = None,
 ) -> str:
     """Every metric of this node; ``node`` is None while a standby waits for the lease.
     ``chain_polls``: seconds each chain's last poll held the node's thread (by chain
@@ -153,10 +153,9 @@ def render(
         ("link_errors", "Peer links that ended on an unexpected error."),
     ):
         out.family(f"chenilles_{key}_total", "counter", help_text, [({}, server_stats.get(key, 0))])
+    load_totals = load or {}
     for name, key, help_text in _LOAD_METRICS:
-        value = (load or {}).get(key, 0.0)
-        sample = int(value) if key == "items_handled" else float(value)
-        out.family(f"chenilles_{name}_total", "counter", help_text, [({}, sample)])
+        out.family(f"chenilles_{name}_total", "counter", help_text, [({}, load_totals.get(key, 0))])
     for family, help_text, seconds_by_chain in (
         (
             "chenilles_chain_poll_seconds",

@@ -64,7 +64,7 @@ class NodeService(Protocol):
         (``lapsed``)."""
         ...
 
-    def load(self) -> Mapping[str, float]:
+    def load(self) -> Mapping[str, float | int]:
         """How loaded the node's worker and writer threads are, totals since the start
         (``Pipeline.load``): ``busy_seconds``, ``busy_cpu_seconds``, ``items_handled``,
         ``write_seconds``."""

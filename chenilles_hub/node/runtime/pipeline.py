@@ -122,7 +122,7 @@ class Pipeline:
         self._items_handled = 0
         self._write_seconds = 0.0
 
-    def load(self) -> dict[str, float]:
+    def load(self) -> dict[str, float | int]:
         """Totals since the start, for ``/metrics``: ``busy_seconds`` (wall time of the
         node's thread in jobs and direct calls: the share of the time it is occupied),
         ``busy_cpu_seconds`` (its own CPU meanwhile: the node's work; the rest it waited,
@@ -133,7 +133,7 @@ class Pipeline:
         return {
             "busy_seconds": self._busy_seconds,
             "busy_cpu_seconds": self._busy_cpu_seconds,
-            "items_handled": float(self._items_handled),
+            "items_handled": self._items_handled,
             "write_seconds": self._write_seconds,
         }
 

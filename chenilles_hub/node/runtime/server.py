@@ -158,7 +158,7 @@ class HubServer:
     def count(self, key: str, n: int = 1) -> None:
         self.stats[key] = self.stats.get(key, 0) + n
 
-    def load(self) -> dict[str, float]:
+    def load(self) -> dict[str, float | int]:
         return self.pipeline.load()
 
     def request_stop(self, reason: str = "requested", exit_code: int = 0) -> None:
