@@ -339,7 +339,7 @@ HUB_LINE = ("evm", "evm", "bitcoin")
 #: py-evm, whose log queries grow with the chain: at the end of a full run, after the other
 #: lines, the offline line's former 32 pairs had not set up in 17 minutes, and the peer
 #: line (a third channel per pair) with 16 pairs not in 15. The 21st session's run with
-#: 1,024 forwards is in docs/PERFORMANCE.md.
+#: 1,024 forwards is in docs/performance-history.md.
 HELD_PAIRS = 8
 #: The results' key of each "hub holding HTLCs" line: who holds them (``hold_forwards``)
 #: and the side pairs of the full run.

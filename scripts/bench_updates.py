@@ -478,7 +478,6 @@ def run(quick: bool) -> dict[str, Any]:
             group_commit_bench(kind, 32, 10 if quick else 60, Path(tmp)) for kind in CHANNELS
         ]
         out["nodes"] = nodes_bench(node_updates, (1, 16), Path(tmp))
-    out["tcp_nodes"] = "not measured: chenilles_hub/node/server.py does not exist yet"
     out["target_updates_per_s"] = 2000
     return out
 

@@ -4,7 +4,7 @@ with HTLCs, in one run (section ``virtual`` of scripts/bench.py).
 
 Both paths run the core's ``ChannelMachine`` on every side, in one process, every message
 encoded and decoded as on the wire, no store (so the figure is the protocol's, not the
-disk's; docs/PERFORMANCE.md has the disk-bound figures of section 1):
+disk's; docs/PERFORMANCE.md has the disk-bound figures of the ``updates`` section):
 
 * ``virtual``: Alice pays Bob in their virtual channel V: one update (propose, accept,
   ack) signed by Alice's and Bob's V keys (secp256k1 over the guarantee's digest). The hub

@@ -3,7 +3,7 @@
 The HTLCs, forward links and preimages in flight were one value inside the node's state,
 encoded and written whole after every event, and copied before every peer message (to undo
 it on failure): a hub holding 1,024 forwards stuck at an offline peer wrote 748 kB per
-checkpoint, and a payment through it took three times as long (docs/PERFORMANCE.md). A
+checkpoint, and a payment through it took three times as long (docs/performance-history.md). A
 stranger can hold HTLCs at will. Each is now a record of its own (``htlc/``, ``link/``,
 ``preimage/``), written when it changes, and a failed message undoes the keys it changed.
 """

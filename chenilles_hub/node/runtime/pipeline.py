@@ -13,7 +13,7 @@ The worker takes its work from the queue itself, and the writer hands each write
 event loop once: a job wakes the event loop once, after its write. Waking a thread costs
 ~0.1 ms on a small VM (a self-pipe write and a GIL hand-over), and a payment's messages
 each make a job on every hop; the worker used to be an executor that reported the end of
-every job to the loop, which then handed the job to the writer (docs/PERFORMANCE.md,
+every job to the loop, which then handed the job to the writer (docs/performance-history.md,
 "Fewer thread crossings per job").
 """
 
