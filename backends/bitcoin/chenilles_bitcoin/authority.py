@@ -33,7 +33,7 @@ from .bolt3 import (
 from .bundle import Bundle, BundleError, decode_bundle, encode_bundle
 from .channel_keys import ChannelSecrets
 from .commitments import ChannelView, check_amounts
-from .record import ChannelRecord
+from .record import ChannelRecord, RecordFull
 
 #: How many blocks earlier than the exact image a peer's native expiry may be.
 EXPIRY_TOLERANCE = 6
@@ -132,7 +132,10 @@ class BitcoinAuthority:
     ) -> bool:
         check_amounts(state)  # out-of-range amounts are an error, not a bad signature
         if signer == self.me:
-            return bundle == self.sign(params, state, previous)
+            try:
+                return bundle == self.sign(params, state, previous)
+            except RecordFull:  # HTLCs this version never had: not a bundle of ours
+                return False
         try:
             b = decode_bundle(bundle)
             if b.point != self._point_of(signer, state.version, previous):
@@ -152,9 +155,9 @@ class BitcoinAuthority:
                 return False
             # b.point equals a point already known to be valid; the next one must be too.
             check_point(b.next_point)
-        except (BundleError, Bolt3Error, StateMismatch, ValueError, TypeError):
+            self.record.note_state(state)
+        except (BundleError, Bolt3Error, StateMismatch, RecordFull, ValueError, TypeError):
             return False
-        self.record.note_state(state)
         self.record.note_peer_points(state.version, b.point, b.next_point)
         return True
 

@@ -33,7 +33,7 @@ from .bundle import decode_bundle
 from .channel_keys import ChannelSecrets
 from .commitments import ChannelView
 from .record import ChannelRecord
-from .watch import SeenCommitment, match_commitment
+from .watch import ChainOutput, SeenCommitment, match_commitment
 
 SpenderOf = Callable[[OutPoint], CTransaction | None]
 Confirmations = Callable[[str], int | None]
@@ -263,13 +263,33 @@ def payout_sweep(
 # --- HTLCs ------------------------------------------------------------------------------
 
 
-def _htlc_output(seen: SeenCommitment, htlc: Htlc) -> OutPoint:
+def _same_contract(a: Htlc, b: Htlc) -> bool:
+    """One payment offered in two attempts at one version under two ids: one script, one
+    amount, so one output (``match_commitment`` names it after either)."""
+    return (a.payer, a.payment_hash, a.native_expiry, a.amount) == (
+        b.payer,
+        b.payment_hash,
+        b.native_expiry,
+        b.amount,
+    )
+
+
+def _htlc_output(seen: SeenCommitment, htlc: Htlc) -> ChainOutput:
     out = seen.output("htlc", htlc.id)
+    if out is None:
+        out = next(
+            (
+                o
+                for o in seen.outputs
+                if o.kind == "htlc" and o.htlc and _same_contract(o.htlc, htlc)
+            ),
+            None,
+        )
     if out is None:
         raise DutyError(
             f"HTLC {htlc.id} has no output in commitment {seen.version} (trimmed as dust or absent)"
         )
-    return out.outpoint
+    return out
 
 
 def second_stage(
@@ -281,7 +301,7 @@ def second_stage(
         raise DutyError(f"our signed state {seen.version} is not known: register it first")
     commitment = ctx.my_commitment(signed)
     peer_sigs = decode_bundle(signed.signatures[ctx.peer]).htlc_sigs
-    outpoint = _htlc_output(seen, htlc)
+    outpoint = _htlc_output(seen, htlc).outpoint
     for position, index in enumerate(commitment.htlc_output_indexes()):
         if index != outpoint.index:
             continue
@@ -299,9 +319,9 @@ def direct_htlc_spend(
     ctx: ChannelContext, seen: SeenCommitment, htlc: Htlc, preimage: bytes | None, dest: bytes
 ) -> Signed:
     """Claim (preimage) or time out (after cltv_expiry) an HTLC on the peer's commitment."""
-    outpoint = _htlc_output(seen, htlc)
-    out = seen.output("htlc", htlc.id)
-    assert out is not None and out.witness_script is not None
+    out = _htlc_output(seen, htlc)
+    outpoint = out.outpoint
+    assert out.witness_script is not None
     key = derive_privkey(ctx.secrets.htlc_secret, seen.point)
     if preimage is not None:
         spend = SpendableOutput(

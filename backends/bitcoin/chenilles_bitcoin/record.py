@@ -13,8 +13,12 @@ changed since the last export are handed out:
 
 * ``head``: the shachain store, the peer's recent points, the registered state and the
   final version. Bounded (a few KiB), rewritten on every update.
-* ``htlcs/<version>``: the HTLC set of one version, written once when the version is first
-  signed or verified and never again (append-only, like a Lightning node's revocation log).
+* ``htlcs/<version>``: every HTLC of that version's commitments, written when the version
+  is first signed or verified, and again only if another attempt at the same version
+  brings HTLCs it did not hold (a proposal the peer refused, kept signed by it; the losing
+  side of two proposals crossing): each of those commitments can be broadcast, and is
+  recognised and punished only with its HTLCs. Nothing is ever removed from it, like a
+  Lightning node's revocation log.
 * ``funding``: the funder's signed funding transaction, built before the channel exists
   and written with the channel: a node killed after marking its deposit as sent but before
   it left sends this same transaction again after the restart (the channel id commits to
@@ -28,11 +32,17 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from chenilles_hub.core import ChannelState, Htlc, SignedState
+from chenilles_hub.core import MAX_HTLCS, ChannelState, Htlc, SignedState
+from chenilles_hub.core.errors import ChannelError
 
 from .bolt3 import START_INDEX, RevocationStore, ShachainError, UnknownRevocationSecretError
 
 _KEEP_POINTS = 4
+#: Most distinct HTLCs a record keeps for one version, over every attempt at it that was
+#: signed or verified. A peer refusing attempt after attempt cannot grow it past this:
+#: nothing more is signed or accepted at that version (``RecordFull``), the channel waits
+#: and its operator is told why.
+MAX_HTLCS_PER_VERSION = 8 * MAX_HTLCS
 HEAD = "head"
 HTLCS_PREFIX = "htlcs/"
 FUNDING = "funding"
@@ -63,6 +73,13 @@ class RecordError(ValueError):
     """A stored record part that does not decode (a corrupted store, or another program's)."""
 
 
+class RecordFull(ChannelError):
+    """Another attempt at this version would bring the HTLCs remembered for it past
+    ``MAX_HTLCS_PER_VERSION``: it is neither signed nor accepted."""
+
+    code = "record_full"
+
+
 @dataclass
 class ChannelRecord:
     me: int
@@ -77,10 +94,30 @@ class ChannelRecord:
     dirty: set[str] = field(default_factory=lambda: {HEAD})
 
     def note_state(self, state: ChannelState) -> None:
-        """Remember what is needed to recognise this version's commitments on-chain."""
-        if state.htlcs and self.htlcs.get(state.version) != state.htlcs:
-            self.htlcs[state.version] = state.htlcs
-            self.dirty.add(f"{HTLCS_PREFIX}{state.version}")
+        """Remember what is needed to recognise this version's commitments on-chain: called
+        before our signature on it leaves, and when we verify the peer's. Its HTLCs join
+        those of every other attempt at the same version (``htlcs/<version>``). Raises
+        ``RecordFull``, remembering nothing, if that would pass ``MAX_HTLCS_PER_VERSION``."""
+        self._add_htlcs(state, bounded=True)
+        self._note_final(state)
+
+    def _add_htlcs(self, state: ChannelState, *, bounded: bool) -> None:
+        if not state.htlcs:
+            return
+        known = self.htlcs.get(state.version, ())
+        new = tuple(h for h in state.htlcs if h not in known)
+        if not new:
+            return
+        if bounded and len(known) + len(new) > MAX_HTLCS_PER_VERSION:
+            raise RecordFull(
+                f"version {state.version} has had {len(known)} HTLCs over its attempts; "
+                f"{len(new)} more would pass the {MAX_HTLCS_PER_VERSION} remembered per "
+                "version: the peer keeps refusing this channel's proposals, close it"
+            )
+        self.htlcs[state.version] = known + new
+        self.dirty.add(f"{HTLCS_PREFIX}{state.version}")
+
+    def _note_final(self, state: ChannelState) -> None:
         if state.final and self.final_version != state.version:
             self.final_version = state.version
             self.dirty.add(HEAD)
@@ -106,7 +143,8 @@ class ChannelRecord:
         """The state we put on-chain (its HTLCs identify the commitment's outputs)."""
         self.registered = signed
         self.dirty.add(HEAD)
-        self.note_state(signed.state)
+        self._add_htlcs(signed.state, bounded=False)  # signed or verified: known already
+        self._note_final(signed.state)
 
     def add_revocation(self, version: int, secret: bytes) -> None:
         """Store the peer's secret for ``version``; idempotent; raises ShachainError if bogus."""
@@ -207,4 +245,4 @@ class ChannelRecord:
         )
 
 
-__all__ = ["ChannelRecord", "RecordError"]
+__all__ = ["MAX_HTLCS_PER_VERSION", "ChannelRecord", "RecordError", "RecordFull"]

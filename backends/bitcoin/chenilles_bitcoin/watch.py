@@ -69,7 +69,8 @@ def commitment_version(view: ChannelView, tx: CTransaction) -> int | None:
 def match_commitment(
     view: ChannelView, tx: CTransaction, owner: int, point: bytes, htlcs: Iterable[Htlc]
 ) -> SeenCommitment | None:
-    """``tx`` read as ``owner``'s commitment under ``point``; ``None`` unless every output fits."""
+    """``tx`` read as ``owner``'s commitment under ``point``; ``None`` unless every output fits.
+    ``htlcs`` may name more HTLCs than ``tx`` has outputs for (every attempt at its version)."""
     version = commitment_version(view, tx)
     if version is None:
         return None
@@ -93,7 +94,11 @@ def match_commitment(
         options = candidates.get(bytes(out.scriptPubKey))
         if not options:
             return None
-        kind, script, matched = options.pop(0)
+        # ``htlcs`` may hold several attempts' HTLCs of one version: two with one script
+        # (the same payment offered again) are told apart by their amount
+        value = int(out.nValue)
+        at = next((i for i, o in enumerate(options) if o[2] is None or o[2].amount == value), 0)
+        kind, script, matched = options.pop(at)
         outputs.append(ChainOutput(OutPoint(txid, index), int(out.nValue), kind, script, matched))
     return SeenCommitment(tx, version, owner, point, tuple(outputs))
 

@@ -150,6 +150,7 @@ _REFUSAL_HINTS = {
     "too_many_htlcs": "the channel has no free HTLC slot; try again shortly",
     "invoice_expired": "ask the payee for a new invoice",
     "channel_busy": "retry later, or pay through another channel",
+    "record_full": "the peer keeps refusing this channel's proposals: close it",
 }
 
 

@@ -1,0 +1,166 @@
+"""Every attempt at a version leaves a commitment someone can broadcast: the record keeps
+the HTLCs of all of them.
+
+Found by review: a proposal the peer refused is still signed by us, so the peer holds our
+signature on its commitment of that version with that proposal's HTLCs. The record kept
+one HTLC set per version, and our next attempt at the same version replaced it. Once the
+peer revoked the version (one per-commitment point, so one secret, for every attempt), it
+could broadcast the refused attempt's commitment: unrecognised, it was not punished, and
+its HTLC could not be refunded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import msgspec
+import pytest
+from chenilles_bitcoin.backend import BitcoinBackend
+from chenilles_bitcoin.record import MAX_HTLCS_PER_VERSION, ChannelRecord, RecordFull
+
+from chenilles_hub.core import (
+    AddHtlc,
+    ChannelState,
+    Htlc,
+    Propose,
+    Reject,
+    SignedState,
+    Transfer,
+    decode_message,
+)
+
+from .test_backend_harness import BTC, Channel, fresh_backend, opened
+
+pytestmark = [pytest.mark.bitcoin, pytest.mark.adversarial]
+
+
+@pytest.fixture(name="backend")
+def _backend() -> Iterator[BitcoinBackend]:
+    yield from fresh_backend()
+
+
+def _refused_attempt(channel: Channel, backend: BitcoinBackend, htlc: Htlc) -> Propose:
+    """Alice proposes ``htlc``; Bob keeps her signature and refuses the proposal."""
+    channel.run(0, channel.machines[0].propose((AddHtlc(htlc),), backend.now()))
+    recipient, data = channel.wire.pop(0)
+    assert recipient == 1 and not channel.wire
+    proposal = decode_message(data)
+    assert isinstance(proposal, Propose)
+    refusal = Reject(channel.channel_id, proposal.state.version, "refused", "no", proposal.attempt)
+    channel.run(0, channel.machines[0].receive(refusal, backend.now()))
+    assert channel.machines[0].pending is None
+    return proposal
+
+
+def test_a_revoked_commitment_of_a_refused_attempt_is_punished(backend: BitcoinBackend) -> None:
+    channel = opened(backend)
+    alice, bob = channel.accounts
+    channel.update(0, Transfer(BTC, 300_000))
+    h1, _ = channel.htlc(1, payer=0, amount=50_000)
+    refused = _refused_attempt(channel, backend, h1)
+    h2, _ = channel.htlc(2, payer=0, amount=40_000)
+    channel.update(0, AddHtlc(h2))  # the same version again, with another HTLC
+    channel.update(1, Transfer(BTC, 200_000))  # Bob revokes that version
+    version = refused.state.version
+    assert channel.latest().version == version + 1
+    backend.poll_events()
+
+    # Bob broadcasts his commitment of the refused attempt, which Alice signed
+    backend.register(channel.params, SignedState(refused.state, (refused.signature, b"")), bob)
+    backend.poll_events()
+    before = backend.balance(alice, BTC)
+    justice = backend.challenge(channel.params, channel.latest(), alice)
+    assert justice.txid, "the revoked commitment was not recognised"
+    # the penalty takes every output of it, the refused HTLC's included
+    assert backend.balance(alice, BTC) > before + 600_000
+
+
+def test_the_htlc_of_a_refused_attempt_on_chain_is_refunded(backend: BitcoinBackend) -> None:
+    channel = opened(backend)
+    alice, bob = channel.accounts
+    channel.update(0, Transfer(BTC, 300_000))
+    channel.add_htlc(0, payer=0, amount=30_000)  # an HTLC already in flight
+    h1, _ = channel.htlc(1, payer=0, amount=50_000)
+    refused = _refused_attempt(channel, backend, h1)
+    h2, _ = channel.htlc(2, payer=0, amount=40_000)
+    channel.update(0, AddHtlc(h2))  # the next attempt at that version, h2 instead of h1
+    assert channel.latest().version == refused.state.version
+    backend.poll_events()
+
+    backend.register(channel.params, SignedState(refused.state, (refused.signature, b"")), bob)
+    backend.poll_events()
+    backend.mine(h1.native_expiry - backend.ledger.tip_height())
+    before = backend.balance(alice, BTC)
+    refund = backend.refund_htlc(channel.params, h1, alice)
+    assert backend.balance(alice, BTC) == before + 50_000 - refund.fee
+
+
+def test_one_payment_offered_again_with_another_amount_is_told_apart_on_chain(
+    backend: BitcoinBackend,
+) -> None:
+    """The refused attempt and the next one offer the same payment (one script) for other
+    amounts: the commitment on-chain is read with the HTLC whose amount its output holds."""
+    channel = opened(backend)
+    alice, bob = channel.accounts
+    channel.update(0, Transfer(BTC, 300_000))
+    h1, _ = channel.htlc(1, payer=0, amount=50_000)
+    _refused_attempt(channel, backend, h1)
+    again = msgspec.structs.replace(h1, id=2, amount=40_000)
+    channel.update(0, AddHtlc(again))
+    backend.poll_events()
+    backend.register(channel.params, channel.latest(1), bob)  # Bob's commitment: 40,000
+    backend.poll_events()
+    backend.mine(again.native_expiry - backend.ledger.tip_height())
+    before = backend.balance(alice, BTC)
+    refund = backend.refund_htlc(channel.params, again, alice)
+    assert backend.balance(alice, BTC) == before + 40_000 - refund.fee
+
+
+def test_one_payment_offered_again_under_another_id_is_still_refunded(
+    backend: BitcoinBackend,
+) -> None:
+    """The same payment, same amount, in the refused attempt and the next one, under two
+    ids: one script, one output, read as either HTLC. The refund of the one the channel
+    holds finds it all the same."""
+    channel = opened(backend)
+    alice, bob = channel.accounts
+    channel.update(0, Transfer(BTC, 300_000))
+    h1, _ = channel.htlc(1, payer=0, amount=50_000)
+    _refused_attempt(channel, backend, h1)
+    again = msgspec.structs.replace(h1, id=2)
+    channel.update(0, AddHtlc(again))
+    backend.poll_events()
+    backend.register(channel.params, channel.latest(1), bob)
+    backend.poll_events()
+    backend.mine(again.native_expiry - backend.ledger.tip_height())
+    before = backend.balance(alice, BTC)
+    refund = backend.refund_htlc(channel.params, again, alice)
+    assert backend.balance(alice, BTC) == before + 50_000 - refund.fee
+
+
+def _state(version: int, htlcs: tuple[Htlc, ...]) -> ChannelState:
+    return ChannelState(b"\x01" * 32, version, (), htlcs)
+
+
+def _htlcs(first: int, count: int) -> tuple[Htlc, ...]:
+    return tuple(
+        Htlc(i, 0, BTC, 1_000 + i, bytes([i % 256]) * 32, 10**9, 10**6)
+        for i in range(first, first + count)
+    )
+
+
+def test_a_peer_refusing_every_attempt_cannot_grow_a_version_without_bound() -> None:
+    """Each attempt adds its HTLCs; past ``MAX_HTLCS_PER_VERSION`` nothing more is signed
+    or accepted at that version (the record unchanged), and the operator is told to close."""
+    record = ChannelRecord(0)
+    per_attempt = 32
+    attempts = MAX_HTLCS_PER_VERSION // per_attempt
+    for n in range(attempts):
+        record.note_state(_state(5, _htlcs(n * per_attempt, per_attempt)))
+        record.note_state(_state(5, _htlcs(n * per_attempt, per_attempt)))  # again: no growth
+    assert len(record.htlcs[5]) == MAX_HTLCS_PER_VERSION
+    record.export_changes()
+    with pytest.raises(RecordFull, match="close it"):
+        record.note_state(_state(5, _htlcs(10_000, 1)))
+    assert len(record.htlcs[5]) == MAX_HTLCS_PER_VERSION and not record.export_changes()
+    record.note_state(_state(6, _htlcs(10_000, 1)))  # the next version starts afresh
