@@ -311,7 +311,16 @@ class ChannelRecords(Protocol):
     that changed them, before anything that event sends leaves the process. An empty value
     drops a part. After a restart the node calls ``restore_record`` once per channel, with
     every stored part, before it asks for the channel's authority. Part names are short
-    ASCII (at most 64 characters, no ``/`` at the start)."""
+    ASCII (at most 64 characters, no ``/`` at the start).
+
+    Chain transactions leave in the middle of an event, so what a backend notes while it
+    sends one (Bitcoin: which state it registered) is written only with the event's
+    checkpoint, after the transaction. When the chain reports a registration of the node's
+    latest version, the node calls ``register`` again with that state: a backend taking
+    this role sends nothing then if a registration is on-chain already, notes it if it is
+    its own, and raises ``LedgerError`` if it is not (the peer registered). So a note a
+    crash took away is made again after the restart. (Another exception is logged and
+    ignored there: the claims that need the note are retried on every block.)"""
 
     def export_record(
         self, params: ChannelParams, me: int, account: Account

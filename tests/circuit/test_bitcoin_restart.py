@@ -14,14 +14,16 @@ Bob opens and funds 1,000,000 sat, pays Alice 100,000 (version 1: 900,000 / 100,
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from chenilles_bitcoin.accounts import BitcoinAccount
 from chenilles_bitcoin.backend import BitcoinBackend, embedded_backend
 from chenilles_bitcoin.watch import parse_tx
 
-from chenilles_hub.core import Asset, SignedState
+from chenilles_hub.core import Asset, Propose, SettleHtlc, SignedState
 from chenilles_hub.node.hub.node import Node
+from chenilles_hub.node.net import wire
 from chenilles_hub.node.store.sqlite import SQLiteStore
 
 from .world import World, plan
@@ -252,3 +254,60 @@ def test_at_every_message_boundary_the_store_holds_the_revocations_its_states_re
         payer.pay_direct(scene.channel_id, scene.btc, amount)
         scene.world.network.run_until(consistent)
     assert checked >= 12
+
+
+class Killed(BaseException):
+    """The process dies here (BaseException: no handler of the node's catches it)."""
+
+
+def test_a_node_killed_right_after_registering_still_claims_its_htlc(scene: Scene) -> None:
+    """Found by review: Bob owes Alice a 50,000 sat HTLC whose preimage she revealed, and
+    never settles it. At its deadline Alice registers her commitment, and is killed right
+    after the broadcast, before the checkpoint of that tick. Her record had noted the
+    registration in memory only, so after the restart every claim of the HTLC on her
+    commitment failed ("our signed state is not known: register it first") until Bob took
+    it back by its timeout. Now the registration the chain shows is noted again, and the
+    claim the watcher had decided (not yet taken) is taken."""
+    invoice = scene.alice.invoice(50_000, scene.btc)
+    hops = plan(
+        scene.world,
+        scene.bob,
+        [(scene.alice, scene.channel_id)],
+        50_000,
+        scene.btc,
+        scene.alice.final_lead(scene.btc),
+    )
+    scene.bob.pay_route(invoice, hops)
+
+    def alice_settles() -> bool:
+        return any(
+            isinstance(m, Propose) and any(isinstance(u, SettleHtlc) for u in m.updates)
+            for m in (wire.decode(data) for _peer, data in scene.alice.outbox)
+        )
+
+    assert scene.world.network.run_until(alice_settles)
+    scene.world.network.silence(scene.bob)  # Bob never answers the settle
+    scene.alice.outbox.clear()
+    backend = scene.alice.backends[scene.chain]
+    register = backend.register
+    registered = []
+
+    def register_then_die(*args: Any) -> Any:
+        registered.append(register(*args))
+        raise Killed
+
+    backend.register = register_then_die  # type: ignore[method-assign]
+    with pytest.raises(Killed):
+        for _ in range(400):  # hours of chain time, up to the HTLC's deadline
+            scene.world.advance(600)
+    assert registered and registered[0].txid
+    scene.kill_alice()
+    scene.restart_alice()
+    for _ in range(60):
+        scene.world.advance(600)
+    claims = [
+        r
+        for r in scene.alice.channels[scene.channel_id].receipts
+        if r.operation == "claim_htlc" and r.txid
+    ]
+    assert len(claims) == 1, "\n".join(scene.alice.journal[-10:])

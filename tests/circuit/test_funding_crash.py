@@ -203,3 +203,145 @@ def test_an_open_the_acceptor_forgot_in_a_crash_is_abandoned_and_a_new_one_opens
         bob_store.close()
     finally:
         backend.close()
+
+
+@pytest.mark.adversarial
+@pytest.mark.parametrize("grouped", [False, True])
+def test_a_crash_right_after_funding_leaves_the_deposit_recoverable_without_the_peer(
+    tmp_path: Any, grouped: bool
+) -> None:
+    """Found by review: the deposit left in the job that took Bob's Accept of version 0,
+    before that job's checkpoint, so a crash right after it lost Bob's signature: Alice
+    came back with her deposit on-chain, version 0 signed by her alone, nothing to
+    register, nothing to abandon, and once the open's pending timeout had passed she
+    marked the channel closed "(nothing was deposited)" while the chain held her money.
+    Bob, who holds both signatures, could keep it hostage. Now version 0 is on disk before
+    the deposit leaves, and Alice gets her money back on her own. ``grouped``: the node
+    checkpoints once per job, as the server does (``autocommit`` off)."""
+    backend = embedded_backend()
+    try:
+        world = World({backend.chain: backend}, backend)
+        eth = Asset(backend.chain, "native")
+        store = SQLiteStore(tmp_path / "alice.sqlite")
+        alice = world.node("alice", [backend.chain], store=store)
+        crashing = CrashAfterFunding(backend)
+        alice.backends = {backend.chain: crashing}  # type: ignore[misc]
+        bob = world.node("bob", [backend.chain])
+        alice.open_channel(bob.node_id, backend.chain, {eth: (ETH, 0)}, 600)
+        with pytest.raises(Crash):
+            if grouped:
+                alice.autocommit = bob.autocommit = False
+                world.network.run_in_jobs()
+            else:
+                world.network.run()
+        (channel_id,) = alice.channels
+        alice.outbox.clear()
+        store.close()
+        params = alice.channels[channel_id].params
+        assert backend.adjudicator.holding(backend.channel_id(params), asset_address(eth)) == ETH
+        world.network.silence(bob)  # Bob keeps his Accept to himself from now on
+
+        alice = world.restart(alice, SQLiteStore(tmp_path / "alice.sqlite"))
+        channel = alice.channels[channel_id]
+        latest = channel.machine.latest
+        assert latest is not None and latest.version == 0 and latest.complete
+        world.advance(alice.open_policy.pending_timeout + 30)
+        # the deposit confirms and, Bob owing none, the channel opens without him
+        assert channel.status in ("opening", "active"), "abandoned with the deposit on-chain"
+
+        start = backend.balance(alice.accounts[backend.chain], eth)
+        alice.force_close(channel_id)
+        for _ in range(4):  # the challenge period (600 s), then the conclusion's depth
+            world.advance(300)
+            confirm(world)
+        assert backend.adjudicator.holding(backend.channel_id(params), asset_address(eth)) == 0
+        regained = backend.balance(alice.accounts[backend.chain], eth) - start
+        assert ETH - 10**16 < regained <= ETH, "the deposit did not come back"
+        alice.ctx.store.close()  # type: ignore[union-attr]
+    finally:
+        backend.close()
+
+
+@pytest.mark.adversarial
+def test_an_unsigned_open_whose_deposit_was_sent_is_never_marked_closed(tmp_path: Any) -> None:
+    """A store written before deposits waited for version 0 on disk (or a store copied by
+    hand) can hold an open that version 0 never completed while its funding marker says the
+    deposit left. Such a channel is not abandoned by the pending timeout: money may be on
+    the chain, and only the peer's signature or a close can release it."""
+    backend = embedded_backend()
+    try:
+        world = World({backend.chain: backend}, backend)
+        eth = Asset(backend.chain, "native")
+        store = SQLiteStore(tmp_path / "alice.sqlite")
+        alice = world.node("alice", [backend.chain], store=store)
+        alice.ctx.make_durable = lambda: None  # as before: nothing written before the deposit
+        crashing = CrashAfterFunding(backend)
+        alice.backends = {backend.chain: crashing}  # type: ignore[misc]
+        bob = world.node("bob", [backend.chain])
+        alice.open_channel(bob.node_id, backend.chain, {eth: (ETH, 0)}, 600)
+        with pytest.raises(Crash):
+            world.network.run()
+        (channel_id,) = alice.channels
+        alice.outbox.clear()
+        store.close()
+        world.network.silence(bob)
+        alice = world.restart(alice, SQLiteStore(tmp_path / "alice.sqlite"))
+        assert alice.channels[channel_id].machine.latest is None  # what the old order lost
+        world.advance(alice.open_policy.pending_timeout + 30)
+        world.advance(alice.open_policy.pending_timeout + 30)
+        assert alice.channels[channel_id].status == "opening"
+        assert any("our deposit was sent: kept opening" in line for line in alice.journal)
+        alice.ctx.store.close()  # type: ignore[union-attr]
+    finally:
+        backend.close()
+
+
+@pytest.mark.adversarial
+def test_a_crash_after_version_0_reached_the_disk_still_funds_once(
+    tmp_path: Any,
+) -> None:
+    """The deposit's marker is written first, then version 0, then the deposit leaves. A
+    crash after version 0 reached the disk and before the deposit left: no event will fund
+    the channel again (version 0 is complete, Bob sends nothing more), but the marker does:
+    the chain showing none of the deposit, it is sent, once. (With version 0 written before
+    the marker, that crash left a channel nothing would ever fund.)"""
+    backend = embedded_backend()
+    try:
+        world = World({backend.chain: backend}, backend)
+        eth = Asset(backend.chain, "native")
+        store = SQLiteStore(tmp_path / "alice.sqlite")
+        alice = world.node("alice", [backend.chain], store=store)
+        counting = CrashAfterFunding(backend)
+        counting.armed = False  # counts the deposits, crashes nowhere
+        alice.backends = {backend.chain: counting}  # type: ignore[misc]
+        bob = world.node("bob", [backend.chain])
+
+        write = alice.ctx.make_durable
+
+        def die() -> None:
+            write()  # version 0 on disk; the deposit never leaves
+            raise Crash
+
+        alice.ctx.make_durable = die
+        alice.open_channel(bob.node_id, backend.chain, {eth: (ETH, 0)}, 600)
+        with pytest.raises(Crash):
+            world.network.run()
+        (channel_id,) = alice.channels
+        alice.outbox.clear()
+        store.close()
+        world.network.silence(alice)
+        assert counting.fundings == 0
+        alice = world.restart(alice, SQLiteStore(tmp_path / "alice.sqlite"))
+        alice.channels[channel_id].backend = counting  # type: ignore[assignment]
+        world.network.run()
+        for _ in range(6):  # past twice the inclusion delay: the lost deposit is sent
+            world.advance(30)
+        confirm(world)
+        world.network.run()
+        params = alice.channels[channel_id].params
+        assert counting.fundings == 1
+        assert backend.adjudicator.holding(backend.channel_id(params), asset_address(eth)) == ETH
+        assert alice.channels[channel_id].active and bob.channels[channel_id].active
+        alice.ctx.store.close()  # type: ignore[union-attr]
+    finally:
+        backend.close()

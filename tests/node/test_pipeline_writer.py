@@ -333,3 +333,86 @@ def test_wait_written_returns_once_every_job_handed_over_is_in_the_store(tmp_pat
             store.close()
 
     asyncio.run(main())
+
+
+class SlowFirst(Slow):
+    """Only the first checkpoint (the writer's) stalls until ``go``."""
+
+    def save_checkpoint(self, snapshots: Any, settings: Any, *, durable: bool = True) -> None:
+        if self.started.is_set():
+            SQLiteStore.save_checkpoint(self, snapshots, settings, durable=durable)
+        else:
+            super().save_checkpoint(snapshots, settings, durable=durable)
+
+
+class _Pending:
+    """What ``make_durable`` takes from the node: the job's changes until now."""
+
+    def __init__(self, records: dict[str, bytes]) -> None:
+        self.persistence = self
+        self.records = records
+
+    def take_checkpoint(self) -> Any:
+        records, self.records = self.records, {}
+        return ([], records) if records else None
+
+
+def test_before_a_chain_transaction_older_jobs_are_written_then_the_job_so_far(
+    tmp_path: Path,
+) -> None:
+    """Found by review: a chain transaction (a refutation, a registration) left while the
+    state it relies on was still in a job the writer had not written: a crash then lost
+    that state (and a preimage learned with it) while the chain had the transaction. Now
+    the worker first waits for the writer, then writes what its job changed so far,
+    durably, before the transaction; waiting first keeps an older checkpoint from
+    landing over the newer one."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        pipeline = _pipeline([], [])
+        store = SlowFirst(tmp_path / "node.sqlite")
+        pipeline.store = store
+        pipeline.node = _Pending({"a": b"newer, from the job in hand"})  # type: ignore[assignment]
+        writer = asyncio.create_task(pipeline.write_loop())
+        try:
+            handing = _worker_handing_over(pipeline, _job(loop, "a", b"a"))
+            assert await loop.run_in_executor(None, store.started.wait, 5)  # being written
+            handing.join(1)
+            barrier = loop.run_in_executor(None, pipeline.make_durable)
+            await asyncio.sleep(0.2)
+            assert not barrier.done(), "wrote before the older job was on disk"
+            store.go.set()
+            await asyncio.wait_for(barrier, 5)
+            assert store.get_setting("a") == b"newer, from the job in hand"
+            pipeline.node.records = {}  # type: ignore[attr-defined]
+            await loop.run_in_executor(None, pipeline.make_durable)  # nothing more: no write
+        finally:
+            store.go.set()
+            writer.cancel()
+            await pipeline.shutdown()
+            store.close()
+
+    asyncio.run(main())
+
+
+def test_a_failed_write_before_a_chain_transaction_stops_the_node(tmp_path: Path) -> None:
+    failures: list[str] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        pipeline = _pipeline([], failures)
+        pipeline._loop = loop  # as the worker's start sets it
+        store = Failing(tmp_path / "node.sqlite", fail_at=1)
+        pipeline.store = store
+        pipeline.node = _Pending({"a": b"x"})  # type: ignore[assignment]
+        try:
+            with pytest.raises(OSError, match="disk full"):
+                await loop.run_in_executor(None, pipeline.make_durable)
+            assert not pipeline.wait_written(0.01)  # nothing more is written or released
+            await asyncio.sleep(0.05)  # the stop is handed to the event loop
+        finally:
+            await pipeline.shutdown()
+            store.close()
+
+    asyncio.run(main())
+    assert len(failures) == 1 and "disk full" in failures[0]

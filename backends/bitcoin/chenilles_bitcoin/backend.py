@@ -736,12 +736,25 @@ class BitcoinBackend:
     # --- the dispute ---------------------------------------------------------------------------
 
     def register(self, params: ChannelParams, signed: SignedState, account: Account) -> TxReceipt:
-        """Unilateral close: broadcast our commitment of ``signed``."""
+        """Unilateral close: broadcast our commitment of ``signed``.
+
+        Our claims on that commitment's HTLCs need the record to say which state we put
+        on-chain (``note_registered``), and a crash between the broadcast and the node's
+        next checkpoint loses that. So the node asks again once the chain shows a
+        registration of that version (``ChannelRecords``): if that commitment is ours of
+        ``signed``, this notes it and sends nothing; any other spend of the funding output
+        is refused, as a broadcast would be."""
         ctx = self._my_context("register", params, account)
         try:
             commitment = signed_commitment(ctx, signed)
         except DutyError as exc:
             raise LedgerError("register", str(exc)) from exc
+        spend = self._closing_spend(ctx)
+        if spend is not None:
+            if txid_of(spend) != txid_of(commitment.tx):
+                raise LedgerError("register", "the funding output is spent by another transaction")
+            ctx.record.note_registered(signed)
+            return self._noop("register (on-chain already)")
         ctx.record.note_registered(signed)
         return self._submit("register", commitment, from_channel=True)
 

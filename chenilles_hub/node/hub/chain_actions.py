@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping
 
 from ...backend import (
     ChainEvent,
+    ChannelRecords,
     Concluded,
     Funded,
     LedgerError,
@@ -30,7 +31,7 @@ from ...backend import (
     Reorged,
     TxReceipt,
 )
-from ...core import SubmitToLedger
+from ...core import SignedState, SubmitToLedger
 from ...core.errors import WrongChannel
 from ...core.watcher import (
     Action,
@@ -131,6 +132,14 @@ class ChainActions:
     # --- events -----------------------------------------------------------------------------
 
     def on_chain_events(self, chain: str, events: list[ChainEvent]) -> None:
+        # What the chain transactions these events may set off rely on (the state a
+        # refutation registers, a preimage learnt in an earlier job) is on disk first. Not
+        # between the watcher's decision and the transaction: the watcher marks an action
+        # taken when it decides it, and that mark must not reach the disk before the
+        # action has (a crash in between would never take it again). Only registrations
+        # and conclusions set transactions off here (a refutation, a withdrawal).
+        if any(isinstance(e, Registered | Concluded) for e in events):
+            self._durable_first()
         # The tip first: a conclusion reported in this batch is at most this high, so its
         # finality is never judged too early.
         tips = [e.height for e in events if isinstance(e, NewBlock)]
@@ -153,6 +162,8 @@ class ChainActions:
                     latest.version if latest else None,
                     self.heights.get(chain, -1),
                 )
+                if latest is not None and latest.version == event.version:
+                    self._note_registration(channel, latest)
                 if channel.status in ("opening", "active", "closing"):
                     channel.status = "disputed"
                     channel.waiting = ""
@@ -174,6 +185,35 @@ class ChainActions:
             self.act(actions)
         if tips:
             self.funding.check_chain(chain)
+
+    def _note_registration(self, channel: Channel, latest: SignedState) -> None:
+        """The chain shows a registration of our latest version. A backend that keeps
+        records (Bitcoin) notes our registration when it broadcasts it, and needs that note
+        to claim our commitment's HTLCs; a crash between the broadcast and the checkpoint
+        after it loses the note. So it is asked to register again: it sends nothing for a
+        commitment on-chain already, notes it if it is ours, and refuses the peer's (the
+        peer registered: nothing of ours to note). See ``ChannelRecords``."""
+        if not isinstance(channel.backend, ChannelRecords):
+            return
+        try:
+            channel.backend.register(channel.params, latest, channel.account)
+        except LedgerError:
+            return  # the peer's registration
+        except Exception as error:  # a chain that did not answer: the claim's retries say so
+            log.warning("%s: noting the registration failed: %r", self.ctx.name, error)
+            return
+        self.ctx.pending.channels.add(channel.channel_id)  # its record written with this event
+
+    def _durable_first(self) -> None:
+        """``make_durable``, before the watcher decides what to send. A store that cannot
+        confirm the earlier writes in time (a stalled disk; a failed write stops the node
+        anyway) does not keep the node from answering the chain: a cheater refuted late is
+        worse. Counted, noted, and the watcher acts."""
+        try:
+            self.ctx.make_durable()
+        except Exception as error:
+            self.ctx.count("durable_before_chain_errors")
+            self.ctx.note(f"acting on the chain before the earlier writes are on disk: {error}")
 
     def on_reorged(self, chain: str, event: Reorged) -> None:
         """Blocks of ``chain`` were replaced. The watcher forgets what it did for the
@@ -205,6 +245,7 @@ class ChainActions:
     # --- time ---------------------------------------------------------------------------------
 
     def tick(self, fetched_clocks: Mapping[str, int]) -> None:
+        self._durable_first()  # before any action: see ``on_chain_events``
         clocks = self._clocks = ChainClocks(self.ctx, self.heights, fetched_clocks)
         try:
             self.act(self.ctx.watcher.tick(clocks))

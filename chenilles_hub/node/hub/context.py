@@ -108,6 +108,15 @@ class NodeContext:
     #: Peers whose link is down: nothing is proposed to them until they reconnect (updates
     #: wait in their channels' queues, under the bounds of ``htlc_queue``).
     offline: set[bytes] = field(default_factory=set)
+    #: Called right before a chain transaction leaves the process (a deposit, a
+    #: registration, a refutation, a claim...): returns once everything the node has done so
+    #: far is on disk (``Node.make_durable``). A transaction cannot be recalled, so what it
+    #: relies on (the peer's signature on version 0 under a deposit, the state a refutation
+    #: registers, the preimage learned in the same job) must survive a crash just after it.
+    make_durable: Callable[[], None] = field(default=lambda: None)
+    #: While a peer's message is handled: moves its savepoint to now, once ``make_durable``
+    #: wrote what the message did so far (``Savepoint.reanchor``).
+    reanchor: Callable[[], None] | None = None
 
     @property
     def node_id(self) -> bytes:

@@ -7,24 +7,22 @@ are checked again.
 
 from __future__ import annotations
 
+import logging
+
 from ...backend import Funded, LedgerError
 from ...core import Asset
 from ...core.errors import ChannelError, ChannelNotOpen
 from ...core.messages import Propose
 from ..net import wire
 from .context import NodeContext
-from .opening import funding_key, release_funding
+from .opening import funding_key, release_funding, was_sent
 from .records import Channel
+
+log = logging.getLogger("chenilles.node")
 
 #: The funding marker when the ledger refused our deposit before anything was mined (it may
 #: be sent again, and the channel may be abandoned); see ``was_sent`` for the others.
 REFUSED = b"refused"
-
-
-def was_sent(marker: bytes | None) -> bool:
-    """Whether a funding marker says our deposit left the process (``submitted@<time>``,
-    or ``submitted`` as older versions wrote it, or ``confirmed``)."""
-    return marker is not None and (marker == b"confirmed" or marker.startswith(b"submitted"))
 
 
 class NotAbandonable(ChannelError):
@@ -66,6 +64,14 @@ class Funding:
                     continue
                 # durable before it is sent, with the chain's time (see ``_lost``)
                 store.set_setting(key, b"submitted@%d" % channel.backend.now())
+            # The peer's signature on version 0 (and, on Bitcoin, its commitment signature
+            # in the channel's record) came in this event: on disk before the deposit, or a
+            # crash would leave the deposit on-chain and nothing to take it back with but
+            # the peer's goodwill. After the marker: a crash once version 0 is on disk leaves
+            # a channel no event will fund again (the peer sends nothing more), but the
+            # marker does (``resend_lost``, once the chain shows none of the deposit); a
+            # crash before, and the peer's Accept comes again after the restart.
+            self.ctx.make_durable()
             try:
                 receipt = channel.backend.fund(
                     channel.params, channel.me, channel.account, asset, mine
@@ -108,28 +114,34 @@ class Funding:
         return now >= int(stamp) + 2 * backend.time_model().inclusion_delay
 
     def resend_lost(self, channel: Channel) -> None:
-        """On each block, for an opening channel whose deposits we sent before a crash:
-        send again those the chain shows no trace of (``_lost``)."""
+        """On each block, for an opening channel with version 0 signed by both: send again
+        the deposits we sent before a crash that the chain shows no trace of (``_lost``),
+        and those the ledger refused (our wallet could not pay them: it may now)."""
         store = self.ctx.store
         if store is None or channel.funded_by_me or channel.machine.latest is None:
             return
         for asset, (mine, _theirs) in channel.deposits.items():
             key = funding_key(channel.channel_id, asset)
             marker = store.get_setting(key) if mine > 0 else None
-            if marker is not None and self._lost(channel, asset, key, marker):
+            if marker == REFUSED:
+                log.debug("%s: trying the refused deposit of %s again", self.ctx.name, asset)
+            elif marker is not None and self._lost(channel, asset, key, marker):
                 self.ctx.note(
                     f"deposit of {asset} into {channel.channel_id.hex()[:8]} never reached "
                     "the chain (a crash before it left): sending it again"
                 )
-                try:
-                    self.fund(channel)
-                except LedgerError as error:
-                    # This channel's trouble, told to the operator (channel show); the
-                    # block's other events and channels go on (it used to abort them all).
-                    text = f"sending our deposit again failed: {error}"
+            else:
+                continue
+            try:
+                self.fund(channel)
+            except LedgerError as error:
+                # This channel's trouble, told to the operator (channel show); the block's
+                # other events and channels go on (it used to abort them all).
+                text = f"sending our deposit again failed: {error}"
+                if channel.last_error != text[:500]:  # once, not on every block
                     self.ctx.note(f"channel {channel.channel_id.hex()[:8]}: {text}")
                     channel.failed(text, self.ctx.clock())
-                return
+            return
 
     def _funded_by_me(self, channel: Channel, txids: tuple[str, ...]) -> None:
         channel.funded_by_me = True

@@ -91,6 +91,7 @@ class Intake:
             channel,
             with_payments=not isinstance(message, _OPEN_MESSAGES),
         )
+        self.ctx.reanchor = savepoint.reanchor
         try:
             self._dispatch(peer, message)
         except ChannelError as error:
@@ -123,6 +124,8 @@ class Intake:
             savepoint.release()
             if _quiet(message, channel):
                 self.ctx.pending.quiet += 1
+        finally:
+            self.ctx.reanchor = None
 
     def _loaded(self, channel: Channel, message: wire.NodeMessage) -> bool:
         """Whether the channel's machine can be used. A restarted channel reads, checks

@@ -111,6 +111,10 @@ class Node:
     #: Configured chains the node runs without, chain id -> why (their channels are
     #: quarantined at restore with that reason).
     unavailable: Mapping[str, str] = field(default_factory=dict)
+    #: How a driver that writes checkpoints on a thread of its own (the server) puts
+    #: everything handled so far on disk before a chain transaction leaves; ``None``: the
+    #: node writes its pending checkpoint itself (:meth:`make_durable`).
+    durable_barrier: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
         #: Events ended without proposing (``autocommit`` off): the job's checkpoint does.
@@ -149,6 +153,7 @@ class Node:
         )
         self.intake.virtual = self.virtual
         self.virtual_watch = VirtualWatch(self.ctx, self.virtual, self.app_channels)
+        self.ctx.make_durable = self.make_durable
 
     def __setattr__(self, name: str, value: object) -> None:
         # The node's fields stay the one place to change what its parts share: a new policy
@@ -436,6 +441,7 @@ class Node:
 
     def force_close(self, channel_id: bytes) -> TxReceipt:
         """Register our latest signed state on-chain (a dispute)."""
+        self.make_durable()  # the state it registers, before it is on-chain
         receipt = self.chain_actions.force_close(channel_id)
         self._commit_point()
         return receipt
@@ -621,6 +627,19 @@ class Node:
     def checkpoint(self) -> None:
         self._flush_job()
         self.persistence.checkpoint(leaving=self.leaving())
+
+    def make_durable(self) -> None:
+        """Put on disk, durably, everything the node has done so far, in the middle of an
+        event if need be: called before any chain transaction leaves (``ctx.make_durable``).
+        The event's own checkpoint still writes what changes after it, and a peer's message
+        that fails after this point is undone only back to it. Proposals the job queued are
+        not made here: they are signed at the job's end, as always."""
+        if self.durable_barrier is not None:
+            self.durable_barrier()
+        else:
+            self.persistence.checkpoint(leaving=True)
+        if self.ctx.reanchor is not None:  # inside a peer's message: written is kept
+            self.ctx.reanchor()
 
     def take_checkpoint(self) -> Checkpoint | None:
         self._flush_job()

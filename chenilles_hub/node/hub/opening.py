@@ -109,6 +109,12 @@ def funding_key(channel_id: bytes, asset: Asset) -> str:
     return f"{FUNDING_PREFIX}{channel_id.hex()}/{asset.chain}/{asset.token}"
 
 
+def was_sent(marker: bytes | None) -> bool:
+    """Whether a funding marker says our deposit left the process (``submitted@<time>``,
+    or ``submitted`` as older versions wrote it, or ``confirmed``)."""
+    return marker is not None and (marker == b"confirmed" or marker.startswith(b"submitted"))
+
+
 class Opening:
     """Open requests, the channel's creation on both sides, deposits and activation."""
 
@@ -348,7 +354,9 @@ class Opening:
         later is abandoned (``closed``). The peer forgot it: it was killed after the
         handshake, before it wrote its acceptance, and its open request died with it, so
         it answers our retransmissions with "no channel". Nothing can be on the chain:
-        deposits wait for version 0 signed by both. Found by the crash harness."""
+        deposits wait for version 0 signed by both and on disk (``Funding.fund``), and a
+        channel whose funding marker says a deposit left is kept. Found by the crash
+        harness."""
         if not self._restored_seen:  # after a restart: look at every channel once
             self._restored_seen = True
             for c in self.ctx.channels.values():
@@ -360,6 +368,16 @@ class Opening:
                 del self.unsigned_since[channel_id]
             elif now - since > timeout:
                 del self.unsigned_since[channel_id]
+                if self._deposit_sent(channel):
+                    # A crash between the deposit's marker and version 0 on disk, a store
+                    # from before deposits waited for it, or one copied by hand: money may
+                    # be on the chain, so the channel stays for the peer's signature (its
+                    # Accept comes again on reestablish) or the operator's close.
+                    self.ctx.note(
+                        f"channel {channel_id.hex()[:8]}: the peer did not sign version 0 "
+                        f"in {timeout}s, but our deposit was sent: kept opening"
+                    )
+                    continue
                 channel.status = "closed"
                 release_funding(channel)
                 self.ctx.count("opens_abandoned")
@@ -367,6 +385,14 @@ class Opening:
                     f"channel {channel_id.hex()[:8]}: abandoned, the peer did not sign "
                     f"version 0 in {timeout}s (nothing was deposited)"
                 )
+
+    def _deposit_sent(self, channel: Channel) -> bool:
+        store = self.ctx.store
+        return store is not None and any(
+            was_sent(store.get_setting(funding_key(channel.channel_id, asset)))
+            for asset, (mine, _theirs) in channel.deposits.items()
+            if mine > 0
+        )
 
     def _result(self, temp_id: bytes, result: bytes | str) -> None:
         self.open_results[temp_id] = result

@@ -28,7 +28,9 @@ What is captured, and why it is cheap enough to do for every message:
 
 What cannot be undone is what already left the process: a chain transaction sent by the
 event (the deposit's durable marker makes a retry wait for the chain instead of paying
-twice) and the store row of a created channel (``Opening.create_channel`` tolerates it).
+twice), what the event wrote before it (``Node.make_durable``: a state the disk then holds
+ahead of memory, one the peer signed) and the store row of a created channel
+(``Opening.create_channel`` tolerates it).
 """
 
 from __future__ import annotations
@@ -62,6 +64,12 @@ class Savepoint:
         self.opening = opening
         self.payments = payments
         self.quoting = quoting
+        self.channel = channel
+        self.with_payments = with_payments
+        self._capture()
+
+    def _capture(self) -> None:
+        ctx, channel, payments = self.ctx, self.channel, self.payments
         self.outbox = len(ctx.outbox)
         pending = ctx.pending
         self.snapshots = dict(pending.snapshots)
@@ -71,23 +79,29 @@ class Savepoint:
         self.channels = len(ctx.channels)
         self.watcher = ctx.watcher.state
         self.watcher_mark = ctx.watcher.mark()
-        self.pending_opens = dict(opening.pending_opens)
-        self.open_results = dict(opening.open_results)
+        self.pending_opens = dict(self.opening.pending_opens)
+        self.open_results = dict(self.opening.open_results)
         #: payments waiting for quotes (each entry replaced whole, never changed in place)
-        self.waiting_for_quotes = dict(quoting.pending)
-        self.channel = channel
+        self.waiting_for_quotes = dict(self.quoting.pending)
         self.machine: ChannelSnapshot | None = (
             channel.machine.snapshot() if channel is not None else None
         )
         self.outcomes = (len(payments.ticket_outcomes), len(payments.finished_payments))
-        self.with_payments = with_payments
-        if with_payments:
+        if self.with_payments:
             for table in self._tables():
                 table.begin()
         ctx.undo.begin()
 
     def _tables(self) -> tuple[TrackedDict[Any, Any], ...]:
         return (*self.payments.in_flight(), self.payments.tickets)
+
+    def reanchor(self) -> None:
+        """What the event did so far is on disk (``Node.make_durable``, before a chain
+        transaction): it is kept whatever happens next, as the transaction is. A failure
+        after this point undoes only what follows it; the disk and the node's memory never
+        part (a state the disk holds, signed by both, with the machine back before it)."""
+        self.release()
+        self._capture()
 
     def release(self) -> None:
         """The event succeeded: keep what it did."""

@@ -37,9 +37,10 @@ from chenilles_hub.core.errors import DecodeError
 from ..api.service import TransferFailed
 from ..hub.node import Node
 from ..hub.records import Payment
-from ..store.base import Store
+from ..store.base import Store, StoreError
 from .threads import name_os_thread
 from .work import (
+    DURABLE_WAIT,
     RECEIVE_BATCH,
     WORK_QUEUE_BOUND,
     WRITES_IN_FLIGHT,
@@ -415,6 +416,41 @@ class Pipeline:
                 timeout,
             )
             return self._settled >= target and self._store_failed is None
+
+    def make_durable(self) -> None:
+        """On the worker thread, inside a job: put on disk everything the node has done so
+        far, before a chain transaction leaves (``Node.durable_barrier``). Waits for the
+        writer to write every job handed to it (an older checkpoint must not land after a
+        newer one), then writes what the job changed until now itself, durably (or syncs
+        the relaxed writes before it). The job's own checkpoint writes the rest as usual.
+        Raises if that cannot be done: the transaction is then not sent; a failed write
+        also stops the node, as the writer's would."""
+        assert self.node is not None and self.store is not None
+        if not self.wait_written(DURABLE_WAIT):
+            raise StoreError(
+                "the store did not confirm the node's earlier writes in time: the chain "
+                "transaction waits (the node retries it; see the node's log)"
+                if self._store_failed is None
+                else f"the store failed: {self._store_failed}"
+            )
+        started = time.perf_counter()
+        try:
+            write = self.node.persistence.take_checkpoint()
+            if write is not None:
+                self.store.save_checkpoint(*write, durable=True)
+            elif self._unsynced:
+                self.store.sync()
+        except Exception as exc:
+            self._store_failed = exc
+            log.critical("writing before a chain transaction failed: stopping", exc_info=exc)
+            if self._loop is not None:
+                _call_soon(self._loop, self._write_failed, [], exc)
+            raise
+        finally:
+            self._write_seconds += time.perf_counter() - started
+        # The writer is idle (everything handed to it is written, and only this thread
+        # hands it more), so its flag is ours to clear.
+        self._unsynced = False
 
     def _hand_to_writer(self, done: Done) -> None:
         """From the worker thread: queue ``done`` for the writer, waiting while the writer

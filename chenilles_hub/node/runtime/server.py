@@ -250,6 +250,7 @@ class HubServer:
         self.node.virtual.request_timeout = self.config.virtual_request_timeout
         lap("chains")
         self.pipeline.node, self.pipeline.store = self.node, self.store
+        self.node.durable_barrier = self.pipeline.make_durable
         await self.in_worker(self.node.restore)
         # Until a peer connects (and reestablishes), nothing is proposed to it: updates
         # wait in their queue under the payer's deadline (hub/htlc_queue.py).

@@ -24,6 +24,9 @@ PROPOSALS_PER_JOB = 64
 WORK_QUEUE_BOUND = 1024
 #: Handled jobs waiting for the writer before the worker waits for the disk.
 WRITES_IN_FLIGHT = 256
+#: Seconds the worker waits, before a chain transaction, for the writer to write the jobs
+#: handed to it (``Pipeline.make_durable``); past that the transaction is not sent.
+DURABLE_WAIT = 60.0
 #: Messages waiting to be sent to one peer: a peer that lets more pile up (it does not read)
 #: is dropped rather than allowed to stall the node; channel messages come back with
 #: reestablish when it reconnects.
