@@ -77,7 +77,6 @@ def test_a_revoked_commitment_of_a_refused_attempt_is_punished(backend: BitcoinB
 
 def test_the_htlc_of_a_refused_attempt_on_chain_is_refunded(backend: BitcoinBackend) -> None:
     channel = opened(backend)
-    alice, bob = channel.accounts
     channel.update(0, Transfer(BTC, 300_000))
     channel.add_htlc(0, payer=0, amount=30_000)  # an HTLC already in flight
     h1, _ = channel.htlc(1, payer=0, amount=50_000)
@@ -87,55 +86,40 @@ def test_the_htlc_of_a_refused_attempt_on_chain_is_refunded(backend: BitcoinBack
     assert channel.latest().version == refused.state.version
     backend.poll_events()
 
-    backend.register(channel.params, SignedState(refused.state, (refused.signature, b"")), bob)
-    backend.poll_events()
-    backend.mine(h1.native_expiry - backend.ledger.tip_height())
-    before = backend.balance(alice, BTC)
-    refund = backend.refund_htlc(channel.params, h1, alice)
-    assert backend.balance(alice, BTC) == before + 50_000 - refund.fee
+    bobs = SignedState(refused.state, (refused.signature, b""))
+    assert _refund_after_expiry(backend, channel, bobs, h1) == 50_000
 
 
-def test_one_payment_offered_again_with_another_amount_is_told_apart_on_chain(
-    backend: BitcoinBackend,
+@pytest.mark.parametrize("amount", [40_000, 50_000], ids=["another amount", "the same amount"])
+def test_one_payment_offered_again_under_another_id_is_refunded(
+    backend: BitcoinBackend, amount: int
 ) -> None:
-    """The refused attempt and the next one offer the same payment (one script) for other
-    amounts: the commitment on-chain is read with the HTLC whose amount its output holds."""
+    """The refused attempt and the next one offer the same payment (one script) under two
+    ids. For another amount, the commitment's output is read with the HTLC whose amount it
+    holds; for the same amount, one output reads as either HTLC, and the refund finds it
+    under the id the channel holds."""
     channel = opened(backend)
-    alice, bob = channel.accounts
     channel.update(0, Transfer(BTC, 300_000))
     h1, _ = channel.htlc(1, payer=0, amount=50_000)
     _refused_attempt(channel, backend, h1)
-    again = msgspec.structs.replace(h1, id=2, amount=40_000)
+    again = msgspec.structs.replace(h1, id=2, amount=amount)
     channel.update(0, AddHtlc(again))
     backend.poll_events()
-    backend.register(channel.params, channel.latest(1), bob)  # Bob's commitment: 40,000
-    backend.poll_events()
-    backend.mine(again.native_expiry - backend.ledger.tip_height())
-    before = backend.balance(alice, BTC)
-    refund = backend.refund_htlc(channel.params, again, alice)
-    assert backend.balance(alice, BTC) == before + 40_000 - refund.fee
+    assert _refund_after_expiry(backend, channel, channel.latest(1), again) == amount
 
 
-def test_one_payment_offered_again_under_another_id_is_still_refunded(
-    backend: BitcoinBackend,
-) -> None:
-    """The same payment, same amount, in the refused attempt and the next one, under two
-    ids: one script, one output, read as either HTLC. The refund of the one the channel
-    holds finds it all the same."""
-    channel = opened(backend)
+def _refund_after_expiry(
+    backend: BitcoinBackend, channel: Channel, bobs: SignedState, htlc: Htlc
+) -> int:
+    """Bob registers ``bobs`` commitment; once ``htlc`` expired, Alice refunds it: what her
+    wallet got, the fee added back."""
     alice, bob = channel.accounts
-    channel.update(0, Transfer(BTC, 300_000))
-    h1, _ = channel.htlc(1, payer=0, amount=50_000)
-    _refused_attempt(channel, backend, h1)
-    again = msgspec.structs.replace(h1, id=2)
-    channel.update(0, AddHtlc(again))
+    backend.register(channel.params, bobs, bob)
     backend.poll_events()
-    backend.register(channel.params, channel.latest(1), bob)
-    backend.poll_events()
-    backend.mine(again.native_expiry - backend.ledger.tip_height())
+    backend.mine(htlc.native_expiry - backend.ledger.tip_height())
     before = backend.balance(alice, BTC)
-    refund = backend.refund_htlc(channel.params, again, alice)
-    assert backend.balance(alice, BTC) == before + 50_000 - refund.fee
+    refund = backend.refund_htlc(channel.params, htlc, alice)
+    return backend.balance(alice, BTC) - before + refund.fee
 
 
 def _state(version: int, htlcs: tuple[Htlc, ...]) -> ChannelState:

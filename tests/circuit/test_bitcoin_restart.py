@@ -59,6 +59,14 @@ class Scene:
         assert latest is not None and latest == self.alice.channels[self.channel_id].machine.latest
         return latest
 
+    def bob_pays_alice(self, amount: int) -> Any:
+        """An invoice of Alice's, paid by Bob over the channel (the payment under way)."""
+        invoice = self.alice.invoice(amount, self.btc)
+        route = [(self.alice, self.channel_id)]
+        hops = plan(self.world, self.bob, route, amount, self.btc, self.alice.final_lead(self.btc))
+        self.bob.pay_route(invoice, hops)
+        return invoice
+
     def kill_alice(self) -> None:
         """``kill -9``: what Alice had not sent is lost, her store is left as it is."""
         account = self.alice.accounts[self.chain]
@@ -193,16 +201,7 @@ def test_the_peers_honest_unilateral_close_pays_a_restarted_node_exactly_its_bal
 def test_a_restarted_node_punishes_an_old_commitment_that_carried_an_htlc(scene: Scene) -> None:
     """The HTLC output of a revoked commitment is only recognised (and taken) with the
     version's HTLC set: the record's append-only ``htlcs/<version>`` part."""
-    invoice = scene.alice.invoice(50_000, scene.btc)
-    hops = plan(
-        scene.world,
-        scene.bob,
-        [(scene.alice, scene.channel_id)],
-        50_000,
-        scene.btc,
-        scene.alice.final_lead(scene.btc),
-    )
-    scene.bob.pay_route(invoice, hops)
+    invoice = scene.bob_pays_alice(50_000)
 
     def htlc_signed() -> bool:
         latest = scene.bob.channels[scene.channel_id].machine.latest
@@ -268,16 +267,7 @@ def test_a_node_killed_right_after_registering_still_claims_its_htlc(scene: Scen
     commitment failed ("our signed state is not known: register it first") until Bob took
     it back by its timeout. Now the registration the chain shows is noted again, and the
     claim the watcher had decided (not yet taken) is taken."""
-    invoice = scene.alice.invoice(50_000, scene.btc)
-    hops = plan(
-        scene.world,
-        scene.bob,
-        [(scene.alice, scene.channel_id)],
-        50_000,
-        scene.btc,
-        scene.alice.final_lead(scene.btc),
-    )
-    scene.bob.pay_route(invoice, hops)
+    scene.bob_pays_alice(50_000)
 
     def alice_settles() -> bool:
         return any(

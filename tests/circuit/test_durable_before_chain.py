@@ -3,8 +3,9 @@
 Found by review: a node grouping its events into jobs (the server) wrote a job's changes
 only at the job's end, while a refutation, a registration or a claim left in the middle of
 the job. A crash right after such a transaction lost the state it was built from (and a
-preimage learned in the same job) while the chain kept it. These tests crash the node right
-after the transaction and look at what its store holds.
+preimage learned in the same job) while the chain kept it. These tests crash the node
+around a transaction, or have the ledger refuse one, and look at what its store holds and
+whether the node still finishes what it started (a cooperative close, a deposit).
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from chenilles_evm.backend import embedded_backend
 from chenilles_evm.mapping import asset_address
 
 from chenilles_hub.backend import LedgerError
-from chenilles_hub.core import Accept, Asset
+from chenilles_hub.core import Accept
 from chenilles_hub.core.watcher import GuardChannel
 from chenilles_hub.node.net import wire
 from chenilles_hub.node.store.sqlite import SQLiteStore
 
-from .world import World, confirm
+from .world import alice_and_bob, confirm
 
 pytestmark = [pytest.mark.circuit, pytest.mark.adversarial]
 
@@ -61,11 +62,8 @@ def test_a_refutation_in_the_job_that_signed_its_state_leaves_that_state_on_disk
     now has, not N - 1."""
     backend = embedded_backend()
     try:
-        world = World({backend.chain: backend}, backend)
-        eth = Asset(backend.chain, "native")
         store = SQLiteStore(tmp_path / "alice.sqlite")
-        alice = world.node("alice", [backend.chain], store=store)
-        bob = world.node("bob", [backend.chain])
+        world, eth, alice, bob = alice_and_bob(backend, store)
         channel_id = world.open(alice, bob, backend.chain, {eth: (ETH, ETH)})
         alice.pay_direct(channel_id, eth, 10**16)
         world.network.run()
@@ -124,11 +122,8 @@ def test_a_crash_as_the_cooperative_close_leaves_closes_it_after_the_restart(
     the peer sends its Accept again after the restart and the close goes out."""
     backend = embedded_backend()
     try:
-        world = World({backend.chain: backend}, backend)
-        eth = Asset(backend.chain, "native")
         store = SQLiteStore(tmp_path / "alice.sqlite")
-        alice = world.node("alice", [backend.chain], store=store)
-        bob = world.node("bob", [backend.chain])
+        world, eth, alice, bob = alice_and_bob(backend, store)
         channel_id = world.open(alice, bob, backend.chain, {eth: (ETH, ETH)})
         alice.pay_direct(channel_id, eth, 10**17)
         world.network.run()
@@ -188,13 +183,9 @@ def test_a_deposit_refused_after_version_0_was_written_is_sent_once_the_wallet_c
     tried again on each block until it goes."""
     backend = embedded_backend()
     try:
-        world = World({backend.chain: backend}, backend)
-        eth = Asset(backend.chain, "native")
         store = SQLiteStore(tmp_path / "alice.sqlite")
-        alice = world.node("alice", [backend.chain], store=store)
         wallet = RefusingFund(backend)
-        alice.backends = {backend.chain: wallet}  # type: ignore[misc]
-        bob = world.node("bob", [backend.chain])
+        world, eth, alice, bob = alice_and_bob(backend, store, wallet)
         alice.open_channel(bob.node_id, backend.chain, {eth: (ETH, 0)}, 600)
 
         def bob_accepted() -> bool:

@@ -12,9 +12,10 @@ from chenilles_evm.backend import embedded_backend
 from chenilles_evm.mapping import asset_address
 
 from chenilles_hub.core import Asset
+from chenilles_hub.node.hub.node import Node
 from chenilles_hub.node.store.sqlite import SQLiteStore
 
-from .world import World, confirm
+from .world import World, alice_and_bob, confirm
 
 pytestmark = pytest.mark.circuit
 
@@ -46,25 +47,36 @@ class CrashAfterFunding:
         return getattr(self._inner, name)
 
 
+def _open_until_the_crash(
+    world: World, alice: Node, bob: Node, deposits: dict[Asset, tuple[int, int]], grouped: bool
+) -> bytes:
+    """Alice opens a channel with Bob until her process dies (her backend's ``Crash``):
+    what she had not sent is lost, her store is closed as a ``kill -9`` leaves it.
+    ``grouped``: both nodes checkpoint once per job, as the server does."""
+    alice.open_channel(bob.node_id, next(iter(alice.backends)), deposits, 600)
+    with pytest.raises(Crash):
+        if grouped:
+            alice.autocommit = bob.autocommit = False
+            world.network.run_in_jobs()
+        else:
+            world.network.run()
+    (channel_id,) = alice.channels
+    alice.outbox.clear()
+    assert alice.ctx.store is not None
+    alice.ctx.store.close()
+    return channel_id
+
+
 @pytest.mark.parametrize("poll_before_restart", [False, True])
 def test_a_crash_right_after_funding_neither_funds_twice_nor_strands_the_channel(
     tmp_path: Any, poll_before_restart: bool
 ) -> None:
     backend = embedded_backend()
     try:
-        world = World({backend.chain: backend}, backend)
-        eth = Asset(backend.chain, "native")
         store = SQLiteStore(tmp_path / "alice.sqlite")
-        alice = world.node("alice", [backend.chain], store=store)
         crashing = CrashAfterFunding(backend)
-        alice.backends = {backend.chain: crashing}  # type: ignore[misc]
-        bob = world.node("bob", [backend.chain])
-        alice.open_channel(bob.node_id, backend.chain, {eth: (ETH, 0)}, 600)
-        with pytest.raises(Crash):
-            world.network.run()
-        (channel_id,) = alice.channels
-        alice.outbox.clear()  # the crash: nothing more leaves the old process
-        store.close()
+        world, eth, alice, bob = alice_and_bob(backend, store, crashing)
+        channel_id = _open_until_the_crash(world, alice, bob, {eth: (ETH, 0)}, grouped=False)
         world.network.silence(alice)
         missed = []
         if poll_before_restart:  # the deposit's event goes by while alice is down
@@ -115,19 +127,10 @@ def test_a_deposit_the_crash_kept_from_the_chain_is_sent_again_once(
     deposit that did reach the chain is never sent twice, however long it takes."""
     backend = embedded_backend()
     try:
-        world = World({backend.chain: backend}, backend)
-        eth = Asset(backend.chain, "native")
         store = SQLiteStore(tmp_path / "alice.sqlite")
-        alice = world.node("alice", [backend.chain], store=store)
         crashing = crash(backend)
-        alice.backends = {backend.chain: crashing}  # type: ignore[misc]
-        bob = world.node("bob", [backend.chain])
-        alice.open_channel(bob.node_id, backend.chain, {eth: (ETH, ETH)}, 600)
-        with pytest.raises(Crash):
-            world.network.run()
-        (channel_id,) = alice.channels
-        alice.outbox.clear()
-        store.close()
+        world, eth, alice, bob = alice_and_bob(backend, store, crashing)
+        channel_id = _open_until_the_crash(world, alice, bob, {eth: (ETH, ETH)}, grouped=False)
         world.network.silence(alice)
         store = SQLiteStore(tmp_path / "alice.sqlite")
         alice = world.restart(alice, store)
@@ -220,23 +223,10 @@ def test_a_crash_right_after_funding_leaves_the_deposit_recoverable_without_the_
     checkpoints once per job, as the server does (``autocommit`` off)."""
     backend = embedded_backend()
     try:
-        world = World({backend.chain: backend}, backend)
-        eth = Asset(backend.chain, "native")
         store = SQLiteStore(tmp_path / "alice.sqlite")
-        alice = world.node("alice", [backend.chain], store=store)
         crashing = CrashAfterFunding(backend)
-        alice.backends = {backend.chain: crashing}  # type: ignore[misc]
-        bob = world.node("bob", [backend.chain])
-        alice.open_channel(bob.node_id, backend.chain, {eth: (ETH, 0)}, 600)
-        with pytest.raises(Crash):
-            if grouped:
-                alice.autocommit = bob.autocommit = False
-                world.network.run_in_jobs()
-            else:
-                world.network.run()
-        (channel_id,) = alice.channels
-        alice.outbox.clear()
-        store.close()
+        world, eth, alice, bob = alice_and_bob(backend, store, crashing)
+        channel_id = _open_until_the_crash(world, alice, bob, {eth: (ETH, 0)}, grouped)
         params = alice.channels[channel_id].params
         assert backend.adjudicator.holding(backend.channel_id(params), asset_address(eth)) == ETH
         world.network.silence(bob)  # Bob keeps his Accept to himself from now on
@@ -270,20 +260,10 @@ def test_an_unsigned_open_whose_deposit_was_sent_is_never_marked_closed(tmp_path
     the chain, and only the peer's signature or a close can release it."""
     backend = embedded_backend()
     try:
-        world = World({backend.chain: backend}, backend)
-        eth = Asset(backend.chain, "native")
         store = SQLiteStore(tmp_path / "alice.sqlite")
-        alice = world.node("alice", [backend.chain], store=store)
+        world, eth, alice, bob = alice_and_bob(backend, store, CrashAfterFunding(backend))
         alice.ctx.make_durable = lambda: None  # as before: nothing written before the deposit
-        crashing = CrashAfterFunding(backend)
-        alice.backends = {backend.chain: crashing}  # type: ignore[misc]
-        bob = world.node("bob", [backend.chain])
-        alice.open_channel(bob.node_id, backend.chain, {eth: (ETH, 0)}, 600)
-        with pytest.raises(Crash):
-            world.network.run()
-        (channel_id,) = alice.channels
-        alice.outbox.clear()
-        store.close()
+        channel_id = _open_until_the_crash(world, alice, bob, {eth: (ETH, 0)}, grouped=False)
         world.network.silence(bob)
         alice = world.restart(alice, SQLiteStore(tmp_path / "alice.sqlite"))
         assert alice.channels[channel_id].machine.latest is None  # what the old order lost
@@ -307,14 +287,10 @@ def test_a_crash_after_version_0_reached_the_disk_still_funds_once(
     the marker, that crash left a channel nothing would ever fund.)"""
     backend = embedded_backend()
     try:
-        world = World({backend.chain: backend}, backend)
-        eth = Asset(backend.chain, "native")
         store = SQLiteStore(tmp_path / "alice.sqlite")
-        alice = world.node("alice", [backend.chain], store=store)
         counting = CrashAfterFunding(backend)
         counting.armed = False  # counts the deposits, crashes nowhere
-        alice.backends = {backend.chain: counting}  # type: ignore[misc]
-        bob = world.node("bob", [backend.chain])
+        world, eth, alice, bob = alice_and_bob(backend, store, counting)
 
         write = alice.ctx.make_durable
 
@@ -323,12 +299,7 @@ def test_a_crash_after_version_0_reached_the_disk_still_funds_once(
             raise Crash
 
         alice.ctx.make_durable = die
-        alice.open_channel(bob.node_id, backend.chain, {eth: (ETH, 0)}, 600)
-        with pytest.raises(Crash):
-            world.network.run()
-        (channel_id,) = alice.channels
-        alice.outbox.clear()
-        store.close()
+        channel_id = _open_until_the_crash(world, alice, bob, {eth: (ETH, 0)}, grouped=False)
         world.network.silence(alice)
         assert counting.fundings == 0
         alice = world.restart(alice, SQLiteStore(tmp_path / "alice.sqlite"))

@@ -98,6 +98,20 @@ class World:
         self.network.sync_chains(self.backends.values())
 
 
+def alice_and_bob(
+    backend: ChainBackend, store: Store, alices_chain: object = None
+) -> tuple[World, Asset, Node, Node]:
+    """A world on ``backend`` with Alice (her ``store``; ``alices_chain``, a wrapper of the
+    backend a test uses to crash her, if given) and Bob (in memory), and the chain's native
+    asset: the set-up of the crash tests."""
+    world = World({backend.chain: backend}, backend)
+    alice = world.node("alice", [backend.chain], store=store)
+    if alices_chain is not None:
+        alice.backends = {backend.chain: alices_chain}  # type: ignore[dict-item]
+    bob = world.node("bob", [backend.chain])
+    return world, Asset(backend.chain, "native"), alice, bob
+
+
 def confirm(world: World) -> None:
     """Let every chain produce the blocks a deposit needs to reach its finality depth (the
     default confirmation depth), then let the nodes see them."""
