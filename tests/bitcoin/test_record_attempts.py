@@ -148,3 +148,23 @@ def test_a_peer_refusing_every_attempt_cannot_grow_a_version_without_bound() -> 
         record.note_state(_state(5, _htlcs(10_000, 1)))
     assert len(record.htlcs[5]) == MAX_HTLCS_PER_VERSION and not record.export_changes()
     record.note_state(_state(6, _htlcs(10_000, 1)))  # the next version starts afresh
+
+
+def test_a_full_record_refuses_the_peers_proposal_as_its_own_refusal(
+    backend: BitcoinBackend,
+) -> None:
+    """A good signature on a proposal our record cannot take is refused with
+    ``record_full``, not as the peer's bad signature (which counts against it, toward a
+    ban)."""
+    channel = opened(backend)
+    alice, _ = channel.accounts
+    channel.update(0, Transfer(BTC, 300_000))
+    version = channel.latest().version + 1
+    record = backend.context(channel.params, 0, alice).record
+    record.htlcs[version] = _htlcs(0, MAX_HTLCS_PER_VERSION)
+    h, _ = channel.htlc(1, payer=1, amount=10_000)
+    channel.run(1, channel.machines[1].propose((AddHtlc(h),), backend.now()))
+    channel.pump()
+    assert [error.code for error in channel.errors] == ["record_full"]
+    assert channel.machines[0].latest is not None
+    assert channel.machines[0].latest.version == version - 1

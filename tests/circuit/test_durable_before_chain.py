@@ -220,3 +220,43 @@ def test_a_deposit_refused_after_version_0_was_written_is_sent_once_the_wallet_c
         store.close()
     finally:
         backend.close()
+
+
+class SentButTimedOut(RefusingFund):
+    """The deposit reaches the chain, but the wait for its receipt fails, which the node
+    reads as a refusal (a ``LedgerError`` without a receipt)."""
+
+    def fund(self, *args: Any) -> Any:
+        self.sent = getattr(self, "sent", 0) + 1
+        self._inner.fund(*args)
+        if self.sent == 1:
+            raise LedgerError("fund", "timed out waiting for the receipt")
+        return None
+
+
+def test_a_deposit_read_as_refused_that_reached_the_chain_is_never_sent_twice(
+    tmp_path: Any,
+) -> None:
+    """Found by review: a refused deposit is tried again on each block, and a refusal that
+    was only a receipt's timeout (the deposit on its way) would be sent a second time: the
+    chain would hold twice the agreed deposit, and the channel never open. The retry first
+    looks at the chain: a deposit there is waited for as one sent."""
+    backend = embedded_backend()
+    try:
+        store = SQLiteStore(tmp_path / "alice.sqlite")
+        wallet = SentButTimedOut(backend)
+        world, eth, alice, bob = alice_and_bob(backend, store, wallet)
+        alice.open_channel(bob.node_id, backend.chain, {eth: (ETH, 0)}, 600)
+        world.network.run()
+        (channel_id,) = alice.channels
+        for _ in range(4):
+            world.advance(30)
+        confirm(world)
+        world.network.run()
+        params = alice.channels[channel_id].params
+        assert wallet.sent == 1, "the deposit was sent twice"
+        assert backend.adjudicator.holding(backend.channel_id(params), asset_address(eth)) == ETH
+        assert alice.channels[channel_id].active and bob.channels[channel_id].active
+        store.close()
+    finally:
+        backend.close()

@@ -155,9 +155,11 @@ class BitcoinAuthority:
                 return False
             # b.point equals a point already known to be valid; the next one must be too.
             check_point(b.next_point)
-            self.record.note_state(state)
-        except (BundleError, Bolt3Error, StateMismatch, RecordFull, ValueError, TypeError):
+        except (BundleError, Bolt3Error, StateMismatch, ValueError, TypeError):
             return False
+        # A good signature; our record refusing one more attempt at this version is ours to
+        # say (``record_full``), not the peer's bad signature.
+        self.record.note_state(state)
         self.record.note_peer_points(state.version, b.point, b.next_point)
         return True
 

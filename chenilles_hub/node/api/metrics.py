@@ -264,6 +264,13 @@ def render(
             ({"where": "node_thread"}, node.counters.get("clock_reads_node_thread", 0)),
         ],
     )
+    out.family(
+        "chenilles_durable_before_chain_errors_total",
+        "counter",
+        "Times the node answered the chain before the store confirmed its earlier writes "
+        "(a disk stalled past a minute), since start: each is also in the node's journal.",
+        [({}, node.counters.get("durable_before_chain_errors", 0))],
+    )
     actions = {
         k[len("watcher_") :]: v for k, v in node.counters.items() if k.startswith("watcher_")
     }

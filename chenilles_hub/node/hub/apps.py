@@ -199,7 +199,7 @@ class AppChannels:
             "registering the latest state"
         )
         try:
-            self.ctx.make_durable()  # the state it registers, before it is on-chain
+            self.ctx.durable_or_note()  # the state it registers, before it is on-chain
             self.chain_actions.force_close(channel.channel_id)
         except LedgerError as error:
             self.ctx.note(f"register failed: {error}")
@@ -240,7 +240,7 @@ class AppChannels:
             # a forced move of the version we hold signed by both, but another move (a
             # take-back): what both signed replaces it (the base watcher answers older ones)
             try:
-                self.ctx.make_durable()
+                self.ctx.durable_or_note()
                 channel.add_receipt(
                     channel.backend.challenge(channel.params, latest, channel.account)
                 )
@@ -273,7 +273,7 @@ class AppChannels:
         if not dispute.move_from <= now < dispute.move_until:
             return
         try:
-            self.ctx.make_durable()
+            self.ctx.durable_or_note()
             receipt = channel.backend.force_move(
                 channel.params, signed, channel.me, channel.account
             )

@@ -139,7 +139,7 @@ class ChainActions:
         # action has (a crash in between would never take it again). Only registrations
         # and conclusions set transactions off here (a refutation, a withdrawal).
         if any(isinstance(e, Registered | Concluded) for e in events):
-            self._durable_first()
+            self.ctx.durable_or_note()
         # The tip first: a conclusion reported in this batch is at most this high, so its
         # finality is never judged too early.
         tips = [e.height for e in events if isinstance(e, NewBlock)]
@@ -204,17 +204,6 @@ class ChainActions:
             return
         self.ctx.pending.channels.add(channel.channel_id)  # its record written with this event
 
-    def _durable_first(self) -> None:
-        """``make_durable``, before the watcher decides what to send. A store that cannot
-        confirm the earlier writes in time (a stalled disk; a failed write stops the node
-        anyway) does not keep the node from answering the chain: a cheater refuted late is
-        worse. Counted, noted, and the watcher acts."""
-        try:
-            self.ctx.make_durable()
-        except Exception as error:
-            self.ctx.count("durable_before_chain_errors")
-            self.ctx.note(f"acting on the chain before the earlier writes are on disk: {error}")
-
     def on_reorged(self, chain: str, event: Reorged) -> None:
         """Blocks of ``chain`` were replaced. The watcher forgets what it did for the
         chain's channels (each action is taken again if still due) and undoes conclusions
@@ -245,7 +234,7 @@ class ChainActions:
     # --- time ---------------------------------------------------------------------------------
 
     def tick(self, fetched_clocks: Mapping[str, int]) -> None:
-        self._durable_first()  # before any action: see ``on_chain_events``
+        self.ctx.durable_or_note()  # before any action: see ``on_chain_events``
         clocks = self._clocks = ChainClocks(self.ctx, self.heights, fetched_clocks)
         try:
             self.act(self.ctx.watcher.tick(clocks))

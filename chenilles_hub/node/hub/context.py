@@ -126,6 +126,18 @@ class NodeContext:
         self.journal.append(text)
         log.info("%s: %s", self.name, text)
 
+    def durable_or_note(self) -> None:
+        """``make_durable``, before the node answers the chain (refutes, claims, forces a
+        move). A store that cannot confirm the earlier writes in time (a stalled disk; a
+        failed write stops the node anyway) does not keep it from answering: a cheater
+        answered late is worse. Counted (``durable_before_chain_errors``), noted, and the
+        caller goes on."""
+        try:
+            self.make_durable()
+        except Exception as error:
+            self.count("durable_before_chain_errors")
+            self.note(f"acting on the chain before the earlier writes are on disk: {error}")
+
     def depth(self, chain: str) -> int:
         """How deep (in blocks) a deposit or a conclusion on ``chain`` must be before the
         node relies on it: the configured confirmations, else the chain's finality depth."""

@@ -100,18 +100,27 @@ class Funding:
         store = self.ctx.store
         assert store is not None
         backend = channel.backend
+        landed = self._landed(channel, asset)
+        if landed is not False:
+            return False  # it landed (activation waits for its depth), or no verdict
         try:
-            held = backend.holdings(channel.params, 1).get(asset, ())
             now = backend.now()
         except Exception:  # an unreachable chain: no verdict, asked again on the next block
             return False
-        if len(held) > channel.me and held[channel.me] > 0:
-            return False  # it landed: activation waits for its depth
         _, _, stamp = marker.partition(b"@")
         if not stamp.isdigit():
             store.set_setting(key, b"submitted@%d" % now)
             return False
         return now >= int(stamp) + 2 * backend.time_model().inclusion_delay
+
+    def _landed(self, channel: Channel, asset: Asset) -> bool | None:
+        """Whether the chain shows our deposit of ``asset`` (at no depth: the tip counts);
+        ``None`` if it cannot be read now."""
+        try:
+            held = channel.backend.holdings(channel.params, 1).get(asset, ())
+        except Exception:  # an unreachable chain: no verdict, asked again on the next block
+            return None
+        return len(held) > channel.me and held[channel.me] > 0
 
     def resend_lost(self, channel: Channel) -> None:
         """On each block, for an opening channel with version 0 signed by both: send again
@@ -124,6 +133,19 @@ class Funding:
             key = funding_key(channel.channel_id, asset)
             marker = store.get_setting(key) if mine > 0 else None
             if marker == REFUSED:
+                landed = self._landed(channel, asset)
+                if landed is not False:
+                    # It reached the chain after all (a refusal that was a receipt's
+                    # timeout), or the chain cannot tell now: never a second deposit.
+                    if landed:  # as when the chain reports it (``_recover_our_deposit``)
+                        store.set_setting(key, b"confirmed")
+                        self.ctx.note(
+                            f"our deposit of {asset} into {channel.channel_id.hex()[:8]}, "
+                            "read as refused, is on the chain"
+                        )
+                        if self._deposits_confirmed(channel):
+                            self._funded_by_me(channel, ())
+                    continue
                 log.debug("%s: trying the refused deposit of %s again", self.ctx.name, asset)
             elif marker is not None and self._lost(channel, asset, key, marker):
                 self.ctx.note(
@@ -138,9 +160,9 @@ class Funding:
                 # This channel's trouble, told to the operator (channel show); the block's
                 # other events and channels go on (it used to abort them all).
                 text = f"sending our deposit again failed: {error}"
-                if channel.last_error != text[:500]:  # once, not on every block
+                if not channel.last_error.startswith(text[:32]):  # the journal once, not
                     self.ctx.note(f"channel {channel.channel_id.hex()[:8]}: {text}")
-                    channel.failed(text, self.ctx.clock())
+                channel.failed(text, self.ctx.clock())  # on every block
             return
 
     def _funded_by_me(self, channel: Channel, txids: tuple[str, ...]) -> None:

@@ -85,7 +85,11 @@ class Proposals:
                 if burying:
                     progress = True
                     proposed += 1
-                    self._bury(channel, now)
+                    try:
+                        self._bury(channel, now)
+                    except ChannelError as error:  # the backend refused to sign it
+                        self._unsignable(channel, [], error, now)
+                        self._park(channel_id)
                 elif self._propose_queued(channel, now):
                     progress = True
                     proposed += 1
