@@ -15,7 +15,7 @@ from ...core.errors import ChannelError, ChannelNotOpen
 from ...core.messages import Propose
 from ..net import wire
 from .context import NodeContext
-from .opening import funding_key, release_funding, was_sent
+from .opening import deposits_sent, funding_key, release_funding, was_sent
 from .records import Channel
 
 log = logging.getLogger("chenilles.node")
@@ -137,14 +137,12 @@ class Funding:
                 if landed is not False:
                     # It reached the chain after all (a refusal that was a receipt's
                     # timeout), or the chain cannot tell now: never a second deposit.
-                    if landed:  # as when the chain reports it (``_recover_our_deposit``)
-                        store.set_setting(key, b"confirmed")
+                    if landed:
                         self.ctx.note(
                             f"our deposit of {asset} into {channel.channel_id.hex()[:8]}, "
                             "read as refused, is on the chain"
                         )
-                        if self._deposits_confirmed(channel):
-                            self._funded_by_me(channel, ())
+                        self._confirm_ours(channel, key)
                     continue
                 log.debug("%s: trying the refused deposit of %s again", self.ctx.name, asset)
             elif marker is not None and self._lost(channel, asset, key, marker):
@@ -199,7 +197,13 @@ class Funding:
         key = funding_key(channel.channel_id, event.asset)
         if not was_sent(store.get_setting(key)):
             return  # not sent by us (yet): someone else deposited for us
-        store.set_setting(key, b"confirmed")
+        self._confirm_ours(channel, key)
+
+    def _confirm_ours(self, channel: Channel, key: str) -> None:
+        """The chain holds our deposit under ``key``: once it holds all of ours (and
+        version 0 is signed by both), the channel counts as funded by us."""
+        assert self.ctx.store is not None
+        self.ctx.store.set_setting(key, b"confirmed")
         if channel.machine.latest is not None and self._deposits_confirmed(channel):
             self.ctx.note(f"the chain confirms our deposits into {channel.channel_id.hex()[:8]}")
             self._funded_by_me(channel, ())
@@ -312,15 +316,10 @@ class Funding:
         cid = channel.channel_id
         if channel.status != "opening":
             raise NotAbandonable(f"the channel is {channel.status}, not opening: close it")
-        store = self.ctx.store
+        ours = [asset for asset, (mine, _theirs) in channel.deposits.items() if mine > 0]
         sent = [
             str(asset)
-            for asset, (mine, _theirs) in channel.deposits.items()
-            if mine > 0
-            and (
-                channel.funded_by_me
-                or (store and was_sent(store.get_setting(funding_key(cid, asset))))
-            )
+            for asset in (ours if channel.funded_by_me else deposits_sent(self.ctx.store, channel))
         ]
         if sent:
             raise NotAbandonable(f"our deposit of {', '.join(sent)} was sent to the chain")

@@ -45,7 +45,7 @@ from ...core.errors import (
 )
 from ...core.watcher import GuardChannel
 from ..net import wire
-from ..store.base import ChannelRecord
+from ..store.base import ChannelRecord, Store
 from .app_checks import refusal
 from .context import NodeContext
 from .forwarding import enforcement_delta
@@ -113,6 +113,17 @@ def was_sent(marker: bytes | None) -> bool:
     """Whether a funding marker says our deposit left the process (``submitted@<time>``,
     or ``submitted`` as older versions wrote it, or ``confirmed``)."""
     return marker is not None and (marker == b"confirmed" or marker.startswith(b"submitted"))
+
+
+def deposits_sent(store: Store | None, channel: Channel) -> list[Asset]:
+    """The assets of ``channel`` whose deposit of ours the funding markers say left."""
+    if store is None:
+        return []
+    return [
+        asset
+        for asset, (mine, _theirs) in channel.deposits.items()
+        if mine > 0 and was_sent(store.get_setting(funding_key(channel.channel_id, asset)))
+    ]
 
 
 class Opening:
@@ -368,7 +379,7 @@ class Opening:
                 del self.unsigned_since[channel_id]
             elif now - since > timeout:
                 del self.unsigned_since[channel_id]
-                if self._deposit_sent(channel):
+                if deposits_sent(self.ctx.store, channel):
                     # A crash between the deposit's marker and version 0 on disk, a store
                     # from before deposits waited for it, or one copied by hand: money may
                     # be on the chain, so the channel stays for the peer's signature (its
@@ -385,14 +396,6 @@ class Opening:
                     f"channel {channel_id.hex()[:8]}: abandoned, the peer did not sign "
                     f"version 0 in {timeout}s (nothing was deposited)"
                 )
-
-    def _deposit_sent(self, channel: Channel) -> bool:
-        store = self.ctx.store
-        return store is not None and any(
-            was_sent(store.get_setting(funding_key(channel.channel_id, asset)))
-            for asset, (mine, _theirs) in channel.deposits.items()
-            if mine > 0
-        )
 
     def _result(self, temp_id: bytes, result: bytes | str) -> None:
         self.open_results[temp_id] = result

@@ -28,8 +28,8 @@ What is captured, and why it is cheap enough to do for every message:
 
 What cannot be undone is what already left the process: a chain transaction sent by the
 event (the deposit's durable marker makes a retry wait for the chain instead of paying
-twice), what the event wrote before it (``Node.make_durable``: a state the disk then holds
-ahead of memory, one the peer signed) and the store row of a created channel
+twice), what the event wrote before such a transaction (``Node.make_durable``: the
+savepoint moves there, :meth:`Savepoint.reanchor`) and the store row of a created channel
 (``Opening.create_channel`` tolerates it).
 """
 
@@ -98,8 +98,8 @@ class Savepoint:
     def reanchor(self) -> None:
         """What the event did so far is on disk (``Node.make_durable``, before a chain
         transaction): it is kept whatever happens next, as the transaction is. A failure
-        after this point undoes only what follows it; the disk and the node's memory never
-        part (a state the disk holds, signed by both, with the machine back before it)."""
+        after this point undoes only what follows it, so memory never goes back behind what
+        the disk holds."""
         self.release()
         self._capture()
 
