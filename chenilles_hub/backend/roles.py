@@ -316,11 +316,12 @@ class ChannelRecords(Protocol):
     Chain transactions leave in the middle of an event, so what a backend notes while it
     sends one (Bitcoin: which state it registered) is written only with the event's
     checkpoint, after the transaction. When the chain reports a registration of the node's
-    latest version, the node calls ``register`` again with that state: a backend taking
-    this role sends nothing then if a registration is on-chain already, notes it if it is
-    its own, and raises ``LedgerError`` if it is not (the peer registered). So a note a
-    crash took away is made again after the restart. (Another exception is logged and
-    ignored there: the claims that need the note are retried on every block.)"""
+    latest version, the node calls ``note_registration`` with that state: the backend notes
+    the registration if the chain holds its own commitment of that state, and returns
+    whether it did. It never sends anything (the registration the chain reported may be
+    gone by then, taken back by a reorg: a broadcast would close a channel nobody asked to
+    close). So a note a crash took away is made again after the restart. (An exception is
+    logged and ignored there: the claims that need the note are retried on every block.)"""
 
     def export_record(
         self, params: ChannelParams, me: int, account: Account
@@ -329,6 +330,10 @@ class ChannelRecords(Protocol):
     def restore_record(
         self, params: ChannelParams, me: int, account: Account, parts: Mapping[str, bytes]
     ) -> None: ...
+
+    def note_registration(
+        self, params: ChannelParams, signed: SignedState, account: Account
+    ) -> bool: ...
 
 
 @runtime_checkable

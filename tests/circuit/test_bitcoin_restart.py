@@ -301,3 +301,31 @@ def test_a_node_killed_right_after_registering_still_claims_its_htlc(scene: Scen
         if r.operation == "claim_htlc" and r.txid
     ]
     assert len(claims) == 1, "\n".join(scene.alice.journal[-10:])
+
+
+def test_a_registration_a_reorg_took_back_does_not_make_the_node_close(scene: Scene) -> None:
+    """Found by review: the chain reports Bob's registration of the latest version, and a
+    reorg takes it back before Alice's node handles the report (one batch of events, as a
+    node that polls after both sees them), and nobody sends it again. The node asked
+    ``register`` again, to note a registration of its own; with nothing on the chain any
+    more, that broadcast Alice's commitment: a unilateral close nobody asked for, her funds
+    locked for the delay. Now it asks the backend only to note a registration
+    (``note_registration``), which never sends anything."""
+    scene.kill_alice()
+    alices = scene.restart_alice()  # her own backend: Bob's does not poll for her
+    bob = scene.bob.channels[scene.channel_id]
+    registered = scene.backend.register(bob.params, scene.v2, scene.bob_account())
+    assert alices.ledger.get_tx_confirmations(registered.txid) == 1  # mined at once
+    seen = alices.poll_events()
+    alices.ledger.reorg(1, exclude=[registered.txid])  # and taken back
+    seen += alices.poll_events()
+    assert {type(e).__name__ for e in seen} >= {"Registered", "Reorged"}
+    scene.alice.on_chain_events(scene.chain, seen)
+    scene.alice.tick()
+    scene.alice.checkpoint()
+    for _ in range(3):
+        alices.advance_time(600)
+    alice = scene.alice.channels[scene.channel_id]
+    assert alices._closing_spend(alices.context(alice.params, alice.me, alice.account)) is None, (
+        "\n".join(scene.alice.journal[-12:])
+    )

@@ -739,16 +739,11 @@ class BitcoinBackend:
         """Unilateral close: broadcast our commitment of ``signed``.
 
         Our claims on that commitment's HTLCs need the record to say which state we put
-        on-chain (``note_registered``), and a crash between the broadcast and the node's
-        next checkpoint loses that. So the node asks again once the chain shows a
-        registration of that version (``ChannelRecords``): if that commitment is ours of
-        ``signed``, this notes it and sends nothing; any other spend of the funding output
-        is refused, as a broadcast would be."""
+        on-chain (``note_registered``). Asked again for a commitment on-chain already, this
+        notes it and sends nothing; any other spend of the funding output is refused, as a
+        broadcast would be."""
         ctx = self._my_context("register", params, account)
-        try:
-            commitment = signed_commitment(ctx, signed)
-        except DutyError as exc:
-            raise LedgerError("register", str(exc)) from exc
+        commitment = self._our_commitment("register", ctx, signed)
         spend = self._closing_spend(ctx)
         if spend is not None:
             if txid_of(spend) != txid_of(commitment.tx):
@@ -757,6 +752,31 @@ class BitcoinBackend:
             return self._noop("register (on-chain already)")
         ctx.record.note_registered(signed)
         return self._submit("register", commitment, from_channel=True)
+
+    def note_registration(
+        self, params: ChannelParams, signed: SignedState, account: Account
+    ) -> bool:
+        """The chain reported a registration of ``signed``'s version (``ChannelRecords``):
+        if our commitment of it spends the funding output, note it, as ``register`` did when
+        it broadcast it (a crash between that broadcast and the node's next checkpoint lost
+        the note, and our HTLC claims on it need it). Sends nothing, whatever the chain
+        holds: the registration may be the peer's, or gone again in a reorg."""
+        ctx = self._my_context("note_registration", params, account)
+        spend = self._closing_spend(ctx)
+        if spend is None:
+            return False
+        commitment = self._our_commitment("note_registration", ctx, signed)
+        if txid_of(spend) != txid_of(commitment.tx):
+            return False  # the peer's commitment: nothing of ours to note
+        ctx.record.note_registered(signed)
+        return True
+
+    def _our_commitment(self, operation: str, ctx: ChannelContext, signed: SignedState) -> Signed:
+        """Our commitment of ``signed``, with both signatures, or ``LedgerError``."""
+        try:
+            return signed_commitment(ctx, signed)
+        except DutyError as exc:
+            raise LedgerError(operation, str(exc)) from exc
 
     def challenge(self, params: ChannelParams, signed: SignedState, account: Account) -> TxReceipt:
         """Punish a revoked commitment of the peer: one justice transaction takes it all."""

@@ -190,19 +190,18 @@ class ChainActions:
         """The chain shows a registration of our latest version. A backend that keeps
         records (Bitcoin) notes our registration when it broadcasts it, and needs that note
         to claim our commitment's HTLCs; a crash between the broadcast and the checkpoint
-        after it loses the note. So it is asked to register again: it sends nothing for a
-        commitment on-chain already, notes it if it is ours, and refuses the peer's (the
-        peer registered: nothing of ours to note). See ``ChannelRecords``."""
+        after it loses the note. So it is asked to note it again, which sends nothing (the
+        registration may be the peer's, or taken back by a reorg since). See
+        ``ChannelRecords``."""
         if not isinstance(channel.backend, ChannelRecords):
             return
         try:
-            channel.backend.register(channel.params, latest, channel.account)
-        except LedgerError:
-            return  # the peer's registration
+            noted = channel.backend.note_registration(channel.params, latest, channel.account)
         except Exception as error:  # a chain that did not answer: the claim's retries say so
             log.warning("%s: noting the registration failed: %r", self.ctx.name, error)
             return
-        self.ctx.pending.channels.add(channel.channel_id)  # its record written with this event
+        if noted:
+            self.ctx.pending.channels.add(channel.channel_id)  # its record written now
 
     def on_reorged(self, chain: str, event: Reorged) -> None:
         """Blocks of ``chain`` were replaced. The watcher forgets what it did for the
