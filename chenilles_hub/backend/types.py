@@ -215,6 +215,15 @@ class LedgerError(Exception):
         self.receipt = receipt
 
 
+class NotRegistered(LedgerError):
+    """``conclude`` found no registration of the channel on the chain. The chain had
+    reported one (the watcher waited out its period), so a reorg took it back and nobody
+    sent it again: the node then registers its own latest state, to finish the close the
+    registration started. A backend that can tell raises this instead of a bare
+    ``LedgerError``; one that cannot leaves the conclusion failing, retried on every block,
+    shown on the channel."""
+
+
 class Account(Protocol):
     """A key on one chain. ``chain_key`` is its public form, as ChannelParams carry it."""
 

@@ -303,14 +303,21 @@ def test_a_node_killed_right_after_registering_still_claims_its_htlc(scene: Scen
     assert len(claims) == 1, "\n".join(scene.alice.journal[-10:])
 
 
-def test_a_registration_a_reorg_took_back_does_not_make_the_node_close(scene: Scene) -> None:
+def test_a_registration_a_reorg_took_back_does_not_make_the_node_close_at_once(
+    scene: Scene,
+) -> None:
     """Found by review: the chain reports Bob's registration of the latest version, and a
     reorg takes it back before Alice's node handles the report (one batch of events, as a
     node that polls after both sees them), and nobody sends it again. The node asked
     ``register`` again, to note a registration of its own; with nothing on the chain any
-    more, that broadcast Alice's commitment: a unilateral close nobody asked for, her funds
-    locked for the delay. Now it asks the backend only to note a registration
-    (``note_registration``), which never sends anything."""
+    more, that broadcast Alice's commitment at once. Now it asks the backend only to note
+    a registration (``note_registration``), which never sends anything.
+
+    Found then: the watcher, told of the registration, waited out its period and tried to
+    conclude on every block after, failing ("no commitment on-chain"), the channel stuck
+    in dispute with its funds until an operator forced a close. Now a conclusion that
+    finds nothing registered (``NotRegistered``) registers our latest state, which finishes
+    the close the registration started: Alice is paid her balance."""
     scene.kill_alice()
     alices = scene.restart_alice()  # her own backend: Bob's does not poll for her
     bob = scene.bob.channels[scene.channel_id]
@@ -320,12 +327,38 @@ def test_a_registration_a_reorg_took_back_does_not_make_the_node_close(scene: Sc
     alices.ledger.reorg(1, exclude=[registered.txid])  # and taken back
     seen += alices.poll_events()
     assert {type(e).__name__ for e in seen} >= {"Registered", "Reorged"}
+    scene.world.network.silence(scene.bob)  # Bob is gone
     scene.alice.on_chain_events(scene.chain, seen)
     scene.alice.tick()
     scene.alice.checkpoint()
-    for _ in range(3):
-        alices.advance_time(600)
     alice = scene.alice.channels[scene.channel_id]
-    assert alices._closing_spend(alices.context(alice.params, alice.me, alice.account)) is None, (
-        "\n".join(scene.alice.journal[-12:])
-    )
+    context = alices.context(alice.params, alice.me, alice.account)
+    for _ in range(3):
+        scene.world.advance(600)
+    assert alices._closing_spend(context) is None, "\n".join(scene.alice.journal[-12:])
+    for _ in range(80):  # Bob's period, then Alice's own
+        scene.world.advance(600)
+    journal = "\n".join(scene.alice.journal[-12:])
+    registrations = [r for r in alice.receipts if r.operation == "register" and r.txid]
+    assert len(registrations) == 1, journal
+    assert alice.status == "closed", journal
+    assert 400_000 in _outputs(alices, registrations[0].txid)  # the funder, Bob, paid its fee
+    sweeps = sum(r.fee for r in alice.receipts if r.operation != "register")
+    assert scene.alice_received() == 400_000 - sweeps, journal
+
+
+def test_a_registration_asked_again_while_it_waits_to_be_mined_is_sent_once(
+    scene: Scene,
+) -> None:
+    """Found by review: a node whose conclusion finds nothing registered registers again
+    on every block until its registration is mined; on a chain that mines when it
+    pleases, each call broadcast it again and booked its fee again."""
+    backend = scene.backend
+    backend.auto_mine = False  # the registration waits in the mempool
+    params = scene.bob.channels[scene.channel_id].params
+    first = backend.register(params, scene.v2, scene.bob_account())
+    again = backend.register(params, scene.v2, scene.bob_account())
+    assert first.txid and first.fee > 0
+    assert (again.txid, again.fee) == ("", 0)
+    backend.advance_time(600)
+    assert backend.ledger.get_tx_confirmations(first.txid) == 1

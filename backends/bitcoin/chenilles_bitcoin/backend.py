@@ -38,6 +38,7 @@ from chenilles_hub.backend import (
     Funded,
     LedgerError,
     NewBlock,
+    NotRegistered,
     PreimageRevealed,
     Registered,
     Reorged,
@@ -684,7 +685,7 @@ class BitcoinBackend:
     def _onchain_commitment(self, operation: str, ctx: ChannelContext) -> SeenCommitment:
         tx = self._closing_spend(ctx)
         if tx is None:
-            raise LedgerError(
+            raise NotRegistered(
                 operation, "no commitment of this channel is on-chain: register first"
             )
         version = commitment_version(ctx.view, tx)
@@ -740,8 +741,8 @@ class BitcoinBackend:
 
         Our claims on that commitment's HTLCs need the record to say which state we put
         on-chain (``note_registered``). Asked again for a commitment on-chain already, this
-        notes it and sends nothing; any other spend of the funding output is refused, as a
-        broadcast would be."""
+        notes it and sends nothing, as it does for one it sent that waits to be mined; any
+        other spend of the funding output is refused, as a broadcast would be."""
         ctx = self._my_context("register", params, account)
         commitment = self._our_commitment("register", ctx, signed)
         spend = self._closing_spend(ctx)
@@ -751,6 +752,11 @@ class BitcoinBackend:
             ctx.record.note_registered(signed)
             return self._noop("register (on-chain already)")
         ctx.record.note_registered(signed)
+        txid = txid_of(commitment.tx)
+        if txid in self._sent and self.ledger.get_raw_tx(txid) is not None:
+            # asked again while it waits to be mined (the node's conclusion finds nothing
+            # registered on every block until then): one broadcast, one fee in the books
+            return self._noop("register (already sent)")
         return self._submit("register", commitment, from_channel=True)
 
     def note_registration(

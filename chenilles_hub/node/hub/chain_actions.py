@@ -26,6 +26,7 @@ from ...backend import (
     Funded,
     LedgerError,
     NewBlock,
+    NotRegistered,
     PreimageRevealed,
     Registered,
     Reorged,
@@ -203,6 +204,22 @@ class ChainActions:
         if noted:
             self.ctx.pending.channels.add(channel.channel_id)  # its record written now
 
+    def _register_again(self, channel: Channel, latest: SignedState | None) -> None:
+        """The chain reported a registration, the watcher waited out its period, and the
+        chain holds none now: a reorg took it back and nobody sent it again. The channel
+        was being closed on-chain, so we finish that with our latest state (a newer
+        registration of the peer's would have been reported). The chain reports ours, with
+        its own timeout, and the conclusion is taken again once that has passed."""
+        if latest is None or not latest.complete:
+            raise LedgerError(
+                "conclude", "no registration on-chain and no signed state to register"
+            )
+        self.ctx.note(
+            f"{channel.params.chain}: the registration of {channel.channel_id.hex()[:8]} is "
+            "gone from the chain (a reorg); registering our latest state to finish the close"
+        )
+        channel.add_receipt(channel.backend.register(channel.params, latest, channel.account))
+
     def on_reorged(self, chain: str, event: Reorged) -> None:
         """Blocks of ``chain`` were replaced. The watcher forgets what it did for the
         chain's channels (each action is taken again if still due) and undoes conclusions
@@ -356,7 +373,16 @@ class ChainActions:
         if cooperative and latest is not None and latest.state.final and latest.complete:
             receipt = channel.backend.close_cooperative(channel.params, latest, channel.account)
         else:
-            receipt = channel.backend.conclude(channel.params, channel.account)
+            try:
+                receipt = channel.backend.conclude(channel.params, channel.account)
+            except NotRegistered:
+                if status is None or status.version < 0:
+                    raise  # no registration was reported (a cooperative close undone)
+                self._register_again(channel, latest)
+                # Taken again on the next block: by then the chain reports our registration,
+                # and its timeout makes the conclusion wait (register sends nothing twice).
+                self._retry(ConcludeAndWithdraw(channel.channel_id))
+                return
         if status is not None and status.concluded and not receipt.txid:
             # the check at depth: the chain still has the conclusion, it is final
             watcher.retire(channel.channel_id)
