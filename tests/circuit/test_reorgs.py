@@ -202,6 +202,87 @@ def test_a_conclusion_reorged_out_is_concluded_again(evm: EvmBackend, seen: bool
     assert alice.watcher.dispute(channel_id) is None
 
 
+def test_a_registration_reorged_out_for_good_is_finished_with_ours(evm: EvmBackend) -> None:
+    """Bob registers the latest state, Alice's node reads it, then a reorg takes it away
+    and nobody sends it again. Alice's watcher waited out the period and then failed to
+    conclude on every block ("NotRegistered()"), the channel in dispute with its funds
+    until an operator forced a close. Now the conclusion that finds nothing registered
+    registers Alice's latest state, and concludes after that one's period."""
+    world = World({evm.chain: evm}, evm)
+    eth = Asset(evm.chain, "native")
+    alice, bob = world.node("alice", [evm.chain]), world.node("bob", [evm.chain])
+    channel_id = world.open(alice, bob, evm.chain, {eth: (ETH, 0)})
+    alice.pay_direct(channel_id, eth, 3 * 10**17)
+    world.network.run()
+    world.network.silence(bob)  # Bob's node is gone: it never registers again
+    snapshots = Snapshots(evm)
+    before_registration = snapshots.take()
+    channel = bob.channels[channel_id]
+    latest = channel.machine.latest
+    assert latest is not None
+    evm.register(channel.params, latest, channel.account)
+    world.sync()
+    assert alice.watcher.dispute(channel_id) is not None  # Alice read the registration
+
+    snapshots.revert(before_registration)
+    mine(world, 3)
+    world.sync()
+    assert reorgs_seen(alice.journal) == 1
+    start = evm.balance(alice.accounts[evm.chain], eth)
+    for _ in range(4):  # Bob's period, then Alice's own
+        world.advance(700)
+        world.sync()
+    ours = alice.channels[channel_id]
+    journal = "\n".join(alice.journal[-8:])
+    assert [r.operation for r in ours.receipts if r.txid].count("register") == 1, journal
+    assert ours.status == "closed", journal
+    paid = evm.balance(alice.accounts[evm.chain], eth) - start
+    fees = sum(r.fee for r in ours.receipts if r.operation != "fund")
+    assert paid + fees == ETH - 3 * 10**17  # her balance, less what her closing cost
+
+
+def test_a_cooperative_close_reorged_out_does_not_make_the_node_register(
+    evm: EvmBackend,
+) -> None:
+    """Found by review: Alice proposes the final state, Bob signs it and sends the close
+    himself without answering her, and a reorg takes that close away. Alice's latest
+    state is not the final one, so her conclusion asks ``conclude``, which finds nothing
+    registered; no registration was ever reported, so she must not register her own
+    (a unilateral close in place of the cooperative one coming back): the conclusion
+    fails and is tried again on every block, as before."""
+    world = World({evm.chain: evm}, evm)
+    eth = Asset(evm.chain, "native")
+    alice, bob = world.node("alice", [evm.chain]), world.node("bob", [evm.chain])
+    channel_id = world.open(alice, bob, evm.chain, {eth: (ETH, 0)})
+    alice.pay_direct(channel_id, eth, 3 * 10**17)
+    world.network.run()
+    alice.close(channel_id)
+    for _peer, data in alice.outbox:  # the final state reaches Bob; his answer never comes
+        bob.receive(alice.node_id, data)
+    alice.outbox.clear()
+    bob.checkpoint()
+    bob.outbox.clear()
+    world.network.silence(bob)
+    final = bob.channels[channel_id].machine.latest
+    assert final is not None and final.state.final and final.complete
+    snapshots = Snapshots(evm)
+    before_close = snapshots.take()
+    evm.close_cooperative(bob.channels[channel_id].params, final, bob.channels[channel_id].account)
+    world.sync()
+    assert alice.watcher.dispute(channel_id) is not None  # Alice read the conclusion
+
+    snapshots.revert(before_close)
+    mine(world, 3)
+    world.sync()
+    assert reorgs_seen(alice.journal) == 1
+    for _ in range(3):
+        world.advance(700)
+        world.sync()
+    ours = alice.channels[channel_id]
+    assert "register" not in [r.operation for r in ours.receipts if r.txid], alice.journal[-6:]
+    assert evm.adjudicator.dispute(evm.channel_id(ours.params)).phase == 0  # nothing on-chain
+
+
 def test_bitcoin_funding_reorged_out_deactivates_until_confirmed_again() -> None:
     backend: ChainBackend = bitcoin_backend()
     chain = backend.ledger  # type: ignore[attr-defined]

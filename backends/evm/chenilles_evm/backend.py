@@ -45,6 +45,7 @@ from chenilles_hub.backend import (
     BackendInfo,
     ChainEvent,
     LedgerError,
+    NotRegistered,
     TxReceipt,
 )
 from chenilles_hub.core import (
@@ -533,8 +534,8 @@ class EvmBackend(ForcedMoves):
         """
         cid = self.channel_id(params)
         info = self.adjudicator.dispute(cid)
-        if info.phase == Phase.NONE:
-            raise LedgerError(operation, "NotRegistered()")
+        if info.phase == Phase.NONE:  # a registration a reorg took, or none ever
+            raise NotRegistered(operation, "NotRegistered()")
         if info.phase == Phase.CONCLUDED:
             raise LedgerError(operation, "AlreadyConcluded()")
         cached = self._registered.get(cid)
