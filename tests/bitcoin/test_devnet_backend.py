@@ -19,7 +19,14 @@ from chenilles_bitcoin.plugin import BitcoinBackendFactory
 from chenilles_bitcoin.watch import parse_tx
 
 from chenilles_hub import plugins
-from chenilles_hub.backend import Concluded, Funded, LedgerError, NewBlock, Registered
+from chenilles_hub.backend import (
+    Concluded,
+    Funded,
+    LedgerError,
+    NewBlock,
+    NotRegistered,
+    Registered,
+)
 from chenilles_hub.core import Close, Transfer
 
 from .devnet_harness import Devnet, running
@@ -127,6 +134,30 @@ def test_unilateral_close_waits_for_csv_by_mempool_policy(devnet: Devnet) -> Non
     before = backend.balance(alice, BTC)
     sweep = backend.conclude(channel.params, alice)
     assert backend.balance(alice, BTC) == before + 1_000_000 - 300_000 - reg.fee - sweep.fee
+
+
+def test_a_close_older_than_the_ledgers_scan_is_not_taken_for_a_vanished_one(
+    devnet: Devnet,
+) -> None:
+    """Found by review: against bitcoind the ledger finds a spend only in the blocks it
+    scans (the last ``scan_depth``). A node back after a longer absence found no spend of
+    the funding output and took the close for a registration a reorg took away
+    (``NotRegistered``), which sets off a registration of its own on every block. The
+    output's absence from the UTXO set says it is spent: a plain refusal."""
+    backend = connect(devnet, auto_mine=True)
+    channel = Channel.create(backend, (1_000_000, 0), challenge=3600)
+    alice, bob = channel.accounts
+    channel.open()
+    backend.fund(channel.params, 0, alice, BTC, 1_000_000)
+    latest = channel.update(0, Transfer(BTC, 300_000))
+    backend.register(channel.params, latest, bob)
+    backend.mine(5)
+    late = connect(devnet)  # alice's node, back after more blocks than it scans
+    late.ledger.scan_depth = 2
+    with pytest.raises(LedgerError) as refused:
+        late.conclude(channel.params, alice)
+    assert not isinstance(refused.value, NotRegistered)
+    assert "not unspent" in refused.value.reason
 
 
 def test_a_restarted_backend_reports_what_was_mined_since_from_block(devnet: Devnet) -> None:

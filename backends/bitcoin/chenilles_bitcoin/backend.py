@@ -685,6 +685,15 @@ class BitcoinBackend:
     def _onchain_commitment(self, operation: str, ctx: ChannelContext) -> SeenCommitment:
         tx = self._closing_spend(ctx)
         if tx is None:
+            funding = ctx.view.funding_outpoint
+            if self.ledger.get_utxo(btc.OutPoint(funding.txid, funding.index)) is None:
+                # spent by a transaction the ledger does not find (against bitcoind, one
+                # older than its scan of recent blocks), or the deposit itself is gone
+                raise LedgerError(
+                    operation,
+                    "the funding output is not unspent on the chain, and what spent it is not "
+                    "found (older than the ledger's scan depth?)",
+                )
             raise NotRegistered(
                 operation, "no commitment of this channel is on-chain: register first"
             )
