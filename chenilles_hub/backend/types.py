@@ -64,6 +64,14 @@ class BackendInfo(msgspec.Struct, frozen=True):
 
     ``reorgs``: the chain can retract blocks it reported, and the backend reports it
     (``Reorged``); ``False`` where it cannot happen (LiteSVM, eth-tester).
+
+    ``conclusion_resolves_htlcs``: the conclusion of a dispute pays every HTLC of the
+    registered state (revealed ones to the payee, expired ones back to the payer: EVM,
+    Solana), so an HTLC of ours not revealed by then came back. ``False`` where each HTLC
+    is an output of its own, taken by its own transaction (``claim_htlc``,
+    ``refund_htlc``) whenever its deadline comes, before or after the conclusion
+    (Bitcoin): the node then keeps the dispute open until every HTLC it can still take
+    is taken.
     """
 
     name: str
@@ -77,6 +85,7 @@ class BackendInfo(msgspec.Struct, frozen=True):
     single_funder: bool = False
     dispute: str = "newest_wins"
     reorgs: bool = False
+    conclusion_resolves_htlcs: bool = True
 
 
 class AssetInfo(msgspec.Struct, frozen=True):

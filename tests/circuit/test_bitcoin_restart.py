@@ -362,3 +362,117 @@ def test_a_registration_asked_again_while_it_waits_to_be_mined_is_sent_once(
     assert (again.txid, again.fee) == ("", 0)
     backend.advance_time(600)
     assert backend.ledger.get_tx_confirmations(first.txid) == 1
+
+
+def test_an_htlc_refund_tried_while_the_commitment_waits_to_be_mined_is_tried_again(
+    scene: Scene,
+) -> None:
+    """Found by review: at an HTLC's deadline the watcher forces the channel on-chain and
+    refunds the HTLC in the same tick. Against a chain that mines when it pleases (bitcoind),
+    the commitment is still in the mempool then, so the refund (an HTLC-timeout spending
+    it) is refused, "register first"; the node took that for "the conclusion refunds it"
+    (true on EVM and Solana) and never tried again. On Bitcoin nothing else refunds it: the
+    peer, who knows the preimage, could take the HTLC while our node failed the payment
+    upstream. Now a refund the chain cannot take yet (``NotRegistered``) is tried again on
+    the next block."""
+    _alice_knows_and_keeps_the_preimage(scene)
+    scene.backend.auto_mine = False  # blocks come when they come
+    for _ in range(400):  # hours of chain time, past the HTLC's deadline
+        scene.world.advance(600)
+        bob = scene.bob.channels[scene.channel_id]
+        if any(r.operation == "refund_htlc" and r.txid for r in bob.receipts):
+            break
+    journal = "\n".join(scene.bob.journal[-10:])
+    refunds = [r for r in bob.receipts if r.operation == "refund_htlc" and r.txid]
+    assert len(refunds) == 1, journal
+    scene.world.advance(600)
+    assert scene.backend.ledger.get_tx_confirmations(refunds[0].txid) == 1
+
+
+def _alice_knows_and_keeps_the_preimage(scene: Scene) -> None:
+    """Bob pays Alice 50,000 sat; she learns the preimage, but her settle never reaches
+    Bob, and she goes silent (no messages, no chain)."""
+    scene.bob_pays_alice(50_000)
+
+    def alice_settles() -> bool:
+        return any(
+            isinstance(m, Propose) and any(isinstance(u, SettleHtlc) for u in m.updates)
+            for m in (wire.decode(data) for _peer, data in scene.alice.outbox)
+        )
+
+    assert scene.world.network.run_until(alice_settles)
+    scene.alice.outbox.clear()
+    scene.world.network.silence(scene.alice)
+
+
+def test_an_htlc_whose_deadline_comes_after_the_dispute_is_refunded_not_given_up(
+    scene: Scene,
+) -> None:
+    """Found by review: Bob forces the channel on-chain while his HTLC to Alice has hours
+    to run (the operator's close, or another HTLC's deadline). His dispute's period (36
+    blocks) ended before the HTLC's expiry; the conclusion then counted the HTLC as
+    refunded, as it is on EVM and Solana, where the conclusion pays every HTLC: Bob's
+    payment failed (a hub fails it upstream), while on Bitcoin the HTLC was still an
+    output Alice could take with the preimage, and the watcher forgot its refund. Now the
+    dispute stays open until the refund, at the HTLC's expiry."""
+    _alice_knows_and_keeps_the_preimage(scene)
+    bob = scene.bob.channels[scene.channel_id]
+    latest = bob.machine.latest
+    assert latest is not None
+    (htlc,) = latest.state.htlcs
+    assert htlc.expiry > scene.world.now() + CHALLENGE + 3600  # due well after the period
+    payment = scene.bob.payment_flow.payments[htlc.payment_hash]
+    before = scene.backend.balance(scene.bob_account(), scene.btc)
+    scene.bob.force_close(scene.channel_id)
+    period_over = scene.world.now() + CHALLENGE + 1800
+    while scene.world.now() < period_over:  # the period ends; the HTLC runs on
+        scene.world.advance(600)
+    assert not [r for r in bob.receipts if r.operation == "refund_htlc"]
+    journal = "\n".join(scene.bob.journal[-10:])
+    assert payment.status == "pending", journal
+    assert bob.status == "disputed" and "HTLCs still to take" in bob.waiting, journal
+    for _ in range(80):  # its expiry, the refund, and the refund's own delay
+        scene.world.advance(600)
+    journal = "\n".join(scene.bob.journal[-10:])
+    refunds = [r for r in bob.receipts if r.operation == "refund_htlc" and r.txid]
+    assert len(refunds) == 1, journal
+    assert payment.status == "failed", journal
+    assert bob.status == "closed", journal
+    fees = sum(r.fee for r in bob.receipts if r.operation != "fund")
+    # Bob funded 1,000,000; he had paid Alice 400,000 before; the HTLC came back
+    assert scene.backend.balance(scene.bob_account(), scene.btc) == before + 600_000 - fees
+
+
+def test_an_htlc_paid_to_us_whose_deadline_comes_after_the_dispute_is_claimed(
+    scene: Scene,
+) -> None:
+    """The other side of the same finding: Alice knows the preimage of Bob's HTLC, her
+    settle never reaches him, and Bob registers his commitment long before the HTLC's
+    deadline. Alice's dispute ended with its period; the watcher then stopped acting for
+    the channel, so her claim, due later, was never made, and Bob could take the HTLC back
+    at its expiry. Now her dispute stays open until she has claimed it."""
+    scene.bob_pays_alice(50_000)
+
+    def alice_settles() -> bool:
+        return any(
+            isinstance(m, Propose) and any(isinstance(u, SettleHtlc) for u in m.updates)
+            for m in (wire.decode(data) for _peer, data in scene.alice.outbox)
+        )
+
+    assert scene.world.network.run_until(alice_settles)
+    scene.alice.outbox.clear()
+    scene.world.network.silence(scene.bob)  # Bob answers nothing, and does nothing more
+    bob = scene.bob.channels[scene.channel_id]
+    assert bob.machine.latest is not None
+    scene.backend.register(bob.params, bob.machine.latest, scene.bob_account())
+    alice = scene.alice.channels[scene.channel_id]
+    account = scene.alice.accounts[scene.chain]
+    before = scene.backend.balance(account, scene.btc)
+    for _ in range(120):
+        scene.world.advance(600)
+    journal = "\n".join(scene.alice.journal[-10:])
+    claims = [r for r in alice.receipts if r.operation == "claim_htlc" and r.txid]
+    assert len(claims) == 1, journal
+    assert alice.status == "closed", journal
+    fees = sum(r.fee for r in alice.receipts if r.operation != "fund")
+    assert scene.backend.balance(account, scene.btc) == before + 400_000 + 50_000 - fees

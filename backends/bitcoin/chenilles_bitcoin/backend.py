@@ -180,6 +180,7 @@ class BitcoinBackend:
             single_funder=True,
             dispute="penalty",
             reorgs=True,
+            conclusion_resolves_htlcs=False,
         )
         self.policy = policy or ChannelPolicy()
         self.auto_mine = auto_mine

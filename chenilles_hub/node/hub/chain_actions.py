@@ -32,7 +32,7 @@ from ...backend import (
     Reorged,
     TxReceipt,
 )
-from ...core import SignedState, SubmitToLedger
+from ...core import Htlc, SignedState, SubmitToLedger
 from ...core.errors import WrongChannel
 from ...core.watcher import (
     Action,
@@ -205,20 +205,23 @@ class ChainActions:
             self.ctx.pending.channels.add(channel.channel_id)  # its record written now
 
     def _register_again(self, channel: Channel, latest: SignedState | None) -> None:
-        """The chain reported a registration, the watcher waited out its period, and the
-        chain holds none now: a reorg took it back and nobody sent it again. The channel
-        was being closed on-chain, so we finish that with our latest state (a newer
-        registration of the peer's would have been reported). The chain reports ours, with
-        its own timeout, and the conclusion is taken again once that has passed."""
+        """The chain reported a registration and holds none now: a reorg took it back and
+        nobody sent it again. The channel was being closed on-chain, so we finish that with
+        our latest state (a newer registration of the peer's would have been reported). The
+        chain reports ours, with its own timeout; asked again while ours waits to be mined,
+        the backend sends nothing."""
         if latest is None or not latest.complete:
             raise LedgerError(
                 "conclude", "no registration on-chain and no signed state to register"
             )
-        self.ctx.note(
-            f"{channel.params.chain}: the registration of {channel.channel_id.hex()[:8]} is "
-            "gone from the chain (a reorg); registering our latest state to finish the close"
-        )
-        channel.add_receipt(channel.backend.register(channel.params, latest, channel.account))
+        receipt = channel.backend.register(channel.params, latest, channel.account)
+        if receipt.txid:
+            channel.add_receipt(receipt)
+            self.ctx.note(
+                f"{channel.params.chain}: the registration of {channel.channel_id.hex()[:8]} "
+                "is gone from the chain (a reorg); registered our latest state to finish the "
+                "close"
+            )
 
     def on_reorged(self, chain: str, event: Reorged) -> None:
         """Blocks of ``chain`` were replaced. The watcher forgets what it did for the
@@ -341,22 +344,34 @@ class ChainActions:
             self.ctx.note(f"force-closed {action.channel_id.hex()[:8]}: {action.reason}")
         elif isinstance(action, ClaimOnChain):
             htlc = self.payments.htlcs[(action.channel_id, action.htlc_id)]
-            channel.add_receipt(
-                channel.backend.claim_htlc(channel.params, htlc, action.preimage, channel.account)
-            )
+            try:
+                receipt = channel.backend.claim_htlc(
+                    channel.params, htlc, action.preimage, channel.account
+                )
+            except NotRegistered:
+                self._registration_gone(channel, latest)
+                raise  # tried again on the next block (``act``)
+            channel.add_receipt(receipt)
             self.ctx.note(f"claimed HTLC {action.htlc_id} on {channel.params.chain}")
+            if not channel.backend.info.conclusion_resolves_htlcs:
+                self.payments.claimed_on_chain(channel, htlc)
         elif isinstance(action, RefundOnChain):
             htlc = self.payments.htlcs[(action.channel_id, action.htlc_id)]
             try:
-                channel.add_receipt(
-                    channel.backend.refund_htlc(channel.params, htlc, channel.account)
-                )
+                receipt = channel.backend.refund_htlc(channel.params, htlc, channel.account)
             except LedgerError as error:
+                if not channel.backend.info.conclusion_resolves_htlcs:
+                    # Nothing else refunds it: tried again on the next block (``act``), the
+                    # commitment perhaps not mined yet, or its registration gone.
+                    if isinstance(error, NotRegistered):
+                        self._registration_gone(channel, latest)
+                    raise
                 self._failed_receipt(channel.channel_id, error)
                 self.ctx.note(
                     f"refund of HTLC {action.htlc_id} waits for conclusion: {error.reason}"
                 )
                 return
+            channel.add_receipt(receipt)
             self.payments.refunded_on_chain(channel, htlc)
         elif isinstance(action, ConcludeAndWithdraw):
             self._conclude(channel)
@@ -387,15 +402,60 @@ class ChainActions:
             # the check at depth: the chain still has the conclusion, it is final
             watcher.retire(channel.channel_id)
             return
+        resolves = channel.backend.info.conclusion_resolves_htlcs
+        if not resolves and self._htlcs_to_take(channel, latest):
+            self._wait_for_htlcs(channel, receipt)
+            return
         channel.add_receipt(receipt)
+        channel.waiting = ""
         watcher.on_concluded(
             channel.channel_id, self._final_height(channel.params.chain, receipt.block)
         )
         self.withdraw_all(channel)
         self.ctx.note(f"concluded {channel.channel_id.hex()[:8]} on-chain and withdrew")
-        for htlc in latest.state.htlcs if latest else ():
-            if htlc.payer == channel.me and htlc.payment_hash not in self.payments.preimages:
-                self.payments.refunded_on_chain(channel, htlc)
+        if resolves:  # the conclusion paid every HTLC: ours not revealed came back
+            for htlc in latest.state.htlcs if latest else ():
+                if htlc.payer == channel.me and htlc.payment_hash not in self.payments.preimages:
+                    self.payments.refunded_on_chain(channel, htlc)
+
+    def _htlcs_to_take(self, channel: Channel, latest: SignedState | None) -> list[Htlc]:
+        """On a chain whose conclusion leaves the HTLCs alone (Bitcoin), those of the state
+        on-chain that our node still takes by a transaction of its own at their deadline:
+        ours nobody revealed (refunded at expiry) and the peer's whose preimage we know
+        (claimed before expiry). Either one is lost if the dispute ends before it."""
+        if latest is None:
+            return []
+        preimages, htlcs = self.payments.preimages, self.payments.htlcs
+        return [
+            htlc
+            for htlc in latest.state.htlcs
+            if (channel.channel_id, htlc.id) in htlcs
+            and (
+                (htlc.payer == channel.me and htlc.payment_hash not in preimages)
+                or (htlc.payee == channel.me and htlc.payment_hash in preimages)
+            )
+        ]
+
+    def _wait_for_htlcs(self, channel: Channel, receipt: TxReceipt) -> None:
+        """The dispute's period is over but HTLCs are still ours to take: the dispute stays
+        open (their duties fire at their deadlines), what matured is swept meanwhile, and
+        the conclusion is asked again on the next block."""
+        if receipt.txid:
+            channel.add_receipt(receipt)
+        waiting = "the dispute's period is over; HTLCs still to take on-chain at their deadlines"
+        if channel.waiting != waiting:
+            channel.waiting = waiting
+            self.ctx.note(f"{channel.channel_id.hex()[:8]}: {waiting}")
+        self._retry(ConcludeAndWithdraw(channel.channel_id))
+
+    def _registration_gone(self, channel: Channel, latest: SignedState | None) -> None:
+        """A claim or refund found no commitment on-chain (``NotRegistered``). With none
+        reported, ours waits to be mined (a forced close of this tick); with one reported,
+        it is gone (a reorg): we register ours, so the HTLC is taken before its deadline
+        rather than after the old registration's period."""
+        status = self.ctx.watcher.dispute(channel.channel_id)
+        if status is not None and status.version >= 0:
+            self._register_again(channel, latest)
 
     def _failed_receipt(self, channel_id: bytes | None, error: LedgerError) -> None:
         """A refused action that still cost a fee goes into the channel's books."""

@@ -488,6 +488,14 @@ class Payments:
         payment = self.payments.get(htlc.payment_hash)
         return payment.deadline if payment is not None and payment.status == "pending" else 0
 
+    def claimed_on_chain(self, channel: Channel, htlc: Htlc) -> None:
+        """Our claim of an HTLC paid to us left for the chain, on a chain whose HTLCs are
+        outputs of their own (Bitcoin; the backend sends it again should a reorg take it):
+        its preimage went upstream when we learnt it, so nothing is left to enforce."""
+        key = (channel.channel_id, htlc.id)
+        self.ctx.watcher.resolved(*key)
+        self._forget(key)
+
     def refunded_on_chain(self, channel: Channel, htlc: Htlc) -> None:
         """Our outgoing HTLC came back on-chain after its expiry (no preimage was revealed in
         time, so the payee can no longer take it): fail the HTLC it was forwarded for
