@@ -45,6 +45,7 @@ from .types import Funded as Funded
 from .types import InvalidParams as InvalidParams
 from .types import LedgerError as LedgerError
 from .types import NewBlock as NewBlock
+from .types import NothingToTake as NothingToTake
 from .types import NotRegistered as NotRegistered
 from .types import PreimageRevealed as PreimageRevealed
 from .types import Progressed as Progressed

@@ -233,6 +233,14 @@ class NotRegistered(LedgerError):
     shown on the channel."""
 
 
+class NothingToTake(LedgerError):
+    """``claim_htlc`` or ``refund_htlc``: the HTLC has nothing of its own on the chain to
+    take, and never will (Bitcoin: no output in the commitment on-chain, trimmed as dust;
+    or the commitment is the peer's revoked one, whose penalty takes every output). On a
+    chain whose conclusion leaves HTLCs alone the node then stops trying and counts the
+    HTLC resolved (one of ours failed), so the dispute can end."""
+
+
 class Account(Protocol):
     """A key on one chain. ``chain_key`` is its public form, as ChannelParams carry it."""
 

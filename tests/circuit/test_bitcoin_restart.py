@@ -385,14 +385,19 @@ def test_an_htlc_refund_tried_while_the_commitment_waits_to_be_mined_is_tried_ag
     journal = "\n".join(scene.bob.journal[-10:])
     refunds = [r for r in bob.receipts if r.operation == "refund_htlc" and r.txid]
     assert len(refunds) == 1, journal
+    (payment,) = scene.bob.payment_flow.payments.values()
+    assert payment.status == "pending"  # failed upstream only once the refund is mined
     scene.world.advance(600)
     assert scene.backend.ledger.get_tx_confirmations(refunds[0].txid) == 1
+    scene.world.advance(600)
+    assert payment.status == "failed"
+    assert len([r for r in bob.receipts if r.operation == "refund_htlc" and r.txid]) == 1
 
 
-def _alice_knows_and_keeps_the_preimage(scene: Scene) -> None:
-    """Bob pays Alice 50,000 sat; she learns the preimage, but her settle never reaches
-    Bob, and she goes silent (no messages, no chain)."""
-    scene.bob_pays_alice(50_000)
+def _alice_knows_and_keeps_the_preimage(scene: Scene, amount: int = 50_000) -> None:
+    """Bob pays Alice ``amount`` sat; she learns the preimage, but her settle never
+    reaches Bob, and she goes silent (no messages, no chain)."""
+    scene.bob_pays_alice(amount)
 
     def alice_settles() -> bool:
         return any(
@@ -476,3 +481,67 @@ def test_an_htlc_paid_to_us_whose_deadline_comes_after_the_dispute_is_claimed(
     assert alice.status == "closed", journal
     fees = sum(r.fee for r in alice.receipts if r.operation != "fund")
     assert scene.backend.balance(account, scene.btc) == before + 400_000 + 50_000 - fees
+
+
+def test_a_dust_htlc_does_not_keep_the_dispute_open(scene: Scene) -> None:
+    """Found by review of the fix above: an HTLC trimmed as dust has no output on the
+    commitment; its refund can never be taken, and the dispute must not wait for it. The
+    backend says so (``NothingToTake``): the payment fails (its value went to the fee),
+    and the channel closes."""
+    _alice_knows_and_keeps_the_preimage(scene, 600)
+    bob = scene.bob.channels[scene.channel_id]
+    latest = bob.machine.latest
+    assert latest is not None
+    (htlc,) = latest.state.htlcs
+    payment = scene.bob.payment_flow.payments[htlc.payment_hash]
+    scene.bob.force_close(scene.channel_id)
+    commitment = scene.backend.commitment_on_chain(bob.params, scene.bob_account())
+    assert not [o for o in commitment.outputs if o.kind == "htlc"]  # trimmed
+    for _ in range(120):
+        scene.world.advance(600)
+    journal = "\n".join(scene.bob.journal[-10:])
+    assert payment.status == "failed", journal
+    assert bob.status == "closed", journal
+
+
+def test_a_node_killed_right_after_its_htlc_claim_left_ends_the_dispute(scene: Scene) -> None:
+    """Found by review: Alice claims Bob's HTLC on-chain and is killed before the
+    checkpoint after it. After the restart her claim was asked again on every block and
+    refused ("already confirmed"), her dispute never ended and her balance on Bob's
+    commitment was never collected. Now a claim the chain already holds is a no-op that
+    says where it landed, and the dispute ends."""
+    scene.bob_pays_alice(50_000)
+
+    def alice_settles() -> bool:
+        return any(
+            isinstance(m, Propose) and any(isinstance(u, SettleHtlc) for u in m.updates)
+            for m in (wire.decode(data) for _peer, data in scene.alice.outbox)
+        )
+
+    assert scene.world.network.run_until(alice_settles)
+    scene.alice.outbox.clear()
+    scene.world.network.silence(scene.bob)
+    bob = scene.bob.channels[scene.channel_id]
+    assert bob.machine.latest is not None
+    scene.backend.register(bob.params, bob.machine.latest, scene.bob_account())
+    backend = scene.alice.backends[scene.chain]
+    claim = backend.claim_htlc
+    sent = []
+
+    def claim_then_die(*args: Any) -> Any:
+        sent.append(claim(*args))
+        raise Killed
+
+    backend.claim_htlc = claim_then_die  # type: ignore[method-assign]
+    with pytest.raises(Killed):
+        for _ in range(400):
+            scene.world.advance(600)
+    assert sent and sent[0].txid
+    scene.kill_alice()
+    scene.restart_alice()
+    for _ in range(40):
+        scene.world.advance(600)
+    alice = scene.alice.channels[scene.channel_id]
+    journal = "\n".join(scene.alice.journal[-10:])
+    assert alice.status == "closed", journal
+    assert scene.alice_received() > 400_000 - 5_000, journal  # her balance, swept

@@ -38,6 +38,7 @@ from chenilles_hub.backend import (
     Funded,
     LedgerError,
     NewBlock,
+    NothingToTake,
     NotRegistered,
     PreimageRevealed,
     Registered,
@@ -77,6 +78,7 @@ from .duties import (
     Signed,
     delayed_sweep,
     direct_htlc_spend,
+    htlc_outpoint,
     payout_sweep,
     penalty,
     second_stage,
@@ -872,16 +874,46 @@ class BitcoinBackend:
         preimage: bytes | None,
         account: BitcoinAccount,
     ) -> TxReceipt:
+        """Take the HTLC's output. Asked again on every block until the chain holds our
+        spend (``ChainActions``), so it is idempotent: our spend confirmed is a no-op
+        receipt whose ``block`` is where it landed; our spend waiting to be mined, one
+        without (nothing sent twice, after a restart too: the transaction is the same)."""
         seen = self._onchain_commitment(operation, ctx)
+        if seen.owner != ctx.me and ctx.record.revocation_secret(seen.version) is not None:
+            raise NothingToTake(
+                operation, "the peer's commitment on-chain is revoked: its penalty takes it all"
+            )
+        outpoint = htlc_outpoint(seen, htlc)
+        if outpoint is None:
+            raise NothingToTake(
+                operation,
+                f"HTLC {htlc.id} has no output in commitment {seen.version} (trimmed as dust)",
+            )
         try:
             if seen.owner == ctx.me:
-                return self._submit(operation, second_stage(ctx, seen, htlc, preimage))
-            if ctx.record.revocation_secret(seen.version) is not None:
-                raise DutyError("the peer's commitment on-chain is revoked: challenge it instead")
-            spend = direct_htlc_spend(ctx, seen, htlc, preimage, account.script_pubkey)
+                signed = second_stage(ctx, seen, htlc, preimage)
+            else:
+                signed = direct_htlc_spend(ctx, seen, htlc, preimage, account.script_pubkey)
         except DutyError as exc:
             raise LedgerError(operation, str(exc)) from exc
-        return self._submit(operation, spend)
+        txid = txid_of(signed.tx)
+        spender = self._spender_of(outpoint)
+        if spender is not None:
+            spent_by = txid_of(spender)
+            if spent_by == txid:
+                confirmations = self._confirmations(txid) or 1
+                block = self.ledger.tip_height() - confirmations + 1
+                return TxReceipt(
+                    f"{operation} (on-chain already)", "", 0, self.asset, 0, "WU", block
+                )
+            if preimage is not None:  # the peer took it back at its expiry: too late
+                raise NothingToTake(operation, f"HTLC {htlc.id} was taken back by the peer")
+            # The peer took it with the preimage: its witness reveals it (PreimageRevealed),
+            # and the payment is settled upstream, never failed.
+            raise LedgerError(operation, f"HTLC {htlc.id} was taken by the peer ({spent_by})")
+        if txid in self._sent and self.ledger.get_raw_tx(txid) is not None:
+            return self._noop(f"{operation} (already sent)")
+        return self._submit(operation, signed)
 
     # --- events ------------------------------------------------------------------------------
 

@@ -274,6 +274,15 @@ def _same_contract(a: Htlc, b: Htlc) -> bool:
     )
 
 
+def htlc_outpoint(seen: SeenCommitment, htlc: Htlc) -> OutPoint | None:
+    """The output of ``htlc`` in the commitment on-chain, or ``None`` if it has none (one
+    trimmed as dust: its value went to the fee)."""
+    try:
+        return _htlc_output(seen, htlc).outpoint
+    except DutyError:
+        return None
+
+
 def _htlc_output(seen: SeenCommitment, htlc: Htlc) -> ChainOutput:
     out = seen.output("htlc", htlc.id)
     if out is None:
@@ -340,6 +349,7 @@ __all__ = [
     "Signed",
     "delayed_sweep",
     "direct_htlc_spend",
+    "htlc_outpoint",
     "payout_sweep",
     "penalty",
     "second_stage",

@@ -26,6 +26,7 @@ from ...backend import (
     Funded,
     LedgerError,
     NewBlock,
+    NothingToTake,
     NotRegistered,
     PreimageRevealed,
     Registered,
@@ -348,12 +349,16 @@ class ChainActions:
                 receipt = channel.backend.claim_htlc(
                     channel.params, htlc, action.preimage, channel.account
                 )
+            except NothingToTake as error:
+                self._nothing_to_take(channel, htlc, error)
+                return
             except NotRegistered:
                 self._registration_gone(channel, latest)
                 raise  # tried again on the next block (``act``)
-            channel.add_receipt(receipt)
-            self.ctx.note(f"claimed HTLC {action.htlc_id} on {channel.params.chain}")
-            if not channel.backend.info.conclusion_resolves_htlcs:
+            if channel.backend.info.conclusion_resolves_htlcs:
+                channel.add_receipt(receipt)
+                self.ctx.note(f"claimed HTLC {action.htlc_id} on {channel.params.chain}")
+            elif self._taken(channel, action, receipt):
                 self.payments.claimed_on_chain(channel, htlc)
         elif isinstance(action, RefundOnChain):
             htlc = self.payments.htlcs[(action.channel_id, action.htlc_id)]
@@ -361,6 +366,9 @@ class ChainActions:
                 receipt = channel.backend.refund_htlc(channel.params, htlc, channel.account)
             except LedgerError as error:
                 if not channel.backend.info.conclusion_resolves_htlcs:
+                    if isinstance(error, NothingToTake):
+                        self._nothing_to_take(channel, htlc, error)
+                        return
                     # Nothing else refunds it: tried again on the next block (``act``), the
                     # commitment perhaps not mined yet, or its registration gone.
                     if isinstance(error, NotRegistered):
@@ -371,8 +379,11 @@ class ChainActions:
                     f"refund of HTLC {action.htlc_id} waits for conclusion: {error.reason}"
                 )
                 return
-            channel.add_receipt(receipt)
-            self.payments.refunded_on_chain(channel, htlc)
+            if channel.backend.info.conclusion_resolves_htlcs:
+                channel.add_receipt(receipt)
+                self.payments.refunded_on_chain(channel, htlc)
+            elif self._taken(channel, action, receipt):
+                self.payments.refunded_on_chain(channel, htlc)
         elif isinstance(action, ConcludeAndWithdraw):
             self._conclude(channel)
 
@@ -447,6 +458,31 @@ class ChainActions:
             channel.waiting = waiting
             self.ctx.note(f"{channel.channel_id.hex()[:8]}: {waiting}")
         self._retry(ConcludeAndWithdraw(channel.channel_id))
+
+    def _taken(
+        self, channel: Channel, action: ClaimOnChain | RefundOnChain, receipt: TxReceipt
+    ) -> bool:
+        """On a chain whose HTLCs are outputs of their own (Bitcoin): whether the claim or
+        refund is in a block (``receipt.block``). Until then it is asked again on every
+        block (the backend sends nothing twice), so the HTLC counts as taken, and a refund
+        fails the payment upstream, only once the chain holds it."""
+        if receipt.txid:
+            channel.add_receipt(receipt)
+            self.ctx.note(
+                f"{'claimed' if isinstance(action, ClaimOnChain) else 'refunded'} HTLC "
+                f"{action.htlc_id} on {channel.params.chain}"
+            )
+        if receipt.block is not None:
+            return True
+        self._retry(action)
+        return False
+
+    def _nothing_to_take(self, channel: Channel, htlc: Htlc, error: LedgerError) -> None:
+        """The chain holds nothing of this HTLC to take, and never will (trimmed as dust, or
+        a penalty takes the whole commitment): resolved, one of ours failed, so the dispute
+        does not wait for it."""
+        self.ctx.note(f"HTLC {htlc.id} of {channel.channel_id.hex()[:8]}: {error.reason}")
+        self.payments.on_htlc_failed(channel, htlc.id, f"nothing to take on-chain: {error.reason}")
 
     def _registration_gone(self, channel: Channel, latest: SignedState | None) -> None:
         """A claim or refund found no commitment on-chain (``NotRegistered``). With none
