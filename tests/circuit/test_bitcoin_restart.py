@@ -259,6 +259,26 @@ class Killed(BaseException):
     """The process dies here (BaseException: no handler of the node's catches it)."""
 
 
+def _kill_alice_right_after(scene: Scene, method: str) -> None:
+    """Let the chain's time pass until Alice's backend ``method`` sends its transaction,
+    kill her right after it (before the checkpoint that would record it), restart her."""
+    backend = scene.alice.backends[scene.chain]
+    original = getattr(backend, method)
+    sent: list[Any] = []
+
+    def then_die(*args: Any) -> Any:
+        sent.append(original(*args))
+        raise Killed
+
+    setattr(backend, method, then_die)
+    with pytest.raises(Killed):
+        for _ in range(400):
+            scene.world.advance(600)
+    assert sent and sent[0].txid
+    scene.kill_alice()
+    scene.restart_alice()
+
+
 def test_a_node_killed_right_after_registering_still_claims_its_htlc(scene: Scene) -> None:
     """Found by review: Bob owes Alice a 50,000 sat HTLC whose preimage she revealed, and
     never settles it. At its deadline Alice registers her commitment, and is killed right
@@ -278,21 +298,7 @@ def test_a_node_killed_right_after_registering_still_claims_its_htlc(scene: Scen
     assert scene.world.network.run_until(alice_settles)
     scene.world.network.silence(scene.bob)  # Bob never answers the settle
     scene.alice.outbox.clear()
-    backend = scene.alice.backends[scene.chain]
-    register = backend.register
-    registered = []
-
-    def register_then_die(*args: Any) -> Any:
-        registered.append(register(*args))
-        raise Killed
-
-    backend.register = register_then_die  # type: ignore[method-assign]
-    with pytest.raises(Killed):
-        for _ in range(400):  # hours of chain time, up to the HTLC's deadline
-            scene.world.advance(600)
-    assert registered and registered[0].txid
-    scene.kill_alice()
-    scene.restart_alice()
+    _kill_alice_right_after(scene, "register")  # at the HTLC's deadline, hours later
     for _ in range(60):
         scene.world.advance(600)
     claims = [
@@ -394,9 +400,9 @@ def test_an_htlc_refund_tried_while_the_commitment_waits_to_be_mined_is_tried_ag
     assert len([r for r in bob.receipts if r.operation == "refund_htlc" and r.txid]) == 1
 
 
-def _alice_knows_and_keeps_the_preimage(scene: Scene, amount: int = 50_000) -> None:
-    """Bob pays Alice ``amount`` sat; she learns the preimage, but her settle never
-    reaches Bob, and she goes silent (no messages, no chain)."""
+def _alice_settles_unheard(scene: Scene, amount: int = 50_000) -> None:
+    """Bob pays Alice ``amount`` sat and she learns the preimage, but her settle never
+    reaches Bob."""
     scene.bob_pays_alice(amount)
 
     def alice_settles() -> bool:
@@ -407,6 +413,11 @@ def _alice_knows_and_keeps_the_preimage(scene: Scene, amount: int = 50_000) -> N
 
     assert scene.world.network.run_until(alice_settles)
     scene.alice.outbox.clear()
+
+
+def _alice_knows_and_keeps_the_preimage(scene: Scene, amount: int = 50_000) -> None:
+    """``_alice_settles_unheard``, and she goes silent (no messages, no chain)."""
+    _alice_settles_unheard(scene, amount)
     scene.world.network.silence(scene.alice)
 
 
@@ -456,16 +467,7 @@ def test_an_htlc_paid_to_us_whose_deadline_comes_after_the_dispute_is_claimed(
     deadline. Alice's dispute ended with its period; the watcher then stopped acting for
     the channel, so her claim, due later, was never made, and Bob could take the HTLC back
     at its expiry. Now her dispute stays open until she has claimed it."""
-    scene.bob_pays_alice(50_000)
-
-    def alice_settles() -> bool:
-        return any(
-            isinstance(m, Propose) and any(isinstance(u, SettleHtlc) for u in m.updates)
-            for m in (wire.decode(data) for _peer, data in scene.alice.outbox)
-        )
-
-    assert scene.world.network.run_until(alice_settles)
-    scene.alice.outbox.clear()
+    _alice_settles_unheard(scene)
     scene.world.network.silence(scene.bob)  # Bob answers nothing, and does nothing more
     bob = scene.bob.channels[scene.channel_id]
     assert bob.machine.latest is not None
@@ -510,35 +512,12 @@ def test_a_node_killed_right_after_its_htlc_claim_left_ends_the_dispute(scene: S
     refused ("already confirmed"), her dispute never ended and her balance on Bob's
     commitment was never collected. Now a claim the chain already holds is a no-op that
     says where it landed, and the dispute ends."""
-    scene.bob_pays_alice(50_000)
-
-    def alice_settles() -> bool:
-        return any(
-            isinstance(m, Propose) and any(isinstance(u, SettleHtlc) for u in m.updates)
-            for m in (wire.decode(data) for _peer, data in scene.alice.outbox)
-        )
-
-    assert scene.world.network.run_until(alice_settles)
-    scene.alice.outbox.clear()
+    _alice_settles_unheard(scene)
     scene.world.network.silence(scene.bob)
     bob = scene.bob.channels[scene.channel_id]
     assert bob.machine.latest is not None
     scene.backend.register(bob.params, bob.machine.latest, scene.bob_account())
-    backend = scene.alice.backends[scene.chain]
-    claim = backend.claim_htlc
-    sent = []
-
-    def claim_then_die(*args: Any) -> Any:
-        sent.append(claim(*args))
-        raise Killed
-
-    backend.claim_htlc = claim_then_die  # type: ignore[method-assign]
-    with pytest.raises(Killed):
-        for _ in range(400):
-            scene.world.advance(600)
-    assert sent and sent[0].txid
-    scene.kill_alice()
-    scene.restart_alice()
+    _kill_alice_right_after(scene, "claim_htlc")
     for _ in range(40):
         scene.world.advance(600)
     alice = scene.alice.channels[scene.channel_id]

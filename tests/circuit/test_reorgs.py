@@ -13,7 +13,7 @@ there is no Solana case here (see docs/writing-a-backend.md).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -79,6 +79,17 @@ def mine(world: World, blocks: int) -> None:
     for backend in world.backends.values():
         for _ in range(blocks):
             backend.advance_time(12)
+
+
+def _alice_paid_bob(evm: EvmBackend) -> tuple[World, Asset, Any, Any, bytes]:
+    """Alice and Bob, a channel Alice funded with 1 ETH, and 0.3 ETH of it paid to Bob."""
+    world = World({evm.chain: evm}, evm)
+    eth = Asset(evm.chain, "native")
+    alice, bob = world.node("alice", [evm.chain]), world.node("bob", [evm.chain])
+    channel_id = world.open(alice, bob, evm.chain, {eth: (ETH, 0)})
+    alice.pay_direct(channel_id, eth, 3 * 10**17)
+    world.network.run()
+    return world, eth, alice, bob, channel_id
 
 
 def reorgs_seen(node_journal: list[str]) -> int:
@@ -166,12 +177,7 @@ def test_a_conclusion_reorged_out_is_concluded_again(evm: EvmBackend, seen: bool
     """``seen``: the reorg is reported and the channel's history no longer has the
     conclusion. ``unseen``: the conclusion's block was replaced before the node read it;
     the watcher's check once the conclusion should be deep enough finds it missing."""
-    world = World({evm.chain: evm}, evm)
-    eth = Asset(evm.chain, "native")
-    alice, bob = world.node("alice", [evm.chain]), world.node("bob", [evm.chain])
-    channel_id = world.open(alice, bob, evm.chain, {eth: (ETH, 0)})
-    alice.pay_direct(channel_id, eth, 3 * 10**17)
-    world.network.run()
+    world, eth, alice, _bob, channel_id = _alice_paid_bob(evm)
     alice.force_close(channel_id)
     world.sync()
     evm.advance_time(700)  # the period is over in this block
@@ -202,32 +208,38 @@ def test_a_conclusion_reorged_out_is_concluded_again(evm: EvmBackend, seen: bool
     assert alice.watcher.dispute(channel_id) is None
 
 
+def _seen_then_reorged_out(
+    world: World, alice: Any, channel_id: bytes, send: Callable[[], object]
+) -> None:
+    """``send`` a transaction of the channel, let Alice's node read it, then take it away
+    in a reorg that nobody sends it again in (the EVM ledger of ``world``)."""
+    (evm,) = world.backends.values()
+    assert isinstance(evm, EvmBackend)
+    snapshots = Snapshots(evm)
+    before = snapshots.take()
+    send()
+    world.sync()
+    assert alice.watcher.dispute(channel_id) is not None  # Alice read it
+    snapshots.revert(before)
+    mine(world, 3)
+    world.sync()
+    assert reorgs_seen(alice.journal) == 1
+
+
 def test_a_registration_reorged_out_for_good_is_finished_with_ours(evm: EvmBackend) -> None:
     """Bob registers the latest state, Alice's node reads it, then a reorg takes it away
     and nobody sends it again. Alice's watcher waited out the period and then failed to
     conclude on every block ("NotRegistered()"), the channel in dispute with its funds
     until an operator forced a close. Now the conclusion that finds nothing registered
     registers Alice's latest state, and concludes after that one's period."""
-    world = World({evm.chain: evm}, evm)
-    eth = Asset(evm.chain, "native")
-    alice, bob = world.node("alice", [evm.chain]), world.node("bob", [evm.chain])
-    channel_id = world.open(alice, bob, evm.chain, {eth: (ETH, 0)})
-    alice.pay_direct(channel_id, eth, 3 * 10**17)
-    world.network.run()
+    world, eth, alice, bob, channel_id = _alice_paid_bob(evm)
     world.network.silence(bob)  # Bob's node is gone: it never registers again
-    snapshots = Snapshots(evm)
-    before_registration = snapshots.take()
     channel = bob.channels[channel_id]
     latest = channel.machine.latest
     assert latest is not None
-    evm.register(channel.params, latest, channel.account)
-    world.sync()
-    assert alice.watcher.dispute(channel_id) is not None  # Alice read the registration
-
-    snapshots.revert(before_registration)
-    mine(world, 3)
-    world.sync()
-    assert reorgs_seen(alice.journal) == 1
+    _seen_then_reorged_out(
+        world, alice, channel_id, lambda: evm.register(channel.params, latest, channel.account)
+    )
     start = evm.balance(alice.accounts[evm.chain], eth)
     for _ in range(4):  # Bob's period, then Alice's own
         world.advance(700)
@@ -250,12 +262,7 @@ def test_a_cooperative_close_reorged_out_does_not_make_the_node_register(
     registered; no registration was ever reported, so she must not register her own
     (a unilateral close in place of the cooperative one coming back): the conclusion
     fails and is tried again on every block, as before."""
-    world = World({evm.chain: evm}, evm)
-    eth = Asset(evm.chain, "native")
-    alice, bob = world.node("alice", [evm.chain]), world.node("bob", [evm.chain])
-    channel_id = world.open(alice, bob, evm.chain, {eth: (ETH, 0)})
-    alice.pay_direct(channel_id, eth, 3 * 10**17)
-    world.network.run()
+    world, _eth, alice, bob, channel_id = _alice_paid_bob(evm)
     alice.close(channel_id)
     for _peer, data in alice.outbox:  # the final state reaches Bob; his answer never comes
         bob.receive(alice.node_id, data)
@@ -265,16 +272,13 @@ def test_a_cooperative_close_reorged_out_does_not_make_the_node_register(
     world.network.silence(bob)
     final = bob.channels[channel_id].machine.latest
     assert final is not None and final.state.final and final.complete
-    snapshots = Snapshots(evm)
-    before_close = snapshots.take()
-    evm.close_cooperative(bob.channels[channel_id].params, final, bob.channels[channel_id].account)
-    world.sync()
-    assert alice.watcher.dispute(channel_id) is not None  # Alice read the conclusion
-
-    snapshots.revert(before_close)
-    mine(world, 3)
-    world.sync()
-    assert reorgs_seen(alice.journal) == 1
+    channel = bob.channels[channel_id]
+    _seen_then_reorged_out(
+        world,
+        alice,
+        channel_id,
+        lambda: evm.close_cooperative(channel.params, final, channel.account),
+    )
     for _ in range(3):
         world.advance(700)
         world.sync()
