@@ -22,6 +22,7 @@ from chenilles_bitcoin.backend import BitcoinBackend, embedded_backend
 from chenilles_bitcoin.watch import parse_tx
 
 from chenilles_hub.core import Asset, Propose, SettleHtlc, SignedState
+from chenilles_hub.node.hub.forwarding import FeePolicy, ForwardingPolicy
 from chenilles_hub.node.hub.node import Node
 from chenilles_hub.node.net import wire
 from chenilles_hub.node.store.sqlite import SQLiteStore
@@ -524,3 +525,72 @@ def test_a_node_killed_right_after_its_htlc_claim_left_ends_the_dispute(scene: S
     journal = "\n".join(scene.alice.journal[-10:])
     assert alice.status == "closed", journal
     assert scene.alice_received() > 400_000 - 5_000, journal  # her balance, swept
+
+
+def test_a_refunded_htlc_too_small_to_sweep_alone_does_not_keep_the_dispute_open(
+    scene: Scene,
+) -> None:
+    """Found by review: a 1,500 sat HTLC refunded after the dispute's period leaves a
+    second-stage output of a few hundred sat, swept alone (to_local went before): its
+    sweep was dust and refused on every block, and the channel stayed disputed forever.
+    An output that cannot pay for its own sweep is now left, as a trimmed HTLC is."""
+    _alice_knows_and_keeps_the_preimage(scene, 1_500)
+    bob = scene.bob.channels[scene.channel_id]
+    latest = bob.machine.latest
+    assert latest is not None
+    (htlc,) = latest.state.htlcs
+    payment = scene.bob.payment_flow.payments[htlc.payment_hash]
+    scene.bob.force_close(scene.channel_id)
+    for _ in range(160):  # the period, the HTLC's expiry, the refund's own delay
+        scene.world.advance(600)
+    journal = "\n".join(scene.bob.journal[-10:])
+    assert [r.operation for r in bob.receipts if r.txid].count("refund_htlc") == 1, journal
+    assert payment.status == "failed", journal
+    assert bob.status == "closed", journal
+
+
+def test_a_hub_whose_upstream_dispute_ends_before_the_preimage_comes_still_claims() -> None:
+    """Found by review: Alice pays Bob through a hub; Bob holds the preimage a while. Alice
+    forces her channel with the hub on-chain, and its period ends while the forward is
+    still open: the hub concluded, the watcher stopped acting for the channel, and the
+    preimage Bob then gave the hub (a settle off-chain, paid by the hub) set a claim that
+    was never made: Alice could take the HTLC back at its expiry, the hub out of pocket.
+    Now the hub's dispute stays open while an incoming HTLC of it is forwarded."""
+    backend = embedded_backend()
+    try:
+        world = World({backend.chain: backend}, backend)
+        btc = Asset(backend.chain, "native")
+        alice = world.node("alice", [backend.chain])
+        hub = world.node("hub", [backend.chain], ForwardingPolicy(fees={btc: FeePolicy(base=7)}))
+        bob = world.node("bob", [backend.chain])
+        upstream = world.open(alice, hub, backend.chain, {btc: (DEPOSIT, 0)}, CHALLENGE)
+        downstream = world.open(hub, bob, backend.chain, {btc: (DEPOSIT, 0)}, CHALLENGE)
+        world.sync()
+        invoice = bob.invoice(50_000, btc)
+        route = [(hub, upstream), (bob, downstream)]
+        alice.pay_route(invoice, plan(world, alice, route, 50_000, btc, invoice.final_lead))
+
+        def bob_settles() -> bool:
+            return any(
+                isinstance(m, Propose) and any(isinstance(u, SettleHtlc) for u in m.updates)
+                for m in (wire.decode(data) for _peer, data in bob.outbox)
+            )
+
+        assert world.network.run_until(bob_settles)
+        held, bob.outbox = bob.outbox, []  # Bob's settle, delivered late
+        alice.force_close(upstream)
+        world.network.silence(alice)  # and Alice does nothing more
+        end = world.now() + CHALLENGE + 1800  # two blocks past the period
+        while world.now() < end:
+            world.advance(600)
+        for _peer, data in held:
+            hub.receive(bob.node_id, data)
+        world.network.run()
+        for _ in range(120):  # past the HTLC's expiry
+            world.advance(600)
+        channel = hub.channels[upstream]
+        journal = "\n".join(hub.journal[-12:])
+        assert [r.operation for r in channel.receipts if r.txid].count("claim_htlc") == 1, journal
+        assert channel.status == "closed", journal
+    finally:
+        getattr(backend.ledger, "close", lambda: None)()

@@ -19,9 +19,11 @@ from chenilles_hub.core import Htlc, SignedState
 from .bolt3 import (
     Bolt3Error,
     CommitmentTx,
+    DustOutputError,
     OutPoint,
     SpendableOutput,
     SpendPath,
+    UnaffordableFeeError,
     build_sweep_tx,
     derive_privkey,
     derive_revocation_privkey,
@@ -200,7 +202,8 @@ def delayed_sweep(
     """Sweep our to_local and second-stage HTLC outputs once ``to_self_delay`` has passed.
 
     Only mature outputs are taken when some are; when none is, all are, so that the kernel
-    states why it is too early. ``None`` when nothing is left to sweep.
+    states why it is too early. An output too small to pay for its own sweep is left.
+    ``None`` when nothing is left to sweep.
     """
     delay = ctx.view.to_self_delay
     key = derive_privkey(ctx.secrets.delayed_payment_secret, seen.point)
@@ -238,10 +241,18 @@ def delayed_sweep(
                 sequence=delay,
             )
             candidates.append((spendable, confirmations(second.txid) or 0))
-    if not candidates:
-        return None
     mature = [c for c, depth in candidates if depth >= delay]
-    return _sweep(mature or [c for c, _ in candidates], dest, ctx)
+    chosen = sorted(mature or [c for c, _ in candidates], key=lambda c: c.amount_sat)
+    while chosen:
+        try:
+            return _sweep(chosen, dest, ctx)
+        except DutyError as exc:
+            if not isinstance(exc.__cause__, DustOutputError | UnaffordableFeeError):
+                raise
+            # The smallest cannot pay for its own sweep: worth nothing to anyone but the
+            # miners (as a trimmed HTLC), it is left, so the dispute can end.
+            chosen = chosen[1:]
+    return None
 
 
 def payout_sweep(

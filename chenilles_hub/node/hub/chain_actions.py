@@ -432,18 +432,24 @@ class ChainActions:
     def _htlcs_to_take(self, channel: Channel, latest: SignedState | None) -> list[Htlc]:
         """On a chain whose conclusion leaves the HTLCs alone (Bitcoin), those of the state
         on-chain that our node still takes by a transaction of its own at their deadline:
-        ours nobody revealed (refunded at expiry) and the peer's whose preimage we know
-        (claimed before expiry). Either one is lost if the dispute ends before it."""
+        ours nobody revealed (refunded at expiry), the peer's whose preimage we know
+        (claimed before expiry), and the peer's we forwarded, whose preimage may still come
+        back before its outgoing HTLC expires. Any one is lost if the dispute ends before."""
         if latest is None:
             return []
+        cid = channel.channel_id
         preimages, htlcs = self.payments.preimages, self.payments.htlcs
+        forwarded = {
+            link.in_htlc for link in self.payments.links_by_out.values() if link.in_channel == cid
+        }
         return [
             htlc
             for htlc in latest.state.htlcs
-            if (channel.channel_id, htlc.id) in htlcs
+            if (cid, htlc.id) in htlcs
             and (
                 (htlc.payer == channel.me and htlc.payment_hash not in preimages)
                 or (htlc.payee == channel.me and htlc.payment_hash in preimages)
+                or (htlc.payee == channel.me and htlc.id in forwarded)
             )
         ]
 
