@@ -422,6 +422,17 @@ def _alice_knows_and_keeps_the_preimage(scene: Scene, amount: int = 50_000) -> N
     scene.world.network.silence(scene.alice)
 
 
+def _bob_holds_an_htlc_alice_never_settles(scene: Scene, amount: int) -> tuple[Any, Any, Any]:
+    """``_alice_knows_and_keeps_the_preimage``: Bob's channel, his HTLC to Alice, and his
+    payment of it."""
+    _alice_knows_and_keeps_the_preimage(scene, amount)
+    bob = scene.bob.channels[scene.channel_id]
+    latest = bob.machine.latest
+    assert latest is not None
+    (htlc,) = latest.state.htlcs
+    return bob, htlc, scene.bob.payment_flow.payments[htlc.payment_hash]
+
+
 def test_an_htlc_whose_deadline_comes_after_the_dispute_is_refunded_not_given_up(
     scene: Scene,
 ) -> None:
@@ -432,13 +443,8 @@ def test_an_htlc_whose_deadline_comes_after_the_dispute_is_refunded_not_given_up
     payment failed (a hub fails it upstream), while on Bitcoin the HTLC was still an
     output Alice could take with the preimage, and the watcher forgot its refund. Now the
     dispute stays open until the refund, at the HTLC's expiry."""
-    _alice_knows_and_keeps_the_preimage(scene)
-    bob = scene.bob.channels[scene.channel_id]
-    latest = bob.machine.latest
-    assert latest is not None
-    (htlc,) = latest.state.htlcs
+    bob, htlc, payment = _bob_holds_an_htlc_alice_never_settles(scene, 50_000)
     assert htlc.expiry > scene.world.now() + CHALLENGE + 3600  # due well after the period
-    payment = scene.bob.payment_flow.payments[htlc.payment_hash]
     before = scene.backend.balance(scene.bob_account(), scene.btc)
     scene.bob.force_close(scene.channel_id)
     period_over = scene.world.now() + CHALLENGE + 1800
@@ -491,12 +497,7 @@ def test_a_dust_htlc_does_not_keep_the_dispute_open(scene: Scene) -> None:
     commitment; its refund can never be taken, and the dispute must not wait for it. The
     backend says so (``NothingToTake``): the payment fails (its value went to the fee),
     and the channel closes."""
-    _alice_knows_and_keeps_the_preimage(scene, 600)
-    bob = scene.bob.channels[scene.channel_id]
-    latest = bob.machine.latest
-    assert latest is not None
-    (htlc,) = latest.state.htlcs
-    payment = scene.bob.payment_flow.payments[htlc.payment_hash]
+    bob, _htlc, payment = _bob_holds_an_htlc_alice_never_settles(scene, 600)
     scene.bob.force_close(scene.channel_id)
     commitment = scene.backend.commitment_on_chain(bob.params, scene.bob_account())
     assert not [o for o in commitment.outputs if o.kind == "htlc"]  # trimmed
@@ -534,12 +535,7 @@ def test_a_refunded_htlc_too_small_to_sweep_alone_does_not_keep_the_dispute_open
     second-stage output of a few hundred sat, swept alone (to_local went before): its
     sweep was dust and refused on every block, and the channel stayed disputed forever.
     An output that cannot pay for its own sweep is now left, as a trimmed HTLC is."""
-    _alice_knows_and_keeps_the_preimage(scene, 1_500)
-    bob = scene.bob.channels[scene.channel_id]
-    latest = bob.machine.latest
-    assert latest is not None
-    (htlc,) = latest.state.htlcs
-    payment = scene.bob.payment_flow.payments[htlc.payment_hash]
+    bob, _htlc, payment = _bob_holds_an_htlc_alice_never_settles(scene, 1_500)
     scene.bob.force_close(scene.channel_id)
     for _ in range(160):  # the period, the HTLC's expiry, the refund's own delay
         scene.world.advance(600)
