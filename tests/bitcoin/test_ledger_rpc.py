@@ -120,4 +120,7 @@ def test_events_spends_and_reorg(devnet: Devnet, rpc: BitcoindRpcLedger) -> None
     assert any(e.kind is EventKind.TX_UNCONFIRMED and e.txid == txid for e in events)
     assert rpc.find_spending_tx(coin.outpoint) == thief
     assert rpc.get_tx_confirmations(txid) is None
+    # nor read from the ledger's cache of recent blocks: gone from the chain and from the
+    # mempool (a claim reorged out this way reads as unsent, and is sent again)
+    assert rpc.get_raw_tx(txid) is None
     assert rpc.get_tx_confirmations(parse_tx(thief).txid) == 2

@@ -463,6 +463,10 @@ class BitcoindRpcLedger:
     def _disconnect(self, height: int, block_hash: str) -> None:
         txids = self._block_txids.get(block_hash, [])
         self._forget(block_hash)
+        for txid in txids:
+            # no longer confirmed: asked of the node (its mempool) from now on, so a claim a
+            # reorg took away reads as unsent and is sent again (pruned blocks keep theirs)
+            self._recent_raw.pop(txid, None)
         self._emit(LedgerEvent(EventKind.BLOCK_DISCONNECTED, height, block_hash))
         for txid in txids:
             self._emit(LedgerEvent(EventKind.TX_UNCONFIRMED, height, block_hash, txid))
