@@ -343,49 +343,51 @@ class ChainActions:
         elif isinstance(action, ForceClose):
             self.force_close(action.channel_id)
             self.ctx.note(f"force-closed {action.channel_id.hex()[:8]}: {action.reason}")
-        elif isinstance(action, ClaimOnChain):
-            htlc = self.payments.htlcs[(action.channel_id, action.htlc_id)]
-            try:
-                receipt = channel.backend.claim_htlc(
-                    channel.params, htlc, action.preimage, channel.account
-                )
-            except NothingToTake as error:
-                self._nothing_to_take(channel, htlc, error)
-                return
-            except NotRegistered:
-                self._registration_gone(channel, latest)
-                raise  # tried again on the next block (``act``)
-            if channel.backend.info.conclusion_resolves_htlcs:
-                channel.add_receipt(receipt)
-                self.ctx.note(f"claimed HTLC {action.htlc_id} on {channel.params.chain}")
-            elif self._taken(channel, action, receipt):
-                self.payments.claimed_on_chain(channel, htlc)
-        elif isinstance(action, RefundOnChain):
-            htlc = self.payments.htlcs[(action.channel_id, action.htlc_id)]
-            try:
-                receipt = channel.backend.refund_htlc(channel.params, htlc, channel.account)
-            except LedgerError as error:
-                if not channel.backend.info.conclusion_resolves_htlcs:
-                    if isinstance(error, NothingToTake):
-                        self._nothing_to_take(channel, htlc, error)
-                        return
-                    # Nothing else refunds it: tried again on the next block (``act``), the
-                    # commitment perhaps not mined yet, or its registration gone.
-                    if isinstance(error, NotRegistered):
-                        self._registration_gone(channel, latest)
-                    raise
+        elif isinstance(action, ClaimOnChain | RefundOnChain):
+            self._take_htlc(channel, action, latest)
+        elif isinstance(action, ConcludeAndWithdraw):
+            self._conclude(channel)
+
+    def _take_htlc(
+        self, channel: Channel, action: ClaimOnChain | RefundOnChain, latest: SignedState | None
+    ) -> None:
+        """Claim or refund one HTLC on-chain. Where the conclusion pays every HTLC (EVM,
+        Solana) a refund the ledger refuses waits for it; where each HTLC is an output of
+        its own (Bitcoin) a refusal is tried again on the next block (``act``), and the HTLC
+        counts taken only once its spend is mined (``_taken``)."""
+        htlc = self.payments.htlcs[(action.channel_id, action.htlc_id)]
+        backend = channel.backend
+        resolves = backend.info.conclusion_resolves_htlcs
+        claim = isinstance(action, ClaimOnChain)
+        try:
+            if isinstance(action, ClaimOnChain):
+                receipt = backend.claim_htlc(channel.params, htlc, action.preimage, channel.account)
+            else:
+                receipt = backend.refund_htlc(channel.params, htlc, channel.account)
+        except LedgerError as error:
+            if resolves and not claim:
                 self._failed_receipt(channel.channel_id, error)
                 self.ctx.note(
                     f"refund of HTLC {action.htlc_id} waits for conclusion: {error.reason}"
                 )
                 return
-            if channel.backend.info.conclusion_resolves_htlcs:
-                channel.add_receipt(receipt)
+            if isinstance(error, NothingToTake):
+                self._nothing_to_take(channel, htlc, error)
+                return
+            if isinstance(error, NotRegistered):  # not mined yet, or its registration gone
+                self._registration_gone(channel, latest)
+            raise
+        if resolves:
+            channel.add_receipt(receipt)
+            if claim:
+                self.ctx.note(f"claimed HTLC {action.htlc_id} on {channel.params.chain}")
+            else:
                 self.payments.refunded_on_chain(channel, htlc)
-            elif self._taken(channel, action, receipt):
+        elif self._taken(channel, action, receipt):
+            if claim:
+                self.payments.claimed_on_chain(channel, htlc)
+            else:
                 self.payments.refunded_on_chain(channel, htlc)
-        elif isinstance(action, ConcludeAndWithdraw):
-            self._conclude(channel)
 
     def _conclude(self, channel: Channel) -> None:
         """The dispute's period is over on the chain's clock (or a conclusion a reorg took
