@@ -7,12 +7,13 @@ from collections.abc import Iterator
 
 import pytest
 from chenilles_bitcoin.backend import BitcoinBackend
+from chenilles_bitcoin.commitments import ChannelPolicy
 from chenilles_bitcoin.record import ChannelRecord
 
 from chenilles_hub.core import Transfer
 from chenilles_hub.core.errors import InvalidParams
 
-from .test_backend_harness import BTC, fresh_backend, opened
+from .test_backend_harness import BTC, Channel, fresh_backend, opened
 
 pytestmark = pytest.mark.bitcoin
 
@@ -30,7 +31,8 @@ def test_each_update_exports_only_a_bounded_head_and_each_htlc_set_once(
     first = backend.export_record(channel.params, 0, alice)
     # the funder's first export also holds its funding transaction (written once: a
     # restart between the deposit's marker and its sending sends this one again)
-    assert first is not None and set(first) == {"head", "funding"}
+    # and the channel's fee policy, written once with it
+    assert first is not None and set(first) == {"head", "funding", "policy"}
     assert backend.export_record(channel.params, 0, alice) is None  # nothing changed
     stored = dict(first)
     channel.update(0, Transfer(BTC, 20_000))  # bob above the channel reserve (1%)
@@ -71,3 +73,46 @@ def test_parts_that_do_not_decode_or_belong_to_the_other_side_are_refused(
         backend.restore_record(channel.params, 0, alice, parts)
     with pytest.raises(InvalidParams, match="does not decode"):
         backend.restore_record(channel.params, 0, alice, {"head": b"\x93garbage"})
+
+
+def _restarted(backend: BitcoinBackend, policy: ChannelPolicy) -> BitcoinBackend:
+    """The same chain read by a new process whose operator configured ``policy``."""
+    return BitcoinBackend(backend.ledger, chain=backend.chain, policy=policy, auto_mine=True)
+
+
+def test_a_channel_keeps_the_fee_policy_it_was_opened_with(backend: BitcoinBackend) -> None:
+    """Both sides build every commitment and HTLC transaction from the fee policy: a
+    restored channel keeps the one it opened with, whatever the options say now; a channel
+    opened afterwards takes the new one."""
+    channel = opened(backend)
+    alice = channel.accounts[0]
+    parts = backend.export_record(channel.params, 0, alice)
+    assert parts is not None
+    raised = ChannelPolicy(feerate_per_kw=2_500, dust_limit_sat=1_000, block_interval=60)
+    restarted = _restarted(backend, raised)
+    restarted.restore_record(channel.params, 0, alice, parts)
+    assert restarted.channel_rules(channel.params) == backend.channel_rules(channel.params)
+    restored = restarted.context(channel.params, 0, alice).view
+    assert restored.policy == backend.policy
+    assert restored.to_self_delay == backend.context(channel.params, 0, alice).view.to_self_delay
+    latest = channel.latest()
+    assert restarted.authority(channel.params, alice, 0).verify(
+        channel.params, latest.state, 1, latest.signatures[1], None
+    )  # the peer's signature on the latest state still checks
+    newer = Channel.create(restarted, accounts=channel.accounts, nonce=b"\x07" * 32)
+    assert restarted.channel_rules(newer.params) != backend.channel_rules(newer.params)
+    assert restarted.context(newer.params, 0, newer.accounts[0]).view.policy == raised
+
+
+def test_a_record_written_before_policies_were_kept_gets_the_policy_in_force(
+    backend: BitcoinBackend,
+) -> None:
+    channel = opened(backend)
+    alice = channel.accounts[0]
+    parts = dict(backend.export_record(channel.params, 0, alice) or {})
+    del parts["policy"]
+    restarted = _restarted(backend, backend.policy)
+    restarted.restore_record(channel.params, 0, alice, parts)
+    assert set(restarted.export_record(channel.params, 0, alice) or {}) == {"policy"}
+    with pytest.raises(InvalidParams, match="does not decode"):
+        restarted.restore_record(channel.params, 0, alice, {**parts, "policy": b"\x93garbage"})

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from chenilles_bitcoin.accounts import BitcoinAccount
 from chenilles_bitcoin.backend import BitcoinBackend, embedded_backend
+from chenilles_bitcoin.commitments import ChannelPolicy
 from chenilles_bitcoin.watch import parse_tx
 
 from chenilles_hub.core import Asset, Propose, SettleHtlc, SignedState
@@ -76,13 +77,14 @@ class Scene:
         self.world.network.silence(self.alice)
         self.store.close()
 
-    def restart_alice(self) -> BitcoinBackend:
+    def restart_alice(self, policy: ChannelPolicy | None = None) -> BitcoinBackend:
         """Alice's process again: her store, her keys, and a backend that remembers nothing
-        but what the chain shows (same chain, same chain clock)."""
+        but what the chain shows (same chain, same chain clock). ``policy``: the fee policy
+        her operator configured for this start, if not the one before."""
         fresh = BitcoinBackend(
             self.backend.ledger,
             chain=self.chain,
-            policy=self.backend.policy,
+            policy=policy or self.backend.policy,
             auto_mine=True,
             height_clock=True,
         )
@@ -197,6 +199,43 @@ def test_the_peers_honest_unilateral_close_pays_a_restarted_node_exactly_its_bal
     assert len(withdrawals) == 1, "\n".join(scene.alice.journal[-10:])
     assert scene.alice_received() == 400_000 - withdrawals[0].fee
     assert scene.alice.channels[scene.channel_id].status == "closed"
+
+
+def test_a_node_restarted_with_another_fee_policy_keeps_each_channel_on_its_own(
+    scene: Scene,
+) -> None:
+    """Found reading the fee options: a Bitcoin channel's commitments and HTLC transactions
+    are built from the backend's fee policy (feerate, dust limit), which both sides must
+    share, and it was read from the node's configuration at every start. An operator who
+    raised ``feerate_per_kw`` and restarted left every open channel unenforceable: the
+    node's commitments no longer matched the peer's signatures, so no payment went through
+    and a forced close had nothing valid to broadcast. A channel now keeps the policy it
+    was opened with (its record); the new one is for channels opened after."""
+    scene.kill_alice()
+    scene.restart_alice(ChannelPolicy(feerate_per_kw=2_500, dust_limit_sat=1_000))
+    scene.world.sync()
+    v3 = scene.pay(10_000)  # both sides still sign and verify the same commitments
+    assert v3.version == scene.v2.version + 1
+    alice = scene.alice.channels[scene.channel_id]
+    scene.alice.force_close(scene.channel_id)
+    for _ in range(50):  # the to_self_delay (36 blocks), then her sweep
+        scene.world.advance(600)
+    journal = "\n".join(scene.alice.journal[-10:])
+    assert alice.status == "closed", journal
+    # her balance less her sweep's fee (the commitment's fee was the funder's, Bob's)
+    fees = sum(r.fee for r in alice.receipts if r.operation != "fund" and not r.fee_from_channel)
+    assert scene.alice_received() == 410_000 - fees, journal
+
+
+def test_a_restarted_node_punishes_an_old_commitment_published_with_another_fee_policy(
+    scene: Scene,
+) -> None:
+    scene.kill_alice()
+    scene.restart_alice(ChannelPolicy(feerate_per_kw=2_500, dust_limit_sat=1_000))
+    params = scene.bob.channels[scene.channel_id].params
+    cheat = scene.bob.backends[scene.chain].register(params, scene.v1, scene.bob_account())
+    scene.world.sync()
+    _penalised(scene, cheat.txid)
 
 
 def test_a_restarted_node_punishes_an_old_commitment_that_carried_an_htlc(scene: Scene) -> None:

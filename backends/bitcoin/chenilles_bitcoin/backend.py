@@ -584,6 +584,7 @@ class BitcoinBackend:
             if secrets_ is None:
                 raise InvalidParams(f"the account does not hold participant {me}'s key")
             record = ChannelRecord(me)
+            record.note_policy(view.policy)  # the channel's for life, written with it
             raw = self._prepared.get(params.nonce.hex()) if me == 0 else None
             if raw is not None:
                 record.note_funding_tx(raw)  # durable with the channel, before it is sent
@@ -601,8 +602,9 @@ class BitcoinBackend:
 
     def channel_rules(self, params: ChannelParams) -> ChannelRules:
         """BOLT 2/3: dust limit, 1% channel reserve, the funder's commitment fee and HTLC
-        trimming at this backend's fixed feerate (see ``commitments.channel_rules``)."""
-        return channel_rules(params, self.policy)
+        trimming at the channel's feerate (see ``commitments.channel_rules``): the
+        backend's when the channel opened, kept in its record after."""
+        return channel_rules(params, self._view(params)[1].policy)
 
     def authority(self, params: ChannelParams, account: Account, me: int) -> StateAuthority:
         ctx = self.context(params, me, account)
@@ -623,11 +625,19 @@ class BitcoinBackend:
         self, params: ChannelParams, me: int, account: Account, parts: Mapping[str, bytes]
     ) -> None:
         """Load every stored part of the channel's record (a restart); raises
-        ``InvalidParams`` if they do not decode."""
+        ``InvalidParams`` if they do not decode. The channel is then built with the fee
+        policy it was opened with, whatever the backend's options are now; a record
+        written before policies were kept gets the one in force (its next export writes
+        it)."""
+        ctx = self.context(params, me, account)
         try:
-            self.context(params, me, account).record.load_parts(parts)
+            ctx.record.load_parts(parts)
         except RecordError as exc:
             raise InvalidParams(str(exc)) from exc
+        if ctx.record.policy is None:
+            ctx.record.note_policy(ctx.view.policy)
+        elif ctx.record.policy != ctx.view.policy:
+            ctx.view.use_policy(ctx.record.policy)
 
     # --- submitting ----------------------------------------------------------------------------
 

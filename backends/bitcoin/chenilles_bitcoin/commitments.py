@@ -77,7 +77,9 @@ class CommitmentFeeError(InsufficientBalance):
 
 @dataclass(frozen=True)
 class ChannelPolicy:
-    """Backend constants both sides must share (there is no update_fee).
+    """Backend constants both sides must share (there is no update_fee). A channel keeps
+    the policy it was opened with for life (its record's ``policy`` part): the backend's
+    options apply to channels opened after they changed.
 
     ``block_interval`` is the network's expected seconds per block: 600 on Bitcoin's real
     networks; a devnet that mines every few seconds says so, so that unix times (HTLC
@@ -154,11 +156,10 @@ class ChannelView:
         except ValueError as exc:
             raise InvalidParams(f"bad Bitcoin participant key: {exc}") from exc
         self.params = params
-        self.policy = policy
         self.asset = params.assets[0]
         self.funding_txid = params.nonce.hex()
         self.funding_outpoint = OutPoint(self.funding_txid, FUNDING_OUTPUT)
-        self.to_self_delay = to_self_delay(params, policy.block_interval)
+        self.use_policy(policy)
         self.funding_script = bytes(
             funding_script(self.keys[0].funding_pubkey, self.keys[1].funding_pubkey)
         )
@@ -166,6 +167,14 @@ class ChannelView:
         self.obscuring = obscuring_factor(
             self.keys[0].payment_basepoint, self.keys[1].payment_basepoint
         )
+
+    def use_policy(self, policy: ChannelPolicy) -> None:
+        """The fee policy this channel's transactions are built with: the backend's when
+        the channel is first seen, then the one its record kept from its opening (a
+        restart after the operator changed the backend's options). In place: authorities
+        and contexts share this view."""
+        self.policy = policy
+        self.to_self_delay = to_self_delay(self.params, policy.block_interval)
 
     # --- scripts ------------------------------------------------------------------------
 

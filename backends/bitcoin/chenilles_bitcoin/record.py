@@ -19,6 +19,11 @@ changed since the last export are handed out:
   side of two proposals crossing): each of those commitments can be broadcast, and is
   recognised and punished only with its HTLCs. Nothing is ever removed from it, like a
   Lightning node's revocation log.
+* ``policy``: the fee policy (feerate, dust limit, fee cap, block interval) the channel was
+  opened with, written once. Both sides build every commitment and HTLC transaction from
+  it, so it is the channel's for life: an operator who changes the backend's options
+  changes them for channels opened afterwards (a record written before it existed gets the
+  policy in force at its first restore).
 * ``funding``: the funder's signed funding transaction, built before the channel exists
   and written with the channel: a node killed after marking its deposit as sent but before
   it left sends this same transaction again after the restart (the channel id commits to
@@ -36,6 +41,7 @@ from chenilles_hub.core import MAX_HTLCS, ChannelState, Htlc, SignedState
 from chenilles_hub.core.errors import ChannelError
 
 from .bolt3 import START_INDEX, RevocationStore, ShachainError, UnknownRevocationSecretError
+from .commitments import ChannelPolicy
 
 _KEEP_POINTS = 4
 #: Most distinct HTLCs a record keeps for one version, over every attempt at it that was
@@ -46,6 +52,7 @@ MAX_HTLCS_PER_VERSION = 8 * MAX_HTLCS
 HEAD = "head"
 HTLCS_PREFIX = "htlcs/"
 FUNDING = "funding"
+POLICY = "policy"
 
 
 class _Head(msgspec.Struct, frozen=True):
@@ -63,10 +70,12 @@ class _Persisted(msgspec.Struct, frozen=True):
     peer_points: dict[int, bytes]
     registered: SignedState | None
     final_version: int | None
+    policy: ChannelPolicy | None = None
 
 
 _htlcs_decoder = msgspec.msgpack.Decoder(tuple[Htlc, ...])
 _head_decoder = msgspec.msgpack.Decoder(_Head)
+_policy_decoder = msgspec.msgpack.Decoder(ChannelPolicy)
 
 
 class RecordError(ValueError):
@@ -90,6 +99,8 @@ class ChannelRecord:
     final_version: int | None = None
     #: The funder's signed funding transaction, until the channel is funded (raw bytes).
     funding_tx: bytes | None = None
+    #: The fee policy the channel was opened with (``None`` until noted).
+    policy: ChannelPolicy | None = None
     #: Parts changed since the last :meth:`export_changes` (a new record: its head).
     dirty: set[str] = field(default_factory=lambda: {HEAD})
 
@@ -127,6 +138,12 @@ class ChannelRecord:
         if self.funding_tx != raw:
             self.funding_tx = raw
             self.dirty.add(FUNDING)
+
+    def note_policy(self, policy: ChannelPolicy) -> None:
+        """The channel's fee policy, for life: written with the channel."""
+        if self.policy != policy:
+            self.policy = policy
+            self.dirty.add(POLICY)
 
     def note_peer_points(self, version: int, point: bytes, next_point: bytes) -> None:
         if self.peer_points.get(version) == point and self.peer_points.get(version + 1) == (
@@ -187,6 +204,8 @@ class ChannelRecord:
                 )
             elif name == FUNDING:
                 parts[name] = self.funding_tx or b""
+            elif name == POLICY:
+                parts[name] = msgspec.msgpack.encode(self.policy)
             else:
                 version = int(name.removeprefix(HTLCS_PREFIX))
                 parts[name] = msgspec.msgpack.encode(self.htlcs.get(version, ()))
@@ -204,6 +223,7 @@ class ChannelRecord:
                 if name.startswith(HTLCS_PREFIX) and data
             }
             funding = parts.get(FUNDING) or None
+            policy = _policy_decoder.decode(parts[POLICY]) if parts.get(POLICY) else None
             store = RevocationStore.from_entries(head.secrets) if head else RevocationStore()
         except (msgspec.DecodeError, ValueError, ShachainError) as exc:
             raise RecordError(f"a stored channel record does not decode: {exc}") from exc
@@ -215,6 +235,7 @@ class ChannelRecord:
         self.registered = head.registered if head else None
         self.final_version = head.final_version if head else None
         self.funding_tx = funding
+        self.policy = policy
         self.dirty.clear()
 
     # --- the whole record as one value (tools, tests) ------------------------------------------
@@ -228,6 +249,7 @@ class ChannelRecord:
                 self.peer_points,
                 self.registered,
                 self.final_version,
+                self.policy,
             )
         )
 
@@ -241,6 +263,7 @@ class ChannelRecord:
             dict(p.peer_points),
             p.registered,
             p.final_version,
+            policy=p.policy,
             dirty=set(),
         )
 
