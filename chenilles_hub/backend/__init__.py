@@ -47,6 +47,7 @@ from .types import LedgerError as LedgerError
 from .types import NewBlock as NewBlock
 from .types import NothingToTake as NothingToTake
 from .types import NotRegistered as NotRegistered
+from .types import NotYet as NotYet
 from .types import PreimageRevealed as PreimageRevealed
 from .types import Progressed as Progressed
 from .types import Registered as Registered

@@ -241,6 +241,14 @@ class NothingToTake(LedgerError):
     HTLC resolved (one of ours failed), so the dispute can end."""
 
 
+class NotYet(LedgerError):
+    """``conclude``: the dispute's period is over, but what is ours on-chain cannot be
+    taken yet, and the backend knows it without asking the chain to refuse it (Bitcoin:
+    an output's own CSV delay, ``to_self_delay`` blocks from its confirmation, after an
+    HTLC taken late). ``reason`` says what it waits for. The node shows it as the
+    channel's wait, not as a failure, and asks again on the next block."""
+
+
 class Account(Protocol):
     """A key on one chain. ``chain_key`` is its public form, as ChannelParams carry it."""
 

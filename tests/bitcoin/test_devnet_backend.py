@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from chenilles_bitcoin.backend import FAUCET_GRANT, BitcoinBackend
 from chenilles_bitcoin.devnet.role import FAUCET_FILE
-from chenilles_bitcoin.ledger import BitcoindRpcLedger, OutPoint
+from chenilles_bitcoin.duties import delayed_sweep
+from chenilles_bitcoin.ledger import BitcoindRpcLedger, OutPoint, TransactionRejected
 from chenilles_bitcoin.plugin import BitcoinBackendFactory
 from chenilles_bitcoin.watch import parse_tx
 
@@ -25,6 +26,7 @@ from chenilles_hub.backend import (
     LedgerError,
     NewBlock,
     NotRegistered,
+    NotYet,
     Registered,
 )
 from chenilles_hub.core import Close, Transfer
@@ -127,8 +129,18 @@ def test_unilateral_close_waits_for_csv_by_mempool_policy(devnet: Devnet) -> Non
     backend.fund(channel.params, 0, alice, BTC, 1_000_000)
     latest = channel.update(0, Transfer(BTC, 300_000))
     reg = backend.register(channel.params, latest, alice)
-    with pytest.raises(LedgerError) as early:
+    with pytest.raises(NotYet, match="the next in 5 blocks"):
         backend.conclude(channel.params, alice)
+    sweep_too_early = delayed_sweep(
+        backend.context(channel.params, 0, alice),
+        backend.commitment_on_chain(channel.params, alice),
+        backend._spender_of,
+        lambda _txid: 6,  # taken for mature: the devnet's mempool still knows better
+        alice.script_pubkey,
+    )
+    assert sweep_too_early is not None
+    with pytest.raises(TransactionRejected) as early:
+        backend.ledger.broadcast(bytes(sweep_too_early.tx.serialize()))
     assert early.value.reason == "non-BIP68-final"  # the devnet's mempool, as Core's
     backend.mine(5)
     before = backend.balance(alice, BTC)

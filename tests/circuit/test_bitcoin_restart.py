@@ -505,6 +505,39 @@ def test_an_htlc_whose_deadline_comes_after_the_dispute_is_refunded_not_given_up
     assert scene.backend.balance(scene.bob_account(), scene.btc) == before + 600_000 - fees
 
 
+def test_a_dispute_whose_outputs_have_not_matured_shows_a_wait_not_an_error(
+    scene: Scene,
+) -> None:
+    """Found by review: after Bob's refund, the refund's own output (HTLC-timeout's, CSV
+    delayed) matures 36 blocks later. Until then the node asked for its sweep on every
+    block, the chain refused it ("non-BIP68-final"), and the channel showed a failed
+    conclusion as its last error for six hours of an ordinary dispute. The backend now
+    says it is not yet time (``NotYet``): the channel says what it waits for, and no
+    error."""
+    bob, _htlc, payment = _bob_holds_an_htlc_alice_never_settles(scene, 50_000)
+    scene.bob.force_close(scene.channel_id)
+
+    def refunded() -> bool:
+        return any(r.operation == "refund_htlc" and r.block for r in bob.receipts)
+
+    for _ in range(120):
+        if refunded():
+            break
+        scene.world.advance(600)
+    assert refunded() and payment.status == "failed"
+    for _ in range(10):  # a few blocks into the refund's own delay
+        scene.world.advance(600)
+    journal = "\n".join(scene.bob.journal[-10:])
+    assert bob.status == "disputed", journal
+    assert bob.last_error == "", bob.last_error
+    assert "mature" in bob.waiting, bob.waiting
+    for _ in range(40):
+        scene.world.advance(600)
+    journal = "\n".join(scene.bob.journal[-10:])
+    assert bob.status == "closed" and bob.waiting == "", journal
+    assert bob.last_error == "", bob.last_error
+
+
 def test_an_htlc_paid_to_us_whose_deadline_comes_after_the_dispute_is_claimed(
     scene: Scene,
 ) -> None:

@@ -40,6 +40,7 @@ from chenilles_hub.backend import (
     NewBlock,
     NothingToTake,
     NotRegistered,
+    NotYet,
     PreimageRevealed,
     Registered,
     Reorged,
@@ -75,6 +76,7 @@ from .commitments import (
 from .duties import (
     ChannelContext,
     DutyError,
+    Immature,
     Signed,
     delayed_sweep,
     direct_htlc_spend,
@@ -835,6 +837,8 @@ class BitcoinBackend:
             tx = delayed_sweep(
                 ctx, seen, self._spender_of, self._confirmations, _account(account).script_pubkey
             )
+        except Immature as exc:
+            raise NotYet("conclude", str(exc)) from exc
         except DutyError as exc:
             raise LedgerError("conclude", str(exc)) from exc
         if tx is None:

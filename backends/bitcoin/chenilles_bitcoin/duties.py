@@ -45,6 +45,17 @@ class DutyError(Exception):
     """A duty that cannot be carried out; ``str(error)`` says why."""
 
 
+class Immature(DutyError):
+    """Outputs of ours wait for their CSV delay: the first matures in ``blocks``."""
+
+    def __init__(self, blocks: int, delay: int) -> None:
+        super().__init__(
+            f"our outputs on-chain are not mature yet: the next in {blocks} "
+            f"block{'s' if blocks != 1 else ''} (to_self_delay of {delay})"
+        )
+        self.blocks = blocks
+
+
 @dataclass(frozen=True)
 class Signed:
     tx: CTransaction
@@ -201,9 +212,9 @@ def delayed_sweep(
 ) -> Signed | None:
     """Sweep our to_local and second-stage HTLC outputs once ``to_self_delay`` has passed.
 
-    Only mature outputs are taken when some are; when none is, all are, so that the kernel
-    states why it is too early. An output too small to pay for its own sweep is left.
-    ``None`` when nothing is left to sweep.
+    Only mature outputs are taken; when some are left and none is mature, ``Immature``
+    says when the next one is (nothing is sent that the chain would refuse). An output too
+    small to pay for its own sweep is left. ``None`` when nothing is left to sweep.
     """
     delay = ctx.view.to_self_delay
     key = derive_privkey(ctx.secrets.delayed_payment_secret, seen.point)
@@ -241,8 +252,9 @@ def delayed_sweep(
                 sequence=delay,
             )
             candidates.append((spendable, confirmations(second.txid) or 0))
-    mature = [c for c, depth in candidates if depth >= delay]
-    chosen = sorted(mature or [c for c, _ in candidates], key=lambda c: c.amount_sat)
+    if candidates and all(depth < delay for _, depth in candidates):
+        raise Immature(delay - max(depth for _, depth in candidates), delay)
+    chosen = sorted((c for c, depth in candidates if depth >= delay), key=lambda c: c.amount_sat)
     while chosen:
         try:
             return _sweep(chosen, dest, ctx)
@@ -357,6 +369,7 @@ def direct_htlc_spend(
 __all__ = [
     "ChannelContext",
     "DutyError",
+    "Immature",
     "Signed",
     "delayed_sweep",
     "direct_htlc_spend",

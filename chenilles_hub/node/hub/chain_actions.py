@@ -17,6 +17,7 @@ chain back to the chain to look for its deposits again.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator, Mapping
 
 from ...backend import (
@@ -28,6 +29,7 @@ from ...backend import (
     NewBlock,
     NothingToTake,
     NotRegistered,
+    NotYet,
     PreimageRevealed,
     Registered,
     Reorged,
@@ -60,6 +62,10 @@ _ACTION_WORDS = {
     "RefundOnChain": "refunding an HTLC on-chain",
     "ConcludeAndWithdraw": "concluding and withdrawing",
 }
+
+#: What a Bitcoin dispute past its period waits for while HTLCs are still ours to take.
+_HTLCS_TO_TAKE = "the dispute's period is over; HTLCs still to take on-chain at their deadlines"
+_DIGITS = re.compile(r"\d+")
 
 #: Seconds between attempts to collect a payout the chain did not release yet (a closing
 #: transaction not confirmed yet, say).
@@ -403,6 +409,9 @@ class ChainActions:
         else:
             try:
                 receipt = channel.backend.conclude(channel.params, channel.account)
+            except NotYet as early:
+                self._not_yet(channel, latest, early)
+                return
             except NotRegistered:
                 if status is None or status.version < 0:
                     raise  # no registration was reported (a cooperative close undone)
@@ -461,10 +470,26 @@ class ChainActions:
         the conclusion is asked again on the next block."""
         if receipt.txid:
             channel.add_receipt(receipt)
-        waiting = "the dispute's period is over; HTLCs still to take on-chain at their deadlines"
+        self._wait(channel, _HTLCS_TO_TAKE)
+
+    def _not_yet(self, channel: Channel, latest: SignedState | None, early: NotYet) -> None:
+        """The dispute's period is over, but nothing of ours on-chain can be taken yet
+        (Bitcoin: an output's own CSV delay): a wait, shown as the channel's, not an error,
+        and the conclusion is asked again on the next block."""
+        if not channel.backend.info.conclusion_resolves_htlcs and self._htlcs_to_take(
+            channel, latest
+        ):
+            self._wait(channel, _HTLCS_TO_TAKE)
+        else:
+            self._wait(channel, f"the dispute's period is over; {early.reason}")
+
+    def _wait(self, channel: Channel, waiting: str) -> None:
+        """Show what the channel's close waits for; noted when the wait changes kind (not
+        when only a count of blocks does), and asked again on the next block."""
         if channel.waiting != waiting:
+            if _DIGITS.sub("#", channel.waiting) != _DIGITS.sub("#", waiting):
+                self.ctx.note(f"{channel.channel_id.hex()[:8]}: {waiting}")
             channel.waiting = waiting
-            self.ctx.note(f"{channel.channel_id.hex()[:8]}: {waiting}")
         self._retry(ConcludeAndWithdraw(channel.channel_id))
 
     def _taken(
