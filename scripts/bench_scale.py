@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -158,11 +159,20 @@ def memory_per_channel(n: int) -> dict[str, Any]:
 
 
 def add_channels(
-    store: SQLiteStore, n: int, chain: str, my_key: str, rng: random.Random, *, guards: bool
+    store: SQLiteStore,
+    n: int,
+    chain: str,
+    my_key: str,
+    rng: random.Random,
+    *,
+    guards: bool,
+    deployment: Callable[[ChannelParams], str] | None = None,
 ) -> None:
     """Write ``n`` channels into a stopped node's ``store``, as a hub that served many peers
     holds them: each with its params, a realistic snapshot (:func:`channel_data`) and its
-    channel record, and with ``guards`` its watcher guard too. Written unsynced, in batches
+    channel record, and with ``guards`` its watcher guard too. ``deployment``: the
+    backend's, so each record says where its channel lives as a node's do (checked by the
+    restore). Written unsynced, in batches
     of 1,000 (each ``add_channel`` would otherwise be a durable commit of its own), then
     synced at once: a restarted node finds its store on disk, and an unsynced fill of
     hundreds of MB would be flushed by the first fsync a benchmark times."""
@@ -182,7 +192,8 @@ def add_channels(
     for i in range(n):
         me = i % 2
         params, channel_id, initial, snapshot = channel_data(i, chain, me, my_key, rng)
-        store.add_channel(ChannelRecord(channel_id, params, me, initial))
+        where = deployment(params) if deployment is not None else ""
+        store.add_channel(ChannelRecord(channel_id, params, me, initial, deployment=where))
         batch.append(snapshot)
         eth = params.assets[0]
         meta = ChannelMeta(
@@ -210,12 +221,18 @@ def add_channels(
         os.close(fd)
 
 
-def fill_store(path: Path, n: int, chain: str, my_key: str) -> dict[str, float]:
+def fill_store(
+    path: Path,
+    n: int,
+    chain: str,
+    my_key: str,
+    deployment: Callable[[ChannelParams], str] | None = None,
+) -> dict[str, float]:
     from chenilles_hub.node.hub.journal import NODE_STATE_KEY, NodeStateV1, encode_node_state
 
     store = SQLiteStore(path)
     t0 = time.perf_counter()
-    add_channels(store, n, chain, my_key, random.Random(2), guards=False)
+    add_channels(store, n, chain, my_key, random.Random(2), guards=False, deployment=deployment)
     state = encode_node_state(NodeStateV1())
     store.save_checkpoint([], {NODE_STATE_KEY: state})
     store.close()
@@ -320,7 +337,7 @@ def restart(n: int, directory: Path, profile_n: int) -> dict[str, Any]:
         account = backend.account_from_key(RESTART_KEY)
         out: dict[str, Any] = {"channels": n}
         path = directory / "restart.sqlite"
-        out.update(fill_store(path, n, backend.chain, account.chain_key))
+        out.update(fill_store(path, n, backend.chain, account.chain_key, backend.deployment))
         # The fill leaves some 600 MB for the kernel to write back (synchronous=OFF): on
         # disk first, as under a node that restarts, not competing with its restore.
         os.sync()
@@ -336,7 +353,7 @@ def restart(n: int, directory: Path, profile_n: int) -> dict[str, Any]:
 
         # Where the time goes, on a subset under cProfile (inflates Python-heavy parts).
         small = directory / "profile.sqlite"
-        fill_store(small, profile_n, backend.chain, account.chain_key)
+        fill_store(small, profile_n, backend.chain, account.chain_key, backend.deployment)
         hub = _node(backend, account, small)
         profiler = cProfile.Profile()
         profiler.enable()

@@ -4,7 +4,8 @@
   events, ``LedgerError``...);
 - ``roles``: one protocol per concern (``ChainSource``, ``Keys``, ``Enforcer``,
   ``FeeEstimator``, ``ChainRules``, ``TestLedger``, ``AppEnforcer``) and the optional roles
-  (``EventFetcher``, ``ClockFetcher``, ``ChannelRecords``, ``Wallet``, ``CoinWallet``);
+  (``EventFetcher``, ``ClockFetcher``, ``ChannelRecords``, ``Deployments``, ``Wallet``,
+  ``CoinWallet``);
 - ``protocol``: ``ChainBackend``, all required roles on one object, and ``BackendFactory``.
 
 Everything is re-exported here: a backend imports ``chenilles_hub.backend`` (and
@@ -25,6 +26,7 @@ from .roles import ChainSource as ChainSource
 from .roles import ChannelRecords as ChannelRecords
 from .roles import ClockFetcher as ClockFetcher
 from .roles import CoinWallet as CoinWallet
+from .roles import Deployments as Deployments
 from .roles import Enforcer as Enforcer
 from .roles import EventFetcher as EventFetcher
 from .roles import FeeEstimator as FeeEstimator

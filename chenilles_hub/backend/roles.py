@@ -3,8 +3,9 @@ source, a broadcaster, a fee estimator and a signer), so a backend author can bu
 them one at a time and the hub's parts can ask for only what they use.
 
 ``ChainBackend`` (``protocol.py``) is all of the required roles together: the node takes one
-object per chain. The optional roles (``ChannelRecords``, ``Wallet``, ``CoinWallet``,
-``EventFetcher``, ``ClockFetcher``) are found with ``isinstance`` and used where present.
+object per chain. The optional roles (``ChannelRecords``, ``Deployments``, ``Wallet``,
+``CoinWallet``, ``EventFetcher``, ``ClockFetcher``) are found with ``isinstance`` and used
+where present.
 A backend usually builds the chain source and the enforcer on one RPC client, and the keys
 and the rules on pure computation.
 """
@@ -334,6 +335,24 @@ class ChannelRecords(Protocol):
     def note_registration(
         self, params: ChannelParams, signed: SignedState, account: Account
     ) -> bool: ...
+
+
+@runtime_checkable
+class Deployments(Protocol):
+    """An optional role: a backend whose channels live at a contract or program that its
+    configuration names (EVM: the adjudicator; Solana: the channel program; either: the
+    contract of a channel's app) says which one holds a channel, in words. The node keeps
+    it with the channel when the channel opens. After a restart whose configuration names
+    another, the node does not restore that channel: it is quarantined, with both in the
+    reason, until the operator puts the option back. Restored as usual, its disputes would
+    be watched at, and sent to, a contract that does not hold it, and a peer could close it
+    on an old state unanswered.
+
+    Called once per channel at every start: make it cheap (no chain access, no hashing of
+    the params). A backend whose channel ids do not depend on its configuration (Bitcoin)
+    needs no such role."""
+
+    def deployment(self, params: ChannelParams) -> str: ...
 
 
 @runtime_checkable

@@ -24,6 +24,7 @@ the node-process variants of the crash itself are in tests/node/test_crash_harne
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -298,3 +299,49 @@ def test_the_victim_back_at_any_point_of_the_challenge_period_is_paid_its_latest
     else:
         assert scene.alice_received() == scene.alice_latest, journal
     assert scene.alice.channels[scene.channel_id].status == "closed", journal
+
+
+@pytest.mark.evm
+def test_a_node_restarted_at_another_adjudicator_sets_its_channels_aside_until_put_back(
+    tmp_path: Path,
+) -> None:
+    """Found by an audit of the options read at start: an EVM channel's id commits to the
+    adjudicator it was opened at, but the node took the configured one on trust. Restarted
+    with another (an operator re-pinning ``adjudicator``), Alice restored the channel as
+    active and watched the new contract, while Bob registered his old state at the one
+    that holds the channel: unanswered, he took back what he had paid her. The node now
+    keeps where each channel lives (``Deployments``) and sets it aside, saying both
+    addresses, until the option is put back; then it is restored and defended."""
+    from chenilles_evm.backend import EvmBackend, _deploy_dev_contracts
+
+    scene = Scene("evm", tmp_path)
+    try:
+        old = scene.backend
+        assert isinstance(old, EvmBackend)
+        other, _, origin = _deploy_dev_contracts(old.w3, old._ledger.accounts[-1], with_token=False)
+        kit = scene.kit
+
+        def at_other(backend: ChainBackend) -> ChainBackend:
+            assert isinstance(backend, EvmBackend)
+            return EvmBackend(backend.w3, other, ledger=backend._ledger, from_block=origin)
+
+        scene.kit = dataclasses.replace(kit, fresh=at_other)
+        scene.kill_alice()
+        scene.restart_alice()
+        assert scene.channel_id not in scene.alice.channels
+        reason = scene.alice.quarantined[scene.channel_id].reason
+        assert old.adjudicator.address in reason and other in reason, reason
+        assert "Put back the option it was opened with" in reason, reason
+
+        scene.kit = kit  # the operator puts the option back, and restarts her
+        scene.world.network.silence(scene.alice)
+        scene.store.close()
+        scene.restart_alice()
+        assert scene.channel_id in scene.alice.channels and not scene.alice.quarantined
+        scene.bob_publishes(scene.old)
+        scene.world.sync()
+        scene.run_out()
+        journal = "\n".join(scene.alice.journal[-12:])
+        assert scene.alice_received() == scene.alice_latest, journal
+    finally:
+        scene.close()

@@ -40,7 +40,7 @@ from chenilles_hub.core import (
     initial_state,
     payment_hash,
 )
-from chenilles_hub.core.errors import AmountOutOfRange
+from chenilles_hub.core.errors import AmountOutOfRange, InvalidParams
 
 pytestmark = pytest.mark.solana
 
@@ -442,3 +442,16 @@ def test_only_the_rent_payers_withdraw_closes_the_accounts(pair: Pair):
             [pc.close_accounts_ix(b.program_id, chan, pair.alice.pubkey)],
             [pair.bob.keypair],
         )
+
+
+def test_deployment_names_the_program_and_an_apps_program(pair: Pair, backend):
+    """What the node stores with each channel and checks at every start (``Deployments``):
+    the channel program, and an app channel's program; an app bound to nothing is an
+    error (the channel is quarantined, loudly)."""
+    program = backend.program_id
+    assert backend.deployment(pair.params) == f"program {program}"
+    with_app = msgspec.structs.replace(pair.params, app="stand-in")
+    with pytest.raises(InvalidParams, match="stand-in"):
+        backend.deployment(with_app)
+    backend.use_app("stand-in", address=str(program))  # any deployed program will do
+    assert backend.deployment(with_app) == f"program {program}, app stand-in at {program}"

@@ -75,7 +75,16 @@ from .eip712 import ETH, Params
 from .events import EventStream
 from .forced_moves import ForcedMoves
 from .ledgers import ANVIL_MNEMONIC, Ledger, ethtester_ledger
-from .mapping import NATIVE, asset_address, asset_of, caip2, checksum, to_params, to_state
+from .mapping import (
+    NATIVE,
+    app_address,
+    asset_address,
+    asset_of,
+    caip2,
+    checksum,
+    to_params,
+    to_state,
+)
 
 try:  # eth-tester rejects some transactions before execution (e.g. insufficient funds)
     from eth_tester.exceptions import ValidationError as _EthTesterInvalid
@@ -364,6 +373,17 @@ class EvmBackend(ForcedMoves):
     def channel_id(self, params: ChannelParams) -> bytes:
         self._check_chain(params)
         return self._verifier.channel_id(params)
+
+    def deployment(self, params: ChannelParams) -> str:
+        """The contracts that hold the channel (``Deployments``): its id commits to the
+        adjudicator's address and its app's, so a channel opened at others is not ours to
+        enforce here."""
+        where = f"adjudicator {self.adjudicator.address}"
+        return (
+            f"{where}, app {params.app} at {app_address(params, self._apps)}"
+            if params.app
+            else where
+        )
 
     def channel_rules(self, params: ChannelParams) -> ChannelRules:
         """None: gas is paid by whoever sends a transaction, from outside the channel; the

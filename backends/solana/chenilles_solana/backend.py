@@ -334,6 +334,15 @@ class SolanaBackend(ForcedMoves):
     def channel_id(self, params: ChannelParams) -> bytes:
         return self._channel(params).cid
 
+    def deployment(self, params: ChannelParams) -> str:
+        """The programs that hold the channel (``Deployments``): its id commits to the
+        channel program and its app's, so a channel opened at others is not ours to
+        enforce here."""
+        where = f"program {self.program_id}"
+        if not params.app:
+            return where
+        return f"{where}, app {params.app} at {self.app_program(params)}"
+
     def channel_account(self, params: ChannelParams) -> pc.ChannelAccount | None:
         view = self.ledger.account(self._channel(params).address)
         return pc.ChannelAccount.decode(view.data) if view else None

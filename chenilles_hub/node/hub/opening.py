@@ -25,7 +25,7 @@ from typing import TypeVar
 
 import msgspec
 
-from ...backend import Account, ChainBackend
+from ...backend import Account, ChainBackend, Deployments
 from ...core import (
     App,
     Asset,
@@ -423,7 +423,12 @@ class Opening:
         machine = _from_backend(
             "channel", new_machine, backend, account, params, channel_id, me, initial, self.ctx.apps
         )
-        record = ChannelRecord(channel_id, params, me, initial)
+        deployment = (
+            _from_backend("deployment", backend.deployment, params)
+            if isinstance(backend, Deployments)
+            else ""
+        )
+        record = ChannelRecord(channel_id, params, me, initial, deployment=deployment)
         if self.ctx.store is not None:
             stored = self.ctx.store.get_channel(channel_id)
             if stored is None:

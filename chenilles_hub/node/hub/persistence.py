@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ...backend import Account, ChainBackend
+from ...backend import Account, ChainBackend, Deployments
 from ...circuit.quote import IssuedQuote
 from ...core import ChannelMachine, ChannelParams, ChannelSnapshot, Htlc, HtlcPolicy
 from ...core.watcher import Watcher
@@ -53,6 +53,10 @@ from .opening import min_lead, new_machine
 from .payments import Payments
 from .records import Channel, ForwardLink, Payment, Quarantined, unwritten_update
 from .tracked import HtlcTable, TrackedDict
+
+#: A configured chain as a restore uses it: its backend, the node's account on it, and
+#: the backend's ``restore_record`` and ``deployment`` (``None`` where it has none).
+_Chain = tuple[ChainBackend, Account, Any, Callable[[ChannelParams], str] | None]
 
 log = logging.getLogger("chenilles.node")
 
@@ -312,8 +316,13 @@ class Persistence:
         # checked and decoded on its channel's first use.
         snapshots, read = store.snapshot_index(), store.load_encoded_snapshot
         holdings = _StoredHoldings(store, self.ctx.channels)
-        chains = {
-            chain: (backend, self.ctx.accounts[chain], getattr(backend, "restore_record", None))
+        chains: dict[str, _Chain] = {
+            chain: (
+                backend,
+                self.ctx.accounts[chain],
+                getattr(backend, "restore_record", None),
+                backend.deployment if isinstance(backend, Deployments) else None,
+            )
             for chain, backend in self.ctx.backends.items()
         }
         for record in store.list_channels():
@@ -355,13 +364,13 @@ class Persistence:
         holdings: _StoredHoldings,
         read: Callable[[bytes], bytes | None],
         stored: dict[str, bytes] | None,
-        chains: dict[str, tuple[ChainBackend, Account, Any]],
+        chains: dict[str, _Chain],
     ) -> None:
         """Rebuild one channel; raises (and changes nothing) if it cannot be. ``snapshots``
         and ``read``: the store's ``snapshot_index`` and ``load_encoded_snapshot``;
         ``holdings``: its ``snapshot_holdings``, read when first asked;
-        ``chains``: each configured chain's backend, account and ``restore_record`` (if it
-        has one)."""
+        ``chains``: each configured chain's backend, account, ``restore_record`` and
+        ``deployment`` (``None`` where the backend has none)."""
         chain = record.params.chain
         if chain in self.ctx.unavailable:
             raise LookupError(
@@ -371,7 +380,15 @@ class Persistence:
         if chain not in chains:
             configured = ", ".join(sorted(self.ctx.backends)) or "none"
             raise LookupError(f"its chain {chain} is not configured (configured: {configured})")
-        backend, account, restore_record = chains[chain]
+        backend, account, restore_record, deployment = chains[chain]
+        if record.deployment and deployment is not None:
+            configured = deployment(record.params)
+            if configured != record.deployment:
+                # (its disputes would be watched at, and sent to, a contract not holding it)
+                raise LookupError(
+                    f"opened at {record.deployment}, configured now: {configured}. Put back "
+                    "the option it was opened with (adjudicator, program_id, apps), restart"
+                )
         if stored and restore_record is not None:  # before the authority is built
             restore_record(record.params, record.me, account, stored)
         channel_id = record.channel_id

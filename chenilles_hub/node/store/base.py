@@ -74,6 +74,10 @@ class ChannelRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     me: int
     initial: ChannelState
     status: ChannelStatus = "open"
+    #: Where on the chain the channel lives, in the backend's words (``Deployments``: the
+    #: contract or program its id commits to); "" where the backend does not say, or for
+    #: channels stored before it was kept. Checked against the configuration at restore.
+    deployment: str = ""
 
 
 class StoreView(msgspec.Struct, frozen=True):
@@ -88,9 +92,12 @@ class StoreView(msgspec.Struct, frozen=True):
     snapshots: dict[bytes, bytes]
 
 
-class _ChannelData(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class _ChannelData(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """A channel's row in the SQL stores (its ``deployment`` written only where known)."""
+
     params: ChannelParams
     initial: ChannelState
+    deployment: str = ""
 
 
 class Duty(msgspec.Struct, frozen=True):

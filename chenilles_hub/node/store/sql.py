@@ -105,7 +105,9 @@ def _first(row: tuple[bytes, int, str, bytes]) -> bytes:
 def _channel_record(row: Sequence[Any]) -> ChannelRecord:
     channel_id, me, status, data = row
     inner = _channel_data.decode(bytes(data))
-    return ChannelRecord(bytes(channel_id), inner.params, me, inner.initial, status)
+    return ChannelRecord(
+        bytes(channel_id), inner.params, me, inner.initial, status, inner.deployment
+    )
 
 
 class _Decoded(Sequence[ChannelRecord]):
@@ -210,7 +212,7 @@ class SqlStore(Store):
 
     # channels
     def add_channel(self, record: ChannelRecord) -> None:
-        data = msgspec.json.encode(_ChannelData(record.params, record.initial))
+        data = msgspec.json.encode(_ChannelData(record.params, record.initial, record.deployment))
         with self._write() as cur:
             cur.execute(
                 "INSERT INTO channels (channel_id, me, status, data) VALUES (?, ?, ?, ?)",
