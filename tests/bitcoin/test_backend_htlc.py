@@ -8,6 +8,7 @@ import pytest
 from bitcoin.core import CMutableTransaction, CTransaction
 from chenilles_bitcoin.backend import BitcoinBackend
 from chenilles_bitcoin.bolt3.txutil import set_witness
+from chenilles_bitcoin.commitments import ChannelPolicy
 from chenilles_bitcoin.duties import direct_htlc_spend
 from chenilles_bitcoin.ledger import TransactionRejected
 
@@ -121,3 +122,35 @@ def test_payer_times_out_directly_on_the_payees_commitment(backend: BitcoinBacke
     # too late for bob now: the output is gone
     with pytest.raises(LedgerError):
         backend.claim_htlc(channel.params, htlc, preimage, bob)
+
+
+def test_our_htlc_spends_pay_a_raised_feerate_and_are_known_as_ours_whatever_they_paid(
+    backend: BitcoinBackend,
+) -> None:
+    """A spend only we sign (a penalty, a claim, a refund) races the peer, so it pays the
+    feerate the operator configures now when that is higher than the channel's (the
+    channel keeps its own for what both sign). Asked again after a restart under other
+    options, a spend of ours already on-chain is recognised by its path, not by its txid
+    (rebuilt, it would pay another fee): before, a confirmed refund read as 'taken by the
+    peer' on every block, and a claim as 'taken back by the peer'."""
+    channel, htlc, _ = _with_htlc(backend)
+    alice, _bob = channel.accounts
+    parts = backend.export_record(channel.params, 0, alice)
+    assert parts is not None
+    backend.register(channel.params, channel.latest(1), _bob)
+    _mine_to(backend, htlc.native_expiry)
+
+    def restarted(feerate: int) -> BitcoinBackend:
+        fresh = BitcoinBackend(
+            backend.ledger,
+            chain=backend.chain,
+            policy=ChannelPolicy(feerate_per_kw=feerate),
+            auto_mine=True,
+        )
+        fresh.restore_record(channel.params, 0, alice, parts)
+        return fresh
+
+    refund = restarted(3_000).refund_htlc(channel.params, htlc, alice)
+    assert refund.txid and refund.fee >= 3_000 * refund.cost // 1000  # the raised rate
+    again = restarted(1_000).refund_htlc(channel.params, htlc, alice)
+    assert again.txid == "" and again.block == backend.ledger.tip_height()  # ours, mined

@@ -230,12 +230,18 @@ def test_a_node_restarted_with_another_fee_policy_keeps_each_channel_on_its_own(
 def test_a_restarted_node_punishes_an_old_commitment_published_with_another_fee_policy(
     scene: Scene,
 ) -> None:
+    """The penalty races Bob's delayed output: it pays the feerate configured now, the
+    higher of the two (the channel keeps its own for the commitments both sign)."""
     scene.kill_alice()
     scene.restart_alice(ChannelPolicy(feerate_per_kw=2_500, dust_limit_sat=1_000))
     params = scene.bob.channels[scene.channel_id].params
     cheat = scene.bob.backends[scene.chain].register(params, scene.v1, scene.bob_account())
     scene.world.sync()
     _penalised(scene, cheat.txid)
+    (penalty,) = [
+        r for r in scene.alice.channels[scene.channel_id].receipts if r.operation == "challenge"
+    ]
+    assert penalty.fee >= 2_500 * penalty.cost // 1000
 
 
 def test_a_restarted_node_punishes_an_old_commitment_that_carried_an_htlc(scene: Scene) -> None:

@@ -90,7 +90,13 @@ from .duties import (
 from .ledger.miner import COINBASE_MATURITY
 from .members import TWO_PARTY_ONLY
 from .record import ChannelRecord, RecordError
-from .watch import SeenCommitment, commitment_version, parse_tx, revealed_preimages
+from .watch import (
+    SeenCommitment,
+    commitment_version,
+    parse_tx,
+    revealed_preimages,
+    takes_with_preimage,
+)
 
 REGTEST = "bip122:regtest"
 #: Blocks taken off a native HTLC expiry, so it fires before the unix expiry it images.
@@ -628,17 +634,17 @@ class BitcoinBackend:
     ) -> None:
         """Load every stored part of the channel's record (a restart); raises
         ``InvalidParams`` if they do not decode. The channel is then built with the fee
-        policy it was opened with, whatever the backend's options are now; a record
-        written before policies were kept gets the one in force (its next export writes
-        it)."""
+        policy it was opened with, whatever the backend's options are now. A record
+        written before policies were kept has none: its channel is built with the options
+        in force, as it always was, and none is written for it (a guess, wrong if the
+        options changed on this very restart, would stay wrong once the options are put
+        back)."""
         ctx = self.context(params, me, account)
         try:
             ctx.record.load_parts(parts)
         except RecordError as exc:
             raise InvalidParams(str(exc)) from exc
-        if ctx.record.policy is None:
-            ctx.record.note_policy(ctx.view.policy)
-        elif ctx.record.policy != ctx.view.policy:
+        if ctx.record.policy is not None and ctx.record.policy != ctx.view.policy:
             ctx.view.use_policy(ctx.record.policy)
 
     # --- submitting ----------------------------------------------------------------------------
@@ -913,9 +919,12 @@ class BitcoinBackend:
         txid = txid_of(signed.tx)
         spender = self._spender_of(outpoint)
         if spender is not None:
+            # Whose spend it is, by its path rather than its txid: ours may have paid another
+            # fee (built before a restart under other options, see ``sweep_fees``).
             spent_by = txid_of(spender)
-            if spent_by == txid:
-                confirmations = self._confirmations(txid) or 1
+            by_payee = takes_with_preimage(spender, outpoint, htlc.payment_hash)
+            if by_payee == (preimage is not None):
+                confirmations = self._confirmations(spent_by) or 1
                 block = self.ledger.tip_height() - confirmations + 1
                 return TxReceipt(
                     f"{operation} (on-chain already)", "", 0, self.asset, 0, "WU", block

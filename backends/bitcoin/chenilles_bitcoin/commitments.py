@@ -159,6 +159,9 @@ class ChannelView:
         self.asset = params.assets[0]
         self.funding_txid = params.nonce.hex()
         self.funding_outpoint = OutPoint(self.funding_txid, FUNDING_OUTPUT)
+        #: The backend's options now: what our own sweeps, penalties and HTLC spends may
+        #: pay (``sweep_fees``), whatever policy the channel keeps for what both sign.
+        self.configured = policy
         self.use_policy(policy)
         self.funding_script = bytes(
             funding_script(self.keys[0].funding_pubkey, self.keys[1].funding_pubkey)
@@ -169,12 +172,24 @@ class ChannelView:
         )
 
     def use_policy(self, policy: ChannelPolicy) -> None:
-        """The fee policy this channel's transactions are built with: the backend's when
-        the channel is first seen, then the one its record kept from its opening (a
-        restart after the operator changed the backend's options). In place: authorities
-        and contexts share this view."""
+        """The fee policy the transactions both sides sign are built with (commitments,
+        HTLC-success/timeout, the closing; the CSV delay): the backend's when the channel
+        is first seen, then the one its record kept from its opening (a restart after the
+        operator changed the backend's options). In place: authorities and contexts share
+        this view."""
         self.policy = policy
         self.to_self_delay = to_self_delay(self.params, policy.block_interval)
+
+    def sweep_fees(self) -> tuple[int, int]:
+        """(feerate per kw, fee cap) of a transaction only we sign: the higher of the
+        channel's and the backend's options now, so that an operator who raises the
+        feerate speeds up the penalties and HTLC claims of channels opened before, which
+        race the peer, and one who lowers it never makes them slower than at opening."""
+        channel, now = self.policy, self.configured
+        return (
+            max(channel.feerate_per_kw, now.feerate_per_kw),
+            max(channel.max_fee_sat, now.max_fee_sat),
+        )
 
     # --- scripts ------------------------------------------------------------------------
 

@@ -108,14 +108,15 @@ class ChannelContext:
 def _sweep(
     inputs: list[SpendableOutput], dest: bytes, ctx: ChannelContext, lock: int = 0
 ) -> Signed:
+    feerate, max_fee = ctx.view.sweep_fees()
     try:
         tx = build_sweep_tx(
             inputs,
             dest,
-            ctx.view.policy.feerate_per_kw,
+            feerate,
             locktime=lock,
             dust_limit_sat=ctx.view.policy.dust_limit_sat,
-            max_fee_sat=ctx.view.policy.max_fee_sat,
+            max_fee_sat=max_fee,
         )
     except (Bolt3Error, ValueError) as exc:
         raise DutyError(str(exc)) from exc

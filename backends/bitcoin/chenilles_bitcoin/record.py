@@ -22,8 +22,9 @@ changed since the last export are handed out:
 * ``policy``: the fee policy (feerate, dust limit, fee cap, block interval) the channel was
   opened with, written once. Both sides build every commitment and HTLC transaction from
   it, so it is the channel's for life: an operator who changes the backend's options
-  changes them for channels opened afterwards (a record written before it existed gets the
-  policy in force at its first restore).
+  changes them for channels opened afterwards. (A record written before it was kept has
+  none: that channel is built with the options of each start, as it was then, and nothing
+  is guessed into its record.)
 * ``funding``: the funder's signed funding transaction, built before the channel exists
   and written with the channel: a node killed after marking its deposit as sent but before
   it left sends this same transaction again after the restart (the channel id commits to
@@ -33,7 +34,7 @@ changed since the last export are handed out:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 
 import msgspec
 
@@ -224,6 +225,8 @@ class ChannelRecord:
             }
             funding = parts.get(FUNDING) or None
             policy = _policy_decoder.decode(parts[POLICY]) if parts.get(POLICY) else None
+            if policy is not None and (policy.block_interval <= 0 or min(astuple(policy)) < 0):
+                raise ValueError(f"a fee policy no channel can have: {policy}")
             store = RevocationStore.from_entries(head.secrets) if head else RevocationStore()
         except (msgspec.DecodeError, ValueError, ShachainError) as exc:
             raise RecordError(f"a stored channel record does not decode: {exc}") from exc

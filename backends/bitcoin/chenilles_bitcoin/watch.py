@@ -117,6 +117,23 @@ def revealed_preimages(tx: CTransaction, wanted: set[bytes]) -> list[tuple[bytes
     return found
 
 
+def takes_with_preimage(tx: CTransaction, outpoint: OutPoint, payment_hash: bytes) -> bool:
+    """Whether ``tx`` spends the HTLC output ``outpoint`` by its success path: its witness
+    there holds the preimage. Only the HTLC's payee can take that path (and only its payer
+    the timeout path; the revocation path belongs to revoked commitments), so this says
+    who took the HTLC, whatever fee the spend paid."""
+    if not tx.wit or not tx.wit.vtxinwit:
+        return False
+    for txin, inwit in zip(tx.vin, tx.wit.vtxinwit, strict=False):
+        prevout = txin.prevout
+        if bytes(reversed(prevout.hash)).hex() == outpoint.txid and prevout.n == outpoint.index:
+            return any(
+                len(item) == 32 and hashlib.sha256(item).digest() == payment_hash
+                for item in inwit.scriptWitness.stack
+            )
+    return False
+
+
 __all__ = [
     "ChainOutput",
     "SeenCommitment",
@@ -124,4 +141,5 @@ __all__ = [
     "match_commitment",
     "parse_tx",
     "revealed_preimages",
+    "takes_with_preimage",
 ]
