@@ -6,7 +6,9 @@ run, the same load): this checkout and ``--base`` (e.g. main exported with
 
 The store holds ``--channels`` EVM channels with realistic snapshots, written by
 ``bench_scale.fill_store`` with a fixed key and seed: once by each tree, so that each
-restores the same channels in the schema it writes (a tree refuses a newer schema).
+restores the same channels in the schema it writes (a tree refuses a newer schema), each
+record with where its channel lives where the tree keeps it (``Deployments``, checked by the
+restore).
 
     .venv/bin/python scripts/bench_restore_compare.py --base /tmp/base [--channels 100000]
         [--rounds 3] [--json out.json]
@@ -40,8 +42,11 @@ from chenilles_hub.node.store.sqlite import SQLiteStore
 mode, src, n = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
 backend = embedded_backend()
 account = EvmAccount(EthAccount.from_key("{KEY}"))
-if mode == "fill":
-    bench_scale.fill_store(src, n, backend.chain, account.chain_key)
+if mode == "fill":  # with where each channel lives, where the tree writes it (a node does)
+    import inspect
+    writes_it = "deployment" in inspect.signature(bench_scale.fill_store).parameters
+    extra = {{"deployment": backend.deployment}} if writes_it else {{}}
+    bench_scale.fill_store(src, n, backend.chain, account.chain_key, **extra)
     sys.exit()
 copy = src.with_name("copy.sqlite")
 shutil.copy(src, copy)

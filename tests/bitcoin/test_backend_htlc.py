@@ -154,3 +154,31 @@ def test_our_htlc_spends_pay_a_raised_feerate_and_are_known_as_ours_whatever_the
     assert refund.txid and refund.fee >= 3_000 * refund.cost // 1000  # the raised rate
     again = restarted(1_000).refund_htlc(channel.params, htlc, alice)
     assert again.txid == "" and again.block == backend.ledger.tip_height()  # ours, mined
+
+
+def test_a_spend_the_raised_feerate_cannot_pay_is_made_at_the_channels(
+    backend: BitcoinBackend,
+) -> None:
+    """Found by review of the raised feerate: a 2,000 sat HTLC, worth taking at the
+    channel's 1,000 sat/kw, cannot pay its refund at 5,000 (2,725 sat). The refund was
+    refused on every block, and the dispute waited for it for ever; it is now made at the
+    channel's rate (so is a penalty whose raised fee passes the cap)."""
+    channel = opened(backend)
+    channel.update(0, Transfer(BTC, 300_000))
+    htlc, _ = channel.add_htlc(7, payer=0, amount=2_000)
+    alice, bob = channel.accounts
+    parts = backend.export_record(channel.params, 0, alice)
+    assert parts is not None
+    backend.register(channel.params, channel.latest(1), bob)
+    _mine_to(backend, htlc.native_expiry)
+    raised = BitcoinBackend(
+        backend.ledger,
+        chain=backend.chain,
+        policy=ChannelPolicy(feerate_per_kw=5_000),
+        auto_mine=True,
+    )
+    raised.restore_record(channel.params, 0, alice, parts)
+    before = backend.balance(alice, BTC)
+    refund = raised.refund_htlc(channel.params, htlc, alice)
+    assert refund.fee < 1_000 * refund.cost // 1000 + 10  # the channel's rate
+    assert backend.balance(alice, BTC) == before + 2_000 - refund.fee

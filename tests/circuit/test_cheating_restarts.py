@@ -25,7 +25,9 @@ the node-process variants of the crash itself are in tests/node/test_crash_harne
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -302,8 +304,9 @@ def test_the_victim_back_at_any_point_of_the_challenge_period_is_paid_its_latest
 
 
 @pytest.mark.evm
+@pytest.mark.parametrize("stored_before", [False, True], ids=["now", "stored_before"])
 def test_a_node_restarted_at_another_adjudicator_sets_its_channels_aside_until_put_back(
-    tmp_path: Path,
+    tmp_path: Path, stored_before: bool
 ) -> None:
     """Found by an audit of the options read at start: an EVM channel's id commits to the
     adjudicator it was opened at, but the node took the configured one on trust. Restarted
@@ -311,7 +314,9 @@ def test_a_node_restarted_at_another_adjudicator_sets_its_channels_aside_until_p
     active and watched the new contract, while Bob registered his old state at the one
     that holds the channel: unanswered, he took back what he had paid her. The node now
     keeps where each channel lives (``Deployments``) and sets it aside, saying both
-    addresses, until the option is put back; then it is restored and defended."""
+    addresses, until the option is put back; then it is restored and defended.
+    ``stored_before``: a channel stored before that was kept (found by review), told by its
+    id instead."""
     from chenilles_evm.backend import EvmBackend, _deploy_dev_contracts
 
     scene = Scene("evm", tmp_path)
@@ -327,10 +332,13 @@ def test_a_node_restarted_at_another_adjudicator_sets_its_channels_aside_until_p
 
         scene.kit = dataclasses.replace(kit, fresh=at_other)
         scene.kill_alice()
+        if stored_before:
+            _forget_deployments(scene.path)
         scene.restart_alice()
         assert scene.channel_id not in scene.alice.channels
         reason = scene.alice.quarantined[scene.channel_id].reason
-        assert old.adjudicator.address in reason and other in reason, reason
+        opened_at = "another" if stored_before else f"adjudicator {old.adjudicator.address}"
+        assert f"opened at {opened_at}" in reason and other in reason, reason
         assert "Put back the option it was opened with" in reason, reason
 
         scene.kit = kit  # the operator puts the option back, and restarts her
@@ -345,3 +353,15 @@ def test_a_node_restarted_at_another_adjudicator_sets_its_channels_aside_until_p
         assert scene.alice_received() == scene.alice_latest, journal
     finally:
         scene.close()
+
+
+def _forget_deployments(path: Path) -> None:
+    """The channel rows as a node wrote them before it kept where each channel lives."""
+    with sqlite3.connect(path) as db:
+        for channel_id, data in db.execute("SELECT channel_id, data FROM channels").fetchall():
+            row = json.loads(data)
+            del row["deployment"]
+            db.execute(
+                "UPDATE channels SET data = ? WHERE channel_id = ?",
+                (json.dumps(row).encode(), channel_id),
+            )

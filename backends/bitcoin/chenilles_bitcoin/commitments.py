@@ -180,16 +180,21 @@ class ChannelView:
         self.policy = policy
         self.to_self_delay = to_self_delay(self.params, policy.block_interval)
 
-    def sweep_fees(self) -> tuple[int, int]:
-        """(feerate per kw, fee cap) of a transaction only we sign: the higher of the
-        channel's and the backend's options now, so that an operator who raises the
-        feerate speeds up the penalties and HTLC claims of channels opened before, which
-        race the peer, and one who lowers it never makes them slower than at opening."""
+    def sweep_fees(self) -> tuple[tuple[int, int], ...]:
+        """(feerate per kw, fee cap) to try, in order, for a transaction only we sign: the
+        higher of the channel's and the backend's options now first, so that an operator
+        who raises the feerate speeds up the penalties and HTLC claims of channels opened
+        before, which race the peer (and one who lowers it never makes them slower than at
+        opening); then the channel's own, for what the raised one cannot pay (a fee above
+        the cap, an HTLC output too small for it): a penalty is never refused for a fee
+        the channel's rate would have paid."""
         channel, now = self.policy, self.configured
-        return (
+        raised = (
             max(channel.feerate_per_kw, now.feerate_per_kw),
             max(channel.max_fee_sat, now.max_fee_sat),
         )
+        own = (channel.feerate_per_kw, channel.max_fee_sat)
+        return (raised,) if raised == own else (raised, own)
 
     # --- scripts ------------------------------------------------------------------------
 

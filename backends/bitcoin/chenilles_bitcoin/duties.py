@@ -108,19 +108,36 @@ class ChannelContext:
 def _sweep(
     inputs: list[SpendableOutput], dest: bytes, ctx: ChannelContext, lock: int = 0
 ) -> Signed:
-    feerate, max_fee = ctx.view.sweep_fees()
+    *first, last = ctx.view.sweep_fees()
+    for feerate, max_fee in first:  # the raised rate, where it can pay
+        try:
+            tx = _build_sweep(inputs, dest, ctx, lock, feerate, max_fee)
+        except (Bolt3Error, ValueError):
+            continue
+        return Signed(tx, sum(i.amount_sat for i in inputs))
     try:
-        tx = build_sweep_tx(
-            inputs,
-            dest,
-            feerate,
-            locktime=lock,
-            dust_limit_sat=ctx.view.policy.dust_limit_sat,
-            max_fee_sat=max_fee,
-        )
+        tx = _build_sweep(inputs, dest, ctx, lock, *last)
     except (Bolt3Error, ValueError) as exc:
         raise DutyError(str(exc)) from exc
     return Signed(tx, sum(i.amount_sat for i in inputs))
+
+
+def _build_sweep(
+    inputs: list[SpendableOutput],
+    dest: bytes,
+    ctx: ChannelContext,
+    lock: int,
+    feerate: int,
+    max_fee: int,
+) -> CTransaction:
+    return build_sweep_tx(
+        inputs,
+        dest,
+        feerate,
+        locktime=lock,
+        dust_limit_sat=ctx.view.policy.dust_limit_sat,
+        max_fee_sat=max_fee,
+    )
 
 
 # --- closing and registering ------------------------------------------------------------

@@ -433,7 +433,9 @@ class Opening:
             stored = self.ctx.store.get_channel(channel_id)
             if stored is None:
                 self.ctx.store.add_channel(record)
-            elif stored != record:  # left by an attempt that was undone or crashed
+            elif msgspec.structs.replace(stored, deployment=deployment) != record:
+                # left by an attempt that was undone or crashed (one stored before
+                # deployments were kept has none: its id says where it lives)
                 raise WrongChannel("a channel with these params but other terms was created")
         channel = Channel(
             params,

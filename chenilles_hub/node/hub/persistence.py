@@ -381,12 +381,18 @@ class Persistence:
             configured = ", ".join(sorted(self.ctx.backends)) or "none"
             raise LookupError(f"its chain {chain} is not configured (configured: {configured})")
         backend, account, restore_record, deployment = chains[chain]
-        if record.deployment and deployment is not None:
+        if deployment is not None:
+            # (else its disputes would be watched at, and sent to, a contract not holding it)
             configured = deployment(record.params)
-            if configured != record.deployment:
-                # (its disputes would be watched at, and sent to, a contract not holding it)
+            if record.deployment:
+                opened_at = record.deployment
+            elif backend.channel_id(record.params) != record.channel_id:
+                opened_at = "another"  # stored before deployments were kept: its id tells
+            else:
+                opened_at = configured
+            if opened_at != configured:
                 raise LookupError(
-                    f"opened at {record.deployment}, configured now: {configured}. Put back "
+                    f"opened at {opened_at}, configured now: {configured}. Put back "
                     "the option it was opened with (adjudicator, program_id, apps), restart"
                 )
         if stored and restore_record is not None:  # before the authority is built
