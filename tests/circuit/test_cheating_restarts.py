@@ -351,6 +351,14 @@ def test_a_node_restarted_at_another_adjudicator_sets_its_channels_aside_until_p
         scene.run_out()
         journal = "\n".join(scene.alice.journal[-12:])
         assert scene.alice_received() == scene.alice_latest, journal
+        assert scene.alice.channels[scene.channel_id].status == "closed", journal
+
+        scene.kit = dataclasses.replace(kit, fresh=at_other)  # moved on, everything closed
+        scene.world.network.silence(scene.alice)
+        scene.store.close()
+        scene.restart_alice()
+        assert not scene.alice.quarantined  # a closed channel has nothing left to defend
+        assert scene.alice.channels[scene.channel_id].status == "closed"
     finally:
         scene.close()
 

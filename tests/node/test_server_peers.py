@@ -142,7 +142,9 @@ async def with_pair(
 
         def active() -> bool:
             assert alice.node is not None and bob.node is not None
-            if alice.node.channels[channel_id].active and bob.node.channels[channel_id].active:
+            # (Alice knows the channel id before Bob's node has taken her open)
+            channels = (alice.node.channels.get(channel_id), bob.node.channels.get(channel_id))
+            if all(c is not None and c.active for c in channels):
                 return True
             chain.mine()  # deposits reach the confirmation depth as blocks come
             return False

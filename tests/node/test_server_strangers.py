@@ -365,7 +365,9 @@ async def _customer_funds_a_channel(
 
         def active() -> bool:
             assert bob.node is not None
-            if bob.node.channels[channel_id].active:
+            # (Carol knows the channel id before Bob's node has taken her open)
+            channel = bob.node.channels.get(channel_id)
+            if channel is not None and channel.active:
                 return True
             anvil.mine()
             return False

@@ -381,8 +381,10 @@ class Persistence:
             configured = ", ".join(sorted(self.ctx.backends)) or "none"
             raise LookupError(f"its chain {chain} is not configured (configured: {configured})")
         backend, account, restore_record, deployment = chains[chain]
-        if deployment is not None:
-            # (else its disputes would be watched at, and sent to, a contract not holding it)
+        if deployment is not None and meta.status != "closed":
+            # (else its disputes would be watched at, and sent to, a contract not holding it;
+            # a closed channel has nothing left there: an operator who closed every channel
+            # before moving to a new deployment is not shown them all as quarantined)
             configured = deployment(record.params)
             if record.deployment:
                 opened_at = record.deployment
