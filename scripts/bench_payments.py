@@ -221,7 +221,15 @@ def restart_with_idle_channels(
     node.store.close()
     evm = demo.ledgers.evm.chain
     with SQLiteStore(path) as store:
-        add_channels(store, n, evm, node.accounts[evm].chain_key, random.Random(3), guards=True)
+        add_channels(
+            store,
+            n,
+            evm,
+            node.accounts[evm].chain_key,
+            random.Random(3),
+            guards=True,
+            deployment=node.backends[evm].deployment,  # as the node's own records say
+        )
     store = SQLiteStore(path)  # opened again, as a restarted node opens it
     reborn = Node(
         identity=node.identity,
