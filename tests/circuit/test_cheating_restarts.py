@@ -317,34 +317,22 @@ def test_a_node_restarted_at_another_adjudicator_sets_its_channels_aside_until_p
     addresses, until the option is put back; then it is restored and defended.
     ``stored_before``: a channel stored before that was kept (found by review), told by its
     id instead."""
-    from chenilles_evm.backend import EvmBackend, _deploy_dev_contracts
-
     scene = Scene("evm", tmp_path)
     try:
-        old = scene.backend
-        assert isinstance(old, EvmBackend)
-        other, _, origin = _deploy_dev_contracts(old.w3, old._ledger.accounts[-1], with_token=False)
         kit = scene.kit
-
-        def at_other(backend: ChainBackend) -> ChainBackend:
-            assert isinstance(backend, EvmBackend)
-            return EvmBackend(backend.w3, other, ledger=backend._ledger, from_block=origin)
-
-        scene.kit = dataclasses.replace(kit, fresh=at_other)
+        elsewhere, other = _another_adjudicator(scene)
+        scene.kit = elsewhere
         scene.kill_alice()
         if stored_before:
             _forget_deployments(scene.path)
         scene.restart_alice()
         assert scene.channel_id not in scene.alice.channels
         reason = scene.alice.quarantined[scene.channel_id].reason
-        opened_at = "another" if stored_before else f"adjudicator {old.adjudicator.address}"
-        assert f"opened at {opened_at}" in reason and other in reason, reason
+        opened = "another" if stored_before else f"adjudicator {_adjudicator(scene.backend)}"
+        assert f"opened at {opened}" in reason and other in reason, reason
         assert "Put back the option it was opened with" in reason, reason
 
-        scene.kit = kit  # the operator puts the option back, and restarts her
-        scene.world.network.silence(scene.alice)
-        scene.store.close()
-        scene.restart_alice()
+        _restart_alice_with(scene, kit)  # the operator puts the option back
         assert scene.channel_id in scene.alice.channels and not scene.alice.quarantined
         scene.bob_publishes(scene.old)
         scene.world.sync()
@@ -353,14 +341,70 @@ def test_a_node_restarted_at_another_adjudicator_sets_its_channels_aside_until_p
         assert scene.alice_received() == scene.alice_latest, journal
         assert scene.alice.channels[scene.channel_id].status == "closed", journal
 
-        scene.kit = dataclasses.replace(kit, fresh=at_other)  # moved on, everything closed
-        scene.world.network.silence(scene.alice)
-        scene.store.close()
-        scene.restart_alice()
+        _restart_alice_with(scene, elsewhere)  # moved on, everything closed and final
         assert not scene.alice.quarantined  # a closed channel has nothing left to defend
         assert scene.alice.channels[scene.channel_id].status == "closed"
     finally:
         scene.close()
+
+
+@pytest.mark.evm
+def test_a_channel_closed_before_its_conclusion_is_final_is_still_set_aside_elsewhere(
+    tmp_path: Path,
+) -> None:
+    """Found by review: a channel is ``closed`` once its payout is in, before its
+    conclusion is final; a reorg until then may undo it, and the watcher acts on it at
+    depth. Restored at another adjudicator, the check let it through: the watcher then
+    re-registered it at the new contract on every block (refused, WrongChannel), and the
+    old contract went unwatched. Only a closed channel the watcher has retired skips it."""
+    scene = Scene("evm", tmp_path)
+    try:
+        scene.bob_publishes(scene.latest)  # an honest unilateral close
+        scene.world.sync()
+        channel = scene.alice.channels[scene.channel_id]
+        for _ in range(40):
+            if channel.status == "closed":
+                break
+            scene.world.advance(60)
+        dispute = scene.alice.watcher.dispute(scene.channel_id)
+        assert channel.status == "closed" and dispute is not None and dispute.concluded
+        elsewhere, other = _another_adjudicator(scene)
+        _restart_alice_with(scene, elsewhere)
+        reason = scene.alice.quarantined[scene.channel_id].reason
+        assert other in reason, reason
+    finally:
+        scene.close()
+
+
+def _adjudicator(backend: ChainBackend) -> str:
+    from chenilles_evm.backend import EvmBackend
+
+    assert isinstance(backend, EvmBackend)
+    return str(backend.adjudicator.address)
+
+
+def _another_adjudicator(scene: Scene) -> tuple[Kit, str]:
+    """The scene's kit with a fresh backend at a second adjudicator deployed on the same
+    chain (an operator re-pinning ``adjudicator``), and that adjudicator's address."""
+    from chenilles_evm.backend import EvmBackend, _deploy_dev_contracts
+
+    old = scene.backend
+    assert isinstance(old, EvmBackend)
+    other, _, origin = _deploy_dev_contracts(old.w3, old._ledger.accounts[-1], with_token=False)
+
+    def at_other(backend: ChainBackend) -> ChainBackend:
+        assert isinstance(backend, EvmBackend)
+        return EvmBackend(backend.w3, other, ledger=backend._ledger, from_block=origin)
+
+    return dataclasses.replace(scene.kit, fresh=at_other), other
+
+
+def _restart_alice_with(scene: Scene, kit: Kit) -> None:
+    """Alice stopped (nothing in flight) and started again with ``kit``'s backend."""
+    scene.kit = kit
+    scene.world.network.silence(scene.alice)
+    scene.store.close()
+    scene.restart_alice()
 
 
 def _forget_deployments(path: Path) -> None:

@@ -242,7 +242,10 @@ class Persistence:
         try:
             # One pass over the records (most of them are channels', payments', invoices').
             records = store.settings_with_prefixes(_RESTORED_PREFIXES)
-            self._restore_channels(store, records[CHANNEL_PREFIX], records[RECORD_PREFIX])
+            in_dispute = frozenset(cid for cid, _ in state.watcher.disputes)
+            self._restore_channels(
+                store, records[CHANNEL_PREFIX], records[RECORD_PREFIX], in_dispute
+            )
         finally:
             gc.freeze()
             if collecting:
@@ -304,7 +307,10 @@ class Persistence:
         store: Store,
         channel_records: list[tuple[str, bytes]],
         backend_records: list[tuple[str, bytes]],
+        in_dispute: frozenset[bytes],
     ) -> None:
+        """``in_dispute``: the channels the watcher still holds a dispute of (a closed one
+        among them waits for its conclusion to be final)."""
         self._policies.clear()  # the backends' time models of now
         metas = {
             meta.channel_id: meta
@@ -331,7 +337,9 @@ class Persistence:
                 continue  # created but never checkpointed: nothing was signed or sent
             stored = parts.get(record.channel_id.hex()) if parts else None
             try:
-                self._restore_channel(record, meta, snapshots, holdings, read, stored, chains)
+                self._restore_channel(
+                    record, meta, snapshots, holdings, read, stored, chains, in_dispute
+                )
             except Exception as error:  # one bad channel must never stop the node
                 reason = _reason(error)
                 peer = record.params.participants[1 - record.me].node_id
@@ -365,12 +373,14 @@ class Persistence:
         read: Callable[[bytes], bytes | None],
         stored: dict[str, bytes] | None,
         chains: dict[str, _Chain],
+        in_dispute: frozenset[bytes],
     ) -> None:
         """Rebuild one channel; raises (and changes nothing) if it cannot be. ``snapshots``
         and ``read``: the store's ``snapshot_index`` and ``load_encoded_snapshot``;
         ``holdings``: its ``snapshot_holdings``, read when first asked;
         ``chains``: each configured chain's backend, account, ``restore_record`` and
-        ``deployment`` (``None`` where the backend has none)."""
+        ``deployment`` (``None`` where the backend has none); ``in_dispute``: the channels
+        the watcher holds a dispute of."""
         chain = record.params.chain
         if chain in self.ctx.unavailable:
             raise LookupError(
@@ -381,10 +391,13 @@ class Persistence:
             configured = ", ".join(sorted(self.ctx.backends)) or "none"
             raise LookupError(f"its chain {chain} is not configured (configured: {configured})")
         backend, account, restore_record, deployment = chains[chain]
-        if deployment is not None and meta.status != "closed":
+        done = meta.status == "closed" and record.channel_id not in in_dispute
+        if deployment is not None and not done:
             # (else its disputes would be watched at, and sent to, a contract not holding it;
-            # a closed channel has nothing left there: an operator who closed every channel
-            # before moving to a new deployment is not shown them all as quarantined)
+            # a closed channel whose conclusion is final has nothing left there: an operator
+            # who closed every channel before moving to a new deployment is not shown them
+            # all as quarantined. One closed before its conclusion is final is still
+            # watched there: a reorg may undo it.)
             configured = deployment(record.params)
             if record.deployment:
                 opened_at = record.deployment
