@@ -108,6 +108,9 @@ class ChannelContext:
 def _sweep(
     inputs: list[SpendableOutput], dest: bytes, ctx: ChannelContext, lock: int = 0
 ) -> Signed:
+    """A transaction only we sign (penalty, sweep, HTLC spend), at the raised feerate where
+    it can pay, else at the channel's (``ChannelView.sweep_fees``): the choice depends on
+    the inputs and the policies only, so the same call builds the same transaction."""
     *first, last = ctx.view.sweep_fees()
     for feerate, max_fee in first:  # the raised rate, where it can pay
         try:
