@@ -379,11 +379,9 @@ class EvmBackend(ForcedMoves):
         adjudicator's address and its app's, so a channel opened at others is not ours to
         enforce here."""
         where = f"adjudicator {self.adjudicator.address}"
-        return (
-            f"{where}, app {params.app} at {app_address(params, self._apps)}"
-            if params.app
-            else where
-        )
+        if not params.app:
+            return where
+        return f"{where}, app {params.app} at {app_address(params, self._apps)}"
 
     def channel_rules(self, params: ChannelParams) -> ChannelRules:
         """None: gas is paid by whoever sends a transaction, from outside the channel; the

@@ -424,8 +424,7 @@ class ChainActions:
             # the check at depth: the chain still has the conclusion, it is final
             watcher.retire(channel.channel_id)
             return
-        resolves = channel.backend.info.conclusion_resolves_htlcs
-        if not resolves and self._htlcs_to_take(channel, latest):
+        if self._still_to_take(channel, latest):
             self._wait_for_htlcs(channel, receipt)
             return
         channel.add_receipt(receipt)
@@ -435,10 +434,18 @@ class ChainActions:
         )
         self.withdraw_all(channel)
         self.ctx.note(f"concluded {channel.channel_id.hex()[:8]} on-chain and withdrew")
-        if resolves:  # the conclusion paid every HTLC: ours not revealed came back
+        if channel.backend.info.conclusion_resolves_htlcs:
+            # the conclusion paid every HTLC: ours not revealed came back
             for htlc in latest.state.htlcs if latest else ():
                 if htlc.payer == channel.me and htlc.payment_hash not in self.payments.preimages:
                     self.payments.refunded_on_chain(channel, htlc)
+
+    def _still_to_take(self, channel: Channel, latest: SignedState | None) -> bool:
+        """Whether the dispute must stay open past its period for HTLCs of the state
+        on-chain: only where the conclusion leaves them alone (``_htlcs_to_take``)."""
+        return not channel.backend.info.conclusion_resolves_htlcs and bool(
+            self._htlcs_to_take(channel, latest)
+        )
 
     def _htlcs_to_take(self, channel: Channel, latest: SignedState | None) -> list[Htlc]:
         """On a chain whose conclusion leaves the HTLCs alone (Bitcoin), those of the state
@@ -476,9 +483,7 @@ class ChainActions:
         """The dispute's period is over, but nothing of ours on-chain can be taken yet
         (Bitcoin: an output's own CSV delay): a wait, shown as the channel's, not an error,
         and the conclusion is asked again on the next block."""
-        if not channel.backend.info.conclusion_resolves_htlcs and self._htlcs_to_take(
-            channel, latest
-        ):
+        if self._still_to_take(channel, latest):
             self._wait(channel, _HTLCS_TO_TAKE)
         else:
             self._wait(channel, f"the dispute's period is over; {early.reason}")

@@ -391,25 +391,8 @@ class Persistence:
             configured = ", ".join(sorted(self.ctx.backends)) or "none"
             raise LookupError(f"its chain {chain} is not configured (configured: {configured})")
         backend, account, restore_record, deployment = chains[chain]
-        done = meta.status == "closed" and record.channel_id not in in_dispute
-        if deployment is not None and not done:
-            # (else its disputes would be watched at, and sent to, a contract not holding it;
-            # a closed channel whose conclusion is final has nothing left there: an operator
-            # who closed every channel before moving to a new deployment is not shown them
-            # all as quarantined. One closed before its conclusion is final is still
-            # watched there: a reorg may undo it.)
-            configured = deployment(record.params)
-            if record.deployment:
-                opened_at = record.deployment
-            elif backend.channel_id(record.params) != record.channel_id:
-                opened_at = "another"  # stored before deployments were kept: its id tells
-            else:
-                opened_at = configured
-            if opened_at != configured:
-                raise LookupError(
-                    f"opened at {opened_at}, configured now: {configured}. Put back "
-                    "the option it was opened with (adjudicator, program_id, apps), restart"
-                )
+        if deployment is not None:
+            _check_deployment(record, meta, backend, deployment, in_dispute)
         if stored and restore_record is not None:  # before the authority is built
             restore_record(record.params, record.me, account, stored)
         channel_id = record.channel_id
@@ -532,6 +515,35 @@ def _export_record(channel: Channel, records: dict[str, bytes | None]) -> None:
     changed = export(channel.params, channel.me, channel.account)
     for part, data in (changed or {}).items():
         records[record_key(channel.channel_id, part)] = data
+
+
+def _check_deployment(
+    record: ChannelRecord,
+    meta: ChannelMeta,
+    backend: ChainBackend,
+    deployment: Callable[[ChannelParams], str],
+    in_dispute: frozenset[bytes],
+) -> None:
+    """Raise ``LookupError`` (the channel is quarantined) if the configuration names
+    another contract than the one the channel was opened at: restored, its disputes would
+    be watched at, and sent to, a contract that does not hold it. A closed channel whose
+    conclusion is final has nothing left there (an operator who closed every channel before
+    moving to a new deployment is not shown them all as quarantined); one closed before
+    its conclusion is final is still watched there, since a reorg may undo it."""
+    if meta.status == "closed" and record.channel_id not in in_dispute:
+        return
+    configured = deployment(record.params)
+    if record.deployment:
+        opened_at = record.deployment
+    elif backend.channel_id(record.params) != record.channel_id:
+        opened_at = "another"  # stored before deployments were kept: its id tells
+    else:
+        return
+    if opened_at != configured:
+        raise LookupError(
+            f"opened at {opened_at}, configured now: {configured}. Put back "
+            "the option it was opened with (adjudicator, program_id, apps), restart"
+        )
 
 
 def _reason(error: BaseException) -> str:
