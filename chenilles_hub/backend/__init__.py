@@ -4,7 +4,8 @@
   events, ``LedgerError``...);
 - ``roles``: one protocol per concern (``ChainSource``, ``Keys``, ``Enforcer``,
   ``FeeEstimator``, ``ChainRules``, ``TestLedger``, ``AppEnforcer``) and the optional roles
-  (``EventFetcher``, ``ClockFetcher``, ``ChannelRecords``, ``Deployments``, ``Wallet``,
+  (``EventFetcher``, ``ClockFetcher``, ``ChannelRecords``, ``Deployments``, ``OpenTerms``,
+  ``Wallet``,
   ``CoinWallet``);
 - ``protocol``: ``ChainBackend``, all required roles on one object, and ``BackendFactory``.
 
@@ -31,6 +32,7 @@ from .roles import Enforcer as Enforcer
 from .roles import EventFetcher as EventFetcher
 from .roles import FeeEstimator as FeeEstimator
 from .roles import Keys as Keys
+from .roles import OpenTerms as OpenTerms
 from .roles import TestLedger as TestLedger
 from .roles import Wallet as Wallet
 from .types import FEE_OPERATIONS as FEE_OPERATIONS

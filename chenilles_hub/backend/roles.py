@@ -356,6 +356,23 @@ class Deployments(Protocol):
 
 
 @runtime_checkable
+class OpenTerms(Protocol):
+    """An optional role: a backend whose channels need terms both sides share beyond the
+    params' fields (Bitcoin: the fee policy every transaction both sides sign is built
+    with, which has no ``update_fee``) lets the opener's participant key carry them, so
+    that the channel id commits to them, and says here whether this node can keep the
+    terms an opener proposes. The node asks before it answers an open request: a refusal
+    goes back to the opener as the reason of its ``OpenRefused``, and nothing is kept.
+    Without the role, any terms are taken (each side's own options are used)."""
+
+    def terms_refusal(self, opener_key: str) -> str | None:
+        """Why this node does not join a channel on the terms ``opener_key`` (the peer's
+        ``participant_key``) carries, in words that name the option to change; ``None``
+        to take them. A key that does not parse is refused here, not raised."""
+        ...
+
+
+@runtime_checkable
 class Wallet(Protocol):
     """An optional role: the node's own on-chain account as a wallet the operator can use
     (``chenilles wallet``). ``decimals``: how many decimal places a whole unit of ``asset``

@@ -66,6 +66,7 @@ class ForgingAuthority(BitcoinAuthority):
         except ChannelError:
             rules = dataclasses.replace(self.view.policy, dust_limit_sat=0)
             view = type(self.view)(self.view.params, rules)
+            view.use_policy(rules)  # over the policy the opener's key carries
             built = view.commitment(owner, state, point, self.secrets)
             # No outputs: its transaction (built from them) and what is signed have none.
             return dataclasses.replace(built, outputs=[])

@@ -101,16 +101,28 @@ def test_a_channel_keeps_the_fee_policy_it_was_opened_with(backend: BitcoinBacke
         channel.params, latest.state, 1, latest.signatures[1], None
     )  # the peer's signature on the latest state still checks
     newer = Channel.create(restarted, accounts=channel.accounts, nonce=b"\x07" * 32)
-    assert restarted.channel_rules(newer.params) != backend.channel_rules(newer.params)
     assert restarted.context(newer.params, 0, newer.accounts[0]).view.policy == raised
+    # the opener's key carries it: a peer configured otherwise builds the same transactions
+    assert backend.channel_rules(newer.params) == restarted.channel_rules(newer.params)
+    assert backend.channel_rules(newer.params) != backend.channel_rules(channel.params)
+
+
+def _without_policy(backend: BitcoinBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Participant keys as a node wrote them before keys carried the opener's policy."""
+    keys_only = BitcoinBackend.participant_key
+    monkeypatch.setattr(
+        backend, "participant_key", lambda a, salt: keys_only(backend, a, salt).rsplit(":", 4)[0]
+    )
 
 
 def test_a_record_written_before_policies_were_kept_is_built_with_the_options_in_force(
-    backend: BitcoinBackend,
+    backend: BitcoinBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """As it always was, and nothing is guessed into its record: written now, a guess made
     under options changed on this very restart would stay wrong once they are put back."""
+    _without_policy(backend, monkeypatch)
     channel = opened(backend)
+    assert channel.params.participants[0].chain_key.count(":") == 2
     alice = channel.accounts[0]
     parts = dict(backend.export_record(channel.params, 0, alice) or {})
     del parts["policy"]
@@ -121,3 +133,39 @@ def test_a_record_written_before_policies_were_kept_is_built_with_the_options_in
     for bad in (b"\x93garbage", msgspec.msgpack.encode(ChannelPolicy(block_interval=0))):
         with pytest.raises(InvalidParams, match="does not decode"):
             restarted.restore_record(channel.params, 0, alice, {**parts, "policy": bad})
+
+
+def test_the_opener_key_carries_the_channels_policy_and_a_record_cannot_contradict_it(
+    backend: BitcoinBackend,
+) -> None:
+    """The channel id commits to the opener's key, so to its policy: a record that keeps
+    another (a store edited, or mixed up with another channel's) is refused at restore."""
+    channel = opened(backend)
+    alice = channel.accounts[0]
+    key = channel.params.participants[0].chain_key
+    assert key.endswith(":1000:546:50000:600") and len(key) <= 200
+    parts = dict(backend.export_record(channel.params, 0, alice) or {})
+    parts["policy"] = msgspec.msgpack.encode(ChannelPolicy(feerate_per_kw=2_000))
+    restarted = _restarted(backend, backend.policy)
+    with pytest.raises(InvalidParams, match="the record keeps the fee policy"):
+        restarted.restore_record(channel.params, 0, alice, parts)
+
+
+def test_a_channel_opened_before_keys_carried_a_policy_keeps_the_one_its_record_kept(
+    backend: BitcoinBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every channel opened before the thirty-second session has keys of three parts: its
+    record's policy is what keeps it on the transactions its peer signs (found by review:
+    with the keys carrying the policy, no test covered these channels any more)."""
+    _without_policy(backend, monkeypatch)
+    channel = opened(backend)
+    alice = channel.accounts[0]
+    parts = backend.export_record(channel.params, 0, alice)
+    assert parts is not None and "policy" in parts
+    restarted = _restarted(backend, ChannelPolicy(feerate_per_kw=2_500, dust_limit_sat=1_000))
+    restarted.restore_record(channel.params, 0, alice, parts)
+    assert restarted.context(channel.params, 0, alice).view.policy == backend.policy
+    latest = channel.latest()
+    assert restarted.authority(channel.params, alice, 0).verify(
+        channel.params, latest.state, 1, latest.signatures[1], None
+    )

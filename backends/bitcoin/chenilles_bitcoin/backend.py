@@ -89,6 +89,7 @@ from .duties import (
 )
 from .ledger.miner import COINBASE_MATURITY
 from .members import TWO_PARTY_ONLY
+from .policy import policy_in_key, terms_refusal, with_policy
 from .record import ChannelRecord, RecordError
 from .watch import (
     SeenCommitment,
@@ -193,6 +194,7 @@ class BitcoinBackend:
             conclusion_resolves_htlcs=False,
         )
         self.policy = policy or ChannelPolicy()
+        self.policy.check()
         self.auto_mine = auto_mine
         self.height_clock = height_clock
         #: pays ``create_account(fund=True)`` on a chain whose subsidy may have run out
@@ -528,8 +530,23 @@ class BitcoinBackend:
     # --- channels ----------------------------------------------------------------------------
 
     def participant_key(self, account: Account, nonce: bytes) -> str:
-        """``"<funding pubkey>:<point 0>:<tag>"``; ``nonce`` is the node's opening salt."""
-        return derive_secrets(_account(account).secret, derivation_tag(nonce)).public.chain_key
+        """``"<funding pubkey>:<point 0>:<tag>:<fee policy>"``; ``nonce`` is the node's
+        opening salt. The opener's policy becomes the channel's (see policy.py); the
+        acceptor's is carried too, and unused."""
+        keys = derive_secrets(_account(account).secret, derivation_tag(nonce)).public.chain_key
+        return with_policy(keys, self.policy)
+
+    def terms_refusal(self, opener_key: str) -> str | None:
+        """Why this node does not join a channel on the fee policy the opener's key carries
+        (``policy.terms_refusal``: a feerate below ours or above ten times it, a dust limit
+        above ours, another block interval), or ``None``. A key without a policy (a node of
+        an earlier version) is taken: its channel is built with our options, as before."""
+        try:
+            parse_chain_key(opener_key)
+            offered = policy_in_key(opener_key)
+        except ValueError as exc:
+            return f"bad Bitcoin participant key: {exc}"
+        return None if offered is None else terms_refusal(offered, self.policy)
 
     def new_nonce(
         self,
@@ -644,8 +661,14 @@ class BitcoinBackend:
             ctx.record.load_parts(parts)
         except RecordError as exc:
             raise InvalidParams(str(exc)) from exc
-        if ctx.record.policy is not None and ctx.record.policy != ctx.view.policy:
-            ctx.view.use_policy(ctx.record.policy)
+        kept = ctx.record.policy
+        if ctx.view.agreed is not None and kept is not None and kept != ctx.view.agreed:
+            del self._contexts[(self.channel_id(params), me)]  # nothing of it stays loaded
+            raise InvalidParams(
+                f"the record keeps the fee policy {kept}, the channel's params {ctx.view.agreed}"
+            )
+        if kept is not None and kept != ctx.view.policy:
+            ctx.view.use_policy(kept)
 
     # --- submitting ----------------------------------------------------------------------------
 

@@ -92,12 +92,14 @@ class ChannelPublicKeys:
 
 
 def parse_chain_key(chain_key: str) -> ChannelPublicKeys:
-    """Parse ``"<funding>:<point0>:<tag>"``; raises :class:`InvalidKeyError` on anything else."""
+    """Parse ``"<funding>:<point0>:<tag>"``, followed in a key that carries the opener's
+    fee policy by its four fields (read by ``policy.policy_in_key``); raises
+    :class:`InvalidKeyError` on anything else."""
     parts = chain_key.split(":")
-    if len(parts) != 3:
-        raise InvalidKeyError(f"a Bitcoin participant key has 3 parts, got {len(parts)}")
+    if len(parts) not in (3, 7):
+        raise InvalidKeyError(f"a Bitcoin participant key has 3 or 7 parts, got {len(parts)}")
     try:
-        funding, point, tag = (bytes.fromhex(p) for p in parts)
+        funding, point, tag = (bytes.fromhex(p) for p in parts[:3])
     except ValueError as exc:
         raise InvalidKeyError("participant key is not hex") from exc
     if len(tag) != TAG_BYTES:

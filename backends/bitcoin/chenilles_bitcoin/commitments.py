@@ -24,7 +24,6 @@ Mapping (see docs/bitcoin.md):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from chenilles_hub.core import Asset, AssetRules, ChannelParams, ChannelRules, ChannelState, Htlc
 from chenilles_hub.core.errors import (
@@ -60,10 +59,10 @@ from .bolt3 import (
 )
 from .bolt3 import Htlc as Bolt3Htlc
 from .channel_keys import ChannelPublicKeys, ChannelSecrets, parse_chain_key
+from .policy import BLOCK_INTERVAL, ChannelPolicy, policy_in_key
 
 #: 21 million BTC in satoshi: no Bitcoin amount can be larger.
 MAX_SAT = 21_000_000 * 100_000_000
-BLOCK_INTERVAL = 600
 MIN_TO_SELF_DELAY = 6
 NATIVE_TOKEN = "native"
 FUNDING_OUTPUT = 0
@@ -73,22 +72,6 @@ class CommitmentFeeError(InsufficientBalance):
     """The funder cannot pay the commitment fee, or the fee is above the backend's limit."""
 
     code = "commitment_fee"
-
-
-@dataclass(frozen=True)
-class ChannelPolicy:
-    """Backend constants both sides must share (there is no update_fee). A channel keeps
-    the policy it was opened with for life (its record's ``policy`` part): the backend's
-    options apply to channels opened after they changed.
-
-    ``block_interval`` is the network's expected seconds per block: 600 on Bitcoin's real
-    networks; a devnet that mines every few seconds says so, so that unix times (HTLC
-    expiries, challenge durations) become the heights that are reached at those times."""
-
-    feerate_per_kw: int = 1000
-    dust_limit_sat: int = 546
-    max_fee_sat: int = 50_000
-    block_interval: int = BLOCK_INTERVAL
 
 
 #: BOLT 2's channel reserve: 1% of the channel (at least the dust limit).
@@ -146,6 +129,9 @@ class ChannelView:
     """Both participants' public keys and the funding outpoint of one channel."""
 
     def __init__(self, params: ChannelParams, policy: ChannelPolicy) -> None:
+        """``policy``: the backend's options now. The channel is built with the policy
+        the opener's participant key carries, or with ``policy`` for a key written before
+        keys carried one."""
         if len(params.assets) != 1 or params.assets[0] != Asset(params.chain, NATIVE_TOKEN):
             raise InvalidParams(f"a Bitcoin channel holds exactly {NATIVE_TOKEN}@{params.chain}")
         try:
@@ -153,6 +139,9 @@ class ChannelView:
                 parse_chain_key(params.participants[0].chain_key),
                 parse_chain_key(params.participants[1].chain_key),
             )
+            #: The opener's policy, which its key carries (the channel id commits to it).
+            self.agreed = policy_in_key(params.participants[0].chain_key)
+            policy_in_key(params.participants[1].chain_key)  # well formed, though unused
         except ValueError as exc:
             raise InvalidParams(f"bad Bitcoin participant key: {exc}") from exc
         self.params = params
@@ -162,7 +151,7 @@ class ChannelView:
         #: The backend's options now: what our own sweeps, penalties and HTLC spends may
         #: pay (``sweep_fees``), whatever policy the channel keeps for what both sign.
         self.configured = policy
-        self.use_policy(policy)
+        self.use_policy(self.agreed or policy)
         self.funding_script = bytes(
             funding_script(self.keys[0].funding_pubkey, self.keys[1].funding_pubkey)
         )

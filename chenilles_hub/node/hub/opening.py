@@ -25,7 +25,7 @@ from typing import TypeVar
 
 import msgspec
 
-from ...backend import Account, ChainBackend, Deployments
+from ...backend import Account, ChainBackend, Deployments, OpenTerms
 from ...core import (
     App,
     Asset,
@@ -210,7 +210,11 @@ class Opening:
             return
         backend = self.ctx.backends[msg.chain]
         account = self.ctx.accounts[msg.chain]
-        key = _from_backend("participant key", backend.participant_key, account, msg.salt)
+        # Our own salt, never the opener's: keys derived from a salt a peer chooses are keys
+        # it can make us reuse (a Bitcoin acceptor's per-commitment secrets, revealed as
+        # revocations in one channel, would be those of another channel with that peer).
+        salt = secrets.token_bytes(32)
+        key = _from_backend("participant key", backend.participant_key, account, salt)
         # Deposits arrive as (opener's, acceptor's); keep them from our point of view.
         deposits = {a: (d[1], d[0]) for a, d in zip(msg.assets, msg.deposits, strict=True)}
         if msg.app:
@@ -224,7 +228,7 @@ class Opening:
             msg.assets,
             deposits,
             msg.challenge_duration,
-            msg.salt,
+            salt,
             msg.opener_key,
             False,
             msg.app,
@@ -245,6 +249,9 @@ class Opening:
             return f"unknown assets {unknown}"
         if len(msg.deposits) != len(msg.assets) or len(set(msg.assets)) != len(msg.assets):
             return "one deposit pair per asset, each asset once"
+        terms = _terms_refusal(backend, msg.opener_key)
+        if terms is not None:
+            return terms
         if not any(ours or theirs for ours, theirs in msg.deposits):
             return "a channel needs a deposit on at least one side"
         if msg.temp_id in self.pending_opens:
@@ -454,6 +461,17 @@ class Opening:
             f"channel {channel_id.hex()[:8]} on {params.chain} created (participant {me})"
         )
         return channel
+
+
+def _terms_refusal(backend: ChainBackend, opener_key: str) -> str | None:
+    """The backend's refusal of the terms an opener's key carries (``OpenTerms``); a
+    backend that raises refuses, with what it raised."""
+    if not isinstance(backend, OpenTerms):
+        return None
+    try:
+        return backend.terms_refusal(opener_key)
+    except Exception as exc:  # a plugin's surprise is a refusal, never the node's failure
+        return f"the opener's terms: {exc}"
 
 
 def _from_backend(what: str, fn: Callable[..., T], *args: object) -> T:

@@ -33,7 +33,8 @@ class OpenRequest(
     omit_defaults=True,
     tag="open_request",
 ):
-    """The opener proposes a channel; ``salt`` lets each side derive per-channel keys.
+    """The opener proposes a channel; ``salt`` is the one its per-channel key came from
+    (the acceptor draws its own: a salt a peer chooses could make it reuse keys).
     An app channel names its ``app`` and the opening state's ``app_data`` (both omitted,
     so absent from the frame, for a payment channel)."""
 
