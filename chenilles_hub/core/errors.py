@@ -201,6 +201,13 @@ class TooManyHtlcs(HtlcError):
     code = "too_many_htlcs"
 
 
+class DustExposure(HtlcError):
+    """The HTLCs too small for an output of their own (their value goes to fees if the
+    enforcement transaction is mined) would add up to more than the node's cap."""
+
+    code = "dust_exposure"
+
+
 class BadPreimage(HtlcError):
     code = "bad_preimage"
 

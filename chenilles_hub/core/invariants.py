@@ -10,6 +10,7 @@ from .errors import (
     AmountOutOfRange,
     BelowReserve,
     DuplicateHtlc,
+    DustExposure,
     FeeUnaffordable,
     InvalidParams,
     InvariantViolation,
@@ -119,7 +120,10 @@ def check_rules(
     * outputs: each participant's enforcement transaction keeps at least one output (a
       balance at the dust limit or above, or an HTLC above its trim threshold);
     * HTLCs: no more are locked than the ledger holds per state (``max_htlcs``), unless
-      ``new`` locks no more than ``old``.
+      ``new`` locks no more than ``old``;
+    * dust exposure: the HTLCs without an output add up to at most ``max_trimmed``, unless
+      ``new`` holds no more of them than ``old`` (a cap lowered by a restart must not
+      keep the HTLCs above it from being settled or failed).
     """
     locked = len(new.htlcs)
     if locked > rules.max_htlcs and (old is None or locked > len(old.htlcs)):
@@ -171,6 +175,14 @@ def _check_asset_rules(rules: AssetRules, new: ChannelState, old: ChannelState |
                     f"{asset}: participant {index} would keep {amount}, below the channel "
                     f"reserve of {reserve} (it must keep what it holds of it)"
                 )
+    if rules.max_trimmed is not None:
+        trimmed = rules.trimmed(new)
+        if trimmed > rules.max_trimmed and (old is None or trimmed > rules.trimmed(old)):
+            raise DustExposure(
+                f"{asset}: HTLCs too small for an output would add up to {trimmed}, above "
+                f"this node's cap of {rules.max_trimmed} (their value goes to fees if the "
+                "channel closes on-chain)"
+            )
     floor = max(rules.dust_limit, 1)
     for owner, fee in enumerate(fees):
         left = [amount - (fee if index == payer else 0) for index, amount in enumerate(free)]

@@ -16,7 +16,11 @@ The shape follows BOLT 2 and 3, in chain-neutral words:
   an output;
 * the commitment fee: paid out of one participant's balance (BOLT 3: the funder) and
   growing with the HTLCs that get their own output; an HTLC smaller than its trim threshold
-  (the dust limit plus its second-stage fee) gets none.
+  (the dust limit plus its second-stage fee) gets none;
+* the dust exposure: an HTLC without an output is not enforceable, its value goes to fees
+  if that transaction is mined, so what such HTLCs add up to is capped (``max_trimmed``,
+  Lightning's ``max_dust_htlc_exposure``): a hub that forwarded one whose peer then closed
+  on-chain has paid downstream what it cannot claim upstream.
 
 A chain with no such costs (EVM, Solana: fees are paid by whoever sends a transaction, from
 outside the channel) declares no asset rules, and nothing of that is checked.
@@ -46,7 +50,9 @@ class AssetRules(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     transaction, ``n`` the HTLCs with an output in it (``fee_divisor`` lets a backend state
     a fee rate exactly, e.g. Bitcoin's sat per 1000 weight units). An HTLC gets an output
     in its payer's transaction from ``htlc_trim[0]`` up, in its payee's from
-    ``htlc_trim[1]`` up (the second-stage fees differ on Bitcoin).
+    ``htlc_trim[1]`` up (the second-stage fees differ on Bitcoin). ``max_trimmed``: the
+    most the HTLCs without an output in some enforcement transaction may add up to
+    (``None``: no cap), a node's own choice, not one both sides must share.
     """
 
     asset: Asset
@@ -58,6 +64,7 @@ class AssetRules(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     fee_per_htlc: NonNegative = 0
     fee_divisor: Annotated[int, msgspec.Meta(ge=1)] = 1
     htlc_trim: tuple[NonNegative, NonNegative] = (0, 0)
+    max_trimmed: NonNegative | None = None
 
     def reserve(self, total: int) -> int:
         """The reserve in a channel holding ``total``: ``reserve_ppm`` of it (rounded up),
@@ -71,6 +78,14 @@ class AssetRules(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             for h in state.htlcs
             if h.asset == self.asset and h.amount >= self.htlc_trim[0 if h.payer == owner else 1]
         )
+
+    def trimmed(self, state: ChannelState) -> int:
+        """What this asset's HTLCs without an output in one participant's enforcement
+        transaction or the other's add up to: whichever is mined, they go to fees."""
+        threshold = max(self.htlc_trim)
+        if not state.htlcs or threshold == 0:
+            return 0
+        return sum(h.amount for h in state.htlcs if h.asset == self.asset and h.amount < threshold)
 
     def fee(self, state: ChannelState, owner: int) -> int:
         """The fee of ``owner``'s enforcement transaction of ``state``."""

@@ -262,3 +262,32 @@ def test_every_accepted_bitcoin_state_has_a_commitment_that_can_be_mined(
         assert not channel.errors, channel.errors
         _assert_mineable(channel, channel.latest().state)
         assert channel.machines[0].latest == channel.machines[1].latest
+
+
+def test_htlcs_too_small_for_an_output_are_capped_at_the_nodes_dust_exposure(
+    backend: BitcoinBackend,
+    accounts: tuple[BitcoinAccount, BitcoinAccount],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At 1,000 sat/kw an HTLC below 1,249 sat has no output in one commitment or both:
+    mined, its value goes to fees. With a cap of 2,500 sat, a third 1,200 sat HTLC is not
+    offered, and a peer with no cap that proposes it anyway is refused; an HTLC with outputs
+    of its own does not count."""
+    monkeypatch.setattr(backend, "max_dust_exposure_sat", 2_500)
+    channel = Channel.create(backend, (1_000_000, 0), accounts=accounts, nonce=b"\x09" * 32)
+    channel.open()
+    alice = channel.machines[0]
+    for seq in range(2):
+        htlc, _ = channel.htlc(seq * 2, payer=0, amount=1_200)
+        channel.update(0, AddHtlc(htlc))
+    third, _ = channel.htlc(4, payer=0, amount=1_200)
+    before = alice.snapshot()
+    with pytest.raises(ChannelError) as caught:
+        alice.propose((AddHtlc(third),), backend.now())
+    assert caught.value.code == "dust_exposure"
+    assert alice.snapshot() == before
+    big, _ = channel.htlc(6, payer=0, amount=5_000)
+    channel.update(0, AddHtlc(big))
+    assert len(channel.latest().state.htlcs) == 3
+    message = proposal_of(cheat(channel, 0).propose((AddHtlc(third),), backend.now()))
+    assert deliver_refused(channel, 1, message).code == "dust_exposure"

@@ -89,7 +89,7 @@ from .duties import (
 )
 from .ledger.miner import COINBASE_MATURITY
 from .members import TWO_PARTY_ONLY
-from .policy import policy_in_key, terms_refusal, with_policy
+from .policy import DUST_EXPOSURE_SAT, policy_in_key, terms_refusal, with_policy
 from .record import ChannelRecord, RecordError
 from .watch import (
     SeenCommitment,
@@ -173,6 +173,7 @@ class BitcoinBackend:
         *,
         chain: str = REGTEST,
         policy: ChannelPolicy | None = None,
+        max_dust_exposure_sat: int = DUST_EXPOSURE_SAT,
         auto_mine: bool = False,
         height_clock: bool = False,
         faucet: BitcoinAccount | None = None,
@@ -195,6 +196,13 @@ class BitcoinBackend:
         )
         self.policy = policy or ChannelPolicy()
         self.policy.check()
+        if type(max_dust_exposure_sat) is not int or max_dust_exposure_sat < 0:
+            raise ValueError(
+                f"max_dust_exposure_sat is whole satoshi, 0 or more: {max_dust_exposure_sat!r}"
+            )
+        #: The most this node lets a channel's HTLCs without an output add up to (their
+        #: value goes to fees if a commitment is mined); this node's, not the channel's.
+        self.max_dust_exposure_sat = max_dust_exposure_sat
         self.auto_mine = auto_mine
         self.height_clock = height_clock
         #: pays ``create_account(fund=True)`` on a chain whose subsidy may have run out
@@ -628,8 +636,9 @@ class BitcoinBackend:
     def channel_rules(self, params: ChannelParams) -> ChannelRules:
         """BOLT 2/3: dust limit, 1% channel reserve, the funder's commitment fee and HTLC
         trimming at the channel's feerate (see ``commitments.channel_rules``): the
-        backend's when the channel opened, kept in its record after."""
-        return channel_rules(params, self._view(params)[1].policy)
+        opener's when the channel opened, kept in its record after; and this node's cap on
+        the HTLCs without an output (``max_dust_exposure_sat``)."""
+        return channel_rules(params, self._view(params)[1].policy, self.max_dust_exposure_sat)
 
     def authority(self, params: ChannelParams, account: Account, me: int) -> StateAuthority:
         ctx = self.context(params, me, account)
@@ -1174,13 +1183,14 @@ def embedded_backend(**options: Any) -> BitcoinBackend:
 
     Options: ``datadir`` (default: a temporary directory), ``auto_mine`` (default True: each
     on-chain action is mined at once and a kernel rejection raises ``LedgerError``),
-    ``feerate_per_kw``, ``dust_limit_sat``, ``max_fee_sat``.
+    ``feerate_per_kw``, ``dust_limit_sat``, ``max_fee_sat``, ``max_dust_exposure_sat``.
     """
     chain = btc.KernelChain(options.pop("datadir", None))
     return BitcoinBackend(
         chain,
         chain=REGTEST,
         policy=_policy(options),
+        max_dust_exposure_sat=options.pop("max_dust_exposure_sat", DUST_EXPOSURE_SAT),
         auto_mine=options.pop("auto_mine", True),
         height_clock=True,
     )
@@ -1190,8 +1200,9 @@ def connect_backend(url: str, **options: Any) -> BitcoinBackend:
     """A backend on bitcoind's JSON-RPC at ``url``.
 
     Options: ``user``, ``password``, ``cookie_file``, ``chain`` (CAIP-2, default
-    ``bip122:regtest``), the fee policy and ``block_interval``, and for a regtest devnet
-    mined on demand: ``auto_mine`` (mine a block after each action), ``height_clock``
+    ``bip122:regtest``), the fee policy, ``block_interval`` and ``max_dust_exposure_sat``,
+    and for a regtest devnet mined on demand: ``auto_mine`` (mine a block after each
+    action), ``height_clock``
     (``now()`` moves ``block_interval`` a block from the time of connecting, as on the
     embedded chain: a devnet's block times follow the wall clock, not its heights) and
     ``faucet_key_file`` (the devnet's ``faucet.key``: ``create_account(fund=True)`` is paid
@@ -1213,6 +1224,7 @@ def connect_backend(url: str, **options: Any) -> BitcoinBackend:
         ledger,
         chain=options.pop("chain", REGTEST),
         policy=_policy(options),
+        max_dust_exposure_sat=options.pop("max_dust_exposure_sat", DUST_EXPOSURE_SAT),
         auto_mine=bool(options.pop("auto_mine", False)),
         height_clock=bool(options.pop("height_clock", False)),
         faucet=faucet,

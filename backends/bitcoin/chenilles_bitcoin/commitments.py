@@ -78,12 +78,15 @@ class CommitmentFeeError(InsufficientBalance):
 RESERVE_PPM = 10_000
 
 
-def channel_rules(params: ChannelParams, policy: ChannelPolicy) -> ChannelRules:
+def channel_rules(
+    params: ChannelParams, policy: ChannelPolicy, max_trimmed: int | None = None
+) -> ChannelRules:
     """What a commitment of this channel needs to be mineable, in the core's terms: the
     funder (participant 0) pays ``feerate * (724 + 172 * HTLC outputs) / 1000``; an HTLC
     gets an output only from the dust limit plus its second-stage fee up (HTLC-timeout in
     its payer's commitment, HTLC-success in its payee's); each side keeps 1% of the channel
-    once it has it, at least the dust limit."""
+    once it has it, at least the dust limit; the HTLCs without an output add up to at most
+    ``max_trimmed`` (the node's ``max_dust_exposure_sat``)."""
     rate = policy.feerate_per_kw
     return ChannelRules(
         tuple(
@@ -100,6 +103,7 @@ def channel_rules(params: ChannelParams, policy: ChannelPolicy) -> ChannelRules:
                     policy.dust_limit_sat + htlc_timeout_fee(rate),
                     policy.dust_limit_sat + htlc_success_fee(rate),
                 ),
+                max_trimmed=max_trimmed,
             )
             for asset in params.assets
         )

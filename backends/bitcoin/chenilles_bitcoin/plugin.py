@@ -48,6 +48,7 @@ class BitcoinBackendFactory:
             "dust_limit_sat",
             "max_fee_sat",
             "block_interval",
+            "max_dust_exposure_sat",
         }
         return frozenset(
             embedded_keys

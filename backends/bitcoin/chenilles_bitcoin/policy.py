@@ -31,6 +31,9 @@ MAX_FEERATE_MULTIPLE = 10
 #: Upper bounds of the fields a participant key carries: what keeps a key within
 #: ``Participant.chain_key``'s 200 characters (166 for the keys, 32 digits, 4 colons).
 POLICY_BOUNDS = (9_999_999, 9_999_999, 999_999_999, 99_999)
+#: A node's default cap on what a channel's HTLCs without an output may add up to
+#: (Core Lightning's and Eclair's ``max-dust-htlc-exposure`` default).
+DUST_EXPOSURE_SAT = 50_000
 KEY_PARTS = 3
 POLICY_PARTS = len(POLICY_BOUNDS)
 
@@ -134,6 +137,7 @@ def terms_refusal(offered: ChannelPolicy, ours: ChannelPolicy) -> str | None:
 
 __all__ = [
     "BLOCK_INTERVAL",
+    "DUST_EXPOSURE_SAT",
     "MAX_FEERATE_MULTIPLE",
     "MIN_DUST_LIMIT",
     "ChannelPolicy",

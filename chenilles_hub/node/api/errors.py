@@ -148,6 +148,9 @@ _REFUSAL_HINTS = {
     "no_rate": "the hub quotes no rate for this pair of assets",
     "insufficient_capacity": "a channel on the route has too little free balance",
     "too_many_htlcs": "the channel has no free HTLC slot; try again shortly",
+    "dust_exposure": "the channel holds as much in HTLCs too small for an output as a node "
+    "allows (option max_dust_exposure_sat): wait for them to settle, or pay through "
+    "another channel",
     "invoice_expired": "ask the payee for a new invoice",
     "channel_busy": "retry later, or pay through another channel",
     "record_full": "the peer keeps refusing this channel's proposals: close it",

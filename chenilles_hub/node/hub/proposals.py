@@ -16,7 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ...core import AddHtlc, ChannelError, Effect, ProposalRejected, ProposalWithdrawn, Update
+from ...core import (
+    AddHtlc,
+    ChannelError,
+    Effect,
+    FailHtlc,
+    ProposalRejected,
+    ProposalWithdrawn,
+    SettleHtlc,
+    Update,
+)
 from ...core.errors import ProposalConflict, ProposalTooLarge, TooManyHtlcs
 from ...core.messages import MAX_UPDATES_PER_PROPOSAL
 from .context import NodeContext
@@ -191,7 +200,25 @@ class Proposals:
             channel.queue = [*dropped, *channel.queue]  # the peer's proposal won: ours again
             return
         self.ctx.note(f"peer refused our update on {channel.channel_id.hex()[:8]}: {effect.reason}")
+        resolving = [u for u in dropped if isinstance(u, SettleHtlc | FailHtlc)]
+        if resolving and len(resolving) < len(dropped):
+            # The refusal may be the other updates' (the peer's own limits: its cap on
+            # HTLCs too small for an output, its view of the clock). A settle or fail only
+            # takes from what its rules weigh, and dropped with them, an HTLC whose
+            # preimage we hold would go unclaimed (found by review: a trimmed one, for
+            # good). They are proposed again, on their own.
+            channel.queue = [*resolving, *channel.queue]
+            dropped = tuple(u for u in dropped if not isinstance(u, SettleHtlc | FailHtlc))
         for update in dropped:
+            if isinstance(update, SettleHtlc | FailHtlc):
+                # Refused on its own: the peer breaks the protocol. The watcher still
+                # claims or refunds the HTLC on-chain before its deadline; the operator
+                # is told here, not only in the log.
+                channel.failed(
+                    f"the peer refused our {type(update).__name__} of HTLC {update.htlc_id} "
+                    f"({effect.code}: {effect.reason})",
+                    self.ctx.clock(),
+                )
             self.failed(channel, update, f"{effect.code}: {effect.reason}")
 
     def on_withdrawn(self, channel: Channel, effect: ProposalWithdrawn) -> None:
