@@ -69,11 +69,16 @@ class SettleHtlc(
     preimage: Annotated[bytes, msgspec.Meta(max_length=256)]
 
 
+#: The longest reason a ``FailHtlc`` carries: a peer refuses a proposal with a longer one
+#: (it does not decode), so whoever builds one from a longer text cuts it.
+MAX_FAIL_REASON = 200
+
+
 class FailHtlc(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True, tag="fail_htlc"):
     """The HTLC returns to the payer: the payee gives up, or the expiry has passed."""
 
     htlc_id: Annotated[int, msgspec.Meta(ge=0)]
-    reason: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    reason: Annotated[str, msgspec.Meta(max_length=MAX_FAIL_REASON)] = ""
 
 
 class Close(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True, tag="close"):

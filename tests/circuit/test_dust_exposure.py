@@ -12,12 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import msgspec
 import pytest
 from chenilles_bitcoin.backend import BitcoinBackend, embedded_backend
 
-from chenilles_hub.core import Asset
+from chenilles_hub.core import Asset, SettleHtlc
+from chenilles_hub.core.errors import NotPermitted
+from chenilles_hub.core.messages import Reject
 from chenilles_hub.identity import NodeIdentity
 from chenilles_hub.node.hub.node import Node
+from chenilles_hub.node.hub.proposals import MAX_RESOLVE_RETRIES
 
 from .world import World, plan
 
@@ -147,3 +151,106 @@ def test_a_settle_in_a_proposal_the_peer_refused_for_its_cap_is_proposed_again(
     assert hub_side.state.htlcs == (), "the settle was dropped: the hub is never paid upstream"
     assert payment.status == "succeeded"
     assert line.hub.channels[line.c1].status == "active"
+
+
+def _hub_owes_alice_a_settle_behind_two_offers(line: Line):  # type: ignore[no-untyped-def]
+    """Alice pays Bob 1,200 sat through the hub while the hub cannot reach her: its settle
+    upstream and two 1,240 sat offers of its own to her wait in one queue."""
+    line.alice.pay_direct(line.c1, line.btc, 200_000)
+    line.world.network.run()
+    line.hub.ctx.offline.add(line.alice.node_id)
+    payment = line.pay(line.alice, line.bob, [(line.hub, line.c1), (line.bob, line.c2)], 1_200)
+    line.world.network.run()
+    offers = [line.pay(line.hub, line.alice, [(line.alice, line.c1)], 1_240) for _ in range(2)]
+    line.hub.ctx.offline.discard(line.alice.node_id)
+    line.hub.ctx.parked.pop(line.c1, None)
+    line.hub.ctx.queued[line.c1] = None
+    return payment, offers
+
+
+def test_a_settle_proposed_again_goes_alone_while_offers_keep_arriving(
+    close_ledgers: list[Line],
+) -> None:
+    """Found by review: the settle proposed again went with whatever had been queued
+    meanwhile, and under steady load Alice's cap refused it round after round. Each time
+    the hub learns of a refusal two more small offers to her arrive; the settle still goes
+    through at once, on its own."""
+    line = Line({"alice": 1_500})
+    close_ledgers.append(line)
+    payment, offers = _hub_owes_alice_a_settle_behind_two_offers(line)
+    refused: list[list[str]] = []
+    on_rejected, on_withdrawn = line.hub.proposals.on_rejected, line.hub.proposals.on_withdrawn
+
+    def rejected(channel, effect):  # type: ignore[no-untyped-def]
+        refused.append([type(u).__name__ for u in effect.updates])
+        on_rejected(channel, effect)
+
+    def withdrawn(channel, effect):  # type: ignore[no-untyped-def]
+        on_withdrawn(channel, effect)
+        if len(refused) < 5:
+            offers.extend(
+                line.pay(line.hub, line.alice, [(line.alice, line.c1)], 1_240) for _ in range(2)
+            )
+
+    line.hub.proposals.on_rejected = rejected  # type: ignore[method-assign]
+    line.hub.proposals.on_withdrawn = withdrawn  # type: ignore[method-assign]
+    line.hub.flush()
+    for _ in range(10):
+        line.world.network.run()
+    assert sum("SettleHtlc" in batch for batch in refused) == 1, refused
+    assert line.hub.channels[line.c1].machine.state.htlcs == ()
+    assert payment.status == "succeeded"
+
+
+def test_a_settle_the_peer_keeps_refusing_is_tried_a_bounded_number_of_times_and_shown(
+    close_ledgers: list[Line],
+) -> None:
+    """A peer that refuses every settle (a breach, or a passing reason such as its channel
+    back from a reorg): the hub proposes it again a few times, then says so on the channel;
+    the watcher still settles the HTLC on-chain before its deadline."""
+    line = Line({"alice": 1_500})
+    close_ledgers.append(line)
+    _payment, _offers = _hub_owes_alice_a_settle_behind_two_offers(line)
+    machine = line.alice.channels[line.c1].machine
+    receive = machine.receive
+    settles = []
+
+    def refusing(message, now):  # type: ignore[no-untyped-def]
+        updates = getattr(message, "updates", ())
+        if any(isinstance(u, SettleHtlc) for u in updates):
+            settles.append(message)
+            raise NotPermitted("this peer refuses settles")
+        return receive(message, now)
+
+    machine.receive = refusing  # type: ignore[method-assign]
+    line.hub.flush()
+    for _ in range(20):
+        line.world.network.run()
+    assert len(settles) == 1 + MAX_RESOLVE_RETRIES
+    error = line.hub.channels[line.c1].last_error or ""
+    assert f"refused our SettleHtlc of HTLC 0 {MAX_RESOLVE_RETRIES + 1} times" in error, error
+    assert line.hub.channels[line.c1].status == "active"
+
+
+def test_a_downstream_peers_long_refusal_reaches_upstream_cut_to_what_a_fail_carries(
+    close_ledgers: list[Line],
+) -> None:
+    """Found by review: a Reject's reason (up to 500 characters) became the reason of the
+    hub's FailHtlc upstream, which carries 200: Alice could not decode the hub's proposal,
+    her HTLC stayed locked and the channel went on-chain at its expiry."""
+    line = Line({"bob": 1_000})  # Bob refuses the hub's 1,200 sat HTLC for his cap
+    close_ledgers.append(line)
+    send = line.bob.ctx.send
+
+    def verbose(peer, message):  # type: ignore[no-untyped-def]
+        if isinstance(message, Reject):
+            message = msgspec.structs.replace(message, reason="x" * 480)
+        send(peer, message)
+
+    line.bob.ctx.send = verbose  # type: ignore[method-assign]
+    payment = line.pay(line.alice, line.bob, [(line.hub, line.c1), (line.bob, line.c2)], 1_200)
+    for _ in range(5):
+        line.world.network.run()
+    assert payment.status == "failed", payment.reason
+    assert line.alice.channels[line.c1].machine.state.htlcs == ()
+    assert not line.alice.errors, line.alice.errors

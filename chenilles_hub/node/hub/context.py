@@ -24,6 +24,8 @@ from .payment_totals import PaymentTotals
 from .records import Channel, Quarantined, UndoLog
 
 log = logging.getLogger("chenilles.node")
+#: Lines of the journal kept in memory (``NodeContext.journal``).
+MAX_JOURNAL = 10_000
 
 
 @dataclass
@@ -95,7 +97,8 @@ class NodeContext:
     #: a tick, never inside a peer's message whose failure is undone (the undo bypasses
     #: the hook), so an undo can leave an extra entry but never take a needed one away.
     collecting: dict[bytes, None] = field(default_factory=dict)
-    #: What the node did, in words (tests and the demo read it; the log has it too).
+    #: What the node did, in words (tests and the demo read it; the log has it too): the
+    #: last ``MAX_JOURNAL`` lines at least, at most twice as many.
     journal: list[str] = field(default_factory=list)
     #: Refused peer messages (bounded by the server).
     errors: list[Exception] = field(default_factory=list)
@@ -124,6 +127,8 @@ class NodeContext:
 
     def note(self, text: str) -> None:
         self.journal.append(text)
+        if len(self.journal) > 2 * MAX_JOURNAL:  # a peer's refusals each add lines
+            del self.journal[:-MAX_JOURNAL]
         log.info("%s: %s", self.name, text)
 
     def durable_or_note(self) -> None:

@@ -52,6 +52,7 @@ from ...core.errors import (
     UnsafeTimelock,
     WrongChannel,
 )
+from ...core.updates import MAX_FAIL_REASON
 from ...core.watcher import ClaimIncoming, RefundOutgoing
 from .context import NodeContext
 from .forwarding import ForwardingPolicy, check_incoming_forward, enforcement_delta
@@ -320,7 +321,7 @@ class Payments:
             else:
                 self._forward(channel, htlc, payload)
         except (ChannelError, LedgerError) as error:
-            reason = f"{getattr(error, 'code', 'ledger')}: {error}"[:200]
+            reason = f"{getattr(error, 'code', 'ledger')}: {error}"[:MAX_FAIL_REASON]
             self.ctx.note(f"failing incoming HTLC {htlc.id}: {reason}")
             self.ctx.count("htlc_refused")
             self.proposals.queue(channel, FailHtlc(htlc.id, reason))
@@ -453,7 +454,11 @@ class Payments:
         link = self.links_by_out.pop(key, None)
         if link is not None:
             upstream = self.ctx.channels[link.in_channel]
-            self.proposals.queue(upstream, FailHtlc(link.in_htlc, reason))
+            # The reason may be a downstream peer's (a Reject's, up to 500 characters):
+            # longer than a FailHtlc carries, the upstream peer could not decode the
+            # proposal, and the channel would jam until its HTLC forced it on-chain
+            # (found by review).
+            self.proposals.queue(upstream, FailHtlc(link.in_htlc, reason[:MAX_FAIL_REASON]))
             self.ctx.count("forward_failed_downstream")
             self.ctx.note(f"failing upstream HTLC {link.in_htlc}: {reason}")
             return

@@ -38,6 +38,11 @@ RunEffects = Callable[[Channel, list[Effect]], None]
 MAX_BURIAL_REFUSALS = 3
 #: Called for an update of ours that could not be proposed or that the peer refused.
 UpdateFailed = Callable[[Channel, Update, str], None]
+#: Times a settle or fail the peer refused is proposed again while its HTLC is held: a
+#: refusal may be for a passing reason (the peer's cap on small HTLCs, refused with other
+#: updates; its channel back from a reorg); past this it is the peer's protocol breach,
+#: shown on the channel, and the watcher claims or refunds the HTLC on-chain.
+MAX_RESOLVE_RETRIES = 3
 
 
 class Proposals:
@@ -45,6 +50,14 @@ class Proposals:
         self.ctx = ctx
         self.run = run
         self.failed = failed
+        #: Channels whose next proposal carries only the settles and fails at the head of
+        #: their queue (how many), proposed again after a refusal: with other updates a
+        #: peer's limit may refuse them again, round after round under load. Not
+        #: persisted: after a restart they go with the rest, and a refusal separates them
+        #: again.
+        self._alone: dict[bytes, int] = {}
+        #: Per channel, the HTLCs whose settle or fail was proposed again, and how often.
+        self._retries: dict[bytes, dict[int, int]] = {}
 
     def queue(self, channel: Channel, update: Update) -> None:
         channel.queue = [*channel.queue, update]
@@ -122,7 +135,8 @@ class Proposals:
         """Propose the longest acceptable part of the queue that fits in one proposal; the
         rest stays queued for the next one, and HTLC offers beyond the channel's free slots
         wait for a slot (``htlc_queue``). True if anything was proposed or failed."""
-        batch, held = take_batch(channel, channel.queue, MAX_UPDATES_PER_PROPOSAL)
+        size = self._alone.pop(channel.channel_id, MAX_UPDATES_PER_PROPOSAL)
+        batch, held = take_batch(channel, channel.queue, size)
         if not batch:
             return False  # every update is an offer waiting for a slot: nothing changes
         good, waiting = self._acceptable(channel, batch, now)
@@ -200,26 +214,43 @@ class Proposals:
             channel.queue = [*dropped, *channel.queue]  # the peer's proposal won: ours again
             return
         self.ctx.note(f"peer refused our update on {channel.channel_id.hex()[:8]}: {effect.reason}")
-        resolving = [u for u in dropped if isinstance(u, SettleHtlc | FailHtlc)]
-        if resolving and len(resolving) < len(dropped):
-            # The refusal may be the other updates' (the peer's own limits: its cap on
-            # HTLCs too small for an output, its view of the clock). A settle or fail only
-            # takes from what its rules weigh, and dropped with them, an HTLC whose
-            # preimage we hold would go unclaimed (found by review: a trimmed one, for
-            # good). They are proposed again, on their own.
-            channel.queue = [*resolving, *channel.queue]
-            dropped = tuple(u for u in dropped if not isinstance(u, SettleHtlc | FailHtlc))
+        again = self._again(channel, dropped)
+        if again:
+            # A settle or fail only takes from what the peer's rules weigh, and dropped, an
+            # HTLC whose preimage we hold would go unclaimed (found by review: a trimmed
+            # one, for good). Proposed again, on their own.
+            channel.queue = [*again, *channel.queue]
+            self._alone[channel.channel_id] = len(again)
         for update in dropped:
-            if isinstance(update, SettleHtlc | FailHtlc):
-                # Refused on its own: the peer breaks the protocol. The watcher still
-                # claims or refunds the HTLC on-chain before its deadline; the operator
-                # is told here, not only in the log.
-                channel.failed(
-                    f"the peer refused our {type(update).__name__} of HTLC {update.htlc_id} "
-                    f"({effect.code}: {effect.reason})",
-                    self.ctx.clock(),
-                )
-            self.failed(channel, update, f"{effect.code}: {effect.reason}")
+            if not any(update is u for u in again):
+                self.failed(channel, update, f"{effect.code}: {effect.reason}")
+
+    def _again(self, channel: Channel, dropped: tuple[Update, ...]) -> list[Update]:
+        """The settles and fails of a refused proposal to propose again: those whose HTLC
+        the channel still holds, each at most ``MAX_RESOLVE_RETRIES`` times; one refused
+        more often is shown on the channel."""
+        held = {h.id for h in channel.machine.state.htlcs}
+        tries = self._retries.setdefault(channel.channel_id, {})
+        for htlc_id in [i for i in tries if i not in held]:  # resolved since: forgotten
+            del tries[htlc_id]
+        again: list[Update] = []
+        for update in dropped:
+            if not isinstance(update, SettleHtlc | FailHtlc) or update.htlc_id not in held:
+                continue
+            count = tries.get(update.htlc_id, 0)
+            if count < MAX_RESOLVE_RETRIES:
+                tries[update.htlc_id] = count + 1
+                again.append(update)
+                continue
+            del tries[update.htlc_id]
+            channel.failed(
+                f"the peer refused our {type(update).__name__} of HTLC {update.htlc_id} "
+                f"{count + 1} times; it is resolved on-chain by its deadline",
+                self.ctx.clock(),
+            )
+        if not tries:
+            del self._retries[channel.channel_id]
+        return again
 
     def on_withdrawn(self, channel: Channel, effect: ProposalWithdrawn) -> None:
         """The peer refused our proposal: nothing is in flight; ``flush`` buries it."""
