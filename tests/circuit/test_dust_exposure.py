@@ -16,7 +16,7 @@ import msgspec
 import pytest
 from chenilles_bitcoin.backend import BitcoinBackend, embedded_backend
 
-from chenilles_hub.core import Asset, SettleHtlc
+from chenilles_hub.core import Asset, ProposalRejected, SettleHtlc
 from chenilles_hub.core.errors import NotPermitted
 from chenilles_hub.core.messages import Reject
 from chenilles_hub.identity import NodeIdentity
@@ -254,3 +254,31 @@ def test_a_downstream_peers_long_refusal_reaches_upstream_cut_to_what_a_fail_car
     assert payment.status == "failed", payment.reason
     assert line.alice.channels[line.c1].machine.state.htlcs == ()
     assert not line.alice.errors, line.alice.errors
+
+
+def test_a_settle_going_alone_that_loses_a_conflict_goes_alone_again(
+    close_ledgers: list[Line],
+) -> None:
+    """Found by review: the settle proposed alone after a refusal, if that proposal lost a
+    conflict to the peer's, went back into the queue and out with the offers behind it,
+    for the peer's cap to refuse again. It goes alone again."""
+    line = Line({"alice": 1_500})
+    close_ledgers.append(line)
+    payment, _offers = _hub_owes_alice_a_settle_behind_two_offers(line)
+    channel = line.hub.channels[line.c1]
+    settle = channel.queue[0]
+    assert isinstance(settle, SettleHtlc)
+    # As after a refusal: the settle was proposed again alone, and that proposal lost.
+    line.hub.proposals._retries[line.c1] = {settle.htlc_id: 1}
+    channel.queue = channel.queue[1:]
+    conflict = ProposalRejected(
+        0, "proposal_conflict", "the peer's proposal won", updates=(settle,)
+    )
+    line.hub.proposals.on_rejected(channel, conflict)
+    line.hub.flush()
+    pending = channel.machine.pending
+    assert pending is not None
+    assert [type(u).__name__ for u in pending.message.updates] == ["SettleHtlc"]
+    for _ in range(5):
+        line.world.network.run()
+    assert payment.status == "succeeded"

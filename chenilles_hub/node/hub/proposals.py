@@ -87,6 +87,8 @@ class Proposals:
                 if channel.status in ("disputed", "closed"):
                     # What we refused stays unreported: the chain decides now.
                     stranded, channel.queue = channel.queue, []
+                    self._alone.pop(channel_id, None)
+                    self._retries.pop(channel_id, None)
                     for update in stranded:
                         self.failed(channel, update, f"the channel is {channel.status}")
                     del queued[channel_id]
@@ -212,6 +214,11 @@ class Proposals:
         dropped = effect.updates
         if effect.code == ProposalConflict.code:
             channel.queue = [*dropped, *channel.queue]  # the peer's proposal won: ours again
+            retried = self._retries.get(channel.channel_id, {})
+            if dropped and all(
+                isinstance(u, SettleHtlc | FailHtlc) and u.htlc_id in retried for u in dropped
+            ):  # settles going alone after a refusal go alone again (found by review)
+                self._alone[channel.channel_id] = len(dropped)
             return
         self.ctx.note(f"peer refused our update on {channel.channel_id.hex()[:8]}: {effect.reason}")
         again = self._again(channel, dropped)

@@ -50,6 +50,7 @@ from ...core.virtual import (
     virtual_params,
 )
 from ..net import wire
+from ..net.wire import MAX_ANSWER_REASON
 from .context import NodeContext
 from .records import Channel
 from .virtual_guard import check_fund
@@ -243,7 +244,7 @@ class VirtualChannels:
                 raise InvalidParams(f"a virtual channel lives at least {MIN_LIFETIME} s")
             terms = hub_terms(self.keys, self.rate_of, la, lb, m, peer, self.ctx.node_id)
         except ChannelError as error:
-            self.ctx.send(peer, wire.VirtualAnswer(m.request_id, False, f"{error.code}: {error}"))
+            self.ctx.send(peer, wire.VirtualAnswer(m.request_id, False, _refusal(error)))
             return
         v = VirtualChannel(m.request_id, "hub", "offered", terms=terms)
         v.expires_at = self.ctx.clock() + self.request_timeout
@@ -283,7 +284,7 @@ class VirtualChannels:
             if mine is not None and mine.role == "alice" and mine.status == "requested":
                 mine.status, mine.reason = "refused", f"{error.code}: {error}"
                 self._store(mine)
-            self.ctx.send(peer, wire.VirtualAnswer(m.request_id, False, f"{error.code}: {error}"))
+            self.ctx.send(peer, wire.VirtualAnswer(m.request_id, False, _refusal(error)))
             return
         v = mine or VirtualChannel(m.request_id, "bob", "offered")
         v.terms, v.machine, v.status = terms, machine, "offered"
@@ -532,3 +533,9 @@ class VirtualChannels:
         if not v.machine.idle:
             raise NotPermitted("an update is on its way: wait for the peer's answer")
         return v.machine
+
+
+def _refusal(error: ChannelError) -> str:
+    """An error as a ``VirtualAnswer``'s reason, cut to what one carries (the error may
+    quote a requester's numbers at any length: longer, the answer would not decode)."""
+    return f"{error.code}: {error}"[:MAX_ANSWER_REASON]

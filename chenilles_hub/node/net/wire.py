@@ -126,13 +126,17 @@ class VirtualKey(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="v
     v_key: Annotated[str, msgspec.Meta(pattern="^0x[0-9a-fA-F]{40}$")]
 
 
+#: The longest reason a ``VirtualAnswer`` carries (a longer one does not decode).
+MAX_ANSWER_REASON = 300
+
+
 class VirtualAnswer(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="virtual_answer"):
     """An end's answer to an offer (to the hub), or the hub's refusal (to the ends): the
     hub funds both guarantees only once both ends accepted."""
 
     request_id: Bytes32
     accepted: bool
-    reason: Annotated[str, msgspec.Meta(max_length=300)] = ""
+    reason: Annotated[str, msgspec.Meta(max_length=MAX_ANSWER_REASON)] = ""
 
 
 class VirtualFinal(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="virtual_final"):
