@@ -81,6 +81,12 @@ class FailHtlc(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True
     reason: Annotated[str, msgspec.Meta(max_length=MAX_FAIL_REASON)] = ""
 
 
+def fail_htlc(htlc_id: int, reason: str) -> FailHtlc:
+    """A ``FailHtlc`` whose reason, from any text (an error, a downstream peer's Reject of
+    up to 500 characters), is cut to what the peer decodes."""
+    return FailHtlc(htlc_id, reason[:MAX_FAIL_REASON])
+
+
 class Close(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True, tag="close"):
     """Marks the state final: the basis of a cooperative close on the ledger."""
 

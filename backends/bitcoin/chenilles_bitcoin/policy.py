@@ -18,7 +18,7 @@ is built with each side's options, as it was then.
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, fields
 
 from .bolt3 import InvalidKeyError
 
@@ -62,10 +62,12 @@ class ChannelPolicy:
             raise ValueError(f"a fee policy is whole numbers (sat/kw, sat, s): {self}")
         if self.block_interval <= 0 or min(astuple(self)) < 0:
             raise ValueError(f"a fee policy no channel can have: {self}")
-        names = ("feerate_per_kw", "dust_limit_sat", "max_fee_sat", "block_interval")
-        for name, value, bound in zip(names, astuple(self), POLICY_BOUNDS, strict=True):
+        for field, bound in zip(fields(self), POLICY_BOUNDS, strict=True):
+            value = getattr(self, field.name)
             if value > bound:
-                raise ValueError(f"{name} = {value} is above {bound}, the most a channel takes")
+                raise ValueError(
+                    f"{field.name} = {value} is above {bound}, the most a channel takes"
+                )
 
 
 def with_policy(keys: str, policy: ChannelPolicy) -> str:
@@ -79,13 +81,13 @@ def policy_in_key(chain_key: str) -> ChannelPolicy | None:
     parts = chain_key.split(":")
     if len(parts) == KEY_PARTS:
         return None
-    fields = parts[KEY_PARTS:]
-    if len(fields) != POLICY_PARTS or not all(_decimal(field) for field in fields):
+    values = parts[KEY_PARTS:]
+    if len(values) != POLICY_PARTS or not all(_decimal(value) for value in values):
         raise InvalidKeyError(
             "a Bitcoin participant key's fee policy is feerate:dust:max fee:block interval, "
             "in decimal"
         )
-    policy = ChannelPolicy(*(int(field) for field in fields))
+    policy = ChannelPolicy(*(int(value) for value in values))
     try:
         policy.check()
     except ValueError as exc:

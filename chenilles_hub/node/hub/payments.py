@@ -52,7 +52,7 @@ from ...core.errors import (
     UnsafeTimelock,
     WrongChannel,
 )
-from ...core.updates import MAX_FAIL_REASON
+from ...core.updates import fail_htlc
 from ...core.watcher import ClaimIncoming, RefundOutgoing
 from .context import NodeContext
 from .forwarding import ForwardingPolicy, check_incoming_forward, enforcement_delta
@@ -321,10 +321,10 @@ class Payments:
             else:
                 self._forward(channel, htlc, payload)
         except (ChannelError, LedgerError) as error:
-            reason = f"{getattr(error, 'code', 'ledger')}: {error}"[:MAX_FAIL_REASON]
+            reason = f"{getattr(error, 'code', 'ledger')}: {error}"
             self.ctx.note(f"failing incoming HTLC {htlc.id}: {reason}")
             self.ctx.count("htlc_refused")
-            self.proposals.queue(channel, FailHtlc(htlc.id, reason))
+            self.proposals.queue(channel, fail_htlc(htlc.id, reason))
 
     def _receive_payment(self, channel: Channel, htlc: Htlc, payload: HopPayload) -> None:
         entry = self.invoices.get(htlc.payment_hash)
@@ -455,10 +455,9 @@ class Payments:
         if link is not None:
             upstream = self.ctx.channels[link.in_channel]
             # The reason may be a downstream peer's (a Reject's, up to 500 characters):
-            # longer than a FailHtlc carries, the upstream peer could not decode the
-            # proposal, and the channel would jam until its HTLC forced it on-chain
-            # (found by review).
-            self.proposals.queue(upstream, FailHtlc(link.in_htlc, reason[:MAX_FAIL_REASON]))
+            # uncut, the upstream peer could not decode the proposal, and the channel would
+            # jam until its HTLC forced it on-chain (found by review).
+            self.proposals.queue(upstream, fail_htlc(link.in_htlc, reason))
             self.ctx.count("forward_failed_downstream")
             self.ctx.note(f"failing upstream HTLC {link.in_htlc}: {reason}")
             return

@@ -228,8 +228,9 @@ class Proposals:
             # one, for good). Proposed again, on their own.
             channel.queue = [*again, *channel.queue]
             self._alone[channel.channel_id] = len(again)
+        proposed_again = {id(u) for u in again}
         for update in dropped:
-            if not any(update is u for u in again):
+            if id(update) not in proposed_again:
                 self.failed(channel, update, f"{effect.code}: {effect.reason}")
 
     def _again(self, channel: Channel, dropped: tuple[Update, ...]) -> list[Update]:
